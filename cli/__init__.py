@@ -1,0 +1,1 @@
+"""The `retrieval` command line: typer commands that call plain functions."""

@@ -1,0 +1,19 @@
+"""Entry point of the `retrieval` console script; each command group lives in its own module."""
+
+import logging
+
+import typer
+
+from cli import core_cmds
+
+app = typer.Typer(help="Language-based audio retrieval: index audio, search it with text, train the head.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+core_cmds.register(app)

@@ -1,0 +1,49 @@
+"""The fixed numbers of the method (METHOD.md), named once."""
+
+from dataclasses import asdict, dataclass
+
+SAMPLE_RATE = 32_000
+N_TAGS = 527
+
+PASST_ARCH = "passt_s_swa_p16_128_ap476"
+PASST_URL = (
+    "https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt"
+)
+PASST_FILENAME = "passt-s-f128-p16-s10-ap.476-swa.pt"
+
+MPNET_ID = "sentence-transformers/all-mpnet-base-v2"
+MPNET_REVISION = "e8c3b32edf5434bc2275fc9bab85f82640a19130"
+MPNET_SAFETENSORS_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+MPNET_SAFETENSORS_SIZE = 437_971_872
+
+DEFAULT_LAMBDA = 0.8
+
+
+@dataclass(frozen=True)
+class Windowing:
+    """How a clip is cut for PaSST: hear21passt's scene-embedding scheme, in seconds."""
+
+    window_s: float = 10.0
+    hop_s: float = 2.5
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def window(self) -> int:
+        return int(round(self.window_s * self.sample_rate))
+
+    @property
+    def hop(self) -> int:
+        return int(round(self.hop_s * self.sample_rate))
+
+    @property
+    def pad(self) -> int:
+        # hear21passt reflect-pads half a window on each side
+        return self.window // 2
+
+    def n_windows(self, n_samples: int) -> int:
+        if n_samples <= self.window:
+            return 1
+        return (n_samples + 2 * self.pad - self.window) // self.hop + 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,21 @@
+"""Named errors raised by the library; the service maps them to HTTP responses at its edge."""
+
+
+class RetrievalError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class AudioDecodeError(RetrievalError):
+    """The input could not be turned into audio samples (not audio, truncated, empty, non-finite...)."""
+
+
+class AudioTooLong(AudioDecodeError):
+    """The audio is longer than the configured maximum duration."""
+
+
+class CheckpointMismatch(RetrievalError):
+    """A checkpoint, feature file or index was made with other models than the ones it is used with."""
+
+
+class ModelNotFound(RetrievalError):
+    """A model's weights are not where the configuration says they are."""

@@ -1,0 +1,97 @@
+"""The whole model: decoded audio or text in, unit vectors of one shared space out."""
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+import torch
+
+from retrieval.checkpoint import Checkpoint, HeadConfig, load_checkpoint, zero_shot
+from retrieval.labels import audioset_labels, top_tags
+from retrieval.settings import Settings
+from retrieval.tagger import RANDOM_WEIGHTS, PasstTagger
+from retrieval.text import TextEncoder
+
+log = logging.getLogger(__name__)
+MANIFEST = "retrieval-model.json"
+
+
+def tag_text_embeddings(text: TextEncoder) -> torch.Tensor:
+    """(527, D) embeddings of the AudioSet names, as is (no caption cleaning)."""
+    return torch.from_numpy(text.encode(list(audioset_labels()), clean=False))
+
+
+class Retriever:
+    """PaSST tagger + head + text encoder; checks at construction that the three belong together."""
+
+    def __init__(self, tagger: PasstTagger, text: TextEncoder, ckpt: Checkpoint):
+        ckpt.config.check_against(text=text.describe(), tagger=tagger.describe())
+        self.tagger = tagger
+        self.text = text
+        self.ckpt = ckpt
+        self.head = ckpt.head.to("cpu").eval()
+
+    @property
+    def fingerprint(self) -> dict:
+        """What the vectors depend on: an index refuses vectors of another fingerprint."""
+        return {"head": self.ckpt.fingerprint, **self.text.describe(), **self.tagger.describe()}
+
+    @property
+    def fingerprint_id(self) -> str:
+        blob = json.dumps(self.fingerprint, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def logits(self, wave: np.ndarray) -> np.ndarray:
+        """(n,) samples -> (527,) PaSST logits."""
+        return self.tagger.logits(wave)
+
+    @torch.inference_mode()
+    def project(self, logits: np.ndarray) -> np.ndarray:
+        """(N, 527) logits -> (N, D) unit vectors through the head and the tag fusion."""
+        x = torch.as_tensor(np.asarray(logits, dtype=np.float32)).reshape(-1, self.head.n_tags)
+        return self.head.encode_audio(x).numpy()
+
+    def encode_audio(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) samples -> ((D,) vector, (527,) logits)."""
+        logits = self.logits(wave)
+        return self.project(logits[None])[0], logits
+
+    @torch.inference_mode()
+    def encode_text(self, queries: list[str]) -> np.ndarray:
+        """(M,) queries -> (M, D) unit vectors in the audio space."""
+        emb = torch.from_numpy(self.text.encode(queries))
+        return self.head.encode_text(emb).numpy()
+
+    def top_tags(self, logits: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        return top_tags(logits, k)
+
+
+def load_text_encoder(settings: Settings) -> TextEncoder:
+    path = settings.models_path(settings.text_model)
+    manifest = path / MANIFEST
+    meta = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return TextEncoder.load(path, model_id=meta.get("model_id", settings.text_model),
+                            revision=meta.get("revision"), device=settings.device)
+
+
+def load_tagger(settings: Settings) -> PasstTagger:
+    weights = settings.passt_weights
+    if weights != RANDOM_WEIGHTS:
+        weights = str(settings.models_path(weights))
+    return PasstTagger.load(weights, device=settings.device, batch_windows=settings.batch_windows)
+
+
+def build_retriever(settings: Settings, *, tagger: PasstTagger | None = None,
+                    text: TextEncoder | None = None) -> Retriever:
+    """Everything from the settings: the configured checkpoint, or the zero-shot model without one."""
+    text = text or load_text_encoder(settings)
+    tagger = tagger or load_tagger(settings)
+    if settings.checkpoint is not None:
+        ckpt = load_checkpoint(settings.checkpoint)
+    else:
+        cfg = HeadConfig(text_model=text.model_id, text_model_revision=text.revision, dim=text.dim,
+                         passt_arch=tagger.arch, windowing=tagger.windowing.as_dict())
+        ckpt = zero_shot(tag_text_embeddings(text), cfg)
+    log.info("serving model %s", ckpt.fingerprint)
+    return Retriever(tagger, text, ckpt)

@@ -1,0 +1,46 @@
+"""One settings object, read once from the environment (prefix ``RETRIEVAL_``) and validated at start-up."""
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retrieval.config import PASST_FILENAME
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RETRIEVAL_", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="index, metadata and uploaded audio live here")
+    models_dir: Path = Field(Path("models"), description="where `retrieval models fetch` puts weights")
+    text_model: str = Field(
+        "all-mpnet-base-v2", description="folder of a sentence-transformers model, absolute or in models_dir"
+    )
+    passt_weights: str = Field(
+        PASST_FILENAME, description="PaSST checkpoint, absolute or in models_dir; 'random' for tests only"
+    )
+    checkpoint: Path | None = Field(None, description="trained head; without one the zero-shot model serves")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, or cuda[:N]")
+    batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
+    index_kind: Literal["flat", "hnsw"] = Field("flat", description="exact flat search or HNSW")
+    store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; unset with qdrant = embedded")
+    qdrant_collection: str = "clips"
+    api_key: SecretStr | None = Field(None, description="key for write endpoints (X-API-Key or Bearer)")
+    protect_reads: bool = Field(False, description="require the API key for reads too")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (none)")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest accepted upload")
+    max_duration_s: float = Field(600.0, gt=0, description="longest accepted clip, seconds")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def models_path(self, value: str | Path) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or p.exists() else self.models_dir / p
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,89 @@
+"""The frozen sentence-transformer text encoder and the caption cleaning of the author's recipe."""
+
+import logging
+import re
+import string
+from pathlib import Path
+
+import numpy as np
+
+from retrieval.device import resolve_device
+from retrieval.errors import ModelNotFound
+
+log = logging.getLogger(__name__)
+
+_CONTRACTIONS = {
+    "won't": "will not", "can't": "cannot", "shan't": "shall not", "ain't": "am not",
+    "let's": "let us", "y'all": "you all",
+}
+_SUFFIXES = (
+    ("n't", " not"), ("'re", " are"), ("'ve", " have"), ("'ll", " will"), ("'d", " would"), ("'m", " am"),
+)
+_PRONOUN_IS = {"it", "he", "she", "that", "there", "here", "what", "who", "where", "how", "this"}
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def _expand(token: str) -> str:
+    t = token.replace("\u2019", "'")
+    low = t.lower()
+    if low in _CONTRACTIONS:
+        out = _CONTRACTIONS[low]
+        return out[0].upper() + out[1:] if t[:1].isupper() else out
+    for suffix, full in _SUFFIXES:
+        if low.endswith(suffix) and len(t) > len(suffix):
+            return t[: -len(suffix)] + full
+    if low.endswith("'s") and low[:-2] in _PRONOUN_IS:
+        return t[:-2] + " is"
+    return t
+
+
+def clean_caption(text: str) -> str:
+    """Collapse whitespace, expand contractions, dashes to spaces, strip ASCII punctuation, keep case.
+
+    A possessive "'s" after a noun is not a contraction: its apostrophe is stripped with the punctuation
+    ("the dog's bark" -> "the dogs bark"), as in the author's pipeline.
+    """
+    text = re.sub(r"\s+", " ", text).strip()
+    text = " ".join(_expand(t) for t in text.split(" "))
+    text = re.sub(r"-+", " ", text)
+    text = text.translate(_PUNCT)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class TextEncoder:
+    """A sentence-transformers model giving L2-normalised sentence embeddings (mean pooling)."""
+
+    def __init__(self, model, *, model_id: str, revision: str | None):
+        self.model = model
+        self.model_id = model_id
+        self.revision = revision
+        self.dim = int(model.get_sentence_embedding_dimension())
+
+    @classmethod
+    def load(cls, path_or_id: str | Path, *, model_id: str | None = None, revision: str | None = None,
+             device: str = "auto", allow_download: bool = False) -> "TextEncoder":
+        """Load from a local folder, or (``allow_download``) from the model hub by id at ``revision``."""
+        from sentence_transformers import SentenceTransformer
+
+        local = Path(path_or_id).expanduser()
+        if not local.is_dir() and not allow_download:
+            raise ModelNotFound(
+                f"text model not found at {local}; run `retrieval models fetch` (or set RETRIEVAL_TEXT_MODEL "
+                "to a local sentence-transformers folder)"
+            )
+        source = str(local) if local.is_dir() else str(path_or_id)
+        model = SentenceTransformer(source, revision=None if local.is_dir() else revision,
+                                    device=str(resolve_device(device)), local_files_only=not allow_download)
+        return cls(model, model_id=model_id or str(path_or_id), revision=revision)
+
+    def describe(self) -> dict:
+        return {"text_model": self.model_id, "text_model_revision": self.revision, "dim": self.dim}
+
+    def encode(self, sentences: list[str], *, batch_size: int = 64, clean: bool = True,
+               progress: bool = False) -> np.ndarray:
+        """(M,) sentences -> (M, D) float32 unit vectors."""
+        if clean:
+            sentences = [clean_caption(s) for s in sentences]
+        out = self.model.encode(sentences, batch_size=batch_size, convert_to_numpy=True,
+                                normalize_embeddings=True, show_progress_bar=progress)
+        return np.asarray(out, dtype=np.float32).reshape(len(sentences), self.dim)

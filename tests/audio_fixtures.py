@@ -1,0 +1,28 @@
+"""Audio with known contents, written on the spot: sine waves, silence, clicks."""
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+def sine(freq: float = 440.0, *, seconds: float = 1.0, rate: int = 32_000, channels: int = 1,
+         amplitude: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.stack([x] * channels, axis=1) if channels > 1 else x
+
+
+def clicks(*, seconds: float = 1.0, rate: int = 32_000, every_s: float = 0.1) -> np.ndarray:
+    x = np.zeros(int(seconds * rate), dtype=np.float32)
+    x[:: int(every_s * rate)] = 0.9
+    return x
+
+
+def noise(*, seconds: float = 1.0, rate: int = 32_000, seed: int = 0, amplitude: float = 0.3) -> np.ndarray:
+    return (amplitude * np.random.default_rng(seed).standard_normal(int(seconds * rate))).astype(np.float32)
+
+
+def write(path: Path, data: np.ndarray, rate: int = 32_000, **kwargs) -> Path:
+    sf.write(str(path), data, rate, **kwargs)
+    return path

@@ -1,0 +1,107 @@
+import io
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from retrieval.audio import decode_audio
+from retrieval.config import SAMPLE_RATE
+from retrieval.errors import AudioDecodeError, AudioTooLong
+from tests.audio_fixtures import sine, write
+
+FORMATS = [("wav", {}), ("flac", {}), ("ogg", {"format": "OGG", "subtype": "VORBIS"}), ("mp3", {})]
+
+
+def dominant_hz(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * SAMPLE_RATE / len(x))
+
+
+@pytest.mark.parametrize("rate", [8_000, 16_000, 44_100, 48_000])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("ext,kw", FORMATS, ids=[f[0] for f in FORMATS])
+def test_decodes_formats_rates_and_channels(tmp_path, ext, kw, rate, channels):
+    path = write(tmp_path / f"tone.{ext}", sine(440.0, seconds=1.0, rate=rate, channels=channels), rate, **kw)
+    audio = decode_audio(path)
+    assert audio.source_rate == rate and audio.channels == channels
+    assert audio.wave.dtype == np.float32 and audio.wave.ndim == 1
+    assert abs(audio.duration_s - 1.0) < 0.08  # mp3/ogg encoders add a few ms of priming
+    assert np.abs(audio.wave).max() <= 1.0
+    assert abs(dominant_hz(audio.wave) - 440.0) < 5.0
+    assert 0.3 < np.abs(audio.wave).max() < 0.7
+
+
+def test_opus_and_bytes_equal_path(tmp_path):
+    path = write(tmp_path / "tone.opus", sine(1000.0, seconds=1.0, rate=48_000), 48_000,
+                 format="OGG", subtype="OPUS")
+    from_path = decode_audio(path)
+    from_bytes = decode_audio(path.read_bytes())
+    assert from_path.format == "OGG"
+    np.testing.assert_array_equal(from_path.wave, from_bytes.wave)
+    assert abs(dominant_hz(from_path.wave) - 1000.0) < 5.0
+
+
+def test_stereo_is_mixed_to_mono(tmp_path):
+    left, right = sine(440.0, seconds=0.5), np.zeros(16_000, dtype=np.float32)
+    path = write(tmp_path / "lr.wav", np.stack([left, right], axis=1))
+    np.testing.assert_allclose(decode_audio(path).wave, left / 2, atol=1e-4)  # 16-bit PCM
+
+
+def test_resampling_keeps_length_and_pitch(tmp_path):
+    path = write(tmp_path / "t.wav", sine(3000.0, seconds=2.0, rate=44_100), 44_100)
+    wave = decode_audio(path).wave
+    assert abs(len(wave) - 2 * SAMPLE_RATE) <= 1
+    assert abs(dominant_hz(wave) - 3000.0) < 2.0
+
+
+def wav_bytes(data, rate=16_000, subtype="PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, data, rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def bad_inputs() -> dict[str, bytes]:
+    good = wav_bytes(sine(seconds=0.5, rate=16_000), 16_000)
+    lying = bytearray(good)
+    lying[40:44] = struct.pack("<I", 10_000_000)  # data chunk claims far more than is there
+    nan = wav_bytes(np.full(1600, np.nan, dtype=np.float32), 16_000, subtype="FLOAT")
+    return {
+        "empty": b"",
+        "one byte": b"R",
+        "truncated header": good[:20],
+        "text": b"rain on a tin roof\n" * 20,
+        "png": b"\x89PNG\r\n\x1a\n" + bytes(200),
+        "zero samples": wav_bytes(np.zeros(0, dtype=np.float32)),
+        "nan samples": nan,
+        "random": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "data size lies": bytes(lying),
+        "truncated body": good[:1000],
+    }
+
+
+@pytest.mark.parametrize("name", list(bad_inputs()))
+def test_bad_input_raises_one_named_error(name):
+    with pytest.raises(AudioDecodeError) as err:
+        decode_audio(bad_inputs()[name], name="clip.wav")
+    assert "clip.wav" in str(err.value)
+
+
+def test_missing_and_empty_paths(tmp_path):
+    with pytest.raises(AudioDecodeError, match="no such file"):
+        decode_audio(tmp_path / "absent.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioDecodeError, match="empty"):
+        decode_audio(tmp_path / "empty.wav")
+
+
+def test_too_long_is_refused_from_the_header(tmp_path):
+    path = write(tmp_path / "long.wav", sine(seconds=3.0, rate=8_000), 8_000)
+    with pytest.raises(AudioTooLong, match="longer than the maximum of 2 s"):
+        decode_audio(path, max_duration_s=2.0)
+    assert decode_audio(path, max_duration_s=3.5).duration_s == pytest.approx(3.0, abs=1e-3)
+
+
+def test_loud_float_samples_are_clipped():
+    wave = decode_audio(wav_bytes(np.full(3200, 4.0, dtype=np.float32), 32_000, subtype="FLOAT")).wave
+    assert wave.max() == 1.0
