@@ -3,6 +3,8 @@
 Vectors are unit vectors of the model's shared space, scored by inner product (= cosine).
 """
 
+from __future__ import annotations  # the `list` method would shadow the builtin in annotations
+
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
