@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from retrieval.config import DEFAULT_LAMBDA, N_TAGS, PASST_ARCH, Windowing
@@ -77,12 +77,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise ModelNotFound(f"checkpoint not found: {path}")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         tensors = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointMismatch(f"{path} is not a head checkpoint (safetensors): {e}") from e
     if meta.get("format") != FORMAT:
         raise CheckpointMismatch(f"{path} is not a {FORMAT} checkpoint (format={meta.get('format')!r})")

@@ -57,7 +57,7 @@ class TextEncoder:
         self.model = model
         self.model_id = model_id
         self.revision = revision
-        self.dim = int(model.get_sentence_embedding_dimension())
+        self.dim = int(model.get_embedding_dimension())
 
     @classmethod
     def load(cls, path_or_id: str | Path, *, model_id: str | None = None, revision: str | None = None,
