@@ -1,0 +1,207 @@
+"""The SQLite half of the FAISS store: the source of truth for records, logits and vectors.
+
+WAL journal, synchronous=FULL: a transaction that committed survives a crash of the process or the machine.
+Every write transaction bumps ``generation``; a re-projection also bumps ``epoch`` (the vectors changed in
+place). The FAISS file is a cache of (epoch, generation) and is rebuilt or caught up from here.
+"""
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from index.base import ClipRecord, NewClip, SearchFilter, Tag
+from retrieval.config import N_TAGS
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
+CREATE TABLE IF NOT EXISTS clips (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a FAISS id always means one clip
+    name TEXT NOT NULL,
+    location TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    duration REAL NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    added_at REAL NOT NULL,
+    stored_copy INTEGER NOT NULL DEFAULT 0,
+    tags TEXT NOT NULL,                    -- JSON [[label, probability], ...], most probable first
+    logits BLOB NOT NULL,                  -- (527,) float32
+    vector BLOB NOT NULL                   -- (D,) float32
+);
+CREATE INDEX IF NOT EXISTS clips_duration ON clips (duration);
+"""
+RECORD_COLUMNS = "id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags"
+TAG_MATCH = ("EXISTS (SELECT 1 FROM json_each(clips.tags) AS t "
+             "WHERE lower(json_extract(t.value, '$[0]')) = lower(?))")
+
+
+def _record(row: tuple) -> ClipRecord:
+    id_, name, location, sha, duration, rate, added_at, stored_copy, tags = row
+    return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
+                      tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
+                      stored_copy=bool(stored_copy), id=id_, added_at=added_at)
+
+
+class ClipDB:
+    """One connection per thread (WAL lets readers run beside a writer); writes in explicit transactions."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self.connection().executescript(SCHEMA)
+        with self.transaction(bump=False) as con:
+            for key in ("generation", "epoch"):
+                con.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
+
+    def connection(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            self._local.con = con
+            with self._all_lock:
+                self._all.append(con)
+        return con
+
+    @contextmanager
+    def transaction(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; a write bumps the generation."""
+        con = self.connection()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+            if bump:
+                con.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Reads inside see one committed state, whatever other processes commit meanwhile."""
+        con = self.connection()
+        if con.in_transaction:  # already inside a write transaction: that is a snapshot
+            yield
+            return
+        con.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            con.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for con in self._all:
+                con.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- meta ---------------------------------------------------------------------------------------------
+    def meta(self, key: str, default=None):
+        row = self.connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def state(self) -> tuple[int, int]:
+        """(epoch, generation) of the last committed write."""
+        rows = dict(self.connection().execute(
+            "SELECT key, value FROM meta WHERE key IN ('epoch', 'generation')").fetchall())
+        return int(rows["epoch"]), int(rows["generation"])
+
+    @staticmethod
+    def set_meta(con: sqlite3.Connection, key: str, value) -> None:
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # -- clips --------------------------------------------------------------------------------------------
+    @staticmethod
+    def insert(con: sqlite3.Connection, clip: NewClip, *, vector: np.ndarray, logits: np.ndarray) -> int:
+        tags = json.dumps([[t.label, float(t.probability)] for t in clip.tags])
+        cur = con.execute(
+            "INSERT INTO clips (name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
+            "logits, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (clip.name, clip.location, clip.sha256, float(clip.duration), int(clip.sample_rate), time.time(),
+             int(clip.stored_copy), tags, logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
+        return int(cur.lastrowid)
+
+    def get(self, id_: int) -> ClipRecord | None:
+        row = self.connection().execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id = ?", (id_,)).fetchone()
+        return None if row is None else _record(row)
+
+    def get_by_sha256(self, sha256: str) -> ClipRecord | None:
+        row = self.connection().execute(
+            f"SELECT {RECORD_COLUMNS} FROM clips WHERE sha256 = ?", (sha256,)).fetchone()
+        return None if row is None else _record(row)
+
+    def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
+        out = {}
+        for chunk in _chunks(list(ids)):
+            marks = ",".join("?" * len(chunk))
+            for row in self.connection().execute(
+                    f"SELECT {RECORD_COLUMNS} FROM clips WHERE id IN ({marks})", chunk):
+                out[row[0]] = _record(row)
+        return out
+
+    def page(self, *, offset: int, limit: int) -> list[ClipRecord]:
+        rows = self.connection().execute(
+            f"SELECT {RECORD_COLUMNS} FROM clips ORDER BY id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
+        return [_record(r) for r in rows]
+
+    def count(self) -> int:
+        return int(self.connection().execute("SELECT count(*) FROM clips").fetchone()[0])
+
+    def ids(self, flt: SearchFilter | None = None) -> np.ndarray:
+        """(N,) int64 ids, in id order, of the clips that pass the filter."""
+        where, args = _where(flt)
+        rows = self.connection().execute(f"SELECT id FROM clips {where} ORDER BY id", args).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def blobs(self, ids: Sequence[int], column: str, width: int) -> np.ndarray:
+        """(len(ids), width) float32 rows of the `vector` or `logits` column, in the order asked."""
+        if column not in ("vector", "logits"):
+            raise ValueError(column)
+        ids = [int(i) for i in ids]
+        found: dict[int, bytes] = {}
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            found.update(self.connection().execute(
+                f"SELECT id, {column} FROM clips WHERE id IN ({marks})", chunk).fetchall())
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise KeyError(f"no clips with ids {missing[:10]}")
+        out = np.empty((len(ids), width), dtype=np.float32)
+        for row, i in enumerate(ids):
+            out[row] = np.frombuffer(found[i], dtype="<f4")
+        return out
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        return self.blobs(ids, "logits", N_TAGS)  # (N, 527)
+
+
+def _where(flt: SearchFilter | None) -> tuple[str, list]:
+    if flt is None or flt.empty:
+        return "", []
+    terms, args = [], []
+    if flt.min_duration is not None:
+        terms.append("duration >= ?")
+        args.append(float(flt.min_duration))
+    if flt.max_duration is not None:
+        terms.append("duration <= ?")
+        args.append(float(flt.max_duration))
+    if flt.tag is not None:
+        terms.append(TAG_MATCH)
+        args.append(flt.tag)
+    return "WHERE " + " AND ".join(terms), args
+
+
+def _chunks(ids: list, size: int = 900) -> Iterator[list]:
+    """SQLite caps bound parameters per statement; ask in chunks."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]

@@ -1,0 +1,17 @@
+"""Pick the vector store the settings name. A backend is added here, behind index.base.VectorStore."""
+
+from index.base import VectorStore
+from retrieval.settings import Settings
+
+
+def open_store(settings: Settings, fingerprint: dict, *, check: bool = True) -> VectorStore:
+    """Open (or create) the store under settings.data_dir for vectors of the model `fingerprint`.
+
+    check=False accepts a store made with another model (to re-project it); otherwise a mismatch raises
+    retrieval.errors.CheckpointMismatch.
+    """
+    if settings.store_backend == "faiss":
+        from index.faiss_store import FaissStore
+
+        return FaissStore(settings.data_dir, fingerprint, kind=settings.index_kind, check=check)
+    raise ValueError(f"store backend {settings.store_backend!r} is not available in this build")

@@ -1,0 +1,135 @@
+"""The FAISS half of the FAISS store: an in-memory inner-product index over (id, vector), and its file.
+
+Flat (`IndexFlatIP`, exact) or HNSW (`IndexHNSWFlat`, approximate), both inside `IndexIDMap2` so FAISS ids
+are the SQLite clip ids. Flat removes for real; HNSW cannot, so removed ids become tombstones that searches
+skip through an ID selector, and the index is rebuilt when they pile up. The file is only a cache, named
+``{kind}-e{epoch}-g{generation}.faiss`` after the SQLite state it was written from.
+"""
+
+import logging
+import re
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.files import commit_tmp, tmp_name
+
+log = logging.getLogger(__name__)
+
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 100
+HNSW_EF_SEARCH = 128
+COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
+FILE_RE = re.compile(r"^(flat|hnsw)-e(\d+)-g(\d+)\.faiss$")
+
+
+def _new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
+    if kind == "flat":
+        base = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        base = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    else:
+        raise ValueError(f"unknown index kind {kind!r} (flat or hnsw)")
+    return faiss.IndexIDMap2(base)
+
+
+class VectorIndex:
+    """Not thread-safe by itself: the store serialises mutation against searches."""
+
+    def __init__(self, dim: int, kind: str, index: faiss.IndexIDMap2 | None = None):
+        self.dim, self.kind = dim, kind
+        self.index = index if index is not None else _new_index(dim, kind)
+        self.dead: set[int] = set()  # HNSW tombstones
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal) - len(self.dead)
+
+    def ids(self) -> np.ndarray:
+        """(N,) live ids."""
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        return np.setdiff1d(ids, np.fromiter(self.dead, np.int64, len(self.dead))) if self.dead else ids
+
+    def add(self, ids: np.ndarray, xb: np.ndarray) -> None:
+        """ids (N,) new ids, xb (N, D) unit vectors."""
+        if len(ids):
+            self.index.add_with_ids(np.ascontiguousarray(xb, dtype=np.float32), np.asarray(ids, np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return
+        if self.kind == "flat":
+            self.index.remove_ids(ids)
+        else:
+            self.dead.update(int(i) for i in ids)
+
+    @property
+    def needs_compaction(self) -> bool:
+        return len(self.dead) > COMPACT_FRACTION * max(1, int(self.index.ntotal))
+
+    def search(self, xq: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """xq (Q, D), k, allowed: ids a filter lets through (None = all) -> D (Q, k) scores, I (Q, k) ids,
+        with id -1 where fewer than k clips qualify."""
+        xq = np.ascontiguousarray(xq, dtype=np.float32)
+        params = faiss.SearchParametersHNSW() if self.kind == "hnsw" else faiss.SearchParameters()
+        if self.kind == "hnsw":
+            params.efSearch = max(HNSW_EF_SEARCH, 2 * k)
+        dead = np.fromiter(self.dead, np.int64, len(self.dead))
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(np.setdiff1d(allowed, dead) if len(dead) else allowed)
+        elif len(dead):
+            inner = faiss.IDSelectorBatch(dead)
+            selector = faiss.IDSelectorNot(inner)
+        else:
+            selector = None
+        if selector is not None:
+            params.sel = selector
+        return self.index.search(xq, k, params=params)
+
+
+def file_name(*, kind: str, epoch: int, generation: int) -> str:
+    return f"{kind}-e{epoch}-g{generation}.faiss"
+
+
+def newest_file(folder: Path, *, kind: str, epoch: int, generation: int) -> Path | None:
+    """The newest cache file of this kind and epoch written at or before `generation`."""
+    best, best_gen = None, -1
+    for path in folder.glob("*.faiss"):
+        m = FILE_RE.match(path.name)
+        if m and m[1] == kind and int(m[2]) == epoch and best_gen < int(m[3]) <= generation:
+            best, best_gen = path, int(m[3])
+    return best
+
+
+def load(path: Path, *, dim: int, kind: str) -> VectorIndex | None:
+    """The index in `path`, or None when it is unreadable or not what is expected (it is then rebuilt)."""
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as e:
+        log.warning("ignoring unreadable index file %s: %s", path, e)
+        return None
+    if not isinstance(index, faiss.IndexIDMap2) or index.d != dim:
+        log.warning("ignoring index file %s: not a %d-d id-mapped index", path, dim)
+        return None
+    return VectorIndex(dim, kind, index)
+
+
+def write_atomically(vi: VectorIndex, path: Path) -> None:
+    """The name holds the old file or the whole new one, never part of one."""
+    tmp = tmp_name(path)
+    faiss.write_index(vi.index, str(tmp))
+    commit_tmp(tmp, path)
+
+
+def prune(folder: Path, *, keep: Path) -> None:
+    """Remove the cache files older than `keep` (same kind, lower epoch or generation)."""
+    k = FILE_RE.match(keep.name)
+    for path in folder.glob("*.faiss"):
+        m = FILE_RE.match(path.name)
+        if m and path != keep and m[1] == k[1] and (int(m[2]), int(m[3])) < (int(k[2]), int(k[3])):
+            path.unlink(missing_ok=True)
+
