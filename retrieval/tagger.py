@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from retrieval.config import N_TAGS, PASST_ARCH, SAMPLE_RATE, Windowing
 from retrieval.device import resolve_device
-from retrieval.errors import ModelNotFound
+from retrieval.errors import CheckpointMismatch, ModelNotFound
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,11 @@ def build_passt(weights: str | Path, *, arch: str = PASST_ARCH, windowing: Windo
         path = Path(weights)
         if not path.is_file():
             raise ModelNotFound(f"PaSST weights not found at {path}; run `retrieval models fetch`")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(checkpoint_filter_fn(state, net), strict=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(checkpoint_filter_fn(state, net), strict=True)
+        except Exception as e:  # unpickling, missing keys, wrong shapes: all mean "not this model's weights"
+            raise CheckpointMismatch(f"{path} is not a {arch} checkpoint: {str(e)[:300]}") from e
     wrapper = PasstBasicWrapper(mel=mel, net=net, mode="logits",
                                 max_model_window=int(windowing.window_s * 1000),
                                 scene_hop=int(windowing.hop_s * 1000))

@@ -56,3 +56,21 @@ def test_too_short_clip_is_padded_not_refused(random_tagger):
 def test_different_audio_gives_different_logits(random_tagger):
     a, b = random_tagger.logits(sine(200.0)), random_tagger.logits(noise())
     assert np.abs(a - b).max() > 1e-3
+
+
+def test_weights_load_from_a_local_checkpoint(tmp_path, random_tagger):
+    path = tmp_path / "passt.pt"
+    torch.save(random_tagger.model.net.state_dict(), path)
+    loaded = PasstTagger.load(path, device="cpu")
+    wave = noise(seconds=0.5, seed=3)
+    np.testing.assert_allclose(loaded.logits(wave), random_tagger.logits(wave), atol=1e-6)
+
+
+def test_wrong_or_missing_weights_are_named_errors(tmp_path):
+    from retrieval.errors import CheckpointMismatch, ModelNotFound
+
+    with pytest.raises(ModelNotFound, match="retrieval models fetch"):
+        PasstTagger.load(tmp_path / "absent.pt", device="cpu")
+    torch.save({"something": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointMismatch, match="not a passt_s_swa_p16_128_ap476 checkpoint"):
+        PasstTagger.load(tmp_path / "other.pt", device="cpu")
