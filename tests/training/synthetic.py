@@ -1,0 +1,38 @@
+"""Planted feature files: captions are a hidden linear map of the logits, plus tag structure and noise."""
+
+import numpy as np
+
+from retrieval.config import N_TAGS, PASST_ARCH, Windowing
+from training.features import FORMAT, FeatureSet
+
+
+def l2(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def planted_world(dim: int = 32, seed: int = 0) -> dict:
+    """What train and validation share: the hidden map W, the tag-name embeddings E, the tags that occur."""
+    rng = np.random.default_rng(seed)
+    return {"W": rng.normal(size=(N_TAGS, dim)) / np.sqrt(N_TAGS), "E": l2(rng.normal(size=(N_TAGS, dim))),
+            "vocab": rng.choice(N_TAGS, size=40, replace=False)}
+
+
+def planted_features(world: dict, *, n_clips: int, seed: int, captions_per_clip: int = 5,
+                     split: str = "train", noise: float = 0.3) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    W, E = world["W"], world["E"]
+    logits = rng.normal(-4.0, 0.1, size=(n_clips, N_TAGS))  # (N, 527) mostly silent tags
+    for row in logits:
+        row[rng.choice(world["vocab"], size=3, replace=False)] += rng.uniform(4, 8, size=3)  # three active
+    z = (logits - logits.mean(1, keepdims=True)) / logits.std(1, keepdims=True)
+    p = 1 / (1 + np.exp(-logits))
+    clean = l2(z @ W) + 0.5 * l2(p @ E)  # (N, D) the hidden map plus the tag structure
+    caption_clip = np.repeat(np.arange(n_clips), captions_per_clip)  # (M,)
+    text = l2(clean[caption_clip] + noise * rng.normal(size=(len(caption_clip), W.shape[1])))  # (M, D)
+    meta = {"format": FORMAT, "dataset": "planted", "split": split,
+            "clips": [f"clip_{i:04d}.wav" for i in range(n_clips)],
+            "captions": [f"caption {m} of clip {c}" for m, c in enumerate(caption_clip)],
+            "text_model": "planted", "text_model_revision": None, "dim": W.shape[1],
+            "passt_arch": PASST_ARCH, "windowing": Windowing().as_dict()}
+    return FeatureSet(logits=logits.astype(np.float32), text=text.astype(np.float32),
+                      caption_clip=caption_clip.astype(np.int64), tag_text=E.astype(np.float32), meta=meta)

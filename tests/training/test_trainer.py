@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from retrieval.checkpoint import load_checkpoint
+from retrieval.errors import CheckpointMismatch
+from tests.training.synthetic import planted_features, planted_world
+from training.evaluate import metrics_of, similarity
+from training.trainer import RUN_LOG, TrainConfig, optimizer_path, train
+
+CHANCE_MAP10 = sum(1 / r for r in range(1, 11)) / 100  # 100 validation clips, random order
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Batches of a few hundred numbers: threads only contend on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    world = planted_world(dim=32)
+    return (planted_features(world, n_clips=200, seed=1, split="train"),
+            planted_features(world, n_clips=100, seed=2, split="validation"))
+
+
+@pytest.fixture(scope="module")
+def trained(planted, tmp_path_factory):
+    train_fs, val_fs = planted
+    out = tmp_path_factory.mktemp("run")
+    return train(TrainConfig(batch_size=32, epochs=8, seed=0), train_fs=train_fs, val_fs=val_fs, out_dir=out)
+
+
+def test_training_lifts_validation_map_far_above_chance_and_the_untrained_head(trained):
+    untrained = trained.history[0]["val_mAP@10"]
+    assert untrained < 0.1
+    assert trained.metrics["mAP@10"] > 10 * CHANCE_MAP10
+    assert trained.metrics["mAP@10"] > untrained + 0.2
+
+
+def test_the_checkpoint_is_the_best_validation_epoch(trained, planted):
+    _, val_fs = planted
+    records = [json.loads(line) for line in (trained.checkpoint.parent / RUN_LOG).read_text().splitlines()]
+    epochs = [r for r in records if r.get("epoch", 0) >= 1]
+    assert [r["epoch"] for r in epochs] == list(range(1, 9))
+    best = max(epochs, key=lambda r: r["val_mAP@10"])
+    assert trained.best_epoch == best["epoch"] == trained.metrics["epoch"]
+    ckpt = load_checkpoint(trained.checkpoint)
+    again = metrics_of(similarity(ckpt.head, val_fs), val_fs)
+    for k in ("R@1", "R@5", "R@10", "mAP@10"):
+        assert again[k] == pytest.approx(best[f"val_{k}"]) == pytest.approx(ckpt.metrics[k])
+    assert ckpt.config.lam == 0.8 and ckpt.config.dim == 32 and ckpt.config.text_model == "planted"
+    assert records[0]["config"]["batch_size"] == 32
+    assert {"train_loss", "lr", "val_loss"} <= set(epochs[0])
+
+
+def test_same_seed_same_weights_other_seed_other_weights(planted, tmp_path):
+    train_fs, val_fs = planted
+    runs = [train(TrainConfig(batch_size=64, epochs=1, seed=s), train_fs=train_fs, val_fs=val_fs,
+                  out_dir=tmp_path / str(i)) for i, s in enumerate((5, 5, 6))]
+    w = [load_checkpoint(r.checkpoint).head.audio_proj.weight for r in runs]
+    assert torch.equal(w[0], w[1]) and not torch.equal(w[0], w[2])
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_carries_adam_state(trained, planted, tmp_path):
+    train_fs, val_fs = planted
+    cfg = TrainConfig(batch_size=32, epochs=1, init=trained.checkpoint, init_optimizer=True, lr=5e-4)
+    tuned = train(cfg, train_fs=train_fs, val_fs=val_fs, out_dir=tmp_path)
+    assert tuned.history[0]["val_mAP@10"] == pytest.approx(trained.metrics["mAP@10"])
+    before = torch.load(optimizer_path(trained.checkpoint), weights_only=True)
+    after = torch.load(optimizer_path(tuned.checkpoint), weights_only=True)
+    steps_per_epoch = int(np.ceil(len(train_fs.caption_clip) / 32))
+    assert float(after["state"][0]["step"]) == float(before["state"][0]["step"]) + steps_per_epoch
+    assert after["param_groups"][0]["lr"] == 5e-4
+
+
+def test_no_tags_trains_the_projection_alone(planted, tmp_path):
+    train_fs, val_fs = planted
+    result = train(TrainConfig(batch_size=32, epochs=2, lam=1.0), train_fs=train_fs, val_fs=val_fs,
+                   out_dir=tmp_path)
+    assert load_checkpoint(result.checkpoint).config.lam == 1.0
+    assert result.metrics["mAP@10"] > result.history[0]["val_mAP@10"]
+
+
+def test_features_of_other_models_are_refused(planted, tmp_path):
+    train_fs, val_fs = planted
+    other = planted_features(planted_world(dim=16), n_clips=10, seed=3)
+    with pytest.raises(CheckpointMismatch):
+        train(TrainConfig(epochs=1), train_fs=train_fs, val_fs=other, out_dir=tmp_path)
+    assert not (tmp_path / RUN_LOG).exists()

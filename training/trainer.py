@@ -1,0 +1,186 @@
+"""Training the head on feature files: one loop, read top to bottom.
+
+Each epoch shuffles all (clip, caption) pairs of the training file into batches; a batch may hold several
+captions of one clip, and the loss (training/loss.py) never takes a caption or the audio of the pair's own
+clip as an impostor. After each epoch the head is scored on the validation file; the epoch with the best
+validation mAP@10 becomes the checkpoint, and its optimiser state is saved beside it for fine-tuning.
+"""
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from retrieval.config import DEFAULT_LAMBDA
+from retrieval.device import resolve_device
+from retrieval.head import RetrievalHead
+from training.evaluate import check_checkpoint_fits, metrics_of, similarity
+from training.features import FeatureSet, check_same_models
+from training.loss import MARGIN, sample_impostors, triplet_loss
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "head.safetensors"
+RUN_LOG = "train_log.jsonl"
+VAL_SEED = 1234  # the validation loss uses the same batches and impostors every epoch
+
+
+@dataclass
+class TrainConfig:
+    """The paper's values by default; ``AUTHOR_CODE`` holds those of the author's published code."""
+
+    batch_size: int = 128
+    epochs: int = 30
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    margin: float = MARGIN
+    lam: float = DEFAULT_LAMBDA
+    plateau_factor: float = 0.5  # ReduceLROnPlateau on the validation loss
+    plateau_patience: int = 5
+    plateau_threshold: float = 1e-4
+    plateau_threshold_mode: str = "rel"
+    seed: int = 0
+    init: Path | None = None  # start from this checkpoint (AudioCaps -> Clotho)
+    init_optimizer: bool = False  # and carry its Adam moments (the learning rate restarts at `lr`)
+    device: str = "cpu"
+
+
+AUTHOR_CODE = {"batch_size": 32, "plateau_factor": 0.1, "plateau_threshold": 0.01,
+               "plateau_threshold_mode": "abs"}
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    best_epoch: int
+    metrics: dict  # validation figures of the best epoch
+    history: list[dict] = field(default_factory=list)  # one record per epoch, epoch 0 = before training
+
+
+def optimizer_path(checkpoint: Path) -> Path:
+    return Path(checkpoint).with_suffix(".optim.pt")
+
+
+def pair_batches(n_pairs: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    return list(torch.randperm(n_pairs, generator=generator).split(batch_size))
+
+
+@torch.no_grad()
+def validation_loss(head: RetrievalHead, fs: FeatureSet, *, batch_size: int, margin: float) -> float:
+    g = torch.Generator().manual_seed(VAL_SEED)
+    device = next(head.parameters()).device
+    logits, text = torch.from_numpy(fs.logits).to(device), torch.from_numpy(fs.text).to(device)
+    clip_of = torch.from_numpy(fs.caption_clip)
+    total, n = 0.0, 0
+    for idx in pair_batches(len(clip_of), batch_size, g):
+        j, k = sample_impostors(clip_of[idx], g)
+        a, q = head.encode_audio(logits[clip_of[idx].to(device)]), head.encode_text(text[idx.to(device)])
+        total += float(triplet_loss(a, q, caption_imp=j.to(device), audio_imp=k.to(device), margin=margin))
+        n += 1
+    return total / n
+
+
+def validate(head: RetrievalHead, fs: FeatureSet, cfg: TrainConfig) -> dict:
+    """Validation loss and R@1, R@5, R@10, mAP@10 of the head on a feature file."""
+    head.eval()
+    out = metrics_of(similarity(head, fs), fs)
+    out["loss"] = validation_loss(head, fs, batch_size=cfg.batch_size, margin=cfg.margin)
+    return out
+
+
+def start_from(path: Path, *, head: RetrievalHead, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+               fs: FeatureSet) -> None:
+    """Load a checkpoint's weights (and, if asked, its optimiser state) into the head."""
+    ckpt = load_checkpoint(path)
+    check_checkpoint_fits(ckpt, fs, name=str(path))
+    if ckpt.config.lam != cfg.lam:
+        log.warning("%s was trained with lam %.2f; continuing with lam %.2f", path, ckpt.config.lam, cfg.lam)
+    head.load_state_dict(ckpt.head.state_dict())
+    if cfg.init_optimizer:
+        state = torch.load(optimizer_path(path), map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state)
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr
+    log.info("starting from %s%s", path, " with its optimiser state" if cfg.init_optimizer else "")
+
+
+def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir: Path) -> TrainResult:
+    if cfg.epochs < 1 or cfg.batch_size < 2:
+        raise ValueError("training needs at least 1 epoch and batches of at least 2 pairs")
+    check_same_models(train_fs, val_fs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path, run_log = out_dir / CHECKPOINT, out_dir / RUN_LOG
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)  # the Linear's initialisation
+    g = torch.Generator().manual_seed(cfg.seed)  # batches and impostors
+
+    head = RetrievalHead(torch.from_numpy(train_fs.tag_text), lam=cfg.lam).to(device)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.init is not None:
+        start_from(cfg.init, head=head, optimizer=optimizer, cfg=cfg, fs=train_fs)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+        threshold=cfg.plateau_threshold, threshold_mode=cfg.plateau_threshold_mode)
+
+    logits = torch.from_numpy(train_fs.logits).to(device)  # (N, 527)
+    text = torch.from_numpy(train_fs.text).to(device)  # (M, D)
+    clip_of = torch.from_numpy(train_fs.caption_clip)  # (M,) on the CPU, where impostors are drawn
+    config_record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    run_log.write_text(json.dumps({"config": config_record, "train": train_fs.meta.get("split"),
+                                   "val": val_fs.meta.get("split")}) + "\n")
+    history = [{"epoch": 0, "train_loss": None, "lr": cfg.lr, **prefixed(validate(head, val_fs, cfg))}]
+    log_epoch(history[-1], cfg.epochs, best=False, elapsed=0.0, run_log=run_log)
+    best: dict | None = None
+    t0 = time.monotonic()
+    for epoch in range(1, cfg.epochs + 1):
+        head.train()
+        losses = []
+        for idx in pair_batches(len(clip_of), cfg.batch_size, g):
+            clip_ids = clip_of[idx]  # (B,) which clip each pair's audio is
+            j, k = sample_impostors(clip_ids, g)  # (B,), (B,) impostor rows
+            a = head.encode_audio(logits[clip_ids.to(device)])  # (B, D)
+            q = head.encode_text(text[idx.to(device)])  # (B, D)
+            loss = triplet_loss(a, q, caption_imp=j.to(device), audio_imp=k.to(device), margin=cfg.margin)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+
+        val = validate(head, val_fs, cfg)
+        record = {"epoch": epoch, "train_loss": sum(losses) / len(losses),
+                  "lr": optimizer.param_groups[0]["lr"], **prefixed(val)}
+        scheduler.step(val["loss"])  # after the record: `lr` is the rate this epoch trained with
+        is_best = best is None or val["mAP@10"] > best["val_mAP@10"]
+        if is_best:
+            best = record
+            metrics = {"split": val_fs.meta.get("split"), "epoch": epoch, "seed": cfg.seed,
+                       **{k: val[k] for k in ("R@1", "R@5", "R@10", "mAP@10", "loss")}}
+            save_checkpoint(ckpt_path, Checkpoint(head, train_fs.head_config(lam=cfg.lam), metrics))
+            torch.save(optimizer.state_dict(), optimizer_path(ckpt_path))
+        history.append(record)
+        log_epoch(record, cfg.epochs, best=is_best, elapsed=time.monotonic() - t0, run_log=run_log)
+
+    ckpt = load_checkpoint(ckpt_path)
+    log.info("best epoch %d: validation mAP@10 %.4f -> %s", best["epoch"], best["val_mAP@10"], ckpt_path)
+    return TrainResult(ckpt_path, best["epoch"], ckpt.metrics, history)
+
+
+def prefixed(val: dict) -> dict:
+    return {f"val_{k}": v for k, v in val.items()}
+
+
+def log_epoch(record: dict, epochs: int, *, best: bool, elapsed: float, run_log: Path) -> None:
+    """One progress line (with ETA) and one JSONL record per epoch."""
+    with open(run_log, "a") as f:
+        f.write(json.dumps({**record, "best": best, "elapsed_s": round(elapsed, 3)}) + "\n")
+    epoch = record["epoch"]
+    eta = elapsed / epoch * (epochs - epoch) if epoch else 0.0
+    train_loss = "  -   " if record["train_loss"] is None else f"{record['train_loss']:.4f}"
+    log.info("epoch %3d/%d  loss %s  lr %.1e  val loss %.4f  R@1 %.4f  R@5 %.4f  R@10 %.4f  mAP@10 %.4f"
+             "  eta %.0fs%s", epoch, epochs, train_loss, record["lr"], record["val_loss"], record["val_R@1"],
+             record["val_R@5"], record["val_R@10"], record["val_mAP@10"], eta, "  *" if best else "")
