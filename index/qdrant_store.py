@@ -15,9 +15,8 @@ from __future__ import annotations  # the `list` method would shadow the builtin
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,9 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore
+from index.fingerprint import canonical, check_fingerprint
 from retrieval.config import N_TAGS
-from retrieval.errors import CheckpointMismatch
+from retrieval.errors import RetrievalError
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,18 @@ def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
     return QdrantClient(path=str(path))
 
 
-def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str,
-                      fingerprint: dict) -> QdrantStore:
+def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, fingerprint: dict,
+                      check: bool = True) -> QdrantStore:
     return QdrantStore(connect(url, data_dir=data_dir), collection=collection, fingerprint=fingerprint,
-                       local=url is None or url == MEMORY)
+                       local=url is None or url == MEMORY, check=check)
 
 
 def _payload(clip: NewClip, *, id: int, added_at: float) -> dict:
-    p = {k: getattr(clip, k) for k in _RECORD_FIELDS if k != "added_at"}
-    p.update(id=id, added_at=added_at, tags=[asdict(t) for t in clip.tags],
-             tag_labels=[t.label.lower() for t in clip.tags])  # tags match case-insensitively
-    return p
+    return {"id": id, "name": clip.name, "location": clip.location, "sha256": clip.sha256,
+            "duration": float(clip.duration), "sample_rate": int(clip.sample_rate),
+            "stored_copy": bool(clip.stored_copy), "added_at": added_at,
+            "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
+            "tag_labels": [t.label.lower() for t in clip.tags]}  # tags match case-insensitively
 
 
 def _record(point_id: int, payload: dict) -> ClipRecord:
@@ -80,31 +81,33 @@ def _filter(flt: SearchFilter | None) -> qm.Filter | None:
     return qm.Filter(must=must)
 
 
-def _fingerprint_dim(fingerprint: dict) -> int:
-    if not isinstance(fingerprint.get("dim"), int):
-        raise ValueError("the model fingerprint must carry the vector size as 'dim'")
-    return fingerprint["dim"]
-
-
 class QdrantStore(VectorStore):
-    def __init__(self, client: QdrantClient, *, collection: str, fingerprint: dict, local: bool):
+    def __init__(self, client: QdrantClient, *, collection: str, fingerprint: dict, local: bool,
+                 check: bool = True):
+        """Open or create the alias `collection`. check=False accepts whatever model it was made with (to
+        re-project it); otherwise a non-empty collection of another model raises CheckpointMismatch."""
         self.client = client
         self.alias = collection
         self.local = local
         self._write = threading.RLock()
         # the embedded engine is not thread-safe; a server is, so reads then run concurrently
         self._read = self._write if local else nullcontext()
+        fingerprint = canonical(fingerprint)
         if not client.collection_exists(collection):
-            self._create(self._generation_name(0), dim=_fingerprint_dim(fingerprint), fingerprint=fingerprint)
+            self._create(self._generation_name(0), fingerprint=fingerprint)
             self._point_alias(self._generation_name(0))
-        meta = self._meta()
-        if meta.get("fingerprint") != fingerprint:
-            raise CheckpointMismatch(
-                f"Qdrant collection {collection!r} was made with model {meta.get('fingerprint')}, "
-                f"not {fingerprint}; reproject it or use another collection")
-        self.fingerprint = fingerprint
+        self.fingerprint = canonical(self._meta()["fingerprint"])
+        if self.fingerprint == fingerprint or not check:
+            return
+        if self.count():
+            check_fingerprint(self.fingerprint, fingerprint, where=f"Qdrant collection {collection!r}")
+        self._new_generation(fingerprint, [])  # an empty collection takes the configured model
 
     # --- layout -------------------------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        return int(self.fingerprint["dim"])
 
     def _generation_name(self, n: int) -> str:
         return f"{self.alias}-g{n}"
@@ -113,20 +116,20 @@ class QdrantStore(VectorStore):
         for a in self.client.get_aliases().aliases:
             if a.alias_name == self.alias:
                 return a.collection_name
-        raise RuntimeError(f"Qdrant has a collection {self.alias!r} that is not this store's alias")
+        raise RetrievalError(f"Qdrant collection {self.alias!r} is not an alias made by this store")
 
-    def _create(self, name: str, *, dim: int, fingerprint: dict, next_id: int = 1) -> None:
+    def _create(self, name: str, *, fingerprint: dict, next_id: int = 1) -> None:
         vectors = {
-            AUDIO: qm.VectorParams(size=dim, distance=qm.Distance.DOT),
+            AUDIO: qm.VectorParams(size=int(fingerprint["dim"]), distance=qm.Distance.DOT),
             LOGITS: qm.VectorParams(size=N_TAGS, distance=qm.Distance.DOT, on_disk=True,
-                                    hnsw_config=qm.HnswConfigDiff(m=0)),
+                                    hnsw_config=qm.HnswConfigDiff(m=0)),  # stored, never searched
         }
         self.client.create_collection(name, vectors_config=vectors,
                                       metadata={"fingerprint": fingerprint, "next_id": next_id})
         if not self.local:  # the embedded engine scans payloads and warns that indexes do nothing
             for key, kind in _PAYLOAD_INDEXES:
                 self.client.create_payload_index(name, key, kind)
-        log.info("created Qdrant collection %s (dim %d)", name, dim)
+        log.info("created Qdrant collection %s (dim %d)", name, fingerprint["dim"])
 
     def _point_alias(self, target: str, *, old: str | None = None) -> None:
         ops = []
@@ -136,15 +139,34 @@ class QdrantStore(VectorStore):
                                                                        alias_name=self.alias)))
         self.client.update_collection_aliases(ops)
 
+    def _new_generation(self, fingerprint: dict, points: Iterable[qm.PointStruct]) -> None:
+        """Fill a new physical collection with `points`, then move the alias to it in one step."""
+        old = self._target()
+        target = self._generation_name(int(old.rsplit("-g", 1)[1]) + 1)
+        if self.client.collection_exists(target):  # left over by an interrupted re-projection
+            self.client.delete_collection(target)
+        self._create(target, fingerprint=fingerprint, next_id=self._meta().get("next_id", 1))
+        batch = []
+        for point in points:
+            batch.append(point)
+            if len(batch) == PAGE:
+                self.client.upsert(target, batch, wait=True)
+                batch = []
+        if batch:
+            self.client.upsert(target, batch, wait=True)
+        self._point_alias(target, old=old)
+        self.client.delete_collection(old)
+        self.fingerprint = fingerprint
+
     def _meta(self) -> dict:
         return self.client.get_collection(self.alias).config.metadata or {}
 
-    def _scroll(self, *, with_vectors: bool | list[str] = False, flt: qm.Filter | None = None,
-                collection: str | None = None) -> Iterator[qm.Record]:
+    def _scroll(self, *, with_vectors: bool | list[str] = False, with_payload: bool | list[str] = True
+                ) -> Iterator[qm.Record]:
         offset = None
         while True:
-            points, offset = self.client.scroll(collection or self.alias, scroll_filter=flt, limit=PAGE,
-                                                offset=offset, with_payload=True, with_vectors=with_vectors)
+            points, offset = self.client.scroll(self.alias, limit=PAGE, offset=offset,
+                                                with_payload=with_payload, with_vectors=with_vectors)
             yield from points
             if offset is None:
                 return
@@ -152,29 +174,38 @@ class QdrantStore(VectorStore):
     # --- writes -------------------------------------------------------------------------------------
 
     def add(self, clip: NewClip, vector: np.ndarray, logits: np.ndarray) -> ClipRecord:
+        """Store one clip; content already stored (same sha256) returns the stored record unchanged."""
         return self.add_many([clip], np.asarray(vector)[None], np.asarray(logits)[None])[0]
 
     def add_many(self, clips: Sequence[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[ClipRecord]:
-        """Several clips in one request: vectors (N, D), logits (N, 527)."""
-        vectors = np.asarray(vectors, dtype=np.float32)  # (N, D)
-        logits = np.asarray(logits, dtype=np.float32)  # (N, 527)
-        dim = _fingerprint_dim(self.fingerprint)
-        if vectors.shape != (len(clips), dim) or logits.shape != (len(clips), N_TAGS):
-            raise ValueError(f"expected vectors ({len(clips)}, {dim}) and logits ({len(clips)}, {N_TAGS}), "
+        """Several clips in one request, vectors (N, D) and logits (N, 527); one record per clip, in order,
+        the stored one for content already stored."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(clips), -1)  # (N, D)
+        logits = np.asarray(logits, dtype=np.float32).reshape(len(clips), -1)  # (N, 527)
+        if vectors.shape[1] != self.dim or logits.shape[1] != N_TAGS:
+            raise ValueError(f"expected vectors (N, {self.dim}) and logits (N, {N_TAGS}), "
                              f"got {vectors.shape} and {logits.shape}")
+        if not (np.isfinite(vectors).all() and np.isfinite(logits).all()):
+            raise ValueError("vectors and logits must be finite")
         with self._write:
+            known = {c.sha256: r for c in clips if (r := self.get_by_sha256(c.sha256)) is not None}
+            fresh = {c.sha256: i for i, c in enumerate(clips) if c.sha256 not in known}  # last copy wins
             first = int(self._meta().get("next_id", 1))
-            # reserve the ids before writing, so a crash in between never hands one out twice
-            self.client.update_collection(self.alias, metadata={"next_id": first + len(clips)})
+            if fresh:  # reserve the ids before writing, so a crash in between never hands one out twice
+                self.client.update_collection(self.alias, metadata={"next_id": first + len(fresh)})
             now = time.time()
-            payloads = [_payload(c, id=first + i, added_at=now) for i, c in enumerate(clips)]
-            points = [qm.PointStruct(id=p["id"], vector={AUDIO: v.tolist(), LOGITS: lg.tolist()}, payload=p)
-                      for p, v, lg in zip(payloads, vectors, logits, strict=True)]
-            self.client.upsert(self.alias, points, wait=True)
-        return [_record(p["id"], p) for p in payloads]
+            payloads = {sha: _payload(clips[i], id=first + n, added_at=now)
+                        for n, (sha, i) in enumerate(fresh.items())}
+            points = [qm.PointStruct(id=payloads[sha]["id"], payload=payloads[sha],
+                                     vector={AUDIO: vectors[i].tolist(), LOGITS: logits[i].tolist()})
+                      for sha, i in fresh.items()]
+            if points:
+                self.client.upsert(self.alias, points, wait=True)
+        known.update((sha, _record(p["id"], p)) for sha, p in payloads.items())
+        return [known[c.sha256] for c in clips]
 
     def remove(self, ids: Sequence[int]) -> int:
-        ids = [int(i) for i in ids]
+        ids = sorted({int(i) for i in ids})
         with self._write:
             existing = self.client.retrieve(self.alias, ids, with_payload=False)
             if existing:
@@ -182,35 +213,22 @@ class QdrantStore(VectorStore):
         return len(existing)
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, fingerprint: dict) -> None:
-        """Copy every point into a new generation with the new vectors, then move the alias to it."""
+        """Swap in a new model's vectors for the whole collection: searches go on over the old generation
+        until the new one is filled, then the alias moves at once."""
+        fingerprint = canonical(fingerprint)
+        dim = int(fingerprint["dim"])
         vectors = np.asarray(vectors, dtype=np.float32)  # (N, D')
-        dim = _fingerprint_dim(fingerprint)
+        if vectors.shape != (len(ids), dim) or not np.isfinite(vectors).all():
+            raise ValueError(f"expected ({len(ids)}, {dim}) finite vectors, got {vectors.shape}")
         new = {int(i): v for i, v in zip(ids, vectors, strict=True)}
-        if vectors.ndim != 2 or vectors.shape[1] != dim:
-            raise ValueError(f"vectors {vectors.shape} do not have the fingerprint's size {dim}")
         with self._write:
-            stored = {p.id for p in self._scroll()}
-            if stored != set(new):
-                raise ValueError(f"replace_vectors needs every stored id: {len(stored)} stored, "
-                                 f"{len(new)} given, {len(stored ^ set(new))} differ")
-            old = self._target()
-            target = self._generation_name(int(old.rsplit("-g", 1)[1]) + 1)
-            if self.client.collection_exists(target):  # left over by an interrupted reproject
-                self.client.delete_collection(target)
-            self._create(target, dim=dim, fingerprint=fingerprint, next_id=self._meta().get("next_id", 1))
-            batch = []
-            for p in self._scroll(with_vectors=[LOGITS]):
-                vector = {AUDIO: new[p.id].tolist(), LOGITS: p.vector[LOGITS]}
-                batch.append(qm.PointStruct(id=p.id, vector=vector, payload=p.payload))
-                if len(batch) == PAGE:
-                    self.client.upsert(target, batch, wait=True)
-                    batch = []
-            if batch:
-                self.client.upsert(target, batch, wait=True)
-            self._point_alias(target, old=old)
-            self.client.delete_collection(old)
-            self.fingerprint = fingerprint
-        log.info("reprojected %d clips into %s", len(new), target)
+            if {p.id for p in self._scroll(with_payload=False)} != set(new):
+                raise RetrievalError("the collection changed during re-projection; run it again")
+            points = (qm.PointStruct(id=p.id, payload=p.payload,
+                                     vector={AUDIO: new[p.id].tolist(), LOGITS: p.vector[LOGITS]})
+                      for p in self._scroll(with_vectors=[LOGITS]))
+            self._new_generation(fingerprint, points)
+        log.info("re-projected %d clips into %s", len(new), self._target())
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -239,13 +257,17 @@ class QdrantStore(VectorStore):
             return self.client.count(self.alias, exact=True).count
 
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[list[Hit]]:
-        xq = np.asarray(xq, dtype=np.float32).reshape(-1, _fingerprint_dim(self.fingerprint))  # (Q, D)
-        if k <= 0:
+        xq = np.asarray(xq, dtype=np.float32)
+        if xq.ndim != 2 or xq.shape[1] != self.dim or not np.isfinite(xq).all():
+            raise ValueError(f"expected (Q, {self.dim}) finite query vectors, got {xq.shape}")
+        if k < 0:
+            raise ValueError("k must be >= 0")
+        if k == 0 or len(xq) == 0:
             return [[] for _ in xq]
         requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=_filter(flt), limit=k,
                                     with_payload=True) for q in xq]
         with self._read:
-            responses = self.client.query_batch_points(self.alias, requests) if requests else []
+            responses = self.client.query_batch_points(self.alias, requests)
         return [[Hit(_record(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
@@ -257,6 +279,20 @@ class QdrantStore(VectorStore):
             raise KeyError(f"no clips with ids {missing[:10]}")
         return np.array([points[i].vector[LOGITS] for i in ids], dtype=np.float32).reshape(len(ids), N_TAGS)
 
+    def describe(self) -> dict:
+        """What `retrieval index stats` shows (the audio hours read every clip's duration)."""
+        with self._read:
+            seconds = sum(p.payload["duration"] for p in self._scroll(with_payload=["duration"]))
+            target = self._target()
+        return {"backend": "qdrant", "collection": target, "alias": self.alias, "dim": self.dim,
+                "clips": self.count(), "audio_hours": round(seconds / 3600, 3), "embedded": self.local}
+
     def close(self) -> None:
         with self._write:
             self.client.close()
+
+    def __enter__(self) -> QdrantStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

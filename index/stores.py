@@ -14,4 +14,9 @@ def open_store(settings: Settings, fingerprint: dict, *, check: bool = True) -> 
         from index.faiss_store import FaissStore
 
         return FaissStore(settings.data_dir, fingerprint, kind=settings.index_kind, check=check)
+    if settings.store_backend == "qdrant":
+        from index.qdrant_store import open_qdrant_store
+
+        return open_qdrant_store(url=settings.qdrant_url, data_dir=settings.data_dir,
+                                 collection=settings.qdrant_collection, fingerprint=fingerprint, check=check)
     raise ValueError(f"store backend {settings.store_backend!r} is not available in this build")

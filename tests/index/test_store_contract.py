@@ -1,0 +1,216 @@
+"""The VectorStore contract, held on every backend: search equals numpy brute force (filters included),
+writes and reads agree with each other and across a reopen, and a store refuses another model's vectors."""
+
+import numpy as np
+import pytest
+
+from index.base import NewClip, SearchFilter, Tag
+from index.stores import open_store
+from retrieval.errors import CheckpointMismatch, RetrievalError
+from retrieval.settings import Settings
+
+D = 16
+N = 40
+FINGERPRINT = {"head": "head-a", "text_model": "tiny", "text_model_revision": None, "dim": D,
+               "passt_arch": "passt_s_swa_p16_128_ap476", "window_s": 10.0, "hop_s": 2.5,
+               "sample_rate": 32000}
+TAGS = ("Speech", "Music", "Rain", "Dog")
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def clip(i: int) -> NewClip:
+    """Clip i: duration 0.5 + 0.25 i s, top tags TAGS[i % 4] then TAGS[(i + 1) % 4]."""
+    tags = (Tag(TAGS[i % 4], 0.9), Tag(TAGS[(i + 1) % 4], 0.4))
+    return NewClip(name=f"clip{i}.wav", location=f"/audio/clip{i}.wav", sha256=f"{i:064x}",
+                   duration=0.5 + 0.25 * i, sample_rate=44_100 if i % 2 else 32_000, tags=tags)
+
+
+@pytest.fixture(params=["faiss", "qdrant"])
+def backend_settings(request, tmp_path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", store_backend=request.param)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return unit(rng.standard_normal((N, D))), rng.standard_normal((N, 527)).astype(np.float32)  # xb, logits
+
+
+@pytest.fixture
+def store(backend_settings, data):
+    xb, logits = data
+    s = open_store(backend_settings, FINGERPRINT)
+    for i in range(N):
+        s.add(clip(i), xb[i], logits[i])
+    yield s
+    s.close()
+
+
+def brute_force(xq: np.ndarray, xb: np.ndarray, k: int, keep: np.ndarray | None = None):
+    """The oracle: (Q, k) scores and 1-based ids (clip i has id i + 1) of the k best by inner product."""
+    S = xq @ xb.T  # (Q, N)
+    if keep is not None:
+        S[:, ~keep] = -np.inf
+    idx = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    n = N if keep is None else int(keep.sum())
+    idx = idx[:, :min(k, n)]
+    return np.take_along_axis(S, idx, axis=1), idx + 1
+
+
+def check_hits(hits, scores, ids):
+    assert [[h.record.id for h in row] for row in hits] == ids.tolist()
+    np.testing.assert_allclose([[h.score for h in row] for row in hits], scores, atol=1e-5)
+
+
+def test_search_equals_brute_force(store, data):
+    xb, _ = data
+    xq = unit(np.random.default_rng(1).standard_normal((5, D)))
+    hits = store.search(xq, 7)
+    check_hits(hits, *brute_force(xq, xb, 7))
+    assert hits[0][0].record == store.get(hits[0][0].record.id)
+
+
+def test_search_k_larger_than_collection_returns_everything(store, data):
+    xb, _ = data
+    xq = unit(np.random.default_rng(2).standard_normal((2, D)))
+    check_hits(store.search(xq, N + 10), *brute_force(xq, xb, N + 10))
+    assert store.search(xq, 0) == [[], []]
+
+
+@pytest.mark.parametrize("flt", [
+    SearchFilter(min_duration=3.0),
+    SearchFilter(max_duration=2.0),
+    SearchFilter(min_duration=2.0, max_duration=5.0),
+    SearchFilter(tag="Rain"),
+    SearchFilter(tag="music", min_duration=4.0),  # tags match case-insensitively
+    SearchFilter(tag="Engine"),  # no clip has it
+], ids=["min", "max", "range", "tag", "tag+min", "none"])
+def test_filtered_search_equals_filtered_brute_force(store, data, flt):
+    xb, _ = data
+    durations = np.array([clip(i).duration for i in range(N)])
+    keep = np.ones(N, bool)
+    if flt.min_duration is not None:
+        keep &= durations >= flt.min_duration
+    if flt.max_duration is not None:
+        keep &= durations <= flt.max_duration
+    if flt.tag is not None:
+        keep &= np.array([flt.tag.lower() in {t.label.lower() for t in clip(i).tags} for i in range(N)])
+    xq = unit(np.random.default_rng(3).standard_normal((3, D)))
+    check_hits(store.search(xq, 5, flt), *brute_force(xq, xb, 5, keep))
+
+
+def test_records_round_trip(store):
+    rec = store.get(4)
+    want = clip(3)
+    assert (rec.name, rec.location, rec.sha256, rec.duration, rec.sample_rate, rec.tags, rec.stored_copy) == (
+        want.name, want.location, want.sha256, want.duration, want.sample_rate, want.tags, want.stored_copy)
+    assert rec.added_at > 0
+    assert store.get(N + 1) is None
+    assert store.get_by_sha256(want.sha256) == rec
+    assert store.get_by_sha256("f" * 64) is None
+
+
+def test_list_count_and_logits(store, data):
+    _, logits = data
+    assert store.count() == N
+    assert [r.id for r in store.list(offset=0, limit=5)] == [1, 2, 3, 4, 5]
+    assert [r.id for r in store.list(offset=N - 2, limit=5)] == [N - 1, N]
+    assert store.list(offset=N, limit=5) == []
+    np.testing.assert_array_equal(store.logits([5, 1, 5]), logits[[4, 0, 4]])
+    with pytest.raises(KeyError):
+        store.logits([N + 1])
+
+
+def test_add_same_content_returns_stored_record(store, data):
+    xb, logits = data
+    again = store.add(clip(0), xb[1], logits[1])
+    assert again == store.get(1)
+    assert store.count() == N
+    np.testing.assert_array_equal(store.logits([1]), logits[[0]])
+
+
+def test_remove(store, data):
+    xb, _ = data
+    assert store.remove([2, 3, 3, N + 5]) == 2
+    assert store.remove([2]) == 0
+    assert store.count() == N - 2 and store.get(2) is None and store.get_by_sha256(clip(1).sha256) is None
+    keep = np.ones(N, bool)
+    keep[[1, 2]] = False
+    xq = unit(np.random.default_rng(4).standard_normal((3, D)))
+    check_hits(store.search(xq, 6), *brute_force(xq, xb, 6, keep))
+    new = store.add(clip(N), xb[1], np.zeros(527, np.float32))
+    assert new.id == N + 1  # ids are never reused
+
+
+def test_reopen_keeps_everything(store, backend_settings, data):
+    xb, logits = data
+    store.remove([1])
+    before = store.list(offset=0, limit=N)
+    store.close()
+    with open_store(backend_settings, FINGERPRINT) as s:
+        assert s.list(offset=0, limit=N) == before
+        np.testing.assert_array_equal(s.logits([2, N]), logits[[1, N - 1]])
+        xq = unit(np.random.default_rng(5).standard_normal((2, D)))
+        keep = np.arange(N) != 0
+        check_hits(s.search(xq, 4), *brute_force(xq, xb, 4, keep))
+
+
+def test_other_model_refused_unless_unchecked(store, backend_settings):
+    store.close()
+    other = {**FINGERPRINT, "head": "head-b"}
+    with pytest.raises(CheckpointMismatch, match="head"):
+        open_store(backend_settings, other)
+    with open_store(backend_settings, other, check=False) as s:  # for re-projection
+        assert s.fingerprint == FINGERPRINT and s.count() == N
+
+
+def test_empty_store_takes_the_configured_model(backend_settings):
+    open_store(backend_settings, FINGERPRINT).close()
+    other = {**FINGERPRINT, "head": "head-b", "dim": 8}
+    with open_store(backend_settings, other) as s:
+        assert s.fingerprint == other
+        s.add(clip(0), unit(np.ones(8)), np.zeros(527, np.float32))
+        assert s.search(unit(np.ones((1, 8))), 1)[0][0].record.id == 1
+
+
+def test_replace_vectors_swaps_model_and_vectors(store, backend_settings, data):
+    _, logits = data
+    new_fp = {**FINGERPRINT, "head": "head-b", "dim": 8}
+    xb2 = unit(np.random.default_rng(6).standard_normal((N, 8)))
+    ids = [r.id for r in store.list(offset=0, limit=N)]
+    store.replace_vectors(ids, xb2, new_fp)
+    xq = unit(np.random.default_rng(7).standard_normal((3, 8)))
+    check_hits(store.search(xq, 5), *brute_force(xq, xb2, 5))
+    np.testing.assert_array_equal(store.logits(ids), logits)  # logits untouched
+    store.close()
+    with open_store(backend_settings, new_fp) as s:
+        check_hits(s.search(xq, 5), *brute_force(xq, xb2, 5))
+    with pytest.raises(CheckpointMismatch):
+        open_store(backend_settings, FINGERPRINT)
+
+
+def test_replace_vectors_refuses_a_partial_or_misshapen_set(store, data):
+    xb, _ = data
+    xq = xb[:2]
+    before = store.search(xq, 3)
+    with pytest.raises(RetrievalError):
+        store.replace_vectors(list(range(1, N)), xb[: N - 1], FINGERPRINT)  # one id missing
+    with pytest.raises(ValueError):
+        store.replace_vectors(list(range(1, N + 1)), xb[:, :8], FINGERPRINT)  # wrong width
+    assert store.search(xq, 3) == before
+
+
+def test_bad_input_changes_nothing(store, data):
+    xb, _ = data
+    with pytest.raises(ValueError):
+        store.search(xb[:, :8], 3)
+    with pytest.raises(ValueError):
+        store.search(np.full((1, D), np.nan, np.float32), 3)
+    with pytest.raises(ValueError):
+        store.add(clip(N), np.ones(D + 1, np.float32), np.zeros(527, np.float32))
+    with pytest.raises(ValueError):
+        store.add(clip(N), xb[0], np.full(527, np.inf, np.float32))
+    assert store.count() == N and store.get_by_sha256(clip(N).sha256) is None
