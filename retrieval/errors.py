@@ -19,3 +19,11 @@ class CheckpointMismatch(RetrievalError):
 
 class ModelNotFound(RetrievalError):
     """A model's weights are not where the configuration says they are."""
+
+
+class WeightsMismatch(RetrievalError):
+    """Fetched or copied weights do not match their pinned size or sha256; nothing was installed."""
+
+
+class FetchFailed(RetrievalError):
+    """Weights could not be downloaded or assembled from their source."""

@@ -4,7 +4,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.config import PASST_FILENAME
@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     passt_weights: str = Field(
         PASST_FILENAME, description="PaSST checkpoint, absolute or in models_dir; 'random' for tests only"
     )
+    passt_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-fA-F]{64}$", description="pin: `models fetch` refuses other PaSST weights"
+    )
     checkpoint: Path | None = Field(None, description="trained head; without one the zero-shot model serves")
     device: str = Field("auto", description="auto (CUDA when present), cpu, or cuda[:N]")
     batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
@@ -35,6 +38,12 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted clip, seconds")
     host: str = "127.0.0.1"
     port: int = 8000
+
+    @field_validator("passt_sha256", mode="before")
+    @classmethod
+    def _empty_pin_is_none(cls, v):
+        # compose passes RETRIEVAL_PASST_SHA256= when the operator sets no pin
+        return v or None
 
     def models_path(self, value: str | Path) -> Path:
         p = Path(value).expanduser()
