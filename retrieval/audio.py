@@ -64,7 +64,9 @@ def decode_audio(
     except AudioDecodeError:
         raise
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
-        raise AudioDecodeError(f"{label}: not a readable audio file (WAV, FLAC, OGG, MP3): {e}") from e
+        # libsndfile's own words, without soundfile's "Error opening <_io.BytesIO object at 0x...>" prefix
+        reason = e.error_string if isinstance(e, sf.LibsndfileError) else e
+        raise AudioDecodeError(f"{label}: not a readable audio file (WAV, FLAC, OGG, MP3): {reason}") from e
     return DecodedAudio(_to_model_rate(data, rate, label=label), rate, channels, container)
 
 
