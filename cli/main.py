@@ -4,7 +4,7 @@ import logging
 
 import typer
 
-from cli import core_cmds, models_cmds
+from cli import core_cmds, index_cmds, models_cmds, serve_cmds
 
 app = typer.Typer(help="Language-based audio retrieval: index audio, search it with text, train the head.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -17,4 +17,6 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
 
 
 core_cmds.register(app)
+serve_cmds.register(app)
 models_cmds.register(app)
+index_cmds.register(app)

@@ -1,0 +1,1 @@
+"""The FastAPI service and its web page: thin routes over retrieval/ and index/."""

@@ -1,0 +1,46 @@
+"""What routes get from `app.state`, as `Annotated` dependencies; tests swap them through overrides."""
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from app.observability import ServiceMetrics
+from index.collection import Collection
+from retrieval.pipeline import Retriever
+from retrieval.settings import Settings
+
+NOT_READY = "the service is still loading its models and index"
+
+
+def _loaded(request: Request, name: str):
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        raise HTTPException(503, NOT_READY)
+    return value
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_collection(request: Request) -> Collection:
+    return _loaded(request, "collection")
+
+
+def get_retriever(request: Request) -> Retriever:
+    return _loaded(request, "retriever")
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CollectionDep = Annotated[Collection, Depends(get_collection)]
+RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+
+
+def audio_url(request: Request, clip_id: int) -> str:
+    """Root-relative URL of a clip's audio, so it works behind a proxy that keeps the path."""
+    return request.scope.get("root_path", "") + str(request.app.url_path_for("audio_file", clip_id=clip_id))

@@ -1,0 +1,46 @@
+"""The library's named errors, mapped to HTTP at the edge with stable messages (`{"detail": "..."}`).
+
+| error | status | why |
+|---|---|---|
+| AudioTooLong | 413 | the clip is over RETRIEVAL_MAX_DURATION_S: a size limit, like the byte limit |
+| AudioDecodeError | 415 | not audio the decoder can read; the decoder's message says what is wrong |
+| CheckpointMismatch | 409 | the index was made with another model than the one serving |
+| ModelNotFound | 503 | the configured weights are missing |
+| any other RetrievalError | 400 | |
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from retrieval.errors import AudioDecodeError, AudioTooLong, CheckpointMismatch, ModelNotFound, RetrievalError
+
+log = logging.getLogger(__name__)
+
+STATUS_OF = {
+    AudioTooLong: 413,
+    AudioDecodeError: 415,
+    CheckpointMismatch: 409,
+    ModelNotFound: 503,
+    RetrievalError: 400,
+}
+
+
+def status_for(error: RetrievalError) -> int:
+    """The status of the most specific class in STATUS_OF the error is an instance of."""
+    for cls in type(error).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]
+    return 400
+
+
+async def retrieval_error_handler(request: Request, error: RetrievalError) -> JSONResponse:
+    status = status_for(error)
+    log.log(logging.ERROR if status >= 500 else logging.INFO, "%s %s -> %d %s: %s", request.method,
+            request.url.path, status, type(error).__name__, error)
+    return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RetrievalError, retrieval_error_handler)

@@ -1,0 +1,70 @@
+"""The FastAPI application: `create_app(settings)`; models and the index load once, in `lifespan`."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from app.errors import install_error_handlers
+from app.limits import BodyLimitMiddleware
+from app.observability import RequestMetricsMiddleware, ServiceMetrics
+from app.routes import audio, health, metrics, page, search
+from app.routes.page import STATIC_DIR
+from index.collection import Collection
+from retrieval.pipeline import Retriever, build_retriever
+from retrieval.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Search a collection of sounds by describing them in words, or with a sound like them.
+
+Reads (`/search`, `/search/audio`, `GET /audio...`) are open unless the server sets `RETRIEVAL_PROTECT_READS`;
+writes (`POST /audio`, `DELETE /audio/{id}`) need the API key (`RETRIEVAL_API_KEY`), sent as `X-API-Key` or
+`Authorization: Bearer`. The web page is at `/`.
+"""
+TAGS = [{"name": "search", "description": "text queries and query by example"},
+        {"name": "audio", "description": "the clips of the collection"},
+        {"name": "health", "description": "probes and Prometheus metrics"},
+        {"name": "page", "description": "the web page"}]
+
+
+def create_app(settings: Settings | None = None, *, retriever: Retriever | None = None) -> FastAPI:
+    """The service over `settings` (read from the environment when omitted). A ready `retriever` may be
+    passed to skip loading the models (tests share one)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        model = retriever or await run_in_threadpool(build_retriever, settings)
+        collection = await run_in_threadpool(Collection.open, settings, model)
+        app.state.retriever, app.state.collection = model, collection
+        app.state.metrics.watch_index(collection.count)
+        log.info("serving %d clips from %s with model %s", collection.count(), settings.data_dir,
+                 model.fingerprint_id)
+        try:
+            yield
+        finally:
+            app.state.collection = None
+            await run_in_threadpool(collection.close)
+
+    app = FastAPI(title="Audio retrieval", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
+    app.state.retriever = app.state.collection = None
+    install_error_handlers(app)
+    # added innermost first: CORS wraps everything, so even a 413 carries its headers
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST",
+                           "DELETE"], allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
+                           expose_headers=["Content-Range", "Accept-Ranges"])
+    for module in (search, audio, health, metrics, page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,30 @@
+"""GET /health/live and GET /health/ready."""
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from app.deps import CollectionDep, RetrieverDep, SettingsDep
+from app.schemas import AccessInfo, ErrorOut, Liveness, ModelInfo, Readiness
+from retrieval.checkpoint import ZERO_SHOT
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live", summary="The process is up", description="Answers as soon as the server runs; "
+            "for a liveness probe. Never needs a key.")
+async def live() -> Liveness:
+    return Liveness(status="ok")
+
+
+@router.get("/ready", summary="Models and index are loaded; which model is serving",
+            responses={503: {"model": ErrorOut, "description": "still loading"}},
+            description="200 once the PaSST tagger, the text encoder, the head and the index are loaded, "
+                        "with the model's fingerprint (`zero-shot` without a trained checkpoint), the number "
+                        "of clips and the access rules. Never needs a key.")
+async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: SettingsDep) -> Readiness:
+    kind = "zero-shot" if retriever.ckpt.fingerprint == ZERO_SHOT else "checkpoint"
+    model = ModelInfo(kind=kind, fingerprint_id=retriever.fingerprint_id, fingerprint=retriever.fingerprint)
+    access = AccessInfo(writes_enabled=bool(settings.api_key and settings.api_key.get_secret_value()),
+                        protect_reads=settings.protect_reads)
+    return Readiness(status="ready", model=model, clips=await run_in_threadpool(collection.count),
+                     access=access)

@@ -1,0 +1,74 @@
+"""POST /search (text) and POST /search/audio (query by example)."""
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from app.deps import CollectionDep, MetricsDep, RetrieverDep, audio_url
+from app.observability import ServiceMetrics
+from app.schemas import MAX_K, ErrorOut, SearchRequest, SearchResponse, search_hit
+from app.security import ReadAccess
+from app.uploads import multipart_body, read_upload
+from index.base import Hit
+from index.collection import Collection
+from retrieval.pipeline import Retriever
+
+router = APIRouter(tags=["search"], dependencies=[ReadAccess])
+
+READ_ERRORS = {401: {"model": ErrorOut, "description": "reads are protected and no key was sent"},
+               403: {"model": ErrorOut, "description": "reads are protected and the key is wrong"}}
+UPLOAD_ERRORS = {413: {"model": ErrorOut, "description": "over RETRIEVAL_MAX_UPLOAD_BYTES or "
+                                                         "RETRIEVAL_MAX_DURATION_S"},
+                 415: {"model": ErrorOut, "description": "not audio the decoder can read (its message)"}}
+
+
+class AudioQuery(BaseModel):
+    k: int = Field(10, ge=1, le=MAX_K)
+
+
+def text_search(collection: Collection, retriever: Retriever, metrics: ServiceMetrics,
+                req: SearchRequest) -> list[Hit]:
+    """Encode the query, then search; timed apart so the metrics tell the encoder from the index."""
+    with metrics.query_encode.time():
+        xq = retriever.encode_text([req.query])  # (1, D)
+    with metrics.search.time():
+        return collection.search_vector(xq, req.k, req.search_filter())
+
+
+def respond(request: Request, query: str, hits: list[Hit], start: float) -> SearchResponse:
+    results = [search_hit(h, audio_url=audio_url(request, h.record.id)) for h in hits]
+    took_ms = round(1000 * (time.perf_counter() - start), 3)
+    return SearchResponse(query=query, took_ms=took_ms, results=results)
+
+
+@router.post("/search", summary="Search the collection with text", responses=READ_ERRORS,
+             description="Encodes the query into the shared space and returns the k closest clips, best "
+                         "first, with their scores (cosine similarity), top tags and audio URL. An empty "
+                         "collection answers an empty list.")
+async def search(body: SearchRequest, request: Request, collection: CollectionDep, retriever: RetrieverDep,
+                 metrics: MetricsDep) -> SearchResponse:
+    start = time.perf_counter()
+    hits = await run_in_threadpool(text_search, collection, retriever, metrics, body)
+    return respond(request, body.query, hits, start)
+
+
+@router.post("/search/audio", summary="Find clips that sound like an uploaded one",
+             responses={**READ_ERRORS, **UPLOAD_ERRORS, 422: {"model": ErrorOut, "description": "no file"}},
+             openapi_extra=multipart_body(fields={"k": {"type": "integer", "minimum": 1, "maximum": MAX_K,
+                                                        "default": 10, "description": "how many clips"}}),
+             description="Query by example: the uploaded clip is decoded, tagged by PaSST and projected like "
+                         "an indexed one (it is not added), and the k closest clips are returned. `query` in "
+                         "the answer is the uploaded file's name.")
+async def search_audio(request: Request, collection: CollectionDep, metrics: MetricsDep) -> SearchResponse:
+    upload = await read_upload(request)
+    try:
+        k = AudioQuery.model_validate(upload.fields).k
+    except ValidationError as e:
+        raise RequestValidationError(e.errors(include_url=False)) from None
+    start = time.perf_counter()
+    with metrics.audio_encode.labels("search").time():
+        hits = await run_in_threadpool(collection.search_audio, upload.data, k, None, upload.name)
+    return respond(request, upload.name, hits, start)

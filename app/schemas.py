@@ -1,0 +1,154 @@
+"""The service's request and response bodies, by role; every field carries a description and an example."""
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from index.base import ClipRecord, Hit, SearchFilter
+
+MAX_QUERY_CHARS = 500
+MAX_K = 100
+
+
+class TagOut(BaseModel):
+    """One AudioSet tag PaSST gave the clip."""
+
+    label: str = Field(description="AudioSet class name", examples=["Rain on surface"])
+    probability: float = Field(ge=0, le=1, description="sigmoid of PaSST's logit", examples=[0.87])
+
+
+class ClipOut(BaseModel):
+    """A clip of the collection."""
+
+    id: int = Field(description="the clip's id in this collection", examples=[42])
+    name: str = Field(description="the file name the clip was added under", examples=["rain_on_roof.wav"])
+    duration: float = Field(description="seconds", examples=[12.5])
+    sample_rate: int = Field(description="sample rate of the source file, Hz", examples=[44100])
+    sha256: str = Field(description="sha256 of the file's bytes; the same bytes are stored once",
+                        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    tags: list[TagOut] = Field(description="top AudioSet tags, most probable first")
+    added_at: float = Field(description="when it was added, unix time", examples=[1767225600.0])
+    audio_url: str = Field(description="where to fetch the audio (supports HTTP Range)",
+                           examples=["/audio/42/file"])
+
+
+class ClipPage(BaseModel):
+    """One page of the collection, ordered by id."""
+
+    total: int = Field(description="clips in the collection", examples=[1200])
+    offset: int = Field(description="index of the first item on this page", examples=[0])
+    limit: int = Field(description="the page size asked for", examples=[50])
+    items: list[ClipOut]
+
+
+class SearchRequest(BaseModel):
+    """A text query and how many clips to return; the filters are optional."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"query": "rain on a tin roof while someone whistles", "k": 10},
+                     {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"}]})
+
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS,
+                       description="what the clips should sound like",
+                       examples=["rain on a tin roof while someone whistles"])
+    k: int = Field(10, ge=1, le=MAX_K, description="how many clips to return, best first", examples=[10])
+    min_duration: float | None = Field(None, ge=0, description="only clips at least this long, seconds")
+    max_duration: float | None = Field(None, gt=0, description="only clips at most this long, seconds")
+    tag: str | None = Field(None, min_length=1, max_length=200,
+                            description="only clips with this AudioSet name among their top tags",
+                            examples=["Rain"])
+
+    @field_validator("query")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the query is blank")
+        return v
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> "SearchRequest":
+        if None not in (self.min_duration, self.max_duration) and self.min_duration > self.max_duration:
+            raise ValueError("min_duration is larger than max_duration")
+        return self
+
+    def search_filter(self) -> SearchFilter | None:
+        flt = SearchFilter(min_duration=self.min_duration, max_duration=self.max_duration, tag=self.tag)
+        return None if flt.empty else flt
+
+
+class SearchHit(BaseModel):
+    """A clip that matches the query, with its score."""
+
+    id: int = Field(description="the clip's id", examples=[42])
+    name: str = Field(description="the clip's file name", examples=["rain_on_roof.wav"])
+    score: float = Field(description="cosine similarity to the query in the shared space (higher is closer)",
+                         examples=[0.62])
+    duration: float = Field(description="seconds", examples=[12.5])
+    tags: list[TagOut] = Field(description="top AudioSet tags, most probable first")
+    audio_url: str = Field(description="where to fetch the audio", examples=["/audio/42/file"])
+
+
+class SearchResponse(BaseModel):
+    """The ranked clips, best first; an empty collection gives an empty list."""
+
+    query: str = Field(description="the query as received (the file name for query by example)",
+                       examples=["rain on a tin roof while someone whistles"])
+    took_ms: float = Field(description="time spent encoding the query and searching, milliseconds",
+                           examples=[18.4])
+    results: list[SearchHit]
+
+
+class ErrorOut(BaseModel):
+    """Every error answers with one stable message."""
+
+    detail: str = Field(description="what went wrong and, where possible, what to do",
+                        examples=["no clip with id 42"])
+
+
+class Liveness(BaseModel):
+    """The process is up (says nothing about the models)."""
+
+    status: Literal["ok"] = Field(description="the process is up", examples=["ok"])
+
+
+class ModelInfo(BaseModel):
+    """Which model is serving."""
+
+    kind: Literal["zero-shot", "checkpoint"] = Field(
+        description="zero-shot (tag names only, lam = 0) or a trained head checkpoint",
+        examples=["zero-shot"])
+    fingerprint_id: str = Field(description="short hash of everything the vectors depend on",
+                                examples=["3f2a9c0d1e4b5a69"])
+    fingerprint: dict[str, Any] = Field(description="head checkpoint sha256 (or 'zero-shot'), text model and "
+                                                    "revision, PaSST arch and windowing")
+
+
+class AccessInfo(BaseModel):
+    """Who may do what on this server."""
+
+    writes_enabled: bool = Field(description="an API key is configured, so uploads and deletes can be made")
+    protect_reads: bool = Field(description="searches and reads need the API key too")
+
+
+class Readiness(BaseModel):
+    """Models and index are loaded and the service can answer."""
+
+    status: Literal["ready"] = Field(examples=["ready"])
+    model: ModelInfo
+    clips: int = Field(description="clips in the index", examples=[1200])
+    access: AccessInfo
+
+
+def tags_out(record: ClipRecord) -> list[TagOut]:
+    return [TagOut(label=t.label, probability=t.probability) for t in record.tags]
+
+
+def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
+    return ClipOut(id=record.id, name=record.name, duration=record.duration, sample_rate=record.sample_rate,
+                   sha256=record.sha256, tags=tags_out(record), added_at=record.added_at, audio_url=audio_url)
+
+
+def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
+    r = hit.record
+    return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
+                     audio_url=audio_url)

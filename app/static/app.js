@@ -1,0 +1,193 @@
+// The search page: plain DOM, no build step, everything from this server.
+"use strict";
+
+const KEY_STORE = "retrieval.apiKey";
+const state = { protectReads: false, writesEnabled: true };
+
+const $ = (id) => document.getElementById(id);
+const apiKey = () => sessionStorage.getItem(KEY_STORE) || "";
+
+function authHeaders() {
+  const key = apiKey();
+  return key ? { "X-API-Key": key } : {};
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // never innerHTML: names come from users
+  return node;
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (typeof body.detail === "string") return body.detail;
+    if (Array.isArray(body.detail)) return body.detail.map((d) => d.msg).join("; ");
+  } catch (_) { /* not JSON */ }
+  return `${response.status} ${response.statusText}`;
+}
+
+function formatSeconds(s) {
+  const m = Math.floor(s / 60);
+  const rest = (s - 60 * m).toFixed(1).padStart(4, "0");
+  return m ? `${m}:${rest}` : `${s.toFixed(1)} s`;
+}
+
+// With protected reads an <audio src> cannot send the key, so the file is fetched with it instead.
+async function attachAudio(audio, url) {
+  if (!state.protectReads) {
+    audio.src = url;
+    return;
+  }
+  const response = await fetch(url, { headers: authHeaders() });
+  if (response.ok) audio.src = URL.createObjectURL(await response.blob());
+}
+
+function renderTags(tags) {
+  const list = el("ul", "tags");
+  for (const t of tags) {
+    const chip = el("li", "tag", t.label);
+    chip.title = `probability ${(100 * t.probability).toFixed(1)} %`;
+    list.append(chip);
+  }
+  return list;
+}
+
+function renderHit(hit, rank) {
+  const item = el("li", "result");
+  item.dataset.id = hit.id;
+  const head = el("div", "result-head");
+  head.append(el("span", "rank", `${rank}.`), el("span", "name", hit.name));
+  const score = el("span", "score", hit.score.toFixed(3));
+  score.title = "cosine similarity to the query";
+  head.append(score, el("span", "duration", formatSeconds(hit.duration)));
+  const bar = el("div", "bar");
+  const fill = el("div", "bar-fill");
+  fill.style.width = `${Math.max(0, Math.min(1, hit.score)) * 100}%`;
+  bar.append(fill);
+  const audio = el("audio");
+  audio.controls = true;
+  audio.preload = "none";
+  attachAudio(audio, hit.audio_url);
+  item.append(head, bar, audio, renderTags(hit.tags));
+  return item;
+}
+
+function showResults(data) {
+  const list = $("results");
+  list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1)));
+  $("search-message").textContent = data.results.length
+    ? `${data.results.length} clips for “${data.query}” in ${Math.round(data.took_ms)} ms`
+    : "No clips yet: the collection is empty. Add some with the form below.";
+}
+
+async function runSearch(request) {
+  $("search-message").textContent = "Searching…";
+  try {
+    const response = await fetch(request.url, { method: "POST", ...request.init });
+    if (!response.ok) {
+      $("search-message").textContent = `Search failed: ${await errorText(response)}`;
+      return;
+    }
+    showResults(await response.json());
+  } catch (e) {
+    $("search-message").textContent = `Search failed: ${e.message}`;
+  }
+}
+
+function searchText(event) {
+  event.preventDefault();
+  const query = $("query").value.trim();
+  if (!query) return;
+  const body = JSON.stringify({ query, k: Number($("k").value) });
+  runSearch({ url: "/search", init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
+}
+
+function searchExample() {
+  const file = $("example-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file);
+  form.append("k", $("k").value);
+  runSearch({ url: "/search/audio", init: { body: form, headers: authHeaders() } });
+}
+
+async function upload(event) {
+  event.preventDefault();
+  const file = $("upload-file").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file);
+  const name = $("upload-name").value.trim();
+  if (name) form.append("name", name);
+  const message = $("upload-message");
+  message.textContent = `Uploading ${file.name}… (tagging takes a few seconds)`;
+  try {
+    const response = await fetch("/audio", { method: "POST", body: form, headers: authHeaders() });
+    if (!response.ok) {
+      message.textContent = `Upload failed: ${await errorText(response)}`;
+      return;
+    }
+    const clip = await response.json();
+    const tags = clip.tags.slice(0, 3).map((t) => t.label).join(", ");
+    message.textContent = response.status === 201
+      ? `Added “${clip.name}” (#${clip.id}), tagged ${tags}.`
+      : `Already in the collection as “${clip.name}” (#${clip.id}).`;
+    $("upload-form").reset();
+    refreshStatus();
+  } catch (e) {
+    message.textContent = `Upload failed: ${e.message}`;
+  }
+}
+
+function showKeyState() {
+  const hasKey = Boolean(apiKey());
+  $("upload-form").hidden = !hasKey;
+  $("forget-key").hidden = !hasKey;
+  $("api-key").placeholder = hasKey ? "key set for this tab" : "needed to add or remove clips";
+  if (!state.writesEnabled) {
+    $("upload-message").textContent = "Uploads are disabled on this server (it has no RETRIEVAL_API_KEY).";
+  }
+}
+
+function useKey(event) {
+  event.preventDefault();
+  const key = $("api-key").value.trim();
+  if (key) sessionStorage.setItem(KEY_STORE, key);
+  $("api-key").value = "";
+  showKeyState();
+}
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY_STORE);
+  showKeyState();
+}
+
+async function refreshStatus() {
+  try {
+    const response = await fetch("/health/ready");
+    if (!response.ok) {
+      $("status").textContent = "The service is still loading…";
+      return;
+    }
+    const ready = await response.json();
+    state.protectReads = ready.access.protect_reads;
+    state.writesEnabled = ready.access.writes_enabled;
+    const model = ready.model.kind === "zero-shot" ? "zero-shot model (tag names)" : "trained model";
+    $("status").textContent = `${ready.clips} clips · ${model} ${ready.model.fingerprint_id}`;
+    showKeyState();
+  } catch (e) {
+    $("status").textContent = `The service cannot be reached: ${e.message}`;
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("search-form").addEventListener("submit", searchText);
+  $("example-file").addEventListener("change", searchExample);
+  $("key-form").addEventListener("submit", useKey);
+  $("forget-key").addEventListener("click", forgetKey);
+  $("upload-form").addEventListener("submit", upload);
+  showKeyState();
+  refreshStatus();
+});

@@ -1,0 +1,49 @@
+"""Reading one multipart upload after the route's access checks have passed.
+
+Routes take the form from the request themselves (rather than as `File()` parameters, which FastAPI reads
+before any dependency runs), so a request without a valid key is refused before its body is read.
+"""
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath, PureWindowsPath
+
+from fastapi import HTTPException, Request
+from starlette.datastructures import UploadFile
+
+MAX_NAME_CHARS = 255
+NO_FILE = "send the audio as a multipart/form-data field named 'file'"
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    name: str  # a bare file name, never a path
+    fields: dict[str, str]  # the form's other text fields
+
+
+def multipart_body(*, fields: dict[str, dict]) -> dict:
+    """OpenAPI `requestBody` of a multipart form with a binary `file` and these other fields."""
+    schema = {"type": "object", "required": ["file"],
+              "properties": {"file": {"type": "string", "format": "binary",
+                                      "description": "WAV, FLAC, OGG (Vorbis/Opus) or MP3"}, **fields}}
+    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def bare_name(name: str) -> str:
+    """The last path component, whichever separator the client used; never empty."""
+    base = PureWindowsPath(PurePosixPath(name.strip()).name).name.strip()
+    return base[:MAX_NAME_CHARS] or "upload"
+
+
+async def read_upload(request: Request) -> Upload:
+    """The form's `file` (bounded by the body-size limit) and its text fields; 422 without a file."""
+    form = await request.form(max_files=1, max_fields=8)
+    try:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise HTTPException(422, NO_FILE)
+        data = await file.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        return Upload(data, bare_name(fields.get("name") or file.filename or ""), fields)
+    finally:
+        await form.close()

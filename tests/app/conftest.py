@@ -1,0 +1,91 @@
+"""The service over the real Collection, a random-weight PaSST and MiniLM; one shared Retriever."""
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from retrieval.audio import decode_audio
+from retrieval.pipeline import Retriever, build_retriever
+from retrieval.settings import Settings
+from tests.audio_fixtures import clicks, noise, sine
+
+API_KEY = "test-key-7f3a"
+WRITE = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="session")
+def retriever(minilm_path, random_tagger, text_encoder) -> Retriever:
+    cfg = Settings(text_model=str(minilm_path), passt_weights="random", device="cpu")
+    return build_retriever(cfg, tagger=random_tagger, text=text_encoder)
+
+
+@pytest.fixture
+def app_settings(settings) -> Settings:
+    return Settings(**{**settings.model_dump(), "api_key": API_KEY})
+
+
+@pytest.fixture
+def make_client(app_settings, retriever) -> Iterator[Callable[..., TestClient]]:
+    """make_client(**settings_overrides) -> a started TestClient (lifespan run); closed at teardown."""
+    clients = []
+
+    def make(**overrides) -> TestClient:
+        s = Settings(**{**app_settings.model_dump(), **overrides})
+        client = TestClient(create_app(s, retriever=retriever))
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client) -> TestClient:
+    return make_client()
+
+
+def wav_bytes(wave: np.ndarray, rate: int = 32_000, fmt: str = "WAV") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate, format=fmt)
+    return buf.getvalue()
+
+
+# three short clips that sound nothing alike (<= 1.5 s keeps the random PaSST cheap)
+CLIPS = {
+    "sine.wav": wav_bytes(sine(440.0, seconds=1.0)),
+    "clicks.wav": wav_bytes(clicks(seconds=1.5)),
+    "noise.wav": wav_bytes(noise(seconds=0.5), rate=16_000),
+}
+
+
+def upload(client: TestClient, filename: str, data: bytes, headers: dict | None = None, **fields):
+    return client.post("/audio", files={"file": (filename, data, "audio/wav")}, data=fields,
+                       headers=WRITE if headers is None else headers)
+
+
+@pytest.fixture
+def filled(client) -> tuple[TestClient, dict[str, dict]]:
+    """The client with CLIPS added; name -> the record the service answered."""
+    records = {}
+    for name, data in CLIPS.items():
+        r = upload(client, name, data)
+        assert r.status_code == 201, r.text
+        records[name] = r.json()
+    return client, records
+
+
+def vector_of(retriever: Retriever, data: bytes) -> np.ndarray:
+    """The oracle: the clip's (D,) vector straight from the library."""
+    return retriever.encode_audio(decode_audio(data).wave)[0]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,183 @@
+"""POST/GET/DELETE /audio: records, dedup, streaming with Range, and the 4xx answers."""
+
+import pytest
+
+from retrieval.audio import decode_audio
+from retrieval.errors import AudioDecodeError
+from tests.app.conftest import API_KEY, CLIPS, WRITE, sha256, upload, wav_bytes
+from tests.audio_fixtures import sine
+
+
+def test_upload_returns_the_record_with_its_top_tags(client, retriever):
+    data = CLIPS["sine.wav"]
+    r = upload(client, "sine.wav", data)
+    assert r.status_code == 201, r.text
+    rec = r.json()
+    assert rec["name"] == "sine.wav" and rec["sha256"] == sha256(data) and rec["sample_rate"] == 32_000
+    assert rec["duration"] == pytest.approx(1.0, abs=1e-3)
+    assert rec["audio_url"] == f"/audio/{rec['id']}/file"
+    # oracle: the library's own top tags of the same samples
+    _, logits = retriever.encode_audio(decode_audio(data).wave)
+    expected = retriever.top_tags(logits, len(rec["tags"]))
+    assert rec["tags"] and [t["label"] for t in rec["tags"]] == [label for label, _ in expected]
+    assert [t["probability"] for t in rec["tags"]] == pytest.approx([p for _, p in expected], abs=1e-5)
+    assert client.get(f"/audio/{rec['id']}").json() == rec
+
+
+def test_same_content_again_answers_the_existing_record_with_200(client):
+    first = upload(client, "a.wav", CLIPS["sine.wav"]).json()
+    again = upload(client, "b.wav", CLIPS["sine.wav"])
+    assert again.status_code == 200 and again.json() == first
+    assert client.get("/audio").json()["total"] == 1
+
+
+def test_name_field_and_path_components(client):
+    assert upload(client, "x.wav", CLIPS["sine.wav"], name="my tone.wav").json()["name"] == "my tone.wav"
+    assert upload(client, "../../etc/clicks.wav", CLIPS["clicks.wav"]).json()["name"] == "clicks.wav"
+    assert upload(client, "x.wav", CLIPS["noise.wav"], name="C:\\sounds\\n.wav").json()["name"] == "n.wav"
+
+
+def test_bearer_token_is_accepted(client):
+    r = upload(client, "s.wav", CLIPS["sine.wav"], headers={"Authorization": f"Bearer {API_KEY}"})
+    assert r.status_code == 201
+
+
+@pytest.mark.parametrize(("headers", "status", "message"), [
+    ({}, 401, "an API key is required"),
+    ({"X-API-Key": "wrong"}, 403, "the API key is not valid"),
+    ({"Authorization": "Bearer wrong"}, 403, "the API key is not valid"),
+    ({"Authorization": f"Basic {API_KEY}"}, 401, "an API key is required"),
+])
+def test_writes_without_the_right_key_are_refused_and_change_nothing(client, headers, status, message):
+    r = upload(client, "s.wav", CLIPS["sine.wav"], headers=headers)
+    assert r.status_code == status and r.json()["detail"].startswith(message)
+    assert client.get("/audio").json()["total"] == 0
+
+
+def test_writes_are_refused_without_a_configured_key(make_client):
+    client = make_client(api_key=None)
+    for r in (upload(client, "s.wav", CLIPS["sine.wav"], headers={"X-API-Key": "anything"}),
+              client.delete("/audio/1", headers={"X-API-Key": "anything"})):
+        assert r.status_code == 403 and "set RETRIEVAL_API_KEY" in r.json()["detail"]
+
+
+def test_declared_body_over_the_limit_is_413(make_client):
+    client = make_client(max_upload_bytes=20_000)
+    big = wav_bytes(sine(seconds=1.0))  # 64 kB
+    r = upload(client, "big.wav", big)
+    assert r.status_code == 413 and "20000 bytes" in r.json()["detail"]
+    assert client.get("/audio").json()["total"] == 0
+
+
+def multipart_chunks(name: str, data: bytes, boundary: str = "b0undary", chunk: int = 4096):
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    body = head + data + f"\r\n--{boundary}--\r\n".encode()
+    return (body[i:i + chunk] for i in range(0, len(body), chunk)), f"multipart/form-data; boundary={boundary}"
+
+
+def test_streamed_body_over_the_limit_is_413(make_client):
+    """No Content-Length (chunked): the bytes are counted as they arrive."""
+    client = make_client(max_upload_bytes=20_000)
+    chunks, content_type = multipart_chunks("big.wav", wav_bytes(sine(seconds=1.0)))
+    r = client.post("/audio", content=chunks, headers={**WRITE, "Content-Type": content_type})
+    assert r.status_code == 413 and "20000 bytes" in r.json()["detail"]
+    assert client.get("/audio").json()["total"] == 0
+
+
+def test_streamed_body_under_the_limit_is_added(client):
+    chunks, content_type = multipart_chunks("s.wav", CLIPS["sine.wav"])
+    r = client.post("/audio", content=chunks, headers={**WRITE, "Content-Type": content_type})
+    assert r.status_code == 201 and r.json()["sha256"] == sha256(CLIPS["sine.wav"])
+
+
+def test_clip_over_the_duration_limit_is_413(make_client):
+    client = make_client(max_duration_s=1.0)
+    r = upload(client, "long.wav", wav_bytes(sine(seconds=1.5)))
+    assert r.status_code == 413 and "longer than the maximum of 1 s" in r.json()["detail"]
+    assert client.get("/audio").json()["total"] == 0
+
+
+@pytest.mark.parametrize("data", [b"this is not audio", CLIPS["sine.wav"][:200], b"RIFF\0\0\0\0WAVE"])
+def test_undecodable_upload_is_415_with_the_decoders_message(client, data):
+    r = upload(client, "bad.wav", data)
+    assert r.status_code == 415
+    with pytest.raises(AudioDecodeError) as decoder:
+        decode_audio(data, name="bad.wav")
+    assert r.json()["detail"] == str(decoder.value)
+    assert client.get("/audio").json()["total"] == 0
+
+
+def test_upload_without_a_file_is_422(client):
+    assert client.post("/audio", data={"name": "x"}, headers=WRITE).status_code == 422
+    assert client.post("/audio", json={"file": "x"}, headers=WRITE).status_code == 422
+    r = client.post("/audio", content=b"--x\r\nbroken", headers={**WRITE, "Content-Type":
+                                                                 "multipart/form-data; boundary=x"})
+    assert r.status_code in (400, 422)
+
+
+def test_list_pages_in_id_order(filled):
+    client, records = filled
+    ids = sorted(rec["id"] for rec in records.values())
+    page = client.get("/audio", params={"offset": 1, "limit": 1}).json()
+    assert page["total"] == 3 and page["offset"] == 1 and page["limit"] == 1
+    assert [c["id"] for c in page["items"]] == [ids[1]]
+    assert [c["id"] for c in client.get("/audio").json()["items"]] == ids
+    assert client.get("/audio", params={"offset": 10}).json()["items"] == []
+    assert client.get("/audio", params={"limit": 0}).status_code == 422
+    assert client.get("/audio", params={"offset": -1}).status_code == 422
+
+
+def test_get_unknown_or_malformed_id(client):
+    r = client.get("/audio/12345")
+    assert r.status_code == 404 and r.json()["detail"] == "no clip with id 12345"
+    assert client.get("/audio/abc").status_code == 422
+    assert client.get("/audio/12345/file").status_code == 404
+
+
+def test_file_streams_the_stored_bytes_with_range_support(filled):
+    client, records = filled
+    data, rec = CLIPS["clicks.wav"], records["clicks.wav"]
+    url, n = rec["audio_url"], len(data)
+    whole = client.get(url)
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["content-type"] == "audio/wav" and whole.headers["accept-ranges"] == "bytes"
+    part = client.get(url, headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == data[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{n}"
+    tail = client.get(url, headers={"Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.content == data[-5:]
+    bad = client.get(url, headers={"Range": f"bytes={n}-"})
+    assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{n}"
+
+
+def test_file_content_type_follows_the_format(client):
+    flac = wav_bytes(sine(seconds=0.5), fmt="FLAC")
+    rec = upload(client, "tone.flac", flac).json()
+    r = client.get(rec["audio_url"])
+    assert r.headers["content-type"] == "audio/flac" and r.content == flac
+
+
+def test_delete(filled):
+    client, records = filled
+    clip_id = records["sine.wav"]["id"]
+    assert client.delete(f"/audio/{clip_id}").status_code == 401
+    assert client.delete(f"/audio/{clip_id}", headers={"X-API-Key": "no"}).status_code == 403
+    assert client.get(f"/audio/{clip_id}").status_code == 200
+    assert client.delete(f"/audio/{clip_id}", headers=WRITE).status_code == 204
+    assert client.get(f"/audio/{clip_id}").status_code == 404
+    assert client.get(f"/audio/{clip_id}/file").status_code == 404
+    assert client.delete(f"/audio/{clip_id}", headers=WRITE).status_code == 404
+    hits = client.post("/search", json={"query": "tone", "k": 10}).json()["results"]
+    assert clip_id not in {h["id"] for h in hits} and len(hits) == 2
+
+
+def test_protected_reads_need_the_key(make_client):
+    client = make_client(protect_reads=True)
+    assert client.post("/search", json={"query": "rain"}).status_code == 401
+    assert client.get("/audio", headers={"X-API-Key": "no"}).status_code == 403
+    assert client.get("/audio/1/file").status_code == 401
+    assert client.post("/search/audio", files={"file": ("x.wav", CLIPS["sine.wav"])}).status_code == 401
+    assert client.post("/search", json={"query": "rain"}, headers=WRITE).status_code == 200
+    assert client.get("/audio", headers=WRITE).status_code == 200
+    assert client.get("/health/ready").status_code == 200  # probes stay open

@@ -1,0 +1,99 @@
+"""POST /search and POST /search/audio against the library's own vectors."""
+
+import pytest
+
+from tests.app.conftest import CLIPS, vector_of, wav_bytes
+from tests.audio_fixtures import sine
+
+
+def test_empty_index_answers_an_empty_list(client):
+    r = client.post("/search", json={"query": "rain on a tin roof", "k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["query"] == "rain on a tin roof" and body["results"] == [] and body["took_ms"] >= 0
+
+
+def test_text_search_ranks_by_the_models_cosine(filled, retriever):
+    client, records = filled
+    query = "a pure tone at 440 hertz"
+    r = client.post("/search", json={"query": query, "k": 10})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    # oracle: the text vector against each clip's vector, computed by the library directly
+    q = retriever.encode_text([query])[0]  # (D,)
+    expected = {name: float(q @ vector_of(retriever, data)) for name, data in CLIPS.items()}
+    assert [h["name"] for h in results] == sorted(expected, key=expected.get, reverse=True)
+    for hit in results:
+        assert hit["score"] == pytest.approx(expected[hit["name"]], abs=1e-5)
+        rec = records[hit["name"]]
+        assert hit["id"] == rec["id"] and hit["audio_url"] == f"/audio/{rec['id']}/file"
+        assert hit["duration"] == pytest.approx(rec["duration"]) and hit["tags"] == rec["tags"]
+
+
+def test_k_limits_the_results_to_the_best(filled):
+    client, _ = filled
+    everything = client.post("/search", json={"query": "clicks", "k": 3}).json()["results"]
+    best = client.post("/search", json={"query": "clicks", "k": 1}).json()["results"]
+    assert [h["id"] for h in best] == [everything[0]["id"]]
+
+
+def test_duration_filter(filled):
+    client, records = filled
+    r = client.post("/search", json={"query": "sound", "k": 10, "max_duration": 1.2})
+    names = {h["name"] for h in r.json()["results"]}
+    assert names == {n for n, rec in records.items() if rec["duration"] <= 1.2} == {"sine.wav", "noise.wav"}
+
+
+@pytest.mark.parametrize("body", [
+    {"query": "", "k": 5},
+    {"query": "   ", "k": 5},
+    {"query": "x" * 501, "k": 5},
+    {"query": "rain", "k": 0},
+    {"query": "rain", "k": 101},
+    {"query": "rain", "k": 5, "colour": "blue"},
+    {"query": "rain", "min_duration": 5, "max_duration": 1},
+    {"k": 5},
+])
+def test_invalid_search_requests_answer_422(client, body):
+    r = client.post("/search", json=body)
+    assert r.status_code == 422
+    assert r.json()["detail"]
+
+
+def test_longest_allowed_query_is_accepted(client):
+    assert client.post("/search", json={"query": "x" * 500, "k": 100}).status_code == 200
+
+
+def test_query_by_example_finds_the_same_clip_first(filled, retriever):
+    client, records = filled
+    data = CLIPS["clicks.wav"]
+    r = client.post("/search/audio", files={"file": ("mine.wav", data)}, data={"k": "2"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"] == "mine.wav" and len(body["results"]) == 2
+    top = body["results"][0]
+    assert top["id"] == records["clicks.wav"]["id"] and top["score"] == pytest.approx(1.0, abs=1e-5)
+    v = vector_of(retriever, data)
+    second = next(n for n, rec in records.items() if rec["id"] == body["results"][1]["id"])
+    expected = float(v @ vector_of(retriever, CLIPS[second]))
+    assert body["results"][1]["score"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_query_by_example_is_not_added(filled):
+    client, _ = filled
+    client.post("/search/audio", files={"file": ("q.wav", CLIPS["sine.wav"][:-2] + b"\0\0")})
+    assert client.get("/audio").json()["total"] == len(CLIPS)
+
+
+def test_query_by_example_errors(client):
+    assert client.post("/search/audio", files={"file": ("x.wav", b"not audio at all")}).status_code == 415
+    assert client.post("/search/audio", data={"k": "3"}).status_code == 422
+    wav = CLIPS["sine.wav"]
+    assert client.post("/search/audio", files={"file": ("x.wav", wav)}, data={"k": "0"}).status_code == 422
+    assert client.post("/search/audio", files={"file": ("x.wav", wav)}, data={"k": "many"}).status_code == 422
+
+
+def test_query_by_example_over_the_duration_limit_is_413(make_client):
+    client = make_client(max_duration_s=1.0)
+    r = client.post("/search/audio", files={"file": ("long.wav", wav_bytes(sine(seconds=2.0)))})
+    assert r.status_code == 413 and "longer than the maximum" in r.json()["detail"]
