@@ -1,0 +1,139 @@
+"""`retrieval index add | stats | remove | reproject` and `retrieval search`: a collection from the shell."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cli.errors import exit_on_error
+
+if TYPE_CHECKING:
+    from index.base import Hit
+    from index.builder import BuildReport
+    from index.collection import Collection
+
+SHOWN_TAGS = 3
+
+
+class LazyTagger:
+    """The configured PaSST, described without loading it and loaded at its first use: searching, listing,
+    removing, re-projecting and resuming over already indexed files never run it."""
+
+    def __init__(self, settings):
+        from retrieval.config import PASST_ARCH, Windowing
+
+        self.arch, self.windowing = PASST_ARCH, Windowing()  # what load_tagger builds
+        self._settings = settings
+        self._tagger = None
+
+    def describe(self) -> dict:
+        return {"passt_arch": self.arch, **self.windowing.as_dict()}
+
+    def __getattr__(self, name: str):
+        if self._tagger is None:
+            from retrieval.pipeline import load_tagger
+
+            self._tagger = load_tagger(self._settings)
+        return getattr(self._tagger, name)
+
+
+def open_collection(*, check_fingerprint: bool = True) -> Collection:
+    """The configured model and the collection in the configured data directory."""
+    from index.collection import Collection
+    from retrieval.pipeline import build_retriever
+    from retrieval.settings import get_settings
+
+    settings = get_settings()
+    retriever = build_retriever(settings, tagger=LazyTagger(settings))
+    return Collection.open(settings, retriever, check_fingerprint=check_fingerprint)
+
+
+def add(paths: list[Path], *, recursive: bool = False, progress: bool = True) -> BuildReport:
+    from index.builder import index_paths
+
+    with open_collection() as collection:
+        return index_paths(collection, paths, recursive=recursive, progress=progress)
+
+
+def stats() -> dict:
+    with open_collection() as collection:
+        return collection.stats()
+
+
+def remove(ids: list[int]) -> int:
+    with open_collection() as collection:
+        return collection.remove(ids)
+
+
+def reproject(checkpoint: Path) -> int:
+    """Re-project the stored logits with another head; the store may hold any model's vectors."""
+    with open_collection(check_fingerprint=False) as collection:
+        return collection.reproject(checkpoint, progress=True)
+
+
+def search(query: str, k: int = 10) -> list[Hit]:
+    with open_collection() as collection:
+        return collection.search_text(query, k)
+
+
+def format_hit(rank: int, hit: Hit) -> str:
+    tags = ", ".join(f"{t.label} {t.probability:.2f}" for t in hit.record.tags[:SHOWN_TAGS])
+    return f"{rank:>3}  {hit.score:.4f}  {hit.record.name}  (id {hit.record.id})  {tags}"
+
+
+def _print_report(report: BuildReport) -> None:
+    rate = report.added / report.seconds if report.seconds else 0.0
+    typer.echo(f"added {report.added}, skipped {report.skipped} already indexed, failed {len(report.failed)} "
+               f"in {report.seconds:.1f} s ({rate:.2f} new clips/s)")
+    for name, reason in report.failed:
+        typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Build and maintain the index of a collection.", no_args_is_help=True)
+    app.add_typer(group, name="index")
+
+    @group.command("add")
+    def add_cmd(paths: list[Path] = typer.Argument(..., help="audio files and folders"),
+                recursive: bool = typer.Option(False, "--recursive", "-r", help="walk sub-folders too"),
+                progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+        """Index audio files; already indexed content is skipped, so an interrupted run resumes.
+        Exit status 1 when some files could not be indexed (they are listed)."""
+        with exit_on_error():
+            report = add(paths, recursive=recursive, progress=progress)
+        _print_report(report)
+        if report.failed:
+            raise typer.Exit(1)
+
+    @group.command("stats")
+    def stats_cmd() -> None:
+        """Print what the index holds and the model its vectors belong to."""
+        with exit_on_error():
+            for key, value in stats().items():
+                typer.echo(f"{key}: {value}")
+
+    @group.command("remove")
+    def remove_cmd(ids: list[int] = typer.Argument(..., help="clip ids (see `retrieval search`)")) -> None:
+        """Remove clips by id (and the stored copies of uploaded ones)."""
+        with exit_on_error():
+            typer.echo(f"removed {remove(ids)} of {len(ids)}")
+
+    @group.command("reproject")
+    def reproject_cmd(checkpoint: Path = typer.Option(..., "--checkpoint", help="trained head")) -> None:
+        """Re-project every clip with another head from the stored PaSST logits (PaSST is not run)."""
+        with exit_on_error():
+            n = reproject(checkpoint)
+        typer.echo(f"re-projected {n} clips; search and serve with RETRIEVAL_CHECKPOINT={checkpoint}")
+
+    @app.command("search")
+    def search_cmd(query: str = typer.Argument(..., help="what the sound is like, in words"),
+                   k: int = typer.Option(10, "-k", min=1, help="how many results")) -> None:
+        """Search the collection with text: rank, score, name, id and top tags."""
+        with exit_on_error():
+            hits = search(query, k)
+        for rank, hit in enumerate(hits, 1):
+            typer.echo(format_hit(rank, hit))
+        if not hits:
+            typer.echo("no clips in the collection", err=True)
