@@ -1,0 +1,120 @@
+"""Load Parquet shards of PaSST logits (index.ray_pipeline) into the configured store: project each clip's
+logits through the head, take its top tags, add it. No PaSST runs here.
+
+Resumable at two levels: a ledger in the data directory names the shards already loaded into this store
+(they are skipped whole), and inside a shard a clip whose content (sha256) is stored is skipped, so a run
+stopped half-way through a shard goes on where it stopped.
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from index.base import NewClip, Tag, VectorStore
+from index.files import write_bytes_atomically
+from index.fingerprint import canonical
+from index.ray_pipeline import MANIFEST
+from retrieval.errors import CheckpointMismatch, RetrievalError
+from retrieval.pipeline import Retriever
+from retrieval.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TOP_TAGS = 10  # tags stored per clip, as the collection stores them
+CHUNK = 512  # rows projected and added at a time
+COLUMNS = ["path", "name", "sha256", "duration", "sample_rate", "logits", "error"]
+
+
+@dataclass
+class LoadReport:
+    shards_loaded: int = 0
+    shards_skipped: int = 0  # done by an earlier run
+    added: int = 0
+    skipped: int = 0  # content already stored
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) from extraction
+    seconds: float = 0.0
+
+
+def ledger_path(settings: Settings) -> Path:
+    """Where the shards loaded into the configured store are remembered (one ledger per store)."""
+    store = "faiss" if settings.store_backend == "faiss" else f"qdrant-{settings.qdrant_collection}"
+    return Path(settings.data_dir) / f"loaded-shards-{store}.json"
+
+
+def read_manifest(shard_dir: Path, retriever: Retriever) -> dict:
+    """The shard folder's manifest, refused when its logits come from another tagger than the model's."""
+    path = Path(shard_dir) / MANIFEST
+    if not path.is_file():
+        raise RetrievalError(f"{shard_dir} has no {MANIFEST}: not a folder written by `index extract-ray`")
+    manifest = json.loads(path.read_text())
+    if canonical(manifest["tagger"]) != canonical(retriever.tagger.describe()):
+        raise CheckpointMismatch(f"the shards in {shard_dir} hold logits of tagger {manifest['tagger']}, "
+                                 f"the model uses {retriever.tagger.describe()}")
+    return manifest
+
+
+def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, ledger: Path,
+                redo: bool = False, progress: bool = True) -> LoadReport:
+    """Add every clip of the shards in shard_dir; see the module docstring. redo=True ignores the ledger."""
+    shard_dir = Path(shard_dir).resolve()
+    manifest = read_manifest(shard_dir, retriever)
+    done = {} if redo or not ledger.is_file() else json.loads(ledger.read_text())
+    shards = [shard_dir / name for name in manifest["shards"]]
+    todo = [s for s in shards if str(s) not in done]
+    report = LoadReport(shards_skipped=len(shards) - len(todo))
+    rows = sum(pq.ParquetFile(s).metadata.num_rows for s in todo)
+    start = time.perf_counter()
+    with tqdm(total=rows, unit="clip", desc="load", disable=not progress) as bar:
+        for shard in todo:
+            before = (report.added, report.skipped, len(report.failed))
+            _load_shard(store, retriever, shard, report, bar)
+            done[str(shard)] = {"added": report.added - before[0], "skipped": report.skipped - before[1],
+                                "failed": len(report.failed) - before[2]}
+            write_bytes_atomically(ledger, json.dumps(done, indent=1).encode())
+            report.shards_loaded += 1
+    report.seconds = time.perf_counter() - start
+    log.info("loaded %d shards (%d done before): %d clips added, %d already stored, %d failed extraction",
+             report.shards_loaded, report.shards_skipped, report.added, report.skipped, len(report.failed))
+    return report
+
+
+def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: LoadReport, bar: tqdm) -> None:
+    table = pq.read_table(shard, columns=COLUMNS)
+    seen = set()  # a shard may hold the same content twice
+    for batch in table.to_batches(max_chunksize=CHUNK):
+        rows = batch.to_pydict()
+        keep = []
+        for i, (path, error, sha) in enumerate(zip(rows["path"], rows["error"], rows["sha256"], strict=True)):
+            if error:
+                report.failed.append((path, error))
+            elif sha in seen or store.get_by_sha256(sha) is not None:
+                report.skipped += 1
+            else:
+                keep.append(i)
+                seen.add(sha)
+        if keep:
+            logits = np.asarray([rows["logits"][i] for i in keep], dtype=np.float32)  # (n, 527)
+            report.added += _add(store, retriever, [_clip(rows, i, logits[j], retriever)
+                                                    for j, i in enumerate(keep)], logits)
+        bar.update(batch.num_rows)
+
+
+def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewClip:
+    tags = tuple(Tag(label, p) for label, p in retriever.top_tags(logits, TOP_TAGS))
+    return NewClip(name=rows["name"][i], location=rows["path"][i], sha256=rows["sha256"][i],
+                   duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags)
+
+
+def _add(store: VectorStore, retriever: Retriever, clips: list[NewClip], logits: np.ndarray) -> int:
+    """Project and add; returns how many were added."""
+    vectors = retriever.project(logits)  # (n, D)
+    add_many = getattr(store, "add_many", None)  # one request per chunk where the backend has it
+    if add_many is not None:
+        return len(add_many(clips, vectors, logits))
+    return len([store.add(c, v, lg) for c, v, lg in zip(clips, vectors, logits, strict=True)])

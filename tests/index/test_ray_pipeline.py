@@ -1,0 +1,115 @@
+"""Ray end to end on this machine, no network: generated clips -> Ray Data shards -> bulk load into each
+store backend -> search. Oracles: the in-process random PaSST (same seed) and Retriever.encode_audio."""
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from index.bulk_load import ledger_path, load_shards  # noqa: E402
+from index.ray_pipeline import MANIFEST, extract_shards, read_file_list  # noqa: E402
+from index.stores import open_store  # noqa: E402
+from retrieval.audio import decode_audio  # noqa: E402
+from retrieval.errors import CheckpointMismatch  # noqa: E402
+from retrieval.pipeline import build_retriever  # noqa: E402
+from retrieval.settings import Settings  # noqa: E402
+from tests.audio_fixtures import clicks, noise, sine, write  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Four 1 s clips (one at 44.1 kHz), a byte-identical copy of the first, and a file that is not audio."""
+    d = tmp_path_factory.mktemp("clips")
+    good = [write(d / "sine.wav", sine(440.0)), write(d / "clicks.flac", clicks()),
+            write(d / "noise.wav", noise()), write(d / "low.wav", sine(150.0, rate=44_100), 44_100)]
+    copy = d / "sine-copy.wav"
+    shutil.copyfile(good[0], copy)
+    bad = d / "broken.wav"
+    bad.write_bytes(b"RIFF not really")
+    listing = d / "files.txt"
+    listing.write_text("# generated\n" + "\n".join(str(p) for p in [*good, copy, bad]) + "\n\n")
+    return good, copy, bad, listing
+
+
+@pytest.fixture(scope="module")
+def shards(clips, tmp_path_factory):
+    *_, listing = clips
+    out = tmp_path_factory.mktemp("shards")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+    try:
+        manifest = extract_shards(read_file_list(listing), out, weights="random", batch_size=2)
+    finally:
+        ray.shutdown()
+    return out, manifest
+
+
+@pytest.fixture(scope="module")
+def retriever(minilm_path, random_tagger, text_encoder):
+    """The zero-shot model (no checkpoint) on the random PaSST, built once: its 527 tag names take a while."""
+    plain = Settings(text_model=str(minilm_path), passt_weights="random", device="cpu")
+    return build_retriever(plain, tagger=random_tagger, text=text_encoder)
+
+
+def shard_rows(out) -> dict:
+    rows = {}
+    for name in json.loads((out / MANIFEST).read_text())["shards"]:
+        for row in pq.read_table(out / name).to_pylist():
+            rows[row["path"]] = row
+    return rows
+
+
+def test_shards_hold_the_logits_of_the_in_process_tagger(clips, shards, random_tagger):
+    good, copy, bad, _ = clips
+    out, manifest = shards
+    assert manifest["tagger"] == random_tagger.describe()
+    rows = shard_rows(out)
+    assert set(rows) == {str(p.resolve()) for p in [*good, copy, bad]}
+    for path in [*good, copy]:
+        row = rows[str(path.resolve())]
+        audio = decode_audio(path)
+        assert row["error"] == "" and row["name"] == path.name
+        assert (row["duration"], row["sample_rate"]) == pytest.approx((audio.duration_s, audio.source_rate))
+        np.testing.assert_allclose(row["logits"], random_tagger.logits(audio.wave), atol=1e-4)
+    assert rows[str(copy.resolve())]["sha256"] == rows[str(good[0].resolve())]["sha256"]
+    assert "AudioDecodeError" in rows[str(bad.resolve())]["error"]
+
+
+@pytest.mark.parametrize("backend", ["faiss", "qdrant"])
+def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, retriever, backend):
+    good, copy, bad, _ = clips
+    out, manifest = shards
+    settings = settings.model_copy(update={"store_backend": backend})
+    ledger = ledger_path(settings)
+    with open_store(settings, retriever.fingerprint) as store:
+        report = load_shards(store, retriever, out, ledger=ledger, progress=False)
+        assert (report.shards_loaded, report.added, report.skipped) == (len(manifest["shards"]), 4, 1)
+        assert report.failed == [(str(bad.resolve()), report.failed[0][1])]
+        assert store.count() == 4
+        for path in good:
+            vec, logits = retriever.encode_audio(decode_audio(path).wave)  # (D,), (527,)
+            top = store.search(vec[None], 1)[0][0]
+            assert top.record.location == str(path.resolve())
+            assert top.score == pytest.approx(1.0, abs=1e-4)
+            assert top.record.tags[0].label == retriever.top_tags(logits, 1)[0][0]
+            np.testing.assert_allclose(store.logits([top.record.id])[0], logits, atol=1e-4)
+
+        again = load_shards(store, retriever, out, ledger=ledger, progress=False)  # the ledger says done
+        assert (again.shards_loaded, again.shards_skipped, again.added) == (0, len(manifest["shards"]), 0)
+        ledger.unlink()  # lost ledger: every clip is found stored by content
+        redo = load_shards(store, retriever, out, ledger=ledger, progress=False)
+        assert (redo.added, redo.skipped) == (0, 5) and store.count() == 4
+
+
+def test_shards_of_another_tagger_are_refused(shards, settings, retriever, tmp_path):
+    out, manifest = shards
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    (other / MANIFEST).write_text(json.dumps({**manifest, "tagger": {**manifest["tagger"], "hop_s": 5.0}}))
+    with open_store(settings, retriever.fingerprint) as store:
+        with pytest.raises(CheckpointMismatch, match="tagger"):
+            load_shards(store, retriever, other, ledger=ledger_path(settings), progress=False)
+        assert store.count() == 0
