@@ -4,7 +4,7 @@ import logging
 
 import typer
 
-from cli import core_cmds, index_cmds, models_cmds, serve_cmds
+from cli import core_cmds, index_cmds, models_cmds, serve_cmds, train_cmds
 
 app = typer.Typer(help="Language-based audio retrieval: index audio, search it with text, train the head.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -20,3 +20,4 @@ core_cmds.register(app)
 serve_cmds.register(app)
 models_cmds.register(app)
 index_cmds.register(app)
+train_cmds.register(app)

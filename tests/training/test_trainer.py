@@ -13,13 +13,7 @@ from training.trainer import RUN_LOG, TrainConfig, optimizer_path, train
 CHANCE_MAP10 = sum(1 / r for r in range(1, 11)) / 100  # 100 validation clips, random order
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Batches of a few hundred numbers: threads only contend on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +24,7 @@ def planted():
 
 
 @pytest.fixture(scope="module")
-def trained(planted, tmp_path_factory):
+def trained(one_thread, planted, tmp_path_factory):
     train_fs, val_fs = planted
     out = tmp_path_factory.mktemp("run")
     return train(TrainConfig(batch_size=32, epochs=8, seed=0), train_fs=train_fs, val_fs=val_fs, out_dir=out)

@@ -1,0 +1,174 @@
+"""`retrieval features | train | evaluate | score | reproduce`: the paper's recipe from the shell."""
+
+import json
+from pathlib import Path
+
+import typer
+
+from cli.errors import exit_on_error
+
+
+def configured_models():
+    """(tagger, text encoder) from the settings: RETRIEVAL_PASST_WEIGHTS, RETRIEVAL_TEXT_MODEL, ..."""
+    from retrieval.pipeline import load_tagger, load_text_encoder
+    from retrieval.settings import get_settings
+
+    settings = get_settings()
+    return load_tagger(settings), load_text_encoder(settings)
+
+
+def features(*, dataset: str, split: str, root: Path, out: Path, skip_missing: bool = False,
+             checkpoint_every: int = 50):
+    from retrieval.settings import get_settings
+    from training.datasets import read_dataset
+    from training.features import extract_features
+
+    clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
+    tagger, text = configured_models()
+    return extract_features(clips, tagger=tagger, text=text, out=out, dataset=dataset, split=split,
+                            checkpoint_every=checkpoint_every, max_duration_s=get_settings().max_duration_s)
+
+
+def train_config(*, author_code: bool, no_tags: bool, **options):
+    from training.trainer import AUTHOR_CODE, TrainConfig
+
+    cfg = TrainConfig(**options)
+    if author_code:
+        cfg = TrainConfig(**{**cfg.__dict__, **AUTHOR_CODE})
+    if no_tags:
+        cfg.lam = 1.0
+    return cfg
+
+
+def train(*, train_file: Path, val_file: Path, out: Path, cfg):
+    from training.features import load_features
+    from training.trainer import train as run_training
+
+    return run_training(cfg, train_fs=load_features(train_file), val_fs=load_features(val_file), out_dir=out)
+
+
+def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
+             submission: Path | None = None) -> dict:
+    from training import evaluate as ev
+    from training.features import load_features
+
+    if bool(checkpoints) == zero_shot:
+        raise typer.BadParameter("give either --checkpoint (one or more) or --zero-shot")
+    fs = load_features(features_file)
+    heads = [ev.zero_shot_head(fs)] if zero_shot else ev.load_heads(checkpoints, fs)
+    S = ev.ensemble_similarity(heads, fs)  # (M, N)
+    if submission is not None:
+        ev.write_submission(submission, S=S, fs=fs)
+    return ev.metrics_of(S, fs)
+
+
+KEYS = ("R@1", "R@5", "R@10", "mAP@10")
+
+
+def metrics_line(metrics: dict) -> str:
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in KEYS)
+
+
+def show_metrics(metrics: dict, *, as_json: bool) -> None:
+    typer.echo(json.dumps({k: metrics[k] for k in KEYS}) if as_json else metrics_line(metrics))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("features")
+    def features_cmd(
+        dataset: str = typer.Option(..., help="clotho or audiocaps"),
+        split: str = typer.Option(..., help="clotho: development, validation, evaluation; audiocaps: train, "
+                                           "val, test"),
+        root: Path = typer.Option(..., help="the dataset's folder (see README: Training and evaluation)"),
+        out: Path = typer.Option(..., help="feature file to write (.safetensors, with a .json sidecar)"),
+        skip_missing: bool = typer.Option(False, "--skip-missing", help="leave out absent AudioCaps clips"),
+        checkpoint_every: int = typer.Option(50, min=1, help="save progress every this many clips"),
+    ) -> None:
+        """PaSST logits of every clip and text embeddings of every caption, once (resumable)."""
+        with exit_on_error():
+            fs = features(dataset=dataset, split=split, root=root, out=out, skip_missing=skip_missing,
+                          checkpoint_every=checkpoint_every)
+        typer.echo(f"{out}: {len(fs.clips)} clips, {len(fs.captions)} captions")
+
+    @app.command("train")
+    def train_cmd(
+        train_file: Path = typer.Option(..., "--train", help="training feature file"),
+        val_file: Path = typer.Option(..., "--val", help="validation feature file (selects the best epoch)"),
+        out: Path = typer.Option(..., help="run folder: head.safetensors, head.optim.pt, train_log.jsonl"),
+        init: Path | None = typer.Option(None, help="start from this checkpoint (AudioCaps pre-training)"),
+        init_optimizer: bool = typer.Option(False, "--init-optimizer", help="carry --init's Adam state"),
+        batch_size: int = typer.Option(128, min=2),
+        epochs: int = typer.Option(30, min=1),
+        lr: float = typer.Option(1e-3),
+        weight_decay: float = typer.Option(0.0),
+        margin: float = typer.Option(0.4),
+        lam: float = typer.Option(0.8, min=0.0, max=1.0, help="weight of the projection against the tags"),
+        no_tags: bool = typer.Option(False, "--no-tags", help="no tag fusion (lam = 1)"),
+        seed: int = typer.Option(0),
+        plateau_factor: float = typer.Option(0.5, help="ReduceLROnPlateau factor on the validation loss"),
+        plateau_patience: int = typer.Option(5),
+        plateau_threshold: float = typer.Option(1e-4),
+        plateau_threshold_mode: str = typer.Option("rel", help="rel or abs"),
+        author_code: bool = typer.Option(False, "--author-code", help="batch 32, factor 0.1, thr. 0.01 abs"),
+        device: str | None = typer.Option(None, help="cpu, cuda[:N] or auto; default: RETRIEVAL_DEVICE"),
+    ) -> None:
+        """Train the head; the epoch with the best validation mAP@10 becomes the checkpoint."""
+        from retrieval.settings import get_settings
+
+        cfg = train_config(author_code=author_code, no_tags=no_tags, batch_size=batch_size, epochs=epochs,
+                           lr=lr, weight_decay=weight_decay, margin=margin, lam=lam, seed=seed,
+                           plateau_factor=plateau_factor, plateau_patience=plateau_patience,
+                           plateau_threshold=plateau_threshold, plateau_threshold_mode=plateau_threshold_mode,
+                           init=init, init_optimizer=init_optimizer, device=device or get_settings().device)
+        with exit_on_error():
+            result = train(train_file=train_file, val_file=val_file, out=out, cfg=cfg)
+        typer.echo(f"best epoch {result.best_epoch}: {metrics_line(result.metrics)} -> {result.checkpoint}")
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        features_file: Path = typer.Option(..., "--features", help="feature file of the split to score"),
+        checkpoint: list[Path] = typer.Option(None, help="head checkpoint; repeat for an ensemble"),
+        zero_shot: bool = typer.Option(False, "--zero-shot", help="the untrained lam = 0 model"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+        submission: Path | None = typer.Option(None, help="write the challenge CSV here"),
+    ) -> None:
+        """R@1, R@5, R@10, mAP@10 of every caption against every clip of a feature file."""
+        with exit_on_error():
+            metrics = evaluate(features_file=features_file, checkpoints=checkpoint or [], zero_shot=zero_shot,
+                               submission=submission)
+        show_metrics(metrics, as_json=as_json)
+
+    @app.command("score")
+    def score_cmd(
+        predictions: Path = typer.Option(..., help="challenge CSV: caption,file_name_1,...,file_name_10"),
+        captions: Path = typer.Option(..., help="Clotho captions file: file_name,caption_1,...,caption_5"),
+        as_json: bool = typer.Option(False, "--json", help="one JSON object"),
+    ) -> None:
+        """Score a challenge submission CSV against a Clotho captions file."""
+        from training.evaluate import score_submission
+
+        with exit_on_error():
+            metrics = score_submission(predictions, captions)
+        show_metrics(metrics, as_json=as_json)
+
+    @app.command("reproduce")
+    def reproduce_cmd(
+        clotho: Path = typer.Option(..., help="Clotho v2.1 folder"),
+        audiocaps: Path | None = typer.Option(None, help="AudioCaps folder (train.csv + train/)"),
+        out: Path = typer.Option(..., help="features, runs, results.json, submission CSV"),
+        seeds: list[int] = typer.Option([0, 1], "--seed", help="one model per seed; repeat"),
+        clotho_epochs: int = typer.Option(30, min=1),
+        audiocaps_epochs: int = typer.Option(100, min=1),
+        author_code: bool = typer.Option(False, "--author-code", help="batch 32, factor 0.1, thr. 0.01 abs"),
+    ) -> None:
+        """The paper's recipe end to end; prints our table beside the paper's."""
+        from retrieval.settings import get_settings
+        from training.reproduce import Recipe, format_table, reproduce
+
+        base = train_config(author_code=author_code, no_tags=False, device=get_settings().device)
+        recipe = Recipe(seeds=tuple(seeds), clotho_epochs=clotho_epochs, audiocaps_epochs=audiocaps_epochs,
+                        base=base)
+        with exit_on_error():
+            rows = reproduce(clotho=clotho, audiocaps=audiocaps, out=out, models=configured_models,
+                             recipe=recipe)
+        typer.echo(format_table(rows))

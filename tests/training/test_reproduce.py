@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+from retrieval.checkpoint import load_checkpoint
+from tests.training.synthetic import planted_features, planted_world
+from training.evaluate import metrics_of, similarity
+from training.features import save_features
+from training.reproduce import PAPER, ZERO_SHOT_ROW, Recipe, format_table, reproduce
+from training.trainer import RUN_LOG, TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def no_models():
+    raise AssertionError("every feature file is there: the models must not be loaded")
+
+
+def test_recipe_on_planted_features_with_audiocaps(tmp_path):
+    world = planted_world(dim=16)
+    sizes = {"clotho_development": 120, "clotho_validation": 60, "clotho_evaluation": 60,
+             "audiocaps_train": 150}
+    feats = {}
+    for i, (name, n) in enumerate(sizes.items()):
+        per_clip = 1 if name.startswith("audiocaps") else 5
+        feats[name] = planted_features(world, n_clips=n, seed=10 + i, captions_per_clip=per_clip,
+                                       split=name.split("_")[1])
+        save_features(tmp_path / "features" / f"{name}.safetensors", feats[name])
+
+    recipe = Recipe(seeds=(3, 4), clotho_epochs=2, audiocaps_epochs=2, base=TrainConfig(batch_size=32))
+    rows = reproduce(clotho=tmp_path / "no-clotho-audio", audiocaps=tmp_path / "no-audiocaps-audio",
+                     out=tmp_path, models=no_models, recipe=recipe)
+
+    by_name = {r.system: r for r in rows}
+    assert list(by_name) == [ZERO_SHOT_ROW, "PaSST-MPnet", "PaSST-MPnet-tags", "AudioCaps only",
+                             "PaSST-MPnet-tags-AC", "ensemble of 2"]
+    evaluation = feats["clotho_evaluation"]
+    ensemble = by_name["ensemble of 2"].checkpoints
+    heads = [load_checkpoint(p).head for p in ensemble]
+    assert [p.split("/")[-2] for p in ensemble] == ["tags_ac_seed3", "tags_ac_seed4"]
+    S = (similarity(heads[0], evaluation) + similarity(heads[1], evaluation)) / 2
+    assert by_name["ensemble of 2"].ours == pytest.approx(metrics_of(S, evaluation))
+    assert by_name["PaSST-MPnet"].ours == pytest.approx(metrics_of(similarity(
+        load_checkpoint(by_name["PaSST-MPnet"].checkpoints[0]).head, evaluation), evaluation))
+    assert load_checkpoint(by_name["PaSST-MPnet"].checkpoints[0]).config.lam == 1.0
+    assert by_name["ensemble of 2"].paper == PAPER["ensemble of 2"]
+
+    # fine-tuning starts from the AudioCaps model of its seed, selected on Clotho validation
+    log = [json.loads(x) for x in (tmp_path / "runs" / "tags_ac_seed4" / RUN_LOG).read_text().splitlines()]
+    assert log[0]["config"]["init"].endswith("audiocaps_seed4/head.safetensors")
+    assert log[0]["config"]["init_optimizer"] is True and log[0]["val"] == "validation"
+    assert load_checkpoint(tmp_path / "runs" / "audiocaps_seed3" / "head.safetensors").metrics["split"] == \
+        "validation"
+
+    assert len(json.loads((tmp_path / "results.json").read_text())) == 6
+    lines = (tmp_path / "submission_evaluation.csv").read_text().splitlines()
+    assert len(lines) == 1 + len(evaluation.captions)
+    table = format_table(rows)
+    assert "(0.2426)" in table and "challenge baseline (CRNN + Word2Vec) (paper only)" in table
+    assert f"{by_name['ensemble of 2'].ours['mAP@10']:.4f} (0.2426)" in table
+
+
+def test_without_audiocaps_the_ensemble_is_of_the_tags_recipe(tmp_path):
+    world = planted_world(dim=16)
+    for i, split in enumerate(("development", "validation", "evaluation")):
+        save_features(tmp_path / "features" / f"clotho_{split}.safetensors",
+                      planted_features(world, n_clips=30, seed=i, split=split))
+    rows = reproduce(clotho=tmp_path, audiocaps=None, out=tmp_path, models=no_models,
+                     recipe=Recipe(seeds=(0, 1), clotho_epochs=1, base=TrainConfig(batch_size=32)))
+    assert [r.system for r in rows] == [ZERO_SHOT_ROW, "PaSST-MPnet", "PaSST-MPnet-tags", "ensemble of 2"]
+    assert [p.split("/")[-2] for p in rows[-1].checkpoints] == ["tags_seed0", "tags_seed1"]
+    assert np.isfinite([rows[-1].ours[k] for k in ("R@1", "mAP@10")]).all()

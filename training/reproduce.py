@@ -1,0 +1,155 @@
+"""The paper's recipe end to end, on Clotho v2.1 (and AudioCaps when given), printed beside Table 1.
+
+    1. features of Clotho development, validation, evaluation (and AudioCaps train), once: a feature file
+       already in OUT/features is reused, and an interrupted extraction resumes;
+    2. PaSST-MPnet (lam 1) and PaSST-MPnet-tags (lam 0.8) on Clotho development; with AudioCaps, 100 epochs
+       on AudioCaps train, then fine-tuning on Clotho development with the Adam state carried. The best
+       recipe (with AudioCaps when given) is trained once per seed, the others with the first seed only;
+    3. every run keeps the epoch with the best Clotho *validation* mAP@10;
+    4. everything is scored on Clotho *evaluation*; the ensemble averages the scores of the best recipe's
+       models over the seeds; the zero-shot model (lam 0) is scored as well, for reference.
+"""
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from training.datasets import read_dataset
+from training.evaluate import ensemble_similarity, load_heads, metrics_of, write_submission, zero_shot_head
+from training.features import FeatureSet, extract_features, load_features
+from training.trainer import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+METRICS = ("R@1", "R@5", "R@10", "mAP@10")
+# Table 1 of the paper, Clotho evaluation split (METHOD.md)
+PAPER = {
+    "challenge baseline (CRNN + Word2Vec)": {"R@1": 0.03, "R@5": 0.11, "R@10": 0.19, "mAP@10": 0.07},
+    "PaSST-MPnet": {"R@1": 0.1345, "R@5": 0.3550, "R@10": 0.4823, "mAP@10": 0.2292},
+    "PaSST-MPnet-tags": {"R@1": 0.1382, "R@5": 0.3640, "R@10": 0.4854, "mAP@10": 0.2342},
+    "PaSST-MPnet-tags-AC": {"R@1": 0.1453, "R@5": 0.3652, "R@10": 0.5001, "mAP@10": 0.2402},
+    "ensemble of 2": {"R@1": 0.1481, "R@5": 0.3686, "R@10": 0.4978, "mAP@10": 0.2426},
+    "AudioCaps only": {"mAP@10": 0.1850},
+}
+ZERO_SHOT_ROW = "zero-shot, lam 0 (ours)"
+
+
+@dataclass
+class Recipe:
+    seeds: tuple[int, ...] = (0, 1)
+    clotho_epochs: int = 30
+    audiocaps_epochs: int = 100
+    base: TrainConfig = field(default_factory=TrainConfig)  # batch, lr, scheduler... of every run
+    skip_missing: bool = True  # AudioCaps clips whose video is gone are left out
+
+
+@dataclass
+class Row:
+    system: str
+    ours: dict  # Clotho evaluation
+    paper: dict | None
+    checkpoints: list[str]
+
+
+def feature_file(out: Path, dataset: str, split: str, *, root: Path, models: Callable, skip_missing: bool
+                 ) -> FeatureSet:
+    """OUT/features/<dataset>_<split>.safetensors, extracted unless it is already there."""
+    path = out / "features" / f"{dataset}_{split}.safetensors"
+    if path.is_file():
+        log.info("reusing %s", path)
+        return load_features(path)
+    tagger, text = models()
+    clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
+    return extract_features(clips, tagger=tagger, text=text, out=path, dataset=dataset, split=split)
+
+
+def run(name: str, cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out: Path) -> Path:
+    log.info("run %s: %d epochs, lam %.1f, seed %d", name, cfg.epochs, cfg.lam, cfg.seed)
+    return train(cfg, train_fs=train_fs, val_fs=val_fs, out_dir=out / "runs" / name).checkpoint
+
+
+def train_all(recipe: Recipe, feats: dict[str, FeatureSet], out: Path) -> dict[str, list[Path]]:
+    """Checkpoints per system name: the best recipe once per seed, the others with the first seed."""
+    val = feats["validation"]
+    clotho = replace(recipe.base, epochs=recipe.clotho_epochs)
+    with_ac = "audiocaps" in feats
+    systems: dict[str, list[Path]] = {"PaSST-MPnet": [], "PaSST-MPnet-tags": []}
+    if with_ac:
+        systems |= {"AudioCaps only": [], "PaSST-MPnet-tags-AC": []}
+
+    def on_clotho(name: str, cfg: TrainConfig) -> Path:
+        return run(name, cfg, train_fs=feats["development"], val_fs=val, out=out)
+
+    for seed in recipe.seeds:
+        first = seed == recipe.seeds[0]
+        if first:
+            systems["PaSST-MPnet"].append(on_clotho(f"mpnet_seed{seed}", replace(clotho, lam=1.0, seed=seed)))
+        if first or not with_ac:
+            systems["PaSST-MPnet-tags"].append(on_clotho(f"tags_seed{seed}", replace(clotho, seed=seed)))
+        if with_ac:
+            audiocaps = replace(recipe.base, epochs=recipe.audiocaps_epochs, seed=seed)
+            pre = run(f"audiocaps_seed{seed}", audiocaps, train_fs=feats["audiocaps"], val_fs=val, out=out)
+            systems["AudioCaps only"].append(pre)
+            tuned = replace(clotho, seed=seed, init=pre, init_optimizer=True)
+            systems["PaSST-MPnet-tags-AC"].append(on_clotho(f"tags_ac_seed{seed}", tuned))
+    return systems
+
+
+def score_all(systems: dict[str, list[Path]], evaluation: FeatureSet, out: Path) -> list[Row]:
+    """Single systems with the first seed's model, the ensemble over the seeds of the best recipe."""
+    rows = [Row(ZERO_SHOT_ROW, metrics_of(ensemble_similarity([zero_shot_head(evaluation)], evaluation),
+                                          evaluation), None, [])]
+    for name, ckpts in systems.items():
+        S = ensemble_similarity(load_heads(ckpts[:1], evaluation), evaluation)
+        rows.append(Row(name, metrics_of(S, evaluation), PAPER.get(name), [str(ckpts[0])]))
+    best = "PaSST-MPnet-tags-AC" if "PaSST-MPnet-tags-AC" in systems else "PaSST-MPnet-tags"
+    if len(systems[best]) > 1:
+        S = ensemble_similarity(load_heads(systems[best], evaluation), evaluation)
+        write_submission(out / "submission_evaluation.csv", S=S, fs=evaluation)
+        rows.append(Row(f"ensemble of {len(systems[best])}", metrics_of(S, evaluation),
+                        PAPER.get(f"ensemble of {len(systems[best])}"), [str(p) for p in systems[best]]))
+    return rows
+
+
+def reproduce(*, clotho: Path, audiocaps: Path | None, out: Path, models: Callable,
+              recipe: Recipe | None = None) -> list[Row]:
+    """The whole recipe; ``models()`` gives (tagger, text encoder), called only if features are missing.
+
+    Writes OUT/features, OUT/runs/<run>/ (checkpoint, run log), OUT/results.json and the ensemble's
+    challenge CSV OUT/submission_evaluation.csv.
+    """
+    recipe = recipe or Recipe()
+    out = Path(out)
+    loaded: list = []
+
+    def models_once():
+        if not loaded:
+            loaded.append(models())
+        return loaded[0]
+
+    feats = {split: feature_file(out, "clotho", split, root=clotho, models=models_once, skip_missing=False)
+             for split in ("development", "validation", "evaluation")}
+    if audiocaps is not None:
+        feats["audiocaps"] = feature_file(out, "audiocaps", "train", root=audiocaps, models=models_once,
+                                          skip_missing=recipe.skip_missing)
+    rows = score_all(train_all(recipe, feats, out), feats["evaluation"], out)
+    (out / "results.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    """Markdown table: ours on Clotho evaluation, the paper's number in brackets."""
+    lines = ["| system (Clotho evaluation) | " + " | ".join(METRICS) + " |",
+             "|---" * (1 + len(METRICS)) + "|"]
+    shown = {r.system for r in rows}
+    for r in rows:
+        cells = [f"{r.ours[m]:.4f}" + (f" ({r.paper[m]:.4f})" if r.paper and m in r.paper else "")
+                 for m in METRICS]
+        lines.append(f"| {r.system} | " + " | ".join(cells) + " |")
+    for name, paper in PAPER.items():
+        if name not in shown:
+            lines.append(f"| {name} (paper only) | " + " | ".join(
+                f"({paper[m]:.4f})" if m in paper else "" for m in METRICS) + " |")
+    return "\n".join(lines)
