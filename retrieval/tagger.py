@@ -50,6 +50,9 @@ def build_passt(weights: str | Path, *, arch: str = PASST_ARCH, windowing: Windo
     ``weights`` is a local checkpoint path, ``"official"`` (download from the URL hear21passt uses) or
     ``"random"`` (untrained weights, for tests only).
     """
+    local = str(weights) not in (OFFICIAL_WEIGHTS, RANDOM_WEIGHTS)
+    if local and not Path(weights).is_file():  # before the slow imports: a missing file fails at once
+        raise ModelNotFound(f"PaSST weights not found at {weights}; run `retrieval models fetch`")
     from hear21passt.models.passt import checkpoint_filter_fn, get_model
     from hear21passt.models.preprocess import AugmentMelSTFT
     from hear21passt.wrapper import PasstBasicWrapper
@@ -59,10 +62,8 @@ def build_passt(weights: str | Path, *, arch: str = PASST_ARCH, windowing: Windo
                              timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
                              fmax_aug_range=2000)
         net = get_model(arch=arch, pretrained=str(weights) == OFFICIAL_WEIGHTS)
-    if str(weights) not in (OFFICIAL_WEIGHTS, RANDOM_WEIGHTS):
+    if local:
         path = Path(weights)
-        if not path.is_file():
-            raise ModelNotFound(f"PaSST weights not found at {path}; run `retrieval models fetch`")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(checkpoint_filter_fn(state, net), strict=True)

@@ -63,14 +63,14 @@ class TextEncoder:
     def load(cls, path_or_id: str | Path, *, model_id: str | None = None, revision: str | None = None,
              device: str = "auto", allow_download: bool = False) -> "TextEncoder":
         """Load from a local folder, or (``allow_download``) from the model hub by id at ``revision``."""
-        from sentence_transformers import SentenceTransformer
-
         local = Path(path_or_id).expanduser()
         if not local.is_dir() and not allow_download:
             raise ModelNotFound(
                 f"text model not found at {local}; run `retrieval models fetch` (or set RETRIEVAL_TEXT_MODEL "
                 "to a local sentence-transformers folder)"
             )
+        from sentence_transformers import SentenceTransformer  # slow import: after the cheap check
+
         source = str(local) if local.is_dir() else str(path_or_id)
         model = SentenceTransformer(source, revision=None if local.is_dir() else revision,
                                     device=str(resolve_device(device)), local_files_only=not allow_download)

@@ -86,7 +86,7 @@ def test_a_missing_part_is_refused_and_nothing_installed(tmp_path, model):
 
 @pytest.mark.parametrize("store_crc", [True, False])
 def test_a_damaged_part_is_refused_and_nothing_installed(tmp_path, model, store_crc):
-    """A flipped byte inside model.safetensors: the zip CRC catches it; with the CRC also forged, the pin does."""
+    """A flipped byte in model.safetensors: the zip CRC catches it; with the CRC also forged, the pin does."""
     blob = bytearray(zip_folder(model))
     at = bytes(blob).index(WEIGHTS[:1000]) + 50_000
     blob[at] ^= 0xFF

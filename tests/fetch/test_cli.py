@@ -1,0 +1,80 @@
+"""`retrieval models fetch | verify` on folders (no network); the start-up error without models."""
+
+import hashlib
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from retrieval.config import MPNET_SAFETENSORS_SIZE, PASST_FILENAME
+from retrieval.errors import ModelNotFound
+from retrieval.pipeline import load_tagger, load_text_encoder
+from retrieval.settings import Settings
+from tests.fetch.fakes import FOLDER, entries, fake_model_folder
+
+CKPT = b"passt" * 1000
+
+
+@pytest.fixture
+def carried(tmp_path):
+    """What an operator copies to an air-gapped host: a PaSST file and a text model folder (here a fake)."""
+    usb = tmp_path / "usb"
+    fake_model_folder(usb / FOLDER, weights=b"not the real all-mpnet-base-v2")
+    (usb / PASST_FILENAME).write_bytes(CKPT)
+    return usb
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["models", *map(str, args)])
+
+
+def test_fetch_from_folder_with_matching_pin_installs_passt(tmp_path, carried):
+    models = tmp_path / "models"
+    pin = hashlib.sha256(CKPT).hexdigest()
+    result = run("fetch", "--from", carried, "--only", "passt", "--passt-sha256", pin, "--models-dir", models)
+    assert result.exit_code == 0, result.output
+    assert f"passt: {models / PASST_FILENAME} (verified)" in result.output
+    assert (models / PASST_FILENAME).read_bytes() == CKPT
+    result = run("verify", "--only", "passt", "--passt-sha256", pin, "--models-dir", models)
+    assert result.exit_code == 0, result.output
+    assert f"passt: ok  sha256 {pin}  size {len(CKPT)}" in result.output
+
+
+def test_fetch_from_folder_with_other_pin_is_refused(tmp_path, carried):
+    models = tmp_path / "models"
+    result = run("fetch", "--from", carried, "--only", "passt", "--passt-sha256", "0" * 64,
+                 "--models-dir", models)
+    assert result.exit_code == 2
+    assert "refused" in result.output
+    assert entries(models) == []
+
+
+def test_text_model_not_matching_the_mpnet_pin_is_refused(tmp_path, carried):
+    models = tmp_path / "models"
+    result = run("fetch", "--from", carried, "--only", "text", "--models-dir", models)
+    assert result.exit_code == 2
+    assert f"expected {MPNET_SAFETENSORS_SIZE}; refused" in result.output
+    assert entries(models) == []
+
+
+def test_one_model_failing_does_not_stop_the_other(tmp_path, carried):
+    models = tmp_path / "models"
+    result = run("fetch", "--from", carried, "--models-dir", models)
+    assert result.exit_code == 2
+    assert "refused" in result.output  # the fake text model
+    assert (models / PASST_FILENAME).read_bytes() == CKPT  # PaSST has no pin configured: recorded, installed
+
+
+def test_verify_on_an_empty_models_dir_names_the_fetch_command(tmp_path):
+    result = run("verify", "--models-dir", tmp_path)
+    assert result.exit_code == 2
+    assert "text:" in result.output and "passt:" in result.output
+    assert "retrieval models fetch" in result.output
+
+
+def test_service_start_without_models_is_a_clear_error(tmp_path):
+    settings = Settings(models_dir=tmp_path / "models", device="cpu")
+    with pytest.raises(ModelNotFound, match="retrieval models fetch"):
+        load_text_encoder(settings)
+    with pytest.raises(ModelNotFound, match="retrieval models fetch"):
+        load_tagger(settings)
