@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 256
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
 FILE_RE = re.compile(r"^(flat|hnsw)-e(\d+)-g(\d+)\.faiss$")
 

@@ -1,0 +1,221 @@
+"""The FAISS + SQLite store against numpy brute force, across removes, reopens, lost or stale cache files."""
+
+import logging
+import threading
+
+import numpy as np
+import pytest
+
+from index.base import SearchFilter
+from index.faiss_store import FAISS_DIR, FaissStore
+from index.vector_index import VectorIndex
+from retrieval.errors import CheckpointMismatch, RetrievalError
+from tests.index.store_fixtures import DIM, FINGERPRINT, brute_force, clip, fill, logits, unit_vectors
+
+log = logging.getLogger(__name__)
+
+
+def hits_as_arrays(hits) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([[h.score for h in row] for row in hits]),
+            np.array([[h.record.id for h in row] for row in hits]))
+
+
+def assert_matches_brute_force(store, id_to_vec: dict[int, np.ndarray], xq: np.ndarray, k: int, flt=None):
+    ids = np.array(sorted(id_to_vec), dtype=np.int64)
+    if flt is not None:
+        ids = np.array([i for i in ids if passes(store.get(int(i)), flt)], dtype=np.int64)
+    xb = np.stack([id_to_vec[int(i)] for i in ids])
+    d_ref, i_ref = brute_force(xq, xb, ids, min(k, len(ids)))
+    d, i = hits_as_arrays(store.search(xq, k, flt))
+    # the same ranked scores as the oracle, each the true score of a distinct allowed clip: an exact top-k
+    # (ids may differ from the oracle's only between clips whose scores tie to float precision)
+    np.testing.assert_allclose(d, d_ref, atol=1e-5)
+    true = np.array([[q @ id_to_vec[int(j)] for j in row] for q, row in zip(xq, i, strict=True)])
+    np.testing.assert_allclose(d, true, atol=1e-5)
+    assert all(len(set(row)) == len(row) and set(row) <= set(ids) for row in i)
+    untied = np.abs(d_ref - np.roll(d_ref, 1, axis=1)) > 1e-4
+    untied &= np.abs(d_ref - np.roll(d_ref, -1, axis=1)) > 1e-4
+    np.testing.assert_array_equal(i[untied], i_ref[untied])
+
+
+def passes(record, flt: SearchFilter) -> bool:
+    return ((flt.min_duration is None or record.duration >= flt.min_duration)
+            and (flt.max_duration is None or record.duration <= flt.max_duration)
+            and (flt.tag is None or flt.tag.lower() in {t.label.lower() for t in record.tags}))
+
+
+@pytest.fixture
+def flat(tmp_path):
+    with FaissStore(tmp_path / "data", FINGERPRINT, kind="flat") as store:
+        yield store
+
+
+def test_flat_search_equals_numpy_brute_force(flat):
+    xb, xq = unit_vectors(400), unit_vectors(25, seed=1)
+    rows = fill(flat, xb)
+    vecs = {i: xb[r] for i, r in rows.items()}
+    assert_matches_brute_force(flat, vecs, xq, 10)
+    assert_matches_brute_force(flat, vecs, xq, 1000)  # k beyond the collection: all of it, ranked
+    for flt in (SearchFilter(min_duration=2, max_duration=4), SearchFilter(tag="rain"),
+                SearchFilter(tag="Speech", max_duration=3)):
+        assert_matches_brute_force(flat, vecs, xq, 10, flt)
+    assert flat.search(xq, 5, SearchFilter(tag="no such tag")) == [[] for _ in xq]
+    assert flat.search(xq, 0) == [[] for _ in xq]
+
+
+def test_hnsw_recall_against_brute_force():
+    """Recall is the in-memory index's business; the store around it is checked for both kinds below."""
+    dim, k = 128, 10
+    xb, xq = unit_vectors(3000, dim), unit_vectors(200, dim, seed=1)  # uniform: HNSW's hardest data
+    ids = np.arange(1, len(xb) + 1)
+    vi = VectorIndex(dim, "hnsw")
+    vi.add(ids, xb)
+    _, i_ref = brute_force(xq, xb, ids, k)
+    _, i = vi.search(xq, k)
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(i, i_ref, strict=True)])
+    log.info("HNSW recall@%d on %d random %d-d vectors: %.3f", k, len(xb), dim, recall)
+    assert recall >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_add_remove_search_reopen_stay_consistent(tmp_path, kind):
+    xb, xq = unit_vectors(120), unit_vectors(10, seed=1)
+    with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
+        rows = fill(store, xb)
+        gone = sorted(rows)[::4]
+        assert store.remove(gone + [10_000]) == len(gone)
+        assert store.remove(gone) == 0
+        live = {i: xb[r] for i, r in rows.items() if i not in gone}
+        for i in gone:
+            assert store.get(i) is None
+        assert store.count() == len(live) == len(store.list(limit=1000))
+        assert_matches_brute_force(store, live, xq, 10)
+        more = fill(store, unit_vectors(5, seed=2), start=500)
+        live.update({i: unit_vectors(5, seed=2)[r] for i, r in more.items()})
+        assert not set(more) & set(rows)  # ids are never reused
+    with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
+        assert store.count() == len(live)
+        assert_matches_brute_force(store, live, xq, 10)  # HNSW with efSearch > N searches exhaustively
+    for path in (tmp_path / "data" / FAISS_DIR).glob("*.faiss"):
+        path.write_bytes(b"not an index")  # a damaged cache is rebuilt from SQLite
+    with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
+        assert_matches_brute_force(store, live, xq, 10)
+
+
+def test_stale_cache_file_is_caught_up_after_a_crash(tmp_path):
+    xb, xq = unit_vectors(60), unit_vectors(8, seed=1)
+    with FaissStore(tmp_path / "data", FINGERPRINT) as store:
+        rows = fill(store, xb[:40])
+    crashed = FaissStore(tmp_path / "data", FINGERPRINT, persist_every=10**9)
+    rows.update({i: 40 + r for i, r in fill(crashed, xb[40:], start=40).items()})
+    gone = sorted(rows)[:7]
+    crashed.remove(gone)
+    crashed.db.close()  # dies without writing its FAISS file: the file on disk is from before
+    files = list((tmp_path / "data" / FAISS_DIR).glob("*.faiss"))
+    assert len(files) == 1 and files[0].name.endswith("-g40.faiss")
+    with FaissStore(tmp_path / "data", FINGERPRINT) as store:
+        assert_matches_brute_force(store, {i: xb[r] for i, r in rows.items() if i not in gone}, xq, 60)
+
+
+def test_a_second_store_on_the_same_folder_sees_the_other_s_writes(tmp_path):
+    xb = unit_vectors(30)
+    with FaissStore(tmp_path / "data", FINGERPRINT) as a, FaissStore(tmp_path / "data", FINGERPRINT) as b:
+        rows = fill(a, xb[:20])
+        assert_matches_brute_force(b, {i: xb[r] for i, r in rows.items()}, xb[:3], 5)
+        rows.update({i: 20 + r for i, r in fill(b, xb[20:], start=20).items()})  # b catches up with a first
+        a.remove([1, 2])
+        live = {i: xb[r] for i, r in rows.items() if i not in (1, 2)}
+        assert_matches_brute_force(a, live, xb[:5], 30)
+        assert_matches_brute_force(b, live, xb[:5], 30)
+
+
+def test_duplicate_content_returns_the_stored_record(flat):
+    first = flat.add(clip(1), unit_vectors(1)[0], logits(1))
+    again = flat.add(clip(1), unit_vectors(1, seed=5)[0], logits(2))
+    assert again == first and flat.count() == 1
+    np.testing.assert_array_equal(flat.logits([first.id])[0], logits(1))
+
+
+def test_bad_input_changes_nothing(flat):
+    fill(flat, unit_vectors(3))
+    with pytest.raises(ValueError):
+        flat.add(clip(9), np.ones(DIM + 1, np.float32), logits(9))
+    with pytest.raises(ValueError):
+        flat.add(clip(9), np.full(DIM, np.nan, np.float32), logits(9))
+    with pytest.raises(ValueError):
+        flat.search(np.ones((1, DIM - 1), np.float32), 3)
+    with pytest.raises(RetrievalError, match="changed during re-projection"):
+        flat.replace_vectors([1, 2], unit_vectors(2), FINGERPRINT)  # not the whole collection
+    assert flat.count() == 3 and flat.db.state()[0] == 0
+
+
+def test_model_mismatch_is_refused_with_the_fix(tmp_path):
+    with FaissStore(tmp_path / "data", FINGERPRINT) as store:
+        fill(store, unit_vectors(2))
+    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
+        FaissStore(tmp_path / "data", {**FINGERPRINT, "head": "abc123"})
+    with pytest.raises(CheckpointMismatch, match="indexed again"):
+        FaissStore(tmp_path / "data", {**FINGERPRINT, "window_s": 5.0})
+    with FaissStore(tmp_path / "data", {**FINGERPRINT, "head": "abc123"}, check=False) as store:
+        assert store.fingerprint == FINGERPRINT and store.count() == 2
+
+
+def test_an_empty_store_takes_the_configured_model(tmp_path):
+    FaissStore(tmp_path / "data", FINGERPRINT).close()
+    other = {**FINGERPRINT, "head": "abc123", "dim": 16}
+    with FaissStore(tmp_path / "data", other) as store:
+        fill(store, unit_vectors(2, 16))
+        assert store.fingerprint == other
+
+
+def test_replace_vectors_swaps_model_and_survives_reopen(flat, tmp_path):
+    rows = fill(flat, unit_vectors(50))
+    ids = sorted(rows)
+    new_fp, new_xb = {**FINGERPRINT, "head": "f" * 64, "dim": 16}, unit_vectors(50, 16, seed=3)
+    flat.replace_vectors(ids, new_xb, new_fp)
+    xq = unit_vectors(4, 16, seed=4)
+    assert_matches_brute_force(flat, dict(zip(ids, new_xb, strict=True)), xq, 10)
+    flat.close()
+    with FaissStore(tmp_path / "data", new_fp) as store:
+        assert_matches_brute_force(store, dict(zip(ids, new_xb, strict=True)), xq, 10)
+    with pytest.raises(CheckpointMismatch):
+        FaissStore(tmp_path / "data", FINGERPRINT)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_searches_beside_writes_see_whole_states(tmp_path, kind):
+    """Readers run while a writer adds and removes: every hit is a stored clip with its own score."""
+    xb, xq = unit_vectors(150), unit_vectors(6, seed=1)
+    store = FaissStore(tmp_path / "data", FINGERPRINT, kind=kind)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def write():
+        try:
+            for r in range(len(xb)):
+                rec = store.add(clip(r), xb[r], logits(r))
+                if r % 3 == 2:
+                    store.remove([rec.id - 1])
+        finally:
+            done.set()
+
+    def read():
+        try:
+            while not done.is_set():
+                for q, row in zip(xq, store.search(xq, 8), strict=True):
+                    scores = [h.score for h in row]
+                    assert scores == sorted(scores, reverse=True)
+                    for h in row:
+                        row_of_clip = int(h.record.sha256, 16)  # see store_fixtures.clip
+                        np.testing.assert_allclose(h.score, q @ xb[row_of_clip], atol=1e-5)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=write)] + [threading.Thread(target=read) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert store.count() == len(xb) - len(xb) // 3
+    store.close()
