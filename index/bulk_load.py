@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from index.base import NewClip, Tag, VectorStore
+from index.collection import TOP_TAGS
 from index.files import write_bytes_atomically
 from index.fingerprint import canonical
 from index.ray_pipeline import MANIFEST
@@ -26,7 +27,6 @@ from retrieval.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TOP_TAGS = 10  # tags stored per clip, as the collection stores them
 CHUNK = 512  # rows projected and added at a time
 COLUMNS = ["path", "name", "sha256", "duration", "sample_rate", "logits", "error"]
 

@@ -92,6 +92,8 @@ class QdrantStore(VectorStore):
         self._write = threading.RLock()
         # the embedded engine is not thread-safe; a server is, so reads then run concurrently
         self._read = self._write if local else nullcontext()
+        # (position, point id) where the last list() page ended: paging in order costs O(N), not O(N^2)
+        self._cursor: tuple[int, int] | None = None
         fingerprint = canonical(fingerprint)
         if not client.collection_exists(collection):
             self._create(self._generation_name(0), fingerprint=fingerprint)
@@ -210,6 +212,7 @@ class QdrantStore(VectorStore):
             existing = self.client.retrieve(self.alias, ids, with_payload=False)
             if existing:
                 self.client.delete(self.alias, qm.PointIdsList(points=[p.id for p in existing]), wait=True)
+                self._cursor = None  # positions after a removed clip moved
         return len(existing)
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, fingerprint: dict) -> None:
@@ -248,9 +251,14 @@ class QdrantStore(VectorStore):
             raise ValueError("offset and limit must be >= 0")
         if limit == 0:
             return []
-        with self._read:  # scroll pages by point id, ascending: skip `offset` points
-            points, _ = self.client.scroll(self.alias, limit=offset + limit, with_payload=True)
-        return [_record(p.id, p.payload) for p in points[offset:]]
+        # Qdrant pages by point id: a position is reached by skipping points, or from the last page's end
+        cursor = self._cursor
+        start, skip = (cursor[1], 0) if cursor and cursor[0] == offset else (None, offset)
+        with self._read:
+            points, after = self.client.scroll(self.alias, limit=skip + limit, offset=start,
+                                               with_payload=True)
+        self._cursor = (offset + len(points) - skip, after) if after is not None else None
+        return [_record(p.id, p.payload) for p in points[skip:]]
 
     def count(self) -> int:
         with self._read:

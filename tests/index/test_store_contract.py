@@ -124,6 +124,22 @@ def test_list_count_and_logits(store, data):
         store.logits([N + 1])
 
 
+def test_paging_in_order_sees_every_record_once(store):
+    def pages(size: int) -> list[int]:
+        ids, offset = [], 0
+        while page := store.list(offset=offset, limit=size):
+            ids += [r.id for r in page]
+            offset += len(page)
+        return ids
+
+    assert pages(7) == list(range(1, N + 1))
+    assert [r.id for r in store.list(offset=3, limit=2)] == [4, 5]
+    store.list(offset=0, limit=10)
+    store.remove([5])
+    assert [r.id for r in store.list(offset=10, limit=2)] == [12, 13]  # positions count the removal
+    assert pages(6) == [i for i in range(1, N + 1) if i != 5]
+
+
 def test_add_same_content_returns_stored_record(store, data):
     xb, logits = data
     again = store.add(clip(0), xb[1], logits[1])
