@@ -38,7 +38,7 @@ class ClipPage(BaseModel):
     total: int = Field(description="clips in the collection", examples=[1200])
     offset: int = Field(description="index of the first item on this page", examples=[0])
     limit: int = Field(description="the page size asked for", examples=[50])
-    items: list[ClipOut]
+    items: list[ClipOut] = Field(description="the clips of this page")
 
 
 class SearchRequest(BaseModel):
@@ -95,7 +95,7 @@ class SearchResponse(BaseModel):
                        examples=["rain on a tin roof while someone whistles"])
     took_ms: float = Field(description="time spent encoding the query and searching, milliseconds",
                            examples=[18.4])
-    results: list[SearchHit]
+    results: list[SearchHit] = Field(description="the k closest clips, best first")
 
 
 class ErrorOut(BaseModel):
@@ -133,10 +133,10 @@ class AccessInfo(BaseModel):
 class Readiness(BaseModel):
     """Models and index are loaded and the service can answer."""
 
-    status: Literal["ready"] = Field(examples=["ready"])
-    model: ModelInfo
+    status: Literal["ready"] = Field(description="models and index are loaded", examples=["ready"])
+    model: ModelInfo = Field(description="the model serving the searches")
     clips: int = Field(description="clips in the index", examples=[1200])
-    access: AccessInfo
+    access: AccessInfo = Field(description="what needs the API key on this server")
 
 
 def tags_out(record: ClipRecord) -> list[TagOut]:

@@ -85,7 +85,8 @@ async def list_audio(request: Request, collection: CollectionDep,
 
 
 @router.get("/audio/{clip_id}", summary="One clip's record", responses={**READ_ERRORS, **NOT_FOUND},
-            dependencies=[ReadAccess])
+            description="Name, duration, source sample rate, sha256, top tags, when it was added and where "
+                        "its audio is.", dependencies=[ReadAccess])
 async def get_audio(clip_id: ClipId, request: Request, collection: CollectionDep) -> ClipOut:
     record = await run_in_threadpool(get_or_404, collection, clip_id)
     return clip_out(record, audio_url=audio_url(request, record.id))

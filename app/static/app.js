@@ -2,6 +2,7 @@
 "use strict";
 
 const KEY_STORE = "retrieval.apiKey";
+const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const state = { protectReads: false, writesEnabled: true };
 
 const $ = (id) => document.getElementById(id);
@@ -46,8 +47,8 @@ async function attachAudio(audio, url) {
 
 function renderTags(tags) {
   const list = el("ul", "tags");
-  for (const t of tags) {
-    const chip = el("li", "tag", t.label);
+  for (const t of tags.slice(0, SHOWN_TAGS)) {
+    const chip = el("li", "tag", `${t.label} ${Math.round(100 * t.probability)}%`);
     chip.title = `probability ${(100 * t.probability).toFixed(1)} %`;
     list.append(chip);
   }

@@ -62,7 +62,7 @@ def wav_bytes(wave: np.ndarray, rate: int = 32_000, fmt: str = "WAV") -> bytes:
 CLIPS = {
     "sine.wav": wav_bytes(sine(440.0, seconds=1.0)),
     "clicks.wav": wav_bytes(clicks(seconds=1.5)),
-    "noise.wav": wav_bytes(noise(seconds=0.5), rate=16_000),
+    "noise.wav": wav_bytes(noise(seconds=0.5), rate=16_000),  # 16,000 samples at 16 kHz: 1 s
 }
 
 

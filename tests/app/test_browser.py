@@ -1,0 +1,115 @@
+"""The web page driven in headless Chromium (Debian's `chromium`) against a real uvicorn server."""
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from app.main import create_app
+from retrieval.settings import Settings
+from tests.app.conftest import API_KEY, CLIPS, WRITE, wav_bytes
+from tests.audio_fixtures import sine
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="/usr/bin/chromium is absent (apt-get install chromium; .ci/run does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(app_settings: Settings, retriever):
+    """A real uvicorn server on a free loopback port; yields its base URL."""
+    config = uvicorn.Config(create_app(app_settings, retriever=retriever), host="127.0.0.1", port=free_port(),
+                            log_level="warning", lifespan="on")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(600):
+            if srv.started or not thread.is_alive():
+                break
+            threading.Event().wait(0.1)
+        assert srv.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        srv.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def page():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1000, "height": 1100})
+        finally:
+            browser.close()
+
+
+def result_names(page) -> list[str]:
+    return page.locator(".result .name").all_inner_texts()
+
+
+def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
+    durations = {}
+    with httpx.Client(base_url=server) as http:
+        for name, data in CLIPS.items():
+            r = http.post("/audio", files={"file": (name, data)}, headers=WRITE)
+            assert r.status_code == 201
+            durations[name] = r.json()["duration"]
+
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent.includes('3 clips')")
+    page.fill("#query", "a steady tone")
+    page.press("#query", "Enter")
+    page.wait_for_function("document.querySelectorAll('.result').length === 3")
+    assert sorted(result_names(page)) == sorted(CLIPS)
+    scores = [float(s) for s in page.locator(".result .score").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True)
+    assert page.locator(".result audio").count() == 3
+    assert page.locator(".result .tag").count() >= 3
+    # the first player can load its clip: the browser reads the WAV header through /audio/{id}/file
+    duration = page.evaluate("""() => new Promise((resolve, reject) => {
+        const a = document.querySelector('.result audio');
+        a.preload = 'metadata';
+        a.onloadedmetadata = () => resolve(a.duration);
+        a.onerror = () => reject(new Error('audio error ' + (a.error && a.error.code)));
+        a.load();
+    })""")
+    first = page.locator(".result .name").first.inner_text()
+    assert duration == pytest.approx(durations[first], abs=0.01)
+    shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
+    page.screenshot(path=str(shots / "page-results.png"), full_page=True)
+
+    # uploads appear only once a key is entered; the key lives in sessionStorage
+    assert page.locator("#upload-form").is_hidden()
+    page.fill("#api-key", API_KEY)
+    page.click("#key-form button[type=submit]")
+    assert page.locator("#upload-form").is_visible()
+    assert page.evaluate("sessionStorage.getItem('retrieval.apiKey')") == API_KEY
+    clip = tmp_path / "whistle.wav"
+    clip.write_bytes(wav_bytes(sine(1320.0, seconds=0.8)))
+    page.set_input_files("#upload-file", str(clip))
+    page.fill("#upload-name", "my whistle.wav")
+    page.click("#upload-form button[type=submit]")
+    page.wait_for_function("document.getElementById('upload-message').textContent.startsWith('Added')")
+    page.wait_for_function("document.getElementById('status').textContent.includes('4 clips')")
+
+    page.fill("#query", "a high whistle")
+    page.press("#query", "Enter")
+    page.wait_for_function("document.querySelectorAll('.result').length === 4")
+    assert "my whistle.wav" in result_names(page)
+    page.screenshot(path=str(shots / "page-after-upload.png"), full_page=True)

@@ -1,0 +1,141 @@
+"""Health, metrics, OpenAPI, the page, CORS, and uploads running off the event loop."""
+
+import re
+import threading
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.deps import get_collection
+from tests.app.conftest import CLIPS, upload
+
+
+def test_live(client):
+    assert client.get("/health/live").json() == {"status": "ok"}
+
+
+def test_ready_says_which_model_serves(filled, retriever):
+    client, records = filled
+    body = client.get("/health/ready").json()
+    assert body["status"] == "ready" and body["clips"] == len(records)
+    assert body["model"]["kind"] == "zero-shot" and body["model"]["fingerprint_id"] == retriever.fingerprint_id
+    assert body["model"]["fingerprint"]["head"] == "zero-shot"
+    assert body["model"]["fingerprint"]["text_model"] == "all-MiniLM-L6-v2"
+    assert body["access"] == {"writes_enabled": True, "protect_reads": False}
+
+
+def samples(client) -> dict[tuple[str, tuple], float]:
+    text = client.get("/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_and_timings(filled):
+    client, records = filled
+    for _ in range(2):
+        client.post("/search", json={"query": "rain", "k": 3})
+    client.get("/audio/999")
+    m = samples(client)
+    search = (("method", "POST"), ("route", "/search"), ("status", "200"))
+    assert m[("retrieval_http_request_duration_seconds_count", search)] == 2
+    missing = (("method", "GET"), ("route", "/audio/{clip_id}"), ("status", "404"))
+    assert m[("retrieval_http_request_duration_seconds_count", missing)] == 1
+    added = (("method", "POST"), ("route", "/audio"), ("status", "201"))
+    assert m[("retrieval_http_request_duration_seconds_count", added)] == len(records)
+    assert m[("retrieval_query_encode_seconds_count", ())] == 2
+    assert m[("retrieval_search_seconds_count", ())] == 2
+    assert m[("retrieval_audio_encode_seconds_count", (("operation", "add"),))] == len(records)
+    assert m[("retrieval_index_clips", ())] == len(records)
+
+
+def test_two_apps_keep_their_own_metrics(make_client):
+    first, second = make_client(), make_client()
+    first.get("/health/live")
+    live = ("retrieval_http_request_duration_seconds_count",
+            (("method", "GET"), ("route", "/health/live"), ("status", "200")))
+    assert samples(first)[live] == 1 and live not in samples(second)
+
+
+def test_unmatched_paths_share_one_series(client):
+    client.get("/no/such/path")
+    client.get("/another/one")
+    m = samples(client)
+    unmatched = [k for k in m if k[0] == "retrieval_http_request_duration_seconds_count"
+                 and ("route", "unmatched") in k[1]]
+    assert len(unmatched) == 1 and m[unmatched[0]] == 2
+
+
+def test_openapi_describes_every_route_and_model(client):
+    spec = client.get("/openapi.json").json()
+    routes = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()}
+    expected = {("/search", "post"), ("/search/audio", "post"), ("/audio", "post"), ("/audio", "get"),
+                ("/audio/{clip_id}", "get"), ("/audio/{clip_id}/file", "get"), ("/audio/{clip_id}", "delete"),
+                ("/health/live", "get"), ("/health/ready", "get"), ("/metrics", "get"), ("/", "get")}
+    assert expected <= set(routes)
+    for key, op in routes.items():
+        assert op.get("summary") and op.get("description"), key
+    schemas = spec["components"]["schemas"]
+    ours = set(schemas) - {"HTTPValidationError", "ValidationError"}  # FastAPI's own 422 body
+    assert {"SearchRequest", "SearchResponse", "SearchHit", "ClipOut", "ClipPage", "Readiness"} <= ours
+    for name in ours:
+        assert schemas[name].get("description"), name
+        for field, prop in schemas[name]["properties"].items():
+            assert prop.get("description"), (name, field)
+    assert schemas["SearchRequest"]["examples"][0]["query"]
+    assert routes[("/audio", "post")]["requestBody"]["content"]["multipart/form-data"]
+    assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_page_and_its_files_are_served_without_external_urls(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="query"' in page.text and 'id="upload-form"' in page.text
+    for path in ("/static/app.js", "/static/style.css"):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert not re.search(r"https?://", r.text), path
+    assert not re.search(r"(src|href)=\"https?://", page.text)
+
+
+def test_cors_only_for_configured_origins(make_client):
+    preflight = {"Origin": "http://sounds.example", "Access-Control-Request-Method": "POST"}
+    closed = make_client().options("/search", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    opened = make_client(cors_origins=["http://sounds.example"]).options("/search", headers=preflight)
+    assert opened.headers["access-control-allow-origin"] == "http://sounds.example"
+
+
+class BlockingAdds:
+    """The real collection, with add_bytes held until the test lets it go."""
+
+    def __init__(self, collection):
+        self.collection = collection
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def add_bytes(self, data, name):
+        self.entered.set()
+        assert self.release.wait(60), "never released"
+        return self.collection.add_bytes(data, name)
+
+    def __getattr__(self, name):
+        return getattr(self.collection, name)
+
+
+def test_searches_answer_while_an_upload_is_being_processed(client):
+    blocking = BlockingAdds(client.app.state.collection)
+    client.app.dependency_overrides[get_collection] = lambda: blocking
+    answers = {}
+    uploader = threading.Thread(target=lambda: answers.setdefault("upload", upload(client, "s.wav",
+                                                                                    CLIPS["sine.wav"])))
+    uploader.start()
+    try:
+        assert blocking.entered.wait(60)
+        # the upload is parked inside add_bytes; were it on the event loop, this search could not answer
+        assert client.post("/search", json={"query": "rain"}).status_code == 200
+        assert client.get("/health/ready").status_code == 200
+        assert "upload" not in answers
+    finally:
+        blocking.release.set()
+        uploader.join(60)
+    assert answers["upload"].status_code == 201
