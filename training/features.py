@@ -171,6 +171,7 @@ def extract_features(clips, *, tagger, text, out: str | Path, dataset: str, spli
     out = Path(out)
     if not clips:
         raise FeatureFileError("no clips to extract features from")
+    out.parent.mkdir(parents=True, exist_ok=True)
     logits = clip_logits(clips, tagger=tagger, out=out, checkpoint_every=checkpoint_every,
                          max_duration_s=max_duration_s)
     captions = [cap for c in clips for cap in c.captions]

@@ -18,6 +18,8 @@ from training.features import (
     sidecar_path,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 class CountingTagger:
     """The real tagger, counting calls and optionally interrupted after some clips."""

@@ -1,0 +1,81 @@
+"""From generated audio and Clotho-format captions through `features`, `train` and `evaluate`, offline."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from retrieval.checkpoint import load_checkpoint
+from retrieval.settings import get_settings
+from tests.training.clotho_files import write_clotho_split
+from training.evaluate import ensemble_similarity, metrics_of, zero_shot_head
+from training.features import load_features
+from training.trainer import RUN_LOG
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, minilm_path):
+    monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", "random")
+    monkeypatch.setenv("RETRIEVAL_TEXT_MODEL", str(minilm_path))
+    monkeypatch.setenv("RETRIEVAL_DEVICE", "cpu")
+    monkeypatch.setenv("RETRIEVAL_MODELS_DIR", str(tmp_path / "models"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def invoke(*args) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def test_features_train_evaluate_score(env, tmp_path):
+    root = tmp_path / "clotho"
+    write_clotho_split(root, "development", 3, seconds=0.5)
+    write_clotho_split(root, "validation", 3, seconds=0.5, offset=3)
+    feats = tmp_path / "features"
+    for split in ("development", "validation"):
+        out = invoke("features", "--dataset", "clotho", "--split", split, "--root", root,
+                     "--out", feats / f"{split}.safetensors")
+        assert "3 clips, 15 captions" in out
+    dev_file, val_file = feats / "development.safetensors", feats / "validation.safetensors"
+    val = load_features(val_file)
+    assert val.meta["text_model"].endswith("model") and val.text.shape == (15, 384)
+
+    out = invoke("train", "--train", dev_file, "--val", val_file, "--out", tmp_path / "run",
+                 "--epochs", 2, "--batch-size", 8, "--seed", 1)
+    assert out.startswith("best epoch ")
+    ckpt = tmp_path / "run" / "head.safetensors"
+    records = (tmp_path / "run" / RUN_LOG).read_text().splitlines()
+    assert [json.loads(r).get("epoch") for r in records] == [None, 0, 1, 2]
+
+    sub = tmp_path / "submission.csv"
+    got = json.loads(invoke("evaluate", "--features", val_file, "--checkpoint", ckpt,
+                            "--json", "--submission", sub))
+    want = metrics_of(ensemble_similarity([load_checkpoint(ckpt).head], val), val)
+    assert got == pytest.approx(want) and list(got) == ["R@1", "R@5", "R@10", "mAP@10"]
+
+    scored = json.loads(invoke("score", "--predictions", sub, "--captions",
+                               root / "clotho_captions_validation.csv", "--json"))
+    assert scored == pytest.approx(got)
+
+    two = invoke("evaluate", "--features", val_file, "--checkpoint", ckpt,
+                 "--checkpoint", ckpt)  # an ensemble of one model twice scores as the model
+    assert two.strip() == "  ".join(f"{k} {v:.4f}" for k, v in got.items())
+    zero = json.loads(invoke("evaluate", "--features", val_file, "--zero-shot", "--json"))
+    assert zero == pytest.approx(metrics_of(ensemble_similarity([zero_shot_head(val)], val), val))
+
+
+def test_errors_are_one_line_and_exit_2(env, tmp_path):
+    result = CliRunner().invoke(app, ["features", "--dataset", "clotho", "--split", "validation", "--root",
+                                      str(tmp_path), "--out", str(tmp_path / "f.safetensors")])
+    assert result.exit_code == 2 and "error: captions file not found" in result.output
+    missing = str(tmp_path / "f.safetensors")
+    result = CliRunner().invoke(app, ["evaluate", "--features", missing, "--json"])
+    assert result.exit_code == 2 and "--zero-shot" in result.output
+    result = CliRunner().invoke(app, ["evaluate", "--features", missing, "--zero-shot"])
+    assert result.exit_code == 2 and "error: feature file" in result.output
