@@ -68,6 +68,8 @@ def test_without_audiocaps_the_ensemble_is_of_the_tags_recipe(tmp_path):
                       planted_features(world, n_clips=30, seed=i, split=split))
     rows = reproduce(clotho=tmp_path, audiocaps=None, out=tmp_path, models=no_models,
                      recipe=Recipe(seeds=(0, 1), clotho_epochs=1, base=TrainConfig(batch_size=32)))
-    assert [r.system for r in rows] == [ZERO_SHOT_ROW, "PaSST-MPnet", "PaSST-MPnet-tags", "ensemble of 2"]
+    assert [r.system for r in rows] == [ZERO_SHOT_ROW, "PaSST-MPnet", "PaSST-MPnet-tags",
+                                        "ensemble of 2, no AudioCaps"]
+    assert rows[-1].paper is None  # the paper's ensemble had AudioCaps pre-training
     assert [p.split("/")[-2] for p in rows[-1].checkpoints] == ["tags_seed0", "tags_seed1"]
     assert np.isfinite([rows[-1].ours[k] for k in ("R@1", "mAP@10")]).all()
