@@ -4,7 +4,7 @@ import logging
 
 import typer
 
-from cli import core_cmds, index_cmds, models_cmds, serve_cmds, train_cmds
+from cli import core_cmds, index_cmds, models_cmds, scale_cmds, serve_cmds, train_cmds
 
 app = typer.Typer(help="Language-based audio retrieval: index audio, search it with text, train the head.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -20,4 +20,5 @@ core_cmds.register(app)
 serve_cmds.register(app)
 models_cmds.register(app)
 index_cmds.register(app)
+scale_cmds.register(app)  # adds to the index group
 train_cmds.register(app)

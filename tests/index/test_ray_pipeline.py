@@ -121,3 +121,27 @@ def test_shards_of_another_tagger_are_refused(shards, settings, retriever, tmp_p
         with pytest.raises(CheckpointMismatch, match="tagger"):
             load_shards(store, retriever, other, ledger=ledger_path(settings), progress=False)
         assert store.count() == 0
+
+
+def test_load_shards_command_fills_a_qdrant_store(clips, shards, minilm_path, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from retrieval.settings import get_settings
+
+    _, _, bad, _ = clips
+    out, _ = shards
+    for key, value in {"DATA_DIR": tmp_path / "data", "TEXT_MODEL": minilm_path, "PASST_WEIGHTS": "random",
+                       "DEVICE": "cpu", "STORE_BACKEND": "qdrant"}.items():
+        monkeypatch.setenv(f"RETRIEVAL_{key}", str(value))
+    get_settings.cache_clear()
+    try:
+        loaded = CliRunner().invoke(app, ["index", "load-shards", str(out), "--no-progress"])
+        stats = CliRunner().invoke(app, ["index", "stats"])
+    finally:
+        get_settings.cache_clear()
+    assert loaded.exit_code == 1, loaded.output  # the broken file is reported
+    assert "added 4, skipped 1 already stored, failed 1" in loaded.output
+    assert f"failed: {bad.resolve()}: AudioDecodeError" in loaded.output
+    assert stats.exit_code == 0, stats.output
+    assert "backend: qdrant" in stats.output and "clips: 4" in stats.output

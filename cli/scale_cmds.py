@@ -1,0 +1,95 @@
+"""`retrieval index extract-ray` and `retrieval index load-shards`: index a collection too large for one
+machine (PaSST on a Ray cluster to Parquet shards, then the shards into the configured store)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cli.errors import exit_on_error
+
+if TYPE_CHECKING:
+    from index.bulk_load import LoadReport
+
+
+def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, cpu_actors: int = 1,
+                batch_size: int = 16, num_cpus: int | None = None) -> dict:
+    """PaSST logits of every file in file_list as Parquet shards in out_dir, on Ray (a cluster at
+    `address`, or one started on this machine); returns the shard folder's manifest."""
+    import ray
+
+    from index.ray_pipeline import extract_shards, read_file_list
+    from retrieval.settings import get_settings
+    from retrieval.tagger import OFFICIAL_WEIGHTS, RANDOM_WEIGHTS
+
+    settings = get_settings()
+    weights = settings.passt_weights
+    if weights not in (RANDOM_WEIGHTS, OFFICIAL_WEIGHTS):
+        weights = str(settings.models_path(weights).resolve())
+    paths = read_file_list(file_list)
+    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False)
+    try:
+        return extract_shards(paths, out_dir, weights=weights, batch_size=batch_size, cpu_actors=cpu_actors,
+                              batch_windows=settings.batch_windows, max_duration_s=settings.max_duration_s)
+    finally:
+        ray.shutdown()
+
+
+def load_shards(shard_dir: Path, *, redo: bool = False, progress: bool = True) -> LoadReport:
+    """Every clip of the shards into the configured store, through the configured model."""
+    from cli.index_cmds import open_collection
+    from index.bulk_load import ledger_path
+    from index.bulk_load import load_shards as load
+    from retrieval.settings import get_settings
+
+    with open_collection() as collection:
+        return load(collection.store, collection.retriever, shard_dir, ledger=ledger_path(get_settings()),
+                    redo=redo, progress=progress)
+
+
+def _index_group(app: typer.Typer) -> typer.Typer:
+    """The `index` sub-app when it is registered, else the top level."""
+    for group in app.registered_groups:
+        if group.name == "index":
+            return group.typer_instance
+    return app
+
+
+def register(app: typer.Typer) -> None:
+    group = _index_group(app)
+
+    @group.command("extract-ray")
+    def extract_ray_cmd(
+            file_list: Path = typer.Argument(..., help="text file, one audio path a line (every worker must "
+                                                       "see the paths)"),
+            out: Path = typer.Option(..., "--out", help="folder for the Parquet shards (shared storage)"),
+            address: str = typer.Option(None, help="Ray cluster address, e.g. auto; unset = start Ray here"),
+            cpu_actors: int = typer.Option(1, min=1, help="PaSST actors when the cluster has no GPU"),
+            batch_size: int = typer.Option(16, min=1, help="clips per PaSST actor call"),
+            num_cpus: int = typer.Option(None, min=1, help="CPUs of a Ray started here (default: all)"),
+    ) -> None:
+        """Extract PaSST logits with Ray Data: decode on CPU workers, one PaSST actor per GPU (or
+        --cpu-actors on CPU), Parquet shards + manifest.json in --out. Load them with `index load-shards`."""
+        with exit_on_error():
+            manifest = extract_ray(file_list, out, address=address, cpu_actors=cpu_actors,
+                                   batch_size=batch_size, num_cpus=num_cpus)
+        typer.echo(f"{len(manifest['shards'])} shard(s) in {out}; next: retrieval index load-shards {out}")
+
+    @group.command("load-shards")
+    def load_shards_cmd(shard_dir: Path = typer.Argument(..., help="folder written by `index extract-ray`"),
+                        redo: bool = typer.Option(False, help="ignore the record of shards already loaded"),
+                        progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+        """Project the shards' logits through the configured head and add the clips to the configured store
+        (FAISS or Qdrant). Resumable: loaded shards are remembered, stored content is skipped.
+        Exit status 1 when some files had failed extraction (they are listed)."""
+        with exit_on_error():
+            report = load_shards(shard_dir, redo=redo, progress=progress)
+        typer.echo(f"loaded {report.shards_loaded} shard(s) ({report.shards_skipped} loaded before): "
+                   f"added {report.added}, skipped {report.skipped} already stored, "
+                   f"failed {len(report.failed)} in {report.seconds:.1f} s")
+        for name, reason in report.failed:
+            typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
+        if report.failed:
+            raise typer.Exit(1)
