@@ -194,7 +194,7 @@ class QdrantStore(VectorStore):
             fresh = {c.sha256: i for i, c in enumerate(clips) if c.sha256 not in known}  # last copy wins
             first = int(self._meta().get("next_id", 1))
             if fresh:  # reserve the ids before writing, so a crash in between never hands one out twice
-                self.client.update_collection(self.alias, metadata={"next_id": first + len(fresh)})
+                self.client.update_collection(self._target(), metadata={"next_id": first + len(fresh)})
             now = time.time()
             payloads = {sha: _payload(clips[i], id=first + n, added_at=now)
                         for n, (sha, i) in enumerate(fresh.items())}
