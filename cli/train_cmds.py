@@ -33,6 +33,8 @@ def train_config(*, author_code: bool, no_tags: bool, **options):
     from training.trainer import AUTHOR_CODE, TrainConfig
 
     cfg = TrainConfig(**options)
+    if cfg.plateau_threshold_mode not in ("rel", "abs"):
+        raise typer.BadParameter("--plateau-threshold-mode must be rel or abs")
     if author_code:
         cfg = TrainConfig(**{**cfg.__dict__, **AUTHOR_CODE})
     if no_tags:

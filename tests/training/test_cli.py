@@ -79,3 +79,19 @@ def test_errors_are_one_line_and_exit_2(env, tmp_path):
     assert result.exit_code == 2 and "--zero-shot" in result.output
     result = CliRunner().invoke(app, ["evaluate", "--features", missing, "--zero-shot"])
     assert result.exit_code == 2 and "error: feature file" in result.output
+    result = CliRunner().invoke(app, ["train", "--train", missing, "--val", missing, "--out", str(tmp_path),
+                                      "--plateau-threshold-mode", "relative"])
+    assert result.exit_code == 2 and "rel or abs" in result.output
+    result = CliRunner().invoke(app, ["train", "--train", missing, "--val", missing, "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "error: feature file" in result.output
+
+
+def test_author_code_and_no_tags_options():
+    from cli.train_cmds import train_config
+
+    cfg = train_config(author_code=True, no_tags=True, lr=2e-3)
+    assert (cfg.batch_size, cfg.plateau_factor, cfg.plateau_threshold, cfg.plateau_threshold_mode) == \
+        (32, 0.1, 0.01, "abs")
+    assert cfg.lam == 1.0 and cfg.lr == 2e-3 and cfg.epochs == 30
+    paper = train_config(author_code=False, no_tags=False)
+    assert (paper.batch_size, paper.plateau_factor, paper.lam, paper.margin) == (128, 0.5, 0.8, 0.4)
