@@ -7,6 +7,7 @@ files of a sentence-transformers folder are copied, the weights are held to the 
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,11 +60,15 @@ def find_model_folder(root: Path, *, spec: TextModelSpec) -> Path | None:
     return None
 
 
-def _copy_known_files(src: Path, dest: Path, *, spec: TextModelSpec) -> None:
+def _copy_known_files(src: Path, dest: Path, *, spec: TextModelSpec, move: bool) -> None:
+    """Only the known files; moved when ``src`` is our own scratch copy, copied when it is the user's."""
     for name in spec.files:
         if (src / name).is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / name, dest / name)
+            if move:
+                os.replace(src / name, dest / name)
+            else:
+                shutil.copy2(src / name, dest / name)
 
 
 def install_text_folder(src: Path, models_dir: Path, *, spec: TextModelSpec, source: str,
@@ -78,9 +83,9 @@ def install_text_folder(src: Path, models_dir: Path, *, spec: TextModelSpec, sou
     digest = check_file(src / WEIGHTS, spec.pin, what=f"{spec.model_id} {WEIGHTS}")
     staged = scratch / f"install-{spec.folder}"
     staged.mkdir()
-    _copy_known_files(src, staged, spec=spec)
-    # the copy is what gets installed: hold it to the pin too (a disk error between the two would not pass)
-    check_file(staged / WEIGHTS, Pin(sha256=digest.sha256, size=digest.size), what=f"copied {WEIGHTS}")
+    _copy_known_files(src, staged, spec=spec, move=src.resolve().is_relative_to(scratch.resolve()))
+    # the staged file is what gets installed: hold it to the digest too (a disk error would not pass)
+    check_file(staged / WEIGHTS, Pin(sha256=digest.sha256, size=digest.size), what=f"staged {WEIGHTS}")
     manifest = {
         "model_id": spec.model_id, "revision": spec.revision, "sha256": digest.sha256, "size": digest.size,
         "source": source, "files": [name for name in spec.files if (staged / name).is_file()],
@@ -113,8 +118,10 @@ def is_installed(models_dir: Path, *, spec: TextModelSpec) -> bool:
     """True when the installed folder passes :func:`verify_text_model`."""
     try:
         verify_text_model(models_dir, spec=spec)
-    except (ModelNotFound, WeightsMismatch) as e:
-        log.info("%s", e)
+    except ModelNotFound:
+        return False
+    except WeightsMismatch as e:
+        log.warning("the installed copy does not verify (%s); fetching it again", e)
         return False
     return True
 
