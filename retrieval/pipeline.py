@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from retrieval.checkpoint import Checkpoint, HeadConfig, load_checkpoint, zero_shot
+from retrieval.device import resolve_device
 from retrieval.labels import audioset_labels, top_tags
 from retrieval.settings import Settings
 from retrieval.tagger import RANDOM_WEIGHTS, PasstTagger
@@ -68,11 +69,19 @@ class Retriever:
 
 
 def load_text_encoder(settings: Settings) -> TextEncoder:
+    """The configured text model on the configured backend (ONNX Runtime runs on CPU only)."""
     path = settings.models_path(settings.text_model)
     manifest = path / MANIFEST
     meta = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    return TextEncoder.load(path, model_id=meta.get("model_id", settings.text_model),
-                            revision=meta.get("revision"), device=settings.device)
+    model_id, revision = meta.get("model_id", settings.text_model), meta.get("revision")
+    if settings.text_backend == "onnx" and resolve_device(settings.device).type == "cpu":
+        from retrieval.text_onnx import OnnxTextEncoder
+
+        onnx_path = settings.models_dir / "onnx" / f"{path.name}-fp32.onnx"
+        return OnnxTextEncoder.load(path, model_id=model_id, revision=revision, onnx_path=onnx_path)
+    if settings.text_backend == "onnx":
+        log.warning("text_backend=onnx runs on CPU only; using torch on %s", settings.device)
+    return TextEncoder.load(path, model_id=model_id, revision=revision, device=settings.device)
 
 
 def load_tagger(settings: Settings) -> PasstTagger:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     )
     checkpoint: Path | None = Field(None, description="trained head; without one the zero-shot model serves")
     device: str = Field("auto", description="auto (CUDA when present), cpu, or cuda[:N]")
+    text_backend: Literal["torch", "onnx"] = Field(
+        "torch", description="query encoder runtime: torch, or onnx (ONNX Runtime on CPU, exported once)"
+    )
     batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
     index_kind: Literal["flat", "hnsw"] = Field("flat", description="exact flat search or HNSW")
     store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")

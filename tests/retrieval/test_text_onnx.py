@@ -1,0 +1,97 @@
+"""The ONNX Runtime encoder against the torch encoder on the real all-MiniLM-L6-v2."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.errors import ModelNotFound
+from retrieval.pipeline import load_text_encoder
+from retrieval.text_onnx import OnnxTextEncoder, UnsupportedModel, check_mean_pooling, ensure_export
+
+SENTENCES = [
+    "A dog barks twice while cars pass by on a wet road",
+    "rain",
+    "Someone's whistling - and birds chirp in the background!",
+    "an engine idles, then revs up three times and a man shouts over the noise of the crowd " * 3,
+    "Water trickles   into a metal sink",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("onnx") / "minilm.onnx"
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder(minilm_path, onnx_encoder_path) -> OnnxTextEncoder:
+    return OnnxTextEncoder.load(minilm_path, model_id="all-MiniLM-L6-v2", onnx_path=onnx_encoder_path,
+                                cache_size=4)
+
+
+def test_matches_torch_encoder_per_sentence(onnx_encoder, text_encoder):
+    for clean in (True, False):
+        got = onnx_encoder.encode(SENTENCES, clean=clean, batch_size=4)  # batches pad to different lengths
+        want = text_encoder.encode(SENTENCES, clean=clean)
+        assert got.shape == want.shape == (len(SENTENCES), 384) and got.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+        assert (got * want).sum(1).min() >= 0.9999
+
+
+def test_single_query_equals_its_batched_row(onnx_encoder):
+    batched = onnx_encoder.encode(SENTENCES[:4], batch_size=64)
+    for i, s in enumerate(SENTENCES[:4]):
+        np.testing.assert_allclose(onnx_encoder.encode([s])[0], batched[i], atol=1e-5)
+
+
+def test_describe_and_dim_match_the_torch_encoder(onnx_encoder, text_encoder):
+    assert onnx_encoder.describe() == text_encoder.describe()
+    assert onnx_encoder.encode([]).shape == (0, 384)
+
+
+def test_cache_returns_the_same_vectors_and_stays_bounded(onnx_encoder):
+    first = onnx_encoder.encode(SENTENCES[:3])
+    again = onnx_encoder.encode(SENTENCES[:3][::-1])
+    np.testing.assert_array_equal(again, first[::-1])
+    onnx_encoder.encode([f"query number {i}" for i in range(10)])
+    assert len(onnx_encoder._cache) == onnx_encoder.cache_size == 4
+
+
+def test_export_is_reused_until_the_weights_change(minilm_path, tmp_path, onnx_encoder_path):
+    model = tmp_path / "minilm"
+    shutil.copytree(minilm_path, model)
+    out = tmp_path / "enc.onnx"
+    for made in (onnx_encoder_path, onnx_encoder_path.with_suffix(".json")):  # an export of these weights
+        shutil.copy2(made, out.with_suffix(made.suffix))
+    made = out.stat().st_mtime_ns
+    ensure_export(model, out)
+    assert out.stat().st_mtime_ns == made  # cached
+    (model / "model.safetensors").touch()
+    ensure_export(model, out)
+    assert out.stat().st_mtime_ns != made  # the weights changed: exported again
+    assert json.loads(out.with_suffix(".json").read_text())["weights"] == "model.safetensors"
+
+
+def test_refuses_other_pooling_and_missing_folders(minilm_path, tmp_path):
+    model = tmp_path / "cls"
+    shutil.copytree(minilm_path, model)
+    cfg = model / "1_Pooling" / "config.json"
+    pooling = json.loads(cfg.read_text())
+    pooling.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    cfg.write_text(json.dumps(pooling))
+    with pytest.raises(UnsupportedModel, match="not mean pooling"):
+        check_mean_pooling(model)
+    with pytest.raises(ModelNotFound):
+        OnnxTextEncoder.load(tmp_path / "absent")
+
+
+def test_settings_choose_the_backend(settings, tmp_path, onnx_encoder):
+    torch_side = load_text_encoder(settings.model_copy(update={"text_backend": "torch"}))
+    assert type(torch_side).__name__ == "TextEncoder"
+    onnx = load_text_encoder(settings.model_copy(update={"text_backend": "onnx"}))
+    assert isinstance(onnx, OnnxTextEncoder)
+    assert (settings.models_dir / "onnx").is_dir()  # the export is cached in the models directory
+    np.testing.assert_allclose(onnx.encode(SENTENCES[:2]), onnx_encoder.encode(SENTENCES[:2]), atol=1e-6)
