@@ -131,7 +131,7 @@ async function upload(event) {
       return;
     }
     const clip = await response.json();
-    const tags = clip.tags.slice(0, 3).map((t) => t.label).join(", ");
+    const tags = clip.tags.slice(0, 3).map((t) => t.label).join(" · ");
     message.textContent = response.status === 201
       ? `Added “${clip.name}” (#${clip.id}), tagged ${tags}.`
       : `Already in the collection as “${clip.name}” (#${clip.id}).`;

@@ -73,7 +73,8 @@ def multipart_chunks(name: str, data: bytes, boundary: str = "b0undary", chunk: 
     head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
             "Content-Type: audio/wav\r\n\r\n").encode()
     body = head + data + f"\r\n--{boundary}--\r\n".encode()
-    return (body[i:i + chunk] for i in range(0, len(body), chunk)), f"multipart/form-data; boundary={boundary}"
+    chunks = (body[i:i + chunk] for i in range(0, len(body), chunk))
+    return chunks, f"multipart/form-data; boundary={boundary}"
 
 
 def test_streamed_body_over_the_limit_is_413(make_client):

@@ -17,7 +17,8 @@ def test_ready_says_which_model_serves(filled, retriever):
     client, records = filled
     body = client.get("/health/ready").json()
     assert body["status"] == "ready" and body["clips"] == len(records)
-    assert body["model"]["kind"] == "zero-shot" and body["model"]["fingerprint_id"] == retriever.fingerprint_id
+    assert body["model"]["kind"] == "zero-shot"
+    assert body["model"]["fingerprint_id"] == retriever.fingerprint_id
     assert body["model"]["fingerprint"]["head"] == "zero-shot"
     assert body["model"]["fingerprint"]["text_model"] == "all-MiniLM-L6-v2"
     assert body["access"] == {"writes_enabled": True, "protect_reads": False}
