@@ -1,0 +1,149 @@
+"""The collection with the real pipeline (random-weight PaSST, MiniLM): uploads, dedup, search, reproject."""
+
+import io
+import os
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from index.collection import Collection
+from retrieval.checkpoint import Checkpoint, HeadConfig, save_checkpoint, zero_shot
+from retrieval.errors import AudioDecodeError, CheckpointMismatch
+from retrieval.head import RetrievalHead
+from retrieval.pipeline import Retriever, build_retriever, tag_text_embeddings
+from tests.audio_fixtures import clicks, noise, sine, write
+
+
+def wav_bytes(data: np.ndarray, rate: int = 32_000) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, data, rate, format="WAV")
+    return buf.getvalue()
+
+
+class TaggerThatMustNotRun:
+    """Describes itself like the real tagger; running it fails the test."""
+
+    def __init__(self, real):
+        self.arch, self.windowing = real.arch, real.windowing
+        self.describe = real.describe
+
+    def logits(self, wave):
+        raise AssertionError("PaSST was run")
+
+
+@pytest.fixture(scope="module")
+def tag_embeddings(text_encoder):
+    return tag_text_embeddings(text_encoder)  # (527, D)
+
+
+@pytest.fixture(scope="module")
+def retriever(tag_embeddings, random_tagger, text_encoder):
+    """The zero-shot model build_retriever makes without a checkpoint, built once for the module."""
+    cfg = HeadConfig(text_model=text_encoder.model_id, text_model_revision=text_encoder.revision,
+                     dim=text_encoder.dim, passt_arch=random_tagger.arch,
+                     windowing=random_tagger.windowing.as_dict())
+    return Retriever(random_tagger, text_encoder, zero_shot(tag_embeddings, cfg))
+
+
+@pytest.fixture
+def collection(settings, retriever):
+    with Collection.open(settings, retriever) as c:
+        yield c
+
+
+@pytest.fixture
+def trained_checkpoint(tmp_path, tag_embeddings, random_tagger, text_encoder):
+    """A head with lam = 0.8 and its (untrained, seeded) projection: a model other than zero-shot."""
+    import torch
+
+    torch.manual_seed(3)
+    cfg = HeadConfig(text_model=text_encoder.model_id, text_model_revision=text_encoder.revision,
+                     dim=text_encoder.dim, lam=0.8, passt_arch=random_tagger.arch,
+                     windowing=random_tagger.windowing.as_dict())
+    path = tmp_path / "head.safetensors"
+    save_checkpoint(path, Checkpoint(RetrievalHead(tag_embeddings, lam=0.8), cfg))
+    return path
+
+
+def test_upload_is_kept_deduplicated_and_removed_with_its_copy(collection):
+    data = wav_bytes(sine(330, seconds=0.5))
+    record, created = collection.add_bytes(data, "dir/tone.wav")
+    assert created and record.name == "tone.wav" and record.stored_copy
+    path = collection.audio_path(record)
+    assert path.read_bytes() == data and path.parent == collection.audio_dir
+    assert path.name == f"{record.sha256}.wav"
+    again, created = collection.add_bytes(data, "copy.wav")
+    assert not created and again == record and collection.count() == 1
+    assert len(record.tags) == 10
+    assert [t.probability for t in record.tags] == sorted((t.probability for t in record.tags), reverse=True)
+    assert collection.remove([record.id, 999]) == 1
+    assert not path.exists() and collection.get(record.id) is None
+
+
+def test_add_path_records_the_file_where_it_lies(collection, tmp_path):
+    path = write(tmp_path / "birds.flac", noise(seconds=0.75, rate=44_100), 44_100, format="FLAC")
+    record, created = collection.add_path(path)
+    assert created and not record.stored_copy
+    assert record.location == str(path.resolve()) and collection.audio_path(record) == path.resolve()
+    assert record.sample_rate == 44_100 and record.duration == pytest.approx(0.75, abs=1e-3)
+    assert collection.add_path(path) == (record, False)
+
+
+def test_bad_audio_changes_nothing(collection, tmp_path):
+    with pytest.raises(AudioDecodeError):
+        collection.add_bytes(b"not audio at all", "x.wav")
+    with pytest.raises(AudioDecodeError):
+        collection.add_path(tmp_path / "missing.wav")
+    assert collection.count() == 0 and list(collection.audio_dir.iterdir()) == []
+
+
+def test_search_equals_brute_force_over_the_model_s_vectors(collection, retriever):
+    waves = [sine(220, seconds=0.5), sine(1760, seconds=0.5), clicks(seconds=0.5), noise(seconds=0.5)]
+    records = [collection.add_bytes(wav_bytes(w), f"c{i}.wav")[0] for i, w in enumerate(waves)]
+    xb = collection.store.db.blobs([r.id for r in records], "vector", retriever.head.dim)  # (4, D)
+    np.testing.assert_allclose(xb[2], retriever.encode_audio(waves[2])[0], atol=1e-5)
+    for query in ("a high whistle", "rain on a roof"):
+        scores = xb @ retriever.encode_text([query])[0]  # (4,)
+        hits = collection.search_text(query, k=3)
+        assert [h.record.id for h in hits] == [records[i].id for i in np.argsort(-scores)[:3]]
+        np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:3], atol=1e-5)
+    top = collection.search_audio(wav_bytes(waves[2]), k=1)[0]
+    assert top.record.id == records[2].id and top.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_orphan_copies_are_removed_on_open(settings, retriever):
+    with Collection.open(settings, retriever) as c:
+        kept, _ = c.add_bytes(wav_bytes(sine(seconds=0.3)), "kept.wav")
+    audio = settings.data_dir / "audio"
+    orphan, fresh = audio / ("a" * 64 + ".wav"), audio / ("b" * 64 + ".wav")
+    orphan.write_bytes(b"left by a crash")
+    fresh.write_bytes(b"an upload another process is committing")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    with Collection.open(settings, retriever) as c:
+        assert not orphan.exists() and fresh.exists() and c.audio_path(kept).exists()
+
+
+def test_reproject_changes_vectors_without_running_passt(settings, retriever, trained_checkpoint,
+                                                         random_tagger, text_encoder):
+    waves = [sine(440, seconds=0.4), clicks(seconds=0.4), noise(seconds=0.4, seed=2)]
+    with Collection.open(settings, retriever) as c:
+        ids = [c.add_bytes(wav_bytes(w), f"{i}.wav")[0].id for i, w in enumerate(waves)]
+        stored_logits = c.store.logits(ids)  # (3, 527)
+    blind = Retriever(TaggerThatMustNotRun(random_tagger), text_encoder, retriever.ckpt)
+    with Collection.open(settings, blind) as c:
+        assert c.reproject(trained_checkpoint) == 3
+        new = c.retriever
+        assert new.ckpt.config.lam == 0.8 and c.store.fingerprint["head"] == new.ckpt.fingerprint
+        expected = new.project(stored_logits)  # (3, D)
+        assert not np.allclose(expected, retriever.project(stored_logits), atol=1e-3)
+        hits = c.search_vector(expected[1], k=3)
+        assert hits[0].record.id == ids[1] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose([h.score for h in hits], np.sort(expected @ expected[1])[::-1], atol=1e-5)
+    with pytest.raises(CheckpointMismatch, match="reproject"):
+        Collection.open(settings, retriever)  # still the zero-shot model: refused
+    settings.checkpoint = trained_checkpoint
+    with Collection.open(settings, build_retriever(settings, tagger=random_tagger, text=text_encoder)) as c:
+        assert c.count() == 3
