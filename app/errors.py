@@ -7,11 +7,15 @@
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
 | ModelNotFound | 503 | the configured weights are missing |
 | any other RetrievalError | 400 | |
+
+A request that fails validation answers 422 with FastAPI's list of `{"loc", "msg", "type"}`, without echoing
+the input back (it may be huge, or not even representable in JSON, like a NaN).
 """
 
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from retrieval.errors import AudioDecodeError, AudioTooLong, CheckpointMismatch, ModelNotFound, RetrievalError
@@ -42,5 +46,12 @@ async def retrieval_error_handler(request: Request, error: RetrievalError) -> JS
     return JSONResponse({"detail": str(error)}, status_code=status)
 
 
+async def validation_error_handler(request: Request, error: RequestValidationError) -> JSONResponse:
+    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+              for e in error.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RetrievalError, retrieval_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)

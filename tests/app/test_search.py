@@ -60,6 +60,16 @@ def test_invalid_search_requests_answer_422(client, body):
     assert r.json()["detail"]
 
 
+def test_validation_errors_do_not_echo_the_input(client):
+    """A NaN cannot be written back as JSON, and a long query need not be: the 422 names the field only."""
+    r = client.post("/search", content=b'{"query": "rain", "max_duration": NaN}',
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "max_duration"]]
+    r = client.post("/search", json={"query": "rain " * 2000})
+    assert r.status_code == 422 and "rain" not in r.text
+
+
 def test_longest_allowed_query_is_accepted(client):
     assert client.post("/search", json={"query": "x" * 500, "k": 100}).status_code == 200
 
