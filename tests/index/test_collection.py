@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 
 from index.collection import Collection
-from retrieval.checkpoint import Checkpoint, HeadConfig, save_checkpoint, zero_shot
+from retrieval.checkpoint import Checkpoint, HeadConfig, save_checkpoint
 from retrieval.errors import AudioDecodeError, CheckpointMismatch
 from retrieval.head import RetrievalHead
-from retrieval.pipeline import Retriever, build_retriever, tag_text_embeddings
+from retrieval.pipeline import Retriever, build_retriever
 from tests.audio_fixtures import clicks, noise, sine, write
 
 
@@ -31,20 +31,6 @@ class TaggerThatMustNotRun:
 
     def logits(self, wave):
         raise AssertionError("PaSST was run")
-
-
-@pytest.fixture(scope="module")
-def tag_embeddings(text_encoder):
-    return tag_text_embeddings(text_encoder)  # (527, D)
-
-
-@pytest.fixture(scope="module")
-def retriever(tag_embeddings, random_tagger, text_encoder):
-    """The zero-shot model build_retriever makes without a checkpoint, built once for the module."""
-    cfg = HeadConfig(text_model=text_encoder.model_id, text_model_revision=text_encoder.revision,
-                     dim=text_encoder.dim, passt_arch=random_tagger.arch,
-                     windowing=random_tagger.windowing.as_dict())
-    return Retriever(random_tagger, text_encoder, zero_shot(tag_embeddings, cfg))
 
 
 @pytest.fixture

@@ -1,0 +1,119 @@
+"""`retrieval index ...` and `retrieval search` from the command line, offline, with random PaSST + MiniLM;
+and a `retrieval index add` killed with SIGKILL in the middle, then resumed."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from index.faiss_store import DB_NAME, FaissStore
+from retrieval.settings import get_settings
+from tests.audio_fixtures import noise, sine, write
+
+CHILD = "from cli.main import app; app(prog_name='retrieval')"
+
+
+def env_for(data_dir, minilm_path) -> dict[str, str]:
+    return {"RETRIEVAL_PASST_WEIGHTS": "random", "RETRIEVAL_TEXT_MODEL": str(minilm_path),
+            "RETRIEVAL_DEVICE": "cpu", "RETRIEVAL_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture
+def cli(tmp_path, minilm_path, monkeypatch):
+    """Invoke the command line in this process with the test's settings (get_settings is read once)."""
+    for key, value in env_for(tmp_path / "data", minilm_path).items():
+        monkeypatch.setenv(key, value)
+
+    def invoke(*args: str):
+        get_settings.cache_clear()
+        try:
+            return CliRunner().invoke(app, list(args))
+        finally:
+            get_settings.cache_clear()
+
+    return invoke
+
+
+def make_clips(folder, n: int, *, seconds: float) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    waves = [sine(150.0 * (i + 1), seconds=seconds) + noise(seconds=seconds, seed=i, amplitude=0.05)
+             for i in range(n)]
+    return [write(folder / f"clip{i:02d}.wav", w) for i, w in enumerate(waves)]
+
+
+def test_index_add_then_search_from_the_command_line(cli, tmp_path):
+    clips = make_clips(tmp_path / "clips", 3, seconds=0.5)
+    (tmp_path / "clips" / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEnot really")
+    (tmp_path / "clips" / "readme.txt").write_text("skipped by the walk")
+
+    out = cli("index", "add", str(tmp_path / "clips"), "--no-progress")
+    assert out.exit_code == 1, out.output  # one file failed; the others went in
+    assert "added 3, skipped 0 already indexed, failed 1" in out.output
+    assert "failed: " in out.output and "broken.wav" in out.output
+
+    out = cli("search", "a low hum", "-k", "2")
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.strip().splitlines()  # (stderr carries the model loaders' progress bars)
+    assert len(lines) == 2
+    names = {c.name for c in clips}
+    scores = []
+    for rank, line in enumerate(lines, 1):
+        fields = line.split()
+        assert int(fields[0]) == rank and fields[2] in names and "(id" in line
+        scores.append(float(fields[1]))
+    assert scores == sorted(scores, reverse=True)
+
+    out = cli("index", "remove", "1", "42")
+    assert out.exit_code == 0 and "removed 1 of 2" in out.output
+    out = cli("index", "stats")
+    assert out.exit_code == 0 and "clips: 2" in out.output and "index_kind: flat" in out.output
+
+
+def committed(db_path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("SELECT count(*) FROM clips").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def test_index_add_killed_mid_run_keeps_every_committed_add_and_resumes(tmp_path, minilm_path):
+    n = 10
+    make_clips(tmp_path / "clips", n, seconds=0.5)
+    env = {**os.environ, **env_for(tmp_path / "data", minilm_path)}
+    args = [sys.executable, "-c", CHILD, "index", "add", str(tmp_path / "clips"), "--no-progress"]
+    db = tmp_path / "data" / DB_NAME
+    child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while (seen := committed(db)) < 3:
+        assert child.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    with FaissStore(tmp_path / "data", {}, check=False) as store:
+        kept = store.list(limit=100)
+        assert seen <= len(kept) < n  # every add seen committed is there, and the run was cut short
+        ids = [r.id for r in kept]
+        xb = store.db.blobs(ids, "vector", store.dim)  # (m, D)
+        np.testing.assert_allclose(np.linalg.norm(xb, axis=1), 1.0, atol=1e-5)
+        hits = store.search(xb, len(ids))  # the cache, rebuilt after the kill, agrees with SQLite
+        got = np.array([[h.score for h in row] for row in hits])  # (m, m)
+        np.testing.assert_allclose(got, -np.sort(-(xb @ xb.T), axis=1), atol=1e-5)
+
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"added {n - len(kept)}, skipped {len(kept)} already indexed, failed 0" in done.stdout
+    with FaissStore(tmp_path / "data", {}, check=False) as store:
+        records = store.list(limit=100)
+        assert len(records) == n == len({r.sha256 for r in records})
+        assert records[:len(kept)] == kept
