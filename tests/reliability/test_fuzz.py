@@ -1,0 +1,92 @@
+"""Schemathesis against the live server's own /openapi.json: for generated requests, valid and invalid,
+no 5xx, and every answer matches what the schema declares (status, content type, headers, body).
+
+One test per operation and mode, bounded (MAX_EXAMPLES each, derandomized); marked `fuzz` so CI can run it
+as its own step with `pytest -m fuzz` (it is quick enough for the main suite too). The operations are
+driven through Hypothesis directly: schemathesis' lazy pytest fixture loader does not run under pytest 9."""
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from app.main import create_app
+from retrieval.settings import Settings
+
+pytestmark = pytest.mark.fuzz
+
+MAX_EXAMPLES = 25
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
+          response_schema_conformance]
+FUZZ_SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=list(HealthCheck))
+METHODS = ("get", "post", "put", "patch", "delete")
+MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+
+
+# answers the schema does not declare, known and reported; remove an entry once the app is fixed
+UNDECLARED = {
+    ("POST /search", "negative"): "a body that is not UTF-8 JSON answers 400, the schema declares no 400",
+    ("POST /search/audio", "negative"): "a broken multipart body or over 8 form fields answers 400, "
+                                        "undeclared; a bad k answers 422 with a list where ErrorOut says str",
+    ("POST /audio", "negative"): "a broken multipart body or over 8 form fields answers 400, undeclared",
+}
+
+
+def operation_cases() -> list:
+    """(label, mode) for every operation of the app's schema (building the app loads no model): both modes
+    where the operation takes input, only valid requests where there is nothing to make invalid."""
+    paths = create_app(Settings()).openapi()["paths"]
+    cases = []
+    for path, item in paths.items():
+        for method, op in ((m, op) for m, op in item.items() if m in METHODS):
+            label = f"{method.upper()} {path}"
+            modes = MODES if op.get("parameters") or op.get("requestBody") else MODES[:1]
+            for mode in modes:
+                known = UNDECLARED.get((label, mode.value))
+                marks = [pytest.mark.xfail(reason=known, strict=False)] if known else []
+                cases.append(pytest.param(label, mode, id=f"{label} {mode.value}", marks=marks))
+    return cases
+
+
+CASES = operation_cases()
+LABELS = sorted({c.values[0] for c in CASES})
+
+
+@pytest.fixture(scope="module")
+def live_schema(server):
+    return schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tally():
+    sent: dict[str, int] = {}
+    yield sent
+    print(f"\nschemathesis: {len(sent)} operation-modes, {sum(sent.values())} requests")
+
+
+def test_the_live_server_publishes_these_operations(live_schema):
+    assert sorted(op.ok().label for op in live_schema.get_all_operations()) == LABELS
+
+
+@pytest.mark.parametrize("label, mode", CASES)
+def test_operation_conforms_to_its_schema(live_schema, server, tally, label, mode):
+    method, path = label.split(" ", 1)
+    operation = live_schema[path][method]
+    tally[f"{label} {mode.value}"] = 0
+
+    @FUZZ_SETTINGS
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case) -> None:
+        tally[f"{label} {mode.value}"] += 1
+        case.call_and_validate(headers=server.write_headers, checks=CHECKS, timeout=30)
+
+    run()
+    assert server.alive()
