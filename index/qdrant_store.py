@@ -51,8 +51,13 @@ def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
 
 def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, fingerprint: dict,
                       check: bool = True) -> QdrantStore:
-    return QdrantStore(connect(url, data_dir=data_dir), collection=collection, fingerprint=fingerprint,
-                       local=url is None or url == MEMORY, check=check)
+    client = connect(url, data_dir=data_dir)
+    try:
+        return QdrantStore(client, collection=collection, fingerprint=fingerprint,
+                           local=url is None or url == MEMORY, check=check)
+    except BaseException:  # a refused model: free the embedded store's folder lock now, not at exit
+        client.close()
+        raise
 
 
 def _payload(clip: NewClip, *, id: int, added_at: float) -> dict:
