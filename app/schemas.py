@@ -105,6 +105,22 @@ class ErrorOut(BaseModel):
                         examples=["no clip with id 42"])
 
 
+class ValidationIssue(BaseModel):
+    """One field that failed validation."""
+
+    loc: list[str | int] = Field(description="where: body, query or path, then the field",
+                                 examples=[["body", "k"]])
+    msg: str = Field(description="what is wrong with it",
+                     examples=["Input should be less than or equal to 100"])
+    type: str = Field(description="pydantic's error type", examples=["less_than_equal"])
+
+
+class ValidationOut(BaseModel):
+    """A request that does not match the route's schema (422)."""
+
+    detail: list[ValidationIssue] = Field(description="every field that failed, in order")
+
+
 class Liveness(BaseModel):
     """The process is up (says nothing about the models)."""
 

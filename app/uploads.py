@@ -7,7 +7,8 @@ before any dependency runs), so a request without a valid key is refused before 
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 
-from fastapi import HTTPException, Request
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from starlette.datastructures import UploadFile
 
 MAX_NAME_CHARS = 255
@@ -41,7 +42,7 @@ async def read_upload(request: Request) -> Upload:
     try:
         file = form.get("file")
         if not isinstance(file, UploadFile):
-            raise HTTPException(422, NO_FILE)
+            raise RequestValidationError([{"loc": ("body", "file"), "msg": NO_FILE, "type": "missing"}])
         data = await file.read()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return Upload(data, bare_name(fields.get("name") or file.filename or ""), fields)

@@ -53,8 +53,7 @@ def get_or_404(collection: Collection, clip_id: int) -> ClipRecord:
 
 @router.post("/audio", status_code=201, summary="Add a clip (needs the API key)",
              responses={**WRITE_ERRORS, **UPLOAD_ERRORS,
-                        200: {"model": ClipOut, "description": DUPLICATE},
-                        422: {"model": ErrorOut, "description": "no file"}},
+                        200: {"model": ClipOut, "description": DUPLICATE}},
              openapi_extra=multipart_body(fields={"name": {"type": "string", "maxLength": 255,
                                                            "description": "name to store (default: the "
                                                                           "file's own name)"}}),

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app.deps import CollectionDep, MetricsDep, RetrieverDep, audio_url
 from app.observability import ServiceMetrics
-from app.schemas import MAX_K, ErrorOut, SearchRequest, SearchResponse, search_hit
+from app.schemas import MAX_K, ErrorOut, SearchRequest, SearchResponse, ValidationOut, search_hit
 from app.security import ReadAccess
 from app.uploads import multipart_body, read_upload
 from index.base import Hit
@@ -20,9 +20,11 @@ router = APIRouter(tags=["search"], dependencies=[ReadAccess])
 
 READ_ERRORS = {401: {"model": ErrorOut, "description": "reads are protected and no key was sent"},
                403: {"model": ErrorOut, "description": "reads are protected and the key is wrong"}}
-UPLOAD_ERRORS = {413: {"model": ErrorOut, "description": "over RETRIEVAL_MAX_UPLOAD_BYTES or "
+UPLOAD_ERRORS = {400: {"model": ErrorOut, "description": "a malformed multipart body, or over 8 form fields"},
+                 413: {"model": ErrorOut, "description": "over RETRIEVAL_MAX_UPLOAD_BYTES or "
                                                          "RETRIEVAL_MAX_DURATION_S"},
-                 415: {"model": ErrorOut, "description": "not audio the decoder can read (its message)"}}
+                 415: {"model": ErrorOut, "description": "not audio the decoder can read (its message)"},
+                 422: {"model": ValidationOut, "description": "no `file` field, or a bad form field"}}
 
 
 class AudioQuery(BaseModel):
@@ -44,7 +46,8 @@ def respond(request: Request, query: str, hits: list[Hit], start: float) -> Sear
     return SearchResponse(query=query, took_ms=took_ms, results=results)
 
 
-@router.post("/search", summary="Search the collection with text", responses=READ_ERRORS,
+@router.post("/search", summary="Search the collection with text",
+             responses={**READ_ERRORS, 400: {"model": ErrorOut, "description": "the body is not JSON"}},
              description="Encodes the query into the shared space and returns the k closest clips, best "
                          "first, with their scores (cosine similarity), top tags and audio URL. An empty "
                          "collection answers an empty list.")
@@ -56,7 +59,7 @@ async def search(body: SearchRequest, request: Request, collection: CollectionDe
 
 
 @router.post("/search/audio", summary="Find clips that sound like an uploaded one",
-             responses={**READ_ERRORS, **UPLOAD_ERRORS, 422: {"model": ErrorOut, "description": "no file"}},
+             responses={**READ_ERRORS, **UPLOAD_ERRORS},
              openapi_extra=multipart_body(fields={"k": {"type": "integer", "minimum": 1, "maximum": MAX_K,
                                                         "default": 10, "description": "how many clips"}}),
              description="Query by example: the uploaded clip is decoded, tagged by PaSST and projected like "
