@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 EXPORT_VERSION = 1  # bump when the exported graph changes
 OPSET = 17
+INT8_BLOCK = 32  # weights per int8 scale
+PRECISIONS = ("fp32", "int8")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 _ST_POOLING = "sentence_transformers.models.Pooling"
@@ -113,6 +115,35 @@ def ensure_export(model_dir: Path, onnx_path: Path) -> Path:
     return export_onnx(model_dir, onnx_path)
 
 
+def quantize_int8(fp32_path: Path, out_path: Path) -> Path:
+    """Weight-only int8 copy of an export: each MatMul's weights in blocks of 32 with one scale per block,
+    computed with int8 kernels (ONNX Runtime ``MatMulNBits``, accuracy level 4). Per-tensor dynamic int8
+    (``quantize_dynamic``) ruins all-mpnet-base-v2 here (median cosine 0.89); this keeps it above 0.999."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_path)), bits=8, block_size=INT8_BLOCK,
+                                     is_symmetric=True, accuracy_level=4)
+    quantizer.process()
+    tmp = out_path.with_suffix(".tmp")
+    quantizer.model.save_model_to_file(str(tmp), use_external_data_format=False)
+    tmp.replace(out_path)
+    return out_path
+
+
+def ensure_int8(model_dir: Path, fp32_path: Path) -> Path:
+    """The cached int8 copy when it was made from the current fp32 export, else a fresh one."""
+    fp32_path = ensure_export(model_dir, fp32_path)
+    out = fp32_path.with_name(fp32_path.stem + "-int8.onnx")
+    stamp = {**json.loads(_stamp_path(fp32_path).read_text()), "precision": "int8"}
+    note = _stamp_path(out)
+    if not (out.is_file() and note.is_file() and json.loads(note.read_text()) == stamp):
+        log.info("quantizing %s to weight-only int8", fp32_path)
+        quantize_int8(fp32_path, out)
+        note.write_text(json.dumps(stamp, sort_keys=True))
+    return out
+
+
 def _max_seq_length(model_dir: Path, tokenizer) -> int:
     cfg = model_dir / "sentence_bert_config.json"
     if cfg.is_file():
@@ -143,10 +174,13 @@ class OnnxTextEncoder:
 
     @classmethod
     def load(cls, path: str | Path, *, model_id: str | None = None, revision: str | None = None,
-             onnx_path: str | Path | None = None, threads: int = 0, cache_size: int = 0) -> "OnnxTextEncoder":
+             onnx_path: str | Path | None = None, precision: str = "fp32", threads: int = 0,
+             cache_size: int = 0) -> "OnnxTextEncoder":
         """Load (exporting first when needed) the sentence-transformers folder ``path``.
 
-        ``onnx_path`` is where the export is cached (default ``<path>/onnx/retrieval-fp32.onnx``);
+        ``onnx_path`` is where the fp32 export is cached (default ``<path>/onnx/retrieval-fp32.onnx``; the
+        int8 copy sits beside it); ``precision`` is ``fp32`` (equal to torch within 1e-6) or ``int8``
+        (weight-only, faster, cosine to fp32 above 0.999: measure its ranking agreement before serving it);
         ``threads`` is ONNX Runtime's intra-op thread count (0: one per core).
         """
         import onnxruntime as ort
@@ -155,8 +189,11 @@ class OnnxTextEncoder:
         model_dir = Path(path).expanduser()
         if not model_dir.is_dir():
             raise ModelNotFound(f"text model not found at {model_dir}; run `retrieval models fetch`")
-        onnx_file = ensure_export(model_dir, Path(onnx_path) if onnx_path else
-                                  model_dir / "onnx" / "retrieval-fp32.onnx")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+        fp32_file = Path(onnx_path) if onnx_path else model_dir / "onnx" / "retrieval-fp32.onnx"
+        ensure = ensure_int8 if precision == "int8" else ensure_export
+        onnx_file = ensure(model_dir, fp32_file)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

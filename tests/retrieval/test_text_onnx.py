@@ -95,3 +95,13 @@ def test_settings_choose_the_backend(settings, tmp_path, onnx_encoder):
     assert isinstance(onnx, OnnxTextEncoder)
     assert (settings.models_dir / "onnx").is_dir()  # the export is cached in the models directory
     np.testing.assert_allclose(onnx.encode(SENTENCES[:2]), onnx_encoder.encode(SENTENCES[:2]), atol=1e-6)
+
+
+def test_int8_stays_close_to_the_torch_encoder(minilm_path, onnx_encoder_path, onnx_encoder, text_encoder):
+    int8 = OnnxTextEncoder.load(minilm_path, onnx_path=onnx_encoder_path, precision="int8")
+    assert onnx_encoder_path.with_name("minilm-int8.onnx").is_file()
+    got, want = int8.encode(SENTENCES), text_encoder.encode(SENTENCES)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert (got * want).sum(1).min() >= 0.99
+    with pytest.raises(ValueError, match="precision"):
+        OnnxTextEncoder.load(minilm_path, onnx_path=onnx_encoder_path, precision="int4")
