@@ -230,3 +230,25 @@ def test_bad_input_changes_nothing(store, data):
     with pytest.raises(ValueError):
         store.add(clip(N), xb[0], np.full(527, np.inf, np.float32))
     assert store.count() == N and store.get_by_sha256(clip(N).sha256) is None
+
+
+def test_concurrent_adds_and_searches(store, data):
+    from concurrent.futures import ThreadPoolExecutor
+
+    xb, logits = data
+    rng = np.random.default_rng(8)
+    extra = unit(rng.standard_normal((24, D)))
+
+    def add(i: int) -> int:
+        return store.add(clip(N + i), extra[i], logits[0]).id
+
+    def search(i: int) -> int:
+        return len(store.search(xb[i:i + 1], 3)[0])
+
+    with ThreadPoolExecutor(4) as pool:  # adds and searches interleaved
+        jobs = [(pool.submit(add, i), pool.submit(search, i)) for i in range(24)]
+        added = [a.result() for a, _ in jobs]
+        found = [s.result() for _, s in jobs]
+    assert sorted(added) == list(range(N + 1, N + 25)) and found == [3] * 24
+    assert store.count() == N + 24
+    check_hits(store.search(extra[:3], 1), np.ones((3, 1)), np.array(added[:3])[:, None])
