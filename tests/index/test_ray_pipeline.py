@@ -39,11 +39,13 @@ def clips(tmp_path_factory):
 def shards(clips, tmp_path_factory):
     *_, listing = clips
     out = tmp_path_factory.mktemp("shards")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
-    try:
-        manifest = extract_shards(read_file_list(listing), out, weights="random", batch_size=2)
-    finally:
-        ray.shutdown()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # Ray would report usage over the network
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+        try:
+            manifest = extract_shards(read_file_list(listing), out, weights="random", batch_size=2)
+        finally:
+            ray.shutdown()
     return out, manifest
 
 
