@@ -116,10 +116,16 @@ def test_no_cors_by_default(server):
         assert "access-control-allow-origin" not in pre.headers
 
 
+@pytest.fixture(scope="module")
+def retriever(minilm_path, random_tagger, text_encoder):
+    settings = Settings(text_model=str(minilm_path), passt_weights="random", device="cpu")
+    return build_retriever(settings, tagger=random_tagger, text=text_encoder)
+
+
 @pytest.fixture
-def env_app(tmp_path, minilm_path, random_tagger, text_encoder, monkeypatch):
-    """make(env) -> a TestClient of the app whose Settings read these RETRIEVAL_* variables (in process: the
-    models are shared, nothing to load)."""
+def env_app(tmp_path, minilm_path, retriever, monkeypatch):
+    """make(env) -> a TestClient of the app whose Settings read these RETRIEVAL_* variables (in process,
+    over the session's models: nothing to load)."""
     for name in ("RETRIEVAL_API_KEY", "RETRIEVAL_CORS_ORIGINS", "RETRIEVAL_PROTECT_READS"):
         monkeypatch.delenv(name, raising=False)
     clients = []
@@ -129,7 +135,6 @@ def env_app(tmp_path, minilm_path, random_tagger, text_encoder, monkeypatch):
             monkeypatch.setenv(name, value)
         settings = Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models",
                             text_model=str(minilm_path), passt_weights="random", device="cpu")
-        retriever = build_retriever(settings, tagger=random_tagger, text=text_encoder)
         client = TestClient(create_app(settings, retriever=retriever)).__enter__()
         clients.append(client)
         return client

@@ -31,15 +31,6 @@ METHODS = ("get", "post", "put", "patch", "delete")
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 
 
-# answers the schema does not declare, known and reported; remove an entry once the app is fixed
-UNDECLARED = {
-    ("POST /search", "negative"): "a body that is not UTF-8 JSON answers 400, the schema declares no 400",
-    ("POST /search/audio", "negative"): "a broken multipart body or over 8 form fields answers 400, "
-                                        "undeclared; a bad k answers 422 with a list where ErrorOut says str",
-    ("POST /audio", "negative"): "a broken multipart body or over 8 form fields answers 400, undeclared",
-}
-
-
 def operation_cases() -> list:
     """(label, mode) for every operation of the app's schema (building the app loads no model): both modes
     where the operation takes input, only valid requests where there is nothing to make invalid."""
@@ -49,10 +40,7 @@ def operation_cases() -> list:
         for method, op in ((m, op) for m, op in item.items() if m in METHODS):
             label = f"{method.upper()} {path}"
             modes = MODES if op.get("parameters") or op.get("requestBody") else MODES[:1]
-            for mode in modes:
-                known = UNDECLARED.get((label, mode.value))
-                marks = [pytest.mark.xfail(reason=known, strict=False)] if known else []
-                cases.append(pytest.param(label, mode, id=f"{label} {mode.value}", marks=marks))
+            cases += [pytest.param(label, mode, id=f"{label} {mode.value}") for mode in modes]
     return cases
 
 
