@@ -50,7 +50,11 @@ class FaissStore(VectorStore):
         self._faiss_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self._faiss_dir)
         self.db = ClipDB(self.data_dir / DB_NAME)
-        self.fingerprint = self._adopt_fingerprint(fingerprint, check=check)
+        try:
+            self.fingerprint = self._adopt_fingerprint(fingerprint, check=check)
+        except CheckpointMismatch:
+            self.db.close()
+            raise
         self.dim = int(self.fingerprint["dim"])
         self._writer = threading.Lock()  # one write at a time
         self._lock = ReadWriteLock()  # searches against in-memory mutation
