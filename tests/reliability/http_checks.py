@@ -37,6 +37,15 @@ def upload(client: httpx.Client, path: str, *, filename: str, data: bytes, heade
                        data=fields or None, headers=headers)
 
 
+def raw_multipart(*, filename: bytes, data: bytes, boundary: bytes = b"raw-7c1d") -> dict:
+    """httpx.post kwargs for a form whose file name goes on the wire byte for byte (httpx itself would
+    percent-encode a NUL or a line break, so the server would never see them)."""
+    content = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="' + filename
+               + b'"\r\nContent-Type: audio/wav\r\n\r\n' + data + b"\r\n--" + boundary + b"--\r\n")
+    content_type = f"multipart/form-data; boundary={boundary.decode()}"
+    return {"content": content, "headers": {"Content-Type": content_type}}
+
+
 def detail_text(response: httpx.Response) -> str:
     """The error message: FastAPI's `detail` is a string for our errors, a list for validation errors."""
     detail = response.json()["detail"]

@@ -5,7 +5,14 @@ import pytest
 from tests.audio_fixtures import clicks, sine
 from tests.reliability.bad_inputs import audio_bytes, bad_inputs, odd_but_valid
 from tests.reliability.conftest import MAX_DURATION_S, MAX_UPLOAD_BYTES
-from tests.reliability.http_checks import assert_clip_present, assert_serving, detail_text, snapshot, upload
+from tests.reliability.http_checks import (
+    assert_clip_present,
+    assert_serving,
+    detail_text,
+    raw_multipart,
+    snapshot,
+    upload,
+)
 
 BAD = bad_inputs(max_bytes=MAX_UPLOAD_BYTES, max_duration_s=MAX_DURATION_S)
 UPLOAD_PATHS = ("/audio", "/search/audio")
@@ -117,14 +124,29 @@ def test_odd_but_valid_upload_is_accepted_with_a_bare_name(seeded, odd):
         assert snapshot(seeded, client) == before
 
 
-def test_nul_in_file_name_is_refused_or_stripped(seeded):
-    """A NUL byte in a name is never stored as is (it would cut the name short in C libraries)."""
-    data = audio_bytes(sine(740.0, seconds=0.5))
+CONTROL_NAMES = {"nul-inside": b"a\x00b.wav", "nul-only": b"\x00", "nul-then-path": b"a\x00/../../b.wav",
+                 "escape-and-bell": b"\x1b[31mred\x07.wav", "delete-char": b"del\x7f.wav"}
+# reported: app/uploads.py bare_name() keeps control characters, so these are stored as sent
+KEPT_AS_SENT = pytest.mark.xfail(reason="the service stores control characters (NUL included) in names",
+                                 strict=False)
+
+
+CONTROL_CASES = [pytest.param(v, id=k, marks=[] if k == "nul-then-path" else KEPT_AS_SENT)
+                 for k, v in CONTROL_NAMES.items()]
+
+
+@pytest.mark.parametrize("filename", CONTROL_CASES)
+def test_control_characters_never_reach_a_stored_name(seeded, filename):
+    """A NUL (it cuts names short in C libraries) or another control character in the multipart file name,
+    sent byte for byte: refused, or accepted with a name free of them; nothing lands outside audio/."""
+    data = audio_bytes(sine(740.0 + 7 * len(filename), seconds=0.5))
     with seeded.client(headers=seeded.write_headers) as client:
         before = snapshot(seeded, client)
-        r = upload(client, "/audio", filename="a\x00b.wav", data=data)
+        r = client.post("/audio", **raw_multipart(filename=filename, data=data))
         if r.status_code == 201:
-            assert "\x00" not in r.json()["name"]
+            name = r.json()["name"]
+            assert name and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name), repr(name)
+            assert "/" not in name and "\\" not in name
             assert client.delete(f"/audio/{r.json()['id']}").status_code == 204
         else:
             assert 400 <= r.status_code < 500 and detail_text(r)
