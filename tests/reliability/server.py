@@ -83,9 +83,25 @@ class LiveServer:
         return {"X-API-Key": self.api_key} if self.api_key else {}
 
     # -- lifecycle ----------------------------------------------------------------------------------------
-    def start(self) -> "LiveServer":
-        """Start on a fresh free port and wait until /health/ready answers 200."""
+    def start(self, *, attempts: int = 3) -> "LiveServer":
+        """Start on a fresh free port and wait until /health/ready answers 200 (another port if the one
+        picked was taken meanwhile)."""
         assert self.proc is None, "already running"
+        for attempt in range(attempts):
+            self._spawn()
+            try:
+                self.wait_ready()
+                return self
+            except TimeoutError:
+                self.stop()
+                raise
+            except ServerDied:
+                self.proc = None
+                if attempt == attempts - 1 or "address already in use" not in self.log_tail().lower():
+                    raise
+        return self
+
+    def _spawn(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log_config = self.workdir / "log_config.json"
         log_config.write_text(json.dumps(LOG_CONFIG))
@@ -98,8 +114,6 @@ class LiveServer:
             self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
-        self.wait_ready()
-        return self
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> dict:
         deadline = time.monotonic() + timeout_s
