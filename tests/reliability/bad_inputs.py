@@ -142,6 +142,7 @@ class OddUpload:
     data: bytes
     stored_name: str  # the bare name the record must carry
     channels: int = 1
+    name_field: str | None = None  # the form's optional `name`, which overrides the file's own
 
 
 def odd_but_valid() -> list[OddUpload]:
@@ -155,4 +156,5 @@ def odd_but_valid() -> list[OddUpload]:
         OddUpload("dotdot-name", "../../../../tmp/evil.wav", clip(587.0), "evil.wav"),
         OddUpload("windows-dotdot-name", "..\\..\\windows\\evil2.wav", clip(659.0), "evil2.wav"),
         OddUpload("unicode-name", "雨音 café 🎵.wav", clip(698.0), "雨音 café 🎵.wav"),
+        OddUpload("dotdot-name-field", "plain.wav", clip(784.0), "field.wav", name_field="../../x/field.wav"),
     ]

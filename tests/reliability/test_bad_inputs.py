@@ -107,7 +107,8 @@ def test_odd_but_valid_upload_is_accepted_with_a_bare_name(seeded, odd):
     outside = sorted(p.name for p in seeded.workdir.iterdir())
     with seeded.client(headers=seeded.write_headers) as client:
         before = snapshot(seeded, client)
-        r = upload(client, "/audio", filename=odd.filename, data=odd.data)
+        fields = {"name": odd.name_field} if odd.name_field else {}
+        r = upload(client, "/audio", filename=odd.filename, data=odd.data, **fields)
         assert r.status_code == 201, r.text
         record = r.json()
         assert record["name"] == odd.stored_name
