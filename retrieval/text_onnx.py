@@ -196,6 +196,8 @@ class OnnxTextEncoder:
         onnx_file = ensure(model_dir, fp32_file)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # no spin-waiting between queries: an idle service then leaves the cores to PaSST and to search
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
