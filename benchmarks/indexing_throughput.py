@@ -9,6 +9,8 @@ A 30 s clip is 13 windows of 10 s, about 45 s on this CPU: keep --reps small.
 """
 
 import argparse
+import contextlib
+import io
 import time
 from collections.abc import Callable
 
@@ -24,7 +26,7 @@ def reference_loop(model) -> Callable[[np.ndarray], np.ndarray]:
     from hear21passt.base import get_scene_embeddings
 
     def run(wave: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # it prints tensor shapes
             return get_scene_embeddings(torch.from_numpy(wave)[None], model)[0].numpy()
 
     return run
