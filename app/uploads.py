@@ -4,6 +4,7 @@ Routes take the form from the request themselves (rather than as `File()` parame
 before any dependency runs), so a request without a valid key is refused before its body is read.
 """
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -31,8 +32,10 @@ def multipart_body(*, fields: dict[str, dict]) -> dict:
 
 
 def bare_name(name: str) -> str:
-    """The last path component, whichever separator the client used; never empty."""
-    base = PureWindowsPath(PurePosixPath(name.strip()).name).name.strip()
+    """The last path component, whichever separator the client used, without control characters (NUL,
+    newlines...); never empty."""
+    printable = "".join(ch for ch in name if unicodedata.category(ch) != "Cc")
+    base = PureWindowsPath(PurePosixPath(printable.strip()).name).name.strip()
     return base[:MAX_NAME_CHARS] or "upload"
 
 

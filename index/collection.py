@@ -78,7 +78,8 @@ class Collection:
         existing = self.store.get_by_sha256(sha)
         if existing is not None:
             return existing, False
-        audio = decode_audio(path, max_duration_s=self.settings.max_duration_s, name=path.name)
+        audio = decode_audio(path, max_duration_s=self.settings.max_duration_s,
+                             max_channels=self.settings.max_channels, name=path.name)
         return self._add(self._new_clip(audio, name=path.name, location=str(path), sha256=sha),
                          audio, copy=None)
 
@@ -89,7 +90,8 @@ class Collection:
         if existing is not None:
             return existing, False
         name = Path(name).name or "upload"
-        audio = decode_audio(data, max_duration_s=self.settings.max_duration_s, name=name)
+        audio = decode_audio(data, max_duration_s=self.settings.max_duration_s,
+                             max_channels=self.settings.max_channels, name=name)
         location = f"{AUDIO_DIR}/{sha}.{_extension(audio.format)}"
         clip = self._new_clip(audio, name=name, location=location, sha256=sha, stored_copy=True)
         return self._add(clip, audio, copy=data)
@@ -135,7 +137,8 @@ class Collection:
     def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None,
                      name: str = "query") -> list[Hit]:
         """Query by example: the clips nearest to this audio in the shared space."""
-        audio = decode_audio(data, max_duration_s=self.settings.max_duration_s, name=name)
+        audio = decode_audio(data, max_duration_s=self.settings.max_duration_s,
+                             max_channels=self.settings.max_channels, name=name)
         vector, _ = self.retriever.encode_audio(audio.wave)
         return self.search_vector(vector, k, flt)
 

@@ -33,7 +33,8 @@ class DecodedAudio:
 
 
 def decode_audio(
-    source: str | Path | bytes, *, max_duration_s: float | None = None, name: str | None = None
+    source: str | Path | bytes, *, max_duration_s: float | None = None, max_channels: int = MAX_CHANNELS,
+    name: str | None = None,
 ) -> DecodedAudio:
     """Decode WAV, FLAC, OGG (Vorbis/Opus) or MP3 from a path or bytes.
 
@@ -58,7 +59,7 @@ def decode_audio(
             _check_wav_sizes(f.read(65536), path.stat().st_size, label=label)
     try:
         with sf.SoundFile(handle) as f:
-            _check_header(f, label=label, max_duration_s=max_duration_s)
+            _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels)
             data = f.read(dtype="float32", always_2d=True)  # (n, channels)
             rate, channels, container = f.samplerate, f.channels, f.format
     except AudioDecodeError:
@@ -90,13 +91,15 @@ def _check_wav_sizes(head: bytes, total: int, *, label: str) -> None:
         raise AudioDecodeError(f"{label}: truncated WAV: no audio data chunk")
 
 
-def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None) -> None:
+def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, max_channels: int) -> None:
     if not MIN_SOURCE_RATE <= f.samplerate <= MAX_SOURCE_RATE:
         raise AudioDecodeError(
             f"{label}: sample rate {f.samplerate} Hz is outside {MIN_SOURCE_RATE}-{MAX_SOURCE_RATE} Hz"
         )
-    if not 1 <= f.channels <= MAX_CHANNELS:
-        raise AudioDecodeError(f"{label}: {f.channels} channels is not supported (1-{MAX_CHANNELS})")
+    if not 1 <= f.channels <= min(max_channels, MAX_CHANNELS):
+        raise AudioDecodeError(
+            f"{label}: {f.channels} channels is more than the {min(max_channels, MAX_CHANNELS)} accepted"
+        )
     if f.frames == 0:
         raise AudioDecodeError(f"{label}: the file holds no audio samples")
     if max_duration_s is not None and f.frames > 0 and f.frames / f.samplerate > max_duration_s:

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (none)")
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest accepted upload")
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted clip, seconds")
+    max_channels: int = Field(6, ge=1, le=64, description="most channels accepted (5.1 = 6); mixed to mono")
     host: str = "127.0.0.1"
     port: int = 8000
 

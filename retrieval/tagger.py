@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 MIN_SAMPLES = 16 * 320
 RANDOM_WEIGHTS = "random"
 OFFICIAL_WEIGHTS = "official"
+RANDOM_SEED = 0
 
 # hear21passt warns on every clip that is not exactly 998 frames, and about torch API deprecations
 warnings.filterwarnings("ignore", message="Input image size", module="hear21passt")
@@ -61,7 +62,10 @@ def build_passt(weights: str | Path, *, arch: str = PASST_ARCH, windowing: Windo
         mel = AugmentMelSTFT(n_mels=128, sr=SAMPLE_RATE, win_length=800, hopsize=320, n_fft=1024, freqm=48,
                              timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
                              fmax_aug_range=2000)
-        net = get_model(arch=arch, pretrained=str(weights) == OFFICIAL_WEIGHTS)
+        with torch.random.fork_rng(devices=[]):
+            # random weights are the same in every process, so a restarted service matches its index
+            torch.manual_seed(RANDOM_SEED)
+            net = get_model(arch=arch, pretrained=str(weights) == OFFICIAL_WEIGHTS)
     if local:
         path = Path(weights)
         try:

@@ -127,6 +127,8 @@ def bad_inputs(*, max_bytes: int, max_duration_s: float) -> list[BadInput]:
         BadInput("rate-0-hz", "r0.wav", with_rate(good, 0), 415, ("sample rate", UNREADABLE)),
         BadInput("rate-1-hz", "r1.wav", with_rate(good, 1), 415, ("sample rate",)),
         BadInput("rate-4-ghz", "r4g.wav", with_rate(good, 4_000_000_000), 415, ("sample rate", UNREADABLE)),
+        BadInput("eight-channels", "array.wav", audio_bytes(sine(523.0, seconds=0.5, channels=8)), 415,
+                 ("8 channels",)),
         BadInput("too-long", "long.wav", too_long, 413, ("longer than",)),
         BadInput("too-large", "large.wav", too_large, 413, ("larger than",)),
         BadInput("mp3-broken-frames", "broken.mp3", broken_mp3(), 415, (UNREADABLE,)),
@@ -152,7 +154,7 @@ def odd_but_valid() -> list[OddUpload]:
         return audio_bytes(sine(freq, seconds=0.5, channels=channels))
 
     return [
-        OddUpload("eight-channels", "surround.wav", clip(523.0, channels=8), "surround.wav", channels=8),
+        OddUpload("stereo", "stereo.wav", clip(523.0, channels=2), "stereo.wav", channels=2),
         OddUpload("dotdot-name", "../../../../tmp/evil.wav", clip(587.0), "evil.wav"),
         OddUpload("windows-dotdot-name", "..\\..\\windows\\evil2.wav", clip(659.0), "evil2.wav"),
         OddUpload("unicode-name", "雨音 café 🎵.wav", clip(698.0), "雨音 café 🎵.wav"),

@@ -102,7 +102,7 @@ def test_bad_text_query_is_refused(seeded, kwargs):
 
 @pytest.mark.parametrize("odd", odd_but_valid(), ids=[o.id for o in odd_but_valid()])
 def test_odd_but_valid_upload_is_accepted_with_a_bare_name(seeded, odd):
-    """Real audio under a path-like or unicode name, or with 8 channels: accepted, the name reduced to its
+    """Real audio under a path-like or unicode name, or with 2 channels: accepted, the name reduced to its
     last component, stored inside the data dir's audio folder only; removing it restores the state."""
     outside = sorted(p.name for p in seeded.workdir.iterdir())
     with seeded.client(headers=seeded.write_headers) as client:
@@ -127,13 +127,7 @@ def test_odd_but_valid_upload_is_accepted_with_a_bare_name(seeded, odd):
 
 CONTROL_NAMES = {"nul-inside": b"a\x00b.wav", "nul-only": b"\x00", "nul-then-path": b"a\x00/../../b.wav",
                  "escape-and-bell": b"\x1b[31mred\x07.wav", "delete-char": b"del\x7f.wav"}
-# reported: app/uploads.py bare_name() keeps control characters, so these are stored as sent
-KEPT_AS_SENT = pytest.mark.xfail(reason="the service stores control characters (NUL included) in names",
-                                 strict=False)
-
-
-CONTROL_CASES = [pytest.param(v, id=k, marks=[] if k == "nul-then-path" else KEPT_AS_SENT)
-                 for k, v in CONTROL_NAMES.items()]
+CONTROL_CASES = [pytest.param(v, id=k) for k, v in CONTROL_NAMES.items()]
 
 
 @pytest.mark.parametrize("filename", CONTROL_CASES)

@@ -105,3 +105,10 @@ def test_too_long_is_refused_from_the_header(tmp_path):
 def test_loud_float_samples_are_clipped():
     wave = decode_audio(wav_bytes(np.full(3200, 4.0, dtype=np.float32), 32_000, subtype="FLOAT")).wave
     assert wave.max() == 1.0
+
+
+def test_channel_limit(tmp_path):
+    path = write(tmp_path / "quad.wav", sine(seconds=0.2, channels=4))
+    assert decode_audio(path, max_channels=4).channels == 4
+    with pytest.raises(AudioDecodeError, match="4 channels is more than the 2 accepted"):
+        decode_audio(path, max_channels=2)
