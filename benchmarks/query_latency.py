@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--agree", type=int, default=600, help="real captions used as queries for agreement")
     ap.add_argument("--collection", type=int, default=1400, help="real captions used as the collection")
     ap.add_argument("--http-n", type=int, default=10000, help="clips in the HTTP service's store (0: skip)")
+    ap.add_argument("--skip-agreement", action="store_true", help="timings only (a quick rerun)")
     ap.add_argument("--text-model", type=Path, default=None, help="all-mpnet-base-v2 folder")
     ap.add_argument("--captions", type=Path, default=CAPTIONS)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "retrieval-bench")
@@ -184,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
           f"captions from {args.captions.name}\n")
     encoders_alone(encoders, queries, args.n)
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    agreement(encoders, queries, collection, unit_vectors(max(s for s in sizes if s <= 100_000), DIM, seed=1))
+    if not args.skip_agreement:
+        synthetic = unit_vectors(max(s for s in sizes if s <= 100_000), DIM, seed=1)
+        agreement(encoders, queries, collection, synthetic)
     for n_clips in sizes:
         at_size(n_clips, encoders=encoders, cached=lambda qs: lru.encode(qs, clean=False), queries=queries,
                 n=args.n)
