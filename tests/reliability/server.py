@@ -20,10 +20,6 @@ REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 180  # a random PaSST and MiniLM load in seconds; a busy machine may take longer
 STOP_TIMEOUT_S = 30
 REQUEST_TIMEOUT_S = 30  # no request of these tests may take longer
-# uvicorn's own command line, after seeding torch: "random" PaSST weights are drawn from torch's generator,
-# which is seeded differently in every process, so a restarted server would serve another model than the
-# one its stored vectors came from (same fingerprint). Seeded, every start draws the same weights.
-SEEDED_UVICORN = "import sys, torch, uvicorn; torch.manual_seed(0); sys.argv[0] = 'uvicorn'; uvicorn.main()"
 
 # every logger at DEBUG to stderr (the server's log file), except the multipart parser's per-byte chatter
 LOG_CONFIG = {
@@ -110,7 +106,7 @@ class LiveServer:
         log_config = self.workdir / "log_config.json"
         log_config.write_text(json.dumps(LOG_CONFIG))
         self.port = free_port()
-        cmd = [sys.executable, "-c", SEEDED_UVICORN, "app.main:create_app", "--factory",
+        cmd = [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(self.port), "--log-config", str(log_config)]
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== start {self.starts} on port {self.port}\n".encode())

@@ -74,3 +74,12 @@ def test_wrong_or_missing_weights_are_named_errors(tmp_path):
     torch.save({"something": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointMismatch, match="not a passt_s_swa_p16_128_ap476 checkpoint"):
         PasstTagger.load(tmp_path / "other.pt", device="cpu")
+
+
+def test_random_weights_are_the_same_in_every_build(random_tagger):
+    torch.manual_seed(1234)  # the global generator does not matter, and is left as it was
+    state = torch.random.get_rng_state()
+    again = PasstTagger.load("random", device="cpu")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    wave = noise(seconds=0.3, seed=5)
+    np.testing.assert_array_equal(again.logits(wave), random_tagger.logits(wave))
