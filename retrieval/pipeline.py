@@ -23,6 +23,32 @@ def tag_text_embeddings(text: TextEncoder) -> torch.Tensor:
     return torch.from_numpy(text.encode(list(audioset_labels()), clean=False))
 
 
+def cached_tag_text_embeddings(text: TextEncoder, settings: Settings) -> torch.Tensor:
+    """The tag-name embeddings, kept in the data directory: encoding 527 names costs seconds on a CPU at
+    every start otherwise. The key is the text model's identity and its weights file's size and time."""
+    from safetensors.torch import load_file, save_file
+
+    from retrieval.text_onnx import source_stamp
+
+    folder = settings.models_path(settings.text_model)
+    stamp = source_stamp(folder) if folder.is_dir() else {}
+    key = hashlib.sha256(json.dumps({**text.describe(), **stamp}, sort_keys=True).encode()).hexdigest()[:16]
+    path = settings.data_dir / "cache" / f"tag-text-{key}.safetensors"
+    if path.is_file():
+        try:
+            E = load_file(str(path))["tag_text"]
+            if E.shape == (len(audioset_labels()), text.dim):
+                return E
+        except Exception as e:  # a damaged cache file is only a cache: recompute it
+            log.warning("recomputing the tag-name embeddings: %s is unreadable (%s)", path, e)
+    E = tag_text_embeddings(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"tag_text": E.contiguous()}, str(tmp))
+    tmp.replace(path)
+    return E
+
+
 class Retriever:
     """PaSST tagger + head + text encoder; checks at construction that the three belong together."""
 
@@ -77,7 +103,8 @@ def load_text_encoder(settings: Settings) -> TextEncoder:
     if settings.text_backend == "onnx" and resolve_device(settings.device).type == "cpu":
         from retrieval.text_onnx import OnnxTextEncoder
 
-        onnx_path = settings.models_dir / "onnx" / f"{path.name}-fp32.onnx"
+        # the data directory is writable where the models directory may not be (read-only in the container)
+        onnx_path = settings.data_dir / "cache" / "onnx" / f"{path.name}-fp32.onnx"
         return OnnxTextEncoder.load(path, model_id=model_id, revision=revision, onnx_path=onnx_path)
     if settings.text_backend == "onnx":
         log.warning("text_backend=onnx runs on CPU only; using torch on %s", settings.device)
@@ -101,6 +128,6 @@ def build_retriever(settings: Settings, *, tagger: PasstTagger | None = None,
     else:
         cfg = HeadConfig(text_model=text.model_id, text_model_revision=text.revision, dim=text.dim,
                          passt_arch=tagger.arch, windowing=tagger.windowing.as_dict())
-        ckpt = zero_shot(tag_text_embeddings(text), cfg)
+        ckpt = zero_shot(cached_tag_text_embeddings(text, settings), cfg)
     log.info("serving model %s", ckpt.fingerprint)
     return Retriever(tagger, text, ckpt)

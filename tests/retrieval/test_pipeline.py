@@ -59,3 +59,16 @@ def test_tag_embeddings_are_the_names_as_is(text_encoder):
     assert E.shape == (527, 384)
     want = text_encoder.encode(["Male speech, man speaking"], clean=False)[0]
     np.testing.assert_allclose(E[1].numpy(), want, atol=1e-5)
+
+
+def test_tag_embeddings_are_cached_in_the_data_dir(settings, text_encoder, monkeypatch):
+    from retrieval import pipeline
+
+    first = pipeline.cached_tag_text_embeddings(text_encoder, settings)
+    np.testing.assert_allclose(first.numpy(), tag_text_embeddings(text_encoder).numpy(), atol=1e-6)
+    (cached,) = (settings.data_dir / "cache").glob("tag-text-*.safetensors")
+    monkeypatch.setattr(pipeline, "tag_text_embeddings", lambda text: (_ for _ in ()).throw(AssertionError))
+    torch.testing.assert_close(pipeline.cached_tag_text_embeddings(text_encoder, settings), first)
+    cached.write_bytes(b"damaged")
+    monkeypatch.undo()
+    torch.testing.assert_close(pipeline.cached_tag_text_embeddings(text_encoder, settings), first)

@@ -93,7 +93,7 @@ def test_settings_choose_the_backend(settings, tmp_path, onnx_encoder):
     assert type(torch_side).__name__ == "TextEncoder"
     onnx = load_text_encoder(settings.model_copy(update={"text_backend": "onnx"}))
     assert isinstance(onnx, OnnxTextEncoder)
-    assert (settings.models_dir / "onnx").is_dir()  # the export is cached in the models directory
+    assert (settings.data_dir / "cache" / "onnx").is_dir()  # cached in the (writable) data directory
     np.testing.assert_allclose(onnx.encode(SENTENCES[:2]), onnx_encoder.encode(SENTENCES[:2]), atol=1e-6)
 
 
