@@ -1,8 +1,15 @@
 """The FAISS half of the FAISS store: an in-memory inner-product index over (id, vector), and its file.
 
-Flat (`IndexFlatIP`, exact) or HNSW (`IndexHNSWFlat`, approximate), both inside `IndexIDMap2` so FAISS ids
-are the SQLite clip ids. Flat removes for real; HNSW cannot, so removed ids become tombstones that searches
-skip through an ID selector, and the index is rebuilt when they pile up. The file is only a cache, named
+Flat (`IndexFlatIP`, exact), flat16 (`IndexScalarQuantizer` with float16 codes: exact up to float16
+rounding of the stored vectors, half the memory and a faster scan) or HNSW (`IndexHNSWFlat`, approximate), all
+inside `IndexIDMap2` so FAISS ids are the SQLite clip ids. Flat and flat16 remove for real; HNSW cannot, so
+removed ids become tombstones that searches skip through an ID selector, and the index is rebuilt when they
+pile up.
+
+FAISS parallelises one search with OpenMP; for a single query that costs more than it saves (thread start-up
+and synchronisation on each call), so the store sets FAISS's thread count once with `set_search_threads`
+(settings.search_threads, default 1). The setting is process-wide: the cores are used by serving several
+requests at once, not by splitting one. The file is only a cache, named
 ``{kind}-e{epoch}-g{generation}.faiss`` after the SQLite state it was written from.
 """
 
@@ -21,18 +28,31 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 256
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
-FILE_RE = re.compile(r"^(flat|hnsw)-e(\d+)-g(\d+)\.faiss$")
+KINDS = ("flat", "flat16", "hnsw")
+REMOVABLE = ("flat", "flat16")  # kinds whose FAISS index removes ids for real
+FILE_RE = re.compile(r"^(flat|flat16|hnsw)-e(\d+)-g(\d+)\.faiss$")
 
 
 def _new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
     if kind == "flat":
         base = faiss.IndexFlatIP(dim)
+    elif kind == "flat16":
+        base = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
     elif kind == "hnsw":
         base = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         base.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     else:
-        raise ValueError(f"unknown index kind {kind!r} (flat or hnsw)")
+        raise ValueError(f"unknown index kind {kind!r} (one of {', '.join(KINDS)})")
     return faiss.IndexIDMap2(base)
+
+
+def set_search_threads(n: int) -> None:
+    """FAISS's OpenMP threads for this whole process (1: a single query runs on the calling thread)."""
+    if n < 1:
+        raise ValueError(f"search threads must be at least 1, not {n}")
+    if faiss.omp_get_max_threads() != n:
+        log.info("FAISS searches with %d OpenMP thread(s)", n)
+    faiss.omp_set_num_threads(n)
 
 
 class VectorIndex:
@@ -61,7 +81,7 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return
-        if self.kind == "flat":
+        if self.kind in REMOVABLE:
             self.index.remove_ids(ids)
         else:
             self.dead.update(int(i) for i in ids)

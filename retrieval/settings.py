@@ -30,7 +30,15 @@ class Settings(BaseSettings):
         "torch", description="query encoder runtime: torch, or onnx (ONNX Runtime on CPU, exported once)"
     )
     batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
-    index_kind: Literal["flat", "hnsw"] = Field("flat", description="exact flat search or HNSW")
+    text_precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="ONNX query encoder: fp32 (as torch) or int8 (faster; top-10 agreement ~0.99)"
+    )
+    index_kind: Literal["flat", "flat16", "hnsw"] = Field(
+        "flat", description="exact flat search, flat16 (float16 vectors, exact to fp16 rounding) or HNSW"
+    )
+    search_threads: int = Field(
+        1, ge=1, le=256, description="FAISS OpenMP threads, process-wide (1: no per-query overhead)"
+    )
     store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset with qdrant = embedded")
     qdrant_collection: str = "clips"

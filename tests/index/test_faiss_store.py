@@ -3,6 +3,7 @@
 import logging
 import threading
 
+import faiss
 import numpy as np
 import pytest
 
@@ -20,7 +21,12 @@ def hits_as_arrays(hits) -> tuple[np.ndarray, np.ndarray]:
             np.array([[h.record.id for h in row] for row in hits]))
 
 
+TOLERANCE = {"flat": (1e-5, 1e-4), "hnsw": (1e-5, 1e-4), "flat16": (2e-3, 1e-3)}  # (score atol, tie gap)
+
+
 def assert_matches_brute_force(store, id_to_vec: dict[int, np.ndarray], xq: np.ndarray, k: int, flt=None):
+    """Exact to float32 for flat and HNSW (searched exhaustively here); to float16 rounding for flat16."""
+    atol, gap = TOLERANCE[store.kind]
     ids = np.array(sorted(id_to_vec), dtype=np.int64)
     if flt is not None:
         ids = np.array([i for i in ids if passes(store.get(int(i)), flt)], dtype=np.int64)
@@ -28,13 +34,13 @@ def assert_matches_brute_force(store, id_to_vec: dict[int, np.ndarray], xq: np.n
     d_ref, i_ref = brute_force(xq, xb, ids, min(k, len(ids)))
     d, i = hits_as_arrays(store.search(xq, k, flt))
     # the same ranked scores as the oracle, each the true score of a distinct allowed clip: an exact top-k
-    # (ids may differ from the oracle's only between clips whose scores tie to float precision)
-    np.testing.assert_allclose(d, d_ref, atol=1e-5)
+    # (ids may differ from the oracle's only between clips whose scores tie to the index's precision)
+    np.testing.assert_allclose(d, d_ref, atol=atol)
     true = np.array([[q @ id_to_vec[int(j)] for j in row] for q, row in zip(xq, i, strict=True)])
-    np.testing.assert_allclose(d, true, atol=1e-5)
+    np.testing.assert_allclose(d, true, atol=atol)
     assert all(len(set(row)) == len(row) and set(row) <= set(ids) for row in i)
-    untied = np.abs(d_ref - np.roll(d_ref, 1, axis=1)) > 1e-4
-    untied &= np.abs(d_ref - np.roll(d_ref, -1, axis=1)) > 1e-4
+    untied = np.abs(d_ref - np.roll(d_ref, 1, axis=1)) > gap
+    untied &= np.abs(d_ref - np.roll(d_ref, -1, axis=1)) > gap
     np.testing.assert_array_equal(i[untied], i_ref[untied])
 
 
@@ -50,7 +56,14 @@ def flat(tmp_path):
         yield store
 
 
-def test_flat_search_equals_numpy_brute_force(flat):
+@pytest.fixture(params=["flat", "flat16"])
+def exact(tmp_path, request):
+    with FaissStore(tmp_path / "data", FINGERPRINT, kind=request.param) as store:
+        yield store
+
+
+def test_exact_kinds_search_equals_numpy_brute_force(exact):
+    flat = exact
     xb, xq = unit_vectors(400), unit_vectors(25, seed=1)
     rows = fill(flat, xb)
     vecs = {i: xb[r] for i, r in rows.items()}
@@ -77,7 +90,7 @@ def test_hnsw_recall_against_brute_force():
     assert recall >= 0.95
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "flat16", "hnsw"])
 def test_add_remove_search_reopen_stay_consistent(tmp_path, kind):
     xb, xq = unit_vectors(120), unit_vectors(10, seed=1)
     with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
@@ -100,6 +113,39 @@ def test_add_remove_search_reopen_stay_consistent(tmp_path, kind):
         path.write_bytes(b"not an index")  # a damaged cache is rebuilt from SQLite
     with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
         assert_matches_brute_force(store, live, xq, 10)
+
+
+def test_flat16_stores_half_the_bytes_and_rounds_scores_only_to_float16():
+    xb, xq = unit_vectors(300), unit_vectors(20, seed=1)
+    ids = np.arange(1, len(xb) + 1)
+    flat, flat16 = VectorIndex(DIM, "flat"), VectorIndex(DIM, "flat16")
+    for vi in (flat, flat16):
+        vi.add(ids, xb)
+    d32, _ = flat.search(xq, 300)
+    d16, i16 = flat16.search(xq, 300)
+    # the oracle: scores against the stored vectors rounded to float16, exactly what flat16 scans
+    xb16 = xb.astype(np.float16).astype(np.float32)
+    want = np.take_along_axis(xq @ xb16.T, i16 - 1, axis=1)  # (Q, 300)
+    np.testing.assert_allclose(d16, want, atol=1e-5)
+    np.testing.assert_allclose(np.sort(d16, axis=1), np.sort(d32, axis=1), atol=2e-3)
+    assert faiss.downcast_index(flat16.index.index).code_size == 2 * DIM  # 2 bytes per dimension, not 4
+
+
+def test_opening_the_store_sets_faiss_search_threads(settings):
+    from index.stores import open_store
+
+    before = faiss.omp_get_max_threads()
+    try:
+        for n in (2, 1):
+            open_store(settings.model_copy(update={"search_threads": n}), FINGERPRINT).close()
+            assert faiss.omp_get_max_threads() == n
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def test_unknown_index_kind_is_refused():
+    with pytest.raises(ValueError, match="flat16"):
+        VectorIndex(DIM, "ivf")
 
 
 def test_stale_cache_file_is_caught_up_after_a_crash(tmp_path):
@@ -182,7 +228,7 @@ def test_replace_vectors_swaps_model_and_survives_reopen(flat, tmp_path):
         FaissStore(tmp_path / "data", FINGERPRINT)
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "flat16", "hnsw"])
 def test_searches_beside_writes_see_whole_states(tmp_path, kind):
     """Readers run while a writer adds and removes: every hit is a stored clip with its own score."""
     xb, xq = unit_vectors(150), unit_vectors(6, seed=1)
@@ -207,7 +253,7 @@ def test_searches_beside_writes_see_whole_states(tmp_path, kind):
                     assert scores == sorted(scores, reverse=True)
                     for h in row:
                         row_of_clip = int(h.record.sha256, 16)  # see store_fixtures.clip
-                        np.testing.assert_allclose(h.score, q @ xb[row_of_clip], atol=1e-5)
+                        np.testing.assert_allclose(h.score, q @ xb[row_of_clip], atol=TOLERANCE[kind][0])
         except BaseException as e:  # reported by the main thread
             errors.append(e)
 
