@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,7 +26,9 @@ def tag_text_embeddings(text: TextEncoder) -> torch.Tensor:
 
 def cached_tag_text_embeddings(text: TextEncoder, settings: Settings) -> torch.Tensor:
     """The tag-name embeddings, kept in the data directory: encoding 527 names costs seconds on a CPU at
-    every start otherwise. The key is the text model's identity and its weights file's size and time."""
+    every start otherwise. The key is the text model's identity and its weights file's size and time.
+    They are always the fp32 model's: with an int8 query encoder they are computed by the fp32 export of
+    the same folder, so the zero-shot model (and the index's vectors) do not depend on the query precision."""
     from safetensors.torch import load_file, save_file
 
     from retrieval.text_onnx import source_stamp
@@ -41,12 +44,30 @@ def cached_tag_text_embeddings(text: TextEncoder, settings: Settings) -> torch.T
                 return E
         except Exception as e:  # a damaged cache file is only a cache: recompute it
             log.warning("recomputing the tag-name embeddings: %s is unreadable (%s)", path, e)
-    E = tag_text_embeddings(text)
+    E = tag_text_embeddings(_full_precision(text, settings))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     save_file({"tag_text": E.contiguous()}, str(tmp))
     tmp.replace(path)
     return E
+
+
+def _full_precision(text: TextEncoder, settings: Settings) -> TextEncoder:
+    """`text` itself, or the fp32 ONNX encoder of the same model when `text` is a lower-precision one."""
+    if getattr(text, "precision", "fp32") == "fp32":
+        return text
+    from retrieval.text_onnx import OnnxTextEncoder
+
+    log.info("encoding the tag names with the fp32 export (the query encoder is %s)", text.precision)
+    return OnnxTextEncoder.load(settings.models_path(settings.text_model), model_id=text.model_id,
+                                revision=text.revision, onnx_path=_onnx_path(settings))
+
+
+def _onnx_path(settings: Settings) -> Path:
+    """Where the fp32 export of the text model is cached: the data directory is writable where the models
+    directory may not be (read-only in the container). The int8 copy sits beside it."""
+    name = settings.models_path(settings.text_model).name
+    return settings.data_dir / "cache" / "onnx" / f"{name}-fp32.onnx"
 
 
 class Retriever:
@@ -103,11 +124,13 @@ def load_text_encoder(settings: Settings) -> TextEncoder:
     if settings.text_backend == "onnx" and resolve_device(settings.device).type == "cpu":
         from retrieval.text_onnx import OnnxTextEncoder
 
-        # the data directory is writable where the models directory may not be (read-only in the container)
-        onnx_path = settings.data_dir / "cache" / "onnx" / f"{path.name}-fp32.onnx"
-        return OnnxTextEncoder.load(path, model_id=model_id, revision=revision, onnx_path=onnx_path)
+        return OnnxTextEncoder.load(path, model_id=model_id, revision=revision,
+                                    onnx_path=_onnx_path(settings), precision=settings.text_precision)
     if settings.text_backend == "onnx":
         log.warning("text_backend=onnx runs on CPU only; using torch on %s", settings.device)
+    if settings.text_precision != "fp32":
+        log.warning("text_precision=%s applies to the onnx backend only; the torch encoder runs fp32",
+                    settings.text_precision)
     return TextEncoder.load(path, model_id=model_id, revision=revision, device=settings.device)
 
 

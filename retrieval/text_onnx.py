@@ -161,8 +161,9 @@ class OnnxTextEncoder:
     """
 
     def __init__(self, session, tokenizer, *, model_id: str, revision: str | None, dim: int,
-                 max_seq_length: int, cache_size: int = 0):
+                 max_seq_length: int, cache_size: int = 0, precision: str = "fp32"):
         self.session = session
+        self.precision = precision
         self.tokenizer = tokenizer
         self.model_id = model_id
         self.revision = revision
@@ -203,7 +204,8 @@ class OnnxTextEncoder:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         dim = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
         return cls(session, tokenizer, model_id=model_id or str(path), revision=revision, dim=dim,
-                   max_seq_length=_max_seq_length(model_dir, tokenizer), cache_size=cache_size)
+                   max_seq_length=_max_seq_length(model_dir, tokenizer), cache_size=cache_size,
+                   precision=precision)
 
     def describe(self) -> dict:
         return {"text_model": self.model_id, "text_model_revision": self.revision, "dim": self.dim}

@@ -105,3 +105,18 @@ def test_int8_stays_close_to_the_torch_encoder(minilm_path, onnx_encoder_path, o
     assert (got * want).sum(1).min() >= 0.99
     with pytest.raises(ValueError, match="precision"):
         OnnxTextEncoder.load(minilm_path, onnx_path=onnx_encoder_path, precision="int4")
+
+
+def test_int8_setting_serves_int8_queries_but_fp32_tag_names(settings, onnx_encoder):
+    from retrieval.pipeline import cached_tag_text_embeddings, tag_text_embeddings
+
+    int8_settings = settings.model_copy(update={"text_backend": "onnx", "text_precision": "int8"})
+    int8 = load_text_encoder(int8_settings)
+    assert isinstance(int8, OnnxTextEncoder) and int8.precision == "int8"
+    fp32 = load_text_encoder(settings.model_copy(update={"text_backend": "onnx"}))
+    assert fp32.precision == "fp32"
+    assert not np.allclose(int8.encode(SENTENCES[:3]), fp32.encode(SENTENCES[:3]), atol=1e-4)  # really int8
+    want = tag_text_embeddings(onnx_encoder)  # (527, D) by the fp32 export
+    got = cached_tag_text_embeddings(int8, int8_settings)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
+    assert np.abs(tag_text_embeddings(int8).numpy() - want.numpy()).max() > 1e-4  # int8 would have differed
