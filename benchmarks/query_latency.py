@@ -1,11 +1,13 @@
 """Query latency: text encoding + top-10 search, the path a user waits on.
 
-Reference, in the same run: sentence-transformers `encode` (torch fp32) then FAISS `IndexFlatIP`. Ours: the
-ONNX Runtime encoder (fp32, and weight-only int8) then exact numpy search. Agreement: top-10 of our path
-against exact fp32 search with the fp32 torch encoder, on real captions (benchmarks/captions.txt) as queries
-and as the collection, and on synthetic vectors as a stress case.
+Reference, in the same run: sentence-transformers `encode` (torch fp32) then FAISS `IndexFlatIP` at FAISS's
+default OpenMP threads. Candidates: the service's own in-process path, `load_text_encoder(settings)` (the ONNX
+encoder at fp32 or int8, RETRIEVAL_TEXT_PRECISION) then the store's `VectorIndex` (kind flat or flat16, at
+RETRIEVAL_SEARCH_THREADS=1), and the same configurations over HTTP against `retrieval serve`. Agreement:
+top-10 of each configuration against exact fp32 search with the fp32 torch encoder, on real captions
+(benchmarks/captions.txt) as queries and as the collection, and on synthetic vectors as a stress case.
 
-    python -m benchmarks.query_latency --sizes 10000,100000,1000000 --n 40 --http-n 10000
+    python -m benchmarks.query_latency --sizes 10000,100000,1000000 --n 40 --n-large 15 --http-n 100000
 """
 
 import argparse
@@ -28,12 +30,22 @@ from benchmarks.common import (
     table,
     unit_vectors,
 )
+from index.vector_index import VectorIndex, set_search_threads
 from retrieval.text import clean_caption
-from retrieval.text_onnx import OnnxTextEncoder
 
 K = 10
-REFERENCE, REFERENCE_2T = "torch fp32, 1 thread", "torch fp32, 2 threads (default)"
 DIM = 768
+LARGE = 1_000_000  # sizes from here on are timed with --n-large queries
+DEFAULT_OMP = faiss.omp_get_max_threads()  # FAISS's own default, read before anything changes it
+REFERENCE, REFERENCE_2T = "torch fp32, 1 thread", "torch fp32, 2 threads (default)"
+PRECISIONS = ("fp32", "int8")
+KINDS = ("flat", "flat16")
+RECOMMENDED = ("int8", "flat16")  # the configuration README recommends (precision, index kind)
+
+
+def candidate(precision: str, kind: str) -> str:
+    mark = " (recommended)" if (precision, kind) == RECOMMENDED else ""
+    return f"onnx {precision} + {kind}, 1 search thread{mark}"
 
 
 def numpy_topk(xb: np.ndarray, xq: np.ndarray, k: int = K) -> np.ndarray:
@@ -48,6 +60,23 @@ def flat_index(xb: np.ndarray) -> faiss.IndexFlatIP:
     index = faiss.IndexFlatIP(xb.shape[1])
     index.add(xb)
     return index
+
+
+def service_index(xb: np.ndarray, kind: str) -> VectorIndex:
+    """The store's in-memory index over xb (N, D), ids 0..N-1."""
+    vi = VectorIndex(xb.shape[1], kind)
+    vi.add(np.arange(len(xb), dtype=np.int64), xb)
+    return vi
+
+
+def reference_search(index: faiss.IndexFlatIP, xq: np.ndarray):
+    faiss.omp_set_num_threads(DEFAULT_OMP)
+    return index.search(xq, K)
+
+
+def service_search(vi: VectorIndex, xq: np.ndarray):
+    faiss.omp_set_num_threads(1)  # what set_search_threads(1) did when the store opened
+    return vi.search(xq, K)
 
 
 def speed_rows(times: dict[str, list[float]], reference: str) -> list[list]:
@@ -68,6 +97,20 @@ def torch_threads(n: int, fn):
     return call
 
 
+def service_encoders(folder: Path, workdir: Path) -> dict:
+    """precision -> the encoder the service loads with text_backend=onnx and that text_precision."""
+    from retrieval.pipeline import load_text_encoder
+    from retrieval.settings import Settings
+
+    out = {}
+    for precision in PRECISIONS:
+        s = Settings(data_dir=workdir / "service-data", models_dir=workdir / "models", text_model=str(folder),
+                     device="cpu", text_backend="onnx", text_precision=precision)
+        enc = load_text_encoder(s)
+        out[f"onnx {precision}"] = lambda qs, enc=enc: enc.encode(qs)
+    return out
+
+
 def encoders_alone(encoders: dict, queries: list[str], n: int) -> None:
     print("## Text encoder alone (one query per call, ms)\n")
     times = interleaved({name: (lambda i, f=f: f([queries[i]])) for name, f in encoders.items()}, n=n)
@@ -80,43 +123,52 @@ def agreement(encoders: dict, queries: list[str], collection: list[str], xb_synt
     xq_ref, xb_real = ref(queries), ref(collection)  # (Q, D), (C, D)
     exact_real = flat_index(xb_real).search(xq_ref, K)[1]
     exact_syn = flat_index(xb_synthetic).search(xq_ref, K)[1]
+    real = {kind: service_index(xb_real, kind) for kind in KINDS}
+    syn = {kind: service_index(xb_synthetic, kind) for kind in KINDS}
+    set_search_threads(1)
     rows = []
-    for name, f in encoders.items():
-        if name == REFERENCE_2T:
-            continue
-        xq = xq_ref if f is ref else f(queries)
+    for precision in PRECISIONS:
+        xq = encoders[f"onnx {precision}"](queries)
         cos = (xq * xq_ref).sum(1)
-        rows.append([name, f"{cos.min():.5f}", f"{np.median(cos):.6f}",
-                     f"{overlap_at_k(numpy_topk(xb_real, xq), exact_real):.4f}",
-                     f"{overlap_at_k(numpy_topk(xb_synthetic, xq), exact_syn):.4f}"])
-    table(rows, ["query encoder + exact numpy search", "min cosine to fp32", "median cosine",
+        for kind in KINDS:
+            rows.append([candidate(precision, kind), f"{cos.min():.5f}", f"{np.median(cos):.6f}",
+                         f"{overlap_at_k(real[kind].search(xq, K)[1], exact_real):.4f}",
+                         f"{overlap_at_k(syn[kind].search(xq, K)[1], exact_syn):.4f}"])
+    table(rows, ["query encoder + service index", "min cosine to fp32", "median cosine",
                  f"top-{K} agreement, {len(collection)} real captions",
                  f"top-{K} agreement, {len(xb_synthetic):,} synthetic (stress)"])
-    print(f"{len(queries)} real captions as queries. Synthetic unit vectors all score near 0 against a query "
-          "(std 1/sqrt(768)), so tiny query changes reorder them: the stress column is a floor, not the use "
+    print(f"{len(queries)} real captions as queries; the collection is embedded by the fp32 torch encoder "
+          "and stored in each index kind. Synthetic unit vectors all score near 0 against a query (std "
+          "1/sqrt(768)), so tiny query changes reorder them: the stress column is a floor, not the use "
           "case.\n")
 
 
-def at_size(n_clips: int, *, encoders: dict, cached, queries: list[str], n: int) -> None:
+def at_size(n_clips: int, *, encoders: dict, queries: list[str], n: int) -> None:
     xb = unit_vectors(n_clips, DIM, seed=1)
-    index = flat_index(xb)
+    reference = flat_index(xb)
+    indexes = {kind: service_index(xb, kind) for kind in KINDS}
     ref1, ref2 = encoders[REFERENCE], encoders[REFERENCE_2T]
-    ours, fp32 = encoders["onnx int8"], encoders["onnx fp32"]
-    ref = ref1
-    xq = ref(queries[:n])
-    search = interleaved({"FAISS IndexFlatIP (reference)": lambda i: index.search(xq[i:i + 1], K),
-                          "numpy matmul + argpartition": lambda i: numpy_topk(xb, xq[i:i + 1])}, n=n)
-    cached(queries[:n + 2])  # the cached path: each query seen once before
-    e2e = interleaved({
-        "reference: torch encode (1 thread) + FAISS flat": lambda i: index.search(ref1([queries[i]]), K),
-        "reference: torch encode (2 threads) + FAISS flat": lambda i: index.search(ref2([queries[i]]), K),
-        "onnx fp32 + numpy": lambda i: numpy_topk(xb, fp32([queries[i]])),
-        "onnx int8 + numpy (ours)": lambda i: numpy_topk(xb, ours([queries[i]])),
-        "repeated query: LRU hit + numpy": lambda i: numpy_topk(xb, cached([queries[i]])),
-    }, n=n)
-    print(f"## {n_clips:,} clips x {DIM}-d float32, in process (ms)\n")
-    table(speed_rows(search, "FAISS IndexFlatIP (reference)"), ["search alone", "p50", "p90", "speed-up"])
-    table(speed_rows(e2e, "reference"),
+    xq = ref1(queries[:n])
+    alone = {"FAISS IndexFlatIP, default threads (reference)":
+             lambda i: reference_search(reference, xq[i:i + 1]),
+             "numpy matmul + argpartition": lambda i: numpy_topk(xb, xq[i:i + 1])}
+    alone.update({f"service {kind}, 1 search thread": (lambda i, vi=vi: service_search(vi, xq[i:i + 1]))
+                  for kind, vi in indexes.items()})
+    search = interleaved(alone, n=n)
+    e2e = {
+        "reference: torch encode (1 thread) + FAISS flat":
+            lambda i: reference_search(reference, ref1([queries[i]])),
+        "reference: torch encode (2 threads) + FAISS flat":
+            lambda i: reference_search(reference, ref2([queries[i]])),
+    }
+    for precision in PRECISIONS:
+        enc = encoders[f"onnx {precision}"]
+        for kind, vi in indexes.items():
+            e2e[candidate(precision, kind)] = lambda i, enc=enc, vi=vi: service_search(vi, enc([queries[i]]))
+    e2e_times = interleaved(e2e, n=n)
+    print(f"## {n_clips:,} clips x {DIM}-d, in process, {n} queries (ms)\n")
+    table(speed_rows(search, "FAISS IndexFlatIP"), ["search alone", "p50", "p90", "speed-up"])
+    table(speed_rows(e2e_times, "reference"),
           ["encode + search", "p50", "p90", "speed-up over the faster reference"])
 
 
@@ -129,31 +181,38 @@ def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir
     settings = Settings(data_dir=data, models_dir=models, text_model=str(folder), passt_weights="random",
                         device="cpu")
     fill_store(data, fingerprint=build_retriever(settings).fingerprint, n=n_clips, dim=DIM)
-    times, ready = {}, {}
-    for backend in ("torch", "onnx"):
-        env = service_env(data_dir=data, text_model=folder, text_backend=backend, models_dir=models)
-        with running_service(env, log_path=workdir / f"serve-{backend}.log") as (url, _, ready_s):
+    configs = {"reference: text_backend=torch, flat, FAISS default threads":
+               {"RETRIEVAL_TEXT_BACKEND": "torch", "RETRIEVAL_SEARCH_THREADS": str(DEFAULT_OMP)}}
+    for precision, kind in ((p_, k_) for p_ in PRECISIONS for k_ in KINDS):
+        configs[f"onnx {precision} + {kind}, 1 search thread"] = {
+            "RETRIEVAL_TEXT_BACKEND": "onnx", "RETRIEVAL_TEXT_PRECISION": precision,
+            "RETRIEVAL_INDEX_KIND": kind, "RETRIEVAL_SEARCH_THREADS": "1"}
+    times = {}
+    for i, (name, extra) in enumerate(configs.items()):
+        env = {**service_env(data_dir=data, text_model=folder, text_backend="torch", models_dir=models),
+               **extra}
+        with running_service(env, log_path=workdir / f"serve-{i}.log") as (url, _, _ready):
             with httpx.Client(base_url=url, timeout=60) as client:
                 for q in queries[-3:]:  # warm-up
                     client.post("/search", json={"query": q, "k": K}).raise_for_status()
-                times[backend] = []
+                times[name] = []
                 for q in queries[:n]:
                     r = client.post("/search", json={"query": q, "k": K})
                     r.raise_for_status()
-                    times[backend].append(r.elapsed.total_seconds())
-        ready[backend] = ready_s
-    print(f"## Over HTTP: POST /search, {n_clips:,} clips, service's own FAISS flat store (ms)\n")
-    rows = speed_rows(times, "torch")
-    table([[f"text_backend={r[0]}", *r[1:]] for r in rows], ["service", "p50", "p90", "speed-up (p50)"])
+                    times[name].append(r.elapsed.total_seconds())
+    print(f"## Over HTTP: POST /search, {n_clips:,} clips, the service's own store, {n} queries (ms)\n")
+    table(speed_rows(times, "reference"), ["service", "p50", "p90", "speed-up (p50)"])
+    print("One service at a time (not interleaved): compare these rows with care on a busy machine.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000", help="collection sizes, comma-separated")
     ap.add_argument("--n", type=int, default=40, help="timed queries per measurement")
+    ap.add_argument("--n-large", type=int, default=15, help=f"timed queries at {LARGE:,} clips and more")
     ap.add_argument("--agree", type=int, default=600, help="real captions used as queries for agreement")
     ap.add_argument("--collection", type=int, default=1400, help="real captions used as the collection")
-    ap.add_argument("--http-n", type=int, default=10000, help="clips in the HTTP service's store (0: skip)")
+    ap.add_argument("--http-n", type=int, default=100000, help="clips in the HTTP service's store (0: skip)")
     ap.add_argument("--skip-agreement", action="store_true", help="timings only (a quick rerun)")
     ap.add_argument("--text-model", type=Path, default=None, help="all-mpnet-base-v2 folder")
     ap.add_argument("--captions", type=Path, default=CAPTIONS)
@@ -167,30 +226,22 @@ def main(argv: list[str] | None = None) -> None:
     texts = [clean_caption(c) for c in captions(args.captions)]
     queries, collection = texts[:args.agree], texts[args.agree:][:args.collection]
     st = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
-    onnx_path = args.workdir / "onnx" / "mpnet-fp32.onnx"
-    fp32 = OnnxTextEncoder.load(folder, onnx_path=onnx_path)
-    int8 = OnnxTextEncoder.load(folder, onnx_path=onnx_path, precision="int8")
-    lru = OnnxTextEncoder(int8.session, int8.tokenizer, model_id="mpnet", revision=None, dim=int8.dim,
-                          max_seq_length=int8.max_seq_length, cache_size=4096)
-    def st_encode(qs):
-        return st.encode(qs, normalize_embeddings=True, convert_to_numpy=True)
 
-    encoders = {
-        REFERENCE: torch_threads(1, st_encode),
-        REFERENCE_2T: torch_threads(2, st_encode),
-        "onnx fp32": lambda qs: fp32.encode(qs, clean=False),
-        "onnx int8": lambda qs: int8.encode(qs, clean=False),
-    }
+    def st_encode(qs):
+        return st.encode(qs, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+    encoders = {REFERENCE: torch_threads(1, st_encode), REFERENCE_2T: torch_threads(2, st_encode),
+                **service_encoders(folder, args.workdir)}
     print(f"model: {folder} (sha256 verified); {len(queries)} query captions, {len(collection)} collection "
-          f"captions from {args.captions.name}\n")
+          f"captions from {args.captions.name}; FAISS default OpenMP threads: {DEFAULT_OMP}\n")
     encoders_alone(encoders, queries, args.n)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if not args.skip_agreement:
         synthetic = unit_vectors(max(s for s in sizes if s <= 100_000), DIM, seed=1)
         agreement(encoders, queries, collection, synthetic)
+        del synthetic
     for n_clips in sizes:
-        at_size(n_clips, encoders=encoders, cached=lambda qs: lru.encode(qs, clean=False), queries=queries,
-                n=args.n)
+        at_size(n_clips, encoders=encoders, queries=queries, n=args.n_large if n_clips >= LARGE else args.n)
     if args.http_n:
         over_http(folder=folder, queries=queries, n_clips=args.http_n, n=args.n, workdir=args.workdir)
 
