@@ -177,7 +177,7 @@ def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir
     from retrieval.pipeline import build_retriever
     from retrieval.settings import Settings
 
-    data, models = workdir / f"store-{n_clips}", workdir / "models"
+    data, models = workdir / f"store-{n_clips}-{folder.name}", workdir / "models"
     settings = Settings(data_dir=data, models_dir=models, text_model=str(folder), passt_weights="random",
                         device="cpu")
     fill_store(data, fingerprint=build_retriever(settings).fingerprint, n=n_clips, dim=DIM)

@@ -14,7 +14,7 @@ def open_store(settings: Settings, fingerprint: dict, *, check: bool = True) -> 
         from index.faiss_store import FaissStore
         from index.vector_index import set_search_threads
 
-        set_search_threads(settings.search_threads)  # process-wide: concurrent requests use the other cores
+        set_search_threads(settings.search_threads)  # process-wide: concurrent requests use the cores
         return FaissStore(settings.data_dir, fingerprint, kind=settings.index_kind, check=check)
     if settings.store_backend == "qdrant":
         from index.qdrant_store import open_qdrant_store

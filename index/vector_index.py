@@ -7,12 +7,14 @@ removed ids become tombstones that searches skip through an ID selector, and the
 pile up.
 
 FAISS parallelises one search with OpenMP; for a single query that costs more than it saves (thread start-up
-and synchronisation on each call), so the store sets FAISS's thread count once with `set_search_threads`
-(settings.search_threads, default 1). The setting is process-wide: the cores are used by serving several
-requests at once, not by splitting one. The file is only a cache, named
-``{kind}-e{epoch}-g{generation}.faiss`` after the SQLite state it was written from.
+and synchronisation on each call), so searches run with `set_search_threads`'s count (settings.search_threads,
+default 1, set when the store opens). OpenMP's thread count belongs to the calling thread and is shared with
+torch, so each search sets it for its own call and puts it back: adding vectors, and PaSST in the same
+thread, keep their own. The setting is process-wide: the cores are used by serving several requests at once,
+not by splitting one.
 """
 
+import contextlib
 import logging
 import re
 from pathlib import Path
@@ -30,6 +32,7 @@ HNSW_EF_SEARCH = 256
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
 KINDS = ("flat", "flat16", "hnsw")
 REMOVABLE = ("flat", "flat16")  # kinds whose FAISS index removes ids for real
+_search_threads = 1  # OpenMP threads per search, for the whole process (set_search_threads)
 FILE_RE = re.compile(r"^(flat|flat16|hnsw)-e(\d+)-g(\d+)\.faiss$")
 
 
@@ -47,12 +50,31 @@ def _new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
 
 
 def set_search_threads(n: int) -> None:
-    """FAISS's OpenMP threads for this whole process (1: a single query runs on the calling thread)."""
+    """OpenMP threads of every FAISS search in this process from now on (1: on the calling thread alone)."""
+    global _search_threads
     if n < 1:
         raise ValueError(f"search threads must be at least 1, not {n}")
-    if faiss.omp_get_max_threads() != n:
+    if n != _search_threads:
         log.info("FAISS searches with %d OpenMP thread(s)", n)
+    _search_threads = n
+
+
+def search_threads() -> int:
+    return _search_threads
+
+
+@contextlib.contextmanager
+def _omp_threads(n: int):
+    """OpenMP threads of the calling thread set to n for the block, then put back."""
+    before = faiss.omp_get_max_threads()
+    if before == n:
+        yield
+        return
     faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class VectorIndex:
@@ -108,7 +130,8 @@ class VectorIndex:
             selector = None
         if selector is not None:
             params.sel = selector
-        return self.index.search(xq, k, params=params)
+        with _omp_threads(_search_threads):
+            return self.index.search(xq, k, params=params)
 
 
 def file_name(*, kind: str, epoch: int, generation: int) -> str:

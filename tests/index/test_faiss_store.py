@@ -131,16 +131,27 @@ def test_flat16_stores_half_the_bytes_and_rounds_scores_only_to_float16():
     assert faiss.downcast_index(flat16.index.index).code_size == 2 * DIM  # 2 bytes per dimension, not 4
 
 
-def test_opening_the_store_sets_faiss_search_threads(settings):
+def test_opening_the_store_sets_the_search_threads_and_searches_leave_openmp_as_it_was(settings):
+    from index import vector_index
     from index.stores import open_store
 
-    before = faiss.omp_get_max_threads()
+    xb = unit_vectors(50)
     try:
-        for n in (2, 1):
-            open_store(settings.model_copy(update={"search_threads": n}), FINGERPRINT).close()
-            assert faiss.omp_get_max_threads() == n
+        for n in (3, 1):
+            one = settings.model_copy(update={"search_threads": n, "data_dir": settings.data_dir / str(n)})
+            with open_store(one, FINGERPRINT) as store:
+                assert vector_index.search_threads() == n
+                vecs = {i: xb[r] for i, r in fill(store, xb).items()}
+                own = faiss.omp_get_max_threads()
+                for threads_before in (own, own + 2):  # another thread count set by torch, say
+                    faiss.omp_set_num_threads(threads_before)
+                    assert_matches_brute_force(store, vecs, xb[:3], 5)
+                    assert faiss.omp_get_max_threads() == threads_before
+                faiss.omp_set_num_threads(own)
     finally:
-        faiss.omp_set_num_threads(before)
+        vector_index.set_search_threads(1)
+    with pytest.raises(ValueError, match="at least 1"):
+        vector_index.set_search_threads(0)
 
 
 def test_unknown_index_kind_is_refused():
