@@ -75,7 +75,8 @@ def reference_search(index: faiss.IndexFlatIP, xq: np.ndarray):
 
 
 def service_search(vi: VectorIndex, xq: np.ndarray):
-    faiss.omp_set_num_threads(1)  # what set_search_threads(1) did when the store opened
+    """As the store searches: VectorIndex sets OpenMP to the search threads for the call and puts back the
+    reference's count after it."""
     return vi.search(xq, K)
 
 
@@ -147,6 +148,7 @@ def at_size(n_clips: int, *, encoders: dict, queries: list[str], n: int) -> None
     xb = unit_vectors(n_clips, DIM, seed=1)
     reference = flat_index(xb)
     indexes = {kind: service_index(xb, kind) for kind in KINDS}
+    set_search_threads(1)  # what opening the store does with the default settings
     ref1, ref2 = encoders[REFERENCE], encoders[REFERENCE_2T]
     xq = ref1(queries[:n])
     alone = {"FAISS IndexFlatIP, default threads (reference)":
