@@ -6,8 +6,12 @@ from cli.main import app
 def test_help_lists_the_commands():
     out = CliRunner().invoke(app, ["--help"])
     assert out.exit_code == 0
-    for command in ("tag",):
-        assert command in out.output
+    for command in ("tag", "serve", "search", "features", "train", "evaluate", "score", "reproduce", "models",
+                    "index"):
+        assert f" {command} " in out.output, command
+    index_help = CliRunner().invoke(app, ["index", "--help"]).output
+    for command in ("add", "stats", "remove", "reproject", "extract-ray", "load-shards"):
+        assert f" {command} " in index_help, command
 
 
 def test_tag_prints_probabilities(tmp_path, monkeypatch, minilm_path):
