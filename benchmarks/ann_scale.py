@@ -118,13 +118,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--timed", type=int, default=50, help="timed single queries per row")
     ap.add_argument("--uniform", action="store_true", help="also the uniform (worst-case) collection")
+    ap.add_argument("--noise", type=float, default=1.0,
+                    help="spread of the clustered collection around its centres (1.0: a point is as far from "
+                         "its centre as the centre's norm; smaller is tighter)")
     args = ap.parse_args(argv)
     header("Scale: approximate search against exact at 1M clips")
     nlist = args.nlist or int(4 * np.sqrt(args.n) // 256 * 256) or 256
     centres = unit_vectors(max(1, args.n // 20), DIM, seed=7)
-    xb = clustered_vectors(centres, args.n, noise=1.0, seed=8)
-    xq = clustered_vectors(centres, args.queries, noise=1.0, seed=9)
-    one_collection("clustered", xb, xq, nlist=nlist, hnsw_n=min(args.hnsw_n, args.n), n=args.timed)
+    xb = clustered_vectors(centres, args.n, noise=args.noise, seed=8)
+    xq = clustered_vectors(centres, args.queries, noise=args.noise, seed=9)
+    one_collection(f"clustered (noise {args.noise:g})", xb, xq, nlist=nlist,
+                   hnsw_n=min(args.hnsw_n, args.n), n=args.timed)
     if args.uniform:
         del xb
         xb, xq = unit_vectors(args.n, DIM, seed=10), unit_vectors(args.queries, DIM, seed=11)
