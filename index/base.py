@@ -55,6 +55,16 @@ class SearchFilter:
         return self.min_duration is None and self.max_duration is None and self.tag is None
 
 
+def check_queries(xq: np.ndarray, *, dim: int, k: int) -> np.ndarray:
+    """(Q, dim) finite float32 query vectors and k >= 0, or ValueError (shared by every backend)."""
+    xq = np.asarray(xq, dtype=np.float32)
+    if xq.ndim != 2 or xq.shape[1] != dim or not np.isfinite(xq).all():
+        raise ValueError(f"expected (Q, {dim}) finite query vectors, got {xq.shape}")
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    return xq
+
+
 class VectorStore(ABC):
     """A persistent collection of (clip record, vector, 527 logits). Every method is safe to call from
     several threads; every write is atomic and durable when it returns."""

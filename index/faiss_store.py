@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from index import vector_index
-from index.base import ClipRecord, Hit, NewClip, SearchFilter, VectorStore
+from index.base import ClipRecord, Hit, NewClip, SearchFilter, VectorStore, check_queries
 from index.clip_db import ClipDB
 from index.files import remove_stale_tmp
 from index.fingerprint import canonical, check_fingerprint
@@ -243,11 +243,7 @@ class FaissStore(VectorStore):
         return self.db.logits(ids)
 
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[list[Hit]]:
-        xq = np.asarray(xq, dtype=np.float32)
-        if xq.ndim != 2 or xq.shape[1] != self.dim or not np.isfinite(xq).all():
-            raise ValueError(f"expected (Q, {self.dim}) finite query vectors, got {xq.shape}")
-        if k < 0:
-            raise ValueError("k must be >= 0")
+        xq = check_queries(xq, dim=self.dim, k=k)
         self._sync()
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.ids(flt)

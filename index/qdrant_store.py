@@ -23,7 +23,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore
+from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore, check_queries
 from index.fingerprint import canonical, check_fingerprint
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
@@ -270,11 +270,7 @@ class QdrantStore(VectorStore):
             return self.client.count(self.alias, exact=True).count
 
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[list[Hit]]:
-        xq = np.asarray(xq, dtype=np.float32)
-        if xq.ndim != 2 or xq.shape[1] != self.dim or not np.isfinite(xq).all():
-            raise ValueError(f"expected (Q, {self.dim}) finite query vectors, got {xq.shape}")
-        if k < 0:
-            raise ValueError("k must be >= 0")
+        xq = check_queries(xq, dim=self.dim, k=k)
         if k == 0 or len(xq) == 0:
             return [[] for _ in xq]
         requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=_filter(flt), limit=k,
