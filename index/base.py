@@ -7,7 +7,7 @@ from __future__ import annotations  # the `list` method would shadow the builtin
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,7 +48,6 @@ class SearchFilter:
     min_duration: float | None = None
     max_duration: float | None = None
     tag: str | None = None  # must be among the clip's stored top tags
-    extra: dict = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
