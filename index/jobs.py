@@ -1,0 +1,461 @@
+"""The durable ingest queue: one SQLite file of jobs shared by the service process and the worker processes.
+
+``POST /audio`` stores the upload's bytes durably, commits a ``queued`` job and answers 202; a worker claims
+the job (``running``), runs PaSST, adds the clip and marks the job ``done`` (or ``failed``). The same
+conventions as :mod:`index.clip_db`: WAL journal, synchronous=FULL, one connection per thread, every write in
+a ``BEGIN IMMEDIATE`` transaction. Every method that changes state returns only after its COMMIT, so a job
+that was acknowledged survives a SIGKILL of either process or a power cut. BEGIN IMMEDIATE takes SQLite's
+write lock before anything is read, which is what makes "look for an active job, else insert" and "pick the
+oldest queued jobs, mark them running" atomic across threads and processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from retrieval.errors import RetrievalError
+
+try:  # the durable-write helpers are moving from index/files.py to retrieval/durable.py
+    from retrieval.durable import fsync_path
+except ModuleNotFoundError:  # pragma: no cover - a tree from before the move
+    from index.files import fsync_path
+
+STATUSES = ("queued", "running", "done", "failed")
+ACTIVE = ("queued", "running")
+SCHEMA_VERSION = 1
+MAX_INT64 = 2**63 - 1  # SQLite's INTEGER range; a larger id cannot name a row
+MAX_ERROR_CHARS = 4000  # an error text is kept for people to read, not a whole traceback of a loop
+MAX_FIELDS_BYTES = 64 * 1024  # the caller's extras (a description...) are small; a big one is a mistake
+MAX_TEXT_CHARS = 4096  # name and location
+MAX_CLAIM = 1000
+GAVE_UP = "gave up after {n} attempts (the worker died while running it)"
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a job id in a 202 means one upload forever
+        status TEXT NOT NULL CHECK (status IN {STATUSES!r}),
+        name TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        location TEXT NOT NULL,                -- the upload's bytes, relative to the data dir
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        windows_done INTEGER NOT NULL DEFAULT 0 CHECK (windows_done >= 0),
+        windows_total INTEGER NOT NULL DEFAULT 0 CHECK (windows_total >= 0),
+        clip_id INTEGER,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        worker TEXT,
+        fields TEXT NOT NULL DEFAULT '{{}}'     -- JSON object of the caller's extras
+    )""",
+    "CREATE INDEX IF NOT EXISTS jobs_status_id ON jobs (status, id)",
+    "CREATE INDEX IF NOT EXISTS jobs_sha256 ON jobs (sha256)",
+    # the invariant enqueue keeps, enforced by SQLite too: at most one queued-or-running job per upload
+    f"CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_sha256 ON jobs (sha256) WHERE status IN {ACTIVE!r}",
+)
+COLUMNS = ("id, status, name, sha256, location, created, started, finished, windows_done, windows_total, "
+           "clip_id, error, attempts, worker, fields")
+
+
+class StorageFull(RetrievalError):
+    """The disk (or SQLite's page limit) is full; the transaction was rolled back and nothing was stored."""
+
+
+class JobNotFound(RetrievalError, LookupError):
+    """No job has this id (it never existed, or it was cancelled)."""
+
+
+class JobStateError(RetrievalError):
+    """The job exists but its status does not allow the change asked for; ``.job`` is its current state."""
+
+    def __init__(self, job: Job, action: str):
+        super().__init__(f"job {job.id} is {job.status}; cannot {action} it")
+        self.job = job
+
+
+class JobNotCancellable(JobStateError):
+    """Only a queued job can be cancelled: a running one is in a worker's hands, a finished one is history."""
+
+    def __init__(self, job: Job):
+        super().__init__(job, "cancel")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    status: str
+    name: str
+    sha256: str
+    location: str
+    created: float
+    started: float | None
+    finished: float | None
+    windows_done: int
+    windows_total: int
+    clip_id: int | None
+    error: str | None
+    attempts: int
+    worker: str | None
+    fields: dict = field(default_factory=dict, hash=False)
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction of the PaSST windows tagged, or None while the total is not known."""
+        if self.windows_total <= 0:
+            return None
+        return min(1.0, self.windows_done / self.windows_total)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def _job(row: tuple) -> Job:
+    *head, fields = row
+    return Job(*head, fields=json.loads(fields))
+
+
+class JobQueue:
+    """A queue of ingest jobs in its own SQLite file; safe to share between threads and between processes.
+
+    Each process opens its own ``JobQueue`` on the same path; a queue inherited through ``fork`` opens fresh
+    connections in the child rather than using the parent's (SQLite forbids carrying one across a fork).
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._abandoned: list[sqlite3.Connection] = []  # the parent's, after a fork: kept, never used
+        created = not self.path.exists()
+        with self._transaction() as con:
+            for statement in SCHEMA:
+                con.execute(statement)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if created:  # SQLite syncs the file, not the folder entry that names a new file
+            fsync_path(self.path.parent)
+
+    # -- connections and transactions ---------------------------------------------------------------------
+    def connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self._forget_parent_connections()
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            self._local.con = con
+            with self._all_lock:
+                self._all.append(con)
+        return con
+
+    def _forget_parent_connections(self) -> None:
+        """After a fork: leave the parent's connections alone (closing them here could upset its locks)."""
+        self._abandoned.extend(self._all)
+        self._all = []
+        self._all_lock = threading.Lock()
+        self._local = threading.local()
+        self._pid = os.getpid()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; any error rolls back, and a full disk becomes :class:`StorageFull`."""
+        con = self.connection()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
+        except sqlite3.OperationalError as e:
+            if _is_full(e):
+                raise StorageFull(f"{self.path}: {e}; nothing was stored") from e
+            raise
+
+    def close(self) -> None:
+        with self._all_lock:
+            for con in self._all:
+                con.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- writes -------------------------------------------------------------------------------------------
+    def enqueue(self, *, name: str, sha256: str, location: str, windows_total: int = 0,
+                fields: dict | None = None) -> tuple[Job, bool]:
+        """Queue one upload; (job, True) once committed, or (the active job, False) if this sha256 has one.
+
+        After a done or failed job a new one is made: a retry of a failed upload must be possible.
+        """
+        row = (_text(name, "name"), _sha256(sha256), _location(location), time.time(),
+               _count(windows_total, "windows_total"), _fields(fields))
+        with self._transaction() as con:
+            existing = self._active(con, row[1])
+            if existing is not None:
+                return existing, False
+            cur = con.execute(
+                "INSERT INTO jobs (status, name, sha256, location, created, windows_total, fields) "
+                f"VALUES ('queued', ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}", row)
+            job = _job(cur.fetchone())
+        return job, True
+
+    def claim(self, *, worker: str, limit: int = 1) -> list[Job]:
+        """Move up to `limit` oldest queued jobs to running, for `worker`; no two claims get the same job."""
+        worker = _text(worker, "worker")
+        if not _is_int(limit) or not 1 <= limit <= MAX_CLAIM:
+            raise ValueError(f"limit must be an integer in [1, {MAX_CLAIM}], not {limit!r}")
+        with self._transaction() as con:
+            rows = con.execute(
+                "UPDATE jobs SET status = 'running', started = ?, attempts = attempts + 1, worker = ?, "
+                "windows_done = 0 WHERE id IN "
+                "(SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT ?) "
+                f"RETURNING {COLUMNS}", (time.time(), worker, limit)).fetchall()
+        return sorted((_job(r) for r in rows), key=lambda j: j.id)  # RETURNING has no order of its own
+
+    def progress(self, id_: int, *, windows_done: int, windows_total: int) -> Job:
+        """Record how many PaSST windows of a running job are tagged, for the job's status page."""
+        done, total = _count(windows_done, "windows_done"), _count(windows_total, "windows_total")
+        if done > total:
+            raise ValueError(f"windows_done ({done}) is more than windows_total ({total})")
+        return self._transition(id_, ("running",), "record progress of",
+                                "windows_done = ?, windows_total = ?", (done, total))
+
+    def finish(self, id_: int, *, clip_id: int) -> Job:
+        """A running job's clip is in the index: done, with every window counted."""
+        if not _is_int(clip_id) or not 0 <= clip_id <= MAX_INT64:
+            raise ValueError(f"clip_id must be a non-negative 64-bit integer, not {clip_id!r}")
+        return self._transition(id_, ("running",), "finish",
+                                "status = 'done', finished = ?, clip_id = ?, windows_done = windows_total",
+                                (time.time(), clip_id))
+
+    def fail(self, id_: int, *, error: str) -> Job:
+        """A queued or running job cannot be done (bad audio, bytes gone...): failed, reason bounded."""
+        return self._transition(id_, ACTIVE, "fail", "status = 'failed', finished = ?, error = ?",
+                                (time.time(), _error_text(error)))
+
+    def cancel(self, id_: int) -> Job | None:
+        """Delete a queued job and return it, so the caller removes its bytes; None if there is no such job.
+
+        Raises :class:`JobNotCancellable` for a running, done or failed job (the service answers 409).
+        """
+        id_ = _id(id_)
+        if id_ is None:
+            return None
+        with self._transaction() as con:
+            job = self._get(con, id_)
+            if job is None:
+                return None
+            if job.status != "queued":
+                raise JobNotCancellable(job)
+            con.execute("DELETE FROM jobs WHERE id = ?", (id_,))
+        return job
+
+    def recover(self, *, max_attempts: int = 3) -> int:
+        """At start-up after a crash: jobs left running go back to the queue; returns how many.
+
+        A job that already had `max_attempts` tries is failed instead: audio that kills the worker every
+        time must not kill it forever. Call this only when no worker is alive, or their jobs are requeued.
+        """
+        if not _is_int(max_attempts) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
+        gave_up = GAVE_UP.split("{n}")
+        with self._transaction() as con:
+            con.execute(
+                "UPDATE jobs SET status = 'failed', finished = ?, error = ? || attempts || ? "
+                "WHERE status = 'running' AND attempts >= ?", (time.time(), *gave_up, max_attempts))
+            cur = con.execute(
+                "UPDATE jobs SET status = 'queued', started = NULL, worker = NULL, windows_done = 0 "
+                "WHERE status = 'running'")
+            return cur.rowcount
+
+    def _transition(self, id_: int, allowed: tuple[str, ...], action: str, assignments: str,
+                    args: tuple) -> Job:
+        """One guarded UPDATE: JobNotFound for an unknown id, JobStateError for a job in another state."""
+        key = _id(id_)
+        with self._transaction() as con:
+            job = None if key is None else self._get(con, key)
+            if job is None:
+                raise JobNotFound(f"no job {id_!r}")
+            if job.status not in allowed:
+                raise JobStateError(job, action)
+            row = con.execute(f"UPDATE jobs SET {assignments} WHERE id = ? RETURNING {COLUMNS}",
+                              (*args, key)).fetchone()
+        return _job(row)
+
+    # -- reads --------------------------------------------------------------------------------------------
+    def get(self, id_: int) -> Job | None:
+        key = _id(id_)
+        return None if key is None else self._get(self.connection(), key)
+
+    def find_active(self, sha256: str) -> Job | None:
+        """The queued or running job of this upload, if any (a re-upload is answered with it)."""
+        return self._active(self.connection(), _sha256(sha256))
+
+    def list(self, *, status: str | None = None, offset: int = 0, limit: int = 50) -> list[Job]:
+        """A page of jobs in id order (oldest first), optionally of one status."""
+        where, args = _status_where(status)
+        offset, limit = _count(offset, "offset"), _count(limit, "limit")
+        if offset > MAX_INT64:
+            return []
+        rows = self.connection().execute(
+            f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id LIMIT ? OFFSET ?",
+            (*args, min(limit, MAX_INT64), offset)).fetchall()
+        return [_job(r) for r in rows]
+
+    def count(self, status: str | None = None) -> int:
+        where, args = _status_where(status)
+        return int(self.connection().execute(f"SELECT count(*) FROM jobs {where}", args).fetchone()[0])
+
+    def depth(self) -> int:
+        """Jobs not finished yet (queued + running): the backlog a 503 or an autoscaler looks at."""
+        return int(self.connection().execute(
+            f"SELECT count(*) FROM jobs WHERE status IN {ACTIVE!r}").fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        """Jobs by status, every status present (a Prometheus gauge wants its zeros too)."""
+        out = dict.fromkeys(STATUSES, 0)
+        out.update(self.connection().execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+        return out
+
+    def wait(self, id_: int, *, timeout_s: float, poll_s: float = 0.05) -> Job:
+        """Poll until the job is done or failed or `timeout_s` passed; returns its latest state.
+
+        Raises :class:`JobNotFound` if the job does not exist (or is cancelled while waiting).
+        """
+        _seconds(timeout_s, "timeout_s", positive=False)
+        _seconds(poll_s, "poll_s", positive=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get(id_)
+            if job is None:
+                raise JobNotFound(f"no job {id_!r}")
+            left = deadline - time.monotonic()
+            if not job.active or left <= 0:
+                return job
+            time.sleep(min(poll_s, left))
+
+    @staticmethod
+    def _get(con: sqlite3.Connection, id_: int) -> Job | None:
+        row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (id_,)).fetchone()
+        return None if row is None else _job(row)
+
+    @staticmethod
+    def _active(con: sqlite3.Connection, sha256: str) -> Job | None:
+        row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE sha256 = ? AND status IN {ACTIVE!r} "
+                          "ORDER BY id LIMIT 1", (sha256,)).fetchone()
+        return None if row is None else _job(row)
+
+
+# -- helpers -------------------------------------------------------------------------------------------------
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back if SQLite has not already (after some errors, e.g. SQLITE_FULL, it may have)."""
+    if con.in_transaction:
+        try:
+            con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction is gone either way; the error that got us here is the one to report
+
+
+def _is_full(e: sqlite3.OperationalError) -> bool:
+    return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(e)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _id(value) -> int | None:
+    """A job id as SQLite can look it up; None for one outside SQLite's range (no such job can exist)."""
+    if not _is_int(value):
+        raise ValueError(f"a job id is an integer, not {value!r}")
+    return value if -MAX_INT64 - 1 <= value <= MAX_INT64 else None
+
+
+def _count(value, what: str) -> int:
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer, not {value!r}")
+    if value > MAX_INT64 and what not in ("offset", "limit"):
+        raise ValueError(f"{what} must fit in 64 bits, not {value!r}")
+    return value
+
+
+def _seconds(value, what: str, *, positive: bool) -> float:
+    if _is_int(value) or isinstance(value, float):
+        if math.isfinite(value) and (value > 0 or (value == 0 and not positive)):
+            return float(value)
+    raise ValueError(f"{what} must be a finite {'positive' if positive else 'non-negative'} number, "
+                     f"not {value!r}")
+
+
+def _text(value, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, not {value!r}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise ValueError(f"{what} is longer than {MAX_TEXT_CHARS} characters")
+    if "\0" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} is not valid Unicode text: {e}") from None
+    return value
+
+
+def _sha256(value) -> str:
+    if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits, not {value!r}")
+    return value
+
+
+def _location(value) -> str:
+    """A path relative to the data dir that stays inside it: a cancel deletes what it names."""
+    value = _text(value, "location")
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute() or ".." in parts:
+        raise ValueError(f"location must be a path relative to the data dir, inside it, not {value!r}")
+    return value
+
+
+def _fields(value) -> str:
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ValueError(f"fields must be a dict with string keys, not {type(value).__name__}")
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError
+        raise ValueError(f"fields must be JSON-serialisable: {e}") from None
+    if len(text.encode("utf-8")) > MAX_FIELDS_BYTES:
+        raise ValueError(f"fields take more than {MAX_FIELDS_BYTES} bytes as JSON")
+    return text
+
+
+def _error_text(value) -> str:
+    """The reason a job failed, kept readable and bounded whatever the exception carried."""
+    text = str(value).encode("utf-8", "replace").decode("utf-8").replace("\0", "")
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS - 1] + "…"
+    return text or "failed"
+
+
+def _status_where(status: str | None) -> tuple[str, tuple]:
+    if status is None:
+        return "", ()
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    return "WHERE status = ?", (status,)
