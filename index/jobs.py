@@ -201,16 +201,17 @@ class JobQueue:
 
         After a done or failed job a new one is made: a retry of a failed upload must be possible.
         """
-        row = (_text(name, "name"), _sha256(sha256), _location(location), time.time(),
+        args = (_text(name, "name"), _sha256(sha256), _location(location), time.time(),
                _count(windows_total, "windows_total"), _fields(fields))
         with self._transaction() as con:
-            existing = self._active(con, row[1])
+            existing = self._active(con, args[1])
             if existing is not None:
                 return existing, False
             cur = con.execute(
                 "INSERT INTO jobs (status, name, sha256, location, created, windows_total, fields) "
-                f"VALUES ('queued', ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}", row)
-            job = _job(cur.fetchone())
+                f"VALUES ('queued', ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}", args)
+            [row] = cur.fetchall()  # step to the end before COMMIT
+            job = _job(row)
         return job, True
 
     def claim(self, *, worker: str, limit: int = 1) -> list[Job]:
@@ -292,8 +293,8 @@ class JobQueue:
                 raise JobNotFound(f"no job {id_!r}")
             if job.status not in allowed:
                 raise JobStateError(job, action)
-            row = con.execute(f"UPDATE jobs SET {assignments} WHERE id = ? RETURNING {COLUMNS}",
-                              (*args, key)).fetchone()
+            [row] = con.execute(f"UPDATE jobs SET {assignments} WHERE id = ? RETURNING {COLUMNS}",
+                                (*args, key)).fetchall()
         return _job(row)
 
     # -- reads --------------------------------------------------------------------------------------------
