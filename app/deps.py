@@ -5,9 +5,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 
 from app.observability import ServiceMetrics
+from app.settings import Settings
 from index.collection import Collection
 from retrieval.pipeline import Retriever
-from retrieval.settings import Settings
 
 NOT_READY = "the service is still loading its models and index"
 

@@ -9,14 +9,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from app.compose import build_retriever, load_settings, open_collection
 from app.errors import install_error_handlers
 from app.limits import BodyLimitMiddleware
 from app.observability import RequestMetricsMiddleware, ServiceMetrics
 from app.routes import audio, health, metrics, page, search
 from app.routes.page import STATIC_DIR
-from index.collection import Collection
-from retrieval.pipeline import Retriever, build_retriever
-from retrieval.settings import Settings, get_settings
+from app.settings import Settings
+from retrieval.pipeline import Retriever
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +35,16 @@ TAGS = [{"name": "search", "description": "text queries and query by example"},
 def create_app(settings: Settings | None = None, *, retriever: Retriever | None = None) -> FastAPI:
     """The service over `settings` (read from the environment when omitted). A ready `retriever` may be
     passed to skip loading the models (tests share one)."""
-    settings = settings or get_settings()
+    settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = retriever or await run_in_threadpool(build_retriever, settings)
-        collection = await run_in_threadpool(Collection.open, settings, model)
+        collection = await run_in_threadpool(open_collection, settings, model)
         app.state.retriever, app.state.collection = model, collection
         app.state.metrics.watch_index(collection.count)
         log.info("serving %d clips from %s with model %s", collection.count(), settings.data_dir,
-                 model.fingerprint_id)
+                 model.spec.id)
         try:
             yield
         finally:

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from retrieval.settings import Settings
+from app.settings import Settings
 
 NO_KEY_CONFIGURED = ("this server has no API key configured, so {what} are disabled: "
                      "set RETRIEVAL_API_KEY and restart the service")

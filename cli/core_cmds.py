@@ -9,14 +9,12 @@ from cli.errors import exit_on_error
 
 def tag(path: Path, k: int = 10) -> list[tuple[str, float]]:
     """Top-k AudioSet tags of one audio file with the configured PaSST weights."""
-    from retrieval.audio import decode_audio
+    from app.compose import audio_limits, load_settings, load_tagger
+    from retrieval.extract import extract
     from retrieval.labels import top_tags
-    from retrieval.pipeline import load_tagger
-    from retrieval.settings import get_settings
 
-    settings = get_settings()
-    audio = decode_audio(path, max_duration_s=settings.max_duration_s)
-    return top_tags(load_tagger(settings).logits(audio.wave), k)
+    settings = load_settings()
+    return top_tags(extract(path, load_tagger(settings), limits=audio_limits(settings)).logits, k)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,43 +17,20 @@ if TYPE_CHECKING:
 SHOWN_TAGS = 3
 
 
-class LazyTagger:
-    """The configured PaSST, described without loading it and loaded at its first use: searching, listing,
-    removing, re-projecting and resuming over already indexed files never run it."""
+def open_collection(*, with_audio: bool = False, check: bool = True) -> Collection:
+    """The configured model and the collection in the configured data directory; PaSST is built only
+    `with_audio` (searching, listing, removing and re-projecting never run it)."""
+    from app.compose import build_retriever, load_settings
+    from app.compose import open_collection as open_configured
 
-    def __init__(self, settings):
-        from retrieval.config import PASST_ARCH, Windowing
-
-        self.arch, self.windowing = PASST_ARCH, Windowing()  # what load_tagger builds
-        self._settings = settings
-        self._tagger = None
-
-    def describe(self) -> dict:
-        return {"passt_arch": self.arch, **self.windowing.as_dict()}
-
-    def __getattr__(self, name: str):
-        if self._tagger is None:
-            from retrieval.pipeline import load_tagger
-
-            self._tagger = load_tagger(self._settings)
-        return getattr(self._tagger, name)
-
-
-def open_collection(*, check_fingerprint: bool = True) -> Collection:
-    """The configured model and the collection in the configured data directory."""
-    from index.collection import Collection
-    from retrieval.pipeline import build_retriever
-    from retrieval.settings import get_settings
-
-    settings = get_settings()
-    retriever = build_retriever(settings, tagger=LazyTagger(settings))
-    return Collection.open(settings, retriever, check_fingerprint=check_fingerprint)
+    settings = load_settings()
+    return open_configured(settings, build_retriever(settings, with_audio=with_audio), check=check)
 
 
 def add(paths: list[Path], *, recursive: bool = False, progress: bool = True) -> BuildReport:
     from index.builder import index_paths
 
-    with open_collection() as collection:
+    with open_collection(with_audio=True) as collection:
         return index_paths(collection, paths, recursive=recursive, progress=progress)
 
 
@@ -69,7 +46,7 @@ def remove(ids: list[int]) -> int:
 
 def reproject(checkpoint: Path) -> int:
     """Re-project the stored logits with another head; the store may hold any model's vectors."""
-    with open_collection(check_fingerprint=False) as collection:
+    with open_collection(check=False) as collection:
         return collection.reproject(checkpoint, progress=True)
 
 

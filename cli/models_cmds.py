@@ -20,11 +20,16 @@ class Only(enum.StrEnum):
 
 
 def _defaults(models_dir: Path | None, passt_sha256: str | None):
+    """The models directory and the PaSST pin: the release asset's known size and sha256 by default, or the
+    sha256 named on purpose (--passt-sha256 or RETRIEVAL_PASST_SHA256) for other weights."""
+    from app.compose import load_settings
+    from retrieval.config import PASST_SHA256, PASST_SIZE
     from retrieval.fetch import Pin
-    from retrieval.settings import get_settings
 
-    settings = get_settings()
-    return models_dir or settings.models_dir, Pin(sha256=passt_sha256 or settings.passt_sha256)
+    settings = load_settings()
+    chosen = passt_sha256 or settings.passt_sha256
+    pin = Pin(sha256=chosen) if chosen else Pin(sha256=PASST_SHA256, size=PASST_SIZE)
+    return models_dir or settings.models_dir, pin
 
 
 def _each(steps: dict, only: Only | None) -> dict:

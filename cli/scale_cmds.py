@@ -20,32 +20,29 @@ def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, c
     `address`, or one started on this machine); returns the shard folder's manifest."""
     import ray
 
-    from index.ray_pipeline import extract_shards, read_file_list
-    from retrieval.settings import get_settings
-    from retrieval.tagger import OFFICIAL_WEIGHTS, RANDOM_WEIGHTS
+    from app.compose import audio_limits, load_settings, passt_spec, passt_weights
+    from index.ray_pipeline import TaggerConfig, extract_shards, read_file_list
 
-    settings = get_settings()
-    weights = settings.passt_weights
-    if weights not in (RANDOM_WEIGHTS, OFFICIAL_WEIGHTS):
-        weights = str(settings.models_path(weights).resolve())
+    settings = load_settings()
+    tagger = TaggerConfig(weights=passt_weights(settings), spec=passt_spec(settings),
+                          batch_windows=settings.batch_windows, precision=settings.passt_precision)
     paths = read_file_list(file_list)
     ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False)
     try:
-        return extract_shards(paths, out_dir, weights=weights, batch_size=batch_size, cpu_actors=cpu_actors,
-                              batch_windows=settings.batch_windows, max_duration_s=settings.max_duration_s)
+        return extract_shards(paths, out_dir, tagger=tagger, batch_size=batch_size, cpu_actors=cpu_actors,
+                              limits=audio_limits(settings))
     finally:
         ray.shutdown()
 
 
 def load_shards(shard_dir: Path, *, redo: bool = False, progress: bool = True) -> LoadReport:
     """Every clip of the shards into the configured store, through the configured model."""
-    from cli.index_cmds import open_collection
-    from index.bulk_load import ledger_path
+    from app.compose import build_retriever, ledger_path, load_settings, open_collection
     from index.bulk_load import load_shards as load
-    from retrieval.settings import get_settings
 
-    with open_collection() as collection:
-        return load(collection.store, collection.retriever, shard_dir, ledger=ledger_path(get_settings()),
+    settings = load_settings()
+    with open_collection(settings, build_retriever(settings, with_audio=False)) as collection:
+        return load(collection.store, collection.retriever, shard_dir, ledger=ledger_path(settings),
                     redo=redo, progress=progress)
 
 

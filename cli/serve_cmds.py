@@ -1,18 +1,16 @@
 """`retrieval serve`: the FastAPI service under uvicorn."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.errors import exit_on_error
-from retrieval.settings import Settings
 
-
-def serve_settings(base: Settings, *, host: str | None = None, port: int | None = None,
-                   data: Path | None = None) -> Settings:
-    """The configured settings with the command line's overrides on top."""
-    update = {k: v for k, v in {"host": host, "port": port, "data_dir": data}.items() if v is not None}
-    return base.model_copy(update=update)
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 
 def serve(settings: Settings) -> None:
@@ -31,7 +29,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(None, "--data", help="data directory (default RETRIEVAL_DATA_DIR)"),
     ) -> None:
         """Serve the search API and the web page (http://HOST:PORT/, API docs at /docs)."""
-        from retrieval.settings import get_settings
+        from app.compose import load_settings
 
-        with exit_on_error():
-            serve(serve_settings(get_settings(), host=host, port=port, data=data))
+        with exit_on_error():  # the command line's options over the environment, validated together
+            serve(load_settings(host=host, port=port, data_dir=data))

@@ -6,31 +6,40 @@ from pathlib import Path
 import typer
 
 from cli.errors import exit_on_error
+from retrieval.metrics import METRIC_NAMES
+from training.config import Recipe, TrainConfig
+
+D, R = TrainConfig(), Recipe()  # the option defaults are the dataclasses' own
 
 
 def configured_models():
     """(tagger, text encoder) from the settings: RETRIEVAL_PASST_WEIGHTS, RETRIEVAL_TEXT_MODEL, ..."""
-    from retrieval.pipeline import load_tagger, load_text_encoder
-    from retrieval.settings import get_settings
+    from app.compose import load_settings, load_tagger, load_text_encoder
 
-    settings = get_settings()
+    settings = load_settings()
     return load_tagger(settings), load_text_encoder(settings)
 
 
 def features(*, dataset: str, split: str, root: Path, out: Path, skip_missing: bool = False,
              checkpoint_every: int = 50):
-    from retrieval.settings import get_settings
+    from app.compose import audio_limits, load_settings
     from training.datasets import read_dataset
     from training.features import extract_features
 
     clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
     tagger, text = configured_models()
     return extract_features(clips, tagger=tagger, text=text, out=out, dataset=dataset, split=split,
-                            checkpoint_every=checkpoint_every, max_duration_s=get_settings().max_duration_s)
+                            checkpoint_every=checkpoint_every, limits=audio_limits(load_settings()))
 
 
-def train_config(*, author_code: bool, no_tags: bool, **options):
-    from training.trainer import AUTHOR_CODE, TrainConfig
+def configured_device() -> str:
+    from app.compose import load_settings
+
+    return load_settings().device
+
+
+def train_config(*, author_code: bool, no_tags: bool, **options) -> TrainConfig:
+    from training.config import AUTHOR_CODE
 
     cfg = TrainConfig(**options)
     if cfg.plateau_threshold_mode not in ("rel", "abs"):
@@ -64,15 +73,12 @@ def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
     return ev.metrics_of(S, fs)
 
 
-KEYS = ("R@1", "R@5", "R@10", "mAP@10")
-
-
 def metrics_line(metrics: dict) -> str:
-    return "  ".join(f"{k} {metrics[k]:.4f}" for k in KEYS)
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES)
 
 
 def show_metrics(metrics: dict, *, as_json: bool) -> None:
-    typer.echo(json.dumps({k: metrics[k] for k in KEYS}) if as_json else metrics_line(metrics))
+    typer.echo(json.dumps({k: metrics[k] for k in METRIC_NAMES}) if as_json else metrics_line(metrics))
 
 
 def register(app: typer.Typer) -> None:
@@ -99,29 +105,28 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., help="run folder: head.safetensors, head.optim.pt, train_log.jsonl"),
         init: Path | None = typer.Option(None, help="start from this checkpoint (AudioCaps pre-training)"),
         init_optimizer: bool = typer.Option(False, "--init-optimizer", help="carry --init's Adam state"),
-        batch_size: int = typer.Option(128, min=2),
-        epochs: int = typer.Option(30, min=1),
-        lr: float = typer.Option(1e-3),
-        weight_decay: float = typer.Option(0.0),
-        margin: float = typer.Option(0.4),
-        lam: float = typer.Option(0.8, min=0.0, max=1.0, help="weight of the projection against the tags"),
+        batch_size: int = typer.Option(D.batch_size, min=2),
+        epochs: int = typer.Option(D.epochs, min=1),
+        lr: float = typer.Option(D.lr),
+        weight_decay: float = typer.Option(D.weight_decay),
+        margin: float = typer.Option(D.margin),
+        lam: float = typer.Option(D.lam, min=0.0, max=1.0, help="weight of the projection against the tags"),
         no_tags: bool = typer.Option(False, "--no-tags", help="no tag fusion (lam = 1)"),
-        seed: int = typer.Option(0),
-        plateau_factor: float = typer.Option(0.5, help="ReduceLROnPlateau factor on the validation loss"),
-        plateau_patience: int = typer.Option(5),
-        plateau_threshold: float = typer.Option(1e-4),
-        plateau_threshold_mode: str = typer.Option("rel", help="rel or abs"),
+        seed: int = typer.Option(D.seed),
+        plateau_factor: float = typer.Option(D.plateau_factor, help="ReduceLROnPlateau factor on the "
+                                                                    "validation loss"),
+        plateau_patience: int = typer.Option(D.plateau_patience),
+        plateau_threshold: float = typer.Option(D.plateau_threshold),
+        plateau_threshold_mode: str = typer.Option(D.plateau_threshold_mode, help="rel or abs"),
         author_code: bool = typer.Option(False, "--author-code", help="batch 32, factor 0.1, thr. 0.01 abs"),
         device: str | None = typer.Option(None, help="cpu, cuda[:N] or auto; default: RETRIEVAL_DEVICE"),
     ) -> None:
         """Train the head; the epoch with the best validation mAP@10 becomes the checkpoint."""
-        from retrieval.settings import get_settings
-
         cfg = train_config(author_code=author_code, no_tags=no_tags, batch_size=batch_size, epochs=epochs,
                            lr=lr, weight_decay=weight_decay, margin=margin, lam=lam, seed=seed,
                            plateau_factor=plateau_factor, plateau_patience=plateau_patience,
                            plateau_threshold=plateau_threshold, plateau_threshold_mode=plateau_threshold_mode,
-                           init=init, init_optimizer=init_optimizer, device=device or get_settings().device)
+                           init=init, init_optimizer=init_optimizer, device=device or configured_device())
         with exit_on_error():
             result = train(train_file=train_file, val_file=val_file, out=out, cfg=cfg)
         typer.echo(f"best epoch {result.best_epoch}: {metrics_line(result.metrics)} -> {result.checkpoint}")
@@ -158,16 +163,15 @@ def register(app: typer.Typer) -> None:
         clotho: Path = typer.Option(..., help="Clotho v2.1 folder"),
         audiocaps: Path | None = typer.Option(None, help="AudioCaps folder (train.csv + train/)"),
         out: Path = typer.Option(..., help="features, runs, results.json, submission CSV"),
-        seeds: list[int] = typer.Option([0, 1], "--seed", help="one model per seed; repeat"),
-        clotho_epochs: int = typer.Option(30, min=1),
-        audiocaps_epochs: int = typer.Option(100, min=1),
+        seeds: list[int] = typer.Option(list(R.seeds), "--seed", help="one model per seed; repeat"),
+        clotho_epochs: int = typer.Option(R.clotho_epochs, min=1),
+        audiocaps_epochs: int = typer.Option(R.audiocaps_epochs, min=1),
         author_code: bool = typer.Option(False, "--author-code", help="batch 32, factor 0.1, thr. 0.01 abs"),
     ) -> None:
         """The paper's recipe end to end; prints our table beside the paper's."""
-        from retrieval.settings import get_settings
-        from training.reproduce import Recipe, format_table, reproduce
+        from training.reproduce import format_table, reproduce
 
-        base = train_config(author_code=author_code, no_tags=False, device=get_settings().device)
+        base = train_config(author_code=author_code, no_tags=False, device=configured_device())
         recipe = Recipe(seeds=tuple(seeds), clotho_epochs=clotho_epochs, audiocaps_epochs=audiocaps_epochs,
                         base=base)
         with exit_on_error():

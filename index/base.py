@@ -8,8 +8,12 @@ from __future__ import annotations  # the `list` method would shadow the builtin
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+
+from retrieval.config import N_TAGS
+from retrieval.model_spec import PASST_FIELDS, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -64,19 +68,84 @@ def check_queries(xq: np.ndarray, *, dim: int, k: int) -> np.ndarray:
     return xq
 
 
+def check_rows(n: int, vectors: np.ndarray, logits: np.ndarray, *, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, dim) vectors and (n, 527) logits, finite float32, or ValueError."""
+    vectors = np.asarray(vectors, dtype=np.float32).reshape(n, -1)  # (N, D)
+    logits = np.asarray(logits, dtype=np.float32).reshape(n, -1)  # (N, 527)
+    if vectors.shape[1] != dim or logits.shape[1] != N_TAGS:
+        raise ValueError(f"expected vectors (N, {dim}) and logits (N, {N_TAGS}), "
+                         f"got {vectors.shape} and {logits.shape}")
+    if not (np.isfinite(vectors).all() and np.isfinite(logits).all()):
+        raise ValueError("vectors and logits must be finite")
+    return vectors, logits
+
+
+def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> None:
+    """Raise CheckpointMismatch, saying how to fix it, when a store's model is not the configured one."""
+    if stored.diff(wanted, only=PASST_FIELDS):
+        fix = ("the stored PaSST logits come from another tagger, so the collection must be indexed again: "
+               "use another RETRIEVAL_DATA_DIR (or configure the tagger the index was built with)")
+    else:
+        fix = ("set RETRIEVAL_CHECKPOINT (and RETRIEVAL_TEXT_MODEL) to what the index was built with, "
+               "or re-project the stored logits with the configured model: "
+               "`retrieval index reproject --checkpoint CKPT` (no PaSST needed), "
+               "or use another RETRIEVAL_DATA_DIR")
+    stored.require_match(wanted, what=f"the index in {where}", fix=fix)
+
+
+class Added(NamedTuple):
+    record: ClipRecord
+    created: bool  # False: the same content (sha256) was stored already; `record` is the stored one
+
+
 class VectorStore(ABC):
     """A persistent collection of (clip record, vector, 527 logits). Every method is safe to call from
-    several threads; every write is atomic and durable when it returns."""
+    several threads; every write is atomic and durable when it returns.
 
-    fingerprint: dict  # the model the vectors were made with (see retrieval.pipeline.Retriever.fingerprint)
+    The base class owns what every backend shares: input validation, the same-content (sha256) check,
+    batch adds, stats. A backend implements the abstract methods over its own storage."""
+
+    spec: ModelSpec  # the model the vectors were made with
+    backend: str
+
+    @property
+    def dim(self) -> int:
+        return int(self.spec.dim or 0)
+
+    # -- writes -------------------------------------------------------------------------------------------
+    def add(self, clip: NewClip, vector: np.ndarray, logits: np.ndarray) -> ClipRecord:
+        """Store one clip; content already stored (same sha256) returns the stored record unchanged."""
+        return self.add_many([clip], np.asarray(vector)[None], np.asarray(logits)[None])[0].record
+
+    def add_many(self, clips: Sequence[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
+        """Several clips in one write, vectors (N, D) and logits (N, 527): one result per clip, in order;
+        content already stored, or earlier in the batch, is not stored again."""
+        vectors, logits = check_rows(len(clips), vectors, logits, dim=self.dim)
+        first: dict[str, int] = {}
+        for i, c in enumerate(clips):
+            first.setdefault(c.sha256, i)
+        known = {sha: r for sha in first if (r := self.get_by_sha256(sha)) is not None}
+        fresh = [i for sha, i in first.items() if sha not in known]
+        inserted = self._insert([clips[i] for i in fresh], vectors[fresh], logits[fresh])
+        results = dict(zip((clips[i].sha256 for i in fresh), inserted, strict=True))
+        results.update((sha, Added(r, False)) for sha, r in known.items())
+        return [results[c.sha256] if first[c.sha256] == i else Added(results[c.sha256].record, False)
+                for i, c in enumerate(clips)]
 
     @abstractmethod
-    def add(self, clip: NewClip, vector: np.ndarray, logits: np.ndarray) -> ClipRecord: ...
+    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
+        """Store clips of distinct content in one write (another writer may have stored one meanwhile:
+        its result is then the stored record, not created)."""
 
     @abstractmethod
     def remove(self, ids: Sequence[int]) -> int:
         """Remove these ids; return how many existed."""
 
+    @abstractmethod
+    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
+        """Swap in vectors of a new model (reproject) for every clip and record its spec, atomically."""
+
+    # -- reads --------------------------------------------------------------------------------------------
     @abstractmethod
     def get(self, id: int) -> ClipRecord | None: ...
 
@@ -86,6 +155,10 @@ class VectorStore(ABC):
     @abstractmethod
     def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
         """Records ordered by id."""
+
+    @abstractmethod
+    def ids(self) -> np.ndarray:
+        """(N,) int64 ids of every clip, in id order."""
 
     @abstractmethod
     def count(self) -> int: ...
@@ -99,8 +172,23 @@ class VectorStore(ABC):
         """(len(ids), 527) stored PaSST logits."""
 
     @abstractmethod
-    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, fingerprint: dict) -> None:
-        """Swap in vectors of a new model (reproject) and record its fingerprint, atomically."""
+    def total_duration(self) -> float:
+        """Seconds of audio in the collection."""
+
+    def stats(self) -> dict:
+        """What `retrieval index stats` shows: the backend's own figures, the size and the model."""
+        return {"backend": self.backend, "clips": self.count(),
+                "audio_hours": round(self.total_duration() / 3600, 3), **self._backend_stats(),
+                "model_id": self.spec.id, "model": self.spec.to_dict()}
+
+    def _backend_stats(self) -> dict:
+        return {}
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

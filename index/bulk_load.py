@@ -18,12 +18,11 @@ from tqdm import tqdm
 
 from index.base import NewClip, Tag, VectorStore
 from index.collection import TOP_TAGS
-from index.files import write_bytes_atomically
-from index.fingerprint import canonical
-from index.ray_pipeline import MANIFEST
-from retrieval.errors import CheckpointMismatch, RetrievalError
+from index.ray_pipeline import MANIFEST, manifest_spec
+from retrieval.durable import write_json_atomically
+from retrieval.errors import RetrievalError
+from retrieval.model_spec import PASST_FIELDS
 from retrieval.pipeline import Retriever
-from retrieval.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +40,14 @@ class LoadReport:
     seconds: float = 0.0
 
 
-def ledger_path(settings: Settings) -> Path:
-    """Where the shards loaded into the configured store are remembered (one ledger per store)."""
-    store = "faiss" if settings.store_backend == "faiss" else f"qdrant-{settings.qdrant_collection}"
-    return Path(settings.data_dir) / f"loaded-shards-{store}.json"
-
-
 def read_manifest(shard_dir: Path, retriever: Retriever) -> dict:
     """The shard folder's manifest, refused when its logits come from another tagger than the model's."""
     path = Path(shard_dir) / MANIFEST
     if not path.is_file():
         raise RetrievalError(f"{shard_dir} has no {MANIFEST}: not a folder written by `index extract-ray`")
     manifest = json.loads(path.read_text())
-    if canonical(manifest["tagger"]) != canonical(retriever.tagger.describe()):
-        raise CheckpointMismatch(f"the shards in {shard_dir} hold logits of tagger {manifest['tagger']}, "
-                                 f"the model uses {retriever.tagger.describe()}")
+    manifest_spec(manifest).require_match(retriever.spec, only=PASST_FIELDS,
+                                          what=f"the logits of the shards in {shard_dir}")
     return manifest
 
 
@@ -76,7 +68,7 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
             _load_shard(store, retriever, shard, report, bar)
             done[str(shard)] = {"added": report.added - before[0], "skipped": report.skipped - before[1],
                                 "failed": len(report.failed) - before[2]}
-            write_bytes_atomically(ledger, json.dumps(done, indent=1).encode())
+            write_json_atomically(ledger, done)
             report.shards_loaded += 1
     report.seconds = time.perf_counter() - start
     log.info("loaded %d shards (%d done before): %d clips added, %d already stored, %d failed extraction",
@@ -114,7 +106,4 @@ def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewCl
 def _add(store: VectorStore, retriever: Retriever, clips: list[NewClip], logits: np.ndarray) -> int:
     """Project and add; returns how many were added."""
     vectors = retriever.project(logits)  # (n, D)
-    add_many = getattr(store, "add_many", None)  # one request per chunk where the backend has it
-    if add_many is not None:
-        return len(add_many(clips, vectors, logits))
-    return len([store.add(c, v, lg) for c, v, lg in zip(clips, vectors, logits, strict=True)])
+    return sum(added.created for added in store.add_many(clips, vectors, logits))

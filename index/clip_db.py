@@ -122,14 +122,38 @@ class ClipDB:
 
     # -- clips --------------------------------------------------------------------------------------------
     @staticmethod
-    def insert(con: sqlite3.Connection, clip: NewClip, *, vector: np.ndarray, logits: np.ndarray) -> int:
+    def insert(con: sqlite3.Connection, clip: NewClip, *, vector: np.ndarray,
+               logits: np.ndarray) -> int | None:
+        """The new clip's id, or None when its content (sha256) is stored already (the transaction goes
+        on)."""
         tags = json.dumps([[t.label, float(t.probability)] for t in clip.tags])
-        cur = con.execute(
-            "INSERT INTO clips (name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
-            "logits, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (clip.name, clip.location, clip.sha256, float(clip.duration), int(clip.sample_rate), time.time(),
-             int(clip.stored_copy), tags, logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
+        try:
+            cur = con.execute(
+                "INSERT INTO clips (name, location, sha256, duration, sample_rate, added_at, stored_copy, "
+                "tags, logits, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (clip.name, clip.location, clip.sha256, float(clip.duration), int(clip.sample_rate),
+                 time.time(), int(clip.stored_copy), tags, logits.astype("<f4").tobytes(),
+                 vector.astype("<f4").tobytes()))
+        except sqlite3.IntegrityError:
+            if con.execute("SELECT 1 FROM clips WHERE sha256 = ?", (clip.sha256,)).fetchone() is None:
+                raise
+            return None
         return int(cur.lastrowid)
+
+    def delete(self, con: sqlite3.Connection, ids: Sequence[int]) -> np.ndarray:
+        """Delete the clips among `ids` that exist; (n,) the ids deleted."""
+        found = np.intersect1d(self.ids(), np.asarray(list(ids), dtype=np.int64))
+        con.executemany("DELETE FROM clips WHERE id = ?", [(int(i),) for i in found])
+        return found
+
+    def replace_vectors(self, con: sqlite3.Connection, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """New vectors for every clip (a re-projection): the epoch moves, so FAISS caches are rebuilt."""
+        rows = [(v.astype("<f4").tobytes(), int(i)) for i, v in zip(ids, vectors, strict=True)]
+        con.executemany("UPDATE clips SET vector = ? WHERE id = ?", rows)
+        con.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'")
+
+    def total_duration(self) -> float:
+        return float(self.connection().execute("SELECT coalesce(sum(duration), 0) FROM clips").fetchone()[0])
 
     def get(self, id_: int) -> ClipRecord | None:
         row = self.connection().execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id = ?", (id_,)).fetchone()

@@ -1,6 +1,6 @@
 """What the service and the CLI use: a store plus the model, with the verbs a user thinks in.
 
-    Collection.open(settings, retriever) -> Collection
+    Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
     .add_bytes(data: bytes, name: str) -> tuple[ClipRecord, bool]        # (record, created); dedup by sha256
     .add_path(path: Path) -> tuple[ClipRecord, bool]
     .search_text(query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]
@@ -13,7 +13,7 @@
     .close()
 
 Errors: retrieval.errors.AudioDecodeError (and AudioTooLong) for bad audio, CheckpointMismatch for a
-store made with another model.
+store made with another model. The composition root (app.compose) opens the store and the collection.
 
 Uploads are kept as ``audio/<sha256>.<ext>`` in the data directory (their record's location, relative to it),
 written durably before the record is committed: the record is the acknowledgement, and a copy left without
@@ -22,24 +22,20 @@ one by a crash is removed at the next open.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore
-from index.files import old_enough, remove_stale_tmp, write_bytes_atomically
-from index.stores import open_store
-from retrieval.audio import DecodedAudio, decode_audio
-from retrieval.checkpoint import file_sha256, load_checkpoint
+from retrieval.checkpoint import load_checkpoint
+from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, sha256_file, write_bytes_atomically
 from retrieval.errors import AudioDecodeError
+from retrieval.extract import AudioLimits, Extraction
 from retrieval.pipeline import Retriever
-from retrieval.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +47,20 @@ EXTENSIONS = {"WAVEX": "wav", "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}
 
 
 class Collection:
-    def __init__(self, store: VectorStore, retriever: Retriever, settings: Settings):
+    def __init__(self, store: VectorStore, retriever: Retriever, *, data_dir: Path,
+                 limits: AudioLimits = AudioLimits()):
         self.store = store
         self.retriever = retriever
-        self.settings = settings
-        self.audio_dir = Path(settings.data_dir) / AUDIO_DIR
-        self._write = threading.Lock()  # the dedup check and the add it guards happen together
+        self.data_dir = Path(data_dir)
+        self.limits = limits
+        self.audio_dir = self.data_dir / AUDIO_DIR
+        self._write = threading.Lock()  # a stored copy and the record that owns it change together
 
     @classmethod
-    def open(cls, settings: Settings, retriever: Retriever, *, check_fingerprint: bool = True) -> Collection:
-        """Open the collection in settings.data_dir. check_fingerprint=False accepts a store made with
-        another model (only to re-project it)."""
-        store = open_store(settings, retriever.fingerprint, check=check_fingerprint)
-        collection = cls(store, retriever, settings)
+    def open(cls, store: VectorStore, retriever: Retriever, *, data_dir: Path,
+             limits: AudioLimits = AudioLimits()) -> Collection:
+        """The collection over an open store; removes upload copies a crash left without a record."""
+        collection = cls(store, retriever, data_dir=data_dir, limits=limits)
         collection.audio_dir.mkdir(parents=True, exist_ok=True)
         collection._remove_orphan_copies()
         return collection
@@ -74,52 +71,48 @@ class Collection:
         path = Path(path).expanduser().resolve()
         if not path.is_file():
             raise AudioDecodeError(f"{path}: no such file")
-        sha = file_sha256(path)
-        existing = self.store.get_by_sha256(sha)
+        sha = sha256_file(path)
+        existing = self.store.get_by_sha256(sha)  # known content costs no PaSST
         if existing is not None:
             return existing, False
-        audio = decode_audio(path, max_duration_s=self.settings.max_duration_s,
-                             max_channels=self.settings.max_channels, name=path.name)
-        return self._add(self._new_clip(audio, name=path.name, location=str(path), sha256=sha),
-                         audio, copy=None)
+        ex = self.retriever.extract(path, limits=self.limits, name=path.name)
+        return self._add(self._new_clip(ex, name=path.name, location=str(path), sha256=sha), ex, copy=None)
 
     def add_bytes(self, data: bytes, name: str) -> tuple[ClipRecord, bool]:
         """Index an upload; its bytes are kept under the data directory."""
-        sha = hashlib.sha256(data).hexdigest()
-        existing = self.store.get_by_sha256(sha)
+        sha = sha256_bytes(data)
+        existing = self.store.get_by_sha256(sha)  # known content costs no PaSST
         if existing is not None:
             return existing, False
         name = Path(name).name or "upload"
-        audio = decode_audio(data, max_duration_s=self.settings.max_duration_s,
-                             max_channels=self.settings.max_channels, name=name)
-        location = f"{AUDIO_DIR}/{sha}.{_extension(audio.format)}"
-        clip = self._new_clip(audio, name=name, location=location, sha256=sha, stored_copy=True)
-        return self._add(clip, audio, copy=data)
+        ex = self.retriever.extract(data, limits=self.limits, name=name)
+        location = f"{AUDIO_DIR}/{sha}.{_extension(ex.audio.format)}"
+        clip = self._new_clip(ex, name=name, location=location, sha256=sha, stored_copy=True)
+        return self._add(clip, ex, copy=data)
 
-    def _new_clip(self, audio: DecodedAudio, *, name: str, location: str, sha256: str,
+    def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str,
                   stored_copy: bool = False) -> NewClip:
-        return NewClip(name=name, location=location, sha256=sha256, duration=audio.duration_s,
-                       sample_rate=audio.source_rate, tags=(), stored_copy=stored_copy)
+        tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(ex.logits, TOP_TAGS))
+        return NewClip(name=name, location=location, sha256=sha256, duration=ex.audio.duration_s,
+                       sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy)
 
-    def _add(self, clip: NewClip, audio: DecodedAudio, *, copy: bytes | None) -> tuple[ClipRecord, bool]:
-        vector, logits = self.retriever.encode_audio(audio.wave)  # (D,), (527,)
-        tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(logits, TOP_TAGS))
-        clip = replace(clip, tags=tags)
+    def _add(self, clip: NewClip, ex: Extraction, *, copy: bytes | None) -> tuple[ClipRecord, bool]:
+        logits = ex.logits  # (527,)
+        vector = self.retriever.project(logits[None])[0]  # (D,)
         with self._write:
-            existing = self.store.get_by_sha256(clip.sha256)
-            if existing is not None:  # the same content was added meanwhile
-                return existing, False
             stored = self.audio_path(clip) if copy is not None else None
+            owned_before = stored is not None and stored.exists()  # the same content, stored meanwhile
             if stored is not None:
-                write_bytes_atomically(stored, copy)
+                write_bytes_atomically(stored, copy)  # durable before the record acknowledges it
             try:
-                record = self.store.add(clip, vector, logits)
+                record, created = self.store.add_many([clip], vector[None], logits[None])[0]
             except BaseException:
-                if stored is not None:
+                if stored is not None and not owned_before:
                     stored.unlink(missing_ok=True)
                 raise
-        log.debug("added %s as clip %d", clip.name, record.id)
-        return record, True
+        if created:
+            log.debug("added %s as clip %d", clip.name, record.id)
+        return record, created
 
     # -- searching ----------------------------------------------------------------------------------------
     def search_text(self, query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]:
@@ -137,10 +130,8 @@ class Collection:
     def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None,
                      name: str = "query") -> list[Hit]:
         """Query by example: the clips nearest to this audio in the shared space."""
-        audio = decode_audio(data, max_duration_s=self.settings.max_duration_s,
-                             max_channels=self.settings.max_channels, name=name)
-        vector, _ = self.retriever.encode_audio(audio.wave)
-        return self.search_vector(vector, k, flt)
+        ex = self.retriever.extract(data, limits=self.limits, name=name)
+        return self.search_vector(self.retriever.project(ex.logits[None]), k, flt)
 
     # -- reading and removing -----------------------------------------------------------------------------
     def get(self, id: int) -> ClipRecord | None:
@@ -155,7 +146,7 @@ class Collection:
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""
         if record.stored_copy:
-            return Path(self.settings.data_dir) / record.location
+            return self.data_dir / record.location
         return Path(record.location)
 
     def remove(self, ids: Sequence[int]) -> int:
@@ -184,29 +175,21 @@ class Collection:
     def reproject(self, checkpoint_path: Path, *, progress: bool = False) -> int:
         """Re-project the whole collection with another head from its stored logits (PaSST is not run);
         return how many clips were re-projected. The collection then serves with the new model."""
-        new = Retriever(self.retriever.tagger, self.retriever.text, load_checkpoint(checkpoint_path))
+        new = self.retriever.with_checkpoint(load_checkpoint(checkpoint_path))
         with self._write:
-            ids = self._all_ids()
+            ids = self.store.ids().tolist()
             vectors = np.empty((len(ids), new.head.dim), dtype=np.float32)  # (N, D)
             for start in tqdm(range(0, len(ids), REPROJECT_CHUNK), desc="reproject", unit="chunk",
                               disable=not progress):
                 chunk = ids[start:start + REPROJECT_CHUNK]
                 vectors[start:start + len(chunk)] = new.project(self.store.logits(chunk))
-            self.store.replace_vectors(ids, vectors, new.fingerprint)
+            self.store.replace_vectors(ids, vectors, new.spec)
             self.retriever = new
-        log.info("re-projected %d clips with model %s", len(ids), new.fingerprint["head"])
+        log.info("re-projected %d clips with model %s (head %s)", len(ids), new.spec.id, new.spec.head)
         return len(ids)
 
-    def _all_ids(self, page: int = 10_000) -> list[int]:
-        ids: list[int] = []
-        while batch := self.store.list(offset=len(ids), limit=page):
-            ids.extend(r.id for r in batch)
-        return ids
-
     def stats(self) -> dict:
-        describe = getattr(self.store, "describe", None)
-        extra = describe() if describe is not None else {"clips": self.count()}
-        return {**extra, "model": self.store.fingerprint}
+        return self.store.stats()
 
     def close(self) -> None:
         self.store.close()

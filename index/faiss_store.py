@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,40 +21,52 @@ from pathlib import Path
 import numpy as np
 
 from index import vector_index
-from index.base import ClipRecord, Hit, NewClip, SearchFilter, VectorStore, check_queries
+from index.base import (
+    Added,
+    ClipRecord,
+    Hit,
+    NewClip,
+    SearchFilter,
+    VectorStore,
+    check_queries,
+    check_store_spec,
+)
 from index.clip_db import ClipDB
-from index.files import remove_stale_tmp
-from index.fingerprint import canonical, check_fingerprint
 from index.rwlock import ReadWriteLock
 from index.vector_index import VectorIndex
-from retrieval.config import N_TAGS
+from retrieval.durable import remove_stale_tmp
 from retrieval.errors import CheckpointMismatch, RetrievalError
+from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "index.sqlite"
 FAISS_DIR = "faiss"
 FILL_CHUNK = 20_000  # vectors read from SQLite at a time when (re)building
+SPEC_KEY = "model_spec"  # in SQLite's meta table
+LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
 
 
 class FaissStore(VectorStore):
-    def __init__(self, data_dir: Path, fingerprint: dict, *, kind: str = "flat", check: bool = True,
-                 persist_every: int = 1000):
+    backend = "faiss"
+
+    def __init__(self, data_dir: Path, spec: ModelSpec, *, kind: str = "flat", check: bool = True,
+                 persist_every: int = 1000, search_threads: int = 1):
         """Open or create the store in `data_dir`. With check=False the stored model is accepted whatever it
         is (used to re-project a collection made with another head)."""
         self.data_dir = Path(data_dir)
         self.kind = kind
         self.persist_every = persist_every
+        self.search_threads = search_threads
         self._faiss_dir = self.data_dir / FAISS_DIR
         self._faiss_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self._faiss_dir)
         self.db = ClipDB(self.data_dir / DB_NAME)
         try:
-            self.fingerprint = self._adopt_fingerprint(fingerprint, check=check)
+            self.spec = self._adopt_spec(spec, check=check)
         except CheckpointMismatch:
             self.db.close()
             raise
-        self.dim = int(self.fingerprint["dim"])
         self._writer = threading.Lock()  # one write at a time
         self._lock = ReadWriteLock()  # searches against in-memory mutation
         self._vi: VectorIndex | None = None
@@ -64,21 +75,29 @@ class FaissStore(VectorStore):
         self._open_index()
 
     # -- opening ------------------------------------------------------------------------------------------
-    def _adopt_fingerprint(self, fingerprint: dict, *, check: bool) -> dict:
-        stored = self.db.meta("fingerprint")
+    def _stored_spec(self) -> ModelSpec | None:
+        stored = self.db.meta(SPEC_KEY) or self.db.meta(LEGACY_SPEC_KEY)  # "fingerprint": earlier stores
+        return None if stored is None else ModelSpec.from_dict(json.loads(stored))
+
+    def _adopt_spec(self, spec: ModelSpec, *, check: bool) -> ModelSpec:
+        stored = self._stored_spec()
         if stored is not None and (not check or self.db.count() > 0):
             if check:
-                check_fingerprint(json.loads(stored), fingerprint, where=str(self.data_dir))
-            return json.loads(stored)
+                check_store_spec(stored, spec, where=str(self.data_dir))
+            return stored
         with self.db.transaction(bump=False) as con:  # a new or empty store takes the configured model
-            self.db.set_meta(con, "fingerprint", json.dumps(canonical(fingerprint), sort_keys=True))
-        return canonical(fingerprint)
+            self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
+        return spec
+
+    def _new_index(self) -> VectorIndex:
+        return VectorIndex(self.dim, self.kind, search_threads=self.search_threads)
 
     def _open_index(self) -> None:
         with self.db.snapshot():
             epoch, gen = self.db.state()
             path = vector_index.newest_file(self._faiss_dir, kind=self.kind, epoch=epoch, generation=gen)
-            vi = vector_index.load(path, dim=self.dim, kind=self.kind) if path else None
+            vi = (vector_index.load(path, dim=self.dim, kind=self.kind, search_threads=self.search_threads)
+                  if path else None)
             if vi is not None:
                 self._vi, self._epoch = vi, epoch
                 self._gen = int(vector_index.FILE_RE.match(path.name)[3])
@@ -110,14 +129,13 @@ class FaissStore(VectorStore):
             self._epoch, self._gen = epoch, gen
 
     def _check_model_unchanged(self) -> None:
-        stored = json.loads(self.db.meta("fingerprint"))
-        if stored != self.fingerprint:
+        if self._stored_spec() != self.spec:
             raise CheckpointMismatch(
                 f"the index in {self.data_dir} was re-projected with another model by another process; "
                 "restart with the configuration it now uses")
 
     def _filled(self, ids: np.ndarray) -> VectorIndex:
-        vi = VectorIndex(self.dim, self.kind)
+        vi = self._new_index()
         self._fill(vi, ids)
         return vi
 
@@ -164,33 +182,29 @@ class FaissStore(VectorStore):
         if self._changes >= self.persist_every:
             self._persist()
 
-    def add(self, clip: NewClip, vector: np.ndarray, logits: np.ndarray) -> ClipRecord:
-        """Store one clip; content already stored (same sha256) returns the stored record unchanged."""
-        vector = _row(vector, self.dim, "vector")
-        logits = _row(logits, N_TAGS, "logits")
-        with self._writer:
-            with self._lock.write():
-                try:
-                    with self.db.transaction() as con:
-                        before = self.db.state()
-                        id_ = self.db.insert(con, clip, vector=vector, logits=logits)
-                except sqlite3.IntegrityError:
-                    existing = self.db.get_by_sha256(clip.sha256)
-                    if existing is None:
-                        raise
-                    return existing
-                self._committed(before, lambda: self._vi.add(np.array([id_]), vector[None]))
-            self._maybe_persist()
-        return self.db.get(id_)
-
-    def remove(self, ids: Sequence[int]) -> int:
-        ids = sorted({int(i) for i in ids})
+    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
+        if not clips:
+            return []
         with self._writer:
             with self._lock.write():
                 with self.db.transaction() as con:
                     before = self.db.state()
-                    found = np.intersect1d(self.db.ids(), np.array(ids, dtype=np.int64))
-                    con.executemany("DELETE FROM clips WHERE id = ?", [(int(i),) for i in found])
+                    ids = [self.db.insert(con, c, vector=v, logits=lg)
+                           for c, v, lg in zip(clips, vectors, logits, strict=True)]
+                new = [i for i, id_ in enumerate(ids) if id_ is not None]
+                self._committed(before, lambda: self._vi.add(np.array([ids[i] for i in new], dtype=np.int64),
+                                                             vectors[new]))
+            self._maybe_persist()
+        records = self.db.records([i for i in ids if i is not None])
+        return [Added(records[id_], True) if id_ is not None
+                else Added(self.db.get_by_sha256(c.sha256), False) for c, id_ in zip(clips, ids, strict=True)]
+
+    def remove(self, ids: Sequence[int]) -> int:
+        with self._writer:
+            with self._lock.write():
+                with self.db.transaction() as con:
+                    before = self.db.state()
+                    found = self.db.delete(con, ids)
 
                 def apply():
                     self._vi.remove(found)
@@ -200,11 +214,11 @@ class FaissStore(VectorStore):
             self._maybe_persist()
         return len(found)
 
-    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, fingerprint: dict) -> None:
+    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
         """Swap in a new model's vectors for the whole collection; searches go on over the old ones until the
         new index is built, then switch at once."""
         ids = np.asarray(ids, dtype=np.int64)
-        dim = int(fingerprint["dim"])
+        dim = int(spec.dim or 0)
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), dim) or not np.isfinite(vectors).all():
             raise ValueError(f"expected ({len(ids)}, {dim}) finite vectors, got {vectors.shape}")
@@ -212,15 +226,13 @@ class FaissStore(VectorStore):
             with self.db.transaction() as con:
                 if not np.array_equal(np.sort(ids), self.db.ids()):
                     raise RetrievalError("the collection changed during re-projection; run it again")
-                rows = [(v.astype("<f4").tobytes(), int(i)) for i, v in zip(ids, vectors, strict=True)]
-                con.executemany("UPDATE clips SET vector = ? WHERE id = ?", rows)
-                con.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'")
-                self.db.set_meta(con, "fingerprint", json.dumps(canonical(fingerprint), sort_keys=True))
+                self.db.replace_vectors(con, ids, vectors)
+                self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
                 epoch, gen = self.db.state()
-            vi = VectorIndex(dim, self.kind)
+            vi = VectorIndex(dim, self.kind, search_threads=self.search_threads)
             vi.add(ids, vectors)
             with self._lock.write():
-                self._vi, self.dim, self.fingerprint = vi, dim, canonical(fingerprint)
+                self._vi, self.spec = vi, spec
                 self._epoch, self._gen = epoch, gen + 1
             self._persist()
 
@@ -242,6 +254,12 @@ class FaissStore(VectorStore):
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         return self.db.logits(ids)
 
+    def ids(self) -> np.ndarray:
+        return self.db.ids()
+
+    def total_duration(self) -> float:
+        return self.db.total_duration()
+
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[list[Hit]]:
         xq = check_queries(xq, dim=self.dim, k=k)
         self._sync()
@@ -255,12 +273,8 @@ class FaissStore(VectorStore):
         return [[Hit(records[i], float(d)) for d, i in zip(drow, irow, strict=True) if i in records]
                 for drow, irow in zip(scores, found, strict=True)]
 
-    def describe(self) -> dict:
-        """What `retrieval index stats` shows."""
-        con = self.db.connection()
-        seconds = con.execute("SELECT coalesce(sum(duration), 0) FROM clips").fetchone()[0]
-        return {"backend": "faiss", "index_kind": self.kind, "dim": self.dim, "clips": self.count(),
-                "audio_hours": round(seconds / 3600, 3), "generation": self._gen, "epoch": self._epoch,
+    def _backend_stats(self) -> dict:
+        return {"index_kind": self.kind, "dim": self.dim, "generation": self._gen, "epoch": self._epoch,
                 "data_dir": str(self.data_dir)}
 
     def close(self) -> None:
@@ -269,15 +283,3 @@ class FaissStore(VectorStore):
                 self._persist()
             self.db.close()
 
-    def __enter__(self) -> FaissStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _row(x: np.ndarray, width: int, what: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32).reshape(-1)
-    if x.shape != (width,) or not np.isfinite(x).all():
-        raise ValueError(f"{what}: expected {width} finite values, got shape {np.shape(x)}")
-    return x

@@ -2,8 +2,9 @@
 
 Layout. Each clip is one point whose id is the clip id, with two named vectors, ``audio`` (D, dot product,
 searched) and ``logits`` (527, kept on disk and not graph-indexed, read back by reproject), and the clip
-record in its payload. The collection's metadata holds the model fingerprint and the next free id. Callers
-name an alias (``settings.qdrant_collection``) that points at a physical collection ``<alias>-g<N>``;
+record in its payload. The collection's metadata holds the model spec (``model_spec``; ``fingerprint`` in
+collections made before it) and the next free id. Callers name an alias (the configured collection) that
+points at a physical collection ``<alias>-g<N>``;
 ``replace_vectors`` fills a new generation and moves the alias in one step, so a reproject is atomic for
 readers and may change the vector size.
 
@@ -23,10 +24,20 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore, check_queries
-from index.fingerprint import canonical, check_fingerprint
+from index.base import (
+    Added,
+    ClipRecord,
+    Hit,
+    NewClip,
+    SearchFilter,
+    Tag,
+    VectorStore,
+    check_queries,
+    check_store_spec,
+)
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
+from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +60,11 @@ def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
     return QdrantClient(path=str(path))
 
 
-def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, fingerprint: dict,
+def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec: ModelSpec,
                       check: bool = True) -> QdrantStore:
     client = connect(url, data_dir=data_dir)
     try:
-        return QdrantStore(client, collection=collection, fingerprint=fingerprint,
+        return QdrantStore(client, collection=collection, spec=spec,
                            local=url is None or url == MEMORY, check=check)
     except BaseException:  # a refused model: free the embedded store's folder lock now, not at exit
         client.close()
@@ -87,7 +98,9 @@ def _filter(flt: SearchFilter | None) -> qm.Filter | None:
 
 
 class QdrantStore(VectorStore):
-    def __init__(self, client: QdrantClient, *, collection: str, fingerprint: dict, local: bool,
+    backend = "qdrant"
+
+    def __init__(self, client: QdrantClient, *, collection: str, spec: ModelSpec, local: bool,
                  check: bool = True):
         """Open or create the alias `collection`. check=False accepts whatever model it was made with (to
         re-project it); otherwise a non-empty collection of another model raises CheckpointMismatch."""
@@ -99,22 +112,22 @@ class QdrantStore(VectorStore):
         self._read = self._write if local else nullcontext()
         # (position, point id) where the last list() page ended: paging in order costs O(N), not O(N^2)
         self._cursor: tuple[int, int] | None = None
-        fingerprint = canonical(fingerprint)
         if not client.collection_exists(collection):
-            self._create(self._generation_name(0), fingerprint=fingerprint)
+            self._create(self._generation_name(0), spec=spec)
             self._point_alias(self._generation_name(0))
-        self.fingerprint = canonical(self._meta()["fingerprint"])
-        if self.fingerprint == fingerprint or not check:
+        self.spec = self._stored_spec()
+        if self.spec == spec or not check:
             return
         if self.count():
-            check_fingerprint(self.fingerprint, fingerprint, where=f"Qdrant collection {collection!r}")
-        self._new_generation(fingerprint, [])  # an empty collection takes the configured model
+            check_store_spec(self.spec, spec, where=f"Qdrant collection {collection!r}")
+            return
+        self._new_generation(spec, [])  # an empty collection takes the configured model
 
     # --- layout -------------------------------------------------------------------------------------
 
-    @property
-    def dim(self) -> int:
-        return int(self.fingerprint["dim"])
+    def _stored_spec(self) -> ModelSpec:
+        meta = self._meta()
+        return ModelSpec.from_dict(meta.get("model_spec") or meta["fingerprint"])  # fingerprint: earlier
 
     def _generation_name(self, n: int) -> str:
         return f"{self.alias}-g{n}"
@@ -125,18 +138,18 @@ class QdrantStore(VectorStore):
                 return a.collection_name
         raise RetrievalError(f"Qdrant collection {self.alias!r} is not an alias made by this store")
 
-    def _create(self, name: str, *, fingerprint: dict, next_id: int = 1) -> None:
+    def _create(self, name: str, *, spec: ModelSpec, next_id: int = 1) -> None:
         vectors = {
-            AUDIO: qm.VectorParams(size=int(fingerprint["dim"]), distance=qm.Distance.DOT),
+            AUDIO: qm.VectorParams(size=int(spec.dim or 0), distance=qm.Distance.DOT),
             LOGITS: qm.VectorParams(size=N_TAGS, distance=qm.Distance.DOT, on_disk=True,
                                     hnsw_config=qm.HnswConfigDiff(m=0)),  # stored, never searched
         }
         self.client.create_collection(name, vectors_config=vectors,
-                                      metadata={"fingerprint": fingerprint, "next_id": next_id})
+                                      metadata={"model_spec": spec.to_dict(), "next_id": next_id})
         if not self.local:  # the embedded engine scans payloads and warns that indexes do nothing
             for key, kind in _PAYLOAD_INDEXES:
                 self.client.create_payload_index(name, key, kind)
-        log.info("created Qdrant collection %s (dim %d)", name, fingerprint["dim"])
+        log.info("created Qdrant collection %s (dim %d)", name, spec.dim)
 
     def _point_alias(self, target: str, *, old: str | None = None) -> None:
         ops = []
@@ -146,13 +159,13 @@ class QdrantStore(VectorStore):
                                                                        alias_name=self.alias)))
         self.client.update_collection_aliases(ops)
 
-    def _new_generation(self, fingerprint: dict, points: Iterable[qm.PointStruct]) -> None:
+    def _new_generation(self, spec: ModelSpec, points: Iterable[qm.PointStruct]) -> None:
         """Fill a new physical collection with `points`, then move the alias to it in one step."""
         old = self._target()
         target = self._generation_name(int(old.rsplit("-g", 1)[1]) + 1)
         if self.client.collection_exists(target):  # left over by an interrupted re-projection
             self.client.delete_collection(target)
-        self._create(target, fingerprint=fingerprint, next_id=self._meta().get("next_id", 1))
+        self._create(target, spec=spec, next_id=self._meta().get("next_id", 1))
         batch = []
         for point in points:
             batch.append(point)
@@ -163,7 +176,7 @@ class QdrantStore(VectorStore):
             self.client.upsert(target, batch, wait=True)
         self._point_alias(target, old=old)
         self.client.delete_collection(old)
-        self.fingerprint = fingerprint
+        self.spec = spec
 
     def _meta(self) -> dict:
         return self.client.get_collection(self.alias).config.metadata or {}
@@ -180,36 +193,19 @@ class QdrantStore(VectorStore):
 
     # --- writes -------------------------------------------------------------------------------------
 
-    def add(self, clip: NewClip, vector: np.ndarray, logits: np.ndarray) -> ClipRecord:
-        """Store one clip; content already stored (same sha256) returns the stored record unchanged."""
-        return self.add_many([clip], np.asarray(vector)[None], np.asarray(logits)[None])[0]
-
-    def add_many(self, clips: Sequence[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[ClipRecord]:
-        """Several clips in one request, vectors (N, D) and logits (N, 527); one record per clip, in order,
-        the stored one for content already stored."""
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(clips), -1)  # (N, D)
-        logits = np.asarray(logits, dtype=np.float32).reshape(len(clips), -1)  # (N, 527)
-        if vectors.shape[1] != self.dim or logits.shape[1] != N_TAGS:
-            raise ValueError(f"expected vectors (N, {self.dim}) and logits (N, {N_TAGS}), "
-                             f"got {vectors.shape} and {logits.shape}")
-        if not (np.isfinite(vectors).all() and np.isfinite(logits).all()):
-            raise ValueError("vectors and logits must be finite")
+    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
+        if not clips:
+            return []
         with self._write:
-            known = {c.sha256: r for c in clips if (r := self.get_by_sha256(c.sha256)) is not None}
-            fresh = {c.sha256: i for i, c in enumerate(clips) if c.sha256 not in known}  # last copy wins
             first = int(self._meta().get("next_id", 1))
-            if fresh:  # reserve the ids before writing, so a crash in between never hands one out twice
-                self.client.update_collection(self._target(), metadata={"next_id": first + len(fresh)})
+            # reserve the ids before writing, so a crash in between never hands one out twice
+            self.client.update_collection(self._target(), metadata={"next_id": first + len(clips)})
             now = time.time()
-            payloads = {sha: _payload(clips[i], id=first + n, added_at=now)
-                        for n, (sha, i) in enumerate(fresh.items())}
-            points = [qm.PointStruct(id=payloads[sha]["id"], payload=payloads[sha],
-                                     vector={AUDIO: vectors[i].tolist(), LOGITS: logits[i].tolist()})
-                      for sha, i in fresh.items()]
-            if points:
-                self.client.upsert(self.alias, points, wait=True)
-        known.update((sha, _record(p["id"], p)) for sha, p in payloads.items())
-        return [known[c.sha256] for c in clips]
+            payloads = [_payload(c, id=first + n, added_at=now) for n, c in enumerate(clips)]
+            points = [qm.PointStruct(id=p["id"], payload=p, vector={AUDIO: v.tolist(), LOGITS: lg.tolist()})
+                      for p, v, lg in zip(payloads, vectors, logits, strict=True)]
+            self.client.upsert(self.alias, points, wait=True)
+        return [Added(_record(p["id"], p), True) for p in payloads]
 
     def remove(self, ids: Sequence[int]) -> int:
         ids = sorted({int(i) for i in ids})
@@ -220,11 +216,10 @@ class QdrantStore(VectorStore):
                 self._cursor = None  # positions after a removed clip moved
         return len(existing)
 
-    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, fingerprint: dict) -> None:
+    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
         """Swap in a new model's vectors for the whole collection: searches go on over the old generation
         until the new one is filled, then the alias moves at once."""
-        fingerprint = canonical(fingerprint)
-        dim = int(fingerprint["dim"])
+        dim = int(spec.dim or 0)
         vectors = np.asarray(vectors, dtype=np.float32)  # (N, D')
         if vectors.shape != (len(ids), dim) or not np.isfinite(vectors).all():
             raise ValueError(f"expected ({len(ids)}, {dim}) finite vectors, got {vectors.shape}")
@@ -235,7 +230,7 @@ class QdrantStore(VectorStore):
             points = (qm.PointStruct(id=p.id, payload=p.payload,
                                      vector={AUDIO: new[p.id].tolist(), LOGITS: p.vector[LOGITS]})
                       for p in self._scroll(with_vectors=[LOGITS]))
-            self._new_generation(fingerprint, points)
+            self._new_generation(spec, points)
         log.info("re-projected %d clips into %s", len(new), self._target())
 
     # --- reads --------------------------------------------------------------------------------------
@@ -288,20 +283,21 @@ class QdrantStore(VectorStore):
             raise KeyError(f"no clips with ids {missing[:10]}")
         return np.array([points[i].vector[LOGITS] for i in ids], dtype=np.float32).reshape(len(ids), N_TAGS)
 
-    def describe(self) -> dict:
-        """What `retrieval index stats` shows (the audio hours read every clip's duration)."""
+    def ids(self) -> np.ndarray:
         with self._read:
-            seconds = sum(p.payload["duration"] for p in self._scroll(with_payload=["duration"]))
+            ids = [p.id for p in self._scroll(with_payload=False)]
+        return np.sort(np.asarray(ids, dtype=np.int64))
+
+    def total_duration(self) -> float:
+        """Seconds of audio (reads every clip's duration)."""
+        with self._read:
+            return float(sum(p.payload["duration"] for p in self._scroll(with_payload=["duration"])))
+
+    def _backend_stats(self) -> dict:
+        with self._read:
             target = self._target()
-        return {"backend": "qdrant", "collection": target, "alias": self.alias, "dim": self.dim,
-                "clips": self.count(), "audio_hours": round(seconds / 3600, 3), "embedded": self.local}
+        return {"collection": target, "alias": self.alias, "dim": self.dim, "embedded": self.local}
 
     def close(self) -> None:
         with self._write:
             self.client.close()
-
-    def __enter__(self) -> QdrantStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

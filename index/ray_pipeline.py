@@ -5,19 +5,24 @@ Parquet shards of PaSST logits.
 
 With GPUs in the cluster there is one PaSST actor per GPU; without, ``cpu_actors`` CPU actors. A shard row
 holds what the bulk loader needs to store a clip (path, name, sha256, duration, sample_rate, 527 logits) or,
-for a file that could not be decoded, the error. ``manifest.json`` beside the shards names the tagger, so the
-loader refuses logits of another one. Ray is an optional dependency (the ``ray`` extra).
+for a file that could not be decoded, the error. ``manifest.json`` beside the shards holds the tagger's
+``model_spec`` (``tagger`` in folders written before it), so the loader refuses logits of another one. The
+decode stage and the actors are the two halves of :func:`retrieval.extract.extract`. Ray is an optional
+dependency (the ``ray`` extra).
 """
 
-import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from retrieval.config import N_TAGS, PASST_ARCH, Windowing
-from retrieval.errors import AudioDecodeError, CheckpointMismatch, ModelNotFound
+from retrieval.config import N_TAGS
+from retrieval.durable import sha256_bytes, write_json_atomically
+from retrieval.errors import AudioDecodeError, ModelNotFound
+from retrieval.extract import AudioLimits, decode
+from retrieval.model_spec import PASST_FIELDS, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +36,25 @@ def read_file_list(path: Path) -> list[Path]:
     return [Path(line) for line in lines if line and not line.startswith("#")]
 
 
-def decode_row(row: dict, *, max_duration_s: float | None) -> dict:
-    """{"path"} -> the file's facts and its 32 kHz samples, or its decode error (never raises for audio)."""
-    from retrieval.audio import decode_audio
+@dataclass(frozen=True)
+class TaggerConfig:
+    """What each PaSST actor builds: weights (`random`, `official` or a path every worker sees), its spec."""
 
+    weights: str
+    spec: ModelSpec
+    batch_windows: int = 1
+    precision: str = "fp32"
+
+
+def decode_row(row: dict, *, limits: AudioLimits) -> dict:
+    """{"path"} -> the file's facts and its 32 kHz samples, or its decode error (never raises for audio)."""
     path = Path(row["path"])
     out = {"path": str(path), "name": path.name, "sha256": "", "duration": 0.0, "sample_rate": 0,
            "wave": np.zeros(0, np.float32), "error": ""}
     try:
         data = path.read_bytes()
-        out["sha256"] = hashlib.sha256(data).hexdigest()
-        audio = decode_audio(data, max_duration_s=max_duration_s, name=path.name)
+        out["sha256"] = sha256_bytes(data)
+        audio = decode(data, limits=limits, name=path.name)
     except (OSError, AudioDecodeError) as e:
         out["error"] = f"{type(e).__name__}: {e}"
         return out
@@ -52,30 +65,24 @@ def decode_row(row: dict, *, max_duration_s: float | None) -> dict:
 class PasstLogits:
     """The Ray actor: one PaSST on its device, logits for a batch of decoded clips."""
 
-    def __init__(self, weights: str, *, device: str, batch_windows: int = 1, seed: int = 0):
-        import torch
-
+    def __init__(self, config: TaggerConfig, *, device: str):
         from retrieval.tagger import PasstTagger
 
-        torch.manual_seed(seed)  # random test weights come out the same in every actor
-        self.tagger = PasstTagger.load(weights, device=device, batch_windows=batch_windows)
+        self.tagger = PasstTagger.load(config.weights, spec=config.spec, device=device,
+                                       batch_windows=config.batch_windows, precision=config.precision)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> "pa.Table":  # noqa: F821 (imported inside, Ray workers only)
         import pyarrow as pa
 
         logits = np.zeros((len(batch["path"]), N_TAGS), np.float32)  # (B, 527)
-        for i, (wave, error) in enumerate(zip(batch["wave"], batch["error"], strict=True)):
-            if not error:
-                logits[i] = self.tagger.logits(np.asarray(wave, dtype=np.float32))
+        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        waves = [np.asarray(batch["wave"][i], dtype=np.float32) for i in ok]
+        for i, windows in zip(ok, self.tagger.window_logits_many(waves), strict=True):
+            logits[i] = windows.mean()
         columns = {k: pa.array(batch[k]) for k in SHARD_COLUMNS if k != "logits"}
         # a plain fixed-size list column, so the shards read back without Ray's tensor extension type
         columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), N_TAGS)
         return pa.table(columns)
-
-
-def tagger_description() -> dict:
-    """What PasstTagger.describe() says of the tagger the actors build (default arch and windowing)."""
-    return {"passt_arch": PASST_ARCH, **Windowing().as_dict()}
 
 
 def _actor_pool(cpu_actors: int) -> dict:
@@ -88,24 +95,22 @@ def _actor_pool(cpu_actors: int) -> dict:
     return {"concurrency": cpu_actors, "num_cpus": 1, "device": "cpu"}
 
 
-def _weights_path(weights: str) -> str:
+def _check_weights(weights: str) -> None:
     from retrieval.tagger import OFFICIAL_WEIGHTS, RANDOM_WEIGHTS
 
     if weights not in (RANDOM_WEIGHTS, OFFICIAL_WEIGHTS) and not Path(weights).is_file():
         raise ModelNotFound(f"PaSST weights not found at {weights}; every Ray worker must see this path")
-    return weights
 
 
-def extract_shards(paths: list[Path], out_dir: Path, *, weights: str, batch_size: int = 16,
-                   cpu_actors: int = 1, batch_windows: int = 1,
-                   max_duration_s: float | None = None) -> dict:
+def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, batch_size: int = 16,
+                   cpu_actors: int = 1, limits: AudioLimits = AudioLimits()) -> dict:
     """Run the pipeline on an already initialised Ray; write shards + manifest into out_dir.
 
-    Returns the manifest: tagger description, weights, clip and error counts, shard file names.
+    Returns the manifest: the tagger's model spec, weights, shard file names.
     """
     import ray
 
-    weights = _weights_path(weights)
+    _check_weights(tagger.weights)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     before = set(out_dir.glob("*.parquet"))
@@ -113,27 +118,29 @@ def extract_shards(paths: list[Path], out_dir: Path, *, weights: str, batch_size
     log.info("extracting %d files with %d PaSST actor(s) on %s",
              len(paths), pool["concurrency"], pool["device"])
     ds = ray.data.from_items([{"path": str(Path(p).resolve())} for p in paths])
-    ds = ds.map(decode_row, fn_kwargs={"max_duration_s": max_duration_s})
+    ds = ds.map(decode_row, fn_kwargs={"limits": limits})
     ds = ds.map_batches(PasstLogits, batch_size=batch_size, batch_format="numpy",
                         concurrency=pool["concurrency"], num_gpus=pool.get("num_gpus"),
                         num_cpus=pool.get("num_cpus"),
-                        fn_constructor_args=(weights,),
-                        fn_constructor_kwargs={"device": pool["device"], "batch_windows": batch_windows})
+                        fn_constructor_args=(tagger,), fn_constructor_kwargs={"device": pool["device"]})
     ds.write_parquet(str(out_dir))
     shards = sorted(p.name for p in set(out_dir.glob("*.parquet")) - before)
-    manifest = _write_manifest(out_dir, shards=shards, weights=weights,
-                               tagger=tagger_description())
+    manifest = _write_manifest(out_dir, shards=shards, weights=tagger.weights, spec=tagger.spec.encoders())
     log.info("wrote %d shard(s) to %s", len(shards), out_dir)
     return manifest
 
 
-def _write_manifest(out_dir: Path, *, shards: list[str], weights: str, tagger: dict) -> dict:
+def manifest_spec(manifest: dict) -> ModelSpec:
+    """The tagger's spec a shard folder's manifest records (``tagger``: folders of the previous format)."""
+    return ModelSpec.from_dict(manifest.get("model_spec") or manifest["tagger"])
+
+
+def _write_manifest(out_dir: Path, *, shards: list[str], weights: str, spec: ModelSpec) -> dict:
     """Merge this run into the folder's manifest (a folder may hold shards of several runs, one tagger)."""
     path = out_dir / MANIFEST
-    old = json.loads(path.read_text()) if path.is_file() else {"tagger": tagger, "shards": []}
-    if old["tagger"] != tagger:
-        raise CheckpointMismatch(f"{out_dir} holds shards of tagger {old['tagger']}, not {tagger}")
-    manifest = {"tagger": tagger, "passt_weights": Path(weights).name,
+    old = json.loads(path.read_text()) if path.is_file() else {"model_spec": spec.to_dict(), "shards": []}
+    manifest_spec(old).require_match(spec, only=PASST_FIELDS, what=f"the shards in {out_dir}")
+    manifest = {"model_spec": spec.to_dict(), "passt_weights": Path(weights).name,
                 "shards": sorted(set(old["shards"]) | set(shards))}
-    path.write_text(json.dumps(manifest, indent=2))
+    write_json_atomically(path, manifest, indent=2)
     return manifest

@@ -1,24 +1,46 @@
-"""Pick the vector store the settings name. A backend is added here, behind index.base.VectorStore."""
+"""Open the vector store of a backend. A backend is added here, behind index.base.VectorStore."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 from index.base import VectorStore
-from retrieval.settings import Settings
+from retrieval.model_spec import ModelSpec
+
+BACKENDS = ("faiss", "qdrant")
 
 
-def open_store(settings: Settings, fingerprint: dict, *, check: bool = True) -> VectorStore:
-    """Open (or create) the store under settings.data_dir for vectors of the model `fingerprint`.
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where and how a collection's vectors are kept (the composition root fills it from the settings)."""
+
+    data_dir: Path
+    backend: Literal["faiss", "qdrant"] = "faiss"
+    index_kind: str = "flat"  # faiss: flat, flat16 or hnsw
+    search_threads: int = 1  # faiss: OpenMP threads per search
+    qdrant_url: str | None = None  # qdrant: a server, ":memory:", or None for embedded under data_dir
+    qdrant_collection: str = "clips"
+
+    @property
+    def name(self) -> str:
+        """Names this store among others in the same data directory (the bulk loader's ledger)."""
+        return "faiss" if self.backend == "faiss" else f"qdrant-{self.qdrant_collection}"
+
+
+def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> VectorStore:
+    """Open (or create) the store for vectors of the model `spec`.
 
     check=False accepts a store made with another model (to re-project it); otherwise a mismatch raises
     retrieval.errors.CheckpointMismatch.
     """
-    if settings.store_backend == "faiss":
+    if config.backend == "faiss":
         from index.faiss_store import FaissStore
-        from index.vector_index import set_search_threads
 
-        set_search_threads(settings.search_threads)  # process-wide: concurrent requests use the cores
-        return FaissStore(settings.data_dir, fingerprint, kind=settings.index_kind, check=check)
-    if settings.store_backend == "qdrant":
+        return FaissStore(config.data_dir, spec, kind=config.index_kind, check=check,
+                          search_threads=config.search_threads)
+    if config.backend == "qdrant":
         from index.qdrant_store import open_qdrant_store
 
-        return open_qdrant_store(url=settings.qdrant_url, data_dir=settings.data_dir,
-                                 collection=settings.qdrant_collection, fingerprint=fingerprint, check=check)
-    raise ValueError(f"store backend {settings.store_backend!r} is not available in this build")
+        return open_qdrant_store(url=config.qdrant_url, data_dir=config.data_dir,
+                                 collection=config.qdrant_collection, spec=spec, check=check)
+    raise ValueError(f"store backend {config.backend!r} is not one of {BACKENDS}")

@@ -7,11 +7,10 @@ removed ids become tombstones that searches skip through an ID selector, and the
 pile up.
 
 FAISS parallelises one search with OpenMP; for a single query that costs more than it saves (thread start-up
-and synchronisation on each call), so searches run with `set_search_threads`'s count (settings.search_threads,
-default 1, set when the store opens). OpenMP's thread count belongs to the calling thread and is shared with
-torch, so each search sets it for its own call and puts it back: adding vectors, and PaSST in the same
-thread, keep their own. The setting is process-wide: the cores are used by serving several requests at once,
-not by splitting one.
+and synchronisation on each call), so each index searches with its own `search_threads` (the store's setting,
+default 1). OpenMP's thread count belongs to the calling thread and is shared with torch, so each search sets
+it for its own call and puts it back: adding vectors, and PaSST in the same thread, keep their own. The cores
+are used by serving several requests at once, not by splitting one.
 """
 
 import contextlib
@@ -22,7 +21,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from index.files import commit_tmp, tmp_name
+from retrieval.durable import commit_tmp, tmp_name
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,6 @@ HNSW_EF_SEARCH = 256
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
 KINDS = ("flat", "flat16", "hnsw")
 REMOVABLE = ("flat", "flat16")  # kinds whose FAISS index removes ids for real
-_search_threads = 1  # OpenMP threads per search, for the whole process (set_search_threads)
 FILE_RE = re.compile(r"^(flat|flat16|hnsw)-e(\d+)-g(\d+)\.faiss$")
 
 
@@ -47,20 +45,6 @@ def _new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
     else:
         raise ValueError(f"unknown index kind {kind!r} (one of {', '.join(KINDS)})")
     return faiss.IndexIDMap2(base)
-
-
-def set_search_threads(n: int) -> None:
-    """OpenMP threads of every FAISS search in this process from now on (1: on the calling thread alone)."""
-    global _search_threads
-    if n < 1:
-        raise ValueError(f"search threads must be at least 1, not {n}")
-    if n != _search_threads:
-        log.info("FAISS searches with %d OpenMP thread(s)", n)
-    _search_threads = n
-
-
-def search_threads() -> int:
-    return _search_threads
 
 
 @contextlib.contextmanager
@@ -80,8 +64,11 @@ def _omp_threads(n: int):
 class VectorIndex:
     """Not thread-safe by itself: the store serialises mutation against searches."""
 
-    def __init__(self, dim: int, kind: str, index: faiss.IndexIDMap2 | None = None):
-        self.dim, self.kind = dim, kind
+    def __init__(self, dim: int, kind: str, index: faiss.IndexIDMap2 | None = None, *,
+                 search_threads: int = 1):
+        if search_threads < 1:
+            raise ValueError(f"search threads must be at least 1, not {search_threads}")
+        self.dim, self.kind, self.search_threads = dim, kind, search_threads
         self.index = index if index is not None else _new_index(dim, kind)
         self.dead: set[int] = set()  # HNSW tombstones
 
@@ -130,7 +117,7 @@ class VectorIndex:
             selector = None
         if selector is not None:
             params.sel = selector
-        with _omp_threads(_search_threads):
+        with _omp_threads(self.search_threads):
             return self.index.search(xq, k, params=params)
 
 
@@ -148,7 +135,7 @@ def newest_file(folder: Path, *, kind: str, epoch: int, generation: int) -> Path
     return best
 
 
-def load(path: Path, *, dim: int, kind: str) -> VectorIndex | None:
+def load(path: Path, *, dim: int, kind: str, search_threads: int = 1) -> VectorIndex | None:
     """The index in `path`, or None when it is unreadable or not what is expected (it is then rebuilt)."""
     try:
         index = faiss.read_index(str(path))
@@ -158,7 +145,7 @@ def load(path: Path, *, dim: int, kind: str) -> VectorIndex | None:
     if not isinstance(index, faiss.IndexIDMap2) or index.d != dim:
         log.warning("ignoring index file %s: not a %d-d id-mapped index", path, dim)
         return None
-    return VectorIndex(dim, kind, index)
+    return VectorIndex(dim, kind, index, search_threads=search_threads)
 
 
 def write_atomically(vi: VectorIndex, path: Path) -> None:

@@ -10,6 +10,9 @@ PASST_URL = (
     "https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt"
 )
 PASST_FILENAME = "passt-s-f128-p16-s10-ap.476-swa.pt"
+# upstream publishes no checksum; several independent projects pinning this release asset publish these
+PASST_SHA256 = "302903fa8c4aee817b11dc982da0b29aaf8d11a3e722420476d0a12c9db70c2c"
+PASST_SIZE = 344_665_734
 
 MPNET_ID = "sentence-transformers/all-mpnet-base-v2"
 MPNET_REVISION = "e8c3b32edf5434bc2275fc9bab85f82640a19130"

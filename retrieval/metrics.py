@@ -7,6 +7,7 @@ placed after every clip that scores strictly higher and after tied clips with a 
 import numpy as np
 
 KS = (1, 5, 10)
+METRIC_NAMES = (*(f"R@{k}" for k in KS), "mAP@10")  # in the order every table shows them
 
 
 def ranks_from_scores(S: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -1,31 +1,36 @@
-"""The frozen PaSST AudioSet tagger: audio in, 527 pre-sigmoid logits out (hear21passt's scheme).
+"""The frozen PaSST AudioSet tagger: audio in, 527 pre-sigmoid logits per window out (hear21passt's scheme).
 
 Clips up to one window take one forward pass on the raw samples; longer clips are reflect-padded by half a
-window on each side, cut into windows every hop, and the logits are averaged over windows, exactly as
-hear21passt's ``get_scene_embeddings``. ``batch_windows`` > 1 runs several windows in one forward pass; the
-tests hold it to hear21passt's loop within 1e-5.
+window on each side and cut into windows every hop, exactly as hear21passt's ``get_scene_embeddings``; the
+clip's logits are the mean over its windows. ``batch_windows`` > 1 runs several windows in one forward pass,
+windows of several clips together (:meth:`PasstTagger.window_logits_many`); the tests hold every path to
+hear21passt's loop within 1e-5.
+
+Attention runs through ``scaled_dot_product_attention`` on the instances this module builds (exact, faster;
+see :mod:`retrieval.passt_runtime`); ``precision`` ``bf16`` (or ``fp16`` on CUDA) is an opt-in autocast.
 """
 
-import contextlib
-import io
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retrieval.config import N_TAGS, PASST_ARCH, SAMPLE_RATE, Windowing
+from retrieval.config import N_TAGS
 from retrieval.device import resolve_device
 from retrieval.errors import CheckpointMismatch, ModelNotFound
+from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
+from retrieval.passt_runtime import precision_context, quiet_stdout, use_sdpa_attention
+from retrieval.windows import WindowLogits, window_spans
 
 log = logging.getLogger(__name__)
 
 # PaSST's patch embedding needs 16 STFT frames of hop 320: shorter clips cannot go through hear21passt at
 # all, so they are zero-padded up to this length (the only place we differ from it).
 MIN_SAMPLES = 16 * 320
-RANDOM_WEIGHTS = "random"
 OFFICIAL_WEIGHTS = "official"
 RANDOM_SEED = 0
 
@@ -35,21 +40,12 @@ warnings.filterwarnings("ignore", category=FutureWarning, module="hear21passt")
 warnings.filterwarnings("ignore", message="stft with return_complex=False", category=UserWarning)
 
 
-@contextlib.contextmanager
-def _quiet():
-    """hear21passt prints model summaries and shapes to stdout; send them to the debug log instead."""
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        yield
-    if buf.getvalue().strip():
-        log.debug("hear21passt: %s", buf.getvalue().strip()[:2000])
-
-
-def build_passt(weights: str | Path, *, arch: str = PASST_ARCH, windowing: Windowing = Windowing()):
-    """Build hear21passt's ``PasstBasicWrapper`` in logits mode.
+def build_passt(weights: str | Path, *, spec: ModelSpec = ModelSpec()):
+    """Build hear21passt's ``PasstBasicWrapper`` in logits mode, with the architecture and windowing of
+    `spec`.
 
     ``weights`` is a local checkpoint path, ``"official"`` (download from the URL hear21passt uses) or
-    ``"random"`` (untrained weights, for tests only).
+    ``"random"`` (untrained weights, the same in every process, for tests only).
     """
     local = str(weights) not in (OFFICIAL_WEIGHTS, RANDOM_WEIGHTS)
     if local and not Path(weights).is_file():  # before the slow imports: a missing file fails at once
@@ -58,46 +54,54 @@ def build_passt(weights: str | Path, *, arch: str = PASST_ARCH, windowing: Windo
     from hear21passt.models.preprocess import AugmentMelSTFT
     from hear21passt.wrapper import PasstBasicWrapper
 
-    with _quiet():
-        mel = AugmentMelSTFT(n_mels=128, sr=SAMPLE_RATE, win_length=800, hopsize=320, n_fft=1024, freqm=48,
-                             timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
+    with quiet_stdout():
+        mel = AugmentMelSTFT(n_mels=128, sr=spec.sample_rate, win_length=800, hopsize=320, n_fft=1024,
+                             freqm=48, timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
                              fmax_aug_range=2000)
         with torch.random.fork_rng(devices=[]):
             # random weights are the same in every process, so a restarted service matches its index
             torch.manual_seed(RANDOM_SEED)
-            net = get_model(arch=arch, pretrained=str(weights) == OFFICIAL_WEIGHTS)
+            net = get_model(arch=spec.passt_arch, pretrained=str(weights) == OFFICIAL_WEIGHTS)
     if local:
         path = Path(weights)
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             net.load_state_dict(checkpoint_filter_fn(state, net), strict=True)
         except Exception as e:  # unpickling, missing keys, wrong shapes: all mean "not this model's weights"
-            raise CheckpointMismatch(f"{path} is not a {arch} checkpoint: {str(e)[:300]}") from e
+            raise CheckpointMismatch(f"{path} is not a {spec.passt_arch} checkpoint: {str(e)[:300]}") from e
     wrapper = PasstBasicWrapper(mel=mel, net=net, mode="logits",
-                                max_model_window=int(windowing.window_s * 1000),
-                                scene_hop=int(windowing.hop_s * 1000))
+                                max_model_window=int(spec.window_s * 1000),
+                                scene_hop=int(spec.hop_s * 1000))
     return wrapper.eval()
 
 
 class PasstTagger:
-    """Logits for whole clips, on CPU or CUDA, with hear21passt's windowing."""
+    """Logits per window for whole clips, on CPU or CUDA, with hear21passt's windowing.
 
-    def __init__(self, model: torch.nn.Module, *, arch: str = PASST_ARCH, windowing: Windowing = Windowing(),
-                 device: str = "auto", batch_windows: int = 1):
+    `spec` says which PaSST this is (architecture, windowing, weights identity): what stores and feature
+    files record of the logits it makes.
+    """
+
+    def __init__(self, model: torch.nn.Module, *, spec: ModelSpec = ModelSpec(passt_weights=RANDOM_WEIGHTS),
+                 device: str = "auto", batch_windows: int = 1, precision: str = "fp32", sdpa: bool = True):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        self.arch = arch
-        self.windowing = windowing
+        if sdpa:
+            use_sdpa_attention(self.model)
+        self.spec = spec.encoders()
+        self.windowing = spec.windowing
         self.batch_windows = max(1, batch_windows)
+        self.precision = precision
+        with precision_context(precision, self.device):  # an unknown precision fails here, not later
+            pass
 
     @classmethod
-    def load(cls, weights: str | Path, *, arch: str = PASST_ARCH, windowing: Windowing = Windowing(),
-             device: str = "auto", batch_windows: int = 1) -> "PasstTagger":
-        model = build_passt(weights, arch=arch, windowing=windowing)
-        return cls(model, arch=arch, windowing=windowing, device=device, batch_windows=batch_windows)
-
-    def describe(self) -> dict:
-        return {"passt_arch": self.arch, **self.windowing.as_dict()}
+    def load(cls, weights: str | Path, *, spec: ModelSpec = ModelSpec(), device: str = "auto",
+             batch_windows: int = 1, precision: str = "fp32") -> "PasstTagger":
+        if str(weights) == RANDOM_WEIGHTS and spec.passt_weights is None:
+            spec = replace(spec, passt_weights=RANDOM_WEIGHTS)
+        model = build_passt(weights, spec=spec)
+        return cls(model, spec=spec, device=device, batch_windows=batch_windows, precision=precision)
 
     def windows(self, wave: np.ndarray) -> torch.Tensor:
         """(n,) samples -> (W, L) model inputs, as hear21passt cuts them."""
@@ -110,13 +114,30 @@ class PasstTagger:
         padded = F.pad(x.view(1, 1, -1), (w.pad, w.pad), mode="reflect").view(-1)
         return padded.unfold(0, w.window, w.hop)  # (W, window)
 
-    @torch.inference_mode()
+    def window_logits(self, wave: np.ndarray) -> WindowLogits:
+        """(n,) float32 at 32 kHz -> the (W, 527) logits of its windows, with their times."""
+        return self.window_logits_many([wave])[0]
+
     def logits(self, wave: np.ndarray) -> np.ndarray:
         """(n,) float32 at 32 kHz -> (527,) mean logits over windows."""
-        segments = self.windows(wave)
-        total = torch.zeros(N_TAGS, dtype=torch.float64)
-        with _quiet():
-            for chunk in segments.split(self.batch_windows):
-                out = self.model(chunk.to(self.device))  # (b, 527)
-                total += out.double().sum(0).cpu()
-        return (total / segments.shape[0]).float().numpy()
+        return self.window_logits(wave).mean()
+
+    @torch.inference_mode()
+    def window_logits_many(self, waves: list[np.ndarray]) -> list[WindowLogits]:
+        """Several clips at once: each forward pass holds up to `batch_windows` windows of any of them
+        (windows of one length go together: a clip of up to one window is its own length)."""
+        cut = [self.windows(w) for w in waves]
+        out = [np.empty((c.shape[0], N_TAGS), np.float32) for c in cut]
+        by_length: dict[int, list[tuple[int, int]]] = {}  # window length -> [(clip, window)]
+        for i, c in enumerate(cut):
+            by_length.setdefault(c.shape[1], []).extend((i, j) for j in range(c.shape[0]))
+        for pairs in by_length.values():
+            for start in range(0, len(pairs), self.batch_windows):
+                chunk = pairs[start:start + self.batch_windows]
+                x = torch.stack([cut[i][j] for i, j in chunk]).to(self.device)  # (b, L)
+                with quiet_stdout(), precision_context(self.precision, self.device):
+                    y = self.model(x).float().cpu().numpy()  # (b, 527)
+                for (i, j), row in zip(chunk, y, strict=True):
+                    out[i][j] = row
+        spans = [window_spans(len(w), self.windowing) for w in waves]
+        return [WindowLogits(logits=lg, starts=s, ends=e) for lg, (s, e) in zip(out, spans, strict=True)]

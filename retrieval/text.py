@@ -1,5 +1,6 @@
 """The frozen sentence-transformer text encoder and the caption cleaning of the author's recipe."""
 
+import json
 import logging
 import re
 import string
@@ -50,6 +51,17 @@ def clean_caption(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+MANIFEST = "retrieval-model.json"  # written by `retrieval models fetch` into the model's folder
+
+
+def read_identity(folder: Path, default_id: str) -> tuple[str, str | None]:
+    """(model id, revision) of an installed model folder, from its manifest; without one the model is
+    named `default_id` and its revision is unknown."""
+    manifest = Path(folder) / MANIFEST
+    meta = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return meta.get("model_id", default_id), meta.get("revision")
+
+
 class TextEncoder:
     """A sentence-transformers model giving L2-normalised sentence embeddings (mean pooling)."""
 
@@ -58,6 +70,7 @@ class TextEncoder:
         self.model_id = model_id
         self.revision = revision
         self.dim = int(model.get_embedding_dimension())
+        self.precision = "fp32"
 
     @classmethod
     def load(cls, path_or_id: str | Path, *, model_id: str | None = None, revision: str | None = None,
@@ -75,9 +88,6 @@ class TextEncoder:
         model = SentenceTransformer(source, revision=None if local.is_dir() else revision,
                                     device=str(resolve_device(device)), local_files_only=not allow_download)
         return cls(model, model_id=model_id or str(path_or_id), revision=revision)
-
-    def describe(self) -> dict:
-        return {"text_model": self.model_id, "text_model_revision": self.revision, "dim": self.dim}
 
     def encode(self, sentences: list[str], *, batch_size: int = 64, clean: bool = True,
                progress: bool = False) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval.durable import atomic_path, write_json_atomically
 from retrieval.errors import ModelNotFound, RetrievalError
 from retrieval.text import clean_caption
 
@@ -89,16 +90,14 @@ def export_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
     sample = st.tokenizer(["a dog barks", "rain falls on a tin roof while a man whistles"], padding=True,
                           return_tensors="pt")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".tmp")
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
             "embedding": {0: "batch"}}
     log.info("exporting %s to ONNX at %s", model_dir, out_path)
-    with torch.inference_mode(False), torch.no_grad():
+    with atomic_path(out_path) as tmp, torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(module, (sample["input_ids"], sample["attention_mask"]), str(tmp),
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)
-    tmp.replace(out_path)
-    _stamp_path(out_path).write_text(json.dumps(stamp, sort_keys=True))
+    write_json_atomically(_stamp_path(out_path), stamp, indent=None)
     return out_path
 
 
@@ -125,9 +124,8 @@ def quantize_int8(fp32_path: Path, out_path: Path) -> Path:
     quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_path)), bits=8, block_size=INT8_BLOCK,
                                      is_symmetric=True, accuracy_level=4)
     quantizer.process()
-    tmp = out_path.with_suffix(".tmp")
-    quantizer.model.save_model_to_file(str(tmp), use_external_data_format=False)
-    tmp.replace(out_path)
+    with atomic_path(out_path) as tmp:
+        quantizer.model.save_model_to_file(str(tmp), use_external_data_format=False)
     return out_path
 
 
@@ -140,7 +138,7 @@ def ensure_int8(model_dir: Path, fp32_path: Path) -> Path:
     if not (out.is_file() and note.is_file() and json.loads(note.read_text()) == stamp):
         log.info("quantizing %s to weight-only int8", fp32_path)
         quantize_int8(fp32_path, out)
-        note.write_text(json.dumps(stamp, sort_keys=True))
+        write_json_atomically(note, stamp, indent=None)
     return out
 
 
@@ -206,9 +204,6 @@ class OnnxTextEncoder:
         return cls(session, tokenizer, model_id=model_id or str(path), revision=revision, dim=dim,
                    max_seq_length=_max_seq_length(model_dir, tokenizer), cache_size=cache_size,
                    precision=precision)
-
-    def describe(self) -> dict:
-        return {"text_model": self.model_id, "text_model_revision": self.revision, "dim": self.dim}
 
     def _run(self, sentences: list[str]) -> np.ndarray:
         """(b,) sentences -> (b, D) through the tokenizer and the session."""

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from retrieval.checkpoint import Checkpoint, load_checkpoint, zero_shot
-from retrieval.errors import CheckpointMismatch
 from retrieval.head import RetrievalHead
 from retrieval.metrics import ranks_from_scores, retrieval_metrics
+from retrieval.model_spec import ENCODER_FIELDS
 from training.datasets import DatasetError, read_clotho_captions, read_csv_rows
 from training.features import FeatureSet
 
@@ -48,11 +48,8 @@ def metrics_of(S: np.ndarray, fs: FeatureSet) -> dict[str, float]:
 
 def check_checkpoint_fits(ckpt: Checkpoint, fs: FeatureSet, *, name: str = "checkpoint") -> None:
     """Refuse a head made with other models than the feature file's."""
-    cfg = ckpt.config
-    have = {"text_model": cfg.text_model, "text_model_revision": cfg.text_model_revision, "dim": cfg.dim,
-            "passt_arch": cfg.passt_arch, "windowing": cfg.windowing}
-    if have != fs.models():
-        raise CheckpointMismatch(f"{name} was made with {have}, but the features with {fs.models()}")
+    ckpt.spec.require_match(fs.spec, only=ENCODER_FIELDS, what=name,
+                            fix="evaluate it on features made with the models it was trained on")
 
 
 def load_heads(paths: list[Path], fs: FeatureSet) -> list[RetrievalHead]:
@@ -66,7 +63,7 @@ def load_heads(paths: list[Path], fs: FeatureSet) -> list[RetrievalHead]:
 
 def zero_shot_head(fs: FeatureSet) -> RetrievalHead:
     """lam = 0 from the feature file's own tag-name embeddings: nothing trained."""
-    return zero_shot(torch.from_numpy(fs.tag_text), fs.head_config(lam=0.0)).head
+    return zero_shot(torch.from_numpy(fs.tag_text), fs.spec).head
 
 
 def top_clips(S: np.ndarray, k: int = TOP_K) -> np.ndarray:

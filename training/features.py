@@ -8,8 +8,10 @@ A feature file ``NAME.safetensors`` holds four tensors:
     tag_text      (527, D) float32   embeddings of the AudioSet names from the same text model, as is
 
 and its sidecar ``NAME.json`` says what they are: ``format``, ``dataset``, ``split``, ``clips`` (N file
-names), ``captions`` (M raw captions), ``text_model``, ``text_model_revision``, ``dim``, ``passt_arch`` and
-``windowing``. Training and evaluation need nothing else, so users can also write such files themselves.
+names), ``captions`` (M raw captions) and ``model_spec`` (:class:`retrieval.model_spec.ModelSpec` of the
+PaSST and text models; sidecars written before it hold ``text_model``, ``text_model_revision``, ``dim``,
+``passt_arch`` and ``windowing`` instead, and still open). Training and evaluation need nothing else, so
+users can also write such files themselves.
 """
 
 import json
@@ -22,15 +24,18 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from tqdm import tqdm
 
-from retrieval.checkpoint import HeadConfig
-from retrieval.config import DEFAULT_LAMBDA, N_TAGS
-from retrieval.errors import CheckpointMismatch, RetrievalError
+from retrieval.config import N_TAGS
+from retrieval.contracts import SentenceEncoder, Tagger
+from retrieval.durable import atomic_path, write_json_atomically
+from retrieval.errors import RetrievalError
+from retrieval.extract import AudioLimits, extract
+from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ModelSpec
 
 log = logging.getLogger(__name__)
 
 FORMAT = "retrieval-features/1"
 TENSORS = ("logits", "text", "caption_clip", "tag_text")
-MODEL_KEYS = ("text_model", "text_model_revision", "dim", "passt_arch", "windowing")
+LEGACY_MODEL_KEYS = ("text_model", "text_model_revision", "dim", "passt_arch", "windowing")
 
 
 class FeatureFileError(RetrievalError):
@@ -53,17 +58,19 @@ class FeatureSet:
     def captions(self) -> list[str]:
         return self.meta["captions"]
 
-    def models(self) -> dict:
+    @property
+    def spec(self) -> ModelSpec:
         """The models that produced these features; two files must agree on them to be used together."""
-        return {k: self.meta[k] for k in MODEL_KEYS}
-
-    def head_config(self, lam: float = DEFAULT_LAMBDA) -> HeadConfig:
-        return HeadConfig(lam=lam, n_tags=N_TAGS, **self.models())
+        return ModelSpec.from_dict(self.meta.get("model_spec") or self.meta).encoders()
 
     def check(self) -> None:
         """Raise :class:`FeatureFileError` unless shapes, dtypes and sidecar agree."""
+        legacy = "model_spec" not in self.meta
+        missing = [k for k in LEGACY_MODEL_KEYS if k not in self.meta] if legacy else []
+        if missing or self.meta.get("format") != FORMAT:
+            raise FeatureFileError(f"the sidecar must be {FORMAT} with its model_spec; lacks {missing}")
         n, m = len(self.meta.get("clips", [])), len(self.meta.get("captions", []))
-        d = self.meta.get("dim")
+        d = self.spec.dim
         want = {"logits": ((n, N_TAGS), np.float32), "text": ((m, d), np.float32),
                 "caption_clip": ((m,), np.int64), "tag_text": ((N_TAGS, d), np.float32)}
         for name, (shape, dtype) in want.items():
@@ -73,9 +80,6 @@ class FeatureSet:
                                        f"{m} captions of dim {d}, got {arr.shape} {arr.dtype}")
         if m and (self.caption_clip.min() < 0 or self.caption_clip.max() >= n):
             raise FeatureFileError(f"caption_clip must index the {n} clips")
-        missing = [k for k in ("format", *MODEL_KEYS) if k not in self.meta]
-        if missing or self.meta["format"] != FORMAT:
-            raise FeatureFileError(f"the sidecar must be {FORMAT} with {MODEL_KEYS}; lacks {missing}")
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -83,16 +87,11 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def save_features(path: str | Path, fs: FeatureSet) -> None:
-    """Write the tensors and the sidecar, each atomically (checked first: a bad set writes nothing)."""
+    """Write the tensors and the sidecar, each durably (checked first: a bad set writes nothing)."""
     fs.check()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(getattr(fs, k)) for k in TENSORS}, str(tmp))
-    tmp.replace(path)
-    side, side_tmp = sidecar_path(path), sidecar_path(path).with_suffix(".json.tmp")
-    side_tmp.write_text(json.dumps(fs.meta, ensure_ascii=False, indent=1))
-    side_tmp.replace(side)
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(getattr(fs, k)) for k in TENSORS}, str(tmp))
+    write_json_atomically(sidecar_path(path), fs.meta)
 
 
 def load_features(path: str | Path) -> FeatureSet:
@@ -114,79 +113,69 @@ def load_features(path: str | Path) -> FeatureSet:
 
 
 def check_same_models(a: FeatureSet, b: FeatureSet) -> None:
-    if a.models() != b.models():
-        raise CheckpointMismatch(f"feature files made with different models: {a.models()} vs {b.models()}")
+    a.spec.require_match(b.spec, only=ENCODER_FIELDS, what="one of the feature files",
+                         fix="make both with the same PaSST and text model")
 
 
 def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial.npz")
 
 
-def load_partial(path: Path, *, tagger_desc: dict) -> dict[str, np.ndarray]:
+def load_partial(path: Path, *, spec: ModelSpec) -> dict[str, np.ndarray]:
     """Logits already computed by an interrupted run with the same tagger: file name -> (527,)."""
     if not path.is_file():
         return {}
     with np.load(path, allow_pickle=False) as z:
-        if json.loads(str(z["tagger"])) != tagger_desc:
-            raise CheckpointMismatch(f"{path} was made with another tagger; delete it to start again")
+        ModelSpec.from_dict(json.loads(str(z["tagger"]))).require_match(
+            spec, only=PASST_FIELDS, what=str(path), fix="delete it to start again")
         return dict(zip(z["names"].tolist(), z["logits"], strict=True))
 
 
-def save_partial(path: Path, done: dict[str, np.ndarray], *, tagger_desc: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def save_partial(path: Path, done: dict[str, np.ndarray], *, spec: ModelSpec) -> None:
     logits = np.stack(list(done.values())) if done else np.zeros((0, N_TAGS), np.float32)
-    with open(tmp, "wb") as f:
-        np.savez(f, names=np.array(list(done), dtype=str), logits=logits, tagger=json.dumps(tagger_desc))
-    tmp.replace(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, names=np.array(list(done), dtype=str), logits=logits, tagger=json.dumps(spec.to_dict()))
 
 
-def clip_logits(clips, *, tagger, out: Path, checkpoint_every: int = 50,
-                max_duration_s: float | None = None) -> np.ndarray:
+def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
+                limits: AudioLimits = AudioLimits()) -> np.ndarray:
     """(N, 527) logits of the clips, resuming from and saving to ``out``'s partial file."""
-    from retrieval.audio import decode_audio
-
-    partial, desc = partial_path(out), tagger.describe()
-    done = load_partial(partial, tagger_desc=desc)
+    partial, spec = partial_path(out), tagger.spec
+    done = load_partial(partial, spec=spec)
     todo = [c for c in clips if c.file_name not in done]
     if done:
         log.info("resuming: %d of %d clips already have logits in %s",
                  len(clips) - len(todo), len(clips), partial)
     try:
         for i, clip in enumerate(tqdm(todo, desc="PaSST logits", unit="clip", dynamic_ncols=True), start=1):
-            wave = decode_audio(clip.path, max_duration_s=max_duration_s, name=clip.file_name).wave
-            done[clip.file_name] = tagger.logits(wave)  # (527,)
+            done[clip.file_name] = extract(clip.path, tagger, limits=limits, name=clip.file_name).logits
             if i % checkpoint_every == 0:
-                save_partial(partial, done, tagger_desc=desc)
+                save_partial(partial, done, spec=spec)
     finally:  # an interrupt or a bad file keeps what was computed
         if todo:
-            save_partial(partial, done, tagger_desc=desc)
+            save_partial(partial, done, spec=spec)
     return np.stack([done[c.file_name] for c in clips]).astype(np.float32)  # (N, 527)
 
 
-def extract_features(clips, *, tagger, text, out: str | Path, dataset: str, split: str,
-                     checkpoint_every: int = 50, max_duration_s: float | None = None) -> FeatureSet:
+def extract_features(clips, *, tagger: Tagger, text: SentenceEncoder, out: str | Path, dataset: str,
+                     split: str, checkpoint_every: int = 50,
+                     limits: AudioLimits = AudioLimits()) -> FeatureSet:
     """PaSST logits of every clip, embeddings of every cleaned caption and of the tag names, to ``out``."""
-    from retrieval.pipeline import tag_text_embeddings
+    from retrieval.pipeline import tag_text_embeddings, text_spec
 
     out = Path(out)
     if not clips:
         raise FeatureFileError("no clips to extract features from")
     out.parent.mkdir(parents=True, exist_ok=True)
-    logits = clip_logits(clips, tagger=tagger, out=out, checkpoint_every=checkpoint_every,
-                         max_duration_s=max_duration_s)
+    logits = clip_logits(clips, tagger=tagger, out=out, checkpoint_every=checkpoint_every, limits=limits)
     captions = [cap for c in clips for cap in c.captions]
     caption_clip = np.repeat(np.arange(len(clips)), [len(c.captions) for c in clips]).astype(np.int64)  # (M,)
     log.info("encoding %d captions and %d tag names", len(captions), N_TAGS)
     meta = {"format": FORMAT, "dataset": dataset, "split": split, "clips": [c.file_name for c in clips],
-            "captions": captions, **text.describe(), **tagger_models(tagger)}
+            "captions": captions, "model_spec": text_spec(tagger.spec, text).to_dict()}
     fs = FeatureSet(logits=logits, text=text.encode(captions, clean=True, progress=len(captions) > 1000),
                     caption_clip=caption_clip, tag_text=tag_text_embeddings(text).numpy(), meta=meta)
     save_features(out, fs)
     partial_path(out).unlink(missing_ok=True)
     log.info("wrote %s: %d clips, %d captions", out, len(clips), len(captions))
     return fs
-
-
-def tagger_models(tagger) -> dict:
-    desc = dict(tagger.describe())
-    return {"passt_arch": desc.pop("passt_arch"), "windowing": desc}

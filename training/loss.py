@@ -13,7 +13,8 @@ clip, j = k is allowed; a pair whose whole batch is its own clip has no impostor
 
 import torch
 
-MARGIN = 0.4
+from training.config import MARGIN
+
 NO_IMPOSTOR = -1
 
 

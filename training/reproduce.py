@@ -10,20 +10,21 @@
        models over the seeds; the zero-shot model (lam 0) is scored as well, for reference.
 """
 
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from retrieval.durable import write_json_atomically
+from retrieval.metrics import METRIC_NAMES
+from training.config import Recipe, TrainConfig
 from training.datasets import read_dataset
 from training.evaluate import ensemble_similarity, load_heads, metrics_of, write_submission, zero_shot_head
 from training.features import FeatureSet, extract_features, load_features
-from training.trainer import TrainConfig, train
+from training.trainer import train
 
 log = logging.getLogger(__name__)
 
-METRICS = ("R@1", "R@5", "R@10", "mAP@10")
 # Table 1 of the paper, Clotho evaluation split (METHOD.md)
 PAPER = {
     "challenge baseline (CRNN + Word2Vec)": {"R@1": 0.03, "R@5": 0.11, "R@10": 0.19, "mAP@10": 0.07},
@@ -34,15 +35,6 @@ PAPER = {
     "AudioCaps only": {"mAP@10": 0.1850},
 }
 ZERO_SHOT_ROW = "zero-shot, lam 0 (ours)"
-
-
-@dataclass
-class Recipe:
-    seeds: tuple[int, ...] = (0, 1)
-    clotho_epochs: int = 30
-    audiocaps_epochs: int = 100
-    base: TrainConfig = field(default_factory=TrainConfig)  # batch, lr, scheduler... of every run
-    skip_missing: bool = True  # AudioCaps clips whose video is gone are left out
 
 
 @dataclass
@@ -137,21 +129,21 @@ def reproduce(*, clotho: Path, audiocaps: Path | None, out: Path, models: Callab
         feats["audiocaps"] = feature_file(out, "audiocaps", "train", root=audiocaps, models=models_once,
                                           skip_missing=recipe.skip_missing)
     rows = score_all(train_all(recipe, feats, out), feats["evaluation"], out)
-    (out / "results.json").write_text(json.dumps([r.__dict__ for r in rows], indent=1))
+    write_json_atomically(out / "results.json", [r.__dict__ for r in rows])
     return rows
 
 
 def format_table(rows: list[Row]) -> str:
     """Markdown table: ours on Clotho evaluation, the paper's number in brackets."""
-    lines = ["| system (Clotho evaluation; the paper's in brackets) | " + " | ".join(METRICS) + " |",
-             "|---" * (1 + len(METRICS)) + "|"]
+    lines = ["| system (Clotho evaluation; the paper's in brackets) | " + " | ".join(METRIC_NAMES) + " |",
+             "|---" * (1 + len(METRIC_NAMES)) + "|"]
     shown = {r.system for r in rows}
     for r in rows:
         cells = [f"{r.ours[m]:.4f}" + (f" ({r.paper[m]:.4f})" if r.paper and m in r.paper else "")
-                 for m in METRICS]
+                 for m in METRIC_NAMES]
         lines.append(f"| {r.system} | " + " | ".join(cells) + " |")
     for name, paper in PAPER.items():
         if name not in shown:
             lines.append(f"| {name} (paper only) | " + " | ".join(
-                f"({paper[m]:.4f})" if m in paper else "" for m in METRICS) + " |")
+                f"({paper[m]:.4f})" if m in paper else "" for m in METRIC_NAMES) + " |")
     return "\n".join(lines)

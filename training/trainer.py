@@ -15,42 +15,19 @@ from pathlib import Path
 import torch
 
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from retrieval.config import DEFAULT_LAMBDA
 from retrieval.device import resolve_device
 from retrieval.head import RetrievalHead
+from retrieval.metrics import METRIC_NAMES
+from training.config import TrainConfig
 from training.evaluate import check_checkpoint_fits, metrics_of, similarity
 from training.features import FeatureSet, check_same_models
-from training.loss import MARGIN, sample_impostors, triplet_loss
+from training.loss import sample_impostors, triplet_loss
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "head.safetensors"
 RUN_LOG = "train_log.jsonl"
 VAL_SEED = 1234  # the validation loss uses the same batches and impostors every epoch
-
-
-@dataclass
-class TrainConfig:
-    """The paper's values by default; ``AUTHOR_CODE`` holds those of the author's published code."""
-
-    batch_size: int = 128
-    epochs: int = 30
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    margin: float = MARGIN
-    lam: float = DEFAULT_LAMBDA
-    plateau_factor: float = 0.5  # ReduceLROnPlateau on the validation loss
-    plateau_patience: int = 5
-    plateau_threshold: float = 1e-4
-    plateau_threshold_mode: str = "rel"
-    seed: int = 0
-    init: Path | None = None  # start from this checkpoint (AudioCaps -> Clotho)
-    init_optimizer: bool = False  # and carry its Adam moments (the learning rate restarts at `lr`)
-    device: str = "cpu"
-
-
-AUTHOR_CODE = {"batch_size": 32, "plateau_factor": 0.1, "plateau_threshold": 0.01,
-               "plateau_threshold_mode": "abs"}
 
 
 @dataclass
@@ -97,8 +74,8 @@ def start_from(path: Path, *, head: RetrievalHead, optimizer: torch.optim.Optimi
     """Load a checkpoint's weights (and, if asked, its optimiser state) into the head."""
     ckpt = load_checkpoint(path)
     check_checkpoint_fits(ckpt, fs, name=str(path))
-    if ckpt.config.lam != cfg.lam:
-        log.warning("%s was trained with lam %.2f; continuing with lam %.2f", path, ckpt.config.lam, cfg.lam)
+    if ckpt.head.lam != cfg.lam:
+        log.warning("%s was trained with lam %.2f; continuing with lam %.2f", path, ckpt.head.lam, cfg.lam)
     head.load_state_dict(ckpt.head.state_dict())
     if cfg.init_optimizer:
         state = torch.load(optimizer_path(path), map_location="cpu", weights_only=True)
@@ -159,8 +136,8 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
         if is_best:
             best = record
             metrics = {"split": val_fs.meta.get("split"), "epoch": epoch, "seed": cfg.seed,
-                       **{k: val[k] for k in ("R@1", "R@5", "R@10", "mAP@10", "loss")}}
-            save_checkpoint(ckpt_path, Checkpoint(head, train_fs.head_config(lam=cfg.lam), metrics))
+                       **{k: val[k] for k in (*METRIC_NAMES, "loss")}}
+            save_checkpoint(ckpt_path, Checkpoint(head, train_fs.spec, metrics))
             torch.save(optimizer.state_dict(), optimizer_path(ckpt_path))
         history.append(record)
         log_epoch(record, cfg.epochs, best=is_best, elapsed=time.monotonic() - t0, run_log=run_log)

@@ -5,7 +5,6 @@ from fastapi.concurrency import run_in_threadpool
 
 from app.deps import CollectionDep, RetrieverDep, SettingsDep
 from app.schemas import AccessInfo, ErrorOut, Liveness, ModelInfo, Readiness
-from retrieval.checkpoint import ZERO_SHOT
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -19,11 +18,11 @@ async def live() -> Liveness:
 @router.get("/ready", summary="Models and index are loaded; which model is serving",
             responses={503: {"model": ErrorOut, "description": "still loading"}},
             description="200 once the PaSST tagger, the text encoder, the head and the index are loaded, "
-                        "with the model's fingerprint (`zero-shot` without a trained checkpoint), the number "
-                        "of clips and the access rules. Never needs a key.")
+                        "with the model's spec and id (head `zero-shot` without a trained checkpoint), the "
+                        "number of clips and the access rules. Never needs a key.")
 async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: SettingsDep) -> Readiness:
-    kind = "zero-shot" if retriever.ckpt.fingerprint == ZERO_SHOT else "checkpoint"
-    model = ModelInfo(kind=kind, fingerprint_id=retriever.fingerprint_id, fingerprint=retriever.fingerprint)
+    kind = "zero-shot" if retriever.spec.zero_shot else "checkpoint"
+    model = ModelInfo(kind=kind, id=retriever.spec.id, spec=retriever.spec.to_dict())
     access = AccessInfo(writes_enabled=bool(settings.api_key and settings.api_key.get_secret_value()),
                         protect_reads=settings.protect_reads)
     return Readiness(status="ready", model=model, clips=await run_in_threadpool(collection.count),

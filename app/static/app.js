@@ -176,7 +176,7 @@ async function refreshStatus() {
     state.protectReads = ready.access.protect_reads;
     state.writesEnabled = ready.access.writes_enabled;
     const model = ready.model.kind === "zero-shot" ? "zero-shot model (tag names)" : "trained model";
-    $("status").textContent = `${ready.clips} clips · ${model} ${ready.model.fingerprint_id}`;
+    $("status").textContent = `${ready.clips} clips · ${model} ${ready.model.id}`;
     showKeyState();
   } catch (e) {
     $("status").textContent = `The service cannot be reached: ${e.message}`;

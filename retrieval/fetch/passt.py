@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from retrieval.config import PASST_FILENAME, PASST_URL
+from retrieval.durable import write_json_atomically
 from retrieval.errors import FetchFailed, ModelNotFound
 from retrieval.fetch.staging import move_into_place
 from retrieval.fetch.verify import CHUNK, Digest, Pin, check_digest, check_file, progress
@@ -53,7 +54,7 @@ def install_passt(src: Path, models_dir: Path, *, pin: Pin, source: str, scratch
     digest = check_digest(digest, pin, what=what) if digest else check_file(src, pin, what=what)
     move_into_place(src, models_dir / PASST_FILENAME, scratch=scratch)
     record = {"file": PASST_FILENAME, "sha256": digest.sha256, "size": digest.size, "source": source}
-    record_path(models_dir).write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomically(record_path(models_dir), record, indent=2)
     log.info("%s: %d bytes, sha256 %s (pin it with RETRIEVAL_PASST_SHA256)", what, digest.size, digest.sha256)
     return digest
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval.config import MPNET_ID, MPNET_REVISION, MPNET_SAFETENSORS_SHA256, MPNET_SAFETENSORS_SIZE
+from retrieval.durable import write_json_atomically
 from retrieval.errors import ModelNotFound, WeightsMismatch
 from retrieval.fetch.staging import move_into_place
 from retrieval.fetch.verify import Pin, check_file
+from retrieval.text import MANIFEST
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "retrieval-model.json"  # read by retrieval.pipeline.load_text_encoder
 WEIGHTS = "model.safetensors"
 # the files of a sentence-transformers folder (mean pooling, no dense layer); nothing else is copied, so no
 # unverified weights (pytorch_model.bin, onnx/, ...) can end up beside the pinned ones
@@ -90,7 +91,7 @@ def install_text_folder(src: Path, models_dir: Path, *, spec: TextModelSpec, sou
         "model_id": spec.model_id, "revision": spec.revision, "sha256": digest.sha256, "size": digest.size,
         "source": source, "files": [name for name in spec.files if (staged / name).is_file()],
     }
-    (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json_atomically(staged / MANIFEST, manifest, indent=2)
     return move_into_place(staged, models_dir / spec.folder, scratch=scratch)
 
 

@@ -1,17 +1,16 @@
 """Pins (expected size and sha256) and the checks that hold a file to one, with a progress bar."""
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from retrieval.durable import sha256_file
 from retrieval.errors import ModelNotFound, WeightsMismatch
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 # files under this size hash too fast to be worth a progress bar
 PROGRESS_MIN_BYTES = 16 << 20
 
@@ -38,14 +37,10 @@ def progress(total: int | None, desc: str) -> tqdm:
                 disable=total is not None and total < PROGRESS_MIN_BYTES)
 
 
-def sha256_file(path: Path) -> Digest:
+def digest_file(path: Path) -> Digest:
     size = path.stat().st_size
-    h = hashlib.sha256()
-    with open(path, "rb") as f, progress(size, f"sha256 {path.name}") as bar:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            bar.update(len(chunk))
-    return Digest(sha256=h.hexdigest(), size=size)
+    with progress(size, f"sha256 {path.name}") as bar:
+        return Digest(sha256=sha256_file(path, on_chunk=bar.update), size=size)
 
 
 def check_digest(digest: Digest, pin: Pin, *, what: str) -> Digest:
@@ -64,6 +59,6 @@ def check_file(path: Path, pin: Pin, *, what: str | None = None) -> Digest:
         raise ModelNotFound(f"{what}: no file at {path}")
     if pin.size is not None:
         check_digest(Digest(sha256="", size=path.stat().st_size), Pin(size=pin.size), what=what)
-    digest = check_digest(sha256_file(path), pin, what=what)
+    digest = check_digest(digest_file(path), pin, what=what)
     log.info("%s verified: %d bytes, sha256 %s", what, digest.size, digest.sha256)
     return digest

@@ -2,8 +2,8 @@
 
 import pytest
 
-from retrieval.checkpoint import HeadConfig, zero_shot
-from retrieval.pipeline import Retriever, tag_text_embeddings
+from retrieval.checkpoint import zero_shot
+from retrieval.pipeline import Retriever, tag_text_embeddings, text_spec
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +14,5 @@ def tag_embeddings(text_encoder):
 @pytest.fixture(scope="session")
 def retriever(tag_embeddings, random_tagger, text_encoder) -> Retriever:
     """What build_retriever makes without a checkpoint."""
-    cfg = HeadConfig(text_model=text_encoder.model_id, text_model_revision=text_encoder.revision,
-                     dim=text_encoder.dim, passt_arch=random_tagger.arch,
-                     windowing=random_tagger.windowing.as_dict())
-    return Retriever(random_tagger, text_encoder, zero_shot(tag_embeddings, cfg))
+    ckpt = zero_shot(tag_embeddings, text_spec(random_tagger.spec, text_encoder))
+    return Retriever(text_encoder, ckpt, passt=random_tagger.spec, tagger=random_tagger)

@@ -1,10 +1,11 @@
-"""One settings object, read once from the environment (prefix ``RETRIEVAL_``) and validated at start-up."""
+"""The settings: one object, read from the environment (prefix ``RETRIEVAL_``) by the composition root
+(:func:`app.compose.load_settings`) and validated at start-up, cross-field mistakes included. Nothing below
+`app/` and `cli/` reads it: the root turns it into objects and passes explicit arguments down."""
 
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.config import PASST_FILENAME
@@ -24,6 +25,9 @@ class Settings(BaseSettings):
     passt_sha256: str | None = Field(
         None, pattern=r"^[0-9a-fA-F]{64}$", description="pin: `models fetch` refuses other PaSST weights"
     )
+    passt_precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="PaSST compute precision: fp32 (exact), bf16 (CPU or CUDA autocast), fp16 (CUDA)"
+    )
     checkpoint: Path | None = Field(None, description="trained head; without one the zero-shot model serves")
     device: str = Field("auto", description="auto (CUDA when present), cpu, or cuda[:N]")
     text_backend: Literal["torch", "onnx"] = Field(
@@ -37,7 +41,7 @@ class Settings(BaseSettings):
         "flat", description="exact flat search, flat16 (float16 vectors, exact to fp16 rounding) or HNSW"
     )
     search_threads: int = Field(
-        1, ge=1, le=256, description="FAISS OpenMP threads, process-wide (1: no per-query overhead)"
+        1, ge=1, le=256, description="FAISS OpenMP threads per search (1: no per-query overhead)"
     )
     store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset with qdrant = embedded")
@@ -49,19 +53,36 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted clip, seconds")
     max_channels: int = Field(6, ge=1, le=64, description="most channels accepted (5.1 = 6); mixed to mono")
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
 
-    @field_validator("passt_sha256", mode="before")
+    @field_validator("passt_sha256", "qdrant_url", mode="before")
     @classmethod
-    def _empty_pin_is_none(cls, v):
+    def _empty_is_none(cls, v):
         # compose passes RETRIEVAL_PASST_SHA256= when the operator sets no pin
         return v or None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        """Settings that contradict each other fail at start, saying which ones and what to do."""
+        problems = []
+        if self.text_precision != "fp32" and self.text_backend != "onnx":
+            problems.append(f"RETRIEVAL_TEXT_PRECISION={self.text_precision} needs "
+                            "RETRIEVAL_TEXT_BACKEND=onnx (the torch encoder runs fp32)")
+        if self.text_backend == "onnx" and self.device.startswith("cuda"):
+            problems.append("RETRIEVAL_TEXT_BACKEND=onnx runs on the CPU only; use torch with "
+                            f"RETRIEVAL_DEVICE={self.device}")
+        if self.passt_precision == "fp16" and self.device == "cpu":
+            problems.append("RETRIEVAL_PASST_PRECISION=fp16 needs CUDA; use bf16 on the CPU")
+        if self.store_backend == "faiss" and self.qdrant_url:
+            problems.append("RETRIEVAL_QDRANT_URL is set but RETRIEVAL_STORE_BACKEND=faiss; set the backend "
+                            "to qdrant or unset the URL")
+        if self.store_backend == "qdrant" and self.index_kind != "flat":
+            problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only "
+                            "(Qdrant builds its own index)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def models_path(self, value: str | Path) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() or p.exists() else self.models_dir / p
-
-
-@cache
-def get_settings() -> Settings:
-    return Settings()

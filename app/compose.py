@@ -1,0 +1,152 @@
+"""The composition root: the one place that reads the settings and turns them into objects.
+
+`app/` (the service) and `cli/` (the command line) build everything through these functions; the library
+below (`retrieval/`, `index/`, `training/`) takes explicit arguments and never sees the settings.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from app.settings import Settings
+from index.collection import Collection
+from index.stores import StoreConfig, open_store
+from retrieval.checkpoint import load_checkpoint, zero_shot
+from retrieval.config import PASST_FILENAME
+from retrieval.contracts import SentenceEncoder
+from retrieval.device import resolve_device
+from retrieval.durable import sha256_file
+from retrieval.errors import RetrievalError
+from retrieval.extract import AudioLimits
+from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
+from retrieval.pipeline import Retriever, cached_tag_text_embeddings, text_spec
+from retrieval.tagger import OFFICIAL_WEIGHTS, PasstTagger
+from retrieval.text import TextEncoder, read_identity
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(RetrievalError):
+    """The configuration is invalid or contradicts itself; the message names the settings."""
+
+
+def load_settings(**overrides) -> Settings:
+    """The settings from the environment (RETRIEVAL_*), with `overrides` on top, validated."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}"
+                             for err in e.errors())
+        raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+# -- the parts of the model ------------------------------------------------------------------------------
+def passt_weights(settings: Settings) -> str:
+    """`random`, `official`, or the absolute path of the configured PaSST checkpoint."""
+    weights = settings.passt_weights
+    if weights in (RANDOM_WEIGHTS, OFFICIAL_WEIGHTS):
+        return weights
+    return str(settings.models_path(weights).resolve())
+
+
+def passt_identity(settings: Settings) -> str | None:
+    """The sha256 of the configured PaSST weights (from `models fetch`'s record when its size matches,
+    else hashed), `random`, or None when the file is not there (building the tagger then says so)."""
+    weights = passt_weights(settings)
+    if weights == RANDOM_WEIGHTS:
+        return RANDOM_WEIGHTS
+    path = Path(weights)
+    if weights == OFFICIAL_WEIGHTS or not path.is_file():
+        return None
+    record = path.with_name(f"{path.name}.json")
+    if path.name == PASST_FILENAME and record.is_file():
+        recorded = json.loads(record.read_text())
+        if recorded.get("size") == path.stat().st_size and recorded.get("sha256"):
+            return str(recorded["sha256"])
+    return sha256_file(path)
+
+
+def passt_spec(settings: Settings) -> ModelSpec:
+    """The PaSST part of the model: the method's architecture and windowing, the configured weights."""
+    return ModelSpec(passt_weights=passt_identity(settings))
+
+
+def load_tagger(settings: Settings, spec: ModelSpec | None = None) -> PasstTagger:
+    return PasstTagger.load(passt_weights(settings), spec=spec or passt_spec(settings),
+                            device=settings.device, batch_windows=settings.batch_windows,
+                            precision=settings.passt_precision)
+
+
+def text_model_path(settings: Settings) -> Path:
+    return settings.models_path(settings.text_model)
+
+
+def onnx_path(settings: Settings) -> Path:
+    """Where the fp32 export of the text model is cached: the data directory is writable where the models
+    directory may not be (read-only in the container). The int8 copy sits beside it."""
+    return settings.data_dir / "cache" / "onnx" / f"{text_model_path(settings).name}-fp32.onnx"
+
+
+def load_text_encoder(settings: Settings, *, precision: str | None = None) -> SentenceEncoder:
+    """The configured text model on the configured backend (ONNX Runtime runs on CPU only)."""
+    path = text_model_path(settings)
+    model_id, revision = read_identity(path, default_id=settings.text_model)
+    if settings.text_backend == "onnx" and resolve_device(settings.device).type == "cpu":
+        from retrieval.text_onnx import OnnxTextEncoder
+
+        return OnnxTextEncoder.load(path, model_id=model_id, revision=revision, onnx_path=onnx_path(settings),
+                                    precision=precision or settings.text_precision)
+    if settings.text_backend == "onnx":
+        log.warning("text_backend=onnx runs on CPU only; using torch on %s", settings.device)
+    return TextEncoder.load(path, model_id=model_id, revision=revision, device=settings.device)
+
+
+def tag_embeddings(settings: Settings, text: SentenceEncoder):
+    from retrieval.text_onnx import source_stamp
+
+    folder = text_model_path(settings)
+    return cached_tag_text_embeddings(
+        text, cache_dir=settings.data_dir / "cache", stamp=source_stamp(folder) if folder.is_dir() else {},
+        full_precision=lambda: load_text_encoder(settings, precision="fp32"))
+
+
+def build_retriever(settings: Settings, *, with_audio: bool = True, tagger: PasstTagger | None = None,
+                    text: SentenceEncoder | None = None) -> Retriever:
+    """The configured checkpoint, or the zero-shot model without one; PaSST is built only `with_audio`
+    (text search, listing, removing and re-projecting never run it)."""
+    passt = tagger.spec if tagger is not None else passt_spec(settings)
+    text = text or load_text_encoder(settings)
+    if settings.checkpoint is not None:
+        ckpt = load_checkpoint(settings.checkpoint)
+    else:
+        ckpt = zero_shot(tag_embeddings(settings, text), text_spec(passt, text))
+    if tagger is None and with_audio:
+        tagger = load_tagger(settings, passt)
+    retriever = Retriever(text, ckpt, passt=passt, tagger=tagger)
+    log.info("model %s (head %s)", retriever.spec.id, retriever.spec.head)
+    return retriever
+
+
+# -- the collection --------------------------------------------------------------------------------------
+def store_config(settings: Settings) -> StoreConfig:
+    return StoreConfig(data_dir=settings.data_dir, backend=settings.store_backend,
+                       index_kind=settings.index_kind, search_threads=settings.search_threads,
+                       qdrant_url=settings.qdrant_url, qdrant_collection=settings.qdrant_collection)
+
+
+def audio_limits(settings: Settings) -> AudioLimits:
+    return AudioLimits(max_duration_s=settings.max_duration_s, max_channels=settings.max_channels)
+
+
+def open_collection(settings: Settings, retriever: Retriever, *, check: bool = True) -> Collection:
+    """The collection in the configured data directory and store. check=False accepts a store made with
+    another model (only to re-project it)."""
+    store = open_store(store_config(settings), retriever.spec, check=check)
+    return Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings))
+
+
+def ledger_path(settings: Settings) -> Path:
+    """Where the shards loaded into the configured store are remembered (one ledger per store)."""
+    return Path(settings.data_dir) / f"loaded-shards-{store_config(settings).name}.json"

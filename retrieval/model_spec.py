@@ -1,0 +1,111 @@
+"""What a vector, a logit or a feature was made with: the one description of the model.
+
+A :class:`ModelSpec` names the PaSST tagger (architecture, windowing, weights), the text model (id, revision,
+dimension) and the head (checkpoint sha256 or ``zero-shot``, and ``lam``). Checkpoints, feature sidecars,
+stores, Ray shard manifests and ``/health/ready`` record it with :meth:`ModelSpec.to_dict`; whatever must
+refuse a mismatch compares two of them with :meth:`ModelSpec.require_match`. Files written before the spec
+existed (their model described by a checkpoint ``HeadConfig``, a store "fingerprint", a feature sidecar's
+keys or a shard manifest's ``tagger``) are read by the same :meth:`ModelSpec.from_dict`.
+
+Parts of a spec may be absent: a shard manifest knows only the tagger, a feature file no head. ``None`` in
+``passt_weights`` or ``lam`` means "not recorded" (files of the previous formats) and matches any value;
+everywhere else ``None`` is a value like any other (a text model without a known revision).
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from retrieval.config import PASST_ARCH, SAMPLE_RATE, Windowing
+from retrieval.errors import CheckpointMismatch
+
+FORMAT = "model-spec/1"
+ZERO_SHOT = "zero-shot"
+RANDOM_WEIGHTS = "random"
+
+PASST_FIELDS = ("passt_arch", "window_s", "hop_s", "sample_rate", "passt_weights")
+TEXT_FIELDS = ("text_model", "text_model_revision", "dim")
+HEAD_FIELDS = ("head", "lam")
+ENCODER_FIELDS = PASST_FIELDS + TEXT_FIELDS
+ALL_FIELDS = ENCODER_FIELDS + HEAD_FIELDS
+UNRECORDED_MATCHES_ANY = ("passt_weights", "lam")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    passt_arch: str = PASST_ARCH
+    window_s: float = Windowing.window_s
+    hop_s: float = Windowing.hop_s
+    sample_rate: int = SAMPLE_RATE
+    passt_weights: str | None = None  # sha256 of the weights file, "random", or None (not recorded)
+    text_model: str | None = None
+    text_model_revision: str | None = None
+    dim: int | None = None
+    head: str | None = None  # sha256 of the head checkpoint, or "zero-shot"
+    lam: float | None = None  # weight of the projection against the tag branch
+
+    @property
+    def windowing(self) -> Windowing:
+        return Windowing(window_s=self.window_s, hop_s=self.hop_s, sample_rate=self.sample_rate)
+
+    @property
+    def zero_shot(self) -> bool:
+        return self.head == ZERO_SHOT
+
+    @property
+    def id(self) -> str:
+        """16 hex digits naming this spec (equal specs, equal ids)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+        """A spec from :meth:`to_dict`, or from any description of a model that earlier files hold."""
+        if d.get("format") == FORMAT:
+            return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+        return _from_legacy(d)
+
+    def with_head(self, head: str, lam: float) -> "ModelSpec":
+        return replace(self, head=head, lam=float(lam))
+
+    def encoders(self) -> "ModelSpec":
+        """The spec without its head: what logits and text embeddings depend on."""
+        return replace(self, head=None, lam=None)
+
+    def diff(self, other: "ModelSpec", *, only: tuple[str, ...] = ALL_FIELDS) -> dict[str, tuple]:
+        """field -> (this value, other value) for every field of `only` that differs."""
+        out = {}
+        for name in only:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name in UNRECORDED_MATCHES_ANY and (mine is None or theirs is None):
+                continue
+            if _normal(mine) != _normal(theirs):
+                out[name] = (mine, theirs)
+        return out
+
+    def require_match(self, wanted: "ModelSpec", *, only: tuple[str, ...] = ALL_FIELDS, what: str,
+                      fix: str = "") -> None:
+        """Raise CheckpointMismatch, naming every differing field, unless `wanted` matches this spec."""
+        diff = self.diff(wanted, only=only)
+        if diff:
+            fields_ = ", ".join(f"{k}: {what} has {a!r}, configured {b!r}" for k, (a, b) in diff.items())
+            raise CheckpointMismatch(f"{what} was made with another model ({fields_})" + (f"; {fix}" if fix
+                                                                                            else ""))
+
+
+def _normal(value):
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _from_legacy(d: dict[str, Any]) -> ModelSpec:
+    """Earlier shapes: a store fingerprint, a HeadConfig, a feature sidecar, a shard manifest's tagger."""
+    flat = {**d, **d.get("windowing", {})}
+    known = {f.name for f in fields(ModelSpec)}
+    spec = ModelSpec(**{k: v for k, v in flat.items() if k in known})
+    if spec.zero_shot and spec.lam is None:
+        spec = replace(spec, lam=0.0)
+    return spec
