@@ -131,6 +131,7 @@ def test_claims_from_many_threads_never_share_a_job(q):
         start.wait()
         while batch := q.claim(worker=f"t{k}", limit=1 + k % 3):
             got[k].extend(j.id for j in batch)
+            time.sleep(0.002)  # "work": lets the others at the lock, so they really compete
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
     for t in threads:
@@ -152,6 +153,7 @@ while time.time() < float(sys.argv[2]):  # start together
 ids = []
 while batch := q.claim(worker=sys.argv[3]):
     ids.extend(j.id for j in batch)
+    time.sleep(0.005)  # "work": without it one process may drain the queue before the others get the lock
 print(json.dumps(ids))
 """
 
