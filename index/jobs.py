@@ -23,12 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from retrieval.durable import fsync_path
 from retrieval.errors import RetrievalError
-
-try:  # the durable-write helpers are moving from index/files.py to retrieval/durable.py
-    from retrieval.durable import fsync_path
-except ModuleNotFoundError:  # pragma: no cover - a tree from before the move
-    from index.files import fsync_path
 
 STATUSES = ("queued", "running", "done", "failed")
 ACTIVE = ("queued", "running")
