@@ -53,5 +53,6 @@ async def validation_error_handler(request: Request, error: RequestValidationErr
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RetrievalError, retrieval_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    # Starlette types handlers as taking any Exception; each of these is registered for its own class only
+    app.add_exception_handler(RetrievalError, retrieval_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        model = retriever or await run_in_threadpool(build_retriever, settings)
+        model = retriever if retriever is not None else await run_in_threadpool(build_retriever, settings)
         collection = await run_in_threadpool(open_collection, settings, model)
         app.state.retriever, app.state.collection = model, collection
         app.state.metrics.watch_index(collection.count)

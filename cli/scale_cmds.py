@@ -49,7 +49,7 @@ def load_shards(shard_dir: Path, *, redo: bool = False, progress: bool = True) -
 def _index_group(app: typer.Typer) -> typer.Typer:
     """The `index` sub-app when it is registered, else the top level."""
     for group in app.registered_groups:
-        if group.name == "index":
+        if group.name == "index" and group.typer_instance is not None:
             return group.typer_instance
     return app
 

@@ -93,6 +93,9 @@ def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> Non
     stored.require_match(wanted, what=f"the index in {where}", fix=fix)
 
 
+Hits = list[list[Hit]]  # per query, best first (an alias: the stores' `list` method shadows the builtin)
+
+
 class Added(NamedTuple):
     record: ClipRecord
     created: bool  # False: the same content (sha256) was stored already; `record` is the stored one
@@ -120,6 +123,8 @@ class VectorStore(ABC):
     def add_many(self, clips: Sequence[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
         """Several clips in one write, vectors (N, D) and logits (N, 527): one result per clip, in order;
         content already stored, or earlier in the batch, is not stored again."""
+        if not clips:
+            return []
         vectors, logits = check_rows(len(clips), vectors, logits, dim=self.dim)
         first: dict[str, int] = {}
         for i, c in enumerate(clips):
@@ -164,7 +169,7 @@ class VectorStore(ABC):
     def count(self) -> int: ...
 
     @abstractmethod
-    def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[list[Hit]]:
+    def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
         """xq: (Q, D) unit vectors -> for each query the k best hits, best first."""
 
     @abstractmethod

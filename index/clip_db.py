@@ -138,7 +138,7 @@ class ClipDB:
             if con.execute("SELECT 1 FROM clips WHERE sha256 = ?", (clip.sha256,)).fetchone() is None:
                 raise
             return None
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
 
     def delete(self, con: sqlite3.Connection, ids: Sequence[int]) -> np.ndarray:
         """Delete the clips among `ids` that exist; (n,) the ids deleted."""
@@ -187,7 +187,7 @@ class ClipDB:
         rows = self.connection().execute(f"SELECT id FROM clips {where} ORDER BY id", args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def blobs(self, ids: Sequence[int], column: str, width: int) -> np.ndarray:
+    def blobs(self, ids: Sequence[int] | np.ndarray, column: str, width: int) -> np.ndarray:
         """(len(ids), width) float32 rows of the `vector` or `logits` column, in the order asked."""
         if column not in ("vector", "logits"):
             raise ValueError(column)
@@ -212,7 +212,8 @@ class ClipDB:
 def _where(flt: SearchFilter | None) -> tuple[str, list]:
     if flt is None or flt.empty:
         return "", []
-    terms, args = [], []
+    terms: list[str] = []
+    args: list[object] = []
     if flt.min_duration is not None:
         terms.append("duration >= ?")
         args.append(float(flt.min_duration))

@@ -102,7 +102,7 @@ class Collection:
         with self._write:
             stored = self.audio_path(clip) if copy is not None else None
             owned_before = stored is not None and stored.exists()  # the same content, stored meanwhile
-            if stored is not None:
+            if stored is not None and copy is not None:
                 write_bytes_atomically(stored, copy)  # durable before the record acknowledges it
             try:
                 record, created = self.store.add_many([clip], vector[None], logits[None])[0]

@@ -25,6 +25,7 @@ from index.base import (
     Added,
     ClipRecord,
     Hit,
+    Hits,
     NewClip,
     SearchFilter,
     VectorStore,
@@ -74,6 +75,13 @@ class FaissStore(VectorStore):
         self._changes = 0  # applied since the file was last written
         self._open_index()
 
+    @property
+    def _index(self) -> VectorIndex:
+        """The in-memory index (set while opening, before any other method runs)."""
+        if self._vi is None:
+            raise RuntimeError("the FAISS index is not loaded yet")
+        return self._vi
+
     # -- opening ------------------------------------------------------------------------------------------
     def _stored_spec(self) -> ModelSpec | None:
         stored = self.db.meta(SPEC_KEY) or self.db.meta(LEGACY_SPEC_KEY)  # "fingerprint": earlier stores
@@ -98,9 +106,9 @@ class FaissStore(VectorStore):
             path = vector_index.newest_file(self._faiss_dir, kind=self.kind, epoch=epoch, generation=gen)
             vi = (vector_index.load(path, dim=self.dim, kind=self.kind, search_threads=self.search_threads)
                   if path else None)
-            if vi is not None:
+            if vi is not None and path is not None:
                 self._vi, self._epoch = vi, epoch
-                self._gen = int(vector_index.FILE_RE.match(path.name)[3])
+                self._gen = vector_index.file_generation(path)
             self._catch_up(diff=True)  # clips may have been removed after the file was written
         if path is None or self._changes:
             log.info("index file %s; rebuilt or caught up with %d changes", path or "missing", self._changes)
@@ -120,9 +128,9 @@ class FaissStore(VectorStore):
                 self._vi = self._filled(db_ids)
                 self._changes += len(db_ids) + 1
             else:
-                have = self._vi.ids()
+                have = self._index.ids()
                 new, gone = np.setdiff1d(db_ids, have), np.setdiff1d(have, db_ids)
-                self._vi.remove(gone)
+                self._index.remove(gone)
                 self._fill(self._vi, new)
                 self._changes += len(new) + len(gone)
                 self._compact_if_needed()
@@ -145,20 +153,20 @@ class FaissStore(VectorStore):
             vi.add(chunk, self.db.blobs(chunk, "vector", self.dim))  # (n, D)
 
     def _compact_if_needed(self) -> None:
-        if self._vi.needs_compaction:
-            log.info("rebuilding the HNSW index without its %d removed entries", len(self._vi.dead))
-            self._vi = self._filled(self._vi.ids())
+        if self._index.needs_compaction:
+            log.info("rebuilding the HNSW index without its %d removed entries", len(self._index.dead))
+            self._vi = self._filled(self._index.ids())
 
     def _persist(self) -> None:
         """Write the in-memory index to its file. Caller holds the writer lock (or is opening)."""
-        if self._vi.dead:  # files hold no tombstones, so a file of the current generation is exact
-            rebuilt = self._filled(self._vi.ids())
+        if self._index.dead:  # files hold no tombstones, so a file of the current generation is exact
+            rebuilt = self._filled(self._index.ids())
             with self._lock.write():
                 self._vi = rebuilt
         with self._lock.read():
             path = self._faiss_dir / vector_index.file_name(kind=self.kind, epoch=self._epoch,
                                                             generation=self._gen)
-            vector_index.write_atomically(self._vi, path)
+            vector_index.write_atomically(self._index, path)
         vector_index.prune(self._faiss_dir, keep=path)
         self._changes = 0
 
@@ -192,12 +200,18 @@ class FaissStore(VectorStore):
                     ids = [self.db.insert(con, c, vector=v, logits=lg)
                            for c, v, lg in zip(clips, vectors, logits, strict=True)]
                 new = [i for i, id_ in enumerate(ids) if id_ is not None]
-                self._committed(before, lambda: self._vi.add(np.array([ids[i] for i in new], dtype=np.int64),
-                                                             vectors[new]))
+                new_ids = np.array([ids[i] for i in new], dtype=np.int64)
+                self._committed(before, lambda: self._index.add(new_ids, vectors[new]))
             self._maybe_persist()
-        records = self.db.records([i for i in ids if i is not None])
-        return [Added(records[id_], True) if id_ is not None
-                else Added(self.db.get_by_sha256(c.sha256), False) for c, id_ in zip(clips, ids, strict=True)]
+        records = self.db.records(new_ids.tolist())
+        return [Added(records[id_], True) if id_ is not None else Added(self._stored(c.sha256), False)
+                for c, id_ in zip(clips, ids, strict=True)]
+
+    def _stored(self, sha256: str) -> ClipRecord:
+        record = self.db.get_by_sha256(sha256)
+        if record is None:  # stored by another writer a moment ago, and already removed again
+            raise RetrievalError(f"the clip with sha256 {sha256} was removed while it was being added")
+        return record
 
     def remove(self, ids: Sequence[int]) -> int:
         with self._writer:
@@ -207,7 +221,7 @@ class FaissStore(VectorStore):
                     found = self.db.delete(con, ids)
 
                 def apply():
-                    self._vi.remove(found)
+                    self._index.remove(found)
                     self._compact_if_needed()
 
                 self._committed(before, apply)
@@ -217,20 +231,20 @@ class FaissStore(VectorStore):
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
         """Swap in a new model's vectors for the whole collection; searches go on over the old ones until the
         new index is built, then switch at once."""
-        ids = np.asarray(ids, dtype=np.int64)
+        xb_ids = np.asarray(ids, dtype=np.int64)
         dim = int(spec.dim or 0)
         vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.shape != (len(ids), dim) or not np.isfinite(vectors).all():
-            raise ValueError(f"expected ({len(ids)}, {dim}) finite vectors, got {vectors.shape}")
+        if vectors.shape != (len(xb_ids), dim) or not np.isfinite(vectors).all():
+            raise ValueError(f"expected ({len(xb_ids)}, {dim}) finite vectors, got {vectors.shape}")
         with self._writer:
             with self.db.transaction() as con:
-                if not np.array_equal(np.sort(ids), self.db.ids()):
+                if not np.array_equal(np.sort(xb_ids), self.db.ids()):
                     raise RetrievalError("the collection changed during re-projection; run it again")
-                self.db.replace_vectors(con, ids, vectors)
+                self.db.replace_vectors(con, xb_ids, vectors)
                 self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
                 epoch, gen = self.db.state()
             vi = VectorIndex(dim, self.kind, search_threads=self.search_threads)
-            vi.add(ids, vectors)
+            vi.add(xb_ids, vectors)
             with self._lock.write():
                 self._vi, self.spec = vi, spec
                 self._epoch, self._gen = epoch, gen + 1
@@ -260,15 +274,15 @@ class FaissStore(VectorStore):
     def total_duration(self) -> float:
         return self.db.total_duration()
 
-    def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[list[Hit]]:
+    def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
         xq = check_queries(xq, dim=self.dim, k=k)
         self._sync()
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.ids(flt)
-            n = self._vi.ntotal if allowed is None else len(allowed)
+            n = self._index.ntotal if allowed is None else len(allowed)
             if k == 0 or n == 0:
                 return [[] for _ in xq]
-            scores, found = self._vi.search(xq, min(k, n), allowed)  # (Q, k), (Q, k)
+            scores, found = self._index.search(xq, min(k, n), allowed)  # (Q, k), (Q, k)
             records = self.db.records(np.unique(found[found >= 0]).tolist())
         return [[Hit(records[i], float(d)) for d, i in zip(drow, irow, strict=True) if i in records]
                 for drow, irow in zip(scores, found, strict=True)]

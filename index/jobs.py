@@ -119,7 +119,7 @@ class Job:
 
 def _job(row: tuple) -> Job:
     *head, fields = row
-    return Job(*head, fields=json.loads(fields))
+    return Job(*head, fields=json.loads(fields))  # type: ignore[misc]  # `fields` is the last column
 
 
 class JobQueue:
@@ -249,16 +249,16 @@ class JobQueue:
 
         Raises :class:`JobNotCancellable` for a running, done or failed job (the service answers 409).
         """
-        id_ = _id(id_)
-        if id_ is None:
+        checked = _id(id_)
+        if checked is None:
             return None
         with self._transaction() as con:
-            job = self._get(con, id_)
+            job = self._get(con, checked)
             if job is None:
                 return None
             if job.status != "queued":
                 raise JobNotCancellable(job)
-            con.execute("DELETE FROM jobs WHERE id = ?", (id_,))
+            con.execute("DELETE FROM jobs WHERE id = ?", (checked,))
         return job
 
     def recover(self, *, max_attempts: int = 3) -> int:

@@ -28,6 +28,7 @@ from index.base import (
     Added,
     ClipRecord,
     Hit,
+    Hits,
     NewClip,
     SearchFilter,
     Tag,
@@ -264,7 +265,7 @@ class QdrantStore(VectorStore):
         with self._read:
             return self.client.count(self.alias, exact=True).count
 
-    def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[list[Hit]]:
+    def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
         xq = check_queries(xq, dim=self.dim, k=k)
         if k == 0 or len(xq) == 0:
             return [[] for _ in xq]

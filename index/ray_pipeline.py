@@ -15,6 +15,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ class PasstLogits:
         self.tagger = PasstTagger.load(config.weights, spec=config.spec, device=device,
                                        batch_windows=config.batch_windows, precision=config.precision)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> "pa.Table":  # noqa: F821 (imported inside, Ray workers only)
+    def __call__(self, batch: dict[str, np.ndarray]) -> Any:  # a pyarrow Table (imported in the workers)
         import pyarrow as pa
 
         logits = np.zeros((len(batch["path"]), N_TAGS), np.float32)  # (B, 527)
@@ -117,7 +118,7 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     pool = _actor_pool(cpu_actors)
     log.info("extracting %d files with %d PaSST actor(s) on %s",
              len(paths), pool["concurrency"], pool["device"])
-    ds = ray.data.from_items([{"path": str(Path(p).resolve())} for p in paths])
+    ds: Any = ray.data.from_items([{"path": str(Path(p).resolve())} for p in paths])
     ds = ds.map(decode_row, fn_kwargs={"limits": limits})
     ds = ds.map_batches(PasstLogits, batch_size=batch_size, batch_format="numpy",
                         concurrency=pool["concurrency"], num_gpus=pool.get("num_gpus"),

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -35,6 +36,7 @@ FILE_RE = re.compile(r"^(flat|flat16|hnsw)-e(\d+)-g(\d+)\.faiss$")
 
 
 def _new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
+    base: Any  # the three index classes share no useful base in faiss's stubs
     if kind == "flat":
         base = faiss.IndexFlatIP(dim)
     elif kind == "flat16":
@@ -91,7 +93,7 @@ class VectorIndex:
         if not len(ids):
             return
         if self.kind in REMOVABLE:
-            self.index.remove_ids(ids)
+            self.index.remove_ids(ids)  # type: ignore[arg-type]  # faiss also takes an id array
         else:
             self.dead.update(int(i) for i in ids)
 
@@ -104,10 +106,11 @@ class VectorIndex:
         """xq (Q, D), k, allowed: ids a filter lets through (None = all) -> D (Q, k) scores, I (Q, k) ids,
         with id -1 where fewer than k clips qualify."""
         xq = np.ascontiguousarray(xq, dtype=np.float32)
-        params = faiss.SearchParametersHNSW() if self.kind == "hnsw" else faiss.SearchParameters()
+        params: Any = faiss.SearchParametersHNSW() if self.kind == "hnsw" else faiss.SearchParameters()  # type: ignore[attr-defined]
         if self.kind == "hnsw":
             params.efSearch = max(HNSW_EF_SEARCH, 2 * k)
         dead = np.fromiter(self.dead, np.int64, len(self.dead))
+        selector: Any
         if allowed is not None:
             selector = faiss.IDSelectorBatch(np.setdiff1d(allowed, dead) if len(dead) else allowed)
         elif len(dead):
@@ -123,6 +126,13 @@ class VectorIndex:
 
 def file_name(*, kind: str, epoch: int, generation: int) -> str:
     return f"{kind}-e{epoch}-g{generation}.faiss"
+
+
+def file_generation(path: Path) -> int:
+    m = FILE_RE.match(path.name)
+    if m is None:
+        raise ValueError(f"{path} is not an index cache file")
+    return int(m[3])
 
 
 def newest_file(folder: Path, *, kind: str, epoch: int, generation: int) -> Path | None:
@@ -158,6 +168,7 @@ def write_atomically(vi: VectorIndex, path: Path) -> None:
 def prune(folder: Path, *, keep: Path) -> None:
     """Remove the cache files older than `keep` (same kind, lower epoch or generation)."""
     k = FILE_RE.match(keep.name)
+    assert k is not None, keep
     for path in folder.glob("*.faiss"):
         m = FILE_RE.match(path.name)
         if m and path != keep and m[1] == k[1] and (int(m[2]), int(m[3])) < (int(k[2]), int(k[3])):

@@ -46,7 +46,7 @@ def decode_audio(
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
-        handle = io.BytesIO(bytes(source))
+        handle: io.BytesIO | Path = io.BytesIO(bytes(source))
         _check_wav_sizes(bytes(source[:65536]), len(source), label=label)
     else:
         path = Path(source)

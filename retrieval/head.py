@@ -35,7 +35,8 @@ class RetrievalHead(nn.Module):
         if self.lam >= 1.0:
             return audio
         p = torch.sigmoid(logits)  # (B, 527)
-        tag = F.normalize((p @ self.tag_embeddings) / p.sum(-1, keepdim=True), dim=-1)  # (B, D)
+        E: torch.Tensor = self.tag_embeddings  # type: ignore[assignment]  # a registered buffer
+        tag = F.normalize((p @ E) / p.sum(-1, keepdim=True), dim=-1)  # (B, D)
         return F.normalize(self.lam * audio + (1.0 - self.lam) * tag, dim=-1)
 
     def encode_text(self, text: torch.Tensor) -> torch.Tensor:

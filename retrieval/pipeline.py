@@ -21,7 +21,7 @@ from retrieval.durable import atomic_path
 from retrieval.errors import ModelNotFound
 from retrieval.extract import AudioLimits, Extraction, extract
 from retrieval.labels import audioset_labels, top_tags
-from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ModelSpec
+from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ZERO_SHOT, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Retriever:
 
     def __init__(self, text: SentenceEncoder, ckpt: Checkpoint, *, passt: ModelSpec,
                  tagger: Tagger | None = None):
-        self.spec = text_spec(passt, text).with_head(ckpt.spec.head, ckpt.head.lam)
+        self.spec = text_spec(passt, text).with_head(ckpt.spec.head or ZERO_SHOT, ckpt.head.lam)
         ckpt.spec.require_match(self.spec, only=ENCODER_FIELDS, what="the head checkpoint",
                                 fix="use the text model and PaSST the head was trained with")
         if tagger is not None:

@@ -3,6 +3,7 @@ command line takes its option defaults from them)."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from retrieval.config import DEFAULT_LAMBDA
 
@@ -22,7 +23,7 @@ class TrainConfig:
     plateau_factor: float = 0.5  # ReduceLROnPlateau on the validation loss
     plateau_patience: int = 5
     plateau_threshold: float = 1e-4
-    plateau_threshold_mode: str = "rel"
+    plateau_threshold_mode: Literal["rel", "abs"] = "rel"
     seed: int = 0
     init: Path | None = None  # start from this checkpoint (AudioCaps -> Clotho)
     init_optimizer: bool = False  # and carry its Adam moments (the learning rate restarts at `lr`)

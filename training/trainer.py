@@ -143,6 +143,7 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
         log_epoch(record, cfg.epochs, best=is_best, elapsed=time.monotonic() - t0, run_log=run_log)
 
     ckpt = load_checkpoint(ckpt_path)
+    assert best is not None  # there is at least one epoch (checked above)
     log.info("best epoch %d: validation mAP@10 %.4f -> %s", best["epoch"], best["val_mAP@10"], ckpt_path)
     return TrainResult(ckpt_path, best["epoch"], ckpt.metrics, history)
 

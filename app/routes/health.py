@@ -21,8 +21,8 @@ async def live() -> Liveness:
                         "with the model's spec and id (head `zero-shot` without a trained checkpoint), the "
                         "number of clips and the access rules. Never needs a key.")
 async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: SettingsDep) -> Readiness:
-    kind = "zero-shot" if retriever.spec.zero_shot else "checkpoint"
-    model = ModelInfo(kind=kind, id=retriever.spec.id, spec=retriever.spec.to_dict())
+    model = ModelInfo(kind="zero-shot" if retriever.spec.zero_shot else "checkpoint", id=retriever.spec.id,
+                      spec=retriever.spec.to_dict())
     access = AccessInfo(writes_enabled=bool(settings.api_key and settings.api_key.get_secret_value()),
                         protect_reads=settings.protect_reads)
     return Readiness(status="ready", model=model, clips=await run_in_threadpool(collection.count),

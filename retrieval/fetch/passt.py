@@ -11,16 +11,17 @@ import shutil
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from retrieval.config import PASST_FILENAME, PASST_URL
-from retrieval.durable import write_json_atomically
+from retrieval.durable import CHUNK, write_json_atomically
 from retrieval.errors import FetchFailed, ModelNotFound
 from retrieval.fetch.staging import move_into_place
-from retrieval.fetch.verify import CHUNK, Digest, Pin, check_digest, check_file, progress
+from retrieval.fetch.verify import Digest, Pin, check_digest, check_file, progress
 
 log = logging.getLogger(__name__)
 
-Opener = Callable[[str], object]
+Opener = Callable[[str], Any]  # a context manager with .read() and .headers, like urlopen's answer
 
 
 def record_path(models_dir: Path) -> Path:

@@ -16,9 +16,10 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from retrieval.durable import CHUNK
 from retrieval.errors import FetchFailed, ModelNotFound, WeightsMismatch
 from retrieval.fetch.text_model import TextModelSpec
-from retrieval.fetch.verify import CHUNK, progress
+from retrieval.fetch.verify import progress
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,10 @@ def _parts_in(folder: Path) -> dict[int, tuple[Path, str | None]]:
     """{part number: (file, member inside a wheel or None for a loose part file)} found in ``folder``."""
     parts: dict[int, tuple[Path, str | None]] = {}
     for path in sorted(folder.iterdir()):
+        found: list[tuple[str | None, int]]
         if path.suffix == ".whl":
             with zipfile.ZipFile(path) as whl:
-                found = [(m, PART_RE.search(m)) for m in whl.namelist()]
-            found = [(member, int(m["n"])) for member, m in found if m]
+                found = [(member, int(m["n"])) for member in whl.namelist() if (m := PART_RE.search(member))]
         else:
             m = PART_RE.search(path.name)
             found = [(None, int(m["n"]))] if m else []
