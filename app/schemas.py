@@ -1,13 +1,45 @@
-"""The service's request and response bodies, by role; every field carries a description and an example."""
+"""The service's request and response bodies, by role; every field carries a description and an example.
 
-from typing import Any, Literal
+Every value a request carries to the store is bounded here, once, so that what the store cannot hold is
+refused with 422 at the edge instead of failing inside it (SQLite binds integers as signed 64-bit and text
+as UTF-8; Qdrant's point ids are unsigned 64-bit, its filters travel as JSON, which has no NaN or
+infinity): clip ids in [1, 2^63 - 1], page offsets in [0, 2^63 - 1], finite durations, texts without NUL
+or lone surrogates, bounded lengths and k.
+"""
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from typing import Annotated, Any, Literal
+
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from index.base import ClipRecord, Hit, SearchFilter
 
 MAX_QUERY_CHARS = 500
+MAX_TAG_CHARS = 200
 MAX_K = 100
+MAX_PAGE = 500
+INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
+
+
+def _storable_text(v: str) -> str:
+    """Text SQLite and Qdrant store as it was sent: no NUL (C APIs cut strings there), and encodable as
+    UTF-8 (a lone surrogate is not)."""
+    if "\x00" in v:
+        raise ValueError("contains a NUL character")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in v):
+        raise ValueError("contains a lone surrogate, which is not text")
+    return v
+
+
+StorableText = Annotated[str, AfterValidator(_storable_text)]
+# finite, so SQLite compares it and Qdrant's JSON can carry it
+Seconds = Annotated[float, Field(allow_inf_nan=False)]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="how many clips to return, best first", examples=[10])]
+
+ClipId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the clip's id (1 to 2^63 - 1)", examples=[42])]
+PageOffset = Annotated[int, Query(ge=0, le=INT64_MAX, description="skip this many clips (past the end: an "
+                                                                  "empty page)")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 
 
 class TagOut(BaseModel):
@@ -48,15 +80,18 @@ class SearchRequest(BaseModel):
         "examples": [{"query": "rain on a tin roof while someone whistles", "k": 10},
                      {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"}]})
 
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS,
-                       description="what the clips should sound like",
-                       examples=["rain on a tin roof while someone whistles"])
-    k: int = Field(10, ge=1, le=MAX_K, description="how many clips to return, best first", examples=[10])
-    min_duration: float | None = Field(None, ge=0, description="only clips at least this long, seconds")
-    max_duration: float | None = Field(None, gt=0, description="only clips at most this long, seconds")
-    tag: str | None = Field(None, min_length=1, max_length=200,
-                            description="only clips with this AudioSet name among their top tags",
-                            examples=["Rain"])
+    query: StorableText = Field(min_length=1, max_length=MAX_QUERY_CHARS,
+                                description="what the clips should sound like (no NUL)",
+                                examples=["rain on a tin roof while someone whistles"])
+    k: K = 10
+    min_duration: Seconds | None = Field(None, ge=0, description="only clips at least this long, seconds "
+                                                                 "(finite)")
+    max_duration: Seconds | None = Field(None, gt=0, description="only clips at most this long, seconds "
+                                                                 "(finite)")
+    tag: StorableText | None = Field(None, min_length=1, max_length=MAX_TAG_CHARS,
+                                     description="only clips with this AudioSet name among their top tags "
+                                                 "(case-insensitive; no NUL)",
+                                     examples=["Rain"])
 
     @field_validator("query")
     @classmethod
@@ -133,10 +168,11 @@ class ModelInfo(BaseModel):
     kind: Literal["zero-shot", "checkpoint"] = Field(
         description="zero-shot (tag names only, lam = 0) or a trained head checkpoint",
         examples=["zero-shot"])
-    fingerprint_id: str = Field(description="short hash of everything the vectors depend on",
-                                examples=["3f2a9c0d1e4b5a69"])
-    fingerprint: dict[str, Any] = Field(description="head checkpoint sha256 (or 'zero-shot'), text model and "
-                                                    "revision, PaSST arch and windowing")
+    id: str = Field(description="short hash of the model spec: equal ids, equal vectors",
+                    examples=["3f2a9c0d1e4b5a69"])
+    spec: dict[str, Any] = Field(description="the model spec: PaSST arch, windowing and weights sha256, text "
+                                             "model, revision and dimension, head checkpoint sha256 (or "
+                                             "'zero-shot') and lam")
 
 
 class AccessInfo(BaseModel):

@@ -33,8 +33,8 @@ def multipart_body(*, fields: dict[str, dict]) -> dict:
 
 def bare_name(name: str) -> str:
     """The last path component, whichever separator the client used, without control characters (NUL,
-    newlines...); never empty."""
-    printable = "".join(ch for ch in name if unicodedata.category(ch) != "Cc")
+    newlines...) or lone surrogates (no UTF-8 store holds one); never empty, at most MAX_NAME_CHARS."""
+    printable = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cs"))
     base = PureWindowsPath(PurePosixPath(printable.strip()).name).name.strip()
     return base[:MAX_NAME_CHARS] or "upload"
 

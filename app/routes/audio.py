@@ -1,16 +1,14 @@
 """The collection's clips: add (upload), list, get, stream, delete."""
 
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi import Path as PathParam
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from app.deps import CollectionDep, MetricsDep, audio_url
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
-from app.schemas import ClipOut, ClipPage, ErrorOut, clip_out
+from app.schemas import ClipId, ClipOut, ClipPage, ErrorOut, PageLimit, PageOffset, clip_out
 from app.security import ReadAccess, WriteAccess
 from app.uploads import multipart_body, read_upload
 from index.base import ClipRecord
@@ -23,7 +21,6 @@ WRITE_ERRORS = {401: {"model": ErrorOut, "description": "no API key was sent"},
                                                         "(the message says to set RETRIEVAL_API_KEY)"}}
 NOT_FOUND = {404: {"model": ErrorOut, "description": "no clip with this id"}}
 DUPLICATE = "the same bytes were already in the collection: the existing record, nothing added"
-ClipId = Annotated[int, PathParam(description="the clip's id", examples=[42])]
 
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"),
@@ -42,6 +39,12 @@ def audio_media_type(path: Path) -> str:
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG frame sync
         return "audio/mpeg"
     return SUFFIX_TYPES.get(path.suffix.lower(), "application/octet-stream")
+
+
+def page_of(collection: Collection, offset: int, limit: int) -> tuple[list[ClipRecord], int]:
+    """(the page, the collection's size); past the end the store is not asked for the page at all."""
+    total = collection.count()
+    return (collection.list(offset, limit) if offset < total else []), total
 
 
 def get_or_404(collection: Collection, clip_id: int) -> ClipRecord:
@@ -75,10 +78,9 @@ async def add_audio(request: Request, response: Response, collection: Collection
 @router.get("/audio", summary="List the clips, a page at a time", responses=READ_ERRORS,
             description="Clips ordered by id; `total` is the size of the whole collection.",
             dependencies=[ReadAccess])
-async def list_audio(request: Request, collection: CollectionDep,
-                     offset: Annotated[int, Query(ge=0, description="skip this many clips")] = 0,
-                     limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 50) -> ClipPage:
-    records, total = await run_in_threadpool(lambda: (collection.list(offset, limit), collection.count()))
+async def list_audio(request: Request, collection: CollectionDep, offset: PageOffset = 0,
+                     limit: PageLimit = 50) -> ClipPage:
+    records, total = await run_in_threadpool(page_of, collection, offset, limit)
     items = [clip_out(r, audio_url=audio_url(request, r.id)) for r in records]
     return ClipPage(total=total, offset=offset, limit=limit, items=items)
 

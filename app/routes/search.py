@@ -5,11 +5,11 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.deps import CollectionDep, MetricsDep, RetrieverDep, audio_url
 from app.observability import ServiceMetrics
-from app.schemas import MAX_K, ErrorOut, SearchRequest, SearchResponse, ValidationOut, search_hit
+from app.schemas import MAX_K, ErrorOut, K, SearchRequest, SearchResponse, ValidationOut, search_hit
 from app.security import ReadAccess
 from app.uploads import multipart_body, read_upload
 from index.base import Hit
@@ -28,7 +28,7 @@ UPLOAD_ERRORS = {400: {"model": ErrorOut, "description": "a malformed multipart 
 
 
 class AudioQuery(BaseModel):
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: K = 10
 
 
 def text_search(collection: Collection, retriever: Retriever, metrics: ServiceMetrics,
