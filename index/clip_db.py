@@ -7,7 +7,6 @@ place). The FAISS file is a cache of (epoch, generation) and is rebuilt or caugh
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from index.base import ClipRecord, NewClip, SearchFilter, Tag
+from index.sqlite_conn import ThreadConnections
 from retrieval.config import N_TAGS
 
 SCHEMA = """
@@ -52,24 +52,14 @@ class ClipDB:
 
     def __init__(self, path: Path):
         self.path = path
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
+        self._connections = ThreadConnections(path)
         self.connection().executescript(SCHEMA)
         with self.transaction(bump=False) as con:
             for key in ("generation", "epoch"):
                 con.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
 
     def connection(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            self._local.con = con
-            with self._all_lock:
-                self._all.append(con)
-        return con
+        return self._connections.get()
 
     @contextmanager
     def transaction(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
@@ -99,11 +89,7 @@ class ClipDB:
             con.execute("COMMIT")
 
     def close(self) -> None:
-        with self._all_lock:
-            for con in self._all:
-                con.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close()
 
     # -- meta ---------------------------------------------------------------------------------------------
     def meta(self, key: str, default=None):

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from index.sqlite_conn import ThreadConnections
 from retrieval.durable import fsync_path
 from retrieval.errors import RetrievalError
 
@@ -131,11 +130,7 @@ class JobQueue:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        self._pid = os.getpid()
-        self._abandoned: list[sqlite3.Connection] = []  # the parent's, after a fork: kept, never used
+        self._connections = ThreadConnections(self.path)
         created = not self.path.exists()
         with self._transaction() as con:
             for statement in SCHEMA:
@@ -146,25 +141,7 @@ class JobQueue:
 
     # -- connections and transactions ---------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            self._forget_parent_connections()
-        con = getattr(self._local, "con", None)
-        if con is None:
-            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            self._local.con = con
-            with self._all_lock:
-                self._all.append(con)
-        return con
-
-    def _forget_parent_connections(self) -> None:
-        """After a fork: leave the parent's connections alone (closing them here could upset its locks)."""
-        self._abandoned.extend(self._all)
-        self._all = []
-        self._all_lock = threading.Lock()
-        self._local = threading.local()
-        self._pid = os.getpid()
+        return self._connections.get()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -184,11 +161,7 @@ class JobQueue:
             raise
 
     def close(self) -> None:
-        with self._all_lock:
-            for con in self._all:
-                con.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._connections.close()
 
     # -- writes -------------------------------------------------------------------------------------------
     def enqueue(self, *, name: str, sha256: str, location: str, windows_total: int = 0,
