@@ -42,6 +42,9 @@ PageOffset = Annotated[int, Query(ge=0, le=INT64_MAX, description="skip this man
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
 
 
+Responses = dict[int | str, dict[str, Any]]  # a route's `responses=` (OpenAPI)
+
+
 class TagOut(BaseModel):
     """One AudioSet tag PaSST gave the clip."""
 
@@ -102,7 +105,8 @@ class SearchRequest(BaseModel):
 
     @model_validator(mode="after")
     def _durations_ordered(self) -> "SearchRequest":
-        if None not in (self.min_duration, self.max_duration) and self.min_duration > self.max_duration:
+        lo, hi = self.min_duration, self.max_duration
+        if lo is not None and hi is not None and lo > hi:
             raise ValueError("min_duration is larger than max_duration")
         return self
 

@@ -8,7 +8,7 @@ from fastapi.responses import FileResponse
 
 from app.deps import CollectionDep, MetricsDep, audio_url
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
-from app.schemas import ClipId, ClipOut, ClipPage, ErrorOut, PageLimit, PageOffset, clip_out
+from app.schemas import ClipId, ClipOut, ClipPage, ErrorOut, PageLimit, PageOffset, Responses, clip_out
 from app.security import ReadAccess, WriteAccess
 from app.uploads import multipart_body, read_upload
 from index.base import ClipRecord
@@ -16,10 +16,10 @@ from index.collection import Collection
 
 router = APIRouter(tags=["audio"])
 
-WRITE_ERRORS = {401: {"model": ErrorOut, "description": "no API key was sent"},
+WRITE_ERRORS: Responses = {401: {"model": ErrorOut, "description": "no API key was sent"},
                 403: {"model": ErrorOut, "description": "wrong key, or no key configured on the server "
                                                         "(the message says to set RETRIEVAL_API_KEY)"}}
-NOT_FOUND = {404: {"model": ErrorOut, "description": "no clip with this id"}}
+NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no clip with this id"}}
 DUPLICATE = "the same bytes were already in the collection: the existing record, nothing added"
 
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it

@@ -9,7 +9,16 @@ from pydantic import BaseModel, ValidationError
 
 from app.deps import CollectionDep, MetricsDep, RetrieverDep, audio_url
 from app.observability import ServiceMetrics
-from app.schemas import MAX_K, ErrorOut, K, SearchRequest, SearchResponse, ValidationOut, search_hit
+from app.schemas import (
+    MAX_K,
+    ErrorOut,
+    K,
+    Responses,
+    SearchRequest,
+    SearchResponse,
+    ValidationOut,
+    search_hit,
+)
 from app.security import ReadAccess
 from app.uploads import multipart_body, read_upload
 from index.base import Hit
@@ -18,9 +27,10 @@ from retrieval.pipeline import Retriever
 
 router = APIRouter(tags=["search"], dependencies=[ReadAccess])
 
-READ_ERRORS = {401: {"model": ErrorOut, "description": "reads are protected and no key was sent"},
+READ_ERRORS: Responses = {401: {"model": ErrorOut, "description": "reads are protected and no key was sent"},
                403: {"model": ErrorOut, "description": "reads are protected and the key is wrong"}}
-UPLOAD_ERRORS = {400: {"model": ErrorOut, "description": "a malformed multipart body, or over 8 form fields"},
+UPLOAD_ERRORS: Responses = {400: {"model": ErrorOut,
+                                  "description": "a malformed multipart body, or over 8 form fields"},
                  413: {"model": ErrorOut, "description": "over RETRIEVAL_MAX_UPLOAD_BYTES or "
                                                          "RETRIEVAL_MAX_DURATION_S"},
                  415: {"model": ErrorOut, "description": "not audio the decoder can read (its message)"},
