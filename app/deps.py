@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from app.ingest import Ingest
 from app.observability import ServiceMetrics
 from app.settings import Settings
 from index.collection import Collection
@@ -31,6 +32,10 @@ def get_retriever(request: Request) -> Retriever:
     return _loaded(request, "retriever")
 
 
+def get_ingest(request: Request) -> Ingest:
+    return _loaded(request, "ingest")
+
+
 def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
@@ -39,6 +44,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 CollectionDep = Annotated[Collection, Depends(get_collection)]
 RetrieverDep = Annotated[Retriever, Depends(get_retriever)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+IngestDep = Annotated[Ingest, Depends(get_ingest)]
 
 
 def audio_url(request: Request, clip_id: int) -> str:

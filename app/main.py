@@ -11,9 +11,10 @@ from fastapi.staticfiles import StaticFiles
 
 from app.compose import build_retriever, load_settings, open_collection
 from app.errors import install_error_handlers
+from app.ingest import Ingest
 from app.limits import BodyLimitMiddleware
 from app.observability import RequestMetricsMiddleware, ServiceMetrics
-from app.routes import audio, health, metrics, page, search
+from app.routes import audio, health, jobs, metrics, page, search
 from app.routes.page import STATIC_DIR
 from app.settings import Settings
 from retrieval.pipeline import Retriever
@@ -28,6 +29,7 @@ writes (`POST /audio`, `DELETE /audio/{id}`) need the API key (`RETRIEVAL_API_KE
 """
 TAGS = [{"name": "search", "description": "text queries and query by example"},
         {"name": "audio", "description": "the clips of the collection"},
+        {"name": "jobs", "description": "uploads acknowledged and being indexed"},
         {"name": "health", "description": "probes and Prometheus metrics"},
         {"name": "page", "description": "the web page"}]
 
@@ -41,21 +43,25 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = retriever if retriever is not None else await run_in_threadpool(build_retriever, settings)
         collection = await run_in_threadpool(open_collection, settings, model)
-        app.state.retriever, app.state.collection = model, collection
+        ingest = await run_in_threadpool(Ingest, settings, collection)
+        app.state.retriever, app.state.collection, app.state.ingest = model, collection, ingest
         app.state.metrics.watch_index(collection.count)
+        app.state.metrics.watch_ingest(ingest.queue)
+        await run_in_threadpool(ingest.start)
         log.info("serving %d clips from %s with model %s", collection.count(), settings.data_dir,
                  model.spec.id)
         try:
             yield
         finally:
-            app.state.collection = None
+            app.state.collection = app.state.ingest = None
+            await run_in_threadpool(ingest.stop)
             await run_in_threadpool(collection.close)
 
     app = FastAPI(title="Audio retrieval", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS,
                   lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
-    app.state.retriever = app.state.collection = None
+    app.state.retriever = app.state.collection = app.state.ingest = None
     install_error_handlers(app)
     # added innermost first: CORS wraps everything, so even a 413 carries its headers
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
@@ -64,7 +70,7 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST",
                            "DELETE"], allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
                            expose_headers=["Content-Range", "Accept-Ranges"])
-    for module in (search, audio, health, metrics, page):
+    for module in (search, audio, jobs, health, metrics, page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -4,10 +4,14 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from index.jobs import JobQueue
 
 # request latencies span a 1 ms health check to a minute-long upload of a long clip
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+RATE_WINDOW_S = 60.0
 UNMATCHED = "unmatched"  # the route label of requests no route took, so 404 probes do not grow the series
 
 
@@ -31,6 +35,33 @@ class ServiceMetrics:
     def watch_index(self, count: Callable[[], int]) -> None:
         """Read the index size at every scrape."""
         self.index_size.set_function(count)
+
+    def watch_ingest(self, queue: JobQueue) -> None:
+        """Queue depth, jobs by outcome and windows per second, read from the queue at every scrape (the
+        worker may be another process)."""
+        self.registry.register(IngestCollector(queue))
+
+
+class IngestCollector:
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        counts = self.queue.counts()
+        yield GaugeMetricFamily("retrieval_ingest_queue_depth", "uploads queued or being tagged",
+                                value=counts.get("queued", 0) + counts.get("running", 0))
+        jobs = CounterMetricFamily("retrieval_ingest_jobs", "indexing jobs that ended, by outcome",
+                                   labels=["status"])
+        for status in ("done", "failed"):
+            jobs.add_metric([status], counts.get(status, 0))
+        yield jobs
+        recent = self.queue.windows_finished_since(time.time() - RATE_WINDOW_S)
+        yield GaugeMetricFamily("retrieval_ingest_windows_per_second",
+                                f"PaSST windows of the jobs done in the last {RATE_WINDOW_S:.0f} s, a second",
+                                value=recent / RATE_WINDOW_S)
 
 
 class RequestMetricsMiddleware:

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         "torch", description="query encoder runtime: torch, or onnx (ONNX Runtime on CPU, exported once)"
     )
     batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
+    ingest_worker: Literal["auto", "process", "thread"] = Field(
+        "auto", description="where uploads are tagged: a worker process at lower priority (auto, except with "
+                            "embedded Qdrant, which one process owns) or a thread of the service")
+    ingest_threads: int = Field(1, ge=1, le=256, description="PaSST threads of the ingest worker")
+    ingest_nice: int = Field(10, ge=0, le=19, description="how much lower the worker process's scheduling "
+                                                          "priority is than the service's (os.nice)")
     text_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="ONNX query encoder: fp32 (as torch) or int8 (faster; top-10 agreement ~0.99)"
     )

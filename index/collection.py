@@ -76,7 +76,7 @@ class Collection:
         if existing is not None:
             return existing, False
         ex = self.retriever.extract(path, limits=self.limits, name=path.name)
-        return self._add(self._new_clip(ex, name=path.name, location=str(path), sha256=sha), ex, copy=None)
+        return self.add_extracted(ex, source=path, sha256=sha, name=path.name)
 
     def add_bytes(self, data: bytes, name: str) -> tuple[ClipRecord, bool]:
         """Index an upload; its bytes are kept under the data directory."""
@@ -86,9 +86,17 @@ class Collection:
             return existing, False
         name = Path(name).name or "upload"
         ex = self.retriever.extract(data, limits=self.limits, name=name)
-        location = f"{AUDIO_DIR}/{sha}.{_extension(ex.audio.format)}"
-        clip = self._new_clip(ex, name=name, location=location, sha256=sha, stored_copy=True)
-        return self._add(clip, ex, copy=data)
+        return self.add_extracted(ex, source=data, sha256=sha, name=name)
+
+    def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str,
+                      name: str) -> tuple[ClipRecord, bool]:
+        """Store a clip whose logits are computed: a file indexed where it lies (`source` its path) or an
+        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``)."""
+        if isinstance(source, bytes):
+            location = f"{AUDIO_DIR}/{sha256}.{_extension(ex.audio.format)}"
+            clip = self._new_clip(ex, name=name, location=location, sha256=sha256, stored_copy=True)
+            return self._add(clip, ex, copy=source)
+        return self._add(self._new_clip(ex, name=name, location=str(source), sha256=sha256), ex, copy=None)
 
     def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str,
                   stored_copy: bool = False) -> NewClip:

@@ -212,10 +212,14 @@ class JobQueue:
                                 "status = 'done', finished = ?, clip_id = ?, windows_done = windows_total",
                                 (time.time(), clip_id))
 
-    def fail(self, id_: int, *, error: str) -> Job:
-        """A queued or running job cannot be done (bad audio, bytes gone...): failed, reason bounded."""
-        return self._transition(id_, ACTIVE, "fail", "status = 'failed', finished = ?, error = ?",
-                                (time.time(), _error_text(error)))
+    def fail(self, id_: int, *, error: str, http_status: int = 422) -> Job:
+        """A queued or running job cannot be done (bad audio, bytes gone...): failed, reason bounded.
+        `http_status` (kept in the job's fields) is what the service answers a request waiting on it."""
+        if not _is_int(http_status) or not 400 <= http_status <= 599:
+            raise ValueError(f"http_status must be a 4xx or 5xx status, not {http_status!r}")
+        return self._transition(id_, ACTIVE, "fail", "status = 'failed', finished = ?, error = ?, "
+                                "fields = json_set(fields, '$.http_status', ?)",
+                                (time.time(), _error_text(error), http_status))
 
     def cancel(self, id_: int) -> Job | None:
         """Delete a queued job and return it, so the caller removes its bytes; None if there is no such job.
@@ -289,6 +293,13 @@ class JobQueue:
     def count(self, status: str | None = None) -> int:
         where, args = _status_where(status)
         return int(self.connection().execute(f"SELECT count(*) FROM jobs {where}", args).fetchone()[0])
+
+    def windows_finished_since(self, since: float) -> int:
+        """PaSST windows of the jobs done since `since` (unix seconds): the worker's recent throughput."""
+        row = self.connection().execute(
+            "SELECT coalesce(sum(windows_total), 0) FROM jobs WHERE status = 'done' AND finished >= ?",
+            (float(since),)).fetchone()
+        return int(row[0])
 
     def depth(self) -> int:
         """Jobs not finished yet (queued + running): the backlog a 503 or an autoscaler looks at."""

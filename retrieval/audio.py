@@ -1,8 +1,10 @@
 """Audio decoding: a path or bytes in, mono float32 at 32 kHz in [-1, 1] out."""
 
+import contextlib
 import io
 import logging
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,37 @@ def decode_audio(
     the header before the samples are decoded.
     """
     label = name or (str(source) if isinstance(source, str | Path) else "upload")
+    with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels) as f:
+        data = _read(f, label=label)  # (n, channels)
+        rate, channels, container = f.samplerate, f.channels, f.format
+    return DecodedAudio(_to_model_rate(data, rate, label=label), rate, channels, container)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file's header says, before any sample is decoded."""
+
+    duration_s: float
+    source_rate: int
+    channels: int
+    format: str
+
+
+def probe_audio(
+    source: str | Path | bytes, *, max_duration_s: float | None = None, max_channels: int = MAX_CHANNELS,
+    name: str | None = None,
+) -> AudioInfo:
+    """The header of WAV, FLAC, OGG or MP3, held to the same checks as :func:`decode_audio` (which may still
+    refuse the samples): what a service can judge of an upload at once, without decoding it."""
+    label = name or (str(source) if isinstance(source, str | Path) else "upload")
+    with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels) as f:
+        return AudioInfo(f.frames / f.samplerate, f.samplerate, f.channels, f.format)
+
+
+@contextlib.contextmanager
+def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float | None,
+                max_channels: int) -> Iterator[sf.SoundFile]:
+    """The open file, its header checked; libsndfile's errors become AudioDecodeError."""
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
@@ -55,20 +88,28 @@ def decode_audio(
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
         handle = path
-        with open(path, "rb") as f:
-            _check_wav_sizes(f.read(65536), path.stat().st_size, label=label)
+        with open(path, "rb") as raw:
+            _check_wav_sizes(raw.read(65536), path.stat().st_size, label=label)
     try:
-        with sf.SoundFile(handle) as f:
-            _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels)
-            data = f.read(dtype="float32", always_2d=True)  # (n, channels)
-            rate, channels, container = f.samplerate, f.channels, f.format
-    except AudioDecodeError:
-        raise
+        f = sf.SoundFile(handle)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
-        # libsndfile's own words, without soundfile's "Error opening <_io.BytesIO object at 0x...>" prefix
-        reason = e.error_string if isinstance(e, sf.LibsndfileError) else e
-        raise AudioDecodeError(f"{label}: not a readable audio file (WAV, FLAC, OGG, MP3): {reason}") from e
-    return DecodedAudio(_to_model_rate(data, rate, label=label), rate, channels, container)
+        raise _unreadable(e, label) from e
+    with f:
+        _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels)
+        yield f
+
+
+def _read(f: sf.SoundFile, *, label: str) -> np.ndarray:
+    try:
+        return f.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
+        raise _unreadable(e, label) from e
+
+
+def _unreadable(e: Exception, label: str) -> AudioDecodeError:
+    # libsndfile's own words, without soundfile's "Error opening <_io.BytesIO object at 0x...>" prefix
+    reason = e.error_string if isinstance(e, sf.LibsndfileError) else e
+    return AudioDecodeError(f"{label}: not a readable audio file (WAV, FLAC, OGG, MP3): {reason}")
 
 
 def _check_wav_sizes(head: bytes, total: int, *, label: str) -> None:

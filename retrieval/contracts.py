@@ -1,5 +1,6 @@
 """The two encoders' contracts, as the rest of the code uses them (a PaSST tagger, a sentence encoder)."""
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -15,7 +16,8 @@ class Tagger(Protocol):
 
     def window_logits(self, wave: np.ndarray) -> WindowLogits: ...
 
-    def window_logits_many(self, waves: list[np.ndarray]) -> list[WindowLogits]: ...
+    def window_logits_many(self, waves: list[np.ndarray], *,
+                           on_batch: Callable[[list[int]], None] | None = None) -> list[WindowLogits]: ...
 
 
 class SentenceEncoder(Protocol):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.audio import MAX_CHANNELS, DecodedAudio, decode_audio
+from retrieval.audio import MAX_CHANNELS, AudioInfo, DecodedAudio, decode_audio, probe_audio
 from retrieval.contracts import Tagger
 from retrieval.windows import WindowLogits
 
@@ -38,6 +38,13 @@ def decode(source: str | Path | bytes, *, limits: AudioLimits = AudioLimits(),
            name: str | None = None) -> DecodedAudio:
     return decode_audio(source, max_duration_s=limits.max_duration_s, max_channels=limits.max_channels,
                         name=name)
+
+
+def probe(source: str | Path | bytes, *, limits: AudioLimits = AudioLimits(),
+          name: str | None = None) -> AudioInfo:
+    """The header's facts, held to the limits, without decoding the samples."""
+    return probe_audio(source, max_duration_s=limits.max_duration_s, max_channels=limits.max_channels,
+                       name=name)
 
 
 def extract(source: str | Path | bytes, tagger: Tagger, *, limits: AudioLimits = AudioLimits(),

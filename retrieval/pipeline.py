@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,15 @@ from retrieval.errors import ModelNotFound
 from retrieval.extract import AudioLimits, Extraction, extract
 from retrieval.labels import audioset_labels, top_tags
 from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ZERO_SHOT, ModelSpec
+from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
 
 def text_spec(passt: ModelSpec, text: SentenceEncoder) -> ModelSpec:
     """The encoders' spec: the PaSST part of `passt` with the text model of `text`."""
-    return ModelSpec(**{**passt.encoders().to_dict(), "text_model": text.model_id,
-                        "text_model_revision": text.revision, "dim": text.dim})
+    return replace(passt.encoders(), text_model=text.model_id, text_model_revision=text.revision,
+                   dim=text.dim)
 
 
 def tag_text_embeddings(text: SentenceEncoder) -> torch.Tensor:
@@ -92,6 +94,11 @@ class Retriever:
                 name: str | None = None) -> Extraction:
         """Decode and tag: per-window logits with their times, and their mean."""
         return extract(source, self._tagger(), limits=limits, name=name)
+
+    def window_logits_many(self, waves: list[np.ndarray], *,
+                           on_batch: Callable[[list[int]], None] | None = None) -> list[WindowLogits]:
+        """Several clips' windows through PaSST together (see PasstTagger.window_logits_many)."""
+        return self._tagger().window_logits_many(waves, on_batch=on_batch)
 
     def logits(self, wave: np.ndarray) -> np.ndarray:
         """(n,) samples -> (527,) PaSST logits (the mean over windows)."""

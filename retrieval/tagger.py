@@ -12,6 +12,7 @@ see :mod:`retrieval.passt_runtime`); ``precision`` ``bf16`` (or ``fp16`` on CUDA
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -123,9 +124,11 @@ class PasstTagger:
         return self.window_logits(wave).mean()
 
     @torch.inference_mode()
-    def window_logits_many(self, waves: list[np.ndarray]) -> list[WindowLogits]:
+    def window_logits_many(self, waves: list[np.ndarray], *,
+                           on_batch: Callable[[list[int]], None] | None = None) -> list[WindowLogits]:
         """Several clips at once: each forward pass holds up to `batch_windows` windows of any of them
-        (windows of one length go together: a clip of up to one window is its own length)."""
+        (windows of one length go together: a clip of up to one window is its own length). After each
+        pass, `on_batch` is told which clip each of its windows belonged to (progress)."""
         cut = [self.windows(w) for w in waves]
         out = [np.empty((c.shape[0], N_TAGS), np.float32) for c in cut]
         by_length: dict[int, list[tuple[int, int]]] = {}  # window length -> [(clip, window)]
@@ -139,5 +142,7 @@ class PasstTagger:
                     y = self.model(x).float().cpu().numpy()  # (b, 527)
                 for (i, j), row in zip(chunk, y, strict=True):
                     out[i][j] = row
+                if on_batch is not None:
+                    on_batch([i for i, _ in chunk])
         spans = [window_spans(len(w), self.windowing) for w in waves]
         return [WindowLogits(logits=lg, starts=s, ends=e) for lg, (s, e) in zip(out, spans, strict=True)]

@@ -1,14 +1,27 @@
 """The collection's clips: add (upload), list, get, stream, delete."""
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel
 
-from app.deps import CollectionDep, MetricsDep, audio_url
+from app.deps import CollectionDep, IngestDep, audio_url
+from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
-from app.schemas import ClipId, ClipOut, ClipPage, ErrorOut, PageLimit, PageOffset, Responses, clip_out
+from app.schemas import (
+    ClipId,
+    ClipOut,
+    ClipPage,
+    ErrorOut,
+    JobOut,
+    PageLimit,
+    PageOffset,
+    Responses,
+    clip_out,
+)
 from app.security import ReadAccess, WriteAccess
 from app.uploads import multipart_body, read_upload
 from index.base import ClipRecord
@@ -21,6 +34,9 @@ WRITE_ERRORS: Responses = {401: {"model": ErrorOut, "description": "no API key w
                                                         "(the message says to set RETRIEVAL_API_KEY)"}}
 NOT_FOUND: Responses = {404: {"model": ErrorOut, "description": "no clip with this id"}}
 DUPLICATE = "the same bytes were already in the collection: the existing record, nothing added"
+ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progress, then its clip); also "
+            "the job already queued for the same bytes")
+MAX_WAIT_S = 60
 
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"),
@@ -54,25 +70,48 @@ def get_or_404(collection: Collection, clip_id: int) -> ClipRecord:
     return record
 
 
-@router.post("/audio", status_code=201, summary="Add a clip (needs the API key)",
+@router.post("/audio", status_code=202, summary="Add a clip (needs the API key)", response_model=None,
              responses={**WRITE_ERRORS, **UPLOAD_ERRORS,
-                        200: {"model": ClipOut, "description": DUPLICATE}},
+                        202: {"model": JobOut, "description": ACCEPTED, "headers": {
+                            "Location": {"description": "/jobs/{id}", "schema": {"type": "string"}}}},
+                        201: {"model": ClipOut, "description": "indexed within `wait` seconds: the record"},
+                        200: {"model": ClipOut, "description": DUPLICATE},
+                        507: {"model": ErrorOut, "description": "the disk is full: nothing was stored"}},
              openapi_extra=multipart_body(fields={"name": {"type": "string", "maxLength": 255,
                                                            "description": "name to store (default: the "
                                                                           "file's own name)"}}),
-             description="Multipart upload (`file`, optional `name`). The clip is decoded, tagged by "
-                         "PaSST, projected and added; the answer is its record with its top tags (201). "
-                         "Uploading the same bytes again adds nothing and answers the existing record with "
-                         "200.",
+             description="Multipart upload (`file`, optional `name`). What the header tells (format, "
+                         "channels, duration) is judged at once (4xx); then the bytes and an indexing job "
+                         "are stored durably and the answer is **202** with the job "
+                         "(`Location: /jobs/{id}`): PaSST tags the clip in the background. `wait=S` waits "
+                         "up to S seconds: **201** "
+                         "with the clip's record when it was indexed by then (a failure answers its error "
+                         "status), else 202. The same bytes again add nothing: **200** with the indexed "
+                         "record, or 202 with the job already queued for them.",
              dependencies=[WriteAccess])
-async def add_audio(request: Request, response: Response, collection: CollectionDep,
-                    metrics: MetricsDep) -> ClipOut:
+async def add_audio(request: Request, collection: CollectionDep, ingest: IngestDep,
+                    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, allow_inf_nan=False,
+                                                 description="seconds to wait for the clip to be "
+                                                             "indexed")] = 0) -> Response:
     upload = await read_upload(request)
-    with metrics.audio_encode.labels("add").time():
-        record, created = await run_in_threadpool(collection.add_bytes, upload.data, upload.name)
-    if not created:
-        response.status_code = 200
-    return clip_out(record, audio_url=audio_url(request, record.id))
+    submitted = await run_in_threadpool(ingest.submit, upload.data, upload.name)
+    if submitted.record is not None:
+        return _json(200, clip_out(submitted.record, audio_url=audio_url(request, submitted.record.id)))
+    assert submitted.job is not None
+    job = await wait_for(ingest.queue, submitted.job, wait) if wait else submitted.job
+    if job.status == "failed":
+        status = int(job.fields.get("http_status", 422))
+        return _json(status, ErrorOut(detail=job.error or "indexing failed"))
+    view = await run_in_threadpool(job_view, request, collection, job)
+    if view.clip is not None:
+        where = request.app.url_path_for("get_audio", clip_id=view.clip.id)
+        return _json(201, view.clip, location=str(where))
+    return _json(202, view, location=str(request.app.url_path_for("job", job_id=job.id)))
+
+
+def _json(status: int, body: BaseModel, *, location: str | None = None) -> JSONResponse:
+    headers = {"Location": location} if location else None
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
 
 @router.get("/audio", summary="List the clips, a page at a time", responses=READ_ERRORS,

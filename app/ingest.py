@@ -1,0 +1,199 @@
+"""The service's ingestion: an upload is judged at once from its header, its bytes and a job are committed
+durably, and one worker (a process at lower scheduling priority, or a thread) tags it later.
+
+Layout in the data directory: ``jobs.sqlite`` (the queue, :mod:`index.jobs`), ``incoming/<sha256>.upload``
+(bytes acknowledged and waiting), ``ingest.lock`` (held by the one worker of this data directory).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.compose import audio_limits, build_retriever, open_collection
+from app.settings import Settings
+from index.base import ClipRecord
+from index.collection import Collection
+from index.ingest import INCOMING_DIR, IngestWorker
+from index.jobs import Job, JobQueue, StorageFull
+from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
+from retrieval.extract import probe
+
+log = logging.getLogger(__name__)
+
+QUEUE_FILE = "jobs.sqlite"
+LOCK_FILE = "ingest.lock"
+STOP_TIMEOUT_S = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What became of an upload: already indexed (`record`), or a job (new, or the one already queued)."""
+
+    record: ClipRecord | None = None
+    job: Job | None = None
+    created: bool = False
+
+
+def worker_mode(settings: Settings) -> str:
+    """`process` or `thread`: embedded Qdrant is owned by one process, so its worker is a thread."""
+    if settings.ingest_worker != "auto":
+        return settings.ingest_worker
+    embedded_qdrant = settings.store_backend == "qdrant" and not settings.qdrant_url
+    return "thread" if embedded_qdrant or settings.qdrant_url == ":memory:" else "process"
+
+
+class Ingest:
+    def __init__(self, settings: Settings, collection: Collection):
+        self.settings = settings
+        self.collection = collection
+        self.data_dir = Path(settings.data_dir)
+        self.incoming = self.data_dir / INCOMING_DIR
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.queue = JobQueue(self.data_dir / QUEUE_FILE)
+        self.limits = audio_limits(settings)
+        self.mode = worker_mode(settings)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+
+    # -- requests -----------------------------------------------------------------------------------------
+    def submit(self, data: bytes, name: str) -> Submitted:
+        """Judge the upload from its header (AudioDecodeError, AudioTooLong: nothing is written), then
+        answer the indexed clip, the job already queued for these bytes, or a new job once its bytes and
+        its row are durable (StorageFull when the disk is full: nothing is left behind)."""
+        info = probe(data, limits=self.limits, name=name)
+        sha = sha256_bytes(data)
+        record = self.collection.store.get_by_sha256(sha)
+        if record is not None:
+            return Submitted(record=record)
+        active = self.queue.find_active(sha)
+        if active is not None:
+            return Submitted(job=active)
+        location = f"{INCOMING_DIR}/{sha}.upload"
+        path = self.data_dir / location
+        try:
+            write_bytes_atomically(path, data)
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                raise StorageFull(f"no space left to store the upload: {e}; nothing was stored") from e
+            raise
+        windowing = self.collection.retriever.spec.windowing
+        windows = windowing.n_windows(round(info.duration_s * windowing.sample_rate))
+        try:
+            job, created = self.queue.enqueue(name=name, sha256=sha, location=location, windows_total=windows)
+        except BaseException:
+            if self.queue.find_active(sha) is None:  # no other request's job owns these bytes
+                path.unlink(missing_ok=True)
+            raise
+        return Submitted(job=job, created=created)
+
+    def cancel(self, job_id: int) -> Job | None:
+        """Cancel a queued job and remove its bytes; None if there is no such job (JobNotCancellable
+        for one that is running or over)."""
+        job = self.queue.cancel(job_id)
+        if job is not None:
+            (self.data_dir / job.location).unlink(missing_ok=True)
+        return job
+
+    # -- the worker ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._remove_orphan_bytes()
+        if self.mode == "process":
+            ctx = multiprocessing.get_context("spawn")
+            self._process = ctx.Process(target=_worker_process, name="retrieval-ingest", daemon=True,
+                                        args=(self.settings.model_dump(), os.getpid()))
+            self._process.start()
+            log.info("ingest worker process %d (nice +%d, %d PaSST thread(s))", self._process.pid,
+                     self.settings.ingest_nice, self.settings.ingest_threads)
+        else:
+            self._thread = threading.Thread(target=run_worker, name="retrieval-ingest", daemon=True,
+                                            args=(self.collection, self.queue, self.settings, self._stop))
+            self._thread.start()
+            log.info("ingest worker thread started")
+
+    def stop(self) -> None:
+        """Stop the worker; a job it was running stays running and is resumed at the next start."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_S)
+        if self._process is not None:
+            self._process.terminate()
+            self._process.join(STOP_TIMEOUT_S)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self.queue.close()
+
+    def _remove_orphan_bytes(self) -> None:
+        """Bytes a crash left between their write and their job's commit."""
+        remove_stale_tmp(self.incoming)
+        active = {j.location for j in self._active_jobs()}
+        for path in self.incoming.iterdir():
+            relative = f"{INCOMING_DIR}/{path.name}"
+            if not path.name.startswith(".") and relative not in active and old_enough(path):
+                log.info("removing %s: no queued job refers to it", path)
+                path.unlink(missing_ok=True)
+
+    def _active_jobs(self) -> list[Job]:
+        jobs: list[Job] = []
+        for status in ("queued", "running"):
+            while batch := self.queue.list(status=status, offset=len(jobs), limit=500):
+                jobs.extend(batch)
+        return jobs
+
+
+def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop: threading.Event) -> None:
+    """Hold this data directory's worker lock (waiting while another worker has it), then work the queue."""
+    lock_path = Path(settings.data_dir) / LOCK_FILE
+    with open(lock_path, "a+") as lock:
+        while not stop.is_set():
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                stop.wait(1.0)
+        else:
+            return
+        worker = IngestWorker(queue, collection, name=f"{os.getpid()}-{threading.get_ident()}",
+                              max_clips=settings.batch_windows)
+        worker.serve(stop)
+
+
+def _worker_process(settings_dump: dict, parent: int) -> None:
+    """The worker process: dies with the service, runs at lower priority with capped PaSST threads."""
+    _die_with_parent(parent)
+    import torch
+
+    settings = Settings(**settings_dump)
+    os.nice(settings.ingest_nice)
+    torch.set_num_threads(settings.ingest_threads)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    retriever = build_retriever(settings)
+    collection = open_collection(settings, retriever)
+    queue = JobQueue(Path(settings.data_dir) / QUEUE_FILE)
+    try:
+        run_worker(collection, queue, settings, stop)
+    finally:
+        queue.close()
+        collection.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when the service dies (even by SIGKILL), so no orphan keeps working."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        log.warning("cannot ask to die with the service on this system")
+    if os.getppid() != parent:  # the service died before the request above
+        os._exit(1)

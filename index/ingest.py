@@ -1,0 +1,169 @@
+"""Ingestion: audio -> PaSST (windows of several clips in each forward pass) -> the collection.
+
+:func:`ingest` is the one loop that both the service's ingest worker (jobs of :mod:`index.jobs`) and
+`retrieval index add` run; :class:`IngestWorker` is the worker: it claims queued jobs, ingests their stored
+bytes and marks each job done (with its clip) or failed (with the reason), removing the bytes either way.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from index.base import ClipRecord
+from index.collection import Collection
+from index.jobs import Job, JobQueue, StorageFull
+from retrieval.audio import DecodedAudio
+from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
+from retrieval.extract import Extraction, decode
+
+log = logging.getLogger(__name__)
+
+INCOMING_DIR = "incoming"  # uploads acknowledged and waiting for PaSST: incoming/<sha256>.upload
+
+
+@dataclass(frozen=True)
+class Item:
+    key: Any  # the caller's handle (a job id, a path)
+    name: str
+    source: Path | bytes  # a file indexed where it lies, or an upload's bytes (kept under audio/)
+    sha256: str
+
+
+@dataclass
+class Result:
+    item: Item
+    record: ClipRecord | None = None
+    created: bool = False
+    error: Exception | None = None
+
+
+WindowsDone = Callable[[Item, int, int], None]  # (item, windows done, windows in all)
+
+
+def ingest(collection: Collection, items: Sequence[Item], *, on_windows: WindowsDone | None = None,
+           on_decoded: Callable[[Item, DecodedAudio], None] | None = None) -> list[Result]:
+    """Decode every item, tag all their windows together (`batch_windows` per forward pass), then project
+    and store each clip. Content already stored costs no PaSST; an item that fails (bad audio, a full disk)
+    has its error in its result and the others go on. Results are in the items' order."""
+    results = {i: Result(it) for i, it in enumerate(items)}
+    decoded: list[tuple[int, DecodedAudio]] = []
+    for i, it in enumerate(items):
+        existing = collection.store.get_by_sha256(it.sha256)
+        if existing is not None:
+            results[i].record = existing
+            continue
+        try:
+            audio = decode(it.source, limits=collection.limits, name=it.name)
+        except AudioDecodeError as e:
+            results[i].error = e
+            continue
+        decoded.append((i, audio))
+        if on_decoded is not None:
+            on_decoded(it, audio)
+    if decoded:
+        _tag_and_store(collection, items, decoded, results, on_windows)
+    return [results[i] for i in range(len(items))]
+
+
+def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[tuple[int, DecodedAudio]],
+                   results: dict[int, Result], on_windows: WindowsDone | None) -> None:
+    windowing = collection.retriever.spec.windowing
+    totals = [windowing.n_windows(len(audio.wave)) for _, audio in decoded]
+    done = [0] * len(decoded)
+
+    def progress(clips: list[int]) -> None:
+        for c in clips:
+            done[c] += 1
+        if on_windows is not None:
+            for c in sorted(set(clips)):
+                on_windows(items[decoded[c][0]], done[c], totals[c])
+
+    windows = collection.retriever.window_logits_many([audio.wave for _, audio in decoded], on_batch=progress)
+    for (i, audio), w in zip(decoded, windows, strict=True):
+        it = items[i]
+        try:
+            results[i].record, results[i].created = collection.add_extracted(
+                Extraction(audio, w), source=it.source, sha256=it.sha256, name=it.name)
+        except (OSError, RetrievalError) as e:  # a full disk, a store error: this clip fails, not the run
+            log.warning("could not store %s: %s", it.name, e)
+            results[i].error = e
+
+
+def http_status_of(error: Exception) -> int:
+    """What the service answers a request that waited on a job that failed with `error`."""
+    if isinstance(error, AudioTooLong):
+        return 413
+    if isinstance(error, AudioDecodeError):
+        return 415
+    if isinstance(error, StorageFull) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        return 507
+    return 500
+
+
+class IngestWorker:
+    """Claims queued jobs (up to `max_clips` at a time, so one forward pass can hold windows of several),
+    ingests them and records the outcome. Only one worker may run per data directory (the caller holds
+    the lock), which is what makes :meth:`JobQueue.recover` at its start safe."""
+
+    def __init__(self, queue: JobQueue, collection: Collection, *, name: str, max_clips: int = 8,
+                 on_job: Callable[[Job], None] | None = None):
+        self.queue = queue
+        self.collection = collection
+        self.name = name
+        self.max_clips = max(1, max_clips)
+        self.on_job = on_job  # told about every job that ended (metrics)
+
+    def bytes_path(self, job: Job) -> Path:
+        return self.collection.data_dir / job.location
+
+    def run_once(self) -> int:
+        """Claim and ingest one batch of jobs; returns how many were claimed (0: the queue is empty)."""
+        jobs = self.queue.claim(worker=self.name, limit=self.max_clips)
+        items, by_key = [], {}
+        for job in jobs:
+            try:
+                data = self.bytes_path(job).read_bytes()
+            except OSError as e:
+                self._fail(job, RetrievalError(f"the stored upload is gone: {e}"))
+                continue
+            items.append(Item(job.id, job.name, data, job.sha256))
+            by_key[job.id] = job
+
+        def progress(item: Item, done: int, total: int) -> None:
+            self.queue.progress(item.key, windows_done=done, windows_total=total)
+
+        for result in ingest(self.collection, items, on_windows=progress):
+            job = by_key[result.item.key]
+            if result.record is not None:
+                self._end(self.queue.finish(job.id, clip_id=result.record.id))
+            else:
+                self._fail(job, result.error or RetrievalError("ingestion failed"))
+            self.bytes_path(job).unlink(missing_ok=True)
+        return len(jobs)
+
+    def _fail(self, job: Job, error: Exception) -> None:
+        log.info("job %d (%s) failed: %s", job.id, job.name, error)
+        self._end(self.queue.fail(job.id, error=str(error), http_status=http_status_of(error)))
+        self.bytes_path(job).unlink(missing_ok=True)
+
+    def _end(self, job: Job) -> None:
+        if self.on_job is not None:
+            self.on_job(job)
+
+    def serve(self, stop: threading.Event, *, idle_s: float = 0.2) -> None:
+        """Work until `stop` is set: the queue is polled every `idle_s` while empty."""
+        self.queue.recover()
+        while not stop.is_set():
+            try:
+                claimed = self.run_once()
+            except Exception:  # keep the worker alive; the jobs stay running and are recovered at restart
+                log.exception("the ingest worker's batch failed")
+                claimed = 0
+            if not claimed:
+                stop.wait(idle_s)
