@@ -24,6 +24,7 @@ API_KEY = "edge-key-3d9f"
 WRITE = {"X-API-Key": API_KEY}
 INT64_MAX = 2**63 - 1
 CLIP = audio_bytes(sine(466.0, seconds=0.5))
+WAIT = {"wait": 60}  # an upload answers its record (201) once indexed, not only its job (202)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def edge(request, tmp_path_factory, minilm_path, retriever) -> Iterator[tuple[Te
     settings = Settings(data_dir=workdir / "data", models_dir=workdir / "models", text_model=str(minilm_path),
                         passt_weights="random", device="cpu", api_key=API_KEY, **backend)
     with TestClient(create_app(settings, retriever=retriever), raise_server_exceptions=False) as client:
-        r = client.post("/audio", files={"file": ("edge.wav", CLIP, "audio/wav")}, headers=WRITE)
+        r = client.post("/audio", files={"file": ("edge.wav", CLIP, "audio/wav")}, params=WAIT,
+                        headers=WRITE)
         assert r.status_code == 201, r.text
         yield client, r.json()["id"]
 
@@ -216,7 +218,7 @@ def test_an_upload_name_is_reduced_to_one_the_store_holds(edge, name, stored):
     client, kept = edge
     data = audio_bytes(sine(300.0 + len(name) % 97, seconds=0.4))
     r = client.post("/audio", files={"file": ("f.wav", data, "audio/wav")}, data={"name": name},
-                    headers=WRITE)
+                    params=WAIT, headers=WRITE)
     assert r.status_code == 201, r.text
     record = r.json()
     assert record["name"] == stored
