@@ -28,10 +28,15 @@ def open_collection(*, with_audio: bool = False, check: bool = True) -> Collecti
 
 
 def add(paths: list[Path], *, recursive: bool = False, progress: bool = True) -> BuildReport:
+    """The ingest worker's loop over files: RETRIEVAL_BATCH_WINDOWS clips' windows per PaSST pass."""
+    from app.compose import build_retriever, load_settings
+    from app.compose import open_collection as open_configured
     from index.builder import index_paths
 
-    with open_collection(with_audio=True) as collection:
-        return index_paths(collection, paths, recursive=recursive, progress=progress)
+    settings = load_settings()
+    with open_configured(settings, build_retriever(settings)) as collection:
+        return index_paths(collection, paths, recursive=recursive, progress=progress,
+                           batch_clips=settings.batch_windows)
 
 
 def stats() -> dict:

@@ -1,7 +1,9 @@
 """Fill a collection from files and folders: hash, skip what is stored, decode, tag, project, add.
 
-Every add commits on its own, so an interrupted run keeps what it did and the next run skips it (by content
-hash) and goes on where it stopped. A file that fails is reported with its reason and the run goes on.
+It runs the ingest worker's own loop (:func:`index.ingest.ingest`): `batch_clips` files at a time, their
+windows together through PaSST. Every add commits on its own, so an interrupted run keeps what it did and the
+next run skips it (by content hash) and goes on where it stopped. A file that fails is reported with its
+reason and the run goes on. The progress bar counts PaSST windows (the work), with clips/s and an ETA.
 """
 
 import logging
@@ -14,7 +16,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
+from index.ingest import Item, Result, ingest
+from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
+from retrieval.extract import probe
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +29,7 @@ AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", "
 # per-file failures; anything else (the database, a missing model) stops the run
 FILE_ERRORS = (RetrievalError, OSError, ValueError, RuntimeError)
 FATAL_ERRORS = (ModelNotFound, CheckpointMismatch)
-BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} windows [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 
 @dataclass
@@ -58,35 +63,65 @@ def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> tuple[list[
 
 
 def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: bool = False,
-                progress: bool = True) -> BuildReport:
+                progress: bool = True, batch_clips: int = 1) -> BuildReport:
     """Add every audio file under `paths` to the collection; see the module docstring."""
     files, missing = find_audio(paths, recursive=recursive)
     report = BuildReport(failed=[(str(p), "no such file or folder") for p in missing])
     start = time.perf_counter()
-    with logging_redirect_tqdm(), tqdm(total=len(files), unit="clip", desc="index", bar_format=BAR_FORMAT,
-                                       disable=not progress) as bar:
-        for path in files:
-            _add_one(collection, path, report)
-            bar.update()
-            bar.set_postfix(added=report.added, skipped=report.skipped, failed=len(report.failed),
-                            refresh=False)
+    windowing = collection.retriever.spec.windowing
+    planned = {}  # path -> windows, from the headers (a file whose header is refused fails here)
+    for path in files:
+        try:
+            info = probe(path, limits=collection.limits, name=path.name)
+            planned[path] = windowing.n_windows(round(info.duration_s * windowing.sample_rate))
+        except FILE_ERRORS as e:
+            _failed(report, path, e)
+    paths_left = list(planned)
+    with logging_redirect_tqdm(), tqdm(total=sum(planned.values()), unit="window", desc="index",
+                                       bar_format=BAR_FORMAT, disable=not progress) as bar:
+        for i in range(0, len(paths_left), max(1, batch_clips)):
+            chunk = paths_left[i:i + max(1, batch_clips)]
+            shown: dict[Path, int] = {}  # windows the bar has counted, per file
+            for result in _ingest_chunk(collection, chunk, report, bar, shown):
+                _count(report, result)
+                bar.update(planned[result.item.key] - shown.get(result.item.key, 0))  # skipped or failed
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(clips_s=f"{report.added / elapsed:.2f}", added=report.added,
+                            skipped=report.skipped, failed=len(report.failed), refresh=False)
     report.seconds = time.perf_counter() - start
     log.info("indexed %d new clips, skipped %d already indexed, %d failed, in %.1f s",
              report.added, report.skipped, len(report.failed), report.seconds)
     return report
 
 
-def _add_one(collection: Collection, path: Path, report: BuildReport) -> None:
-    try:
-        _, created = collection.add_path(path)
-    except FILE_ERRORS as e:
-        if isinstance(e, FATAL_ERRORS):
-            raise
-        reason = str(e) if isinstance(e, RetrievalError) else f"{type(e).__name__}: {e}"
-        log.warning("skipping %s: %s", path, reason)
-        report.failed.append((str(path), reason))
-        return
-    if created:
+def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport, bar: tqdm,
+                  shown: dict[Path, int]) -> list[Result]:
+    """Hash the chunk's files, then ingest them together; the bar moves as PaSST's windows are done."""
+    items = []
+    for path in chunk:
+        try:
+            items.append(Item(path, path.name, path, sha256_file(path)))
+        except OSError as e:
+            _failed(report, path, e)
+    def windows_done(item: Item, done: int, total: int) -> None:
+        bar.update(done - shown.get(item.key, 0))
+        shown[item.key] = done
+
+    return ingest(collection, items, on_windows=windows_done)
+
+
+def _count(report: BuildReport, result: Result) -> None:
+    if result.error is not None:
+        if isinstance(result.error, FATAL_ERRORS):
+            raise result.error
+        _failed(report, result.item.key, result.error)
+    elif result.created:
         report.added += 1
     else:
         report.skipped += 1
+
+
+def _failed(report: BuildReport, path: Path, e: BaseException) -> None:
+    reason = str(e) if isinstance(e, RetrievalError) else f"{type(e).__name__}: {e}"
+    log.warning("skipping %s: %s", path, reason)
+    report.failed.append((str(path), reason))
