@@ -6,13 +6,14 @@ Vectors are unit vectors of the model's shared space, scored by inner product (=
 from __future__ import annotations  # the `list` method would shadow the builtin in annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
 from retrieval.config import N_TAGS
+from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 
 
@@ -96,6 +97,9 @@ def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> Non
 Hits = list[list[Hit]]  # per query, best first (an alias: the stores' `list` method shadows the builtin)
 
 
+Chunk = tuple[list[ClipRecord], np.ndarray, np.ndarray]  # records, their vectors (n, D) and logits (n, 527)
+
+
 class Added(NamedTuple):
     record: ClipRecord
     created: bool  # False: the same content (sha256) was stored already; `record` is the stored one
@@ -142,6 +146,31 @@ class VectorStore(ABC):
         """Store clips of distinct content in one write (another writer may have stored one meanwhile:
         its result is then the stored record, not created)."""
 
+    def restore_many(self, records: Sequence[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
+                     next_id: int | None = None) -> None:
+        """Store clips as a backup holds them, their ids and times added kept, in one write. Only for ids
+        above every id this store has handed out (an empty store, or the previous chunk of the same restore),
+        in ascending order, of content not stored. New clips then get ids from max(`next_id`, last id + 1)
+        on, so a restored store never hands out an id again."""
+        ids = [int(r.id) for r in records]
+        if records:
+            vectors, logits = check_rows(len(records), vectors, logits, dim=self.dim)
+            if ids[0] < 1 or any(b <= a for a, b in zip(ids, ids[1:], strict=False)):
+                raise ValueError("restored clips need ids >= 1 in ascending order, without repeats")
+            if len({r.sha256 for r in records}) != len(records):
+                raise ValueError("restored clips repeat a sha256")
+            floor = self.next_id()
+            if ids[0] < floor:
+                raise RetrievalError(f"cannot restore clip {ids[0]}: this store has handed out ids up to "
+                                     f"{floor - 1} already (restore into an empty store)")
+        after = max(int(next_id or 1), ids[-1] + 1 if ids else 1)
+        self._restore(list(records), vectors, logits, next_id=after)
+
+    @abstractmethod
+    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
+                 next_id: int) -> None:
+        """Store checked records with their ids in one write; new ids start at `next_id` or above."""
+
     @abstractmethod
     def remove(self, ids: Sequence[int]) -> int:
         """Remove these ids; return how many existed."""
@@ -175,6 +204,19 @@ class VectorStore(ABC):
     @abstractmethod
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         """(len(ids), 527) stored PaSST logits."""
+
+    @abstractmethod
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """(len(ids), D) stored vectors; KeyError for an id not stored."""
+
+    @abstractmethod
+    def next_id(self) -> int:
+        """The id the next new clip gets: above every id this store has handed out (ids are never reused)."""
+
+    @abstractmethod
+    def export(self, *, chunk: int = 1024) -> Iterator[Chunk]:
+        """Every clip with its vector and logits, in id order, `chunk` clips at a time (what a backup
+        reads). A clip added or removed meanwhile is either wholly in it or wholly absent."""
 
     @abstractmethod
     def total_duration(self) -> float:

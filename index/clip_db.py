@@ -9,13 +9,13 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from index.base import ClipRecord, NewClip, SearchFilter, Tag
-from index.sqlite_conn import ThreadConnections
+from index.base import Chunk, ClipRecord, NewClip, SearchFilter, Tag
+from index.sqlite_conn import BUSY_TIMEOUT_S, ThreadConnections
 from retrieval.config import N_TAGS
 
 SCHEMA = """
@@ -126,6 +126,50 @@ class ClipDB:
             return None
         return int(cur.lastrowid or 0)
 
+    @staticmethod
+    def insert_record(con: sqlite3.Connection, record: ClipRecord, *, vector: np.ndarray,
+                      logits: np.ndarray) -> None:
+        """A clip with its own id and time added (a restore); IntegrityError when its id or content is
+        stored."""
+        tags = json.dumps([[t.label, float(t.probability)] for t in record.tags])
+        con.execute(
+            "INSERT INTO clips (id, name, location, sha256, duration, sample_rate, added_at, stored_copy, "
+            "tags, logits, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (int(record.id), record.name, record.location, record.sha256, float(record.duration),
+             int(record.sample_rate), float(record.added_at), int(record.stored_copy), tags,
+             logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
+
+    def next_id(self) -> int:
+        """The id AUTOINCREMENT gives the next clip: above every id ever handed out."""
+        con = self.connection()
+        row = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'clips'").fetchone()
+        top = con.execute("SELECT coalesce(max(id), 0) FROM clips").fetchone()[0]
+        return max(int(row[0]) if row else 0, int(top)) + 1
+
+    @staticmethod
+    def reserve_ids(con: sqlite3.Connection, next_id: int) -> None:
+        """AUTOINCREMENT hands out ids from `next_id` on (or from higher, where it would anyway)."""
+        seq = int(next_id) - 1
+        cur = con.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'clips'", (seq,))
+        if cur.rowcount == 0:
+            con.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('clips', ?)", (seq,))
+
+    def export(self, *, dim: int, chunk: int = 1024) -> Iterator[Chunk]:
+        """Every clip with its vector and logits in id order, `chunk` clips at a time, all of one committed
+        state (a read transaction of this thread's connection stays open until the loop ends)."""
+        with self.snapshot():
+            con, after = self.connection(), 0
+            while rows := con.execute(f"SELECT {RECORD_COLUMNS}, vector, logits FROM clips WHERE id > ? "
+                                      "ORDER BY id LIMIT ?", (after, chunk)).fetchall():
+                vectors = np.frombuffer(b"".join(r[9] for r in rows), dtype="<f4").reshape(len(rows), dim)
+                logits = np.frombuffer(b"".join(r[10] for r in rows), dtype="<f4").reshape(len(rows), N_TAGS)
+                yield [_record(r[:9]) for r in rows], vectors.astype(np.float32), logits.astype(np.float32)
+                after = int(rows[-1][0])
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own check of the whole file: [] when it is sound, else what SQLite found."""
+        return _problems(self.connection())
+
     def delete(self, con: sqlite3.Connection, ids: Sequence[int]) -> np.ndarray:
         """Delete the clips among `ids` that exist; (n,) the ids deleted."""
         found = np.intersect1d(self.ids(), np.asarray(list(ids), dtype=np.int64))
@@ -193,6 +237,37 @@ class ClipDB:
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         return self.blobs(ids, "logits", N_TAGS)  # (N, 527)
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+
+
+def _problems(con: sqlite3.Connection) -> list[str]:
+    rows = con.execute("PRAGMA integrity_check").fetchall()
+    return [] if [r[0] for r in rows] == ["ok"] else [str(r[0]) for r in rows]
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """SQLite's check of any database file (the ingest queue's too), read-only: [] when it is sound."""
+    try:
+        with closing(_read_only(path)) as con:
+            return _problems(con)
+    except sqlite3.DatabaseError as e:  # not a database at all, or too damaged to open
+        return [str(e)]
+
+
+def stored_clips(path: Path) -> int:
+    """How many clips the clip database at `path` holds (0 where there is none), without writing."""
+    if not Path(path).is_file():
+        return 0
+    with closing(_read_only(path)) as con:
+        try:
+            return int(con.execute("SELECT count(*) FROM clips").fetchone()[0])
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return 0
+            raise
 
 
 def _where(flt: SearchFilter | None) -> tuple[str, list]:

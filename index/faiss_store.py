@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from index import vector_index
 from index.base import (
     Added,
+    Chunk,
     ClipRecord,
     Hit,
     Hits,
@@ -46,6 +48,12 @@ FAISS_DIR = "faiss"
 FILL_CHUNK = 20_000  # vectors read from SQLite at a time when (re)building
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
+
+
+def stored_spec(db: ClipDB) -> ModelSpec | None:
+    """The model a clip database's vectors were made with, None before any was recorded."""
+    stored = db.meta(SPEC_KEY) or db.meta(LEGACY_SPEC_KEY)  # "fingerprint": earlier stores
+    return None if stored is None else ModelSpec.from_dict(json.loads(stored))
 
 
 class FaissStore(VectorStore):
@@ -84,8 +92,7 @@ class FaissStore(VectorStore):
 
     # -- opening ------------------------------------------------------------------------------------------
     def _stored_spec(self) -> ModelSpec | None:
-        stored = self.db.meta(SPEC_KEY) or self.db.meta(LEGACY_SPEC_KEY)  # "fingerprint": earlier stores
-        return None if stored is None else ModelSpec.from_dict(json.loads(stored))
+        return stored_spec(self.db)
 
     def _adopt_spec(self, spec: ModelSpec, *, check: bool) -> ModelSpec:
         stored = self._stored_spec()
@@ -213,6 +220,22 @@ class FaissStore(VectorStore):
             raise RetrievalError(f"the clip with sha256 {sha256} was removed while it was being added")
         return record
 
+    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
+                 next_id: int) -> None:
+        with self._writer:
+            with self._lock.write():
+                try:
+                    with self.db.transaction() as con:
+                        before = self.db.state()
+                        for r, v, lg in zip(records, vectors, logits, strict=True):
+                            self.db.insert_record(con, r, vector=v, logits=lg)
+                        self.db.reserve_ids(con, next_id)
+                except sqlite3.IntegrityError as e:
+                    raise RetrievalError(f"cannot restore these clips: {e} (an id or content stored)") from e
+                ids = np.array([r.id for r in records], dtype=np.int64)
+                self._committed(before, lambda: self._index.add(ids, vectors))
+            self._maybe_persist()
+
     def remove(self, ids: Sequence[int]) -> int:
         with self._writer:
             with self._lock.write():
@@ -270,6 +293,15 @@ class FaissStore(VectorStore):
 
     def ids(self) -> np.ndarray:
         return self.db.ids()
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        return self.db.blobs(ids, "vector", self.dim)
+
+    def next_id(self) -> int:
+        return self.db.next_id()
+
+    def export(self, *, chunk: int = 1024) -> Iterator[Chunk]:
+        return self.db.export(dim=self.dim, chunk=chunk)
 
     def total_duration(self) -> float:
         return self.db.total_duration()

@@ -26,6 +26,7 @@ from qdrant_client import models as qm
 
 from index.base import (
     Added,
+    Chunk,
     ClipRecord,
     Hit,
     Hits,
@@ -68,6 +69,21 @@ def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec:
         return QdrantStore(client, collection=collection, spec=spec,
                            local=url is None or url == MEMORY, check=check)
     except BaseException:  # a refused model: free the embedded store's folder lock now, not at exit
+        client.close()
+        raise
+
+
+def open_existing(*, url: str | None, data_dir: Path, collection: str) -> QdrantStore | None:
+    """The collection as it is (any model), or None where there is none; nothing is created."""
+    if url == MEMORY or (not url and not (Path(data_dir) / "qdrant").is_dir()):
+        return None
+    client = connect(url, data_dir=data_dir)
+    try:
+        if not client.collection_exists(collection):
+            client.close()
+            return None
+        return QdrantStore(client, collection=collection, spec=ModelSpec(), local=not url, check=False)
+    except BaseException:
         client.close()
         raise
 
@@ -208,6 +224,36 @@ class QdrantStore(VectorStore):
             self.client.upsert(self.alias, points, wait=True)
         return [Added(_record(p["id"], p), True) for p in payloads]
 
+    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
+                 next_id: int) -> None:
+        with self._write:
+            if next_id > int(self._meta().get("next_id", 1)):  # reserved first, as an add does
+                self.client.update_collection(self._target(), metadata={"next_id": next_id})
+            for start in range(0, len(records), PAGE):
+                points = [qm.PointStruct(id=r.id, payload=_payload(r, id=r.id, added_at=float(r.added_at)),
+                                         vector={AUDIO: v.tolist(), LOGITS: lg.tolist()})
+                          for r, v, lg in zip(records[start:start + PAGE], vectors[start:start + PAGE],
+                                              logits[start:start + PAGE], strict=True)]
+                self.client.upsert(self.alias, points, wait=True)
+
+    def rename(self, alias: str) -> None:
+        """Make `alias` name this store's collection, in one alias update (a restore moving its staged
+        collection into place); the collection `alias` named before is deleted."""
+        with self._write:
+            target = self._target()
+            old = None
+            ops: list = [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias))]
+            for a in self.client.get_aliases().aliases:
+                if a.alias_name == alias:
+                    old = a.collection_name
+                    ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
+            ops.append(qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target,
+                                                                           alias_name=alias)))
+            self.client.update_collection_aliases(ops)
+            if old is not None and old != target:
+                self.client.delete_collection(old)
+            self.alias, self._cursor = alias, None
+
     def remove(self, ids: Sequence[int]) -> int:
         ids = sorted({int(i) for i in ids})
         with self._write:
@@ -283,6 +329,34 @@ class QdrantStore(VectorStore):
         if missing:
             raise KeyError(f"no clips with ids {missing[:10]}")
         return np.array([points[i].vector[LOGITS] for i in ids], dtype=np.float32).reshape(len(ids), N_TAGS)
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        ids = [int(i) for i in ids]
+        with self._read:
+            points = {p.id: p for p in self.client.retrieve(self.alias, ids, with_vectors=[AUDIO])}
+        missing = [i for i in ids if i not in points]
+        if missing:
+            raise KeyError(f"no clips with ids {missing[:10]}")
+        return np.array([points[i].vector[AUDIO] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+
+    def next_id(self) -> int:
+        with self._read:
+            return int(self._meta().get("next_id", 1))
+
+    def export(self, *, chunk: int = PAGE) -> Iterator[Chunk]:
+        """Every point in id order, a page at a time: each clip is one point, so it is wholly in or out."""
+        offset = None
+        while True:
+            with self._read:
+                points, offset = self.client.scroll(self.alias, limit=chunk, offset=offset, with_payload=True,
+                                                    with_vectors=True)
+            if points:
+                n = len(points)
+                yield ([_record(p.id, p.payload) for p in points],
+                       np.array([p.vector[AUDIO] for p in points], dtype=np.float32).reshape(n, self.dim),
+                       np.array([p.vector[LOGITS] for p in points], dtype=np.float32).reshape(n, N_TAGS))
+            if offset is None:
+                return
 
     def ids(self) -> np.ndarray:
         with self._read:
