@@ -6,6 +6,7 @@
 | AudioDecodeError | 415 | not audio the decoder can read; the decoder's message says what is wrong |
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
 | ModelNotFound | 503 | the configured weights are missing |
+| StorageFull | 507 | the disk is full: nothing of the request was stored |
 | any other RetrievalError | 400 | |
 
 A request that fails validation answers 422 with FastAPI's list of `{"loc", "msg", "type"}`, without echoing
@@ -18,7 +19,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from retrieval.errors import AudioDecodeError, AudioTooLong, CheckpointMismatch, ModelNotFound, RetrievalError
+from retrieval.errors import (
+    AudioDecodeError,
+    AudioTooLong,
+    CheckpointMismatch,
+    ModelNotFound,
+    RetrievalError,
+    StorageFull,
+)
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +35,7 @@ STATUS_OF = {
     AudioDecodeError: 415,
     CheckpointMismatch: 409,
     ModelNotFound: 503,
+    StorageFull: 507,
     RetrievalError: 400,
 }
 

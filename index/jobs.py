@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from index.sqlite_conn import ThreadConnections
 from retrieval.durable import fsync_path
-from retrieval.errors import RetrievalError
+from retrieval.errors import RetrievalError, StorageFull  # StorageFull: re-exported
 
 STATUSES = ("queued", "running", "done", "failed")
 ACTIVE = ("queued", "running")
@@ -61,10 +61,6 @@ SCHEMA = (
 )
 COLUMNS = ("id, status, name, sha256, location, created, started, finished, windows_done, windows_total, "
            "clip_id, error, attempts, worker, fields")
-
-
-class StorageFull(RetrievalError):
-    """The disk (or SQLite's page limit) is full; the transaction was rolled back and nothing was stored."""
 
 
 class JobNotFound(RetrievalError, LookupError):

@@ -13,6 +13,10 @@ class AudioTooLong(AudioDecodeError):
     """The audio is longer than the configured maximum duration."""
 
 
+class StorageFull(RetrievalError):
+    """The disk (or SQLite's page limit) is full; what was being written was rolled back, nothing stored."""
+
+
 class CheckpointMismatch(RetrievalError):
     """A checkpoint, feature file or index was made with other models than the ones it is used with."""
 

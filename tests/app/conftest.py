@@ -9,10 +9,11 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
+from app.compose import build_retriever
 from app.main import create_app
+from app.settings import Settings
 from retrieval.audio import decode_audio
-from retrieval.pipeline import Retriever, build_retriever
-from retrieval.settings import Settings
+from retrieval.pipeline import Retriever
 from tests.audio_fixtures import clicks, noise, sine
 
 API_KEY = "test-key-7f3a"
@@ -27,7 +28,8 @@ def retriever(minilm_path, random_tagger, text_encoder) -> Retriever:
 
 @pytest.fixture
 def app_settings(settings) -> Settings:
-    return Settings(**{**settings.model_dump(), "api_key": API_KEY})
+    # the ingest worker as a thread over the shared model: a worker process would load its own
+    return Settings(**{**settings.model_dump(), "api_key": API_KEY, "ingest_worker": "thread"})
 
 
 @pytest.fixture
@@ -66,9 +68,11 @@ CLIPS = {
 }
 
 
-def upload(client: TestClient, filename: str, data: bytes, headers: dict | None = None, **fields):
+def upload(client: TestClient, filename: str, data: bytes, headers: dict | None = None, *,
+           wait: float = 60, **fields):
+    """POST /audio; by default waiting for the clip to be indexed (201 with its record)."""
     return client.post("/audio", files={"file": (filename, data, "audio/wav")}, data=fields,
-                       headers=WRITE if headers is None else headers)
+                       params={"wait": wait} if wait else None, headers=WRITE if headers is None else headers)
 
 
 @pytest.fixture

@@ -32,9 +32,12 @@ def snapshot(server: LiveServer, client: httpx.Client) -> Snapshot:
 
 
 def upload(client: httpx.Client, path: str, *, filename: str, data: bytes, headers: dict | None = None,
-           **fields) -> httpx.Response:
+           wait: float = 60, **fields) -> httpx.Response:
+    """A multipart upload; to `/audio` it waits (`wait` seconds) for the clip to be indexed, so an
+    acknowledged and indexed upload answers 201 with its record."""
+    params = {"wait": wait} if path == "/audio" and wait else None
     return client.post(path, files={"file": (filename, data, "application/octet-stream")},
-                       data=fields or None, headers=headers)
+                       data=fields or None, headers=headers, params=params)
 
 
 def raw_multipart(*, filename: bytes, data: bytes, boundary: bytes = b"raw-7c1d") -> dict:

@@ -1,0 +1,182 @@
+"""POST /audio behind the durable ingest queue: 202 + Location + JobOut, the jobs routes, wait=S, duplicates,
+header-level refusals at once, failures in the worker, and a full disk."""
+
+import errno
+import io
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import app.ingest as app_ingest
+from index.ingest import IngestWorker
+from tests.app.conftest import WRITE, upload, vector_of, wav_bytes
+from tests.audio_fixtures import sine
+
+TONE = wav_bytes(sine(523.0, seconds=0.6))
+OTHER = wav_bytes(sine(659.0, seconds=0.7))
+
+
+@pytest.fixture
+def paused(make_client, monkeypatch):
+    """A client whose ingest worker does not run: jobs stay queued until the test runs one batch."""
+    monkeypatch.setattr(app_ingest.Ingest, "start", lambda self: None)
+    client = make_client()
+    ingest = client.app.state.ingest
+
+    def run_worker_once() -> int:
+        return IngestWorker(ingest.queue, ingest.collection, name="test").run_once()
+
+    return client, ingest, run_worker_once
+
+
+def incoming_files(ingest) -> list[str]:
+    return sorted(p.name for p in ingest.incoming.iterdir() if not p.name.startswith("."))
+
+
+def test_upload_is_acknowledged_with_202_and_a_job(paused):
+    client, ingest, run_once = paused
+    r = upload(client, "tone.wav", TONE, wait=0)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/jobs/{job['id']}"
+    assert job["status"] == "queued" and job["name"] == "tone.wav" and job["clip"] is None
+    assert job["error"] is None and job["progress"] == {"windows_done": 0, "windows_total": 1}
+    assert len(job["sha256"]) == 64 and job["created"] > 0
+    assert client.get(f"/jobs/{job['id']}").json() == job
+    assert incoming_files(ingest) == [f"{job['sha256']}.upload"]  # the bytes are stored before the answer
+
+    assert run_once() == 1
+    done = client.get(f"/jobs/{job['id']}").json()
+    assert done["status"] == "done" and done["progress"] == {"windows_done": 1, "windows_total": 1}
+    clip = done["clip"]
+    assert clip["name"] == "tone.wav" and clip["sha256"] == job["sha256"]
+    assert client.get(f"/audio/{clip['id']}").json() == clip
+    assert client.get(f"/audio/{clip['id']}/file").content == TONE
+    assert incoming_files(ingest) == []
+
+
+def test_same_bytes_while_queued_answer_the_same_job_then_the_clip(paused):
+    client, _, run_once = paused
+    first = upload(client, "a.wav", TONE, wait=0).json()
+    again = upload(client, "b.wav", TONE, wait=0)
+    assert again.status_code == 202 and again.json()["id"] == first["id"]
+    run_once()
+    indexed = upload(client, "c.wav", TONE, wait=0)
+    assert indexed.status_code == 200 and indexed.json()["name"] == "a.wav"
+    assert client.get("/jobs").json()["total"] == 1
+
+
+def test_list_jobs_by_status_and_page(paused):
+    client, _, run_once = paused
+    ids = [upload(client, f"{i}.wav", wav_bytes(sine(300.0 + 40 * i, seconds=0.4)), wait=0).json()["id"]
+           for i in range(3)]
+    page = client.get("/jobs", params={"status": "queued", "limit": 2}).json()
+    assert page["total"] == 3 and [j["id"] for j in page["items"]] == ids[:2]
+    assert [j["id"] for j in client.get("/jobs", params={"offset": 2}).json()["items"]] == ids[2:]
+    assert IngestWorker(client.app.state.ingest.queue, client.app.state.ingest.collection, name="t",
+                        max_clips=2).run_once() == 2
+    assert client.get("/jobs", params={"status": "done"}).json()["total"] == 2
+    assert client.get("/jobs", params={"status": "queued"}).json()["total"] == 1
+    assert client.get("/jobs", params={"status": "lost"}).status_code == 422
+
+
+def test_cancel_a_queued_job_removes_its_bytes(paused):
+    client, ingest, run_once = paused
+    job = upload(client, "a.wav", TONE, wait=0).json()
+    assert client.delete(f"/jobs/{job['id']}").status_code == 401  # a write: needs the key
+    assert client.delete(f"/jobs/{job['id']}", headers=WRITE).status_code == 204
+    assert client.get(f"/jobs/{job['id']}").status_code == 404
+    assert incoming_files(ingest) == [] and run_once() == 0
+    done = upload(client, "b.wav", OTHER, wait=0).json()
+    run_once()
+    r = client.delete(f"/jobs/{done['id']}", headers=WRITE)
+    assert r.status_code == 409 and "done" in r.json()["detail"]
+    assert client.delete("/jobs/999", headers=WRITE).status_code == 404
+    assert client.get(f"/jobs/{2**63}").status_code == 422
+
+
+def test_wait_times_out_with_202(paused):
+    client, _, _ = paused
+    start = time.monotonic()
+    r = upload(client, "a.wav", TONE, wait=0.3)
+    assert r.status_code == 202 and 0.25 <= time.monotonic() - start < 10
+    assert upload(client, "a.wav", TONE, wait=61).status_code == 422  # 0 to 60 s
+
+
+def test_wait_answers_201_with_the_record_once_indexed(make_client):
+    live = make_client()  # its worker runs
+    r = upload(live, "b.wav", OTHER, wait=60)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/audio/{r.json()['id']}"
+    np.testing.assert_allclose(
+        live.post("/search", json={"query": "a tone", "k": 1}).json()["results"][0]["score"],
+        float(vector_of(live.app.state.retriever, OTHER) @ live.app.state.retriever.encode_text(["a tone"])[0]),
+        atol=1e-5)
+
+
+@pytest.mark.parametrize("data,status", [
+    (b"hello, not audio", 415),
+    (wav_bytes(np.zeros((32_000, 8), np.float32)), 415),  # 8 channels: more than RETRIEVAL_MAX_CHANNELS
+    (wav_bytes(sine(seconds=4.0)), 413),  # over the 3 s maximum set below
+])
+def test_what_the_header_tells_is_refused_at_once(make_client, monkeypatch, data, status):
+    monkeypatch.setattr(app_ingest.Ingest, "start", lambda self: None)
+    client = make_client(max_duration_s=3.0)
+    r = upload(client, "bad.wav", data, wait=0)
+    assert r.status_code == status, r.text
+    assert client.get("/jobs").json()["total"] == 0
+    assert incoming_files(client.app.state.ingest) == []
+
+
+def test_samples_the_worker_cannot_decode_fail_the_job_with_the_reason(paused):
+    client, ingest, run_once = paused
+    wave = sine(seconds=0.5).astype(np.float32)
+    wave[100] = np.nan  # the header is fine; the samples are not
+    buf = io.BytesIO()
+    sf.write(buf, wave, 32_000, format="WAV", subtype="FLOAT")
+    job = upload(client, "nan.wav", buf.getvalue(), wait=0).json()
+    assert job["status"] == "queued"
+    run_once()
+    failed = client.get(f"/jobs/{job['id']}").json()
+    assert failed["status"] == "failed" and "NaN" in failed["error"] and failed["clip"] is None
+    assert incoming_files(ingest) == [] and client.get("/audio").json()["total"] == 0
+
+
+def test_a_full_disk_answers_507_and_leaves_nothing(paused, monkeypatch):
+    client, ingest, _ = paused
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(app_ingest, "write_bytes_atomically", full)
+    r = upload(client, "a.wav", TONE, wait=0)
+    assert r.status_code == 507 and "nothing was stored" in r.json()["detail"]
+    assert client.get("/jobs").json()["total"] == 0 and incoming_files(ingest) == []
+    assert client.post("/search", json={"query": "rain"}).status_code == 200  # searches go on
+
+
+def test_a_full_disk_in_the_worker_fails_the_job_with_507(paused, monkeypatch):
+    client, ingest, run_once = paused
+    job = upload(client, "a.wav", TONE, wait=0).json()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ingest.collection, "add_extracted", full)
+    run_once()
+    failed = ingest.queue.get(job["id"])
+    assert failed.status == "failed" and failed.fields["http_status"] == 507
+    assert incoming_files(ingest) == [] and client.get("/audio").json()["total"] == 0
+
+
+def test_queue_metrics(paused):
+    client, _, run_once = paused
+    upload(client, "a.wav", TONE, wait=0)
+    text = client.get("/metrics").text
+    assert "retrieval_ingest_queue_depth 1.0" in text
+    run_once()
+    text = client.get("/metrics").text
+    assert "retrieval_ingest_queue_depth 0.0" in text and 'retrieval_ingest_jobs_total{status="done"} 1.0' in text
+    assert "retrieval_ingest_windows_per_second" in text
