@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'yes' if native_bf16 else 'no'}), {torch.get_num_threads()} torch thread(s), "
           f"median of {args.reps} run(s); {switched} attention modules on SDPA\n")
     table(rows, ["clip", "path", "s per window", "CPU s per window", "clips/s", "speed-up",
-                 "speed-up (CPU s)", "max |dlogit|", f"exact (<= {EXACT:.0e})", "cosine to reference"])
+                 "speed-up (CPU s)", "max abs dlogit", f"exact (<= {EXACT:.0e})", "cosine to reference"])
     notes = ["speed-up = reference time / path time, both measured in this run; s = wall clock, CPU s = "
              "this process's CPU time (less sensitive to other load on a shared machine). A 10 s clip is one "
              "window, so the batched rows are only run on longer clips."]
