@@ -3,6 +3,7 @@
 
 const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
+const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
 const state = { protectReads: false, writesEnabled: true };
 
 const $ = (id) => document.getElementById(id);
@@ -123,22 +124,70 @@ async function upload(event) {
   const name = $("upload-name").value.trim();
   if (name) form.append("name", name);
   const message = $("upload-message");
-  message.textContent = `Uploading ${file.name}… (tagging takes a few seconds)`;
+  message.textContent = `Uploading ${file.name}…`;
   try {
     const response = await fetch("/audio", { method: "POST", body: form, headers: authHeaders() });
     if (!response.ok) {
       message.textContent = `Upload failed: ${await errorText(response)}`;
       return;
     }
-    const clip = await response.json();
-    const tags = clip.tags.slice(0, 3).map((t) => t.label).join(" · ");
-    message.textContent = response.status === 201
-      ? `Added “${clip.name}” (#${clip.id}), tagged ${tags}.`
-      : `Already in the collection as “${clip.name}” (#${clip.id}).`;
+    const body = await response.json();
     $("upload-form").reset();
-    refreshStatus();
+    if (response.status === 202) {
+      message.textContent = `“${body.name}” is queued for tagging (job ${body.id}).`;
+      followJob(body);
+    } else {
+      added(body, response.status === 201);
+    }
   } catch (e) {
     message.textContent = `Upload failed: ${e.message}`;
+  }
+}
+
+function added(clip, isNew) {
+  const tags = clip.tags.slice(0, 3).map((t) => t.label).join(" · ");
+  $("upload-message").textContent = isNew
+    ? `Added “${clip.name}” (#${clip.id}), tagged ${tags}.`
+    : `Already in the collection as “${clip.name}” (#${clip.id}).`;
+  refreshStatus();
+}
+
+function jobText(job) {
+  if (job.status === "queued") return "queued";
+  if (job.status === "running") {
+    const p = job.progress;
+    return p.windows_total ? `tagging: ${p.windows_done} of ${p.windows_total} windows` : "tagging";
+  }
+  if (job.status === "done") return `done: clip #${job.clip.id}`;
+  return `failed: ${job.error}`;
+}
+
+// Each upload the service acknowledged (202) is listed with its job's state until it is done or failed.
+async function followJob(job) {
+  const item = document.createElement("li");
+  item.dataset.job = job.id;
+  const name = document.createElement("span");
+  name.className = "job-name";
+  name.textContent = job.name;
+  const state = document.createElement("span");
+  state.className = "job-state";
+  item.append(name, " — ", state);
+  $("uploads").prepend(item);
+  for (;;) {
+    state.textContent = jobText(job);
+    item.dataset.status = job.status;
+    if (job.status === "done") return added(job.clip, true);
+    if (job.status === "failed") {
+      $("upload-message").textContent = `Upload of “${job.name}” failed: ${job.error}`;
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
+    try {
+      const response = await fetch(`/jobs/${job.id}`, { headers: authHeaders() });
+      if (response.ok) job = await response.json();
+    } catch (e) {
+      state.textContent = `cannot reach the service (${e.message}); retrying`;
+    }
   }
 }
 

@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 
 from app.main import create_app
-from retrieval.settings import Settings
+from app.settings import Settings
 from tests.app.conftest import API_KEY, CLIPS, WRITE, wav_bytes
 from tests.audio_fixtures import sine
 
@@ -67,7 +67,7 @@ def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
     durations = {}
     with httpx.Client(base_url=server) as http:
         for name, data in CLIPS.items():
-            r = http.post("/audio", files={"file": (name, data)}, headers=WRITE)
+            r = http.post("/audio", files={"file": (name, data)}, headers=WRITE, params={"wait": 60})
             assert r.status_code == 201
             durations[name] = r.json()["duration"]
 
@@ -105,7 +105,13 @@ def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
     page.set_input_files("#upload-file", str(clip))
     page.fill("#upload-name", "my whistle.wav")
     page.click("#upload-form button[type=submit]")
-    page.wait_for_function("document.getElementById('upload-message').textContent.startsWith('Added')")
+    # acknowledged (202): the upload is listed with its job's state until it is done, then it is found
+    page.wait_for_selector("#uploads li[data-job]")
+    page.wait_for_function("document.getElementById('upload-message').textContent.startsWith('Added')",
+                           timeout=120_000)
+    job = page.locator("#uploads li").first
+    assert job.get_attribute("data-status") == "done"
+    assert job.inner_text().startswith("my whistle.wav — done: clip #")
     page.wait_for_function("document.getElementById('status').textContent.includes('4 clips')")
 
     page.fill("#query", "a high whistle")
