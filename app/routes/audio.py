@@ -100,7 +100,7 @@ async def add_audio(request: Request, collection: CollectionDep, ingest: IngestD
     assert submitted.job is not None
     job = await wait_for(ingest.queue, submitted.job, wait) if wait else submitted.job
     if job.status == "failed":
-        status = int(job.fields.get("http_status", 422))
+        status = int(job.fields.get("http_status", 500))  # 500: the worker died on it (see recover)
         return _json(status, ErrorOut(detail=job.error or "indexing failed"))
     view = await run_in_threadpool(job_view, request, collection, job)
     if view.clip is not None:
