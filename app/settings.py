@@ -78,13 +78,14 @@ class Settings(BaseSettings):
             problems.append("RETRIEVAL_TEXT_BACKEND=onnx runs on the CPU only; use torch with "
                             f"RETRIEVAL_DEVICE={self.device}")
         if self.passt_precision == "fp16" and self.device == "cpu":
-            problems.append("RETRIEVAL_PASST_PRECISION=fp16 needs CUDA; use bf16 on the CPU")
+            problems.append("RETRIEVAL_PASST_PRECISION=fp16 needs CUDA but RETRIEVAL_DEVICE=cpu; use bf16 "
+                            "on the CPU")
         if self.store_backend == "faiss" and self.qdrant_url:
             problems.append("RETRIEVAL_QDRANT_URL is set but RETRIEVAL_STORE_BACKEND=faiss; set the backend "
                             "to qdrant or unset the URL")
         if self.store_backend == "qdrant" and self.index_kind != "flat":
-            problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only "
-                            "(Qdrant builds its own index)")
+            problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only, not "
+                            "RETRIEVAL_STORE_BACKEND=qdrant (Qdrant builds its own index)")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -100,8 +100,9 @@ def torch_threads(n: int, fn):
 
 def service_encoders(folder: Path, workdir: Path) -> dict:
     """precision -> the encoder the service loads with text_backend=onnx and that text_precision."""
+    from app.settings import Settings
+
     from retrieval.pipeline import load_text_encoder
-    from retrieval.settings import Settings
 
     out = {}
     for precision in PRECISIONS:
@@ -175,9 +176,10 @@ def at_size(n_clips: int, *, encoders: dict, queries: list[str], n: int) -> None
 
 
 def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir: Path) -> None:
+    from app.settings import Settings
+
     from benchmarks.server import fill_store, running_service, service_env
     from retrieval.pipeline import build_retriever
-    from retrieval.settings import Settings
 
     data, models = workdir / f"store-{n_clips}-{folder.name}", workdir / "models"
     settings = Settings(data_dir=data, models_dir=models, text_model=str(folder), passt_weights="random",

@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "retrieval-bench")
     args = ap.parse_args(argv)
     header("Service footprint: start to ready, resident memory")
+    from app.settings import Settings
+
     from retrieval.pipeline import build_retriever
-    from retrieval.settings import Settings
     from retrieval.text_onnx import ensure_export
 
     folder = mpnet_folder(args.text_model)

@@ -22,14 +22,15 @@ def configured_models():
 
 def features(*, dataset: str, split: str, root: Path, out: Path, skip_missing: bool = False,
              checkpoint_every: int = 50):
-    from app.compose import audio_limits, load_settings
+    from app.compose import audio_limits, load_settings, load_tagger, load_text_encoder
     from training.datasets import read_dataset
     from training.features import extract_features
 
+    settings = load_settings()  # a contradictory configuration is refused before the dataset is read
     clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
-    tagger, text = configured_models()
+    tagger, text = load_tagger(settings), load_text_encoder(settings)
     return extract_features(clips, tagger=tagger, text=text, out=out, dataset=dataset, split=split,
-                            checkpoint_every=checkpoint_every, limits=audio_limits(load_settings()))
+                            checkpoint_every=checkpoint_every, limits=audio_limits(settings))
 
 
 def configured_device() -> str:
@@ -122,12 +123,13 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, help="cpu, cuda[:N] or auto; default: RETRIEVAL_DEVICE"),
     ) -> None:
         """Train the head; the epoch with the best validation mAP@10 becomes the checkpoint."""
-        cfg = train_config(author_code=author_code, no_tags=no_tags, batch_size=batch_size, epochs=epochs,
-                           lr=lr, weight_decay=weight_decay, margin=margin, lam=lam, seed=seed,
-                           plateau_factor=plateau_factor, plateau_patience=plateau_patience,
-                           plateau_threshold=plateau_threshold, plateau_threshold_mode=plateau_threshold_mode,
-                           init=init, init_optimizer=init_optimizer, device=device or configured_device())
-        with exit_on_error():
+        with exit_on_error():  # the default device comes from the settings, which may be refused
+            cfg = train_config(author_code=author_code, no_tags=no_tags, batch_size=batch_size, epochs=epochs,
+                               lr=lr, weight_decay=weight_decay, margin=margin, lam=lam, seed=seed,
+                               plateau_factor=plateau_factor, plateau_patience=plateau_patience,
+                               plateau_threshold=plateau_threshold,
+                               plateau_threshold_mode=plateau_threshold_mode, init=init,
+                               init_optimizer=init_optimizer, device=device or configured_device())
             result = train(train_file=train_file, val_file=val_file, out=out, cfg=cfg)
         typer.echo(f"best epoch {result.best_epoch}: {metrics_line(result.metrics)} -> {result.checkpoint}")
 
@@ -171,10 +173,10 @@ def register(app: typer.Typer) -> None:
         """The paper's recipe end to end; prints our table beside the paper's."""
         from training.reproduce import format_table, reproduce
 
-        base = train_config(author_code=author_code, no_tags=False, device=configured_device())
-        recipe = Recipe(seeds=tuple(seeds), clotho_epochs=clotho_epochs, audiocaps_epochs=audiocaps_epochs,
-                        base=base)
         with exit_on_error():
+            base = train_config(author_code=author_code, no_tags=False, device=configured_device())
+            recipe = Recipe(seeds=tuple(seeds), clotho_epochs=clotho_epochs,
+                            audiocaps_epochs=audiocaps_epochs, base=base)
             rows = reproduce(clotho=clotho, audiocaps=audiocaps, out=out, models=configured_models,
                              recipe=recipe)
         typer.echo(format_table(rows))

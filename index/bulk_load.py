@@ -46,8 +46,10 @@ def read_manifest(shard_dir: Path, retriever: Retriever) -> dict:
     if not path.is_file():
         raise RetrievalError(f"{shard_dir} has no {MANIFEST}: not a folder written by `index extract-ray`")
     manifest = json.loads(path.read_text())
-    manifest_spec(manifest).require_match(retriever.spec, only=PASST_FIELDS,
-                                          what=f"the logits of the shards in {shard_dir}")
+    manifest_spec(manifest).require_match(
+        retriever.spec, only=PASST_FIELDS, what=f"the shard folder {shard_dir}",
+        fix="its logits come from another PaSST tagger than the configured one: extract them again with "
+            "the configured tagger, or configure the tagger they were made with")
     return manifest
 
 

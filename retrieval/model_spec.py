@@ -30,6 +30,7 @@ HEAD_FIELDS = ("head", "lam")
 ENCODER_FIELDS = PASST_FIELDS + TEXT_FIELDS
 ALL_FIELDS = ENCODER_FIELDS + HEAD_FIELDS
 UNRECORDED_MATCHES_ANY = ("passt_weights", "lam")
+FLOAT_FIELDS = ("window_s", "hop_s", "lam")
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,9 @@ class ModelSpec:
 
     @property
     def id(self) -> str:
-        """16 hex digits naming this spec (equal specs, equal ids)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """16 hex digits naming this spec (equal specs, equal ids: 10 and 10.0 s are one window)."""
+        d = {k: _normal(v) if k in FLOAT_FIELDS and v is not None else v for k, v in self.to_dict().items()}
+        blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:

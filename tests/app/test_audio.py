@@ -88,7 +88,8 @@ def test_streamed_body_over_the_limit_is_413(make_client):
 
 def test_streamed_body_under_the_limit_is_added(client):
     chunks, content_type = multipart_chunks("s.wav", CLIPS["sine.wav"])
-    r = client.post("/audio", content=chunks, headers={**WRITE, "Content-Type": content_type})
+    r = client.post("/audio", content=chunks, headers={**WRITE, "Content-Type": content_type},
+                    params={"wait": 60})  # waits for the ingest queue to index it
     assert r.status_code == 201 and r.json()["sha256"] == sha256(CLIPS["sine.wav"])
 
 

@@ -2,27 +2,60 @@
 
 from pathlib import Path
 
+import pytest
 import uvicorn
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from app.compose import load_settings
 from cli import serve_cmds
 from cli.main import app as cli_app
 
 
-def test_overrides_replace_only_what_was_given(app_settings):
-    s = serve_cmds.serve_settings(app_settings, port=9123, data=Path("/srv/sounds"))
-    assert (s.host, s.port, s.data_dir) == (app_settings.host, 9123, Path("/srv/sounds"))
-    assert s.api_key.get_secret_value() == app_settings.api_key.get_secret_value()
-    assert serve_cmds.serve_settings(app_settings) == app_settings
+@pytest.fixture
+def env(app_settings, monkeypatch):
+    """The environment an operator would set for `app_settings`."""
+    monkeypatch.setenv("RETRIEVAL_DATA_DIR", str(app_settings.data_dir))
+    monkeypatch.setenv("RETRIEVAL_TEXT_MODEL", app_settings.text_model)
+    monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", "random")
+    monkeypatch.setenv("RETRIEVAL_DEVICE", "cpu")
+    monkeypatch.setenv("RETRIEVAL_API_KEY", app_settings.api_key.get_secret_value())
+    monkeypatch.setenv("RETRIEVAL_HOST", "127.0.0.2")
+    return app_settings
 
 
-def test_serve_hands_the_app_to_uvicorn(app_settings, monkeypatch):
+def test_overrides_replace_only_what_was_given(env):
+    s = load_settings(host=None, port=9123, data_dir=Path("/srv/sounds"))
+    assert (s.host, s.port, s.data_dir) == ("127.0.0.2", 9123, Path("/srv/sounds"))
+    assert s.api_key.get_secret_value() == env.api_key.get_secret_value()
+    assert load_settings(host=None, port=None, data_dir=None) == load_settings()
+
+
+def test_serve_hands_the_app_to_uvicorn(env, monkeypatch):
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    serve_cmds.serve(serve_cmds.serve_settings(app_settings, host="0.0.0.0", port=9123))
+    serve_cmds.serve(load_settings(host="0.0.0.0", port=9123))
     assert isinstance(seen["app"], FastAPI) and (seen["host"], seen["port"]) == ("0.0.0.0", 9123)
     assert seen["app"].state.settings.port == 9123
+
+
+def test_the_command_line_options_reach_uvicorn_and_the_app(env, monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    result = CliRunner().invoke(cli_app, ["serve", "--port", "9124", "--data", str(tmp_path / "d")])
+    assert result.exit_code == 0, result.output
+    assert (seen["host"], seen["port"]) == ("127.0.0.2", 9124)
+    settings = seen["app"].state.settings
+    assert settings.data_dir == tmp_path / "d" and settings.port == 9124
+    assert settings.api_key.get_secret_value() == env.api_key.get_secret_value()
+
+
+def test_contradicting_settings_stop_serve_with_a_message(env, monkeypatch):
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("served a contradicting configuration"))
+    monkeypatch.setenv("RETRIEVAL_PASST_PRECISION", "fp16")
+    result = CliRunner().invoke(cli_app, ["serve"])
+    assert result.exit_code == 2
+    assert "RETRIEVAL_PASST_PRECISION=fp16" in result.output and "RETRIEVAL_DEVICE=cpu" in result.output
 
 
 def test_help_lists_the_options():

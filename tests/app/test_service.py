@@ -6,6 +6,7 @@ import threading
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.deps import get_collection
+from retrieval.model_spec import ModelSpec
 from tests.app.conftest import CLIPS, upload
 
 
@@ -18,9 +19,12 @@ def test_ready_says_which_model_serves(filled, retriever):
     body = client.get("/health/ready").json()
     assert body["status"] == "ready" and body["clips"] == len(records)
     assert body["model"]["kind"] == "zero-shot"
-    assert body["model"]["fingerprint_id"] == retriever.fingerprint_id
-    assert body["model"]["fingerprint"]["head"] == "zero-shot"
-    assert body["model"]["fingerprint"]["text_model"] == "all-MiniLM-L6-v2"
+    assert body["model"]["id"] == retriever.spec.id and re.fullmatch(r"[0-9a-f]{16}", body["model"]["id"])
+    assert body["model"]["spec"] == retriever.spec.to_dict()
+    assert body["model"]["spec"]["head"] == "zero-shot" and body["model"]["spec"]["lam"] == 0.0
+    assert body["model"]["spec"]["text_model"] == "all-MiniLM-L6-v2"
+    assert body["model"]["spec"]["passt_weights"] == "random"
+    assert ModelSpec.from_dict(body["model"]["spec"]).id == body["model"]["id"]  # the id names this spec
     assert body["access"] == {"writes_enabled": True, "protect_reads": False}
 
 

@@ -1,3 +1,4 @@
+import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -15,26 +16,81 @@ def test_help_lists_the_commands():
 
 
 def test_tag_prints_probabilities(tmp_path, monkeypatch, minilm_path):
-    from retrieval.settings import get_settings
     from tests.audio_fixtures import sine, write
 
     monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", "random")
     monkeypatch.setenv("RETRIEVAL_DEVICE", "cpu")
-    get_settings.cache_clear()
     path = write(tmp_path / "a.wav", sine(seconds=0.5))
     out = CliRunner().invoke(app, ["tag", str(path), "-k", "3"])
-    get_settings.cache_clear()
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
     assert len(lines) == 3 and all(0.0 <= float(line.split()[0]) <= 1.0 for line in lines)
 
 
 def test_bad_file_is_one_line_and_exit_2(tmp_path, monkeypatch):
-    from retrieval.settings import get_settings
-
     monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", "random")
-    get_settings.cache_clear()
     (tmp_path / "x.wav").write_bytes(b"hello")
     out = CliRunner().invoke(app, ["tag", str(tmp_path / "x.wav")])
-    get_settings.cache_clear()
     assert out.exit_code == 2 and "error:" in out.output
+
+
+CONTRADICTIONS = {
+    "int8-with-torch": ({"RETRIEVAL_TEXT_PRECISION": "int8"},
+                        ["RETRIEVAL_TEXT_PRECISION=int8", "RETRIEVAL_TEXT_BACKEND=onnx"]),
+    "qdrant-url-with-faiss": ({"RETRIEVAL_QDRANT_URL": "http://localhost:6333"},
+                              ["RETRIEVAL_QDRANT_URL", "RETRIEVAL_STORE_BACKEND=faiss"]),
+    "fp16-on-cpu": ({"RETRIEVAL_PASST_PRECISION": "fp16", "RETRIEVAL_DEVICE": "cpu"},
+                    ["RETRIEVAL_PASST_PRECISION=fp16"]),
+    "onnx-on-cuda": ({"RETRIEVAL_TEXT_BACKEND": "onnx", "RETRIEVAL_DEVICE": "cuda:0"},
+                     ["RETRIEVAL_TEXT_BACKEND=onnx", "RETRIEVAL_DEVICE=cuda:0"]),
+    "hnsw-with-qdrant": ({"RETRIEVAL_STORE_BACKEND": "qdrant", "RETRIEVAL_INDEX_KIND": "hnsw"},
+                         ["RETRIEVAL_INDEX_KIND=hnsw"]),
+    "two-at-once": ({"RETRIEVAL_TEXT_PRECISION": "int8", "RETRIEVAL_QDRANT_URL": "http://localhost:6333"},
+                    ["RETRIEVAL_TEXT_PRECISION=int8", "RETRIEVAL_QDRANT_URL"]),
+    "out-of-range": ({"RETRIEVAL_BATCH_WINDOWS": "0"}, ["batch_windows"]),
+}
+
+
+def commands(tmp_path) -> dict[str, list[str]]:
+    """Every command that reads the settings, with arguments that would otherwise get it going."""
+    audio, files = str(tmp_path / "a.wav"), str(tmp_path / "files.txt")
+    feats, out = str(tmp_path / "f.safetensors"), str(tmp_path / "out")
+    return {
+        "tag": ["tag", audio],
+        "search": ["search", "a dog barks"],
+        "index add": ["index", "add", audio, "--no-progress"],
+        "index stats": ["index", "stats"],
+        "index remove": ["index", "remove", "1"],
+        "index reproject": ["index", "reproject", "--checkpoint", str(tmp_path / "head.safetensors")],
+        "index load-shards": ["index", "load-shards", str(tmp_path), "--no-progress"],
+        "index extract-ray": ["index", "extract-ray", files, "--out", out],
+        "features": ["features", "--dataset", "clotho", "--split", "development", "--root", str(tmp_path),
+                     "--out", feats],
+        "train": ["train", "--train", feats, "--val", feats, "--out", out],
+        "reproduce": ["reproduce", "--clotho", str(tmp_path), "--out", out],
+        "serve": ["serve", "--port", "1"],
+        "models fetch": ["models", "fetch", "--from", str(tmp_path), "--models-dir", str(tmp_path / "m")],
+        "models verify": ["models", "verify", "--models-dir", str(tmp_path / "m")],
+    }
+
+
+@pytest.mark.parametrize("contradiction", list(CONTRADICTIONS))
+def test_a_contradictory_configuration_is_one_line_naming_the_settings_and_exit_2(tmp_path, monkeypatch,
+                                                                                  contradiction):
+    from tests.audio_fixtures import sine, write
+
+    env, named = CONTRADICTIONS[contradiction]
+    monkeypatch.setenv("RETRIEVAL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", "random")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    write(tmp_path / "a.wav", sine(seconds=0.2))
+    (tmp_path / "files.txt").write_text(str(tmp_path / "a.wav") + "\n")
+    for name, args in commands(tmp_path).items():
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 2, (name, out.output, out.exception)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (name, out.stderr)
+        assert "configuration" in lines[0] and all(s in lines[0] for s in named), (name, lines[0])
+        assert out.stdout == "", name
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()  # refused before any work

@@ -5,11 +5,11 @@ import hashlib
 import pytest
 from typer.testing import CliRunner
 
+from app.compose import load_tagger, load_text_encoder
+from app.settings import Settings
 from cli.main import app
-from retrieval.config import MPNET_SAFETENSORS_SIZE, PASST_FILENAME
+from retrieval.config import MPNET_SAFETENSORS_SIZE, PASST_FILENAME, PASST_SIZE
 from retrieval.errors import ModelNotFound
-from retrieval.pipeline import load_tagger, load_text_encoder
-from retrieval.settings import Settings
 from tests.fetch.fakes import FOLDER, entries, fake_model_folder
 
 CKPT = b"passt" * 1000
@@ -59,10 +59,20 @@ def test_text_model_not_matching_the_mpnet_pin_is_refused(tmp_path, carried):
 
 def test_one_model_failing_does_not_stop_the_other(tmp_path, carried):
     models = tmp_path / "models"
-    result = run("fetch", "--from", carried, "--models-dir", models)
+    pin = hashlib.sha256(CKPT).hexdigest()
+    result = run("fetch", "--from", carried, "--passt-sha256", pin, "--models-dir", models)
     assert result.exit_code == 2
     assert "refused" in result.output  # the fake text model
-    assert (models / PASST_FILENAME).read_bytes() == CKPT  # PaSST has no pin configured: recorded, installed
+    assert (models / PASST_FILENAME).read_bytes() == CKPT  # PaSST matches its pin: installed all the same
+
+
+def test_without_a_pin_passt_is_held_to_the_release_asset(tmp_path, carried, monkeypatch):
+    monkeypatch.delenv("RETRIEVAL_PASST_SHA256", raising=False)
+    models = tmp_path / "models"
+    result = run("fetch", "--from", carried, "--only", "passt", "--models-dir", models)
+    assert result.exit_code == 2
+    assert f"{len(CKPT)} bytes, expected {PASST_SIZE}; refused" in result.output
+    assert entries(models) == []
 
 
 def test_verify_on_an_empty_models_dir_names_the_fetch_command(tmp_path):

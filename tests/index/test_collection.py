@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from index.collection import Collection
-from retrieval.checkpoint import Checkpoint, HeadConfig, save_checkpoint
+from app.compose import build_retriever, open_collection
+from retrieval.checkpoint import Checkpoint, save_checkpoint
 from retrieval.errors import AudioDecodeError, CheckpointMismatch
 from retrieval.head import RetrievalHead
-from retrieval.pipeline import Retriever, build_retriever
+from retrieval.pipeline import Retriever, text_spec
 from tests.audio_fixtures import clicks, noise, sine, write
 
 
@@ -26,16 +26,18 @@ class TaggerThatMustNotRun:
     """Describes itself like the real tagger; running it fails the test."""
 
     def __init__(self, real):
-        self.arch, self.windowing = real.arch, real.windowing
-        self.describe = real.describe
+        self.spec, self.windowing = real.spec, real.windowing
 
-    def logits(self, wave):
+    def window_logits(self, wave):
+        raise AssertionError("PaSST was run")
+
+    def window_logits_many(self, waves, *, on_batch=None):
         raise AssertionError("PaSST was run")
 
 
 @pytest.fixture
 def collection(settings, retriever):
-    with Collection.open(settings, retriever) as c:
+    with open_collection(settings, retriever) as c:
         yield c
 
 
@@ -45,11 +47,9 @@ def trained_checkpoint(tmp_path, tag_embeddings, random_tagger, text_encoder):
     import torch
 
     torch.manual_seed(3)
-    cfg = HeadConfig(text_model=text_encoder.model_id, text_model_revision=text_encoder.revision,
-                     dim=text_encoder.dim, lam=0.8, passt_arch=random_tagger.arch,
-                     windowing=random_tagger.windowing.as_dict())
+    spec = text_spec(random_tagger.spec, text_encoder)
     path = tmp_path / "head.safetensors"
-    save_checkpoint(path, Checkpoint(RetrievalHead(tag_embeddings, lam=0.8), cfg))
+    save_checkpoint(path, Checkpoint(RetrievalHead(tag_embeddings, lam=0.8), spec))
     return path
 
 
@@ -100,7 +100,7 @@ def test_search_equals_brute_force_over_the_model_s_vectors(collection, retrieve
 
 
 def test_orphan_copies_are_removed_on_open(settings, retriever):
-    with Collection.open(settings, retriever) as c:
+    with open_collection(settings, retriever) as c:
         kept, _ = c.add_bytes(wav_bytes(sine(seconds=0.3)), "kept.wav")
     audio = settings.data_dir / "audio"
     orphan, fresh = audio / ("a" * 64 + ".wav"), audio / ("b" * 64 + ".wav")
@@ -108,28 +108,30 @@ def test_orphan_copies_are_removed_on_open(settings, retriever):
     fresh.write_bytes(b"an upload another process is committing")
     old = time.time() - 3600
     os.utime(orphan, (old, old))
-    with Collection.open(settings, retriever) as c:
+    with open_collection(settings, retriever) as c:
         assert not orphan.exists() and fresh.exists() and c.audio_path(kept).exists()
 
 
 def test_reproject_changes_vectors_without_running_passt(settings, retriever, trained_checkpoint,
                                                          random_tagger, text_encoder):
     waves = [sine(440, seconds=0.4), clicks(seconds=0.4), noise(seconds=0.4, seed=2)]
-    with Collection.open(settings, retriever) as c:
+    with open_collection(settings, retriever) as c:
         ids = [c.add_bytes(wav_bytes(w), f"{i}.wav")[0].id for i, w in enumerate(waves)]
         stored_logits = c.store.logits(ids)  # (3, 527)
-    blind = Retriever(TaggerThatMustNotRun(random_tagger), text_encoder, retriever.ckpt)
-    with Collection.open(settings, blind) as c:
+    blind = Retriever(text_encoder, retriever.ckpt, passt=random_tagger.spec,
+                      tagger=TaggerThatMustNotRun(random_tagger))
+    with open_collection(settings, blind) as c:
         assert c.reproject(trained_checkpoint) == 3
         new = c.retriever
-        assert new.ckpt.config.lam == 0.8 and c.store.fingerprint["head"] == new.ckpt.fingerprint
+        assert new.spec.lam == new.ckpt.spec.lam == 0.8 and c.store.spec.head == new.ckpt.spec.head
+        assert c.store.spec == new.spec
         expected = new.project(stored_logits)  # (3, D)
         assert not np.allclose(expected, retriever.project(stored_logits), atol=1e-3)
         hits = c.search_vector(expected[1], k=3)
         assert hits[0].record.id == ids[1] and hits[0].score == pytest.approx(1.0, abs=1e-5)
         np.testing.assert_allclose([h.score for h in hits], np.sort(expected @ expected[1])[::-1], atol=1e-5)
     with pytest.raises(CheckpointMismatch, match="reproject"):
-        Collection.open(settings, retriever)  # still the zero-shot model: refused
+        open_collection(settings, retriever)  # still the zero-shot model: refused
     settings.checkpoint = trained_checkpoint
-    with Collection.open(settings, build_retriever(settings, tagger=random_tagger, text=text_encoder)) as c:
+    with open_collection(settings, build_retriever(settings, tagger=random_tagger, text=text_encoder)) as c:
         assert c.count() == 3

@@ -2,6 +2,7 @@
 
 import logging
 import threading
+from dataclasses import replace
 
 import faiss
 import numpy as np
@@ -11,7 +12,7 @@ from index.base import SearchFilter
 from index.faiss_store import FAISS_DIR, FaissStore
 from index.vector_index import VectorIndex
 from retrieval.errors import CheckpointMismatch, RetrievalError
-from tests.index.store_fixtures import DIM, FINGERPRINT, brute_force, clip, fill, logits, unit_vectors
+from tests.index.store_fixtures import DIM, SPEC, brute_force, clip, fill, logits, unit_vectors
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,13 @@ def passes(record, flt: SearchFilter) -> bool:
 
 @pytest.fixture
 def flat(tmp_path):
-    with FaissStore(tmp_path / "data", FINGERPRINT, kind="flat") as store:
+    with FaissStore(tmp_path / "data", SPEC, kind="flat") as store:
         yield store
 
 
 @pytest.fixture(params=["flat", "flat16"])
 def exact(tmp_path, request):
-    with FaissStore(tmp_path / "data", FINGERPRINT, kind=request.param) as store:
+    with FaissStore(tmp_path / "data", SPEC, kind=request.param) as store:
         yield store
 
 
@@ -93,7 +94,7 @@ def test_hnsw_recall_against_brute_force():
 @pytest.mark.parametrize("kind", ["flat", "flat16", "hnsw"])
 def test_add_remove_search_reopen_stay_consistent(tmp_path, kind):
     xb, xq = unit_vectors(120), unit_vectors(10, seed=1)
-    with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
+    with FaissStore(tmp_path / "data", SPEC, kind=kind) as store:
         rows = fill(store, xb)
         gone = sorted(rows)[::4]
         assert store.remove(gone + [10_000]) == len(gone)
@@ -106,12 +107,12 @@ def test_add_remove_search_reopen_stay_consistent(tmp_path, kind):
         more = fill(store, unit_vectors(5, seed=2), start=500)
         live.update({i: unit_vectors(5, seed=2)[r] for i, r in more.items()})
         assert not set(more) & set(rows)  # ids are never reused
-    with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
+    with FaissStore(tmp_path / "data", SPEC, kind=kind) as store:
         assert store.count() == len(live)
         assert_matches_brute_force(store, live, xq, 10)  # HNSW with efSearch > N searches exhaustively
     for path in (tmp_path / "data" / FAISS_DIR).glob("*.faiss"):
         path.write_bytes(b"not an index")  # a damaged cache is rebuilt from SQLite
-    with FaissStore(tmp_path / "data", FINGERPRINT, kind=kind) as store:
+    with FaissStore(tmp_path / "data", SPEC, kind=kind) as store:
         assert_matches_brute_force(store, live, xq, 10)
 
 
@@ -131,27 +132,30 @@ def test_flat16_stores_half_the_bytes_and_rounds_scores_only_to_float16():
     assert faiss.downcast_index(flat16.index.index).code_size == 2 * DIM  # 2 bytes per dimension, not 4
 
 
-def test_opening_the_store_sets_the_search_threads_and_searches_leave_openmp_as_it_was(settings):
-    from index import vector_index
+def test_opening_the_store_sets_the_search_threads_and_searches_leave_openmp_as_it_was(settings, monkeypatch):
+    from app.compose import store_config
     from index.stores import open_store
 
     xb = unit_vectors(50)
-    try:
-        for n in (3, 1):
-            one = settings.model_copy(update={"search_threads": n, "data_dir": settings.data_dir / str(n)})
-            with open_store(one, FINGERPRINT) as store:
-                assert vector_index.search_threads() == n
-                vecs = {i: xb[r] for i, r in fill(store, xb).items()}
-                own = faiss.omp_get_max_threads()
-                for threads_before in (own, own + 2):  # another thread count set by torch, say
-                    faiss.omp_set_num_threads(threads_before)
-                    assert_matches_brute_force(store, vecs, xb[:3], 5)
-                    assert faiss.omp_get_max_threads() == threads_before
-                faiss.omp_set_num_threads(own)
-    finally:
-        vector_index.set_search_threads(1)
+    set_threads = faiss.omp_set_num_threads
+    calls: list[int] = []
+    monkeypatch.setattr(faiss, "omp_set_num_threads", lambda n: (calls.append(n), set_threads(n))[1])
+    for n in (3, 1):
+        one = settings.model_copy(update={"search_threads": n, "data_dir": settings.data_dir / str(n)})
+        with open_store(store_config(one), SPEC) as store:
+            assert store.search_threads == n
+            vecs = {i: xb[r] for i, r in fill(store, xb).items()}
+            own = faiss.omp_get_max_threads()
+            for threads_before in (own, own + 2):  # another thread count set by torch, say
+                set_threads(threads_before)
+                calls.clear()
+                assert_matches_brute_force(store, vecs, xb[:3], 5)
+                # each search ran with the store's thread count, then put the caller's back
+                assert calls == ([] if threads_before == n else [n, threads_before])
+                assert faiss.omp_get_max_threads() == threads_before
+            set_threads(own)
     with pytest.raises(ValueError, match="at least 1"):
-        vector_index.set_search_threads(0)
+        VectorIndex(DIM, "flat", search_threads=0)
 
 
 def test_unknown_index_kind_is_refused():
@@ -161,22 +165,22 @@ def test_unknown_index_kind_is_refused():
 
 def test_stale_cache_file_is_caught_up_after_a_crash(tmp_path):
     xb, xq = unit_vectors(60), unit_vectors(8, seed=1)
-    with FaissStore(tmp_path / "data", FINGERPRINT) as store:
+    with FaissStore(tmp_path / "data", SPEC) as store:
         rows = fill(store, xb[:40])
-    crashed = FaissStore(tmp_path / "data", FINGERPRINT, persist_every=10**9)
+    crashed = FaissStore(tmp_path / "data", SPEC, persist_every=10**9)
     rows.update({i: 40 + r for i, r in fill(crashed, xb[40:], start=40).items()})
     gone = sorted(rows)[:7]
     crashed.remove(gone)
     crashed.db.close()  # dies without writing its FAISS file: the file on disk is from before
     files = list((tmp_path / "data" / FAISS_DIR).glob("*.faiss"))
     assert len(files) == 1 and files[0].name.endswith("-g40.faiss")
-    with FaissStore(tmp_path / "data", FINGERPRINT) as store:
+    with FaissStore(tmp_path / "data", SPEC) as store:
         assert_matches_brute_force(store, {i: xb[r] for i, r in rows.items() if i not in gone}, xq, 60)
 
 
 def test_a_second_store_on_the_same_folder_sees_the_other_s_writes(tmp_path):
     xb = unit_vectors(30)
-    with FaissStore(tmp_path / "data", FINGERPRINT) as a, FaissStore(tmp_path / "data", FINGERPRINT) as b:
+    with FaissStore(tmp_path / "data", SPEC) as a, FaissStore(tmp_path / "data", SPEC) as b:
         rows = fill(a, xb[:20])
         assert_matches_brute_force(b, {i: xb[r] for i, r in rows.items()}, xb[:3], 5)
         rows.update({i: 20 + r for i, r in fill(b, xb[20:], start=20).items()})  # b catches up with a first
@@ -202,33 +206,33 @@ def test_bad_input_changes_nothing(flat):
     with pytest.raises(ValueError):
         flat.search(np.ones((1, DIM - 1), np.float32), 3)
     with pytest.raises(RetrievalError, match="changed during re-projection"):
-        flat.replace_vectors([1, 2], unit_vectors(2), FINGERPRINT)  # not the whole collection
+        flat.replace_vectors([1, 2], unit_vectors(2), SPEC)  # not the whole collection
     assert flat.count() == 3 and flat.db.state()[0] == 0
 
 
 def test_model_mismatch_is_refused_with_the_fix(tmp_path):
-    with FaissStore(tmp_path / "data", FINGERPRINT) as store:
+    with FaissStore(tmp_path / "data", SPEC) as store:
         fill(store, unit_vectors(2))
     with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
-        FaissStore(tmp_path / "data", {**FINGERPRINT, "head": "abc123"})
+        FaissStore(tmp_path / "data", replace(SPEC, head="abc123"))
     with pytest.raises(CheckpointMismatch, match="indexed again"):
-        FaissStore(tmp_path / "data", {**FINGERPRINT, "window_s": 5.0})
-    with FaissStore(tmp_path / "data", {**FINGERPRINT, "head": "abc123"}, check=False) as store:
-        assert store.fingerprint == FINGERPRINT and store.count() == 2
+        FaissStore(tmp_path / "data", replace(SPEC, window_s=5.0))
+    with FaissStore(tmp_path / "data", replace(SPEC, head="abc123"), check=False) as store:
+        assert store.spec == SPEC and store.count() == 2
 
 
 def test_an_empty_store_takes_the_configured_model(tmp_path):
-    FaissStore(tmp_path / "data", FINGERPRINT).close()
-    other = {**FINGERPRINT, "head": "abc123", "dim": 16}
+    FaissStore(tmp_path / "data", SPEC).close()
+    other = replace(SPEC, head="abc123", dim=16)
     with FaissStore(tmp_path / "data", other) as store:
         fill(store, unit_vectors(2, 16))
-        assert store.fingerprint == other
+        assert store.spec == other
 
 
 def test_replace_vectors_swaps_model_and_survives_reopen(flat, tmp_path):
     rows = fill(flat, unit_vectors(50))
     ids = sorted(rows)
-    new_fp, new_xb = {**FINGERPRINT, "head": "f" * 64, "dim": 16}, unit_vectors(50, 16, seed=3)
+    new_fp, new_xb = replace(SPEC, head="f" * 64, dim=16), unit_vectors(50, 16, seed=3)
     flat.replace_vectors(ids, new_xb, new_fp)
     xq = unit_vectors(4, 16, seed=4)
     assert_matches_brute_force(flat, dict(zip(ids, new_xb, strict=True)), xq, 10)
@@ -236,14 +240,14 @@ def test_replace_vectors_swaps_model_and_survives_reopen(flat, tmp_path):
     with FaissStore(tmp_path / "data", new_fp) as store:
         assert_matches_brute_force(store, dict(zip(ids, new_xb, strict=True)), xq, 10)
     with pytest.raises(CheckpointMismatch):
-        FaissStore(tmp_path / "data", FINGERPRINT)
+        FaissStore(tmp_path / "data", SPEC)
 
 
 @pytest.mark.parametrize("kind", ["flat", "flat16", "hnsw"])
 def test_searches_beside_writes_see_whole_states(tmp_path, kind):
     """Readers run while a writer adds and removes: every hit is a stored clip with its own score."""
     xb, xq = unit_vectors(150), unit_vectors(6, seed=1)
-    store = FaissStore(tmp_path / "data", FINGERPRINT, kind=kind)
+    store = FaissStore(tmp_path / "data", SPEC, kind=kind)
     errors: list[BaseException] = []
     done = threading.Event()
 

@@ -10,13 +10,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from index.bulk_load import ledger_path, load_shards  # noqa: E402
-from index.ray_pipeline import MANIFEST, extract_shards, read_file_list  # noqa: E402
+from app.compose import build_retriever, ledger_path, load_settings, store_config  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from index.bulk_load import load_shards  # noqa: E402
+from index.ray_pipeline import MANIFEST, TaggerConfig, extract_shards, manifest_spec, read_file_list  # noqa: E402
 from index.stores import open_store  # noqa: E402
 from retrieval.audio import decode_audio  # noqa: E402
 from retrieval.errors import CheckpointMismatch  # noqa: E402
-from retrieval.pipeline import build_retriever  # noqa: E402
-from retrieval.settings import Settings  # noqa: E402
+from retrieval.model_spec import ModelSpec  # noqa: E402
 from tests.audio_fixtures import clicks, noise, sine, write  # noqa: E402
 
 
@@ -43,7 +44,8 @@ def shards(clips, tmp_path_factory):
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # Ray would report usage over the network
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
         try:
-            manifest = extract_shards(read_file_list(listing), out, weights="random", batch_size=2)
+            tagger = TaggerConfig(weights="random", spec=ModelSpec(passt_weights="random"))
+            manifest = extract_shards(read_file_list(listing), out, tagger=tagger, batch_size=2)
         finally:
             ray.shutdown()
     return out, manifest
@@ -74,7 +76,8 @@ def shard_rows(out) -> dict:
 def test_shards_hold_the_logits_of_the_in_process_tagger(clips, shards, random_tagger, oracle_logits):
     good, copy, bad, _ = clips
     out, manifest = shards
-    assert manifest["tagger"] == random_tagger.describe()
+    assert manifest_spec(manifest) == random_tagger.spec
+    assert manifest["model_spec"] == random_tagger.spec.to_dict()
     rows = shard_rows(out)
     assert set(rows) == {str(p.resolve()) for p in [*good, copy, bad]}
     for path in [*good, copy]:
@@ -94,7 +97,7 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
     out, manifest = shards
     settings = settings.model_copy(update={"store_backend": backend})
     ledger = ledger_path(settings)
-    with open_store(settings, retriever.fingerprint) as store:
+    with open_store(store_config(settings), retriever.spec) as store:
         report = load_shards(store, retriever, out, ledger=ledger, progress=False)
         assert (report.shards_loaded, report.added, report.skipped) == (len(manifest["shards"]), 4, 1)
         assert report.failed == [(str(bad.resolve()), report.failed[0][1])]
@@ -118,10 +121,12 @@ def test_shards_of_another_tagger_are_refused(shards, settings, retriever, tmp_p
     out, manifest = shards
     other = tmp_path / "other"
     shutil.copytree(out, other)
-    (other / MANIFEST).write_text(json.dumps({**manifest, "tagger": {**manifest["tagger"], "hop_s": 5.0}}))
-    with open_store(settings, retriever.fingerprint) as store:
-        with pytest.raises(CheckpointMismatch, match="tagger"):
+    spec = {**manifest["model_spec"], "hop_s": 5.0}
+    (other / MANIFEST).write_text(json.dumps({**manifest, "model_spec": spec}))
+    with open_store(store_config(settings), retriever.spec) as store:
+        with pytest.raises(CheckpointMismatch, match="tagger") as refused:
             load_shards(store, retriever, other, ledger=ledger_path(settings), progress=False)
+        assert "hop_s" in str(refused.value)  # the message names what differs
         assert store.count() == 0
 
 
@@ -130,23 +135,18 @@ def test_load_shards_command_fills_a_qdrant_store(clips, shards, minilm_path, re
     from typer.testing import CliRunner
 
     from cli.main import app
-    from retrieval.settings import get_settings
 
     _, _, bad, _ = clips
     out, _ = shards
     for key, value in {"DATA_DIR": tmp_path / "data", "TEXT_MODEL": minilm_path, "PASST_WEIGHTS": "random",
                        "DEVICE": "cpu", "STORE_BACKEND": "qdrant"}.items():
         monkeypatch.setenv(f"RETRIEVAL_{key}", str(value))
-    get_settings.cache_clear()
-    try:
-        loaded = CliRunner().invoke(app, ["index", "load-shards", str(out), "--no-progress"])
-        settings = get_settings()
-    finally:
-        get_settings.cache_clear()
+    loaded = CliRunner().invoke(app, ["index", "load-shards", str(out), "--no-progress"])
+    settings = load_settings()
     assert loaded.exit_code == 1, loaded.output  # the broken file is reported
     assert "added 4, skipped 1 already stored, failed 1" in loaded.output
     assert f"failed: {bad.resolve()}: AudioDecodeError" in loaded.output
-    with open_store(settings, retriever.fingerprint, check=False) as store:  # MiniLM named by its path
-        info = store.describe()
+    with open_store(store_config(settings), retriever.spec, check=False) as store:  # MiniLM named by its path
+        info = store.stats()
         assert (info["backend"], info["clips"]) == ("qdrant", 4)
         assert info["audio_hours"] == pytest.approx(4 / 3600, abs=1e-3)

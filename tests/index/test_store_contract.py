@@ -1,19 +1,21 @@
 """The VectorStore contract, held on every backend: search equals numpy brute force (filters included),
 writes and reads agree with each other and across a reopen, and a store refuses another model's vectors."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from index.base import NewClip, SearchFilter, Tag
-from index.stores import open_store
+from index.stores import StoreConfig, open_store
 from retrieval.errors import CheckpointMismatch, RetrievalError
-from retrieval.settings import Settings
+from retrieval.model_spec import ModelSpec
 
 D = 16
 N = 40
-FINGERPRINT = {"head": "head-a", "text_model": "tiny", "text_model_revision": None, "dim": D,
-               "passt_arch": "passt_s_swa_p16_128_ap476", "window_s": 10.0, "hop_s": 2.5,
-               "sample_rate": 32000}
+SPEC = ModelSpec(head="head-a", lam=0.5, text_model="tiny", text_model_revision=None, dim=D,
+                 passt_arch="passt_s_swa_p16_128_ap476", window_s=10.0, hop_s=2.5, sample_rate=32000,
+                 passt_weights="random")
 TAGS = ("Speech", "Music", "Rain", "Dog")
 
 
@@ -29,8 +31,8 @@ def clip(i: int) -> NewClip:
 
 
 @pytest.fixture(params=["faiss", "qdrant"])
-def backend_settings(request, tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", store_backend=request.param)
+def backend_settings(request, tmp_path) -> StoreConfig:
+    return StoreConfig(data_dir=tmp_path / "data", backend=request.param)
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def data():
 @pytest.fixture
 def store(backend_settings, data):
     xb, logits = data
-    s = open_store(backend_settings, FINGERPRINT)
+    s = open_store(backend_settings, SPEC)
     for i in range(N):
         s.add(clip(i), xb[i], logits[i])
     yield s
@@ -166,7 +168,7 @@ def test_reopen_keeps_everything(store, backend_settings, data):
     store.remove([1])
     before = store.list(offset=0, limit=N)
     store.close()
-    with open_store(backend_settings, FINGERPRINT) as s:
+    with open_store(backend_settings, SPEC) as s:
         assert s.list(offset=0, limit=N) == before
         np.testing.assert_array_equal(s.logits([2, N]), logits[[1, N - 1]])
         xq = unit(np.random.default_rng(5).standard_normal((2, D)))
@@ -176,25 +178,25 @@ def test_reopen_keeps_everything(store, backend_settings, data):
 
 def test_other_model_refused_unless_unchecked(store, backend_settings):
     store.close()
-    other = {**FINGERPRINT, "head": "head-b"}
+    other = replace(SPEC, head="head-b")
     with pytest.raises(CheckpointMismatch, match="head"):
         open_store(backend_settings, other)
     with open_store(backend_settings, other, check=False) as s:  # for re-projection
-        assert s.fingerprint == FINGERPRINT and s.count() == N
+        assert s.spec == SPEC and s.count() == N
 
 
 def test_empty_store_takes_the_configured_model(backend_settings):
-    open_store(backend_settings, FINGERPRINT).close()
-    other = {**FINGERPRINT, "head": "head-b", "dim": 8}
+    open_store(backend_settings, SPEC).close()
+    other = replace(SPEC, head="head-b", dim=8)
     with open_store(backend_settings, other) as s:
-        assert s.fingerprint == other
+        assert s.spec == other
         s.add(clip(0), unit(np.ones(8)), np.zeros(527, np.float32))
         assert s.search(unit(np.ones((1, 8))), 1)[0][0].record.id == 1
 
 
 def test_replace_vectors_swaps_model_and_vectors(store, backend_settings, data):
     _, logits = data
-    new_fp = {**FINGERPRINT, "head": "head-b", "dim": 8}
+    new_fp = replace(SPEC, head="head-b", dim=8)
     xb2 = unit(np.random.default_rng(6).standard_normal((N, 8)))
     ids = [r.id for r in store.list(offset=0, limit=N)]
     store.replace_vectors(ids, xb2, new_fp)
@@ -205,7 +207,7 @@ def test_replace_vectors_swaps_model_and_vectors(store, backend_settings, data):
     with open_store(backend_settings, new_fp) as s:
         check_hits(s.search(xq, 5), *brute_force(xq, xb2, 5))
     with pytest.raises(CheckpointMismatch):
-        open_store(backend_settings, FINGERPRINT)
+        open_store(backend_settings, SPEC)
 
 
 def test_replace_vectors_refuses_a_partial_or_misshapen_set(store, data):
@@ -213,9 +215,9 @@ def test_replace_vectors_refuses_a_partial_or_misshapen_set(store, data):
     xq = xb[:2]
     before = store.search(xq, 3)
     with pytest.raises(RetrievalError):
-        store.replace_vectors(list(range(1, N)), xb[: N - 1], FINGERPRINT)  # one id missing
+        store.replace_vectors(list(range(1, N)), xb[: N - 1], SPEC)  # one id missing
     with pytest.raises(ValueError):
-        store.replace_vectors(list(range(1, N + 1)), xb[:, :8], FINGERPRINT)  # wrong width
+        store.replace_vectors(list(range(1, N + 1)), xb[:, :8], SPEC)  # wrong width
     assert store.search(xq, 3) == before
 
 
@@ -252,3 +254,66 @@ def test_concurrent_adds_and_searches(store, data):
     assert sorted(added) == list(range(N + 1, N + 25)) and found == [3] * 24
     assert store.count() == N + 24
     check_hits(store.search(extra[:3], 1), np.ones((3, 1)), np.array(added[:3])[:, None])
+
+
+def test_add_many_stores_a_batch_in_order(store, data):
+    xb, logits = data
+    rng = np.random.default_rng(9)
+    extra, extra_logits = unit(rng.standard_normal((3, D))), rng.standard_normal((3, 527)).astype(np.float32)
+    added = store.add_many([clip(N + i) for i in range(3)], extra, extra_logits)
+    assert [a.created for a in added] == [True, True, True]
+    assert [a.record.id for a in added] == [N + 1, N + 2, N + 3]
+    assert [a.record for a in added] == [store.get(N + i) for i in (1, 2, 3)]
+    assert [a.record.sha256 for a in added] == [clip(N + i).sha256 for i in range(3)]
+    np.testing.assert_array_equal(store.logits([N + 1, N + 2, N + 3]), extra_logits)
+    check_hits(store.search(extra, 1), np.ones((3, 1)), np.array([[N + 1], [N + 2], [N + 3]]))
+    assert store.count() == N + 3
+    assert store.add_many([], np.zeros((0, D), np.float32), np.zeros((0, 527), np.float32)) == []
+    assert store.count() == N + 3
+
+
+def test_add_many_stores_content_repeated_in_the_batch_once(store, data):
+    """The same sha256 twice in one batch: the first occurrence is stored, the second gets its record."""
+    rng = np.random.default_rng(10)
+    vecs, lgs = unit(rng.standard_normal((3, D))), rng.standard_normal((3, 527)).astype(np.float32)
+    added = store.add_many([clip(N), clip(N + 1), clip(N)], vecs, lgs)
+    assert [a.created for a in added] == [True, True, False]
+    assert added[2].record == added[0].record == store.get_by_sha256(clip(N).sha256)
+    assert added[0].record.id != added[1].record.id
+    assert store.count() == N + 2
+    np.testing.assert_array_equal(store.logits([added[0].record.id]), lgs[[0]])  # the first one's
+    hit = store.search(vecs[:1], 1)[0][0]
+    assert hit.record.id == added[0].record.id
+    np.testing.assert_allclose(hit.score, 1.0, atol=1e-5)
+    # the repeat's vector was not stored: the clip scores against the first occurrence's vector
+    scores = {h.record.id: h.score for h in store.search(vecs[2:3], N + 2)[0]}
+    assert len(scores) == N + 2
+    np.testing.assert_allclose(scores[added[0].record.id], vecs[2] @ vecs[0], atol=1e-5)
+
+
+def test_add_many_returns_already_stored_content_unchanged(store, data):
+    xb, logits = data
+    rng = np.random.default_rng(11)
+    vecs, lgs = unit(rng.standard_normal((3, D))), rng.standard_normal((3, 527)).astype(np.float32)
+    before = store.get(3)
+    added = store.add_many([clip(N), clip(2), clip(N + 1)], vecs, lgs)  # clip(2) is stored as id 3
+    assert [a.created for a in added] == [True, False, True]
+    assert added[1].record == before == store.get(3)
+    assert [added[0].record.id, added[2].record.id] == [N + 1, N + 2]
+    assert store.count() == N + 2
+    np.testing.assert_array_equal(store.logits([3]), logits[[2]])  # the stored clip keeps its logits
+    check_hits(store.search(xb[2:3], 1), np.ones((1, 1)), np.array([[3]]))  # and its vector
+    again = store.add_many([clip(N + 1), clip(N)], vecs[:2], lgs[:2])  # a whole batch already stored
+    assert [(a.record, a.created) for a in again] == [(added[2].record, False), (added[0].record, False)]
+    assert store.count() == N + 2
+
+
+def test_add_many_with_a_bad_row_stores_nothing(store, data):
+    xb, _ = data
+    lgs = np.zeros((2, 527), np.float32)
+    lgs[1, 7] = np.nan
+    with pytest.raises(ValueError):
+        store.add_many([clip(N), clip(N + 1)], xb[:2], lgs)
+    with pytest.raises(ValueError):
+        store.add_many([clip(N), clip(N + 1)], xb[:1], lgs[:1])  # one vector for two clips
+    assert store.count() == N and store.get_by_sha256(clip(N).sha256) is None

@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 import app.security
+from app.compose import build_retriever
 from app.main import create_app
-from retrieval.pipeline import build_retriever
-from retrieval.settings import Settings
+from app.settings import Settings
 from tests.audio_fixtures import sine
 from tests.reliability.bad_inputs import audio_bytes
 from tests.reliability.conftest import API_KEY, MAX_UPLOAD_BYTES

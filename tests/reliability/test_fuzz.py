@@ -8,6 +8,7 @@ driven through Hypothesis directly: schemathesis' lazy pytest fixture loader doe
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from app.settings import Settings
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -18,7 +19,6 @@ from schemathesis.checks import (
 )
 
 from app.main import create_app
-from retrieval.settings import Settings
 
 pytestmark = pytest.mark.fuzz
 

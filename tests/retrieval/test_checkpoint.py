@@ -1,43 +1,71 @@
-from dataclasses import replace
+import json
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from retrieval.checkpoint import Checkpoint, HeadConfig, load_checkpoint, save_checkpoint, zero_shot
+from retrieval.checkpoint import FORMAT, Checkpoint, load_checkpoint, save_checkpoint, zero_shot
 from retrieval.config import Windowing
+from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound
 from retrieval.head import RetrievalHead
+from retrieval.model_spec import ENCODER_FIELDS, ModelSpec
 
 TEXT = {"text_model": "all-MiniLM-L6-v2", "text_model_revision": None, "dim": 384}
 TAGGER = {"passt_arch": "passt_s_swa_p16_128_ap476", **Windowing().as_dict()}
+CONFIGURED = ModelSpec(**TEXT, **TAGGER)  # what a retriever of these encoders is
 
 
 def make(dim=384, lam=0.8) -> Checkpoint:
     torch.manual_seed(0)
-    cfg = HeadConfig(text_model="all-MiniLM-L6-v2", text_model_revision=None, dim=dim, lam=lam)
-    return Checkpoint(RetrievalHead(torch.randn(527, dim), lam=lam), cfg, {"mAP@10": 0.25})
+    spec = ModelSpec(text_model="all-MiniLM-L6-v2", text_model_revision=None, dim=dim, lam=lam)
+    return Checkpoint(RetrievalHead(torch.randn(527, dim), lam=lam), spec, {"mAP@10": 0.25})
 
 
-def test_round_trip_keeps_weights_config_and_metrics(tmp_path):
+def check(ckpt: Checkpoint, wanted: ModelSpec = CONFIGURED) -> None:
+    ckpt.spec.require_match(wanted, only=ENCODER_FIELDS, what="the head checkpoint")
+
+
+def test_round_trip_keeps_weights_spec_and_metrics(tmp_path):
     ckpt = make()
     sha = save_checkpoint(tmp_path / "head.safetensors", ckpt)
     back = load_checkpoint(tmp_path / "head.safetensors")
-    assert back.config == ckpt.config and back.metrics == {"mAP@10": 0.25} and back.fingerprint == sha
+    assert back.spec.encoders() == ckpt.spec.encoders() and back.metrics == {"mAP@10": 0.25}
+    assert back.spec.head == sha == sha256_file(tmp_path / "head.safetensors")
+    assert back.spec.lam == back.head.lam == 0.8 and back.spec.dim == 384
+    assert back.spec.text_model == "all-MiniLM-L6-v2"
     x = torch.randn(2, 527)
     torch.testing.assert_close(back.head.encode_audio(x), ckpt.head.encode_audio(x))
-    back.config.check_against(text=TEXT, tagger=TAGGER)
+    check(back)
+    assert not list(tmp_path.glob(".*.tmp"))  # written durably, no temporary file left
 
 
 def test_mismatches_are_refused_with_a_clear_message():
-    cfg = make(dim=768).config
-    with pytest.raises(CheckpointMismatch, match="768-d"):
-        cfg.check_against(text=TEXT, tagger=TAGGER)
-    with pytest.raises(CheckpointMismatch, match="text model"):
-        make().config.check_against(text={**TEXT, "text_model": "other"}, tagger=TAGGER)
-    with pytest.raises(CheckpointMismatch, match="PaSST"):
-        make().config.check_against(text=TEXT, tagger={**TAGGER, "passt_arch": "passt_s_kd_p16_128_ap486"})
-    with pytest.raises(CheckpointMismatch, match="PaSST"):
-        make().config.check_against(text=TEXT, tagger={**TAGGER, "hop_s": 5.0})
+    with pytest.raises(CheckpointMismatch, match="dim: the head checkpoint has 768, configured 384"):
+        check(make(dim=768))
+    with pytest.raises(CheckpointMismatch, match="text_model"):
+        check(make(), ModelSpec(**{**TEXT, "text_model": "other"}, **TAGGER))
+    with pytest.raises(CheckpointMismatch, match="passt_arch"):
+        check(make(), ModelSpec(**TEXT, **{**TAGGER, "passt_arch": "passt_s_kd_p16_128_ap486"}))
+    with pytest.raises(CheckpointMismatch, match="hop_s"):
+        check(make(), ModelSpec(**TEXT, **{**TAGGER, "hop_s": 5.0}))
+
+
+def test_a_checkpoint_of_the_previous_format_still_loads(tmp_path):
+    """Files written before the spec existed hold a HeadConfig as `config`."""
+    ckpt = make(lam=0.6)
+    tensors = {k: v.detach().contiguous() for k, v in ckpt.head.state_dict().items()}
+    config = {**TEXT, "lam": 0.6, "n_tags": 527, "passt_arch": TAGGER["passt_arch"],
+              "windowing": Windowing().as_dict()}
+    path = tmp_path / "old.safetensors"
+    save_file(tensors, str(path), metadata={"format": FORMAT, "config": json.dumps(config),
+                                            "metrics": json.dumps({"mAP@10": 0.2})})
+    back = load_checkpoint(path)
+    assert back.spec.lam == back.head.lam == 0.6 and back.spec.head == sha256_file(path)
+    assert back.spec.encoders() == CONFIGURED and back.metrics == {"mAP@10": 0.2}
+    check(back)
+    x = torch.randn(2, 527)
+    torch.testing.assert_close(back.head.encode_audio(x), ckpt.head.encode_audio(x))
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -50,8 +78,9 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_zero_shot_is_tags_alone():
     E = torch.nn.functional.normalize(torch.randn(527, 384), dim=-1)
-    zs = zero_shot(E, replace(make().config, lam=0.8))
-    assert zs.config.lam == 0.0 and zs.fingerprint == "zero-shot"
+    zs = zero_shot(E, CONFIGURED)
+    assert zs.spec.lam == zs.head.lam == 0.0 and zs.spec.head == "zero-shot" and zs.spec.zero_shot
+    assert zs.spec.encoders() == CONFIGURED
     logits = torch.randn(3, 527)
     p = torch.sigmoid(logits)
     want = torch.nn.functional.normalize(p @ E, dim=-1)

@@ -1,25 +1,30 @@
 """The whole model end to end: issue 2's two acceptance tests."""
 
 import numpy as np
+import pytest
 import torch
 
+from app.compose import build_retriever
 from retrieval.audio import decode_audio
+from retrieval.checkpoint import zero_shot
+from retrieval.errors import CheckpointMismatch, ModelNotFound
 from retrieval.labels import audioset_labels
-from retrieval.pipeline import Retriever, build_retriever, tag_text_embeddings
+from retrieval.model_spec import ModelSpec
+from retrieval.pipeline import Retriever, tag_text_embeddings, text_spec
 from tests.audio_fixtures import sine, write
 
 
 @torch.no_grad()
-def test_clip_and_caption_meet_in_one_cosine(tmp_path, settings, random_tagger, text_encoder):
+def test_clip_and_caption_meet_in_one_cosine(tmp_path, settings, random_tagger, text_encoder, passt_oracle):
     r = build_retriever(settings, tagger=random_tagger, text=text_encoder)
-    assert r.ckpt.fingerprint == "zero-shot" and r.head.dim == 384
+    assert r.ckpt.spec.head == "zero-shot" and r.head.dim == 384
     wave = decode_audio(write(tmp_path / "tone.flac", sine(660.0, seconds=1.0, rate=44_100), 44_100)).wave
     vec, logits = r.encode_audio(wave)
     q = r.encode_text(["a high pitched tone"])[0]
     score = float(vec @ q)
 
     # the same score by hand: hear21passt logits -> head -> fusion; MiniLM embedding -> LayerNorm -> L2
-    ref_logits = random_tagger.model.get_scene_embeddings(torch.from_numpy(wave)[None])[0].detach()
+    ref_logits = passt_oracle.get_scene_embeddings(torch.from_numpy(wave)[None])[0].detach()
     np.testing.assert_allclose(logits, ref_logits.numpy(), atol=1e-5)
     a = r.head.encode_audio(ref_logits[None])[0]
     t = torch.from_numpy(text_encoder.encode(["a high pitched tone"]))
@@ -45,13 +50,59 @@ def test_zero_shot_ranks_planted_clips(settings, random_tagger, text_encoder):
     assert q @ rain > q @ dog
 
 
-def test_top_tags_and_fingerprint(settings, random_tagger, text_encoder):
-    r = Retriever(random_tagger, text_encoder, build_retriever(settings, tagger=random_tagger,
-                                                               text=text_encoder).ckpt)
+def zero_shot_retriever(random_tagger, text_encoder, tagger="same") -> Retriever:
+    E = tag_text_embeddings(text_encoder)
+    return Retriever(text_encoder, zero_shot(E, text_spec(random_tagger.spec, text_encoder)),
+                     passt=random_tagger.spec, tagger=random_tagger if tagger == "same" else tagger)
+
+
+def test_top_tags_and_spec(random_tagger, text_encoder):
+    r = zero_shot_retriever(random_tagger, text_encoder)
     tied = planted_logits("Dog", "Bark")  # equal probabilities: class-index order
     assert [t for t, _ in r.top_tags(tied, 2)] == ["Dog", "Bark"]
-    assert r.fingerprint["head"] == "zero-shot" and r.fingerprint["dim"] == 384
-    assert len(r.fingerprint_id) == 16
+    assert r.spec.head == "zero-shot" and r.spec.dim == 384 and r.spec.lam == 0.0
+    assert r.spec.text_model == "all-MiniLM-L6-v2" and r.spec.passt_weights == "random"
+    assert len(r.spec.id) == 16
+
+
+def test_a_text_only_retriever_encodes_text_and_refuses_audio(random_tagger, text_encoder):
+    full = zero_shot_retriever(random_tagger, text_encoder)
+    text_only = zero_shot_retriever(random_tagger, text_encoder, tagger=None)
+    assert text_only.tagger is None and text_only.spec == full.spec  # the same model, its vectors the same
+    np.testing.assert_array_equal(text_only.encode_text(["a dog barks"]), full.encode_text(["a dog barks"]))
+    logits = planted_logits("Dog")
+    np.testing.assert_array_equal(text_only.project(logits[None]), full.project(logits[None]))
+    wave = sine(seconds=0.3)
+    for encode in (text_only.encode_audio, text_only.logits):
+        with pytest.raises(ModelNotFound, match="without its PaSST tagger"):
+            encode(wave)
+    with pytest.raises(ModelNotFound, match="without its PaSST tagger"):
+        text_only.extract(b"not even decoded")
+
+
+def test_build_retriever_without_audio_builds_no_tagger(settings, text_encoder, monkeypatch):
+    from app import compose
+
+    monkeypatch.setattr(compose, "load_tagger", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    r = build_retriever(settings, with_audio=False, text=text_encoder)
+    assert r.tagger is None and r.spec.passt_weights == "random"
+    assert r.encode_text(["rain"]).shape == (1, 384)
+
+
+def test_a_tagger_of_another_windowing_is_refused(random_tagger, text_encoder):
+    E = tag_text_embeddings(text_encoder)
+    other = ModelSpec(window_s=5.0, passt_weights="random")
+    ckpt = zero_shot(E, text_spec(other, text_encoder))
+    with pytest.raises(CheckpointMismatch, match="the PaSST tagger .*window_s"):
+        Retriever(text_encoder, ckpt, passt=other, tagger=random_tagger)
+    with pytest.raises(CheckpointMismatch, match="the head checkpoint .*window_s"):
+        Retriever(text_encoder, ckpt, passt=random_tagger.spec)
+
+
+def test_with_checkpoint_keeps_the_encoders(random_tagger, text_encoder):
+    r = zero_shot_retriever(random_tagger, text_encoder)
+    again = r.with_checkpoint(r.ckpt)
+    assert again.spec == r.spec and again.tagger is r.tagger and again.text is r.text
 
 
 def test_tag_embeddings_are_the_names_as_is(text_encoder):
@@ -64,11 +115,19 @@ def test_tag_embeddings_are_the_names_as_is(text_encoder):
 def test_tag_embeddings_are_cached_in_the_data_dir(settings, text_encoder, monkeypatch):
     from retrieval import pipeline
 
-    first = pipeline.cached_tag_text_embeddings(text_encoder, settings)
+    cache = settings.data_dir / "cache"
+
+    def cached():
+        return pipeline.cached_tag_text_embeddings(text_encoder, cache_dir=cache, stamp={"size": 1})
+
+    first = cached()
     np.testing.assert_allclose(first.numpy(), tag_text_embeddings(text_encoder).numpy(), atol=1e-6)
-    (cached,) = (settings.data_dir / "cache").glob("tag-text-*.safetensors")
+    (path,) = cache.glob("tag-text-*.safetensors")
     monkeypatch.setattr(pipeline, "tag_text_embeddings", lambda text: (_ for _ in ()).throw(AssertionError))
-    torch.testing.assert_close(pipeline.cached_tag_text_embeddings(text_encoder, settings), first)
-    cached.write_bytes(b"damaged")
+    torch.testing.assert_close(cached(), first)
+    path.write_bytes(b"damaged")
     monkeypatch.undo()
-    torch.testing.assert_close(pipeline.cached_tag_text_embeddings(text_encoder, settings), first)
+    torch.testing.assert_close(cached(), first)
+    other = pipeline.cached_tag_text_embeddings(text_encoder, cache_dir=cache, stamp={"size": 2})
+    torch.testing.assert_close(other, first)
+    assert len(list(cache.glob("tag-text-*.safetensors"))) == 2  # another stamp, another file

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.compose import load_text_encoder, tag_embeddings
 from retrieval.errors import ModelNotFound
-from retrieval.pipeline import load_text_encoder
 from retrieval.text_onnx import OnnxTextEncoder, UnsupportedModel, check_mean_pooling, ensure_export
 
 SENTENCES = [
@@ -47,8 +47,9 @@ def test_single_query_equals_its_batched_row(onnx_encoder):
         np.testing.assert_allclose(onnx_encoder.encode([s])[0], batched[i], atol=1e-5)
 
 
-def test_describe_and_dim_match_the_torch_encoder(onnx_encoder, text_encoder):
-    assert onnx_encoder.describe() == text_encoder.describe()
+def test_identity_and_dim_match_the_torch_encoder(onnx_encoder, text_encoder):
+    identity = [(e.model_id, e.revision, e.dim) for e in (onnx_encoder, text_encoder)]
+    assert identity[0] == identity[1] == ("all-MiniLM-L6-v2", None, 384)
     assert onnx_encoder.encode([]).shape == (0, 384)
 
 
@@ -108,7 +109,7 @@ def test_int8_stays_close_to_the_torch_encoder(minilm_path, onnx_encoder_path, o
 
 
 def test_int8_setting_serves_int8_queries_but_fp32_tag_names(settings, onnx_encoder):
-    from retrieval.pipeline import cached_tag_text_embeddings, tag_text_embeddings
+    from retrieval.pipeline import tag_text_embeddings
 
     int8_settings = settings.model_copy(update={"text_backend": "onnx", "text_precision": "int8"})
     int8 = load_text_encoder(int8_settings)
@@ -117,6 +118,6 @@ def test_int8_setting_serves_int8_queries_but_fp32_tag_names(settings, onnx_enco
     assert fp32.precision == "fp32"
     assert not np.allclose(int8.encode(SENTENCES[:3]), fp32.encode(SENTENCES[:3]), atol=1e-4)  # really int8
     want = tag_text_embeddings(onnx_encoder)  # (527, D) by the fp32 export
-    got = cached_tag_text_embeddings(int8, int8_settings)
+    got = tag_embeddings(int8_settings, int8)
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-6)
     assert np.abs(tag_text_embeddings(int8).numpy() - want.numpy()).max() > 1e-4  # int8 would have differed

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from retrieval.config import N_TAGS, PASST_ARCH, Windowing
+from retrieval.config import N_TAGS
+from retrieval.model_spec import ModelSpec
 from training.features import FORMAT, FeatureSet
 
 
@@ -32,7 +33,6 @@ def planted_features(world: dict, *, n_clips: int, seed: int, captions_per_clip:
     meta = {"format": FORMAT, "dataset": "planted", "split": split,
             "clips": [f"clip_{i:04d}.wav" for i in range(n_clips)],
             "captions": [f"caption {m} of clip {c}" for m, c in enumerate(caption_clip)],
-            "text_model": "planted", "text_model_revision": None, "dim": W.shape[1],
-            "passt_arch": PASST_ARCH, "windowing": Windowing().as_dict()}
+            "model_spec": ModelSpec(text_model="planted", text_model_revision=None, dim=W.shape[1]).to_dict()}
     return FeatureSet(logits=logits.astype(np.float32), text=text.astype(np.float32),
                       caption_clip=caption_clip.astype(np.int64), tag_text=E.astype(np.float32), meta=meta)

@@ -7,7 +7,6 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from retrieval.checkpoint import load_checkpoint
-from retrieval.settings import get_settings
 from tests.training.clotho_files import write_clotho_split
 from training.evaluate import ensemble_similarity, metrics_of, zero_shot_head
 from training.features import load_features
@@ -22,9 +21,6 @@ def env(monkeypatch, tmp_path, minilm_path):
     monkeypatch.setenv("RETRIEVAL_TEXT_MODEL", str(minilm_path))
     monkeypatch.setenv("RETRIEVAL_DEVICE", "cpu")
     monkeypatch.setenv("RETRIEVAL_MODELS_DIR", str(tmp_path / "models"))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def invoke(*args) -> str:
@@ -44,7 +40,7 @@ def test_features_train_evaluate_score(env, tmp_path):
         assert "3 clips, 15 captions" in out
     dev_file, val_file = feats / "development.safetensors", feats / "validation.safetensors"
     val = load_features(val_file)
-    assert val.meta["text_model"].endswith("model") and val.text.shape == (15, 384)
+    assert val.spec.text_model.endswith("model") and val.text.shape == (15, 384)
 
     out = invoke("train", "--train", dev_file, "--val", val_file, "--out", tmp_path / "run",
                  "--epochs", 2, "--batch-size", 8, "--seed", 1)

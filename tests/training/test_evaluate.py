@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -78,10 +80,10 @@ def test_submission_round_trip_matches_the_metrics(tmp_path):
 def test_checkpoints_of_other_models_are_refused(tmp_path):
     fs = planted_features(planted_world(dim=16), n_clips=4, seed=0)
     head = heads_for(fs, 1)[0]
-    cfg = fs.head_config()
-    save_checkpoint(tmp_path / "ok.safetensors", Checkpoint(head, cfg))
+    spec = fs.spec
+    save_checkpoint(tmp_path / "ok.safetensors", Checkpoint(head, spec))
     assert len(load_heads([tmp_path / "ok.safetensors"], fs)) == 1
-    other = type(cfg)(**{**cfg.__dict__, "text_model": "another-model"})
+    other = replace(spec, text_model="another-model")
     save_checkpoint(tmp_path / "other.safetensors", Checkpoint(head, other))
     with pytest.raises(CheckpointMismatch, match="another-model"):
         load_heads([tmp_path / "ok.safetensors", tmp_path / "other.safetensors"], fs)

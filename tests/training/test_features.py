@@ -27,14 +27,23 @@ class CountingTagger:
     def __init__(self, tagger, *, stop_after: int | None = None):
         self.tagger, self.stop_after, self.calls = tagger, stop_after, 0
 
-    def describe(self):
-        return self.tagger.describe()
+    @property
+    def spec(self):
+        return self.tagger.spec
 
-    def logits(self, wave):
+    def window_logits(self, wave):
         if self.stop_after is not None and self.calls >= self.stop_after:
             raise KeyboardInterrupt
         self.calls += 1
-        return self.tagger.logits(wave)
+        return self.tagger.window_logits(wave)
+
+    def window_logits_many(self, waves, *, on_batch=None):
+        out = []
+        for i, w in enumerate(waves):
+            out.append(self.window_logits(w))
+            if on_batch is not None:
+                on_batch([i] * len(out[-1]))  # the clip of each window of the pass
+        return out
 
 
 def test_save_load_round_trip_and_sidecar(tmp_path):
@@ -44,7 +53,8 @@ def test_save_load_round_trip_and_sidecar(tmp_path):
     for k in ("logits", "text", "caption_clip", "tag_text"):
         np.testing.assert_array_equal(getattr(back, k), getattr(fs, k))
     assert back.meta == fs.meta == json.loads(sidecar_path(tmp_path / "f.safetensors").read_text())
-    assert back.head_config(lam=0.5).dim == 8
+    assert back.spec.dim == 8 and back.spec.text_model == "planted"
+    assert back.spec.head is None and back.spec.lam is None  # features know no head
 
 
 def test_inconsistent_sets_are_refused_and_write_nothing(tmp_path):
@@ -85,6 +95,7 @@ def test_extraction_resumes_after_an_interrupt(tmp_path, random_tagger, text_enc
     np.testing.assert_allclose(fs.text, text_encoder.encode(cleaned, clean=False), atol=1e-5)
     np.testing.assert_allclose(fs.tag_text[:3], text_encoder.encode(list(audioset_labels()[:3]), clean=False),
                                atol=1e-5)
-    assert fs.models() == load_features(out).models()
-    assert fs.meta["text_model"] == "all-MiniLM-L6-v2" and fs.meta["dim"] == 384
-    assert fs.meta["windowing"] == {"window_s": 10.0, "hop_s": 2.5, "sample_rate": 32000}
+    assert fs.spec == load_features(out).spec
+    assert fs.spec.text_model == "all-MiniLM-L6-v2" and fs.spec.dim == 384
+    assert fs.spec.windowing.as_dict() == {"window_s": 10.0, "hop_s": 2.5, "sample_rate": 32000}
+    assert fs.spec.passt_arch == random_tagger.spec.passt_arch and fs.spec.passt_weights == "random"

@@ -43,7 +43,7 @@ def test_recipe_on_planted_features_with_audiocaps(tmp_path):
     assert by_name["ensemble of 2"].ours == pytest.approx(metrics_of(S, evaluation))
     assert by_name["PaSST-MPnet"].ours == pytest.approx(metrics_of(similarity(
         load_checkpoint(by_name["PaSST-MPnet"].checkpoints[0]).head, evaluation), evaluation))
-    assert load_checkpoint(by_name["PaSST-MPnet"].checkpoints[0]).config.lam == 1.0
+    assert load_checkpoint(by_name["PaSST-MPnet"].checkpoints[0]).spec.lam == 1.0
     assert by_name["ensemble of 2"].paper == PAPER["ensemble of 2"]
 
     # fine-tuning starts from the AudioCaps model of its seed, selected on Clotho validation

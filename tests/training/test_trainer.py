@@ -48,7 +48,7 @@ def test_the_checkpoint_is_the_best_validation_epoch(trained, planted):
     again = metrics_of(similarity(ckpt.head, val_fs), val_fs)
     for k in ("R@1", "R@5", "R@10", "mAP@10"):
         assert again[k] == pytest.approx(best[f"val_{k}"]) == pytest.approx(ckpt.metrics[k])
-    assert ckpt.config.lam == 0.8 and ckpt.config.dim == 32 and ckpt.config.text_model == "planted"
+    assert ckpt.spec.lam == ckpt.head.lam == 0.8 and ckpt.spec.dim == 32 and ckpt.spec.text_model == "planted"
     assert records[0]["config"]["batch_size"] == 32
     assert {"train_loss", "lr", "val_loss"} <= set(epochs[0])
 
@@ -77,7 +77,7 @@ def test_no_tags_trains_the_projection_alone(planted, tmp_path):
     train_fs, val_fs = planted
     result = train(TrainConfig(batch_size=32, epochs=2, lam=1.0), train_fs=train_fs, val_fs=val_fs,
                    out_dir=tmp_path)
-    assert load_checkpoint(result.checkpoint).config.lam == 1.0
+    assert load_checkpoint(result.checkpoint).spec.lam == 1.0
     assert result.metrics["mAP@10"] > result.history[0]["val_mAP@10"]
 
 

@@ -1,0 +1,102 @@
+"""The settings: read from RETRIEVAL_* by the composition root, and refused at start when they contradict
+each other, with a message naming the settings."""
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from app.compose import SettingsError, audio_limits, load_settings, store_config
+from app.settings import Settings
+from retrieval.errors import RetrievalError
+
+# each contradiction: the settings, and every setting its message must name
+CONTRADICTIONS = {
+    "int8 text on torch": ({"text_precision": "int8", "text_backend": "torch"},
+                           ["RETRIEVAL_TEXT_PRECISION=int8", "RETRIEVAL_TEXT_BACKEND"]),
+    "onnx on cuda": ({"text_backend": "onnx", "device": "cuda"},
+                     ["RETRIEVAL_TEXT_BACKEND=onnx", "RETRIEVAL_DEVICE=cuda"]),
+    "onnx on cuda:1": ({"text_backend": "onnx", "device": "cuda:1"},
+                       ["RETRIEVAL_TEXT_BACKEND=onnx", "RETRIEVAL_DEVICE=cuda:1"]),
+    "fp16 PaSST on cpu": ({"passt_precision": "fp16", "device": "cpu"},
+                          ["RETRIEVAL_PASST_PRECISION=fp16", "RETRIEVAL_DEVICE=cpu"]),
+    "qdrant url with faiss": ({"store_backend": "faiss", "qdrant_url": "http://qdrant:6333"},
+                              ["RETRIEVAL_QDRANT_URL", "RETRIEVAL_STORE_BACKEND=faiss"]),
+    "hnsw with qdrant": ({"store_backend": "qdrant", "index_kind": "hnsw"},
+                         ["RETRIEVAL_INDEX_KIND=hnsw", "RETRIEVAL_STORE_BACKEND=qdrant"]),
+    "flat16 with qdrant": ({"store_backend": "qdrant", "index_kind": "flat16"},
+                           ["RETRIEVAL_INDEX_KIND=flat16", "RETRIEVAL_STORE_BACKEND=qdrant"]),
+}
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("RETRIEVAL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("case", CONTRADICTIONS)
+def test_each_contradiction_is_refused_at_construction_naming_the_settings(case):
+    values, names = CONTRADICTIONS[case]
+    with pytest.raises(ValidationError) as e:
+        Settings(**values)
+    for name in names:
+        assert name in str(e.value), (case, name, str(e.value))
+
+
+@pytest.mark.parametrize("case", CONTRADICTIONS)
+def test_load_settings_wraps_them_as_a_settings_error(case, monkeypatch):
+    values, names = CONTRADICTIONS[case]
+    for key, value in values.items():
+        monkeypatch.setenv(f"RETRIEVAL_{key.upper()}", value)
+    with pytest.raises(SettingsError, match="invalid configuration") as e:
+        load_settings()
+    assert isinstance(e.value, RetrievalError)
+    for name in names:
+        assert name in str(e.value)
+
+
+def test_every_contradiction_at_once_is_listed():
+    with pytest.raises(ValidationError) as e:
+        Settings(text_precision="int8", passt_precision="fp16", device="cpu", qdrant_url="http://q:6333")
+    msg = str(e.value)
+    assert "RETRIEVAL_TEXT_PRECISION" in msg and "RETRIEVAL_PASST_PRECISION" in msg
+    assert "RETRIEVAL_QDRANT_URL" in msg
+
+
+@pytest.mark.parametrize("values", [
+    {},
+    {"text_backend": "onnx", "text_precision": "int8"},
+    {"text_backend": "onnx", "device": "cpu"},
+    {"passt_precision": "fp16", "device": "cuda"},
+    {"passt_precision": "fp16", "device": "auto"},  # decided when the tagger is built
+    {"passt_precision": "bf16", "device": "cpu"},
+    {"store_backend": "qdrant", "qdrant_url": "http://qdrant:6333"},
+    {"store_backend": "qdrant"},  # embedded
+    {"store_backend": "faiss", "index_kind": "hnsw"},
+    {"qdrant_url": ""},  # compose passes an empty variable for "unset"
+])
+def test_consistent_settings_are_accepted(values):
+    Settings(**values)
+
+
+def test_load_settings_reads_the_environment_with_overrides_on_top(monkeypatch, tmp_path):
+    monkeypatch.setenv("RETRIEVAL_DATA_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("RETRIEVAL_PASST_PRECISION", "bf16")
+    s = load_settings()
+    assert s.data_dir == tmp_path / "env" and s.passt_precision == "bf16"
+    s = load_settings(data_dir=tmp_path / "arg", passt_precision=None)  # None: not overridden
+    assert s.data_dir == tmp_path / "arg" and s.passt_precision == "bf16"
+    monkeypatch.setenv("RETRIEVAL_PASST_PRECISION", "fp8")
+    with pytest.raises(SettingsError, match="passt_precision"):
+        load_settings()
+
+
+def test_store_and_audio_settings_become_their_configs(tmp_path):
+    s = Settings(data_dir=tmp_path, index_kind="hnsw", search_threads=3, max_duration_s=12.5, max_channels=2)
+    cfg = store_config(s)
+    assert (cfg.data_dir, cfg.backend, cfg.index_kind, cfg.search_threads) == (tmp_path, "faiss", "hnsw", 3)
+    assert cfg.qdrant_url is None
+    limits = audio_limits(s)
+    assert (limits.max_duration_s, limits.max_channels) == (12.5, 2)

@@ -1,0 +1,258 @@
+"""Stores, shard folders and checkpoints written by the code before ModelSpec (written here by hand, see
+tests/legacy_files.py) open through the new code and are compared as before: the same model is accepted,
+another one refused with a message naming what differs and how to fix it."""
+
+import json
+import sqlite3
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from index.base import SearchFilter
+from index.bulk_load import load_shards
+from index.faiss_store import DB_NAME, FaissStore
+from index.ray_pipeline import MANIFEST, _write_manifest, manifest_spec
+from index.stores import StoreConfig, open_store
+from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, zero_shot
+from retrieval.durable import sha256_file
+from retrieval.errors import CheckpointMismatch
+from retrieval.head import RetrievalHead
+from retrieval.model_spec import ModelSpec
+from retrieval.pipeline import Retriever, text_spec
+from tests.index.store_fixtures import DIM, SPEC, brute_force, clip, logits, unit_vectors
+from tests.legacy_files import (
+    TAGGER,
+    fingerprint,
+    head_config,
+    write_old_checkpoint,
+    write_old_faiss_store,
+    write_old_qdrant_collection,
+    write_old_shard_folder,
+)
+
+N = 12
+OLD_FP = fingerprint(head="zero-shot", text_model="tiny", dim=DIM)  # what SPEC was called before
+
+
+def hits_of(store, xq, k, flt=None):
+    hits = store.search(xq, k, flt)
+    return (np.array([[h.score for h in row] for row in hits]),
+            np.array([[h.record.id for h in row] for row in hits]))
+
+
+@pytest.fixture
+def old_store(tmp_path):
+    """A FAISS store of the previous format: N clips, the model named by a `fingerprint`."""
+    xb = unit_vectors(N)
+    lg = np.stack([logits(i) for i in range(N)])
+    ids = write_old_faiss_store(tmp_path / "data", OLD_FP, [clip(i) for i in range(N)], xb, lg)
+    return tmp_path / "data", np.asarray(ids), xb, lg
+
+
+def test_a_faiss_store_of_the_previous_format_opens_and_searches(old_store):
+    data_dir, ids, xb, lg = old_store
+    with FaissStore(data_dir, SPEC) as store:
+        assert store.spec == ModelSpec.from_dict(OLD_FP)
+        assert (store.spec.head, store.spec.lam, store.spec.passt_weights) == ("zero-shot", 0.0, None)
+        assert store.spec.diff(SPEC) == {}  # the configured model, whose PaSST weights were not recorded
+        stats = store.stats()
+        assert (stats["clips"], stats["model_id"], stats["model"]) == (N, store.spec.id, store.spec.to_dict())
+        assert store.get(int(ids[3])).name == clip(3).name
+        assert store.get_by_sha256(clip(5).sha256).id == ids[5]
+        np.testing.assert_array_equal(store.logits(ids[[2, 0]]), lg[[2, 0]])
+        xq = unit_vectors(4, seed=7)
+        d_ref, i_ref = brute_force(xq, xb, ids, 5)
+        d, i = hits_of(store, xq, 5)
+        np.testing.assert_allclose(d, d_ref, atol=1e-5)
+        np.testing.assert_array_equal(i, i_ref)
+        flt = SearchFilter(tag="rain")
+        keep = np.array([i for i in range(N) if "rain" in {t.label.lower() for t in clip(i).tags}])
+        d_ref, i_ref = brute_force(xq, xb[keep], ids[keep], 3)
+        np.testing.assert_array_equal(hits_of(store, xq, 3, flt)[1], i_ref)
+        new = store.add(clip(N), unit_vectors(1, seed=9)[0], logits(N))
+        assert new.id == ids.max() + 1  # ids go on where the old store stopped
+    with FaissStore(data_dir, SPEC) as store:  # reopened: still the old record of the model, still accepted
+        assert store.count() == N + 1 and store.spec == ModelSpec.from_dict(OLD_FP)
+
+
+def test_a_faiss_store_of_the_previous_format_refuses_another_model(old_store):
+    data_dir, *_ = old_store
+    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint") as e:
+        FaissStore(data_dir, replace(SPEC, head="ab" * 32, lam=0.8))
+    assert "head: the index" in str(e.value) and "'zero-shot'" in str(e.value)
+    with pytest.raises(CheckpointMismatch, match="indexed again") as e:
+        FaissStore(data_dir, replace(SPEC, hop_s=5.0))
+    assert "hop_s" in str(e.value)
+    with pytest.raises(CheckpointMismatch, match="text_model"):
+        FaissStore(data_dir, replace(SPEC, text_model="other"))
+    with FaissStore(data_dir, replace(SPEC, head="ab" * 32), check=False) as store:  # to re-project it
+        assert store.spec == ModelSpec.from_dict(OLD_FP) and store.count() == N
+
+
+def test_a_trained_head_s_old_fingerprint_records_no_lam_and_matches_its_checkpoint(tmp_path):
+    sha = "cd" * 32
+    fp = fingerprint(head=sha, text_model="tiny", dim=DIM)
+    write_old_faiss_store(tmp_path / "data", fp, [clip(0)], unit_vectors(1), logits(0)[None],
+                          with_cache_file=False)
+    trained = replace(SPEC, head=sha, lam=0.8)
+    with FaissStore(tmp_path / "data", trained) as store:  # lam was not recorded: any lam of that head
+        assert store.spec.head == sha and store.spec.lam is None and store.count() == 1
+    with pytest.raises(CheckpointMismatch, match="head"):
+        FaissStore(tmp_path / "data", replace(trained, head="ef" * 32))
+
+
+def test_reprojecting_a_store_of_the_previous_format_records_the_new_spec(old_store):
+    data_dir, ids, _, _ = old_store
+    new_spec = replace(SPEC, head="ab" * 32, lam=0.8, dim=16)
+    new_xb = unit_vectors(N, 16, seed=3)
+    with FaissStore(data_dir, new_spec, check=False) as store:
+        store.replace_vectors(ids, new_xb, new_spec)
+    con = sqlite3.connect(data_dir / DB_NAME)
+    assert ModelSpec.from_dict(json.loads(con.execute(
+        "SELECT value FROM meta WHERE key = 'model_spec'").fetchone()[0])) == new_spec
+    con.close()
+    with FaissStore(data_dir, new_spec) as store:
+        np.testing.assert_array_equal(hits_of(store, new_xb[:2], 1)[1], ids[:2, None])
+    with pytest.raises(CheckpointMismatch):
+        FaissStore(data_dir, SPEC)  # the old model no longer
+
+
+def test_a_qdrant_collection_of_the_previous_format_opens_and_refuses_another_model(tmp_path):
+    xb = unit_vectors(N)
+    lg = np.stack([logits(i) for i in range(N)])
+    ids = np.asarray(write_old_qdrant_collection(tmp_path / "data", OLD_FP, [clip(i) for i in range(N)], xb,
+                                                 lg))
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:
+        assert store.spec == ModelSpec.from_dict(OLD_FP) and store.count() == N
+        xq = unit_vectors(3, seed=7)
+        d_ref, i_ref = brute_force(xq, xb, ids, 4)
+        d, i = hits_of(store, xq, 4)
+        np.testing.assert_allclose(d, d_ref, atol=1e-5)
+        np.testing.assert_array_equal(i, i_ref)
+        np.testing.assert_allclose(store.logits([int(ids[4])]), lg[[4]], atol=1e-6)
+        assert store.add(clip(N), unit_vectors(1, seed=9)[0], logits(N)).id == N + 1
+    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
+        open_store(config, replace(SPEC, head="ab" * 32))
+    with pytest.raises(CheckpointMismatch, match="indexed again"):
+        open_store(config, replace(SPEC, window_s=5.0))
+    with open_store(config, SPEC) as store:  # refusals changed nothing
+        assert store.count() == N + 1 and store.spec == ModelSpec.from_dict(OLD_FP)
+
+
+# -- Ray shard folders -------------------------------------------------------------------------------------
+class TinyText:
+    """A sentence encoder with no weights: the shards' loader only projects logits."""
+
+    model_id, revision, dim, precision = "tiny", None, DIM, "fp32"
+
+    def encode(self, sentences, *, batch_size=64, clean=True, progress=False):
+        return unit_vectors(len(sentences), seed=len(sentences))
+
+
+@pytest.fixture
+def tiny_retriever():
+    E = torch.from_numpy(unit_vectors(527, seed=11))
+    passt = ModelSpec(passt_weights="random")
+    return Retriever(TinyText(), zero_shot(E, text_spec(passt, TinyText())), passt=passt)
+
+
+def shard_rows(n: int) -> list[dict]:
+    return [{"path": f"/audio/clip{i}.wav", "name": f"clip{i}.wav", "sha256": f"{i:064x}",
+             "duration": 1.0 + i, "sample_rate": 32000, "logits": logits(i), "error": ""} for i in range(n)]
+
+
+def test_a_shard_folder_of_the_previous_format_loads(tmp_path, tiny_retriever):
+    folder = tmp_path / "shards"
+    manifest = write_old_shard_folder(folder, shard_rows(5))
+    assert manifest_spec(manifest) == ModelSpec(passt_weights=None)  # the tagger, weights not recorded
+    with FaissStore(tmp_path / "data", tiny_retriever.spec) as store:
+        report = load_shards(store, tiny_retriever, folder, ledger=tmp_path / "ledger.json", progress=False)
+        assert (report.added, report.skipped, report.failed) == (5, 0, [])
+        want = tiny_retriever.project(np.stack([logits(i) for i in range(5)]))  # (5, D)
+        top = store.search(want, 1)
+        assert [row[0].record.name for row in top] == [f"clip{i}.wav" for i in range(5)]
+        np.testing.assert_allclose([row[0].score for row in top], 1.0, atol=1e-5)
+
+
+def test_a_shard_folder_of_the_previous_format_of_another_tagger_is_refused(tmp_path, tiny_retriever):
+    folder = tmp_path / "shards"
+    write_old_shard_folder(folder, shard_rows(3), tagger={**TAGGER, "hop_s": 5.0})
+    with FaissStore(tmp_path / "data", tiny_retriever.spec) as store:
+        with pytest.raises(CheckpointMismatch, match="tagger") as e:
+            load_shards(store, tiny_retriever, folder, ledger=tmp_path / "ledger.json", progress=False)
+        assert "hop_s" in str(e.value)
+        assert store.count() == 0
+
+
+def test_new_shards_join_a_folder_of_the_previous_format_of_the_same_tagger_only(tmp_path):
+    folder = tmp_path / "shards"
+    write_old_shard_folder(folder, shard_rows(2))
+    spec = ModelSpec(passt_weights="random")
+    merged = _write_manifest(folder, shards=["shard-001.parquet"], weights="random", spec=spec)
+    assert merged["shards"] == ["shard-000.parquet", "shard-001.parquet"]
+    assert json.loads((folder / MANIFEST).read_text()) == merged and manifest_spec(merged) == spec
+    other = tmp_path / "other"
+    write_old_shard_folder(other, shard_rows(2), tagger={**TAGGER, "window_s": 5.0})
+    with pytest.raises(CheckpointMismatch, match="window_s"):
+        _write_manifest(other, shards=["shard-001.parquet"], weights="random", spec=spec)
+    assert "tagger" in json.loads((other / MANIFEST).read_text())  # left as it was
+
+
+# -- a checkpoint and a store of the previous format, served together --------------------------------------
+def test_a_store_and_its_checkpoint_of_the_previous_format_serve_and_reproject(tmp_path, settings,
+                                                                              text_encoder):
+    from app.compose import build_retriever, open_collection
+
+    E = text_encoder.encode(["speech", "music", "rain"] * 175 + ["dog", "engine"], clean=False)  # (527, D)
+    ckpt_path = tmp_path / "old-head.safetensors"
+    write_old_checkpoint(ckpt_path, head_config(text_model=text_encoder.model_id, dim=text_encoder.dim,
+                                                lam=0.8), tag_embeddings=E)
+    old = load_checkpoint(ckpt_path)  # the oracle of the old vectors: the same weights
+    lg = np.stack([logits(i) for i in range(N)])
+    with torch.inference_mode():
+        xb = old.head.encode_audio(torch.from_numpy(lg)).numpy()  # (N, D)
+    fp = fingerprint(head=sha256_file(ckpt_path), text_model=text_encoder.model_id, dim=text_encoder.dim)
+    ids = write_old_faiss_store(settings.data_dir, fp, [clip(i) for i in range(N)], xb, lg)
+
+    settings.checkpoint = ckpt_path
+    retriever = build_retriever(settings, with_audio=False, text=text_encoder)
+    assert retriever.spec.head == old.spec.head == sha256_file(ckpt_path) and retriever.spec.lam == 0.8
+    with open_collection(settings, retriever) as c:
+        assert c.count() == N
+        hit = c.search_vector(retriever.project(lg[6:7]), k=1)[0]
+        assert hit.record.id == ids[6] and hit.score == pytest.approx(1.0, abs=1e-5)
+        scores = xb @ retriever.encode_text(["a dog barks"])[0]  # (N,)
+        hits = c.search_text("a dog barks", k=3)
+        assert [h.record.id for h in hits] == [ids[i] for i in np.argsort(-scores)[:3]]
+        np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:3], atol=1e-5)
+
+    torch.manual_seed(5)
+    new_path = tmp_path / "new-head.safetensors"
+    save_checkpoint(new_path, Checkpoint(RetrievalHead(torch.from_numpy(E), lam=0.5),
+                                         text_spec(retriever.spec, text_encoder)))
+    settings.checkpoint = new_path
+    other = build_retriever(settings, with_audio=False, text=text_encoder)
+    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
+        open_collection(settings, other)
+    settings.checkpoint = ckpt_path
+    with open_collection(settings, retriever) as c:
+        assert c.reproject(new_path) == N
+    settings.checkpoint = new_path
+    with open_collection(settings, build_retriever(settings, with_audio=False, text=text_encoder)) as c:
+        assert c.store.spec == other.spec and c.store.spec.lam == 0.5
+        want = other.project(lg)
+        hit = c.search_vector(want[2], k=1)[0]
+        assert hit.record.id == ids[2] and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_checkpoint_of_the_previous_format_for_another_text_model_is_refused(tmp_path, text_encoder):
+    path = tmp_path / "mpnet-head.safetensors"
+    write_old_checkpoint(path, head_config(text_model="sentence-transformers/all-mpnet-base-v2", dim=768,
+                                           lam=0.8), tag_embeddings=unit_vectors(527, 768))
+    passt = ModelSpec(passt_weights="random")
+    with pytest.raises(CheckpointMismatch, match="the text model and PaSST the head was trained") as e:
+        Retriever(text_encoder, load_checkpoint(path), passt=passt)
+    assert "text_model" in str(e.value) and "dim" in str(e.value)

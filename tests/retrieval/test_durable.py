@@ -1,0 +1,89 @@
+"""Durable writes: the name holds the old file or the whole new one; hashing agrees with hashlib."""
+
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+from retrieval.durable import (
+    CHUNK,
+    atomic_path,
+    old_enough,
+    remove_stale_tmp,
+    sha256_bytes,
+    sha256_file,
+    tmp_name,
+    write_bytes_atomically,
+    write_json_atomically,
+)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_atomic_path_replaces_the_file_on_success(tmp_path):
+    target = tmp_path / "sub" / "data.bin"  # the folder is created
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp != target and tmp.name.startswith(".")
+        tmp.write_bytes(b"new")
+        assert not target.exists()  # nothing under the name until the write is whole
+    assert target.read_bytes() == b"new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["data.bin"]
+
+
+def test_atomic_path_leaves_the_old_file_and_no_temporary_one_on_an_exception(tmp_path):
+    target = tmp_path / "data.json"
+    target.write_bytes(b"old")
+    with pytest.raises(Boom):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half of the new fi")
+            raise Boom
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.json"]
+
+
+def test_atomic_path_without_a_write_leaves_nothing_and_raises(tmp_path):
+    target = tmp_path / "never.bin"
+    with pytest.raises(FileNotFoundError):
+        with atomic_path(target):
+            pass  # the writer wrote nothing: there is nothing to commit
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_helpers(tmp_path):
+    write_bytes_atomically(tmp_path / "b.bin", b"\x00\x01")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    obj = {"name": "Hündin", "n": [1, 2.5]}
+    write_json_atomically(tmp_path / "o.json", obj)
+    text = (tmp_path / "o.json").read_text(encoding="utf-8")
+    assert json.loads(text) == obj and text.endswith("\n") and "Hündin" in text
+
+
+def test_tmp_name_is_hidden_beside_the_target_and_per_process(tmp_path):
+    tmp = tmp_name(tmp_path / "x.json")
+    assert tmp.parent == tmp_path and tmp.name == f".x.json.{os.getpid()}.tmp"
+
+
+def test_only_old_temporary_files_are_removed(tmp_path):
+    stale, fresh, kept = tmp_path / ".a.1.tmp", tmp_path / ".b.2.tmp", tmp_path / "c.json"
+    for p in (stale, fresh, kept):
+        p.write_bytes(b"x")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    assert old_enough(stale) and not old_enough(fresh) and not old_enough(tmp_path / "absent")
+    remove_stale_tmp(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.2.tmp", "c.json"]
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, 2 * CHUNK + 17])
+def test_sha256_file_agrees_with_hashlib(tmp_path, size):
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    seen = []
+    assert sha256_file(path, on_chunk=seen.append) == hashlib.sha256(data).hexdigest()
+    assert sha256_file(str(path)) == sha256_bytes(data) == hashlib.sha256(data).hexdigest()
+    assert sum(seen) == size and all(n <= CHUNK for n in seen)
