@@ -73,6 +73,8 @@ JobStatus = Literal["queued", "running", "done", "failed"]
 
 
 class JobProgress(BaseModel):
+    """How far PaSST is through an upload's windows."""
+
     windows_done: int = Field(description="PaSST windows tagged so far", examples=[3])
     windows_total: int = Field(description="PaSST windows of the clip (10 s windows every 2.5 s)",
                                examples=[13])
@@ -88,7 +90,7 @@ class JobOut(BaseModel):
     sha256: str = Field(description="of the uploaded bytes", examples=["9f2c" + "0" * 60])
     created: float = Field(description="when the upload was acknowledged, unix seconds",
                            examples=[1764680000.0])
-    progress: JobProgress
+    progress: JobProgress = Field(description="PaSST windows tagged of the clip's windows")
     clip: "ClipOut | None" = Field(description="the clip's record once done, else null")
     error: str | None = Field(description="why it failed (the decoder's reason), else null",
                               examples=[None])

@@ -5,7 +5,6 @@ import threading
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.deps import get_collection
 from retrieval.model_spec import ModelSpec
 from tests.app.conftest import CLIPS, upload
 
@@ -48,7 +47,8 @@ def test_metrics_count_requests_and_timings(filled):
     assert m[("retrieval_http_request_duration_seconds_count", added)] == len(records)
     assert m[("retrieval_query_encode_seconds_count", ())] == 2
     assert m[("retrieval_search_seconds_count", ())] == 2
-    assert m[("retrieval_audio_encode_seconds_count", (("operation", "add"),))] == len(records)
+    # uploads are tagged by the ingest worker: the queue counts them
+    assert m[("retrieval_ingest_jobs_total", (("status", "done"),))] == len(records)
     assert m[("retrieval_index_clips", ())] == len(records)
 
 
@@ -111,36 +111,29 @@ def test_cors_only_for_configured_origins(make_client):
     assert opened.headers["access-control-allow-origin"] == "http://sounds.example"
 
 
-class BlockingAdds:
-    """The real collection, with add_bytes held until the test lets it go."""
+def test_searches_answer_while_an_upload_is_being_tagged(client, monkeypatch):
+    """The upload's PaSST pass is parked inside the ingest worker; searches and probes still answer."""
+    collection = client.app.state.collection
+    entered, release = threading.Event(), threading.Event()
+    real = collection.add_extracted
 
-    def __init__(self, collection):
-        self.collection = collection
-        self.entered, self.release = threading.Event(), threading.Event()
+    def blocked(*args, **kwargs):
+        entered.set()
+        assert release.wait(60), "never released"
+        return real(*args, **kwargs)
 
-    def add_bytes(self, data, name):
-        self.entered.set()
-        assert self.release.wait(60), "never released"
-        return self.collection.add_bytes(data, name)
-
-    def __getattr__(self, name):
-        return getattr(self.collection, name)
-
-
-def test_searches_answer_while_an_upload_is_being_processed(client):
-    blocking = BlockingAdds(client.app.state.collection)
-    client.app.dependency_overrides[get_collection] = lambda: blocking
+    monkeypatch.setattr(collection, "add_extracted", blocked)
     answers = {}
     uploader = threading.Thread(target=lambda: answers.setdefault("upload", upload(client, "s.wav",
                                                                                     CLIPS["sine.wav"])))
     uploader.start()
     try:
-        assert blocking.entered.wait(60)
-        # the upload is parked inside add_bytes; were it on the event loop, this search could not answer
+        assert entered.wait(60)
         assert client.post("/search", json={"query": "rain"}).status_code == 200
         assert client.get("/health/ready").status_code == 200
+        assert client.get("/jobs/1").json()["status"] == "running"
         assert "upload" not in answers
     finally:
-        blocking.release.set()
+        release.set()
         uploader.join(60)
     assert answers["upload"].status_code == 201
