@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import httpx
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-TIMEOUT_S = 30.0
+TIMEOUT_S = 90.0  # an upload waits up to 60 s for its clip to be indexed
 QUERIES = ("rain on a tin roof", "a dog barking far away", "someone whistles a tune", "footsteps on gravel",
            "a car passes by on a wet road", "birds singing at dawn", "a door slams", "wind in the trees",
            "people talking in a busy cafe", "a bell rings twice", "water dripping in a cave", "a train horn")
@@ -103,14 +103,15 @@ def search_loop(url: str, *, index: int, stop: threading.Event, deadline: float,
 
 def upload_loop(url: str, *, payloads: Iterator[bytes], api_key: str, deadline: float,
                 stop: threading.Event | None = None) -> list[Outcome]:
-    """POST /audio with each payload until they run out, `stop` is set or the deadline passes."""
+    """POST /audio?wait=60 with each payload until they run out, `stop` is set or the deadline passes: each
+    upload is timed until its clip is indexed (201), not only acknowledged (202)."""
     out = []
     with httpx.Client(base_url=url, timeout=TIMEOUT_S, headers={"X-API-Key": api_key}) as client:
         for n, data in enumerate(payloads):
             if (stop is not None and stop.is_set()) or time.monotonic() >= deadline:
                 break
             files = {"file": (f"tone-{n}.wav", data, "audio/wav")}
-            out.append(timed("upload", lambda f=files: client.post("/audio", files=f),
+            out.append(timed("upload", lambda f=files: client.post("/audio", files=f, params={"wait": 60}),
                              sha256=hashlib.sha256(data).hexdigest()))
     return out
 

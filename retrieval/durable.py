@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,9 @@ def fsync_path(path: Path) -> None:
 
 
 def tmp_name(path: Path) -> Path:
-    """A hidden temporary name beside `path`, unique to this process (see :func:`remove_stale_tmp`)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """A hidden temporary name beside `path`, unique to this process and thread (two requests may write
+    the same content at once; see :func:`remove_stale_tmp`)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
 def commit_tmp(tmp: Path, path: Path) -> None:

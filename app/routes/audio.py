@@ -103,9 +103,9 @@ async def add_audio(request: Request, collection: CollectionDep, ingest: IngestD
         status = int(job.fields.get("http_status", 500))  # 500: the worker died on it (see recover)
         return _json(status, ErrorOut(detail=job.error or "indexing failed"))
     view = await run_in_threadpool(job_view, request, collection, job)
-    if view.clip is not None:
+    if view.clip is not None:  # 201 for the request whose job it was; the same bytes sent meanwhile: 200
         where = request.app.url_path_for("get_audio", clip_id=view.clip.id)
-        return _json(201, view.clip, location=str(where))
+        return _json(201 if submitted.created else 200, view.clip, location=str(where))
     return _json(202, view, location=str(request.app.url_path_for("job", job_id=job.id)))
 
 

@@ -137,7 +137,7 @@ def test_control_characters_never_reach_a_stored_name(seeded, filename):
     data = audio_bytes(sine(740.0 + 7 * len(filename), seconds=0.5))
     with seeded.client(headers=seeded.write_headers) as client:
         before = snapshot(seeded, client)
-        r = client.post("/audio", **raw_multipart(filename=filename, data=data))
+        r = client.post("/audio", params={"wait": 60}, **raw_multipart(filename=filename, data=data))
         if r.status_code == 201:
             name = r.json()["name"]
             assert name and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name), repr(name)

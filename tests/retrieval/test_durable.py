@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -62,9 +63,14 @@ def test_write_helpers(tmp_path):
     assert json.loads(text) == obj and text.endswith("\n") and "Hündin" in text
 
 
-def test_tmp_name_is_hidden_beside_the_target_and_per_process(tmp_path):
+def test_tmp_name_is_hidden_beside_the_target_and_per_thread(tmp_path):
     tmp = tmp_name(tmp_path / "x.json")
-    assert tmp.parent == tmp_path and tmp.name == f".x.json.{os.getpid()}.tmp"
+    assert tmp.parent == tmp_path and tmp.name == f".x.json.{os.getpid()}-{threading.get_ident()}.tmp"
+    other: list = []
+    t = threading.Thread(target=lambda: other.append(tmp_name(tmp_path / "x.json")))
+    t.start()
+    t.join()
+    assert other[0] != tmp  # two threads writing the same file at once never share a temporary file
 
 
 def test_only_old_temporary_files_are_removed(tmp_path):
