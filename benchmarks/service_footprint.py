@@ -25,7 +25,6 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     header("Service footprint: start to ready, resident memory")
     from app.settings import Settings
-
     from retrieval.pipeline import build_retriever
     from retrieval.text_onnx import ensure_export
 

@@ -8,8 +8,8 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from app.settings import Settings  # noqa: E402
 
+from app.settings import Settings  # noqa: E402
 from retrieval.tagger import PasstTagger  # noqa: E402
 from retrieval.text import TextEncoder  # noqa: E402
 

@@ -110,10 +110,10 @@ def test_wait_answers_201_with_the_record_once_indexed(make_client):
     r = upload(live, "b.wav", OTHER, wait=60)
     assert r.status_code == 201, r.text
     assert r.headers["location"] == f"/audio/{r.json()['id']}"
+    retriever = live.app.state.retriever
     np.testing.assert_allclose(
         live.post("/search", json={"query": "a tone", "k": 1}).json()["results"][0]["score"],
-        float(vector_of(live.app.state.retriever, OTHER) @ live.app.state.retriever.encode_text(["a tone"])[0]),
-        atol=1e-5)
+        float(vector_of(retriever, OTHER) @ retriever.encode_text(["a tone"])[0]), atol=1e-5)
 
 
 @pytest.mark.parametrize("data,status", [
@@ -178,5 +178,6 @@ def test_queue_metrics(paused):
     assert "retrieval_ingest_queue_depth 1.0" in text
     run_once()
     text = client.get("/metrics").text
-    assert "retrieval_ingest_queue_depth 0.0" in text and 'retrieval_ingest_jobs_total{status="done"} 1.0' in text
+    assert "retrieval_ingest_queue_depth 0.0" in text
+    assert 'retrieval_ingest_jobs_total{status="done"} 1.0' in text
     assert "retrieval_ingest_windows_per_second" in text

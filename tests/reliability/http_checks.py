@@ -35,9 +35,11 @@ def upload(client: httpx.Client, path: str, *, filename: str, data: bytes, heade
            wait: float = 60, **fields) -> httpx.Response:
     """A multipart upload; to `/audio` it waits (`wait` seconds) for the clip to be indexed, so an
     acknowledged and indexed upload answers 201 with its record."""
-    params = {"wait": wait} if path == "/audio" and wait else None
+    waits = path == "/audio" and wait
+    params = {"wait": wait} if waits else None
+    timeout = wait + 60 if waits else client.timeout  # the server may answer only after `wait` seconds
     return client.post(path, files={"file": (filename, data, "application/octet-stream")},
-                       data=fields or None, headers=headers, params=params)
+                       data=fields or None, headers=headers, params=params, timeout=timeout)
 
 
 def raw_multipart(*, filename: bytes, data: bytes, boundary: bytes = b"raw-7c1d") -> dict:

@@ -8,7 +8,6 @@ driven through Hypothesis directly: schemathesis' lazy pytest fixture loader doe
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from app.settings import Settings
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -19,6 +18,7 @@ from schemathesis.checks import (
 )
 
 from app.main import create_app
+from app.settings import Settings
 
 pytestmark = pytest.mark.fuzz
 

@@ -23,6 +23,7 @@ from tests.legacy_files import (
 )
 from tests.training.clotho_files import write_clotho_split
 from tests.training.synthetic import planted_features, planted_world
+from tests.training.test_features import CountingTagger
 from training.datasets import read_clotho
 from training.evaluate import check_checkpoint_fits, load_heads, metrics_of, similarity, zero_shot_head
 from training.features import (
@@ -140,27 +141,6 @@ def test_fine_tuning_starts_from_a_checkpoint_of_the_previous_format(world, tmp_
     save_checkpoint(tmp_path / "resaved.safetensors", Checkpoint(ckpt.head, ckpt.spec))
     again = load_checkpoint(tmp_path / "resaved.safetensors")
     assert again.spec == replace(ckpt.spec, head=sha256_file(tmp_path / "resaved.safetensors"))
-
-
-class CountingTagger:
-    def __init__(self, tagger):
-        self.tagger, self.calls = tagger, 0
-
-    @property
-    def spec(self):
-        return self.tagger.spec
-
-    def window_logits(self, wave):
-        self.calls += 1
-        return self.tagger.window_logits(wave)
-
-    def window_logits_many(self, waves, *, on_batch=None):
-        out = []
-        for i, w in enumerate(waves):
-            out.append(self.window_logits(w))
-            if on_batch is not None:
-                on_batch([i] * len(out[-1]))  # the clip of each window of the pass
-        return out
 
 
 def test_a_partial_feature_file_of_the_previous_format_resumes_or_is_refused(tmp_path, random_tagger,
