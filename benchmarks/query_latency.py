@@ -101,7 +101,6 @@ def torch_threads(n: int, fn):
 def service_encoders(folder: Path, workdir: Path) -> dict:
     """precision -> the encoder the service loads with text_backend=onnx and that text_precision."""
     from app.settings import Settings
-
     from retrieval.pipeline import load_text_encoder
 
     out = {}
@@ -177,7 +176,6 @@ def at_size(n_clips: int, *, encoders: dict, queries: list[str], n: int) -> None
 
 def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir: Path) -> None:
     from app.settings import Settings
-
     from benchmarks.server import fill_store, running_service, service_env
     from retrieval.pipeline import build_retriever
 
