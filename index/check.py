@@ -1,0 +1,336 @@
+"""`retrieval check`: read a store and report what is wrong with it, each finding naming a clip id or a file.
+
+Errors (the store is not healthy): SQLite's ``PRAGMA integrity_check`` of the clip database and the ingest
+queue; the FAISS cache file against SQLite (ids when the file claims to be current, every vector it holds,
+files claiming a state the database never reached); a stored upload missing or with other bytes than its
+sha256; a vector that is not its logits' projection under the configured model. Warnings: a file indexed
+where it lies that is missing or changed; orphan files under ``audio/`` (no clip refers to them).
+
+Live stores: the clip database is read in one read transaction (WAL: the service's writes go on), files are
+compared against that state, and anything that looks wrong is looked up again outside it before it is
+reported (a clip deleted or added meanwhile is not a finding). ``repair=True`` fixes what is derived: the
+FAISS cache is rebuilt from SQLite and orphan files are removed; a record or a stored upload is never
+deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from index import vector_index
+from index.base import Chunk, ClipRecord
+from index.clip_db import ClipDB, integrity_problems
+from index.faiss_store import DB_NAME, FAISS_DIR, FILL_CHUNK, stored_spec
+from index.stores import StoreConfig
+from index.vector_index import FILE_RE, VectorIndex
+from retrieval.durable import old_enough, sha256_file
+from retrieval.model_spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+AUDIO_DIR = "audio"
+JOBS_FILE = "jobs.sqlite"
+PROJECTION_ATOL = 1e-5  # a vector and its logits' projection agree to float32 rounding
+CACHE_ATOL = {"flat16": 2e-3}  # float16 codes; the other kinds keep float32 vectors
+Project = Callable[[np.ndarray], np.ndarray]  # (N, 527) logits -> (N, D) vectors under the configured model
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # "error" or "warning"
+    kind: str  # integrity, model, faiss-cache, upload-missing, upload-changed, vector, referenced-missing,
+    #            referenced-changed, orphan
+    message: str
+    clip_id: int | None = None
+    path: str | None = None
+
+
+@dataclass
+class CheckReport:
+    clips: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.errors
+
+    def error(self, kind: str, message: str, **where) -> None:
+        self.findings.append(Finding("error", kind, message, **where))
+
+    def warn(self, kind: str, message: str, **where) -> None:
+        self.findings.append(Finding("warning", kind, message, **where))
+
+
+def check_store(config: StoreConfig, *, spec: ModelSpec | None = None, project: Project | None = None,
+                repair: bool = False, progress: bool = False, jobs_file: str = JOBS_FILE) -> CheckReport:
+    """Check the store of `config` against the configured model `spec` (its head `project`s logits; None:
+    the vectors are not checked against the logits)."""
+    report = CheckReport()
+    data_dir = Path(config.data_dir)
+    queue = data_dir / jobs_file
+    if queue.is_file():
+        for problem in integrity_problems(queue):
+            report.error("integrity", f"{queue}: {problem}", path=str(queue))
+    if config.backend == "faiss":
+        _check_faiss(config, report, spec=spec, project=project, repair=repair, progress=progress)
+    else:
+        _check_qdrant(config, report, spec=spec, project=project, repair=repair, progress=progress)
+    return report
+
+
+# -- what both backends share --------------------------------------------------------------------------------
+@dataclass
+class _Reader:
+    """The store as the checks read it: its clips a chunk at a time, and a live look-up for second looks."""
+
+    data_dir: Path
+    spec: ModelSpec
+    chunks: Callable[[], Iterator[Chunk]]
+    live_get: Callable[[int], ClipRecord | None]
+    live_by_sha256: Callable[[str], ClipRecord | None]
+    locations: set[str] = field(default_factory=set)  # stored copies the clips refer to
+
+
+def _model_ok(reader: _Reader, report: CheckReport, spec: ModelSpec | None) -> bool:
+    if spec is None:
+        return False
+    diff = reader.spec.diff(spec)
+    if diff:
+        fields = ", ".join(f"{k} {a!r} (configured {b!r})" for k, (a, b) in diff.items())
+        report.error("model", f"the store's vectors were made with another model than the configured one: "
+                     f"{fields}; its vectors were not compared with its logits")
+        return False
+    return True
+
+
+def _check_clips(reader: _Reader, report: CheckReport, *, project: Project | None, progress: bool,
+                 on_chunk: Callable[[Chunk], None] | None = None, total: int = 0) -> None:
+    with tqdm(total=total, unit="clip", desc="check", disable=not progress) as bar:
+        for chunk in reader.chunks():
+            records, vectors, logits = chunk
+            if on_chunk is not None:
+                on_chunk(chunk)
+            if project is not None:
+                _check_projection(records, vectors, logits, report, project, reader)
+            for r in records:
+                _check_bytes(r, reader, report)
+            report.clips += len(records)
+            bar.update(len(records))
+
+
+def _check_projection(records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, report: CheckReport,
+                      project: Project, reader: _Reader) -> None:
+    expected = np.asarray(project(logits), dtype=np.float32).reshape(vectors.shape)
+    worst = np.abs(expected - vectors).max(axis=1)  # (n,)
+    for i in np.flatnonzero(~(worst <= PROJECTION_ATOL)):
+        r = records[int(i)]
+        if reader.live_get(r.id) is None:
+            continue
+        report.error("vector", f"clip {r.id}: its vector is not its logits' projection under the model "
+                     f"(largest difference {float(worst[i]):.2g}); `retrieval index reproject` rewrites the "
+                     "vectors from the logits", clip_id=r.id)
+
+
+def _check_bytes(r: ClipRecord, reader: _Reader, report: CheckReport) -> None:
+    path = reader.data_dir / r.location if r.stored_copy else Path(r.location)
+    if r.stored_copy:
+        reader.locations.add(r.location)
+    try:
+        sha = sha256_file(path)
+    except FileNotFoundError:
+        sha = None
+    except OSError as e:
+        sha = f"unreadable ({e.strerror})"
+    if sha == r.sha256:
+        return
+    live = reader.live_get(r.id)
+    if live is None or live.location != r.location:  # removed (or changed) while the check ran
+        return
+    problem = "is missing" if sha is None else (sha if sha.startswith("unreadable") else
+                                                 "has changed (its sha256 is not the clip's)")
+    if r.stored_copy:
+        kind = "upload-missing" if sha is None else "upload-changed"
+        report.error(kind, f"clip {r.id}: its stored upload {path} {problem}", clip_id=r.id, path=str(path))
+    else:
+        kind = "referenced-missing" if sha is None else "referenced-changed"
+        report.warn(kind, f"clip {r.id}: the file it was indexed from, {path}, {problem}", clip_id=r.id,
+                    path=str(path))
+
+
+def _check_orphans(reader: _Reader, report: CheckReport, *, repair: bool) -> None:
+    audio = reader.data_dir / AUDIO_DIR
+    if not audio.is_dir():
+        return
+    for path in sorted(audio.iterdir()):
+        rel = f"{AUDIO_DIR}/{path.name}"
+        if rel in reader.locations or not path.is_file() or not old_enough(path):
+            continue  # a young file may be an upload being committed right now
+        record = None if path.name.startswith(".") else reader.live_by_sha256(path.stem)
+        if record is not None and record.stored_copy and record.location == rel:
+            continue  # added while the check ran
+        if repair:
+            path.unlink(missing_ok=True)
+            report.repaired.append(f"removed {path} (no clip refers to it)")
+        else:
+            report.warn("orphan", f"{path}: no clip refers to it (`retrieval check --repair` removes it)",
+                        path=str(path))
+
+
+# -- FAISS + SQLite ------------------------------------------------------------------------------------------
+def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | None, project: Project | None,
+                 repair: bool, progress: bool) -> None:
+    data_dir = Path(config.data_dir)
+    live = data_dir / DB_NAME
+    if not live.is_file():
+        report.error("missing", f"there is no collection in {data_dir} (no {DB_NAME})", path=str(live))
+        return
+    problems = integrity_problems(live)
+    for problem in problems:
+        report.error("integrity", f"{live}: {problem}", path=str(live))
+    if problems:
+        return  # reading on could only add noise; restore a backup
+    db = ClipDB(live)
+    try:
+        stored = stored_spec(db)
+        if stored is None or not stored.dim:
+            report.error("model", f"{live} records no model", path=str(live))
+            return
+        dim = int(stored.dim)
+        reader = _Reader(data_dir, stored, lambda: db.export(dim=dim, chunk=FILL_CHUNK), db.get,
+                         db.get_by_sha256)
+        checked_model = _model_ok(reader, report, spec)
+        with db.snapshot():  # one committed state for the whole check
+            epoch, gen = db.state()
+            cache = _CacheCheck(data_dir / FAISS_DIR, kind=config.index_kind, dim=dim, epoch=epoch, gen=gen)
+            _check_clips(reader, report, project=project if checked_model else None, progress=progress,
+                         on_chunk=cache.feed, total=db.count())
+            cache.finish(report)
+        _check_orphans(reader, report, repair=repair)  # outside the snapshot: second looks see the latest
+        if repair and cache.broken:
+            _rebuild_cache(db, data_dir / FAISS_DIR, kind=config.index_kind, dim=dim,
+                           search_threads=config.search_threads, stale=cache.stale)
+            report.repaired.append(f"rebuilt the FAISS cache in {data_dir / FAISS_DIR} from {live} "
+                                   "(a running service loads it at its next start)")
+    finally:
+        db.close()
+
+
+class _CacheCheck:
+    """The newest cache file the store would load, compared with SQLite as the clips stream by."""
+
+    def __init__(self, folder: Path, *, kind: str, dim: int, epoch: int, gen: int):
+        self.folder, self.kind, self.epoch, self.gen = folder, kind, epoch, gen
+        self.atol = CACHE_ATOL.get(kind, 1e-6)
+        self.findings: list[tuple[str, int | None]] = []
+        self.stale = [p for p in (folder.glob("*.faiss") if folder.is_dir() else [])
+                      if (m := FILE_RE.match(p.name)) and (int(m[2]), int(m[3])) > (epoch, gen)]
+        self.path = vector_index.newest_file(folder, kind=kind, epoch=epoch, generation=gen) \
+            if folder.is_dir() else None
+        self.ids = np.empty(0, np.int64)
+        self.vectors = np.empty((0, dim), np.float32)
+        self.seen: list[np.ndarray] = []
+        if self.path is not None:
+            vi = vector_index.load(self.path, dim=dim, kind=kind)
+            if vi is None:
+                self.findings.append((f"{self.path} is unreadable or not a {dim}-d index", None))
+                self.path = None
+            else:
+                ids = vector_index.faiss.vector_to_array(vi.index.id_map).astype(np.int64)
+                vectors = vi.index.index.reconstruct_n(0, vi.index.ntotal)
+                order = np.argsort(ids, kind="stable")
+                self.ids, self.vectors = ids[order], np.asarray(vectors, np.float32)[order]
+        self.current = self.path is not None and vector_index.file_generation(self.path) == gen
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.findings or self.stale)
+
+    def feed(self, chunk: Chunk) -> None:
+        records, vectors, _ = chunk
+        ids = np.array([r.id for r in records], dtype=np.int64)
+        self.seen.append(ids)
+        if self.path is None or not len(self.ids):
+            return
+        at = np.clip(np.searchsorted(self.ids, ids), 0, len(self.ids) - 1)
+        held = self.ids[at] == ids
+        if self.current:
+            for i in ids[~held]:
+                self.findings.append((f"{self.path} lacks clip {int(i)}, though it claims to be current",
+                                      int(i)))
+        diff = np.abs(self.vectors[at[held]] - vectors[held]).max(axis=1) if held.any() else np.empty(0)
+        for i, d in zip(ids[held], diff, strict=True):
+            if not d <= self.atol:
+                self.findings.append((f"{self.path} holds another vector for clip {int(i)} than SQLite "
+                                      f"(largest difference {float(d):.2g})", int(i)))
+
+    def finish(self, report: CheckReport) -> None:
+        if self.current and len(self.ids):
+            seen = np.concatenate(self.seen) if self.seen else np.empty(0, np.int64)
+            for i in np.setdiff1d(self.ids, seen):
+                self.findings.append((f"{self.path} holds clip {int(i)}, which SQLite does not, though it "
+                                      "claims to be current", int(i)))
+        for path in self.stale:
+            self.findings.append((f"{path} claims a later state than the database's (epoch {self.epoch}, "
+                                  f"generation {self.gen}): left by another database, it would be loaded as "
+                                  "this one's", None))
+        for message, id_ in self.findings:
+            report.error("faiss-cache", message + " (`retrieval check --repair` rebuilds the cache)",
+                         clip_id=id_, path=str(self.path or self.folder))
+
+
+def _rebuild_cache(db: ClipDB, folder: Path, *, kind: str, dim: int, search_threads: int,
+                   stale: list[Path]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with db.snapshot():
+        epoch, gen = db.state()
+        vi = VectorIndex(dim, kind, search_threads=search_threads)
+        ids = db.ids()
+        for start in range(0, len(ids), FILL_CHUNK):
+            chunk = ids[start:start + FILL_CHUNK]
+            vi.add(chunk, db.blobs(chunk, "vector", dim))
+    path = folder / vector_index.file_name(kind=kind, epoch=epoch, generation=gen)
+    vector_index.write_atomically(vi, path)
+    vector_index.prune(folder, keep=path)
+    for p in stale:
+        p.unlink(missing_ok=True)
+
+
+# -- Qdrant --------------------------------------------------------------------------------------------------
+def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | None,
+                  project: Project | None, repair: bool, progress: bool) -> None:
+    from index.qdrant_store import open_existing
+
+    try:
+        store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
+                              collection=config.qdrant_collection)
+    except RuntimeError as e:  # the embedded engine's folder lock
+        report.error("missing", f"cannot open the embedded Qdrant store in {config.data_dir}: {e} (stop the "
+                     "service to check it, or use a Qdrant server)")
+        return
+    if store is None:
+        report.error("missing", f"there is no Qdrant collection {config.qdrant_collection!r}")
+        return
+    try:
+        reader = _Reader(Path(config.data_dir), store.spec, lambda: store.export(), store.get,
+                         store.get_by_sha256)
+        checked_model = _model_ok(reader, report, spec)
+        _check_clips(reader, report, project=project if checked_model else None, progress=progress,
+                     total=store.count())
+        _check_orphans(reader, report, repair=repair)
+    finally:
+        store.close()
