@@ -4,7 +4,7 @@ import logging
 
 import typer
 
-from cli import core_cmds, index_cmds, models_cmds, scale_cmds, serve_cmds, train_cmds
+from cli import backup_cmds, core_cmds, index_cmds, models_cmds, scale_cmds, serve_cmds, train_cmds
 
 app = typer.Typer(help="Language-based audio retrieval: index audio, search it with text, train the head.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -22,3 +22,4 @@ models_cmds.register(app)
 index_cmds.register(app)
 scale_cmds.register(app)  # adds to the index group
 train_cmds.register(app)
+backup_cmds.register(app)  # backup, restore, check

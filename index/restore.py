@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -301,10 +301,12 @@ def _qdrant_holds(config: StoreConfig) -> list[str]:
 
 
 # -- restoring -----------------------------------------------------------------------------------------------
-def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | None, progress: bool = False,
-            restore_referenced: bool = False, jobs_file: str = JOBS_FILE) -> RestoreReport:
+def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable[[], ModelSpec] | None,
+            progress: bool = False, restore_referenced: bool = False,
+            jobs_file: str = JOBS_FILE) -> RestoreReport:
     """Restore the backup at `path` into the empty store of `config` (see the module docstring).
-    `configured`: the model the store will be served with (None: not checked)."""
+    `configured`: the model the store will be served with, or what builds it once the file is verified
+    (None: not checked)."""
     from index.qdrant_store import MEMORY
 
     t0 = time.time()
@@ -314,7 +316,7 @@ def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | None, pr
                              "restore into a server or the embedded store (RETRIEVAL_QDRANT_URL unset)")
     with open_backup(path, progress=progress) as b:
         if configured is not None:
-            require_model(b, configured)
+            require_model(b, configured() if callable(configured) else configured)
         holds = target_holds(config, jobs_file=jobs_file)
         qdrant = config.backend == "qdrant"
         where = f"Qdrant collection {config.qdrant_collection!r} with {data_dir}" if qdrant else str(data_dir)

@@ -1,0 +1,144 @@
+"""`retrieval backup PATH`, `retrieval restore PATH` and `retrieval check`: a collection's safety net."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cli.errors import exit_on_error
+
+if TYPE_CHECKING:
+    from index.check import CheckReport
+
+SHOWN_PER_KIND = 20
+
+
+def _say_problems(problems: list[dict]) -> None:
+    for p in problems:
+        typer.secho(f"warning: clip {p.get('id')}: {p.get('location')}: {p.get('problem')}", err=True,
+                    fg=typer.colors.YELLOW)
+
+
+def backup(path: Path, *, with_audio: bool, with_referenced: bool, progress: bool):
+    from app.compose import load_settings, store_config
+    from index.backup import JOBS_FILE
+    from index.backup import backup as write_backup
+
+    settings = load_settings()
+    return write_backup(store_config(settings), path, jobs_db=Path(settings.data_dir) / JOBS_FILE,
+                        with_audio=with_audio, with_referenced=with_referenced, progress=progress)
+
+
+def restore(path: Path, *, restore_referenced: bool, progress: bool):
+    from app.compose import build_retriever, load_settings, store_config
+    from index.restore import restore as restore_backup
+
+    settings = load_settings()
+    return restore_backup(path, store_config(settings),
+                          configured=lambda: build_retriever(settings, with_audio=False).spec,
+                          progress=progress, restore_referenced=restore_referenced)
+
+
+def check(*, repair: bool, progress: bool) -> CheckReport:
+    from app.compose import build_retriever, load_settings, store_config
+    from index.check import check_store
+    from retrieval.errors import RetrievalError
+
+    settings = load_settings()
+    try:
+        retriever = build_retriever(settings, with_audio=False)
+    except RetrievalError as e:  # the rest can be checked without the model
+        typer.secho(f"warning: vectors not compared with their logits: {e}", err=True, fg=typer.colors.YELLOW)
+        return check_store(store_config(settings), repair=repair, progress=progress)
+    return check_store(store_config(settings), spec=retriever.spec, project=retriever.project, repair=repair,
+                       progress=progress)
+
+
+def print_check(report: CheckReport) -> None:
+    by_kind = defaultdict(list)
+    for f in report.findings:
+        by_kind[(f.severity, f.kind)].append(f)
+    for (severity, kind), findings in sorted(by_kind.items()):
+        colour = typer.colors.RED if severity == "error" else typer.colors.YELLOW
+        for f in findings[:SHOWN_PER_KIND]:
+            typer.secho(f"{severity}: {f.message}", fg=colour)
+        if len(findings) > SHOWN_PER_KIND:
+            typer.secho(f"{severity}: ... and {len(findings) - SHOWN_PER_KIND} more ({kind})", fg=colour)
+    for line in report.repaired:
+        typer.secho(f"repaired: {line}", fg=typer.colors.GREEN)
+    state = "healthy" if report.healthy else "NOT healthy"
+    typer.echo(f"checked {report.clips} clips: {len(report.errors)} errors, {len(report.warnings)} warnings; "
+               f"the store is {state}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("backup")
+    def backup_cmd(path: Path = typer.Argument(..., help="the backup file to write (never overwritten)"),
+                   without_audio: bool = typer.Option(False, "--without-audio",
+                                                      help="leave the uploaded clips' bytes out"),
+                   with_referenced: bool = typer.Option(False, "--with-referenced",
+                                                        help="copy the files indexed from folders too"),
+                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+        """Write the whole collection (records, vectors, logits, model, uploaded audio, waiting uploads) to
+        one file, while the service and `index add` go on writing. Exit status 1 when some uploaded clips'
+        bytes were missing or changed (the backup is written; they are listed)."""
+        with exit_on_error():
+            report = backup(path, with_audio=not without_audio, with_referenced=with_referenced,
+                            progress=progress)
+        typer.echo(f"backed up {report.clips} clips ({report.uploads} uploads with their audio, "
+                   f"{report.referenced} indexed from folders"
+                   f"{f', {report.referenced_copied} of them copied' if with_referenced else ''}) and "
+                   f"{report.jobs} waiting uploads to {path}: {report.size / 1e6:.1f} MB in "
+                   f"{report.seconds:.1f} s")
+        if without_audio:
+            typer.echo("the uploaded clips' audio is not in this backup (--without-audio)")
+        _say_problems(report.problems)
+        if report.problems:
+            raise typer.Exit(1)
+
+    @app.command("restore")
+    def restore_cmd(path: Path = typer.Argument(..., help="a file written by `retrieval backup`"),
+                    restore_referenced: bool = typer.Option(
+                        False, "--restore-referenced",
+                        help="write the backup's copies of folder-indexed files where they are missing"),
+                    progress: bool = typer.Option(True, help="show progress bars")) -> None:
+        """Restore a backup into the configured data directory and store backend (either one, whatever the
+        backup came from). The file is verified first; a target that holds clips is refused."""
+        with exit_on_error():
+            report = restore(path, restore_referenced=restore_referenced, progress=progress)
+        typer.echo(f"restored {report.clips} clips ({report.uploads} uploads with their audio) and "
+                   f"{report.jobs} waiting uploads into {report.target} in {report.seconds:.1f} s")
+        if report.jobs_without_bytes:
+            typer.secho(f"warning: {report.jobs_without_bytes} waiting uploads were backed up without their "
+                        "bytes (--without-audio) and are not queued again", err=True, fg=typer.colors.YELLOW)
+        _say_problems(report.problems)
+        if report.referenced_missing:
+            ids = ", ".join(map(str, report.referenced_missing[:SHOWN_PER_KIND]))
+            more = len(report.referenced_missing) - SHOWN_PER_KIND
+            ids += f" and {more} more" if more > 0 else ""
+            typer.secho(f"warning: {len(report.referenced_missing)} clips indexed from folders have no file "
+                        f"at their path on this machine (ids {ids}); "
+                        "their audio cannot be served until the files are put back", err=True,
+                        fg=typer.colors.YELLOW)
+        if report.referenced_written:
+            typer.echo(f"wrote {report.referenced_written} folder-indexed files back to their paths")
+
+    @app.command("check")
+    def check_cmd(repair: bool = typer.Option(False, "--repair",
+                                              help="rebuild the FAISS cache, remove orphan files (never a "
+                                                   "record or a stored upload)"),
+                  progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+        """Check the store: SQLite integrity, the FAISS cache, every stored upload's bytes, the files indexed
+        from folders, vectors against logits, orphan files. Exit status 0 when healthy, 1 otherwise."""
+        with exit_on_error():
+            report = check(repair=repair, progress=progress)
+            if repair and report.repaired:
+                print_check(report)
+                typer.echo("checking again after the repairs:")
+                report = check(repair=False, progress=progress)
+        print_check(report)
+        if not report.healthy:
+            raise typer.Exit(1)
