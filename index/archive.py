@@ -160,6 +160,10 @@ class ArchiveWriter:
             dest.write(data)
         return self.members[name]
 
+    def abort(self) -> None:
+        """Give up on a failed archive: nothing more is written (the caller removes the file)."""
+        self._zip.fp = None  # zipfile's close (and its finaliser) then write no end record
+
     def close(self) -> str:
         """Write the central directory, then the comment holding the digest of everything before; return
         the digest."""

@@ -253,10 +253,21 @@ def backup(config: StoreConfig, path: Path, *, jobs_db: Path | None = None, with
 
 def _write(config: StoreConfig, f, work: Path, report: BackupReport, *, jobs_db: Path | None,
            with_audio: bool, with_referenced: bool, on_bytes, bar, started: float) -> None:
-    data_dir = Path(config.data_dir)
     stamp = time.gmtime(started)
     when = (max(stamp.tm_year, 1980), stamp.tm_mon, stamp.tm_mday, stamp.tm_hour, stamp.tm_min, stamp.tm_sec)
     out = ArchiveWriter(f, date_time=when, on_bytes=on_bytes)
+    try:
+        _fill(out, config, work, report, jobs_db=jobs_db, with_audio=with_audio,
+              with_referenced=with_referenced, bar=bar, started=started)
+    except BaseException:
+        out.abort()
+        raise
+
+
+def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupReport, *, jobs_db: Path | None,
+          with_audio: bool, with_referenced: bool, bar, started: float) -> None:
+    data_dir = Path(config.data_dir)
+    stamp = time.gmtime(started)
 
     # 1. the waiting jobs and their bytes, before the clips (a job finishes into a clip, then loses its bytes)
     jobs = _waiting_jobs(jobs_db, work)

@@ -1,0 +1,93 @@
+"""Stores with uploads, folder-indexed files and waiting jobs for the backup, restore and check tests (no
+models: synthetic vectors, logits and bytes; uploads stored the way Collection stores them)."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from index.base import NewClip, Tag
+from index.jobs import JobQueue
+from index.stores import StoreConfig, open_store
+from retrieval.durable import write_bytes_atomically
+from tests.index.store_fixtures import DIM, LABELS, SPEC
+
+W = np.random.default_rng(7).standard_normal((527, DIM)).astype(np.float32)  # a fixed "head"
+
+
+def project(logits: np.ndarray) -> np.ndarray:
+    """(N, 527) -> (N, DIM) unit vectors: the head these stores' vectors are made with."""
+    x = np.asarray(logits, np.float32).reshape(-1, 527) @ W
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def clip_logits(i: int) -> np.ndarray:
+    return np.random.default_rng(5000 + i).standard_normal(527).astype(np.float32)
+
+
+def upload_bytes(i: int, size: int = 2000) -> bytes:
+    return b"RIFF" + np.random.default_rng(i).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None) -> NewClip:
+    """Clip i: an upload (its bytes written under audio/ first, as Collection does) or a file in `folder`
+    (written there when a folder is given, else a path that does not exist)."""
+    tags = (Tag(LABELS[i % 4], 0.9), Tag(LABELS[(i + 1) % 4], 0.3))
+    data = upload_bytes(i)
+    sha = hashlib.sha256(data).hexdigest()
+    if upload:
+        location = f"audio/{sha}.wav"
+        write_bytes_atomically(data_dir / location, data)
+    elif folder is not None:
+        location = str(folder / f"clip{i}.wav")
+        write_bytes_atomically(location, data)
+    else:
+        location = f"/nowhere/clip{i}.wav"
+    return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=0.5 + i % 5,
+                   sample_rate=44_100, tags=tags, stored_copy=upload)
+
+
+def config(data_dir: Path, backend: str = "faiss") -> StoreConfig:
+    return StoreConfig(data_dir=Path(data_dir), backend=backend)  # type: ignore[arg-type]
+
+
+def fill(data_dir: Path, *, backend: str = "faiss", n: int = 24, remove: tuple[int, ...] = (3, 24),
+         folder: Path | None = None, jobs: int = 2) -> dict:
+    """A store of n clips (every third an upload), with `remove`d ids gone (the last one too, so the next id
+    is above the highest stored), and `jobs` uploads waiting in the queue (plus one done)."""
+    cfg = config(data_dir, backend)
+    store = open_store(cfg, SPEC)
+    clips = [new_clip(i, Path(data_dir), upload=i % 3 == 0, folder=folder) for i in range(n)]
+    logits = np.stack([clip_logits(i) for i in range(n)])
+    store.add_many(clips, project(logits), logits)
+    store.remove(list(remove))
+    for r in [store.get(i) for i in remove]:
+        assert r is None
+    for c in clips:
+        r = store.get_by_sha256(c.sha256)
+        if r is None and c.stored_copy:  # removed: so is its copy, as Collection.remove does
+            (Path(data_dir) / c.location).unlink()
+    next_id = store.next_id()
+    store.close()
+    queue = JobQueue(Path(data_dir) / "jobs.sqlite")
+    for j in range(-1, jobs):
+        data = upload_bytes(1000 + j)
+        sha = hashlib.sha256(data).hexdigest()
+        write_bytes_atomically(Path(data_dir) / f"incoming/{sha}.upload", data)
+        job, _ = queue.enqueue(name=f"job{j}.wav" if j >= 0 else "done.wav", sha256=sha,
+                               location=f"incoming/{sha}.upload", windows_total=3, fields={"n": j})
+        if j < 0:  # one finished: not in a backup
+            [claimed] = queue.claim(worker="w")
+            queue.finish(claimed.id, clip_id=1)
+            (Path(data_dir) / job.location).unlink()
+    queue.close()
+    return {"config": cfg, "next_id": next_id, "n": n - len([i for i in remove if 1 <= i <= n])}
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under `folder` with its bytes (None for folders): to compare a folder before and after.
+    SQLite's -wal and -shm companions are left out: a reader may create them, empty, beside a database."""
+    if not Path(folder).exists():
+        return {}
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(Path(folder).rglob("*")) if not p.name.endswith(("-wal", "-shm"))}

@@ -1,0 +1,411 @@
+"""Backups and restores: a portable file, taken online; restored into either backend with the same answers;
+damaged, foreign or mismatched files refused before anything is written; a killed restore harmless."""
+
+import errno
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from index import archive as archive_module
+from index.archive import BackupError, BackupInvalid
+from index.backup import backup
+from index.jobs import JobQueue
+from index.restore import RestoreRefused, open_backup, restore
+from index.stores import open_store
+from retrieval.durable import sha256_file, write_bytes_atomically
+from retrieval.errors import CheckpointMismatch
+from tests.index.backup_fixtures import clip_logits, config, fill, new_clip, project, tree, upload_bytes
+from tests.index.store_fixtures import DIM, SPEC, unit_vectors
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def source(tmp_path):
+    return fill(tmp_path / "src")
+
+
+@pytest.fixture
+def backup_file(tmp_path, source):
+    path = tmp_path / "backups" / "b.zip"
+    backup(source["config"], path, jobs_db=tmp_path / "src" / "jobs.sqlite")
+    return path
+
+
+def answers(cfg, xq, k=8):
+    store = open_store(cfg, SPEC)
+    try:
+        hits = store.search(xq, k)
+        scores = np.array([[h.score for h in row] for row in hits])
+        return ([[h.record.id for h in row] for row in hits], scores,
+                {r.id: r for r in store.list(limit=1000)}, store.next_id())
+    finally:
+        store.close()
+
+
+# -- the file ------------------------------------------------------------------------------------------------
+def test_a_backup_is_a_zip_of_parquet_tables_and_audio_that_other_tools_read(backup_file, tmp_path, source):
+    with zipfile.ZipFile(backup_file) as zf:
+        assert zf.testzip() is None  # every member's CRC is right
+        names = zf.namelist()
+        manifest = json.loads(zf.read("manifest.json"))
+        zf.extractall(tmp_path / "unzipped")
+    assert {"manifest.json", "clips.parquet", "jobs.parquet"} <= set(names)
+    assert all(zf.getinfo(n).compress_type == zipfile.ZIP_STORED for n in names)
+    assert manifest["format"] == "retrieval-backup/1" and manifest["clips"] == source["n"]
+    assert manifest["next_id"] == source["next_id"] and manifest["model_spec"] == SPEC.to_dict()
+    for name, member in manifest["members"].items():
+        path = tmp_path / "unzipped" / name
+        assert path.stat().st_size == member["size"] and sha256_file(path) == member["sha256"]
+
+    import pandas as pd
+
+    clips = pd.read_parquet(tmp_path / "unzipped" / "clips.parquet")
+    assert len(clips) == source["n"] and clips["id"].is_monotonic_increasing
+    assert len(clips["vector"].iloc[0]) == DIM and len(clips["logits"].iloc[0]) == 527
+    uploads = clips[clips["stored_copy"]]
+    assert len(uploads) and (uploads["member"] == uploads["location"]).all()
+    for _, row in uploads.iterrows():  # the bytes of every upload, named by their location
+        assert sha256_file(tmp_path / "unzipped" / row["member"]) == row["sha256"]
+    referenced = clips[~clips["stored_copy"]]
+    assert referenced["member"].isna().all()
+    assert {r["id"] for r in manifest["referenced"]} == set(referenced["id"])
+    jobs = pq.read_table(tmp_path / "unzipped" / "jobs.parquet").to_pylist()
+    assert [j["status"] for j in jobs] == ["queued", "queued"]  # the done one is not waiting
+    assert all((tmp_path / "unzipped" / j["member"]).is_file() for j in jobs)
+
+
+def test_a_backup_never_overwrites(backup_file, source):
+    before = backup_file.read_bytes()
+    with pytest.raises(BackupError, match="never overwrites"):
+        backup(source["config"], backup_file)
+    assert backup_file.read_bytes() == before
+
+
+def test_a_full_disk_leaves_no_partial_file(tmp_path, source, monkeypatch):
+    written = {"n": 0}
+    real = archive_module._Stream.write
+
+    def write(self, data):
+        written["n"] += len(data)
+        if written["n"] > 20_000:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(archive_module._Stream, "write", write)
+    out = tmp_path / "full"
+    out.mkdir()
+    store_before = tree(tmp_path / "src")
+    with pytest.raises(BackupError, match="no space left") as e:
+        backup(source["config"], out / "b.zip", jobs_db=tmp_path / "src" / "jobs.sqlite")
+    assert "nothing partial is left" in str(e.value)
+    assert list(out.iterdir()) == []  # no file, no temporary file, no snapshot folder
+    assert tree(tmp_path / "src") == store_before
+
+
+# -- restoring -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("source_backend,target_backend",
+                         [("faiss", "faiss"), ("faiss", "qdrant"), ("qdrant", "faiss")])
+def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend, target_backend):
+    src = fill(tmp_path / "src", backend=source_backend)
+    path = tmp_path / "b.zip"
+    backup(src["config"], path, jobs_db=tmp_path / "src" / "jobs.sqlite")
+    xq = unit_vectors(6, seed=11)
+    want_ids, want_scores, want_records, want_next = answers(src["config"], xq)
+
+    target = config(tmp_path / "dst", target_backend)
+    report = restore(path, target, configured=SPEC)
+    assert report.clips == src["n"] and report.jobs == 2 and report.uploads == len(
+        [r for r in want_records.values() if r.stored_copy])
+    got_ids, got_scores, got_records, got_next = answers(target, xq)
+    assert got_ids == want_ids
+    np.testing.assert_allclose(got_scores, want_scores, atol=1e-5)
+    assert got_records == want_records  # ids, names, locations, tags, times added: all kept
+    assert got_next == want_next == src["next_id"]
+    for r in got_records.values():  # the uploaded bytes, unchanged, where the service reads them
+        if r.stored_copy:
+            assert sha256_file(tmp_path / "dst" / r.location) == r.sha256
+
+    store = open_store(target, SPEC)  # a new clip never takes an id the source handed out
+    added = store.add(new_clip(500, tmp_path / "dst", upload=False), project(clip_logits(500))[0],
+                      clip_logits(500))
+    store.close()
+    assert added.id == src["next_id"]
+    queue = JobQueue(tmp_path / "dst" / "jobs.sqlite")
+    jobs = queue.list(status="queued")
+    queue.close()
+    assert [j.name for j in jobs] == ["job0.wav", "job1.wav"]
+    assert all(sha256_file(tmp_path / "dst" / j.location) == j.sha256 for j in jobs)
+    assert not [p for p in tmp_path.iterdir() if ".restore-" in p.name]  # no staging left
+
+
+def test_restore_into_an_existing_empty_data_dir_keeps_its_caches(tmp_path, backup_file):
+    dst = tmp_path / "dst"
+    open_store(config(dst), SPEC).close()  # an empty store, as a first `serve` leaves it
+    (dst / "cache").mkdir()
+    (dst / "cache" / "tag-text.safetensors").write_bytes(b"cached")
+    restore(backup_file, config(dst), configured=SPEC)
+    assert (dst / "cache" / "tag-text.safetensors").read_bytes() == b"cached"
+    store = open_store(config(dst), SPEC)
+    assert store.count() == 22
+    store.close()
+
+
+def test_without_audio_and_with_referenced(tmp_path):
+    folder = tmp_path / "sounds"
+    src = fill(tmp_path / "src", folder=folder)
+    lean, full = tmp_path / "lean.zip", tmp_path / "full.zip"
+    report = backup(src["config"], lean, jobs_db=tmp_path / "src" / "jobs.sqlite", with_audio=False)
+    assert report.uploads == 0
+    manifest = json.loads(zipfile.ZipFile(lean).read("manifest.json"))
+    assert manifest["with_audio"] is False and not any(n.startswith(("audio/", "incoming/"))
+                                                       for n in manifest["members"])
+    backup(src["config"], full, with_referenced=True)
+    with zipfile.ZipFile(full) as zf:
+        referenced = [n for n in zf.namelist() if n.startswith("referenced/")]
+    assert len(referenced) == manifest["clips"] - len([n for n in zipfile.ZipFile(full).namelist()
+                                                       if n.startswith("audio/")])
+
+    lost = sorted(folder.iterdir())[:2]  # two indexed files are gone on the new machine
+    for p in lost:
+        p.unlink()
+    r = restore(lean, config(tmp_path / "a"), configured=SPEC)
+    assert r.uploads == 0 and r.jobs == 0 and r.jobs_without_bytes == 2 and len(r.referenced_missing) == 2
+    r = restore(full, config(tmp_path / "b"), configured=SPEC, restore_referenced=True)
+    assert r.referenced_written == 2 and r.referenced_missing == []
+    assert all(p.is_file() for p in lost)
+
+
+def damaged_copies(path: Path, tmp_path: Path) -> dict[str, Path]:
+    data = path.read_bytes()
+    out = {}
+
+    def put(name: str, blob: bytes) -> None:
+        out[name] = tmp_path / f"{name}.zip"
+        out[name].write_bytes(blob)
+
+    for cut in (1, len(data) // 2, len(data) - 30, len(data) - 1):
+        put(f"truncated-{cut}", data[:cut])
+    with zipfile.ZipFile(path) as zf:
+        info = {i.filename: i for i in zf.infolist()}
+    with open_backup(path) as good:
+        starts = dict(good.archive.offsets)  # where each member's data begins
+    clips = info["clips.parquet"]
+    upload = next(n for n in info if n.startswith("audio/"))
+    positions = {"clips-data": starts["clips.parquet"] + 200, "upload-data": starts[upload] + 60,
+                 "manifest": info["manifest.json"].header_offset + 80,
+                 "local-header": clips.header_offset + 12,
+                 "central-directory": len(data) - 300, "end-record": len(data) - 80}
+    for name, pos in positions.items():
+        blob = bytearray(data)
+        blob[pos] ^= 0x01
+        put(f"flipped-{name}", bytes(blob))
+    put("random", np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    put("text", b"hello, I am not a backup\n")
+    put("empty", b"")
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as zf:
+        zf.writestr("manifest.json", '{"format": "retrieval-backup/1", "members": {}}')
+    put("foreign-zip", other.getvalue())
+    return out
+
+
+def test_damaged_and_foreign_files_are_refused_and_nothing_is_written(tmp_path, backup_file):
+    target = config(tmp_path / "parent" / "dst")
+    for name, path in damaged_copies(backup_file, tmp_path).items():
+        with pytest.raises(BackupInvalid) as e:
+            restore(path, target, configured=SPEC)
+        assert str(path) in str(e.value), name
+        assert not (tmp_path / "parent").exists(), name  # not even the target's parent was made
+    corrupt = tmp_path / "flipped-upload-data.zip"
+    with pytest.raises(BackupInvalid, match=r"member audio/[0-9a-f]{64}\.wav is damaged"):
+        open_backup(corrupt)
+    with pytest.raises(BackupInvalid, match="not a whole backup"):
+        open_backup(tmp_path / f"truncated-{backup_file.stat().st_size // 2}.zip")
+    with pytest.raises(BackupInvalid, match="not a backup made by `retrieval backup`"):
+        open_backup(tmp_path / "foreign-zip.zip")
+
+
+def test_another_model_is_refused_before_anything_is_written(tmp_path, backup_file):
+    other = replace(SPEC, head="another-head", lam=0.5)
+    with pytest.raises(CheckpointMismatch, match="RETRIEVAL_CHECKPOINT"):
+        restore(backup_file, config(tmp_path / "dst"), configured=other)
+    assert not (tmp_path / "dst").exists()
+
+
+@pytest.mark.parametrize("backend", ["faiss", "qdrant"])
+def test_a_target_that_holds_clips_is_refused_and_left_unchanged(tmp_path, backup_file, backend):
+    dst = tmp_path / "dst"
+    store = open_store(config(dst, backend), SPEC)
+    store.add(new_clip(900, dst, upload=False), unit_vectors(1)[0], clip_logits(900))
+    store.close()
+    before = tree(dst)
+    with pytest.raises(RestoreRefused, match="already holds 1 clips.*new, empty RETRIEVAL_DATA_DIR") as e:
+        restore(backup_file, config(dst, backend), configured=SPEC)
+    assert "nothing was changed" in str(e.value)
+    assert tree(dst) == before
+
+
+def test_a_target_with_waiting_uploads_is_refused(tmp_path, backup_file):
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    queue = JobQueue(dst / "jobs.sqlite")
+    queue.enqueue(name="x.wav", sha256="a" * 64, location=f"incoming/{'a' * 64}.upload")
+    queue.close()
+    with pytest.raises(RestoreRefused, match="1 uploads waiting"):
+        restore(backup_file, config(dst), configured=SPEC)
+
+
+KILLABLE = """
+import sys, time
+from pathlib import Path
+import index.restore as r
+from index.stores import StoreConfig
+real = r._write_member
+def slow(*args, **kw):
+    time.sleep(0.3)
+    return real(*args, **kw)
+r._write_member = slow
+r.restore(Path(sys.argv[1]), StoreConfig(data_dir=Path(sys.argv[2])), configured=None)
+"""
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_restore_killed_midway_leaves_the_target_as_it_was(tmp_path, backup_file, existing):
+    dst = tmp_path / "parent" / "dst"
+    if existing:
+        open_store(config(dst), SPEC).close()
+    before = tree(dst)
+    child = subprocess.Popen([sys.executable, "-c", KILLABLE, str(backup_file), str(dst)], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    staged = None
+    while time.monotonic() < deadline and child.poll() is None:
+        found = list(dst.parent.glob(".dst.restore-*/audio/*"))
+        if len(found) >= 2:  # the store is being built
+            staged = found
+            break
+        time.sleep(0.05)
+    assert staged, "the restore never got going"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert tree(dst) == before
+    assert list(dst.parent.glob(".dst.restore-*"))  # its staging folder is what is left ...
+
+    restore(backup_file, config(dst), configured=SPEC)  # ... and the next restore clears it away
+    assert not list(dst.parent.glob(".dst.restore-*"))
+    store = open_store(config(dst), SPEC)
+    assert store.count() == 22
+    store.close()
+
+
+# -- online --------------------------------------------------------------------------------------------------
+def test_a_backup_taken_while_clips_are_added_holds_every_acknowledged_clip_and_no_half_clip(tmp_path,
+                                                                                            monkeypatch):
+    data_dir = tmp_path / "live"
+    cfg = config(data_dir)
+    store = open_store(cfg, SPEC)
+    queue = JobQueue(data_dir / "jobs.sqlite")
+    acked: dict[str, float] = {}  # sha256 -> when its add (or its job) was acknowledged
+    deleted: dict[str, float] = {}  # sha256 -> when its removal was acknowledged
+    lock = threading.Lock()
+    stop = threading.Event()
+    counter = iter(range(10**6))
+
+    def uploader():  # as Collection: bytes first, durably, then the record
+        while not stop.is_set():
+            with lock:
+                i = next(counter)
+            c = new_clip(i, data_dir, upload=i % 2 == 0)
+            store.add(c, project(clip_logits(i))[0], clip_logits(i))
+            acked[c.sha256] = time.time()
+
+    def remover():  # as Collection.remove: the record, then the bytes
+        while not stop.is_set():
+            time.sleep(0.01)
+            page = store.list(offset=0, limit=3)
+            if len(page) == 3:
+                r = page[1]
+                store.remove([r.id])
+                if r.stored_copy:
+                    (data_dir / r.location).unlink(missing_ok=True)
+                deleted[r.sha256] = time.time()
+
+    def worker():  # the ingest worker: claim, add the clip, finish, remove the job's bytes
+        while not stop.is_set():
+            for job in queue.claim(worker="w"):
+                data = (data_dir / job.location).read_bytes()
+                clip = replace(new_clip(20_000 + job.id, data_dir, upload=True), sha256=job.sha256,
+                               location=f"audio/{job.sha256}.wav")
+                write_bytes_atomically(data_dir / clip.location, data)
+                record = store.add(clip, project(clip_logits(job.id))[0], clip_logits(job.id))
+                queue.finish(job.id, clip_id=record.id)
+                (data_dir / job.location).unlink()
+            time.sleep(0.005)
+
+    def submitter():  # the service's POST /audio: bytes, then the job
+        j = 0
+        while not stop.is_set():
+            data = upload_bytes(100_000 + j)
+            sha = hashlib.sha256(data).hexdigest()
+            write_bytes_atomically(data_dir / f"incoming/{sha}.upload", data)
+            queue.enqueue(name=f"up{j}.wav", sha256=sha, location=f"incoming/{sha}.upload")
+            acked[sha] = time.time()
+            j += 1
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=f) for f in (uploader, uploader, remover, worker, submitter)]
+    for t in threads:
+        t.start()
+    real_add = archive_module.ArchiveWriter.add_fileobj
+
+    def slow_add(self, name, src):  # a long backup, so that much happens while it runs
+        time.sleep(0.004)
+        return real_add(self, name, src)
+
+    monkeypatch.setattr(archive_module.ArchiveWriter, "add_fileobj", slow_add)
+    try:
+        time.sleep(1.5)
+        started = time.time()
+        path = tmp_path / "online.zip"
+        backup(cfg, path, jobs_db=data_dir / "jobs.sqlite")
+        finished = time.time()
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    store.close()
+    queue.close()
+
+    with open_backup(path) as b:
+        rows = [(r, m) for records, _, _, members in b.clips() for r, m in zip(records, members, strict=True)]
+        jobs = b.jobs()
+        for r, member in rows:  # no half clip: every upload's bytes are there, and they are its bytes
+            if r.stored_copy:
+                assert member == r.location
+                assert hashlib.sha256(b.archive.read(member)).hexdigest() == r.sha256
+        for job in jobs:
+            assert hashlib.sha256(b.archive.read(job["member"])).hexdigest() == job["sha256"]
+        assert not b.manifest["problems"]
+    in_backup = {r.sha256 for r, _ in rows} | {j["sha256"] for j in jobs}
+    before = {sha for sha, t in acked.items() if t < started and sha not in deleted}
+    assert len(before) > 20
+    assert before <= in_backup  # every clip and upload acknowledged before the backup started
+    gone = {sha for sha, t in deleted.items() if t < started}
+    assert not gone & in_backup
+    during = {sha for sha, t in acked.items() if started < t < finished}
+    assert during, "nothing was added while the backup ran: the test did not test anything"
