@@ -1,0 +1,170 @@
+"""`check`: a healthy store passes; a deleted or changed upload, a FAISS cache out of step, a vector that is
+not its logits' projection, a damaged database and orphan files are found, each naming its clip or file;
+`repair` fixes only what is derived."""
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index import vector_index
+from index.check import check_store
+from index.clip_db import ClipDB
+from index.faiss_store import DB_NAME, FAISS_DIR
+from index.stores import open_store
+from tests.index.backup_fixtures import config, fill, project
+from tests.index.store_fixtures import DIM, SPEC
+
+
+@pytest.fixture(params=["faiss", "qdrant"])
+def live(request, tmp_path):
+    src = fill(tmp_path / "data", backend=request.param, folder=tmp_path / "sounds")
+    return src["config"]
+
+
+def uploads(cfg) -> list:
+    store = open_store(cfg, SPEC)
+    try:
+        return [r for r in store.list(limit=1000) if r.stored_copy]
+    finally:
+        store.close()
+
+
+def kinds(report) -> set[str]:
+    return {f.kind for f in report.findings}
+
+
+def test_a_healthy_store_passes(live):
+    report = check_store(live, spec=SPEC, project=project)
+    assert report.healthy and report.findings == [] and report.clips == 22
+
+
+def test_a_deleted_and_a_changed_upload_are_found_and_never_repaired_away(live):
+    gone, changed = uploads(live)[:2]
+    (live.data_dir / gone.location).unlink()
+    path = live.data_dir / changed.location
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+
+    report = check_store(live, spec=SPEC, project=project, repair=True)
+    assert not report.healthy
+    found = {(f.kind, f.clip_id) for f in report.errors}
+    assert found == {("upload-missing", gone.id), ("upload-changed", changed.id)}
+    assert all(f"clip {f.clip_id}" in f.message and f.path for f in report.errors)
+    assert path.read_bytes() == bytes(data)  # the repair keeps the changed bytes and every record
+    store = open_store(live, SPEC)
+    assert store.get(gone.id) is not None and store.count() == 22
+    store.close()
+
+
+def test_missing_and_changed_referenced_files_are_warnings(live, tmp_path):
+    files = sorted((tmp_path / "sounds").iterdir())
+    files[0].unlink()
+    files[1].write_bytes(b"other bytes")
+    report = check_store(live, spec=SPEC, project=project)
+    assert report.healthy  # the store itself is sound
+    assert sorted(f.kind for f in report.warnings) == ["referenced-changed", "referenced-missing"]
+    assert all(f.clip_id is not None for f in report.warnings)
+
+
+def test_vectors_that_are_not_their_logits_projection_are_found(live):
+    report = check_store(live, spec=SPEC, project=lambda x: project(x)[:, ::-1].copy())  # another head
+    assert {f.kind for f in report.errors} == {"vector"} and len(report.errors) == 22
+    other = replace(SPEC, head="another-head")
+    report = check_store(live, spec=other, project=project)
+    assert [f.kind for f in report.errors] == ["model"]  # one finding, not one per clip
+
+
+def test_orphan_files_are_found_and_repair_removes_only_old_ones(live):
+    old, young = live.data_dir / "audio" / "stray.wav", live.data_dir / "audio" / "incoming-now.wav"
+    old.write_bytes(b"x")
+    young.write_bytes(b"y")  # may be an upload whose record is committing right now
+    os.utime(old, (time.time() - 3600,) * 2)
+    report = check_store(live, spec=SPEC, project=project)
+    assert report.healthy and [(f.kind, f.path) for f in report.findings] == [("orphan", str(old))]
+    report = check_store(live, spec=SPEC, project=project, repair=True)
+    assert not old.exists() and young.exists() and len(report.repaired) == 1
+    assert check_store(live, spec=SPEC, project=project).findings == []
+
+
+# -- the FAISS cache -----------------------------------------------------------------------------------------
+@pytest.fixture
+def faiss_live(tmp_path):
+    return fill(tmp_path / "data", folder=tmp_path / "sounds")["config"]
+
+
+def cache_file(cfg) -> Path:
+    [path] = (cfg.data_dir / FAISS_DIR).glob("*.faiss")
+    return path
+
+
+def test_a_faiss_cache_out_of_step_is_found_and_rebuilt(faiss_live):
+    path = cache_file(faiss_live)
+    vi = vector_index.load(path, dim=DIM, kind="flat")
+    ids = vi.ids()
+    vi.remove(ids[:1])  # a clip it lacks though its name says it is current
+    wrong = np.zeros((1, DIM), np.float32)
+    wrong[0, 0] = 1.0
+    vi.remove(ids[1:2])
+    vi.add(ids[1:2], wrong)  # another vector than SQLite's
+    vector_index.write_atomically(vi, path)
+
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert not report.healthy
+    assert {(f.kind, f.clip_id) for f in report.errors} == {("faiss-cache", int(ids[0])),
+                                                           ("faiss-cache", int(ids[1]))}
+    assert all(str(path) in f.message for f in report.errors)
+
+    report = check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert any("rebuilt the FAISS cache" in r for r in report.repaired)
+    assert check_store(faiss_live, spec=SPEC, project=project).findings == []
+    store = open_store(faiss_live, SPEC)  # and the store serves from it
+    hit = store.search(store.vectors([int(ids[1])]), 1)[0][0]
+    store.close()
+    assert hit.record.id == int(ids[1]) and hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_cache_file_from_a_later_state_is_found_and_removed(faiss_live):
+    path = cache_file(faiss_live)
+    later = path.with_name(vector_index.file_name(kind="flat", epoch=0, generation=10_000))
+    later.write_bytes(path.read_bytes())  # another database's cache, say: it would be loaded later
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert [f.kind for f in report.errors] == ["faiss-cache"] and str(later) in report.errors[0].message
+    check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert not later.exists() and check_store(faiss_live, spec=SPEC, project=project).healthy
+
+
+def test_an_older_cache_file_is_not_a_finding(faiss_live):
+    """The service writes its cache every 1000 changes: an older file is caught up at open, not wrong."""
+    older = cache_file(faiss_live)
+    kept = older.read_bytes()
+    store = open_store(faiss_live, SPEC)
+    store.remove([1])
+    store.close()  # writes a newer file and prunes the older one: put the older one back alone
+    cache_file(faiss_live).unlink()
+    older.write_bytes(kept)
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert report.healthy and report.findings == []
+
+
+def test_a_damaged_database_is_found(faiss_live):
+    db_path = faiss_live.data_dir / DB_NAME
+    db = ClipDB(db_path)
+    db.close()
+    data = bytearray(db_path.read_bytes())
+    page = 4096
+    for pos in range(3 * page + 8, 3 * page + 200):  # a b-tree page's header and cells
+        data[pos] ^= 0xFF
+    db_path.write_bytes(bytes(data))
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert not report.healthy and "integrity" in kinds(report)
+    assert all(str(db_path) in f.message for f in report.errors if f.kind == "integrity")
+
+
+def test_a_missing_store_is_an_error(tmp_path):
+    report = check_store(config(tmp_path / "nothing"), spec=SPEC)
+    assert not report.healthy and report.errors[0].kind == "missing"
