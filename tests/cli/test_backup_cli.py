@@ -1,0 +1,83 @@
+"""`retrieval backup | restore | check` from the command line, with the zero-shot model over MiniLM (no PaSST
+forward pass: clips get synthetic logits, projected by the configured model as an `index add` would)."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.index.backup_fixtures import clip_logits, new_clip
+
+
+@pytest.fixture
+def cli(tmp_path, minilm_path, monkeypatch):
+    env = {"RETRIEVAL_PASST_WEIGHTS": "random", "RETRIEVAL_TEXT_MODEL": str(minilm_path),
+           "RETRIEVAL_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    def invoke(data_dir, *args: str):
+        monkeypatch.setenv("RETRIEVAL_DATA_DIR", str(data_dir))
+        return CliRunner().invoke(app, [*args])
+
+    return invoke
+
+
+def fill(data_dir, monkeypatch, n: int = 12) -> None:
+    from app.compose import build_retriever, load_settings, store_config
+    from index.stores import open_store
+
+    monkeypatch.setenv("RETRIEVAL_DATA_DIR", str(data_dir))
+    settings = load_settings()
+    retriever = build_retriever(settings, with_audio=False)
+    store = open_store(store_config(settings), retriever.spec)
+    logits = np.stack([clip_logits(i) for i in range(n)])
+    store.add_many([new_clip(i, data_dir, upload=i % 2 == 0) for i in range(n)], retriever.project(logits),
+                   logits)
+    store.close()
+
+
+def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
+    src, dst, path = tmp_path / "src", tmp_path / "dst", tmp_path / "backups" / "all.zip"
+    fill(src, monkeypatch)
+
+    out = cli(src, "backup", str(path), "--no-progress")
+    assert out.exit_code == 0, out.output
+    assert "backed up 12 clips (6 uploads with their audio, 6 indexed from folders) and 0 waiting" \
+        in out.output
+    out = cli(src, "backup", str(path), "--no-progress")
+    assert out.exit_code == 2 and "never overwrites" in out.output
+
+    want = cli(src, "search", "a dog barks", "-k", "5")
+    assert want.exit_code == 0, want.output
+    out = cli(dst, "restore", str(path), "--no-progress")
+    assert out.exit_code == 0, out.output
+    assert "restored 12 clips (6 uploads with their audio)" in out.output
+    assert "6 clips indexed from folders have no file" in out.output
+    got = cli(dst, "search", "a dog barks", "-k", "5")
+    assert got.stdout == want.stdout and len(got.stdout.splitlines()) == 5  # ids, order, scores, names
+
+    out = cli(dst, "restore", str(path), "--no-progress")
+    assert out.exit_code == 2 and "already holds 12 clips" in out.output
+    assert "RETRIEVAL_DATA_DIR" in out.output
+
+    out = cli(dst, "check", "--no-progress")
+    assert out.exit_code == 0, out.output
+    assert "checked 12 clips: 0 errors, 6 warnings; the store is healthy" in out.output
+    upload = next((dst / "audio").iterdir())
+    upload.unlink()
+    out = cli(dst, "check", "--repair", "--no-progress")
+    assert out.exit_code == 1 and "stored upload" in out.output and str(upload) in out.output
+    assert "the store is NOT healthy" in out.output
+
+
+def test_damaged_backup_refused_from_the_command_line(cli, tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    fill(src, monkeypatch, n=2)
+    path = tmp_path / "b.zip"
+    assert cli(src, "backup", str(path), "--no-progress").exit_code == 0
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(path.read_bytes()[:-100])
+    out = cli(tmp_path / "dst", "restore", str(cut), "--no-progress")
+    assert out.exit_code == 2 and "not a whole backup" in out.output
+    assert not (tmp_path / "dst").exists()
