@@ -19,7 +19,7 @@ COPY . .
 RUN pip install --no-deps .
 
 FROM ${PYTHON_IMAGE} AS runtime
-RUN useradd --create-home --uid 10001 app && mkdir -p /data /models && chown app:app /data /models
+RUN useradd --create-home --uid 10001 app && mkdir -p /data /models /backups && chown app:app /data /models /backups
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 \
     RETRIEVAL_DATA_DIR=/data RETRIEVAL_MODELS_DIR=/models \

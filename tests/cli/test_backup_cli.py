@@ -81,3 +81,9 @@ def test_damaged_backup_refused_from_the_command_line(cli, tmp_path, monkeypatch
     out = cli(tmp_path / "dst", "restore", str(cut), "--no-progress")
     assert out.exit_code == 2 and "not a whole backup" in out.output
     assert not (tmp_path / "dst").exists()
+
+
+def test_help_lists_backup_restore_and_check():
+    out = CliRunner().invoke(app, ["--help"])
+    for command in ("backup", "restore", "check"):
+        assert f" {command} " in out.output, command
