@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,10 +82,15 @@ def register(app: typer.Typer) -> None:
                                                       help="leave the uploaded clips' bytes out"),
                    with_referenced: bool = typer.Option(False, "--with-referenced",
                                                         help="copy the files indexed from folders too"),
+                   nice: int = typer.Option(10, "--nice", min=0, max=19,
+                                            help="run at this lower CPU priority (0: as any command), so "
+                                                 "that a service beside it keeps its speed"),
                    progress: bool = typer.Option(True, help="show a progress bar")) -> None:
         """Write the whole collection (records, vectors, logits, model, uploaded audio, waiting uploads) to
         one file, while the service and `index add` go on writing. Exit status 1 when some uploaded clips'
         bytes were missing or changed (the backup is written; they are listed)."""
+        if nice:
+            os.nice(nice)
         with exit_on_error():
             report = backup(path, with_audio=not without_audio, with_referenced=with_referenced,
                             progress=progress)

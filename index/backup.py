@@ -116,6 +116,7 @@ class _Source:
     next_id: int
     count: int
     chunks: Callable[[], Iterator[Chunk]]
+    records: Callable[[], Iterator[list[ClipRecord]]]  # the same clips without vectors and logits
     still_there: Callable[[int], bool]
     describe: dict
     close: Callable[[], None]
@@ -127,6 +128,7 @@ def snapshot_sqlite(src: Path, dst: Path) -> None:
     transaction, so writers in WAL mode go on meanwhile)."""
     with closing(sqlite3.connect(src, timeout=BUSY_TIMEOUT_S)) as source, \
             closing(sqlite3.connect(dst)) as copy:
+        copy.execute("PRAGMA synchronous=OFF")  # a private copy, gone after the backup: no fsync needed
         source.backup(copy)
 
 
@@ -154,9 +156,15 @@ def _faiss_source(config: StoreConfig, work: Path) -> _Source:
         for d in live_db:
             d.close()
 
+    def records() -> Iterator[list[ClipRecord]]:  # the copy does not change: pages by position are exact
+        offset = 0
+        while page := db.page(offset=offset, limit=ROW_GROUP):
+            yield page
+            offset += len(page)
+
     return _Source("faiss", spec, db.next_id(), db.count(), lambda: db.export(dim=int(spec.dim or 0),
                                                                                 chunk=ROW_GROUP),
-                   still_there, {"backend": "faiss", "data_dir": str(config.data_dir),
+                   records, still_there, {"backend": "faiss", "data_dir": str(config.data_dir),
                                  "index_kind": config.index_kind}, close)
 
 
@@ -179,6 +187,7 @@ def _qdrant_source(config: StoreConfig) -> _Source:
             raise BackupError("the collection was re-projected while the backup ran; run the backup again")
 
     return _Source("qdrant", spec, store.next_id(), store.count(), lambda: store.export(chunk=ROW_GROUP),
+                   lambda: (records for records, _, _ in store.export(chunk=ROW_GROUP)),
                    lambda id_: store.get(id_) is not None,
                    {"backend": "qdrant", "data_dir": str(config.data_dir),
                     "qdrant_collection": config.qdrant_collection, "qdrant_server": bool(config.qdrant_url)},
@@ -293,7 +302,7 @@ def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupRep
         members: dict[int, str | None] = {}
         dropped: set[int] = set()
         referenced: list[dict] = []
-        for records, _, _ in source.chunks():
+        for records in source.records():
             for r in records:
                 members[r.id] = _copy_bytes(out, r, data_dir, source, report, dropped, referenced,
                                             with_audio=with_audio, with_referenced=with_referenced)
@@ -317,7 +326,7 @@ def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupRep
         "tables": {CLIPS: {"rows": report.clips, "dim": source.spec.dim}, JOBS: {"rows": report.jobs}},
         "members": {m.name: {"size": m.size, "sha256": m.sha256} for m in out.members.values()},
     }
-    out.add_bytes(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    out.add_bytes(MANIFEST, json.dumps(manifest, sort_keys=True).encode())  # one line: the C encoder
     out.close()
 
 
