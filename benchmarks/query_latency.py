@@ -30,7 +30,7 @@ from benchmarks.common import (
     table,
     unit_vectors,
 )
-from index.vector_index import VectorIndex, set_search_threads
+from index.vector_index import VectorIndex
 from retrieval.text import clean_caption
 
 K = 10
@@ -63,8 +63,9 @@ def flat_index(xb: np.ndarray) -> faiss.IndexFlatIP:
 
 
 def service_index(xb: np.ndarray, kind: str) -> VectorIndex:
-    """The store's in-memory index over xb (N, D), ids 0..N-1."""
-    vi = VectorIndex(xb.shape[1], kind)
+    """The store's in-memory index over xb (N, D), ids 0..N-1, searching with 1 thread (the default
+    RETRIEVAL_SEARCH_THREADS)."""
+    vi = VectorIndex(xb.shape[1], kind, search_threads=1)
     vi.add(np.arange(len(xb), dtype=np.int64), xb)
     return vi
 
@@ -100,8 +101,8 @@ def torch_threads(n: int, fn):
 
 def service_encoders(folder: Path, workdir: Path) -> dict:
     """precision -> the encoder the service loads with text_backend=onnx and that text_precision."""
+    from app.compose import load_text_encoder
     from app.settings import Settings
-    from retrieval.pipeline import load_text_encoder
 
     out = {}
     for precision in PRECISIONS:
@@ -126,7 +127,6 @@ def agreement(encoders: dict, queries: list[str], collection: list[str], xb_synt
     exact_syn = flat_index(xb_synthetic).search(xq_ref, K)[1]
     real = {kind: service_index(xb_real, kind) for kind in KINDS}
     syn = {kind: service_index(xb_synthetic, kind) for kind in KINDS}
-    set_search_threads(1)
     rows = []
     for precision in PRECISIONS:
         xq = encoders[f"onnx {precision}"](queries)
@@ -147,8 +147,7 @@ def agreement(encoders: dict, queries: list[str], collection: list[str], xb_synt
 def at_size(n_clips: int, *, encoders: dict, queries: list[str], n: int) -> None:
     xb = unit_vectors(n_clips, DIM, seed=1)
     reference = flat_index(xb)
-    indexes = {kind: service_index(xb, kind) for kind in KINDS}
-    set_search_threads(1)  # what opening the store does with the default settings
+    indexes = {kind: service_index(xb, kind) for kind in KINDS}  # 1 search thread, as the store's default
     ref1, ref2 = encoders[REFERENCE], encoders[REFERENCE_2T]
     xq = ref1(queries[:n])
     alone = {"FAISS IndexFlatIP, default threads (reference)":
@@ -175,14 +174,14 @@ def at_size(n_clips: int, *, encoders: dict, queries: list[str], n: int) -> None
 
 
 def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir: Path) -> None:
+    from app.compose import build_retriever
     from app.settings import Settings
     from benchmarks.server import fill_store, running_service, service_env
-    from retrieval.pipeline import build_retriever
 
     data, models = workdir / f"store-{n_clips}-{folder.name}", workdir / "models"
     settings = Settings(data_dir=data, models_dir=models, text_model=str(folder), passt_weights="random",
                         device="cpu")
-    fill_store(data, fingerprint=build_retriever(settings).fingerprint, n=n_clips, dim=DIM)
+    fill_store(data, spec=build_retriever(settings, with_audio=False).spec, n=n_clips, dim=DIM)
     configs = {"reference: text_backend=torch, flat, FAISS default threads":
                {"RETRIEVAL_TEXT_BACKEND": "torch", "RETRIEVAL_SEARCH_THREADS": str(DEFAULT_OMP)}}
     for precision, kind in ((p_, k_) for p_ in PRECISIONS for k_ in KINDS):

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from benchmarks.common import unit_vectors
 from retrieval.config import N_TAGS
+from retrieval.model_spec import ModelSpec
 
 READY_TIMEOUT_S = 600.0
 
@@ -29,12 +30,13 @@ def service_env(*, data_dir: Path, text_model: Path, text_backend: str, models_d
             "TRANSFORMERS_OFFLINE": "1"}
 
 
-def fill_store(data_dir: Path, *, fingerprint: dict, n: int, dim: int, seed: int = 0) -> None:
-    """Put n synthetic clips (unit vectors, zero logits) in a FAISS store, in one SQLite transaction."""
+def fill_store(data_dir: Path, *, spec: ModelSpec, n: int, dim: int, seed: int = 0) -> None:
+    """Put n synthetic clips (unit vectors, zero logits) in a FAISS store made for the model `spec` (the
+    service's `build_retriever(settings).spec`), in one SQLite transaction."""
     from index.base import NewClip
     from index.faiss_store import FaissStore
 
-    store = FaissStore(data_dir, fingerprint)
+    store = FaissStore(data_dir, spec)
     have = store.count()
     xb = unit_vectors(n - have, dim, seed=seed) if n > have else np.empty((0, dim), np.float32)
     logits = np.zeros(N_TAGS, np.float32)

@@ -24,16 +24,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "retrieval-bench")
     args = ap.parse_args(argv)
     header("Service footprint: start to ready, resident memory")
+    from app.compose import build_retriever, onnx_path
     from app.settings import Settings
-    from retrieval.pipeline import build_retriever
     from retrieval.text_onnx import ensure_export
 
     folder = mpnet_folder(args.text_model)
     data, models = args.workdir / f"store-{args.n}", args.workdir / "models"
     settings = Settings(data_dir=data, models_dir=models, text_model=str(folder), passt_weights="random",
                         device="cpu")
-    fill_store(data, fingerprint=build_retriever(settings).fingerprint, n=args.n, dim=DIM)
-    ensure_export(folder, models / "onnx" / f"{folder.name}-fp32.onnx")  # where the service looks for it
+    fill_store(data, spec=build_retriever(settings, with_audio=False).spec, n=args.n, dim=DIM)
+    ensure_export(folder, onnx_path(settings))  # where the service looks for it
     rows = []
     for backend in ("torch", "onnx"):
         env = service_env(data_dir=data, text_model=folder, text_backend=backend, models_dir=models)
