@@ -409,3 +409,43 @@ def test_a_backup_taken_while_clips_are_added_holds_every_acknowledged_clip_and_
     assert not gone & in_backup
     during = {sha for sha, t in acked.items() if started < t < finished}
     assert during, "nothing was added while the backup ran: the test did not test anything"
+
+
+class SharedClient:
+    """One in-memory Qdrant standing in for a server: every connect gets it, close leaves it open."""
+
+    def __init__(self):
+        from qdrant_client import QdrantClient
+
+        self.client = QdrantClient(location=":memory:")
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
+def test_restore_into_a_qdrant_server_moves_the_staged_collection_under_the_configured_name(
+        tmp_path, backup_file, monkeypatch):
+    import index.qdrant_store as qs
+
+    server = SharedClient()
+    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)
+    target = replace(config(tmp_path / "dst", "qdrant"), qdrant_url="http://qdrant:6333")
+    empty = open_store(target, SPEC)  # the service made the (empty) collection already
+    empty.close()
+    xq = unit_vectors(4, seed=3)
+    want = answers(config(tmp_path / "src"), xq)
+
+    report = restore(backup_file, target, configured=SPEC)
+    assert report.clips == 22
+    got = answers(target, xq)
+    assert got[0] == want[0] and got[2] == want[2] and got[3] == want[3]
+    np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+    aliases = {a.alias_name: a.collection_name for a in server.get_aliases().aliases}
+    assert aliases == {"clips": "clips-restoring-g0"}  # the staged one, under the configured name
+    assert [c.name for c in server.get_collections().collections] == ["clips-restoring-g0"]
+    with pytest.raises(RestoreRefused, match="already holds 22 clips"):
+        restore(backup_file, target, configured=SPEC)
