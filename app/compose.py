@@ -89,17 +89,29 @@ def onnx_path(settings: Settings) -> Path:
     return settings.data_dir / "cache" / "onnx" / f"{text_model_path(settings).name}-fp32.onnx"
 
 
+def text_backend(settings: Settings) -> str:
+    """The query encoder's runtime, `onnx` or `torch`: `auto` (the default) is ONNX Runtime when the device
+    resolves to the CPU (3x the torch path at the same top-10, benchmarks/RESULTS.md) and torch on CUDA."""
+    if settings.text_backend == "auto":
+        return "onnx" if resolve_device(settings.device).type == "cpu" else "torch"
+    return settings.text_backend
+
+
 def load_text_encoder(settings: Settings, *, precision: str | None = None) -> SentenceEncoder:
     """The configured text model on the configured backend (ONNX Runtime runs on CPU only)."""
     path = text_model_path(settings)
     model_id, revision = read_identity(path, default_id=settings.text_model)
-    if settings.text_backend == "onnx" and resolve_device(settings.device).type == "cpu":
+    backend = text_backend(settings)
+    if backend == "onnx" and resolve_device(settings.device).type == "cpu":
         from retrieval.text_onnx import OnnxTextEncoder
 
         return OnnxTextEncoder.load(path, model_id=model_id, revision=revision, onnx_path=onnx_path(settings),
                                     precision=precision or settings.text_precision)
-    if settings.text_backend == "onnx":
+    if backend == "onnx":
         log.warning("text_backend=onnx runs on CPU only; using torch on %s", settings.device)
+    if (precision or settings.text_precision) != "fp32":
+        log.warning("text_precision=%s applies to the ONNX encoder on CPU; using torch fp32 on %s",
+                    precision or settings.text_precision, settings.device)
     return TextEncoder.load(path, model_id=model_id, revision=revision, device=settings.device)
 
 

@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     )
     checkpoint: Path | None = Field(None, description="trained head; without one the zero-shot model serves")
     device: str = Field("auto", description="auto (CUDA when present), cpu, or cuda[:N]")
-    text_backend: Literal["torch", "onnx"] = Field(
-        "torch", description="query encoder runtime: torch, or onnx (ONNX Runtime on CPU, exported once)"
+    text_backend: Literal["auto", "torch", "onnx"] = Field(
+        "auto", description="query encoder runtime: auto (onnx when the device is the CPU, torch on CUDA), "
+                            "torch, or onnx (ONNX Runtime on CPU, exported once)"
     )
     batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
     ingest_worker: Literal["auto", "process", "thread"] = Field(
@@ -44,7 +45,8 @@ class Settings(BaseSettings):
         "fp32", description="ONNX query encoder: fp32 (as torch) or int8 (faster; top-10 agreement ~0.99)"
     )
     index_kind: Literal["flat", "flat16", "hnsw"] = Field(
-        "flat", description="exact flat search, flat16 (float16 vectors, exact to fp16 rounding) or HNSW"
+        "flat16", description="flat16 (exact search over float16 vectors: same top-10 as flat on real "
+                              "captions), flat (float32) or HNSW; faiss backend only"
     )
     search_threads: int = Field(
         1, ge=1, le=256, description="FAISS OpenMP threads per search (1: no per-query overhead)"
@@ -71,9 +73,13 @@ class Settings(BaseSettings):
     def _consistent(self) -> "Settings":
         """Settings that contradict each other fail at start, saying which ones and what to do."""
         problems = []
-        if self.text_precision != "fp32" and self.text_backend != "onnx":
+        if self.text_precision != "fp32" and self.text_backend == "torch":
             problems.append(f"RETRIEVAL_TEXT_PRECISION={self.text_precision} needs "
                             "RETRIEVAL_TEXT_BACKEND=onnx (the torch encoder runs fp32)")
+        if self.text_precision != "fp32" and self.text_backend == "auto" and self.device.startswith("cuda"):
+            problems.append(f"RETRIEVAL_TEXT_PRECISION={self.text_precision} needs the ONNX encoder, but "
+                            "RETRIEVAL_TEXT_BACKEND=auto uses torch (fp32) on "
+                            f"RETRIEVAL_DEVICE={self.device}")
         if self.text_backend == "onnx" and self.device.startswith("cuda"):
             problems.append("RETRIEVAL_TEXT_BACKEND=onnx runs on the CPU only; use torch with "
                             f"RETRIEVAL_DEVICE={self.device}")
@@ -83,7 +89,9 @@ class Settings(BaseSettings):
         if self.store_backend == "faiss" and self.qdrant_url:
             problems.append("RETRIEVAL_QDRANT_URL is set but RETRIEVAL_STORE_BACKEND=faiss; set the backend "
                             "to qdrant or unset the URL")
-        if self.store_backend == "qdrant" and self.index_kind != "flat":
+        # the default flat16 is a FAISS choice and goes unused with Qdrant; an explicit one is a mistake
+        explicit_kind = "index_kind" in self.model_fields_set
+        if self.store_backend == "qdrant" and self.index_kind != "flat" and explicit_kind:
             problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only, not "
                             "RETRIEVAL_STORE_BACKEND=qdrant (Qdrant builds its own index)")
         if problems:

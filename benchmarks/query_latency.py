@@ -40,11 +40,18 @@ DEFAULT_OMP = faiss.omp_get_max_threads()  # FAISS's own default, read before an
 REFERENCE, REFERENCE_2T = "torch fp32, 1 thread", "torch fp32, 2 threads (default)"
 PRECISIONS = ("fp32", "int8")
 KINDS = ("flat", "flat16")
-RECOMMENDED = ("int8", "flat16")  # the configuration README recommends (precision, index kind)
+
+
+def cpu_default() -> tuple[str, str]:
+    """(text precision, index kind) of the service's defaults on CPU (text_backend=auto runs ONNX there)."""
+    from app.settings import Settings
+
+    fields = Settings.model_fields
+    return fields["text_precision"].default, fields["index_kind"].default
 
 
 def candidate(precision: str, kind: str) -> str:
-    mark = " (recommended)" if (precision, kind) == RECOMMENDED else ""
+    mark = " (CPU default)" if (precision, kind) == cpu_default() else ""
     return f"onnx {precision} + {kind}, 1 search thread{mark}"
 
 
@@ -183,9 +190,10 @@ def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir
                         device="cpu")
     fill_store(data, spec=build_retriever(settings, with_audio=False).spec, n=n_clips, dim=DIM)
     configs = {"reference: text_backend=torch, flat, FAISS default threads":
-               {"RETRIEVAL_TEXT_BACKEND": "torch", "RETRIEVAL_SEARCH_THREADS": str(DEFAULT_OMP)}}
+               {"RETRIEVAL_TEXT_BACKEND": "torch", "RETRIEVAL_INDEX_KIND": "flat",
+                "RETRIEVAL_SEARCH_THREADS": str(DEFAULT_OMP)}}
     for precision, kind in ((p_, k_) for p_ in PRECISIONS for k_ in KINDS):
-        configs[f"onnx {precision} + {kind}, 1 search thread"] = {
+        configs[candidate(precision, kind)] = {
             "RETRIEVAL_TEXT_BACKEND": "onnx", "RETRIEVAL_TEXT_PRECISION": precision,
             "RETRIEVAL_INDEX_KIND": kind, "RETRIEVAL_SEARCH_THREADS": "1"}
     times = {}

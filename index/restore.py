@@ -307,11 +307,9 @@ def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable
     """Restore the backup at `path` into the empty store of `config` (see the module docstring).
     `configured`: the model the store will be served with, or what builds it once the file is verified
     (None: not checked)."""
-    from index.qdrant_store import MEMORY
-
     t0 = time.time()
     data_dir = Path(config.data_dir)
-    if config.backend == "qdrant" and config.qdrant_url == MEMORY:
+    if config.backend == "qdrant" and config.qdrant_url == ":memory:":  # index.qdrant_store.MEMORY
         raise RestoreRefused("a restore into Qdrant ':memory:' would vanish with this process; "
                              "restore into a server or the embedded store (RETRIEVAL_QDRANT_URL unset)")
     with open_backup(path, progress=progress) as b:

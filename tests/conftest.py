@@ -5,6 +5,10 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# the CPU default (text_backend=auto) exports the text model to ONNX once per data directory: tests that
+# do not test that path run the torch encoder (tests/retrieval/test_text_onnx.py tests ONNX, and
+# tests/app/test_settings.py the defaults)
+os.environ.setdefault("RETRIEVAL_TEXT_BACKEND", "torch")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -37,4 +41,4 @@ def random_tagger() -> PasstTagger:
 @pytest.fixture
 def settings(tmp_path, minilm_path) -> Settings:
     return Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", text_model=str(minilm_path),
-                    passt_weights="random", device="cpu")
+                    passt_weights="random", device="cpu", text_backend="torch")

@@ -73,6 +73,8 @@ def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
 
     page.goto(server + "/")
     page.wait_for_function("document.getElementById('status').textContent.includes('3 clips')")
+    model_id = httpx.get(server + "/health/ready").json()["model"]["id"]
+    assert len(model_id) == 16 and model_id in page.locator("#status").inner_text()  # names the model
     page.fill("#query", "a steady tone")
     page.press("#query", "Enter")
     page.wait_for_function("document.querySelectorAll('.result').length === 3")

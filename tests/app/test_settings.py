@@ -4,8 +4,10 @@ each other, with a message naming the settings."""
 import os
 
 import pytest
+import torch
 from pydantic import ValidationError
 
+from app import compose
 from app.compose import SettingsError, audio_limits, load_settings, store_config
 from app.settings import Settings
 from retrieval.errors import RetrievalError
@@ -14,6 +16,9 @@ from retrieval.errors import RetrievalError
 CONTRADICTIONS = {
     "int8 text on torch": ({"text_precision": "int8", "text_backend": "torch"},
                            ["RETRIEVAL_TEXT_PRECISION=int8", "RETRIEVAL_TEXT_BACKEND"]),
+    "int8 text with auto on cuda": ({"text_precision": "int8", "device": "cuda"},
+                                    ["RETRIEVAL_TEXT_PRECISION=int8", "RETRIEVAL_TEXT_BACKEND=auto",
+                                     "RETRIEVAL_DEVICE=cuda"]),
     "onnx on cuda": ({"text_backend": "onnx", "device": "cuda"},
                      ["RETRIEVAL_TEXT_BACKEND=onnx", "RETRIEVAL_DEVICE=cuda"]),
     "onnx on cuda:1": ({"text_backend": "onnx", "device": "cuda:1"},
@@ -59,7 +64,8 @@ def test_load_settings_wraps_them_as_a_settings_error(case, monkeypatch):
 
 def test_every_contradiction_at_once_is_listed():
     with pytest.raises(ValidationError) as e:
-        Settings(text_precision="int8", passt_precision="fp16", device="cpu", qdrant_url="http://q:6333")
+        Settings(text_precision="int8", text_backend="torch", passt_precision="fp16", device="cpu",
+                 qdrant_url="http://q:6333")
     msg = str(e.value)
     assert "RETRIEVAL_TEXT_PRECISION" in msg and "RETRIEVAL_PASST_PRECISION" in msg
     assert "RETRIEVAL_QDRANT_URL" in msg
@@ -68,12 +74,15 @@ def test_every_contradiction_at_once_is_listed():
 @pytest.mark.parametrize("values", [
     {},
     {"text_backend": "onnx", "text_precision": "int8"},
+    {"text_precision": "int8", "device": "cpu"},  # auto runs ONNX on the CPU
+    {"text_precision": "int8"},  # device auto: decided when the encoder is built
     {"text_backend": "onnx", "device": "cpu"},
     {"passt_precision": "fp16", "device": "cuda"},
     {"passt_precision": "fp16", "device": "auto"},  # decided when the tagger is built
     {"passt_precision": "bf16", "device": "cpu"},
     {"store_backend": "qdrant", "qdrant_url": "http://qdrant:6333"},
-    {"store_backend": "qdrant"},  # embedded
+    {"store_backend": "qdrant"},  # embedded; the default index_kind (flat16) is FAISS's and goes unused
+    {"store_backend": "qdrant", "index_kind": "flat"},
     {"store_backend": "faiss", "index_kind": "hnsw"},
     {"qdrant_url": ""},  # compose passes an empty variable for "unset"
 ])
@@ -100,3 +109,31 @@ def test_store_and_audio_settings_become_their_configs(tmp_path):
     assert cfg.qdrant_url is None
     limits = audio_limits(s)
     assert (limits.max_duration_s, limits.max_channels) == (12.5, 2)
+
+
+def test_the_defaults_are_onnx_fp32_and_flat16_on_cpu_and_torch_on_cuda(monkeypatch, minilm_path, tmp_path):
+    built = []
+    monkeypatch.setattr("retrieval.text_onnx.OnnxTextEncoder.load",
+                        lambda path, **kw: built.append(("onnx", kw["precision"])))
+    monkeypatch.setattr(compose.TextEncoder, "load", lambda path, **kw: built.append(("torch", kw["device"])))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    s = Settings(text_model=str(minilm_path), data_dir=tmp_path)
+    assert (s.text_backend, s.text_precision, s.index_kind, s.device) == ("auto", "fp32", "flat16", "auto")
+    assert compose.text_backend(s) == "onnx" and store_config(s).index_kind == "flat16"
+    compose.load_text_encoder(s)
+    assert built == [("onnx", "fp32")]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the same settings on a CUDA machine
+    assert compose.text_backend(s) == "torch"
+    assert compose.text_backend(s.model_copy(update={"device": "cpu"})) == "onnx"
+    assert compose.text_backend(s.model_copy(update={"device": "cuda:0"})) == "torch"
+    compose.load_text_encoder(s)
+    assert built[-1] == ("torch", "auto")
+    # explicit choices win over auto
+    assert compose.text_backend(s.model_copy(update={"text_backend": "torch", "device": "cpu"})) == "torch"
+    assert compose.text_backend(s.model_copy(update={"text_backend": "onnx", "device": "cpu"})) == "onnx"
+
+
+def test_load_settings_defaults_from_an_empty_environment(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    s = load_settings()
+    assert (s.text_backend, s.index_kind) == ("auto", "flat16") and compose.text_backend(s) == "onnx"

@@ -116,6 +116,25 @@ def test_add_remove_search_reopen_stay_consistent(tmp_path, kind):
         assert_matches_brute_force(store, live, xq, 10)
 
 
+def test_a_store_made_with_flat_opens_with_flat16_the_default_and_back(tmp_path):
+    """The FAISS file is a cache of SQLite: another kind rebuilds its own from the clips, nothing is lost."""
+    xb, xq = unit_vectors(80), unit_vectors(8, seed=1)
+    with FaissStore(tmp_path / "data", SPEC, kind="flat") as store:
+        rows = fill(store, xb)
+        store.remove([1, 2])
+    live = {i: xb[r] for i, r in rows.items() if i not in (1, 2)}
+    folder = tmp_path / "data" / FAISS_DIR
+    assert [p.name.split("-")[0] for p in folder.glob("*.faiss")] == ["flat"]
+    with FaissStore(tmp_path / "data", SPEC, kind="flat16") as store:
+        assert store.count() == len(live) and store.stats()["index_kind"] == "flat16"
+        assert_matches_brute_force(store, live, xq, 10)
+        more = fill(store, unit_vectors(4, seed=2), start=100)
+        live.update({i: unit_vectors(4, seed=2)[r] for i, r in more.items()})
+    assert any(p.name.startswith("flat16-") for p in folder.glob("*.faiss"))
+    with FaissStore(tmp_path / "data", SPEC, kind="flat") as store:  # and back: caught up from SQLite
+        assert_matches_brute_force(store, live, xq, 10)
+
+
 def test_flat16_stores_half_the_bytes_and_rounds_scores_only_to_float16():
     xb, xq = unit_vectors(300), unit_vectors(20, seed=1)
     ids = np.arange(1, len(xb) + 1)
