@@ -9,6 +9,10 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # do not test that path run the torch encoder (tests/retrieval/test_text_onnx.py tests ONNX, and
 # tests/app/test_settings.py the defaults)
 os.environ.setdefault("RETRIEVAL_TEXT_BACKEND", "torch")
+# the default index (flat16) stores vectors in half precision; the tests' oracles are exact brute force over
+# float32 on random-weight PaSST, whose clips lie within fp16's rounding of each other, so tests run the exact
+# index (tests/index/test_faiss_store.py tests flat16 against its own tolerance)
+os.environ.setdefault("RETRIEVAL_INDEX_KIND", "flat")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -41,4 +45,4 @@ def random_tagger() -> PasstTagger:
 @pytest.fixture
 def settings(tmp_path, minilm_path) -> Settings:
     return Settings(data_dir=tmp_path / "data", models_dir=tmp_path / "models", text_model=str(minilm_path),
-                    passt_weights="random", device="cpu", text_backend="torch")
+                    passt_weights="random", device="cpu", text_backend="torch", index_kind="flat")
