@@ -49,7 +49,7 @@ def _distinct(ids: list[int]) -> list[int]:
 
 
 StorableText = Annotated[str, AfterValidator(_storable_text)]
-QueryText = Annotated[StorableText, Field(min_length=1, max_length=MAX_QUERY_CHARS),
+QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), AfterValidator(_storable_text),
                       AfterValidator(_not_blank)]
 # strict: a clip id is a JSON integer, not "42", 42.0 or true
 StoredClipId = Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]

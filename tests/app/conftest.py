@@ -9,9 +9,11 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from app.compose import build_retriever
+from app.compose import build_retriever, store_config
 from app.main import create_app
 from app.settings import Settings
+from index.base import NewClip, Tag
+from index.stores import open_store
 from retrieval.audio import decode_audio
 from retrieval.pipeline import Retriever
 from tests.audio_fixtures import clicks, noise, sine
@@ -84,6 +86,25 @@ def filled(client) -> tuple[TestClient, dict[str, dict]]:
         assert r.status_code == 201, r.text
         records[name] = r.json()
     return client, records
+
+
+PLANTED = 8
+
+
+@pytest.fixture
+def planted(app_settings, retriever, tmp_path) -> dict[str, tuple[int, np.ndarray]]:
+    """Clips with known vectors written straight into the app's store before it opens (no PaSST), lasting
+    1, 2, ... 8 s; each points at one short WAV. name -> (id, its (D,) vector)."""
+    audio = tmp_path / "planted.wav"
+    audio.write_bytes(wav_bytes(sine(440.0, seconds=0.5)))
+    rng = np.random.default_rng(7)
+    xb = rng.standard_normal((PLANTED, retriever.spec.dim)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)  # (N, D)
+    clips = [NewClip(name=f"planted{i}.wav", location=str(audio), sha256=f"{i + 1:064x}", duration=1.0 + i,
+                     sample_rate=32_000, tags=(Tag("Sine wave", 0.5),)) for i in range(PLANTED)]
+    with open_store(store_config(app_settings), retriever.spec) as store:
+        added = store.add_many(clips, xb, rng.standard_normal((PLANTED, 527)))
+    return {a.record.name: (a.record.id, xb[i]) for i, a in enumerate(added)}
 
 
 def vector_of(retriever: Retriever, data: bytes) -> np.ndarray:

@@ -141,7 +141,8 @@ def test_load_settings_defaults_from_an_empty_environment(monkeypatch):
 
 
 def test_queries_go_through_one_cache_sized_by_the_setting(monkeypatch, retriever, text_encoder):
-    assert isinstance(retriever.text, QueryCache) and retriever.text.encoder is text_encoder  # build_retriever's
+    # the service's retriever (build_retriever's) encodes queries through the cache
+    assert isinstance(retriever.text, QueryCache) and retriever.text.encoder is text_encoder
     assert retriever.text.size == Settings().query_cache_size == 1024
     monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "3")
     cached = compose.cached_queries(load_settings(), text_encoder)

@@ -1,4 +1,4 @@
-"""The composite query vector against numpy, on hand-made vectors; and how a composite query describes itself."""
+"""The composite query vector against numpy on hand-made vectors; how a composite query describes itself."""
 
 import numpy as np
 import pytest
@@ -44,8 +44,8 @@ def test_like_alone_is_the_direction_of_the_mean():
 
 def test_one_example_alone_is_its_own_vector():
     v = unit(np.arange(1.0, D + 1))
-    np.testing.assert_allclose(combine(query=None, like=v[None], unlike=NONE, not_=None, weights=Weights()), v,
-                               atol=1e-7)
+    got = combine(query=None, like=v[None], unlike=NONE, not_=None, weights=Weights())
+    np.testing.assert_allclose(got, v, atol=1e-7)
 
 
 def test_a_weight_of_zero_drops_its_part():

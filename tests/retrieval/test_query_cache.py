@@ -1,4 +1,4 @@
-"""The query-embedding cache: the vectors of the encoder it wraps, fewer encoder calls, LRU order, counters."""
+"""The query-embedding cache: the wrapped encoder's vectors, fewer encoder calls, LRU order, counters."""
 
 import threading
 
