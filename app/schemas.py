@@ -181,7 +181,8 @@ class SearchRequest(BaseModel):
                                    examples=["thunder"])
     weights: QueryWeights = Field(default_factory=QueryWeights,
                                   description="how much each part counts, each in [0, 2]; the defaults are "
-                                              "query 1, like 1, unlike 0.5, not 0.5")
+                                              "query 1, like 1, unlike 0.5, not 0.5",
+                                  examples=[{"query": 1.0, "like": 1.5, "unlike": 0.5, "not": 1.0}])
     k: K = 10
     min_duration: Seconds | None = Field(None, ge=0, description="only clips at least this long, seconds "
                                                                  "(finite)")
