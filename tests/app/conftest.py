@@ -107,6 +107,31 @@ def planted(app_settings, retriever, tmp_path) -> dict[str, tuple[int, np.ndarra
     return {a.record.name: (a.record.id, xb[i]) for i, a in enumerate(added)}
 
 
+DEFAULT_WEIGHTS = {"query": 1.0, "like": 1.0, "unlike": 0.5, "not": 0.5}  # as README documents them
+
+
+def composite_ranking(retriever: Retriever, planted: dict[str, tuple[int, np.ndarray]],
+                      body: dict) -> tuple[list[str], dict[str, float]]:
+    """The oracle of a composite POST /search over planted clips: the vector from the formula (numpy, the
+    texts through the retriever's text side), the clip names ranked by it with their scores, the clips named
+    in `like` and `unlike` left out."""
+    w = {**DEFAULT_WEIGHTS, **body.get("weights", {})}
+    vec = {i: v for i, v in planted.values()}
+    x = np.zeros(retriever.spec.dim)
+    if body.get("query"):
+        x += w["query"] * retriever.encode_text([body["query"]])[0]
+    if body.get("like"):
+        x += w["like"] * np.mean([vec[i] for i in body["like"]], axis=0)
+    if body.get("unlike"):
+        x -= w["unlike"] * np.mean([vec[i] for i in body["unlike"]], axis=0)
+    if body.get("not"):
+        x -= w["not"] * retriever.encode_text([body["not"]])[0]
+    x /= np.linalg.norm(x)
+    judged = {*body.get("like", ()), *body.get("unlike", ())}
+    scores = {name: float(v @ x) for name, (i, v) in planted.items() if i not in judged}
+    return sorted(scores, key=scores.get, reverse=True), scores
+
+
 def vector_of(retriever: Retriever, data: bytes) -> np.ndarray:
     """The oracle: the clip's (D,) vector straight from the library."""
     return retriever.encode_audio(decode_audio(data).wave)[0]

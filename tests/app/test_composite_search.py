@@ -4,28 +4,7 @@ the judged clips left out, and a 4xx for every malformed composite (planted vect
 import numpy as np
 import pytest
 
-from tests.app.conftest import CLIPS, vector_of
-
-DEFAULTS = {"query": 1.0, "like": 1.0, "unlike": 0.5, "not": 0.5}  # the documented weights
-
-
-def expected(retriever, planted, body) -> tuple[list[str], dict[str, float]]:
-    """The oracle: the composite vector from the formula and the clips ranked by it, judged ones left out."""
-    w = {**DEFAULTS, **body.get("weights", {})}
-    vec = {i: v for i, v in planted.values()}
-    x = np.zeros(retriever.spec.dim)
-    if "query" in body:
-        x += w["query"] * retriever.encode_text([body["query"]])[0]
-    if body.get("like"):
-        x += w["like"] * np.mean([vec[i] for i in body["like"]], axis=0)
-    if body.get("unlike"):
-        x -= w["unlike"] * np.mean([vec[i] for i in body["unlike"]], axis=0)
-    if "not" in body:
-        x -= w["not"] * retriever.encode_text([body["not"]])[0]
-    x /= np.linalg.norm(x)
-    judged = {*body.get("like", ()), *body.get("unlike", ())}
-    scores = {name: float(v @ x) for name, (i, v) in planted.items() if i not in judged}
-    return sorted(scores, key=scores.get, reverse=True), scores
+from tests.app.conftest import CLIPS, composite_ranking, vector_of
 
 
 def ids(planted, *names: int) -> list[int]:
@@ -48,7 +27,7 @@ def test_composite_ranking_equals_numpy(make_client, planted, retriever, parts):
             "unlike": ids(planted, *parts.get("unlike", ())), "k": 100}
     r = client.post("/search", json=body)
     assert r.status_code == 200, r.text
-    order, scores = expected(retriever, planted, body)
+    order, scores = composite_ranking(retriever, planted, body)
     results = r.json()["results"]
     assert [h["name"] for h in results] == order  # every clip but the judged ones
     np.testing.assert_allclose([h["score"] for h in results], [scores[n] for n in order], atol=1e-5)
@@ -58,7 +37,7 @@ def test_k_and_filters_apply_after_leaving_the_judged_out(make_client, planted, 
     client = make_client()
     body = {"query": "a steady tone", "like": ids(planted, 5), "min_duration": 3.0, "k": 3}
     results = client.post("/search", json=body).json()["results"]
-    order, _ = expected(retriever, planted, body)
+    order, _ = composite_ranking(retriever, planted, body)
     long_enough = [n for n in order if int(n[7]) + 1 >= 3.0]  # planted i lasts i + 1 s
     assert [h["name"] for h in results] == long_enough[:3]
 
