@@ -43,7 +43,6 @@ class ServiceMetrics:
         worker may be another process)."""
         self.registry.register(IngestCollector(queue))
 
-
     def watch_query_cache(self, text: SentenceEncoder) -> None:
         """The query cache's hits, misses and size, read at every scrape, when the text encoder has one."""
         if isinstance(text, QueryCache):
