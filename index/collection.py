@@ -131,9 +131,9 @@ class Collection:
     def query_vector(self, query: CompositeQuery, *, example: np.ndarray | None = None) -> np.ndarray:
         """The (1, D) unit vector of a composite query (retrieval/composite.py): its texts through the text
         side, its clips' stored vectors; `example`, an uploaded clip's (D,) vector, is one of the liked."""
+        stored = self._stored_vectors([*query.like, *query.unlike])  # (n + m, D); unknown ids before encoding
         texts = [t for t in (query.text, query.not_) if t is not None]
         encoded = dict(zip(texts, self.retriever.encode_text(texts), strict=True)) if texts else {}  # (D,)
-        stored = self._stored_vectors([*query.like, *query.unlike])  # (n + m, D)
         like, unlike = stored[:len(query.like)], stored[len(query.like):]
         if example is not None:
             like = np.vstack([np.asarray(example, dtype=np.float32)[None], like])

@@ -105,6 +105,7 @@ def test_unknown_ids_are_named(planted):
     known = next(iter(rows))
     with pytest.raises(ClipNotFound, match=r"no clips with ids 998, 999$"):
         collection.query_vector(CompositeQuery(text="rain", like=(known, 999), unlike=(998,)))
+    assert text.calls == []  # refused before any text is encoded
 
 
 def test_parts_that_cancel_out_raise(planted):
