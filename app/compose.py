@@ -22,6 +22,7 @@ from retrieval.errors import RetrievalError
 from retrieval.extract import AudioLimits
 from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
 from retrieval.pipeline import Retriever, cached_tag_text_embeddings, text_spec
+from retrieval.query_cache import QueryCache
 from retrieval.tagger import OFFICIAL_WEIGHTS, PasstTagger
 from retrieval.text import TextEncoder, read_identity
 
@@ -115,6 +116,11 @@ def load_text_encoder(settings: Settings, *, precision: str | None = None) -> Se
     return TextEncoder.load(path, model_id=model_id, revision=revision, device=settings.device)
 
 
+def cached_queries(settings: Settings, text: SentenceEncoder) -> SentenceEncoder:
+    """The text encoder behind the query-embedding cache (none with RETRIEVAL_QUERY_CACHE_SIZE=0)."""
+    return QueryCache(text, size=settings.query_cache_size) if settings.query_cache_size else text
+
+
 def tag_embeddings(settings: Settings, text: SentenceEncoder):
     from retrieval.text_onnx import source_stamp
 
@@ -127,7 +133,8 @@ def tag_embeddings(settings: Settings, text: SentenceEncoder):
 def build_retriever(settings: Settings, *, with_audio: bool = True, tagger: PasstTagger | None = None,
                     text: SentenceEncoder | None = None) -> Retriever:
     """The configured checkpoint, or the zero-shot model without one; PaSST is built only `with_audio`
-    (text search, listing, removing and re-projecting never run it)."""
+    (text search, listing, removing and re-projecting never run it). Queries go through the query cache; the
+    tag names do not (they are encoded once, and cached on disk)."""
     passt = tagger.spec if tagger is not None else passt_spec(settings)
     text = text or load_text_encoder(settings)
     if settings.checkpoint is not None:
@@ -136,7 +143,7 @@ def build_retriever(settings: Settings, *, with_audio: bool = True, tagger: Pass
         ckpt = zero_shot(tag_embeddings(settings, text), text_spec(passt, text))
     if tagger is None and with_audio:
         tagger = load_tagger(settings, passt)
-    retriever = Retriever(text, ckpt, passt=passt, tagger=tagger)
+    retriever = Retriever(cached_queries(settings, text), ckpt, passt=passt, tagger=tagger)
     log.info("model %s (head %s)", retriever.spec.id, retriever.spec.head)
     return retriever
 

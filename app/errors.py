@@ -4,13 +4,16 @@
 |---|---|---|
 | AudioTooLong | 413 | the clip is over RETRIEVAL_MAX_DURATION_S: a size limit, like the byte limit |
 | AudioDecodeError | 415 | not audio the decoder can read; the decoder's message says what is wrong |
+| ClipNotFound | 404 | the request names clips that are not in the collection (the message lists them) |
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
 | ModelNotFound | 503 | the configured weights are missing |
 | StorageFull | 507 | the disk is full: nothing of the request was stored |
 | any other RetrievalError | 400 | |
 
 A request that fails validation answers 422 with FastAPI's list of `{"loc", "msg", "type"}`, without echoing
-the input back (it may be huge, or not even representable in JSON, like a NaN).
+the input back (it may be huge, or not even representable in JSON, like a NaN). ZeroQuery (a composite
+query whose parts cancel out) is such a failure, found only once the parts are encoded: the same 422 list,
+at `["body"]`.
 """
 
 import logging
@@ -23,9 +26,11 @@ from retrieval.errors import (
     AudioDecodeError,
     AudioTooLong,
     CheckpointMismatch,
+    ClipNotFound,
     ModelNotFound,
     RetrievalError,
     StorageFull,
+    ZeroQuery,
 )
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 STATUS_OF = {
     AudioTooLong: 413,
     AudioDecodeError: 415,
+    ClipNotFound: 404,
     CheckpointMismatch: 409,
     ModelNotFound: 503,
     StorageFull: 507,
@@ -61,7 +67,13 @@ async def validation_error_handler(request: Request, error: RequestValidationErr
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def zero_query_handler(request: Request, error: ZeroQuery) -> JSONResponse:
+    issue = {"loc": ("body",), "msg": str(error), "type": "zero_query"}
+    return await validation_error_handler(request, RequestValidationError([issue]))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     # Starlette types handlers as taking any Exception; each of these is registered for its own class only
     app.add_exception_handler(RetrievalError, retrieval_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(ZeroQuery, zero_query_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]

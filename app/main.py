@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
         app.state.retriever, app.state.collection, app.state.ingest = model, collection, ingest
         app.state.metrics.watch_index(collection.count)
         app.state.metrics.watch_ingest(ingest.queue)
+        app.state.metrics.watch_query_cache(model.text)
         await run_in_threadpool(ingest.start)
         log.info("serving %d clips from %s with model %s", collection.count(), settings.data_dir,
                  model.spec.id)

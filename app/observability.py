@@ -8,6 +8,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from index.jobs import JobQueue
+from retrieval.contracts import SentenceEncoder
+from retrieval.query_cache import QueryCache
 
 # request latencies span a 1 ms health check to a minute-long upload of a long clip
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -40,6 +42,32 @@ class ServiceMetrics:
         """Queue depth, jobs by outcome and windows per second, read from the queue at every scrape (the
         worker may be another process)."""
         self.registry.register(IngestCollector(queue))
+
+    def watch_query_cache(self, text: SentenceEncoder) -> None:
+        """The query cache's hits, misses and size, read at every scrape, when the text encoder has one."""
+        if isinstance(text, QueryCache):
+            self.registry.register(QueryCacheCollector(text))
+
+
+class QueryCacheCollector:
+    """Hit rate: rate(retrieval_query_cache_lookups_total{result="hit"}) over the sum of both results."""
+
+    def __init__(self, cache: QueryCache) -> None:
+        self.cache = cache
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        hits, misses, entries = self.cache.stats()
+        lookups = CounterMetricFamily("retrieval_query_cache_lookups",
+                                      "text queries looked up in the query-embedding cache, by result",
+                                      labels=["result"])
+        lookups.add_metric(["hit"], hits)
+        lookups.add_metric(["miss"], misses)
+        yield lookups
+        yield GaugeMetricFamily("retrieval_query_cache_entries", "query vectors the cache holds",
+                                value=entries)
 
 
 class IngestCollector:

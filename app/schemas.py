@@ -4,22 +4,25 @@ Every value a request carries to the store is bounded here, once, so that what t
 refused with 422 at the edge instead of failing inside it (SQLite binds integers as signed 64-bit and text
 as UTF-8; Qdrant's point ids are unsigned 64-bit, its filters travel as JSON, which has no NaN or
 infinity): clip ids in [1, 2^63 - 1], page offsets in [0, 2^63 - 1], finite durations, texts without NUL
-or lone surrogates, bounded lengths and k.
+or lone surrogates, bounded lengths and k, at most MAX_EXAMPLES clip ids per list, weights in [0, 2].
 """
 
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from index.base import ClipRecord, Hit, SearchFilter
 from index.jobs import Job
+from retrieval.composite import CompositeQuery, Weights
 
 MAX_QUERY_CHARS = 500
 MAX_TAG_CHARS = 200
 MAX_K = 100
 MAX_PAGE = 500
 INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
+MAX_EXAMPLES = 20  # clip ids in `like`, and in `unlike`
+MAX_WEIGHT = 2.0
 
 
 def _storable_text(v: str) -> str:
@@ -32,7 +35,26 @@ def _storable_text(v: str) -> str:
     return v
 
 
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("the text is blank")
+    return v
+
+
+def _distinct(ids: list[int]) -> list[int]:
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"repeats clips {repeated}")
+    return ids
+
+
 StorableText = Annotated[str, AfterValidator(_storable_text)]
+QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), AfterValidator(_storable_text),
+                      AfterValidator(_not_blank)]
+# strict: a clip id is a JSON integer, not "42", 42.0 or true
+StoredClipId = Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
+ExampleIds = Annotated[list[StoredClipId], Field(max_length=MAX_EXAMPLES), AfterValidator(_distinct)]
+Weight = Annotated[float, Field(strict=True, ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
 # finite, so SQLite compares it and Qdrant's JSON can carry it
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="how many clips to return, best first", examples=[10])]
@@ -114,16 +136,53 @@ class ClipPage(BaseModel):
     items: list[ClipOut] = Field(description="the clips of this page")
 
 
+class QueryWeights(BaseModel):
+    """How much each part of a composite query counts, each in [0, 2] (the defaults and why:
+    retrieval/composite.py)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"query": 1.0, "like": 1.0, "unlike": 0.5, "not": 0.5}, {"like": 1.5, "not": 1.0}]})
+
+    query: Weight = Field(default=Weights.query, description="of the query text", examples=[1.0])
+    like: Weight = Field(default=Weights.like, description="of the mean of the liked clips", examples=[1.0])
+    unlike: Weight = Field(default=Weights.unlike, examples=[0.5],
+                           description="of the mean of the unliked clips (subtracted)")
+    not_: Weight = Field(default=Weights.not_, alias="not", description="of the `not` text (subtracted)",
+                         examples=[0.5])
+
+    def weights(self) -> Weights:
+        return Weights(query=self.query, like=self.like, unlike=self.unlike, not_=self.not_)
+
+
 class SearchRequest(BaseModel):
-    """A text query and how many clips to return; the filters are optional."""
+    """A query, how many clips to return, and optional filters. The query may be composite: the vector
+    searched is L2(w_query * query + w_like * mean(like) - w_unlike * mean(unlike) - w_not * not), and it
+    needs something to search towards (a `query` or `like` clips, weighted above 0)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"query": "rain on a tin roof while someone whistles", "k": 10},
-                     {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"}]})
+                     {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"},
+                     {"query": "rain", "like": [42], "unlike": [7], "not": "thunder", "k": 10},
+                     {"like": [42, 17], "weights": {"like": 1.0, "unlike": 1.0}, "unlike": [3], "k": 10}]})
 
-    query: StorableText = Field(min_length=1, max_length=MAX_QUERY_CHARS,
-                                description="what the clips should sound like (no NUL)",
-                                examples=["rain on a tin roof while someone whistles"])
+    query: QueryText | None = Field(None, description="what the clips should sound like (1-500 characters, "
+                                                      "no NUL); may be left out when `like` is given",
+                                    examples=["rain on a tin roof while someone whistles"])
+    like: ExampleIds = Field(default_factory=list,
+                             description=f"ids of clips the results should sound like (at most {MAX_EXAMPLES}"
+                                         ", distinct): the mean of their stored vectors joins the query; "
+                                         "they are not returned themselves", examples=[[42, 17]])
+    unlike: ExampleIds = Field(default_factory=list,
+                               description=f"ids of clips to move away from (at most {MAX_EXAMPLES}, "
+                                           "distinct, none of them in `like`); not returned either",
+                               examples=[[7]])
+    not_: QueryText | None = Field(None, alias="not", description="text the clips should not sound like "
+                                                                 "(1-500 characters, no NUL)",
+                                   examples=["thunder"])
+    weights: QueryWeights = Field(default_factory=QueryWeights,
+                                  description="how much each part counts, each in [0, 2]; the defaults are "
+                                              "query 1, like 1, unlike 0.5, not 0.5",
+                                  examples=[{"query": 1.0, "like": 1.5, "unlike": 0.5, "not": 1.0}])
     k: K = 10
     min_duration: Seconds | None = Field(None, ge=0, description="only clips at least this long, seconds "
                                                                  "(finite)")
@@ -134,12 +193,16 @@ class SearchRequest(BaseModel):
                                                  "(case-insensitive; no NUL)",
                                      examples=["Rain"])
 
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("the query is blank")
-        return v
+    @model_validator(mode="after")
+    def _something_to_search_towards(self) -> "SearchRequest":
+        w = self.weights
+        if not ((self.query is not None and w.query > 0) or (self.like and w.like > 0)):
+            raise ValueError("nothing to search towards: give a `query` or `like` clips, with a weight above "
+                             "0 (`unlike` and `not` only push away)")
+        both = sorted(set(self.like) & set(self.unlike))
+        if both:
+            raise ValueError(f"clips {both} are in both `like` and `unlike`")
+        return self
 
     @model_validator(mode="after")
     def _durations_ordered(self) -> "SearchRequest":
@@ -151,6 +214,10 @@ class SearchRequest(BaseModel):
     def search_filter(self) -> SearchFilter | None:
         flt = SearchFilter(min_duration=self.min_duration, max_duration=self.max_duration, tag=self.tag)
         return None if flt.empty else flt
+
+    def composite(self) -> CompositeQuery:
+        return CompositeQuery(text=self.query, like=tuple(self.like), unlike=tuple(self.unlike),
+                              not_=self.not_, weights=self.weights.weights())
 
 
 class SearchHit(BaseModel):
@@ -168,8 +235,10 @@ class SearchHit(BaseModel):
 class SearchResponse(BaseModel):
     """The ranked clips, best first; an empty collection gives an empty list."""
 
-    query: str = Field(description="the query as received (the file name for query by example)",
-                       examples=["rain on a tin roof while someone whistles"])
+    query: str = Field(description="the query as received when it is one text (the file name for an example "
+                                   "alone); otherwise its parts, towards (+) then away (-)",
+                       examples=["rain on a tin roof while someone whistles",
+                                 '"rain" + like #42 - unlike #7 - not "thunder"', 'mine.wav + "with rain"'])
     took_ms: float = Field(description="time spent encoding the query and searching, milliseconds",
                            examples=[18.4])
     results: list[SearchHit] = Field(description="the k closest clips, best first")

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         "auto", description="query encoder runtime: auto (onnx when the device is the CPU, torch on CUDA), "
                             "torch, or onnx (ONNX Runtime on CPU, exported once)"
     )
+    query_cache_size: int = Field(
+        1024, ge=0, le=1_000_000, description="text queries whose vectors are kept (least recently used "
+                                              "dropped first; 3 KB each at 768 dimensions); 0 disables"
+    )
     batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
     ingest_worker: Literal["auto", "process", "thread"] = Field(
         "auto", description="where uploads are tagged: a worker process at lower priority (auto, except with "

@@ -4,8 +4,9 @@
     .add_bytes(data: bytes, name: str) -> tuple[ClipRecord, bool]        # (record, created); dedup by sha256
     .add_path(path: Path) -> tuple[ClipRecord, bool]
     .search_text(query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]
-    .search_vector(xq: np.ndarray, k: int, flt=None) -> list[Hit]
-    .search_audio(data: bytes, k: int, flt=None, name="query") -> list[Hit]
+    .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
+    .search_vector(xq: np.ndarray, k: int, flt=None, exclude=()) -> list[Hit]
+    .search_audio(data: bytes, k: int, flt=None, name="query", text=None) -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
@@ -32,8 +33,9 @@ from tqdm import tqdm
 
 from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore
 from retrieval.checkpoint import load_checkpoint
+from retrieval.composite import CompositeQuery, combine
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, sha256_file, write_bytes_atomically
-from retrieval.errors import AudioDecodeError
+from retrieval.errors import AudioDecodeError, ClipNotFound
 from retrieval.extract import AudioLimits, Extraction
 from retrieval.pipeline import Retriever
 
@@ -126,20 +128,47 @@ class Collection:
     def search_text(self, query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]:
         return self.search_vector(self.retriever.encode_text([query]), k, flt)  # (1, D)
 
-    def search_vector(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[Hit]:
-        """xq: (D,) or (1, D) unit vector -> the k best hits, best first."""
+    def query_vector(self, query: CompositeQuery, *, example: np.ndarray | None = None) -> np.ndarray:
+        """The (1, D) unit vector of a composite query (retrieval/composite.py): its texts through the text
+        side, its clips' stored vectors; `example`, an uploaded clip's (D,) vector, is one of the liked."""
+        stored = self._stored_vectors([*query.like, *query.unlike])  # (n + m, D); unknown ids before encoding
+        texts = [t for t in (query.text, query.not_) if t is not None]
+        encoded = dict(zip(texts, self.retriever.encode_text(texts), strict=True)) if texts else {}  # (D,)
+        like, unlike = stored[:len(query.like)], stored[len(query.like):]
+        if example is not None:
+            like = np.vstack([np.asarray(example, dtype=np.float32)[None], like])
+        xq = combine(query=None if query.text is None else encoded[query.text], like=like, unlike=unlike,
+                     not_=None if query.not_ is None else encoded[query.not_], weights=query.weights)
+        return xq[None]
+
+    def _stored_vectors(self, ids: list[int]) -> np.ndarray:
+        """(len(ids), D) stored vectors; ClipNotFound naming every id the collection does not hold."""
+        if not ids:
+            return np.empty((0, self.store.dim), dtype=np.float32)
+        try:
+            return self.store.vectors(ids)
+        except KeyError:
+            missing = sorted({i for i in ids if self.store.get(i) is None})
+            raise ClipNotFound(f"no clips with ids {', '.join(map(str, missing))}") from None
+
+    def search_vector(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None, *,
+                      exclude: frozenset[int] = frozenset()) -> list[Hit]:
+        """xq: (D,) or (1, D) unit vector -> the k best hits, best first, leaving out the ids in `exclude`."""
         xq = np.asarray(xq, dtype=np.float32)
         if xq.ndim == 1:
             xq = xq[None]
         if xq.shape[0] != 1:
             raise ValueError(f"search_vector takes one query vector, got {xq.shape[0]}")
-        return self.store.search(xq, k, flt)[0]
+        hits = self.store.search(xq, k + len(exclude), flt)[0]  # the excluded are len(exclude) at most
+        return [h for h in hits if h.record.id not in exclude][:k]
 
-    def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None,
-                     name: str = "query") -> list[Hit]:
-        """Query by example: the clips nearest to this audio in the shared space."""
+    def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None, name: str = "query", *,
+                     text: str | None = None) -> list[Hit]:
+        """Query by example: the clips nearest to this audio in the shared space, or with `text` to the
+        composite of both (the example in the `like` role: "like this, but with rain")."""
         ex = self.retriever.extract(data, limits=self.limits, name=name)
-        return self.search_vector(self.retriever.project(ex.logits[None]), k, flt)
+        example = self.retriever.project(ex.logits[None])[0]  # (D,)
+        return self.search_vector(self.query_vector(CompositeQuery(text=text), example=example), k, flt)
 
     # -- reading and removing -----------------------------------------------------------------------------
     def get(self, id: int) -> ClipRecord | None:

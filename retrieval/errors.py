@@ -31,3 +31,11 @@ class WeightsMismatch(RetrievalError):
 
 class FetchFailed(RetrievalError):
     """Weights could not be downloaded or assembled from their source."""
+
+
+class ClipNotFound(RetrievalError):
+    """A request names clips the collection does not hold; the message names them."""
+
+
+class ZeroQuery(RetrievalError):
+    """A composite query's parts cancel out: its weighted sum has no direction to search in."""

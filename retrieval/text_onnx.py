@@ -9,8 +9,6 @@ and redone when they change.
 
 import json
 import logging
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -152,14 +150,11 @@ def _max_seq_length(model_dir: Path, tokenizer) -> int:
 
 
 class OnnxTextEncoder:
-    """Drop-in for ``TextEncoder``: ``.encode(list[str], clean=True) -> (M, D)`` unit float32.
-
-    ``cache_size`` > 0 keeps that many recent query vectors (least recently used dropped first); a cached
-    vector is the very array computed before, so the cache changes speed only.
-    """
+    """Drop-in for ``TextEncoder``: ``.encode(list[str], clean=True) -> (M, D)`` unit float32 (the service
+    caches query vectors in front of either: ``retrieval/query_cache.py``)."""
 
     def __init__(self, session, tokenizer, *, model_id: str, revision: str | None, dim: int,
-                 max_seq_length: int, cache_size: int = 0, precision: str = "fp32"):
+                 max_seq_length: int, precision: str = "fp32"):
         self.session = session
         self.precision = precision
         self.tokenizer = tokenizer
@@ -167,14 +162,11 @@ class OnnxTextEncoder:
         self.revision = revision
         self.max_seq_length = max_seq_length
         self.dim = dim
-        self.cache_size = max(0, cache_size)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | Path, *, model_id: str | None = None, revision: str | None = None,
-             onnx_path: str | Path | None = None, precision: str = "fp32", threads: int = 0,
-             cache_size: int = 0) -> "OnnxTextEncoder":
+             onnx_path: str | Path | None = None, precision: str = "fp32",
+             threads: int = 0) -> "OnnxTextEncoder":
         """Load (exporting first when needed) the sentence-transformers folder ``path``.
 
         ``onnx_path`` is where the fp32 export is cached (default ``<path>/onnx/retrieval-fp32.onnx``; the
@@ -202,8 +194,7 @@ class OnnxTextEncoder:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         dim = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
         return cls(session, tokenizer, model_id=model_id or str(path), revision=revision, dim=dim,
-                   max_seq_length=_max_seq_length(model_dir, tokenizer), cache_size=cache_size,
-                   precision=precision)
+                   max_seq_length=_max_seq_length(model_dir, tokenizer), precision=precision)
 
     def _run(self, sentences: list[str]) -> np.ndarray:
         """(b,) sentences -> (b, D) through the tokenizer and the session."""
@@ -213,9 +204,13 @@ class OnnxTextEncoder:
                  "attention_mask": tok["attention_mask"].astype(np.int64)}
         return self.session.run(None, feeds)[0]  # (b, D)
 
-    def _encode_uncached(self, sentences: list[str], batch_size: int, progress: bool) -> np.ndarray:
+    def encode(self, sentences: list[str], *, batch_size: int = 64, clean: bool = True,
+               progress: bool = False) -> np.ndarray:
+        """(M,) sentences -> (M, D) float32 unit vectors."""
         from tqdm import tqdm
 
+        if clean:
+            sentences = [clean_caption(s) for s in sentences]
         out = np.empty((len(sentences), self.dim), dtype=np.float32)
         # sort by length so each batch pads little, as sentence-transformers does
         order = np.argsort([-len(s) for s in sentences], kind="stable")
@@ -224,30 +219,3 @@ class OnnxTextEncoder:
             idx = order[start:start + batch_size]
             out[idx] = self._run([sentences[i] for i in idx])
         return out
-
-    def encode(self, sentences: list[str], *, batch_size: int = 64, clean: bool = True,
-               progress: bool = False) -> np.ndarray:
-        """(M,) sentences -> (M, D) float32 unit vectors."""
-        if clean:
-            sentences = [clean_caption(s) for s in sentences]
-        if not self.cache_size:
-            return self._encode_uncached(sentences, batch_size, progress)
-        out = np.empty((len(sentences), self.dim), dtype=np.float32)
-        with self._lock:
-            hits = {i: self._cache.get(s) for i, s in enumerate(sentences)}
-        missing = [i for i, v in hits.items() if v is None]
-        fresh = self._encode_uncached([sentences[i] for i in missing], batch_size, progress)
-        for i, v in hits.items():
-            if v is not None:
-                out[i] = v
-        out[missing] = fresh
-        self._remember(sentences, out)
-        return out
-
-    def _remember(self, sentences: list[str], vectors: np.ndarray) -> None:
-        with self._lock:
-            for s, v in zip(sentences, vectors, strict=True):
-                self._cache[s] = v.copy()
-                self._cache.move_to_end(s)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)

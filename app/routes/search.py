@@ -1,18 +1,21 @@
 """POST /search (text) and POST /search/audio (query by example)."""
 
 import time
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from app.deps import CollectionDep, MetricsDep, RetrieverDep, audio_url
+from app.deps import CollectionDep, MetricsDep, audio_url
 from app.observability import ServiceMetrics
 from app.schemas import (
     MAX_K,
+    MAX_QUERY_CHARS,
     ErrorOut,
     K,
+    QueryText,
     Responses,
     SearchRequest,
     SearchResponse,
@@ -23,7 +26,7 @@ from app.security import ReadAccess
 from app.uploads import multipart_body, read_upload
 from index.base import Hit
 from index.collection import Collection
-from retrieval.pipeline import Retriever
+from retrieval.composite import CompositeQuery
 
 router = APIRouter(tags=["search"], dependencies=[ReadAccess])
 
@@ -37,17 +40,26 @@ UPLOAD_ERRORS: Responses = {400: {"model": ErrorOut,
                  422: {"model": ValidationOut, "description": "no `file` field, or a bad form field"}}
 
 
+COMPOSITE_ERRORS: Responses = {
+    404: {"model": ErrorOut, "description": "`like` or `unlike` names clips the collection does not hold "
+                                            "(the message lists them)"},
+    422: {"model": ValidationOut, "description": "a field out of its bounds or of the wrong type, nothing to "
+                                                 "search towards, a clip in both `like` and `unlike`, or "
+                                                 "parts that cancel out (a zero vector)"}}
+
+
 class AudioQuery(BaseModel):
     k: K = 10
+    query: QueryText | None = None
 
 
-def text_search(collection: Collection, retriever: Retriever, metrics: ServiceMetrics,
-                req: SearchRequest) -> list[Hit]:
+def text_search(collection: Collection, metrics: ServiceMetrics, req: SearchRequest) -> list[Hit]:
     """Encode the query, then search; timed apart so the metrics tell the encoder from the index."""
+    query = req.composite()
     with metrics.query_encode.time():
-        xq = retriever.encode_text([req.query])  # (1, D)
+        xq = collection.query_vector(query)  # (1, D)
     with metrics.search.time():
-        return collection.search_vector(xq, req.k, req.search_filter())
+        return collection.search_vector(xq, req.k, req.search_filter(), exclude=query.judged)
 
 
 def respond(request: Request, query: str, hits: list[Hit], start: float) -> SearchResponse:
@@ -56,32 +68,42 @@ def respond(request: Request, query: str, hits: list[Hit], start: float) -> Sear
     return SearchResponse(query=query, took_ms=took_ms, results=results)
 
 
-@router.post("/search", summary="Search the collection with text",
-             responses={**READ_ERRORS, 400: {"model": ErrorOut, "description": "the body is not JSON"}},
+@router.post("/search", summary="Search the collection with text and example clips",
+             responses={**READ_ERRORS, **COMPOSITE_ERRORS,
+                        400: {"model": ErrorOut, "description": "the body is not JSON"}},
              description="Encodes the query into the shared space and returns the k closest clips, best "
-                         "first, with their scores (cosine similarity), top tags and audio URL. An empty "
-                         "collection answers an empty list.")
-async def search(body: SearchRequest, request: Request, collection: CollectionDep, retriever: RetrieverDep,
+                         "first, with their scores (cosine similarity), top tags and audio URL. The query "
+                         "may be composite: text, clips to sound like (`like`) and unlike (`unlike`), and "
+                         "text to avoid (`not`), weighted (`weights`); the clips named in `like` and "
+                         "`unlike` are left out of the results. An empty collection answers an empty list.")
+async def search(body: SearchRequest, request: Request, collection: CollectionDep,
                  metrics: MetricsDep) -> SearchResponse:
     start = time.perf_counter()
-    hits = await run_in_threadpool(text_search, collection, retriever, metrics, body)
-    return respond(request, body.query, hits, start)
+    hits = await run_in_threadpool(text_search, collection, metrics, body)
+    return respond(request, body.composite().describe(), hits, start)
 
 
 @router.post("/search/audio", summary="Find clips that sound like an uploaded one",
              responses={**READ_ERRORS, **UPLOAD_ERRORS},
-             openapi_extra=multipart_body(fields={"k": {"type": "integer", "minimum": 1, "maximum": MAX_K,
-                                                        "default": 10, "description": "how many clips"}}),
+             openapi_extra=multipart_body(fields={
+                 "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10,
+                       "description": "how many clips"},
+                 "query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS,
+                           "example": "with rain", "description": "optional text to combine with the example "
+                                                                 "(the example in the `like` role)"}}),
              description="Query by example: the uploaded clip is decoded, tagged by PaSST and projected like "
-                         "an indexed one (it is not added), and the k closest clips are returned. `query` in "
-                         "the answer is the uploaded file's name.")
+                         "an indexed one (it is not added), and the k closest clips are returned. With a "
+                         "text `query` (\"like this file, but with rain\") the vector searched is "
+                         "L2(w_query * text + w_like * example) with the default weights of POST /search. "
+                         "`query` in the answer is the uploaded file's name, and the text after it.")
 async def search_audio(request: Request, collection: CollectionDep, metrics: MetricsDep) -> SearchResponse:
     upload = await read_upload(request)
     try:
-        k = AudioQuery.model_validate(upload.fields).k
+        form = AudioQuery.model_validate(upload.fields)
     except ValidationError as e:
         raise RequestValidationError(e.errors(include_url=False)) from None
     start = time.perf_counter()
     with metrics.audio_encode.labels("search").time():
-        hits = await run_in_threadpool(collection.search_audio, upload.data, k, None, upload.name)
-    return respond(request, upload.name, hits, start)
+        hits = await run_in_threadpool(partial(collection.search_audio, text=form.query), upload.data, form.k,
+                                       None, upload.name)
+    return respond(request, CompositeQuery(text=form.query).describe(example=upload.name), hits, start)

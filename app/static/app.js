@@ -72,7 +72,7 @@ function renderHit(hit, rank) {
   audio.controls = true;
   audio.preload = "none";
   attachAudio(audio, hit.audio_url);
-  item.append(head, bar, audio, renderTags(hit.tags));
+  item.append(head, bar, audio, renderTags(hit.tags), refineButtons(hit));
   return item;
 }
 
@@ -101,8 +101,9 @@ async function runSearch(request) {
 function searchText(event) {
   event.preventDefault();
   const query = $("query").value.trim();
-  if (!query) return;
-  const body = JSON.stringify({ query, k: Number($("k").value) });
+  const refined = refineFields(); // refine.js: more or less like some results, a text to avoid
+  if (!query && !refined.like) return;
+  const body = JSON.stringify({ ...(query ? { query } : {}), ...refined, k: Number($("k").value) });
   runSearch({ url: "/search", init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
@@ -112,6 +113,8 @@ function searchExample() {
   const form = new FormData();
   form.append("file", file);
   form.append("k", $("k").value);
+  const query = $("query").value.trim(); // "like this file, but with rain"
+  if (query) form.append("query", query);
   runSearch({ url: "/search/audio", init: { body: form, headers: authHeaders() } });
 }
 

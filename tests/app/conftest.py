@@ -9,9 +9,11 @@ import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
 
-from app.compose import build_retriever
+from app.compose import build_retriever, store_config
 from app.main import create_app
 from app.settings import Settings
+from index.base import NewClip, Tag
+from index.stores import open_store
 from retrieval.audio import decode_audio
 from retrieval.pipeline import Retriever
 from tests.audio_fixtures import clicks, noise, sine
@@ -84,6 +86,50 @@ def filled(client) -> tuple[TestClient, dict[str, dict]]:
         assert r.status_code == 201, r.text
         records[name] = r.json()
     return client, records
+
+
+PLANTED = 8
+
+
+@pytest.fixture
+def planted(app_settings, retriever, tmp_path) -> dict[str, tuple[int, np.ndarray]]:
+    """Clips with known vectors written straight into the app's store before it opens (no PaSST), lasting
+    1, 2, ... 8 s; each points at one short WAV. name -> (id, its (D,) vector)."""
+    audio = tmp_path / "planted.wav"
+    audio.write_bytes(wav_bytes(sine(440.0, seconds=0.5)))
+    rng = np.random.default_rng(7)
+    xb = rng.standard_normal((PLANTED, retriever.spec.dim)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)  # (N, D)
+    clips = [NewClip(name=f"planted{i}.wav", location=str(audio), sha256=f"{i + 1:064x}", duration=1.0 + i,
+                     sample_rate=32_000, tags=(Tag("Sine wave", 0.5),)) for i in range(PLANTED)]
+    with open_store(store_config(app_settings), retriever.spec) as store:
+        added = store.add_many(clips, xb, rng.standard_normal((PLANTED, 527)))
+    return {a.record.name: (a.record.id, xb[i]) for i, a in enumerate(added)}
+
+
+DEFAULT_WEIGHTS = {"query": 1.0, "like": 1.0, "unlike": 0.5, "not": 0.5}  # as README documents them
+
+
+def composite_ranking(retriever: Retriever, planted: dict[str, tuple[int, np.ndarray]],
+                      body: dict) -> tuple[list[str], dict[str, float]]:
+    """The oracle of a composite POST /search over planted clips: the vector from the formula (numpy, the
+    texts through the retriever's text side), the clip names ranked by it with their scores, the clips named
+    in `like` and `unlike` left out."""
+    w = {**DEFAULT_WEIGHTS, **body.get("weights", {})}
+    vec = {i: v for i, v in planted.values()}
+    x = np.zeros(retriever.spec.dim)
+    if body.get("query"):
+        x += w["query"] * retriever.encode_text([body["query"]])[0]
+    if body.get("like"):
+        x += w["like"] * np.mean([vec[i] for i in body["like"]], axis=0)
+    if body.get("unlike"):
+        x -= w["unlike"] * np.mean([vec[i] for i in body["unlike"]], axis=0)
+    if body.get("not"):
+        x -= w["not"] * retriever.encode_text([body["not"]])[0]
+    x /= np.linalg.norm(x)
+    judged = {*body.get("like", ()), *body.get("unlike", ())}
+    scores = {name: float(v @ x) for name, (i, v) in planted.items() if i not in judged}
+    return sorted(scores, key=scores.get, reverse=True), scores
 
 
 def vector_of(retriever: Retriever, data: bytes) -> np.ndarray:

@@ -11,7 +11,7 @@ import uvicorn
 
 from app.main import create_app
 from app.settings import Settings
-from tests.app.conftest import API_KEY, CLIPS, WRITE, wav_bytes
+from tests.app.conftest import API_KEY, CLIPS, PLANTED, WRITE, composite_ranking, wav_bytes
 from tests.audio_fixtures import sine
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -121,3 +121,51 @@ def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
     page.wait_for_function("document.querySelectorAll('.result').length === 4")
     assert "my whistle.wav" in result_names(page)
     page.screenshot(path=str(shots / "page-after-upload.png"), full_page=True)
+
+
+def search_settles(page, token: str) -> list[str]:
+    """The result names once the answer whose query echo holds `token` is shown."""
+    page.wait_for_function("t => document.getElementById('search-message').textContent.includes(t)",
+                           arg=token)
+    return result_names(page)
+
+
+def test_more_like_this_and_an_exclusion_rerank_as_numpy_says(planted, server, page, retriever, tmp_path):
+    """The planted clips' vectors are known: each step's order is the composite query's numpy ranking."""
+    page.goto(server + "/")
+    page.wait_for_function(f"document.getElementById('status').textContent.includes('{PLANTED} clips')")
+    query = "a steady tone"
+    page.fill("#query", query)
+    page.press("#query", "Enter")
+    first = search_settles(page, query)
+    assert first == composite_ranking(retriever, planted, {"query": query})[0]
+
+    liked = first[2]  # "more like this" on the third result: it joins `like` as a chip, and leaves the list
+    liked_id = planted[liked][0]
+    page.locator(".result", has_text=liked).locator("button.judge.like").click()
+    body = {"query": query, "like": [liked_id]}
+    second = search_settles(page, f"like #{liked_id}")
+    assert second == composite_ranking(retriever, planted, body)[0] and liked not in second
+    assert second != [n for n in first if n != liked]  # the ranking changed, not only the liked clip left
+    assert page.locator("#refine-chips .chip.like").inner_text().startswith(f"more like “{liked}”")
+
+    avoid = "birds chirping in a forest"
+    page.fill("#not", avoid)
+    page.press("#not", "Enter")
+    body["not"] = avoid
+    third = search_settles(page, f'not "{avoid}"')
+    assert third == composite_ranking(retriever, planted, body)[0] and third != second
+
+    unliked = third[0]  # "less like this" on the best one, then the liked chip is removed
+    unliked_id = planted[unliked][0]
+    page.locator(".result", has_text=unliked).locator("button.judge.unlike").click()
+    body["unlike"] = [unliked_id]
+    fourth = search_settles(page, f"unlike #{unliked_id}")
+    assert fourth == composite_ranking(retriever, planted, body)[0]
+    page.locator("#refine-chips .chip.like button.remove").click()
+    del body["like"]
+    fifth = search_settles(page, f'"{query}" - unlike')
+    assert fifth == composite_ranking(retriever, planted, body)[0] and liked in fifth
+    assert page.locator("#refine-chips .chip").count() == 1
+    shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
+    page.screenshot(path=str(shots / "page-refined.png"), full_page=True)

@@ -52,6 +52,20 @@ def test_metrics_count_requests_and_timings(filled):
     assert m[("retrieval_index_clips", ())] == len(records)
 
 
+def test_metrics_export_the_query_cache_hit_rate(client):
+    lookups = "retrieval_query_cache_lookups_total"
+    before = samples(client)  # the retriever, and its cache, are shared by the tests of this session
+    # three lookups of one new text ("Rain!" cleans to "Rain", as in the second query), one of another
+    for body in ({"query": "Rain! cache probe"}, {"query": "Rain cache probe"}, {"query": "Rain cache probe"},
+                 {"query": "another cache probe"}):
+        assert client.post("/search", json=body).status_code == 200
+    m = samples(client)
+    hits = m[(lookups, (("result", "hit"),))] - before.get((lookups, (("result", "hit"),)), 0)
+    misses = m[(lookups, (("result", "miss"),))] - before.get((lookups, (("result", "miss"),)), 0)
+    assert (hits, misses) == (2, 2) and hits / (hits + misses) == 0.5
+    assert m[("retrieval_query_cache_entries", ())] >= 2
+
+
 def test_two_apps_keep_their_own_metrics(make_client):
     first, second = make_client(), make_client()
     first.get("/health/live")
@@ -96,7 +110,7 @@ def test_page_and_its_files_are_served_without_external_urls(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="query"' in page.text and 'id="upload-form"' in page.text
-    for path in ("/static/app.js", "/static/style.css"):
+    for path in ("/static/app.js", "/static/refine.js", "/static/style.css"):
         r = client.get(path)
         assert r.status_code == 200, path
         assert not re.search(r"https?://", r.text), path

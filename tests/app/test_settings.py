@@ -11,6 +11,7 @@ from app import compose
 from app.compose import SettingsError, audio_limits, load_settings, store_config
 from app.settings import Settings
 from retrieval.errors import RetrievalError
+from retrieval.query_cache import QueryCache
 
 # each contradiction: the settings, and every setting its message must name
 CONTRADICTIONS = {
@@ -137,3 +138,17 @@ def test_load_settings_defaults_from_an_empty_environment(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     s = load_settings()
     assert (s.text_backend, s.index_kind) == ("auto", "flat16") and compose.text_backend(s) == "onnx"
+
+
+def test_queries_go_through_one_cache_sized_by_the_setting(monkeypatch, retriever, text_encoder):
+    # the service's retriever (build_retriever's) encodes queries through the cache
+    assert isinstance(retriever.text, QueryCache) and retriever.text.encoder is text_encoder
+    assert retriever.text.size == Settings().query_cache_size == 1024
+    monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "3")
+    cached = compose.cached_queries(load_settings(), text_encoder)
+    assert isinstance(cached, QueryCache) and cached.size == 3
+    monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "0")  # 0 disables it: the encoder itself
+    assert compose.cached_queries(load_settings(), text_encoder) is text_encoder
+    monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "-1")
+    with pytest.raises(SettingsError, match="query_cache_size"):
+        load_settings()

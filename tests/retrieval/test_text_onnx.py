@@ -28,8 +28,7 @@ def onnx_encoder_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def onnx_encoder(minilm_path, onnx_encoder_path) -> OnnxTextEncoder:
-    return OnnxTextEncoder.load(minilm_path, model_id="all-MiniLM-L6-v2", onnx_path=onnx_encoder_path,
-                                cache_size=4)
+    return OnnxTextEncoder.load(minilm_path, model_id="all-MiniLM-L6-v2", onnx_path=onnx_encoder_path)
 
 
 def test_matches_torch_encoder_per_sentence(onnx_encoder, text_encoder):
@@ -51,14 +50,6 @@ def test_identity_and_dim_match_the_torch_encoder(onnx_encoder, text_encoder):
     identity = [(e.model_id, e.revision, e.dim) for e in (onnx_encoder, text_encoder)]
     assert identity[0] == identity[1] == ("all-MiniLM-L6-v2", None, 384)
     assert onnx_encoder.encode([]).shape == (0, 384)
-
-
-def test_cache_returns_the_same_vectors_and_stays_bounded(onnx_encoder):
-    first = onnx_encoder.encode(SENTENCES[:3])
-    again = onnx_encoder.encode(SENTENCES[:3][::-1])
-    np.testing.assert_array_equal(again, first[::-1])
-    onnx_encoder.encode([f"query number {i}" for i in range(10)])
-    assert len(onnx_encoder._cache) == onnx_encoder.cache_size == 4
 
 
 def test_export_is_reused_until_the_weights_change(minilm_path, tmp_path, onnx_encoder_path):

@@ -1,0 +1,61 @@
+// Refining a search: "more like this" and "less like this" on each result, and a text to avoid. They are
+// the composite parts of the next POST /search (`like`, `unlike`, `not`), shown as removable chips; the
+// service leaves the judged clips out of the results. Uses `$` and `el` from app.js.
+"use strict";
+
+const MAX_JUDGED = 20; // clip ids per list the service accepts (app/schemas.py MAX_EXAMPLES)
+const judged = { like: new Map(), unlike: new Map() }; // id -> name, oldest first
+
+// The composite fields of the next search, only those that are set.
+function refineFields() {
+  const fields = {};
+  if (judged.like.size) fields.like = [...judged.like.keys()];
+  if (judged.unlike.size) fields.unlike = [...judged.unlike.keys()];
+  const avoid = $("not").value.trim();
+  if (avoid) fields.not = avoid;
+  return fields;
+}
+
+function judge(role, hit) {
+  judged[role === "like" ? "unlike" : "like"].delete(hit.id); // a clip is in one list at most
+  judged[role].delete(hit.id);
+  judged[role].set(hit.id, hit.name);
+  if (judged[role].size > MAX_JUDGED) judged[role].delete(judged[role].keys().next().value);
+  renderChips();
+  $("search-form").requestSubmit();
+}
+
+function unjudge(role, id) {
+  judged[role].delete(id);
+  renderChips();
+  $("search-form").requestSubmit();
+}
+
+function refineButtons(hit) {
+  const box = el("div", "refine-buttons");
+  for (const [role, text] of [["like", "More like this"], ["unlike", "Less like this"]]) {
+    const button = el("button", `judge ${role}`, text);
+    button.type = "button";
+    button.addEventListener("click", () => judge(role, hit));
+    box.append(button);
+  }
+  return box;
+}
+
+function renderChips() {
+  const chips = [];
+  for (const [role, prefix] of [["like", "more like"], ["unlike", "less like"]]) {
+    for (const [id, name] of judged[role]) {
+      const chip = el("li", `chip ${role}`, `${prefix} “${name}”`);
+      chip.dataset.id = id;
+      const remove = el("button", "remove", "×");
+      remove.type = "button";
+      remove.title = remove.ariaLabel = `stop searching ${prefix} ${name}`;
+      remove.addEventListener("click", () => unjudge(role, id));
+      chip.append(remove);
+      chips.push(chip);
+    }
+  }
+  $("refine-chips").replaceChildren(...chips);
+  $("refine-chips").hidden = chips.length === 0;
+}
