@@ -45,13 +45,16 @@ def free_port() -> int:
 
 def server_env(*, data_dir: Path, text_model: Path, api_key: str | None,
                **settings: object) -> dict[str, str]:
-    """The process environment without any inherited RETRIEVAL_* variable, plus these settings
-    (`max_upload_bytes=1024` -> RETRIEVAL_MAX_UPLOAD_BYTES=1024; lists and dicts as JSON)."""
+    """The process environment without any inherited RETRIEVAL_* variable, the tests' defaults, plus these
+    settings (`max_upload_bytes=1024` -> RETRIEVAL_MAX_UPLOAD_BYTES=1024; lists and dicts as JSON)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RETRIEVAL_")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1",
                RETRIEVAL_PASST_WEIGHTS="random", RETRIEVAL_TEXT_MODEL=str(text_model),
                RETRIEVAL_DEVICE="cpu", RETRIEVAL_DATA_DIR=str(data_dir),
-               RETRIEVAL_MODELS_DIR=str(data_dir.parent / "models"))
+               RETRIEVAL_MODELS_DIR=str(data_dir.parent / "models"),
+               # as tests/conftest.py: the torch encoder (no ONNX export per server) and the exact index,
+               # since random-weight PaSST puts clips within float16's rounding of each other
+               RETRIEVAL_TEXT_BACKEND="torch", RETRIEVAL_INDEX_KIND="flat")
     if api_key is not None:
         env["RETRIEVAL_API_KEY"] = api_key
     for name, value in settings.items():
