@@ -28,6 +28,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -193,12 +194,14 @@ def load_partial(path: Path, *, spec: ModelSpec) -> Partial:
 
 
 def save_partial(path: Path, done: Partial, *, spec: ModelSpec) -> None:
-    logits = np.stack(list(done.logits.values())) if done.logits else np.zeros((0, N_TAGS), np.float32)
-    windows = {"window_names": np.array(list(done.windows), dtype=str),
-               **pack_windows(list(done.windows.values()))} if done.windows else {}
+    arrays: dict[str, Any] = {
+        "names": np.array(list(done.logits), dtype=str), "tagger": json.dumps(spec.to_dict()),
+        "logits": np.stack(list(done.logits.values())) if done.logits else np.zeros((0, N_TAGS), np.float32)}
+    if done.windows:
+        arrays |= {"window_names": np.array(list(done.windows), dtype=str),
+                   **pack_windows(list(done.windows.values()))}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, names=np.array(list(done.logits), dtype=str), logits=logits,
-                 tagger=json.dumps(spec.to_dict()), **windows)
+        np.savez(f, **arrays)
 
 
 def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
