@@ -22,14 +22,13 @@ from retrieval.metrics import MAX_MOMENTS, moment_metrics
 from retrieval.moments import merge_windows
 from retrieval.pipeline import Retriever
 from retrieval.windows import WindowLogits
+from training.config import MOMENT_RELATIVE_THRESHOLD
 from training.datasets import MomentQuery
 from training.features import FeatureFileError, FeatureSet
 
-RELATIVE_THRESHOLD = 0.8  # a choice, not tuned on any benchmark's data
-
 
 def predict_moments(windows: WindowLogits, scores: np.ndarray, *,
-                    relative_threshold: float = RELATIVE_THRESHOLD) -> np.ndarray:
+                    relative_threshold: float = MOMENT_RELATIVE_THRESHOLD) -> np.ndarray:
     """(W,) scores of one clip's windows -> (P, 3) [start, end, score] moments, best first."""
     if not 0.0 <= relative_threshold <= 1.0:
         raise ValueError(f"relative_threshold must be in [0, 1], got {relative_threshold}")
@@ -47,7 +46,7 @@ def moment_retriever(fs: FeatureSet, text: SentenceEncoder, checkpoint: Path | N
 
 
 def evaluate_moments(queries: list[MomentQuery], fs: FeatureSet, retriever: Retriever, *,
-                     relative_threshold: float = RELATIVE_THRESHOLD) -> dict[str, float]:
+                     relative_threshold: float = MOMENT_RELATIVE_THRESHOLD) -> dict[str, float]:
     """R1@0.5, R1@0.7, mAP, mAP@0.5, mAP@0.75 of the queries, each within the windows of its clip."""
     if fs.windows is None:
         raise FeatureFileError("the feature file holds no per-window logits: extract it again with "

@@ -6,6 +6,7 @@ import torch
 
 from retrieval.checkpoint import Checkpoint, save_checkpoint
 from retrieval.config import N_TAGS, SAMPLE_RATE, Windowing
+from retrieval.contracts import SentenceEncoder
 from retrieval.errors import CheckpointMismatch
 from retrieval.head import RetrievalHead
 from retrieval.labels import audioset_labels
@@ -36,17 +37,37 @@ A.logits[12, DOG] = 8.0  # ... and, a little less sure, in [25, 30]
 B.logits[[23, 24], SPEECH] = 10.0  # speech in [52.5, 61.5], past the annotated 60 s
 
 
-@pytest.fixture(scope="module")
-def features(text_encoder) -> FeatureSet:
-    """Clips "a" and "b" with their windows; the zero-shot model's tag names from the test's text model."""
-    spec = text_spec(ModelSpec(passt_weights="planted"), text_encoder)
+# Queries on them, as annotation lines (qid, vid, query, relevant windows, duration), and their metrics:
+HAND_MADE = [
+    # moments [5, 17.5] then [25, 30]: IoU 10/12.5 = 0.8 with [5, 15], and 1 with [25, 30]
+    # -> AP 1 up to 0.8; above, only the second hits: precision 1/2 at recall 1/2 -> AP 1/4
+    ("q1", "a", "a dog barks", [(5, 15), (25, 30)], 30.0),
+    # the moment [52.5, 61.5] is not cut at the annotated 60 s: IoU 7/9 = 0.78 with [54, 61]
+    # -> AP 1 up to 0.75 (cut at 60 s, the IoU would be 6/8.5 = 0.71)
+    ("q2", "b", "someone is speaking", [(54, 61)], 60.0),
+    # the same moments as q1, nowhere near [0, 2]: AP 0
+    ("q3", "a", "a dog barks", [(0, 2)], 30.0),
+]
+AP = {"q1": [1] * 7 + [1 / 4] * 3, "q2": [1] * 6 + [0] * 4, "q3": [0] * 10}
+HAND_METRICS = {"R1@0.5": 2 / 3, "R1@0.7": 2 / 3, "mAP": (0.775 + 0.6 + 0) / 3, "mAP@0.5": 2 / 3,
+                "mAP@0.75": 2 / 3}
+
+
+def moment_features(text: SentenceEncoder) -> FeatureSet:
+    """Clips "a" and "b" with their windows; the zero-shot model's tag names from ``text``."""
+    spec = text_spec(ModelSpec(passt_weights="planted"), text)
     meta = {"format": FORMAT, "dataset": "moments", "split": "test", "clips": ["a", "b"], "captions": [],
             "model_spec": spec.to_dict()}
     fs = FeatureSet(logits=np.stack([A.mean(), B.mean()]), text=np.zeros((0, spec.dim), np.float32),
-                    caption_clip=np.zeros(0, np.int64), tag_text=tag_text_embeddings(text_encoder).numpy(),
+                    caption_clip=np.zeros(0, np.int64), tag_text=tag_text_embeddings(text).numpy(),
                     meta=meta, windows=[A, B])
     fs.check()
     return fs
+
+
+@pytest.fixture(scope="module")
+def features(text_encoder) -> FeatureSet:
+    return moment_features(text_encoder)
 
 
 def query(qid, vid, text, *windows, duration=30.0) -> MomentQuery:
@@ -68,28 +89,15 @@ def test_windows_reaching_the_relative_threshold_merge_into_moments_best_first()
 
 
 def test_moment_metrics_of_planted_windows_by_hand(features, text_encoder):
-    queries = [
-        # moments [5, 17.5] then [25, 30]: IoU 10/12.5 = 0.8 with [5, 15], and 1 with [25, 30]
-        # -> AP 1 up to 0.8; above, only the second hits: precision 1/2 at recall 1/2 -> AP 1/4
-        query("q1", "a", "a dog barks", (5, 15), (25, 30)),
-        # the moment [52.5, 61.5] is not cut at the annotated 60 s: IoU 7/9 = 0.78 with [54, 61]
-        # -> AP 1 up to 0.75 (cut at 60 s, the IoU would be 6/8.5 = 0.71)
-        query("q2", "b", "someone is speaking", (54, 61), duration=60.0),
-        # the same moments as q1, nowhere near [0, 2]: AP 0
-        query("q3", "a", "a dog barks", (0, 2)),
-    ]
+    queries = [query(qid, vid, text, *windows, duration=d) for qid, vid, text, windows, d in HAND_MADE]
     retriever = moment_retriever(features, text_encoder, None)
     scores = retriever.project(A.logits) @ retriever.encode_text(["a dog barks"])[0]
     assert predict_moments(A, scores)[:, :2].tolist() == [[5.0, 17.5], [25.0, 30.0]]
     scores = retriever.project(B.logits) @ retriever.encode_text(["someone is speaking"])[0]
     assert predict_moments(B, scores)[:, :2].tolist() == [[52.5, 61.5]]
 
-    m = evaluate_moments(queries, features, retriever)
-    ap = {"q1": [1] * 7 + [1 / 4] * 3, "q2": [1] * 6 + [0] * 4, "q3": [0] * 10}
-    assert m["R1@0.5"] == pytest.approx(2 / 3) and m["R1@0.7"] == pytest.approx(2 / 3)
-    assert m["mAP@0.5"] == pytest.approx(2 / 3) and m["mAP@0.75"] == pytest.approx(2 / 3)
-    assert m["mAP"] == pytest.approx(np.mean([np.mean(v) for v in ap.values()]))
-    assert m["mAP"] == pytest.approx((0.775 + 0.6 + 0) / 3)
+    assert evaluate_moments(queries, features, retriever) == pytest.approx(HAND_METRICS)
+    assert HAND_METRICS["mAP"] == pytest.approx(np.mean([np.mean(v) for v in AP.values()]))
 
 
 def test_a_missing_clip_missing_windows_and_other_models_are_refused(features, text_encoder):
