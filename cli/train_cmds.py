@@ -1,4 +1,5 @@
-"""`retrieval features | train | evaluate | score | reproduce`: the paper's recipe from the shell."""
+"""`retrieval features | train | evaluate | evaluate-moments | score | reproduce`: the paper's recipe, and
+moment retrieval's evaluation, from the shell."""
 
 import json
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import typer
 
 from cli.errors import exit_on_error
-from retrieval.metrics import METRIC_NAMES
-from training.config import Recipe, TrainConfig
+from retrieval.metrics import METRIC_NAMES, MOMENT_METRIC_NAMES
+from training.config import MOMENT_RELATIVE_THRESHOLD, Recipe, TrainConfig
 
 D, R = TrainConfig(), Recipe()  # the option defaults are the dataclasses' own
 
@@ -21,16 +22,16 @@ def configured_models():
 
 
 def features(*, dataset: str, split: str, root: Path, out: Path, skip_missing: bool = False,
-             checkpoint_every: int = 50):
+             checkpoint_every: int = 50, annotations: Path | None = None, windows: bool = False):
     from app.compose import audio_limits, load_settings, load_tagger, load_text_encoder
     from training.datasets import read_dataset
     from training.features import extract_features
 
     settings = load_settings()  # a contradictory configuration is refused before the dataset is read
-    clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
+    clips = read_dataset(dataset, root, split, skip_missing=skip_missing, annotations=annotations)
     tagger, text = load_tagger(settings), load_text_encoder(settings)
     return extract_features(clips, tagger=tagger, text=text, out=out, dataset=dataset, split=split,
-                            checkpoint_every=checkpoint_every, limits=audio_limits(settings))
+                            checkpoint_every=checkpoint_every, limits=audio_limits(settings), windows=windows)
 
 
 def configured_device() -> str:
@@ -74,8 +75,22 @@ def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
     return ev.metrics_of(S, fs)
 
 
-def metrics_line(metrics: dict) -> str:
-    return "  ".join(f"{k} {metrics[k]:.4f}" for k in METRIC_NAMES)
+def evaluate_moments(*, features_file: Path, annotations: Path, checkpoint: Path | None, zero_shot: bool,
+                     relative_threshold: float = MOMENT_RELATIVE_THRESHOLD) -> dict:
+    from app.compose import load_settings, load_text_encoder
+    from training import evaluate_moments as em
+    from training.datasets import read_moment_queries
+    from training.features import load_features
+
+    if (checkpoint is not None) == zero_shot:
+        raise typer.BadParameter("give either --checkpoint or --zero-shot")
+    queries, fs = read_moment_queries(annotations), load_features(features_file)  # refused before any model
+    retriever = em.moment_retriever(fs, load_text_encoder(load_settings()), checkpoint)
+    return em.evaluate_moments(queries, fs, retriever, relative_threshold=relative_threshold)
+
+
+def metrics_line(metrics: dict, names: tuple[str, ...] = METRIC_NAMES) -> str:
+    return "  ".join(f"{k} {metrics[k]:.4f}" for k in names)
 
 
 def show_metrics(metrics: dict, *, as_json: bool) -> None:
@@ -85,18 +100,24 @@ def show_metrics(metrics: dict, *, as_json: bool) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("features")
     def features_cmd(
-        dataset: str = typer.Option(..., help="clotho or audiocaps"),
+        dataset: str = typer.Option(..., help="clotho, audiocaps or moments"),
         split: str = typer.Option(..., help="clotho: development, validation, evaluation; audiocaps: train, "
-                                           "val, test"),
-        root: Path = typer.Option(..., help="the dataset's folder (see README: Training and evaluation)"),
+                                           "val, test; moments: any name"),
+        root: Path = typer.Option(..., help="the dataset's folder (see README: Training and evaluation); "
+                                            "moments: the folder of <vid>.<ext> audio files"),
         out: Path = typer.Option(..., help="feature file to write (.safetensors, with a .json sidecar)"),
-        skip_missing: bool = typer.Option(False, "--skip-missing", help="leave out absent AudioCaps clips"),
+        skip_missing: bool = typer.Option(False, "--skip-missing", help="leave out absent AudioCaps or "
+                                                                      "moments clips"),
         checkpoint_every: int = typer.Option(50, min=1, help="save progress every this many clips"),
+        annotations: Path | None = typer.Option(None, help="moments: the queries, JSON lines (qid, query, "
+                                                           "duration, vid, relevant_windows)"),
+        windows: bool = typer.Option(False, "--windows", help="also keep every window's logits and times "
+                                                              "(for evaluate-moments)"),
     ) -> None:
         """PaSST logits of every clip and text embeddings of every caption, once (resumable)."""
         with exit_on_error():
             fs = features(dataset=dataset, split=split, root=root, out=out, skip_missing=skip_missing,
-                          checkpoint_every=checkpoint_every)
+                          checkpoint_every=checkpoint_every, annotations=annotations, windows=windows)
         typer.echo(f"{out}: {len(fs.clips)} clips, {len(fs.captions)} captions")
 
     @app.command("train")
@@ -146,6 +167,30 @@ def register(app: typer.Typer) -> None:
             metrics = evaluate(features_file=features_file, checkpoints=checkpoint or [], zero_shot=zero_shot,
                                submission=submission)
         show_metrics(metrics, as_json=as_json)
+
+    @app.command("evaluate-moments")
+    def evaluate_moments_cmd(
+        features_file: Path = typer.Option(..., "--features", help="feature file made with --windows"),
+        annotations: Path = typer.Option(..., help="the queries, JSON lines (qid, query, duration, vid, "
+                                                   "relevant_windows), as CASTELLA and Clotho-Moment ship"),
+        checkpoint: Path | None = typer.Option(None, help="head checkpoint"),
+        zero_shot: bool = typer.Option(False, "--zero-shot", help="the untrained lam = 0 model"),
+        relative_threshold: float = typer.Option(MOMENT_RELATIVE_THRESHOLD, min=0.0, max=1.0,
+                                                 help="windows scoring at least min + this * (max - min) "
+                                                      "of their clip's scores merge into moments"),
+        out: Path | None = typer.Option(None, help="also write the metrics here, as JSON"),
+    ) -> None:
+        """R1@0.5, R1@0.7, mAP, mAP@0.5, mAP@0.75 of moment queries, each within its own clip."""
+        from retrieval.durable import write_json_atomically
+
+        with exit_on_error():
+            metrics = evaluate_moments(features_file=features_file, annotations=annotations,
+                                       checkpoint=checkpoint, zero_shot=zero_shot,
+                                       relative_threshold=relative_threshold)
+        typer.echo(metrics_line(metrics, MOMENT_METRIC_NAMES))
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(out, metrics)
 
     @app.command("score")
     def score_cmd(

@@ -8,6 +8,9 @@ from typing import Literal
 from retrieval.config import DEFAULT_LAMBDA
 
 MARGIN = 0.4  # the triplet loss's margin (METHOD.md)
+# moment evaluation: windows scoring at least min + this * (max - min) of their clip's scores become moments
+# (a choice, not tuned on any benchmark's data; training/evaluate_moments.py)
+MOMENT_RELATIVE_THRESHOLD = 0.8
 
 
 @dataclass

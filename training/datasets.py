@@ -16,12 +16,25 @@ AudioCaps v1 (https://github.com/cdjkim/audiocaps; the audio has to be cut from 
 
 Rows of AudioCaps that share ``youtube_id`` and ``start_time`` are one clip with several captions. Many
 YouTube videos have gone since AudioCaps was made, so absent AudioCaps clips can be skipped on request.
+
+Moment retrieval sets (CASTELLA, https://github.com/line/lighthouse ``data/castella/``; Clotho-Moment,
+``data/clotho_moment/``) are JSON lines, one query a line, with the audio named by ``vid``::
+
+    {"qid": "--0w1YA1Hm4_2", "query": "A phone beeps as a call is made", "duration": 299,
+     "vid": "--0w1YA1Hm4", "relevant_windows": [[72, 76]]}
+    AUDIO_DIR/<vid>.<ext>
+
+Their clips are the distinct ``vid`` in file order, each captioned by its queries.
 """
 
 import csv
+import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from retrieval.errors import RetrievalError
 
@@ -86,8 +99,9 @@ def read_clotho(root: Path, split: str) -> list[Clip]:
     return clips
 
 
-def find_audiocaps_audio(audio_dir: Path, youtube_id: str, start_time: str) -> Path | None:
-    for stem in (f"{youtube_id}_{start_time}", youtube_id):
+def find_audio(audio_dir: Path, *stems: str) -> Path | None:
+    """The first ``audio_dir/<stem><ext>`` on disk, stems in the order given."""
+    for stem in stems:
         for ext in AUDIO_EXTENSIONS:
             if (path := audio_dir / f"{stem}{ext}").is_file():
                 return path
@@ -106,7 +120,7 @@ def read_audiocaps(root: Path, split: str, *, skip_missing: bool = False) -> lis
         grouped.setdefault((row["youtube_id"], row["start_time"]), []).append(row["caption"].strip())
     clips, absent = [], []
     for (youtube_id, start), captions in grouped.items():
-        path = find_audiocaps_audio(root / split, youtube_id, start)
+        path = find_audio(root / split, f"{youtube_id}_{start}", youtube_id)
         if path is None:
             absent.append(f"{youtube_id}_{start}")
             continue
@@ -120,9 +134,100 @@ def read_audiocaps(root: Path, split: str, *, skip_missing: bool = False) -> lis
     return clips
 
 
-def read_dataset(dataset: str, root: Path, split: str, *, skip_missing: bool = False) -> list[Clip]:
+MOMENT_KEYS = ("qid", "query", "duration", "vid", "relevant_windows")
+
+
+@dataclass(frozen=True)
+class MomentQuery:
+    qid: str | int
+    query: str
+    vid: str
+    duration: float  # seconds, as annotated (CASTELLA's relevant windows may end up to a second past it)
+    relevant: np.ndarray  # (G, 2) [start, end] seconds
+
+
+def is_number(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def parse_moment_query(line: str, where: str) -> MomentQuery:
+    """One JSON line -> a query, or a DatasetError that says what is wrong ``where``."""
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{where}: not JSON ({e.msg})") from None
+    if not isinstance(d, dict):
+        raise DatasetError(f"{where}: a JSON object with {list(MOMENT_KEYS)} expected")
+    missing = [k for k in MOMENT_KEYS if k not in d]
+    if missing:
+        raise DatasetError(f"{where}: lacks {missing}")
+    if not (isinstance(d["qid"], str | int) and not isinstance(d["qid"], bool)):
+        raise DatasetError(f"{where}: qid must be a string or an integer")
+    for key in ("query", "vid"):
+        if not isinstance(d[key], str) or not d[key].strip():
+            raise DatasetError(f"{where}: {key} must be a non-empty string")
+    if not is_number(d["duration"]) or d["duration"] <= 0:
+        raise DatasetError(f"{where}: duration must be a positive number of seconds")
+    windows = d["relevant_windows"]
+    if (not isinstance(windows, list) or not windows
+            or not all(isinstance(w, list) and len(w) == 2 and all(map(is_number, w)) for w in windows)):
+        raise DatasetError(f"{where}: relevant_windows must be a non-empty list of [start, end] numbers")
+    relevant = np.array(windows, dtype=np.float64)  # (G, 2)
+    if (relevant[:, 0] < 0).any() or (relevant[:, 1] <= relevant[:, 0]).any():
+        raise DatasetError(f"{where}: every relevant window needs 0 <= start < end, got {windows}")
+    return MomentQuery(d["qid"], d["query"], d["vid"], float(d["duration"]), relevant)
+
+
+def read_moment_queries(path: Path) -> list[MomentQuery]:
+    """The queries of a JSON-lines annotation file, in file order (blank lines are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"annotations file not found: {path}")
+    queries: list[MomentQuery] = []
+    seen: dict[str | int, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            q = parse_moment_query(line, f"{path}, line {n}")
+            if q.qid in seen:
+                raise DatasetError(f"{path}, line {n}: qid {q.qid!r} is also on line {seen[q.qid]}")
+            seen[q.qid] = n
+            queries.append(q)
+    if not queries:
+        raise DatasetError(f"{path} holds no queries")
+    return queries
+
+
+def read_moments(annotations: Path, audio_dir: Path, *, skip_missing: bool = False) -> list[Clip]:
+    """The clips of a moment retrieval set: each ``vid`` once, found as ``audio_dir/<vid>.<ext>``."""
+    captions: dict[str, list[str]] = {}
+    for q in read_moment_queries(annotations):
+        captions.setdefault(q.vid, []).append(q.query)
+    clips, absent = [], []
+    for vid, queries in captions.items():
+        path = find_audio(Path(audio_dir), vid)
+        if path is None:
+            absent.append(vid)
+            continue
+        clips.append(Clip(vid, path, tuple(queries)))
+    if absent and not skip_missing:
+        raise DatasetError(f"{len(absent)} clips of {annotations} are not in {audio_dir}, e.g. {absent[:3]} "
+                           f"(pass --skip-missing to leave them out)")
+    if absent:
+        log.warning("left out %d of %d clips of %s that are not on disk", len(absent), len(captions),
+                    annotations)
+    return clips
+
+
+def read_dataset(dataset: str, root: Path, split: str, *, skip_missing: bool = False,
+                 annotations: Path | None = None) -> list[Clip]:
+    if (dataset == "moments") != (annotations is not None):
+        raise DatasetError("the moments dataset, and only it, reads its queries from --annotations")
     if dataset == "clotho":
         return read_clotho(root, split)
     if dataset == "audiocaps":
         return read_audiocaps(root, split, skip_missing=skip_missing)
-    raise DatasetError(f"dataset must be clotho or audiocaps, not {dataset!r}")
+    if dataset == "moments" and annotations is not None:
+        return read_moments(annotations, root, skip_missing=skip_missing)
+    raise DatasetError(f"dataset must be clotho, audiocaps or moments, not {dataset!r}")

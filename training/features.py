@@ -12,12 +12,23 @@ names), ``captions`` (M raw captions) and ``model_spec`` (:class:`retrieval.mode
 PaSST and text models; sidecars written before it hold ``text_model``, ``text_model_revision``, ``dim``,
 ``passt_arch`` and ``windowing`` instead, and still open). Training and evaluation need nothing else, so
 users can also write such files themselves.
+
+A file extracted with ``windows=True`` (``retrieval features --windows``), for moment retrieval, also holds
+every clip's PaSST windows (:class:`retrieval.windows.WindowLogits`), clip after clip in time order:
+
+    window_logits (W, 527) float32   the logits of each window (``logits`` is their mean per clip)
+    window_start  (W,)     float64   where each window starts and ends in its clip, in seconds
+    window_end    (W,)     float64
+    window_count  (N,)     int64     how many of the W windows each clip has (at least one)
+
+Files without them open as before (``windows`` is None); code that does not use them ignores them.
 """
 
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -30,11 +41,13 @@ from retrieval.durable import atomic_path, write_json_atomically
 from retrieval.errors import RetrievalError
 from retrieval.extract import AudioLimits, extract
 from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ModelSpec
+from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
 FORMAT = "retrieval-features/1"
 TENSORS = ("logits", "text", "caption_clip", "tag_text")
+WINDOW_TENSORS = ("window_logits", "window_start", "window_end", "window_count")
 LEGACY_MODEL_KEYS = ("text_model", "text_model_revision", "dim", "passt_arch", "windowing")
 
 
@@ -49,6 +62,7 @@ class FeatureSet:
     caption_clip: np.ndarray  # (M,) int64
     tag_text: np.ndarray  # (527, D) float32
     meta: dict
+    windows: list[WindowLogits] | None = None  # one per clip, for moment retrieval
 
     @property
     def clips(self) -> list[str]:
@@ -80,6 +94,36 @@ class FeatureSet:
                                        f"{m} captions of dim {d}, got {arr.shape} {arr.dtype}")
         if m and (self.caption_clip.min() < 0 or self.caption_clip.max() >= n):
             raise FeatureFileError(f"caption_clip must index the {n} clips")
+        if self.windows is not None:
+            if len(self.windows) != n:
+                raise FeatureFileError(f"windows are needed for each of the {n} clips, "
+                                       f"got {len(self.windows)}")
+            bad = [self.clips[i] for i, w in enumerate(self.windows)
+                   if not len(w) or w.logits.shape[1] != N_TAGS or w.logits.dtype != np.float32]
+            if bad:
+                raise FeatureFileError(f"every clip needs (W >= 1, {N_TAGS}) float32 window logits; "
+                                       f"not so for {bad[:3]}")
+
+
+def pack_windows(windows: list[WindowLogits]) -> dict[str, np.ndarray]:
+    """Clips' windows -> the WINDOW_TENSORS, clip after clip."""
+    return {"window_logits": np.concatenate([w.logits for w in windows]).astype(np.float32),
+            "window_start": np.concatenate([w.starts for w in windows]).astype(np.float64),
+            "window_end": np.concatenate([w.ends for w in windows]).astype(np.float64),
+            "window_count": np.array([len(w) for w in windows], dtype=np.int64)}
+
+
+def unpack_windows(tensors: dict[str, np.ndarray], *, where: str) -> list[WindowLogits]:
+    """The WINDOW_TENSORS -> one WindowLogits per clip."""
+    counts, w = tensors["window_count"], len(tensors["window_logits"])
+    if counts.ndim != 1 or (counts < 0).any() or counts.sum() != w:
+        raise FeatureFileError(f"{where}: window_count must split the {w} windows")
+    cuts = np.cumsum(counts)[:-1]
+    parts = [np.split(tensors[k], cuts) for k in ("window_logits", "window_start", "window_end")]
+    try:
+        return [WindowLogits(x, s, e) for x, s, e in zip(*parts, strict=True)]
+    except ValueError as e:
+        raise FeatureFileError(f"{where}: {e}") from e
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -89,8 +133,11 @@ def sidecar_path(path: str | Path) -> Path:
 def save_features(path: str | Path, fs: FeatureSet) -> None:
     """Write the tensors and the sidecar, each durably (checked first: a bad set writes nothing)."""
     fs.check()
+    tensors = {k: getattr(fs, k) for k in TENSORS}
+    if fs.windows is not None:
+        tensors |= pack_windows(fs.windows)
     with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(getattr(fs, k)) for k in TENSORS}, str(tmp))
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
     write_json_atomically(sidecar_path(path), fs.meta)
 
 
@@ -104,10 +151,12 @@ def load_features(path: str | Path) -> FeatureSet:
         meta = json.loads(side.read_text(encoding="utf-8"))
     except (SafetensorError, OSError, ValueError) as e:
         raise FeatureFileError(f"{path} is not a readable feature file: {e}") from e
-    missing = [k for k in TENSORS if k not in tensors]
+    windowed = [k for k in WINDOW_TENSORS if k in tensors]
+    missing = [k for k in TENSORS + (WINDOW_TENSORS if windowed else ()) if k not in tensors]
     if missing:
         raise FeatureFileError(f"{path} lacks the tensors {missing}")
-    fs = FeatureSet(meta=meta, **{k: tensors[k] for k in TENSORS})
+    windows = unpack_windows(tensors, where=str(path)) if windowed else None
+    fs = FeatureSet(meta=meta, windows=windows, **{k: tensors[k] for k in TENSORS})
     fs.check()
     return fs
 
@@ -121,60 +170,86 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial.npz")
 
 
-def load_partial(path: Path, *, spec: ModelSpec) -> dict[str, np.ndarray]:
-    """Logits already computed by an interrupted run with the same tagger: file name -> (527,)."""
+@dataclass
+class Partial:
+    """What an interrupted run computed: file name -> (527,) logits, and the windows of those it kept."""
+
+    logits: dict[str, np.ndarray]
+    windows: dict[str, WindowLogits]
+
+
+def load_partial(path: Path, *, spec: ModelSpec) -> Partial:
+    """Logits already computed by an interrupted run with the same tagger (files of runs before windows
+    could be kept hold no window tensors)."""
     if not path.is_file():
-        return {}
+        return Partial({}, {})
     with np.load(path, allow_pickle=False) as z:
         ModelSpec.from_dict(json.loads(str(z["tagger"]))).require_match(
             spec, only=PASST_FIELDS, what=str(path), fix="delete it to start again")
-        return dict(zip(z["names"].tolist(), z["logits"], strict=True))
+        logits = dict(zip(z["names"].tolist(), z["logits"], strict=True))
+        if "window_names" not in z:
+            return Partial(logits, {})
+        windows = unpack_windows({k: z[k] for k in WINDOW_TENSORS}, where=str(path))
+        return Partial(logits, dict(zip(z["window_names"].tolist(), windows, strict=True)))
 
 
-def save_partial(path: Path, done: dict[str, np.ndarray], *, spec: ModelSpec) -> None:
-    logits = np.stack(list(done.values())) if done else np.zeros((0, N_TAGS), np.float32)
+def save_partial(path: Path, done: Partial, *, spec: ModelSpec) -> None:
+    arrays: dict[str, Any] = {
+        "names": np.array(list(done.logits), dtype=str), "tagger": json.dumps(spec.to_dict()),
+        "logits": np.stack(list(done.logits.values())) if done.logits else np.zeros((0, N_TAGS), np.float32)}
+    if done.windows:
+        arrays |= {"window_names": np.array(list(done.windows), dtype=str),
+                   **pack_windows(list(done.windows.values()))}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, names=np.array(list(done), dtype=str), logits=logits, tagger=json.dumps(spec.to_dict()))
+        np.savez(f, **arrays)
 
 
 def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
-                limits: AudioLimits = AudioLimits()) -> np.ndarray:
-    """(N, 527) logits of the clips, resuming from and saving to ``out``'s partial file."""
+                limits: AudioLimits = AudioLimits(), windows: bool = False) -> Partial:
+    """The clips' logits (and windows when asked), resuming from and saving to ``out``'s partial file."""
     partial, spec = partial_path(out), tagger.spec
     done = load_partial(partial, spec=spec)
-    todo = [c for c in clips if c.file_name not in done]
-    if done:
+    have = done.windows if windows else done.logits
+    todo = [c for c in clips if c.file_name not in have]
+    if have:
         log.info("resuming: %d of %d clips already have logits in %s",
                  len(clips) - len(todo), len(clips), partial)
     try:
         for i, clip in enumerate(tqdm(todo, desc="PaSST logits", unit="clip", dynamic_ncols=True), start=1):
-            done[clip.file_name] = extract(clip.path, tagger, limits=limits, name=clip.file_name).logits
+            ex = extract(clip.path, tagger, limits=limits, name=clip.file_name)
+            done.logits[clip.file_name] = ex.logits
+            if windows:
+                done.windows[clip.file_name] = ex.windows
             if i % checkpoint_every == 0:
                 save_partial(partial, done, spec=spec)
     finally:  # an interrupt or a bad file keeps what was computed
         if todo:
             save_partial(partial, done, spec=spec)
-    return np.stack([done[c.file_name] for c in clips]).astype(np.float32)  # (N, 527)
+    return done
 
 
 def extract_features(clips, *, tagger: Tagger, text: SentenceEncoder, out: str | Path, dataset: str,
-                     split: str, checkpoint_every: int = 50,
-                     limits: AudioLimits = AudioLimits()) -> FeatureSet:
-    """PaSST logits of every clip, embeddings of every cleaned caption and of the tag names, to ``out``."""
+                     split: str, checkpoint_every: int = 50, limits: AudioLimits = AudioLimits(),
+                     windows: bool = False) -> FeatureSet:
+    """PaSST logits of every clip (and its windows, with ``windows``), embeddings of every cleaned caption
+    and of the tag names, to ``out``."""
     from retrieval.pipeline import tag_text_embeddings, text_spec
 
     out = Path(out)
     if not clips:
         raise FeatureFileError("no clips to extract features from")
     out.parent.mkdir(parents=True, exist_ok=True)
-    logits = clip_logits(clips, tagger=tagger, out=out, checkpoint_every=checkpoint_every, limits=limits)
+    done = clip_logits(clips, tagger=tagger, out=out, checkpoint_every=checkpoint_every, limits=limits,
+                       windows=windows)
+    logits = np.stack([done.logits[c.file_name] for c in clips]).astype(np.float32)  # (N, 527)
     captions = [cap for c in clips for cap in c.captions]
     caption_clip = np.repeat(np.arange(len(clips)), [len(c.captions) for c in clips]).astype(np.int64)  # (M,)
     log.info("encoding %d captions and %d tag names", len(captions), N_TAGS)
     meta = {"format": FORMAT, "dataset": dataset, "split": split, "clips": [c.file_name for c in clips],
             "captions": captions, "model_spec": text_spec(tagger.spec, text).to_dict()}
     fs = FeatureSet(logits=logits, text=text.encode(captions, clean=True, progress=len(captions) > 1000),
-                    caption_clip=caption_clip, tag_text=tag_text_embeddings(text).numpy(), meta=meta)
+                    caption_clip=caption_clip, tag_text=tag_text_embeddings(text).numpy(), meta=meta,
+                    windows=[done.windows[c.file_name] for c in clips] if windows else None)
     save_features(out, fs)
     partial_path(out).unlink(missing_ok=True)
     log.info("wrote %s: %d clips, %d captions", out, len(clips), len(captions))

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from retrieval.config import N_TAGS
+from retrieval.config import N_TAGS, SAMPLE_RATE, Windowing
 from retrieval.model_spec import ModelSpec
+from retrieval.windows import WindowLogits, window_spans
 from training.features import FORMAT, FeatureSet
 
 
@@ -36,3 +37,34 @@ def planted_features(world: dict, *, n_clips: int, seed: int, captions_per_clip:
             "model_spec": ModelSpec(text_model="planted", text_model_revision=None, dim=W.shape[1]).to_dict()}
     return FeatureSet(logits=logits.astype(np.float32), text=text.astype(np.float32),
                       caption_clip=caption_clip.astype(np.int64), tag_text=E.astype(np.float32), meta=meta)
+
+
+def planted_windows(durations: list[float], *, seed: int = 0) -> list[WindowLogits]:
+    """hear21passt's windows of clips of these lengths, with random logits."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for seconds in durations:
+        starts, ends = window_spans(int(seconds * SAMPLE_RATE), Windowing())
+        out.append(WindowLogits(rng.normal(size=(len(starts), N_TAGS)).astype(np.float32), starts, ends))
+    return out
+
+
+class PlantedTagger:
+    """A tagger without PaSST: window j of a clip of n samples has logit 0 = n / 1000 and logit 1 = j."""
+
+    spec = ModelSpec(passt_weights="planted")
+
+    def __init__(self, *, stop_after: int | None = None):
+        self.stop_after, self.calls = stop_after, 0
+
+    def window_logits(self, wave: np.ndarray) -> WindowLogits:
+        if self.stop_after is not None and self.calls >= self.stop_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        starts, ends = window_spans(len(wave), self.spec.windowing)
+        logits = np.zeros((len(starts), N_TAGS), np.float32)
+        logits[:, 0], logits[:, 1] = len(wave) / 1000, np.arange(len(starts))
+        return WindowLogits(logits, starts, ends)
+
+    def window_logits_many(self, waves, *, on_batch=None):
+        return [self.window_logits(w) for w in waves]

@@ -1,15 +1,20 @@
 """From generated audio and Clotho-format captions through `features`, `train` and `evaluate`, offline."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
 from retrieval.checkpoint import load_checkpoint
+from retrieval.text import read_identity
+from tests.audio_fixtures import sine, write
 from tests.training.clotho_files import write_clotho_split
+from tests.training.synthetic import PlantedTagger
+from tests.training.test_evaluate_moments import HAND_MADE, HAND_METRICS, moment_features
 from training.evaluate import ensemble_similarity, metrics_of, zero_shot_head
-from training.features import load_features
+from training.features import load_features, save_features
 from training.trainer import RUN_LOG
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,3 +96,51 @@ def test_author_code_and_no_tags_options():
     assert cfg.lam == 1.0 and cfg.lr == 2e-3 and cfg.epochs == 30
     paper = train_config(author_code=False, no_tags=False)
     assert (paper.batch_size, paper.plateau_factor, paper.lam, paper.margin) == (128, 0.5, 0.8, 0.4)
+
+
+def write_annotations(path, rows) -> str:
+    path.write_text("".join(json.dumps({"qid": qid, "query": text, "duration": duration, "vid": vid,
+                                        "relevant_windows": [list(w) for w in windows]}) + "\n"
+                            for qid, vid, text, windows, duration in rows))
+    return str(path)
+
+
+def test_evaluate_moments_prints_and_writes_the_metrics(env, tmp_path, text_encoder, minilm_path):
+    fs = moment_features(text_encoder)
+    model_id, revision = read_identity(minilm_path, str(minilm_path))  # the model as the settings name it
+    fs.meta["model_spec"] = {**fs.meta["model_spec"], "text_model": model_id, "text_model_revision": revision}
+    save_features(tmp_path / "m.safetensors", fs)
+    annotations = write_annotations(tmp_path / "test.jsonl", HAND_MADE)
+    out = invoke("evaluate-moments", "--features", tmp_path / "m.safetensors", "--annotations", annotations,
+                 "--zero-shot", "--out", tmp_path / "results" / "moments.json")
+    assert out.strip() == "R1@0.5 0.6667  R1@0.7 0.6667  mAP 0.4583  mAP@0.5 0.6667  mAP@0.75 0.6667"
+    written = json.loads((tmp_path / "results" / "moments.json").read_text())
+    assert written == pytest.approx(HAND_METRICS) and list(written) == list(HAND_METRICS)
+
+    def fails(*args) -> str:
+        result = CliRunner().invoke(app, ["evaluate-moments", "--features", str(tmp_path / "m.safetensors"),
+                                          "--annotations", *map(str, args)])
+        assert result.exit_code == 2, result.output
+        return result.output
+
+    assert "--zero-shot" in fails(annotations)
+    (tmp_path / "bad.jsonl").write_text(Path(annotations).read_text() + '{"qid": "q4", "query": \n')
+    assert "bad.jsonl, line 4: not JSON" in fails(tmp_path / "bad.jsonl", "--zero-shot")
+    gone = write_annotations(tmp_path / "gone.jsonl", [("q9", "nowhere", "a dog", [(0, 1)], 5.0)])
+    assert "['nowhere']" in fails(gone, "--zero-shot")
+    fs.windows = None
+    save_features(tmp_path / "m.safetensors", fs)
+    assert "retrieval features --windows" in fails(annotations, "--zero-shot")
+
+
+def test_features_of_a_moment_set_keep_their_windows(env, tmp_path, monkeypatch):
+    monkeypatch.setattr("app.compose.load_tagger", lambda settings: PlantedTagger())  # no PaSST here
+    (tmp_path / "audio").mkdir()
+    write(tmp_path / "audio" / "a.wav", sine(seconds=12.5, rate=8000), 8000)
+    annotations = write_annotations(tmp_path / "test.jsonl", [("q1", "a", "a tone", [(0, 5)], 12.0),
+                                                              ("q2", "a", "a beep", [(5, 9)], 12.0)])
+    out = invoke("features", "--dataset", "moments", "--split", "test", "--root", tmp_path / "audio",
+                 "--annotations", annotations, "--windows", "--out", tmp_path / "m.safetensors")
+    assert "1 clips, 2 captions" in out
+    fs = load_features(tmp_path / "m.safetensors")
+    assert fs.clips == ["a"] and fs.windows is not None and fs.windows[0].ends.tolist()[-1] == 12.5

@@ -1,8 +1,10 @@
+import json
+
 import pytest
 
 from tests.audio_fixtures import sine, write
 from tests.training.clotho_files import write_captions_csv
-from training.datasets import DatasetError, read_audiocaps, read_clotho, read_dataset
+from training.datasets import DatasetError, read_audiocaps, read_clotho, read_dataset, read_moment_queries
 
 CAPS = ["one, with a comma", 'two "quoted"', "three", "four", "five"]
 
@@ -59,3 +61,76 @@ def test_absent_audiocaps_clips_raise_or_are_skipped(tmp_path):
     assert [c.file_name for c in read_audiocaps(tmp_path, "val", skip_missing=True)] == ["abc_30.wav"]
     with pytest.raises(DatasetError):
         read_dataset("esc50", tmp_path, "val")
+
+
+def write_jsonl(path, lines):
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def moment_line(qid, vid, query="a dog barks", windows=((2, 4),), duration=30):
+    return {"qid": qid, "query": query, "duration": duration, "vid": vid,
+            "relevant_windows": [list(w) for w in windows]}
+
+
+def test_moment_annotations_are_read_in_file_order(tmp_path):
+    path = write_jsonl(tmp_path / "castella_test_release.jsonl", [
+        moment_line("v1_1", "v1", windows=[(27, 28), (289, 290)], duration=299),
+        "",  # a blank line is skipped
+        {**moment_line(7, "v2", query="rain", windows=[(55.5, 61)], duration=60), "fg_dB": -2.1},
+    ])
+    queries = read_moment_queries(path)
+    assert [(q.qid, q.vid, q.query, q.duration) for q in queries] == [("v1_1", "v1", "a dog barks", 299.0),
+                                                                   (7, "v2", "rain", 60.0)]
+    assert queries[0].relevant.tolist() == [[27.0, 28.0], [289.0, 290.0]]
+    assert queries[1].relevant.tolist() == [[55.5, 61.0]]  # past the duration, as CASTELLA's may be
+
+
+@pytest.mark.parametrize("line, problem", [
+    ('{"qid": 1, "query": "x"', "not JSON"),
+    ("[1, 2]", "a JSON object"),
+    ({"qid": 1, "query": "x", "vid": "v", "duration": 5}, r"lacks \['relevant_windows'\]"),
+    (moment_line(True, "v"), "qid must be"),
+    (moment_line(1, ""), "vid must be a non-empty string"),
+    (moment_line(1, "v", query=" "), "query must be a non-empty string"),
+    (moment_line(1, "v", duration=0), "duration must be a positive"),
+    (moment_line(1, "v", windows=[]), "non-empty list of"),
+    (moment_line(1, "v", windows=[(1, 2, 3)]), "non-empty list of"),
+    (moment_line(1, "v", windows=[(1, "2")]), "non-empty list of"),
+    (moment_line(1, "v", windows=[(4, 4)]), "0 <= start < end"),
+    (moment_line(1, "v", windows=[(-1, 4)]), "0 <= start < end"),
+])
+def test_a_bad_annotation_line_is_named(tmp_path, line, problem):
+    path = write_jsonl(tmp_path / "a.jsonl", [moment_line(0, "v"), line])
+    with pytest.raises(DatasetError, match=rf"a\.jsonl, line 2: .*{problem}"):
+        read_moment_queries(path)
+
+
+def test_duplicate_qids_missing_and_empty_files_are_refused(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [moment_line("q", "v"), moment_line("r", "v"),
+                                              moment_line("q", "w")])
+    with pytest.raises(DatasetError, match="line 3: qid 'q' is also on line 1"):
+        read_moment_queries(path)
+    with pytest.raises(DatasetError, match="not found"):
+        read_moment_queries(tmp_path / "absent.jsonl")
+    with pytest.raises(DatasetError, match="holds no queries"):
+        read_moment_queries(write_jsonl(tmp_path / "empty.jsonl", [""]))
+
+
+def test_moment_clips_are_the_vids_with_their_queries(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [moment_line(1, "Wildlife_0.0_60.0", query="water"),
+                                              moment_line(2, "gone"), moment_line(3, "-x1", query="a horn"),
+                                              moment_line(4, "Wildlife_0.0_60.0", query="birds")])
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    write(audio / "Wildlife_0.0_60.0.wav", sine(seconds=0.1))
+    write(audio / "-x1.flac", sine(seconds=0.1))
+    with pytest.raises(DatasetError, match=r"1 clips of .* not in .*'gone'.*--skip-missing"):
+        read_dataset("moments", audio, "test", annotations=path)
+    clips = read_dataset("moments", audio, "test", annotations=path, skip_missing=True)
+    assert [(c.file_name, c.path.name, c.captions) for c in clips] == [
+        ("Wildlife_0.0_60.0", "Wildlife_0.0_60.0.wav", ("water", "birds")), ("-x1", "-x1.flac", ("a horn",))]
+    with pytest.raises(DatasetError, match="annotations"):
+        read_dataset("moments", audio, "test")
+    with pytest.raises(DatasetError, match="annotations"):
+        read_dataset("clotho", audio, "evaluation", annotations=path)

@@ -2,13 +2,18 @@ import json
 
 import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from retrieval.audio import decode_audio
+from retrieval.config import Windowing
 from retrieval.labels import audioset_labels
 from retrieval.text import clean_caption
+from retrieval.windows import WindowLogits, window_spans
+from tests.audio_fixtures import sine, write
+from tests.legacy_files import write_old_partial
 from tests.training.clotho_files import write_clotho_split
-from tests.training.synthetic import planted_features, planted_world
-from training.datasets import read_clotho
+from tests.training.synthetic import PlantedTagger, planted_features, planted_windows, planted_world
+from training.datasets import read_clotho, read_dataset
 from training.features import (
     FeatureFileError,
     extract_features,
@@ -99,3 +104,91 @@ def test_extraction_resumes_after_an_interrupt(tmp_path, random_tagger, text_enc
     assert fs.spec.text_model == "all-MiniLM-L6-v2" and fs.spec.dim == 384
     assert fs.spec.windowing.as_dict() == {"window_s": 10.0, "hop_s": 2.5, "sample_rate": 32000}
     assert fs.spec.passt_arch == random_tagger.spec.passt_arch and fs.spec.passt_weights == "random"
+
+
+def test_windows_round_trip_and_files_without_them_still_open(tmp_path):
+    fs = planted_features(planted_world(dim=8), n_clips=3, seed=0)
+    save_features(tmp_path / "clips.safetensors", fs)
+    assert load_features(tmp_path / "clips.safetensors").windows is None
+    fs.windows = planted_windows([0.5, 12.5, 20.0])
+    save_features(tmp_path / "f.safetensors", fs)
+    assert load_file(str(tmp_path / "f.safetensors"))["window_count"].tolist() == [1, 6, 9]
+    back = load_features(tmp_path / "f.safetensors")
+    assert back.windows is not None and len(back.windows) == 3
+    for got, want in zip(back.windows, fs.windows, strict=True):
+        np.testing.assert_array_equal(got.logits, want.logits)
+        assert got.starts.tolist() == want.starts.tolist() and got.ends.tolist() == want.ends.tolist()
+    assert back.windows[1].starts.tolist() == [0.0, 0.0, 0.0, 2.5, 5.0, 7.5]
+    assert back.windows[1].ends.tolist() == [5.0, 7.5, 10.0, 12.5, 12.5, 12.5]
+    np.testing.assert_array_equal(back.logits, fs.logits)  # the clip logits are still their own tensor
+
+
+def test_inconsistent_windows_are_refused(tmp_path):
+    fs = planted_features(planted_world(dim=8), n_clips=3, seed=0)
+    fs.windows = planted_windows([0.5, 12.5])
+    with pytest.raises(FeatureFileError, match="each of the 3 clips, got 2"):
+        save_features(tmp_path / "f.safetensors", fs)
+    empty = WindowLogits(np.zeros((0, 527), np.float32), np.zeros(0), np.zeros(0))
+    fs.windows = [*planted_windows([0.5]), empty, *planted_windows([1.0])]
+    with pytest.raises(FeatureFileError, match=r"not so for \['clip_0001.wav'\]"):
+        save_features(tmp_path / "f.safetensors", fs)
+    assert list(tmp_path.iterdir()) == []
+
+    fs.windows = planted_windows([0.5, 12.5, 20.0])
+    save_features(tmp_path / "f.safetensors", fs)
+    tensors = load_file(str(tmp_path / "f.safetensors"))
+    save_file({k: v for k, v in tensors.items() if k != "window_end"}, str(tmp_path / "f.safetensors"))
+    with pytest.raises(FeatureFileError, match=r"lacks the tensors \['window_end'\]"):
+        load_features(tmp_path / "f.safetensors")
+    save_file({**tensors, "window_count": np.array([1, 6, 8])}, str(tmp_path / "f.safetensors"))
+    with pytest.raises(FeatureFileError, match="window_count must split the 16 windows"):
+        load_features(tmp_path / "f.safetensors")
+
+
+@pytest.fixture
+def moment_clips(tmp_path):
+    """Three clips of a moment set, 0.5, 12.5 and 20 s long (no PaSST runs on them: PlantedTagger)."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    lines = []
+    for i, seconds in enumerate((0.5, 12.5, 20.0)):
+        write(audio / f"v{i}.wav", sine(seconds=seconds, rate=8000), 8000)
+        lines.append(json.dumps({"qid": i, "query": f"sound {i}", "duration": seconds, "vid": f"v{i}",
+                                 "relevant_windows": [[0, seconds]]}))
+    (tmp_path / "a.jsonl").write_text("\n".join(lines) + "\n")
+    return read_dataset("moments", audio, "test", annotations=tmp_path / "a.jsonl")
+
+
+def test_extraction_keeps_every_window_when_asked_and_resumes_with_them(tmp_path, moment_clips, text_encoder):
+    out = tmp_path / "moments.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(moment_clips, tagger=PlantedTagger(stop_after=2), text=text_encoder, out=out,
+                         dataset="moments", split="test", windows=True)
+    resumed = PlantedTagger()
+    fs = extract_features(moment_clips, tagger=resumed, text=text_encoder, out=out, dataset="moments",
+                          split="test", windows=True)
+    assert resumed.calls == 1  # the interrupted run's two clips kept their windows in the partial file
+    back = load_features(out)
+    assert back.clips == ["v0", "v1", "v2"] and back.captions == ["sound 0", "sound 1", "sound 2"]
+    assert back.windows is not None and [len(w) for w in back.windows] == [1, 6, 9]
+    for seconds, w in zip((0.5, 12.5, 20.0), back.windows, strict=True):
+        starts, ends = window_spans(int(seconds * 32000), Windowing())
+        assert w.starts.tolist() == starts.tolist() and w.ends.tolist() == ends.tolist()
+        assert w.logits[:, 0].tolist() == [seconds * 32] * len(w)  # (n samples / 1000) of this clip
+        assert w.logits[:, 1].tolist() == list(range(len(w)))
+    np.testing.assert_allclose(back.logits[:, 1], [0.0, 2.5, 4.0])  # the mean of windows 0..W-1
+    np.testing.assert_array_equal(back.logits, fs.logits)
+
+
+def test_a_partial_file_without_windows_gives_only_clip_logits(tmp_path, moment_clips, text_encoder):
+    out = tmp_path / "moments.safetensors"
+    write_old_partial(partial_path(out), {"v0": np.full(527, 0.25, np.float32)})
+    with_windows = PlantedTagger()
+    fs = extract_features(moment_clips, tagger=with_windows, text=text_encoder, out=out, dataset="moments",
+                          split="test", windows=True)
+    assert with_windows.calls == 3 and fs.logits[0, 1] == 0.0  # v0 again, for its windows
+    write_old_partial(partial_path(out), {"v0": np.full(527, 0.25, np.float32)})
+    without = PlantedTagger()
+    fs = extract_features(moment_clips, tagger=without, text=text_encoder, out=out, dataset="moments",
+                          split="test")
+    assert without.calls == 2 and fs.logits[0, 1] == 0.25 and fs.windows is None
