@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# PaSST on a GPU: windows per second at fp32, bf16 and fp16 with batching, and how far the CUDA logits are
+# from the CPU fp32 path on the same random weights and the same audio. One prepared run for a lent GPU
+# machine (fits in 10 minutes on a fresh one, the venv install included); the table is printed and, when
+# $OUT is set, written to $OUT/gpu_check.txt (the whole log to $OUT/gpu_check.log).
+#
+#   bash benchmarks/gpu_check.sh                        # CUDA: fp32/bf16/fp16 x batch_windows 1, 8, 32, 64
+#   bash benchmarks/gpu_check.sh --device cpu --quick   # a CPU smoke run of the same code (< 2 minutes)
+#
+# The venv: $GPU_CHECK_VENV (default .venv in the repository) is reused when it imports torch and
+# hear21passt; otherwise it is made with `python3.11 -m venv` and `pip install -e .` from PyPI (torch 2.11.0
+# comes with its CUDA libraries from PyPI on Linux x86_64). No other network is used. Everything runs
+# through the project's own code: retrieval.tagger.build_passt("random") / PasstTagger.window_logits_many
+# with batch_windows and precision (retrieval.passt_runtime's SDPA attention and autocast).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ -n "${OUT:-}" ]]; then
+    mkdir -p "$OUT"
+    exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+fi
+
+start=$SECONDS
+VENV=${GPU_CHECK_VENV:-.venv}
+if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import torch, hear21passt, timm, numpy" 2>/dev/null; then
+    echo "reusing the venv $VENV"
+else
+    PY311=$(command -v python3.11 || true)
+    if [[ -z "$PY311" ]] && python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+        PY311=$(command -v python3)
+    fi
+    if [[ -z "$PY311" ]]; then
+        echo "no python3.11 on this machine (the project needs 3.11)" >&2
+        exit 2
+    fi
+    echo "making the venv $VENV with $PY311 and pip install -e . (PyPI)"
+    "$PY311" -m venv "$VENV"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/pip" install --progress-bar off -q -e .
+fi
+echo "venv ready after $((SECONDS - start)) s"
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader || true
+fi
+
+"$VENV/bin/python" - "$@" <<'PY'
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+from retrieval.config import SAMPLE_RATE
+from retrieval.passt_runtime import quiet_stdout
+from retrieval.tagger import PasstTagger, build_passt
+
+ap = argparse.ArgumentParser(prog="gpu_check.sh")
+ap.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a smoke run")
+ap.add_argument("--quick", action="store_true", help="short clips, few configurations (a CPU smoke run)")
+ap.add_argument("--precisions", default=None, help="default fp32,bf16,fp16 (fp16 is CUDA only)")
+ap.add_argument("--batches", default=None, help="batch_windows values; default 1,8,32,64")
+ap.add_argument("--clips", type=int, default=None, help="clips in the timed workload (default 256)")
+ap.add_argument("--clip-s", type=float, default=None, help="their length in seconds (default 10: 1 window)")
+ap.add_argument("--reps", type=int, default=None, help="timed passes over the workload (median; default 3)")
+ap.add_argument("--budget", type=float, default=300.0, help="seconds for the measurements: the rest is "
+                                                              "skipped (and said so) once they are spent")
+ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+args = ap.parse_args()
+quick = args.quick
+precisions = (args.precisions or ("fp32,bf16" if quick else "fp32,bf16,fp16")).split(",")
+batches = [int(b) for b in (args.batches or ("1,2" if quick else "1,8,32,64")).split(",")]
+n_clips = args.clips or (2 if quick else 256)
+clip_s = args.clip_s or (2.0 if quick else 10.0)
+reps = args.reps or (1 if quick else 3)
+if args.threads:
+    torch.set_num_threads(args.threads)
+
+device = torch.device(args.device)
+out_dir = os.environ.get("OUT")
+lines: list[str] = []
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+    lines.append(text)
+
+
+def write_out() -> None:
+    if out_dir:
+        with open(os.path.join(out_dir, "gpu_check.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+if device.type == "cuda" and not torch.cuda.is_available():
+    say(f"CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda}): nothing "
+        "measured")
+    write_out()
+    sys.exit(2)
+
+
+def sync() -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+t_begin = time.monotonic()
+say("# PaSST on " + ("CUDA" if device.type == "cuda" else "CPU (smoke run)") + ": windows/s and deviation "
+    "from the CPU fp32 path")
+gpu = (f"{torch.cuda.get_device_name(device)}, {torch.cuda.get_device_properties(device).total_memory / 2**30:.0f}"
+       f" GiB, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}; "
+       if device.type == "cuda" else "")
+say(f"{gpu}{platform.processor() or platform.machine()}, {os.cpu_count()} cores; python "
+    f"{platform.python_version()}, torch {torch.__version__}; {torch.get_num_threads()} torch CPU threads; "
+    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+if device.type == "cuda":
+    say(f"TF32: matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN {torch.backends.cudnn.allow_tf32}; "
+        f"float32 matmul precision {torch.get_float32_matmul_precision()!r} (torch's defaults, as the service)")
+say()
+
+rng = np.random.default_rng(0)
+
+
+def clip(seconds: float) -> np.ndarray:
+    """Noise and one tone, float32 at 32 kHz (random weights: speed and deviation do not need real audio)."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    x = 0.1 * rng.standard_normal(len(t)) + 0.2 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t)
+    return x.astype(np.float32)
+
+
+workload = [clip(clip_s) for _ in range(n_clips)]
+# the deviation set: whole windows of 10 s, and a 30 s clip (13 overlapping windows, reflect-padded ends)
+ref_set = [clip(2.0), clip(3.0)] if quick else [clip(10.0), clip(10.0), clip(30.0)]
+
+with quiet_stdout():  # building prints the whole model
+    t = time.monotonic()
+    cpu_model, dev_model = build_passt("random"), build_passt("random")  # the same seeded weights
+reference = PasstTagger(cpu_model, device="cpu", batch_windows=1, precision="fp32")
+t = time.monotonic()
+ref = np.concatenate([w.logits for w in reference.window_logits_many(ref_set)])  # (W, 527)
+cpu_s = time.monotonic() - t
+n_work = sum(reference.windows(w).shape[0] for w in workload)
+say(f"random-weight PaSST ({reference.spec.passt_arch}); workload: {n_clips} clips of {clip_s:g} s = {n_work} "
+    f"windows, {reps} timed pass(es), median; deviation set: {len(ref_set)} clips, {len(ref)} windows, "
+    f"against the CPU fp32 path (batch_windows 1), which took {cpu_s / len(ref):.2f} s per window here")
+say()
+
+rows = []
+base_wps = None
+for precision in precisions:
+    if precision == "fp16" and device.type != "cuda":
+        rows.append([device.type, precision, "-", "skipped: fp16 is CUDA only", "", "", "", "", "", ""])
+        continue
+    for b in batches:
+        spent = time.monotonic() - t_begin
+        if spent > args.budget:
+            rows.append([device.type, precision, b, f"skipped: the {args.budget:.0f} s budget was spent", "",
+                         "", "", "", "", ""])
+            continue
+        tagger = PasstTagger(dev_model, device=str(device), batch_windows=b, precision=precision)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        try:
+            tagger.window_logits_many(workload[:max(b, 1)])  # warm-up: kernels for this batch size
+            sync()
+            times = []
+            for _ in range(reps):
+                t = time.perf_counter()
+                tagger.window_logits_many(workload)
+                sync()
+                times.append(time.perf_counter() - t)
+            got = np.concatenate([w.logits for w in tagger.window_logits_many(ref_set)])
+        except RuntimeError as e:  # out of memory, an unsupported kernel: say so, go on
+            rows.append([device.type, precision, b, f"failed: {str(e).splitlines()[0][:80]}", "", "", "", "",
+                         "", ""])
+            continue
+        wps = n_work / float(np.median(times))
+        if base_wps is None and precision == "fp32":
+            base_wps = wps
+        diff = np.abs(got.astype(np.float64) - ref)
+        cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1))
+        top1 = float(np.mean(got.argmax(1) == ref.argmax(1)))
+        peak = (f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f}" if device.type == "cuda" else "-")
+        rows.append([device.type, precision, b, f"{wps:.1f}", f"{1000 / wps:.2f}",
+                     f"{wps / base_wps:.2f}x" if base_wps else "-", f"{diff.max():.1e}", f"{diff.mean():.1e}",
+                     f"{cos.min():.6f}", f"{top1:.3f}", peak])
+        print(f"  {precision} batch {b}: {wps:.1f} windows/s, max |dlogit| {diff.max():.1e}", flush=True)
+
+headers = ["device", "precision", "batch_windows", "windows/s", "ms per window", "speed-up over fp32 batch 1",
+           "max abs dlogit vs CPU fp32", "mean abs dlogit", "min cosine per window", "top-1 tag agrees",
+           "peak GiB"]
+say("| " + " | ".join(headers) + " |")
+say("|" + "|".join("---" for _ in headers) + "|")
+for r in rows:
+    say("| " + " | ".join(str(c) for c in r + [""] * (len(headers) - len(r))) + " |")
+say()
+say(f"windows/s = workload windows / median seconds of a pass through PasstTagger.window_logits_many "
+    f"(host-to-device copy, mel STFT, PaSST, logits back to the host; synchronised). Deviation: the "
+    f"{device.type} logits of every window of the deviation set against the CPU fp32 path on a second instance "
+    f"of the same seeded weights. Measured in {time.monotonic() - t_begin:.0f} s.")
+write_out()
+PY
+echo "gpu_check done after $((SECONDS - start)) s"
