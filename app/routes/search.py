@@ -14,6 +14,7 @@ from app.schemas import (
     ErrorOut,
     K,
     Responses,
+    SearchMode,
     SearchRequest,
     SearchResponse,
     ValidationOut,
@@ -43,29 +44,40 @@ class AudioQuery(BaseModel):
 
 def text_search(collection: Collection, retriever: Retriever, metrics: ServiceMetrics,
                 req: SearchRequest) -> list[Hit]:
-    """Encode the query, then search; timed apart so the metrics tell the encoder from the index."""
+    """Encode the query (not for keyword search), then search in the request's mode; timed apart so the
+    metrics tell the encoder from the index."""
+    flt = req.search_filter()
+    if req.mode == "keyword":
+        with metrics.search.time():
+            return collection.search_keywords(req.query, req.k, flt)
     with metrics.query_encode.time():
         xq = retriever.encode_text([req.query])  # (1, D)
     with metrics.search.time():
-        return collection.search_vector(xq, req.k, req.search_filter())
+        if req.mode == "hybrid":
+            return collection.search_hybrid(req.query, xq, req.k, flt)
+        return collection.search_vector(xq, req.k, flt)
 
 
-def respond(request: Request, query: str, hits: list[Hit], start: float) -> SearchResponse:
+def respond(request: Request, query: str, hits: list[Hit], start: float, *,
+            mode: SearchMode = "vector") -> SearchResponse:
     results = [search_hit(h, audio_url=audio_url(request, h.record.id)) for h in hits]
     took_ms = round(1000 * (time.perf_counter() - start), 3)
-    return SearchResponse(query=query, took_ms=took_ms, results=results)
+    return SearchResponse(query=query, mode=mode, took_ms=took_ms, results=results)
 
 
 @router.post("/search", summary="Search the collection with text",
              responses={**READ_ERRORS, 400: {"model": ErrorOut, "description": "the body is not JSON"}},
-             description="Encodes the query into the shared space and returns the k closest clips, best "
-                         "first, with their scores (cosine similarity), top tags and audio URL. An empty "
-                         "collection answers an empty list.")
+             description="Returns the k best clips for the query, best first, with their scores, top tags, "
+                         "the user's metadata and audio URL; the filters apply inside the search. `mode`: "
+                         "`vector` (default) encodes the query into the shared space (cosine similarity); "
+                         "`keyword` matches its words against each clip's name, description, user tags and "
+                         "top AudioSet tag names (BM25); `hybrid` joins both rankings by reciprocal-rank "
+                         "fusion (k = 60). An empty collection answers an empty list.")
 async def search(body: SearchRequest, request: Request, collection: CollectionDep, retriever: RetrieverDep,
                  metrics: MetricsDep) -> SearchResponse:
     start = time.perf_counter()
     hits = await run_in_threadpool(text_search, collection, retriever, metrics, body)
-    return respond(request, body.query, hits, start)
+    return respond(request, body.query, hits, start, mode=body.mode)
 
 
 @router.post("/search/audio", summary="Find clips that sound like an uploaded one",
