@@ -65,7 +65,7 @@ def test_a_backup_is_a_zip_of_parquet_tables_and_audio_that_other_tools_read(bac
         zf.extractall(tmp_path / "unzipped")
     assert {"manifest.json", "clips.parquet", "jobs.parquet"} <= set(names)
     assert all(zf.getinfo(n).compress_type == zipfile.ZIP_STORED for n in names)
-    assert manifest["format"] == "retrieval-backup/1" and manifest["clips"] == source["n"]
+    assert manifest["format"] == "retrieval-backup/2" and manifest["clips"] == source["n"]
     assert manifest["next_id"] == source["next_id"] and manifest["model_spec"] == SPEC.to_dict()
     for name, member in manifest["members"].items():
         path = tmp_path / "unzipped" / name
