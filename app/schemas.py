@@ -60,6 +60,11 @@ def _tag(v: str) -> str:
     return v
 
 
+def tag_list(text: str) -> list[str]:
+    """Tags written in one string (a form field, a CSV cell), separated by ';' or ','; blanks dropped."""
+    return [t for t in TAG_SEPARATORS.split(text) if t.strip()]
+
+
 MetaText = Annotated[StorableText, AfterValidator(_no_controls)]
 Description = Annotated[MetaText, Field(max_length=MAX_DESCRIPTION_CHARS)]
 UserTag = Annotated[MetaText, Field(min_length=1, max_length=MAX_USER_TAG_CHARS), AfterValidator(_tag)]
@@ -242,7 +247,7 @@ class MetadataIn(BaseModel):
         if "description" in form:
             raw["description"] = form["description"]
         if "user_tags" in form:
-            raw["user_tags"] = [t for t in TAG_SEPARATORS.split(form["user_tags"]) if t.strip()]
+            raw["user_tags"] = tag_list(form["user_tags"])
         if form.get("fields", "").strip():
             try:
                 raw["fields"] = json.loads(form["fields"])

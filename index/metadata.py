@@ -26,11 +26,6 @@ def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for t in map(normalize_tag, tags) if t))
 
 
-def split_tags(text: str) -> tuple[str, ...]:
-    """Tags written in one string, separated by `;` or `,`: 'kick; 808, Hard' -> ('kick', '808', 'hard')."""
-    return normalize_tags(TAG_SEPARATORS.split(text))
-
-
 def check_field_key(key: str) -> str:
     if not FIELD_KEY.fullmatch(key):
         raise ValueError(f"field key {key!r} is not an identifier (letters, digits, _; not starting with a "
@@ -55,6 +50,10 @@ class Metadata:
             if not isinstance(value, str):
                 raise ValueError(f"field {key!r}: values are strings, not {type(value).__name__}")
         return cls(description.strip(), normalize_tags(tags), tuple(items))
+
+    def merged(self, new: Metadata) -> Metadata:
+        """This metadata with each part `new` has (non-empty) replaced by new's."""
+        return Metadata(new.description or self.description, new.tags or self.tags, new.fields or self.fields)
 
     @property
     def field_dict(self) -> dict[str, str]:
