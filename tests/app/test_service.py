@@ -108,7 +108,7 @@ def test_page_and_its_files_are_served_without_external_urls(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="query"' in page.text and 'id="upload-form"' in page.text
-    for path in ("/static/app.js", "/static/style.css"):
+    for path in ("/static/app.js", "/static/style.css", "/static/metadata.js", "/static/metadata.css"):
         r = client.get(path)
         assert r.status_code == 200, path
         assert not re.search(r"https?://", r.text), path
