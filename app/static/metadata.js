@@ -28,12 +28,12 @@ function searchAgain() {
 }
 
 function chip(text, onRemove) {
-  const item = el("li", "filter-chip", text);
+  const item = el("li", "filter-chip");
   const remove = el("button", "chip-remove", "×");
   remove.type = "button";
   remove.title = `remove the filter ${text}`;
   remove.addEventListener("click", onRemove);
-  item.append(remove);
+  item.append(el("span", "chip-text", text), remove);
   return item;
 }
 

@@ -1,9 +1,8 @@
 """Clips planted straight into the service's store (known names, metadata and vectors; no PaSST)."""
 
 import numpy as np
-from fastapi.testclient import TestClient
 
-from index.base import NewClip, Tag
+from index.base import NewClip, Tag, VectorStore
 from index.metadata import Metadata
 
 # name, description, user tags, fields
@@ -17,9 +16,8 @@ LIBRARY = [
 ]
 
 
-def plant(client: TestClient, seed: int = 0) -> tuple[list[int], np.ndarray]:
-    """LIBRARY in the client's store with random unit vectors; (ids, vectors (N, D))."""
-    store = client.app.state.collection.store  # type: ignore[attr-defined]
+def plant(store: VectorStore, seed: int = 0) -> tuple[list[int], np.ndarray]:
+    """LIBRARY in the service's store with random unit vectors; (ids, vectors (N, D))."""
     rng = np.random.default_rng(seed)
     xb = rng.standard_normal((len(LIBRARY), store.dim)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)

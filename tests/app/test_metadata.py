@@ -46,7 +46,7 @@ def test_malformed_upload_metadata_is_422_and_stores_nothing(client, fields):
 
 @pytest.fixture
 def planted(client):
-    ids, _ = plant(client)
+    ids, _ = plant(client.app.state.collection.store)
     return client, ids
 
 

@@ -10,7 +10,7 @@ from tests.app.planted import LIBRARY, plant
 
 @pytest.fixture
 def planted(client):
-    ids, xb = plant(client)
+    ids, xb = plant(client.app.state.collection.store)
     return client, ids, xb
 
 
