@@ -1,17 +1,15 @@
 """What the service and the CLI use: a store plus the model, with the verbs a user thinks in.
 
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
-    .add_bytes(data: bytes, name: str, meta=Metadata()) -> tuple[ClipRecord, bool]  # (record, created);
-                                                                                       # dedup by sha256
-    .add_path(path: Path, meta=Metadata()) -> tuple[ClipRecord, bool]
+    .add_bytes(data: bytes, name: str, meta=Metadata()) -> tuple[ClipRecord, bool]  # dedup by sha256
+    .add_path(path: Path, meta=Metadata()) -> tuple[ClipRecord, bool]               # (record, created)
     .search_text(query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]
     .search_vector(xq: np.ndarray, k: int, flt=None) -> list[Hit]
     .search_keywords(query: str, k: int, flt=None) -> list[Hit]          # BM25 (index/keyword.py)
     .search_hybrid(query: str, xq: np.ndarray, k: int, flt=None) -> list[Hit]  # RRF (index/fusion.py)
     .search_audio(data: bytes, k: int, flt=None, name="query") -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
-    .edit_metadata(id, edit: Metadata -> Metadata) -> ClipRecord | None   (the user's description, tags,
-                                                                           fields)
+    .edit_metadata(id, edit: Metadata -> Metadata) -> ClipRecord | None  (description, user tags, fields)
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
     .reproject(checkpoint_path) -> int  (new head, stored logits, no PaSST)
