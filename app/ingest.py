@@ -22,8 +22,9 @@ from app.compose import audio_limits, build_retriever, open_collection
 from app.settings import Settings
 from index.base import ClipRecord
 from index.collection import Collection
-from index.ingest import INCOMING_DIR, IngestWorker
+from index.ingest import INCOMING_DIR, METADATA_FIELD, IngestWorker
 from index.jobs import Job, JobQueue, StorageFull
+from index.metadata import Metadata
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
 from retrieval.extract import probe
 
@@ -67,10 +68,11 @@ class Ingest:
         self._process: multiprocessing.process.BaseProcess | None = None
 
     # -- requests -----------------------------------------------------------------------------------------
-    def submit(self, data: bytes, name: str) -> Submitted:
+    def submit(self, data: bytes, name: str, meta: Metadata = Metadata()) -> Submitted:
         """Judge the upload from its header (AudioDecodeError, AudioTooLong: nothing is written), then
         answer the indexed clip, the job already queued for these bytes, or a new job once its bytes and
-        its row are durable (StorageFull when the disk is full: nothing is left behind)."""
+        its row (with the clip's metadata to be) are durable (StorageFull when the disk is full: nothing is
+        left behind). Content already indexed or queued keeps the metadata it has."""
         info = probe(data, limits=self.limits, name=name)
         sha = sha256_bytes(data)
         record = self.collection.store.get_by_sha256(sha)
@@ -89,8 +91,10 @@ class Ingest:
             raise
         windowing = self.collection.retriever.spec.windowing
         windows = windowing.n_windows(round(info.duration_s * windowing.sample_rate))
+        fields = {METADATA_FIELD: meta.to_dict()} if not meta.empty else None
         try:
-            job, created = self.queue.enqueue(name=name, sha256=sha, location=location, windows_total=windows)
+            job, created = self.queue.enqueue(name=name, sha256=sha, location=location, windows_total=windows,
+                                              fields=fields)
         except BaseException:
             if self.queue.find_active(sha) is None:  # no other request's job owns these bytes
                 path.unlink(missing_ok=True)

@@ -4,9 +4,12 @@ Every value a request carries to the store is bounded here, once, so that what t
 refused with 422 at the edge instead of failing inside it (SQLite binds integers as signed 64-bit and text
 as UTF-8; Qdrant's point ids are unsigned 64-bit, its filters travel as JSON, which has no NaN or
 infinity): clip ids in [1, 2^63 - 1], page offsets in [0, 2^63 - 1], finite durations, texts without NUL
-or lone surrogates, bounded lengths and k, at most MAX_EXAMPLES clip ids per list, weights in [0, 2].
+or lone surrogates, bounded lengths and k, at most MAX_EXAMPLES clip ids per list, weights in [0, 2]. A user's
+metadata (description, user tags, fields) is bounded so that the largest one fits an ingest job's fields
+(index/jobs.py MAX_FIELDS_BYTES) with room to spare.
 """
 
+import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
@@ -14,10 +17,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from index.base import ClipRecord, Hit, SearchFilter
 from index.jobs import Job
+from index.keyword import query_words
+from index.metadata import FIELD_KEY, TAG_SEPARATORS, Metadata
 from retrieval.composite import CompositeQuery, Weights
 
 MAX_QUERY_CHARS = 500
 MAX_TAG_CHARS = 200
+MAX_DESCRIPTION_CHARS = 2000
+MAX_USER_TAGS = 32  # per clip, and per filter
+MAX_USER_TAG_CHARS = 64
+MAX_FIELDS = 32  # per clip, and per filter
+MAX_FIELD_KEY_CHARS = 64
+MAX_FIELD_VALUE_CHARS = 200
 MAX_K = 100
 MAX_PAGE = 500
 INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
@@ -55,6 +66,36 @@ QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), Afte
 StoredClipId = Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
 ExampleIds = Annotated[list[StoredClipId], Field(max_length=MAX_EXAMPLES), AfterValidator(_distinct)]
 Weight = Annotated[float, Field(strict=True, ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
+
+
+def _no_controls(v: str) -> str:
+    """Metadata is text to read: no control characters other than tab and line breaks."""
+    if any((ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 for ch in v):
+        raise ValueError("contains a control character")
+    return v
+
+
+def _tag(v: str) -> str:
+    if TAG_SEPARATORS.search(v):
+        raise ValueError("a tag cannot hold ';' or ',' (they separate tags in forms and CSV files)")
+    if not v.strip():
+        raise ValueError("the tag is blank")
+    return v
+
+
+def tag_list(text: str) -> list[str]:
+    """Tags written in one string (a form field, a CSV cell), separated by ';' or ','; blanks dropped."""
+    return [t for t in TAG_SEPARATORS.split(text) if t.strip()]
+
+
+MetaText = Annotated[StorableText, AfterValidator(_no_controls)]
+Description = Annotated[MetaText, Field(max_length=MAX_DESCRIPTION_CHARS)]
+UserTag = Annotated[MetaText, Field(min_length=1, max_length=MAX_USER_TAG_CHARS), AfterValidator(_tag)]
+FieldKey = Annotated[str, Field(pattern=f"^{FIELD_KEY.pattern}$", max_length=MAX_FIELD_KEY_CHARS)]
+FieldValue = Annotated[MetaText, Field(max_length=MAX_FIELD_VALUE_CHARS)]
+UserTags = Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS)]
+Fields = Annotated[dict[FieldKey, FieldValue], Field(max_length=MAX_FIELDS)]
+SearchMode = Literal["vector", "keyword", "hybrid"]
 # finite, so SQLite compares it and Qdrant's JSON can carry it
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="how many clips to return, best first", examples=[10])]
@@ -85,6 +126,10 @@ class ClipOut(BaseModel):
     sha256: str = Field(description="sha256 of the file's bytes; the same bytes are stored once",
                         examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
     tags: list[TagOut] = Field(description="top AudioSet tags, most probable first")
+    description: str = Field(description="the user's description ('' when none)",
+                             examples=["808 kick, long decay, recorded at 48 kHz"])
+    user_tags: list[str] = Field(description="the user's own tags, lower case", examples=[["kick", "808"]])
+    fields: dict[str, str] = Field(description="the user's named fields", examples=[{"pack": "Drums Vol 1"}])
     added_at: float = Field(description="when it was added, unix time", examples=[1767225600.0])
     audio_url: str = Field(description="where to fetch the audio (supports HTTP Range)",
                            examples=["/audio/42/file"])
@@ -163,7 +208,10 @@ class SearchRequest(BaseModel):
         "examples": [{"query": "rain on a tin roof while someone whistles", "k": 10},
                      {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"},
                      {"query": "rain", "like": [42], "unlike": [7], "not": "thunder", "k": 10},
-                     {"like": [42, 17], "weights": {"like": 1.0, "unlike": 1.0}, "unlike": [3], "k": 10}]})
+                     {"like": [42, 17], "weights": {"like": 1.0, "unlike": 1.0}, "unlike": [3], "k": 10},
+                     {"query": "kick 808", "k": 10, "mode": "keyword", "tags_any": ["drums", "kick"]},
+                     {"query": "punchy kick drum", "mode": "hybrid", "tags_all": ["kick"],
+                      "fields": {"pack": "Drums Vol 1"}}]})
 
     query: QueryText | None = Field(None, description="what the clips should sound like (1-500 characters, "
                                                       "no NUL); may be left out when `like` is given",
@@ -184,6 +232,10 @@ class SearchRequest(BaseModel):
                                               "query 1, like 1, unlike 0.5, not 0.5",
                                   examples=[{"query": 1.0, "like": 1.5, "unlike": 0.5, "not": 1.0}])
     k: K = 10
+    mode: SearchMode = Field("vector", examples=["hybrid"], description=(
+        "`vector`: the query's meaning (cosine in the shared space); `keyword`: its words in the clips' "
+        "names, descriptions, user tags and top AudioSet tag names (BM25); `hybrid`: both rankings joined by "
+        "reciprocal-rank fusion (k = 60)"))
     min_duration: Seconds | None = Field(None, ge=0, description="only clips at least this long, seconds "
                                                                  "(finite)")
     max_duration: Seconds | None = Field(None, gt=0, description="only clips at most this long, seconds "
@@ -192,6 +244,12 @@ class SearchRequest(BaseModel):
                                      description="only clips with this AudioSet name among their top tags "
                                                  "(case-insensitive; no NUL)",
                                      examples=["Rain"])
+    tags_any: UserTags | None = Field(None, description="only clips with at least one of these user tags "
+                                      "(case-insensitive)", examples=[["kick", "snare"]])
+    tags_all: UserTags | None = Field(None, description="only clips with every one of these user tags "
+                                      "(case-insensitive)", examples=[["kick", "808"]])
+    fields: Fields | None = Field(None, description="only clips whose user fields have exactly these values",
+                                  examples=[{"pack": "Drums Vol 1"}])
 
     @model_validator(mode="after")
     def _something_to_search_towards(self) -> "SearchRequest":
@@ -211,8 +269,21 @@ class SearchRequest(BaseModel):
             raise ValueError("min_duration is larger than max_duration")
         return self
 
+    @model_validator(mode="after")
+    def _mode_has_its_parts(self) -> "SearchRequest":
+        if self.mode != "keyword":
+            return self  # hybrid: a query without words (or none, with `like`) is its vector ranking
+        if self.like or self.unlike or self.not_ is not None:
+            raise ValueError("`like`, `unlike` and `not` shape the query's vector: use mode `vector` or "
+                             "`hybrid` with them")
+        if not query_words(self.query or ""):
+            raise ValueError("a keyword query needs a word (letters or digits) to match")
+        return self
+
     def search_filter(self) -> SearchFilter | None:
-        flt = SearchFilter(min_duration=self.min_duration, max_duration=self.max_duration, tag=self.tag)
+        flt = SearchFilter(min_duration=self.min_duration, max_duration=self.max_duration, tag=self.tag,
+                           tags_any=tuple(self.tags_any or ()), tags_all=tuple(self.tags_all or ()),
+                           fields=tuple(sorted((self.fields or {}).items())))
         return None if flt.empty else flt
 
     def composite(self) -> CompositeQuery:
@@ -220,15 +291,72 @@ class SearchRequest(BaseModel):
                               not_=self.not_, weights=self.weights.weights())
 
 
+class MetadataIn(BaseModel):
+    """A clip's description, user tags and fields, each optional; what is left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"description": "808 kick, long decay", "user_tags": ["kick", "808"],
+         "fields": {"pack": "Drums Vol 1"}},
+        {"user_tags": []}]})
+
+    description: Description | None = Field(None, examples=["808 kick, long decay"], description=(
+        f"free text, searched by keyword (up to {MAX_DESCRIPTION_CHARS} characters; '' clears it)"))
+    user_tags: UserTags | None = Field(None, examples=[["kick", "808"]], description=(
+        f"the user's tags (up to {MAX_USER_TAGS}, each up to {MAX_USER_TAG_CHARS} characters, without ';' or "
+        "','), kept in lower case, each once; searched by keyword and filtered by `tags_any` / `tags_all`; "
+        "[] clears them"))
+    fields: Fields | None = Field(None, examples=[{"pack": "Drums Vol 1", "bpm": "120"}], description=(
+        f"named values (up to {MAX_FIELDS}; keys are identifiers of up to {MAX_FIELD_KEY_CHARS} characters, "
+        f"values strings of up to {MAX_FIELD_VALUE_CHARS}), filtered by equality; replaces all of them, {{}} "
+        "clears them"))
+
+    def applied_to(self, meta: Metadata) -> Metadata:
+        """`meta` with the parts given here replaced."""
+        return Metadata.of(description=meta.description if self.description is None else self.description,
+                           tags=meta.tags if self.user_tags is None else self.user_tags,
+                           fields=meta.field_dict if self.fields is None else self.fields)
+
+    @classmethod
+    def from_form(cls, form: dict[str, str]) -> "MetadataIn":
+        """From an upload's text fields: `description`; `user_tags` separated by ';' or ','; `fields` as a
+        JSON object. ValidationError naming the field when one is malformed."""
+        raw: dict[str, Any] = {}
+        if "description" in form:
+            raw["description"] = form["description"]
+        if "user_tags" in form:
+            raw["user_tags"] = tag_list(form["user_tags"])
+        if form.get("fields", "").strip():
+            try:
+                raw["fields"] = json.loads(form["fields"])
+            except ValueError:
+                raw["fields"] = form["fields"]  # not JSON: refused below as not an object
+        return cls.model_validate(raw)
+
+
+class MetadataPatch(MetadataIn):
+    """What PATCH /audio/{id} changes: at least one of description, user_tags, fields."""
+
+    @model_validator(mode="after")
+    def _something(self) -> "MetadataPatch":
+        if self.description is None and self.user_tags is None and self.fields is None:
+            raise ValueError("give at least one of description, user_tags, fields")
+        return self
+
+
 class SearchHit(BaseModel):
     """A clip that matches the query, with its score."""
 
     id: int = Field(description="the clip's id", examples=[42])
     name: str = Field(description="the clip's file name", examples=["rain_on_roof.wav"])
-    score: float = Field(description="cosine similarity to the query in the shared space (higher is closer)",
-                         examples=[0.62])
+    score: float = Field(examples=[0.62], description=(
+        "higher is closer; by mode: `vector` the cosine similarity to the query in the shared space, "
+        "`keyword` the BM25 score of the query's words, `hybrid` the fused score, the sum of 1 / (60 + rank) "
+        "over the two rankings"))
     duration: float = Field(description="seconds", examples=[12.5])
     tags: list[TagOut] = Field(description="top AudioSet tags, most probable first")
+    description: str = Field(description="the user's description", examples=["808 kick, long decay"])
+    user_tags: list[str] = Field(description="the user's own tags", examples=[["kick", "808"]])
+    fields: dict[str, str] = Field(description="the user's named fields", examples=[{"pack": "Drums Vol 1"}])
     audio_url: str = Field(description="where to fetch the audio", examples=["/audio/42/file"])
 
 
@@ -239,6 +367,8 @@ class SearchResponse(BaseModel):
                                    "alone); otherwise its parts, towards (+) then away (-)",
                        examples=["rain on a tin roof while someone whistles",
                                  '"rain" + like #42 - unlike #7 - not "thunder"', 'mine.wav + "with rain"'])
+    mode: SearchMode = Field(description="how the clips were ranked (query by example: vector)",
+                             examples=["vector"])
     took_ms: float = Field(description="time spent encoding the query and searching, milliseconds",
                            examples=[18.4])
     results: list[SearchHit] = Field(description="the k closest clips, best first")
@@ -289,7 +419,8 @@ class ModelInfo(BaseModel):
 class AccessInfo(BaseModel):
     """Who may do what on this server."""
 
-    writes_enabled: bool = Field(description="an API key is configured, so uploads and deletes can be made")
+    writes_enabled: bool = Field(description="an API key is configured, so uploads, edits and deletes can be "
+                                             "made")
     protect_reads: bool = Field(description="searches and reads need the API key too")
 
 
@@ -312,12 +443,18 @@ def job_out(job: Job, *, clip: ClipOut | None) -> JobOut:
                   progress=JobProgress(windows_done=job.windows_done, windows_total=job.windows_total))
 
 
+def meta_out(record: ClipRecord) -> dict:
+    return {"description": record.meta.description, "user_tags": list(record.meta.tags),
+            "fields": record.meta.field_dict}
+
+
 def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
     return ClipOut(id=record.id, name=record.name, duration=record.duration, sample_rate=record.sample_rate,
-                   sha256=record.sha256, tags=tags_out(record), added_at=record.added_at, audio_url=audio_url)
+                   sha256=record.sha256, tags=tags_out(record), added_at=record.added_at, audio_url=audio_url,
+                   **meta_out(record))
 
 
 def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
     r = hit.record
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
-                     audio_url=audio_url)
+                     audio_url=audio_url, **meta_out(r))

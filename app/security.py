@@ -44,7 +44,7 @@ def _key(header_key: Annotated[str | None, Security(api_key_header)],
 
 
 def require_write(request: Request, key: Annotated[str | None, Depends(_key)]) -> None:
-    check_key(request.app.state.settings, key, what="uploads and deletes")
+    check_key(request.app.state.settings, key, what="uploads, edits and deletes")
 
 
 def require_read(request: Request, key: Annotated[str | None, Depends(_key)]) -> None:

@@ -10,6 +10,7 @@ import typer
 from cli.errors import exit_on_error
 
 if TYPE_CHECKING:
+    from cli.metadata_csv import LibraryMetadata
     from index.base import Hit
     from index.builder import BuildReport
     from index.collection import Collection
@@ -27,7 +28,25 @@ def open_collection(*, with_audio: bool = False, check: bool = True) -> Collecti
     return open_configured(settings, build_retriever(settings, with_audio=with_audio), check=check)
 
 
-def add(paths: list[Path], *, recursive: bool = False, progress: bool = True) -> BuildReport:
+def library_metadata(*, description: str | None = None, tags: str | None = None, fields: str | None = None,
+                     csv_file: Path | None = None) -> LibraryMetadata:
+    """What each added file is given: the options' metadata and the CSV's rows, all checked first."""
+    import json
+
+    from app.schemas import tag_list
+    from cli.metadata_csv import LibraryMetadata, MetadataFileError, checked, read_metadata_csv
+
+    try:
+        parsed = json.loads(fields) if fields else None
+    except ValueError as e:
+        raise MetadataFileError(f"--fields is not a JSON object: {e}") from None
+    common = checked({"description": description or "", "user_tags": tag_list(tags or ""),
+                      "fields": parsed}, "the options")
+    return LibraryMetadata(common, read_metadata_csv(csv_file) if csv_file is not None else {})
+
+
+def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
+        metadata: LibraryMetadata | None = None) -> BuildReport:
     """The ingest worker's loop over files: RETRIEVAL_BATCH_WINDOWS clips' windows per PaSST pass."""
     from app.compose import build_retriever, load_settings
     from app.compose import open_collection as open_configured
@@ -36,7 +55,7 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True) ->
     settings = load_settings()
     with open_configured(settings, build_retriever(settings)) as collection:
         return index_paths(collection, paths, recursive=recursive, progress=progress,
-                           batch_clips=settings.batch_windows)
+                           batch_clips=settings.batch_windows, metadata=metadata)
 
 
 def stats() -> dict:
@@ -69,6 +88,8 @@ def _print_report(report: BuildReport) -> None:
     rate = report.added / report.seconds if report.seconds else 0.0
     typer.echo(f"added {report.added}, skipped {report.skipped} already indexed, failed {len(report.failed)} "
                f"in {report.seconds:.1f} s ({rate:.2f} new clips/s)")
+    if report.updated:
+        typer.echo(f"gave {report.updated} of the clips already indexed their new metadata")
     for name, reason in report.failed:
         typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
 
@@ -77,15 +98,30 @@ def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Build and maintain the index of a collection.", no_args_is_help=True)
     app.add_typer(group, name="index")
 
+    description_opt = typer.Option(None, help="a description for every file added")
+    tags_opt = typer.Option(None, help="user tags for every file, separated by ';' or ','")
+    fields_opt = typer.Option(None, help='named values for every file, a JSON object of strings: '
+                                         '\'{"pack": "Drums Vol 1"}\'')
+    metadata_opt = typer.Option(None, "--metadata", exists=True, dir_okay=False,
+                                help="CSV of per-file metadata: columns file, description, tags (';' or "
+                                     "','); other columns are fields")
+
     @group.command("add")
     def add_cmd(paths: list[Path] = typer.Argument(..., help="audio files and folders"),
                 recursive: bool = typer.Option(False, "--recursive", "-r", help="walk sub-folders too"),
-                progress: bool = typer.Option(True, help="show a progress bar")) -> None:
-        """Index audio files; already indexed content is skipped, so an interrupted run resumes.
-        Exit status 1 when some files could not be indexed (they are listed)."""
+                progress: bool = typer.Option(True, help="show a progress bar"),
+                description: str | None = description_opt, tags: str | None = tags_opt,
+                fields: str | None = fields_opt, metadata: Path | None = metadata_opt) -> None:
+        """Index audio files; already indexed content is skipped, so an interrupted run resumes (files
+        already indexed take the metadata given). Exit status 1 when some files could not be indexed
+        (they are listed)."""
         with exit_on_error():
-            report = add(paths, recursive=recursive, progress=progress)
+            meta = library_metadata(description=description, tags=tags, fields=fields, csv_file=metadata)
+            report = add(paths, recursive=recursive, progress=progress, metadata=meta)
         _print_report(report)
+        if unused := sorted(set(meta.rows) - set(report.files)):
+            typer.secho(f"{len(unused)} rows of {metadata} name files this run did not find, e.g. "
+                        f"{unused[0]}", err=True, fg=typer.colors.YELLOW)
         if report.failed:
             raise typer.Exit(1)
 

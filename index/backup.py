@@ -1,12 +1,15 @@
 """`retrieval backup`: one file holding a whole collection, taken while the service and `index add` write.
 
-The file (format ``retrieval-backup/1``) is a ZIP of stored, uncompressed members (:mod:`index.archive`), so
+The file (format ``retrieval-backup/2``; its ZIP seal is the container's own, unchanged since
+``retrieval-backup/1``) is a ZIP of stored, uncompressed members (:mod:`index.archive`), so
 `unzip` lists it and pandas, DuckDB or pyarrow read its tables once unzipped:
 
     manifest.json               what the backup holds (below) and every other member's size and sha256
     clips.parquet               one row per clip: id, name, location, sha256, duration, sample_rate, added_at,
                                 stored_copy, tags (list of {label, probability}), logits (527 float32),
-                                vector (D float32), member (the member holding its bytes, or null)
+                                vector (D float32), member (the member holding its bytes, or null),
+                                description, user_tags (list of strings), fields (map of strings); a
+                                ``retrieval-backup/1`` file has no such last three columns
     jobs.parquet                acknowledged uploads still waiting for PaSST (the ingest queue's queued and
                                 running jobs): id, status, name, sha256, location, created, windows_total,
                                 attempts, fields (JSON), member
@@ -65,7 +68,9 @@ from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-FORMAT = "retrieval-backup/1"
+FORMAT = "retrieval-backup/2"  # 2: the clips' user metadata (description, user_tags, fields)
+READABLE = ("retrieval-backup/1", FORMAT)  # what a restore reads (1: clips without user metadata)
+METADATA_COLUMNS = ("description", "user_tags", "fields")
 MANIFEST = "manifest.json"
 CLIPS = "clips.parquet"
 JOBS = "jobs.parquet"
@@ -78,13 +83,19 @@ SUFFIX_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
 
 
-def clips_schema(dim: int) -> pa.Schema:
+def clips_schema(dim: int, *, fmt: str = FORMAT) -> pa.Schema:
+    """The columns of clips.parquet in a backup of format `fmt`."""
     tag = pa.struct([("label", pa.string()), ("probability", pa.float64())])
-    return pa.schema([("id", pa.int64()), ("name", pa.string()), ("location", pa.string()),
-                      ("sha256", pa.string()), ("duration", pa.float64()), ("sample_rate", pa.int64()),
-                      ("added_at", pa.float64()), ("stored_copy", pa.bool_()), ("tags", pa.list_(tag)),
-                      ("logits", pa.list_(pa.float32(), N_TAGS)), ("vector", pa.list_(pa.float32(), dim)),
-                      ("member", pa.string())])
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("location", pa.string()),
+                        ("sha256", pa.string()), ("duration", pa.float64()), ("sample_rate", pa.int64()),
+                        ("added_at", pa.float64()), ("stored_copy", pa.bool_()), ("tags", pa.list_(tag)),
+                        ("logits", pa.list_(pa.float32(), N_TAGS)), ("vector", pa.list_(pa.float32(), dim)),
+                        ("member", pa.string())])
+    if fmt == READABLE[0]:
+        return schema
+    return (schema.append(pa.field("description", pa.string()))
+            .append(pa.field("user_tags", pa.list_(pa.string())))
+            .append(pa.field("fields", pa.map_(pa.string(), pa.string()))))
 
 
 JOBS_SCHEMA = pa.schema([("id", pa.int64()), ("status", pa.string()), ("name", pa.string()),
@@ -428,6 +439,9 @@ def clips_table(records: list[ClipRecord], vectors, logits, members: list[str | 
         "stored_copy": [bool(r.stored_copy) for r in records],
         "tags": [[{"label": t.label, "probability": float(t.probability)} for t in r.tags] for r in records],
         "member": members,
+        "description": [r.meta.description for r in records],
+        "user_tags": [list(r.meta.tags) for r in records],
+        "fields": [list(r.meta.fields) for r in records],
     }
     arrays = {k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}
     arrays["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), N_TAGS)

@@ -7,11 +7,12 @@ from __future__ import annotations  # the `list` method would shadow the builtin
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
+from index.metadata import Metadata, check_field_key, normalize_tags
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
@@ -34,6 +35,7 @@ class NewClip:
     sample_rate: int  # of the source file
     tags: tuple[Tag, ...]  # top tags, most probable first
     stored_copy: bool = False  # True when `location` is a copy the store owns (uploads)
+    meta: Metadata = field(default_factory=Metadata)  # the user's description, tags and fields
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,25 @@ class Hit:
 
 @dataclass(frozen=True)
 class SearchFilter:
+    """What a clip must be to be searched at all; every condition given must hold."""
+
     min_duration: float | None = None
     max_duration: float | None = None
-    tag: str | None = None  # must be among the clip's stored top tags
+    tag: str | None = None  # must be among the clip's stored top (AudioSet) tags
+    tags_any: tuple[str, ...] = ()  # user tags: at least one of these (normalised here)
+    tags_all: tuple[str, ...] = ()  # user tags: every one of these
+    fields: tuple[tuple[str, str], ...] = ()  # user fields: (key, value) each equal
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags_any", normalize_tags(self.tags_any))
+        object.__setattr__(self, "tags_all", normalize_tags(self.tags_all))
+        for key, _ in self.fields:
+            check_field_key(key)
 
     @property
     def empty(self) -> bool:
-        return self.min_duration is None and self.max_duration is None and self.tag is None
+        return (self.min_duration is None and self.max_duration is None and self.tag is None
+                and not self.tags_any and not self.tags_all and not self.fields)
 
 
 def check_queries(xq: np.ndarray, *, dim: int, k: int) -> np.ndarray:
@@ -94,7 +108,8 @@ def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> Non
     stored.require_match(wanted, what=f"the index in {where}", fix=fix)
 
 
-Hits = list[list[Hit]]  # per query, best first (an alias: the stores' `list` method shadows the builtin)
+Ranking = list[Hit]  # one query's hits, best first (an alias: the stores' `list` method shadows the builtin)
+Hits = list[Ranking]  # per query
 
 
 Chunk = tuple[list[ClipRecord], np.ndarray, np.ndarray]  # records, their vectors (n, D) and logits (n, 527)
@@ -176,6 +191,11 @@ class VectorStore(ABC):
         """Remove these ids; return how many existed."""
 
     @abstractmethod
+    def set_metadata(self, id: int, meta: Metadata) -> ClipRecord | None:
+        """Replace a clip's user metadata (and its keyword document); the new record, None without the
+        clip."""
+
+    @abstractmethod
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
         """Swap in vectors of a new model (reproject) for every clip and record its spec, atomically."""
 
@@ -200,6 +220,11 @@ class VectorStore(ABC):
     @abstractmethod
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
         """xq: (Q, D) unit vectors -> for each query the k best hits, best first."""
+
+    @abstractmethod
+    def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
+        """The k clips whose keyword document (index/keyword.py) best matches any word of the query, by
+        BM25 (k1 = 1.2, b = 0.75; higher is better), best first; ties by id."""
 
     @abstractmethod
     def logits(self, ids: Sequence[int]) -> np.ndarray:

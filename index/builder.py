@@ -4,11 +4,14 @@ It runs the ingest worker's own loop (:func:`index.ingest.ingest`): `batch_clips
 windows together through PaSST. Every add commits on its own, so an interrupted run keeps what it did and the
 next run skips it (by content hash) and goes on where it stopped. A file that fails is reported with its
 reason and the run goes on. The progress bar counts PaSST windows (the work), with clips/s and an ETA.
+
+Each file may come with the user's metadata (`metadata(path)`): a new clip is stored with it; a file
+already stored gets the parts given (non-empty) in place of its own.
 """
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
 from index.ingest import Item, Result, ingest
+from index.metadata import Metadata
 from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
 from retrieval.extract import probe
@@ -36,6 +40,8 @@ BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} windows [{elapsed}<{remaining}, 
 class BuildReport:
     added: int = 0
     skipped: int = 0  # already indexed (same content)
+    updated: int = 0  # of those, how many got new metadata
+    files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     seconds: float = 0.0
 
@@ -62,11 +68,15 @@ def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> tuple[list[
     return list(found), missing
 
 
+MetadataOf = Callable[[Path], Metadata]  # a file's (resolved path's) metadata, Metadata() for none
+
+
 def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: bool = False,
-                progress: bool = True, batch_clips: int = 1) -> BuildReport:
+                progress: bool = True, batch_clips: int = 1,
+                metadata: MetadataOf | None = None) -> BuildReport:
     """Add every audio file under `paths` to the collection; see the module docstring."""
     files, missing = find_audio(paths, recursive=recursive)
-    report = BuildReport(failed=[(str(p), "no such file or folder") for p in missing])
+    report = BuildReport(failed=[(str(p), "no such file or folder") for p in missing], files=files)
     start = time.perf_counter()
     windowing = collection.retriever.spec.windowing
     planned = {}  # path -> windows, from the headers (a file whose header is refused fails here)
@@ -82,8 +92,8 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
         for i in range(0, len(paths_left), max(1, batch_clips)):
             chunk = paths_left[i:i + max(1, batch_clips)]
             shown: dict[Path, int] = {}  # windows the bar has counted, per file
-            for result in _ingest_chunk(collection, chunk, report, bar, shown):
-                _count(report, result)
+            for result in _ingest_chunk(collection, chunk, report, bar, shown, metadata):
+                _count(collection, report, result)
                 bar.update(planned[result.item.key] - shown.get(result.item.key, 0))  # skipped or failed
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(clips_s=f"{report.added / elapsed:.2f}", added=report.added,
@@ -95,12 +105,13 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
 
 
 def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport, bar: tqdm,
-                  shown: dict[Path, int]) -> list[Result]:
+                  shown: dict[Path, int], metadata: MetadataOf | None) -> list[Result]:
     """Hash the chunk's files, then ingest them together; the bar moves as PaSST's windows are done."""
     items = []
     for path in chunk:
         try:
-            items.append(Item(path, path.name, path, sha256_file(path)))
+            meta = metadata(path) if metadata is not None else Metadata()
+            items.append(Item(path, path.name, path, sha256_file(path), meta))
         except OSError as e:
             _failed(report, path, e)
     def windows_done(item: Item, done: int, total: int) -> None:
@@ -110,7 +121,7 @@ def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport
     return ingest(collection, items, on_windows=windows_done)
 
 
-def _count(report: BuildReport, result: Result) -> None:
+def _count(collection: Collection, report: BuildReport, result: Result) -> None:
     if result.error is not None:
         if isinstance(result.error, FATAL_ERRORS):
             raise result.error
@@ -119,6 +130,10 @@ def _count(report: BuildReport, result: Result) -> None:
         report.added += 1
     else:
         report.skipped += 1
+        stored, new = result.record, result.item.meta
+        if stored is not None and stored.meta.merged(new) != stored.meta:
+            collection.edit_metadata(stored.id, lambda m: m.merged(new))
+            report.updated += 1
 
 
 def _failed(report: BuildReport, path: Path, e: BaseException) -> None:

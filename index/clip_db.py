@@ -1,8 +1,14 @@
 """The SQLite half of the FAISS store: the source of truth for records, logits and vectors.
 
 WAL journal, synchronous=FULL: a transaction that committed survives a crash of the process or the machine.
-Every write transaction bumps ``generation``; a re-projection also bumps ``epoch`` (the vectors changed in
-place). The FAISS file is a cache of (epoch, generation) and is rebuilt or caught up from here.
+Every write transaction that changes the vectors bumps ``generation``; a re-projection also bumps ``epoch``
+(the vectors changed in place). The FAISS file is a cache of (epoch, generation) and is rebuilt or caught up
+from here. A user's metadata edit changes no vector and bumps neither.
+
+Versions (``PRAGMA user_version``): 0 is the schema below; each step of MIGRATIONS moves a file on by one,
+in the same transaction as the new version number, so a store of any earlier version opens (by any number
+of processes at once) and is brought up to date in place. 1: the user's metadata columns (description,
+user_tags, fields) and the keyword index (index/keyword.py), filled from the clips already stored.
 """
 
 import json
@@ -14,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from index import keyword
 from index.base import Chunk, ClipRecord, NewClip, SearchFilter, Tag
+from index.metadata import Metadata
 from index.sqlite_conn import BUSY_TIMEOUT_S, ThreadConnections
 from retrieval.config import N_TAGS
 
@@ -35,16 +43,37 @@ CREATE TABLE IF NOT EXISTS clips (
 );
 CREATE INDEX IF NOT EXISTS clips_duration ON clips (duration);
 """
-RECORD_COLUMNS = "id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags"
+
+
+def _add_metadata(con: sqlite3.Connection) -> None:
+    """Version 1: the user's metadata, and the keyword index over every clip stored."""
+    con.execute("ALTER TABLE clips ADD COLUMN description TEXT NOT NULL DEFAULT ''")
+    con.execute("ALTER TABLE clips ADD COLUMN user_tags TEXT NOT NULL DEFAULT '[]'")  # JSON list, normalised
+    con.execute("ALTER TABLE clips ADD COLUMN fields TEXT NOT NULL DEFAULT '{}'")  # JSON object of strings
+    keyword.create(con)
+    after = 0
+    while rows := con.execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id > ? ORDER BY id LIMIT 1000",
+                              (after,)).fetchall():
+        keyword.put(con, ((r[0], _record(r)) for r in rows))
+        after = rows[-1][0]
+
+
+MIGRATIONS = (_add_metadata,)  # MIGRATIONS[v] takes a file from version v to v + 1
+RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
+                  "description, user_tags, fields")
+N_RECORD_COLUMNS = 12
 TAG_MATCH = ("EXISTS (SELECT 1 FROM json_each(clips.tags) AS t "
              "WHERE lower(json_extract(t.value, '$[0]')) = lower(?))")
+USER_TAG_MATCH = "EXISTS (SELECT 1 FROM json_each(clips.user_tags) AS u WHERE u.value IN ({marks}))"
+FIELD_MATCH = "json_extract(clips.fields, ?) = ?"
 
 
 def _record(row: tuple) -> ClipRecord:
-    id_, name, location, sha, duration, rate, added_at, stored_copy, tags = row
+    id_, name, location, sha, duration, rate, added_at, stored_copy, tags, *meta = row
     return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
                       tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
-                      stored_copy=bool(stored_copy), id=id_, added_at=added_at)
+                      stored_copy=bool(stored_copy), meta=Metadata.from_json(*meta), id=id_,
+                      added_at=added_at)
 
 
 class ClipDB:
@@ -57,6 +86,10 @@ class ClipDB:
         with self.transaction(bump=False) as con:
             for key in ("generation", "epoch"):
                 con.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
+            version = int(con.execute("PRAGMA user_version").fetchone()[0])
+            for step in MIGRATIONS[version:]:
+                step(con)
+            con.execute(f"PRAGMA user_version = {max(version, len(MIGRATIONS))}")
 
     def connection(self) -> sqlite3.Connection:
         return self._connections.get()
@@ -116,15 +149,18 @@ class ClipDB:
         try:
             cur = con.execute(
                 "INSERT INTO clips (name, location, sha256, duration, sample_rate, added_at, stored_copy, "
-                "tags, logits, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "tags, description, user_tags, fields, logits, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (clip.name, clip.location, clip.sha256, float(clip.duration), int(clip.sample_rate),
-                 time.time(), int(clip.stored_copy), tags, logits.astype("<f4").tobytes(),
-                 vector.astype("<f4").tobytes()))
+                 time.time(), int(clip.stored_copy), tags, clip.meta.description, clip.meta.tags_json(),
+                 clip.meta.fields_json(), logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
         except sqlite3.IntegrityError:
             if con.execute("SELECT 1 FROM clips WHERE sha256 = ?", (clip.sha256,)).fetchone() is None:
                 raise
             return None
-        return int(cur.lastrowid or 0)
+        id_ = int(cur.lastrowid or 0)
+        keyword.put(con, [(id_, clip)])
+        return id_
 
     @staticmethod
     def insert_record(con: sqlite3.Connection, record: ClipRecord, *, vector: np.ndarray,
@@ -134,10 +170,26 @@ class ClipDB:
         tags = json.dumps([[t.label, float(t.probability)] for t in record.tags])
         con.execute(
             "INSERT INTO clips (id, name, location, sha256, duration, sample_rate, added_at, stored_copy, "
-            "tags, logits, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "tags, description, user_tags, fields, logits, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (int(record.id), record.name, record.location, record.sha256, float(record.duration),
              int(record.sample_rate), float(record.added_at), int(record.stored_copy), tags,
+             record.meta.description, record.meta.tags_json(), record.meta.fields_json(),
              logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
+        keyword.put(con, [(int(record.id), record)])
+
+    @staticmethod
+    def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata) -> ClipRecord | None:
+        """Replace a clip's user metadata and its keyword document; the new record, None without the clip."""
+        row = con.execute(
+            "UPDATE clips SET description = ?, user_tags = ?, fields = ? WHERE id = ? "
+            f"RETURNING {RECORD_COLUMNS}", (meta.description, meta.tags_json(), meta.fields_json(),
+                                            int(id_))).fetchone()
+        if row is None:
+            return None
+        record = _record(row)
+        keyword.put(con, [(record.id, record)])
+        return record
 
     def next_id(self) -> int:
         """The id AUTOINCREMENT gives the next clip: above every id ever handed out."""
@@ -159,11 +211,13 @@ class ClipDB:
         state (a read transaction of this thread's connection stays open until the loop ends)."""
         with self.snapshot():
             con, after = self.connection(), 0
+            n = N_RECORD_COLUMNS
             while rows := con.execute(f"SELECT {RECORD_COLUMNS}, vector, logits FROM clips WHERE id > ? "
                                       "ORDER BY id LIMIT ?", (after, chunk)).fetchall():
-                vectors = np.frombuffer(b"".join(r[9] for r in rows), dtype="<f4").reshape(len(rows), dim)
-                logits = np.frombuffer(b"".join(r[10] for r in rows), dtype="<f4").reshape(len(rows), N_TAGS)
-                yield [_record(r[:9]) for r in rows], vectors.astype(np.float32), logits.astype(np.float32)
+                vectors = np.frombuffer(b"".join(r[n] for r in rows), dtype="<f4").reshape(len(rows), dim)
+                logits = np.frombuffer(b"".join(r[n + 1] for r in rows), dtype="<f4").reshape(len(rows),
+                                                                                             N_TAGS)
+                yield [_record(r[:n]) for r in rows], vectors.astype(np.float32), logits.astype(np.float32)
                 after = int(rows[-1][0])
 
     def integrity_check(self) -> list[str]:
@@ -174,6 +228,7 @@ class ClipDB:
         """Delete the clips among `ids` that exist; (n,) the ids deleted."""
         found = np.intersect1d(self.ids(), np.asarray(list(ids), dtype=np.int64))
         con.executemany("DELETE FROM clips WHERE id = ?", [(int(i),) for i in found])
+        keyword.drop(con, found.tolist())
         return found
 
     def replace_vectors(self, con: sqlite3.Connection, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -213,9 +268,18 @@ class ClipDB:
 
     def ids(self, flt: SearchFilter | None = None) -> np.ndarray:
         """(N,) int64 ids, in id order, of the clips that pass the filter."""
-        where, args = _where(flt)
-        rows = self.connection().execute(f"SELECT id FROM clips {where} ORDER BY id", args).fetchall()
+        where, args = _conditions(flt)
+        rows = self.connection().execute(f"SELECT id FROM clips {'WHERE ' + where if where else ''} "
+                                         "ORDER BY id", args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def keyword_search(self, query: str, k: int, flt: SearchFilter | None = None) -> list[tuple[ClipRecord,
+                                                                                                  float]]:
+        """(record, BM25 score) of the k best keyword matches among the clips that pass the filter."""
+        where, args = _conditions(flt)
+        rows = keyword.match(self.connection(), query, k, where=where, args=args,
+                             columns=", ".join(f"clips.{c}" for c in RECORD_COLUMNS.split(", ")))
+        return [(_record(r[:-1]), float(r[-1])) for r in rows]
 
     def blobs(self, ids: Sequence[int] | np.ndarray, column: str, width: int) -> np.ndarray:
         """(len(ids), width) float32 rows of the `vector` or `logits` column, in the order asked."""
@@ -270,7 +334,8 @@ def stored_clips(path: Path) -> int:
             raise
 
 
-def _where(flt: SearchFilter | None) -> tuple[str, list]:
+def _conditions(flt: SearchFilter | None) -> tuple[str, list]:
+    """SQL over `clips` that the filter's clips satisfy ('' for every clip), and its arguments."""
     if flt is None or flt.empty:
         return "", []
     terms: list[str] = []
@@ -284,7 +349,16 @@ def _where(flt: SearchFilter | None) -> tuple[str, list]:
     if flt.tag is not None:
         terms.append(TAG_MATCH)
         args.append(flt.tag)
-    return "WHERE " + " AND ".join(terms), args
+    if flt.tags_any:
+        terms.append(USER_TAG_MATCH.format(marks=",".join("?" * len(flt.tags_any))))
+        args.extend(flt.tags_any)
+    for tag in flt.tags_all:
+        terms.append(USER_TAG_MATCH.format(marks="?"))
+        args.append(tag)
+    for key, value in flt.fields:
+        terms.append(FIELD_MATCH)
+        args.extend([f'$."{key}"', value])
+    return " AND ".join(terms), args
 
 
 def _chunks(ids: list, size: int = 900) -> Iterator[list]:

@@ -1,13 +1,16 @@
 """What the service and the CLI use: a store plus the model, with the verbs a user thinks in.
 
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
-    .add_bytes(data: bytes, name: str) -> tuple[ClipRecord, bool]        # (record, created); dedup by sha256
-    .add_path(path: Path) -> tuple[ClipRecord, bool]
+    .add_bytes(data: bytes, name: str, meta=Metadata()) -> tuple[ClipRecord, bool]  # dedup by sha256
+    .add_path(path: Path, meta=Metadata()) -> tuple[ClipRecord, bool]               # (record, created)
     .search_text(query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
     .search_vector(xq: np.ndarray, k: int, flt=None, exclude=()) -> list[Hit]
+    .search_keywords(query: str, k: int, flt=None, exclude=()) -> list[Hit]     # BM25 (index/keyword.py)
+    .search_hybrid(query: str, xq: np.ndarray, k: int, flt=None, exclude=()) -> list[Hit]  # RRF
     .search_audio(data: bytes, k: int, flt=None, name="query", text=None) -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
+    .edit_metadata(id, edit: Metadata -> Metadata) -> ClipRecord | None  (description, user tags, fields)
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
     .reproject(checkpoint_path) -> int  (new head, stored logits, no PaSST)
@@ -25,13 +28,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore
+from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
+from index.metadata import Metadata
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, sha256_file, write_bytes_atomically
@@ -68,7 +73,7 @@ class Collection:
         return collection
 
     # -- adding -------------------------------------------------------------------------------------------
-    def add_path(self, path: Path) -> tuple[ClipRecord, bool]:
+    def add_path(self, path: Path, meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
         """Index a file where it lies (its absolute path is its location)."""
         path = Path(path).expanduser().resolve()
         if not path.is_file():
@@ -78,9 +83,9 @@ class Collection:
         if existing is not None:
             return existing, False
         ex = self.retriever.extract(path, limits=self.limits, name=path.name)
-        return self.add_extracted(ex, source=path, sha256=sha, name=path.name)
+        return self.add_extracted(ex, source=path, sha256=sha, name=path.name, meta=meta)
 
-    def add_bytes(self, data: bytes, name: str) -> tuple[ClipRecord, bool]:
+    def add_bytes(self, data: bytes, name: str, meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
         """Index an upload; its bytes are kept under the data directory."""
         sha = sha256_bytes(data)
         existing = self.store.get_by_sha256(sha)  # known content costs no PaSST
@@ -88,23 +93,25 @@ class Collection:
             return existing, False
         name = Path(name).name or "upload"
         ex = self.retriever.extract(data, limits=self.limits, name=name)
-        return self.add_extracted(ex, source=data, sha256=sha, name=name)
+        return self.add_extracted(ex, source=data, sha256=sha, name=name, meta=meta)
 
-    def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str,
-                      name: str) -> tuple[ClipRecord, bool]:
+    def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str, name: str,
+                      meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
         """Store a clip whose logits are computed: a file indexed where it lies (`source` its path) or an
-        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``)."""
+        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with the user's metadata."""
         if isinstance(source, bytes):
             location = f"{AUDIO_DIR}/{sha256}.{_extension(ex.audio.format)}"
-            clip = self._new_clip(ex, name=name, location=location, sha256=sha256, stored_copy=True)
+            clip = self._new_clip(ex, name=name, location=location, sha256=sha256, meta=meta,
+                                  stored_copy=True)
             return self._add(clip, ex, copy=source)
-        return self._add(self._new_clip(ex, name=name, location=str(source), sha256=sha256), ex, copy=None)
+        clip = self._new_clip(ex, name=name, location=str(source), sha256=sha256, meta=meta)
+        return self._add(clip, ex, copy=None)
 
-    def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str,
+    def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str, meta: Metadata,
                   stored_copy: bool = False) -> NewClip:
         tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(ex.logits, TOP_TAGS))
         return NewClip(name=name, location=location, sha256=sha256, duration=ex.audio.duration_s,
-                       sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy)
+                       sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy, meta=meta)
 
     def _add(self, clip: NewClip, ex: Extraction, *, copy: bytes | None) -> tuple[ClipRecord, bool]:
         logits = ex.logits  # (527,)
@@ -162,6 +169,20 @@ class Collection:
         hits = self.store.search(xq, k + len(exclude), flt)[0]  # the excluded are len(exclude) at most
         return [h for h in hits if h.record.id not in exclude][:k]
 
+    def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None, *,
+                        exclude: frozenset[int] = frozenset()) -> list[Hit]:
+        """The clips whose words best match the query's (BM25), best first, without the ids in `exclude`."""
+        hits = self.store.search_keywords(query, k + len(exclude), flt)
+        return [h for h in hits if h.record.id not in exclude][:k]
+
+    def search_hybrid(self, query: str, xq: np.ndarray, k: int, flt: SearchFilter | None = None, *,
+                      exclude: frozenset[int] = frozenset()) -> list[Hit]:
+        """The vector ranking of xq (the query's (1, D) vector, composite or not) and the keyword ranking of
+        the query's text, each RRF_DEPTH deep, joined by reciprocal-rank fusion; scores are the fused ones."""
+        depth = max(k, RRF_DEPTH)
+        return reciprocal_rank_fusion([self.search_vector(xq, depth, flt, exclude=exclude),
+                                       self.search_keywords(query, depth, flt, exclude=exclude)], k=k)
+
     def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None, name: str = "query", *,
                      text: str | None = None) -> list[Hit]:
         """Query by example: the clips nearest to this audio in the shared space, or with `text` to the
@@ -179,6 +200,13 @@ class Collection:
 
     def count(self) -> int:
         return self.store.count()
+
+    def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata]) -> ClipRecord | None:
+        """Replace a clip's description, user tags and fields by edit(the ones it has); the new record, None
+        without the clip. Edits of one collection do not interleave."""
+        with self._write:
+            record = self.store.get(id)
+            return None if record is None else self.store.set_metadata(id, edit(record.meta))
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

@@ -29,12 +29,14 @@ from index.base import (
     Hit,
     Hits,
     NewClip,
+    Ranking,
     SearchFilter,
     VectorStore,
     check_queries,
     check_store_spec,
 )
 from index.clip_db import ClipDB
+from index.metadata import Metadata
 from index.rwlock import ReadWriteLock
 from index.vector_index import VectorIndex
 from retrieval.durable import remove_stale_tmp
@@ -251,6 +253,10 @@ class FaissStore(VectorStore):
             self._maybe_persist()
         return len(found)
 
+    def set_metadata(self, id: int, meta: Metadata) -> ClipRecord | None:
+        with self._writer, self.db.transaction(bump=False) as con:  # no vector changes: FAISS is unaffected
+            return self.db.set_metadata(con, int(id), meta)
+
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
         """Swap in a new model's vectors for the whole collection; searches go on over the old ones until the
         new index is built, then switch at once."""
@@ -318,6 +324,11 @@ class FaissStore(VectorStore):
             records = self.db.records(np.unique(found[found >= 0]).tolist())
         return [[Hit(records[i], float(d)) for d, i in zip(drow, irow, strict=True) if i in records]
                 for drow, irow in zip(scores, found, strict=True)]
+
+    def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
+        if k < 0:
+            raise ValueError("k must be >= 0")
+        return [Hit(record, score) for record, score in self.db.keyword_search(query, k, flt)]
 
     def _backend_stats(self) -> dict:
         return {"index_kind": self.kind, "dim": self.dim, "generation": self._gen, "epoch": self._epoch,

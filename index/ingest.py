@@ -18,6 +18,7 @@ from typing import Any
 from index.base import ClipRecord
 from index.collection import Collection
 from index.jobs import Job, JobQueue, StorageFull
+from index.metadata import Metadata
 from retrieval.audio import DecodedAudio
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
 from retrieval.extract import Extraction, decode
@@ -25,6 +26,7 @@ from retrieval.extract import Extraction, decode
 log = logging.getLogger(__name__)
 
 INCOMING_DIR = "incoming"  # uploads acknowledged and waiting for PaSST: incoming/<sha256>.upload
+METADATA_FIELD = "metadata"  # a job's field holding the upload's Metadata.to_dict()
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Item:
     name: str
     source: Path | bytes  # a file indexed where it lies, or an upload's bytes (kept under audio/)
     sha256: str
+    meta: Metadata = Metadata()  # the user's description, tags and fields for the new clip
 
 
 @dataclass
@@ -89,10 +92,15 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
         it = items[i]
         try:
             results[i].record, results[i].created = collection.add_extracted(
-                Extraction(audio, w), source=it.source, sha256=it.sha256, name=it.name)
+                Extraction(audio, w), source=it.source, sha256=it.sha256, name=it.name, meta=it.meta)
         except (OSError, RetrievalError) as e:  # a full disk, a store error: this clip fails, not the run
             log.warning("could not store %s: %s", it.name, e)
             results[i].error = e
+
+
+def job_metadata(job: Job) -> Metadata:
+    """The metadata an upload came with (kept in its job's fields under `metadata`)."""
+    return Metadata.from_dict(job.fields.get(METADATA_FIELD))
 
 
 def http_status_of(error: Exception) -> int:
@@ -132,7 +140,7 @@ class IngestWorker:
             except OSError as e:
                 self._fail(job, RetrievalError(f"the stored upload is gone: {e}"))
                 continue
-            items.append(Item(job.id, job.name, data, job.sha256))
+            items.append(Item(job.id, job.name, data, job.sha256, job_metadata(job)))
             by_key[job.id] = job
 
         def progress(item: Item, done: int, total: int) -> None:

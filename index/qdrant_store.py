@@ -2,8 +2,11 @@
 
 Layout. Each clip is one point whose id is the clip id, with two named vectors, ``audio`` (D, dot product,
 searched) and ``logits`` (527, kept on disk and not graph-indexed, read back by reproject), and the clip
-record in its payload. The collection's metadata holds the model spec (``model_spec``; ``fingerprint`` in
-collections made before it) and the next free id. Callers name an alias (the configured collection) that
+record in its payload, with the user's metadata (``description``, ``user_tags``, ``fields``) and the clip's
+keyword document (``words``, index/keyword.py) under a full-text payload index with BM25 scoring. The
+collection's metadata holds the model spec (``model_spec``; ``fingerprint`` in collections made before it),
+the next free id and ``keywords`` (1 once the text index exists and every point has its words: a collection
+made before is brought up to date when it is opened). Callers name an alias (the configured collection) that
 points at a physical collection ``<alias>-g<N>``;
 ``replace_vectors`` fills a new generation and moves the alias in one step, so a reproject is atomic for
 readers and may change the vector size.
@@ -18,12 +21,14 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from index import keyword
 from index.base import (
     Added,
     Chunk,
@@ -31,12 +36,14 @@ from index.base import (
     Hit,
     Hits,
     NewClip,
+    Ranking,
     SearchFilter,
     Tag,
     VectorStore,
     check_queries,
     check_store_spec,
 )
+from index.metadata import Metadata
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
@@ -48,7 +55,12 @@ MEMORY = ":memory:"
 PAGE = 1024  # points per scroll / upsert request
 _RECORD_FIELDS = ("name", "location", "sha256", "duration", "sample_rate", "stored_copy", "added_at")
 _PAYLOAD_INDEXES = (("sha256", qm.PayloadSchemaType.KEYWORD), ("tag_labels", qm.PayloadSchemaType.KEYWORD),
-                    ("duration", qm.PayloadSchemaType.FLOAT))
+                    ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
+WORDS = "words"  # the payload field of the keyword document, under the text index
+KEYWORDS_VERSION = 1  # collection metadata `keywords`: the text index exists and every point has its words
+# the word tokenizer splits the prepared words at the spaces only; BM25 ranks them
+_TEXT_INDEX = qm.TextIndexParams(type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True,
+                                 scoring=qm.TextScoringParams(type=qm.TextScoringType.BM25))
 
 
 def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
@@ -93,13 +105,17 @@ def _payload(clip: NewClip, *, id: int, added_at: float) -> dict:
             "duration": float(clip.duration), "sample_rate": int(clip.sample_rate),
             "stored_copy": bool(clip.stored_copy), "added_at": added_at,
             "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
-            "tag_labels": [t.label.lower() for t in clip.tags]}  # tags match case-insensitively
+            "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
+            "description": clip.meta.description, "user_tags": list(clip.meta.tags),
+            "fields": clip.meta.field_dict, WORDS: keyword.document(clip)}
 
 
 def _record(point_id: int, payload: dict) -> ClipRecord:
     tags = tuple(Tag(t["label"], float(t["probability"])) for t in payload["tags"])
     fields = {k: payload[k] for k in _RECORD_FIELDS}
-    return ClipRecord(id=int(point_id), tags=tags, **fields)
+    meta = Metadata(payload.get("description", ""), tuple(payload.get("user_tags", ())),
+                    tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
+    return ClipRecord(id=int(point_id), tags=tags, meta=meta, **fields)
 
 
 def _filter(flt: SearchFilter | None) -> qm.Filter | None:
@@ -111,6 +127,10 @@ def _filter(flt: SearchFilter | None) -> qm.Filter | None:
                                                                       lte=flt.max_duration)))
     if flt.tag is not None:
         must.append(qm.FieldCondition(key="tag_labels", match=qm.MatchValue(value=flt.tag.lower())))
+    if flt.tags_any:
+        must.append(qm.FieldCondition(key="user_tags", match=qm.MatchAny(any=list(flt.tags_any))))
+    must += [qm.FieldCondition(key="user_tags", match=qm.MatchValue(value=t)) for t in flt.tags_all]
+    must += [qm.FieldCondition(key=f"fields.{k}", match=qm.MatchValue(value=v)) for k, v in flt.fields]
     return qm.Filter(must=must)
 
 
@@ -133,6 +153,7 @@ class QdrantStore(VectorStore):
             self._create(self._generation_name(0), spec=spec)
             self._point_alias(self._generation_name(0))
         self.spec = self._stored_spec()
+        self._add_keywords()
         if self.spec == spec or not check:
             return
         if self.count():
@@ -145,6 +166,21 @@ class QdrantStore(VectorStore):
     def _stored_spec(self) -> ModelSpec:
         meta = self._meta()
         return ModelSpec.from_dict(meta.get("model_spec") or meta["fingerprint"])  # fingerprint: earlier
+
+    def _add_keywords(self) -> None:
+        """A collection made before keyword search gets its text index and every point its words."""
+        if self._meta().get("keywords") == KEYWORDS_VERSION:
+            return
+        with self._write:
+            target = self._target()
+            self.client.create_payload_index(target, WORDS, _TEXT_INDEX)
+            ops = [qm.SetPayloadOperation(set_payload=qm.SetPayload(
+                payload={WORDS: keyword.document(_record(p.id, p.payload))}, points=[p.id]))
+                   for p in self._scroll()]
+            for start in range(0, len(ops), PAGE):
+                self.client.batch_update_points(target, ops[start:start + PAGE], wait=True)
+            self.client.update_collection(target, metadata={"keywords": KEYWORDS_VERSION})
+        log.info("added the keyword index to Qdrant collection %s (%d clips)", target, len(ops))
 
     def _generation_name(self, n: int) -> str:
         return f"{self.alias}-g{n}"
@@ -161,9 +197,10 @@ class QdrantStore(VectorStore):
             LOGITS: qm.VectorParams(size=N_TAGS, distance=qm.Distance.DOT, on_disk=True,
                                     hnsw_config=qm.HnswConfigDiff(m=0)),  # stored, never searched
         }
-        self.client.create_collection(name, vectors_config=vectors,
-                                      metadata={"model_spec": spec.to_dict(), "next_id": next_id})
-        if not self.local:  # the embedded engine scans payloads and warns that indexes do nothing
+        self.client.create_collection(name, vectors_config=vectors, metadata={
+            "model_spec": spec.to_dict(), "next_id": next_id, "keywords": KEYWORDS_VERSION})
+        self.client.create_payload_index(name, WORDS, _TEXT_INDEX)  # the embedded engine too: it ranks
+        if not self.local:  # the embedded engine scans payloads and warns that other indexes do nothing
             for key, kind in _PAYLOAD_INDEXES:
                 self.client.create_payload_index(name, key, kind)
         log.info("created Qdrant collection %s (dim %d)", name, spec.dim)
@@ -263,6 +300,16 @@ class QdrantStore(VectorStore):
                 self._cursor = None  # positions after a removed clip moved
         return len(existing)
 
+    def set_metadata(self, id: int, meta: Metadata) -> ClipRecord | None:
+        with self._write:
+            points = self.client.retrieve(self.alias, [int(id)], with_payload=True)
+            if not points:
+                return None
+            old = _record(points[0].id, points[0].payload)
+            payload = _payload(replace(old, meta=meta), id=old.id, added_at=old.added_at)
+            self.client.overwrite_payload(self.alias, payload, points=[old.id], wait=True)
+        return _record(old.id, payload)
+
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
         """Swap in a new model's vectors for the whole collection: searches go on over the old generation
         until the new one is filled, then the alias moves at once."""
@@ -320,6 +367,20 @@ class QdrantStore(VectorStore):
         with self._read:
             responses = self.client.query_batch_points(self.alias, requests)
         return [[Hit(_record(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
+
+    def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
+        if k < 0:
+            raise ValueError("k must be >= 0")
+        terms = keyword.query_words(query)
+        if not terms or k == 0:
+            return []
+        text = qm.TextQueryInput(query=" ".join(terms), scoring=qm.Bm25Scoring(
+            bm25=qm.Bm25Params(k=keyword.BM25_K1, b=keyword.BM25_B)))
+        with self._read:
+            points = self.client.query_points(self.alias, query=qm.TextQuery(text=text), using=WORDS,
+                                              query_filter=_filter(flt), limit=k, with_payload=True).points
+        hits = [Hit(_record(p.id, p.payload), float(p.score)) for p in points]
+        return sorted(hits, key=lambda h: (-h.score, h.record.id))
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         ids = [int(i) for i in ids]

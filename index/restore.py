@@ -41,6 +41,8 @@ from index.backup import (
     JOBS_FILE,
     JOBS_SCHEMA,
     MANIFEST,
+    METADATA_COLUMNS,
+    READABLE,
     ROW_GROUP,
     clips_schema,
 )
@@ -48,6 +50,7 @@ from index.base import ClipRecord, Tag, VectorStore
 from index.clip_db import stored_clips
 from index.faiss_store import DB_NAME, FAISS_DIR
 from index.jobs import JobQueue
+from index.metadata import Metadata
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
 from retrieval.durable import fsync_path
@@ -94,6 +97,10 @@ class Backup:
     def next_id(self) -> int:
         return int(self.manifest.get("next_id") or 1)
 
+    @property
+    def format(self) -> str:
+        return str(self.manifest["format"])
+
     def _table(self, name: str) -> pq.ParquetFile:
         return pq.ParquetFile(pa.BufferReader(pa.py_buffer(self.archive.view(name))))
 
@@ -103,12 +110,14 @@ class Backup:
         for batch in self._table(CLIPS).iter_batches(batch_size=ROW_GROUP):
             cols = {name: batch.column(name) for name in batch.schema.names}
             py = {k: cols[k].to_pylist() for k in ("id", "name", "location", "sha256", "duration",
-                                                  "sample_rate", "added_at", "stored_copy", "tags", "member")}
+                                                  "sample_rate", "added_at", "stored_copy", "tags", "member",
+                                                  *(c for c in METADATA_COLUMNS if c in cols))}
             records = [ClipRecord(id=int(py["id"][i]), name=py["name"][i], location=py["location"][i],
                                   sha256=py["sha256"][i], duration=float(py["duration"][i]),
                                   sample_rate=int(py["sample_rate"][i]), added_at=float(py["added_at"][i]),
                                   stored_copy=bool(py["stored_copy"][i]),
-                                  tags=tuple(Tag(t["label"], float(t["probability"])) for t in py["tags"][i]))
+                                  tags=tuple(Tag(t["label"], float(t["probability"])) for t in py["tags"][i]),
+                                  meta=_metadata(py, i))
                        for i in range(batch.num_rows)]
             vectors = cols["vector"].flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
             logits = cols["logits"].flatten().to_numpy(zero_copy_only=False).reshape(-1, N_TAGS)
@@ -125,6 +134,14 @@ class Backup:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _metadata(py: dict, i: int) -> Metadata:
+    """Row i's user metadata (none in a backup of the first format)."""
+    if "description" not in py:
+        return Metadata()
+    return Metadata.of(description=py["description"][i] or "", tags=py["user_tags"][i] or (),
+                       fields=dict(py["fields"][i] or ()))
 
 
 def open_backup(path: Path, *, progress: bool = False) -> Backup:
@@ -156,10 +173,11 @@ def _manifest(path: Path, archive: Archive) -> dict:
             raise TypeError("members is not an object")
     except (ValueError, KeyError, TypeError) as e:
         raise BackupInvalid(f"{path}: {MANIFEST} is damaged ({e})") from None
-    if fmt != FORMAT:
+    if fmt not in READABLE:
         newer = isinstance(fmt, str) and fmt.startswith(FORMAT.split("/")[0] + "/")
         raise BackupInvalid(f"{path} is a backup of format {fmt!r}, " + (
-            f"made by a newer version; this one reads {FORMAT}" if newer else "not one this project writes"))
+            f"made by a newer version; this one reads {' and '.join(READABLE)}" if newer
+            else "not one this project writes"))
     missing = sorted(set(listed) - set(archive.members))
     extra = sorted(set(archive.members) - set(listed) - {MANIFEST})
     if missing:
@@ -190,7 +208,7 @@ def _spec(path: Path, manifest: dict) -> ModelSpec:
 
 def _check_tables(b: Backup) -> None:
     """Schemas, row counts, ids, and every path a member would be written to, before anything is written."""
-    for name, schema in ((CLIPS, clips_schema(int(b.spec.dim or 0))), (JOBS, JOBS_SCHEMA)):
+    for name, schema in ((CLIPS, clips_schema(int(b.spec.dim or 0), fmt=b.format)), (JOBS, JOBS_SCHEMA)):
         if name not in b.archive.members:
             raise BackupInvalid(f"{b.path} holds no {name}")
         try:
@@ -198,7 +216,7 @@ def _check_tables(b: Backup) -> None:
         except (pa.ArrowException, OSError) as e:
             raise BackupInvalid(f"{b.path}: {name} is not a readable Parquet file ({e})") from None
         if not got.equals(schema):
-            raise BackupInvalid(f"{b.path}: {name} does not have the columns of {FORMAT} "
+            raise BackupInvalid(f"{b.path}: {name} does not have the columns of {b.format} "
                                 f"(vectors of {b.spec.dim} floats)")
     table = b._table(CLIPS).read(columns=["id", "sha256", "location", "stored_copy", "member"])
     if table.num_rows != b.manifest.get("clips"):

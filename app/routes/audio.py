@@ -5,8 +5,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from app.deps import CollectionDep, IngestDep, audio_url
 from app.routes.jobs import job_view, wait_for
@@ -17,6 +18,8 @@ from app.schemas import (
     ClipPage,
     ErrorOut,
     JobOut,
+    MetadataIn,
+    MetadataPatch,
     PageLimit,
     PageOffset,
     Responses,
@@ -26,6 +29,7 @@ from app.security import ReadAccess, WriteAccess
 from app.uploads import multipart_body, read_upload
 from index.base import ClipRecord
 from index.collection import Collection
+from index.metadata import Metadata
 
 router = APIRouter(tags=["audio"])
 
@@ -37,6 +41,14 @@ DUPLICATE = "the same bytes were already in the collection: the existing record,
 ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progress, then its clip); also "
             "the job already queued for the same bytes")
 MAX_WAIT_S = 60
+METADATA_FORM = {  # the upload form's metadata fields (app/schemas.py MetadataIn bounds them)
+    "description": {"type": "string", "description": "the clip's description (searched by keyword)",
+                    "examples": ["808 kick, long decay"]},
+    "user_tags": {"type": "string", "description": "the user's tags, separated by ';' or ','",
+                  "examples": ["kick; 808; drums"]},
+    "fields": {"type": "string", "description": "named values, as a JSON object of strings",
+               "examples": ['{"pack": "Drums Vol 1", "bpm": "120"}']},
+}
 
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"),
@@ -79,22 +91,26 @@ def get_or_404(collection: Collection, clip_id: int) -> ClipRecord:
                         507: {"model": ErrorOut, "description": "the disk is full: nothing was stored"}},
              openapi_extra=multipart_body(fields={"name": {"type": "string", "maxLength": 255,
                                                            "description": "name to store (default: the "
-                                                                          "file's own name)"}}),
-             description="Multipart upload (`file`, optional `name`). What the header tells (format, "
+                                                                          "file's own name)"},
+                                                  **METADATA_FORM}),
+             description="Multipart upload (`file`, optional `name`, `description`, `user_tags` separated by "
+                         "`;` or `,`, `fields` as a JSON object of strings: malformed ones answer 422 and "
+                         "store nothing). What the header tells (format, "
                          "channels, duration) is judged at once (4xx); then the bytes and an indexing job "
                          "are stored durably and the answer is **202** with the job "
                          "(`Location: /jobs/{id}`): PaSST tags the clip in the background. `wait=S` waits "
                          "up to S seconds: **201** "
                          "with the clip's record when it was indexed by then (a failure answers its error "
                          "status), else 202. The same bytes again add nothing: **200** with the indexed "
-                         "record, or 202 with the job already queued for them.",
+                         "record, or 202 with the job already queued for them (their metadata as it is: "
+                         "PATCH /audio/{id} edits it).",
              dependencies=[WriteAccess])
 async def add_audio(request: Request, collection: CollectionDep, ingest: IngestDep,
                     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, allow_inf_nan=False,
                                                  description="seconds to wait for the clip to be "
                                                              "indexed")] = 0) -> Response:
     upload = await read_upload(request)
-    submitted = await run_in_threadpool(ingest.submit, upload.data, upload.name)
+    submitted = await run_in_threadpool(ingest.submit, upload.data, upload.name, form_metadata(upload.fields))
     if submitted.record is not None:
         return _json(200, clip_out(submitted.record, audio_url=audio_url(request, submitted.record.id)))
     assert submitted.job is not None
@@ -107,6 +123,22 @@ async def add_audio(request: Request, collection: CollectionDep, ingest: IngestD
         where = request.app.url_path_for("get_audio", clip_id=view.clip.id)
         return _json(201 if submitted.created else 200, view.clip, location=str(where))
     return _json(202, view, location=str(request.app.url_path_for("job", job_id=job.id)))
+
+
+def form_metadata(form: dict[str, str]) -> Metadata:
+    """The metadata an upload's form carries; 422 naming the field when one is malformed."""
+    try:
+        return MetadataIn.from_form(form).applied_to(Metadata())
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])}
+                                      for err in e.errors(include_url=False)]) from None
+
+
+def edit_metadata(collection: Collection, clip_id: int, change: MetadataPatch) -> ClipRecord:
+    record = collection.edit_metadata(clip_id, change.applied_to)
+    if record is None:
+        raise HTTPException(404, f"no clip with id {clip_id}")
+    return record
 
 
 def _json(status: int, body: BaseModel, *, location: str | None = None) -> JSONResponse:
@@ -148,6 +180,17 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep) -> FileResponse
         raise HTTPException(404, f"the audio of clip {clip_id} is no longer where it was indexed")
     media_type = await run_in_threadpool(audio_media_type, path)
     return FileResponse(path, media_type=media_type, filename=record.name, content_disposition_type="inline")
+
+
+@router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",
+              responses={**WRITE_ERRORS, **NOT_FOUND}, dependencies=[WriteAccess],
+              description="Replaces the parts given (`description`, `user_tags`, `fields`; at least one) and "
+                          "leaves the others as they are; the clip's keyword document follows at once. "
+                          "Answers the updated record.")
+async def edit_audio(clip_id: ClipId, body: MetadataPatch, request: Request,
+                     collection: CollectionDep) -> ClipOut:
+    record = await run_in_threadpool(edit_metadata, collection, clip_id, body)
+    return clip_out(record, audio_url=audio_url(request, record.id))
 
 
 @router.delete("/audio/{clip_id}", status_code=204, summary="Remove a clip (needs the API key)",

@@ -12,7 +12,9 @@ router = APIRouter(tags=["page"])
 
 @router.get("/", summary="The web page", response_class=FileResponse, include_in_schema=True,
             responses={200: {"content": {"text/html": {}}, "description": "the search page"}},
-            description="A search box, results with audio players, scores and tag chips, and an upload "
-                        "form once an API key is entered. Its script and style are under /static.")
+            description="A search box with a vector / keyword / hybrid switch and duration and tag filters, "
+                        "results with audio players, scores, tag chips and the user's metadata, and, once "
+                        "an API key is entered, an upload form and a metadata editor on each result. Its "
+                        "scripts and styles are under /static.")
 async def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html")

@@ -17,6 +17,7 @@ from app.schemas import (
     K,
     QueryText,
     Responses,
+    SearchMode,
     SearchRequest,
     SearchResponse,
     ValidationOut,
@@ -54,33 +55,44 @@ class AudioQuery(BaseModel):
 
 
 def text_search(collection: Collection, metrics: ServiceMetrics, req: SearchRequest) -> list[Hit]:
-    """Encode the query, then search; timed apart so the metrics tell the encoder from the index."""
-    query = req.composite()
+    """Encode the query (not for keyword search), then search in the request's mode; timed apart so the
+    metrics tell the encoder from the index."""
+    query, flt = req.composite(), req.search_filter()
+    if req.mode == "keyword":
+        with metrics.search.time():
+            return collection.search_keywords(req.query or "", req.k, flt)
     with metrics.query_encode.time():
         xq = collection.query_vector(query)  # (1, D)
     with metrics.search.time():
-        return collection.search_vector(xq, req.k, req.search_filter(), exclude=query.judged)
+        if req.mode == "hybrid":
+            return collection.search_hybrid(req.query or "", xq, req.k, flt, exclude=query.judged)
+        return collection.search_vector(xq, req.k, flt, exclude=query.judged)
 
 
-def respond(request: Request, query: str, hits: list[Hit], start: float) -> SearchResponse:
+def respond(request: Request, query: str, hits: list[Hit], start: float, *,
+            mode: SearchMode = "vector") -> SearchResponse:
     results = [search_hit(h, audio_url=audio_url(request, h.record.id)) for h in hits]
     took_ms = round(1000 * (time.perf_counter() - start), 3)
-    return SearchResponse(query=query, took_ms=took_ms, results=results)
+    return SearchResponse(query=query, mode=mode, took_ms=took_ms, results=results)
 
 
 @router.post("/search", summary="Search the collection with text and example clips",
              responses={**READ_ERRORS, **COMPOSITE_ERRORS,
                         400: {"model": ErrorOut, "description": "the body is not JSON"}},
-             description="Encodes the query into the shared space and returns the k closest clips, best "
-                         "first, with their scores (cosine similarity), top tags and audio URL. The query "
-                         "may be composite: text, clips to sound like (`like`) and unlike (`unlike`), and "
-                         "text to avoid (`not`), weighted (`weights`); the clips named in `like` and "
-                         "`unlike` are left out of the results. An empty collection answers an empty list.")
+             description="Returns the k best clips for the query, best first, with their scores, top tags, "
+                         "the user's metadata and audio URL; the filters apply inside the search. `mode`: "
+                         "`vector` (default) encodes the query into the shared space (cosine similarity); "
+                         "`keyword` matches its words against each clip's name, description, user tags and "
+                         "top AudioSet tag names (BM25); `hybrid` joins both rankings by reciprocal-rank "
+                         "fusion (k = 60). In `vector` and `hybrid` mode the query may be composite: text, "
+                         "clips to sound like (`like`) and unlike (`unlike`), and text to avoid (`not`), "
+                         "weighted (`weights`); the clips named in `like` and `unlike` are left out of the "
+                         "results. An empty collection answers an empty list.")
 async def search(body: SearchRequest, request: Request, collection: CollectionDep,
                  metrics: MetricsDep) -> SearchResponse:
     start = time.perf_counter()
     hits = await run_in_threadpool(text_search, collection, metrics, body)
-    return respond(request, body.composite().describe(), hits, start)
+    return respond(request, body.composite().describe(), hits, start, mode=body.mode)
 
 
 @router.post("/search/audio", summary="Find clips that sound like an uploaded one",

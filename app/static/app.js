@@ -5,6 +5,11 @@ const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
 const state = { protectReads: false, writesEnabled: true };
+const SCORE_TITLES = {
+  vector: "cosine similarity to the query",
+  keyword: "BM25 score of the query's words",
+  hybrid: "reciprocal-rank fusion of the sound and keyword rankings",
+};
 
 const $ = (id) => document.getElementById(id);
 const apiKey = () => sessionStorage.getItem(KEY_STORE) || "";
@@ -56,29 +61,32 @@ function renderTags(tags) {
   return list;
 }
 
-function renderHit(hit, rank) {
+// Scores by mode: cosine (at most 1) for vector search; BM25 and fused scores are drawn against the best one.
+function renderHit(hit, rank, mode = "vector", top = 1) {
   const item = el("li", "result");
   item.dataset.id = hit.id;
   const head = el("div", "result-head");
   head.append(el("span", "rank", `${rank}.`), el("span", "name", hit.name));
   const score = el("span", "score", hit.score.toFixed(3));
-  score.title = "cosine similarity to the query";
+  score.title = SCORE_TITLES[mode];
   head.append(score, el("span", "duration", formatSeconds(hit.duration)));
   const bar = el("div", "bar");
   const fill = el("div", "bar-fill");
-  fill.style.width = `${Math.max(0, Math.min(1, hit.score)) * 100}%`;
+  fill.style.width = `${Math.max(0, Math.min(1, hit.score / (mode === "vector" ? 1 : top))) * 100}%`;
   bar.append(fill);
   const audio = el("audio");
   audio.controls = true;
   audio.preload = "none";
   attachAudio(audio, hit.audio_url);
   item.append(head, bar, audio, renderTags(hit.tags), refineButtons(hit));
+  renderMetadata(item, hit); // metadata.js
   return item;
 }
 
 function showResults(data) {
   const list = $("results");
-  list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1)));
+  const top = Math.max(...data.results.map((h) => h.score), Number.MIN_VALUE);
+  list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1, data.mode, top)));
   $("search-message").textContent = data.results.length
     ? `${data.results.length} clips for “${data.query}” in ${Math.round(data.took_ms)} ms`
     : "No clips yet: the collection is empty. Add some with the form below.";
@@ -103,7 +111,12 @@ function searchText(event) {
   const query = $("query").value.trim();
   const refined = refineFields(); // refine.js: more or less like some results, a text to avoid
   if (!query && !refined.like) return;
-  const body = JSON.stringify({ ...(query ? { query } : {}), ...refined, k: Number($("k").value) });
+  const options = searchOptions(); // metadata.js: the mode and the filters
+  // keyword and hybrid search match the query's words: without a query only the vector ranking applies,
+  // and keyword search takes no clips or text to move away from
+  if (!query) options.mode = "vector";
+  const parts = options.mode === "keyword" ? {} : refined;
+  const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options });
   runSearch({ url: "/search", init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
@@ -126,6 +139,7 @@ async function upload(event) {
   form.append("file", file);
   const name = $("upload-name").value.trim();
   if (name) form.append("name", name);
+  appendUploadMetadata(form); // metadata.js
   const message = $("upload-message");
   message.textContent = `Uploading ${file.name}…`;
   try {
@@ -196,6 +210,7 @@ async function followJob(job) {
 
 function showKeyState() {
   const hasKey = Boolean(apiKey());
+  document.body.classList.toggle("has-key", hasKey); // shows the metadata editors
   $("upload-form").hidden = !hasKey;
   $("forget-key").hidden = !hasKey;
   $("api-key").placeholder = hasKey ? "key set for this tab" : "needed to add or remove clips";

@@ -1,8 +1,10 @@
 """The web page driven in headless Chromium (Debian's `chromium`) against a real uvicorn server."""
 
+import contextlib
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,11 +30,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(app_settings: Settings, retriever):
-    """A real uvicorn server on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(create_app(app_settings, retriever=retriever), host="127.0.0.1", port=free_port(),
-                            log_level="warning", lifespan="on")
+@contextlib.contextmanager
+def serve(app) -> Iterator[str]:
+    """A real uvicorn server of `app` on a free loopback port, started; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -46,6 +47,12 @@ def server(app_settings: Settings, retriever):
     finally:
         srv.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture
+def server(app_settings: Settings, retriever):
+    with serve(create_app(app_settings, retriever=retriever)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -88,6 +88,7 @@ def test_openapi_describes_every_route_and_model(client):
     routes = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()}
     expected = {("/search", "post"), ("/search/audio", "post"), ("/audio", "post"), ("/audio", "get"),
                 ("/audio/{clip_id}", "get"), ("/audio/{clip_id}/file", "get"), ("/audio/{clip_id}", "delete"),
+                ("/audio/{clip_id}", "patch"),
                 ("/health/live", "get"), ("/health/ready", "get"), ("/metrics", "get"), ("/", "get")}
     assert expected <= set(routes)
     for key, op in routes.items():
@@ -100,7 +101,18 @@ def test_openapi_describes_every_route_and_model(client):
         for field, prop in schemas[name]["properties"].items():
             assert prop.get("description"), (name, field)
     assert schemas["SearchRequest"]["examples"][0]["query"]
-    assert routes[("/audio", "post")]["requestBody"]["content"]["multipart/form-data"]
+    new_fields = {"SearchRequest": ("mode", "tags_any", "tags_all", "fields"),
+                  "MetadataPatch": ("description", "user_tags", "fields"),
+                  "ClipOut": ("description", "user_tags", "fields"),
+                  "SearchHit": ("description", "user_tags", "fields"), "SearchResponse": ("mode",)}
+    for name, fields in new_fields.items():
+        for field in fields:
+            assert schemas[name]["properties"][field].get("examples"), (name, field)
+    assert {"mode", "tags_any", "fields"} <= {k for e in schemas["SearchRequest"]["examples"] for k in e}
+    assert schemas["MetadataPatch"]["examples"][0]["user_tags"]
+    form = routes[("/audio", "post")]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    for field in ("description", "user_tags", "fields"):
+        assert form[field]["examples"] and form[field]["description"], field
     assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -110,7 +122,8 @@ def test_page_and_its_files_are_served_without_external_urls(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="query"' in page.text and 'id="upload-form"' in page.text
-    for path in ("/static/app.js", "/static/refine.js", "/static/style.css"):
+    for path in ("/static/app.js", "/static/refine.js", "/static/style.css", "/static/metadata.js",
+                 "/static/metadata.css"):
         r = client.get(path)
         assert r.status_code == 200, path
         assert not re.search(r"https?://", r.text), path

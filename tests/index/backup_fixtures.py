@@ -8,6 +8,7 @@ import numpy as np
 
 from index.base import NewClip, Tag
 from index.jobs import JobQueue
+from index.metadata import Metadata
 from index.stores import StoreConfig, open_store
 from retrieval.durable import write_bytes_atomically
 from tests.index.store_fixtures import DIM, LABELS, SPEC
@@ -31,7 +32,8 @@ def upload_bytes(i: int, size: int = 2000) -> bytes:
 
 def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None) -> NewClip:
     """Clip i: an upload (its bytes written under audio/ first, as Collection does) or a file in `folder`
-    (written there when a folder is given, else a path that does not exist)."""
+    (written there when a folder is given, else a path that does not exist); even ones have the user's
+    metadata."""
     tags = (Tag(LABELS[i % 4], 0.9), Tag(LABELS[(i + 1) % 4], 0.3))
     data = upload_bytes(i)
     sha = hashlib.sha256(data).hexdigest()
@@ -43,8 +45,10 @@ def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None
         write_bytes_atomically(location, data)
     else:
         location = f"/nowhere/clip{i}.wav"
+    meta = Metadata.of(description=f"take {i}", tags=["drums", f"kit{i % 3}"],
+                       fields={"pack": f"p{i % 4}"}) if i % 2 == 0 else Metadata()
     return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=0.5 + i % 5,
-                   sample_rate=44_100, tags=tags, stored_copy=upload)
+                   sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta)
 
 
 def config(data_dir: Path, backend: str = "faiss") -> StoreConfig:

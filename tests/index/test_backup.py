@@ -22,7 +22,9 @@ import pytest
 from index import archive as archive_module
 from index.archive import BackupError, BackupInvalid
 from index.backup import backup
+from index.base import SearchFilter
 from index.jobs import JobQueue
+from index.metadata import Metadata
 from index.restore import RestoreRefused, open_backup, restore
 from index.stores import open_store
 from retrieval.durable import sha256_file, write_bytes_atomically
@@ -46,12 +48,15 @@ def backup_file(tmp_path, source):
 
 
 def answers(cfg, xq, k=8):
+    """(vector hits' ids, their scores, every record by id, the next id, the keyword ranking's ids)."""
     store = open_store(cfg, SPEC)
     try:
         hits = store.search(xq, k)
         scores = np.array([[h.score for h in row] for row in hits])
+        words = [h.record.id for h in store.search_keywords("take drums kit1", 50, SearchFilter(
+            fields=(("pack", "p2"),)))]
         return ([[h.record.id for h in row] for row in hits], scores,
-                {r.id: r for r in store.list(limit=1000)}, store.next_id())
+                {r.id: r for r in store.list(limit=1000)}, store.next_id(), words)
     finally:
         store.close()
 
@@ -65,7 +70,7 @@ def test_a_backup_is_a_zip_of_parquet_tables_and_audio_that_other_tools_read(bac
         zf.extractall(tmp_path / "unzipped")
     assert {"manifest.json", "clips.parquet", "jobs.parquet"} <= set(names)
     assert all(zf.getinfo(n).compress_type == zipfile.ZIP_STORED for n in names)
-    assert manifest["format"] == "retrieval-backup/1" and manifest["clips"] == source["n"]
+    assert manifest["format"] == "retrieval-backup/2" and manifest["clips"] == source["n"]
     assert manifest["next_id"] == source["next_id"] and manifest["model_spec"] == SPEC.to_dict()
     for name, member in manifest["members"].items():
         path = tmp_path / "unzipped" / name
@@ -124,16 +129,18 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     path = tmp_path / "b.zip"
     backup(src["config"], path, jobs_db=tmp_path / "src" / "jobs.sqlite")
     xq = unit_vectors(6, seed=11)
-    want_ids, want_scores, want_records, want_next = answers(src["config"], xq)
+    want_ids, want_scores, want_records, want_next, want_words = answers(src["config"], xq)
+    assert len(want_words) > 1 and sum(not r.meta.empty for r in want_records.values()) > 5
 
     target = config(tmp_path / "dst", target_backend)
     report = restore(path, target, configured=SPEC)
     assert report.clips == src["n"] and report.jobs == 2 and report.uploads == len(
         [r for r in want_records.values() if r.stored_copy])
-    got_ids, got_scores, got_records, got_next = answers(target, xq)
+    got_ids, got_scores, got_records, got_next, got_words = answers(target, xq)
     assert got_ids == want_ids
     np.testing.assert_allclose(got_scores, want_scores, atol=1e-5)
-    assert got_records == want_records  # ids, names, locations, tags, times added: all kept
+    assert got_records == want_records  # ids, names, locations, tags, metadata, times added: all kept
+    assert got_words == want_words  # the keyword index is rebuilt from the records
     assert got_next == want_next == src["next_id"]
     for r in got_records.values():  # the uploaded bytes, unchanged, where the service reads them
         if r.stored_copy:
@@ -150,6 +157,47 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     assert [j.name for j in jobs] == ["job0.wav", "job1.wav"]
     assert all(sha256_file(tmp_path / "dst" / j.location) == j.sha256 for j in jobs)
     assert not [p for p in tmp_path.iterdir() if ".restore-" in p.name]  # no staging left
+
+
+def first_format_copy(path: Path, out: Path) -> Path:
+    """The backup at `path` as `retrieval-backup/1` wrote it: clips.parquet without the user's metadata."""
+    import pyarrow as pa
+
+    from index.archive import ArchiveWriter
+
+    with zipfile.ZipFile(path) as zf, open(out, "xb") as f:
+        writer = ArchiveWriter(f, date_time=(2026, 1, 1, 0, 0, 0))
+        for info in zf.infolist():
+            data = zf.read(info)
+            if info.filename == "clips.parquet":
+                table = pq.read_table(io.BytesIO(data)).drop_columns(["description", "user_tags", "fields"])
+                sink = pa.BufferOutputStream()
+                pq.write_table(table, sink)
+                data = sink.getvalue().to_pybytes()
+            if info.filename == "manifest.json":
+                manifest = json.loads(data)
+                manifest["format"] = "retrieval-backup/1"
+                manifest["members"] = {m.name: {"size": m.size, "sha256": m.sha256}
+                                       for m in writer.members.values()}
+                data = json.dumps(manifest).encode()
+            writer.add_bytes(info.filename, data)
+        writer.close()
+    return out
+
+
+def test_a_backup_of_the_first_format_restores_its_clips_without_metadata(tmp_path, backup_file, source):
+    old = first_format_copy(backup_file, tmp_path / "old.zip")
+    with open_backup(old) as b:
+        assert b.format == "retrieval-backup/1"
+    target = config(tmp_path / "dst")
+    assert restore(old, target, configured=SPEC).clips == source["n"]
+    xq = unit_vectors(3, seed=2)
+    want_ids, _, want_records, want_next, _ = answers(source["config"], xq)
+    got_ids, _, got_records, got_next, got_words = answers(target, xq)
+    assert (got_ids, got_next) == (want_ids, want_next) and got_words == []
+    assert got_records == {id_: replace(r, meta=Metadata()) for id_, r in want_records.items()}
+    with open_store(target, SPEC) as store:  # the words of the names are searchable
+        assert [h.record.name for h in store.search_keywords("clip5", 1)] == ["clip5.wav"]
 
 
 def test_restore_into_an_existing_empty_data_dir_keeps_its_caches(tmp_path, backup_file):

@@ -13,6 +13,7 @@ import torch
 from index.base import SearchFilter
 from index.bulk_load import load_shards
 from index.faiss_store import DB_NAME, FaissStore
+from index.metadata import Metadata
 from index.ray_pipeline import MANIFEST, _write_manifest, manifest_spec
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, zero_shot
@@ -140,6 +141,48 @@ def test_a_qdrant_collection_of_the_previous_format_opens_and_refuses_another_mo
         open_store(config, replace(SPEC, window_s=5.0))
     with open_store(config, SPEC) as store:  # refusals changed nothing
         assert store.count() == N + 1 and store.spec == ModelSpec.from_dict(OLD_FP)
+
+
+def test_a_faiss_store_without_metadata_or_keyword_index_is_brought_up_to_date_in_place(tmp_path):
+    n = 1005  # more clips than one step of the migration reads at a time
+    lg = np.zeros((n, 527), np.float32)
+    ids = write_old_faiss_store(tmp_path / "data", OLD_FP, [clip(i) for i in range(n)], unit_vectors(n), lg,
+                                with_cache_file=False)
+    db = tmp_path / "data" / DB_NAME
+
+    def version_and_rows() -> tuple[int, int]:
+        con = sqlite3.connect(db)
+        try:
+            return (con.execute("PRAGMA user_version").fetchone()[0],
+                    con.execute("SELECT count(*) FROM clip_words").fetchone()[0])
+        finally:
+            con.close()
+
+    with FaissStore(tmp_path / "data", SPEC) as store:
+        assert version_and_rows() == (1, n)
+        assert all(r.meta == Metadata() for r in store.list(limit=n))
+        assert store.search_keywords("clip1004", 1)[0].record.id == ids[1004]
+        rain = {ids[i] for i in range(n) if "Rain" in {t.label for t in clip(i).tags}}
+        assert {h.record.id for h in store.search_keywords("rain", n)} == rain
+        store.set_metadata(int(ids[3]), Metadata.of(tags=["kick"]))
+        assert [h.record.id for h in store.search_keywords("kick", 5)] == [ids[3]]
+    with FaissStore(tmp_path / "data", SPEC) as store:  # migrated once: opening again changes nothing
+        assert version_and_rows() == (1, n) and store.get(int(ids[3])).meta.tags == ("kick",)
+
+
+def test_a_qdrant_collection_without_metadata_or_keyword_index_is_brought_up_to_date(tmp_path):
+    ids = write_old_qdrant_collection(tmp_path / "data", OLD_FP, [clip(i) for i in range(N)], unit_vectors(N),
+                                      np.zeros((N, 527), np.float32))
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:
+        assert store.get(ids[5]).meta == Metadata()
+        assert store.search_keywords("clip5", 1)[0].record.id == ids[5]
+        store.set_metadata(ids[2], Metadata.of(description="thunder"))
+        flt = SearchFilter(tags_any=("none",))
+        assert store.search(unit_vectors(1), 3, flt) == [[]]  # old points have no user tags
+    with open_store(config, SPEC) as store:
+        assert [h.record.id for h in store.search_keywords("thunder", 3)] == [ids[2]]
+        assert store.client.get_collection("clips").config.metadata["keywords"] == 1
 
 
 # -- Ray shard folders -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from index.base import NewClip, SearchFilter, Tag
+from index.metadata import Metadata
 from index.stores import StoreConfig, open_store
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec
@@ -17,6 +18,7 @@ SPEC = ModelSpec(head="head-a", lam=0.5, text_model="tiny", text_model_revision=
                  passt_arch="passt_s_swa_p16_128_ap476", window_s=10.0, hop_s=2.5, sample_rate=32000,
                  passt_weights="random")
 TAGS = ("Speech", "Music", "Rain", "Dog")
+USER_TAGS = ("kick", "snare", "loop")
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -24,10 +26,23 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def clip(i: int) -> NewClip:
-    """Clip i: duration 0.5 + 0.25 i s, top tags TAGS[i % 4] then TAGS[(i + 1) % 4]."""
+    """Clip i: duration 0.5 + 0.25 i s, top tags TAGS[i % 4] then TAGS[(i + 1) % 4]; user tags
+    USER_TAGS[i % 3] (and "loop" when i % 4 == 0), field pack = p{i % 3} for even i."""
     tags = (Tag(TAGS[i % 4], 0.9), Tag(TAGS[(i + 1) % 4], 0.4))
+    meta = Metadata.of(description=f"take {i}", tags=[USER_TAGS[i % 3], *(["loop"] if i % 4 == 0 else [])],
+                       fields={"pack": f"p{i % 3}"} if i % 2 == 0 else {})
     return NewClip(name=f"clip{i}.wav", location=f"/audio/clip{i}.wav", sha256=f"{i:064x}",
-                   duration=0.5 + 0.25 * i, sample_rate=44_100 if i % 2 else 32_000, tags=tags)
+                   duration=0.5 + 0.25 * i, sample_rate=44_100 if i % 2 else 32_000, tags=tags, meta=meta)
+
+
+def passes(flt: SearchFilter, c: NewClip) -> bool:
+    """The oracle of a filter, clip by clip."""
+    return ((flt.min_duration is None or c.duration >= flt.min_duration)
+            and (flt.max_duration is None or c.duration <= flt.max_duration)
+            and (flt.tag is None or flt.tag.lower() in {t.label.lower() for t in c.tags})
+            and (not flt.tags_any or bool(set(flt.tags_any) & set(c.meta.tags)))
+            and set(flt.tags_all) <= set(c.meta.tags)
+            and all(c.meta.field_dict.get(k) == v for k, v in flt.fields))
 
 
 @pytest.fixture(params=["faiss", "qdrant"])
@@ -89,19 +104,24 @@ def test_search_k_larger_than_collection_returns_everything(store, data):
     SearchFilter(tag="Rain"),
     SearchFilter(tag="music", min_duration=4.0),  # tags match case-insensitively
     SearchFilter(tag="Engine"),  # no clip has it
-], ids=["min", "max", "range", "tag", "tag+min", "none"])
+    SearchFilter(tags_any=("Snare", "loop")),  # user tags match case-insensitively
+    SearchFilter(tags_all=("kick", "loop")),
+    SearchFilter(fields=(("pack", "p1"),)),
+    SearchFilter(fields=(("pack", "p2"),), tags_any=("snare",), max_duration=8.0),
+    SearchFilter(fields=(("pack", "P1"),)),  # field values match exactly: none
+    SearchFilter(fields=(("other", "p1"),)),  # no clip has the field
+], ids=["min", "max", "range", "tag", "tag+min", "none", "tags_any", "tags_all", "field", "field+tags+max",
+        "field-case", "field-absent"])
 def test_filtered_search_equals_filtered_brute_force(store, data, flt):
     xb, _ = data
-    durations = np.array([clip(i).duration for i in range(N)])
-    keep = np.ones(N, bool)
-    if flt.min_duration is not None:
-        keep &= durations >= flt.min_duration
-    if flt.max_duration is not None:
-        keep &= durations <= flt.max_duration
-    if flt.tag is not None:
-        keep &= np.array([flt.tag.lower() in {t.label.lower() for t in clip(i).tags} for i in range(N)])
+    keep = np.array([passes(flt, clip(i)) for i in range(N)])
     xq = unit(np.random.default_rng(3).standard_normal((3, D)))
     check_hits(store.search(xq, 5, flt), *brute_force(xq, xb, 5, keep))
+    # keyword search filters the same clips: its ranking is the unfiltered one restricted to them
+    everything = store.search_keywords("take clip", N)
+    assert len(everything) == N
+    assert ([h.record.id for h in store.search_keywords("take clip", N, flt)]
+            == [h.record.id for h in everything if keep[h.record.id - 1]])
 
 
 def test_records_round_trip(store):
@@ -109,6 +129,8 @@ def test_records_round_trip(store):
     want = clip(3)
     assert (rec.name, rec.location, rec.sha256, rec.duration, rec.sample_rate, rec.tags, rec.stored_copy) == (
         want.name, want.location, want.sha256, want.duration, want.sample_rate, want.tags, want.stored_copy)
+    assert rec.meta == want.meta == Metadata("take 3", ("kick",), ())
+    assert store.get(5).meta == Metadata("take 4", ("snare", "loop"), (("pack", "p1"),))
     assert rec.added_at > 0
     assert store.get(N + 1) is None
     assert store.get_by_sha256(want.sha256) == rec
@@ -317,3 +339,43 @@ def test_add_many_with_a_bad_row_stores_nothing(store, data):
     with pytest.raises(ValueError):
         store.add_many([clip(N), clip(N + 1)], xb[:1], lgs[:1])  # one vector for two clips
     assert store.count() == N and store.get_by_sha256(clip(N).sha256) is None
+
+
+def test_a_file_name_is_found_by_each_of_its_words(store, data):
+    xb, logits = data
+    kick = store.add(replace(clip(N), name="Kick_808_Hard.wav", meta=Metadata()), xb[0], logits[0])
+    store.add(replace(clip(N + 1), name="SnareRoll_808.wav", meta=Metadata()), xb[1], logits[1])
+    for query in ("808", "kick", "KICK", "Kick_808", "hard", "kick808"):
+        assert store.search_keywords(query, 3)[0].record.id == kick.id, query
+    both = {"Kick_808_Hard.wav", "SnareRoll_808.wav"}
+    assert {h.record.name for h in store.search_keywords("808", 5)} == both
+    assert [h.record.name for h in store.search_keywords("roll", 5)] == ["SnareRoll_808.wav"]  # camel case
+    assert store.search_keywords("hihat", 5) == [] and store.search_keywords("!!", 5) == []
+    assert store.search_keywords("kick", 0) == []
+    with pytest.raises(ValueError):
+        store.search_keywords("kick", -1)
+
+
+def test_set_metadata_replaces_it_and_the_clip_s_words(store, backend_settings):
+    new = Metadata.of(description="Deep rumble", tags=["Bass", "bass ", "sub"], fields={"bpm": "120"})
+    record = store.set_metadata(7, new)
+    assert record == store.get(7)
+    assert record.meta == Metadata("Deep rumble", ("bass", "sub"), (("bpm", "120"),))
+    assert (record.name, record.tags, record.sha256) == (clip(6).name, clip(6).tags, clip(6).sha256)
+    assert [h.record.id for h in store.search_keywords("rumble", 5)] == [7]
+    assert [h.record.id for h in store.search_keywords("sub bass", 5)] == [7]
+    assert 7 not in {h.record.id for h in store.search_keywords("take", N)}  # its old description is gone
+    only_sub = store.search(store.vectors([7]), N, SearchFilter(tags_all=("sub",)))[0]
+    assert [h.record.id for h in only_sub] == [7]
+    assert store.search(store.vectors([7]), 1, SearchFilter(fields=(("bpm", "120"),)))[0][0].record.id == 7
+    assert store.set_metadata(N + 5, new) is None
+    store.remove([7])
+    assert store.search_keywords("rumble", 5) == []
+    store.set_metadata(8, Metadata())  # cleared: only its name and AudioSet tags are words now
+    assert store.get(8).meta == Metadata()
+    assert 8 not in {h.record.id for h in store.search_keywords("take", N)}
+    assert 8 in {h.record.id for h in store.search_keywords("clip", N)}
+    store.close()
+    with open_store(backend_settings, SPEC) as s:
+        assert s.get(8).meta == Metadata() and s.get(9).meta == clip(8).meta
+        assert [h.record.id for h in s.search_keywords("take 8", 1)] == [9]

@@ -1,0 +1,146 @@
+// The search mode and filter chips, and each clip's own metadata (description, user tags), editable with the
+// API key. Uses app.js's helpers ($, el, apiKey, authHeaders, errorText).
+"use strict";
+
+const filters = { minDuration: null, maxDuration: null, tags: [] }; // tags: every one must be on the clip
+const TAG_SEPARATORS = /[;,]/;
+
+const splitTags = (text) => text.split(TAG_SEPARATORS).map((t) => t.trim()).filter(Boolean);
+
+// What app.js adds to a POST /search body: the mode and the active filters.
+function searchOptions() {
+  const options = { mode: document.querySelector("input[name=mode]:checked").value };
+  if (filters.minDuration !== null) options.min_duration = filters.minDuration;
+  if (filters.maxDuration !== null) options.max_duration = filters.maxDuration;
+  if (filters.tags.length) options.tags_all = [...filters.tags];
+  return options;
+}
+
+function appendUploadMetadata(form) {
+  const description = $("upload-description").value.trim();
+  const tags = $("upload-tags").value.trim();
+  if (description) form.append("description", description);
+  if (tags) form.append("user_tags", tags);
+}
+
+function searchAgain() {
+  if ($("query").value.trim()) $("search-form").requestSubmit();
+}
+
+function chip(text, onRemove) {
+  const item = el("li", "filter-chip");
+  const remove = el("button", "chip-remove", "×");
+  remove.type = "button";
+  remove.title = `remove the filter ${text}`;
+  remove.addEventListener("click", onRemove);
+  item.append(el("span", "chip-text", text), remove);
+  return item;
+}
+
+function showFilters() {
+  const chips = [];
+  if (filters.minDuration !== null) {
+    chips.push(chip(`≥ ${filters.minDuration} s`, () => { $("min-duration").value = ""; readDurations(); }));
+  }
+  if (filters.maxDuration !== null) {
+    chips.push(chip(`≤ ${filters.maxDuration} s`, () => { $("max-duration").value = ""; readDurations(); }));
+  }
+  for (const tag of filters.tags) {
+    chips.push(chip(tag, () => {
+      filters.tags = filters.tags.filter((t) => t !== tag);
+      showFilters();
+      searchAgain();
+    }));
+  }
+  $("filter-chips").replaceChildren(...chips);
+}
+
+function readDurations() {
+  const number = (id) => (Number.isFinite(parseFloat($(id).value)) ? parseFloat($(id).value) : null);
+  filters.minDuration = number("min-duration");
+  filters.maxDuration = number("max-duration");
+  showFilters();
+  searchAgain();
+}
+
+function addTagFilter(tag) {
+  const normal = tag.trim().toLowerCase().replace(/\s+/g, " ");
+  if (normal && !filters.tags.includes(normal)) filters.tags.push(normal);
+  showFilters();
+  searchAgain();
+}
+
+// A result's description and user tags (a tag adds itself as a filter), and an editor for both.
+function renderMetadata(item, hit) {
+  const box = el("div", "clip-meta");
+  const description = el("p", "description", hit.description);
+  description.hidden = !hit.description;
+  const tags = el("ul", "user-tags");
+  for (const tag of hit.user_tags) {
+    const button = el("button", "user-tag", tag);
+    button.type = "button";
+    button.title = `only clips tagged ${tag}`;
+    button.addEventListener("click", () => addTagFilter(tag));
+    const li = el("li");
+    li.append(button);
+    tags.append(li);
+  }
+  const edit = el("button", "edit", "Edit");
+  edit.type = "button";
+  edit.addEventListener("click", () => box.replaceWith(editor(item, hit)));
+  box.append(description, tags, edit);
+  item.append(box);
+}
+
+function editor(item, hit) {
+  const form = el("form", "meta-editor");
+  const description = el("textarea", "edit-description");
+  description.value = hit.description;
+  description.maxLength = 2000;
+  description.rows = 2;
+  description.setAttribute("aria-label", "description");
+  const tags = el("input", "edit-tags");
+  tags.value = hit.user_tags.join("; ");
+  tags.placeholder = "tags, separated by ; or ,";
+  tags.setAttribute("aria-label", "tags");
+  const save = el("button", "save", "Save");
+  save.type = "submit";
+  const cancel = el("button", "cancel", "Cancel");
+  cancel.type = "button";
+  const message = el("p", "edit-message");
+  const done = () => { form.remove(); renderMetadata(item, hit); };
+  cancel.addEventListener("click", done);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    message.textContent = "Saving…";
+    const body = JSON.stringify({ description: description.value.trim(), user_tags: splitTags(tags.value) });
+    try {
+      const response = await fetch(`/audio/${hit.id}`, {
+        method: "PATCH", body, headers: { "Content-Type": "application/json", ...authHeaders() } });
+      if (!response.ok) {
+        message.textContent = `Not saved: ${await errorText(response)}`;
+        return;
+      }
+      const clip = await response.json();
+      Object.assign(hit, { description: clip.description, user_tags: clip.user_tags, fields: clip.fields });
+      done();
+    } catch (e) {
+      message.textContent = `Not saved: ${e.message}`;
+    }
+  });
+  form.append(description, tags, save, cancel, message);
+  return form;
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("min-duration").addEventListener("change", readDurations);
+  $("max-duration").addEventListener("change", readDurations);
+  $("filter-form").addEventListener("submit", (event) => event.preventDefault());
+  $("tag-filter").addEventListener("keydown", (event) => { // Enter adds the tags typed as filters
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    for (const tag of splitTags($("tag-filter").value)) addTagFilter(tag);
+    $("tag-filter").value = "";
+  });
+  for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", searchAgain);
+});

@@ -1,0 +1,83 @@
+"""What users say about their clips: a description, their own tags and named fields, all optional.
+
+User tags are kept normalised, so that both stores match them exactly: lower case, inner whitespace as
+single spaces, no repeats (the first occurrence's place is kept). Field keys are identifiers
+(``[A-Za-z_][A-Za-z0-9_]*``): Qdrant reads a dot in a payload key as a path. Field values are strings,
+matched exactly. The bounds (lengths, counts) are the service's, in app/schemas.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+FIELD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+TAG_SEPARATORS = re.compile(r"[;,]")  # between tags in one string (a CSV cell, a form field)
+
+
+def normalize_tag(tag: str) -> str:
+    return " ".join(tag.split()).lower()
+
+
+def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Normalised, empty ones dropped, each once, in the order first given."""
+    return tuple(dict.fromkeys(t for t in map(normalize_tag, tags) if t))
+
+
+def check_field_key(key: str) -> str:
+    if not FIELD_KEY.fullmatch(key):
+        raise ValueError(f"field key {key!r} is not an identifier (letters, digits, _; not starting with a "
+                         "digit)")
+    return key
+
+
+@dataclass(frozen=True)
+class Metadata:
+    description: str = ""
+    tags: tuple[str, ...] = ()  # user tags, normalised
+    fields: tuple[tuple[str, str], ...] = ()  # (key, value), sorted by key
+
+    @classmethod
+    def of(cls, *, description: str = "", tags: Iterable[str] = (),
+           fields: Mapping[str, str] | None = None) -> Metadata:
+        """Normalised: the description stripped, tags as normalize_tags, fields sorted; ValueError for a
+        field key that is not an identifier or a value that is not a string."""
+        items = sorted((fields or {}).items())
+        for key, value in items:
+            check_field_key(key)
+            if not isinstance(value, str):
+                raise ValueError(f"field {key!r}: values are strings, not {type(value).__name__}")
+        return cls(description.strip(), normalize_tags(tags), tuple(items))
+
+    def merged(self, new: Metadata) -> Metadata:
+        """This metadata with each part `new` has (non-empty) replaced by new's."""
+        return Metadata(new.description or self.description, new.tags or self.tags, new.fields or self.fields)
+
+    @property
+    def field_dict(self) -> dict[str, str]:
+        return dict(self.fields)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.description or self.tags or self.fields)
+
+    def to_dict(self) -> dict:
+        return {"description": self.description, "tags": list(self.tags), "fields": self.field_dict}
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None) -> Metadata:
+        d = d or {}
+        return cls.of(description=d.get("description", ""), tags=d.get("tags", ()), fields=d.get("fields"))
+
+    def tags_json(self) -> str:
+        return json.dumps(list(self.tags))
+
+    def fields_json(self) -> str:
+        return json.dumps(self.field_dict, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, description: str, tags: str, fields: str) -> Metadata:
+        """From the three stored columns of the clip database."""
+        return cls(description, tuple(json.loads(tags)), tuple(sorted(json.loads(fields).items())))

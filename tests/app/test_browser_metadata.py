@@ -1,0 +1,116 @@
+"""The page's keyword / hybrid switch, filter chips and metadata editor, in headless Chromium against a real
+uvicorn server whose store holds planted clips (tests/app/planted.py; no PaSST)."""
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.main import create_app
+from tests.app.conftest import API_KEY, WRITE
+from tests.app.planted import LIBRARY, plant
+from tests.app.test_browser import CHROMIUM, page, result_names, serve  # noqa: F401  (page: the fixture)
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="/usr/bin/chromium is absent (apt-get install chromium; .ci/run does)")
+
+
+@pytest.fixture
+def library(app_settings, retriever):
+    """(base URL, planted ids) of a server whose store holds LIBRARY."""
+    app = create_app(app_settings, retriever=retriever)
+    with serve(app) as url:
+        ids, _ = plant(app.state.collection.store)
+        yield url, ids
+
+
+def api_names(url: str, **body) -> list[str]:
+    r = httpx.post(url + "/search", json={"k": 10, **body})
+    assert r.status_code == 200, r.text
+    return [h["name"] for h in r.json()["results"]]
+
+
+def wait_for_results(page, names: list[str]) -> None:  # noqa: F811
+    page.wait_for_function("names => JSON.stringify([...document.querySelectorAll('.result .name')]"
+                           ".map(n => n.textContent)) === JSON.stringify(names)", arg=names)
+
+
+def test_keyword_and_hybrid_modes_and_filter_chips(library, page, tmp_path):  # noqa: F811
+    url, ids = library
+    page.goto(url + "/")
+    page.wait_for_function(f"document.getElementById('status').textContent.includes('{len(LIBRARY)} clips')")
+    page.check("input[name=mode][value=keyword]")
+    page.fill("#query", "kick")
+    page.press("#query", "Enter")
+    keyword = api_names(url, query="kick", mode="keyword")
+    assert set(keyword) == {"Kick_808_Hard.wav", "kick_soft.wav", "SnareRoll.wav"}
+    wait_for_results(page, keyword)
+    assert page.locator(".result .score").first.get_attribute("title") == "BM25 score of the query's words"
+    kick = page.locator(".result", has=page.locator(".name", has_text="Kick_808_Hard.wav"))
+    assert kick.locator(".description").inner_text() == "a deep kick with a long tail"
+    assert kick.locator(".user-tag").all_inner_texts() == ["kick", "808"]
+    assert page.locator(".result", has=page.locator(".name", has_text="kick_soft.wav")).locator(
+        ".description").is_hidden()  # no description, nothing shown
+
+    page.check("input[name=mode][value=hybrid]")  # switching mode searches again
+    wait_for_results(page, api_names(url, query="kick", mode="hybrid"))
+
+    page.check("input[name=mode][value=keyword]")
+    page.fill("#tag-filter", "Snare")
+    page.press("#tag-filter", "Enter")
+    assert page.locator("#filter-chips .chip-text").all_inner_texts() == ["snare"]
+    wait_for_results(page, ["SnareRoll.wav"])
+    assert api_names(url, query="kick", mode="keyword", tags_all=["snare"]) == ["SnareRoll.wav"]
+    page.click("#filter-chips .chip-remove")
+    wait_for_results(page, keyword)
+
+    page.fill("#max-duration", "2.5")
+    page.press("#max-duration", "Tab")
+    assert page.locator("#filter-chips .chip-text").all_inner_texts() == ["≤ 2.5 s"]
+    wait_for_results(page, api_names(url, query="kick", mode="keyword", max_duration=2.5))
+    assert set(result_names(page)) == {"Kick_808_Hard.wav", "kick_soft.wav"}
+    page.locator(".result .user-tag", has_text="808").click()  # a result's tag becomes a filter
+    wait_for_results(page, ["Kick_808_Hard.wav"])
+    assert page.locator("#filter-chips .chip-text").all_inner_texts() == ["≤ 2.5 s", "808"]
+    shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
+    page.screenshot(path=str(shots / "page-keyword-filters.png"), full_page=True)
+
+
+def test_editing_a_clips_description_and_tags_with_the_key(library, page, tmp_path):  # noqa: F811
+    url, ids = library
+    page.goto(url + "/")
+    page.wait_for_function(f"document.getElementById('status').textContent.includes('{len(LIBRARY)} clips')")
+    page.check("input[name=mode][value=keyword]")
+    page.fill("#query", "thunder")
+    page.press("#query", "Enter")
+    wait_for_results(page, ["thunder.ogg"])
+    result = page.locator(".result").first
+    assert result.locator("button.edit").is_hidden()  # no key, no editor
+
+    page.fill("#api-key", API_KEY)
+    page.click("#key-form button[type=submit]")
+    result.locator("button.edit").click()
+    assert result.locator(".edit-tags").input_value() == "field recording; weather"
+    result.locator(".edit-description").fill("Thunder rolling over the hills")
+    result.locator(".edit-tags").fill("Storm; weather, night")
+    result.locator(".meta-editor .save").click()
+    page.wait_for_selector(".result .clip-meta .description:has-text('rolling over the hills')")
+    assert result.locator(".user-tag").all_inner_texts() == ["storm", "weather", "night"]
+    stored = httpx.get(f"{url}/audio/{ids[5]}").json()
+    assert (stored["description"], stored["user_tags"]) == ("Thunder rolling over the hills",
+                                                            ["storm", "weather", "night"])
+    assert api_names(url, query="hills", mode="keyword") == ["thunder.ogg"]
+
+    result.locator("button.edit").click()  # a refused edit says why and changes nothing
+    result.locator(".edit-tags").fill("x" * 65)
+    result.locator(".meta-editor .save").click()
+    page.wait_for_function("document.querySelector('.edit-message').textContent.startsWith('Not saved:')")
+    assert httpx.get(f"{url}/audio/{ids[5]}").json()["user_tags"] == ["storm", "weather", "night"]
+    result.locator(".meta-editor .cancel").click()
+    assert result.locator(".user-tag").all_inner_texts() == ["storm", "weather", "night"]
+    shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
+    page.screenshot(path=str(shots / "page-edited.png"), full_page=True)
+    # the key is needed on the server too: without it the same edit is refused
+    assert httpx.patch(f"{url}/audio/{ids[5]}", json={"description": "x"}).status_code == 401
+    assert httpx.patch(f"{url}/audio/{ids[5]}", json={"description": "x"}, headers=WRITE).status_code == 200

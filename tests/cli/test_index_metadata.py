@@ -1,0 +1,93 @@
+"""`retrieval index add` with the user's metadata: the options, the CSV of a sample library (read and checked
+before anything is indexed), and files already indexed taking the metadata given."""
+
+from pathlib import Path
+
+import pytest
+
+from cli.metadata_csv import LibraryMetadata, MetadataFileError, read_metadata_csv
+from index.faiss_store import FaissStore
+from index.metadata import Metadata
+from retrieval.model_spec import ModelSpec
+from tests.audio_fixtures import noise, sine, write
+from tests.index.test_cli import cli  # noqa: F401  (the fixture)
+
+
+def write_csv(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_csv_gives_each_file_its_description_tags_and_fields(tmp_path):
+    (tmp_path / "lib" / "sub").mkdir(parents=True)
+    csv = write_csv(tmp_path / "lib" / "meta.csv", "\ufefffile,description,tags,pack,bpm\n"
+                    "Kick_808.wav,Deep kick,kick; 808,Drums Vol 1,\n"
+                    'sub/snare.wav,,"snare, Rim,snare",Drums Vol 1,120\n'
+                    f"{tmp_path / 'elsewhere.wav'},far away,,,\n")
+    rows = read_metadata_csv(csv)
+    assert rows == {
+        (tmp_path / "lib" / "Kick_808.wav").resolve(): Metadata("Deep kick", ("kick", "808"),
+                                                                (("pack", "Drums Vol 1"),)),
+        (tmp_path / "lib" / "sub" / "snare.wav").resolve():
+            Metadata("", ("snare", "rim"), (("bpm", "120"), ("pack", "Drums Vol 1"))),
+        (tmp_path / "elsewhere.wav").resolve(): Metadata("far away", (), ()),
+    }
+
+
+def test_the_options_and_a_row_combine():
+    x, y = Path("/x.wav"), Path("/y.wav")
+    common = Metadata.of(description="default", tags=["drums"], fields={"pack": "A", "kit": "1"})
+    meta = LibraryMetadata(common, {x: Metadata.of(tags=["kick"], fields={"pack": "B"})})
+    assert meta(x) == Metadata.of(description="default", tags=["drums", "kick"],
+                                  fields={"pack": "B", "kit": "1"})
+    assert meta(y) == common
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("name,description\na.wav,x\n", "must name the columns, one of them 'file'"),
+    ("file,tags\na.wav,ok\na.wav,again\n", "line 3: a.wav has a row already"),
+    ("file,tags\n,kick\n", "line 2: the 'file' cell is empty"),
+    ("file,tags\na.wav,kick,extra\n", "line 2: not as many cells"),
+    ("file,tags\na.wav\n", "line 2: not as many cells"),
+    ("file,Sample Rate\na.wav,44100\n", "line 2: fields.Sample Rate"),
+    ("file,tags\na.wav," + "x" * 65 + "\n", "line 2: user_tags.0"),
+    ("file,description\na.wav," + "x" * 2001 + "\n", "line 2: description"),
+    ('file,description\na.wav,"unclosed\n', "cannot read"),
+])
+def test_a_bad_csv_is_refused_naming_the_line(tmp_path, text, message):
+    with pytest.raises(MetadataFileError, match=message):
+        read_metadata_csv(write_csv(tmp_path / "m.csv", text))
+
+
+def records(data_dir) -> dict[str, Metadata]:
+    with FaissStore(data_dir, ModelSpec(), check=False) as store:
+        return {r.name: r.meta for r in store.list(limit=100)}
+
+
+def test_index_add_with_metadata_stores_new_files_with_it_and_updates_indexed_ones(cli, tmp_path):  # noqa: F811
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write(lib / "Kick_808.wav", sine(80.0, seconds=0.3))
+    out = cli("index", "add", str(lib), "--no-progress", "--tags", "drums", "--fields", '{"pack": "A"}')
+    assert out.exit_code == 0, out.output
+    assert records(tmp_path / "data") == {"Kick_808.wav": Metadata.of(tags=["drums"], fields={"pack": "A"})}
+
+    write(lib / "hiss.wav", noise(seconds=0.3))
+    csv = write_csv(lib / "meta.csv", "file,description,tags\nKick_808.wav,deep kick,kick\n"
+                    "hiss.wav,tape hiss,noise\nmissing.wav,gone,\n")
+    out = cli("index", "add", str(lib), "--no-progress", "--metadata", str(csv), "--tags", "library")
+    assert out.exit_code == 0, out.output
+    assert "added 1, skipped 1 already indexed, failed 0" in out.stdout
+    assert "gave 1 of the clips already indexed their new metadata" in out.stdout
+    assert "1 rows of" in out.stderr and "missing.wav" in out.stderr
+    assert records(tmp_path / "data") == {
+        "Kick_808.wav": Metadata.of(description="deep kick", tags=["library", "kick"], fields={"pack": "A"}),
+        "hiss.wav": Metadata.of(description="tape hiss", tags=["library", "noise"])}
+
+    bad = write_csv(lib / "bad.csv", "file,tags\nhiss.wav,a;b;" + "x" * 65 + "\n")
+    before = records(tmp_path / "data")
+    for args in (["--metadata", str(bad)], ["--fields", "not json"], ["--fields", '{"pack": 1}'],
+                 ["--tags", "y" * 65]):
+        out = cli("index", "add", str(lib), "--no-progress", *args)
+        assert out.exit_code == 2 and "error: " in out.stderr, args
+    assert records(tmp_path / "data") == before  # refused before anything was indexed or changed
