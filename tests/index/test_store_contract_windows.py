@@ -10,8 +10,13 @@ import pytest
 from index.base import MOMENT_MARGIN, MomentQuery, SearchFilter, Timeline, Windows
 from index.stores import open_store
 from retrieval.moments import merge_windows
-from tests.index.test_store_contract import SPEC, D, clip, unit
-from tests.index.test_store_contract import backend_settings  # noqa: F401  (a fixture)
+from tests.index.test_store_contract import (
+    SPEC,
+    D,
+    backend_settings,  # noqa: F401  (a fixture)
+    clip,
+    unit,
+)
 
 N = 24
 
@@ -42,7 +47,8 @@ def store(backend_settings):  # noqa: F811
 def all_windows(keep=lambda i: True):
     """The oracle's view: (clip ids, window numbers, starts, ends, (M, D) float32 of the float16 vectors)."""
     rows = [(i + 1, n, t.windows.starts[n], t.windows.ends[n], t.windows.vectors[n])
-            for i in range(N) if (t := timeline(i)) is not None and keep(i) for n in range(len(t.windows.starts))]
+            for i in range(N) if (t := timeline(i)) is not None and keep(i)
+            for n in range(len(t.windows.starts))]
     ids, ns, s, e, v = zip(*rows, strict=True)
     return np.array(ids), np.array(ns), np.array(s), np.array(e), np.array(v, dtype=np.float32)
 
@@ -174,7 +180,7 @@ def test_replace_vectors_reprojects_the_windows(store, backend_settings):  # noq
                                    project(timeline(cid - 1).windows.logits), atol=1e-3)
     q = unit(rng.standard_normal((1, 8)))
     hits = store.search_windows(q, 5)[0]
-    scores = {(c, n): float(got[c].vectors[n].astype(np.float32) @ q[0]) for c in got for n in range(len(got[c].starts))}
+    scores = {(c, n): float(x) for c in got for n, x in enumerate(got[c].scores(q[0]))}
     want = sorted(scores, key=lambda key: -scores[key])[:5]
     assert [(h.clip_id, h.window) for h in hits] == want
     store.close()
