@@ -3,14 +3,19 @@
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
     .add_bytes(data: bytes, name: str) -> tuple[ClipRecord, bool]        # (record, created); dedup by sha256
     .add_path(path: Path) -> tuple[ClipRecord, bool]
-    .search_text(query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]
-    .search_vector(xq: np.ndarray, k: int, flt=None) -> list[Hit]
-    .search_audio(data: bytes, k: int, flt=None, name="query") -> list[Hit]
+    .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
+    .search_vector(xq: np.ndarray, k: int, flt=None, moments=None) -> list[Hit]
+    .search_audio(data: bytes, k: int, flt=None, name="query", moments=None) -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
-    .reproject(checkpoint_path) -> int  (new head, stored logits, no PaSST)
+    .reproject(checkpoint_path) -> int  (new head, stored logits of clips and windows, no PaSST)
     .close()
+
+A hit's `segment` is its clip's best window for the query (None for a clip stored before windows were);
+with `moments` (a MomentQuery) the k best moments of the collection come back instead of clips. Every clip
+added is stored with its windows (the PaSST windows the clip vector is the mean of, or with
+`moment_windowing` those of a second, finer PaSST pass) and its waveform peaks.
 
 Errors: retrieval.errors.AudioDecodeError (and AudioTooLong) for bad audio, CheckpointMismatch for a
 store made with another model. The composition root (app.compose) opens the store and the collection.
@@ -25,17 +30,31 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore
+from index.base import (
+    ClipRecord,
+    Hit,
+    MomentQuery,
+    NewClip,
+    SearchFilter,
+    Tag,
+    Timeline,
+    VectorStore,
+    Windows,
+)
 from retrieval.checkpoint import load_checkpoint
+from retrieval.config import Windowing
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, sha256_file, write_bytes_atomically
 from retrieval.errors import AudioDecodeError
 from retrieval.extract import AudioLimits, Extraction
 from retrieval.pipeline import Retriever
+from retrieval.waveform import peaks
+from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +67,21 @@ EXTENSIONS = {"WAVEX": "wav", "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}
 
 class Collection:
     def __init__(self, store: VectorStore, retriever: Retriever, *, data_dir: Path,
-                 limits: AudioLimits = AudioLimits()):
+                 limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None):
         self.store = store
         self.retriever = retriever
         self.data_dir = Path(data_dir)
         self.limits = limits
+        self.moment_windowing = moment_windowing  # None: moments of the PaSST windows (no extra PaSST)
         self.audio_dir = self.data_dir / AUDIO_DIR
         self._write = threading.Lock()  # a stored copy and the record that owns it change together
 
     @classmethod
     def open(cls, store: VectorStore, retriever: Retriever, *, data_dir: Path,
-             limits: AudioLimits = AudioLimits()) -> Collection:
+             limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None) -> Collection:
         """The collection over an open store; removes upload copies a crash left without a record."""
-        collection = cls(store, retriever, data_dir=data_dir, limits=limits)
+        collection = cls(store, retriever, data_dir=data_dir, limits=limits,
+                         moment_windowing=moment_windowing)
         collection.audio_dir.mkdir(parents=True, exist_ok=True)
         collection._remove_orphan_copies()
         return collection
@@ -88,15 +109,31 @@ class Collection:
         ex = self.retriever.extract(data, limits=self.limits, name=name)
         return self.add_extracted(ex, source=data, sha256=sha, name=name)
 
-    def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str,
-                      name: str) -> tuple[ClipRecord, bool]:
+    def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str, name: str,
+                      moment_windows: WindowLogits | None = None) -> tuple[ClipRecord, bool]:
         """Store a clip whose logits are computed: a file indexed where it lies (`source` its path) or an
-        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``)."""
+        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``). `moment_windows`: its windows for
+        moments when they are computed already (see :meth:`moment_windows`)."""
+        timeline = self.timeline(ex, moment_windows or self.moment_windows([ex])[0])
         if isinstance(source, bytes):
             location = f"{AUDIO_DIR}/{sha256}.{_extension(ex.audio.format)}"
             clip = self._new_clip(ex, name=name, location=location, sha256=sha256, stored_copy=True)
-            return self._add(clip, ex, copy=source)
-        return self._add(self._new_clip(ex, name=name, location=str(source), sha256=sha256), ex, copy=None)
+            return self._add(clip, ex, timeline, copy=source)
+        clip = self._new_clip(ex, name=name, location=str(source), sha256=sha256)
+        return self._add(clip, ex, timeline, copy=None)
+
+    def moment_windows(self, extractions: Sequence[Extraction]) -> list[WindowLogits]:
+        """The windows each clip's moments are made of: the PaSST windows its vector is the mean of (free),
+        or, with a finer `moment_windowing`, those of a second PaSST pass (all clips' windows together)."""
+        if self.moment_windowing is None:
+            return [ex.windows for ex in extractions]
+        return self.retriever.window_logits_many([ex.audio.wave for ex in extractions],
+                                                 windowing=self.moment_windowing)
+
+    def timeline(self, ex: Extraction, windows: WindowLogits) -> Timeline:
+        """What the store keeps of the clip's time axis: `windows` projected by the head, and the peaks."""
+        vectors = self.retriever.project(windows.logits).astype(np.float16)  # (W, D)
+        return Timeline(Windows(windows.starts, windows.ends, vectors, windows.logits), peaks(ex.audio.wave))
 
     def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str,
                   stored_copy: bool = False) -> NewClip:
@@ -104,7 +141,8 @@ class Collection:
         return NewClip(name=name, location=location, sha256=sha256, duration=ex.audio.duration_s,
                        sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy)
 
-    def _add(self, clip: NewClip, ex: Extraction, *, copy: bytes | None) -> tuple[ClipRecord, bool]:
+    def _add(self, clip: NewClip, ex: Extraction, timeline: Timeline, *,
+             copy: bytes | None) -> tuple[ClipRecord, bool]:
         logits = ex.logits  # (527,)
         vector = self.retriever.project(logits[None])[0]  # (D,)
         with self._write:
@@ -113,7 +151,7 @@ class Collection:
             if stored is not None and copy is not None:
                 write_bytes_atomically(stored, copy)  # durable before the record acknowledges it
             try:
-                record, created = self.store.add_many([clip], vector[None], logits[None])[0]
+                record, created = self.store.add_many([clip], vector[None], logits[None], [timeline])[0]
             except BaseException:
                 if stored is not None and not owned_before:
                     stored.unlink(missing_ok=True)
@@ -123,23 +161,30 @@ class Collection:
         return record, created
 
     # -- searching ----------------------------------------------------------------------------------------
-    def search_text(self, query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]:
-        return self.search_vector(self.retriever.encode_text([query]), k, flt)  # (1, D)
+    def search_text(self, query: str, k: int, flt: SearchFilter | None = None,
+                    moments: MomentQuery | None = None) -> list[Hit]:
+        return self.search_vector(self.retriever.encode_text([query]), k, flt, moments)  # (1, D)
 
-    def search_vector(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> list[Hit]:
-        """xq: (D,) or (1, D) unit vector -> the k best hits, best first."""
+    def search_vector(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None,
+                      moments: MomentQuery | None = None) -> list[Hit]:
+        """xq: (D,) or (1, D) unit vector -> the k best clips, best first, each with its best window as its
+        segment; with `moments`, the k best moments of the collection instead."""
         xq = np.asarray(xq, dtype=np.float32)
         if xq.ndim == 1:
             xq = xq[None]
         if xq.shape[0] != 1:
             raise ValueError(f"search_vector takes one query vector, got {xq.shape[0]}")
-        return self.store.search(xq, k, flt)[0]
+        if moments is not None:
+            return self.store.search_moments(xq[0], k, flt, moments)
+        hits = self.store.search(xq, k, flt)[0]
+        best = self.store.best_windows(xq[0], [h.record.id for h in hits])
+        return [replace(h, segment=best.get(h.record.id)) for h in hits]
 
-    def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None,
-                     name: str = "query") -> list[Hit]:
-        """Query by example: the clips nearest to this audio in the shared space."""
+    def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None, name: str = "query",
+                     moments: MomentQuery | None = None) -> list[Hit]:
+        """Query by example: the clips (or moments) nearest to this audio in the shared space."""
         ex = self.retriever.extract(data, limits=self.limits, name=name)
-        return self.search_vector(self.retriever.project(ex.logits[None]), k, flt)
+        return self.search_vector(self.retriever.project(ex.logits[None]), k, flt, moments)
 
     # -- reading and removing -----------------------------------------------------------------------------
     def get(self, id: int) -> ClipRecord | None:
@@ -181,8 +226,9 @@ class Collection:
 
     # -- model --------------------------------------------------------------------------------------------
     def reproject(self, checkpoint_path: Path, *, progress: bool = False) -> int:
-        """Re-project the whole collection with another head from its stored logits (PaSST is not run);
-        return how many clips were re-projected. The collection then serves with the new model."""
+        """Re-project the whole collection and its windows with another head from their stored logits (PaSST
+        is not run); return how many clips were re-projected. The collection then serves with the new
+        model."""
         new = self.retriever.with_checkpoint(load_checkpoint(checkpoint_path))
         with self._write:
             ids = self.store.ids().tolist()
@@ -191,7 +237,7 @@ class Collection:
                               disable=not progress):
                 chunk = ids[start:start + REPROJECT_CHUNK]
                 vectors[start:start + len(chunk)] = new.project(self.store.logits(chunk))
-            self.store.replace_vectors(ids, vectors, new.spec)
+            self.store.replace_vectors(ids, vectors, new.spec, project=new.project)
             self.retriever = new
         log.info("re-projected %d clips with model %s (head %s)", len(ids), new.spec.id, new.spec.head)
         return len(ids)
