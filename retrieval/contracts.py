@@ -17,7 +17,8 @@ class Tagger(Protocol):
 
     def window_logits(self, wave: np.ndarray) -> WindowLogits: ...
 
-    def window_logits_many(self, waves: list[np.ndarray], *, on_batch: Callable[[list[int]], None] | None = None,
+    def window_logits_many(self, waves: list[np.ndarray], *,
+                           on_batch: Callable[[list[int]], None] | None = None,
                            windowing: Windowing | None = None) -> list[WindowLogits]:
         """Each clip's windows (the tagger's windowing, or `windowing`) with their logits and times."""
 

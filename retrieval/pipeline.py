@@ -96,7 +96,8 @@ class Retriever:
         """Decode and tag: per-window logits with their times, and their mean."""
         return extract(source, self._tagger(), limits=limits, name=name)
 
-    def window_logits_many(self, waves: list[np.ndarray], *, on_batch: Callable[[list[int]], None] | None = None,
+    def window_logits_many(self, waves: list[np.ndarray], *,
+                           on_batch: Callable[[list[int]], None] | None = None,
                            windowing: Windowing | None = None) -> list[WindowLogits]:
         """Several clips' windows through PaSST together (see PasstTagger.window_logits_many)."""
         return self._tagger().window_logits_many(waves, on_batch=on_batch, windowing=windowing)

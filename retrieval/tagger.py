@@ -125,7 +125,8 @@ class PasstTagger:
         return self.window_logits(wave).mean()
 
     @torch.inference_mode()
-    def window_logits_many(self, waves: list[np.ndarray], *, on_batch: Callable[[list[int]], None] | None = None,
+    def window_logits_many(self, waves: list[np.ndarray], *,
+                           on_batch: Callable[[list[int]], None] | None = None,
                            windowing: Windowing | None = None) -> list[WindowLogits]:
         """Several clips at once: each forward pass holds up to `batch_windows` windows of any of them
         (windows of one length go together: a clip of up to one window is its own length). After each

@@ -139,8 +139,8 @@ def test_a_finer_moment_windowing_runs_a_second_pass(settings, tone_retriever, f
         np.testing.assert_array_equal(stored.ends, ends)
         # the clip vector is still the paper's: the head on the mean of the 10 s windows
         clip_logits = ToneTagger().window_logits(sections(*LONG)).mean()
-        np.testing.assert_allclose(c.store.vectors([record.id])[0], tone_retriever.project(clip_logits[None])[0],
-                                   atol=1e-6)
+        np.testing.assert_allclose(c.store.vectors([record.id])[0],
+                                   tone_retriever.project(clip_logits[None])[0], atol=1e-6)
         seg = c.search_text("a dog barking", 1)[0].segment
         assert seg.end - seg.start == 2.0 and DOG[0] <= seg.start < seg.end <= DOG[1]
         moment = c.search_text("a dog barking", 1, moments=MomentQuery())[0].segment
