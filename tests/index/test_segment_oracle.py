@@ -40,7 +40,7 @@ def hear21passt_windows(wave: np.ndarray):
 
 def test_a_hits_segment_equals_hear21passt_windows_through_the_head(settings, retriever, tmp_path):
     wave = np.concatenate([noise(seconds=1.5, amplitude=0.1), sine(660.0, seconds=1.5),
-                           noise(seconds=1.0, seed=3, amplitude=0.2)])  # 4 s: 9 windows of 2 s, within [-1, 1]
+                           noise(seconds=1.0, seed=3, amplitude=0.2)])  # 4 s, 9 windows, in [-1, 1]
     with open_collection(settings, retriever) as c:
         record, _ = c.add_path(write(tmp_path / "mixed.wav", wave, subtype="FLOAT"))  # samples kept exactly
         query = "a pure high tone"
