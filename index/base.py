@@ -21,7 +21,9 @@ from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 from retrieval.moments import Moment, best_window, merge_windows
 from retrieval.waveform import MAX_PEAKS
+from retrieval.windows import WindowLogits
 
+Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
 MOMENT_MARGIN = 0.05  # without a threshold, a clip's moments are its windows within this of its best one
 
 
@@ -79,6 +81,12 @@ class Timeline:
 
     windows: Windows
     peaks: np.ndarray  # (P,) uint8, retrieval.waveform.peaks
+
+    @classmethod
+    def projected(cls, windows: WindowLogits, project: Project, peaks: np.ndarray) -> Timeline:
+        """PaSST's windows with `project(logits)` (the head) as their vectors, kept as float16."""
+        vectors = np.asarray(project(windows.logits)).astype(np.float16)  # (W, D)
+        return cls(Windows(windows.starts, windows.ends, vectors, windows.logits), peaks)
 
 
 @dataclass(frozen=True)
@@ -173,7 +181,6 @@ Ranked = list[Hit]  # one query's hits, best first
 
 
 Chunk = tuple[list[ClipRecord], np.ndarray, np.ndarray]  # records, their vectors (n, D) and logits (n, 527)
-Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) window logits -> (n, D) vectors of the new model
 
 
 class Added(NamedTuple):

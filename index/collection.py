@@ -45,7 +45,6 @@ from index.base import (
     Tag,
     Timeline,
     VectorStore,
-    Windows,
 )
 from retrieval.checkpoint import load_checkpoint
 from retrieval.config import Windowing
@@ -132,8 +131,7 @@ class Collection:
 
     def timeline(self, ex: Extraction, windows: WindowLogits) -> Timeline:
         """What the store keeps of the clip's time axis: `windows` projected by the head, and the peaks."""
-        vectors = self.retriever.project(windows.logits).astype(np.float16)  # (W, D)
-        return Timeline(Windows(windows.starts, windows.ends, vectors, windows.logits), peaks(ex.audio.wave))
+        return Timeline.projected(windows, self.retriever.project, peaks(ex.audio.wave))
 
     def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str,
                   stored_copy: bool = False) -> NewClip:
