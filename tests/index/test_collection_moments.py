@@ -10,11 +10,11 @@ from index.base import MOMENT_MARGIN, MomentQuery
 from index.builder import index_paths
 from index.collection import Collection
 from index.stores import StoreConfig, open_store
-from retrieval.checkpoint import Checkpoint, save_checkpoint, zero_shot
+from retrieval.checkpoint import Checkpoint, save_checkpoint
 from retrieval.config import Windowing
 from retrieval.head import RetrievalHead
 from retrieval.moments import best_window, iou, merge_windows
-from retrieval.pipeline import Retriever, text_spec
+from retrieval.pipeline import Retriever
 from retrieval.waveform import peaks
 from retrieval.windows import window_spans
 from tests.audio_fixtures import write
@@ -24,13 +24,6 @@ from tests.tone_tagger import ToneTagger, sections
 RATE = 32_000
 DOG = (20.0, 40.0)  # where the 440 Hz section of LONG is
 LONG = ((880.0, 20.0), (440.0, 20.0), (1760.0, 20.0))  # rain, dog, music: 60 s
-
-
-@pytest.fixture(scope="module")
-def tone_retriever(text_encoder, tag_embeddings) -> Retriever:
-    tagger = ToneTagger()
-    return Retriever(text_encoder, zero_shot(tag_embeddings, text_spec(tagger.spec, text_encoder)),
-                     passt=tagger.spec, tagger=tagger)
 
 
 @pytest.fixture
