@@ -12,13 +12,14 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from index.base import ClipRecord, Hit, SearchFilter
+from index.base import ClipRecord, Hit, MomentQuery, SearchFilter
 from index.jobs import Job
 
 MAX_QUERY_CHARS = 500
 MAX_TAG_CHARS = 200
 MAX_K = 100
 MAX_PAGE = 500
+MAX_PER_CLIP = 10
 INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
 
 
@@ -119,7 +120,8 @@ class SearchRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"query": "rain on a tin roof while someone whistles", "k": 10},
-                     {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"}]})
+                     {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"},
+                     {"query": "a door slams", "k": 10, "moments": True, "per_clip": 2}]})
 
     query: StorableText = Field(min_length=1, max_length=MAX_QUERY_CHARS,
                                 description="what the clips should sound like (no NUL)",
@@ -148,13 +150,34 @@ class SearchRequest(BaseModel):
             raise ValueError("min_duration is larger than max_duration")
         return self
 
+    moments: bool = Field(False, description="return the k best moments of the collection instead of "
+                                             "clips: windows of one clip that score at least `threshold`, "
+                                             "merged where they overlap or touch, each scored by its best "
+                                             "window")
+    per_clip: int = Field(3, ge=1, le=MAX_PER_CLIP, description="with moments: at most this many per clip")
+    threshold: Seconds | None = Field(None, ge=-1, le=1, examples=[0.3],
+                                      description="with moments: the score a window must reach (unset: each "
+                                                  "clip's best window's score minus 0.05)")
+
     def search_filter(self) -> SearchFilter | None:
         flt = SearchFilter(min_duration=self.min_duration, max_duration=self.max_duration, tag=self.tag)
         return None if flt.empty else flt
 
+    def moment_query(self) -> MomentQuery | None:
+        return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
+
+
+class SegmentOut(BaseModel):
+    """Where in the clip it sounds like the query: its best window (or, for moments, the moment), scored by
+    the same head and query vector as the clip."""
+
+    start: float = Field(description="seconds from the clip's start", examples=[20.0])
+    end: float = Field(description="seconds from the clip's start", examples=[30.0])
+    score: float = Field(description="cosine similarity of its best window to the query", examples=[0.58])
+
 
 class SearchHit(BaseModel):
-    """A clip that matches the query, with its score."""
+    """A clip that matches the query, with its score and where in it."""
 
     id: int = Field(description="the clip's id", examples=[42])
     name: str = Field(description="the clip's file name", examples=["rain_on_roof.wav"])
@@ -163,6 +186,20 @@ class SearchHit(BaseModel):
     duration: float = Field(description="seconds", examples=[12.5])
     tags: list[TagOut] = Field(description="top AudioSet tags, most probable first")
     audio_url: str = Field(description="where to fetch the audio", examples=["/audio/42/file"])
+    segment: SegmentOut | None = Field(None, description="where in the clip: its best window, or the "
+                                                         "moment this hit is; null for a clip indexed before "
+                                                         "windows were kept (`retrieval index "
+                                                         "backfill-windows`)")
+
+
+class PeaksOut(BaseModel):
+    """A clip's waveform overview, computed once when it was indexed."""
+
+    id: int = Field(description="the clip's id", examples=[42])
+    duration: float = Field(description="seconds the peaks span", examples=[60.0])
+    peaks: list[int] | None = Field(description="the peak amplitude of each equal slice of the clip, 0-255 "
+                                                "(255 full scale); null for a clip indexed before peaks were "
+                                                "kept", examples=[[0, 12, 200, 255, 31]])
 
 
 class SearchResponse(BaseModel):
@@ -172,7 +209,7 @@ class SearchResponse(BaseModel):
                        examples=["rain on a tin roof while someone whistles"])
     took_ms: float = Field(description="time spent encoding the query and searching, milliseconds",
                            examples=[18.4])
-    results: list[SearchHit] = Field(description="the k closest clips, best first")
+    results: list[SearchHit] = Field(description="the k closest clips (or moments), best first")
 
 
 class ErrorOut(BaseModel):
@@ -250,5 +287,7 @@ def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
 
 def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
     r = hit.record
+    seg = hit.segment
+    segment = None if seg is None else SegmentOut(start=seg.start, end=seg.end, score=seg.score)
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
-                     audio_url=audio_url)
+                     audio_url=audio_url, segment=segment)
