@@ -72,7 +72,7 @@ function renderHit(hit, rank) {
   audio.controls = true;
   audio.preload = "none";
   attachAudio(audio, hit.audio_url);
-  item.append(head, bar, audio, renderTags(hit.tags));
+  item.append(head, bar, Waveform.render(hit, audio), audio, renderTags(hit.tags));
   return item;
 }
 
@@ -80,7 +80,7 @@ function showResults(data) {
   const list = $("results");
   list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1)));
   $("search-message").textContent = data.results.length
-    ? `${data.results.length} clips for “${data.query}” in ${Math.round(data.took_ms)} ms`
+    ? `${data.results.length} ${$("moments").checked ? "moments" : "clips"} for “${data.query}” in ${Math.round(data.took_ms)} ms`
     : "No clips yet: the collection is empty. Add some with the form below.";
 }
 
@@ -102,7 +102,7 @@ function searchText(event) {
   event.preventDefault();
   const query = $("query").value.trim();
   if (!query) return;
-  const body = JSON.stringify({ query, k: Number($("k").value) });
+  const body = JSON.stringify({ query, k: Number($("k").value), moments: $("moments").checked });
   runSearch({ url: "/search", init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
@@ -112,6 +112,7 @@ function searchExample() {
   const form = new FormData();
   form.append("file", file);
   form.append("k", $("k").value);
+  form.append("moments", $("moments").checked);
   runSearch({ url: "/search/audio", init: { body: form, headers: authHeaders() } });
 }
 
