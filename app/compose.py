@@ -14,7 +14,7 @@ from app.settings import Settings
 from index.collection import Collection
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import load_checkpoint, zero_shot
-from retrieval.config import PASST_FILENAME
+from retrieval.config import PASST_FILENAME, Windowing
 from retrieval.contracts import SentenceEncoder
 from retrieval.device import resolve_device
 from retrieval.durable import sha256_file
@@ -159,11 +159,19 @@ def audio_limits(settings: Settings) -> AudioLimits:
     return AudioLimits(max_duration_s=settings.max_duration_s, max_channels=settings.max_channels)
 
 
+def moment_windowing(settings: Settings) -> Windowing | None:
+    """The finer windows of a second PaSST pass for moments, or None: moments of the PaSST windows."""
+    if settings.moment_window_s is None or settings.moment_hop_s is None:
+        return None
+    return Windowing(window_s=settings.moment_window_s, hop_s=settings.moment_hop_s)
+
+
 def open_collection(settings: Settings, retriever: Retriever, *, check: bool = True) -> Collection:
     """The collection in the configured data directory and store. check=False accepts a store made with
     another model (only to re-project it)."""
     store = open_store(store_config(settings), retriever.spec, check=check)
-    return Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings))
+    return Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings),
+                           moment_windowing=moment_windowing(settings))
 
 
 def ledger_path(settings: Settings) -> Path:

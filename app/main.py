@@ -14,7 +14,7 @@ from app.errors import install_error_handlers
 from app.ingest import Ingest
 from app.limits import BodyLimitMiddleware
 from app.observability import RequestMetricsMiddleware, ServiceMetrics
-from app.routes import audio, health, jobs, metrics, page, search
+from app.routes import audio, health, jobs, metrics, page, search, waveform
 from app.routes.page import STATIC_DIR
 from app.settings import Settings
 from retrieval.pipeline import Retriever
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST",
                            "DELETE"], allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
                            expose_headers=["Content-Range", "Accept-Ranges"])
-    for module in (search, audio, jobs, health, metrics, page):
+    for module in (search, audio, waveform, jobs, health, metrics, page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

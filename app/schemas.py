@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from index.base import ClipRecord, Hit, SearchFilter
+from index.base import ClipRecord, Hit, MomentQuery, SearchFilter
 from index.jobs import Job
 from index.keyword import query_words
 from index.metadata import FIELD_KEY, TAG_SEPARATORS, Metadata
@@ -31,6 +31,7 @@ MAX_FIELD_KEY_CHARS = 64
 MAX_FIELD_VALUE_CHARS = 200
 MAX_K = 100
 MAX_PAGE = 500
+MAX_PER_CLIP = 10
 INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
 MAX_EXAMPLES = 20  # clip ids in `like`, and in `unlike`
 MAX_WEIGHT = 2.0
@@ -211,7 +212,8 @@ class SearchRequest(BaseModel):
                      {"like": [42, 17], "weights": {"like": 1.0, "unlike": 1.0}, "unlike": [3], "k": 10},
                      {"query": "kick 808", "k": 10, "mode": "keyword", "tags_any": ["drums", "kick"]},
                      {"query": "punchy kick drum", "mode": "hybrid", "tags_all": ["kick"],
-                      "fields": {"pack": "Drums Vol 1"}}]})
+                      "fields": {"pack": "Drums Vol 1"}},
+                     {"query": "a door slams", "k": 10, "moments": True, "per_clip": 2}]})
 
     query: QueryText | None = Field(None, description="what the clips should sound like (1-500 characters, "
                                                       "no NUL); may be left out when `like` is given",
@@ -269,8 +271,19 @@ class SearchRequest(BaseModel):
             raise ValueError("min_duration is larger than max_duration")
         return self
 
+    moments: bool = Field(False, description="return the k best moments of the collection instead of "
+                                             "clips: windows of one clip that score at least `threshold`, "
+                                             "merged where they overlap or touch, each scored by its best "
+                                             "window")
+    per_clip: int = Field(3, ge=1, le=MAX_PER_CLIP, description="with moments: at most this many per clip")
+    threshold: Seconds | None = Field(None, ge=-1, le=1, examples=[0.3],
+                                      description="with moments: the score a window must reach (unset: each "
+                                                  "clip's best window's score minus 0.05)")
+
     @model_validator(mode="after")
     def _mode_has_its_parts(self) -> "SearchRequest":
+        if self.moments and self.mode != "vector":
+            raise ValueError("moments are found by the query's vector: use mode `vector` with them")
         if self.mode != "keyword":
             return self  # hybrid: a query without words (or none, with `like`) is its vector ranking
         if self.like or self.unlike or self.not_ is not None:
@@ -289,6 +302,9 @@ class SearchRequest(BaseModel):
     def composite(self) -> CompositeQuery:
         return CompositeQuery(text=self.query, like=tuple(self.like), unlike=tuple(self.unlike),
                               not_=self.not_, weights=self.weights.weights())
+
+    def moment_query(self) -> MomentQuery | None:
+        return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
 
 
 class MetadataIn(BaseModel):
@@ -343,8 +359,17 @@ class MetadataPatch(MetadataIn):
         return self
 
 
+class SegmentOut(BaseModel):
+    """Where in the clip it sounds like the query: its best window (or, for moments, the moment), scored by
+    the same head and query vector as the clip."""
+
+    start: float = Field(description="seconds from the clip's start", examples=[20.0])
+    end: float = Field(description="seconds from the clip's start", examples=[30.0])
+    score: float = Field(description="cosine similarity of its best window to the query", examples=[0.58])
+
+
 class SearchHit(BaseModel):
-    """A clip that matches the query, with its score."""
+    """A clip that matches the query, with its score and where in it."""
 
     id: int = Field(description="the clip's id", examples=[42])
     name: str = Field(description="the clip's file name", examples=["rain_on_roof.wav"])
@@ -358,6 +383,20 @@ class SearchHit(BaseModel):
     user_tags: list[str] = Field(description="the user's own tags", examples=[["kick", "808"]])
     fields: dict[str, str] = Field(description="the user's named fields", examples=[{"pack": "Drums Vol 1"}])
     audio_url: str = Field(description="where to fetch the audio", examples=["/audio/42/file"])
+    segment: SegmentOut | None = Field(None, description="where in the clip: its best window, or the "
+                                                         "moment this hit is; null for a clip indexed before "
+                                                         "windows were kept (`retrieval index "
+                                                         "backfill-windows`)")
+
+
+class PeaksOut(BaseModel):
+    """A clip's waveform overview, computed once when it was indexed."""
+
+    id: int = Field(description="the clip's id", examples=[42])
+    duration: float = Field(description="seconds the peaks span", examples=[60.0])
+    peaks: list[int] | None = Field(description="the peak amplitude of each equal slice of the clip, 0-255 "
+                                                "(255 full scale); null for a clip indexed before peaks were "
+                                                "kept", examples=[[0, 12, 200, 255, 31]])
 
 
 class SearchResponse(BaseModel):
@@ -371,7 +410,7 @@ class SearchResponse(BaseModel):
                              examples=["vector"])
     took_ms: float = Field(description="time spent encoding the query and searching, milliseconds",
                            examples=[18.4])
-    results: list[SearchHit] = Field(description="the k closest clips, best first")
+    results: list[SearchHit] = Field(description="the k closest clips (or moments), best first")
 
 
 class ErrorOut(BaseModel):
@@ -456,5 +495,7 @@ def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
 
 def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
     r = hit.record
+    seg = hit.segment
+    segment = None if seg is None else SegmentOut(start=seg.start, end=seg.end, score=seg.score)
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
-                     audio_url=audio_url, **meta_out(r))
+                     audio_url=audio_url, segment=segment, **meta_out(r))

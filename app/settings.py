@@ -39,6 +39,10 @@ class Settings(BaseSettings):
                                               "dropped first; 3 KB each at 768 dimensions); 0 disables"
     )
     batch_windows: int = Field(1, ge=1, le=64, description="PaSST windows per forward pass")
+    moment_window_s: float | None = Field(
+        None, ge=1.0, le=10.0, description="moments from a second, finer PaSST pass over windows this long, "
+                                           "seconds (unset: moments of the PaSST windows, at no cost)")
+    moment_hop_s: float | None = Field(None, gt=0, le=10.0, description="the finer pass's hop, seconds")
     ingest_worker: Literal["auto", "process", "thread"] = Field(
         "auto", description="where uploads are tagged: a worker process at lower priority (auto, except with "
                             "embedded Qdrant, which one process owns) or a thread of the service")
@@ -98,6 +102,13 @@ class Settings(BaseSettings):
         if self.store_backend == "qdrant" and self.index_kind != "flat" and explicit_kind:
             problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only, not "
                             "RETRIEVAL_STORE_BACKEND=qdrant (Qdrant builds its own index)")
+        if (self.moment_window_s is None) != (self.moment_hop_s is None):
+            problems.append("RETRIEVAL_MOMENT_WINDOW_S and RETRIEVAL_MOMENT_HOP_S are set together (a finer "
+                            "moment windowing) or not at all")
+        elif self.moment_hop_s is not None and self.moment_window_s is not None \
+                and self.moment_hop_s > self.moment_window_s:
+            problems.append(f"RETRIEVAL_MOMENT_HOP_S={self.moment_hop_s} is longer than "
+                            f"RETRIEVAL_MOMENT_WINDOW_S={self.moment_window_s}: windows would leave gaps")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -1,4 +1,5 @@
-"""`retrieval index add | stats | remove | reproject` and `retrieval search`: a collection from the shell."""
+"""`retrieval index add | stats | remove | reproject | backfill-windows` and `retrieval search`: a collection
+from the shell."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from cli.errors import exit_on_error
 
 if TYPE_CHECKING:
     from cli.metadata_csv import LibraryMetadata
+    from index.backfill import BackfillReport
     from index.base import Hit
     from index.builder import BuildReport
     from index.collection import Collection
@@ -74,14 +76,35 @@ def reproject(checkpoint: Path) -> int:
         return collection.reproject(checkpoint, progress=True)
 
 
-def search(query: str, k: int = 10) -> list[Hit]:
+def backfill_windows(*, progress: bool = True) -> BackfillReport:
+    """Windows for the clips stored without them: PaSST runs again on the audio still reachable."""
+    from index.backfill import backfill_windows as backfill
+
+    with open_collection(with_audio=True) as collection:
+        return backfill(collection, progress=progress)
+
+
+def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int = 3,
+           threshold: float | None = None) -> list[Hit]:
+    from index.base import MomentQuery
+
     with open_collection() as collection:
-        return collection.search_text(query, k)
+        return collection.search_text(query, k, moments=MomentQuery(per_clip, threshold) if moments else None)
 
 
 def format_hit(rank: int, hit: Hit) -> str:
     tags = ", ".join(f"{t.label} {t.probability:.2f}" for t in hit.record.tags[:SHOWN_TAGS])
-    return f"{rank:>3}  {hit.score:.4f}  {hit.record.name}  (id {hit.record.id})  {tags}"
+    where = f"  at {format_span(hit)}" if hit.segment is not None else ""
+    return f"{rank:>3}  {hit.score:.4f}  {hit.record.name}  (id {hit.record.id}){where}  {tags}"
+
+
+def format_moment(rank: int, hit: Hit) -> str:
+    return f"{rank:>3}  {hit.record.name}  (id {hit.record.id})  {format_span(hit)}  {hit.score:.4f}"
+
+
+def format_span(hit: Hit) -> str:
+    assert hit.segment is not None
+    return f"{hit.segment.start:.1f}-{hit.segment.end:.1f} s"
 
 
 def _print_report(report: BuildReport) -> None:
@@ -145,13 +168,36 @@ def register(app: typer.Typer) -> None:
             n = reproject(checkpoint)
         typer.echo(f"re-projected {n} clips; search and serve with RETRIEVAL_CHECKPOINT={checkpoint}")
 
+    @group.command("backfill-windows")
+    def backfill_cmd(progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+        """Store the windows (and waveform peaks) of clips indexed before they were kept, running PaSST again
+        on their audio; resumable. Exit status 1 when some clips' audio could not be reached (listed)."""
+        with exit_on_error():
+            report = backfill_windows(progress=progress)
+        typer.echo(f"backfilled the windows of {report.done} clips in {report.seconds:.1f} s; "
+                   f"{len(report.unreachable)} could not be reached")
+        for clip_id, location, why in report.unreachable:
+            typer.secho(f"unreachable: clip {clip_id} ({location}): {why}", err=True, fg=typer.colors.YELLOW)
+        if report.unreachable:
+            raise typer.Exit(1)
+
     @app.command("search")
     def search_cmd(query: str = typer.Argument(..., help="what the sound is like, in words"),
-                   k: int = typer.Option(10, "-k", min=1, help="how many results")) -> None:
-        """Search the collection with text: rank, score, name, id and top tags."""
+                   k: int = typer.Option(10, "-k", min=1, help="how many results"),
+                   moments: bool = typer.Option(False, "--moments",
+                                                help="the best moments of the collection instead of clips"),
+                   per_clip: int = typer.Option(3, "--per-clip", min=1, help="with --moments: at most this "
+                                                                              "many per clip"),
+                   threshold: float | None = typer.Option(None, "--threshold", min=-1.0, max=1.0,
+                                                          help="with --moments: the score a window must "
+                                                               "reach (default: each clip's best minus "
+                                                               "0.05)")) -> None:
+        """Search the collection with text: rank, score, name, id, where in the clip and top tags; with
+        --moments: rank, clip, start-end and score of each moment."""
         with exit_on_error():
-            hits = search(query, k)
+            hits = search(query, k, moments=moments, per_clip=per_clip, threshold=threshold)
         for rank, hit in enumerate(hits, 1):
-            typer.echo(format_hit(rank, hit))
+            typer.echo(format_moment(rank, hit) if moments else format_hit(rank, hit))
         if not hits:
-            typer.echo("no clips in the collection", err=True)
+            typer.echo("no moments reach the threshold" if moments and threshold is not None
+                       else "no clips in the collection", err=True)

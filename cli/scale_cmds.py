@@ -20,12 +20,13 @@ def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, c
     `address`, or one started on this machine); returns the shard folder's manifest."""
     import ray
 
-    from app.compose import audio_limits, load_settings, passt_spec, passt_weights
+    from app.compose import audio_limits, load_settings, moment_windowing, passt_spec, passt_weights
     from index.ray_pipeline import TaggerConfig, extract_shards, read_file_list
 
     settings = load_settings()
     tagger = TaggerConfig(weights=passt_weights(settings), spec=passt_spec(settings),
-                          batch_windows=settings.batch_windows, precision=settings.passt_precision)
+                          batch_windows=settings.batch_windows, precision=settings.passt_precision,
+                          moment_windowing=moment_windowing(settings))
     paths = read_file_list(file_list)
     ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False)
     try:

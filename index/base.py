@@ -1,12 +1,16 @@
 """The contract every store backend and the service share. Backends: FAISS + SQLite (default), Qdrant.
 
-Vectors are unit vectors of the model's shared space, scored by inner product (= cosine).
+Vectors are unit vectors of the model's shared space, scored by inner product (= cosine). Besides its clip
+vector (the head's projection of the mean of its windows' logits), a clip may have its PaSST windows stored
+(each one's span in the clip, its 527 logits and its projected vector in float16) and its waveform peaks:
+they say *where* in a clip a query sounds. Clips stored before windows existed have none until they are
+backfilled; their hits carry no segment.
 """
 
 from __future__ import annotations  # the `list` method would shadow the builtin in annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -16,6 +20,12 @@ from index.metadata import Metadata, check_field_key, normalize_tags
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
+from retrieval.moments import Moment, best_window, merge_windows
+from retrieval.waveform import MAX_PEAKS
+from retrieval.windows import WindowLogits
+
+Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
+MOMENT_MARGIN = 0.05  # without a threshold, a clip's moments are its windows within this of its best one
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,55 @@ class ClipRecord(NewClip):
 class Hit:
     record: ClipRecord
     score: float
+    segment: Moment | None = None  # where in the clip: its best window, or the moment this hit is
+
+
+@dataclass(frozen=True)
+class Windows:
+    """A clip's PaSST windows as a store keeps them: each one's span in the clip's own time and the head's
+    projection of its logits, stored as float16. `logits` (float32) are written, and read back only by a
+    re-projection."""
+
+    starts: np.ndarray  # (W,) seconds
+    ends: np.ndarray  # (W,) seconds
+    vectors: np.ndarray  # (W, D) float16
+    logits: np.ndarray | None = None  # (W, 527) float32
+
+    def scores(self, q: np.ndarray) -> np.ndarray:
+        """(W,) inner products of each window's vector with the (D,) query vector."""
+        return self.vectors.astype(np.float32) @ np.asarray(q, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What a store keeps of a clip's time axis besides its vector: its windows and its waveform peaks."""
+
+    windows: Windows
+    peaks: np.ndarray  # (P,) uint8, retrieval.waveform.peaks
+
+    @classmethod
+    def projected(cls, windows: WindowLogits, project: Project, peaks: np.ndarray) -> Timeline:
+        """PaSST's windows with `project(logits)` (the head) as their vectors, kept as float16."""
+        vectors = np.asarray(project(windows.logits)).astype(np.float16)  # (W, D)
+        return cls(Windows(windows.starts, windows.ends, vectors, windows.logits), peaks)
+
+
+@dataclass(frozen=True)
+class WindowHit:
+    clip_id: int
+    window: int  # the window's place in its clip, 0 first
+    start: float
+    end: float
+    score: float
+
+
+@dataclass(frozen=True)
+class MomentQuery:
+    """Moments instead of clips: windows of one clip that reach `threshold` (None: each clip's best window's
+    score minus MOMENT_MARGIN) merged where they overlap or touch, at most `per_clip` per clip."""
+
+    per_clip: int = 3
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +154,28 @@ def check_rows(n: int, vectors: np.ndarray, logits: np.ndarray, *, dim: int) -> 
     return vectors, logits
 
 
+def check_timeline(t: Timeline, *, dim: int) -> Timeline:
+    """A clip's windows and peaks in the stored dtypes, or ValueError: W >= 1 spans 0 <= start <= end, (W, D)
+    finite vectors, (W, 527) finite logits, 1 to MAX_PEAKS peaks."""
+    w = t.windows
+    starts, ends = np.asarray(w.starts, dtype=np.float64), np.asarray(w.ends, dtype=np.float64)
+    n = len(starts)
+    if n < 1 or starts.shape != (n,) or ends.shape != (n,) or w.logits is None:
+        raise ValueError(f"expected (W,) starts and ends (W >= 1) and logits, got {starts.shape}, "
+                         f"{ends.shape}")
+    if not (np.isfinite(starts).all() and np.isfinite(ends).all() and (starts >= 0).all()
+            and (ends >= starts).all()):
+        raise ValueError("window spans must be finite with 0 <= start <= end")
+    vectors, logits = check_rows(n, w.vectors, w.logits, dim=dim)
+    vectors16 = vectors.astype(np.float16)
+    if not np.isfinite(vectors16).all():
+        raise ValueError("window vectors must be finite in float16")
+    peaks = np.asarray(t.peaks)
+    if peaks.ndim != 1 or not 1 <= len(peaks) <= MAX_PEAKS or peaks.dtype != np.uint8:
+        raise ValueError(f"expected 1 to {MAX_PEAKS} uint8 peaks, got {peaks.dtype} {peaks.shape}")
+    return Timeline(Windows(starts, ends, vectors16, logits), peaks)
+
+
 def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> None:
     """Raise CheckpointMismatch, saying how to fix it, when a store's model is not the configured one."""
     if stored.diff(wanted, only=PASST_FIELDS):
@@ -110,6 +191,7 @@ def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> Non
 
 Ranking = list[Hit]  # one query's hits, best first (an alias: the stores' `list` method shadows the builtin)
 Hits = list[Ranking]  # per query
+WindowHits = list[list[WindowHit]]
 
 
 Chunk = tuple[list[ClipRecord], np.ndarray, np.ndarray]  # records, their vectors (n, D) and logits (n, 527)
@@ -121,11 +203,13 @@ class Added(NamedTuple):
 
 
 class VectorStore(ABC):
-    """A persistent collection of (clip record, vector, 527 logits). Every method is safe to call from
-    several threads; every write is atomic and durable when it returns.
+    """A persistent collection of (clip record, vector, 527 logits, and its windows and peaks where it has
+    them). Every method is safe to call from several threads; every write is atomic and durable when it
+    returns: a clip is stored with its windows or not at all.
 
     The base class owns what every backend shares: input validation, the same-content (sha256) check,
-    batch adds, stats. A backend implements the abstract methods over its own storage."""
+    batch adds, best windows and moments, stats. A backend implements the abstract methods over its own
+    storage."""
 
     spec: ModelSpec  # the model the vectors were made with
     backend: str
@@ -135,31 +219,48 @@ class VectorStore(ABC):
         return int(self.spec.dim or 0)
 
     # -- writes -------------------------------------------------------------------------------------------
-    def add(self, clip: NewClip, vector: np.ndarray, logits: np.ndarray) -> ClipRecord:
+    def add(self, clip: NewClip, vector: np.ndarray, logits: np.ndarray,
+            timeline: Timeline | None = None) -> ClipRecord:
         """Store one clip; content already stored (same sha256) returns the stored record unchanged."""
-        return self.add_many([clip], np.asarray(vector)[None], np.asarray(logits)[None])[0].record
+        return self.add_many([clip], np.asarray(vector)[None], np.asarray(logits)[None], [timeline])[0].record
 
-    def add_many(self, clips: Sequence[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
-        """Several clips in one write, vectors (N, D) and logits (N, 527): one result per clip, in order;
-        content already stored, or earlier in the batch, is not stored again."""
+    def add_many(self, clips: Sequence[NewClip], vectors: np.ndarray, logits: np.ndarray,
+                 timelines: Sequence[Timeline | None] | None = None) -> list[Added]:
+        """Several clips in one write, vectors (N, D) and logits (N, 527), each with its windows and peaks
+        (or None): one result per clip, in order; content already stored, or earlier in the batch, is not
+        stored again."""
         if not clips:
             return []
         vectors, logits = check_rows(len(clips), vectors, logits, dim=self.dim)
+        timelines = list(timelines) if timelines is not None else [None] * len(clips)
+        if len(timelines) != len(clips):
+            raise ValueError(f"{len(timelines)} timelines for {len(clips)} clips")
+        checked = [None if t is None else check_timeline(t, dim=self.dim) for t in timelines]
         first: dict[str, int] = {}
         for i, c in enumerate(clips):
             first.setdefault(c.sha256, i)
         known = {sha: r for sha in first if (r := self.get_by_sha256(sha)) is not None}
         fresh = [i for sha, i in first.items() if sha not in known]
-        inserted = self._insert([clips[i] for i in fresh], vectors[fresh], logits[fresh])
+        inserted = self._insert([clips[i] for i in fresh], vectors[fresh], logits[fresh],
+                                [checked[i] for i in fresh])
         results = dict(zip((clips[i].sha256 for i in fresh), inserted, strict=True))
         results.update((sha, Added(r, False)) for sha, r in known.items())
         return [results[c.sha256] if first[c.sha256] == i else Added(results[c.sha256].record, False)
                 for i, c in enumerate(clips)]
 
     @abstractmethod
-    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
-        """Store clips of distinct content in one write (another writer may have stored one meanwhile:
-        its result is then the stored record, not created)."""
+    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray,
+                timelines: list[Timeline | None]) -> list[Added]:
+        """Store clips of distinct content, with their checked timelines, in one write (another writer may
+        have stored one meanwhile: its result is then the stored record, not created)."""
+
+    def set_timeline(self, id: int, timeline: Timeline) -> bool:
+        """Store the windows and peaks of a clip stored without them (a backfill), replacing any it has;
+        False when there is no such clip."""
+        return self._set_timeline(int(id), check_timeline(timeline, dim=self.dim))
+
+    @abstractmethod
+    def _set_timeline(self, id: int, timeline: Timeline) -> bool: ...
 
     def restore_many(self, records: Sequence[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
                      next_id: int | None = None) -> None:
@@ -196,8 +297,10 @@ class VectorStore(ABC):
         clip."""
 
     @abstractmethod
-    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
-        """Swap in vectors of a new model (reproject) for every clip and record its spec, atomically."""
+    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
+                        project: Project | None = None) -> None:
+        """Swap in vectors of a new model (reproject) for every clip, and `project(logits)` for every stored
+        window, and record its spec, atomically. A store holding windows refuses project=None."""
 
     # -- reads --------------------------------------------------------------------------------------------
     @abstractmethod
@@ -219,7 +322,66 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
-        """xq: (Q, D) unit vectors -> for each query the k best hits, best first."""
+        """xq: (Q, D) unit vectors -> for each query the k best hits, best first (no segments)."""
+
+    @abstractmethod
+    def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
+        """The records of the ids that exist."""
+
+    # -- windows ------------------------------------------------------------------------------------------
+    @abstractmethod
+    def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
+        """xq: (Q, D) unit vectors -> for each query the k best windows of clips that pass `flt`, best
+        first."""
+
+    @abstractmethod
+    def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
+        """The stored windows (spans and vectors, in window order) of the ids that have any."""
+
+    @abstractmethod
+    def peaks(self, id: int) -> np.ndarray | None:
+        """The clip's (P,) uint8 waveform peaks, None when it has none (or does not exist)."""
+
+    @abstractmethod
+    def without_windows(self) -> np.ndarray:
+        """(N,) ids, in id order, of the clips that have no windows stored (stored before windows were)."""
+
+    @abstractmethod
+    def window_count(self) -> int: ...
+
+    def best_windows(self, q: np.ndarray, ids: Sequence[int]) -> dict[int, Moment]:
+        """For each clip among `ids` that has windows, its best window for the (D,) query vector `q`,
+        scored like the clip (inner product with the window's vector)."""
+        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
+        return {i: best_window(w.starts, w.ends, w.scores(q)) for i, w in self.windows(ids).items()}
+
+    def search_moments(self, q: np.ndarray, k: int, flt: SearchFilter | None = None,
+                       moments: MomentQuery = MomentQuery()) -> Ranking:
+        """The k best moments of the collection for the (D,) query vector `q`, best first: hits whose
+        segment is the moment and whose score is its best window's. A clip's moments are computed from all
+        its windows, so they are exact: the windows are searched until every clip that could hold one of the
+        k best has been seen."""
+        if moments.per_clip < 1:
+            raise ValueError(f"per_clip must be >= 1, got {moments.per_clip}")
+        xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=k)
+        found: list[tuple[Moment, int]] = []  # (moment, clip id)
+        fetch = k * moments.per_clip
+        while k:
+            top = self.search_windows(xq, fetch, flt)[0]  # every window scoring above top[-1] is in it
+            clips = list(dict.fromkeys(h.clip_id for h in top))
+            found = []
+            for clip_id, w in self.windows(clips).items():
+                scores = w.scores(xq[0])
+                threshold = (float(scores.max()) - MOMENT_MARGIN if moments.threshold is None
+                             else moments.threshold)
+                found += [(m, clip_id) for m in merge_windows(w.starts, w.ends, scores, threshold=threshold,
+                                                              per_clip=moments.per_clip)]
+            found.sort(key=lambda mc: (-mc[0].score, mc[1], mc[0].start))
+            if len(top) < fetch or (len(found) >= k and found[k - 1][0].score >= top[-1].score):
+                break
+            fetch *= 4
+        records = self.records([c for _, c in found[:k]])
+        return [Hit(records[c], m.score, m) for m, c in found[:k] if c in records]
 
     @abstractmethod
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
@@ -249,7 +411,8 @@ class VectorStore(ABC):
 
     def stats(self) -> dict:
         """What `retrieval index stats` shows: the backend's own figures, the size and the model."""
-        return {"backend": self.backend, "clips": self.count(),
+        return {"backend": self.backend, "clips": self.count(), "windows": self.window_count(),
+                "clips_without_windows": len(self.without_windows()),
                 "audio_hours": round(self.total_duration() / 3600, 3), **self._backend_stats(),
                 "model_id": self.spec.id, "model": self.spec.to_dict()}
 

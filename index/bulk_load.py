@@ -1,5 +1,6 @@
 """Load Parquet shards of PaSST logits (index.ray_pipeline) into the configured store: project each clip's
-logits through the head, take its top tags, add it. No PaSST runs here.
+logits and its windows' through the head, take its top tags, add it with its windows and peaks. No PaSST
+runs here. Shards written before windows existed load without them.
 
 Resumable at two levels: a ledger in the data directory names the shards already loaded into this store
 (they are skipped whole), and inside a shard a clip whose content (sha256) is stored is skipped, so a run
@@ -16,18 +17,20 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from index.base import NewClip, Tag, VectorStore
+from index.base import NewClip, Tag, Timeline, VectorStore
 from index.collection import TOP_TAGS
-from index.ray_pipeline import MANIFEST, manifest_spec
+from index.ray_pipeline import MANIFEST, RECORD_COLUMNS, WINDOW_COLUMNS, manifest_spec
+from retrieval.config import N_TAGS
 from retrieval.durable import write_json_atomically
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS
 from retrieval.pipeline import Retriever
+from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
 CHUNK = 512  # rows projected and added at a time
-COLUMNS = ["path", "name", "sha256", "duration", "sample_rate", "logits", "error"]
+COLUMNS = [*RECORD_COLUMNS, "logits"]
 
 
 @dataclass
@@ -79,7 +82,9 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
 
 
 def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: LoadReport, bar: tqdm) -> None:
-    table = pq.read_table(shard, columns=COLUMNS)
+    names = set(pq.ParquetFile(shard).schema_arrow.names)
+    windowed = set(WINDOW_COLUMNS) <= names  # shards written before windows have none
+    table = pq.read_table(shard, columns=COLUMNS + (list(WINDOW_COLUMNS) if windowed else []))
     seen = set()  # a shard may hold the same content twice
     for batch in table.to_batches(max_chunksize=CHUNK):
         rows = batch.to_pydict()
@@ -94,8 +99,9 @@ def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: L
                 seen.add(sha)
         if keep:
             logits = np.asarray([rows["logits"][i] for i in keep], dtype=np.float32)  # (n, 527)
+            timelines = [_timeline(rows, i, retriever) if windowed else None for i in keep]
             report.added += _add(store, retriever, [_clip(rows, i, logits[j], retriever)
-                                                    for j, i in enumerate(keep)], logits)
+                                                    for j, i in enumerate(keep)], logits, timelines)
         bar.update(batch.num_rows)
 
 
@@ -105,7 +111,14 @@ def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewCl
                    duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags)
 
 
-def _add(store: VectorStore, retriever: Retriever, clips: list[NewClip], logits: np.ndarray) -> int:
+def _timeline(rows: dict, i: int, retriever: Retriever) -> Timeline:
+    logits = np.asarray(rows["window_logits"][i], dtype=np.float32).reshape(-1, N_TAGS)  # (W, 527)
+    windows = WindowLogits(logits, np.asarray(rows["window_starts"][i]), np.asarray(rows["window_ends"][i]))
+    return Timeline.projected(windows, retriever.project, np.asarray(rows["peaks"][i], dtype=np.uint8))
+
+
+def _add(store: VectorStore, retriever: Retriever, clips: list[NewClip], logits: np.ndarray,
+         timelines: list[Timeline | None]) -> int:
     """Project and add; returns how many were added."""
     vectors = retriever.project(logits)  # (n, D)
-    return sum(added.created for added in store.add_many(clips, vectors, logits))
+    return sum(added.created for added in store.add_many(clips, vectors, logits, timelines))

@@ -26,7 +26,8 @@ from tqdm import tqdm
 from index import vector_index
 from index.base import Chunk, ClipRecord
 from index.clip_db import ClipDB, integrity_problems
-from index.faiss_store import DB_NAME, FAISS_DIR, FILL_CHUNK, stored_spec
+from index.faiss_cache import FILL_CHUNK
+from index.faiss_store import DB_NAME, FAISS_DIR, stored_spec
 from index.stores import StoreConfig
 from index.vector_index import FILE_RE, VectorIndex
 from retrieval.durable import old_enough, sha256_file

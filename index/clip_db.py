@@ -1,4 +1,5 @@
-"""The SQLite half of the FAISS store: the source of truth for records, logits and vectors.
+"""The SQLite half of the FAISS store: the source of truth for records, logits and vectors, and for each
+clip's windows (span, logits, float16 vector) and waveform peaks.
 
 WAL journal, synchronous=FULL: a transaction that committed survives a crash of the process or the machine.
 Every write transaction that changes the vectors bumps ``generation``; a re-projection also bumps ``epoch``
@@ -14,14 +15,14 @@ user_tags, fields) and the keyword index (index/keyword.py), filled from the cli
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from index import keyword
-from index.base import Chunk, ClipRecord, NewClip, SearchFilter, Tag
+from index.base import Chunk, ClipRecord, NewClip, SearchFilter, Tag, Timeline, Windows
 from index.metadata import Metadata
 from index.sqlite_conn import BUSY_TIMEOUT_S, ThreadConnections
 from retrieval.config import N_TAGS
@@ -42,7 +43,23 @@ CREATE TABLE IF NOT EXISTS clips (
     vector BLOB NOT NULL                   -- (D,) float32
 );
 CREATE INDEX IF NOT EXISTS clips_duration ON clips (duration);
+CREATE TABLE IF NOT EXISTS windows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a FAISS window id always means one window
+    clip_id INTEGER NOT NULL,              -- written and deleted with its clip, in the same transaction
+    n INTEGER NOT NULL,                    -- the window's place in the clip, 0 first
+    start_s REAL NOT NULL,                 -- seconds, in the clip's own time
+    end_s REAL NOT NULL,
+    logits BLOB NOT NULL,                  -- (527,) float32
+    vector BLOB NOT NULL,                  -- (D,) float16
+    UNIQUE (clip_id, n)
+);
+CREATE TABLE IF NOT EXISTS waveforms (
+    clip_id INTEGER PRIMARY KEY,
+    peaks BLOB NOT NULL                    -- (P,) uint8
+);
 """
+
+WINDOW_CHUNK = 4096  # windows re-projected at a time
 
 
 def _add_metadata(con: sqlite3.Connection) -> None:
@@ -224,18 +241,116 @@ class ClipDB:
         """SQLite's own check of the whole file: [] when it is sound, else what SQLite found."""
         return _problems(self.connection())
 
-    def delete(self, con: sqlite3.Connection, ids: Sequence[int]) -> np.ndarray:
-        """Delete the clips among `ids` that exist; (n,) the ids deleted."""
+    def delete(self, con: sqlite3.Connection, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Delete the clips among `ids` that exist, with their windows and peaks; (the clip ids deleted, the
+        window ids deleted)."""
         found = np.intersect1d(self.ids(), np.asarray(list(ids), dtype=np.int64))
-        con.executemany("DELETE FROM clips WHERE id = ?", [(int(i),) for i in found])
+        rows = [(int(i),) for i in found]
+        windows = sorted(r[0] for r in self._by_id("SELECT id FROM windows WHERE clip_id IN ({})", found))
+        for table, key in (("clips", "id"), ("windows", "clip_id"), ("waveforms", "clip_id")):
+            con.executemany(f"DELETE FROM {table} WHERE {key} = ?", rows)
         keyword.drop(con, found.tolist())
-        return found
+        return found, np.array(windows, dtype=np.int64)
 
-    def replace_vectors(self, con: sqlite3.Connection, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """New vectors for every clip (a re-projection): the epoch moves, so FAISS caches are rebuilt."""
+    def replace_vectors(self, con: sqlite3.Connection, ids: np.ndarray, vectors: np.ndarray,
+                        project: Callable[[np.ndarray], np.ndarray] | None) -> None:
+        """New vectors for every clip and window (a re-projection; windows get `project(logits)`): the epoch
+        moves, so FAISS caches are rebuilt."""
         rows = [(v.astype("<f4").tobytes(), int(i)) for i, v in zip(ids, vectors, strict=True)]
         con.executemany("UPDATE clips SET vector = ? WHERE id = ?", rows)
+        after = 0
+        while batch := con.execute("SELECT id, logits FROM windows WHERE id > ? ORDER BY id LIMIT ?",
+                                   (after, WINDOW_CHUNK)).fetchall():
+            if project is None:
+                raise ValueError("the store holds windows: a re-projection must project them too")
+            logits = np.frombuffer(b"".join(r[1] for r in batch), dtype="<f4").reshape(len(batch), N_TAGS)
+            new = np.asarray(project(logits.astype(np.float32)), dtype=np.float32)  # (n, D)
+            if new.shape[0] != len(batch) or not np.isfinite(new).all():
+                raise ValueError(f"projected window vectors must be ({len(batch)}, D) and finite")
+            con.executemany("UPDATE windows SET vector = ? WHERE id = ?",
+                            [(v.astype("<f2").tobytes(), int(r[0])) for v, r in zip(new, batch, strict=True)])
+            after = int(batch[-1][0])
         con.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'")
+
+    # -- windows and peaks --------------------------------------------------------------------------------
+    @staticmethod
+    def insert_timeline(con: sqlite3.Connection, clip_id: int, t: Timeline) -> tuple[np.ndarray, np.ndarray]:
+        """A clip's windows and peaks (a checked Timeline), replacing any it had; (the window ids replaced,
+        the new window ids in window order)."""
+        w = t.windows
+        assert w.logits is not None  # check_timeline made sure
+        gone = [r[0] for r in con.execute("SELECT id FROM windows WHERE clip_id = ?", (clip_id,))]
+        con.execute("DELETE FROM windows WHERE clip_id = ?", (clip_id,))
+        con.executemany(
+            "INSERT INTO windows (clip_id, n, start_s, end_s, logits, vector) VALUES (?, ?, ?, ?, ?, ?)",
+            [(clip_id, n, float(s), float(e), lg.astype("<f4").tobytes(), v.astype("<f2").tobytes())
+             for n, (s, e, lg, v) in enumerate(zip(w.starts, w.ends, w.logits, w.vectors, strict=True))])
+        con.execute("INSERT OR REPLACE INTO waveforms VALUES (?, ?)", (clip_id, t.peaks.tobytes()))
+        new = [r[0] for r in con.execute("SELECT id FROM windows WHERE clip_id = ? ORDER BY n", (clip_id,))]
+        return np.array(gone, dtype=np.int64), np.array(new, dtype=np.int64)
+
+    def window_ids(self, flt: SearchFilter | None = None) -> np.ndarray:
+        """(N,) int64 window ids, in id order, of the clips that pass the filter."""
+        where, args = _conditions(flt)
+        sql = ("SELECT id FROM windows ORDER BY id" if not where else
+               f"SELECT id FROM windows WHERE clip_id IN (SELECT id FROM clips WHERE {where}) ORDER BY id")
+        rows = self.connection().execute(sql, args).fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def window_vectors(self, ids: Sequence[int] | np.ndarray, dim: int) -> np.ndarray:
+        """(len(ids), dim) float32 vectors of these window ids, in the order asked (FAISS fills)."""
+        found = dict(self._by_id("SELECT id, vector FROM windows WHERE id IN ({})", ids))
+        out = np.empty((len(ids), dim), dtype=np.float32)
+        for row, i in enumerate(ids):
+            out[row] = np.frombuffer(found[int(i)], dtype="<f2")
+        return out
+
+    def window_places(self, ids: Sequence[int] | np.ndarray) -> dict[int, tuple[int, int, float, float]]:
+        """window id -> (clip id, n, start, end) for the window ids that exist."""
+        return {r[0]: r[1:] for r in self._by_id(
+            "SELECT id, clip_id, n, start_s, end_s FROM windows WHERE id IN ({})", ids)}
+
+    def windows_of(self, clip_ids: Sequence[int], dim: int) -> dict[int, Windows]:
+        """clip id -> its windows (spans, float16 vectors) for the clips among `clip_ids` that have any."""
+        rows: dict[int, list[tuple]] = {}
+        for r in self._by_id("SELECT clip_id, n, start_s, end_s, vector FROM windows WHERE clip_id IN ({})",
+                             clip_ids):
+            rows.setdefault(r[0], []).append(r[1:])
+        out = {}
+        for clip_id, found in rows.items():
+            found.sort()
+            vectors = np.frombuffer(b"".join(r[3] for r in found), dtype="<f2").reshape(len(found), dim)
+            out[clip_id] = Windows(np.array([r[1] for r in found]), np.array([r[2] for r in found]),
+                                   vectors.astype(np.float16))
+        return out
+
+    def peaks(self, clip_id: int) -> np.ndarray | None:
+        row = self.connection().execute("SELECT peaks FROM waveforms WHERE clip_id = ?",
+                                        (clip_id,)).fetchone()
+        return None if row is None else np.frombuffer(row[0], dtype=np.uint8).copy()
+
+    def without_windows(self) -> np.ndarray:
+        rows = self.connection().execute(
+            "SELECT id FROM clips WHERE NOT EXISTS (SELECT 1 FROM windows WHERE clip_id = clips.id) "
+            "ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def window_count(self) -> int:
+        return int(self.connection().execute("SELECT count(*) FROM windows").fetchone()[0])
+
+    def window_bytes(self) -> int:
+        """Bytes of the windows' logits, vectors and spans and of the peaks, as stored (SQLite's own pages and
+        indexes come on top)."""
+        con = self.connection()
+        windows = con.execute("SELECT coalesce(sum(length(logits) + length(vector) + 16), 0) "
+                              "FROM windows").fetchone()[0]
+        peaks = con.execute("SELECT coalesce(sum(length(peaks)), 0) FROM waveforms").fetchone()[0]
+        return int(windows) + int(peaks)
+
+    def _by_id(self, sql: str, ids: Sequence[int] | np.ndarray) -> Iterator[tuple]:
+        """The rows of `sql` (its IN list as `{}`) for `ids`, asked in chunks."""
+        for chunk in _chunks([int(i) for i in ids]):
+            yield from self.connection().execute(sql.format(",".join("?" * len(chunk))), chunk)
 
     def total_duration(self) -> float:
         return float(self.connection().execute("SELECT coalesce(sum(duration), 0) FROM clips").fetchone()[0])

@@ -3,18 +3,23 @@
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
     .add_bytes(data: bytes, name: str, meta=Metadata()) -> tuple[ClipRecord, bool]  # dedup by sha256
     .add_path(path: Path, meta=Metadata()) -> tuple[ClipRecord, bool]               # (record, created)
-    .search_text(query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]
+    .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
-    .search_vector(xq: np.ndarray, k: int, flt=None, exclude=()) -> list[Hit]
+    .search_vector(xq: np.ndarray, k: int, flt=None, exclude=(), moments=None) -> list[Hit]
     .search_keywords(query: str, k: int, flt=None, exclude=()) -> list[Hit]     # BM25 (index/keyword.py)
     .search_hybrid(query: str, xq: np.ndarray, k: int, flt=None, exclude=()) -> list[Hit]  # RRF
-    .search_audio(data: bytes, k: int, flt=None, name="query", text=None) -> list[Hit]
+    .search_audio(data: bytes, k: int, flt=None, name="query", text=None, moments=None) -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
     .edit_metadata(id, edit: Metadata -> Metadata) -> ClipRecord | None  (description, user tags, fields)
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
-    .reproject(checkpoint_path) -> int  (new head, stored logits, no PaSST)
+    .reproject(checkpoint_path) -> int  (new head, stored logits of clips and windows, no PaSST)
     .close()
+
+A hit's `segment` is its clip's best window for the query (None for a clip stored before windows were);
+with `moments` (a MomentQuery) the k best moments of the collection come back instead of clips. Every clip
+added is stored with its windows (the PaSST windows the clip vector is the mean of, or with
+`moment_windowing` those of a second, finer PaSST pass) and its waveform peaks.
 
 Errors: retrieval.errors.AudioDecodeError (and AudioTooLong) for bad audio, CheckpointMismatch for a
 store made with another model. The composition root (app.compose) opens the store and the collection.
@@ -29,20 +34,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag, VectorStore
+from index.base import (
+    ClipRecord,
+    Hit,
+    MomentQuery,
+    NewClip,
+    SearchFilter,
+    Tag,
+    Timeline,
+    VectorStore,
+)
 from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
 from index.metadata import Metadata
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
+from retrieval.config import Windowing
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, sha256_file, write_bytes_atomically
 from retrieval.errors import AudioDecodeError, ClipNotFound
 from retrieval.extract import AudioLimits, Extraction
 from retrieval.pipeline import Retriever
+from retrieval.waveform import peaks
+from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +73,21 @@ EXTENSIONS = {"WAVEX": "wav", "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}
 
 class Collection:
     def __init__(self, store: VectorStore, retriever: Retriever, *, data_dir: Path,
-                 limits: AudioLimits = AudioLimits()):
+                 limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None):
         self.store = store
         self.retriever = retriever
         self.data_dir = Path(data_dir)
         self.limits = limits
+        self.moment_windowing = moment_windowing  # None: moments of the PaSST windows (no extra PaSST)
         self.audio_dir = self.data_dir / AUDIO_DIR
         self._write = threading.Lock()  # a stored copy and the record that owns it change together
 
     @classmethod
     def open(cls, store: VectorStore, retriever: Retriever, *, data_dir: Path,
-             limits: AudioLimits = AudioLimits()) -> Collection:
+             limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None) -> Collection:
         """The collection over an open store; removes upload copies a crash left without a record."""
-        collection = cls(store, retriever, data_dir=data_dir, limits=limits)
+        collection = cls(store, retriever, data_dir=data_dir, limits=limits,
+                         moment_windowing=moment_windowing)
         collection.audio_dir.mkdir(parents=True, exist_ok=True)
         collection._remove_orphan_copies()
         return collection
@@ -96,16 +116,32 @@ class Collection:
         return self.add_extracted(ex, source=data, sha256=sha, name=name, meta=meta)
 
     def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str, name: str,
-                      meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
+                      meta: Metadata = Metadata(),
+                      moment_windows: WindowLogits | None = None) -> tuple[ClipRecord, bool]:
         """Store a clip whose logits are computed: a file indexed where it lies (`source` its path) or an
-        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with the user's metadata."""
+        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with the user's metadata.
+        `moment_windows`: its windows for moments when they are computed already (see
+        :meth:`moment_windows`)."""
+        timeline = self.timeline(ex, moment_windows or self.moment_windows([ex])[0])
         if isinstance(source, bytes):
             location = f"{AUDIO_DIR}/{sha256}.{_extension(ex.audio.format)}"
             clip = self._new_clip(ex, name=name, location=location, sha256=sha256, meta=meta,
                                   stored_copy=True)
-            return self._add(clip, ex, copy=source)
+            return self._add(clip, ex, timeline, copy=source)
         clip = self._new_clip(ex, name=name, location=str(source), sha256=sha256, meta=meta)
-        return self._add(clip, ex, copy=None)
+        return self._add(clip, ex, timeline, copy=None)
+
+    def moment_windows(self, extractions: Sequence[Extraction]) -> list[WindowLogits]:
+        """The windows each clip's moments are made of: the PaSST windows its vector is the mean of (free),
+        or, with a finer `moment_windowing`, those of a second PaSST pass (all clips' windows together)."""
+        if self.moment_windowing is None:
+            return [ex.windows for ex in extractions]
+        return self.retriever.window_logits_many([ex.audio.wave for ex in extractions],
+                                                 windowing=self.moment_windowing)
+
+    def timeline(self, ex: Extraction, windows: WindowLogits) -> Timeline:
+        """What the store keeps of the clip's time axis: `windows` projected by the head, and the peaks."""
+        return Timeline.projected(windows, self.retriever.project, peaks(ex.audio.wave))
 
     def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str, meta: Metadata,
                   stored_copy: bool = False) -> NewClip:
@@ -113,7 +149,8 @@ class Collection:
         return NewClip(name=name, location=location, sha256=sha256, duration=ex.audio.duration_s,
                        sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy, meta=meta)
 
-    def _add(self, clip: NewClip, ex: Extraction, *, copy: bytes | None) -> tuple[ClipRecord, bool]:
+    def _add(self, clip: NewClip, ex: Extraction, timeline: Timeline, *,
+             copy: bytes | None) -> tuple[ClipRecord, bool]:
         logits = ex.logits  # (527,)
         vector = self.retriever.project(logits[None])[0]  # (D,)
         with self._write:
@@ -122,7 +159,7 @@ class Collection:
             if stored is not None and copy is not None:
                 write_bytes_atomically(stored, copy)  # durable before the record acknowledges it
             try:
-                record, created = self.store.add_many([clip], vector[None], logits[None])[0]
+                record, created = self.store.add_many([clip], vector[None], logits[None], [timeline])[0]
             except BaseException:
                 if stored is not None and not owned_before:
                     stored.unlink(missing_ok=True)
@@ -132,8 +169,9 @@ class Collection:
         return record, created
 
     # -- searching ----------------------------------------------------------------------------------------
-    def search_text(self, query: str, k: int, flt: SearchFilter | None = None) -> list[Hit]:
-        return self.search_vector(self.retriever.encode_text([query]), k, flt)  # (1, D)
+    def search_text(self, query: str, k: int, flt: SearchFilter | None = None,
+                    moments: MomentQuery | None = None) -> list[Hit]:
+        return self.search_vector(self.retriever.encode_text([query]), k, flt, moments=moments)  # (1, D)
 
     def query_vector(self, query: CompositeQuery, *, example: np.ndarray | None = None) -> np.ndarray:
         """The (1, D) unit vector of a composite query (retrieval/composite.py): its texts through the text
@@ -159,37 +197,55 @@ class Collection:
             raise ClipNotFound(f"no clips with ids {', '.join(map(str, missing))}") from None
 
     def search_vector(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None, *,
-                      exclude: frozenset[int] = frozenset()) -> list[Hit]:
-        """xq: (D,) or (1, D) unit vector -> the k best hits, best first, leaving out the ids in `exclude`."""
+                      exclude: frozenset[int] = frozenset(), moments: MomentQuery | None = None) -> list[Hit]:
+        """xq: (D,) or (1, D) unit vector -> the k best clips, best first, each with its best window as its
+        segment, leaving out the ids in `exclude`; with `moments`, the k best moments of the collection
+        instead (of the clips not excluded)."""
         xq = np.asarray(xq, dtype=np.float32)
         if xq.ndim == 1:
             xq = xq[None]
         if xq.shape[0] != 1:
             raise ValueError(f"search_vector takes one query vector, got {xq.shape[0]}")
+        if moments is not None:  # the excluded clips hold per_clip moments each at most
+            found = self.store.search_moments(xq[0], k + len(exclude) * moments.per_clip, flt, moments)
+            return [h for h in found if h.record.id not in exclude][:k]
+        return self._with_segments(xq, self._vector_ranking(xq, k, flt, exclude))
+
+    def _vector_ranking(self, xq: np.ndarray, k: int, flt: SearchFilter | None,
+                        exclude: frozenset[int]) -> list[Hit]:
         hits = self.store.search(xq, k + len(exclude), flt)[0]  # the excluded are len(exclude) at most
         return [h for h in hits if h.record.id not in exclude][:k]
 
+    def _with_segments(self, xq: np.ndarray, hits: list[Hit]) -> list[Hit]:
+        """Each hit with its clip's best window for the (1, D) query xq as its segment."""
+        best = self.store.best_windows(xq[0], [h.record.id for h in hits])
+        return [replace(h, segment=best.get(h.record.id)) for h in hits]
+
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None, *,
                         exclude: frozenset[int] = frozenset()) -> list[Hit]:
-        """The clips whose words best match the query's (BM25), best first, without the ids in `exclude`."""
+        """The clips whose words best match the query's (BM25), best first, without the ids in `exclude`
+        (no segment: words say nothing of where in a clip)."""
         hits = self.store.search_keywords(query, k + len(exclude), flt)
         return [h for h in hits if h.record.id not in exclude][:k]
 
     def search_hybrid(self, query: str, xq: np.ndarray, k: int, flt: SearchFilter | None = None, *,
                       exclude: frozenset[int] = frozenset()) -> list[Hit]:
         """The vector ranking of xq (the query's (1, D) vector, composite or not) and the keyword ranking of
-        the query's text, each RRF_DEPTH deep, joined by reciprocal-rank fusion; scores are the fused ones."""
+        the query's text, each RRF_DEPTH deep, joined by reciprocal-rank fusion; scores are the fused ones,
+        each hit's segment its best window for xq."""
         depth = max(k, RRF_DEPTH)
-        return reciprocal_rank_fusion([self.search_vector(xq, depth, flt, exclude=exclude),
-                                       self.search_keywords(query, depth, flt, exclude=exclude)], k=k)
+        fused = reciprocal_rank_fusion([self._vector_ranking(xq, depth, flt, exclude),
+                                        self.search_keywords(query, depth, flt, exclude=exclude)], k=k)
+        return self._with_segments(xq, fused)
 
     def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None, name: str = "query", *,
-                     text: str | None = None) -> list[Hit]:
-        """Query by example: the clips nearest to this audio in the shared space, or with `text` to the
-        composite of both (the example in the `like` role: "like this, but with rain")."""
+                     text: str | None = None, moments: MomentQuery | None = None) -> list[Hit]:
+        """Query by example: the clips (or moments) nearest to this audio in the shared space, or with
+        `text` to the composite of both (the example in the `like` role: "like this, but with rain")."""
         ex = self.retriever.extract(data, limits=self.limits, name=name)
         example = self.retriever.project(ex.logits[None])[0]  # (D,)
-        return self.search_vector(self.query_vector(CompositeQuery(text=text), example=example), k, flt)
+        xq = self.query_vector(CompositeQuery(text=text), example=example)
+        return self.search_vector(xq, k, flt, moments=moments)
 
     # -- reading and removing -----------------------------------------------------------------------------
     def get(self, id: int) -> ClipRecord | None:
@@ -238,8 +294,9 @@ class Collection:
 
     # -- model --------------------------------------------------------------------------------------------
     def reproject(self, checkpoint_path: Path, *, progress: bool = False) -> int:
-        """Re-project the whole collection with another head from its stored logits (PaSST is not run);
-        return how many clips were re-projected. The collection then serves with the new model."""
+        """Re-project the whole collection and its windows with another head from their stored logits (PaSST
+        is not run); return how many clips were re-projected. The collection then serves with the new
+        model."""
         new = self.retriever.with_checkpoint(load_checkpoint(checkpoint_path))
         with self._write:
             ids = self.store.ids().tolist()
@@ -248,7 +305,7 @@ class Collection:
                               disable=not progress):
                 chunk = ids[start:start + REPROJECT_CHUNK]
                 vectors[start:start + len(chunk)] = new.project(self.store.logits(chunk))
-            self.store.replace_vectors(ids, vectors, new.spec)
+            self.store.replace_vectors(ids, vectors, new.spec, project=new.project)
             self.retriever = new
         log.info("re-projected %d clips with model %s (head %s)", len(ids), new.spec.id, new.spec.head)
         return len(ids)

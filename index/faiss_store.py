@@ -1,13 +1,15 @@
-"""The default store: SQLite is the source of truth (records, logits, vectors); FAISS is a rebuildable cache.
+"""The default store: SQLite is the source of truth (records, logits, vectors, windows, peaks); FAISS is a
+rebuildable cache, one index of the clips' vectors and one of the windows'.
 
-Layout in the data directory: ``index.sqlite`` (+ WAL files) and
-``faiss/{kind}-e{epoch}-g{generation}.faiss``.
-A write commits to SQLite first, then mutates the in-memory FAISS index under a readers-writer lock, so a
-search sees the collection before or after a write, never between. The FAISS file is written atomically on
-close and every ``persist_every`` changes; on open, the newest file is loaded and caught up with SQLite
-(ids added or removed since it was written), or rebuilt from the stored vectors when it is missing,
-unreadable, of another kind, or from before a re-projection. Another process's writes are picked up the
-same way at the next search.
+Layout in the data directory: ``index.sqlite`` (+ WAL files), ``faiss/{kind}-e{epoch}-g{generation}.faiss``
+(clips) and ``faiss/windows/{kind}-e{epoch}-g{generation}.faiss`` (windows; flat16 for flat, see
+WINDOW_KINDS). A write commits to SQLite first (a clip with its windows, in one transaction), then mutates
+the in-memory FAISS indexes under a readers-writer lock, so a search sees the collection before or after a
+write, never between. The FAISS files are written atomically on close and every ``persist_every`` changes;
+on open, the newest file of each is loaded and caught up with SQLite (ids added or removed since it was
+written), or rebuilt from the stored vectors when it is missing, unreadable, of another kind, or from before
+a re-projection (see :mod:`index.faiss_cache`). Another process's writes are picked up the same way at the
+next search.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from index import vector_index
 from index.base import (
     Added,
     Chunk,
@@ -29,17 +30,22 @@ from index.base import (
     Hit,
     Hits,
     NewClip,
+    Project,
     Ranking,
     SearchFilter,
+    Timeline,
     VectorStore,
+    WindowHit,
+    WindowHits,
+    Windows,
     check_queries,
     check_store_spec,
 )
 from index.clip_db import ClipDB
+from index.faiss_cache import CachedIndex
 from index.metadata import Metadata
 from index.rwlock import ReadWriteLock
 from index.vector_index import VectorIndex
-from retrieval.durable import remove_stale_tmp
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec
 
@@ -47,7 +53,9 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "index.sqlite"
 FAISS_DIR = "faiss"
-FILL_CHUNK = 20_000  # vectors read from SQLite at a time when (re)building
+WINDOWS_DIR = "windows"  # inside FAISS_DIR: the windows' index cache
+# the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
+WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
 
@@ -71,7 +79,6 @@ class FaissStore(VectorStore):
         self.search_threads = search_threads
         self._faiss_dir = self.data_dir / FAISS_DIR
         self._faiss_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_tmp(self._faiss_dir)
         self.db = ClipDB(self.data_dir / DB_NAME)
         try:
             self.spec = self._adopt_spec(spec, check=check)
@@ -80,17 +87,15 @@ class FaissStore(VectorStore):
             raise
         self._writer = threading.Lock()  # one write at a time
         self._lock = ReadWriteLock()  # searches against in-memory mutation
-        self._vi: VectorIndex | None = None
-        self._epoch = self._gen = -1
-        self._changes = 0  # applied since the file was last written
+        self._clips = CachedIndex(self._faiss_dir, kind=kind, dim=self.dim, search_threads=search_threads,
+                                  ids=self.db.ids, vectors=lambda ids, dim: self.db.blobs(ids, "vector", dim))
+        self._windows = CachedIndex(self._faiss_dir / WINDOWS_DIR, kind=WINDOW_KINDS[kind], dim=self.dim,
+                                    search_threads=search_threads, ids=self.db.window_ids,
+                                    vectors=self.db.window_vectors)
+        self._caches = (self._clips, self._windows)
+        self._epoch = self._gen = -1  # SQLite's state the caches in memory hold
+        self._changes = 0  # applied since the files were last written
         self._open_index()
-
-    @property
-    def _index(self) -> VectorIndex:
-        """The in-memory index (set while opening, before any other method runs)."""
-        if self._vi is None:
-            raise RuntimeError("the FAISS index is not loaded yet")
-        return self._vi
 
     # -- opening ------------------------------------------------------------------------------------------
     def _stored_spec(self) -> ModelSpec | None:
@@ -106,43 +111,24 @@ class FaissStore(VectorStore):
             self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
         return spec
 
-    def _new_index(self) -> VectorIndex:
-        return VectorIndex(self.dim, self.kind, search_threads=self.search_threads)
-
     def _open_index(self) -> None:
         with self.db.snapshot():
             epoch, gen = self.db.state()
-            path = vector_index.newest_file(self._faiss_dir, kind=self.kind, epoch=epoch, generation=gen)
-            vi = (vector_index.load(path, dim=self.dim, kind=self.kind, search_threads=self.search_threads)
-                  if path else None)
-            if vi is not None and path is not None:
-                self._vi, self._epoch = vi, epoch
-                self._gen = vector_index.file_generation(path)
-            self._catch_up(diff=True)  # clips may have been removed after the file was written
-        if path is None or self._changes:
-            log.info("index file %s; rebuilt or caught up with %d changes", path or "missing", self._changes)
+            paths = [c.load(epoch=epoch, generation=gen) for c in self._caches]
+            self._catch_up()  # clips may have been removed after a file was written
+        if None in paths or self._changes:
+            log.info("index files %s; rebuilt or caught up with %d changes", paths, self._changes)
             self._persist()
 
-    def _catch_up(self, *, diff: bool = False) -> None:
-        """Bring the in-memory index to SQLite's committed state (diff=True: compare ids even when the
-        generation says it is current). Caller holds the writer lock and the write side of the
-        readers-writer lock (or is still opening)."""
+    def _catch_up(self) -> None:
+        """Bring the in-memory indexes to SQLite's committed state (the ids added and removed since).
+        Caller holds the writer lock and the write side of the readers-writer lock (or is still opening)."""
         with self.db.snapshot():
             epoch, gen = self.db.state()
-            if (epoch, gen) == (self._epoch, self._gen) and not diff:
-                return
-            db_ids = self.db.ids()
-            if epoch != self._epoch or self._vi is None:
+            if any(c.stale(epoch) for c in self._caches):
                 self._check_model_unchanged()
-                self._vi = self._filled(db_ids)
-                self._changes += len(db_ids) + 1
-            else:
-                have = self._index.ids()
-                new, gone = np.setdiff1d(db_ids, have), np.setdiff1d(have, db_ids)
-                self._index.remove(gone)
-                self._fill(self._vi, new)
-                self._changes += len(new) + len(gone)
-                self._compact_if_needed()
+            for c in self._caches:
+                self._changes += c.catch_up(epoch)
             self._epoch, self._gen = epoch, gen
 
     def _check_model_unchanged(self) -> None:
@@ -151,32 +137,10 @@ class FaissStore(VectorStore):
                 f"the index in {self.data_dir} was re-projected with another model by another process; "
                 "restart with the configuration it now uses")
 
-    def _filled(self, ids: np.ndarray) -> VectorIndex:
-        vi = self._new_index()
-        self._fill(vi, ids)
-        return vi
-
-    def _fill(self, vi: VectorIndex, ids: np.ndarray) -> None:
-        for start in range(0, len(ids), FILL_CHUNK):
-            chunk = ids[start:start + FILL_CHUNK]
-            vi.add(chunk, self.db.blobs(chunk, "vector", self.dim))  # (n, D)
-
-    def _compact_if_needed(self) -> None:
-        if self._index.needs_compaction:
-            log.info("rebuilding the HNSW index without its %d removed entries", len(self._index.dead))
-            self._vi = self._filled(self._index.ids())
-
     def _persist(self) -> None:
-        """Write the in-memory index to its file. Caller holds the writer lock (or is opening)."""
-        if self._index.dead:  # files hold no tombstones, so a file of the current generation is exact
-            rebuilt = self._filled(self._index.ids())
-            with self._lock.write():
-                self._vi = rebuilt
-        with self._lock.read():
-            path = self._faiss_dir / vector_index.file_name(kind=self.kind, epoch=self._epoch,
-                                                            generation=self._gen)
-            vector_index.write_atomically(self._index, path)
-        vector_index.prune(self._faiss_dir, keep=path)
+        """Write the in-memory indexes to their files. Caller holds the writer lock (or is opening)."""
+        for c in self._caches:
+            c.persist(generation=self._gen, lock=self._lock)
         self._changes = 0
 
     def _sync(self) -> None:
@@ -199,22 +163,53 @@ class FaissStore(VectorStore):
         if self._changes >= self.persist_every:
             self._persist()
 
-    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
+    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray,
+                timelines: list[Timeline | None]) -> list[Added]:
         if not clips:
             return []
         with self._writer:
             with self._lock.write():
+                windows: list[tuple[np.ndarray, np.ndarray]] = []  # (window ids, their vectors)
                 with self.db.transaction() as con:
                     before = self.db.state()
                     ids = [self.db.insert(con, c, vector=v, logits=lg)
                            for c, v, lg in zip(clips, vectors, logits, strict=True)]
+                    for id_, t in zip(ids, timelines, strict=True):
+                        if id_ is not None and t is not None:
+                            windows.append((self.db.insert_timeline(con, id_, t)[1], t.windows.vectors))
                 new = [i for i, id_ in enumerate(ids) if id_ is not None]
                 new_ids = np.array([ids[i] for i in new], dtype=np.int64)
-                self._committed(before, lambda: self._index.add(new_ids, vectors[new]))
+
+                def apply():
+                    self._clips.index.add(new_ids, vectors[new])
+                    for window_ids, xb in windows:
+                        self._windows.index.add(window_ids, xb.astype(np.float32))
+
+                self._committed(before, apply)
             self._maybe_persist()
         records = self.db.records(new_ids.tolist())
         return [Added(records[id_], True) if id_ is not None else Added(self._stored(c.sha256), False)
                 for c, id_ in zip(clips, ids, strict=True)]
+
+    def _set_timeline(self, id: int, timeline: Timeline) -> bool:
+        with self._writer:
+            if self.db.get(id) is None:
+                return False
+            with self._lock.write():
+                with self.db.transaction() as con:
+                    before = self.db.state()
+                    if con.execute("SELECT 1 FROM clips WHERE id = ?", (id,)).fetchone() is None:
+                        return False  # removed by another process a moment ago
+                    gone, new = self.db.insert_timeline(con, id, timeline)
+
+                def apply():
+                    self._windows.index.remove(gone)
+                    self._windows.index.add(new, timeline.windows.vectors.astype(np.float32))
+                    self._windows.compact_if_needed()
+
+                self._committed(before, apply)
+            self._maybe_persist()
+        return True
 
     def _stored(self, sha256: str) -> ClipRecord:
         record = self.db.get_by_sha256(sha256)
@@ -235,7 +230,7 @@ class FaissStore(VectorStore):
                 except sqlite3.IntegrityError as e:
                     raise RetrievalError(f"cannot restore these clips: {e} (an id or content stored)") from e
                 ids = np.array([r.id for r in records], dtype=np.int64)
-                self._committed(before, lambda: self._index.add(ids, vectors))
+                self._committed(before, lambda: self._clips.index.add(ids, vectors))
             self._maybe_persist()
 
     def remove(self, ids: Sequence[int]) -> int:
@@ -243,11 +238,12 @@ class FaissStore(VectorStore):
             with self._lock.write():
                 with self.db.transaction() as con:
                     before = self.db.state()
-                    found = self.db.delete(con, ids)
+                    found, windows = self.db.delete(con, ids)
 
                 def apply():
-                    self._index.remove(found)
-                    self._compact_if_needed()
+                    for cache, gone in ((self._clips, found), (self._windows, windows)):
+                        cache.index.remove(gone)
+                        cache.compact_if_needed()
 
                 self._committed(before, apply)
             self._maybe_persist()
@@ -257,9 +253,10 @@ class FaissStore(VectorStore):
         with self._writer, self.db.transaction(bump=False) as con:  # no vector changes: FAISS is unaffected
             return self.db.set_metadata(con, int(id), meta)
 
-    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
-        """Swap in a new model's vectors for the whole collection; searches go on over the old ones until the
-        new index is built, then switch at once."""
+    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
+                        project: Project | None = None) -> None:
+        """Swap in a new model's vectors for the whole collection and its windows; searches go on over the old
+        ones until the new indexes are built, then switch at once."""
         xb_ids = np.asarray(ids, dtype=np.int64)
         dim = int(spec.dim or 0)
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -269,13 +266,15 @@ class FaissStore(VectorStore):
             with self.db.transaction() as con:
                 if not np.array_equal(np.sort(xb_ids), self.db.ids()):
                     raise RetrievalError("the collection changed during re-projection; run it again")
-                self.db.replace_vectors(con, xb_ids, vectors)
+                self.db.replace_vectors(con, xb_ids, vectors, project)
                 self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
                 epoch, gen = self.db.state()
-            vi = VectorIndex(dim, self.kind, search_threads=self.search_threads)
-            vi.add(xb_ids, vectors)
+            clips, windows = (c.fresh(dim) for c in self._caches)
+            for c in (clips, windows):
+                c.catch_up(epoch)  # built from the new vectors in SQLite
             with self._lock.write():
-                self._vi, self.spec = vi, spec
+                self._clips, self._windows, self.spec = clips, windows, spec
+                self._caches = (clips, windows)
                 self._epoch, self._gen = epoch, gen + 1
             self._persist()
 
@@ -312,15 +311,15 @@ class FaissStore(VectorStore):
     def total_duration(self) -> float:
         return self.db.total_duration()
 
+    def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
+        return self.db.records(ids)
+
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
         xq = check_queries(xq, dim=self.dim, k=k)
         self._sync()
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.ids(flt)
-            n = self._index.ntotal if allowed is None else len(allowed)
-            if k == 0 or n == 0:
-                return [[] for _ in xq]
-            scores, found = self._index.search(xq, min(k, n), allowed)  # (Q, k), (Q, k)
+            scores, found = self._scan(self._clips.index, xq, k, allowed)  # (Q, k'), (Q, k')
             records = self.db.records(np.unique(found[found >= 0]).tolist())
         return [[Hit(records[i], float(d)) for d, i in zip(drow, irow, strict=True) if i in records]
                 for drow, irow in zip(scores, found, strict=True)]
@@ -329,14 +328,45 @@ class FaissStore(VectorStore):
         if k < 0:
             raise ValueError("k must be >= 0")
         return [Hit(record, score) for record, score in self.db.keyword_search(query, k, flt)]
+    def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
+        xq = check_queries(xq, dim=self.dim, k=k)
+        self._sync()
+        with self._lock.read():
+            allowed = None if flt is None or flt.empty else self.db.window_ids(flt)
+            scores, found = self._scan(self._windows.index, xq, k, allowed)
+            places = self.db.window_places(np.unique(found[found >= 0]).tolist())
+        return [[WindowHit(*places[i], score=float(d)) for d, i in zip(drow, irow, strict=True)
+                 if i in places] for drow, irow in zip(scores, found, strict=True)]
+
+    @staticmethod
+    def _scan(vi: VectorIndex, xq: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """(Q, min(k, n)) scores and ids of the best of the `allowed` ids (None: all); id -1 pads."""
+        n = vi.ntotal if allowed is None else len(allowed)
+        if k == 0 or n == 0:
+            return np.zeros((len(xq), 0), np.float32), np.zeros((len(xq), 0), np.int64)
+        return vi.search(xq, min(k, n), allowed)
+
+    def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
+        return self.db.windows_of(ids, self.dim)
+
+    def peaks(self, id: int) -> np.ndarray | None:
+        return self.db.peaks(int(id))
+
+    def without_windows(self) -> np.ndarray:
+        return self.db.without_windows()
+
+    def window_count(self) -> int:
+        return self.db.window_count()
 
     def _backend_stats(self) -> dict:
-        return {"index_kind": self.kind, "dim": self.dim, "generation": self._gen, "epoch": self._epoch,
-                "data_dir": str(self.data_dir)}
+        files = [*self.data_dir.glob(f"{DB_NAME}*"), *self._faiss_dir.rglob("*.faiss")]
+        return {"index_kind": self.kind, "window_index_kind": self._windows.kind, "dim": self.dim,
+                "generation": self._gen, "epoch": self._epoch, "data_dir": str(self.data_dir),
+                "window_bytes": self.db.window_bytes(),
+                "bytes_on_disk": sum(p.stat().st_size for p in files if p.is_file())}
 
     def close(self) -> None:
         with self._writer:
-            if self._vi is not None and self._changes:
+            if self._changes:
                 self._persist()
             self.db.close()
-

@@ -1,4 +1,5 @@
-"""Ingestion: audio -> PaSST (windows of several clips in each forward pass) -> the collection.
+"""Ingestion: audio -> PaSST (windows of several clips in each forward pass) -> the collection, each clip with
+its windows and waveform peaks.
 
 :func:`ingest` is the one loop that both the service's ingest worker (jobs of :mod:`index.jobs`) and
 `retrieval index add` run; :class:`IngestWorker` is the worker: it claims queued jobs, ingests their stored
@@ -88,11 +89,13 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
                 on_windows(items[decoded[c][0]], done[c], totals[c])
 
     windows = collection.retriever.window_logits_many([audio.wave for _, audio in decoded], on_batch=progress)
-    for (i, audio), w in zip(decoded, windows, strict=True):
+    extractions = [Extraction(audio, w) for (_, audio), w in zip(decoded, windows, strict=True)]
+    moment_windows = collection.moment_windows(extractions)
+    for (i, _), ex, mw in zip(decoded, extractions, moment_windows, strict=True):
         it = items[i]
         try:
             results[i].record, results[i].created = collection.add_extracted(
-                Extraction(audio, w), source=it.source, sha256=it.sha256, name=it.name, meta=it.meta)
+                ex, source=it.source, sha256=it.sha256, name=it.name, meta=it.meta, moment_windows=mw)
         except (OSError, RetrievalError) as e:  # a full disk, a store error: this clip fails, not the run
             log.warning("could not store %s: %s", it.name, e)
             results[i].error = e

@@ -1,15 +1,18 @@
-"""The Qdrant backend: vectors, logits and clip metadata in one Qdrant collection (server or embedded).
+"""The Qdrant backend: vectors, logits and clip metadata in one Qdrant collection (server or embedded), and
+the clips' windows in a second one (:mod:`index.qdrant_windows`).
 
-Layout. Each clip is one point whose id is the clip id, with two named vectors, ``audio`` (D, dot product,
-searched) and ``logits`` (527, kept on disk and not graph-indexed, read back by reproject), and the clip
-record in its payload, with the user's metadata (``description``, ``user_tags``, ``fields``) and the clip's
-keyword document (``words``, index/keyword.py) under a full-text payload index with BM25 scoring. The
+Layout (:mod:`index.qdrant_layout`). Each clip is one point whose id is the clip id, with two named vectors,
+``audio`` (D, dot product, searched) and ``logits`` (527, kept on disk and not graph-indexed, read back by
+reproject), and the clip record in its payload (with its waveform ``peaks``, left out of every read but
+:meth:`QdrantStore.peaks`), with the user's metadata (``description``, ``user_tags``, ``fields``) and the
+clip's keyword document (``words``, index/keyword.py) under a full-text payload index with BM25 scoring. The
 collection's metadata holds the model spec (``model_spec``; ``fingerprint`` in collections made before it),
 the next free id and ``keywords`` (1 once the text index exists and every point has its words: a collection
 made before is brought up to date when it is opened). Callers name an alias (the configured collection) that
-points at a physical collection ``<alias>-g<N>``;
-``replace_vectors`` fills a new generation and moves the alias in one step, so a reproject is atomic for
-readers and may change the vector size.
+points at a physical collection ``<alias>-g<N>``, its windows at ``<alias>-windows-g<N>``;
+``replace_vectors`` fills a new generation of both and moves both aliases in one step, so a reproject is
+atomic for readers and may change the vector size. A clip's windows are written before its point (the
+point is the acknowledgement) and removed after it; windows whose clip point is absent are never answered.
 
 One writer at a time: ids come from a counter in the collection metadata, reserved before each write.
 """
@@ -29,6 +32,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from index import keyword
+from index import qdrant_layout as layout
 from index.base import (
     Added,
     Chunk,
@@ -36,26 +40,34 @@ from index.base import (
     Hit,
     Hits,
     NewClip,
+    Project,
     Ranking,
     SearchFilter,
     Tag,
+    Timeline,
     VectorStore,
+    WindowHits,
+    Windows,
     check_queries,
     check_store_spec,
 )
 from index.metadata import Metadata
+from index.qdrant_layout import AUDIO, LOGITS, PAGE
+from index.qdrant_windows import QdrantWindows, collection_for
+from index.qdrant_windows import points as window_points
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-AUDIO, LOGITS = "audio", "logits"
 MEMORY = ":memory:"
-PAGE = 1024  # points per scroll / upsert request
+PEAKS = "peaks"  # the payload key of a clip's waveform peaks
+RECORD = qm.PayloadSelectorExclude(exclude=[PEAKS])  # a clip's payload as its record needs it
 _RECORD_FIELDS = ("name", "location", "sha256", "duration", "sample_rate", "stored_copy", "added_at")
-_PAYLOAD_INDEXES = (("sha256", qm.PayloadSchemaType.KEYWORD), ("tag_labels", qm.PayloadSchemaType.KEYWORD),
-                    ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
+_PAYLOAD_INDEXES: layout.PayloadIndexes = (
+    ("sha256", qm.PayloadSchemaType.KEYWORD), ("tag_labels", qm.PayloadSchemaType.KEYWORD),
+    ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
 WORDS = "words"  # the payload field of the keyword document, under the text index
 KEYWORDS_VERSION = 1  # collection metadata `keywords`: the text index exists and every point has its words
 # the word tokenizer splits the prepared words at the spaces only; BM25 ranks them
@@ -79,7 +91,8 @@ def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec:
     client = connect(url, data_dir=data_dir)
     try:
         return QdrantStore(client, collection=collection, spec=spec,
-                           local=url is None or url == MEMORY, check=check)
+                           local=url is None or url == MEMORY, check=check,
+                           folder=None if url else Path(data_dir) / "qdrant")
     except BaseException:  # a refused model: free the embedded store's folder lock now, not at exit
         client.close()
         raise
@@ -101,6 +114,7 @@ def open_existing(*, url: str | None, data_dir: Path, collection: str) -> Qdrant
 
 
 def _payload(clip: NewClip, *, id: int, added_at: float) -> dict:
+    """The clip's record as a point's payload (without its peaks)."""
     return {"id": id, "name": clip.name, "location": clip.location, "sha256": clip.sha256,
             "duration": float(clip.duration), "sample_rate": int(clip.sample_rate),
             "stored_copy": bool(clip.stored_copy), "added_at": added_at,
@@ -108,6 +122,10 @@ def _payload(clip: NewClip, *, id: int, added_at: float) -> dict:
             "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
             "description": clip.meta.description, "user_tags": list(clip.meta.tags),
             "fields": clip.meta.field_dict, WORDS: keyword.document(clip)}
+
+
+def _peaks(t: Timeline | None) -> dict:
+    return {} if t is None else {PEAKS: t.peaks.tolist()}
 
 
 def _record(point_id: int, payload: dict) -> ClipRecord:
@@ -138,20 +156,26 @@ class QdrantStore(VectorStore):
     backend = "qdrant"
 
     def __init__(self, client: QdrantClient, *, collection: str, spec: ModelSpec, local: bool,
-                 check: bool = True):
-        """Open or create the alias `collection`. check=False accepts whatever model it was made with (to
-        re-project it); otherwise a non-empty collection of another model raises CheckpointMismatch."""
+                 check: bool = True, folder: Path | None = None):
+        """Open or create the alias `collection` (with its windows). check=False accepts whatever model it
+        was made with (to re-project it); otherwise a non-empty collection of another model raises
+        CheckpointMismatch. `folder`: the embedded engine's, for stats."""
         self.client = client
         self.alias = collection
         self.local = local
+        self.folder = folder
+        self._windows = QdrantWindows(client, clips_alias=collection, local=local,
+                                      clip_indexes=_PAYLOAD_INDEXES)
         self._write = threading.RLock()
         # the embedded engine is not thread-safe; a server is, so reads then run concurrently
         self._read = self._write if local else nullcontext()
         # (position, point id) where the last list() page ended: paging in order costs O(N), not O(N^2)
         self._cursor: tuple[int, int] | None = None
         if not client.collection_exists(collection):
-            self._create(self._generation_name(0), spec=spec)
-            self._point_alias(self._generation_name(0))
+            first = self._generation_name(0)
+            self._create(first, spec=spec)
+            self._windows.create(collection_for(first), dim=int(spec.dim or 0))
+            layout.move_aliases(client, {self.alias: first, self._windows.alias: collection_for(first)})
         self.spec = self._stored_spec()
         self._add_keywords()
         if self.spec == spec or not check:
@@ -186,80 +210,74 @@ class QdrantStore(VectorStore):
         return f"{self.alias}-g{n}"
 
     def _target(self) -> str:
-        for a in self.client.get_aliases().aliases:
-            if a.alias_name == self.alias:
-                return a.collection_name
-        raise RetrievalError(f"Qdrant collection {self.alias!r} is not an alias made by this store")
+        return layout.target(self.client, self.alias)
 
     def _create(self, name: str, *, spec: ModelSpec, next_id: int = 1) -> None:
-        vectors = {
-            AUDIO: qm.VectorParams(size=int(spec.dim or 0), distance=qm.Distance.DOT),
-            LOGITS: qm.VectorParams(size=N_TAGS, distance=qm.Distance.DOT, on_disk=True,
-                                    hnsw_config=qm.HnswConfigDiff(m=0)),  # stored, never searched
-        }
-        self.client.create_collection(name, vectors_config=vectors, metadata={
-            "model_spec": spec.to_dict(), "next_id": next_id, "keywords": KEYWORDS_VERSION})
+        layout.create(self.client, name, dim=int(spec.dim or 0), local=self.local, indexes=_PAYLOAD_INDEXES,
+                      metadata={"model_spec": spec.to_dict(), "next_id": next_id,
+                                "keywords": KEYWORDS_VERSION})
         self.client.create_payload_index(name, WORDS, _TEXT_INDEX)  # the embedded engine too: it ranks
-        if not self.local:  # the embedded engine scans payloads and warns that other indexes do nothing
-            for key, kind in _PAYLOAD_INDEXES:
-                self.client.create_payload_index(name, key, kind)
-        log.info("created Qdrant collection %s (dim %d)", name, spec.dim)
 
-    def _point_alias(self, target: str, *, old: str | None = None) -> None:
-        ops = []
-        if old is not None:
-            ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias)))
-        ops.append(qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target,
-                                                                       alias_name=self.alias)))
-        self.client.update_collection_aliases(ops)
-
-    def _new_generation(self, spec: ModelSpec, points: Iterable[qm.PointStruct]) -> None:
-        """Fill a new physical collection with `points`, then move the alias to it in one step."""
-        old = self._target()
-        target = self._generation_name(int(old.rsplit("-g", 1)[1]) + 1)
+    def _new_generation(self, spec: ModelSpec, points: Iterable[qm.PointStruct],
+                        windows: Iterable[qm.PointStruct] = ()) -> None:
+        """Fill a new physical collection with `points` and one beside it with `windows`, then move both
+        aliases to them in one step."""
+        old, old_windows = self._target(), self._windows.exists()
+        target = self._generation_name(layout.generation(old) + 1)
         if self.client.collection_exists(target):  # left over by an interrupted re-projection
             self.client.delete_collection(target)
         self._create(target, spec=spec, next_id=self._meta().get("next_id", 1))
-        batch = []
-        for point in points:
-            batch.append(point)
-            if len(batch) == PAGE:
-                self.client.upsert(target, batch, wait=True)
-                batch = []
-        if batch:
-            self.client.upsert(target, batch, wait=True)
-        self._point_alias(target, old=old)
+        self._windows.create(collection_for(target), dim=int(spec.dim or 0))
+        layout.upsert_all(self.client, target, points)
+        layout.upsert_all(self.client, collection_for(target), windows)
+        old_targets = layout.targets(self.client)
+        layout.move_aliases(self.client, {self.alias: target, self._windows.alias: collection_for(target)})
         self.client.delete_collection(old)
+        if old_windows:
+            self.client.delete_collection(old_targets[self._windows.alias])
         self.spec = spec
 
     def _meta(self) -> dict:
         return self.client.get_collection(self.alias).config.metadata or {}
 
-    def _scroll(self, *, with_vectors: bool | list[str] = False, with_payload: bool | list[str] = True
-                ) -> Iterator[qm.Record]:
-        offset = None
-        while True:
-            points, offset = self.client.scroll(self.alias, limit=PAGE, offset=offset,
-                                                with_payload=with_payload, with_vectors=with_vectors)
-            yield from points
-            if offset is None:
-                return
+    def _scroll(self, *, with_vectors: bool | list[str] = False,
+                with_payload: bool | list[str] | qm.PayloadSelector = RECORD) -> Iterator[qm.Record]:
+        return layout.scroll(self.client, self.alias, with_vectors=with_vectors, with_payload=with_payload)
 
     # --- writes -------------------------------------------------------------------------------------
 
-    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray) -> list[Added]:
+    def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray,
+                timelines: list[Timeline | None]) -> list[Added]:
         if not clips:
             return []
         with self._write:
             first = int(self._meta().get("next_id", 1))
             # reserve the ids before writing, so a crash in between never hands one out twice
-            self.client.update_collection(self._target(), metadata={"next_id": first + len(clips)})
+            target = self._target()
+            self.client.update_collection(target, metadata={"next_id": first + len(clips)})
             now = time.time()
             payloads = [_payload(c, id=first + n, added_at=now) for n, c in enumerate(clips)]
-            points = [qm.PointStruct(id=p["id"], payload=p, vector={AUDIO: v.tolist(), LOGITS: lg.tolist()})
-                      for p, v, lg in zip(payloads, vectors, logits, strict=True)]
+            windows = [pt for p, t in zip(payloads, timelines, strict=True) if t is not None
+                       for pt in window_points(p, t.windows)]
+            if windows:  # before the clips: a clip point is only ever seen with its windows
+                self._windows.ensure(target, dim=self.dim)
+                self._windows.write(windows)
+            points = [qm.PointStruct(id=p["id"], payload={**p, **_peaks(t)},
+                                     vector={AUDIO: v.tolist(), LOGITS: lg.tolist()})
+                      for p, t, v, lg in zip(payloads, timelines, vectors, logits, strict=True)]
             self.client.upsert(self.alias, points, wait=True)
         return [Added(_record(p["id"], p), True) for p in payloads]
+
+    def _set_timeline(self, id: int, timeline: Timeline) -> bool:
+        with self._write:
+            found = self.client.retrieve(self.alias, [id], with_payload=RECORD)
+            if not found:
+                return False
+            self._windows.ensure(self._target(), dim=self.dim)
+            self._windows.delete([id])  # windows of an earlier attempt, if any
+            self._windows.write(window_points(dict(found[0].payload or {}), timeline.windows))
+            self.client.set_payload(self.alias, _peaks(timeline), points=[id], wait=True)
+        return True
 
     def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
                  next_id: int) -> None:
@@ -274,45 +292,54 @@ class QdrantStore(VectorStore):
                 self.client.upsert(self.alias, points, wait=True)
 
     def rename(self, alias: str) -> None:
-        """Make `alias` name this store's collection, in one alias update (a restore moving its staged
-        collection into place); the collection `alias` named before is deleted."""
+        """Make `alias` name this store's collection (and its windows' alias name its windows), in one alias
+        update (a restore moving its staged collection into place); the collections they named before are
+        deleted."""
         with self._write:
-            target = self._target()
-            old = None
-            ops: list = [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=self.alias))]
-            for a in self.client.get_aliases().aliases:
-                if a.alias_name == alias:
-                    old = a.collection_name
-                    ops.append(qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=alias)))
-            ops.append(qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=target,
-                                                                           alias_name=alias)))
+            renamed = QdrantWindows(self.client, clips_alias=alias, local=self.local,
+                                    clip_indexes=_PAYLOAD_INDEXES)
+            before = layout.targets(self.client)
+            moves = {alias: self._target()}
+            if self._windows.exists():
+                moves[renamed.alias] = before[self._windows.alias]
+            ops: list = [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=a))
+                         for a in (self.alias, self._windows.alias) if a in before]
+            ops += [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=a)) for a in moves
+                    if a in before]
+            ops += [qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=c, alias_name=a))
+                    for a, c in moves.items()]
             self.client.update_collection_aliases(ops)
-            if old is not None and old != target:
-                self.client.delete_collection(old)
-            self.alias, self._cursor = alias, None
+            for a, c in moves.items():
+                if a in before and before[a] != c:
+                    self.client.delete_collection(before[a])
+            self.alias, self._windows, self._cursor = alias, renamed, None
 
     def remove(self, ids: Sequence[int]) -> int:
         ids = sorted({int(i) for i in ids})
         with self._write:
             existing = self.client.retrieve(self.alias, ids, with_payload=False)
             if existing:
-                self.client.delete(self.alias, qm.PointIdsList(points=[p.id for p in existing]), wait=True)
+                gone = [int(p.id) for p in existing]
+                self.client.delete(self.alias, qm.PointIdsList(points=gone), wait=True)
+                self._windows.delete(gone)  # after the clips: windows without a clip are never answered
                 self._cursor = None  # positions after a removed clip moved
         return len(existing)
 
     def set_metadata(self, id: int, meta: Metadata) -> ClipRecord | None:
         with self._write:
-            points = self.client.retrieve(self.alias, [int(id)], with_payload=True)
+            points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
             if not points:
                 return None
             old = _record(points[0].id, points[0].payload)
             payload = _payload(replace(old, meta=meta), id=old.id, added_at=old.added_at)
-            self.client.overwrite_payload(self.alias, payload, points=[old.id], wait=True)
+            # set, not overwrite: the point's other payload (its waveform peaks) stays
+            self.client.set_payload(self.alias, payload, points=[old.id], wait=True)
         return _record(old.id, payload)
 
-    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec) -> None:
-        """Swap in a new model's vectors for the whole collection: searches go on over the old generation
-        until the new one is filled, then the alias moves at once."""
+    def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
+                        project: Project | None = None) -> None:
+        """Swap in a new model's vectors for the whole collection and its windows: searches go on over the
+        old generation until the new one is filled, then both aliases move at once."""
         dim = int(spec.dim or 0)
         vectors = np.asarray(vectors, dtype=np.float32)  # (N, D')
         if vectors.shape != (len(ids), dim) or not np.isfinite(vectors).all():
@@ -321,23 +348,27 @@ class QdrantStore(VectorStore):
         with self._write:
             if {p.id for p in self._scroll(with_payload=False)} != set(new):
                 raise RetrievalError("the collection changed during re-projection; run it again")
+            if project is None and self._windows.count():
+                raise ValueError("the store holds windows: a re-projection must project them too")
             points = (qm.PointStruct(id=p.id, payload=p.payload,
-                                     vector={AUDIO: new[p.id].tolist(), LOGITS: p.vector[LOGITS]})
-                      for p in self._scroll(with_vectors=[LOGITS]))
-            self._new_generation(spec, points)
+                                     vector={AUDIO: new[int(p.id)].tolist(),
+                                             LOGITS: p.vector[LOGITS]})
+                      for p in self._scroll(with_vectors=[LOGITS], with_payload=True))
+            windows = self._windows.reprojected(project) if project is not None else ()
+            self._new_generation(spec, points, windows)
         log.info("re-projected %d clips into %s", len(new), self._target())
 
     # --- reads --------------------------------------------------------------------------------------
 
     def get(self, id: int) -> ClipRecord | None:
         with self._read:
-            points = self.client.retrieve(self.alias, [int(id)], with_payload=True)
+            points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
         return _record(points[0].id, points[0].payload) if points else None
 
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
         flt = qm.Filter(must=[qm.FieldCondition(key="sha256", match=qm.MatchValue(value=sha256))])
         with self._read:
-            points, _ = self.client.scroll(self.alias, scroll_filter=flt, limit=1, with_payload=True)
+            points, _ = self.client.scroll(self.alias, scroll_filter=flt, limit=1, with_payload=RECORD)
         return _record(points[0].id, points[0].payload) if points else None
 
     def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
@@ -350,7 +381,7 @@ class QdrantStore(VectorStore):
         start, skip = (cursor[1], 0) if cursor and cursor[0] == offset else (None, offset)
         with self._read:
             points, after = self.client.scroll(self.alias, limit=skip + limit, offset=start,
-                                               with_payload=True)
+                                               with_payload=RECORD)
         self._cursor = (offset + len(points) - skip, after) if after is not None else None
         return [_record(p.id, p.payload) for p in points[skip:]]
 
@@ -363,7 +394,7 @@ class QdrantStore(VectorStore):
         if k == 0 or len(xq) == 0:
             return [[] for _ in xq]
         requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=_filter(flt), limit=k,
-                                    with_payload=True) for q in xq]
+                                    with_payload=RECORD) for q in xq]
         with self._read:
             responses = self.client.query_batch_points(self.alias, requests)
         return [[Hit(_record(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
@@ -378,9 +409,39 @@ class QdrantStore(VectorStore):
             bm25=qm.Bm25Params(k=keyword.BM25_K1, b=keyword.BM25_B)))
         with self._read:
             points = self.client.query_points(self.alias, query=qm.TextQuery(text=text), using=WORDS,
-                                              query_filter=_filter(flt), limit=k, with_payload=True).points
+                                              query_filter=_filter(flt), limit=k, with_payload=RECORD).points
         hits = [Hit(_record(p.id, p.payload), float(p.score)) for p in points]
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
+
+    def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
+        with self._read:
+            points = self.client.retrieve(self.alias, [int(i) for i in ids], with_payload=RECORD)
+        return {int(p.id): _record(int(p.id), p.payload or {}) for p in points}
+
+    def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
+        xq = check_queries(xq, dim=self.dim, k=k)
+        with self._read:
+            return self._windows.search(xq, k, _filter(flt))
+
+    def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
+        with self._read:
+            return self._windows.of(ids, dim=self.dim)
+
+    def peaks(self, id: int) -> np.ndarray | None:
+        with self._read:
+            points = self.client.retrieve(self.alias, [int(id)], with_payload=[PEAKS])
+        found = (points[0].payload or {}).get(PEAKS) if points else None
+        return None if found is None else np.asarray(found, dtype=np.uint8)
+
+    def without_windows(self) -> np.ndarray:
+        with self._read:
+            have = self._windows.clip_ids()
+            ids = [int(p.id) for p in self._scroll(with_payload=False) if int(p.id) not in have]
+        return np.sort(np.asarray(ids, dtype=np.int64))
+
+    def window_count(self) -> int:
+        with self._read:
+            return self._windows.count()
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         ids = [int(i) for i in ids]
@@ -409,8 +470,8 @@ class QdrantStore(VectorStore):
         offset = None
         while True:
             with self._read:
-                points, offset = self.client.scroll(self.alias, limit=chunk, offset=offset, with_payload=True,
-                                                    with_vectors=True)
+                points, offset = self.client.scroll(self.alias, limit=chunk, offset=offset,
+                                                    with_payload=RECORD, with_vectors=True)
             if points:
                 n = len(points)
                 yield ([_record(p.id, p.payload) for p in points],
@@ -432,7 +493,10 @@ class QdrantStore(VectorStore):
     def _backend_stats(self) -> dict:
         with self._read:
             target = self._target()
-        return {"collection": target, "alias": self.alias, "dim": self.dim, "embedded": self.local}
+        stats = {"collection": target, "alias": self.alias, "dim": self.dim, "embedded": self.local}
+        if self.folder is not None:
+            stats["bytes_on_disk"] = sum(p.stat().st_size for p in self.folder.rglob("*") if p.is_file())
+        return stats
 
     def close(self) -> None:
         with self._write:

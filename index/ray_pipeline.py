@@ -4,11 +4,13 @@ Parquet shards of PaSST logits.
     file list -> read + decode + sha256 (CPU tasks) -> PaSST (actors, map_batches) -> Parquet shards
 
 With GPUs in the cluster there is one PaSST actor per GPU; without, ``cpu_actors`` CPU actors. A shard row
-holds what the bulk loader needs to store a clip (path, name, sha256, duration, sample_rate, 527 logits) or,
-for a file that could not be decoded, the error. ``manifest.json`` beside the shards holds the tagger's
-``model_spec`` (``tagger`` in folders written before it), so the loader refuses logits of another one. The
-decode stage and the actors are the two halves of :func:`retrieval.extract.extract`. Ray is an optional
-dependency (the ``ray`` extra).
+holds what the bulk loader needs to store a clip (path, name, sha256, duration, sample_rate, 527 logits, and
+its windows: ``window_starts``, ``window_ends``, ``window_logits`` (W x 527, flattened) and its waveform
+``peaks``) or, for a file that could not be decoded, the error. Shards written before windows have no window
+columns; their clips are stored without windows (``retrieval index backfill-windows`` adds them).
+``manifest.json`` beside the shards holds the tagger's ``model_spec`` (``tagger`` in folders written before
+it), so the loader refuses logits of another one. The decode stage and the actors are the two halves of
+:func:`retrieval.extract.extract`. Ray is an optional dependency (the ``ray`` extra).
 """
 
 import json
@@ -19,16 +21,20 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.config import N_TAGS
+from retrieval.config import N_TAGS, Windowing
 from retrieval.durable import sha256_bytes, write_json_atomically
 from retrieval.errors import AudioDecodeError, ModelNotFound
 from retrieval.extract import AudioLimits, decode
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
+from retrieval.waveform import peaks
+from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-SHARD_COLUMNS = ("path", "name", "sha256", "duration", "sample_rate", "logits", "error")
+RECORD_COLUMNS = ("path", "name", "sha256", "duration", "sample_rate", "error")
+WINDOW_COLUMNS = ("window_starts", "window_ends", "window_logits", "peaks")
+SHARD_COLUMNS = (*RECORD_COLUMNS, "logits", *WINDOW_COLUMNS)
 
 
 def read_file_list(path: Path) -> list[Path]:
@@ -45,13 +51,14 @@ class TaggerConfig:
     spec: ModelSpec
     batch_windows: int = 1
     precision: str = "fp32"
+    moment_windowing: Windowing | None = None  # a finer second pass for moments (None: the PaSST windows)
 
 
 def decode_row(row: dict, *, limits: AudioLimits) -> dict:
     """{"path"} -> the file's facts and its 32 kHz samples, or its decode error (never raises for audio)."""
     path = Path(row["path"])
     out = {"path": str(path), "name": path.name, "sha256": "", "duration": 0.0, "sample_rate": 0,
-           "wave": np.zeros(0, np.float32), "error": ""}
+           "wave": np.zeros(0, np.float32), "peaks": np.zeros(0, np.uint8), "error": ""}
     try:
         data = path.read_bytes()
         out["sha256"] = sha256_bytes(data)
@@ -59,7 +66,8 @@ def decode_row(row: dict, *, limits: AudioLimits) -> dict:
     except (OSError, AudioDecodeError) as e:
         out["error"] = f"{type(e).__name__}: {e}"
         return out
-    out.update(duration=float(audio.duration_s), sample_rate=int(audio.source_rate), wave=audio.wave)
+    out.update(duration=float(audio.duration_s), sample_rate=int(audio.source_rate), wave=audio.wave,
+               peaks=peaks(audio.wave))
     return out
 
 
@@ -71,18 +79,30 @@ class PasstLogits:
 
         self.tagger = PasstTagger.load(config.weights, spec=config.spec, device=device,
                                        batch_windows=config.batch_windows, precision=config.precision)
+        self.moment_windowing = config.moment_windowing
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:  # a pyarrow Table (imported in the workers)
         import pyarrow as pa
 
-        logits = np.zeros((len(batch["path"]), N_TAGS), np.float32)  # (B, 527)
+        n = len(batch["path"])
+        logits = np.zeros((n, N_TAGS), np.float32)  # (B, 527)
+        empty = WindowLogits(np.zeros((0, N_TAGS), np.float32), np.zeros(0), np.zeros(0))
+        moments = [empty] * n  # the windows each clip's moments are made of
         ok = [i for i, error in enumerate(batch["error"]) if not error]
         waves = [np.asarray(batch["wave"][i], dtype=np.float32) for i in ok]
-        for i, windows in zip(ok, self.tagger.window_logits_many(waves), strict=True):
-            logits[i] = windows.mean()
-        columns = {k: pa.array(batch[k]) for k in SHARD_COLUMNS if k != "logits"}
-        # a plain fixed-size list column, so the shards read back without Ray's tensor extension type
+        clip_windows = self.tagger.window_logits_many(waves)
+        finer = (self.tagger.window_logits_many(waves, windowing=self.moment_windowing)
+                 if self.moment_windowing is not None else clip_windows)
+        for i, windows, mw in zip(ok, clip_windows, finer, strict=True):
+            logits[i], moments[i] = windows.mean(), mw
+        columns = {k: pa.array(batch[k]) for k in RECORD_COLUMNS}
+        # plain (fixed-size) list columns, so the shards read back without Ray's tensor extension type
         columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), N_TAGS)
+        columns["window_starts"] = pa.array([w.starts for w in moments], type=pa.list_(pa.float64()))
+        columns["window_ends"] = pa.array([w.ends for w in moments], type=pa.list_(pa.float64()))
+        columns["window_logits"] = pa.array([w.logits.ravel() for w in moments], type=pa.list_(pa.float32()))
+        columns["peaks"] = pa.array([np.asarray(p, np.uint8) for p in batch["peaks"]],
+                                    type=pa.list_(pa.uint8()))
         return pa.table(columns)
 
 

@@ -292,6 +292,7 @@ def target_holds(config: StoreConfig, *, jobs_file: str = JOBS_FILE) -> list[str
 
 def _qdrant_holds(config: StoreConfig) -> list[str]:
     from index.qdrant_store import connect
+    from index.qdrant_windows import SUFFIX as WINDOWS_SUFFIX
 
     if not config.qdrant_url and not (Path(config.data_dir) / QDRANT_DIR).is_dir():
         return []
@@ -303,13 +304,13 @@ def _qdrant_holds(config: StoreConfig) -> list[str]:
     try:
         names = [c.name for c in client.get_collections().collections]
         alias = config.qdrant_collection
-        ours = {a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias}
+        aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+        ours = {aliases[a] for a in (alias, alias + WINDOWS_SUFFIX) if a in aliases}  # clips, windows
         holds = []
         if alias in names:
             holds.append(f"a Qdrant collection named {alias!r} that is not an alias of this store")
-        for name in ours:
-            if n := client.count(name, exact=True).count:
-                holds.append(f"{n} clips")
+        if alias in aliases and (n := client.count(aliases[alias], exact=True).count):
+            holds.append(f"{n} clips")
         others = [n for n in names if n not in ours and not n.startswith(alias + STAGED_ALIAS_SUFFIX)]
         if not config.qdrant_url and others:  # the folder moves as a whole: other collections would go
             holds.append(f"other Qdrant collections in {QDRANT_DIR}/ ({', '.join(sorted(others))})")

@@ -5,6 +5,7 @@ from typing import Protocol
 
 import numpy as np
 
+from retrieval.config import Windowing
 from retrieval.model_spec import ModelSpec
 from retrieval.windows import WindowLogits
 
@@ -17,7 +18,9 @@ class Tagger(Protocol):
     def window_logits(self, wave: np.ndarray) -> WindowLogits: ...
 
     def window_logits_many(self, waves: list[np.ndarray], *,
-                           on_batch: Callable[[list[int]], None] | None = None) -> list[WindowLogits]: ...
+                           on_batch: Callable[[list[int]], None] | None = None,
+                           windowing: Windowing | None = None) -> list[WindowLogits]:
+        """Each clip's windows (the tagger's windowing, or `windowing`) with their logits and times."""
 
 
 class SentenceEncoder(Protocol):

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from retrieval.checkpoint import Checkpoint
+from retrieval.config import Windowing
 from retrieval.contracts import SentenceEncoder, Tagger
 from retrieval.durable import atomic_path
 from retrieval.errors import ModelNotFound
@@ -96,9 +97,10 @@ class Retriever:
         return extract(source, self._tagger(), limits=limits, name=name)
 
     def window_logits_many(self, waves: list[np.ndarray], *,
-                           on_batch: Callable[[list[int]], None] | None = None) -> list[WindowLogits]:
+                           on_batch: Callable[[list[int]], None] | None = None,
+                           windowing: Windowing | None = None) -> list[WindowLogits]:
         """Several clips' windows through PaSST together (see PasstTagger.window_logits_many)."""
-        return self._tagger().window_logits_many(waves, on_batch=on_batch)
+        return self._tagger().window_logits_many(waves, on_batch=on_batch, windowing=windowing)
 
     def logits(self, wave: np.ndarray) -> np.ndarray:
         """(n,) samples -> (527,) PaSST logits (the mean over windows)."""

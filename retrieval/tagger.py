@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retrieval.config import N_TAGS
+from retrieval.config import N_TAGS, Windowing
 from retrieval.device import resolve_device
 from retrieval.errors import CheckpointMismatch, ModelNotFound
 from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
@@ -104,12 +104,13 @@ class PasstTagger:
         model = build_passt(weights, spec=spec)
         return cls(model, spec=spec, device=device, batch_windows=batch_windows, precision=precision)
 
-    def windows(self, wave: np.ndarray) -> torch.Tensor:
-        """(n,) samples -> (W, L) model inputs, as hear21passt cuts them."""
+    def windows(self, wave: np.ndarray, windowing: Windowing | None = None) -> torch.Tensor:
+        """(n,) samples -> (W, L) model inputs, as hear21passt cuts them (with the tagger's windowing, or
+        `windowing`)."""
         x = torch.as_tensor(np.ascontiguousarray(wave), dtype=torch.float32)
         if x.numel() < MIN_SAMPLES:
             x = F.pad(x, (0, MIN_SAMPLES - x.numel()))
-        w = self.windowing
+        w = windowing or self.windowing
         if x.numel() <= w.window:
             return x.unsqueeze(0)  # (1, n)
         padded = F.pad(x.view(1, 1, -1), (w.pad, w.pad), mode="reflect").view(-1)
@@ -125,11 +126,15 @@ class PasstTagger:
 
     @torch.inference_mode()
     def window_logits_many(self, waves: list[np.ndarray], *,
-                           on_batch: Callable[[list[int]], None] | None = None) -> list[WindowLogits]:
+                           on_batch: Callable[[list[int]], None] | None = None,
+                           windowing: Windowing | None = None) -> list[WindowLogits]:
         """Several clips at once: each forward pass holds up to `batch_windows` windows of any of them
         (windows of one length go together: a clip of up to one window is its own length). After each
-        pass, `on_batch` is told which clip each of its windows belonged to (progress)."""
-        cut = [self.windows(w) for w in waves]
+        pass, `on_batch` is told which clip each of its windows belonged to (progress). `windowing`: cut
+        other windows than the tagger's own (finer moments; hear21passt's scheme at another length and
+        hop)."""
+        windowing = windowing or self.windowing
+        cut = [self.windows(w, windowing) for w in waves]
         out = [np.empty((c.shape[0], N_TAGS), np.float32) for c in cut]
         by_length: dict[int, list[tuple[int, int]]] = {}  # window length -> [(clip, window)]
         for i, c in enumerate(cut):
@@ -144,5 +149,5 @@ class PasstTagger:
                     out[i][j] = row
                 if on_batch is not None:
                     on_batch([i for i, _ in chunk])
-        spans = [window_spans(len(w), self.windowing) for w in waves]
+        spans = [window_spans(len(w), windowing) for w in waves]
         return [WindowLogits(logits=lg, starts=s, ends=e) for lg, (s, e) in zip(out, spans, strict=True)]

@@ -6,12 +6,13 @@ from functools import partial
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from app.deps import CollectionDep, MetricsDep, audio_url
 from app.observability import ServiceMetrics
 from app.schemas import (
     MAX_K,
+    MAX_PER_CLIP,
     MAX_QUERY_CHARS,
     ErrorOut,
     K,
@@ -25,7 +26,7 @@ from app.schemas import (
 )
 from app.security import ReadAccess
 from app.uploads import multipart_body, read_upload
-from index.base import Hit
+from index.base import Hit, MomentQuery
 from index.collection import Collection
 from retrieval.composite import CompositeQuery
 
@@ -52,6 +53,12 @@ COMPOSITE_ERRORS: Responses = {
 class AudioQuery(BaseModel):
     k: K = 10
     query: QueryText | None = None
+    moments: bool = False
+    per_clip: int = Field(3, ge=1, le=MAX_PER_CLIP)
+    threshold: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
+
+    def moment_query(self) -> MomentQuery | None:
+        return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
 
 
 def text_search(collection: Collection, metrics: ServiceMetrics, req: SearchRequest) -> list[Hit]:
@@ -66,7 +73,7 @@ def text_search(collection: Collection, metrics: ServiceMetrics, req: SearchRequ
     with metrics.search.time():
         if req.mode == "hybrid":
             return collection.search_hybrid(req.query or "", xq, req.k, flt, exclude=query.judged)
-        return collection.search_vector(xq, req.k, flt, exclude=query.judged)
+        return collection.search_vector(xq, req.k, flt, exclude=query.judged, moments=req.moment_query())
 
 
 def respond(request: Request, query: str, hits: list[Hit], start: float, *,
@@ -79,15 +86,19 @@ def respond(request: Request, query: str, hits: list[Hit], start: float, *,
 @router.post("/search", summary="Search the collection with text and example clips",
              responses={**READ_ERRORS, **COMPOSITE_ERRORS,
                         400: {"model": ErrorOut, "description": "the body is not JSON"}},
-             description="Returns the k best clips for the query, best first, with their scores, top tags, "
-                         "the user's metadata and audio URL; the filters apply inside the search. `mode`: "
-                         "`vector` (default) encodes the query into the shared space (cosine similarity); "
-                         "`keyword` matches its words against each clip's name, description, user tags and "
-                         "top AudioSet tag names (BM25); `hybrid` joins both rankings by reciprocal-rank "
-                         "fusion (k = 60). In `vector` and `hybrid` mode the query may be composite: text, "
-                         "clips to sound like (`like`) and unlike (`unlike`), and text to avoid (`not`), "
-                         "weighted (`weights`); the clips named in `like` and `unlike` are left out of the "
-                         "results. An empty collection answers an empty list.")
+             description="Returns the k best clips for the query, best first, with their scores, top "
+                         "tags, the user's metadata, audio URL and `segment` (where in the clip it sounds "
+                         "most like the query; null in keyword mode); the filters apply inside the "
+                         "search. `mode`: `vector` (default) encodes the query into the shared space "
+                         "(cosine similarity); `keyword` matches its words against each clip's name, "
+                         "description, user tags and top AudioSet tag names (BM25); `hybrid` joins both "
+                         "rankings by reciprocal-rank fusion (k = 60). In `vector` and `hybrid` mode the "
+                         "query may be composite: text, clips to sound like (`like`) and unlike "
+                         "(`unlike`), and text to avoid (`not`), weighted (`weights`); the clips named in "
+                         "`like` and `unlike` are left out of the results. With `moments: true` (vector "
+                         "mode), the k best moments of the whole collection instead (several per clip, at "
+                         "most `per_clip`), filters applying as to clips. An empty collection answers an "
+                         "empty list.")
 async def search(body: SearchRequest, request: Request, collection: CollectionDep,
                  metrics: MetricsDep) -> SearchResponse:
     start = time.perf_counter()
@@ -99,10 +110,16 @@ async def search(body: SearchRequest, request: Request, collection: CollectionDe
              responses={**READ_ERRORS, **UPLOAD_ERRORS},
              openapi_extra=multipart_body(fields={
                  "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10,
-                       "description": "how many clips"},
+                       "description": "how many clips (or moments)"},
                  "query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS,
                            "example": "with rain", "description": "optional text to combine with the example "
-                                                                 "(the example in the `like` role)"}}),
+                                                                 "(the example in the `like` role)"},
+                 "moments": {"type": "boolean", "default": False,
+                             "description": "the k best moments instead of clips (as in POST /search)"},
+                 "per_clip": {"type": "integer", "minimum": 1, "maximum": MAX_PER_CLIP, "default": 3,
+                              "description": "with moments: at most this many per clip"},
+                 "threshold": {"type": "number", "minimum": -1, "maximum": 1,
+                               "description": "with moments: the score a window must reach"}}),
              description="Query by example: the uploaded clip is decoded, tagged by PaSST and projected like "
                          "an indexed one (it is not added), and the k closest clips are returned. With a "
                          "text `query` (\"like this file, but with rain\") the vector searched is "
@@ -116,6 +133,7 @@ async def search_audio(request: Request, collection: CollectionDep, metrics: Met
         raise RequestValidationError(e.errors(include_url=False)) from None
     start = time.perf_counter()
     with metrics.audio_encode.labels("search").time():
-        hits = await run_in_threadpool(partial(collection.search_audio, text=form.query), upload.data, form.k,
-                                       None, upload.name)
+        hits = await run_in_threadpool(partial(collection.search_audio, text=form.query,
+                                               moments=form.moment_query()), upload.data, form.k, None,
+                                       upload.name)
     return respond(request, CompositeQuery(text=form.query).describe(example=upload.name), hits, start)

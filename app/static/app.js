@@ -78,7 +78,7 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   audio.controls = true;
   audio.preload = "none";
   attachAudio(audio, hit.audio_url);
-  item.append(head, bar, audio, renderTags(hit.tags), refineButtons(hit));
+  item.append(head, bar, Waveform.render(hit, audio), audio, renderTags(hit.tags), refineButtons(hit));
   renderMetadata(item, hit); // metadata.js
   return item;
 }
@@ -88,7 +88,7 @@ function showResults(data) {
   const top = Math.max(...data.results.map((h) => h.score), Number.MIN_VALUE);
   list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1, data.mode, top)));
   $("search-message").textContent = data.results.length
-    ? `${data.results.length} clips for “${data.query}” in ${Math.round(data.took_ms)} ms`
+    ? `${data.results.length} ${$("moments").checked ? "moments" : "clips"} for “${data.query}” in ${Math.round(data.took_ms)} ms`
     : "No clips yet: the collection is empty. Add some with the form below.";
 }
 
@@ -112,11 +112,13 @@ function searchText(event) {
   const refined = refineFields(); // refine.js: more or less like some results, a text to avoid
   if (!query && !refined.like) return;
   const options = searchOptions(); // metadata.js: the mode and the filters
-  // keyword and hybrid search match the query's words: without a query only the vector ranking applies,
-  // and keyword search takes no clips or text to move away from
-  if (!query) options.mode = "vector";
+  const moments = $("moments").checked; // waveform.js: moments instead of clips
+  // keyword and hybrid search match the query's words, and moments are found by the query's vector: without
+  // a query, or for moments, only the vector ranking applies; keyword search takes no clips or text to avoid
+  if (!query || moments) options.mode = "vector";
   const parts = options.mode === "keyword" ? {} : refined;
-  const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options });
+  const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options,
+                                moments });
   runSearch({ url: "/search", init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
@@ -128,6 +130,7 @@ function searchExample() {
   form.append("k", $("k").value);
   const query = $("query").value.trim(); // "like this file, but with rain"
   if (query) form.append("query", query);
+  form.append("moments", $("moments").checked);
   runSearch({ url: "/search/audio", init: { body: form, headers: authHeaders() } });
 }
 

@@ -11,10 +11,12 @@ import httpx
 import pytest
 import uvicorn
 
+from app.compose import build_retriever
 from app.main import create_app
 from app.settings import Settings
 from tests.app.conftest import API_KEY, CLIPS, PLANTED, WRITE, composite_ranking, wav_bytes
 from tests.audio_fixtures import sine
+from tests.tone_tagger import ToneTagger, sections
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -51,6 +53,15 @@ def serve(app) -> Iterator[str]:
 
 @pytest.fixture
 def server(app_settings: Settings, retriever):
+    with serve(create_app(app_settings, retriever=retriever)) as url:
+        yield url
+
+
+@pytest.fixture
+def tone_server(app_settings: Settings, minilm_path, text_encoder):
+    """The server over the tone stand-in for PaSST (440 Hz -> "Dog"): long clips cost nothing to tag."""
+    cfg = Settings(text_model=str(minilm_path), passt_weights="random", device="cpu")
+    retriever = build_retriever(cfg, tagger=ToneTagger(), text=text_encoder)
     with serve(create_app(app_settings, retriever=retriever)) as url:
         yield url
 
@@ -176,3 +187,68 @@ def test_more_like_this_and_an_exclusion_rerank_as_numpy_says(planted, server, p
     assert page.locator("#refine-chips .chip").count() == 1
     shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
     page.screenshot(path=str(shots / "page-refined.png"), full_page=True)
+# per canvas column, how many pixels have the colour waveform.js draws the segment's bars in (#2f6fdb)
+COLUMNS = """(canvas) => {
+    const ctx = canvas.getContext('2d'), {width, height} = canvas;
+    const data = ctx.getImageData(0, 0, width, height).data, blue = [];
+    for (let x = 0; x < width; x++) {
+        let n = 0;
+        for (let y = 0; y < height; y++) {
+            const i = 4 * (y * width + x);
+            if (data[i] === 47 && data[i + 1] === 111 && data[i + 2] === 219 && data[i + 3] === 255) n++;
+        }
+        blue.push(n);
+    }
+    return blue;
+}"""
+
+
+def test_each_hit_shows_where_it_sounds_like_the_query(tone_server, page, tmp_path):
+    with httpx.Client(base_url=tone_server) as http:
+        for name, wave in (("long.wav", sections((880.0, 20.0), (440.0, 20.0), (1760.0, 20.0))),
+                           ("rain.wav", sections((880.0, 10.0)))):
+            r = http.post("/audio", files={"file": (name, wav_bytes(wave))}, headers=WRITE,
+                          params={"wait": 60})
+            assert r.status_code == 201, r.text
+    page.goto(tone_server + "/")
+    page.wait_for_function("document.getElementById('status').textContent.includes('2 clips')")
+    page.fill("#query", "a dog barking")
+    page.press("#query", "Enter")
+    page.wait_for_function("document.querySelectorAll('.waveform canvas[data-drawn=peaks]').length === 2")
+    assert result_names(page) == ["long.wav", "rain.wav"]
+    first = page.locator(".result").first
+    canvas = first.locator("canvas")
+    start, end = float(canvas.get_attribute("data-start")), float(canvas.get_attribute("data-end"))
+    assert 20.0 <= start < end <= 40.0  # the 440 Hz section
+    assert first.locator(".segment").inner_text() == f"sounds like it at {start:.1f}–{end:.1f} s"
+    # the waveform is drawn, the segment's bars in the accent colour and no others
+    blue = canvas.evaluate(COLUMNS)
+    width = len(blue)
+    lo, hi = round(start / 60 * width), round(end / 60 * width)
+    assert all(max(blue[x:x + 4]) > 0 for x in range(lo + 2, hi - 6, 4))  # a bar every 2 pixels
+    assert max(blue[:lo - 2]) == 0 and max(blue[hi + 2:]) == 0
+    shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
+    page.screenshot(path=str(shots / "page-segments.png"), full_page=True)
+
+    # playing starts at the segment
+    audio = first.locator("audio")
+    audio.evaluate("a => a.play()")
+    page.wait_for_function(f"document.querySelector('.result audio').currentTime >= {start}")
+    assert audio.evaluate("a => a.currentTime") < start + 5
+    audio.evaluate("a => a.pause()")
+    # a click on the waveform seeks there: three quarters of 60 s
+    box = canvas.bounding_box()
+    canvas.click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
+    assert audio.evaluate("a => a.currentTime") == pytest.approx(45.0, abs=0.5)
+    audio.evaluate("a => a.pause()")
+
+    # the moments switch lists moments: the long clip's dog section first
+    page.check("#moments")
+    page.press("#query", "Enter")
+    page.wait_for_function("document.getElementById('search-message').textContent.includes('moments for')")
+    page.wait_for_function("document.querySelectorAll('.waveform canvas[data-drawn=peaks]').length >= 2")
+    moment = page.locator(".result canvas").first
+    span = (float(moment.get_attribute("data-start")), float(moment.get_attribute("data-end")))
+    assert result_names(page)[0] == "long.wav"
+    assert span[0] <= 22.5 and span[1] >= 37.5 and span[1] - span[0] <= 30.0  # covers the section
+    page.screenshot(path=str(shots / "page-moments.png"), full_page=True)

@@ -32,6 +32,10 @@ CONTRADICTIONS = {
                          ["RETRIEVAL_INDEX_KIND=hnsw", "RETRIEVAL_STORE_BACKEND=qdrant"]),
     "flat16 with qdrant": ({"store_backend": "qdrant", "index_kind": "flat16"},
                            ["RETRIEVAL_INDEX_KIND=flat16", "RETRIEVAL_STORE_BACKEND=qdrant"]),
+    "moment window without hop": ({"moment_window_s": "2"}, ["RETRIEVAL_MOMENT_WINDOW_S",
+                                                            "RETRIEVAL_MOMENT_HOP_S"]),
+    "moment hop longer than window": ({"moment_window_s": "2", "moment_hop_s": "3"},
+                                      ["RETRIEVAL_MOMENT_HOP_S=3.0", "RETRIEVAL_MOMENT_WINDOW_S=2.0"]),
 }
 
 
@@ -110,6 +114,9 @@ def test_store_and_audio_settings_become_their_configs(tmp_path):
     assert cfg.qdrant_url is None
     limits = audio_limits(s)
     assert (limits.max_duration_s, limits.max_channels) == (12.5, 2)
+    assert compose.moment_windowing(s) is None  # moments of the PaSST windows
+    fine = compose.moment_windowing(Settings(moment_window_s=2.0, moment_hop_s=1.0))
+    assert fine is not None and (fine.window, fine.hop, fine.pad) == (64_000, 32_000, 32_000)
 
 
 def test_the_defaults_are_onnx_fp32_and_flat16_on_cpu_and_torch_on_cuda(monkeypatch, minilm_path, tmp_path):

@@ -493,7 +493,9 @@ def test_restore_into_a_qdrant_server_moves_the_staged_collection_under_the_conf
     assert got[0] == want[0] and got[2] == want[2] and got[3] == want[3]
     np.testing.assert_allclose(got[1], want[1], atol=1e-5)
     aliases = {a.alias_name: a.collection_name for a in server.get_aliases().aliases}
-    assert aliases == {"clips": "clips-restoring-g0"}  # the staged one, under the configured name
-    assert [c.name for c in server.get_collections().collections] == ["clips-restoring-g0"]
+    # the staged ones (clips and their windows), under the configured names; the empty ones are gone
+    assert aliases == {"clips": "clips-restoring-g0", "clips-windows": "clips-restoring-windows-g0"}
+    assert sorted(c.name for c in server.get_collections().collections) == ["clips-restoring-g0",
+                                                                           "clips-restoring-windows-g0"]
     with pytest.raises(RestoreRefused, match="already holds 22 clips"):
         restore(backup_file, target, configured=SPEC)

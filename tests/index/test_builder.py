@@ -29,7 +29,7 @@ class MissingWeightsTagger:
     def window_logits(self, wave):
         raise ModelNotFound("PaSST weights not found")
 
-    def window_logits_many(self, waves, *, on_batch=None):
+    def window_logits_many(self, waves, *, on_batch=None, windowing=None):
         raise ModelNotFound("PaSST weights not found")
 
 

@@ -15,7 +15,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from index.faiss_store import DB_NAME, FaissStore
 from retrieval.model_spec import ModelSpec
+from retrieval.moments import iou
 from tests.audio_fixtures import noise, sine, write
+from tests.tone_tagger import ToneTagger, sections
 
 CHILD = "from cli.main import app; app(prog_name='retrieval')"
 
@@ -153,3 +155,38 @@ def test_search_never_builds_passt_and_the_recorded_weights_still_decide(cli, tm
     errors = [line for line in out.stderr.splitlines() if "error" in line]  # (and the loaders' progress)
     assert len(errors) == 1 and errors[0].startswith("error: ") and out.stderr.strip().endswith(errors[0])
     assert "passt_weights" in errors[0] and "indexed again" in errors[0]
+
+
+def test_search_moments_and_backfill_windows_from_the_command_line(cli, tmp_path, monkeypatch):
+    """With the tone stand-in for PaSST (440 Hz -> "Dog"): where the dog is, and windows backfilled for
+    clips stored without them."""
+    monkeypatch.setattr("app.compose.load_tagger", lambda settings, spec: ToneTagger(spec))
+    long = write(tmp_path / "long.wav", sections((880.0, 20.0), (440.0, 20.0), (1760.0, 20.0)))
+    short = write(tmp_path / "short.wav", sections((440.0, 3.0)))
+    assert cli("index", "add", str(long), str(short), "--no-progress").exit_code == 0
+
+    out = cli("search", "a dog barking", "--moments", "-k", "3", "--per-clip", "1")
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.strip().splitlines()
+    rank, name, _, clip_id, span, unit, score = lines[0].split()
+    assert (rank, name, clip_id, unit) == ("1", "long.wav", "1)", "s") and 0 < float(score) <= 1
+    start, end = map(float, span.split("-"))
+    assert iou((start, end), (20.0, 40.0)) >= 0.7
+    assert [line.split()[1] for line in lines] == ["long.wav", "short.wav"]  # one moment per clip
+    def long_line() -> str:
+        return next(line for line in cli("search", "a dog barking", "-k", "2").stdout.splitlines()
+                    if "long.wav" in line)
+
+    assert " at 20.0-30.0 s " in long_line()  # the hit's best window
+
+    db = tmp_path / "data" / DB_NAME  # as a store indexed before windows were kept
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM windows")
+        con.execute("DELETE FROM waveforms")
+    assert " at " not in long_line()
+    short.unlink()
+    out = cli("index", "backfill-windows", "--no-progress")
+    assert out.exit_code == 1, out.output
+    assert "backfilled the windows of 1 clips" in out.output
+    assert f"unreachable: clip 2 ({short}): its audio is gone" in out.output
+    assert " at 20.0-30.0 s " in long_line()

@@ -31,7 +31,7 @@ class TaggerThatMustNotRun:
     def window_logits(self, wave):
         raise AssertionError("PaSST was run")
 
-    def window_logits_many(self, waves, *, on_batch=None):
+    def window_logits_many(self, waves, *, on_batch=None, windowing=None):
         raise AssertionError("PaSST was run")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from index.base import SearchFilter
+from index.base import SearchFilter, Timeline, Windows
 from index.bulk_load import load_shards
 from index.faiss_store import DB_NAME, FaissStore
 from index.metadata import Metadata
@@ -43,6 +43,17 @@ def hits_of(store, xq, k, flt=None):
             np.array([[h.record.id for h in row] for row in hits]))
 
 
+def assert_no_windows_until_one_is_stored(store, ids, xq):
+    """A store of before windows: its clips have none (hits without a segment) until a backfill."""
+    assert store.without_windows().tolist() == sorted(ids.tolist()) and store.window_count() == 0
+    assert store.best_windows(xq[0], ids.tolist()) == {} and store.search_windows(xq, 3) == [[]] * len(xq)
+    assert store.search_moments(xq[0], 3) == [] and store.peaks(int(ids[0])) is None
+    w = Windows(np.array([0.0]), np.array([1.0]), xq[:1].astype(np.float16), logits(0)[None])
+    assert store.set_timeline(int(ids[0]), Timeline(w, np.full(8, 7, np.uint8)))
+    assert [(h.clip_id, h.window) for h in store.search_windows(xq[:1], 1)[0]] == [(int(ids[0]), 0)]
+    assert store.without_windows().tolist() == sorted(ids.tolist())[1:]
+
+
 @pytest.fixture
 def old_store(tmp_path):
     """A FAISS store of the previous format: N clips, the model named by a `fingerprint`."""
@@ -72,6 +83,7 @@ def test_a_faiss_store_of_the_previous_format_opens_and_searches(old_store):
         keep = np.array([i for i in range(N) if "rain" in {t.label.lower() for t in clip(i).tags}])
         d_ref, i_ref = brute_force(xq, xb[keep], ids[keep], 3)
         np.testing.assert_array_equal(hits_of(store, xq, 3, flt)[1], i_ref)
+        assert_no_windows_until_one_is_stored(store, ids, xq)
         new = store.add(clip(N), unit_vectors(1, seed=9)[0], logits(N))
         assert new.id == ids.max() + 1  # ids go on where the old store stopped
     with FaissStore(data_dir, SPEC) as store:  # reopened: still the old record of the model, still accepted
@@ -134,6 +146,7 @@ def test_a_qdrant_collection_of_the_previous_format_opens_and_refuses_another_mo
         np.testing.assert_allclose(d, d_ref, atol=1e-5)
         np.testing.assert_array_equal(i, i_ref)
         np.testing.assert_allclose(store.logits([int(ids[4])]), lg[[4]], atol=1e-6)
+        assert_no_windows_until_one_is_stored(store, ids, xq)  # the windows' collection is made then
         assert store.add(clip(N), unit_vectors(1, seed=9)[0], logits(N)).id == N + 1
     with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
         open_store(config, replace(SPEC, head="ab" * 32))
@@ -218,6 +231,7 @@ def test_a_shard_folder_of_the_previous_format_loads(tmp_path, tiny_retriever):
         top = store.search(want, 1)
         assert [row[0].record.name for row in top] == [f"clip{i}.wav" for i in range(5)]
         np.testing.assert_allclose([row[0].score for row in top], 1.0, atol=1e-5)
+        assert store.window_count() == 0 and len(store.without_windows()) == 5  # the shards hold none
 
 
 def test_a_shard_folder_of_the_previous_format_of_another_tagger_is_refused(tmp_path, tiny_retriever):

@@ -18,6 +18,8 @@ from index.stores import open_store  # noqa: E402
 from retrieval.audio import decode_audio  # noqa: E402
 from retrieval.errors import CheckpointMismatch  # noqa: E402
 from retrieval.model_spec import ModelSpec  # noqa: E402
+from retrieval.waveform import peaks  # noqa: E402
+from retrieval.windows import window_spans  # noqa: E402
 from tests.audio_fixtures import clicks, noise, sine, write  # noqa: E402
 
 
@@ -86,6 +88,11 @@ def test_shards_hold_the_logits_of_the_in_process_tagger(clips, shards, random_t
         assert row["error"] == "" and row["name"] == path.name
         assert (row["duration"], row["sample_rate"]) == pytest.approx((audio.duration_s, audio.source_rate))
         np.testing.assert_allclose(row["logits"], oracle_logits[good[0] if path == copy else path], atol=1e-4)
+        starts, ends = window_spans(len(audio.wave), random_tagger.windowing)  # the clip's PaSST windows
+        assert (row["window_starts"], row["window_ends"]) == (starts.tolist(), ends.tolist())
+        window_logits = np.asarray(row["window_logits"]).reshape(len(starts), 527)
+        np.testing.assert_allclose(window_logits.mean(0), row["logits"], atol=1e-5)  # they are its windows
+        assert row["peaks"] == peaks(audio.wave).tolist()
     assert rows[str(copy.resolve())]["sha256"] == rows[str(good[0].resolve())]["sha256"]
     assert "AudioDecodeError" in rows[str(bad.resolve())]["error"]
 
@@ -109,6 +116,11 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
             assert top.score == pytest.approx(1.0, abs=1e-4)
             assert top.record.tags[0].label == retriever.top_tags(logits, 1)[0][0]
             np.testing.assert_allclose(store.logits([top.record.id])[0], logits, atol=1e-4)
+            windows = store.windows([top.record.id])[top.record.id]  # one window of a 1 s clip: all of it
+            assert (windows.starts.tolist(), windows.ends.tolist()) == ([0.0], [top.record.duration])
+            np.testing.assert_allclose(windows.vectors[0], retriever.project(logits[None])[0], atol=2e-3)
+            np.testing.assert_array_equal(store.peaks(top.record.id), peaks(decode_audio(path).wave))
+        assert store.without_windows().size == 0
 
         again = load_shards(store, retriever, out, ledger=ledger, progress=False)  # the ledger says done
         assert (again.shards_loaded, again.shards_skipped, again.added) == (0, len(manifest["shards"]), 0)

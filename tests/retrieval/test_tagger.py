@@ -79,6 +79,17 @@ def test_windowed_clip_matches_hear21passt_loop(random_tagger, small_oracle, bat
     np.testing.assert_allclose(ours.logits(wave), reference(small_oracle, wave), atol=1e-5)
 
 
+def test_another_windowing_cuts_as_hear21passt_would_at_that_length(random_tagger, small_oracle):
+    """The finer second pass for moments: the tagger's own model with SMALL's windows, against hear21passt's
+    loop at SMALL's window and hop."""
+    wave = np.concatenate([sine(330.0, seconds=1.0), noise(seconds=1.2, seed=4)])  # 2.2 s -> 9 windows of 1 s
+    got = random_tagger.window_logits_many([wave], windowing=SMALL)[0]
+    np.testing.assert_allclose(got.logits, reference_windows(small_oracle, wave), atol=1e-5)
+    starts, ends = window_spans(len(wave), SMALL)
+    assert len(got) == 9 and (got.starts.tolist(), got.ends.tolist()) == (starts.tolist(), ends.tolist())
+    assert random_tagger.windowing == Windowing()  # the tagger's own windowing is unchanged
+
+
 # several clips of different lengths: padded up to MIN_SAMPLES, shorter than a window, exactly one window,
 # and two windowed ones (6 and 7 windows of 1 s)
 def mixed_clips() -> list[np.ndarray]:

@@ -42,7 +42,7 @@ class CountingTagger:
         self.calls += 1
         return self.tagger.window_logits(wave)
 
-    def window_logits_many(self, waves, *, on_batch=None):
+    def window_logits_many(self, waves, *, on_batch=None, windowing=None):
         out = []
         for i, w in enumerate(waves):
             out.append(self.window_logits(w))

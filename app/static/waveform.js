@@ -1,0 +1,93 @@
+// Each hit's waveform overview on a <canvas>: the peaks stored when the clip was indexed, the matching
+// segment highlighted, the play position drawn. Playing starts at the segment; a click on the waveform seeks.
+// Uses authHeaders() and el() from app.js (loaded first).
+"use strict";
+
+const Waveform = (() => {
+  const WIDTH = 800; // canvas pixels; CSS stretches it to the result's width
+  const HEIGHT = 56;
+  const COLORS = { wave: "#9aa3b5", segment: "#2f6fdb", band: "rgba(47, 111, 219, 0.16)", head: "#1d2330" };
+
+  function formatSpan(segment) {
+    return `${segment.start.toFixed(1)}–${segment.end.toFixed(1)} s`;
+  }
+
+  function draw(canvas, view) {
+    const ctx = canvas.getContext("2d");
+    const { peaks, duration, segment, position } = view;
+    ctx.clearRect(0, 0, WIDTH, HEIGHT);
+    const x = (t) => (duration > 0 ? (t / duration) * WIDTH : 0);
+    if (segment) {
+      ctx.fillStyle = COLORS.band;
+      ctx.fillRect(x(segment.start), 0, Math.max(1, x(segment.end) - x(segment.start)), HEIGHT);
+    }
+    const step = WIDTH / peaks.length;
+    for (let i = 0; i < peaks.length; i++) {
+      const t = ((i + 0.5) / peaks.length) * duration;
+      const h = Math.max(1, (peaks[i] / 255) * (HEIGHT - 4));
+      const inside = segment && t >= segment.start && t <= segment.end;
+      ctx.fillStyle = inside ? COLORS.segment : COLORS.wave;
+      ctx.fillRect(i * step, (HEIGHT - h) / 2, Math.max(1, step - 0.5), h);
+    }
+    if (position > 0) {
+      ctx.fillStyle = COLORS.head;
+      ctx.fillRect(Math.min(WIDTH - 2, x(position)), 0, 2, HEIGHT);
+    }
+  }
+
+  async function loadPeaks(id) {
+    const response = await fetch(`/audio/${id}/peaks`, { headers: authHeaders() });
+    if (!response.ok) return null;
+    return (await response.json()).peaks;
+  }
+
+  // The waveform of `hit`, driving its <audio>.
+  function render(hit, audio) {
+    const wrap = el("div", "waveform");
+    const canvas = el("canvas");
+    canvas.width = WIDTH;
+    canvas.height = HEIGHT;
+    canvas.setAttribute("role", "img");
+    canvas.title = "click to play from there";
+    const view = { peaks: [], duration: hit.duration, segment: hit.segment, position: 0 };
+    if (hit.segment) {
+      canvas.dataset.start = hit.segment.start;
+      canvas.dataset.end = hit.segment.end;
+      canvas.setAttribute("aria-label", `waveform; it sounds like the query at ${formatSpan(hit.segment)}`);
+      const label = el("span", "segment", `sounds like it at ${formatSpan(hit.segment)}`);
+      label.title = `score of that part: ${hit.segment.score.toFixed(3)}`;
+      wrap.append(canvas, label);
+    } else {
+      canvas.setAttribute("aria-label", "waveform");
+      wrap.append(canvas);
+    }
+    loadPeaks(hit.id).then((peaks) => {
+      view.peaks = peaks || [];
+      canvas.dataset.drawn = peaks ? "peaks" : "none";
+      draw(canvas, view);
+    }).catch(() => { canvas.dataset.drawn = "none"; });
+
+    // the first play starts at the segment, unless the listener picked a place already
+    let placed = false;
+    audio.addEventListener("play", () => {
+      if (!placed && hit.segment && audio.currentTime === 0) audio.currentTime = hit.segment.start;
+      placed = true;
+    });
+    audio.addEventListener("timeupdate", () => {
+      view.position = audio.currentTime;
+      draw(canvas, view);
+    });
+    canvas.addEventListener("click", (event) => {
+      const box = canvas.getBoundingClientRect();
+      const t = Math.max(0, Math.min(1, (event.clientX - box.left) / box.width)) * hit.duration;
+      placed = true;
+      audio.currentTime = t;
+      view.position = t;
+      draw(canvas, view);
+      audio.play().catch(() => { /* the browser may refuse to play without a gesture it trusts */ });
+    });
+    return wrap;
+  }
+
+  return { render };
+})();

@@ -1,0 +1,66 @@
+"""Windows for the clips stored without them (indexed before windows were kept, or loaded from shards that
+had none): PaSST runs again on the audio the collection can still reach (its stored uploads, and indexed
+files still on disk with the content they were indexed with), and each clip's windows and peaks are stored
+as it is done. A stopped run keeps what it did; the next one goes on with the clips still without windows.
+Clips whose audio is gone or changed are reported, never guessed at.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from index.collection import Collection
+from retrieval.durable import sha256_file
+from retrieval.errors import AudioDecodeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackfillReport:
+    done: int = 0
+    unreachable: list[tuple[int, str, str]] = field(default_factory=list)  # (clip id, location, why)
+    seconds: float = 0.0
+
+
+def backfill_windows(collection: Collection, *, progress: bool = True) -> BackfillReport:
+    """Store windows and peaks for every clip that has none and whose audio can be reached."""
+    report = BackfillReport()
+    start = time.perf_counter()
+    todo = collection.store.without_windows().tolist()
+    bar = tqdm(todo, unit="clip", desc="backfill windows", disable=not progress)
+    with logging_redirect_tqdm(), bar:
+        for clip_id in bar:
+            why = _backfill(collection, clip_id)
+            if why is None:
+                report.done += 1
+            elif why:
+                record = collection.get(clip_id)
+                report.unreachable.append((clip_id, record.location if record else "", why))
+                log.warning("clip %d: %s", clip_id, why)
+            bar.set_postfix(done=report.done, unreachable=len(report.unreachable), refresh=False)
+    report.seconds = time.perf_counter() - start
+    log.info("backfilled the windows of %d clips; %d could not be reached, in %.1f s", report.done,
+             len(report.unreachable), report.seconds)
+    return report
+
+
+def _backfill(collection: Collection, clip_id: int) -> str | None:
+    """None when the clip's windows are stored, "" when the clip is gone meanwhile, else why not."""
+    record = collection.get(clip_id)
+    if record is None:
+        return ""
+    path = collection.audio_path(record)
+    if not path.is_file():
+        return f"its audio is gone ({path})"
+    if sha256_file(path) != record.sha256:
+        return f"{path} changed since it was indexed"
+    try:
+        ex = collection.retriever.extract(path, limits=collection.limits, name=record.name)
+    except AudioDecodeError as e:
+        return f"its audio cannot be decoded: {e}"
+    timeline = collection.timeline(ex, collection.moment_windows([ex])[0])
+    return None if collection.store.set_timeline(clip_id, timeline) else ""

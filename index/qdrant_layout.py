@@ -1,0 +1,91 @@
+"""The Qdrant store's layout, shared by its clips' and its windows' collections: the named vectors, how a
+physical collection is made and filled, and aliases moved in one step.
+
+Every collection holds points with two named vectors, ``audio`` (D, dot product, searched) and ``logits``
+(527, on disk, not graph-indexed, read back by reproject). Callers name aliases; a physical collection is
+``<alias>-g<N>``, and a re-projection fills generation N + 1 of every alias and moves them all at once.
+"""
+
+import logging
+from collections.abc import Iterable, Iterator
+
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from retrieval.config import N_TAGS
+from retrieval.errors import RetrievalError
+
+log = logging.getLogger(__name__)
+
+AUDIO, LOGITS = "audio", "logits"
+PAGE = 1024  # points per scroll / upsert request
+PayloadIndexes = tuple[tuple[str, qm.PayloadSchemaType], ...]
+
+
+def create(client: QdrantClient, name: str, *, dim: int, local: bool, indexes: PayloadIndexes,
+           metadata: dict | None = None, float16: bool = False) -> None:
+    """A physical collection of (audio, logits) points; `float16` stores the audio vectors in half
+    precision (the server's; the embedded engine keeps float32 of the same values)."""
+    vectors = {
+        AUDIO: qm.VectorParams(size=dim, distance=qm.Distance.DOT,
+                               datatype=qm.Datatype.FLOAT16 if float16 else None),
+        LOGITS: qm.VectorParams(size=N_TAGS, distance=qm.Distance.DOT, on_disk=True,
+                                hnsw_config=qm.HnswConfigDiff(m=0)),  # stored, never searched
+    }
+    client.create_collection(name, vectors_config=vectors, metadata=metadata)
+    if not local:  # the embedded engine scans payloads and warns that indexes do nothing
+        for key, kind in indexes:
+            client.create_payload_index(name, key, kind)
+    log.info("created Qdrant collection %s (dim %d)", name, dim)
+
+
+def generation(name: str) -> int:
+    """N of a physical collection ``<alias>-g<N>``."""
+    return int(name.rsplit("-g", 1)[1])
+
+
+def targets(client: QdrantClient) -> dict[str, str]:
+    """alias -> the physical collection it names."""
+    return {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+
+
+def target(client: QdrantClient, alias: str) -> str:
+    found = targets(client).get(alias)
+    if found is None:
+        raise RetrievalError(f"Qdrant collection {alias!r} is not an alias made by this store")
+    return found
+
+
+def move_aliases(client: QdrantClient, moves: dict[str, str]) -> None:
+    """Point every alias of `moves` at its collection, in one update (readers see all moved or none)."""
+    existing = targets(client)
+    ops: list = [qm.DeleteAliasOperation(delete_alias=qm.DeleteAlias(alias_name=a)) for a in moves
+                 if a in existing]
+    ops += [qm.CreateAliasOperation(create_alias=qm.CreateAlias(collection_name=c, alias_name=a))
+            for a, c in moves.items()]
+    client.update_collection_aliases(ops)
+
+
+def upsert_all(client: QdrantClient, name: str, points: Iterable[qm.PointStruct]) -> None:
+    """Write `points` into `name`, a page per request."""
+    batch = []
+    for point in points:
+        batch.append(point)
+        if len(batch) == PAGE:
+            client.upsert(name, batch, wait=True)
+            batch = []
+    if batch:
+        client.upsert(name, batch, wait=True)
+
+
+def scroll(client: QdrantClient, name: str, *, with_vectors: bool | list[str] = False,
+           with_payload: bool | list[str] | qm.PayloadSelector = True,
+           scroll_filter: qm.Filter | None = None) -> Iterator[qm.Record]:
+    """Every point of `name` (that passes the filter), a page at a time."""
+    offset = None
+    while True:
+        points, offset = client.scroll(name, limit=PAGE, offset=offset, with_payload=with_payload,
+                                       with_vectors=with_vectors, scroll_filter=scroll_filter)
+        yield from points
+        if offset is None:
+            return

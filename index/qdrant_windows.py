@@ -1,0 +1,144 @@
+"""The Qdrant store's windows: one point per window, in the collection behind the alias ``<clips>-windows``,
+whose generations follow the clips' (``<clips>-windows-g<N>`` beside ``<clips>-g<N>``), so a re-projection
+moves both aliases in one step.
+
+A window point's id is a UUID made from (clip id, n), so writing a clip's windows again overwrites them; its
+payload is the clip's (so the clip filters apply to windows inside Qdrant) plus ``n``, ``start`` and ``end``;
+its ``audio`` vector holds float16 values. The store calls these methods under its own locks.
+"""
+
+import uuid
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+
+from index import qdrant_layout as layout
+from index.base import Project, WindowHit, WindowHits, Windows
+from retrieval.config import N_TAGS
+
+SUFFIX = "-windows"
+NAMESPACE = uuid.UUID("6d6f6d65-6e74-5300-8000-77696e646f77")  # fixed: ids must not change between runs
+PLACE = ["id", "n", "start", "end"]  # the payload a window hit needs
+INDEXES: layout.PayloadIndexes = (("id", qm.PayloadSchemaType.INTEGER), ("n", qm.PayloadSchemaType.INTEGER))
+
+
+def collection_for(clips_collection: str) -> str:
+    """The windows' physical collection beside the clips' ``<alias>-g<N>``: ``<alias>-windows-g<N>``."""
+    alias, n = clips_collection.rsplit("-g", 1)
+    return f"{alias}{SUFFIX}-g{n}"
+
+
+def point_id(clip_id: int, n: int) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{int(clip_id)}/{int(n)}"))
+
+
+def points(payload: dict, windows: Windows) -> list[qm.PointStruct]:
+    """A clip's windows as points; `payload` is the clip's (without its peaks)."""
+    assert windows.logits is not None  # written windows carry their logits
+    rows = zip(windows.starts, windows.ends, windows.vectors, windows.logits, strict=True)
+    return [qm.PointStruct(id=point_id(payload["id"], n),
+                           payload={**payload, "n": n, "start": float(s), "end": float(e)},
+                           vector={layout.AUDIO: v.astype(np.float32).tolist(), layout.LOGITS: lg.tolist()})
+            for n, (s, e, v, lg) in enumerate(rows)]
+
+
+def _of_clips(ids: Sequence[int]) -> qm.Filter:
+    return qm.Filter(must=[qm.FieldCondition(key="id", match=qm.MatchAny(any=[int(i) for i in ids]))])
+
+
+class QdrantWindows:
+    def __init__(self, client: QdrantClient, *, clips_alias: str, local: bool,
+                 clip_indexes: layout.PayloadIndexes):
+        self.client = client
+        self.alias = clips_alias + SUFFIX
+        self.local = local
+        self.indexes = clip_indexes + INDEXES
+
+    def exists(self) -> bool:
+        """Whether this store has a windows collection (stores made before windows have none until a write
+        needs one)."""
+        return self.alias in layout.targets(self.client)
+
+    def create(self, name: str, *, dim: int) -> None:
+        if self.client.collection_exists(name):  # left over by an interrupted write or re-projection
+            self.client.delete_collection(name)
+        layout.create(self.client, name, dim=dim, local=self.local, indexes=self.indexes, float16=True)
+
+    def ensure(self, clips_collection: str, *, dim: int) -> None:
+        """Make the windows collection beside `clips_collection` if this store has none yet."""
+        if not self.exists():
+            name = collection_for(clips_collection)
+            self.create(name, dim=dim)
+            layout.move_aliases(self.client, {self.alias: name})
+
+    def write(self, pts: list[qm.PointStruct]) -> None:
+        layout.upsert_all(self.client, self.alias, pts)
+
+    def delete(self, clip_ids: Sequence[int]) -> None:
+        if clip_ids and self.exists():
+            self.client.delete(self.alias, qm.FilterSelector(filter=_of_clips(clip_ids)), wait=True)
+
+    def search(self, xq: np.ndarray, k: int, flt: qm.Filter | None) -> WindowHits:
+        if k == 0 or not self.exists():
+            return [[] for _ in xq]
+        requests = [qm.QueryRequest(query=q.tolist(), using=layout.AUDIO, filter=flt, limit=k,
+                                    with_payload=PLACE) for q in xq]
+        responses = self.client.query_batch_points(self.alias, requests)
+        return [[WindowHit(int(p.payload["id"]), int(p.payload["n"]), float(p.payload["start"]),
+                           float(p.payload["end"]), float(p.score)) for p in r.points if p.payload]
+                for r in responses]
+
+    def of(self, ids: Sequence[int], *, dim: int) -> dict[int, Windows]:
+        """clip id -> its windows, in window order, for the ids that have any."""
+        if not ids or not self.exists():
+            return {}
+        rows: dict[int, list[tuple]] = {}
+        for p in layout.scroll(self.client, self.alias, with_vectors=[layout.AUDIO], with_payload=PLACE,
+                               scroll_filter=_of_clips(ids)):
+            pl = p.payload or {}
+            rows.setdefault(int(pl["id"]), []).append((int(pl["n"]), pl["start"], pl["end"],
+                                                       p.vector[layout.AUDIO]))
+        out = {}
+        for clip_id, found in rows.items():
+            found.sort(key=lambda r: r[0])
+            out[clip_id] = Windows(np.array([r[1] for r in found]), np.array([r[2] for r in found]),
+                                   np.array([r[3] for r in found], dtype=np.float32).reshape(len(found), dim)
+                                   .astype(np.float16))
+        return out
+
+    def clip_ids(self) -> set[int]:
+        """The clips that have windows (each has a window 0)."""
+        if not self.exists():
+            return set()
+        first = qm.Filter(must=[qm.FieldCondition(key="n", match=qm.MatchValue(value=0))])
+        found = layout.scroll(self.client, self.alias, with_payload=["id"], scroll_filter=first)
+        return {int((p.payload or {})["id"]) for p in found}
+
+    def count(self) -> int:
+        return self.client.count(self.alias, exact=True).count if self.exists() else 0
+
+    def reprojected(self, project: Project) -> Iterator[qm.PointStruct]:
+        """Every window with its vector replaced by `project(logits)`, a page at a time."""
+        page: list[qm.Record] = []
+        for p in layout.scroll(self.client, self.alias, with_vectors=[layout.LOGITS]):
+            page.append(p)
+            if len(page) == layout.PAGE:
+                yield from _project(page, project)
+                page = []
+        yield from _project(page, project)
+
+
+def _project(page: list[qm.Record], project: Project) -> list[qm.PointStruct]:
+    if not page:
+        return []
+    logits = np.array([p.vector[layout.LOGITS] for p in page],
+                      dtype=np.float32).reshape(len(page), N_TAGS)
+    vectors = np.asarray(project(logits), dtype=np.float32)  # (n, D)
+    if vectors.shape[0] != len(page) or not np.isfinite(vectors).all():
+        raise ValueError(f"projected window vectors must be ({len(page)}, D) and finite")
+    return [qm.PointStruct(id=p.id, payload=p.payload,
+                           vector={layout.AUDIO: v.astype(np.float16).astype(np.float32).tolist(),
+                                   layout.LOGITS: p.vector[layout.LOGITS]})
+            for p, v in zip(page, vectors, strict=True)]
