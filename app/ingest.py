@@ -194,7 +194,9 @@ def _worker_process(settings_dump: dict, parent: int) -> None:
 
 
 def _die_with_parent(parent: int) -> None:
-    """Linux: SIGKILL this process when the service dies (even by SIGKILL), so no orphan keeps working."""
+    """Linux: SIGKILL this process when the service dies (even by SIGKILL), so no orphan keeps working.
+    The signal comes when the *thread* that started the process ends: start it from a thread that lives as
+    long as the service (app/main.py starts it in the event loop's)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:

@@ -48,7 +48,10 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
         app.state.metrics.watch_index(collection.count)
         app.state.metrics.watch_ingest(ingest.queue)
         app.state.metrics.watch_query_cache(model.text)
-        await run_in_threadpool(ingest.start)
+        # in the event loop's thread, which lives as long as the service: the worker process asks to be
+        # killed when the thread that started it ends (PR_SET_PDEATHSIG), and a thread-pool thread ends
+        # after a few idle seconds
+        ingest.start()
         log.info("serving %d clips from %s with model %s", collection.count(), settings.data_dir,
                  model.spec.id)
         try:

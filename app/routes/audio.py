@@ -183,7 +183,9 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep) -> FileResponse
 
 
 @router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",
-              responses={**WRITE_ERRORS, **NOT_FOUND}, dependencies=[WriteAccess],
+              responses={**WRITE_ERRORS, **NOT_FOUND,
+                         400: {"model": ErrorOut, "description": "the body is not JSON"}},
+              dependencies=[WriteAccess],
               description="Replaces the parts given (`description`, `user_tags`, `fields`; at least one) and "
                           "leaves the others as they are; the clip's keyword document follows at once. "
                           "Answers the updated record.")
@@ -194,7 +196,9 @@ async def edit_audio(clip_id: ClipId, body: MetadataPatch, request: Request,
 
 
 @router.delete("/audio/{clip_id}", status_code=204, summary="Remove a clip (needs the API key)",
-               responses={**WRITE_ERRORS, **NOT_FOUND}, dependencies=[WriteAccess],
+               responses={**WRITE_ERRORS, **NOT_FOUND,
+                         400: {"model": ErrorOut, "description": "the body is not JSON"}},
+              dependencies=[WriteAccess],
                description="Removes the clip from the index; an uploaded clip's stored copy is deleted too, "
                            "an indexed file on disk is left alone.")
 async def delete_audio(clip_id: ClipId, collection: CollectionDep) -> Response:
