@@ -200,7 +200,23 @@ class QueryWeights(BaseModel):
         return Weights(query=self.query, like=self.like, unlike=self.unlike, not_=self.not_)
 
 
-class SearchRequest(BaseModel):
+class MomentFields(BaseModel):
+    """Moments instead of clips: the fields POST /search and POST /search/audio share."""
+
+    moments: bool = Field(False, description="return the k best moments of the collection instead of "
+                                             "clips: windows of one clip that score at least `threshold`, "
+                                             "merged where they overlap or touch, each scored by its best "
+                                             "window")
+    per_clip: int = Field(3, ge=1, le=MAX_PER_CLIP, description="with moments: at most this many per clip")
+    threshold: Seconds | None = Field(None, ge=-1, le=1, examples=[0.3],
+                                      description="with moments: the score a window must reach (unset: each "
+                                                  "clip's best window's score minus 0.05)")
+
+    def moment_query(self) -> MomentQuery | None:
+        return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
+
+
+class SearchRequest(MomentFields):
     """A query, how many clips to return, and optional filters. The query may be composite: the vector
     searched is L2(w_query * query + w_like * mean(like) - w_unlike * mean(unlike) - w_not * not), and it
     needs something to search towards (a `query` or `like` clips, weighted above 0)."""
@@ -271,14 +287,6 @@ class SearchRequest(BaseModel):
             raise ValueError("min_duration is larger than max_duration")
         return self
 
-    moments: bool = Field(False, description="return the k best moments of the collection instead of "
-                                             "clips: windows of one clip that score at least `threshold`, "
-                                             "merged where they overlap or touch, each scored by its best "
-                                             "window")
-    per_clip: int = Field(3, ge=1, le=MAX_PER_CLIP, description="with moments: at most this many per clip")
-    threshold: Seconds | None = Field(None, ge=-1, le=1, examples=[0.3],
-                                      description="with moments: the score a window must reach (unset: each "
-                                                  "clip's best window's score minus 0.05)")
 
     @model_validator(mode="after")
     def _mode_has_its_parts(self) -> "SearchRequest":
@@ -302,9 +310,6 @@ class SearchRequest(BaseModel):
     def composite(self) -> CompositeQuery:
         return CompositeQuery(text=self.query, like=tuple(self.like), unlike=tuple(self.unlike),
                               not_=self.not_, weights=self.weights.weights())
-
-    def moment_query(self) -> MomentQuery | None:
-        return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
 
 
 class MetadataIn(BaseModel):

@@ -6,7 +6,7 @@ from functools import partial
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
 from app.deps import CollectionDep, MetricsDep, audio_url
 from app.observability import ServiceMetrics
@@ -16,6 +16,7 @@ from app.schemas import (
     MAX_QUERY_CHARS,
     ErrorOut,
     K,
+    MomentFields,
     QueryText,
     Responses,
     SearchMode,
@@ -26,7 +27,7 @@ from app.schemas import (
 )
 from app.security import ReadAccess
 from app.uploads import multipart_body, read_upload
-from index.base import Hit, MomentQuery
+from index.base import Hit
 from index.collection import Collection
 from retrieval.composite import CompositeQuery
 
@@ -50,15 +51,9 @@ COMPOSITE_ERRORS: Responses = {
                                                  "parts that cancel out (a zero vector)"}}
 
 
-class AudioQuery(BaseModel):
+class AudioQuery(MomentFields):
     k: K = 10
     query: QueryText | None = None
-    moments: bool = False
-    per_clip: int = Field(3, ge=1, le=MAX_PER_CLIP)
-    threshold: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False)
-
-    def moment_query(self) -> MomentQuery | None:
-        return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
 
 
 def text_search(collection: Collection, metrics: ServiceMetrics, req: SearchRequest) -> list[Hit]:
