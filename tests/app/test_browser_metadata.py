@@ -36,13 +36,19 @@ def wait_for_results(page, names: list[str]) -> None:  # noqa: F811
                            ".map(n => n.textContent)) === JSON.stringify(names)", arg=names)
 
 
+def keyword_search(browser_page, url: str, query: str) -> None:
+    """Open the page on the planted library and search `query` in keyword mode."""
+    browser_page.goto(url + "/")
+    status = f"document.getElementById('status').textContent.includes('{len(LIBRARY)} clips')"
+    browser_page.wait_for_function(status)
+    browser_page.check("input[name=mode][value=keyword]")
+    browser_page.fill("#query", query)
+    browser_page.press("#query", "Enter")
+
+
 def test_keyword_and_hybrid_modes_and_filter_chips(library, page, tmp_path):  # noqa: F811
     url, ids = library
-    page.goto(url + "/")
-    page.wait_for_function(f"document.getElementById('status').textContent.includes('{len(LIBRARY)} clips')")
-    page.check("input[name=mode][value=keyword]")
-    page.fill("#query", "kick")
-    page.press("#query", "Enter")
+    keyword_search(page, url, "kick")
     keyword = api_names(url, query="kick", mode="keyword")
     assert set(keyword) == {"Kick_808_Hard.wav", "kick_soft.wav", "SnareRoll.wav"}
     wait_for_results(page, keyword)
@@ -79,11 +85,7 @@ def test_keyword_and_hybrid_modes_and_filter_chips(library, page, tmp_path):  # 
 
 def test_editing_a_clips_description_and_tags_with_the_key(library, page, tmp_path):  # noqa: F811
     url, ids = library
-    page.goto(url + "/")
-    page.wait_for_function(f"document.getElementById('status').textContent.includes('{len(LIBRARY)} clips')")
-    page.check("input[name=mode][value=keyword]")
-    page.fill("#query", "thunder")
-    page.press("#query", "Enter")
+    keyword_search(page, url, "thunder")
     wait_for_results(page, ["thunder.ogg"])
     result = page.locator(".result").first
     assert result.locator("button.edit").is_hidden()  # no key, no editor
