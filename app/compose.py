@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from app.settings import Settings
 from index.collection import Collection
+from index.layout import CACHE_DIR, shard_ledger
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import load_checkpoint, zero_shot
 from retrieval.config import PASST_FILENAME, Windowing
@@ -87,7 +88,7 @@ def text_model_path(settings: Settings) -> Path:
 def onnx_path(settings: Settings) -> Path:
     """Where the fp32 export of the text model is cached: the data directory is writable where the models
     directory may not be (read-only in the container). The int8 copy sits beside it."""
-    return settings.data_dir / "cache" / "onnx" / f"{text_model_path(settings).name}-fp32.onnx"
+    return settings.data_dir / CACHE_DIR / "onnx" / f"{text_model_path(settings).name}-fp32.onnx"
 
 
 def text_backend(settings: Settings) -> str:
@@ -126,7 +127,7 @@ def tag_embeddings(settings: Settings, text: SentenceEncoder):
 
     folder = text_model_path(settings)
     return cached_tag_text_embeddings(
-        text, cache_dir=settings.data_dir / "cache", stamp=source_stamp(folder) if folder.is_dir() else {},
+        text, cache_dir=settings.data_dir / CACHE_DIR, stamp=source_stamp(folder) if folder.is_dir() else {},
         full_precision=lambda: load_text_encoder(settings, precision="fp32"))
 
 
@@ -176,4 +177,4 @@ def open_collection(settings: Settings, retriever: Retriever, *, check: bool = T
 
 def ledger_path(settings: Settings) -> Path:
     """Where the shards loaded into the configured store are remembered (one ledger per store)."""
-    return Path(settings.data_dir) / f"loaded-shards-{store_config(settings).name}.json"
+    return shard_ledger(settings.data_dir, store_config(settings).name)

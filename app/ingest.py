@@ -1,8 +1,8 @@
 """The service's ingestion: an upload is judged at once from its header, its bytes and a job are committed
 durably, and one worker (a process at lower scheduling priority, or a thread) tags it later.
 
-Layout in the data directory: ``jobs.sqlite`` (the queue, :mod:`index.jobs`), ``incoming/<sha256>.upload``
-(bytes acknowledged and waiting), ``ingest.lock`` (held by the one worker of this data directory).
+Files in the data directory (named in :mod:`index.layout`): the queue (:mod:`index.ingest.queue`), the
+uploads acknowledged and waiting, the lock held by the one worker of this data directory.
 """
 
 from __future__ import annotations
@@ -20,18 +20,17 @@ from pathlib import Path
 
 from app.compose import audio_limits, build_retriever, open_collection
 from app.settings import Settings
-from index.base import ClipRecord
 from index.collection import Collection
-from index.ingest import INCOMING_DIR, METADATA_FIELD, IngestWorker
-from index.jobs import Job, JobQueue, StorageFull
-from index.metadata import Metadata
+from index.ingest.queue import Job, JobQueue, StorageFull
+from index.ingest.worker import METADATA_FIELD, IngestWorker
+from index.layout import INCOMING_DIR, INGEST_LOCK, QUEUE_FILE, incoming_location
+from index.store.contract import ClipRecord
+from index.store.metadata import Metadata
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
 from retrieval.extract import probe
 
 log = logging.getLogger(__name__)
 
-QUEUE_FILE = "jobs.sqlite"
-LOCK_FILE = "ingest.lock"
 STOP_TIMEOUT_S = 5.0
 PR_SET_PDEATHSIG = 1
 
@@ -81,7 +80,7 @@ class Ingest:
         active = self.queue.find_active(sha)
         if active is not None:
             return Submitted(job=active)
-        location = f"{INCOMING_DIR}/{sha}.upload"
+        location = incoming_location(sha)
         path = self.data_dir / location
         try:
             write_bytes_atomically(path, data)
@@ -158,7 +157,7 @@ class Ingest:
 
 def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop: threading.Event) -> None:
     """Hold this data directory's worker lock (waiting while another worker has it), then work the queue."""
-    lock_path = Path(settings.data_dir) / LOCK_FILE
+    lock_path = Path(settings.data_dir) / INGEST_LOCK
     with open(lock_path, "a+") as lock:
         while not stop.is_set():
             try:

@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from index.jobs import JobQueue
+from index.ingest.queue import JobQueue
 from retrieval.contracts import SentenceEncoder
 from retrieval.query_cache import QueryCache
 

@@ -6,7 +6,7 @@ as UTF-8; Qdrant's point ids are unsigned 64-bit, its filters travel as JSON, wh
 infinity): clip ids in [1, 2^63 - 1], page offsets in [0, 2^63 - 1], finite durations, texts without NUL
 or lone surrogates, bounded lengths and k, at most MAX_EXAMPLES clip ids per list, weights in [0, 2]. A user's
 metadata (description, user tags, fields) is bounded so that the largest one fits an ingest job's fields
-(index/jobs.py MAX_FIELDS_BYTES) with room to spare.
+(index/ingest/queue.py MAX_FIELDS_BYTES) with room to spare.
 """
 
 import json
@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from index.base import ClipRecord, Hit, MomentQuery, SearchFilter
-from index.jobs import Job
-from index.keyword import query_words
-from index.metadata import FIELD_KEY, TAG_SEPARATORS, Metadata
+from index.ingest.queue import Job
+from index.store.contract import ClipRecord, Hit, MomentQuery, SearchFilter
+from index.store.metadata import FIELD_KEY, TAG_SEPARATORS, Metadata
+from index.store.words import query_words
 from retrieval.composite import CompositeQuery, Weights
 
 MAX_QUERY_CHARS = 500

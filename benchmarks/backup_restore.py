@@ -7,8 +7,9 @@ A synthetic FAISS + SQLite store (768-d unit vectors, random logits, as all-mpne
 
 - `retrieval backup` (the command, in its own process) against the reference, copying the stopped data
   directory by hand (`shutil.copytree`, what there was before);
-- restore (:func:`index.restore.restore`: verify every byte, build the store in staging, move it in) into an
-  empty FAISS store against copying the folder back, and, on a `--qdrant-n` store, into embedded Qdrant;
+- restore (:func:`index.backups.restore.restore`: verify every byte, build the store in staging, move it in)
+  into an empty FAISS store against copying the folder back, and, on a `--qdrant-n` store, into embedded
+  Qdrant;
 - search p50 (FAISS flat, k=10, one search thread, in this process as the service runs it) while the backup
   runs against idle before and after it: target <= 1.25x; at the default `--nice 10` and at `--nice 0`.
 """
@@ -28,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.common import header, ms, table, unit_vectors
+from index.layout import AUDIO_DIR, CLIP_DB
 from retrieval.config import N_TAGS
 from retrieval.model_spec import ModelSpec
 
@@ -40,16 +42,16 @@ TARGET_RATIO = 1.25
 
 def fill(data_dir: Path, *, n: int, uploads: int, seed: int = 0) -> None:
     """n synthetic clips in one SQLite transaction; the first `uploads` are uploads with stored bytes."""
-    from index.base import NewClip, Tag
-    from index.clip_db import stored_clips
-    from index.faiss_store import FaissStore
+    from index.faiss.clip_db import stored_clips
+    from index.faiss.store import FaissStore
+    from index.store.contract import NewClip, Tag
 
-    if stored_clips(data_dir / "index.sqlite") == n and len(list((data_dir / "audio").iterdir())) == uploads:
+    if stored_clips(data_dir / CLIP_DB) == n and len(list((data_dir / AUDIO_DIR).iterdir())) == uploads:
         print(f"reusing the store in {data_dir}", flush=True)
         return
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    (data_dir / "audio").mkdir(parents=True)
+    (data_dir / AUDIO_DIR).mkdir(parents=True)
     store = FaissStore(data_dir, SPEC)
     rng = np.random.default_rng(seed)
     xb = unit_vectors(n, DIM, seed=seed)
@@ -111,8 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "retrieval-bench-backup")
     args = ap.parse_args(argv)
     header(f"Backup and restore: {args.n:,} clips, {args.uploads:,} of them uploads")
-    from index.faiss_store import FaissStore
-    from index.restore import restore
+    from index.backups.restore import restore
+    from index.faiss.store import FaissStore
     from index.stores import StoreConfig
 
     work = args.workdir
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         small, small_backup = work / "small", work / "small.zip"
         small_backup.unlink(missing_ok=True)
         fill(small, n=args.qdrant_n, uploads=min(args.uploads, args.qdrant_n // 10))
-        from index.backup import backup
+        from index.backups.backup import backup
 
         backup(StoreConfig(data_dir=small), small_backup)
         target = work / "restored-qdrant"

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from benchmarks.common import header
-from index.base import NewClip, Timeline, Windows
-from index.faiss_store import DB_NAME, FAISS_DIR, WINDOWS_DIR, FaissStore
+from index.faiss.store import FaissStore
+from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
+from index.store.contract import NewClip, Timeline, Windows
 from retrieval.config import N_TAGS, Windowing
 from retrieval.model_spec import ModelSpec
 from retrieval.tagger import PasstTagger
@@ -38,9 +39,10 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 
 def disk_bytes(data_dir: Path) -> dict[str, int]:
-    db = sum(p.stat().st_size for p in data_dir.glob(f"{DB_NAME}*"))
+    db = sum(p.stat().st_size for p in data_dir.glob(f"{CLIP_DB}*"))
     clips = sum(p.stat().st_size for p in (data_dir / FAISS_DIR).glob("*.faiss"))
-    windows = sum(p.stat().st_size for p in (data_dir / FAISS_DIR / WINDOWS_DIR).glob("*.faiss"))
+    windows_dir = data_dir / FAISS_DIR / FAISS_WINDOWS_DIR
+    windows = sum(p.stat().st_size for p in windows_dir.glob("*.faiss"))
     return {"sqlite": db, "faiss_clips": clips, "faiss_windows": windows}
 
 

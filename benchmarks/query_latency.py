@@ -30,7 +30,7 @@ from benchmarks.common import (
     table,
     unit_vectors,
 )
-from index.vector_index import VectorIndex
+from index.faiss.vector_index import VectorIndex
 from retrieval.text import clean_caption
 
 K = 10

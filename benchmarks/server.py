@@ -33,8 +33,8 @@ def service_env(*, data_dir: Path, text_model: Path, text_backend: str, models_d
 def fill_store(data_dir: Path, *, spec: ModelSpec, n: int, dim: int, seed: int = 0) -> None:
     """Put n synthetic clips (unit vectors, zero logits) in a FAISS store made for the model `spec` (the
     service's `build_retriever(settings).spec`), in one SQLite transaction."""
-    from index.base import NewClip
-    from index.faiss_store import FaissStore
+    from index.faiss.store import FaissStore
+    from index.store.contract import NewClip
 
     store = FaissStore(data_dir, spec)
     have = store.count()

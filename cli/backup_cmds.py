@@ -12,7 +12,7 @@ import typer
 from cli.errors import exit_on_error
 
 if TYPE_CHECKING:
-    from index.check import CheckReport
+    from index.backups.check import CheckReport
 
 SHOWN_PER_KIND = 20
 
@@ -25,17 +25,17 @@ def _say_problems(problems: list[dict]) -> None:
 
 def backup(path: Path, *, with_audio: bool, with_referenced: bool, progress: bool):
     from app.compose import load_settings, store_config
-    from index.backup import JOBS_FILE
-    from index.backup import backup as write_backup
+    from index.backups.backup import backup as write_backup
+    from index.layout import QUEUE_FILE
 
     settings = load_settings()
-    return write_backup(store_config(settings), path, jobs_db=Path(settings.data_dir) / JOBS_FILE,
+    return write_backup(store_config(settings), path, jobs_db=Path(settings.data_dir) / QUEUE_FILE,
                         with_audio=with_audio, with_referenced=with_referenced, progress=progress)
 
 
 def restore(path: Path, *, restore_referenced: bool, progress: bool):
     from app.compose import build_retriever, load_settings, store_config
-    from index.restore import restore as restore_backup
+    from index.backups.restore import restore as restore_backup
 
     settings = load_settings()
     return restore_backup(path, store_config(settings),
@@ -45,7 +45,7 @@ def restore(path: Path, *, restore_referenced: bool, progress: bool):
 
 def check(*, repair: bool, progress: bool) -> CheckReport:
     from app.compose import build_retriever, load_settings, store_config
-    from index.check import check_store
+    from index.backups.check import check_store
     from retrieval.errors import RetrievalError
 
     settings = load_settings()

@@ -12,10 +12,10 @@ from cli.errors import exit_on_error
 
 if TYPE_CHECKING:
     from cli.metadata_csv import LibraryMetadata
-    from index.backfill import BackfillReport
-    from index.base import Hit
-    from index.builder import BuildReport
     from index.collection import Collection
+    from index.ingest.backfill import BackfillReport
+    from index.ingest.builder import BuildReport
+    from index.store.contract import Hit
 
 SHOWN_TAGS = 3
 
@@ -52,7 +52,7 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
     """The ingest worker's loop over files: RETRIEVAL_BATCH_WINDOWS clips' windows per PaSST pass."""
     from app.compose import build_retriever, load_settings
     from app.compose import open_collection as open_configured
-    from index.builder import index_paths
+    from index.ingest.builder import index_paths
 
     settings = load_settings()
     with open_configured(settings, build_retriever(settings)) as collection:
@@ -78,7 +78,7 @@ def reproject(checkpoint: Path) -> int:
 
 def backfill_windows(*, progress: bool = True) -> BackfillReport:
     """Windows for the clips stored without them: PaSST runs again on the audio still reachable."""
-    from index.backfill import backfill_windows as backfill
+    from index.ingest.backfill import backfill_windows as backfill
 
     with open_collection(with_audio=True) as collection:
         return backfill(collection, progress=progress)
@@ -86,7 +86,7 @@ def backfill_windows(*, progress: bool = True) -> BackfillReport:
 
 def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int = 3,
            threshold: float | None = None) -> list[Hit]:
-    from index.base import MomentQuery
+    from index.store.contract import MomentQuery
 
     with open_collection() as collection:
         return collection.search_text(query, k, moments=MomentQuery(per_clip, threshold) if moments else None)

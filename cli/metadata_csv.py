@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.schemas import MetadataIn, tag_list
-from index.metadata import Metadata
+from index.store.metadata import Metadata
 from retrieval.errors import RetrievalError
 
 FILE, DESCRIPTION, TAGS = "file", "description", "tags"

@@ -11,7 +11,7 @@ import typer
 from cli.errors import exit_on_error
 
 if TYPE_CHECKING:
-    from index.bulk_load import LoadReport
+    from index.ingest.bulk_load import LoadReport
 
 
 def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, cpu_actors: int = 1,
@@ -21,7 +21,7 @@ def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, c
     import ray
 
     from app.compose import audio_limits, load_settings, moment_windowing, passt_spec, passt_weights
-    from index.ray_pipeline import TaggerConfig, extract_shards, read_file_list
+    from index.ingest.ray_shards import TaggerConfig, extract_shards, read_file_list
 
     settings = load_settings()
     tagger = TaggerConfig(weights=passt_weights(settings), spec=passt_spec(settings),
@@ -39,7 +39,7 @@ def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, c
 def load_shards(shard_dir: Path, *, redo: bool = False, progress: bool = True) -> LoadReport:
     """Every clip of the shards into the configured store, through the configured model."""
     from app.compose import build_retriever, ledger_path, load_settings, open_collection
-    from index.bulk_load import load_shards as load
+    from index.ingest.bulk_load import load_shards as load
 
     settings = load_settings()
     with open_collection(settings, build_retriever(settings, with_audio=False)) as collection:

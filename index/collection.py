@@ -6,7 +6,7 @@
     .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
     .search_vector(xq: np.ndarray, k: int, flt=None, exclude=(), moments=None) -> list[Hit]
-    .search_keywords(query: str, k: int, flt=None, exclude=()) -> list[Hit]     # BM25 (index/keyword.py)
+    .search_keywords(query: str, k: int, flt=None, exclude=()) -> list[Hit]     # BM25 (index/store/words.py)
     .search_hybrid(query: str, xq: np.ndarray, k: int, flt=None, exclude=()) -> list[Hit]  # RRF
     .search_audio(data: bytes, k: int, flt=None, name="query", text=None, moments=None) -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
@@ -40,7 +40,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from index.base import (
+from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
+from index.layout import AUDIO_DIR, upload_location
+from index.store.contract import (
     ClipRecord,
     Hit,
     MomentQuery,
@@ -50,8 +52,7 @@ from index.base import (
     Timeline,
     VectorStore,
 )
-from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
-from index.metadata import Metadata
+from index.store.metadata import Metadata
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
 from retrieval.config import Windowing
@@ -65,7 +66,6 @@ from retrieval.windows import WindowLogits
 log = logging.getLogger(__name__)
 
 TOP_TAGS = 10  # tags stored per clip
-AUDIO_DIR = "audio"
 REPROJECT_CHUNK = 4096  # clips projected at a time
 # libsndfile container names whose usual extension is not the lower-cased name
 EXTENSIONS = {"WAVEX": "wav", "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}
@@ -124,7 +124,7 @@ class Collection:
         :meth:`moment_windows`)."""
         timeline = self.timeline(ex, moment_windows or self.moment_windows([ex])[0])
         if isinstance(source, bytes):
-            location = f"{AUDIO_DIR}/{sha256}.{_extension(ex.audio.format)}"
+            location = upload_location(sha256, _extension(ex.audio.format))
             clip = self._new_clip(ex, name=name, location=location, sha256=sha256, meta=meta,
                                   stored_copy=True)
             return self._add(clip, ex, timeline, copy=source)

@@ -1,10 +1,10 @@
-"""Open the vector store of a backend. A backend is added here, behind index.base.VectorStore."""
+"""Open the vector store of a backend. A backend is added here, behind index.store.contract.VectorStore."""
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from index.base import VectorStore
+from index.store.contract import VectorStore
 from retrieval.model_spec import ModelSpec
 
 BACKENDS = ("faiss", "qdrant")
@@ -34,12 +34,12 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
     retrieval.errors.CheckpointMismatch.
     """
     if config.backend == "faiss":
-        from index.faiss_store import FaissStore
+        from index.faiss.store import FaissStore
 
         return FaissStore(config.data_dir, spec, kind=config.index_kind, check=check,
                           search_threads=config.search_threads)
     if config.backend == "qdrant":
-        from index.qdrant_store import open_qdrant_store
+        from index.qdrant.store import open_qdrant_store
 
         return open_qdrant_store(url=config.qdrant_url, data_dir=config.data_dir,
                                  collection=config.qdrant_collection, spec=spec, check=check)

@@ -27,9 +27,9 @@ from app.schemas import (
 )
 from app.security import ReadAccess, WriteAccess
 from app.uploads import multipart_body, read_upload
-from index.base import ClipRecord
 from index.collection import Collection
-from index.metadata import Metadata
+from index.store.contract import ClipRecord
+from index.store.metadata import Metadata
 
 router = APIRouter(tags=["audio"])
 

@@ -22,7 +22,7 @@ from app.schemas import (
 )
 from app.security import ReadAccess, WriteAccess
 from index.collection import Collection
-from index.jobs import Job, JobNotCancellable, JobQueue
+from index.ingest.queue import Job, JobNotCancellable, JobQueue
 
 router = APIRouter(tags=["jobs"])
 

@@ -27,8 +27,8 @@ from app.schemas import (
 )
 from app.security import ReadAccess
 from app.uploads import multipart_body, read_upload
-from index.base import Hit
 from index.collection import Collection
+from index.store.contract import Hit
 from retrieval.composite import CompositeQuery
 
 router = APIRouter(tags=["search"], dependencies=[ReadAccess])

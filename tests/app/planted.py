@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from index.base import NewClip, Tag, VectorStore
-from index.metadata import Metadata
+from index.store.contract import NewClip, Tag, VectorStore
+from index.store.metadata import Metadata
 
 # name, description, user tags, fields
 LIBRARY = [

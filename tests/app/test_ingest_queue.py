@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 import app.ingest as app_ingest
-from index.ingest import IngestWorker
+from index.ingest.worker import IngestWorker
 from tests.app.conftest import WRITE, upload, vector_of, wav_bytes
 from tests.audio_fixtures import sine
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from cli.metadata_csv import LibraryMetadata, MetadataFileError, read_metadata_csv
-from index.faiss_store import FaissStore
-from index.metadata import Metadata
+from index.faiss.store import FaissStore
+from index.store.metadata import Metadata
 from retrieval.model_spec import ModelSpec
 from tests.audio_fixtures import noise, sine, write
 from tests.index.test_cli import cli  # noqa: F401  (the fixture)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index.base import NewClip, Tag
-from index.jobs import JobQueue
-from index.metadata import Metadata
+from index.ingest.queue import JobQueue
+from index.store.contract import NewClip, Tag
+from index.store.metadata import Metadata
 from index.stores import StoreConfig, open_store
 from retrieval.durable import write_bytes_atomically
 from tests.index.store_fixtures import DIM, LABELS, SPEC

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from app.compose import open_collection
-from index.backfill import backfill_windows
-from index.base import NewClip
+from index.ingest.backfill import backfill_windows
+from index.store.contract import NewClip
 from retrieval.durable import sha256_bytes, sha256_file
 from retrieval.waveform import peaks
 from retrieval.windows import window_spans

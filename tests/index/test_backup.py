@@ -19,13 +19,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from index import archive as archive_module
-from index.archive import BackupError, BackupInvalid
-from index.backup import backup
-from index.base import SearchFilter
-from index.jobs import JobQueue
-from index.metadata import Metadata
-from index.restore import RestoreRefused, open_backup, restore
+from index.backups import archive as archive_module
+from index.backups.archive import BackupError, BackupInvalid
+from index.backups.backup import backup
+from index.backups.restore import RestoreRefused, open_backup, restore
+from index.ingest.queue import JobQueue
+from index.store.contract import SearchFilter
+from index.store.metadata import Metadata
 from index.stores import open_store
 from retrieval.durable import sha256_file, write_bytes_atomically
 from retrieval.errors import CheckpointMismatch
@@ -163,7 +163,7 @@ def first_format_copy(path: Path, out: Path) -> Path:
     """The backup at `path` as `retrieval-backup/1` wrote it: clips.parquet without the user's metadata."""
     import pyarrow as pa
 
-    from index.archive import ArchiveWriter
+    from index.backups.archive import ArchiveWriter
 
     with zipfile.ZipFile(path) as zf, open(out, "xb") as f:
         writer = ArchiveWriter(f, date_time=(2026, 1, 1, 0, 0, 0))
@@ -320,7 +320,7 @@ def test_a_target_with_waiting_uploads_is_refused(tmp_path, backup_file):
 KILLABLE = """
 import sys, time
 from pathlib import Path
-import index.restore as r
+import index.backups.restore as r
 from index.stores import StoreConfig
 real = r._write_member
 def slow(*args, **kw):
@@ -477,7 +477,7 @@ class SharedClient:
 @pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
 def test_restore_into_a_qdrant_server_moves_the_staged_collection_under_the_configured_name(
         tmp_path, backup_file, monkeypatch):
-    import index.qdrant_store as qs
+    import index.qdrant.store as qs
 
     server = SharedClient()
     monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)

@@ -3,7 +3,7 @@
 import pytest
 
 from app.compose import open_collection
-from index.builder import find_audio, index_paths
+from index.ingest.builder import find_audio, index_paths
 from retrieval.errors import ModelNotFound
 from retrieval.pipeline import Retriever
 from tests.audio_fixtures import sine, write

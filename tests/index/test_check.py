@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index import vector_index
-from index.check import check_store
-from index.clip_db import ClipDB
-from index.faiss_store import DB_NAME, FAISS_DIR
+from index.backups.check import check_store
+from index.faiss import vector_index
+from index.faiss.clip_db import ClipDB
+from index.layout import CLIP_DB, FAISS_DIR
 from index.stores import open_store
 from tests.index.backup_fixtures import config, fill, project
 from tests.index.store_fixtures import DIM, SPEC
@@ -152,7 +152,7 @@ def test_an_older_cache_file_is_not_a_finding(faiss_live):
 
 
 def test_a_damaged_database_is_found(faiss_live):
-    db_path = faiss_live.data_dir / DB_NAME
+    db_path = faiss_live.data_dir / CLIP_DB
     db = ClipDB(db_path)
     db.close()
     data = bytearray(db_path.read_bytes())

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from index.faiss_store import DB_NAME, FaissStore
+from index.faiss.store import FaissStore
+from index.layout import CLIP_DB
 from retrieval.model_spec import ModelSpec
 from retrieval.moments import iou
 from tests.audio_fixtures import noise, sine, write
@@ -87,7 +88,7 @@ def test_index_add_killed_mid_run_keeps_every_committed_add_and_resumes(tmp_path
     make_clips(tmp_path / "clips", n, seconds=0.5)
     env = {**os.environ, **env_for(tmp_path / "data", minilm_path)}
     args = [sys.executable, "-c", CHILD, "index", "add", str(tmp_path / "clips"), "--no-progress"]
-    db = tmp_path / "data" / DB_NAME
+    db = tmp_path / "data" / CLIP_DB
     child = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while (seen := committed(db)) < 3:
@@ -179,7 +180,7 @@ def test_search_moments_and_backfill_windows_from_the_command_line(cli, tmp_path
 
     assert " at 20.0-30.0 s " in long_line()  # the hit's best window
 
-    db = tmp_path / "data" / DB_NAME  # as a store indexed before windows were kept
+    db = tmp_path / "data" / CLIP_DB  # as a store indexed before windows were kept
     with sqlite3.connect(db) as con:
         con.execute("DELETE FROM windows")
         con.execute("DELETE FROM waveforms")

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from app.compose import open_collection
-from index.base import MOMENT_MARGIN, MomentQuery
-from index.builder import index_paths
 from index.collection import Collection
+from index.ingest.builder import index_paths
+from index.store.contract import MOMENT_MARGIN, MomentQuery
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import Checkpoint, save_checkpoint
 from retrieval.config import Windowing

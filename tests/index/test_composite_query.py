@@ -4,8 +4,8 @@ texts' vectors, combined as numpy says, and the named clips left out of the resu
 import numpy as np
 import pytest
 
-from index.base import SearchFilter
 from index.collection import Collection
+from index.store.contract import SearchFilter
 from index.stores import StoreConfig, open_store
 from retrieval.composite import CompositeQuery, Weights
 from retrieval.errors import ClipNotFound, ZeroQuery

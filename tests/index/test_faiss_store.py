@@ -8,9 +8,10 @@ import faiss
 import numpy as np
 import pytest
 
-from index.base import SearchFilter
-from index.faiss_store import FAISS_DIR, FaissStore
-from index.vector_index import VectorIndex
+from index.faiss.store import FaissStore
+from index.faiss.vector_index import VectorIndex
+from index.layout import FAISS_DIR
+from index.store.contract import SearchFilter
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from tests.index.store_fixtures import DIM, SPEC, brute_force, clip, fill, logits, unit_vectors
 

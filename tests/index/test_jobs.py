@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from index.jobs import (
+from index.ingest.queue import (
     MAX_ERROR_CHARS,
     Job,
     JobNotCancellable,
@@ -146,7 +146,7 @@ def test_claims_from_many_threads_never_share_a_job(q):
 
 CLAIM_ALL = """
 import json, sys, time
-from index.jobs import JobQueue
+from index.ingest.queue import JobQueue
 q = JobQueue(sys.argv[1])
 while time.time() < float(sys.argv[2]):  # start together
     time.sleep(0.001)
@@ -258,7 +258,7 @@ def test_cancel_only_a_queued_job(q):
 # -- crash recovery ------------------------------------------------------------------------------------------
 CLAIM_AND_HANG = """
 import sys, time
-from index.jobs import JobQueue
+from index.ingest.queue import JobQueue
 [job] = JobQueue(sys.argv[1]).claim(worker="doomed")
 print(job.id, flush=True)
 time.sleep(600)
@@ -309,7 +309,7 @@ def test_recover_leaves_other_states_alone(q):
 
 ENQUEUE_AND_HANG = """
 import sys, time
-from index.jobs import JobQueue
+from index.ingest.queue import JobQueue
 job, _ = JobQueue(sys.argv[1]).enqueue(name="a.wav", sha256=sys.argv[2], location="uploads/a")
 print(job.id, flush=True)
 time.sleep(600)

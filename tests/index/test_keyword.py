@@ -4,10 +4,10 @@ with numpy over hand-written documents, and reciprocal-rank fusion against sums 
 import numpy as np
 import pytest
 
-from index.base import ClipRecord, Hit, NewClip, SearchFilter, Tag
 from index.fusion import reciprocal_rank_fusion
-from index.keyword import document, query_words, words
-from index.metadata import Metadata
+from index.store.contract import ClipRecord, Hit, NewClip, SearchFilter, Tag
+from index.store.metadata import Metadata
+from index.store.words import document, query_words, words
 from index.stores import StoreConfig, open_store
 from tests.index.store_fixtures import SPEC, unit_vectors
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from index.base import SearchFilter, Timeline, Windows
-from index.bulk_load import load_shards
-from index.faiss_store import DB_NAME, FaissStore
-from index.metadata import Metadata
-from index.ray_pipeline import MANIFEST, _write_manifest, manifest_spec
+from index.faiss.store import FaissStore
+from index.ingest.bulk_load import load_shards
+from index.ingest.ray_shards import MANIFEST, _write_manifest, manifest_spec
+from index.layout import CLIP_DB
+from index.store.contract import SearchFilter, Timeline, Windows
+from index.store.metadata import Metadata
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, zero_shot
 from retrieval.durable import sha256_file
@@ -122,7 +123,7 @@ def test_reprojecting_a_store_of_the_previous_format_records_the_new_spec(old_st
     new_xb = unit_vectors(N, 16, seed=3)
     with FaissStore(data_dir, new_spec, check=False) as store:
         store.replace_vectors(ids, new_xb, new_spec)
-    con = sqlite3.connect(data_dir / DB_NAME)
+    con = sqlite3.connect(data_dir / CLIP_DB)
     assert ModelSpec.from_dict(json.loads(con.execute(
         "SELECT value FROM meta WHERE key = 'model_spec'").fetchone()[0])) == new_spec
     con.close()
@@ -161,7 +162,7 @@ def test_a_faiss_store_without_metadata_or_keyword_index_is_brought_up_to_date_i
     lg = np.zeros((n, 527), np.float32)
     ids = write_old_faiss_store(tmp_path / "data", OLD_FP, [clip(i) for i in range(n)], unit_vectors(n), lg,
                                 with_cache_file=False)
-    db = tmp_path / "data" / DB_NAME
+    db = tmp_path / "data" / CLIP_DB
 
     def version_and_rows() -> tuple[int, int]:
         con = sqlite3.connect(db)

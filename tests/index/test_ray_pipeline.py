@@ -12,8 +12,8 @@ ray = pytest.importorskip("ray")
 
 from app.compose import build_retriever, ledger_path, load_settings, store_config  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from index.bulk_load import load_shards  # noqa: E402
-from index.ray_pipeline import MANIFEST, TaggerConfig, extract_shards, manifest_spec, read_file_list  # noqa: E402
+from index.ingest.bulk_load import load_shards  # noqa: E402
+from index.ingest.ray_shards import MANIFEST, TaggerConfig, extract_shards, manifest_spec, read_file_list  # noqa: E402
 from index.stores import open_store  # noqa: E402
 from retrieval.audio import decode_audio  # noqa: E402
 from retrieval.errors import CheckpointMismatch  # noqa: E402

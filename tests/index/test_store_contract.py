@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from index.base import NewClip, SearchFilter, Tag
-from index.metadata import Metadata
+from index.store.contract import NewClip, SearchFilter, Tag
+from index.store.metadata import Metadata
 from index.stores import StoreConfig, open_store
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from index.base import MOMENT_MARGIN, MomentQuery, SearchFilter, Timeline, Windows
+from index.store.contract import MOMENT_MARGIN, MomentQuery, SearchFilter, Timeline, Windows
 from index.stores import open_store
 from retrieval.moments import merge_windows
 from tests.index.test_store_contract import (

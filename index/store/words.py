@@ -1,4 +1,5 @@
-"""Keyword search: each clip's words, and the FTS5 index that ranks them by BM25 in the clip database.
+"""Keyword search: the words of each clip and of each query, for every store (the FTS5 index of the clip
+database is index/faiss/fts.py; Qdrant's full-text index is in index/qdrant/store.py).
 
 A clip's keyword document is the words of its name, its user description and tags, and the names of its
 top AudioSet tags (those PaSST gave at least TAG_MIN_PROBABILITY). Words are made here, once, for both
@@ -23,16 +24,13 @@ Qdrant ``ln(1 + (N - n + 0.5) / (n + 0.5))``. Rankings agree wherever a clip's w
 from __future__ import annotations
 
 import re
-import sqlite3
 import unicodedata
-from collections.abc import Iterable
 
-from index.base import NewClip
+from index.store.contract import NewClip
 
 BM25_K1 = 1.2  # FTS5's built-in bm25(); Qdrant is told the same
 BM25_B = 0.75
 TAG_MIN_PROBABILITY = 0.1  # AudioSet tags at least this probable are words of the clip
-TABLE = "clip_words"  # FTS5, rowid = clip id, one column: the document's words
 RUN = re.compile(r"[^\W_]+")
 
 
@@ -74,35 +72,3 @@ def document(clip: NewClip) -> str:
     """The clip's keyword document: its words, space-separated ('' when it has none)."""
     tags = [t.label for t in clip.tags if t.probability >= TAG_MIN_PROBABILITY]
     return " ".join(words(" ".join([clip.name, clip.meta.description, *clip.meta.tags, *tags])))
-
-
-# -- the FTS5 index of the clip database (index/clip_db.py owns the transactions) ---------------------------
-def create(con: sqlite3.Connection) -> None:
-    con.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(words, "
-                "tokenize = 'unicode61 remove_diacritics 0')")
-
-
-def put(con: sqlite3.Connection, clips: Iterable[tuple[int, NewClip]]) -> None:
-    """Index (or index again) clips by id; a clip without words has no row."""
-    rows = [(int(id_), document(c)) for id_, c in clips]
-    drop(con, [id_ for id_, _ in rows])
-    con.executemany(f"INSERT INTO {TABLE} (rowid, words) VALUES (?, ?)", [r for r in rows if r[1]])
-
-
-def drop(con: sqlite3.Connection, ids: Iterable[int]) -> None:
-    con.executemany(f"DELETE FROM {TABLE} WHERE rowid = ?", [(int(i),) for i in ids])
-
-
-def match(con: sqlite3.Connection, query: str, k: int, *, where: str = "", args: Iterable = (),
-          columns: str = "clips.id") -> list[tuple]:
-    """Rows of `columns` (over `clips`) and the BM25 score last, of the k best clips matching any word of
-    the query among those satisfying `where` (SQL over `clips`, with `args`), best first, ties by id."""
-    terms = query_words(query)
-    if not terms or k <= 0:
-        return []
-    expression = " OR ".join(f'"{t}"' for t in terms)  # words hold letters and digits only: no quoting
-    condition = f"AND {where}" if where else ""
-    return con.execute(
-        f"SELECT {columns}, -bm25({TABLE}) FROM {TABLE} JOIN clips ON clips.id = {TABLE}.rowid "
-        f"WHERE {TABLE} MATCH ? {condition} ORDER BY bm25({TABLE}), clips.id LIMIT ?",
-        (expression, *args, int(k))).fetchall()

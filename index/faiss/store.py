@@ -8,7 +8,7 @@ the in-memory FAISS indexes under a readers-writer lock, so a search sees the co
 write, never between. The FAISS files are written atomically on close and every ``persist_every`` changes;
 on open, the newest file of each is loaded and caught up with SQLite (ids added or removed since it was
 written), or rebuilt from the stored vectors when it is missing, unreadable, of another kind, or from before
-a re-projection (see :mod:`index.faiss_cache`). Another process's writes are picked up the same way at the
+a re-projection (see :mod:`index.faiss.cache`). Another process's writes are picked up the same way at the
 next search.
 """
 
@@ -23,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from index.base import (
+from index.faiss.cache import CachedIndex
+from index.faiss.clip_db import ClipDB
+from index.faiss.rwlock import ReadWriteLock
+from index.faiss.vector_index import VectorIndex
+from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
+from index.store.contract import (
     Added,
     Chunk,
     ClipRecord,
@@ -41,19 +46,12 @@ from index.base import (
     check_queries,
     check_store_spec,
 )
-from index.clip_db import ClipDB
-from index.faiss_cache import CachedIndex
-from index.metadata import Metadata
-from index.rwlock import ReadWriteLock
-from index.vector_index import VectorIndex
+from index.store.metadata import Metadata
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "index.sqlite"
-FAISS_DIR = "faiss"
-WINDOWS_DIR = "windows"  # inside FAISS_DIR: the windows' index cache
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
 WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}
 SPEC_KEY = "model_spec"  # in SQLite's meta table
@@ -79,7 +77,7 @@ class FaissStore(VectorStore):
         self.search_threads = search_threads
         self._faiss_dir = self.data_dir / FAISS_DIR
         self._faiss_dir.mkdir(parents=True, exist_ok=True)
-        self.db = ClipDB(self.data_dir / DB_NAME)
+        self.db = ClipDB(self.data_dir / CLIP_DB)
         try:
             self.spec = self._adopt_spec(spec, check=check)
         except CheckpointMismatch:
@@ -89,8 +87,8 @@ class FaissStore(VectorStore):
         self._lock = ReadWriteLock()  # searches against in-memory mutation
         self._clips = CachedIndex(self._faiss_dir, kind=kind, dim=self.dim, search_threads=search_threads,
                                   ids=self.db.ids, vectors=lambda ids, dim: self.db.blobs(ids, "vector", dim))
-        self._windows = CachedIndex(self._faiss_dir / WINDOWS_DIR, kind=WINDOW_KINDS[kind], dim=self.dim,
-                                    search_threads=search_threads, ids=self.db.window_ids,
+        self._windows = CachedIndex(self._faiss_dir / FAISS_WINDOWS_DIR, kind=WINDOW_KINDS[kind],
+                                    dim=self.dim, search_threads=search_threads, ids=self.db.window_ids,
                                     vectors=self.db.window_vectors)
         self._caches = (self._clips, self._windows)
         self._epoch = self._gen = -1  # SQLite's state the caches in memory hold
@@ -359,7 +357,7 @@ class FaissStore(VectorStore):
         return self.db.window_count()
 
     def _backend_stats(self) -> dict:
-        files = [*self.data_dir.glob(f"{DB_NAME}*"), *self._faiss_dir.rglob("*.faiss")]
+        files = [*self.data_dir.glob(f"{CLIP_DB}*"), *self._faiss_dir.rglob("*.faiss")]
         return {"index_kind": self.kind, "window_index_kind": self._windows.kind, "dim": self.dim,
                 "generation": self._gen, "epoch": self._epoch, "data_dir": str(self.data_dir),
                 "window_bytes": self.db.window_bytes(),

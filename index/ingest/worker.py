@@ -1,7 +1,7 @@
 """Ingestion: audio -> PaSST (windows of several clips in each forward pass) -> the collection, each clip with
 its windows and waveform peaks.
 
-:func:`ingest` is the one loop that both the service's ingest worker (jobs of :mod:`index.jobs`) and
+:func:`ingest` is the one loop that both the service's ingest worker (jobs of :mod:`index.ingest.queue`) and
 `retrieval index add` run; :class:`IngestWorker` is the worker: it claims queued jobs, ingests their stored
 bytes and marks each job done (with its clip) or failed (with the reason), removing the bytes either way.
 """
@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from index.base import ClipRecord
 from index.collection import Collection
-from index.jobs import Job, JobQueue, StorageFull
-from index.metadata import Metadata
+from index.ingest.queue import Job, JobQueue, StorageFull
+from index.store.contract import ClipRecord
+from index.store.metadata import Metadata
 from retrieval.audio import DecodedAudio
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
 from retrieval.extract import Extraction, decode
 
 log = logging.getLogger(__name__)
 
-INCOMING_DIR = "incoming"  # uploads acknowledged and waiting for PaSST: incoming/<sha256>.upload
 METADATA_FIELD = "metadata"  # a job's field holding the upload's Metadata.to_dict()
 
 

@@ -1,6 +1,6 @@
-"""Load Parquet shards of PaSST logits (index.ray_pipeline) into the configured store: project each clip's
-logits and its windows' through the head, take its top tags, add it with its windows and peaks. No PaSST
-runs here. Shards written before windows existed load without them.
+"""Load Parquet shards of PaSST logits (index.ingest.ray_shards) into the configured store: project each
+clip's logits and its windows' through the head, take its top tags, add it with its windows and peaks. No
+PaSST runs here. Shards written before windows existed load without them.
 
 Resumable at two levels: a ledger in the data directory names the shards already loaded into this store
 (they are skipped whole), and inside a shard a clip whose content (sha256) is stored is skipped, so a run
@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from index.base import NewClip, Tag, Timeline, VectorStore
 from index.collection import TOP_TAGS
-from index.ray_pipeline import MANIFEST, RECORD_COLUMNS, WINDOW_COLUMNS, manifest_spec
+from index.ingest.ray_shards import MANIFEST, RECORD_COLUMNS, WINDOW_COLUMNS, manifest_spec
+from index.store.contract import NewClip, Tag, Timeline, VectorStore
 from retrieval.config import N_TAGS
 from retrieval.durable import write_json_atomically
 from retrieval.errors import RetrievalError

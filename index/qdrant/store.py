@@ -1,18 +1,18 @@
 """The Qdrant backend: vectors, logits and clip metadata in one Qdrant collection (server or embedded), and
-the clips' windows in a second one (:mod:`index.qdrant_windows`).
+the clips' windows in a second one (:mod:`index.qdrant.windows`).
 
-Layout (:mod:`index.qdrant_layout`). Each clip is one point whose id is the clip id, with two named vectors,
+Layout (:mod:`index.qdrant.layout`). Each clip is one point whose id is the clip id, with two named vectors,
 ``audio`` (D, dot product, searched) and ``logits`` (527, kept on disk and not graph-indexed, read back by
 reproject), and the clip record in its payload (with its waveform ``peaks``, left out of every read but
 :meth:`QdrantStore.peaks`), with the user's metadata (``description``, ``user_tags``, ``fields``) and the
-clip's keyword document (``words``, index/keyword.py) under a full-text payload index with BM25 scoring. The
-collection's metadata holds the model spec (``model_spec``; ``fingerprint`` in collections made before it),
-the next free id and ``keywords`` (1 once the text index exists and every point has its words: a collection
-made before is brought up to date when it is opened). Callers name an alias (the configured collection) that
-points at a physical collection ``<alias>-g<N>``, its windows at ``<alias>-windows-g<N>``;
+clip's keyword document (``words``, index/store/words.py) under a full-text payload index with BM25 scoring.
+The collection's metadata holds the model spec (``model_spec``; ``fingerprint`` in collections made before
+it), the next free id and ``keywords`` (1 once the text index exists and every point has its words: a
+collection made before is brought up to date when it is opened). Callers name an alias (the configured
+collection) that points at a physical collection ``<alias>-g<N>``, its windows at ``<alias>-windows-g<N>``;
 ``replace_vectors`` fills a new generation of both and moves both aliases in one step, so a reproject is
-atomic for readers and may change the vector size. A clip's windows are written before its point (the
-point is the acknowledgement) and removed after it; windows whose clip point is absent are never answered.
+atomic for readers and may change the vector size. A clip's windows are written before its point (the point is
+the acknowledgement) and removed after it; windows whose clip point is absent are never answered.
 
 One writer at a time: ids come from a counter in the collection metadata, reserved before each write.
 """
@@ -31,9 +31,13 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from index import keyword
-from index import qdrant_layout as layout
-from index.base import (
+from index.layout import QDRANT_DIR
+from index.qdrant import layout
+from index.qdrant.layout import AUDIO, LOGITS, PAGE
+from index.qdrant.windows import QdrantWindows, collection_for
+from index.qdrant.windows import points as window_points
+from index.store import words as keyword
+from index.store.contract import (
     Added,
     Chunk,
     ClipRecord,
@@ -51,10 +55,7 @@ from index.base import (
     check_queries,
     check_store_spec,
 )
-from index.metadata import Metadata
-from index.qdrant_layout import AUDIO, LOGITS, PAGE
-from index.qdrant_windows import QdrantWindows, collection_for
-from index.qdrant_windows import points as window_points
+from index.store.metadata import Metadata
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
@@ -81,7 +82,7 @@ def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
         return QdrantClient(location=MEMORY)
     if url:
         return QdrantClient(url=url)
-    path = Path(data_dir) / "qdrant"
+    path = Path(data_dir) / QDRANT_DIR
     path.mkdir(parents=True, exist_ok=True)
     return QdrantClient(path=str(path))
 
@@ -92,7 +93,7 @@ def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec:
     try:
         return QdrantStore(client, collection=collection, spec=spec,
                            local=url is None or url == MEMORY, check=check,
-                           folder=None if url else Path(data_dir) / "qdrant")
+                           folder=None if url else Path(data_dir) / QDRANT_DIR)
     except BaseException:  # a refused model: free the embedded store's folder lock now, not at exit
         client.close()
         raise
@@ -100,7 +101,7 @@ def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec:
 
 def open_existing(*, url: str | None, data_dir: Path, collection: str) -> QdrantStore | None:
     """The collection as it is (any model), or None where there is none; nothing is created."""
-    if url == MEMORY or (not url and not (Path(data_dir) / "qdrant").is_dir()):
+    if url == MEMORY or (not url and not (Path(data_dir) / QDRANT_DIR).is_dir()):
         return None
     client = connect(url, data_dir=data_dir)
     try:

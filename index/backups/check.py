@@ -23,20 +23,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from index import vector_index
-from index.base import Chunk, ClipRecord
-from index.clip_db import ClipDB, integrity_problems
-from index.faiss_cache import FILL_CHUNK
-from index.faiss_store import DB_NAME, FAISS_DIR, stored_spec
+from index.faiss import vector_index
+from index.faiss.cache import FILL_CHUNK
+from index.faiss.clip_db import ClipDB, integrity_problems
+from index.faiss.store import stored_spec
+from index.faiss.vector_index import FILE_RE, VectorIndex
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, QUEUE_FILE
+from index.store.contract import Chunk, ClipRecord
 from index.stores import StoreConfig
-from index.vector_index import FILE_RE, VectorIndex
 from retrieval.durable import old_enough, sha256_file
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
-AUDIO_DIR = "audio"
-JOBS_FILE = "jobs.sqlite"
 PROJECTION_ATOL = 1e-5  # a vector and its logits' projection agree to float32 rounding
 CACHE_ATOL = {"flat16": 2e-3}  # float16 codes; the other kinds keep float32 vectors
 Project = Callable[[np.ndarray], np.ndarray]  # (N, 527) logits -> (N, D) vectors under the configured model
@@ -78,7 +77,7 @@ class CheckReport:
 
 
 def check_store(config: StoreConfig, *, spec: ModelSpec | None = None, project: Project | None = None,
-                repair: bool = False, progress: bool = False, jobs_file: str = JOBS_FILE) -> CheckReport:
+                repair: bool = False, progress: bool = False, jobs_file: str = QUEUE_FILE) -> CheckReport:
     """Check the store of `config` against the configured model `spec` (its head `project`s logits; None:
     the vectors are not checked against the logits)."""
     report = CheckReport()
@@ -196,9 +195,9 @@ def _check_orphans(reader: _Reader, report: CheckReport, *, repair: bool) -> Non
 def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | None, project: Project | None,
                  repair: bool, progress: bool) -> None:
     data_dir = Path(config.data_dir)
-    live = data_dir / DB_NAME
+    live = data_dir / CLIP_DB
     if not live.is_file():
-        report.error("missing", f"there is no collection in {data_dir} (no {DB_NAME})", path=str(live))
+        report.error("missing", f"there is no collection in {data_dir} (no {CLIP_DB})", path=str(live))
         return
     problems = integrity_problems(live)
     for problem in problems:
@@ -314,7 +313,7 @@ def _rebuild_cache(db: ClipDB, folder: Path, *, kind: str, dim: int, search_thre
 # -- Qdrant --------------------------------------------------------------------------------------------------
 def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | None,
                   project: Project | None, repair: bool, progress: bool) -> None:
-    from index.qdrant_store import open_existing
+    from index.qdrant.store import open_existing
 
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),

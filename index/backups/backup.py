@@ -1,7 +1,7 @@
 """`retrieval backup`: one file holding a whole collection, taken while the service and `index add` write.
 
 The file (format ``retrieval-backup/2``; its ZIP seal is the container's own, unchanged since
-``retrieval-backup/1``) is a ZIP of stored, uncompressed members (:mod:`index.archive`), so
+``retrieval-backup/1``) is a ZIP of stored, uncompressed members (:mod:`index.backups.archive`), so
 `unzip` lists it and pandas, DuckDB or pyarrow read its tables once unzipped:
 
     manifest.json               what the backup holds (below) and every other member's size and sha256
@@ -55,12 +55,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from index.archive import ArchiveWriter, BackupError, MemberWriter
-from index.base import Chunk, ClipRecord
-from index.clip_db import ClipDB
-from index.faiss_store import DB_NAME, stored_spec
-from index.jobs import ACTIVE, Job, JobQueue
+from index.backups.archive import ArchiveWriter, BackupError, MemberWriter
+from index.faiss.clip_db import ClipDB
+from index.faiss.store import stored_spec
+from index.ingest.queue import ACTIVE, Job, JobQueue
+from index.layout import AUDIO_DIR, CLIP_DB, INCOMING_DIR, QUEUE_FILE
 from index.sqlite_conn import BUSY_TIMEOUT_S
+from index.store.contract import Chunk, ClipRecord
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
 from retrieval.durable import atomic_path
@@ -74,9 +75,8 @@ METADATA_COLUMNS = ("description", "user_tags", "fields")
 MANIFEST = "manifest.json"
 CLIPS = "clips.parquet"
 JOBS = "jobs.parquet"
-JOBS_FILE = "jobs.sqlite"  # the ingest queue's file in the data directory
-AUDIO_PREFIX = "audio/"
-INCOMING_PREFIX = "incoming/"
+AUDIO_PREFIX = f"{AUDIO_DIR}/"  # members of a backup are named as in the data directory
+INCOMING_PREFIX = f"{INCOMING_DIR}/"
 REFERENCED_PREFIX = "referenced/"
 ROW_GROUP = 8192  # clips per Parquet row group (and per restore write)
 SUFFIX_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
@@ -144,10 +144,10 @@ def snapshot_sqlite(src: Path, dst: Path) -> None:
 
 
 def _faiss_source(config: StoreConfig, work: Path) -> _Source:
-    live = Path(config.data_dir) / DB_NAME
+    live = Path(config.data_dir) / CLIP_DB
     if not live.is_file():
-        raise BackupError(f"there is no collection in {config.data_dir} (no {DB_NAME}); nothing to back up")
-    copy = work / DB_NAME
+        raise BackupError(f"there is no collection in {config.data_dir} (no {CLIP_DB}); nothing to back up")
+    copy = work / CLIP_DB
     snapshot_sqlite(live, copy)
     db = ClipDB(copy)
     spec = stored_spec(db)
@@ -180,7 +180,7 @@ def _faiss_source(config: StoreConfig, work: Path) -> _Source:
 
 
 def _qdrant_source(config: StoreConfig) -> _Source:
-    from index.qdrant_store import open_existing
+    from index.qdrant.store import open_existing
 
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
@@ -209,7 +209,7 @@ def _waiting_jobs(jobs_db: Path | None, work: Path) -> list[Job]:
     """The queue's queued and running jobs, from a consistent copy of it (none when it does not exist)."""
     if jobs_db is None or not Path(jobs_db).is_file():
         return []
-    copy = work / JOBS_FILE
+    copy = work / QUEUE_FILE
     snapshot_sqlite(Path(jobs_db), copy)
     queue = JobQueue(copy)
     try:
@@ -344,8 +344,8 @@ def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupRep
 def _estimate(source: _Source, data_dir: Path, with_audio: bool) -> int:
     """Bytes the backup will write, roughly (for the progress bar)."""
     rows = source.count * ((int(source.spec.dim or 0) + N_TAGS) * 4 + 300)
-    if with_audio and (data_dir / "audio").is_dir():
-        with os.scandir(data_dir / "audio") as it:
+    if with_audio and (data_dir / AUDIO_DIR).is_dir():
+        with os.scandir(data_dir / AUDIO_DIR) as it:
             rows += sum(e.stat().st_size for e in it if e.is_file() and not e.name.startswith("."))
     return rows
 

@@ -14,8 +14,8 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
-from index import qdrant_layout as layout
-from index.base import Project, WindowHit, WindowHits, Windows
+from index.qdrant import layout
+from index.store.contract import Project, WindowHit, WindowHits, Windows
 from retrieval.config import N_TAGS
 
 SUFFIX = "-windows"

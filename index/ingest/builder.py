@@ -1,9 +1,9 @@
 """Fill a collection from files and folders: hash, skip what is stored, decode, tag, project, add.
 
-It runs the ingest worker's own loop (:func:`index.ingest.ingest`): `batch_clips` files at a time, their
-windows together through PaSST. Every add commits on its own, so an interrupted run keeps what it did and the
-next run skips it (by content hash) and goes on where it stopped. A file that fails is reported with its
-reason and the run goes on. The progress bar counts PaSST windows (the work), with clips/s and an ETA.
+It runs the ingest worker's own loop (:func:`index.ingest.worker.ingest`): `batch_clips` files at a time,
+their windows together through PaSST. Every add commits on its own, so an interrupted run keeps what it did
+and the next run skips it (by content hash) and goes on where it stopped. A file that fails is reported with
+its reason and the run goes on. The progress bar counts PaSST windows (the work), with clips/s and an ETA.
 
 Each file may come with the user's metadata (`metadata(path)`): a new clip is stored with it; a file
 already stored gets the parts given (non-empty) in place of its own.
@@ -19,8 +19,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
-from index.ingest import Item, Result, ingest
-from index.metadata import Metadata
+from index.ingest.worker import Item, Result, ingest
+from index.store.metadata import Metadata
 from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
 from retrieval.extract import probe

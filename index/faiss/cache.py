@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from index import vector_index
-from index.rwlock import ReadWriteLock
-from index.vector_index import VectorIndex
+from index.faiss import vector_index
+from index.faiss.rwlock import ReadWriteLock
+from index.faiss.vector_index import VectorIndex
 from retrieval.durable import remove_stale_tmp
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from here. A user's metadata edit changes no vector and bumps neither.
 Versions (``PRAGMA user_version``): 0 is the schema below; each step of MIGRATIONS moves a file on by one,
 in the same transaction as the new version number, so a store of any earlier version opens (by any number
 of processes at once) and is brought up to date in place. 1: the user's metadata columns (description,
-user_tags, fields) and the keyword index (index/keyword.py), filled from the clips already stored.
+user_tags, fields) and the keyword index (index/store/words.py), filled from the clips already stored.
 """
 
 import json
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index import keyword
-from index.base import Chunk, ClipRecord, NewClip, SearchFilter, Tag, Timeline, Windows
-from index.metadata import Metadata
+from index.faiss import fts
 from index.sqlite_conn import BUSY_TIMEOUT_S, ThreadConnections
+from index.store.contract import Chunk, ClipRecord, NewClip, SearchFilter, Tag, Timeline, Windows
+from index.store.metadata import Metadata
 from retrieval.config import N_TAGS
 
 SCHEMA = """
@@ -67,11 +67,11 @@ def _add_metadata(con: sqlite3.Connection) -> None:
     con.execute("ALTER TABLE clips ADD COLUMN description TEXT NOT NULL DEFAULT ''")
     con.execute("ALTER TABLE clips ADD COLUMN user_tags TEXT NOT NULL DEFAULT '[]'")  # JSON list, normalised
     con.execute("ALTER TABLE clips ADD COLUMN fields TEXT NOT NULL DEFAULT '{}'")  # JSON object of strings
-    keyword.create(con)
+    fts.create(con)
     after = 0
     while rows := con.execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id > ? ORDER BY id LIMIT 1000",
                               (after,)).fetchall():
-        keyword.put(con, ((r[0], _record(r)) for r in rows))
+        fts.put(con, ((r[0], _record(r)) for r in rows))
         after = rows[-1][0]
 
 
@@ -176,7 +176,7 @@ class ClipDB:
                 raise
             return None
         id_ = int(cur.lastrowid or 0)
-        keyword.put(con, [(id_, clip)])
+        fts.put(con, [(id_, clip)])
         return id_
 
     @staticmethod
@@ -193,7 +193,7 @@ class ClipDB:
              int(record.sample_rate), float(record.added_at), int(record.stored_copy), tags,
              record.meta.description, record.meta.tags_json(), record.meta.fields_json(),
              logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
-        keyword.put(con, [(int(record.id), record)])
+        fts.put(con, [(int(record.id), record)])
 
     @staticmethod
     def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata) -> ClipRecord | None:
@@ -205,7 +205,7 @@ class ClipDB:
         if row is None:
             return None
         record = _record(row)
-        keyword.put(con, [(record.id, record)])
+        fts.put(con, [(record.id, record)])
         return record
 
     def next_id(self) -> int:
@@ -249,7 +249,7 @@ class ClipDB:
         windows = sorted(r[0] for r in self._by_id("SELECT id FROM windows WHERE clip_id IN ({})", found))
         for table, key in (("clips", "id"), ("windows", "clip_id"), ("waveforms", "clip_id")):
             con.executemany(f"DELETE FROM {table} WHERE {key} = ?", rows)
-        keyword.drop(con, found.tolist())
+        fts.drop(con, found.tolist())
         return found, np.array(windows, dtype=np.int64)
 
     def replace_vectors(self, con: sqlite3.Connection, ids: np.ndarray, vectors: np.ndarray,
@@ -392,7 +392,7 @@ class ClipDB:
                                                                                                   float]]:
         """(record, BM25 score) of the k best keyword matches among the clips that pass the filter."""
         where, args = _conditions(flt)
-        rows = keyword.match(self.connection(), query, k, where=where, args=args,
+        rows = fts.match(self.connection(), query, k, where=where, args=args,
                              columns=", ".join(f"clips.{c}" for c in RECORD_COLUMNS.split(", ")))
         return [(_record(r[:-1]), float(r[-1])) for r in rows]
 

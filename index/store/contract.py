@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from index.metadata import Metadata, check_field_key, normalize_tags
+from index.store.metadata import Metadata, check_field_key, normalize_tags
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
@@ -385,7 +385,7 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
-        """The k clips whose keyword document (index/keyword.py) best matches any word of the query, by
+        """The k clips whose keyword document (index/store/words.py) best matches any word of the query, by
         BM25 (k1 = 1.2, b = 0.75; higher is better), best first; ties by id."""
 
     @abstractmethod

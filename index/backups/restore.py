@@ -1,4 +1,4 @@
-"""`retrieval restore`: a backup (:mod:`index.backup`) back into an empty store of either backend.
+"""`retrieval restore`: a backup (:mod:`index.backups.backup`) back into an empty store of either backend.
 
 1. The whole file is verified before anything else (:func:`open_backup`): the ZIP, its digest, the manifest,
    every member's size and sha256, the tables' schemas and ids, every path a member would be written to.
@@ -30,15 +30,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from index.archive import Archive, BackupError, BackupInvalid, open_archive
-from index.backup import (
+from index.backups.archive import Archive, BackupError, BackupInvalid, open_archive
+from index.backups.backup import (
     AUDIO_PREFIX,
     BAR_FORMAT,
     CLIPS,
     FORMAT,
     INCOMING_PREFIX,
     JOBS,
-    JOBS_FILE,
     JOBS_SCHEMA,
     MANIFEST,
     METADATA_COLUMNS,
@@ -46,11 +45,11 @@ from index.backup import (
     ROW_GROUP,
     clips_schema,
 )
-from index.base import ClipRecord, Tag, VectorStore
-from index.clip_db import stored_clips
-from index.faiss_store import DB_NAME, FAISS_DIR
-from index.jobs import JobQueue
-from index.metadata import Metadata
+from index.faiss.clip_db import stored_clips
+from index.ingest.queue import JobQueue
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR, QUEUE_FILE
+from index.store.contract import ClipRecord, Tag, VectorStore
+from index.store.metadata import Metadata
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
 from retrieval.durable import fsync_path
@@ -59,10 +58,7 @@ from retrieval.model_spec import PASST_FIELDS, ModelSpec
 log = logging.getLogger(__name__)
 
 STAGING_TAG = ".restore-"
-QDRANT_DIR = "qdrant"
 STAGED_ALIAS_SUFFIX = "-restoring"
-AUDIO_DIR = AUDIO_PREFIX.rstrip("/")
-INCOMING_DIR = INCOMING_PREFIX.rstrip("/")
 
 
 class RestoreRefused(BackupError):
@@ -262,14 +258,14 @@ def require_model(b: Backup, configured: ModelSpec) -> None:
     b.spec.require_match(configured, what=f"the backup {b.path}", fix=fix)
 
 
-def target_holds(config: StoreConfig, *, jobs_file: str = JOBS_FILE) -> list[str]:
+def target_holds(config: StoreConfig, *, jobs_file: str = QUEUE_FILE) -> list[str]:
     """What the target holds that a restore would have to merge or overwrite (nothing: [])."""
     data_dir = Path(config.data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         return [f"{data_dir} is a file, not a folder"]
     holds = []
     if config.backend == "faiss":
-        n = stored_clips(data_dir / DB_NAME)
+        n = stored_clips(data_dir / CLIP_DB)
         if n:
             holds.append(f"{n} clips")
     else:
@@ -291,8 +287,8 @@ def target_holds(config: StoreConfig, *, jobs_file: str = JOBS_FILE) -> list[str
 
 
 def _qdrant_holds(config: StoreConfig) -> list[str]:
-    from index.qdrant_store import connect
-    from index.qdrant_windows import SUFFIX as WINDOWS_SUFFIX
+    from index.qdrant.store import connect
+    from index.qdrant.windows import SUFFIX as WINDOWS_SUFFIX
 
     if not config.qdrant_url and not (Path(config.data_dir) / QDRANT_DIR).is_dir():
         return []
@@ -322,13 +318,13 @@ def _qdrant_holds(config: StoreConfig) -> list[str]:
 # -- restoring -----------------------------------------------------------------------------------------------
 def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable[[], ModelSpec] | None,
             progress: bool = False, restore_referenced: bool = False,
-            jobs_file: str = JOBS_FILE) -> RestoreReport:
+            jobs_file: str = QUEUE_FILE) -> RestoreReport:
     """Restore the backup at `path` into the empty store of `config` (see the module docstring).
     `configured`: the model the store will be served with, or what builds it once the file is verified
     (None: not checked)."""
     t0 = time.time()
     data_dir = Path(config.data_dir)
-    if config.backend == "qdrant" and config.qdrant_url == ":memory:":  # index.qdrant_store.MEMORY
+    if config.backend == "qdrant" and config.qdrant_url == ":memory:":  # index.qdrant.store.MEMORY
         raise RestoreRefused("a restore into Qdrant ':memory:' would vanish with this process; "
                              "restore into a server or the embedded store (RETRIEVAL_QDRANT_URL unset)")
     with open_backup(path, progress=progress) as b:
@@ -381,12 +377,12 @@ def _alive(pid: int) -> bool:
 
 def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorStore:
     if config.backend == "faiss":
-        from index.faiss_store import FaissStore
+        from index.faiss.store import FaissStore
 
         # written once, at close: a file per chunk would rewrite the whole index again and again
         return FaissStore(staging, spec, kind=config.index_kind, persist_every=1 << 62,
                           search_threads=config.search_threads)
-    from index.qdrant_store import open_qdrant_store
+    from index.qdrant.store import open_qdrant_store
 
     if config.qdrant_url:  # a server: the collection is staged beside the target's, under another alias
         alias = config.qdrant_collection + STAGED_ALIAS_SUFFIX
@@ -471,7 +467,7 @@ def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorSto
         except OSError:
             aside = staging / ".replaced"
             aside.mkdir()
-            for name in (AUDIO_DIR, INCOMING_DIR, jobs_file, QDRANT_DIR, FAISS_DIR, DB_NAME):
+            for name in (AUDIO_DIR, INCOMING_DIR, jobs_file, QDRANT_DIR, FAISS_DIR, CLIP_DB):
                 if not (staging / name).exists():
                     continue
                 companions = [f"{name}-wal", f"{name}-shm"] if name.endswith(".sqlite") else []
@@ -482,7 +478,7 @@ def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorSto
             fsync_path(data_dir)
         fsync_path(data_dir.parent)
         if server:
-            from index.qdrant_store import QdrantStore
+            from index.qdrant.store import QdrantStore
 
             assert isinstance(store, QdrantStore)
             store.rename(config.qdrant_collection)

@@ -2,11 +2,11 @@
 
 ``POST /audio`` stores the upload's bytes durably, commits a ``queued`` job and answers 202; a worker claims
 the job (``running``), runs PaSST, adds the clip and marks the job ``done`` (or ``failed``). The same
-conventions as :mod:`index.clip_db`: WAL journal, synchronous=FULL, one connection per thread, every write in
-a ``BEGIN IMMEDIATE`` transaction. Every method that changes state returns only after its COMMIT, so a job
-that was acknowledged survives a SIGKILL of either process or a power cut. BEGIN IMMEDIATE takes SQLite's
-write lock before anything is read, which is what makes "look for an active job, else insert" and "pick the
-oldest queued jobs, mark them running" atomic across threads and processes.
+conventions as :mod:`index.faiss.clip_db`: WAL journal, synchronous=FULL, one connection per thread, every
+write in a ``BEGIN IMMEDIATE`` transaction. Every method that changes state returns only after its COMMIT, so
+a job that was acknowledged survives a SIGKILL of either process or a power cut. BEGIN IMMEDIATE takes
+SQLite's write lock before anything is read, which is what makes "look for an active job, else insert" and
+"pick the oldest queued jobs, mark them running" atomic across threads and processes.
 """
 
 from __future__ import annotations

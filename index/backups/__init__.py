@@ -1,0 +1,1 @@
+"""Operations on a whole store: backup, restore, the archive format, consistency checks."""

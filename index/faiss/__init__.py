@@ -1,0 +1,1 @@
+"""The default backend: FAISS over a SQLite clip database (records, windows, keyword index)."""

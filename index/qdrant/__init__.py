@@ -1,0 +1,1 @@
+"""The Qdrant backend: a clips collection and a windows collection behind aliases."""
