@@ -324,10 +324,10 @@ class ClipDB:
                                    vectors.astype(np.float16))
         return out
 
-    def peaks(self, clip_id: int) -> np.ndarray | None:
-        row = self.connection().execute("SELECT peaks FROM waveforms WHERE clip_id = ?",
-                                        (clip_id,)).fetchone()
-        return None if row is None else np.frombuffer(row[0], dtype=np.uint8).copy()
+    def peaks_of(self, clip_ids: Sequence[int]) -> dict[int, np.ndarray]:
+        """clip id -> its (P,) uint8 waveform peaks, for the clips among `clip_ids` that have them."""
+        return {r[0]: np.frombuffer(r[1], dtype=np.uint8).copy()
+                for r in self._by_id("SELECT clip_id, peaks FROM waveforms WHERE clip_id IN ({})", clip_ids)}
 
     def without_windows(self) -> np.ndarray:
         rows = self.connection().execute(
@@ -354,6 +354,11 @@ class ClipDB:
 
     def total_duration(self) -> float:
         return float(self.connection().execute("SELECT coalesce(sum(duration), 0) FROM clips").fetchone()[0])
+
+    @staticmethod
+    def exists(con: sqlite3.Connection, id_: int) -> bool:
+        """Whether the clip is stored, as `con`'s transaction sees it."""
+        return con.execute("SELECT 1 FROM clips WHERE id = ?", (int(id_),)).fetchone() is not None
 
     def get(self, id_: int) -> ClipRecord | None:
         row = self.connection().execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id = ?", (id_,)).fetchone()
@@ -447,6 +452,16 @@ def stored_clips(path: Path) -> int:
             if "no such table" in str(e):
                 return 0
             raise
+
+
+def copy_live(path: Path, dest: Path) -> None:
+    """A consistent copy of the live database at `path` (the ingest queue's too) in the new file `dest`:
+    SQLite's online backup in one step, so one read transaction while writers in WAL mode go on. `dest` is
+    scratch: it is not synced."""
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as source, \
+            closing(sqlite3.connect(dest)) as copy:
+        copy.execute("PRAGMA synchronous=OFF")
+        source.backup(copy)
 
 
 def _conditions(flt: SearchFilter | None) -> tuple[str, list]:

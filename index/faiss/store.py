@@ -196,7 +196,7 @@ class FaissStore(VectorStore):
             with self._lock.write():
                 with self.db.transaction() as con:
                     before = self.db.state()
-                    if con.execute("SELECT 1 FROM clips WHERE id = ?", (id,)).fetchone() is None:
+                    if not self.db.exists(con, id):
                         return False  # removed by another process a moment ago
                     gone, new = self.db.insert_timeline(con, id, timeline)
 
@@ -277,9 +277,6 @@ class FaissStore(VectorStore):
             self._persist()
 
     # -- reads --------------------------------------------------------------------------------------------
-    def get(self, id: int) -> ClipRecord | None:
-        return self.db.get(int(id))
-
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
         return self.db.get_by_sha256(sha256)
 
@@ -291,11 +288,11 @@ class FaissStore(VectorStore):
     def count(self) -> int:
         return self.db.count()
 
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        return self.db.logits(ids)
-
     def ids(self) -> np.ndarray:
         return self.db.ids()
+
+    def rows(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        return self.vectors(ids), self.db.logits(ids)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         return self.db.blobs(ids, "vector", self.dim)
@@ -347,8 +344,13 @@ class FaissStore(VectorStore):
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         return self.db.windows_of(ids, self.dim)
 
+    def timelines(self, ids: Sequence[int]) -> dict[int, Timeline]:
+        windows = self.db.windows_of(ids, self.dim)
+        peaks = self.db.peaks_of(list(windows))
+        return {i: Timeline(w, peaks[i]) for i, w in windows.items()}
+
     def peaks(self, id: int) -> np.ndarray | None:
-        return self.db.peaks(int(id))
+        return self.db.peaks_of([int(id)]).get(int(id))
 
     def without_windows(self) -> np.ndarray:
         return self.db.without_windows()

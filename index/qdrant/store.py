@@ -361,11 +361,6 @@ class QdrantStore(VectorStore):
 
     # --- reads --------------------------------------------------------------------------------------
 
-    def get(self, id: int) -> ClipRecord | None:
-        with self._read:
-            points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
-        return _record(points[0].id, points[0].payload) if points else None
-
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
         flt = qm.Filter(must=[qm.FieldCondition(key="sha256", match=qm.MatchValue(value=sha256))])
         with self._read:
@@ -428,11 +423,19 @@ class QdrantStore(VectorStore):
         with self._read:
             return self._windows.of(ids, dim=self.dim)
 
+    def timelines(self, ids: Sequence[int]) -> dict[int, Timeline]:
+        windows = self.windows(ids)
+        peaks = self._peaks(list(windows))
+        return {i: Timeline(w, peaks[i]) for i, w in windows.items() if i in peaks}
+
     def peaks(self, id: int) -> np.ndarray | None:
+        return self._peaks([int(id)]).get(int(id))
+
+    def _peaks(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         with self._read:
-            points = self.client.retrieve(self.alias, [int(id)], with_payload=[PEAKS])
-        found = (points[0].payload or {}).get(PEAKS) if points else None
-        return None if found is None else np.asarray(found, dtype=np.uint8)
+            points = self.client.retrieve(self.alias, [int(i) for i in ids], with_payload=[PEAKS])
+        return {int(p.id): np.asarray(found, dtype=np.uint8) for p in points
+                if (found := (p.payload or {}).get(PEAKS)) is not None}
 
     def without_windows(self) -> np.ndarray:
         with self._read:
@@ -444,23 +447,25 @@ class QdrantStore(VectorStore):
         with self._read:
             return self._windows.count()
 
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        ids = [int(i) for i in ids]
-        with self._read:
-            points = {p.id: p for p in self.client.retrieve(self.alias, ids, with_vectors=[LOGITS])}
-        missing = [i for i in ids if i not in points]
-        if missing:
-            raise KeyError(f"no clips with ids {missing[:10]}")
-        return np.array([points[i].vector[LOGITS] for i in ids], dtype=np.float32).reshape(len(ids), N_TAGS)
+    def rows(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        found = self._stored_vectors(ids, (AUDIO, LOGITS))
+        return found[AUDIO], found[LOGITS]
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        return self._stored_vectors(ids, (AUDIO,))[AUDIO]
+
+    def _stored_vectors(self, ids: Sequence[int], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """name -> (len(ids), width) float32 of the named vectors (audio, logits); KeyError for an id not
+        stored."""
         ids = [int(i) for i in ids]
         with self._read:
-            points = {p.id: p for p in self.client.retrieve(self.alias, ids, with_vectors=[AUDIO])}
+            points = {p.id: p for p in self.client.retrieve(self.alias, ids, with_vectors=list(names))}
         missing = [i for i in ids if i not in points]
         if missing:
             raise KeyError(f"no clips with ids {missing[:10]}")
-        return np.array([points[i].vector[AUDIO] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
+        width = {AUDIO: self.dim, LOGITS: N_TAGS}
+        return {n: np.array([points[i].vector[n] for i in ids], dtype=np.float32).reshape(len(ids), width[n])
+                for n in names}
 
     def next_id(self) -> int:
         with self._read:

@@ -9,6 +9,7 @@ backfilled; their hits carry no segment.
 
 from __future__ import annotations  # the `list` method would shadow the builtin in annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from retrieval.waveform import MAX_PEAKS
 from retrieval.windows import WindowLogits
 
 Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
+PAGE = 1024  # clips read at a time by what the base derives from the backend's reads
 MOMENT_MARGIN = 0.05  # without a threshold, a clip's moments are its windows within this of its best one
 
 
@@ -207,9 +209,13 @@ class VectorStore(ABC):
     them). Every method is safe to call from several threads; every write is atomic and durable when it
     returns: a clip is stored with its windows or not at all.
 
-    The base class owns what every backend shares: input validation, the same-content (sha256) check,
-    batch adds, best windows and moments, stats. A backend implements the abstract methods over its own
-    storage."""
+    A backend implements the 15 abstract methods below over its own storage: six writes (`_insert`,
+    `_restore`, `_set_timeline`, `set_metadata`, `remove`, `replace_vectors`), five reads (`records`,
+    `get_by_sha256`, `ids`, `next_id`, `rows`), three searches (`search`, `search_windows`,
+    `search_keywords`) and `timelines`. The base does the rest once on top of them: input validation, the
+    same-content (sha256) check, batch adds, paging, export, best windows and moments, stats. Its reads
+    are correct for any backend; a backend may override one with a faster way to the same answer (the
+    contract tests, tests/index/test_store_contract*.py, hold every backend to the same answers)."""
 
     spec: ModelSpec  # the model the vectors were made with
     backend: str
@@ -260,7 +266,9 @@ class VectorStore(ABC):
         return self._set_timeline(int(id), check_timeline(timeline, dim=self.dim))
 
     @abstractmethod
-    def _set_timeline(self, id: int, timeline: Timeline) -> bool: ...
+    def _set_timeline(self, id: int, timeline: Timeline) -> bool:
+        """Replace a clip's windows and peaks with a checked timeline in one write; False without the
+        clip."""
 
     def restore_many(self, records: Sequence[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
                      next_id: int | None = None) -> None:
@@ -288,13 +296,13 @@ class VectorStore(ABC):
         """Store checked records with their ids in one write; new ids start at `next_id` or above."""
 
     @abstractmethod
-    def remove(self, ids: Sequence[int]) -> int:
-        """Remove these ids; return how many existed."""
-
-    @abstractmethod
     def set_metadata(self, id: int, meta: Metadata) -> ClipRecord | None:
         """Replace a clip's user metadata (and its keyword document); the new record, None without the
         clip."""
+
+    @abstractmethod
+    def remove(self, ids: Sequence[int]) -> int:
+        """Remove these ids, with their windows and peaks; return how many existed."""
 
     @abstractmethod
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
@@ -302,52 +310,115 @@ class VectorStore(ABC):
         """Swap in vectors of a new model (reproject) for every clip, and `project(logits)` for every stored
         window, and record its spec, atomically. A store holding windows refuses project=None."""
 
-    # -- reads --------------------------------------------------------------------------------------------
+    # -- reads the backend provides -----------------------------------------------------------------------
     @abstractmethod
-    def get(self, id: int) -> ClipRecord | None: ...
+    def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
+        """The records of the ids that exist."""
 
     @abstractmethod
-    def get_by_sha256(self, sha256: str) -> ClipRecord | None: ...
-
-    @abstractmethod
-    def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
-        """Records ordered by id."""
+    def get_by_sha256(self, sha256: str) -> ClipRecord | None:
+        """The clip holding this content, None when there is none."""
 
     @abstractmethod
     def ids(self) -> np.ndarray:
         """(N,) int64 ids of every clip, in id order."""
 
     @abstractmethod
-    def count(self) -> int: ...
+    def next_id(self) -> int:
+        """The id the next new clip gets: above every id this store has handed out (ids are never reused)."""
 
+    @abstractmethod
+    def rows(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(len(ids), D) stored vectors and (len(ids), 527) stored PaSST logits; KeyError for an id not
+        stored."""
+
+    @abstractmethod
+    def timelines(self, ids: Sequence[int]) -> dict[int, Timeline]:
+        """The stored windows (spans and vectors, in window order; logits left out) and peaks of the ids
+        that have windows."""
+
+    # -- searches the backend provides --------------------------------------------------------------------
     @abstractmethod
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
         """xq: (Q, D) unit vectors -> for each query the k best hits, best first (no segments)."""
 
-    @abstractmethod
-    def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
-        """The records of the ids that exist."""
-
-    # -- windows ------------------------------------------------------------------------------------------
     @abstractmethod
     def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
         """xq: (Q, D) unit vectors -> for each query the k best windows of clips that pass `flt`, best
         first."""
 
     @abstractmethod
+    def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
+        """The k clips whose keyword document (index/store/words.py) best matches any word of the query, by
+        BM25 (k1 = 1.2, b = 0.75; higher is better), best first; ties by id."""
+
+    # -- what the base derives (a backend may answer faster) ----------------------------------------------
+    def get(self, id: int) -> ClipRecord | None:
+        return self.records([int(id)]).get(int(id))
+
+    def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
+        """Records ordered by id."""
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must be >= 0")
+        return self._present(self.ids()[offset:offset + limit].tolist())[0]
+
+    def count(self) -> int:
+        return len(self.ids())
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """(len(ids), D) stored vectors; KeyError for an id not stored."""
+        return self.rows(ids)[0]
+
+    def logits(self, ids: Sequence[int]) -> np.ndarray:
+        """(len(ids), 527) stored PaSST logits; KeyError for an id not stored."""
+        return self.rows(ids)[1]
+
+    def export(self, *, chunk: int = PAGE) -> Iterator[Chunk]:
+        """Every clip with its vector and logits, in id order, `chunk` clips at a time (what a backup
+        reads). A clip added or removed meanwhile is either wholly in it or wholly absent."""
+        ids = self.ids().tolist()
+        for start in range(0, len(ids), chunk):
+            records, present = self._present(ids[start:start + chunk])
+            while True:
+                try:
+                    vectors, logits = self.rows(present)
+                    break
+                except KeyError:  # removed since its record was read: left out
+                    records, present = self._present(present)
+            if records:
+                yield records, vectors, logits
+
+    def _present(self, ids: Sequence[int]) -> tuple[builtins.list[ClipRecord], builtins.list[int]]:
+        """The records of the ids that exist, in the order given, and their ids."""
+        found = self.records(ids)
+        present = [int(i) for i in ids if int(i) in found]
+        return [found[i] for i in present], present
+
+    def total_duration(self) -> float:
+        """Seconds of audio in the collection."""
+        return float(sum(r.duration for records, _, _ in self.export() for r in records))
+
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         """The stored windows (spans and vectors, in window order) of the ids that have any."""
+        return {i: t.windows for i, t in self.timelines(ids).items()}
 
-    @abstractmethod
     def peaks(self, id: int) -> np.ndarray | None:
         """The clip's (P,) uint8 waveform peaks, None when it has none (or does not exist)."""
+        found = self.timelines([int(id)]).get(int(id))
+        return None if found is None else found.peaks
 
-    @abstractmethod
     def without_windows(self) -> np.ndarray:
         """(N,) ids, in id order, of the clips that have no windows stored (stored before windows were)."""
+        have = {i for i, _ in self._all_windows()}
+        return np.asarray([i for i in self.ids().tolist() if i not in have], dtype=np.int64)
 
-    @abstractmethod
-    def window_count(self) -> int: ...
+    def window_count(self) -> int:
+        return sum(len(w.starts) for _, w in self._all_windows())
+
+    def _all_windows(self) -> Iterator[tuple[int, Windows]]:
+        ids = self.ids().tolist()
+        for start in range(0, len(ids), PAGE):
+            yield from self.windows(ids[start:start + PAGE]).items()
 
     def best_windows(self, q: np.ndarray, ids: Sequence[int]) -> dict[int, Moment]:
         """For each clip among `ids` that has windows, its best window for the (D,) query vector `q`,
@@ -383,32 +454,6 @@ class VectorStore(ABC):
         records = self.records([c for _, c in found[:k]])
         return [Hit(records[c], m.score, m) for m, c in found[:k] if c in records]
 
-    @abstractmethod
-    def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
-        """The k clips whose keyword document (index/store/words.py) best matches any word of the query, by
-        BM25 (k1 = 1.2, b = 0.75; higher is better), best first; ties by id."""
-
-    @abstractmethod
-    def logits(self, ids: Sequence[int]) -> np.ndarray:
-        """(len(ids), 527) stored PaSST logits."""
-
-    @abstractmethod
-    def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """(len(ids), D) stored vectors; KeyError for an id not stored."""
-
-    @abstractmethod
-    def next_id(self) -> int:
-        """The id the next new clip gets: above every id this store has handed out (ids are never reused)."""
-
-    @abstractmethod
-    def export(self, *, chunk: int = 1024) -> Iterator[Chunk]:
-        """Every clip with its vector and logits, in id order, `chunk` clips at a time (what a backup
-        reads). A clip added or removed meanwhile is either wholly in it or wholly absent."""
-
-    @abstractmethod
-    def total_duration(self) -> float:
-        """Seconds of audio in the collection."""
-
     def stats(self) -> dict:
         """What `retrieval index stats` shows: the backend's own figures, the size and the model."""
         return {"backend": self.backend, "clips": self.count(), "windows": self.window_count(),
@@ -419,8 +464,9 @@ class VectorStore(ABC):
     def _backend_stats(self) -> dict:
         return {}
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the store holds open (files, connections); nothing, where there is none."""
+        return None
 
     def __enter__(self):
         return self

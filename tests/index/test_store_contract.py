@@ -8,9 +8,10 @@ import pytest
 
 from index.store.contract import NewClip, SearchFilter, Tag
 from index.store.metadata import Metadata
-from index.stores import StoreConfig, open_store
+from index.stores import StoreConfig
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec
+from tests.index.reference_store import BACKENDS, open_backend, passes
 
 D = 16
 N = 40
@@ -35,17 +36,7 @@ def clip(i: int) -> NewClip:
                    duration=0.5 + 0.25 * i, sample_rate=44_100 if i % 2 else 32_000, tags=tags, meta=meta)
 
 
-def passes(flt: SearchFilter, c: NewClip) -> bool:
-    """The oracle of a filter, clip by clip."""
-    return ((flt.min_duration is None or c.duration >= flt.min_duration)
-            and (flt.max_duration is None or c.duration <= flt.max_duration)
-            and (flt.tag is None or flt.tag.lower() in {t.label.lower() for t in c.tags})
-            and (not flt.tags_any or bool(set(flt.tags_any) & set(c.meta.tags)))
-            and set(flt.tags_all) <= set(c.meta.tags)
-            and all(c.meta.field_dict.get(k) == v for k, v in flt.fields))
-
-
-@pytest.fixture(params=["faiss", "qdrant"])
+@pytest.fixture(params=BACKENDS)
 def backend_settings(request, tmp_path) -> StoreConfig:
     return StoreConfig(data_dir=tmp_path / "data", backend=request.param)
 
@@ -59,7 +50,7 @@ def data():
 @pytest.fixture
 def store(backend_settings, data):
     xb, logits = data
-    s = open_store(backend_settings, SPEC)
+    s = open_backend(backend_settings, SPEC)
     for i in range(N):
         s.add(clip(i), xb[i], logits[i])
     yield s
@@ -148,6 +139,20 @@ def test_list_count_and_logits(store, data):
         store.logits([N + 1])
 
 
+def test_export_holds_every_clip_once_in_id_order_with_its_rows(store, data):
+    xb, logits = data
+    store.remove([3, 17])
+    chunks = list(store.export(chunk=7))
+    assert all(len(records) == len(v) == len(lg) <= 7 for records, v, lg in chunks)
+    ids = [r.id for records, _, _ in chunks for r in records]
+    assert ids == [i for i in range(1, N + 1) if i not in (3, 17)]
+    rows = np.array(ids) - 1
+    np.testing.assert_allclose(np.vstack([v for _, v, _ in chunks]), xb[rows], atol=1e-6)
+    np.testing.assert_array_equal(np.vstack([lg for _, _, lg in chunks]), logits[rows])
+    hours = sum(clip(i - 1).duration for i in ids) / 3600
+    assert store.stats()["audio_hours"] == round(hours, 3) and store.stats()["clips"] == N - 2
+
+
 def test_paging_in_order_sees_every_record_once(store):
     def pages(size: int) -> list[int]:
         ids, offset = [], 0
@@ -190,7 +195,7 @@ def test_reopen_keeps_everything(store, backend_settings, data):
     store.remove([1])
     before = store.list(offset=0, limit=N)
     store.close()
-    with open_store(backend_settings, SPEC) as s:
+    with open_backend(backend_settings, SPEC) as s:
         assert s.list(offset=0, limit=N) == before
         np.testing.assert_array_equal(s.logits([2, N]), logits[[1, N - 1]])
         xq = unit(np.random.default_rng(5).standard_normal((2, D)))
@@ -202,15 +207,15 @@ def test_other_model_refused_unless_unchecked(store, backend_settings):
     store.close()
     other = replace(SPEC, head="head-b")
     with pytest.raises(CheckpointMismatch, match="head"):
-        open_store(backend_settings, other)
-    with open_store(backend_settings, other, check=False) as s:  # for re-projection
+        open_backend(backend_settings, other)
+    with open_backend(backend_settings, other, check=False) as s:  # for re-projection
         assert s.spec == SPEC and s.count() == N
 
 
 def test_empty_store_takes_the_configured_model(backend_settings):
-    open_store(backend_settings, SPEC).close()
+    open_backend(backend_settings, SPEC).close()
     other = replace(SPEC, head="head-b", dim=8)
-    with open_store(backend_settings, other) as s:
+    with open_backend(backend_settings, other) as s:
         assert s.spec == other
         s.add(clip(0), unit(np.ones(8)), np.zeros(527, np.float32))
         assert s.search(unit(np.ones((1, 8))), 1)[0][0].record.id == 1
@@ -226,10 +231,10 @@ def test_replace_vectors_swaps_model_and_vectors(store, backend_settings, data):
     check_hits(store.search(xq, 5), *brute_force(xq, xb2, 5))
     np.testing.assert_array_equal(store.logits(ids), logits)  # logits untouched
     store.close()
-    with open_store(backend_settings, new_fp) as s:
+    with open_backend(backend_settings, new_fp) as s:
         check_hits(s.search(xq, 5), *brute_force(xq, xb2, 5))
     with pytest.raises(CheckpointMismatch):
-        open_store(backend_settings, SPEC)
+        open_backend(backend_settings, SPEC)
 
 
 def test_replace_vectors_refuses_a_partial_or_misshapen_set(store, data):
@@ -376,6 +381,6 @@ def test_set_metadata_replaces_it_and_the_clip_s_words(store, backend_settings):
     assert 8 not in {h.record.id for h in store.search_keywords("take", N)}
     assert 8 in {h.record.id for h in store.search_keywords("clip", N)}
     store.close()
-    with open_store(backend_settings, SPEC) as s:
+    with open_backend(backend_settings, SPEC) as s:
         assert s.get(8).meta == Metadata() and s.get(9).meta == clip(8).meta
         assert [h.record.id for h in s.search_keywords("take 8", 1)] == [9]

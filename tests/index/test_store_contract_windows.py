@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from index.store.contract import MOMENT_MARGIN, MomentQuery, SearchFilter, Timeline, Windows
-from index.stores import open_store
 from retrieval.moments import merge_windows
+from tests.index.reference_store import open_backend
 from tests.index.test_store_contract import (
     SPEC,
     D,
@@ -37,7 +37,7 @@ def timeline(i: int, *, dim: int = D) -> Timeline | None:
 @pytest.fixture
 def store(backend_settings):  # noqa: F811
     rng = np.random.default_rng(0)
-    s = open_store(backend_settings, SPEC)
+    s = open_backend(backend_settings, SPEC)
     s.add_many([clip(i) for i in range(N)], unit(rng.standard_normal((N, D))),
                rng.standard_normal((N, 527)).astype(np.float32), [timeline(i) for i in range(N)])
     yield s
@@ -156,7 +156,7 @@ def test_windows_survive_a_reopen(store, backend_settings):  # noqa: F811
     xq = unit(np.random.default_rng(4).standard_normal((2, D)))
     before = store.search_windows(xq, 10)
     store.close()
-    with open_store(backend_settings, SPEC) as s:
+    with open_backend(backend_settings, SPEC) as s:
         assert s.search_windows(xq, 10) == before
         np.testing.assert_array_equal(s.peaks(1), timeline(0).peaks)
 
@@ -184,7 +184,7 @@ def test_replace_vectors_reprojects_the_windows(store, backend_settings):  # noq
     want = sorted(scores, key=lambda key: -scores[key])[:5]
     assert [(h.clip_id, h.window) for h in hits] == want
     store.close()
-    with open_store(backend_settings, new_spec) as s:
+    with open_backend(backend_settings, new_spec) as s:
         assert [(h.clip_id, h.window) for h in s.search_windows(q, 5)[0]] == want
         np.testing.assert_array_equal(s.peaks(1), timeline(0).peaks)
 
