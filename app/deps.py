@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
+from app.errors import NotReady
 from app.ingest import Ingest
 from app.observability import ServiceMetrics
 from app.settings import Settings
@@ -16,7 +17,7 @@ NOT_READY = "the service is still loading its models and index"
 def _loaded(request: Request, name: str):
     value = getattr(request.app.state, name, None)
     if value is None:
-        raise HTTPException(503, NOT_READY)
+        raise NotReady(NOT_READY)
     return value
 
 

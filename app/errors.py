@@ -1,27 +1,37 @@
-"""The library's named errors, mapped to HTTP at the edge with stable messages (`{"detail": "..."}`).
+"""The service's errors, mapped to HTTP here and only here, with stable messages (`{"detail": "..."}`).
+
+Routes and dependencies raise named errors: the library's (retrieval/errors.py, the job queue's) and the
+edge's own, defined below. `STATUS_OF` gives each its status:
 
 | error | status | why |
 |---|---|---|
+| KeyRequired | 401 | the route needs the API key and none was sent (with `WWW-Authenticate: Bearer`) |
+| KeyRefused | 403 | the key is wrong, or the server has none configured (the message says to set one) |
+| ClipNotFound | 404 | the request names clips that are not in the collection (the message lists them) |
+| JobNotFound | 404 | no job has this id |
+| AudioFileGone | 404 | the clip's audio file is no longer where it was indexed |
+| JobStateError | 409 | the job's status does not allow the change (only a queued job can be cancelled) |
+| CheckpointMismatch | 409 | the index was made with another model than the one serving |
 | AudioTooLong | 413 | the clip is over RETRIEVAL_MAX_DURATION_S: a size limit, like the byte limit |
 | AudioDecodeError | 415 | not audio the decoder can read; the decoder's message says what is wrong |
-| ClipNotFound | 404 | the request names clips that are not in the collection (the message lists them) |
-| CheckpointMismatch | 409 | the index was made with another model than the one serving |
 | ModelNotFound | 503 | the configured weights are missing |
+| NotReady | 503 | the models and the index are still loading |
 | StorageFull | 507 | the disk is full: nothing of the request was stored |
 | any other RetrievalError | 400 | |
 
-A request that fails validation answers 422 with FastAPI's list of `{"loc", "msg", "type"}`, without echoing
-the input back (it may be huge, or not even representable in JSON, like a NaN). ZeroQuery (a composite
-query whose parts cancel out) is such a failure, found only once the parts are encoded: the same 422 list,
-at `["body"]`.
+A body over RETRIEVAL_MAX_UPLOAD_BYTES answers 413 (BodyTooLarge, below). A request that fails validation
+answers 422 with FastAPI's list of `{"loc", "msg", "type"}`, without echoing the input back (it may be huge,
+or not even representable in JSON, like a NaN). ZeroQuery (a composite query whose parts cancel out) is such
+a failure, found only once the parts are encoded: the same 422 list, at `["body"]`.
 """
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from index.ingest.queue import JobNotFound, JobStateError
 from retrieval.errors import (
     AudioDecodeError,
     AudioTooLong,
@@ -35,15 +45,67 @@ from retrieval.errors import (
 
 log = logging.getLogger(__name__)
 
+TOO_LARGE = "the upload is larger than this server's limit of {limit} bytes (RETRIEVAL_MAX_UPLOAD_BYTES)"
+
+
+class NoSuchClip(ClipNotFound):
+    """The one clip a route names is not in the collection."""
+
+    def __init__(self, clip_id: int) -> None:
+        super().__init__(f"no clip with id {clip_id}")
+
+
+class NoSuchJob(JobNotFound):
+    """The one job a route names is not in the queue (it never existed, or it was cancelled)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"no job with id {job_id}")
+
+
+class AudioFileGone(RetrievalError):
+    """A clip's record is in the collection, but its audio file is no longer where it was indexed."""
+
+    def __init__(self, clip_id: int) -> None:
+        super().__init__(f"the audio of clip {clip_id} is no longer where it was indexed")
+
+
+class NotReady(RetrievalError):
+    """The service is up but its models and index are still loading."""
+
+
+class KeyRequired(RetrievalError):
+    """The route needs the API key and the request carries none."""
+
+
+class KeyRefused(RetrievalError):
+    """The request's API key is wrong, or the server has no key configured."""
+
+
+class BodyTooLarge(HTTPException):
+    """The request body is over RETRIEVAL_MAX_UPLOAD_BYTES (413). Raised while a route reads the body, so an
+    HTTPException: the one kind FastAPI lets through from a body read (any other becomes a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, TOO_LARGE.format(limit=limit))
+
+
 STATUS_OF = {
+    KeyRequired: 401,
+    KeyRefused: 403,
+    ClipNotFound: 404,
+    JobNotFound: 404,
+    AudioFileGone: 404,
+    JobStateError: 409,
+    CheckpointMismatch: 409,
     AudioTooLong: 413,
     AudioDecodeError: 415,
-    ClipNotFound: 404,
-    CheckpointMismatch: 409,
     ModelNotFound: 503,
+    NotReady: 503,
     StorageFull: 507,
     RetrievalError: 400,
 }
+# the headers an error's answer carries
+HEADERS_OF: dict[type[RetrievalError], dict[str, str]] = {KeyRequired: {"WWW-Authenticate": "Bearer"}}
 
 
 def status_for(error: RetrievalError) -> int:
@@ -54,11 +116,16 @@ def status_for(error: RetrievalError) -> int:
     return 400
 
 
+def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The answer of every error with a message: `{"detail": "..."}`."""
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
 async def retrieval_error_handler(request: Request, error: RetrievalError) -> JSONResponse:
     status = status_for(error)
     log.log(logging.ERROR if status >= 500 else logging.INFO, "%s %s -> %d %s: %s", request.method,
             request.url.path, status, type(error).__name__, error)
-    return JSONResponse({"detail": str(error)}, status_code=status)
+    return error_response(status, str(error), HEADERS_OF.get(type(error)))
 
 
 async def validation_error_handler(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -4,17 +4,10 @@ A declared `Content-Length` over the limit is answered 413 before anything is re
 past the limit (chunked, or lying about its length) is cut off with 413 as soon as the count passes it.
 """
 
-from fastapi import HTTPException
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-TOO_LARGE = "the upload is larger than this server's limit of {limit} bytes (RETRIEVAL_MAX_UPLOAD_BYTES)"
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, TOO_LARGE.format(limit=limit))
+from app.errors import BodyTooLarge, error_response
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -33,8 +26,8 @@ class BodyLimitMiddleware:
             return
         declared = declared_length(scope)
         if declared is not None and declared > self.max_bytes:
-            error = BodyTooLarge(self.max_bytes)
-            await JSONResponse({"detail": error.detail}, status_code=413)(scope, receive, send)
+            error = BodyTooLarge(self.max_bytes)  # outside the routes' exception handlers: answered here
+            await error_response(error.status_code, error.detail)(scope, receive, send)
             return
         received = 0
 

@@ -4,9 +4,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from app.compose import build_retriever, load_settings, open_collection
@@ -32,6 +33,15 @@ TAGS = [{"name": "search", "description": "text queries and query by example"},
         {"name": "jobs", "description": "uploads acknowledged and being indexed"},
         {"name": "health", "description": "probes and Prometheus metrics"},
         {"name": "page", "description": "the web page"}]
+
+
+ROUTERS = [module.router for module in (search, audio, waveform, jobs, health, metrics, page)]
+
+
+def route_methods(routers: list[APIRouter]) -> list[str]:
+    """Every HTTP method some route of these routers answers, sorted."""
+    return sorted({method for router in routers for route in router.routes if isinstance(route, APIRoute)
+                   for method in route.methods or ()})
 
 
 def create_app(settings: Settings | None = None, *, retriever: Retriever | None = None) -> FastAPI:
@@ -70,11 +80,12 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
     # added innermost first: CORS wraps everything, so even a 413 carries its headers
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST",
-                           "DELETE"], allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
+    for router in ROUTERS:
+        app.include_router(router)
+    if settings.cors_origins:  # the middleware answers the preflight (OPTIONS) itself
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=route_methods(ROUTERS),
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
                            expose_headers=["Content-Range", "Accept-Ranges"])
-    for module in (search, audio, waveform, jobs, health, metrics, page):
-        app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

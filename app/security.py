@@ -7,9 +7,10 @@ writes are refused (403) with a message saying how to set one.
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from app.errors import KeyRefused, KeyRequired
 from app.settings import Settings
 
 NO_KEY_CONFIGURED = ("this server has no API key configured, so {what} are disabled: "
@@ -28,14 +29,14 @@ def presented_key(header_key: str | None, credentials: HTTPAuthorizationCredenti
 
 
 def check_key(settings: Settings, presented: str | None, *, what: str) -> None:
-    """Raise 403 without a configured key, 401 without a presented one, 403 for a wrong one."""
+    """KeyRefused without a configured key or with a wrong one; KeyRequired without a presented one."""
     if settings.api_key is None or not settings.api_key.get_secret_value():
-        raise HTTPException(403, NO_KEY_CONFIGURED.format(what=what))
+        raise KeyRefused(NO_KEY_CONFIGURED.format(what=what))
     if not presented:
-        raise HTTPException(401, KEY_MISSING, headers={"WWW-Authenticate": "Bearer"})
+        raise KeyRequired(KEY_MISSING)
     expected = settings.api_key.get_secret_value().encode()
     if not hmac.compare_digest(presented.encode(), expected):
-        raise HTTPException(403, KEY_WRONG)
+        raise KeyRefused(KEY_WRONG)
 
 
 def _key(header_key: Annotated[str | None, Security(api_key_header)],

@@ -3,13 +3,14 @@
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from app.deps import CollectionDep, IngestDep, audio_url
+from app.errors import AudioFileGone, NoSuchClip
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
 from app.schemas import (
@@ -78,7 +79,7 @@ def page_of(collection: Collection, offset: int, limit: int) -> tuple[list[ClipR
 def get_or_404(collection: Collection, clip_id: int) -> ClipRecord:
     record = collection.get(clip_id)
     if record is None:
-        raise HTTPException(404, f"no clip with id {clip_id}")
+        raise NoSuchClip(clip_id)
     return record
 
 
@@ -137,7 +138,7 @@ def form_metadata(form: dict[str, str]) -> Metadata:
 def edit_metadata(collection: Collection, clip_id: int, change: MetadataPatch) -> ClipRecord:
     record = collection.edit_metadata(clip_id, change.applied_to)
     if record is None:
-        raise HTTPException(404, f"no clip with id {clip_id}")
+        raise NoSuchClip(clip_id)
     return record
 
 
@@ -177,7 +178,7 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep) -> FileResponse
     record = await run_in_threadpool(get_or_404, collection, clip_id)
     path = Path(collection.audio_path(record))
     if not path.is_file():
-        raise HTTPException(404, f"the audio of clip {clip_id} is no longer where it was indexed")
+        raise AudioFileGone(clip_id)
     media_type = await run_in_threadpool(audio_media_type, path)
     return FileResponse(path, media_type=media_type, filename=record.name, content_disposition_type="inline")
 
@@ -204,5 +205,5 @@ async def edit_audio(clip_id: ClipId, body: MetadataPatch, request: Request,
 async def delete_audio(clip_id: ClipId, collection: CollectionDep) -> Response:
     removed = await run_in_threadpool(collection.remove, [clip_id])
     if not removed:
-        raise HTTPException(404, f"no clip with id {clip_id}")
+        raise NoSuchClip(clip_id)
     return Response(status_code=204)

@@ -3,10 +3,11 @@
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.deps import CollectionDep, IngestDep, audio_url
+from app.errors import NoSuchJob
 from app.routes.search import READ_ERRORS
 from app.schemas import (
     ErrorOut,
@@ -22,7 +23,7 @@ from app.schemas import (
 )
 from app.security import ReadAccess, WriteAccess
 from index.collection import Collection
-from index.ingest.queue import Job, JobNotCancellable, JobQueue
+from index.ingest.queue import Job, JobQueue
 
 router = APIRouter(tags=["jobs"])
 
@@ -51,7 +52,7 @@ async def wait_for(queue: JobQueue, job: Job, timeout_s: float) -> Job:
 def get_job_or_404(queue: JobQueue, job_id: int) -> Job:
     job = queue.get(job_id)
     if job is None:
-        raise HTTPException(404, f"no job with id {job_id}")
+        raise NoSuchJob(job_id)
     return job
 
 
@@ -86,10 +87,7 @@ async def list_jobs(request: Request, ingest: IngestDep, collection: CollectionD
                                                                   "job can be cancelled"}},
                description="Removes a queued job and its stored bytes; nothing is indexed.")
 async def cancel_job(job_id: JobId, ingest: IngestDep) -> Response:
-    try:
-        job = await run_in_threadpool(ingest.cancel, job_id)
-    except JobNotCancellable as e:
-        raise HTTPException(409, str(e)) from None
+    job = await run_in_threadpool(ingest.cancel, job_id)  # JobNotCancellable: 409
     if job is None:
-        raise HTTPException(404, f"no job with id {job_id}")
+        raise NoSuchJob(job_id)
     return Response(status_code=204)

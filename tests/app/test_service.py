@@ -3,8 +3,11 @@
 import re
 import threading
 
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.deps import NOT_READY
+from app.main import create_app
 from retrieval.model_spec import ModelSpec
 from tests.app.conftest import CLIPS, upload
 
@@ -134,8 +137,21 @@ def test_cors_only_for_configured_origins(make_client):
     preflight = {"Origin": "http://sounds.example", "Access-Control-Request-Method": "POST"}
     closed = make_client().options("/search", headers=preflight)
     assert "access-control-allow-origin" not in closed.headers
-    opened = make_client(cors_origins=["http://sounds.example"]).options("/search", headers=preflight)
-    assert opened.headers["access-control-allow-origin"] == "http://sounds.example"
+    opened = make_client(cors_origins=["http://sounds.example"])
+    r = opened.options("/search", headers=preflight)
+    assert r.headers["access-control-allow-origin"] == "http://sounds.example"
+    for method in ("PATCH", "DELETE"):  # an edit and a removal from another origin pass their preflight
+        r = opened.options("/audio/1", headers={**preflight, "Access-Control-Request-Method": method,
+                                                "Access-Control-Request-Headers": "x-api-key"})
+        assert r.status_code == 200, (method, r.text)
+        assert r.headers["access-control-allow-origin"] == "http://sounds.example"
+        assert method in r.headers["access-control-allow-methods"].split(", ")
+
+
+def test_a_service_still_loading_answers_503(app_settings):
+    client = TestClient(create_app(app_settings))  # not entered: the lifespan has not loaded anything
+    r = client.get("/audio")
+    assert r.status_code == 503 and r.json() == {"detail": NOT_READY}
 
 
 def test_searches_answer_while_an_upload_is_being_tagged(client, monkeypatch):
