@@ -22,7 +22,9 @@ import pytest
 from index.backups import archive as archive_module
 from index.backups.archive import BackupError, BackupInvalid
 from index.backups.backup import backup
-from index.backups.restore import RestoreRefused, open_backup, restore
+from index.backups.reader import open_backup
+from index.backups.restore import restore
+from index.backups.target import RestoreRefused
 from index.ingest.queue import JobQueue
 from index.store.contract import SearchFilter
 from index.store.metadata import Metadata
@@ -320,14 +322,15 @@ def test_a_target_with_waiting_uploads_is_refused(tmp_path, backup_file):
 KILLABLE = """
 import sys, time
 from pathlib import Path
-import index.backups.restore as r
+from index.backups.reader import Backup
+from index.backups.restore import restore
 from index.stores import StoreConfig
-real = r._write_member
+real = Backup.extract
 def slow(*args, **kw):
     time.sleep(0.3)
     return real(*args, **kw)
-r._write_member = slow
-r.restore(Path(sys.argv[1]), StoreConfig(data_dir=Path(sys.argv[2])), configured=None)
+Backup.extract = slow
+restore(Path(sys.argv[1]), StoreConfig(data_dir=Path(sys.argv[2])), configured=None)
 """
 
 

@@ -1,0 +1,79 @@
+"""What a backup file holds: its members' names, its tables' columns, the paths its bytes may be written to.
+
+The file (format ``retrieval-backup/2``; its ZIP seal is the container's own, unchanged since
+``retrieval-backup/1``) is a ZIP of stored, uncompressed members (:mod:`index.backups.archive`), so
+`unzip` lists it and pandas, DuckDB or pyarrow read its tables once unzipped:
+
+    manifest.json               what the backup holds (below) and every other member's size and sha256
+    clips.parquet               one row per clip: id, name, location, sha256, duration, sample_rate, added_at,
+                                stored_copy, tags (list of {label, probability}), logits (527 float32),
+                                vector (D float32), member (the member holding its bytes, or null),
+                                description, user_tags (list of strings), fields (map of strings); a
+                                ``retrieval-backup/1`` file has no such last three columns
+    jobs.parquet                acknowledged uploads still waiting for PaSST (the ingest queue's queued and
+                                running jobs): id, status, name, sha256, location, created, windows_total,
+                                attempts, fields (JSON), member
+    audio/<sha256>.<ext>        the bytes of every uploaded clip (left out with ``with_audio=False``)
+    incoming/<sha256>.upload    the bytes of every waiting job (left out with ``with_audio=False``)
+    referenced/<sha256><suffix> files indexed where they lie, only with ``with_referenced=True``; otherwise
+                                the manifest lists their paths and sha256
+
+The manifest: ``format``, ``created_at`` (unix time the backup started), ``source`` (backend, data dir,
+Qdrant collection), ``model_spec`` (the :class:`ModelSpec` of the vectors), ``clips``, ``next_id`` (the id the
+source would give its next clip), ``jobs``, ``with_audio``, ``with_referenced``, ``referenced`` (id,
+location, sha256, member), ``problems`` (uploads found missing or changed while backing up), ``tables`` and
+``members``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+import pyarrow as pa
+
+from index.layout import AUDIO_DIR, INCOMING_DIR
+from retrieval.config import N_TAGS
+
+FORMAT = "retrieval-backup/2"  # 2: the clips' user metadata (description, user_tags, fields)
+READABLE = ("retrieval-backup/1", FORMAT)  # what a restore reads (1: clips without user metadata)
+METADATA_COLUMNS = ("description", "user_tags", "fields")
+MANIFEST = "manifest.json"
+CLIPS = "clips.parquet"
+JOBS = "jobs.parquet"
+AUDIO_PREFIX = f"{AUDIO_DIR}/"  # members of a backup are named as in the data directory
+INCOMING_PREFIX = f"{INCOMING_DIR}/"
+REFERENCED_PREFIX = "referenced/"
+ROW_GROUP = 8192  # clips per Parquet row group (and per restore write)
+SUFFIX_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")  # a referenced file's suffix kept in its member's name
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]"
+
+
+def clips_schema(dim: int, *, fmt: str = FORMAT) -> pa.Schema:
+    """The columns of clips.parquet in a backup of format `fmt`."""
+    tag = pa.struct([("label", pa.string()), ("probability", pa.float64())])
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("location", pa.string()),
+                        ("sha256", pa.string()), ("duration", pa.float64()), ("sample_rate", pa.int64()),
+                        ("added_at", pa.float64()), ("stored_copy", pa.bool_()), ("tags", pa.list_(tag)),
+                        ("logits", pa.list_(pa.float32(), N_TAGS)), ("vector", pa.list_(pa.float32(), dim)),
+                        ("member", pa.string())])
+    if fmt == READABLE[0]:
+        return schema
+    return (schema.append(pa.field("description", pa.string()))
+            .append(pa.field("user_tags", pa.list_(pa.string())))
+            .append(pa.field("fields", pa.map_(pa.string(), pa.string()))))
+
+
+JOBS_SCHEMA = pa.schema([("id", pa.int64()), ("status", pa.string()), ("name", pa.string()),
+                         ("sha256", pa.string()), ("location", pa.string()), ("created", pa.float64()),
+                         ("windows_total", pa.int64()), ("attempts", pa.int64()), ("fields", pa.string()),
+                         ("member", pa.string())])
+
+
+def inside(location: object, prefix: str) -> bool:
+    """A two-part relative path under `prefix` (what the store and the queue write), nothing that escapes."""
+    if not isinstance(location, str):
+        return False
+    p = PurePosixPath(location)
+    return (location.startswith(prefix) and len(p.parts) == 2 and ".." not in p.parts and "\\" not in location
+            and not p.is_absolute())

@@ -1,0 +1,206 @@
+"""A backup file, opened for a restore: the whole file verified before anything of it is used.
+
+:func:`open_backup` checks the ZIP, its digest, the manifest, every member's size and sha256, the tables'
+schemas and ids, and every path a member would be written to; a truncated, damaged or foreign file raises
+:class:`BackupInvalid` naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from index.backups.archive import Archive, BackupInvalid, open_archive
+from index.backups.format import (
+    AUDIO_PREFIX,
+    BAR_FORMAT,
+    CLIPS,
+    FORMAT,
+    INCOMING_PREFIX,
+    JOBS,
+    JOBS_SCHEMA,
+    MANIFEST,
+    METADATA_COLUMNS,
+    READABLE,
+    ROW_GROUP,
+    clips_schema,
+    inside,
+)
+from index.store.contract import ClipRecord, Tag
+from index.store.metadata import Metadata
+from retrieval.config import N_TAGS
+from retrieval.model_spec import ModelSpec
+
+
+@dataclass
+class Backup:
+    """A verified backup, open (its members are read from a memory map of the file)."""
+
+    path: Path
+    archive: Archive
+    manifest: dict
+    spec: ModelSpec
+
+    @property
+    def next_id(self) -> int:
+        return int(self.manifest.get("next_id") or 1)
+
+    @property
+    def format(self) -> str:
+        return str(self.manifest["format"])
+
+    def _table(self, name: str) -> pq.ParquetFile:
+        return pq.ParquetFile(pa.BufferReader(pa.py_buffer(self.archive.view(name))))
+
+    def clips(self) -> Iterator[tuple[list[ClipRecord], np.ndarray, np.ndarray, list[str | None]]]:
+        """(records, vectors (n, D), logits (n, 527), the member holding each clip's bytes or None)."""
+        dim = int(self.spec.dim or 0)
+        for batch in self._table(CLIPS).iter_batches(batch_size=ROW_GROUP):
+            cols = {name: batch.column(name) for name in batch.schema.names}
+            py = {k: cols[k].to_pylist() for k in ("id", "name", "location", "sha256", "duration",
+                                                  "sample_rate", "added_at", "stored_copy", "tags", "member",
+                                                  *(c for c in METADATA_COLUMNS if c in cols))}
+            records = [ClipRecord(id=int(py["id"][i]), name=py["name"][i], location=py["location"][i],
+                                  sha256=py["sha256"][i], duration=float(py["duration"][i]),
+                                  sample_rate=int(py["sample_rate"][i]), added_at=float(py["added_at"][i]),
+                                  stored_copy=bool(py["stored_copy"][i]),
+                                  tags=tuple(Tag(t["label"], float(t["probability"])) for t in py["tags"][i]),
+                                  meta=_metadata(py, i))
+                       for i in range(batch.num_rows)]
+            vectors = cols["vector"].flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+            logits = cols["logits"].flatten().to_numpy(zero_copy_only=False).reshape(-1, N_TAGS)
+            yield records, vectors.astype(np.float32), logits.astype(np.float32), py["member"]
+
+    def jobs(self) -> list[dict]:
+        return self._table(JOBS).read().to_pylist()
+
+    def extract(self, member: str, dest: Path) -> None:
+        """Write the member's bytes to the new file `dest` (its folder made as needed), synced."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "xb") as f:
+            f.write(self.archive.view(member))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def close(self) -> None:
+        self.archive.close()
+
+    def __enter__(self) -> Backup:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _metadata(py: dict, i: int) -> Metadata:
+    """Row i's user metadata (none in a backup of the first format)."""
+    if "description" not in py:
+        return Metadata()
+    return Metadata.of(description=py["description"][i] or "", tags=py["user_tags"][i] or (),
+                       fields=dict(py["fields"][i] or ()))
+
+
+def open_backup(path: Path, *, progress: bool = False) -> Backup:
+    """The backup at `path`, all of it verified (see the module docstring), or BackupInvalid."""
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else 0
+    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="verify", bar_format=BAR_FORMAT,
+              disable=not progress) as bar:
+        archive = open_archive(path, on_bytes=bar.update)
+    try:
+        manifest = _manifest(path, archive)
+        spec = _spec(path, manifest)
+        backup = Backup(path, archive, manifest, spec)
+        _check_tables(backup)
+    except BaseException:
+        archive.close()
+        raise
+    return backup
+
+
+def _manifest(path: Path, archive: Archive) -> dict:
+    if MANIFEST not in archive.members:
+        raise BackupInvalid(f"{path} is a ZIP file sealed like a backup but holds no {MANIFEST}")
+    try:
+        manifest = json.loads(archive.read(MANIFEST))
+        listed = manifest["members"]
+        fmt = manifest["format"]
+        if not isinstance(listed, dict):
+            raise TypeError("members is not an object")
+    except (ValueError, KeyError, TypeError) as e:
+        raise BackupInvalid(f"{path}: {MANIFEST} is damaged ({e})") from None
+    if fmt not in READABLE:
+        newer = isinstance(fmt, str) and fmt.startswith(FORMAT.split("/")[0] + "/")
+        raise BackupInvalid(f"{path} is a backup of format {fmt!r}, " + (
+            f"made by a newer version; this one reads {' and '.join(READABLE)}" if newer
+            else "not one this project writes"))
+    missing = sorted(set(listed) - set(archive.members))
+    extra = sorted(set(archive.members) - set(listed) - {MANIFEST})
+    if missing:
+        raise BackupInvalid(f"{path} lacks members its manifest lists: {', '.join(missing[:5])}"
+                            f"{' ...' if len(missing) > 5 else ''} (the file is incomplete)")
+    if extra:
+        raise BackupInvalid(f"{path} holds members its manifest does not list: {', '.join(extra[:5])}")
+    for name, want in sorted(listed.items()):
+        got = archive.members[name]
+        if not isinstance(want, dict) or got.size != want.get("size") or got.sha256 != want.get("sha256"):
+            raise BackupInvalid(f"{path}: member {name} is damaged (its bytes do not have the size and "
+                                "sha256 the manifest records)")
+    if not archive.intact:
+        raise BackupInvalid(f"{path} was changed after it was written: every member is intact but the file's "
+                            "digest does not match (its ZIP headers are damaged)")
+    return manifest
+
+
+def _spec(path: Path, manifest: dict) -> ModelSpec:
+    try:
+        spec = ModelSpec.from_dict(manifest["model_spec"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise BackupInvalid(f"{path}: the manifest's model_spec is unreadable ({e})") from None
+    if not spec.dim:
+        raise BackupInvalid(f"{path}: the manifest's model_spec has no vector size")
+    return spec
+
+
+def _check_tables(b: Backup) -> None:
+    """Schemas, row counts, ids, and every path a member would be written to, before anything is written."""
+    for name, schema in ((CLIPS, clips_schema(int(b.spec.dim or 0), fmt=b.format)), (JOBS, JOBS_SCHEMA)):
+        if name not in b.archive.members:
+            raise BackupInvalid(f"{b.path} holds no {name}")
+        try:
+            got = b._table(name).schema_arrow
+        except (pa.ArrowException, OSError) as e:
+            raise BackupInvalid(f"{b.path}: {name} is not a readable Parquet file ({e})") from None
+        if not got.equals(schema):
+            raise BackupInvalid(f"{b.path}: {name} does not have the columns of {b.format} "
+                                f"(vectors of {b.spec.dim} floats)")
+    table = b._table(CLIPS).read(columns=["id", "sha256", "location", "stored_copy", "member"])
+    if table.num_rows != b.manifest.get("clips"):
+        raise BackupInvalid(f"{b.path}: {CLIPS} has {table.num_rows} rows, the manifest says "
+                            f"{b.manifest.get('clips')}")
+    ids = table.column("id").to_numpy()
+    if len(ids) and (ids[0] < 1 or (np.diff(ids) <= 0).any()):
+        raise BackupInvalid(f"{b.path}: the clip ids are not ascending and distinct")
+    if len(set(table.column("sha256").to_pylist())) != len(ids):
+        raise BackupInvalid(f"{b.path}: two clips have the same sha256")
+    for id_, location, stored, member in zip(ids.tolist(), table.column("location").to_pylist(),
+                                             table.column("stored_copy").to_pylist(),
+                                             table.column("member").to_pylist(), strict=True):
+        if member is not None and member not in b.archive.members:
+            raise BackupInvalid(f"{b.path}: clip {id_}'s bytes should be member {member}, which is not there")
+        if stored and member is not None and (member != location or not inside(location, AUDIO_PREFIX)):
+            raise BackupInvalid(f"{b.path}: clip {id_}'s stored copy {location!r} is not a file under audio/")
+    for job in b.jobs():
+        if not inside(job["location"], INCOMING_PREFIX):
+            raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes {job['location']!r} are not under "
+                                "incoming/")
+        if job["member"] is not None and job["member"] not in b.archive.members:
+            raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes should be member {job['member']}")

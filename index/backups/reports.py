@@ -1,0 +1,33 @@
+"""What a backup wrote and what a restore put back: the counts the command line reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class BackupReport:
+    path: Path
+    clips: int = 0
+    jobs: int = 0
+    uploads: int = 0  # uploaded clips whose bytes are in the backup
+    referenced: int = 0  # clips indexed from folders (copied only with_referenced)
+    referenced_copied: int = 0
+    left_out: int = 0  # clips deleted while the backup ran
+    problems: list[dict] = field(default_factory=list)  # uploads found missing, unreadable or changed
+    size: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RestoreReport:
+    target: str
+    clips: int = 0
+    uploads: int = 0
+    jobs: int = 0
+    jobs_without_bytes: int = 0
+    referenced_missing: list[int] = field(default_factory=list)  # clip ids whose indexed file is not here
+    referenced_written: int = 0
+    problems: list[dict] = field(default_factory=list)  # what the backup itself recorded
+    seconds: float = 0.0

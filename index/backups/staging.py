@@ -1,0 +1,171 @@
+"""A restore's staging: the store built in a folder beside the target (for a Qdrant server, a collection
+under another alias), then moved into place.
+
+The staging folder is ``.<name>.restore-<pid>`` in the target's parent; a restore killed midway leaves only
+it, and the next restore removes it. The move is one rename per entry, the clip database last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from index.backups.reader import Backup
+from index.backups.reports import RestoreReport
+from index.ingest.queue import JobQueue
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR
+from index.store.contract import VectorStore
+from index.stores import StoreConfig
+from retrieval.config import N_TAGS
+from retrieval.durable import fsync_path
+from retrieval.model_spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+STAGING_TAG = ".restore-"
+STAGED_ALIAS_SUFFIX = "-restoring"
+
+
+def build_and_move_in(b: Backup, config: StoreConfig, report: RestoreReport, *, progress: bool,
+                      jobs_file: str) -> None:
+    """Build the store of the backup `b` in a staging folder, then move it into `config`'s place."""
+    data_dir = Path(config.data_dir)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_staging(data_dir)
+    staging = data_dir.parent / f".{data_dir.name}{STAGING_TAG}{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        store = _build(b, staging, config, report, progress=progress, jobs_file=jobs_file)
+        _commit(staging, data_dir, config, store, jobs_file=jobs_file)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_dead_staging(data_dir: Path) -> None:
+    """Staging folders of restores that were killed (their process is gone)."""
+    for path in data_dir.parent.glob(f".{data_dir.name}{STAGING_TAG}*"):
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by a restore that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorStore:
+    if config.backend == "faiss":
+        from index.faiss.store import FaissStore
+
+        # written once, at close: a file per chunk would rewrite the whole index again and again
+        return FaissStore(staging, spec, kind=config.index_kind, persist_every=1 << 62,
+                          search_threads=config.search_threads)
+    from index.qdrant.store import open_qdrant_store
+
+    if config.qdrant_url:  # a server: the collection is staged beside the target's, under another alias
+        alias = config.qdrant_collection + STAGED_ALIAS_SUFFIX
+        store = open_qdrant_store(url=config.qdrant_url, data_dir=staging, collection=alias, spec=spec,
+                                  check=False)
+        if store.count():  # left by a restore that was killed: start again
+            store.remove(store.ids().tolist())
+        return store
+    return open_qdrant_store(url=None, data_dir=staging, collection=config.qdrant_collection, spec=spec)
+
+
+def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport, *, progress: bool,
+           jobs_file: str) -> VectorStore:
+    store = _open_staged(staging, config, b.spec)
+    try:
+        (staging / AUDIO_DIR).mkdir(exist_ok=True)
+        total = int(b.manifest.get("clips") or 0)
+        with tqdm(total=total, unit="clip", desc="restore", disable=not progress) as bar:
+            for records, vectors, logits, members in b.clips():
+                for r, member in zip(records, members, strict=True):
+                    if r.stored_copy and member is not None:
+                        b.extract(member, staging / r.location)
+                        report.uploads += 1
+                store.restore_many(records, vectors, logits)
+                report.clips += len(records)
+                bar.update(len(records))
+        store.restore_many([], np.empty((0, store.dim), np.float32), np.empty((0, N_TAGS), np.float32),
+                           next_id=b.next_id)
+        _restore_jobs(b, staging, report, jobs_file=jobs_file)
+    except BaseException:
+        store.close()
+        raise
+    if config.backend == "qdrant" and config.qdrant_url:
+        return store  # committed (and closed) by moving the alias
+    store.close()
+    return store
+
+
+def _restore_jobs(b: Backup, staging: Path, report: RestoreReport, *, jobs_file: str) -> None:
+    jobs = b.jobs()
+    if not jobs:
+        return
+    queue = JobQueue(staging / jobs_file)
+    try:
+        for job in jobs:  # in id order: the queue keeps its order (job ids are the new queue's own)
+            if job["member"] is None:
+                report.jobs_without_bytes += 1
+                continue
+            b.extract(job["member"], staging / job["location"])
+            queue.enqueue(name=job["name"], sha256=job["sha256"], location=job["location"],
+                          windows_total=int(job["windows_total"]), fields=json.loads(job["fields"]))
+            report.jobs += 1
+    finally:
+        queue.close()
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))
+
+
+def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorStore, *,
+            jobs_file: str) -> None:
+    """Move the staged store into place: the whole folder in one rename where the target is absent or
+    empty, else entry by entry (what the target had of them is set aside and removed), the clip database
+    last. A Qdrant server's staged collection then takes the configured name, in one alias update."""
+    server = config.backend == "qdrant" and bool(config.qdrant_url)
+    try:
+        _fsync_tree(staging)
+        try:
+            os.rename(staging, data_dir)  # the target is absent or an empty folder: one step
+        except OSError:
+            aside = staging / ".replaced"
+            aside.mkdir()
+            for name in (AUDIO_DIR, INCOMING_DIR, jobs_file, QDRANT_DIR, FAISS_DIR, CLIP_DB):
+                if not (staging / name).exists():
+                    continue
+                companions = [f"{name}-wal", f"{name}-shm"] if name.endswith(".sqlite") else []
+                for part in [name, *companions]:  # a stale WAL must never meet the new database
+                    if (data_dir / part).exists():
+                        os.rename(data_dir / part, aside / part)
+                os.rename(staging / name, data_dir / name)
+            fsync_path(data_dir)
+        fsync_path(data_dir.parent)
+        if server:
+            from index.qdrant.store import QdrantStore
+
+            assert isinstance(store, QdrantStore)
+            store.rename(config.qdrant_collection)
+    finally:
+        if server:
+            store.close()

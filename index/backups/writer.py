@@ -1,0 +1,262 @@
+"""The backup's writer: the waiting jobs with their bytes, the clips with theirs, the tables and the manifest,
+into one archive (:mod:`index.backups.format`).
+
+The data directory changes while it is read: every file of it may appear or vanish at any step. Sizing the
+audio folder counts a file that vanishes as nothing. A waiting job whose bytes vanish has finished (its clip
+is in the clip copy taken after) or was cancelled: it is left out. A clip whose stored upload vanishes
+before it is copied was deleted meanwhile (its record goes first, then its bytes): it is left out whole,
+never held without its audio; only an upload missing while its clip is still stored is a problem.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from index.backups.archive import ArchiveWriter, MemberWriter
+from index.backups.format import (
+    AUDIO_PREFIX,
+    CLIPS,
+    FORMAT,
+    INCOMING_PREFIX,
+    JOBS,
+    JOBS_SCHEMA,
+    MANIFEST,
+    REFERENCED_PREFIX,
+    ROW_GROUP,
+    SUFFIX_RE,
+    clips_schema,
+    inside,
+)
+from index.backups.reports import BackupReport
+from index.backups.sources import Source, open_source, waiting_jobs
+from index.ingest.queue import Job
+from index.layout import AUDIO_DIR
+from index.store.contract import ClipRecord
+from index.stores import StoreConfig
+from retrieval.config import N_TAGS
+
+log = logging.getLogger(__name__)
+
+
+def write(config: StoreConfig, f: BinaryIO, work: Path, report: BackupReport, *, jobs_db: Path | None,
+          with_audio: bool, with_referenced: bool, bar: tqdm, started: float) -> None:
+    """The backup of `config`'s store and the queue `jobs_db`, written to the new file `f` (the folder
+    `work` holds the private copies of the databases); on any failure nothing more is written to `f`."""
+    stamp = time.gmtime(started)
+    when = (max(stamp.tm_year, 1980), stamp.tm_mon, stamp.tm_mday, stamp.tm_hour, stamp.tm_min, stamp.tm_sec)
+    out = ArchiveWriter(f, date_time=when, on_bytes=bar.update)
+    try:
+        _fill(out, config, work, report, jobs_db=jobs_db, with_audio=with_audio,
+              with_referenced=with_referenced, bar=bar, started=started)
+    except BaseException:
+        out.abort()
+        raise
+
+
+def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupReport, *, jobs_db: Path | None,
+          with_audio: bool, with_referenced: bool, bar: tqdm, started: float) -> None:
+    data_dir = Path(config.data_dir)
+    # 1. the waiting jobs and their bytes, before the clips (a job finishes into a clip, then loses its bytes)
+    jobs, job_members = _copy_jobs(out, waiting_jobs(jobs_db, work), data_dir, with_audio=with_audio)
+
+    # 2. the clips, from one consistent copy
+    source = open_source(config, work)
+    try:
+        snapshot_at = time.time()
+        bar.total = _estimate(source, data_dir, with_audio) + bar.n
+        bar.refresh()
+        members: dict[int, str | None] = {}
+        dropped: set[int] = set()
+        referenced: list[dict] = []
+        for records in source.records():
+            for r in records:
+                members[r.id] = _copy_bytes(out, r, data_dir, source, report, dropped, referenced,
+                                            with_audio=with_audio, with_referenced=with_referenced)
+        with out.stream(CLIPS) as dest:
+            report.clips = _write_clips(dest, source, members, dropped)
+        source.verify()
+    finally:
+        source.close()
+    report.jobs = len(jobs)
+    report.left_out = len(dropped)
+    with out.stream(JOBS) as dest:
+        _write_jobs(dest, jobs, job_members)
+
+    manifest = {
+        "format": FORMAT, "created_at": started, "snapshot_at": snapshot_at,
+        "created_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "source": source.describe, "model_spec": source.spec.to_dict(), "model_id": source.spec.id,
+        "clips": report.clips, "next_id": source.next_id, "jobs": report.jobs,
+        "with_audio": with_audio, "with_referenced": with_referenced,
+        "uploads": report.uploads, "referenced": referenced, "problems": report.problems,
+        "tables": {CLIPS: {"rows": report.clips, "dim": source.spec.dim}, JOBS: {"rows": report.jobs}},
+        "members": {m.name: {"size": m.size, "sha256": m.sha256} for m in out.members.values()},
+    }
+    out.add_bytes(MANIFEST, json.dumps(manifest, sort_keys=True).encode())  # one line: the C encoder
+    out.close()
+
+
+def _copy_jobs(out: ArchiveWriter, jobs: list[Job], data_dir: Path, *,
+               with_audio: bool) -> tuple[list[Job], dict[int, str | None]]:
+    """The jobs still waiting once their bytes are read, and the member holding each one's bytes (None
+    without audio)."""
+    if not with_audio:
+        return jobs, {job.id: None for job in jobs}
+    kept: list[Job] = []
+    members: dict[int, str | None] = {}
+    for job in jobs:
+        try:
+            src = open(data_dir / job.location, "rb")
+        except FileNotFoundError:
+            log.info("job %d finished (its clip is in the backup) or was cancelled meanwhile", job.id)
+            continue
+        with src:
+            members[job.id] = out.add_fileobj(f"{INCOMING_PREFIX}{job.sha256}.upload", src).name
+        kept.append(job)
+    return kept, members
+
+
+def _estimate(source: Source, data_dir: Path, with_audio: bool) -> int:
+    """Bytes the backup will write, roughly (for the progress bar)."""
+    rows = source.count * ((int(source.spec.dim or 0) + N_TAGS) * 4 + 300)
+    return rows + (_folder_bytes(data_dir / AUDIO_DIR) if with_audio else 0)
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of the files listed in `folder` (0 when there is none); one removed meanwhile counts 0."""
+    try:
+        with os.scandir(folder) as it:
+            return sum(_file_bytes(e) for e in it if not e.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+
+
+def _file_bytes(entry: os.DirEntry) -> int:
+    try:
+        return entry.stat().st_size if entry.is_file() else 0
+    except FileNotFoundError:
+        return 0
+
+
+def _copy_bytes(out: ArchiveWriter, r: ClipRecord, data_dir: Path, source: Source, report: BackupReport,
+                dropped: set[int], referenced: list[dict], *, with_audio: bool,
+                with_referenced: bool) -> str | None:
+    """Put the clip's bytes in the backup when they belong there; the member's name, or None. A clip whose
+    stored upload vanished because it was deleted meanwhile goes into `dropped`."""
+    if not r.stored_copy:
+        report.referenced += 1
+        entry: dict = {"id": r.id, "location": r.location, "sha256": r.sha256, "member": None}
+        referenced.append(entry)
+        if with_referenced:
+            suffix = Path(r.location).suffix
+            name = f"{REFERENCED_PREFIX}{r.sha256}{suffix if SUFFIX_RE.fullmatch(suffix) else ''}"
+            entry["member"] = _copy_file(out, name, Path(r.location), r, report, deleted=lambda: False)
+            if entry["member"] is not None:
+                report.referenced_copied += 1
+        return entry["member"]
+    if not with_audio:
+        return None
+    if not inside(r.location, AUDIO_PREFIX):
+        _problem(report, r, "not under audio/")
+        return None
+
+    def deleted() -> bool:
+        if source.still_there(r.id):
+            return False
+        dropped.add(r.id)
+        return True
+
+    member = _copy_file(out, r.location, data_dir / r.location, r, report, deleted=deleted)
+    if member is not None:
+        report.uploads += 1
+    return member
+
+
+def _copy_file(out: ArchiveWriter, name: str, path: Path, r: ClipRecord, report: BackupReport, *,
+               deleted: Callable[[], bool]) -> str | None:
+    """Copy the clip's file at `path` into the member `name`, its bytes checked against the clip's sha256;
+    the member's name, or None when the file cannot be opened. A file that is not there is a problem unless
+    `deleted()` says its clip was removed meanwhile."""
+    if name in out.members:  # the same content indexed twice cannot be: sha256 is unique
+        return name
+    try:
+        src = open(path, "rb")
+    except FileNotFoundError:
+        if not deleted():
+            _problem(report, r, "missing")
+        return None
+    except OSError as e:
+        _problem(report, r, f"unreadable: {e.strerror}")
+        return None
+    with src:  # once open, the bytes are read whole even if the file is removed meanwhile
+        member = out.add_fileobj(name, src)
+    if member.sha256 != r.sha256:
+        _problem(report, r, "changed")
+    return member.name
+
+
+def _problem(report: BackupReport, r: ClipRecord, problem: str) -> None:
+    log.warning("clip %d: %s: %s", r.id, r.location, problem)
+    report.problems.append({"id": r.id, "location": r.location, "problem": problem})
+
+
+def _write_clips(dest: MemberWriter, source: Source, members: dict[int, str | None],
+                 dropped: set[int]) -> int:
+    """clips.parquet: the clips whose bytes were settled, less the dropped ones; how many were written."""
+    schema = clips_schema(int(source.spec.dim or 0))
+    codecs = {name: ("none" if name in ("logits", "vector") else "snappy") for name in schema.names}
+    n = 0
+    with pq.ParquetWriter(pa.PythonFile(dest, mode="w"), schema, compression=codecs,
+                          use_dictionary=["name", "location", "member"]) as writer:
+        for records, vectors, logits in source.chunks():
+            keep = [i for i, r in enumerate(records) if r.id in members and r.id not in dropped]
+            if not keep:
+                continue
+            writer.write_table(clips_table([records[i] for i in keep], vectors[keep], logits[keep],
+                                           [members[records[i].id] for i in keep], schema), ROW_GROUP)
+            n += len(keep)
+        if n == 0:
+            writer.write_table(schema.empty_table())
+    return n
+
+
+def clips_table(records: list[ClipRecord], vectors, logits, members: list[str | None],
+                schema: pa.Schema) -> pa.Table:
+    dim = schema.field("vector").type.list_size
+    cols = {
+        "id": [r.id for r in records], "name": [r.name for r in records],
+        "location": [r.location for r in records], "sha256": [r.sha256 for r in records],
+        "duration": [float(r.duration) for r in records],
+        "sample_rate": [int(r.sample_rate) for r in records],
+        "added_at": [float(r.added_at) for r in records],
+        "stored_copy": [bool(r.stored_copy) for r in records],
+        "tags": [[{"label": t.label, "probability": float(t.probability)} for t in r.tags] for r in records],
+        "member": members,
+        "description": [r.meta.description for r in records],
+        "user_tags": [list(r.meta.tags) for r in records],
+        "fields": [list(r.meta.fields) for r in records],
+    }
+    arrays = {k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}
+    arrays["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), N_TAGS)
+    arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
+    return pa.table([arrays[name] for name in schema.names], schema=schema)
+
+
+def _write_jobs(dest: MemberWriter, jobs: list[Job], members: dict[int, str | None]) -> None:
+    table = pa.table({
+        "id": [j.id for j in jobs], "status": [j.status for j in jobs], "name": [j.name for j in jobs],
+        "sha256": [j.sha256 for j in jobs], "location": [j.location for j in jobs],
+        "created": [j.created for j in jobs], "windows_total": [j.windows_total for j in jobs],
+        "attempts": [j.attempts for j in jobs], "fields": [json.dumps(j.fields) for j in jobs],
+        "member": [members[j.id] for j in jobs]}, schema=JOBS_SCHEMA)
+    pq.write_table(table, pa.PythonFile(dest, mode="w"))
