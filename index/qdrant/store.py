@@ -34,6 +34,18 @@ from qdrant_client import models as qm
 from index.layout import QDRANT_DIR
 from index.qdrant import layout
 from index.qdrant.layout import AUDIO, LOGITS, PAGE
+from index.qdrant.payload import (
+    KEYWORDS_VERSION,
+    PAYLOAD_INDEXES,
+    PEAKS,
+    RECORD,
+    TEXT_INDEX,
+    WORDS,
+    filter_of,
+    payload_of,
+    peaks_payload,
+    record_of,
+)
 from index.qdrant.windows import QdrantWindows, collection_for
 from index.qdrant.windows import points as window_points
 from index.store import words as keyword
@@ -47,7 +59,6 @@ from index.store.contract import (
     Project,
     Ranking,
     SearchFilter,
-    Tag,
     Timeline,
     VectorStore,
     WindowHits,
@@ -63,17 +74,6 @@ from retrieval.model_spec import ModelSpec
 log = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
-PEAKS = "peaks"  # the payload key of a clip's waveform peaks
-RECORD = qm.PayloadSelectorExclude(exclude=[PEAKS])  # a clip's payload as its record needs it
-_RECORD_FIELDS = ("name", "location", "sha256", "duration", "sample_rate", "stored_copy", "added_at")
-_PAYLOAD_INDEXES: layout.PayloadIndexes = (
-    ("sha256", qm.PayloadSchemaType.KEYWORD), ("tag_labels", qm.PayloadSchemaType.KEYWORD),
-    ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
-WORDS = "words"  # the payload field of the keyword document, under the text index
-KEYWORDS_VERSION = 1  # collection metadata `keywords`: the text index exists and every point has its words
-# the word tokenizer splits the prepared words at the spaces only; BM25 ranks them
-_TEXT_INDEX = qm.TextIndexParams(type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True,
-                                 scoring=qm.TextScoringParams(type=qm.TextScoringType.BM25))
 
 
 def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
@@ -114,45 +114,6 @@ def open_existing(*, url: str | None, data_dir: Path, collection: str) -> Qdrant
         raise
 
 
-def _payload(clip: NewClip, *, id: int, added_at: float) -> dict:
-    """The clip's record as a point's payload (without its peaks)."""
-    return {"id": id, "name": clip.name, "location": clip.location, "sha256": clip.sha256,
-            "duration": float(clip.duration), "sample_rate": int(clip.sample_rate),
-            "stored_copy": bool(clip.stored_copy), "added_at": added_at,
-            "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
-            "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
-            "description": clip.meta.description, "user_tags": list(clip.meta.tags),
-            "fields": clip.meta.field_dict, WORDS: keyword.document(clip)}
-
-
-def _peaks(t: Timeline | None) -> dict:
-    return {} if t is None else {PEAKS: t.peaks.tolist()}
-
-
-def _record(point_id: int, payload: dict) -> ClipRecord:
-    tags = tuple(Tag(t["label"], float(t["probability"])) for t in payload["tags"])
-    fields = {k: payload[k] for k in _RECORD_FIELDS}
-    meta = Metadata(payload.get("description", ""), tuple(payload.get("user_tags", ())),
-                    tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
-    return ClipRecord(id=int(point_id), tags=tags, meta=meta, **fields)
-
-
-def _filter(flt: SearchFilter | None) -> qm.Filter | None:
-    if flt is None or flt.empty:
-        return None
-    must = []
-    if flt.min_duration is not None or flt.max_duration is not None:
-        must.append(qm.FieldCondition(key="duration", range=qm.Range(gte=flt.min_duration,
-                                                                      lte=flt.max_duration)))
-    if flt.tag is not None:
-        must.append(qm.FieldCondition(key="tag_labels", match=qm.MatchValue(value=flt.tag.lower())))
-    if flt.tags_any:
-        must.append(qm.FieldCondition(key="user_tags", match=qm.MatchAny(any=list(flt.tags_any))))
-    must += [qm.FieldCondition(key="user_tags", match=qm.MatchValue(value=t)) for t in flt.tags_all]
-    must += [qm.FieldCondition(key=f"fields.{k}", match=qm.MatchValue(value=v)) for k, v in flt.fields]
-    return qm.Filter(must=must)
-
-
 class QdrantStore(VectorStore):
     backend = "qdrant"
 
@@ -166,7 +127,7 @@ class QdrantStore(VectorStore):
         self.local = local
         self.folder = folder
         self._windows = QdrantWindows(client, clips_alias=collection, local=local,
-                                      clip_indexes=_PAYLOAD_INDEXES)
+                                      clip_indexes=PAYLOAD_INDEXES)
         self._write = threading.RLock()
         # the embedded engine is not thread-safe; a server is, so reads then run concurrently
         self._read = self._write if local else nullcontext()
@@ -198,9 +159,9 @@ class QdrantStore(VectorStore):
             return
         with self._write:
             target = self._target()
-            self.client.create_payload_index(target, WORDS, _TEXT_INDEX)
+            self.client.create_payload_index(target, WORDS, TEXT_INDEX)
             ops = [qm.SetPayloadOperation(set_payload=qm.SetPayload(
-                payload={WORDS: keyword.document(_record(p.id, p.payload))}, points=[p.id]))
+                payload={WORDS: keyword.document(record_of(p.id, p.payload))}, points=[p.id]))
                    for p in self._scroll()]
             for start in range(0, len(ops), PAGE):
                 self.client.batch_update_points(target, ops[start:start + PAGE], wait=True)
@@ -214,10 +175,10 @@ class QdrantStore(VectorStore):
         return layout.target(self.client, self.alias)
 
     def _create(self, name: str, *, spec: ModelSpec, next_id: int = 1) -> None:
-        layout.create(self.client, name, dim=int(spec.dim or 0), local=self.local, indexes=_PAYLOAD_INDEXES,
+        layout.create(self.client, name, dim=int(spec.dim or 0), local=self.local, indexes=PAYLOAD_INDEXES,
                       metadata={"model_spec": spec.to_dict(), "next_id": next_id,
                                 "keywords": KEYWORDS_VERSION})
-        self.client.create_payload_index(name, WORDS, _TEXT_INDEX)  # the embedded engine too: it ranks
+        self.client.create_payload_index(name, WORDS, TEXT_INDEX)  # the embedded engine too: it ranks
 
     def _new_generation(self, spec: ModelSpec, points: Iterable[qm.PointStruct],
                         windows: Iterable[qm.PointStruct] = ()) -> None:
@@ -257,17 +218,17 @@ class QdrantStore(VectorStore):
             target = self._target()
             self.client.update_collection(target, metadata={"next_id": first + len(clips)})
             now = time.time()
-            payloads = [_payload(c, id=first + n, added_at=now) for n, c in enumerate(clips)]
+            payloads = [payload_of(c, id=first + n, added_at=now) for n, c in enumerate(clips)]
             windows = [pt for p, t in zip(payloads, timelines, strict=True) if t is not None
                        for pt in window_points(p, t.windows)]
             if windows:  # before the clips: a clip point is only ever seen with its windows
                 self._windows.ensure(target, dim=self.dim)
                 self._windows.write(windows)
-            points = [qm.PointStruct(id=p["id"], payload={**p, **_peaks(t)},
+            points = [qm.PointStruct(id=p["id"], payload={**p, **peaks_payload(t)},
                                      vector={AUDIO: v.tolist(), LOGITS: lg.tolist()})
                       for p, t, v, lg in zip(payloads, timelines, vectors, logits, strict=True)]
             self.client.upsert(self.alias, points, wait=True)
-        return [Added(_record(p["id"], p), True) for p in payloads]
+        return [Added(record_of(p["id"], p), True) for p in payloads]
 
     def _set_timeline(self, id: int, timeline: Timeline) -> bool:
         with self._write:
@@ -277,7 +238,7 @@ class QdrantStore(VectorStore):
             self._windows.ensure(self._target(), dim=self.dim)
             self._windows.delete([id])  # windows of an earlier attempt, if any
             self._windows.write(window_points(dict(found[0].payload or {}), timeline.windows))
-            self.client.set_payload(self.alias, _peaks(timeline), points=[id], wait=True)
+            self.client.set_payload(self.alias, peaks_payload(timeline), points=[id], wait=True)
         return True
 
     def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
@@ -286,7 +247,7 @@ class QdrantStore(VectorStore):
             if next_id > int(self._meta().get("next_id", 1)):  # reserved first, as an add does
                 self.client.update_collection(self._target(), metadata={"next_id": next_id})
             for start in range(0, len(records), PAGE):
-                points = [qm.PointStruct(id=r.id, payload=_payload(r, id=r.id, added_at=float(r.added_at)),
+                points = [qm.PointStruct(id=r.id, payload=payload_of(r, id=r.id, added_at=float(r.added_at)),
                                          vector={AUDIO: v.tolist(), LOGITS: lg.tolist()})
                           for r, v, lg in zip(records[start:start + PAGE], vectors[start:start + PAGE],
                                               logits[start:start + PAGE], strict=True)]
@@ -298,7 +259,7 @@ class QdrantStore(VectorStore):
         deleted."""
         with self._write:
             renamed = QdrantWindows(self.client, clips_alias=alias, local=self.local,
-                                    clip_indexes=_PAYLOAD_INDEXES)
+                                    clip_indexes=PAYLOAD_INDEXES)
             before = layout.targets(self.client)
             moves = {alias: self._target()}
             if self._windows.exists():
@@ -331,11 +292,11 @@ class QdrantStore(VectorStore):
             points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
             if not points:
                 return None
-            old = _record(points[0].id, points[0].payload)
-            payload = _payload(replace(old, meta=meta), id=old.id, added_at=old.added_at)
+            old = record_of(points[0].id, points[0].payload)
+            payload = payload_of(replace(old, meta=meta), id=old.id, added_at=old.added_at)
             # set, not overwrite: the point's other payload (its waveform peaks) stays
             self.client.set_payload(self.alias, payload, points=[old.id], wait=True)
-        return _record(old.id, payload)
+        return record_of(old.id, payload)
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
                         project: Project | None = None) -> None:
@@ -365,7 +326,7 @@ class QdrantStore(VectorStore):
         flt = qm.Filter(must=[qm.FieldCondition(key="sha256", match=qm.MatchValue(value=sha256))])
         with self._read:
             points, _ = self.client.scroll(self.alias, scroll_filter=flt, limit=1, with_payload=RECORD)
-        return _record(points[0].id, points[0].payload) if points else None
+        return record_of(points[0].id, points[0].payload) if points else None
 
     def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
         if offset < 0 or limit < 0:
@@ -379,7 +340,7 @@ class QdrantStore(VectorStore):
             points, after = self.client.scroll(self.alias, limit=skip + limit, offset=start,
                                                with_payload=RECORD)
         self._cursor = (offset + len(points) - skip, after) if after is not None else None
-        return [_record(p.id, p.payload) for p in points[skip:]]
+        return [record_of(p.id, p.payload) for p in points[skip:]]
 
     def count(self) -> int:
         with self._read:
@@ -389,11 +350,11 @@ class QdrantStore(VectorStore):
         xq = check_queries(xq, dim=self.dim, k=k)
         if k == 0 or len(xq) == 0:
             return [[] for _ in xq]
-        requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=_filter(flt), limit=k,
+        requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=filter_of(flt), limit=k,
                                     with_payload=RECORD) for q in xq]
         with self._read:
             responses = self.client.query_batch_points(self.alias, requests)
-        return [[Hit(_record(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
+        return [[Hit(record_of(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
 
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
         if k < 0:
@@ -405,19 +366,20 @@ class QdrantStore(VectorStore):
             bm25=qm.Bm25Params(k=keyword.BM25_K1, b=keyword.BM25_B)))
         with self._read:
             points = self.client.query_points(self.alias, query=qm.TextQuery(text=text), using=WORDS,
-                                              query_filter=_filter(flt), limit=k, with_payload=RECORD).points
-        hits = [Hit(_record(p.id, p.payload), float(p.score)) for p in points]
+                                              query_filter=filter_of(flt), limit=k,
+                                              with_payload=RECORD).points
+        hits = [Hit(record_of(p.id, p.payload), float(p.score)) for p in points]
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
 
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
         with self._read:
             points = self.client.retrieve(self.alias, [int(i) for i in ids], with_payload=RECORD)
-        return {int(p.id): _record(int(p.id), p.payload or {}) for p in points}
+        return {int(p.id): record_of(int(p.id), p.payload or {}) for p in points}
 
     def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
         xq = check_queries(xq, dim=self.dim, k=k)
         with self._read:
-            return self._windows.search(xq, k, _filter(flt))
+            return self._windows.search(xq, k, filter_of(flt))
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         with self._read:
@@ -480,7 +442,7 @@ class QdrantStore(VectorStore):
                                                     with_payload=RECORD, with_vectors=True)
             if points:
                 n = len(points)
-                yield ([_record(p.id, p.payload) for p in points],
+                yield ([record_of(p.id, p.payload) for p in points],
                        np.array([p.vector[AUDIO] for p in points], dtype=np.float32).reshape(n, self.dim),
                        np.array([p.vector[LOGITS] for p in points], dtype=np.float32).reshape(n, N_TAGS))
             if offset is None:

@@ -1,0 +1,62 @@
+"""A clip as a Qdrant point's payload and back, and a SearchFilter as a Qdrant filter: the one place the
+Qdrant backend's payload fields are named."""
+
+from __future__ import annotations
+
+from qdrant_client import models as qm
+
+from index.qdrant import layout
+from index.store import words as keyword
+from index.store.contract import ClipRecord, NewClip, SearchFilter, Tag, Timeline
+from index.store.metadata import Metadata
+
+PEAKS = "peaks"  # the payload key of a clip's waveform peaks
+RECORD = qm.PayloadSelectorExclude(exclude=[PEAKS])  # a clip's payload as its record needs it
+RECORD_FIELDS = ("name", "location", "sha256", "duration", "sample_rate", "stored_copy", "added_at")
+PAYLOAD_INDEXES: layout.PayloadIndexes = (
+    ("sha256", qm.PayloadSchemaType.KEYWORD), ("tag_labels", qm.PayloadSchemaType.KEYWORD),
+    ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
+WORDS = "words"  # the payload field of the keyword document, under the text index
+KEYWORDS_VERSION = 1  # collection metadata `keywords`: the text index exists and every point has its words
+# the word tokenizer splits the prepared words at the spaces only; BM25 ranks them
+TEXT_INDEX = qm.TextIndexParams(type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True,
+                                scoring=qm.TextScoringParams(type=qm.TextScoringType.BM25))
+
+
+def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
+    """The clip's record as a point's payload (without its peaks)."""
+    return {"id": id, "name": clip.name, "location": clip.location, "sha256": clip.sha256,
+            "duration": float(clip.duration), "sample_rate": int(clip.sample_rate),
+            "stored_copy": bool(clip.stored_copy), "added_at": added_at,
+            "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
+            "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
+            "description": clip.meta.description, "user_tags": list(clip.meta.tags),
+            "fields": clip.meta.field_dict, WORDS: keyword.document(clip)}
+
+
+def peaks_payload(t: Timeline | None) -> dict:
+    return {} if t is None else {PEAKS: t.peaks.tolist()}
+
+
+def record_of(point_id: int, payload: dict) -> ClipRecord:
+    tags = tuple(Tag(t["label"], float(t["probability"])) for t in payload["tags"])
+    fields = {k: payload[k] for k in RECORD_FIELDS}
+    meta = Metadata(payload.get("description", ""), tuple(payload.get("user_tags", ())),
+                    tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
+    return ClipRecord(id=int(point_id), tags=tags, meta=meta, **fields)
+
+
+def filter_of(flt: SearchFilter | None) -> qm.Filter | None:
+    if flt is None or flt.empty:
+        return None
+    must = []
+    if flt.min_duration is not None or flt.max_duration is not None:
+        must.append(qm.FieldCondition(key="duration", range=qm.Range(gte=flt.min_duration,
+                                                                      lte=flt.max_duration)))
+    if flt.tag is not None:
+        must.append(qm.FieldCondition(key="tag_labels", match=qm.MatchValue(value=flt.tag.lower())))
+    if flt.tags_any:
+        must.append(qm.FieldCondition(key="user_tags", match=qm.MatchAny(any=list(flt.tags_any))))
+    must += [qm.FieldCondition(key="user_tags", match=qm.MatchValue(value=t)) for t in flt.tags_all]
+    must += [qm.FieldCondition(key=f"fields.{k}", match=qm.MatchValue(value=v)) for k, v in flt.fields]
+    return qm.Filter(must=must)
