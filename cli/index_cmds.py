@@ -35,7 +35,7 @@ def library_metadata(*, description: str | None = None, tags: str | None = None,
     """What each added file is given: the options' metadata and the CSV's rows, all checked first."""
     import json
 
-    from app.schemas import tag_list
+    from app.schemas.clips import tag_list
     from cli.metadata_csv import LibraryMetadata, MetadataFileError, checked, read_metadata_csv
 
     try:

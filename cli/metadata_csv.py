@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app.schemas import MetadataIn, tag_list
+from app.schemas.clips import MetadataIn, tag_list
 from index.store.metadata import Metadata
 from retrieval.errors import RetrievalError
 

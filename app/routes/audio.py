@@ -13,19 +13,9 @@ from app.deps import CollectionDep, IngestDep, audio_url
 from app.errors import AudioFileGone, NoSuchClip
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
-from app.schemas import (
-    ClipId,
-    ClipOut,
-    ClipPage,
-    ErrorOut,
-    JobOut,
-    MetadataIn,
-    MetadataPatch,
-    PageLimit,
-    PageOffset,
-    Responses,
-    clip_out,
-)
+from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataIn, MetadataPatch, clip_out
+from app.schemas.common import ErrorOut, PageLimit, PageOffset, Responses
+from app.schemas.jobs import JobOut
 from app.security import ReadAccess, WriteAccess
 from app.uploads import multipart_body, read_upload
 from index.collection import Collection
@@ -42,7 +32,7 @@ DUPLICATE = "the same bytes were already in the collection: the existing record,
 ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progress, then its clip); also "
             "the job already queued for the same bytes")
 MAX_WAIT_S = 60
-METADATA_FORM = {  # the upload form's metadata fields (app/schemas.py MetadataIn bounds them)
+METADATA_FORM = {  # the upload form's metadata fields (app/schemas/clips.py MetadataIn bounds them)
     "description": {"type": "string", "description": "the clip's description (searched by keyword)",
                     "examples": ["808 kick, long decay"]},
     "user_tags": {"type": "string", "description": "the user's tags, separated by ';' or ','",

@@ -4,7 +4,8 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from app.deps import CollectionDep, RetrieverDep, SettingsDep
-from app.schemas import AccessInfo, ErrorOut, Liveness, ModelInfo, Readiness
+from app.schemas.common import ErrorOut
+from app.schemas.health import AccessInfo, Liveness, ModelInfo, Readiness
 
 router = APIRouter(prefix="/health", tags=["health"])
 

@@ -9,18 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from app.deps import CollectionDep, IngestDep, audio_url
 from app.errors import NoSuchJob
 from app.routes.search import READ_ERRORS
-from app.schemas import (
-    ErrorOut,
-    JobId,
-    JobOut,
-    JobPage,
-    JobStatus,
-    PageLimit,
-    PageOffset,
-    Responses,
-    clip_out,
-    job_out,
-)
+from app.schemas.clips import clip_out
+from app.schemas.common import ErrorOut, PageLimit, PageOffset, Responses
+from app.schemas.jobs import JobId, JobOut, JobPage, JobStatus, job_out
 from app.security import ReadAccess, WriteAccess
 from index.collection import Collection
 from index.ingest.queue import Job, JobQueue

@@ -10,19 +10,17 @@ from pydantic import ValidationError
 
 from app.deps import CollectionDep, MetricsDep, audio_url
 from app.observability import ServiceMetrics
-from app.schemas import (
+from app.schemas.common import ErrorOut, Responses, ValidationOut
+from app.schemas.search import (
     MAX_K,
     MAX_PER_CLIP,
     MAX_QUERY_CHARS,
-    ErrorOut,
     K,
     MomentFields,
     QueryText,
-    Responses,
     SearchMode,
     SearchRequest,
     SearchResponse,
-    ValidationOut,
     search_hit,
 )
 from app.security import ReadAccess

@@ -6,7 +6,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.deps import CollectionDep
 from app.routes.audio import NOT_FOUND, get_or_404
 from app.routes.search import READ_ERRORS
-from app.schemas import ClipId, PeaksOut
+from app.schemas.clips import ClipId, PeaksOut
 from app.security import ReadAccess
 
 router = APIRouter(tags=["audio"], dependencies=[ReadAccess])

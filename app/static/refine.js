@@ -3,7 +3,7 @@
 // service leaves the judged clips out of the results. Uses `$` and `el` from app.js.
 "use strict";
 
-const MAX_JUDGED = 20; // clip ids per list the service accepts (app/schemas.py MAX_EXAMPLES)
+const MAX_JUDGED = 20; // clip ids per list the service accepts (app/schemas/search.py MAX_EXAMPLES)
 const judged = { like: new Map(), unlike: new Map() }; // id -> name, oldest first
 
 // The composite fields of the next search, only those that are set.

@@ -1,0 +1,169 @@
+"""A clip of the collection: its record, its page, its waveform peaks, and the user's metadata it carries.
+
+A user's metadata (description, user tags, fields) is bounded so that the largest one fits an ingest job's
+fields (index/ingest/queue.py MAX_FIELDS_BYTES) with room to spare.
+"""
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Path
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from app.schemas.common import INT64_MAX, StorableText
+from index.store.contract import ClipRecord
+from index.store.metadata import FIELD_KEY, TAG_SEPARATORS, Metadata
+
+MAX_DESCRIPTION_CHARS = 2000
+MAX_USER_TAGS = 32  # per clip, and per filter
+MAX_USER_TAG_CHARS = 64
+MAX_FIELDS = 32  # per clip, and per filter
+MAX_FIELD_KEY_CHARS = 64
+MAX_FIELD_VALUE_CHARS = 200
+
+
+def _no_controls(v: str) -> str:
+    """Metadata is text to read: no control characters other than tab and line breaks."""
+    if any((ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 for ch in v):
+        raise ValueError("contains a control character")
+    return v
+
+
+def _tag(v: str) -> str:
+    if TAG_SEPARATORS.search(v):
+        raise ValueError("a tag cannot hold ';' or ',' (they separate tags in forms and CSV files)")
+    if not v.strip():
+        raise ValueError("the tag is blank")
+    return v
+
+
+def tag_list(text: str) -> list[str]:
+    """Tags written in one string (a form field, a CSV cell), separated by ';' or ','; blanks dropped."""
+    return [t for t in TAG_SEPARATORS.split(text) if t.strip()]
+
+
+MetaText = Annotated[StorableText, AfterValidator(_no_controls)]
+Description = Annotated[MetaText, Field(max_length=MAX_DESCRIPTION_CHARS)]
+UserTag = Annotated[MetaText, Field(min_length=1, max_length=MAX_USER_TAG_CHARS), AfterValidator(_tag)]
+FieldKey = Annotated[str, Field(pattern=f"^{FIELD_KEY.pattern}$", max_length=MAX_FIELD_KEY_CHARS)]
+FieldValue = Annotated[MetaText, Field(max_length=MAX_FIELD_VALUE_CHARS)]
+UserTags = Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS)]
+Fields = Annotated[dict[FieldKey, FieldValue], Field(max_length=MAX_FIELDS)]
+
+ClipId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the clip's id (1 to 2^63 - 1)", examples=[42])]
+
+
+class TagOut(BaseModel):
+    """One AudioSet tag PaSST gave the clip."""
+
+    label: str = Field(description="AudioSet class name", examples=["Rain on surface"])
+    probability: float = Field(ge=0, le=1, description="sigmoid of PaSST's logit", examples=[0.87])
+
+
+class ClipOut(BaseModel):
+    """A clip of the collection."""
+
+    id: int = Field(description="the clip's id in this collection", examples=[42])
+    name: str = Field(description="the file name the clip was added under", examples=["rain_on_roof.wav"])
+    duration: float = Field(description="seconds", examples=[12.5])
+    sample_rate: int = Field(description="sample rate of the source file, Hz", examples=[44100])
+    sha256: str = Field(description="sha256 of the file's bytes; the same bytes are stored once",
+                        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    tags: list[TagOut] = Field(description="top AudioSet tags, most probable first")
+    description: str = Field(description="the user's description ('' when none)",
+                             examples=["808 kick, long decay, recorded at 48 kHz"])
+    user_tags: list[str] = Field(description="the user's own tags, lower case", examples=[["kick", "808"]])
+    fields: dict[str, str] = Field(description="the user's named fields", examples=[{"pack": "Drums Vol 1"}])
+    added_at: float = Field(description="when it was added, unix time", examples=[1767225600.0])
+    audio_url: str = Field(description="where to fetch the audio (supports HTTP Range)",
+                           examples=["/audio/42/file"])
+
+
+
+class ClipPage(BaseModel):
+    """One page of the collection, ordered by id."""
+
+    total: int = Field(description="clips in the collection", examples=[1200])
+    offset: int = Field(description="index of the first item on this page", examples=[0])
+    limit: int = Field(description="the page size asked for", examples=[50])
+    items: list[ClipOut] = Field(description="the clips of this page")
+
+
+
+class MetadataIn(BaseModel):
+    """A clip's description, user tags and fields, each optional; what is left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"description": "808 kick, long decay", "user_tags": ["kick", "808"],
+         "fields": {"pack": "Drums Vol 1"}},
+        {"user_tags": []}]})
+
+    description: Description | None = Field(None, examples=["808 kick, long decay"], description=(
+        f"free text, searched by keyword (up to {MAX_DESCRIPTION_CHARS} characters; '' clears it)"))
+    user_tags: UserTags | None = Field(None, examples=[["kick", "808"]], description=(
+        f"the user's tags (up to {MAX_USER_TAGS}, each up to {MAX_USER_TAG_CHARS} characters, without ';' or "
+        "','), kept in lower case, each once; searched by keyword and filtered by `tags_any` / `tags_all`; "
+        "[] clears them"))
+    fields: Fields | None = Field(None, examples=[{"pack": "Drums Vol 1", "bpm": "120"}], description=(
+        f"named values (up to {MAX_FIELDS}; keys are identifiers of up to {MAX_FIELD_KEY_CHARS} characters, "
+        f"values strings of up to {MAX_FIELD_VALUE_CHARS}), filtered by equality; replaces all of them, {{}} "
+        "clears them"))
+
+    def applied_to(self, meta: Metadata) -> Metadata:
+        """`meta` with the parts given here replaced."""
+        return Metadata.of(description=meta.description if self.description is None else self.description,
+                           tags=meta.tags if self.user_tags is None else self.user_tags,
+                           fields=meta.field_dict if self.fields is None else self.fields)
+
+    @classmethod
+    def from_form(cls, form: dict[str, str]) -> "MetadataIn":
+        """From an upload's text fields: `description`; `user_tags` separated by ';' or ','; `fields` as a
+        JSON object. ValidationError naming the field when one is malformed."""
+        raw: dict[str, Any] = {}
+        if "description" in form:
+            raw["description"] = form["description"]
+        if "user_tags" in form:
+            raw["user_tags"] = tag_list(form["user_tags"])
+        if form.get("fields", "").strip():
+            try:
+                raw["fields"] = json.loads(form["fields"])
+            except ValueError:
+                raw["fields"] = form["fields"]  # not JSON: refused below as not an object
+        return cls.model_validate(raw)
+
+
+class MetadataPatch(MetadataIn):
+    """What PATCH /audio/{id} changes: at least one of description, user_tags, fields."""
+
+    @model_validator(mode="after")
+    def _something(self) -> "MetadataPatch":
+        if self.description is None and self.user_tags is None and self.fields is None:
+            raise ValueError("give at least one of description, user_tags, fields")
+        return self
+
+
+class PeaksOut(BaseModel):
+    """A clip's waveform overview, computed once when it was indexed."""
+
+    id: int = Field(description="the clip's id", examples=[42])
+    duration: float = Field(description="seconds the peaks span", examples=[60.0])
+    peaks: list[int] | None = Field(description="the peak amplitude of each equal slice of the clip, 0-255 "
+                                                "(255 full scale); null for a clip indexed before peaks were "
+                                                "kept", examples=[[0, 12, 200, 255, 31]])
+
+
+
+def tags_out(record: ClipRecord) -> list[TagOut]:
+    return [TagOut(label=t.label, probability=t.probability) for t in record.tags]
+
+
+
+def meta_out(record: ClipRecord) -> dict:
+    return {"description": record.meta.description, "user_tags": list(record.meta.tags),
+            "fields": record.meta.field_dict}
+
+
+def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
+    return ClipOut(id=record.id, name=record.name, duration=record.duration, sample_rate=record.sample_rate,
+                   sha256=record.sha256, tags=tags_out(record), added_at=record.added_at, audio_url=audio_url,
+                   **meta_out(record))

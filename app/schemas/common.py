@@ -1,0 +1,52 @@
+"""What every role's models share: text a store can hold, the page bounds, the error bodies."""
+
+from typing import Annotated, Any
+
+from fastapi import Query
+from pydantic import AfterValidator, BaseModel, Field
+
+from app.errors import NoSuchClip
+
+MAX_PAGE = 500
+INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
+
+
+def storable_text(v: str) -> str:
+    """Text SQLite and Qdrant store as it was sent: no NUL (C APIs cut strings there), and encodable as
+    UTF-8 (a lone surrogate is not)."""
+    if "\x00" in v:
+        raise ValueError("contains a NUL character")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in v):
+        raise ValueError("contains a lone surrogate, which is not text")
+    return v
+
+
+StorableText = Annotated[str, AfterValidator(storable_text)]
+PageOffset = Annotated[int, Query(ge=0, le=INT64_MAX, description="skip this many clips (past the end: an "
+                                                                  "empty page)")]
+PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]
+
+Responses = dict[int | str, dict[str, Any]]  # a route's `responses=` (OpenAPI)
+
+
+class ErrorOut(BaseModel):
+    """Every error answers with one stable message."""
+
+    detail: str = Field(description="what went wrong and, where possible, what to do",
+                        examples=[str(NoSuchClip(42))])
+
+
+class ValidationIssue(BaseModel):
+    """One field that failed validation."""
+
+    loc: list[str | int] = Field(description="where: body, query or path, then the field",
+                                 examples=[["body", "k"]])
+    msg: str = Field(description="what is wrong with it",
+                     examples=["Input should be less than or equal to 100"])
+    type: str = Field(description="pydantic's error type", examples=["less_than_equal"])
+
+
+class ValidationOut(BaseModel):
+    """A request that does not match the route's schema (422)."""
+
+    detail: list[ValidationIssue] = Field(description="every field that failed, in order")
