@@ -219,11 +219,11 @@ def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | 
             cache = _CacheCheck(data_dir / FAISS_DIR, kind=config.index_kind, dim=dim, epoch=epoch, gen=gen)
             _check_clips(reader, report, project=project if checked_model else None, progress=progress,
                          on_chunk=cache.feed, total=db.count())
-            cache.finish(report)
+        cache.finish(report, live=db.state())
         _check_orphans(reader, report, repair=repair)  # outside the snapshot: second looks see the latest
         if repair and cache.broken:
             _rebuild_cache(db, data_dir / FAISS_DIR, kind=config.index_kind, dim=dim,
-                           search_threads=config.search_threads, stale=cache.stale)
+                           search_threads=config.search_threads, stale=list(cache.stale))
             report.repaired.append(f"rebuilt the FAISS cache in {data_dir / FAISS_DIR} from {live} "
                                    "(a running service loads it at its next start)")
     finally:
@@ -231,14 +231,16 @@ def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | 
 
 
 class _CacheCheck:
-    """The newest cache file the store would load, compared with SQLite as the clips stream by."""
+    """The newest cache file the store would load, compared with SQLite as the clips stream by. A live
+    service writes newer files and prunes older ones meanwhile: a file that vanished is not a finding, nor
+    one of a state the database has reached by the end."""
 
     def __init__(self, folder: Path, *, kind: str, dim: int, epoch: int, gen: int):
         self.folder, self.kind, self.epoch, self.gen = folder, kind, epoch, gen
         self.atol = CACHE_ATOL.get(kind, 1e-6)
         self.findings: list[tuple[str, int | None]] = []
-        self.stale = [p for p in (folder.glob("*.faiss") if folder.is_dir() else [])
-                      if (m := FILE_RE.match(p.name)) and (int(m[2]), int(m[3])) > (epoch, gen)]
+        self.stale = {p: s for p in (folder.glob("*.faiss") if folder.is_dir() else [])
+                      if (s := _file_state(p)) is not None and s > (epoch, gen)}  # file -> (epoch, gen)
         self.path = vector_index.newest_file(folder, kind=kind, epoch=epoch, generation=gen) \
             if folder.is_dir() else None
         self.ids = np.empty(0, np.int64)
@@ -247,7 +249,8 @@ class _CacheCheck:
         if self.path is not None:
             vi = vector_index.load(self.path, dim=dim, kind=kind)
             if vi is None:
-                self.findings.append((f"{self.path} is unreadable or not a {dim}-d index", None))
+                if self.path.exists():
+                    self.findings.append((f"{self.path} is unreadable or not a {dim}-d index", None))
                 self.path = None
             else:
                 ids = vector_index.faiss.vector_to_array(vi.index.id_map).astype(np.int64)
@@ -278,7 +281,9 @@ class _CacheCheck:
                 self.findings.append((f"{self.path} holds another vector for clip {int(i)} than SQLite "
                                       f"(largest difference {float(d):.2g})", int(i)))
 
-    def finish(self, report: CheckReport) -> None:
+    def finish(self, report: CheckReport, *, live: tuple[int, int]) -> None:
+        """Report what was found; `live`: the database's (epoch, generation) now."""
+        self.stale = {p: s for p, s in self.stale.items() if s > live and p.exists()}
         if self.current and len(self.ids):
             seen = np.concatenate(self.seen) if self.seen else np.empty(0, np.int64)
             for i in np.setdiff1d(self.ids, seen):
@@ -291,6 +296,12 @@ class _CacheCheck:
         for message, id_ in self.findings:
             report.error("faiss-cache", message + " (`retrieval check --repair` rebuilds the cache)",
                          clip_id=id_, path=str(self.path or self.folder))
+
+
+def _file_state(path: Path) -> tuple[int, int] | None:
+    """(epoch, generation) a cache file's name claims; None for another file."""
+    m = FILE_RE.match(path.name)
+    return None if m is None else (int(m[2]), int(m[3]))
 
 
 def _rebuild_cache(db: ClipDB, folder: Path, *, kind: str, dim: int, search_threads: int,

@@ -135,10 +135,11 @@ def _estimate(source: Source, data_dir: Path, with_audio: bool) -> int:
 def _folder_bytes(folder: Path) -> int:
     """The bytes of the files listed in `folder` (0 when there is none); one removed meanwhile counts 0."""
     try:
-        with os.scandir(folder) as it:
-            return sum(_file_bytes(e) for e in it if not e.name.startswith("."))
+        listing = os.scandir(folder)
     except (FileNotFoundError, NotADirectoryError):
         return 0
+    with listing:
+        return sum(_file_bytes(e) for e in listing if not e.name.startswith("."))
 
 
 def _file_bytes(entry: os.DirEntry) -> int:

@@ -25,6 +25,7 @@ from index.backups.backup import backup
 from index.backups.reader import open_backup
 from index.backups.restore import restore
 from index.backups.target import RestoreRefused
+from index.collection import Collection
 from index.ingest.queue import JobQueue
 from index.store.contract import SearchFilter
 from index.store.metadata import Metadata
@@ -35,6 +36,11 @@ from tests.index.backup_fixtures import clip_logits, config, fill, new_clip, pro
 from tests.index.store_fixtures import DIM, SPEC, unit_vectors
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def collection(store, data_dir: Path) -> Collection:
+    """The service's remove path (the record, then the stored upload) over `store`; it needs no model."""
+    return Collection(store, None, data_dir=data_dir)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -384,16 +390,14 @@ def test_a_backup_taken_while_clips_are_added_holds_every_acknowledged_clip_and_
             store.add(c, project(clip_logits(i))[0], clip_logits(i))
             acked[c.sha256] = time.time()
 
-    def remover():  # as Collection.remove: the record, then the bytes
+    def remover():  # DELETE /audio/{id}: the record, then the bytes
+        service = collection(store, data_dir)
         while not stop.is_set():
             time.sleep(0.01)
             page = store.list(offset=0, limit=3)
             if len(page) == 3:
-                r = page[1]
-                store.remove([r.id])
-                if r.stored_copy:
-                    (data_dir / r.location).unlink(missing_ok=True)
-                deleted[r.sha256] = time.time()
+                service.remove([page[1].id])
+                deleted[page[1].sha256] = time.time()
 
     def worker():  # the ingest worker: claim, add the clip, finish, remove the job's bytes
         while not stop.is_set():
@@ -460,6 +464,64 @@ def test_a_backup_taken_while_clips_are_added_holds_every_acknowledged_clip_and_
     assert not gone & in_backup
     during = {sha for sha, t in acked.items() if started < t < finished}
     assert during, "nothing was added while the backup ran: the test did not test anything"
+
+
+class Listing(list):
+    """A folder's entries as os.scandir gives them: iterable, and a context manager."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def test_clips_deleted_while_the_backup_sizes_and_copies_the_audio_folder_are_left_out_whole(tmp_path,
+                                                                                              monkeypatch):
+    data_dir = tmp_path / "src"
+    src = fill(data_dir, n=30)
+    store = open_store(src["config"], SPEC)
+    service = collection(store, data_dir)
+    uploads = [r.id for r in store.list(limit=1000) if r.stored_copy]
+    while_sizing, while_copying = uploads[:2], uploads[-3:]  # the copy goes in id order: these come later
+    queue = JobQueue(data_dir / "jobs.sqlite")
+    cancelled = queue.list(status="queued")[-1]
+    real_scandir, real_add = os.scandir, archive_module.ArchiveWriter.add_fileobj
+
+    def scandir(path):  # the audio folder is listed, then two clips are deleted before its files are sized
+        with real_scandir(path) as it:
+            entries = Listing(it)
+        if path == data_dir / "audio" and while_sizing[0] in store.ids():
+            assert service.remove(while_sizing) == 2
+        return entries
+
+    def add_fileobj(self, name, src):  # a waiting upload cancelled, then clips deleted, as bytes are copied
+        if name.startswith("incoming/") and queue.get(cancelled.id).status == "queued":
+            queue.cancel(cancelled.id)
+            (data_dir / cancelled.location).unlink()
+        if name.startswith("audio/") and while_copying[0] in store.ids():
+            assert service.remove(while_copying) == 3
+        return real_add(self, name, src)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(archive_module.ArchiveWriter, "add_fileobj", add_fileobj)
+    report = backup(src["config"], tmp_path / "b.zip", jobs_db=data_dir / "jobs.sqlite")
+    monkeypatch.undo()
+    still_there = {r.id: r for r in store.list(limit=1000)}
+    store.close()
+    queue.close()
+
+    assert report.clips == len(still_there) == src["n"] - 5 and report.left_out == 5 and not report.problems
+    assert report.jobs == 1 and report.uploads == len(uploads) - 5
+    target = config(tmp_path / "dst")
+    restored = restore(tmp_path / "b.zip", target, configured=SPEC)
+    assert restored.uploads == len(uploads) - 5 and restored.jobs == 1
+    with open_store(target, SPEC) as back:
+        assert {r.id: r for r in back.list(limit=1000)} == still_there
+    for r in still_there.values():  # every upload still there, with its bytes; none of the deleted ones
+        if r.stored_copy:
+            assert sha256_file(target.data_dir / r.location) == r.sha256
+    assert len(list((target.data_dir / "audio").iterdir())) == len(uploads) - 5
 
 
 class SharedClient:

@@ -151,6 +151,28 @@ def test_an_older_cache_file_is_not_a_finding(faiss_live):
     assert report.healthy and report.findings == []
 
 
+def test_a_cache_file_the_service_writes_while_the_check_runs_is_not_a_finding(faiss_live, monkeypatch):
+    """Right after the check took its snapshot, the service commits, writes a newer cache file and prunes the
+    one the snapshot would load."""
+    older = cache_file(faiss_live)
+    real_state, served = ClipDB.state, []
+
+    def state(self):
+        got = real_state(self)
+        if not served and self.connection().in_transaction:  # the check's snapshot
+            served.append(True)
+            store = open_store(faiss_live, SPEC)
+            store.remove([1])
+            store.close()
+        return got
+
+    monkeypatch.setattr(ClipDB, "state", state)
+    report = check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert served and not older.exists() and cache_file(faiss_live) != older
+    assert report.healthy and report.findings == [] and report.repaired == []
+    assert cache_file(faiss_live).exists()  # the service's new file is left alone
+
+
 def test_a_damaged_database_is_found(faiss_live):
     db_path = faiss_live.data_dir / CLIP_DB
     db = ClipDB(db_path)
