@@ -1,8 +1,8 @@
 """What the service and the CLI use: a store plus the model, with the verbs a user thinks in.
 
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
-    .add_bytes(data: bytes, name: str, meta=Metadata()) -> tuple[ClipRecord, bool]  # dedup by sha256
-    .add_path(path: Path, meta=Metadata()) -> tuple[ClipRecord, bool]               # (record, created)
+    .extract(clips: list[DecodedAudio], on_batch=None) -> list[Extraction]  # PaSST, moment windows too
+    .add_extracted(ex, source=path | bytes, sha256=, name=, meta=) -> tuple[ClipRecord, bool]  # created?
     .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
     .search_vector(xq: np.ndarray, k: int, flt=None, exclude=(), moments=None) -> list[Hit]
@@ -17,9 +17,11 @@
     .close()
 
 A hit's `segment` is its clip's best window for the query (None for a clip stored before windows were);
-with `moments` (a MomentQuery) the k best moments of the collection come back instead of clips. Every clip
-added is stored with its windows (the PaSST windows the clip vector is the mean of, or with
-`moment_windowing` those of a second, finer PaSST pass) and its waveform peaks.
+with `moments` (a MomentQuery) the k best moments of the collection come back instead of clips. Clips are
+added by :func:`index.ingest.worker.ingest` alone (uploads and `index add`: it skips stored content,
+decodes, calls `extract` and `add_extracted`); every clip is stored with its windows (the PaSST windows the
+clip vector is the mean of, or with `moment_windowing` those of a second, finer PaSST pass) and its waveform
+peaks.
 
 Errors: retrieval.errors.AudioDecodeError (and AudioTooLong) for bad audio, CheckpointMismatch for a
 store made with another model. The composition root (app.compose) opens the store and the collection.
@@ -53,15 +55,15 @@ from index.store.contract import (
     VectorStore,
 )
 from index.store.metadata import Metadata
+from retrieval.audio import DecodedAudio
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
 from retrieval.config import Windowing
-from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, sha256_file, write_bytes_atomically
-from retrieval.errors import AudioDecodeError, ClipNotFound
-from retrieval.extract import AudioLimits, Extraction
+from retrieval.durable import old_enough, remove_stale_tmp, write_bytes_atomically
+from retrieval.errors import ClipNotFound
+from retrieval.extract import AudioLimits, Extraction, decode
 from retrieval.pipeline import Retriever
 from retrieval.waveform import peaks
-from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
@@ -92,37 +94,19 @@ class Collection:
         collection._remove_orphan_copies()
         return collection
 
-    # -- adding -------------------------------------------------------------------------------------------
-    def add_path(self, path: Path, meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
-        """Index a file where it lies (its absolute path is its location)."""
-        path = Path(path).expanduser().resolve()
-        if not path.is_file():
-            raise AudioDecodeError(f"{path}: no such file")
-        sha = sha256_file(path)
-        existing = self.store.get_by_sha256(sha)  # known content costs no PaSST
-        if existing is not None:
-            return existing, False
-        ex = self.retriever.extract(path, limits=self.limits, name=path.name)
-        return self.add_extracted(ex, source=path, sha256=sha, name=path.name, meta=meta)
-
-    def add_bytes(self, data: bytes, name: str, meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
-        """Index an upload; its bytes are kept under the data directory."""
-        sha = sha256_bytes(data)
-        existing = self.store.get_by_sha256(sha)  # known content costs no PaSST
-        if existing is not None:
-            return existing, False
-        name = Path(name).name or "upload"
-        ex = self.retriever.extract(data, limits=self.limits, name=name)
-        return self.add_extracted(ex, source=data, sha256=sha, name=name, meta=meta)
+    # -- adding (index.ingest.worker.ingest: uploads and `index add`) -------------------------------------
+    def extract(self, clips: Sequence[DecodedAudio], *,
+                on_batch: Callable[[list[int]], None] | None = None) -> list[Extraction]:
+        """Decoded clips through PaSST together (:func:`retrieval.extract.extract_many`), each with the
+        windows its moments are made of: its PaSST windows (free), or with a finer `moment_windowing` those
+        of a second pass."""
+        return self.retriever.extract_many(clips, moment_windowing=self.moment_windowing, on_batch=on_batch)
 
     def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str, name: str,
-                      meta: Metadata = Metadata(),
-                      moment_windows: WindowLogits | None = None) -> tuple[ClipRecord, bool]:
-        """Store a clip whose logits are computed: a file indexed where it lies (`source` its path) or an
-        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with the user's metadata.
-        `moment_windows`: its windows for moments when they are computed already (see
-        :meth:`moment_windows`)."""
-        timeline = self.timeline(ex, moment_windows or self.moment_windows([ex])[0])
+                      meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
+        """Store a clip made by :meth:`extract`: a file indexed where it lies (`source` its path) or an
+        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with the user's metadata."""
+        timeline = self.timeline(ex)
         if isinstance(source, bytes):
             location = upload_location(sha256, _extension(ex.audio.format))
             clip = self._new_clip(ex, name=name, location=location, sha256=sha256, meta=meta,
@@ -131,17 +115,10 @@ class Collection:
         clip = self._new_clip(ex, name=name, location=str(source), sha256=sha256, meta=meta)
         return self._add(clip, ex, timeline, copy=None)
 
-    def moment_windows(self, extractions: Sequence[Extraction]) -> list[WindowLogits]:
-        """The windows each clip's moments are made of: the PaSST windows its vector is the mean of (free),
-        or, with a finer `moment_windowing`, those of a second PaSST pass (all clips' windows together)."""
-        if self.moment_windowing is None:
-            return [ex.windows for ex in extractions]
-        return self.retriever.window_logits_many([ex.audio.wave for ex in extractions],
-                                                 windowing=self.moment_windowing)
-
-    def timeline(self, ex: Extraction, windows: WindowLogits) -> Timeline:
-        """What the store keeps of the clip's time axis: `windows` projected by the head, and the peaks."""
-        return Timeline.projected(windows, self.retriever.project, peaks(ex.audio.wave))
+    def timeline(self, ex: Extraction) -> Timeline:
+        """What the store keeps of the clip's time axis: its moment windows projected by the head, and the
+        peaks."""
+        return Timeline.projected(ex.moment_windows, self.retriever.project, peaks(ex.audio.wave))
 
     def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str, meta: Metadata,
                   stored_copy: bool = False) -> NewClip:
@@ -242,7 +219,7 @@ class Collection:
                      text: str | None = None, moments: MomentQuery | None = None) -> list[Hit]:
         """Query by example: the clips (or moments) nearest to this audio in the shared space, or with
         `text` to the composite of both (the example in the `like` role: "like this, but with rain")."""
-        ex = self.retriever.extract(data, limits=self.limits, name=name)
+        ex = self.retriever.extract_many([decode(data, limits=self.limits, name=name)])[0]
         example = self.retriever.project(ex.logits[None])[0]  # (D,)
         xq = self.query_vector(CompositeQuery(text=text), example=example)
         return self.search_vector(xq, k, flt, moments=moments)

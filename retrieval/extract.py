@@ -1,16 +1,21 @@
 """The one path from audio to logits: decode -> windows -> tagger -> per-window logits and their mean.
 
-`index add`, the service's uploads and query by example, feature extraction for training and the Ray
-actors all go through :func:`extract` (the Ray pipeline runs its two halves, :func:`decode` and the
-tagger, in separate stages); each caller keeps only its own bookkeeping (resuming, progress, storing).
+Every path from audio to PaSST goes through :func:`extract_many`: several decoded clips' windows in each
+forward pass, then, when a clip's moments are made of finer windows, their second pass. The service's uploads
+and `index add` (the ingest loop, :func:`index.ingest.worker.ingest`), `backfill-windows`, query by example
+and the audio verbs of :class:`retrieval.pipeline.Retriever` call it; feature extraction for training and
+`retrieval tag` through :func:`extract` (one file); the Ray actors on the clips of their own decode stage
+(:func:`decode`). Each caller keeps only its own bookkeeping (resuming, progress, storing).
 """
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.audio import MAX_CHANNELS, AudioInfo, DecodedAudio, decode_audio, probe_audio
+from retrieval.config import Windowing
 from retrieval.contracts import Tagger
 from retrieval.windows import WindowLogits
 
@@ -25,8 +30,11 @@ class AudioLimits:
 
 @dataclass(frozen=True)
 class Extraction:
+    """One clip through PaSST: its decoded audio, its windows and the windows its moments are made of."""
+
     audio: DecodedAudio
     windows: WindowLogits  # (W, 527) with each window's start and end in the clip
+    moment_windows: WindowLogits  # `windows` itself, or those of a finer second pass (moment_windowing)
 
     @property
     def logits(self) -> np.ndarray:
@@ -47,8 +55,20 @@ def probe(source: str | Path | bytes, *, limits: AudioLimits = AudioLimits(),
                        name=name)
 
 
+def extract_many(clips: Sequence[DecodedAudio], tagger: Tagger, *, moment_windowing: Windowing | None = None,
+                 on_batch: Callable[[list[int]], None] | None = None) -> list[Extraction]:
+    """Decoded clips through PaSST together, in their order: each forward pass holds windows of any of them
+    (the tagger's `batch_windows`), and after each pass of the clips' windows `on_batch` is told which clip
+    each of its windows belonged to (progress). The moment windows are the clip's windows, or with
+    `moment_windowing` those of a second pass cut finer (all clips' windows together again)."""
+    waves = [clip.wave for clip in clips]
+    windows = tagger.window_logits_many(waves, on_batch=on_batch)
+    moments = (windows if moment_windowing is None
+               else tagger.window_logits_many(waves, windowing=moment_windowing))
+    return [Extraction(*parts) for parts in zip(clips, windows, moments, strict=True)]
+
+
 def extract(source: str | Path | bytes, tagger: Tagger, *, limits: AudioLimits = AudioLimits(),
             name: str | None = None) -> Extraction:
-    """Decode `source` (a path or bytes) and run PaSST over its windows."""
-    audio = decode(source, limits=limits, name=name)
-    return Extraction(audio, tagger.window_logits(audio.wave))
+    """Decode `source` (a path or bytes) and run PaSST over its windows (:func:`extract_many`, one clip)."""
+    return extract_many([decode(source, limits=limits, name=name)], tagger)[0]

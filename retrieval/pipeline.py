@@ -8,7 +8,7 @@ stores record it and refuse vectors of another one.
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from retrieval.audio import DecodedAudio
 from retrieval.checkpoint import Checkpoint
-from retrieval.config import Windowing
+from retrieval.config import SAMPLE_RATE, Windowing
 from retrieval.contracts import SentenceEncoder, Tagger
 from retrieval.durable import atomic_path
 from retrieval.errors import ModelNotFound
-from retrieval.extract import AudioLimits, Extraction, extract
+from retrieval.extract import Extraction, extract_many
 from retrieval.labels import audioset_labels, top_tags
 from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ZERO_SHOT, ModelSpec
-from retrieval.windows import WindowLogits
 
 log = logging.getLogger(__name__)
 
@@ -91,20 +91,15 @@ class Retriever:
             raise ModelNotFound("this model was built without its PaSST tagger (text search only)")
         return self.tagger
 
-    def extract(self, source: str | Path | bytes, *, limits: AudioLimits = AudioLimits(),
-                name: str | None = None) -> Extraction:
-        """Decode and tag: per-window logits with their times, and their mean."""
-        return extract(source, self._tagger(), limits=limits, name=name)
-
-    def window_logits_many(self, waves: list[np.ndarray], *,
-                           on_batch: Callable[[list[int]], None] | None = None,
-                           windowing: Windowing | None = None) -> list[WindowLogits]:
-        """Several clips' windows through PaSST together (see PasstTagger.window_logits_many)."""
-        return self._tagger().window_logits_many(waves, on_batch=on_batch, windowing=windowing)
+    def extract_many(self, clips: Sequence[DecodedAudio], *, moment_windowing: Windowing | None = None,
+                     on_batch: Callable[[list[int]], None] | None = None) -> list[Extraction]:
+        """Decoded clips through this model's PaSST together (:func:`retrieval.extract.extract_many`)."""
+        return extract_many(clips, self._tagger(), moment_windowing=moment_windowing, on_batch=on_batch)
 
     def logits(self, wave: np.ndarray) -> np.ndarray:
-        """(n,) samples -> (527,) PaSST logits (the mean over windows)."""
-        return self._tagger().window_logits(wave).mean()
+        """(n,) samples at 32 kHz -> (527,) PaSST logits (the mean over windows)."""
+        clip = DecodedAudio(wave, SAMPLE_RATE, channels=1, format="")  # samples as they are: no container
+        return self.extract_many([clip])[0].logits
 
     @torch.inference_mode()
     def project(self, logits: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from index.collection import Collection
 from retrieval.durable import sha256_file
 from retrieval.errors import AudioDecodeError
+from retrieval.extract import decode
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,8 @@ def _backfill(collection: Collection, clip_id: int) -> str | None:
     if sha256_file(path) != record.sha256:
         return f"{path} changed since it was indexed"
     try:
-        ex = collection.retriever.extract(path, limits=collection.limits, name=record.name)
+        audio = decode(path, limits=collection.limits, name=record.name)
     except AudioDecodeError as e:
         return f"its audio cannot be decoded: {e}"
-    timeline = collection.timeline(ex, collection.moment_windows([ex])[0])
-    return None if collection.store.set_timeline(clip_id, timeline) else ""
+    [ex] = collection.extract([audio])
+    return None if collection.store.set_timeline(clip_id, collection.timeline(ex)) else ""

@@ -9,8 +9,9 @@ its windows: ``window_starts``, ``window_ends``, ``window_logits`` (W x 527, fla
 ``peaks``) or, for a file that could not be decoded, the error. Shards written before windows have no window
 columns; their clips are stored without windows (``retrieval index backfill-windows`` adds them).
 ``manifest.json`` beside the shards holds the tagger's ``model_spec`` (``tagger`` in folders written before
-it), so the loader refuses logits of another one. The decode stage and the actors are the two halves of
-:func:`retrieval.extract.extract`. Ray is an optional dependency (the ``ray`` extra).
+it), so the loader refuses logits of another one. The decode stage runs :func:`retrieval.extract.decode` and
+the actors :func:`retrieval.extract.extract_many`, as every other path to PaSST. Ray is an optional dependency
+(the ``ray`` extra).
 """
 
 import json
@@ -21,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.audio import DecodedAudio
 from retrieval.config import N_TAGS, Windowing
 from retrieval.durable import sha256_bytes, write_json_atomically
 from retrieval.errors import AudioDecodeError, ModelNotFound
-from retrieval.extract import AudioLimits, decode
+from retrieval.extract import AudioLimits, decode, extract_many
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 from retrieval.waveform import peaks
 from retrieval.windows import WindowLogits
@@ -55,10 +57,12 @@ class TaggerConfig:
 
 
 def decode_row(row: dict, *, limits: AudioLimits) -> dict:
-    """{"path"} -> the file's facts and its 32 kHz samples, or its decode error (never raises for audio)."""
+    """{"path"} -> the file's facts and its decoded audio (32 kHz samples, source rate, channels, container),
+    or its decode error (never raises for audio)."""
     path = Path(row["path"])
     out = {"path": str(path), "name": path.name, "sha256": "", "duration": 0.0, "sample_rate": 0,
-           "wave": np.zeros(0, np.float32), "peaks": np.zeros(0, np.uint8), "error": ""}
+           "channels": 0, "format": "", "wave": np.zeros(0, np.float32), "peaks": np.zeros(0, np.uint8),
+           "error": ""}
     try:
         data = path.read_bytes()
         out["sha256"] = sha256_bytes(data)
@@ -66,13 +70,14 @@ def decode_row(row: dict, *, limits: AudioLimits) -> dict:
     except (OSError, AudioDecodeError) as e:
         out["error"] = f"{type(e).__name__}: {e}"
         return out
-    out.update(duration=float(audio.duration_s), sample_rate=int(audio.source_rate), wave=audio.wave,
-               peaks=peaks(audio.wave))
+    out.update(duration=float(audio.duration_s), sample_rate=int(audio.source_rate), channels=audio.channels,
+               format=audio.format, wave=audio.wave, peaks=peaks(audio.wave))
     return out
 
 
 class PasstLogits:
-    """The Ray actor: one PaSST on its device, logits for a batch of decoded clips."""
+    """The Ray actor: one PaSST on its device, the logits and moment windows of a batch of decoded clips
+    (:func:`retrieval.extract.extract_many`)."""
 
     def __init__(self, config: TaggerConfig, *, device: str):
         from retrieval.tagger import PasstTagger
@@ -89,12 +94,11 @@ class PasstLogits:
         empty = WindowLogits(np.zeros((0, N_TAGS), np.float32), np.zeros(0), np.zeros(0))
         moments = [empty] * n  # the windows each clip's moments are made of
         ok = [i for i, error in enumerate(batch["error"]) if not error]
-        waves = [np.asarray(batch["wave"][i], dtype=np.float32) for i in ok]
-        clip_windows = self.tagger.window_logits_many(waves)
-        finer = (self.tagger.window_logits_many(waves, windowing=self.moment_windowing)
-                 if self.moment_windowing is not None else clip_windows)
-        for i, windows, mw in zip(ok, clip_windows, finer, strict=True):
-            logits[i], moments[i] = windows.mean(), mw
+        clips = [DecodedAudio(np.asarray(batch["wave"][i], dtype=np.float32), int(batch["sample_rate"][i]),
+                              int(batch["channels"][i]), str(batch["format"][i])) for i in ok]
+        for i, ex in zip(ok, extract_many(clips, self.tagger, moment_windowing=self.moment_windowing),
+                         strict=True):
+            logits[i], moments[i] = ex.logits, ex.moment_windows
         columns = {k: pa.array(batch[k]) for k in RECORD_COLUMNS}
         # plain (fixed-size) list columns, so the shards read back without Ray's tensor extension type
         columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), N_TAGS)

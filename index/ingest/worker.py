@@ -1,9 +1,10 @@
 """Ingestion: audio -> PaSST (windows of several clips in each forward pass) -> the collection, each clip with
 its windows and waveform peaks.
 
-:func:`ingest` is the one loop that both the service's ingest worker (jobs of :mod:`index.ingest.queue`) and
-`retrieval index add` run; :class:`IngestWorker` is the worker: it claims queued jobs, ingests their stored
-bytes and marks each job done (with its clip) or failed (with the reason), removing the bytes either way.
+:func:`ingest` is the one way a clip is added to a collection: the service's ingest worker (jobs of
+:mod:`index.ingest.queue`) and `retrieval index add` both run it. :class:`IngestWorker` is the worker: it
+claims queued jobs, ingests their stored bytes and marks each job done (with its clip) or failed (with the
+reason), removing the bytes either way.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from index.store.contract import ClipRecord
 from index.store.metadata import Metadata
 from retrieval.audio import DecodedAudio
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
-from retrieval.extract import Extraction, decode
+from retrieval.extract import decode
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +88,12 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
             for c in sorted(set(clips)):
                 on_windows(items[decoded[c][0]], done[c], totals[c])
 
-    windows = collection.retriever.window_logits_many([audio.wave for _, audio in decoded], on_batch=progress)
-    extractions = [Extraction(audio, w) for (_, audio), w in zip(decoded, windows, strict=True)]
-    moment_windows = collection.moment_windows(extractions)
-    for (i, _), ex, mw in zip(decoded, extractions, moment_windows, strict=True):
+    extractions = collection.extract([audio for _, audio in decoded], on_batch=progress)
+    for (i, _), ex in zip(decoded, extractions, strict=True):
         it = items[i]
         try:
             results[i].record, results[i].created = collection.add_extracted(
-                ex, source=it.source, sha256=it.sha256, name=it.name, meta=it.meta, moment_windows=mw)
+                ex, source=it.source, sha256=it.sha256, name=it.name, meta=it.meta)
         except (OSError, RetrievalError) as e:  # a full disk, a store error: this clip fails, not the run
             log.warning("could not store %s: %s", it.name, e)
             results[i].error = e

@@ -8,6 +8,7 @@ from app.compose import open_collection
 from index.ingest.backfill import backfill_windows
 from index.store.contract import NewClip
 from retrieval.durable import sha256_bytes, sha256_file
+from retrieval.extract import extract
 from retrieval.waveform import peaks
 from retrieval.windows import window_spans
 from tests.audio_fixtures import write
@@ -24,7 +25,7 @@ def store_without_windows(collection, path=None, data=None):
         (collection.data_dir / location).write_bytes(data)
     else:
         sha, location = sha256_file(path), str(path)
-    ex = collection.retriever.extract(collection.data_dir / location if data is not None else path)
+    ex = extract(collection.data_dir / location if data is not None else path, collection.retriever.tagger)
     clip = NewClip(name="clip.wav", location=location, sha256=sha, duration=ex.audio.duration_s,
                    sample_rate=32_000, tags=(), stored_copy=data is not None)
     return collection.store.add(clip, collection.retriever.project(ex.logits[None])[0], ex.logits)

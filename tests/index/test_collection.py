@@ -14,12 +14,18 @@ from retrieval.errors import AudioDecodeError, CheckpointMismatch
 from retrieval.head import RetrievalHead
 from retrieval.pipeline import Retriever, text_spec
 from tests.audio_fixtures import clicks, noise, sine, write
+from tests.index.ingesting import add, file, upload
 
 
 def wav_bytes(data: np.ndarray, rate: int = 32_000) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, data, rate, format="WAV")
     return buf.getvalue()
+
+
+def add_uploads(collection, waves) -> list:
+    """The waves uploaded together as WAV files 0.wav, 1.wav...: their records."""
+    return [r for r, _ in add(collection, *(upload(wav_bytes(w), f"{i}.wav") for i, w in enumerate(waves)))]
 
 
 class TaggerThatMustNotRun:
@@ -55,12 +61,12 @@ def trained_checkpoint(tmp_path, tag_embeddings, random_tagger, text_encoder):
 
 def test_upload_is_kept_deduplicated_and_removed_with_its_copy(collection):
     data = wav_bytes(sine(330, seconds=0.5))
-    record, created = collection.add_bytes(data, "dir/tone.wav")
+    [(record, created)] = add(collection, upload(data, "tone.wav"))
     assert created and record.name == "tone.wav" and record.stored_copy
     path = collection.audio_path(record)
     assert path.read_bytes() == data and path.parent == collection.audio_dir
     assert path.name == f"{record.sha256}.wav"
-    again, created = collection.add_bytes(data, "copy.wav")
+    [(again, created)] = add(collection, upload(data, "copy.wav"))
     assert not created and again == record and collection.count() == 1
     assert len(record.tags) == 10
     assert [t.probability for t in record.tags] == sorted((t.probability for t in record.tags), reverse=True)
@@ -68,26 +74,24 @@ def test_upload_is_kept_deduplicated_and_removed_with_its_copy(collection):
     assert not path.exists() and collection.get(record.id) is None
 
 
-def test_add_path_records_the_file_where_it_lies(collection, tmp_path):
+def test_a_file_is_recorded_where_it_lies(collection, tmp_path):
     path = write(tmp_path / "birds.flac", noise(seconds=0.75, rate=44_100), 44_100, format="FLAC")
-    record, created = collection.add_path(path)
+    [(record, created)] = add(collection, file(path))
     assert created and not record.stored_copy
     assert record.location == str(path.resolve()) and collection.audio_path(record) == path.resolve()
     assert record.sample_rate == 44_100 and record.duration == pytest.approx(0.75, abs=1e-3)
-    assert collection.add_path(path) == (record, False)
+    assert add(collection, file(path)) == [(record, False)]
 
 
-def test_bad_audio_changes_nothing(collection, tmp_path):
+def test_bad_audio_changes_nothing(collection):
     with pytest.raises(AudioDecodeError):
-        collection.add_bytes(b"not audio at all", "x.wav")
-    with pytest.raises(AudioDecodeError):
-        collection.add_path(tmp_path / "missing.wav")
+        add(collection, upload(b"not audio at all", "x.wav"))
     assert collection.count() == 0 and list(collection.audio_dir.iterdir()) == []
 
 
 def test_search_equals_brute_force_over_the_model_s_vectors(collection, retriever):
     waves = [sine(220, seconds=0.5), sine(1760, seconds=0.5), clicks(seconds=0.5), noise(seconds=0.5)]
-    records = [collection.add_bytes(wav_bytes(w), f"c{i}.wav")[0] for i, w in enumerate(waves)]
+    records = add_uploads(collection, waves)
     xb = collection.store.db.blobs([r.id for r in records], "vector", retriever.head.dim)  # (4, D)
     np.testing.assert_allclose(xb[2], retriever.encode_audio(waves[2])[0], atol=1e-5)
     for query in ("a high whistle", "rain on a roof"):
@@ -101,7 +105,7 @@ def test_search_equals_brute_force_over_the_model_s_vectors(collection, retrieve
 
 def test_orphan_copies_are_removed_on_open(settings, retriever):
     with open_collection(settings, retriever) as c:
-        kept, _ = c.add_bytes(wav_bytes(sine(seconds=0.3)), "kept.wav")
+        [(kept, _)] = add(c, upload(wav_bytes(sine(seconds=0.3)), "kept.wav"))
     audio = settings.data_dir / "audio"
     orphan, fresh = audio / ("a" * 64 + ".wav"), audio / ("b" * 64 + ".wav")
     orphan.write_bytes(b"left by a crash")
@@ -116,7 +120,7 @@ def test_reproject_changes_vectors_without_running_passt(settings, retriever, tr
                                                          random_tagger, text_encoder):
     waves = [sine(440, seconds=0.4), clicks(seconds=0.4), noise(seconds=0.4, seed=2)]
     with open_collection(settings, retriever) as c:
-        ids = [c.add_bytes(wav_bytes(w), f"{i}.wav")[0].id for i, w in enumerate(waves)]
+        ids = [r.id for r in add_uploads(c, waves)]
         stored_logits = c.store.logits(ids)  # (3, 527)
     blind = Retriever(text_encoder, retriever.ckpt, passt=random_tagger.spec,
                       tagger=TaggerThatMustNotRun(random_tagger))

@@ -18,6 +18,7 @@ from retrieval.pipeline import Retriever
 from retrieval.waveform import peaks
 from retrieval.windows import window_spans
 from tests.audio_fixtures import write
+from tests.index.ingesting import add, file
 from tests.retrieval.test_windows import Recorder
 from tests.tone_tagger import ToneTagger, sections
 
@@ -124,7 +125,7 @@ def test_a_finer_moment_windowing_runs_a_second_pass(settings, tone_retriever, f
     store = open_store(StoreConfig(data_dir=settings.data_dir), tone_retriever.spec)
     with Collection.open(store, tone_retriever, data_dir=settings.data_dir, moment_windowing=fine) as c:
         before = tagger.calls
-        record, _ = c.add_path(files["long"])
+        [(record, _)] = add(c, file(files["long"]))
         starts, ends = window_spans(60 * RATE, fine)
         assert tagger.calls - before == 25 + len(starts)  # the clip's windows, then the finer ones
         stored = c.store.windows([record.id])[record.id]

@@ -13,6 +13,7 @@ from retrieval.model_spec import ModelSpec
 from retrieval.pipeline import Retriever, text_spec
 from retrieval.tagger import PasstTagger, build_passt
 from tests.audio_fixtures import noise, sine, write
+from tests.index.ingesting import add, file
 
 SPEC = ModelSpec(window_s=2.0, hop_s=0.5, passt_weights="random")
 RATE = 32_000
@@ -42,7 +43,7 @@ def test_a_hits_segment_equals_hear21passt_windows_through_the_head(settings, re
     wave = np.concatenate([noise(seconds=1.5, amplitude=0.1), sine(660.0, seconds=1.5),
                            noise(seconds=1.0, seed=3, amplitude=0.2)])  # 4 s, 9 windows, in [-1, 1]
     with open_collection(settings, retriever) as c:
-        record, _ = c.add_path(write(tmp_path / "mixed.wav", wave, subtype="FLOAT"))  # samples kept exactly
+        [(record, _)] = add(c, file(write(tmp_path / "mixed.wav", wave, subtype="FLOAT")))  # samples exact
         query = "a pure high tone"
         hit = c.search_text(query, 1)[0]
         stored = c.store.windows([record.id])[record.id]

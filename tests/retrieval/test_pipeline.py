@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from app.compose import build_retriever
-from retrieval.audio import decode_audio
+from retrieval.audio import DecodedAudio, decode_audio
 from retrieval.checkpoint import zero_shot
 from retrieval.errors import CheckpointMismatch, ModelNotFound
 from retrieval.labels import audioset_labels
@@ -77,7 +77,7 @@ def test_a_text_only_retriever_encodes_text_and_refuses_audio(random_tagger, tex
         with pytest.raises(ModelNotFound, match="without its PaSST tagger"):
             encode(wave)
     with pytest.raises(ModelNotFound, match="without its PaSST tagger"):
-        text_only.extract(b"not even decoded")
+        text_only.extract_many([DecodedAudio(wave, 32_000, 1, "WAV")])
 
 
 def test_build_retriever_without_audio_builds_no_tagger(settings, text_encoder, monkeypatch):
