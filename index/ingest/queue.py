@@ -6,7 +6,9 @@ conventions as :mod:`index.faiss.clip_db`: WAL journal, synchronous=FULL, one co
 write in a ``BEGIN IMMEDIATE`` transaction. Every method that changes state returns only after its COMMIT, so
 a job that was acknowledged survives a SIGKILL of either process or a power cut. BEGIN IMMEDIATE takes
 SQLite's write lock before anything is read, which is what makes "look for an active job, else insert" and
-"pick the oldest queued jobs, mark them running" atomic across threads and processes.
+"pick the oldest queued jobs, mark them running" atomic across threads and processes. The table and the
+:class:`Job` record a row reads as are in :mod:`index.ingest.jobs`; this module holds the transactions and
+the checks of what callers pass.
 """
 
 from __future__ import annotations
@@ -18,16 +20,24 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from index.ingest.jobs import (
+    ACTIVE,
+    COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    STATUSES,
+    Job,
+    JobNotCancellable,
+    JobNotFound,
+    JobStateError,
+    job_from_row,
+)
 from index.sqlite_conn import ThreadConnections
 from retrieval.durable import fsync_path
-from retrieval.errors import RetrievalError, StorageFull  # StorageFull: re-exported
+from retrieval.errors import StorageFull  # re-exported
 
-STATUSES = ("queued", "running", "done", "failed")
-ACTIVE = ("queued", "running")
-SCHEMA_VERSION = 1
 MAX_INT64 = 2**63 - 1  # SQLite's INTEGER range; a larger id cannot name a row
 MAX_ERROR_CHARS = 4000  # an error text is kept for people to read, not a whole traceback of a loop
 MAX_FIELDS_BYTES = 64 * 1024  # the caller's extras (a description...) are small; a big one is a mistake
@@ -35,86 +45,6 @@ MAX_TEXT_CHARS = 4096  # name and location
 MAX_CLAIM = 1000
 GAVE_UP = "gave up after {n} attempts (the worker died while running it)"
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-SCHEMA = (
-    f"""CREATE TABLE IF NOT EXISTS jobs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a job id in a 202 means one upload forever
-        status TEXT NOT NULL CHECK (status IN {STATUSES!r}),
-        name TEXT NOT NULL,
-        sha256 TEXT NOT NULL,
-        location TEXT NOT NULL,                -- the upload's bytes, relative to the data dir
-        created REAL NOT NULL,
-        started REAL,
-        finished REAL,
-        windows_done INTEGER NOT NULL DEFAULT 0 CHECK (windows_done >= 0),
-        windows_total INTEGER NOT NULL DEFAULT 0 CHECK (windows_total >= 0),
-        clip_id INTEGER,
-        error TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
-        worker TEXT,
-        fields TEXT NOT NULL DEFAULT '{{}}'     -- JSON object of the caller's extras
-    )""",
-    "CREATE INDEX IF NOT EXISTS jobs_status_id ON jobs (status, id)",
-    "CREATE INDEX IF NOT EXISTS jobs_sha256 ON jobs (sha256)",
-    # the invariant enqueue keeps, enforced by SQLite too: at most one queued-or-running job per upload
-    f"CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_sha256 ON jobs (sha256) WHERE status IN {ACTIVE!r}",
-)
-COLUMNS = ("id, status, name, sha256, location, created, started, finished, windows_done, windows_total, "
-           "clip_id, error, attempts, worker, fields")
-
-
-class JobNotFound(RetrievalError, LookupError):
-    """No job has this id (it never existed, or it was cancelled)."""
-
-
-class JobStateError(RetrievalError):
-    """The job exists but its status does not allow the change asked for; ``.job`` is its current state."""
-
-    def __init__(self, job: Job, action: str):
-        super().__init__(f"job {job.id} is {job.status}; cannot {action} it")
-        self.job = job
-
-
-class JobNotCancellable(JobStateError):
-    """Only a queued job can be cancelled: a running one is in a worker's hands, a finished one is history."""
-
-    def __init__(self, job: Job):
-        super().__init__(job, "cancel")
-
-
-@dataclass(frozen=True)
-class Job:
-    id: int
-    status: str
-    name: str
-    sha256: str
-    location: str
-    created: float
-    started: float | None
-    finished: float | None
-    windows_done: int
-    windows_total: int
-    clip_id: int | None
-    error: str | None
-    attempts: int
-    worker: str | None
-    fields: dict = field(default_factory=dict, hash=False)
-
-    @property
-    def progress(self) -> float | None:
-        """Fraction of the PaSST windows tagged, or None while the total is not known."""
-        if self.windows_total <= 0:
-            return None
-        return min(1.0, self.windows_done / self.windows_total)
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
-
-def _job(row: tuple) -> Job:
-    *head, fields = row
-    return Job(*head, fields=json.loads(fields))  # type: ignore[misc]  # `fields` is the last column
 
 
 class JobQueue:
@@ -176,7 +106,7 @@ class JobQueue:
                 "INSERT INTO jobs (status, name, sha256, location, created, windows_total, fields) "
                 f"VALUES ('queued', ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}", args)
             [row] = cur.fetchall()  # step to the end before COMMIT
-            job = _job(row)
+            job = job_from_row(row)
         return job, True
 
     def claim(self, *, worker: str, limit: int = 1) -> list[Job]:
@@ -190,7 +120,7 @@ class JobQueue:
                 "windows_done = 0 WHERE id IN "
                 "(SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT ?) "
                 f"RETURNING {COLUMNS}", (time.time(), worker, limit)).fetchall()
-        return sorted((_job(r) for r in rows), key=lambda j: j.id)  # RETURNING has no order of its own
+        return sorted(map(job_from_row, rows), key=lambda j: j.id)  # RETURNING has no order of its own
 
     def progress(self, id_: int, *, windows_done: int, windows_total: int) -> Job:
         """Record how many PaSST windows of a running job are tagged, for the job's status page."""
@@ -264,7 +194,7 @@ class JobQueue:
                 raise JobStateError(job, action)
             [row] = con.execute(f"UPDATE jobs SET {assignments} WHERE id = ? RETURNING {COLUMNS}",
                                 (*args, key)).fetchall()
-        return _job(row)
+        return job_from_row(row)
 
     # -- reads --------------------------------------------------------------------------------------------
     def get(self, id_: int) -> Job | None:
@@ -284,7 +214,7 @@ class JobQueue:
         rows = self.connection().execute(
             f"SELECT {COLUMNS} FROM jobs {where} ORDER BY id LIMIT ? OFFSET ?",
             (*args, min(limit, MAX_INT64), offset)).fetchall()
-        return [_job(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     def count(self, status: str | None = None) -> int:
         where, args = _status_where(status)
@@ -328,13 +258,13 @@ class JobQueue:
     @staticmethod
     def _get(con: sqlite3.Connection, id_: int) -> Job | None:
         row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (id_,)).fetchone()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
     @staticmethod
     def _active(con: sqlite3.Connection, sha256: str) -> Job | None:
         row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE sha256 = ? AND status IN {ACTIVE!r} "
                           "ORDER BY id LIMIT 1", (sha256,)).fetchone()
-        return None if row is None else _job(row)
+        return None if row is None else job_from_row(row)
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -14,15 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from index.ingest.queue import (
-    MAX_ERROR_CHARS,
-    Job,
-    JobNotCancellable,
-    JobNotFound,
-    JobQueue,
-    JobStateError,
-    StorageFull,
-)
+from index.ingest.jobs import Job, JobNotCancellable, JobNotFound, JobStateError
+from index.ingest.queue import MAX_ERROR_CHARS, JobQueue, StorageFull
 from retrieval.errors import RetrievalError
 
 ROOT = Path(__file__).resolve().parents[2]
