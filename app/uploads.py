@@ -7,13 +7,16 @@ before any dependency runs), so a request without a valid key is refused before 
 import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
+from typing import TypeVar
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 MAX_NAME_CHARS = 255
 NO_FILE = "send the audio as a multipart/form-data field named 'file'"
+FormT = TypeVar("FormT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -23,12 +26,34 @@ class Upload:
     fields: dict[str, str]  # the form's other text fields
 
 
-def multipart_body(*, fields: dict[str, dict]) -> dict:
-    """OpenAPI `requestBody` of a multipart form with a binary `file` and these other fields."""
+def multipart_body(form: type[BaseModel]) -> dict:
+    """OpenAPI `requestBody` of a multipart form: a binary `file`, and the text fields `form` validates."""
+    fields = {name: _form_field(prop) for name, prop in form.model_json_schema()["properties"].items()}
     schema = {"type": "object", "required": ["file"],
               "properties": {"file": {"type": "string", "format": "binary",
                                       "description": "WAV, FLAC, OGG (Vorbis/Opus) or MP3"}, **fields}}
     return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}}
+
+
+def _form_field(prop: dict) -> dict:
+    """A model field's JSON schema as a form field's: a form has no null (a field is sent or left out), so
+    neither a `null` alternative nor a null default."""
+    schema = {k: v for k, v in prop.items() if k != "default" or v is not None}
+    options = [o for o in schema.pop("anyOf", []) if o != {"type": "null"}]
+    if len(options) == 1:
+        schema.update(options[0])
+    elif options:
+        schema["anyOf"] = options
+    return schema
+
+
+def form_of(model: type[FormT], fields: dict[str, str]) -> FormT:
+    """The form's text fields as `model` reads them; 422 naming each malformed field."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as e:
+        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])}
+                                      for err in e.errors(include_url=False)]) from None
 
 
 def bare_name(name: str) -> str:

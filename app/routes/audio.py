@@ -5,19 +5,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from app.deps import CollectionDep, IngestDep, audio_url
 from app.errors import AudioFileGone, NoSuchClip
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
-from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataIn, MetadataPatch, clip_out
+from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadForm, clip_out
 from app.schemas.common import ErrorOut, PageLimit, PageOffset, Responses
 from app.schemas.jobs import JobOut
 from app.security import ReadAccess, WriteAccess
-from app.uploads import multipart_body, read_upload
+from app.uploads import form_of, multipart_body, read_upload
 from index.collection import Collection
 from index.store.contract import ClipRecord
 from index.store.metadata import Metadata
@@ -32,15 +31,6 @@ DUPLICATE = "the same bytes were already in the collection: the existing record,
 ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progress, then its clip); also "
             "the job already queued for the same bytes")
 MAX_WAIT_S = 60
-METADATA_FORM = {  # the upload form's metadata fields (app/schemas/clips.py MetadataIn bounds them)
-    "description": {"type": "string", "description": "the clip's description (searched by keyword)",
-                    "examples": ["808 kick, long decay"]},
-    "user_tags": {"type": "string", "description": "the user's tags, separated by ';' or ','",
-                  "examples": ["kick; 808; drums"]},
-    "fields": {"type": "string", "description": "named values, as a JSON object of strings",
-               "examples": ['{"pack": "Drums Vol 1", "bpm": "120"}']},
-}
-
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"),
                (b"ID3", "audio/mpeg"))
@@ -80,10 +70,7 @@ def get_or_404(collection: Collection, clip_id: int) -> ClipRecord:
                         201: {"model": ClipOut, "description": "indexed within `wait` seconds: the record"},
                         200: {"model": ClipOut, "description": DUPLICATE},
                         507: {"model": ErrorOut, "description": "the disk is full: nothing was stored"}},
-             openapi_extra=multipart_body(fields={"name": {"type": "string", "maxLength": 255,
-                                                           "description": "name to store (default: the "
-                                                                          "file's own name)"},
-                                                  **METADATA_FORM}),
+             openapi_extra=multipart_body(UploadForm),
              description="Multipart upload (`file`, optional `name`, `description`, `user_tags` separated by "
                          "`;` or `,`, `fields` as a JSON object of strings: malformed ones answer 422 and "
                          "store nothing). What the header tells (format, "
@@ -101,7 +88,8 @@ async def add_audio(request: Request, collection: CollectionDep, ingest: IngestD
                                                  description="seconds to wait for the clip to be "
                                                              "indexed")] = 0) -> Response:
     upload = await read_upload(request)
-    submitted = await run_in_threadpool(ingest.submit, upload.data, upload.name, form_metadata(upload.fields))
+    metadata = form_of(UploadForm, upload.fields).applied_to(Metadata())
+    submitted = await run_in_threadpool(ingest.submit, upload.data, upload.name, metadata)
     if submitted.record is not None:
         return _json(200, clip_out(submitted.record, audio_url=audio_url(request, submitted.record.id)))
     assert submitted.job is not None
@@ -114,15 +102,6 @@ async def add_audio(request: Request, collection: CollectionDep, ingest: IngestD
         where = request.app.url_path_for("get_audio", clip_id=view.clip.id)
         return _json(201 if submitted.created else 200, view.clip, location=str(where))
     return _json(202, view, location=str(request.app.url_path_for("job", job_id=job.id)))
-
-
-def form_metadata(form: dict[str, str]) -> Metadata:
-    """The metadata an upload's form carries; 422 naming the field when one is malformed."""
-    try:
-        return MetadataIn.from_form(form).applied_to(Metadata())
-    except ValidationError as e:
-        raise RequestValidationError([{**err, "loc": ("body", *err["loc"])}
-                                      for err in e.errors(include_url=False)]) from None
 
 
 def edit_metadata(collection: Collection, clip_id: int, change: MetadataPatch) -> ClipRecord:

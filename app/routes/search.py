@@ -5,26 +5,13 @@ from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from app.deps import CollectionDep, MetricsDep, audio_url
 from app.observability import ServiceMetrics
 from app.schemas.common import ErrorOut, Responses, ValidationOut
-from app.schemas.search import (
-    MAX_K,
-    MAX_PER_CLIP,
-    MAX_QUERY_CHARS,
-    K,
-    MomentFields,
-    QueryText,
-    SearchMode,
-    SearchRequest,
-    SearchResponse,
-    search_hit,
-)
+from app.schemas.search import AudioQuery, SearchMode, SearchRequest, SearchResponse, search_hit
 from app.security import ReadAccess
-from app.uploads import multipart_body, read_upload
+from app.uploads import form_of, multipart_body, read_upload
 from index.collection import Collection
 from index.store.contract import Hit
 from retrieval.composite import CompositeQuery
@@ -47,11 +34,6 @@ COMPOSITE_ERRORS: Responses = {
     422: {"model": ValidationOut, "description": "a field out of its bounds or of the wrong type, nothing to "
                                                  "search towards, a clip in both `like` and `unlike`, or "
                                                  "parts that cancel out (a zero vector)"}}
-
-
-class AudioQuery(MomentFields):
-    k: K = 10
-    query: QueryText | None = None
 
 
 def text_search(collection: Collection, metrics: ServiceMetrics, req: SearchRequest) -> list[Hit]:
@@ -101,18 +83,7 @@ async def search(body: SearchRequest, request: Request, collection: CollectionDe
 
 @router.post("/search/audio", summary="Find clips that sound like an uploaded one",
              responses={**READ_ERRORS, **UPLOAD_ERRORS},
-             openapi_extra=multipart_body(fields={
-                 "k": {"type": "integer", "minimum": 1, "maximum": MAX_K, "default": 10,
-                       "description": "how many clips (or moments)"},
-                 "query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS,
-                           "example": "with rain", "description": "optional text to combine with the example "
-                                                                 "(the example in the `like` role)"},
-                 "moments": {"type": "boolean", "default": False,
-                             "description": "the k best moments instead of clips (as in POST /search)"},
-                 "per_clip": {"type": "integer", "minimum": 1, "maximum": MAX_PER_CLIP, "default": 3,
-                              "description": "with moments: at most this many per clip"},
-                 "threshold": {"type": "number", "minimum": -1, "maximum": 1,
-                               "description": "with moments: the score a window must reach"}}),
+             openapi_extra=multipart_body(AudioQuery),
              description="Query by example: the uploaded clip is decoded, tagged by PaSST and projected like "
                          "an indexed one (it is not added), and the k closest clips are returned. With a "
                          "text `query` (\"like this file, but with rain\") the vector searched is "
@@ -120,10 +91,7 @@ async def search(body: SearchRequest, request: Request, collection: CollectionDe
                          "`query` in the answer is the uploaded file's name, and the text after it.")
 async def search_audio(request: Request, collection: CollectionDep, metrics: MetricsDep) -> SearchResponse:
     upload = await read_upload(request)
-    try:
-        form = AudioQuery.model_validate(upload.fields)
-    except ValidationError as e:
-        raise RequestValidationError(e.errors(include_url=False)) from None
+    form = form_of(AudioQuery, upload.fields)
     start = time.perf_counter()
     with metrics.audio_encode.labels("search").time():
         hits = await run_in_threadpool(partial(collection.search_audio, text=form.query,

@@ -8,7 +8,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.schemas.common import INT64_MAX, StorableText
 from index.store.contract import ClipRecord
@@ -115,23 +115,6 @@ class MetadataIn(BaseModel):
                            tags=meta.tags if self.user_tags is None else self.user_tags,
                            fields=meta.field_dict if self.fields is None else self.fields)
 
-    @classmethod
-    def from_form(cls, form: dict[str, str]) -> "MetadataIn":
-        """From an upload's text fields: `description`; `user_tags` separated by ';' or ','; `fields` as a
-        JSON object. ValidationError naming the field when one is malformed."""
-        raw: dict[str, Any] = {}
-        if "description" in form:
-            raw["description"] = form["description"]
-        if "user_tags" in form:
-            raw["user_tags"] = tag_list(form["user_tags"])
-        if form.get("fields", "").strip():
-            try:
-                raw["fields"] = json.loads(form["fields"])
-            except ValueError:
-                raw["fields"] = form["fields"]  # not JSON: refused below as not an object
-        return cls.model_validate(raw)
-
-
 class MetadataPatch(MetadataIn):
     """What PATCH /audio/{id} changes: at least one of description, user_tags, fields."""
 
@@ -140,6 +123,38 @@ class MetadataPatch(MetadataIn):
         if self.description is None and self.user_tags is None and self.fields is None:
             raise ValueError("give at least one of description, user_tags, fields")
         return self
+
+
+def _json_text(v: Any) -> Any:
+    """A form's JSON text as the value it holds; blank: left out; not JSON: as it is, to be refused."""
+    if not isinstance(v, str):
+        return v
+    if not v.strip():
+        return None
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
+
+
+def _tag_text(v: Any) -> Any:
+    return tag_list(v) if isinstance(v, str) else v
+
+
+class UploadForm(MetadataIn):
+    """The text fields of POST /audio's multipart form: MetadataIn's, each written as one text, and a name."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    # the upload's name is taken from the raw form by app/uploads.py read_upload; described here
+    name: str | None = Field(None, examples=["kick_808.wav"], description=(
+        "the name to store, its last path component cut to 255 characters (default: the file's own name)"))
+    user_tags: Annotated[UserTags | None, BeforeValidator(_tag_text, json_schema_input_type=str)] = Field(
+        None, examples=["kick; 808; drums"],
+        description="the user's tags as one text, separated by ';' or ',' (bounded as in PATCH /audio/{id})")
+    fields: Annotated[Fields | None, BeforeValidator(_json_text, json_schema_input_type=str)] = Field(
+        None, examples=['{"pack": "Drums Vol 1", "bpm": "120"}'],
+        description="named values as a JSON object of strings (bounded as in PATCH /audio/{id})")
 
 
 class PeaksOut(BaseModel):

@@ -173,6 +173,14 @@ class SearchRequest(MomentFields):
 
 
 
+class AudioQuery(MomentFields):
+    """The text fields of POST /search/audio's multipart form, beside the example file."""
+
+    k: K = Field(10, description="how many clips (or moments) to return, best first")
+    query: QueryText | None = Field(None, examples=["with rain"], description=(
+        "optional text to combine with the example (the example in the `like` role)"))
+
+
 class SegmentOut(BaseModel):
     """Where in the clip it sounds like the query: its best window (or, for moments, the moment), scored by
     the same head and query vector as the clip."""

@@ -131,6 +131,7 @@ def test_example_with_text_combines_both(make_client, planted, retriever):
 def test_example_with_a_bad_text_is_422(client, query):
     r = client.post("/search/audio", files={"file": ("mine.wav", CLIPS["noise.wav"])}, data={"query": query})
     assert r.status_code == 422
+    assert [e["loc"] for e in r.json()["detail"]] == [["body", "query"]]
 
 
 def test_openapi_has_an_example_for_each_composite_field(client):
@@ -142,5 +143,5 @@ def test_openapi_has_an_example_for_each_composite_field(client):
     assert all(p.get("examples") for p in schemas["QueryWeights"]["properties"].values())
     assert any({"like", "unlike", "not"} <= set(e) for e in schemas["SearchRequest"]["examples"])
     form = spec["paths"]["/search/audio"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
-    assert form["properties"]["query"]["example"]
+    assert form["properties"]["query"]["examples"]
     assert "404" in spec["paths"]["/search"]["post"]["responses"]

@@ -2,6 +2,10 @@
 
 import pytest
 
+from app.main import create_app
+from app.schemas.clips import UploadForm
+from app.schemas.search import AudioQuery
+from app.settings import Settings
 from tests.app.conftest import CLIPS, vector_of, wav_bytes
 from tests.audio_fixtures import sine
 
@@ -71,7 +75,23 @@ def test_validation_errors_do_not_echo_the_input(client):
 
 
 def test_longest_allowed_query_is_accepted(client):
-    assert client.post("/search", json={"query": "x" * 500, "k": 100}).status_code == 200
+    r = client.post("/search", json={"query": "x" * 500, "k": 100})
+    assert r.status_code == 200, r.text
+    assert r.json()["query"] == "x" * 500 and r.json()["results"] == []
+
+
+@pytest.mark.parametrize(("path", "form"), [("/audio", UploadForm), ("/search/audio", AudioQuery)])
+def test_each_field_of_the_form_model_is_in_the_multipart_schema(path, form):
+    """The docs' multipart fields are those of the model that validates the form (with its descriptions and
+    defaults), and the binary `file`."""
+    body = create_app(Settings()).openapi()["paths"][path]["post"]["requestBody"]
+    schema = body["content"]["multipart/form-data"]["schema"]
+    assert schema["required"] == ["file"] and schema["properties"]["file"]["format"] == "binary"
+    assert set(schema["properties"]) == {"file", *form.model_fields}
+    for name, field in form.model_fields.items():
+        prop = schema["properties"][name]
+        assert prop["description"] == field.description and "anyOf" not in prop, name
+        assert prop.get("default") == field.default, name
 
 
 def test_query_by_example_finds_the_same_clip_first(filled, retriever):
