@@ -39,7 +39,10 @@ def test_name_field_and_path_components(client):
 
 def test_bearer_token_is_accepted(client):
     r = upload(client, "s.wav", CLIPS["sine.wav"], headers={"Authorization": f"Bearer {API_KEY}"})
-    assert r.status_code == 201
+    assert r.status_code == 201, r.text
+    rec = r.json()
+    assert rec["name"] == "s.wav" and rec["sha256"] == sha256(CLIPS["sine.wav"])
+    assert client.get(f"/audio/{rec['id']}").json() == rec
 
 
 @pytest.mark.parametrize(("headers", "status", "message"), [

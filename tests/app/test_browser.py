@@ -1,6 +1,7 @@
 """The web page driven in headless Chromium (Debian's `chromium`) against a real uvicorn server."""
 
 import contextlib
+import importlib.util
 import os
 import socket
 import threading
@@ -22,8 +23,22 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="/usr/bin/chromium is absent (apt-get install chromium; .ci/run does)")
+
+
+def browser_missing() -> str | None:
+    """Why the page cannot be driven here (no Chromium, or no Playwright), or None when it can."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is absent (apt-get install chromium; .ci/run does)"
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright is not installed (pip install -e '.[dev]')"
+    return None
+
+
+BROWSER_MISSING = browser_missing()
+# skipped where the browser is missing, except in CI (`CI` set), where the `page` fixture fails them instead
+NEEDS_BROWSER = pytest.mark.skipif(BROWSER_MISSING is not None and not os.environ.get("CI"),
+                                   reason=str(BROWSER_MISSING))
+pytestmark = NEEDS_BROWSER
 
 
 def free_port() -> int:
@@ -68,7 +83,10 @@ def tone_server(app_settings: Settings, minilm_path, text_encoder):
 
 @pytest.fixture
 def page():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    if BROWSER_MISSING is not None:
+        pytest.fail(f"the browser tests cannot run in CI: {BROWSER_MISSING}", pytrace=False)
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:

@@ -10,10 +10,9 @@ import pytest
 from app.main import create_app
 from tests.app.conftest import API_KEY, WRITE
 from tests.app.planted import LIBRARY, plant
-from tests.app.test_browser import CHROMIUM, page, result_names, serve  # noqa: F401  (page: the fixture)
+from tests.app.test_browser import NEEDS_BROWSER, page, result_names, serve  # noqa: F401  (page: the fixture)
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="/usr/bin/chromium is absent (apt-get install chromium; .ci/run does)")
+pytestmark = NEEDS_BROWSER
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """The user's metadata through the service: uploads carry it, PATCH /audio/{id} edits it (with the key),
 malformed metadata answers 422 and changes nothing."""
 
+import json
+
 import pytest
 
 from tests.app.conftest import API_KEY, CLIPS, WRITE, upload, wav_bytes
@@ -117,8 +119,11 @@ def test_patch_of_an_unknown_or_malformed_id(planted):
 
 
 def test_the_longest_metadata_allowed_fits(client):
-    """At the bounds (and with 4-byte characters) the upload's metadata still fits its job's fields."""
-    big = {"description": "𝄞" * 2000, "user_tags": ";".join(f"{i:02d}" + "𝄞" * 62 for i in range(32)),
-           "fields": "{" + ", ".join(f'"k{i:02d}{"x" * 60}": "{"𝄞" * 200}"' for i in range(32)) + "}"}
-    r = upload(client, "big.wav", wav_bytes(noise(seconds=0.3, seed=3)), wait=0, **big)
-    assert r.status_code == 202, r.text
+    """At the bounds (and with 4-byte characters) the upload's metadata still fits its job's fields: the
+    indexed clip carries all of it."""
+    tags = [f"{i:02d}" + "𝄞" * 62 for i in range(32)]
+    fields = {f"k{i:02d}{'x' * 60}": "𝄞" * 200 for i in range(32)}
+    r = upload(client, "big.wav", wav_bytes(noise(seconds=0.3, seed=3)), description="𝄞" * 2000,
+               user_tags=";".join(tags), fields=json.dumps(fields, ensure_ascii=False))
+    assert r.status_code == 201, r.text
+    assert meta_of(client.get(f"/audio/{r.json()['id']}").json()) == ("𝄞" * 2000, tags, fields)
