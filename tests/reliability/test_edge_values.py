@@ -219,7 +219,7 @@ def test_a_search_at_the_edge_answers_correctly(edge, body, hits):
 def test_an_audio_query_k_the_store_cannot_take_is_refused_with_422(edge, k):
     client, _ = edge
     r = client.post("/search/audio", files={"file": ("q.wav", CLIP, "audio/wav")}, data={"k": k})
-    assert_validation_error(r, "k")
+    assert_validation_error(r, "body", "k")  # a form field, at ["body", field] as on POST /audio
 
 
 @pytest.mark.parametrize("name, stored", [("n" * 100_000 + ".wav", "n" * 255), ("\x00\x00", "upload"),
