@@ -115,6 +115,7 @@ class MetadataIn(BaseModel):
                            tags=meta.tags if self.user_tags is None else self.user_tags,
                            fields=meta.field_dict if self.fields is None else self.fields)
 
+
 class MetadataPatch(MetadataIn):
     """What PATCH /audio/{id} changes: at least one of description, user_tags, fields."""
 
@@ -138,6 +139,7 @@ def _json_text(v: Any) -> Any:
 
 
 def _tag_text(v: Any) -> Any:
+    """A form's text of tags as their list (tag_list)."""
     return tag_list(v) if isinstance(v, str) else v
 
 
