@@ -39,7 +39,7 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
         return FaissStore(config.data_dir, spec, kind=config.index_kind, check=check,
                           search_threads=config.search_threads)
     if config.backend == "qdrant":
-        from index.qdrant.store import open_qdrant_store
+        from index.qdrant.open import open_qdrant_store
 
         return open_qdrant_store(url=config.qdrant_url, data_dir=config.data_dir,
                                  collection=config.qdrant_collection, spec=spec, check=check)

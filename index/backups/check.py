@@ -324,7 +324,7 @@ def _rebuild_cache(db: ClipDB, folder: Path, *, kind: str, dim: int, search_thre
 # -- Qdrant --------------------------------------------------------------------------------------------------
 def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | None,
                   project: Project | None, repair: bool, progress: bool) -> None:
-    from index.qdrant.store import open_existing
+    from index.qdrant.open import open_existing
 
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),

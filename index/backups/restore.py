@@ -37,7 +37,7 @@ def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable
     (None: not checked)."""
     t0 = time.time()
     data_dir = Path(config.data_dir)
-    if config.backend == "qdrant" and config.qdrant_url == ":memory:":  # index.qdrant.store.MEMORY
+    if config.backend == "qdrant" and config.qdrant_url == ":memory:":  # index.qdrant.open.MEMORY
         raise RestoreRefused("a restore into Qdrant ':memory:' would vanish with this process; "
                              "restore into a server or the embedded store (RETRIEVAL_QDRANT_URL unset)")
     with open_backup(path, progress=progress) as b:

@@ -80,7 +80,7 @@ def _faiss_source(config: StoreConfig, work: Path) -> Source:
 
 
 def _qdrant_source(config: StoreConfig) -> Source:
-    from index.qdrant.store import open_existing
+    from index.qdrant.open import open_existing
 
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),

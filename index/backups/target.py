@@ -61,7 +61,7 @@ def target_holds(config: StoreConfig, *, jobs_file: str = QUEUE_FILE) -> list[st
 
 
 def _qdrant_holds(config: StoreConfig) -> list[str]:
-    from index.qdrant.store import connect
+    from index.qdrant.open import connect
     from index.qdrant.windows import SUFFIX as WINDOWS_SUFFIX
 
     if not config.qdrant_url and not (Path(config.data_dir) / QDRANT_DIR).is_dir():
