@@ -31,7 +31,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from index.ingest.queue import JobNotFound, JobStateError
+from index.ingest.jobs import JobNotFound, JobStateError
 from retrieval.errors import (
     AudioDecodeError,
     AudioTooLong,

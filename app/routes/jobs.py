@@ -14,7 +14,8 @@ from app.schemas.common import ErrorOut, PageLimit, PageOffset, Responses
 from app.schemas.jobs import JobId, JobOut, JobPage, JobStatus, job_out
 from app.security import ReadAccess, WriteAccess
 from index.collection import Collection
-from index.ingest.queue import Job, JobQueue
+from index.ingest.jobs import Job
+from index.ingest.queue import JobQueue
 
 router = APIRouter(tags=["jobs"])
 

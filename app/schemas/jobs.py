@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from app.schemas.clips import ClipOut
 from app.schemas.common import INT64_MAX
-from index.ingest.queue import Job
+from index.ingest.jobs import Job
 
 JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the job's id (1 to 2^63 - 1)", examples=[7])]
 JobStatus = Literal["queued", "running", "done", "failed"]
