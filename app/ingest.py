@@ -24,8 +24,8 @@ from index.collection import Collection
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.ingest.worker import METADATA_FIELD, IngestWorker
 from index.layout import INCOMING_DIR, INGEST_LOCK, QUEUE_FILE, incoming_location
-from index.store.contract import ClipRecord
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
 from retrieval.extract import probe
 

@@ -44,7 +44,7 @@ def fill(data_dir: Path, *, n: int, uploads: int, seed: int = 0) -> None:
     """n synthetic clips in one SQLite transaction; the first `uploads` are uploads with stored bytes."""
     from index.faiss.clip_db import stored_clips
     from index.faiss.store import FaissStore
-    from index.store.contract import NewClip, Tag
+    from index.store.records import NewClip, Tag
 
     if stored_clips(data_dir / CLIP_DB) == n and len(list((data_dir / AUDIO_DIR).iterdir())) == uploads:
         print(f"reusing the store in {data_dir}", flush=True)

@@ -21,7 +21,7 @@ import torch
 from benchmarks.common import header
 from index.faiss.store import FaissStore
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
-from index.store.contract import NewClip, Timeline, Windows
+from index.store.records import NewClip, Timeline, Windows
 from retrieval.config import N_TAGS, Windowing
 from retrieval.model_spec import ModelSpec
 from retrieval.tagger import PasstTagger

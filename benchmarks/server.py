@@ -34,7 +34,7 @@ def fill_store(data_dir: Path, *, spec: ModelSpec, n: int, dim: int, seed: int =
     """Put n synthetic clips (unit vectors, zero logits) in a FAISS store made for the model `spec` (the
     service's `build_retriever(settings).spec`), in one SQLite transaction."""
     from index.faiss.store import FaissStore
-    from index.store.contract import NewClip
+    from index.store.records import NewClip
 
     store = FaissStore(data_dir, spec)
     have = store.count()

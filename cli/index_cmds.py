@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from index.collection import Collection
     from index.ingest.backfill import BackfillReport
     from index.ingest.builder import BuildReport
-    from index.store.contract import Hit
+    from index.store.records import Hit
 
 SHOWN_TAGS = 3
 
@@ -86,7 +86,7 @@ def backfill_windows(*, progress: bool = True) -> BackfillReport:
 
 def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int = 3,
            threshold: float | None = None) -> list[Hit]:
-    from index.store.contract import MomentQuery
+    from index.store.records import MomentQuery
 
     with open_collection() as collection:
         return collection.search_text(query, k, moments=MomentQuery(per_clip, threshold) if moments else None)

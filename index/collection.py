@@ -44,17 +44,9 @@ from tqdm import tqdm
 
 from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
 from index.layout import AUDIO_DIR, upload_location
-from index.store.contract import (
-    ClipRecord,
-    Hit,
-    MomentQuery,
-    NewClip,
-    SearchFilter,
-    Tag,
-    Timeline,
-    VectorStore,
-)
+from index.store.contract import VectorStore
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord, Hit, MomentQuery, NewClip, SearchFilter, Tag, Timeline
 from retrieval.audio import DecodedAudio
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine

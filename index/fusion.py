@@ -9,7 +9,7 @@ clip ranked well by both rankings beats one ranked first by only one. Ties go to
 from collections import defaultdict
 from collections.abc import Sequence
 
-from index.store.contract import ClipRecord, Hit, Ranking
+from index.store.records import ClipRecord, Hit, Ranking
 
 RRF_K = 60
 RRF_DEPTH = 100  # how deep each ranking is read for a hybrid search

@@ -47,7 +47,7 @@ CREATE INDEX IF NOT EXISTS clips_duration ON clips (duration);
 def write_old_faiss_store(data_dir: Path, fp: dict, clips: list, vectors: np.ndarray, logits: np.ndarray, *,
                           with_cache_file: bool = True) -> list[int]:
     """An `index.sqlite` (+ `faiss/flat-e0-gN.faiss`) as the previous FaissStore left them; returns the ids.
-    `clips` are index.store.contract.NewClip (only their fields are used)."""
+    `clips` are index.store.records.NewClip (only their fields are used)."""
     import faiss
 
     data_dir = Path(data_dir)

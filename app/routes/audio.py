@@ -18,8 +18,8 @@ from app.schemas.jobs import JobOut
 from app.security import ReadAccess, WriteAccess
 from app.uploads import form_of, multipart_body, read_upload
 from index.collection import Collection
-from index.store.contract import ClipRecord
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord
 
 router = APIRouter(tags=["audio"])
 

@@ -13,7 +13,7 @@ from app.schemas.search import AudioQuery, SearchMode, SearchRequest, SearchResp
 from app.security import ReadAccess
 from app.uploads import form_of, multipart_body, read_upload
 from index.collection import Collection
-from index.store.contract import Hit
+from index.store.records import Hit
 from retrieval.composite import CompositeQuery
 
 router = APIRouter(tags=["search"], dependencies=[ReadAccess])

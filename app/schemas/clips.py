@@ -11,8 +11,8 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.schemas.common import INT64_MAX, StorableText
-from index.store.contract import ClipRecord
 from index.store.metadata import FIELD_KEY, TAG_SEPARATORS, Metadata
+from index.store.records import ClipRecord
 
 MAX_DESCRIPTION_CHARS = 2000
 MAX_USER_TAGS = 32  # per clip, and per filter

@@ -6,7 +6,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
 from app.schemas.common import INT64_MAX, StorableText, storable_text
-from index.store.contract import Hit, MomentQuery, SearchFilter
+from index.store.records import Hit, MomentQuery, SearchFilter
 from index.store.words import query_words
 from retrieval.composite import CompositeQuery, Weights
 

@@ -29,7 +29,7 @@ from index.faiss.clip_db import ClipDB, integrity_problems
 from index.faiss.store import stored_spec
 from index.faiss.vector_index import FILE_RE, VectorIndex
 from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, QUEUE_FILE
-from index.store.contract import Chunk, ClipRecord
+from index.store.records import Chunk, ClipRecord
 from index.stores import StoreConfig
 from retrieval.durable import old_enough, sha256_file
 from retrieval.model_spec import ModelSpec

@@ -34,8 +34,8 @@ from index.backups.format import (
     clips_schema,
     inside,
 )
-from index.store.contract import ClipRecord, Tag
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord, Tag
 from retrieval.config import N_TAGS
 from retrieval.model_spec import ModelSpec
 

@@ -17,7 +17,7 @@ from index.faiss.clip_db import ClipDB, copy_live
 from index.faiss.store import stored_spec
 from index.ingest.queue import ACTIVE, Job, JobQueue
 from index.layout import CLIP_DB, QUEUE_FILE
-from index.store.contract import Chunk, ClipRecord
+from index.store.records import Chunk, ClipRecord
 from index.stores import StoreConfig
 from retrieval.model_spec import ModelSpec
 

@@ -41,7 +41,7 @@ from index.backups.reports import BackupReport
 from index.backups.sources import Source, open_source, waiting_jobs
 from index.ingest.queue import Job
 from index.layout import AUDIO_DIR
-from index.store.contract import ClipRecord
+from index.store.records import ClipRecord
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from index.faiss import fts
 from index.sqlite_conn import BUSY_TIMEOUT_S, ThreadConnections
-from index.store.contract import Chunk, ClipRecord, NewClip, SearchFilter, Tag, Timeline, Windows
 from index.store.metadata import Metadata
+from index.store.records import Chunk, ClipRecord, NewClip, SearchFilter, Tag, Timeline, Windows
 from retrieval.config import N_TAGS
 
 SCHEMA = """

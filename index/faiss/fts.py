@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
-from index.store.contract import NewClip
+from index.store.records import NewClip
 from index.store.words import document, query_words
 
 TABLE = "clip_words"  # FTS5, rowid = clip id, one column: the document's words

@@ -28,7 +28,10 @@ from index.faiss.clip_db import ClipDB
 from index.faiss.rwlock import ReadWriteLock
 from index.faiss.vector_index import VectorIndex
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
-from index.store.contract import (
+from index.store.checks import check_queries, check_store_spec
+from index.store.contract import VectorStore
+from index.store.metadata import Metadata
+from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
@@ -39,14 +42,10 @@ from index.store.contract import (
     Ranking,
     SearchFilter,
     Timeline,
-    VectorStore,
     WindowHit,
     WindowHits,
     Windows,
-    check_queries,
-    check_store_spec,
 )
-from index.store.metadata import Metadata
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec
 

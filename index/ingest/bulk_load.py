@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from index.collection import TOP_TAGS
 from index.ingest.ray_shards import MANIFEST, RECORD_COLUMNS, WINDOW_COLUMNS, manifest_spec
-from index.store.contract import NewClip, Tag, Timeline, VectorStore
+from index.store.contract import VectorStore
+from index.store.records import NewClip, Tag, Timeline
 from retrieval.config import N_TAGS
 from retrieval.durable import write_json_atomically
 from retrieval.errors import RetrievalError

@@ -19,8 +19,8 @@ from typing import Any
 
 from index.collection import Collection
 from index.ingest.queue import Job, JobQueue, StorageFull
-from index.store.contract import ClipRecord
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord
 from retrieval.audio import DecodedAudio
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
 from retrieval.extract import decode

@@ -7,8 +7,8 @@ from qdrant_client import models as qm
 
 from index.qdrant import layout
 from index.store import words as keyword
-from index.store.contract import ClipRecord, NewClip, SearchFilter, Tag, Timeline
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord, NewClip, SearchFilter, Tag, Timeline
 
 PEAKS = "peaks"  # the payload key of a clip's waveform peaks
 RECORD = qm.PayloadSelectorExclude(exclude=[PEAKS])  # a clip's payload as its record needs it

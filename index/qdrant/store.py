@@ -48,7 +48,10 @@ from index.qdrant.payload import (
 from index.qdrant.windows import QdrantWindows, collection_for
 from index.qdrant.windows import points as window_points
 from index.store import words as keyword
-from index.store.contract import (
+from index.store.checks import check_queries, check_store_spec
+from index.store.contract import VectorStore
+from index.store.metadata import Metadata
+from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
@@ -59,13 +62,9 @@ from index.store.contract import (
     Ranking,
     SearchFilter,
     Timeline,
-    VectorStore,
     WindowHits,
     Windows,
-    check_queries,
-    check_store_spec,
 )
-from index.store.metadata import Metadata
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec

@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from index.qdrant import layout
-from index.store.contract import Project, WindowHit, WindowHits, Windows
+from index.store.records import Project, WindowHit, WindowHits, Windows
 from retrieval.config import N_TAGS
 
 SUFFIX = "-windows"

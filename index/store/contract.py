@@ -1,207 +1,38 @@
-"""The contract every store backend and the service share. Backends: FAISS + SQLite (default), Qdrant.
-
-Vectors are unit vectors of the model's shared space, scored by inner product (= cosine). Besides its clip
-vector (the head's projection of the mean of its windows' logits), a clip may have its PaSST windows stored
-(each one's span in the clip, its 527 logits and its projected vector in float16) and its waveform peaks:
-they say *where* in a clip a query sounds. Clips stored before windows existed have none until they are
-backfilled; their hits carry no segment.
+"""The contract every store backend implements (VectorStore), and what the base does once on top of it.
+Backends: FAISS + SQLite (index/faiss/, the default), Qdrant (index/qdrant/).
 """
 
 from __future__ import annotations  # the `list` method would shadow the builtin in annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from index.store.metadata import Metadata, check_field_key, normalize_tags
-from retrieval.config import N_TAGS
+from index.store.checks import check_queries, check_rows, check_timeline
+from index.store.metadata import Metadata
+from index.store.records import (
+    Added,
+    Chunk,
+    ClipRecord,
+    Hit,
+    Hits,
+    MomentQuery,
+    NewClip,
+    Project,
+    Ranking,
+    SearchFilter,
+    Timeline,
+    WindowHits,
+    Windows,
+)
 from retrieval.errors import RetrievalError
-from retrieval.model_spec import PASST_FIELDS, ModelSpec
+from retrieval.model_spec import ModelSpec
 from retrieval.moments import Moment, best_window, merge_windows
-from retrieval.waveform import MAX_PEAKS
-from retrieval.windows import WindowLogits
 
-Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
 PAGE = 1024  # clips read at a time by what the base derives from the backend's reads
 MOMENT_MARGIN = 0.05  # without a threshold, a clip's moments are its windows within this of its best one
-
-
-@dataclass(frozen=True)
-class Tag:
-    label: str
-    probability: float
-
-
-@dataclass(frozen=True)
-class NewClip:
-    """What the builder knows about a clip before it is stored."""
-
-    name: str  # original file name, as the user knows it
-    location: str  # the path it was indexed from, or the stored copy of an upload
-    sha256: str  # of the file's bytes
-    duration: float  # seconds
-    sample_rate: int  # of the source file
-    tags: tuple[Tag, ...]  # top tags, most probable first
-    stored_copy: bool = False  # True when `location` is a copy the store owns (uploads)
-    meta: Metadata = field(default_factory=Metadata)  # the user's description, tags and fields
-
-
-@dataclass(frozen=True)
-class ClipRecord(NewClip):
-    id: int = 0
-    added_at: float = 0.0  # unix time
-
-
-@dataclass(frozen=True)
-class Hit:
-    record: ClipRecord
-    score: float
-    segment: Moment | None = None  # where in the clip: its best window, or the moment this hit is
-
-
-@dataclass(frozen=True)
-class Windows:
-    """A clip's PaSST windows as a store keeps them: each one's span in the clip's own time and the head's
-    projection of its logits, stored as float16. `logits` (float32) are written, and read back only by a
-    re-projection."""
-
-    starts: np.ndarray  # (W,) seconds
-    ends: np.ndarray  # (W,) seconds
-    vectors: np.ndarray  # (W, D) float16
-    logits: np.ndarray | None = None  # (W, 527) float32
-
-    def scores(self, q: np.ndarray) -> np.ndarray:
-        """(W,) inner products of each window's vector with the (D,) query vector."""
-        return self.vectors.astype(np.float32) @ np.asarray(q, dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """What a store keeps of a clip's time axis besides its vector: its windows and its waveform peaks."""
-
-    windows: Windows
-    peaks: np.ndarray  # (P,) uint8, retrieval.waveform.peaks
-
-    @classmethod
-    def projected(cls, windows: WindowLogits, project: Project, peaks: np.ndarray) -> Timeline:
-        """PaSST's windows with `project(logits)` (the head) as their vectors, kept as float16."""
-        vectors = np.asarray(project(windows.logits)).astype(np.float16)  # (W, D)
-        return cls(Windows(windows.starts, windows.ends, vectors, windows.logits), peaks)
-
-
-@dataclass(frozen=True)
-class WindowHit:
-    clip_id: int
-    window: int  # the window's place in its clip, 0 first
-    start: float
-    end: float
-    score: float
-
-
-@dataclass(frozen=True)
-class MomentQuery:
-    """Moments instead of clips: windows of one clip that reach `threshold` (None: each clip's best window's
-    score minus MOMENT_MARGIN) merged where they overlap or touch, at most `per_clip` per clip."""
-
-    per_clip: int = 3
-    threshold: float | None = None
-
-
-@dataclass(frozen=True)
-class SearchFilter:
-    """What a clip must be to be searched at all; every condition given must hold."""
-
-    min_duration: float | None = None
-    max_duration: float | None = None
-    tag: str | None = None  # must be among the clip's stored top (AudioSet) tags
-    tags_any: tuple[str, ...] = ()  # user tags: at least one of these (normalised here)
-    tags_all: tuple[str, ...] = ()  # user tags: every one of these
-    fields: tuple[tuple[str, str], ...] = ()  # user fields: (key, value) each equal
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tags_any", normalize_tags(self.tags_any))
-        object.__setattr__(self, "tags_all", normalize_tags(self.tags_all))
-        for key, _ in self.fields:
-            check_field_key(key)
-
-    @property
-    def empty(self) -> bool:
-        return (self.min_duration is None and self.max_duration is None and self.tag is None
-                and not self.tags_any and not self.tags_all and not self.fields)
-
-
-def check_queries(xq: np.ndarray, *, dim: int, k: int) -> np.ndarray:
-    """(Q, dim) finite float32 query vectors and k >= 0, or ValueError (shared by every backend)."""
-    xq = np.asarray(xq, dtype=np.float32)
-    if xq.ndim != 2 or xq.shape[1] != dim or not np.isfinite(xq).all():
-        raise ValueError(f"expected (Q, {dim}) finite query vectors, got {xq.shape}")
-    if k < 0:
-        raise ValueError("k must be >= 0")
-    return xq
-
-
-def check_rows(n: int, vectors: np.ndarray, logits: np.ndarray, *, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, dim) vectors and (n, 527) logits, finite float32, or ValueError."""
-    vectors = np.asarray(vectors, dtype=np.float32).reshape(n, -1)  # (N, D)
-    logits = np.asarray(logits, dtype=np.float32).reshape(n, -1)  # (N, 527)
-    if vectors.shape[1] != dim or logits.shape[1] != N_TAGS:
-        raise ValueError(f"expected vectors (N, {dim}) and logits (N, {N_TAGS}), "
-                         f"got {vectors.shape} and {logits.shape}")
-    if not (np.isfinite(vectors).all() and np.isfinite(logits).all()):
-        raise ValueError("vectors and logits must be finite")
-    return vectors, logits
-
-
-def check_timeline(t: Timeline, *, dim: int) -> Timeline:
-    """A clip's windows and peaks in the stored dtypes, or ValueError: W >= 1 spans 0 <= start <= end, (W, D)
-    finite vectors, (W, 527) finite logits, 1 to MAX_PEAKS peaks."""
-    w = t.windows
-    starts, ends = np.asarray(w.starts, dtype=np.float64), np.asarray(w.ends, dtype=np.float64)
-    n = len(starts)
-    if n < 1 or starts.shape != (n,) or ends.shape != (n,) or w.logits is None:
-        raise ValueError(f"expected (W,) starts and ends (W >= 1) and logits, got {starts.shape}, "
-                         f"{ends.shape}")
-    if not (np.isfinite(starts).all() and np.isfinite(ends).all() and (starts >= 0).all()
-            and (ends >= starts).all()):
-        raise ValueError("window spans must be finite with 0 <= start <= end")
-    vectors, logits = check_rows(n, w.vectors, w.logits, dim=dim)
-    vectors16 = vectors.astype(np.float16)
-    if not np.isfinite(vectors16).all():
-        raise ValueError("window vectors must be finite in float16")
-    peaks = np.asarray(t.peaks)
-    if peaks.ndim != 1 or not 1 <= len(peaks) <= MAX_PEAKS or peaks.dtype != np.uint8:
-        raise ValueError(f"expected 1 to {MAX_PEAKS} uint8 peaks, got {peaks.dtype} {peaks.shape}")
-    return Timeline(Windows(starts, ends, vectors16, logits), peaks)
-
-
-def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> None:
-    """Raise CheckpointMismatch, saying how to fix it, when a store's model is not the configured one."""
-    if stored.diff(wanted, only=PASST_FIELDS):
-        fix = ("the stored PaSST logits come from another tagger, so the collection must be indexed again: "
-               "use another RETRIEVAL_DATA_DIR (or configure the tagger the index was built with)")
-    else:
-        fix = ("set RETRIEVAL_CHECKPOINT (and RETRIEVAL_TEXT_MODEL) to what the index was built with, "
-               "or re-project the stored logits with the configured model: "
-               "`retrieval index reproject --checkpoint CKPT` (no PaSST needed), "
-               "or use another RETRIEVAL_DATA_DIR")
-    stored.require_match(wanted, what=f"the index in {where}", fix=fix)
-
-
-Ranking = list[Hit]  # one query's hits, best first (an alias: the stores' `list` method shadows the builtin)
-Hits = list[Ranking]  # per query
-WindowHits = list[list[WindowHit]]
-
-
-Chunk = tuple[list[ClipRecord], np.ndarray, np.ndarray]  # records, their vectors (n, D) and logits (n, 527)
-
-
-class Added(NamedTuple):
-    record: ClipRecord
-    created: bool  # False: the same content (sha256) was stored already; `record` is the stored one
 
 
 class VectorStore(ABC):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from index.store.contract import NewClip
+from index.store.records import NewClip
 
 BM25_K1 = 1.2  # FTS5's built-in bm25(); Qdrant is told the same
 BM25_B = 0.75

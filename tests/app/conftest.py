@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.compose import build_retriever, store_config
 from app.main import create_app
 from app.settings import Settings
-from index.store.contract import NewClip, Tag
+from index.store.records import NewClip, Tag
 from index.stores import open_store
 from retrieval.audio import decode_audio
 from retrieval.pipeline import Retriever

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from index.store.contract import NewClip, Tag, VectorStore
+from index.store.contract import VectorStore
 from index.store.metadata import Metadata
+from index.store.records import NewClip, Tag
 
 # name, description, user tags, fields
 LIBRARY = [

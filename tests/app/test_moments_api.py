@@ -8,7 +8,8 @@ from fastapi.testclient import TestClient
 from app.compose import build_retriever
 from app.main import create_app
 from app.settings import Settings
-from index.store.contract import MOMENT_MARGIN, NewClip
+from index.store.contract import MOMENT_MARGIN
+from index.store.records import NewClip
 from retrieval.moments import best_window, iou, merge_windows
 from retrieval.waveform import peaks
 from tests.app.conftest import upload, wav_bytes

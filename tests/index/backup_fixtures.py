@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from index.ingest.queue import JobQueue
-from index.store.contract import NewClip, Tag
 from index.store.metadata import Metadata
+from index.store.records import NewClip, Tag
 from index.stores import StoreConfig, open_store
 from retrieval.durable import write_bytes_atomically
 from tests.index.store_fixtures import DIM, LABELS, SPEC

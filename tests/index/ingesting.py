@@ -4,7 +4,7 @@ from pathlib import Path
 
 from index.collection import Collection
 from index.ingest.worker import Item, ingest
-from index.store.contract import ClipRecord
+from index.store.records import ClipRecord
 from retrieval.durable import sha256_bytes, sha256_file
 
 

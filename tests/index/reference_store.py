@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from index.store.contract import (
+from index.store.checks import check_queries, check_store_spec
+from index.store.contract import VectorStore
+from index.store.metadata import Metadata
+from index.store.records import (
     Added,
     ClipRecord,
     Hit,
@@ -27,13 +30,9 @@ from index.store.contract import (
     Ranking,
     SearchFilter,
     Timeline,
-    VectorStore,
     WindowHit,
     WindowHits,
-    check_queries,
-    check_store_spec,
 )
-from index.store.metadata import Metadata
 from index.store.words import BM25_B, BM25_K1, document, query_words
 from index.stores import StoreConfig, open_store
 from retrieval.config import N_TAGS

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from index.store.contract import NewClip, Tag
+from index.store.records import NewClip, Tag
 from retrieval.model_spec import ModelSpec
 
 DIM = 32

@@ -6,7 +6,7 @@ import pytest
 
 from app.compose import open_collection
 from index.ingest.backfill import backfill_windows
-from index.store.contract import NewClip
+from index.store.records import NewClip
 from retrieval.durable import sha256_bytes, sha256_file
 from retrieval.extract import extract
 from retrieval.waveform import peaks

@@ -27,8 +27,8 @@ from index.backups.restore import restore
 from index.backups.target import RestoreRefused
 from index.collection import Collection
 from index.ingest.queue import JobQueue
-from index.store.contract import SearchFilter
 from index.store.metadata import Metadata
+from index.store.records import SearchFilter
 from index.stores import open_store
 from retrieval.durable import sha256_file, write_bytes_atomically
 from retrieval.errors import CheckpointMismatch
@@ -542,7 +542,7 @@ class SharedClient:
 @pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
 def test_restore_into_a_qdrant_server_moves_the_staged_collection_under_the_configured_name(
         tmp_path, backup_file, monkeypatch):
-    import index.qdrant.store as qs
+    import index.qdrant.open as qs
 
     server = SharedClient()
     monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)

@@ -8,7 +8,8 @@ import torch
 from app.compose import open_collection
 from index.collection import Collection
 from index.ingest.builder import index_paths
-from index.store.contract import MOMENT_MARGIN, MomentQuery
+from index.store.contract import MOMENT_MARGIN
+from index.store.records import MomentQuery
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import Checkpoint, save_checkpoint
 from retrieval.config import Windowing

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from index.collection import Collection
-from index.store.contract import SearchFilter
+from index.store.records import SearchFilter
 from index.stores import StoreConfig, open_store
 from retrieval.composite import CompositeQuery, Weights
 from retrieval.errors import ClipNotFound, ZeroQuery

@@ -11,7 +11,7 @@ import pytest
 from index.faiss.store import FaissStore
 from index.faiss.vector_index import VectorIndex
 from index.layout import FAISS_DIR
-from index.store.contract import SearchFilter
+from index.store.records import SearchFilter
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from tests.index.store_fixtures import DIM, SPEC, brute_force, clip, fill, logits, unit_vectors
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from index.fusion import reciprocal_rank_fusion
-from index.store.contract import ClipRecord, Hit, NewClip, SearchFilter, Tag
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord, Hit, NewClip, SearchFilter, Tag
 from index.store.words import document, query_words, words
 from index.stores import StoreConfig, open_store
 from tests.index.store_fixtures import SPEC, unit_vectors

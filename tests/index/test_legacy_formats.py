@@ -14,8 +14,8 @@ from index.faiss.store import FaissStore
 from index.ingest.bulk_load import load_shards
 from index.ingest.ray_shards import MANIFEST, _write_manifest, manifest_spec
 from index.layout import CLIP_DB
-from index.store.contract import SearchFilter, Timeline, Windows
 from index.store.metadata import Metadata
+from index.store.records import SearchFilter, Timeline, Windows
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, zero_shot
 from retrieval.durable import sha256_file

@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from index.store.contract import NewClip, SearchFilter, Tag
 from index.store.metadata import Metadata
+from index.store.records import NewClip, SearchFilter, Tag
 from index.stores import StoreConfig
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec

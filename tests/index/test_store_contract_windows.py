@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from index.store.contract import MOMENT_MARGIN, MomentQuery, SearchFilter, Timeline, Windows
+from index.store.contract import MOMENT_MARGIN
+from index.store.records import MomentQuery, SearchFilter, Timeline, Windows
 from retrieval.moments import merge_windows
 from tests.index.reference_store import open_backend
 from tests.index.test_store_contract import (

@@ -4,7 +4,7 @@ lets an id be handed out twice, `vectors` and `export` read back what was stored
 import numpy as np
 import pytest
 
-from index.store.contract import ClipRecord
+from index.store.records import ClipRecord
 from index.stores import StoreConfig, open_store
 from retrieval.errors import RetrievalError
 from tests.index.store_fixtures import DIM, SPEC, clip, logits, unit_vectors

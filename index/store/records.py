@@ -1,0 +1,139 @@
+"""What the stores keep and answer: a clip's record, its windows and peaks, hits, filters, moment queries.
+
+Vectors are unit vectors of the model's shared space, scored by inner product (= cosine). Besides its clip
+vector (the head's projection of the mean of its windows' logits), a clip may have its PaSST windows stored
+(each one's span in the clip, its 527 logits and its projected vector in float16) and its waveform peaks:
+they say *where* in a clip a query sounds. Clips stored before windows existed have none until they are
+backfilled; their hits carry no segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from index.store.metadata import Metadata, check_field_key, normalize_tags
+from retrieval.moments import Moment
+from retrieval.windows import WindowLogits
+
+Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
+
+
+@dataclass(frozen=True)
+class Tag:
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class NewClip:
+    """What the builder knows about a clip before it is stored."""
+
+    name: str  # original file name, as the user knows it
+    location: str  # the path it was indexed from, or the stored copy of an upload
+    sha256: str  # of the file's bytes
+    duration: float  # seconds
+    sample_rate: int  # of the source file
+    tags: tuple[Tag, ...]  # top tags, most probable first
+    stored_copy: bool = False  # True when `location` is a copy the store owns (uploads)
+    meta: Metadata = field(default_factory=Metadata)  # the user's description, tags and fields
+
+
+@dataclass(frozen=True)
+class ClipRecord(NewClip):
+    id: int = 0
+    added_at: float = 0.0  # unix time
+
+
+@dataclass(frozen=True)
+class Hit:
+    record: ClipRecord
+    score: float
+    segment: Moment | None = None  # where in the clip: its best window, or the moment this hit is
+
+
+@dataclass(frozen=True)
+class Windows:
+    """A clip's PaSST windows as a store keeps them: each one's span in the clip's own time and the head's
+    projection of its logits, stored as float16. `logits` (float32) are written, and read back only by a
+    re-projection."""
+
+    starts: np.ndarray  # (W,) seconds
+    ends: np.ndarray  # (W,) seconds
+    vectors: np.ndarray  # (W, D) float16
+    logits: np.ndarray | None = None  # (W, 527) float32
+
+    def scores(self, q: np.ndarray) -> np.ndarray:
+        """(W,) inner products of each window's vector with the (D,) query vector."""
+        return self.vectors.astype(np.float32) @ np.asarray(q, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What a store keeps of a clip's time axis besides its vector: its windows and its waveform peaks."""
+
+    windows: Windows
+    peaks: np.ndarray  # (P,) uint8, retrieval.waveform.peaks
+
+    @classmethod
+    def projected(cls, windows: WindowLogits, project: Project, peaks: np.ndarray) -> Timeline:
+        """PaSST's windows with `project(logits)` (the head) as their vectors, kept as float16."""
+        vectors = np.asarray(project(windows.logits)).astype(np.float16)  # (W, D)
+        return cls(Windows(windows.starts, windows.ends, vectors, windows.logits), peaks)
+
+
+@dataclass(frozen=True)
+class WindowHit:
+    clip_id: int
+    window: int  # the window's place in its clip, 0 first
+    start: float
+    end: float
+    score: float
+
+
+@dataclass(frozen=True)
+class MomentQuery:
+    """Moments instead of clips: windows of one clip that reach `threshold` (None: each clip's best window's
+    score minus MOMENT_MARGIN) merged where they overlap or touch, at most `per_clip` per clip."""
+
+    per_clip: int = 3
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchFilter:
+    """What a clip must be to be searched at all; every condition given must hold."""
+
+    min_duration: float | None = None
+    max_duration: float | None = None
+    tag: str | None = None  # must be among the clip's stored top (AudioSet) tags
+    tags_any: tuple[str, ...] = ()  # user tags: at least one of these (normalised here)
+    tags_all: tuple[str, ...] = ()  # user tags: every one of these
+    fields: tuple[tuple[str, str], ...] = ()  # user fields: (key, value) each equal
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags_any", normalize_tags(self.tags_any))
+        object.__setattr__(self, "tags_all", normalize_tags(self.tags_all))
+        for key, _ in self.fields:
+            check_field_key(key)
+
+    @property
+    def empty(self) -> bool:
+        return (self.min_duration is None and self.max_duration is None and self.tag is None
+                and not self.tags_any and not self.tags_all and not self.fields)
+
+
+Ranking = list[Hit]  # one query's hits, best first (an alias: the stores' `list` method shadows the builtin)
+Hits = list[Ranking]  # per query
+WindowHits = list[list[WindowHit]]
+
+
+Chunk = tuple[list[ClipRecord], np.ndarray, np.ndarray]  # records, their vectors (n, D) and logits (n, 527)
+
+
+class Added(NamedTuple):
+    record: ClipRecord
+    created: bool  # False: the same content (sha256) was stored already; `record` is the stored one
