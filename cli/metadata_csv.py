@@ -3,7 +3,7 @@
 The CSV (UTF-8, a header row, comma-separated, cells quoted as usual) has a column `file` and optionally
 `description` and `tags`; every other column is a field (its header the key, an identifier; empty cells are
 left out). `file` is a path relative to the CSV's own folder, or absolute. `tags` are separated by `;` or `,`
-(quote a cell holding commas). Every row is checked against the service's bounds (app/schemas.py
+(quote a cell holding commas). Every row is checked against the service's bounds (app/schemas/clips.py
 MetadataIn) before anything is indexed; a bad row stops the run, naming its line.
 """
 

@@ -3,7 +3,7 @@
 User tags are kept normalised, so that both stores match them exactly: lower case, inner whitespace as
 single spaces, no repeats (the first occurrence's place is kept). Field keys are identifiers
 (``[A-Za-z_][A-Za-z0-9_]*``): Qdrant reads a dot in a payload key as a path. Field values are strings,
-matched exactly. The bounds (lengths, counts) are the service's, in app/schemas.py.
+matched exactly. The bounds (lengths, counts) are the service's, in app/schemas/clips.py.
 """
 
 from __future__ import annotations
