@@ -42,7 +42,7 @@ TARGET_RATIO = 1.25
 
 def fill(data_dir: Path, *, n: int, uploads: int, seed: int = 0) -> None:
     """n synthetic clips in one SQLite transaction; the first `uploads` are uploads with stored bytes."""
-    from index.faiss.clip_db import stored_clips
+    from index.faiss.schema import stored_clips
     from index.faiss.store import FaissStore
     from index.store.records import NewClip, Tag
 

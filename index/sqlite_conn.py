@@ -1,4 +1,5 @@
-"""Durable SQLite connections, one per thread, shared by the clip database and the ingest queue.
+"""SQLite as the clip database and the ingest queue use it: durable connections, one per thread, and what
+is done to either file as a whole (read-only opening, the integrity check, a consistent copy of a live one).
 
 WAL journal (readers run beside a writer) and synchronous=FULL (a committed transaction survives a crash of
 the process or the machine); autocommit mode, so callers open their own BEGIN IMMEDIATE transactions.
@@ -7,6 +8,7 @@ the process or the machine); autocommit mode, so callers open their own BEGIN IM
 import os
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 
 BUSY_TIMEOUT_S = 60
@@ -50,3 +52,33 @@ class ThreadConnections:
                 con.close()
             self._all.clear()
         self._local = threading.local()
+
+
+def read_only(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write to the database file at `path`."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+
+
+def integrity_of(con: sqlite3.Connection) -> list[str]:
+    """SQLite's integrity check of an open database: [] when it is sound."""
+    rows = con.execute("PRAGMA integrity_check").fetchall()
+    return [] if [r[0] for r in rows] == ["ok"] else [str(r[0]) for r in rows]
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """SQLite's check of any database file (the ingest queue's too), read-only: [] when it is sound."""
+    try:
+        with closing(read_only(path)) as con:
+            return integrity_of(con)
+    except sqlite3.DatabaseError as e:  # not a database at all, or too damaged to open
+        return [str(e)]
+
+
+def copy_live(path: Path, dest: Path) -> None:
+    """A consistent copy of the live database at `path` (the ingest queue's too) in the new file `dest`:
+    SQLite's online backup in one step, so one read transaction while writers in WAL mode go on. `dest` is
+    scratch: it is not synced."""
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as source, \
+            closing(sqlite3.connect(dest)) as copy:
+        copy.execute("PRAGMA synchronous=OFF")
+        source.backup(copy)

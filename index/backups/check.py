@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from index.faiss import vector_index
 from index.faiss.cache import FILL_CHUNK
-from index.faiss.clip_db import ClipDB, integrity_problems
+from index.faiss.clip_db import ClipDB
 from index.faiss.store import stored_spec
 from index.faiss.vector_index import FILE_RE, VectorIndex
 from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, QUEUE_FILE
+from index.sqlite_conn import integrity_problems
 from index.store.records import Chunk, ClipRecord
 from index.stores import StoreConfig
 from retrieval.durable import old_enough, sha256_file

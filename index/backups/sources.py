@@ -13,10 +13,11 @@ from pathlib import Path
 
 from index.backups.archive import BackupError
 from index.backups.format import ROW_GROUP
-from index.faiss.clip_db import ClipDB, copy_live
+from index.faiss.clip_db import ClipDB
 from index.faiss.store import stored_spec
 from index.ingest.queue import ACTIVE, Job, JobQueue
 from index.layout import CLIP_DB, QUEUE_FILE
+from index.sqlite_conn import copy_live
 from index.store.records import Chunk, ClipRecord
 from index.stores import StoreConfig
 from retrieval.model_spec import ModelSpec

@@ -8,7 +8,7 @@ from pathlib import Path
 from index.backups.archive import BackupError
 from index.backups.reader import Backup
 from index.backups.staging import STAGED_ALIAS_SUFFIX
-from index.faiss.clip_db import stored_clips
+from index.faiss.schema import stored_clips
 from index.ingest.queue import JobQueue
 from index.layout import AUDIO_DIR, CLIP_DB, QDRANT_DIR, QUEUE_FILE
 from index.stores import StoreConfig

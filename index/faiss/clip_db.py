@@ -5,92 +5,33 @@ WAL journal, synchronous=FULL: a transaction that committed survives a crash of 
 Every write transaction that changes the vectors bumps ``generation``; a re-projection also bumps ``epoch``
 (the vectors changed in place). The FAISS file is a cache of (epoch, generation) and is rebuilt or caught up
 from here. A user's metadata edit changes no vector and bumps neither.
-
-Versions (``PRAGMA user_version``): 0 is the schema below; each step of MIGRATIONS moves a file on by one,
-in the same transaction as the new version number, so a store of any earlier version opens (by any number
-of processes at once) and is brought up to date in place. 1: the user's metadata columns (description,
-user_tags, fields) and the keyword index (index/store/words.py), filled from the clips already stored.
+Its tables and their versions are index/faiss/schema.py.
 """
 
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from index.faiss import fts
-from index.sqlite_conn import BUSY_TIMEOUT_S, ThreadConnections
+from index.faiss.schema import (
+    MIGRATIONS,
+    N_RECORD_COLUMNS,
+    RECORD_COLUMNS,
+    SCHEMA,
+    conditions,
+    record_of,
+)
+from index.sqlite_conn import ThreadConnections, integrity_of
 from index.store.metadata import Metadata
-from index.store.records import Chunk, ClipRecord, NewClip, SearchFilter, Tag, Timeline, Windows
+from index.store.records import Chunk, ClipRecord, NewClip, SearchFilter, Timeline, Windows
 from retrieval.config import N_TAGS
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
-CREATE TABLE IF NOT EXISTS clips (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a FAISS id always means one clip
-    name TEXT NOT NULL,
-    location TEXT NOT NULL,
-    sha256 TEXT NOT NULL UNIQUE,
-    duration REAL NOT NULL,
-    sample_rate INTEGER NOT NULL,
-    added_at REAL NOT NULL,
-    stored_copy INTEGER NOT NULL DEFAULT 0,
-    tags TEXT NOT NULL,                    -- JSON [[label, probability], ...], most probable first
-    logits BLOB NOT NULL,                  -- (527,) float32
-    vector BLOB NOT NULL                   -- (D,) float32
-);
-CREATE INDEX IF NOT EXISTS clips_duration ON clips (duration);
-CREATE TABLE IF NOT EXISTS windows (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a FAISS window id always means one window
-    clip_id INTEGER NOT NULL,              -- written and deleted with its clip, in the same transaction
-    n INTEGER NOT NULL,                    -- the window's place in the clip, 0 first
-    start_s REAL NOT NULL,                 -- seconds, in the clip's own time
-    end_s REAL NOT NULL,
-    logits BLOB NOT NULL,                  -- (527,) float32
-    vector BLOB NOT NULL,                  -- (D,) float16
-    UNIQUE (clip_id, n)
-);
-CREATE TABLE IF NOT EXISTS waveforms (
-    clip_id INTEGER PRIMARY KEY,
-    peaks BLOB NOT NULL                    -- (P,) uint8
-);
-"""
-
 WINDOW_CHUNK = 4096  # windows re-projected at a time
-
-
-def _add_metadata(con: sqlite3.Connection) -> None:
-    """Version 1: the user's metadata, and the keyword index over every clip stored."""
-    con.execute("ALTER TABLE clips ADD COLUMN description TEXT NOT NULL DEFAULT ''")
-    con.execute("ALTER TABLE clips ADD COLUMN user_tags TEXT NOT NULL DEFAULT '[]'")  # JSON list, normalised
-    con.execute("ALTER TABLE clips ADD COLUMN fields TEXT NOT NULL DEFAULT '{}'")  # JSON object of strings
-    fts.create(con)
-    after = 0
-    while rows := con.execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id > ? ORDER BY id LIMIT 1000",
-                              (after,)).fetchall():
-        fts.put(con, ((r[0], _record(r)) for r in rows))
-        after = rows[-1][0]
-
-
-MIGRATIONS = (_add_metadata,)  # MIGRATIONS[v] takes a file from version v to v + 1
-RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
-                  "description, user_tags, fields")
-N_RECORD_COLUMNS = 12
-TAG_MATCH = ("EXISTS (SELECT 1 FROM json_each(clips.tags) AS t "
-             "WHERE lower(json_extract(t.value, '$[0]')) = lower(?))")
-USER_TAG_MATCH = "EXISTS (SELECT 1 FROM json_each(clips.user_tags) AS u WHERE u.value IN ({marks}))"
-FIELD_MATCH = "json_extract(clips.fields, ?) = ?"
-
-
-def _record(row: tuple) -> ClipRecord:
-    id_, name, location, sha, duration, rate, added_at, stored_copy, tags, *meta = row
-    return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
-                      tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
-                      stored_copy=bool(stored_copy), meta=Metadata.from_json(*meta), id=id_,
-                      added_at=added_at)
 
 
 class ClipDB:
@@ -204,7 +145,7 @@ class ClipDB:
                                             int(id_))).fetchone()
         if row is None:
             return None
-        record = _record(row)
+        record = record_of(row)
         fts.put(con, [(record.id, record)])
         return record
 
@@ -234,12 +175,12 @@ class ClipDB:
                 vectors = np.frombuffer(b"".join(r[n] for r in rows), dtype="<f4").reshape(len(rows), dim)
                 logits = np.frombuffer(b"".join(r[n + 1] for r in rows), dtype="<f4").reshape(len(rows),
                                                                                              N_TAGS)
-                yield [_record(r[:n]) for r in rows], vectors.astype(np.float32), logits.astype(np.float32)
+                yield [record_of(r[:n]) for r in rows], vectors.astype(np.float32), logits.astype(np.float32)
                 after = int(rows[-1][0])
 
     def integrity_check(self) -> list[str]:
         """SQLite's own check of the whole file: [] when it is sound, else what SQLite found."""
-        return _problems(self.connection())
+        return integrity_of(self.connection())
 
     def delete(self, con: sqlite3.Connection, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """Delete the clips among `ids` that exist, with their windows and peaks; (the clip ids deleted, the
@@ -291,7 +232,7 @@ class ClipDB:
 
     def window_ids(self, flt: SearchFilter | None = None) -> np.ndarray:
         """(N,) int64 window ids, in id order, of the clips that pass the filter."""
-        where, args = _conditions(flt)
+        where, args = conditions(flt)
         sql = ("SELECT id FROM windows ORDER BY id" if not where else
                f"SELECT id FROM windows WHERE clip_id IN (SELECT id FROM clips WHERE {where}) ORDER BY id")
         rows = self.connection().execute(sql, args).fetchall()
@@ -362,12 +303,12 @@ class ClipDB:
 
     def get(self, id_: int) -> ClipRecord | None:
         row = self.connection().execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id = ?", (id_,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
         row = self.connection().execute(
             f"SELECT {RECORD_COLUMNS} FROM clips WHERE sha256 = ?", (sha256,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
         out = {}
@@ -375,20 +316,20 @@ class ClipDB:
             marks = ",".join("?" * len(chunk))
             for row in self.connection().execute(
                     f"SELECT {RECORD_COLUMNS} FROM clips WHERE id IN ({marks})", chunk):
-                out[row[0]] = _record(row)
+                out[row[0]] = record_of(row)
         return out
 
     def page(self, *, offset: int, limit: int) -> list[ClipRecord]:
         rows = self.connection().execute(
             f"SELECT {RECORD_COLUMNS} FROM clips ORDER BY id LIMIT ? OFFSET ?", (limit, offset)).fetchall()
-        return [_record(r) for r in rows]
+        return [record_of(r) for r in rows]
 
     def count(self) -> int:
         return int(self.connection().execute("SELECT count(*) FROM clips").fetchone()[0])
 
     def ids(self, flt: SearchFilter | None = None) -> np.ndarray:
         """(N,) int64 ids, in id order, of the clips that pass the filter."""
-        where, args = _conditions(flt)
+        where, args = conditions(flt)
         rows = self.connection().execute(f"SELECT id FROM clips {'WHERE ' + where if where else ''} "
                                          "ORDER BY id", args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -396,10 +337,10 @@ class ClipDB:
     def keyword_search(self, query: str, k: int, flt: SearchFilter | None = None) -> list[tuple[ClipRecord,
                                                                                                   float]]:
         """(record, BM25 score) of the k best keyword matches among the clips that pass the filter."""
-        where, args = _conditions(flt)
+        where, args = conditions(flt)
         rows = fts.match(self.connection(), query, k, where=where, args=args,
                              columns=", ".join(f"clips.{c}" for c in RECORD_COLUMNS.split(", ")))
-        return [(_record(r[:-1]), float(r[-1])) for r in rows]
+        return [(record_of(r[:-1]), float(r[-1])) for r in rows]
 
     def blobs(self, ids: Sequence[int] | np.ndarray, column: str, width: int) -> np.ndarray:
         """(len(ids), width) float32 rows of the `vector` or `logits` column, in the order asked."""
@@ -421,74 +362,6 @@ class ClipDB:
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         return self.blobs(ids, "logits", N_TAGS)  # (N, 527)
-
-
-def _read_only(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
-
-
-def _problems(con: sqlite3.Connection) -> list[str]:
-    rows = con.execute("PRAGMA integrity_check").fetchall()
-    return [] if [r[0] for r in rows] == ["ok"] else [str(r[0]) for r in rows]
-
-
-def integrity_problems(path: Path) -> list[str]:
-    """SQLite's check of any database file (the ingest queue's too), read-only: [] when it is sound."""
-    try:
-        with closing(_read_only(path)) as con:
-            return _problems(con)
-    except sqlite3.DatabaseError as e:  # not a database at all, or too damaged to open
-        return [str(e)]
-
-
-def stored_clips(path: Path) -> int:
-    """How many clips the clip database at `path` holds (0 where there is none), without writing."""
-    if not Path(path).is_file():
-        return 0
-    with closing(_read_only(path)) as con:
-        try:
-            return int(con.execute("SELECT count(*) FROM clips").fetchone()[0])
-        except sqlite3.OperationalError as e:
-            if "no such table" in str(e):
-                return 0
-            raise
-
-
-def copy_live(path: Path, dest: Path) -> None:
-    """A consistent copy of the live database at `path` (the ingest queue's too) in the new file `dest`:
-    SQLite's online backup in one step, so one read transaction while writers in WAL mode go on. `dest` is
-    scratch: it is not synced."""
-    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)) as source, \
-            closing(sqlite3.connect(dest)) as copy:
-        copy.execute("PRAGMA synchronous=OFF")
-        source.backup(copy)
-
-
-def _conditions(flt: SearchFilter | None) -> tuple[str, list]:
-    """SQL over `clips` that the filter's clips satisfy ('' for every clip), and its arguments."""
-    if flt is None or flt.empty:
-        return "", []
-    terms: list[str] = []
-    args: list[object] = []
-    if flt.min_duration is not None:
-        terms.append("duration >= ?")
-        args.append(float(flt.min_duration))
-    if flt.max_duration is not None:
-        terms.append("duration <= ?")
-        args.append(float(flt.max_duration))
-    if flt.tag is not None:
-        terms.append(TAG_MATCH)
-        args.append(flt.tag)
-    if flt.tags_any:
-        terms.append(USER_TAG_MATCH.format(marks=",".join("?" * len(flt.tags_any))))
-        args.extend(flt.tags_any)
-    for tag in flt.tags_all:
-        terms.append(USER_TAG_MATCH.format(marks="?"))
-        args.append(tag)
-    for key, value in flt.fields:
-        terms.append(FIELD_MATCH)
-        args.extend([f'$."{key}"', value])
-    return " AND ".join(terms), args
 
 
 def _chunks(ids: list, size: int = 900) -> Iterator[list]:

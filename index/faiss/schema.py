@@ -1,0 +1,121 @@
+"""The clip database's tables and their versions, and how a row and a SearchFilter read in its SQL.
+
+Versions (``PRAGMA user_version``): 0 is the schema below; each step of MIGRATIONS moves a file on by one,
+in the same transaction as the new version number, so a store of any earlier version opens (by any number
+of processes at once) and is brought up to date in place. 1: the user's metadata columns (description,
+user_tags, fields) and the keyword index (index/faiss/fts.py), filled from the clips already stored.
+"""
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from index.faiss import fts
+from index.sqlite_conn import read_only
+from index.store.metadata import Metadata
+from index.store.records import ClipRecord, SearchFilter, Tag
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
+CREATE TABLE IF NOT EXISTS clips (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a FAISS id always means one clip
+    name TEXT NOT NULL,
+    location TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    duration REAL NOT NULL,
+    sample_rate INTEGER NOT NULL,
+    added_at REAL NOT NULL,
+    stored_copy INTEGER NOT NULL DEFAULT 0,
+    tags TEXT NOT NULL,                    -- JSON [[label, probability], ...], most probable first
+    logits BLOB NOT NULL,                  -- (527,) float32
+    vector BLOB NOT NULL                   -- (D,) float32
+);
+CREATE INDEX IF NOT EXISTS clips_duration ON clips (duration);
+CREATE TABLE IF NOT EXISTS windows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so a FAISS window id always means one window
+    clip_id INTEGER NOT NULL,              -- written and deleted with its clip, in the same transaction
+    n INTEGER NOT NULL,                    -- the window's place in the clip, 0 first
+    start_s REAL NOT NULL,                 -- seconds, in the clip's own time
+    end_s REAL NOT NULL,
+    logits BLOB NOT NULL,                  -- (527,) float32
+    vector BLOB NOT NULL,                  -- (D,) float16
+    UNIQUE (clip_id, n)
+);
+CREATE TABLE IF NOT EXISTS waveforms (
+    clip_id INTEGER PRIMARY KEY,
+    peaks BLOB NOT NULL                    -- (P,) uint8
+);
+"""
+
+
+
+def _add_metadata(con: sqlite3.Connection) -> None:
+    """Version 1: the user's metadata, and the keyword index over every clip stored."""
+    con.execute("ALTER TABLE clips ADD COLUMN description TEXT NOT NULL DEFAULT ''")
+    con.execute("ALTER TABLE clips ADD COLUMN user_tags TEXT NOT NULL DEFAULT '[]'")  # JSON list, normalised
+    con.execute("ALTER TABLE clips ADD COLUMN fields TEXT NOT NULL DEFAULT '{}'")  # JSON object of strings
+    fts.create(con)
+    after = 0
+    while rows := con.execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id > ? ORDER BY id LIMIT 1000",
+                              (after,)).fetchall():
+        fts.put(con, ((r[0], record_of(r)) for r in rows))
+        after = rows[-1][0]
+
+
+MIGRATIONS = (_add_metadata,)  # MIGRATIONS[v] takes a file from version v to v + 1
+RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
+                  "description, user_tags, fields")
+N_RECORD_COLUMNS = 12
+TAG_MATCH = ("EXISTS (SELECT 1 FROM json_each(clips.tags) AS t "
+             "WHERE lower(json_extract(t.value, '$[0]')) = lower(?))")
+USER_TAG_MATCH = "EXISTS (SELECT 1 FROM json_each(clips.user_tags) AS u WHERE u.value IN ({marks}))"
+FIELD_MATCH = "json_extract(clips.fields, ?) = ?"
+
+
+def record_of(row: tuple) -> ClipRecord:
+    id_, name, location, sha, duration, rate, added_at, stored_copy, tags, *meta = row
+    return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
+                      tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
+                      stored_copy=bool(stored_copy), meta=Metadata.from_json(*meta), id=id_,
+                      added_at=added_at)
+
+
+def conditions(flt: SearchFilter | None) -> tuple[str, list]:
+    """SQL over `clips` that the filter's clips satisfy ('' for every clip), and its arguments."""
+    if flt is None or flt.empty:
+        return "", []
+    terms: list[str] = []
+    args: list[object] = []
+    if flt.min_duration is not None:
+        terms.append("duration >= ?")
+        args.append(float(flt.min_duration))
+    if flt.max_duration is not None:
+        terms.append("duration <= ?")
+        args.append(float(flt.max_duration))
+    if flt.tag is not None:
+        terms.append(TAG_MATCH)
+        args.append(flt.tag)
+    if flt.tags_any:
+        terms.append(USER_TAG_MATCH.format(marks=",".join("?" * len(flt.tags_any))))
+        args.extend(flt.tags_any)
+    for tag in flt.tags_all:
+        terms.append(USER_TAG_MATCH.format(marks="?"))
+        args.append(tag)
+    for key, value in flt.fields:
+        terms.append(FIELD_MATCH)
+        args.extend([f'$."{key}"', value])
+    return " AND ".join(terms), args
+
+
+def stored_clips(path: Path) -> int:
+    """How many clips the clip database at `path` holds (0 where there is none), without writing."""
+    if not Path(path).is_file():
+        return 0
+    with closing(read_only(path)) as con:
+        try:
+            return int(con.execute("SELECT count(*) FROM clips").fetchone()[0])
+        except sqlite3.OperationalError as e:
+            if "no such table" in str(e):
+                return 0
+            raise
