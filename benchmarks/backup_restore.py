@@ -29,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.common import header, ms, table, unit_vectors
-from index.layout import AUDIO_DIR, CLIP_DB
+from index.layout import AUDIO_DIR, CLIP_DB, upload_location
 from retrieval.config import N_TAGS
 from retrieval.model_spec import ModelSpec
 
@@ -61,7 +61,7 @@ def fill(data_dir: Path, *, n: int, uploads: int, seed: int = 0) -> None:
             if i < uploads:
                 data = rng.integers(0, 256, UPLOAD_BYTES, dtype=np.uint8).tobytes()
                 sha = hashlib.sha256(data).hexdigest()
-                location = f"audio/{sha}.wav"
+                location = upload_location(sha, "wav")
                 (data_dir / location).write_bytes(data)
             else:
                 sha, location = hashlib.sha256(str(i).encode()).hexdigest(), f"/collection/clip{i}.wav"

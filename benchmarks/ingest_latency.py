@@ -33,6 +33,7 @@ import numpy as np
 from benchmarks.common import CAPTIONS, captions, header, ms, p, table
 from benchmarks.load import check_loopback
 from benchmarks.server import fill_store, running_service, service_env
+from index.layout import QUEUE_FILE
 from retrieval.config import SAMPLE_RATE, Windowing
 from retrieval.text import clean_caption
 
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
         phases, info = measure(env, queries=queries, seconds=args.seconds, rounds=args.rounds,
                                depth=args.depth, api_key=api_key, salt=secrets.randbits(63),
                                log_path=args.workdir / f"ingest-serve-{n}.log")
-        rows.append(row(name, phases, info["uploads"], data / "jobs.sqlite"))
+        rows.append(row(name, phases, info["uploads"], data / QUEUE_FILE))
         per_phase = ", ".join(f"{'busy' if ph.busy else 'idle'} {ms(ph.latencies)}" for ph in phases)
         per_round = ", ".join(f"{p(b.latencies, 50) / p(a.latencies, 50):.2f}x"
                               for a, b in zip(phases[::2], phases[1::2], strict=True))

@@ -197,10 +197,11 @@ def _check_tables(b: Backup) -> None:
         if member is not None and member not in b.archive.members:
             raise BackupInvalid(f"{b.path}: clip {id_}'s bytes should be member {member}, which is not there")
         if stored and member is not None and (member != location or not inside(location, AUDIO_PREFIX)):
-            raise BackupInvalid(f"{b.path}: clip {id_}'s stored copy {location!r} is not a file under audio/")
+            raise BackupInvalid(f"{b.path}: clip {id_}'s stored copy {location!r} is not a file under "
+                                f"{AUDIO_PREFIX}")
     for job in b.jobs():
         if not inside(job["location"], INCOMING_PREFIX):
             raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes {job['location']!r} are not under "
-                                "incoming/")
+                                f"{INCOMING_PREFIX}")
         if job["member"] is not None and job["member"] not in b.archive.members:
             raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes should be member {job['member']}")
