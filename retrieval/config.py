@@ -1,9 +1,26 @@
-"""The fixed numbers of the method (METHOD.md), named once."""
+"""The fixed numbers of the method (PaSST-MPnet-tags, DCASE 2022 Task 6b), named once."""
 
 from dataclasses import asdict, dataclass
 
-SAMPLE_RATE = 32_000
-N_TAGS = 527
+SAMPLE_RATE = 32_000  # PaSST's input rate, in Hz: every clip is decoded and resampled to it
+N_TAGS = 527  # the AudioSet classes PaSST was trained on: one logit each
+
+# PaSST's mel front end (hear21passt's AugmentMelSTFT), as hear21passt's base.py builds it for this model
+MEL_BINS = 128  # mel filters: the "f128" in the checkpoint's name, the height of the spectrogram
+STFT_WINDOW = 800  # samples per STFT window (25 ms at 32 kHz), a Hann window
+STFT_HOP = 320  # samples between STFT frames (10 ms at 32 kHz)
+N_FFT = 1024  # FFT size: each 800-sample window is zero-padded to it
+MEL_FMIN = 0.0  # lowest mel filter edge, in Hz
+# highest mel filter edge; None: hear21passt takes SAMPLE_RATE // 2 - FMAX_AUG_RANGE // 2 (15 kHz)
+MEL_FMAX: float | None = None
+MEL_HTK = False  # passed as hear21passt passes it (its Kaldi mel banks do not read it)
+MEL_NORM = 1  # passed as hear21passt passes it (its Kaldi mel banks do not read it)
+FREQ_MASK = 48  # SpecAugment's widest frequency mask, in mel bins (training mode only: the tagger is in eval)
+TIME_MASK = 192  # SpecAugment's widest time mask, in frames (training mode only)
+FMIN_AUG_RANGE = 10  # random upward shift of the lowest filter edge, in Hz (training mode only)
+FMAX_AUG_RANGE = 2000  # random shift of the highest filter edge, in Hz; with MEL_FMAX None it also sets fmax
+# PaSST's patch embedding spans 16 STFT frames: the fewest a clip can have to go through the model at all
+MIN_FRAMES = 16
 
 PASST_ARCH = "passt_s_swa_p16_128_ap476"
 PASST_URL = (

@@ -20,7 +20,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from retrieval.config import N_TAGS, Windowing
+from retrieval.config import (
+    FMAX_AUG_RANGE,
+    FMIN_AUG_RANGE,
+    FREQ_MASK,
+    MEL_BINS,
+    MEL_FMAX,
+    MEL_FMIN,
+    MEL_HTK,
+    MEL_NORM,
+    MIN_FRAMES,
+    N_FFT,
+    N_TAGS,
+    STFT_HOP,
+    STFT_WINDOW,
+    TIME_MASK,
+    Windowing,
+)
 from retrieval.device import resolve_device
 from retrieval.errors import CheckpointMismatch, ModelNotFound
 from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
@@ -29,9 +45,9 @@ from retrieval.windows import WindowLogits, window_spans
 
 log = logging.getLogger(__name__)
 
-# PaSST's patch embedding needs 16 STFT frames of hop 320: shorter clips cannot go through hear21passt at
-# all, so they are zero-padded up to this length (the only place we differ from it).
-MIN_SAMPLES = 16 * 320
+# PaSST's patch embedding needs MIN_FRAMES STFT frames: shorter clips cannot go through hear21passt at all,
+# so they are zero-padded up to this length (the only place we differ from it).
+MIN_SAMPLES = MIN_FRAMES * STFT_HOP
 OFFICIAL_WEIGHTS = "official"
 RANDOM_SEED = 0
 
@@ -56,9 +72,10 @@ def build_passt(weights: str | Path, *, spec: ModelSpec = ModelSpec()):
     from hear21passt.wrapper import PasstBasicWrapper
 
     with quiet_stdout():
-        mel = AugmentMelSTFT(n_mels=128, sr=spec.sample_rate, win_length=800, hopsize=320, n_fft=1024,
-                             freqm=48, timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
-                             fmax_aug_range=2000)
+        mel = AugmentMelSTFT(n_mels=MEL_BINS, sr=spec.sample_rate, win_length=STFT_WINDOW, hopsize=STFT_HOP,
+                             n_fft=N_FFT, freqm=FREQ_MASK, timem=TIME_MASK, htk=MEL_HTK, fmin=MEL_FMIN,
+                             fmax=MEL_FMAX, norm=MEL_NORM, fmin_aug_range=FMIN_AUG_RANGE,
+                             fmax_aug_range=FMAX_AUG_RANGE)
         with torch.random.fork_rng(devices=[]):
             # random weights are the same in every process, so a restarted service matches its index
             torch.manual_seed(RANDOM_SEED)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from retrieval.config import DEFAULT_LAMBDA
 
-MARGIN = 0.4  # the triplet loss's margin (METHOD.md)
+MARGIN = 0.4  # the triplet loss's margin, the paper's value
 # moment evaluation: windows scoring at least min + this * (max - min) of their clip's scores become moments
 # (a choice, not tuned on any benchmark's data; training/evaluate_moments.py)
 MOMENT_RELATIVE_THRESHOLD = 0.8

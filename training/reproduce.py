@@ -25,7 +25,8 @@ from training.trainer import train
 
 log = logging.getLogger(__name__)
 
-# Table 1 of the paper, Clotho evaluation split (METHOD.md)
+# Table 1 of the paper ("Pretrained audio, sentence, and tag embeddings for DCASE 2022 Task 6b"), on the
+# Clotho evaluation split
 PAPER = {
     "challenge baseline (CRNN + Word2Vec)": {"R@1": 0.03, "R@5": 0.11, "R@10": 0.19, "mAP@10": 0.07},
     "PaSST-MPnet": {"R@1": 0.1345, "R@5": 0.3550, "R@10": 0.4823, "mAP@10": 0.2292},
