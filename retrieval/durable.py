@@ -1,11 +1,26 @@
 """Durable file writes and file hashing, the one place for both.
 
-Every file the project writes goes through :func:`atomic_path` (or the two helpers on top of it): the data
-is written to a temporary file beside the target, fsynced, renamed over the target, and the folder is
-fsynced, so after a crash the name holds the old file or the whole new one, never part of one.
+Every file the project writes goes through this module, in one of three shapes:
+
+* **a whole file** (the common case): :func:`atomic_path`, or :func:`write_bytes_atomically`,
+  :func:`write_text_atomically` and :func:`write_json_atomically` on top of it. The data is written to a
+  temporary file beside the target, fsynced, renamed over the target, and the folder is fsynced, so after a
+  crash the name holds the old file or the whole new one, never part of one. ``exclusive=True`` never
+  replaces an existing file (the name appears, whole, only where there was none).
+* **a staged folder**: files written plainly into a private scratch folder that nothing reads by name (a
+  restore's staging folder, a model fetch's scratch), then made durable all at once by :func:`fsync_tree`
+  and given their name by one rename, :func:`move_into_place` (or the restore's own entry-by-entry move,
+  :mod:`index.backups.staging`, which fsyncs with :func:`fsync_tree` and :func:`fsync_path`). A crash before
+  the rename leaves only the scratch folder, which its owner removes.
+* **an append-only log** (a training run's JSONL log): the file is created whole with :func:`atomic_path`
+  (so its name is durable), then each record is added by :func:`append_line`: opened for appending, written,
+  flushed and fsynced before it returns. Rewriting the file for every line would cost the whole log per
+  record; an append cannot replace what is already there, so after a crash the log holds every line that
+  was appended before it, and at worst a last line cut short, which a reader must skip.
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -32,34 +47,91 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
 
 
-def commit_tmp(tmp: Path, path: Path) -> None:
-    """Make a fully written temporary file appear under `path`, durably."""
+def fsync_tree(root: Path) -> None:
+    """fsync `root` (a file) or every file and folder under it (a folder, each after its files): what a
+    staged file or folder holds is on disk before a rename gives it its name."""
+    if not root.is_dir():
+        fsync_path(root)
+        return
+    for folder, _, files in os.walk(root):
+        for name in files:
+            fsync_path(Path(folder) / name)
+        fsync_path(Path(folder))
+
+
+def commit_tmp(tmp: Path, path: Path, *, exclusive: bool = False) -> None:
+    """Make a fully written temporary file appear under `path`, durably. `exclusive`: never over an existing
+    file (FileExistsError, the temporary file left to the caller): a hard link where the file system has
+    them, one step; elsewhere a check then a rename, which one writer per name makes safe."""
     fsync_path(tmp)
-    os.replace(tmp, path)
+    if not exclusive:
+        os.replace(tmp, path)
+    else:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                raise
+            if path.exists():
+                raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()
     fsync_path(path.parent)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write the whole file to; on success it replaces `path` durably, on any
-    error it is removed and `path` is left as it was. The parent folder is created when missing."""
+    error it is removed and `path` is left as it was. The parent folder is created when missing.
+    `exclusive`: an existing `path` is never replaced (FileExistsError once the file is written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(path)
     try:
         yield tmp
-        commit_tmp(tmp, path)
+        commit_tmp(tmp, path, exclusive=exclusive)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def write_bytes_atomically(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes_atomically(path: str | Path, data: bytes | memoryview, *, exclusive: bool = False) -> None:
+    with atomic_path(path, exclusive=exclusive) as tmp:
         tmp.write_bytes(data)
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    write_bytes_atomically(path, text.encode("utf-8"))
 
 
 def write_json_atomically(path: str | Path, obj, *, indent: int | None = 1) -> None:
     write_bytes_atomically(path, (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode())
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Add one line (a newline is added) to the end of the existing log `path`, on disk when this returns.
+    The log is created whole first (:func:`write_text_atomically`): appending to a missing file is an
+    error, so a log's name is always durable before its first appended line."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    with open(fd, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def move_into_place(src: Path, dest: Path, *, aside: Path) -> Path:
+    """Give the fully written file or folder `src` the name `dest`, durably: everything under `src` is
+    fsynced (:func:`fsync_tree`), an existing `dest` is first renamed to `aside` (a folder cannot be renamed
+    over another), then `src` to `dest`, and the folder is fsynced. `src`, `dest` and `aside` are on one file
+    system; `aside` is the caller's to remove."""
+    fsync_tree(src)
+    if dest.exists():
+        os.replace(dest, aside)
+    os.replace(src, dest)
+    fsync_path(dest.parent)
+    return dest
 
 
 def old_enough(path: Path, *, age_s: float = STALE_TMP_S) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from retrieval.checkpoint import Checkpoint, load_checkpoint, zero_shot
+from retrieval.durable import atomic_path
 from retrieval.head import RetrievalHead
 from retrieval.metrics import ranks_from_scores, retrieval_metrics
 from retrieval.model_spec import ENCODER_FIELDS
@@ -74,9 +75,7 @@ def top_clips(S: np.ndarray, k: int = TOP_K) -> np.ndarray:
 def write_submission(path: Path, *, S: np.ndarray, fs: FeatureSet) -> None:
     """The challenge's CSV: one row per caption, its raw text then the file names of its top 10 clips."""
     top = top_clips(S)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(SUBMISSION_HEADER[: 1 + top.shape[1]])
         for caption, row in zip(fs.captions, top, strict=True):

@@ -16,6 +16,7 @@ import torch
 
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from retrieval.device import resolve_device
+from retrieval.durable import append_line, atomic_path, write_text_atomically
 from retrieval.head import RetrievalHead
 from retrieval.metrics import METRIC_NAMES
 from training.config import TrainConfig
@@ -108,8 +109,8 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
     text = torch.from_numpy(train_fs.text).to(device)  # (M, D)
     clip_of = torch.from_numpy(train_fs.caption_clip)  # (M,) on the CPU, where impostors are drawn
     config_record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
-    run_log.write_text(json.dumps({"config": config_record, "train": train_fs.meta.get("split"),
-                                   "val": val_fs.meta.get("split")}) + "\n")
+    write_text_atomically(run_log, json.dumps({"config": config_record, "train": train_fs.meta.get("split"),
+                                               "val": val_fs.meta.get("split")}) + "\n")
     history = [{"epoch": 0, "train_loss": None, "lr": cfg.lr, **prefixed(validate(head, val_fs, cfg))}]
     log_epoch(history[-1], cfg.epochs, best=False, elapsed=0.0, run_log=run_log)
     best: dict | None = None
@@ -138,7 +139,8 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
             metrics = {"split": val_fs.meta.get("split"), "epoch": epoch, "seed": cfg.seed,
                        **{k: val[k] for k in (*METRIC_NAMES, "loss")}}
             save_checkpoint(ckpt_path, Checkpoint(head, train_fs.spec, metrics))
-            torch.save(optimizer.state_dict(), optimizer_path(ckpt_path))
+            with atomic_path(optimizer_path(ckpt_path)) as tmp:
+                torch.save(optimizer.state_dict(), tmp)
         history.append(record)
         log_epoch(record, cfg.epochs, best=is_best, elapsed=time.monotonic() - t0, run_log=run_log)
 
@@ -153,9 +155,9 @@ def prefixed(val: dict) -> dict:
 
 
 def log_epoch(record: dict, epochs: int, *, best: bool, elapsed: float, run_log: Path) -> None:
-    """One progress line (with ETA) and one JSONL record per epoch."""
-    with open(run_log, "a") as f:
-        f.write(json.dumps({**record, "best": best, "elapsed_s": round(elapsed, 3)}) + "\n")
+    """One progress line (with ETA) and one JSONL record per epoch (appended, on disk before the next epoch:
+    see :mod:`retrieval.durable` on append-only logs)."""
+    append_line(run_log, json.dumps({**record, "best": best, "elapsed_s": round(elapsed, 3)}))
     epoch = record["epoch"]
     eta = elapsed / epoch * (epochs - epoch) if epoch else 0.0
     train_loss = "  -   " if record["train_loss"] is None else f"{record['train_loss']:.4f}"

@@ -8,7 +8,6 @@ schemas and ids, and every path a member would be written to; a truncated, damag
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from index.backups.format import (
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord, Tag
 from retrieval.config import N_TAGS
+from retrieval.durable import write_bytes_atomically
 from retrieval.model_spec import ModelSpec
 
 
@@ -83,12 +83,9 @@ class Backup:
         return self._table(JOBS).read().to_pylist()
 
     def extract(self, member: str, dest: Path) -> None:
-        """Write the member's bytes to the new file `dest` (its folder made as needed), synced."""
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with open(dest, "xb") as f:
-            f.write(self.archive.view(member))
-            f.flush()
-            os.fsync(f.fileno())
+        """Write the member's bytes to the new file `dest` (its folder made as needed), durably and whole
+        (never over an existing file: FileExistsError)."""
+        write_bytes_atomically(dest, self.archive.view(member), exclusive=True)
 
     def close(self) -> None:
         self.archive.close()

@@ -23,7 +23,7 @@ from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR
 from index.store.contract import VectorStore
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
-from retrieval.durable import fsync_path
+from retrieval.durable import fsync_path, fsync_tree
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -131,13 +131,6 @@ def _restore_jobs(b: Backup, staging: Path, report: RestoreReport, *, jobs_file:
         queue.close()
 
 
-def _fsync_tree(root: Path) -> None:
-    for folder, _, files in os.walk(root):
-        for name in files:
-            fsync_path(Path(folder) / name)
-        fsync_path(Path(folder))
-
-
 def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorStore, *,
             jobs_file: str) -> None:
     """Move the staged store into place: the whole folder in one rename where the target is absent or
@@ -145,7 +138,7 @@ def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorSto
     last. A Qdrant server's staged collection then takes the configured name, in one alias update."""
     server = config.backend == "qdrant" and bool(config.qdrant_url)
     try:
-        _fsync_tree(staging)
+        fsync_tree(staging)
         try:
             os.rename(staging, data_dir)  # the target is absent or an empty folder: one step
         except OSError:

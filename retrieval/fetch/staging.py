@@ -1,12 +1,18 @@
-"""Work in a scratch folder inside the models directory; move into place only what passed verification."""
+"""Work in a scratch folder inside the models directory; move into place only what passed verification.
+
+What is written into the scratch folder (downloads, copies, joined and extracted archives) is a staged file
+or folder in :mod:`retrieval.durable`'s sense: nothing reads it by name, and :func:`move_into_place` fsyncs it
+all before one rename gives it its name.
+"""
 
 import contextlib
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from retrieval import durable
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +31,8 @@ def staging(models_dir: Path) -> Iterator[Path]:
 
 
 def move_into_place(src: Path, dest: Path, *, scratch: Path) -> Path:
-    """Replace ``dest`` (file or folder) with ``src`` by renames; the old copy goes to ``scratch`` first."""
-    if dest.exists():
-        os.replace(dest, scratch / f"replaced-{dest.name}")
-    os.replace(src, dest)
+    """Replace ``dest`` (file or folder) with ``src`` by renames, durably
+    (:func:`retrieval.durable.move_into_place`); the old copy goes to ``scratch`` first."""
+    durable.move_into_place(src, dest, aside=scratch / f"replaced-{dest.name}")
     log.info("installed %s", dest)
     return dest

@@ -8,9 +8,13 @@ import time
 
 import pytest
 
+from retrieval import durable
 from retrieval.durable import (
     CHUNK,
+    append_line,
     atomic_path,
+    fsync_tree,
+    move_into_place,
     old_enough,
     remove_stale_tmp,
     sha256_bytes,
@@ -18,6 +22,7 @@ from retrieval.durable import (
     tmp_name,
     write_bytes_atomically,
     write_json_atomically,
+    write_text_atomically,
 )
 
 
@@ -93,3 +98,69 @@ def test_sha256_file_agrees_with_hashlib(tmp_path, size):
     assert sha256_file(path, on_chunk=seen.append) == hashlib.sha256(data).hexdigest()
     assert sha256_file(str(path)) == sha256_bytes(data) == hashlib.sha256(data).hexdigest()
     assert sum(seen) == size and all(n <= CHUNK for n in seen)
+
+
+def test_exclusive_writes_a_new_file_and_never_replaces_one(tmp_path):
+    target = tmp_path / "sub" / "new.bin"
+    write_bytes_atomically(target, memoryview(b"abc"), exclusive=True)
+    assert target.read_bytes() == b"abc"
+    with pytest.raises(FileExistsError):
+        write_bytes_atomically(target, b"other", exclusive=True)
+    assert target.read_bytes() == b"abc"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["new.bin"]  # no temporary file is left
+
+
+def test_exclusive_without_hard_links_checks_then_renames(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    write_bytes_atomically(tmp_path / "a.bin", b"a", exclusive=True)
+    with pytest.raises(FileExistsError):
+        write_bytes_atomically(tmp_path / "a.bin", b"b", exclusive=True)
+    assert (tmp_path / "a.bin").read_bytes() == b"a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_append_line_adds_synced_lines_to_a_log_created_whole(tmp_path, monkeypatch):
+    log = tmp_path / "run.jsonl"
+    with pytest.raises(FileNotFoundError):
+        append_line(log, "x")  # a log is created whole first, so its name is durable
+    write_text_atomically(log, "{\"header\": \"Hündin\"}\n")
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    append_line(log, "1")
+    append_line(log, "2")
+    assert log.read_text(encoding="utf-8").splitlines() == ['{"header": "Hündin"}', "1", "2"]
+    assert len(synced) == 2  # each line is on disk before append_line returns
+
+
+def test_fsync_tree_syncs_every_file_and_folder(tmp_path, monkeypatch):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("x", "a/y", "a/b/z"):
+        (tmp_path / name).write_bytes(b"1")
+    synced: list = []
+    monkeypatch.setattr(durable, "fsync_path", synced.append)
+    fsync_tree(tmp_path)
+    expected = {tmp_path, tmp_path / "a", tmp_path / "a" / "b", tmp_path / "x", tmp_path / "a" / "y",
+                tmp_path / "a" / "b" / "z"}
+    assert set(synced) == expected and len(synced) == len(expected)
+    synced.clear()
+    fsync_tree(tmp_path / "x")  # a file: itself
+    assert synced == [tmp_path / "x"]
+
+
+def test_move_into_place_replaces_a_folder_and_sets_the_old_one_aside(tmp_path):
+    dest, staged, aside = tmp_path / "model", tmp_path / "scratch" / "staged", tmp_path / "scratch" / "old"
+    dest.mkdir()
+    (dest / "w.bin").write_bytes(b"old")
+    staged.mkdir(parents=True)
+    (staged / "w.bin").write_bytes(b"new")
+    assert move_into_place(staged, dest, aside=aside) == dest
+    assert (dest / "w.bin").read_bytes() == b"new" and (aside / "w.bin").read_bytes() == b"old"
+    assert not staged.exists()
+    f = tmp_path / "scratch" / "f.bin"
+    f.write_bytes(b"file")
+    move_into_place(f, tmp_path / "f.bin", aside=tmp_path / "scratch" / "f-old")  # nothing to set aside
+    assert (tmp_path / "f.bin").read_bytes() == b"file" and not (tmp_path / "scratch" / "f-old").exists()
