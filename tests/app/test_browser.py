@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 
@@ -19,9 +20,15 @@ from tests.app.conftest import API_KEY, CLIPS, PLANTED, WRITE, composite_ranking
 from tests.audio_fixtures import sine
 from tests.tone_tagger import ToneTagger, sections
 
+RATE = 32_000
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+# the folder the README's picture of the page (page.png) is written to: `RETRIEVAL_DOCS_IMAGES=docs/images`
+# makes it again; unset, it goes to the test's temporary folder like every other screenshot
+DOCS_IMAGES = "RETRIEVAL_DOCS_IMAGES"
+DOCS_PICTURE = "page.png"
 
 
 
@@ -270,3 +277,67 @@ def test_each_hit_shows_where_it_sounds_like_the_query(tone_server, page, tmp_pa
     assert result_names(page)[0] == "long.wav"
     assert span[0] <= 22.5 and span[1] >= 37.5 and span[1] - span[0] <= 30.0  # covers the section
     page.screenshot(path=str(shots / "page-moments.png"), full_page=True)
+
+
+def sounding(freq: float, seconds: float, *, envelope: str, seed: int = 0) -> np.ndarray:
+    """A tone of `freq` shaped like a sound of its kind (barks, a rain's wash, music's beats), so the page's
+    waveforms look like real recordings. The envelopes vary slower than 10 Hz: the tone's energy stays within
+    the tone tagger's band, so the tags are those of the pure tone."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    rng = np.random.default_rng(seed)
+    if envelope == "barks":  # bursts about twice a second, of uneven strength
+        strength = np.interp(t, np.arange(0, seconds + 1, 0.5), rng.uniform(0.35, 1.0, int(2 * seconds) + 2))
+        env = 0.05 + strength * np.sin(np.pi * 1.9 * t) ** 8
+    elif envelope == "wash":  # slow, uneven swells
+        knots = np.arange(0, seconds + 2, 1.5)
+        env = 0.25 + 0.45 * np.interp(t, knots, rng.uniform(0.0, 1.0, len(knots)))
+    else:  # beats on a slow phrase
+        env = (0.3 + 0.7 * np.sin(np.pi * 2.0 * t) ** 4) * (0.6 + 0.4 * np.sin(2 * np.pi * t / 8.0) ** 2)
+    return (0.9 * env * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+DOG, RAIN, MUSIC = 440.0, 880.0, 1760.0  # tests/tone_tagger.py TONES: "Dog", "Rain", "Music"
+# realistic names over the tone stand-in's three sounds, a dog in some, in different places
+LIBRARY = {
+    "backyard_dog_barking.wav": [(DOG, 14.0, "barks")],
+    "park_walk_rain_then_dog.wav": [(RAIN, 12.0, "wash"), (DOG, 12.0, "barks"), (RAIN, 8.0, "wash")],
+    "street_musician_and_dog.wav": [(MUSIC, 6.0, "beats"), (DOG, 14.0, "barks"), (MUSIC, 8.0, "beats")],
+    "rain_on_the_window.wav": [(RAIN, 30.0, "wash")],
+    "cafe_radio.wav": [(MUSIC, 24.0, "beats")],
+}
+
+
+def test_the_docs_picture_of_a_search(tone_server, page, tmp_path):
+    """The README's picture of the page: a search over clips where a dog barks somewhere, each hit's waveform
+    with the part that sounds like the query highlighted. Written to $RETRIEVAL_DOCS_IMAGES/page.png."""
+    with httpx.Client(base_url=tone_server) as http:
+        for i, (name, parts) in enumerate(LIBRARY.items()):
+            wave = np.concatenate([sounding(f, s, envelope=e, seed=10 * i + j)
+                                   for j, (f, s, e) in enumerate(parts)])
+            r = http.post("/audio", files={"file": (name, wav_bytes(wave))}, headers=WRITE,
+                          params={"wait": 60})
+            assert r.status_code == 201, r.text
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(tone_server + "/")
+    page.wait_for_function(f"document.getElementById('status').textContent.includes('{len(LIBRARY)} clips')")
+    page.fill("#query", "a dog barking")
+    page.press("#query", "Enter")
+    page.wait_for_function(f"document.querySelectorAll('.waveform canvas[data-drawn=peaks]').length === "
+                           f"{len(LIBRARY)}")
+    names = result_names(page)
+    assert sorted(names) == sorted(LIBRARY)
+    assert names[0] == "backyard_dog_barking.wav" and set(names[1:3]) == {"park_walk_rain_then_dog.wav",
+                                                                          "street_musician_and_dog.wav"}
+    for name, dog_from in (("park_walk_rain_then_dog.wav", 12.0), ("street_musician_and_dog.wav", 6.0)):
+        canvas = page.locator(".result", has_text=name).locator("canvas")
+        start, end = float(canvas.get_attribute("data-start")), float(canvas.get_attribute("data-end"))
+        assert dog_from - 2.5 <= start < end <= dog_from + 14.5  # the highlighted moment is the dog's
+    page.mouse.move(0, 0)  # no hover state in the picture
+    results = page.locator(".result").nth(2).bounding_box()
+    assert results is not None
+    folder = Path(os.environ.get(DOCS_IMAGES) or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    # from the top of the page to the third hit: the search, its answer, the three clips where a dog barks
+    page.screenshot(path=str(folder / DOCS_PICTURE), full_page=True,
+                    clip={"x": 0, "y": 0, "width": 1280, "height": results["y"] + results["height"] + 8})
+    assert (folder / DOCS_PICTURE).stat().st_size < 300_000
