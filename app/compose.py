@@ -4,7 +4,6 @@
 below (`retrieval/`, `index/`, `training/`) takes explicit arguments and never sees the settings.
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -14,16 +13,15 @@ from app.settings import Settings
 from index.collection import Collection
 from index.layout import CACHE_DIR, shard_ledger
 from index.stores import StoreConfig, open_store
-from retrieval.checkpoint import load_checkpoint, zero_shot
-from retrieval.config import PASST_FILENAME, Windowing
+from retrieval.config import Windowing
 from retrieval.contracts import SentenceEncoder
 from retrieval.device import resolve_device
-from retrieval.durable import sha256_file
 from retrieval.errors import RetrievalError
 from retrieval.extract import AudioLimits
+from retrieval.load import load_model, weights_identity, weights_spec, with_query_cache
+from retrieval.load import tag_embeddings as library_tag_embeddings
 from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
-from retrieval.pipeline import Retriever, cached_tag_text_embeddings, text_spec
-from retrieval.query_cache import QueryCache
+from retrieval.pipeline import Retriever
 from retrieval.tagger import OFFICIAL_WEIGHTS, PasstTagger
 from retrieval.text import TextEncoder, read_identity
 
@@ -56,23 +54,12 @@ def passt_weights(settings: Settings) -> str:
 def passt_identity(settings: Settings) -> str | None:
     """The sha256 of the configured PaSST weights (from `models fetch`'s record when its size matches,
     else hashed), `random`, or None when the file is not there (building the tagger then says so)."""
-    weights = passt_weights(settings)
-    if weights == RANDOM_WEIGHTS:
-        return RANDOM_WEIGHTS
-    path = Path(weights)
-    if weights == OFFICIAL_WEIGHTS or not path.is_file():
-        return None
-    record = path.with_name(f"{path.name}.json")
-    if path.name == PASST_FILENAME and record.is_file():
-        recorded = json.loads(record.read_text())
-        if recorded.get("size") == path.stat().st_size and recorded.get("sha256"):
-            return str(recorded["sha256"])
-    return sha256_file(path)
+    return weights_identity(passt_weights(settings))
 
 
 def passt_spec(settings: Settings) -> ModelSpec:
     """The PaSST part of the model: the method's architecture and windowing, the configured weights."""
-    return ModelSpec(passt_weights=passt_identity(settings))
+    return weights_spec(passt_weights(settings))
 
 
 def load_tagger(settings: Settings, spec: ModelSpec | None = None) -> PasstTagger:
@@ -119,34 +106,34 @@ def load_text_encoder(settings: Settings, *, precision: str | None = None) -> Se
 
 def cached_queries(settings: Settings, text: SentenceEncoder) -> SentenceEncoder:
     """The text encoder behind the query-embedding cache (none with RETRIEVAL_QUERY_CACHE_SIZE=0)."""
-    return QueryCache(text, size=settings.query_cache_size) if settings.query_cache_size else text
+    return with_query_cache(text, settings.query_cache_size)
+
+
+def full_precision_text(settings: Settings) -> SentenceEncoder:
+    """The configured text model at fp32 on the configured backend (what the tag names are encoded with)."""
+    return load_text_encoder(settings, precision="fp32")
 
 
 def tag_embeddings(settings: Settings, text: SentenceEncoder):
-    from retrieval.text_onnx import source_stamp
-
-    folder = text_model_path(settings)
-    return cached_tag_text_embeddings(
-        text, cache_dir=settings.data_dir / CACHE_DIR, stamp=source_stamp(folder) if folder.is_dir() else {},
-        full_precision=lambda: load_text_encoder(settings, precision="fp32"))
+    """The zero-shot tag embeddings of the configured text model, cached in the data directory."""
+    return library_tag_embeddings(text, text_model_path(settings), cache_dir=settings.data_dir / CACHE_DIR,
+                                  full_precision=lambda: full_precision_text(settings))
 
 
 def build_retriever(settings: Settings, *, with_audio: bool = True, tagger: PasstTagger | None = None,
                     text: SentenceEncoder | None = None) -> Retriever:
-    """The configured checkpoint, or the zero-shot model without one; PaSST is built only `with_audio`
-    (text search, listing, removing and re-projecting never run it). Queries go through the query cache; the
-    tag names do not (they are encoded once, and cached on disk)."""
-    passt = tagger.spec if tagger is not None else passt_spec(settings)
+    """The model the settings describe, through :func:`retrieval.load.load_model`: the configured checkpoint,
+    or the zero-shot model without one (its tag embeddings cached in the data directory); PaSST is built
+    only `with_audio` (text search, listing, removing and re-projecting never run it), on the configured
+    batch and precision. Queries go through the query cache; the tag names do not."""
     text = text or load_text_encoder(settings)
-    if settings.checkpoint is not None:
-        ckpt = load_checkpoint(settings.checkpoint)
-    else:
-        ckpt = zero_shot(tag_embeddings(settings, text), text_spec(passt, text))
     if tagger is None and with_audio:
-        tagger = load_tagger(settings, passt)
-    retriever = Retriever(cached_queries(settings, text), ckpt, passt=passt, tagger=tagger)
-    log.info("model %s (head %s)", retriever.spec.id, retriever.spec.head)
-    return retriever
+        tagger = load_tagger(settings, passt_spec(settings))
+    return load_model(text_model_path(settings), passt=passt_weights(settings),
+                      checkpoint=settings.checkpoint, device=settings.device, with_audio=with_audio,
+                      text=text, tagger=tagger, cache_dir=settings.data_dir / CACHE_DIR,
+                      full_precision=lambda: full_precision_text(settings),
+                      query_cache_size=settings.query_cache_size)
 
 
 # -- the collection --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The whole model: decoded audio or text in, unit vectors of one shared space out.
+"""The whole model: audio files, decoded audio or text in, unit vectors of one shared space out.
 
 A :class:`Retriever` is a text encoder, a head checkpoint and, when audio must be encoded, a PaSST tagger;
 text search works without the tagger (it is never built for it). Its :class:`ModelSpec` names all three:
@@ -22,7 +22,7 @@ from retrieval.config import SAMPLE_RATE, Windowing
 from retrieval.contracts import SentenceEncoder, Tagger
 from retrieval.durable import atomic_path
 from retrieval.errors import ModelNotFound
-from retrieval.extract import Extraction, extract_many
+from retrieval.extract import AudioLimits, Extraction, decode, extract_many
 from retrieval.labels import audioset_labels, top_tags
 from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ZERO_SHOT, ModelSpec
 
@@ -40,16 +40,17 @@ def tag_text_embeddings(text: SentenceEncoder) -> torch.Tensor:
     return torch.from_numpy(text.encode(list(audioset_labels()), clean=False))
 
 
-def cached_tag_text_embeddings(text: SentenceEncoder, *, cache_dir: Path, stamp: dict,
+def cached_tag_text_embeddings(text: SentenceEncoder, *, cache_dir: Path | None, stamp: dict,
                                full_precision: Callable[[], SentenceEncoder] | None = None) -> torch.Tensor:
-    """The tag-name embeddings, kept in `cache_dir`: encoding 527 names costs seconds on a CPU at every
-    start otherwise. The key is the text model's identity plus `stamp` (its weights file's size and time).
-    They are always the fp32 model's: a lower-precision `text` gets them from `full_precision()`, so the
-    zero-shot model (and the index's vectors) do not depend on the query precision."""
+    """The tag-name embeddings, kept in `cache_dir` (None: computed, not kept): encoding 527 names costs
+    seconds on a CPU at every start otherwise. The key is the text model's identity plus `stamp` (its weights
+    file's size and time). They are always the fp32 model's: a lower-precision `text` gets them from
+    `full_precision()`, so the zero-shot model (and the index's vectors) do not depend on the query
+    precision."""
     identity = {"text_model": text.model_id, "text_model_revision": text.revision, "dim": text.dim, **stamp}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(cache_dir) / f"tag-text-{key}.safetensors"
-    if path.is_file():
+    path = None if cache_dir is None else Path(cache_dir) / f"tag-text-{key}.safetensors"
+    if path is not None and path.is_file():
         try:
             E = load_file(str(path))["tag_text"]
             if E.shape == (len(audioset_labels()), text.dim):
@@ -62,8 +63,9 @@ def cached_tag_text_embeddings(text: SentenceEncoder, *, cache_dir: Path, stamp:
         log.info("encoding the tag names with the fp32 model (the query encoder is %s)", text.precision)
         text = full_precision()
     E = tag_text_embeddings(text)
-    with atomic_path(path) as tmp:
-        save_file({"tag_text": E.contiguous()}, str(tmp))
+    if path is not None:
+        with atomic_path(path) as tmp:
+            save_file({"tag_text": E.contiguous()}, str(tmp))
     return E
 
 
@@ -106,6 +108,22 @@ class Retriever:
         """(N, 527) logits -> (N, D) unit vectors through the head and the tag fusion."""
         x = torch.as_tensor(np.asarray(logits, dtype=np.float32)).reshape(-1, self.head.n_tags)
         return self.head.encode_audio(x).numpy()
+
+    def encode_files(self, paths: Sequence[str | Path], *, limits: AudioLimits = AudioLimits(),
+                     batch_files: int = 16) -> np.ndarray:
+        """(N,) audio files (WAV, FLAC, OGG, MP3) -> (N, D) unit vectors, in their order: each clip's mean
+        PaSST logits through the head. `batch_files` clips are decoded and tagged together (their windows
+        share forward passes); AudioDecodeError names a file that is not readable audio."""
+        if isinstance(paths, str | Path):
+            raise TypeError(f"encode_files takes a list of paths, not one path ({paths!r}): [{str(paths)!r}]")
+        self._tagger()  # a text-only model says so before any file is decoded
+        step = max(1, batch_files)
+        vectors = [np.empty((0, self.head.dim), dtype=np.float32)]
+        for start in range(0, len(paths), step):
+            clips = [decode(p, limits=limits) for p in paths[start:start + step]]
+            logits = np.stack([x.logits for x in self.extract_many(clips)])  # (b, 527)
+            vectors.append(self.project(logits))
+        return np.concatenate(vectors)
 
     def encode_audio(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(n,) samples -> ((D,) vector, (527,) logits)."""
