@@ -61,15 +61,15 @@ class Settings(BaseSettings):
     )
     store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset with qdrant = embedded")
-    qdrant_collection: str = "clips"
+    qdrant_collection: str = Field("clips", description="the Qdrant collection (an alias) of the clips")
     api_key: SecretStr | None = Field(None, description="key for write endpoints (X-API-Key or Bearer)")
     protect_reads: bool = Field(False, description="require the API key for reads too")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (none)")
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest accepted upload")
     max_duration_s: float = Field(600.0, gt=0, description="longest accepted clip, seconds")
     max_channels: int = Field(6, ge=1, le=64, description="most channels accepted (5.1 = 6); mixed to mono")
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="`retrieval serve`: the address to listen on")
+    port: int = Field(8000, ge=1, le=65535, description="`retrieval serve`: the port to listen on")
 
     @field_validator("passt_sha256", "qdrant_url", mode="before")
     @classmethod

@@ -103,7 +103,7 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option(..., help="clotho, audiocaps or moments"),
         split: str = typer.Option(..., help="clotho: development, validation, evaluation; audiocaps: train, "
                                            "val, test; moments: any name"),
-        root: Path = typer.Option(..., help="the dataset's folder (see README: Training and evaluation); "
+        root: Path = typer.Option(..., help="the dataset's folder (see docs/training.md); "
                                             "moments: the folder of <vid>.<ext> audio files"),
         out: Path = typer.Option(..., help="feature file to write (.safetensors, with a .json sidecar)"),
         skip_missing: bool = typer.Option(False, "--skip-missing", help="leave out absent AudioCaps or "

@@ -99,10 +99,9 @@ def settings_page() -> str:
     ]
     for name, field in Settings.model_fields.items():
         env = f"{prefix}{name}".upper()
-        lines.append(
-            f"| `{env}` | {type_name(field.annotation)} | {cell(default_text(field))} | {cell(bounds(field))} "
-            f"| {cell(field.description or '')} |"
-        )
+        cells = [f"`{env}`", type_name(field.annotation), cell(default_text(field)), cell(bounds(field)),
+                 cell(field.description or "")]
+        lines.append(f"| {' | '.join(cells)} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -186,7 +185,8 @@ def cli_page() -> str:
             lines += ["| option | type | default | help |", "|---|---|---|---|"]
             for p in opts:
                 names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
-                lines.append(f"| {names} | {param_type(p, ctx)} | {param_default(p)} | {cell(p.help or '')} |")
+                cells = [names, param_type(p, ctx), param_default(p), cell(p.help or "")]
+                lines.append(f"| {' | '.join(cells)} |")
             lines.append("")
     return "\n".join(lines)
 
