@@ -22,7 +22,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from retrieval.durable import commit_tmp, tmp_name
+from retrieval.durable import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,8 @@ def load(path: Path, *, dim: int, kind: str, search_threads: int = 1) -> VectorI
 
 def write_atomically(vi: VectorIndex, path: Path) -> None:
     """The name holds the old file or the whole new one, never part of one."""
-    tmp = tmp_name(path)
-    faiss.write_index(vi.index, str(tmp))
-    commit_tmp(tmp, path)
+    with atomic_path(path) as tmp:  # a failed write leaves no temporary file behind
+        faiss.write_index(vi.index, str(tmp))
 
 
 def prune(folder: Path, *, keep: Path) -> None:
