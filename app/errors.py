@@ -9,6 +9,7 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | KeyRefused | 403 | the key is wrong, or the server has none configured (the message says to set one) |
 | ClipNotFound | 404 | the request names clips that are not in the collection (the message lists them) |
 | JobNotFound | 404 | no job has this id |
+| BadSpan | 400 | an excerpt's `start` and `end` are no span of the clip: one alone, reversed, past its end |
 | AudioFileGone | 404 | the clip's audio file is no longer where it was indexed |
 | JobStateError | 409 | the job's status does not allow the change (only a queued job can be cancelled) |
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
@@ -69,6 +70,10 @@ class AudioFileGone(RetrievalError):
         super().__init__(f"the audio of clip {clip_id} is no longer where it was indexed")
 
 
+class BadSpan(RetrievalError):
+    """An excerpt's `start` and `end` (GET /audio/{id}/file) do not name a span of the clip."""
+
+
 class NotReady(RetrievalError):
     """The service is up but its models and index are still loading."""
 
@@ -92,6 +97,7 @@ class BodyTooLarge(HTTPException):
 STATUS_OF = {
     KeyRequired: 401,
     KeyRefused: 403,
+    BadSpan: 400,
     ClipNotFound: 404,
     JobNotFound: 404,
     AudioFileGone: 404,

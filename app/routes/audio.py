@@ -1,4 +1,4 @@
-"""The collection's clips: add (upload), list, get, stream, delete."""
+"""The collection's clips: add (upload), list, get, stream (whole, or an excerpt), delete."""
 
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from app.deps import CollectionDep, IngestDep, audio_url
 from app.errors import AudioFileGone, NoSuchClip
+from app.excerpts import check_span, content_disposition, read_excerpt
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
 from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadForm, clip_out
@@ -134,20 +135,40 @@ async def get_audio(clip_id: ClipId, request: Request, collection: CollectionDep
     return clip_out(record, audio_url=audio_url(request, record.id))
 
 
-@router.get("/audio/{clip_id}/file", name="audio_file", summary="Stream a clip's audio",
+SPAN_TEXT = ("seconds from the clip's start; with `start` and `end` both (finite, 0 <= start < end <= the "
+             "clip's duration) the answer is that span alone as a WAV")
+Seconds = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
+
+
+@router.get("/audio/{clip_id}/file", name="audio_file", summary="Stream a clip's audio, or an excerpt",
             response_class=FileResponse, dependencies=[ReadAccess],
             responses={**READ_ERRORS, **NOT_FOUND,
-                       200: {"content": {"audio/*": {}}, "description": "the whole file"},
+                       200: {"content": {"audio/*": {}}, "description": "the whole file, or the excerpt "
+                                                                      "(audio/wav) asked for"},
                        206: {"content": {"audio/*": {}}, "description": "the byte range asked for"},
+                       400: {"model": ErrorOut, "description": "`start` and `end` are not a span of the "
+                                                               "clip: one alone, not finite, negative, "
+                                                               "reversed or past its end"},
                        416: {"description": "the Range cannot be satisfied (Content-Range: bytes */size)"}},
             description="The stored audio as it was added, with its content type (audio/wav, audio/flac, "
                         "audio/ogg, audio/mpeg). Supports `Range: bytes=...` (206 with Content-Range; 416 "
-                        "for a range outside the file), so a browser player can seek.")
-async def audio_file(clip_id: ClipId, collection: CollectionDep) -> FileResponse:
+                        "for a range outside the file), so a browser player can seek.\n\n"
+                        "An excerpt, with `start` and `end` (seconds): only that span, read from the "
+                        "file alone, as a WAV at the file's own sample rate and channels (16-bit PCM "
+                        "from 16-bit sources, else 32-bit float), frames round(start * rate) to "
+                        "round(end * rate), so it lasts end - start to within a sample; named "
+                        "`<name>_<start>-<end>.wav` (Content-Disposition).")
+async def audio_file(clip_id: ClipId, collection: CollectionDep, start: Seconds = None,
+                     end: Seconds = None) -> Response:
+    span = check_span(start, end)
     record = await run_in_threadpool(get_or_404, collection, clip_id)
     path = Path(collection.audio_path(record))
     if not path.is_file():
         raise AudioFileGone(clip_id)
+    if span is not None:
+        excerpt = await run_in_threadpool(read_excerpt, path, record.name, *span)
+        return Response(excerpt.wav, media_type="audio/wav",
+                        headers={"Content-Disposition": content_disposition(excerpt.filename)})
     media_type = await run_in_threadpool(audio_media_type, path)
     return FileResponse(path, media_type=media_type, filename=record.name, content_disposition_type="inline")
 

@@ -1,0 +1,90 @@
+"""A span of a clip's audio as a WAV of its own, at the file's own sample rate and channels: what
+`GET /audio/{id}/file?start=S&end=E` answers.
+
+Only the span is read: libsndfile seeks to its first frame (WAV, FLAC, OGG and MP3 all seek). The span is
+`round(S * rate)` to `round(E * rate)` frames, so the WAV lasts E - S to within a sample. 16-bit sources
+stay 16-bit PCM, sample for sample; anything else is written as 32-bit float, which holds 24-bit PCM and
+decoded Vorbis or MP3 exactly.
+"""
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import soundfile as sf
+
+from app.errors import BadSpan
+from retrieval.audio import probe_audio
+from retrieval.errors import AudioDecodeError
+
+EXACT_16 = {"PCM_16", "PCM_S8", "PCM_U8"}  # read as int16 and written as 16-bit PCM without a change
+
+
+@dataclass(frozen=True)
+class Excerpt:
+    """The WAV's bytes and the name to save it under."""
+
+    wav: bytes
+    filename: str
+
+
+def check_span(start: float | None, end: float | None) -> tuple[float, float] | None:
+    """(start, end) when both are given, finite, from 0 s on and in order; None when neither is given (the
+    whole file); BadSpan otherwise. Whether the span lies within the clip `read_excerpt` tells."""
+    if start is None and end is None:
+        return None
+    if start is None or end is None:
+        raise BadSpan("an excerpt needs both `start` and `end` (seconds); give neither for the whole file")
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise BadSpan("`start` and `end` must be finite numbers of seconds")
+    if start < 0:
+        raise BadSpan(f"`start` is {start:g} s: an excerpt starts at 0 s or later")
+    if end <= start:
+        raise BadSpan(f"`end` ({end:g} s) must come after `start` ({start:g} s)")
+    return start, end
+
+
+def _frames(start: float, end: float, rate: int, frames: int) -> tuple[int, int]:
+    """The span's first frame and the frame after its last, within the file's `frames`; BadSpan if not."""
+    first, last = round(start * rate), round(end * rate)
+    if last > frames:
+        raise BadSpan(f"`end` ({end:g} s) is past the end of the clip ({frames / rate:g} s)")
+    if last <= first:
+        raise BadSpan(f"the span {start:g}-{end:g} s is shorter than one sample at {rate} Hz")
+    return first, last
+
+
+def seconds_text(x: float) -> str:
+    """Seconds for a file name: up to milliseconds, no trailing zeros (`12.5`, `20`)."""
+    return f"{x:.3f}".rstrip("0").rstrip(".")
+
+
+def excerpt_name(name: str, start: float, end: float) -> str:
+    """`<name>_<start>-<end>.wav`, the clip's name without its suffix."""
+    return f"{Path(name).stem or 'clip'}_{seconds_text(start)}-{seconds_text(end)}.wav"
+
+
+def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
+    """Frames round(start * rate) to round(end * rate) of the file as a WAV; only those are read."""
+    rate = probe_audio(path, name=name).source_rate  # the decoder's checks of the header
+    try:
+        with sf.SoundFile(path) as f:
+            first, last = _frames(start, end, rate, f.frames)
+            exact = f.subtype in EXACT_16
+            f.seek(first)
+            data = f.read(last - first, dtype="int16" if exact else "float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
+        raise AudioDecodeError(f"{name}: the span {start:g}-{end:g} s could not be read: {e}") from e
+    out = io.BytesIO()
+    sf.write(out, data, rate, format="WAV", subtype="PCM_16" if exact else "FLOAT")
+    return Excerpt(out.getvalue(), excerpt_name(name, start, end))
+
+
+def content_disposition(filename: str, kind: str = "inline") -> str:
+    """The header naming the file; a name beyond plain ASCII goes as RFC 5987's `filename*`."""
+    quoted = quote(filename)
+    if quoted == filename:
+        return f'{kind}; filename="{filename}"'
+    return f"{kind}; filename*=utf-8''{quoted}"

@@ -1,0 +1,125 @@
+"""GET /audio/{id}/file?start=S&end=E: a span of a clip as a WAV of its own. The oracle is soundfile's read
+of the original file's frames round(S * rate) to round(E * rate)."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from app.compose import store_config
+from app.main import create_app
+from index.store.records import NewClip, Tag
+from index.stores import open_store
+from tests.audio_fixtures import noise, sine, write
+
+# (file name, rate, subtype, channels, seconds): a 16-bit WAV, a stereo 24-bit FLAC, a float WAV
+SOURCES = (("field recording.wav", 44_100, "PCM_16", 1, 12.0), ("stereo.flac", 48_000, "PCM_24", 2, 6.0),
+           ("float.wav", 22_050, "FLOAT", 1, 3.0))
+
+
+@pytest.fixture
+def client(app_settings, retriever, tmp_path):
+    """The service over clips written straight into its store (no PaSST), each pointing at its file."""
+    clips, paths = [], {}
+    for i, (name, rate, subtype, channels, seconds) in enumerate(SOURCES):
+        wave = sine(220.0 * (i + 1), seconds=seconds, rate=rate, channels=channels) + (
+            noise(seconds=seconds, rate=rate, seed=i)[:, None] if channels > 1 else
+            noise(seconds=seconds, rate=rate, seed=i))
+        paths[name] = write(tmp_path / name, np.clip(wave, -1, 1), rate, subtype=subtype)
+        clips.append(NewClip(name=name, location=str(paths[name]), sha256=f"{i + 1:064x}", duration=seconds,
+                             sample_rate=rate, tags=(Tag("Sine wave", 0.5),)))
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((len(clips), retriever.spec.dim)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    with open_store(store_config(app_settings), retriever.spec) as store:
+        added = store.add_many(clips, xb, rng.standard_normal((len(clips), 527)))
+    with TestClient(create_app(app_settings, retriever=retriever)) as c:
+        c.ids = {a.record.name: a.record.id for a in added}  # type: ignore[attr-defined]
+        c.paths = paths  # type: ignore[attr-defined]
+        yield c
+
+
+@pytest.mark.parametrize(("name", "start", "end"), [("field recording.wav", 3.25, 7.5),
+                                                    ("field recording.wav", 0.0, 12.0),
+                                                    ("stereo.flac", 1.0001, 2.3333),
+                                                    ("float.wav", 2.9, 3.0)])
+def test_an_excerpt_is_the_span_of_the_file_at_its_own_rate(client, name, start, end):
+    r = client.get(f"/audio/{client.ids[name]}/file", params={"start": start, "end": end})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "audio/wav"
+    stem = name.rsplit(".", 1)[0]
+    want_name = f"{stem}_{start:.3f}".rstrip("0").rstrip(".") + "-" + f"{end:.3f}".rstrip("0").rstrip(".")
+    assert want_name.replace(" ", "%20") + ".wav" in r.headers["content-disposition"]
+    info = sf.info(io.BytesIO(r.content))
+    original = sf.info(str(client.paths[name]))
+    assert (info.format, info.samplerate, info.channels) == ("WAV", original.samplerate, original.channels)
+    assert abs(info.frames / info.samplerate - (end - start)) <= 1 / info.samplerate  # the header's duration
+    exact = original.subtype == "PCM_16"
+    assert info.subtype == ("PCM_16" if exact else "FLOAT")
+    dtype = "int16" if exact else "float32"
+    got, _ = sf.read(io.BytesIO(r.content), dtype=dtype, always_2d=True)
+    rate = original.samplerate
+    want, _ = sf.read(str(client.paths[name]), start=round(start * rate), stop=round(end * rate), dtype=dtype,
+                      always_2d=True)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_without_a_span_the_whole_file_with_range_support(client):
+    name = "field recording.wav"
+    data = client.paths[name].read_bytes()
+    url = f"/audio/{client.ids[name]}/file"
+    assert client.get(url).content == data
+    part = client.get(url, headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == data[:10]
+
+
+@pytest.mark.parametrize(("params", "words"), [
+    ({"start": 5, "end": 2}, "must come after"),
+    ({"start": 3, "end": 3}, "must come after"),
+    ({"start": 1, "end": 13}, "past the end of the clip (12 s)"),
+    ({"start": 12.5, "end": 13}, "past the end"),
+    ({"start": -1, "end": 2}, "0 s or later"),
+    ({"start": "nan", "end": 2}, "finite"),
+    ({"start": 0, "end": "inf"}, "finite"),
+    ({"start": 1}, "both `start` and `end`"),
+    ({"end": 1}, "both `start` and `end`"),
+    ({"start": 1, "end": 1.00001}, "shorter than one sample"),
+])
+def test_a_bad_span_is_400_with_what_is_wrong_and_changes_nothing(client, params, words):
+    name = "field recording.wav"
+    before = client.paths[name].read_bytes()
+    listing = client.get("/audio").json()
+    r = client.get(f"/audio/{client.ids[name]}/file", params=params)
+    assert r.status_code == 400 and words in r.json()["detail"], r.text
+    assert client.paths[name].read_bytes() == before and client.get("/audio").json() == listing
+
+
+def test_a_malformed_number_is_422(client):
+    r = client.get(f"/audio/{client.ids['float.wav']}/file", params={"start": "soon", "end": 1})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "start"]
+
+
+def test_an_unknown_clip_is_404(client):
+    assert client.get("/audio/999/file", params={"start": 0, "end": 1}).status_code == 404
+
+
+def test_openapi_documents_start_and_end(client):
+    op = client.get("/openapi.json").json()["paths"]["/audio/{clip_id}/file"]["get"]
+    params = {p["name"]: p for p in op["parameters"]}
+    for name in ("start", "end"):
+        assert params[name]["in"] == "query" and not params[name].get("required", False)
+        assert "seconds" in params[name]["description"]
+    assert "400" in op["responses"] and "excerpt" in op["description"].lower()
+
+
+def test_the_excerpt_name_keeps_non_ascii_names(client, tmp_path):
+    from app.excerpts import content_disposition, excerpt_name
+
+    name = excerpt_name("pluie d'été.flac", 1.5, 2.0)
+    assert name == "pluie d'été_1.5-2.wav"
+    header = content_disposition(name)
+    assert header.startswith("inline; filename*=utf-8''") and "%C3%A9t%C3%A9_1.5-2.wav" in header
+    assert math.isclose(1.5, float(name.rsplit("_", 1)[1].split("-")[0]))
