@@ -191,11 +191,33 @@ def register(app: typer.Typer) -> None:
                    threshold: float | None = typer.Option(None, "--threshold", min=-1.0, max=1.0,
                                                           help="with --moments: the score a window must "
                                                                "reach (default: each clip's best minus "
-                                                               "0.05)")) -> None:
+                                                               "0.05)"),
+                   export: str | None = typer.Option(None, "--export", metavar="FORMAT", help=(
+                       "the results as csv, jsonl (JSON lines), audacity (a label track of their spans) or "
+                       "reaper (REAPER's region CSV)")),
+                   out: Path | None = typer.Option(None, "--out", dir_okay=False,
+                                                   help="with --export: the file to write")) -> None:
         """Search the collection with text: rank, score, name, id, where in the clip and top tags; with
-        --moments: rank, clip, start-end and score of each moment."""
+        --moments: rank, clip, start-end and score of each moment. With --export, the results in that format
+        instead (to stdout, or --out FILE)."""
+        from index.exports import WRITERS
+        from index.exports import export as exported
+        from retrieval.durable import write_text_atomically
+
+        if export is not None and export not in WRITERS:
+            raise typer.BadParameter(f"{export!r} is none of {', '.join(WRITERS)}", param_hint="--export")
+        if out is not None and export is None:
+            raise typer.BadParameter("--out needs --export FORMAT", param_hint="--out")
         with exit_on_error():
             hits = search(query, k, moments=moments, per_clip=per_clip, threshold=threshold)
+        if export is not None:
+            text = exported(export, hits)
+            if out is None:
+                typer.echo(text, nl=False)
+            else:
+                write_text_atomically(out, text)
+                typer.echo(f"wrote {len(hits)} results to {out}", err=True)
+            return
         for rank, hit in enumerate(hits, 1):
             typer.echo(format_moment(rank, hit) if moments else format_hit(rank, hit))
         if not hits:

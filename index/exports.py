@@ -1,0 +1,118 @@
+"""A search's answer as files that go back into the work: CSV and JSON lines of the hits (clips or moments),
+an Audacity label track and REAPER regions of their spans.
+
+The CLI writes them from `Hit`s (`retrieval search QUERY --export FORMAT`); the web page builds the same
+bytes from its JSON answer (`app/static/exports.js`, held to these writers by tests/app/test_browser.py).
+Numbers are written rounded from their exact binary value, ties away from zero (what JavaScript's
+`toFixed` does), so both sides agree to the byte: seconds to the microsecond, scores to 1e-6, REAPER's
+times to the millisecond.
+"""
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from index.store.records import Hit
+
+COLUMNS = ("rank", "id", "name", "score", "start", "end", "duration")
+REAPER_HEADER = ("#", "Name", "Start", "End", "Length")
+SECONDS_PLACES = 6
+SCORE_PLACES = 6
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One hit as every format sees it; `start` and `end` are None for a hit without a segment."""
+
+    rank: int
+    id: int
+    name: str
+    score: float
+    start: float | None
+    end: float | None
+    duration: float
+
+
+def rows_of(hits: Iterable[Hit]) -> list[ExportRow]:
+    """The hits, best first, as export rows ranked from 1."""
+    return [ExportRow(rank, h.record.id, h.record.name, h.score, h.segment.start if h.segment else None,
+                      h.segment.end if h.segment else None, h.record.duration)
+            for rank, h in enumerate(hits, 1)]
+
+
+def fixed(x: float, places: int) -> str:
+    """`x` to `places` decimals from its exact value, ties away from zero (JavaScript's `toFixed`)."""
+    return str(Decimal(x + 0.0).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+
+
+def _seconds(x: float | None) -> str:
+    return "" if x is None else fixed(x, SECONDS_PLACES)
+
+
+def _label(row: ExportRow) -> str:
+    """A span's label: rank and clip name, on one line."""
+    return " ".join(f"{row.rank} {row.name}".split())
+
+
+def _spans(rows: Iterable[ExportRow]) -> list[tuple[ExportRow, float, float]]:
+    return [(r, r.start, r.end) for r in rows if r.start is not None and r.end is not None]
+
+
+def to_csv(rows: Iterable[ExportRow]) -> str:
+    """A header of COLUMNS, then one line per hit (empty start and end without a segment)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for r in rows:
+        writer.writerow([r.rank, r.id, r.name, fixed(r.score, SCORE_PLACES), _seconds(r.start),
+                         _seconds(r.end), _seconds(r.duration)])
+    return out.getvalue()
+
+
+def to_jsonl(rows: Iterable[ExportRow]) -> str:
+    """One JSON object per hit, its keys COLUMNS, its numbers unrounded (null start and end without one)."""
+    return "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows)
+
+
+def to_audacity(rows: Iterable[ExportRow]) -> str:
+    """Audacity's label track (File > Import > Labels): `start<TAB>end<TAB>label` in seconds, a line per
+    hit with a span."""
+    return "".join(f"{_seconds(s)}\t{_seconds(e)}\t{_label(r)}\n" for r, s, e in _spans(rows))
+
+
+def millis(seconds: float) -> int:
+    """Whole milliseconds, rounded as `fixed` rounds."""
+    return int(Decimal(fixed(seconds, 3)) * 1000)
+
+
+def reaper_time(ms: int) -> str:
+    """REAPER's Minutes:Seconds time of `ms` milliseconds, `m:ss.mmm` (`h:mm:ss.mmm` from an hour on)."""
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h}:{m:02d}:{s:02d}.{ms:03d}" if h else f"{m}:{s:02d}.{ms:03d}"
+
+
+def to_reaper(rows: Iterable[ExportRow]) -> str:
+    """The Region/Marker Manager's CSV (its Import reads it back): `#,Name,Start,End,Length`, a region
+    `R1`, `R2`, ... per hit with a span, times in Minutes:Seconds."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REAPER_HEADER)
+    for i, (r, s, e) in enumerate(_spans(rows), 1):
+        start, end = millis(s), millis(e)
+        writer.writerow([f"R{i}", _label(r), reaper_time(start), reaper_time(end), reaper_time(end - start)])
+    return out.getvalue()
+
+
+WRITERS: dict[str, Callable[[Iterable[ExportRow]], str]] = {
+    "csv": to_csv, "jsonl": to_jsonl, "audacity": to_audacity, "reaper": to_reaper}
+SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "audacity": ".txt", "reaper": ".csv"}
+
+
+def export(fmt: str, hits: Iterable[Hit]) -> str:
+    """The hits in format `fmt` (a key of WRITERS)."""
+    return WRITERS[fmt](rows_of(hits))
