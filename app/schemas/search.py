@@ -127,6 +127,8 @@ class SearchRequest(MomentFields):
                                       "(case-insensitive)", examples=[["kick", "snare"]])
     tags_all: UserTags | None = Field(None, description="only clips with every one of these user tags "
                                       "(case-insensitive)", examples=[["kick", "808"]])
+    tags_none: UserTags | None = Field(None, description="only clips with none of these user tags "
+                                       "(case-insensitive)", examples=[["loop"]])
     fields: Fields | None = Field(None, description="only clips whose user fields have exactly these values",
                                   examples=[{"pack": "Drums Vol 1"}])
 
@@ -164,6 +166,7 @@ class SearchRequest(MomentFields):
     def search_filter(self) -> SearchFilter | None:
         flt = SearchFilter(min_duration=self.min_duration, max_duration=self.max_duration, tag=self.tag,
                            tags_any=tuple(self.tags_any or ()), tags_all=tuple(self.tags_all or ()),
+                           tags_none=tuple(self.tags_none or ()),
                            fields=tuple(sorted((self.fields or {}).items())))
         return None if flt.empty else flt
 

@@ -336,9 +336,11 @@ class ClipDB:
 
     def keyword_search(self, query: str, k: int, flt: SearchFilter | None = None) -> list[tuple[ClipRecord,
                                                                                                   float]]:
-        """(record, BM25 score) of the k best keyword matches among the clips that pass the filter."""
+        """(record, BM25 score) of the k best keyword matches among the clips that pass the filter (the
+        query's prefixes expanded against the same committed state that is searched)."""
         where, args = conditions(flt)
-        rows = fts.match(self.connection(), query, k, where=where, args=args,
+        with self.snapshot():
+            rows = fts.match(self.connection(), query, k, where=where, args=args,
                              columns=", ".join(f"clips.{c}" for c in RECORD_COLUMNS.split(", ")))
         return [(record_of(r[:-1]), float(r[-1])) for r in rows]
 

@@ -4,6 +4,8 @@ Versions (``PRAGMA user_version``): 0 is the schema below; each step of MIGRATIO
 in the same transaction as the new version number, so a store of any earlier version opens (by any number
 of processes at once) and is brought up to date in place. 1: the user's metadata columns (description,
 user_tags, fields) and the keyword index (index/faiss/fts.py), filled from the clips already stored.
+2: the keyword index rebuilt from the stored records with the words' stems (index/store/words.py), and its
+vocabulary (fts5vocab), which prefix queries are expanded against.
 """
 
 import json
@@ -55,6 +57,18 @@ def _add_metadata(con: sqlite3.Connection) -> None:
     con.execute("ALTER TABLE clips ADD COLUMN description TEXT NOT NULL DEFAULT ''")
     con.execute("ALTER TABLE clips ADD COLUMN user_tags TEXT NOT NULL DEFAULT '[]'")  # JSON list, normalised
     con.execute("ALTER TABLE clips ADD COLUMN fields TEXT NOT NULL DEFAULT '{}'")  # JSON object of strings
+    _fill_keywords(con)
+
+
+def _stem_keywords(con: sqlite3.Connection) -> None:
+    """Version 2: the keyword index again, its documents now holding the words' stems, with its vocabulary."""
+    con.execute(f"DROP TABLE IF EXISTS {fts.VOCAB}")
+    con.execute(f"DROP TABLE IF EXISTS {fts.TABLE}")
+    _fill_keywords(con)
+
+
+def _fill_keywords(con: sqlite3.Connection) -> None:
+    """The keyword index (made where there is none) filled from every clip stored, 1000 at a time."""
     fts.create(con)
     after = 0
     while rows := con.execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id > ? ORDER BY id LIMIT 1000",
@@ -63,7 +77,7 @@ def _add_metadata(con: sqlite3.Connection) -> None:
         after = rows[-1][0]
 
 
-MIGRATIONS = (_add_metadata,)  # MIGRATIONS[v] takes a file from version v to v + 1
+MIGRATIONS = (_add_metadata, _stem_keywords)  # MIGRATIONS[v] takes a file from version v to v + 1
 RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                   "description, user_tags, fields")
 N_RECORD_COLUMNS = 12
@@ -102,6 +116,9 @@ def conditions(flt: SearchFilter | None) -> tuple[str, list]:
     for tag in flt.tags_all:
         terms.append(USER_TAG_MATCH.format(marks="?"))
         args.append(tag)
+    if flt.tags_none:
+        terms.append("NOT " + USER_TAG_MATCH.format(marks=",".join("?" * len(flt.tags_none))))
+        args.extend(flt.tags_none)
     for key, value in flt.fields:
         terms.append(FIELD_MATCH)
         args.extend([f'$."{key}"', value])

@@ -17,7 +17,11 @@ PAYLOAD_INDEXES: layout.PayloadIndexes = (
     ("sha256", qm.PayloadSchemaType.KEYWORD), ("tag_labels", qm.PayloadSchemaType.KEYWORD),
     ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
 WORDS = "words"  # the payload field of the keyword document, under the text index
-KEYWORDS_VERSION = 1  # collection metadata `keywords`: the text index exists and every point has its words
+VOCAB = "vocab"  # the document's distinct words, a keyword field: what a query's prefixes expand against
+# collection metadata `keywords`: 1, the text index exists and every point has its words; 2, the words hold
+# their stems and every point has its vocabulary (index/store/words.py)
+KEYWORDS_VERSION = 2
+VOCAB_INDEX = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, prefix=True)  # MatchPrefix served
 # the word tokenizer splits the prepared words at the spaces only; BM25 ranks them
 TEXT_INDEX = qm.TextIndexParams(type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True,
                                 scoring=qm.TextScoringParams(type=qm.TextScoringType.BM25))
@@ -31,7 +35,13 @@ def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
             "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
             "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
             "description": clip.meta.description, "user_tags": list(clip.meta.tags),
-            "fields": clip.meta.field_dict, WORDS: keyword.document(clip)}
+            "fields": clip.meta.field_dict, **keywords_payload(clip)}
+
+
+def keywords_payload(clip: NewClip) -> dict:
+    """The clip's keyword document and its vocabulary, as payload."""
+    doc = keyword.document(clip)
+    return {WORDS: doc, VOCAB: keyword.vocabulary(doc)}
 
 
 def peaks_payload(t: Timeline | None) -> dict:
@@ -59,4 +69,6 @@ def filter_of(flt: SearchFilter | None) -> qm.Filter | None:
         must.append(qm.FieldCondition(key="user_tags", match=qm.MatchAny(any=list(flt.tags_any))))
     must += [qm.FieldCondition(key="user_tags", match=qm.MatchValue(value=t)) for t in flt.tags_all]
     must += [qm.FieldCondition(key=f"fields.{k}", match=qm.MatchValue(value=v)) for k, v in flt.fields]
-    return qm.Filter(must=must)
+    must_not = [qm.FieldCondition(key="user_tags", match=qm.MatchAny(any=list(flt.tags_none)))] \
+        if flt.tags_none else []
+    return qm.Filter(must=must or None, must_not=must_not or None)

@@ -5,14 +5,17 @@ Layout (:mod:`index.qdrant.layout`). Each clip is one point whose id is the clip
 ``audio`` (D, dot product, searched) and ``logits`` (527, kept on disk and not graph-indexed, read back by
 reproject), and the clip record in its payload (with its waveform ``peaks``, left out of every read but
 :meth:`QdrantStore.peaks`), with the user's metadata (``description``, ``user_tags``, ``fields``) and the
-clip's keyword document (``words``, index/store/words.py) under a full-text payload index with BM25 scoring.
-The collection's metadata holds the model spec (``model_spec``; ``fingerprint`` in collections made before
-it), the next free id and ``keywords`` (1 once the text index exists and every point has its words: a
-collection made before is brought up to date when it is opened). Callers name an alias (the configured
-collection) that points at a physical collection ``<alias>-g<N>``, its windows at ``<alias>-windows-g<N>``;
-``replace_vectors`` fills a new generation of both and moves both aliases in one step, so a reproject is
-atomic for readers and may change the vector size. A clip's windows are written before its point (the point is
-the acknowledgement) and removed after it; windows whose clip point is absent are never answered.
+clip's keyword document (``words``, index/store/words.py: its words and their stems) under a full-text
+payload index with BM25 scoring, and its distinct words (``vocab``, a keyword field with prefix matching),
+which a query's prefixes are expanded against. The collection's metadata holds the model spec
+(``model_spec``; ``fingerprint`` in collections made before it), the next free id and ``keywords``
+(KEYWORDS_VERSION once the text index exists and every point has its words and vocabulary as they are made
+now: a collection of an earlier version is brought up to date when it is opened). Callers name an alias (the
+configured collection) that points at a physical collection ``<alias>-g<N>``, its windows at
+``<alias>-windows-g<N>``; ``replace_vectors`` fills a new generation of both and moves both aliases in one
+step, so a reproject is atomic for readers and may change the vector size. A clip's windows are written
+before its point (the point is the acknowledgement) and removed after it; windows whose clip point is
+absent are never answered.
 
 One writer at a time: ids come from a counter in the collection metadata, reserved before each write.
 """
@@ -39,8 +42,11 @@ from index.qdrant.payload import (
     PEAKS,
     RECORD,
     TEXT_INDEX,
+    VOCAB,
+    VOCAB_INDEX,
     WORDS,
     filter_of,
+    keywords_payload,
     payload_of,
     peaks_payload,
     record_of,
@@ -111,19 +117,27 @@ class QdrantStore(VectorStore):
         return ModelSpec.from_dict(meta.get("model_spec") or meta["fingerprint"])  # fingerprint: earlier
 
     def _add_keywords(self) -> None:
-        """A collection made before keyword search gets its text index and every point its words."""
-        if self._meta().get("keywords") == KEYWORDS_VERSION:
+        """A collection made before keyword search, or before the words' stems (KEYWORDS_VERSION), gets its
+        text and vocabulary indexes, and every point its words (with their stems) and vocabulary, written
+        again from its record."""
+        if (self._meta().get("keywords") or 0) >= KEYWORDS_VERSION:
             return
         with self._write:
             target = self._target()
-            self.client.create_payload_index(target, WORDS, TEXT_INDEX)
+            self._keyword_indexes(target)
             ops = [qm.SetPayloadOperation(set_payload=qm.SetPayload(
-                payload={WORDS: keyword.document(record_of(p.id, p.payload))}, points=[p.id]))
+                payload=keywords_payload(record_of(p.id, p.payload)), points=[p.id]))
                    for p in self._scroll()]
             for start in range(0, len(ops), PAGE):
                 self.client.batch_update_points(target, ops[start:start + PAGE], wait=True)
             self.client.update_collection(target, metadata={"keywords": KEYWORDS_VERSION})
-        log.info("added the keyword index to Qdrant collection %s (%d clips)", target, len(ops))
+        log.info("wrote the keyword index (version %d) of Qdrant collection %s (%d clips)", KEYWORDS_VERSION,
+                 target, len(ops))
+
+    def _keyword_indexes(self, name: str) -> None:
+        self.client.create_payload_index(name, WORDS, TEXT_INDEX)  # the embedded engine too: it ranks
+        if not self.local:  # the embedded engine scans payloads, and warns that other indexes do nothing
+            self.client.create_payload_index(name, VOCAB, VOCAB_INDEX)
 
     def _generation_name(self, n: int) -> str:
         return f"{self.alias}-g{n}"
@@ -135,7 +149,7 @@ class QdrantStore(VectorStore):
         layout.create(self.client, name, dim=int(spec.dim or 0), local=self.local, indexes=PAYLOAD_INDEXES,
                       metadata={"model_spec": spec.to_dict(), "next_id": next_id,
                                 "keywords": KEYWORDS_VERSION})
-        self.client.create_payload_index(name, WORDS, TEXT_INDEX)  # the embedded engine too: it ranks
+        self._keyword_indexes(name)
 
     def _new_generation(self, spec: ModelSpec, points: Iterable[qm.PointStruct],
                         windows: Iterable[qm.PointStruct] = ()) -> None:
@@ -316,17 +330,35 @@ class QdrantStore(VectorStore):
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
         if k < 0:
             raise ValueError("k must be >= 0")
-        terms = keyword.query_words(query)
-        if not terms or k == 0:
+        if k == 0:
             return []
-        text = qm.TextQueryInput(query=" ".join(terms), scoring=qm.Bm25Scoring(
-            bm25=qm.Bm25Params(k=keyword.BM25_K1, b=keyword.BM25_B)))
-        with self._read:
+        with self._read:  # the prefixes expanded against the collection as it is searched
+            terms = keyword.query_terms(keyword.parse_query(query), self._vocabulary)
+            if not terms:
+                return []
+            text = qm.TextQueryInput(query=" ".join(terms), scoring=qm.Bm25Scoring(
+                bm25=qm.Bm25Params(k=keyword.BM25_K1, b=keyword.BM25_B)))
             points = self.client.query_points(self.alias, query=qm.TextQuery(text=text), using=WORDS,
                                               query_filter=filter_of(flt), limit=k,
                                               with_payload=RECORD).points
         hits = [Hit(record_of(p.id, p.payload), float(p.score)) for p in points]
         return sorted(hits, key=lambda h: (-h.score, h.record.id))
+
+    def _vocabulary(self, prefix: str) -> dict[str, int]:
+        """The words of the collection's documents starting with `prefix` -> how many clips hold each: the
+        vocabularies of the clips that have such a word (a prefix match on VOCAB), counted."""
+        counts: dict[str, int] = {}
+        flt = qm.Filter(must=[qm.FieldCondition(key=VOCAB, match=qm.MatchPrefix(prefix=prefix))])
+        offset = None
+        while True:
+            points, offset = self.client.scroll(self.alias, scroll_filter=flt, limit=PAGE, offset=offset,
+                                                with_payload=[VOCAB])
+            for p in points:
+                for w in (p.payload or {}).get(VOCAB, ()):
+                    if w.startswith(prefix):
+                        counts[w] = counts.get(w, 0) + 1
+            if offset is None:
+                return counts
 
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
         with self._read:

@@ -112,18 +112,20 @@ class SearchFilter:
     tag: str | None = None  # must be among the clip's stored top (AudioSet) tags
     tags_any: tuple[str, ...] = ()  # user tags: at least one of these (normalised here)
     tags_all: tuple[str, ...] = ()  # user tags: every one of these
+    tags_none: tuple[str, ...] = ()  # user tags: none of these (normalised here)
     fields: tuple[tuple[str, str], ...] = ()  # user fields: (key, value) each equal
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags_any", normalize_tags(self.tags_any))
         object.__setattr__(self, "tags_all", normalize_tags(self.tags_all))
+        object.__setattr__(self, "tags_none", normalize_tags(self.tags_none))
         for key, _ in self.fields:
             check_field_key(key)
 
     @property
     def empty(self) -> bool:
         return (self.min_duration is None and self.max_duration is None and self.tag is None
-                and not self.tags_any and not self.tags_all and not self.fields)
+                and not self.tags_any and not self.tags_all and not self.tags_none and not self.fields)
 
 
 Ranking = list[Hit]  # one query's hits, best first (an alias: the stores' `list` method shadows the builtin)

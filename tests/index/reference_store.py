@@ -33,7 +33,7 @@ from index.store.records import (
     WindowHit,
     WindowHits,
 )
-from index.store.words import BM25_B, BM25_K1, document, query_words
+from index.store.words import BM25_B, BM25_K1, document, parse_query, query_terms
 from index.stores import StoreConfig, open_store
 from retrieval.config import N_TAGS
 from retrieval.durable import write_bytes_atomically
@@ -52,6 +52,7 @@ def passes(flt: SearchFilter | None, c: NewClip) -> bool:
             and (flt.tag is None or flt.tag.lower() in {t.label.lower() for t in c.tags})
             and (not flt.tags_any or bool(set(flt.tags_any) & set(c.meta.tags)))
             and set(flt.tags_all) <= set(c.meta.tags)
+            and not set(flt.tags_none) & set(c.meta.tags)
             and all(c.meta.field_dict.get(k) == v for k, v in flt.fields))
 
 
@@ -201,7 +202,8 @@ class ReferenceStore(VectorStore):
         return out
 
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
-        """BM25 as FTS5 computes it (its IDF, floored at 1e-6), statistics over the whole collection."""
+        """BM25 as FTS5 computes it (its IDF, floored at 1e-6), statistics over the whole collection; the
+        query's prefixes expanded against the words of every document."""
         if k < 0:
             raise ValueError("k must be >= 0")
         docs = {i: document(r).split() for i, r in self.clips.items()}
@@ -209,7 +211,8 @@ class ReferenceStore(VectorStore):
         if not docs:
             return []
         avg = sum(len(d) for d in docs.values()) / len(docs)
-        terms = query_words(query)
+        held = Counter(w for d in docs.values() for w in set(d))  # word -> how many documents hold it
+        terms = query_terms(parse_query(query), lambda prefix: held)
         df = {t: sum(t in d for d in docs.values()) for t in terms}
         idf = {t: max(math.log((len(docs) - n + 0.5) / (n + 0.5)), 1e-6) for t, n in df.items()}
         hits = []

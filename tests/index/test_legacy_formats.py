@@ -10,12 +10,16 @@ import numpy as np
 import pytest
 import torch
 
+from index.faiss import fts
+from index.faiss.schema import MIGRATIONS
 from index.faiss.store import FaissStore
 from index.ingest.bulk_load import load_shards
 from index.ingest.ray_shards import MANIFEST, _write_manifest, manifest_spec
 from index.layout import CLIP_DB
+from index.qdrant.payload import KEYWORDS_VERSION, VOCAB, WORDS
 from index.store.metadata import Metadata
-from index.store.records import SearchFilter, Timeline, Windows
+from index.store.records import NewClip, SearchFilter, Timeline, Windows
+from index.store.words import words
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, zero_shot
 from retrieval.durable import sha256_file
@@ -173,7 +177,7 @@ def test_a_faiss_store_without_metadata_or_keyword_index_is_brought_up_to_date_i
             con.close()
 
     with FaissStore(tmp_path / "data", SPEC) as store:
-        assert version_and_rows() == (1, n)
+        assert version_and_rows() == (len(MIGRATIONS), n)
         assert all(r.meta == Metadata() for r in store.list(limit=n))
         assert store.search_keywords("clip1004", 1)[0].record.id == ids[1004]
         rain = {ids[i] for i in range(n) if "Rain" in {t.label for t in clip(i).tags}}
@@ -181,7 +185,7 @@ def test_a_faiss_store_without_metadata_or_keyword_index_is_brought_up_to_date_i
         store.set_metadata(int(ids[3]), Metadata.of(tags=["kick"]))
         assert [h.record.id for h in store.search_keywords("kick", 5)] == [ids[3]]
     with FaissStore(tmp_path / "data", SPEC) as store:  # migrated once: opening again changes nothing
-        assert version_and_rows() == (1, n) and store.get(int(ids[3])).meta.tags == ("kick",)
+        assert version_and_rows() == (len(MIGRATIONS), n) and store.get(int(ids[3])).meta.tags == ("kick",)
 
 
 def test_a_qdrant_collection_without_metadata_or_keyword_index_is_brought_up_to_date(tmp_path):
@@ -196,7 +200,65 @@ def test_a_qdrant_collection_without_metadata_or_keyword_index_is_brought_up_to_
         assert store.search(unit_vectors(1), 3, flt) == [[]]  # old points have no user tags
     with open_store(config, SPEC) as store:
         assert [h.record.id for h in store.search_keywords("thunder", 3)] == [ids[2]]
-        assert store.client.get_collection("clips").config.metadata["keywords"] == 1
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
+
+
+# -- keyword indexes of before stems ------------------------------------------------------------------------
+SOUNDS = ["dog_bark.wav", "Doors_slamming.wav", "footsteps_gravel.wav", "footstep.wav", "rain.wav"]
+
+
+def sound(i: int) -> NewClip:
+    return replace(clip(i), name=SOUNDS[i], meta=Metadata.of(tags=["loud"] if i % 2 else []))
+
+
+def unstemmed(c: NewClip) -> str:
+    """A keyword document as versions 1 wrote it: the words alone."""
+    return " ".join(words(" ".join([c.name, c.meta.description, *c.meta.tags,
+                                    *(t.label for t in c.tags if t.probability >= 0.1)])))
+
+
+def assert_keyword_search_stems(store, ids) -> None:
+    assert [h.record.id for h in store.search_keywords("barking", 5)] == [ids[0]]
+    assert [h.record.id for h in store.search_keywords("door", 5)] == [ids[1]]
+    assert {h.record.id for h in store.search_keywords("foot*", 5)} == {ids[2], ids[3]}
+    flt = SearchFilter(tags_none=("loud",))
+    assert [h.record.id for h in store.search_keywords("footsteps", 5, flt)] == [ids[2]]
+
+
+def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
+    data_dir = tmp_path / "data"
+    with FaissStore(data_dir, SPEC) as store:
+        ids = [store.add(sound(i), unit_vectors(5)[i], logits(i)).id for i in range(5)]
+    con = sqlite3.connect(data_dir / CLIP_DB)  # made version 1: the words as written, no vocabulary
+    with con:
+        con.execute(f"DROP TABLE {fts.VOCAB}")
+        con.execute(f"DELETE FROM {fts.TABLE}")
+        con.executemany(f"INSERT INTO {fts.TABLE} (rowid, words) VALUES (?, ?)",
+                        [(ids[i], unstemmed(sound(i))) for i in range(5)])
+        con.execute("PRAGMA user_version = 1")
+    con.close()
+    with FaissStore(data_dir, SPEC) as store:
+        assert_keyword_search_stems(store, ids)
+    con = sqlite3.connect(data_dir / CLIP_DB)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+    assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
+        "doors door slamming slam wav loud speech rain"
+    con.close()
+
+
+def test_a_qdrant_collection_of_keywords_version_1_gets_its_words_stemmed(tmp_path):
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:
+        ids = [store.add(sound(i), unit_vectors(5)[i], logits(i)).id for i in range(5)]
+        for i in range(5):  # written as version 1 wrote them: the words alone, no vocabulary
+            store.client.overwrite_payload(
+                "clips", {k: v for k, v in store.client.retrieve("clips", [ids[i]], with_payload=True)[0]
+                          .payload.items() if k != VOCAB} | {WORDS: unstemmed(sound(i))}, points=[ids[i]])
+        store.client.update_collection(store._target(), metadata={"keywords": 1})
+        assert store.search_keywords("door", 5) == []  # "doors" as written, no stem
+    with open_store(config, SPEC) as store:
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
+        assert_keyword_search_stems(store, ids)
 
 
 # -- Ray shard folders -------------------------------------------------------------------------------------

@@ -101,8 +101,11 @@ def test_search_k_larger_than_collection_returns_everything(store, data):
     SearchFilter(fields=(("pack", "p2"),), tags_any=("snare",), max_duration=8.0),
     SearchFilter(fields=(("pack", "P1"),)),  # field values match exactly: none
     SearchFilter(fields=(("other", "p1"),)),  # no clip has the field
+    SearchFilter(tags_none=("Loop",)),
+    SearchFilter(tags_none=("snare", "kick"), min_duration=2.0),
+    SearchFilter(tags_none=("snare",), tags_any=("kick", "snare")),
 ], ids=["min", "max", "range", "tag", "tag+min", "none", "tags_any", "tags_all", "field", "field+tags+max",
-        "field-case", "field-absent"])
+        "field-case", "field-absent", "tags_none", "tags_none+min", "tags_none+any"])
 def test_filtered_search_equals_filtered_brute_force(store, data, flt):
     xb, _ = data
     keep = np.array([passes(flt, clip(i)) for i in range(N)])
