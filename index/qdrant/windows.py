@@ -15,6 +15,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from index.qdrant import layout
+from index.qdrant.payload import VOCAB, WORDS
 from index.store.records import Project, WindowHit, WindowHits, Windows
 from retrieval.config import N_TAGS
 
@@ -35,8 +36,10 @@ def point_id(clip_id: int, n: int) -> str:
 
 
 def points(payload: dict, windows: Windows) -> list[qm.PointStruct]:
-    """A clip's windows as points; `payload` is the clip's (without its peaks)."""
+    """A clip's windows as points; `payload` is the clip's (without its peaks): what filters read, its keyword
+    document and vocabulary left out (windows are searched by vector only)."""
     assert windows.logits is not None  # written windows carry their logits
+    payload = {k: v for k, v in payload.items() if k not in (WORDS, VOCAB)}
     rows = zip(windows.starts, windows.ends, windows.vectors, windows.logits, strict=True)
     return [qm.PointStruct(id=point_id(payload["id"], n),
                            payload={**payload, "n": n, "start": float(s), "end": float(e)},
