@@ -20,6 +20,9 @@ from retrieval.audio import probe_audio
 from retrieval.errors import AudioDecodeError
 
 EXACT_16 = {"PCM_16", "PCM_S8", "PCM_U8"}  # read as int16 and written as 16-bit PCM without a change
+# a record's duration is measured at 32 kHz, so a moment ending at the clip's end may end a sample of that
+# rate past the file's last frame: an end this close past it is the file's end
+END_SLACK_S = 1e-3
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ def check_span(start: float | None, end: float | None) -> tuple[float, float] | 
 def _frames(start: float, end: float, rate: int, frames: int) -> tuple[int, int]:
     """The span's first frame and the frame after its last, within the file's `frames`; BadSpan if not."""
     first, last = round(start * rate), round(end * rate)
+    if last > frames and end <= frames / rate + END_SLACK_S:
+        last = frames
     if last > frames:
         raise BadSpan(f"`end` ({end:g} s) is past the end of the clip ({frames / rate:g} s)")
     if last <= first:
@@ -83,8 +88,9 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
 
 
 def content_disposition(filename: str, kind: str = "inline") -> str:
-    """The header naming the file; a name beyond plain ASCII goes as RFC 5987's `filename*`."""
-    quoted = quote(filename)
-    if quoted == filename:
+    """The header naming the file: plain ASCII as `filename="..."`; any other name also as RFC 5987's
+    `filename*`, after an ASCII stand-in for old clients."""
+    plain = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename)
+    if plain == filename:
         return f'{kind}; filename="{filename}"'
-    return f"{kind}; filename*=utf-8''{quoted}"
+    return f"{kind}; filename=\"{plain}\"; filename*=utf-8''{quote(filename)}"

@@ -52,7 +52,7 @@ def test_an_excerpt_is_the_span_of_the_file_at_its_own_rate(client, name, start,
     assert r.headers["content-type"] == "audio/wav"
     stem = name.rsplit(".", 1)[0]
     want_name = f"{stem}_{start:.3f}".rstrip("0").rstrip(".") + "-" + f"{end:.3f}".rstrip("0").rstrip(".")
-    assert want_name.replace(" ", "%20") + ".wav" in r.headers["content-disposition"]
+    assert r.headers["content-disposition"] == f'inline; filename="{want_name}.wav"'
     info = sf.info(io.BytesIO(r.content))
     original = sf.info(str(client.paths[name]))
     assert (info.format, info.samplerate, info.channels) == ("WAV", original.samplerate, original.channels)
@@ -65,6 +65,15 @@ def test_an_excerpt_is_the_span_of_the_file_at_its_own_rate(client, name, start,
     want, _ = sf.read(str(client.paths[name]), start=round(start * rate), stop=round(end * rate), dtype=dtype,
                       always_2d=True)
     np.testing.assert_array_equal(got, want)
+
+
+def test_an_end_a_hair_past_the_last_frame_is_the_files_end(client):
+    """A moment's end comes from the record's duration, measured at 32 kHz: a sample of that rate past."""
+    name = "float.wav"
+    r = client.get(f"/audio/{client.ids[name]}/file", params={"start": 2.5, "end": 3.0 + 1 / 32_000})
+    assert r.status_code == 200, r.text
+    want, _ = sf.read(str(client.paths[name]), start=round(2.5 * 22_050), dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)[0], want)
 
 
 def test_without_a_span_the_whole_file_with_range_support(client):
@@ -80,6 +89,7 @@ def test_without_a_span_the_whole_file_with_range_support(client):
     ({"start": 5, "end": 2}, "must come after"),
     ({"start": 3, "end": 3}, "must come after"),
     ({"start": 1, "end": 13}, "past the end of the clip (12 s)"),
+    ({"start": 1, "end": 12.002}, "past the end of the clip (12 s)"),
     ({"start": 12.5, "end": 13}, "past the end"),
     ({"start": -1, "end": 2}, "0 s or later"),
     ({"start": "nan", "end": 2}, "finite"),
@@ -121,5 +131,6 @@ def test_the_excerpt_name_keeps_non_ascii_names(client, tmp_path):
     name = excerpt_name("pluie d'été.flac", 1.5, 2.0)
     assert name == "pluie d'été_1.5-2.wav"
     header = content_disposition(name)
-    assert header.startswith("inline; filename*=utf-8''") and "%C3%A9t%C3%A9_1.5-2.wav" in header
+    assert header == ("inline; filename=\"pluie d'_t__1.5-2.wav\"; "
+                      "filename*=utf-8''pluie%20d%27%C3%A9t%C3%A9_1.5-2.wav")
     assert math.isclose(1.5, float(name.rsplit("_", 1)[1].split("-")[0]))
