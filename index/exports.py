@@ -21,6 +21,8 @@ COLUMNS = ("rank", "id", "name", "score", "start", "end", "duration")
 REAPER_HEADER = ("#", "Name", "Start", "End", "Length")
 SECONDS_PLACES = 6
 SCORE_PLACES = 6
+ONE_LINE = str.maketrans("\t\r\n", "   ")
+CSV_LINE = "\r\n"  # RFC 4180's; a field holding a comma, a quote, CR or LF is quoted
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,8 @@ def _seconds(x: float | None) -> str:
 
 
 def _label(row: ExportRow) -> str:
-    """A span's label: rank and clip name, on one line."""
-    return " ".join(f"{row.rank} {row.name}".split())
+    """A span's label: rank and clip name, on one line (a tab, CR or LF in the name becomes a space)."""
+    return f"{row.rank} {row.name}".translate(ONE_LINE)
 
 
 def _spans(rows: Iterable[ExportRow]) -> list[tuple[ExportRow, float, float]]:
@@ -64,7 +66,7 @@ def _spans(rows: Iterable[ExportRow]) -> list[tuple[ExportRow, float, float]]:
 def to_csv(rows: Iterable[ExportRow]) -> str:
     """A header of COLUMNS, then one line per hit (empty start and end without a segment)."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator=CSV_LINE)
     writer.writerow(COLUMNS)
     for r in rows:
         writer.writerow([r.rank, r.id, r.name, fixed(r.score, SCORE_PLACES), _seconds(r.start),
@@ -100,7 +102,7 @@ def to_reaper(rows: Iterable[ExportRow]) -> str:
     """The Region/Marker Manager's CSV (its Import reads it back): `#,Name,Start,End,Length`, a region
     `R1`, `R2`, ... per hit with a span, times in Minutes:Seconds."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csv.writer(out, lineterminator=CSV_LINE)
     writer.writerow(REAPER_HEADER)
     for i, (r, s, e) in enumerate(_spans(rows), 1):
         start, end = millis(s), millis(e)
