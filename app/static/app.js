@@ -67,6 +67,8 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   item.dataset.id = hit.id;
   const head = el("div", "result-head");
   head.append(el("span", "rank", `${rank}.`), el("span", "name", hit.name));
+  head.title = "drag into a DAW or a folder: the whole clip";
+  DragOut.attach(head, DragOut.whole(hit)); // dragout.js: the head is the handle, the players keep their drags
   const score = el("span", "score", hit.score.toFixed(3));
   score.title = SCORE_TITLES[mode];
   head.append(score, el("span", "duration", formatSeconds(hit.duration)));
@@ -83,14 +85,18 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   return item;
 }
 
-function showResults(data) {
+// The answer's heading: what was searched for, as the page names it (file names, each text quoted once).
+function showResults(data, request) {
   const list = $("results");
   const top = Math.max(...data.results.map((h) => h.score), Number.MIN_VALUE);
   list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1, data.mode, top)));
+  Exports.show(data, request.moments); // exports.js
   $("search-message").textContent = data.results.length
-    ? `${data.results.length} ${$("moments").checked ? "moments" : "clips"} for “${data.query}” in ${Math.round(data.took_ms)} ms`
+    ? `${data.results.length} ${request.moments ? "moments" : "clips"} for ${request.label} in ${Math.round(data.took_ms)} ms`
     : "No clips yet: the collection is empty. Add some with the form below.";
 }
+
+const quoted = (text) => `“${text}”`;
 
 async function runSearch(request) {
   $("search-message").textContent = "Searching…";
@@ -100,7 +106,7 @@ async function runSearch(request) {
       $("search-message").textContent = `Search failed: ${await errorText(response)}`;
       return;
     }
-    showResults(await response.json());
+    showResults(await response.json(), request);
   } catch (e) {
     $("search-message").textContent = `Search failed: ${e.message}`;
   }
@@ -119,7 +125,9 @@ function searchText(event) {
   const parts = options.mode === "keyword" ? {} : refined;
   const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options,
                                 moments });
-  runSearch({ url: "/search", init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
+  const label = [...(query ? [quoted(query)] : []), ...describeRefinement(parts)].join(", "); // refine.js
+  runSearch({ url: "/search", label, moments,
+              init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
 function searchExample() {
@@ -130,8 +138,10 @@ function searchExample() {
   form.append("k", $("k").value);
   const query = $("query").value.trim(); // "like this file, but with rain"
   if (query) form.append("query", query);
-  form.append("moments", $("moments").checked);
-  runSearch({ url: "/search/audio", init: { body: form, headers: authHeaders() } });
+  const moments = $("moments").checked;
+  form.append("moments", moments);
+  const label = [`like ${quoted(file.name)}`, ...(query ? [quoted(query)] : [])].join(", ");
+  runSearch({ url: "/search/audio", label, moments, init: { body: form, headers: authHeaders() } });
 }
 
 async function upload(event) {

@@ -16,6 +16,14 @@ function refineFields() {
   return fields;
 }
 
+// The composite parts as the heading names them: the judged clips by their names, the text to avoid.
+function describeRefinement(fields) {
+  const names = (role) => (fields[role] || []).map((id) => `“${judged[role].get(id)}”`).join(" and ");
+  return [...(fields.like ? [`more like ${names("like")}`] : []),
+          ...(fields.unlike ? [`less like ${names("unlike")}`] : []),
+          ...(fields.not ? [`not “${fields.not}”`] : [])];
+}
+
 function judge(role, hit) {
   judged[role === "like" ? "unlike" : "like"].delete(hit.id); // a clip is in one list at most
   judged[role].delete(hit.id);

@@ -56,7 +56,7 @@ const Waveform = (() => {
       canvas.setAttribute("aria-label", `waveform; it sounds like the query at ${formatSpan(hit.segment)}`);
       const label = el("span", "segment", `sounds like it at ${formatSpan(hit.segment)}`);
       label.title = `score of that part: ${hit.segment.score.toFixed(3)}`;
-      wrap.append(canvas, label);
+      wrap.append(canvas, label, DragOut.momentControls(hit)); // dragout.js: the excerpt
     } else {
       canvas.setAttribute("aria-label", "waveform");
       wrap.append(canvas);

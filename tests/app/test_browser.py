@@ -2,6 +2,7 @@
 
 import contextlib
 import importlib.util
+import json
 import os
 import socket
 import threading
@@ -166,15 +167,21 @@ def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
     page.screenshot(path=str(shots / "page-after-upload.png"), full_page=True)
 
 
-def search_settles(page, token: str) -> list[str]:
-    """The result names once the answer whose query echo holds `token` is shown."""
-    page.wait_for_function("t => document.getElementById('search-message').textContent.includes(t)",
-                           arg=token)
+def search_settles(page, token: str, *, without: str = "\0") -> list[str]:
+    """The result names once the answer whose heading holds `token` (and not `without`) is shown."""
+    page.wait_for_function("([t, w]) => { const m = document.getElementById('search-message').textContent;"
+                           " return m.includes(t) && !m.includes(w); }", arg=[token, without])
     return result_names(page)
 
 
+def heading(page) -> str:
+    """The answer's heading without its timing."""
+    return page.locator("#search-message").inner_text().rsplit(" in ", 1)[0]
+
+
 def test_more_like_this_and_an_exclusion_rerank_as_numpy_says(planted, server, page, retriever, tmp_path):
-    """The planted clips' vectors are known: each step's order is the composite query's numpy ranking."""
+    """The planted clips' vectors are known: each step's order is the composite query's numpy ranking. The
+    heading names what was searched for as the page shows it: each text quoted once, clips by file name."""
     page.goto(server + "/")
     page.wait_for_function(f"document.getElementById('status').textContent.includes('{PLANTED} clips')")
     query = "a steady tone"
@@ -182,12 +189,13 @@ def test_more_like_this_and_an_exclusion_rerank_as_numpy_says(planted, server, p
     page.press("#query", "Enter")
     first = search_settles(page, query)
     assert first == composite_ranking(retriever, planted, {"query": query})[0]
+    assert heading(page) == f"{PLANTED} clips for “{query}”"
 
     liked = first[2]  # "more like this" on the third result: it joins `like` as a chip, and leaves the list
     liked_id = planted[liked][0]
     page.locator(".result", has_text=liked).locator("button.judge.like").click()
     body = {"query": query, "like": [liked_id]}
-    second = search_settles(page, f"like #{liked_id}")
+    second = search_settles(page, f"more like “{liked}”")
     assert second == composite_ranking(retriever, planted, body)[0] and liked not in second
     assert second != [n for n in first if n != liked]  # the ranking changed, not only the liked clip left
     assert page.locator("#refine-chips .chip.like").inner_text().startswith(f"more like “{liked}”")
@@ -196,22 +204,30 @@ def test_more_like_this_and_an_exclusion_rerank_as_numpy_says(planted, server, p
     page.fill("#not", avoid)
     page.press("#not", "Enter")
     body["not"] = avoid
-    third = search_settles(page, f'not "{avoid}"')
+    third = search_settles(page, f"not “{avoid}”")
     assert third == composite_ranking(retriever, planted, body)[0] and third != second
 
     unliked = third[0]  # "less like this" on the best one, then the liked chip is removed
     unliked_id = planted[unliked][0]
     page.locator(".result", has_text=unliked).locator("button.judge.unlike").click()
     body["unlike"] = [unliked_id]
-    fourth = search_settles(page, f"unlike #{unliked_id}")
+    fourth = search_settles(page, f"less like “{unliked}”")
     assert fourth == composite_ranking(retriever, planted, body)[0]
+    assert heading(page) == (f"{PLANTED - 2} clips for “{query}”, more like “{liked}”, "
+                             f"less like “{unliked}”, not “{avoid}”")
     page.locator("#refine-chips .chip.like button.remove").click()
     del body["like"]
-    fifth = search_settles(page, f'"{query}" - unlike')
+    fifth = search_settles(page, f"“{query}”, less like", without="more like")
     assert fifth == composite_ranking(retriever, planted, body)[0] and liked in fifth
     assert page.locator("#refine-chips .chip").count() == 1
+    # quoted once, clips by name: no straight quotes, no ids, no quote inside a quote
+    text = heading(page)
+    assert text == f"{PLANTED - 1} clips for “{query}”, less like “{unliked}”, not “{avoid}”"
+    assert '"' not in text and "#" not in text and "““" not in text
     shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
     page.screenshot(path=str(shots / "page-refined.png"), full_page=True)
+
+
 # per canvas column, how many pixels have the colour waveform.js draws the segment's bars in (#2f6fdb)
 COLUMNS = """(canvas) => {
     const ctx = canvas.getContext('2d'), {width, height} = canvas;
@@ -341,3 +357,82 @@ def test_the_docs_picture_of_a_search(tone_server, page, tmp_path):
     page.screenshot(path=str(folder / DOCS_PICTURE), full_page=True,
                     clip={"x": 0, "y": 0, "width": 1280, "height": results["y"] + results["height"] + 8})
     assert (folder / DOCS_PICTURE).stat().st_size < 300_000
+
+
+# a synthetic dragstart with a DataTransfer of its own, dispatched on the node; what the page put in it
+DRAG = """(node) => {
+    const data = new DataTransfer();
+    node.dispatchEvent(new DragEvent('dragstart', {bubbles: true, cancelable: true, dataTransfer: data}));
+    return {download: data.getData('DownloadURL'), uris: data.getData('text/uri-list'),
+            text: data.getData('text/plain')};
+}"""
+EXPORTS_OF = "([format, results]) => Exports.text(format, results)"
+
+
+def python_exports(results: list[dict]) -> dict[str, str]:
+    """index/exports.py's writers over the page's JSON answer: what the command line writes for its hits."""
+    from index.exports import WRITERS, ExportRow
+
+    rows = [ExportRow(i, h["id"], h["name"], h["score"], *((h["segment"]["start"], h["segment"]["end"])
+                      if h["segment"] else (None, None)), h["duration"]) for i, h in enumerate(results, 1)]
+    return {fmt: write(rows) for fmt, write in WRITERS.items()}
+
+
+def test_results_and_moments_leave_the_page_as_files(tone_server, page, tmp_path):
+    """A hit drags out as its file, its moment as an excerpt (a WAV of the span alone) that also plays and
+    saves; the export buttons download the answer in the command line's formats, the same text."""
+    with httpx.Client(base_url=tone_server) as http:
+        for name, wave in (("long take.wav", sections((880.0, 20.0), (440.0, 20.0), (1760.0, 20.0))),
+                           ("rain.wav", sections((880.0, 10.0)))):
+            r = http.post("/audio", files={"file": (name, wav_bytes(wave))}, headers=WRITE,
+                          params={"wait": 60})
+            assert r.status_code == 201, r.text
+    page.goto(tone_server + "/")
+    page.wait_for_function("document.getElementById('status').textContent.includes('2 clips')")
+    assert page.locator("#exports").is_hidden()  # nothing to export before an answer
+    page.check("#moments")
+    page.fill("#query", "a dog barking")
+    with page.expect_response(lambda r: r.url.endswith("/search")) as answered:
+        page.press("#query", "Enter")
+    results = answered.value.json()["results"]
+    page.wait_for_function("document.querySelectorAll('.result .moment').length >= 1")
+    first, hit = page.locator(".result").first, results[0]
+    assert hit["name"] == "long take.wav"
+    start, end = hit["segment"]["start"], hit["segment"]["end"]
+
+    # the hit's head drags out as the whole clip
+    whole = f"{tone_server}/audio/{hit['id']}/file"
+    assert first.locator(".result-head").evaluate(DRAG) == {
+        "download": f"audio/wav:long take.wav:{whole}", "uris": whole, "text": whole}
+    # the moment's excerpt link drags out (and saves) as the excerpt, named as the service names it
+    link = first.locator("a.excerpt")
+    url = f"{whole}?start={start:g}&end={end:g}"
+    filename = f"long take_{start:g}-{end:g}.wav"
+    assert link.evaluate(DRAG) == {"download": f"audio/wav:{filename}:{url}", "uris": url, "text": url}
+    assert link.get_attribute("download") == filename
+    excerpt = httpx.get(url)
+    assert excerpt.status_code == 200 and f'filename="{filename}"' in excerpt.headers["content-disposition"]
+    # ▶ plays the excerpt alone: its player's source is the excerpt, and it lasts the moment
+    play = first.locator("button.play-moment")
+    play.click()
+    page.wait_for_function("b => b.player.currentTime > 0", arg=play.element_handle())
+    assert play.evaluate("b => b.player.src") == url and play.inner_text() == "❚❚ pause"
+    assert play.evaluate("b => b.player.duration") == pytest.approx(end - start, abs=1e-3)
+    play.click()
+    page.wait_for_function("b => b.player.paused", arg=play.element_handle())
+    assert page.locator(".result").first.locator("audio").count() == 1  # the clip's own player alone
+
+    # the exports are the command line's, for the same hits; a button downloads its format
+    want = python_exports(results)
+    for fmt, text in want.items():
+        got = page.evaluate(EXPORTS_OF, [fmt, results])
+        if fmt == "jsonl":  # JSON spells numbers its own way (20 or 20.0): the same values
+            assert [json.loads(line) for line in got.splitlines()] == \
+                [json.loads(line) for line in text.splitlines()]
+        else:
+            assert got == text, fmt
+    assert "R1,1 long take.wav," in want["reaper"] and want["audacity"].startswith(f"{start:.6f}\t")
+    with page.expect_download() as saved:
+        page.click("#exports button[data-format=reaper]")
+    assert saved.value.suggested_filename == "moments-reaper.csv"
+    assert Path(saved.value.path()).read_bytes().decode() == want["reaper"]

@@ -1,0 +1,66 @@
+// Results and moments leave the page as files: each can be dragged into a DAW or a file manager (Chromium's
+// `DownloadURL` drag-out, with the URL as `text/uri-list` and `text/plain` for other targets), and a moment
+// is an excerpt of its own (GET /audio/{id}/file?start=S&end=E, a WAV of just that span).
+"use strict";
+
+const DragOut = (() => {
+  const TYPES = { ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
+                  ".opus": "audio/ogg", ".mp3": "audio/mpeg" };
+
+  const stem = (name) => name.replace(/\.[^.]*$/, "") || "clip";
+  const secondsText = (x) => x.toFixed(3).replace(/\.?0+$/, ""); // app/excerpts.py seconds_text
+  const suffixType = (name) => TYPES[(name.match(/\.[^.]*$/) || [""])[0].toLowerCase()] || "audio/wav";
+
+  // The excerpt of a hit's segment: its URL and the name the service gives it (`<name>_<S>-<E>.wav`).
+  function excerpt(hit) {
+    const { start, end } = hit.segment;
+    return { url: `${hit.audio_url}?start=${start}&end=${end}`, type: "audio/wav",
+             filename: `${stem(hit.name)}_${secondsText(start)}-${secondsText(end)}.wav` };
+  }
+
+  // The whole clip as a file.
+  const whole = (hit) => ({ url: hit.audio_url, type: suffixType(hit.name), filename: hit.name });
+
+  // Makes `node` draggable as the file `file` ({url, type, filename}); an inner draggable keeps its own.
+  function attach(node, file) {
+    node.draggable = true;
+    node.addEventListener("dragstart", (event) => {
+      event.stopPropagation();
+      const url = new URL(file.url, window.location.href).href;
+      const data = event.dataTransfer;
+      data.effectAllowed = "copy";
+      data.setData("DownloadURL", `${file.type}:${file.filename.replaceAll(":", "_")}:${url}`);
+      data.setData("text/uri-list", url);
+      data.setData("text/plain", url);
+    });
+  }
+
+  // A moment's own controls: play the excerpt alone, or save or drag it out as a WAV. Uses el() and
+  // attachAudio() from app.js.
+  function momentControls(hit) {
+    const file = excerpt(hit);
+    const box = el("span", "moment");
+    const play = el("button", "play-moment", "▶ play it");
+    play.type = "button";
+    play.title = "play just this part (an excerpt of the clip)";
+    const player = new Audio(); // out of the page: the result's own player stays its one <audio>
+    player.preload = "none";
+    play.player = player;
+    player.addEventListener("play", () => { play.textContent = "❚❚ pause"; });
+    player.addEventListener("pause", () => { play.textContent = "▶ play it"; });
+    play.addEventListener("click", async () => {
+      if (!player.src) await attachAudio(player, file.url);
+      if (player.paused) player.play().catch(() => { /* no gesture the browser trusts */ });
+      else player.pause();
+    });
+    const save = el("a", "excerpt", "⤓ excerpt");
+    save.href = file.url;
+    save.download = file.filename;
+    save.title = `save ${file.filename}, or drag it into a DAW or a folder`;
+    attach(save, file);
+    box.append(play, save);
+    return box;
+  }
+
+  return { excerpt, whole, attach, momentControls };
+})();
