@@ -76,8 +76,10 @@ def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
 
 
 def evaluate_moments(*, features_file: Path, annotations: Path, checkpoint: Path | None, zero_shot: bool,
-                     relative_threshold: float = MOMENT_RELATIVE_THRESHOLD) -> dict:
+                     relative_threshold: float = MOMENT_RELATIVE_THRESHOLD,
+                     predictions: Path | None = None) -> dict:
     from app.compose import load_settings, load_text_encoder
+    from retrieval.metrics import moment_metrics
     from training import evaluate_moments as em
     from training.datasets import read_moment_queries
     from training.features import load_features
@@ -86,7 +88,10 @@ def evaluate_moments(*, features_file: Path, annotations: Path, checkpoint: Path
         raise typer.BadParameter("give either --checkpoint or --zero-shot")
     queries, fs = read_moment_queries(annotations), load_features(features_file)  # refused before any model
     retriever = em.moment_retriever(fs, load_text_encoder(load_settings()), checkpoint)
-    return em.evaluate_moments(queries, fs, retriever, relative_threshold=relative_threshold)
+    predicted = em.predict_queries(queries, fs, retriever, relative_threshold=relative_threshold)
+    if predictions is not None:
+        em.write_predictions(predictions, queries, predicted)
+    return moment_metrics(predicted, [q.relevant for q in queries])
 
 
 def metrics_line(metrics: dict, names: tuple[str, ...] = METRIC_NAMES) -> str:
@@ -179,6 +184,9 @@ def register(app: typer.Typer) -> None:
                                                  help="windows scoring at least min + this * (max - min) "
                                                       "of their clip's scores merge into moments"),
         out: Path | None = typer.Option(None, help="also write the metrics here, as JSON"),
+        predictions: Path | None = typer.Option(None, help="also write the predicted moments here: the "
+                                                           "benchmarks' submission file, JSON lines (qid, "
+                                                           "query, vid, pred_relevant_windows)"),
     ) -> None:
         """R1@0.5, R1@0.7, mAP, mAP@0.5, mAP@0.75 of moment queries, each within its own clip."""
         from retrieval.durable import write_json_atomically
@@ -186,7 +194,7 @@ def register(app: typer.Typer) -> None:
         with exit_on_error():
             metrics = evaluate_moments(features_file=features_file, annotations=annotations,
                                        checkpoint=checkpoint, zero_shot=zero_shot,
-                                       relative_threshold=relative_threshold)
+                                       relative_threshold=relative_threshold, predictions=predictions)
         typer.echo(metrics_line(metrics, MOMENT_METRIC_NAMES))
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
