@@ -2,7 +2,9 @@
 // API key. Uses app.js's helpers ($, el, apiKey, authHeaders, errorText).
 "use strict";
 
-const filters = { minDuration: null, maxDuration: null, tags: [] }; // tags: every one must be on the clip
+const filters = { minDuration: null, maxDuration: null, tags: [], category: null }; // tags: every one
+// must be on the clip; category: a UCS CatID read from the clips' file names (their field ucs_catid)
+const CATEGORY_FIELD = "ucs_catid";
 const TAG_SEPARATORS = /[;,]/;
 
 const splitTags = (text) => text.split(TAG_SEPARATORS).map((t) => t.trim()).filter(Boolean);
@@ -13,6 +15,7 @@ function searchOptions() {
   if (filters.minDuration !== null) options.min_duration = filters.minDuration;
   if (filters.maxDuration !== null) options.max_duration = filters.maxDuration;
   if (filters.tags.length) options.tags_all = [...filters.tags];
+  if (filters.category) options.fields = { [CATEGORY_FIELD]: filters.category };
   return options;
 }
 
@@ -52,6 +55,9 @@ function showFilters() {
       searchAgain();
     }));
   }
+  if (filters.category) {
+    chips.push(chip(`category ${filters.category}`, () => setCategory(null)));
+  }
   $("filter-chips").replaceChildren(...chips);
 }
 
@@ -59,6 +65,12 @@ function readDurations() {
   const number = (id) => (Number.isFinite(parseFloat($(id).value)) ? parseFloat($(id).value) : null);
   filters.minDuration = number("min-duration");
   filters.maxDuration = number("max-duration");
+  showFilters();
+  searchAgain();
+}
+
+function setCategory(category) {
+  filters.category = category || null;
   showFilters();
   searchAgain();
 }
@@ -76,6 +88,16 @@ function renderMetadata(item, hit) {
   const description = el("p", "description", hit.description);
   description.hidden = !hit.description;
   const tags = el("ul", "user-tags");
+  const category = (hit.fields || {})[CATEGORY_FIELD];
+  if (category) { // the clip's UCS category: a click filters by it
+    const button = el("button", "user-tag category", category);
+    button.type = "button";
+    button.title = `only clips of the UCS category ${category}`;
+    button.addEventListener("click", () => setCategory(category));
+    const li = el("li");
+    li.append(button);
+    tags.append(li);
+  }
   for (const tag of hit.user_tags) {
     const button = el("button", "user-tag", tag);
     button.type = "button";
@@ -141,6 +163,12 @@ document.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     for (const tag of splitTags($("tag-filter").value)) addTagFilter(tag);
     $("tag-filter").value = "";
+  });
+  $("category-filter").addEventListener("keydown", (event) => { // Enter filters by the category typed
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    setCategory($("category-filter").value.trim());
+    $("category-filter").value = "";
   });
   for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", searchAgain);
 });

@@ -5,9 +5,12 @@ import os
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from app.main import create_app
+from index.store.metadata import Metadata
+from index.store.records import NewClip, Tag
 from tests.app.conftest import API_KEY, WRITE
 from tests.app.planted import LIBRARY, plant
 from tests.app.test_browser import NEEDS_BROWSER, page, result_names, serve  # noqa: F401  (page: the fixture)
@@ -115,3 +118,36 @@ def test_editing_a_clips_description_and_tags_with_the_key(library, page, tmp_pa
     # the key is needed on the server too: without it the same edit is refused
     assert httpx.patch(f"{url}/audio/{ids[5]}", json={"description": "x"}).status_code == 401
     assert httpx.patch(f"{url}/audio/{ids[5]}", json={"description": "x"}, headers=WRITE).status_code == 200
+
+
+UCS = [("DOORWood_Slam hard_JD_ACME.wav", "DOORWood"), ("DOORWood_Creak_JD_ACME.wav", "DOORWood"),
+       ("AMBForst_Birds morning_JD_ACME.wav", "AMBForst")]
+
+
+def test_the_category_filter_keeps_the_clips_of_one_ucs_category(app_settings, retriever, page):  # noqa: F811
+    app = create_app(app_settings, retriever=retriever)
+    with serve(app) as url:
+        store = app.state.collection.store
+        rng = np.random.default_rng(3)
+        for i, (name, catid) in enumerate(UCS):
+            clip = NewClip(name=name, location=f"/nowhere/{name}", sha256=f"{100 + i:064x}", duration=2.0,
+                           sample_rate=48_000, tags=(Tag("Door", 0.5),),
+                           meta=Metadata.of(fields={"ucs_catid": catid}))
+            v = rng.standard_normal(store.dim).astype(np.float32)
+            store.add(clip, v / np.linalg.norm(v), np.zeros(527, np.float32))
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('3 clips')")
+        page.fill("#query", "a door")
+        page.press("#query", "Enter")
+        page.wait_for_function("document.querySelectorAll('.result').length === 3")
+        page.fill("#category-filter", "DOORWood")
+        page.press("#category-filter", "Enter")
+        page.wait_for_function("document.querySelectorAll('.result').length === 2")
+        assert sorted(result_names(page)) == sorted(n for n, c in UCS if c == "DOORWood")
+        assert page.locator("#filter-chips").inner_text().startswith("category DOORWood")
+        page.locator("#filter-chips .chip-remove").click()  # the chip removed: every clip again
+        page.wait_for_function("document.querySelectorAll('.result').length === 3")
+        forest = page.locator(".result", has=page.locator(".name", has_text="AMBForst_Birds"))
+        forest.locator(".user-tag.category").click()  # a result's category filters by it
+        page.wait_for_function("document.querySelectorAll('.result').length === 1")
+        assert result_names(page) == ["AMBForst_Birds morning_JD_ACME.wav"]
