@@ -1,5 +1,5 @@
-"""`retrieval index add | stats | remove | reproject | backfill-windows` and `retrieval search`: a collection
-from the shell."""
+"""`retrieval index add | stats | remove | reproject | backfill-windows | reread-metadata` and `retrieval
+search`: a collection from the shell."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from index.collection import Collection
     from index.ingest.backfill import BackfillReport
     from index.ingest.builder import BuildReport
+    from index.ingest.reread import RereadReport
     from index.store.records import Hit
 
 SHOWN_TAGS = 3
@@ -82,6 +83,18 @@ def backfill_windows(*, progress: bool = True) -> BackfillReport:
 
     with open_collection(with_audio=True) as collection:
         return backfill(collection, progress=progress)
+
+
+def reread_metadata(*, again: bool = False, progress: bool = True) -> RereadReport:
+    """The metadata inside the indexed files read again (PaSST is not run), the user's winning."""
+    from app.compose import load_settings, store_config
+    from index.ingest.reread import reread_metadata as reread
+    from index.layout import metadata_ledger
+
+    settings = load_settings()
+    ledger = metadata_ledger(settings.data_dir, store_config(settings).name)
+    with open_collection() as collection:
+        return reread(collection, ledger=ledger, again=again, progress=progress)
 
 
 def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int = 3,
@@ -176,6 +189,22 @@ def register(app: typer.Typer) -> None:
             report = backfill_windows(progress=progress)
         typer.echo(f"backfilled the windows of {report.done} clips in {report.seconds:.1f} s; "
                    f"{len(report.unreachable)} could not be reached")
+        for clip_id, location, why in report.unreachable:
+            typer.secho(f"unreachable: clip {clip_id} ({location}): {why}", err=True, fg=typer.colors.YELLOW)
+        if report.unreachable:
+            raise typer.Exit(1)
+
+    @group.command("reread-metadata")
+    def reread_cmd(again: bool = typer.Option(False, "--again", help="read every clip's file again, also "
+                                                                      "those an earlier run read"),
+                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+        """Read the metadata inside the indexed files (BWF, iXML, INFO, ID3, Vorbis comments) and their UCS
+        names again, for clips indexed before it was read; what the user set wins. PaSST is not run;
+        resumable. Exit status 1 when some clips' files could not be reached (listed)."""
+        with exit_on_error():
+            report = reread_metadata(again=again, progress=progress)
+        typer.echo(f"read the metadata of {report.read} clips ({report.changed} changed, {report.skipped} "
+                   f"read before) in {report.seconds:.1f} s; {len(report.unreachable)} could not be reached")
         for clip_id, location, why in report.unreachable:
             typer.secho(f"unreachable: clip {clip_id} ({location}): {why}", err=True, fg=typer.colors.YELLOW)
         if report.unreachable:

@@ -10,6 +10,7 @@ here, once; every other module asks this one.
     ingest.lock              held by the one ingest worker of the folder
     cache/                   derived files (tag-name embeddings, exported ONNX text models)
     loaded-shards-<store>.json  the bulk loader's ledger of shards loaded into one store
+    reread-metadata-<store>.log `index reread-metadata`'s ledger of clips whose files it read, one store
 """
 
 from pathlib import Path
@@ -38,3 +39,8 @@ def incoming_location(sha256: str) -> str:
 def shard_ledger(data_dir: Path, store_name: str) -> Path:
     """The bulk loader's record of the shards loaded into the store called `store_name`."""
     return Path(data_dir) / f"loaded-shards-{store_name}.json"
+
+
+def metadata_ledger(data_dir: Path, store_name: str) -> Path:
+    """`retrieval index reread-metadata`'s record of the clips of the store `store_name` it has read."""
+    return Path(data_dir) / f"reread-metadata-{store_name}.log"

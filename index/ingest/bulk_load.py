@@ -1,6 +1,7 @@
 """Load Parquet shards of PaSST logits (index.ingest.ray_shards) into the configured store: project each
 clip's logits and its windows' through the head, take its top tags, add it with its windows and peaks. No
-PaSST runs here. Shards written before windows existed load without them.
+PaSST runs here. Shards written before windows existed load without them, and those written before the
+metadata column (the metadata inside the files) without it.
 
 Resumable at two levels: a ledger in the data directory names the shards already loaded into this store
 (they are skipped whole), and inside a shard a clip whose content (sha256) is stored is skipped, so a run
@@ -18,8 +19,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from index.collection import TOP_TAGS
-from index.ingest.ray_shards import MANIFEST, RECORD_COLUMNS, WINDOW_COLUMNS, manifest_spec
+from index.ingest.ray_shards import MANIFEST, METADATA_COLUMN, RECORD_COLUMNS, WINDOW_COLUMNS, manifest_spec
 from index.store.contract import VectorStore
+from index.store.metadata import Metadata
 from index.store.records import NewClip, Tag, Timeline
 from retrieval.config import N_TAGS
 from retrieval.durable import write_json_atomically
@@ -85,7 +87,8 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
 def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: LoadReport, bar: tqdm) -> None:
     names = set(pq.ParquetFile(shard).schema_arrow.names)
     windowed = set(WINDOW_COLUMNS) <= names  # shards written before windows have none
-    table = pq.read_table(shard, columns=COLUMNS + (list(WINDOW_COLUMNS) if windowed else []))
+    extra = [*(WINDOW_COLUMNS if windowed else ()), *([METADATA_COLUMN] if METADATA_COLUMN in names else [])]
+    table = pq.read_table(shard, columns=COLUMNS + extra)
     seen = set()  # a shard may hold the same content twice
     for batch in table.to_batches(max_chunksize=CHUNK):
         rows = batch.to_pydict()
@@ -108,8 +111,10 @@ def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: L
 
 def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewClip:
     tags = tuple(Tag(label, p) for label, p in retriever.top_tags(logits, TOP_TAGS))
+    meta = rows.get(METADATA_COLUMN, [""] * (i + 1))[i]  # shards written before it have no such column
     return NewClip(name=rows["name"][i], location=rows["path"][i], sha256=rows["sha256"][i],
-                   duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags)
+                   duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags,
+                   meta=Metadata.from_dict(json.loads(meta)) if meta else Metadata())
 
 
 def _timeline(rows: dict, i: int, retriever: Retriever) -> Timeline:

@@ -6,8 +6,11 @@ Parquet shards of PaSST logits.
 With GPUs in the cluster there is one PaSST actor per GPU; without, ``cpu_actors`` CPU actors. A shard row
 holds what the bulk loader needs to store a clip (path, name, sha256, duration, sample_rate, 527 logits, and
 its windows: ``window_starts``, ``window_ends``, ``window_logits`` (W x 527, flattened) and its waveform
-``peaks``) or, for a file that could not be decoded, the error. Shards written before windows have no window
-columns; their clips are stored without windows (``retrieval index backfill-windows`` adds them).
+``peaks``), the metadata inside the file and its UCS name (``metadata``, :mod:`index.ingest.embedded`, as
+JSON of ``Metadata.to_dict``) or, for a file that could not be decoded, the error. Shards written before
+windows have no window columns; their clips are stored without windows (``retrieval index backfill-windows``
+adds them). Shards written before the metadata column load without it (``retrieval index reread-metadata``
+reads it afterwards).
 ``manifest.json`` beside the shards holds the tagger's ``model_spec`` (``tagger`` in folders written before
 it), so the loader refuses logits of another one. The decode stage runs :func:`retrieval.extract.decode` and
 the actors :func:`retrieval.extract.extract_many`, as every other path to PaSST. Ray is an optional dependency
@@ -22,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from index.ingest.embedded import file_metadata
 from retrieval.audio import DecodedAudio
 from retrieval.config import N_TAGS, Windowing
 from retrieval.durable import sha256_bytes, write_json_atomically
@@ -36,7 +40,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 RECORD_COLUMNS = ("path", "name", "sha256", "duration", "sample_rate", "error")
 WINDOW_COLUMNS = ("window_starts", "window_ends", "window_logits", "peaks")
-SHARD_COLUMNS = (*RECORD_COLUMNS, "logits", *WINDOW_COLUMNS)
+METADATA_COLUMN = "metadata"  # JSON text of Metadata.to_dict(), "" for none
+SHARD_COLUMNS = (*RECORD_COLUMNS, "logits", *WINDOW_COLUMNS, METADATA_COLUMN)
 
 
 def read_file_list(path: Path) -> list[Path]:
@@ -57,12 +62,12 @@ class TaggerConfig:
 
 
 def decode_row(row: dict, *, limits: AudioLimits) -> dict:
-    """{"path"} -> the file's facts and its decoded audio (32 kHz samples, source rate, channels, container),
-    or its decode error (never raises for audio)."""
+    """{"path"} -> the file's facts, its decoded audio (32 kHz samples, source rate, channels, container) and
+    the metadata inside it, or its decode error (never raises for audio)."""
     path = Path(row["path"])
     out = {"path": str(path), "name": path.name, "sha256": "", "duration": 0.0, "sample_rate": 0,
            "channels": 0, "format": "", "wave": np.zeros(0, np.float32), "peaks": np.zeros(0, np.uint8),
-           "error": ""}
+           "error": "", METADATA_COLUMN: ""}
     try:
         data = path.read_bytes()
         out["sha256"] = sha256_bytes(data)
@@ -72,6 +77,8 @@ def decode_row(row: dict, *, limits: AudioLimits) -> dict:
         return out
     out.update(duration=float(audio.duration_s), sample_rate=int(audio.source_rate), channels=audio.channels,
                format=audio.format, wave=audio.wave, peaks=peaks(audio.wave))
+    meta = file_metadata(data, path.name)
+    out[METADATA_COLUMN] = "" if meta.empty else json.dumps(meta.to_dict(), ensure_ascii=False)
     return out
 
 
@@ -107,6 +114,7 @@ class PasstLogits:
         columns["window_logits"] = pa.array([w.logits.ravel() for w in moments], type=pa.list_(pa.float32()))
         columns["peaks"] = pa.array([np.asarray(p, np.uint8) for p in batch["peaks"]],
                                     type=pa.list_(pa.uint8()))
+        columns[METADATA_COLUMN] = pa.array([str(m) for m in batch[METADATA_COLUMN]], type=pa.string())
         return pa.table(columns)
 
 

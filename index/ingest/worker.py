@@ -5,6 +5,9 @@ its windows and waveform peaks.
 :mod:`index.ingest.queue`) and `retrieval index add` both run it. :class:`IngestWorker` is the worker: it
 claims queued jobs, ingests their stored bytes and marks each job done (with its clip) or failed (with the
 reason), removing the bytes either way.
+
+A new clip's metadata is what the user gave laid over what the file says inside and in its UCS name
+(:mod:`index.ingest.embedded`), read once, after the clip decoded and before it is stored.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import errno
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from index.collection import Collection
+from index.ingest.embedded import with_file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
@@ -36,7 +40,7 @@ class Item:
     name: str
     source: Path | bytes  # a file indexed where it lies, or an upload's bytes (kept under audio/)
     sha256: str
-    meta: Metadata = Metadata()  # the user's description, tags and fields for the new clip
+    meta: Metadata = Metadata()  # the user's description, tags and fields for the new clip (over the file's)
 
 
 @dataclass
@@ -54,7 +58,9 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
            on_decoded: Callable[[Item, DecodedAudio], None] | None = None) -> list[Result]:
     """Decode every item, tag all their windows together (`batch_windows` per forward pass), then project
     and store each clip. Content already stored costs no PaSST; an item that fails (bad audio, a full disk)
-    has its error in its result and the others go on. Results are in the items' order."""
+    has its error in its result and the others go on. Results are in the items' order; a new clip's item
+    in its result carries the metadata it was stored with (the user's over the file's)."""
+    items = list(items)
     results = {i: Result(it) for i, it in enumerate(items)}
     decoded: list[tuple[int, DecodedAudio]] = []
     for i, it in enumerate(items):
@@ -67,9 +73,10 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
         except AudioDecodeError as e:
             results[i].error = e
             continue
+        items[i] = results[i].item = replace(it, meta=with_file_metadata(it.meta, it.source, it.name))
         decoded.append((i, audio))
         if on_decoded is not None:
-            on_decoded(it, audio)
+            on_decoded(items[i], audio)
     if decoded:
         _tag_and_store(collection, items, decoded, results, on_windows)
     return [results[i] for i in range(len(items))]

@@ -3,7 +3,9 @@
 User tags are kept normalised, so that both stores match them exactly: lower case, inner whitespace as
 single spaces, no repeats (the first occurrence's place is kept). Field keys are identifiers
 (``[A-Za-z_][A-Za-z0-9_]*``): Qdrant reads a dot in a payload key as a path. Field values are strings,
-matched exactly. The bounds (lengths, counts) are the service's, in app/schemas/clips.py.
+matched exactly. The bounds (lengths, counts) are the service's, in app/schemas/clips.py; the same numbers
+are named here (MAX_*) for what index/ writes without going through the service's models (the metadata read
+from inside audio files, index/ingest/embedded.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from dataclasses import dataclass
 
 FIELD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TAG_SEPARATORS = re.compile(r"[;,]")  # between tags in one string (a CSV cell, a form field)
+
+# the bounds of app/schemas/clips.py (MetadataIn), which index/ cannot import
+MAX_DESCRIPTION_CHARS = 2000
+MAX_USER_TAGS = 32
+MAX_USER_TAG_CHARS = 64
+MAX_FIELDS = 32
+MAX_FIELD_KEY_CHARS = 64
+MAX_FIELD_VALUE_CHARS = 200
 
 
 def normalize_tag(tag: str) -> str:
@@ -54,6 +64,23 @@ class Metadata:
     def merged(self, new: Metadata) -> Metadata:
         """This metadata with each part `new` has (non-empty) replaced by new's."""
         return Metadata(new.description or self.description, new.tags or self.tags, new.fields or self.fields)
+
+    def over(self, found: Metadata) -> Metadata:
+        """This metadata (what the user gave) laid over `found` (what a file says), part by part: this
+        description replaces found's; tags are this metadata's then found's, fields found's with this
+        metadata's keys winning, both cut to their counts (MAX_USER_TAGS, MAX_FIELDS) keeping this one's."""
+        fields = dict(self.fields)
+        for key, value in found.fields:
+            if len(fields) >= MAX_FIELDS:
+                break
+            fields.setdefault(key, value)
+        return Metadata(self.description or found.description,
+                        normalize_tags((*self.tags, *found.tags))[:max(MAX_USER_TAGS, len(self.tags))],
+                        tuple(sorted(fields.items())))
+
+    def under(self, given: Metadata) -> Metadata:
+        """`given` laid over this metadata: given.over(self)."""
+        return given.over(self)
 
     @property
     def field_dict(self) -> dict[str, str]:

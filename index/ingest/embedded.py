@@ -1,0 +1,150 @@
+"""The metadata inside an audio file and its UCS name, as a clip's :class:`Metadata`: read once per new clip
+at ingestion (:func:`index.ingest.worker.ingest`, the Ray decode stage) and by `retrieval index
+reread-metadata`. What the user gives wins, part by part (:meth:`Metadata.over`).
+
+The mapping. Each source feeds one slot (index/ingest/wav_chunks.py reads WAV chunks with wavinfo,
+index/ingest/tag_frames.py ID3 and Vorbis comments with mutagen; names are case-insensitive, except
+Steinberg's); each slot lands in one place of the clip's metadata:
+
+    slot                  lands in               iXML (USER element or KEY=value line; STEINBERG ATTR)
+                                                 / BWF bext / RIFF INFO / ID3v2 (TXXX by its description)
+                                                 / Vorbis and FLAC comment
+    description           description, 1st part  USER DESCRIPTION / Description / ISBJ / TXXX DESCRIPTION
+                                                 / DESCRIPTION
+    comment               description, 2nd part  MediaComment / - / ICMT / COMM, TXXX COMMENT / COMMENT
+    notes                 description, 3rd part  USER NOTES, NOTE / - / - / TXXX NOTES / NOTES
+    keywords              tags (split at , ;)    USER KEYWORDS, MediaKeywords / - / IKEY / TXXX KEYWORDS
+                                                 / KEYWORDS
+    title                 field title            USER TITLE, USER SHORTID, MediaTrackTitle / - / INAM / TIT2,
+                                                 TXXX TITLE / TITLE
+    fx_name               field fx_name          USER FXNAME / - / - / TXXX FXNAME / FXNAME
+    category              field category, a tag  USER CATEGORY, MediaCategoryPost / - / - / TXXX CATEGORY
+                                                 / CATEGORY
+    subcategory           field subcategory,     USER SUBCATEGORY, MediaSubCategoryPost / - / - / TXXX
+                          a tag                  SUBCATEGORY / SUBCATEGORY
+    catid                 field ucs_catid        USER CATID / - / - / TXXX CATID / CATID
+    library               field library          USER LIBRARY, MediaLibrary, MediaLibraryName / - / IPRD
+                                                 / TALB, TXXX LIBRARY, TXXX ALBUM / LIBRARY, ALBUM
+    genre                 field genre, a tag     - / - / IGNR / TCON, TXXX GENRE / GENRE
+    artist                field artist           USER DESIGNER / - / IART / TPE1, TXXX ARTIST / ARTIST
+    copyright             field copyright        - / - / ICOP / TCOP, TXXX COPYRIGHT / COPYRIGHT
+    originator            field originator       - / Originator / - / - / -
+    originator_reference  field                  - / OriginatorReference / - / - / -
+                          originator_reference
+    origination_date      field origination_date - / OriginationDate / - / - / -
+
+A UCS file name (index/ingest/ucs.py) adds the fields ``ucs_catid``, ``ucs_fx_name``, ``ucs_creator_id``,
+``ucs_source_id``, ``ucs_user_data``; a CatID the file holds (``catid``) wins over the name's.
+
+Where several sources give a slot, the first in this order is kept: iXML, bext, RIFF INFO, ID3, Vorbis
+comments (keywords: all of them, each once). The description is the distinct texts of description,
+comment and notes, in that order, one paragraph each. Text is cleaned (NUL and control characters other than
+tabs and line breaks become spaces, lone surrogates are dropped, whitespace trimmed) and bounded as the
+service bounds a user's metadata (index/store/metadata.py MAX_*): a description, tag or field value that is
+too long is cut, tags and fields past their counts are dropped, each with a warning. Nothing read here ever
+fails a clip: a reader that fails is skipped with a warning.
+"""
+
+import io
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from index.ingest.tag_frames import tag_slots
+from index.ingest.ucs import ucs_fields
+from index.ingest.wav_chunks import wav_slots
+from index.store.metadata import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_FIELD_VALUE_CHARS,
+    MAX_FIELDS,
+    MAX_USER_TAG_CHARS,
+    MAX_USER_TAGS,
+    TAG_SEPARATORS,
+    Metadata,
+    normalize_tags,
+)
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION_SLOTS = ("description", "comment", "notes")
+TAG_SLOTS = ("category", "subcategory", "genre")  # each also a field
+FIELD_OF = {"title": "title", "fx_name": "fx_name", "category": "category", "subcategory": "subcategory",
+            "catid": "ucs_catid", "library": "library", "genre": "genre", "artist": "artist",
+            "copyright": "copyright", "originator": "originator",
+            "originator_reference": "originator_reference", "origination_date": "origination_date"}
+MAX_READ_CHARS = 8 * MAX_DESCRIPTION_CHARS  # what one source's text is cut to before anything else
+
+
+def file_metadata(source: Path | bytes, name: str) -> Metadata:
+    """What the file (a path, or an upload's bytes) and its name say, bounded; Metadata() for nothing."""
+    try:
+        with _opened(source) as f:
+            size = f.seek(0, io.SEEK_END)
+            slots = wav_slots(f, size, name) + tag_slots(f, name)
+    except OSError as e:
+        log.warning("%s: its metadata cannot be read: %s", name, e)
+        slots = []
+    return from_slots(slots, ucs_fields(name), name)
+
+
+def with_file_metadata(user: Metadata, source: Path | bytes, name: str) -> Metadata:
+    """The user's metadata laid over what the file and its name say."""
+    return user.over(file_metadata(source, name))
+
+
+def _opened(source: Path | bytes) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes | bytearray) else open(source, "rb")  # noqa: SIM115
+
+
+def from_slots(slots: Iterable[tuple[str, str]], name_fields: dict[str, str], name: str) -> Metadata:
+    """The metadata the (slot, text) pairs make (first per slot), over the UCS fields of the name."""
+    first: dict[str, str] = {}
+    keywords: list[str] = []
+    for slot, raw in slots:
+        value = clean(raw)
+        if not value:
+            continue
+        if slot == "keywords":
+            keywords += TAG_SEPARATORS.split(value)
+        else:
+            first.setdefault(slot, value)
+    description = "\n\n".join(dict.fromkeys(first[s] for s in DESCRIPTION_SLOTS if s in first))
+    fields = dict(name_fields)
+    fields.update({FIELD_OF[s]: v for s, v in first.items() if s in FIELD_OF})
+    tags = [t for s in TAG_SLOTS if s in first for t in TAG_SEPARATORS.split(first[s])]
+    tags = keywords + tags  # tags cannot hold the separators
+    return bounded(description, tags, fields, name)
+
+
+def clean(text: str) -> str:
+    """Text fit to store and read: control characters (but tab, CR, LF) and NUL as spaces, no lone
+    surrogates, trimmed, at most MAX_READ_CHARS."""
+    text = text[:MAX_READ_CHARS]
+    out = "".join(" " if (ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 else ch
+                  for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
+    return out.strip()
+
+
+def bounded(description: str, tags: list[str], fields: dict[str, str], name: str) -> Metadata:
+    """The service's bounds applied: long texts cut, tags and fields past their counts dropped (warned)."""
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        log.warning("%s: its description is cut to %d characters", name, MAX_DESCRIPTION_CHARS)
+        description = description[:MAX_DESCRIPTION_CHARS]
+    cut_tags = []
+    for tag in normalize_tags(tags):
+        if len(tag) > MAX_USER_TAG_CHARS:
+            log.warning("%s: the tag %r is cut to %d characters", name, tag[:40], MAX_USER_TAG_CHARS)
+        cut_tags.append(tag[:MAX_USER_TAG_CHARS].strip())
+    cut_tags = list(normalize_tags(cut_tags))
+    if len(cut_tags) > MAX_USER_TAGS:
+        log.warning("%s: %d tags, the last %d dropped", name, len(cut_tags), len(cut_tags) - MAX_USER_TAGS)
+    for key, value in fields.items():
+        if len(value) > MAX_FIELD_VALUE_CHARS:
+            log.warning("%s: field %s is cut to %d characters", name, key, MAX_FIELD_VALUE_CHARS)
+            fields[key] = value[:MAX_FIELD_VALUE_CHARS].strip()
+    kept = dict(sorted(fields.items())[:MAX_FIELDS])
+    if len(fields) > MAX_FIELDS:
+        dropped = ", ".join(sorted(set(fields) - set(kept)))
+        log.warning("%s: %d fields, %s dropped", name, len(fields), dropped)
+    return Metadata.of(description=description.strip(), tags=cut_tags[:MAX_USER_TAGS], fields=kept)

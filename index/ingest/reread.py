@@ -1,0 +1,72 @@
+"""`retrieval index reread-metadata`: the metadata inside the indexed files (and their UCS names) read again,
+for stores indexed before it was read at ingestion; PaSST does not run.
+
+Each clip's metadata becomes what it has laid over what its file says now (:meth:`Metadata.over`: what the
+user set wins, part by part), written through :meth:`Collection.edit_metadata`. Resumable: a ledger (one
+line ``<clip id> <sha256>`` per clip read, index/layout.py ``metadata_ledger``) names the clips done, which
+a later run skips (``again`` starts it afresh). Clips whose file cannot be reached are reported and left out
+of the ledger, so the next run tries them again.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from index.collection import Collection
+from index.ingest.embedded import file_metadata
+from retrieval.durable import append_line, write_text_atomically
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RereadReport:
+    read: int = 0  # clips whose file was read this run
+    changed: int = 0  # of those, how many got new metadata
+    skipped: int = 0  # read by an earlier run (in the ledger)
+    unreachable: list[tuple[int, str, str]] = field(default_factory=list)  # (clip id, location, why)
+    seconds: float = 0.0
+
+
+def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False,
+                    progress: bool = True) -> RereadReport:
+    """Read every clip's file's metadata again, except the clips the ledger names; see the module
+    docstring."""
+    start = time.perf_counter()
+    if again or not ledger.is_file():
+        write_text_atomically(ledger, "")
+    done = set(ledger.read_text(encoding="utf-8").split("\n"))
+    report = RereadReport()
+    bar = tqdm(collection.store.ids().tolist(), unit="clip", desc="reread metadata", disable=not progress)
+    with logging_redirect_tqdm(), bar:
+        for clip_id in bar:
+            record = collection.get(clip_id)
+            if record is None:
+                continue
+            entry = f"{clip_id} {record.sha256}"
+            if entry in done:
+                report.skipped += 1
+                continue
+            path = collection.audio_path(record)
+            if not (path.is_file() and os.access(path, os.R_OK)):
+                why = f"its file {'cannot be read' if path.exists() else 'is gone'} ({path})"
+                report.unreachable.append((clip_id, record.location, why))
+                log.warning("clip %d: %s", clip_id, why)
+                continue
+            found = file_metadata(path, record.name)
+            if record.meta.over(found) != record.meta:
+                collection.edit_metadata(clip_id, found.under)
+                report.changed += 1
+            append_line(ledger, entry)
+            report.read += 1
+            bar.set_postfix(read=report.read, changed=report.changed, unreachable=len(report.unreachable),
+                            refresh=False)
+    report.seconds = time.perf_counter() - start
+    log.info("read the metadata of %d clips (%d changed, %d done before); %d could not be reached, in %.1f s",
+             report.read, report.changed, report.skipped, len(report.unreachable), report.seconds)
+    return report

@@ -1,0 +1,76 @@
+"""Tags that mutagen reads: ID3v2 frames (MP3, and the ``id3`` chunk of WAV and AIFF files) and Vorbis
+comments (FLAC, Ogg Vorbis, Opus).
+
+:func:`tag_slots` gives what they say as (slot, text) pairs; which slot each tag feeds is the table of
+index/ingest/embedded.py. Tag names a file may hold that are in no table are not read. A file whose tags
+cannot be read (damaged, truncated, an ID3 tag declaring more than MAX_ID3_BYTES) gives nothing, with a
+warning; the clip is indexed all the same.
+"""
+
+import logging
+from typing import Any, BinaryIO
+
+log = logging.getLogger(__name__)
+
+Slots = list[tuple[str, str]]
+
+MAX_ID3_BYTES = 16 * 1024 * 1024  # the frames and their pictures; larger is not a tag
+
+# Vorbis comment names, and ID3 TXXX descriptions, case-insensitively
+NAMED = {"TITLE": "title", "DESCRIPTION": "description", "COMMENT": "comment", "GENRE": "genre",
+         "KEYWORDS": "keywords", "ARTIST": "artist", "ALBUM": "library", "COPYRIGHT": "copyright",
+         "CATEGORY": "category", "SUBCATEGORY": "subcategory", "CATID": "catid", "FXNAME": "fx_name",
+         "LIBRARY": "library", "NOTES": "notes"}
+ID3_FRAMES = {"TIT2": "title", "COMM": "comment", "TCON": "genre", "TPE1": "artist", "TALB": "library",
+              "TCOP": "copyright"}
+
+
+def tag_slots(f: BinaryIO, name: str) -> Slots:
+    """What the file's ID3 or Vorbis tags say ([] for none)."""
+    import mutagen
+
+    try:
+        if _id3_size(f) > MAX_ID3_BYTES:
+            log.warning("%s: its ID3 tag declares more than %d bytes: skipped", name, MAX_ID3_BYTES)
+            return []
+        f.seek(0)
+        found = mutagen.File(f)
+    except Exception as e:  # a hostile tag must never fail the clip  # noqa: BLE001
+        log.warning("%s: its tags cannot be read, skipped: %s: %s", name, type(e).__name__, e)
+        return []
+    tags = getattr(found, "tags", None)
+    if tags is None:
+        return []
+    try:
+        return _id3(tags) if hasattr(tags, "getall") else _vorbis(tags)
+    except Exception as e:  # noqa: BLE001
+        log.warning("%s: its tags cannot be read, skipped: %s: %s", name, type(e).__name__, e)
+        return []
+
+
+def _id3_size(f: BinaryIO) -> int:
+    """The size an ID3v2 tag at the start of the file declares (synchsafe), 0 without one."""
+    f.seek(0)
+    head = f.read(10)
+    if len(head) < 10 or head[:3] != b"ID3":
+        return 0
+    return (head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F)
+
+
+def _id3(tags: Any) -> Slots:
+    out: Slots = []
+    for frame_id, slot in ID3_FRAMES.items():
+        for frame in tags.getall(frame_id):
+            out += [(slot, str(t)) for t in frame.text]
+    for frame in tags.getall("TXXX"):
+        if (named := NAMED.get(str(frame.desc).upper())) is not None:
+            out += [(named, str(t)) for t in frame.text]
+    return out
+
+
+def _vorbis(tags: Any) -> Slots:
+    out: Slots = []
+    for key, value in tags.items() if hasattr(tags, "items") else ():
+        if (named := NAMED.get(str(key).upper())) is not None:
+            out += [(named, str(v)) for v in (value if isinstance(value, list) else [value])]
+    return out

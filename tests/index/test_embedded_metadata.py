@@ -1,0 +1,214 @@
+"""The metadata inside audio files, read at ingestion: files tagged by independent tools (ffmpeg for BWF
+``bext``, RIFF INFO and ID3; metaflac for FLAC; vorbiscomment for Ogg Vorbis) and RIFF chunks made here (an
+iXML chunk, damaged chunks). Each value lands where index/ingest/embedded.py's mapping says, keyword search
+finds each description's words, a damaged chunk leaves the clip indexed with a warning, the user's metadata
+wins, and `reread-metadata` reads the files of a store indexed before, resuming and reporting missing files.
+
+A tool that is missing skips its case, unless CI is set: then the case fails.
+"""
+
+import io
+import logging
+import os
+import shutil
+import struct
+import subprocess
+
+import pytest
+import soundfile as sf
+
+from app.compose import open_collection
+from index.ingest import worker
+from index.ingest.embedded import file_metadata
+from index.ingest.reread import reread_metadata
+from index.store.metadata import Metadata
+from tests.audio_fixtures import sine
+from tests.index.ingesting import add, file, upload
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is needed to write the tagged test files (CI is set)")
+        pytest.skip(f"{tool} is not installed: it writes this case's tagged file")
+    return path
+
+
+def run(*args) -> None:
+    subprocess.run([str(a) for a in args], check=True, capture_output=True)
+
+
+def ffmpeg_sine(path, *options: str) -> object:
+    run(need("ffmpeg"), "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+        "-t", "1", *options, path)
+    return path
+
+
+def chunk(ident: bytes, data: bytes, declared: int | None = None) -> bytes:
+    size = len(data) if declared is None else declared
+    return ident + struct.pack("<I", size) + data + (b"\0" if len(data) % 2 else b"")
+
+
+def wav_with(*chunks: bytes, seconds: float = 1.0) -> bytes:
+    """A 16-bit WAV (written by soundfile) with the chunks appended after its data, RIFF size updated."""
+    buf = io.BytesIO()
+    sf.write(buf, sine(440.0, seconds=seconds), 32_000, format="WAV", subtype="PCM_16")
+    body = buf.getvalue()[12:] + b"".join(chunks)
+    return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body
+
+
+IXML = b"""<?xml version="1.0" encoding="UTF-8"?>
+<BWFXML><IXML_VERSION>2.10</IXML_VERSION>
+<USER><DESCRIPTION>Heavy wooden door slams shut</DESCRIPTION><CATEGORY>DOORS</CATEGORY>
+<SUBCATEGORY>WOOD</SUBCATEGORY><CATID>DOORWood</CATID><FXNAME>Door Slam</FXNAME>
+<LIBRARY>Castle Library</LIBRARY><KEYWORDS>door, slam; oak</KEYWORDS><NOTES>recorded in a barn</NOTES></USER>
+<STEINBERG><ATTR_LIST>
+<ATTR><TYPE>string</TYPE><NAME>MediaComment</NAME><VALUE>castle gate</VALUE></ATTR>
+<ATTR><TYPE>string</TYPE><NAME>MediaCategoryPost</NAME><VALUE>not this one: USER comes first</VALUE></ATTR>
+<ATTR><TYPE>string</TYPE><NAME>MediaTrackTitle</NAME><VALUE>Gate Slam</VALUE></ATTR>
+</ATTR_LIST></STEINBERG></BWFXML>"""
+
+
+@pytest.fixture
+def library(tmp_path):
+    """{name: (path, the metadata the mapping gives it)}, each file tagged by another tool."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    files = {}
+    files["bwf.wav"] = (ffmpeg_sine(lib / "bwf.wav", "-write_bext", "1",
+                                    "-metadata", "description=rain on a tin roof",
+                                    "-metadata", "originator=Jane Doe",
+                                    "-metadata", "originator_reference=JD42",
+                                    "-metadata", "origination_date=2024-03-05",
+                                    "-metadata", "comment=heavy downpour", "-metadata", "title=Tin Roof Rain",
+                                    "-metadata", "genre=Weather"),
+                        Metadata.of(description="rain on a tin roof\n\nheavy downpour", tags=["weather"],
+                                    fields={"originator": "Jane Doe", "originator_reference": "JD42",
+                                            "origination_date": "2024-03-05", "title": "Tin Roof Rain",
+                                            "genre": "Weather"}))
+    files["id3.mp3"] = (ffmpeg_sine(lib / "id3.mp3", "-c:a", "libmp3lame", "-metadata", "title=Glass Smash",
+                                    "-metadata", "comment=bottle shatters on concrete",
+                                    "-metadata", "genre=Foley", "-metadata", "keywords=glass; break"),
+                        Metadata.of(description="bottle shatters on concrete",
+                                    tags=["glass", "break", "foley"],
+                                    fields={"title": "Glass Smash", "genre": "Foley"}))
+    flac = ffmpeg_sine(lib / "vorbis.flac")
+    run(need("metaflac"), "--set-tag=TITLE=Engine Idle", "--set-tag=DESCRIPTION=tractor engine idling",
+        "--set-tag=COMMENT=diesel", "--set-tag=GENRE=Vehicles", "--set-tag=KEYWORDS=engine,farm", flac)
+    files["vorbis.flac"] = (flac, Metadata.of(description="tractor engine idling\n\ndiesel",
+                                              tags=["engine", "farm", "vehicles"],
+                                              fields={"title": "Engine Idle", "genre": "Vehicles"}))
+    ogg = ffmpeg_sine(lib / "comments.ogg", "-c:a", "libvorbis")
+    run(need("vorbiscomment"), "-w", "-t", "TITLE=Owl Hoot", "-t", "DESCRIPTION=tawny owl calling at night",
+        "-t", "KEYWORDS=owl;bird", "-t", "LIBRARY=Forest Nights", ogg)
+    files["comments.ogg"] = (ogg, Metadata.of(description="tawny owl calling at night", tags=["owl", "bird"],
+                                              fields={"title": "Owl Hoot", "library": "Forest Nights"}))
+    ixml = lib / "ixml.wav"
+    ixml.write_bytes(wav_with(chunk(b"iXML", IXML)))
+    files["ixml.wav"] = (ixml, Metadata.of(
+        description="Heavy wooden door slams shut\n\ncastle gate\n\nrecorded in a barn",
+        tags=["door", "slam", "oak", "doors", "wood"],
+        fields={"category": "DOORS", "subcategory": "WOOD", "ucs_catid": "DOORWood", "fx_name": "Door Slam",
+                "library": "Castle Library", "title": "Gate Slam"}))
+    return files
+
+
+def test_every_value_lands_where_the_mapping_says_and_keyword_search_finds_it(library, settings,
+                                                                                tone_retriever):
+    with open_collection(settings, tone_retriever) as c:
+        stored = {r.name: r for r, _ in add(c, *(file(path) for path, _ in library.values()))}
+        for name, (_, want) in library.items():
+            assert stored[name].meta == want, name
+        for name, query in [("bwf.wav", "tin roof"), ("id3.mp3", "shatters concrete"),
+                            ("vorbis.flac", "tractor idling"), ("comments.ogg", "tawny owl"),
+                            ("ixml.wav", "wooden barn")]:
+            assert c.search_keywords(query, 1)[0].record.name == name, query
+
+
+def test_uploaded_bytes_and_their_ucs_name(library, settings, tone_retriever):
+    data = library["bwf.wav"][0].read_bytes()
+    with open_collection(settings, tone_retriever) as c:
+        [(record, _)] = add(c, upload(data, "WATRRain_Tin roof_JD_ACME_take 2.wav"))
+    fields = record.meta.field_dict
+    assert record.meta.description == "rain on a tin roof\n\nheavy downpour"
+    assert {k: fields[k] for k in fields if k.startswith("ucs_")} == {
+        "ucs_catid": "WATRRain", "ucs_fx_name": "Tin roof", "ucs_creator_id": "JD", "ucs_source_id": "ACME",
+        "ucs_user_data": "take 2"}
+
+
+def test_what_the_user_gives_wins_part_by_part(library, settings, tone_retriever):
+    path = library["bwf.wav"][0]
+    mine = Metadata.of(description="my own words", tags=["favourite"], fields={"title": "My Title"})
+    with open_collection(settings, tone_retriever) as c:
+        [(record, _)] = add(c, worker.Item(path, path.name, path, file(path).sha256, mine))
+    assert record.meta.description == "my own words"
+    assert record.meta.tags == ("favourite", "weather")
+    assert record.meta.field_dict["title"] == "My Title"
+    assert record.meta.field_dict["originator"] == "Jane Doe"
+
+
+DEEP = b"<BWFXML>" + b"<USER>" * 200 + b"x" + b"</USER>" * 200 + b"</BWFXML>"
+INFO_LATIN1 = chunk(b"LIST", b"INFO" + chunk(b"ICMT", b"caf\xe9 ambience\xff\xfe"))
+DAMAGED = {
+    "huge bext": (wav_with(chunk(b"bext", b"\0" * 16, declared=0x7FFF0000)), "declares"),
+    "bext cut short": (wav_with(chunk(b"bext", b"short")), "bext chunk cannot be read"),
+    "truncated end": (wav_with(chunk(b"iXML", IXML))[:-200], "cut short"),
+    "invalid UTF-8 in INFO": (wav_with(INFO_LATIN1), "not UTF-8"),
+    "deeply nested iXML": (wav_with(chunk(b"iXML", DEEP)), "iXML chunk cannot be read"),
+    "entities in iXML": (wav_with(chunk(b"iXML", b'<!DOCTYPE x [<!ENTITY a "aaaa">]><BWFXML/>')),
+                         "iXML chunk cannot be read"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_damaged_chunk_leaves_the_clip_indexed_with_a_warning(case, settings, tone_retriever, caplog):
+    data, warning = DAMAGED[case]
+    with caplog.at_level(logging.WARNING), open_collection(settings, tone_retriever) as c:
+        [(record, created)] = add(c, upload(data, f"{case}.wav"))
+    assert created and record.duration > 0.5
+    assert warning in caplog.text, caplog.text
+    if case == "invalid UTF-8 in INFO":
+        assert record.meta.description == "café ambience\xff\xfe"
+
+
+def test_bounds_are_kept_with_a_warning(caplog):
+    ixml = (b"<BWFXML><USER><DESCRIPTION>" + b"w" * 3000 + b"</DESCRIPTION><KEYWORDS>"
+            + b",".join(b"k%d" % i for i in range(40)) + b"</KEYWORDS><FXNAME>" + b"f" * 300
+            + b"</FXNAME></USER></BWFXML>")
+    with caplog.at_level(logging.WARNING):
+        meta = file_metadata(wav_with(chunk(b"iXML", ixml), seconds=0.1), "long.wav")
+    assert len(meta.description) == 2000 and len(meta.tags) == 32 and len(meta.field_dict["fx_name"]) == 200
+    assert "cut to 2000" in caplog.text and "tags, the last 8 dropped" in caplog.text
+
+
+def meta_of(collection, clip_id: int) -> Metadata:
+    record = collection.get(clip_id)
+    assert record is not None
+    return record.meta
+
+
+def test_reread_metadata_fills_a_store_indexed_before_resumes_and_reports_missing_files(
+        library, settings, tone_retriever, monkeypatch, tmp_path):
+    paths = {name: path for name, (path, _) in library.items()}
+    ledger = tmp_path / "data" / "reread.log"
+    with monkeypatch.context() as m:  # a store indexed before the metadata inside files was read
+        m.setattr(worker, "with_file_metadata", lambda user, source, name: user)
+        with open_collection(settings, tone_retriever) as c:
+            ids = {r.name: r.id for r, _ in add(c, *(file(p) for p in paths.values()))}
+            assert all(meta_of(c, i) == Metadata() for i in ids.values())
+            c.edit_metadata(ids["id3.mp3"], lambda m: Metadata.of(description="user's words", tags=["mine"]))
+    paths["comments.ogg"].unlink()
+    with open_collection(settings, tone_retriever) as c:
+        report = reread_metadata(c, ledger=ledger, progress=False)
+        assert (report.read, report.skipped) == (4, 0)
+        assert [(clip_id, why.split(" (")[0]) for clip_id, _, why in report.unreachable] == [
+            (ids["comments.ogg"], "its file is gone")]
+        for name in ("bwf.wav", "vorbis.flac", "ixml.wav"):
+            assert meta_of(c, ids[name]) == library[name][1], name
+        assert meta_of(c, ids["id3.mp3"]) == Metadata.of(description="user's words", tags=["mine"]).over(
+            library["id3.mp3"][1])
+
+        again = reread_metadata(c, ledger=ledger, progress=False)
+        assert (again.read, again.skipped, len(again.unreachable)) == (0, 4, 1)
+        assert reread_metadata(c, ledger=ledger, again=True, progress=False).read == 4
