@@ -11,15 +11,18 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from app.schemas.common import INT64_MAX, StorableText
-from index.store.metadata import FIELD_KEY, TAG_SEPARATORS, Metadata
+from index.store.metadata import (
+    FIELD_KEY,
+    MAX_DESCRIPTION_CHARS,
+    MAX_FIELD_KEY_CHARS,
+    MAX_FIELD_VALUE_CHARS,
+    MAX_FIELDS,
+    MAX_USER_TAG_CHARS,
+    MAX_USER_TAGS,
+    TAG_SEPARATORS,
+    Metadata,
+)
 from index.store.records import ClipRecord
-
-MAX_DESCRIPTION_CHARS = 2000
-MAX_USER_TAGS = 32  # per clip, and per filter
-MAX_USER_TAG_CHARS = 64
-MAX_FIELDS = 32  # per clip, and per filter
-MAX_FIELD_KEY_CHARS = 64
-MAX_FIELD_VALUE_CHARS = 200
 
 
 def _no_controls(v: str) -> str:

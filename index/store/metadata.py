@@ -3,9 +3,9 @@
 User tags are kept normalised, so that both stores match them exactly: lower case, inner whitespace as
 single spaces, no repeats (the first occurrence's place is kept). Field keys are identifiers
 (``[A-Za-z_][A-Za-z0-9_]*``): Qdrant reads a dot in a payload key as a path. Field values are strings,
-matched exactly. The bounds (lengths, counts) are the service's, in app/schemas/clips.py; the same numbers
-are named here (MAX_*) for what index/ writes without going through the service's models (the metadata read
-from inside audio files, index/ingest/embedded.py).
+matched exactly. Their bounds (lengths, counts) are named here (MAX_*): the service's models
+(app/schemas/clips.py `MetadataIn`) hold requests to them, and what index/ writes without going through those
+models (the metadata read from inside audio files, index/ingest/embedded.py) is cut to them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from dataclasses import dataclass
 FIELD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TAG_SEPARATORS = re.compile(r"[;,]")  # between tags in one string (a CSV cell, a form field)
 
-# the bounds of app/schemas/clips.py (MetadataIn), which index/ cannot import
 MAX_DESCRIPTION_CHARS = 2000
-MAX_USER_TAGS = 32
+MAX_USER_TAGS = 32  # per clip, and per filter
 MAX_USER_TAG_CHARS = 64
-MAX_FIELDS = 32
+MAX_FIELDS = 32  # per clip, and per filter
 MAX_FIELD_KEY_CHARS = 64
 MAX_FIELD_VALUE_CHARS = 200
 
