@@ -82,11 +82,15 @@ function addTagFilter(tag) {
   searchAgain();
 }
 
-// A result's description and user tags (a tag adds itself as a filter), and an editor for both.
+// A result's description, named fields and user tags (a tag adds itself as a filter), and an editor for the
+// description and tags.
 function renderMetadata(item, hit) {
   const box = el("div", "clip-meta");
   const description = el("p", "description", hit.description);
   description.hidden = !hit.description;
+  const named = Object.entries(hit.fields || {});
+  const fields = el("p", "fields", named.map(([key, value]) => `${key}: ${value}`).join(" · "));
+  fields.hidden = !named.length;
   const tags = el("ul", "user-tags");
   const category = (hit.fields || {})[CATEGORY_FIELD];
   if (category) { // the clip's UCS category: a click filters by it
@@ -110,7 +114,7 @@ function renderMetadata(item, hit) {
   const edit = el("button", "edit", "Edit");
   edit.type = "button";
   edit.addEventListener("click", () => box.replaceWith(editor(item, hit)));
-  box.append(description, tags, edit);
+  box.append(description, fields, tags, edit);
   item.append(box);
 }
 

@@ -57,6 +57,7 @@ def test_keyword_and_hybrid_modes_and_filter_chips(library, page, tmp_path):  # 
     assert page.locator(".result .score").first.get_attribute("title") == "BM25 score of the query's words"
     kick = page.locator(".result", has=page.locator(".name", has_text="Kick_808_Hard.wav"))
     assert kick.locator(".description").inner_text() == "a deep kick with a long tail"
+    assert kick.locator(".fields").inner_text() == "pack: Drums Vol 1"  # its named fields, shown
     assert kick.locator(".user-tag").all_inner_texts() == ["kick", "808"]
     assert page.locator(".result", has=page.locator(".name", has_text="kick_soft.wav")).locator(
         ".description").is_hidden()  # no description, nothing shown
