@@ -130,6 +130,14 @@ def _print_report(report: BuildReport) -> None:
         typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
 
 
+def exit_if_unreachable(unreachable: list[tuple[int, str, str]]) -> None:
+    """List the clips whose audio could not be reached, and exit with status 1 when there are any."""
+    for clip_id, location, why in unreachable:
+        typer.secho(f"unreachable: clip {clip_id} ({location}): {why}", err=True, fg=typer.colors.YELLOW)
+    if unreachable:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="Build and maintain the index of a collection.", no_args_is_help=True)
     app.add_typer(group, name="index")
@@ -189,10 +197,7 @@ def register(app: typer.Typer) -> None:
             report = backfill_windows(progress=progress)
         typer.echo(f"backfilled the windows of {report.done} clips in {report.seconds:.1f} s; "
                    f"{len(report.unreachable)} could not be reached")
-        for clip_id, location, why in report.unreachable:
-            typer.secho(f"unreachable: clip {clip_id} ({location}): {why}", err=True, fg=typer.colors.YELLOW)
-        if report.unreachable:
-            raise typer.Exit(1)
+        exit_if_unreachable(report.unreachable)
 
     @group.command("reread-metadata")
     def reread_cmd(again: bool = typer.Option(False, "--again", help="read every clip's file again, also "
@@ -205,10 +210,7 @@ def register(app: typer.Typer) -> None:
             report = reread_metadata(again=again, progress=progress)
         typer.echo(f"read the metadata of {report.read} clips ({report.changed} changed, {report.skipped} "
                    f"read before) in {report.seconds:.1f} s; {len(report.unreachable)} could not be reached")
-        for clip_id, location, why in report.unreachable:
-            typer.secho(f"unreachable: clip {clip_id} ({location}): {why}", err=True, fg=typer.colors.YELLOW)
-        if report.unreachable:
-            raise typer.Exit(1)
+        exit_if_unreachable(report.unreachable)
 
     @app.command("search")
     def search_cmd(query: str = typer.Argument(..., help="what the sound is like, in words"),

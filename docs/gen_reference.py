@@ -28,6 +28,7 @@ if str(ROOT) not in sys.path:
 
 from app.settings import Settings  # noqa: E402
 from cli.main import app  # noqa: E402
+from docs.dockerfile import dockerfile_instructions  # noqa: E402
 
 # Repository files that have a page of their own in the site: a link to one becomes a link to its page.
 PAGES = {
@@ -270,26 +271,16 @@ def benchmarks_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def dockerfile_instructions() -> str:
-    """The Dockerfile's RUN, CMD and HEALTHCHECK instructions, continuation lines joined, comments dropped."""
-    out, current = [], ""
-    for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        current += " " + line.strip()
-        if current.endswith("\\"):
-            current = current[:-1]
-            continue
-        instruction = " ".join(current.split())
-        if instruction.split()[0] in ("RUN", "CMD", "HEALTHCHECK"):
-            out.append(instruction)
-        current = ""
-    return "\n```dockerfile\n" + "\n".join(out) + "\n```\n"
+def dockerfile_block() -> str:
+    """The Dockerfile's RUN, CMD and HEALTHCHECK instructions as a ```dockerfile block."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    documented = [i for i in dockerfile_instructions(text) if i.split()[0] in ("RUN", "CMD", "HEALTHCHECK")]
+    return "\n```dockerfile\n" + "\n".join(documented) + "\n```\n"
 
 
 def main() -> None:
     with mkdocs_gen_files.open("deployment.md", "a") as f:
-        f.write(dockerfile_instructions())
+        f.write(dockerfile_block())
     with mkdocs_gen_files.open("performance.md", "a") as f:
         f.write("\n" + benchmarks_table())
     with mkdocs_gen_files.open("reference/settings.md", "w") as f:

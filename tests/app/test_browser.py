@@ -244,13 +244,19 @@ COLUMNS = """(canvas) => {
 }"""
 
 
-def test_each_hit_shows_where_it_sounds_like_the_query(tone_server, page, tmp_path):
-    with httpx.Client(base_url=tone_server) as http:
-        for name, wave in (("long.wav", sections((880.0, 20.0), (440.0, 20.0), (1760.0, 20.0))),
+def upload_sections(server: str, long_name: str) -> None:
+    """Two tone clips through POST /audio, indexed: `long_name` (60 s: 880, 440 then 1760 Hz, 20 s each) and
+    rain.wav (10 s of 880 Hz)."""
+    with httpx.Client(base_url=server) as http:
+        for name, wave in ((long_name, sections((880.0, 20.0), (440.0, 20.0), (1760.0, 20.0))),
                            ("rain.wav", sections((880.0, 10.0)))):
             r = http.post("/audio", files={"file": (name, wav_bytes(wave))}, headers=WRITE,
                           params={"wait": 60})
             assert r.status_code == 201, r.text
+
+
+def test_each_hit_shows_where_it_sounds_like_the_query(tone_server, page, tmp_path):
+    upload_sections(tone_server, "long.wav")
     page.goto(tone_server + "/")
     page.wait_for_function("document.getElementById('status').textContent.includes('2 clips')")
     page.fill("#query", "a dog barking")
@@ -381,12 +387,7 @@ def python_exports(results: list[dict]) -> dict[str, str]:
 def test_results_and_moments_leave_the_page_as_files(tone_server, page, tmp_path):
     """A hit drags out as its file, its moment as an excerpt (a WAV of the span alone) that also plays and
     saves; the export buttons download the answer in the command line's formats, the same text."""
-    with httpx.Client(base_url=tone_server) as http:
-        for name, wave in (("long take.wav", sections((880.0, 20.0), (440.0, 20.0), (1760.0, 20.0))),
-                           ("rain.wav", sections((880.0, 10.0)))):
-            r = http.post("/audio", files={"file": (name, wav_bytes(wave))}, headers=WRITE,
-                          params={"wait": 60})
-            assert r.status_code == 201, r.text
+    upload_sections(tone_server, "long take.wav")
     page.goto(tone_server + "/")
     page.wait_for_function("document.getElementById('status').textContent.includes('2 clips')")
     assert page.locator("#exports").is_hidden()  # nothing to export before an answer

@@ -14,25 +14,11 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
+from docs.dockerfile import dockerfile_instructions
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED = ("RUN", "CMD", "HEALTHCHECK")
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.gpu.yml")
-
-
-def dockerfile_instructions(text: str) -> list[str]:
-    """Instructions with continuation lines joined and comments dropped, whitespace-normalised."""
-    out, current = [], ""
-    for line in text.splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        current += " " + line.strip()
-        if current.endswith("\\"):
-            current = current[:-1]
-            continue
-        out.append(" ".join(current.split()))
-        current = ""
-    return out
 
 
 def readme_dockerfile_lines(text: str) -> list[str]:
