@@ -227,7 +227,9 @@ class VectorStore(ABC):
 
     def total_duration(self) -> float:
         """Seconds of audio in the collection."""
-        return float(sum(r.duration for records, _, _ in self.export() for r in records))
+        ids = self.ids().tolist()  # records only: the vectors and logits an export reads are not needed
+        return float(sum(r.duration for start in range(0, len(ids), PAGE)
+                         for r in self.records(ids[start:start + PAGE]).values()))
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         """The stored windows (spans and vectors, in window order) of the ids that have any."""
