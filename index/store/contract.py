@@ -22,6 +22,7 @@ from index.store.records import (
     NewClip,
     Project,
     Ranking,
+    ScoredWindows,
     SearchFilter,
     Timeline,
     WindowHits,
@@ -29,7 +30,7 @@ from index.store.records import (
 )
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
-from retrieval.moments import Moment, best_window, merge_windows
+from retrieval.moments import Moment
 
 PAGE = 1024  # clips read at a time by what the base derives from the backend's reads
 MOMENT_MARGIN = 0.05  # without a threshold, a clip's moments are its windows within this of its best one
@@ -253,33 +254,53 @@ class VectorStore(ABC):
         for start in range(0, len(ids), PAGE):
             yield from self.windows(ids[start:start + PAGE]).items()
 
+    def scored_windows(self, q: np.ndarray, ids: Sequence[int], *, margin: float | None = 0.0,
+                       floor: float | None = None) -> dict[int, ScoredWindows]:
+        """For each clip among `ids` with windows, its windows scoring at least its floor for the (D,) query
+        vector `q` (inner product with the window's vector, as a clip is scored): `floor` when given, else
+        the clip's best window's score less `margin`. Clips with no window at the floor are left out.
+
+        The base reads every window of these clips (the reference answer); a backend scores them where its
+        windows are indexed, so the cost is that of the windows that match, not of the clips' length."""
+        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
+        if floor is None and margin is None:
+            raise ValueError("a floor or a margin below each clip's best window is needed")
+        found = {}
+        for i, w in self.windows(ids).items():
+            scores = w.scores(q)
+            at = floor if floor is not None else float(scores.max()) - float(margin or 0.0)
+            keep = np.flatnonzero(scores >= at)
+            if len(keep):
+                found[i] = ScoredWindows(keep.astype(np.int64), np.asarray(w.starts)[keep],
+                                         np.asarray(w.ends)[keep], scores[keep])
+        return found
+
     def best_windows(self, q: np.ndarray, ids: Sequence[int]) -> dict[int, Moment]:
         """For each clip among `ids` that has windows, its best window for the (D,) query vector `q`,
         scored like the clip (inner product with the window's vector)."""
-        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
-        return {i: best_window(w.starts, w.ends, w.scores(q)) for i, w in self.windows(ids).items()}
+        return {i: w.best() for i, w in self.scored_windows(q, ids, margin=0.0).items()}
 
     def search_moments(self, q: np.ndarray, k: int, flt: SearchFilter | None = None,
                        moments: MomentQuery = MomentQuery()) -> Ranking:
         """The k best moments of the collection for the (D,) query vector `q`, best first: hits whose
-        segment is the moment and whose score is its best window's. A clip's moments are computed from all
-        its windows, so they are exact: the windows are searched until every clip that could hold one of the
-        k best has been seen."""
+        segment is the moment and whose score is its best window's. A clip's moments are computed from its
+        windows that reach the threshold (`scored_windows`): the windows are searched until every clip that
+        could hold one of the k best has been seen."""
         if moments.per_clip < 1:
             raise ValueError(f"per_clip must be >= 1, got {moments.per_clip}")
         xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=k)
         found: list[tuple[Moment, int]] = []  # (moment, clip id)
         fetch = k * moments.per_clip
+        margin = MOMENT_MARGIN if moments.threshold is None else None
         while k:
             top = self.search_windows(xq, fetch, flt)[0]  # every window scoring above top[-1] is in it
             clips = list(dict.fromkeys(h.clip_id for h in top))
             found = []
-            for clip_id, w in self.windows(clips).items():
-                scores = w.scores(xq[0])
-                threshold = (float(scores.max()) - MOMENT_MARGIN if moments.threshold is None
+            scored = self.scored_windows(xq[0], clips, margin=margin, floor=moments.threshold)
+            for clip_id, w in scored.items():
+                threshold = (float(w.scores.max()) - MOMENT_MARGIN if moments.threshold is None
                              else moments.threshold)
-                found += [(m, clip_id) for m in merge_windows(w.starts, w.ends, scores, threshold=threshold,
-                                                              per_clip=moments.per_clip)]
+                found += [(m, clip_id) for m in w.merged(threshold=threshold, per_clip=moments.per_clip)]
             found.sort(key=lambda mc: (-mc[0].score, mc[1], mc[0].start))
             if len(top) < fetch or (len(found) >= k and found[k - 1][0].score >= top[-1].score):
                 break

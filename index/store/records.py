@@ -10,13 +10,13 @@ backfilled; their hits carry no segment.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from index.store.metadata import Metadata, check_field_key, normalize_tags
-from retrieval.moments import Moment
+from retrieval.moments import Moment, best_window, merge_windows
 from retrieval.windows import WindowLogits
 
 Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
@@ -69,6 +69,28 @@ class Windows:
     def scores(self, q: np.ndarray) -> np.ndarray:
         """(W,) inner products of each window's vector with the (D,) query vector."""
         return self.vectors.astype(np.float32) @ np.asarray(q, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class ScoredWindows:
+    """Some of one clip's windows with their scores for a query, in window order: those that reached the
+    floor a search asked for (see VectorStore.scored_windows)."""
+
+    n: np.ndarray  # (M,) int64: each window's place in the clip, 0 first
+    starts: np.ndarray  # (M,) seconds
+    ends: np.ndarray  # (M,) seconds
+    scores: np.ndarray  # (M,) float32
+
+    def best(self) -> Moment:
+        """The best of these windows as a moment (ties: the earliest), `window` its place in the clip."""
+        m = best_window(self.starts, self.ends, self.scores)
+        return replace(m, window=int(self.n[m.window]))
+
+    def merged(self, *, threshold: float, per_clip: int) -> list[Moment]:
+        """These windows merged into moments (retrieval.moments.merge_windows), `window` their places."""
+        return [replace(m, window=int(self.n[m.window]))
+                for m in merge_windows(self.starts, self.ends, self.scores, threshold=threshold,
+                                       per_clip=per_clip)]
 
 
 @dataclass(frozen=True)
