@@ -140,6 +140,7 @@ def build_retriever(settings: Settings, *, with_audio: bool = True, tagger: Pass
 def store_config(settings: Settings) -> StoreConfig:
     return StoreConfig(data_dir=settings.data_dir, backend=settings.store_backend,
                        index_kind=settings.index_kind, search_threads=settings.search_threads,
+                       window_index_kind=settings.window_index_kind, ivf_nprobe=settings.ivf_nprobe,
                        qdrant_url=settings.qdrant_url, qdrant_collection=settings.qdrant_collection)
 
 

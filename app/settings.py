@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         "flat16", description="flat16 (exact search over float16 vectors: same top-10 as flat on real "
                               "captions), flat (float32) or HNSW; faiss backend only"
     )
+    window_index_kind: Literal["auto", "flat16", "ivf16", "hnsw"] = Field(
+        "auto", description="the windows' index (faiss backend): auto (flat16 below 250,000 windows, about "
+                            "170 hours, then ivf16), flat16 (exact), ivf16 (lists of similar windows, "
+                            "approximate: scans nprobe of them), hnsw")
+    ivf_nprobe: int = Field(
+        32, ge=1, le=65536, description="lists an ivf16 windows search scans (of about sqrt(windows)): more "
+                                        "is slower and nearer exact")
     search_threads: int = Field(
         1, ge=1, le=256, description="FAISS OpenMP threads per search (1: no per-query overhead)"
     )
@@ -102,6 +109,9 @@ class Settings(BaseSettings):
         if self.store_backend == "qdrant" and self.index_kind != "flat" and explicit_kind:
             problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only, not "
                             "RETRIEVAL_STORE_BACKEND=qdrant (Qdrant builds its own index)")
+        if self.store_backend == "qdrant" and {"window_index_kind", "ivf_nprobe"} & self.model_fields_set:
+            problems.append("RETRIEVAL_WINDOW_INDEX_KIND and RETRIEVAL_IVF_NPROBE apply to the faiss backend "
+                            "only, not RETRIEVAL_STORE_BACKEND=qdrant")
         if (self.moment_window_s is None) != (self.moment_hop_s is None):
             problems.append("RETRIEVAL_MOMENT_WINDOW_S and RETRIEVAL_MOMENT_HOP_S are set together (a finer "
                             "moment windowing) or not at all")

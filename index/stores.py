@@ -17,6 +17,8 @@ class StoreConfig:
     data_dir: Path
     backend: Literal["faiss", "qdrant"] = "faiss"
     index_kind: str = "flat"  # faiss: flat, flat16 or hnsw
+    window_index_kind: str | None = None  # faiss: auto, flat16, ivf16 or hnsw (None: the clips' kind's)
+    ivf_nprobe: int = 32  # faiss: lists an ivf16 search scans
     search_threads: int = 1  # faiss: OpenMP threads per search
     qdrant_url: str | None = None  # qdrant: a server, ":memory:", or None for embedded under data_dir
     qdrant_collection: str = "clips"
@@ -37,7 +39,8 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
         from index.faiss.store import FaissStore
 
         return FaissStore(config.data_dir, spec, kind=config.index_kind, check=check,
-                          search_threads=config.search_threads)
+                          search_threads=config.search_threads, window_kind=config.window_index_kind,
+                          nprobe=config.ivf_nprobe)
     if config.backend == "qdrant":
         from index.qdrant.open import open_qdrant_store
 

@@ -20,6 +20,23 @@ from retrieval.durable import remove_stale_tmp
 log = logging.getLogger(__name__)
 
 FILL_CHUNK = 20_000  # vectors read from SQLite at a time when (re)building
+AUTO_IVF_AT = 250_000  # "auto": flat16 below this many vectors, ivf16 from here on
+REBUILD_GROWTH = 2  # an ivf16 index is retrained once sqrt(N) is this many times its lists
+
+
+def built_kind(kind: str, n: int) -> str:
+    """The kind of index built for n vectors when `kind` is asked for: "auto" is flat16 below AUTO_IVF_AT
+    and ivf16 from there; ivf16 over too few vectors to train lists on is flat16."""
+    if kind == "auto":
+        kind = "ivf16" if n >= AUTO_IVF_AT else "flat16"
+    if kind == "ivf16" and n < vector_index.IVF_MIN_TRAIN:
+        return "flat16"
+    return kind
+
+
+def loadable_kinds(kind: str) -> tuple[str, ...]:
+    """The kinds of file a cache asking for `kind` may load."""
+    return ("flat16", "ivf16") if kind in ("auto", "ivf16") else (kind,)
 
 
 class CachedIndex:
@@ -27,11 +44,12 @@ class CachedIndex:
     around in-memory changes) while it calls anything but `index`."""
 
     def __init__(self, folder: Path, *, kind: str, dim: int, search_threads: int,
-                 ids: Callable[[], np.ndarray], vectors: Callable[[np.ndarray, int], np.ndarray]):
+                 ids: Callable[[], np.ndarray], vectors: Callable[[np.ndarray, int], np.ndarray],
+                 nprobe: int = vector_index.IVF_NPROBE):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self.folder)
-        self.kind, self.dim, self.search_threads = kind, dim, search_threads
+        self.kind, self.dim, self.search_threads, self.nprobe = kind, dim, search_threads, nprobe
         self._ids = ids  # () -> (N,) ids in SQLite now
         self._vectors = vectors  # (ids, dim) -> (len(ids), dim) float32 from SQLite
         self.vi: VectorIndex | None = None
@@ -45,9 +63,10 @@ class CachedIndex:
 
     def load(self, *, epoch: int, generation: int) -> Path | None:
         """The newest file of `epoch` written at or before `generation`, loaded; None when there is none."""
-        path = vector_index.newest_file(self.folder, kind=self.kind, epoch=epoch, generation=generation)
-        vi = vector_index.load(path, dim=self.dim, kind=self.kind,
-                               search_threads=self.search_threads) if path else None
+        path = vector_index.newest_file(self.folder, kind=loadable_kinds(self.kind), epoch=epoch,
+                                        generation=generation)
+        vi = vector_index.load(path, dim=self.dim, kind=vector_index.kind_of(path),
+                               search_threads=self.search_threads, nprobe=self.nprobe) if path else None
         if vi is None:
             return None
         self.vi, self.epoch = vi, epoch
@@ -73,15 +92,28 @@ class CachedIndex:
     def fresh(self, dim: int) -> "CachedIndex":
         """An empty cache of the same vectors and folder, for `dim`-d vectors (a re-projection)."""
         return CachedIndex(self.folder, kind=self.kind, dim=dim, search_threads=self.search_threads,
-                           ids=self._ids, vectors=self._vectors)
-
-    def new_index(self) -> VectorIndex:
-        return VectorIndex(self.dim, self.kind, search_threads=self.search_threads)
+                           ids=self._ids, vectors=self._vectors, nprobe=self.nprobe)
 
     def filled(self, ids: np.ndarray) -> VectorIndex:
-        vi = self.new_index()
+        """A new index of the kind built for this many vectors, trained where it needs it, holding `ids`."""
+        vi = VectorIndex(self.dim, built_kind(self.kind, len(ids)), search_threads=self.search_threads,
+                         n=len(ids), nprobe=self.nprobe)
+        if vi.ivf:
+            n_train = min(len(ids), vector_index.IVF_TRAIN_PER_LIST * vi.nlist)
+            sample = np.sort(np.random.default_rng(0).choice(len(ids), n_train, replace=False))
+            log.info("training %d lists of the index in %s on %d of its %d vectors", vi.nlist, self.folder,
+                     n_train, len(ids))
+            vi.train(self._vectors(ids[sample], self.dim))
         self.fill(vi, ids)
         return vi
+
+    def outgrown(self) -> bool:
+        """Whether the index is no longer the kind its size calls for (an "auto" collection grew past
+        AUTO_IVF_AT, or an ivf16 one outgrew its lists): the next write of its file rebuilds it."""
+        n, vi = self.index.ntotal, self.index
+        if built_kind(self.kind, n) != vi.kind:
+            return True
+        return vi.ivf and vector_index.ivf_lists(n) >= REBUILD_GROWTH * vi.nlist
 
     def fill(self, vi: VectorIndex, ids: np.ndarray) -> None:
         for start in range(0, len(ids), FILL_CHUNK):
@@ -96,12 +128,12 @@ class CachedIndex:
 
     def persist(self, *, generation: int, lock: ReadWriteLock) -> None:
         """Write the in-memory index as the file of (its epoch, `generation`) and prune older ones."""
-        if self.index.dead:  # files hold no tombstones, so a file of the current generation is exact
+        if self.index.dead or self.outgrown():  # files hold no tombstones: a file of now is exact
             rebuilt = self.filled(self.index.ids())
             with lock.write():
                 self.vi = rebuilt
         with lock.read():
-            name = vector_index.file_name(kind=self.kind, epoch=self.epoch, generation=generation)
+            name = vector_index.file_name(kind=self.index.kind, epoch=self.epoch, generation=generation)
             path = self.folder / name
             vector_index.write_atomically(self.index, path)
         vector_index.prune(self.folder, keep=path)

@@ -204,8 +204,8 @@ class ClipDB:
                                    (after, WINDOW_CHUNK)).fetchall():
             if project is None:
                 raise ValueError("the store holds windows: a re-projection must project them too")
-            logits = np.frombuffer(b"".join(r[1] for r in batch), dtype="<f4").reshape(len(batch), N_TAGS)
-            new = np.asarray(project(logits.astype(np.float32)), dtype=np.float32)  # (n, D)
+            logits = np.stack([window_logits(r[1]) for r in batch])  # (n, 527) float32
+            new = np.asarray(project(logits), dtype=np.float32)  # (n, D)
             if new.shape[0] != len(batch) or not np.isfinite(new).all():
                 raise ValueError(f"projected window vectors must be ({len(batch)}, D) and finite")
             con.executemany("UPDATE windows SET vector = ? WHERE id = ?",
@@ -224,7 +224,7 @@ class ClipDB:
         con.execute("DELETE FROM windows WHERE clip_id = ?", (clip_id,))
         con.executemany(
             "INSERT INTO windows (clip_id, n, start_s, end_s, logits, vector) VALUES (?, ?, ?, ?, ?, ?)",
-            [(clip_id, n, float(s), float(e), lg.astype("<f4").tobytes(), v.astype("<f2").tobytes())
+            [(clip_id, n, float(s), float(e), lg.astype("<f2").tobytes(), v.astype("<f2").tobytes())
              for n, (s, e, lg, v) in enumerate(zip(w.starts, w.ends, w.logits, w.vectors, strict=True))])
         con.execute("INSERT OR REPLACE INTO waveforms VALUES (?, ?)", (clip_id, t.peaks.tobytes()))
         new = [r[0] for r in con.execute("SELECT id FROM windows WHERE clip_id = ? ORDER BY n", (clip_id,))]
@@ -245,6 +245,22 @@ class ClipDB:
         for row, i in enumerate(ids):
             out[row] = np.frombuffer(found[int(i)], dtype="<f2")
         return out
+
+    def window_rows(self, clip_ids: Sequence[int] | None = None) -> Iterator[tuple]:
+        """(window id, clip id, n, start, end) of every window (or of these clips'), by clip id then n, read
+        from the windows_place index alone (not the rows, which hold the vectors and logits)."""
+        sql = "SELECT id, clip_id, n, start_s, end_s FROM windows INDEXED BY windows_place"
+        if clip_ids is None:
+            yield from self.connection().execute(sql + " ORDER BY clip_id, n")
+            return
+        for chunk in _chunks(sorted(int(i) for i in clip_ids)):
+            marks = ",".join("?" * len(chunk))
+            yield from self.connection().execute(f"{sql} WHERE clip_id IN ({marks}) ORDER BY clip_id, n",
+                                                 chunk)
+
+    def clips_of_windows(self, ids: Sequence[int] | np.ndarray) -> set[int]:
+        """The clips these window ids belong to (of those that exist)."""
+        return {r[0] for r in self._by_id("SELECT DISTINCT clip_id FROM windows WHERE id IN ({})", ids)}
 
     def window_places(self, ids: Sequence[int] | np.ndarray) -> dict[int, tuple[int, int, float, float]]:
         """window id -> (clip id, n, start, end) for the window ids that exist."""
@@ -364,6 +380,11 @@ class ClipDB:
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:
         return self.blobs(ids, "logits", N_TAGS)  # (N, 527)
+
+
+def window_logits(blob: bytes) -> np.ndarray:
+    """(527,) float32 logits of a window row: float16 as written now, float32 in rows written before."""
+    return np.frombuffer(blob, dtype="<f2" if len(blob) == 2 * N_TAGS else "<f4").astype(np.float32)
 
 
 def _chunks(ids: list, size: int = 900) -> Iterator[list]:

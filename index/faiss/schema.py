@@ -5,7 +5,10 @@ in the same transaction as the new version number, so a store of any earlier ver
 of processes at once) and is brought up to date in place. 1: the user's metadata columns (description,
 user_tags, fields) and the keyword index (index/faiss/fts.py), filled from the clips already stored.
 2: the keyword index rebuilt from the stored records with the words' stems (index/store/words.py), and its
-vocabulary (fts5vocab), which prefix queries are expanded against.
+vocabulary (fts5vocab), which prefix queries are expanded against. 3: an index of the windows' places
+(clip, n, span), so the store's in-memory map of them is read without the rows' vectors and logits; windows
+written from then on keep their logits as float16 (read back only by a re-projection; rows written before
+keep float32, told apart by their length).
 """
 
 import json
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS windows (
     n INTEGER NOT NULL,                    -- the window's place in the clip, 0 first
     start_s REAL NOT NULL,                 -- seconds, in the clip's own time
     end_s REAL NOT NULL,
-    logits BLOB NOT NULL,                  -- (527,) float32
+    logits BLOB NOT NULL,                  -- (527,) float16 (float32 in rows written before version 3)
     vector BLOB NOT NULL,                  -- (D,) float16
     UNIQUE (clip_id, n)
 );
@@ -77,7 +80,14 @@ def _fill_keywords(con: sqlite3.Connection) -> None:
         after = rows[-1][0]
 
 
-MIGRATIONS = (_add_metadata, _stem_keywords)  # MIGRATIONS[v] takes a file from version v to v + 1
+def _index_window_places(con: sqlite3.Connection) -> None:
+    """Version 3: the windows' places, readable without their rows (index/faiss/window_places.py)."""
+    con.execute(PLACE_INDEX)
+
+
+PLACE_INDEX = "CREATE INDEX IF NOT EXISTS windows_place ON windows (clip_id, n, start_s, end_s)"
+# MIGRATIONS[v] takes a file from version v to v + 1
+MIGRATIONS = (_add_metadata, _stem_keywords, _index_window_places)
 RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                   "description, user_tags, fields")
 N_RECORD_COLUMNS = 12

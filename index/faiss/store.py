@@ -26,7 +26,8 @@ import numpy as np
 from index.faiss.cache import CachedIndex
 from index.faiss.clip_db import ClipDB
 from index.faiss.rwlock import ReadWriteLock
-from index.faiss.vector_index import VectorIndex
+from index.faiss.vector_index import IVF_NPROBE, VectorIndex
+from index.faiss.window_places import WindowPlaces
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
 from index.store.checks import check_queries, check_store_spec
 from index.store.contract import VectorStore
@@ -40,6 +41,7 @@ from index.store.records import (
     NewClip,
     Project,
     Ranking,
+    ScoredWindows,
     SearchFilter,
     Timeline,
     WindowHit,
@@ -52,7 +54,8 @@ from retrieval.model_spec import ModelSpec
 log = logging.getLogger(__name__)
 
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
-WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}
+WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}  # without a window kind of its own
+SEGMENT_NPROBE = 8  # an ivf16 windows index scans this many times its nprobe lists for given clips' windows
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
 
@@ -67,9 +70,12 @@ class FaissStore(VectorStore):
     backend = "faiss"
 
     def __init__(self, data_dir: Path, spec: ModelSpec, *, kind: str = "flat", check: bool = True,
-                 persist_every: int = 1000, search_threads: int = 1):
+                 persist_every: int = 1000, search_threads: int = 1, window_kind: str | None = None,
+                 nprobe: int = IVF_NPROBE):
         """Open or create the store in `data_dir`. With check=False the stored model is accepted whatever it
-        is (used to re-project a collection made with another head)."""
+        is (used to re-project a collection made with another head). `window_kind`: the windows' index
+        (auto, flat16, ivf16 or hnsw; None: the clips' kind's, WINDOW_KINDS); `nprobe`: the lists an ivf16
+        search scans."""
         self.data_dir = Path(data_dir)
         self.kind = kind
         self.persist_every = persist_every
@@ -86,9 +92,11 @@ class FaissStore(VectorStore):
         self._lock = ReadWriteLock()  # searches against in-memory mutation
         self._clips = CachedIndex(self._faiss_dir, kind=kind, dim=self.dim, search_threads=search_threads,
                                   ids=self.db.ids, vectors=lambda ids, dim: self.db.blobs(ids, "vector", dim))
-        self._windows = CachedIndex(self._faiss_dir / FAISS_WINDOWS_DIR, kind=WINDOW_KINDS[kind],
-                                    dim=self.dim, search_threads=search_threads, ids=self.db.window_ids,
-                                    vectors=self.db.window_vectors)
+        self._windows = CachedIndex(self._faiss_dir / FAISS_WINDOWS_DIR,
+                                    kind=window_kind or WINDOW_KINDS[kind], dim=self.dim,
+                                    search_threads=search_threads, ids=self.db.window_ids,
+                                    vectors=self.db.window_vectors, nprobe=nprobe)
+        self._places = WindowPlaces()  # changed with the windows index
         self._caches = (self._clips, self._windows)
         self._epoch = self._gen = -1  # SQLite's state the caches in memory hold
         self._changes = 0  # applied since the files were last written
@@ -112,6 +120,7 @@ class FaissStore(VectorStore):
         with self.db.snapshot():
             epoch, gen = self.db.state()
             paths = [c.load(epoch=epoch, generation=gen) for c in self._caches]
+            self._places.load(self.db.window_rows())
             self._catch_up()  # clips may have been removed after a file was written
         if None in paths or self._changes:
             log.info("index files %s; rebuilt or caught up with %d changes", paths, self._changes)
@@ -126,6 +135,8 @@ class FaissStore(VectorStore):
                 self._check_model_unchanged()
             for c in self._caches:
                 self._changes += c.catch_up(epoch)
+            self._places.catch_up(self.db.window_ids(), clips_of=self.db.clips_of_windows,
+                                  rows_of=self.db.window_rows)
             self._epoch, self._gen = epoch, gen
 
     def _check_model_unchanged(self) -> None:
@@ -166,21 +177,22 @@ class FaissStore(VectorStore):
             return []
         with self._writer:
             with self._lock.write():
-                windows: list[tuple[np.ndarray, np.ndarray]] = []  # (window ids, their vectors)
+                windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
                 with self.db.transaction() as con:
                     before = self.db.state()
                     ids = [self.db.insert(con, c, vector=v, logits=lg)
                            for c, v, lg in zip(clips, vectors, logits, strict=True)]
                     for id_, t in zip(ids, timelines, strict=True):
                         if id_ is not None and t is not None:
-                            windows.append((self.db.insert_timeline(con, id_, t)[1], t.windows.vectors))
+                            windows.append((id_, self.db.insert_timeline(con, id_, t)[1], t.windows))
                 new = [i for i, id_ in enumerate(ids) if id_ is not None]
                 new_ids = np.array([ids[i] for i in new], dtype=np.int64)
 
                 def apply():
                     self._clips.index.add(new_ids, vectors[new])
-                    for window_ids, xb in windows:
-                        self._windows.index.add(window_ids, xb.astype(np.float32))
+                    for clip_id, window_ids, w in windows:
+                        self._windows.index.add(window_ids, w.vectors.astype(np.float32))
+                        self._places.put(clip_id, window_ids, w.starts, w.ends)
 
                 self._committed(before, apply)
             self._maybe_persist()
@@ -203,6 +215,7 @@ class FaissStore(VectorStore):
                     self._windows.index.remove(gone)
                     self._windows.index.add(new, timeline.windows.vectors.astype(np.float32))
                     self._windows.compact_if_needed()
+                    self._places.put(id, new, timeline.windows.starts, timeline.windows.ends)
 
                 self._committed(before, apply)
             self._maybe_persist()
@@ -241,6 +254,7 @@ class FaissStore(VectorStore):
                     for cache, gone in ((self._clips, found), (self._windows, windows)):
                         cache.index.remove(gone)
                         cache.compact_if_needed()
+                    self._places.drop(found)
 
                 self._committed(before, apply)
             self._maybe_persist()
@@ -340,6 +354,37 @@ class FaissStore(VectorStore):
             return np.zeros((len(xq), 0), np.float32), np.zeros((len(xq), 0), np.int64)
         return vi.search(xq, min(k, n), allowed)
 
+    def scored_windows(self, q: np.ndarray, ids: Sequence[int], *, margin: float | None = 0.0,
+                       floor: float | None = None) -> dict[int, ScoredWindows]:
+        """Scored in the windows index: a search for these clips' windows only (an ID selector), so it costs
+        what those windows cost to score (flat16: all of them; ivf16: those in the SEGMENT_NPROBE x nprobe
+        lists nearest the query, so a window far from the query may go unscored)."""
+        if floor is None and margin is None:
+            raise ValueError("a floor or a margin below each clip's best window is needed")
+        xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
+        self._sync()
+        with self._lock.read():
+            held = self._places.of(ids)
+            if not held:
+                return {}
+            vi = self._windows.index
+            if vi.kind == "hnsw":  # a selector search of HNSW walks far through the graph: as the base does
+                return super().scored_windows(xq[0], ids, margin=margin, floor=floor)
+            window_ids = np.concatenate([p.ids for p in held.values()])
+            scores, found = vi.search(xq, len(window_ids), window_ids, nprobe=SEGMENT_NPROBE * vi.nprobe)
+        scored = dict(zip(found[0].tolist(), scores[0].tolist(), strict=True))
+        out = {}
+        for clip_id, p in held.items():
+            at = np.array([scored.get(i, -np.inf) for i in p.ids.tolist()], dtype=np.float32)  # (W,)
+            seen = np.isfinite(at)
+            if not seen.any():
+                continue
+            cut = floor if floor is not None else float(at[seen].max()) - float(margin or 0.0)
+            keep = np.flatnonzero(seen & (at >= cut))
+            if len(keep):
+                out[clip_id] = ScoredWindows(keep.astype(np.int64), p.starts[keep], p.ends[keep], at[keep])
+        return out
+
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         return self.db.windows_of(ids, self.dim)
 
@@ -359,7 +404,8 @@ class FaissStore(VectorStore):
 
     def _backend_stats(self) -> dict:
         files = [*self.data_dir.glob(f"{CLIP_DB}*"), *self._faiss_dir.rglob("*.faiss")]
-        return {"index_kind": self.kind, "window_index_kind": self._windows.kind, "dim": self.dim,
+        return {"index_kind": self.kind, "window_index_kind": self._windows.index.kind,
+                "window_index_lists": self._windows.index.nlist, "dim": self.dim,
                 "generation": self._gen, "epoch": self._epoch, "data_dir": str(self.data_dir),
                 "window_bytes": self.db.window_bytes(),
                 "bytes_on_disk": sum(p.stat().st_size for p in files if p.is_file())}

@@ -6,6 +6,12 @@ inside `IndexIDMap2` so FAISS ids are the SQLite clip ids. Flat and flat16 remov
 removed ids become tombstones that searches skip through an ID selector, and the index is rebuilt when they
 pile up.
 
+ivf16 (`IndexIVFScalarQuantizer`, float16 codes of the vectors themselves, not of residuals) is for large
+collections of windows: the vectors are split into about sqrt(N) lists by k-means and a search scans the
+`nprobe` lists nearest the query, so it is approximate in which vectors it visits, while the scores of those
+it visits are flat16's exactly. It holds the ids itself, removes for real, and is trained when it is built
+(`train`), on a sample of the vectors.
+
 FAISS parallelises one search with OpenMP; for a single query that costs more than it saves (thread start-up
 and synchronisation on each call), so each index searches with its own `search_threads` (the store's setting,
 default 1). OpenMP's thread count belongs to the calling thread and is shared with torch, so each search sets
@@ -30,13 +36,25 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 256
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
-KINDS = ("flat", "flat16", "hnsw")
-REMOVABLE = ("flat", "flat16")  # kinds whose FAISS index removes ids for real
-FILE_RE = re.compile(r"^(flat|flat16|hnsw)-e(\d+)-g(\d+)\.faiss$")
+IVF_NPROBE = 32  # lists an ivf16 search scans by default
+IVF_TRAIN_PER_LIST = 64  # training vectors per list (k-means), sampled
+IVF_MIN_TRAIN = 1024  # fewer vectors than this are too few to train lists on: flat16 instead
+KINDS = ("flat", "flat16", "hnsw", "ivf16")
+REMOVABLE = ("flat", "flat16", "ivf16")  # kinds whose FAISS index removes ids for real
+FILE_RE = re.compile(r"^(flat|flat16|hnsw|ivf16)-e(\d+)-g(\d+)\.faiss$")
 
 
-def _new_index(dim: int, kind: str) -> faiss.IndexIDMap2:
-    base: Any  # the three index classes share no useful base in faiss's stubs
+def ivf_lists(n: int) -> int:
+    """The lists an ivf16 index over n vectors is trained with: about sqrt(n)."""
+    return max(1, int(round(np.sqrt(n))))
+
+
+def _new_index(dim: int, kind: str, n: int = 0) -> Any:
+    base: Any  # the index classes share no useful base in faiss's stubs
+    if kind == "ivf16":
+        ivf: Any = faiss.index_factory(dim, f"IVF{ivf_lists(n)},SQfp16", faiss.METRIC_INNER_PRODUCT)
+        ivf.by_residual = False  # codes of the vectors themselves: their scores are flat16's
+        return ivf
     if kind == "flat":
         base = faiss.IndexFlatIP(dim)
     elif kind == "flat16":
@@ -64,15 +82,34 @@ def _omp_threads(n: int):
 
 
 class VectorIndex:
-    """Not thread-safe by itself: the store serialises mutation against searches."""
+    """Not thread-safe by itself: the store serialises mutation against searches. An ivf16 index is made
+    for about `n` vectors and must be trained (`train`) before anything is added."""
 
-    def __init__(self, dim: int, kind: str, index: faiss.IndexIDMap2 | None = None, *,
-                 search_threads: int = 1):
+    def __init__(self, dim: int, kind: str, index: Any = None, *, search_threads: int = 1, n: int = 0,
+                 nprobe: int = IVF_NPROBE):
         if search_threads < 1:
             raise ValueError(f"search threads must be at least 1, not {search_threads}")
-        self.dim, self.kind, self.search_threads = dim, kind, search_threads
-        self.index = index if index is not None else _new_index(dim, kind)
+        if nprobe < 1:
+            raise ValueError(f"nprobe must be at least 1, not {nprobe}")
+        self.dim, self.kind, self.search_threads, self.nprobe = dim, kind, search_threads, nprobe
+        self.index = index if index is not None else _new_index(dim, kind, n)
         self.dead: set[int] = set()  # HNSW tombstones
+
+    @property
+    def ivf(self) -> bool:
+        return self.kind == "ivf16"
+
+    @property
+    def nlist(self) -> int:
+        return int(self.index.nlist) if self.ivf else 0
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.index.is_trained)
+
+    def train(self, xb: np.ndarray) -> None:
+        """Train an ivf16 index's lists (k-means) on a sample (n, D) of the vectors it will hold."""
+        self.index.train(np.ascontiguousarray(xb, dtype=np.float32))
 
     @property
     def ntotal(self) -> int:
@@ -80,6 +117,11 @@ class VectorIndex:
 
     def ids(self) -> np.ndarray:
         """(N,) live ids."""
+        if self.ivf:
+            lists = self.index.invlists
+            found = [faiss.rev_swig_ptr(lists.get_ids(i), size).copy()
+                     for i in range(lists.nlist) if (size := lists.list_size(i))]
+            return np.sort(np.concatenate(found)).astype(np.int64) if found else np.empty(0, np.int64)
         ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         return np.setdiff1d(ids, np.fromiter(self.dead, np.int64, len(self.dead))) if self.dead else ids
 
@@ -93,7 +135,7 @@ class VectorIndex:
         if not len(ids):
             return
         if self.kind in REMOVABLE:
-            self.index.remove_ids(ids)  # type: ignore[arg-type]  # faiss also takes an id array
+            self.index.remove_ids(faiss.IDSelectorBatch(ids))
         else:
             self.dead.update(int(i) for i in ids)
 
@@ -101,18 +143,26 @@ class VectorIndex:
     def needs_compaction(self) -> bool:
         return len(self.dead) > COMPACT_FRACTION * max(1, int(self.index.ntotal))
 
-    def search(self, xq: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, xq: np.ndarray, k: int, allowed: np.ndarray | None = None, *,
+               nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """xq (Q, D), k, allowed: ids a filter lets through (None = all) -> D (Q, k) scores, I (Q, k) ids,
-        with id -1 where fewer than k clips qualify."""
+        with id -1 where fewer than k qualify. `nprobe`: lists an ivf16 search scans (default: its own)."""
         xq = np.ascontiguousarray(xq, dtype=np.float32)
-        params: Any = faiss.SearchParametersHNSW() if self.kind == "hnsw" else faiss.SearchParameters()  # type: ignore[attr-defined]
+        params: Any
         if self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
             params.efSearch = max(HNSW_EF_SEARCH, 2 * k)
+        elif self.ivf:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = min(self.nlist, nprobe or self.nprobe)
+        else:
+            params = faiss.SearchParameters()
         dead = np.fromiter(self.dead, np.int64, len(self.dead))
         selector: Any
+        bitmap = None  # kept alive until the search returns: the selector points into it
         if allowed is not None:
-            selector = faiss.IDSelectorBatch(np.setdiff1d(allowed, dead) if len(dead) else allowed)
+            allowed = np.setdiff1d(allowed, dead) if len(dead) else np.asarray(allowed, np.int64)
+            selector, bitmap = _selector(allowed)
         elif len(dead):
             inner = faiss.IDSelectorBatch(dead)
             selector = faiss.IDSelectorNot(inner)
@@ -121,7 +171,21 @@ class VectorIndex:
         if selector is not None:
             params.sel = selector
         with _omp_threads(self.search_threads):
-            return self.index.search(xq, k, params=params)
+            found = self.index.search(xq, k, params=params)
+        del bitmap
+        return found
+
+
+def _selector(ids: np.ndarray) -> tuple[Any, np.ndarray | None]:
+    """An ID selector of these ids: a bitmap (one bit per id up to the largest; fast to build and to ask)
+    unless that would be much larger than a hash set of them."""
+    top = int(ids.max()) + 1 if len(ids) else 1
+    if top > 64 * max(len(ids), 1024) or int(ids.min(initial=0)) < 0:
+        return faiss.IDSelectorBatch(ids), None
+    mask = np.zeros(top, dtype=bool)
+    mask[ids] = True
+    bitmap = np.packbits(mask, bitorder="little")
+    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap
 
 
 def file_name(*, kind: str, epoch: int, generation: int) -> str:
@@ -135,27 +199,37 @@ def file_generation(path: Path) -> int:
     return int(m[3])
 
 
-def newest_file(folder: Path, *, kind: str, epoch: int, generation: int) -> Path | None:
-    """The newest cache file of this kind and epoch written at or before `generation`."""
+def kind_of(path: Path) -> str:
+    m = FILE_RE.match(path.name)
+    if m is None:
+        raise ValueError(f"{path} is not an index cache file")
+    return m[1]
+
+
+def newest_file(folder: Path, *, kind: str | tuple[str, ...], epoch: int, generation: int) -> Path | None:
+    """The newest cache file of this kind (or one of these) and epoch written at or before `generation`."""
+    kinds = (kind,) if isinstance(kind, str) else kind
     best, best_gen = None, -1
     for path in folder.glob("*.faiss"):
         m = FILE_RE.match(path.name)
-        if m and m[1] == kind and int(m[2]) == epoch and best_gen < int(m[3]) <= generation:
+        if m and m[1] in kinds and int(m[2]) == epoch and best_gen < int(m[3]) <= generation:
             best, best_gen = path, int(m[3])
     return best
 
 
-def load(path: Path, *, dim: int, kind: str, search_threads: int = 1) -> VectorIndex | None:
+def load(path: Path, *, dim: int, kind: str, search_threads: int = 1,
+         nprobe: int = IVF_NPROBE) -> VectorIndex | None:
     """The index in `path`, or None when it is unreadable or not what is expected (it is then rebuilt)."""
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as e:
         log.warning("ignoring unreadable index file %s: %s", path, e)
         return None
-    if not isinstance(index, faiss.IndexIDMap2) or index.d != dim:
-        log.warning("ignoring index file %s: not a %d-d id-mapped index", path, dim)
+    expected = faiss.IndexIVFScalarQuantizer if kind == "ivf16" else faiss.IndexIDMap2
+    if not isinstance(index, expected) or index.d != dim:
+        log.warning("ignoring index file %s: not a %d-d %s index", path, dim, kind)
         return None
-    return VectorIndex(dim, kind, index, search_threads=search_threads)
+    return VectorIndex(dim, kind, index, search_threads=search_threads, nprobe=nprobe)
 
 
 def write_atomically(vi: VectorIndex, path: Path) -> None:
@@ -165,11 +239,12 @@ def write_atomically(vi: VectorIndex, path: Path) -> None:
 
 
 def prune(folder: Path, *, keep: Path) -> None:
-    """Remove the cache files older than `keep` (same kind, lower epoch or generation)."""
+    """Remove the cache files older than `keep` (of any kind: a folder caches one index; lower epoch or
+    generation)."""
     k = FILE_RE.match(keep.name)
     assert k is not None, keep
     for path in folder.glob("*.faiss"):
         m = FILE_RE.match(path.name)
-        if m and path != keep and m[1] == k[1] and (int(m[2]), int(m[3])) < (int(k[2]), int(k[3])):
+        if m and path != keep and (int(m[2]), int(m[3])) < (int(k[2]), int(k[3])):
             path.unlink(missing_ok=True)
 
