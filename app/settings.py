@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset with qdrant = embedded")
     qdrant_collection: str = Field("clips", description="the Qdrant collection (an alias) of the clips")
+    qdrant_window_quantization: Literal["none", "int8"] = Field(
+        "none", description="qdrant backend: int8 scalar quantization of the windows' vectors, kept in RAM "
+                            "with the float16 originals on disk, searches rescored on the originals; applies "
+                            "when a windows collection is created (an existing one keeps how it was made)")
     api_key: SecretStr | None = Field(None, description="key for write endpoints (X-API-Key or Bearer)")
     protect_reads: bool = Field(False, description="require the API key for reads too")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (none)")
@@ -112,6 +116,9 @@ class Settings(BaseSettings):
         if self.store_backend == "qdrant" and {"window_index_kind", "ivf_nprobe"} & self.model_fields_set:
             problems.append("RETRIEVAL_WINDOW_INDEX_KIND and RETRIEVAL_IVF_NPROBE apply to the faiss backend "
                             "only, not RETRIEVAL_STORE_BACKEND=qdrant")
+        if self.store_backend == "faiss" and self.qdrant_window_quantization != "none":
+            problems.append(f"RETRIEVAL_QDRANT_WINDOW_QUANTIZATION={self.qdrant_window_quantization} applies "
+                            "to the qdrant backend only, not RETRIEVAL_STORE_BACKEND=faiss")
         if (self.moment_window_s is None) != (self.moment_hop_s is None):
             problems.append("RETRIEVAL_MOMENT_WINDOW_S and RETRIEVAL_MOMENT_HOP_S are set together (a finer "
                             "moment windowing) or not at all")
