@@ -370,19 +370,23 @@ class FaissStore(VectorStore):
             vi = self._windows.index
             if vi.kind == "hnsw":  # a selector search of HNSW walks far through the graph: as the base does
                 return super().scored_windows(xq[0], ids, margin=margin, floor=floor)
-            window_ids = np.concatenate([p.ids for p in held.values()])
+            window_ids = np.concatenate([p.ids for p in held.values()])  # clip by clip, in window order
             scores, found = vi.search(xq, len(window_ids), window_ids, nprobe=SEGMENT_NPROBE * vi.nprobe)
-        scored = dict(zip(found[0].tolist(), scores[0].tolist(), strict=True))
-        out = {}
+        at = np.full(len(window_ids), -np.inf, dtype=np.float32)  # each window's score; -inf: not scored
+        order = np.argsort(window_ids)
+        hit = found[0] >= 0
+        at[order[np.searchsorted(window_ids[order], found[0][hit])]] = scores[0][hit]
+        out, offset = {}, 0
         for clip_id, p in held.items():
-            at = np.array([scored.get(i, -np.inf) for i in p.ids.tolist()], dtype=np.float32)  # (W,)
-            seen = np.isfinite(at)
-            if not seen.any():
+            clip_at, offset = at[offset:offset + len(p.ids)], offset + len(p.ids)
+            best = float(clip_at.max())
+            if best == -np.inf:
                 continue
-            cut = floor if floor is not None else float(at[seen].max()) - float(margin or 0.0)
-            keep = np.flatnonzero(seen & (at >= cut))
+            cut = floor if floor is not None else best - float(margin or 0.0)
+            keep = np.flatnonzero(clip_at >= cut)
             if len(keep):
-                out[clip_id] = ScoredWindows(keep.astype(np.int64), p.starts[keep], p.ends[keep], at[keep])
+                out[clip_id] = ScoredWindows(keep.astype(np.int64), p.starts[keep], p.ends[keep],
+                                             clip_at[keep])
         return out
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
