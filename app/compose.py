@@ -141,11 +141,20 @@ def store_config(settings: Settings) -> StoreConfig:
     return StoreConfig(data_dir=settings.data_dir, backend=settings.store_backend,
                        index_kind=settings.index_kind, search_threads=settings.search_threads,
                        window_index_kind=settings.window_index_kind, ivf_nprobe=settings.ivf_nprobe,
-                       qdrant_url=settings.qdrant_url, qdrant_collection=settings.qdrant_collection)
+                       qdrant_url=settings.qdrant_url, qdrant_collection=settings.qdrant_collection,
+                       qdrant_window_quantization=settings.qdrant_window_quantization)
 
 
 def audio_limits(settings: Settings) -> AudioLimits:
-    return AudioLimits(max_duration_s=settings.max_duration_s, max_channels=settings.max_channels)
+    """What an upload (or a query's audio example) may be."""
+    return AudioLimits(max_duration_s=settings.max_duration_s, max_channels=settings.max_channels,
+                       setting="RETRIEVAL_MAX_DURATION_S")
+
+
+def index_limits(settings: Settings) -> AudioLimits:
+    """What a file `index add` or the Ray extraction indexes where it lies may be: recordings of hours."""
+    return AudioLimits(max_duration_s=settings.max_index_duration_s, max_channels=settings.max_channels,
+                       setting="RETRIEVAL_MAX_INDEX_DURATION_S")
 
 
 def moment_windowing(settings: Settings) -> Windowing | None:

@@ -77,7 +77,13 @@ class Settings(BaseSettings):
     protect_reads: bool = Field(False, description="require the API key for reads too")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (none)")
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest accepted upload")
-    max_duration_s: float = Field(600.0, gt=0, description="longest accepted clip, seconds")
+    max_duration_s: float = Field(
+        600.0, gt=0, description="longest accepted upload (POST /audio, search by audio example), seconds"
+    )
+    max_index_duration_s: float = Field(
+        43200.0, gt=0, description="longest file `index add` and the Ray extraction accept, seconds (12 h); "
+        "long recordings are read window by window, in bounded memory"
+    )
     max_channels: int = Field(6, ge=1, le=64, description="most channels accepted (5.1 = 6); mixed to mono")
     host: str = Field("127.0.0.1", description="`retrieval serve`: the address to listen on")
     port: int = Field(8000, ge=1, le=65535, description="`retrieval serve`: the port to listen on")

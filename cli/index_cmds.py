@@ -50,15 +50,17 @@ def library_metadata(*, description: str | None = None, tags: str | None = None,
 
 def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
         metadata: LibraryMetadata | None = None) -> BuildReport:
-    """The ingest worker's loop over files: RETRIEVAL_BATCH_WINDOWS clips' windows per PaSST pass."""
-    from app.compose import build_retriever, load_settings
+    """The ingest worker's loop over files: RETRIEVAL_BATCH_WINDOWS clips' windows per PaSST pass; files
+    up to RETRIEVAL_MAX_INDEX_DURATION_S, a long one read and tagged window by window (the bar moves)."""
+    from app.compose import build_retriever, index_limits, load_settings
     from app.compose import open_collection as open_configured
     from index.ingest.builder import index_paths
 
     settings = load_settings()
     with open_configured(settings, build_retriever(settings)) as collection:
         return index_paths(collection, paths, recursive=recursive, progress=progress,
-                           batch_clips=settings.batch_windows, metadata=metadata)
+                           batch_clips=settings.batch_windows, metadata=metadata,
+                           limits=index_limits(settings))
 
 
 def stats() -> dict:

@@ -20,7 +20,7 @@ def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, c
     `address`, or one started on this machine); returns the shard folder's manifest."""
     import ray
 
-    from app.compose import audio_limits, load_settings, moment_windowing, passt_spec, passt_weights
+    from app.compose import index_limits, load_settings, moment_windowing, passt_spec, passt_weights
     from index.ingest.ray_shards import TaggerConfig, extract_shards, read_file_list
 
     settings = load_settings()
@@ -31,7 +31,7 @@ def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, c
     ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False)
     try:
         return extract_shards(paths, out_dir, tagger=tagger, batch_size=batch_size, cpu_actors=cpu_actors,
-                              limits=audio_limits(settings))
+                              limits=index_limits(settings))
     finally:
         ray.shutdown()
 

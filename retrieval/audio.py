@@ -1,4 +1,11 @@
-"""Audio decoding: a path or bytes in, mono float32 at 32 kHz in [-1, 1] out."""
+"""Audio decoding: a path or bytes in, mono float32 at 32 kHz in [-1, 1] out.
+
+Every file is read in blocks of source frames (:func:`_model_rate_blocks`): each block mixed to mono and
+fed to soxr's streaming resampler, whose output is the same as resampling the whole file at once (the tests
+compare them sample for sample). A clip up to `whole_up_to_s` is those blocks joined (:class:`DecodedAudio`
+holds its wave); a longer one is a :class:`LongWave`, read block by block again on each pass, so that memory
+does not grow with a recording's length (:func:`retrieval.extract.extract_many` tags it window by window).
+"""
 
 import contextlib
 import io
@@ -14,17 +21,68 @@ import soxr
 
 from retrieval.config import SAMPLE_RATE
 from retrieval.errors import AudioDecodeError, AudioTooLong
+from retrieval.waveform import PEAKS, PeakTracker
 
 log = logging.getLogger(__name__)
 
 MIN_SOURCE_RATE = 1_000
 MAX_SOURCE_RATE = 768_000
 MAX_CHANNELS = 64
+BLOCK_FRAMES = 1 << 16  # source frames read at a time (about 1.4 s at 44.1 kHz)
+
+
+class LongWave:
+    """A long file's samples, mono at SAMPLE_RATE in [-1, 1], never held whole: :meth:`blocks` reads the file
+    again on each pass. `len()` is its length at SAMPLE_RATE as the header announces it (soxr's output
+    length for the header's frames); the peaks of the pass that tagged it are kept (:meth:`keep_peaks`), and
+    other peaks cost one more pass."""
+
+    def __init__(self, source: str | Path | bytes, *, label: str, frames: int, source_rate: int):
+        self.source = source
+        self.label = label
+        self.n_samples = model_rate_length(frames, source_rate)
+        self._peaks: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """(b,) float32 blocks of the mono, resampled, clipped wave, in order (AudioDecodeError on bad
+        samples, as :func:`decode_audio`)."""
+        with _sound_file(self.source, label=self.label, max_duration_s=None, max_channels=MAX_CHANNELS) as f:
+            yield from _model_rate_blocks(f, label=self.label)
+
+    def read(self) -> np.ndarray:
+        """(n,) the whole wave in memory (what a caller that must hold it asks for)."""
+        return np.concatenate(list(self.blocks()))
+
+    def keep_peaks(self, tracker: PeakTracker) -> None:
+        """The peaks a pass computed, kept when its samples were as many as announced."""
+        if tracker.exact and tracker.n == self.n_samples:
+            self._peaks[tracker.bins] = tracker.result()
+
+    def peaks(self, bins: int = PEAKS) -> np.ndarray:
+        if bins not in self._peaks:
+            tracker = PeakTracker(self.n_samples, bins)
+            for block in self.blocks():
+                tracker.add(block)
+            if not tracker.exact:  # the header's count was wrong: slices over the samples there are
+                tracker = PeakTracker(tracker.seen, bins)
+                for block in self.blocks():
+                    tracker.add(block)
+            self._peaks[bins] = tracker.result()
+        return self._peaks[bins]
+
+
+def model_rate_length(frames: int, rate: int) -> int:
+    """How many samples at SAMPLE_RATE soxr makes of `frames` at `rate` (rounded to the nearest)."""
+    return frames if rate == SAMPLE_RATE else int(frames * SAMPLE_RATE / rate + 0.5)
 
 
 @dataclass(frozen=True)
 class DecodedAudio:
-    wave: np.ndarray  # (n,) float32 at SAMPLE_RATE, in [-1, 1]
+    # (n,) float32 at SAMPLE_RATE in [-1, 1], or a long file's LongWave (read block by block when tagged)
+    wave: np.ndarray | LongWave
     source_rate: int
     channels: int
     format: str  # libsndfile's container name, e.g. "WAV", "FLAC", "OGG", "MP3"
@@ -36,19 +94,29 @@ class DecodedAudio:
 
 def decode_audio(
     source: str | Path | bytes, *, max_duration_s: float | None = None, max_channels: int = MAX_CHANNELS,
-    name: str | None = None,
+    name: str | None = None, whole_up_to_s: float | None = None, limit_name: str | None = None,
 ) -> DecodedAudio:
     """Decode WAV, FLAC, OGG (Vorbis/Opus) or MP3 from a path or bytes.
 
     Raises :class:`AudioDecodeError` for anything that is not readable audio with at least one finite sample,
-    and :class:`AudioTooLong` (a subclass) when ``max_duration_s`` is exceeded; the duration is checked from
-    the header before the samples are decoded.
+    and :class:`AudioTooLong` (a subclass) when ``max_duration_s`` is exceeded (its message names
+    `limit_name`, the setting behind it); the duration is checked from the header before the samples are
+    decoded. A clip longer than `whole_up_to_s` (None: none) is not read here: its wave is a
+    :class:`LongWave`, read block by block when it is tagged (bad samples are found then).
     """
     label = name or (str(source) if isinstance(source, str | Path) else "upload")
-    with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels) as f:
-        data = _read(f, label=label)  # (n, channels)
+    with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
+                     limit_name=limit_name) as f:
         rate, channels, container = f.samplerate, f.channels, f.format
-    return DecodedAudio(_to_model_rate(data, rate, label=label), rate, channels, container)
+        if whole_up_to_s is not None and f.frames / f.samplerate > whole_up_to_s:
+            long = LongWave(bytes(source) if isinstance(source, bytes | bytearray | memoryview) else source,
+                            label=label, frames=f.frames, source_rate=rate)
+            return DecodedAudio(long, rate, channels, container)
+        blocks = list(_model_rate_blocks(f, label=label))
+    wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if wave.size == 0:
+        raise AudioDecodeError(f"{label}: too short to resample to {SAMPLE_RATE} Hz")
+    return DecodedAudio(wave, rate, channels, container)
 
 
 @dataclass(frozen=True)
@@ -63,18 +131,19 @@ class AudioInfo:
 
 def probe_audio(
     source: str | Path | bytes, *, max_duration_s: float | None = None, max_channels: int = MAX_CHANNELS,
-    name: str | None = None,
+    name: str | None = None, limit_name: str | None = None,
 ) -> AudioInfo:
     """The header of WAV, FLAC, OGG or MP3, held to the same checks as :func:`decode_audio` (which may still
     refuse the samples): what a service can judge of an upload at once, without decoding it."""
     label = name or (str(source) if isinstance(source, str | Path) else "upload")
-    with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels) as f:
+    with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
+                     limit_name=limit_name) as f:
         return AudioInfo(f.frames / f.samplerate, f.samplerate, f.channels, f.format)
 
 
 @contextlib.contextmanager
 def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float | None,
-                max_channels: int) -> Iterator[sf.SoundFile]:
+                max_channels: int, limit_name: str | None = None) -> Iterator[sf.SoundFile]:
     """The open file, its header checked; libsndfile's errors become AudioDecodeError."""
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
@@ -95,15 +164,39 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
         raise _unreadable(e, label) from e
     with f:
-        _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels)
+        _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
+                      limit_name=limit_name)
         yield f
 
 
-def _read(f: sf.SoundFile, *, label: str) -> np.ndarray:
-    try:
-        return f.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
-        raise _unreadable(e, label) from e
+def _model_rate_blocks(f: sf.SoundFile, *, label: str) -> Iterator[np.ndarray]:
+    """The open file's samples as (b,) float32 blocks, mono (the channels' mean in float64), at SAMPLE_RATE
+    (soxr "VHQ", a high-quality band-limited resampler like the Kaiser "best" the author used, streamed:
+    the same samples as resampling the whole file at once) and clipped to [-1, 1]."""
+    rate = f.samplerate
+    stream = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32",
+                                                                   quality="VHQ")
+    seen = 0
+    while True:
+        try:
+            data = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)  # (b, channels)
+        except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
+            raise _unreadable(e, label) from e
+        if data.shape[0] == 0:
+            break
+        seen += data.shape[0]
+        if not np.isfinite(data).all():
+            raise AudioDecodeError(f"{label}: the audio holds NaN or infinite samples")
+        mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)  # (b,)
+        out = mono if stream is None else stream.resample_chunk(mono, last=False)
+        if out.size:
+            yield np.clip(out, -1.0, 1.0)
+    if seen == 0:
+        raise AudioDecodeError(f"{label}: the file holds no audio samples")
+    if stream is not None:
+        out = stream.resample_chunk(np.zeros(0, np.float32), last=True)
+        if out.size:
+            yield np.clip(out, -1.0, 1.0)
 
 
 def _unreadable(e: Exception, label: str) -> AudioDecodeError:
@@ -132,7 +225,8 @@ def _check_wav_sizes(head: bytes, total: int, *, label: str) -> None:
         raise AudioDecodeError(f"{label}: truncated WAV: no audio data chunk")
 
 
-def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, max_channels: int) -> None:
+def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, max_channels: int,
+                  limit_name: str | None = None) -> None:
     if not MIN_SOURCE_RATE <= f.samplerate <= MAX_SOURCE_RATE:
         raise AudioDecodeError(
             f"{label}: sample rate {f.samplerate} Hz is outside {MIN_SOURCE_RATE}-{MAX_SOURCE_RATE} Hz"
@@ -144,20 +238,9 @@ def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, 
     if f.frames == 0:
         raise AudioDecodeError(f"{label}: the file holds no audio samples")
     if max_duration_s is not None and f.frames > 0 and f.frames / f.samplerate > max_duration_s:
+        setting = f" ({limit_name})" if limit_name else ""
         raise AudioTooLong(
             f"{label}: {f.frames / f.samplerate:.1f} s is longer than the maximum of {max_duration_s:g} s"
+            f"{setting}"
         )
 
-
-def _to_model_rate(data: np.ndarray, rate: int, *, label: str) -> np.ndarray:
-    if data.shape[0] == 0:
-        raise AudioDecodeError(f"{label}: the file holds no audio samples")
-    if not np.isfinite(data).all():
-        raise AudioDecodeError(f"{label}: the audio holds NaN or infinite samples")
-    mono = data.mean(axis=1, dtype=np.float64).astype(np.float32)  # (n,)
-    if rate != SAMPLE_RATE:
-        # soxr "VHQ" is a high-quality band-limited resampler, like the Kaiser "best" the author used
-        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="VHQ").astype(np.float32)
-    if mono.size == 0:
-        raise AudioDecodeError(f"{label}: too short to resample to {SAMPLE_RATE} Hz")
-    return np.clip(mono, -1.0, 1.0)

@@ -3,7 +3,9 @@
 It runs the ingest worker's own loop (:func:`index.ingest.worker.ingest`): `batch_clips` files at a time,
 their windows together through PaSST. Every add commits on its own, so an interrupted run keeps what it did
 and the next run skips it (by content hash) and goes on where it stopped. A file that fails is reported with
-its reason and the run goes on. The progress bar counts PaSST windows (the work), with clips/s and an ETA.
+its reason and the run goes on. The progress bar counts PaSST windows (the work), with clips/s and an ETA;
+a long recording (hours) is read and tagged window by window, so the bar moves through its windows too, and
+it is stored whole once its last window is tagged (an interrupted file is indexed again by the next run).
 
 Each file may come with the user's metadata (`metadata(path)`): a new clip is stored with it; a file
 already stored gets the parts given (non-empty) in place of its own.
@@ -23,7 +25,7 @@ from index.ingest.worker import Item, Result, ingest
 from index.store.metadata import Metadata
 from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
-from retrieval.extract import probe
+from retrieval.extract import AudioLimits, probe
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,10 @@ MetadataOf = Callable[[Path], Metadata]  # a file's (resolved path's) metadata, 
 
 def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: bool = False,
                 progress: bool = True, batch_clips: int = 1,
-                metadata: MetadataOf | None = None) -> BuildReport:
-    """Add every audio file under `paths` to the collection; see the module docstring."""
+                metadata: MetadataOf | None = None, limits: AudioLimits | None = None) -> BuildReport:
+    """Add every audio file under `paths` to the collection; see the module docstring. `limits`: what a
+    file may be (the composition root passes `index add`'s own, longer, limit; default the collection's)."""
+    limits = limits or collection.limits
     files, missing = find_audio(paths, recursive=recursive)
     report = BuildReport(failed=[(str(p), "no such file or folder") for p in missing], files=files)
     start = time.perf_counter()
@@ -82,7 +86,7 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
     planned = {}  # path -> windows, from the headers (a file whose header is refused fails here)
     for path in files:
         try:
-            info = probe(path, limits=collection.limits, name=path.name)
+            info = probe(path, limits=limits, name=path.name)
             planned[path] = windowing.n_windows(round(info.duration_s * windowing.sample_rate))
         except FILE_ERRORS as e:
             _failed(report, path, e)
@@ -92,7 +96,7 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
         for i in range(0, len(paths_left), max(1, batch_clips)):
             chunk = paths_left[i:i + max(1, batch_clips)]
             shown: dict[Path, int] = {}  # windows the bar has counted, per file
-            for result in _ingest_chunk(collection, chunk, report, bar, shown, metadata):
+            for result in _ingest_chunk(collection, chunk, report, bar, shown, metadata, limits):
                 _count(collection, report, result)
                 bar.update(planned[result.item.key] - shown.get(result.item.key, 0))  # skipped or failed
             elapsed = max(time.perf_counter() - start, 1e-9)
@@ -105,7 +109,7 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
 
 
 def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport, bar: tqdm,
-                  shown: dict[Path, int], metadata: MetadataOf | None) -> list[Result]:
+                  shown: dict[Path, int], metadata: MetadataOf | None, limits: AudioLimits) -> list[Result]:
     """Hash the chunk's files, then ingest them together; the bar moves as PaSST's windows are done."""
     items = []
     for path in chunk:
@@ -118,7 +122,7 @@ def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport
         bar.update(done - shown.get(item.key, 0))
         shown[item.key] = done
 
-    return ingest(collection, items, on_windows=windows_done)
+    return ingest(collection, items, on_windows=windows_done, limits=limits)
 
 
 def _count(collection: Collection, report: BuildReport, result: Result) -> None:

@@ -19,7 +19,7 @@ the actors :func:`retrieval.extract.extract_many`, as every other path to PaSST.
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,8 @@ def decode_row(row: dict, *, limits: AudioLimits) -> dict:
     try:
         data = path.read_bytes()
         out["sha256"] = sha256_bytes(data)
-        audio = decode(data, limits=limits, name=path.name)
+        # rows carry whole waves between Ray's stages: a file is held whole here (not read window by window)
+        audio = decode(data, limits=replace(limits, whole_up_to_s=None), name=path.name)
     except (OSError, AudioDecodeError) as e:
         out["error"] = f"{type(e).__name__}: {e}"
         return out

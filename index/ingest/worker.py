@@ -25,9 +25,9 @@ from index.ingest.embedded import with_file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
-from retrieval.audio import DecodedAudio
+from retrieval.audio import DecodedAudio, LongWave
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
-from retrieval.extract import decode
+from retrieval.extract import AudioLimits, decode
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,17 @@ WindowsDone = Callable[[Item, int, int], None]  # (item, windows done, windows i
 
 
 def ingest(collection: Collection, items: Sequence[Item], *, on_windows: WindowsDone | None = None,
-           on_decoded: Callable[[Item, DecodedAudio], None] | None = None) -> list[Result]:
+           on_decoded: Callable[[Item, DecodedAudio], None] | None = None,
+           limits: AudioLimits | None = None) -> list[Result]:
     """Decode every item, tag all their windows together (`batch_windows` per forward pass), then project
     and store each clip. Content already stored costs no PaSST; an item that fails (bad audio, a full disk)
     has its error in its result and the others go on. Results are in the items' order; a new clip's item
-    in its result carries the metadata it was stored with (the user's over the file's)."""
+    in its result carries the metadata it was stored with (the user's over the file's).
+
+    `limits` (default: the collection's, the uploads') is what a clip may be: `index add` passes its own.
+    A long clip (longer than `limits.whole_up_to_s`) is read and tagged window by window, on its own, and
+    stored in one write with all its windows once its last window is tagged: an exception before (from
+    `on_windows` too) leaves nothing of it stored, and a rerun indexes it from the start."""
     items = list(items)
     results = {i: Result(it) for i, it in enumerate(items)}
     decoded: list[tuple[int, DecodedAudio]] = []
@@ -69,7 +75,7 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
             results[i].record = existing
             continue
         try:
-            audio = decode(it.source, limits=collection.limits, name=it.name)
+            audio = decode(it.source, limits=limits or collection.limits, name=it.name)
         except AudioDecodeError as e:
             results[i].error = e
             continue
@@ -95,9 +101,23 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
             for c in sorted(set(clips)):
                 on_windows(items[decoded[c][0]], done[c], totals[c])
 
-    extractions = collection.extract([audio for _, audio in decoded], on_batch=progress)
-    for (i, _), ex in zip(decoded, extractions, strict=True):
-        it = items[i]
+    held = [c for c, (_, audio) in enumerate(decoded) if not isinstance(audio.wave, LongWave)]
+    extracted = dict(zip(held, collection.extract([decoded[c][1] for c in held],
+                                                  on_batch=lambda clips: progress([held[c] for c in clips])),
+                         strict=True))
+    for c, (i, audio) in enumerate(decoded):
+        if c not in extracted:  # a long clip: alone, read as it is tagged (its bad samples are found then)
+            def told(clips: list[int], c: int = c) -> None:
+                progress([c] * len(clips))
+
+            try:
+                extracted[c] = collection.extract([audio], on_batch=told)[0]
+            except AudioDecodeError as e:
+                results[i].error = e
+    for c, (i, _) in enumerate(decoded):
+        if c not in extracted:
+            continue
+        ex, it = extracted[c], items[i]
         try:
             results[i].record, results[i].created = collection.add_extracted(
                 ex, source=it.source, sha256=it.sha256, name=it.name, meta=it.meta)

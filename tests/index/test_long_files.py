@@ -1,0 +1,62 @@
+"""`index add` of long recordings: read window by window, stored whole or not at all, their own limit."""
+
+from dataclasses import replace
+
+import pytest
+
+from app.compose import audio_limits, index_limits, open_collection
+from index.ingest.builder import index_paths
+from index.ingest.worker import ingest
+from retrieval.durable import sha256_file
+from tests.audio_fixtures import write
+from tests.index.ingesting import file
+from tests.tone_tagger import sections
+
+
+class Stop(Exception):
+    pass
+
+
+def long_limits(settings):
+    """`index add`'s limits, with clips over 5 s read window by window (so a 40 s file is "long")."""
+    return replace(index_limits(settings), whole_up_to_s=5.0)
+
+
+def test_an_interrupted_long_file_leaves_nothing_and_a_rerun_indexes_it(tmp_path, settings, tone_retriever):
+    path = write(tmp_path / "long.wav", sections((440.0, 20), (880.0, 20)))
+    told: list[tuple[int, int]] = []
+
+    def interrupt(item, done, total):
+        told.append((done, total))
+        if done >= 3:
+            raise Stop("interrupted")
+
+    with open_collection(settings, tone_retriever) as c:
+        with pytest.raises(Stop):
+            ingest(c, [file(path)], on_windows=interrupt, limits=long_limits(settings))
+        assert c.count() == 0 and c.store.get_by_sha256(sha256_file(path)) is None
+        assert told and told[-1][0] >= 3 and told[-1][1] == 17  # (40 s + 10 s - 10 s) / 2.5 s + 1
+        report = index_paths(c, [path], progress=False, limits=long_limits(settings))
+        assert report.added == 1 and c.count() == 1
+        record = c.store.get_by_sha256(sha256_file(path))
+        timeline = c.store.timelines([record.id])[record.id]
+        assert len(timeline.windows.starts) == 17 and record.duration == pytest.approx(40.0)
+        assert timeline.peaks.shape == (400,)
+
+
+def test_index_add_has_its_own_duration_limit(tmp_path, settings, tone_retriever):
+    settings = settings.model_copy(update={"max_duration_s": 10.0, "max_index_duration_s": 30.0})
+    short, long = (write(tmp_path / f"{s}.wav", sections((440.0, s))) for s in (20, 40))
+    with open_collection(settings, tone_retriever) as c:
+        assert c.limits == audio_limits(settings)  # uploads and search by example
+        report = index_paths(c, [short, long], progress=False, limits=index_limits(settings))
+    assert report.added == 1
+    [(name, reason)] = report.failed
+    assert name == str(long) and "maximum of 30 s (RETRIEVAL_MAX_INDEX_DURATION_S)" in reason
+
+
+def test_the_progress_bar_moves_through_a_long_files_windows(tmp_path, settings, tone_retriever, capsys):
+    path = write(tmp_path / "long.wav", sections((440.0, 40)))
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [path], progress=True, limits=long_limits(settings))
+    assert "17/17 windows" in capsys.readouterr().err
