@@ -12,10 +12,14 @@ from contextlib import closing
 from pathlib import Path
 
 BUSY_TIMEOUT_S = 60
+# pages of a new file (an existing one keeps its own): a window row (float16 vector and logits, about 2.6 KB)
+# fills a 4 KiB page alone; three share 8 KiB
+PAGE_SIZE = 8192
 
 
 def connect_durable(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+    con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before anything is written; ignored afterwards
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     return con

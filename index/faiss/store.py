@@ -358,7 +358,8 @@ class FaissStore(VectorStore):
                        floor: float | None = None) -> dict[int, ScoredWindows]:
         """Scored in the windows index: a search for these clips' windows only (an ID selector), so it costs
         what those windows cost to score (flat16: all of them; ivf16: those in the SEGMENT_NPROBE x nprobe
-        lists nearest the query, so a window far from the query may go unscored)."""
+        lists nearest the query, so a window far from the query may go unscored; a clip none of whose
+        windows is in those lists is scored as the base does, from SQLite)."""
         if floor is None and margin is None:
             raise ValueError("a floor or a margin below each clip's best window is needed")
         xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
@@ -376,17 +377,20 @@ class FaissStore(VectorStore):
         order = np.argsort(window_ids)
         hit = found[0] >= 0
         at[order[np.searchsorted(window_ids[order], found[0][hit])]] = scores[0][hit]
-        out, offset = {}, 0
+        out, offset, unseen = {}, 0, []
         for clip_id, p in held.items():
             clip_at, offset = at[offset:offset + len(p.ids)], offset + len(p.ids)
             best = float(clip_at.max())
-            if best == -np.inf:
+            if best == -np.inf:  # none of its windows in the lists scanned: scored as the base does
+                unseen.append(clip_id)
                 continue
             cut = floor if floor is not None else best - float(margin or 0.0)
             keep = np.flatnonzero(clip_at >= cut)
             if len(keep):
                 out[clip_id] = ScoredWindows(keep.astype(np.int64), p.starts[keep], p.ends[keep],
                                              clip_at[keep])
+        if unseen:
+            out.update(super().scored_windows(xq[0], unseen, margin=margin, floor=floor))
         return out
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
