@@ -81,10 +81,11 @@ def reproject(checkpoint: Path) -> int:
 
 def backfill_windows(*, progress: bool = True) -> BackfillReport:
     """Windows for the clips stored without them: PaSST runs again on the audio still reachable."""
+    from app.compose import index_limits, load_settings
     from index.ingest.backfill import backfill_windows as backfill
 
     with open_collection(with_audio=True) as collection:
-        return backfill(collection, progress=progress)
+        return backfill(collection, progress=progress, limits=index_limits(load_settings()))
 
 
 def reread_metadata(*, again: bool = False, progress: bool = True) -> RereadReport:

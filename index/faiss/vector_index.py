@@ -94,6 +94,10 @@ class VectorIndex:
         self.dim, self.kind, self.search_threads, self.nprobe = dim, kind, search_threads, nprobe
         self.index = index if index is not None else _new_index(dim, kind, n)
         self.dead: set[int] = set()  # HNSW tombstones
+        self._list_of: np.ndarray | None = None  # ivf16: id -> its list (-1: none), made when first asked
+        self._centroids: np.ndarray | None = None  # ivf16: (nlist, D), read when first asked
+        if self.ivf and self.trained:
+            self._direct_map()
 
     @property
     def ivf(self) -> bool:
@@ -110,6 +114,13 @@ class VectorIndex:
     def train(self, xb: np.ndarray) -> None:
         """Train an ivf16 index's lists (k-means) on a sample (n, D) of the vectors it will hold."""
         self.index.train(np.ascontiguousarray(xb, dtype=np.float32))
+        self._direct_map()
+
+    def _direct_map(self) -> None:
+        """ivf16: keep where each id's code is (a hash table), so given ids are read back without a scan."""
+        hashtable = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
+        if self.index.direct_map.type != hashtable:
+            self.index.set_direct_map_type(hashtable)
 
     @property
     def ntotal(self) -> int:
@@ -129,12 +140,15 @@ class VectorIndex:
         """ids (N,) new ids, xb (N, D) unit vectors."""
         if len(ids):
             self.index.add_with_ids(np.ascontiguousarray(xb, dtype=np.float32), np.asarray(ids, np.int64))
+            self._list_of = None
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return
-        if self.kind in REMOVABLE:
+        if self.ivf:  # its direct map (a hash table) removes an array of ids, each looked up
+            self.index.remove_ids(faiss.IDSelectorArray(ids))
+        elif self.kind in REMOVABLE:
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
         else:
             self.dead.update(int(i) for i in ids)
@@ -174,6 +188,48 @@ class VectorIndex:
             found = self.index.search(xq, k, params=params)
         del bitmap
         return found
+
+
+    # -- ivf16: given ids scored near the query, without scanning the lists ---------------------------------
+    def nearest_in_groups(self, q: np.ndarray, groups: list[np.ndarray], *,
+                          lists: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """ivf16. For each group of held ids (a clip's windows), the ones in the `lists` of its lists nearest
+        the (D,) query q: (their places in the group, their exact scores), read through the direct map. A
+        group's best member is very likely among them; a member in a farther list is not scored."""
+        list_of = self._lists_of_ids()
+        if self._centroids is None:  # the lists' centres, fixed once trained
+            self._centroids = self.index.quantizer.reconstruct_n(0, self.nlist)
+        near = self._centroids @ np.asarray(q, np.float32)  # (nlist,)
+        places, chosen = [], []
+        for g in groups:
+            g_lists = np.where(g < len(list_of), list_of[np.minimum(g, len(list_of) - 1)], -1)
+            have = np.unique(g_lists[g_lists >= 0])
+            best = have[np.argsort(-near[have], kind="stable")[:lists]]
+            at = np.flatnonzero(np.isin(g_lists, best))
+            places.append(at)
+            chosen.append(g[at])
+        ids = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
+        scores = (self.index.reconstruct_batch(ids) @ np.asarray(q, np.float32)) if len(ids) else \
+            np.empty(0, np.float32)
+        out, offset = [], 0
+        for at in places:
+            out.append((at, scores[offset:offset + len(at)]))
+            offset += len(at)
+        return out
+
+    def _lists_of_ids(self) -> np.ndarray:
+        """(largest id + 1,) int32: the list each id is in, -1 for none (made from the lists when asked after
+        an add; removed ids keep theirs, as ids are never reused)."""
+        if self._list_of is None:
+            lists = self.index.invlists
+            held = [(i, faiss.rev_swig_ptr(lists.get_ids(i), size).copy())
+                    for i in range(lists.nlist) if (size := lists.list_size(i))]
+            top = max((int(ids.max()) for _, ids in held), default=-1) + 1
+            list_of = np.full(top, -1, dtype=np.int32)
+            for i, ids in held:
+                list_of[ids] = i
+            self._list_of = list_of
+        return self._list_of
 
 
 def _selector(ids: np.ndarray) -> tuple[Any, np.ndarray | None]:

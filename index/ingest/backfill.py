@@ -15,7 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from index.collection import Collection
 from retrieval.durable import sha256_file
 from retrieval.errors import AudioDecodeError
-from retrieval.extract import decode
+from retrieval.extract import AudioLimits, decode
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +27,17 @@ class BackfillReport:
     seconds: float = 0.0
 
 
-def backfill_windows(collection: Collection, *, progress: bool = True) -> BackfillReport:
-    """Store windows and peaks for every clip that has none and whose audio can be reached."""
+def backfill_windows(collection: Collection, *, progress: bool = True,
+                     limits: AudioLimits | None = None) -> BackfillReport:
+    """Store windows and peaks for every clip that has none and whose audio can be reached; `limits`: what
+    a file may be (those of `index add`; default the collection's, the uploads')."""
     report = BackfillReport()
     start = time.perf_counter()
     todo = collection.store.without_windows().tolist()
     bar = tqdm(todo, unit="clip", desc="backfill windows", disable=not progress)
     with logging_redirect_tqdm(), bar:
         for clip_id in bar:
-            why = _backfill(collection, clip_id)
+            why = _backfill(collection, clip_id, limits or collection.limits)
             if why is None:
                 report.done += 1
             elif why:
@@ -49,7 +51,7 @@ def backfill_windows(collection: Collection, *, progress: bool = True) -> Backfi
     return report
 
 
-def _backfill(collection: Collection, clip_id: int) -> str | None:
+def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str | None:
     """None when the clip's windows are stored, "" when the clip is gone meanwhile, else why not."""
     record = collection.get(clip_id)
     if record is None:
@@ -60,7 +62,7 @@ def _backfill(collection: Collection, clip_id: int) -> str | None:
     if sha256_file(path) != record.sha256:
         return f"{path} changed since it was indexed"
     try:
-        audio = decode(path, limits=collection.limits, name=record.name)
+        audio = decode(path, limits=limits, name=record.name)
     except AudioDecodeError as e:
         return f"its audio cannot be decoded: {e}"
     [ex] = collection.extract([audio])

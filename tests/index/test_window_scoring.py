@@ -76,6 +76,12 @@ def same(got: dict, want: dict) -> None:
         np.testing.assert_allclose(got[c].scores, want[c].scores, atol=1e-5)
 
 
+def same_moments(got: dict, want: dict) -> None:
+    assert {c: (m.start, m.end, m.window) for c, m in got.items()} == \
+        {c: (m.start, m.end, m.window) for c, m in want.items()}
+    np.testing.assert_allclose([got[c].score for c in want], [want[c].score for c in want], atol=1e-5)
+
+
 def moments_of(store, q, moments, *, reference=False):
     if reference:
         store.scored_windows = base(store, "scored_windows")
@@ -97,7 +103,7 @@ def test_scored_windows_are_the_base_answers(tmp_path, kind, long):
         for margin, floor in ((0.0, None), (0.05, None), (0.3, None), (None, 0.5), (None, 2.0)):
             same(store.scored_windows(q, ids, margin=margin, floor=floor),
                  base(store, "scored_windows")(q, ids, margin=margin, floor=floor))
-        assert store.best_windows(q, ids) == base(store, "best_windows")(q, ids)
+        same_moments(store.best_windows(q, ids), base(store, "best_windows")(q, ids))
         for mq in (MomentQuery(), MomentQuery(per_clip=1), MomentQuery(threshold=0.6, per_clip=5)):
             assert moments_of(store, q, mq) == moments_of(store, q, mq, reference=True)
         if long:
@@ -166,3 +172,24 @@ def test_window_logits_are_float16_and_older_float32_rows_still_reproject(tmp_pa
                               project=lambda logits: unit(logits @ weights))
         got = store.windows([1])[1].vectors[0].astype(np.float32)
         np.testing.assert_allclose(got, unit(old @ weights), atol=1e-3)
+
+
+def test_ivf16_scores_given_groups_through_its_lists_exactly():
+    from index.faiss.vector_index import VectorIndex
+
+    rng = np.random.default_rng(5)
+    xb = unit(rng.standard_normal((3000, D))).astype(np.float16).astype(np.float32)
+    ids = np.arange(10, 3010)
+    vi = VectorIndex(D, "ivf16", n=len(ids))
+    vi.train(xb)
+    vi.add(ids, xb)
+    q = unit(rng.standard_normal(D))
+    groups = [ids[:700], ids[700:701], ids[1500:2900]]
+    for (at, scores), g in zip(vi.nearest_in_groups(q, groups, lists=vi.nlist), groups, strict=True):
+        np.testing.assert_array_equal(at, np.arange(len(g)))  # every list: every member, exactly scored
+        np.testing.assert_allclose(scores, xb[g - 10] @ q, atol=1e-6)
+    nearest = vi.nearest_in_groups(q, groups, lists=1)
+    assert all(0 < len(at) < len(g) for (at, _), g in zip(nearest[::2], groups[::2], strict=True))
+    vi.remove(ids[:5])  # removed ids are no longer held; the rest are read back as before
+    at, scores = vi.nearest_in_groups(q, [ids[5:700]], lists=vi.nlist)[0]
+    np.testing.assert_allclose(scores, xb[at + 5] @ q, atol=1e-6)
