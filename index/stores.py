@@ -22,6 +22,7 @@ class StoreConfig:
     search_threads: int = 1  # faiss: OpenMP threads per search
     qdrant_url: str | None = None  # qdrant: a server, ":memory:", or None for embedded under data_dir
     qdrant_collection: str = "clips"
+    qdrant_window_quantization: Literal["none", "int8"] = "none"  # qdrant: of a windows collection created
 
     @property
     def name(self) -> str:
@@ -45,5 +46,6 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
         from index.qdrant.open import open_qdrant_store
 
         return open_qdrant_store(url=config.qdrant_url, data_dir=config.data_dir,
-                                 collection=config.qdrant_collection, spec=spec, check=check)
+                                 collection=config.qdrant_collection, spec=spec, check=check,
+                                 window_quantization=config.qdrant_window_quantization)
     raise ValueError(f"store backend {config.backend!r} is not one of {BACKENDS}")

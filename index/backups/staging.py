@@ -79,11 +79,12 @@ def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorS
     if config.qdrant_url:  # a server: the collection is staged beside the target's, under another alias
         alias = config.qdrant_collection + STAGED_ALIAS_SUFFIX
         store = open_qdrant_store(url=config.qdrant_url, data_dir=staging, collection=alias, spec=spec,
-                                  check=False)
+                                  check=False, window_quantization=config.qdrant_window_quantization)
         if store.count():  # left by a restore that was killed: start again
             store.remove(store.ids().tolist())
         return store
-    return open_qdrant_store(url=None, data_dir=staging, collection=config.qdrant_collection, spec=spec)
+    return open_qdrant_store(url=None, data_dir=staging, collection=config.qdrant_collection, spec=spec,
+                             window_quantization=config.qdrant_window_quantization)
 
 
 def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport, *, progress: bool,

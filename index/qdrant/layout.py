@@ -2,8 +2,10 @@
 physical collection is made and filled, and aliases moved in one step.
 
 Every collection holds points with two named vectors, ``audio`` (D, dot product, searched) and ``logits``
-(527, on disk, not graph-indexed, read back by reproject). Callers name aliases; a physical collection is
-``<alias>-g<N>``, and a re-projection fills generation N + 1 of every alias and moves them all at once.
+(527, on disk, not graph-indexed, read back by reproject); the windows' collections hold both in float16,
+and may quantize their audio vectors (int8, in RAM, the originals on disk). Callers name aliases; a physical
+collection is ``<alias>-g<N>``, and a re-projection fills generation N + 1 of every alias and moves them all
+at once.
 """
 
 import logging
@@ -22,17 +24,26 @@ PAGE = 1024  # points per scroll / upsert request
 PayloadIndexes = tuple[tuple[str, qm.PayloadSchemaType], ...]
 
 
+INT8 = qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99,
+                                                                always_ram=True))
+
+
 def create(client: QdrantClient, name: str, *, dim: int, local: bool, indexes: PayloadIndexes,
-           metadata: dict | None = None, float16: bool = False) -> None:
-    """A physical collection of (audio, logits) points; `float16` stores the audio vectors in half
-    precision (the server's; the embedded engine keeps float32 of the same values)."""
+           metadata: dict | None = None, float16: bool = False, quantization: str = "none") -> None:
+    """A physical collection of (audio, logits) points; `float16` stores both vectors in half precision
+    (the server's; the embedded engine keeps float32 of the same values). `quantization` "int8": the audio
+    vectors' int8 scalar quantization in RAM, their originals on disk (the embedded engine ignores both)."""
+    half = qm.Datatype.FLOAT16 if float16 else None
+    quantized = quantization == "int8"
+    if quantization not in ("none", "int8"):
+        raise ValueError(f"quantization must be 'none' or 'int8', not {quantization!r}")
     vectors = {
-        AUDIO: qm.VectorParams(size=dim, distance=qm.Distance.DOT,
-                               datatype=qm.Datatype.FLOAT16 if float16 else None),
-        LOGITS: qm.VectorParams(size=N_TAGS, distance=qm.Distance.DOT, on_disk=True,
+        AUDIO: qm.VectorParams(size=dim, distance=qm.Distance.DOT, datatype=half, on_disk=quantized or None),
+        LOGITS: qm.VectorParams(size=N_TAGS, distance=qm.Distance.DOT, on_disk=True, datatype=half,
                                 hnsw_config=qm.HnswConfigDiff(m=0)),  # stored, never searched
     }
-    client.create_collection(name, vectors_config=vectors, metadata=metadata)
+    client.create_collection(name, vectors_config=vectors, metadata=metadata,
+                             quantization_config=INT8 if quantized else None)
     if not local:  # the embedded engine scans payloads and warns that indexes do nothing
         for key, kind in indexes:
             client.create_payload_index(name, key, kind)

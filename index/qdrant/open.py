@@ -26,12 +26,14 @@ def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
 
 
 def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec: ModelSpec,
-                      check: bool = True) -> QdrantStore:
+                      check: bool = True, window_quantization: str = "none") -> QdrantStore:
+    """`window_quantization` ("none" or "int8"): of the windows collections the store creates."""
     client = connect(url, data_dir=data_dir)
     try:
         return QdrantStore(client, collection=collection, spec=spec,
                            local=url is None or url == MEMORY, check=check,
-                           folder=None if url else Path(data_dir) / QDRANT_DIR)
+                           folder=None if url else Path(data_dir) / QDRANT_DIR,
+                           window_quantization=window_quantization)
     except BaseException:  # a refused model: free the embedded store's folder lock now, not at exit
         client.close()
         raise

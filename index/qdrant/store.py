@@ -66,6 +66,7 @@ from index.store.records import (
     NewClip,
     Project,
     Ranking,
+    ScoredWindows,
     SearchFilter,
     Timeline,
     WindowHits,
@@ -81,16 +82,17 @@ class QdrantStore(VectorStore):
     backend = "qdrant"
 
     def __init__(self, client: QdrantClient, *, collection: str, spec: ModelSpec, local: bool,
-                 check: bool = True, folder: Path | None = None):
+                 check: bool = True, folder: Path | None = None, window_quantization: str = "none"):
         """Open or create the alias `collection` (with its windows). check=False accepts whatever model it
         was made with (to re-project it); otherwise a non-empty collection of another model raises
-        CheckpointMismatch. `folder`: the embedded engine's, for stats."""
+        CheckpointMismatch. `folder`: the embedded engine's, for stats. `window_quantization` ("none" or
+        "int8"): of the windows collections this store creates (an existing one keeps its own)."""
         self.client = client
         self.alias = collection
         self.local = local
         self.folder = folder
         self._windows = QdrantWindows(client, clips_alias=collection, local=local,
-                                      clip_indexes=PAYLOAD_INDEXES)
+                                      clip_indexes=PAYLOAD_INDEXES, quantization=window_quantization)
         self._write = threading.RLock()
         # the embedded engine is not thread-safe; a server is, so reads then run concurrently
         self._read = self._write if local else nullcontext()
@@ -230,7 +232,7 @@ class QdrantStore(VectorStore):
         deleted."""
         with self._write:
             renamed = QdrantWindows(self.client, clips_alias=alias, local=self.local,
-                                    clip_indexes=PAYLOAD_INDEXES)
+                                    clip_indexes=PAYLOAD_INDEXES, quantization=self._windows.quantization)
             before = layout.targets(self.client)
             moves = {alias: self._target()}
             if self._windows.exists():
@@ -369,6 +371,16 @@ class QdrantStore(VectorStore):
         xq = check_queries(xq, dim=self.dim, k=k)
         with self._read:
             return self._windows.search(xq, k, filter_of(flt))
+
+    def scored_windows(self, q: np.ndarray, ids: Sequence[int], *, margin: float | None = 0.0,
+                       floor: float | None = None) -> dict[int, ScoredWindows]:
+        """Scored by Qdrant (QdrantWindows.scored): only the windows at each clip's floor come back, not
+        every window of the clips."""
+        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
+        if floor is None and margin is None:
+            raise ValueError("a floor or a margin below each clip's best window is needed")
+        with self._read:
+            return self._windows.scored(q, ids, margin=margin, floor=floor)
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         with self._read:

@@ -4,7 +4,13 @@ moves both aliases in one step.
 
 A window point's id is a UUID made from (clip id, n), so writing a clip's windows again overwrites them; its
 payload is the clip's (so the clip filters apply to windows inside Qdrant) plus ``n``, ``start`` and ``end``;
-its ``audio`` vector holds float16 values. The store calls these methods under its own locks.
+its ``audio`` vector and its ``logits`` hold float16 values (collections made before float16 logits keep
+float32 ones). With quantization "int8" a windows collection is made with int8 scalar quantization of its
+audio vectors (kept in RAM, the float16 originals on disk) and its searches are rescored on the originals.
+
+Given clips' windows are scored by Qdrant (:meth:`QdrantWindows.scored`): an exact search filtered to those
+clips with a score threshold, so only the windows at the floor come back; for a floor below each clip's best
+window, a grouped search finds each clip's best first. The store calls these methods under its own locks.
 """
 
 import uuid
@@ -16,13 +22,20 @@ from qdrant_client import models as qm
 
 from index.qdrant import layout
 from index.qdrant.payload import VOCAB, WORDS
-from index.store.records import Project, WindowHit, WindowHits, Windows
+from index.store.records import Project, ScoredWindows, WindowHit, WindowHits, Windows
 from retrieval.config import N_TAGS
 
 SUFFIX = "-windows"
 NAMESPACE = uuid.UUID("6d6f6d65-6e74-5300-8000-77696e646f77")  # fixed: ids must not change between runs
 PLACE = ["id", "n", "start", "end"]  # the payload a window hit needs
 INDEXES: layout.PayloadIndexes = (("id", qm.PayloadSchemaType.INTEGER), ("n", qm.PayloadSchemaType.INTEGER))
+RESCORE = qm.SearchParams(quantization=qm.QuantizationSearchParams(rescore=True))
+# scoring given clips' windows: every one of them at the floor, as the base store's reading them all would
+# answer (no graph approximation; the original vectors, not their quantization); filtered to those clips
+EXACT = qm.SearchParams(exact=True)
+# the embedded engine keeps only scores above a threshold, a server those at it or above: ask for a little
+# below the floor and keep those at it here
+BELOW = 1e-6
 
 
 def collection_for(clips_collection: str) -> str:
@@ -43,7 +56,8 @@ def points(payload: dict, windows: Windows) -> list[qm.PointStruct]:
     rows = zip(windows.starts, windows.ends, windows.vectors, windows.logits, strict=True)
     return [qm.PointStruct(id=point_id(payload["id"], n),
                            payload={**payload, "n": n, "start": float(s), "end": float(e)},
-                           vector={layout.AUDIO: v.astype(np.float32).tolist(), layout.LOGITS: lg.tolist()})
+                           vector={layout.AUDIO: v.astype(np.float32).tolist(),
+                                   layout.LOGITS: lg.astype(np.float16).astype(np.float32).tolist()})
             for n, (s, e, v, lg) in enumerate(rows)]
 
 
@@ -53,11 +67,16 @@ def _of_clips(ids: Sequence[int]) -> qm.Filter:
 
 class QdrantWindows:
     def __init__(self, client: QdrantClient, *, clips_alias: str, local: bool,
-                 clip_indexes: layout.PayloadIndexes):
+                 clip_indexes: layout.PayloadIndexes, quantization: str = "none"):
+        """`quantization` ("none" or "int8"): of a windows collection this creates; one made before keeps
+        its own (read from its config, and searched accordingly)."""
         self.client = client
         self.alias = clips_alias + SUFFIX
         self.local = local
         self.indexes = clip_indexes + INDEXES
+        self.quantization = quantization
+        self._quantized: bool | None = None  # whether the collection searched is quantized, once read
+        self._exact = None if local else EXACT  # the embedded engine is exact, and warns of search params
 
     def exists(self) -> bool:
         """Whether this store has a windows collection (stores made before windows have none until a write
@@ -67,7 +86,9 @@ class QdrantWindows:
     def create(self, name: str, *, dim: int) -> None:
         if self.client.collection_exists(name):  # left over by an interrupted write or re-projection
             self.client.delete_collection(name)
-        layout.create(self.client, name, dim=dim, local=self.local, indexes=self.indexes, float16=True)
+        layout.create(self.client, name, dim=dim, local=self.local, indexes=self.indexes, float16=True,
+                      quantization=self.quantization)
+        self._quantized = None
 
     def ensure(self, clips_collection: str, *, dim: int) -> None:
         """Make the windows collection beside `clips_collection` if this store has none yet."""
@@ -87,11 +108,64 @@ class QdrantWindows:
         if k == 0 or not self.exists():
             return [[] for _ in xq]
         requests = [qm.QueryRequest(query=q.tolist(), using=layout.AUDIO, filter=flt, limit=k,
-                                    with_payload=PLACE) for q in xq]
+                                    with_payload=PLACE, params=self._params()) for q in xq]
         responses = self.client.query_batch_points(self.alias, requests)
         return [[WindowHit(int(p.payload["id"]), int(p.payload["n"]), float(p.payload["start"]),
                            float(p.payload["end"]), float(p.score)) for p in r.points if p.payload]
                 for r in responses]
+
+    def _params(self) -> qm.SearchParams | None:
+        """Rescoring on the originals where the windows are quantized (as made now, or as found); none for
+        the embedded engine (it scans every point exactly, and warns that search parameters do nothing)."""
+        if self.local:
+            return None
+        if self._quantized is None:
+            config = self.client.get_collection(self.alias).config
+            self._quantized = self.quantization != "none" or config.quantization_config is not None
+        return RESCORE if self._quantized else None
+
+    def scored(self, q: np.ndarray, ids: Sequence[int], *, margin: float | None,
+               floor: float | None) -> dict[int, ScoredWindows]:
+        """VectorStore.scored_windows inside Qdrant: with `floor`, one search filtered to the clips with a
+        score threshold at the floor and a limit of all their windows; otherwise each clip's best window
+        first (a search grouped by clip), then one such search at the lowest clip floor (best - margin),
+        each clip's windows kept from its own floor up. Only windows at a floor are sent back."""
+        ids = sorted({int(i) for i in ids})
+        if not ids or not self.exists():
+            return {}
+        query = np.asarray(q, dtype=np.float32).tolist()
+        if floor is None:
+            groups = self.client.query_points_groups(
+                self.alias, query=query, using=layout.AUDIO, query_filter=_of_clips(ids), group_by="id",
+                group_size=1, limit=len(ids), with_payload=False, search_params=self._exact).groups
+            floors = {int(g.id): float(g.hits[0].score) - float(margin or 0.0) for g in groups if g.hits}
+        else:
+            floors = dict.fromkeys(ids, float(floor))
+        if not floors:
+            return {}
+        flt = _of_clips(sorted(floors))
+        # a limit that holds every window of these clips: the threshold, not the limit, decides
+        limit = self.client.count(self.alias, count_filter=flt, exact=True).count
+        if not limit:
+            return {}
+        points = self.client.query_points(
+            self.alias, query=query, using=layout.AUDIO, query_filter=flt, limit=limit,
+            score_threshold=min(floors.values()) - BELOW, with_payload=PLACE,
+            search_params=self._exact).points
+        rows: dict[int, list[tuple[int, float, float, float]]] = {}
+        for p in points:
+            pl = p.payload or {}
+            clip_id = int(pl["id"])
+            if float(p.score) >= floors[clip_id]:
+                rows.setdefault(clip_id, []).append((int(pl["n"]), float(pl["start"]), float(pl["end"]),
+                                                     float(p.score)))
+        found = {}
+        for clip_id in sorted(rows):
+            kept = sorted(rows[clip_id])
+            found[clip_id] = ScoredWindows(np.array([r[0] for r in kept], dtype=np.int64),
+                                           np.array([r[1] for r in kept]), np.array([r[2] for r in kept]),
+                                           np.array([r[3] for r in kept], dtype=np.float32))
+        return found
 
     def of(self, ids: Sequence[int], *, dim: int) -> dict[int, Windows]:
         """clip id -> its windows, in window order, for the ids that have any."""

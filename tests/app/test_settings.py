@@ -32,6 +32,9 @@ CONTRADICTIONS = {
                          ["RETRIEVAL_INDEX_KIND=hnsw", "RETRIEVAL_STORE_BACKEND=qdrant"]),
     "flat16 with qdrant": ({"store_backend": "qdrant", "index_kind": "flat16"},
                            ["RETRIEVAL_INDEX_KIND=flat16", "RETRIEVAL_STORE_BACKEND=qdrant"]),
+    "int8 windows with faiss": ({"qdrant_window_quantization": "int8"},
+                                ["RETRIEVAL_QDRANT_WINDOW_QUANTIZATION=int8",
+                                 "RETRIEVAL_STORE_BACKEND=faiss"]),
     "moment window without hop": ({"moment_window_s": "2"}, ["RETRIEVAL_MOMENT_WINDOW_S",
                                                             "RETRIEVAL_MOMENT_HOP_S"]),
     "moment hop longer than window": ({"moment_window_s": "2", "moment_hop_s": "3"},
@@ -88,6 +91,7 @@ def test_every_contradiction_at_once_is_listed():
     {"store_backend": "qdrant", "qdrant_url": "http://qdrant:6333"},
     {"store_backend": "qdrant"},  # embedded; the default index_kind (flat16) is FAISS's and goes unused
     {"store_backend": "qdrant", "index_kind": "flat"},
+    {"store_backend": "qdrant", "qdrant_window_quantization": "int8"},
     {"store_backend": "faiss", "index_kind": "hnsw"},
     {"qdrant_url": ""},  # compose passes an empty variable for "unset"
 ])
@@ -113,7 +117,10 @@ def test_store_and_audio_settings_become_their_configs(tmp_path):
     s = Settings(data_dir=tmp_path, index_kind="hnsw", search_threads=3, max_duration_s=12.5, max_channels=2)
     cfg = store_config(s)
     assert (cfg.data_dir, cfg.backend, cfg.index_kind, cfg.search_threads) == (tmp_path, "faiss", "hnsw", 3)
-    assert cfg.qdrant_url is None
+    assert cfg.qdrant_url is None and cfg.qdrant_window_quantization == "none"
+    quantized = store_config(Settings(data_dir=tmp_path, store_backend="qdrant",
+                                      qdrant_window_quantization="int8"))
+    assert quantized.qdrant_window_quantization == "int8"
     limits = audio_limits(s)
     assert (limits.max_duration_s, limits.max_channels) == (12.5, 2)
     assert compose.moment_windowing(s) is None  # moments of the PaSST windows
