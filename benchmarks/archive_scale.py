@@ -29,7 +29,8 @@ from tqdm import tqdm
 
 from benchmarks.common import captions, header, mpnet_folder, p, rss_mib, table
 from benchmarks.server import running_service, service_env
-from index.faiss import cache
+from index.faiss import cache, vector_index
+from index.faiss import store as store_module
 from index.faiss.store import FaissStore
 from index.faiss.vector_index import VectorIndex
 from index.layout import CLIP_DB, FAISS_DIR
@@ -42,6 +43,7 @@ from retrieval.windows import window_spans
 HOUR_S = 3600.0
 K = 10
 BATCH = 8  # recordings per write
+DEFAULT_LISTS = store_module.CLIP_LISTS
 
 
 def recording_logits(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -118,8 +120,8 @@ def exact_windows(store: FaissStore) -> VectorIndex:
 
 def timed(fn, queries) -> tuple[list[float], list]:
     times, answers = [], []
-    fn(queries[0])  # warm
-    for q in queries:
+    fn(queries[-1])  # warm (and for the text encoder, the one query whose vector is then cached)
+    for q in queries[:-1]:
         t = time.perf_counter()
         answers.append(fn(q))
         times.append(time.perf_counter() - t)
@@ -152,6 +154,30 @@ def segment_agreement(got, want) -> float:
     return sum(g.get(i) is not None and w[i].window == g[i].window for i in w) / max(1, len(w))
 
 
+def compared(new: dict, ref: dict, label: str) -> list[list]:
+    """Table rows: each search's times against the reference's, with its recall (moments: the exact top 10
+    found, same clip, spans overlapping >= 0.5) or the share of hits whose segment is the exact one."""
+    alone = p(new["clip search"][0], 50)
+    rows = []
+    for name, (times, answers) in new.items():
+        ref_times, ref_answers = ref[name]
+        pairs = zip(answers, ref_answers, strict=True)
+        if name == "moments (k = 10)":
+            agree = f"{np.mean([moment_recall(g, w) for g, w in pairs]):.3f}"
+        elif name == "clip search + segments":
+            agree = f"{np.mean([segment_agreement(g, w) for g, w in pairs]):.3f}"
+        else:
+            agree = "1.000"
+        rows.append([name, label, f"{1000 * p(times, 50):.2f}", f"{1000 * p(times, 90):.2f}",
+                     f"{p(times, 50) / alone:.1f}", f"{1000 * p(ref_times, 50):.1f}",
+                     f"{1000 * p(ref_times, 90):.1f}", agree])
+    return rows
+
+
+def ints(values: str) -> list[int]:
+    return [int(v) for v in values.split(",") if v]
+
+
 def service_rss(data_dir: Path, folder: Path, workdir: Path, text: list[str]) -> tuple[float, float, float]:
     env = service_env(data_dir=data_dir, text_model=folder, text_backend="onnx",
                       models_dir=workdir / "models")
@@ -169,6 +195,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hours", default="300,1000", help="collection sizes, hours of hour-long recordings")
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--nprobe", default="16,32,64", help="ivf16 nprobe values timed (32 is the default)")
+    ap.add_argument("--clip-lists", default="2,4,16", help="CLIP_LISTS values timed (8 is the default)")
+    ap.add_argument("--only-measure", action="store_true", help="use the stores built before, as they are")
     ap.add_argument("--text-model", type=Path, default=None, help="all-mpnet-base-v2 folder")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "retrieval-bench")
     ap.add_argument("--no-service", action="store_true", help="skip the service's resident memory")
@@ -184,11 +212,16 @@ def main(argv: list[str] | None = None) -> None:
     retriever = build_retriever(settings, with_audio=False)
     text = captions()[:args.queries]
     queries = retriever.encode_text(text).astype(np.float32)  # (Q, D)
+    fresh = captions()[args.queries:2 * args.queries + 1]  # not in the query cache
+    encode = timed(lambda t: retriever.encode_text([t]), fresh)[0]
+    print(f"text query encoding (the service's CPU default, ONNX fp32): p50 {1000 * p(encode, 50):.1f} ms, "
+          f"p90 {1000 * p(encode, 90):.1f} ms over {len(fresh)} captions not seen before")
     ensure_export(folder, onnx_path(settings))
     for hours in (int(h) for h in args.hours.split(",")):
         data_dir = args.workdir / f"archive-{hours}h"
         t = time.perf_counter()
-        build(data_dir, retriever, hours)
+        if not args.only_measure:
+            build(data_dir, retriever, hours)
         print(f"\n## {hours} hours: built or found in {time.perf_counter() - t:.0f} s")
         sqlite_b, faiss_b = disk(data_dir)
         if not args.no_service:
@@ -206,27 +239,19 @@ def main(argv: list[str] | None = None) -> None:
         with reference(store, exact):
             ref = searches(store, queries)
         rows = []
-        for nprobe in (int(n) for n in args.nprobe.split(",")):
-            store._windows.index.nprobe = nprobe
-            new = searches(store, queries)
-            alone = p(new["clip search"][0], 50)
-            for name, (times, answers) in new.items():
-                ref_times, ref_answers = ref[name]
-                if name == "moments (k = 10)":
-                    agree = np.mean([moment_recall(g, w) for g, w in zip(answers, ref_answers, strict=True)])
-                elif name == "clip search + segments":
-                    agree = np.mean([segment_agreement(g, w)
-                                     for g, w in zip(answers, ref_answers, strict=True)])
-                else:
-                    agree = 1.0
-                rows.append([name, nprobe, f"{1000 * p(times, 50):.2f}", f"{1000 * p(times, 90):.2f}",
-                             f"{p(times, 50) / alone:.1f}", f"{1000 * p(ref_times, 50):.1f}",
-                             f"{1000 * p(ref_times, 90):.1f}", f"{agree:.3f}"])
-        table(rows, ["search", "nprobe", "p50 ms", "p90 ms", "p50 / clip search", "reference p50 ms",
-                     "reference p90 ms", "recall@10 / agreement"])
+        sweeps = [(n, store_module.CLIP_LISTS) for n in ints(args.nprobe)]
+        sweeps += [(vector_index.IVF_NPROBE, m) for m in ints(args.clip_lists)
+                   if m != store_module.CLIP_LISTS]
+        for nprobe, lists in sweeps:
+            store._windows.index.nprobe, store_module.CLIP_LISTS = nprobe, lists
+            rows += compared(searches(store, queries), ref, f"{nprobe} / {lists}")
+        store._windows.index.nprobe = vector_index.IVF_NPROBE
+        store_module.CLIP_LISTS = DEFAULT_LISTS
+        table(rows, ["search", "nprobe / clip lists", "p50 ms", "p90 ms", "p50 / clip search",
+                     "reference p50 ms", "reference p90 ms", "recall@10 / same segment"])
         window_recall = []
         want = exact.search(queries, K)[1]
-        for nprobe in (int(n) for n in args.nprobe.split(",")):
+        for nprobe in ints(args.nprobe):
             store._windows.index.nprobe = nprobe
             got = store._windows.index.search(queries, K)[1]
             recall = np.mean([len(set(g) & set(w)) / K for g, w in zip(got, want, strict=True)])

@@ -50,14 +50,12 @@ from index.store.records import (
 )
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec
-from retrieval.moments import Moment
 
 log = logging.getLogger(__name__)
 
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
 WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}  # without a window kind of its own
-SEGMENT_NPROBE = 8  # an ivf16 windows index scans this many times its nprobe lists for given clips' windows
-SEGMENT_LISTS = 8  # ivf16: a hit's best window is sought in the windows of its lists nearest the query
+CLIP_LISTS = 8  # ivf16: a clip's windows are scored in this many of its lists, those nearest the query
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
 
@@ -359,9 +357,8 @@ class FaissStore(VectorStore):
     def scored_windows(self, q: np.ndarray, ids: Sequence[int], *, margin: float | None = 0.0,
                        floor: float | None = None) -> dict[int, ScoredWindows]:
         """Scored in the windows index: a search for these clips' windows only (an ID selector), so it costs
-        what those windows cost to score (flat16: all of them; ivf16: those in the SEGMENT_NPROBE x nprobe
-        lists nearest the query, so a window far from the query may go unscored; a clip none of whose
-        windows is in those lists is scored as the base does, from SQLite)."""
+        what those windows cost to score (flat16: all of them; ivf16: those in the CLIP_LISTS of each clip's
+        own lists nearest the query, so a window far from the query may go unscored)."""
         if floor is None and margin is None:
             raise ValueError("a floor or a margin below each clip's best window is needed")
         xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
@@ -373,8 +370,10 @@ class FaissStore(VectorStore):
             vi = self._windows.index
             if vi.kind == "hnsw":  # a selector search of HNSW walks far through the graph: as the base does
                 return super().scored_windows(xq[0], ids, margin=margin, floor=floor)
-            window_ids = np.concatenate([p.ids for p in held.values()])  # clip by clip, in window order
-            scores, found = vi.search(xq, len(window_ids), window_ids, nprobe=SEGMENT_NPROBE * vi.nprobe)
+            groups = [p.ids for p in held.values()]
+            window_ids = np.concatenate(groups)  # clip by clip, in window order
+            scores, found = (vi.search_groups(xq[0], groups, lists=CLIP_LISTS) if vi.ivf else
+                             vi.search(xq, len(window_ids), window_ids))
         at = np.full(len(window_ids), -np.inf, dtype=np.float32)  # each window's score; -inf: not scored
         order = np.argsort(window_ids)
         hit = found[0] >= 0
@@ -394,22 +393,6 @@ class FaissStore(VectorStore):
         if unseen:
             out.update(super().scored_windows(xq[0], unseen, margin=margin, floor=floor))
         return out
-
-    def best_windows(self, q: np.ndarray, ids: Sequence[int]) -> dict[int, Moment]:
-        """With an ivf16 windows index, each clip's best window among its windows in the SEGMENT_LISTS of its
-        lists nearest the query (read through the index's direct map: no scan), so a hit's segment costs a
-        few dozen windows whatever the clip's length; otherwise `scored_windows`'s."""
-        xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
-        self._sync()
-        with self._lock.read():
-            vi = self._windows.index
-            if vi.ivf:
-                held = self._places.of(ids)
-                found = vi.nearest_in_groups(xq[0], [p.ids for p in held.values()], lists=SEGMENT_LISTS)
-        if not vi.ivf:
-            return super().best_windows(xq[0], ids)
-        return {clip_id: ScoredWindows(at.astype(np.int64), p.starts[at], p.ends[at], scores).best()
-                for (clip_id, p), (at, scores) in zip(held.items(), found, strict=True) if len(at)}
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         return self.db.windows_of(ids, self.dim)

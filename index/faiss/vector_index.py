@@ -96,8 +96,6 @@ class VectorIndex:
         self.dead: set[int] = set()  # HNSW tombstones
         self._list_of: np.ndarray | None = None  # ivf16: id -> its list (-1: none), made when first asked
         self._centroids: np.ndarray | None = None  # ivf16: (nlist, D), read when first asked
-        if self.ivf and self.trained:
-            self._direct_map()
 
     @property
     def ivf(self) -> bool:
@@ -114,13 +112,6 @@ class VectorIndex:
     def train(self, xb: np.ndarray) -> None:
         """Train an ivf16 index's lists (k-means) on a sample (n, D) of the vectors it will hold."""
         self.index.train(np.ascontiguousarray(xb, dtype=np.float32))
-        self._direct_map()
-
-    def _direct_map(self) -> None:
-        """ivf16: keep where each id's code is (a hash table), so given ids are read back without a scan."""
-        hashtable = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]
-        if self.index.direct_map.type != hashtable:
-            self.index.set_direct_map_type(hashtable)
 
     @property
     def ntotal(self) -> int:
@@ -146,9 +137,7 @@ class VectorIndex:
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return
-        if self.ivf:  # its direct map (a hash table) removes an array of ids, each looked up
-            self.index.remove_ids(faiss.IDSelectorArray(ids))
-        elif self.kind in REMOVABLE:
+        if self.kind in REMOVABLE:
             self.index.remove_ids(faiss.IDSelectorBatch(ids))
         else:
             self.dead.update(int(i) for i in ids)
@@ -190,32 +179,39 @@ class VectorIndex:
         return found
 
 
-    # -- ivf16: given ids scored near the query, without scanning the lists ---------------------------------
-    def nearest_in_groups(self, q: np.ndarray, groups: list[np.ndarray], *,
-                          lists: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """ivf16. For each group of held ids (a clip's windows), the ones in the `lists` of its lists nearest
-        the (D,) query q: (their places in the group, their exact scores), read through the direct map. A
-        group's best member is very likely among them; a member in a farther list is not scored."""
+    # -- ivf16: given ids scored in the lists near the query that hold them ---------------------------------
+    def search_groups(self, q: np.ndarray, groups: list[np.ndarray], *,
+                      lists: int) -> tuple[np.ndarray, np.ndarray]:
+        """ivf16. The members of these groups of held ids (a clip's windows each) that lie in the `lists` of
+        each group's own lists nearest the (D,) query q, scored: (1, n) scores and ids (-1 pads), best first.
+        Only those lists are scanned, and only the groups' ids in them scored: a group's best member is
+        very likely among them; a member in a farther list is not scored."""
         list_of = self._lists_of_ids()
         if self._centroids is None:  # the lists' centres, fixed once trained
             self._centroids = self.index.quantizer.reconstruct_n(0, self.nlist)
         near = self._centroids @ np.asarray(q, np.float32)  # (nlist,)
-        places, chosen = [], []
+        chosen: set[int] = set()
         for g in groups:
-            g_lists = np.where(g < len(list_of), list_of[np.minimum(g, len(list_of) - 1)], -1)
+            g_lists = list_of[g[g < len(list_of)]]
             have = np.unique(g_lists[g_lists >= 0])
-            best = have[np.argsort(-near[have], kind="stable")[:lists]]
-            at = np.flatnonzero(np.isin(g_lists, best))
-            places.append(at)
-            chosen.append(g[at])
-        ids = np.concatenate(chosen) if chosen else np.empty(0, np.int64)
-        scores = (self.index.reconstruct_batch(ids) @ np.asarray(q, np.float32)) if len(ids) else \
-            np.empty(0, np.float32)
-        out, offset = [], 0
-        for at in places:
-            out.append((at, scores[offset:offset + len(at)]))
-            offset += len(at)
-        return out
+            chosen.update(have[np.argsort(-near[have], kind="stable")[:lists]].tolist())
+        ids = np.concatenate(groups) if groups else np.empty(0, np.int64)
+        if not chosen or not len(ids):
+            return np.zeros((1, 0), np.float32), np.zeros((1, 0), np.int64)
+        probe = np.array(sorted(chosen), dtype=np.int64)[None]  # (1, L)
+        params: Any = faiss.SearchParametersIVF()
+        params.nprobe = probe.shape[1]
+        params.sel, bitmap = _selector(ids)
+        xq = np.ascontiguousarray(np.asarray(q, np.float32)[None])
+        dq = np.ascontiguousarray(near[probe], dtype=np.float32)
+        scores = np.empty((1, len(ids)), np.float32)
+        found = np.empty((1, len(ids)), np.int64)
+        with _omp_threads(self.search_threads):  # the numpy wrapper of search_preassigned takes no params
+            self.index.search_preassigned_c(1, faiss.swig_ptr(xq), len(ids), faiss.swig_ptr(probe),
+                                            faiss.swig_ptr(dq), faiss.swig_ptr(scores), faiss.swig_ptr(found),
+                                            False, params)
+        del bitmap
+        return scores, found
 
     def _lists_of_ids(self) -> np.ndarray:
         """(largest id + 1,) int32: the list each id is in, -1 for none (made from the lists when asked after
