@@ -7,7 +7,9 @@ import pytest
 from app.compose import audio_limits, index_limits, open_collection
 from index.ingest.builder import index_paths
 from index.ingest.worker import ingest
+from retrieval.audio import LongWave
 from retrieval.durable import sha256_file
+from retrieval.extract import decode
 from tests.audio_fixtures import write
 from tests.index.ingesting import file
 from tests.tone_tagger import sections
@@ -60,3 +62,19 @@ def test_the_progress_bar_moves_through_a_long_files_windows(tmp_path, settings,
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [path], progress=True, limits=long_limits(settings))
     assert "17/17 windows" in capsys.readouterr().err
+
+
+def test_a_long_example_searches_as_the_whole_wave_would(tmp_path, settings, tone_retriever):
+    """Search by example (bytes, not a path) with a clip read window by window: the same hits and
+    segments as the same clip decoded whole."""
+    stored = [write(tmp_path / f"{hz}.wav", sections((hz, 12))) for hz in (440.0, 880.0, 1320.0)]
+    example = write(tmp_path / "example.wav", sections((880.0, 20), (440.0, 20))).read_bytes()
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, stored, progress=False, limits=index_limits(settings))
+        whole = c.search_audio(example, 3)
+        c.limits = replace(c.limits, whole_up_to_s=5.0)
+        assert isinstance(decode(example, limits=c.limits), LongWave)  # read window by window
+        streamed = c.search_audio(example, 3)
+    assert [h.record.id for h in streamed] == [h.record.id for h in whole]
+    assert [h.score for h in streamed] == pytest.approx([h.score for h in whole], abs=1e-5)
+    assert [h.segment for h in streamed] == [h.segment for h in whole]
