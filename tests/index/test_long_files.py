@@ -73,7 +73,7 @@ def test_a_long_example_searches_as_the_whole_wave_would(tmp_path, settings, ton
         index_paths(c, stored, progress=False, limits=index_limits(settings))
         whole = c.search_audio(example, 3)
         c.limits = replace(c.limits, whole_up_to_s=5.0)
-        assert isinstance(decode(example, limits=c.limits), LongWave)  # read window by window
+        assert isinstance(decode(example, limits=c.limits).wave, LongWave)  # read window by window
         streamed = c.search_audio(example, 3)
     assert [h.record.id for h in streamed] == [h.record.id for h in whole]
     assert [h.score for h in streamed] == pytest.approx([h.score for h in whole], abs=1e-5)
