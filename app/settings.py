@@ -60,9 +60,10 @@ class Settings(BaseSettings):
         "auto", description="the windows' index (faiss backend): auto (flat16 below 250,000 windows, about "
                             "170 hours, then ivf16), flat16 (exact), ivf16 (lists of similar windows, "
                             "approximate: scans nprobe of them), hnsw")
-    ivf_nprobe: int = Field(
-        32, ge=1, le=65536, description="lists an ivf16 windows search scans (of about sqrt(windows)): more "
-                                        "is slower and nearer exact")
+    ivf_nprobe: int | None = Field(
+        None, ge=1, le=65536, description="lists an ivf16 windows search scans, of about sqrt(windows) "
+                                          "(unset: the index's default, IVF_NPROBE): more is slower and "
+                                          "nearer exact")
     search_threads: int = Field(
         1, ge=1, le=256, description="FAISS OpenMP threads per search (1: no per-query overhead)"
     )

@@ -18,7 +18,7 @@ class StoreConfig:
     backend: Literal["faiss", "qdrant"] = "faiss"
     index_kind: str = "flat"  # faiss: flat, flat16 or hnsw
     window_index_kind: str | None = None  # faiss: auto, flat16, ivf16 or hnsw (None: the clips' kind's)
-    ivf_nprobe: int = 32  # faiss: lists an ivf16 search scans
+    ivf_nprobe: int | None = None  # faiss: lists an ivf16 search scans (None: the index's default)
     search_threads: int = 1  # faiss: OpenMP threads per search
     qdrant_url: str | None = None  # qdrant: a server, ":memory:", or None for embedded under data_dir
     qdrant_collection: str = "clips"

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
 WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}  # without a window kind of its own
-CLIP_LISTS = 8  # ivf16: a clip's windows are scored in this many of its lists, those nearest the query
+CLIP_LISTS = 10  # ivf16: a clip's windows are scored in this many of its lists, those nearest the query
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
 
@@ -71,11 +71,11 @@ class FaissStore(VectorStore):
 
     def __init__(self, data_dir: Path, spec: ModelSpec, *, kind: str = "flat", check: bool = True,
                  persist_every: int = 1000, search_threads: int = 1, window_kind: str | None = None,
-                 nprobe: int = IVF_NPROBE):
+                 nprobe: int | None = None):
         """Open or create the store in `data_dir`. With check=False the stored model is accepted whatever it
         is (used to re-project a collection made with another head). `window_kind`: the windows' index
         (auto, flat16, ivf16 or hnsw; None: the clips' kind's, WINDOW_KINDS); `nprobe`: the lists an ivf16
-        search scans."""
+        search scans (None: IVF_NPROBE)."""
         self.data_dir = Path(data_dir)
         self.kind = kind
         self.persist_every = persist_every
@@ -95,7 +95,7 @@ class FaissStore(VectorStore):
         self._windows = CachedIndex(self._faiss_dir / FAISS_WINDOWS_DIR,
                                     kind=window_kind or WINDOW_KINDS[kind], dim=self.dim,
                                     search_threads=search_threads, ids=self.db.window_ids,
-                                    vectors=self.db.window_vectors, nprobe=nprobe)
+                                    vectors=self.db.window_vectors, nprobe=nprobe or IVF_NPROBE)
         self._places = WindowPlaces()  # changed with the windows index
         self._caches = (self._clips, self._windows)
         self._epoch = self._gen = -1  # SQLite's state the caches in memory hold
