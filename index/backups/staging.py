@@ -73,7 +73,8 @@ def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorS
 
         # written once, at close: a file per chunk would rewrite the whole index again and again
         return FaissStore(staging, spec, kind=config.index_kind, persist_every=1 << 62,
-                          search_threads=config.search_threads)
+                          search_threads=config.search_threads, window_kind=config.window_index_kind,
+                          nprobe=config.ivf_nprobe)
     from index.qdrant.open import open_qdrant_store
 
     if config.qdrant_url:  # a server: the collection is staged beside the target's, under another alias

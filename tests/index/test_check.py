@@ -178,7 +178,7 @@ def test_a_damaged_database_is_found(faiss_live):
     db = ClipDB(db_path)
     db.close()
     data = bytearray(db_path.read_bytes())
-    page = 4096
+    page = int.from_bytes(data[16:18], "big")  # the file's page size, from its header
     for pos in range(3 * page + 8, 3 * page + 200):  # a b-tree page's header and cells
         data[pos] ^= 0xFF
     db_path.write_bytes(bytes(data))
