@@ -56,10 +56,11 @@ class Settings(BaseSettings):
         "flat16", description="flat16 (exact search over float16 vectors: same top-10 as flat on real "
                               "captions), flat (float32) or HNSW; faiss backend only"
     )
-    window_index_kind: Literal["auto", "flat16", "ivf16", "hnsw"] = Field(
+    window_index_kind: Literal["auto", "flat16", "ivf16", "ivf8", "hnsw"] = Field(
         "auto", description="the windows' index (faiss backend): auto (flat16 below 250,000 windows, about "
                             "170 hours, then ivf16), flat16 (exact), ivf16 (lists of similar windows, "
-                            "approximate: scans nprobe of them), hnsw")
+                            "approximate: scans nprobe of them), ivf8 (ivf16 in half the memory, 8-bit "
+                            "codes rescored by the stored vectors), hnsw")
     ivf_nprobe: int | None = Field(
         None, ge=1, le=65536, description="lists an ivf16 windows search scans, of about sqrt(windows) "
                                           "(unset: the index's default, IVF_NPROBE): more is slower and "

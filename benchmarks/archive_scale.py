@@ -178,9 +178,10 @@ def ints(values: str) -> list[int]:
     return [int(v) for v in values.split(",") if v]
 
 
-def service_rss(data_dir: Path, folder: Path, workdir: Path, text: list[str]) -> tuple[float, float, float]:
+def service_rss(data_dir: Path, folder: Path, workdir: Path, text: list[str],
+                window_kind: str) -> tuple[float, float, float]:
     env = service_env(data_dir=data_dir, text_model=folder, text_backend="onnx",
-                      models_dir=workdir / "models")
+                      models_dir=workdir / "models") | {"RETRIEVAL_WINDOW_INDEX_KIND": window_kind}
     with running_service(env, log_path=workdir / f"archive-{data_dir.name}.log") as (url, pid, ready_s):
         ready = rss_mib(pid)
         for t in text:
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nprobe", default="32,48,64", help="ivf16 nprobe values timed")
     ap.add_argument("--clip-lists", default="4,16", help="CLIP_LISTS values timed besides the default")
     ap.add_argument("--only-measure", action="store_true", help="use the stores built before, as they are")
+    ap.add_argument("--window-kind", default="auto", help="RETRIEVAL_WINDOW_INDEX_KIND measured")
     ap.add_argument("--text-model", type=Path, default=None, help="all-mpnet-base-v2 folder")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "retrieval-bench")
     ap.add_argument("--no-service", action="store_true", help="skip the service's resident memory")
@@ -223,14 +225,15 @@ def main(argv: list[str] | None = None) -> None:
         if not args.only_measure:
             build(data_dir, retriever, hours)
         print(f"\n## {hours} hours: built or found in {time.perf_counter() - t:.0f} s")
-        sqlite_b, faiss_b = disk(data_dir)
         if not args.no_service:
-            ready_s, rss_ready, rss_after = service_rss(data_dir, folder, args.workdir, text[:5])
+            ready_s, rss_ready, rss_after = service_rss(data_dir, folder, args.workdir, text[:5],
+                                                        args.window_kind)
             print(f"service: ready in {ready_s:.1f} s, resident {rss_ready:,.0f} MiB when ready, "
                   f"{rss_after:,.0f} MiB after 5 searches and 5 moment searches")
         t = time.perf_counter()
-        store = FaissStore(data_dir, retriever.spec, kind="flat16", window_kind="auto")
+        store = FaissStore(data_dir, retriever.spec, kind="flat16", window_kind=args.window_kind)
         stats = store.stats()
+        sqlite_b, faiss_b = disk(data_dir)
         print(f"store opened in {time.perf_counter() - t:.1f} s: {stats['clips']:,} recordings, "
               f"{stats['windows']:,} windows, windows index {stats['window_index_kind']} "
               f"({stats['window_index_lists']} lists); disk {sqlite_b / 2**30:.2f} GiB SQLite + "

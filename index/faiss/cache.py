@@ -26,17 +26,18 @@ REBUILD_GROWTH = 2  # an ivf16 index is retrained once sqrt(N) is this many time
 
 def built_kind(kind: str, n: int) -> str:
     """The kind of index built for n vectors when `kind` is asked for: "auto" is flat16 below AUTO_IVF_AT
-    and ivf16 from there; ivf16 over too few vectors to train lists on is flat16."""
+    and ivf16 from there; an IVF kind over too few vectors to train lists on is flat16."""
     if kind == "auto":
         kind = "ivf16" if n >= AUTO_IVF_AT else "flat16"
-    if kind == "ivf16" and n < vector_index.IVF_MIN_TRAIN:
+    if kind in vector_index.IVF_CODES and n < vector_index.IVF_MIN_TRAIN:
         return "flat16"
     return kind
 
 
 def loadable_kinds(kind: str) -> tuple[str, ...]:
     """The kinds of file a cache asking for `kind` may load."""
-    return ("flat16", "ivf16") if kind in ("auto", "ivf16") else (kind,)
+    return ("flat16", "ivf16") if kind == "auto" else ("flat16", kind) if kind in vector_index.IVF_CODES \
+        else (kind,)
 
 
 class CachedIndex:

@@ -238,12 +238,17 @@ class ClipDB:
         rows = self.connection().execute(sql, args).fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def window_vectors(self, ids: Sequence[int] | np.ndarray, dim: int) -> np.ndarray:
-        """(len(ids), dim) float32 vectors of these window ids, in the order asked (FAISS fills)."""
+    def window_vectors(self, ids: Sequence[int] | np.ndarray, dim: int, *,
+                       missing_ok: bool = False) -> np.ndarray:
+        """(len(ids), dim) float32 vectors of these window ids, in the order asked (FAISS fills); KeyError for
+        one not stored, or with `missing_ok` a row of NaN (removed since it was found)."""
         found = dict(self._by_id("SELECT id, vector FROM windows WHERE id IN ({})", ids))
         out = np.empty((len(ids), dim), dtype=np.float32)
         for row, i in enumerate(ids):
-            out[row] = np.frombuffer(found[int(i)], dtype="<f2")
+            blob = found.get(int(i))
+            if blob is None and not missing_ok:
+                raise KeyError(f"no window with id {int(i)}")
+            out[row] = np.nan if blob is None else np.frombuffer(blob, dtype="<f2")
         return out
 
     def window_rows(self, clip_ids: Sequence[int] | None = None) -> Iterator[tuple]:

@@ -55,7 +55,9 @@ log = logging.getLogger(__name__)
 
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
 WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}  # without a window kind of its own
-CLIP_LISTS = 10  # ivf16: a clip's windows are scored in this many of its lists, those nearest the query
+CLIP_LISTS = 10  # ivf: a clip's windows are scored in this many of its lists, those nearest the query
+REFINE = 4  # a lossy (ivf8) window search ranks this many times k candidates by their stored vectors
+REFINE_MARGIN = 0.01  # and rescores each clip's windows within this of its cut (8-bit score errors ~1e-3)
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
 
@@ -74,8 +76,8 @@ class FaissStore(VectorStore):
                  nprobe: int | None = None):
         """Open or create the store in `data_dir`. With check=False the stored model is accepted whatever it
         is (used to re-project a collection made with another head). `window_kind`: the windows' index
-        (auto, flat16, ivf16 or hnsw; None: the clips' kind's, WINDOW_KINDS); `nprobe`: the lists an ivf16
-        search scans (None: IVF_NPROBE)."""
+        (auto, flat16, ivf16, ivf8 or hnsw; None: the clips' kind's, WINDOW_KINDS); `nprobe`: the lists an
+        IVF search scans (None: IVF_NPROBE)."""
         self.data_dir = Path(data_dir)
         self.kind = kind
         self.persist_every = persist_every
@@ -341,10 +343,29 @@ class FaissStore(VectorStore):
         self._sync()
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.window_ids(flt)
-            scores, found = self._scan(self._windows.index, xq, k, allowed)
+            vi = self._windows.index
+            scores, found = self._scan(vi, xq, REFINE * k if vi.lossy else k, allowed)
             places = self.db.window_places(np.unique(found[found >= 0]).tolist())
+        if vi.lossy:
+            scores, found = self._rescored(xq, found, k)
         return [[WindowHit(*places[i], score=float(d)) for d, i in zip(drow, irow, strict=True)
                  if i in places] for drow, irow in zip(scores, found, strict=True)]
+
+    def _rescored(self, xq: np.ndarray, found: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of each query's candidate windows (Q, n) by their stored float16 vectors."""
+        out_scores, out_ids = [], []
+        for q, ids in zip(xq, found, strict=True):
+            ids = ids[ids >= 0]
+            exact = self.db.window_vectors(ids, self.dim, missing_ok=True) @ q if len(ids) else \
+                np.empty(0, np.float32)
+            keep = np.isfinite(exact)  # a window removed since it was found is left out
+            ids, exact = ids[keep], exact[keep]
+            best = np.argsort(-exact, kind="stable")[:k]
+            out_scores.append(exact[best])
+            out_ids.append(ids[best])
+        width = max((len(i) for i in out_ids), default=0)
+        return (np.array([np.pad(s_, (0, width - len(s_)), constant_values=-np.inf) for s_ in out_scores]),
+                np.array([np.pad(i, (0, width - len(i)), constant_values=-1) for i in out_ids]))
 
     @staticmethod
     def _scan(vi: VectorIndex, xq: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, ...]:
@@ -358,7 +379,8 @@ class FaissStore(VectorStore):
                        floor: float | None = None) -> dict[int, ScoredWindows]:
         """Scored in the windows index: a search for these clips' windows only (an ID selector), so it costs
         what those windows cost to score (flat16: all of them; ivf16: those in the CLIP_LISTS of each clip's
-        own lists nearest the query, so a window far from the query may go unscored)."""
+        own lists nearest the query, so a window far from the query may go unscored; ivf8: the same, those
+        near the cut rescored by their stored vectors)."""
         if floor is None and margin is None:
             raise ValueError("a floor or a margin below each clip's best window is needed")
         xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
@@ -378,13 +400,17 @@ class FaissStore(VectorStore):
         order = np.argsort(window_ids)
         hit = found[0] >= 0
         at[order[np.searchsorted(window_ids[order], found[0][hit])]] = scores[0][hit]
+        seen = np.isfinite(at)
+        if vi.lossy:
+            at = self._refined(xq[0], held, window_ids, at, margin=margin, floor=floor)
         out, offset, unseen = {}, 0, []
         for clip_id, p in held.items():
-            clip_at, offset = at[offset:offset + len(p.ids)], offset + len(p.ids)
-            best = float(clip_at.max())
-            if best == -np.inf:  # none of its windows in the lists scanned: scored as the base does
+            clip_at, clip_seen = at[offset:offset + len(p.ids)], seen[offset:offset + len(p.ids)]
+            offset += len(p.ids)
+            if not clip_seen.any():  # none of its windows in the lists scanned: scored as the base does
                 unseen.append(clip_id)
                 continue
+            best = float(clip_at.max())
             cut = floor if floor is not None else best - float(margin or 0.0)
             keep = np.flatnonzero(clip_at >= cut)
             if len(keep):
@@ -392,6 +418,25 @@ class FaissStore(VectorStore):
                                              clip_at[keep])
         if unseen:
             out.update(super().scored_windows(xq[0], unseen, margin=margin, floor=floor))
+        return out
+
+    def _refined(self, q: np.ndarray, held: dict, window_ids: np.ndarray, at: np.ndarray, *,
+                 margin: float | None, floor: float | None) -> np.ndarray:
+        """Lossy scores `at` (clip by clip, -inf where unscored) with each clip's windows near its cut
+        rescored by their stored float16 vectors, the rest left out (-inf): what clears the cut is then
+        decided on exact scores."""
+        out = np.full_like(at, -np.inf)
+        near, offset = [], 0
+        for p in held.values():
+            clip_at, start, offset = at[offset:offset + len(p.ids)], offset, offset + len(p.ids)
+            best = float(clip_at.max())
+            if best > -np.inf:
+                cut = floor if floor is not None else best - float(margin or 0.0)
+                near.append(start + np.flatnonzero(clip_at >= cut - REFINE_MARGIN))
+        rows = np.concatenate(near) if near else np.empty(0, np.int64)
+        if len(rows):
+            exact = self.db.window_vectors(window_ids[rows], self.dim, missing_ok=True) @ q
+            out[rows] = np.where(np.isfinite(exact), exact, -np.inf)  # removed meanwhile: left out
         return out
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:

@@ -40,9 +40,10 @@ IVF_NPROBE = 48  # lists an ivf16 search scans by default (recall@10 0.95 at 32 
 BITMAP_IDS = 1 << 27  # ID selectors are bitmaps (up to 16 MiB) over ids below this
 IVF_TRAIN_PER_LIST = 64  # training vectors per list (k-means), sampled
 IVF_MIN_TRAIN = 1024  # fewer vectors than this are too few to train lists on: flat16 instead
-KINDS = ("flat", "flat16", "hnsw", "ivf16")
-REMOVABLE = ("flat", "flat16", "ivf16")  # kinds whose FAISS index removes ids for real
-FILE_RE = re.compile(r"^(flat|flat16|hnsw|ivf16)-e(\d+)-g(\d+)\.faiss$")
+IVF_CODES = {"ivf16": "SQfp16", "ivf8": "SQ8"}  # the IVF kinds and their codes
+KINDS = ("flat", "flat16", "hnsw", *IVF_CODES)
+REMOVABLE = ("flat", "flat16", *IVF_CODES)  # kinds whose FAISS index removes ids for real
+FILE_RE = re.compile(r"^(flat|flat16|hnsw|ivf16|ivf8)-e(\d+)-g(\d+)\.faiss$")
 
 
 def ivf_lists(n: int) -> int:
@@ -52,9 +53,10 @@ def ivf_lists(n: int) -> int:
 
 def _new_index(dim: int, kind: str, n: int = 0) -> Any:
     base: Any  # the index classes share no useful base in faiss's stubs
-    if kind == "ivf16":
-        ivf: Any = faiss.index_factory(dim, f"IVF{ivf_lists(n)},SQfp16", faiss.METRIC_INNER_PRODUCT)
-        ivf.by_residual = False  # codes of the vectors themselves: their scores are flat16's
+    if kind in IVF_CODES:
+        ivf: Any = faiss.index_factory(dim, f"IVF{ivf_lists(n)},{IVF_CODES[kind]}",
+                                       faiss.METRIC_INNER_PRODUCT)
+        ivf.by_residual = False  # codes of the vectors themselves (ivf16: their scores are flat16's)
         return ivf
     if kind == "flat":
         base = faiss.IndexFlatIP(dim)
@@ -100,7 +102,12 @@ class VectorIndex:
 
     @property
     def ivf(self) -> bool:
-        return self.kind == "ivf16"
+        return self.kind in IVF_CODES
+
+    @property
+    def lossy(self) -> bool:
+        """Whether its scores are approximate (ivf8's 8-bit codes), not those of the float16 vectors."""
+        return self.kind == "ivf8"
 
     @property
     def nlist(self) -> int:
@@ -281,7 +288,7 @@ def load(path: Path, *, dim: int, kind: str, search_threads: int = 1,
     except RuntimeError as e:
         log.warning("ignoring unreadable index file %s: %s", path, e)
         return None
-    expected = faiss.IndexIVFScalarQuantizer if kind == "ivf16" else faiss.IndexIDMap2
+    expected = faiss.IndexIVFScalarQuantizer if kind in IVF_CODES else faiss.IndexIDMap2
     if not isinstance(index, expected) or index.d != dim:
         log.warning("ignoring index file %s: not a %d-d %s index", path, dim, kind)
         return None

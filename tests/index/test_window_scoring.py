@@ -93,14 +93,15 @@ def moments_of(store, q, moments, *, reference=False):
         store.__dict__.pop("scored_windows", None)
 
 
-@pytest.mark.parametrize("kind", ["flat16", "ivf16"])
+@pytest.mark.parametrize("kind", ["flat16", "ivf16", "ivf8"])
 @pytest.mark.parametrize("long", [False, True])
 def test_scored_windows_are_the_base_answers(tmp_path, monkeypatch, kind, long):
-    monkeypatch.setattr(faiss_store, "CLIP_LISTS", 10_000)  # ivf16 scanning every list is exact
+    monkeypatch.setattr(faiss_store, "CLIP_LISTS", 10_000)  # an IVF scanning every list is exact (ivf8 once
+    # what its 8-bit scores find near each cut is rescored with the stored vectors)
     with FaissStore(tmp_path, SPEC, kind="flat16", window_kind=kind, nprobe=64) as store:
         q = collection(store, long=long)  # an index is rebuilt as the kind its size calls for when written
     with FaissStore(tmp_path, SPEC, kind="flat16", window_kind=kind, nprobe=64) as store:
-        assert store.stats()["window_index_kind"] == (kind if long else "flat16")  # ivf16 needs 1,024
+        assert store.stats()["window_index_kind"] == (kind if long else "flat16")  # IVF needs 1,024
         ids = [1, 2, 3, 4, 5, 6, 99]
         for margin, floor in ((0.0, None), (0.05, None), (0.3, None), (None, 0.5), (None, 2.0)):
             same(store.scored_windows(q, ids, margin=margin, floor=floor),
@@ -114,8 +115,9 @@ def test_scored_windows_are_the_base_answers(tmp_path, monkeypatch, kind, long):
             assert {(h.segment.start, h.segment.end) for h in top} & {(250.0, 265.0), (1000.0, 1012.5)}
 
 
-def test_ivf16_with_few_lists_scanned_still_finds_the_planted_moments(tmp_path):
-    with FaissStore(tmp_path, SPEC, kind="flat16", window_kind="ivf16", nprobe=1) as store:
+@pytest.mark.parametrize("kind", ["ivf16", "ivf8"])
+def test_ivf_with_few_lists_scanned_still_finds_the_planted_moments(tmp_path, kind):
+    with FaissStore(tmp_path, SPEC, kind="flat16", window_kind=kind, nprobe=1) as store:
         q = collection(store, long=True)
         got = moments_of(store, q, MomentQuery(per_clip=2))
         assert [g[:3] for g in got[:4]] == [g[:3] for g in moments_of(store, q, MomentQuery(per_clip=2),
