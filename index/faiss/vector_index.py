@@ -302,12 +302,12 @@ def write_atomically(vi: VectorIndex, path: Path) -> None:
 
 
 def prune(folder: Path, *, keep: Path) -> None:
-    """Remove the cache files older than `keep` (of any kind: a folder caches one index; lower epoch or
-    generation)."""
+    """Remove the cache files of `keep`'s state or older but `keep` (of any kind: a folder caches one index,
+    and a file of another kind at the same state was replaced by it)."""
     k = FILE_RE.match(keep.name)
     assert k is not None, keep
     for path in folder.glob("*.faiss"):
         m = FILE_RE.match(path.name)
-        if m and path != keep and (int(m[2]), int(m[3])) < (int(k[2]), int(k[3])):
+        if m and path != keep and (int(m[2]), int(m[3])) <= (int(k[2]), int(k[3])):
             path.unlink(missing_ok=True)
 

@@ -162,6 +162,16 @@ def test_auto_is_flat16_while_small_and_ivf16_once_large(tmp_path, monkeypatch):
         assert store.window_count() == 2400
 
 
+def test_another_window_kind_replaces_the_file_of_the_same_state(tmp_path):
+    with FaissStore(tmp_path, SPEC, window_kind="ivf16") as store:
+        collection(store, long=True)
+    folder = tmp_path / "faiss" / "windows"
+    assert [p.name.split("-")[0] for p in folder.glob("*.faiss")] == ["ivf16"]
+    with FaissStore(tmp_path, SPEC, window_kind="ivf8") as store:  # rebuilt at open, at the same state
+        assert store.stats()["window_index_kind"] == "ivf8"
+    assert [p.name.split("-")[0] for p in folder.glob("*.faiss")] == ["ivf8"]
+
+
 def test_window_logits_are_float16_and_older_float32_rows_still_reproject(tmp_path):
     with FaissStore(tmp_path, SPEC, window_kind="flat16") as store:
         collection(store, long=False)
