@@ -59,8 +59,7 @@ class WindowPlaces:
         new = np.setdiff1d(db_ids, held, assume_unique=True)
         if not len(gone) and not len(new):
             return
-        gone_set = set(gone.tolist())
-        stale = [c for c, p in self._clips.items() if gone_set.intersection(p.ids.tolist())]
+        stale = [c for c, p in self._clips.items() if np.isin(p.ids, gone, assume_unique=True).any()]
         self.drop(stale)
         changed = set(stale)
         if len(new):
