@@ -52,9 +52,10 @@ class Settings(BaseSettings):
     text_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="ONNX query encoder: fp32 (as torch) or int8 (faster; top-10 agreement ~0.99)"
     )
-    index_kind: Literal["flat", "flat16", "hnsw"] = Field(
-        "flat16", description="flat16 (exact search over float16 vectors: same top-10 as flat on real "
-                              "captions), flat (float32) or HNSW; faiss backend only"
+    index_kind: Literal["flat", "flat16", "hnsw", "ivf16", "ivf8"] = Field(
+        "flat16", description="the clips' index: flat16 (exact search over float16 vectors: same top-10 as "
+                              "flat on real captions), flat (float32), HNSW, or ivf16 / ivf8 (lists of "
+                              "similar clips, approximate; ivf8 rescored by the stored vectors); faiss only"
     )
     window_index_kind: Literal["auto", "flat16", "ivf16", "ivf8", "hnsw"] = Field(
         "auto", description="the windows' index (faiss backend): auto (flat16 below 250,000 windows, about "

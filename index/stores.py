@@ -16,7 +16,7 @@ class StoreConfig:
 
     data_dir: Path
     backend: Literal["faiss", "qdrant"] = "faiss"
-    index_kind: str = "flat"  # faiss: flat, flat16 or hnsw
+    index_kind: str = "flat"  # faiss: flat, flat16, hnsw, ivf16 or ivf8
     window_index_kind: str | None = None  # faiss: auto, flat16, ivf16 or hnsw (None: the clips' kind's)
     ivf_nprobe: int | None = None  # faiss: lists an ivf16 search scans (None: the index's default)
     search_threads: int = 1  # faiss: OpenMP threads per search

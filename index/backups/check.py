@@ -24,10 +24,10 @@ import numpy as np
 from tqdm import tqdm
 
 from index.faiss import vector_index
-from index.faiss.cache import FILL_CHUNK
+from index.faiss.cache import FILL_CHUNK, CachedIndex, loadable_kinds
 from index.faiss.clip_db import ClipDB
 from index.faiss.store import stored_spec
-from index.faiss.vector_index import FILE_RE, VectorIndex
+from index.faiss.vector_index import FILE_RE
 from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, QUEUE_FILE
 from index.sqlite_conn import integrity_problems
 from index.store.records import Chunk, ClipRecord
@@ -38,7 +38,7 @@ from retrieval.model_spec import ModelSpec
 log = logging.getLogger(__name__)
 
 PROJECTION_ATOL = 1e-5  # a vector and its logits' projection agree to float32 rounding
-CACHE_ATOL = {"flat16": 2e-3}  # float16 codes; the other kinds keep float32 vectors
+CACHE_ATOL = {"flat16": 2e-3, "ivf16": 2e-3, "ivf8": 2e-2}  # their codes; the other kinds keep float32
 Project = Callable[[np.ndarray], np.ndarray]  # (N, 527) logits -> (N, D) vectors under the configured model
 
 
@@ -238,26 +238,23 @@ class _CacheCheck:
 
     def __init__(self, folder: Path, *, kind: str, dim: int, epoch: int, gen: int):
         self.folder, self.kind, self.epoch, self.gen = folder, kind, epoch, gen
-        self.atol = CACHE_ATOL.get(kind, 1e-6)
         self.findings: list[tuple[str, int | None]] = []
         self.stale = {p: s for p in (folder.glob("*.faiss") if folder.is_dir() else [])
                       if (s := _file_state(p)) is not None and s > (epoch, gen)}  # file -> (epoch, gen)
-        self.path = vector_index.newest_file(folder, kind=kind, epoch=epoch, generation=gen) \
+        self.path = vector_index.newest_file(folder, kind=loadable_kinds(kind), epoch=epoch, generation=gen) \
             if folder.is_dir() else None
+        self.atol = CACHE_ATOL.get(vector_index.kind_of(self.path) if self.path else kind, 1e-6)
         self.ids = np.empty(0, np.int64)
         self.vectors = np.empty((0, dim), np.float32)
         self.seen: list[np.ndarray] = []
         if self.path is not None:
-            vi = vector_index.load(self.path, dim=dim, kind=kind)
+            vi = vector_index.load(self.path, dim=dim, kind=vector_index.kind_of(self.path))
             if vi is None:
                 if self.path.exists():
                     self.findings.append((f"{self.path} is unreadable or not a {dim}-d index", None))
                 self.path = None
             else:
-                ids = vector_index.faiss.vector_to_array(vi.index.id_map).astype(np.int64)
-                vectors = vi.index.index.reconstruct_n(0, vi.index.ntotal)
-                order = np.argsort(ids, kind="stable")
-                self.ids, self.vectors = ids[order], np.asarray(vectors, np.float32)[order]
+                self.ids, self.vectors = vi.contents()
         self.current = self.path is not None and vector_index.file_generation(self.path) == gen
 
     @property
@@ -307,15 +304,12 @@ def _file_state(path: Path) -> tuple[int, int] | None:
 
 def _rebuild_cache(db: ClipDB, folder: Path, *, kind: str, dim: int, search_threads: int,
                    stale: list[Path]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     with db.snapshot():
         epoch, gen = db.state()
-        vi = VectorIndex(dim, kind, search_threads=search_threads)
-        ids = db.ids()
-        for start in range(0, len(ids), FILL_CHUNK):
-            chunk = ids[start:start + FILL_CHUNK]
-            vi.add(chunk, db.blobs(chunk, "vector", dim))
-    path = folder / vector_index.file_name(kind=kind, epoch=epoch, generation=gen)
+        cache = CachedIndex(folder, kind=kind, dim=dim, search_threads=search_threads, ids=db.ids,
+                            vectors=lambda ids, d: db.blobs(ids, "vector", d))
+        vi = cache.filled(db.ids())  # trained first where the kind needs it
+    path = folder / vector_index.file_name(kind=vi.kind, epoch=epoch, generation=gen)
     vector_index.write_atomically(vi, path)
     vector_index.prune(folder, keep=path)
     for p in stale:

@@ -365,8 +365,10 @@ class ClipDB:
                              columns=", ".join(f"clips.{c}" for c in RECORD_COLUMNS.split(", ")))
         return [(record_of(r[:-1]), float(r[-1])) for r in rows]
 
-    def blobs(self, ids: Sequence[int] | np.ndarray, column: str, width: int) -> np.ndarray:
-        """(len(ids), width) float32 rows of the `vector` or `logits` column, in the order asked."""
+    def blobs(self, ids: Sequence[int] | np.ndarray, column: str, width: int, *,
+              missing_ok: bool = False) -> np.ndarray:
+        """(len(ids), width) float32 rows of the `vector` or `logits` column, in the order asked; KeyError for
+        an id not stored, or with `missing_ok` a row of NaN."""
         if column not in ("vector", "logits"):
             raise ValueError(column)
         ids = [int(i) for i in ids]
@@ -376,11 +378,11 @@ class ClipDB:
             found.update(self.connection().execute(
                 f"SELECT id, {column} FROM clips WHERE id IN ({marks})", chunk).fetchall())
         missing = [i for i in ids if i not in found]
-        if missing:
+        if missing and not missing_ok:
             raise KeyError(f"no clips with ids {missing[:10]}")
         out = np.empty((len(ids), width), dtype=np.float32)
         for row, i in enumerate(ids):
-            out[row] = np.frombuffer(found[i], dtype="<f4")
+            out[row] = np.frombuffer(found[i], dtype="<f4") if i in found else np.nan
         return out
 
     def logits(self, ids: Sequence[int]) -> np.ndarray:

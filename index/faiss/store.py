@@ -18,7 +18,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +54,8 @@ from retrieval.model_spec import ModelSpec
 log = logging.getLogger(__name__)
 
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
-WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw"}  # without a window kind of its own
+WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw", "ivf16": "ivf16",
+                "ivf8": "ivf8"}  # without a window kind of its own
 CLIP_LISTS = 10  # ivf: a clip's windows are scored in this many of its lists, those nearest the query
 REFINE = 4  # a lossy (ivf8) window search ranks this many times k candidates by their stored vectors
 REFINE_MARGIN = 0.01  # and rescores each clip's windows within this of its cut (8-bit score errors ~1e-3)
@@ -329,7 +330,11 @@ class FaissStore(VectorStore):
         self._sync()
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.ids(flt)
-            scores, found = self._scan(self._clips.index, xq, k, allowed)  # (Q, k'), (Q, k')
+            vi = self._clips.index
+            scores, found = self._scan(vi, xq, REFINE * k if vi.lossy else k, allowed)  # (Q, k'), (Q, k')
+        if vi.lossy:
+            scores, found = self._rescored(xq, found, k, self._vectors_or_nan)
+        with self._lock.read():
             records = self.db.records(np.unique(found[found >= 0]).tolist())
         return [[Hit(records[i], float(d)) for d, i in zip(drow, irow, strict=True) if i in records]
                 for drow, irow in zip(scores, found, strict=True)]
@@ -347,18 +352,20 @@ class FaissStore(VectorStore):
             scores, found = self._scan(vi, xq, REFINE * k if vi.lossy else k, allowed)
             places = self.db.window_places(np.unique(found[found >= 0]).tolist())
         if vi.lossy:
-            scores, found = self._rescored(xq, found, k)
+            scores, found = self._rescored(xq, found, k, self._window_vectors_or_nan)
         return [[WindowHit(*places[i], score=float(d)) for d, i in zip(drow, irow, strict=True)
                  if i in places] for drow, irow in zip(scores, found, strict=True)]
 
-    def _rescored(self, xq: np.ndarray, found: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best of each query's candidate windows (Q, n) by their stored float16 vectors."""
+    @staticmethod
+    def _rescored(xq: np.ndarray, found: np.ndarray, k: int,
+                  stored: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The k best of each query's candidates (Q, n) by their stored vectors (`stored(ids)`, NaN rows for
+        ids removed meanwhile, which are left out)."""
         out_scores, out_ids = [], []
         for q, ids in zip(xq, found, strict=True):
             ids = ids[ids >= 0]
-            exact = self.db.window_vectors(ids, self.dim, missing_ok=True) @ q if len(ids) else \
-                np.empty(0, np.float32)
-            keep = np.isfinite(exact)  # a window removed since it was found is left out
+            exact = stored(ids) @ q if len(ids) else np.empty(0, np.float32)
+            keep = np.isfinite(exact)
             ids, exact = ids[keep], exact[keep]
             best = np.argsort(-exact, kind="stable")[:k]
             out_scores.append(exact[best])
@@ -420,6 +427,13 @@ class FaissStore(VectorStore):
             out.update(super().scored_windows(xq[0], unseen, margin=margin, floor=floor))
         return out
 
+    def _vectors_or_nan(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), D) stored clip vectors, NaN for an id not stored."""
+        return self.db.blobs(ids, "vector", self.dim, missing_ok=True)
+
+    def _window_vectors_or_nan(self, ids: np.ndarray) -> np.ndarray:
+        return self.db.window_vectors(ids, self.dim, missing_ok=True)
+
     def _refined(self, q: np.ndarray, held: dict, window_ids: np.ndarray, at: np.ndarray, *,
                  margin: float | None, floor: float | None) -> np.ndarray:
         """Lossy scores `at` (clip by clip, -inf where unscored) with each clip's windows near its cut
@@ -435,7 +449,7 @@ class FaissStore(VectorStore):
                 near.append(start + np.flatnonzero(clip_at >= cut - REFINE_MARGIN))
         rows = np.concatenate(near) if near else np.empty(0, np.int64)
         if len(rows):
-            exact = self.db.window_vectors(window_ids[rows], self.dim, missing_ok=True) @ q
+            exact = self._window_vectors_or_nan(window_ids[rows]) @ q
             out[rows] = np.where(np.isfinite(exact), exact, -np.inf)  # removed meanwhile: left out
         return out
 
