@@ -210,3 +210,22 @@ def test_ivf16_scores_given_groups_in_their_lists_nearest_the_query():
     vi.remove(ids[:5])
     scores, found = vi.search_groups(q, [ids[:700]], lists=vi.nlist)
     assert sorted(found[0][found[0] >= 0].tolist()) == list(range(15, 710))
+
+
+def test_an_ivf_index_is_trained_again_once_it_has_grown_fourfold(tmp_path):
+    rng = np.random.default_rng(2)
+
+    def add(store, i, n):
+        store.add(clip(i, 2.5 * n), unit(rng.standard_normal(D)), np.zeros(527, np.float32),
+                  recording(rng, n, {}))
+
+    with FaissStore(tmp_path, SPEC, window_kind="ivf16") as store:
+        add(store, 1, 1100)
+    with FaissStore(tmp_path, SPEC, window_kind="ivf16") as store:
+        assert store.stats()["window_index_lists"] == 33  # sqrt(1,100)
+        add(store, 2, 3000)  # 4,100 windows: sqrt is under twice the lists, kept
+    with FaissStore(tmp_path, SPEC, window_kind="ivf16") as store:
+        assert store.stats()["window_index_lists"] == 33
+        add(store, 3, 500)  # 4,600: trained again when written
+    with FaissStore(tmp_path, SPEC, window_kind="ivf16") as store:
+        assert store.stats()["window_index_lists"] == 68 and store.window_count() == 4600
