@@ -12,6 +12,7 @@ keep float32, told apart by their length).
 """
 
 import json
+import logging
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -20,6 +21,8 @@ from index.faiss import fts
 from index.sqlite_conn import read_only
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord, SearchFilter, Tag
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value NOT NULL);
@@ -82,6 +85,9 @@ def _fill_keywords(con: sqlite3.Connection) -> None:
 
 def _index_window_places(con: sqlite3.Connection) -> None:
     """Version 3: the windows' places, readable without their rows (index/faiss/window_places.py)."""
+    n = int(con.execute("SELECT count(*) FROM windows").fetchone()[0])
+    if n:  # every row is read once: on a large store, a while
+        log.info("indexing the places of the %d stored windows (once, for this version of the store)", n)
     con.execute(PLACE_INDEX)
 
 
