@@ -36,6 +36,7 @@ from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
+    Floor,
     Hit,
     Hits,
     NewClip,
@@ -388,9 +389,8 @@ class FaissStore(VectorStore):
         what those windows cost to score (flat16: all of them; ivf16: those in the CLIP_LISTS of each clip's
         own lists nearest the query, so a window far from the query may go unscored; ivf8: the same, those
         near the cut rescored by their stored vectors)."""
-        if floor is None and margin is None:
-            raise ValueError("a floor or a margin below each clip's best window is needed")
         xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
+        cut = Floor(margin, floor)
         self._sync()
         with self._lock.read():
             held = self._places.of(ids)
@@ -409,7 +409,7 @@ class FaissStore(VectorStore):
         at[order[np.searchsorted(window_ids[order], found[0][hit])]] = scores[0][hit]
         seen = np.isfinite(at)
         if vi.lossy:
-            at = self._refined(xq[0], held, window_ids, at, margin=margin, floor=floor)
+            at = self._refined(xq[0], held, window_ids, at, cut)
         out, offset, unseen = {}, 0, []
         for clip_id, p in held.items():
             clip_at, clip_seen = at[offset:offset + len(p.ids)], seen[offset:offset + len(p.ids)]
@@ -417,9 +417,7 @@ class FaissStore(VectorStore):
             if not clip_seen.any():  # none of its windows in the lists scanned: scored as the base does
                 unseen.append(clip_id)
                 continue
-            best = float(clip_at.max())
-            cut = floor if floor is not None else best - float(margin or 0.0)
-            keep = np.flatnonzero(clip_at >= cut)
+            keep = np.flatnonzero(clip_at >= cut.of(clip_at.max()))
             if len(keep):
                 out[clip_id] = ScoredWindows(keep.astype(np.int64), p.starts[keep], p.ends[keep],
                                              clip_at[keep])
@@ -434,8 +432,8 @@ class FaissStore(VectorStore):
     def _window_vectors_or_nan(self, ids: np.ndarray) -> np.ndarray:
         return self.db.window_vectors(ids, self.dim, missing_ok=True)
 
-    def _refined(self, q: np.ndarray, held: dict, window_ids: np.ndarray, at: np.ndarray, *,
-                 margin: float | None, floor: float | None) -> np.ndarray:
+    def _refined(self, q: np.ndarray, held: dict, window_ids: np.ndarray, at: np.ndarray,
+                 cut: Floor) -> np.ndarray:
         """Lossy scores `at` (clip by clip, -inf where unscored) with each clip's windows near its cut
         rescored by their stored float16 vectors, the rest left out (-inf): what clears the cut is then
         decided on exact scores."""
@@ -445,8 +443,7 @@ class FaissStore(VectorStore):
             clip_at, start, offset = at[offset:offset + len(p.ids)], offset, offset + len(p.ids)
             best = float(clip_at.max())
             if best > -np.inf:
-                cut = floor if floor is not None else best - float(margin or 0.0)
-                near.append(start + np.flatnonzero(clip_at >= cut - REFINE_MARGIN))
+                near.append(start + np.flatnonzero(clip_at >= cut.of(best) - REFINE_MARGIN))
         rows = np.concatenate(near) if near else np.empty(0, np.int64)
         if len(rows):
             exact = self._window_vectors_or_nan(window_ids[rows]) @ q

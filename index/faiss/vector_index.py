@@ -36,7 +36,7 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 256
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
-IVF_NPROBE = 48  # lists an ivf16 search scans by default (recall@10 0.95 at 32 of 1,200 lists, see RESULTS)
+IVF_NPROBE = 48  # lists an IVF search scans by default (recall@10 0.95 at 32 of 1,200 lists, see RESULTS)
 BITMAP_IDS = 1 << 27  # ID selectors are bitmaps (up to 16 MiB) over ids below this
 IVF_TRAIN_PER_LIST = 64  # training vectors per list (k-means), sampled
 IVF_MIN_TRAIN = 1024  # fewer vectors than this are too few to train lists on: flat16 instead
@@ -97,8 +97,8 @@ class VectorIndex:
         self.dim, self.kind, self.search_threads, self.nprobe = dim, kind, search_threads, nprobe
         self.index = index if index is not None else _new_index(dim, kind, n)
         self.dead: set[int] = set()  # HNSW tombstones
-        self._list_of: np.ndarray | None = None  # ivf16: id -> its list (-1: none), made when first asked
-        self._centroids: np.ndarray | None = None  # ivf16: (nlist, D), read when first asked
+        self._list_of: np.ndarray | None = None  # IVF: id -> its list (-1: none), made when first asked
+        self._centroids: np.ndarray | None = None  # IVF: (nlist, D), read when first asked
 
     @property
     def ivf(self) -> bool:
@@ -112,10 +112,6 @@ class VectorIndex:
     @property
     def nlist(self) -> int:
         return int(self.index.nlist) if self.ivf else 0
-
-    @property
-    def trained(self) -> bool:
-        return bool(self.index.is_trained)
 
     def train(self, xb: np.ndarray) -> None:
         """Train an ivf16 index's lists (k-means) on a sample (n, D) of the vectors it will hold."""
@@ -167,10 +163,10 @@ class VectorIndex:
     def needs_compaction(self) -> bool:
         return len(self.dead) > COMPACT_FRACTION * max(1, int(self.index.ntotal))
 
-    def search(self, xq: np.ndarray, k: int, allowed: np.ndarray | None = None, *,
-               nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, xq: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """xq (Q, D), k, allowed: ids a filter lets through (None = all) -> D (Q, k) scores, I (Q, k) ids,
-        with id -1 where fewer than k qualify. `nprobe`: lists an ivf16 search scans (default: its own)."""
+        with id -1 where fewer than k qualify; an IVF kind scans its `nprobe` lists nearest each query."""
         xq = np.ascontiguousarray(xq, dtype=np.float32)
         params: Any
         if self.kind == "hnsw":
@@ -178,7 +174,7 @@ class VectorIndex:
             params.efSearch = max(HNSW_EF_SEARCH, 2 * k)
         elif self.ivf:
             params = faiss.SearchParametersIVF()
-            params.nprobe = min(self.nlist, nprobe or self.nprobe)
+            params.nprobe = min(self.nlist, self.nprobe)
         else:
             params = faiss.SearchParameters()
         dead = np.fromiter(self.dead, np.int64, len(self.dead))
@@ -199,13 +195,12 @@ class VectorIndex:
         del bitmap
         return found
 
-
-    # -- ivf16: given ids scored in the lists near the query that hold them ---------------------------------
+    # -- IVF kinds: given ids scored in the lists near the query that hold them -----------------------------
     def search_groups(self, q: np.ndarray, groups: list[np.ndarray], *,
                       lists: int) -> tuple[np.ndarray, np.ndarray]:
-        """ivf16. The members of these groups of held ids (a clip's windows each) that lie in the `lists` of
-        each group's own lists nearest the (D,) query q, scored: (1, n) scores and ids (-1 pads), best first.
-        Only those lists are scanned, and only the groups' ids in them scored: a group's best member is
+        """IVF kinds. The members of these groups of held ids (a clip's windows each) that lie in the `lists`
+        of each group's own lists nearest the (D,) query q, scored: (1, n) scores and ids (-1 pads), best
+        first. Only those lists are scanned, and only the groups' ids in them scored: a group's best member is
         very likely among them; a member in a farther list is not scored."""
         list_of = self._lists_of_ids()
         if self._centroids is None:  # the lists' centres, fixed once trained

@@ -27,9 +27,6 @@ class WindowPlaces:
     def __init__(self) -> None:
         self._clips: dict[int, ClipPlaces] = {}
 
-    def __len__(self) -> int:
-        return sum(len(p.ids) for p in self._clips.values())
-
     def ids(self) -> np.ndarray:
         """(N,) every window id held, sorted."""
         held = [p.ids for p in self._clips.values()]

@@ -61,6 +61,7 @@ from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
+    Floor,
     Hit,
     Hits,
     NewClip,
@@ -377,10 +378,9 @@ class QdrantStore(VectorStore):
         """Scored by Qdrant (QdrantWindows.scored): only the windows at each clip's floor come back, not
         every window of the clips."""
         q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
-        if floor is None and margin is None:
-            raise ValueError("a floor or a margin below each clip's best window is needed")
+        cut = Floor(margin, floor)
         with self._read:
-            return self._windows.scored(q, ids, margin=margin, floor=floor)
+            return self._windows.scored(q, ids, cut)
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         with self._read:

@@ -22,7 +22,7 @@ from qdrant_client import models as qm
 
 from index.qdrant import layout
 from index.qdrant.payload import VOCAB, WORDS
-from index.store.records import Project, ScoredWindows, WindowHit, WindowHits, Windows
+from index.store.records import Floor, Project, ScoredWindows, WindowHit, WindowHits, Windows
 from retrieval.config import N_TAGS
 
 SUFFIX = "-windows"
@@ -124,23 +124,22 @@ class QdrantWindows:
             self._quantized = self.quantization != "none" or config.quantization_config is not None
         return RESCORE if self._quantized else None
 
-    def scored(self, q: np.ndarray, ids: Sequence[int], *, margin: float | None,
-               floor: float | None) -> dict[int, ScoredWindows]:
-        """VectorStore.scored_windows inside Qdrant: with `floor`, one search filtered to the clips with a
-        score threshold at the floor and a limit of all their windows; otherwise each clip's best window
-        first (a search grouped by clip), then one such search at the lowest clip floor (best - margin),
-        each clip's windows kept from its own floor up. Only windows at a floor are sent back."""
+    def scored(self, q: np.ndarray, ids: Sequence[int], cut: Floor) -> dict[int, ScoredWindows]:
+        """VectorStore.scored_windows inside Qdrant: with a fixed floor (`cut.at`), one search filtered to
+        the clips with a score threshold at the floor and a limit of all their windows; otherwise each clip's
+        best window first (a search grouped by clip), then one such search at the lowest clip floor (best -
+        margin), each clip's windows kept from its own floor up. Only windows at a floor are sent back."""
         ids = sorted({int(i) for i in ids})
         if not ids or not self.exists():
             return {}
         query = np.asarray(q, dtype=np.float32).tolist()
-        if floor is None:
+        if cut.at is None:
             groups = self.client.query_points_groups(
                 self.alias, query=query, using=layout.AUDIO, query_filter=_of_clips(ids), group_by="id",
                 group_size=1, limit=len(ids), with_payload=False, search_params=self._exact).groups
-            floors = {int(g.id): float(g.hits[0].score) - float(margin or 0.0) for g in groups if g.hits}
+            floors = {int(g.id): cut.of(g.hits[0].score) for g in groups if g.hits}
         else:
-            floors = dict.fromkeys(ids, float(floor))
+            floors = dict.fromkeys(ids, cut.of(0.0))
         if not floors:
             return {}
         flt = _of_clips(sorted(floors))

@@ -16,6 +16,7 @@ from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
+    Floor,
     Hit,
     Hits,
     MomentQuery,
@@ -263,12 +264,11 @@ class VectorStore(ABC):
         The base reads every window of these clips (the reference answer); a backend scores them where its
         windows are indexed, so the cost is that of the windows that match, not of the clips' length."""
         q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
-        if floor is None and margin is None:
-            raise ValueError("a floor or a margin below each clip's best window is needed")
+        cut = Floor(margin, floor)
         found = {}
         for i, w in self.windows(ids).items():
             scores = w.scores(q)
-            at = floor if floor is not None else float(scores.max()) - float(margin or 0.0)
+            at = cut.of(scores.max())
             keep = np.flatnonzero(scores >= at)
             if len(keep):
                 found[i] = ScoredWindows(keep.astype(np.int64), np.asarray(w.starts)[keep],

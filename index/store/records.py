@@ -72,6 +72,23 @@ class Windows:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """What a clip's windows must score to be kept for a query (VectorStore.scored_windows): `at` when given,
+    else the clip's best window's score less `margin`."""
+
+    margin: float | None = 0.0
+    at: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.at is None and self.margin is None:
+            raise ValueError("a floor or a margin below each clip's best window is needed")
+
+    def of(self, best: float) -> float:
+        """The floor of a clip whose best window scores `best`."""
+        return float(self.at) if self.at is not None else float(best) - float(self.margin or 0.0)
+
+
+@dataclass(frozen=True)
 class ScoredWindows:
     """Some of one clip's windows with their scores for a query, in window order: those that reached the
     floor a search asked for (see VectorStore.scored_windows)."""
