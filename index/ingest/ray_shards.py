@@ -13,24 +13,27 @@ adds them). Shards written before the metadata column load without it (``retriev
 reads it afterwards).
 ``manifest.json`` beside the shards holds the tagger's ``model_spec`` (``tagger`` in folders written before
 it), so the loader refuses logits of another one. The decode stage runs :func:`retrieval.extract.decode` and
-the actors :func:`retrieval.extract.extract_many`, as every other path to PaSST. Ray is an optional dependency
-(the ``ray`` extra).
+the actors :func:`retrieval.extract.extract_many`, as every other path to PaSST. A file longer than the
+limits' ``whole_up_to_s`` is not read by the decode stage: its row carries no samples (``long``), and the
+actor decodes it again from its path and tags it window by window as it is read (a
+:class:`retrieval.audio.LongWave`, its peaks from the same pass), as ``retrieval index add`` does, so no stage
+holds a long recording whole. Ray is an optional dependency (the ``ray`` extra).
 """
 
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from index.ingest.embedded import file_metadata
-from retrieval.audio import DecodedAudio
+from retrieval.audio import DecodedAudio, LongWave
 from retrieval.config import N_TAGS, Windowing
-from retrieval.durable import sha256_bytes, write_json_atomically
+from retrieval.durable import sha256_file, write_json_atomically
 from retrieval.errors import AudioDecodeError, ModelNotFound
-from retrieval.extract import AudioLimits, decode, extract_many
+from retrieval.extract import AudioLimits, Extraction, decode, extract_many
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 from retrieval.waveform import peaks
 from retrieval.windows import WindowLogits
@@ -62,37 +65,44 @@ class TaggerConfig:
 
 
 def decode_row(row: dict, *, limits: AudioLimits) -> dict:
-    """{"path"} -> the file's facts, its decoded audio (32 kHz samples, source rate, channels, container) and
-    the metadata inside it, or its decode error (never raises for audio)."""
+    """{"path"} -> the file's facts (sha256 read in chunks), its decoded audio (32 kHz samples, source rate,
+    channels, container) and waveform peaks, the metadata inside it, or its decode error (never raises for
+    audio). A file longer than `limits.whole_up_to_s` is not read: its row is `long`, with no samples and no
+    peaks (the actor reads and tags it window by window)."""
     path = Path(row["path"])
     out = {"path": str(path), "name": path.name, "sha256": "", "duration": 0.0, "sample_rate": 0,
            "channels": 0, "format": "", "wave": np.zeros(0, np.float32), "peaks": np.zeros(0, np.uint8),
-           "error": "", METADATA_COLUMN: ""}
+           "long": False, "error": "", METADATA_COLUMN: ""}
     try:
-        data = path.read_bytes()
-        out["sha256"] = sha256_bytes(data)
-        # rows carry whole waves between Ray's stages: a file is held whole here (not read window by window)
-        audio = decode(data, limits=replace(limits, whole_up_to_s=None), name=path.name)
+        out["sha256"] = sha256_file(path)
+        audio = decode(path, limits=limits, name=path.name)
     except (OSError, AudioDecodeError) as e:
         out["error"] = f"{type(e).__name__}: {e}"
         return out
     out.update(duration=float(audio.duration_s), sample_rate=int(audio.source_rate), channels=audio.channels,
-               format=audio.format, wave=audio.wave, peaks=peaks(audio.wave))
-    meta = file_metadata(data, path.name)
+               format=audio.format)
+    if isinstance(audio.wave, LongWave):
+        out["long"] = True
+    else:
+        out.update(wave=audio.wave, peaks=peaks(audio.wave))
+    meta = file_metadata(path, path.name)
     out[METADATA_COLUMN] = "" if meta.empty else json.dumps(meta.to_dict(), ensure_ascii=False)
     return out
 
 
 class PasstLogits:
-    """The Ray actor: one PaSST on its device, the logits and moment windows of a batch of decoded clips
-    (:func:`retrieval.extract.extract_many`)."""
+    """The Ray actor: one PaSST on its device, the logits, moment windows and peaks of a batch of decoded
+    clips (:func:`retrieval.extract.extract_many`). A `long` row's file is decoded again here with `limits`
+    (those of the decode stage) and tagged on its own, window by window as it is read; bad samples found then
+    make that row's error."""
 
-    def __init__(self, config: TaggerConfig, *, device: str):
+    def __init__(self, config: TaggerConfig, *, device: str, limits: AudioLimits):
         from retrieval.tagger import PasstTagger
 
         self.tagger = PasstTagger.load(config.weights, spec=config.spec, device=device,
                                        batch_windows=config.batch_windows, precision=config.precision)
         self.moment_windowing = config.moment_windowing
+        self.limits = limits
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:  # a pyarrow Table (imported in the workers)
         import pyarrow as pa
@@ -101,22 +111,33 @@ class PasstLogits:
         logits = np.zeros((n, N_TAGS), np.float32)  # (B, 527)
         empty = WindowLogits(np.zeros((0, N_TAGS), np.float32), np.zeros(0), np.zeros(0))
         moments = [empty] * n  # the windows each clip's moments are made of
-        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        errors = [str(e) for e in batch["error"]]
+        peak_rows = [np.asarray(p, np.uint8) for p in batch["peaks"]]
+        held = [i for i in range(n) if not errors[i] and not batch["long"][i]]
         clips = [DecodedAudio(np.asarray(batch["wave"][i], dtype=np.float32), int(batch["sample_rate"][i]),
-                              int(batch["channels"][i]), str(batch["format"][i])) for i in ok]
-        for i, ex in zip(ok, extract_many(clips, self.tagger, moment_windowing=self.moment_windowing),
-                         strict=True):
+                              int(batch["channels"][i]), str(batch["format"][i])) for i in held]
+        done: dict[int, Extraction] = dict(
+            zip(held, extract_many(clips, self.tagger, moment_windowing=self.moment_windowing), strict=True))
+        for i in [i for i in range(n) if not errors[i] and batch["long"][i]]:
+            try:
+                audio = decode(Path(str(batch["path"][i])), limits=self.limits, name=str(batch["name"][i]))
+                done[i] = extract_many([audio], self.tagger, moment_windowing=self.moment_windowing)[0]
+            except (OSError, AudioDecodeError) as e:  # read again here: bad samples are found now
+                errors[i] = f"{type(e).__name__}: {e}"
+                continue
+            peak_rows[i] = peaks(done[i].audio.wave)  # a LongWave's: those kept by the pass that tagged it
+        for i, ex in done.items():
             logits[i], moments[i] = ex.logits, ex.moment_windows
-        columns = {k: pa.array(batch[k]) for k in RECORD_COLUMNS}
+        columns = {k: pa.array(errors, type=pa.string()) if k == "error" else pa.array(batch[k])
+                   for k in RECORD_COLUMNS}
         # plain (fixed-size) list columns, so the shards read back without Ray's tensor extension type
         columns["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.ravel()), N_TAGS)
         columns["window_starts"] = pa.array([w.starts for w in moments], type=pa.list_(pa.float64()))
         columns["window_ends"] = pa.array([w.ends for w in moments], type=pa.list_(pa.float64()))
         columns["window_logits"] = pa.array([w.logits.ravel() for w in moments], type=pa.list_(pa.float32()))
-        columns["peaks"] = pa.array([np.asarray(p, np.uint8) for p in batch["peaks"]],
-                                    type=pa.list_(pa.uint8()))
+        columns["peaks"] = pa.array(peak_rows, type=pa.list_(pa.uint8()))
         columns[METADATA_COLUMN] = pa.array([str(m) for m in batch[METADATA_COLUMN]], type=pa.string())
-        return pa.table(columns)
+        return pa.table(columns)  # SHARD_COLUMNS: the stage's wave, channels, format and long are dropped
 
 
 def _actor_pool(cpu_actors: int) -> dict:
@@ -156,7 +177,8 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     ds = ds.map_batches(PasstLogits, batch_size=batch_size, batch_format="numpy",
                         concurrency=pool["concurrency"], num_gpus=pool.get("num_gpus"),
                         num_cpus=pool.get("num_cpus"),
-                        fn_constructor_args=(tagger,), fn_constructor_kwargs={"device": pool["device"]})
+                        fn_constructor_args=(tagger,),
+                        fn_constructor_kwargs={"device": pool["device"], "limits": limits})
     ds.write_parquet(str(out_dir))
     shards = sorted(p.name for p in set(out_dir.glob("*.parquet")) - before)
     manifest = _write_manifest(out_dir, shards=shards, weights=tagger.weights, spec=tagger.spec.encoders())

@@ -1,6 +1,8 @@
 """Ray end to end on this machine, no network: generated clips -> Ray Data shards -> bulk load into each
-store backend -> search. Oracles: the in-process random PaSST (same seed) and Retriever.encode_audio."""
+store backend -> search. Oracles: the in-process random PaSST (same seed) and Retriever.encode_audio; for a
+file longer than the whole-read limit, tagged window by window in the actor, the same file extracted whole."""
 
+import hashlib
 import json
 import shutil
 
@@ -13,10 +15,19 @@ ray = pytest.importorskip("ray")
 from app.compose import build_retriever, ledger_path, load_settings, store_config  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from index.ingest.bulk_load import load_shards  # noqa: E402
-from index.ingest.ray_shards import MANIFEST, TaggerConfig, extract_shards, manifest_spec, read_file_list  # noqa: E402
+from index.ingest.ray_shards import (  # noqa: E402
+    MANIFEST,
+    SHARD_COLUMNS,
+    TaggerConfig,
+    decode_row,
+    extract_shards,
+    manifest_spec,
+    read_file_list,
+)
 from index.stores import open_store  # noqa: E402
 from retrieval.audio import decode_audio  # noqa: E402
 from retrieval.errors import CheckpointMismatch  # noqa: E402
+from retrieval.extract import AudioLimits, decode, extract_many  # noqa: E402
 from retrieval.model_spec import ModelSpec  # noqa: E402
 from retrieval.waveform import peaks  # noqa: E402
 from retrieval.windows import window_spans  # noqa: E402
@@ -38,19 +49,46 @@ def clips(tmp_path_factory):
     return good, copy, bad, listing
 
 
-@pytest.fixture(scope="module")
-def shards(clips, tmp_path_factory):
-    *_, listing = clips
-    out = tmp_path_factory.mktemp("shards")
+def run_ray(paths, out, **kwargs) -> dict:
+    """extract_shards on a Ray started here for the call, with the random PaSST."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_USAGE_STATS_ENABLED", "0")  # Ray would report usage over the network
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
         try:
             tagger = TaggerConfig(weights="random", spec=ModelSpec(passt_weights="random"))
-            manifest = extract_shards(read_file_list(listing), out, tagger=tagger, batch_size=2)
+            return extract_shards(paths, out, tagger=tagger, **kwargs)
         finally:
             ray.shutdown()
-    return out, manifest
+
+
+@pytest.fixture(scope="module")
+def shards(clips, tmp_path_factory):
+    *_, listing = clips
+    out = tmp_path_factory.mktemp("shards")
+    return out, run_ray(read_file_list(listing), out, batch_size=2)
+
+
+LONG_LIMITS = AudioLimits(whole_up_to_s=5.0)  # files over 5 s are read window by window
+
+
+@pytest.fixture(scope="module")
+def long_clips(tmp_path_factory):
+    """A 12 s stereo recording at 44.1 kHz (5 PaSST windows), a 1 s clip, and a 12 s float WAV whose header
+    reads well but which holds a NaN sample at 1 s (found only when its samples are read)."""
+    d = tmp_path_factory.mktemp("long")
+    rng = np.random.default_rng(7)
+    long = write(d / "long.wav", (0.3 * rng.standard_normal((12 * 44_100, 2))).astype(np.float32), 44_100)
+    short = write(d / "short.wav", sine(330.0))
+    nan = noise(seconds=12.0, seed=8)
+    nan[32_000] = np.nan
+    bad = write(d / "nan-inside.wav", nan, subtype="FLOAT")
+    return long, short, bad
+
+
+@pytest.fixture(scope="module")
+def long_shards(long_clips, tmp_path_factory):
+    out = tmp_path_factory.mktemp("long-shards")
+    return out, run_ray(list(long_clips), out, batch_size=4, limits=LONG_LIMITS)  # one batch: all three
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +200,53 @@ def test_load_shards_command_fills_a_qdrant_store(clips, shards, minilm_path, re
         info = store.stats()
         assert (info["backend"], info["clips"]) == ("qdrant", 4)
         assert info["audio_hours"] == pytest.approx(4 / 3600, abs=1e-3)
+
+
+def test_the_decode_stage_passes_no_samples_of_a_long_file(long_clips):
+    long, short, bad = long_clips
+    row = decode_row({"path": str(long)}, limits=LONG_LIMITS)
+    assert row["long"] and row["error"] == ""
+    assert row["wave"].size == 0 and row["peaks"].size == 0  # the actor reads it, window by window
+    assert row["sha256"] == hashlib.sha256(long.read_bytes()).hexdigest()
+    assert (row["duration"], row["sample_rate"], row["channels"]) == (pytest.approx(12.0), 44_100, 2)
+    held = decode_row({"path": str(short)}, limits=LONG_LIMITS)
+    assert not held["long"] and held["wave"].size == 32_000
+    assert held["peaks"].tolist() == peaks(decode_audio(short).wave).tolist()
+    late = decode_row({"path": str(bad)}, limits=LONG_LIMITS)  # its bad samples are not read here
+    assert late["long"] and late["error"] == "" and late["wave"].size == 0
+    whole = decode_row({"path": str(bad)}, limits=AudioLimits(whole_up_to_s=None))  # read here, refused here
+    assert "AudioDecodeError" in whole["error"]
+
+
+def test_a_long_file_is_tagged_window_by_window_in_the_actor_as_the_whole_file(long_clips, long_shards,
+                                                                               random_tagger):
+    long, short, bad = long_clips
+    out, manifest = long_shards
+    assert all(pq.read_schema(out / name).names == list(SHARD_COLUMNS) for name in manifest["shards"])
+    rows = shard_rows(out)
+    for path in (long, short):
+        row = rows[str(path.resolve())]
+        oracle = extract_many([decode(path, limits=AudioLimits(whole_up_to_s=None))], random_tagger)[0]
+        assert row["error"] == "" and row["duration"] == pytest.approx(oracle.audio.duration_s)
+        assert (row["window_starts"], row["window_ends"]) == (oracle.windows.starts.tolist(),
+                                                              oracle.windows.ends.tolist())
+        window_logits = np.asarray(row["window_logits"]).reshape(-1, 527)
+        np.testing.assert_allclose(window_logits, oracle.windows.logits, atol=1e-4)
+        np.testing.assert_allclose(row["logits"], oracle.logits, atol=1e-4)
+        assert row["peaks"] == peaks(oracle.audio.wave).tolist()
+    assert len(rows[str(long.resolve())]["window_starts"]) == 5
+    failed = rows[str(bad.resolve())]  # its NaN found as the actor read it: its row's error, not the batch's
+    assert "AudioDecodeError" in failed["error"] and "NaN" in failed["error"]
+    assert failed["window_starts"] == [] and failed["peaks"] == []
+
+
+def test_bulk_load_stores_a_long_files_windows_and_peaks(long_clips, long_shards, settings, retriever):
+    long, _, bad = long_clips
+    out, _ = long_shards
+    rows = shard_rows(out)
+    with open_store(store_config(settings), retriever.spec) as store:
+        report = load_shards(store, retriever, out, ledger=ledger_path(settings), progress=False)
+        assert (report.added, [path for path, _ in report.failed]) == (2, [str(bad.resolve())])
+        clip = store.get_by_sha256(rows[str(long.resolve())]["sha256"])
+        assert clip is not None and len(store.windows([clip.id])[clip.id].starts) == 5
+        assert store.peaks(clip.id).tolist() == rows[str(long.resolve())]["peaks"]
