@@ -387,8 +387,9 @@ class FaissStore(VectorStore):
                        floor: float | None = None) -> dict[int, ScoredWindows]:
         """Scored in the windows index: a search for these clips' windows only (an ID selector), so it costs
         what those windows cost to score (flat16: all of them; ivf16: those in the CLIP_LISTS of each clip's
-        own lists nearest the query, so a window far from the query may go unscored; ivf8: the same, those
-        near the cut rescored by their stored vectors)."""
+        own lists nearest the query, a range search that keeps every score, so a window far from the query may
+        go unscored; ivf8: the same, those near the cut rescored by their stored vectors). What the index
+        answers is put back in place by the window places (WindowPlaces.locate)."""
         xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
         cut = Floor(margin, floor)
         self._sync()
@@ -401,12 +402,17 @@ class FaissStore(VectorStore):
                 return super().scored_windows(xq[0], ids, margin=margin, floor=floor)
             groups = [p.ids for p in held.values()]
             window_ids = np.concatenate(groups)  # clip by clip, in window order
-            scores, found = (vi.search_groups(xq[0], groups, lists=CLIP_LISTS) if vi.ivf else
-                             vi.search(xq, len(window_ids), window_ids))
+            if vi.ivf:
+                scores, found = vi.scan_groups(xq[0], groups, lists=CLIP_LISTS)
+            else:
+                scores, found = (a[0] for a in vi.search(xq, len(window_ids), window_ids))
+            clips, n = self._places.locate(found)
+        hit = clips >= 0  # (-1: padding, or a window dropped since)
+        held_ids = np.fromiter(held, np.int64, len(held))
+        offsets = np.cumsum([0] + [len(g) for g in groups[:-1]])  # where each clip's windows start in `at`
+        order = np.argsort(held_ids)
         at = np.full(len(window_ids), -np.inf, dtype=np.float32)  # each window's score; -inf: not scored
-        order = np.argsort(window_ids)
-        hit = found[0] >= 0
-        at[order[np.searchsorted(window_ids[order], found[0][hit])]] = scores[0][hit]
+        at[offsets[order[np.searchsorted(held_ids[order], clips[hit])]] + n[hit]] = scores[hit]
         seen = np.isfinite(at)
         if vi.lossy:
             at = self._refined(xq[0], held, window_ids, at, cut)

@@ -37,6 +37,7 @@ HNSW_EF_CONSTRUCTION = 100
 HNSW_EF_SEARCH = 256
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index when this share of it is tombstones
 IVF_NPROBE = 48  # lists an IVF search scans by default (recall@10 0.95 at 32 of 1,200 lists, see RESULTS)
+EVERY_SCORE = -float(np.finfo(np.float32).max)  # a range search's floor that lets every score through
 BITMAP_IDS = 1 << 27  # ID selectors are bitmaps (up to 16 MiB) over ids below this
 IVF_TRAIN_PER_LIST = 64  # training vectors per list (k-means), sampled
 IVF_MIN_TRAIN = 1024  # fewer vectors than this are too few to train lists on: flat16 instead
@@ -196,41 +197,49 @@ class VectorIndex:
         return found
 
     # -- IVF kinds: given ids scored in the lists near the query that hold them -----------------------------
-    def search_groups(self, q: np.ndarray, groups: list[np.ndarray], *,
-                      lists: int) -> tuple[np.ndarray, np.ndarray]:
+    def scan_groups(self, q: np.ndarray, groups: list[np.ndarray], *,
+                    lists: int) -> tuple[np.ndarray, np.ndarray]:
         """IVF kinds. The members of these groups of held ids (a clip's windows each) that lie in the `lists`
-        of each group's own lists nearest the (D,) query q, scored: (1, n) scores and ids (-1 pads), best
-        first. Only those lists are scanned, and only the groups' ids in them scored: a group's best member is
-        very likely among them; a member in a farther list is not scored."""
+        of each group's own lists nearest the (D,) query q, scored: (n,) scores and (n,) ids, in no order.
+        Only those lists are scanned, and only the groups' ids in them scored (a range search over them, with
+        no heap to keep): a group's best member is very likely among them; a member in a farther list is not
+        scored."""
+        probe, near = self._lists_near(q, groups, lists)
+        if not len(probe):
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        params: Any = faiss.SearchParametersIVF()
+        params.nprobe = len(probe)
+        params.sel, bitmap = _selector(np.concatenate(groups))
+        xq = np.ascontiguousarray(np.asarray(q, np.float32)[None])
+        keys = np.ascontiguousarray(probe[None])
+        dq = np.ascontiguousarray(near[keys], dtype=np.float32)
+        result = faiss.RangeSearchResult(1)
+        with _omp_threads(self.search_threads):  # the numpy wrapper of the preassigned search takes no params
+            self.index.range_search_preassigned_c(1, faiss.swig_ptr(xq), EVERY_SCORE, faiss.swig_ptr(keys),
+                                                  faiss.swig_ptr(dq), result, False, params)
+        del bitmap
+        n = int(faiss.rev_swig_ptr(result.lims, 2)[1])
+        return (faiss.rev_swig_ptr(result.distances, n).copy() if n else np.zeros(0, np.float32),
+                faiss.rev_swig_ptr(result.labels, n).copy() if n else np.zeros(0, np.int64))
+
+    def _lists_near(self, q: np.ndarray, groups: list[np.ndarray], lists: int) -> tuple[np.ndarray, ...]:
+        """(L,) the lists to scan, sorted: each group's `lists` lists nearest q among those holding its
+        members; and (nlist,) every list's centre's score for q."""
         list_of = self._lists_of_ids()
         if self._centroids is None:  # the lists' centres, fixed once trained
             self._centroids = self.index.quantizer.reconstruct_n(0, self.nlist)
         near = self._centroids @ np.asarray(q, np.float32)  # (nlist,)
-        chosen: set[int] = set()
-        in_list = []  # each group's members' lists
-        for g in groups:
-            g_lists = np.where(g < len(list_of), list_of[np.minimum(g, len(list_of) - 1)], -1)
-            in_list.append(g_lists)
-            have = np.unique(g_lists[g_lists >= 0])
-            chosen.update(have[np.argsort(-near[have], kind="stable")[:lists]].tolist())
-        ids = np.concatenate(groups) if groups else np.empty(0, np.int64)
-        probe = np.array(sorted(chosen), dtype=np.int64)[None]  # (1, L)
-        k = int(np.isin(np.concatenate(in_list), probe).sum()) if groups else 0  # the members scanned
-        if k == 0:
-            return np.zeros((1, 0), np.float32), np.zeros((1, 0), np.int64)
-        params: Any = faiss.SearchParametersIVF()
-        params.nprobe = probe.shape[1]
-        params.sel, bitmap = _selector(ids)
-        xq = np.ascontiguousarray(np.asarray(q, np.float32)[None])
-        dq = np.ascontiguousarray(near[probe], dtype=np.float32)
-        scores = np.empty((1, k), np.float32)
-        found = np.empty((1, k), np.int64)
-        with _omp_threads(self.search_threads):  # the numpy wrapper of search_preassigned takes no params
-            self.index.search_preassigned_c(1, faiss.swig_ptr(xq), k, faiss.swig_ptr(probe),
-                                            faiss.swig_ptr(dq), faiss.swig_ptr(scores), faiss.swig_ptr(found),
-                                            False, params)
-        del bitmap
-        return scores, found
+        if not groups:
+            return np.zeros(0, np.int64), near
+        ids = np.concatenate(groups)
+        in_list = np.where(ids < len(list_of), list_of[np.minimum(ids, len(list_of) - 1)], -1)
+        group = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+        held = np.unique(group[in_list >= 0] * self.nlist + in_list[in_list >= 0])  # (group, list) pairs
+        group, held = held // self.nlist, held % self.nlist
+        order = np.lexsort((-near[held], group))  # group by group, nearest list first
+        group, held = group[order], held[order]
+        first = np.searchsorted(group, group)  # where each pair's group starts
+        return np.unique(held[np.arange(len(held)) - first < lists]), near
 
     def _lists_of_ids(self) -> np.ndarray:
         """(largest id + 1,) int32: the list each id is in, -1 for none (made from the lists when asked after

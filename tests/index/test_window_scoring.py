@@ -200,16 +200,22 @@ def test_ivf16_scores_given_groups_in_their_lists_nearest_the_query():
     q = unit(rng.standard_normal(D))
     groups = [ids[:700], ids[700:701], ids[1500:2900]]
     members = np.concatenate(groups)
-    scores, found = vi.search_groups(q, groups, lists=vi.nlist)  # every list: every member, exactly scored
-    assert sorted(found[0].tolist()) == sorted(members.tolist())
-    np.testing.assert_allclose(scores[0], xb[found[0] - 10] @ q, atol=1e-5)
-    scores, found = vi.search_groups(q, groups, lists=1)  # one list each: some members, their best first
-    got = found[0][found[0] >= 0]
-    assert 0 < len(got) < len(members) and set(got) <= set(members.tolist())
-    assert np.all(np.diff(scores[0][found[0] >= 0]) <= 0)
+    scores, found = vi.scan_groups(q, groups, lists=vi.nlist)  # every list: every member, exactly scored
+    assert sorted(found.tolist()) == sorted(members.tolist())
+    np.testing.assert_allclose(scores, xb[found - 10] @ q, atol=1e-5)
+    # one list each: each group's list nearest q among those holding its members is scanned, and every
+    # member of any group in a scanned list is scored
+    _, assigned = vi.index.quantizer.search(xb, 1)
+    centres = vi.index.quantizer.reconstruct_n(0, vi.nlist) @ q
+    scanned = {int(lists[np.argmax(centres[lists])]) for lists in (assigned[g - 10, 0] for g in groups)}
+    want = [int(i) for i in members if assigned[i - 10, 0] in scanned]
+    scores, found = vi.scan_groups(q, groups, lists=1)
+    assert 0 < len(found) < len(members) and sorted(found.tolist()) == sorted(want)
+    np.testing.assert_allclose(scores, xb[found - 10] @ q, atol=1e-5)
     vi.remove(ids[:5])
-    scores, found = vi.search_groups(q, [ids[:700]], lists=vi.nlist)
-    assert sorted(found[0][found[0] >= 0].tolist()) == list(range(15, 710))
+    scores, found = vi.scan_groups(q, [ids[:700]], lists=vi.nlist)
+    assert sorted(found.tolist()) == list(range(15, 710))
+    assert [len(a) for a in vi.scan_groups(q, [], lists=3)] == [0, 0]
 
 
 def test_an_ivf_index_is_trained_again_once_it_has_grown_fourfold(tmp_path):
@@ -229,3 +235,20 @@ def test_an_ivf_index_is_trained_again_once_it_has_grown_fourfold(tmp_path):
         add(store, 3, 500)  # 4,600: trained again when written
     with FaissStore(tmp_path, SPEC, window_kind="ivf16") as store:
         assert store.stats()["window_index_lists"] == 68 and store.window_count() == 4600
+
+
+def test_places_locate_window_ids_in_their_clips_windows():
+    from index.faiss.window_places import WindowPlaces
+
+    places = WindowPlaces()
+    span = np.arange(3.0)
+    places.put(7, np.array([4, 5, 6]), span, span + 10)
+    places.put(2, np.array([20, 21]), span[:2], span[:2] + 10)
+    clips, n = places.locate(np.array([6, 20, 4, 3, 99, -1]))
+    assert clips.tolist() == [7, 2, 7, -1, -1, -1] and n.tolist()[:3] == [2, 0, 0]
+    places.put(7, np.array([30, 31]), span[:2], span[:2] + 10)  # backfilled again: new ids, old ones gone
+    assert places.locate(np.array([4, 5, 31]))[0].tolist() == [-1, -1, 7]
+    places.drop([2])
+    assert places.locate(np.array([20, 21, 30]))[0].tolist() == [-1, -1, 7]
+    places.load([(1, 3, 0, 0.0, 10.0)])  # (window id, clip id, n, start, end): everything else forgotten
+    assert places.locate(np.array([1, 30]))[0].tolist() == [3, -1]
