@@ -1,16 +1,18 @@
 """`retrieval check`: read a store and report what is wrong with it, each finding naming a clip id or a file.
 
 Errors (the store is not healthy): SQLite's ``PRAGMA integrity_check`` of the clip database and the ingest
-queue; the FAISS cache file against SQLite (ids when the file claims to be current, every vector it holds,
-files claiming a state the database never reached); a stored upload missing or with other bytes than its
-sha256; a vector that is not its logits' projection under the configured model. Warnings: a file indexed
-where it lies that is missing or changed; orphan files under ``audio/`` (no clip refers to them).
+queue; each of the two FAISS cache files, the clips' (``faiss/``) and the windows' (``faiss/windows/``, of
+the window index kind the store opens it with), against SQLite (ids when the file claims to be current, every
+vector it holds, files claiming a state the database never reached); a stored upload missing or with other
+bytes than its sha256; a vector that is not its logits' projection under the configured model. Warnings: a
+file indexed where it lies that is missing or changed; orphan files under ``audio/`` (no clip refers to
+them). A cache file is read back a chunk of ids at a time as SQLite's rows stream by, never whole.
 
 Live stores: the clip database is read in one read transaction (WAL: the service's writes go on), files are
 compared against that state, and anything that looks wrong is looked up again outside it before it is
-reported (a clip deleted or added meanwhile is not a finding). ``repair=True`` fixes what is derived: the
-FAISS cache is rebuilt from SQLite and orphan files are removed; a record or a stored upload is never
-deleted.
+reported (a clip deleted or added meanwhile is not a finding). ``repair=True`` fixes what is derived: a
+FAISS cache out of step is rebuilt from SQLite and orphan files are removed; a record or a stored upload is
+never deleted.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from tqdm import tqdm
 from index.faiss import vector_index
 from index.faiss.cache import FILL_CHUNK, CachedIndex, loadable_kinds
 from index.faiss.clip_db import ClipDB
-from index.faiss.store import stored_spec
+from index.faiss.store import WINDOW_KINDS, stored_spec
 from index.faiss.vector_index import FILE_RE
-from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, QUEUE_FILE
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE
 from index.sqlite_conn import integrity_problems
 from index.store.records import Chunk, ClipRecord
 from index.stores import StoreConfig
@@ -45,8 +47,8 @@ Project = Callable[[np.ndarray], np.ndarray]  # (N, 527) logits -> (N, D) vector
 @dataclass(frozen=True)
 class Finding:
     severity: str  # "error" or "warning"
-    kind: str  # integrity, model, faiss-cache, upload-missing, upload-changed, vector, referenced-missing,
-    #            referenced-changed, orphan
+    kind: str  # integrity, model, faiss-cache (the clips'), faiss-windows-cache (the windows'),
+    #            upload-missing, upload-changed, vector, referenced-missing, referenced-changed, orphan
     message: str
     clip_id: int | None = None
     path: str | None = None
@@ -55,6 +57,7 @@ class Finding:
 @dataclass
 class CheckReport:
     clips: int = 0
+    windows: int = 0  # compared with the windows' FAISS cache (FAISS store)
     findings: list[Finding] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
 
@@ -215,85 +218,133 @@ def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | 
         reader = _Reader(data_dir, stored, lambda: db.export(dim=dim, chunk=FILL_CHUNK), db.get,
                          db.get_by_sha256)
         checked_model = _model_ok(reader, report, spec)
+        window_kind = config.window_index_kind or WINDOW_KINDS[config.index_kind]  # as FaissStore opens it
+        clips = _Cache("FAISS cache", data_dir / FAISS_DIR, config.index_kind, db.ids,
+                       lambda ids, d: db.blobs(ids, "vector", d))
+        windows = _Cache("FAISS windows cache", data_dir / FAISS_DIR / FAISS_WINDOWS_DIR, window_kind,
+                         db.window_ids, db.window_vectors)
         with db.snapshot():  # one committed state for the whole check
             epoch, gen = db.state()
-            cache = _CacheCheck(data_dir / FAISS_DIR, kind=config.index_kind, dim=dim, epoch=epoch, gen=gen)
+            cache = _CacheCheck(clips.folder, kind=clips.kind, dim=dim, epoch=epoch, gen=gen)
             _check_clips(reader, report, project=project if checked_model else None, progress=progress,
-                         on_chunk=cache.feed, total=db.count())
+                         on_chunk=lambda c: cache.feed(_ids_of(c[0]), c[1]), total=db.count())
+            window_cache = _CacheCheck(windows.folder, kind=windows.kind, dim=dim, epoch=epoch, gen=gen,
+                                       what="window")
+            _check_windows(db, window_cache, report, dim=dim, progress=progress)
         cache.finish(report, live=db.state())
+        window_cache.finish(report, live=db.state(),
+                            clip_of=lambda ids: {w: p[0] for w, p in db.window_places(ids).items()})
         _check_orphans(reader, report, repair=repair)  # outside the snapshot: second looks see the latest
-        if repair and cache.broken:
-            _rebuild_cache(db, data_dir / FAISS_DIR, kind=config.index_kind, dim=dim,
-                           search_threads=config.search_threads, stale=list(cache.stale))
-            report.repaired.append(f"rebuilt the FAISS cache in {data_dir / FAISS_DIR} from {live} "
-                                   "(a running service loads it at its next start)")
+        for what, check in ((clips, cache), (windows, window_cache)):
+            if repair and check.broken:
+                _rebuild_cache(db, what, dim=dim, search_threads=config.search_threads,
+                               stale=list(check.stale))
+                report.repaired.append(f"rebuilt the {what.name} in {what.folder} from {live} (a running "
+                                       "service loads it at its next start)")
     finally:
         db.close()
 
 
+@dataclass(frozen=True)
+class _Cache:
+    """One of the FAISS store's two caches: its folder, the kind asked for, and its truth in SQLite."""
+
+    name: str
+    folder: Path
+    kind: str
+    ids: Callable[[], np.ndarray]  # () -> (N,) ids, sorted
+    vectors: Callable[[np.ndarray, int], np.ndarray]  # (ids, dim) -> (len(ids), dim) float32
+
+
+def _ids_of(records: list[ClipRecord]) -> np.ndarray:
+    return np.fromiter((r.id for r in records), np.int64, len(records))
+
+
+def _check_windows(db: ClipDB, cache: _CacheCheck, report: CheckReport, *, dim: int, progress: bool) -> None:
+    """The windows' vectors in SQLite against their cache file, FILL_CHUNK at a time (inside the caller's
+    snapshot); nothing is read when there is no file to compare with."""
+    if cache.path is None:
+        return
+    ids = db.window_ids()
+    with tqdm(total=len(ids), unit="window", desc="check windows", disable=not progress) as bar:
+        for start in range(0, len(ids), FILL_CHUNK):
+            chunk = ids[start:start + FILL_CHUNK]
+            cache.feed(chunk, db.window_vectors(chunk, dim))
+            report.windows += len(chunk)
+            bar.update(len(chunk))
+
+
 class _CacheCheck:
-    """The newest cache file the store would load, compared with SQLite as the clips stream by. A live
+    """The newest cache file the store would load, compared with SQLite as its ids and vectors (`what`: of
+    clips or of windows) stream by; only the vectors of the ids fed are read back from the file. A live
     service writes newer files and prunes older ones meanwhile: a file that vanished is not a finding, nor
     one of a state the database has reached by the end."""
 
-    def __init__(self, folder: Path, *, kind: str, dim: int, epoch: int, gen: int):
-        self.folder, self.kind, self.epoch, self.gen = folder, kind, epoch, gen
-        self.findings: list[tuple[str, int | None]] = []
+    def __init__(self, folder: Path, *, kind: str, dim: int, epoch: int, gen: int, what: str = "clip"):
+        self.folder, self.kind, self.epoch, self.gen, self.what = folder, kind, epoch, gen, what
+        self.findings: list[tuple[str, int | None]] = []  # (message, the clip's or window's id)
         self.stale = {p: s for p in (folder.glob("*.faiss") if folder.is_dir() else [])
                       if (s := _file_state(p)) is not None and s > (epoch, gen)}  # file -> (epoch, gen)
         self.path = vector_index.newest_file(folder, kind=loadable_kinds(kind), epoch=epoch, generation=gen) \
             if folder.is_dir() else None
         self.atol = CACHE_ATOL.get(vector_index.kind_of(self.path) if self.path else kind, 1e-6)
-        self.ids = np.empty(0, np.int64)
-        self.vectors = np.empty((0, dim), np.float32)
+        self.vi: vector_index.VectorIndex | None = None
+        self.ids = np.empty(0, np.int64)  # the file's, sorted
         self.seen: list[np.ndarray] = []
         if self.path is not None:
-            vi = vector_index.load(self.path, dim=dim, kind=vector_index.kind_of(self.path))
-            if vi is None:
+            self.vi = vector_index.load(self.path, dim=dim, kind=vector_index.kind_of(self.path))
+            if self.vi is None:
                 if self.path.exists():
                     self.findings.append((f"{self.path} is unreadable or not a {dim}-d index", None))
                 self.path = None
             else:
-                self.ids, self.vectors = vi.contents()
+                self.ids = np.sort(self.vi.ids())
         self.current = self.path is not None and vector_index.file_generation(self.path) == gen
 
     @property
     def broken(self) -> bool:
         return bool(self.findings or self.stale)
 
-    def feed(self, chunk: Chunk) -> None:
-        records, vectors, _ = chunk
-        ids = np.array([r.id for r in records], dtype=np.int64)
+    def feed(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """(n,) ids in SQLite, sorted, and their (n, D) vectors there."""
         self.seen.append(ids)
-        if self.path is None or not len(self.ids):
+        if self.vi is None:
             return
-        at = np.clip(np.searchsorted(self.ids, ids), 0, len(self.ids) - 1)
-        held = self.ids[at] == ids
+        at = np.clip(np.searchsorted(self.ids, ids), 0, max(len(self.ids) - 1, 0))
+        held = self.ids[at] == ids if len(self.ids) else np.zeros(len(ids), bool)  # an empty file lacks all
+        what = self.what
         if self.current:
             for i in ids[~held]:
-                self.findings.append((f"{self.path} lacks clip {int(i)}, though it claims to be current",
+                self.findings.append((f"{self.path} lacks {what} {int(i)}, though it claims to be current",
                                       int(i)))
-        diff = np.abs(self.vectors[at[held]] - vectors[held]).max(axis=1) if held.any() else np.empty(0)
+        got = self.vi.vectors_of(ids[held])
+        diff = np.abs(got - vectors[held]).max(axis=1) if held.any() else np.empty(0)
         for i, d in zip(ids[held], diff, strict=True):
             if not d <= self.atol:
-                self.findings.append((f"{self.path} holds another vector for clip {int(i)} than SQLite "
+                self.findings.append((f"{self.path} holds another vector for {what} {int(i)} than SQLite "
                                       f"(largest difference {float(d):.2g})", int(i)))
 
-    def finish(self, report: CheckReport, *, live: tuple[int, int]) -> None:
-        """Report what was found; `live`: the database's (epoch, generation) now."""
+    def finish(self, report: CheckReport, *, live: tuple[int, int],
+               clip_of: Callable[[list[int]], dict[int, int]] | None = None) -> None:
+        """Report what was found; `live`: the database's (epoch, generation) now; `clip_of`: window ids -> the
+        clips of those that exist (a windows cache's findings then name their clip)."""
         self.stale = {p: s for p, s in self.stale.items() if s > live and p.exists()}
         if self.current and len(self.ids):
             seen = np.concatenate(self.seen) if self.seen else np.empty(0, np.int64)
             for i in np.setdiff1d(self.ids, seen):
-                self.findings.append((f"{self.path} holds clip {int(i)}, which SQLite does not, though it "
-                                      "claims to be current", int(i)))
+                self.findings.append((f"{self.path} holds {self.what} {int(i)}, which SQLite does not, "
+                                      "though it claims to be current", int(i)))
         for path in self.stale:
             self.findings.append((f"{path} claims a later state than the database's (epoch {self.epoch}, "
                                   f"generation {self.gen}): left by another database, it would be loaded as "
                                   "this one's", None))
+        named = [i for _, i in self.findings if i is not None]
+        clips = clip_of(named) if clip_of is not None and named else None
+        kind = "faiss-cache" if self.what == "clip" else f"faiss-{self.what}s-cache"
         for message, id_ in self.findings:
-            report.error("faiss-cache", message + " (`retrieval check --repair` rebuilds the cache)",
-                         clip_id=id_, path=str(self.path or self.folder))
+            report.error(kind, message + " (`retrieval check --repair` rebuilds the cache)",
+                         clip_id=id_ if clips is None else clips.get(id_) if id_ is not None else None,
+                         path=str(self.path or self.folder))
 
 
 def _file_state(path: Path) -> tuple[int, int] | None:
@@ -302,16 +353,17 @@ def _file_state(path: Path) -> tuple[int, int] | None:
     return None if m is None else (int(m[2]), int(m[3]))
 
 
-def _rebuild_cache(db: ClipDB, folder: Path, *, kind: str, dim: int, search_threads: int,
-                   stale: list[Path]) -> None:
+def _rebuild_cache(db: ClipDB, what: _Cache, *, dim: int, search_threads: int, stale: list[Path]) -> None:
+    """The cache `what` written anew from SQLite, of the kind its size calls for ("auto": flat16 or ivf16),
+    and the files it replaces removed."""
     with db.snapshot():
         epoch, gen = db.state()
-        cache = CachedIndex(folder, kind=kind, dim=dim, search_threads=search_threads, ids=db.ids,
-                            vectors=lambda ids, d: db.blobs(ids, "vector", d))
-        vi = cache.filled(db.ids())  # trained first where the kind needs it
-    path = folder / vector_index.file_name(kind=vi.kind, epoch=epoch, generation=gen)
+        cache = CachedIndex(what.folder, kind=what.kind, dim=dim, search_threads=search_threads, ids=what.ids,
+                            vectors=what.vectors)
+        vi = cache.filled(what.ids())  # trained first where the kind needs it
+    path = what.folder / vector_index.file_name(kind=vi.kind, epoch=epoch, generation=gen)
     vector_index.write_atomically(vi, path)
-    vector_index.prune(folder, keep=path)
+    vector_index.prune(what.folder, keep=path)
     for p in stale:
         p.unlink(missing_ok=True)
 

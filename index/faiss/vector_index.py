@@ -132,18 +132,16 @@ class VectorIndex:
         ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
         return np.setdiff1d(ids, np.fromiter(self.dead, np.int64, len(self.dead))) if self.dead else ids
 
-    def contents(self) -> tuple[np.ndarray, np.ndarray]:
-        """(N,) ids, sorted, and (N, D) float32 the vectors it holds for them, as its codes give them back."""
-        if self.ivf:
-            ids = self.ids()
+    def vectors_of(self, ids: np.ndarray) -> np.ndarray:
+        """(len(ids), D) float32: the vectors it holds for these ids (each one held), as its codes give them
+        back. An IVF index finds them through a map id -> place, made at its first call and kept from then on
+        (an entry per vector held): for reading an index back chunk by chunk, not for one being served."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if not len(ids):
+            return np.empty((0, self.dim), np.float32)
+        if self.ivf and self.index.direct_map.type == faiss.DirectMap.NoMap:  # type: ignore[attr-defined]
             self.index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-            vectors = self.index.reconstruct_batch(ids) if len(ids) else np.empty((0, self.dim), np.float32)
-            self.index.set_direct_map_type(faiss.DirectMap.NoMap)  # type: ignore[attr-defined]
-            return ids, np.asarray(vectors, np.float32)
-        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        vectors = self.index.index.reconstruct_n(0, self.index.ntotal)
-        order = np.argsort(ids, kind="stable")
-        return ids[order], np.asarray(vectors, np.float32)[order]
+        return np.asarray(self.index.reconstruct_batch(ids), np.float32)  # IndexIDMap2: by its reverse map
 
     def add(self, ids: np.ndarray, xb: np.ndarray) -> None:
         """ids (N,) new ids, xb (N, D) unit vectors."""

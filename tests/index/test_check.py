@@ -1,8 +1,9 @@
-"""`check`: a healthy store passes; a deleted or changed upload, a FAISS cache out of step, a vector that is
-not its logits' projection, a damaged database and orphan files are found, each naming its clip or file;
-`repair` fixes only what is derived."""
+"""`check`: a healthy store passes; a deleted or changed upload, a FAISS cache out of step (the clips' or the
+windows', flat16 or ivf16), a vector that is not its logits' projection, a damaged database and orphan files
+are found, each naming its clip (or window) or file; `repair` fixes only what is derived."""
 
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,10 +14,12 @@ import pytest
 from index.backups.check import check_store
 from index.faiss import vector_index
 from index.faiss.clip_db import ClipDB
-from index.layout import CLIP_DB, FAISS_DIR
+from index.faiss.store import FaissStore
+from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
 from index.stores import open_store
 from tests.index.backup_fixtures import config, fill, project
 from tests.index.store_fixtures import DIM, SPEC
+from tests.index.test_window_scoring import recording
 
 
 @pytest.fixture(params=["faiss", "qdrant"])
@@ -190,3 +193,113 @@ def test_a_damaged_database_is_found(faiss_live):
 def test_a_missing_store_is_an_error(tmp_path):
     report = check_store(config(tmp_path / "nothing"), spec=SPEC)
     assert not report.healthy and report.errors[0].kind == "missing"
+
+
+# -- the windows' FAISS cache --------------------------------------------------------------------------------
+def windowed(cfg, windows: tuple[int, ...] = (300, 4, 500)) -> dict[int, int]:
+    """The first clips of a filled store given this many windows each (long takes, synthetic vectors) ->
+    {clip id: its windows}."""
+    rng = np.random.default_rng(3)
+    store = open_store(cfg, SPEC)
+    try:
+        ids = [int(i) for i in store.ids()[:len(windows)]]
+        for id_, n in zip(ids, windows, strict=True):
+            assert store.set_timeline(id_, recording(rng, n, {}))
+        return dict(zip(ids, windows, strict=True))
+    finally:
+        store.close()
+
+
+def windows_file(cfg) -> Path:
+    [path] = (cfg.data_dir / FAISS_DIR / FAISS_WINDOWS_DIR).glob("*.faiss")
+    return path
+
+
+def scored(cfg, clips) -> dict:
+    """Every clip's windows scored for a fixed query by the store, as served from its windows cache."""
+    q = np.random.default_rng(4).standard_normal(DIM).astype(np.float32)
+    store = FaissStore(cfg.data_dir, SPEC, kind=cfg.index_kind, window_kind=cfg.window_index_kind)
+    try:
+        return store.scored_windows(q / np.linalg.norm(q), list(clips), margin=0.3)
+    finally:
+        store.close()
+
+
+def test_windows_are_checked_against_their_cache(faiss_live):
+    clips = windowed(faiss_live)
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert report.healthy and report.findings == [] and report.windows == sum(clips.values())
+
+
+def test_a_store_without_windows_or_their_folder_is_healthy(faiss_live):
+    shutil.rmtree(faiss_live.data_dir / FAISS_DIR / FAISS_WINDOWS_DIR)
+    report = check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert report.healthy and report.findings == [] and report.repaired == [] and report.windows == 0
+
+
+def test_a_windows_cache_out_of_step_is_found_and_rebuilt(faiss_live):
+    clips = windowed(faiss_live)
+    want = scored(faiss_live, clips)
+    path = windows_file(faiss_live)
+    vi = vector_index.load(path, dim=DIM, kind="flat16")
+    ids = np.sort(vi.ids())
+    lacking, other = int(ids[10]), int(ids[400])  # of the first clip and of the third
+    vi.remove(np.array([lacking, other]))
+    wrong = np.zeros((1, DIM), np.float32)
+    wrong[0, 0] = 1.0
+    vi.add(np.array([other]), wrong)
+    vector_index.write_atomically(vi, path)  # still named as the current state
+
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert not report.healthy and report.clips == 22
+    first, _, third = clips
+    assert sorted((f.kind, f.clip_id) for f in report.errors) == [("faiss-windows-cache", first),
+                                                                  ("faiss-windows-cache", third)]
+    lacks, holds = sorted(report.errors, key=lambda f: f.clip_id)
+    assert f"lacks window {lacking}" in lacks.message
+    assert f"another vector for window {other}" in holds.message
+    assert all(str(path) in f.message and f.path == str(path) for f in report.errors)
+    assert all(str(path.parent) in f.message for f in report.errors)  # the windows folder
+
+    report = check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert report.repaired == [f"rebuilt the FAISS windows cache in {path.parent} from "
+                               f"{faiss_live.data_dir / CLIP_DB} (a running service loads it at its next "
+                               "start)"]
+    assert cache_file(faiss_live).exists()  # the clips' cache, sound, is left as it was
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert report.healthy and report.findings == []
+    got = scored(faiss_live, clips)
+    assert got.keys() == want.keys() == set(clips)
+    for c in want:
+        np.testing.assert_array_equal(got[c].n, want[c].n)
+        np.testing.assert_allclose(got[c].scores, want[c].scores, atol=1e-6)
+
+
+def test_an_ivf16_windows_cache_is_checked_and_rebuilt_as_ivf16(faiss_live):
+    cfg = replace(faiss_live, window_index_kind="ivf16")
+    windowed(cfg, (600, 700))  # over IVF_MIN_TRAIN: trained lists
+    path = windows_file(cfg)
+    assert path.name.startswith("ivf16-")
+    report = check_store(cfg, spec=SPEC, project=project)
+    assert report.healthy and report.findings == [] and report.windows == 1300
+
+    vi = vector_index.load(path, dim=DIM, kind="ivf16")
+    gone = int(np.sort(vi.ids())[700])
+    vi.remove(np.array([gone]))
+    vector_index.write_atomically(vi, path)
+    report = check_store(cfg, spec=SPEC, project=project, repair=True)
+    assert [f.kind for f in report.errors] == ["faiss-windows-cache"]
+    assert f"lacks window {gone}" in report.errors[0].message
+    assert windows_file(cfg).name.startswith("ivf16-")  # trained again over the windows in SQLite
+    assert check_store(cfg, spec=SPEC, project=project).findings == []
+
+
+def test_an_empty_windows_cache_claiming_the_current_state_lacks_every_window(faiss_live):
+    clips = windowed(faiss_live, (40, 3))
+    path = windows_file(faiss_live)
+    vector_index.write_atomically(vector_index.VectorIndex(DIM, "flat16"), path)
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert [f.kind for f in report.errors] == ["faiss-windows-cache"] * 43
+    assert {f.clip_id for f in report.errors} == set(clips)
+    check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert check_store(faiss_live, spec=SPEC, project=project).findings == []
