@@ -71,8 +71,9 @@ def print_check(report: CheckReport) -> None:
     for line in report.repaired:
         typer.secho(f"repaired: {line}", fg=typer.colors.GREEN)
     state = "healthy" if report.healthy else "NOT healthy"
-    typer.echo(f"checked {report.clips} clips: {len(report.errors)} errors, {len(report.warnings)} warnings; "
-               f"the store is {state}")
+    windows = f" and {report.windows} windows" if report.windows else ""
+    typer.echo(f"checked {report.clips} clips{windows}: {len(report.errors)} errors, "
+               f"{len(report.warnings)} warnings; the store is {state}")
 
 
 def register(app: typer.Typer) -> None:
@@ -134,11 +135,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("check")
     def check_cmd(repair: bool = typer.Option(False, "--repair",
-                                              help="rebuild the FAISS cache, remove orphan files (never a "
-                                                   "record or a stored upload)"),
+                                              help="rebuild the FAISS caches (clips' and windows'), remove "
+                                                   "orphan files (never a record or a stored upload)"),
                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
-        """Check the store: SQLite integrity, the FAISS cache, every stored upload's bytes, the files indexed
-        from folders, vectors against logits, orphan files. Exit status 0 when healthy, 1 otherwise."""
+        """Check the store: SQLite integrity, the FAISS caches of clips and windows, every stored upload's
+        bytes, the files indexed from folders, vectors against logits, orphan files. Exit status 0 when
+        healthy, 1 otherwise."""
         with exit_on_error():
             report = check(repair=repair, progress=progress)
             if repair and report.repaired:
