@@ -178,7 +178,8 @@ def main() -> None:
             if not path.exists():
                 write_recording(path, minutes * 60)
             r = run(path, plant_times(minutes * 60), model=args.model, whole=whole, threads=args.threads)
-            rows.append([f"{minutes / 60:g} h ({r['windows']} windows)",
+            length = f"{minutes:g} min" if minutes < 60 else f"{minutes / 60:g} h"
+            rows.append([f"{length} ({r['windows']} windows)",
                          "whole file in memory (before)" if whole else "window by window",
                          f"{r['ready_mib']:.0f} MiB", f"{r['peak_mib']:.0f} MiB",
                          f"{r['peak_mib'] - r['ready_mib']:.0f} MiB",
