@@ -52,10 +52,11 @@ class Settings(BaseSettings):
     text_precision: Literal["fp32", "int8"] = Field(
         "fp32", description="ONNX query encoder: fp32 (as torch) or int8 (faster; top-10 agreement ~0.99)"
     )
-    index_kind: Literal["flat", "flat16", "hnsw", "ivf16", "ivf8"] = Field(
-        "flat16", description="the clips' index: flat16 (exact search over float16 vectors: same top-10 as "
-                              "flat on real captions), flat (float32), HNSW, or ivf16 / ivf8 (lists of "
-                              "similar clips, approximate; ivf8 rescored by the stored vectors); faiss only"
+    index_kind: Literal["auto", "flat", "flat16", "hnsw", "ivf16", "ivf8"] = Field(
+        "auto", description="the clips' index (faiss backend): auto (flat16 below 1,000,000 clips, then "
+                            "ivf16), flat16 (exact search over float16 vectors: same top-10 as flat on real "
+                            "captions), flat (float32), HNSW, or ivf16 / ivf8 (lists of similar clips, "
+                            "approximate: scans nprobe of them; ivf8 rescored by the stored vectors)"
     )
     window_index_kind: Literal["auto", "flat16", "ivf16", "ivf8", "hnsw"] = Field(
         "auto", description="the windows' index (faiss backend): auto (flat16 below 250,000 windows, about "
@@ -63,9 +64,9 @@ class Settings(BaseSettings):
                             "approximate: scans nprobe of them), ivf8 (ivf16 in half the memory, 8-bit "
                             "codes rescored by the stored vectors), hnsw")
     ivf_nprobe: int | None = Field(
-        None, ge=1, le=65536, description="lists an ivf16 windows search scans, of about sqrt(windows) "
-                                          "(unset: the index's default, IVF_NPROBE): more is slower and "
-                                          "nearer exact")
+        None, ge=1, le=65536, description="lists an IVF search (of clips or windows) scans, of about "
+                                          "sqrt(N) (unset: the index's default, IVF_NPROBE): more is slower "
+                                          "and nearer exact")
     search_threads: int = Field(
         1, ge=1, le=256, description="FAISS OpenMP threads per search (1: no per-query overhead)"
     )
@@ -117,7 +118,7 @@ class Settings(BaseSettings):
         if self.store_backend == "faiss" and self.qdrant_url:
             problems.append("RETRIEVAL_QDRANT_URL is set but RETRIEVAL_STORE_BACKEND=faiss; set the backend "
                             "to qdrant or unset the URL")
-        # the default flat16 is a FAISS choice and goes unused with Qdrant; an explicit one is a mistake
+        # the default "auto" is a FAISS choice and goes unused with Qdrant; an explicit one is a mistake
         explicit_kind = "index_kind" in self.model_fields_set
         if self.store_backend == "qdrant" and self.index_kind != "flat" and explicit_kind:
             problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only, not "

@@ -47,7 +47,8 @@ def cpu_default() -> tuple[str, str]:
     from app.settings import Settings
 
     fields = Settings.model_fields
-    return fields["text_precision"].default, fields["index_kind"].default
+    kind = fields["index_kind"].default  # "auto": flat16 at every size timed here but a million clips
+    return fields["text_precision"].default, "flat16" if kind == "auto" else kind
 
 
 def candidate(precision: str, kind: str) -> str:

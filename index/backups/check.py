@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from index.faiss import vector_index
-from index.faiss.cache import FILL_CHUNK, CachedIndex, loadable_kinds
+from index.faiss.cache import AUTO_CLIPS_IVF_AT, FILL_CHUNK, CachedIndex, loadable_kinds
 from index.faiss.clip_db import ClipDB
 from index.faiss.store import WINDOW_KINDS, stored_spec
 from index.faiss.vector_index import FILE_RE
@@ -220,7 +220,7 @@ def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | 
         checked_model = _model_ok(reader, report, spec)
         window_kind = config.window_index_kind or WINDOW_KINDS[config.index_kind]  # as FaissStore opens it
         clips = _Cache("FAISS cache", data_dir / FAISS_DIR, config.index_kind, db.ids,
-                       lambda ids, d: db.blobs(ids, "vector", d))
+                       lambda ids, d: db.blobs(ids, "vector", d), auto_at=AUTO_CLIPS_IVF_AT)
         windows = _Cache("FAISS windows cache", data_dir / FAISS_DIR / FAISS_WINDOWS_DIR, window_kind,
                          db.window_ids, db.window_vectors)
         with db.snapshot():  # one committed state for the whole check
@@ -254,6 +254,7 @@ class _Cache:
     kind: str
     ids: Callable[[], np.ndarray]  # () -> (N,) ids, sorted
     vectors: Callable[[np.ndarray, int], np.ndarray]  # (ids, dim) -> (len(ids), dim) float32
+    auto_at: int | None = None  # "auto": the size from which it is built as ivf16 (None: the windows')
 
 
 def _ids_of(records: list[ClipRecord]) -> np.ndarray:
@@ -359,7 +360,7 @@ def _rebuild_cache(db: ClipDB, what: _Cache, *, dim: int, search_threads: int, s
     with db.snapshot():
         epoch, gen = db.state()
         cache = CachedIndex(what.folder, kind=what.kind, dim=dim, search_threads=search_threads, ids=what.ids,
-                            vectors=what.vectors)
+                            vectors=what.vectors, auto_at=what.auto_at)
         vi = cache.filled(what.ids())  # trained first where the kind needs it
     path = what.folder / vector_index.file_name(kind=vi.kind, epoch=epoch, generation=gen)
     vector_index.write_atomically(vi, path)

@@ -20,15 +20,16 @@ from retrieval.durable import remove_stale_tmp
 log = logging.getLogger(__name__)
 
 FILL_CHUNK = 20_000  # vectors read from SQLite at a time when (re)building
-AUTO_IVF_AT = 250_000  # "auto": flat16 below this many vectors, ivf16 from here on
+AUTO_IVF_AT = 250_000  # "auto" (windows): flat16 below this many vectors, ivf16 from here on
+AUTO_CLIPS_IVF_AT = 1_000_000  # "auto" (clips): exact while a scan of them costs less than ~50 ms a search
 REBUILD_GROWTH = 2  # an ivf16 index is retrained once sqrt(N) is this many times its lists
 
 
-def built_kind(kind: str, n: int) -> str:
-    """The kind of index built for n vectors when `kind` is asked for: "auto" is flat16 below AUTO_IVF_AT
-    and ivf16 from there; an IVF kind over too few vectors to train lists on is flat16."""
+def built_kind(kind: str, n: int, auto_at: int | None = None) -> str:
+    """The kind of index built for n vectors when `kind` is asked for: "auto" is flat16 below `auto_at`
+    (None: AUTO_IVF_AT) and ivf16 from there; an IVF kind over too few vectors to train lists on is flat16."""
     if kind == "auto":
-        kind = "ivf16" if n >= AUTO_IVF_AT else "flat16"
+        kind = "ivf16" if n >= (AUTO_IVF_AT if auto_at is None else auto_at) else "flat16"
     if kind in vector_index.IVF_CODES and n < vector_index.IVF_MIN_TRAIN:
         return "flat16"
     return kind
@@ -46,11 +47,12 @@ class CachedIndex:
 
     def __init__(self, folder: Path, *, kind: str, dim: int, search_threads: int,
                  ids: Callable[[], np.ndarray], vectors: Callable[[np.ndarray, int], np.ndarray],
-                 nprobe: int = vector_index.IVF_NPROBE):
+                 nprobe: int = vector_index.IVF_NPROBE, auto_at: int | None = None):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self.folder)
         self.kind, self.dim, self.search_threads, self.nprobe = kind, dim, search_threads, nprobe
+        self.auto_at = auto_at  # "auto": the size from which it is ivf16 (None: AUTO_IVF_AT)
         self._ids = ids  # () -> (N,) ids in SQLite now
         self._vectors = vectors  # (ids, dim) -> (len(ids), dim) float32 from SQLite
         self.vi: VectorIndex | None = None
@@ -93,12 +95,12 @@ class CachedIndex:
     def fresh(self, dim: int) -> "CachedIndex":
         """An empty cache of the same vectors and folder, for `dim`-d vectors (a re-projection)."""
         return CachedIndex(self.folder, kind=self.kind, dim=dim, search_threads=self.search_threads,
-                           ids=self._ids, vectors=self._vectors, nprobe=self.nprobe)
+                           ids=self._ids, vectors=self._vectors, nprobe=self.nprobe, auto_at=self.auto_at)
 
     def filled(self, ids: np.ndarray) -> VectorIndex:
         """A new index of the kind built for this many vectors, trained where it needs it, holding `ids`."""
-        vi = VectorIndex(self.dim, built_kind(self.kind, len(ids)), search_threads=self.search_threads,
-                         n=len(ids), nprobe=self.nprobe)
+        vi = VectorIndex(self.dim, built_kind(self.kind, len(ids), self.auto_at),
+                         search_threads=self.search_threads, n=len(ids), nprobe=self.nprobe)
         if vi.ivf:
             n_train = min(len(ids), vector_index.IVF_TRAIN_PER_LIST * vi.nlist)
             sample = np.sort(np.random.default_rng(0).choice(len(ids), n_train, replace=False))
@@ -110,9 +112,9 @@ class CachedIndex:
 
     def outgrown(self) -> bool:
         """Whether the index is no longer the kind its size calls for (an "auto" collection grew past
-        AUTO_IVF_AT, or an ivf16 one outgrew its lists): the next write of its file rebuilds it."""
+        its `auto_at`, or an ivf16 one outgrew its lists): the next write of its file rebuilds it."""
         n, vi = self.index.ntotal, self.index
-        if built_kind(self.kind, n) != vi.kind:
+        if built_kind(self.kind, n, self.auto_at) != vi.kind:
             return True
         return vi.ivf and vector_index.ivf_lists(n) >= REBUILD_GROWTH * vi.nlist
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.faiss.cache import CachedIndex
+from index.faiss.cache import AUTO_CLIPS_IVF_AT, CachedIndex
 from index.faiss.clip_db import ClipDB
 from index.faiss.rwlock import ReadWriteLock
 from index.faiss.vector_index import IVF_NPROBE, VectorIndex
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
 WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw", "ivf16": "ivf16",
-                "ivf8": "ivf8"}  # without a window kind of its own
+                "ivf8": "ivf8", "auto": "auto"}  # without a window kind of its own
 CLIP_LISTS = 10  # ivf: a clip's windows are scored in this many of its lists, those nearest the query
 REFINE = 4  # a lossy (ivf8) window search ranks this many times k candidates by their stored vectors
 REFINE_MARGIN = 0.01  # and rescores each clip's windows within this of its cut (8-bit score errors ~1e-3)
@@ -77,9 +77,10 @@ class FaissStore(VectorStore):
                  persist_every: int = 1000, search_threads: int = 1, window_kind: str | None = None,
                  nprobe: int | None = None):
         """Open or create the store in `data_dir`. With check=False the stored model is accepted whatever it
-        is (used to re-project a collection made with another head). `window_kind`: the windows' index
-        (auto, flat16, ivf16, ivf8 or hnsw; None: the clips' kind's, WINDOW_KINDS); `nprobe`: the lists an
-        IVF search scans (None: IVF_NPROBE)."""
+        is (used to re-project a collection made with another head). `kind`: the clips' index (flat,
+        flat16, hnsw, ivf16, ivf8, or auto: flat16 below AUTO_CLIPS_IVF_AT clips, then ivf16); `window_kind`:
+        the windows' index (auto, flat16, ivf16, ivf8 or hnsw; None: the clips' kind's, WINDOW_KINDS);
+        `nprobe`: the lists an IVF search of either scans (None: IVF_NPROBE)."""
         self.data_dir = Path(data_dir)
         self.kind = kind
         self.persist_every = persist_every
@@ -95,7 +96,8 @@ class FaissStore(VectorStore):
         self._writer = threading.Lock()  # one write at a time
         self._lock = ReadWriteLock()  # searches against in-memory mutation
         self._clips = CachedIndex(self._faiss_dir, kind=kind, dim=self.dim, search_threads=search_threads,
-                                  ids=self.db.ids, vectors=lambda ids, dim: self.db.blobs(ids, "vector", dim))
+                                  ids=self.db.ids, vectors=lambda ids, dim: self.db.blobs(ids, "vector", dim),
+                                  nprobe=nprobe or IVF_NPROBE, auto_at=AUTO_CLIPS_IVF_AT)
         self._windows = CachedIndex(self._faiss_dir / FAISS_WINDOWS_DIR,
                                     kind=window_kind or WINDOW_KINDS[kind], dim=self.dim,
                                     search_threads=search_threads, ids=self.db.window_ids,
@@ -475,7 +477,7 @@ class FaissStore(VectorStore):
 
     def _backend_stats(self) -> dict:
         files = [*self.data_dir.glob(f"{CLIP_DB}*"), *self._faiss_dir.rglob("*.faiss")]
-        return {"index_kind": self.kind, "window_index_kind": self._windows.index.kind,
+        return {"index_kind": self._clips.index.kind, "window_index_kind": self._windows.index.kind,
                 "window_index_lists": self._windows.index.nlist, "dim": self.dim,
                 "generation": self._gen, "epoch": self._epoch, "data_dir": str(self.data_dir),
                 "window_bytes": self.db.window_bytes(),

@@ -89,7 +89,7 @@ def test_every_contradiction_at_once_is_listed():
     {"passt_precision": "fp16", "device": "auto"},  # decided when the tagger is built
     {"passt_precision": "bf16", "device": "cpu"},
     {"store_backend": "qdrant", "qdrant_url": "http://qdrant:6333"},
-    {"store_backend": "qdrant"},  # embedded; the default index_kind (flat16) is FAISS's and goes unused
+    {"store_backend": "qdrant"},  # embedded; the default index_kind (auto) is FAISS's and goes unused
     {"store_backend": "qdrant", "index_kind": "flat"},
     {"store_backend": "qdrant", "qdrant_window_quantization": "int8"},
     {"store_backend": "faiss", "index_kind": "hnsw"},
@@ -128,15 +128,15 @@ def test_store_and_audio_settings_become_their_configs(tmp_path):
     assert fine is not None and (fine.window, fine.hop, fine.pad) == (64_000, 32_000, 32_000)
 
 
-def test_the_defaults_are_onnx_fp32_and_flat16_on_cpu_and_torch_on_cuda(monkeypatch, minilm_path, tmp_path):
+def test_the_defaults_are_onnx_fp32_and_auto_on_cpu_and_torch_on_cuda(monkeypatch, minilm_path, tmp_path):
     built = []
     monkeypatch.setattr("retrieval.text_onnx.OnnxTextEncoder.load",
                         lambda path, **kw: built.append(("onnx", kw["precision"])))
     monkeypatch.setattr(compose.TextEncoder, "load", lambda path, **kw: built.append(("torch", kw["device"])))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     s = Settings(text_model=str(minilm_path), data_dir=tmp_path)
-    assert (s.text_backend, s.text_precision, s.index_kind, s.device) == ("auto", "fp32", "flat16", "auto")
-    assert compose.text_backend(s) == "onnx" and store_config(s).index_kind == "flat16"
+    assert (s.text_backend, s.text_precision, s.index_kind, s.device) == ("auto", "fp32", "auto", "auto")
+    assert compose.text_backend(s) == "onnx" and store_config(s).index_kind == "auto"  # flat16 below 1M
     compose.load_text_encoder(s)
     assert built == [("onnx", "fp32")]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the same settings on a CUDA machine
@@ -153,7 +153,7 @@ def test_the_defaults_are_onnx_fp32_and_flat16_on_cpu_and_torch_on_cuda(monkeypa
 def test_load_settings_defaults_from_an_empty_environment(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     s = load_settings()
-    assert (s.text_backend, s.index_kind) == ("auto", "flat16") and compose.text_backend(s) == "onnx"
+    assert (s.text_backend, s.index_kind) == ("auto", "auto") and compose.text_backend(s) == "onnx"
 
 
 def test_queries_go_through_one_cache_sized_by_the_setting(monkeypatch, retriever, text_encoder):

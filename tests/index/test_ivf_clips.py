@@ -75,3 +75,46 @@ def test_check_compares_and_rebuilds_an_ivf_cache(tmp_path, kind):
     assert check_store(config, spec=SPEC).errors == []
     [path] = (tmp_path / FAISS_DIR).glob("*.faiss")
     assert path.name.startswith(f"{kind}-")
+
+
+@pytest.mark.parametrize("kind", ["ivf16", "ivf8"])
+def test_a_narrow_filter_is_searched_in_every_list_exactly(kind):
+    rng = np.random.default_rng(3)
+    xb = unit(rng.standard_normal((N, D))).astype(np.float16).astype(np.float32)
+    vi = vector_index.VectorIndex(D, kind, n=N, nprobe=2)  # 2 of 55 lists: a few allowed ids in them at most
+    vi.train(xb)
+    vi.add(np.arange(N), xb)
+    allowed = np.sort(rng.choice(N, 60, replace=False))
+    assert vi.narrow(len(allowed)) and not vi.narrow(N // 2)
+    xq = unit(rng.standard_normal((5, D)))
+    scores, found = vi.search(xq, 10, allowed)
+    for q, got in zip(xq, found, strict=True):
+        want = allowed[np.argsort(-(xb[allowed] @ q), kind="stable")[:10]]
+        if kind == "ivf16":  # float16 codes: flat16's scores exactly
+            assert got.tolist() == want.tolist()
+        else:  # 8-bit scores: the same ten, near ties aside
+            assert len(set(got.tolist()) & set(want.tolist())) >= 9
+    wide = np.arange(0, N, 2)
+    _, found = vi.search(xq, 10, wide)  # the nprobe lists nearest each query, the allowed ids in them
+    assert set(found[found >= 0].tolist()) <= set(wide.tolist())
+
+
+def test_auto_clips_are_flat16_while_small_and_ivf16_once_large(tmp_path, monkeypatch):
+    from index.faiss import store as faiss_store
+
+    monkeypatch.setattr(faiss_store, "AUTO_CLIPS_IVF_AT", 2000)
+    rng = np.random.default_rng(4)
+    xb = unit(rng.standard_normal((N, D)))
+    with FaissStore(tmp_path, SPEC, kind="auto") as store:
+        store.add_many([clip(i) for i in range(1500)], xb[:1500], np.zeros((1500, 527), np.float32))
+        assert store.stats()["index_kind"] == "flat16"
+        store.add_many([clip(i) for i in range(1500, N)], xb[1500:], np.zeros((N - 1500, 527), np.float32))
+    files = sorted(p.name for p in (tmp_path / FAISS_DIR).glob("*.faiss"))
+    assert len(files) == 1 and files[0].startswith("ivf16-")  # rebuilt when written; the flat16 one pruned
+    with FaissStore(tmp_path, SPEC, kind="auto", nprobe=10_000) as store:
+        assert store.stats()["index_kind"] == "ivf16"
+        stored = xb.astype(np.float16).astype(np.float32)
+        q = unit(rng.standard_normal(D))
+        want = np.argsort(-(stored @ q), kind="stable")[:10] + 1  # every list scanned: brute force
+        assert [h.record.id for h in store.search(q[None], 10)[0]] == want.tolist()
+        assert check_store(StoreConfig(data_dir=tmp_path, index_kind="auto")).healthy
