@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--hours", default="300,1000", help="collection sizes, hours of hour-long recordings")
     ap.add_argument("--queries", type=int, default=30)
     ap.add_argument("--nprobe", default="32,48,64", help="ivf16 nprobe values timed")
-    ap.add_argument("--clip-lists", default="4,16", help="CLIP_LISTS values timed besides the default")
+    ap.add_argument("--clip-lists", default="4,10", help="CLIP_LISTS values timed besides the default")
     ap.add_argument("--only-measure", action="store_true", help="use the stores built before, as they are")
     ap.add_argument("--window-kind", default="auto", help="RETRIEVAL_WINDOW_INDEX_KIND measured")
     ap.add_argument("--text-model", type=Path, default=None, help="all-mpnet-base-v2 folder")

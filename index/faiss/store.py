@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 # the windows' vectors are stored as float16, so a flat index over them loses nothing in float16 codes
 WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw", "ivf16": "ivf16",
                 "ivf8": "ivf8", "auto": "auto"}  # without a window kind of its own
-CLIP_LISTS = 10  # ivf: a clip's windows are scored in this many of its lists, those nearest the query
+CLIP_LISTS = 16  # ivf: a clip's windows are scored in this many of its lists, those nearest the query
 REFINE = 4  # a lossy (ivf8) window search ranks this many times k candidates by their stored vectors
 REFINE_MARGIN = 0.01  # and rescores each clip's windows within this of its cut (8-bit score errors ~1e-3)
 SPEC_KEY = "model_spec"  # in SQLite's meta table
