@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.excerpts import excerpt_name
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
 from app.schemas.common import INT64_MAX, StorableText, storable_text
 from index.store.records import Hit, MomentQuery, SearchFilter
@@ -191,6 +192,12 @@ class SegmentOut(BaseModel):
     start: float = Field(description="seconds from the clip's start", examples=[20.0])
     end: float = Field(description="seconds from the clip's start", examples=[30.0])
     score: float = Field(description="cosine similarity of its best window to the query", examples=[0.58])
+    excerpt_url: str = Field(
+        description="a WAV of this span alone (the clip's audio cut to it, at the file's own rate; see GET "
+                    "/audio/{id}/file)", examples=["/audio/42/file?start=2.5&end=12.5"])
+    excerpt_name: str = Field(
+        description="the file name the excerpt is served under: the clip's name without its suffix, then "
+                    "_<start>-<end>.wav", examples=["rain_on_roof_2.5-12.5.wav"])
 
 
 class SearchHit(BaseModel):
@@ -233,6 +240,8 @@ class SearchResponse(BaseModel):
 def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
     r = hit.record
     seg = hit.segment
-    segment = None if seg is None else SegmentOut(start=seg.start, end=seg.end, score=seg.score)
+    segment = None if seg is None else SegmentOut(
+        start=seg.start, end=seg.end, score=seg.score, excerpt_name=excerpt_name(r.name, seg.start, seg.end),
+        excerpt_url=f"{audio_url}?start={seg.start!r}&end={seg.end!r}")
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
                      audio_url=audio_url, segment=segment, **meta_out(r))

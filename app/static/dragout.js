@@ -7,16 +7,10 @@ const DragOut = (() => {
   const TYPES = { ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
                   ".opus": "audio/ogg", ".mp3": "audio/mpeg" };
 
-  const stem = (name) => name.replace(/\.[^.]*$/, "") || "clip";
-  const secondsText = (x) => x.toFixed(3).replace(/\.?0+$/, ""); // app/excerpts.py seconds_text
   const suffixType = (name) => TYPES[(name.match(/\.[^.]*$/) || [""])[0].toLowerCase()] || "audio/wav";
 
-  // The excerpt of a hit's segment: its URL and the name the service gives it (`<name>_<S>-<E>.wav`).
-  function excerpt(hit) {
-    const { start, end } = hit.segment;
-    return { url: `${hit.audio_url}?start=${start}&end=${end}`, type: "audio/wav",
-             filename: `${stem(hit.name)}_${secondsText(start)}-${secondsText(end)}.wav` };
-  }
+  // The excerpt of a hit's segment: its URL and file name, as the service gives them.
+  const excerpt = (hit) => ({ url: hit.segment.excerpt_url, type: "audio/wav", filename: hit.segment.excerpt_name });
 
   // The whole clip as a file.
   const whole = (hit) => ({ url: hit.audio_url, type: suffixType(hit.name), filename: hit.name });

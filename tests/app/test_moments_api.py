@@ -109,3 +109,23 @@ def test_a_clip_indexed_before_windows_has_no_segment(client):
     assert {h["name"]: h["segment"] is None for h in results} == {"long.wav": False, "old.wav": True,
                                                                   "rain.wav": False}
     assert client.get(f"/audio/{old.id}/peaks").json()["peaks"] is None
+
+
+@pytest.mark.parametrize("moments", [False, True])
+def test_each_segment_carries_its_excerpt_as_the_service_serves_it(client, moments):
+    import io
+
+    import soundfile as sf
+
+    body = {"query": "a dog barking", "k": 2, "moments": moments}
+    results = client.post("/search", json=body).json()["results"]
+    assert results and all(h["segment"] is not None for h in results)
+    for h in results:
+        seg = h["segment"]
+        stem = h["name"].rsplit(".", 1)[0]
+        assert seg["excerpt_name"] == f"{stem}_{seg['start']:g}-{seg['end']:g}.wav"
+        got = client.get(seg["excerpt_url"])
+        assert got.status_code == 200
+        assert f'filename="{seg["excerpt_name"]}"' in got.headers["content-disposition"]
+        wave, rate = sf.read(io.BytesIO(got.content))
+        assert len(wave) == round(seg["end"] * rate) - round(seg["start"] * rate)
