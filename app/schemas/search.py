@@ -237,11 +237,16 @@ class SearchResponse(BaseModel):
 
 
 
+def _exact(seconds: float) -> str:
+    """A number for a URL, exactly (the shortest text that reads back as it), without a trailing `.0`."""
+    return repr(float(seconds)).removesuffix(".0")
+
+
 def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
     r = hit.record
     seg = hit.segment
     segment = None if seg is None else SegmentOut(
         start=seg.start, end=seg.end, score=seg.score, excerpt_name=excerpt_name(r.name, seg.start, seg.end),
-        excerpt_url=f"{audio_url}?start={seg.start!r}&end={seg.end!r}")
+        excerpt_url=f"{audio_url}?start={_exact(seg.start)}&end={_exact(seg.end)}")
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
                      audio_url=audio_url, segment=segment, **meta_out(r))
