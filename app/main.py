@@ -86,6 +86,6 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=route_methods(ROUTERS),
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
-                           expose_headers=["Content-Range", "Accept-Ranges"])
+                           expose_headers=["Content-Range", "Accept-Ranges", "Content-Disposition"])
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

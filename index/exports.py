@@ -1,11 +1,10 @@
 """A search's answer as files that go back into the work: CSV and JSON lines of the hits (clips or moments),
 an Audacity label track and REAPER regions of their spans.
 
-The CLI writes them from `Hit`s (`retrieval search QUERY --export FORMAT`); the web page builds the same
-bytes from its JSON answer (`app/static/exports.js`, held to these writers by tests/app/test_browser.py).
-Numbers are written rounded from their exact binary value, ties away from zero (what JavaScript's
-`toFixed` does), so both sides agree to the byte: seconds to the microsecond, scores to 1e-6, REAPER's
-times to the millisecond.
+The CLI writes them from `Hit`s (`retrieval search QUERY --export FORMAT`); the service from a search's JSON
+answer sent back to it (`POST /exports/{format}`, what the web page's export buttons download).
+Numbers are written rounded from their exact binary value, ties away from zero: seconds to the
+microsecond, scores to 1e-6, REAPER's times to the millisecond.
 """
 
 import csv
@@ -46,7 +45,7 @@ def rows_of(hits: Iterable[Hit]) -> list[ExportRow]:
 
 
 def fixed(x: float, places: int) -> str:
-    """`x` to `places` decimals from its exact value, ties away from zero (JavaScript's `toFixed`)."""
+    """`x` to `places` decimals from its exact value, ties away from zero."""
     return str(Decimal(x + 0.0).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
@@ -113,6 +112,13 @@ def to_reaper(rows: Iterable[ExportRow]) -> str:
 WRITERS: dict[str, Callable[[Iterable[ExportRow]], str]] = {
     "csv": to_csv, "jsonl": to_jsonl, "audacity": to_audacity, "reaper": to_reaper}
 SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "audacity": ".txt", "reaper": ".csv"}
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8",
+               "audacity": "text/plain; charset=utf-8", "reaper": "text/csv; charset=utf-8"}
+
+
+def file_name(fmt: str, *, moments: bool) -> str:
+    """What a download of an answer in `fmt` is called: `results-csv.csv`, `moments-reaper.csv`, ..."""
+    return f"{'moments' if moments else 'results'}-{fmt}{SUFFIXES[fmt]}"
 
 
 def export(fmt: str, hits: Iterable[Hit]) -> str:

@@ -1,17 +1,29 @@
-"""POST /search (text) and POST /search/audio (query by example)."""
+"""POST /search (text), POST /search/audio (query by example) and POST /exports/{format} (an answer as a
+file)."""
 
 import time
 from functools import partial
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from app.deps import CollectionDep, MetricsDep, audio_url
+from app.excerpts import content_disposition
 from app.observability import ServiceMetrics
 from app.schemas.common import ErrorOut, Responses, ValidationOut
-from app.schemas.search import AudioQuery, SearchMode, SearchRequest, SearchResponse, search_hit
+from app.schemas.search import (
+    AudioQuery,
+    ExportFormat,
+    ExportRequest,
+    SearchMode,
+    SearchRequest,
+    SearchResponse,
+    export_rows,
+    search_hit,
+)
 from app.security import ReadAccess
 from app.uploads import form_of, multipart_body, read_upload
+from index import exports
 from index.collection import Collection
 from index.store.records import Hit
 from retrieval.composite import CompositeQuery
@@ -98,3 +110,24 @@ async def search_audio(request: Request, collection: CollectionDep, metrics: Met
                                                moments=form.moment_query()), upload.data, form.k, None,
                                        upload.name)
     return respond(request, CompositeQuery(text=form.query).describe(example=upload.name), hits, start)
+
+
+@router.post("/exports/{format}", summary="Write a search's answer as a file for a DAW or a spreadsheet",
+             response_class=Response,
+             responses={**READ_ERRORS,
+                        200: {"description": "the file, as an attachment named `results-<format>.<suffix>` "
+                                             "or `moments-...`",
+                              "content": {"text/csv": {}, "application/jsonl": {}, "text/plain": {}}},
+                        400: {"model": ErrorOut, "description": "the body is not JSON"},
+                        422: {"model": ValidationOut, "description": "an unknown format, or a hit that is "
+                                                                     "not one of a search's answer"}},
+             description="The `results` of a POST /search answer (as it gave them; other fields are "
+                         "ignored) in one of the command line's export formats, the same text as "
+                         "`retrieval search QUERY --export FORMAT`: `csv` (rank, id, name, score, start, "
+                         "end, duration), `jsonl`, `audacity` (a label track of the spans) or `reaper` (its "
+                         "region CSV). The web page's export buttons download these.")
+async def export(format: ExportFormat, body: ExportRequest) -> Response:
+    text = exports.WRITERS[format](export_rows(body))
+    name = exports.file_name(format, moments=body.moments)
+    return Response(text.encode("utf-8"), media_type=exports.MEDIA_TYPES[format],
+                    headers={"Content-Disposition": content_disposition(name, "attachment")})

@@ -7,6 +7,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from app.excerpts import excerpt_name
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
 from app.schemas.common import INT64_MAX, StorableText, storable_text
+from index.exports import ExportRow
 from index.store.records import Hit, MomentQuery, SearchFilter
 from index.store.words import query_words
 from retrieval.composite import CompositeQuery, Weights
@@ -17,6 +18,8 @@ MAX_K = 100
 MAX_PER_CLIP = 10
 MAX_EXAMPLES = 20  # clip ids in `like`, and in `unlike`
 MAX_WEIGHT = 2.0
+MAX_EXPORT = MAX_K  # hits in an export: one answer's
+MAX_EXPORT_NUMBER = 1e9  # seconds and scores an export writes (to the microsecond, exactly)
 
 
 def _not_blank(v: str) -> str:
@@ -250,3 +253,40 @@ def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
         excerpt_url=f"{audio_url}?start={_exact(seg.start)}&end={_exact(seg.end)}")
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
                      audio_url=audio_url, segment=segment, **meta_out(r))
+
+
+ExportFormat = Literal["csv", "jsonl", "audacity", "reaper"]
+class ExportSpan(BaseModel):
+    """A hit's segment as an export reads it (its other fields are ignored)."""
+
+    start: Seconds = Field(ge=0, le=MAX_EXPORT_NUMBER, description="seconds from the clip's start",
+                           examples=[20.0])
+    end: Seconds = Field(ge=0, le=MAX_EXPORT_NUMBER, description="seconds from the clip's start",
+                         examples=[30.0])
+
+
+class ExportHit(BaseModel):
+    """A hit of a search's answer as an export reads it (the other fields of SearchHit are ignored)."""
+
+    id: int = Field(ge=0, le=INT64_MAX, description="the clip's id", examples=[42])
+    name: StorableText = Field(max_length=4096, description="the clip's name", examples=["rain_on_roof.wav"])
+    score: float = Field(ge=-MAX_EXPORT_NUMBER, le=MAX_EXPORT_NUMBER, allow_inf_nan=False,
+                         description="the hit's score", examples=[0.62])
+    duration: Seconds = Field(ge=0, le=MAX_EXPORT_NUMBER, description="the clip's length, seconds",
+                              examples=[12.5])
+    segment: ExportSpan | None = Field(None, description="where in the clip (null: no span, as in keyword "
+                                                         "mode)")
+
+
+class ExportRequest(BaseModel):
+    """A search's answer sent back to be written as a file: its `results` as POST /search gave them."""
+
+    results: list[ExportHit] = Field(max_length=MAX_EXPORT, description="the hits, best first")
+    moments: bool = Field(False, description="whether they are moments (names the file `moments-...`)")
+
+
+def export_rows(body: ExportRequest) -> list[ExportRow]:
+    """The answer's hits, best first, as export rows ranked from 1."""
+    return [ExportRow(rank, h.id, h.name, h.score, h.segment.start if h.segment else None,
+                      h.segment.end if h.segment else None, h.duration)
+            for rank, h in enumerate(body.results, 1)]

@@ -9,7 +9,7 @@ from app.compose import build_retriever
 from app.main import create_app
 from app.settings import Settings
 from index.store.contract import MOMENT_MARGIN
-from index.store.records import NewClip
+from index.store.records import MomentQuery, NewClip
 from retrieval.moments import best_window, iou, merge_windows
 from retrieval.waveform import peaks
 from tests.app.conftest import upload, wav_bytes
@@ -129,3 +129,30 @@ def test_each_segment_carries_its_excerpt_as_the_service_serves_it(client, momen
         assert f'filename="{seg["excerpt_name"]}"' in got.headers["content-disposition"]
         wave, rate = sf.read(io.BytesIO(got.content))
         assert len(wave) == round(seg["end"] * rate) - round(seg["start"] * rate)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "audacity", "reaper"])
+def test_an_answer_exports_as_the_command_line_writes_its_hits(client, fmt):
+    from index.exports import MEDIA_TYPES, export, file_name
+
+    query = {"query": "a dog barking", "k": 3, "moments": True, "per_clip": 2}
+    answer = client.post("/search", json=query).json()
+    collection = client.app.state.collection  # the command line's path: hits, not JSON
+    hits = collection.search_text("a dog barking", 3, moments=MomentQuery(per_clip=2))
+    got = client.post(f"/exports/{fmt}", json={"results": answer["results"], "moments": True})
+    assert got.status_code == 200, got.text
+    assert got.text == export(fmt, hits) and got.text
+    assert got.headers["content-type"] == MEDIA_TYPES[fmt]
+    assert got.headers["content-disposition"] == f'attachment; filename="{file_name(fmt, moments=True)}"'
+
+
+def test_an_export_refuses_what_is_not_an_answer(client):
+    hit = {"id": 1, "name": "a.wav", "score": 0.5, "duration": 3.0, "segment": None}
+    assert client.post("/exports/csv", json={"results": [hit]}).status_code == 200
+    assert client.post("/exports/xlsx", json={"results": [hit]}).status_code == 422
+    for bad in ({"score": "high"}, {"duration": -1.0}, {"segment": {"start": -2.0, "end": 1.0}},
+                {"name": "a\x00b"}, {"id": -1}):
+        assert client.post("/exports/csv", json={"results": [hit | bad]}).status_code == 422, bad
+    assert client.post("/exports/csv", json={"results": [hit] * 101}).status_code == 422
+    assert client.post("/exports/csv", content=b"not json",
+                       headers={"Content-Type": "application/json"}).status_code in (400, 422)

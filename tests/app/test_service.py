@@ -91,7 +91,7 @@ def test_openapi_describes_every_route_and_model(client):
     routes = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()}
     expected = {("/search", "post"), ("/search/audio", "post"), ("/audio", "post"), ("/audio", "get"),
                 ("/audio/{clip_id}", "get"), ("/audio/{clip_id}/file", "get"), ("/audio/{clip_id}", "delete"),
-                ("/audio/{clip_id}", "patch"),
+                ("/audio/{clip_id}", "patch"), ("/exports/{format}", "post"),
                 ("/health/live", "get"), ("/health/ready", "get"), ("/metrics", "get"), ("/", "get")}
     assert expected <= set(routes)
     for key, op in routes.items():
