@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from app.errors import NotReady
 from app.ingest import Ingest
 from app.observability import ServiceMetrics
+from app.security import signed
 from app.settings import Settings
 from index.collection import Collection
 from retrieval.pipeline import Retriever
@@ -49,5 +50,7 @@ IngestDep = Annotated[Ingest, Depends(get_ingest)]
 
 
 def audio_url(request: Request, clip_id: int) -> str:
-    """Root-relative URL of a clip's audio, so it works behind a proxy that keeps the path."""
-    return request.scope.get("root_path", "") + str(request.app.url_path_for("audio_file", clip_id=clip_id))
+    """Root-relative URL of a clip's audio, so it works behind a proxy that keeps the path; with protected
+    reads a signed link (app/security.py), which reads the audio without the key until it expires."""
+    path = str(request.app.url_path_for("audio_file", clip_id=clip_id))
+    return request.scope.get("root_path", "") + signed(request.app.state.settings, path)

@@ -2,9 +2,16 @@
 
 Writes always need the configured key; reads need it only with `protect_reads`. Without a configured key,
 writes are refused (403) with a message saying how to set one.
+
+With `protect_reads`, the audio URLs the service hands out (a clip's file, a segment's excerpt) are signed
+links: `?expires=<unix time>&token=<HMAC of the path and the time>`, under a secret derived from the API key.
+Such a link reads that clip's audio without the key until it expires (LINK_TTL_S), so a player, a DAW or a
+file manager given the URL (the page's drag-out) can fetch it; changing the key revokes every link.
 """
 
+import hashlib
 import hmac
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -50,8 +57,42 @@ def require_write(request: Request, key: Annotated[str | None, Depends(_key)]) -
 
 def require_read(request: Request, key: Annotated[str | None, Depends(_key)]) -> None:
     settings: Settings = request.app.state.settings
-    if settings.protect_reads:
+    if settings.protect_reads and not (key is None and _signed_link(settings, request)):
         check_key(settings, key, what="reads")
+
+
+LINK_TTL_S = 24 * 3600  # how long a signed audio link reads without the key
+
+
+def _link_secret(settings: Settings) -> bytes | None:
+    key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
+    return hmac.new(key.encode(), b"signed audio links", hashlib.sha256).digest() if key else None
+
+
+def _link_token(secret: bytes, path: str, expires: int) -> str:
+    return hmac.new(secret, f"{path}\n{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def signed(settings: Settings, path: str, *, now: float | None = None) -> str:
+    """`path` (a route's path, without the proxy's root path) as a signed link when reads are protected
+    (`?expires=...&token=...`, good for LINK_TTL_S), else as it is."""
+    secret = _link_secret(settings)
+    if not settings.protect_reads or secret is None:
+        return path
+    expires = int(time.time() if now is None else now) + LINK_TTL_S
+    return f"{path}?expires={expires}&token={_link_token(secret, path, expires)}"
+
+
+def _signed_link(settings: Settings, request: Request) -> bool:
+    """Whether the request is a signed link to its own path, not expired."""
+    token, expires = request.query_params.get("token"), request.query_params.get("expires")
+    secret = _link_secret(settings)
+    if secret is None or not token or not expires or not expires.isdigit() or int(expires) < time.time():
+        return False
+    path, root = request.scope["path"], request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    return hmac.compare_digest(token.encode(), _link_token(secret, path, int(expires)).encode())
 
 
 WriteAccess = Depends(require_write)

@@ -248,9 +248,10 @@ def _exact(seconds: float) -> str:
 def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
     r = hit.record
     seg = hit.segment
+    span = f"start={_exact(seg.start)}&end={_exact(seg.end)}" if seg is not None else ""
     segment = None if seg is None else SegmentOut(
         start=seg.start, end=seg.end, score=seg.score, excerpt_name=excerpt_name(r.name, seg.start, seg.end),
-        excerpt_url=f"{audio_url}?start={_exact(seg.start)}&end={_exact(seg.end)}")
+        excerpt_url=f"{audio_url}{'&' if '?' in audio_url else '?'}{span}")  # after a signed link's query
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
                      audio_url=audio_url, segment=segment, **meta_out(r))
 

@@ -4,7 +4,7 @@
 const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
-const state = { protectReads: false, writesEnabled: true };
+const state = { writesEnabled: true };
 const SCORE_TITLES = {
   vector: "cosine similarity to the query",
   keyword: "BM25 score of the query's words",
@@ -42,13 +42,10 @@ function formatSeconds(s) {
 }
 
 // With protected reads an <audio src> cannot send the key, so the file is fetched with it instead.
-async function attachAudio(audio, url) {
-  if (!state.protectReads) {
-    audio.src = url;
-    return;
-  }
-  const response = await fetch(url, { headers: authHeaders() });
-  if (response.ok) audio.src = URL.createObjectURL(await response.blob());
+// The service's audio URLs play as they are: with protected reads they are signed links (app/security.py),
+// so the player streams them (Range requests) without the key.
+function attachAudio(audio, url) {
+  audio.src = url;
 }
 
 function renderTags(tags) {
@@ -253,7 +250,6 @@ async function refreshStatus() {
       return;
     }
     const ready = await response.json();
-    state.protectReads = ready.access.protect_reads;
     state.writesEnabled = ready.access.writes_enabled;
     const model = ready.model.kind === "zero-shot" ? "zero-shot model (tag names)" : "trained model";
     $("status").textContent = `${ready.clips} clips · ${model} ${ready.model.id}`;

@@ -186,3 +186,36 @@ def test_protected_reads_need_the_key(make_client):
     assert client.post("/search", json={"query": "rain"}, headers=WRITE).status_code == 200
     assert client.get("/audio", headers=WRITE).status_code == 200
     assert client.get("/health/ready").status_code == 200  # probes stay open
+
+
+def test_protected_reads_hand_out_signed_audio_links(make_client, monkeypatch):
+    """With protected reads, the audio URLs a search answers read that clip's audio without the key (a
+    player, a DAW given the link) until they expire; a changed, moved or expired link needs the key."""
+    from app import security
+
+    client = make_client(protect_reads=True)
+    for name in ("sine.wav", "clicks.wav"):
+        assert upload(client, name, CLIPS[name]).status_code == 201
+    hits = client.post("/search", json={"query": "a tone", "k": 3}, headers=WRITE).json()["results"]
+    first, second = hits[0], hits[1]
+    url = first["audio_url"]
+    assert url.startswith(f"/audio/{first['id']}/file?expires=") and "&token=" in url
+    assert client.get(url).status_code == 200
+    assert client.get(url, headers={"Range": "bytes=0-99"}).status_code == 206  # streams, as a player asks
+    if first["segment"] is not None:
+        excerpt = client.get(first["segment"]["excerpt_url"])
+        assert excerpt.status_code == 200 and first["segment"]["excerpt_name"] in excerpt.headers[
+            "content-disposition"]
+    query = url.split("?", 1)[1]
+    assert client.get(f"/audio/{second['id']}/file?{query}").status_code == 401  # another clip's path
+    assert client.get(url[:-1] + ("0" if url[-1] != "0" else "1")).status_code == 401  # a changed token
+    expires = int(query.split("&")[0].split("=")[1])
+    assert client.get(url.replace(f"expires={expires}", f"expires={expires + 1}")).status_code == 401
+    token = query.split("token=")[1]
+    assert client.get("/audio", params={"expires": expires, "token": token}).status_code == 401  # elsewhere
+    monkeypatch.setattr(security.time, "time", lambda: expires + 1.0)  # past its time
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers=WRITE).status_code == 200  # the key still reads it
+    open_client = make_client()  # reads open: plain URLs
+    assert open_client.post("/search", json={"query": "a tone", "k": 1}).json()["results"][0][
+        "audio_url"] == f"/audio/{first['id']}/file"
