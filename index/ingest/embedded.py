@@ -81,7 +81,7 @@ def file_metadata(source: Path | bytes, name: str) -> Metadata:
     try:
         with _opened(source) as f:
             size = f.seek(0, io.SEEK_END)
-            slots = wav_slots(f, size, name) + tag_slots(f, name)
+            slots = wav_slots(f, size, name) + tag_slots(f, size, name)
     except OSError as e:
         log.warning("%s: its metadata cannot be read: %s", name, e)
         slots = []

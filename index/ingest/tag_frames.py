@@ -7,8 +7,12 @@ cannot be read (damaged, truncated, an ID3 tag declaring more than MAX_ID3_BYTES
 warning; the clip is indexed all the same.
 """
 
+import io
 import logging
+from types import SimpleNamespace
 from typing import Any, BinaryIO
+
+from index.ingest.wav_chunks import walk
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +29,9 @@ ID3_FRAMES = {"TIT2": "title", "COMM": "comment", "TCON": "genre", "TPE1": "arti
               "TCOP": "copyright"}
 
 
-def tag_slots(f: BinaryIO, name: str) -> Slots:
-    """What the file's ID3 or Vorbis tags say ([] for none)."""
+def tag_slots(f: BinaryIO, size: int, name: str) -> Slots:
+    """What the file's ID3 or Vorbis tags say ([] for none). An RF64/BW64 WAV's ``id3`` chunk (which mutagen
+    does not find in those) is read from where the chunk walk of index/ingest/wav_chunks.py finds it."""
     import mutagen
 
     try:
@@ -34,7 +39,11 @@ def tag_slots(f: BinaryIO, name: str) -> Slots:
             log.warning("%s: its ID3 tag declares more than %d bytes: skipped", name, MAX_ID3_BYTES)
             return []
         f.seek(0)
-        found = mutagen.File(f)
+        if f.read(4) in (b"RF64", b"BW64"):
+            found = _rf64_id3(f, size, name)
+        else:
+            f.seek(0)
+            found = mutagen.File(f)
     except Exception as e:  # a hostile tag must never fail the clip  # noqa: BLE001
         log.warning("%s: its tags cannot be read, skipped: %s: %s", name, type(e).__name__, e)
         return []
@@ -46,6 +55,21 @@ def tag_slots(f: BinaryIO, name: str) -> Slots:
     except Exception as e:  # noqa: BLE001
         log.warning("%s: its tags cannot be read, skipped: %s: %s", name, type(e).__name__, e)
         return []
+
+
+def _rf64_id3(f: BinaryIO, size: int, name: str) -> Any:
+    """The ID3 tag of an RF64/BW64 file's ``id3 `` (or ``ID3 ``) chunk, None without one."""
+    from mutagen.id3 import ID3
+
+    chunks = walk(f, size)
+    at = chunks.get(b"id3 ") or chunks.get(b"ID3 ")
+    if at is None:
+        return None
+    if at[1] > MAX_ID3_BYTES:
+        log.warning("%s: its ID3 tag declares more than %d bytes: skipped", name, MAX_ID3_BYTES)
+        return None
+    f.seek(at[0])
+    return SimpleNamespace(tags=ID3(io.BytesIO(f.read(at[1]))))
 
 
 def _id3_size(f: BinaryIO) -> int:

@@ -1,8 +1,9 @@
 """The metadata inside audio files, read at ingestion: files tagged by independent tools (ffmpeg for BWF
 ``bext``, RIFF INFO and ID3; metaflac for FLAC; vorbiscomment for Ogg Vorbis) and RIFF chunks made here (an
-iXML chunk, damaged chunks). Each value lands where index/ingest/embedded.py's mapping says, keyword search
-finds each description's words, a damaged chunk leaves the clip indexed with a warning, the user's metadata
-wins, and `reread-metadata` reads the files of a store indexed before, resuming and reporting missing files.
+iXML chunk, damaged chunks, chunks after the data of ffmpeg's RF64 files). Each value lands where
+index/ingest/embedded.py's mapping says, keyword search finds each description's words, a damaged chunk
+leaves the clip indexed with a warning, the user's metadata wins, and `reread-metadata` reads the files of a
+store indexed before, resuming and reporting missing files.
 
 A tool that is missing skips its case, unless CI is set: then the case fails.
 """
@@ -146,6 +147,56 @@ def test_what_the_user_gives_wins_part_by_part(library, settings, tone_retriever
     assert record.meta.tags == ("favourite", "weather")
     assert record.meta.field_dict["title"] == "My Title"
     assert record.meta.field_dict["originator"] == "Jane Doe"
+
+
+def rf64_with_chunks_after_data(path, *chunks: bytes, head: bytes = b"RF64") -> bytes:
+    """An RF64 file written by ffmpeg (ds64 chunk, data size 0xFFFFFFFF, bext before the data) with the
+    chunks appended after its data, as editors write iXML; the ds64 RIFF size updated; `head` BW64 relabels
+    it."""
+    data = bytearray(ffmpeg_sine(path, "-rf64", "always", "-write_bext", "1",
+                                 "-metadata", "originator=Dawn Recordist").read_bytes())
+    assert data[:4] == b"RF64" and data[12:16] == b"ds64" and b"data\xff\xff\xff\xff" in data
+    data += b"".join(chunks)
+    data[:4] = head
+    data[20:28] = struct.pack("<Q", len(data) - 8)
+    return bytes(data)
+
+
+def ffmpeg_id3(path, *options: str) -> bytes:
+    """The ID3v2 tag ffmpeg writes at the head of an MP3, alone."""
+    head = ffmpeg_sine(path, "-c:a", "libmp3lame", *options).read_bytes()
+    assert head[:3] == b"ID3"
+    return head[:10 + (head[6] << 21 | head[7] << 14 | head[8] << 7 | head[9])]
+
+
+def test_rf64_chunks_after_the_data_are_read_and_the_audio_decodes(tmp_path, settings, tone_retriever,
+                                                                   caplog):
+    id3 = ffmpeg_id3(tmp_path / "tag.mp3", "-metadata", "genre=Nature", "-metadata", "title=Dawn Chorus")
+    path = tmp_path / "dawn.wav"
+    path.write_bytes(rf64_with_chunks_after_data(path, chunk(b"iXML", IXML), chunk(b"id3 ", id3)))
+    with caplog.at_level(logging.WARNING):
+        meta = file_metadata(path.read_bytes(), path.name)
+    assert caplog.text == ""
+    fields = meta.field_dict
+    assert fields["fx_name"] == "Door Slam" and "oak" in meta.tags  # iXML, after the data
+    assert fields["originator"] == "Dawn Recordist"  # bext, before it
+    assert fields["genre"] == "Nature" and "nature" in meta.tags  # ID3, after it
+    bw64 = rf64_with_chunks_after_data(tmp_path / "bw64.wav", chunk(b"iXML", IXML), chunk(b"id3 ", id3),
+                                       head=b"BW64")
+    assert file_metadata(bw64, "bw64.wav") == meta
+    with open_collection(settings, tone_retriever) as c:
+        [(record, created)] = add(c, file(path))
+    assert created and record.duration == pytest.approx(1.0, abs=0.01) and record.meta == meta
+
+
+def test_an_rf64_chunk_of_unknown_size_ends_the_walk_keeping_what_came_before(tmp_path):
+    """A chunk sized 0xFFFFFFFF that ds64's table does not size: where the next one starts is not known."""
+    id3 = ffmpeg_id3(tmp_path / "tag.mp3", "-metadata", "genre=Nature")
+    unknown = b"junk" + struct.pack("<I", 0xFFFFFFFF) + b"\0" * 16
+    meta = file_metadata(rf64_with_chunks_after_data(tmp_path / "odd.wav", chunk(b"iXML", IXML), unknown,
+                                                     chunk(b"id3 ", id3)), "odd.wav")
+    assert meta.field_dict["originator"] == "Dawn Recordist" and meta.field_dict["fx_name"] == "Door Slam"
+    assert "genre" not in meta.field_dict
 
 
 DEEP = b"<BWFXML>" + b"<USER>" * 200 + b"x" + b"</USER>" * 200 + b"</BWFXML>"
