@@ -30,6 +30,7 @@ from benchmarks.common import (
     table,
     unit_vectors,
 )
+from index.faiss.cache import AUTO_CLIPS_IVF_AT, built_kind
 from index.faiss.vector_index import VectorIndex
 from retrieval.text import clean_caption
 
@@ -42,18 +43,26 @@ PRECISIONS = ("fp32", "int8")
 KINDS = ("flat", "flat16")
 
 
-def cpu_default() -> tuple[str, str]:
-    """(text precision, index kind) of the service's defaults on CPU (text_backend=auto runs ONNX there)."""
+def cpu_default(n_clips: int) -> tuple[str, str]:
+    """(text precision, index kind) of the service's defaults on CPU for n clips (text_backend=auto runs
+    ONNX there; index_kind "auto" builds flat16 below AUTO_CLIPS_IVF_AT clips, ivf16 from there)."""
     from app.settings import Settings
 
     fields = Settings.model_fields
-    kind = fields["index_kind"].default  # "auto": flat16 at every size timed here but a million clips
-    return fields["text_precision"].default, "flat16" if kind == "auto" else kind
+    kind = built_kind(fields["index_kind"].default, n_clips, AUTO_CLIPS_IVF_AT)
+    return fields["text_precision"].default, kind
 
 
-def candidate(precision: str, kind: str) -> str:
-    mark = " (CPU default)" if (precision, kind) == cpu_default() else ""
+def candidate(precision: str, kind: str, n_clips: int) -> str:
+    mark = " (CPU default)" if (precision, kind) == cpu_default(n_clips) else ""
     return f"onnx {precision} + {kind}, 1 search thread{mark}"
+
+
+def default_note(n_clips: int) -> str:
+    """A line when the CPU default at this size is a kind not timed here."""
+    kind = cpu_default(n_clips)[1]
+    return "" if kind in KINDS else (f"At {n_clips:,} clips the CPU default builds {kind} (not timed here: "
+                                     "benchmarks/clip_index_recall.py times it, RESULTS section 11).\n")
 
 
 def numpy_topk(xb: np.ndarray, xq: np.ndarray, k: int = K) -> np.ndarray:
@@ -140,7 +149,8 @@ def agreement(encoders: dict, queries: list[str], collection: list[str], xb_synt
         xq = encoders[f"onnx {precision}"](queries)
         cos = (xq * xq_ref).sum(1)
         for kind in KINDS:
-            rows.append([candidate(precision, kind), f"{cos.min():.5f}", f"{np.median(cos):.6f}",
+            rows.append([candidate(precision, kind, len(collection)), f"{cos.min():.5f}",
+                         f"{np.median(cos):.6f}",
                          f"{overlap_at_k(real[kind].search(xq, K)[1], exact_real):.4f}",
                          f"{overlap_at_k(syn[kind].search(xq, K)[1], exact_syn):.4f}"])
     table(rows, ["query encoder + service index", "min cosine to fp32", "median cosine",
@@ -173,12 +183,14 @@ def at_size(n_clips: int, *, encoders: dict, queries: list[str], n: int) -> None
     for precision in PRECISIONS:
         enc = encoders[f"onnx {precision}"]
         for kind, vi in indexes.items():
-            e2e[candidate(precision, kind)] = lambda i, enc=enc, vi=vi: service_search(vi, enc([queries[i]]))
+            e2e[candidate(precision, kind, n_clips)] = \
+                lambda i, enc=enc, vi=vi: service_search(vi, enc([queries[i]]))
     e2e_times = interleaved(e2e, n=n)
     print(f"## {n_clips:,} clips x {DIM}-d, in process, {n} queries (ms)\n")
     table(speed_rows(search, "FAISS IndexFlatIP"), ["search alone", "p50", "p90", "speed-up"])
     table(speed_rows(e2e_times, "reference"),
           ["encode + search", "p50", "p90", "speed-up over the faster reference"])
+    print(default_note(n_clips))
 
 
 def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir: Path) -> None:
@@ -194,7 +206,7 @@ def over_http(*, folder: Path, queries: list[str], n_clips: int, n: int, workdir
                {"RETRIEVAL_TEXT_BACKEND": "torch", "RETRIEVAL_INDEX_KIND": "flat",
                 "RETRIEVAL_SEARCH_THREADS": str(DEFAULT_OMP)}}
     for precision, kind in ((p_, k_) for p_ in PRECISIONS for k_ in KINDS):
-        configs[candidate(precision, kind)] = {
+        configs[candidate(precision, kind, n_clips)] = {
             "RETRIEVAL_TEXT_BACKEND": "onnx", "RETRIEVAL_TEXT_PRECISION": precision,
             "RETRIEVAL_INDEX_KIND": kind, "RETRIEVAL_SEARCH_THREADS": "1"}
     times = {}
