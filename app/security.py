@@ -5,8 +5,9 @@ writes are refused (403) with a message saying how to set one.
 
 With `protect_reads`, the audio URLs the service hands out (a clip's file, a segment's excerpt) are signed
 links: `?expires=<unix time>&token=<HMAC of the path and the time>`, under a secret derived from the API key.
-Such a link reads that clip's audio without the key until it expires (LINK_TTL_S), so a player, a DAW or a
-file manager given the URL (the page's drag-out) can fetch it; changing the key revokes every link.
+Such a link reads that clip's audio without the key until it expires (`link_ttl_s`, 24 hours by default),
+so a player, a DAW or a file manager given the URL (the page's drag-out) can fetch it; changing the key
+revokes every link.
 """
 
 import hashlib
@@ -61,9 +62,6 @@ def require_read(request: Request, key: Annotated[str | None, Depends(_key)]) ->
         check_key(settings, key, what="reads")
 
 
-LINK_TTL_S = 24 * 3600  # how long a signed audio link reads without the key
-
-
 def _link_secret(settings: Settings) -> bytes | None:
     key = settings.api_key.get_secret_value() if settings.api_key is not None else ""
     return hmac.new(key.encode(), b"signed audio links", hashlib.sha256).digest() if key else None
@@ -75,11 +73,11 @@ def _link_token(secret: bytes, path: str, expires: int) -> str:
 
 def signed(settings: Settings, path: str, *, now: float | None = None) -> str:
     """`path` (a route's path, without the proxy's root path) as a signed link when reads are protected
-    (`?expires=...&token=...`, good for LINK_TTL_S), else as it is."""
+    (`?expires=...&token=...`, good for the settings' link_ttl_s), else as it is."""
     secret = _link_secret(settings)
     if not settings.protect_reads or secret is None:
         return path
-    expires = int(time.time() if now is None else now) + LINK_TTL_S
+    expires = int(time.time() if now is None else now) + settings.link_ttl_s
     return f"{path}?expires={expires}&token={_link_token(secret, path, expires)}"
 
 

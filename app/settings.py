@@ -79,6 +79,9 @@ class Settings(BaseSettings):
                             "when a windows collection is created (an existing one keeps how it was made)")
     api_key: SecretStr | None = Field(None, description="key for write endpoints (X-API-Key or Bearer)")
     protect_reads: bool = Field(False, description="require the API key for reads too")
+    link_ttl_s: int = Field(24 * 3600, ge=60, le=366 * 24 * 3600,
+                            description="with protect_reads: how long a signed audio link (an audio_url or "
+                                        "excerpt_url the service answers) reads without the key, seconds")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (none)")
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest accepted upload")
     max_duration_s: float = Field(

@@ -219,3 +219,16 @@ def test_protected_reads_hand_out_signed_audio_links(make_client, monkeypatch):
     open_client = make_client()  # reads open: plain URLs
     assert open_client.post("/search", json={"query": "a tone", "k": 1}).json()["results"][0][
         "audio_url"] == f"/audio/{first['id']}/file"
+
+
+def test_a_signed_links_lifetime_is_the_setting(make_client, monkeypatch):
+    from app import security
+
+    monkeypatch.setattr(security.time, "time", lambda: 1_000_000.0)
+    client = make_client(protect_reads=True, link_ttl_s=120)
+    assert upload(client, "sine.wav", CLIPS["sine.wav"]).status_code == 201
+    url = client.post("/search", json={"query": "a tone", "k": 1}, headers=WRITE).json()["results"][0][
+        "audio_url"]
+    assert "expires=1000120&" in url and client.get(url).status_code == 200
+    monkeypatch.setattr(security.time, "time", lambda: 1_000_121.0)
+    assert client.get(url).status_code == 401
