@@ -5,12 +5,18 @@ Only the span is read: libsndfile seeks to its first frame (WAV, FLAC, OGG and M
 `round(S * rate)` to `round(E * rate)` frames, so the WAV lasts E - S to within a sample. 16-bit sources
 stay 16-bit PCM, sample for sample; anything else is written as 32-bit float, which holds 24-bit PCM and
 decoded Vorbis or MP3 exactly.
+
+Memory stays bounded whatever the span (an hour of a 12-hour tape): the span is read and written BLOCK_FRAMES
+at a time into an anonymous temporary file (gone when closed, or when the process dies), which the route
+then sends in chunks. A span whose WAV would pass a WAV's 4 GiB is refused (the whole file has no limit).
 """
 
-import io
 import math
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
 import soundfile as sf
@@ -23,14 +29,24 @@ EXACT_16 = {"PCM_16", "PCM_S8", "PCM_U8"}  # read as int16 and written as 16-bit
 # a record's duration is measured at 32 kHz, so a moment ending at the clip's end may end a sample of that
 # rate past the file's last frame: an end this close past it is the file's end
 END_SLACK_S = 1e-3
+BLOCK_FRAMES = 1 << 16  # frames read and written at a time
+SEND_BYTES = 1 << 20  # bytes sent at a time
+MAX_WAV_DATA = 0xFFFFFFFF - (1 << 16)  # a WAV's 32-bit sizes, less room for its header chunks
 
 
 @dataclass(frozen=True)
 class Excerpt:
-    """The WAV's bytes and the name to save it under."""
+    """The WAV (an open temporary file, at its start), its size and the name to save it under."""
 
-    wav: bytes
+    file: BinaryIO
+    size: int
     filename: str
+
+    def chunks(self) -> Iterator[bytes]:
+        """The WAV's bytes, SEND_BYTES at a time; the file closed (so removed) at the end or on an error."""
+        with self.file:
+            while data := self.file.read(SEND_BYTES):
+                yield data
 
 
 def check_span(start: float | None, end: float | None) -> tuple[float, float] | None:
@@ -72,19 +88,35 @@ def excerpt_name(name: str, start: float, end: float) -> str:
 
 
 def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
-    """Frames round(start * rate) to round(end * rate) of the file as a WAV; only those are read."""
+    """Frames round(start * rate) to round(end * rate) of the file as a WAV; only those are read, a block
+    at a time."""
     rate = probe_audio(path, name=name).source_rate  # the decoder's checks of the header
+    out = tempfile.TemporaryFile()  # noqa: SIM115 - handed on open, closed by Excerpt.chunks
     try:
         with sf.SoundFile(path) as f:
             first, last = _frames(start, end, rate, f.frames)
             exact = f.subtype in EXACT_16
+            if (last - first) * f.channels * (2 if exact else 4) > MAX_WAV_DATA:
+                raise BadSpan(f"the span {start:g}-{end:g} s is more than a WAV holds (4 GiB at "
+                              f"{f.channels} channels, {rate} Hz): take a shorter one, or the whole file "
+                              "(no start and end)")
             f.seek(first)
-            data = f.read(last - first, dtype="int16" if exact else "float32", always_2d=True)
+            with sf.SoundFile(out, "w", samplerate=rate, channels=f.channels, format="WAV",
+                              subtype="PCM_16" if exact else "FLOAT", closefd=False) as wav:
+                left = last - first
+                while left and len(block := f.read(min(BLOCK_FRAMES, left), dtype="int16" if exact else
+                                                   "float32", always_2d=True)):
+                    wav.write(block)
+                    left -= len(block)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
+        out.close()
         raise AudioDecodeError(f"{name}: the span {start:g}-{end:g} s could not be read: {e}") from e
-    out = io.BytesIO()
-    sf.write(out, data, rate, format="WAV", subtype="PCM_16" if exact else "FLOAT")
-    return Excerpt(out.getvalue(), excerpt_name(name, start, end))
+    except BaseException:
+        out.close()
+        raise
+    size = out.seek(0, 2)
+    out.seek(0)
+    return Excerpt(out, size, excerpt_name(name, start, end))
 
 
 def content_disposition(filename: str, kind: str = "inline") -> str:

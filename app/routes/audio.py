@@ -4,8 +4,8 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from app.deps import CollectionDep, IngestDep, audio_url
@@ -167,8 +167,9 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, start: Seconds 
         raise AudioFileGone(clip_id)
     if span is not None:
         excerpt = await run_in_threadpool(read_excerpt, path, record.name, *span)
-        return Response(excerpt.wav, media_type="audio/wav",
-                        headers={"Content-Disposition": content_disposition(excerpt.filename)})
+        return StreamingResponse(iterate_in_threadpool(excerpt.chunks()), media_type="audio/wav",
+                                 headers={"Content-Disposition": content_disposition(excerpt.filename),
+                                          "Content-Length": str(excerpt.size)})
     media_type = await run_in_threadpool(audio_media_type, path)
     return FileResponse(path, media_type=media_type, filename=record.name, content_disposition_type="inline")
 

@@ -134,3 +134,29 @@ def test_the_excerpt_name_keeps_non_ascii_names(client, tmp_path):
     assert header == ("inline; filename=\"pluie d'_t__1.5-2.wav\"; "
                       "filename*=utf-8''pluie%20d%27%C3%A9t%C3%A9_1.5-2.wav")
     assert math.isclose(1.5, float(name.rsplit("_", 1)[1].split("-")[0]))
+
+
+@pytest.mark.parametrize("name", ["field recording.wav", "stereo.flac"])
+def test_a_long_span_is_read_and_sent_a_block_at_a_time(client, name, monkeypatch):
+    """Blocks of 1,000 frames (a span of many): the same WAV as one read of the span."""
+    from app import excerpts
+
+    monkeypatch.setattr(excerpts, "BLOCK_FRAMES", 1000)
+    monkeypatch.setattr(excerpts, "SEND_BYTES", 4096)
+    rate = sf.info(str(client.paths[name])).samplerate
+    r = client.get(f"/audio/{client.ids[name]}/file", params={"start": 0.5, "end": 5.25})
+    assert r.status_code == 200 and int(r.headers["content-length"]) == len(r.content)
+    dtype = "int16" if name.endswith(".wav") else "float32"
+    want, _ = sf.read(str(client.paths[name]), start=round(0.5 * rate), stop=round(5.25 * rate), dtype=dtype,
+                      always_2d=True)
+    np.testing.assert_array_equal(sf.read(io.BytesIO(r.content), dtype=dtype, always_2d=True)[0], want)
+
+
+def test_a_span_past_what_a_wav_holds_is_400(client, monkeypatch):
+    from app import excerpts
+
+    monkeypatch.setattr(excerpts, "MAX_WAV_DATA", 44_100 * 2 * 4)  # 4 s of 16-bit mono at 44.1 kHz
+    url = f"/audio/{client.ids['field recording.wav']}/file"
+    assert client.get(url, params={"start": 0, "end": 4}).status_code == 200
+    r = client.get(url, params={"start": 0, "end": 4.5})
+    assert r.status_code == 400 and "more than a WAV holds" in r.json()["detail"]
