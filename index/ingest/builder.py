@@ -134,9 +134,9 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         report.added += 1
     else:
         report.skipped += 1
-        stored, new = result.record, result.item.meta
-        if stored is not None and stored.meta.merged(new) != stored.meta:
-            collection.edit_metadata(stored.id, lambda m: m.merged(new))
+        stored, given = result.record, result.item.meta
+        if stored is not None and given.over(stored.meta) != stored.meta:  # laid over, as over a file's
+            collection.edit_metadata(stored.id, given.over)
             report.updated += 1
 
 

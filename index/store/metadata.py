@@ -60,10 +60,6 @@ class Metadata:
                 raise ValueError(f"field {key!r}: values are strings, not {type(value).__name__}")
         return cls(description.strip(), normalize_tags(tags), tuple(items))
 
-    def merged(self, new: Metadata) -> Metadata:
-        """This metadata with each part `new` has (non-empty) replaced by new's."""
-        return Metadata(new.description or self.description, new.tags or self.tags, new.fields or self.fields)
-
     def over(self, found: Metadata) -> Metadata:
         """This metadata (what the user gave) laid over `found` (what a file says), part by part: this
         description replaces found's; tags are this metadata's then found's, fields found's with this

@@ -73,15 +73,16 @@ def test_index_add_with_metadata_stores_new_files_with_it_and_updates_indexed_on
     assert records(tmp_path / "data") == {"Kick_808.wav": Metadata.of(tags=["drums"], fields={"pack": "A"})}
 
     write(lib / "hiss.wav", noise(seconds=0.3))
-    csv = write_csv(lib / "meta.csv", "file,description,tags\nKick_808.wav,deep kick,kick\n"
-                    "hiss.wav,tape hiss,noise\nmissing.wav,gone,\n")
+    csv = write_csv(lib / "meta.csv", "file,description,tags,bpm\nKick_808.wav,deep kick,kick,120\n"
+                    "hiss.wav,tape hiss,noise,\nmissing.wav,gone,,\n")
     out = cli("index", "add", str(lib), "--no-progress", "--metadata", str(csv), "--tags", "library")
     assert out.exit_code == 0, out.output
     assert "added 1, skipped 1 already indexed, failed 0" in out.stdout
     assert "gave 1 of the clips already indexed their new metadata" in out.stdout
     assert "1 rows of" in out.stderr and "missing.wav" in out.stderr
     assert records(tmp_path / "data") == {
-        "Kick_808.wav": Metadata.of(description="deep kick", tags=["library", "kick"], fields={"pack": "A"}),
+        "Kick_808.wav": Metadata.of(description="deep kick", tags=["library", "kick", "drums"],
+                                    fields={"pack": "A", "bpm": "120"}),  # laid over what it held
         "hiss.wav": Metadata.of(description="tape hiss", tags=["library", "noise"])}
 
     bad = write_csv(lib / "bad.csv", "file,tags\nhiss.wav,a;b;" + "x" * 65 + "\n")
