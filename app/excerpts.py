@@ -22,7 +22,7 @@ from urllib.parse import quote
 import soundfile as sf
 
 from app.errors import BadSpan
-from retrieval.audio import probe_audio
+from retrieval.audio import open_sound, probe_audio
 from retrieval.errors import AudioDecodeError
 
 EXACT_16 = {"PCM_16", "PCM_S8", "PCM_U8"}  # read as int16 and written as 16-bit PCM without a change
@@ -93,7 +93,7 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
     rate = probe_audio(path, name=name).source_rate  # the decoder's checks of the header
     out = tempfile.TemporaryFile()  # noqa: SIM115 - handed on open, closed by Excerpt.chunks
     try:
-        with sf.SoundFile(path) as f:
+        with open_sound(path) as f:
             first, last = _frames(start, end, rate, f.frames)
             exact = f.subtype in EXACT_16
             if (last - first) * f.channels * (2 if exact else 4) > MAX_WAV_DATA:

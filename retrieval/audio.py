@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -148,7 +149,6 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
-        handle: io.BytesIO | Path = io.BytesIO(bytes(source))
         _check_wav_sizes(bytes(source[:65536]), len(source), label=label)
     else:
         path = Path(source)
@@ -156,11 +156,10 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
             raise AudioDecodeError(f"{label}: no such file")
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
-        handle = path
         with open(path, "rb") as raw:
             _check_wav_sizes(raw.read(65536), path.stat().st_size, label=label)
     try:
-        f = sf.SoundFile(handle)
+        f = open_sound(source)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
         raise _unreadable(e, label) from e
     with f:
@@ -206,14 +205,20 @@ def _unreadable(e: Exception, label: str) -> AudioDecodeError:
 
 
 def _check_wav_sizes(head: bytes, total: int, *, label: str) -> None:
-    """A RIFF/WAVE file whose data chunk claims more bytes than the file holds was cut short: refuse it
-    rather than index part of it (libsndfile would quietly read what is there)."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    """A RIFF/WAVE (or RF64/BW64) file whose data chunk claims more bytes than the file holds was cut short:
+    refuse it rather than index part of it (libsndfile would quietly read what is there). An RF64/BW64
+    data chunk's size is its ds64 chunk's."""
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
         return
+    long_data = None  # RF64/BW64: the data chunk's 64-bit size, from ds64
+    if head[:4] != b"RIFF" and head[12:16] == b"ds64" and len(head) >= 36:
+        long_data = struct.unpack("<Q", head[28:36])[0]
     pos = 12
     while pos + 8 <= len(head):
         chunk, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
         if chunk == b"data":
+            if size == 0xFFFFFFFF and long_data is not None:
+                size = long_data
             if size not in (0, 0xFFFFFFFF) and pos + 8 + size > total:
                 raise AudioDecodeError(
                     f"{label}: truncated WAV: the header declares {size} bytes of audio but only "
@@ -223,6 +228,49 @@ def _check_wav_sizes(head: bytes, total: int, *, label: str) -> None:
         pos += 8 + size + (size & 1)
     if pos + 8 > total:
         raise AudioDecodeError(f"{label}: truncated WAV: no audio data chunk")
+
+
+class _AsRF64(io.RawIOBase):
+    """A BW64 file (ITU-R BS.2088: RF64 under another name, which libsndfile does not know) read as RF64:
+    its first four bytes say so."""
+
+    def __init__(self, path: Path):
+        self._f = open(path, "rb")  # noqa: SIM115 - closed with this object
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, b: Any) -> int:
+        at = self._f.tell()
+        n = self._f.readinto(b)
+        if at < 4 and n:
+            view = memoryview(b)
+            view[:min(4 - at, n)] = b"RF64"[at:at + min(4 - at, n)]
+        return n
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def open_sound(source: str | Path | bytes) -> sf.SoundFile:
+    """libsndfile's SoundFile of a path or of bytes (a BW64 file read as the RF64 it is)."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        return sf.SoundFile(io.BytesIO(b"RF64" + data[4:] if data[:4] == b"BW64" else data))
+    path = Path(source)
+    with open(path, "rb") as raw:
+        bw64 = raw.read(4) == b"BW64"
+    return sf.SoundFile(_AsRF64(path) if bw64 else path)
 
 
 def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, max_channels: int,

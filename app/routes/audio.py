@@ -33,10 +33,10 @@ ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progre
             "the job already queued for the same bytes")
 MAX_WAIT_S = 60
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
-MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"),
-               (b"ID3", "audio/mpeg"))
-SUFFIX_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-                ".opus": "audio/ogg", ".mp3": "audio/mpeg"}
+MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"RF64", "audio/wav"), (b"BW64", "audio/wav"),
+               (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"))
+SUFFIX_TYPES = {".wav": "audio/wav", ".bwf": "audio/wav", ".rf64": "audio/wav", ".flac": "audio/flac",
+                ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg"}
 
 
 def audio_media_type(path: Path) -> str:

@@ -30,8 +30,8 @@ from retrieval.extract import AudioLimits, probe
 log = logging.getLogger(__name__)
 
 # what a folder walk picks up; files named on the command line are tried whatever their name
-AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff",
-                            ".aifc", ".au", ".w64", ".caf"})
+AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".bwf", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+                            ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"})
 # per-file failures; anything else (the database, a missing model) stops the run
 FILE_ERRORS = (RetrievalError, OSError, ValueError, RuntimeError)
 FATAL_ERRORS = (ModelNotFound, CheckpointMismatch)

@@ -11,13 +11,13 @@ from tests.audio_fixtures import sine, write
 
 def test_find_audio_walks_folders_by_suffix_in_a_stable_order(tmp_path):
     (tmp_path / "a" / "deep").mkdir(parents=True)
-    files = [write(tmp_path / "a" / n, sine(seconds=0.1)) for n in ("z.wav", "b.WAV")]
+    files = [write(tmp_path / "a" / n, sine(seconds=0.1), format="WAV") for n in ("z.wav", "b.WAV", "m.bwf")]
     deep = write(tmp_path / "a" / "deep" / "c.wav", sine(seconds=0.1))
     (tmp_path / "a" / "notes.txt").write_text("not audio")
     odd = tmp_path / "named.bin"
     odd.write_bytes(b"tried because it was named")
     found, missing = find_audio([tmp_path / "a", odd, tmp_path / "nope", files[0]])
-    assert found == [files[1], files[0], odd] and missing == [tmp_path / "nope"]
+    assert found == [files[1], files[2], files[0], odd] and missing == [tmp_path / "nope"]
     found, _ = find_audio([tmp_path / "a"], recursive=True)
     assert found == sorted([*files, deep])
 

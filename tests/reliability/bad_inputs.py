@@ -103,6 +103,7 @@ def non_finite_wav(value: float, *, fraction: float = 1.0) -> bytes:
 def bad_inputs(*, max_bytes: int, max_duration_s: float) -> list[BadInput]:
     """The bad uploads, for a server with these limits."""
     good = audio_bytes(sine(440.0, seconds=0.5))  # 16-bit PCM, 32 kHz, mono
+    rf64 = audio_bytes(sine(440.0, seconds=0.5), fmt="RF64")  # its data chunk's size in ds64
     random_bytes = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
     too_long = audio_bytes(noise(seconds=max_duration_s + 1.0, rate=8_000), 8_000)  # 16 kB/s: under the limit
     too_large = audio_bytes(noise(seconds=max_bytes / 64_000 + 0.5))  # 64 kB/s: over it
@@ -114,6 +115,8 @@ def bad_inputs(*, max_bytes: int, max_duration_s: float) -> list[BadInput]:
         BadInput("wav-cut-short", "short.wav", good[: len(good) // 2], 415, (TRUNCATED,)),
         BadInput("wav-data-size-lies", "lies.wav", with_data_size(good, 40 * len(good)), 415, (TRUNCATED,)),
         BadInput("wav-data-size-max", "lies2.wav", with_data_size(good, 0xFFFFFFF0), 415, (TRUNCATED,)),
+        BadInput("rf64-cut-short", "short64.wav", rf64[: len(rf64) // 2], 415, (TRUNCATED,)),
+        BadInput("bw64-cut-short", "short_bw.wav", b"BW64" + rf64[4: len(rf64) // 2], 415, (TRUNCATED,)),
         BadInput("png", "image.png", png_bytes(), 415, (UNREADABLE,)),
         BadInput("png-named-wav", "image.wav", png_bytes(), 415, (UNREADABLE,)),
         BadInput("pdf", "paper.pdf", pdf_bytes(), 415, (UNREADABLE,)),
