@@ -58,8 +58,14 @@ def require_write(request: Request, key: Annotated[str | None, Depends(_key)]) -
 
 def require_read(request: Request, key: Annotated[str | None, Depends(_key)]) -> None:
     settings: Settings = request.app.state.settings
-    if settings.protect_reads and not (key is None and _signed_link(settings, request)):
-        check_key(settings, key, what="reads")
+    if not settings.protect_reads:
+        return
+    if key is None and request.query_params.get("token") is not None:  # a signed link, or meant as one
+        refused = _link_refusal(settings, request)
+        if refused is None:
+            return
+        raise KeyRequired(f"{refused}: search again for a fresh link, or send the API key")
+    check_key(settings, key, what="reads")
 
 
 def _link_secret(settings: Settings) -> bytes | None:
@@ -81,16 +87,22 @@ def signed(settings: Settings, path: str, *, now: float | None = None) -> str:
     return f"{path}?expires={expires}&token={_link_token(secret, path, expires)}"
 
 
-def _signed_link(settings: Settings, request: Request) -> bool:
-    """Whether the request is a signed link to its own path, not expired."""
+def _link_refusal(settings: Settings, request: Request) -> str | None:
+    """None when the request is a signed link to its own path, not expired; else why it is not one."""
     token, expires = request.query_params.get("token"), request.query_params.get("expires")
     secret = _link_secret(settings)
-    if secret is None or not token or not expires or not expires.isdigit() or int(expires) < time.time():
-        return False
+    if secret is None:
+        return "this server signs no links (it has no API key)"
+    if not token or not expires or not expires.isdigit():
+        return "this signed link is incomplete (it needs `expires` and `token`)"
     path, root = request.scope["path"], request.scope.get("root_path", "")
     if root and path.startswith(root):
         path = path[len(root):]
-    return hmac.compare_digest(token.encode(), _link_token(secret, path, int(expires)).encode())
+    if not hmac.compare_digest(token.encode(), _link_token(secret, path, int(expires)).encode()):
+        return "this signed link is not valid for this address (changed, or another clip's)"
+    if int(expires) < time.time():
+        return "this signed link has expired"
+    return None
 
 
 WriteAccess = Depends(require_write)

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.excerpts import excerpt_name
+from app.excerpts import END_SLACK_S, excerpt_name
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
 from app.schemas.common import INT64_MAX, StorableText, storable_text
 from index.exports import ExportRow
@@ -265,6 +265,12 @@ class ExportSpan(BaseModel):
     end: Seconds = Field(ge=0, le=MAX_EXPORT_NUMBER, description="seconds from the clip's start",
                          examples=[30.0])
 
+    @model_validator(mode="after")
+    def _in_order(self) -> "ExportSpan":
+        if self.end <= self.start:
+            raise ValueError(f"a segment's end ({self.end:g} s) must come after its start ({self.start:g} s)")
+        return self
+
 
 class ExportHit(BaseModel):
     """A hit of a search's answer as an export reads it (the other fields of SearchHit are ignored)."""
@@ -277,6 +283,13 @@ class ExportHit(BaseModel):
                               examples=[12.5])
     segment: ExportSpan | None = Field(None, description="where in the clip (null: no span, as in keyword "
                                                          "mode)")
+
+    @model_validator(mode="after")
+    def _within(self) -> "ExportHit":
+        if self.segment is not None and self.segment.end > self.duration + END_SLACK_S:
+            raise ValueError(f"the segment ends at {self.segment.end:g} s, past the clip's end "
+                             f"({self.duration:g} s)")
+        return self
 
 
 class ExportRequest(BaseModel):

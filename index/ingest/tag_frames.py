@@ -25,6 +25,8 @@ NAMED = {"TITLE": "title", "DESCRIPTION": "description", "COMMENT": "comment", "
          "KEYWORDS": "keywords", "ARTIST": "artist", "ALBUM": "library", "COPYRIGHT": "copyright",
          "CATEGORY": "category", "SUBCATEGORY": "subcategory", "CATID": "catid", "FXNAME": "fx_name",
          "LIBRARY": "library", "NOTES": "notes"}
+# comments players write for themselves (iTunes' gapless and loudness data: hex numbers), not words
+PLAYER_COMMENTS = ("iTun",)
 ID3_FRAMES = {"TIT2": "title", "COMM": "comment", "TCON": "genre", "TPE1": "artist", "TALB": "library",
               "TCOP": "copyright"}
 
@@ -85,6 +87,8 @@ def _id3(tags: Any) -> Slots:
     out: Slots = []
     for frame_id, slot in ID3_FRAMES.items():
         for frame in tags.getall(frame_id):
+            if frame_id == "COMM" and str(frame.desc).startswith(PLAYER_COMMENTS):
+                continue
             out += [(slot, str(t)) for t in frame.text]
     for frame in tags.getall("TXXX"):
         if (named := NAMED.get(str(frame.desc).upper())) is not None:

@@ -207,14 +207,16 @@ def test_protected_reads_hand_out_signed_audio_links(make_client, monkeypatch):
         assert excerpt.status_code == 200 and first["segment"]["excerpt_name"] in excerpt.headers[
             "content-disposition"]
     query = url.split("?", 1)[1]
-    assert client.get(f"/audio/{second['id']}/file?{query}").status_code == 401  # another clip's path
+    moved = client.get(f"/audio/{second['id']}/file?{query}")  # another clip's path
+    assert moved.status_code == 401 and "not valid for this address" in moved.json()["detail"]
     assert client.get(url[:-1] + ("0" if url[-1] != "0" else "1")).status_code == 401  # a changed token
     expires = int(query.split("&")[0].split("=")[1])
     assert client.get(url.replace(f"expires={expires}", f"expires={expires + 1}")).status_code == 401
     token = query.split("token=")[1]
     assert client.get("/audio", params={"expires": expires, "token": token}).status_code == 401  # elsewhere
     monkeypatch.setattr(security.time, "time", lambda: expires + 1.0)  # past its time
-    assert client.get(url).status_code == 401
+    late = client.get(url)
+    assert late.status_code == 401 and "this signed link has expired" in late.json()["detail"]
     assert client.get(url, headers=WRITE).status_code == 200  # the key still reads it
     open_client = make_client()  # reads open: plain URLs
     assert open_client.post("/search", json={"query": "a tone", "k": 1}).json()["results"][0][

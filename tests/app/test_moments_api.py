@@ -150,9 +150,13 @@ def test_an_export_refuses_what_is_not_an_answer(client):
     hit = {"id": 1, "name": "a.wav", "score": 0.5, "duration": 3.0, "segment": None}
     assert client.post("/exports/csv", json={"results": [hit]}).status_code == 200
     assert client.post("/exports/xlsx", json={"results": [hit]}).status_code == 422
+    assert client.post("/exports/reaper", json={"results": [hit | {"segment": {"start": 1.0, "end": 3.0005}}]}
+                       ).status_code == 200  # the end of a clip measured at 32 kHz
     for bad in ({"score": "high"}, {"duration": -1.0}, {"segment": {"start": -2.0, "end": 1.0}},
-                {"name": "a\x00b"}, {"id": -1}):
-        assert client.post("/exports/csv", json={"results": [hit | bad]}).status_code == 422, bad
+                {"name": "a\x00b"}, {"id": -1}, {"segment": {"start": 2.0, "end": 1.0}},
+                {"segment": {"start": 1.0, "end": 1.0}}, {"segment": {"start": 1.0, "end": 3.5}}):
+        r = client.post("/exports/reaper", json={"results": [hit | bad]})
+        assert r.status_code == 422, bad
     assert client.post("/exports/csv", json={"results": [hit] * 101}).status_code == 422
     assert client.post("/exports/csv", content=b"not json",
                        headers={"Content-Type": "application/json"}).status_code in (400, 422)

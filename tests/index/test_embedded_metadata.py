@@ -265,3 +265,16 @@ def test_reread_metadata_fills_a_store_indexed_before_resumes_and_reports_missin
         again = reread_metadata(c, ledger=ledger, progress=False)
         assert (again.read, again.skipped, len(again.unreachable)) == (0, 4, 1)
         assert reread_metadata(c, ledger=ledger, again=True, progress=False).read == 4
+
+
+def test_comments_players_write_for_themselves_are_not_descriptions(tmp_path):
+    """iTunes' COMM frames (iTunNORM, iTunSMPB: hex numbers) next to the comment a person wrote."""
+    from mutagen.id3 import COMM, ID3
+
+    path = ffmpeg_sine(tmp_path / "itunes.mp3", "-c:a", "libmp3lame", "-metadata", "comment=church bells")
+    tags = ID3(path)
+    tags.add(COMM(encoding=3, lang="eng", desc="iTunNORM", text=" 00000210 000007E8 00001B2F"))
+    tags.add(COMM(encoding=3, lang="eng", desc="iTunSMPB", text=" 00000000 00000210 00000A2C"))
+    tags.save(path)
+    assert len(ID3(path).getall("COMM")) == 2  # ffmpeg wrote the comment as TXXX:comment
+    assert file_metadata(path, path.name).description == "church bells"
