@@ -8,7 +8,8 @@ user_tags, fields) and the keyword index (index/faiss/fts.py), filled from the c
 vocabulary (fts5vocab), which prefix queries are expanded against. 3: an index of the windows' places
 (clip, n, span), so the store's in-memory map of them is read without the rows' vectors and logits; windows
 written from then on keep their logits as float16 (read back only by a re-projection; rows written before
-keep float32, told apart by their length).
+keep float32, told apart by their length). 4: the keyword index again, its documents now holding the
+words of the fields' values.
 """
 
 import json
@@ -66,8 +67,9 @@ def _add_metadata(con: sqlite3.Connection) -> None:
     _fill_keywords(con)
 
 
-def _stem_keywords(con: sqlite3.Connection) -> None:
-    """Version 2: the keyword index again, its documents now holding the words' stems, with its vocabulary."""
+def _rebuild_keywords(con: sqlite3.Connection) -> None:
+    """Versions 2 (the words' stems, and the vocabulary) and 4 (the fields' values): the keyword index made
+    again from the stored records, as index/store/words.py makes documents now."""
     con.execute(f"DROP TABLE IF EXISTS {fts.VOCAB}")
     con.execute(f"DROP TABLE IF EXISTS {fts.TABLE}")
     _fill_keywords(con)
@@ -93,7 +95,7 @@ def _index_window_places(con: sqlite3.Connection) -> None:
 
 PLACE_INDEX = "CREATE INDEX IF NOT EXISTS windows_place ON windows (clip_id, n, start_s, end_s)"
 # MIGRATIONS[v] takes a file from version v to v + 1
-MIGRATIONS = (_add_metadata, _stem_keywords, _index_window_places)
+MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords)
 RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                   "description, user_tags, fields")
 N_RECORD_COLUMNS = 12

@@ -120,7 +120,8 @@ class QdrantStore(VectorStore):
         return ModelSpec.from_dict(meta.get("model_spec") or meta["fingerprint"])  # fingerprint: earlier
 
     def _add_keywords(self) -> None:
-        """A collection made before keyword search, or before the words' stems (KEYWORDS_VERSION), gets its
+        """A collection made before keyword search, or before its documents' present shape (KEYWORDS_VERSION:
+        the words' stems, the fields' values), gets its
         text and vocabulary indexes, and every point its words (with their stems) and vocabulary, written
         again from its record."""
         if (self._meta().get("keywords") or 0) >= KEYWORDS_VERSION:

@@ -164,10 +164,13 @@ def query_terms(query: Query, vocabulary: Callable[[str], Mapping[str, int]]) ->
 
 
 def document(clip: NewClip) -> str:
-    """The clip's keyword document: its words, each followed by its stem where that differs,
+    """The clip's keyword document: the words of its name, description, user tags, fields' values (a title,
+    an FX name, a library...) and top AudioSet tags, each followed by its stem where that differs,
     space-separated ('' when it has none)."""
     tags = [t.label for t in clip.tags if t.probability >= TAG_MIN_PROBABILITY]
-    return " ".join(with_stems(words(" ".join([clip.name, clip.meta.description, *clip.meta.tags, *tags]))))
+    values = [value for _, value in clip.meta.fields]
+    return " ".join(with_stems(words(" ".join([clip.name, clip.meta.description, *clip.meta.tags, *values,
+                                               *tags]))))
 
 
 def vocabulary(doc: str) -> list[str]:

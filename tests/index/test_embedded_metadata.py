@@ -123,7 +123,8 @@ def test_every_value_lands_where_the_mapping_says_and_keyword_search_finds_it(li
             assert stored[name].meta == want, name
         for name, query in [("bwf.wav", "tin roof"), ("id3.mp3", "shatters concrete"),
                             ("vorbis.flac", "tractor idling"), ("comments.ogg", "tawny owl"),
-                            ("ixml.wav", "wooden barn")]:
+                            ("ixml.wav", "wooden barn"), ("id3.mp3", "smash"),  # a title's word
+                            ("comments.ogg", "forest nights")]:  # a library's
             assert c.search_keywords(query, 1)[0].record.name == name, query
 
 

@@ -39,12 +39,13 @@ def test_query_words_count_a_repeated_word_once():
     assert query_words("kick KICK Kick_hard") == ["kick", "hard"]
 
 
-def test_a_clips_document_holds_name_description_user_tags_and_probable_audioset_tags():
+def test_a_clips_document_holds_name_description_user_tags_fields_and_probable_audioset_tags():
     clip = NewClip(name="Kick_808.wav", location="/x", sha256="0" * 64, duration=1.0, sample_rate=44_100,
                    tags=(Tag("Bass drum", 0.7), Tag("Music", 0.1), Tag("Speech", 0.09)),
                    meta=Metadata.of(description="Long decay", tags=["Drums", "one shot"],
-                                    fields={"pack": "notaword"}))
-    assert document(clip) == "kick 808 wav long decay drums drum one shot bass drum music"
+                                    fields={"pack": "Vol2", "title": "Hard Kicks"}))
+    assert document(clip) == ("kick 808 wav long decay drums drum one shot vol 2 hard kicks kick "
+                              "bass drum music")
 
 
 @pytest.mark.parametrize("query, terms, prefixes", [

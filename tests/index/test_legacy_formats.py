@@ -19,7 +19,7 @@ from index.layout import CLIP_DB
 from index.qdrant.payload import KEYWORDS_VERSION, VOCAB, WORDS
 from index.store.metadata import Metadata
 from index.store.records import NewClip, SearchFilter, Timeline, Windows
-from index.store.words import words
+from index.store.words import document, vocabulary, words
 from index.stores import StoreConfig, open_store
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, zero_shot
 from retrieval.durable import sha256_file
@@ -240,7 +240,7 @@ def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
     assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
         "doors door slamming slam wav loud speech rain"
     con.close()
@@ -259,6 +259,47 @@ def test_a_qdrant_collection_of_keywords_version_1_gets_its_words_stemmed(tmp_pa
     with open_store(config, SPEC) as store:
         assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
         assert_keyword_search_stems(store, ids)
+
+
+# -- keyword indexes of before fields' values were words ----------------------------------------------------
+def titled(i: int) -> NewClip:
+    return replace(clip(i), meta=Metadata.of(fields={"title": ["Gate Slam", "Owl Hoot"][i % 2]}))
+
+
+def without_fields(c: NewClip) -> str:
+    """A keyword document as it was before fields' values were words."""
+    return document(replace(c, meta=Metadata.of(description=c.meta.description, tags=c.meta.tags)))
+
+
+def test_a_faiss_store_of_version_3_gets_its_fields_words_in_its_keyword_index(tmp_path):
+    data_dir = tmp_path / "data"
+    with FaissStore(data_dir, SPEC) as store:
+        ids = [store.add(titled(i), unit_vectors(4)[i], logits(i)).id for i in range(4)]
+    con = sqlite3.connect(data_dir / CLIP_DB)
+    with con:
+        con.execute(f"DELETE FROM {fts.TABLE}")
+        con.executemany(f"INSERT INTO {fts.TABLE} (rowid, words) VALUES (?, ?)",
+                        [(ids[i], without_fields(titled(i))) for i in range(4)])
+        con.execute("PRAGMA user_version = 3")
+    con.close()
+    with FaissStore(data_dir, SPEC) as store:
+        assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
+        assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
+
+
+def test_a_qdrant_collection_of_keywords_version_2_gets_its_fields_words(tmp_path):
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:
+        ids = [store.add(titled(i), unit_vectors(4)[i], logits(i)).id for i in range(4)]
+        for i in range(4):
+            doc = without_fields(titled(i))
+            store.client.set_payload("clips", {WORDS: doc, VOCAB: vocabulary(doc)}, points=[ids[i]])
+        store.client.update_collection(store._target(), metadata={"keywords": 2})
+        assert store.search_keywords("gate", 5) == []
+    with open_store(config, SPEC) as store:
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 3
+        assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
+        assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
 
 
 # -- Ray shard folders -------------------------------------------------------------------------------------
