@@ -225,18 +225,24 @@ def assert_keyword_search_stems(store, ids) -> None:
     assert [h.record.id for h in store.search_keywords("footsteps", 5, flt)] == [ids[2]]
 
 
+def write_keywords(data_dir, version: int, docs: dict[int, str], *, drop_vocabulary: bool = False) -> None:
+    """The clip database's keyword documents and schema version set as an earlier version wrote them."""
+    con = sqlite3.connect(data_dir / CLIP_DB)
+    with con:
+        if drop_vocabulary:
+            con.execute(f"DROP TABLE {fts.VOCAB}")
+        con.execute(f"DELETE FROM {fts.TABLE}")
+        con.executemany(f"INSERT INTO {fts.TABLE} (rowid, words) VALUES (?, ?)", list(docs.items()))
+        con.execute(f"PRAGMA user_version = {version}")
+    con.close()
+
+
 def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     data_dir = tmp_path / "data"
     with FaissStore(data_dir, SPEC) as store:
         ids = [store.add(sound(i), unit_vectors(5)[i], logits(i)).id for i in range(5)]
-    con = sqlite3.connect(data_dir / CLIP_DB)  # made version 1: the words as written, no vocabulary
-    with con:
-        con.execute(f"DROP TABLE {fts.VOCAB}")
-        con.execute(f"DELETE FROM {fts.TABLE}")
-        con.executemany(f"INSERT INTO {fts.TABLE} (rowid, words) VALUES (?, ?)",
-                        [(ids[i], unstemmed(sound(i))) for i in range(5)])
-        con.execute("PRAGMA user_version = 1")
-    con.close()
+    # made version 1: the words as written, no vocabulary
+    write_keywords(data_dir, 1, {ids[i]: unstemmed(sound(i)) for i in range(5)}, drop_vocabulary=True)
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
@@ -275,13 +281,7 @@ def test_a_faiss_store_of_version_3_gets_its_fields_words_in_its_keyword_index(t
     data_dir = tmp_path / "data"
     with FaissStore(data_dir, SPEC) as store:
         ids = [store.add(titled(i), unit_vectors(4)[i], logits(i)).id for i in range(4)]
-    con = sqlite3.connect(data_dir / CLIP_DB)
-    with con:
-        con.execute(f"DELETE FROM {fts.TABLE}")
-        con.executemany(f"INSERT INTO {fts.TABLE} (rowid, words) VALUES (?, ?)",
-                        [(ids[i], without_fields(titled(i))) for i in range(4)])
-        con.execute("PRAGMA user_version = 3")
-    con.close()
+    write_keywords(data_dir, 3, {ids[i]: without_fields(titled(i)) for i in range(4)})
     with FaissStore(data_dir, SPEC) as store:
         assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
         assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
