@@ -140,6 +140,7 @@ SPAN_TEXT = ("seconds from the clip's start; with `start` and `end` both (finite
 Seconds = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
 
 
+@router.head("/audio/{clip_id}/file", include_in_schema=False, dependencies=[ReadAccess])  # players ask first
 @router.get("/audio/{clip_id}/file", name="audio_file", summary="Stream a clip's audio, or an excerpt",
             response_class=FileResponse, dependencies=[ReadAccess],
             responses={**READ_ERRORS, **NOT_FOUND,

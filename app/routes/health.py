@@ -10,12 +10,14 @@ from app.schemas.health import AccessInfo, Liveness, ModelInfo, Readiness
 router = APIRouter(prefix="/health", tags=["health"])
 
 
+@router.head("/live", include_in_schema=False)  # what monitors send first; the GET's headers
 @router.get("/live", summary="The process is up", description="Answers as soon as the server runs; "
             "for a liveness probe. Never needs a key.")
 async def live() -> Liveness:
     return Liveness(status="ok")
 
 
+@router.head("/ready", include_in_schema=False)
 @router.get("/ready", summary="Models and index are loaded; which model is serving",
             responses={503: {"model": ErrorOut, "description": "still loading"}},
             description="200 once the PaSST tagger, the text encoder, the head and the index are loaded, "

@@ -10,6 +10,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(tags=["page"])
 
 
+@router.head("/", include_in_schema=False)
 @router.get("/", summary="The web page", response_class=FileResponse, include_in_schema=True,
             responses={200: {"content": {"text/html": {}}, "description": "the search page"}},
             description="A search box with a vector / keyword / hybrid switch and duration and tag filters, "

@@ -160,3 +160,17 @@ def test_a_span_past_what_a_wav_holds_is_400(client, monkeypatch):
     assert client.get(url, params={"start": 0, "end": 4}).status_code == 200
     r = client.get(url, params={"start": 0, "end": 4.5})
     assert r.status_code == 400 and "more than a WAV holds" in r.json()["detail"]
+
+
+def test_head_answers_the_headers_of_the_file_and_of_an_excerpt(client):
+    """What a player, a DAW or a monitor asks first: the GET's status and headers, no body."""
+    url = f"/audio/{client.ids['field recording.wav']}/file"
+    for params in ({}, {"start": 1.0, "end": 2.5}):
+        got, head = client.get(url, params=params), client.head(url, params=params)
+        assert head.status_code == 200 and head.content == b""
+        for header in ("content-type", "content-length", "content-disposition"):
+            assert head.headers[header] == got.headers[header], header
+    assert client.head("/audio/999/file").status_code == 404
+    assert client.head("/health/live").status_code == 200 and client.head("/").status_code == 200
+    assert "head" not in client.get("/openapi.json").json()["paths"][url.replace(
+        str(client.ids["field recording.wav"]), "{clip_id}")]
