@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from app.schemas.common import INT64_MAX, StorableText
+from app.schemas.common import INT64_MAX, storable_text
 from index.store.metadata import (
     FIELD_KEY,
     MAX_DESCRIPTION_CHARS,
@@ -45,11 +45,14 @@ def tag_list(text: str) -> list[str]:
     return [t for t in TAG_SEPARATORS.split(text) if t.strip()]
 
 
-MetaText = Annotated[StorableText, AfterValidator(_no_controls)]
-Description = Annotated[MetaText, Field(max_length=MAX_DESCRIPTION_CHARS)]
-UserTag = Annotated[MetaText, Field(min_length=1, max_length=MAX_USER_TAG_CHARS), AfterValidator(_tag)]
+# the lengths are the strings' own constraints, checked before the validators (so a refusal counts characters)
+Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS), AfterValidator(storable_text),
+                        AfterValidator(_no_controls)]
+UserTag = Annotated[str, Field(min_length=1, max_length=MAX_USER_TAG_CHARS), AfterValidator(storable_text),
+                    AfterValidator(_no_controls), AfterValidator(_tag)]
 FieldKey = Annotated[str, Field(pattern=f"^{FIELD_KEY.pattern}$", max_length=MAX_FIELD_KEY_CHARS)]
-FieldValue = Annotated[MetaText, Field(max_length=MAX_FIELD_VALUE_CHARS)]
+FieldValue = Annotated[str, Field(max_length=MAX_FIELD_VALUE_CHARS), AfterValidator(storable_text),
+                       AfterValidator(_no_controls)]
 UserTags = Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS)]
 Fields = Annotated[dict[FieldKey, FieldValue], Field(max_length=MAX_FIELDS)]
 

@@ -3,7 +3,7 @@
 from typing import Annotated, Any
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from app.errors import NoSuchClip
 
@@ -21,7 +21,6 @@ def storable_text(v: str) -> str:
     return v
 
 
-StorableText = Annotated[str, AfterValidator(storable_text)]
 PageOffset = Annotated[int, Query(ge=0, le=INT64_MAX, description="skip this many clips (past the end: an "
                                                                   "empty page)")]
 PageLimit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size")]

@@ -6,7 +6,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from app.excerpts import END_SLACK_S, excerpt_name
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
-from app.schemas.common import INT64_MAX, StorableText, storable_text
+from app.schemas.common import INT64_MAX, storable_text
 from index.exports import ExportRow
 from index.store.records import Hit, MomentQuery, SearchFilter
 from index.store.words import query_words
@@ -44,6 +44,8 @@ Weight = Annotated[float, Field(strict=True, ge=0, le=MAX_WEIGHT, allow_inf_nan=
 SearchMode = Literal["vector", "keyword", "hybrid"]
 # finite, so SQLite compares it and Qdrant's JSON can carry it
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
+TagName = Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS), AfterValidator(storable_text)]
+ClipName = Annotated[str, Field(max_length=4096), AfterValidator(storable_text)]
 K = Annotated[int, Field(ge=1, le=MAX_K, description="how many clips to return, best first", examples=[10])]
 
 
@@ -117,16 +119,15 @@ class SearchRequest(MomentFields):
     k: K = 10
     mode: SearchMode = Field("vector", examples=["hybrid"], description=(
         "`vector`: the query's meaning (cosine in the shared space); `keyword`: its words in the clips' "
-        "names, descriptions, user tags and top AudioSet tag names (BM25); `hybrid`: both rankings joined by "
+        "names, descriptions, user tags, fields' values and top AudioSet tag names (BM25); `hybrid`: both "
+        "rankings joined by "
         "reciprocal-rank fusion (k = 60)"))
     min_duration: Seconds | None = Field(None, ge=0, description="only clips at least this long, seconds "
                                                                  "(finite)")
     max_duration: Seconds | None = Field(None, gt=0, description="only clips at most this long, seconds "
                                                                  "(finite)")
-    tag: StorableText | None = Field(None, min_length=1, max_length=MAX_TAG_CHARS,
-                                     description="only clips with this AudioSet name among their top tags "
-                                                 "(case-insensitive; no NUL)",
-                                     examples=["Rain"])
+    tag: TagName | None = Field(None, description="only clips with this AudioSet name among their top tags "
+                                                  "(case-insensitive; no NUL)", examples=["Rain"])
     tags_any: UserTags | None = Field(None, description="only clips with at least one of these user tags "
                                       "(case-insensitive)", examples=[["kick", "snare"]])
     tags_all: UserTags | None = Field(None, description="only clips with every one of these user tags "
@@ -276,7 +277,7 @@ class ExportHit(BaseModel):
     """A hit of a search's answer as an export reads it (the other fields of SearchHit are ignored)."""
 
     id: int = Field(ge=0, le=INT64_MAX, description="the clip's id", examples=[42])
-    name: StorableText = Field(max_length=4096, description="the clip's name", examples=["rain_on_roof.wav"])
+    name: ClipName = Field(description="the clip's name", examples=["rain_on_roof.wav"])
     score: float = Field(ge=-MAX_EXPORT_NUMBER, le=MAX_EXPORT_NUMBER, allow_inf_nan=False,
                          description="the hit's score", examples=[0.62])
     duration: Seconds = Field(ge=0, le=MAX_EXPORT_NUMBER, description="the clip's length, seconds",

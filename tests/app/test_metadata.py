@@ -111,6 +111,20 @@ def test_malformed_patches_are_422_and_change_nothing(planted, body):
     assert client.get(f"/audio/{ids[2]}").json() == before
 
 
+@pytest.mark.parametrize(("body", "words"), [
+    ({"description": "x" * 2001}, "at most 2000 characters"),
+    ({"user_tags": ["x" * 65]}, "at most 64 characters"),
+    ({"user_tags": [""]}, "at least 1 character"),
+    ({"fields": {"pack": "v" * 201}}, "at most 200 characters"),
+])
+def test_a_text_too_long_is_counted_in_characters(planted, body, words):
+    client, ids = planted
+    r = patch(client, ids[2], body)
+    assert r.status_code == 422 and words in r.json()["detail"][0]["msg"], r.text
+    search = client.post("/search", json={"query": "rain", "tag": "x" * 201})
+    assert search.status_code == 422 and "at most 200 characters" in search.json()["detail"][0]["msg"]
+
+
 def test_patch_of_an_unknown_or_malformed_id(planted):
     client, _ = planted
     assert patch(client, 999, {"description": "x"}).status_code == 404
