@@ -238,6 +238,10 @@ def register(app: typer.Typer) -> None:
         from index.exports import export as exported
         from retrieval.durable import write_text_atomically
 
+        if not query.strip():
+            raise typer.BadParameter("the query is blank: say what the sound is like", param_hint="QUERY")
+        if threshold is not None and not moments:
+            raise typer.BadParameter("the threshold is a moment's: add --moments", param_hint="--threshold")
         if export is not None and export not in WRITERS:
             raise typer.BadParameter(f"{export!r} is none of {', '.join(WRITERS)}", param_hint="--export")
         if out is not None and export is None:

@@ -68,6 +68,9 @@ def test_index_add_then_search_from_the_command_line(cli, tmp_path):
         assert int(fields[0]) == rank and fields[2] in names and "(id" in line
         scores.append(float(fields[1]))
     assert scores == sorted(scores, reverse=True)
+    for args, words in ((["  "], "the query is blank"), (["hum", "--threshold", "0.2"], "add --moments")):
+        out = cli("search", *args)
+        assert out.exit_code == 2 and words in out.stderr, out.output
 
     out = cli("index", "remove", "1", "42")
     assert out.exit_code == 0 and "removed 1 of 2" in out.output
