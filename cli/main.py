@@ -23,3 +23,6 @@ index_cmds.register(app)
 scale_cmds.register(app)  # adds to the index group
 train_cmds.register(app)
 backup_cmds.register(app)  # backup, restore, check
+
+if __name__ == "__main__":  # python -m cli.main, as the retrieval command
+    app()
