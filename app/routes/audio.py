@@ -1,5 +1,6 @@
 """The collection's clips: add (upload), list, get, stream (whole, or an excerpt), delete."""
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from app.deps import CollectionDep, IngestDep, audio_url
-from app.errors import AudioFileGone, NoSuchClip
+from app.errors import AudioFileGone, BadRange, NoSuchClip
 from app.excerpts import check_span, content_disposition, read_excerpt
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
@@ -32,6 +33,7 @@ DUPLICATE = "the same bytes were already in the collection: the existing record,
 ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progress, then its clip); also "
             "the job already queued for the same bytes")
 MAX_WAIT_S = 60
+BYTE_RANGES = re.compile(r"bytes\s*=\s*(\d*\s*-\s*\d*(?:\s*,\s*\d*\s*-\s*\d*)*)", re.IGNORECASE)
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"RF64", "audio/wav"), (b"BW64", "audio/wav"),
                (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"))
@@ -149,7 +151,8 @@ Seconds = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
                        206: {"content": {"audio/*": {}}, "description": "the byte range asked for"},
                        400: {"model": ErrorOut, "description": "`start` and `end` are not a span of the "
                                                                "clip: one alone, not finite, negative, "
-                                                               "reversed or past its end"},
+                                                               "reversed or past its end; or the Range "
+                                                               "header is not a byte range"},
                        416: {"description": "the Range cannot be satisfied (Content-Range: bytes */size)"}},
             description="The stored audio as it was added, with its content type (audio/wav, audio/flac, "
                         "audio/ogg, audio/mpeg). Supports `Range: bytes=...` (206 with Content-Range; 416 "
@@ -159,7 +162,7 @@ Seconds = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
                         "from 16-bit sources, else 32-bit float), frames round(start * rate) to "
                         "round(end * rate), so it lasts end - start to within a sample; named "
                         "`<name>_<start>-<end>.wav` (Content-Disposition).")
-async def audio_file(clip_id: ClipId, collection: CollectionDep, start: Seconds = None,
+async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Request, start: Seconds = None,
                      end: Seconds = None) -> Response:
     span = check_span(start, end)
     record = await run_in_threadpool(get_or_404, collection, clip_id)
@@ -171,8 +174,23 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, start: Seconds 
         return StreamingResponse(iterate_in_threadpool(excerpt.chunks()), media_type="audio/wav",
                                  headers={"Content-Disposition": content_disposition(excerpt.filename),
                                           "Content-Length": str(excerpt.size)})
+    check_range(request.headers.get("range"))
     media_type = await run_in_threadpool(audio_media_type, path)
     return FileResponse(path, media_type=media_type, filename=record.name, content_disposition_type="inline")
+
+
+def check_range(header: str | None) -> None:
+    """BadRange unless the header is absent or byte ranges, each `first-last`, `first-` or `-suffix` with
+    first <= last (whether they lie in the file, FileResponse answers: 416)."""
+    if header is None:
+        return
+    match = BYTE_RANGES.fullmatch(header.strip())
+    ranges = match.group(1).split(",") if match is not None else []
+    spans = [[part.strip() for part in r.split("-")] for r in ranges]
+    if not spans or any(first == last == "" or (first and last and int(first) > int(last))
+                        for first, last in spans):
+        raise BadRange(f"the Range header {header[:80]!r} is not a byte range: send bytes=FIRST-LAST "
+                       "(e.g. bytes=0-1023), bytes=FIRST- or bytes=-LAST_N")
 
 
 @router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",

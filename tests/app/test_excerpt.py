@@ -174,3 +174,20 @@ def test_head_answers_the_headers_of_the_file_and_of_an_excerpt(client):
     assert client.head("/health/live").status_code == 200 and client.head("/").status_code == 200
     assert "head" not in client.get("/openapi.json").json()["paths"][url.replace(
         str(client.ids["field recording.wav"]), "{clip_id}")]
+
+
+@pytest.mark.parametrize("header", ["bytes=5-2", "bytes=abc", "pages=0-1", "bytes=-", "bytes=", "0-9"])
+def test_a_malformed_range_is_400_in_json(client, header):
+    url = f"/audio/{client.ids['field recording.wav']}/file"
+    r = client.get(url, headers={"Range": header})
+    assert r.status_code == 400 and "not a byte range" in r.json()["detail"], r.text
+
+
+RANGES = [("bytes=0-9", 206), ("bytes = 0 - 9", 206), ("bytes=10-", 206), ("bytes=-10", 206),
+          ("bytes=0-1,4-5", 206), ("bytes=999999999-", 416)]
+
+
+@pytest.mark.parametrize(("header", "status"), RANGES)
+def test_byte_ranges_are_served_as_before(client, header, status):
+    url = f"/audio/{client.ids['field recording.wav']}/file"
+    assert client.get(url, headers={"Range": header}).status_code == status
