@@ -129,6 +129,8 @@ def _print_report(report: BuildReport) -> None:
                f"in {report.seconds:.1f} s ({rate:.2f} new clips/s)")
     if report.updated:
         typer.echo(f"gave {report.updated} of the clips already indexed their new metadata")
+    if report.replaced:
+        typer.echo(f"replaced {report.replaced} clips of files that changed since they were indexed")
     for name, reason in report.failed:
         typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
 

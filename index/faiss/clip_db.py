@@ -331,6 +331,11 @@ class ClipDB:
             f"SELECT {RECORD_COLUMNS} FROM clips WHERE sha256 = ?", (sha256,)).fetchone()
         return None if row is None else record_of(row)
 
+    def at_location(self, location: str) -> list[ClipRecord]:
+        rows = self.connection().execute(
+            f"SELECT {RECORD_COLUMNS} FROM clips WHERE location = ? ORDER BY id", (location,)).fetchall()
+        return [record_of(r) for r in rows]
+
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
         out = {}
         for chunk in _chunks(list(ids)):

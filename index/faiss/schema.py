@@ -9,7 +9,7 @@ vocabulary (fts5vocab), which prefix queries are expanded against. 3: an index o
 (clip, n, span), so the store's in-memory map of them is read without the rows' vectors and logits; windows
 written from then on keep their logits as float16 (read back only by a re-projection; rows written before
 keep float32, told apart by their length). 4: the keyword index again, its documents now holding the
-words of the fields' values.
+words of the fields' values. 5: an index of the clips' locations (the clips of a file indexed where it lies).
 """
 
 import json
@@ -94,8 +94,15 @@ def _index_window_places(con: sqlite3.Connection) -> None:
 
 
 PLACE_INDEX = "CREATE INDEX IF NOT EXISTS windows_place ON windows (clip_id, n, start_s, end_s)"
+
+
+def _index_locations(con: sqlite3.Connection) -> None:
+    """Version 5: the clips by location, so a file indexed again is found where it lies."""
+    con.execute("CREATE INDEX IF NOT EXISTS clips_location ON clips (location)")
+
+
 # MIGRATIONS[v] takes a file from version v to v + 1
-MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords)
+MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations)
 RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                   "description, user_tags, fields")
 N_RECORD_COLUMNS = 12

@@ -299,6 +299,9 @@ class FaissStore(VectorStore):
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
         return self.db.get_by_sha256(sha256)
 
+    def at_location(self, location: str) -> list[ClipRecord]:
+        return self.db.at_location(location)
+
     def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must be >= 0")

@@ -7,8 +7,11 @@ its reason and the run goes on. The progress bar counts PaSST windows (the work)
 a long recording (hours) is read and tagged window by window, so the bar moves through its windows too, and
 it is stored whole once its last window is tagged (an interrupted file is indexed again by the next run).
 
-Each file may come with the user's metadata (`metadata(path)`): a new clip is stored with it; a file
-already stored gets the parts given (non-empty) in place of its own.
+Each file may come with the user's metadata (`metadata(path)`): a new clip is stored with it laid over what
+the file says; a file already stored gets it laid over what the clip holds (index/store/metadata.py
+`Metadata.over`). A file that changed where it lies (retagged in a librarian's tool, re-edited: other
+bytes, so another sha256) is indexed as the clip it is now, which then replaces the clip indexed from that
+path before (`_replace_changed`): a library re-run after retagging holds each file once.
 """
 
 import logging
@@ -23,6 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from index.collection import Collection
 from index.ingest.worker import Item, Result, ingest
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord
 from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
 from retrieval.extract import AudioLimits, probe
@@ -43,6 +47,7 @@ class BuildReport:
     added: int = 0
     skipped: int = 0  # already indexed (same content)
     updated: int = 0  # of those, how many got new metadata
+    replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     seconds: float = 0.0
@@ -138,6 +143,29 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         if stored is not None and given.over(stored.meta) != stored.meta:  # laid over, as over a file's
             collection.edit_metadata(stored.id, given.over)
             report.updated += 1
+    if result.record is not None:
+        _replace_changed(collection, report, result.record, str(result.item.source))
+
+
+def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str) -> None:
+    """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
+    replaced by the clip its bytes are now: what they held is laid under what it holds (the file's values
+    now, and what the run gave, come first; the rest stays), then they are removed."""
+    stale = [r for r in collection.store.at_location(location) if r.id != record.id and not r.stored_copy]
+    if not stale:
+        return
+    if record.location == location:
+        held = [r.meta for r in reversed(stale)]  # the latest first
+
+        def under(meta: Metadata) -> Metadata:
+            for old in held:
+                meta = meta.over(old)
+            return meta
+        collection.edit_metadata(record.id, under)
+    collection.remove([r.id for r in stale])
+    report.replaced += len(stale)
+    log.info("%s changed since it was indexed: clip %s replaced by clip %d", location,
+             ", ".join(str(r.id) for r in stale), record.id)
 
 
 def _failed(report: BuildReport, path: Path, e: BaseException) -> None:

@@ -14,7 +14,8 @@ PEAKS = "peaks"  # the payload key of a clip's waveform peaks
 RECORD = qm.PayloadSelectorExclude(exclude=[PEAKS])  # a clip's payload as its record needs it
 RECORD_FIELDS = ("name", "location", "sha256", "duration", "sample_rate", "stored_copy", "added_at")
 PAYLOAD_INDEXES: layout.PayloadIndexes = (
-    ("sha256", qm.PayloadSchemaType.KEYWORD), ("tag_labels", qm.PayloadSchemaType.KEYWORD),
+    ("sha256", qm.PayloadSchemaType.KEYWORD), ("location", qm.PayloadSchemaType.KEYWORD),
+    ("tag_labels", qm.PayloadSchemaType.KEYWORD),
     ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
 WORDS = "words"  # the payload field of the keyword document, under the text index
 VOCAB = "vocab"  # the document's distinct words, a keyword field: what a query's prefixes expand against

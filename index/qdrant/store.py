@@ -303,6 +303,12 @@ class QdrantStore(VectorStore):
             points, _ = self.client.scroll(self.alias, scroll_filter=flt, limit=1, with_payload=RECORD)
         return record_of(points[0].id, points[0].payload) if points else None
 
+    def at_location(self, location: str) -> list[ClipRecord]:
+        flt = qm.Filter(must=[qm.FieldCondition(key="location", match=qm.MatchValue(value=location))])
+        with self._read:
+            points = list(layout.scroll(self.client, self.alias, with_payload=RECORD, scroll_filter=flt))
+        return sorted((record_of(p.id, p.payload) for p in points), key=lambda r: r.id)
+
     def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must be >= 0")

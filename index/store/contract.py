@@ -42,9 +42,9 @@ class VectorStore(ABC):
     them). Every method is safe to call from several threads; every write is atomic and durable when it
     returns: a clip is stored with its windows or not at all.
 
-    A backend implements the 15 abstract methods below over its own storage: six writes (`_insert`,
-    `_restore`, `_set_timeline`, `set_metadata`, `remove`, `replace_vectors`), five reads (`records`,
-    `get_by_sha256`, `ids`, `next_id`, `rows`), three searches (`search`, `search_windows`,
+    A backend implements the 16 abstract methods below over its own storage: six writes (`_insert`,
+    `_restore`, `_set_timeline`, `set_metadata`, `remove`, `replace_vectors`), six reads (`records`,
+    `get_by_sha256`, `at_location`, `ids`, `next_id`, `rows`), three searches (`search`, `search_windows`,
     `search_keywords`) and `timelines`. The base does the rest once on top of them: input validation, the
     same-content (sha256) check, batch adds, paging, export, best windows and moments, stats. Its reads
     are correct for any backend; a backend may override one with a faster way to the same answer (the
@@ -151,6 +151,10 @@ class VectorStore(ABC):
     @abstractmethod
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
         """The clip holding this content, None when there is none."""
+
+    @abstractmethod
+    def at_location(self, location: str) -> list[ClipRecord]:
+        """The clips stored with this location (a file indexed where it lies: its path), by id."""
 
     @abstractmethod
     def ids(self) -> np.ndarray:

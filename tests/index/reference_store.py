@@ -160,6 +160,9 @@ class ReferenceStore(VectorStore):
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
         return next((r for r in self.clips.values() if r.sha256 == sha256), None)
 
+    def at_location(self, location: str) -> list[ClipRecord]:
+        return [self.clips[i] for i in sorted(self.clips) if self.clips[i].location == location]
+
     def ids(self) -> np.ndarray:
         return np.asarray(sorted(self.clips), dtype=np.int64)
 

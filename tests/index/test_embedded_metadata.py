@@ -279,3 +279,39 @@ def test_comments_players_write_for_themselves_are_not_descriptions(tmp_path):
     tags.save(path)
     assert len(ID3(path).getall("COMM")) == 2  # ffmpeg wrote the comment as TXXX:comment
     assert file_metadata(path, path.name).description == "church bells"
+
+
+def test_a_file_retagged_where_it_lies_replaces_its_clip_when_indexed_again(tmp_path, settings,
+                                                                            tone_retriever):
+    """A librarian's tool rewrote the file's tags (other bytes): `index add` again holds it once, as it is
+    now, what the clip held besides laid under; a run stopped between the add and the removal converges."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    write_wav = ffmpeg_sine(lib / "other.wav")
+    ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
+    tag = need("vorbiscomment")
+    run(tag, "-w", "-t", "DESCRIPTION=Strong wind gusts", "-t", "TITLE=Wind gust", "-t", "KEYWORDS=wind", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).added == 2
+        [old] = c.store.at_location(str(ogg.resolve()))
+        c.edit_metadata(old.id, lambda m: m.over(Metadata.of(fields={"reviewer": "ana"})))
+    run(tag, "-w", "-t", "DESCRIPTION=Gentle breeze", "-t", "TITLE=Breeze", "-t", "KEYWORDS=breeze", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        report = index_paths(c, [lib], progress=False)
+        assert (report.added, report.skipped, report.replaced) == (1, 1, 1)
+        [now] = c.store.at_location(str(ogg.resolve()))
+        assert c.count() == 2 and c.get(old.id) is None and now.id != old.id
+        assert now.meta.description == "Gentle breeze" and now.meta.tags[0] == "breeze"
+        assert now.meta.field_dict == {"title": "Breeze", "reviewer": "ana"}
+        assert c.search_keywords("gusts", 5) == [] and c.search_keywords("breeze", 5)[0].record.id == now.id
+        assert index_paths(c, [lib], progress=False).replaced == 0
+    run(tag, "-w", "-t", "DESCRIPTION=Dead calm", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        [(newest, _)] = add(c, file(ogg))  # added, and stopped before the clip it replaces was removed
+        assert len(c.store.at_location(str(ogg.resolve()))) == 2
+        report = index_paths(c, [lib], progress=False)
+        assert (report.added, report.skipped, report.replaced) == (0, 2, 1)
+        assert [r.id for r in c.store.at_location(str(ogg.resolve()))] == [newest.id] and c.count() == 2
+        assert c.store.at_location(str(write_wav.resolve()))[0].name == "other.wav"

@@ -246,7 +246,7 @@ def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 4
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
     assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
         "doors door slamming slam wav loud speech rain"
     con.close()

@@ -129,6 +129,10 @@ def test_records_round_trip(store):
     assert store.get(N + 1) is None
     assert store.get_by_sha256(want.sha256) == rec
     assert store.get_by_sha256("f" * 64) is None
+    assert store.at_location(want.location) == [rec] and store.at_location("/audio/none.wav") == []
+    unit = np.full(store.dim, 1 / np.sqrt(store.dim), np.float32)
+    again = store.add(replace(want, sha256="e" * 64), unit, np.zeros(527, np.float32))  # the file, changed
+    assert store.at_location(want.location) == [rec, again]
 
 
 def test_list_count_and_logits(store, data):
