@@ -179,6 +179,12 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Reques
     return FileResponse(path, media_type=media_type, filename=record.name, content_disposition_type="inline")
 
 
+def _number(digits: str) -> tuple[int, str]:
+    """A run of digits, comparable as the number it spells whatever its length (no int() of 5,000 digits)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits), digits
+
+
 def check_range(header: str | None) -> None:
     """BadRange unless the header is absent or byte ranges, each `first-last`, `first-` or `-suffix` with
     first <= last (whether they lie in the file, FileResponse answers: 416)."""
@@ -187,7 +193,7 @@ def check_range(header: str | None) -> None:
     match = BYTE_RANGES.fullmatch(header.strip())
     ranges = match.group(1).split(",") if match is not None else []
     spans = [[part.strip() for part in r.split("-")] for r in ranges]
-    if not spans or any(first == last == "" or (first and last and int(first) > int(last))
+    if not spans or any(first == last == "" or (first and last and _number(first) > _number(last))
                         for first, last in spans):
         raise BadRange(f"the Range header {header[:80]!r} is not a byte range: send bytes=FIRST-LAST "
                        "(e.g. bytes=0-1023), bytes=FIRST- or bytes=-LAST_N")
