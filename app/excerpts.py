@@ -59,9 +59,9 @@ def check_span(start: float | None, end: float | None) -> tuple[float, float] | 
     if not (math.isfinite(start) and math.isfinite(end)):
         raise BadSpan("`start` and `end` must be finite numbers of seconds")
     if start < 0:
-        raise BadSpan(f"`start` is {start:g} s: an excerpt starts at 0 s or later")
+        raise BadSpan(f"`start` is {start:.10g} s: an excerpt starts at 0 s or later")
     if end <= start:
-        raise BadSpan(f"`end` ({end:g} s) must come after `start` ({start:g} s)")
+        raise BadSpan(f"`end` ({end:.10g} s) must come after `start` ({start:.10g} s)")
     return start, end
 
 
@@ -71,9 +71,9 @@ def _frames(start: float, end: float, rate: int, frames: int) -> tuple[int, int]
     if last > frames and end <= frames / rate + END_SLACK_S:
         last = frames
     if last > frames:
-        raise BadSpan(f"`end` ({end:g} s) is past the end of the clip ({frames / rate:g} s)")
+        raise BadSpan(f"`end` ({end:.10g} s) is past the end of the clip ({frames / rate:.10g} s)")
     if last <= first:
-        raise BadSpan(f"the span {start:g}-{end:g} s is shorter than one sample at {rate} Hz")
+        raise BadSpan(f"the span {start:.10g}-{end:.10g} s is shorter than one sample at {rate} Hz")
     return first, last
 
 
@@ -97,7 +97,7 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
             first, last = _frames(start, end, rate, f.frames)
             exact = f.subtype in EXACT_16
             if (last - first) * f.channels * (2 if exact else 4) > MAX_WAV_DATA:
-                raise BadSpan(f"the span {start:g}-{end:g} s is more than a WAV holds (4 GiB at "
+                raise BadSpan(f"the span {start:.10g}-{end:.10g} s is more than a WAV holds (4 GiB at "
                               f"{f.channels} channels, {rate} Hz): take a shorter one, or the whole file "
                               "(no start and end)")
             f.seek(first)
@@ -110,7 +110,7 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
                     left -= len(block)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
         out.close()
-        raise AudioDecodeError(f"{name}: the span {start:g}-{end:g} s could not be read: {e}") from e
+        raise AudioDecodeError(f"{name}: the span {start:.10g}-{end:.10g} s could not be read: {e}") from e
     except BaseException:
         out.close()
         raise

@@ -269,7 +269,8 @@ class ExportSpan(BaseModel):
     @model_validator(mode="after")
     def _in_order(self) -> "ExportSpan":
         if self.end <= self.start:
-            raise ValueError(f"a segment's end ({self.end:g} s) must come after its start ({self.start:g} s)")
+            raise ValueError(f"a segment's end ({self.end:.10g} s) must come after its start "
+                             f"({self.start:.10g} s)")
         return self
 
 
@@ -288,8 +289,8 @@ class ExportHit(BaseModel):
     @model_validator(mode="after")
     def _within(self) -> "ExportHit":
         if self.segment is not None and self.segment.end > self.duration + END_SLACK_S:
-            raise ValueError(f"the segment ends at {self.segment.end:g} s, past the clip's end "
-                             f"({self.duration:g} s)")
+            raise ValueError(f"the segment ends at {self.segment.end:.10g} s, past the clip's end "
+                             f"({self.duration:.10g} s)")
         return self
 
 
