@@ -79,6 +79,15 @@ class MomentFields(BaseModel):
                                       description="with moments: the score a window must reach (unset: each "
                                                   "clip's best window's score minus 0.05)")
 
+    @model_validator(mode="after")
+    def _moments_asked(self) -> "MomentFields":
+        shaped = [name for name in ("per_clip", "threshold") if name in self.model_fields_set
+                  and getattr(self, name) is not None]
+        if shaped and not self.moments:
+            raise ValueError(f"{' and '.join(shaped)} shape moments: set moments to true, or leave "
+                             f"{'them' if len(shaped) > 1 else 'it'} out")
+        return self
+
     def moment_query(self) -> MomentQuery | None:
         return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
 

@@ -91,6 +91,19 @@ def test_bad_moment_requests_answer_422(client, extra):
                        data=form).status_code == 422
 
 
+@pytest.mark.parametrize(("extra", "words"), [({"threshold": 0.3}, "threshold shape moments"),
+                                               ({"per_clip": 2}, "per_clip shape moments"),
+                                               ({"per_clip": 2, "threshold": 0.3}, "per_clip and threshold")])
+def test_moment_settings_without_moments_answer_422(client, extra, words):
+    """Said to shape moments of a search that asks for clips: not silently ignored."""
+    r = client.post("/search", json={"query": "dog", **extra})
+    assert r.status_code == 422 and words in r.json()["detail"][0]["msg"], r.text
+    form = {"k": "2", **{k: str(v) for k, v in extra.items()}}
+    assert client.post("/search/audio", files={"file": ("x.wav", wav_bytes(RAIN[:32000]))},
+                       data=form).status_code == 422
+    assert client.post("/search", json={"query": "dog", "moments": False}).status_code == 200
+
+
 def test_peaks_of_a_clip(client):
     body = client.get(f"/audio/{client.ids['long.wav']}/peaks").json()
     assert body["id"] == client.ids["long.wav"] and body["duration"] == pytest.approx(60.0)
