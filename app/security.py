@@ -93,7 +93,7 @@ def _link_refusal(settings: Settings, request: Request) -> str | None:
     secret = _link_secret(settings)
     if secret is None:
         return "this server signs no links (it has no API key)"
-    if not token or not expires or not expires.isdigit():
+    if not token or not expires or not (expires.isascii() and expires.isdigit()) or len(expires) > 20:
         return "this signed link is incomplete (it needs `expires` and `token`)"
     path, root = request.scope["path"], request.scope.get("root_path", "")
     if root and path.startswith(root):

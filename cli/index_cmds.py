@@ -130,7 +130,8 @@ def _print_report(report: BuildReport) -> None:
     if report.updated:
         typer.echo(f"gave {report.updated} of the clips already indexed their new metadata")
     if report.replaced:
-        typer.echo(f"replaced {report.replaced} clips of files that changed since they were indexed")
+        typer.echo(f"replaced {report.replaced} clip{'s' if report.replaced != 1 else ''} of files that "
+                   "changed since they were indexed")
     for name, reason in report.failed:
         typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
 

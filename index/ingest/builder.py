@@ -48,6 +48,7 @@ class BuildReport:
     skipped: int = 0  # already indexed (same content)
     updated: int = 0  # of those, how many got new metadata
     replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
+    held: list[tuple[ClipRecord, str]] = field(default_factory=list)  # (the clip each file is, its path)
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     seconds: float = 0.0
@@ -107,6 +108,9 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(clips_s=f"{report.added / elapsed:.2f}", added=report.added,
                             skipped=report.skipped, failed=len(report.failed), refresh=False)
+    seen = {record.sha256 for record, _ in report.held}
+    for record, location in report.held:  # once every file is hashed: a copy of an old version is seen
+        _replace_changed(collection, report, record, location, seen)
     report.seconds = time.perf_counter() - start
     log.info("indexed %d new clips, skipped %d already indexed, %d failed, in %.1f s",
              report.added, report.skipped, len(report.failed), report.seconds)
@@ -144,14 +148,17 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
             collection.edit_metadata(stored.id, given.over)
             report.updated += 1
     if result.record is not None:
-        _replace_changed(collection, report, result.record, str(result.item.source))
+        report.held.append((result.record, str(result.item.source)))
 
 
-def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str) -> None:
+def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str,
+                     seen: set[str]) -> None:
     """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
     replaced by the clip its bytes are now: what they held is laid under what it holds (the file's values
-    now, and what the run gave, come first; the rest stays), then they are removed."""
-    stale = [r for r in collection.store.at_location(location) if r.id != record.id and not r.stored_copy]
+    now, and what the run gave, come first; the rest stays), then they are removed. One whose bytes are
+    another file's of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
+    stale = [r for r in collection.store.at_location(location)
+             if r.id != record.id and not r.stored_copy and r.sha256 not in seen]
     if not stale:
         return
     if record.location == location:

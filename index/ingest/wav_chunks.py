@@ -59,7 +59,9 @@ def wav_slots(f: BinaryIO, size: int, name: str) -> Slots:
         f.seek(start)
         data = f.read(length)
         if len(data) < length:
-            log.warning("%s: its %s chunk is cut short (%d of %d bytes)", name, what, len(data), length)
+            log.warning("%s: its %s chunk is cut short (%d of %d bytes): skipped", name, what, len(data),
+                        length)
+            continue
         try:
             out += reader(data, name)
         except Exception as e:  # a hostile chunk must never fail the clip  # noqa: BLE001

@@ -212,6 +212,9 @@ def test_protected_reads_hand_out_signed_audio_links(make_client, monkeypatch):
     assert client.get(url[:-1] + ("0" if url[-1] != "0" else "1")).status_code == 401  # a changed token
     expires = int(query.split("&")[0].split("=")[1])
     assert client.get(url.replace(f"expires={expires}", f"expires={expires + 1}")).status_code == 401
+    for odd in ("%C2%B2", "9" * 5000):  # a superscript digit, more digits than int() reads: refused, not 500
+        r = client.get(f"/audio/{first['id']}/file?expires={odd}&token=x")
+        assert r.status_code == 401 and "incomplete" in r.json()["detail"]
     token = query.split("token=")[1]
     assert client.get("/audio", params={"expires": expires, "token": token}).status_code == 401  # elsewhere
     monkeypatch.setattr(security.time, "time", lambda: expires + 1.0)  # past its time

@@ -224,6 +224,8 @@ def test_a_damaged_chunk_leaves_the_clip_indexed_with_a_warning(case, settings, 
     assert warning in caplog.text, caplog.text
     if case == "invalid UTF-8 in INFO":
         assert record.meta.description == "café ambience\xff\xfe"
+    if case == "truncated end":  # nothing read of a chunk cut short: no value cut with it
+        assert record.meta == Metadata()
 
 
 def test_bounds_are_kept_with_a_warning(caplog):
@@ -315,3 +317,24 @@ def test_a_file_retagged_where_it_lies_replaces_its_clip_when_indexed_again(tmp_
         assert (report.added, report.skipped, report.replaced) == (0, 2, 1)
         assert [r.id for r in c.store.at_location(str(ogg.resolve()))] == [newest.id] and c.count() == 2
         assert c.store.at_location(str(write_wav.resolve()))[0].name == "other.wav"
+
+
+def test_a_copy_of_a_files_old_version_keeps_the_clip_it_is(tmp_path, settings, tone_retriever):
+    """0copy.ogg, copied before wind.ogg was retagged, still holds the old bytes: their clip stays."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
+    tag = need("vorbiscomment")
+    run(tag, "-w", "-t", "DESCRIPTION=Strong wind gusts", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).added == 1
+    shutil.copy(ogg, lib / "0copy.ogg")  # walked first
+    run(tag, "-w", "-t", "DESCRIPTION=Gentle breeze", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        report = index_paths(c, [lib], progress=False)
+        assert (report.added, report.skipped, report.replaced) == (1, 1, 0)
+        assert c.search_keywords("gusts", 5) and c.search_keywords("breeze", 5) and c.count() == 2
+        again = index_paths(c, [lib], progress=False)
+        assert (again.added, again.skipped, again.replaced) == (0, 2, 0)
