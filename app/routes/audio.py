@@ -15,7 +15,7 @@ from app.excerpts import check_span, content_disposition, read_excerpt
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
 from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadForm, clip_out
-from app.schemas.common import ErrorOut, PageLimit, PageOffset, Responses
+from app.schemas.common import UNREADABLE_BODY, ErrorOut, PageLimit, PageOffset, Responses
 from app.schemas.jobs import JobOut
 from app.security import ReadAccess, WriteAccess
 from app.uploads import form_of, multipart_body, read_upload
@@ -201,7 +201,7 @@ def check_range(header: str | None) -> None:
 
 @router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",
               responses={**WRITE_ERRORS, **NOT_FOUND,
-                         400: {"model": ErrorOut, "description": "the body is not JSON"}},
+                         **UNREADABLE_BODY},
               dependencies=[WriteAccess],
               description="Replaces the parts given (`description`, `user_tags`, `fields`; at least one) and "
                           "leaves the others as they are; the clip's keyword document follows at once. "
@@ -214,7 +214,7 @@ async def edit_audio(clip_id: ClipId, body: MetadataPatch, request: Request,
 
 @router.delete("/audio/{clip_id}", status_code=204, summary="Remove a clip (needs the API key)",
                responses={**WRITE_ERRORS, **NOT_FOUND,
-                         400: {"model": ErrorOut, "description": "the body is not JSON"}},
+                         **UNREADABLE_BODY},
               dependencies=[WriteAccess],
                description="Removes the clip from the index; an uploaded clip's stored copy is deleted too, "
                            "an indexed file on disk is left alone.")

@@ -49,3 +49,8 @@ class ValidationOut(BaseModel):
     """A request that does not match the route's schema (422)."""
 
     detail: list[ValidationIssue] = Field(description="every field that failed, in order")
+
+
+# a body the server could not read at all; one that is not JSON is a validation error (422, json_invalid)
+UNREADABLE_BODY: Responses = {400: {"model": ErrorOut, "description": (
+    "the body could not be read (a body that is not JSON answers 422, json_invalid)")}}
