@@ -10,16 +10,16 @@ does not grow with a recording's length (:func:`retrieval.extract.extract_many` 
 import contextlib
 import io
 import logging
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from retrieval import riff
 from retrieval.config import SAMPLE_RATE
 from retrieval.errors import AudioDecodeError, AudioTooLong
 from retrieval.waveform import PEAKS, PeakTracker
@@ -149,7 +149,7 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
-        _check_wav_sizes(bytes(source[:65536]), len(source), label=label)
+        _check_wav_sizes(io.BytesIO(source), len(source), label=label)
     else:
         path = Path(source)
         if not path.is_file():
@@ -157,7 +157,7 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
         with open(path, "rb") as raw:
-            _check_wav_sizes(raw.read(65536), path.stat().st_size, label=label)
+            _check_wav_sizes(raw, path.stat().st_size, label=label)
     try:
         f = open_sound(source)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
@@ -204,30 +204,19 @@ def _unreadable(e: Exception, label: str) -> AudioDecodeError:
     return AudioDecodeError(f"{label}: not a readable audio file (WAV, FLAC, OGG, MP3): {reason}")
 
 
-def _check_wav_sizes(head: bytes, total: int, *, label: str) -> None:
-    """A RIFF/WAVE (or RF64/BW64) file whose data chunk claims more bytes than the file holds was cut short:
-    refuse it rather than index part of it (libsndfile would quietly read what is there). An RF64/BW64
-    data chunk's size is its ds64 chunk's."""
-    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:12] != b"WAVE":
+def _check_wav_sizes(f: BinaryIO, total: int, *, label: str) -> None:
+    """A WAVE file (RIFF, RF64, BW64: retrieval/riff.py) whose data chunk claims more bytes than the file
+    holds, or that has none, was cut short: refuse it rather than index part of it (libsndfile would
+    quietly read what is there)."""
+    chunks = riff.walk(f, total)
+    if chunks is None:
         return
-    long_data = None  # RF64/BW64: the data chunk's 64-bit size, from ds64
-    if head[:4] != b"RIFF" and head[12:16] == b"ds64" and len(head) >= 36:
-        long_data = struct.unpack("<Q", head[28:36])[0]
-    pos = 12
-    while pos + 8 <= len(head):
-        chunk, size = head[pos:pos + 4], struct.unpack("<I", head[pos + 4:pos + 8])[0]
-        if chunk == b"data":
-            if size == 0xFFFFFFFF and long_data is not None:
-                size = long_data
-            if size not in (0, 0xFFFFFFFF) and pos + 8 + size > total:
-                raise AudioDecodeError(
-                    f"{label}: truncated WAV: the header declares {size} bytes of audio but only "
-                    f"{max(0, total - pos - 8)} are present"
-                )
-            return
-        pos += 8 + size + (size & 1)
-    if pos + 8 > total:
+    if b"data" not in chunks:
         raise AudioDecodeError(f"{label}: truncated WAV: no audio data chunk")
+    start, size = chunks[b"data"]
+    if size not in (0, riff.LONG) and start + size > total:
+        raise AudioDecodeError(f"{label}: truncated WAV: the header declares {size} bytes of audio but only "
+                               f"{max(0, total - start)} are present")
 
 
 class _AsRF64(io.RawIOBase):

@@ -129,8 +129,7 @@ class SearchRequest(MomentFields):
     mode: SearchMode = Field("vector", examples=["hybrid"], description=(
         "`vector`: the query's meaning (cosine in the shared space); `keyword`: its words in the clips' "
         "names, descriptions, user tags, fields' values and top AudioSet tag names (BM25); `hybrid`: both "
-        "rankings joined by "
-        "reciprocal-rank fusion (k = 60)"))
+        "rankings joined by reciprocal-rank fusion (k = 60)"))
     min_duration: Seconds | None = Field(None, ge=0, description="only clips at least this long, seconds "
                                                                  "(finite)")
     max_duration: Seconds | None = Field(None, gt=0, description="only clips at most this long, seconds "

@@ -45,7 +45,7 @@ class ClipDB:
             for key in ("generation", "epoch"):
                 con.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", (key,))
             version = int(con.execute("PRAGMA user_version").fetchone()[0])
-            for step in MIGRATIONS[version:]:
+            for step in dict.fromkeys(MIGRATIONS[version:]):  # a step listed twice (a rebuild) runs once
                 step(con)
             con.execute(f"PRAGMA user_version = {max(version, len(MIGRATIONS))}")
 

@@ -12,7 +12,7 @@ import logging
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
-from index.ingest.wav_chunks import walk
+from retrieval.riff import walk
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ ID3_FRAMES = {"TIT2": "title", "COMM": "comment", "TCON": "genre", "TPE1": "arti
 
 def tag_slots(f: BinaryIO, size: int, name: str) -> Slots:
     """What the file's ID3 or Vorbis tags say ([] for none). An RF64/BW64 WAV's ``id3`` chunk (which mutagen
-    does not find in those) is read from where the chunk walk of index/ingest/wav_chunks.py finds it."""
+    does not find in those) is read from where the chunk walk of retrieval/riff.py finds it."""
     import mutagen
 
     try:
@@ -63,7 +63,7 @@ def _rf64_id3(f: BinaryIO, size: int, name: str) -> Any:
     """The ID3 tag of an RF64/BW64 file's ``id3 `` (or ``ID3 ``) chunk, None without one."""
     from mutagen.id3 import ID3
 
-    chunks = walk(f, size)
+    chunks = walk(f, size) or {}
     at = chunks.get(b"id3 ") or chunks.get(b"ID3 ")
     if at is None:
         return None

@@ -1,14 +1,12 @@
 """The metadata chunks of a WAV file (RIFF, RF64, BW64): BWF ``bext`` (read by wavinfo), RIFF ``LIST INFO``
 and ``iXML`` (parsed by wavinfo, read here: Soundminer's ``USER`` elements, Steinberg's attributes, ``NOTE``).
 
-:func:`wav_slots` gives what the chunks say as (slot, text) pairs, best source first; which slot each
-element feeds is the table of index/ingest/embedded.py. The chunks are found by a walk of the top-level
-chunks that stops at the end of the file (a truncated file keeps what comes before the cut) and after
-MAX_CHUNKS of them. In an RF64 or BW64 file (a WAV past 4 GiB: long, multichannel or high-rate recordings) a
-chunk whose 32-bit size is 0xFFFFFFFF takes its size from the ``ds64`` chunk (the data chunk's, or its
-table's), so the chunks written after the audio (where many editors put iXML and bext) are found too; one
-that ds64 does not size ends the walk. Each chunk is read on its own, its declared size checked against a
-cap first; one that is too big, cut short, badly encoded, nested too deep or otherwise unreadable is
+:func:`wav_slots` gives what the chunks say as (slot, text) pairs, best source first; which slot each element
+feeds is the table of index/ingest/embedded.py. The chunks are found by a walk of the top-level chunks that
+stops at the end of the file (a truncated file keeps what comes before the cut) and after MAX_CHUNKS of them
+(retrieval/riff.py, which reads RF64 and BW64 files' ``ds64`` sizes, so the chunks written after the audio,
+where many editors put iXML and bext, are found too). Each chunk is read on its own, its declared size checked
+against a cap first; one that is too big, cut short, badly encoded, nested too deep or otherwise unreadable is
 skipped with a warning, and the others are still read.
 """
 
@@ -17,17 +15,16 @@ import re
 import struct
 from typing import BinaryIO
 
+from retrieval.riff import walk
+
 log = logging.getLogger(__name__)
 
 Slots = list[tuple[str, str]]
 
-MAX_CHUNKS = 1024  # top-level chunks walked
 MAX_BEXT_BYTES = 64 * 1024  # 602 bytes of fields and the coding history
 MAX_INFO_BYTES = 64 * 1024
 MAX_IXML_BYTES = 1024 * 1024
 MAX_XML_DEPTH = 32  # iXML is a few levels deep; more is not iXML
-LONG = 0xFFFFFFFF  # an RF64/BW64 chunk size meaning "see ds64"
-DS64_FIXED = 28  # RIFF size, data size, sample count (64-bit each), table length (32-bit)
 
 BEXT = {"description": "description", "originator": "originator",
         "originator_ref": "originator_reference", "originator_date": "origination_date"}
@@ -45,7 +42,7 @@ USER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*[:=]\s*(.+?)\s*$", re.MULTILINE)  # 
 def wav_slots(f: BinaryIO, size: int, name: str) -> Slots:
     """What a WAV's metadata chunks say, iXML first, then bext, then INFO ([] for a file that is not
     WAV)."""
-    chunks = walk(f, size)
+    chunks = walk(f, size) or {}
     out: Slots = []
     for ident, reader, cap in ((b"iXML", _ixml, MAX_IXML_BYTES), (b"bext", _bext, MAX_BEXT_BYTES),
                                (b"LISTINFO", _info, MAX_INFO_BYTES)):
@@ -67,52 +64,6 @@ def wav_slots(f: BinaryIO, size: int, name: str) -> Slots:
         except Exception as e:  # a hostile chunk must never fail the clip  # noqa: BLE001
             log.warning("%s: its %s chunk cannot be read, skipped: %s: %s", name, what, type(e).__name__, e)
     return out
-
-
-def walk(f: BinaryIO, size: int) -> dict[bytes, tuple[int, int]]:
-    """The first chunk of each kind: its id (``LIST`` with its list type: ``LISTINFO``) -> (data start,
-    declared length)."""
-    f.seek(0)
-    head = f.read(12)
-    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:] != b"WAVE":
-        return {}
-    found: dict[bytes, tuple[int, int]] = {}
-    sizes: dict[bytes, int] = {}  # RF64/BW64: the 64-bit sizes of the ds64 chunk
-    at = 12
-    for _ in range(MAX_CHUNKS):
-        f.seek(at)
-        header = f.read(12)
-        if len(header) < 8:
-            break
-        ident, length = struct.unpack("<4sI", header[:8])
-        if ident == b"ds64" and head[:4] != b"RIFF":
-            sizes = _ds64(f, at + 8, length)
-        if length == LONG:
-            if ident not in sizes:  # where the next chunk starts is not known
-                break
-            length = sizes[ident]
-        if ident == b"LIST":
-            found.setdefault(ident + header[8:12], (at + 12, max(0, length - 4)))
-        else:
-            found.setdefault(ident, (at + 8, length))
-        at += 8 + length + (length & 1)
-        if at >= size:
-            break
-    return found
-
-
-def _ds64(f: BinaryIO, start: int, length: int) -> dict[bytes, int]:
-    """The 64-bit sizes an RF64/BW64 ``ds64`` chunk gives: the data chunk's, and those of its table."""
-    f.seek(start)
-    body = f.read(min(length, DS64_FIXED + 12 * MAX_CHUNKS))
-    if len(body) < DS64_FIXED:
-        return {}
-    _riff, data, _samples, entries = struct.unpack("<QQQI", body[:DS64_FIXED])
-    sizes = {b"data": data}
-    for i in range(min(entries, (len(body) - DS64_FIXED) // 12)):
-        ident, chunk_size = struct.unpack("<4sQ", body[DS64_FIXED + 12 * i:DS64_FIXED + 12 * (i + 1)])
-        sizes.setdefault(ident, chunk_size)
-    return sizes
 
 
 def text(raw: bytes, name: str, what: str) -> str:
