@@ -7,6 +7,9 @@
 #   bash benchmarks/gpu_check.sh                        # CUDA: fp32/bf16/fp16 x batch_windows 1, 8, 32, 64
 #   bash benchmarks/gpu_check.sh --device cpu --quick   # a CPU smoke run of the same code (< 2 minutes)
 #
+# Then a 60-minute recording goes through retrieval.extract (`index add`'s path for a long file) at fp16,
+# timed against decoding it alone and PaSST alone on as many windows (where a long file's time goes).
+#
 # The venv: $GPU_CHECK_VENV (default .venv in the repository) is reused when it imports torch and
 # hear21passt; otherwise it is made with `python3.11 -m venv` and `pip install -e .` from PyPI (torch 2.11.0
 # comes with its CUDA libraries from PyPI on Linux x86_64). No other network is used. Everything runs
@@ -67,6 +70,9 @@ ap.add_argument("--reps", type=int, default=None, help="timed passes over the wo
 ap.add_argument("--budget", type=float, default=300.0, help="seconds for the measurements: the rest is "
                                                               "skipped (and said so) once they are spent")
 ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+ap.add_argument("--long-minutes", type=float, default=None, help="a recording this long (48 kHz WAV) through "
+                                                                  "extract, against decoding alone and PaSST "
+                                                                  "alone (default 60; 0 skips; --quick: 0)")
 args = ap.parse_args()
 quick = args.quick
 precisions = (args.precisions or ("fp32,bf16" if quick else "fp32,bf16,fp16")).split(",")
@@ -74,6 +80,7 @@ batches = [int(b) for b in (args.batches or ("1,2" if quick else "1,8,32,64")).s
 n_clips = args.clips or (2 if quick else 256)
 clip_s = args.clip_s or (2.0 if quick else 10.0)
 reps = args.reps or (1 if quick else 3)
+long_minutes = args.long_minutes if args.long_minutes is not None else (0.0 if quick else 60.0)
 if args.threads:
     torch.set_num_threads(args.threads)
 
@@ -200,6 +207,70 @@ say(f"windows/s = workload windows / median seconds of a pass through PasstTagge
     f"(host-to-device copy, mel STFT, PaSST, logits back to the host; synchronised). Deviation: the "
     f"{device.type} logits of every window of the deviation set against the CPU fp32 path on a second instance "
     f"of the same seeded weights. Measured in {time.monotonic() - t_begin:.0f} s.")
+
+
+def long_recording() -> None:
+    """A long 48 kHz WAV through retrieval.extract (decode, resample, windows, PaSST: `index add`'s path for a
+    long file), against decoding it alone and PaSST alone on as many windows: where a long file's time goes."""
+    import tempfile
+
+    import soundfile as sf
+
+    from retrieval.extract import STREAM_WINDOWS, AudioLimits, decode, extract_many
+
+    rate, seconds = 48_000, long_minutes * 60
+    path = os.path.join(tempfile.mkdtemp(), "long.wav")
+    with sf.SoundFile(path, "w", rate, 1, "PCM_16") as f:
+        for start in np.arange(0.0, seconds, 60.0):
+            n = int(min(60.0, seconds - start) * rate)
+            t = np.arange(n) / rate
+            f.write((0.1 * rng.standard_normal(n) + 0.2 * np.sin(2 * np.pi * (300 + start) * t)).astype(np.float32))
+    limits = AudioLimits(whole_up_to_s=min(120.0, seconds / 2))  # streamed, as `index add` reads it
+    precision = "fp16" if device.type == "cuda" else "fp32"
+    batch = STREAM_WINDOWS if device.type == "cuda" else 2
+    tagger = PasstTagger(dev_model, device=str(device), batch_windows=batch, precision=precision)
+
+    def through_extract() -> tuple[float, int]:
+        t = time.perf_counter()
+        n = len(extract_many([decode(path, limits=limits)], tagger)[0].windows.logits)
+        sync()
+        return time.perf_counter() - t, n
+
+    def decode_alone() -> float:
+        t = time.perf_counter()
+        for _ in decode(path, limits=limits).wave.blocks():
+            pass
+        return time.perf_counter() - t
+
+    through_extract()  # warm-up: this batch size's kernels
+    runs = max(1, reps - 1)
+    extract_s = float(np.median([through_extract()[0] for _ in range(runs)]))
+    n_windows = through_extract()[1]
+    decode_s = float(np.median([decode_alone() for _ in range(runs)]))
+    work = [clip(10.0) for _ in range(min(n_windows, 256))]
+    tagger.window_logits_many(work[:batch])
+    sync()
+    t = time.perf_counter()
+    tagger.window_logits_many(work)
+    sync()
+    passt_s = (time.perf_counter() - t) * n_windows / len(work)
+    os.remove(path)
+    say(f"A {long_minutes:g}-minute recording (48 kHz mono 16-bit WAV, {n_windows} windows) through "
+        f"retrieval.extract at {precision}, {batch} windows per forward pass ({STREAM_WINDOWS} handed to PaSST at "
+        f"a time), median of {runs}:")
+    say()
+    say("| what | s | windows/s | share of extract |")
+    say("|---|---|---|---|")
+    say(f"| extract (decode, resample, cut, PaSST) | {extract_s:.2f} | {n_windows / extract_s:.1f} | 100% |")
+    say(f"| decoding and resampling alone (one core) | {decode_s:.2f} | {n_windows / decode_s:.1f} | "
+        f"{100 * decode_s / extract_s:.0f}% |")
+    say(f"| PaSST alone on as many 10 s windows (scaled from {len(work)}) | {passt_s:.2f} | "
+        f"{n_windows / passt_s:.1f} | {100 * passt_s / extract_s:.0f}% |")
+
+
+if long_minutes > 0:
+    say()
+    long_recording()
 write_out()
 PY
 echo "gpu_check done after $((SECONDS - start)) s"
