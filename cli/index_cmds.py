@@ -129,6 +129,9 @@ def _print_report(report: BuildReport) -> None:
                f"in {report.seconds:.1f} s ({rate:.2f} new clips/s)")
     if report.updated:
         typer.echo(f"gave {report.updated} of the clips already indexed their new metadata")
+    if report.retagged:
+        typer.echo(f"kept {report.retagged} clip{'s' if report.retagged != 1 else ''} of files retagged "
+                   "since they were indexed (the same audio: new metadata, no PaSST)")
     if report.replaced:
         typer.echo(f"replaced {report.replaced} clip{'s' if report.replaced != 1 else ''} of files that "
                    "changed since they were indexed")

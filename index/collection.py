@@ -47,7 +47,7 @@ from index.layout import AUDIO_DIR, upload_location
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord, Hit, MomentQuery, NewClip, SearchFilter, Tag, Timeline
-from retrieval.audio import DecodedAudio
+from retrieval.audio import DecodedAudio, audio_sha256
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
 from retrieval.config import Windowing
@@ -116,7 +116,8 @@ class Collection:
                   stored_copy: bool = False) -> NewClip:
         tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(ex.logits, TOP_TAGS))
         return NewClip(name=name, location=location, sha256=sha256, duration=ex.audio.duration_s,
-                       sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy, meta=meta)
+                       sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy, meta=meta,
+                       audio_sha256=audio_sha256(ex.audio.wave))
 
     def _add(self, clip: NewClip, ex: Extraction, timeline: Timeline, *,
              copy: bytes | None) -> tuple[ClipRecord, bool]:
@@ -226,12 +227,14 @@ class Collection:
     def count(self) -> int:
         return self.store.count()
 
-    def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata]) -> ClipRecord | None:
-        """Replace a clip's description, user tags and fields by edit(the ones it has); the new record, None
-        without the clip. Edits of one collection do not interleave."""
+    def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata], *,
+                      sha256: str | None = None) -> ClipRecord | None:
+        """Replace a clip's description, user tags and fields by edit(the ones it has), and its content hash
+        by `sha256` when given (its file retagged where it lies); the new record, None without the clip.
+        Edits of one collection do not interleave."""
         with self._write:
             record = self.store.get(id)
-            return None if record is None else self.store.set_metadata(id, edit(record.meta))
+            return None if record is None else self.store.set_metadata(id, edit(record.meta), sha256=sha256)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

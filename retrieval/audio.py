@@ -5,9 +5,13 @@ fed to soxr's streaming resampler, whose output is the same as resampling the wh
 compare them sample for sample). A clip up to `whole_up_to_s` is those blocks joined (:class:`DecodedAudio`
 holds its wave); a longer one is a :class:`LongWave`, read block by block again on each pass, so that memory
 does not grow with a recording's length (:func:`retrieval.extract.extract_many` tags it window by window).
+
+:func:`audio_sha256` is the fingerprint of what the model hears: the sha256 of those samples. A file retagged
+or re-wrapped (other metadata chunks, other bytes) keeps it; any change to its samples changes it.
 """
 
 import contextlib
+import hashlib
 import io
 import logging
 from collections.abc import Iterator
@@ -36,13 +40,15 @@ class LongWave:
     """A long file's samples, mono at SAMPLE_RATE in [-1, 1], never held whole: :meth:`blocks` reads the file
     again on each pass. `len()` is its length at SAMPLE_RATE as the header announces it (soxr's output
     length for the header's frames); the peaks of the pass that tagged it are kept (:meth:`keep_peaks`), and
-    other peaks cost one more pass."""
+    other peaks cost one more pass, as does its fingerprint (:func:`audio_sha256`) unless a pass went through
+    every block."""
 
     def __init__(self, source: str | Path | bytes, *, label: str, frames: int, source_rate: int):
         self.source = source
         self.label = label
         self.n_samples = model_rate_length(frames, source_rate)
         self._peaks: dict[int, np.ndarray] = {}
+        self.sha256: str | None = None  # the samples' fingerprint, once a pass has read them all
 
     def __len__(self) -> int:
         return self.n_samples
@@ -50,8 +56,12 @@ class LongWave:
     def blocks(self) -> Iterator[np.ndarray]:
         """(b,) float32 blocks of the mono, resampled, clipped wave, in order (AudioDecodeError on bad
         samples, as :func:`decode_audio`)."""
+        digest = hashlib.sha256()
         with _sound_file(self.source, label=self.label, max_duration_s=None, max_channels=MAX_CHANNELS) as f:
-            yield from _model_rate_blocks(f, label=self.label)
+            for block in _model_rate_blocks(f, label=self.label):
+                _hash_samples(digest, block)
+                yield block
+        self.sha256 = digest.hexdigest()
 
     def read(self) -> np.ndarray:
         """(n,) the whole wave in memory (what a caller that must hold it asks for)."""
@@ -118,6 +128,25 @@ def decode_audio(
     if wave.size == 0:
         raise AudioDecodeError(f"{label}: too short to resample to {SAMPLE_RATE} Hz")
     return DecodedAudio(wave, rate, channels, container)
+
+
+def audio_sha256(wave: np.ndarray | LongWave) -> str:
+    """The sha256 of the wave's samples (mono, at SAMPLE_RATE, as little-endian float32): the same for two
+    files whose audio decodes to the same samples, whatever else their bytes hold. A LongWave's is that of the
+    last pass through all its blocks, or of one more pass."""
+    if isinstance(wave, LongWave):
+        if wave.sha256 is None:
+            for _ in wave.blocks():
+                pass
+        assert wave.sha256 is not None
+        return wave.sha256
+    digest = hashlib.sha256()
+    _hash_samples(digest, wave)
+    return digest.hexdigest()
+
+
+def _hash_samples(digest: Any, samples: np.ndarray) -> None:
+    digest.update(np.ascontiguousarray(samples, dtype="<f4").data)
 
 
 @dataclass(frozen=True)

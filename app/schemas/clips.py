@@ -75,6 +75,11 @@ class ClipOut(BaseModel):
     sample_rate: int = Field(description="sample rate of the source file, Hz", examples=[44100])
     sha256: str = Field(description="sha256 of the file's bytes; the same bytes are stored once",
                         examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"])
+    audio_sha256: str | None = Field(
+        description="sha256 of its samples as the model hears them (mono, 32 kHz, float32): the same for "
+                    "files whose audio is the same, however tagged or wrapped; null for clips stored before "
+                    "it was kept",
+        examples=["3a7bd3e2360a3d29eea436fcfb7e44c735d117c42d1c1835420b6b9942dd4f1b"])
     tags: list[TagOut] = Field(description="top AudioSet tags, most probable first")
     description: str = Field(description="the user's description ('' when none)",
                              examples=["808 kick, long decay, recorded at 48 kHz"])
@@ -188,5 +193,5 @@ def meta_out(record: ClipRecord) -> dict:
 
 def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
     return ClipOut(id=record.id, name=record.name, duration=record.duration, sample_rate=record.sample_rate,
-                   sha256=record.sha256, tags=tags_out(record), added_at=record.added_at, audio_url=audio_url,
-                   **meta_out(record))
+                   sha256=record.sha256, audio_sha256=record.audio_sha256, tags=tags_out(record),
+                   added_at=record.added_at, audio_url=audio_url, **meta_out(record))

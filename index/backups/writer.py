@@ -25,6 +25,7 @@ from tqdm import tqdm
 from index.backups.archive import ArchiveWriter, MemberWriter
 from index.backups.format import (
     AUDIO_PREFIX,
+    AUDIO_SHA256,
     CLIPS,
     FORMAT,
     INCOMING_PREFIX,
@@ -246,6 +247,7 @@ def clips_table(records: list[ClipRecord], vectors, logits, members: list[str | 
         "description": [r.meta.description for r in records],
         "user_tags": [list(r.meta.tags) for r in records],
         "fields": [list(r.meta.fields) for r in records],
+        AUDIO_SHA256: [r.audio_sha256 for r in records],
     }
     arrays = {k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}
     arrays["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), N_TAGS)

@@ -107,11 +107,12 @@ class ClipDB:
         try:
             cur = con.execute(
                 "INSERT INTO clips (name, location, sha256, duration, sample_rate, added_at, stored_copy, "
-                "tags, description, user_tags, fields, logits, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "tags, description, user_tags, fields, audio_sha256, logits, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (clip.name, clip.location, clip.sha256, float(clip.duration), int(clip.sample_rate),
                  time.time(), int(clip.stored_copy), tags, clip.meta.description, clip.meta.tags_json(),
-                 clip.meta.fields_json(), logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
+                 clip.meta.fields_json(), clip.audio_sha256, logits.astype("<f4").tobytes(),
+                 vector.astype("<f4").tobytes()))
         except sqlite3.IntegrityError:
             if con.execute("SELECT 1 FROM clips WHERE sha256 = ?", (clip.sha256,)).fetchone() is None:
                 raise
@@ -128,21 +129,23 @@ class ClipDB:
         tags = json.dumps([[t.label, float(t.probability)] for t in record.tags])
         con.execute(
             "INSERT INTO clips (id, name, location, sha256, duration, sample_rate, added_at, stored_copy, "
-            "tags, description, user_tags, fields, logits, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "tags, description, user_tags, fields, audio_sha256, logits, vector) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (int(record.id), record.name, record.location, record.sha256, float(record.duration),
              int(record.sample_rate), float(record.added_at), int(record.stored_copy), tags,
-             record.meta.description, record.meta.tags_json(), record.meta.fields_json(),
+             record.meta.description, record.meta.tags_json(), record.meta.fields_json(), record.audio_sha256,
              logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
         fts.put(con, [(int(record.id), record)])
 
     @staticmethod
-    def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata) -> ClipRecord | None:
-        """Replace a clip's user metadata and its keyword document; the new record, None without the clip."""
+    def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata, *,
+                     sha256: str | None = None) -> ClipRecord | None:
+        """Replace a clip's user metadata (and `sha256`, when given) and its keyword document; the new record,
+        None without the clip."""
         row = con.execute(
-            "UPDATE clips SET description = ?, user_tags = ?, fields = ? WHERE id = ? "
-            f"RETURNING {RECORD_COLUMNS}", (meta.description, meta.tags_json(), meta.fields_json(),
-                                            int(id_))).fetchone()
+            "UPDATE clips SET description = ?, user_tags = ?, fields = ?, sha256 = coalesce(?, sha256) "
+            f"WHERE id = ? RETURNING {RECORD_COLUMNS}",
+            (meta.description, meta.tags_json(), meta.fields_json(), sha256, int(id_))).fetchone()
         if row is None:
             return None
         record = record_of(row)

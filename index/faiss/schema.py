@@ -10,6 +10,8 @@ vocabulary (fts5vocab), which prefix queries are expanded against. 3: an index o
 written from then on keep their logits as float16 (read back only by a re-projection; rows written before
 keep float32, told apart by their length). 4: the keyword index again, its documents now holding the
 words of the fields' values. 5: an index of the clips' locations (the clips of a file indexed where it lies).
+6: each clip's audio fingerprint (``audio_sha256``, null for clips stored before: their files are tagged
+again when they change).
 """
 
 import json
@@ -79,7 +81,7 @@ def _fill_keywords(con: sqlite3.Connection) -> None:
     """The keyword index (made where there is none) filled from every clip stored, 1000 at a time."""
     fts.create(con)
     after = 0
-    while rows := con.execute(f"SELECT {RECORD_COLUMNS} FROM clips WHERE id > ? ORDER BY id LIMIT 1000",
+    while rows := con.execute(f"SELECT {KEYWORD_COLUMNS} FROM clips WHERE id > ? ORDER BY id LIMIT 1000",
                               (after,)).fetchall():
         fts.put(con, ((r[0], record_of(r)) for r in rows))
         after = rows[-1][0]
@@ -101,11 +103,20 @@ def _index_locations(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX IF NOT EXISTS clips_location ON clips (location)")
 
 
+def _add_audio_sha256(con: sqlite3.Connection) -> None:
+    """Version 6: the clips' audio fingerprints (unknown for the clips stored before)."""
+    if "audio_sha256" not in {row[1] for row in con.execute("PRAGMA table_info(clips)")}:
+        con.execute("ALTER TABLE clips ADD COLUMN audio_sha256 TEXT")
+
+
 # MIGRATIONS[v] takes a file from version v to v + 1
-MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations)
-RECORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
-                  "description, user_tags, fields")
-N_RECORD_COLUMNS = 12
+MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations,
+              _add_audio_sha256)
+# a keyword document's columns: those every version from 1 on has (a migration's rebuild reads them)
+KEYWORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
+                   "description, user_tags, fields")
+RECORD_COLUMNS = f"{KEYWORD_COLUMNS}, audio_sha256"
+N_RECORD_COLUMNS = 13
 TAG_MATCH = ("EXISTS (SELECT 1 FROM json_each(clips.tags) AS t "
              "WHERE lower(json_extract(t.value, '$[0]')) = lower(?))")
 USER_TAG_MATCH = "EXISTS (SELECT 1 FROM json_each(clips.user_tags) AS u WHERE u.value IN ({marks}))"
@@ -113,11 +124,13 @@ FIELD_MATCH = "json_extract(clips.fields, ?) = ?"
 
 
 def record_of(row: tuple) -> ClipRecord:
-    id_, name, location, sha, duration, rate, added_at, stored_copy, tags, *meta = row
+    """A row of RECORD_COLUMNS (or of KEYWORD_COLUMNS: no fingerprint) as a record."""
+    id_, name, location, sha, duration, rate, added_at, stored_copy, tags, description, user_tags, fields, \
+        *audio = row
     return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
                       tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
-                      stored_copy=bool(stored_copy), meta=Metadata.from_json(*meta), id=id_,
-                      added_at=added_at)
+                      stored_copy=bool(stored_copy), meta=Metadata.from_json(description, user_tags, fields),
+                      audio_sha256=audio[0] if audio else None, id=id_, added_at=added_at)
 
 
 def conditions(flt: SearchFilter | None) -> tuple[str, list]:

@@ -10,8 +10,11 @@ it is stored whole once its last window is tagged (an interrupted file is indexe
 Each file may come with the user's metadata (`metadata(path)`): a new clip is stored with it laid over what
 the file says; a file already stored gets it laid over what the clip holds (index/store/metadata.py
 `Metadata.over`). A file that changed where it lies (retagged in a librarian's tool, re-edited: other
-bytes, so another sha256) is indexed as the clip it is now, which then replaces the clip indexed from that
-path before (`_replace_changed`): a library re-run after retagging holds each file once.
+bytes, so another sha256) is decoded: if its audio is what a clip from that path holds (the same
+`audio_sha256`: retagged, re-wrapped), that clip is kept, with the file's sha256 and its metadata now laid
+over the clip's, and PaSST does not run (:func:`index.ingest.worker.ingest`); otherwise (re-edited audio) it
+is indexed as the clip it is now, which then replaces the clip indexed from that path before
+(`_replace_changed`). Either way a library re-run after retagging holds each file once.
 """
 
 import logging
@@ -48,6 +51,7 @@ class BuildReport:
     skipped: int = 0  # already indexed (same content)
     updated: int = 0  # of those, how many got new metadata
     replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
+    retagged: int = 0  # clips of files whose bytes changed but not their audio, kept with their new metadata
     held: list[tuple[ClipRecord, str]] = field(default_factory=list)  # (the clip each file is, its path)
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
@@ -108,6 +112,7 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(clips_s=f"{report.added / elapsed:.2f}", added=report.added,
                             skipped=report.skipped, failed=len(report.failed), refresh=False)
+        _index_again(collection, report, bar, metadata, limits)
     seen = {record.sha256 for record, _ in report.held}
     for record, location in report.held:  # once every file is hashed: a copy of an old version is seen
         _replace_changed(collection, report, record, location, seen)
@@ -134,6 +139,20 @@ def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport
     return ingest(collection, items, on_windows=windows_done, limits=limits)
 
 
+def _index_again(collection: Collection, report: BuildReport, bar: tqdm, metadata: MetadataOf | None,
+                 limits: AudioLimits) -> None:
+    """Files of this run found to be a clip whose file was then retagged (a copy of the old version, walked
+    before it): that clip holds the retagged file's bytes now, so they are indexed as the files they are."""
+    now = {r.id: r.sha256 for r, _ in report.held}  # each clip's sha256 as the run left it
+    lost = [Path(path) for r, path in report.held if now[r.id] != r.sha256]
+    if not lost:
+        return
+    report.held = [(r, path) for r, path in report.held if now[r.id] == r.sha256]
+    report.skipped -= len(lost)
+    for result in _ingest_chunk(collection, lost, report, bar, {}, metadata, limits):
+        _count(collection, report, result)
+
+
 def _count(collection: Collection, report: BuildReport, result: Result) -> None:
     if result.error is not None:
         if isinstance(result.error, FATAL_ERRORS):
@@ -141,6 +160,8 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         _failed(report, result.item.key, result.error)
     elif result.created:
         report.added += 1
+    elif result.retagged:
+        report.retagged += 1
     else:
         report.skipped += 1
         stored, given = result.record, result.item.meta

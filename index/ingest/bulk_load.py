@@ -19,7 +19,14 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from index.collection import TOP_TAGS
-from index.ingest.ray_shards import MANIFEST, METADATA_COLUMN, RECORD_COLUMNS, WINDOW_COLUMNS, manifest_spec
+from index.ingest.ray_shards import (
+    AUDIO_COLUMN,
+    MANIFEST,
+    METADATA_COLUMN,
+    RECORD_COLUMNS,
+    WINDOW_COLUMNS,
+    manifest_spec,
+)
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata
 from index.store.records import NewClip, Tag, Timeline
@@ -87,7 +94,8 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
 def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: LoadReport, bar: tqdm) -> None:
     names = set(pq.ParquetFile(shard).schema_arrow.names)
     windowed = set(WINDOW_COLUMNS) <= names  # shards written before windows have none
-    extra = [*(WINDOW_COLUMNS if windowed else ()), *([METADATA_COLUMN] if METADATA_COLUMN in names else [])]
+    extra = [*(WINDOW_COLUMNS if windowed else ()),
+             *(c for c in (METADATA_COLUMN, AUDIO_COLUMN) if c in names)]  # each missing in older shards
     table = pq.read_table(shard, columns=COLUMNS + extra)
     seen = set()  # a shard may hold the same content twice
     for batch in table.to_batches(max_chunksize=CHUNK):
@@ -112,9 +120,11 @@ def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: L
 def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewClip:
     tags = tuple(Tag(label, p) for label, p in retriever.top_tags(logits, TOP_TAGS))
     meta = rows.get(METADATA_COLUMN, [""] * (i + 1))[i]  # shards written before it have no such column
+    audio = rows.get(AUDIO_COLUMN, [""] * (i + 1))[i]  # nor before fingerprints
     return NewClip(name=rows["name"][i], location=rows["path"][i], sha256=rows["sha256"][i],
                    duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags,
-                   meta=Metadata.from_dict(json.loads(meta)) if meta else Metadata())
+                   meta=Metadata.from_dict(json.loads(meta)) if meta else Metadata(),
+                   audio_sha256=audio or None)
 
 
 def _timeline(rows: dict, i: int, retriever: Retriever) -> Timeline:

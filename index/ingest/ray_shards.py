@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from index.ingest.embedded import file_metadata
-from retrieval.audio import DecodedAudio, LongWave
+from retrieval.audio import DecodedAudio, LongWave, audio_sha256
 from retrieval.config import N_TAGS, Windowing
 from retrieval.durable import sha256_file, write_json_atomically
 from retrieval.errors import AudioDecodeError, ModelNotFound
@@ -44,7 +44,8 @@ MANIFEST = "manifest.json"
 RECORD_COLUMNS = ("path", "name", "sha256", "duration", "sample_rate", "error")
 WINDOW_COLUMNS = ("window_starts", "window_ends", "window_logits", "peaks")
 METADATA_COLUMN = "metadata"  # JSON text of Metadata.to_dict(), "" for none
-SHARD_COLUMNS = (*RECORD_COLUMNS, "logits", *WINDOW_COLUMNS, METADATA_COLUMN)
+AUDIO_COLUMN = "audio_sha256"  # the fingerprint of the clip's samples (retrieval.audio), "" where it failed
+SHARD_COLUMNS = (*RECORD_COLUMNS, "logits", *WINDOW_COLUMNS, METADATA_COLUMN, AUDIO_COLUMN)
 
 
 def read_file_list(path: Path) -> list[Path]:
@@ -126,8 +127,10 @@ class PasstLogits:
                 errors[i] = f"{type(e).__name__}: {e}"
                 continue
             peak_rows[i] = peaks(done[i].audio.wave)  # a LongWave's: those kept by the pass that tagged it
+        fingerprints = [""] * n
         for i, ex in done.items():
             logits[i], moments[i] = ex.logits, ex.moment_windows
+            fingerprints[i] = audio_sha256(ex.audio.wave)  # a LongWave's: kept by the pass that tagged it
         columns = {k: pa.array(errors, type=pa.string()) if k == "error" else pa.array(batch[k])
                    for k in RECORD_COLUMNS}
         # plain (fixed-size) list columns, so the shards read back without Ray's tensor extension type
@@ -137,6 +140,7 @@ class PasstLogits:
         columns["window_logits"] = pa.array([w.logits.ravel() for w in moments], type=pa.list_(pa.float32()))
         columns["peaks"] = pa.array(peak_rows, type=pa.list_(pa.uint8()))
         columns[METADATA_COLUMN] = pa.array([str(m) for m in batch[METADATA_COLUMN]], type=pa.string())
+        columns[AUDIO_COLUMN] = pa.array(fingerprints, type=pa.string())
         return pa.table(columns)  # SHARD_COLUMNS: the stage's wave, channels, format and long are dropped
 
 

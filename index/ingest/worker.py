@@ -25,7 +25,7 @@ from index.ingest.embedded import with_file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
-from retrieval.audio import DecodedAudio, LongWave
+from retrieval.audio import DecodedAudio, LongWave, audio_sha256
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
 from retrieval.extract import AudioLimits, decode
 
@@ -49,6 +49,7 @@ class Result:
     record: ClipRecord | None = None
     created: bool = False
     error: Exception | None = None
+    retagged: bool = False  # the clip of a file whose bytes changed but not its audio: kept, no PaSST
 
 
 WindowsDone = Callable[[Item, int, int], None]  # (item, windows done, windows in all)
@@ -80,12 +81,36 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
             results[i].error = e
             continue
         items[i] = results[i].item = replace(it, meta=with_file_metadata(it.meta, it.source, it.name))
+        kept = _retagged(collection, items[i], audio)
+        if kept is not None:
+            results[i].record, results[i].retagged = kept, True
+            continue
         decoded.append((i, audio))
         if on_decoded is not None:
             on_decoded(items[i], audio)
     if decoded:
         _tag_and_store(collection, items, decoded, results, on_windows)
     return [results[i] for i in range(len(items))]
+
+
+def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> ClipRecord | None:
+    """A file indexed where it lies whose bytes changed but not its audio (retagged, re-wrapped: the same
+    `audio_sha256` as a clip stored from that path): that clip, now with the file's sha256 and its metadata
+    laid over the clip's, in one write; no PaSST. None when no clip from that path has this audio."""
+    if not isinstance(item.source, Path):
+        return None
+    known = [r for r in collection.store.at_location(str(item.source))
+             if r.audio_sha256 is not None and not r.stored_copy]
+    if not known:
+        return None
+    fingerprint = audio_sha256(audio.wave)  # a long file: one more pass of decoding, no PaSST
+    same = [r for r in known if r.audio_sha256 == fingerprint]
+    if not same:
+        return None
+    kept = collection.edit_metadata(same[-1].id, item.meta.over, sha256=item.sha256)  # the latest
+    if kept is not None:
+        log.info("%s: retagged, its audio unchanged: clip %d kept with its new metadata", item.name, kept.id)
+    return kept
 
 
 def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[tuple[int, DecodedAudio]],

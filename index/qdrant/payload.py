@@ -32,7 +32,7 @@ def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
     """The clip's record as a point's payload (without its peaks)."""
     return {"id": id, "name": clip.name, "location": clip.location, "sha256": clip.sha256,
             "duration": float(clip.duration), "sample_rate": int(clip.sample_rate),
-            "stored_copy": bool(clip.stored_copy), "added_at": added_at,
+            "stored_copy": bool(clip.stored_copy), "added_at": added_at, "audio_sha256": clip.audio_sha256,
             "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
             "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
             "description": clip.meta.description, "user_tags": list(clip.meta.tags),
@@ -54,7 +54,8 @@ def record_of(point_id: int, payload: dict) -> ClipRecord:
     fields = {k: payload[k] for k in RECORD_FIELDS}
     meta = Metadata(payload.get("description", ""), tuple(payload.get("user_tags", ())),
                     tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
-    return ClipRecord(id=int(point_id), tags=tags, meta=meta, **fields)
+    return ClipRecord(id=int(point_id), tags=tags, meta=meta, audio_sha256=payload.get("audio_sha256"),
+                      **fields)  # no audio_sha256: a point made before fingerprints
 
 
 def filter_of(flt: SearchFilter | None) -> qm.Filter | None:

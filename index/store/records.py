@@ -40,6 +40,7 @@ class NewClip:
     tags: tuple[Tag, ...]  # top tags, most probable first
     stored_copy: bool = False  # True when `location` is a copy the store owns (uploads)
     meta: Metadata = field(default_factory=Metadata)  # the user's description, tags and fields
+    audio_sha256: str | None = None  # of its samples as the model hears them (retrieval.audio.audio_sha256)
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,9 @@ def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None
         location = f"/nowhere/clip{i}.wav"
     meta = Metadata.of(description=f"take {i}", tags=["drums", f"kit{i % 3}"],
                        fields={"pack": f"p{i % 4}"}) if i % 2 == 0 else Metadata()
+    audio = hashlib.sha256(b"samples %d" % i).hexdigest() if i % 3 else None  # none: stored before
     return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=0.5 + i % 5,
-                   sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta)
+                   sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta, audio_sha256=audio)
 
 
 def config(data_dir: Path, backend: str = "faiss") -> StoreConfig:

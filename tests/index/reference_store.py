@@ -117,11 +117,12 @@ class ReferenceStore(VectorStore):
             self._save()
             return True
 
-    def set_metadata(self, id: int, meta: Metadata) -> ClipRecord | None:
+    def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None) -> ClipRecord | None:
         with self._lock:
             if int(id) not in self.clips:
                 return None
-            self.clips[int(id)] = replace(self.clips[int(id)], meta=meta)
+            old = self.clips[int(id)]
+            self.clips[int(id)] = replace(old, meta=meta, sha256=sha256 or old.sha256)
             self._save()
             return self.clips[int(id)]
 

@@ -283,10 +283,26 @@ def test_comments_players_write_for_themselves_are_not_descriptions(tmp_path):
     assert file_metadata(path, path.name).description == "church bells"
 
 
-def test_a_file_retagged_where_it_lies_replaces_its_clip_when_indexed_again(tmp_path, settings,
-                                                                            tone_retriever):
-    """A librarian's tool rewrote the file's tags (other bytes): `index add` again holds it once, as it is
-    now, what the clip held besides laid under; a run stopped between the add and the removal converges."""
+def passt_runs(monkeypatch) -> list[int]:
+    """Counts the clips the collection sends through PaSST (Collection.extract), one entry per call."""
+    from index.collection import Collection
+
+    calls: list[int] = []
+    extract = Collection.extract
+
+    def counted(self, clips, **kw):
+        calls.append(len(clips))
+        return extract(self, clips, **kw)
+
+    monkeypatch.setattr(Collection, "extract", counted)
+    return calls
+
+
+def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata(tmp_path, settings,
+                                                                                 tone_retriever, monkeypatch):
+    """A librarian's tool rewrote the file's tags (other bytes, the same audio): `index add` again keeps its
+    clip (same id, vectors and windows) with the file's sha256 and metadata now, what the clip held besides
+    laid under, and runs no PaSST."""
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
@@ -299,42 +315,105 @@ def test_a_file_retagged_where_it_lies_replaces_its_clip_when_indexed_again(tmp_
         assert index_paths(c, [lib], progress=False).added == 2
         [old] = c.store.at_location(str(ogg.resolve()))
         c.edit_metadata(old.id, lambda m: m.over(Metadata.of(fields={"reviewer": "ana"})))
+        vector, windows = c.store.vectors([old.id]), c.store.timelines([old.id])[old.id]
+    assert old.audio_sha256 is not None and len(old.audio_sha256) == 64
     run(tag, "-w", "-t", "DESCRIPTION=Gentle breeze", "-t", "TITLE=Breeze", "-t", "KEYWORDS=breeze", ogg)
+    calls = passt_runs(monkeypatch)
     with open_collection(settings, tone_retriever) as c:
         report = index_paths(c, [lib], progress=False)
-        assert (report.added, report.skipped, report.replaced) == (1, 1, 1)
+        assert (report.added, report.skipped, report.retagged, report.replaced) == (0, 1, 1, 0)
+        assert calls == []  # no PaSST
         [now] = c.store.at_location(str(ogg.resolve()))
-        assert c.count() == 2 and c.get(old.id) is None and now.id != old.id
+        assert now.id == old.id and now.sha256 == sha256_of(ogg) != old.sha256 and c.count() == 2
+        assert now.audio_sha256 == old.audio_sha256
         assert now.meta.description == "Gentle breeze" and now.meta.tags[0] == "breeze"
         assert now.meta.field_dict == {"title": "Breeze", "reviewer": "ana"}
         assert c.search_keywords("gusts", 5) == [] and c.search_keywords("breeze", 5)[0].record.id == now.id
+        assert (c.store.vectors([now.id]) == vector).all()
+        kept = c.store.timelines([now.id])[now.id]
+        assert (kept.windows.vectors == windows.windows.vectors).all() and (kept.peaks == windows.peaks).all()
+        again = index_paths(c, [lib], progress=False)
+        assert (again.added, again.skipped, again.retagged, again.replaced) == (0, 2, 0, 0)
+        assert c.store.at_location(str(write_wav.resolve()))[0].name == "other.wav"
+
+
+def test_a_file_re_edited_where_it_lies_replaces_its_clip_when_indexed_again(tmp_path, settings,
+                                                                            tone_retriever, monkeypatch):
+    """Its audio changed (another tone): `index add` again tags it (PaSST) and holds it once, as it is now,
+    what the old clip held besides laid under; a run stopped between the add and the removal converges."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ffmpeg_sine(lib / "other.wav")
+    ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
+    tag = need("vorbiscomment")
+    run(tag, "-w", "-t", "DESCRIPTION=Strong wind gusts", "-t", "KEYWORDS=wind", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).added == 2
+        [old] = c.store.at_location(str(ogg.resolve()))
+        c.edit_metadata(old.id, lambda m: m.over(Metadata.of(fields={"reviewer": "ana"})))
+    sine_ogg(ogg, 880.0, "DESCRIPTION=Gentle breeze")
+    calls = passt_runs(monkeypatch)
+    with open_collection(settings, tone_retriever) as c:
+        report = index_paths(c, [lib], progress=False)
+        assert (report.added, report.skipped, report.retagged, report.replaced) == (1, 1, 0, 1)
+        assert calls == [1]
+        [now] = c.store.at_location(str(ogg.resolve()))
+        assert c.count() == 2 and c.get(old.id) is None and now.id != old.id
+        assert now.audio_sha256 != old.audio_sha256
+        assert now.meta.description == "Gentle breeze" and now.meta.field_dict == {"reviewer": "ana"}
         assert index_paths(c, [lib], progress=False).replaced == 0
-    run(tag, "-w", "-t", "DESCRIPTION=Dead calm", ogg)
+    sine_ogg(ogg, 1320.0, "DESCRIPTION=Dead calm")
     with open_collection(settings, tone_retriever) as c:
         [(newest, _)] = add(c, file(ogg))  # added, and stopped before the clip it replaces was removed
         assert len(c.store.at_location(str(ogg.resolve()))) == 2
         report = index_paths(c, [lib], progress=False)
         assert (report.added, report.skipped, report.replaced) == (0, 2, 1)
         assert [r.id for r in c.store.at_location(str(ogg.resolve()))] == [newest.id] and c.count() == 2
-        assert c.store.at_location(str(write_wav.resolve()))[0].name == "other.wav"
+
+
+def sine_ogg(path, frequency: float, comment: str) -> None:
+    """The Ogg Vorbis file at `path` written again with another tone (new audio), tagged with `comment`."""
+    tmp = path.with_name("tmp-" + path.name)
+    run(need("ffmpeg"), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+        f"sine=frequency={frequency}:duration=1", "-t", "1", "-c:a", "libvorbis", tmp)
+    run(need("vorbiscomment"), "-w", "-t", comment, tmp)
+    os.replace(tmp, path)
+
+
+def sha256_of(path) -> str:
+    from retrieval.durable import sha256_file
+
+    return sha256_file(path)
 
 
 def test_a_copy_of_a_files_old_version_keeps_the_clip_it_is(tmp_path, settings, tone_retriever):
-    """0copy.ogg, copied before wind.ogg was retagged, still holds the old bytes: their clip stays."""
+    """0copy.ogg, copied before wind.ogg was retagged, still holds the old bytes: it is a clip of its own (the
+    retagged file keeps the clip it was, with its new metadata), whether the copy is walked first or last."""
     from index.ingest.builder import index_paths
 
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
-    tag = need("vorbiscomment")
-    run(tag, "-w", "-t", "DESCRIPTION=Strong wind gusts", ogg)
-    with open_collection(settings, tone_retriever) as c:
-        assert index_paths(c, [lib], progress=False).added == 1
-    shutil.copy(ogg, lib / "0copy.ogg")  # walked first
-    run(tag, "-w", "-t", "DESCRIPTION=Gentle breeze", ogg)
-    with open_collection(settings, tone_retriever) as c:
-        report = index_paths(c, [lib], progress=False)
-        assert (report.added, report.skipped, report.replaced) == (1, 1, 0)
-        assert c.search_keywords("gusts", 5) and c.search_keywords("breeze", 5) and c.count() == 2
-        again = index_paths(c, [lib], progress=False)
-        assert (again.added, again.skipped, again.replaced) == (0, 2, 0)
+    for copy_name in ("0copy.ogg", "zcopy.ogg"):
+        lib = tmp_path / f"lib-{copy_name[0]}"
+        lib.mkdir()
+        ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
+        tag = need("vorbiscomment")
+        run(tag, "-w", "-t", "DESCRIPTION=Strong wind gusts", ogg)
+        settings_here = settings.model_copy(update={"data_dir": tmp_path / f"data-{copy_name}"})
+        with open_collection(settings_here, tone_retriever) as c:
+            assert index_paths(c, [lib], progress=False).added == 1
+            [old] = c.store.at_location(str(ogg.resolve()))
+        shutil.copy(ogg, lib / copy_name)
+        run(tag, "-w", "-t", "DESCRIPTION=Gentle breeze", ogg)
+        with open_collection(settings_here, tone_retriever) as c:
+            report = index_paths(c, [lib], progress=False)
+            assert (report.added, report.skipped, report.retagged, report.replaced) == (1, 0, 1, 0), copy_name
+            [kept] = c.store.at_location(str(ogg.resolve()))
+            [copy] = c.store.at_location(str((lib / copy_name).resolve()))
+            assert kept.id == old.id and copy.id != old.id and copy.sha256 == old.sha256
+            assert c.search_keywords("gusts", 5)[0].record.id == copy.id
+            assert c.search_keywords("breeze", 5)[0].record.id == kept.id and c.count() == 2
+            again = index_paths(c, [lib], progress=False)
+            assert (again.added, again.skipped, again.retagged, again.replaced) == (0, 2, 0, 0)
+
+

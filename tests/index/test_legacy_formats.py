@@ -184,8 +184,11 @@ def test_a_faiss_store_without_metadata_or_keyword_index_is_brought_up_to_date_i
         assert {h.record.id for h in store.search_keywords("rain", n)} == rain
         store.set_metadata(int(ids[3]), Metadata.of(tags=["kick"]))
         assert [h.record.id for h in store.search_keywords("kick", 5)] == [ids[3]]
+        assert all(r.audio_sha256 is None for r in store.list(limit=n))  # stored before fingerprints
+        fresh = store.add(replace(clip(n), audio_sha256="ef" * 32), unit_vectors(n + 1)[n], lg[0])
     with FaissStore(tmp_path / "data", SPEC) as store:  # migrated once: opening again changes nothing
-        assert version_and_rows() == (len(MIGRATIONS), n) and store.get(int(ids[3])).meta.tags == ("kick",)
+        assert version_and_rows() == (len(MIGRATIONS), n + 1)
+        assert store.get(int(ids[3])).meta.tags == ("kick",) and store.get(fresh.id).audio_sha256 == "ef" * 32
 
 
 def test_a_qdrant_collection_without_metadata_or_keyword_index_is_brought_up_to_date(tmp_path):
@@ -246,7 +249,7 @@ def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 5
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 6
     assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
         "doors door slamming slam wav loud speech rain"
     con.close()

@@ -25,7 +25,7 @@ from index.ingest.ray_shards import (  # noqa: E402
     read_file_list,
 )
 from index.stores import open_store  # noqa: E402
-from retrieval.audio import decode_audio  # noqa: E402
+from retrieval.audio import audio_sha256, decode_audio  # noqa: E402
 from retrieval.errors import CheckpointMismatch  # noqa: E402
 from retrieval.extract import AudioLimits, decode, extract_many  # noqa: E402
 from retrieval.model_spec import ModelSpec  # noqa: E402
@@ -158,6 +158,7 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
             assert (windows.starts.tolist(), windows.ends.tolist()) == ([0.0], [top.record.duration])
             np.testing.assert_allclose(windows.vectors[0], retriever.project(logits[None])[0], atol=2e-3)
             np.testing.assert_array_equal(store.peaks(top.record.id), peaks(decode_audio(path).wave))
+            assert top.record.audio_sha256 == audio_sha256(decode_audio(path).wave)  # as in process
         assert store.without_windows().size == 0
 
         again = load_shards(store, retriever, out, ledger=ledger, progress=False)  # the ledger says done

@@ -368,6 +368,29 @@ def test_a_file_name_is_found_by_each_of_its_words(store, data):
         store.search_keywords("kick", -1)
 
 
+def test_a_clips_audio_fingerprint_is_kept_and_its_sha256_replaced_with_its_metadata(backend_settings, data):
+    """A clip stored with its audio_sha256 gives it back (and a clip without one, None); set_metadata with a
+    sha256 (a file retagged where it lies) moves the clip to its new content hash, its vector unchanged."""
+    from dataclasses import replace
+
+    xb, logits = data
+    audio = "ab" * 32
+    with open_backend(backend_settings, SPEC) as s:
+        first = s.add(replace(clip(0), audio_sha256=audio), xb[0], logits[0])
+        second = s.add(clip(1), xb[1], logits[1])
+        assert first.audio_sha256 == s.get(first.id).audio_sha256 == audio
+        assert s.get(second.id).audio_sha256 is None
+        new_sha = "cd" * 32
+        moved = s.set_metadata(first.id, Metadata.of(description="retagged"), sha256=new_sha)
+        assert moved is not None
+        assert (moved.id, moved.sha256, moved.audio_sha256) == (first.id, new_sha, audio)
+        assert s.get_by_sha256(new_sha).id == first.id and s.get_by_sha256(clip(0).sha256) is None
+        assert s.get(first.id) == moved and np.allclose(s.vectors([first.id])[0], xb[0], atol=1e-6)
+        assert s.set_metadata(second.id, Metadata()).sha256 == clip(1).sha256  # no sha256 given: unchanged
+    with open_backend(backend_settings, SPEC) as s:  # kept on disk
+        assert (s.get(first.id).sha256, s.get(first.id).audio_sha256) == (new_sha, audio)
+
+
 def test_set_metadata_replaces_it_and_the_clip_s_words(store, backend_settings):
     new = Metadata.of(description="Deep rumble", tags=["Bass", "bass ", "sub"], fields={"bpm": "120"})
     record = store.set_metadata(7, new)

@@ -111,3 +111,49 @@ def test_too_long_names_the_setting():
     data = wav_bytes(sections((440.0, 3)), SAMPLE_RATE)
     with pytest.raises(Exception, match=r"maximum of 2 s \(RETRIEVAL_MAX_INDEX_DURATION_S\)"):
         decode(data, limits=AudioLimits(max_duration_s=2.0, setting="RETRIEVAL_MAX_INDEX_DURATION_S"))
+
+
+def test_the_audio_fingerprint_is_the_samples_sha256_however_the_file_is_read_or_wrapped(tmp_path):
+    """audio_sha256: the sha256 of the model-rate samples (the oracle: hashlib over the whole-file decoding's
+    float32 bytes), the same whole or streamed (the streamed pass that tags a long file leaves it, no second
+    pass), the same for a retagged or re-wrapped file (other bytes, same 16-bit samples), another for changed
+    audio."""
+    import hashlib
+
+    from retrieval.audio import audio_sha256
+
+    rng = np.random.default_rng(7)
+    x = (9000 * rng.standard_normal(int(44_100 * 6.1))).clip(-32768, 32767).astype(np.int16)
+    plain = tmp_path / "take.wav"
+    sf.write(plain, x, 44_100, subtype="PCM_16")
+    oracle = hashlib.sha256(whole_file_oracle(plain.read_bytes()).astype("<f4").tobytes()).hexdigest()
+    assert audio_sha256(decode_audio(plain).wave) == oracle
+
+    audio = decode_audio(plain, whole_up_to_s=1.0)
+    long = audio.wave
+    assert isinstance(long, LongWave) and long.sha256 is None
+    passes = []
+    blocks = long.blocks
+
+    def counted():
+        passes.append(1)
+        yield from blocks()
+
+    long.blocks = counted  # type: ignore[method-assign]
+    extract_many([audio], ToneTagger())  # tagged as it is read: one pass
+    assert passes == [1] and long.sha256 == oracle
+    assert audio_sha256(long) == oracle and passes == [1]  # kept: no second pass
+
+    tagged = tmp_path / "tagged.wav"  # the same samples with a title and a comment: other bytes
+    with sf.SoundFile(tagged, "w", 44_100, 1, "PCM_16") as f:
+        f.title, f.comment = "Rain on a tin roof", "retagged in a librarian's tool"
+        f.write(x)
+    flac = tmp_path / "take.flac"  # the same 16-bit samples in another container
+    sf.write(flac, x, 44_100, subtype="PCM_16")
+    assert tagged.read_bytes() != plain.read_bytes()
+    assert audio_sha256(decode_audio(tagged).wave) == audio_sha256(decode_audio(flac).wave) == oracle
+
+    edited = x.copy()
+    edited[1000] += 100  # one sample changed
+    sf.write(tmp_path / "edited.wav", edited, 44_100, subtype="PCM_16")
+    assert audio_sha256(decode_audio(tmp_path / "edited.wav").wave) != oracle
