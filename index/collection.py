@@ -227,14 +227,15 @@ class Collection:
     def count(self) -> int:
         return self.store.count()
 
-    def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata], *,
-                      sha256: str | None = None) -> ClipRecord | None:
-        """Replace a clip's description, user tags and fields by edit(the ones it has), and its content hash
-        by `sha256` when given (its file retagged where it lies); the new record, None without the clip.
-        Edits of one collection do not interleave."""
+    def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata], *, sha256: str | None = None,
+                      location: str | None = None, name: str | None = None) -> ClipRecord | None:
+        """Replace a clip's description, user tags and fields by edit(the ones it has), and what is given of
+        its file now (`sha256`: retagged where it lies; `location`, `name`: moved); the new record, None
+        without the clip. Edits of one collection do not interleave."""
         with self._write:
             record = self.store.get(id)
-            return None if record is None else self.store.set_metadata(id, edit(record.meta), sha256=sha256)
+            return None if record is None else self.store.set_metadata(
+                id, edit(record.meta), sha256=sha256, location=location, name=name)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

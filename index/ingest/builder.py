@@ -14,7 +14,8 @@ bytes, so another sha256) is decoded: if its audio is what a clip from that path
 `audio_sha256`: retagged, re-wrapped), that clip is kept, with the file's sha256 and its metadata now laid
 over the clip's, and PaSST does not run (:func:`index.ingest.worker.ingest`); otherwise (re-edited audio) it
 is indexed as the clip it is now, which then replaces the clip indexed from that path before
-(`_replace_changed`). Either way a library re-run after retagging holds each file once.
+(`_replace_changed`). Either way a library re-run after retagging holds each file once. A file moved or
+renamed (the same bytes, its old path gone) keeps its clip, whose location and name follow it.
 """
 
 import logging
@@ -52,6 +53,7 @@ class BuildReport:
     updated: int = 0  # of those, how many got new metadata
     replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
     retagged: int = 0  # clips of files whose bytes changed but not their audio, kept with their new metadata
+    moved: int = 0  # of the skipped, clips whose file was moved or renamed: their location and name follow it
     held: list[tuple[ClipRecord, str]] = field(default_factory=list)  # (the clip each file is, its path)
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
@@ -164,12 +166,23 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         report.retagged += 1
     else:
         report.skipped += 1
-        stored, given = result.record, result.item.meta
-        if stored is not None and given.over(stored.meta) != stored.meta:  # laid over, as over a file's
-            collection.edit_metadata(stored.id, given.over)
-            report.updated += 1
+        stored, given, path = result.record, result.item.meta, str(result.item.source)
+        moved = stored is not None and _moved(stored, path)
+        # the run's metadata laid over the clip's (as over a file's); a moved file's place in the same write
+        if stored is not None and (moved or given.over(stored.meta) != stored.meta):
+            where = {"location": path, "name": result.item.name} if moved else {}
+            result.record = collection.edit_metadata(stored.id, given.over, **where) or stored
+            report.updated += given.over(stored.meta) != stored.meta
+            report.moved += moved
     if result.record is not None:
         report.held.append((result.record, str(result.item.source)))
+
+
+def _moved(record: ClipRecord, path: str) -> bool:
+    """Whether the stored clip whose bytes the file at `path` holds was indexed from a file no longer where it
+    was (the library reorganised: moved or renamed). A clip whose file is still there stays where it is (the
+    file at `path` is a copy: one clip per content)."""
+    return not record.stored_copy and record.location != path and not Path(record.location).exists()
 
 
 def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str,

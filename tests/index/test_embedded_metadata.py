@@ -388,6 +388,38 @@ def sha256_of(path) -> str:
     return sha256_file(path)
 
 
+def test_a_file_moved_or_renamed_keeps_its_clip_which_follows_it_and_a_copy_does_not_move_it(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    """A library reorganised: `index add` again finds the moved file's bytes stored, under a path that is
+    gone; the clip (same id, no PaSST) takes the new location and name, and its words follow the name. A copy
+    of a file that is still where it was is the same content: its clip stays where it is."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    (lib / "old").mkdir(parents=True)
+    first = ffmpeg_sine(lib / "old" / "door_slam.wav")
+    kept = ffmpeg_sine(lib / "old" / "keep.ogg", "-c:a", "libvorbis")
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], recursive=True, progress=False).added == 2
+        [clip] = c.store.at_location(str(first.resolve()))
+        [other] = c.store.at_location(str(kept.resolve()))
+    (lib / "new").mkdir()
+    moved = (lib / "new" / "gate_creak.wav").resolve()
+    os.replace(first, moved)
+    shutil.copy(kept, lib / "new" / "keep copy.ogg")
+    calls = passt_runs(monkeypatch)
+    with open_collection(settings, tone_retriever) as c:
+        report = index_paths(c, [lib], recursive=True, progress=False, metadata=None)
+        assert (report.added, report.skipped, report.moved, report.replaced) == (0, 3, 1, 0) and calls == []
+        now = c.get(clip.id)
+        assert (now.location, now.name, now.sha256) == (str(moved), "gate_creak.wav", clip.sha256)
+        assert c.store.at_location(str(first.resolve())) == [] and c.count() == 2
+        assert c.search_keywords("creak", 5)[0].record.id == clip.id and c.search_keywords("slam", 5) == []
+        assert c.get(other.id).location == str(kept.resolve())  # still there: the copy does not move it
+        again = index_paths(c, [lib], recursive=True, progress=False)
+        assert (again.added, again.skipped, again.moved) == (0, 3, 0)
+
+
 def test_a_copy_of_a_files_old_version_keeps_the_clip_it_is(tmp_path, settings, tone_retriever):
     """0copy.ogg, copied before wind.ogg was retagged, still holds the old bytes: it is a clip of its own (the
     retagged file keeps the clip it was, with its new metadata), whether the copy is walked first or last."""

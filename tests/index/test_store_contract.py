@@ -368,9 +368,10 @@ def test_a_file_name_is_found_by_each_of_its_words(store, data):
         store.search_keywords("kick", -1)
 
 
-def test_a_clips_audio_fingerprint_is_kept_and_its_sha256_replaced_with_its_metadata(backend_settings, data):
+def test_a_clips_audio_fingerprint_is_kept_and_its_file_replaced_with_its_metadata(backend_settings, data):
     """A clip stored with its audio_sha256 gives it back (and a clip without one, None); set_metadata with a
-    sha256 (a file retagged where it lies) moves the clip to its new content hash, its vector unchanged."""
+    sha256 (a file retagged where it lies) moves the clip to its new content hash, its vector unchanged; with
+    a location and name (a file moved), to its new place, found there and by its new name's words."""
     from dataclasses import replace
 
     xb, logits = data
@@ -387,6 +388,11 @@ def test_a_clips_audio_fingerprint_is_kept_and_its_sha256_replaced_with_its_meta
         assert s.get_by_sha256(new_sha).id == first.id and s.get_by_sha256(clip(0).sha256) is None
         assert s.get(first.id) == moved and np.allclose(s.vectors([first.id])[0], xb[0], atol=1e-6)
         assert s.set_metadata(second.id, Metadata()).sha256 == clip(1).sha256  # no sha256 given: unchanged
+        there = s.set_metadata(second.id, Metadata(), location="/lib/new/gate.wav", name="gate.wav")
+        assert (there.location, there.name, there.sha256) == ("/lib/new/gate.wav", "gate.wav", clip(1).sha256)
+        assert [r.id for r in s.at_location("/lib/new/gate.wav")] == [second.id]
+        assert s.at_location(clip(1).location) == []
+        assert [h.record.id for h in s.search_keywords("gate", 5)] == [second.id]
     with open_backend(backend_settings, SPEC) as s:  # kept on disk
         assert (s.get(first.id).sha256, s.get(first.id).audio_sha256) == (new_sha, audio)
 
