@@ -130,8 +130,9 @@ def _print_report(report: BuildReport) -> None:
     if report.updated:
         typer.echo(f"gave {report.updated} of the clips already indexed their new metadata")
     if report.moved:
-        typer.echo(f"moved {report.moved} clip{'s' if report.moved != 1 else ''} to where their files are "
-                   "now (moved or renamed since they were indexed)")
+        where = "its file is" if report.moved == 1 else "their files are"
+        typer.echo(f"moved {report.moved} clip{'s' if report.moved != 1 else ''} to where {where} now "
+                   "(moved or renamed since they were indexed)")
     if report.retagged:
         typer.echo(f"kept {report.retagged} clip{'s' if report.retagged != 1 else ''} of files retagged "
                    "since they were indexed (the same audio: new metadata, no PaSST)")

@@ -92,3 +92,16 @@ def test_index_add_with_metadata_stores_new_files_with_it_and_updates_indexed_on
         out = cli("index", "add", str(lib), "--no-progress", *args)
         assert out.exit_code == 2 and "error: " in out.stderr, args
     assert records(tmp_path / "data") == before  # refused before anything was indexed or changed
+
+
+def test_the_report_says_how_many_clips_followed_their_moved_or_retagged_files(capsys):
+    from cli.index_cmds import _print_report
+    from index.ingest.builder import BuildReport
+
+    _print_report(BuildReport(skipped=3, moved=1, retagged=2, seconds=1.0))
+    out = capsys.readouterr().out
+    assert "moved 1 clip to where its file is now" in out
+    assert "kept 2 clips of files retagged since they were indexed" in out
+    _print_report(BuildReport(skipped=2, moved=2, seconds=1.0))
+    out = capsys.readouterr().out
+    assert "moved 2 clips to where their files are now" in out and "retagged" not in out
