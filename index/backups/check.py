@@ -172,8 +172,11 @@ def _check_bytes(r: ClipRecord, reader: _Reader, report: CheckReport) -> None:
         report.error(kind, f"clip {r.id}: its stored upload {path} {problem}", clip_id=r.id, path=str(path))
     else:
         kind = "referenced-missing" if sha is None else "referenced-changed"
-        report.warn(kind, f"clip {r.id}: the file it was indexed from, {path}, {problem}", clip_id=r.id,
-                    path=str(path))
+        fix = ("moved or renamed? `retrieval index add` on its new place moves the clip there; deleted? "
+               "`retrieval index remove`" if sha is None else
+               "`retrieval index add` on it takes it as it is now")
+        report.warn(kind, f"clip {r.id}: the file it was indexed from, {path}, {problem} ({fix})",
+                    clip_id=r.id, path=str(path))
 
 
 def _check_orphans(reader: _Reader, report: CheckReport, *, repair: bool) -> None:
