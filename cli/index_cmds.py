@@ -217,12 +217,15 @@ def register(app: typer.Typer) -> None:
                                                                       "those an earlier run read"),
                    progress: bool = typer.Option(True, help="show a progress bar")) -> None:
         """Read the metadata inside the indexed files (BWF, iXML, INFO, ID3, Vorbis comments) and their UCS
-        names again, for clips indexed before it was read; what the user set wins. PaSST is not run;
-        resumable. Exit status 1 when some clips' files could not be reached (listed)."""
+        names again, for clips indexed before it was read; what the user set wins. Clips stored before audio
+        fingerprints were kept get theirs (their files decoded), so a later retag keeps them. PaSST is not
+        run; resumable. Exit status 1 when some clips' files could not be reached (listed)."""
         with exit_on_error():
             report = reread_metadata(again=again, progress=progress)
-        typer.echo(f"read the metadata of {report.read} clips ({report.changed} changed, {report.skipped} "
-                   f"read before) in {report.seconds:.1f} s; {len(report.unreachable)} could not be reached")
+        typer.echo(f"read the metadata of {report.read} clips ({report.changed} changed, "
+                   f"{report.fingerprinted} fingerprinted, {report.skipped} read before) in "
+                   f"{report.seconds:.1f} s; "
+                   f"{len(report.unreachable)} could not be reached")
         exit_if_unreachable(report.unreachable)
 
     @app.command("search")

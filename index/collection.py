@@ -228,14 +228,16 @@ class Collection:
         return self.store.count()
 
     def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata], *, sha256: str | None = None,
-                      location: str | None = None, name: str | None = None) -> ClipRecord | None:
+                      location: str | None = None, name: str | None = None,
+                      audio_sha256: str | None = None) -> ClipRecord | None:
         """Replace a clip's description, user tags and fields by edit(the ones it has), and what is given of
-        its file now (`sha256`: retagged where it lies; `location`, `name`: moved); the new record, None
-        without the clip. Edits of one collection do not interleave."""
+        its file now (`sha256`: retagged where it lies; `location`, `name`: moved; `audio_sha256`: its
+        fingerprint, for a clip stored before they were kept); the new record, None without the clip. Edits
+        of one collection do not interleave."""
         with self._write:
             record = self.store.get(id)
             return None if record is None else self.store.set_metadata(
-                id, edit(record.meta), sha256=sha256, location=location, name=name)
+                id, edit(record.meta), sha256=sha256, location=location, name=name, audio_sha256=audio_sha256)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

@@ -139,14 +139,15 @@ class ClipDB:
 
     @staticmethod
     def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata, *, sha256: str | None = None,
-                     location: str | None = None, name: str | None = None) -> ClipRecord | None:
-        """Replace a clip's user metadata (and its sha256, location and name, those given) and its keyword
-        document; the new record, None without the clip."""
+                     location: str | None = None, name: str | None = None,
+                     audio_sha256: str | None = None) -> ClipRecord | None:
+        """Replace a clip's user metadata (and its sha256, location, name and audio_sha256, those given) and
+        its keyword document; the new record, None without the clip."""
         row = con.execute(
             "UPDATE clips SET description = ?, user_tags = ?, fields = ?, sha256 = coalesce(?, sha256), "
-            "location = coalesce(?, location), name = coalesce(?, name) "
-            f"WHERE id = ? RETURNING {RECORD_COLUMNS}",
-            (meta.description, meta.tags_json(), meta.fields_json(), sha256, location, name,
+            "location = coalesce(?, location), name = coalesce(?, name), "
+            f"audio_sha256 = coalesce(?, audio_sha256) WHERE id = ? RETURNING {RECORD_COLUMNS}",
+            (meta.description, meta.tags_json(), meta.fields_json(), sha256, location, name, audio_sha256,
              int(id_))).fetchone()
         if row is None:
             return None

@@ -1,5 +1,7 @@
 """`retrieval index reread-metadata`: the metadata inside the indexed files (and their UCS names) read again,
-for stores indexed before it was read at ingestion; PaSST does not run.
+for stores indexed before it was read at ingestion; PaSST does not run. A clip stored before audio
+fingerprints were kept gets its `audio_sha256` too, when its file still holds the bytes it was indexed from
+(decoded, not tagged), so that a later retag of the file keeps the clip (index/ingest/worker.py).
 
 Each clip's metadata becomes what it has laid over what its file says now (:meth:`Metadata.over`: what the
 user set wins, part by part), written through :meth:`Collection.edit_metadata`. Resumable: a ledger (one
@@ -19,7 +21,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
 from index.ingest.embedded import file_metadata
-from retrieval.durable import append_line, write_text_atomically
+from index.store.records import ClipRecord
+from retrieval.audio import audio_sha256
+from retrieval.durable import append_line, sha256_file, write_text_atomically
+from retrieval.errors import AudioDecodeError
+from retrieval.extract import decode
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 class RereadReport:
     read: int = 0  # clips whose file was read this run
     changed: int = 0  # of those, how many got new metadata
+    fingerprinted: int = 0  # of those, how many got their audio fingerprint (stored before they were kept)
     skipped: int = 0  # read by an earlier run (in the ledger)
     unreachable: list[tuple[int, str, str]] = field(default_factory=list)  # (clip id, location, why)
     seconds: float = 0.0
@@ -59,14 +66,30 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
                 log.warning("clip %d: %s", clip_id, why)
                 continue
             found = file_metadata(path, record.name)
-            if record.meta.over(found) != record.meta:
-                collection.edit_metadata(clip_id, found.under)
-                report.changed += 1
+            fingerprint = _fingerprint(record, path)
+            changed = record.meta.over(found) != record.meta
+            if changed or fingerprint is not None:
+                collection.edit_metadata(clip_id, found.under, audio_sha256=fingerprint)
+                report.changed += changed
+                report.fingerprinted += fingerprint is not None
             append_line(ledger, entry)
             report.read += 1
             bar.set_postfix(read=report.read, changed=report.changed, unreachable=len(report.unreachable),
                             refresh=False)
     report.seconds = time.perf_counter() - start
-    log.info("read the metadata of %d clips (%d changed, %d done before); %d could not be reached, in %.1f s",
-             report.read, report.changed, report.skipped, len(report.unreachable), report.seconds)
+    log.info("read the metadata of %d clips (%d changed, %d fingerprinted, %d done before); %d could not be "
+             "reached, in %.1f s", report.read, report.changed, report.fingerprinted, report.skipped,
+             len(report.unreachable), report.seconds)
     return report
+
+
+def _fingerprint(record: ClipRecord, path: Path) -> str | None:
+    """The audio fingerprint of a clip stored without one, from its file when that still holds the bytes the
+    clip was indexed from (other bytes: `index add` takes the file as it is now); None otherwise."""
+    if record.audio_sha256 is not None or sha256_file(path) != record.sha256:
+        return None
+    try:
+        return audio_sha256(decode(path, name=record.name).wave)  # a long file: read block by block
+    except AudioDecodeError as e:
+        log.warning("clip %d: its audio could not be fingerprinted: %s", record.id, e)
+        return None

@@ -270,6 +270,38 @@ def test_reread_metadata_fills_a_store_indexed_before_resumes_and_reports_missin
         assert reread_metadata(c, ledger=ledger, again=True, progress=False).read == 4
 
 
+def test_reread_metadata_fingerprints_clips_stored_before_so_a_later_retag_keeps_them(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    """Clips stored before fingerprints were kept get theirs from their files (when those still hold the bytes
+    indexed; a file changed since is left to `index add`), and the next retag then keeps the clip."""
+    import index.collection
+    from index.ingest.builder import index_paths
+    from retrieval.audio import audio_sha256, decode_audio
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
+    changed = ffmpeg_sine(lib / "door.wav")
+    with monkeypatch.context() as m:  # a store made before fingerprints
+        m.setattr(index.collection, "audio_sha256", lambda wave: None)
+        with open_collection(settings, tone_retriever) as c:
+            assert index_paths(c, [lib], progress=False).added == 2
+            [clip] = c.store.at_location(str(ogg.resolve()))
+            assert clip.audio_sha256 is None
+    ffmpeg_sine(changed, "-af", "volume=0.5")  # other bytes, other audio since it was indexed
+    with open_collection(settings, tone_retriever) as c:
+        report = reread_metadata(c, ledger=tmp_path / "reread.log", progress=False)
+        assert (report.read, report.fingerprinted) == (2, 1)
+        assert c.get(clip.id).audio_sha256 == audio_sha256(decode_audio(ogg).wave)
+        assert c.store.at_location(str(changed.resolve()))[0].audio_sha256 is None
+    run(need("vorbiscomment"), "-w", "-t", "DESCRIPTION=Gentle breeze", ogg)
+    calls = passt_runs(monkeypatch)
+    with open_collection(settings, tone_retriever) as c:
+        got = index_paths(c, [lib], progress=False)
+        assert (got.retagged, got.replaced) == (1, 1) and calls == [1]  # door.wav re-edited: tagged again
+        assert c.get(clip.id).meta.description == "Gentle breeze"
+
+
 def test_comments_players_write_for_themselves_are_not_descriptions(tmp_path):
     """iTunes' COMM frames (iTunNORM, iTunSMPB: hex numbers) next to the comment a person wrote."""
     from mutagen.id3 import COMM, ID3
