@@ -393,8 +393,10 @@ def test_a_clips_audio_fingerprint_is_kept_and_its_file_replaced_with_its_metada
         assert [r.id for r in s.at_location("/lib/new/gate.wav")] == [second.id]
         assert s.at_location(clip(1).location) == []
         assert [h.record.id for h in s.search_keywords("gate", 5)] == [second.id]
+        assert s.set_metadata(second.id, Metadata(), audio_sha256="12" * 32).audio_sha256 == "12" * 32
     with open_backend(backend_settings, SPEC) as s:  # kept on disk
         assert (s.get(first.id).sha256, s.get(first.id).audio_sha256) == (new_sha, audio)
+        assert (s.get(second.id).location, s.get(second.id).audio_sha256) == ("/lib/new/gate.wav", "12" * 32)
 
 
 def test_set_metadata_replaces_it_and_the_clip_s_words(store, backend_settings):
