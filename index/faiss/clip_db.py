@@ -342,6 +342,12 @@ class ClipDB:
             f"SELECT {RECORD_COLUMNS} FROM clips WHERE location = ? ORDER BY id", (location,)).fetchall()
         return [record_of(r) for r in rows]
 
+    def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
+        rows = self.connection().execute(
+            f"SELECT {RECORD_COLUMNS} FROM clips WHERE audio_sha256 = ? ORDER BY id",
+            (audio_sha256,)).fetchall()
+        return [record_of(r) for r in rows]
+
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
         out = {}
         for chunk in _chunks(list(ids)):

@@ -11,7 +11,7 @@ written from then on keep their logits as float16 (read back only by a re-projec
 keep float32, told apart by their length). 4: the keyword index again, its documents now holding the
 words of the fields' values. 5: an index of the clips' locations (the clips of a file indexed where it lies).
 6: each clip's audio fingerprint (``audio_sha256``, null for clips stored before: their files are tagged
-again when they change).
+again when they change), indexed (the clips of a file moved and retagged are found by it).
 """
 
 import json
@@ -104,9 +104,10 @@ def _index_locations(con: sqlite3.Connection) -> None:
 
 
 def _add_audio_sha256(con: sqlite3.Connection) -> None:
-    """Version 6: the clips' audio fingerprints (unknown for the clips stored before)."""
+    """Version 6: the clips' audio fingerprints (unknown for the clips stored before), indexed."""
     if "audio_sha256" not in {row[1] for row in con.execute("PRAGMA table_info(clips)")}:
         con.execute("ALTER TABLE clips ADD COLUMN audio_sha256 TEXT")
+    con.execute("CREATE INDEX IF NOT EXISTS clips_audio ON clips (audio_sha256)")
 
 
 # MIGRATIONS[v] takes a file from version v to v + 1

@@ -304,6 +304,9 @@ class FaissStore(VectorStore):
     def at_location(self, location: str) -> list[ClipRecord]:
         return self.db.at_location(location)
 
+    def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
+        return self.db.with_audio(audio_sha256)
+
     def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
         if offset < 0 or limit < 0:
             raise ValueError("offset and limit must be >= 0")

@@ -53,7 +53,7 @@ class BuildReport:
     updated: int = 0  # of those, how many got new metadata
     replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
     retagged: int = 0  # clips of files whose bytes changed but not their audio, kept with their new metadata
-    moved: int = 0  # of the skipped, clips whose file was moved or renamed: their location and name follow it
+    moved: int = 0  # clips whose file was moved or renamed (skipped, or retagged too): their place follows it
     held: list[tuple[ClipRecord, str]] = field(default_factory=list)  # (the clip each file is, its path)
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
@@ -164,6 +164,7 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         report.added += 1
     elif result.retagged:
         report.retagged += 1
+        report.moved += result.moved
     else:
         report.skipped += 1
         stored, given, path = result.record, result.item.meta, str(result.item.source)

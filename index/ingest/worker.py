@@ -50,6 +50,7 @@ class Result:
     created: bool = False
     error: Exception | None = None
     retagged: bool = False  # the clip of a file whose bytes changed but not its audio: kept, no PaSST
+    moved: bool = False  # ... and whose file was moved too (its clip's location and name follow it)
 
 
 WindowsDone = Callable[[Item, int, int], None]  # (item, windows done, windows in all)
@@ -83,7 +84,8 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
         items[i] = results[i].item = replace(it, meta=with_file_metadata(it.meta, it.source, it.name))
         kept = _retagged(collection, items[i], audio)
         if kept is not None:
-            results[i].record, results[i].retagged = kept, True
+            results[i].record, results[i].moved = kept
+            results[i].retagged = True
             continue
         decoded.append((i, audio))
         if on_decoded is not None:
@@ -93,24 +95,34 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
     return [results[i] for i in range(len(items))]
 
 
-def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> ClipRecord | None:
+def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[ClipRecord, bool] | None:
     """A file indexed where it lies whose bytes changed but not its audio (retagged, re-wrapped: the same
-    `audio_sha256` as a clip stored from that path): that clip, now with the file's sha256 and its metadata
-    laid over the clip's, in one write; no PaSST. None when no clip from that path has this audio."""
+    `audio_sha256` as a clip stored from that path), or a short one retagged and moved (the same audio as a
+    clip whose file is gone): that clip, now with the file's sha256, place and metadata laid over the clip's,
+    in one write, and whether it moved; no PaSST. None when no such clip holds this audio. A long file is
+    only compared with the clips of its own path (its fingerprint costs one more pass of decoding)."""
     if not isinstance(item.source, Path):
         return None
-    known = [r for r in collection.store.at_location(str(item.source))
+    path = str(item.source)
+    known = [r for r in collection.store.at_location(path)
              if r.audio_sha256 is not None and not r.stored_copy]
-    if not known:
+    if not known and isinstance(audio.wave, LongWave):
         return None
-    fingerprint = audio_sha256(audio.wave)  # a long file: one more pass of decoding, no PaSST
+    fingerprint = audio_sha256(audio.wave)
     same = [r for r in known if r.audio_sha256 == fingerprint]
+    moved = not same
+    if moved:  # moved and retagged: a clip of this audio whose file is no longer where it was
+        same = [r for r in collection.store.with_audio(fingerprint)
+                if not r.stored_copy and not Path(r.location).exists()]
     if not same:
         return None
-    kept = collection.edit_metadata(same[-1].id, item.meta.over, sha256=item.sha256)  # the latest
-    if kept is not None:
-        log.info("%s: retagged, its audio unchanged: clip %d kept with its new metadata", item.name, kept.id)
-    return kept
+    where = {"location": path, "name": item.name} if moved else {}
+    kept = collection.edit_metadata(same[-1].id, item.meta.over, sha256=item.sha256, **where)  # the latest
+    if kept is None:
+        return None
+    log.info("%s: %s, its audio unchanged: clip %d kept with its new metadata", item.name,
+             "moved and retagged" if moved else "retagged", kept.id)
+    return kept, moved
 
 
 def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[tuple[int, DecodedAudio]],

@@ -15,6 +15,7 @@ RECORD = qm.PayloadSelectorExclude(exclude=[PEAKS])  # a clip's payload as its r
 RECORD_FIELDS = ("name", "location", "sha256", "duration", "sample_rate", "stored_copy", "added_at")
 PAYLOAD_INDEXES: layout.PayloadIndexes = (
     ("sha256", qm.PayloadSchemaType.KEYWORD), ("location", qm.PayloadSchemaType.KEYWORD),
+    ("audio_sha256", qm.PayloadSchemaType.KEYWORD),
     ("tag_labels", qm.PayloadSchemaType.KEYWORD),
     ("duration", qm.PayloadSchemaType.FLOAT), ("user_tags", qm.PayloadSchemaType.KEYWORD))
 WORDS = "words"  # the payload field of the keyword document, under the text index

@@ -307,7 +307,14 @@ class QdrantStore(VectorStore):
         return record_of(points[0].id, points[0].payload) if points else None
 
     def at_location(self, location: str) -> list[ClipRecord]:
-        flt = qm.Filter(must=[qm.FieldCondition(key="location", match=qm.MatchValue(value=location))])
+        return self._where("location", location)
+
+    def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
+        return self._where("audio_sha256", audio_sha256)
+
+    def _where(self, key: str, value: str) -> list[ClipRecord]:
+        """The clips whose payload `key` (a keyword index) is `value`, by id."""
+        flt = qm.Filter(must=[qm.FieldCondition(key=key, match=qm.MatchValue(value=value))])
         with self._read:
             points = list(layout.scroll(self.client, self.alias, with_payload=RECORD, scroll_filter=flt))
         return sorted((record_of(p.id, p.payload) for p in points), key=lambda r: r.id)

@@ -161,6 +161,10 @@ class VectorStore(ABC):
         """The clips stored with this location (a file indexed where it lies: its path), by id."""
 
     @abstractmethod
+    def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
+        """The clips whose samples have this fingerprint (`NewClip.audio_sha256`), by id."""
+
+    @abstractmethod
     def ids(self) -> np.ndarray:
         """(N,) int64 ids of every clip, in id order."""
 

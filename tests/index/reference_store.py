@@ -167,6 +167,9 @@ class ReferenceStore(VectorStore):
     def at_location(self, location: str) -> list[ClipRecord]:
         return [self.clips[i] for i in sorted(self.clips) if self.clips[i].location == location]
 
+    def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
+        return [self.clips[i] for i in sorted(self.clips) if self.clips[i].audio_sha256 == audio_sha256]
+
     def ids(self) -> np.ndarray:
         return np.asarray(sorted(self.clips), dtype=np.int64)
 

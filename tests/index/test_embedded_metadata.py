@@ -450,6 +450,20 @@ def test_a_file_moved_or_renamed_keeps_its_clip_which_follows_it_and_a_copy_does
         assert c.get(other.id).location == str(kept.resolve())  # still there: the copy does not move it
         again = index_paths(c, [lib], recursive=True, progress=False)
         assert (again.added, again.skipped, again.moved) == (0, 3, 0)
+    # renamed and retagged at once (a UCS rename that writes the tags too); a copy retagged apart, the file
+    # it was copied from still there, is a clip of its own
+    renamed = (lib / "new" / "WINDGust_Gentle breeze.ogg").resolve()
+    os.replace(kept, renamed)
+    run(need("vorbiscomment"), "-w", "-t", "DESCRIPTION=Gentle breeze", renamed)
+    run(need("vorbiscomment"), "-w", "-t", "DESCRIPTION=Howling gale", lib / "new" / "keep copy.ogg")
+    with open_collection(settings, tone_retriever) as c:
+        report = index_paths(c, [lib], recursive=True, progress=False)
+        assert (report.added, report.retagged, report.moved, report.replaced) == (1, 1, 1, 0)
+        assert calls == [1]  # the copy's PaSST alone
+        now = c.get(other.id)
+        assert (now.location, now.name, now.meta.description) == (str(renamed), renamed.name, "Gentle breeze")
+        assert now.audio_sha256 == other.audio_sha256 and c.count() == 3
+        assert c.search_keywords("howling", 5)[0].record.id not in (clip.id, other.id)
 
 
 def test_a_copy_of_a_files_old_version_keeps_the_clip_it_is(tmp_path, settings, tone_retriever):

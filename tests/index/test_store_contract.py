@@ -381,6 +381,7 @@ def test_a_clips_audio_fingerprint_is_kept_and_its_file_replaced_with_its_metada
         second = s.add(clip(1), xb[1], logits[1])
         assert first.audio_sha256 == s.get(first.id).audio_sha256 == audio
         assert s.get(second.id).audio_sha256 is None
+        assert [r.id for r in s.with_audio(audio)] == [first.id] and s.with_audio("00" * 32) == []
         new_sha = "cd" * 32
         moved = s.set_metadata(first.id, Metadata.of(description="retagged"), sha256=new_sha)
         assert moved is not None
