@@ -174,7 +174,7 @@ def _check_bytes(r: ClipRecord, reader: _Reader, report: CheckReport) -> None:
         kind = "referenced-missing" if sha is None else "referenced-changed"
         fix = ("moved or renamed? `retrieval index add` on its new place moves the clip there; deleted? "
                "`retrieval index remove`" if sha is None else
-               "`retrieval index add` on it takes it as it is now")
+               "`retrieval index add` on its folder takes it as it is now, if it decodes")
         report.warn(kind, f"clip {r.id}: the file it was indexed from, {path}, {problem} ({fix})",
                     clip_id=r.id, path=str(path))
 

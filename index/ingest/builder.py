@@ -15,7 +15,8 @@ bytes, so another sha256) is decoded: if its audio is what a clip from that path
 over the clip's, and PaSST does not run (:func:`index.ingest.worker.ingest`); otherwise (re-edited audio) it
 is indexed as the clip it is now, which then replaces the clip indexed from that path before
 (`_replace_changed`). Either way a library re-run after retagging holds each file once. A file moved or
-renamed (the same bytes, its old path gone) keeps its clip, whose location and name follow it.
+renamed (the same bytes; its old path gone, or holding other bytes now) keeps its clip, whose location, name
+and UCS fields follow it.
 """
 
 import logging
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
+from index.ingest.embedded import file_metadata
 from index.ingest.worker import Item, Result, ingest
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
@@ -55,6 +57,7 @@ class BuildReport:
     retagged: int = 0  # clips of files whose bytes changed but not their audio, kept with their new metadata
     moved: int = 0  # clips whose file was moved or renamed (skipped, or retagged too): their place follows it
     held: list[tuple[ClipRecord, str]] = field(default_factory=list)  # (the clip each file is, its path)
+    arrived: set[int] = field(default_factory=set)  # clips moved this run to where their files are now
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     seconds: float = 0.0
@@ -165,6 +168,8 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
     elif result.retagged:
         report.retagged += 1
         report.moved += result.moved
+        if result.moved and result.record is not None:
+            report.arrived.add(result.record.id)
     else:
         report.skipped += 1
         stored, given, path = result.record, result.item.meta, str(result.item.source)
@@ -172,31 +177,44 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         # the run's metadata laid over the clip's (as over a file's); a moved file's place in the same write
         if stored is not None and (moved or given.over(stored.meta) != stored.meta):
             where = {"location": path, "name": result.item.name} if moved else {}
-            result.record = collection.edit_metadata(stored.id, given.over, **where) or stored
+            # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over both
+            found = file_metadata(Path(path), result.item.name) if moved else Metadata()
+            result.record = collection.edit_metadata(stored.id, lambda m: given.over(found.over(m)),
+                                                     **where) or stored
             report.updated += given.over(stored.meta) != stored.meta
             report.moved += moved
+            if moved:
+                report.arrived.add(stored.id)
     if result.record is not None:
         report.held.append((result.record, str(result.item.source)))
 
 
 def _moved(record: ClipRecord, path: str) -> bool:
-    """Whether the stored clip whose bytes the file at `path` holds was indexed from a file no longer where it
-    was (the library reorganised: moved or renamed). A clip whose file is still there stays where it is (the
-    file at `path` is a copy: one clip per content)."""
-    return not record.stored_copy and record.location != path and not Path(record.location).exists()
+    """Whether the stored clip whose bytes the file at `path` holds was indexed from a path that no longer
+    holds them (the library reorganised: moved, renamed, two names swapped, another file moved over it). A
+    clip whose file is still there, unchanged, stays where it is (the file at `path` is a copy: one clip per
+    content)."""
+    if record.stored_copy or record.location == path:
+        return False
+    try:
+        return sha256_file(record.location) != record.sha256
+    except OSError:  # gone, or no longer readable there
+        return True
 
 
 def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str,
                      seen: set[str]) -> None:
     """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
     replaced by the clip its bytes are now: what they held is laid under what it holds (the file's values
-    now, and what the run gave, come first; the rest stays), then they are removed. One whose bytes are
-    another file's of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
+    now, and what the run gave, come first; the rest stays), then they are removed. A clip moved here this
+    run (another file moved over this one) keeps its own metadata: the replaced clip's was another sound's.
+    One whose bytes are another file's of this run (`seen`: the run's sha256s; a copy made before the
+    change) stays."""
     stale = [r for r in collection.store.at_location(location)
              if r.id != record.id and not r.stored_copy and r.sha256 not in seen]
     if not stale:
         return
-    if record.location == location:
+    if record.location == location and record.id not in report.arrived:
         held = [r.meta for r in reversed(stale)]  # the latest first
 
         def under(meta: Metadata) -> Metadata:

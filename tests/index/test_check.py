@@ -74,7 +74,7 @@ def test_missing_and_changed_referenced_files_are_warnings(live, tmp_path):
     assert all(f.clip_id is not None for f in report.warnings)
     said = {f.kind: f.message for f in report.warnings}  # each says what to do
     assert "`retrieval index add` on its new place moves the clip there" in said["referenced-missing"]
-    assert "`retrieval index add` on it takes it as it is now" in said["referenced-changed"]
+    assert "`retrieval index add` on its folder takes it as it is now" in said["referenced-changed"]
 
 
 def test_vectors_that_are_not_their_logits_projection_are_found(live):

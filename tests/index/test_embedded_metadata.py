@@ -466,9 +466,53 @@ def test_a_file_moved_or_renamed_keeps_its_clip_which_follows_it_and_a_copy_does
         assert c.search_keywords("howling", 5)[0].record.id not in (clip.id, other.id)
 
 
+def test_swapped_names_a_file_moved_over_another_and_a_ucs_rename_each_leave_every_clip_where_its_bytes_are(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    """Two files whose names were swapped: each clip follows its bytes (the paths still exist, but hold the
+    other's). A file moved over another indexed file: its clip moves there with its own metadata, the
+    overwritten file's clip is replaced, nothing of it laid under. A UCS rename: the new name's fields."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    dog = ffmpeg_sine(lib / "dog_bark.wav")
+    cat = ffmpeg_sine(lib / "cat_meow.wav", "-af", "volume=0.5")
+    bird = ffmpeg_sine(lib / "bird.wav", "-af", "volume=0.25", "-metadata", "title=pelican honk")
+    door = ffmpeg_sine(lib / "door.wav", "-af", "volume=0.125")
+    ucs = ffmpeg_sine(lib / "DOORWood_Creak slow_JD_ACME.wav", "-af", "volume=0.7")
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).added == 5
+        ids = {r.name: r.id for r in c.store.list(limit=10)}
+    swap = lib / "swap.tmp"
+    os.replace(dog, swap)
+    os.replace(cat, dog)
+    os.replace(swap, cat)
+    os.replace(door, bird)  # door.wav moved over bird.wav
+    renamed = lib / "WATRSurf_Wave crash_KM.wav"
+    os.replace(ucs, renamed)
+    calls = passt_runs(monkeypatch)
+    with open_collection(settings, tone_retriever) as c:
+        report = index_paths(c, [lib], progress=False)
+        assert (report.added, report.moved, report.replaced) == (0, 4, 1) and calls == []
+        where = {r.id: (r.name, r.sha256) for r in c.store.list(limit=10)}
+        assert where[ids["dog_bark.wav"]] == ("cat_meow.wav", sha256_of(cat))
+        assert where[ids["cat_meow.wav"]] == ("dog_bark.wav", sha256_of(dog))
+        assert c.search_keywords("bark", 5)[0].record.id == ids["cat_meow.wav"]
+        assert c.get(ids["bird.wav"]) is None and c.count() == 4
+        moved = c.get(ids["door.wav"])
+        assert (moved.name, moved.sha256) == ("bird.wav", sha256_of(bird)) and moved.meta.field_dict == {}
+        assert c.search_keywords("pelican", 5) == []
+        fields = c.get(ids["DOORWood_Creak slow_JD_ACME.wav"]).meta.field_dict
+        assert (fields["ucs_catid"], fields["ucs_fx_name"]) == ("WATRSurf", "Wave crash")
+        assert c.search_keywords("creak", 5) == [] and c.search_keywords("crash", 5)
+        again = index_paths(c, [lib], progress=False)
+        assert (again.added, again.moved, again.replaced) == (0, 0, 0)
+
+
 def test_a_copy_of_a_files_old_version_keeps_the_clip_it_is(tmp_path, settings, tone_retriever):
-    """0copy.ogg, copied before wind.ogg was retagged, still holds the old bytes: it is a clip of its own (the
-    retagged file keeps the clip it was, with its new metadata), whether the copy is walked first or last."""
+    """0copy.ogg, copied before wind.ogg was retagged, still holds the old bytes: each file has a clip of its
+    own, with its own words, whether the copy is walked first (it takes the old clip, whose path no longer
+    holds those bytes) or last (the retagged file keeps it)."""
     from index.ingest.builder import index_paths
 
     for copy_name in ("0copy.ogg", "zcopy.ogg"):
@@ -485,10 +529,13 @@ def test_a_copy_of_a_files_old_version_keeps_the_clip_it_is(tmp_path, settings, 
         run(tag, "-w", "-t", "DESCRIPTION=Gentle breeze", ogg)
         with open_collection(settings_here, tone_retriever) as c:
             report = index_paths(c, [lib], progress=False)
-            assert (report.added, report.skipped, report.retagged, report.replaced) == (1, 0, 1, 0), copy_name
             [kept] = c.store.at_location(str(ogg.resolve()))
             [copy] = c.store.at_location(str((lib / copy_name).resolve()))
-            assert kept.id == old.id and copy.id != old.id and copy.sha256 == old.sha256
+            assert copy.sha256 == old.sha256 and kept.sha256 == sha256_of(ogg) and report.replaced == 0
+            if copy_name == "zcopy.ogg":  # the retagged file walked first keeps the clip
+                assert kept.id == old.id and (report.added, report.retagged, report.moved) == (1, 1, 0)
+            else:  # the copy walked first takes it: the clip's path no longer holds its bytes
+                assert copy.id == old.id and (report.added, report.retagged, report.moved) == (1, 0, 1)
             assert c.search_keywords("gusts", 5)[0].record.id == copy.id
             assert c.search_keywords("breeze", 5)[0].record.id == kept.id and c.count() == 2
             again = index_paths(c, [lib], progress=False)
