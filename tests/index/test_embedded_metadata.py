@@ -542,3 +542,30 @@ def test_a_copy_of_a_files_old_version_keeps_the_clip_it_is(tmp_path, settings, 
             assert (again.added, again.skipped, again.retagged, again.replaced) == (0, 2, 0, 0)
 
 
+
+
+def test_a_copy_hashed_while_its_original_still_held_the_old_bytes_gets_a_clip_of_its_own(tmp_path, settings,
+                                                                                         tone_retriever,
+                                                                                         monkeypatch):
+    """The copy is walked first and its original is retagged only after (a librarian's tool still writing):
+    the copy is first taken as the clip's file, then the retag moves that clip to the new bytes; the copy is
+    then indexed again, as the file it is."""
+    from index.ingest import builder
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
+    run(need("vorbiscomment"), "-w", "-t", "DESCRIPTION=Strong wind gusts", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        assert builder.index_paths(c, [lib], progress=False).added == 1
+        [old] = c.store.at_location(str(ogg.resolve()))
+    shutil.copy(ogg, lib / "0copy.ogg")
+    run(need("vorbiscomment"), "-w", "-t", "DESCRIPTION=Gentle breeze", ogg)
+    monkeypatch.setattr(builder, "_moved", lambda record, path: False)  # the original as it was, then
+    with open_collection(settings, tone_retriever) as c:
+        report = builder.index_paths(c, [lib], progress=False)
+        assert (report.added, report.skipped, report.retagged) == (1, 0, 1)
+        [kept] = c.store.at_location(str(ogg.resolve()))
+        [copy] = c.store.at_location(str((lib / "0copy.ogg").resolve()))
+        assert kept.id == old.id and copy.id != old.id and copy.sha256 == old.sha256
+        assert c.search_keywords("gusts", 5)[0].record.id == copy.id
