@@ -224,8 +224,7 @@ def register(app: typer.Typer) -> None:
             report = reread_metadata(again=again, progress=progress)
         typer.echo(f"read the metadata of {report.read} clips ({report.changed} changed, "
                    f"{report.fingerprinted} fingerprinted, {report.skipped} read before) in "
-                   f"{report.seconds:.1f} s; "
-                   f"{len(report.unreachable)} could not be reached")
+                   f"{report.seconds:.1f} s; {len(report.unreachable)} could not be reached")
         exit_if_unreachable(report.unreachable)
 
     @app.command("search")

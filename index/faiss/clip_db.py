@@ -338,14 +338,15 @@ class ClipDB:
         return None if row is None else record_of(row)
 
     def at_location(self, location: str) -> list[ClipRecord]:
-        rows = self.connection().execute(
-            f"SELECT {RECORD_COLUMNS} FROM clips WHERE location = ? ORDER BY id", (location,)).fetchall()
-        return [record_of(r) for r in rows]
+        return self._where("location", location)
 
     def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
+        return self._where("audio_sha256", audio_sha256)
+
+    def _where(self, column: str, value: str) -> list[ClipRecord]:
+        """The clips whose `column` (an indexed one, named here only) is `value`, by id."""
         rows = self.connection().execute(
-            f"SELECT {RECORD_COLUMNS} FROM clips WHERE audio_sha256 = ? ORDER BY id",
-            (audio_sha256,)).fetchall()
+            f"SELECT {RECORD_COLUMNS} FROM clips WHERE {column} = ? ORDER BY id", (value,)).fetchall()
         return [record_of(r) for r in rows]
 
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:

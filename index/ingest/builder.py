@@ -30,7 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
 from index.ingest.embedded import file_metadata
-from index.ingest.worker import Item, Result, ingest
+from index.ingest.worker import Item, Result, ingest, left_its_path
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
 from retrieval.durable import sha256_file
@@ -174,14 +174,15 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         report.skipped += 1
         stored, given, path = result.record, result.item.meta, str(result.item.source)
         moved = stored is not None and _moved(stored, path)
+        updated = stored is not None and given.over(stored.meta) != stored.meta
         # the run's metadata laid over the clip's (as over a file's); a moved file's place in the same write
-        if stored is not None and (moved or given.over(stored.meta) != stored.meta):
+        if stored is not None and (moved or updated):
             where = {"location": path, "name": result.item.name} if moved else {}
             # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over both
             found = file_metadata(Path(path), result.item.name) if moved else Metadata()
             result.record = collection.edit_metadata(stored.id, lambda m: given.over(found.over(m)),
                                                      **where) or stored
-            report.updated += given.over(stored.meta) != stored.meta
+            report.updated += updated
             report.moved += moved
             if moved:
                 report.arrived.add(stored.id)
@@ -194,12 +195,7 @@ def _moved(record: ClipRecord, path: str) -> bool:
     holds them (the library reorganised: moved, renamed, two names swapped, another file moved over it). A
     clip whose file is still there, unchanged, stays where it is (the file at `path` is a copy: one clip per
     content)."""
-    if record.stored_copy or record.location == path:
-        return False
-    try:
-        return sha256_file(record.location) != record.sha256
-    except OSError:  # gone, or no longer readable there
-        return True
+    return record.location != path and left_its_path(record)
 
 
 def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str,

@@ -26,6 +26,7 @@ from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
 from retrieval.audio import DecodedAudio, LongWave, audio_sha256
+from retrieval.durable import sha256_file
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
 from retrieval.extract import AudioLimits, decode
 
@@ -112,8 +113,7 @@ def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[
     same = [r for r in known if r.audio_sha256 == fingerprint]
     moved = not same
     if moved:  # moved and retagged: a clip of this audio whose file is no longer where it was
-        same = [r for r in collection.store.with_audio(fingerprint)
-                if not r.stored_copy and not Path(r.location).exists()]
+        same = [r for r in collection.store.with_audio(fingerprint) if left_its_path(r)]
     if not same:
         return None
     where = {"location": path, "name": item.name} if moved else {}
@@ -123,6 +123,17 @@ def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[
     log.info("%s: %s, its audio unchanged: clip %d kept with its new metadata", item.name,
              "moved and retagged" if moved else "retagged", kept.id)
     return kept, moved
+
+
+def left_its_path(record: ClipRecord) -> bool:
+    """Whether a clip indexed where its file lay no longer finds its bytes there (the file moved, renamed, or
+    another file took its path); an upload's stored copy never moves."""
+    if record.stored_copy:
+        return False
+    try:
+        return sha256_file(record.location) != record.sha256
+    except OSError:  # gone, or no longer readable there
+        return True
 
 
 def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[tuple[int, DecodedAudio]],
