@@ -95,16 +95,19 @@ class Collection:
         return self.retriever.extract_many(clips, moment_windowing=self.moment_windowing, on_batch=on_batch)
 
     def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str, name: str,
-                      meta: Metadata = Metadata()) -> tuple[ClipRecord, bool]:
+                      meta: Metadata = Metadata(),
+                      file_meta: Metadata | None = None) -> tuple[ClipRecord, bool]:
         """Store a clip made by :meth:`extract`: a file indexed where it lies (`source` its path) or an
-        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with the user's metadata."""
+        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with its metadata (`file_meta`: what
+        of it the file said, NewClip.file_meta)."""
         timeline = self.timeline(ex)
         if isinstance(source, bytes):
             location = upload_location(sha256, _extension(ex.audio.format))
             clip = self._new_clip(ex, name=name, location=location, sha256=sha256, meta=meta,
-                                  stored_copy=True)
+                                  file_meta=file_meta, stored_copy=True)
             return self._add(clip, ex, timeline, copy=source)
-        clip = self._new_clip(ex, name=name, location=str(source), sha256=sha256, meta=meta)
+        clip = self._new_clip(ex, name=name, location=str(source), sha256=sha256, meta=meta,
+                              file_meta=file_meta)
         return self._add(clip, ex, timeline, copy=None)
 
     def timeline(self, ex: Extraction) -> Timeline:
@@ -113,11 +116,11 @@ class Collection:
         return Timeline.projected(ex.moment_windows, self.retriever.project, peaks(ex.audio.wave))
 
     def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str, meta: Metadata,
-                  stored_copy: bool = False) -> NewClip:
+                  file_meta: Metadata | None, stored_copy: bool = False) -> NewClip:
         tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(ex.logits, TOP_TAGS))
         return NewClip(name=name, location=location, sha256=sha256, duration=ex.audio.duration_s,
                        sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy, meta=meta,
-                       audio_sha256=audio_sha256(ex.audio.wave))
+                       audio_sha256=audio_sha256(ex.audio.wave), file_meta=file_meta)
 
     def _add(self, clip: NewClip, ex: Extraction, timeline: Timeline, *,
              copy: bytes | None) -> tuple[ClipRecord, bool]:
@@ -228,16 +231,21 @@ class Collection:
         return self.store.count()
 
     def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata], *, sha256: str | None = None,
-                      location: str | None = None, name: str | None = None,
-                      audio_sha256: str | None = None) -> ClipRecord | None:
+                      location: str | None = None, name: str | None = None, audio_sha256: str | None = None,
+                      file_meta: Metadata | None = None) -> ClipRecord | None:
         """Replace a clip's description, user tags and fields by edit(the ones it has), and what is given of
         its file now (`sha256`: retagged where it lies; `location`, `name`: moved; `audio_sha256`: its
-        fingerprint, for a clip stored before they were kept); the new record, None without the clip. Edits
-        of one collection do not interleave."""
+        fingerprint, for a clip stored before they were kept; `file_meta`: what the file says now, read
+        again). With `file_meta`, edit is given the clip's metadata less what its file said before
+        (Metadata.less), so that what the file no longer says leaves the clip. The new record, None without
+        the clip. Edits of one collection do not interleave."""
         with self._write:
             record = self.store.get(id)
-            return None if record is None else self.store.set_metadata(
-                id, edit(record.meta), sha256=sha256, location=location, name=name, audio_sha256=audio_sha256)
+            if record is None:
+                return None
+            held = record.meta if file_meta is None else record.meta.less(record.file_meta)
+            return self.store.set_metadata(id, edit(held), sha256=sha256, location=location, name=name,
+                                           audio_sha256=audio_sha256, file_meta=file_meta)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

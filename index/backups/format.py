@@ -1,6 +1,6 @@
 """What a backup file holds: its members' names, its tables' columns, the paths its bytes may be written to.
 
-The file (format ``retrieval-backup/3``; its ZIP seal is the container's own, unchanged since
+The file (format ``retrieval-backup/4``; its ZIP seal is the container's own, unchanged since
 ``retrieval-backup/1``) is a ZIP of stored, uncompressed members (:mod:`index.backups.archive`), so
 `unzip` lists it and pandas, DuckDB or pyarrow read its tables once unzipped:
 
@@ -9,8 +9,10 @@ The file (format ``retrieval-backup/3``; its ZIP seal is the container's own, un
                                 stored_copy, tags (list of {label, probability}), logits (527 float32),
                                 vector (D float32), member (the member holding its bytes, or null),
                                 description, user_tags (list of strings), fields (map of strings),
-                                audio_sha256 (the audio's fingerprint, or null); a ``retrieval-backup/2``
-                                file has no audio_sha256, a ``retrieval-backup/1`` file none of the last four
+                                audio_sha256 (the audio's fingerprint, or null), file_meta (what the clip's
+                                file said when last read, JSON of description, tags and fields, or null); a
+                                ``retrieval-backup/3`` file has no file_meta, a ``retrieval-backup/2`` file
+                                no audio_sha256 either, a ``retrieval-backup/1`` file none of the last five
     jobs.parquet                acknowledged uploads still waiting for PaSST (the ingest queue's queued and
                                 running jobs): id, status, name, sha256, location, created, windows_total,
                                 attempts, fields (JSON), member
@@ -36,11 +38,14 @@ import pyarrow as pa
 from index.layout import AUDIO_DIR, INCOMING_DIR
 from retrieval.config import N_TAGS
 
-FORMAT = "retrieval-backup/3"  # 2: the clips' user metadata (description, user_tags, fields); 3: audio_sha256
-# what a restore reads (1: clips without user metadata; 2: without audio fingerprints)
-READABLE = ("retrieval-backup/1", "retrieval-backup/2", FORMAT)
+# 2: the clips' user metadata (description, user_tags, fields); 3: audio_sha256; 4: file_meta
+FORMAT = "retrieval-backup/4"
+# what a restore reads (1: clips without user metadata; 2: without audio fingerprints; 3: without their files'
+# metadata kept apart)
+READABLE = ("retrieval-backup/1", "retrieval-backup/2", "retrieval-backup/3", FORMAT)
 METADATA_COLUMNS = ("description", "user_tags", "fields")
 AUDIO_SHA256 = "audio_sha256"
+FILE_META = "file_meta"
 MANIFEST = "manifest.json"
 CLIPS = "clips.parquet"
 JOBS = "jobs.parquet"
@@ -65,7 +70,10 @@ def clips_schema(dim: int, *, fmt: str = FORMAT) -> pa.Schema:
     schema = (schema.append(pa.field("description", pa.string()))
               .append(pa.field("user_tags", pa.list_(pa.string())))
               .append(pa.field("fields", pa.map_(pa.string(), pa.string()))))
-    return schema if fmt == READABLE[1] else schema.append(pa.field(AUDIO_SHA256, pa.string()))
+    if fmt == READABLE[1]:
+        return schema
+    schema = schema.append(pa.field(AUDIO_SHA256, pa.string()))
+    return schema if fmt == READABLE[2] else schema.append(pa.field(FILE_META, pa.string()))
 
 
 JOBS_SCHEMA = pa.schema([("id", pa.int64()), ("status", pa.string()), ("name", pa.string()),

@@ -27,6 +27,7 @@ from index.backups.format import (
     AUDIO_PREFIX,
     AUDIO_SHA256,
     CLIPS,
+    FILE_META,
     FORMAT,
     INCOMING_PREFIX,
     JOBS,
@@ -248,6 +249,7 @@ def clips_table(records: list[ClipRecord], vectors, logits, members: list[str | 
         "user_tags": [list(r.meta.tags) for r in records],
         "fields": [list(r.meta.fields) for r in records],
         AUDIO_SHA256: [r.audio_sha256 for r in records],
+        FILE_META: [None if r.file_meta is None else r.file_meta.to_json() for r in records],
     }
     arrays = {k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}
     arrays["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), N_TAGS)

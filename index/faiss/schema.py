@@ -11,7 +11,9 @@ written from then on keep their logits as float16 (read back only by a re-projec
 keep float32, told apart by their length). 4: the keyword index again, its documents now holding the
 words of the fields' values. 5: an index of the clips' locations (the clips of a file indexed where it lies).
 6: each clip's audio fingerprint (``audio_sha256``, null for clips stored before: their files are tagged
-again when they change), indexed (the clips of a file moved and retagged are found by it).
+again when they change), indexed (the clips of a file moved and retagged are found by it). 7: what each
+clip's file said when last read (``file_meta``, JSON of its description, tags and fields; null for clips
+stored before), so that what a retagged file no longer says leaves its clip.
 """
 
 import json
@@ -110,14 +112,20 @@ def _add_audio_sha256(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX IF NOT EXISTS clips_audio ON clips (audio_sha256)")
 
 
+def _add_file_meta(con: sqlite3.Connection) -> None:
+    """Version 7: what the clips' files said, kept apart (unknown for the clips stored before)."""
+    if "file_meta" not in {row[1] for row in con.execute("PRAGMA table_info(clips)")}:
+        con.execute("ALTER TABLE clips ADD COLUMN file_meta TEXT")
+
+
 # MIGRATIONS[v] takes a file from version v to v + 1
 MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations,
-              _add_audio_sha256)
+              _add_audio_sha256, _add_file_meta)
 # a keyword document's columns: those every version from 1 on has (a migration's rebuild reads them)
 KEYWORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                    "description, user_tags, fields")
-RECORD_COLUMNS = f"{KEYWORD_COLUMNS}, audio_sha256"
-N_RECORD_COLUMNS = 13
+RECORD_COLUMNS = f"{KEYWORD_COLUMNS}, audio_sha256, file_meta"
+N_RECORD_COLUMNS = 14
 TAG_MATCH = ("EXISTS (SELECT 1 FROM json_each(clips.tags) AS t "
              "WHERE lower(json_extract(t.value, '$[0]')) = lower(?))")
 USER_TAG_MATCH = "EXISTS (SELECT 1 FROM json_each(clips.user_tags) AS u WHERE u.value IN ({marks}))"
@@ -125,13 +133,23 @@ FIELD_MATCH = "json_extract(clips.fields, ?) = ?"
 
 
 def record_of(row: tuple) -> ClipRecord:
-    """A row of RECORD_COLUMNS (or of KEYWORD_COLUMNS: no fingerprint) as a record."""
+    """A row of RECORD_COLUMNS (or of KEYWORD_COLUMNS: no fingerprint, no file metadata) as a record."""
     id_, name, location, sha, duration, rate, added_at, stored_copy, tags, description, user_tags, fields, \
-        *audio = row
+        *rest = row
+    audio, file_meta = (*rest, None, None)[:2]
     return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
                       tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
                       stored_copy=bool(stored_copy), meta=Metadata.from_json(description, user_tags, fields),
-                      audio_sha256=audio[0] if audio else None, id=id_, added_at=added_at)
+                      audio_sha256=audio, file_meta=meta_or_none(file_meta), id=id_, added_at=added_at)
+
+
+def meta_json(meta: Metadata | None) -> str | None:
+    """A clip's file metadata as stored (Metadata.to_json), None when not known."""
+    return None if meta is None else meta.to_json()
+
+
+def meta_or_none(stored: str | None) -> Metadata | None:
+    return None if stored is None else Metadata.from_json_text(stored)
 
 
 def conditions(flt: SearchFilter | None) -> tuple[str, list]:

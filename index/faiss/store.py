@@ -267,10 +267,11 @@ class FaissStore(VectorStore):
         return len(found)
 
     def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
-                     name: str | None = None, audio_sha256: str | None = None) -> ClipRecord | None:
+                     name: str | None = None, audio_sha256: str | None = None,
+                     file_meta: Metadata | None = None) -> ClipRecord | None:
         with self._writer, self.db.transaction(bump=False) as con:  # no vector changes: FAISS is unaffected
             return self.db.set_metadata(con, int(id), meta, sha256=sha256, location=location, name=name,
-                                        audio_sha256=audio_sha256)
+                                        audio_sha256=audio_sha256, file_meta=file_meta)
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
                         project: Project | None = None) -> None:

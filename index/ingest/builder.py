@@ -179,9 +179,10 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         if stored is not None and (moved or updated):
             where = {"location": path, "name": result.item.name} if moved else {}
             # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over both
-            found = file_metadata(Path(path), result.item.name) if moved else Metadata()
-            result.record = collection.edit_metadata(stored.id, lambda m: given.over(found.over(m)),
-                                                     **where) or stored
+            found = file_metadata(Path(path), result.item.name) if moved else None
+            result.record = collection.edit_metadata(
+                stored.id, lambda m: given.over(m if found is None else found.over(m)), file_meta=found,
+                **where) or stored
             report.updated += updated
             report.moved += moved
             if moved:
@@ -201,8 +202,9 @@ def _moved(record: ClipRecord, path: str) -> bool:
 def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str,
                      seen: set[str]) -> None:
     """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
-    replaced by the clip its bytes are now: what they held is laid under what it holds (the file's values
-    now, and what the run gave, come first; the rest stays), then they are removed. A clip moved here this
+    replaced by the clip its bytes are now: what they held besides what their file said (Metadata.less) is
+    laid under what it holds (the file's values now, and what the run gave, come first; what the user set
+    stays; what the file said before and no longer says goes), then they are removed. A clip moved here this
     run (another file moved over this one) keeps its own metadata: the replaced clip's was another sound's.
     One whose bytes are another file's of this run (`seen`: the run's sha256s; a copy made before the
     change) stays."""
@@ -211,7 +213,7 @@ def _replace_changed(collection: Collection, report: BuildReport, record: ClipRe
     if not stale:
         return
     if record.location == location and record.id not in report.arrived:
-        held = [r.meta for r in reversed(stale)]  # the latest first
+        held = [r.meta.less(r.file_meta) for r in reversed(stale)]  # the latest first
 
         def under(meta: Metadata) -> Metadata:
             for old in held:

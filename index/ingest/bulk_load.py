@@ -119,12 +119,13 @@ def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: L
 
 def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewClip:
     tags = tuple(Tag(label, p) for label, p in retriever.top_tags(logits, TOP_TAGS))
-    meta = rows.get(METADATA_COLUMN, [""] * (i + 1))[i]  # shards written before it have no such column
+    # the file's own metadata (the clip's, and kept apart as its file's); shards written before it have none
+    text = rows[METADATA_COLUMN][i] if METADATA_COLUMN in rows else None
+    meta = None if text is None else Metadata.from_json_text(text) if text else Metadata()
     audio = rows.get(AUDIO_COLUMN, [""] * (i + 1))[i]  # nor before fingerprints
     return NewClip(name=rows["name"][i], location=rows["path"][i], sha256=rows["sha256"][i],
                    duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags,
-                   meta=Metadata.from_dict(json.loads(meta)) if meta else Metadata(),
-                   audio_sha256=audio or None)
+                   meta=meta or Metadata(), file_meta=meta, audio_sha256=audio or None)
 
 
 def _timeline(rows: dict, i: int, retriever: Retriever) -> Timeline:

@@ -88,11 +88,6 @@ def file_metadata(source: Path | bytes, name: str) -> Metadata:
     return from_slots(slots, ucs_fields(name), name)
 
 
-def with_file_metadata(user: Metadata, source: Path | bytes, name: str) -> Metadata:
-    """The user's metadata laid over what the file and its name say."""
-    return user.over(file_metadata(source, name))
-
-
 def _opened(source: Path | bytes) -> BinaryIO:
     return io.BytesIO(source) if isinstance(source, bytes | bytearray) else open(source, "rb")  # noqa: SIM115
 

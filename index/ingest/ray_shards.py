@@ -87,7 +87,7 @@ def decode_row(row: dict, *, limits: AudioLimits) -> dict:
     else:
         out.update(wave=audio.wave, peaks=peaks(audio.wave))
     meta = file_metadata(path, path.name)
-    out[METADATA_COLUMN] = "" if meta.empty else json.dumps(meta.to_dict(), ensure_ascii=False)
+    out[METADATA_COLUMN] = "" if meta.empty else meta.to_json()
     return out
 
 

@@ -4,7 +4,8 @@ fingerprints were kept gets its `audio_sha256` too, when its file still holds th
 (decoded, not tagged), so that a later retag of the file keeps the clip (index/ingest/worker.py).
 
 Each clip's metadata becomes what it has laid over what its file says now (:meth:`Metadata.over`: what the
-user set wins, part by part), written through :meth:`Collection.edit_metadata`. Resumable: a ledger (one
+user set wins, part by part), less what the file said when last read and no longer says (the file's own is
+kept apart, NewClip.file_meta), written through :meth:`Collection.edit_metadata`. Resumable: a ledger (one
 line ``<clip id> <sha256>`` per clip read, index/layout.py ``metadata_ledger``) names the clips done, which
 a later run skips (``again`` starts it afresh). Clips whose file cannot be reached are reported and left out
 of the ledger, so the next run tries them again.
@@ -67,9 +68,9 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
                 continue
             found = file_metadata(path, record.name)
             fingerprint = _fingerprint(record, path)
-            changed = record.meta.over(found) != record.meta
-            if changed or fingerprint is not None:
-                collection.edit_metadata(clip_id, found.under, audio_sha256=fingerprint)
+            changed = record.meta.less(record.file_meta).over(found) != record.meta
+            if changed or fingerprint is not None or record.file_meta != found:
+                collection.edit_metadata(clip_id, found.under, audio_sha256=fingerprint, file_meta=found)
                 report.changed += changed
                 report.fingerprinted += fingerprint is not None
             append_line(ledger, entry)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from index.collection import Collection
-from index.ingest.embedded import with_file_metadata
+from index.ingest.embedded import file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
@@ -42,6 +42,7 @@ class Item:
     source: Path | bytes  # a file indexed where it lies, or an upload's bytes (kept under audio/)
     sha256: str
     meta: Metadata = Metadata()  # the user's description, tags and fields for the new clip (over the file's)
+    found: Metadata | None = None  # what the file and its name say (read by ingest; NewClip.file_meta)
 
 
 @dataclass
@@ -82,7 +83,8 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
         except AudioDecodeError as e:
             results[i].error = e
             continue
-        items[i] = results[i].item = replace(it, meta=with_file_metadata(it.meta, it.source, it.name))
+        found = file_metadata(it.source, it.name)
+        items[i] = results[i].item = replace(it, meta=it.meta.over(found), found=found)
         kept = _retagged(collection, items[i], audio)
         if kept is not None:
             results[i].record, results[i].moved = kept
@@ -117,7 +119,8 @@ def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[
     if not same:
         return None
     where = {"location": path, "name": item.name} if moved else {}
-    kept = collection.edit_metadata(same[-1].id, item.meta.over, sha256=item.sha256, **where)  # the latest
+    kept = collection.edit_metadata(same[-1].id, item.meta.over, sha256=item.sha256, file_meta=item.found,
+                                    **where)  # the latest
     if kept is None:
         return None
     log.info("%s: %s, its audio unchanged: clip %d kept with its new metadata", item.name,
@@ -168,7 +171,7 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
         ex, it = extracted[c], items[i]
         try:
             results[i].record, results[i].created = collection.add_extracted(
-                ex, source=it.source, sha256=it.sha256, name=it.name, meta=it.meta)
+                ex, source=it.source, sha256=it.sha256, name=it.name, meta=it.meta, file_meta=it.found)
         except (OSError, RetrievalError) as e:  # a full disk, a store error: this clip fails, not the run
             log.warning("could not store %s: %s", it.name, e)
             results[i].error = e

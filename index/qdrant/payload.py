@@ -37,7 +37,9 @@ def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
             "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
             "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
             "description": clip.meta.description, "user_tags": list(clip.meta.tags),
-            "fields": clip.meta.field_dict, **keywords_payload(clip)}
+            "fields": clip.meta.field_dict,
+            "file_meta": None if clip.file_meta is None else clip.file_meta.to_dict(),
+            **keywords_payload(clip)}
 
 
 def keywords_payload(clip: NewClip) -> dict:
@@ -55,7 +57,9 @@ def record_of(point_id: int, payload: dict) -> ClipRecord:
     fields = {k: payload[k] for k in RECORD_FIELDS}
     meta = Metadata(payload.get("description", ""), tuple(payload.get("user_tags", ())),
                     tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
+    file_meta = payload.get("file_meta")  # absent: a point made before it was kept
     return ClipRecord(id=int(point_id), tags=tags, meta=meta, audio_sha256=payload.get("audio_sha256"),
+                      file_meta=None if file_meta is None else Metadata.from_dict(file_meta),
                       **fields)  # no audio_sha256: a point made before fingerprints
 
 

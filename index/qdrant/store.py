@@ -263,14 +263,16 @@ class QdrantStore(VectorStore):
         return len(existing)
 
     def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
-                     name: str | None = None, audio_sha256: str | None = None) -> ClipRecord | None:
+                     name: str | None = None, audio_sha256: str | None = None,
+                     file_meta: Metadata | None = None) -> ClipRecord | None:
         with self._write:
             points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
             if not points:
                 return None
             old = record_of(points[0].id, points[0].payload)
             now = replace(old, meta=meta, sha256=sha256 or old.sha256, location=location or old.location,
-                          name=name or old.name, audio_sha256=audio_sha256 or old.audio_sha256)
+                          name=name or old.name, audio_sha256=audio_sha256 or old.audio_sha256,
+                          file_meta=file_meta or old.file_meta)
             payload = payload_of(now, id=old.id, added_at=old.added_at)
             # set, not overwrite: the point's other payload (its waveform peaks) stays
             self.client.set_payload(self.alias, payload, points=[old.id], wait=True)

@@ -73,6 +73,17 @@ class Metadata:
                         normalize_tags((*self.tags, *found.tags))[:max(MAX_USER_TAGS, len(self.tags))],
                         tuple(sorted(fields.items())))
 
+    def less(self, read: Metadata | None) -> Metadata:
+        """What of this metadata (a clip's) is not what `read` (its file's, when last read) put there: the
+        description unless it is the file's, the tags the file did not have, the fields whose value is not
+        the file's. All of it when `read` is None (a clip stored before the file's own was kept apart)."""
+        if read is None:
+            return self
+        file_fields = read.field_dict
+        return Metadata("" if self.description == read.description else self.description,
+                        tuple(t for t in self.tags if t not in read.tags),
+                        tuple((k, v) for k, v in self.fields if file_fields.get(k) != v))
+
     def under(self, given: Metadata) -> Metadata:
         """`given` laid over this metadata: given.over(self)."""
         return given.over(self)
@@ -92,6 +103,14 @@ class Metadata:
     def from_dict(cls, d: Mapping | None) -> Metadata:
         d = d or {}
         return cls.of(description=d.get("description", ""), tags=d.get("tags", ()), fields=d.get("fields"))
+
+    def to_json(self) -> str:
+        """to_dict as one JSON text (a clip's file's, in a store or a shard); from_json_text reads it."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json_text(cls, text: str) -> Metadata:
+        return cls.from_dict(json.loads(text))
 
     def tags_json(self) -> str:
         return json.dumps(list(self.tags))

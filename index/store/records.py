@@ -41,6 +41,9 @@ class NewClip:
     stored_copy: bool = False  # True when `location` is a copy the store owns (uploads)
     meta: Metadata = field(default_factory=Metadata)  # the user's description, tags and fields
     audio_sha256: str | None = None  # of its samples as the model hears them (retrieval.audio.audio_sha256)
+    # what its file and file name said when last read (index/ingest/embedded.py), kept apart from `meta` so
+    # that what the file no longer says leaves the clip; None: not known (a clip stored before it was kept)
+    file_meta: Metadata | None = None
 
 
 @dataclass(frozen=True)

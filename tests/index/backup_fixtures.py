@@ -48,8 +48,10 @@ def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None
     meta = Metadata.of(description=f"take {i}", tags=["drums", f"kit{i % 3}"],
                        fields={"pack": f"p{i % 4}"}) if i % 2 == 0 else Metadata()
     audio = hashlib.sha256(b"samples %d" % i).hexdigest() if i % 3 else None  # none: stored before
+    read = Metadata.of(tags=["drums"], fields={"pack": f"p{i % 4}"}) if i % 4 == 0 else None  # its file's
     return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=0.5 + i % 5,
-                   sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta, audio_sha256=audio)
+                   sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta, audio_sha256=audio,
+                   file_meta=read)
 
 
 def config(data_dir: Path, backend: str = "faiss") -> StoreConfig:

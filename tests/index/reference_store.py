@@ -118,14 +118,16 @@ class ReferenceStore(VectorStore):
             return True
 
     def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
-                     name: str | None = None, audio_sha256: str | None = None) -> ClipRecord | None:
+                     name: str | None = None, audio_sha256: str | None = None,
+                     file_meta: Metadata | None = None) -> ClipRecord | None:
         with self._lock:
             if int(id) not in self.clips:
                 return None
             old = self.clips[int(id)]
             self.clips[int(id)] = replace(old, meta=meta, sha256=sha256 or old.sha256,
                                           location=location or old.location, name=name or old.name,
-                                          audio_sha256=audio_sha256 or old.audio_sha256)
+                                          audio_sha256=audio_sha256 or old.audio_sha256,
+                                          file_meta=file_meta or old.file_meta)
             self._save()
             return self.clips[int(id)]
 

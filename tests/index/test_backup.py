@@ -78,7 +78,7 @@ def test_a_backup_is_a_zip_of_parquet_tables_and_audio_that_other_tools_read(bac
         zf.extractall(tmp_path / "unzipped")
     assert {"manifest.json", "clips.parquet", "jobs.parquet"} <= set(names)
     assert all(zf.getinfo(n).compress_type == zipfile.ZIP_STORED for n in names)
-    assert manifest["format"] == "retrieval-backup/3" and manifest["clips"] == source["n"]
+    assert manifest["format"] == "retrieval-backup/4" and manifest["clips"] == source["n"]
     assert manifest["next_id"] == source["next_id"] and manifest["model_spec"] == SPEC.to_dict()
     for name, member in manifest["members"].items():
         path = tmp_path / "unzipped" / name
@@ -149,6 +149,7 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     np.testing.assert_allclose(got_scores, want_scores, atol=1e-5)
     assert got_records == want_records  # ids, names, locations, tags, metadata, times added: all kept
     assert {r.audio_sha256 is None for r in got_records.values()} == {True, False}  # fingerprints kept
+    assert {r.file_meta is None for r in got_records.values()} == {True, False}  # and the files' own metadata
     assert got_words == want_words  # the keyword index is rebuilt from the records
     assert got_next == want_next == src["next_id"]
     for r in got_records.values():  # the uploaded bytes, unchanged, where the service reads them
@@ -168,8 +169,9 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     assert not [p for p in tmp_path.iterdir() if ".restore-" in p.name]  # no staging left
 
 
-OLDER_FORMATS = {"retrieval-backup/1": ["description", "user_tags", "fields", "audio_sha256"],
-                 "retrieval-backup/2": ["audio_sha256"]}  # the clips' columns each one lacks
+OLDER_FORMATS = {"retrieval-backup/1": ["description", "user_tags", "fields", "audio_sha256", "file_meta"],
+                 "retrieval-backup/2": ["audio_sha256", "file_meta"],
+                 "retrieval-backup/3": ["file_meta"]}  # the clips' columns each one lacks
 
 
 def first_format_copy(path: Path, out: Path, fmt: str = "retrieval-backup/1") -> Path:
@@ -209,20 +211,24 @@ def test_a_backup_of_the_first_format_restores_its_clips_without_metadata(tmp_pa
     want_ids, _, want_records, want_next, _ = answers(source["config"], xq)
     got_ids, _, got_records, got_next, got_words = answers(target, xq)
     assert (got_ids, got_next) == (want_ids, want_next) and got_words == []
-    assert got_records == {id_: replace(r, meta=Metadata(), audio_sha256=None)
+    assert got_records == {id_: replace(r, meta=Metadata(), audio_sha256=None, file_meta=None)
                            for id_, r in want_records.items()}
     with open_store(target, SPEC) as store:  # the words of the names are searchable
         assert [h.record.name for h in store.search_keywords("clip5", 1)] == ["clip5.wav"]
 
 
-def test_a_backup_of_the_second_format_restores_its_clips_without_fingerprints(tmp_path, backup_file, source):
-    old = first_format_copy(backup_file, tmp_path / "old.zip", "retrieval-backup/2")
+@pytest.mark.parametrize("fmt, lost", [("retrieval-backup/2", ("audio_sha256", "file_meta")),
+                                       ("retrieval-backup/3", ("file_meta",))])
+def test_a_backup_of_a_later_older_format_restores_its_clips_without_what_it_lacks(tmp_path, backup_file,
+                                                                                 source, fmt, lost):
+    """Format 2: no audio fingerprints, nor the files' own metadata; format 3: no files' own metadata."""
+    old = first_format_copy(backup_file, tmp_path / "old.zip", fmt)
     target = config(tmp_path / "dst")
     assert restore(old, target, configured=SPEC).clips == source["n"]
     _, _, want_records, _, _ = answers(source["config"], unit_vectors(1, seed=2))
     _, _, got_records, _, _ = answers(target, unit_vectors(1, seed=2))
-    assert any(r.audio_sha256 for r in want_records.values())
-    assert got_records == {id_: replace(r, audio_sha256=None) for id_, r in want_records.items()}
+    assert all(any(getattr(r, name) for r in want_records.values()) for name in lost)
+    assert got_records == {id_: replace(r, **dict.fromkeys(lost)) for id_, r in want_records.items()}
 
 
 def test_restore_into_an_existing_empty_data_dir_keeps_its_caches(tmp_path, backup_file):

@@ -22,6 +22,7 @@ from app.compose import open_collection
 from index.ingest import worker
 from index.ingest.embedded import file_metadata
 from index.ingest.reread import reread_metadata
+from index.ingest.ucs import ucs_fields
 from index.store.metadata import Metadata
 from tests.audio_fixtures import sine
 from tests.index.ingesting import add, file, upload
@@ -249,7 +250,7 @@ def test_reread_metadata_fills_a_store_indexed_before_resumes_and_reports_missin
     paths = {name: path for name, (path, _) in library.items()}
     ledger = tmp_path / "data" / "reread.log"
     with monkeypatch.context() as m:  # a store indexed before the metadata inside files was read
-        m.setattr(worker, "with_file_metadata", lambda user, source, name: user)
+        m.setattr(worker, "file_metadata", lambda source, name: Metadata())
         with open_collection(settings, tone_retriever) as c:
             ids = {r.name: r.id for r, _ in add(c, *(file(p) for p in paths.values()))}
             assert all(meta_of(c, i) == Metadata() for i in ids.values())
@@ -333,8 +334,8 @@ def passt_runs(monkeypatch) -> list[int]:
 def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata(tmp_path, settings,
                                                                                  tone_retriever, monkeypatch):
     """A librarian's tool rewrote the file's tags (other bytes, the same audio): `index add` again keeps its
-    clip (same id, vectors and windows) with the file's sha256 and metadata now, what the clip held besides
-    laid under, and runs no PaSST."""
+    clip (same id, vectors and windows) with the file's sha256 and metadata now, what the user set laid
+    under, what the file said before and no longer says dropped, and runs no PaSST."""
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
@@ -346,7 +347,9 @@ def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata
     with open_collection(settings, tone_retriever) as c:
         assert index_paths(c, [lib], progress=False).added == 2
         [old] = c.store.at_location(str(ogg.resolve()))
-        c.edit_metadata(old.id, lambda m: m.over(Metadata.of(fields={"reviewer": "ana"})))
+        assert old.file_meta == Metadata.of(description="Strong wind gusts", tags=["wind"],
+                                            fields={"title": "Wind gust"})
+        c.edit_metadata(old.id, lambda m: Metadata.of(fields={"reviewer": "ana"}, tags=["outdoor"]).over(m))
         vector, windows = c.store.vectors([old.id]), c.store.timelines([old.id])[old.id]
     assert old.audio_sha256 is not None and len(old.audio_sha256) == 64
     run(tag, "-w", "-t", "DESCRIPTION=Gentle breeze", "-t", "TITLE=Breeze", "-t", "KEYWORDS=breeze", ogg)
@@ -358,8 +361,11 @@ def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata
         [now] = c.store.at_location(str(ogg.resolve()))
         assert now.id == old.id and now.sha256 == sha256_of(ogg) != old.sha256 and c.count() == 2
         assert now.audio_sha256 == old.audio_sha256
-        assert now.meta.description == "Gentle breeze" and now.meta.tags[0] == "breeze"
+        # what the file said and says no more ("wind") is gone; what the user set ("outdoor", reviewer) stays
+        assert now.meta.description == "Gentle breeze" and now.meta.tags == ("breeze", "outdoor")
         assert now.meta.field_dict == {"title": "Breeze", "reviewer": "ana"}
+        assert now.file_meta == Metadata.of(description="Gentle breeze", tags=["breeze"],
+                                            fields={"title": "Breeze"})
         assert c.search_keywords("gusts", 5) == [] and c.search_keywords("breeze", 5)[0].record.id == now.id
         assert (c.store.vectors([now.id]) == vector).all()
         kept = c.store.timelines([now.id])[now.id]
@@ -372,7 +378,8 @@ def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata
 def test_a_file_re_edited_where_it_lies_replaces_its_clip_when_indexed_again(tmp_path, settings,
                                                                             tone_retriever, monkeypatch):
     """Its audio changed (another tone): `index add` again tags it (PaSST) and holds it once, as it is now,
-    what the old clip held besides laid under; a run stopped between the add and the removal converges."""
+    what the user set on the old clip laid under (not what its file said then); a run stopped between the
+    add and the removal converges."""
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
@@ -395,6 +402,7 @@ def test_a_file_re_edited_where_it_lies_replaces_its_clip_when_indexed_again(tmp
         assert c.count() == 2 and c.get(old.id) is None and now.id != old.id
         assert now.audio_sha256 != old.audio_sha256
         assert now.meta.description == "Gentle breeze" and now.meta.field_dict == {"reviewer": "ana"}
+        assert now.meta.tags == ()  # the old file's keyword ("wind"), which the file no longer has: gone
         assert index_paths(c, [lib], progress=False).replaced == 0
     sine_ogg(ogg, 1320.0, "DESCRIPTION=Dead calm")
     with open_collection(settings, tone_retriever) as c:
@@ -470,7 +478,8 @@ def test_swapped_names_a_file_moved_over_another_and_a_ucs_rename_each_leave_eve
         tmp_path, settings, tone_retriever, monkeypatch):
     """Two files whose names were swapped: each clip follows its bytes (the paths still exist, but hold the
     other's). A file moved over another indexed file: its clip moves there with its own metadata, the
-    overwritten file's clip is replaced, nothing of it laid under. A UCS rename: the new name's fields."""
+    overwritten file's clip is replaced, nothing of it laid under. A UCS rename: the new name's fields, and
+    none of the old name's."""
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
@@ -504,6 +513,7 @@ def test_swapped_names_a_file_moved_over_another_and_a_ucs_rename_each_leave_eve
         assert c.search_keywords("pelican", 5) == []
         fields = c.get(ids["DOORWood_Creak slow_JD_ACME.wav"]).meta.field_dict
         assert (fields["ucs_catid"], fields["ucs_fx_name"]) == ("WATRSurf", "Wave crash")
+        assert fields == ucs_fields(renamed.name) and "ACME" not in fields.values()  # the old name's: gone
         assert c.search_keywords("creak", 5) == [] and c.search_keywords("crash", 5)
         again = index_paths(c, [lib], progress=False)
         assert (again.added, again.moved, again.replaced) == (0, 0, 0)
@@ -569,3 +579,35 @@ def test_a_copy_hashed_while_its_original_still_held_the_old_bytes_gets_a_clip_o
         [copy] = c.store.at_location(str((lib / "0copy.ogg").resolve()))
         assert kept.id == old.id and copy.id != old.id and copy.sha256 == old.sha256
         assert c.search_keywords("gusts", 5)[0].record.id == copy.id
+
+
+def test_what_a_clip_has_less_what_its_file_said_is_what_the_user_set():
+    """Metadata.less, by hand: the description unless it is the file's, tags the file lacked, fields whose
+    value is not the file's; all of it when the file's is not known."""
+    read = Metadata.of(description="Door slam", tags=["door", "slam"], fields={"title": "Slam", "take": "2"})
+    have = Metadata.of(description="Door slam", tags=["door", "mine", "slam"],
+                       fields={"title": "Slam", "take": "3", "reviewer": "ana"})
+    assert have.less(read) == Metadata.of(tags=["mine"], fields={"take": "3", "reviewer": "ana"})
+    assert have.less(None) == have and read.less(read) == Metadata()
+    edited = Metadata.of(description="Heavy door", tags=["door"])
+    assert edited.less(read) == Metadata.of(description="Heavy door")
+
+
+def test_reread_metadata_drops_what_a_file_no_longer_says_and_keeps_what_the_user_set(tmp_path, settings,
+                                                                                     tone_retriever):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ogg = ffmpeg_sine(lib / "rain.ogg", "-c:a", "libvorbis")
+    tag = need("vorbiscomment")
+    run(tag, "-w", "-t", "DESCRIPTION=Rain on a tin roof", "-t", "KEYWORDS=rain, roof, thunder", ogg)
+    with open_collection(settings, tone_retriever) as c:
+        [(record, _)] = add(c, file(ogg))
+        c.edit_metadata(record.id, lambda m: Metadata.of(tags=["favourite"]).over(m))
+    run(tag, "-w", "-t", "DESCRIPTION=Rain on a tin roof", "-t", "KEYWORDS=rain, roof", ogg)  # no thunder
+    with open_collection(settings, tone_retriever) as c:
+        report = reread_metadata(c, ledger=tmp_path / "ledger", progress=False)
+        assert (report.read, report.changed) == (1, 1)
+        now = c.get(record.id)
+        assert now.meta.tags == ("favourite", "rain", "roof") and now.meta.description == "Rain on a tin roof"
+        assert now.file_meta == Metadata.of(description="Rain on a tin roof", tags=["rain", "roof"])
+        assert c.search_keywords("thunder", 5) == []
