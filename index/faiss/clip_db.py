@@ -340,15 +340,18 @@ class ClipDB:
         return None if row is None else record_of(row)
 
     def at_location(self, location: str) -> list[ClipRecord]:
-        return self._where("location", location)
+        return self._where("location = ?", location)
 
     def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
-        return self._where("audio_sha256", audio_sha256)
+        return self._where("audio_sha256 = ?", audio_sha256)
 
-    def _where(self, column: str, value: str) -> list[ClipRecord]:
-        """The clips whose `column` (an indexed one, named here only) is `value`, by id."""
+    def lasting(self, seconds: float, tolerance: float) -> list[ClipRecord]:
+        return self._where("duration BETWEEN ? AND ?", float(seconds) - tolerance, float(seconds) + tolerance)
+
+    def _where(self, condition: str, *values) -> list[ClipRecord]:
+        """The clips meeting `condition` (SQL over an indexed column, written here only), by id."""
         rows = self.connection().execute(
-            f"SELECT {RECORD_COLUMNS} FROM clips WHERE {column} = ? ORDER BY id", (value,)).fetchall()
+            f"SELECT {RECORD_COLUMNS} FROM clips WHERE {condition} ORDER BY id", values).fetchall()
         return [record_of(r) for r in rows]
 
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:

@@ -30,7 +30,7 @@ from index.faiss.vector_index import IVF_NPROBE, VectorIndex
 from index.faiss.window_places import WindowPlaces
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
 from index.store.checks import check_queries, check_store_spec
-from index.store.contract import VectorStore
+from index.store.contract import DURATION_TOLERANCE_S, VectorStore
 from index.store.metadata import Metadata
 from index.store.records import (
     Added,
@@ -307,6 +307,9 @@ class FaissStore(VectorStore):
 
     def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
         return self.db.with_audio(audio_sha256)
+
+    def lasting(self, seconds: float) -> list[ClipRecord]:
+        return self.db.lasting(seconds, DURATION_TOLERANCE_S)
 
     def list(self, *, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
         if offset < 0 or limit < 0:

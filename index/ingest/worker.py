@@ -102,15 +102,18 @@ def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[
     """A file indexed where it lies whose bytes changed but not its audio (retagged, re-wrapped: the same
     `audio_sha256` as a clip stored from that path), or a short one retagged and moved (the same audio as a
     clip whose file is gone): that clip, now with the file's sha256, place and metadata laid over the clip's,
-    in one write, and whether it moved; no PaSST. None when no such clip holds this audio. A long file is
-    only compared with the clips of its own path (its fingerprint costs one more pass of decoding)."""
+    in one write, and whether it moved; no PaSST. None when no such clip holds this audio. A long file's
+    fingerprint costs one more pass of decoding: it is taken only when a clip of its path, or one as long as
+    it is whose file is gone, could hold its audio."""
     if not isinstance(item.source, Path):
         return None
     path = str(item.source)
     known = [r for r in collection.store.at_location(path)
              if r.audio_sha256 is not None and not r.stored_copy]
     if not known and isinstance(audio.wave, LongWave):
-        return None
+        gone = [r for r in collection.store.lasting(audio.duration_s) if r.audio_sha256 and left_its_path(r)]
+        if not gone:
+            return None
     fingerprint = audio_sha256(audio.wave)
     same = [r for r in known if r.audio_sha256 == fingerprint]
     moved = not same

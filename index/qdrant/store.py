@@ -55,7 +55,7 @@ from index.qdrant.windows import QdrantWindows, collection_for
 from index.qdrant.windows import points as window_points
 from index.store import words as keyword
 from index.store.checks import check_queries, check_store_spec
-from index.store.contract import VectorStore
+from index.store.contract import DURATION_TOLERANCE_S, VectorStore
 from index.store.metadata import Metadata
 from index.store.records import (
     Added,
@@ -309,14 +309,18 @@ class QdrantStore(VectorStore):
         return record_of(points[0].id, points[0].payload) if points else None
 
     def at_location(self, location: str) -> list[ClipRecord]:
-        return self._where("location", location)
+        return self._where(_equal("location", location))
 
     def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
-        return self._where("audio_sha256", audio_sha256)
+        return self._where(_equal("audio_sha256", audio_sha256))
 
-    def _where(self, key: str, value: str) -> list[ClipRecord]:
-        """The clips whose payload `key` (a keyword index) is `value`, by id."""
-        flt = qm.Filter(must=[qm.FieldCondition(key=key, match=qm.MatchValue(value=value))])
+    def lasting(self, seconds: float) -> list[ClipRecord]:
+        return self._where(qm.FieldCondition(key="duration", range=qm.Range(
+            gte=float(seconds) - DURATION_TOLERANCE_S, lte=float(seconds) + DURATION_TOLERANCE_S)))
+
+    def _where(self, condition: qm.FieldCondition) -> list[ClipRecord]:
+        """The clips meeting `condition` (on an indexed payload key), by id."""
+        flt = qm.Filter(must=[condition])
         with self._read:
             points = list(layout.scroll(self.client, self.alias, with_payload=RECORD, scroll_filter=flt))
         return sorted((record_of(p.id, p.payload) for p in points), key=lambda r: r.id)
@@ -489,3 +493,7 @@ class QdrantStore(VectorStore):
     def close(self) -> None:
         with self._write:
             self.client.close()
+
+
+def _equal(key: str, value: str) -> qm.FieldCondition:
+    return qm.FieldCondition(key=key, match=qm.MatchValue(value=value))

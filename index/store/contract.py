@@ -35,6 +35,7 @@ from retrieval.moments import Moment
 
 PAGE = 1024  # clips read at a time by what the base derives from the backend's reads
 MOMENT_MARGIN = 0.05  # without a threshold, a clip's moments are its windows within this of its best one
+DURATION_TOLERANCE_S = 1e-6  # `lasting`: the same number of samples at the same rate gives the same duration
 
 
 class VectorStore(ABC):
@@ -165,6 +166,11 @@ class VectorStore(ABC):
     @abstractmethod
     def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
         """The clips whose samples have this fingerprint (`NewClip.audio_sha256`), by id."""
+
+    @abstractmethod
+    def lasting(self, seconds: float) -> list[ClipRecord]:
+        """The clips whose duration is `seconds`, to within DURATION_TOLERANCE_S, by id (a long file whose
+        fingerprint would cost a decoding pass is compared only with the clips as long as it is)."""
 
     @abstractmethod
     def ids(self) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from index.store.checks import check_queries, check_store_spec
-from index.store.contract import VectorStore
+from index.store.contract import DURATION_TOLERANCE_S, VectorStore
 from index.store.metadata import Metadata
 from index.store.records import (
     Added,
@@ -171,6 +171,10 @@ class ReferenceStore(VectorStore):
 
     def with_audio(self, audio_sha256: str) -> list[ClipRecord]:
         return [self.clips[i] for i in sorted(self.clips) if self.clips[i].audio_sha256 == audio_sha256]
+
+    def lasting(self, seconds: float) -> list[ClipRecord]:
+        return [self.clips[i] for i in sorted(self.clips)
+                if abs(self.clips[i].duration - seconds) <= DURATION_TOLERANCE_S]
 
     def ids(self) -> np.ndarray:
         return np.asarray(sorted(self.clips), dtype=np.int64)

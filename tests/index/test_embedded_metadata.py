@@ -611,3 +611,48 @@ def test_reread_metadata_drops_what_a_file_no_longer_says_and_keeps_what_the_use
         assert now.meta.tags == ("favourite", "rain", "roof") and now.meta.description == "Rain on a tin roof"
         assert now.file_meta == Metadata.of(description="Rain on a tin roof", tags=["rain", "roof"])
         assert c.search_keywords("thunder", 5) == []
+
+
+def test_a_long_recording_moved_and_retagged_at_once_keeps_its_clip_and_another_costs_no_fingerprint(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    """A recording read window by window (long: here over 5 s) renamed and retagged at once: a clip as long
+    as it is whose file is gone may hold its audio, so it is fingerprinted (one decoding pass) and keeps that
+    clip, with no PaSST. A new long file that no such clip could be costs no fingerprint before PaSST."""
+    from dataclasses import replace
+
+    from app.compose import index_limits
+    from index.ingest.builder import index_paths
+
+    limits = replace(index_limits(settings), whole_up_to_s=5.0)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    tape = lib / "tape.wav"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=12",
+        "-metadata", "title=Harbour at dawn", tape)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False, limits=limits).added == 1
+        [clip] = c.store.at_location(str(tape.resolve()))
+    assert clip.duration == pytest.approx(12.0) and clip.audio_sha256
+    renamed = lib / "harbour_dusk.wav"
+    run(need("ffmpeg"), "-loglevel", "error", "-i", tape, "-c", "copy", "-metadata", "title=Harbour at dusk",
+        renamed)
+    tape.unlink()
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=660:duration=9",
+        lib / "new.wav")
+    calls = passt_runs(monkeypatch)
+    fingerprinted: list[str] = []
+    fingerprint = worker.audio_sha256
+
+    def counted(wave):
+        fingerprinted.append(wave.label)
+        return fingerprint(wave)
+
+    monkeypatch.setattr(worker, "audio_sha256", counted)
+    with open_collection(settings, tone_retriever) as c:
+        report = index_paths(c, [lib], progress=False, limits=limits)
+        assert (report.added, report.retagged, report.moved, report.replaced) == (1, 1, 1, 0)
+        assert [n for n in calls if n] == [1]  # the new file's PaSST alone
+        now = c.get(clip.id)
+        assert (now.location, now.name) == (str(renamed.resolve()), "harbour_dusk.wav")
+        assert now.meta.field_dict["title"] == "Harbour at dusk" and now.audio_sha256 == clip.audio_sha256
+    assert fingerprinted == ["harbour_dusk.wav"]  # not the new 9 s file's: its PaSST pass takes it

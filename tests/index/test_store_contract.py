@@ -382,6 +382,9 @@ def test_a_clips_audio_fingerprint_is_kept_and_its_file_replaced_with_its_metada
         assert first.audio_sha256 == s.get(first.id).audio_sha256 == audio
         assert s.get(second.id).audio_sha256 is None
         assert [r.id for r in s.with_audio(audio)] == [first.id] and s.with_audio("00" * 32) == []
+        assert [r.id for r in s.lasting(0.5)] == [first.id]  # clip(0) lasts 0.5 s, clip(1) 0.75 s
+        assert [r.id for r in s.lasting(0.75 + 5e-7)] == [second.id]  # within a microsecond
+        assert s.lasting(0.75 + 1e-3) == [] and s.lasting(0.6) == []
         new_sha = "cd" * 32
         moved = s.set_metadata(first.id, Metadata.of(description="retagged"), sha256=new_sha)
         assert moved is not None
