@@ -2,7 +2,8 @@
 
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
     .extract(clips: list[DecodedAudio], on_batch=None) -> list[Extraction]  # PaSST, moment windows too
-    .add_extracted(ex, source=path | bytes, sha256=, name=, meta=) -> tuple[ClipRecord, bool]  # created?
+    .add_extracted(ex, source=path | bytes, sha256=, name=, meta=, file_meta=) -> tuple[ClipRecord, bool]
+    .stored_analysis(id) -> Analysis | None   .add_analysed(audio, analysis, ...)  # the same audio again
     .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
     .search_vector(xq: np.ndarray, k: int, flt=None, exclude=(), moments=None) -> list[Hit]
@@ -11,6 +12,7 @@
     .search_audio(data: bytes, k: int, flt=None, name="query", text=None, moments=None) -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
     .edit_metadata(id, edit: Metadata -> Metadata) -> ClipRecord | None  (description, user tags, fields)
+    .take_file_metadata(id, found, given=) -> ClipRecord | None  (its file read again: yours over the file's)
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
     .reproject(checkpoint_path) -> int  (new head, stored logits of clips and windows, no PaSST)
@@ -36,7 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,15 @@ TOP_TAGS = 10  # tags stored per clip
 REPROJECT_CHUNK = 4096  # clips projected at a time
 # libsndfile container names whose usual extension is not the lower-cased name
 EXTENSIONS = {"WAVEX": "wav", "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What PaSST and the head made of a clip's audio, as a store keeps it."""
+
+    logits: np.ndarray  # (527,) the clip's (the mean of its PaSST windows')
+    vector: np.ndarray  # (D,) the head's projection of them
+    timeline: Timeline  # its moment windows (with their logits) and peaks
 
 
 class Collection:
@@ -100,39 +111,46 @@ class Collection:
         """Store a clip made by :meth:`extract`: a file indexed where it lies (`source` its path) or an
         upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with its metadata (`file_meta`: what
         of it the file said, NewClip.file_meta)."""
-        timeline = self.timeline(ex)
-        if isinstance(source, bytes):
-            location = upload_location(sha256, _extension(ex.audio.format))
-            clip = self._new_clip(ex, name=name, location=location, sha256=sha256, meta=meta,
-                                  file_meta=file_meta, stored_copy=True)
-            return self._add(clip, ex, timeline, copy=source)
-        clip = self._new_clip(ex, name=name, location=str(source), sha256=sha256, meta=meta,
-                              file_meta=file_meta)
-        return self._add(clip, ex, timeline, copy=None)
+        logits = ex.logits  # (527,)
+        analysis = Analysis(logits, self.retriever.project(logits[None])[0], self.timeline(ex))
+        return self.add_analysed(ex.audio, analysis, source=source, sha256=sha256, name=name, meta=meta,
+                                 file_meta=file_meta)
 
     def timeline(self, ex: Extraction) -> Timeline:
         """What the store keeps of the clip's time axis: its moment windows projected by the head, and the
         peaks."""
         return Timeline.projected(ex.moment_windows, self.retriever.project, peaks(ex.audio.wave))
 
-    def _new_clip(self, ex: Extraction, *, name: str, location: str, sha256: str, meta: Metadata,
-                  file_meta: Metadata | None, stored_copy: bool = False) -> NewClip:
-        tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(ex.logits, TOP_TAGS))
-        return NewClip(name=name, location=location, sha256=sha256, duration=ex.audio.duration_s,
-                       sample_rate=ex.audio.source_rate, tags=tags, stored_copy=stored_copy, meta=meta,
-                       audio_sha256=audio_sha256(ex.audio.wave), file_meta=file_meta)
+    def stored_analysis(self, id: int) -> Analysis | None:
+        """What PaSST and the head made of a stored clip's audio (its logits, vector, windows with their
+        logits, peaks), to store for other bytes holding the same samples (where PaSST would find the same);
+        None without the clip or its windows."""
+        try:
+            vectors, logits = self.store.rows([id])  # (1, D), (1, 527)
+        except KeyError:
+            return None
+        timeline = self.store.timelines([id], logits=True).get(id)
+        if timeline is None or timeline.windows.logits is None:
+            return None
+        return Analysis(logits[0], vectors[0], timeline)
 
-    def _add(self, clip: NewClip, ex: Extraction, timeline: Timeline, *,
-             copy: bytes | None) -> tuple[ClipRecord, bool]:
-        logits = ex.logits  # (527,)
-        vector = self.retriever.project(logits[None])[0]  # (D,)
+    def add_analysed(self, audio: DecodedAudio, analysis: Analysis, *, source: Path | bytes, sha256: str,
+                     name: str, meta: Metadata, file_meta: Metadata | None) -> tuple[ClipRecord, bool]:
+        """Store the clip of `audio` (see add_extracted) with this analysis of it."""
+        copy = source if isinstance(source, bytes) else None
+        location = str(source) if copy is None else upload_location(sha256, _extension(audio.format))
+        tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(analysis.logits, TOP_TAGS))
+        clip = NewClip(name=name, location=location, sha256=sha256, duration=audio.duration_s,
+                       sample_rate=audio.source_rate, tags=tags, stored_copy=copy is not None, meta=meta,
+                       audio_sha256=audio_sha256(audio.wave), file_meta=file_meta)
         with self._write:
             stored = self.audio_path(clip) if copy is not None else None
             owned_before = stored is not None and stored.exists()  # the same content, stored meanwhile
             if stored is not None and copy is not None:
                 write_bytes_atomically(stored, copy)  # durable before the record acknowledges it
             try:
-                record, created = self.store.add_many([clip], vector[None], logits[None], [timeline])[0]
+                record, created = self.store.add_many([clip], analysis.vector[None], analysis.logits[None],
+                                                      [analysis.timeline])[0]
             except BaseException:
                 if stored is not None and not owned_before:
                     stored.unlink(missing_ok=True)
@@ -235,17 +253,33 @@ class Collection:
                       file_meta: Metadata | None = None) -> ClipRecord | None:
         """Replace a clip's description, user tags and fields by edit(the ones it has), and what is given of
         its file now (`sha256`: retagged where it lies; `location`, `name`: moved; `audio_sha256`: its
-        fingerprint, for a clip stored before they were kept; `file_meta`: what the file says now, read
-        again). With `file_meta`, edit is given the clip's metadata less what its file said before
-        (Metadata.less), so that what the file no longer says leaves the clip. The new record, None without
-        the clip. Edits of one collection do not interleave."""
+        fingerprint, for a clip stored before they were kept; `file_meta`: what the file says now, kept
+        apart, see take_file_metadata); the new record, None without the clip. Edits of one collection do
+        not interleave."""
         with self._write:
             record = self.store.get(id)
-            if record is None:
-                return None
-            held = record.meta if file_meta is None else record.meta.less(record.file_meta)
-            return self.store.set_metadata(id, edit(held), sha256=sha256, location=location, name=name,
-                                           audio_sha256=audio_sha256, file_meta=file_meta)
+            return None if record is None else self.store.set_metadata(
+                id, edit(record.meta), sha256=sha256, location=location, name=name, audio_sha256=audio_sha256,
+                file_meta=file_meta)
+
+    def take_file_metadata(self, id: int, found: Metadata, *, given: Metadata = Metadata(),
+                           file_first: bool = False, **file_now: str | None) -> ClipRecord | None:
+        """A clip's file read again (retagged, re-edited, moved, or read for metadata alone): its metadata
+        becomes `given` (what this run gives) over what the user set (the clip's metadata less what its file
+        said when last read, Metadata.less) over `found` (what the file says now), which is kept as the
+        file's; `file_now` as in edit_metadata. What the file said before and no longer says leaves the
+        clip; what the user set stays and wins, as it does when a clip is first stored. A clip stored before
+        its file's own was kept apart cannot tell the two: `found` goes over all it holds with `file_first`
+        (its file changed, so what it said before must yield), else under it."""
+        def layered(meta: Metadata, kept_apart: Metadata | None) -> Metadata:
+            if kept_apart is not None:
+                return given.over(meta.less(kept_apart).over(found))
+            return given.over(found.over(meta) if file_first else meta.over(found))
+
+        with self._write:
+            record = self.store.get(id)
+            return None if record is None else self.store.set_metadata(
+                id, layered(record.meta, record.file_meta), file_meta=found, **file_now)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

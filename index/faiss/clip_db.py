@@ -280,18 +280,20 @@ class ClipDB:
         return {r[0]: r[1:] for r in self._by_id(
             "SELECT id, clip_id, n, start_s, end_s FROM windows WHERE id IN ({})", ids)}
 
-    def windows_of(self, clip_ids: Sequence[int], dim: int) -> dict[int, Windows]:
-        """clip id -> its windows (spans, float16 vectors) for the clips among `clip_ids` that have any."""
+    def windows_of(self, clip_ids: Sequence[int], dim: int, *, logits: bool = False) -> dict[int, Windows]:
+        """clip id -> its windows (spans, float16 vectors; float32 logits with `logits`) for the clips among
+        `clip_ids` that have any."""
         rows: dict[int, list[tuple]] = {}
-        for r in self._by_id("SELECT clip_id, n, start_s, end_s, vector FROM windows WHERE clip_id IN ({})",
-                             clip_ids):
+        sql = f"SELECT clip_id, n, start_s, end_s, vector{', logits' if logits else ''} FROM windows "
+        for r in self._by_id(sql + "WHERE clip_id IN ({})", clip_ids):
             rows.setdefault(r[0], []).append(r[1:])
         out = {}
         for clip_id, found in rows.items():
-            found.sort()
+            found.sort(key=lambda r: r[0])
             vectors = np.frombuffer(b"".join(r[3] for r in found), dtype="<f2").reshape(len(found), dim)
             out[clip_id] = Windows(np.array([r[1] for r in found]), np.array([r[2] for r in found]),
-                                   vectors.astype(np.float16))
+                                   vectors.astype(np.float16),
+                                   np.stack([window_logits(r[4]) for r in found]) if logits else None)
         return out
 
     def peaks_of(self, clip_ids: Sequence[int]) -> dict[int, np.ndarray]:

@@ -473,8 +473,8 @@ class FaissStore(VectorStore):
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
         return self.db.windows_of(ids, self.dim)
 
-    def timelines(self, ids: Sequence[int]) -> dict[int, Timeline]:
-        windows = self.db.windows_of(ids, self.dim)
+    def timelines(self, ids: Sequence[int], *, logits: bool = False) -> dict[int, Timeline]:
+        windows = self.db.windows_of(ids, self.dim, logits=logits)
         peaks = self.db.peaks_of(list(windows))
         return {i: Timeline(w, peaks[i]) for i, w in windows.items()}
 

@@ -179,10 +179,9 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         if stored is not None and (moved or updated):
             where = {"location": path, "name": result.item.name} if moved else {}
             # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over both
-            found = file_metadata(Path(path), result.item.name) if moved else None
-            result.record = collection.edit_metadata(
-                stored.id, lambda m: given.over(m if found is None else found.over(m)), file_meta=found,
-                **where) or stored
+            result.record = (collection.take_file_metadata(
+                stored.id, file_metadata(Path(path), result.item.name), given=given, file_first=True, **where)
+                if moved else collection.edit_metadata(stored.id, given.over)) or stored
             report.updated += updated
             report.moved += moved
             if moved:
@@ -202,24 +201,28 @@ def _moved(record: ClipRecord, path: str) -> bool:
 def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str,
                      seen: set[str]) -> None:
     """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
-    replaced by the clip its bytes are now: what they held besides what their file said (Metadata.less) is
-    laid under what it holds (the file's values now, and what the run gave, come first; what the user set
-    stays; what the file said before and no longer says goes), then they are removed. A clip moved here this
-    run (another file moved over this one) keeps its own metadata: the replaced clip's was another sound's.
-    One whose bytes are another file's of this run (`seen`: the run's sha256s; a copy made before the
-    change) stays."""
+    replaced by the clip its bytes are now, then removed. What the user set on them goes into it as into a
+    file read again (Collection.take_file_metadata): under what the run gave, over what the file says now;
+    what their file said then and says no more is left out (for a clip stored before its file's own was kept
+    apart, all it held is laid under the file's). A clip moved here this run (another file moved over this
+    one) keeps its own metadata: the replaced clip's was another sound's. One whose bytes are another file's
+    of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
     stale = [r for r in collection.store.at_location(location)
              if r.id != record.id and not r.stored_copy and r.sha256 not in seen]
     if not stale:
         return
     if record.location == location and record.id not in report.arrived:
-        held = [r.meta.less(r.file_meta) for r in reversed(stale)]  # the latest first
+        latest_first = list(reversed(stale))
+        users = [r.meta.less(r.file_meta) for r in latest_first if r.file_meta is not None]
+        before = [r.meta for r in latest_first if r.file_meta is None]
 
-        def under(meta: Metadata) -> Metadata:
-            for old in held:
-                meta = meta.over(old)
+        def layered(meta: Metadata) -> Metadata:
+            found = record.file_meta or Metadata()
+            meta = meta.less(found)  # what the run gave
+            for held in [*users, found, *before]:
+                meta = meta.over(held)
             return meta
-        collection.edit_metadata(record.id, under)
+        collection.edit_metadata(record.id, layered)
     collection.remove([r.id for r in stale])
     report.replaced += len(stale)
     log.info("%s changed since it was indexed: clip %s replaced by clip %d", location,

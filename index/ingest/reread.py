@@ -68,10 +68,9 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
                 continue
             found = file_metadata(path, record.name)
             fingerprint = _fingerprint(record, path)
-            changed = record.meta.less(record.file_meta).over(found) != record.meta
-            if changed or fingerprint is not None or record.file_meta != found:
-                collection.edit_metadata(clip_id, found.under, audio_sha256=fingerprint, file_meta=found)
-                report.changed += changed
+            if fingerprint is not None or record.file_meta != found:
+                now = collection.take_file_metadata(clip_id, found, audio_sha256=fingerprint)
+                report.changed += now is not None and now.meta != record.meta
                 report.fingerprinted += fingerprint is not None
             append_line(ledger, entry)
             report.read += 1

@@ -17,10 +17,11 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from index.collection import Collection
+from index.collection import Analysis, Collection
 from index.ingest.embedded import file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata
@@ -44,6 +45,11 @@ class Item:
     meta: Metadata = Metadata()  # the user's description, tags and fields for the new clip (over the file's)
     found: Metadata | None = None  # what the file and its name say (read by ingest; NewClip.file_meta)
 
+    @property
+    def stored_meta(self) -> Metadata:
+        """A new clip's metadata: the user's over the file's."""
+        return self.meta if self.found is None else self.meta.over(self.found)
+
 
 @dataclass
 class Result:
@@ -59,12 +65,12 @@ WindowsDone = Callable[[Item, int, int], None]  # (item, windows done, windows i
 
 
 def ingest(collection: Collection, items: Sequence[Item], *, on_windows: WindowsDone | None = None,
-           on_decoded: Callable[[Item, DecodedAudio], None] | None = None,
            limits: AudioLimits | None = None) -> list[Result]:
     """Decode every item, tag all their windows together (`batch_windows` per forward pass), then project
-    and store each clip. Content already stored costs no PaSST; an item that fails (bad audio, a full disk)
-    has its error in its result and the others go on. Results are in the items' order; a new clip's item
-    in its result carries the metadata it was stored with (the user's over the file's).
+    and store each clip. Content already stored costs no PaSST, nor does the same audio in other bytes (a
+    retagged file keeps its clip; another file's copy of a stored clip's audio takes its analysis); an item
+    that fails (bad audio, a full disk) has its error in its result and the others go on. Results are in
+    the items' order; a decoded item in its result carries what its file said (`found`).
 
     `limits` (default: the collection's, the uploads') is what a clip may be: `index add` passes its own.
     A long clip (longer than `limits.whole_up_to_s`) is read and tagged window by window, on its own, and
@@ -83,16 +89,20 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
         except AudioDecodeError as e:
             results[i].error = e
             continue
-        found = file_metadata(it.source, it.name)
-        items[i] = results[i].item = replace(it, meta=it.meta.over(found), found=found)
+        items[i] = results[i].item = replace(it, found=file_metadata(it.source, it.name))
         kept = _retagged(collection, items[i], audio)
         if kept is not None:
             results[i].record, results[i].moved = kept
             results[i].retagged = True
             continue
+        same = _same_audio(collection, items[i], audio)
+        if same is not None:
+            it = items[i]
+            _store(results[i], partial(collection.add_analysed, audio, same, source=it.source,
+                                       sha256=it.sha256, name=it.name, meta=it.stored_meta,
+                                       file_meta=it.found))
+            continue
         decoded.append((i, audio))
-        if on_decoded is not None:
-            on_decoded(items[i], audio)
     if decoded:
         _tag_and_store(collection, items, decoded, results, on_windows)
     return [results[i] for i in range(len(items))]
@@ -122,13 +132,29 @@ def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[
     if not same:
         return None
     where = {"location": path, "name": item.name} if moved else {}
-    kept = collection.edit_metadata(same[-1].id, item.meta.over, sha256=item.sha256, file_meta=item.found,
-                                    **where)  # the latest
+    kept = collection.take_file_metadata(same[-1].id, item.found or Metadata(), given=item.meta,
+                                         file_first=True, sha256=item.sha256, **where)  # the latest
     if kept is None:
         return None
     log.info("%s: %s, its audio unchanged: clip %d kept with its new metadata", item.name,
              "moved and retagged" if moved else "retagged", kept.id)
     return kept, moved
+
+
+def _same_audio(collection: Collection, item: Item, audio: DecodedAudio) -> Analysis | None:
+    """The analysis of a stored clip whose samples these are (the same sound in other bytes: a copy in
+    another pack, tagged otherwise; an upload retagged), so that PaSST does not run again for it. A long
+    file is fingerprinted (one more pass of decoding) only when a clip as long as it is has a fingerprint."""
+    if isinstance(audio.wave, LongWave) and not any(r.audio_sha256 for r in collection.store.lasting(
+            audio.duration_s)):
+        return None
+    for record in reversed(collection.store.with_audio(audio_sha256(audio.wave))):  # the latest first
+        found = collection.stored_analysis(record.id)
+        if found is not None:
+            log.info("%s: the same audio as clip %d, whose analysis it takes (no PaSST)", item.name,
+                     record.id)
+            return found
+    return None
 
 
 def left_its_path(record: ClipRecord) -> bool:
@@ -172,12 +198,18 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
         if c not in extracted:
             continue
         ex, it = extracted[c], items[i]
-        try:
-            results[i].record, results[i].created = collection.add_extracted(
-                ex, source=it.source, sha256=it.sha256, name=it.name, meta=it.meta, file_meta=it.found)
-        except (OSError, RetrievalError) as e:  # a full disk, a store error: this clip fails, not the run
-            log.warning("could not store %s: %s", it.name, e)
-            results[i].error = e
+        _store(results[i], partial(collection.add_extracted, ex, source=it.source, sha256=it.sha256,
+                                   name=it.name, meta=it.stored_meta, file_meta=it.found))
+
+
+def _store(result: Result, add: Callable[[], tuple[ClipRecord, bool]]) -> None:
+    """A new clip stored by `add` into its result; a full disk or a store error fails this clip, not the
+    run."""
+    try:
+        result.record, result.created = add()
+    except (OSError, RetrievalError) as e:
+        log.warning("could not store %s: %s", result.item.name, e)
+        result.error = e
 
 
 def job_metadata(job: Job) -> Metadata:

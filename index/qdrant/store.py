@@ -409,8 +409,9 @@ class QdrantStore(VectorStore):
         with self._read:
             return self._windows.of(ids, dim=self.dim)
 
-    def timelines(self, ids: Sequence[int]) -> dict[int, Timeline]:
-        windows = self.windows(ids)
+    def timelines(self, ids: Sequence[int], *, logits: bool = False) -> dict[int, Timeline]:
+        with self._read:
+            windows = self._windows.of(ids, dim=self.dim, logits=logits)
         peaks = self._peaks(list(windows))
         return {i: Timeline(w, peaks[i]) for i, w in windows.items() if i in peaks}
 

@@ -166,22 +166,26 @@ class QdrantWindows:
                                            np.array([r[3] for r in kept], dtype=np.float32))
         return found
 
-    def of(self, ids: Sequence[int], *, dim: int) -> dict[int, Windows]:
-        """clip id -> its windows, in window order, for the ids that have any."""
+    def of(self, ids: Sequence[int], *, dim: int, logits: bool = False) -> dict[int, Windows]:
+        """clip id -> its windows, in window order (with their logits, float32, with `logits`), for the ids
+        that have any."""
         if not ids or not self.exists():
             return {}
         rows: dict[int, list[tuple]] = {}
-        for p in layout.scroll(self.client, self.alias, with_vectors=[layout.AUDIO], with_payload=PLACE,
+        read = [layout.AUDIO, layout.LOGITS] if logits else [layout.AUDIO]
+        for p in layout.scroll(self.client, self.alias, with_vectors=read, with_payload=PLACE,
                                scroll_filter=_of_clips(ids)):
             pl = p.payload or {}
             rows.setdefault(int(pl["id"]), []).append((int(pl["n"]), pl["start"], pl["end"],
-                                                       p.vector[layout.AUDIO]))
+                                                       p.vector[layout.AUDIO],
+                                                       p.vector[layout.LOGITS] if logits else None))
         out = {}
         for clip_id, found in rows.items():
             found.sort(key=lambda r: r[0])
             out[clip_id] = Windows(np.array([r[1] for r in found]), np.array([r[2] for r in found]),
                                    np.array([r[3] for r in found], dtype=np.float32).reshape(len(found), dim)
-                                   .astype(np.float16))
+                                   .astype(np.float16),
+                                   np.array([r[4] for r in found], dtype=np.float32) if logits else None)
         return out
 
     def clip_ids(self) -> set[int]:

@@ -186,9 +186,9 @@ class VectorStore(ABC):
         stored."""
 
     @abstractmethod
-    def timelines(self, ids: Sequence[int]) -> dict[int, Timeline]:
-        """The stored windows (spans and vectors, in window order; logits left out) and peaks of the ids
-        that have windows."""
+    def timelines(self, ids: Sequence[int], *, logits: bool = False) -> dict[int, Timeline]:
+        """The stored windows (spans and vectors, in window order; their (W, 527) float32 logits only with
+        `logits`, as stored: float16 values) and peaks of the ids that have windows."""
 
     # -- searches the backend provides --------------------------------------------------------------------
     @abstractmethod

@@ -28,3 +28,16 @@ def add(collection: Collection, *items: Item) -> list[tuple[ClipRecord, bool]]:
         assert result.record is not None
         out.append((result.record, result.created))
     return out
+
+
+def passt_runs(monkeypatch) -> list[int]:
+    """Counts the clips the collection sends through PaSST (Collection.extract), one entry per call."""
+    calls: list[int] = []
+    extract = Collection.extract
+
+    def counted(self, clips, **kw):
+        calls.append(len(clips))
+        return extract(self, clips, **kw)
+
+    monkeypatch.setattr(Collection, "extract", counted)
+    return calls

@@ -190,8 +190,11 @@ class ReferenceStore(VectorStore):
         return (np.array([v for v, _ in found], dtype=np.float32).reshape(len(ids), self.dim),
                 np.array([lg for _, lg in found], dtype=np.float32).reshape(len(ids), N_TAGS))
 
-    def timelines(self, ids: Sequence[int]) -> dict[int, Timeline]:
-        return {int(i): replace(t, windows=replace(t.windows, logits=None))
+    def timelines(self, ids: Sequence[int], *, logits: bool = False) -> dict[int, Timeline]:
+        """As stored (logits float16 values, as the other backends keep them) or without logits."""
+        return {int(i): replace(t, windows=replace(t.windows, logits=t.windows.logits.astype(np.float16)
+                                                   .astype(np.float32)
+                                                   if logits and t.windows.logits is not None else None))
                 for i in ids if (t := self.times.get(int(i))) is not None}
 
     # -- searches -----------------------------------------------------------------------------------------

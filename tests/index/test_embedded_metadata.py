@@ -25,7 +25,7 @@ from index.ingest.reread import reread_metadata
 from index.ingest.ucs import ucs_fields
 from index.store.metadata import Metadata
 from tests.audio_fixtures import sine
-from tests.index.ingesting import add, file, upload
+from tests.index.ingesting import add, file, passt_runs, upload
 
 
 def need(tool: str) -> str:
@@ -316,26 +316,11 @@ def test_comments_players_write_for_themselves_are_not_descriptions(tmp_path):
     assert file_metadata(path, path.name).description == "church bells"
 
 
-def passt_runs(monkeypatch) -> list[int]:
-    """Counts the clips the collection sends through PaSST (Collection.extract), one entry per call."""
-    from index.collection import Collection
-
-    calls: list[int] = []
-    extract = Collection.extract
-
-    def counted(self, clips, **kw):
-        calls.append(len(clips))
-        return extract(self, clips, **kw)
-
-    monkeypatch.setattr(Collection, "extract", counted)
-    return calls
-
-
 def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata(tmp_path, settings,
                                                                                  tone_retriever, monkeypatch):
     """A librarian's tool rewrote the file's tags (other bytes, the same audio): `index add` again keeps its
-    clip (same id, vectors and windows) with the file's sha256 and metadata now, what the user set laid
-    under, what the file said before and no longer says dropped, and runs no PaSST."""
+    clip (same id, vectors and windows) with the file's sha256 and metadata now, what the user set over it,
+    what the file said before and no longer says dropped, and runs no PaSST."""
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
@@ -361,8 +346,9 @@ def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata
         [now] = c.store.at_location(str(ogg.resolve()))
         assert now.id == old.id and now.sha256 == sha256_of(ogg) != old.sha256 and c.count() == 2
         assert now.audio_sha256 == old.audio_sha256
-        # what the file said and says no more ("wind") is gone; what the user set ("outdoor", reviewer) stays
-        assert now.meta.description == "Gentle breeze" and now.meta.tags == ("breeze", "outdoor")
+        # what the file said and says no more ("wind") is gone; what the user set ("outdoor", reviewer) stays,
+        # first (what you set wins, as when a clip is first stored)
+        assert now.meta.description == "Gentle breeze" and now.meta.tags == ("outdoor", "breeze")
         assert now.meta.field_dict == {"title": "Breeze", "reviewer": "ana"}
         assert now.file_meta == Metadata.of(description="Gentle breeze", tags=["breeze"],
                                             fields={"title": "Breeze"})
@@ -467,11 +453,13 @@ def test_a_file_moved_or_renamed_keeps_its_clip_which_follows_it_and_a_copy_does
     with open_collection(settings, tone_retriever) as c:
         report = index_paths(c, [lib], recursive=True, progress=False)
         assert (report.added, report.retagged, report.moved, report.replaced) == (1, 1, 1, 0)
-        assert calls == [1]  # the copy's PaSST alone
+        assert calls == []  # the copy's clip takes the analysis of the clip of the same audio: no PaSST
         now = c.get(other.id)
         assert (now.location, now.name, now.meta.description) == (str(renamed), renamed.name, "Gentle breeze")
         assert now.audio_sha256 == other.audio_sha256 and c.count() == 3
-        assert c.search_keywords("howling", 5)[0].record.id not in (clip.id, other.id)
+        [copy] = c.store.at_location(str((lib / "new" / "keep copy.ogg").resolve()))
+        assert copy.id not in (clip.id, other.id) and c.search_keywords("howling", 5)[0].record.id == copy.id
+        assert copy.audio_sha256 == other.audio_sha256 and copy.meta.description == "Howling gale"
 
 
 def test_swapped_names_a_file_moved_over_another_and_a_ucs_rename_each_leave_every_clip_where_its_bytes_are(
@@ -656,3 +644,38 @@ def test_a_long_recording_moved_and_retagged_at_once_keeps_its_clip_and_another_
         assert (now.location, now.name) == (str(renamed.resolve()), "harbour_dusk.wav")
         assert now.meta.field_dict["title"] == "Harbour at dusk" and now.audio_sha256 == clip.audio_sha256
     assert fingerprinted == ["harbour_dusk.wav"]  # not the new 9 s file's: its PaSST pass takes it
+
+
+def test_what_the_user_set_survives_the_file_saying_otherwise_then_nothing_and_more_tags_than_a_clip_holds(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    """The user's description, field and tag win over the file's, whatever the file says meanwhile: a retag
+    that fills the same slots and a later one that clears them leave them as the user set them; a file with
+    more keywords than a clip holds (MAX_USER_TAGS) cuts its own, not the user's; `index add` and
+    `reread-metadata` answer alike."""
+    from index.ingest.builder import index_paths
+    from index.store.metadata import MAX_USER_TAGS
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ogg = ffmpeg_sine(lib / "dog.ogg", "-c:a", "libvorbis")
+    tag = need("vorbiscomment")
+    run(tag, "-w", "-t", "TITLE=Dog", ogg)
+    mine = Metadata.of(description="User dog text", tags=["wet"], fields={"genre": "Pets"})
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(ogg.resolve()))
+        c.edit_metadata(clip.id, mine.over)
+    run(tag, "-w", "-t", "TITLE=Dog", "-t", "DESCRIPTION=file dog text", "-t", "GENRE=Animals",
+        "-t", "KEYWORDS=" + ";".join(f"k{i}" for i in range(40)), ogg)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).retagged == 1
+        now = c.get(clip.id).meta
+        assert now.description == "User dog text" and now.field_dict == {"genre": "Pets", "title": "Dog"}
+        assert now.tags[0] == "wet" and len(now.tags) == MAX_USER_TAGS
+        reread = reread_metadata(c, ledger=tmp_path / "ledger", progress=False)
+        assert reread.changed == 0 and c.get(clip.id).meta == now  # the same rule
+    run(tag, "-w", "-t", "TITLE=Dog", ogg)  # the file's own cleared again
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).retagged == 1
+        assert c.get(clip.id).meta == mine.over(Metadata.of(fields={"title": "Dog"}))
+        assert c.search_keywords("k3", 5) == [] and c.search_keywords("wet", 5)[0].record.id == clip.id

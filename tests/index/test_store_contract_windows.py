@@ -93,6 +93,20 @@ def test_windows_and_peaks_round_trip(store):
     assert (stats["clips"], stats["windows"], stats["clips_without_windows"]) == (N, store.window_count(), 3)
 
 
+def test_timelines_give_the_windows_logits_as_stored_when_asked(store):
+    """Without `logits` none (a search never needs them); with, float32 of the stored float16 values."""
+    assert all(t.windows.logits is None for t in store.timelines([1, 2]).values())
+    got = store.timelines([1, 2, 7, 99], logits=True)
+    assert sorted(got) == [1, 2]
+    for cid, t in got.items():
+        want = timeline(cid - 1)
+        stored = want.windows.logits.astype(np.float16).astype(np.float32)  # (W, 527)
+        assert t.windows.logits.dtype == np.float32 and t.windows.logits.shape == stored.shape
+        np.testing.assert_array_equal(t.windows.logits, stored)
+        np.testing.assert_array_equal(t.windows.vectors, want.windows.vectors)
+        np.testing.assert_array_equal(t.peaks, want.peaks)
+
+
 def test_best_windows_equal_the_argmax(store):
     q = unit(np.random.default_rng(1).standard_normal(D))
     got = store.best_windows(q, list(range(1, N + 1)))

@@ -1,0 +1,69 @@
+"""The same audio in other bytes (a copy of a sound in another pack, tagged otherwise; an upload retagged)
+is a clip of its own that takes the stored analysis of the clip it sounds like: no PaSST, and what PaSST
+would have given (the oracle: the same file indexed into a collection of its own)."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from app.compose import open_collection
+from tests.index.ingesting import add, file, passt_runs, upload
+
+
+def vorbis_sine(path, comment: str, seconds: int = 1) -> None:
+    for tool in ("ffmpeg", "vorbiscomment"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=frequency=440:duration={seconds}", "-c:a", "libvorbis", str(path)], check=True)
+    subprocess.run(["vorbiscomment", "-w", "-t", comment, str(path)], check=True)
+
+
+def retagged_copy(src, dest, comment: str) -> None:
+    shutil.copy(src, dest)
+    subprocess.run(["vorbiscomment", "-w", "-t", comment, str(dest)], check=True)
+
+
+def test_a_copy_of_a_stored_clips_audio_tagged_otherwise_takes_its_analysis_and_what_passt_would_give(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    (tmp_path / "pack1").mkdir()
+    (tmp_path / "pack2").mkdir()
+    first = tmp_path / "pack1" / "dog.ogg"
+    vorbis_sine(first, "DESCRIPTION=Dog bark")
+    second = tmp_path / "pack2" / "hound.ogg"
+    retagged_copy(first, second, "DESCRIPTION=Hound bay")
+    with open_collection(settings, tone_retriever) as c:
+        [(original, _)] = add(c, file(first))
+    calls = passt_runs(monkeypatch)
+    with open_collection(settings, tone_retriever) as c:
+        [(copy, created)] = add(c, file(second))
+        assert created and copy.id != original.id and [n for n in calls if n] == []  # no PaSST
+        assert (copy.name, copy.meta.description, copy.audio_sha256) == ("hound.ogg", "Hound bay",
+                                                                         original.audio_sha256)
+        assert [t.label for t in copy.tags] == [t.label for t in original.tags]
+        vectors, logits = c.store.rows([original.id, copy.id])
+        got = c.store.timelines([original.id, copy.id], logits=True)
+        assert (vectors[0] == vectors[1]).all() and (logits[0] == logits[1]).all()
+        assert (got[copy.id].windows.vectors == got[original.id].windows.vectors).all()
+        assert (got[copy.id].windows.logits == got[original.id].windows.logits).all()
+        assert (got[copy.id].peaks == got[original.id].peaks).all()
+        assert c.search_keywords("hound", 5)[0].record.id == copy.id
+        # an upload of the same audio, tagged otherwise: the same, its bytes kept under audio/
+        third = tmp_path / "cat.ogg"
+        retagged_copy(first, third, "DESCRIPTION=Cat hiss")
+        [(uploaded, created)] = add(c, upload(third.read_bytes(), "cat.ogg"))
+        assert created and uploaded.stored_copy and (c.data_dir / uploaded.location).is_file()
+        assert [n for n in calls if n] == [] and (c.store.vectors([uploaded.id])[0] == vectors[0]).all()
+    fresh = settings.model_copy(update={"data_dir": tmp_path / "fresh"})
+    with open_collection(fresh, tone_retriever) as c:  # the oracle: PaSST on the copy itself
+        [(alone, _)] = add(c, file(second))
+        want_vectors, want_logits = c.store.rows([alone.id])
+        want = c.store.timelines([alone.id], logits=True)[alone.id]
+    assert [n for n in calls if n] == [1]
+    np.testing.assert_allclose(vectors[1], want_vectors[0], atol=1e-6)
+    np.testing.assert_allclose(logits[1], want_logits[0], atol=1e-5)
+    np.testing.assert_allclose(got[copy.id].windows.vectors, want.windows.vectors, atol=1e-3)
+    assert (got[copy.id].peaks == want.peaks).all() and [t.label for t in alone.tags] == [
+        t.label for t in copy.tags]
