@@ -90,12 +90,13 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
             results[i].error = e
             continue
         items[i] = results[i].item = replace(it, found=file_metadata(it.source, it.name))
-        kept = _retagged(collection, items[i], audio)
+        fingerprint = _fingerprint(collection, audio)
+        kept = None if fingerprint is None else _retagged(collection, items[i], fingerprint)
         if kept is not None:
             results[i].record, results[i].moved = kept
             results[i].retagged = True
             continue
-        same = _same_audio(collection, items[i], audio)
+        same = None if fingerprint is None else _same_audio(collection, items[i], fingerprint)
         if same is not None:
             it = items[i]
             _store(results[i], partial(collection.add_analysed, audio, same, source=it.source,
@@ -108,24 +109,27 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
     return [results[i] for i in range(len(items))]
 
 
-def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[ClipRecord, bool] | None:
+def _fingerprint(collection: Collection, audio: DecodedAudio) -> str | None:
+    """The audio's fingerprint (`audio_sha256`), when a stored clip could hold the same samples. A short
+    file's costs about a millisecond per 10 s; a long file's one more pass of decoding, so it is taken only
+    when a clip exactly as long as it is has one (the same samples at the same rate last as long)."""
+    if isinstance(audio.wave, LongWave) and not any(
+            r.audio_sha256 for r in collection.store.lasting(audio.duration_s)):
+        return None
+    return audio_sha256(audio.wave)
+
+
+def _retagged(collection: Collection, item: Item, fingerprint: str) -> tuple[ClipRecord, bool] | None:
     """A file indexed where it lies whose bytes changed but not its audio (retagged, re-wrapped: the same
-    `audio_sha256` as a clip stored from that path), or a short one retagged and moved (the same audio as a
-    clip whose file is gone): that clip, now with the file's sha256, place and metadata laid over the clip's,
-    in one write, and whether it moved; no PaSST. None when no such clip holds this audio. A long file's
-    fingerprint costs one more pass of decoding: it is taken only when a clip of its path, or one as long as
-    it is whose file is gone, could hold its audio."""
+    `audio_sha256`, `fingerprint`, as a clip stored from that path), or one retagged and moved (the same
+    audio as a clip whose file is gone): that clip, now with the file's sha256, place and metadata
+    (Collection.take_file_metadata), in one write, and whether it moved; no PaSST. None when no such clip
+    holds this audio."""
     if not isinstance(item.source, Path):
         return None
     path = str(item.source)
-    known = [r for r in collection.store.at_location(path)
-             if r.audio_sha256 is not None and not r.stored_copy]
-    if not known and isinstance(audio.wave, LongWave):
-        gone = [r for r in collection.store.lasting(audio.duration_s) if r.audio_sha256 and left_its_path(r)]
-        if not gone:
-            return None
-    fingerprint = audio_sha256(audio.wave)
-    same = [r for r in known if r.audio_sha256 == fingerprint]
+    same = [r for r in collection.store.at_location(path)
+            if r.audio_sha256 == fingerprint and not r.stored_copy]
     moved = not same
     if moved:  # moved and retagged: a clip of this audio whose file is no longer where it was
         same = [r for r in collection.store.with_audio(fingerprint) if left_its_path(r)]
@@ -141,14 +145,10 @@ def _retagged(collection: Collection, item: Item, audio: DecodedAudio) -> tuple[
     return kept, moved
 
 
-def _same_audio(collection: Collection, item: Item, audio: DecodedAudio) -> Analysis | None:
+def _same_audio(collection: Collection, item: Item, fingerprint: str) -> Analysis | None:
     """The analysis of a stored clip whose samples these are (the same sound in other bytes: a copy in
-    another pack, tagged otherwise; an upload retagged), so that PaSST does not run again for it. A long
-    file is fingerprinted (one more pass of decoding) only when a clip as long as it is has a fingerprint."""
-    if isinstance(audio.wave, LongWave) and not any(r.audio_sha256 for r in collection.store.lasting(
-            audio.duration_s)):
-        return None
-    for record in reversed(collection.store.with_audio(audio_sha256(audio.wave))):  # the latest first
+    another pack, tagged otherwise; an upload retagged), so that PaSST does not run again for it."""
+    for record in reversed(collection.store.with_audio(fingerprint)):  # the latest first
         found = collection.stored_analysis(record.id)
         if found is not None:
             log.info("%s: the same audio as clip %d, whose analysis it takes (no PaSST)", item.name,

@@ -169,8 +169,8 @@ class VectorStore(ABC):
 
     @abstractmethod
     def lasting(self, seconds: float) -> list[ClipRecord]:
-        """The clips whose duration is `seconds`, to within DURATION_TOLERANCE_S, by id (a long file whose
-        fingerprint would cost a decoding pass is compared only with the clips as long as it is)."""
+        """The clips whose duration is `seconds`, to within DURATION_TOLERANCE_S, by id (a long file, whose
+        fingerprint costs a pass of decoding, is fingerprinted only when one of them has a fingerprint)."""
 
     @abstractmethod
     def ids(self) -> np.ndarray:
