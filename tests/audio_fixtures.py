@@ -1,8 +1,13 @@
-"""Audio with known contents, written on the spot: sine waves, silence, clicks."""
+"""Audio with known contents, written on the spot: sine waves, silence, clicks; and the Debian tools that
+write tagged files (ffmpeg, vorbiscomment, metaflac), which CI installs."""
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 
@@ -26,3 +31,17 @@ def noise(*, seconds: float = 1.0, rate: int = 32_000, seed: int = 0, amplitude:
 def write(path: Path, data: np.ndarray, rate: int = 32_000, **kwargs) -> Path:
     sf.write(str(path), data, rate, **kwargs)
     return path
+
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is needed to write the tagged test files (CI is set)")
+        pytest.skip(f"{tool} is not installed: it writes this case's tagged file")
+    return path
+
+
+def run(*args) -> None:
+    subprocess.run([str(a) for a in args], check=True, capture_output=True)

@@ -79,6 +79,8 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
     items = list(items)
     results = {i: Result(it) for i, it in enumerate(items)}
     decoded: list[tuple[int, DecodedAudio]] = []
+    later: list[tuple[int, DecodedAudio, str]] = []  # the same audio as an item of this batch before it
+    tagging: set[str] = set()  # the fingerprints of `decoded`
     for i, it in enumerate(items):
         existing = collection.store.get_by_sha256(it.sha256)
         if existing is not None:
@@ -91,22 +93,38 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
             continue
         items[i] = results[i].item = replace(it, found=file_metadata(it.source, it.name))
         fingerprint = _fingerprint(collection, audio)
-        kept = None if fingerprint is None else _retagged(collection, items[i], fingerprint)
-        if kept is not None:
-            results[i].record, results[i].moved = kept
-            results[i].retagged = True
+        if fingerprint is not None and _without_passt(collection, results[i], audio, fingerprint):
             continue
-        same = None if fingerprint is None else _same_audio(collection, items[i], fingerprint)
-        if same is not None:
-            it = items[i]
-            _store(results[i], partial(collection.add_analysed, audio, same, source=it.source,
-                                       sha256=it.sha256, name=it.name, meta=it.stored_meta,
-                                       file_meta=it.found))
+        if fingerprint in tagging:
+            later.append((i, audio, fingerprint))
             continue
+        if fingerprint is not None:
+            tagging.add(fingerprint)
         decoded.append((i, audio))
     if decoded:
         _tag_and_store(collection, items, decoded, results, on_windows)
+    again = [(i, audio) for i, audio, fingerprint in later  # tagged above, unless that failed
+             if not _without_passt(collection, results[i], audio, fingerprint)]
+    if again:
+        _tag_and_store(collection, items, again, results, on_windows)
     return [results[i] for i in range(len(items))]
+
+
+def _without_passt(collection: Collection, result: Result, audio: DecodedAudio, fingerprint: str) -> bool:
+    """Whether the item's audio, stored already, made its result with no PaSST: a retagged (or moved and
+    retagged) file keeps its clip; the same audio in other bytes is a clip that takes the stored analysis."""
+    kept = _retagged(collection, result.item, fingerprint)
+    if kept is not None:
+        result.record, result.moved = kept
+        result.retagged = True
+        return True
+    same = _same_audio(collection, result.item, fingerprint)
+    if same is None:
+        return False
+    it = result.item
+    _store(result, partial(collection.add_analysed, audio, same, source=it.source, sha256=it.sha256,
+                           name=it.name, meta=it.stored_meta, file_meta=it.found))
+    return True
 
 
 def _fingerprint(collection: Collection, audio: DecodedAudio) -> str | None:

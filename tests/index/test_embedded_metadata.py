@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import struct
-import subprocess
 
 import pytest
 import soundfile as sf
@@ -24,21 +23,8 @@ from index.ingest.embedded import file_metadata
 from index.ingest.reread import reread_metadata
 from index.ingest.ucs import ucs_fields
 from index.store.metadata import Metadata
-from tests.audio_fixtures import sine
+from tests.audio_fixtures import need, run, sine
 from tests.index.ingesting import add, file, passt_runs, upload
-
-
-def need(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is needed to write the tagged test files (CI is set)")
-        pytest.skip(f"{tool} is not installed: it writes this case's tagged file")
-    return path
-
-
-def run(*args) -> None:
-    subprocess.run([str(a) for a in args], check=True, capture_output=True)
 
 
 def ffmpeg_sine(path, *options: str) -> object:

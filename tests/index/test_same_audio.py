@@ -3,27 +3,23 @@ is a clip of its own that takes the stored analysis of the clip it sounds like: 
 would have given (the oracle: the same file indexed into a collection of its own)."""
 
 import shutil
-import subprocess
 
 import numpy as np
-import pytest
 
 from app.compose import open_collection
+from tests.audio_fixtures import need, run
 from tests.index.ingesting import add, file, passt_runs, upload
 
 
-def vorbis_sine(path, comment: str, seconds: int = 1) -> None:
-    for tool in ("ffmpeg", "vorbiscomment"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    f"sine=frequency=440:duration={seconds}", "-c:a", "libvorbis", str(path)], check=True)
-    subprocess.run(["vorbiscomment", "-w", "-t", comment, str(path)], check=True)
+def vorbis_sine(path, comment: str, seconds: int = 1, frequency: int = 440) -> None:
+    run(need("ffmpeg"), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+        f"sine=frequency={frequency}:duration={seconds}", "-c:a", "libvorbis", path)
+    run(need("vorbiscomment"), "-w", "-t", comment, path)
 
 
 def retagged_copy(src, dest, comment: str) -> None:
     shutil.copy(src, dest)
-    subprocess.run(["vorbiscomment", "-w", "-t", comment, str(dest)], check=True)
+    run(need("vorbiscomment"), "-w", "-t", comment, dest)
 
 
 def test_a_copy_of_a_stored_clips_audio_tagged_otherwise_takes_its_analysis_and_what_passt_would_give(
@@ -67,3 +63,24 @@ def test_a_copy_of_a_stored_clips_audio_tagged_otherwise_takes_its_analysis_and_
     np.testing.assert_allclose(got[copy.id].windows.vectors, want.windows.vectors, atol=1e-3)
     assert (got[copy.id].peaks == want.peaks).all() and [t.label for t in alone.tags] == [
         t.label for t in copy.tags]
+
+
+def test_copies_of_one_sound_in_one_batch_are_tagged_once(tmp_path, settings, tone_retriever, monkeypatch):
+    """Decoded together, before either is stored: the first goes through PaSST, the others take its
+    analysis once it is stored; other audio in the batch is tagged as ever."""
+    paths = [tmp_path / f"{name}.ogg" for name in ("a", "b", "c")]
+    vorbis_sine(paths[0], "DESCRIPTION=Take one")
+    retagged_copy(paths[0], paths[1], "DESCRIPTION=Take two")
+    retagged_copy(paths[0], paths[2], "DESCRIPTION=Take three")
+    other = tmp_path / "other.ogg"
+    vorbis_sine(other, "DESCRIPTION=Another", seconds=2, frequency=1320)
+    calls = passt_runs(monkeypatch)
+    with open_collection(settings, tone_retriever) as c:
+        added = add(c, *(file(p) for p in [*paths, other]))
+        assert all(created for _, created in added) and c.count() == 4
+        assert [n for n in calls if n] == [2]  # a.ogg and other.ogg, in one pass
+        ids = [r.id for r, _ in added]
+        vectors = c.store.vectors(ids)
+        assert (vectors[1] == vectors[0]).all() and (vectors[2] == vectors[0]).all()
+        assert not np.allclose(vectors[3], vectors[0])
+        assert [c.get(i).meta.description for i in ids[:3]] == ["Take one", "Take two", "Take three"]
