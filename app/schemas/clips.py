@@ -66,6 +66,15 @@ class TagOut(BaseModel):
     probability: float = Field(ge=0, le=1, description="sigmoid of PaSST's logit", examples=[0.87])
 
 
+class FileMetadataOut(BaseModel):
+    """What a clip's file (its embedded tags and its UCS name) said when it was last read."""
+
+    description: str = Field(description="the file's description ('' when none)", examples=["Door slam"])
+    user_tags: list[str] = Field(description="the file's keywords, lower case", examples=[["door", "slam"]])
+    fields: dict[str, str] = Field(description="the file's named values (title, UCS fields, ...)",
+                                   examples=[{"title": "Door slam", "ucs_catid": "DOORWood"}])
+
+
 class ClipOut(BaseModel):
     """A clip of the collection."""
 
@@ -88,6 +97,11 @@ class ClipOut(BaseModel):
     added_at: float = Field(description="when it was added, unix time", examples=[1767225600.0])
     audio_url: str = Field(description="where to fetch the audio (supports HTTP Range)",
                            examples=["/audio/42/file"])
+    file_metadata: FileMetadataOut | None = Field(
+        description="what the clip's file and its UCS name said when last read, kept apart from the "
+                    "clip's own description, user_tags and fields (yours over the file's): what the file no "
+                    "longer says leaves the clip when the file is read again; null for clips stored before "
+                    "it was kept")
 
 
 
@@ -187,11 +201,16 @@ def tags_out(record: ClipRecord) -> list[TagOut]:
 
 
 def meta_out(record: ClipRecord) -> dict:
-    return {"description": record.meta.description, "user_tags": list(record.meta.tags),
-            "fields": record.meta.field_dict}
+    return metadata_dict(record.meta)
+
+
+def metadata_dict(meta: Metadata) -> dict:
+    return {"description": meta.description, "user_tags": list(meta.tags), "fields": meta.field_dict}
 
 
 def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
     return ClipOut(id=record.id, name=record.name, duration=record.duration, sample_rate=record.sample_rate,
                    sha256=record.sha256, audio_sha256=record.audio_sha256, tags=tags_out(record),
-                   added_at=record.added_at, audio_url=audio_url, **meta_out(record))
+                   added_at=record.added_at, audio_url=audio_url, **meta_out(record),
+                   file_metadata=None if record.file_meta is None
+                   else FileMetadataOut(**metadata_dict(record.file_meta)))

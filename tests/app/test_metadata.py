@@ -141,3 +141,21 @@ def test_the_longest_metadata_allowed_fits(client):
                user_tags=";".join(tags), fields=json.dumps(fields, ensure_ascii=False))
     assert r.status_code == 201, r.text
     assert meta_of(client.get(f"/audio/{r.json()['id']}").json()) == ("𝄞" * 2000, tags, fields)
+
+
+def test_a_clip_shows_what_its_file_said_apart_from_its_own_metadata(client, planted):
+    """An upload's UCS name is read as its file's (file_metadata), the form's values are the clip's over it;
+    a PATCH changes the clip's, not what the file said; a clip stored without it shows null."""
+    client, ids = planted
+    r = upload(client, "DOORWood_Slam heavy_JD.wav", CLIPS["noise.wav"], user_tags="mine",
+               fields='{"ucs_catid": "DOORMetal"}')
+    assert r.status_code == 201, r.text
+    record = r.json()
+    read = record["file_metadata"]
+    assert read["fields"]["ucs_catid"] == "DOORWood" and read["fields"]["ucs_fx_name"] == "Slam heavy"
+    assert "mine" not in read["user_tags"] and record["user_tags"][0] == "mine"
+    assert record["fields"]["ucs_catid"] == "DOORMetal"  # the form's over the name's
+    patched = patch(client, record["id"], {"description": "A metal door"}).json()
+    assert patched["file_metadata"] == read and patched["description"] == "A metal door"
+    assert client.get(f"/audio/{record['id']}").json()["file_metadata"] == read
+    assert client.get(f"/audio/{ids[0]}").json()["file_metadata"] is None  # planted: stored without it
