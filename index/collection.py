@@ -2,7 +2,7 @@
 
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
     .extract(clips: list[DecodedAudio], on_batch=None) -> list[Extraction]  # PaSST, moment windows too
-    .add_extracted(ex, source=path | bytes, sha256=, name=, meta=, file_meta=) -> tuple[ClipRecord, bool]
+    .add_extracted(ex, source=path | bytes, sha256=, name=, layers=) -> tuple[ClipRecord, bool]  # created?
     .stored_analysis(id) -> Analysis | None   .add_analysed(audio, analysis, ...)  # the same audio again
     .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
@@ -47,7 +47,7 @@ from tqdm import tqdm
 from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
 from index.layout import AUDIO_DIR, upload_location
 from index.store.contract import VectorStore
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, Hit, MomentQuery, NewClip, SearchFilter, Tag, Timeline
 from retrieval.audio import DecodedAudio, audio_sha256
 from retrieval.checkpoint import load_checkpoint
@@ -106,15 +106,13 @@ class Collection:
         return self.retriever.extract_many(clips, moment_windowing=self.moment_windowing, on_batch=on_batch)
 
     def add_extracted(self, ex: Extraction, *, source: Path | bytes, sha256: str, name: str,
-                      meta: Metadata = Metadata(),
-                      file_meta: Metadata | None = None) -> tuple[ClipRecord, bool]:
+                      layers: MetaLayers = MetaLayers()) -> tuple[ClipRecord, bool]:
         """Store a clip made by :meth:`extract`: a file indexed where it lies (`source` its path) or an
-        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with its metadata (`file_meta`: what
-        of it the file said, NewClip.file_meta)."""
+        upload (`source` its bytes, kept as ``audio/<sha256>.<ext>``), with its metadata: what the user gave
+        over what the file says (`layers`, kept as NewClip.meta_layers)."""
         logits = ex.logits  # (527,)
         analysis = Analysis(logits, self.retriever.project(logits[None])[0], self.timeline(ex))
-        return self.add_analysed(ex.audio, analysis, source=source, sha256=sha256, name=name, meta=meta,
-                                 file_meta=file_meta)
+        return self.add_analysed(ex.audio, analysis, source=source, sha256=sha256, name=name, layers=layers)
 
     def timeline(self, ex: Extraction) -> Timeline:
         """What the store keeps of the clip's time axis: its moment windows projected by the head, and the
@@ -135,14 +133,14 @@ class Collection:
         return Analysis(logits[0], vectors[0], timeline)
 
     def add_analysed(self, audio: DecodedAudio, analysis: Analysis, *, source: Path | bytes, sha256: str,
-                     name: str, meta: Metadata, file_meta: Metadata | None) -> tuple[ClipRecord, bool]:
+                     name: str, layers: MetaLayers) -> tuple[ClipRecord, bool]:
         """Store the clip of `audio` (see add_extracted) with this analysis of it."""
         copy = source if isinstance(source, bytes) else None
         location = str(source) if copy is None else upload_location(sha256, _extension(audio.format))
         tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(analysis.logits, TOP_TAGS))
         clip = NewClip(name=name, location=location, sha256=sha256, duration=audio.duration_s,
-                       sample_rate=audio.source_rate, tags=tags, stored_copy=copy is not None, meta=meta,
-                       audio_sha256=audio_sha256(audio.wave), file_meta=file_meta)
+                       sample_rate=audio.source_rate, tags=tags, stored_copy=copy is not None,
+                       meta=layers.meta, audio_sha256=audio_sha256(audio.wave), meta_layers=layers)
         with self._write:
             stored = self.audio_path(clip) if copy is not None else None
             owned_before = stored is not None and stored.exists()  # the same content, stored meanwhile
@@ -249,37 +247,42 @@ class Collection:
         return self.store.count()
 
     def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata], *, sha256: str | None = None,
-                      location: str | None = None, name: str | None = None, audio_sha256: str | None = None,
-                      file_meta: Metadata | None = None) -> ClipRecord | None:
-        """Replace a clip's description, user tags and fields by edit(the ones it has), and what is given of
-        its file now (`sha256`: retagged where it lies; `location`, `name`: moved; `audio_sha256`: its
-        fingerprint, for a clip stored before they were kept; `file_meta`: what the file says now, kept
-        apart, see take_file_metadata); the new record, None without the clip. Edits of one collection do
+                      location: str | None = None, name: str | None = None,
+                      audio_sha256: str | None = None) -> ClipRecord | None:
+        """Replace a clip's description, user tags and fields by edit(the ones it has), what the user set
+        (NewClip.meta_layers) by edit(what the user set), and what is given of its file now (`sha256`:
+        retagged where it lies; `location`, `name`: moved; `audio_sha256`: its fingerprint, for a clip
+        stored before they were kept); the new record, None without the clip. Edits of one collection do
         not interleave."""
         with self._write:
             record = self.store.get(id)
-            return None if record is None else self.store.set_metadata(
+            if record is None:
+                return None
+            layers = record.meta_layers
+            return self.store.set_metadata(
                 id, edit(record.meta), sha256=sha256, location=location, name=name, audio_sha256=audio_sha256,
-                file_meta=file_meta)
+                meta_layers=None if layers is None else MetaLayers(layers.file, edit(layers.own)))
 
     def take_file_metadata(self, id: int, found: Metadata, *, given: Metadata = Metadata(),
                            file_first: bool = False, **file_now: str | None) -> ClipRecord | None:
-        """A clip's file read again (retagged, re-edited, moved, or read for metadata alone): its metadata
-        becomes `given` (what this run gives) over what the user set (the clip's metadata less what its file
-        said when last read, Metadata.less) over `found` (what the file says now), which is kept as the
-        file's; `file_now` as in edit_metadata. What the file said before and no longer says leaves the
-        clip; what the user set stays and wins, as it does when a clip is first stored. A clip stored before
-        its file's own was kept apart cannot tell the two: `found` goes over all it holds with `file_first`
-        (its file changed, so what it said before must yield), else under it."""
-        def layered(meta: Metadata, kept_apart: Metadata | None) -> Metadata:
-            if kept_apart is not None:
-                return given.over(meta.less(kept_apart).over(found))
-            return given.over(found.over(meta) if file_first else meta.over(found))
-
+        """A clip's file read again (retagged, re-edited, moved, or read for metadata alone): what the user
+        set becomes `given` (what this run gives) over what they set before, and the clip's metadata that
+        over `found` (what the file says now, kept as the file's); `file_now` as in edit_metadata. What the
+        file said before and no longer says leaves the clip; what the user set stays and wins, as it does
+        when a clip is first stored. A clip stored before the two were kept apart cannot tell them: `found`
+        goes over all it holds with `file_first` (its file changed, so what it said before must yield), else
+        under it, and what is not the file's counts as the user's from then on."""
         with self._write:
             record = self.store.get(id)
-            return None if record is None else self.store.set_metadata(
-                id, layered(record.meta, record.file_meta), file_meta=found, **file_now)
+            if record is None:
+                return None
+            if record.meta_layers is not None:
+                layers = MetaLayers(found, given.over(record.meta_layers.own))
+                meta = layers.meta
+            else:
+                meta = given.over(found.over(record.meta) if file_first else record.meta.over(found))
+                layers = MetaLayers(found, meta.less(found))
+            return self.store.set_metadata(id, meta, meta_layers=layers, **file_now)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

@@ -212,5 +212,5 @@ def clip_out(record: ClipRecord, *, audio_url: str) -> ClipOut:
     return ClipOut(id=record.id, name=record.name, duration=record.duration, sample_rate=record.sample_rate,
                    sha256=record.sha256, audio_sha256=record.audio_sha256, tags=tags_out(record),
                    added_at=record.added_at, audio_url=audio_url, **meta_out(record),
-                   file_metadata=None if record.file_meta is None
-                   else FileMetadataOut(**metadata_dict(record.file_meta)))
+                   file_metadata=None if record.meta_layers is None
+                   else FileMetadataOut(**metadata_dict(record.meta_layers.file)))

@@ -9,9 +9,10 @@ The file (format ``retrieval-backup/4``; its ZIP seal is the container's own, un
                                 stored_copy, tags (list of {label, probability}), logits (527 float32),
                                 vector (D float32), member (the member holding its bytes, or null),
                                 description, user_tags (list of strings), fields (map of strings),
-                                audio_sha256 (the audio's fingerprint, or null), file_meta (what the clip's
-                                file said when last read, JSON of description, tags and fields, or null); a
-                                ``retrieval-backup/3`` file has no file_meta, a ``retrieval-backup/2`` file
+                                audio_sha256 (the audio's fingerprint, or null), meta_layers (JSON of what
+                                the clip's file said when last read and what the user set, {"file": ...,
+                                "own": ...} each of description, tags and fields; or null); a
+                                ``retrieval-backup/3`` file has no meta_layers, a ``retrieval-backup/2`` file
                                 no audio_sha256 either, a ``retrieval-backup/1`` file none of the last five
     jobs.parquet                acknowledged uploads still waiting for PaSST (the ingest queue's queued and
                                 running jobs): id, status, name, sha256, location, created, windows_total,
@@ -38,14 +39,14 @@ import pyarrow as pa
 from index.layout import AUDIO_DIR, INCOMING_DIR
 from retrieval.config import N_TAGS
 
-# 2: the clips' user metadata (description, user_tags, fields); 3: audio_sha256; 4: file_meta
+# 2: the clips' user metadata (description, user_tags, fields); 3: audio_sha256; 4: meta_layers
 FORMAT = "retrieval-backup/4"
 # what a restore reads (1: clips without user metadata; 2: without audio fingerprints; 3: without their files'
 # metadata kept apart)
 READABLE = ("retrieval-backup/1", "retrieval-backup/2", "retrieval-backup/3", FORMAT)
 METADATA_COLUMNS = ("description", "user_tags", "fields")
 AUDIO_SHA256 = "audio_sha256"
-FILE_META = "file_meta"
+META_LAYERS = "meta_layers"
 MANIFEST = "manifest.json"
 CLIPS = "clips.parquet"
 JOBS = "jobs.parquet"
@@ -73,7 +74,7 @@ def clips_schema(dim: int, *, fmt: str = FORMAT) -> pa.Schema:
     if fmt == READABLE[1]:
         return schema
     schema = schema.append(pa.field(AUDIO_SHA256, pa.string()))
-    return schema if fmt == READABLE[2] else schema.append(pa.field(FILE_META, pa.string()))
+    return schema if fmt == READABLE[2] else schema.append(pa.field(META_LAYERS, pa.string()))
 
 
 JOBS_SCHEMA = pa.schema([("id", pa.int64()), ("status", pa.string()), ("name", pa.string()),

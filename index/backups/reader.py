@@ -23,19 +23,19 @@ from index.backups.format import (
     AUDIO_SHA256,
     BAR_FORMAT,
     CLIPS,
-    FILE_META,
     FORMAT,
     INCOMING_PREFIX,
     JOBS,
     JOBS_SCHEMA,
     MANIFEST,
+    META_LAYERS,
     METADATA_COLUMNS,
     READABLE,
     ROW_GROUP,
     clips_schema,
     inside,
 )
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, Tag
 from retrieval.config import N_TAGS
 from retrieval.durable import write_bytes_atomically
@@ -67,20 +67,20 @@ class Backup:
         dim = int(self.spec.dim or 0)
         for batch in self._table(CLIPS).iter_batches(batch_size=ROW_GROUP):
             cols = {name: batch.column(name) for name in batch.schema.names}
-            optional = (c for c in (*METADATA_COLUMNS, AUDIO_SHA256, FILE_META) if c in cols)  # by format
+            optional = (c for c in (*METADATA_COLUMNS, AUDIO_SHA256, META_LAYERS) if c in cols)  # by format
             py = {k: cols[k].to_pylist() for k in ("id", "name", "location", "sha256", "duration",
                                                   "sample_rate", "added_at", "stored_copy", "tags", "member",
                                                   *optional)}
             audio = py.get(AUDIO_SHA256) or [None] * batch.num_rows  # none before format 3
-            file_meta = py.get(FILE_META) or [None] * batch.num_rows  # none before format 4
+            meta_layers = py.get(META_LAYERS) or [None] * batch.num_rows  # none before format 4
             records = [ClipRecord(id=int(py["id"][i]), name=py["name"][i], location=py["location"][i],
                                   sha256=py["sha256"][i], duration=float(py["duration"][i]),
                                   sample_rate=int(py["sample_rate"][i]), added_at=float(py["added_at"][i]),
                                   stored_copy=bool(py["stored_copy"][i]),
                                   tags=tuple(Tag(t["label"], float(t["probability"])) for t in py["tags"][i]),
                                   meta=_metadata(py, i), audio_sha256=audio[i],
-                                  file_meta=None if file_meta[i] is None
-                                  else Metadata.from_json_text(file_meta[i]))
+                                  meta_layers=None if meta_layers[i] is None
+                                  else MetaLayers.from_json_text(meta_layers[i]))
                        for i in range(batch.num_rows)]
             vectors = cols["vector"].flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
             logits = cols["logits"].flatten().to_numpy(zero_copy_only=False).reshape(-1, N_TAGS)

@@ -27,12 +27,12 @@ from index.backups.format import (
     AUDIO_PREFIX,
     AUDIO_SHA256,
     CLIPS,
-    FILE_META,
     FORMAT,
     INCOMING_PREFIX,
     JOBS,
     JOBS_SCHEMA,
     MANIFEST,
+    META_LAYERS,
     REFERENCED_PREFIX,
     ROW_GROUP,
     SUFFIX_RE,
@@ -249,7 +249,7 @@ def clips_table(records: list[ClipRecord], vectors, logits, members: list[str | 
         "user_tags": [list(r.meta.tags) for r in records],
         "fields": [list(r.meta.fields) for r in records],
         AUDIO_SHA256: [r.audio_sha256 for r in records],
-        FILE_META: [None if r.file_meta is None else r.file_meta.to_json() for r in records],
+        META_LAYERS: [None if r.meta_layers is None else r.meta_layers.to_json() for r in records],
     }
     arrays = {k: pa.array(v, type=schema.field(k).type) for k, v in cols.items()}
     arrays["logits"] = pa.FixedSizeListArray.from_arrays(pa.array(logits.reshape(-1), pa.float32()), N_TAGS)

@@ -24,11 +24,11 @@ from index.faiss.schema import (
     RECORD_COLUMNS,
     SCHEMA,
     conditions,
-    meta_json,
+    layers_json,
     record_of,
 )
 from index.sqlite_conn import ThreadConnections, integrity_of
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import Chunk, ClipRecord, NewClip, SearchFilter, Timeline, Windows
 from retrieval.config import N_TAGS
 
@@ -108,11 +108,11 @@ class ClipDB:
         try:
             cur = con.execute(
                 "INSERT INTO clips (name, location, sha256, duration, sample_rate, added_at, stored_copy, "
-                "tags, description, user_tags, fields, audio_sha256, file_meta, logits, vector) "
+                "tags, description, user_tags, fields, audio_sha256, meta_layers, logits, vector) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (clip.name, clip.location, clip.sha256, float(clip.duration), int(clip.sample_rate),
                  time.time(), int(clip.stored_copy), tags, clip.meta.description, clip.meta.tags_json(),
-                 clip.meta.fields_json(), clip.audio_sha256, meta_json(clip.file_meta),
+                 clip.meta.fields_json(), clip.audio_sha256, layers_json(clip.meta_layers),
                  logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
         except sqlite3.IntegrityError:
             if con.execute("SELECT 1 FROM clips WHERE sha256 = ?", (clip.sha256,)).fetchone() is None:
@@ -130,27 +130,28 @@ class ClipDB:
         tags = json.dumps([[t.label, float(t.probability)] for t in record.tags])
         con.execute(
             "INSERT INTO clips (id, name, location, sha256, duration, sample_rate, added_at, stored_copy, "
-            "tags, description, user_tags, fields, audio_sha256, file_meta, logits, vector) "
+            "tags, description, user_tags, fields, audio_sha256, meta_layers, logits, vector) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (int(record.id), record.name, record.location, record.sha256, float(record.duration),
              int(record.sample_rate), float(record.added_at), int(record.stored_copy), tags,
              record.meta.description, record.meta.tags_json(), record.meta.fields_json(), record.audio_sha256,
-             meta_json(record.file_meta), logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
+             layers_json(record.meta_layers), logits.astype("<f4").tobytes(), vector.astype("<f4").tobytes()))
         fts.put(con, [(int(record.id), record)])
 
     @staticmethod
     def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata, *, sha256: str | None = None,
                      location: str | None = None, name: str | None = None,
-                     audio_sha256: str | None = None, file_meta: Metadata | None = None) -> ClipRecord | None:
-        """Replace a clip's user metadata (and its sha256, location, name, audio_sha256 and file_meta, those
+                     audio_sha256: str | None = None,
+                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
+        """Replace a clip's user metadata (and its sha256, location, name, audio_sha256 and meta_layers, those
         given) and its keyword document; the new record, None without the clip."""
         row = con.execute(
             "UPDATE clips SET description = ?, user_tags = ?, fields = ?, sha256 = coalesce(?, sha256), "
             "location = coalesce(?, location), name = coalesce(?, name), "
-            "audio_sha256 = coalesce(?, audio_sha256), file_meta = coalesce(?, file_meta) "
+            "audio_sha256 = coalesce(?, audio_sha256), meta_layers = coalesce(?, meta_layers) "
             f"WHERE id = ? RETURNING {RECORD_COLUMNS}",
             (meta.description, meta.tags_json(), meta.fields_json(), sha256, location, name, audio_sha256,
-             meta_json(file_meta), int(id_))).fetchone()
+             layers_json(meta_layers), int(id_))).fetchone()
         if row is None:
             return None
         record = record_of(row)

@@ -12,8 +12,9 @@ keep float32, told apart by their length). 4: the keyword index again, its docum
 words of the fields' values. 5: an index of the clips' locations (the clips of a file indexed where it lies).
 6: each clip's audio fingerprint (``audio_sha256``, null for clips stored before: their files are tagged
 again when they change), indexed (the clips of a file moved and retagged are found by it). 7: what each
-clip's file said when last read (``file_meta``, JSON of its description, tags and fields; null for clips
-stored before), so that what a retagged file no longer says leaves its clip.
+clip's file said when last read and what the user set, kept apart (``meta_layers``, JSON
+``{"file": ..., "own": ...}`` of descriptions, tags and fields; null for clips stored before), so that a file
+read again gives its clip what it says now under what the user set.
 """
 
 import json
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from index.faiss import fts
 from index.sqlite_conn import read_only
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, SearchFilter, Tag
 
 log = logging.getLogger(__name__)
@@ -112,19 +113,19 @@ def _add_audio_sha256(con: sqlite3.Connection) -> None:
     con.execute("CREATE INDEX IF NOT EXISTS clips_audio ON clips (audio_sha256)")
 
 
-def _add_file_meta(con: sqlite3.Connection) -> None:
+def _add_meta_layers(con: sqlite3.Connection) -> None:
     """Version 7: what the clips' files said, kept apart (unknown for the clips stored before)."""
-    if "file_meta" not in {row[1] for row in con.execute("PRAGMA table_info(clips)")}:
-        con.execute("ALTER TABLE clips ADD COLUMN file_meta TEXT")
+    if "meta_layers" not in {row[1] for row in con.execute("PRAGMA table_info(clips)")}:
+        con.execute("ALTER TABLE clips ADD COLUMN meta_layers TEXT")
 
 
 # MIGRATIONS[v] takes a file from version v to v + 1
 MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations,
-              _add_audio_sha256, _add_file_meta)
+              _add_audio_sha256, _add_meta_layers)
 # a keyword document's columns: those every version from 1 on has (a migration's rebuild reads them)
 KEYWORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                    "description, user_tags, fields")
-RECORD_COLUMNS = f"{KEYWORD_COLUMNS}, audio_sha256, file_meta"
+RECORD_COLUMNS = f"{KEYWORD_COLUMNS}, audio_sha256, meta_layers"
 N_RECORD_COLUMNS = 14
 TAG_MATCH = ("EXISTS (SELECT 1 FROM json_each(clips.tags) AS t "
              "WHERE lower(json_extract(t.value, '$[0]')) = lower(?))")
@@ -136,20 +137,20 @@ def record_of(row: tuple) -> ClipRecord:
     """A row of RECORD_COLUMNS (or of KEYWORD_COLUMNS: no fingerprint, no file metadata) as a record."""
     id_, name, location, sha, duration, rate, added_at, stored_copy, tags, description, user_tags, fields, \
         *rest = row
-    audio, file_meta = (*rest, None, None)[:2]
+    audio, meta_layers = (*rest, None, None)[:2]
     return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
                       tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
                       stored_copy=bool(stored_copy), meta=Metadata.from_json(description, user_tags, fields),
-                      audio_sha256=audio, file_meta=meta_or_none(file_meta), id=id_, added_at=added_at)
+                      audio_sha256=audio, meta_layers=layers_or_none(meta_layers), id=id_, added_at=added_at)
 
 
-def meta_json(meta: Metadata | None) -> str | None:
-    """A clip's file metadata as stored (Metadata.to_json), None when not known."""
-    return None if meta is None else meta.to_json()
+def layers_json(layers: MetaLayers | None) -> str | None:
+    """A clip's metadata layers as stored (MetaLayers.to_json), None when not known."""
+    return None if layers is None else layers.to_json()
 
 
-def meta_or_none(stored: str | None) -> Metadata | None:
-    return None if stored is None else Metadata.from_json_text(stored)
+def layers_or_none(stored: str | None) -> MetaLayers | None:
+    return None if stored is None else MetaLayers.from_json_text(stored)
 
 
 def conditions(flt: SearchFilter | None) -> tuple[str, list]:

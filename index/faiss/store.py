@@ -31,7 +31,7 @@ from index.faiss.window_places import WindowPlaces
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
 from index.store.checks import check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, VectorStore
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
     Chunk,
@@ -268,10 +268,10 @@ class FaissStore(VectorStore):
 
     def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
                      name: str | None = None, audio_sha256: str | None = None,
-                     file_meta: Metadata | None = None) -> ClipRecord | None:
+                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
         with self._writer, self.db.transaction(bump=False) as con:  # no vector changes: FAISS is unaffected
             return self.db.set_metadata(con, int(id), meta, sha256=sha256, location=location, name=name,
-                                        audio_sha256=audio_sha256, file_meta=file_meta)
+                                        audio_sha256=audio_sha256, meta_layers=meta_layers)
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
                         project: Project | None = None) -> None:

@@ -31,7 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from index.collection import Collection
 from index.ingest.embedded import file_metadata
 from index.ingest.worker import Item, Result, ingest, left_its_path
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord
 from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
@@ -203,26 +203,25 @@ def _replace_changed(collection: Collection, report: BuildReport, record: ClipRe
     """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
     replaced by the clip its bytes are now, then removed. What the user set on them goes into it as into a
     file read again (Collection.take_file_metadata): under what the run gave, over what the file says now;
-    what their file said then and says no more is left out (for a clip stored before its file's own was kept
-    apart, all it held is laid under the file's). A clip moved here this run (another file moved over this
-    one) keeps its own metadata: the replaced clip's was another sound's. One whose bytes are another file's
-    of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
+    what their file said then and says no more is left out (a clip stored before the two were kept apart
+    gives all it held, under the file's values now). A clip moved here this run (another file moved over
+    this one) keeps its own metadata: the replaced clip's was another sound's. One whose bytes are another
+    file's of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
     stale = [r for r in collection.store.at_location(location)
              if r.id != record.id and not r.stored_copy and r.sha256 not in seen]
     if not stale:
         return
     if record.location == location and record.id not in report.arrived:
-        latest_first = list(reversed(stale))
-        users = [r.meta.less(r.file_meta) for r in latest_first if r.file_meta is not None]
-        before = [r.meta for r in latest_first if r.file_meta is None]
-
-        def layered(meta: Metadata) -> Metadata:
-            found = record.file_meta or Metadata()
-            meta = meta.less(found)  # what the run gave
-            for held in [*users, found, *before]:
-                meta = meta.over(held)
-            return meta
-        collection.edit_metadata(record.id, layered)
+        layers = record.meta_layers or MetaLayers()
+        own, before = layers.own, Metadata()
+        for old in reversed(stale):  # the latest first
+            if old.meta_layers is not None:
+                own = own.over(old.meta_layers.own)
+            else:  # stored before the two were kept apart: all it held, under the file's values now
+                before = before.over(old.meta)
+        collection.take_file_metadata(record.id, layers.file, given=own)
+        if not before.empty:
+            collection.edit_metadata(record.id, before.under)
     collection.remove([r.id for r in stale])
     report.replaced += len(stale)
     log.info("%s changed since it was indexed: clip %s replaced by clip %d", location,

@@ -28,7 +28,7 @@ from index.ingest.ray_shards import (
     manifest_spec,
 )
 from index.store.contract import VectorStore
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import NewClip, Tag, Timeline
 from retrieval.config import N_TAGS
 from retrieval.durable import write_json_atomically
@@ -125,7 +125,8 @@ def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewCl
     audio = rows.get(AUDIO_COLUMN, [""] * (i + 1))[i]  # nor before fingerprints
     return NewClip(name=rows["name"][i], location=rows["path"][i], sha256=rows["sha256"][i],
                    duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags,
-                   meta=meta or Metadata(), file_meta=meta, audio_sha256=audio or None)
+                   meta=meta or Metadata(), meta_layers=None if meta is None else MetaLayers(file=meta),
+                   audio_sha256=audio or None)
 
 
 def _timeline(rows: dict, i: int, retriever: Retriever) -> Timeline:

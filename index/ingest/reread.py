@@ -3,9 +3,9 @@ for stores indexed before it was read at ingestion; PaSST does not run. A clip s
 fingerprints were kept gets its `audio_sha256` too, when its file still holds the bytes it was indexed from
 (decoded, not tagged), so that a later retag of the file keeps the clip (index/ingest/worker.py).
 
-Each clip's metadata becomes what it has laid over what its file says now (:meth:`Metadata.over`: what the
-user set wins, part by part), less what the file said when last read and no longer says (the file's own is
-kept apart, NewClip.file_meta), written through :meth:`Collection.edit_metadata`. Resumable: a ledger (one
+Each clip's metadata becomes what the user set laid over what its file says now (:meth:`Metadata.over`:
+what the user set wins, part by part; what the file said before and no longer says goes), written through
+:meth:`Collection.take_file_metadata`. Resumable: a ledger (one
 line ``<clip id> <sha256>`` per clip read, index/layout.py ``metadata_ledger``) names the clips done, which
 a later run skips (``again`` starts it afresh). Clips whose file cannot be reached are reported and left out
 of the ledger, so the next run tries them again.
@@ -68,7 +68,7 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
                 continue
             found = file_metadata(path, record.name)
             fingerprint = _fingerprint(record, path)
-            if fingerprint is not None or record.file_meta != found:
+            if fingerprint is not None or record.meta_layers is None or record.meta_layers.file != found:
                 now = collection.take_file_metadata(clip_id, found, audio_sha256=fingerprint)
                 report.changed += now is not None and now.meta != record.meta
                 report.fingerprinted += fingerprint is not None

@@ -24,7 +24,7 @@ from typing import Any
 from index.collection import Analysis, Collection
 from index.ingest.embedded import file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord
 from retrieval.audio import DecodedAudio, LongWave, audio_sha256
 from retrieval.durable import sha256_file
@@ -43,12 +43,12 @@ class Item:
     source: Path | bytes  # a file indexed where it lies, or an upload's bytes (kept under audio/)
     sha256: str
     meta: Metadata = Metadata()  # the user's description, tags and fields for the new clip (over the file's)
-    found: Metadata | None = None  # what the file and its name say (read by ingest; NewClip.file_meta)
+    found: Metadata = Metadata()  # what the file and its name say (read by ingest)
 
     @property
-    def stored_meta(self) -> Metadata:
-        """A new clip's metadata: the user's over the file's."""
-        return self.meta if self.found is None else self.meta.over(self.found)
+    def layers(self) -> MetaLayers:
+        """A new clip's metadata: the user's (`meta`) over the file's (`found`), kept apart."""
+        return MetaLayers(self.found, self.meta)
 
 
 @dataclass
@@ -123,7 +123,7 @@ def _without_passt(collection: Collection, result: Result, audio: DecodedAudio, 
         return False
     it = result.item
     _store(result, partial(collection.add_analysed, audio, same, source=it.source, sha256=it.sha256,
-                           name=it.name, meta=it.stored_meta, file_meta=it.found))
+                           name=it.name, layers=it.layers))
     return True
 
 
@@ -154,7 +154,7 @@ def _retagged(collection: Collection, item: Item, fingerprint: str) -> tuple[Cli
     if not same:
         return None
     where = {"location": path, "name": item.name} if moved else {}
-    kept = collection.take_file_metadata(same[-1].id, item.found or Metadata(), given=item.meta,
+    kept = collection.take_file_metadata(same[-1].id, item.found, given=item.meta,
                                          file_first=True, sha256=item.sha256, **where)  # the latest
     if kept is None:
         return None
@@ -217,7 +217,7 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
             continue
         ex, it = extracted[c], items[i]
         _store(results[i], partial(collection.add_extracted, ex, source=it.source, sha256=it.sha256,
-                                   name=it.name, meta=it.stored_meta, file_meta=it.found))
+                                   name=it.name, layers=it.layers))
 
 
 def _store(result: Result, add: Callable[[], tuple[ClipRecord, bool]]) -> None:

@@ -7,7 +7,7 @@ from qdrant_client import models as qm
 
 from index.qdrant import layout
 from index.store import words as keyword
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, NewClip, SearchFilter, Tag, Timeline
 
 PEAKS = "peaks"  # the payload key of a clip's waveform peaks
@@ -38,7 +38,7 @@ def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
             "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
             "description": clip.meta.description, "user_tags": list(clip.meta.tags),
             "fields": clip.meta.field_dict,
-            "file_meta": None if clip.file_meta is None else clip.file_meta.to_dict(),
+            "meta_layers": None if clip.meta_layers is None else clip.meta_layers.to_json(),
             **keywords_payload(clip)}
 
 
@@ -57,9 +57,9 @@ def record_of(point_id: int, payload: dict) -> ClipRecord:
     fields = {k: payload[k] for k in RECORD_FIELDS}
     meta = Metadata(payload.get("description", ""), tuple(payload.get("user_tags", ())),
                     tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
-    file_meta = payload.get("file_meta")  # absent: a point made before it was kept
+    meta_layers = payload.get("meta_layers")  # absent: a point made before it was kept
     return ClipRecord(id=int(point_id), tags=tags, meta=meta, audio_sha256=payload.get("audio_sha256"),
-                      file_meta=None if file_meta is None else Metadata.from_dict(file_meta),
+                      meta_layers=None if meta_layers is None else MetaLayers.from_json_text(meta_layers),
                       **fields)  # no audio_sha256: a point made before fingerprints
 
 

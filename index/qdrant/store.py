@@ -56,7 +56,7 @@ from index.qdrant.windows import points as window_points
 from index.store import words as keyword
 from index.store.checks import check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, VectorStore
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
     Chunk,
@@ -264,7 +264,7 @@ class QdrantStore(VectorStore):
 
     def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
                      name: str | None = None, audio_sha256: str | None = None,
-                     file_meta: Metadata | None = None) -> ClipRecord | None:
+                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
         with self._write:
             points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
             if not points:
@@ -272,7 +272,7 @@ class QdrantStore(VectorStore):
             old = record_of(points[0].id, points[0].payload)
             now = replace(old, meta=meta, sha256=sha256 or old.sha256, location=location or old.location,
                           name=name or old.name, audio_sha256=audio_sha256 or old.audio_sha256,
-                          file_meta=file_meta or old.file_meta)
+                          meta_layers=meta_layers or old.meta_layers)
             payload = payload_of(now, id=old.id, added_at=old.added_at)
             # set, not overwrite: the point's other payload (its waveform peaks) stays
             self.client.set_payload(self.alias, payload, points=[old.id], wait=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from index.store.checks import check_queries, check_rows, check_timeline
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
     Chunk,
@@ -132,12 +132,12 @@ class VectorStore(ABC):
     @abstractmethod
     def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
                      name: str | None = None, audio_sha256: str | None = None,
-                     file_meta: Metadata | None = None) -> ClipRecord | None:
+                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
         """Replace a clip's user metadata (and its keyword document); the new record, None without the
         clip. What is given of its file now replaces the record's too, in the same write: `sha256` for a file
         whose bytes changed but not its audio (retagged where it lies, same `audio_sha256`), `location` and
-        `name` for a file moved, `audio_sha256` for a clip stored before fingerprints were kept, `file_meta`
-        for what its file says now (kept apart: NewClip.file_meta); the clip keeps its id, vectors and
+        `name` for a file moved, `audio_sha256` for a clip stored before fingerprints were kept, `meta_layers`
+        for where its metadata comes from now (NewClip.meta_layers); the clip keeps its id, vectors and
         windows."""
 
     @abstractmethod

@@ -73,12 +73,10 @@ class Metadata:
                         normalize_tags((*self.tags, *found.tags))[:max(MAX_USER_TAGS, len(self.tags))],
                         tuple(sorted(fields.items())))
 
-    def less(self, read: Metadata | None) -> Metadata:
-        """What of this metadata (a clip's) is not what `read` (its file's, when last read) put there: the
-        description unless it is the file's, the tags the file did not have, the fields whose value is not
-        the file's. All of it when `read` is None (a clip stored before the file's own was kept apart)."""
-        if read is None:
-            return self
+    def less(self, read: Metadata) -> Metadata:
+        """What of this metadata (a clip's) `read` (its file's) does not say: the description unless it is
+        the file's, the tags the file does not have, the fields whose value is not the file's (what counts as
+        the user's in a clip stored before the two were kept apart, MetaLayers)."""
         file_fields = read.field_dict
         return Metadata("" if self.description == read.description else self.description,
                         tuple(t for t in self.tags if t not in read.tags),
@@ -122,3 +120,26 @@ class Metadata:
     def from_json(cls, description: str, tags: str, fields: str) -> Metadata:
         """From the three stored columns of the clip database."""
         return cls(description, tuple(json.loads(tags)), tuple(sorted(json.loads(fields).items())))
+
+
+@dataclass(frozen=True)
+class MetaLayers:
+    """Where a clip's metadata comes from, kept apart: what its file and file name said when last read
+    (`file`), and what the user set (`own`: an upload's form, `index add`'s flags or CSV, PATCH). A clip's
+    metadata is `own` over `file` when its file is read (PATCH may take a file's value off it until then)."""
+
+    file: Metadata = Metadata()
+    own: Metadata = Metadata()
+
+    @property
+    def meta(self) -> Metadata:
+        return self.own.over(self.file)
+
+    def to_json(self) -> str:
+        return json.dumps({"file": self.file.to_dict(), "own": self.own.to_dict()}, ensure_ascii=False,
+                          sort_keys=True)
+
+    @classmethod
+    def from_json_text(cls, text: str) -> MetaLayers:
+        d = json.loads(text)
+        return cls(Metadata.from_dict(d.get("file")), Metadata.from_dict(d.get("own")))

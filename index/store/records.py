@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from index.store.metadata import Metadata, check_field_key, normalize_tags
+from index.store.metadata import Metadata, MetaLayers, check_field_key, normalize_tags
 from retrieval.moments import Moment, best_window, merge_windows
 from retrieval.windows import WindowLogits
 
@@ -41,9 +41,10 @@ class NewClip:
     stored_copy: bool = False  # True when `location` is a copy the store owns (uploads)
     meta: Metadata = field(default_factory=Metadata)  # the user's description, tags and fields
     audio_sha256: str | None = None  # of its samples as the model hears them (retrieval.audio.audio_sha256)
-    # what its file and file name said when last read (index/ingest/embedded.py), kept apart from `meta` so
-    # that what the file no longer says leaves the clip; None: not known (a clip stored before it was kept)
-    file_meta: Metadata | None = None
+    # where `meta` comes from: what its file and file name said when last read (index/ingest/embedded.py)
+    # and what the user set, kept apart so that a file read again gives the clip what it says now under
+    # what the user set; None: not known (a clip stored before they were kept)
+    meta_layers: MetaLayers | None = None
 
 
 @dataclass(frozen=True)

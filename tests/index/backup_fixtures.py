@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from index.ingest.queue import JobQueue
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import NewClip, Tag
 from index.stores import StoreConfig, open_store
 from retrieval.durable import write_bytes_atomically
@@ -51,7 +51,7 @@ def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None
     read = Metadata.of(tags=["drums"], fields={"pack": f"p{i % 4}"}) if i % 4 == 0 else None  # its file's
     return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=0.5 + i % 5,
                    sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta, audio_sha256=audio,
-                   file_meta=read)
+                   meta_layers=None if read is None else MetaLayers(read, meta))
 
 
 def config(data_dir: Path, backend: str = "faiss") -> StoreConfig:

@@ -19,7 +19,7 @@ import numpy as np
 
 from index.store.checks import check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, VectorStore
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
     ClipRecord,
@@ -119,7 +119,7 @@ class ReferenceStore(VectorStore):
 
     def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
                      name: str | None = None, audio_sha256: str | None = None,
-                     file_meta: Metadata | None = None) -> ClipRecord | None:
+                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
         with self._lock:
             if int(id) not in self.clips:
                 return None
@@ -127,7 +127,7 @@ class ReferenceStore(VectorStore):
             self.clips[int(id)] = replace(old, meta=meta, sha256=sha256 or old.sha256,
                                           location=location or old.location, name=name or old.name,
                                           audio_sha256=audio_sha256 or old.audio_sha256,
-                                          file_meta=file_meta or old.file_meta)
+                                          meta_layers=meta_layers or old.meta_layers)
             self._save()
             return self.clips[int(id)]
 

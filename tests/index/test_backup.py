@@ -149,7 +149,7 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     np.testing.assert_allclose(got_scores, want_scores, atol=1e-5)
     assert got_records == want_records  # ids, names, locations, tags, metadata, times added: all kept
     assert {r.audio_sha256 is None for r in got_records.values()} == {True, False}  # fingerprints kept
-    assert {r.file_meta is None for r in got_records.values()} == {True, False}  # and the files' own metadata
+    assert {r.meta_layers is None for r in got_records.values()} == {True, False}  # and metadata layers
     assert got_words == want_words  # the keyword index is rebuilt from the records
     assert got_next == want_next == src["next_id"]
     for r in got_records.values():  # the uploaded bytes, unchanged, where the service reads them
@@ -169,9 +169,10 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     assert not [p for p in tmp_path.iterdir() if ".restore-" in p.name]  # no staging left
 
 
-OLDER_FORMATS = {"retrieval-backup/1": ["description", "user_tags", "fields", "audio_sha256", "file_meta"],
-                 "retrieval-backup/2": ["audio_sha256", "file_meta"],
-                 "retrieval-backup/3": ["file_meta"]}  # the clips' columns each one lacks
+OLDER_FORMATS = {"retrieval-backup/1": ["description", "user_tags", "fields", "audio_sha256",
+                                        "meta_layers"],
+                 "retrieval-backup/2": ["audio_sha256", "meta_layers"],
+                 "retrieval-backup/3": ["meta_layers"]}  # the clips' columns each one lacks
 
 
 def first_format_copy(path: Path, out: Path, fmt: str = "retrieval-backup/1") -> Path:
@@ -211,14 +212,14 @@ def test_a_backup_of_the_first_format_restores_its_clips_without_metadata(tmp_pa
     want_ids, _, want_records, want_next, _ = answers(source["config"], xq)
     got_ids, _, got_records, got_next, got_words = answers(target, xq)
     assert (got_ids, got_next) == (want_ids, want_next) and got_words == []
-    assert got_records == {id_: replace(r, meta=Metadata(), audio_sha256=None, file_meta=None)
+    assert got_records == {id_: replace(r, meta=Metadata(), audio_sha256=None, meta_layers=None)
                            for id_, r in want_records.items()}
     with open_store(target, SPEC) as store:  # the words of the names are searchable
         assert [h.record.name for h in store.search_keywords("clip5", 1)] == ["clip5.wav"]
 
 
-@pytest.mark.parametrize("fmt, lost", [("retrieval-backup/2", ("audio_sha256", "file_meta")),
-                                       ("retrieval-backup/3", ("file_meta",))])
+@pytest.mark.parametrize("fmt, lost", [("retrieval-backup/2", ("audio_sha256", "meta_layers")),
+                                       ("retrieval-backup/3", ("meta_layers",))])
 def test_a_backup_of_a_later_older_format_restores_its_clips_without_what_it_lacks(tmp_path, backup_file,
                                                                                  source, fmt, lost):
     """Format 2: no audio fingerprints, nor the files' own metadata; format 3: no files' own metadata."""

@@ -22,7 +22,7 @@ from index.ingest import worker
 from index.ingest.embedded import file_metadata
 from index.ingest.reread import reread_metadata
 from index.ingest.ucs import ucs_fields
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from tests.audio_fixtures import need, run, sine
 from tests.index.ingesting import add, file, passt_runs, upload
 
@@ -318,7 +318,7 @@ def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata
     with open_collection(settings, tone_retriever) as c:
         assert index_paths(c, [lib], progress=False).added == 2
         [old] = c.store.at_location(str(ogg.resolve()))
-        assert old.file_meta == Metadata.of(description="Strong wind gusts", tags=["wind"],
+        assert old.meta_layers.file == Metadata.of(description="Strong wind gusts", tags=["wind"],
                                             fields={"title": "Wind gust"})
         c.edit_metadata(old.id, lambda m: Metadata.of(fields={"reviewer": "ana"}, tags=["outdoor"]).over(m))
         vector, windows = c.store.vectors([old.id]), c.store.timelines([old.id])[old.id]
@@ -336,7 +336,7 @@ def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata
         # first (what you set wins, as when a clip is first stored)
         assert now.meta.description == "Gentle breeze" and now.meta.tags == ("outdoor", "breeze")
         assert now.meta.field_dict == {"title": "Breeze", "reviewer": "ana"}
-        assert now.file_meta == Metadata.of(description="Gentle breeze", tags=["breeze"],
+        assert now.meta_layers.file == Metadata.of(description="Gentle breeze", tags=["breeze"],
                                             fields={"title": "Breeze"})
         assert c.search_keywords("gusts", 5) == [] and c.search_keywords("breeze", 5)[0].record.id == now.id
         assert (c.store.vectors([now.id]) == vector).all()
@@ -557,12 +557,12 @@ def test_a_copy_hashed_while_its_original_still_held_the_old_bytes_gets_a_clip_o
 
 def test_what_a_clip_has_less_what_its_file_said_is_what_the_user_set():
     """Metadata.less, by hand: the description unless it is the file's, tags the file lacked, fields whose
-    value is not the file's; all of it when the file's is not known."""
+    value is not the file's."""
     read = Metadata.of(description="Door slam", tags=["door", "slam"], fields={"title": "Slam", "take": "2"})
     have = Metadata.of(description="Door slam", tags=["door", "mine", "slam"],
                        fields={"title": "Slam", "take": "3", "reviewer": "ana"})
     assert have.less(read) == Metadata.of(tags=["mine"], fields={"take": "3", "reviewer": "ana"})
-    assert have.less(None) == have and read.less(read) == Metadata()
+    assert have.less(Metadata()) == have and read.less(read) == Metadata()
     edited = Metadata.of(description="Heavy door", tags=["door"])
     assert edited.less(read) == Metadata.of(description="Heavy door")
 
@@ -583,7 +583,8 @@ def test_reread_metadata_drops_what_a_file_no_longer_says_and_keeps_what_the_use
         assert (report.read, report.changed) == (1, 1)
         now = c.get(record.id)
         assert now.meta.tags == ("favourite", "rain", "roof") and now.meta.description == "Rain on a tin roof"
-        assert now.file_meta == Metadata.of(description="Rain on a tin roof", tags=["rain", "roof"])
+        assert now.meta_layers.file == Metadata.of(description="Rain on a tin roof", tags=["rain", "roof"])
+        assert now.meta_layers.own == Metadata.of(tags=["favourite"])
         assert c.search_keywords("thunder", 5) == []
 
 
@@ -665,3 +666,32 @@ def test_what_the_user_set_survives_the_file_saying_otherwise_then_nothing_and_m
         assert index_paths(c, [lib], progress=False).retagged == 1
         assert c.get(clip.id).meta == mine.over(Metadata.of(fields={"title": "Dog"}))
         assert c.search_keywords("k3", 5) == [] and c.search_keywords("wet", 5)[0].record.id == clip.id
+
+
+def test_what_the_user_set_stays_when_the_file_comes_to_say_the_same_and_then_drops_it(tmp_path, settings,
+                                                                                     tone_retriever):
+    """The user's values are kept as theirs (NewClip.meta_layers), not told from the file's by equality: a
+    library tool that writes them into the file, and a later clean-up of the file's tags, leave them on."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    flac = lib / "m5.flac"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=555:duration=1", flac)
+    mine = Metadata.of(description="my words", tags=["door"], fields={"library": "MyLib"})
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(flac.resolve()))
+        c.edit_metadata(clip.id, lambda m: mine)
+    metaflac = need("metaflac")
+    run(metaflac, "--set-tag=DESCRIPTION=my words", "--set-tag=KEYWORDS=door", "--set-tag=LIBRARY=MyLib",
+        flac)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).retagged == 1
+        assert c.get(clip.id).meta == mine and c.get(clip.id).meta_layers.file == mine
+    run(metaflac, "--remove-all-tags", flac)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).retagged == 1
+        now = c.get(clip.id)
+        assert now.meta == mine and now.meta_layers == MetaLayers(Metadata(), mine)
+        assert reread_metadata(c, ledger=tmp_path / "ledger", progress=False).changed == 0

@@ -185,7 +185,7 @@ def test_a_faiss_store_without_metadata_or_keyword_index_is_brought_up_to_date_i
         store.set_metadata(int(ids[3]), Metadata.of(tags=["kick"]))
         assert [h.record.id for h in store.search_keywords("kick", 5)] == [ids[3]]
         assert all(r.audio_sha256 is None for r in store.list(limit=n))  # stored before fingerprints
-        assert all(r.file_meta is None for r in store.list(limit=n))  # and before the files' own was kept
+        assert all(r.meta_layers is None for r in store.list(limit=n))  # and before the files' own was kept
         fresh = store.add(replace(clip(n), audio_sha256="ef" * 32), unit_vectors(n + 1)[n], lg[0])
     with FaissStore(tmp_path / "data", SPEC) as store:  # migrated once: opening again changes nothing
         assert version_and_rows() == (len(MIGRATIONS), n + 1)

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from index.store.metadata import Metadata
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import NewClip, SearchFilter, Tag
 from index.stores import StoreConfig
 from retrieval.errors import CheckpointMismatch, RetrievalError
@@ -398,16 +398,17 @@ def test_a_clips_audio_fingerprint_is_kept_and_its_file_replaced_with_its_metada
         assert s.at_location(clip(1).location) == []
         assert [h.record.id for h in s.search_keywords("gate", 5)] == [second.id]
         assert s.set_metadata(second.id, Metadata(), audio_sha256="12" * 32).audio_sha256 == "12" * 32
-        assert first.file_meta is None and moved.file_meta is None  # none given: not known
+        assert first.meta_layers is None and moved.meta_layers is None  # none given: not known
         read = Metadata.of(description="Gate creak", tags=["gate"], fields={"ucs_catid": "DOORWood"})
-        assert s.set_metadata(second.id, read, file_meta=read).file_meta == read
-        assert s.set_metadata(second.id, Metadata()).file_meta == read  # none given: unchanged
+        layers = MetaLayers(read, Metadata.of(tags=["mine"]))
+        assert s.set_metadata(second.id, layers.meta, meta_layers=layers).meta_layers == layers
+        assert s.set_metadata(second.id, Metadata()).meta_layers == layers  # none given: unchanged
     with open_backend(backend_settings, SPEC) as s:  # kept on disk
         assert (s.get(first.id).sha256, s.get(first.id).audio_sha256) == (new_sha, audio)
         assert (s.get(second.id).location, s.get(second.id).audio_sha256) == ("/lib/new/gate.wav", "12" * 32)
-        assert s.get(second.id).file_meta == read and s.get(first.id).file_meta is None
-        third = s.add(replace(clip(2), file_meta=Metadata()), xb[2], logits[2])  # a file that said nothing
-        assert s.get(third.id).file_meta == Metadata()
+        assert s.get(second.id).meta_layers == layers and s.get(first.id).meta_layers is None
+        third = s.add(replace(clip(2), meta_layers=MetaLayers()), xb[2], logits[2])  # nothing from anyone
+        assert s.get(third.id).meta_layers == MetaLayers()
 
 
 def test_set_metadata_replaces_it_and_the_clip_s_words(store, backend_settings):
