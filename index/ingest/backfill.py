@@ -1,8 +1,10 @@
 """Windows for the clips stored without them (indexed before windows were kept, or loaded from shards that
 had none): PaSST runs again on the audio the collection can still reach (its stored uploads, and indexed
 files still on disk with the content they were indexed with), and each clip's windows and peaks are stored
-as it is done. A stopped run keeps what it did; the next one goes on with the clips still without windows.
-Clips whose audio is gone or changed are reported, never guessed at.
+as it is done; a clip whose audio is another clip's with windows (the same `audio_sha256`: copies of one
+sound, as a restore of such a library leaves them) takes that clip's, with no PaSST. A stopped run keeps what
+it did; the next one goes on with the clips still without windows. Clips whose audio is gone or changed are
+reported, never guessed at.
 """
 
 import logging
@@ -56,6 +58,10 @@ def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str 
     record = collection.get(clip_id)
     if record is None:
         return ""
+    for other in collection.store.with_audio(record.audio_sha256) if record.audio_sha256 else ():
+        same = collection.stored_analysis(other.id) if other.id != clip_id else None
+        if same is not None:  # what PaSST would give it: the same samples
+            return None if collection.store.set_timeline(clip_id, same.timeline) else ""
     path = collection.audio_path(record)
     if not path.is_file():
         return f"its audio is gone ({path})"

@@ -8,10 +8,10 @@ from app.compose import open_collection
 from index.ingest.backfill import backfill_windows
 from index.store.records import NewClip
 from retrieval.durable import sha256_bytes, sha256_file
-from retrieval.extract import extract
+from retrieval.extract import decode, extract
 from retrieval.waveform import peaks
 from retrieval.windows import window_spans
-from tests.audio_fixtures import write
+from tests.audio_fixtures import need, run, write
 from tests.tone_tagger import sections
 
 DOG = ((880.0, 4.0), (440.0, 16.0), (880.0, 4.0))  # the 440 Hz section is [4, 20]
@@ -87,3 +87,38 @@ def test_a_stopped_backfill_goes_on_where_it_stopped(old, monkeypatch):
     assert tagger.calls - before == c.retriever.spec.windowing.n_windows(25 * 32_000)  # only the clip left
     again = backfill_windows(c, progress=False)
     assert (again.done, len(again.unreachable)) == (0, 2)
+
+
+def test_copies_of_one_sound_are_tagged_once_and_one_whose_file_is_gone_takes_its_twins(settings,
+                                                                                     tone_retriever,
+                                                                                     tmp_path, monkeypatch):
+    """Clips without windows that share their audio (as a restore of a library with copies leaves them):
+    PaSST runs for the first; the others take its windows and peaks, even one whose own file is gone."""
+    from retrieval.audio import audio_sha256
+    from tests.index.ingesting import passt_runs
+
+    wave = sections(*DOG)
+    paths = [write(tmp_path / f"copy.{ext}", wave) for ext in ("wav", "aiff")]
+    paths.append(tmp_path / "retagged.wav")  # other bytes, the same samples
+    run(need("ffmpeg"), "-loglevel", "error", "-i", paths[0], "-c", "copy", "-metadata", "title=Dog",
+        paths[2])
+    with open_collection(settings, tone_retriever) as c:
+        fingerprint = audio_sha256(decode(paths[0]).wave)
+        assert {audio_sha256(decode(p).wave) for p in paths} == {fingerprint}  # the same samples
+        records = []
+        for p in paths:
+            r = store_without_windows(c, p)
+            records.append(c.store.set_metadata(r.id, r.meta, audio_sha256=fingerprint) or r)
+        paths[2].unlink()
+        calls = passt_runs(monkeypatch)
+        report = backfill_windows(c, progress=False)
+        assert report.done == 3 and report.unreachable == [] and [n for n in calls if n] == [1]
+        got = c.store.timelines([r.id for r in records], logits=True)
+        first = got[records[0].id]
+        for r in records[1:]:
+            assert (got[r.id].windows.vectors == first.windows.vectors).all()
+            assert (got[r.id].windows.logits == first.windows.logits).all()
+            assert (got[r.id].peaks == first.peaks).all()
+            assert (got[r.id].windows.starts == first.windows.starts).all()
+        starts, _ = window_spans(len(wave), c.retriever.spec.windowing)
+        assert len(first.windows.vectors) == len(starts) and (first.peaks == peaks(wave)).all()
