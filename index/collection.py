@@ -250,18 +250,21 @@ class Collection:
                       location: str | None = None, name: str | None = None,
                       audio_sha256: str | None = None) -> ClipRecord | None:
         """Replace a clip's description, user tags and fields by edit(the ones it has), what the user set
-        (NewClip.meta_layers) by edit(what the user set), and what is given of its file now (`sha256`:
-        retagged where it lies; `location`, `name`: moved; `audio_sha256`: its fingerprint, for a clip
-        stored before they were kept); the new record, None without the clip. Edits of one collection do
-        not interleave."""
+        (NewClip.meta_layers) by those less the values only its file said (a form that sends back all it
+        shows, adding a tag, leaves the file's values the file's), and what is given of its file now
+        (`sha256`: retagged where it lies; `location`, `name`: moved; `audio_sha256`: its fingerprint, for a
+        clip stored before they were kept); the new record, None without the clip. Edits of one collection
+        do not interleave."""
         with self._write:
             record = self.store.get(id)
             if record is None:
                 return None
-            layers = record.meta_layers
-            return self.store.set_metadata(
-                id, edit(record.meta), sha256=sha256, location=location, name=name, audio_sha256=audio_sha256,
-                meta_layers=None if layers is None else MetaLayers(layers.file, edit(layers.own)))
+            meta, layers = edit(record.meta), record.meta_layers
+            # what the user set now: the new metadata but what only the file says (a form sends it all back)
+            kept = None if layers is None else MetaLayers(layers.file,
+                                                          meta.less(layers.file.less(layers.own)))
+            return self.store.set_metadata(id, meta, sha256=sha256, location=location, name=name,
+                                           audio_sha256=audio_sha256, meta_layers=kept)
 
     def take_file_metadata(self, id: int, found: Metadata, *, given: Metadata = Metadata(),
                            file_first: bool = False, **file_now: str | None) -> ClipRecord | None:
@@ -277,12 +280,11 @@ class Collection:
             if record is None:
                 return None
             if record.meta_layers is not None:
-                layers = MetaLayers(found, given.over(record.meta_layers.own))
-                meta = layers.meta
-            else:
-                meta = given.over(found.over(record.meta) if file_first else record.meta.over(found))
-                layers = MetaLayers(found, meta.less(found))
-            return self.store.set_metadata(id, meta, meta_layers=layers, **file_now)
+                own = record.meta_layers.own
+            else:  # what is not the file's now counts as the user's
+                own = (found.over(record.meta) if file_first else record.meta.over(found)).less(found)
+            layers = MetaLayers(found, given.over(own))
+            return self.store.set_metadata(id, layers.meta, meta_layers=layers, **file_now)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

@@ -45,8 +45,13 @@ def backfill_windows(collection: Collection, *, progress: bool = True,
             elif why:
                 record = collection.get(clip_id)
                 report.unreachable.append((clip_id, record.location if record else "", why))
-                log.warning("clip %d: %s", clip_id, why)
             bar.set_postfix(done=report.done, unreachable=len(report.unreachable), refresh=False)
+    # one whose file could not be read may share its audio with a clip tagged after it in this run
+    for gone in [u for u in report.unreachable if _copied(collection, u[0])]:
+        report.unreachable.remove(gone)
+        report.done += 1
+    for clip_id, _, why in report.unreachable:
+        log.warning("clip %d: %s", clip_id, why)
     report.seconds = time.perf_counter() - start
     log.info("backfilled the windows of %d clips; %d could not be reached, in %.1f s", report.done,
              len(report.unreachable), report.seconds)
@@ -58,10 +63,8 @@ def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str 
     record = collection.get(clip_id)
     if record is None:
         return ""
-    for other in collection.store.with_audio(record.audio_sha256) if record.audio_sha256 else ():
-        same = collection.stored_analysis(other.id) if other.id != clip_id else None
-        if same is not None:  # what PaSST would give it: the same samples
-            return None if collection.store.set_timeline(clip_id, same.timeline) else ""
+    if _copied(collection, clip_id):
+        return None
     path = collection.audio_path(record)
     if not path.is_file():
         return f"its audio is gone ({path})"
@@ -73,3 +76,14 @@ def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str 
         return f"its audio cannot be decoded: {e}"
     [ex] = collection.extract([audio])
     return None if collection.store.set_timeline(clip_id, collection.timeline(ex)) else ""
+
+
+def _copied(collection: Collection, clip_id: int) -> bool:
+    """Whether the clip took the windows and peaks of another clip with its audio (its `audio_sha256`):
+    what PaSST would give it, the same samples."""
+    record = collection.get(clip_id)
+    for other in collection.store.with_audio(record.audio_sha256) if record and record.audio_sha256 else ():
+        same = collection.stored_analysis(other.id) if other.id != clip_id else None
+        if same is not None:
+            return collection.store.set_timeline(clip_id, same.timeline)
+    return False

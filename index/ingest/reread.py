@@ -67,9 +67,14 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
                 log.warning("clip %d: %s", clip_id, why)
                 continue
             found = file_metadata(path, record.name)
-            fingerprint = _fingerprint(record, path)
-            if fingerprint is not None or record.meta_layers is None or record.meta_layers.file != found:
-                now = collection.take_file_metadata(clip_id, found, audio_sha256=fingerprint)
+            same_bytes = sha256_file(path) == record.sha256
+            fingerprint = _fingerprint(record, path) if same_bytes else None
+            layers = record.meta_layers
+            stale = layers is None or layers.file != found or layers.meta != record.meta  # a PATCH took some
+            if fingerprint is not None or stale:
+                # a file changed since the clip was stored: what it said then yields (as in `index add`)
+                now = collection.take_file_metadata(clip_id, found, audio_sha256=fingerprint,
+                                                    file_first=not same_bytes)
                 report.changed += now is not None and now.meta != record.meta
                 report.fingerprinted += fingerprint is not None
             append_line(ledger, entry)
@@ -84,9 +89,9 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
 
 
 def _fingerprint(record: ClipRecord, path: Path) -> str | None:
-    """The audio fingerprint of a clip stored without one, from its file when that still holds the bytes the
-    clip was indexed from (other bytes: `index add` takes the file as it is now); None otherwise."""
-    if record.audio_sha256 is not None or sha256_file(path) != record.sha256:
+    """The audio fingerprint of a clip stored without one, from its file (which holds the bytes the clip was
+    indexed from; other bytes: `index add` takes the file as it is now); None when it has one."""
+    if record.audio_sha256 is not None:
         return None
     try:
         return audio_sha256(decode(path, name=record.name).wave)  # a long file: read block by block

@@ -93,7 +93,8 @@ def test_copies_of_one_sound_are_tagged_once_and_one_whose_file_is_gone_takes_it
                                                                                      tone_retriever,
                                                                                      tmp_path, monkeypatch):
     """Clips without windows that share their audio (as a restore of a library with copies leaves them):
-    PaSST runs for the first; the others take its windows and peaks, even one whose own file is gone."""
+    PaSST runs for the first it can read; the others take its windows and peaks, even one whose own file is
+    gone or changed, and one met before it in the run."""
     from retrieval.audio import audio_sha256
     from tests.index.ingesting import passt_runs
 
@@ -110,6 +111,7 @@ def test_copies_of_one_sound_are_tagged_once_and_one_whose_file_is_gone_takes_it
             r = store_without_windows(c, p)
             records.append(c.store.set_metadata(r.id, r.meta, audio_sha256=fingerprint) or r)
         paths[2].unlink()
+        write(paths[0], sections((440.0, 3.0)))  # changed: first in order, its twins tagged after it
         calls = passt_runs(monkeypatch)
         report = backfill_windows(c, progress=False)
         assert report.done == 3 and report.unreachable == [] and [n for n in calls if n] == [1]

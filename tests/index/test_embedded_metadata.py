@@ -695,3 +695,67 @@ def test_what_the_user_set_stays_when_the_file_comes_to_say_the_same_and_then_dr
         now = c.get(clip.id)
         assert now.meta == mine and now.meta_layers == MetaLayers(Metadata(), mine)
         assert reread_metadata(c, ledger=tmp_path / "ledger", progress=False).changed == 0
+
+
+def test_a_form_sending_back_all_it_shows_leaves_the_files_values_the_files_and_reread_restores_them(
+        tmp_path, settings, tone_retriever):
+    """The web page's edit form sends the description and every tag it shows: only what differs from the
+    file becomes the user's, so a later retag still drops what the file drops. A file value taken off with
+    PATCH comes back when the file is read again, even unchanged (`reread-metadata --again`)."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    flac = lib / "p.flac"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=660:duration=1", flac)
+    metaflac = need("metaflac")
+    run(metaflac, "--set-tag=DESCRIPTION=fd1", "--set-tag=KEYWORDS=w1, w2", flac)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(flac.resolve()))
+        form = Metadata.of(description="fd1", tags=["w1", "w2", "mine"])  # all it shows, and one tag more
+        c.edit_metadata(clip.id, lambda m: form)
+        assert c.get(clip.id).meta_layers.own == Metadata.of(tags=["mine"])
+        c.edit_metadata(clip.id, lambda m: Metadata.of(description="fd1", tags=["mine"]))  # w1, w2 off
+        assert c.get(clip.id).meta.tags == ("mine",)
+        reread_metadata(c, ledger=tmp_path / "ledger", progress=False)  # the file unchanged, read again
+        assert c.get(clip.id).meta.tags == ("mine", "w1", "w2")
+    run(metaflac, "--remove-all-tags", "--set-tag=DESCRIPTION=fd2", "--set-tag=KEYWORDS=w2", flac)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        now = c.get(clip.id)
+        assert (now.meta.description, now.meta.tags) == ("fd2", ("mine", "w2"))
+
+
+def test_a_clip_stored_before_the_layers_gets_the_same_answer_from_reread_and_index_add(tmp_path, settings,
+                                                                                     tone_retriever):
+    """Its file retagged: both read it as a file that changed, so the file's new values win over what the
+    clip held (which may be the file's old ones), and what is not the file's now counts as the user's."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    flac = lib / "l.flac"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=770:duration=1", flac)
+    metaflac = need("metaflac")
+    run(metaflac, "--set-tag=DESCRIPTION=old desc", "--set-tag=KEYWORDS=t1, t2", "--set-tag=TITLE=T", flac)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False, metadata=lambda p: Metadata.of(tags=["usertag"]))
+        [clip] = c.store.at_location(str(flac.resolve()))
+        c.store.set_metadata(clip.id, clip.meta)  # stored before the layers were kept:
+        con = c.store.db.connection()
+        con.execute("UPDATE clips SET meta_layers = NULL WHERE id = ?", (clip.id,))
+        con.commit()
+        assert c.get(clip.id).meta_layers is None
+    run(metaflac, "--remove-all-tags", "--set-tag=DESCRIPTION=new desc", "--set-tag=KEYWORDS=t1", flac)
+    copy = tmp_path / "copy"
+    shutil.copytree(settings.data_dir, copy)
+    with open_collection(settings, tone_retriever) as c:
+        reread_metadata(c, ledger=tmp_path / "ledger", progress=False)
+        by_reread = c.get(clip.id)
+    with open_collection(settings.model_copy(update={"data_dir": copy}), tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        by_add = c.get(clip.id)
+    assert by_reread.meta == by_add.meta and by_reread.meta_layers == by_add.meta_layers
+    assert by_add.meta.description == "new desc" and by_add.meta_layers.file.tags == ("t1",)
+    assert by_add.meta == by_add.meta_layers.meta and "usertag" in by_add.meta_layers.own.tags
