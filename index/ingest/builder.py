@@ -11,8 +11,9 @@ Each file may come with the user's metadata (`metadata(path)`): a new clip is st
 the file says; a file already stored gets it laid over what the clip holds (index/store/metadata.py
 `Metadata.over`). A file that changed where it lies (retagged in a librarian's tool, re-edited: other
 bytes, so another sha256) is decoded: if its audio is what a clip from that path holds (the same
-`audio_sha256`: retagged, re-wrapped), that clip is kept, with the file's sha256 and its metadata now laid
-over the clip's, and PaSST does not run (:func:`index.ingest.worker.ingest`); otherwise (re-edited audio) it
+`audio_sha256`: retagged, re-wrapped), that clip is kept, with the file's sha256 and what the user set over
+what the file says now (Collection.take_file_metadata), and PaSST does not run
+(:func:`index.ingest.worker.ingest`); otherwise (re-edited audio) it
 is indexed as the clip it is now, which then replaces the clip indexed from that path before
 (`_replace_changed`). Either way a library re-run after retagging holds each file once. A file moved or
 renamed (the same bytes; its old path gone, or holding other bytes now) keeps its clip, whose location, name
