@@ -3,7 +3,7 @@
     Collection.open(store, retriever, data_dir=..., limits=...) -> Collection
     .extract(clips: list[DecodedAudio], on_batch=None) -> list[Extraction]  # PaSST, moment windows too
     .add_extracted(ex, source=path | bytes, sha256=, name=, layers=) -> tuple[ClipRecord, bool]  # created?
-    .stored_analysis(id) -> Analysis | None   .add_analysed(audio, analysis, ...)  # the same audio again
+    .analysis_of_audio(fingerprint) -> (id, Analysis) | None   .add_analysed(audio, analysis, ...)  # no PaSST
     .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
     .search_vector(xq: np.ndarray, k: int, flt=None, exclude=(), moments=None) -> list[Hit]
@@ -119,7 +119,7 @@ class Collection:
         peaks."""
         return Timeline.projected(ex.moment_windows, self.retriever.project, peaks(ex.audio.wave))
 
-    def stored_analysis(self, id: int) -> Analysis | None:
+    def _stored_analysis(self, id: int) -> Analysis | None:
         """What PaSST and the head made of a stored clip's audio (its logits, vector, windows with their
         logits, peaks), to store for other bytes holding the same samples (where PaSST would find the same);
         None without the clip or its windows."""
@@ -131,6 +131,16 @@ class Collection:
         if timeline is None or timeline.windows.logits is None:
             return None
         return Analysis(logits[0], vectors[0], timeline)
+
+    def analysis_of_audio(self, fingerprint: str, *,
+                          besides: int | None = None) -> tuple[int, Analysis] | None:
+        """The latest clip (other than `besides`) whose samples have this fingerprint and that has windows,
+        with its stored analysis: what PaSST would give any clip of the same samples."""
+        for record in reversed(self.store.with_audio(fingerprint)):
+            found = self._stored_analysis(record.id) if record.id != besides else None
+            if found is not None:
+                return record.id, found
+        return None
 
     def add_analysed(self, audio: DecodedAudio, analysis: Analysis, *, source: Path | bytes, sha256: str,
                      name: str, layers: MetaLayers) -> tuple[ClipRecord, bool]:

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
+from index.store.records import ClipRecord
 from retrieval.durable import sha256_file
 from retrieval.errors import AudioDecodeError
 from retrieval.extract import AudioLimits, decode
@@ -47,7 +48,7 @@ def backfill_windows(collection: Collection, *, progress: bool = True,
                 report.unreachable.append((clip_id, record.location if record else "", why))
             bar.set_postfix(done=report.done, unreachable=len(report.unreachable), refresh=False)
     # one whose file could not be read may share its audio with a clip tagged after it in this run
-    for gone in [u for u in report.unreachable if _copied(collection, u[0])]:
+    for gone in [u for u in report.unreachable if _copied(collection, collection.get(u[0]))]:
         report.unreachable.remove(gone)
         report.done += 1
     for clip_id, _, why in report.unreachable:
@@ -63,7 +64,7 @@ def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str 
     record = collection.get(clip_id)
     if record is None:
         return ""
-    if _copied(collection, clip_id):
+    if _copied(collection, record):
         return None
     path = collection.audio_path(record)
     if not path.is_file():
@@ -78,12 +79,10 @@ def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str 
     return None if collection.store.set_timeline(clip_id, collection.timeline(ex)) else ""
 
 
-def _copied(collection: Collection, clip_id: int) -> bool:
+def _copied(collection: Collection, record: ClipRecord | None) -> bool:
     """Whether the clip took the windows and peaks of another clip with its audio (its `audio_sha256`):
     what PaSST would give it, the same samples."""
-    record = collection.get(clip_id)
-    for other in collection.store.with_audio(record.audio_sha256) if record and record.audio_sha256 else ():
-        same = collection.stored_analysis(other.id) if other.id != clip_id else None
-        if same is not None:
-            return collection.store.set_timeline(clip_id, same.timeline)
-    return False
+    if record is None or record.audio_sha256 is None:
+        return False
+    same = collection.analysis_of_audio(record.audio_sha256, besides=record.id)
+    return same is not None and collection.store.set_timeline(record.id, same[1].timeline)

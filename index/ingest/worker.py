@@ -166,13 +166,11 @@ def _retagged(collection: Collection, item: Item, fingerprint: str) -> tuple[Cli
 def _same_audio(collection: Collection, item: Item, fingerprint: str) -> Analysis | None:
     """The analysis of a stored clip whose samples these are (the same sound in other bytes: a copy in
     another pack, tagged otherwise; an upload retagged), so that PaSST does not run again for it."""
-    for record in reversed(collection.store.with_audio(fingerprint)):  # the latest first
-        found = collection.stored_analysis(record.id)
-        if found is not None:
-            log.info("%s: the same audio as clip %d, whose analysis it takes (no PaSST)", item.name,
-                     record.id)
-            return found
-    return None
+    found = collection.analysis_of_audio(fingerprint)
+    if found is None:
+        return None
+    log.info("%s: the same audio as clip %d, whose analysis it takes (no PaSST)", item.name, found[0])
+    return found[1]
 
 
 def left_its_path(record: ClipRecord) -> bool:

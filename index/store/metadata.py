@@ -103,7 +103,7 @@ class Metadata:
         return cls.of(description=d.get("description", ""), tags=d.get("tags", ()), fields=d.get("fields"))
 
     def to_json(self) -> str:
-        """to_dict as one JSON text (a clip's file's, in a store or a shard); from_json_text reads it."""
+        """to_dict as one JSON text (a shard's `metadata` column); from_json_text reads it."""
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True)
 
     @classmethod
