@@ -48,8 +48,8 @@ from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
 from index.layout import AUDIO_DIR, upload_location
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import ClipRecord, Hit, MomentQuery, NewClip, SearchFilter, Tag, Timeline
-from retrieval.audio import DecodedAudio, audio_sha256
+from index.store.records import ClipRecord, FileNow, Hit, MomentQuery, NewClip, SearchFilter, Tag, Timeline
+from retrieval.audio import DecodedAudio
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
 from retrieval.config import Windowing
@@ -58,6 +58,7 @@ from retrieval.errors import ClipNotFound
 from retrieval.extract import AudioLimits, Extraction, decode
 from retrieval.pipeline import Retriever
 from retrieval.waveform import peaks
+from retrieval.windows import window_spans
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +135,18 @@ class Collection:
 
     def analysis_of_audio(self, fingerprint: str, *,
                           besides: int | None = None) -> tuple[int, Analysis] | None:
-        """The latest clip (other than `besides`) whose samples have this fingerprint and that has windows,
-        with its stored analysis: what PaSST would give any clip of the same samples."""
+        """The latest clip (other than `besides`) whose samples have this fingerprint and whose windows are
+        cut as this collection cuts them now (its moment windowing may have changed since), with its stored
+        analysis: what PaSST would give any clip of the same samples."""
+        windowing = self.moment_windowing or self.retriever.spec.windowing
         for record in reversed(self.store.with_audio(fingerprint)):
             found = self._stored_analysis(record.id) if record.id != besides else None
-            if found is not None:
+            if found is None:
+                continue
+            starts, ends = window_spans(round(record.duration * windowing.sample_rate), windowing)
+            cut = found.timeline.windows
+            if len(starts) == len(cut.starts) and np.allclose(starts, cut.starts, atol=1e-3) \
+                    and np.allclose(ends, cut.ends, atol=1e-3):
                 return record.id, found
         return None
 
@@ -150,7 +158,7 @@ class Collection:
         tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(analysis.logits, TOP_TAGS))
         clip = NewClip(name=name, location=location, sha256=sha256, duration=audio.duration_s,
                        sample_rate=audio.source_rate, tags=tags, stored_copy=copy is not None,
-                       meta=layers.meta, audio_sha256=audio_sha256(audio.wave), meta_layers=layers)
+                       meta=layers.meta, audio_sha256=audio.fingerprint, meta_layers=layers)
         with self._write:
             stored = self.audio_path(clip) if copy is not None else None
             owned_before = stored is not None and stored.exists()  # the same content, stored meanwhile
@@ -256,45 +264,44 @@ class Collection:
     def count(self) -> int:
         return self.store.count()
 
-    def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata], *, sha256: str | None = None,
-                      location: str | None = None, name: str | None = None,
-                      audio_sha256: str | None = None) -> ClipRecord | None:
-        """Replace a clip's description, user tags and fields by edit(the ones it has), what the user set
-        (NewClip.meta_layers) by those less the values only its file said (a form that sends back all it
-        shows, adding a tag, leaves the file's values the file's), and what is given of its file now
-        (`sha256`: retagged where it lies; `location`, `name`: moved; `audio_sha256`: its fingerprint, for a
-        clip stored before they were kept); the new record, None without the clip. Edits of one collection
-        do not interleave."""
+    def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata]) -> ClipRecord | None:
+        """Replace a clip's description, user tags and fields by edit(the ones it has), and where its metadata
+        comes from (NewClip.meta_layers) as :meth:`MetaLayers.edited` says: the user's values are those less
+        the values only its file said (a form that sends back all it shows, adding a tag, leaves the file's
+        values the file's), and a file value the edit took off stays off when the file is read again while
+        it says it. The new record, None without the clip. Edits of one collection do not interleave."""
         with self._write:
             record = self.store.get(id)
             if record is None:
                 return None
             meta, layers = edit(record.meta), record.meta_layers
-            # what the user set now: the new metadata but what only the file says (a form sends it all back)
-            kept = None if layers is None else MetaLayers(layers.file,
-                                                          meta.less(layers.file.less(layers.own)))
-            return self.store.set_metadata(id, meta, sha256=sha256, location=location, name=name,
-                                           audio_sha256=audio_sha256, meta_layers=kept)
+            kept = None if layers is None else layers.edited(meta)
+            return self.store.set_metadata(id, meta if kept is None else kept.meta, meta_layers=kept)
 
     def take_file_metadata(self, id: int, found: Metadata, *, given: Metadata = Metadata(),
-                           file_first: bool = False, **file_now: str | None) -> ClipRecord | None:
+                           dropped: Metadata = Metadata(), file_first: bool = False,
+                           file: FileNow = FileNow()) -> ClipRecord | None:
         """A clip's file read again (retagged, re-edited, moved, or read for metadata alone): what the user
         set becomes `given` (what this run gives) over what they set before, and the clip's metadata that
-        over `found` (what the file says now, kept as the file's); `file_now` as in edit_metadata. What the
-        file said before and no longer says leaves the clip; what the user set stays and wins, as it does
-        when a clip is first stored. A clip stored before the two were kept apart cannot tell them: `found`
-        goes over all it holds with `file_first` (its file changed, so what it said before must yield), else
-        under it, and what is not the file's counts as the user's from then on."""
+        over `found` (what the file says now, kept as the file's; :meth:`MetaLayers.reread`), with what is
+        new of the file (`file`: its bytes, its place, its fingerprint) in the same write. What the file
+        said before and no longer says leaves the clip; what the user set stays and wins, as it does when a
+        clip is first stored; what they took off (and `dropped`, what they took off a clip this one
+        replaces) stays off while the file says it. A clip stored before the two were kept apart cannot
+        tell them: `found` goes over all it holds with `file_first` (its file changed, so what it said
+        before must yield), else under it, and what is not the file's counts as the user's from then on."""
         with self._write:
             record = self.store.get(id)
             if record is None:
                 return None
-            if record.meta_layers is not None:
-                own = record.meta_layers.own
-            else:  # what is not the file's now counts as the user's
-                own = (found.over(record.meta) if file_first else record.meta.over(found)).less(found)
-            layers = MetaLayers(found, given.over(own))
-            return self.store.set_metadata(id, layers.meta, meta_layers=layers, **file_now)
+            before = record.meta_layers
+            if before is None:  # what is not the file's now counts as the user's
+                before = MetaLayers(own=(found.over(record.meta) if file_first
+                                         else record.meta.over(found)).less(found))
+            elif before.meta != record.meta:  # edited before what an edit takes off was kept: as if now
+                before = before.edited(record.meta)
+            layers = before.reread(found, given=given, dropped=dropped)
+            return self.store.set_metadata(id, layers.meta, meta_layers=layers, file=file)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

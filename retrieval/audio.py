@@ -16,6 +16,7 @@ import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -101,6 +102,12 @@ class DecodedAudio:
     @property
     def duration_s(self) -> float:
         return len(self.wave) / SAMPLE_RATE
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """:func:`audio_sha256` of its wave, taken once (a long file's: one more pass, unless one went through
+        all its blocks)."""
+        return audio_sha256(self.wave)
 
 
 def decode_audio(

@@ -10,8 +10,10 @@ The file (format ``retrieval-backup/4``; its ZIP seal is the container's own, un
                                 vector (D float32), member (the member holding its bytes, or null),
                                 description, user_tags (list of strings), fields (map of strings),
                                 audio_sha256 (the audio's fingerprint, or null), meta_layers (JSON of what
-                                the clip's file said when last read and what the user set, {"file": ...,
-                                "own": ...} each of description, tags and fields; or null); a
+                                the clip's file said when last read, what the user set and what of the
+                                file's the user took off, {"file": ..., "own": ..., "dropped": ...} each
+                                of description, tags and fields, "dropped" absent in files written before
+                                it was kept; or null); a
                                 ``retrieval-backup/3`` file has no meta_layers, a ``retrieval-backup/2`` file
                                 no audio_sha256 either, a ``retrieval-backup/1`` file none of the last five
     jobs.parquet                acknowledged uploads still waiting for PaSST (the ingest queue's queued and

@@ -29,7 +29,7 @@ from index.faiss.schema import (
 )
 from index.sqlite_conn import ThreadConnections, integrity_of
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import Chunk, ClipRecord, NewClip, SearchFilter, Timeline, Windows
+from index.store.records import Chunk, ClipRecord, FileNow, NewClip, SearchFilter, Timeline, Windows
 from retrieval.config import N_TAGS
 
 WINDOW_CHUNK = 4096  # windows re-projected at a time
@@ -139,19 +139,17 @@ class ClipDB:
         fts.put(con, [(int(record.id), record)])
 
     @staticmethod
-    def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata, *, sha256: str | None = None,
-                     location: str | None = None, name: str | None = None,
-                     audio_sha256: str | None = None,
-                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
-        """Replace a clip's user metadata (and its sha256, location, name, audio_sha256 and meta_layers, those
-        given) and its keyword document; the new record, None without the clip."""
+    def set_metadata(con: sqlite3.Connection, id_: int, meta: Metadata, *,
+                     meta_layers: MetaLayers | None = None, file: FileNow = FileNow()) -> ClipRecord | None:
+        """Replace a clip's user metadata (and its meta_layers and what `file` gives, those given) and its
+        keyword document; the new record, None without the clip."""
         row = con.execute(
             "UPDATE clips SET description = ?, user_tags = ?, fields = ?, sha256 = coalesce(?, sha256), "
             "location = coalesce(?, location), name = coalesce(?, name), "
             "audio_sha256 = coalesce(?, audio_sha256), meta_layers = coalesce(?, meta_layers) "
             f"WHERE id = ? RETURNING {RECORD_COLUMNS}",
-            (meta.description, meta.tags_json(), meta.fields_json(), sha256, location, name, audio_sha256,
-             layers_json(meta_layers), int(id_))).fetchone()
+            (meta.description, meta.tags_json(), meta.fields_json(), file.sha256, file.location, file.name,
+             file.audio_sha256, layers_json(meta_layers), int(id_))).fetchone()
         if row is None:
             return None
         record = record_of(row)

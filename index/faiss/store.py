@@ -36,6 +36,7 @@ from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
+    FileNow,
     Floor,
     Hit,
     Hits,
@@ -266,12 +267,10 @@ class FaissStore(VectorStore):
             self._maybe_persist()
         return len(found)
 
-    def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
-                     name: str | None = None, audio_sha256: str | None = None,
-                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
+    def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
+                     file: FileNow = FileNow()) -> ClipRecord | None:
         with self._writer, self.db.transaction(bump=False) as con:  # no vector changes: FAISS is unaffected
-            return self.db.set_metadata(con, int(id), meta, sha256=sha256, location=location, name=name,
-                                        audio_sha256=audio_sha256, meta_layers=meta_layers)
+            return self.db.set_metadata(con, int(id), meta, meta_layers=meta_layers, file=file)
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
                         project: Project | None = None) -> None:

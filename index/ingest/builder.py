@@ -33,7 +33,7 @@ from index.collection import Collection
 from index.ingest.embedded import file_metadata
 from index.ingest.worker import Item, Result, ingest, left_its_path
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import ClipRecord
+from index.store.records import ClipRecord, FileNow
 from retrieval.durable import sha256_file
 from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
 from retrieval.extract import AudioLimits, probe
@@ -178,10 +178,10 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         updated = stored is not None and given.over(stored.meta) != stored.meta
         # the run's metadata laid over the clip's (as over a file's); a moved file's place in the same write
         if stored is not None and (moved or updated):
-            where = {"location": path, "name": result.item.name} if moved else {}
             # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over both
             result.record = (collection.take_file_metadata(
-                stored.id, file_metadata(Path(path), result.item.name), given=given, file_first=True, **where)
+                stored.id, file_metadata(Path(path), result.item.name), given=given, file_first=True,
+                file=FileNow(location=path, name=result.item.name))
                 if moved else collection.edit_metadata(stored.id, given.over)) or stored
             report.updated += updated
             report.moved += moved
@@ -204,7 +204,8 @@ def _replace_changed(collection: Collection, report: BuildReport, record: ClipRe
     """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
     replaced by the clip its bytes are now, then removed. What the user set on them goes into it as into a
     file read again (Collection.take_file_metadata): under what the run gave, over what the file says now;
-    what their file said then and says no more is left out (a clip stored before the two were kept apart
+    what their file said then and says no more is left out, and what the user took off stays off while the
+    file says it (a clip stored before the two were kept apart
     gives all it held, under the file's values now). A clip moved here this run (another file moved over
     this one) keeps its own metadata: the replaced clip's was another sound's. One whose bytes are another
     file's of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
@@ -214,13 +215,13 @@ def _replace_changed(collection: Collection, report: BuildReport, record: ClipRe
         return
     if record.location == location and record.id not in report.arrived:
         layers = record.meta_layers or MetaLayers()
-        own, before = layers.own, Metadata()
+        own, dropped, before = layers.own, layers.dropped, Metadata()
         for old in reversed(stale):  # the latest first
             if old.meta_layers is not None:
-                own = own.over(old.meta_layers.own)
+                own, dropped = own.over(old.meta_layers.own), dropped.over(old.meta_layers.dropped)
             else:  # stored before the two were kept apart: all it held, under the file's values now
                 before = before.over(old.meta)
-        collection.take_file_metadata(record.id, layers.file, given=own)
+        collection.take_file_metadata(record.id, layers.file, given=own, dropped=dropped)
         if not before.empty:
             collection.edit_metadata(record.id, before.under)
     collection.remove([r.id for r in stale])

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from index.ingest.embedded import file_metadata
-from retrieval.audio import DecodedAudio, LongWave, audio_sha256
+from retrieval.audio import DecodedAudio, LongWave
 from retrieval.config import N_TAGS, Windowing
 from retrieval.durable import sha256_file, write_json_atomically
 from retrieval.errors import AudioDecodeError, ModelNotFound
@@ -130,7 +130,7 @@ class PasstLogits:
         fingerprints = [""] * n
         for i, ex in done.items():
             logits[i], moments[i] = ex.logits, ex.moment_windows
-            fingerprints[i] = audio_sha256(ex.audio.wave)  # a LongWave's: kept by the pass that tagged it
+            fingerprints[i] = ex.audio.fingerprint  # a LongWave's: kept by the pass that tagged it
         columns = {k: pa.array(errors, type=pa.string()) if k == "error" else pa.array(batch[k])
                    for k in RECORD_COLUMNS}
         # plain (fixed-size) list columns, so the shards read back without Ray's tensor extension type

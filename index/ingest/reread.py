@@ -4,7 +4,8 @@ fingerprints were kept gets its `audio_sha256` too, when its file still holds th
 (decoded, not tagged), so that a later retag of the file keeps the clip (index/ingest/worker.py).
 
 Each clip's metadata becomes what the user set laid over what its file says now (:meth:`Metadata.over`:
-what the user set wins, part by part; what the file said before and no longer says goes), written through
+what the user set wins, part by part; what the file said before and no longer says goes; what the user took
+off stays off while the file says it: :meth:`MetaLayers.reread`), written through
 :meth:`Collection.take_file_metadata`. Resumable: a ledger (one
 line ``<clip id> <sha256>`` per clip read, index/layout.py ``metadata_ledger``) names the clips done, which
 a later run skips (``again`` starts it afresh). Clips whose file cannot be reached are reported and left out
@@ -22,8 +23,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
 from index.ingest.embedded import file_metadata
-from index.store.records import ClipRecord
-from retrieval.audio import audio_sha256
+from index.store.records import ClipRecord, FileNow
 from retrieval.durable import append_line, sha256_file, write_text_atomically
 from retrieval.errors import AudioDecodeError
 from retrieval.extract import decode
@@ -70,11 +70,12 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
             same_bytes = sha256_file(path) == record.sha256
             fingerprint = _fingerprint(record, path) if same_bytes else None
             layers = record.meta_layers
-            stale = layers is None or layers.file != found or layers.meta != record.meta  # a PATCH took some
+            # layers.meta differs from the clip's after a PATCH stored before what it takes off was kept
+            stale = layers is None or layers.file != found or layers.meta != record.meta
             if fingerprint is not None or stale:
                 # a file changed since the clip was stored: what it said then yields (as in `index add`)
-                now = collection.take_file_metadata(clip_id, found, audio_sha256=fingerprint,
-                                                    file_first=not same_bytes)
+                now = collection.take_file_metadata(clip_id, found, file_first=not same_bytes,
+                                                    file=FileNow(audio_sha256=fingerprint))
                 report.changed += now is not None and now.meta != record.meta
                 report.fingerprinted += fingerprint is not None
             append_line(ledger, entry)
@@ -94,7 +95,7 @@ def _fingerprint(record: ClipRecord, path: Path) -> str | None:
     if record.audio_sha256 is not None:
         return None
     try:
-        return audio_sha256(decode(path, name=record.name).wave)  # a long file: read block by block
+        return decode(path, name=record.name).fingerprint  # a long file: read block by block
     except AudioDecodeError as e:
         log.warning("clip %d: its audio could not be fingerprinted: %s", record.id, e)
         return None

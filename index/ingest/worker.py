@@ -25,8 +25,8 @@ from index.collection import Analysis, Collection
 from index.ingest.embedded import file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import ClipRecord
-from retrieval.audio import DecodedAudio, LongWave, audio_sha256
+from index.store.records import ClipRecord, FileNow
+from retrieval.audio import DecodedAudio, LongWave
 from retrieval.durable import sha256_file
 from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
 from retrieval.extract import AudioLimits, decode
@@ -134,7 +134,7 @@ def _fingerprint(collection: Collection, audio: DecodedAudio) -> str | None:
     if isinstance(audio.wave, LongWave) and not any(
             r.audio_sha256 for r in collection.store.lasting(audio.duration_s)):
         return None
-    return audio_sha256(audio.wave)
+    return audio.fingerprint
 
 
 def _retagged(collection: Collection, item: Item, fingerprint: str) -> tuple[ClipRecord, bool] | None:
@@ -153,9 +153,9 @@ def _retagged(collection: Collection, item: Item, fingerprint: str) -> tuple[Cli
         same = [r for r in collection.store.with_audio(fingerprint) if left_its_path(r)]
     if not same:
         return None
-    where = {"location": path, "name": item.name} if moved else {}
-    kept = collection.take_file_metadata(same[-1].id, item.found, given=item.meta,
-                                         file_first=True, sha256=item.sha256, **where)  # the latest
+    file = FileNow(sha256=item.sha256, location=path if moved else None, name=item.name if moved else None)
+    kept = collection.take_file_metadata(same[-1].id, item.found, given=item.meta, file_first=True,
+                                         file=file)  # the latest
     if kept is None:
         return None
     log.info("%s: %s, its audio unchanged: clip %d kept with its new metadata", item.name,

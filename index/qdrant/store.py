@@ -61,6 +61,7 @@ from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
+    FileNow,
     Floor,
     Hit,
     Hits,
@@ -262,17 +263,14 @@ class QdrantStore(VectorStore):
                 self._cursor = None  # positions after a removed clip moved
         return len(existing)
 
-    def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
-                     name: str | None = None, audio_sha256: str | None = None,
-                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
+    def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
+                     file: FileNow = FileNow()) -> ClipRecord | None:
         with self._write:
             points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
             if not points:
                 return None
             old = record_of(points[0].id, points[0].payload)
-            now = replace(old, meta=meta, sha256=sha256 or old.sha256, location=location or old.location,
-                          name=name or old.name, audio_sha256=audio_sha256 or old.audio_sha256,
-                          meta_layers=meta_layers or old.meta_layers)
+            now = replace(file.on(old), meta=meta, meta_layers=meta_layers or old.meta_layers)
             payload = payload_of(now, id=old.id, added_at=old.added_at)
             # set, not overwrite: the point's other payload (its waveform peaks) stays
             self.client.set_payload(self.alias, payload, points=[old.id], wait=True)

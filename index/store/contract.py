@@ -16,6 +16,7 @@ from index.store.records import (
     Added,
     Chunk,
     ClipRecord,
+    FileNow,
     Floor,
     Hit,
     Hits,
@@ -130,15 +131,11 @@ class VectorStore(ABC):
         """Store checked records with their ids in one write; new ids start at `next_id` or above."""
 
     @abstractmethod
-    def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
-                     name: str | None = None, audio_sha256: str | None = None,
-                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
-        """Replace a clip's user metadata (and its keyword document); the new record, None without the
-        clip. What is given of its file now replaces the record's too, in the same write: `sha256` for a file
-        whose bytes changed but not its audio (retagged where it lies, same `audio_sha256`), `location` and
-        `name` for a file moved, `audio_sha256` for a clip stored before fingerprints were kept, `meta_layers`
-        for where its metadata comes from now (NewClip.meta_layers); the clip keeps its id, vectors and
-        windows."""
+    def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
+                     file: FileNow = FileNow()) -> ClipRecord | None:
+        """Replace a clip's user metadata (and its keyword document) and, where given, where it comes from
+        (`meta_layers`, NewClip.meta_layers) and what is new of its file (`file`), in one write; the new
+        record, None without the clip. The clip keeps its id, vectors and windows."""
 
     @abstractmethod
     def remove(self, ids: Sequence[int]) -> int:

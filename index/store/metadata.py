@@ -82,6 +82,11 @@ class Metadata:
                         tuple(t for t in self.tags if t not in read.tags),
                         tuple((k, v) for k, v in self.fields if file_fields.get(k) != v))
 
+    def common(self, other: Metadata) -> Metadata:
+        """What this metadata and `other` both say: the description if it is the same, the tags both have
+        (in this one's order), the fields with the same value in both."""
+        return self.less(self.less(other))
+
     def under(self, given: Metadata) -> Metadata:
         """`given` laid over this metadata: given.over(self)."""
         return given.over(self)
@@ -125,21 +130,43 @@ class Metadata:
 @dataclass(frozen=True)
 class MetaLayers:
     """Where a clip's metadata comes from, kept apart: what its file and file name said when last read
-    (`file`), and what the user set (`own`: an upload's form, `index add`'s flags or CSV, PATCH). A clip's
-    metadata is `own` over `file` when its file is read (PATCH may take a file's value off it until then)."""
+    (`file`), what the user set (`own`: an upload's form, `index add`'s flags or CSV, PATCH), and what of the
+    file's the user took off (`dropped`: a keyword, a field, the description, each as the file said it). A
+    clip's metadata is `own` over what of `file` was not taken off; a value taken off stays off while the
+    file says it, and shows again once the file says another (a field's new value, a new description)."""
 
     file: Metadata = Metadata()
     own: Metadata = Metadata()
+    dropped: Metadata = Metadata()
 
     @property
     def meta(self) -> Metadata:
-        return self.own.over(self.file)
+        return self.own.over(self.file.less(self.dropped))
+
+    def edited(self, new: Metadata) -> MetaLayers:
+        """The layers once an edit made the clip's metadata `new`: the user's are what of `new` only the file
+        does not say (a form that sends back all it shows leaves the file's values the file's), and what the
+        file says that `new` lacks is taken off (a field whose key `new` has is the user's value instead)."""
+        new_fields = new.field_dict
+        dropped = Metadata(self.file.description if self.file.description and not new.description else "",
+                           tuple(t for t in self.file.tags if t not in new.tags),
+                           tuple((k, v) for k, v in self.file.fields if k not in new_fields))
+        return MetaLayers(self.file, new.less(self.file.less(self.own)), dropped)
+
+    def reread(self, found: Metadata, *, given: Metadata = Metadata(),
+               dropped: Metadata = Metadata()) -> MetaLayers:
+        """The layers once the file was read again and says `found`: what the user set is `given` (what the
+        run gives) over what they set before; what they took off (with `dropped`, what they took off a clip
+        this one replaces) stays off where `found` still says it and `given` does not give it back."""
+        off = self.dropped.over(dropped).common(found).less(given)
+        return MetaLayers(found, given.over(self.own), off)
 
     def to_json(self) -> str:
-        return json.dumps({"file": self.file.to_dict(), "own": self.own.to_dict()}, ensure_ascii=False,
-                          sort_keys=True)
+        return json.dumps({"file": self.file.to_dict(), "own": self.own.to_dict(),
+                           "dropped": self.dropped.to_dict()}, ensure_ascii=False, sort_keys=True)
 
     @classmethod
     def from_json_text(cls, text: str) -> MetaLayers:
-        d = json.loads(text)
-        return cls(Metadata.from_dict(d.get("file")), Metadata.from_dict(d.get("own")))
+        d = json.loads(text)  # no "dropped" before values taken off were kept
+        return cls(Metadata.from_dict(d.get("file")), Metadata.from_dict(d.get("own")),
+                   Metadata.from_dict(d.get("dropped")))

@@ -48,6 +48,24 @@ class NewClip:
 
 
 @dataclass(frozen=True)
+class FileNow:
+    """What is new of a clip's file, given with its metadata (VectorStore.set_metadata) and written with it:
+    `sha256` for bytes that changed but not the audio (retagged where it lies, the same `audio_sha256`),
+    `location` and `name` for a file moved, `audio_sha256` for a clip stored before fingerprints were kept.
+    None: as it was."""
+
+    sha256: str | None = None
+    location: str | None = None
+    name: str | None = None
+    audio_sha256: str | None = None
+
+    def on(self, record: ClipRecord) -> ClipRecord:
+        """`record` with what is given here."""
+        return replace(record, sha256=self.sha256 or record.sha256, location=self.location or record.location,
+                       name=self.name or record.name, audio_sha256=self.audio_sha256 or record.audio_sha256)
+
+
+@dataclass(frozen=True)
 class ClipRecord(NewClip):
     id: int = 0
     added_at: float = 0.0  # unix time

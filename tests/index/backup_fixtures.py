@@ -51,7 +51,8 @@ def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None
     read = Metadata.of(tags=["drums"], fields={"pack": f"p{i % 4}"}) if i % 4 == 0 else None  # its file's
     return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=0.5 + i % 5,
                    sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta, audio_sha256=audio,
-                   meta_layers=None if read is None else MetaLayers(read, meta))
+                   meta_layers=None if read is None  # some with a file value taken off, which stays off
+                   else MetaLayers(read, meta, Metadata.of(tags=["brushes"]) if i % 8 == 0 else Metadata()))
 
 
 def config(data_dir: Path, backend: str = "faiss") -> StoreConfig:

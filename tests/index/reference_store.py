@@ -23,6 +23,7 @@ from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
     ClipRecord,
+    FileNow,
     Hit,
     Hits,
     NewClip,
@@ -117,17 +118,13 @@ class ReferenceStore(VectorStore):
             self._save()
             return True
 
-    def set_metadata(self, id: int, meta: Metadata, *, sha256: str | None = None, location: str | None = None,
-                     name: str | None = None, audio_sha256: str | None = None,
-                     meta_layers: MetaLayers | None = None) -> ClipRecord | None:
+    def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
+                     file: FileNow = FileNow()) -> ClipRecord | None:
         with self._lock:
             if int(id) not in self.clips:
                 return None
             old = self.clips[int(id)]
-            self.clips[int(id)] = replace(old, meta=meta, sha256=sha256 or old.sha256,
-                                          location=location or old.location, name=name or old.name,
-                                          audio_sha256=audio_sha256 or old.audio_sha256,
-                                          meta_layers=meta_layers or old.meta_layers)
+            self.clips[int(id)] = replace(file.on(old), meta=meta, meta_layers=meta_layers or old.meta_layers)
             self._save()
             return self.clips[int(id)]
 

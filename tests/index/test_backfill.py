@@ -6,7 +6,7 @@ import pytest
 
 from app.compose import open_collection
 from index.ingest.backfill import backfill_windows
-from index.store.records import NewClip
+from index.store.records import FileNow, NewClip
 from retrieval.durable import sha256_bytes, sha256_file
 from retrieval.extract import decode, extract
 from retrieval.waveform import peaks
@@ -109,7 +109,7 @@ def test_copies_of_one_sound_are_tagged_once_and_one_whose_file_is_gone_takes_it
         records = []
         for p in paths:
             r = store_without_windows(c, p)
-            records.append(c.store.set_metadata(r.id, r.meta, audio_sha256=fingerprint) or r)
+            records.append(c.store.set_metadata(r.id, r.meta, file=FileNow(audio_sha256=fingerprint)) or r)
         paths[2].unlink()
         write(paths[0], sections((440.0, 3.0)))  # changed: first in order, its twins tagged after it
         calls = passt_runs(monkeypatch)

@@ -17,6 +17,7 @@ import struct
 import pytest
 import soundfile as sf
 
+import retrieval.audio
 from app.compose import open_collection
 from index.ingest import worker
 from index.ingest.embedded import file_metadata
@@ -261,7 +262,6 @@ def test_reread_metadata_fingerprints_clips_stored_before_so_a_later_retag_keeps
         tmp_path, settings, tone_retriever, monkeypatch):
     """Clips stored before fingerprints were kept get theirs from their files (when those still hold the bytes
     indexed; a file changed since is left to `index add`), and the next retag then keeps the clip."""
-    import index.collection
     from index.ingest.builder import index_paths
     from retrieval.audio import audio_sha256, decode_audio
 
@@ -269,12 +269,13 @@ def test_reread_metadata_fingerprints_clips_stored_before_so_a_later_retag_keeps
     lib.mkdir()
     ogg = ffmpeg_sine(lib / "wind.ogg", "-c:a", "libvorbis")
     changed = ffmpeg_sine(lib / "door.wav")
-    with monkeypatch.context() as m:  # a store made before fingerprints
-        m.setattr(index.collection, "audio_sha256", lambda wave: None)
-        with open_collection(settings, tone_retriever) as c:
-            assert index_paths(c, [lib], progress=False).added == 2
-            [clip] = c.store.at_location(str(ogg.resolve()))
-            assert clip.audio_sha256 is None
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).added == 2
+        con = c.store.db.connection()  # a store made before fingerprints
+        con.execute("UPDATE clips SET audio_sha256 = NULL")
+        con.commit()
+        [clip] = c.store.at_location(str(ogg.resolve()))
+        assert clip.audio_sha256 is None
     ffmpeg_sine(changed, "-af", "volume=0.5")  # other bytes, other audio since it was indexed
     with open_collection(settings, tone_retriever) as c:
         report = reread_metadata(c, ledger=tmp_path / "reread.log", progress=False)
@@ -616,13 +617,14 @@ def test_a_long_recording_moved_and_retagged_at_once_keeps_its_clip_and_another_
         lib / "new.wav")
     calls = passt_runs(monkeypatch)
     fingerprinted: list[str] = []
-    fingerprint = worker.audio_sha256
+    fingerprint = retrieval.audio.audio_sha256
 
     def counted(wave):
-        fingerprinted.append(wave.label)
+        if isinstance(wave, retrieval.audio.LongWave):  # a pass of decoding (a held wave's costs ~1 ms)
+            fingerprinted.append(wave.label)
         return fingerprint(wave)
 
-    monkeypatch.setattr(worker, "audio_sha256", counted)
+    monkeypatch.setattr(retrieval.audio, "audio_sha256", counted)
     with open_collection(settings, tone_retriever) as c:
         report = index_paths(c, [lib], progress=False, limits=limits)
         assert (report.added, report.retagged, report.moved, report.replaced) == (1, 1, 1, 0)
@@ -697,11 +699,12 @@ def test_what_the_user_set_stays_when_the_file_comes_to_say_the_same_and_then_dr
         assert reread_metadata(c, ledger=tmp_path / "ledger", progress=False).changed == 0
 
 
-def test_a_form_sending_back_all_it_shows_leaves_the_files_values_the_files_and_reread_restores_them(
+def test_a_form_sending_back_all_it_shows_leaves_the_files_values_the_files_and_what_it_took_off_stays_off(
         tmp_path, settings, tone_retriever):
     """The web page's edit form sends the description and every tag it shows: only what differs from the
     file becomes the user's, so a later retag still drops what the file drops. A file value taken off with
-    PATCH comes back when the file is read again, even unchanged (`reread-metadata --again`)."""
+    PATCH stays off when the file is read again, unchanged (`reread-metadata --again`) or retagged while it
+    still says it."""
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
@@ -718,13 +721,15 @@ def test_a_form_sending_back_all_it_shows_leaves_the_files_values_the_files_and_
         assert c.get(clip.id).meta_layers.own == Metadata.of(tags=["mine"])
         c.edit_metadata(clip.id, lambda m: Metadata.of(description="fd1", tags=["mine"]))  # w1, w2 off
         assert c.get(clip.id).meta.tags == ("mine",)
-        reread_metadata(c, ledger=tmp_path / "ledger", progress=False)  # the file unchanged, read again
-        assert c.get(clip.id).meta.tags == ("mine", "w1", "w2")
-    run(metaflac, "--remove-all-tags", "--set-tag=DESCRIPTION=fd2", "--set-tag=KEYWORDS=w2", flac)
+        assert c.get(clip.id).meta_layers.dropped == Metadata.of(tags=["w1", "w2"])
+        report = reread_metadata(c, ledger=tmp_path / "ledger", again=True, progress=False)  # unchanged
+        assert report.changed == 0 and c.get(clip.id).meta.tags == ("mine",)
+    run(metaflac, "--remove-all-tags", "--set-tag=DESCRIPTION=fd2", "--set-tag=KEYWORDS=w2, w3", flac)
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False)
         now = c.get(clip.id)
-        assert (now.meta.description, now.meta.tags) == ("fd2", ("mine", "w2"))
+        assert (now.meta.description, now.meta.tags) == ("fd2", ("mine", "w3"))  # w2 still off, w3 new
+        assert now.meta_layers.dropped == Metadata.of(tags=["w2"])  # w1 left the file: nothing to keep off
 
 
 def test_a_clip_stored_before_the_layers_gets_the_same_answer_from_reread_and_index_add(tmp_path, settings,
@@ -759,3 +764,95 @@ def test_a_clip_stored_before_the_layers_gets_the_same_answer_from_reread_and_in
     assert by_reread.meta == by_add.meta and by_reread.meta_layers == by_add.meta_layers
     assert by_add.meta.description == "new desc" and by_add.meta_layers.file.tags == ("t1",)
     assert by_add.meta == by_add.meta_layers.meta and "usertag" in by_add.meta_layers.own.tags
+
+
+def test_what_an_edit_takes_off_the_files_metadata_stays_off_until_the_file_says_otherwise(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    """A keyword, a field and the description of the file's taken off with an edit stay off (clip and
+    keyword search) through a reread, a retag and a re-edit of the audio (a new clip replaces the old one)
+    while the file still says them; a field's new value and a new description show; an edit, or a run's
+    own tags, give one back."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    ogg = ffmpeg_sine(lib / "storm.ogg", "-c:a", "libvorbis")
+    tag = need("vorbiscomment")
+    said = ["DESCRIPTION=Drizzle on a roof", "KEYWORDS=drizzle, roof", "ARTIST=Ana"]
+    run(tag, "-w", *[a for t in said for a in ("-t", t)], ogg)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(ogg.resolve()))
+        assert clip.meta == Metadata.of(description="Drizzle on a roof", tags=["drizzle", "roof"],
+                                        fields={"artist": "Ana"})
+        c.edit_metadata(clip.id, lambda m: Metadata.of(tags=["roof"]))
+        assert c.get(clip.id).meta == Metadata.of(tags=["roof"])
+        assert c.get(clip.id).meta_layers.dropped == Metadata.of(description="Drizzle on a roof",
+                                                                 tags=["drizzle"], fields={"artist": "Ana"})
+        assert c.search_keywords("drizzle", 5) == []
+        report = reread_metadata(c, ledger=tmp_path / "ledger", again=True, progress=False)
+        assert report.changed == 0 and c.get(clip.id).meta == Metadata.of(tags=["roof"])
+    run(tag, "-w", *[a for t in said + ["TITLE=Storm"] for a in ("-t", t)], ogg)  # retagged: a title more
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).retagged == 1
+        assert c.get(clip.id).meta == Metadata.of(tags=["roof"], fields={"title": "Storm"})
+    tmp = lib / "tmp.ogg"  # the audio re-edited: a new clip replaces it, what was taken off stays off
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=880:duration=1", "-c:a",
+        "libvorbis", tmp)
+    run(tag, "-w", "-t", "DESCRIPTION=Heavy rain", "-t", "KEYWORDS=drizzle, roof", "-t", "ARTIST=Bo", tmp)
+    os.replace(tmp, ogg)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).replaced == 1
+        [now] = c.store.at_location(str(ogg.resolve()))
+        assert now.id != clip.id
+        assert now.meta == Metadata.of(description="Heavy rain", tags=["roof"], fields={"artist": "Bo"})
+        assert now.meta_layers.dropped == Metadata.of(tags=["drizzle"])
+        index_paths(c, [lib], progress=False, metadata=lambda p: Metadata.of(tags=["drizzle"]))  # given back
+        back = c.get(now.id)
+        assert set(back.meta.tags) == {"roof", "drizzle"} and back.meta_layers.dropped == Metadata()
+        assert c.search_keywords("drizzle", 5)[0].record.id == now.id
+        c.edit_metadata(now.id, lambda m: Metadata.of(description=m.description, tags=["drizzle"],
+                                                      fields=m.field_dict))
+        assert c.get(now.id).meta_layers.dropped == Metadata.of(tags=["roof"])
+        c.edit_metadata(now.id, lambda m: Metadata.of(description=m.description, tags=["drizzle", "roof"],
+                                                      fields=m.field_dict))  # an edit gives it back
+        assert c.get(now.id).meta_layers.dropped == Metadata() and "roof" in c.get(now.id).meta.tags
+
+
+def test_layers_after_an_edit_and_a_reread_by_hand():
+    """MetaLayers.edited and .reread against values worked out by hand."""
+    file = Metadata.of(description="fd", tags=["a", "b"], fields={"k": "1", "j": "2"})
+    layers = MetaLayers(file, Metadata.of(tags=["mine"]))
+    edited = layers.edited(Metadata.of(tags=["mine", "b"], fields={"k": "9"}))  # fd, a, j off; k the user's
+    assert edited == MetaLayers(file, Metadata.of(tags=["mine"], fields={"k": "9"}),
+                                Metadata.of(description="fd", tags=["a"], fields={"j": "2"}))
+    assert edited.meta == Metadata.of(tags=["mine", "b"], fields={"k": "9"})
+    found = Metadata.of(description="fd2", tags=["a", "c"], fields={"j": "2", "k": "1"})
+    again = edited.reread(found, given=Metadata.of(fields={"j": "2"}))  # the run gives j back
+    assert again == MetaLayers(found, Metadata.of(tags=["mine"], fields={"j": "2", "k": "9"}),
+                               Metadata.of(tags=["a"]))  # fd2 is new, b left the file, j given
+    assert again.meta == Metadata.of(description="fd2", tags=["mine", "c"], fields={"j": "2", "k": "9"})
+    assert MetaLayers.from_json_text(again.to_json()) == again
+    assert MetaLayers.from_json_text('{"file": {"tags": ["x"]}, "own": {}}') == MetaLayers(
+        Metadata.of(tags=["x"]))  # stored before values taken off were kept
+
+
+def test_a_clip_edited_before_what_an_edit_takes_off_was_kept_keeps_it_off_when_read_again(
+        tmp_path, settings, tone_retriever):
+    """Layers stored without `dropped`, and a clip's metadata that lacks a file value: what it lacks was taken
+    off by an edit, and stays off when the file is read again."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    flac = lib / "v7.flac"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=990:duration=1", flac)
+    run(need("metaflac"), "--set-tag=KEYWORDS=hiss, hum", flac)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(flac.resolve()))
+        c.store.set_metadata(clip.id, Metadata.of(tags=["hum"]))  # as an edit wrote it before
+        assert c.get(clip.id).meta_layers == MetaLayers(Metadata.of(tags=["hiss", "hum"]))
+        assert reread_metadata(c, ledger=tmp_path / "ledger", progress=False).changed == 0
+        now = c.get(clip.id)
+        assert now.meta.tags == ("hum",) and now.meta_layers.dropped == Metadata.of(tags=["hiss"])

@@ -84,3 +84,48 @@ def test_copies_of_one_sound_in_one_batch_are_tagged_once(tmp_path, settings, to
         assert (vectors[1] == vectors[0]).all() and (vectors[2] == vectors[0]).all()
         assert not np.allclose(vectors[3], vectors[0])
         assert [c.get(i).meta.description for i in ids[:3]] == ["Take one", "Take two", "Take three"]
+
+
+def test_a_copy_runs_passt_when_the_stored_clips_windows_are_cut_otherwise_than_the_collection_cuts_now(
+        tmp_path, settings, tone_retriever, monkeypatch):
+    """The collection's moment windowing changed since the clip with this audio was stored: its windows are
+    not what a clip stored now gets, so the copy is tagged, with the windows of now."""
+    from app.compose import moment_windowing
+    from retrieval.windows import window_spans
+
+    first, second = tmp_path / "one.ogg", tmp_path / "two.ogg"
+    vorbis_sine(first, "DESCRIPTION=One", seconds=3)
+    retagged_copy(first, second, "DESCRIPTION=Two")
+    with open_collection(settings, tone_retriever) as c:
+        [(original, _)] = add(c, file(first))  # moments of the PaSST windows (one window: 3 s)
+    finer = settings.model_copy(update={"moment_window_s": 1.0, "moment_hop_s": 0.5})
+    calls = passt_runs(monkeypatch)
+    with open_collection(finer, tone_retriever) as c:
+        [(copy, created)] = add(c, file(second))
+        assert created and [n for n in calls if n], "tagged: the stored windows are cut otherwise"
+        cut = c.store.timelines([copy.id])[copy.id].windows
+        starts, ends = window_spans(round(copy.duration * 32_000), moment_windowing(finer))
+        assert len(cut.starts) == len(starts) > 1 and np.allclose(cut.starts, starts, atol=1e-3)
+        assert len(c.store.timelines([original.id])[original.id].windows.starts) == 1
+        third = tmp_path / "three.ogg"  # and a copy after it takes its analysis, with no PaSST
+        retagged_copy(first, third, "DESCRIPTION=Three")
+        before = len([n for n in calls if n])
+        [(later, _)] = add(c, file(third))
+        assert len([n for n in calls if n]) == before
+        assert np.allclose(c.store.timelines([later.id])[later.id].windows.starts, starts, atol=1e-3)
+
+
+def test_a_new_clips_fingerprint_is_taken_once(tmp_path, settings, tone_retriever, monkeypatch):
+    """Looked for among the stored clips, then stored with the clip: the samples are hashed once."""
+    import retrieval.audio
+
+    path = tmp_path / "once.ogg"
+    vorbis_sine(path, "DESCRIPTION=Once", seconds=2)
+    hashed = []
+    fingerprint = retrieval.audio.audio_sha256
+    monkeypatch.setattr(retrieval.audio, "audio_sha256", lambda wave: hashed.append(len(wave)) or
+                        fingerprint(wave))
+    with open_collection(settings, tone_retriever) as c:
+        [(clip, created)] = add(c, file(path))
+        assert created and clip.audio_sha256 == fingerprint(retrieval.audio.decode_audio(path).wave)
+    assert hashed == [64_000]

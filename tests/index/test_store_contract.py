@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import NewClip, SearchFilter, Tag
+from index.store.records import FileNow, NewClip, SearchFilter, Tag
 from index.stores import StoreConfig
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.model_spec import ModelSpec
@@ -386,21 +386,23 @@ def test_a_clips_audio_fingerprint_is_kept_and_its_file_replaced_with_its_metada
         assert [r.id for r in s.lasting(0.75 + 5e-7)] == [second.id]  # within a microsecond
         assert s.lasting(0.75 + 1e-3) == [] and s.lasting(0.6) == []
         new_sha = "cd" * 32
-        moved = s.set_metadata(first.id, Metadata.of(description="retagged"), sha256=new_sha)
+        moved = s.set_metadata(first.id, Metadata.of(description="retagged"), file=FileNow(sha256=new_sha))
         assert moved is not None
         assert (moved.id, moved.sha256, moved.audio_sha256) == (first.id, new_sha, audio)
         assert s.get_by_sha256(new_sha).id == first.id and s.get_by_sha256(clip(0).sha256) is None
         assert s.get(first.id) == moved and np.allclose(s.vectors([first.id])[0], xb[0], atol=1e-6)
         assert s.set_metadata(second.id, Metadata()).sha256 == clip(1).sha256  # no sha256 given: unchanged
-        there = s.set_metadata(second.id, Metadata(), location="/lib/new/gate.wav", name="gate.wav")
+        there = s.set_metadata(second.id, Metadata(),
+                               file=FileNow(location="/lib/new/gate.wav", name="gate.wav"))
         assert (there.location, there.name, there.sha256) == ("/lib/new/gate.wav", "gate.wav", clip(1).sha256)
         assert [r.id for r in s.at_location("/lib/new/gate.wav")] == [second.id]
         assert s.at_location(clip(1).location) == []
         assert [h.record.id for h in s.search_keywords("gate", 5)] == [second.id]
-        assert s.set_metadata(second.id, Metadata(), audio_sha256="12" * 32).audio_sha256 == "12" * 32
+        fingerprinted = s.set_metadata(second.id, Metadata(), file=FileNow(audio_sha256="12" * 32))
+        assert fingerprinted.audio_sha256 == "12" * 32
         assert first.meta_layers is None and moved.meta_layers is None  # none given: not known
         read = Metadata.of(description="Gate creak", tags=["gate"], fields={"ucs_catid": "DOORWood"})
-        layers = MetaLayers(read, Metadata.of(tags=["mine"]))
+        layers = MetaLayers(read, Metadata.of(tags=["mine"]), Metadata.of(tags=["gate"]))  # "gate" taken off
         assert s.set_metadata(second.id, layers.meta, meta_layers=layers).meta_layers == layers
         assert s.set_metadata(second.id, Metadata()).meta_layers == layers  # none given: unchanged
     with open_backend(backend_settings, SPEC) as s:  # kept on disk
