@@ -8,7 +8,9 @@
 #   bash benchmarks/gpu_check.sh --device cpu --quick   # a CPU smoke run of the same code (< 2 minutes)
 #
 # Then a 60-minute recording goes through retrieval.extract (`index add`'s path for a long file) at fp16,
-# timed against decoding it alone and PaSST alone on as many windows (where a long file's time goes).
+# its decoding in a child process (retrieval.decoder_process, the default), timed against the same with the
+# decoding in the tagging process (as before) and against decoding alone and PaSST alone on as many windows
+# (where a long file's time goes).
 #
 # The venv: $GPU_CHECK_VENV (default .venv in the repository) is reused when it imports torch and
 # hear21passt; otherwise it is made with `python3.11 -m venv` and `pip install -e .` from PyPI (torch 2.11.0
@@ -216,6 +218,7 @@ def long_recording() -> None:
 
     import soundfile as sf
 
+    import retrieval.audio
     from retrieval.extract import STREAM_WINDOWS, AudioLimits, decode, extract_many
 
     rate, seconds = 48_000, long_minutes * 60
@@ -242,11 +245,19 @@ def long_recording() -> None:
             pass
         return time.perf_counter() - t
 
+    def in_process(measure):  # the decoding in the tagging process, as before the child process
+        retrieval.audio.DECODE_AHEAD = False
+        try:
+            return measure()
+        finally:
+            retrieval.audio.DECODE_AHEAD = True
+
     through_extract()  # warm-up: this batch size's kernels
     runs = max(1, reps - 1)
     extract_s = float(np.median([through_extract()[0] for _ in range(runs)]))
+    before_s = float(np.median([in_process(through_extract)[0] for _ in range(runs)]))
     n_windows = through_extract()[1]
-    decode_s = float(np.median([decode_alone() for _ in range(runs)]))
+    decode_s = float(np.median([in_process(decode_alone) for _ in range(runs)]))
     work = [clip(10.0) for _ in range(min(n_windows, 256))]
     tagger.window_logits_many(work[:batch])
     sync()
@@ -261,8 +272,11 @@ def long_recording() -> None:
     say()
     say("| what | s | windows/s | share of extract |")
     say("|---|---|---|---|")
-    say(f"| extract (decode, resample, cut, PaSST) | {extract_s:.2f} | {n_windows / extract_s:.1f} | 100% |")
-    say(f"| decoding and resampling alone (one core) | {decode_s:.2f} | {n_windows / decode_s:.1f} | "
+    say(f"| extract (decode in a child process, resample, cut, PaSST) | {extract_s:.2f} | "
+        f"{n_windows / extract_s:.1f} | 100% |")
+    say(f"| extract, decoding in the tagging process (before) | {before_s:.2f} | {n_windows / before_s:.1f} | "
+        f"{100 * before_s / extract_s:.0f}% |")
+    say(f"| decoding and resampling alone (one core, in process) | {decode_s:.2f} | {n_windows / decode_s:.1f} | "
         f"{100 * decode_s / extract_s:.0f}% |")
     say(f"| PaSST alone on as many 10 s windows (scaled from {len(work)}) | {passt_s:.2f} | "
         f"{n_windows / passt_s:.1f} | {100 * passt_s / extract_s:.0f}% |")

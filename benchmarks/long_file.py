@@ -1,13 +1,16 @@
 """A long recording through `index add`'s path in bounded memory: peak RSS and windows/s, and whether the
 moments of a sound planted at known times are found.
 
-A synthetic recording is written on the spot (48 kHz mono 16-bit WAV, so the resampler runs: background
-noise under slowly changing tones, and a planted sound, a 2-4 kHz chirp, at known times), then indexed by
+A synthetic recording is written on the spot (48 kHz mono 16-bit WAV, so the resampler runs: background noise
+under slowly changing tones, and a planted sound, a 2-4 kHz chirp, at known times), then indexed by
 :func:`index.ingest.builder.index_paths` (decoding, PaSST windows, head, store: the real path) in a child
-process per run, whose peak RSS (``ru_maxrss``) is reported with its RSS once the model is loaded. The same
-indexing with the whole file held in memory (``whole_up_to_s=None``, the path of before) runs on a shorter
-file for comparison. The planted sound is then searched by example (a 10 s clip of it, encoded apart) as
-moments of the stored windows: each planted time must fall in a moment found.
+process per run, whose peak RSS (``ru_maxrss``) is reported with its RSS once the model is loaded, and the
+peak RSS of the process that decodes the long file ahead of it (retrieval.decoder_process;
+``RUSAGE_CHILDREN``). The same indexing with the whole file held in memory (``whole_up_to_s=None``, the path
+of before) runs on a shorter file for comparison, and the long file is indexed a second time with its decoding
+in the tagging process (``retrieval.audio.DECODE_AHEAD = False``, as before the decoding process). The planted
+sound is then searched by example (a 10 s clip of it, encoded apart) as moments of the stored windows: each
+planted time must fall in a moment found.
 
 ``--model tiny`` (the default) runs a cheap stand-in for PaSST with its interface (hear21passt's mel front
 end, then a fixed random linear map of each window's mean and spread of log-mel to 527 logits): full-size
@@ -30,6 +33,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+import retrieval.audio
 from benchmarks.common import header, table
 
 RATE = 48_000
@@ -121,6 +125,8 @@ def child(args: argparse.Namespace) -> None:
     limits = index_limits(settings)
     if args.whole:
         limits = replace(limits, whole_up_to_s=None)
+    if args.in_process:
+        retrieval.audio.DECODE_AHEAD = False
     example = tempfile.NamedTemporaryFile(suffix=".wav", delete=False).name
     sound = background(0, int(10 * RATE), np.random.default_rng(99))
     sound[int(2.5 * RATE):int(2.5 * RATE) + int(PLANT_S * RATE)] += chirp(PLANT_S)
@@ -140,15 +146,17 @@ def child(args: argparse.Namespace) -> None:
     found = sum(any(a <= p + PLANT_S / 2 <= b for a, b in segments) for p in plants)
     print(json.dumps({"ready_mib": ready_kib / 1024,
                       "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "decoder_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                       "seconds": seconds, "windows": windows, "duration_s": record.duration,
                       "found": found, "planted": len(plants), "moments": len(segments)}))
 
 
-def run(file: Path, plants: list[float], *, model: str, whole: bool, threads: int) -> dict:
+def run(file: Path, plants: list[float], *, model: str, read: str, threads: int) -> dict:
     with tempfile.TemporaryDirectory() as data:
         cmd = [sys.executable, "-m", "benchmarks.long_file", "--child", "--file", str(file), "--data", data,
                "--plants", json.dumps(plants), "--model", model, "--threads", str(threads)]
-        out = subprocess.run(cmd + (["--whole"] if whole else []), check=True, capture_output=True, text=True)
+        flags = {"whole": ["--whole"], "in process": ["--in-process"], "child": []}[read]
+        out = subprocess.run(cmd + flags, check=True, capture_output=True, text=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -161,6 +169,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--whole", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--file", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--plants", help=argparse.SUPPRESS)
@@ -172,21 +181,26 @@ def main() -> None:
     header(f"Long recordings: `index add` in bounded memory ({model}, {args.threads} torch thread(s))")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        runs = ((args.whole_minutes, True), (args.whole_minutes, False), (args.hours * 60, False))
-        for minutes, whole in runs:
+        long = args.hours * 60
+        runs = ((args.whole_minutes, "whole"), (args.whole_minutes, "child"), (long, "child"),
+                (long, "in process"))
+        said = {"whole": "whole file in memory (before)",
+                "child": "window by window, decoded by a child process",
+                "in process": "window by window, decoded in process (before)"}
+        for minutes, read in runs:
             path = Path(tmp) / f"{minutes:g}min.wav"
             if not path.exists():
                 write_recording(path, minutes * 60)
-            r = run(path, plant_times(minutes * 60), model=args.model, whole=whole, threads=args.threads)
+            r = run(path, plant_times(minutes * 60), model=args.model, read=read, threads=args.threads)
             length = f"{minutes:g} min" if minutes < 60 else f"{minutes / 60:g} h"
-            rows.append([f"{length} ({r['windows']} windows)",
-                         "whole file in memory (before)" if whole else "window by window",
+            rows.append([f"{length} ({r['windows']} windows)", said[read],
                          f"{r['ready_mib']:.0f} MiB", f"{r['peak_mib']:.0f} MiB",
                          f"{r['peak_mib'] - r['ready_mib']:.0f} MiB",
+                         f"{r['decoder_peak_mib']:.0f} MiB" if read == "child" else "-",
                          f"{r['windows'] / r['seconds']:.1f}", f"{r['found']}/{r['planted']}"])
             print(" | ".join(rows[-1]), flush=True)
     table(rows, ["recording (48 kHz mono WAV)", "read", "RSS, model loaded", "peak RSS",
-                 "peak minus loaded", "windows/s", "planted moments found"])
+                 "peak minus loaded", "decoding process's peak RSS", "windows/s", "planted moments found"])
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import soxr
 
 from retrieval import riff
 from retrieval.config import SAMPLE_RATE
+from retrieval.decoder_process import blocks_in_process
 from retrieval.errors import AudioDecodeError, AudioTooLong
 from retrieval.waveform import PEAKS, PeakTracker
 
@@ -35,6 +36,7 @@ MIN_SOURCE_RATE = 1_000
 MAX_SOURCE_RATE = 768_000
 MAX_CHANNELS = 64
 BLOCK_FRAMES = 1 << 16  # source frames read at a time (about 1.4 s at 44.1 kHz)
+DECODE_AHEAD = True  # a LongWave's file decoded by a child process while its blocks are tagged
 
 
 class LongWave:
@@ -56,12 +58,17 @@ class LongWave:
 
     def blocks(self) -> Iterator[np.ndarray]:
         """(b,) float32 blocks of the mono, resampled, clipped wave, in order (AudioDecodeError on bad
-        samples, as :func:`decode_audio`)."""
+        samples, as :func:`decode_audio`): :func:`file_blocks`, decoded by a child process ahead of the caller
+        for a file on disk (`DECODE_AHEAD`), in this one for bytes."""
         digest = hashlib.sha256()
-        with _sound_file(self.source, label=self.label, max_duration_s=None, max_channels=MAX_CHANNELS) as f:
-            for block in _model_rate_blocks(f, label=self.label):
-                _hash_samples(digest, block)
-                yield block
+        source, label = self.source, self.label
+        if DECODE_AHEAD and isinstance(source, str | Path):
+            blocks = blocks_in_process(source, label=label)
+        else:
+            blocks = file_blocks(source, label=label)
+        for block in blocks:
+            _hash_samples(digest, block)
+            yield block
         self.sha256 = digest.hexdigest()
 
     def read(self) -> np.ndarray:
@@ -202,6 +209,12 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
         _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
                       limit_name=limit_name)
         yield f
+
+
+def file_blocks(source: str | Path | bytes, *, label: str) -> Iterator[np.ndarray]:
+    """A file's samples as :func:`_model_rate_blocks` gives them (what a LongWave's pass reads)."""
+    with _sound_file(source, label=label, max_duration_s=None, max_channels=MAX_CHANNELS) as f:
+        yield from _model_rate_blocks(f, label=label)
 
 
 def _model_rate_blocks(f: sf.SoundFile, *, label: str) -> Iterator[np.ndarray]:
