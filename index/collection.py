@@ -278,6 +278,21 @@ class Collection:
             kept = None if layers is None else layers.edited(meta)
             return self.store.set_metadata(id, meta if kept is None else kept.meta, meta_layers=kept)
 
+    def give_metadata(self, id: int, given: Metadata) -> ClipRecord | None:
+        """What a run gives a stored clip (`index add`'s flags or CSV, its file unchanged) made the user's,
+        over what they set before and what its file says (a value they had taken off, given back); the new
+        record (the same one, unwritten, when it changes nothing), None without the clip. A clip stored
+        before its file's values were kept apart gets `given` laid over its metadata."""
+        with self._write:
+            record = self.store.get(id)
+            if record is None:
+                return None
+            layers = None if record.meta_layers is None else record.meta_layers.given(given, record.meta)
+            meta = given.over(record.meta) if layers is None else layers.meta
+            if meta == record.meta and layers == record.meta_layers:
+                return record  # nothing new: no write
+            return self.store.set_metadata(id, meta, meta_layers=layers)
+
     def take_file_metadata(self, id: int, found: Metadata, *, given: Metadata = Metadata(),
                            dropped: Metadata = Metadata(), file_first: bool = False,
                            file: FileNow = FileNow()) -> ClipRecord | None:
@@ -298,8 +313,8 @@ class Collection:
             if before is None:  # what is not the file's now counts as the user's
                 before = MetaLayers(own=(found.over(record.meta) if file_first
                                          else record.meta.over(found)).less(found))
-            elif before.meta != record.meta:  # edited before what an edit takes off was kept: as if now
-                before = before.edited(record.meta)
+            else:
+                before = before.caught_up(record.meta)
             layers = before.reread(found, given=given, dropped=dropped)
             return self.store.set_metadata(id, layers.meta, meta_layers=layers, file=file)
 

@@ -174,19 +174,18 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
     else:
         report.skipped += 1
         stored, given, path = result.record, result.item.meta, str(result.item.source)
-        moved = stored is not None and _moved(stored, path)
-        updated = stored is not None and given.over(stored.meta) != stored.meta
-        # the run's metadata laid over the clip's (as over a file's); a moved file's place in the same write
-        if stored is not None and (moved or updated):
-            # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over both
-            result.record = (collection.take_file_metadata(
+        if stored is not None and _moved(stored, path):
+            # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over
+            # both, and its new place, in one write
+            result.record = collection.take_file_metadata(
                 stored.id, file_metadata(Path(path), result.item.name), given=given, file_first=True,
-                file=FileNow(location=path, name=result.item.name))
-                if moved else collection.edit_metadata(stored.id, given.over)) or stored
-            report.updated += updated
-            report.moved += moved
-            if moved:
-                report.arrived.add(stored.id)
+                file=FileNow(location=path, name=result.item.name)) or stored
+            report.updated += not given.empty and given.over(stored.meta) != stored.meta
+            report.moved += 1
+            report.arrived.add(stored.id)
+        elif stored is not None and not given.empty:  # the run's metadata made the user's
+            result.record = collection.give_metadata(stored.id, given) or stored
+            report.updated += result.record != stored
     if result.record is not None:
         report.held.append((result.record, str(result.item.source)))
 

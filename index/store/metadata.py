@@ -51,14 +51,16 @@ class Metadata:
     @classmethod
     def of(cls, *, description: str = "", tags: Iterable[str] = (),
            fields: Mapping[str, str] | None = None) -> Metadata:
-        """Normalised: the description stripped, tags as normalize_tags, fields sorted; ValueError for a
-        field key that is not an identifier or a value that is not a string."""
+        """Normalised: the description stripped, its line breaks LF (a file's CRLF and a form's LF are the
+        same text), tags as normalize_tags, fields sorted; ValueError for a field key that is not an
+        identifier or a value that is not a string."""
         items = sorted((fields or {}).items())
         for key, value in items:
             check_field_key(key)
             if not isinstance(value, str):
                 raise ValueError(f"field {key!r}: values are strings, not {type(value).__name__}")
-        return cls(description.strip(), normalize_tags(tags), tuple(items))
+        description = description.replace("\r\n", "\n").replace("\r", "\n").strip()
+        return cls(description, normalize_tags(tags), tuple(items))
 
     def over(self, found: Metadata) -> Metadata:
         """This metadata (what the user gave) laid over `found` (what a file says), part by part: this
@@ -145,13 +147,29 @@ class MetaLayers:
 
     def edited(self, new: Metadata) -> MetaLayers:
         """The layers once an edit made the clip's metadata `new`: the user's are what of `new` only the file
-        does not say (a form that sends back all it shows leaves the file's values the file's), and what the
-        file says that `new` lacks is taken off (a field whose key `new` has is the user's value instead)."""
-        new_fields = new.field_dict
+        does not say (a form that sends back all it shows leaves the file's values the file's); what the
+        clip showed of the file's (or the user's value over it) and `new` lacks is taken off (a field whose
+        key `new` has is the user's value instead), and what was taken off before stays off unless `new`
+        gives it back. A file value the clip could not show (past MAX_USER_TAGS or MAX_FIELDS) is not taken
+        off."""
+        shown, new_fields = self.meta, new.field_dict
+        was_off, slots = self.dropped, shown.field_dict  # a key shown with the user's value counts as shown
         dropped = Metadata(self.file.description if self.file.description and not new.description else "",
-                           tuple(t for t in self.file.tags if t not in new.tags),
-                           tuple((k, v) for k, v in self.file.fields if k not in new_fields))
+                           tuple(t for t in self.file.tags
+                                 if t not in new.tags and (t in shown.tags or t in was_off.tags)),
+                           tuple((k, v) for k, v in self.file.fields
+                                 if k not in new_fields and (k in slots or (k, v) in was_off.fields)))
         return MetaLayers(self.file, new.less(self.file.less(self.own)), dropped)
+
+    def caught_up(self, meta: Metadata) -> MetaLayers:
+        """These layers with the clip's metadata `meta`: themselves when they make it, else as after an edit
+        that made it (a clip edited before what an edit takes off was kept)."""
+        return self if self.meta == meta else self.edited(meta)
+
+    def given(self, given: Metadata, meta: Metadata) -> MetaLayers:
+        """The layers once a run gave the clip (whose metadata is `meta`) `given`: the user's, over what they
+        set before; a value they had taken off, given back. The file's stay as they were read."""
+        return self.caught_up(meta).reread(self.file, given=given)
 
     def reread(self, found: Metadata, *, given: Metadata = Metadata(),
                dropped: Metadata = Metadata()) -> MetaLayers:

@@ -856,3 +856,85 @@ def test_a_clip_edited_before_what_an_edit_takes_off_was_kept_keeps_it_off_when_
         assert reread_metadata(c, ledger=tmp_path / "ledger", progress=False).changed == 0
         now = c.get(clip.id)
         assert now.meta.tags == ("hum",) and now.meta_layers.dropped == Metadata.of(tags=["hiss"])
+
+
+def test_a_runs_values_on_an_unchanged_file_become_the_users_and_outlast_the_file_dropping_them(
+        tmp_path, settings, tone_retriever):
+    """`index add --tags/--fields` over a clip already indexed gives it the run's values as the user's: one
+    the file also says (one taken off with an edit, given back) stays when the file drops or changes it."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    flac = lib / "g.flac"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=900:duration=1", flac)
+    metaflac = need("metaflac")
+    run(metaflac, "--set-tag=KEYWORDS=gorbax; fivekw", "--set-tag=ARTIST=Xanthe", flac)
+    given = Metadata.of(tags=["gorbax"], fields={"artist": "Xanthe"})
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(flac.resolve()))
+        c.edit_metadata(clip.id, lambda m: Metadata.of(tags=["fivekw"]))  # gorbax and the artist taken off
+        report = index_paths(c, [lib], progress=False, metadata=lambda p: given)
+        assert report.updated == 1 and set(c.get(clip.id).meta.tags) == {"gorbax", "fivekw"}
+        assert c.get(clip.id).meta_layers.own == given and c.get(clip.id).meta_layers.dropped == Metadata()
+        assert index_paths(c, [lib], progress=False, metadata=lambda p: given).updated == 0  # nothing new
+    run(metaflac, "--remove-all-tags", "--set-tag=KEYWORDS=fivekw", "--set-tag=ARTIST=Other", flac)
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [lib], progress=False).retagged == 1
+        now = c.get(clip.id).meta
+        assert set(now.tags) == {"gorbax", "fivekw"} and now.field_dict == {"artist": "Xanthe"}
+
+
+def test_file_keywords_past_what_a_clip_holds_are_not_taken_off_by_edits_or_runs(tmp_path, settings,
+                                                                               tone_retriever):
+    """A clip shows MAX_USER_TAGS tags; the file's cut by that bound were never shown, so neither an edit
+    that sends back all it shows nor a run's tags takes them off: they show once there is room."""
+    from index.ingest.builder import index_paths
+    from index.store.metadata import MAX_USER_TAGS
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    flac = lib / "many.flac"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=950:duration=1", flac)
+    metaflac = need("metaflac")
+    keywords = [f"kw{i:02d}" for i in range(MAX_USER_TAGS)]
+    run(metaflac, "--set-tag=KEYWORDS=" + "; ".join(keywords), flac)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False, metadata=lambda p: Metadata.of(tags=["ownone", "owntwo"]))
+        [clip] = c.store.at_location(str(flac.resolve()))
+        shown = c.get(clip.id).meta
+        assert len(shown.tags) == MAX_USER_TAGS and "kw31" not in shown.tags
+        c.edit_metadata(clip.id, lambda m: shown)  # the form's Save with no change
+        index_paths(c, [lib], progress=False, metadata=lambda p: Metadata.of(tags=["extra"]))
+        assert c.get(clip.id).meta_layers.dropped == Metadata()
+        c.edit_metadata(clip.id, lambda m: Metadata.of(description=m.description, fields=m.field_dict,
+                                                       tags=[t for t in m.tags if t.startswith("kw")]))
+        now = c.get(clip.id)  # the user's three tags taken off: room for all the file's
+        assert now.meta_layers.own == now.meta_layers.dropped == Metadata()
+        assert now.meta.tags == tuple(keywords)
+
+
+def test_a_form_sending_back_a_crlf_description_leaves_it_the_files(tmp_path, settings, tone_retriever):
+    """A file's description with CRLF line breaks, sent back by the web page's form with LF ones (a
+    textarea's value), is the same text: it stays the file's, and the file's next description shows."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    flac = lib / "cr.flac"
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=980:duration=1", flac)
+    metaflac = need("metaflac")
+    run(metaflac, "--set-tag=DESCRIPTION=Line one\r\nLine two", "--set-tag=KEYWORDS=crkw; crdrop", flac)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(flac.resolve()))
+        assert clip.meta.description == "Line one\nLine two"
+        c.edit_metadata(clip.id, lambda m: Metadata.of(description="Line one\nLine two", tags=["crkw"]))
+        assert c.get(clip.id).meta_layers.own == Metadata()
+    run(metaflac, "--remove-all-tags", "--set-tag=DESCRIPTION=Totally new", "--set-tag=KEYWORDS=crkw; crdrop",
+        flac)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        now = c.get(clip.id).meta
+        assert (now.description, now.tags) == ("Totally new", ("crkw",))
