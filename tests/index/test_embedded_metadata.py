@@ -34,6 +34,16 @@ def ffmpeg_sine(path, *options: str) -> object:
     return path
 
 
+def tagged_flac(path, frequency: int, *tags: str):
+    """A 1 s FLAC tone at `path` (its folder made), tagged by metaflac with `tags` ("--set-tag=KEY=value")."""
+    path.parent.mkdir(exist_ok=True)
+    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", f"sine=frequency={frequency}:duration=1",
+        path)
+    if tags:
+        run(need("metaflac"), *tags, path)
+    return path
+
+
 def chunk(ident: bytes, data: bytes, declared: int | None = None) -> bytes:
     size = len(data) if declared is None else declared
     return ident + struct.pack("<I", size) + data + (b"\0" if len(data) % 2 else b"")
@@ -677,9 +687,7 @@ def test_what_the_user_set_stays_when_the_file_comes_to_say_the_same_and_then_dr
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
-    lib.mkdir()
-    flac = lib / "m5.flac"
-    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=555:duration=1", flac)
+    flac = tagged_flac(lib / "m5.flac", 555)
     mine = Metadata.of(description="my words", tags=["door"], fields={"library": "MyLib"})
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False)
@@ -708,11 +716,8 @@ def test_a_form_sending_back_all_it_shows_leaves_the_files_values_the_files_and_
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
-    lib.mkdir()
-    flac = lib / "p.flac"
-    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=660:duration=1", flac)
+    flac = tagged_flac(lib / "p.flac", 660, "--set-tag=DESCRIPTION=fd1", "--set-tag=KEYWORDS=w1, w2")
     metaflac = need("metaflac")
-    run(metaflac, "--set-tag=DESCRIPTION=fd1", "--set-tag=KEYWORDS=w1, w2", flac)
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False)
         [clip] = c.store.at_location(str(flac.resolve()))
@@ -739,11 +744,9 @@ def test_a_clip_stored_before_the_layers_gets_the_same_answer_from_reread_and_in
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
-    lib.mkdir()
-    flac = lib / "l.flac"
-    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=770:duration=1", flac)
+    flac = tagged_flac(lib / "l.flac", 770, "--set-tag=DESCRIPTION=old desc", "--set-tag=KEYWORDS=t1, t2",
+                       "--set-tag=TITLE=T")
     metaflac = need("metaflac")
-    run(metaflac, "--set-tag=DESCRIPTION=old desc", "--set-tag=KEYWORDS=t1, t2", "--set-tag=TITLE=T", flac)
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False, metadata=lambda p: Metadata.of(tags=["usertag"]))
         [clip] = c.store.at_location(str(flac.resolve()))
@@ -844,10 +847,7 @@ def test_a_clip_edited_before_what_an_edit_takes_off_was_kept_keeps_it_off_when_
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
-    lib.mkdir()
-    flac = lib / "v7.flac"
-    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=990:duration=1", flac)
-    run(need("metaflac"), "--set-tag=KEYWORDS=hiss, hum", flac)
+    flac = tagged_flac(lib / "v7.flac", 990, "--set-tag=KEYWORDS=hiss, hum")
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False)
         [clip] = c.store.at_location(str(flac.resolve()))
@@ -865,11 +865,8 @@ def test_a_runs_values_on_an_unchanged_file_become_the_users_and_outlast_the_fil
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
-    lib.mkdir()
-    flac = lib / "g.flac"
-    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=900:duration=1", flac)
+    flac = tagged_flac(lib / "g.flac", 900, "--set-tag=KEYWORDS=gorbax; fivekw", "--set-tag=ARTIST=Xanthe")
     metaflac = need("metaflac")
-    run(metaflac, "--set-tag=KEYWORDS=gorbax; fivekw", "--set-tag=ARTIST=Xanthe", flac)
     given = Metadata.of(tags=["gorbax"], fields={"artist": "Xanthe"})
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False)
@@ -894,12 +891,8 @@ def test_file_keywords_past_what_a_clip_holds_are_not_taken_off_by_edits_or_runs
     from index.store.metadata import MAX_USER_TAGS
 
     lib = tmp_path / "lib"
-    lib.mkdir()
-    flac = lib / "many.flac"
-    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=950:duration=1", flac)
-    metaflac = need("metaflac")
     keywords = [f"kw{i:02d}" for i in range(MAX_USER_TAGS)]
-    run(metaflac, "--set-tag=KEYWORDS=" + "; ".join(keywords), flac)
+    flac = tagged_flac(lib / "many.flac", 950, "--set-tag=KEYWORDS=" + "; ".join(keywords))
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False, metadata=lambda p: Metadata.of(tags=["ownone", "owntwo"]))
         [clip] = c.store.at_location(str(flac.resolve()))
@@ -921,11 +914,9 @@ def test_a_form_sending_back_a_crlf_description_leaves_it_the_files(tmp_path, se
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
-    lib.mkdir()
-    flac = lib / "cr.flac"
-    run(need("ffmpeg"), "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=980:duration=1", flac)
+    flac = tagged_flac(lib / "cr.flac", 980, "--set-tag=DESCRIPTION=Line one\r\nLine two",
+                       "--set-tag=KEYWORDS=crkw; crdrop")
     metaflac = need("metaflac")
-    run(metaflac, "--set-tag=DESCRIPTION=Line one\r\nLine two", "--set-tag=KEYWORDS=crkw; crdrop", flac)
     with open_collection(settings, tone_retriever) as c:
         index_paths(c, [lib], progress=False)
         [clip] = c.store.at_location(str(flac.resolve()))
