@@ -7,7 +7,7 @@ from qdrant_client import models as qm
 
 from index.qdrant import layout
 from index.store import words as keyword
-from index.store.metadata import Metadata, MetaLayers
+from index.store.metadata import Metadata, MetaLayers, lf_text
 from index.store.records import ClipRecord, NewClip, SearchFilter, Tag, Timeline
 
 PEAKS = "peaks"  # the payload key of a clip's waveform peaks
@@ -55,7 +55,7 @@ def peaks_payload(t: Timeline | None) -> dict:
 def record_of(point_id: int, payload: dict) -> ClipRecord:
     tags = tuple(Tag(t["label"], float(t["probability"])) for t in payload["tags"])
     fields = {k: payload[k] for k in RECORD_FIELDS}
-    meta = Metadata(payload.get("description", ""), tuple(payload.get("user_tags", ())),
+    meta = Metadata(lf_text(payload.get("description", "")), tuple(payload.get("user_tags", ())),
                     tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
     meta_layers = payload.get("meta_layers")  # absent: a point made before it was kept
     return ClipRecord(id=int(point_id), tags=tags, meta=meta, audio_sha256=payload.get("audio_sha256"),

@@ -35,6 +35,11 @@ def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t for t in map(normalize_tag, tags) if t))
 
 
+def lf_text(text: str) -> str:
+    """Line breaks as LF: a file's CRLF (or CR) text and a form's LF text are the same."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def check_field_key(key: str) -> str:
     if not FIELD_KEY.fullmatch(key):
         raise ValueError(f"field key {key!r} is not an identifier (letters, digits, _; not starting with a "
@@ -59,8 +64,7 @@ class Metadata:
             check_field_key(key)
             if not isinstance(value, str):
                 raise ValueError(f"field {key!r}: values are strings, not {type(value).__name__}")
-        description = description.replace("\r\n", "\n").replace("\r", "\n").strip()
-        return cls(description, normalize_tags(tags), tuple(items))
+        return cls(lf_text(description).strip(), normalize_tags(tags), tuple(items))
 
     def over(self, found: Metadata) -> Metadata:
         """This metadata (what the user gave) laid over `found` (what a file says), part by part: this
@@ -125,8 +129,8 @@ class Metadata:
 
     @classmethod
     def from_json(cls, description: str, tags: str, fields: str) -> Metadata:
-        """From the three stored columns of the clip database."""
-        return cls(description, tuple(json.loads(tags)), tuple(sorted(json.loads(fields).items())))
+        """From the three stored columns of the clip database (a description stored with CRLF read as LF)."""
+        return cls(lf_text(description), tuple(json.loads(tags)), tuple(sorted(json.loads(fields).items())))
 
 
 @dataclass(frozen=True)

@@ -929,3 +929,24 @@ def test_a_form_sending_back_a_crlf_description_leaves_it_the_files(tmp_path, se
         index_paths(c, [lib], progress=False)
         now = c.get(clip.id).meta
         assert (now.description, now.tags) == ("Totally new", ("crkw",))
+
+
+def test_a_clip_stored_with_a_crlf_description_reads_as_lf_and_a_reread_keeps_it_the_files(
+        tmp_path, settings, tone_retriever):
+    """Stored before line breaks were read as LF (the description column and its layers with CRLF): read
+    back as LF, so a reread does not make the file's text the user's."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    flac = tagged_flac(lib / "old.flac", 985, "--set-tag=DESCRIPTION=Line one\r\nLine two")
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(flac.resolve()))
+        con = c.store.db.connection()
+        con.execute("UPDATE clips SET description = ?, meta_layers = ? WHERE id = ?",
+                    ("Line one\r\nLine two", '{"file": {"description": "Line one\\r\\nLine two"}, "own": {}}',
+                     clip.id))
+        con.commit()
+        assert c.get(clip.id).meta.description == "Line one\nLine two"
+        reread_metadata(c, ledger=tmp_path / "ledger", again=True, progress=False)
+        assert c.get(clip.id).meta_layers == MetaLayers(Metadata.of(description="Line one\nLine two"))
