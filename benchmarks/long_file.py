@@ -5,12 +5,12 @@ A synthetic recording is written on the spot (48 kHz mono 16-bit WAV, so the res
 under slowly changing tones, and a planted sound, a 2-4 kHz chirp, at known times), then indexed by
 :func:`index.ingest.builder.index_paths` (decoding, PaSST windows, head, store: the real path) in a child
 process per run, whose peak RSS (``ru_maxrss``) is reported with its RSS once the model is loaded, and the
-peak RSS of the process that decodes the long file ahead of it (retrieval.decoder_process;
-``RUSAGE_CHILDREN``). The same indexing with the whole file held in memory (``whole_up_to_s=None``, the path
-of before) runs on a shorter file for comparison, and the long file is indexed a second time with its decoding
-in the tagging process (``retrieval.audio.DECODE_AHEAD = False``, as before the decoding process). The planted
-sound is then searched by example (a 10 s clip of it, encoded apart) as moments of the stored windows: each
-planted time must fall in a moment found.
+peak RSS of the process that decodes the long file ahead of it (retrieval.decoder_process: its ``VmHWM``, read
+from /proc while it runs). The same indexing with the whole file held in memory (``whole_up_to_s=None``, the
+path of before) runs on a shorter file for comparison, and the long file is indexed a second time with its
+decoding in the tagging process (``retrieval.audio.DECODE_AHEAD = False``, as before the decoding process).
+The planted sound is then searched by example (a 10 s clip of it, encoded apart) as moments of the stored
+windows: each planted time must fall in a moment found.
 
 ``--model tiny`` (the default) runs a cheap stand-in for PaSST with its interface (hear21passt's mel front
 end, then a fixed random linear map of each window's mean and spread of log-mel to 527 logits): full-size
@@ -21,11 +21,14 @@ PaSST. The output says which model ran. The text side is all-MiniLM-L6-v2 (the p
 """
 
 import argparse
+import contextlib
 import json
+import re
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +37,7 @@ import soundfile as sf
 import torch
 
 import retrieval.audio
+import retrieval.decoder_process as decoder_process
 from benchmarks.common import header, table
 
 RATE = 48_000
@@ -93,6 +97,31 @@ class TinyPasst(torch.nn.Module):
         return torch.cat([m.mean(-1), m.std(-1)], dim=1) @ self.proj
 
 
+def watch_decoders() -> list[int]:
+    """The peak RSS (KiB) of each decoding process started from here on, as they run: /proc's VmHWM (after
+    its exec: a forked child's RUSAGE_CHILDREN counts the parent's pages it shared until then)."""
+    peaks: list[int] = []
+    popen = decoder_process.subprocess.Popen
+
+    def watched(*args, **kwargs):
+        proc = popen(*args, **kwargs)
+        peaks.append(0)
+        slot = len(peaks) - 1
+
+        def poll() -> None:
+            while proc.poll() is None:
+                with contextlib.suppress(OSError, AttributeError):
+                    status = Path(f"/proc/{proc.pid}/status").read_text()
+                    peaks[slot] = max(peaks[slot], int(re.search(r"VmHWM:\s+(\d+)", status).group(1)))
+                time.sleep(0.1)
+
+        threading.Thread(target=poll, daemon=True).start()
+        return proc
+
+    decoder_process.subprocess.Popen = watched  # type: ignore[misc]
+    return peaks
+
+
 def child(args: argparse.Namespace) -> None:
     """One indexing run in this process; prints its figures as JSON."""
     from dataclasses import replace
@@ -110,6 +139,7 @@ def child(args: argparse.Namespace) -> None:
     from retrieval.text import TextEncoder
 
     torch.set_num_threads(args.threads)
+    decoders = watch_decoders()
     text = TextEncoder.load(Path(minilm_init).parent / "model", model_id="all-MiniLM-L6-v2", revision=None,
                             device="cpu")
     if args.model == "tiny":
@@ -146,7 +176,7 @@ def child(args: argparse.Namespace) -> None:
     found = sum(any(a <= p + PLANT_S / 2 <= b for a, b in segments) for p in plants)
     print(json.dumps({"ready_mib": ready_kib / 1024,
                       "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "decoder_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                      "decoder_peak_mib": max(decoders, default=0) / 1024,
                       "seconds": seconds, "windows": windows, "duration_s": record.duration,
                       "found": found, "planted": len(plants), "moments": len(segments)}))
 
