@@ -15,7 +15,8 @@ The child writes each chunk as its sample count (8 bytes, little-endian) then it
 little-endian); a count of 0 ends the file. A file it cannot decode: the error's message on its stderr and
 exit status 3, raised in the caller as the AudioDecodeError it is in process. A child that ends any other way
 (killed, out of memory) is an AudioDecodeError naming its exit status. A caller that stops reading early
-(closes the generator) kills the child.
+(closes the generator, or is interrupted: the child ignores SIGINT, which a terminal sends to both) kills the
+child; a caller that dies leaves it a closed pipe, on which it stops.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import fcntl
 import io
 import os
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,6 +131,7 @@ def main(argv: list[str]) -> int:
     """The child: decode the file at argv[0] (named argv[1] in errors) and write its blocks to stdout."""
     from retrieval.audio import file_blocks
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the caller's to act on: it ends this process
     path, label = argv
     out = sys.stdout.buffer
     pending: list[np.ndarray] = []

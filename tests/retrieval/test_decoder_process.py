@@ -104,3 +104,14 @@ def test_a_daemonic_process_such_as_the_ingest_worker_can_use_it(tmp_path):
     got = out.get(timeout=120)
     worker.join(timeout=60)
     assert got == sum(len(b) for b in file_blocks(path, label="d.wav")) and worker.exitcode == 0
+
+
+def test_the_child_leaves_a_ctrl_c_to_its_caller(tmp_path, children):
+    """A terminal's SIGINT reaches both processes; the child goes on, and the caller ends it if it stops."""
+    path = write(tmp_path / "long.wav", noise(seconds=30.0, rate=48_000), 48_000)
+    blocks = blocks_in_process(path, label="long.wav")
+    got = [next(blocks)]
+    os.kill(children[0].pid, signal.SIGINT)
+    got.extend(blocks)
+    assert np.array_equal(np.concatenate(got), np.concatenate(list(file_blocks(path, label="long.wav"))))
+    assert children[0].returncode == 0
