@@ -276,7 +276,9 @@ class Collection:
                 return None
             meta, layers = edit(record.meta), record.meta_layers
             kept = None if layers is None else layers.edited(meta)
-            return self.store.set_metadata(id, meta if kept is None else kept.meta, meta_layers=kept)
+            if kept is not None and not kept.meta.same(meta):  # a file value it could not show shows now
+                meta = kept.meta
+            return self.store.set_metadata(id, meta, meta_layers=kept)  # the tags in the order given
 
     def give_metadata(self, id: int, given: Metadata) -> ClipRecord | None:
         """What a run gives a stored clip (`index add`'s flags or CSV, its file unchanged) made the user's,
@@ -289,8 +291,10 @@ class Collection:
                 return None
             layers = None if record.meta_layers is None else record.meta_layers.given(given, record.meta)
             meta = given.over(record.meta) if layers is None else layers.meta
-            if meta == record.meta and layers == record.meta_layers:
-                return record  # nothing new: no write
+            if meta.same(record.meta):
+                if layers == record.meta_layers:
+                    return record  # nothing new: no write
+                meta = record.meta  # its tags in their order
             return self.store.set_metadata(id, meta, meta_layers=layers)
 
     def take_file_metadata(self, id: int, found: Metadata, *, given: Metadata = Metadata(),
@@ -316,7 +320,8 @@ class Collection:
             else:
                 before = before.caught_up(record.meta)
             layers = before.reread(found, given=given, dropped=dropped)
-            return self.store.set_metadata(id, layers.meta, meta_layers=layers, file=file)
+            meta = record.meta if layers.meta.same(record.meta) else layers.meta  # its tags in their order
+            return self.store.set_metadata(id, meta, meta_layers=layers, file=file)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

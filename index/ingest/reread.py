@@ -71,7 +71,7 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
             fingerprint = _fingerprint(record, path) if same_bytes else None
             layers = record.meta_layers
             # layers.meta differs from the clip's after a PATCH stored before what it takes off was kept
-            stale = layers is None or layers.file != found or layers.meta != record.meta
+            stale = layers is None or layers.file != found or not layers.meta.same(record.meta)
             if fingerprint is not None or stale:
                 # a file changed since the clip was stored: what it said then yields (as in `index add`)
                 now = collection.take_file_metadata(clip_id, found, file_first=not same_bytes,

@@ -93,6 +93,11 @@ class Metadata:
         (in this one's order), the fields with the same value in both."""
         return self.less(self.less(other))
 
+    def same(self, other: Metadata) -> bool:
+        """Whether both say the same, the tags in any order."""
+        return (self.description, set(self.tags), self.fields) == (other.description, set(other.tags),
+                                                                    other.fields)
+
     def under(self, given: Metadata) -> Metadata:
         """`given` laid over this metadata: given.over(self)."""
         return given.over(self)
@@ -168,7 +173,7 @@ class MetaLayers:
     def caught_up(self, meta: Metadata) -> MetaLayers:
         """These layers with the clip's metadata `meta`: themselves when they make it, else as after an edit
         that made it (a clip edited before what an edit takes off was kept)."""
-        return self if self.meta == meta else self.edited(meta)
+        return self if self.meta.same(meta) else self.edited(meta)
 
     def given(self, given: Metadata, meta: Metadata) -> MetaLayers:
         """The layers once a run gave the clip (whose metadata is `meta`) `given`: the user's, over what they

@@ -950,3 +950,20 @@ def test_a_clip_stored_with_a_crlf_description_reads_as_lf_and_a_reread_keeps_it
         assert c.get(clip.id).meta.description == "Line one\nLine two"
         reread_metadata(c, ledger=tmp_path / "ledger", again=True, progress=False)
         assert c.get(clip.id).meta_layers == MetaLayers(Metadata.of(description="Line one\nLine two"))
+
+
+def test_an_edit_keeps_the_tags_in_the_order_given_through_a_reread(tmp_path, settings, tone_retriever):
+    """PATCH's tags, the file's among them, come back in the order sent, and a reread of the unchanged file
+    leaves them so."""
+    from index.ingest.builder import index_paths
+
+    lib = tmp_path / "lib"
+    flac = tagged_flac(lib / "order.flac", 975, "--set-tag=KEYWORDS=plinkor; zed")
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.store.at_location(str(flac.resolve()))
+        sent = Metadata.of(tags=["drabble", "plinkor", "wibbleton"])
+        assert c.edit_metadata(clip.id, lambda m: sent).meta.tags == ("drabble", "plinkor", "wibbleton")
+        report = reread_metadata(c, ledger=tmp_path / "ledger", again=True, progress=False)
+        assert report.changed == 0 and c.get(clip.id).meta.tags == ("drabble", "plinkor", "wibbleton")
+        assert c.get(clip.id).meta_layers.dropped == Metadata.of(tags=["zed"])
