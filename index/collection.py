@@ -12,6 +12,7 @@
     .search_audio(data: bytes, k: int, flt=None, name="query", text=None, moments=None) -> list[Hit]
     .get(id) -> ClipRecord | None      .list(offset, limit) -> list[ClipRecord]     .count() -> int
     .edit_metadata(id, edit: Metadata -> Metadata) -> ClipRecord | None  (description, user tags, fields)
+    .give_metadata(id, given) -> ClipRecord | None  (a run's values over a stored clip's, made yours)
     .take_file_metadata(id, found, given=) -> ClipRecord | None  (its file read again: yours over the file's)
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
