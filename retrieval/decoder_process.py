@@ -1,22 +1,22 @@
 """A long file decoded in a process of its own, ahead of the process that tags it.
 
-Where PaSST is fast (a GPU), decoding and resampling a long file on the tagging process's own core is half
-of its time; a thread does not overlap them (the decoding loop's numpy steps hold the GIL between
-libsndfile's and soxr's calls). So a :class:`retrieval.audio.LongWave` read from a path is decoded by a
-child interpreter (``python -m retrieval.decoder_process PATH LABEL``: a subprocess, which the service's
-ingest worker, itself a daemonic process, may start) running the same loop
-(:func:`retrieval.audio.file_blocks`), while a thread of the caller's reads what it writes into a bounded
-queue (`AHEAD_CHUNKS`), so that the child decodes ahead while the caller tags. The child writes its blocks
-joined into chunks of about `CHUNK_SAMPLES` (the same samples in fewer, larger pieces), through a pipe made
-as large: the reading thread then takes the GIL a few hundred times an hour of audio, not tens of thousands
-(blocks of 2^16 frames through a 64 KB pipe made the tagging thread slower than decoding in it).
+Where PaSST is fast (a GPU), decoding and resampling a long file on the tagging process's own core is half of
+its time; a thread does not overlap them (the decoding loop's numpy steps hold the GIL between libsndfile's
+and soxr's calls). So a :class:`retrieval.audio.LongWave` read from a path is decoded by a child interpreter
+(``python -P -m retrieval.decoder_process PATH LABEL``: a subprocess, which the service's ingest worker,
+itself a daemonic process, may start) running the same loop (:func:`retrieval.audio.file_blocks`), while a
+thread of the caller's reads what it writes into a bounded queue (`AHEAD_CHUNKS`), so that the child decodes
+ahead while the caller tags. The child writes its blocks joined into chunks of about `CHUNK_SAMPLES` (the same
+samples in fewer, larger pieces), through a pipe made as large: the reading thread then takes the GIL a few
+hundred times an hour of audio, not tens of thousands (blocks of 2^16 frames through a 64 KB pipe made the
+tagging thread slower than decoding in it).
 
 The child writes each chunk as its sample count (8 bytes, little-endian) then its samples (float32,
-little-endian); a count of 0 ends the file. A file it cannot decode: the error's message on its stderr and
-exit status 3, raised in the caller as the AudioDecodeError it is in process. A child that ends any other way
-(killed, out of memory) is an AudioDecodeError naming its exit status. A caller that stops reading early
-(closes the generator, or is interrupted: the child ignores SIGINT, which a terminal sends to both) kills the
-child; a caller that dies leaves it a closed pipe, on which it stops.
+little-endian); a count of 0 ends the file. A file it cannot decode: the error's message on its stderr (one
+JSON string) and exit status 3, raised in the caller as the AudioDecodeError it is in process. A child that
+ends any other way (killed, out of memory) is an AudioDecodeError naming its exit status. A caller that stops
+reading early (closes the generator, or is interrupted: the child ignores SIGINT, which a terminal sends to
+both) kills the child; a caller that dies leaves it a closed pipe, on which it stops.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import json
 import os
 import queue
 import signal
@@ -54,8 +55,11 @@ def blocks_in_process(path: str | Path, *, label: str) -> Iterator[np.ndarray]:
     with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a child writing much cannot block on it
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(  # this package where the caller found it
             [str(PACKAGE_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
-        child = subprocess.Popen([sys.executable, "-m", __name__, str(path), label], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=errors, bufsize=0, env=env)
+        # -P: not the working directory first on the import path (a retrieval/ or numpy.py there would be
+        # imported in place of the caller's)
+        child = subprocess.Popen([sys.executable, "-P", "-m", __name__, str(path), label],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, bufsize=0,
+                                 env=env)
         assert child.stdout is not None
         with contextlib.suppress(OSError):  # a chunk in one write where the system allows (Linux: 1 MiB)
             fcntl.fcntl(child.stdout.fileno(), F_SETPIPE_SZ, 4 * CHUNK_SAMPLES)
@@ -73,7 +77,7 @@ def blocks_in_process(path: str | Path, *, label: str) -> Iterator[np.ndarray]:
                 errors.seek(0)
                 said = errors.read().decode("utf-8", "replace").strip()
                 if child.returncode == DECODE_ERROR and said:
-                    raise AudioDecodeError(said.splitlines()[-1])
+                    raise AudioDecodeError(_message(said))
                 raise AudioDecodeError(f"{label}: the decoding process ended with exit status "
                                        f"{child.returncode}" + (f": {said[-500:]}" if said else ""))
         finally:
@@ -112,6 +116,15 @@ def _put(blocks: queue.Queue[object], item: object, stop: threading.Event) -> No
             return
         except queue.Full:
             continue
+
+
+def _message(said: str) -> str:
+    """The decoding error the child wrote as its last line (JSON: a file name may hold a line break)."""
+    with contextlib.suppress(ValueError):
+        message = json.loads(said.splitlines()[-1])
+        if isinstance(message, str):
+            return message
+    return said
 
 
 def _read_exact(out: io.RawIOBase, n: int) -> bytearray:
@@ -155,7 +168,7 @@ def main(argv: list[str]) -> int:
         out.write((0).to_bytes(HEADER, "little"))
         out.flush()
     except AudioDecodeError as e:
-        sys.stderr.write(f"{e}\n")
+        sys.stderr.write(json.dumps(str(e)) + "\n")
         return DECODE_ERROR
     except BrokenPipeError:  # the caller stopped reading
         return 0

@@ -115,3 +115,21 @@ def test_the_child_leaves_a_ctrl_c_to_its_caller(tmp_path, children):
     got.extend(blocks)
     assert np.array_equal(np.concatenate(got), np.concatenate(list(file_blocks(path, label="long.wav"))))
     assert children[0].returncode == 0
+
+
+def test_the_child_imports_the_callers_package_not_the_working_directorys(tmp_path, monkeypatch, children):
+    """A `retrieval` (or any module) in the directory the caller runs from is not what the child runs."""
+    (tmp_path / "retrieval.py").write_text("raise SystemExit('the working directory was imported')\n")
+    path = write(tmp_path / "long.wav", noise(seconds=3.0, rate=44_100), 44_100)
+    monkeypatch.chdir(tmp_path)
+    assert np.array_equal(np.concatenate(list(blocks_in_process(path, label="long.wav"))),
+                          np.concatenate(list(file_blocks(path, label="long.wav"))))
+
+
+def test_a_file_name_with_a_line_break_is_whole_in_the_childs_error(tmp_path, children):
+    bad = noise(seconds=2.0)
+    bad[1000] = np.inf
+    path = write(tmp_path / "nan.wav", bad, 32_000, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError) as in_child:
+        list(blocks_in_process(path, label="two\nlines.wav"))
+    assert str(in_child.value) == "two\nlines.wav: the audio holds NaN or infinite samples"
