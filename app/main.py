@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from app.compose import build_retriever, load_settings, open_collection
 from app.errors import install_error_handlers
 from app.ingest import Ingest
-from app.limits import BodyLimitMiddleware
+from app.limits import BodyLimitMiddleware, DrainUnreadBody
 from app.observability import RequestMetricsMiddleware, ServiceMetrics
 from app.routes import audio, health, jobs, metrics, page, search, waveform
 from app.routes.page import STATIC_DIR
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
     install_error_handlers(app)
     # added innermost first: CORS wraps everything, so even a 413 carries its headers
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(DrainUnreadBody)  # around the limit: its early 413 drains too
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     for router in ROUTERS:
         app.include_router(router)

@@ -164,3 +164,34 @@ def test_without_a_configured_key_writes_are_disabled(env_app):
     assert r.status_code == 403 and "RETRIEVAL_API_KEY" in r.json()["detail"]
     assert client.get("/audio").json()["total"] == 0
     assert client.post("/search", json={"query": "rain"}).status_code == 200  # reads stay open
+
+
+def urllib_upload(server, body_bytes: int, headers: dict[str, str]) -> tuple[int, dict]:
+    """A multipart upload as Python's urllib sends it: the whole body, then the answer read."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    boundary = "urllib-boundary-7c1d"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    body = head + b"\0" * (body_bytes - len(head) - 40) + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}/audio", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                              **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize("headers, status, body_bytes", [
+    ({}, 401, MAX_UPLOAD_BYTES - 1024), ({"X-API-Key": WRONG_KEYS[0]}, 403, MAX_UPLOAD_BYTES - 1024),
+    ({"X-API-Key": API_KEY}, 413, 8 * MAX_UPLOAD_BYTES)])
+def test_a_client_that_sends_its_whole_body_before_reading_gets_the_early_answer(server, headers, status,
+                                                                                  body_bytes):
+    """urllib writes all of a body before it reads: the refusal, sent before the body was read, reaches it
+    (the rest of the body is read and dropped), not a connection reset."""
+    got, detail = urllib_upload(server, body_bytes, headers)
+    assert got == status and detail["detail"]
