@@ -174,7 +174,12 @@ def register(app: typer.Typer) -> None:
         (they are listed)."""
         with exit_on_error():
             meta = library_metadata(description=description, tags=tags, fields=fields, csv_file=metadata)
-            report = add(paths, recursive=recursive, progress=progress, metadata=meta)
+            try:
+                report = add(paths, recursive=recursive, progress=progress, metadata=meta)
+            except KeyboardInterrupt:
+                typer.secho("interrupted: the clips stored so far stay (a file being tagged left nothing); "
+                            "run the same command again to go on", err=True, fg=typer.colors.YELLOW)
+                raise typer.Exit(130) from None
         _print_report(report)
         if unused := sorted(set(meta.rows) - set(report.files)):
             typer.secho(f"{len(unused)} rows of {metadata} name files this run did not find, e.g. "

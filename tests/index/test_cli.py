@@ -194,3 +194,14 @@ def test_search_moments_and_backfill_windows_from_the_command_line(cli, tmp_path
     assert "backfilled the windows of 1 clips" in out.output
     assert f"unreachable: clip 2 ({short}): its audio is gone" in out.output
     assert " at 20.0-30.0 s " in long_line()
+
+
+def test_an_interrupted_index_add_says_what_stays_and_exits_130(cli, tmp_path, monkeypatch):
+    from cli import index_cmds
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(index_cmds, "add", interrupted)
+    result = cli("index", "add", str(tmp_path))
+    assert result.exit_code == 130 and "interrupted: the clips stored so far stay" in result.output
