@@ -65,8 +65,7 @@ class DrainUnreadBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        body_done = declared_length(scope) in (None, 0) and "transfer-encoding" not in headers
+        body_done = declared_length(scope) in (None, 0) and "transfer-encoding" not in Headers(scope=scope)
 
         async def tracking_receive() -> Message:
             nonlocal body_done

@@ -204,10 +204,10 @@ def _replace_changed(collection: Collection, report: BuildReport, record: ClipRe
     replaced by the clip its bytes are now, then removed. What the user set on them goes into it as into a
     file read again (Collection.take_file_metadata): under what the run gave, over what the file says now;
     what their file said then and says no more is left out, and what the user took off stays off while the
-    file says it (a clip stored before the two were kept apart
-    gives all it held, under the file's values now). A clip moved here this run (another file moved over
-    this one) keeps its own metadata: the replaced clip's was another sound's. One whose bytes are another
-    file's of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
+    file says it (a clip stored before the two were kept apart gives all it held, under the file's values
+    now). A clip moved here this run (another file moved over this one) keeps its own metadata: the replaced
+    clip's was another sound's. One whose bytes are another file's of this run (`seen`: the run's sha256s; a
+    copy made before the change) stays."""
     stale = [r for r in collection.store.at_location(location)
              if r.id != record.id and not r.stored_copy and r.sha256 not in seen]
     if not stale:

@@ -67,9 +67,12 @@ def reread_metadata(collection: Collection, *, ledger: Path, again: bool = False
                 log.warning("clip %d: %s", clip_id, why)
                 continue
             found = file_metadata(path, record.name)
-            same_bytes = sha256_file(path) == record.sha256
-            fingerprint = _fingerprint(record, path) if same_bytes else None
             layers = record.meta_layers
+            # whether its file changed matters only for a fingerprint to take or layers to split: a whole
+            # archive's files are not hashed again on every run
+            same_bytes = (record.audio_sha256 is not None and layers is not None) \
+                or sha256_file(path) == record.sha256
+            fingerprint = _fingerprint(record, path) if same_bytes else None
             # layers.meta differs from the clip's after a PATCH stored before what it takes off was kept
             stale = layers is None or layers.file != found or not layers.meta.same(record.meta)
             if fingerprint is not None or stale:
