@@ -5,6 +5,7 @@ below (`retrieval/`, `index/`, `training/`) takes explicit arguments and never s
 """
 
 import logging
+import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -26,6 +27,8 @@ from retrieval.tagger import OFFICIAL_WEIGHTS, PasstTagger
 from retrieval.text import TextEncoder, read_identity
 
 log = logging.getLogger(__name__)
+
+CUDA_INDEX_THREADS = 4  # torch CPU threads for indexing beside a GPU (RESULTS.md, section 3)
 
 
 class SettingsError(RetrievalError):
@@ -155,6 +158,27 @@ def index_limits(settings: Settings) -> AudioLimits:
     """What a file `index add` or the Ray extraction indexes where it lies may be: recordings of hours."""
     return AudioLimits(max_duration_s=settings.max_index_duration_s, max_channels=settings.max_channels,
                        setting="RETRIEVAL_MAX_INDEX_DURATION_S")
+
+
+def index_threads(settings: Settings, *, cores: int | None = None) -> int | None:
+    """The torch CPU threads `index add` and `backfill-windows` run with, or None for torch's own default
+    (one a core, or OMP_NUM_THREADS): RETRIEVAL_INDEX_THREADS when set; else CUDA_INDEX_THREADS when PaSST
+    runs on CUDA, where the CPU only cuts windows and hands them over, and a thread a core leaves the decoding
+    process none (an hour-long file 1.3-1.5x slower with 16 than with 1 to 8 on a 16-core GPU machine)."""
+    if settings.index_threads:
+        return settings.index_threads
+    if "OMP_NUM_THREADS" in os.environ or resolve_device(settings.device).type != "cuda":
+        return None
+    return min(CUDA_INDEX_THREADS, cores or os.cpu_count() or 1)
+
+
+def use_index_threads(settings: Settings) -> None:
+    """Sets torch's CPU threads for indexing in this process (`index_threads`)."""
+    n = index_threads(settings)
+    if n is not None:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def moment_windowing(settings: Settings) -> Windowing | None:

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
         "auto", description="where uploads are tagged: a worker process at lower priority (auto, except with "
                             "embedded Qdrant, which one process owns) or a thread of the service")
     ingest_threads: int = Field(1, ge=1, le=256, description="PaSST threads of the ingest worker")
+    index_threads: int = Field(
+        0, ge=0, le=256, description="torch CPU threads of `index add` and `index backfill-windows`: 0 "
+                                     "(auto) is one a core on the CPU and 4 with CUDA, where more only slow "
+                                     "the decoding process (OMP_NUM_THREADS, when set, is kept)")
     ingest_nice: int = Field(10, ge=0, le=19, description="how much lower the worker process's scheduling "
                                                           "priority is than the service's (os.nice)")
     text_precision: Literal["fp32", "int8"] = Field(

@@ -10,7 +10,8 @@
 # Then a 60-minute recording goes through retrieval.extract (`index add`'s path for a long file) at fp16,
 # its decoding in a child process (retrieval.decoder_process, the default), timed against the same with the
 # decoding in the tagging process (as before) and against decoding alone and PaSST alone on as many windows
-# (where a long file's time goes).
+# (where a long file's time goes), then again at 1, 2, 4 and 8 torch CPU threads (--long-threads; `index add`
+# runs with 4 beside a GPU).
 #
 # The venv: $GPU_CHECK_VENV (default .venv in the repository) is reused when it imports torch and
 # hear21passt; otherwise it is made with `python3.11 -m venv` and `pip install -e .` from PyPI (torch 2.11.0
@@ -75,6 +76,8 @@ ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (de
 ap.add_argument("--long-minutes", type=float, default=None, help="a recording this long (48 kHz WAV) through "
                                                                   "extract, against decoding alone and PaSST "
                                                                   "alone (default 60; 0 skips; --quick: 0)")
+ap.add_argument("--long-threads", default=None, help="torch CPU thread counts at which the long recording's "
+                                                      "extract is timed again (default 1,2,4,8 on CUDA)")
 args = ap.parse_args()
 quick = args.quick
 precisions = (args.precisions or ("fp32,bf16" if quick else "fp32,bf16,fp16")).split(",")
@@ -265,7 +268,6 @@ def long_recording() -> None:
     tagger.window_logits_many(work)
     sync()
     passt_s = (time.perf_counter() - t) * n_windows / len(work)
-    os.remove(path)
     say(f"A {long_minutes:g}-minute recording (48 kHz mono 16-bit WAV, {n_windows} windows) through "
         f"retrieval.extract at {precision}, {batch} windows per forward pass ({STREAM_WINDOWS} handed to PaSST at "
         f"a time), median of {runs}:")
@@ -280,6 +282,23 @@ def long_recording() -> None:
         f"{100 * decode_s / extract_s:.0f}% |")
     say(f"| PaSST alone on as many 10 s windows (scaled from {len(work)}) | {passt_s:.2f} | "
         f"{n_windows / passt_s:.1f} | {100 * passt_s / extract_s:.0f}% |")
+    threads_now = torch.get_num_threads()
+    counts = [int(n) for n in (args.long_threads or ("1,2,4,8" if device.type == "cuda" else "")).split(",") if n]
+    if not counts:
+        os.remove(path)
+        return
+    say()
+    say(f"The same extract (decoding in a child process) at other torch CPU thread counts ({threads_now} above; "
+        f"{os.cpu_count()} cores), median of {runs}:")
+    say()
+    say("| torch CPU threads | s | windows/s | against the run above |")
+    say("|---|---|---|---|")
+    for n in counts:
+        torch.set_num_threads(n)
+        s_ = float(np.median([through_extract()[0] for _ in range(runs)]))
+        say(f"| {n} | {s_:.2f} | {n_windows / s_:.1f} | {extract_s / s_:.2f}x |")
+    torch.set_num_threads(threads_now)
+    os.remove(path)
 
 
 if long_minutes > 0:

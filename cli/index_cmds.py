@@ -52,11 +52,12 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
         metadata: LibraryMetadata | None = None) -> BuildReport:
     """The ingest worker's loop over files: RETRIEVAL_BATCH_WINDOWS clips' windows per PaSST pass; files
     up to RETRIEVAL_MAX_INDEX_DURATION_S, a long one read and tagged window by window (the bar moves)."""
-    from app.compose import build_retriever, index_limits, load_settings
+    from app.compose import build_retriever, index_limits, load_settings, use_index_threads
     from app.compose import open_collection as open_configured
     from index.ingest.builder import index_paths
 
     settings = load_settings()
+    use_index_threads(settings)
     with open_configured(settings, build_retriever(settings)) as collection:
         return index_paths(collection, paths, recursive=recursive, progress=progress,
                            batch_clips=settings.batch_windows, metadata=metadata,
@@ -81,11 +82,13 @@ def reproject(checkpoint: Path) -> int:
 
 def backfill_windows(*, progress: bool = True) -> BackfillReport:
     """Windows for the clips stored without them: PaSST runs again on the audio still reachable."""
-    from app.compose import index_limits, load_settings
+    from app.compose import index_limits, load_settings, use_index_threads
     from index.ingest.backfill import backfill_windows as backfill
 
+    settings = load_settings()
+    use_index_threads(settings)
     with open_collection(with_audio=True) as collection:
-        return backfill(collection, progress=progress, limits=index_limits(load_settings()))
+        return backfill(collection, progress=progress, limits=index_limits(settings))
 
 
 def reread_metadata(*, again: bool = False, progress: bool = True) -> RereadReport:

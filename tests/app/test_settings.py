@@ -150,6 +150,35 @@ def test_the_defaults_are_onnx_fp32_and_auto_on_cpu_and_torch_on_cuda(monkeypatc
     assert compose.text_backend(s.model_copy(update={"text_backend": "onnx", "device": "cpu"})) == "onnx"
 
 
+def test_indexing_threads_are_capped_beside_a_gpu_and_torch_s_own_on_the_cpu(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert compose.index_threads(Settings()) is None  # the CPU: torch's one thread a core
+    assert compose.index_threads(Settings(index_threads=3)) == 3
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the same settings on a CUDA machine
+    assert compose.index_threads(Settings(), cores=16) == compose.CUDA_INDEX_THREADS == 4
+    assert compose.index_threads(Settings(), cores=2) == 2
+    assert compose.index_threads(Settings(device="cpu"), cores=16) is None
+    assert compose.index_threads(Settings(index_threads=16), cores=16) == 16  # asked for: kept
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    assert compose.index_threads(Settings(), cores=16) is None  # the environment's choice is kept
+    assert compose.index_threads(Settings(index_threads=2), cores=16) == 2
+    with pytest.raises(ValidationError):
+        Settings(index_threads=-1)
+
+
+def test_index_add_runs_torch_with_the_indexing_threads(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        compose.use_index_threads(Settings(index_threads=1))
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        compose.use_index_threads(Settings())  # torch's own default: left as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_load_settings_defaults_from_an_empty_environment(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     s = load_settings()

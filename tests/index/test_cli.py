@@ -47,6 +47,18 @@ def make_clips(folder, n: int, *, seconds: float) -> list:
     return [write(folder / f"clip{i:02d}.wav", w) for i, w in enumerate(waves)]
 
 
+def test_index_add_and_backfill_run_torch_with_the_indexing_threads(cli, tmp_path, monkeypatch):
+    import torch
+
+    asked = []
+    monkeypatch.setattr(torch, "set_num_threads", asked.append)  # recorded, not applied to the test process
+    monkeypatch.setenv("RETRIEVAL_INDEX_THREADS", "1")
+    make_clips(tmp_path / "clips", 1, seconds=0.5)
+    assert cli("index", "add", str(tmp_path / "clips"), "--no-progress").exit_code == 0
+    assert cli("index", "backfill-windows", "--no-progress").exit_code == 0
+    assert asked == [1, 1]
+
+
 def test_index_add_then_search_from_the_command_line(cli, tmp_path):
     clips = make_clips(tmp_path / "clips", 3, seconds=0.5)
     (tmp_path / "clips" / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEnot really")
