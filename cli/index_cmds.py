@@ -142,6 +142,9 @@ def _print_report(report: BuildReport) -> None:
     if report.replaced:
         typer.echo(f"replaced {report.replaced} clip{'s' if report.replaced != 1 else ''} of files that "
                    "changed since they were indexed")
+    if report.folders:
+        typer.echo(f"{report.folders} sub-folder{'s' if report.folders != 1 else ''} not walked: add "
+                   "--recursive to index what they hold")
     for name, reason in report.failed:
         typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
 

@@ -21,6 +21,7 @@ and UCS fields follow it.
 """
 
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".bwf", ".rf64", ".flac", ".ogg", "
 # per-file failures; anything else (the database, a missing model) stops the run
 FILE_ERRORS = (RetrievalError, OSError, ValueError, RuntimeError)
 FATAL_ERRORS = (ModelNotFound, CheckpointMismatch)
+MISNAMED = ("its name is not UTF-8 text (a clip's name and place are stored as text): rename it, for example "
+            "with `convmv -f latin1 -t utf-8 --notest`")
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} windows [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 
@@ -61,6 +64,7 @@ class BuildReport:
     arrived: set[int] = field(default_factory=set)  # clips moved this run to where their files are now
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    folders: int = 0  # sub-folders of the folders given that were not walked (not recursive)
     seconds: float = 0.0
 
     @property
@@ -68,22 +72,47 @@ class BuildReport:
         return self.added + self.skipped + len(self.failed)
 
 
-def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> tuple[list[Path], list[Path]]:
-    """(files to index in a stable order without repeats, paths that do not exist). Folders give their
-    audio files (by suffix), with sub-folders when recursive."""
+@dataclass
+class FoundAudio:
+    """What a walk over the files and folders given found."""
+    files: list[Path]  # to index, resolved, in a stable order without repeats
+    missing: list[Path]  # given, but not there
+    misnamed: list[Path]  # audio files whose names are not UTF-8 (a clip's name and place are text)
+    folders: int = 0  # sub-folders not walked (not recursive)
+
+
+def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> FoundAudio:
+    """The files to index under `paths`: folders give their audio files (by suffix), with sub-folders when
+    recursive; a file named is tried whatever its name."""
     found: dict[Path, None] = {}
-    missing = []
+    walk = FoundAudio([], [], [])
     for path in map(Path, paths):
         if path.is_file():
             found[path.resolve()] = None
         elif path.is_dir():
-            walk = path.rglob("*") if recursive else path.iterdir()
-            for f in sorted(walk):
+            for f in sorted(path.rglob("*") if recursive else path.iterdir()):
                 if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file():
                     found[f.resolve()] = None
+                elif not recursive and f.is_dir():
+                    walk.folders += 1
         else:
-            missing.append(path)
-    return list(found), missing
+            walk.missing.append(path)
+    for f in found:
+        (walk.misnamed if not _utf8(f) else walk.files).append(f)
+    return walk
+
+
+def _utf8(path: Path) -> bool:
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes of the name, held as surrogates (os.fsdecode)
+        return False
+    return True
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as text that prints: bytes of its name that are not UTF-8 written as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 MetadataOf = Callable[[Path], Metadata]  # a file's (resolved path's) metadata, Metadata() for none
@@ -95,8 +124,13 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
     """Add every audio file under `paths` to the collection; see the module docstring. `limits`: what a
     file may be (the composition root passes `index add`'s own, longer, limit; default the collection's)."""
     limits = limits or collection.limits
-    files, missing = find_audio(paths, recursive=recursive)
-    report = BuildReport(failed=[(str(p), "no such file or folder") for p in missing], files=files)
+    walk = find_audio(paths, recursive=recursive)
+    files = walk.files
+    report = BuildReport(failed=[(shown_path(p), "no such file or folder") for p in walk.missing],
+                         files=files, folders=walk.folders)
+    for path in walk.misnamed:
+        report.failed.append((shown_path(path), MISNAMED))
+        log.warning("skipping %s: %s", shown_path(path), MISNAMED)
     start = time.perf_counter()
     windowing = collection.retriever.spec.windowing
     planned = {}  # path -> windows, from the headers (a file whose header is refused fails here)

@@ -1,9 +1,12 @@
 """Walking files and folders, and which failures stop a run."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from app.compose import open_collection
-from index.ingest.builder import find_audio, index_paths
+from index.ingest.builder import find_audio, index_paths, shown_path
 from retrieval.errors import ModelNotFound
 from retrieval.pipeline import Retriever
 from tests.audio_fixtures import sine, write
@@ -16,10 +19,24 @@ def test_find_audio_walks_folders_by_suffix_in_a_stable_order(tmp_path):
     (tmp_path / "a" / "notes.txt").write_text("not audio")
     odd = tmp_path / "named.bin"
     odd.write_bytes(b"tried because it was named")
-    found, missing = find_audio([tmp_path / "a", odd, tmp_path / "nope", files[0]])
-    assert found == [files[1], files[2], files[0], odd] and missing == [tmp_path / "nope"]
-    found, _ = find_audio([tmp_path / "a"], recursive=True)
-    assert found == sorted([*files, deep])
+    walk = find_audio([tmp_path / "a", odd, tmp_path / "nope", files[0]])
+    assert walk.files == [files[1], files[2], files[0], odd] and walk.missing == [tmp_path / "nope"]
+    assert (walk.misnamed, walk.folders) == ([], 1)  # a/deep, not walked
+    walk = find_audio([tmp_path / "a"], recursive=True)
+    assert walk.files == sorted([*files, deep]) and walk.folders == 0
+
+
+def test_a_folder_named_like_audio_is_walked_as_a_folder_and_a_name_that_is_not_utf8_is_set_apart(tmp_path):
+    (tmp_path / "take.wav").mkdir()  # a folder, whatever its name
+    inner = write(tmp_path / "take.wav" / "inner.wav", sine(seconds=0.1))
+    latin1 = Path(os.fsdecode(str(tmp_path).encode() + b"/caf\xe9.wav"))  # as Linux hands a Latin-1 name over
+    os.rename(write(tmp_path / "x.wav", sine(seconds=0.1)), latin1)
+    fine = write(tmp_path / "café.wav", sine(seconds=0.1))
+    walk = find_audio([tmp_path])
+    assert (walk.files, walk.misnamed, walk.folders) == ([fine], [latin1], 1)
+    walk = find_audio([tmp_path, latin1], recursive=True)
+    assert (walk.files, walk.misnamed) == (sorted([fine, inner]), [latin1])
+    assert shown_path(latin1) == f"{tmp_path}/caf\\xe9.wav" and shown_path(fine) == str(fine)
 
 
 class MissingWeightsTagger:

@@ -59,6 +59,19 @@ def test_index_add_and_backfill_run_torch_with_the_indexing_threads(cli, tmp_pat
     assert asked == [1, 1]
 
 
+def test_index_add_says_what_it_left_a_name_not_utf8_and_folders_not_walked(cli, tmp_path):
+    make_clips(tmp_path / "clips", 1, seconds=0.5)
+    (tmp_path / "clips" / "more").mkdir()
+    latin1 = os.fsdecode(str(tmp_path).encode() + b"/clips/caf\xe9.wav")
+    os.rename(make_clips(tmp_path / "spare", 1, seconds=0.5)[0], latin1)
+    out = cli("index", "add", str(tmp_path / "clips"), "--no-progress")
+    assert out.exit_code == 1, out.output  # one file failed; the other went in
+    assert "added 1, skipped 0 already indexed, failed 1" in out.stdout
+    assert "1 sub-folder not walked: add --recursive" in out.stdout
+    assert f"failed: {tmp_path}/clips/caf\\xe9.wav: its name is not UTF-8 text" in out.stderr
+    assert "convmv" in out.stderr
+
+
 def test_index_add_then_search_from_the_command_line(cli, tmp_path):
     clips = make_clips(tmp_path / "clips", 3, seconds=0.5)
     (tmp_path / "clips" / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEnot really")
