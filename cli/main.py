@@ -14,6 +14,8 @@ app = typer.Typer(help="Language-based audio retrieval: index audio, search it w
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # FAISS's loader tells of every SIMD build it did not find ("Could not load library ...")
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 core_cmds.register(app)

@@ -140,6 +140,7 @@ def test_index_add_killed_mid_run_keeps_every_committed_add_and_resumes(tmp_path
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"added {n - len(kept)}, skipped {len(kept)} already indexed, failed 0" in done.stdout
+    assert "INFO index.ingest.builder" in done.stderr and "faiss.loader" not in done.stderr  # quiet loader
     with FaissStore(tmp_path / "data", ModelSpec(), check=False) as store:
         records = store.list(limit=100)
         assert len(records) == n == len({r.sha256 for r in records})
