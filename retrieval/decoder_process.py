@@ -14,9 +14,10 @@ tagging thread slower than decoding in it).
 The child writes each chunk as its sample count (8 bytes, little-endian) then its samples (float32,
 little-endian); a count of 0 ends the file. A file it cannot decode: the error's message on its stderr (one
 JSON string) and exit status 3, raised in the caller as the AudioDecodeError it is in process. A child that
-ends any other way (killed, out of memory) is an AudioDecodeError naming its exit status. A caller that stops
-reading early (closes the generator, or is interrupted: the child ignores SIGINT, which a terminal sends to
-both) kills the child; a caller that dies leaves it a closed pipe, on which it stops.
+ends any other way (killed, out of memory) is an AudioDecodeError naming its exit status. Either is raised as
+soon as the caller next reads, not after the chunks decoded before it (tagging them would be lost work). A
+caller that stops reading early (closes the generator, or is interrupted: the child ignores SIGINT, which a
+terminal sends to both) kills the child; a caller that dies leaves it a closed pipe, on which it stops.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def blocks_in_process(path: str | Path, *, label: str) -> Iterator[np.ndarray]:
             while (item := blocks.get()) is not _END:
                 if isinstance(item, BaseException):
                     raise item
+                if child.poll():  # it failed: said now, not after the minute of audio it had queued
+                    break
                 yield item  # type: ignore[misc]
             if child.wait() != 0:
                 errors.seek(0)

@@ -65,11 +65,22 @@ def test_a_file_the_child_cannot_decode_raises_what_decoding_it_in_process_raise
         for block in blocks_in_process(path, label="nan.wav"):
             got.append(block)
     assert str(in_child.value) == str(in_process.value) == "nan.wav: the audio holds NaN or infinite samples"
-    assert len(got) == 2  # the chunks before the bad one came through
+    assert len(got) <= 2  # the chunks before the bad one, or fewer: the error is raised once the child ends
     gone = tmp_path / "gone.wav"
     with pytest.raises(AudioDecodeError, match="^gone.wav: no such file$"):
         list(blocks_in_process(gone, label="gone.wav"))
     assert [c.returncode for c in children] == [decoder_process.DECODE_ERROR] * 2
+
+
+def test_a_failure_is_raised_at_the_next_read_not_after_the_chunks_queued_before_it(tmp_path, children):
+    bad = noise(seconds=40.0)
+    bad[1_000_000] = np.nan  # in the fourth chunk: three decoded before it
+    path = write(tmp_path / "nan.wav", bad, 32_000, subtype="FLOAT")
+    blocks = blocks_in_process(path, label="nan.wav")
+    assert next(blocks).size == decoder_process.CHUNK_SAMPLES
+    assert children[0].wait() == decoder_process.DECODE_ERROR  # two good chunks are still queued or piped
+    with pytest.raises(AudioDecodeError, match="^nan.wav: the audio holds NaN or infinite samples$"):
+        next(blocks)
 
 
 def test_a_reader_that_stops_early_leaves_no_child(tmp_path, children):
