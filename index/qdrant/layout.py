@@ -50,6 +50,19 @@ def create(client: QdrantClient, name: str, *, dim: int, local: bool, indexes: P
     log.info("created Qdrant collection %s (dim %d)", name, dim)
 
 
+def add_missing_indexes(client: QdrantClient, name: str, indexes: PayloadIndexes) -> list[str]:
+    """Make the payload indexes of `indexes` that the server's collection `name` lacks (one made by an
+    earlier version, before an index was added); returns their keys. Indexes are built in the background."""
+    have = client.get_collection(name).payload_schema or {}
+    made = [key for key, _ in indexes if key not in have]
+    for key, kind in indexes:
+        if key in made:
+            client.create_payload_index(name, key, kind)
+    if made:
+        log.info("added the payload indexes %s to Qdrant collection %s", ", ".join(made), name)
+    return made
+
+
 def generation(name: str) -> int:
     """N of a physical collection ``<alias>-g<N>``."""
     return int(name.rsplit("-g", 1)[1])

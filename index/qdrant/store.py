@@ -107,6 +107,9 @@ class QdrantStore(VectorStore):
             layout.move_aliases(client, {self.alias: first, self._windows.alias: collection_for(first)})
         self.spec = self._stored_spec()
         self._add_keywords()
+        if not local:  # a collection made by an earlier version gets the payload indexes added since
+            layout.add_missing_indexes(client, self._target(), PAYLOAD_INDEXES)
+            self._windows.add_missing_indexes()
         if self.spec == spec or not check:
             return
         if self.count():

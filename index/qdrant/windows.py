@@ -90,6 +90,11 @@ class QdrantWindows:
                       quantization=self.quantization)
         self._quantized = None
 
+    def add_missing_indexes(self) -> None:
+        """A windows collection made by an earlier version gets its missing payload indexes."""
+        if self.exists():
+            layout.add_missing_indexes(self.client, layout.target(self.client, self.alias), self.indexes)
+
     def ensure(self, clips_collection: str, *, dim: int) -> None:
         """Make the windows collection beside `clips_collection` if this store has none yet."""
         if not self.exists():

@@ -16,6 +16,7 @@ from index.faiss.store import FaissStore
 from index.ingest.bulk_load import load_shards
 from index.ingest.ray_shards import MANIFEST, _write_manifest, manifest_spec
 from index.layout import CLIP_DB
+from index.qdrant import layout
 from index.qdrant.payload import KEYWORDS_VERSION, VOCAB, WORDS
 from index.store.metadata import Metadata
 from index.store.records import NewClip, SearchFilter, Timeline, Windows
@@ -205,6 +206,45 @@ def test_a_qdrant_collection_without_metadata_or_keyword_index_is_brought_up_to_
     with open_store(config, SPEC) as store:
         assert [h.record.id for h in store.search_keywords("thunder", 3)] == [ids[2]]
         assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
+
+
+class ServerIndexes:
+    """A client that keeps payload indexes as a server does (the embedded engine keeps none): the calls
+    go to an embedded client, the indexes are recorded, and a collection shows those it was given."""
+
+    def __init__(self, client, schemas: dict[str, set[str]]):
+        self._client, self.schemas, self.made = client, schemas, []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def create_payload_index(self, name, key, kind):
+        self.made.append((name, key))
+        self.schemas.setdefault(name, set()).add(key)
+
+    def get_collection(self, name):
+        info = self._client.get_collection(name)
+        return info.model_copy(update={"payload_schema": {key: None for key in self.schemas.get(name, ())}})
+
+
+def test_a_qdrant_server_collection_without_the_newer_payload_indexes_gets_them_when_opened(tmp_path):
+    from index.qdrant.payload import PAYLOAD_INDEXES
+    from index.qdrant.store import QdrantStore
+    from index.qdrant.windows import INDEXES
+
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:  # the embedded engine: no payload indexes, a windows collection
+        clips, windows = store._target(), layout.target(store.client, store._windows.alias)
+        older = {clips: {"sha256", "location"}, windows: {"id"}}  # as an earlier version made them
+        server = ServerIndexes(store.client, older)
+        QdrantStore(server, collection="clips", spec=SPEC, local=False)
+        assert sorted(server.made) == sorted([(clips, key) for key, _ in PAYLOAD_INDEXES
+                                              if key not in ("sha256", "location")] +
+                                             [(windows, key) for key, _ in PAYLOAD_INDEXES + INDEXES
+                                              if key != "id"])
+        server.made.clear()
+        QdrantStore(server, collection="clips", spec=SPEC, local=False)  # all there now: nothing made
+        assert server.made == []
 
 
 # -- keyword indexes of before stems ------------------------------------------------------------------------
