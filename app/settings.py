@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         0, ge=0, le=256, description="torch CPU threads of `index add` and `index backfill-windows`: 0 "
                                      "(auto) is one a core on the CPU and 4 with CUDA, where more only slow "
                                      "the decoding process (OMP_NUM_THREADS, when set, is kept)")
+    index_decoders: int = Field(
+        0, ge=0, le=64, description="processes of `index add` that decode the next files while PaSST tags "
+                                    "these (0: none). Beside a GPU, where a short file's decoding, hashing "
+                                    "and tags cost the CPU more than PaSST costs the GPU, give it spare "
+                                    "cores")
     ingest_nice: int = Field(10, ge=0, le=19, description="how much lower the worker process's scheduling "
                                                           "priority is than the service's (os.nice)")
     text_precision: Literal["fp32", "int8"] = Field(

@@ -61,7 +61,7 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
     with open_configured(settings, build_retriever(settings)) as collection:
         return index_paths(collection, paths, recursive=recursive, progress=progress,
                            batch_clips=settings.batch_windows, metadata=metadata,
-                           limits=index_limits(settings))
+                           limits=index_limits(settings), decoders=settings.index_decoders)
 
 
 def stats() -> dict:

@@ -20,17 +20,21 @@ renamed (the same bytes; its old path gone, or holding other bytes now) keeps it
 and UCS fields follow it.
 """
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from index.collection import Collection
+from index.ingest.ahead import FilesAhead, Ready
 from index.ingest.embedded import file_metadata
 from index.ingest.worker import Item, Result, ingest, left_its_path
 from index.store.metadata import Metadata, MetaLayers
@@ -119,10 +123,12 @@ MetadataOf = Callable[[Path], Metadata]  # a file's (resolved path's) metadata, 
 
 
 def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: bool = False,
-                progress: bool = True, batch_clips: int = 1,
-                metadata: MetadataOf | None = None, limits: AudioLimits | None = None) -> BuildReport:
+                progress: bool = True, batch_clips: int = 1, metadata: MetadataOf | None = None,
+                limits: AudioLimits | None = None, decoders: int = 0) -> BuildReport:
     """Add every audio file under `paths` to the collection; see the module docstring. `limits`: what a
-    file may be (the composition root passes `index add`'s own, longer, limit; default the collection's)."""
+    file may be (the composition root passes `index add`'s own, longer, limit; default the collection's).
+    `decoders`: processes that decode the next files while PaSST tags these (index/ingest/ahead.py; 0:
+    each file decoded where it is tagged)."""
     limits = limits or collection.limits
     walk = find_audio(paths, recursive=recursive)
     files = walk.files
@@ -134,19 +140,28 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
     start = time.perf_counter()
     windowing = collection.retriever.spec.windowing
     planned = {}  # path -> windows, from the headers (a file whose header is refused fails here)
+    short = set()  # the files read whole (not streamed): those decoded ahead, with `decoders`
     for path in files:
         try:
             info = probe(path, limits=limits, name=path.name)
             planned[path] = windowing.n_windows(round(info.duration_s * windowing.sample_rate))
+            if limits.whole_up_to_s is None or info.duration_s <= limits.whole_up_to_s:
+                short.add(path)
         except FILE_ERRORS as e:
             _failed(report, path, e)
     paths_left = list(planned)
+    chunks = [paths_left[i:i + max(1, batch_clips)] for i in range(0, len(paths_left), max(1, batch_clips))]
     with logging_redirect_tqdm(), tqdm(total=sum(planned.values()), unit="window", desc="index",
-                                       bar_format=BAR_FORMAT, disable=not progress) as bar:
-        for i in range(0, len(paths_left), max(1, batch_clips)):
-            chunk = paths_left[i:i + max(1, batch_clips)]
+                                       bar_format=BAR_FORMAT, disable=not progress) as bar, \
+            FilesAhead(decoders, limits) if decoders else contextlib.nullcontext() as ahead:
+        upcoming = _items(collection, chunks[0], report, metadata, ahead, short) if chunks else ([], {})
+        for k in range(len(chunks)):
+            items, futures = upcoming
+            if k + 1 < len(chunks):  # the next files decode while these are tagged
+                upcoming = _items(collection, chunks[k + 1], report, metadata, ahead, short)
             shown: dict[Path, int] = {}  # windows the bar has counted, per file
-            for result in _ingest_chunk(collection, chunk, report, bar, shown, metadata, limits):
+            ready = FilesAhead.collect(futures) if futures else None
+            for result in _ingest(collection, items, bar, shown, limits, ready):
                 _count(collection, report, result)
                 bar.update(planned[result.item.key] - shown.get(result.item.key, 0))  # skipped or failed
             elapsed = max(time.perf_counter() - start, 1e-9)
@@ -162,9 +177,11 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
     return report
 
 
-def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport, bar: tqdm,
-                  shown: dict[Path, int], metadata: MetadataOf | None, limits: AudioLimits) -> list[Result]:
-    """Hash the chunk's files, then ingest them together; the bar moves as PaSST's windows are done."""
+def _items(collection: Collection, chunk: list[Path], report: BuildReport, metadata: MetadataOf | None,
+           ahead: FilesAhead | None = None, short: set[Path] | frozenset = frozenset()
+           ) -> tuple[list[Item], dict[Any, Future[Ready]]]:
+    """The chunk's files hashed, with the user's metadata; those not stored yet and read whole handed to
+    `ahead` to decode (their futures by path)."""
     items = []
     for path in chunk:
         try:
@@ -172,11 +189,21 @@ def _ingest_chunk(collection: Collection, chunk: list[Path], report: BuildReport
             items.append(Item(path, path.name, path, sha256_file(path), meta))
         except OSError as e:
             _failed(report, path, e)
+    if ahead is None:
+        return items, {}
+    new = [(it.key, it.key, it.name) for it in items
+           if it.key in short and collection.store.get_by_sha256(it.sha256) is None]
+    return items, ahead.submit(new)
+
+
+def _ingest(collection: Collection, items: list[Item], bar: tqdm, shown: dict[Path, int], limits: AudioLimits,
+            ready: dict[Any, Ready] | None = None) -> list[Result]:
+    """Ingest the items together; the bar moves as PaSST's windows are done."""
     def windows_done(item: Item, done: int, total: int) -> None:
         bar.update(done - shown.get(item.key, 0))
         shown[item.key] = done
 
-    return ingest(collection, items, on_windows=windows_done, limits=limits)
+    return ingest(collection, items, on_windows=windows_done, limits=limits, ready=ready)
 
 
 def _index_again(collection: Collection, report: BuildReport, bar: tqdm, metadata: MetadataOf | None,
@@ -189,7 +216,7 @@ def _index_again(collection: Collection, report: BuildReport, bar: tqdm, metadat
         return
     report.held = [(r, path) for r, path in report.held if now[r.id] == r.sha256]
     report.skipped -= len(lost)
-    for result in _ingest_chunk(collection, lost, report, bar, {}, metadata, limits):
+    for result in _ingest(collection, _items(collection, lost, report, metadata)[0], bar, {}, limits):
         _count(collection, report, result)
 
 

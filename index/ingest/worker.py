@@ -15,13 +15,14 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from index.collection import Analysis, Collection
+from index.ingest.ahead import Ready
 from index.ingest.embedded import file_metadata
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.store.metadata import Metadata, MetaLayers
@@ -65,7 +66,7 @@ WindowsDone = Callable[[Item, int, int], None]  # (item, windows done, windows i
 
 
 def ingest(collection: Collection, items: Sequence[Item], *, on_windows: WindowsDone | None = None,
-           limits: AudioLimits | None = None) -> list[Result]:
+           limits: AudioLimits | None = None, ready: Mapping[Any, Ready] | None = None) -> list[Result]:
     """Decode every item, tag all their windows together (`batch_windows` per forward pass), then project
     and store each clip. Content already stored costs no PaSST, nor does the same audio in other bytes (a
     retagged file keeps its clip; another file's copy of a stored clip's audio takes its analysis); an item
@@ -73,6 +74,7 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
     the items' order; a decoded item in its result carries what its file said (`found`).
 
     `limits` (default: the collection's, the uploads') is what a clip may be: `index add` passes its own.
+    `ready`: items decoded ahead (index/ingest/ahead.py), by key; the others are decoded here.
     A long clip (longer than `limits.whole_up_to_s`) is read and tagged window by window, on its own, and
     stored in one write with all its windows once its last window is tagged: an exception before (from
     `on_windows` too) leaves nothing of it stored, and a rerun indexes it from the start."""
@@ -86,12 +88,15 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
         if existing is not None:
             results[i].record = existing
             continue
+        done = ready.get(it.key) if ready else None
         try:
-            audio = decode(it.source, limits=limits or collection.limits, name=it.name)
+            audio = (done.decoded() if done else
+                     decode(it.source, limits=limits or collection.limits, name=it.name))
         except AudioDecodeError as e:
             results[i].error = e
             continue
-        items[i] = results[i].item = replace(it, found=file_metadata(it.source, it.name))
+        found = done.found if done else file_metadata(it.source, it.name)
+        items[i] = results[i].item = replace(it, found=found)
         fingerprint = _fingerprint(collection, audio)
         if fingerprint is not None and _without_passt(collection, results[i], audio, fingerprint):
             continue

@@ -47,16 +47,23 @@ def make_clips(folder, n: int, *, seconds: float) -> list:
     return [write(folder / f"clip{i:02d}.wav", w) for i, w in enumerate(waves)]
 
 
-def test_index_add_and_backfill_run_torch_with_the_indexing_threads(cli, tmp_path, monkeypatch):
+def test_index_add_and_backfill_run_with_the_indexing_threads_and_decoders(cli, tmp_path, monkeypatch):
     import torch
 
-    asked = []
+    import index.ingest.builder as builder
+
+    asked, decoders = [], []
     monkeypatch.setattr(torch, "set_num_threads", asked.append)  # recorded, not applied to the test process
+    index_paths = builder.index_paths
+    monkeypatch.setattr(builder, "index_paths", lambda *a, **kw: decoders.append(kw["decoders"]) or
+                        index_paths(*a, **kw))
     monkeypatch.setenv("RETRIEVAL_INDEX_THREADS", "1")
-    make_clips(tmp_path / "clips", 1, seconds=0.5)
-    assert cli("index", "add", str(tmp_path / "clips"), "--no-progress").exit_code == 0
+    monkeypatch.setenv("RETRIEVAL_INDEX_DECODERS", "1")
+    make_clips(tmp_path / "clips", 2, seconds=0.5)
+    out = cli("index", "add", str(tmp_path / "clips"), "--no-progress")
+    assert out.exit_code == 0 and "added 2" in out.output, out.output
     assert cli("index", "backfill-windows", "--no-progress").exit_code == 0
-    assert asked == [1, 1]
+    assert asked == [1, 1] and decoders == [1]
 
 
 def test_index_add_says_what_it_left_a_name_not_utf8_and_folders_not_walked(cli, tmp_path):
