@@ -22,6 +22,7 @@ SECONDS_PLACES = 6
 SCORE_PLACES = 6
 ONE_LINE = str.maketrans("\t\r\n", "   ")
 CSV_LINE = "\r\n"  # RFC 4180's; a field holding a comma, a quote, CR or LF is quoted
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,11 @@ class ExportRow:
     end: float | None
     duration: float
 
+    def __post_init__(self) -> None:
+        for key in ("score", "start", "end", "duration"):  # -0.0 written as 0
+            if (x := getattr(self, key)) is not None:
+                object.__setattr__(self, key, x + 0.0)
+
 
 def rows_of(hits: Iterable[Hit]) -> list[ExportRow]:
     """The hits, best first, as export rows ranked from 1."""
@@ -45,8 +51,16 @@ def rows_of(hits: Iterable[Hit]) -> list[ExportRow]:
 
 
 def fixed(x: float, places: int) -> str:
-    """`x` to `places` decimals from its exact value, ties away from zero."""
-    return str(Decimal(x + 0.0).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
+    """`x` to `places` decimals from its exact value, ties away from zero (a value that rounds to zero is
+    written 0, not -0)."""
+    d = Decimal(x + 0.0).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return str(d.copy_abs() if d.is_zero() else d)
+
+
+def spreadsheet_text(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: one starting as a formula does (`=`, `+`, `-`, `@`, a
+    tab or CR) gets a leading `'` (OWASP's advice against CSV injection: a clip's name is the uploader's)."""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
 
 
 def _seconds(x: float | None) -> str:
@@ -68,8 +82,8 @@ def to_csv(rows: Iterable[ExportRow]) -> str:
     writer = csv.writer(out, lineterminator=CSV_LINE)
     writer.writerow(COLUMNS)
     for r in rows:
-        writer.writerow([r.rank, r.id, r.name, fixed(r.score, SCORE_PLACES), _seconds(r.start),
-                         _seconds(r.end), _seconds(r.duration)])
+        writer.writerow([r.rank, r.id, spreadsheet_text(r.name), fixed(r.score, SCORE_PLACES),
+                         _seconds(r.start), _seconds(r.end), _seconds(r.duration)])
     return out.getvalue()
 
 

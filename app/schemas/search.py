@@ -305,6 +305,10 @@ class ExportHit(BaseModel):
 class ExportRequest(BaseModel):
     """A search's answer sent back to be written as a file: its `results` as POST /search gave them."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"moments": True, "results": [{"id": 7, "name": "door.wav", "score": 0.61, "duration": 95.0,
+                                       "segment": {"start": 12.5, "end": 22.5}}]}]})
+
     results: list[ExportHit] = Field(max_length=MAX_EXPORT, description="the hits, best first")
     moments: bool = Field(False, description="whether they are moments (names the file `moments-...`)")
 

@@ -171,5 +171,7 @@ def test_an_export_refuses_what_is_not_an_answer(client):
         r = client.post("/exports/reaper", json={"results": [hit | bad]})
         assert r.status_code == 422, bad
     assert client.post("/exports/csv", json={"results": [hit] * 101}).status_code == 422
+    unknown = client.post("/exports/csv", json={"results": [hit], "moment": True})  # a misspelt key
+    assert unknown.status_code == 422 and "moment" in unknown.text
     assert client.post("/exports/csv", content=b"not json",
                        headers={"Content-Type": "application/json"}).status_code in (400, 422)

@@ -82,5 +82,24 @@ def test_rounding_is_from_the_exact_value_ties_away_from_zero():
     assert reaper_time(59_999) == "0:59.999" and reaper_time(3_600_000) == "1:00:00.000"
 
 
+def test_a_name_a_spreadsheet_would_run_as_a_formula_is_written_as_text():
+    names = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "\tx", "plain=name.wav", ""]
+    hits = [hit(i, name, 1.0, 2.0, 0.5) for i, name in enumerate(names)]
+    rows = list(csv.DictReader(io.StringIO(export("csv", hits))))
+    assert [r["name"] for r in rows] == ["'=cmd|' /C calc'!A0", "'+1+1", "'-2+3", "'@SUM(A1)", "'\tx",
+                                         "plain=name.wav", ""]
+    assert [json.loads(line)["name"] for line in export("jsonl", hits).splitlines()] == names  # data, as is
+    regions = list(csv.reader(io.StringIO(export("reaper", hits))))[1:]
+    assert [r[1] for r in regions][:2] == ["1 =cmd|' /C calc'!A0", "2 +1+1"]  # a label starts with its rank
+
+
+def test_a_value_that_rounds_to_zero_is_never_written_negative():
+    hits = [hit(1, "a.wav", -0.0, 1.0, -4e-7)]
+    row = next(csv.DictReader(io.StringIO(export("csv", hits))))
+    assert (row["score"], row["start"]) == ("0.000000", "0.000000")
+    line = export("jsonl", hits)
+    assert '"start": 0.0' in line and '"score": -4e-07' in line  # unrounded, but no negative zero
+
+
 def test_rows_rank_from_one():
     assert [r.rank for r in rows_of(HITS)] == [1, 2, 3]
