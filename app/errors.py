@@ -11,6 +11,7 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | JobNotFound | 404 | no job has this id |
 | BadSpan | 400 | an excerpt's `start` and `end` are no span of the clip: one alone, reversed, past its end |
 | BadRange | 400 | the `Range` header of a request for a clip's audio is not `bytes=first-last[, ...]` |
+| RangeNotSatisfiable | 416 | the `Range` starts past the file's end (with `Content-Range: bytes */size`) |
 | AudioFileGone | 404 | the clip's audio file is no longer where it was indexed |
 | JobStateError | 409 | the job's status does not allow the change (only a queued job can be cancelled) |
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
@@ -79,6 +80,15 @@ class BadRange(RetrievalError):
     """A request for a clip's audio sent a `Range` header that is not a byte range (RFC 9110)."""
 
 
+class RangeNotSatisfiable(RetrievalError):
+    """A request for a clip's audio asked for bytes that are not in the file (416, with Content-Range)."""
+
+    def __init__(self, header: str, size: int) -> None:
+        super().__init__(f"the Range {header[:80]!r} asks for bytes past the end of the file ({size} bytes): "
+                         f"ask for bytes=0-{max(size - 1, 0)} or less")
+        self.headers = {"Content-Range": f"bytes */{size}"}
+
+
 class NotReady(RetrievalError):
     """The service is up but its models and index are still loading."""
 
@@ -104,6 +114,7 @@ STATUS_OF = {
     KeyRefused: 403,
     BadSpan: 400,
     BadRange: 400,
+    RangeNotSatisfiable: 416,
     ClipNotFound: 404,
     JobNotFound: 404,
     AudioFileGone: 404,
@@ -137,7 +148,8 @@ async def retrieval_error_handler(request: Request, error: RetrievalError) -> JS
     status = status_for(error)
     log.log(logging.ERROR if status >= 500 else logging.INFO, "%s %s -> %d %s: %s", request.method,
             request.url.path, status, type(error).__name__, error)
-    return error_response(status, str(error), HEADERS_OF.get(type(error)))
+    headers = {**HEADERS_OF.get(type(error), {}), **getattr(error, "headers", {})}
+    return error_response(status, str(error), headers or None)
 
 
 async def validation_error_handler(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -32,6 +32,7 @@ END_SLACK_S = 1e-3
 BLOCK_FRAMES = 1 << 16  # frames read and written at a time
 SEND_BYTES = 1 << 20  # bytes sent at a time
 MAX_WAV_DATA = 0xFFFFFFFF - (1 << 16)  # a WAV's 32-bit sizes, less room for its header chunks
+MAX_FILE_NAME_BYTES = 255  # of a file name, in most file systems (ext4, APFS, NTFS in UTF-16 units)
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,12 @@ def seconds_text(x: float) -> str:
 
 
 def excerpt_name(name: str, start: float, end: float) -> str:
-    """`<name>_<start>-<end>.wav`, the clip's name without its suffix."""
-    return f"{Path(name).stem or 'clip'}_{seconds_text(start)}-{seconds_text(end)}.wav"
+    """`<name>_<start>-<end>.wav`, the clip's name without its suffix, cut so that the whole is at most
+    MAX_FILE_NAME_BYTES of UTF-8 (what a file system takes)."""
+    span = f"_{seconds_text(start)}-{seconds_text(end)}.wav"
+    room = MAX_FILE_NAME_BYTES - len(span.encode())
+    stem = (Path(name).stem or "clip").encode()[:room].decode("utf-8", "ignore")
+    return f"{stem}{span}"
 
 
 def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:

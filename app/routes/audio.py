@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from app.deps import CollectionDep, IngestDep, audio_url
-from app.errors import AudioFileGone, BadRange, NoSuchClip
+from app.errors import AudioFileGone, BadRange, NoSuchClip, RangeNotSatisfiable
 from app.excerpts import check_span, content_disposition, read_excerpt
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
@@ -174,9 +174,10 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Reques
         return StreamingResponse(iterate_in_threadpool(excerpt.chunks()), media_type="audio/wav",
                                  headers={"Content-Disposition": content_disposition(excerpt.filename),
                                           "Content-Length": str(excerpt.size)})
-    check_range(request.headers.get("range"))
+    check_range(request.headers.get("range"), path.stat().st_size)
     media_type = await run_in_threadpool(audio_media_type, path)
-    return FileResponse(path, media_type=media_type, filename=record.name, content_disposition_type="inline")
+    return FileResponse(path, media_type=media_type,
+                        headers={"Content-Disposition": content_disposition(record.name)})
 
 
 def _number(digits: str) -> tuple[int, str]:
@@ -185,9 +186,10 @@ def _number(digits: str) -> tuple[int, str]:
     return len(digits), digits
 
 
-def check_range(header: str | None) -> None:
+def check_range(header: str | None, size: int) -> None:
     """BadRange unless the header is absent or byte ranges, each `first-last`, `first-` or `-suffix` with
-    first <= last (whether they lie in the file, FileResponse answers: 416)."""
+    first <= last; RangeNotSatisfiable when one of them starts past the `size` bytes of the file (a suffix
+    of 0 bytes too), as FileResponse would judge it, but with a message."""
     if header is None:
         return
     match = BYTE_RANGES.fullmatch(header.strip())
@@ -197,6 +199,10 @@ def check_range(header: str | None) -> None:
                         for first, last in spans):
         raise BadRange(f"the Range header {header[:80]!r} is not a byte range: send bytes=FIRST-LAST "
                        "(e.g. bytes=0-1023), bytes=FIRST- or bytes=-LAST_N")
+    for first, last in spans:
+        past = _number(first) >= _number(str(size)) if first else _number(last) == _number("0")
+        if past or size == 0:
+            raise RangeNotSatisfiable(header, size)
 
 
 @router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",

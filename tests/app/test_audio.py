@@ -152,8 +152,19 @@ def test_file_streams_the_stored_bytes_with_range_support(filled):
     assert part.headers["content-range"] == f"bytes 10-19/{n}"
     tail = client.get(url, headers={"Range": "bytes=-5"})
     assert tail.status_code == 206 and tail.content == data[-5:]
-    bad = client.get(url, headers={"Range": f"bytes={n}-"})
-    assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{n}"
+    for past in (f"bytes={n}-", f"bytes={n}-{n + 10}", "bytes=-0", f"bytes=0-1, {n + 5}-"):
+        bad = client.get(url, headers={"Range": past})
+        assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{n}", past
+        assert f"past the end of the file ({n} bytes)" in bad.json()["detail"]
+    last = client.get(url, headers={"Range": f"bytes={n - 1}-{n + 100}"})  # an end past it: cut
+    assert last.status_code == 206 and last.content == data[-1:]
+
+
+def test_a_whole_file_download_names_the_clip_for_every_client(client):
+    rec = upload(client, "café ünï 日本.wav", wav_bytes(sine(seconds=0.2))).json()
+    got = client.head(rec["audio_url"]).headers["content-disposition"]
+    assert got == ("inline; filename=\"caf_ _n_ __.wav\"; "
+                   "filename*=utf-8''caf%C3%A9%20%C3%BCn%C3%AF%20%E6%97%A5%E6%9C%AC.wav")  # and ASCII
 
 
 def test_file_content_type_follows_the_format(client):

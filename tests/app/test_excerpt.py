@@ -136,6 +136,15 @@ def test_the_excerpt_name_keeps_non_ascii_names(client, tmp_path):
     assert math.isclose(1.5, float(name.rsplit("_", 1)[1].split("-")[0]))
 
 
+def test_the_excerpt_name_of_the_longest_clip_name_fits_a_file_system():
+    from app.excerpts import MAX_FILE_NAME_BYTES, excerpt_name
+
+    for name in ("a" * 255, "é" * 127 + ".wav", "日本" * 42 + ".flac"):  # names at the 255-character cap
+        got = excerpt_name(name, 3599.125, 3725.5)
+        assert len(got.encode()) <= MAX_FILE_NAME_BYTES and got.endswith("_3599.125-3725.5.wav"), name
+        assert name.startswith(got.rsplit("_", 1)[0])  # the name cut, never a character split
+
+
 @pytest.mark.parametrize("name", ["field recording.wav", "stereo.flac"])
 def test_a_long_span_is_read_and_sent_a_block_at_a_time(client, name, monkeypatch):
     """Blocks of 1,000 frames (a span of many): the same WAV as one read of the span."""

@@ -104,6 +104,10 @@ def test_openapi_describes_every_route_and_model(client):
         for field, prop in schemas[name]["properties"].items():
             assert prop.get("description"), (name, field)
     assert schemas["SearchRequest"]["examples"][0]["query"]
+    bodies = [op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+              for op in routes.values() if "application/json" in op.get("requestBody", {}).get("content", {})]
+    assert set(bodies) == {"SearchRequest", "ExportRequest", "MetadataPatch"}
+    assert all(schemas[name].get("examples") for name in bodies), bodies
     new_fields = {"SearchRequest": ("mode", "tags_any", "tags_all", "fields"),
                   "MetadataPatch": ("description", "user_tags", "fields"),
                   "ClipOut": ("description", "user_tags", "fields"),
