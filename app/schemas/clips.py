@@ -171,7 +171,7 @@ def _tag_text(v: Any) -> Any:
 class UploadForm(MetadataIn):
     """The text fields of POST /audio's multipart form: MetadataIn's, each written as one text, and a name."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")  # a misspelt field (`tags`) is refused, not dropped
 
     # the upload's name is taken from the raw form by app/uploads.py read_upload; described here
     name: str | None = Field(None, examples=["kick_808.wav"], description=(

@@ -192,6 +192,8 @@ class SearchRequest(MomentFields):
 class AudioQuery(MomentFields):
     """The text fields of POST /search/audio's multipart form, beside the example file."""
 
+    model_config = ConfigDict(extra="forbid")  # a field it does not take (`mode`, `like`) is not ignored
+
     k: K = Field(10, description="how many clips (or moments) to return, best first")
     query: QueryText | None = Field(None, examples=["with rain"], description=(
         "optional text to combine with the example (the example in the `like` role)"))

@@ -37,6 +37,7 @@ def test_an_upload_is_stored_with_its_description_tags_and_fields(client):
     {"user_tags": ";".join(f"t{i}" for i in range(33))},
     {"description": "x" * 2001},
     {"description": "a bell\x07"},
+    {"tags": "drums"},  # a misspelt field is refused, not dropped
 ])
 def test_malformed_upload_metadata_is_422_and_stores_nothing(client, fields):
     r = upload(client, "bad.wav", CLIPS["sine.wav"], **fields)

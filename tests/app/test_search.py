@@ -121,6 +121,9 @@ def test_query_by_example_errors(client):
     wav = CLIPS["sine.wav"]
     assert client.post("/search/audio", files={"file": ("x.wav", wav)}, data={"k": "0"}).status_code == 422
     assert client.post("/search/audio", files={"file": ("x.wav", wav)}, data={"k": "many"}).status_code == 422
+    for field in ("mode", "like"):  # what /search takes and this form does not: refused, not ignored
+        r = client.post("/search/audio", files={"file": ("x.wav", wav)}, data={field: "keyword"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
 
 
 def test_query_by_example_over_the_duration_limit_is_413(make_client):
