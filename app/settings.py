@@ -29,7 +29,8 @@ class Settings(BaseSettings):
         "fp32", description="PaSST compute precision: fp32 (exact), bf16 (CPU or CUDA autocast), fp16 (CUDA)"
     )
     checkpoint: Path | None = Field(None, description="trained head; without one the zero-shot model serves")
-    device: str = Field("auto", description="auto (CUDA when present), cpu, or cuda[:N]")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (CUDA when present), cpu, or cuda[:N]")
     text_backend: Literal["auto", "torch", "onnx"] = Field(
         "auto", description="query encoder runtime: auto (onnx when the device is the CPU, torch on CUDA), "
                             "torch, or onnx (ONNX Runtime on CPU, exported once)"
@@ -132,7 +133,7 @@ class Settings(BaseSettings):
                             "to qdrant or unset the URL")
         # the default "auto" is a FAISS choice and goes unused with Qdrant; an explicit one is a mistake
         explicit_kind = "index_kind" in self.model_fields_set
-        if self.store_backend == "qdrant" and self.index_kind != "flat" and explicit_kind:
+        if self.store_backend == "qdrant" and self.index_kind != "auto" and explicit_kind:
             problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only, not "
                             "RETRIEVAL_STORE_BACKEND=qdrant (Qdrant builds its own index)")
         if self.store_backend == "qdrant" and {"window_index_kind", "ivf_nprobe"} & self.model_fields_set:
@@ -141,6 +142,8 @@ class Settings(BaseSettings):
         if self.store_backend == "faiss" and self.qdrant_window_quantization != "none":
             problems.append(f"RETRIEVAL_QDRANT_WINDOW_QUANTIZATION={self.qdrant_window_quantization} applies "
                             "to the qdrant backend only, not RETRIEVAL_STORE_BACKEND=faiss")
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            problems.append(f"RETRIEVAL_DATA_DIR={self.data_dir} is not a folder")
         if (self.moment_window_s is None) != (self.moment_hop_s is None):
             problems.append("RETRIEVAL_MOMENT_WINDOW_S and RETRIEVAL_MOMENT_HOP_S are set together (a finer "
                             "moment windowing) or not at all")

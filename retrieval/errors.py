@@ -37,5 +37,9 @@ class ClipNotFound(RetrievalError):
     """A request names clips the collection does not hold; the message names them."""
 
 
+class DeviceUnavailable(RetrievalError):
+    """The device asked for (RETRIEVAL_DEVICE, a training config's) is not one this machine has."""
+
+
 class ZeroQuery(RetrievalError):
     """A composite query's parts cancel out: its weighted sum has no direction to search in."""

@@ -32,6 +32,8 @@ CONTRADICTIONS = {
                          ["RETRIEVAL_INDEX_KIND=hnsw", "RETRIEVAL_STORE_BACKEND=qdrant"]),
     "flat16 with qdrant": ({"store_backend": "qdrant", "index_kind": "flat16"},
                            ["RETRIEVAL_INDEX_KIND=flat16", "RETRIEVAL_STORE_BACKEND=qdrant"]),
+    "flat with qdrant": ({"store_backend": "qdrant", "index_kind": "flat"},
+                         ["RETRIEVAL_INDEX_KIND=flat", "RETRIEVAL_STORE_BACKEND=qdrant"]),
     "int8 windows with faiss": ({"qdrant_window_quantization": "int8"},
                                 ["RETRIEVAL_QDRANT_WINDOW_QUANTIZATION=int8",
                                  "RETRIEVAL_STORE_BACKEND=faiss"]),
@@ -90,7 +92,7 @@ def test_every_contradiction_at_once_is_listed():
     {"passt_precision": "bf16", "device": "cpu"},
     {"store_backend": "qdrant", "qdrant_url": "http://qdrant:6333"},
     {"store_backend": "qdrant"},  # embedded; the default index_kind (auto) is FAISS's and goes unused
-    {"store_backend": "qdrant", "index_kind": "flat"},
+    {"store_backend": "qdrant", "index_kind": "auto"},  # as compose passes it: FAISS's default, unused
     {"store_backend": "qdrant", "qdrant_window_quantization": "int8"},
     {"store_backend": "faiss", "index_kind": "hnsw"},
     {"qdrant_url": ""},  # compose passes an empty variable for "unset"
@@ -140,6 +142,7 @@ def test_the_defaults_are_onnx_fp32_and_auto_on_cpu_and_torch_on_cuda(monkeypatc
     compose.load_text_encoder(s)
     assert built == [("onnx", "fp32")]
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the same settings on a CUDA machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert compose.text_backend(s) == "torch"
     assert compose.text_backend(s.model_copy(update={"device": "cpu"})) == "onnx"
     assert compose.text_backend(s.model_copy(update={"device": "cuda:0"})) == "torch"

@@ -48,7 +48,24 @@ CONTRADICTIONS = {
     "two-at-once": ({"RETRIEVAL_TEXT_PRECISION": "int8", "RETRIEVAL_QDRANT_URL": "http://localhost:6333"},
                     ["RETRIEVAL_TEXT_PRECISION=int8", "RETRIEVAL_QDRANT_URL"]),
     "out-of-range": ({"RETRIEVAL_BATCH_WINDOWS": "0"}, ["batch_windows"]),
+    "not-a-device": ({"RETRIEVAL_DEVICE": "gpu7"}, ["device", "auto|cpu|cuda"]),
+    "data-dir-not-a-folder": ({"RETRIEVAL_DATA_DIR": "/dev/null"},
+                              ["RETRIEVAL_DATA_DIR=/dev/null is not a folder"]),
 }
+
+
+def test_a_device_this_machine_lacks_is_one_line_and_exit_2(tmp_path, monkeypatch, minilm_path):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for key, value in {"RETRIEVAL_DATA_DIR": str(tmp_path / "data"), "RETRIEVAL_PASST_WEIGHTS": "random",
+                       "RETRIEVAL_TEXT_MODEL": str(minilm_path), "RETRIEVAL_DEVICE": "cuda"}.items():
+        monkeypatch.setenv(key, value)
+    for args in (["search", "rain"], ["index", "stats"], ["index", "add", str(tmp_path), "--no-progress"]):
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 2, (args, out.output, out.exception)
+        assert out.stderr.strip().splitlines() == [
+            "error: device 'cuda' was asked for, but CUDA is not available on this machine: use cpu or auto"]
 
 
 def commands(tmp_path) -> dict[str, list[str]]:
