@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from index.store.records import Hit
 
 SHOWN_TAGS = 3
+SHOWN_ROWS = 5  # of a metadata CSV's rows that name no file found
 
 
 def open_collection(*, with_audio: bool = False, check: bool = True) -> Collection:
@@ -69,9 +70,11 @@ def stats() -> dict:
         return collection.stats()
 
 
-def remove(ids: list[int]) -> int:
+def remove(ids: list[int]) -> tuple[int, list[int]]:
+    """How many of the clips `ids` were removed, and the ids that are no clip of the collection."""
     with open_collection() as collection:
-        return collection.remove(ids)
+        absent = sorted(set(ids) - set(collection.store.records(ids)))
+        return collection.remove(ids), absent
 
 
 def reproject(checkpoint: Path) -> int:
@@ -103,12 +106,28 @@ def reread_metadata(*, again: bool = False, progress: bool = True) -> RereadRepo
         return reread(collection, ledger=ledger, again=again, progress=progress)
 
 
-def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int = 3,
+def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int | None = None,
            threshold: float | None = None) -> list[Hit]:
+    """The k best clips for the query, or its k best moments (at most `per_clip` a clip, 3 when None)."""
     from index.store.records import MomentQuery
 
+    asked = MomentQuery(per_clip or MomentQuery.per_clip, threshold) if moments else None
     with open_collection() as collection:
-        return collection.search_text(query, k, moments=MomentQuery(per_clip, threshold) if moments else None)
+        return collection.search_text(query, k, moments=asked)
+
+
+def no_results(*, moments: bool, threshold: float | None) -> str:
+    """Why a search found nothing: an empty collection, or moments of clips stored without windows."""
+    if moments and threshold is not None:
+        return "no moments reach the threshold"
+    figures = stats()
+    if not figures["clips"]:
+        return "no clips in the collection"
+    if moments and not figures["windows"]:
+        return (f"none of the collection's {figures['clips']} clips has windows, which moments are found in "
+                "(clips stored before windows were kept, or restored from a backup, which holds none): run "
+                "`retrieval index backfill-windows` (PaSST runs on their audio again)")
+    return "nothing found"
 
 
 def format_hit(rank: int, hit: Hit) -> str:
@@ -145,6 +164,9 @@ def _print_report(report: BuildReport) -> None:
     if report.folders:
         typer.echo(f"{report.folders} sub-folder{'s' if report.folders != 1 else ''} not walked: add "
                    "--recursive to index what they hold")
+    if not report.files and not report.failed:
+        typer.secho("no audio files found: a folder gives the files named .wav, .flac, .ogg, .opus, .mp3, "
+                    ".aif(f), .au, .w64, .caf and the like", err=True, fg=typer.colors.YELLOW)
     for name, reason in report.failed:
         typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
 
@@ -188,8 +210,10 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(130) from None
         _print_report(report)
         if unused := sorted(set(meta.rows) - set(report.files)):
-            typer.secho(f"{len(unused)} rows of {metadata} name files this run did not find, e.g. "
-                        f"{unused[0]}", err=True, fg=typer.colors.YELLOW)
+            rows = "1 row" if len(unused) == 1 else f"{len(unused)} rows"
+            more = f" and {len(unused) - SHOWN_ROWS} more" if len(unused) > SHOWN_ROWS else ""
+            typer.secho(f"{rows} of {metadata} name files this run did not find: "
+                        f"{', '.join(map(str, unused[:SHOWN_ROWS]))}{more}", err=True, fg=typer.colors.YELLOW)
         if report.failed:
             raise typer.Exit(1)
 
@@ -204,7 +228,9 @@ def register(app: typer.Typer) -> None:
     def remove_cmd(ids: list[int] = typer.Argument(..., help="clip ids (see `retrieval search`)")) -> None:
         """Remove clips by id (and the stored copies of uploaded ones)."""
         with exit_on_error():
-            typer.echo(f"removed {remove(ids)} of {len(ids)}")
+            n, absent = remove(ids)
+        typer.echo(f"removed {n} of {len(ids)}" + (f"; not in the collection: {', '.join(map(str, absent))}"
+                                                    if absent else ""))
 
     @group.command("reproject")
     def reproject_cmd(checkpoint: Path = typer.Option(..., "--checkpoint", help="trained head")) -> None:
@@ -243,8 +269,9 @@ def register(app: typer.Typer) -> None:
                    k: int = typer.Option(10, "-k", min=1, help="how many results"),
                    moments: bool = typer.Option(False, "--moments",
                                                 help="the best moments of the collection instead of clips"),
-                   per_clip: int = typer.Option(3, "--per-clip", min=1, help="with --moments: at most this "
-                                                                              "many per clip"),
+                   per_clip: int | None = typer.Option(None, "--per-clip", min=1,
+                                                       help="with --moments: at most this many per clip "
+                                                            "(default 3)"),
                    threshold: float | None = typer.Option(None, "--threshold", min=-1.0, max=1.0,
                                                           help="with --moments: the score a window must "
                                                                "reach (default: each clip's best minus "
@@ -265,6 +292,9 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter("the query is blank: say what the sound is like", param_hint="QUERY")
         if threshold is not None and not moments:
             raise typer.BadParameter("the threshold is a moment's: add --moments", param_hint="--threshold")
+        if per_clip is not None and not moments:
+            raise typer.BadParameter("a count of moments: add --moments",
+                                     param_hint="--per-clip")
         if export is not None and export not in WRITERS:
             raise typer.BadParameter(f"{export!r} is none of {', '.join(WRITERS)}", param_hint="--export")
         if out is not None and export is None:
@@ -282,5 +312,4 @@ def register(app: typer.Typer) -> None:
         for rank, hit in enumerate(hits, 1):
             typer.echo(format_moment(rank, hit) if moments else format_hit(rank, hit))
         if not hits:
-            typer.echo("no moments reach the threshold" if moments and threshold is not None
-                       else "no clips in the collection", err=True)
+            typer.echo(no_results(moments=moments, threshold=threshold), err=True)

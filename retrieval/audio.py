@@ -261,7 +261,8 @@ def _mono(data: np.ndarray) -> np.ndarray:
 def _unreadable(e: Exception, label: str) -> AudioDecodeError:
     # libsndfile's own words, without soundfile's "Error opening <_io.BytesIO object at 0x...>" prefix
     reason = e.error_string if isinstance(e, sf.LibsndfileError) else e
-    return AudioDecodeError(f"{label}: not a readable audio file (WAV, FLAC, OGG, MP3): {reason}")
+    return AudioDecodeError(f"{label}: not a readable audio file (WAV, BWF, RF64, FLAC, OGG, Opus, MP3, "
+                            f"AIFF, AU, W64, CAF): {reason}")
 
 
 def _check_wav_sizes(f: BinaryIO, total: int, *, label: str) -> None:

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 # what a folder walk picks up; files named on the command line are tried whatever their name
 AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".bwf", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".mp3",
                             ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"})
+APPLE_DOUBLE = "._"  # what macOS writes beside each file on a volume without its attributes (._take.wav)
 # per-file failures; anything else (the database, a missing model) stops the run
 FILE_ERRORS = (RetrievalError, OSError, ValueError, RuntimeError)
 FATAL_ERRORS = (ModelNotFound, CheckpointMismatch)
@@ -86,8 +87,8 @@ class FoundAudio:
 
 
 def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> FoundAudio:
-    """The files to index under `paths`: folders give their audio files (by suffix), with sub-folders when
-    recursive; a file named is tried whatever its name."""
+    """The files to index under `paths`: folders give their audio files (by suffix; not macOS's `._` sidecar
+    files), with sub-folders when recursive; a file named is tried whatever its name."""
     found: dict[Path, None] = {}
     walk = FoundAudio([], [], [])
     for path in map(Path, paths):
@@ -95,6 +96,8 @@ def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> FoundAudio:
             found[path.resolve()] = None
         elif path.is_dir():
             for f in sorted(path.rglob("*") if recursive else path.iterdir()):
+                if f.name.startswith(APPLE_DOUBLE):  # a Mac's sidecar of a file's attributes, not audio
+                    continue
                 if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file():
                     found[f.resolve()] = None
                 elif not recursive and f.is_dir():

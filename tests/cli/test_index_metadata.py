@@ -79,7 +79,7 @@ def test_index_add_with_metadata_stores_new_files_with_it_and_updates_indexed_on
     assert out.exit_code == 0, out.output
     assert "added 1, skipped 1 already indexed, failed 0" in out.stdout
     assert "gave 1 of the clips already indexed their new metadata" in out.stdout
-    assert "1 rows of" in out.stderr and "missing.wav" in out.stderr
+    assert "1 row of" in out.stderr and "missing.wav" in out.stderr
     assert records(tmp_path / "data") == {
         "Kick_808.wav": Metadata.of(description="deep kick", tags=["library", "kick", "drums"],
                                     fields={"pack": "A", "bpm": "120"}),  # laid over what it held

@@ -17,6 +17,7 @@ def test_find_audio_walks_folders_by_suffix_in_a_stable_order(tmp_path):
     files = [write(tmp_path / "a" / n, sine(seconds=0.1), format="WAV") for n in ("z.wav", "b.WAV", "m.bwf")]
     deep = write(tmp_path / "a" / "deep" / "c.wav", sine(seconds=0.1))
     (tmp_path / "a" / "notes.txt").write_text("not audio")
+    (tmp_path / "a" / "._z.wav").write_bytes(b"\x00\x05\x16\x07")  # macOS's sidecar of z.wav
     odd = tmp_path / "named.bin"
     odd.write_bytes(b"tried because it was named")
     walk = find_audio([tmp_path / "a", odd, tmp_path / "nope", files[0]])

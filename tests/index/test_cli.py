@@ -77,6 +77,9 @@ def test_index_add_says_what_it_left_a_name_not_utf8_and_folders_not_walked(cli,
     assert "1 sub-folder not walked: add --recursive" in out.stdout
     assert f"failed: {tmp_path}/clips/caf\\xe9.wav: its name is not UTF-8 text" in out.stderr
     assert "convmv" in out.stderr
+    (tmp_path / "empty").mkdir()
+    out = cli("index", "add", str(tmp_path / "empty"), "--no-progress")
+    assert out.exit_code == 0 and "no audio files found" in out.stderr
 
 
 def test_index_add_then_search_from_the_command_line(cli, tmp_path):
@@ -105,7 +108,7 @@ def test_index_add_then_search_from_the_command_line(cli, tmp_path):
         assert out.exit_code == 2 and words in out.stderr, out.output
 
     out = cli("index", "remove", "1", "42")
-    assert out.exit_code == 0 and "removed 1 of 2" in out.output
+    assert out.exit_code == 0 and "removed 1 of 2; not in the collection: 42" in out.output
     out = cli("index", "stats")
     assert out.exit_code == 0 and "clips: 2" in out.output and "index_kind: flat" in out.output
 
@@ -221,6 +224,12 @@ def test_search_moments_and_backfill_windows_from_the_command_line(cli, tmp_path
         con.execute("DELETE FROM windows")
         con.execute("DELETE FROM waveforms")
     assert " at " not in long_line()
+    out = cli("search", "a dog barking", "--moments")
+    assert out.exit_code == 0 and out.stdout == ""
+    assert "none of the collection's 2 clips has windows" in out.stderr  # not "no clips"
+    assert "retrieval index backfill-windows" in out.stderr
+    out = cli("search", "a dog barking", "--per-clip", "2")  # without --moments it would change nothing
+    assert out.exit_code == 2 and "add --moments" in out.stderr
     short.unlink()
     out = cli("index", "backfill-windows", "--no-progress")
     assert out.exit_code == 1, out.output
