@@ -89,7 +89,8 @@ def register(app: typer.Typer) -> None:
                    progress: bool = typer.Option(True, help="show a progress bar")) -> None:
         """Write the whole collection (records, vectors, logits, model, uploaded audio, waiting uploads) to
         one file, while the service and `index add` go on writing. Exit status 1 when some uploaded clips'
-        bytes were missing or changed (the backup is written; they are listed)."""
+        bytes (with --with-referenced, some files indexed from folders) were missing or changed (the backup
+        is written; they are listed)."""
         if nice:
             os.nice(nice)
         with exit_on_error():

@@ -160,7 +160,7 @@ def _manifest(path: Path, archive: Archive) -> dict:
                                 "sha256 the manifest records)")
     if not archive.intact:
         raise BackupInvalid(f"{path} was changed after it was written: every member is intact but the file's "
-                            "digest does not match (its ZIP headers are damaged)")
+                            "digest does not match (its manifest or its ZIP headers were changed)")
     return manifest
 
 

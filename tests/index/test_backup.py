@@ -317,6 +317,9 @@ def test_damaged_and_foreign_files_are_refused_and_nothing_is_written(tmp_path, 
         open_backup(tmp_path / f"truncated-{backup_file.stat().st_size // 2}.zip")
     with pytest.raises(BackupInvalid, match="not a backup made by `retrieval backup`"):
         open_backup(tmp_path / "foreign-zip.zip")
+    with pytest.raises(BackupInvalid, match=r"changed after it was written: .* \(its manifest or its ZIP "
+                                            r"headers were changed\)"):
+        open_backup(tmp_path / "flipped-manifest.zip")  # a byte of the manifest's text, still JSON
 
 
 def test_another_model_is_refused_before_anything_is_written(tmp_path, backup_file):
