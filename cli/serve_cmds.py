@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    from app.compose import build_retriever
     from app.main import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    # the models are loaded here, where a missing model or a device this machine lacks is one line (in the
+    # app's startup it is a traceback); uvicorn listens once the startup is done either way
+    retriever = build_retriever(settings)
+    uvicorn.run(create_app(settings, retriever=retriever), host=settings.host, port=settings.port,
+                log_level="info")
 
 
 def register(app: typer.Typer) -> None:
