@@ -11,7 +11,8 @@
 # its decoding in a child process (retrieval.decoder_process, the default), timed against the same with the
 # decoding in the tagging process (as before) and against decoding alone and PaSST alone on as many windows
 # (where a long file's time goes), then again at 1, 2, 4 and 8 torch CPU threads (--long-threads; `index add`
-# runs with 4 beside a GPU).
+# runs with 4 beside a GPU). Last, a library of 384 short files through `index_paths` with their decoding in
+# 0, 2, 4 and 8 processes of their own (benchmarks/library_files.py; GPU_CHECK_LIBRARY=0 skips it).
 #
 # The venv: $GPU_CHECK_VENV (default .venv in the repository) is reused when it imports torch and
 # hear21passt; otherwise it is made with `python3.11 -m venv` and `pip install -e .` from PyPI (torch 2.11.0
@@ -306,4 +307,17 @@ if long_minutes > 0:
     long_recording()
 write_out()
 PY
+
+# A library of short files through index_paths, decoded where they are tagged and ahead in processes of their
+# own (RETRIEVAL_INDEX_DECODERS): what a GPU host's spare cores do for `index add`. It needs the store's
+# packages (faiss, pydantic-settings, mutagen...), which a bare GPU image may lack: then it says so.
+if [[ "${GPU_CHECK_LIBRARY:-1}" != 0 && "$*" != *--device\ cpu* ]]; then
+    if "$VENV/bin/python" -c "import faiss, pydantic_settings, mutagen, tqdm, safetensors" 2>/dev/null; then
+        "$VENV/bin/python" -m benchmarks.library_files --model random --device cuda --precision fp16 \
+            --files "${GPU_CHECK_LIBRARY_FILES:-384}" --batch 32 --threads 4 --decoders 2,4,8 \
+            | tee ${OUT:+"$OUT/library_files.txt"}
+    else
+        echo "library of short files: skipped (the store's packages are not installed here)"
+    fi
+fi
 echo "gpu_check done after $((SECONDS - start)) s"

@@ -6,8 +6,9 @@ decoded ahead by processes of their own (`decoders`, index/ingest/ahead.py), in 
 
 The files are 10 s stereo 48 kHz 24-bit WAVs of noise (made once under --workdir), each a clip of its own.
 ``--model tiny`` (the default) tags with a cheap stand-in for PaSST (benchmarks/long_file.py `TinyPasst`: the
-mel front end and a random linear map), so that the files' own cost shows as it does beside a GPU, where
-PaSST takes about a tenth of it; ``--model random`` is PaSST with random weights. The text side is a fixed
+mel front end and a random linear map), so that the files' own cost shows; ``--model free`` with one of no
+cost (logits 0), as beside a GPU where PaSST takes about a tenth of a file's time; ``--model random`` is PaSST
+with random weights. The text side is a fixed
 random table of tag-name vectors (indexing never encodes text). Prints files/s both ways, the collections
 checked equal (every clip's vector), and the share of a file's time each step of the reference takes.
 """
@@ -47,6 +48,14 @@ STEPS = {"decoding and resampling": "retrieval/audio.py:_model_rate_blocks",
          "storing the clip": "index/collection.py:add_extracted"}
 
 
+class FreePasst(torch.nn.Module):
+    """PaSST at no cost (every window's logits 0): what is left is each file's own work, as beside a GPU
+    fast enough not to count."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(x), N_TAGS)
+
+
 class RandomText:
     """The text side's interface, for indexing only: a fixed random table stands in for the tag names."""
     model_id, revision, dim, precision = "random-text", None, DIM, "fp32"
@@ -57,21 +66,21 @@ class RandomText:
 
 def make_library(folder: Path, n: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
     files = []
     for i in range(n):
         path = folder / f"take{i:05d}.wav"
-        if not path.exists():
-            sf.write(path, (0.1 * rng.standard_normal((int(RATE * SECONDS), 2))).astype(np.float32), RATE,
-                     subtype="PCM_24")
+        if not path.exists():  # each file its own noise, whichever files were made before
+            noise = np.random.default_rng(i).standard_normal((int(RATE * SECONDS), 2))
+            sf.write(path, (0.1 * noise).astype(np.float32), RATE, subtype="PCM_24")
         files.append(path)
     return files
 
 
 def retriever(args: argparse.Namespace) -> Retriever:
-    if args.model == "tiny":
-        tagger = PasstTagger(TinyPasst(), spec=ModelSpec(passt_weights="tiny-stand-in"), device=args.device,
-                             batch_windows=args.batch, sdpa=False)
+    if args.model in ("tiny", "free"):
+        stand_in = TinyPasst() if args.model == "tiny" else FreePasst()
+        tagger = PasstTagger(stand_in, spec=ModelSpec(passt_weights=f"{args.model}-stand-in"),
+                             device=args.device, batch_windows=args.batch, sdpa=False)
     else:
         tagger = PasstTagger.load("random", device=args.device, batch_windows=args.batch,
                                   precision=args.precision)
@@ -115,7 +124,7 @@ def shares(stats: pstats.Stats, seconds: float) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=200)
-    ap.add_argument("--model", choices=("tiny", "random"), default="tiny")
+    ap.add_argument("--model", choices=("tiny", "free", "random"), default="tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--batch", type=int, default=32, help="files (and windows) per PaSST pass")
@@ -134,8 +143,8 @@ def main() -> None:
         return run(folder, data, model, decoders=decoders, batch=args.batch, profile=profile)
 
     timed(0)  # warm-up
-    tagger = ("a stand-in for PaSST" if args.model == "tiny"
-              else f"PaSST (random weights) at {args.precision}")
+    tagger = {"tiny": "a stand-in for PaSST", "free": "PaSST at no cost (logits 0)"}.get(
+        args.model, f"PaSST (random weights) at {args.precision}")
     print(f"# A library of {args.files} files of {SECONDS:g} s (stereo {RATE} Hz 24-bit WAV) "
           "through index_paths")
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; {args.device}, {tagger}, "
