@@ -94,7 +94,9 @@ async def add_audio(request: Request, collection: CollectionDep, ingest: IngestD
     metadata = form_of(UploadForm, upload.fields).applied_to(Metadata())
     submitted = await run_in_threadpool(ingest.submit, upload.data, upload.name, metadata)
     if submitted.record is not None:
-        return _json(200, clip_out(submitted.record, audio_url=audio_url(request, submitted.record.id)))
+        where = request.app.url_path_for("get_audio", clip_id=submitted.record.id)
+        return _json(200, clip_out(submitted.record, audio_url=audio_url(request, submitted.record.id)),
+                     location=str(where))
     assert submitted.job is not None
     job = await wait_for(ingest.queue, submitted.job, wait) if wait else submitted.job
     if job.status == "failed":

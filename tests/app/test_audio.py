@@ -28,6 +28,7 @@ def test_same_content_again_answers_the_existing_record_with_200(client):
     first = upload(client, "a.wav", CLIPS["sine.wav"]).json()
     again = upload(client, "b.wav", CLIPS["sine.wav"])
     assert again.status_code == 200 and again.json() == first
+    assert again.headers["location"] == f"/audio/{first['id']}"  # as a 201 says where the clip is
     assert client.get("/audio").json()["total"] == 1
 
 
