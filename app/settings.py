@@ -131,9 +131,10 @@ class Settings(BaseSettings):
         if self.store_backend == "faiss" and self.qdrant_url:
             problems.append("RETRIEVAL_QDRANT_URL is set but RETRIEVAL_STORE_BACKEND=faiss; set the backend "
                             "to qdrant or unset the URL")
-        # the default "auto" is a FAISS choice and goes unused with Qdrant; an explicit one is a mistake
+        # the default "auto" (and "flat", the exact search, as a store's tests and older setups name it) go
+        # unused with Qdrant; any other explicit kind is a mistake
         explicit_kind = "index_kind" in self.model_fields_set
-        if self.store_backend == "qdrant" and self.index_kind != "auto" and explicit_kind:
+        if self.store_backend == "qdrant" and self.index_kind not in ("auto", "flat") and explicit_kind:
             problems.append(f"RETRIEVAL_INDEX_KIND={self.index_kind} applies to the faiss backend only, not "
                             "RETRIEVAL_STORE_BACKEND=qdrant (Qdrant builds its own index)")
         if self.store_backend == "qdrant" and {"window_index_kind", "ivf_nprobe"} & self.model_fields_set:

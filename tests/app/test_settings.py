@@ -32,8 +32,8 @@ CONTRADICTIONS = {
                          ["RETRIEVAL_INDEX_KIND=hnsw", "RETRIEVAL_STORE_BACKEND=qdrant"]),
     "flat16 with qdrant": ({"store_backend": "qdrant", "index_kind": "flat16"},
                            ["RETRIEVAL_INDEX_KIND=flat16", "RETRIEVAL_STORE_BACKEND=qdrant"]),
-    "flat with qdrant": ({"store_backend": "qdrant", "index_kind": "flat"},
-                         ["RETRIEVAL_INDEX_KIND=flat", "RETRIEVAL_STORE_BACKEND=qdrant"]),
+    "ivf16 with qdrant": ({"store_backend": "qdrant", "index_kind": "ivf16"},
+                          ["RETRIEVAL_INDEX_KIND=ivf16", "RETRIEVAL_STORE_BACKEND=qdrant"]),
     "int8 windows with faiss": ({"qdrant_window_quantization": "int8"},
                                 ["RETRIEVAL_QDRANT_WINDOW_QUANTIZATION=int8",
                                  "RETRIEVAL_STORE_BACKEND=faiss"]),
@@ -93,6 +93,7 @@ def test_every_contradiction_at_once_is_listed():
     {"store_backend": "qdrant", "qdrant_url": "http://qdrant:6333"},
     {"store_backend": "qdrant"},  # embedded; the default index_kind (auto) is FAISS's and goes unused
     {"store_backend": "qdrant", "index_kind": "auto"},  # as compose passes it: FAISS's default, unused
+    {"store_backend": "qdrant", "index_kind": "flat"},  # exact: what the tests and older setups name
     {"store_backend": "qdrant", "qdrant_window_quantization": "int8"},
     {"store_backend": "faiss", "index_kind": "hnsw"},
     {"qdrant_url": ""},  # compose passes an empty variable for "unset"
