@@ -66,7 +66,8 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
 
 
 def stats() -> dict:
-    with open_collection() as collection:
+    """What the index holds and the model its vectors belong to, whichever model is configured."""
+    with open_collection(check=False) as collection:
         return collection.stats()
 
 

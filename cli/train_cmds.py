@@ -102,6 +102,18 @@ def show_metrics(metrics: dict, *, as_json: bool) -> None:
     typer.echo(json.dumps({k: metrics[k] for k in METRIC_NAMES}) if as_json else metrics_line(metrics))
 
 
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"{value} is not above 0")
+    return value
+
+
+def _a_fraction(value: float) -> float:
+    if not 0 < value < 1:
+        raise typer.BadParameter(f"{value} is not between 0 and 1 (the rate is multiplied by it)")
+    return value
+
+
 def register(app: typer.Typer) -> None:
     @app.command("features")
     def features_cmd(
@@ -134,16 +146,16 @@ def register(app: typer.Typer) -> None:
         init_optimizer: bool = typer.Option(False, "--init-optimizer", help="carry --init's Adam state"),
         batch_size: int = typer.Option(D.batch_size, min=2),
         epochs: int = typer.Option(D.epochs, min=1),
-        lr: float = typer.Option(D.lr),
-        weight_decay: float = typer.Option(D.weight_decay),
-        margin: float = typer.Option(D.margin),
+        lr: float = typer.Option(D.lr, callback=_positive),
+        weight_decay: float = typer.Option(D.weight_decay, min=0.0),
+        margin: float = typer.Option(D.margin, callback=_positive, help="the triplet loss's margin"),
         lam: float = typer.Option(D.lam, min=0.0, max=1.0, help="weight of the projection against the tags"),
         no_tags: bool = typer.Option(False, "--no-tags", help="no tag fusion (lam = 1)"),
         seed: int = typer.Option(D.seed),
-        plateau_factor: float = typer.Option(D.plateau_factor, help="ReduceLROnPlateau factor on the "
-                                                                    "validation loss"),
-        plateau_patience: int = typer.Option(D.plateau_patience),
-        plateau_threshold: float = typer.Option(D.plateau_threshold),
+        plateau_factor: float = typer.Option(D.plateau_factor, callback=_a_fraction,
+                                             help="ReduceLROnPlateau factor on the validation loss"),
+        plateau_patience: int = typer.Option(D.plateau_patience, min=0),
+        plateau_threshold: float = typer.Option(D.plateau_threshold, min=0.0),
         plateau_threshold_mode: str = typer.Option(D.plateau_threshold_mode, help="rel or abs"),
         author_code: bool = typer.Option(False, "--author-code", help="batch 32, factor 0.1, thr. 0.01 abs"),
         device: str | None = typer.Option(None, help="cpu, cuda[:N] or auto; default: RETRIEVAL_DEVICE"),

@@ -31,6 +31,9 @@ from pathlib import Path
 
 CHUNK = 1 << 20
 STALE_TMP_S = 600  # a temporary file this old belongs to a writer that died
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() gives a new file: a whole file written here gets it too
 
 
 def fsync_path(path: Path) -> None:
@@ -63,6 +66,7 @@ def commit_tmp(tmp: Path, path: Path, *, exclusive: bool = False) -> None:
     """Make a fully written temporary file appear under `path`, durably. `exclusive`: never over an existing
     file (FileExistsError, the temporary file left to the caller): a hard link where the file system has
     them, one step; elsewhere a check then a rename, which one writer per name makes safe."""
+    os.chmod(tmp, FILE_MODE)  # as open() makes files, whatever the writer made (safetensors makes 0600)
     fsync_path(tmp)
     if not exclusive:
         os.replace(tmp, path)

@@ -58,10 +58,11 @@ class Clip:
     captions: tuple[str, ...]
 
 
-def read_csv_rows(path: Path, *, header: list[str]) -> list[dict[str, str]]:
-    """Rows of a CSV whose first line must hold at least the ``header`` columns."""
+def read_csv_rows(path: Path, *, header: list[str], what: str = "captions file") -> list[dict[str, str]]:
+    """Rows of a CSV whose first line must hold at least the ``header`` columns (`what`: the file's name in
+    the error when it is missing)."""
     if not path.is_file():
-        raise DatasetError(f"captions file not found: {path}")
+        raise DatasetError(f"{what} not found: {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in header if c not in (reader.fieldnames or [])]

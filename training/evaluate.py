@@ -50,7 +50,7 @@ def metrics_of(S: np.ndarray, fs: FeatureSet) -> dict[str, float]:
 def check_checkpoint_fits(ckpt: Checkpoint, fs: FeatureSet, *, name: str = "checkpoint") -> None:
     """Refuse a head made with other models than the feature file's."""
     ckpt.spec.require_match(fs.spec, only=ENCODER_FIELDS, what=name,
-                            fix="evaluate it on features made with the models it was trained on")
+                            fix="use it with features made with the models it was trained on")
 
 
 def load_heads(paths: list[Path], fs: FeatureSet) -> list[RetrievalHead]:
@@ -85,7 +85,7 @@ def write_submission(path: Path, *, S: np.ndarray, fs: FeatureSet) -> None:
 def read_submission(path: Path) -> dict[str, list[list[str]]]:
     """caption -> the predicted file-name lists of its rows, in file order (a caption may occur twice)."""
     out: dict[str, list[list[str]]] = defaultdict(list)
-    for row in read_csv_rows(Path(path), header=SUBMISSION_HEADER[:2]):
+    for row in read_csv_rows(Path(path), header=SUBMISSION_HEADER[:2], what="predictions file"):
         names = [row[c] for c in SUBMISSION_HEADER[1:] if row.get(c)]
         out[row["caption"].strip()].append(names)
     return out

@@ -17,6 +17,7 @@ import torch
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from retrieval.device import resolve_device
 from retrieval.durable import append_line, atomic_path, write_text_atomically
+from retrieval.errors import RetrievalError
 from retrieval.head import RetrievalHead
 from retrieval.metrics import METRIC_NAMES
 from training.config import TrainConfig
@@ -91,6 +92,8 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
         raise ValueError("training needs at least 1 epoch and batches of at least 2 pairs")
     check_same_models(train_fs, val_fs)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RetrievalError(f"the run folder {out_dir} is a file: name a folder (it is made when missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, run_log = out_dir / CHECKPOINT, out_dir / RUN_LOG
     device = resolve_device(cfg.device)

@@ -113,6 +113,17 @@ def test_index_add_then_search_from_the_command_line(cli, tmp_path):
     assert out.exit_code == 0 and "clips: 2" in out.output and "index_kind: flat" in out.output
 
 
+def test_index_stats_names_the_model_of_an_index_made_with_another(cli, tmp_path):
+    from tests.index.store_fixtures import SPEC, clip, logits, unit_vectors
+
+    with FaissStore(tmp_path / "data", SPEC) as store:  # another model's index, as after a reproject
+        store.add(clip(0), unit_vectors(1)[0], logits(0))
+    assert cli("search", "rain").exit_code == 2  # searching it with the configured model is refused
+    out = cli("index", "stats")
+    assert out.exit_code == 0, out.output
+    assert "clips: 1" in out.output and f"model_id: {SPEC.id}" in out.output
+
+
 def committed(db_path) -> int:
     try:
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as con:

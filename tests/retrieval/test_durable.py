@@ -6,11 +6,13 @@ import os
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from retrieval import durable
 from retrieval.durable import (
     CHUNK,
+    FILE_MODE,
     append_line,
     atomic_path,
     fsync_tree,
@@ -164,3 +166,19 @@ def test_move_into_place_replaces_a_folder_and_sets_the_old_one_aside(tmp_path):
     f.write_bytes(b"file")
     move_into_place(f, tmp_path / "f.bin", aside=tmp_path / "scratch" / "f-old")  # nothing to set aside
     assert (tmp_path / "f.bin").read_bytes() == b"file" and not (tmp_path / "scratch" / "f-old").exists()
+
+
+def test_a_whole_file_gets_the_mode_open_gives_new_files_whatever_its_writer_made(tmp_path):
+    # safetensors writes 0600: a head trained by one user must be readable by a service running as another
+    from safetensors.numpy import save_file
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("made by open()")
+    with atomic_path(tmp_path / "head.safetensors") as tmp:
+        save_file({"w": np.zeros(3, np.float32)}, str(tmp))
+    with atomic_path(tmp_path / "private.bin") as tmp:
+        tmp.write_bytes(b"x")
+        os.chmod(tmp, 0o600)
+    mode = plain.stat().st_mode & 0o777
+    assert (tmp_path / "head.safetensors").stat().st_mode & 0o777 == mode == FILE_MODE
+    assert (tmp_path / "private.bin").stat().st_mode & 0o777 == mode
