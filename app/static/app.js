@@ -4,7 +4,7 @@
 const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
-const state = { writesEnabled: true };
+const state = { writesEnabled: true, clips: null }; // from /health/ready (clips: null until known)
 const SCORE_TITLES = {
   vector: "cosine similarity to the query",
   keyword: "BM25 score of the query's words",
@@ -82,15 +82,35 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   return item;
 }
 
+// What an answer of nothing means: an empty collection, or nothing that matches (the filters, the words).
+function nothingFound(request) {
+  if (state.clips === 0) {
+    return state.writesEnabled
+      ? "No clips yet: the collection is empty. Add some with the form below (with the API key)."
+      : "No clips yet: the collection is empty (clips are added with `retrieval index add`).";
+  }
+  return `Nothing found for ${request.label}${request.filtered ? " with these filters" : ""}.`;
+}
+
 // The answer's heading: what was searched for, as the page names it (file names, each text quoted once).
 function showResults(data, request) {
   const list = $("results");
   const top = Math.max(...data.results.map((h) => h.score), Number.MIN_VALUE);
   list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1, data.mode, top)));
   Exports.show(data, request.moments); // exports.js
-  $("search-message").textContent = data.results.length
-    ? `${data.results.length} ${request.moments ? "moments" : "clips"} for ${request.label} in ${Math.round(data.took_ms)} ms`
-    : "No clips yet: the collection is empty. Add some with the form below.";
+  const count = data.results.length;
+  if (count && state.clips === 0) state.clips = null; // added since the status was read (index add)
+  const what = request.moments ? (count === 1 ? "moment" : "moments") : (count === 1 ? "clip" : "clips");
+  $("search-message").textContent = count
+    ? `${count} ${what} for ${request.label} in ${Math.round(data.took_ms)} ms${request.note || ""}`
+    : nothingFound(request);
+}
+
+// No answer on the page: a failed search, or nothing left to search for (its last refinement removed).
+function clearResults(message) {
+  $("results").replaceChildren();
+  Exports.show({ results: [] }, false);
+  $("search-message").textContent = message;
 }
 
 const quoted = (text) => `“${text}”`;
@@ -100,12 +120,12 @@ async function runSearch(request) {
   try {
     const response = await fetch(request.url, { method: "POST", ...request.init });
     if (!response.ok) {
-      $("search-message").textContent = `Search failed: ${await errorText(response)}`;
+      clearResults(`Search failed: ${await errorText(response)}`);
       return;
     }
     showResults(await response.json(), request);
   } catch (e) {
-    $("search-message").textContent = `Search failed: ${e.message}`;
+    clearResults(`Search failed: ${e.message}`);
   }
 }
 
@@ -113,7 +133,10 @@ function searchText(event) {
   event.preventDefault();
   const query = $("query").value.trim();
   const refined = refineFields(); // refine.js: more or less like some results, a text to avoid
-  if (!query && !refined.like) return;
+  if (!query && !refined.like) {
+    clearResults(""); // nothing to search for: no answer to a search that is no longer asked
+    return;
+  }
   const options = searchOptions(); // metadata.js: the mode and the filters
   const moments = $("moments").checked; // waveform.js: moments instead of clips
   // keyword and hybrid search match the query's words, and moments are found by the query's vector: without
@@ -123,7 +146,8 @@ function searchText(event) {
   const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options,
                                 moments });
   const label = [...(query ? [quoted(query)] : []), ...describeRefinement(parts)].join(", "); // refine.js
-  runSearch({ url: "/search", label, moments,
+  const filtered = Object.keys(options).some((key) => key !== "mode");
+  runSearch({ url: "/search", label, moments, filtered,
               init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
@@ -138,7 +162,10 @@ function searchExample() {
   const moments = $("moments").checked;
   form.append("moments", moments);
   const label = [`like ${quoted(file.name)}`, ...(query ? [quoted(query)] : [])].join(", ");
-  runSearch({ url: "/search/audio", label, moments, init: { body: form, headers: authHeaders() } });
+  // a search by a file takes no filters (POST /search/audio): said, rather than shown as if applied
+  const filtered = Object.keys(searchOptions()).some((key) => key !== "mode"); // metadata.js
+  const note = filtered ? " (a search by a file leaves the filters out)" : "";
+  runSearch({ url: "/search/audio", label, moments, note, init: { body: form, headers: authHeaders() } });
 }
 
 async function upload(event) {
@@ -220,8 +247,9 @@ async function followJob(job) {
 
 function showKeyState() {
   const hasKey = Boolean(apiKey());
-  document.body.classList.toggle("has-key", hasKey); // shows the metadata editors
-  $("upload-form").hidden = !hasKey;
+  const canWrite = hasKey && state.writesEnabled; // a server without a key of its own takes no writes
+  document.body.classList.toggle("has-key", canWrite); // shows the metadata editors
+  $("upload-form").hidden = !canWrite;
   $("forget-key").hidden = !hasKey;
   $("api-key").placeholder = hasKey ? "key set for this tab" : "needed to add or remove clips";
   if (!state.writesEnabled) {
@@ -251,8 +279,9 @@ async function refreshStatus() {
     }
     const ready = await response.json();
     state.writesEnabled = ready.access.writes_enabled;
+    state.clips = ready.clips;
     const model = ready.model.kind === "zero-shot" ? "zero-shot model (tag names)" : "trained model";
-    $("status").textContent = `${ready.clips} clips · ${model} ${ready.model.id}`;
+    $("status").textContent = `${ready.clips} ${ready.clips === 1 ? "clip" : "clips"} · ${model} ${ready.model.id}`;
     showKeyState();
   } catch (e) {
     $("status").textContent = `The service cannot be reached: ${e.message}`;

@@ -26,8 +26,9 @@ function appendUploadMetadata(form) {
   if (tags) form.append("user_tags", tags);
 }
 
+// A changed filter or mode searches again: a text search, or one of refinements alone (more like a result).
 function searchAgain() {
-  if ($("query").value.trim()) $("search-form").requestSubmit();
+  if ($("query").value.trim() || refineFields().like) $("search-form").requestSubmit(); // refine.js
 }
 
 function chip(text, onRemove) {

@@ -430,3 +430,44 @@ def test_results_and_moments_leave_the_page_as_files(tone_server, page, tmp_path
             page.click(f"#exports button[data-format={fmt}]")
         assert saved.value.suggested_filename == f"moments-{fmt}{SUFFIXES[fmt]}"
         assert Path(saved.value.path()).read_bytes().decode() == text, fmt
+
+
+def test_the_page_tells_nothing_found_from_an_empty_collection_and_keeps_no_stale_answer(server, page):
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent.includes('0 clips')")
+    page.fill("#query", "a steady tone")
+    page.press("#query", "Enter")
+    page.wait_for_function("document.getElementById('search-message').textContent.includes('No clips yet')")
+    with httpx.Client(base_url=server) as http:
+        r = http.post("/audio", files={"file": ("sine.wav", CLIPS["sine.wav"])}, headers=WRITE,
+                      params={"wait": 60})
+        assert r.status_code == 201
+    page.reload()
+    page.wait_for_function("document.getElementById('status').textContent.includes('1 clip ·')")
+    page.fill("#query", "a steady tone")
+    page.press("#query", "Enter")
+    page.wait_for_function("document.querySelectorAll('.result').length === 1")
+    assert page.locator("#search-message").inner_text().startswith("1 clip for “a steady tone”")
+    page.check("input[name=mode][value=keyword]")  # a changed mode searches again: no name holds the words
+    page.wait_for_function("document.querySelectorAll('.result').length === 0")
+    assert page.locator("#search-message").inner_text() == "Nothing found for “a steady tone”."
+    page.check("input[name=mode][value=vector]")
+    page.wait_for_function("document.querySelectorAll('.result').length === 1")
+    page.route("**/search", lambda route: route.fulfill(status=500, body='{"detail": "broken"}',
+                                                        content_type="application/json"))
+    page.fill("#query", "rain")
+    page.press("#query", "Enter")
+    page.wait_for_function("document.getElementById('search-message').textContent.includes('Search failed')")
+    assert page.locator(".result").count() == 0 and page.locator("#exports").is_hidden()  # no stale answer
+
+
+def test_a_server_without_a_key_of_its_own_shows_no_upload_form_whatever_key_is_typed(app_settings, retriever,
+                                                                                      page):
+    closed = app_settings.model_copy(update={"api_key": None})
+    with serve(create_app(closed, retriever=retriever)) as url:
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('status').textContent.includes('clips')")
+        page.fill("#api-key", "anything")
+        page.press("#api-key", "Enter")
+        assert page.locator("#upload-form").is_hidden()
+        assert "Uploads are disabled on this server" in page.locator("#upload-message").inner_text()
