@@ -4,7 +4,8 @@
 const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
-const state = { writesEnabled: true, clips: null }; // from /health/ready (clips: null until known)
+// from /health/ready (clips: null until known)
+const state = { writesEnabled: true, protectReads: false, clips: null };
 const SCORE_TITLES = {
   vector: "cosine similarity to the query",
   keyword: "BM25 score of the query's words",
@@ -251,7 +252,8 @@ function showKeyState() {
   document.body.classList.toggle("has-key", canWrite); // shows the metadata editors
   $("upload-form").hidden = !canWrite;
   $("forget-key").hidden = !hasKey;
-  $("api-key").placeholder = hasKey ? "key set for this tab" : "needed to add or remove clips";
+  $("api-key").placeholder = hasKey ? "key set for this tab"
+    : state.protectReads ? "needed to search this server" : "needed to add or remove clips";
   if (!state.writesEnabled) {
     $("upload-message").textContent = "Uploads are disabled on this server (it has no RETRIEVAL_API_KEY).";
   }
@@ -279,6 +281,7 @@ async function refreshStatus() {
     }
     const ready = await response.json();
     state.writesEnabled = ready.access.writes_enabled;
+    state.protectReads = ready.access.protect_reads;
     state.clips = ready.clips;
     const model = ready.model.kind === "zero-shot" ? "zero-shot model (tag names)" : "trained model";
     $("status").textContent = `${ready.clips} ${ready.clips === 1 ? "clip" : "clips"} · ${model} ${ready.model.id}`;

@@ -13,10 +13,16 @@ const Exports = (() => {
 
   async function download(format) {
     if (!answer) return;
-    const response = await fetch(`/exports/${format}`, {
-      method: "POST", body: JSON.stringify(answer),
-      headers: { "Content-Type": "application/json", ...authHeaders() },
-    });
+    let response;
+    try {
+      response = await fetch(`/exports/${format}`, {
+        method: "POST", body: JSON.stringify(answer),
+        headers: { "Content-Type": "application/json", ...authHeaders() },
+      });
+    } catch (e) {
+      $("search-message").textContent = `Export failed: ${e.message}`;
+      return;
+    }
     if (!response.ok) {
       $("search-message").textContent = `Export failed: ${await errorText(response)}`;
       return;
