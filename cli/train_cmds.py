@@ -161,6 +161,9 @@ def register(app: typer.Typer) -> None:
         device: str | None = typer.Option(None, help="cpu, cuda[:N] or auto; default: RETRIEVAL_DEVICE"),
     ) -> None:
         """Train the head; the epoch with the best validation mAP@10 becomes the checkpoint."""
+        if init_optimizer and init is None:
+            raise typer.BadParameter("the Adam state is --init's: add --init CHECKPOINT",
+                                     param_hint="--init-optimizer")
         with exit_on_error():  # the default device comes from the settings, which may be refused
             cfg = train_config(author_code=author_code, no_tags=no_tags, batch_size=batch_size, epochs=epochs,
                                lr=lr, weight_decay=weight_decay, margin=margin, lam=lam, seed=seed,

@@ -30,13 +30,19 @@ function judge(role, hit) {
   judged[role].set(hit.id, hit.name);
   if (judged[role].size > MAX_JUDGED) judged[role].delete(judged[role].keys().next().value);
   renderChips();
-  $("search-form").requestSubmit();
+  searchRefined();
 }
 
 function unjudge(role, id) {
   judged[role].delete(id);
   renderChips();
+  searchRefined();
+}
+
+// The search again, with the keyboard's focus on the search box: the button pressed goes with the old answer.
+function searchRefined() {
   $("search-form").requestSubmit();
+  $("query").focus();
 }
 
 function refineButtons(hit) {

@@ -193,9 +193,11 @@ def test_more_like_this_and_an_exclusion_rerank_as_numpy_says(planted, server, p
 
     liked = first[2]  # "more like this" on the third result: it joins `like` as a chip, and leaves the list
     liked_id = planted[liked][0]
-    page.locator(".result", has_text=liked).locator("button.judge.like").click()
+    page.locator(".result", has_text=liked).locator("button.judge.like").focus()
+    page.keyboard.press("Enter")  # from the keyboard: its focus lands on the search box, not the page's top
     body = {"query": query, "like": [liked_id]}
     second = search_settles(page, f"more like “{liked}”")
+    assert page.evaluate("document.activeElement.id") == "query"
     assert second == composite_ranking(retriever, planted, body)[0] and liked not in second
     assert second != [n for n in first if n != liked]  # the ranking changed, not only the liked clip left
     assert page.locator("#refine-chips .chip.like").inner_text().startswith(f"more like “{liked}”")
