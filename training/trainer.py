@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -91,6 +92,9 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
     if cfg.epochs < 1 or cfg.batch_size < 2:
         raise ValueError("training needs at least 1 epoch and batches of at least 2 pairs")
     check_same_models(train_fs, val_fs)
+    if len(np.unique(train_fs.caption_clip)) < 2:  # every pair's impostor is another clip's
+        raise RetrievalError("the training features hold captions of fewer than 2 clips: the triplet loss "
+                             "needs another clip's caption for each pair")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RetrievalError(f"the run folder {out_dir} is a file: name a folder (it is made when missing)")

@@ -144,6 +144,11 @@ function searchText(event) {
   // a query, or for moments, only the vector ranking applies; keyword search takes no clips or text to avoid
   if (!query || moments) options.mode = "vector";
   const parts = options.mode === "keyword" ? {} : refined;
+  // what keyword search leaves out is shown as left out (dimmed), not as if it applied
+  for (const id of ["refine-chips", "not"]) {
+    $(id).classList.toggle("unused", options.mode === "keyword");
+    $(id).title = options.mode === "keyword" ? "keyword search leaves these out" : "";
+  }
   const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options,
                                 moments });
   const label = [...(query ? [quoted(query)] : []), ...describeRefinement(parts)].join(", "); // refine.js

@@ -228,6 +228,10 @@ def test_more_like_this_and_an_exclusion_rerank_as_numpy_says(planted, server, p
     assert '"' not in text and "#" not in text and "““" not in text
     shots = Path(os.environ.get("RETRIEVAL_SCREENSHOT_DIR", tmp_path))
     page.screenshot(path=str(shots / "page-refined.png"), full_page=True)
+    assert "unused" not in page.get_attribute("#refine-chips", "class")
+    page.check("input[name=mode][value=keyword]")  # keyword search leaves the refinements out: shown so
+    page.wait_for_function("document.getElementById('refine-chips').classList.contains('unused')")
+    assert "unused" in page.get_attribute("#not", "class")
 
 
 # per canvas column, how many pixels have the colour waveform.js draws the segment's bars in (#2f6fdb)

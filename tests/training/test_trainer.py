@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from retrieval.checkpoint import load_checkpoint
-from retrieval.errors import CheckpointMismatch
+from retrieval.errors import CheckpointMismatch, RetrievalError
 from tests.training.synthetic import planted_features, planted_world
 from training.evaluate import metrics_of, similarity
 from training.trainer import RUN_LOG, TrainConfig, optimizer_path, train
@@ -87,3 +87,12 @@ def test_features_of_other_models_are_refused(planted, tmp_path):
     with pytest.raises(CheckpointMismatch):
         train(TrainConfig(epochs=1), train_fs=train_fs, val_fs=other, out_dir=tmp_path)
     assert not (tmp_path / RUN_LOG).exists()
+
+
+def test_captions_of_one_clip_are_refused_before_anything_is_written(planted, tmp_path):
+    train_fs, val_fs = planted
+    one = planted_features(planted_world(dim=32), n_clips=1, seed=4, split="train")
+    assert len(np.unique(one.caption_clip)) == 1 and len(one.caption_clip) > 1  # its captions, one clip
+    with pytest.raises(RetrievalError, match="fewer than 2 clips"):
+        train(TrainConfig(epochs=1), train_fs=one, val_fs=val_fs, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
