@@ -48,7 +48,8 @@ const Waveform = (() => {
     canvas.width = WIDTH;
     canvas.height = HEIGHT;
     canvas.setAttribute("role", "img");
-    canvas.title = "click to play from there";
+    canvas.tabIndex = 0; // the keyboard seeks too: arrows move by a tenth, Home and End to the ends
+    canvas.title = "click to play from there (or arrow keys, Home, End)";
     const view = { peaks: [], duration: hit.duration, segment: hit.segment, position: 0 };
     if (hit.segment) {
       canvas.dataset.start = hit.segment.start;
@@ -77,14 +78,25 @@ const Waveform = (() => {
       view.position = audio.currentTime;
       draw(canvas, view);
     });
-    canvas.addEventListener("click", (event) => {
-      const box = canvas.getBoundingClientRect();
-      const t = Math.max(0, Math.min(1, (event.clientX - box.left) / box.width)) * hit.duration;
+    const playFrom = (fraction) => {
+      const t = Math.max(0, Math.min(1, fraction)) * hit.duration;
       placed = true;
       audio.currentTime = t;
       view.position = t;
       draw(canvas, view);
       audio.play().catch(() => { /* the browser may refuse to play without a gesture it trusts */ });
+    };
+    canvas.addEventListener("click", (event) => {
+      const box = canvas.getBoundingClientRect();
+      playFrom((event.clientX - box.left) / box.width);
+    });
+    const KEYS = { ArrowLeft: -0.1, ArrowRight: 0.1, Home: -1, End: 1 }; // a move, as a share of the clip
+    canvas.addEventListener("keydown", (event) => {
+      if (!(event.key in KEYS) || !hit.duration) return;
+      event.preventDefault();
+      const at = KEYS[event.key] === -1 ? 0 : KEYS[event.key] === 1 ? 0.999
+        : audio.currentTime / hit.duration + KEYS[event.key];
+      playFrom(at);
     });
     return wrap;
   }

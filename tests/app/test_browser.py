@@ -294,6 +294,13 @@ def test_each_hit_shows_where_it_sounds_like_the_query(tone_server, page, tmp_pa
     canvas.click(position={"x": box["width"] * 0.75, "y": box["height"] / 2})
     assert audio.evaluate("a => a.currentTime") == pytest.approx(45.0, abs=0.5)
     audio.evaluate("a => a.pause()")
+    # and the keyboard: the waveform takes focus, an arrow moves a tenth of the clip, Home to its start
+    canvas.focus()
+    page.keyboard.press("ArrowLeft")
+    assert audio.evaluate("a => a.currentTime") == pytest.approx(39.0, abs=0.6)
+    page.keyboard.press("Home")
+    assert audio.evaluate("a => a.currentTime") == pytest.approx(0.0, abs=0.1)
+    audio.evaluate("a => a.pause()")
 
     # the moments switch lists moments: the long clip's dog section first
     page.check("#moments")
