@@ -18,6 +18,7 @@ from app.observability import RequestMetricsMiddleware, ServiceMetrics
 from app.routes import audio, health, jobs, metrics, page, search, waveform
 from app.routes.page import STATIC_DIR
 from app.settings import Settings
+from index.collection import Collection
 from retrieval.pipeline import Retriever
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,18 @@ def route_methods(routers: list[APIRouter]) -> list[str]:
                    for method in route.methods or ()})
 
 
-def create_app(settings: Settings | None = None, *, retriever: Retriever | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, retriever: Retriever | None = None,
+               collection: Collection | None = None) -> FastAPI:
     """The service over `settings` (read from the environment when omitted). A ready `retriever` may be
-    passed to skip loading the models (tests share one)."""
+    passed to skip loading the models (tests share one), and a `collection` opened with it (`retrieval
+    serve` opens both before it listens); the service closes the collection when it stops."""
+    given = collection
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         model = retriever if retriever is not None else await run_in_threadpool(build_retriever, settings)
-        collection = await run_in_threadpool(open_collection, settings, model)
+        collection = given if given is not None else await run_in_threadpool(open_collection, settings, model)
         ingest = await run_in_threadpool(Ingest, settings, collection)
         app.state.retriever, app.state.collection, app.state.ingest = model, collection, ingest
         app.state.metrics.watch_index(collection.count)

@@ -16,14 +16,16 @@ if TYPE_CHECKING:
 def serve(settings: Settings) -> None:
     import uvicorn
 
-    from app.compose import build_retriever
+    from app.compose import build_retriever, open_collection
     from app.main import create_app
 
-    # the models are loaded here, where a missing model or a device this machine lacks is one line (in the
-    # app's startup it is a traceback); uvicorn listens once the startup is done either way
+    # the models are loaded and the store opened here, where a missing model, a device this machine lacks or
+    # a store made with another model is one line (in the app's startup it is a traceback); uvicorn listens
+    # once the startup is done either way
     retriever = build_retriever(settings)
-    uvicorn.run(create_app(settings, retriever=retriever), host=settings.host, port=settings.port,
-                log_level="info")
+    collection = open_collection(settings, retriever)
+    uvicorn.run(create_app(settings, retriever=retriever, collection=collection), host=settings.host,
+                port=settings.port, log_level="info")
 
 
 def register(app: typer.Typer) -> None:

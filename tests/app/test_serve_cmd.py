@@ -63,3 +63,26 @@ def test_help_lists_the_options():
     assert result.exit_code == 0
     for option in ("--host", "--port", "--data"):
         assert option in result.output
+
+
+def test_a_store_made_with_another_model_stops_serve_with_a_message(env, monkeypatch):
+    """The store is opened before uvicorn listens: a mismatch is one line and exit 2, no traceback."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from app.compose import build_retriever, store_config
+    from index.store.records import NewClip
+    from index.stores import open_store
+
+    settings = load_settings()
+    spec = replace(build_retriever(settings, with_audio=False).spec, head="0" * 64, lam=0.5)
+    with open_store(store_config(settings), spec) as store:  # a store made with another head
+        vector = np.eye(1, spec.dim, dtype=np.float32)
+        store.add_many([NewClip(name="a.wav", location="/a.wav", sha256="1" * 64, duration=1.0,
+                                sample_rate=32_000, tags=())], vector, np.zeros((1, 527), np.float32))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("served a store of another model"))
+    result = CliRunner().invoke(cli_app, ["serve"])
+    assert result.exit_code == 2, result.output
+    assert "made with another model" in result.output and "head" in result.output
+    assert "Traceback" not in result.output
