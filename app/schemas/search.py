@@ -20,6 +20,8 @@ MAX_EXAMPLES = 20  # clip ids in `like`, and in `unlike`
 MAX_WEIGHT = 2.0
 MAX_EXPORT = MAX_K  # hits in an export: one answer's
 MAX_EXPORT_NUMBER = 1e9  # seconds and scores an export writes (to the microsecond, exactly)
+# a JSON body's fields take their JSON types only (a form's are text, read by type: AudioQuery, UploadForm)
+JSON_BODY = ConfigDict(extra="forbid", strict=True)
 
 
 def _not_blank(v: str) -> str:
@@ -97,7 +99,8 @@ class SearchRequest(MomentFields):
     searched is L2(w_query * query + w_like * mean(like) - w_unlike * mean(unlike) - w_not * not), and it
     needs something to search towards (a `query` or `like` clips, weighted above 0)."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    # strict (JSON_BODY): `"k": true`, `"k": "5"` and `"moments": 1` are refused, not read as 1, 5 and true
+    model_config = ConfigDict(**JSON_BODY, json_schema_extra={
         "examples": [{"query": "rain on a tin roof while someone whistles", "k": 10},
                      {"query": "dog barking", "k": 5, "max_duration": 30, "tag": "Dog"},
                      {"query": "rain", "like": [42], "unlike": [7], "not": "thunder", "k": 10},
@@ -271,6 +274,8 @@ ExportFormat = Literal["csv", "jsonl", "audacity", "reaper"]
 class ExportSpan(BaseModel):
     """A hit's segment as an export reads it (its other fields are ignored)."""
 
+    model_config = ConfigDict(strict=True)
+
     start: Seconds = Field(ge=0, le=MAX_EXPORT_NUMBER, description="seconds from the clip's start",
                            examples=[20.0])
     end: Seconds = Field(ge=0, le=MAX_EXPORT_NUMBER, description="seconds from the clip's start",
@@ -286,6 +291,8 @@ class ExportSpan(BaseModel):
 
 class ExportHit(BaseModel):
     """A hit of a search's answer as an export reads it (the other fields of SearchHit are ignored)."""
+
+    model_config = ConfigDict(strict=True)
 
     id: int = Field(ge=0, le=INT64_MAX, description="the clip's id", examples=[42])
     name: ClipName = Field(description="the clip's name", examples=["rain_on_roof.wav"])
@@ -307,7 +314,7 @@ class ExportHit(BaseModel):
 class ExportRequest(BaseModel):
     """A search's answer sent back to be written as a file: its `results` as POST /search gave them."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(**JSON_BODY, json_schema_extra={"examples": [
         {"moments": True, "results": [{"id": 7, "name": "door.wav", "score": 0.61, "duration": 95.0,
                                        "segment": {"start": 12.5, "end": 22.5}}]}]})
 

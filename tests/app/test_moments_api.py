@@ -167,10 +167,12 @@ def test_an_export_refuses_what_is_not_an_answer(client):
                        ).status_code == 200  # the end of a clip measured at 32 kHz
     for bad in ({"score": "high"}, {"duration": -1.0}, {"segment": {"start": -2.0, "end": 1.0}},
                 {"name": "a\x00b"}, {"id": -1}, {"segment": {"start": 2.0, "end": 1.0}},
-                {"segment": {"start": 1.0, "end": 1.0}}, {"segment": {"start": 1.0, "end": 3.5}}):
+                {"segment": {"start": 1.0, "end": 1.0}}, {"segment": {"start": 1.0, "end": 3.5}},
+                {"id": "1"}, {"id": True}, {"score": "0.5"}, {"segment": {"start": "1", "end": 2.0}}):
         r = client.post("/exports/reaper", json={"results": [hit | bad]})
         assert r.status_code == 422, bad
     assert client.post("/exports/csv", json={"results": [hit] * 101}).status_code == 422
+    assert client.post("/exports/csv", json={"results": [hit], "moments": 1}).status_code == 422
     unknown = client.post("/exports/csv", json={"results": [hit], "moment": True})  # a misspelt key
     assert unknown.status_code == 422 and "moment" in unknown.text
     assert client.post("/exports/csv", content=b"not json",

@@ -57,6 +57,14 @@ def test_duration_filter(filled):
     {"query": "rain", "k": 5, "colour": "blue"},
     {"query": "rain", "min_duration": 5, "max_duration": 1},
     {"k": 5},
+    # a JSON body's values are of their JSON types: none of these is read as 1, 5, true or 30
+    {"query": "rain", "k": True},
+    {"query": "rain", "k": "5"},
+    {"query": "rain", "k": 5.5},
+    {"query": "rain", "moments": 1},
+    {"query": "rain", "moments": "true"},
+    {"query": "rain", "max_duration": "30"},
+    {"query": "rain", "mode": 1},
 ])
 def test_invalid_search_requests_answer_422(client, body):
     r = client.post("/search", json=body)
