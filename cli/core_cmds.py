@@ -20,7 +20,7 @@ def tag(path: Path, k: int = 10) -> list[tuple[str, float]]:
 def register(app: typer.Typer) -> None:
     @app.command("tag")
     def tag_cmd(path: Path = typer.Argument(..., help="audio file"),
-                k: int = typer.Option(10, "-k", help="how many tags")) -> None:
+                k: int = typer.Option(10, "-k", min=1, max=527, help="how many tags (of the 527)")) -> None:
         """Print the top AudioSet tags PaSST gives one audio file."""
         with exit_on_error():
             for label, p in tag(path, k):

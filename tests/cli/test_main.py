@@ -25,6 +25,9 @@ def test_tag_prints_probabilities(tmp_path, monkeypatch, minilm_path):
     assert out.exit_code == 0, out.output
     lines = out.output.strip().splitlines()
     assert len(lines) == 3 and all(0.0 <= float(line.split()[0]) <= 1.0 for line in lines)
+    for k in ("0", "-1", "528"):  # refused before PaSST runs: there are 527 tags
+        refused = CliRunner().invoke(app, ["tag", str(path), "-k", k])
+        assert refused.exit_code == 2 and "-k" in refused.output, refused.output
 
 
 def test_bad_file_is_one_line_and_exit_2(tmp_path, monkeypatch):
