@@ -4,8 +4,9 @@
 const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
-// from /health/ready (clips: null until known)
-const state = { writesEnabled: true, protectReads: false, clips: null };
+const RECENT_JOBS = 10; // the service's latest uploads listed when the page opens, so a reload keeps them
+// from /health/ready (clips: null until known); jobsListed once the recent uploads were asked for
+const state = { writesEnabled: true, protectReads: false, clips: null, jobsListed: false };
 const SCORE_TITLES = {
   vector: "cosine similarity to the query",
   keyword: "BM25 score of the query's words",
@@ -223,7 +224,9 @@ function jobText(job) {
 }
 
 // Each upload the service acknowledged (202) is listed with its job's state until it is done or failed.
-async function followJob(job) {
+// A job listed again when the page opens (`earlier`) changes the list only, not the upload's message.
+async function followJob(job, earlier = false) {
+  if (document.querySelector(`#uploads li[data-job="${job.id}"]`)) return; // listed already
   const item = document.createElement("li");
   item.dataset.job = job.id;
   const name = document.createElement("span");
@@ -236,11 +239,12 @@ async function followJob(job) {
   for (;;) {
     state.textContent = jobText(job);
     item.dataset.status = job.status;
-    if (job.status === "done") return added(job.clip, true);
+    if (job.status === "done") return earlier ? undefined : added(job.clip, true);
     if (job.status === "failed") {
-      $("upload-message").textContent = `Upload of “${job.name}” failed: ${job.error}`;
+      if (!earlier) $("upload-message").textContent = `Upload of “${job.name}” failed: ${job.error}`;
       return;
     }
+    earlier = false; // still being tagged: its end is news
     await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
     try {
       const response = await fetch(`/jobs/${job.id}`, { headers: authHeaders() });
@@ -251,12 +255,29 @@ async function followJob(job) {
   }
 }
 
+// The service's latest uploads (GET /jobs is oldest first: its last page), the newest on top, those still
+// queued or being tagged followed: the list outlives a reload of the page.
+async function listRecentJobs() {
+  state.jobsListed = true;
+  try {
+    const jobs = async (query) => {
+      const response = await fetch(`/jobs?${query}`, { headers: authHeaders() });
+      return response.ok ? response.json() : null;
+    };
+    const count = await jobs("limit=1");
+    if (!count || !count.total) return;
+    const recent = await jobs(`offset=${Math.max(0, count.total - RECENT_JOBS)}&limit=${RECENT_JOBS}`);
+    for (const job of recent ? recent.items : []) followJob(job, true);
+  } catch (_) { /* the status line says when the service cannot be reached */ }
+}
+
 function showKeyState() {
   const hasKey = Boolean(apiKey());
   const canWrite = hasKey && state.writesEnabled; // a server without a key of its own takes no writes
   document.body.classList.toggle("has-key", canWrite); // shows the metadata editors
   $("upload-form").hidden = !canWrite;
   $("forget-key").hidden = !hasKey;
+  if (canWrite && state.clips !== null && !state.jobsListed) listRecentJobs(); // once the server is known
   $("api-key").placeholder = hasKey ? "key set for this tab"
     : state.protectReads ? "needed to search this server" : "needed to add or remove clips";
   if (!state.writesEnabled) {

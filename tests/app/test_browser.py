@@ -166,6 +166,16 @@ def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
     assert "my whistle.wav" in result_names(page)
     page.screenshot(path=str(shots / "page-after-upload.png"), full_page=True)
 
+    # a reload keeps the list of uploads (the service's latest jobs, up to 10), without announcing them again
+    listed = page.locator("#uploads li").first.inner_text()
+    page.reload()
+    page.wait_for_selector("#uploads li[data-job]")
+    items = page.locator("#uploads li").all_inner_texts()  # every upload, the 201s too; the newest first
+    assert items[0] == listed and len(items) == len(CLIPS) + 1
+    assert [item.split(" — ")[0] for item in items[1:]] == list(reversed(CLIPS))
+    assert all(" — done: clip #" in item for item in items)
+    assert page.locator("#upload-message").inner_text() == ""
+
 
 def search_settles(page, token: str, *, without: str = "\0") -> list[str]:
     """The result names once the answer whose heading holds `token` (and not `without`) is shown."""
