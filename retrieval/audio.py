@@ -28,6 +28,7 @@ from retrieval import riff
 from retrieval.config import SAMPLE_RATE
 from retrieval.decoder_process import blocks_in_process
 from retrieval.errors import AudioDecodeError, AudioTooLong
+from retrieval.mp3_frames import mp3_file_seconds
 from retrieval.waveform import PEAKS, PeakTracker
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ MAX_SOURCE_RATE = 768_000
 MAX_CHANNELS = 64
 BLOCK_FRAMES = 1 << 16  # source frames read at a time (about 1.4 s at 44.1 kHz)
 DECODE_AHEAD = True  # a LongWave's file decoded by a child process while its blocks are tagged
+# an MP3 whose frames hold more than its header's length plus this (the larger) is refused: the Xing frame
+# and the encoder's delay and padding that decoders leave out are a few frames (26 ms each at 44.1 kHz)
+MP3_LENGTH_SLACK_S = 1.0
+MP3_LENGTH_SLACK = 0.01
 
 
 class LongWave:
@@ -187,8 +192,10 @@ def probe_audio(
 
 @contextlib.contextmanager
 def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float | None,
-                max_channels: int, limit_name: str | None = None) -> Iterator[sf.SoundFile]:
-    """The open file, its header checked; libsndfile's errors become AudioDecodeError."""
+                max_channels: int, limit_name: str | None = None,
+                count_frames: bool = True) -> Iterator[sf.SoundFile]:
+    """The open file, its header checked (an MP3's length by its frames too, unless `count_frames` is
+    False: a file checked before); libsndfile's errors become AudioDecodeError."""
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
@@ -208,12 +215,16 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
     with f:
         _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
                       limit_name=limit_name)
+        if count_frames and f.format == "MP3":
+            _check_mp3_length(source, f.frames / f.samplerate, label=label, max_duration_s=max_duration_s,
+                              limit_name=limit_name)
         yield f
 
 
 def file_blocks(source: str | Path | bytes, *, label: str) -> Iterator[np.ndarray]:
     """A file's samples as :func:`_model_rate_blocks` gives them (what a LongWave's pass reads)."""
-    with _sound_file(source, label=label, max_duration_s=None, max_channels=MAX_CHANNELS) as f:
+    with _sound_file(source, label=label, max_duration_s=None, max_channels=MAX_CHANNELS,
+                     count_frames=False) as f:
         yield from _model_rate_blocks(f, label=label)
 
 
@@ -321,6 +332,23 @@ def open_sound(source: str | Path | bytes) -> sf.SoundFile:
     with open(path, "rb") as raw:
         bw64 = raw.read(4) == b"BW64"
     return sf.SoundFile(_AsRF64(path) if bw64 else path)
+
+
+def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str,
+                      max_duration_s: float | None, limit_name: str | None) -> None:
+    """An MP3 whose frames hold more than the length libsndfile reads from its header (and decodes no
+    further than) is refused: too long by its frames' length, or cut short by the decoder."""
+    frames_s = mp3_file_seconds(source)
+    if frames_s <= header_s + max(MP3_LENGTH_SLACK_S, MP3_LENGTH_SLACK * frames_s):
+        return
+    if max_duration_s is not None and frames_s > max_duration_s:
+        setting = f" ({limit_name})" if limit_name else ""
+        raise AudioTooLong(f"{label}: {frames_s:.1f} s (counted by its frames) is longer than the maximum of "
+                           f"{max_duration_s:g} s{setting}")
+    raise AudioDecodeError(
+        f"{label}: its frames hold {frames_s:.1f} s of audio but its header {header_s:.1f} s (an MP3 whose "
+        f"bit rate varies, without a Xing header), and the decoder reads no further than the header says: "
+        f"write it again with one, for example `ffmpeg -i {Path(label).name} -c:a copy fixed.mp3`")
 
 
 def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, max_channels: int,

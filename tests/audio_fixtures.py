@@ -45,3 +45,21 @@ def need(tool: str) -> str:
 
 def run(*args) -> None:
     subprocess.run([str(a) for a in args], check=True, capture_output=True)
+
+
+def encode(path: Path, *args, seconds: float, rate: int = 44_100, freq: int = 440) -> Path:
+    """A sine of `seconds` encoded by ffmpeg with `args` (its codec and options) into `path`."""
+    source = f"sine=f={freq}:d={seconds}:sample_rate={rate}"
+    run(need("ffmpeg"), "-v", "error", "-y", "-f", "lavfi", "-i", source, *args, path)
+    return path
+
+
+def joined_mp3(folder: Path, *, seconds: float = 20) -> Path:
+    """1 s at 320 kbit/s and then `seconds` at 32 kbit/s, end to end, neither with a Xing header: libsndfile
+    takes the length from the first frame's bit rate and decodes a seventh of the rest."""
+    first = encode(folder / "first.mp3", "-c:a", "libmp3lame", "-b:a", "320k", "-write_xing", "0", seconds=1)
+    second = encode(folder / "second.mp3", "-c:a", "libmp3lame", "-b:a", "32k", "-write_xing", "0",
+                    seconds=seconds, freq=660)
+    joined = folder / "joined.mp3"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())  # the second's ID3 tag in the middle
+    return joined

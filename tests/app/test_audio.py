@@ -5,7 +5,7 @@ import pytest
 from retrieval.audio import decode_audio
 from retrieval.errors import AudioDecodeError
 from tests.app.conftest import API_KEY, CLIPS, WRITE, sha256, upload, wav_bytes
-from tests.audio_fixtures import sine
+from tests.audio_fixtures import joined_mp3, sine
 
 
 def test_upload_returns_the_record_with_its_top_tags(client, retriever):
@@ -112,6 +112,16 @@ def test_undecodable_upload_is_415_with_the_decoders_message(client, data):
         decode_audio(data, name="bad.wav")
     assert r.json()["detail"] == str(decoder.value)
     assert client.get("/audio").json()["total"] == 0
+
+
+def test_an_mp3_the_decoder_would_cut_short_is_refused_whole(make_client, tmp_path):
+    """Its frames hold 21 s, its header 3 s: 415 within the limit, 413 past it (by the frames' length)."""
+    data = joined_mp3(tmp_path).read_bytes()
+    r = upload(make_client(), "joined.mp3", data)
+    assert r.status_code == 415 and "its frames hold 21." in r.json()["detail"]
+    r = upload(make_client(max_duration_s=10.0), "joined.mp3", data)
+    assert r.status_code == 413 and "counted by its frames" in r.json()["detail"]
+    assert make_client().get("/audio").json()["total"] == 0
 
 
 def test_upload_without_a_file_is_422(client):
