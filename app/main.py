@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 DESCRIPTION = """Search a collection of sounds by describing them in words, or with a sound like them.
 
-Reads (`/search`, `/search/audio`, `GET /audio...`) are open unless the server sets `RETRIEVAL_PROTECT_READS`;
-writes (`POST /audio`, `DELETE /audio/{id}`) need the API key (`RETRIEVAL_API_KEY`), sent as `X-API-Key` or
-`Authorization: Bearer`. The web page is at `/`.
+Reads (`/search`, `/search/audio`, `/exports`, `GET /audio...`, `GET /jobs...`) are open unless the server
+sets `RETRIEVAL_PROTECT_READS`; writes (`POST /audio`, `PATCH /audio/{id}`, `DELETE /audio/{id}`, `DELETE
+/jobs/{id}`) need the API key (`RETRIEVAL_API_KEY`), sent as `X-API-Key` or `Authorization: Bearer`. The web
+page is at `/`.
 """
 TAGS = [{"name": "search", "description": "text queries and query by example"},
         {"name": "audio", "description": "the clips of the collection"},

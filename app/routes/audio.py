@@ -15,7 +15,7 @@ from app.excerpts import check_span, content_disposition, read_excerpt
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
 from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadForm, clip_out
-from app.schemas.common import UNREADABLE_BODY, ErrorOut, PageLimit, PageOffset, Responses
+from app.schemas.common import BODY_ERRORS, ErrorOut, PageLimit, PageOffset, Responses
 from app.schemas.jobs import JobOut
 from app.security import ReadAccess, WriteAccess
 from app.uploads import form_of, multipart_body, read_upload
@@ -141,7 +141,8 @@ async def get_audio(clip_id: ClipId, request: Request, collection: CollectionDep
 
 SPAN_TEXT = ("seconds from the clip's start; with `start` and `end` both (finite, 0 <= start < end <= the "
              "clip's duration) the answer is that span alone as a WAV")
-Seconds = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
+Start = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
+End = Annotated[float | None, Query(description=SPAN_TEXT, examples=[22.5])]  # a span with `start`'s
 
 
 @router.head("/audio/{clip_id}/file", include_in_schema=False, dependencies=[ReadAccess])  # players ask first
@@ -155,7 +156,8 @@ Seconds = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
                                                                "clip: one alone, not finite, negative, "
                                                                "reversed or past its end; or the Range "
                                                                "header is not a byte range"},
-                       416: {"description": "the Range cannot be satisfied (Content-Range: bytes */size)"}},
+                       416: {"model": ErrorOut, "description": "the Range cannot be satisfied "
+                                                               "(Content-Range: bytes */size)"}},
             description="The stored audio as it was added, with its content type (audio/wav, audio/flac, "
                         "audio/ogg, audio/mpeg). Supports `Range: bytes=...` (206 with Content-Range; 416 "
                         "for a range outside the file), so a browser player can seek.\n\n"
@@ -164,8 +166,8 @@ Seconds = Annotated[float | None, Query(description=SPAN_TEXT, examples=[12.5])]
                         "from 16-bit sources, else 32-bit float), frames round(start * rate) to "
                         "round(end * rate), so it lasts end - start to within a sample; named "
                         "`<name>_<start>-<end>.wav` (Content-Disposition).")
-async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Request, start: Seconds = None,
-                     end: Seconds = None) -> Response:
+async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Request, start: Start = None,
+                     end: End = None) -> Response:
     span = check_span(start, end)
     record = await run_in_threadpool(get_or_404, collection, clip_id)
     path = Path(collection.audio_path(record))
@@ -209,7 +211,7 @@ def check_range(header: str | None, size: int) -> None:
 
 @router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",
               responses={**WRITE_ERRORS, **NOT_FOUND,
-                         **UNREADABLE_BODY},
+                         **BODY_ERRORS},
               dependencies=[WriteAccess],
               description="Replaces the parts given (`description`, `user_tags`, `fields`; at least one) and "
                           "leaves the others as they are; the clip's keyword document follows at once. "
@@ -222,7 +224,7 @@ async def edit_audio(clip_id: ClipId, body: MetadataPatch, request: Request,
 
 @router.delete("/audio/{clip_id}", status_code=204, summary="Remove a clip (needs the API key)",
                responses={**WRITE_ERRORS, **NOT_FOUND,
-                         **UNREADABLE_BODY},
+                         **BODY_ERRORS},
               dependencies=[WriteAccess],
                description="Removes the clip from the index; an uploaded clip's stored copy is deleted too, "
                            "an indexed file on disk is left alone.")

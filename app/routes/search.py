@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.deps import CollectionDep, MetricsDep, audio_url
 from app.excerpts import content_disposition
 from app.observability import ServiceMetrics
-from app.schemas.common import UNREADABLE_BODY, ErrorOut, Responses, ValidationOut
+from app.schemas.common import BODY_ERRORS, ErrorOut, Responses, ValidationOut
 from app.schemas.search import (
     AudioQuery,
     ExportFormat,
@@ -72,7 +72,7 @@ def respond(request: Request, query: str, hits: list[Hit], start: float, *,
 
 @router.post("/search", summary="Search the collection with text and example clips",
              responses={**READ_ERRORS, **COMPOSITE_ERRORS,
-                        **UNREADABLE_BODY},
+                        **BODY_ERRORS},
              description="Returns the k best clips for the query, best first, with their scores, top "
                          "tags, the user's metadata, audio URL and `segment` (where in the clip it sounds "
                          "most like the query; null in keyword mode); the filters apply inside the "
@@ -118,7 +118,7 @@ async def search_audio(request: Request, collection: CollectionDep, metrics: Met
                         200: {"description": "the file, as an attachment named `results-<format>.<suffix>` "
                                              "or `moments-...`",
                               "content": {"text/csv": {}, "application/jsonl": {}, "text/plain": {}}},
-                        **UNREADABLE_BODY,
+                        **BODY_ERRORS,
                         422: {"model": ValidationOut, "description": "an unknown format, or a hit that is "
                                                                      "not one of a search's answer"}},
              description="The `results` of a POST /search answer (as it gave them; other fields are "

@@ -51,6 +51,9 @@ class ValidationOut(BaseModel):
     detail: list[ValidationIssue] = Field(description="every field that failed, in order")
 
 
-# a body the server could not read at all; one that is not JSON is a validation error (422, json_invalid)
-UNREADABLE_BODY: Responses = {400: {"model": ErrorOut, "description": (
-    "the body could not be read (a body that is not JSON answers 422, json_invalid)")}}
+# a body the server could not read at all (one that is not JSON is a validation error: 422, json_invalid),
+# and one over the byte limit, which every route's body is held to
+BODY_ERRORS: Responses = {
+    400: {"model": ErrorOut, "description": "the body could not be read (a body that is not JSON answers "
+                                            "422, json_invalid)"},
+    413: {"model": ErrorOut, "description": "the body is over RETRIEVAL_MAX_UPLOAD_BYTES"}}

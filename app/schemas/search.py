@@ -76,7 +76,11 @@ class MomentFields(BaseModel):
                                              "clips: windows of one clip that score at least `threshold`, "
                                              "merged where they overlap or touch, each scored by its best "
                                              "window")
-    per_clip: int = Field(3, ge=1, le=MAX_PER_CLIP, description="with moments: at most this many per clip")
+    # no default in the schema (3 is MomentQuery's): a client that sends the schema's defaults without
+    # moments (Swagger UI's form) is not refused for shaping moments it did not ask for
+    per_clip: int | None = Field(None, ge=1, le=MAX_PER_CLIP, examples=[2],
+                                 description=f"with moments: at most this many per clip (1-{MAX_PER_CLIP}; "
+                                             f"{MomentQuery.per_clip} when left out)")
     threshold: Seconds | None = Field(None, ge=-1, le=1, examples=[0.3],
                                       description="with moments: the score a window must reach (unset: each "
                                                   "clip's best window's score minus 0.05)")
@@ -91,7 +95,9 @@ class MomentFields(BaseModel):
         return self
 
     def moment_query(self) -> MomentQuery | None:
-        return MomentQuery(per_clip=self.per_clip, threshold=self.threshold) if self.moments else None
+        if not self.moments:
+            return None
+        return MomentQuery(per_clip=self.per_clip or MomentQuery.per_clip, threshold=self.threshold)
 
 
 class SearchRequest(MomentFields):

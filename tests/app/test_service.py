@@ -121,6 +121,15 @@ def test_openapi_describes_every_route_and_model(client):
     for field in ("description", "user_tags", "fields"):
         assert form[field]["examples"] and form[field]["description"], field
     assert {"APIKeyHeader", "HTTPBearer"} <= set(spec["components"]["securitySchemes"])
+    for key, op in routes.items():  # every body is held to the byte limit; every error answer has a body
+        if "requestBody" in op:
+            assert "413" in op["responses"], key
+        for code, answer in op["responses"].items():
+            if code.startswith("4"):
+                assert "application/json" in answer.get("content", {}), (key, code)
+    excerpt = {p["name"]: p["schema"]["examples"][0] for p in routes[("/audio/{clip_id}/file", "get")]["parameters"]
+               if p["name"] in ("start", "end")}
+    assert excerpt["start"] < excerpt["end"]  # the example is a span
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
