@@ -149,9 +149,11 @@ class Ingest:
 
     def _active_jobs(self) -> list[Job]:
         jobs: list[Job] = []
-        for status in ("queued", "running"):
-            while batch := self.queue.list(status=status, offset=len(jobs), limit=500):
+        for status in ("queued", "running"):  # each status paged from its own start
+            offset = 0
+            while batch := self.queue.list(status=status, offset=offset, limit=500):
                 jobs.extend(batch)
+                offset += len(batch)
         return jobs
 
 

@@ -3,6 +3,7 @@ header-level refusals at once, failures in the worker, and a full disk."""
 
 import errno
 import io
+import os
 import time
 
 import numpy as np
@@ -95,6 +96,23 @@ def test_cancel_a_queued_job_removes_its_bytes(paused):
     assert r.status_code == 409 and "done" in r.json()["detail"]
     assert client.delete("/jobs/999", headers=WRITE).status_code == 404
     assert client.get(f"/jobs/{2**63}").status_code == 422
+
+
+def test_a_restart_removes_old_orphan_bytes_and_keeps_every_job_s(paused):
+    """Bytes no queued or running job refers to, older than a writer could still be committing, go at the
+    worker's start; those of queued jobs and of the running one (resumed after a crash) stay."""
+    client, ingest, _ = paused
+    for i, data in enumerate((TONE, OTHER, wav_bytes(sine(784.0, seconds=0.5)))):
+        assert upload(client, f"{i}.wav", data, wait=0).status_code == 202
+    assert [j.status for j in ingest.queue.claim(worker="crashed")] == ["running"]  # 2 queued, 1 running
+    jobs = incoming_files(ingest)
+    old, young = ingest.incoming / f"{'a' * 64}.upload", ingest.incoming / f"{'b' * 64}.upload"
+    old.write_bytes(b"cut off by a crash"), young.write_bytes(b"a commit under way")
+    hours_ago = time.time() - 7200
+    for name in [*jobs, old.name]:
+        os.utime(ingest.incoming / name, (hours_ago, hours_ago))
+    ingest._remove_orphan_bytes()
+    assert incoming_files(ingest) == sorted([*jobs, young.name])
 
 
 def test_wait_times_out_with_202(paused):
