@@ -92,6 +92,23 @@ def excerpt_name(name: str, start: float, end: float) -> str:
     return f"{stem}{span}"
 
 
+def download_name(name: str, suffixes: tuple[str, ...], known: frozenset[str] = frozenset()) -> str:
+    """The name a whole file is served under: the clip's, ending in one of `suffixes` (its container's; the
+    first is the one given), at most MAX_FILE_NAME_BYTES of UTF-8. A name ending in another `known` audio
+    suffix has it replaced (an MP3 named `take.wav` is `take.mp3`), any other gets the suffix added
+    (`Tone one` is `Tone one.wav`); no `suffixes` (a container not recognised) leaves the name as it is."""
+    path = Path(name.strip() or "clip")
+    if path.name in ("", ".", ".."):
+        path = Path("clip")
+    suffix = path.suffix.lower()
+    if not suffixes or suffix in suffixes:
+        stem, suffix = path.name[:len(path.name) - len(suffix)], path.suffix
+    else:
+        stem, suffix = (path.stem if suffix in known else path.name), suffixes[0]
+    room = MAX_FILE_NAME_BYTES - len(suffix.encode())
+    return stem.encode()[:room].decode("utf-8", "ignore") + suffix
+
+
 def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
     """Frames round(start * rate) to round(end * rate) of the file as a WAV; only those are read, a block
     at a time."""

@@ -56,12 +56,16 @@ def form_of(model: type[FormT], fields: dict[str, str]) -> FormT:
                                       for err in e.errors(include_url=False)]) from None
 
 
-def bare_name(name: str) -> str:
-    """The last path component, whichever separator the client used, without control characters (NUL,
-    newlines...) or lone surrogates (no UTF-8 store holds one); never empty, at most MAX_NAME_CHARS."""
-    printable = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cs"))
-    base = PureWindowsPath(PurePosixPath(printable.strip()).name).name.strip()
-    return base[:MAX_NAME_CHARS] or "upload"
+def bare_name(*names: str | None) -> str:
+    """The last path component of the first of `names` that has one (whichever separator the client used;
+    not `.` or `..`), without control characters (NUL, newlines...) or lone surrogates (no UTF-8 store holds
+    one), at most MAX_NAME_CHARS; "upload" when none has."""
+    for name in names:
+        printable = "".join(ch for ch in name or "" if unicodedata.category(ch) not in ("Cc", "Cs"))
+        base = PureWindowsPath(PurePosixPath(printable.strip()).name).name.strip()
+        if base not in ("", ".", ".."):
+            return base[:MAX_NAME_CHARS]
+    return "upload"
 
 
 async def read_upload(request: Request) -> Upload:
@@ -73,6 +77,6 @@ async def read_upload(request: Request) -> Upload:
             raise RequestValidationError([{"loc": ("body", "file"), "msg": NO_FILE, "type": "missing"}])
         data = await file.read()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return Upload(data, bare_name(fields.get("name") or file.filename or ""), fields)
+        return Upload(data, bare_name(fields.get("name"), file.filename), fields)  # a blank name: the file's
     finally:
         await form.close()

@@ -175,7 +175,8 @@ class UploadForm(MetadataIn):
 
     # the upload's name is taken from the raw form by app/uploads.py read_upload; described here
     name: str | None = Field(None, examples=["kick_808.wav"], description=(
-        "the name to store, its last path component cut to 255 characters (default: the file's own name)"))
+        "the name to store, its last path component cut to 255 characters (default, and when blank, `.` or "
+        "`..`: the file's own name)"))
     user_tags: Annotated[UserTags | None, BeforeValidator(_tag_text, json_schema_input_type=str)] = Field(
         None, examples=["kick; 808; drums"],
         description="the user's tags as one text, separated by ';' or ',' (bounded as in PATCH /audio/{id})")

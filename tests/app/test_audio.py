@@ -178,6 +178,23 @@ def test_a_whole_file_download_names_the_clip_for_every_client(client):
                    "filename*=utf-8''caf%C3%A9%20%C3%BCn%C3%AF%20%E6%97%A5%E6%9C%AC.wav")  # and ASCII
 
 
+@pytest.mark.parametrize(("name", "fmt", "served"), [
+    ("Tone one", "WAV", "Tone one.wav"),  # no suffix: its container's added
+    ("take.wav", "FLAC", "take.flac"),  # another container's: replaced
+    ("take.FLAC", "FLAC", "take.FLAC"),  # its own, in any case: kept
+    ("field.rec.bwf", "WAV", "field.rec.bwf"),
+    ("notes.txt", "FLAC", "notes.txt.flac"),
+    ("..", "WAV", "upload.bin.wav"),  # no name: the file's
+    ("x" * 300 + ".wav", "WAV", "x" * 251 + ".wav"),  # a file system's 255 bytes
+])
+def test_a_whole_file_is_named_for_its_container(client, name, fmt, served):
+    """Saved by a browser or `curl -OJ`, the file opens in the program its name says."""
+    data = wav_bytes(sine(seconds=0.2), fmt=fmt)
+    rec = upload(client, "upload.bin", data, name=name).json()
+    got = client.head(rec["audio_url"]).headers["content-disposition"]
+    assert got == f'inline; filename="{served}"', (rec["name"], got)
+
+
 def test_file_content_type_follows_the_format(client):
     flac = wav_bytes(sine(seconds=0.5), fmt="FLAC")
     rec = upload(client, "tone.flac", flac).json()
