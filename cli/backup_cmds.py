@@ -27,8 +27,10 @@ def backup(path: Path, *, with_audio: bool, with_referenced: bool, progress: boo
     from app.compose import load_settings, store_config
     from index.backups.backup import backup as write_backup
     from index.layout import QUEUE_FILE
+    from index.stores import require_store
 
     settings = load_settings()
+    require_store(store_config(settings))
     return write_backup(store_config(settings), path, jobs_db=Path(settings.data_dir) / QUEUE_FILE,
                         with_audio=with_audio, with_referenced=with_referenced, progress=progress)
 
@@ -46,9 +48,11 @@ def restore(path: Path, *, restore_referenced: bool, progress: bool):
 def check(*, repair: bool, progress: bool) -> CheckReport:
     from app.compose import build_retriever, load_settings, store_config
     from index.backups.check import check_store
+    from index.stores import require_store
     from retrieval.errors import RetrievalError
 
     settings = load_settings()
+    require_store(store_config(settings))
     try:
         retriever = build_retriever(settings, with_audio=False)
     except RetrievalError as e:  # the rest can be checked without the model

@@ -23,13 +23,17 @@ SHOWN_ROWS = 5  # of a metadata CSV's rows that name no file found
 
 
 def open_collection(*, with_audio: bool = False, check: bool = True) -> Collection:
-    """The configured model and the collection in the configured data directory; PaSST is built only
-    `with_audio` (searching, listing, removing and re-projecting never run it)."""
-    from app.compose import build_retriever, load_settings
+    """The configured model and the collection in the configured data directory, which must hold one
+    (NoCollection); PaSST is built only `with_audio` (searching, listing, removing and re-projecting never
+    run it)."""
+    from app.compose import build_retriever, load_settings, store_config
     from app.compose import open_collection as open_configured
+    from index.stores import require_store
 
     settings = load_settings()
-    return open_configured(settings, build_retriever(settings, with_audio=with_audio), check=check)
+    retriever = build_retriever(settings, with_audio=with_audio)  # a device this machine lacks is said first
+    require_store(store_config(settings))
+    return open_configured(settings, retriever, check=check)
 
 
 def library_metadata(*, description: str | None = None, tags: str | None = None, fields: str | None = None,
@@ -227,11 +231,14 @@ def register(app: typer.Typer) -> None:
 
     @group.command("remove")
     def remove_cmd(ids: list[int] = typer.Argument(..., help="clip ids (see `retrieval search`)")) -> None:
-        """Remove clips by id (and the stored copies of uploaded ones)."""
+        """Remove clips by id (and the stored copies of uploaded ones). Exit status 1 when some ids are no
+        clip of the collection (the others are removed)."""
         with exit_on_error():
             n, absent = remove(ids)
         typer.echo(f"removed {n} of {len(ids)}" + (f"; not in the collection: {', '.join(map(str, absent))}"
                                                     if absent else ""))
+        if absent:
+            raise typer.Exit(1)
 
     @group.command("reproject")
     def reproject_cmd(checkpoint: Path = typer.Option(..., "--checkpoint", help="trained head")) -> None:
@@ -307,7 +314,8 @@ def register(app: typer.Typer) -> None:
             if out is None:
                 typer.echo(text, nl=False)
             else:
-                write_text_atomically(out, text)
+                with exit_on_error():  # a folder that is not there, a file in its place, a full disk
+                    write_text_atomically(out, text)
                 typer.echo(f"wrote {len(hits)} results to {out}", err=True)
             return
         for rank, hit in enumerate(hits, 1):

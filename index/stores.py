@@ -4,7 +4,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from index.layout import CLIP_DB, QDRANT_DIR
 from index.store.contract import VectorStore
+from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
 
 BACKENDS = ("faiss", "qdrant")
@@ -28,6 +30,22 @@ class StoreConfig:
     def name(self) -> str:
         """Names this store among others in the same data directory (the bulk loader's ledger)."""
         return "faiss" if self.backend == "faiss" else f"qdrant-{self.qdrant_collection}"
+
+
+class NoCollection(RetrievalError):
+    """A command that reads a collection was pointed at a data directory that holds none."""
+
+
+def require_store(config: StoreConfig) -> None:
+    """NoCollection unless the configured store is there already (a Qdrant server is asked when opened): a
+    mistyped data directory is said, not made into a new, empty collection by a search or a backup."""
+    if config.backend == "qdrant" and config.qdrant_url is not None:
+        return
+    where = config.data_dir / (CLIP_DB if config.backend == "faiss" else QDRANT_DIR)
+    if not where.exists():
+        raise NoCollection(f"no collection in {config.data_dir} (RETRIEVAL_DATA_DIR; {where.name} is not "
+                           "there): `retrieval index add FOLDER` makes one, `retrieval restore FILE` brings "
+                           "one back")
 
 
 def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> VectorStore:

@@ -40,7 +40,7 @@ from index.ingest.worker import Item, Result, ingest, left_its_path
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, FileNow
 from retrieval.durable import sha256_file
-from retrieval.errors import CheckpointMismatch, ModelNotFound, RetrievalError
+from retrieval.errors import AudioTooLong, CheckpointMismatch, ModelNotFound, RetrievalError
 from retrieval.extract import AudioLimits, probe
 
 log = logging.getLogger(__name__)
@@ -81,25 +81,29 @@ class BuildReport:
 class FoundAudio:
     """What a walk over the files and folders given found."""
     files: list[Path]  # to index, resolved, in a stable order without repeats
-    missing: list[Path]  # given, but not there
+    missing: list[Path]  # given, or linked to from a folder walked, but not there
     misnamed: list[Path]  # audio files whose names are not UTF-8 (a clip's name and place are text)
     folders: int = 0  # sub-folders not walked (not recursive)
 
 
 def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> FoundAudio:
     """The files to index under `paths`: folders give their audio files (by suffix; not macOS's `._` sidecar
-    files), with sub-folders when recursive; a file named is tried whatever its name."""
+    files), with sub-folders when recursive (symbolic links to folders followed); a file named is tried
+    whatever its name; a link to an audio file that is not there is missing."""
     found: dict[Path, None] = {}
     walk = FoundAudio([], [], [])
     for path in map(Path, paths):
         if path.is_file():
             found[path.resolve()] = None
         elif path.is_dir():
-            for f in sorted(path.rglob("*") if recursive else path.iterdir()):
+            for f in _entries(path, recursive=recursive):
                 if f.name.startswith(APPLE_DOUBLE):  # a Mac's sidecar of a file's attributes, not audio
                     continue
-                if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file():
+                audio = f.suffix.lower() in AUDIO_SUFFIXES
+                if audio and f.is_file():
                     found[f.resolve()] = None
+                elif audio and f.is_symlink() and not f.exists():
+                    walk.missing.append(f)
                 elif not recursive and f.is_dir():
                     walk.folders += 1
         else:
@@ -107,6 +111,24 @@ def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> FoundAudio:
     for f in found:
         (walk.misnamed if not _utf8(f) else walk.files).append(f)
     return walk
+
+
+def _entries(folder: Path, *, recursive: bool) -> list[Path]:
+    """What `folder` holds, sorted; recursive: and all its sub-folders hold, those reached through symbolic
+    links too (a library's folders are often links to other disks), each real folder walked once, so that a
+    link back up does not loop."""
+    if not recursive:
+        return sorted(folder.iterdir())
+    walked: set[Path] = set()
+    entries: list[Path] = []
+    for top, folders, files in os.walk(folder, followlinks=True):
+        real = Path(top).resolve()
+        if real in walked:
+            folders.clear()
+            continue
+        walked.add(real)
+        entries.extend(Path(top) / name for name in (*folders, *files))
+    return sorted(entries)
 
 
 def _utf8(path: Path) -> bool:
@@ -150,6 +172,11 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
             planned[path] = windowing.n_windows(round(info.duration_s * windowing.sample_rate))
             if limits.whole_up_to_s is None or info.duration_s <= limits.whole_up_to_s:
                 short.add(path)
+        except AudioTooLong as e:
+            if _stored(collection, path):  # indexed under a longer limit: skipped as any file indexed
+                planned[path] = 0
+            else:
+                _failed(report, path, e)
         except FILE_ERRORS as e:
             _failed(report, path, e)
     paths_left = list(planned)
@@ -178,6 +205,14 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
     log.info("indexed %d new clips, skipped %d already indexed, %d failed, in %.1f s",
              report.added, report.skipped, len(report.failed), report.seconds)
     return report
+
+
+def _stored(collection: Collection, path: Path) -> bool:
+    """Whether the file's bytes are a clip of the collection's."""
+    try:
+        return collection.store.get_by_sha256(sha256_file(path)) is not None
+    except OSError:
+        return False
 
 
 def _items(collection: Collection, chunk: list[Path], report: BuildReport, metadata: MetadataOf | None,

@@ -72,6 +72,21 @@ def test_a_device_this_machine_lacks_is_one_line_and_exit_2(tmp_path, monkeypatc
             "error: device 'cuda' was asked for, but CUDA is not available on this machine: use cpu or auto"]
 
 
+def test_a_data_directory_without_a_collection_is_said_not_made_into_one(tmp_path, monkeypatch, minilm_path):
+    """A mistyped RETRIEVAL_DATA_DIR: the commands that read a collection say there is none there, and
+    leave no store behind (a search, a check or a backup made an empty one and reported on it)."""
+    data = tmp_path / "typo"
+    for key, value in {"RETRIEVAL_DATA_DIR": str(data), "RETRIEVAL_PASST_WEIGHTS": "random",
+                       "RETRIEVAL_TEXT_MODEL": str(minilm_path), "RETRIEVAL_DEVICE": "cpu"}.items():
+        monkeypatch.setenv(key, value)
+    for args in (["search", "rain"], ["index", "stats"], ["index", "remove", "1"], ["check"],
+                 ["backup", str(tmp_path / "b.zip")]):
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 2, (args, out.output, out.exception)
+        assert out.stderr.strip().splitlines()[-1].startswith(f"error: no collection in {data} "), args
+        assert not (data / "index.sqlite").exists() and not (tmp_path / "b.zip").exists(), args
+
+
 def commands(tmp_path) -> dict[str, list[str]]:
     """Every command that reads the settings, with arguments that would otherwise get it going."""
     audio, files = str(tmp_path / "a.wav"), str(tmp_path / "files.txt")

@@ -40,6 +40,25 @@ def test_a_folder_named_like_audio_is_walked_as_a_folder_and_a_name_that_is_not_
     assert shown_path(latin1) == f"{tmp_path}/caf\\xe9.wav" and shown_path(fine) == str(fine)
 
 
+def test_a_recursive_walk_follows_links_to_folders_once_and_names_links_to_nothing(tmp_path):
+    """A library's folders are often links to other disks: walked, each real folder once (a link back up
+    does not loop), a file reached twice indexed once; a link to an audio file that is gone is missing."""
+    disk = tmp_path / "disk" / "doors"
+    disk.mkdir(parents=True)
+    door = write(disk / "door.wav", sine(seconds=0.1))
+    library = tmp_path / "library"
+    (library / "own").mkdir(parents=True)
+    own = write(library / "own" / "own.wav", sine(seconds=0.1))
+    (library / "doors").symlink_to(disk)  # another disk's folder
+    (library / "again").symlink_to(disk)  # the same folder twice
+    (library / "own" / "up").symlink_to(library)  # a loop
+    (library / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    walk = find_audio([library], recursive=True)
+    assert walk.files == sorted([door, own]) and walk.missing == [library / "gone.wav"]
+    flat = find_audio([library])
+    assert flat.files == [] and flat.folders == 3 and flat.missing == [library / "gone.wav"]
+
+
 class MissingWeightsTagger:
     def __init__(self, real):
         self.spec, self.windowing = real.spec, real.windowing

@@ -107,8 +107,8 @@ def test_index_add_then_search_from_the_command_line(cli, tmp_path):
         out = cli("search", *args)
         assert out.exit_code == 2 and words in out.stderr, out.output
 
-    out = cli("index", "remove", "1", "42")
-    assert out.exit_code == 0 and "removed 1 of 2; not in the collection: 42" in out.output
+    out = cli("index", "remove", "1", "42")  # 42 is no clip: said, and exit 1 for a script to see
+    assert out.exit_code == 1 and "removed 1 of 2; not in the collection: 42" in out.output
     out = cli("index", "stats")
     assert out.exit_code == 0 and "clips: 2" in out.output and "index_kind: flat" in out.output
 

@@ -55,6 +55,12 @@ def test_index_add_has_its_own_duration_limit(tmp_path, settings, tone_retriever
     assert report.added == 1
     [(name, reason)] = report.failed
     assert name == str(long) and "maximum of 30 s (RETRIEVAL_MAX_INDEX_DURATION_S)" in reason
+    with open_collection(settings, tone_retriever) as c:  # the limit lowered below a file indexed before
+        report = index_paths(c, [short, long], progress=False,
+                             limits=replace(index_limits(settings), max_duration_s=15.0))
+    assert (report.added, report.skipped) == (0, 1)  # the 20 s file: already indexed, not failed
+    [(name, reason)] = report.failed
+    assert name == str(long) and "maximum of 15 s" in reason
 
 
 def test_the_progress_bar_moves_through_a_long_files_windows(tmp_path, settings, tone_retriever, capsys):
