@@ -151,13 +151,13 @@ def store_config(settings: Settings) -> StoreConfig:
 def audio_limits(settings: Settings) -> AudioLimits:
     """What an upload (or a query's audio example) may be."""
     return AudioLimits(max_duration_s=settings.max_duration_s, max_channels=settings.max_channels,
-                       setting="RETRIEVAL_MAX_DURATION_S")
+                       setting="RETRIEVAL_MAX_DURATION_S", channels_setting="RETRIEVAL_MAX_CHANNELS")
 
 
 def index_limits(settings: Settings) -> AudioLimits:
     """What a file `index add` or the Ray extraction indexes where it lies may be: recordings of hours."""
     return AudioLimits(max_duration_s=settings.max_index_duration_s, max_channels=settings.max_channels,
-                       setting="RETRIEVAL_MAX_INDEX_DURATION_S")
+                       setting="RETRIEVAL_MAX_INDEX_DURATION_S", channels_setting="RETRIEVAL_MAX_CHANNELS")
 
 
 def index_threads(settings: Settings, *, cores: int | None = None) -> int | None:

@@ -125,18 +125,20 @@ class DecodedAudio:
 def decode_audio(
     source: str | Path | bytes, *, max_duration_s: float | None = None, max_channels: int = MAX_CHANNELS,
     name: str | None = None, whole_up_to_s: float | None = None, limit_name: str | None = None,
+    channels_name: str | None = None,
 ) -> DecodedAudio:
     """Decode WAV, FLAC, OGG (Vorbis/Opus) or MP3 from a path or bytes.
 
     Raises :class:`AudioDecodeError` for anything that is not readable audio with at least one finite sample,
     and :class:`AudioTooLong` (a subclass) when ``max_duration_s`` is exceeded (its message names
-    `limit_name`, the setting behind it); the duration is checked from the header before the samples are
-    decoded. A clip longer than `whole_up_to_s` (None: none) is not read here: its wave is a
+    `limit_name`, the setting behind it; a refusal of too many channels names `channels_name`); the
+    duration is checked from the header before the samples are decoded. A clip longer than `whole_up_to_s`
+    (None: none) is not read here: its wave is a
     :class:`LongWave`, read block by block when it is tagged (bad samples are found then).
     """
     label = name or (str(source) if isinstance(source, str | Path) else "upload")
     with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
-                     limit_name=limit_name) as f:
+                     limit_name=limit_name, channels_name=channels_name) as f:
         rate, channels, container = f.samplerate, f.channels, f.format
         if whole_up_to_s is not None and f.frames / f.samplerate > whole_up_to_s:
             long = LongWave(bytes(source) if isinstance(source, bytes | bytearray | memoryview) else source,
@@ -180,19 +182,19 @@ class AudioInfo:
 
 def probe_audio(
     source: str | Path | bytes, *, max_duration_s: float | None = None, max_channels: int = MAX_CHANNELS,
-    name: str | None = None, limit_name: str | None = None,
+    name: str | None = None, limit_name: str | None = None, channels_name: str | None = None,
 ) -> AudioInfo:
     """The header of WAV, FLAC, OGG or MP3, held to the same checks as :func:`decode_audio` (which may still
     refuse the samples): what a service can judge of an upload at once, without decoding it."""
     label = name or (str(source) if isinstance(source, str | Path) else "upload")
     with _sound_file(source, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
-                     limit_name=limit_name) as f:
+                     limit_name=limit_name, channels_name=channels_name) as f:
         return AudioInfo(f.frames / f.samplerate, f.samplerate, f.channels, f.format)
 
 
 @contextlib.contextmanager
 def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float | None,
-                max_channels: int, limit_name: str | None = None,
+                max_channels: int, limit_name: str | None = None, channels_name: str | None = None,
                 count_frames: bool = True) -> Iterator[sf.SoundFile]:
     """The open file, its header checked (an MP3's length by its frames too, unless `count_frames` is
     False: a file checked before); libsndfile's errors become AudioDecodeError."""
@@ -214,7 +216,7 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
         raise _unreadable(e, label) from e
     with f:
         _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
-                      limit_name=limit_name)
+                      limit_name=limit_name, channels_name=channels_name)
         if count_frames and f.format == "MP3":
             _check_mp3_length(source, f.frames / f.samplerate, label=label, max_duration_s=max_duration_s,
                               limit_name=limit_name)
@@ -352,15 +354,16 @@ def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str
 
 
 def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, max_channels: int,
-                  limit_name: str | None = None) -> None:
+                  limit_name: str | None = None, channels_name: str | None = None) -> None:
     if not MIN_SOURCE_RATE <= f.samplerate <= MAX_SOURCE_RATE:
         raise AudioDecodeError(
             f"{label}: sample rate {f.samplerate} Hz is outside {MIN_SOURCE_RATE}-{MAX_SOURCE_RATE} Hz"
         )
     if not 1 <= f.channels <= min(max_channels, MAX_CHANNELS):
-        raise AudioDecodeError(
-            f"{label}: {f.channels} channels is more than the {min(max_channels, MAX_CHANNELS)} accepted"
-        )
+        widen = (f" ({channels_name}, up to {MAX_CHANNELS})" if channels_name and f.channels <= MAX_CHANNELS
+                 else "")
+        accepted = min(max_channels, MAX_CHANNELS)
+        raise AudioDecodeError(f"{label}: {f.channels} channels is more than the {accepted} accepted{widen}")
     if f.frames == 0:
         raise AudioDecodeError(f"{label}: the file holds no audio samples")
     if max_duration_s is not None and f.frames > 0 and f.frames / f.samplerate > max_duration_s:

@@ -40,6 +40,7 @@ class AudioLimits:
     max_duration_s: float | None = None
     max_channels: int = MAX_CHANNELS
     setting: str | None = None
+    channels_setting: str | None = None  # what sets `max_channels` (in the refusal's message)
     whole_up_to_s: float | None = WHOLE_UP_TO_S
 
 
@@ -60,14 +61,15 @@ class Extraction:
 def decode(source: str | Path | bytes, *, limits: AudioLimits = AudioLimits(),
            name: str | None = None) -> DecodedAudio:
     return decode_audio(source, max_duration_s=limits.max_duration_s, max_channels=limits.max_channels,
-                        name=name, whole_up_to_s=limits.whole_up_to_s, limit_name=limits.setting)
+                        name=name, whole_up_to_s=limits.whole_up_to_s, limit_name=limits.setting,
+                        channels_name=limits.channels_setting)
 
 
 def probe(source: str | Path | bytes, *, limits: AudioLimits = AudioLimits(),
           name: str | None = None) -> AudioInfo:
     """The header's facts, held to the limits, without decoding the samples."""
     return probe_audio(source, max_duration_s=limits.max_duration_s, max_channels=limits.max_channels,
-                       name=name, limit_name=limits.setting)
+                       name=name, limit_name=limits.setting, channels_name=limits.channels_setting)
 
 
 def extract_many(clips: Sequence[DecodedAudio], tagger: Tagger, *, moment_windowing: Windowing | None = None,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from retrieval.audio import _mono, decode_audio
+from retrieval.audio import _mono, decode_audio, probe_audio
 from retrieval.config import SAMPLE_RATE
 from retrieval.errors import AudioDecodeError, AudioTooLong
 from tests.audio_fixtures import sine, write
@@ -118,5 +118,8 @@ def test_loud_float_samples_are_clipped():
 def test_channel_limit(tmp_path):
     path = write(tmp_path / "quad.wav", sine(seconds=0.2, channels=4))
     assert decode_audio(path, max_channels=4).channels == 4
-    with pytest.raises(AudioDecodeError, match="4 channels is more than the 2 accepted"):
+    with pytest.raises(AudioDecodeError, match="4 channels is more than the 2 accepted$"):
         decode_audio(path, max_channels=2)
+    widened = r"more than the 2 accepted \(RETRIEVAL_MAX_CHANNELS, up to 64\)"  # the setting that widens it
+    with pytest.raises(AudioDecodeError, match=widened):
+        probe_audio(path, max_channels=2, channels_name="RETRIEVAL_MAX_CHANNELS")
