@@ -4,7 +4,8 @@ The CSV (UTF-8, a header row, comma-separated, cells quoted as usual) has a colu
 `description` and `tags`; every other column is a field (its header the key, an identifier; empty cells are
 left out). `file` is a path relative to the CSV's own folder, or absolute. `tags` are separated by `;` or `,`
 (quote a cell holding commas). Every row is checked against the service's bounds (app/schemas/clips.py
-MetadataIn) before anything is indexed; a bad row stops the run, naming its line.
+MetadataIn) before anything is indexed; a bad row stops the run, naming its line. A row whose cells are all
+empty (as spreadsheets write after the last one) is passed over.
 """
 
 import csv
@@ -62,6 +63,9 @@ def read_metadata_csv(path: Path) -> dict[Path, Metadata]:
             rows: dict[Path, Metadata] = {}
             for row in reader:
                 where = f"{path} line {reader.line_num}"
+                cells = [*(v for k, v in row.items() if k is not None), *(row.get(None) or [])]
+                if not any((cell or "").strip() for cell in cells):
+                    continue  # a row of empty cells (a spreadsheet's trailing `,,,`) says nothing
                 if None in row or any(v is None for v in row.values()):
                     raise MetadataFileError(f"{where}: not as many cells as the header has columns")
                 if not row[FILE].strip():

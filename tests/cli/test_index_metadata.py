@@ -23,7 +23,8 @@ def test_a_csv_gives_each_file_its_description_tags_and_fields(tmp_path):
     csv = write_csv(tmp_path / "lib" / "meta.csv", "\ufefffile,description,tags,pack,bpm\n"
                     "Kick_808.wav,Deep kick,kick; 808,Drums Vol 1,\n"
                     'sub/snare.wav,,"snare, Rim,snare",Drums Vol 1,120\n'
-                    f"{tmp_path / 'elsewhere.wav'},far away,,,\n")
+                    f"{tmp_path / 'elsewhere.wav'},far away,,,\n"
+                    ",,,,\n,\n")  # a spreadsheet's empty rows after the last: passed over
     rows = read_metadata_csv(csv)
     assert rows == {
         (tmp_path / "lib" / "Kick_808.wav").resolve(): Metadata("Deep kick", ("kick", "808"),
