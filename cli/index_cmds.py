@@ -151,6 +151,8 @@ def format_span(hit: Hit) -> str:
 
 
 def _print_report(report: BuildReport) -> None:
+    from index.ingest.builder import shown_path
+
     rate = report.added / report.seconds if report.seconds else 0.0
     typer.echo(f"added {report.added}, skipped {report.skipped} already indexed, failed {len(report.failed)} "
                f"in {report.seconds:.1f} s ({rate:.2f} new clips/s)")
@@ -166,6 +168,14 @@ def _print_report(report: BuildReport) -> None:
     if report.replaced:
         typer.echo(f"replaced {report.replaced} clip{'s' if report.replaced != 1 else ''} of files that "
                    "changed since they were indexed")
+    if report.copies:
+        n = len(report.copies)
+        shown = "; ".join(f"{shown_path(path)} = clip {record.id} ({shown_path(record.location)})"
+                          for path, record in report.copies[:SHOWN_ROWS])
+        typer.echo(f"{n} file{'s are copies' if n != 1 else ' is a copy'} of clips indexed from other files "
+                   f"(one clip a sound, which keeps its own file's metadata; what this run gives "
+                   f"{'them' if n != 1 else 'it'} is not laid over it): {shown}"
+                   f"{f' and {n - SHOWN_ROWS} more' if n > SHOWN_ROWS else ''}")
     if report.folders:
         typer.echo(f"{report.folders} sub-folder{'s' if report.folders != 1 else ''} not walked: add "
                    "--recursive to index what they hold")

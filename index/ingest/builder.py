@@ -65,6 +65,9 @@ class BuildReport:
     replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
     retagged: int = 0  # clips of files whose bytes changed but not their audio, kept with their new metadata
     moved: int = 0  # clips whose file was moved or renamed (skipped, or retagged too): their place follows it
+    # (file, clip) of the skipped files that are copies of a clip indexed from another file still there: one
+    # clip a sound, which keeps its own file's metadata (the run's for the copy is not laid over it)
+    copies: list[tuple[str, ClipRecord]] = field(default_factory=list)
     held: list[tuple[ClipRecord, str]] = field(default_factory=list)  # (the clip each file is, its path)
     arrived: set[int] = field(default_factory=set)  # clips moved this run to where their files are now
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
@@ -282,6 +285,8 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
             report.updated += not given.empty and given.over(stored.meta) != stored.meta
             report.moved += 1
             report.arrived.add(stored.id)
+        elif stored is not None and stored.location != path:
+            report.copies.append((path, stored))
         elif stored is not None and not given.empty:  # the run's metadata made the user's
             result.record = collection.give_metadata(stored.id, given) or stored
             report.updated += result.record != stored

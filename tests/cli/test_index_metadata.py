@@ -95,6 +95,23 @@ def test_index_add_with_metadata_stores_new_files_with_it_and_updates_indexed_on
     assert records(tmp_path / "data") == before  # refused before anything was indexed or changed
 
 
+def test_copies_of_one_sound_are_one_clip_with_its_own_files_metadata_and_are_said(cli, tmp_path):  # noqa: F811
+    """Two files of the same bytes are one clip, of the first; the copy's CSV row is not laid over it (it
+    overwrote the description and joined the tags), and the run names the copy and its clip."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    first = write(lib / "x1.wav", sine(523.0, seconds=0.3))
+    (lib / "x2.wav").write_bytes(first.read_bytes())
+    csv = write_csv(lib / "m.csv", "file,description,tags\nx1.wav,first take,one\nx2.wav,second take,two\n")
+    for _ in range(2):  # new, then both indexed: the same either way
+        out = cli("index", "add", str(lib), "--no-progress", "--metadata", str(csv))
+        assert out.exit_code == 0, out.output
+        assert records(tmp_path / "data") == {"x1.wav": Metadata.of(description="first take", tags=["one"])}
+        assert "1 file is a copy of clips indexed from other files" in out.stdout
+        assert f"{lib / 'x2.wav'} = clip 1 ({lib / 'x1.wav'})" in out.stdout
+        assert "gave" not in out.stdout
+
+
 def test_the_report_says_how_many_clips_followed_their_moved_or_retagged_files(capsys):
     from cli.index_cmds import _print_report
     from index.ingest.builder import BuildReport
