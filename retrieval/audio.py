@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -204,6 +205,8 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
         _check_wav_sizes(io.BytesIO(source), len(source), label=label)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise AudioDecodeError(f"{label}: a folder, not an audio file")
         if not path.is_file():
             raise AudioDecodeError(f"{label}: no such file")
         if path.stat().st_size == 0:
@@ -333,7 +336,8 @@ def open_sound(source: str | Path | bytes) -> sf.SoundFile:
     path = Path(source)
     with open(path, "rb") as raw:
         bw64 = raw.read(4) == b"BW64"
-    return sf.SoundFile(_AsRF64(path) if bw64 else path)
+    # its name as bytes: libsndfile takes any, soundfile would encode a str as UTF-8 (a Latin-1 name fails)
+    return sf.SoundFile(_AsRF64(path) if bw64 else os.fsencode(path))
 
 
 def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str,

@@ -1,4 +1,5 @@
 import io
+import os
 import struct
 
 import numpy as np
@@ -123,3 +124,13 @@ def test_channel_limit(tmp_path):
     widened = r"more than the 2 accepted \(RETRIEVAL_MAX_CHANNELS, up to 64\)"  # the setting that widens it
     with pytest.raises(AudioDecodeError, match=widened):
         probe_audio(path, max_channels=2, channels_name="RETRIEVAL_MAX_CHANNELS")
+
+
+def test_a_file_whose_name_is_not_utf8_decodes_and_a_folder_is_named_as_one(tmp_path):
+    """A Latin-1 name as Linux hands it over (its byte held as a surrogate) is opened by its bytes."""
+    path = write(tmp_path / "x.wav", sine(seconds=0.2))
+    latin1 = os.fsdecode(str(tmp_path).encode() + b"/caf\xe9.wav")
+    os.rename(path, latin1)
+    assert decode_audio(latin1).duration_s == pytest.approx(0.2)
+    with pytest.raises(AudioDecodeError, match="a folder, not an audio file"):
+        decode_audio(tmp_path)
