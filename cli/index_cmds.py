@@ -138,16 +138,25 @@ def no_results(*, moments: bool, threshold: float | None) -> str:
 def format_hit(rank: int, hit: Hit) -> str:
     tags = ", ".join(f"{t.label} {t.probability:.2f}" for t in hit.record.tags[:SHOWN_TAGS])
     where = f"  at {format_span(hit)}" if hit.segment is not None else ""
-    return f"{rank:>3}  {hit.score:.4f}  {hit.record.name}  (id {hit.record.id}){where}  {tags}"
+    return f"{rank:>3}  {hit.score:.4f}  {one_line(hit.record.name)}  (id {hit.record.id}){where}  {tags}"
 
 
 def format_moment(rank: int, hit: Hit) -> str:
-    return f"{rank:>3}  {hit.record.name}  (id {hit.record.id})  {format_span(hit)}  {hit.score:.4f}"
+    name = one_line(hit.record.name)
+    return f"{rank:>3}  {name}  (id {hit.record.id})  {format_span(hit)}  {hit.score:.4f}"
+
+
+def one_line(text: str) -> str:
+    """`text` with what does not print (a newline, a tab, a control character) written as its escape, so
+    that a result stays one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def format_span(hit: Hit) -> str:
+    """Start-end in seconds, to the tenth, or to the millisecond for a span under a second."""
     assert hit.segment is not None
-    return f"{hit.segment.start:.1f}-{hit.segment.end:.1f} s"
+    digits = 1 if hit.segment.end - hit.segment.start >= 1 else 3
+    return f"{hit.segment.start:.{digits}f}-{hit.segment.end:.{digits}f} s"
 
 
 def _print_report(report: BuildReport) -> None:

@@ -123,3 +123,15 @@ def test_the_report_says_how_many_clips_followed_their_moved_or_retagged_files(c
     _print_report(BuildReport(skipped=2, moved=2, seconds=1.0))
     out = capsys.readouterr().out
     assert "moved 2 clips to where their files are now" in out and "retagged" not in out
+
+
+def test_a_result_is_one_line_and_a_short_moment_keeps_its_span():
+    from cli.index_cmds import format_hit, format_moment
+    from index.store.records import ClipRecord, Hit
+    from retrieval.moments import Moment
+
+    record = ClipRecord(id=7, name="take\n2\tb.wav", location="/x", sha256="1" * 64, duration=1.0,
+                        sample_rate=32_000, tags=())
+    line = format_moment(1, Hit(record, 0.5, Moment(0.25, 0.26, 0.5, 0)))
+    assert line == "  1  take\\n2\\tb.wav  (id 7)  0.250-0.260 s  0.5000"
+    assert "at 2.5-12.5 s" in format_hit(1, Hit(record, 0.5, Moment(2.5, 12.5, 0.5, 1)))
