@@ -4,7 +4,7 @@ search`: a collection from the shell."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from index.ingest.backfill import BackfillReport
     from index.ingest.builder import BuildReport
     from index.ingest.reread import RereadReport
-    from index.store.records import Hit
+    from index.store.records import Hit, SearchFilter
 
+SearchMode = Literal["vector", "keyword", "hybrid"]  # as POST /search's `mode`
 SHOWN_TAGS = 3
 SHOWN_ROWS = 5  # of a metadata CSV's rows that name no file found
 
@@ -112,22 +113,66 @@ def reread_metadata(*, again: bool = False, progress: bool = True) -> RereadRepo
 
 
 def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int | None = None,
-           threshold: float | None = None) -> list[Hit]:
-    """The k best clips for the query, or its k best moments (at most `per_clip` a clip, 3 when None)."""
+           threshold: float | None = None, mode: SearchMode = "vector", flt: SearchFilter | None = None
+           ) -> list[Hit]:
+    """The k best clips for the query in `mode` (vector: its meaning; keyword: its words, BM25; hybrid: both,
+    fused), or its k best moments (vector only; at most `per_clip` a clip, 3 when None), of the clips
+    `flt` lets through."""
     from index.store.records import MomentQuery
+    from retrieval.composite import CompositeQuery
 
     asked = MomentQuery(per_clip or MomentQuery.per_clip, threshold) if moments else None
     with open_collection() as collection:
-        return collection.search_text(query, k, moments=asked)
+        if mode == "keyword":
+            return collection.search_keywords(query, k, flt)
+        if mode == "hybrid":
+            xq = collection.query_vector(CompositeQuery(text=query))  # (1, D)
+            return collection.search_hybrid(query, xq, k, flt)
+        return collection.search_text(query, k, flt, moments=asked)
 
 
-def no_results(*, moments: bool, threshold: float | None) -> str:
-    """Why a search found nothing: an empty collection, or moments of clips stored without windows."""
+def search_filter(*, tag: str | None, tags_any: str | None, tags_all: str | None, tags_none: str | None,
+                  fields: str | None, min_duration: float | None, max_duration: float | None
+                  ) -> SearchFilter | None:
+    """The search's filter from the command line's options (tags as `index add` takes them, separated by
+    ';' or ','; fields a JSON object of strings), or None when none is given; BadParameter naming the
+    option that is wrong."""
+    import json
+
+    from app.schemas.clips import tag_list
+    from index.store.records import SearchFilter
+
+    def tags(text: str | None) -> tuple[str, ...]:
+        return tuple(tag_list(text or ""))
+
+    try:
+        pairs = json.loads(fields) if fields else {}
+    except ValueError as e:
+        raise typer.BadParameter(f"not a JSON object: {e}", param_hint="--fields") from None
+    if not isinstance(pairs, dict) or not all(isinstance(v, str) for v in pairs.values()):
+        raise typer.BadParameter('a JSON object of strings, such as \'{"pack": "Drums Vol 1"}\'',
+                                 param_hint="--fields")
+    if min_duration is not None and max_duration is not None and min_duration > max_duration:
+        raise typer.BadParameter("longer than --max-duration", param_hint="--min-duration")
+    try:
+        flt = SearchFilter(min_duration=min_duration, max_duration=max_duration, tag=tag,
+                           tags_any=tags(tags_any), tags_all=tags(tags_all), tags_none=tags(tags_none),
+                           fields=tuple(sorted(pairs.items())))
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--fields") from None
+    return None if flt.empty else flt
+
+
+def no_results(*, moments: bool, threshold: float | None, filtered: bool = False) -> str:
+    """Why a search found nothing: an empty collection, filters no clip passes, or moments of clips stored
+    without windows."""
     if moments and threshold is not None:
         return "no moments reach the threshold"
     figures = stats()
     if not figures["clips"]:
         return "no clips in the collection"
+    if filtered:
+        return f"nothing found: none of the collection's {figures['clips']} clips passes the filters"
     if moments and not figures["windows"]:
         return (f"none of the collection's {figures['clips']} clips has windows, which moments are found in "
                 "(clips stored before windows were kept, or restored from a backup, which holds none): run "
@@ -303,20 +348,47 @@ def register(app: typer.Typer) -> None:
                                                           help="with --moments: the score a window must "
                                                                "reach (default: each clip's best minus "
                                                                "0.05)"),
+                   mode: SearchMode = typer.Option("vector", "--mode", help=(
+                       "vector: the query's meaning; keyword: its words in the clips' names, descriptions, "
+                       "tags, fields and top AudioSet tags (BM25); hybrid: both rankings fused")),
+                   tag: str | None = typer.Option(None, "--tag", help="only clips with this AudioSet tag "
+                                                                      "among their top tags"),
+                   tags_any: str | None = typer.Option(None, "--tags-any",
+                                                       help="only clips with one of these user tags (';')"),
+                   tags_all: str | None = typer.Option(None, "--tags-all",
+                                                       help="only clips with all of these user tags (';')"),
+                   tags_none: str | None = typer.Option(None, "--tags-none",
+                                                        help="only clips with none of these user tags (';')"),
+                   fields: str | None = typer.Option(None, "--fields", help=(
+                       'only clips whose fields have these values, a JSON object: '
+                       '\'{"ucs_catid": "DOORWood"}\'')),
+                   min_duration: float | None = typer.Option(None, "--min-duration", min=0.0,
+                                                             help="only clips at least this long, seconds"),
+                   max_duration: float | None = typer.Option(None, "--max-duration", min=0.0,
+                                                             help="only clips at most this long, seconds"),
                    export: str | None = typer.Option(None, "--export", metavar="FORMAT", help=(
                        "the results as csv, jsonl (JSON lines), audacity (a label track of their spans) or "
                        "reaper (REAPER's region CSV)")),
                    out: Path | None = typer.Option(None, "--out", dir_okay=False,
                                                    help="with --export: the file to write")) -> None:
-        """Search the collection with text: rank, score, name, id, where in the clip and top tags; with
-        --moments: rank, clip, start-end and score of each moment. With --export, the results in that format
-        instead (to stdout, or --out FILE)."""
+        """Search the collection with text: rank, score, name, id, where in the clip (not in keyword mode)
+        and top tags; with --moments: rank, clip, start-end and score of each moment. The filters apply
+        inside the search. With --export, the results in that format instead (to stdout, or --out FILE)."""
         from index.exports import WRITERS
         from index.exports import export as exported
+        from index.store.words import query_words
         from retrieval.durable import write_text_atomically
 
         if not query.strip():
             raise typer.BadParameter("the query is blank: say what the sound is like", param_hint="QUERY")
+        if moments and mode != "vector":
+            raise typer.BadParameter("moments are found by the query's meaning: leave --mode vector",
+                                     param_hint="--moments")
+        if mode == "keyword" and not query_words(query):
+            raise typer.BadParameter("a keyword query needs a word (letters or digits) to match",
+                                     param_hint="QUERY")
+        flt = search_filter(tag=tag, tags_any=tags_any, tags_all=tags_all, tags_none=tags_none,
+                            fields=fields, min_duration=min_duration, max_duration=max_duration)
         if threshold is not None and not moments:
             raise typer.BadParameter("the threshold is a moment's: add --moments", param_hint="--threshold")
         if per_clip is not None and not moments:
@@ -327,7 +399,8 @@ def register(app: typer.Typer) -> None:
         if out is not None and export is None:
             raise typer.BadParameter("--out needs --export FORMAT", param_hint="--out")
         with exit_on_error():
-            hits = search(query, k, moments=moments, per_clip=per_clip, threshold=threshold)
+            hits = search(query, k, moments=moments, per_clip=per_clip, threshold=threshold, mode=mode,
+                          flt=flt)
         if export is not None:
             text = exported(export, hits)
             if out is None:
@@ -340,4 +413,4 @@ def register(app: typer.Typer) -> None:
         for rank, hit in enumerate(hits, 1):
             typer.echo(format_moment(rank, hit) if moments else format_hit(rank, hit))
         if not hits:
-            typer.echo(no_results(moments=moments, threshold=threshold), err=True)
+            typer.echo(no_results(moments=moments, threshold=threshold, filtered=flt is not None), err=True)
