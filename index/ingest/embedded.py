@@ -34,7 +34,8 @@ Steinberg's); each slot lands in one place of the clip's metadata:
     origination_date      field origination_date - / OriginationDate / - / - / -
 
 A UCS file name (index/ingest/ucs.py) adds the fields ``ucs_catid``, ``ucs_fx_name``, ``ucs_creator_id``,
-``ucs_source_id``, ``ucs_user_data``; a CatID the file holds (``catid``) wins over the name's.
+``ucs_source_id``, ``ucs_user_data``, ``ucs_user_category``; a CatID the file holds (``catid``) wins over
+the name's.
 
 Where several sources give a slot, the first in this order is kept: iXML, bext, RIFF INFO, ID3, Vorbis
 comments (keywords: all of them, each once). The description is the distinct texts of description,

@@ -16,6 +16,11 @@ from index.ingest.ucs import ucs_fields
     ("VEHCarDoor_Close_JD", {"ucs_catid": "VEHCarDoor", "ucs_fx_name": "Close", "ucs_creator_id": "JD"}),
     ("GUNAuto_Burst 3 rounds_XY_LIB_.wav", {"ucs_catid": "GUNAuto", "ucs_fx_name": "Burst 3 rounds",
                                             "ucs_creator_id": "XY", "ucs_source_id": "LIB"}),
+    ("WATRSurf-Waves_Lapping_JD_LIB.wav", {"ucs_catid": "WATRSurf", "ucs_user_category": "Waves",
+                                          "ucs_fx_name": "Lapping", "ucs_creator_id": "JD",
+                                          "ucs_source_id": "LIB"}),
+    ("DOORWood-Interior 2_Slam_JD.wav", {"ucs_catid": "DOORWood", "ucs_user_category": "Interior 2",
+                                         "ucs_fx_name": "Slam", "ucs_creator_id": "JD"}),
 ])
 def test_ucs_names_give_their_parts(name, fields):
     assert ucs_fields(name) == fields
@@ -33,6 +38,9 @@ def test_ucs_names_give_their_parts(name, fields):
     "DOOR2Wood_Slam_JD.wav",  # a digit in the CatID
     "DOORWood9_Slam_JD.wav",
     "HiHat_open_02.wav",
+    "DOORWood-_Slam_JD.wav",  # a hyphen and no UserCategory
+    "DOORWood-Int.2_Slam_JD.wav",  # a UserCategory of other characters
+    "dog-bark_loud_01.wav",
     "README",
     "",
 ])
