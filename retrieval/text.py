@@ -1,9 +1,11 @@
 """The frozen sentence-transformer text encoder and the caption cleaning of the author's recipe."""
 
+import contextlib
 import json
 import logging
 import re
 import string
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,22 @@ def read_identity(folder: Path, default_id: str) -> tuple[str, str | None]:
     return meta.get("model_id", default_id), meta.get("revision")
 
 
+@contextlib.contextmanager
+def quiet_loading(local: bool = True) -> Iterator[None]:
+    """transformers' "Loading weights" bar left out while a local folder loads (it tells nothing, on every
+    command and at every start); a download keeps its bars."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    if local:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if local and shown:
+            hf_logging.enable_progress_bar()
+
+
 class TextEncoder:
     """A sentence-transformers model giving L2-normalised sentence embeddings (mean pooling)."""
 
@@ -85,8 +103,10 @@ class TextEncoder:
         from sentence_transformers import SentenceTransformer  # slow import: after the cheap check
 
         source = str(local) if local.is_dir() else str(path_or_id)
-        model = SentenceTransformer(source, revision=None if local.is_dir() else revision,
-                                    device=str(resolve_device(device)), local_files_only=not allow_download)
+        with quiet_loading(local.is_dir()):
+            model = SentenceTransformer(source, revision=None if local.is_dir() else revision,
+                                        device=str(resolve_device(device)),
+                                        local_files_only=not allow_download)
         return cls(model, model_id=model_id or str(path_or_id), revision=revision)
 
     def encode(self, sentences: list[str], *, batch_size: int = 64, clean: bool = True,

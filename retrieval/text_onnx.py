@@ -15,7 +15,7 @@ import numpy as np
 
 from retrieval.durable import atomic_path, write_json_atomically
 from retrieval.errors import ModelNotFound, RetrievalError
-from retrieval.text import clean_caption
+from retrieval.text import clean_caption, quiet_loading
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ def export_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
     model_dir, out_path = Path(model_dir), Path(out_path)
     check_mean_pooling(model_dir)
     stamp = source_stamp(model_dir)
-    st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+    with quiet_loading():
+        st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     module = _pooled_module(st[0].auto_model)
     # two sentences of different lengths, so the traced graph keeps the padding-mask path
     sample = st.tokenizer(["a dog barks", "rain falls on a tin roof while a man whistles"], padding=True,

@@ -28,3 +28,12 @@ def test_encoder_gives_unit_vectors_and_cleans(text_encoder):
 def test_missing_model_folder_names_the_fix(tmp_path):
     with pytest.raises(ModelNotFound, match="retrieval models fetch"):
         TextEncoder.load(tmp_path / "nope")
+
+
+def test_a_local_model_loads_without_a_progress_bar_and_leaves_the_bars_as_they_were(minilm_path, capfd):
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    TextEncoder.load(minilm_path, device="cpu")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # a download later still shows its bars
