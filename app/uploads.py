@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 MAX_NAME_CHARS = 255
-NO_FILE = "send the audio as a multipart/form-data field named 'file'"
+NO_FILE = ("send the audio as a multipart/form-data field named 'file' (none arrived whole: the field is "
+           "missing, or the body ended before the part's closing boundary)")
 FormT = TypeVar("FormT", bound=BaseModel)
 
 

@@ -130,6 +130,13 @@ def test_upload_without_a_file_is_422(client):
     r = client.post("/audio", content=b"--x\r\nbroken", headers={**WRITE, "Content-Type":
                                                                  "multipart/form-data; boundary=x"})
     assert r.status_code in (400, 422)
+    whole = wav_bytes(sine(seconds=0.2))
+    cut = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+           b"Content-Type: audio/wav\r\n\r\n" + whole[:len(whole) // 2])  # no closing boundary
+    r = client.post("/audio", content=cut, headers={**WRITE,
+                                                    "Content-Type": "multipart/form-data; boundary=x"})
+    assert r.status_code in (400, 422) and "closing boundary" in r.text
+    assert client.get("/audio").json()["total"] == 0
 
 
 def test_list_pages_in_id_order(filled):
