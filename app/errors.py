@@ -62,7 +62,7 @@ class NoSuchJob(JobNotFound):
     """The one job a route names is not in the queue (it never existed, or it was cancelled)."""
 
     def __init__(self, job_id: int) -> None:
-        super().__init__(f"no job with id {job_id}")
+        super().__init__(f"no job with id {job_id} (never queued, or cancelled: a cancelled job is removed)")
 
 
 class AudioFileGone(RetrievalError):

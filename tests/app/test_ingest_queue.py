@@ -88,7 +88,8 @@ def test_cancel_a_queued_job_removes_its_bytes(paused):
     job = upload(client, "a.wav", TONE, wait=0).json()
     assert client.delete(f"/jobs/{job['id']}").status_code == 401  # a write: needs the key
     assert client.delete(f"/jobs/{job['id']}", headers=WRITE).status_code == 204
-    assert client.get(f"/jobs/{job['id']}").status_code == 404
+    gone = client.get(f"/jobs/{job['id']}")
+    assert gone.status_code == 404 and "cancelled" in gone.json()["detail"]
     assert incoming_files(ingest) == [] and run_once() == 0
     done = upload(client, "b.wav", OTHER, wait=0).json()
     run_once()
