@@ -212,13 +212,15 @@ def _print_report(report: BuildReport) -> None:
                f"in {report.seconds:.1f} s ({rate:.2f} new clips/s)")
     if report.updated:
         typer.echo(f"gave {report.updated} of the clips already indexed their new metadata")
-    if report.moved:
-        where = "its file is" if report.moved == 1 else "their files are"
-        typer.echo(f"moved {report.moved} clip{'s' if report.moved != 1 else ''} to where {where} now "
+    moved = report.moved - report.retagged_moved  # the retagged ones are said with them
+    if moved:
+        where = "its file is" if moved == 1 else "their files are"
+        typer.echo(f"moved {moved} clip{'s' if moved != 1 else ''} to where {where} now "
                    "(moved or renamed since they were indexed)")
     if report.retagged:
+        also = f"; {report.retagged_moved} of them moved or renamed too" if report.retagged_moved else ""
         typer.echo(f"kept {report.retagged} clip{'s' if report.retagged != 1 else ''} of files retagged "
-                   "since they were indexed (the same audio: new metadata, no PaSST)")
+                   f"since they were indexed (the same audio: new metadata, no PaSST{also})")
     if report.replaced:
         typer.echo(f"replaced {report.replaced} clip{'s' if report.replaced != 1 else ''} of files that "
                    "changed since they were indexed")

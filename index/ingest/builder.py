@@ -65,6 +65,7 @@ class BuildReport:
     replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
     retagged: int = 0  # clips of files whose bytes changed but not their audio, kept with their new metadata
     moved: int = 0  # clips whose file was moved or renamed (skipped, or retagged too): their place follows it
+    retagged_moved: int = 0  # of those, the retagged ones (counted in both)
     # (file, clip) of the skipped files that are copies of a clip indexed from another file still there: one
     # clip a sound, which keeps its own file's metadata (the run's for the copy is not laid over it)
     copies: list[tuple[str, ClipRecord]] = field(default_factory=list)
@@ -271,6 +272,7 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
     elif result.retagged:
         report.retagged += 1
         report.moved += result.moved
+        report.retagged_moved += result.moved
         if result.moved and result.record is not None:
             report.arrived.add(result.record.id)
     else:

@@ -123,6 +123,10 @@ def test_the_report_says_how_many_clips_followed_their_moved_or_retagged_files(c
     _print_report(BuildReport(skipped=2, moved=2, seconds=1.0))
     out = capsys.readouterr().out
     assert "moved 2 clips to where their files are now" in out and "retagged" not in out
+    _print_report(BuildReport(moved=2, retagged=2, retagged_moved=2, seconds=1.0))  # each clip said once
+    out = capsys.readouterr().out
+    assert "moved" not in out.split("kept")[0] and "kept 2 clips of files retagged" in out
+    assert "2 of them moved or renamed too" in out
 
 
 def test_a_result_is_one_line_and_a_short_moment_keeps_its_span():

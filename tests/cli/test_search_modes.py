@@ -47,8 +47,10 @@ def test_hybrid_and_the_filters_answer_as_the_collection_does(library):
         flt = SearchFilter(tags_any=("door", "noise"), max_duration=0.45)
         xq = c.retriever.encode_text(["a door"])
         want = [h.record.name for h in c.search_hybrid("a door", xq, 10, flt)]
-        vector = [h.record.name for h in c.search_text("sound", 10, SearchFilter(fields=(("pack", "Drums"),)))]
-    out = library("search", "a door", "--mode", "hybrid", "--tags-any", "door; noise", "--max-duration", "0.45")
+        drums = SearchFilter(fields=(("pack", "Drums"),))
+        vector = [h.record.name for h in c.search_text("sound", 10, drums)]
+    out = library("search", "a door", "--mode", "hybrid", "--tags-any", "door; noise",
+                  "--max-duration", "0.45")
     assert out.exit_code == 0, out.output
     assert names(out) == want == ["door.wav"] and " at " in out.stdout  # hiss is 0.5 s: filtered out
     out = library("search", "sound", "--fields", '{"pack": "Drums"}')

@@ -162,7 +162,7 @@ def odd_but_valid() -> list[OddUpload]:
         OddUpload("windows-dotdot-name", "..\\..\\windows\\evil2.wav", clip(659.0), "evil2.wav"),
         OddUpload("unicode-name", "雨音 café 🎵.wav", clip(698.0), "雨音 café 🎵.wav"),
         OddUpload("dotdot-name-field", "plain.wav", clip(784.0), "field.wav", name_field="../../x/field.wav"),
-        OddUpload("blank-name-field", "own.wav", clip(1233.0), "own.wav", name_field="   "),  # the file's name
+        OddUpload("blank-name-field", "own.wav", clip(1233.0), "own.wav", name_field="   "),  # its file's
         OddUpload("dot-name-field", "own2.wav", clip(1318.5), "own2.wav", name_field=".."),
         OddUpload("no-name-at-all", "../", clip(1396.9), "upload"),
     ]
