@@ -70,12 +70,18 @@ def bare_name(*names: str | None) -> str:
 
 
 async def read_upload(request: Request) -> Upload:
-    """The form's `file` (bounded by the body-size limit) and its text fields; 422 without a file."""
+    """The form's `file` (bounded by the body-size limit) and its text fields; 422 without a file, or with a
+    field sent twice."""
     form = await request.form(max_files=1, max_fields=8)
     try:
         file = form.get("file")
         if not isinstance(file, UploadFile):
             raise RequestValidationError([{"loc": ("body", "file"), "msg": NO_FILE, "type": "missing"}])
+        repeated = sorted({k for k, _ in form.multi_items() if len(form.getlist(k)) > 1})
+        if repeated:  # which one was meant? (the last would win silently)
+            raise RequestValidationError([{"loc": ("body", k), "type": "repeated",
+                                           "msg": f"the field {k!r} is sent more than once"}
+                                          for k in repeated])
         data = await file.read()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         return Upload(data, bare_name(fields.get("name"), file.filename), fields)  # a blank name: the file's

@@ -137,6 +137,10 @@ def test_upload_without_a_file_is_422(client):
                                                     "Content-Type": "multipart/form-data; boundary=x"})
     assert r.status_code in (400, 422) and "closing boundary" in r.text
     assert client.get("/audio").json()["total"] == 0
+    twice = client.post("/audio", files=[("file", ("a.wav", whole, "audio/wav"))], headers=WRITE,
+                        data={"description": ["one", "two"]})
+    assert twice.status_code == 422 and "'description' is sent more than once" in twice.text
+    assert client.get("/audio").json()["total"] == 0
 
 
 def test_list_pages_in_id_order(filled):
