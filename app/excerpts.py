@@ -33,6 +33,11 @@ BLOCK_FRAMES = 1 << 16  # frames read and written at a time
 SEND_BYTES = 1 << 20  # bytes sent at a time
 MAX_WAV_DATA = 0xFFFFFFFF - (1 << 16)  # a WAV's 32-bit sizes, less room for its header chunks
 MAX_FILE_NAME_BYTES = 255  # of a file name, in most file systems (ext4, APFS, NTFS in UTF-16 units)
+# the suffixes of each type a browser's <audio> expects, the first the one a download's name is given
+SUFFIX_TYPES = {".wav": "audio/wav", ".bwf": "audio/wav", ".rf64": "audio/wav", ".flac": "audio/flac",
+                ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
+                ".mp2": "audio/mpeg"}
+UNKNOWN_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,20 @@ def excerpt_name(name: str, start: float, end: float) -> str:
     room = MAX_FILE_NAME_BYTES - len(span.encode())
     stem = (Path(name).stem or "clip").encode()[:room].decode("utf-8", "ignore")
     return f"{stem}{span}"
+
+
+def file_type(location: str) -> str:
+    """The media type of a clip's stored file by its suffix (an upload's copy is named for its container;
+    a file indexed where it lies, by its own name), application/octet-stream when not one of SUFFIX_TYPES."""
+    return SUFFIX_TYPES.get(Path(location).suffix.lower(), UNKNOWN_TYPE)
+
+
+def file_name(name: str, location: str) -> str:
+    """The name a clip's whole file is served and dragged out under: :func:`download_name` for the type of
+    the file at `location`."""
+    kind = file_type(location)
+    suffixes = tuple(suffix for suffix, type_ in SUFFIX_TYPES.items() if type_ == kind)
+    return download_name(name, suffixes, frozenset(SUFFIX_TYPES))
 
 
 def download_name(name: str, suffixes: tuple[str, ...], known: frozenset[str] = frozenset()) -> str:

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from app.deps import CollectionDep, IngestDep, audio_url
 from app.errors import AudioFileGone, BadRange, NoSuchClip, RangeNotSatisfiable
-from app.excerpts import check_span, content_disposition, download_name, read_excerpt
+from app.excerpts import check_span, content_disposition, file_name, file_type, read_excerpt
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
 from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadForm, clip_out
@@ -37,10 +37,6 @@ BYTE_RANGES = re.compile(r"bytes\s*=\s*(\d*\s*-\s*\d*(?:\s*,\s*\d*\s*-\s*\d*)*)"
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"RF64", "audio/wav"), (b"BW64", "audio/wav"),
                (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"))
-# the suffixes of each type, the first the one a download's name is given (app/excerpts.py download_name)
-SUFFIX_TYPES = {".wav": "audio/wav", ".bwf": "audio/wav", ".rf64": "audio/wav", ".flac": "audio/flac",
-                ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
-                ".mp2": "audio/mpeg"}
 
 
 def audio_media_type(path: Path) -> str:
@@ -52,7 +48,7 @@ def audio_media_type(path: Path) -> str:
             return media_type
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # an MPEG frame sync
         return "audio/mpeg"
-    return SUFFIX_TYPES.get(path.suffix.lower(), "application/octet-stream")
+    return file_type(str(path))
 
 
 def page_of(collection: Collection, offset: int, limit: int) -> tuple[list[ClipRecord], int]:
@@ -182,10 +178,9 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Reques
                                           "Content-Length": str(excerpt.size)})
     check_range(request.headers.get("range"), path.stat().st_size)
     media_type = await run_in_threadpool(audio_media_type, path)
-    suffixes = tuple(suffix for suffix, type_ in SUFFIX_TYPES.items() if type_ == media_type)
-    name = download_name(record.name, suffixes, frozenset(SUFFIX_TYPES))
-    return FileResponse(path, media_type=media_type,
-                        headers={"Content-Disposition": content_disposition(name)})
+    return FileResponse(path, media_type=media_type,  # the name the search hit gave (`file_name`)
+                        headers={"Content-Disposition": content_disposition(file_name(record.name,
+                                                                                       record.location))})
 
 
 def _number(digits: str) -> tuple[int, str]:

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.excerpts import END_SLACK_S, excerpt_name
+from app.excerpts import END_SLACK_S, excerpt_name, file_name, file_type
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
 from app.schemas.common import INT64_MAX, storable_text
 from index.exports import ExportRow
@@ -238,6 +238,11 @@ class SearchHit(BaseModel):
     user_tags: list[str] = Field(description="the user's own tags", examples=[["kick", "808"]])
     fields: dict[str, str] = Field(description="the user's named fields", examples=[{"pack": "Drums Vol 1"}])
     audio_url: str = Field(description="where to fetch the audio", examples=["/audio/42/file"])
+    file_name: str = Field(description="the name the whole file downloads under (`audio_url`'s "
+                                       "Content-Disposition): the clip's, with its container's suffix",
+                           examples=["rain_on_roof.wav"])
+    file_type: str = Field(description="the whole file's media type, by its container",
+                           examples=["audio/wav"])
     segment: SegmentOut | None = Field(None, description="where in the clip: its best window, or the "
                                                          "moment this hit is; null for a clip indexed before "
                                                          "windows were kept (`retrieval index "
@@ -273,7 +278,8 @@ def search_hit(hit: Hit, *, audio_url: str) -> SearchHit:
         start=seg.start, end=seg.end, score=seg.score, excerpt_name=excerpt_name(r.name, seg.start, seg.end),
         excerpt_url=f"{audio_url}{'&' if '?' in audio_url else '?'}{span}")  # after a signed link's query
     return SearchHit(id=r.id, name=r.name, score=hit.score, duration=r.duration, tags=tags_out(r),
-                     audio_url=audio_url, segment=segment, **meta_out(r))
+                     audio_url=audio_url, file_name=file_name(r.name, r.location),
+                     file_type=file_type(r.location), segment=segment, **meta_out(r))
 
 
 ExportFormat = Literal["csv", "jsonl", "audacity", "reaper"]

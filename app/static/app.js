@@ -131,6 +131,15 @@ async function runSearch(request) {
   }
 }
 
+// What a search leaves out of the refinements (keyword search, a search by a file) is shown as left out
+// (dimmed, `why` as its title), not as if it applied; "" shows them as used.
+function showRefinementUsed(why) {
+  for (const id of ["refine-chips", "not"]) {
+    $(id).classList.toggle("unused", Boolean(why));
+    $(id).title = why;
+  }
+}
+
 function searchText(event) {
   event.preventDefault();
   const query = $("query").value.trim();
@@ -145,11 +154,7 @@ function searchText(event) {
   // a query, or for moments, only the vector ranking applies; keyword search takes no clips or text to avoid
   if (!query || moments) options.mode = "vector";
   const parts = options.mode === "keyword" ? {} : refined;
-  // what keyword search leaves out is shown as left out (dimmed), not as if it applied
-  for (const id of ["refine-chips", "not"]) {
-    $(id).classList.toggle("unused", options.mode === "keyword");
-    $(id).title = options.mode === "keyword" ? "keyword search leaves these out" : "";
-  }
+  showRefinementUsed(options.mode === "keyword" ? "keyword search leaves these out" : "");
   const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options,
                                 moments });
   const label = [...(query ? [quoted(query)] : []), ...describeRefinement(parts)].join(", "); // refine.js
@@ -169,9 +174,14 @@ function searchExample() {
   const moments = $("moments").checked;
   form.append("moments", moments);
   const label = [`like ${quoted(file.name)}`, ...(query ? [quoted(query)] : [])].join(", ");
-  // a search by a file takes no filters (POST /search/audio): said, rather than shown as if applied
+  // a search by a file takes no filters and no refinements (POST /search/audio): said, and the refinements
+  // dimmed, rather than shown as if applied
   const filtered = Object.keys(searchOptions()).some((key) => key !== "mode"); // metadata.js
-  const note = filtered ? " (a search by a file leaves the filters out)" : "";
+  const refined = Object.keys(refineFields()).length > 0; // refine.js
+  const left = [...(filtered ? ["the filters"] : []), ...(refined ? ["the refinements"] : [])].join(" and ");
+  const note = left ? ` (a search by a file leaves ${left} out)` : "";
+  showRefinementUsed(refined ? "a search by a file leaves these out" : "");
+  $("example-file").value = ""; // the same file chosen again searches again
   runSearch({ url: "/search/audio", label, moments, note, init: { body: form, headers: authHeaders() } });
 }
 
@@ -219,7 +229,7 @@ function jobText(job) {
     const p = job.progress;
     return p.windows_total ? `tagging: ${p.windows_done} of ${p.windows_total} windows` : "tagging";
   }
-  if (job.status === "done") return `done: clip #${job.clip.id}`;
+  if (job.status === "done") return job.clip ? `done: clip #${job.clip.id}` : "done (its clip removed since)";
   return `failed: ${job.error}`;
 }
 
@@ -239,7 +249,7 @@ async function followJob(job, earlier = false) {
   for (;;) {
     state.textContent = jobText(job);
     item.dataset.status = job.status;
-    if (job.status === "done") return earlier ? undefined : added(job.clip, true);
+    if (job.status === "done") return earlier || !job.clip ? undefined : added(job.clip, true);
     if (job.status === "failed") {
       if (!earlier) $("upload-message").textContent = `Upload of “${job.name}” failed: ${job.error}`;
       return;

@@ -4,16 +4,11 @@
 "use strict";
 
 const DragOut = (() => {
-  const TYPES = { ".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".oga": "audio/ogg",
-                  ".opus": "audio/ogg", ".mp3": "audio/mpeg" };
-
-  const suffixType = (name) => TYPES[(name.match(/\.[^.]*$/) || [""])[0].toLowerCase()] || "audio/wav";
-
   // The excerpt of a hit's segment: its URL and file name, as the service gives them.
   const excerpt = (hit) => ({ url: hit.segment.excerpt_url, type: "audio/wav", filename: hit.segment.excerpt_name });
 
-  // The whole clip as a file.
-  const whole = (hit) => ({ url: hit.audio_url, type: suffixType(hit.name), filename: hit.name });
+  // The whole clip as a file, named and typed as the service serves it.
+  const whole = (hit) => ({ url: hit.audio_url, type: hit.file_type, filename: hit.file_name });
 
   // Makes `node` draggable as the file `file` ({url, type, filename}); an inner draggable keeps its own.
   function attach(node, file) {

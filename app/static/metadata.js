@@ -62,10 +62,24 @@ function showFilters() {
   $("filter-chips").replaceChildren(...chips);
 }
 
+// A duration box's seconds, or null when it is empty or not a length (a negative number: the box is marked
+// invalid and left out, rather than sent for the service to refuse every search with it).
 function readDurations() {
-  const number = (id) => (Number.isFinite(parseFloat($(id).value)) ? parseFloat($(id).value) : null);
+  const number = (id) => {
+    const box = $(id);
+    const value = parseFloat(box.value);
+    const ok = box.value.trim() === "" || (Number.isFinite(value) && value >= 0);
+    box.setCustomValidity(ok ? "" : "a length in seconds, 0 or more");
+    box.reportValidity();
+    return ok && box.value.trim() !== "" ? value : null;
+  };
   filters.minDuration = number("min-duration");
   filters.maxDuration = number("max-duration");
+  if (filters.minDuration !== null && filters.maxDuration !== null && filters.minDuration > filters.maxDuration) {
+    $("max-duration").setCustomValidity("at least the From length"); // marked, and left out until mended
+    $("max-duration").reportValidity();
+    filters.maxDuration = null;
+  }
   showFilters();
   searchAgain();
 }
@@ -176,4 +190,5 @@ document.addEventListener("DOMContentLoaded", () => {
     $("category-filter").value = "";
   });
   for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", searchAgain);
+  $("moments").addEventListener("change", searchAgain); // clips or moments: the answer follows the switch
 });
