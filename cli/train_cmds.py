@@ -2,6 +2,7 @@
 moment retrieval's evaluation, from the shell."""
 
 import json
+import math
 from pathlib import Path
 
 import typer
@@ -103,8 +104,14 @@ def show_metrics(metrics: dict, *, as_json: bool) -> None:
 
 
 def _positive(value: float) -> float:
-    if not value > 0:
-        raise typer.BadParameter(f"{value} is not above 0")
+    if not 0 < value < math.inf:
+        raise typer.BadParameter(f"{value} is not a number above 0")
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
     return value
 
 
@@ -147,7 +154,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(D.batch_size, min=2),
         epochs: int = typer.Option(D.epochs, min=1),
         lr: float = typer.Option(D.lr, callback=_positive),
-        weight_decay: float = typer.Option(D.weight_decay, min=0.0),
+        weight_decay: float = typer.Option(D.weight_decay, min=0.0, callback=_finite),
         margin: float = typer.Option(D.margin, callback=_positive, help="the triplet loss's margin"),
         lam: float = typer.Option(D.lam, min=0.0, max=1.0, help="weight of the projection against the tags"),
         no_tags: bool = typer.Option(False, "--no-tags", help="no tag fusion (lam = 1)"),
@@ -155,7 +162,7 @@ def register(app: typer.Typer) -> None:
         plateau_factor: float = typer.Option(D.plateau_factor, callback=_a_fraction,
                                              help="ReduceLROnPlateau factor on the validation loss"),
         plateau_patience: int = typer.Option(D.plateau_patience, min=0),
-        plateau_threshold: float = typer.Option(D.plateau_threshold, min=0.0),
+        plateau_threshold: float = typer.Option(D.plateau_threshold, min=0.0, callback=_finite),
         plateau_threshold_mode: str = typer.Option(D.plateau_threshold_mode, help="rel or abs"),
         author_code: bool = typer.Option(False, "--author-code", help="batch 32, factor 0.1, thr. 0.01 abs"),
         device: str | None = typer.Option(None, help="cpu, cuda[:N] or auto; default: RETRIEVAL_DEVICE"),

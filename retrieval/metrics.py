@@ -28,7 +28,11 @@ def ranks_from_scores(S: np.ndarray, targets: np.ndarray) -> np.ndarray:
     own = S[np.arange(len(targets)), targets][:, None]  # (Q, 1)
     higher = (S > own).sum(1)
     tied_before = ((S == own) & (np.arange(S.shape[1])[None, :] < targets[:, None])).sum(1)
-    return (1 + higher + tied_before).astype(np.int64)
+    ranks = (1 + higher + tied_before).astype(np.int64)
+    # a score that is no number (a diverged head, a NaN in the features) compares false with everything, which
+    # would rank it first: it is a miss, ranked last
+    ranks[np.isnan(own[:, 0])] = S.shape[1]
+    return ranks
 
 
 def retrieval_metrics(ranks: np.ndarray) -> dict[str, float]:

@@ -8,6 +8,7 @@ validation mAP@10 becomes the checkpoint, and its optimiser state is saved besid
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "head.safetensors"
 RUN_LOG = "train_log.jsonl"
 VAL_SEED = 1234  # the validation loss uses the same batches and impostors every epoch
+
+
+class TrainingDiverged(RetrievalError):
+    """The loss became NaN or infinite: the run stops, and the head of its best epoch before stays."""
 
 
 @dataclass
@@ -136,6 +141,11 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
             optimizer.step()
             losses.append(loss.item())
 
+        if not all(math.isfinite(x) for x in losses):  # nothing of this epoch is kept: the best stays
+            kept = (f"; {ckpt_path} holds epoch {best['epoch']}, the best before it" if best is not None
+                    else "; no head was saved")
+            raise TrainingDiverged(f"training diverged in epoch {epoch} (loss {losses[-1]}): lower the "
+                                   f"learning rate (--lr {cfg.lr:g}) or the margin{kept}")
         val = validate(head, val_fs, cfg)
         record = {"epoch": epoch, "train_loss": sum(losses) / len(losses),
                   "lr": optimizer.param_groups[0]["lr"], **prefixed(val)}

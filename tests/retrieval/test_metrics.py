@@ -100,3 +100,10 @@ def test_moment_metrics_refuse_mismatched_or_empty_input():
         moment_metrics([np.zeros((0, 3))], [])
     with pytest.raises(ValueError, match="at least one relevant window"):
         moment_metrics([np.array([[0.0, 1.0, 1.0]])], [np.zeros((0, 2))])
+
+
+def test_a_score_that_is_no_number_is_a_miss():
+    """NaN compares false with everything, which would rank it first (a diverged head scored R@1 = 1)."""
+    S = np.array([[np.nan, 0.1, 0.2], [np.nan] * 3, [0.3, np.nan, 0.1]])
+    np.testing.assert_array_equal(ranks_from_scores(S, np.array([0, 1, 0])), [3, 3, 1])
+    assert retrieval_metrics(ranks_from_scores(np.full((4, 12), np.nan), np.arange(4)))["mAP@10"] == 0.0

@@ -86,7 +86,8 @@ def test_errors_are_one_line_and_exit_2(env, tmp_path):
     result = CliRunner().invoke(app, ["train", "--train", missing, "--val", missing, "--out", str(tmp_path)])
     assert result.exit_code == 2 and "error: feature file" in result.output
     for bad in (["--lr", "-1"], ["--lr", "0"], ["--plateau-factor", "2"], ["--margin", "-1"],
-                ["--init-optimizer"]):
+                ["--init-optimizer"], ["--lr", "inf"], ["--lr", "nan"], ["--margin", "inf"],
+                ["--weight-decay", "inf"], ["--plateau-threshold", "inf"]):
         args = ["train", "--train", missing, "--val", missing, "--out", str(tmp_path), *bad]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and bad[0] in result.output, bad  # refused before anything is read

@@ -8,7 +8,7 @@ from retrieval.checkpoint import load_checkpoint
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from tests.training.synthetic import planted_features, planted_world
 from training.evaluate import metrics_of, similarity
-from training.trainer import RUN_LOG, TrainConfig, optimizer_path, train
+from training.trainer import CHECKPOINT, RUN_LOG, TrainConfig, optimizer_path, train
 
 CHANCE_MAP10 = sum(1 / r for r in range(1, 11)) / 100  # 100 validation clips, random order
 
@@ -96,3 +96,14 @@ def test_captions_of_one_clip_are_refused_before_anything_is_written(planted, tm
     with pytest.raises(RetrievalError, match="fewer than 2 clips"):
         train(TrainConfig(epochs=1), train_fs=one, val_fs=val_fs, out_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_diverged_run_stops_and_keeps_the_head_of_its_best_epoch(planted, tmp_path):
+    """An infinite learning rate: the loss is NaN in the first epoch; the run stops with the reason, and no
+    head of NaNs is saved as the best (it was, and was scored R@1 = 1)."""
+    from training.trainer import TrainingDiverged
+
+    train_fs, val_fs = planted
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 1 .*no head was saved"):
+        train(TrainConfig(epochs=2, lr=1e30), train_fs=train_fs, val_fs=val_fs, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / CHECKPOINT).exists() and (tmp_path / "run" / RUN_LOG).exists()
