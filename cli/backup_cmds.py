@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 SHOWN_PER_KIND = 20
 
 
+def _some(ids: list[int]) -> str:
+    """The first SHOWN_PER_KIND ids, and how many more."""
+    more = len(ids) - SHOWN_PER_KIND
+    return ", ".join(map(str, ids[:SHOWN_PER_KIND])) + (f" and {more} more" if more > 0 else "")
+
+
 def _say_problems(problems: list[dict]) -> None:
     for p in problems:
         typer.secho(f"warning: clip {p.get('id')}: {p.get('location')}: {p.get('problem')}", err=True,
@@ -123,16 +129,18 @@ def register(app: typer.Typer) -> None:
             report = restore(path, restore_referenced=restore_referenced, progress=progress)
         typer.echo(f"restored {report.clips} clips ({report.uploads} uploads with their audio) and "
                    f"{report.jobs} waiting uploads into {report.target} in {report.seconds:.1f} s")
+        if report.uploads_without_audio:
+            typer.secho(f"warning: {len(report.uploads_without_audio)} uploaded clips were backed up without "
+                        f"their audio (--without-audio; ids {_some(report.uploads_without_audio)}): they are "
+                        "searched, but their audio cannot be served, and `retrieval check` counts them; put "
+                        "their files back under audio/ or remove them", err=True, fg=typer.colors.YELLOW)
         if report.jobs_without_bytes:
             typer.secho(f"warning: {report.jobs_without_bytes} waiting uploads were backed up without their "
                         "bytes (--without-audio) and are not queued again", err=True, fg=typer.colors.YELLOW)
         _say_problems(report.problems)
         if report.referenced_missing:
-            ids = ", ".join(map(str, report.referenced_missing[:SHOWN_PER_KIND]))
-            more = len(report.referenced_missing) - SHOWN_PER_KIND
-            ids += f" and {more} more" if more > 0 else ""
             typer.secho(f"warning: {len(report.referenced_missing)} clips indexed from folders have no file "
-                        f"at their path on this machine (ids {ids}); "
+                        f"at their path on this machine (ids {_some(report.referenced_missing)}); "
                         "their audio cannot be served until the files are put back", err=True,
                         fg=typer.colors.YELLOW)
         if report.referenced_written:

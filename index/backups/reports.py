@@ -27,6 +27,7 @@ class RestoreReport:
     uploads: int = 0
     jobs: int = 0
     jobs_without_bytes: int = 0
+    uploads_without_audio: list[int] = field(default_factory=list)  # uploaded clips backed up without bytes
     referenced_missing: list[int] = field(default_factory=list)  # clip ids whose indexed file is not here
     referenced_written: int = 0
     problems: list[dict] = field(default_factory=list)  # what the backup itself recorded

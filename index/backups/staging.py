@@ -100,6 +100,8 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
                     if r.stored_copy and member is not None:
                         b.extract(member, staging / r.location)
                         report.uploads += 1
+                    elif r.stored_copy:  # a backup --without-audio: the record without its bytes
+                        report.uploads_without_audio.append(r.id)
                 store.restore_many(records, vectors, logits)
                 report.clips += len(records)
                 bar.update(len(records))

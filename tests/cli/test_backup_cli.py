@@ -60,6 +60,13 @@ def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
     out = cli(dst, "restore", str(path), "--no-progress")
     assert out.exit_code == 2 and "already holds 12 clips" in out.output
     assert "RETRIEVAL_DATA_DIR" in out.output
+    assert "without their audio" not in cli(tmp_path / "dst2", "restore", str(path), "--no-progress").output
+
+    bare = tmp_path / "backups" / "bare.zip"  # the uploads' records without their bytes: said at restore
+    assert cli(src, "backup", str(bare), "--without-audio", "--no-progress").exit_code == 0
+    out = cli(tmp_path / "dst3", "restore", str(bare), "--no-progress")
+    assert out.exit_code == 0 and "restored 12 clips (0 uploads with their audio)" in out.output
+    assert "warning: 6 uploaded clips were backed up without their audio (--without-audio; ids " in out.output
 
     out = cli(dst, "check", "--no-progress")
     assert out.exit_code == 0, out.output
