@@ -18,7 +18,7 @@ from pathlib import Path
 from retrieval.durable import write_json_atomically
 from retrieval.metrics import METRIC_NAMES
 from training.config import Recipe, TrainConfig
-from training.datasets import read_dataset
+from training.datasets import DatasetError, read_dataset
 from training.evaluate import ensemble_similarity, load_heads, metrics_of, write_submission, zero_shot_head
 from training.features import FeatureSet, extract_features, load_features
 from training.trainer import train
@@ -48,13 +48,25 @@ class Row:
 
 def feature_file(out: Path, dataset: str, split: str, *, root: Path, models: Callable, skip_missing: bool
                  ) -> FeatureSet:
-    """OUT/features/<dataset>_<split>.safetensors, extracted unless it is already there."""
+    """OUT/features/<dataset>_<split>.safetensors, extracted unless it is already there and of the same clips
+    and captions as the dataset at `root` (another dataset's, or the same after its CSV changed, is extracted
+    again in its place)."""
     path = out / "features" / f"{dataset}_{split}.safetensors"
-    if path.is_file():
-        log.info("reusing %s", path)
+    try:
+        clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
+    except DatasetError as e:
+        if not path.is_file():
+            raise
+        log.info("reusing %s (the dataset is not there to compare it with: %s)", path, e)
         return load_features(path)
+    if path.is_file():
+        fs = load_features(path)
+        if fs.clips == [c.file_name for c in clips] and fs.captions == [x for c in clips for x in c.captions]:
+            log.info("reusing %s", path)
+            return fs
+        log.warning("%s holds other clips or captions than %s's %s split: extracting it again", path, root,
+                    split)
     tagger, text = models()
-    clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
     return extract_features(clips, tagger=tagger, text=text, out=path, dataset=dataset, split=split)
 
 

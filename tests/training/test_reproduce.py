@@ -73,3 +73,36 @@ def test_without_audiocaps_the_ensemble_is_of_the_tags_recipe(tmp_path):
     assert rows[-1].paper is None  # the paper's ensemble had AudioCaps pre-training
     assert [p.split("/")[-2] for p in rows[-1].checkpoints] == ["tags_seed0", "tags_seed1"]
     assert np.isfinite([rows[-1].ours[k] for k in ("R@1", "mAP@10")]).all()
+
+
+def test_a_feature_file_is_reused_only_for_the_clips_and_captions_it_holds(tmp_path):
+    """OUT/features/clotho_evaluation.safetensors of the dataset at --clotho is reused; the same OUT run on
+    another dataset (other clips, or the same clips with other captions) extracts it again."""
+    from tests.training.clotho_files import write_captions_csv
+    from training.reproduce import feature_file
+
+    root = tmp_path / "clotho"
+    (root / "evaluation").mkdir(parents=True)
+    fs = planted_features(planted_world(dim=16), n_clips=3, seed=0, split="evaluation")
+    for name in fs.clips:
+        (root / "evaluation" / name).write_bytes(b"")  # listed clips must be there; never read here
+    by_clip = [fs.captions[5 * i:5 * i + 5] for i in range(3)]
+    write_captions_csv(root / "clotho_captions_evaluation.csv", list(zip(fs.clips, by_clip, strict=True)))
+    path = tmp_path / "out" / "features" / "clotho_evaluation.safetensors"
+    path.parent.mkdir(parents=True)
+    save_features(path, fs)
+    where = {"root": root, "skip_missing": False}
+    got = feature_file(tmp_path / "out", "clotho", "evaluation", models=no_models, **where)
+    assert got.clips == fs.clips and got.captions == fs.captions  # the same dataset: reused
+
+    class Extracting(Exception):
+        pass
+
+    def models():
+        raise Extracting
+
+    for rows in ([*zip(fs.clips[:2], by_clip[:2], strict=True)],  # fewer clips
+                 [(fs.clips[0], ["other"] * 5), *zip(fs.clips[1:], by_clip[1:], strict=True)]):  # captions
+        write_captions_csv(root / "clotho_captions_evaluation.csv", rows)
+        with pytest.raises(Extracting):
+            feature_file(tmp_path / "out", "clotho", "evaluation", models=models, **where)
