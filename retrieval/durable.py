@@ -21,9 +21,12 @@ Every file the project writes goes through this module, in one of three shapes:
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -150,6 +153,30 @@ def remove_stale_tmp(folder: Path) -> None:
     for path in folder.glob(".*.tmp"):
         if old_enough(path):
             path.unlink(missing_ok=True)
+
+
+def remove_dead_writers(folder: Path) -> None:
+    """What writers that keep a `.NAME.PID.work` folder beside the file they write (a backup) left in `folder`
+    when they died mid-write: that folder and their temporary files of NAME (:func:`tmp_name`), for each PID
+    no longer running. A live writer's stay, whatever their age."""
+    for work in folder.glob(".*.work"):
+        found = re.fullmatch(r"\.(.+)\.(\d+)\.work", work.name)
+        if found is None or not work.is_dir() or _alive(int(found.group(2))):
+            continue
+        name, pid = found.groups()
+        for tmp in folder.glob(f".{glob.escape(name)}.{pid}-*.tmp"):
+            tmp.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def sha256_bytes(data: bytes) -> str:

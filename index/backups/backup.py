@@ -31,7 +31,7 @@ from index.backups.format import BAR_FORMAT
 from index.backups.reports import BackupReport
 from index.backups.writer import write
 from index.stores import StoreConfig
-from retrieval.durable import atomic_path
+from retrieval.durable import atomic_path, remove_dead_writers
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def backup(config: StoreConfig, path: Path, *, jobs_db: Path | None = None, with
         raise BackupError(f"{path} exists; a backup never overwrites a file: choose a new name")
     t0 = time.time()
     report = BackupReport(path)
+    if path.parent.is_dir():  # what backups killed before left here (a partial file, a work folder)
+        remove_dead_writers(path.parent)
     work = path.parent / f".{path.name}.{os.getpid()}.work"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -182,3 +182,24 @@ def test_a_whole_file_gets_the_mode_open_gives_new_files_whatever_its_writer_mad
     mode = plain.stat().st_mode & 0o777
     assert (tmp_path / "head.safetensors").stat().st_mode & 0o777 == mode == FILE_MODE
     assert (tmp_path / "private.bin").stat().st_mode & 0o777 == mode
+
+
+def test_a_dead_writers_work_folder_and_partial_file_go_and_a_live_ones_stay(tmp_path):
+    """A backup killed mid-write leaves `.b.zip.PID.work/` and `.b.zip.PID-TID.tmp`: the next one clears
+    them when PID is no process; a running writer's (this process) and files of other shapes are kept."""
+    import subprocess
+    import sys
+
+    from retrieval.durable import remove_dead_writers
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that ran and is gone
+    live = str(os.getpid())
+    for pid in (dead, live):
+        (tmp_path / f".b.zip.{pid}.work").mkdir()
+        (tmp_path / f".b.zip.{pid}.work" / "snapshot.sqlite").write_bytes(b"x")
+        (tmp_path / f".b.zip.{pid}-123.tmp").write_bytes(b"partial")
+    (tmp_path / ".notes.txt.tmp").write_bytes(b"not ours")
+    remove_dead_writers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".b.zip.{live}.work", f".b.zip.{live}-123.tmp", ".notes.txt.tmp"])
