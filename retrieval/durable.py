@@ -161,7 +161,7 @@ def remove_dead_writers(folder: Path) -> None:
     no longer running. A live writer's stay, whatever their age."""
     for work in folder.glob(".*.work"):
         found = re.fullmatch(r"\.(.+)\.(\d+)\.work", work.name)
-        if found is None or not work.is_dir() or _alive(int(found.group(2))):
+        if found is None or not work.is_dir() or process_alive(int(found.group(2))):
             continue
         name, pid = found.groups()
         for tmp in folder.glob(f".{glob.escape(name)}.{pid}-*.tmp"):
@@ -169,12 +169,13 @@ def remove_dead_writers(folder: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this id runs (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
+    except PermissionError:
         return True
     return True
 

@@ -23,7 +23,7 @@ from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR
 from index.store.contract import VectorStore
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
-from retrieval.durable import fsync_path, fsync_tree
+from retrieval.durable import fsync_path, fsync_tree, process_alive
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -52,19 +52,9 @@ def _remove_dead_staging(data_dir: Path) -> None:
     """Staging folders of restores that were killed (their process is gone)."""
     for path in data_dir.parent.glob(f".{data_dir.name}{STAGING_TAG}*"):
         pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             log.info("removing %s, left by a restore that did not finish", path)
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorStore:
