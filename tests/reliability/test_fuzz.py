@@ -7,7 +7,7 @@ driven through Hypothesis directly: schemathesis' lazy pytest fixture loader doe
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -28,6 +28,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 FUZZ_SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                          suppress_health_check=list(HealthCheck))
 METHODS = ("get", "post", "put", "patch", "delete")
+FRAMING = {"transfer-encoding", "content-length", "host", "connection"}  # headers that frame the request
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 
 
@@ -73,6 +74,9 @@ def test_operation_conforms_to_its_schema(live_schema, server, tally, label, mod
     @FUZZ_SETTINGS
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case) -> None:
+        # a request whose framing headers are garbage is not HTTP: uvicorn refuses it (400 "Invalid HTTP
+        # request received.") before the app, which has nothing to declare about it
+        assume(not FRAMING & {name.lower() for name in case.headers or {}})
         tally[f"{label} {mode.value}"] += 1
         case.call_and_validate(headers=server.write_headers, checks=CHECKS, timeout=30)
 
