@@ -31,6 +31,7 @@ import csv
 import json
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,7 +66,9 @@ def read_csv_rows(path: Path, *, header: list[str], what: str = "captions file")
         raise DatasetError(f"{what} not found: {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in header if c not in (reader.fieldnames or [])]
+        if reader.fieldnames is None:
+            raise DatasetError(f"{path} is empty: its first line must name the columns {header}")
+        missing = [c for c in header if c not in reader.fieldnames]
         if missing:
             raise DatasetError(f"{path}: header {reader.fieldnames} lacks the columns {missing}")
         return list(reader)
@@ -79,9 +82,9 @@ def read_clotho_captions(path: Path) -> list[tuple[str, tuple[str, ...]]]:
         if not row["file_name"] or not all(captions):
             raise DatasetError(f"{path}, line {n}: a file name and five non-empty captions are needed")
         out.append((row["file_name"], captions))
-    names = [name for name, _ in out]
-    if len(set(names)) != len(names):
-        raise DatasetError(f"{path}: some file names are listed twice")
+    twice = sorted(name for name, n in Counter(name for name, _ in out).items() if n > 1)
+    if twice:
+        raise DatasetError(f"{path}: {len(twice)} file names are listed twice or more, e.g. {twice[:3]}")
     return out
 
 

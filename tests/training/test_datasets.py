@@ -34,6 +34,12 @@ def test_clotho_errors_name_the_problem(tmp_path):
     write_captions_csv(tmp_path / "clotho_captions_evaluation.csv", [("x.wav", CAPS[:4] + [""])])
     with pytest.raises(DatasetError, match="line 2"):
         read_clotho(tmp_path, "evaluation")
+    (tmp_path / "clotho_captions_evaluation.csv").write_text("")
+    with pytest.raises(DatasetError, match="is empty: its first line must name the columns"):
+        read_clotho(tmp_path, "evaluation")
+    write_captions_csv(tmp_path / "clotho_captions_evaluation.csv", [("x.wav", CAPS), ("x.wav", CAPS)])
+    with pytest.raises(DatasetError, match=r"1 file names are listed twice or more, e\.g\. \['x\.wav'\]"):
+        read_clotho(tmp_path, "evaluation")
 
 
 def write_audiocaps(root, rows):
