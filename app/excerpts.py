@@ -108,13 +108,13 @@ def file_name(name: str, location: str) -> str:
     the file at `location`."""
     kind = file_type(location)
     suffixes = tuple(suffix for suffix, type_ in SUFFIX_TYPES.items() if type_ == kind)
-    return download_name(name, suffixes, frozenset(SUFFIX_TYPES))
+    return download_name(name, suffixes)
 
 
-def download_name(name: str, suffixes: tuple[str, ...], known: frozenset[str] = frozenset()) -> str:
+def download_name(name: str, suffixes: tuple[str, ...]) -> str:
     """The name a whole file is served under: the clip's, ending in one of `suffixes` (its container's; the
-    first is the one given), at most MAX_FILE_NAME_BYTES of UTF-8. A name ending in another `known` audio
-    suffix has it replaced (an MP3 named `take.wav` is `take.mp3`), any other gets the suffix added
+    first is the one given), at most MAX_FILE_NAME_BYTES of UTF-8. A name ending in another audio suffix
+    (SUFFIX_TYPES) has it replaced (an MP3 named `take.wav` is `take.mp3`), any other gets the suffix added
     (`Tone one` is `Tone one.wav`); no `suffixes` (a container not recognised) leaves the name as it is."""
     path = Path(name.strip() or "clip")
     if path.name in ("", ".", ".."):
@@ -123,7 +123,7 @@ def download_name(name: str, suffixes: tuple[str, ...], known: frozenset[str] = 
     if not suffixes or suffix in suffixes:
         stem, suffix = path.name[:len(path.name) - len(suffix)], path.suffix
     else:
-        stem, suffix = (path.stem if suffix in known else path.name), suffixes[0]
+        stem, suffix = (path.stem if suffix in SUFFIX_TYPES else path.name), suffixes[0]
     room = MAX_FILE_NAME_BYTES - len(suffix.encode())
     return stem.encode()[:room].decode("utf-8", "ignore") + suffix
 
