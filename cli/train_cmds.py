@@ -54,11 +54,12 @@ def train_config(*, author_code: bool, no_tags: bool, **options) -> TrainConfig:
     return cfg
 
 
-def train(*, train_file: Path, val_file: Path, out: Path, cfg):
+def train(*, train_file: Path, val_file: Path, out: Path, cfg, overwrite: bool = False):
     from training.features import load_features
     from training.trainer import train as run_training
 
-    return run_training(cfg, train_fs=load_features(train_file), val_fs=load_features(val_file), out_dir=out)
+    return run_training(cfg, train_fs=load_features(train_file), val_fs=load_features(val_file), out_dir=out,
+                        overwrite=overwrite)
 
 
 def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
@@ -149,6 +150,7 @@ def register(app: typer.Typer) -> None:
         train_file: Path = typer.Option(..., "--train", help="training feature file"),
         val_file: Path = typer.Option(..., "--val", help="validation feature file (selects the best epoch)"),
         out: Path = typer.Option(..., help="run folder: head.safetensors, head.optim.pt, train_log.jsonl"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="replace the run --out holds"),
         init: Path | None = typer.Option(None, help="start from this checkpoint (AudioCaps pre-training)"),
         init_optimizer: bool = typer.Option(False, "--init-optimizer", help="carry --init's Adam state"),
         batch_size: int = typer.Option(D.batch_size, min=2),
@@ -178,7 +180,7 @@ def register(app: typer.Typer) -> None:
                                plateau_threshold=plateau_threshold,
                                plateau_threshold_mode=plateau_threshold_mode, init=init,
                                init_optimizer=init_optimizer, device=device or configured_device())
-            result = train(train_file=train_file, val_file=val_file, out=out, cfg=cfg)
+            result = train(train_file=train_file, val_file=val_file, out=out, cfg=cfg, overwrite=overwrite)
         typer.echo(f"best epoch {result.best_epoch}: {metrics_line(result.metrics)} -> {result.checkpoint}")
 
     @app.command("evaluate")

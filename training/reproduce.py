@@ -72,7 +72,8 @@ def feature_file(out: Path, dataset: str, split: str, *, root: Path, models: Cal
 
 def run(name: str, cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out: Path) -> Path:
     log.info("run %s: %d epochs, lam %.1f, seed %d", name, cfg.epochs, cfg.lam, cfg.seed)
-    return train(cfg, train_fs=train_fs, val_fs=val_fs, out_dir=out / "runs" / name).checkpoint
+    return train(cfg, train_fs=train_fs, val_fs=val_fs, out_dir=out / "runs" / name,
+                 overwrite=True).checkpoint  # a rerun of the recipe trains its runs again
 
 
 def train_all(recipe: Recipe, feats: dict[str, FeatureSet], out: Path) -> dict[str, list[Path]]:

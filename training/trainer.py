@@ -3,7 +3,11 @@
 Each epoch shuffles all (clip, caption) pairs of the training file into batches; a batch may hold several
 captions of one clip, and the loss (training/loss.py) never takes a caption or the audio of the pair's own
 clip as an impostor. After each epoch the head is scored on the validation file; the epoch with the best
-validation mAP@10 becomes the checkpoint, and its optimiser state is saved beside it for fine-tuning.
+validation mAP@10 becomes the checkpoint, and its optimiser state is saved beside it for fine-tuning. A run
+started from a checkpoint (`init`) counts that head as epoch 0, so fine-tuning never keeps a head worse on the
+validation file than the one it started from. A run folder holding a run already is refused unless it is to
+be replaced (`overwrite`), and then its files go before the new run writes any: an interrupted run never
+leaves an earlier run's head beside its own log.
 """
 
 import json
@@ -93,7 +97,30 @@ def start_from(path: Path, *, head: RetrievalHead, optimizer: torch.optim.Optimi
     log.info("starting from %s%s", path, " with its optimiser state" if cfg.init_optimizer else "")
 
 
-def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir: Path) -> TrainResult:
+def run_files(out_dir: Path) -> list[Path]:
+    """What a run writes into its folder."""
+    ckpt = out_dir / CHECKPOINT
+    return [ckpt, optimizer_path(ckpt), out_dir / RUN_LOG]
+
+
+def clear_run_folder(out_dir: Path, *, overwrite: bool, init: Path | None) -> None:
+    """Refuse a folder holding a run, or with `overwrite` remove that run's files (never the `init` head)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RetrievalError(f"the run folder {out_dir} is a file: name a folder (it is made when missing)")
+    there = [p for p in run_files(out_dir) if p.exists()]
+    if not there:
+        return
+    if not overwrite:
+        raise RetrievalError(f"{out_dir} holds a run already ({', '.join(p.name for p in there)}): name "
+                             "another folder, or add --overwrite to replace it")
+    if init is not None and any(p.resolve() == Path(init).resolve() for p in there):
+        raise RetrievalError(f"--init {init} is the head this run would replace: copy it elsewhere first")
+    for p in there:
+        p.unlink()
+
+
+def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir: Path,
+          overwrite: bool = False) -> TrainResult:
     if cfg.epochs < 1 or cfg.batch_size < 2:
         raise ValueError("training needs at least 1 epoch and batches of at least 2 pairs")
     check_same_models(train_fs, val_fs)
@@ -101,8 +128,7 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
         raise RetrievalError("the training features hold captions of fewer than 2 clips: the triplet loss "
                              "needs another clip's caption for each pair")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RetrievalError(f"the run folder {out_dir} is a file: name a folder (it is made when missing)")
+    clear_run_folder(out_dir, overwrite=overwrite, init=cfg.init)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, run_log = out_dir / CHECKPOINT, out_dir / RUN_LOG
     device = resolve_device(cfg.device)
@@ -123,9 +149,26 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
     config_record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     write_text_atomically(run_log, json.dumps({"config": config_record, "train": train_fs.meta.get("split"),
                                                "val": val_fs.meta.get("split")}) + "\n")
-    history = [{"epoch": 0, "train_loss": None, "lr": cfg.lr, **prefixed(validate(head, val_fs, cfg))}]
-    log_epoch(history[-1], cfg.epochs, best=False, elapsed=0.0, run_log=run_log)
     best: dict | None = None
+
+    def keep(record: dict, val: dict) -> bool:
+        """Save the head as the checkpoint when `record` is the best epoch so far."""
+        nonlocal best
+        if best is not None and not val["mAP@10"] > best["val_mAP@10"]:
+            return False
+        best = record
+        metrics = {"split": val_fs.meta.get("split"), "epoch": record["epoch"], "seed": cfg.seed,
+                   **{k: val[k] for k in (*METRIC_NAMES, "loss")}}
+        save_checkpoint(ckpt_path, Checkpoint(head, train_fs.spec, metrics))
+        with atomic_path(optimizer_path(ckpt_path)) as tmp:
+            torch.save(optimizer.state_dict(), tmp)
+        return True
+
+    val = validate(head, val_fs, cfg)
+    history = [{"epoch": 0, "train_loss": None, "lr": cfg.lr, **prefixed(val)}]
+    # the head a fine-tuning starts from is a candidate; an untrained one is not
+    log_epoch(history[-1], cfg.epochs, best=cfg.init is not None and keep(history[-1], val), elapsed=0.0,
+              run_log=run_log)
     t0 = time.monotonic()
     for epoch in range(1, cfg.epochs + 1):
         head.train()
@@ -150,14 +193,7 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
         record = {"epoch": epoch, "train_loss": sum(losses) / len(losses),
                   "lr": optimizer.param_groups[0]["lr"], **prefixed(val)}
         scheduler.step(val["loss"])  # after the record: `lr` is the rate this epoch trained with
-        is_best = best is None or val["mAP@10"] > best["val_mAP@10"]
-        if is_best:
-            best = record
-            metrics = {"split": val_fs.meta.get("split"), "epoch": epoch, "seed": cfg.seed,
-                       **{k: val[k] for k in (*METRIC_NAMES, "loss")}}
-            save_checkpoint(ckpt_path, Checkpoint(head, train_fs.spec, metrics))
-            with atomic_path(optimizer_path(ckpt_path)) as tmp:
-                torch.save(optimizer.state_dict(), tmp)
+        is_best = keep(record, val)
         history.append(record)
         log_epoch(record, cfg.epochs, best=is_best, elapsed=time.monotonic() - t0, run_log=run_log)
 

@@ -53,6 +53,16 @@ def test_features_train_evaluate_score(env, tmp_path):
     ckpt = tmp_path / "run" / "head.safetensors"
     records = (tmp_path / "run" / RUN_LOG).read_text().splitlines()
     assert [json.loads(r).get("epoch") for r in records] == [None, 0, 1, 2]
+    again = ["train", "--train", str(dev_file), "--val", str(val_file), "--out", str(tmp_path / "run"),
+             "--epochs", "1", "--batch-size", "8"]
+    refused = CliRunner().invoke(app, again)
+    assert refused.exit_code == 2
+    assert "holds a run already" in refused.output and "--overwrite" in refused.output
+    assert len((tmp_path / "run" / RUN_LOG).read_text().splitlines()) == 4  # the first run, untouched
+    invoke(*again, "--overwrite", "--seed", 1)
+    assert len((tmp_path / "run" / RUN_LOG).read_text().splitlines()) == 3
+    invoke("train", "--train", dev_file, "--val", val_file, "--out", tmp_path / "run", "--epochs", 2,
+           "--batch-size", 8, "--seed", 1, "--overwrite")  # the run the rest of the test scores
 
     sub = tmp_path / "submission.csv"
     got = json.loads(invoke("evaluate", "--features", val_file, "--checkpoint", ckpt,

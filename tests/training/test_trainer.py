@@ -8,7 +8,7 @@ from retrieval.checkpoint import load_checkpoint
 from retrieval.errors import CheckpointMismatch, RetrievalError
 from tests.training.synthetic import planted_features, planted_world
 from training.evaluate import metrics_of, similarity
-from training.trainer import CHECKPOINT, RUN_LOG, TrainConfig, optimizer_path, train
+from training.trainer import CHECKPOINT, RUN_LOG, TrainConfig, TrainingDiverged, optimizer_path, train
 
 CHANCE_MAP10 = sum(1 / r for r in range(1, 11)) / 100  # 100 validation clips, random order
 
@@ -101,9 +101,50 @@ def test_captions_of_one_clip_are_refused_before_anything_is_written(planted, tm
 def test_a_diverged_run_stops_and_keeps_the_head_of_its_best_epoch(planted, tmp_path):
     """An infinite learning rate: the loss is NaN in the first epoch; the run stops with the reason, and no
     head of NaNs is saved as the best (it was, and was scored R@1 = 1)."""
-    from training.trainer import TrainingDiverged
-
     train_fs, val_fs = planted
     with pytest.raises(TrainingDiverged, match="diverged in epoch 1 .*no head was saved"):
         train(TrainConfig(epochs=2, lr=1e30), train_fs=train_fs, val_fs=val_fs, out_dir=tmp_path / "run")
     assert not (tmp_path / "run" / CHECKPOINT).exists() and (tmp_path / "run" / RUN_LOG).exists()
+
+
+def test_fine_tuning_keeps_the_head_it_started_from_when_no_epoch_beats_it(trained, planted, tmp_path):
+    """A learning rate that wrecks the head: the checkpoint is the starting head (epoch 0), not the best of
+    the worse epochs after it."""
+    train_fs, val_fs = planted
+    cfg = TrainConfig(batch_size=32, epochs=2, init=trained.checkpoint, lr=1.0)
+    tuned = train(cfg, train_fs=train_fs, val_fs=val_fs, out_dir=tmp_path)
+    assert all(r["val_mAP@10"] < tuned.history[0]["val_mAP@10"] for r in tuned.history[1:])
+    assert tuned.best_epoch == 0 == tuned.metrics["epoch"]
+    assert tuned.metrics["mAP@10"] == pytest.approx(trained.metrics["mAP@10"])
+    start, kept = load_checkpoint(trained.checkpoint).head, load_checkpoint(tuned.checkpoint).head
+    assert all(torch.equal(start.state_dict()[k], v) for k, v in kept.state_dict().items())
+    records = [json.loads(line) for line in (tmp_path / RUN_LOG).read_text().splitlines()[1:]]
+    assert [r["best"] for r in records] == [True, False, False]
+
+
+def test_a_folder_holding_a_run_is_refused_unless_replaced(planted, tmp_path):
+    """A second run into the same folder would lay its log over the first's head (or, interrupted, leave the
+    first's head beside its own log): it is refused and changes nothing; with overwrite the old run's files
+    go before the new one writes."""
+    train_fs, val_fs = planted
+    first = train(TrainConfig(batch_size=64, epochs=1, seed=1), train_fs=train_fs, val_fs=val_fs,
+                  out_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {CHECKPOINT, optimizer_path(first.checkpoint).name, RUN_LOG}
+    with pytest.raises(RetrievalError, match="holds a run already .*--overwrite"):
+        train(TrainConfig(batch_size=64, epochs=1, seed=2), train_fs=train_fs, val_fs=val_fs,
+              out_dir=tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    with pytest.raises(RetrievalError, match="is the head this run would replace"):
+        train(TrainConfig(batch_size=64, epochs=1, init=first.checkpoint), train_fs=train_fs, val_fs=val_fs,
+              out_dir=tmp_path, overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+    with pytest.raises(TrainingDiverged):  # replaced, then interrupted in its first epoch
+        train(TrainConfig(batch_size=64, epochs=1, lr=1e30), train_fs=train_fs, val_fs=val_fs,
+              out_dir=tmp_path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [RUN_LOG]  # no head of the first run left
+    second = train(TrainConfig(batch_size=64, epochs=1, seed=2), train_fs=train_fs, val_fs=val_fs,
+                   out_dir=tmp_path, overwrite=True)
+    assert second.checkpoint.read_bytes() != before[CHECKPOINT]
+    assert len((tmp_path / RUN_LOG).read_text().splitlines()) == 3  # its config and epochs 0 and 1
