@@ -14,7 +14,8 @@ AudioCaps v1 (https://github.com/cdjkim/audiocaps; the audio has to be cut from 
     ROOT/train.csv, ROOT/val.csv, ROOT/test.csv   audiocap_id,youtube_id,start_time,caption
     ROOT/train/<youtube_id>_<start_time>.<ext>    or ROOT/train/<youtube_id>.<ext>
 
-Rows of AudioCaps that share ``youtube_id`` and ``start_time`` are one clip with several captions. Many
+Rows of AudioCaps that share ``youtube_id`` and ``start_time`` are one clip with several captions; a file
+named by the video alone is taken only for a video the split cuts once (which cut it holds is unknown). Many
 YouTube videos have gone since AudioCaps was made, so absent AudioCaps clips can be skipped on request.
 
 Moment retrieval sets (CASTELLA, https://github.com/line/lighthouse ``data/castella/``; Clotho-Moment,
@@ -122,16 +123,29 @@ def read_audiocaps(root: Path, split: str, *, skip_missing: bool = False) -> lis
         if not row["youtube_id"] or not (row["caption"] or "").strip():
             raise DatasetError(f"{root / f'{split}.csv'}, line {n}: youtube_id and caption are needed")
         grouped.setdefault((row["youtube_id"], row["start_time"]), []).append(row["caption"].strip())
-    clips, absent = [], []
+    starts: dict[str, int] = {}
+    for youtube_id, _ in grouped:
+        starts[youtube_id] = starts.get(youtube_id, 0) + 1
+    clips, absent, ambiguous = [], [], []
     for (youtube_id, start), captions in grouped.items():
-        path = find_audio(root / split, f"{youtube_id}_{start}", youtube_id)
+        # a file named by its video alone is a clip only when the split cuts that video once
+        alone = (youtube_id,) if starts[youtube_id] == 1 else ()
+        path = find_audio(root / split, f"{youtube_id}_{start}", *alone)
         if path is None:
             absent.append(f"{youtube_id}_{start}")
+            if not alone and find_audio(root / split, youtube_id) is not None:
+                ambiguous.append(youtube_id)
             continue
         clips.append(Clip(path.name, path, tuple(captions)))
+    if ambiguous:
+        note = (f"; {len(set(ambiguous))} of them, e.g. {sorted(set(ambiguous))[:3]}, are files named by the "
+                f"video alone while {split}.csv cuts that video at several start times: name each cut "
+                "<youtube_id>_<start_time>")
+    else:
+        note = ""
     if absent and not skip_missing:
         raise DatasetError(f"{len(absent)} AudioCaps {split} clips are not in {root / split}, "
-                           f"e.g. {absent[:3]} (pass --skip-missing to leave them out)")
+                           f"e.g. {absent[:3]} (pass --skip-missing to leave them out){note}")
     if absent:
         log.warning("left out %d of %d AudioCaps %s clips that are not on disk",
                     len(absent), len(grouped), split)

@@ -69,6 +69,21 @@ def test_absent_audiocaps_clips_raise_or_are_skipped(tmp_path):
         read_dataset("esc50", tmp_path, "val")
 
 
+def test_a_file_named_by_a_video_cut_twice_is_no_clip(tmp_path):
+    """`abc.wav` cannot be both cuts of video abc that val.csv names: neither takes it (they were two clips of
+    the same audio); a cut named with its start time is found, and the error says how to name the others."""
+    (tmp_path / "val").mkdir()
+    write(tmp_path / "val" / "abc.wav", sine(seconds=0.1))
+    write(tmp_path / "val" / "def_5.wav", sine(seconds=0.1))
+    write(tmp_path / "val" / "def.wav", sine(seconds=0.1))
+    write_audiocaps(tmp_path, [("abc", "30", "a dog barks"), ("abc", "120", "a car passes"),
+                               ("def", "5", "wind"), ("def", "40", "rain")])
+    with pytest.raises(DatasetError, match=r"3 AudioCaps val clips .* 2 of them, e\.g\. \['abc', 'def'\], "
+                       r"are files named by the video alone .* <youtube_id>_<start_time>"):
+        read_audiocaps(tmp_path, "val")
+    assert [c.file_name for c in read_audiocaps(tmp_path, "val", skip_missing=True)] == ["def_5.wav"]
+
+
 def write_jsonl(path, lines):
     path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
     return path
