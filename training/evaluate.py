@@ -82,12 +82,13 @@ def write_submission(path: Path, *, S: np.ndarray, fs: FeatureSet) -> None:
             w.writerow([caption, *(fs.clips[i] for i in row)])
 
 
-def read_submission(path: Path) -> dict[str, list[list[str]]]:
-    """caption -> the predicted file-name lists of its rows, in file order (a caption may occur twice)."""
-    out: dict[str, list[list[str]]] = defaultdict(list)
-    for row in read_csv_rows(Path(path), header=SUBMISSION_HEADER[:2], what="predictions file"):
+def read_submission(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
+    """caption -> (line, predicted file names) of its rows, in file order (a caption may occur twice)."""
+    out: dict[str, list[tuple[int, list[str]]]] = defaultdict(list)
+    rows = read_csv_rows(Path(path), header=SUBMISSION_HEADER[:2], what="predictions file")
+    for line, row in enumerate(rows, start=2):
         names = [row[c] for c in SUBMISSION_HEADER[1:] if row.get(c)]
-        out[row["caption"].strip()].append(names)
+        out[row["caption"].strip()].append((line, names))
     return out
 
 
@@ -95,17 +96,27 @@ def score_submission(predictions: Path, captions: Path) -> dict[str, float]:
     """Metrics of a submission CSV against a Clotho captions file (ranks past 10 count as misses).
 
     A caption that occurs several times in the captions file is matched to its rows in the predictions in
-    order, as :func:`write_submission` writes them.
+    order, as :func:`write_submission` writes them. Each row must name 10 distinct clips of the captions file
+    (all of them, when it holds fewer): a row of fewer, or of other files, is refused, not scored as misses.
     """
     predicted = read_submission(predictions)
+    expected = read_clotho_captions(Path(captions))
+    clips = {file_name for file_name, _ in expected}
+    needed = min(TOP_K, len(clips))
     used: dict[str, int] = defaultdict(int)
     ranks = []
-    for file_name, caps in read_clotho_captions(Path(captions)):
+    for file_name, caps in expected:
         for cap in caps:
             rows = predicted.get(cap, [])
             if used[cap] >= len(rows):
                 raise DatasetError(f"{predictions} has no row for the caption {cap!r}")
-            names = rows[used[cap]]
+            line, names = rows[used[cap]]
             used[cap] += 1
+            where = f"{predictions}, line {line}"
+            if len(names) < needed or len(set(names[:TOP_K])) < needed:
+                raise DatasetError(f"{where}: {len(set(names[:TOP_K]))} distinct clips for {cap!r}; a set of "
+                                   f"{len(clips)} clips needs {needed}")
+            if strangers := [n for n in names[:TOP_K] if n not in clips]:
+                raise DatasetError(f"{where}: {strangers[0]!r} is no clip of {captions}")
             ranks.append(names.index(file_name) + 1 if file_name in names[:TOP_K] else TOP_K + 1)
     return retrieval_metrics(np.array(ranks))

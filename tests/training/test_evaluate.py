@@ -1,3 +1,4 @@
+import csv
 from dataclasses import replace
 
 import numpy as np
@@ -75,6 +76,29 @@ def test_submission_round_trip_matches_the_metrics(tmp_path):
     (tmp_path / "short.csv").write_text("\n".join(lines[:-1]) + "\n")
     with pytest.raises(DatasetError, match="no row for the caption"):
         score_submission(tmp_path / "short.csv", captions_csv)
+
+
+@pytest.mark.parametrize(("cells", "message"), [
+    (lambda names: names[:9], r"line 5: 9 distinct clips for .*; a set of 15 clips needs 10"),
+    (lambda names: names[:9] + names[:1], r"line 5: 9 distinct clips"),
+    (lambda names: names[:9] + ["other.wav"], r"line 5: 'other\.wav' is no clip of"),
+])
+def test_a_row_of_fewer_repeated_or_other_clips_is_refused(tmp_path, cells, message):
+    """A row naming fewer than 10 clips of a set of 15 (or one twice, or a file of another set) would score
+    as if the missing ranks were misses: it is a broken submission, and says where."""
+    fs = planted_features(planted_world(dim=16), n_clips=15, seed=1)
+    S = similarity(heads_for(fs, 1)[0], fs)
+    write_submission(tmp_path / "sub.csv", S=S, fs=fs)
+    captions_csv = write_captions_csv(tmp_path / "captions.csv",
+                                      [(fs.clips[n], fs.captions[5 * n: 5 * n + 5]) for n in range(15)])
+    assert score_submission(tmp_path / "sub.csv", captions_csv)["R@10"] > 0
+    with open(tmp_path / "sub.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    rows[4] = [rows[4][0], *cells(rows[4][1:])]
+    with open(tmp_path / "sub.csv", "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    with pytest.raises(DatasetError, match=message):
+        score_submission(tmp_path / "sub.csv", captions_csv)
 
 
 def test_checkpoints_of_other_models_are_refused(tmp_path):
