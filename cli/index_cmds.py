@@ -83,8 +83,9 @@ def remove(ids: list[int]) -> tuple[int, list[int]]:
         return collection.remove(ids), absent
 
 
-def reproject(checkpoint: Path) -> int:
-    """Re-project the stored logits with another head; the store may hold any model's vectors."""
+def reproject(checkpoint: Path | None) -> int:
+    """Re-project the stored logits with another head, or the configured model's; the store may hold any
+    model's vectors."""
     with open_collection(check=False) as collection:
         return collection.reproject(checkpoint, progress=True)
 
@@ -307,11 +308,17 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
     @group.command("reproject")
-    def reproject_cmd(checkpoint: Path = typer.Option(..., "--checkpoint", help="trained head")) -> None:
-        """Re-project every clip with another head from the stored PaSST logits (PaSST is not run)."""
+    def reproject_cmd(checkpoint: Path | None = typer.Option(
+            None, "--checkpoint", help="trained head; without it, the configured model "
+            "(RETRIEVAL_CHECKPOINT, or the zero-shot one)")) -> None:
+        """Re-project every clip from the stored PaSST logits (PaSST is not run), with another head or the
+        configured model."""
         with exit_on_error():
             n = reproject(checkpoint)
-        typer.echo(f"re-projected {n} clips; search and serve with RETRIEVAL_CHECKPOINT={checkpoint}")
+        if checkpoint is None:
+            typer.echo(f"re-projected {n} clips with the configured model")
+        else:
+            typer.echo(f"re-projected {n} clips; search and serve with RETRIEVAL_CHECKPOINT={checkpoint}")
 
     @group.command("backfill-windows")
     def backfill_cmd(progress: bool = typer.Option(True, help="show a progress bar")) -> None:

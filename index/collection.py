@@ -16,7 +16,7 @@
     .take_file_metadata(id, found, given=) -> ClipRecord | None  (its file read again: yours over the file's)
     .remove(ids) -> int                 (also deletes stored upload copies)
     .audio_path(record) -> Path         (where the audio can be read for streaming)
-    .reproject(checkpoint_path) -> int  (new head, stored logits of clips and windows, no PaSST)
+    .reproject(checkpoint_path=None) -> int  (new head, stored logits of clips and windows, no PaSST)
     .close()
 
 A hit's `segment` is its clip's best window for the query (None for a clip stored before windows were);
@@ -353,11 +353,13 @@ class Collection:
                 path.unlink(missing_ok=True)
 
     # -- model --------------------------------------------------------------------------------------------
-    def reproject(self, checkpoint_path: Path, *, progress: bool = False) -> int:
-        """Re-project the whole collection and its windows with another head from their stored logits (PaSST
-        is not run); return how many clips were re-projected. The collection then serves with the new
-        model."""
-        new = self.retriever.with_checkpoint(load_checkpoint(checkpoint_path))
+    def reproject(self, checkpoint_path: Path | None = None, *, progress: bool = False) -> int:
+        """Re-project the whole collection and its windows from their stored logits (PaSST is not run) with
+        another head, or without one with the collection's own model (vectors made by another model, or that
+        no longer match their logits); return how many clips were re-projected. The collection then serves
+        with that model."""
+        new = self.retriever if checkpoint_path is None else self.retriever.with_checkpoint(
+            load_checkpoint(checkpoint_path))
         with self._write:
             ids = self.store.ids().tolist()
             vectors = np.empty((len(ids), new.head.dim), dtype=np.float32)  # (N, D)

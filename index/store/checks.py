@@ -61,6 +61,6 @@ def check_store_spec(stored: ModelSpec, wanted: ModelSpec, *, where: str) -> Non
     else:
         fix = ("set RETRIEVAL_CHECKPOINT (and RETRIEVAL_TEXT_MODEL) to what the index was built with, "
                "or re-project the stored logits with the configured model: "
-               "`retrieval index reproject --checkpoint CKPT` (no PaSST needed), "
+               "`retrieval index reproject` (no PaSST needed), "
                "or use another RETRIEVAL_DATA_DIR")
     stored.require_match(wanted, what=f"the index in {where}", fix=fix)

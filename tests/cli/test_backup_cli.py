@@ -23,7 +23,8 @@ def cli(tmp_path, minilm_path, monkeypatch):
     return invoke
 
 
-def fill(data_dir, monkeypatch, n: int = 12) -> None:
+def fill(data_dir, monkeypatch, n: int = 12, *, stray: int = 0) -> None:
+    """`n` clips projected by the configured model, the first `stray` of them with vectors that are not."""
     from app.compose import build_retriever, load_settings, store_config
     from index.stores import open_store
 
@@ -32,8 +33,9 @@ def fill(data_dir, monkeypatch, n: int = 12) -> None:
     retriever = build_retriever(settings, with_audio=False)
     store = open_store(store_config(settings), retriever.spec)
     logits = np.stack([clip_logits(i) for i in range(n)])
-    store.add_many([new_clip(i, data_dir, upload=i % 2 == 0) for i in range(n)], retriever.project(logits),
-                   logits)
+    vectors = retriever.project(logits)
+    vectors[:stray] = vectors[n - stray:][::-1]  # other clips' vectors
+    store.add_many([new_clip(i, data_dir, upload=i % 2 == 0) for i in range(n)], vectors, logits)
     store.close()
 
 
@@ -76,6 +78,20 @@ def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
     out = cli(dst, "check", "--repair", "--no-progress")
     assert out.exit_code == 1 and "stored upload" in out.output and str(upload) in out.output
     assert "the store is NOT healthy" in out.output
+
+
+def test_vectors_that_are_not_their_logits_projection_are_made_again_by_reproject(cli, tmp_path, monkeypatch):
+    """The zero-shot store `check` finds wrong is mended by the command it names, with no checkpoint: the
+    configured model re-projects the stored logits."""
+    data = tmp_path / "data"
+    fill(data, monkeypatch, n=6, stray=2)
+    out = cli(data, "check", "--no-progress")
+    assert out.exit_code == 1 and out.output.count("is not its logits' projection") == 2, out.output
+    assert "`retrieval index reproject` rewrites the vectors" in out.output
+    out = cli(data, "index", "reproject")
+    assert out.exit_code == 0 and "re-projected 6 clips with the configured model" in out.output, out.output
+    out = cli(data, "check", "--no-progress")
+    assert out.exit_code == 0 and "0 errors" in out.output and "the store is healthy" in out.output
 
 
 def test_damaged_backup_refused_from_the_command_line(cli, tmp_path, monkeypatch):

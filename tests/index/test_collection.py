@@ -139,3 +139,8 @@ def test_reproject_changes_vectors_without_running_passt(settings, retriever, tr
     settings.checkpoint = trained_checkpoint
     with open_collection(settings, build_retriever(settings, tagger=random_tagger, text=text_encoder)) as c:
         assert c.count() == 3
+    with open_collection(settings, blind, check=False) as c:  # back to the configured zero-shot model
+        assert c.reproject() == 3 and c.store.spec == retriever.spec
+    with open_collection(settings, retriever) as c:
+        vectors = c.store.db.blobs(ids, "vector", retriever.head.dim)  # (3, D)
+        np.testing.assert_allclose(vectors, retriever.project(stored_logits), atol=1e-3)  # float16 vectors
