@@ -1,7 +1,8 @@
 """A span of a clip's audio as a WAV of its own, at the file's own sample rate and channels: what
 `GET /audio/{id}/file?start=S&end=E` answers.
 
-Only the span is read: libsndfile seeks to its first frame (WAV, FLAC, OGG and MP3 all seek). The span is
+Only the span is read: libsndfile seeks to its first frame (WAV, FLAC, OGG and MP3 all seek; in an Ogg Vorbis
+file's last page, where its seek lands late, it seeks before that page and reads on). The span is
 `round(S * rate)` to `round(E * rate)` frames, so the WAV lasts E - S to within a sample. 16-bit sources
 stay 16-bit PCM, sample for sample; anything else is written as 32-bit float, which holds 24-bit PCM and
 decoded Vorbis or MP3 exactly.
@@ -24,6 +25,7 @@ import soundfile as sf
 from app.errors import BadSpan
 from retrieval.audio import open_sound, probe_audio
 from retrieval.errors import AudioDecodeError
+from retrieval.ogg_pages import last_page_start
 
 EXACT_16 = {"PCM_16", "PCM_S8", "PCM_U8"}  # read as int16 and written as 16-bit PCM without a change
 # a record's duration is measured at 32 kHz, so a moment ending at the clip's end may end a sample of that
@@ -136,12 +138,13 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
     try:
         with open_sound(path) as f:
             first, last = _frames(start, end, rate, f.frames)
+            end = min(end, f.frames / rate)  # the file's end, when the span ends a hair past it
             exact = f.subtype in EXACT_16
             if (last - first) * f.channels * (2 if exact else 4) > MAX_WAV_DATA:
                 raise BadSpan(f"the span {start:.10g}-{end:.10g} s is more than a WAV holds (4 GiB at "
                               f"{f.channels} channels, {rate} Hz): take a shorter one, or the whole file "
                               "(no start and end)")
-            f.seek(first)
+            seek_frame(f, path, first)
             with sf.SoundFile(out, "w", samplerate=rate, channels=f.channels, format="WAV",
                               subtype="PCM_16" if exact else "FLOAT", closefd=False) as wav:
                 left = last - first
@@ -158,6 +161,19 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
     size = out.seek(0, 2)
     out.seek(0)
     return Excerpt(out, size, excerpt_name(name, start, end))
+
+
+def seek_frame(f: sf.SoundFile, path: Path, frame: int) -> None:
+    """Put `f` at `frame` exactly (retrieval/ogg_pages.py: libsndfile's seek into an Ogg Vorbis file's last
+    page lands late, so such a seek starts from the frame before that page and reads on)."""
+    at = frame
+    if frame and f.format == "OGG" and f.subtype == "VORBIS":
+        last = last_page_start(path)
+        if last is not None and frame >= last:
+            at = max(0, last - 1)
+    f.seek(at)
+    while at < frame:
+        at += len(f.read(min(BLOCK_FRAMES, frame - at), dtype="float32", always_2d=True)) or frame - at
 
 
 def content_disposition(filename: str, kind: str = "inline") -> str:

@@ -74,6 +74,7 @@ def test_an_end_a_hair_past_the_last_frame_is_the_files_end(client):
     assert r.status_code == 200, r.text
     want, _ = sf.read(str(client.paths[name]), start=round(2.5 * 22_050), dtype="float32", always_2d=True)
     np.testing.assert_array_equal(sf.read(io.BytesIO(r.content), dtype="float32", always_2d=True)[0], want)
+    assert r.headers["content-disposition"] == 'inline; filename="float_2.5-3.wav"'  # the span it holds
 
 
 def test_without_a_span_the_whole_file_with_range_support(client):
@@ -200,3 +201,23 @@ RANGES = [("bytes=0-9", 206), ("bytes = 0 - 9", 206), ("bytes=10-", 206), ("byte
 def test_byte_ranges_are_served_as_before(client, header, status):
     url = f"/audio/{client.ids['field recording.wav']}/file"
     assert client.get(url, headers={"Range": header}).status_code == status
+
+
+def test_a_span_in_the_last_page_of_an_ogg_vorbis_file_is_its_frames(tmp_path):
+    """libsndfile's seek into an Ogg Vorbis file's last page lands late by the encoder's end trimming (52
+    frames in ffmpeg's files), so an excerpt there was shifted and ended with frames past the audio. The
+    oracle is soundfile's read of the whole file, from its start."""
+    from app.excerpts import read_excerpt
+    from retrieval.ogg_pages import last_page_start
+    from tests.audio_fixtures import encode
+
+    path = encode(tmp_path / "wind.ogg", "-c:a", "libvorbis", "-q:a", "0", seconds=3, freq=330)
+    whole, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    last = last_page_start(path)
+    assert last is not None and 0 < last < len(whole) - rate // 10  # a last page of more than 0.1 s
+    for first in (last - 5, last, last + 1, (last + len(whole)) // 2, len(whole) - 100):
+        excerpt = read_excerpt(path, "wind.ogg", first / rate, len(whole) / rate)
+        with excerpt.file:
+            got, got_rate = sf.read(excerpt.file, dtype="float32", always_2d=True)
+        assert got_rate == rate
+        np.testing.assert_array_equal(got, whole[first:], err_msg=f"from frame {first}")
