@@ -1,5 +1,5 @@
-"""The metadata chunks of a WAV file (RIFF, RF64, BW64): BWF ``bext`` (read by wavinfo), RIFF ``LIST INFO``
-and ``iXML`` (parsed by wavinfo, read here: Soundminer's ``USER`` elements, Steinberg's attributes, ``NOTE``).
+"""The metadata chunks of a WAV file (RIFF, RF64, BW64): BWF ``bext``, RIFF ``LIST INFO`` and ``iXML``
+(parsed by wavinfo, read here: Soundminer's ``USER`` elements, Steinberg's attributes, ``NOTE``).
 
 :func:`wav_slots` gives what the chunks say as (slot, text) pairs, best source first; which slot each element
 feeds is the table of index/ingest/embedded.py. The chunks are found by a walk of the top-level chunks that
@@ -26,8 +26,10 @@ MAX_INFO_BYTES = 64 * 1024
 MAX_IXML_BYTES = 1024 * 1024
 MAX_XML_DEPTH = 32  # iXML is a few levels deep; more is not iXML
 
-BEXT = {"description": "description", "originator": "originator",
-        "originator_ref": "originator_reference", "originator_date": "origination_date"}
+# bext's first text fields: (slot, bytes), in the chunk's order
+BEXT_FIELDS = (("description", 256), ("originator", 32), ("originator_reference", 32),
+               ("origination_date", 10))
+BEXT_TEXT_BYTES = sum(size for _, size in BEXT_FIELDS)
 INFO = {b"INAM": "title", b"ISBJ": "description", b"ICMT": "comment", b"IKEY": "keywords", b"IGNR": "genre",
         b"IART": "artist", b"ICOP": "copyright", b"IPRD": "library"}
 IXML_USER = {"DESCRIPTION": "description", "CATEGORY": "category", "SUBCATEGORY": "subcategory",
@@ -66,26 +68,30 @@ def wav_slots(f: BinaryIO, size: int, name: str) -> Slots:
     return out
 
 
-def text(raw: bytes, name: str, what: str) -> str:
+def text(raw: bytes, name: str, what: str, *, field_size: int | None = None) -> str:
     """A chunk's bytes as text: UTF-8 (ASCII is), else Latin-1 with a warning (the encoding is not declared);
-    cut at the first NUL."""
+    cut at the first NUL. UTF-8 that fills a fixed field of `field_size` bytes to its last byte, cut there
+    within a character, is that text without the cut character."""
     raw = raw.split(b"\0", 1)[0]
     try:
         return raw.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as e:
+        if len(raw) == field_size and e.reason == "unexpected end of data" and len(raw) - e.start < 4:
+            return raw[:e.start].decode("utf-8")
         log.warning("%s: its %s text is not UTF-8; read as Latin-1", name, what)
         return raw.decode("latin-1")
 
 
 def _bext(data: bytes, name: str) -> Slots:
-    from wavinfo.wave_bext_reader import WavBextReader
-
-    try:
-        bext = WavBextReader(data, "utf-8")
-    except UnicodeDecodeError:
-        log.warning("%s: its bext text is not UTF-8; read as Latin-1", name)
-        bext = WavBextReader(data, "latin-1")
-    return [(slot, getattr(bext, attr) or "") for attr, slot in BEXT.items()]
+    """The bext chunk's text fields (EBU Tech 3285's fixed layout), each decoded on its own: one field in
+    Latin-1 leaves the others' UTF-8 as it is."""
+    if len(data) < BEXT_TEXT_BYTES:
+        raise ValueError(f"{len(data)} bytes, fewer than its {BEXT_TEXT_BYTES} bytes of text fields")
+    out, at = [], 0
+    for slot, size in BEXT_FIELDS:
+        out.append((slot, text(data[at:at + size], name, f"bext {slot}", field_size=size)))
+        at += size
+    return out
 
 
 def _info(data: bytes, name: str) -> Slots:

@@ -226,6 +226,32 @@ def test_a_damaged_chunk_leaves_the_clip_indexed_with_a_warning(case, settings, 
         assert record.meta == Metadata()
 
 
+def bext(description: bytes, originator: bytes = b"", history: bytes = b"") -> bytes:
+    """A bext chunk's body (EBU Tech 3285, version 1) with these fields."""
+    return struct.pack("<256s32s32s10s8sQH64s10s180s", description, originator, b"", b"2026-12-04", b"",
+                       0, 1, b"", b"", b"") + history
+
+
+def test_each_bext_field_is_decoded_on_its_own(caplog):
+    """A UTF-8 description beside a Latin-1 originator stays UTF-8 (the whole chunk was read as Latin-1), and
+    UTF-8 filling the description's 256 bytes, cut within its last character, loses that character alone."""
+    with caplog.at_level(logging.WARNING):
+        meta = file_metadata(wav_with(chunk(b"bext", bext("Glas zerbricht über Stein".encode(),
+                                                          b"Ger\xe4t", b"A=PCM,T=Ger\xe4t\r\n")),
+                                      seconds=0.1), "glass.wav")
+    assert meta.description == "Glas zerbricht über Stein" and meta.field_dict["originator"] == "Gerät"
+    assert "bext originator text is not UTF-8" in caplog.text and "description" not in caplog.text
+    full = ("Glas zerbricht " + "ä" * 200).encode()[:256]
+    assert len(full) == 256 and full[-1] == 0xC3  # the first byte of an ä, its second cut off
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        meta = file_metadata(wav_with(chunk(b"bext", bext(full)), seconds=0.1), "cut.wav")
+    assert meta.description == "Glas zerbricht " + "ä" * 120 and "not UTF-8" not in caplog.text
+    latin = b"caf\xe9 " * 51 + b"\xe9"  # Latin-1 filling the field: no UTF-8 in it to keep
+    meta = file_metadata(wav_with(chunk(b"bext", bext(latin)), seconds=0.1), "latin.wav")
+    assert meta.description == latin.decode("latin-1")
+
+
 def test_bounds_are_kept_with_a_warning(caplog):
     ixml = (b"<BWFXML><USER><DESCRIPTION>" + b"w" * 3000 + b"</DESCRIPTION><KEYWORDS>"
             + b",".join(b"k%d" % i for i in range(40)) + b"</KEYWORDS><FXNAME>" + b"f" * 300
