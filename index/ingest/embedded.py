@@ -38,12 +38,14 @@ A UCS file name (index/ingest/ucs.py) adds the fields ``ucs_catid``, ``ucs_fx_na
 the name's.
 
 Where several sources give a slot, the first in this order is kept: iXML, bext, RIFF INFO, ID3, Vorbis
-comments (keywords: all of them, each once). The description is the distinct texts of description,
-comment and notes, in that order, one paragraph each. Text is cleaned (NUL and control characters other than
-tabs and line breaks become spaces, lone surrogates are dropped, whitespace trimmed) and bounded as the
-service bounds a user's metadata (index/store/metadata.py MAX_*): a description, tag or field value that is
-too long is cut, tags and fields past their counts are dropped, each with a warning. Nothing read here ever
-fails a clip: a reader that fails is skipped with a warning.
+comments (keywords: all of them, each once); a source that gives a description slot several times (two
+DESCRIPTION comments, two COMM frames) gives each distinct text, one paragraph each, and a field its first.
+The description is the distinct texts of description, comment and notes, in that order, one paragraph each.
+Text is cleaned (NUL and control characters other than tabs and line breaks become spaces, lone surrogates are
+dropped, whitespace trimmed) and bounded as the service bounds a user's metadata (index/store/metadata.py
+MAX_*): a description, tag or field value that is too long is cut, tags and fields past their counts are
+dropped, each with a warning. Nothing read here ever fails a clip: a reader that fails is skipped with a
+warning.
 """
 
 import io
@@ -82,29 +84,34 @@ def file_metadata(source: Path | bytes, name: str) -> Metadata:
     try:
         with _opened(source) as f:
             size = f.seek(0, io.SEEK_END)
-            slots = wav_slots(f, size, name) + tag_slots(f, size, name)
+            sources = [*wav_slots(f, size, name), tag_slots(f, size, name)]
     except OSError as e:
         log.warning("%s: its metadata cannot be read: %s", name, e)
-        slots = []
-    return from_slots(slots, ucs_fields(name), name)
+        sources = []
+    return from_slots(sources, ucs_fields(name), name)
 
 
 def _opened(source: Path | bytes) -> BinaryIO:
     return io.BytesIO(source) if isinstance(source, bytes | bytearray) else open(source, "rb")  # noqa: SIM115
 
 
-def from_slots(slots: Iterable[tuple[str, str]], name_fields: dict[str, str], name: str) -> Metadata:
-    """The metadata the (slot, text) pairs make (first per slot), over the UCS fields of the name."""
+def from_slots(sources: Iterable[Iterable[tuple[str, str]]], name_fields: dict[str, str],
+               name: str) -> Metadata:
+    """The metadata the sources' (slot, text) pairs make, over the UCS fields of the name: each slot from the
+    first source that gives it (a description slot with all the distinct texts that source gives it, the
+    others with its first), keywords from all."""
     first: dict[str, str] = {}
     keywords: list[str] = []
-    for slot, raw in slots:
-        value = clean(raw)
-        if not value:
-            continue
-        if slot == "keywords":
-            keywords += TAG_SEPARATORS.split(value)
-        else:
-            first.setdefault(slot, value)
+    for slots in sources:
+        given: dict[str, list[str]] = {}
+        for slot, raw in slots:
+            if value := clean(raw):
+                given.setdefault(slot, []).append(value)
+        for slot, values in given.items():
+            if slot == "keywords":
+                keywords += [k for value in values for k in TAG_SEPARATORS.split(value)]
+            elif slot not in first:
+                first[slot] = "\n\n".join(dict.fromkeys(values)) if slot in DESCRIPTION_SLOTS else values[0]
     description = "\n\n".join(dict.fromkeys(first[s] for s in DESCRIPTION_SLOTS if s in first))
     fields = dict(name_fields)
     fields.update({FIELD_OF[s]: v for s, v in first.items() if s in FIELD_OF})

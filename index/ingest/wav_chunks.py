@@ -1,13 +1,13 @@
 """The metadata chunks of a WAV file (RIFF, RF64, BW64): BWF ``bext``, RIFF ``LIST INFO`` and ``iXML``
 (parsed by wavinfo, read here: Soundminer's ``USER`` elements, Steinberg's attributes, ``NOTE``).
 
-:func:`wav_slots` gives what the chunks say as (slot, text) pairs, best source first; which slot each element
-feeds is the table of index/ingest/embedded.py. The chunks are found by a walk of the top-level chunks that
-stops at the end of the file (a truncated file keeps what comes before the cut) and after MAX_CHUNKS of them
-(retrieval/riff.py, which reads RF64 and BW64 files' ``ds64`` sizes, so the chunks written after the audio,
-where many editors put iXML and bext, are found too). Each chunk is read on its own, its declared size checked
-against a cap first; one that is too big, cut short, badly encoded, nested too deep or otherwise unreadable is
-skipped with a warning, and the others are still read.
+:func:`wav_slots` gives what the chunks say as (slot, text) pairs, a list per chunk, best source first; which
+slot each element feeds is the table of index/ingest/embedded.py. The chunks are found by a walk of the top-
+level chunks that stops at the end of the file (a truncated file keeps what comes before the cut) and after
+MAX_CHUNKS of them (retrieval/riff.py, which reads RF64 and BW64 files' ``ds64`` sizes, so the chunks written
+after the audio, where many editors put iXML and bext, are found too). Each chunk is read on its own, its
+declared size checked against a cap first; one that is too big, cut short, badly encoded, nested too deep or
+otherwise unreadable is skipped with a warning, and the others are still read.
 """
 
 import logging
@@ -41,11 +41,11 @@ STEINBERG = {"MediaCategoryPost": "category", "MediaSubCategoryPost": "subcatego
 USER_LINE = re.compile(r"^\s*([A-Za-z_]+)\s*[:=]\s*(.+?)\s*$", re.MULTILINE)  # USER as text: KEY=value
 
 
-def wav_slots(f: BinaryIO, size: int, name: str) -> Slots:
-    """What a WAV's metadata chunks say, iXML first, then bext, then INFO ([] for a file that is not
-    WAV)."""
+def wav_slots(f: BinaryIO, size: int, name: str) -> list[Slots]:
+    """What a WAV's metadata chunks say, a list per chunk: iXML first, then bext, then INFO ([] for a file
+    that is not WAV)."""
     chunks = walk(f, size) or {}
-    out: Slots = []
+    out: list[Slots] = []
     for ident, reader, cap in ((b"iXML", _ixml, MAX_IXML_BYTES), (b"bext", _bext, MAX_BEXT_BYTES),
                                (b"LISTINFO", _info, MAX_INFO_BYTES)):
         if ident not in chunks:
@@ -62,7 +62,7 @@ def wav_slots(f: BinaryIO, size: int, name: str) -> Slots:
                         length)
             continue
         try:
-            out += reader(data, name)
+            out.append(reader(data, name))
         except Exception as e:  # a hostile chunk must never fail the clip  # noqa: BLE001
             log.warning("%s: its %s chunk cannot be read, skipped: %s: %s", name, what, type(e).__name__, e)
     return out

@@ -339,6 +339,23 @@ def test_comments_players_write_for_themselves_are_not_descriptions(tmp_path):
     assert file_metadata(path, path.name).description == "church bells"
 
 
+def test_a_description_a_file_gives_twice_keeps_both_and_a_field_its_first(tmp_path):
+    """Vorbis comments may repeat a name: two DESCRIPTIONs are two paragraphs (the second was dropped), two
+    TITLEs the first; a source after it (none here) would not add to them."""
+    path = tagged_flac(tmp_path / "rain.flac", 440, "--set-tag=DESCRIPTION=Heavy rain on a tin roof",
+                       "--set-tag=DESCRIPTION=Second paragraph, thunder far off",
+                       "--set-tag=DESCRIPTION=Heavy rain on a tin roof", "--set-tag=TITLE=Rain",
+                       "--set-tag=TITLE=Rain again", "--set-tag=COMMENT=recorded in May")
+    meta = file_metadata(path, path.name)
+    assert meta.description == ("Heavy rain on a tin roof\n\nSecond paragraph, thunder far off\n\n"
+                                "recorded in May")
+    assert meta.field_dict["title"] == "Rain"
+    ixml = chunk(b"iXML", b"<BWFXML><USER><DESCRIPTION>from iXML</DESCRIPTION></USER></BWFXML>")
+    info = chunk(b"LIST", b"INFO" + chunk(b"ISBJ", b"from INFO") + chunk(b"ISBJ", b"more from INFO"))
+    assert file_metadata(wav_with(ixml, info, seconds=0.1), "w.wav").description == "from iXML"
+    assert file_metadata(wav_with(info, seconds=0.1), "w.wav").description == "from INFO\n\nmore from INFO"
+
+
 def test_a_file_retagged_where_it_lies_keeps_its_clip_and_takes_its_new_metadata(tmp_path, settings,
                                                                                  tone_retriever, monkeypatch):
     """A librarian's tool rewrote the file's tags (other bytes, the same audio): `index add` again keeps its
