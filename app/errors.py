@@ -10,8 +10,7 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | ClipNotFound | 404 | the request names clips that are not in the collection (the message lists them) |
 | JobNotFound | 404 | no job has this id |
 | BadSpan | 400 | an excerpt's `start` and `end` are no span of the clip: one alone, reversed, past its end |
-| BadRange | 400 | the `Range` header of a request for a clip's audio is not `bytes=first-last[, ...]` |
-| RangeNotSatisfiable | 416 | the `Range` starts past the file's end (with `Content-Range: bytes */size`) |
+| RangeNotSatisfiable | 416 | no range of the `Range` starts within the file (`Content-Range: bytes */size`) |
 | AudioFileGone | 404 | the clip's audio file is no longer where it was indexed |
 | JobStateError | 409 | the job's status does not allow the change (only a queued job can be cancelled) |
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
@@ -76,10 +75,6 @@ class BadSpan(RetrievalError):
     """An excerpt's `start` and `end` (GET /audio/{id}/file) do not name a span of the clip."""
 
 
-class BadRange(RetrievalError):
-    """A request for a clip's audio sent a `Range` header that is not a byte range (RFC 9110)."""
-
-
 class RangeNotSatisfiable(RetrievalError):
     """A request for a clip's audio asked for bytes that are not in the file (416, with Content-Range)."""
 
@@ -113,7 +108,6 @@ STATUS_OF = {
     KeyRequired: 401,
     KeyRefused: 403,
     BadSpan: 400,
-    BadRange: 400,
     RangeNotSatisfiable: 416,
     ClipNotFound: 404,
     JobNotFound: 404,

@@ -1,6 +1,5 @@
 """The collection's clips: add (upload), list, get, stream (whole, or an excerpt), delete."""
 
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from app.deps import CollectionDep, IngestDep, audio_url
-from app.errors import AudioFileGone, BadRange, NoSuchClip, RangeNotSatisfiable
+from app.errors import AudioFileGone, NoSuchClip
 from app.excerpts import check_span, content_disposition, file_name, file_type, read_excerpt
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
@@ -18,6 +17,7 @@ from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadFo
 from app.schemas.common import BODY_ERRORS, ErrorOut, PageLimit, PageOffset, Responses
 from app.schemas.jobs import JobOut
 from app.security import ReadAccess, WriteAccess
+from app.stored_file import StoredFile, usable_range
 from app.uploads import form_of, multipart_body, read_upload
 from index.collection import Collection
 from index.store.metadata import Metadata
@@ -33,7 +33,6 @@ DUPLICATE = "the same bytes were already in the collection: the existing record,
 ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progress, then its clip); also "
             "the job already queued for the same bytes")
 MAX_WAIT_S = 60
-BYTE_RANGES = re.compile(r"bytes\s*=\s*(\d*\s*-\s*\d*(?:\s*,\s*\d*\s*-\s*\d*)*)", re.IGNORECASE)
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"RF64", "audio/wav"), (b"BW64", "audio/wav"),
                (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"))
@@ -152,13 +151,16 @@ End = Annotated[float | None, Query(description=SPAN_TEXT, examples=[22.5])]  # 
                        206: {"content": {"audio/*": {}}, "description": "the byte range asked for"},
                        400: {"model": ErrorOut, "description": "`start` and `end` are not a span of the "
                                                                "clip: one alone, not finite, negative, "
-                                                               "reversed or past its end; or the Range "
-                                                               "header is not a byte range"},
-                       416: {"model": ErrorOut, "description": "the Range cannot be satisfied "
-                                                               "(Content-Range: bytes */size)"}},
+                                                               "reversed or past its end"},
+                       304: {"description": "If-None-Match or If-Modified-Since: the client's copy is "
+                                            "the file's (no body)"},
+                       416: {"model": ErrorOut, "description": "no range of the Range header starts within "
+                                                               "the file (Content-Range: bytes */size)"}},
             description="The stored audio as it was added, with its content type (audio/wav, audio/flac, "
-                        "audio/ogg, audio/mpeg). Supports `Range: bytes=...` (206 with Content-Range; 416 "
-                        "for a range outside the file), so a browser player can seek.\n\n"
+                        "audio/ogg, audio/mpeg). Supports `Range: bytes=...` (206 with Content-Range; ranges "
+                        "starting past the end are dropped, 416 when none is left; a header that is not "
+                        "byte ranges is ignored), so a browser player can seek, and `If-None-Match` / "
+                        "`If-Modified-Since` (304).\n\n"
                         "An excerpt, with `start` and `end` (seconds): only that span, read from the "
                         "file alone, as a WAV at the file's own sample rate and channels (16-bit PCM "
                         "from 16-bit sources, else 32-bit float), frames round(start * rate) to "
@@ -176,36 +178,11 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Reques
         return StreamingResponse(iterate_in_threadpool(excerpt.chunks()), media_type="audio/wav",
                                  headers={"Content-Disposition": content_disposition(excerpt.filename),
                                           "Content-Length": str(excerpt.size)})
-    check_range(request.headers.get("range"), path.stat().st_size)
+    byte_range = usable_range(request.headers.get("range"), path.stat().st_size)
     media_type = await run_in_threadpool(audio_media_type, path)
-    return FileResponse(path, media_type=media_type,  # the name the search hit gave (`file_name`)
-                        headers={"Content-Disposition": content_disposition(file_name(record.name,
-                                                                                       record.location))})
-
-
-def _number(digits: str) -> tuple[int, str]:
-    """A run of digits, comparable as the number it spells whatever its length (no int() of 5,000 digits)."""
-    digits = digits.lstrip("0") or "0"
-    return len(digits), digits
-
-
-def check_range(header: str | None, size: int) -> None:
-    """BadRange unless the header is absent or byte ranges, each `first-last`, `first-` or `-suffix` with
-    first <= last; RangeNotSatisfiable when one of them starts past the `size` bytes of the file (a suffix
-    of 0 bytes too), as FileResponse would judge it, but with a message."""
-    if header is None:
-        return
-    match = BYTE_RANGES.fullmatch(header.strip())
-    ranges = match.group(1).split(",") if match is not None else []
-    spans = [[part.strip() for part in r.split("-")] for r in ranges]
-    if not spans or any(first == last == "" or (first and last and _number(first) > _number(last))
-                        for first, last in spans):
-        raise BadRange(f"the Range header {header[:80]!r} is not a byte range: send bytes=FIRST-LAST "
-                       "(e.g. bytes=0-1023), bytes=FIRST- or bytes=-LAST_N")
-    for first, last in spans:
-        past = _number(first) >= _number(str(size)) if first else _number(last) == _number("0")
-        if past or size == 0:
-            raise RangeNotSatisfiable(header, size)
+    return StoredFile(path, media_type=media_type, byte_range=byte_range,  # named as the search hit says
+                      headers={"Content-Disposition": content_disposition(file_name(record.name,
+                                                                                     record.location))})
 
 
 @router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",

@@ -1,0 +1,86 @@
+"""A clip's whole file as a response, by RFC 9110's rules for ranges and conditional requests.
+
+Starlette's FileResponse sends the file and its byte ranges; this settles first what it is asked:
+- `Range` (section 14.2): a header that is not a set of byte ranges (another unit, a reversed or garbled
+  range) is ignored and the whole file sent, as the RFC asks; of a valid set, the ranges that start within
+  the file are served and the others dropped (a set is satisfiable when one of its ranges is), and a set
+  of none is 416 with `Content-Range: bytes */size`.
+- `If-None-Match` (13.1.2, weak comparison) or, without it, `If-Modified-Since` (13.1.3): 304 with the
+  validators and no body when the file has not changed since.
+"""
+
+import os
+import re
+from email.utils import parsedate_to_datetime
+
+import anyio
+from starlette.datastructures import Headers
+from starlette.responses import FileResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from app.errors import RangeNotSatisfiable
+
+BYTE_RANGES = re.compile(r"bytes\s*=\s*(\d*\s*-\s*\d*(?:\s*,\s*\d*\s*-\s*\d*)*)", re.IGNORECASE)
+KEPT_ON_304 = ("etag", "last-modified", "cache-control", "content-location", "expires", "vary")
+
+
+def _number(digits: str) -> tuple[int, str]:
+    """A run of digits, comparable as the number it spells whatever its length (no int() of 5,000 digits)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits), digits
+
+
+def usable_range(header: str | None, size: int) -> str | None:
+    """The `Range` to serve from a file of `size` bytes: None to send the whole file (no header, or one that
+    is not a set of byte ranges), else the byte ranges of the header that start within the file;
+    RangeNotSatisfiable when none does (a suffix of 0 bytes does not, nor does any range of an empty
+    file)."""
+    if header is None or (match := BYTE_RANGES.fullmatch(header.strip())) is None:
+        return None
+    spans = [[part.strip() for part in r.split("-")] for r in match.group(1).split(",")]
+    if any(first == last == "" or (first and last and _number(first) > _number(last))
+           for first, last in spans):
+        return None
+    kept = [f"{first}-{last}" for first, last in spans
+            if size and (_number(first) < _number(str(size)) if first else _number(last) > _number("0"))]
+    if not kept:
+        raise RangeNotSatisfiable(header, size)
+    return "bytes=" + ",".join(kept)
+
+
+def _etags(header: str) -> list[str]:
+    """The entity tags of an If-None-Match header, weak ones without their W/ (weak comparison)."""
+    return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
+
+
+def not_modified(request: Headers, etag: str, mtime: float) -> bool:
+    """Whether the client's copy, by its If-None-Match or else its If-Modified-Since, is the file's."""
+    if (tags := request.get("if-none-match")) is not None:
+        return "*" in _etags(tags) or etag.removeprefix("W/") in _etags(tags)
+    if (since := request.get("if-modified-since")) is not None:
+        try:
+            return int(mtime) <= parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError, OverflowError):
+            return False
+    return False
+
+
+class StoredFile(FileResponse):
+    """FileResponse, answering conditional requests and serving only the usable part of a Range."""
+
+    def __init__(self, *args, byte_range: str | None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.byte_range = byte_range
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.stat_result is None:
+            self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
+            self.set_stat_headers(self.stat_result)
+        if not_modified(Headers(scope=scope), self.headers["etag"], self.stat_result.st_mtime):
+            kept = {k: v for k, v in self.headers.items() if k in KEPT_ON_304}
+            await Response(status_code=304, headers=kept)(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k != b"range"]
+        if self.byte_range is not None:
+            headers.append((b"range", self.byte_range.encode("latin-1")))
+        await super().__call__({**scope, "headers": headers}, receive, send)
