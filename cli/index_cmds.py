@@ -383,7 +383,7 @@ def register(app: typer.Typer) -> None:
         """Search the collection with text: rank, score, name, id, where in the clip (not in keyword mode)
         and top tags; with --moments: rank, clip, start-end and score of each moment. The filters apply
         inside the search. With --export, the results in that format instead (to stdout, or --out FILE)."""
-        from index.exports import WRITERS
+        from index.exports import SPANS_ONLY, WRITERS
         from index.exports import export as exported
         from index.store.words import query_words
         from retrieval.durable import write_text_atomically
@@ -412,12 +412,18 @@ def register(app: typer.Typer) -> None:
                           flt=flt)
         if export is not None:
             text = exported(export, hits)
+            written = sum(h.segment is not None for h in hits) if export in SPANS_ONLY else len(hits)
             if out is None:
                 typer.echo(text, nl=False)
             else:
                 with exit_on_error():  # a folder that is not there, a file in its place, a full disk
                     write_text_atomically(out, text)
-                typer.echo(f"wrote {len(hits)} results to {out}", err=True)
+                typer.echo(f"wrote {written} results to {out}", err=True)
+            if written < len(hits):
+                typer.echo(f"warning: {len(hits) - written} of {len(hits)} results have no span in their "
+                           f"clip, which {export} needs: left out"
+                           + (" (keyword hits have none: search in vector or hybrid mode)"
+                              if mode == "keyword" else ""), err=True)
             return
         for rank, hit in enumerate(hits, 1):
             typer.echo(format_moment(rank, hit) if moments else format_hit(rank, hit))

@@ -88,8 +88,14 @@ def to_csv(rows: Iterable[ExportRow]) -> str:
 
 
 def to_jsonl(rows: Iterable[ExportRow]) -> str:
-    """One JSON object per hit, its keys COLUMNS, its numbers unrounded (null start and end without one)."""
-    return "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rows)
+    """One JSON object per hit, its keys COLUMNS, its numbers rounded as the CSV's (null start and end
+    without a segment)."""
+    def rounded(r: ExportRow) -> dict:
+        seconds = {k: None if x is None else float(_seconds(x))
+                   for k, x in (("start", r.start), ("end", r.end), ("duration", r.duration))}
+        return {**asdict(r), "score": float(fixed(r.score, SCORE_PLACES)), **seconds}
+
+    return "".join(json.dumps(rounded(r), ensure_ascii=False) + "\n" for r in rows)
 
 
 def to_audacity(rows: Iterable[ExportRow]) -> str:
@@ -125,6 +131,7 @@ def to_reaper(rows: Iterable[ExportRow]) -> str:
 
 WRITERS: dict[str, Callable[[Iterable[ExportRow]], str]] = {
     "csv": to_csv, "jsonl": to_jsonl, "audacity": to_audacity, "reaper": to_reaper}
+SPANS_ONLY = frozenset({"audacity", "reaper"})  # formats that write the hits with a span alone
 SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "audacity": ".txt", "reaper": ".csv"}
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8",
                "audacity": "text/plain; charset=utf-8", "reaper": "text/csv; charset=utf-8"}

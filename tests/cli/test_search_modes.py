@@ -32,13 +32,18 @@ def library(cli, tmp_path):  # noqa: F811
     return cli
 
 
-def test_keyword_mode_finds_the_words_of_the_metadata(library):
+def test_keyword_mode_finds_the_words_of_the_metadata(library, tmp_path):
     out = library("search", "wooden creaks", "--mode", "keyword")
     assert out.exit_code == 0, out.output
     assert names(out) == ["door.wav"] and " at " not in out.stdout  # words say nothing of where
     out = library("search", "kick", "--mode", "keyword", "--export", "jsonl")
     [row] = [json.loads(line) for line in out.stdout.splitlines()]
     assert row["name"] == "kick.wav" and row["start"] is None
+    labels = tmp_path / "labels.txt"
+    out = library("search", "kick", "--mode", "keyword", "--export", "audacity", "--out", str(labels))
+    assert out.exit_code == 0 and labels.read_text() == ""  # a label track needs spans: said, not hidden
+    assert "wrote 0 results" in out.stderr and "1 of 1 results have no span" in out.stderr
+    assert "keyword hits have none" in out.stderr
 
 
 def test_hybrid_and_the_filters_answer_as_the_collection_does(library):
