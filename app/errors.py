@@ -157,8 +157,15 @@ async def zero_query_handler(request: Request, error: ZeroQuery) -> JSONResponse
     return await validation_error_handler(request, RequestValidationError([issue]))
 
 
+async def internal_error_handler(request: Request, error: Exception) -> JSONResponse:
+    """A bug's answer: JSON like every other error, nothing of the failure in it (the server logs its
+    traceback)."""
+    return error_response(500, "an internal error: the service's log has its traceback")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     # Starlette types handlers as taking any Exception; each of these is registered for its own class only
+    app.add_exception_handler(Exception, internal_error_handler)  # Starlette's last resort, then re-raised
     app.add_exception_handler(RetrievalError, retrieval_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(ZeroQuery, zero_query_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]

@@ -75,11 +75,9 @@ def check_span(start: float | None, end: float | None) -> tuple[float, float] | 
 
 def _frames(start: float, end: float, rate: int, frames: int) -> tuple[int, int]:
     """The span's first frame and the frame after its last, within the file's `frames`; BadSpan if not."""
-    first, last = round(start * rate), round(end * rate)
-    if last > frames and end <= frames / rate + END_SLACK_S:
-        last = frames
-    if last > frames:
+    if end > frames / rate + END_SLACK_S:  # before any rounding: a huge `end` is no integer's
         raise BadSpan(f"`end` ({end:.10g} s) is past the end of the clip ({frames / rate:.10g} s)")
+    first, last = round(start * rate), min(round(end * rate), frames)
     if last <= first:
         raise BadSpan(f"the span {start:.10g}-{end:.10g} s is shorter than one sample at {rate} Hz")
     return first, last

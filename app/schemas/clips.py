@@ -159,7 +159,7 @@ def _json_text(v: Any) -> Any:
         return None
     try:
         return json.loads(v)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the parser's depth: no object of fields either
         return v
 
 

@@ -93,6 +93,8 @@ def test_without_a_span_the_whole_file_with_range_support(client):
     ({"start": 1, "end": 13}, "past the end of the clip (12 s)"),
     ({"start": 1, "end": 12.002}, "past the end of the clip (12 s)"),
     ({"start": 12.5, "end": 13}, "past the end"),
+    ({"start": 0, "end": 1e308}, "past the end of the clip (12 s)"),  # no integer of frames: it was a 500
+    ({"start": 1e308, "end": 1.5e308}, "past the end"),
     ({"start": -1, "end": 2}, "0 s or later"),
     ({"start": "nan", "end": 2}, "finite"),
     ({"start": 0, "end": "inf"}, "finite"),
