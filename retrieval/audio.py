@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MIN_SOURCE_RATE = 1_000
 MAX_SOURCE_RATE = 768_000
 MAX_CHANNELS = 64
+UNKNOWN_FRAMES = 2**62  # at or past this, libsndfile says it does not know the file's length (SF_COUNT_MAX)
 BLOCK_FRAMES = 1 << 16  # source frames read at a time (about 1.4 s at 44.1 kHz)
 DECODE_AHEAD = True  # a LongWave's file decoded by a child process while its blocks are tagged
 # an MP3 whose frames hold more than its header's length plus this (the larger) is refused: the Xing frame
@@ -370,6 +371,10 @@ def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, 
         raise AudioDecodeError(f"{label}: {f.channels} channels is more than the {accepted} accepted{widen}")
     if f.frames == 0:
         raise AudioDecodeError(f"{label}: the file holds no audio samples")
+    if f.frames >= UNKNOWN_FRAMES:  # libsndfile's answer for a FLAC whose header leaves the length out
+        raise AudioDecodeError(
+            f"{label}: its header does not say how long it is (a {f.format} written to a pipe or a stream): "
+            f"encode it again into a file, e.g. `ffmpeg -i IN OUT.{f.format.lower()}` (FLAC stays lossless)")
     if max_duration_s is not None and f.frames > 0 and f.frames / f.samplerate > max_duration_s:
         setting = f" ({limit_name})" if limit_name else ""
         raise AudioTooLong(

@@ -134,3 +134,22 @@ def test_a_file_whose_name_is_not_utf8_decodes_and_a_folder_is_named_as_one(tmp_
     assert decode_audio(latin1).duration_s == pytest.approx(0.2)
     with pytest.raises(AudioDecodeError, match="a folder, not an audio file"):
         decode_audio(tmp_path)
+
+
+def test_a_flac_whose_header_leaves_its_length_out_is_refused_saying_how_to_mend_it(tmp_path):
+    """ffmpeg writing FLAC to a pipe leaves STREAMINFO's total samples 0 (unknown), and libsndfile then
+    reports the largest count there is: it was refused as 576,460,752,303,423 s too long, and a read of it
+    would have asked for an array of that size."""
+    import subprocess
+
+    from tests.audio_fixtures import need
+
+    tone = "sine=frequency=700:duration=1"
+    args = [need("ffmpeg"), "-v", "error", "-f", "lavfi", "-i", tone, "-ar", "16000", "-f", "flac", "-"]
+    data = subprocess.run(args, check=True, capture_output=True).stdout
+    path = tmp_path / "streamed.flac"
+    path.write_bytes(data)
+    for source in (path, data):
+        for read in (probe_audio, decode_audio):
+            with pytest.raises(AudioDecodeError, match=r"does not say how long .* `ffmpeg -i IN OUT\.flac`"):
+                read(source, max_duration_s=600)
