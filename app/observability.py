@@ -92,8 +92,14 @@ class IngestCollector:
                                 value=recent / RATE_WINDOW_S)
 
 
+# the methods of RFC 9110 and PATCH; any other a client invents counts as one, so that it cannot add series
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER_METHOD = "other"
+
+
 class RequestMetricsMiddleware:
-    """Observe each HTTP request's latency by method, route template (`/audio/{clip_id}`) and status."""
+    """Observe each HTTP request's latency by method (one of HTTP_METHODS, or `other`), route template
+    (`/audio/{clip_id}`, or UNMATCHED) and status."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -116,5 +122,6 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = getattr(scope.get("route"), "path", UNMATCHED)
-            self.metrics.requests.labels(scope["method"], route, str(status)).observe(
+            method = scope["method"] if scope["method"] in HTTP_METHODS else OTHER_METHOD
+            self.metrics.requests.labels(method, route, str(status)).observe(
                 time.perf_counter() - start)

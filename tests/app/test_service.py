@@ -86,6 +86,19 @@ def test_unmatched_paths_share_one_series(client):
     assert len(unmatched) == 1 and m[unmatched[0]] == 2
 
 
+def test_methods_a_client_invents_share_one_series(make_client):
+    """Each made-up method (FOO, a 5,000-character one) added series of its own to /metrics."""
+    client = make_client()
+    for method in ("FOO", "BAR", "Q" * 5000):
+        assert client.request(method, "/audio/1").status_code == 405
+    client.request("PATCH", "/health/live")
+    name = "retrieval_http_request_duration_seconds_count"
+    counts = {k: v for k, v in samples(client).items() if k[0] == name}
+    methods = {dict(k[1])["method"] for k in counts}
+    assert methods == {"other", "PATCH"}
+    assert counts[(name, (("method", "other"), ("route", "/audio/{clip_id}"), ("status", "405")))] == 3
+
+
 def test_openapi_describes_every_route_and_model(client):
     spec = client.get("/openapi.json").json()
     routes = {(path, method): op for path, ops in spec["paths"].items() for method, op in ops.items()}
