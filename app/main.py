@@ -17,6 +17,7 @@ from app.limits import BodyLimitMiddleware, DrainUnreadBody
 from app.observability import RequestMetricsMiddleware, ServiceMetrics
 from app.routes import audio, health, jobs, metrics, page, search, waveform
 from app.routes.page import STATIC_DIR
+from app.security import SecurityHeadersMiddleware
 from app.settings import Settings
 from index.collection import Collection
 from retrieval.pipeline import Retriever
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(DrainUnreadBody)  # around the limit: its early 413 drains too
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     if settings.cors_origins:  # the middleware answers the preflight (OPTIONS) itself

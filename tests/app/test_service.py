@@ -206,3 +206,15 @@ def test_searches_answer_while_an_upload_is_being_tagged(client, monkeypatch):
         release.set()
         uploader.join(60)
     assert answers["upload"].status_code == 201
+
+
+def test_every_answer_says_not_to_sniff_or_frame_it(client):
+    """The page takes the API key in its forms: no other site may frame it; no answer is sniffed as another
+    type, and a signed link's token does not leave in a Referer."""
+    for r in (client.get("/"), client.get("/health/live"), client.get("/no/such/path"),
+              client.post("/search", json={"query": ""})):
+        assert r.headers["x-content-type-options"] == "nosniff", r.url
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert r.headers["referrer-policy"] == "same-origin"
+        assert r.headers.get_list("x-frame-options") == ["DENY"]  # once
