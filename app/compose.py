@@ -149,9 +149,15 @@ def store_config(settings: Settings) -> StoreConfig:
 
 
 def audio_limits(settings: Settings) -> AudioLimits:
-    """What an upload (or a query's audio example) may be."""
+    """What an upload may be."""
     return AudioLimits(max_duration_s=settings.max_duration_s, max_channels=settings.max_channels,
                        setting="RETRIEVAL_MAX_DURATION_S", channels_setting="RETRIEVAL_MAX_CHANNELS")
+
+
+def example_limits(settings: Settings) -> AudioLimits:
+    """What a search's audio example may be: short, since PaSST runs on it while the client waits."""
+    return AudioLimits(max_duration_s=settings.max_example_duration_s, max_channels=settings.max_channels,
+                       setting="RETRIEVAL_MAX_EXAMPLE_DURATION_S", channels_setting="RETRIEVAL_MAX_CHANNELS")
 
 
 def index_limits(settings: Settings) -> AudioLimits:

@@ -94,8 +94,10 @@ class Settings(BaseSettings):
                                         "excerpt_url the service answers) reads without the key, seconds")
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins (none)")
     max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, description="largest accepted upload")
-    max_duration_s: float = Field(
-        600.0, gt=0, description="longest accepted upload (POST /audio, search by audio example), seconds"
+    max_duration_s: float = Field(600.0, gt=0, description="longest accepted upload (POST /audio), seconds")
+    max_example_duration_s: float = Field(
+        60.0, gt=0, description="longest example a search by audio takes (POST /search/audio), seconds: the "
+        "service runs PaSST on it while the client waits (about 2 s a 10 s window on two CPU cores)"
     )
     max_index_duration_s: float = Field(
         43200.0, gt=0, description="longest file `index add` and the Ray extraction accept, seconds (12 h); "

@@ -247,10 +247,12 @@ class Collection:
         return self._with_segments(xq, fused)
 
     def search_audio(self, data: bytes, k: int, flt: SearchFilter | None = None, name: str = "query", *,
-                     text: str | None = None, moments: MomentQuery | None = None) -> list[Hit]:
+                     text: str | None = None, moments: MomentQuery | None = None,
+                     limits: AudioLimits | None = None) -> list[Hit]:
         """Query by example: the clips (or moments) nearest to this audio in the shared space, or with
-        `text` to the composite of both (the example in the `like` role: "like this, but with rain")."""
-        ex = self.retriever.extract_many([decode(data, limits=self.limits, name=name)])[0]
+        `text` to the composite of both (the example in the `like` role: "like this, but with rain"); the
+        example held to `limits` (an upload's by default)."""
+        ex = self.retriever.extract_many([decode(data, limits=limits or self.limits, name=name)])[0]
         example = self.retriever.project(ex.logits[None])[0]  # (D,)
         xq = self.query_vector(CompositeQuery(text=text), example=example)
         return self.search_vector(xq, k, flt, moments=moments)

@@ -7,7 +7,8 @@ from functools import partial
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from app.deps import CollectionDep, MetricsDep, audio_url
+from app.compose import example_limits
+from app.deps import CollectionDep, MetricsDep, SettingsDep, audio_url
 from app.excerpts import content_disposition
 from app.observability import ServiceMetrics
 from app.schemas.common import BODY_ERRORS, ErrorOut, Responses, ValidationOut
@@ -97,18 +98,20 @@ async def search(body: SearchRequest, request: Request, collection: CollectionDe
              responses={**READ_ERRORS, **UPLOAD_ERRORS},
              openapi_extra=multipart_body(AudioQuery),
              description="Query by example: the uploaded clip is decoded, tagged by PaSST and projected like "
-                         "an indexed one (it is not added), and the k closest clips are returned. With a "
+                         "an indexed one (it is not added), and the k closest clips are returned; it may "
+                         "last RETRIEVAL_MAX_EXAMPLE_DURATION_S (60 s by default; 413 past it). With a "
                          "text `query` (\"like this file, but with rain\") the vector searched is "
                          "L2(w_query * text + w_like * example) with the default weights of POST /search. "
                          "`query` in the answer is the uploaded file's name, and the text after it.")
-async def search_audio(request: Request, collection: CollectionDep, metrics: MetricsDep) -> SearchResponse:
+async def search_audio(request: Request, collection: CollectionDep, metrics: MetricsDep,
+                       settings: SettingsDep) -> SearchResponse:
     upload = await read_upload(request)
     form = form_of(AudioQuery, upload.fields)
     start = time.perf_counter()
     with metrics.audio_encode.labels("search").time():
         hits = await run_in_threadpool(partial(collection.search_audio, text=form.query,
-                                               moments=form.moment_query()), upload.data, form.k, None,
-                                       upload.name)
+                                               moments=form.moment_query(), limits=example_limits(settings)),
+                                       upload.data, form.k, None, upload.name)
     return respond(request, CompositeQuery(text=form.query).describe(example=upload.name), hits, start)
 
 

@@ -134,7 +134,12 @@ def test_query_by_example_errors(client):
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
 
 
-def test_query_by_example_over_the_duration_limit_is_413(make_client):
-    client = make_client(max_duration_s=1.0)
+def test_query_by_example_over_its_own_duration_limit_is_413(make_client):
+    """An example is held to RETRIEVAL_MAX_EXAMPLE_DURATION_S, not to an upload's limit: PaSST runs on it in
+    the request (a silent 600 s FLAC of 114 KB cost minutes of CPU to anyone who sent it)."""
+    client = make_client(max_example_duration_s=1.0, max_duration_s=600.0)
     r = client.post("/search/audio", files={"file": ("long.wav", wav_bytes(sine(seconds=2.0)))})
-    assert r.status_code == 413 and "longer than the maximum" in r.json()["detail"]
+    assert r.status_code == 413 and "longer than the maximum of 1 s" in r.json()["detail"]
+    assert "RETRIEVAL_MAX_EXAMPLE_DURATION_S" in r.json()["detail"]
+    defaults = {k: f.default for k, f in Settings.model_fields.items()}
+    assert defaults["max_example_duration_s"] == 60.0 < defaults["max_duration_s"]
