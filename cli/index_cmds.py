@@ -387,8 +387,9 @@ def register(app: typer.Typer) -> None:
         from index.exports import export as exported
         from index.store.words import query_words
         from retrieval.durable import write_text_atomically
+        from retrieval.text import is_blank
 
-        if not query.strip():
+        if is_blank(query):
             raise typer.BadParameter("the query is blank: say what the sound is like", param_hint="QUERY")
         if moments and mode != "vector":
             raise typer.BadParameter("moments are found by the query's meaning: leave --mode vector",

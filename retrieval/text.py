@@ -40,6 +40,12 @@ def _expand(token: str) -> str:
     return t
 
 
+def is_blank(text: str) -> bool:
+    """Whether the text shows nothing: only whitespace and invisible characters (zero-width spaces,
+    direction marks and other format characters, which `str.strip` keeps)."""
+    return not any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
 def clean_caption(text: str) -> str:
     """Collapse whitespace, expand contractions, dashes to spaces, strip ASCII punctuation, keep case.
 

@@ -11,6 +11,7 @@ from index.exports import ExportRow
 from index.store.records import Hit, MomentQuery, SearchFilter
 from index.store.words import query_words
 from retrieval.composite import CompositeQuery, Weights
+from retrieval.text import is_blank
 
 MAX_QUERY_CHARS = 500
 MAX_TAG_CHARS = 200
@@ -25,8 +26,8 @@ JSON_BODY = ConfigDict(extra="forbid", strict=True)
 
 
 def _not_blank(v: str) -> str:
-    if not v.strip():
-        raise ValueError("the text is blank")
+    if is_blank(v):
+        raise ValueError("the text is blank (only spaces or invisible characters)")
     return v
 
 

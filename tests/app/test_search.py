@@ -51,6 +51,7 @@ def test_duration_filter(filled):
 @pytest.mark.parametrize("body", [
     {"query": "", "k": 5},
     {"query": "   ", "k": 5},
+    {"query": "\u200b \u200e\u2060", "k": 5},  # invisible: zero-width space, direction mark, word joiner
     {"query": "x" * 501, "k": 5},
     {"query": "rain", "k": 0},
     {"query": "rain", "k": 101},

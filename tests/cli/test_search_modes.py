@@ -32,6 +32,12 @@ def library(cli, tmp_path):  # noqa: F811
     return cli
 
 
+def test_a_query_that_shows_nothing_is_refused(library):
+    for query in ("   ", "\u200b\u200e"):
+        out = library("search", query)
+        assert out.exit_code == 2 and "the query is blank" in out.output, out.output
+
+
 def test_keyword_mode_finds_the_words_of_the_metadata(library, tmp_path):
     out = library("search", "wooden creaks", "--mode", "keyword")
     assert out.exit_code == 0, out.output
