@@ -15,6 +15,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 MAX_NAME_CHARS = 255
+# embeddings, overrides and isolates of Unicode's bidirectional algorithm: they make a name read otherwise
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 NO_FILE = ("send the audio as a multipart/form-data field named 'file' (none arrived whole: the field is "
            "missing, or the body ended before the part's closing boundary)")
 FormT = TypeVar("FormT", bound=BaseModel)
@@ -59,10 +61,14 @@ def form_of(model: type[FormT], fields: dict[str, str]) -> FormT:
 
 def bare_name(*names: str | None) -> str:
     """The last path component of the first of `names` that has one (whichever separator the client used;
-    not `.` or `..`), without control characters (NUL, newlines...) or lone surrogates (no UTF-8 store holds
-    one), at most MAX_NAME_CHARS; "upload" when none has."""
+    not `.` or `..`), in Unicode's composed form (NFC: `café` typed or sent by macOS is one name), control
+    characters (NUL, tab, newlines...) as spaces, without lone surrogates (no UTF-8 store holds one) or the
+    controls that reverse text's direction (`\u202egnp.wav` shown as `vaw.png`), at most MAX_NAME_CHARS;
+    "upload" when none has."""
     for name in names:
-        printable = "".join(ch for ch in name or "" if unicodedata.category(ch) not in ("Cc", "Cs"))
+        printable = "".join(" " if unicodedata.category(ch) == "Cc" else ch
+                            for ch in unicodedata.normalize("NFC", name or "")
+                            if unicodedata.category(ch) != "Cs" and ch not in BIDI_CONTROLS)
         base = PureWindowsPath(PurePosixPath(printable.strip()).name).name.strip()
         if base not in ("", ".", ".."):
             return base[:MAX_NAME_CHARS]

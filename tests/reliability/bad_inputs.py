@@ -165,4 +165,10 @@ def odd_but_valid() -> list[OddUpload]:
         OddUpload("blank-name-field", "own.wav", clip(1233.0), "own.wav", name_field="   "),  # its file's
         OddUpload("dot-name-field", "own2.wav", clip(1318.5), "own2.wav", name_field=".."),
         OddUpload("no-name-at-all", "../", clip(1396.9), "upload"),
+        # a tab or a newline is a space (it was dropped: "big\tone" became "bigone"), as in a file's tags
+        OddUpload("tab-and-newline", "tabbed.wav", clip(1480.0), "Door slam, big one again.wav",
+                  name_field="Door slam, big\tone\nagain.wav"),
+        OddUpload("right-to-left-override", "\u202egnp.wav", clip(1568.0), "gnp.wav"),  # not shown as vaw.png
+        OddUpload("decomposed", "cafe\u0301.wav", clip(1661.2), "caf\u00e9.wav"),  # macOS's NFD: one name
+
     ]
