@@ -117,9 +117,15 @@ def full_precision_text(settings: Settings) -> SentenceEncoder:
     return load_text_encoder(settings, precision="fp32")
 
 
+def tag_cache_dir(settings: Settings) -> Path | None:
+    """Where the zero-shot tag embeddings are kept: the data directory's cache, once there is a data
+    directory (a command refused for want of a collection, or a refused restore, leaves nothing behind)."""
+    return settings.data_dir / CACHE_DIR if settings.data_dir.is_dir() else None
+
+
 def tag_embeddings(settings: Settings, text: SentenceEncoder):
     """The zero-shot tag embeddings of the configured text model, cached in the data directory."""
-    return library_tag_embeddings(text, text_model_path(settings), cache_dir=settings.data_dir / CACHE_DIR,
+    return library_tag_embeddings(text, text_model_path(settings), cache_dir=tag_cache_dir(settings),
                                   full_precision=lambda: full_precision_text(settings))
 
 
@@ -134,7 +140,7 @@ def build_retriever(settings: Settings, *, with_audio: bool = True, tagger: Pass
         tagger = load_tagger(settings, passt_spec(settings))
     return load_model(text_model_path(settings), passt=passt_weights(settings),
                       checkpoint=settings.checkpoint, device=settings.device, with_audio=with_audio,
-                      text=text, tagger=tagger, cache_dir=settings.data_dir / CACHE_DIR,
+                      text=text, tagger=tagger, cache_dir=tag_cache_dir(settings),
                       full_precision=lambda: full_precision_text(settings),
                       query_cache_size=settings.query_cache_size)
 

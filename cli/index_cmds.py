@@ -417,7 +417,7 @@ def register(app: typer.Typer) -> None:
             if out is None:
                 typer.echo(text, nl=False)
             else:
-                with exit_on_error():  # a folder that is not there, a file in its place, a full disk
+                with exit_on_error():  # a file where a folder should be, a read-only folder, a full disk
                     write_text_atomically(out, text)
                 typer.echo(f"wrote {written} results to {out}", err=True)
             if written < len(hits):

@@ -40,9 +40,12 @@ def load_shards(shard_dir: Path, *, redo: bool = False, progress: bool = True) -
     """Every clip of the shards into the configured store, through the configured model."""
     from app.compose import build_retriever, ledger_path, load_settings, open_collection
     from index.ingest.bulk_load import load_shards as load
+    from index.ingest.bulk_load import read_manifest
 
     settings = load_settings()
-    with open_collection(settings, build_retriever(settings, with_audio=False)) as collection:
+    retriever = build_retriever(settings, with_audio=False)
+    read_manifest(shard_dir, retriever)  # a folder that holds no shards makes no collection
+    with open_collection(settings, retriever) as collection:
         return load(collection.store, collection.retriever, shard_dir, ledger=ledger_path(settings),
                     redo=redo, progress=progress)
 

@@ -80,11 +80,14 @@ def test_a_data_directory_without_a_collection_is_said_not_made_into_one(tmp_pat
                        "RETRIEVAL_TEXT_MODEL": str(minilm_path), "RETRIEVAL_DEVICE": "cpu"}.items():
         monkeypatch.setenv(key, value)
     for args in (["search", "rain"], ["index", "stats"], ["index", "remove", "1"], ["check"],
-                 ["backup", str(tmp_path / "b.zip")]):
+                 ["backup", str(tmp_path / "b.zip")], ["index", "reproject"]):
         out = CliRunner().invoke(app, args)
         assert out.exit_code == 2, (args, out.output, out.exception)
         assert out.stderr.strip().splitlines()[-1].startswith(f"error: no collection in {data} "), args
-        assert not (data / "index.sqlite").exists() and not (tmp_path / "b.zip").exists(), args
+        assert not data.exists() and not (tmp_path / "b.zip").exists(), args  # not even its cache folder
+    (tmp_path / "not-shards").mkdir()  # a folder extract-ray did not write: no collection is made for it
+    out = CliRunner().invoke(app, ["index", "load-shards", str(tmp_path / "not-shards"), "--no-progress"])
+    assert out.exit_code == 2 and "has no manifest.json" in out.output and not data.exists(), out.output
 
 
 def commands(tmp_path) -> dict[str, list[str]]:
