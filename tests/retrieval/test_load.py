@@ -143,6 +143,7 @@ def test_the_service_builds_its_model_through_load_model(model, audio, files, se
 
     calls = []
     monkeypatch.setattr(compose, "load_model", lambda *a, **kw: calls.append(kw) or load_model(*a, **kw))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # the cache is kept in a data directory there
     served = build_retriever(settings)  # its own text encoder and random PaSST, as the settings say
     assert len(calls) == 1 and calls[0]["passt"] == "random" and calls[0]["device"] == "cpu"
     assert served.spec == model.spec and served.spec.id == model.spec.id
