@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 SearchMode = Literal["vector", "keyword", "hybrid"]  # as POST /search's `mode`
 SHOWN_TAGS = 3
+TAGS_HELP = "only clips with {} of these user tags (separated by ; or ,)"
 SHOWN_ROWS = 5  # of a metadata CSV's rows that name no file found
 
 
@@ -363,11 +364,11 @@ def register(app: typer.Typer) -> None:
                    tag: str | None = typer.Option(None, "--tag", help="only clips with this AudioSet tag "
                                                                       "among their top tags"),
                    tags_any: str | None = typer.Option(None, "--tags-any",
-                                                       help="only clips with one of these user tags (';')"),
+                                                       help=TAGS_HELP.format("one")),
                    tags_all: str | None = typer.Option(None, "--tags-all",
-                                                       help="only clips with all of these user tags (';')"),
+                                                       help=TAGS_HELP.format("all")),
                    tags_none: str | None = typer.Option(None, "--tags-none",
-                                                        help="only clips with none of these user tags (';')"),
+                                                        help=TAGS_HELP.format("none")),
                    fields: str | None = typer.Option(None, "--fields", help=(
                        'only clips whose fields have these values, a JSON object: '
                        '\'{"ucs_catid": "DOORWood"}\'')),

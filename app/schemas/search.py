@@ -91,8 +91,9 @@ class MomentFields(BaseModel):
         shaped = [name for name in ("per_clip", "threshold") if name in self.model_fields_set
                   and getattr(self, name) is not None]
         if shaped and not self.moments:
-            raise ValueError(f"{' and '.join(shaped)} shape moments: set moments to true, or leave "
-                             f"{'them' if len(shaped) > 1 else 'it'} out")
+            verb, them = ("shape", "them") if len(shaped) > 1 else ("shapes", "it")
+            raise ValueError(f"{' and '.join(shaped)} {verb} moments: set moments to true, or leave {them} "
+                             "out")
         return self
 
     def moment_query(self) -> MomentQuery | None:

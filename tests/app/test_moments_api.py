@@ -113,8 +113,8 @@ def test_a_body_of_the_schemas_defaults_is_taken(client):
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.parametrize(("extra", "words"), [({"threshold": 0.3}, "threshold shape moments"),
-                                               ({"per_clip": 2}, "per_clip shape moments"),
+@pytest.mark.parametrize(("extra", "words"), [({"threshold": 0.3}, "threshold shapes moments"),
+                                               ({"per_clip": 2}, "per_clip shapes moments"),
                                                ({"per_clip": 2, "threshold": 0.3}, "per_clip and threshold")])
 def test_moment_settings_without_moments_answer_422(client, extra, words):
     """Said to shape moments of a search that asks for clips: not silently ignored."""
