@@ -38,7 +38,8 @@ MAX_FILE_NAME_BYTES = 255  # of a file name, in most file systems (ext4, APFS, N
 # the suffixes of each type a browser's <audio> expects, the first the one a download's name is given
 SUFFIX_TYPES = {".wav": "audio/wav", ".bwf": "audio/wav", ".rf64": "audio/wav", ".flac": "audio/flac",
                 ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
-                ".mp2": "audio/mpeg"}
+                ".mp2": "audio/mpeg", ".aiff": "audio/aiff", ".aif": "audio/aiff", ".aifc": "audio/aiff",
+                ".caf": "audio/x-caf", ".au": "audio/basic", ".snd": "audio/basic", ".w64": "audio/x-w64"}
 UNKNOWN_TYPE = "application/octet-stream"
 
 

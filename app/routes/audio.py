@@ -35,7 +35,9 @@ ACCEPTED = ("acknowledged: the bytes and the job are stored; the job (its progre
 MAX_WAIT_S = 60
 # the first bytes of each container the decoder reads, and the type a browser's <audio> expects for it
 MAGIC_TYPES = ((b"RIFF", "audio/wav"), (b"RF64", "audio/wav"), (b"BW64", "audio/wav"),
-               (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"))
+               (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"),
+               (b"FORM", "audio/aiff"), (b"caff", "audio/x-caf"), (b".snd", "audio/basic"),
+               (b"riff", "audio/x-w64"))
 
 
 def audio_media_type(path: Path) -> str:

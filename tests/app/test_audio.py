@@ -217,6 +217,22 @@ def test_file_content_type_follows_the_format(client):
     assert r.headers["content-type"] == "audio/flac" and r.content == flac
 
 
+@pytest.mark.parametrize(("fmt", "media_type", "suffix"), [("AIFF", "audio/aiff", ".aiff"),
+                                                           ("CAF", "audio/x-caf", ".caf"),
+                                                           ("AU", "audio/basic", ".au"),
+                                                           ("W64", "audio/x-w64", ".w64")])
+def test_other_containers_are_served_as_what_they_are(client, fmt, media_type, suffix):
+    """AIFF, CAF, AU and W64 decode and index; they were served (and dragged out) as octet-stream."""
+    data = wav_bytes(sine(330.0 + len(fmt), seconds=0.5), fmt=fmt)
+    rec = upload(client, "take", data).json()
+    r = client.get(rec["audio_url"])
+    assert r.headers["content-type"] == media_type and r.content == data
+    assert r.headers["content-disposition"] == f'inline; filename="take{suffix}"'
+    hit = next(h for h in client.post("/search", json={"query": "tone", "k": 10}).json()["results"]
+               if h["id"] == rec["id"])
+    assert (hit["file_type"], hit["file_name"]) == (media_type, f"take{suffix}")
+
+
 def test_delete(filled):
     client, records = filled
     clip_id = records["sine.wav"]["id"]
