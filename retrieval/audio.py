@@ -28,7 +28,7 @@ import soxr
 from retrieval import riff
 from retrieval.config import SAMPLE_RATE
 from retrieval.decoder_process import blocks_in_process
-from retrieval.errors import AudioDecodeError, AudioTooLong
+from retrieval.errors import AudioDecodeError, AudioTooLong, TooManyChannels
 from retrieval.mp3_frames import mp3_file_seconds
 from retrieval.waveform import PEAKS, PeakTracker
 
@@ -368,7 +368,7 @@ def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, 
         widen = (f" ({channels_name}, up to {MAX_CHANNELS})" if channels_name and f.channels <= MAX_CHANNELS
                  else "")
         accepted = min(max_channels, MAX_CHANNELS)
-        raise AudioDecodeError(f"{label}: {f.channels} channels is more than the {accepted} accepted{widen}")
+        raise TooManyChannels(f"{label}: {f.channels} channels is more than the {accepted} accepted{widen}")
     if f.frames == 0:
         raise AudioDecodeError(f"{label}: the file holds no audio samples")
     if f.frames >= UNKNOWN_FRAMES:  # libsndfile's answer for a FLAC whose header leaves the length out

@@ -13,6 +13,10 @@ class AudioTooLong(AudioDecodeError):
     """The audio is longer than the configured maximum duration."""
 
 
+class TooManyChannels(AudioDecodeError):
+    """The audio has more channels than the configured maximum."""
+
+
 class StorageFull(RetrievalError):
     """The disk (or SQLite's page limit) is full; what was being written was rolled back, nothing stored."""
 

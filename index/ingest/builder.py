@@ -40,7 +40,7 @@ from index.ingest.worker import Item, Result, ingest, left_its_path
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, FileNow
 from retrieval.durable import sha256_file
-from retrieval.errors import AudioTooLong, CheckpointMismatch, ModelNotFound, RetrievalError
+from retrieval.errors import AudioTooLong, CheckpointMismatch, ModelNotFound, RetrievalError, TooManyChannels
 from retrieval.extract import AudioLimits, probe
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,8 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
             planned[path] = windowing.n_windows(round(info.duration_s * windowing.sample_rate))
             if limits.whole_up_to_s is None or info.duration_s <= limits.whole_up_to_s:
                 short.add(path)
-        except AudioTooLong as e:
-            if _stored(collection, path):  # indexed under a longer limit: skipped as any file indexed
+        except (AudioTooLong, TooManyChannels) as e:
+            if _stored(collection, path):  # indexed under a wider limit: skipped as any file indexed
                 planned[path] = 0
             else:
                 _failed(report, path, e)

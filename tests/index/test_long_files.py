@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from app.compose import audio_limits, index_limits, open_collection
@@ -61,6 +62,12 @@ def test_index_add_has_its_own_duration_limit(tmp_path, settings, tone_retriever
     assert (report.added, report.skipped) == (0, 1)  # the 20 s file: already indexed, not failed
     [(name, reason)] = report.failed
     assert name == str(long) and "maximum of 15 s" in reason
+    stereo = write(tmp_path / "stereo.wav", np.stack([sections((440.0, 2)), sections((550.0, 2))], axis=1))
+    with open_collection(settings, tone_retriever) as c:
+        assert index_paths(c, [stereo], progress=False, limits=index_limits(settings)).added == 1
+        report = index_paths(c, [stereo], progress=False,  # the channel limit lowered below it
+                             limits=replace(index_limits(settings), max_channels=1))
+    assert (report.added, report.skipped, report.failed) == (0, 1, [])
 
 
 def test_the_progress_bar_moves_through_a_long_files_windows(tmp_path, settings, tone_retriever, capsys):
