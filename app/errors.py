@@ -30,8 +30,10 @@ a failure, found only once the parts are encoded: the same 422 list, at `["body"
 import logging
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.ingest.jobs import JobNotFound, JobStateError
 from retrieval.errors import (
@@ -157,6 +159,21 @@ async def zero_query_handler(request: Request, error: ZeroQuery) -> JSONResponse
     return await validation_error_handler(request, RequestValidationError([issue]))
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path (RFC 9110: a 405's Allow lists
+    them all; the router names only those of the first route whose path matched)."""
+    path = request.scope.get("path", "")
+    table = getattr(request.app.state, "route_methods", [])  # (path regex, methods): app/main.py's
+    return sorted({m for regex, methods in table if regex.match(path) for m in methods})
+
+
+async def http_error_handler(request: Request, error: StarletteHTTPException) -> Response:
+    """FastAPI's answer to the router's own errors (404, 405), a 405 with every allowed method."""
+    if error.status_code == 405 and (allowed := allowed_methods(request)):
+        error.headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
+    return await http_exception_handler(request, error)
+
+
 async def internal_error_handler(request: Request, error: Exception) -> JSONResponse:
     """A bug's answer: JSON like every other error, nothing of the failure in it (the server logs its
     traceback)."""
@@ -166,6 +183,7 @@ async def internal_error_handler(request: Request, error: Exception) -> JSONResp
 def install_error_handlers(app: FastAPI) -> None:
     # Starlette types handlers as taking any Exception; each of these is registered for its own class only
     app.add_exception_handler(Exception, internal_error_handler)  # Starlette's last resort, then re-raised
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RetrievalError, retrieval_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(ZeroQuery, zero_query_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from app.compose import build_retriever, load_settings, open_collection
 from app.errors import install_error_handlers
@@ -90,6 +91,9 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
     app.add_middleware(SecurityHeadersMiddleware)
     for router in ROUTERS:
         app.include_router(router)
+    app.state.route_methods = [(route.path_regex, frozenset(route.methods or ())) for route in
+                               [*app.routes, *(r for router in ROUTERS for r in router.routes)]
+                               if isinstance(route, Route)]  # for a 405's Allow (app/errors.py)
     if settings.cors_origins:  # the middleware answers the preflight (OPTIONS) itself
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=route_methods(ROUTERS),

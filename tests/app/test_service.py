@@ -218,3 +218,14 @@ def test_every_answer_says_not_to_sniff_or_frame_it(client):
         assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
         assert r.headers["referrer-policy"] == "same-origin"
         assert r.headers.get_list("x-frame-options") == ["DENY"]  # once
+
+
+def test_a_405_allows_every_method_of_its_path(client):
+    """RFC 9110: Allow lists every method the URL answers (the router named the first route's alone)."""
+    for method, path, allowed in (("POST", "/audio/1", "DELETE, GET, PATCH"),
+                                  ("DELETE", "/audio", "GET, POST"), ("PUT", "/audio/1/file", "GET, HEAD"),
+                                  ("POST", "/health/live", "GET, HEAD")):
+        r = client.request(method, path)
+        assert r.status_code == 405 and r.headers["allow"] == allowed, (method, path, r.headers)
+        assert r.json() == {"detail": "Method Not Allowed"}
+    assert client.get("/no/such/path").json() == {"detail": "Not Found"}  # the router's other error
