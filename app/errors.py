@@ -149,6 +149,14 @@ async def retrieval_error_handler(request: Request, error: RetrievalError) -> JS
 
 
 async def validation_error_handler(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with each problem, once the caller may use the route (a body that is not JSON fails before the
+    route's key check has run: a caller without the key is told that instead)."""
+    from app.security import check_route_access  # the key check raises this module's errors
+
+    try:
+        await check_route_access(request)
+    except RetrievalError as refused:
+        return await retrieval_error_handler(request, refused)
     detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
               for e in error.errors()]
     return JSONResponse({"detail": detail}, status_code=422)

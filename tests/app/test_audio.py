@@ -307,3 +307,18 @@ def test_a_signed_links_lifetime_is_the_setting(make_client, monkeypatch):
     assert "expires=1000120&" in url and client.get(url).status_code == 200
     monkeypatch.setattr(security.time, "time", lambda: 1_000_121.0)
     assert client.get(url).status_code == 401
+
+
+def test_a_body_that_is_not_json_is_judged_after_the_key(make_client):
+    """FastAPI parses a JSON body before a route's dependencies: a caller without the key was told its JSON
+    was broken (422) before it was told it may not edit (401)."""
+    client = make_client(protect_reads=True)
+    broken = {"content": b'{"description":', "headers": {"Content-Type": "application/json"}}
+    for method, path in (("PATCH", "/audio/1"), ("POST", "/search")):
+        r = client.request(method, path, **broken)
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (path, r.text)
+        r = client.request(method, path, content=broken["content"],
+                           headers={**broken["headers"], "X-API-Key": "wrong"})
+        assert r.status_code == 403, (path, r.text)
+        r = client.request(method, path, content=broken["content"], headers={**broken["headers"], **WRITE})
+        assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid", (path, r.text)
