@@ -4,11 +4,12 @@ search`: a collection from the shell."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.errors import exit_on_error
+from index.store.records import SearchMode
 
 if TYPE_CHECKING:
     from cli.metadata_csv import LibraryMetadata
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from index.ingest.reread import RereadReport
     from index.store.records import Hit, SearchFilter
 
-SearchMode = Literal["vector", "keyword", "hybrid"]  # as POST /search's `mode`
 SHOWN_TAGS = 3
 TAGS_HELP = "only clips with {} of these user tags (separated by ; or ,)"
 SHOWN_ROWS = 5  # of a metadata CSV's rows that name no file found
@@ -125,12 +125,7 @@ def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int | No
 
     asked = MomentQuery(per_clip or MomentQuery.per_clip, threshold) if moments else None
     with open_collection() as collection:
-        if mode == "keyword":
-            return collection.search_keywords(query, k, flt)
-        if mode == "hybrid":
-            xq = collection.query_vector(CompositeQuery(text=query))  # (1, D)
-            return collection.search_hybrid(query, xq, k, flt)
-        return collection.search_text(query, k, flt, moments=asked)
+        return collection.search(CompositeQuery(text=query), k, flt, mode=mode, moments=asked)
 
 
 def search_filter(*, tag: str | None, tags_any: str | None, tags_all: str | None, tags_none: str | None,

@@ -36,6 +36,7 @@ one by a crash is removed at the next open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -49,7 +50,17 @@ from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
 from index.layout import AUDIO_DIR, upload_location
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import ClipRecord, FileNow, Hit, MomentQuery, NewClip, SearchFilter, Tag, Timeline
+from index.store.records import (
+    ClipRecord,
+    FileNow,
+    Hit,
+    MomentQuery,
+    NewClip,
+    SearchFilter,
+    SearchMode,
+    Tag,
+    Timeline,
+)
 from retrieval.audio import DecodedAudio
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
@@ -67,6 +78,8 @@ TOP_TAGS = 10  # tags stored per clip
 REPROJECT_CHUNK = 4096  # clips projected at a time
 # libsndfile container names whose usual extension is not the lower-cased name
 EXTENSIONS = {"WAVEX": "wav", "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}
+
+Timer = Callable[[], contextlib.AbstractContextManager]  # what times a step of a search (a metric's `.time`)
 
 
 @dataclass(frozen=True)
@@ -177,6 +190,24 @@ class Collection:
         return record, created
 
     # -- searching ----------------------------------------------------------------------------------------
+    def search(self, query: CompositeQuery, k: int, flt: SearchFilter | None = None, *,
+               mode: SearchMode = "vector", moments: MomentQuery | None = None,
+               encoding: Timer = contextlib.nullcontext, searching: Timer = contextlib.nullcontext
+               ) -> list[Hit]:
+        """A text query in `mode`: vector (its meaning: the composite's vector, its example clips left out of
+        the answer; `moments` in this mode only), keyword (its text's words, BM25; nothing encoded) or
+        hybrid (both, fused). `encoding` and `searching` time the two steps apart (the service's metrics)."""
+        words = query.text or ""
+        if mode == "keyword":
+            with searching():
+                return self.search_keywords(words, k, flt)
+        with encoding():
+            xq = self.query_vector(query)  # (1, D)
+        with searching():
+            if mode == "hybrid":
+                return self.search_hybrid(words, xq, k, flt, exclude=query.judged)
+            return self.search_vector(xq, k, flt, exclude=query.judged, moments=moments)
+
     def search_text(self, query: str, k: int, flt: SearchFilter | None = None,
                     moments: MomentQuery | None = None) -> list[Hit]:
         return self.search_vector(self.retriever.encode_text([query]), k, flt, moments=moments)  # (1, D)

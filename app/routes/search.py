@@ -50,18 +50,11 @@ COMPOSITE_ERRORS: Responses = {
 
 
 def text_search(collection: Collection, metrics: ServiceMetrics, req: SearchRequest) -> list[Hit]:
-    """Encode the query (not for keyword search), then search in the request's mode; timed apart so the
-    metrics tell the encoder from the index."""
-    query, flt = req.composite(), req.search_filter()
-    if req.mode == "keyword":
-        with metrics.search.time():
-            return collection.search_keywords(req.query or "", req.k, flt)
-    with metrics.query_encode.time():
-        xq = collection.query_vector(query)  # (1, D)
-    with metrics.search.time():
-        if req.mode == "hybrid":
-            return collection.search_hybrid(req.query or "", xq, req.k, flt, exclude=query.judged)
-        return collection.search_vector(xq, req.k, flt, exclude=query.judged, moments=req.moment_query())
+    """The request's search, encoding and search timed apart so the metrics tell the encoder from the
+    index."""
+    return collection.search(req.composite(), req.k, req.search_filter(), mode=req.mode,
+                             moments=req.moment_query(), encoding=metrics.query_encode.time,
+                             searching=metrics.search.time)
 
 
 def respond(request: Request, query: str, hits: list[Hit], start: float, *,

@@ -8,7 +8,7 @@ from app.excerpts import END_SLACK_S, excerpt_name, file_name, file_type
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
 from app.schemas.common import INT64_MAX, storable_text
 from index.exports import ExportRow
-from index.store.records import Hit, MomentQuery, SearchFilter
+from index.store.records import Hit, MomentQuery, SearchFilter, SearchMode
 from index.store.words import query_words
 from retrieval.composite import CompositeQuery, Weights
 from retrieval.text import is_blank
@@ -44,7 +44,6 @@ QueryText = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS), Afte
 StoredClipId = Annotated[int, Field(strict=True, ge=1, le=INT64_MAX)]
 ExampleIds = Annotated[list[StoredClipId], Field(max_length=MAX_EXAMPLES), AfterValidator(_distinct)]
 Weight = Annotated[float, Field(strict=True, ge=0, le=MAX_WEIGHT, allow_inf_nan=False)]
-SearchMode = Literal["vector", "keyword", "hybrid"]
 # finite, so SQLite compares it and Qdrant's JSON can carry it
 Seconds = Annotated[float, Field(allow_inf_nan=False)]
 TagName = Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS), AfterValidator(storable_text)]

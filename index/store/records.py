@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
 from index.store.metadata import Metadata, MetaLayers, check_field_key, normalize_tags
 from retrieval.moments import Moment, best_window, merge_windows
 from retrieval.windows import WindowLogits
+
+SearchMode = Literal["vector", "keyword", "hybrid"]  # by meaning, by words (BM25), both fused
 
 Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
 
