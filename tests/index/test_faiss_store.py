@@ -233,7 +233,7 @@ def test_bad_input_changes_nothing(flat):
 def test_model_mismatch_is_refused_with_the_fix(tmp_path):
     with FaissStore(tmp_path / "data", SPEC) as store:
         fill(store, unit_vectors(2))
-    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
+    with pytest.raises(CheckpointMismatch, match="`retrieval index reproject` .no PaSST needed."):
         FaissStore(tmp_path / "data", replace(SPEC, head="abc123"))
     with pytest.raises(CheckpointMismatch, match="indexed again"):
         FaissStore(tmp_path / "data", replace(SPEC, window_s=5.0))

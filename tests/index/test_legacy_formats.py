@@ -98,7 +98,7 @@ def test_a_faiss_store_of_the_previous_format_opens_and_searches(old_store):
 
 def test_a_faiss_store_of_the_previous_format_refuses_another_model(old_store):
     data_dir, *_ = old_store
-    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint") as e:
+    with pytest.raises(CheckpointMismatch, match="`retrieval index reproject` .no PaSST needed.") as e:
         FaissStore(data_dir, replace(SPEC, head="ab" * 32, lam=0.8))
     assert "head: the index" in str(e.value) and "'zero-shot'" in str(e.value)
     with pytest.raises(CheckpointMismatch, match="indexed again") as e:
@@ -154,7 +154,7 @@ def test_a_qdrant_collection_of_the_previous_format_opens_and_refuses_another_mo
         np.testing.assert_allclose(store.logits([int(ids[4])]), lg[[4]], atol=1e-6)
         assert_no_windows_until_one_is_stored(store, ids, xq)  # the windows' collection is made then
         assert store.add(clip(N), unit_vectors(1, seed=9)[0], logits(N)).id == N + 1
-    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
+    with pytest.raises(CheckpointMismatch, match="`retrieval index reproject` .no PaSST needed."):
         open_store(config, replace(SPEC, head="ab" * 32))
     with pytest.raises(CheckpointMismatch, match="indexed again"):
         open_store(config, replace(SPEC, window_s=5.0))
@@ -440,7 +440,7 @@ def test_a_store_and_its_checkpoint_of_the_previous_format_serve_and_reproject(t
                                          text_spec(retriever.spec, text_encoder)))
     settings.checkpoint = new_path
     other = build_retriever(settings, with_audio=False, text=text_encoder)
-    with pytest.raises(CheckpointMismatch, match="reproject --checkpoint"):
+    with pytest.raises(CheckpointMismatch, match="`retrieval index reproject` .no PaSST needed."):
         open_collection(settings, other)
     settings.checkpoint = ckpt_path
     with open_collection(settings, retriever) as c:
