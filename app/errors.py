@@ -11,6 +11,7 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | JobNotFound | 404 | no job has this id |
 | BadSpan | 400 | an excerpt's `start` and `end` are no span of the clip: one alone, reversed, past its end |
 | RangeNotSatisfiable | 416 | no range of the `Range` starts within the file (`Content-Range: bytes */size`) |
+| ClientGone | 400 | the client went away before its upload had arrived (logged, not a fault) |
 | AudioFileGone | 404 | the clip's audio file is no longer where it was indexed |
 | JobStateError | 409 | the job's status does not allow the change (only a queued job can be cancelled) |
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
@@ -77,6 +78,11 @@ class BadSpan(RetrievalError):
     """An excerpt's `start` and `end` (GET /audio/{id}/file) do not name a span of the clip."""
 
 
+class ClientGone(RetrievalError):
+    """The client went away before its request's body had all arrived (a page reloaded mid-upload):
+    nothing is stored, and no one is left to read the answer."""
+
+
 class RangeNotSatisfiable(RetrievalError):
     """A request for a clip's audio asked for bytes that are not in the file (416, with Content-Range)."""
 
@@ -111,6 +117,7 @@ STATUS_OF = {
     KeyRefused: 403,
     BadSpan: 400,
     RangeNotSatisfiable: 416,
+    ClientGone: 400,
     ClipNotFound: 404,
     JobNotFound: 404,
     AudioFileGone: 404,

@@ -13,6 +13,9 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
+
+from app.errors import ClientGone
 
 MAX_NAME_CHARS = 255
 # embeddings, overrides and isolates of Unicode's bidirectional algorithm: they make a name read otherwise
@@ -78,7 +81,10 @@ def bare_name(*names: str | None) -> str:
 async def read_upload(request: Request) -> Upload:
     """The form's `file` (bounded by the body-size limit) and its text fields; 422 without a file, or with a
     field sent twice."""
-    form = await request.form(max_files=1, max_fields=8)
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except ClientDisconnect:
+        raise ClientGone("the client went away before the upload arrived: nothing was stored") from None
     try:
         file = form.get("file")
         if not isinstance(file, UploadFile):
