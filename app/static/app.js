@@ -65,17 +65,21 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   const item = el("li", "result");
   item.dataset.id = hit.id;
   const head = el("div", "result-head");
-  head.append(el("span", "rank", `${rank}.`), el("span", "name", hit.name));
+  const name = el("h3", "name", hit.name); // results are reached by heading, each named by its clip
+  head.append(el("span", "rank", `${rank}.`), name);
   head.title = "drag into a DAW or a folder: the whole clip";
   DragOut.attach(head, DragOut.whole(hit)); // dragout.js: the head is the handle, the players keep their drags
   const score = el("span", "score", hit.score.toFixed(3));
   score.title = SCORE_TITLES[mode];
-  head.append(score, el("span", "duration", formatSeconds(hit.duration)));
+  score.setAttribute("aria-label", `score ${hit.score.toFixed(3)} (${SCORE_TITLES[mode]})`);
+  const duration = el("span", "duration", formatSeconds(hit.duration));
+  duration.setAttribute("aria-label", `lasts ${formatSeconds(hit.duration)}`);
+  head.append(score, duration, DragOut.wholeLink(hit)); // the whole file by keyboard too
   const bar = el("div", "bar");
   const fill = el("div", "bar-fill");
   fill.style.width = `${Math.max(0, Math.min(1, hit.score / (mode === "vector" ? 1 : top))) * 100}%`;
   bar.append(fill);
-  const audio = el("audio");
+  const audio = Players.add(el("audio"));
   audio.controls = true;
   audio.preload = "none";
   attachAudio(audio, hit.audio_url);
@@ -96,6 +100,7 @@ function nothingFound(request) {
 
 // The answer's heading: what was searched for, as the page names it (file names, each text quoted once).
 function showResults(data, request) {
+  Players.stopAll();
   const list = $("results");
   const top = Math.max(...data.results.map((h) => h.score), Number.MIN_VALUE);
   list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1, data.mode, top)));
@@ -108,8 +113,29 @@ function showResults(data, request) {
     : nothingFound(request);
 }
 
+// One sound at a time: a player that starts pauses the others (the results' own and the excerpts' players,
+// which live outside the page), and an answer replaced stops them all.
+const Players = (() => {
+  const all = new Set();
+  const add = (player) => {
+    all.add(player);
+    player.addEventListener("play", () => { for (const other of all) if (other !== player) other.pause(); });
+    return player;
+  };
+  const stopAll = () => { for (const player of all) player.pause(); all.clear(); };
+  return { add, stopAll };
+})();
+
+// The answer on the page is the latest search's: each search takes a number, cancels the one before, and an
+// answer that comes back for an older number (or after the results were cleared) is dropped.
+let latestSearch = 0;
+let pendingSearch = null; // the AbortController of the search in flight
+
 // No answer on the page: a failed search, or nothing left to search for (its last refinement removed).
 function clearResults(message) {
+  latestSearch += 1; // an answer still on its way is for a search no longer asked
+  pendingSearch?.abort();
+  Players.stopAll();
   $("results").replaceChildren();
   Exports.show({ results: [] }, false);
   $("search-message").textContent = message;
@@ -118,16 +144,20 @@ function clearResults(message) {
 const quoted = (text) => `“${text}”`;
 
 async function runSearch(request) {
+  const mine = ++latestSearch;
+  pendingSearch?.abort();
+  const controller = new AbortController();
+  pendingSearch = controller;
   $("search-message").textContent = "Searching…";
   try {
-    const response = await fetch(request.url, { method: "POST", ...request.init });
-    if (!response.ok) {
-      clearResults(`Search failed: ${await errorText(response)}`);
-      return;
-    }
-    showResults(await response.json(), request);
+    const response = await fetch(request.url, { method: "POST", ...request.init, signal: controller.signal });
+    const data = response.ok ? await response.json() : null;
+    const failure = response.ok ? "" : await errorText(response);
+    if (mine !== latestSearch) return; // a newer search was asked meanwhile
+    if (!response.ok) clearResults(`Search failed: ${failure}`);
+    else showResults(data, request);
   } catch (e) {
-    clearResults(`Search failed: ${e.message}`);
+    if (mine === latestSearch) clearResults(`Search failed: ${e.message}`); // an abort is a newer search's
   }
 }
 
@@ -196,6 +226,8 @@ async function upload(event) {
   appendUploadMetadata(form); // metadata.js
   const message = $("upload-message");
   message.textContent = `Uploading ${file.name}…`;
+  const button = event.submitter || $("upload-form").querySelector("button[type=submit]");
+  if (button) button.disabled = true; // a second click sends the file again
   try {
     const response = await fetch("/audio", { method: "POST", body: form, headers: authHeaders() });
     if (!response.ok) {
@@ -212,6 +244,8 @@ async function upload(event) {
     }
   } catch (e) {
     message.textContent = `Upload failed: ${e.message}`;
+  } finally {
+    if (button) button.disabled = false;
   }
 }
 
@@ -246,8 +280,9 @@ async function followJob(job, earlier = false) {
   state.className = "job-state";
   item.append(name, " — ", state);
   $("uploads").prepend(item);
+  let unreachable = ""; // why the last poll failed, shown until one succeeds
   for (;;) {
-    state.textContent = jobText(job);
+    state.textContent = unreachable || jobText(job);
     item.dataset.status = job.status;
     if (job.status === "done") return earlier || !job.clip ? undefined : added(job.clip, true);
     if (job.status === "failed") {
@@ -259,8 +294,9 @@ async function followJob(job, earlier = false) {
     try {
       const response = await fetch(`/jobs/${job.id}`, { headers: authHeaders() });
       if (response.ok) job = await response.json();
+      unreachable = response.ok ? "" : `${jobText(job)} (the service answered ${response.status}; retrying)`;
     } catch (e) {
-      state.textContent = `cannot reach the service (${e.message}); retrying`;
+      unreachable = `${jobText(job)} (cannot reach the service: ${e.message}; retrying)`;
     }
   }
 }

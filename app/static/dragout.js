@@ -32,7 +32,8 @@ const DragOut = (() => {
     const play = el("button", "play-moment", "▶ play it");
     play.type = "button";
     play.title = "play just this part (an excerpt of the clip)";
-    const player = new Audio(); // out of the page: the result's own player stays its one <audio>
+    play.setAttribute("aria-label", `play the moment of ${hit.name}`);
+    const player = Players.add(new Audio()); // out of the page: the result's own player stays its one <audio>
     player.preload = "none";
     play.player = player;
     player.addEventListener("play", () => { play.textContent = "❚❚ pause"; });
@@ -46,10 +47,23 @@ const DragOut = (() => {
     save.href = file.url;
     save.download = file.filename;
     save.title = `save ${file.filename}, or drag it into a DAW or a folder`;
+    save.setAttribute("aria-label", `save the excerpt ${file.filename}`);
     attach(save, file);
     box.append(play, save);
     return box;
   }
 
-  return { excerpt, whole, attach, momentControls };
+  // The whole clip as a link to save it (what dragging the result's head does), reachable by keyboard.
+  function wholeLink(hit) {
+    const file = whole(hit);
+    const save = el("a", "whole-file", "⤓ file");
+    save.href = file.url;
+    save.download = file.filename;
+    save.title = `save ${file.filename}, or drag it into a DAW or a folder`;
+    save.setAttribute("aria-label", `save the whole file ${file.filename}`);
+    attach(save, file);
+    return save;
+  }
+
+  return { excerpt, whole, attach, momentControls, wholeLink };
 })();

@@ -31,12 +31,20 @@ function searchAgain() {
   if ($("query").value.trim() || refineFields().like) $("search-form").requestSubmit(); // refine.js
 }
 
+// A filter's chip; removing it puts the focus on the next chip's remove button (or the one before, or the
+// tag box when none is left), not on the page.
 function chip(text, onRemove) {
   const item = el("li", "filter-chip");
   const remove = el("button", "chip-remove", "×");
   remove.type = "button";
   remove.title = `remove the filter ${text}`;
-  remove.addEventListener("click", onRemove);
+  remove.setAttribute("aria-label", `remove the filter ${text}`);
+  remove.addEventListener("click", () => {
+    const at = [...$("filter-chips").querySelectorAll(".chip-remove")].indexOf(remove);
+    onRemove();
+    const left = $("filter-chips").querySelectorAll(".chip-remove");
+    (left[Math.min(at, left.length - 1)] || $("tag-filter")).focus();
+  });
   item.append(el("span", "chip-text", text), remove);
   return item;
 }
@@ -112,7 +120,7 @@ function renderMetadata(item, hit) {
     const button = el("button", "user-tag category", category);
     button.type = "button";
     button.title = `only clips of the UCS category ${category}`;
-    button.addEventListener("click", () => setCategory(category));
+    button.addEventListener("click", () => { setCategory(category); $("category-filter").focus(); });
     const li = el("li");
     li.append(button);
     tags.append(li);
@@ -121,16 +129,22 @@ function renderMetadata(item, hit) {
     const button = el("button", "user-tag", tag);
     button.type = "button";
     button.title = `only clips tagged ${tag}`;
-    button.addEventListener("click", () => addTagFilter(tag));
+    button.addEventListener("click", () => { addTagFilter(tag); $("tag-filter").focus(); }); // the results go
     const li = el("li");
     li.append(button);
     tags.append(li);
   }
   const edit = el("button", "edit", "Edit");
   edit.type = "button";
-  edit.addEventListener("click", () => box.replaceWith(editor(item, hit)));
+  edit.setAttribute("aria-label", `edit the description and tags of ${hit.name}`);
+  edit.addEventListener("click", () => {
+    const form = editor(item, hit);
+    box.replaceWith(form);
+    form.querySelector("textarea").focus();
+  });
   box.append(description, fields, tags, edit);
   item.append(box);
+  return edit;
 }
 
 function editor(item, hit) {
@@ -149,7 +163,8 @@ function editor(item, hit) {
   const cancel = el("button", "cancel", "Cancel");
   cancel.type = "button";
   const message = el("p", "edit-message");
-  const done = () => { form.remove(); renderMetadata(item, hit); };
+  message.setAttribute("role", "status"); // "Saving…", and why it was not saved, are read out
+  const done = () => { form.remove(); renderMetadata(item, hit).focus(); };
   cancel.addEventListener("click", done);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();

@@ -47,9 +47,18 @@ const Waveform = (() => {
     const canvas = el("canvas");
     canvas.width = WIDTH;
     canvas.height = HEIGHT;
-    canvas.setAttribute("role", "img");
-    canvas.tabIndex = 0; // the keyboard seeks too: arrows move by a tenth, Home and End to the ends
-    canvas.title = "click to play from there (or arrow keys, Home, End)";
+    // a slider of the playing position: the keyboard seeks too (arrows by a tenth, Home and End to the ends;
+    // Space or Enter plays and pauses), and a screen reader reads where the player is
+    canvas.setAttribute("role", "slider");
+    canvas.setAttribute("aria-valuemin", "0");
+    canvas.setAttribute("aria-valuemax", String(hit.duration));
+    const showPosition = (t) => {
+      canvas.setAttribute("aria-valuenow", String(t));
+      canvas.setAttribute("aria-valuetext", `${formatSeconds(t)} of ${formatSeconds(hit.duration)}`);
+    };
+    showPosition(0);
+    canvas.tabIndex = 0;
+    canvas.title = "click to play from there (or arrow keys, Home, End; Space plays and pauses)";
     const view = { peaks: [], duration: hit.duration, segment: hit.segment, position: 0 };
     if (hit.segment) {
       canvas.dataset.start = hit.segment.start;
@@ -76,6 +85,7 @@ const Waveform = (() => {
     });
     audio.addEventListener("timeupdate", () => {
       view.position = audio.currentTime;
+      showPosition(audio.currentTime);
       draw(canvas, view);
     });
     const playFrom = (fraction) => {
@@ -92,6 +102,12 @@ const Waveform = (() => {
     });
     const KEYS = { ArrowLeft: -0.1, ArrowRight: 0.1, Home: -1, End: 1 }; // a move, as a share of the clip
     canvas.addEventListener("keydown", (event) => {
+      if (event.key === " " || event.key === "Enter") { // as a player's own button: play or pause
+        event.preventDefault();
+        if (audio.paused) audio.play().catch(() => { /* no gesture the browser trusts */ });
+        else audio.pause();
+        return;
+      }
       if (!(event.key in KEYS) || !hit.duration) return;
       event.preventDefault();
       const at = KEYS[event.key] === -1 ? 0 : KEYS[event.key] === 1 ? 0.999
