@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 from app.errors import ClientGone
 
 MAX_NAME_CHARS = 255
+SPACING_CONTROLS = frozenset("\t\n\r\v\f")  # control characters that space words: a space each
 # embeddings, overrides and isolates of Unicode's bidirectional algorithm: they make a name read otherwise
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 NO_FILE = ("send the audio as a multipart/form-data field named 'file' (none arrived whole: the field is "
@@ -64,14 +65,15 @@ def form_of(model: type[FormT], fields: dict[str, str]) -> FormT:
 
 def bare_name(*names: str | None) -> str:
     """The last path component of the first of `names` that has one (whichever separator the client used;
-    not `.` or `..`), in Unicode's composed form (NFC: `café` typed or sent by macOS is one name), control
-    characters (NUL, tab, newlines...) as spaces, without lone surrogates (no UTF-8 store holds one) or the
-    controls that reverse text's direction (`\u202egnp.wav` shown as `vaw.png`), at most MAX_NAME_CHARS;
-    "upload" when none has."""
+    not `.` or `..`), in Unicode's composed form (NFC: `café` typed or sent by macOS is one name), tabs and
+    line breaks as spaces, without other control characters (NUL, ESC...), lone surrogates (no UTF-8 store
+    holds one) or the controls that reverse text's direction (U+202E before `gnp.wav` shows `vaw.png`), at
+    most MAX_NAME_CHARS; "upload" when none has."""
     for name in names:
-        printable = "".join(" " if unicodedata.category(ch) == "Cc" else ch
+        printable = "".join(" " if ch in SPACING_CONTROLS else ch
                             for ch in unicodedata.normalize("NFC", name or "")
-                            if unicodedata.category(ch) != "Cs" and ch not in BIDI_CONTROLS)
+                            if unicodedata.category(ch) not in ("Cc", "Cs") or ch in SPACING_CONTROLS
+                            if ch not in BIDI_CONTROLS)
         base = PureWindowsPath(PurePosixPath(printable.strip()).name).name.strip()
         if base not in ("", ".", ".."):
             return base[:MAX_NAME_CHARS]

@@ -18,7 +18,8 @@ def server(tmp_path_factory, minilm_path) -> Iterator[LiveServer]:
     """The API key set, no CORS origins, small size and duration limits."""
     workdir = tmp_path_factory.mktemp("server")
     env = server_env(data_dir=workdir / "data", text_model=minilm_path, api_key=API_KEY,
-                     max_upload_bytes=MAX_UPLOAD_BYTES, max_duration_s=MAX_DURATION_S)
+                     max_upload_bytes=MAX_UPLOAD_BYTES, max_duration_s=MAX_DURATION_S,
+                     max_example_duration_s=MAX_DURATION_S)  # an upload's and a query example's alike
     live = LiveServer(env=env, workdir=workdir).start()
     yield live
     live.stop()

@@ -103,8 +103,8 @@ UNSATISFIABLE = f"bytes */{len(CLIP)}"
     ("bytes=0-99999999999999999999999999", 206, WHOLE_CLIP),  # an end past the file: cut to it
     ("bytes=-99999999999999999999", 206, WHOLE_CLIP),  # a suffix longer than the file: all of it
     ("bytes=99999999999999999999-", 416, UNSATISFIABLE),  # a start past the file
-    ("bytes=9223372036854775808-1", 400, None),  # its last byte before its first: not a range
-    ("bytes=" + "2" * 5000 + "-" + "1" * 5000, 400, None),
+    ("bytes=9223372036854775808-1", 200, None),  # its last byte before its first: no range, ignored (RFC)
+    ("bytes=" + "2" * 5000 + "-" + "1" * 5000, 200, None),
     ("bytes=" + "1" * 5000 + "-", 416, UNSATISFIABLE),  # more digits than Python reads: still past the end
 ])
 def test_a_huge_byte_range_is_not_a_server_error(edge, value, status, content_range):
@@ -112,7 +112,7 @@ def test_a_huge_byte_range_is_not_a_server_error(edge, value, status, content_ra
     r = client.get(f"/audio/{kept}/file", headers={"Range": value})
     assert r.status_code == status, r.text
     assert r.headers.get("content-range") == content_range
-    if status == 206:
+    if status in (200, 206):
         assert r.content == CLIP
 
 
