@@ -1,8 +1,9 @@
 """A span of a clip's audio as a WAV of its own, at the file's own sample rate and channels: what
 `GET /audio/{id}/file?start=S&end=E` answers.
 
-Only the span is read: libsndfile seeks to its first frame (WAV, FLAC, OGG and MP3 all seek; in an Ogg Vorbis
-file's last page, where its seek lands late, it seeks before that page and reads on). The span is
+Only the span is read: libsndfile seeks to its first frame (WAV, FLAC and OGG seek; in an Ogg Vorbis file's
+last page, where its seek lands late, it seeks before that page and reads on; an MP3's seek is not exact, so
+an MP3 is decoded from its start, the frames before the span dropped). The span is
 `round(S * rate)` to `round(E * rate)` frames, so the WAV lasts E - S to within a sample. 16-bit sources
 stay 16-bit PCM, sample for sample; anything else is written as 32-bit float, which holds 24-bit PCM and
 decoded Vorbis or MP3 exactly.
@@ -23,7 +24,7 @@ from urllib.parse import quote
 import soundfile as sf
 
 from app.errors import BadSpan
-from retrieval.audio import open_sound, probe_audio
+from retrieval.audio import open_sound, probe_audio, read_frames, skip_to
 from retrieval.errors import AudioDecodeError
 from retrieval.ogg_pages import last_page_start
 
@@ -147,8 +148,8 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
             with sf.SoundFile(out, "w", samplerate=rate, channels=f.channels, format="WAV",
                               subtype="PCM_16" if exact else "FLOAT", closefd=False) as wav:
                 left = last - first
-                while left and len(block := f.read(min(BLOCK_FRAMES, left), dtype="int16" if exact else
-                                                   "float32", always_2d=True)):
+                while left and len(block := read_frames(f, min(BLOCK_FRAMES, left),
+                                                        "int16" if exact else "float32")):
                     wav.write(block)
                     left -= len(block)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
@@ -163,16 +164,18 @@ def read_excerpt(path: Path, name: str, start: float, end: float) -> Excerpt:
 
 
 def seek_frame(f: sf.SoundFile, path: Path, frame: int) -> None:
-    """Put `f` at `frame` exactly (retrieval/ogg_pages.py: libsndfile's seek into an Ogg Vorbis file's last
-    page lands late, so such a seek starts from the frame before that page and reads on)."""
+    """Put a freshly opened `f` at `frame` exactly: libsndfile's seek into an Ogg Vorbis file's last page
+    lands late (retrieval/ogg_pages.py), so such a seek starts from the frame before that page and reads on;
+    its seek in a VBR MP3 is not exact at all, so an MP3 is decoded up to the frame (retrieval/audio.py
+    `skip_to`)."""
     at = frame
     if frame and f.format == "OGG" and f.subtype == "VORBIS":
         last = last_page_start(path)
         if last is not None and frame >= last:
             at = max(0, last - 1)
-    f.seek(at)
+    skip_to(f, at)
     while at < frame:
-        at += len(f.read(min(BLOCK_FRAMES, frame - at), dtype="float32", always_2d=True)) or frame - at
+        at += len(read_frames(f, min(BLOCK_FRAMES, frame - at))) or frame - at
 
 
 def content_disposition(filename: str, kind: str = "inline") -> str:

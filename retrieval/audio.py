@@ -234,6 +234,37 @@ def file_blocks(source: str | Path | bytes, *, label: str) -> Iterator[np.ndarra
         yield from _model_rate_blocks(f, label=label)
 
 
+# libsndfile's calls that read frames into a buffer, by the buffer's dtype
+_READF = {"float32": ("sf_readf_float", "float *"), "int16": ("sf_readf_short", "short *")}
+
+
+def read_frames(f: sf.SoundFile, frames: int, dtype: str = "float32") -> np.ndarray:
+    """Up to `frames` (n, channels) frames from where `f` is. soundfile's `read` (0.14) seeks after each
+    read to the position it reckons, and in an MP3 libsndfile's seek is libmpg123's, which is not exact
+    in a VBR file: every read after the first started up to thousands of frames off, silence among them
+    (a 20 s VBR file read 65,536 frames at a time held 39,470 zero samples that a whole read has not). An
+    MP3 is therefore read by libsndfile's own call, which leaves its decoder where it is."""
+    if f.format != "MP3":
+        return f.read(frames, dtype=dtype, always_2d=True)
+    name, ctype = _READF[dtype]
+    out = np.empty((frames, f.channels), dtype=dtype)
+    got = getattr(sf._snd, name)(f._file, sf._ffi.cast(ctype, out.ctypes.data), frames)
+    if code := sf._snd.sf_error(f._file):
+        raise sf.LibsndfileError(code)
+    return out[:got]
+
+
+def skip_to(f: sf.SoundFile, frame: int) -> None:
+    """Put a freshly opened `f` at `frame`: a seek, except in an MP3, whose seek is not exact (see
+    :func:`read_frames`), where the frames before it are decoded and dropped."""
+    if f.format != "MP3":
+        f.seek(frame)
+        return
+    at = 0
+    while at < frame and len(block := read_frames(f, min(BLOCK_FRAMES, frame - at))):
+        at += len(block)
+
+
 def _model_rate_blocks(f: sf.SoundFile, *, label: str) -> Iterator[np.ndarray]:
     """The open file's samples as (b,) float32 blocks, mono (the channels' mean in float64), at SAMPLE_RATE
     (soxr "VHQ", a high-quality band-limited resampler like the Kaiser "best" the author used, streamed:
@@ -244,7 +275,7 @@ def _model_rate_blocks(f: sf.SoundFile, *, label: str) -> Iterator[np.ndarray]:
     seen = 0
     while True:
         try:
-            data = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)  # (b, channels)
+            data = read_frames(f, BLOCK_FRAMES)  # (b, channels)
         except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
             raise _unreadable(e, label) from e
         if data.shape[0] == 0:

@@ -153,3 +153,37 @@ def test_a_flac_whose_header_leaves_its_length_out_is_refused_saying_how_to_mend
         for read in (probe_audio, decode_audio):
             with pytest.raises(AudioDecodeError, match=r"does not say how long .* `ffmpeg -i IN OUT\.flac`"):
                 read(source, max_duration_s=600)
+
+
+def vbr_mp3(folder):
+    """20 s of a sweeping tone, VBR at 48 kHz with a Xing header: a file whose MP3 seeks are not exact."""
+    from tests.audio_fixtures import need, run
+
+    path = folder / "sweep.mp3"
+    run(need("ffmpeg"), "-v", "error", "-y", "-f", "lavfi", "-i",
+        "aevalsrc='0.3*sin(2*PI*(200+20*t)*t)':s=48000:d=20", "-ac", "1", "-c:a", "libmp3lame", "-q:a", "4",
+        path)
+    return path
+
+
+def test_a_vbr_mp3_read_block_by_block_is_its_whole_read(tmp_path):
+    """soundfile's `read` seeks after each block, and a VBR MP3's seek is libmpg123's inexact one: blocks
+    of 65,536 frames came back with runs of silence (~3,400 frames each). The oracle is libsndfile's read of
+    the whole file in one call (itself ffmpeg's decoding to 2e-6), and the decoder's answer is the same as
+    for a float WAV of those samples."""
+    from retrieval.audio import BLOCK_FRAMES, read_frames
+
+    path = vbr_mp3(tmp_path)
+    whole, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    def blockwise(read) -> np.ndarray:
+        with sf.SoundFile(str(path)) as f:
+            blocks = []
+            while len(block := read(f)):
+                blocks.append(block)
+        return np.concatenate(blocks)
+
+    chunked = blockwise(lambda f: f.read(BLOCK_FRAMES, dtype="float32", always_2d=True))
+    assert np.abs(chunked - whole).max() > 0.1  # the fixture does what the files that broke did
+    np.testing.assert_array_equal(blockwise(lambda f: read_frames(f, BLOCK_FRAMES)), whole)
+    as_wav = write(tmp_path / "same.wav", whole, rate, subtype="FLOAT")
+    np.testing.assert_array_equal(decode_audio(path).wave, decode_audio(as_wav).wave)
