@@ -219,9 +219,10 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
         raise _unreadable(e, label) from e
     with f:
-        _check_header(f, label=label, max_duration_s=max_duration_s, max_channels=max_channels,
-                      limit_name=limit_name, channels_name=channels_name)
-        if count_frames and f.format == "MP3":
+        counted = count_frames and f.format == "MP3"  # its length held to the limit is its frames'
+        _check_header(f, label=label, max_duration_s=None if counted else max_duration_s,
+                      max_channels=max_channels, limit_name=limit_name, channels_name=channels_name)
+        if counted:
             _check_mp3_length(source, f.frames / f.samplerate, label=label, max_duration_s=max_duration_s,
                               limit_name=limit_name)
         yield f
@@ -374,19 +375,33 @@ def open_sound(source: str | Path | bytes) -> sf.SoundFile:
 
 def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str,
                       max_duration_s: float | None, limit_name: str | None) -> None:
-    """An MP3 whose frames hold more than the length libsndfile reads from its header (and decodes no
-    further than) is refused: too long by its frames' length, or cut short by the decoder."""
+    """An MP3's length is its frames' (counted): past `max_duration_s` it is too long; and a file whose
+    header says another length (libsndfile decodes no further than the header says, and reports the
+    header's length) is refused, with both lengths: frames past the header's length would be cut off, a
+    header past the frames' length would give the clip a duration its audio does not have."""
     frames_s = mp3_file_seconds(source)
-    if frames_s <= header_s + max(MP3_LENGTH_SLACK_S, MP3_LENGTH_SLACK * frames_s):
-        return
     if max_duration_s is not None and frames_s > max_duration_s:
         setting = f" ({limit_name})" if limit_name else ""
-        raise AudioTooLong(f"{label}: {frames_s:.1f} s (counted by its frames) is longer than the maximum of "
-                           f"{max_duration_s:g} s{setting}")
+        raise AudioTooLong(f"{label}: {seconds_over(frames_s, max_duration_s)} s (counted by its frames) is "
+                           f"longer than the maximum of {max_duration_s:g} s{setting}")
+    slack = max(MP3_LENGTH_SLACK_S, MP3_LENGTH_SLACK * frames_s)
+    if abs(frames_s - header_s) <= slack:
+        return
+    why = ("an MP3 whose bit rate varies, without a Xing header" if frames_s > header_s else
+           "a Xing header that counts frames the file does not hold")
     raise AudioDecodeError(
-        f"{label}: its frames hold {frames_s:.1f} s of audio but its header {header_s:.1f} s (an MP3 whose "
-        f"bit rate varies, without a Xing header), and the decoder reads no further than the header says: "
-        f"write it again with one, for example `ffmpeg -i {Path(label).name} -c:a copy fixed.mp3`")
+        f"{label}: its frames hold {frames_s:.1f} s of audio but its header says {header_s:.1f} s ({why}), "
+        f"and the decoder goes by the header: write it again, for example "
+        f"`ffmpeg -i {Path(label).name} -c:a copy fixed.mp3`")
+
+
+def seconds_over(x: float, limit: float) -> str:
+    """`x` seconds as a message says it is over `limit`: to the tenth, or finer when the tenth rounds it
+    down to the limit (12.01 s is not "12.0 s longer than 12 s")."""
+    for places in (1, 3, 6):
+        if float(text := f"{x:.{places}f}") > limit:
+            return text
+    return repr(x)
 
 
 def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, max_channels: int,
@@ -408,8 +423,6 @@ def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, 
             f"encode it again into a file, e.g. `ffmpeg -i IN OUT.{f.format.lower()}` (FLAC stays lossless)")
     if max_duration_s is not None and f.frames > 0 and f.frames / f.samplerate > max_duration_s:
         setting = f" ({limit_name})" if limit_name else ""
-        raise AudioTooLong(
-            f"{label}: {f.frames / f.samplerate:.1f} s is longer than the maximum of {max_duration_s:g} s"
-            f"{setting}"
-        )
+        length = seconds_over(f.frames / f.samplerate, max_duration_s)
+        raise AudioTooLong(f"{label}: {length} s is longer than the maximum of {max_duration_s:g} s{setting}")
 

@@ -187,3 +187,12 @@ def test_a_vbr_mp3_read_block_by_block_is_its_whole_read(tmp_path):
     np.testing.assert_array_equal(blockwise(lambda f: read_frames(f, BLOCK_FRAMES)), whole)
     as_wav = write(tmp_path / "same.wav", whole, rate, subtype="FLOAT")
     np.testing.assert_array_equal(decode_audio(path).wave, decode_audio(as_wav).wave)
+
+
+def test_a_file_just_over_the_limit_is_said_to_be_over_it(tmp_path):
+    """12.01 s against 12 s was "12.0 s is longer than the maximum of 12 s"."""
+    path = write(tmp_path / "over.wav", sine(seconds=12.01, rate=8_000), 8_000)
+    with pytest.raises(AudioTooLong, match=r": 12\.010 s is longer than the maximum of 12 s"):
+        probe_audio(path, max_duration_s=12)
+    with pytest.raises(AudioTooLong, match=r": 20\.0 s is longer than the maximum of 12 s"):
+        probe_audio(write(tmp_path / "long.wav", sine(seconds=20, rate=8_000), 8_000), max_duration_s=12)

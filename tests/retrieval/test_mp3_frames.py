@@ -41,7 +41,7 @@ def test_a_file_libsndfile_would_cut_short_is_refused(tmp_path):
     assert mp3_seconds(joined.read_bytes()) == mp3_file_seconds(joined)
 
     for source in (joined, joined.read_bytes()):  # a file on disk, an upload's bytes
-        with pytest.raises(AudioDecodeError, match=r"hold 21\.\d s of audio but its header 3\.\d") as e:
+        with pytest.raises(AudioDecodeError, match=r"hold 21\.\d s of audio but its header says 3\.\d") as e:
             decode_audio(source, name="joined.mp3")
         assert not isinstance(e.value, AudioTooLong) and "ffmpeg -i joined.mp3 -c:a copy" in str(e.value)
         with pytest.raises(AudioTooLong, match=r"21\.\d s \(counted by its frames\).*_MAX_DURATION_S"):
@@ -58,3 +58,25 @@ def test_bytes_that_are_not_frames_are_passed_over():
     junk = b"\xff\xfb junk that starts like a frame \xff"
     assert mp3_seconds(junk + frame * 10 + b"TAG" + bytes(125)) == pytest.approx(10 * 1152 / 44_100)
     assert mp3_seconds(b"") == 0.0 and mp3_seconds(junk) == 0.0
+
+
+def test_a_xing_header_counting_frames_the_file_lacks_is_refused(tmp_path):
+    """A Xing header that says five times the frames the file holds: libsndfile reported its 150 s, so the
+    clip's duration (and the duration limit) went by audio that is not there; its windows ended at 30 s."""
+    import struct
+
+    path = encode(tmp_path / "x.mp3", "-c:a", "libmp3lame", "-q:a", "4", seconds=30)
+    data = bytearray(path.read_bytes())
+    at = max(data.find(b"Xing"), data.find(b"Info"))
+    assert at > 0 and struct.unpack(">I", data[at + 4:at + 8])[0] & 1  # its frame count is there
+    frames = struct.unpack(">I", data[at + 8:at + 12])[0]
+    data[at + 8:at + 12] = struct.pack(">I", frames * 5)
+    (tmp_path / "xing_long.mp3").write_bytes(bytes(data))
+    assert sf.info(str(tmp_path / "xing_long.mp3")).duration > 100  # what libsndfile would have recorded
+    for source in (tmp_path / "xing_long.mp3", bytes(data)):
+        with pytest.raises(AudioDecodeError, match=r"hold 30\.\d s of audio but its header says 150\.\d s "
+                                                   r"\(a Xing header that counts frames the file does not"):
+            probe_audio(source, name="xing_long.mp3")
+        with pytest.raises(AudioTooLong, match=r"longer than the maximum of 20 s") as e:  # by its frames
+            probe_audio(source, max_duration_s=20)
+        assert "30." in str(e.value)
