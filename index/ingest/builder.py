@@ -196,8 +196,14 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
             shown: dict[Path, int] = {}  # windows the bar has counted, per file
             ready = FilesAhead.collect(futures) if futures else None
             for result in _ingest(collection, items, bar, shown, limits, ready):
+                skipped = report.skipped
                 _count(collection, report, result)
-                bar.update(planned[result.item.key] - shown.get(result.item.key, 0))  # skipped or failed
+                left = planned[result.item.key] - shown.get(result.item.key, 0)
+                if report.skipped > skipped:  # indexed already: its windows were never work to wait for
+                    bar.total -= left
+                    bar.refresh()
+                else:
+                    bar.update(left)  # failed, or counted short
             elapsed = max(time.perf_counter() - start, 1e-9)
             bar.set_postfix(clips_s=f"{report.added / elapsed:.2f}", added=report.added,
                             skipped=report.skipped, failed=len(report.failed), refresh=False)
