@@ -205,8 +205,9 @@ def _print_report(report: BuildReport) -> None:
     from index.ingest.builder import shown_path
 
     rate = report.added / report.seconds if report.seconds else 0.0
+    windows = report.windows / report.seconds if report.seconds else 0.0  # what long files are measured by
     typer.echo(f"added {report.added}, skipped {report.skipped} already indexed, failed {len(report.failed)} "
-               f"in {report.seconds:.1f} s ({rate:.2f} new clips/s)")
+               f"in {report.seconds:.1f} s ({rate:.2f} new clips/s, {windows:.2f} PaSST windows/s)")
     if report.updated:
         typer.echo(f"gave {report.updated} of the clips already indexed their new metadata")
     moved = report.moved - report.retagged_moved  # the retagged ones are said with them

@@ -74,6 +74,7 @@ class BuildReport:
     files: list[Path] = field(default_factory=list)  # the audio files the run found (resolved)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     folders: int = 0  # sub-folders of the folders given that were not walked (not recursive)
+    windows: int = 0  # PaSST windows of the clips added (from their headers)
     seconds: float = 0.0
 
     @property
@@ -196,8 +197,9 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
             shown: dict[Path, int] = {}  # windows the bar has counted, per file
             ready = FilesAhead.collect(futures) if futures else None
             for result in _ingest(collection, items, bar, shown, limits, ready):
-                skipped = report.skipped
+                skipped, added = report.skipped, report.added
                 _count(collection, report, result)
+                report.windows += planned[result.item.key] if report.added > added else 0
                 left = planned[result.item.key] - shown.get(result.item.key, 0)
                 if report.skipped > skipped:  # indexed already: its windows were never work to wait for
                     bar.total -= left

@@ -2,6 +2,7 @@
 and a `retrieval index add` killed with SIGKILL in the middle, then resumed."""
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -74,6 +75,7 @@ def test_index_add_says_what_it_left_a_name_not_utf8_and_folders_not_walked(cli,
     out = cli("index", "add", str(tmp_path / "clips"), "--no-progress")
     assert out.exit_code == 1, out.output  # one file failed; the other went in
     assert "added 1, skipped 0 already indexed, failed 1" in out.stdout
+    assert re.search(r"new clips/s, \d+\.\d\d PaSST windows/s\)", out.stdout)  # a 0.5 s clip: 1 window
     assert "1 sub-folder not walked: add --recursive" in out.stdout
     assert f"failed: {tmp_path}/clips/caf\\xe9.wav: its name is not UTF-8 text" in out.stderr
     assert "convmv" in out.stderr

@@ -77,7 +77,8 @@ def test_the_progress_bar_moves_through_a_long_files_windows(tmp_path, settings,
     assert "17/17 windows" in capsys.readouterr().err
     other = write(tmp_path / "other.wav", sections((550.0, 40)))
     with open_collection(settings, tone_retriever) as c:  # the first file indexed already: no work to count
-        index_paths(c, [path, other], progress=True, limits=long_limits(settings))
+        report = index_paths(c, [path, other], progress=True, limits=long_limits(settings))
+    assert (report.added, report.windows) == (1, 17)  # the summary's windows/s: the added file's alone
     last = capsys.readouterr().err.strip().split("\r")[-1]
     assert "17/17 windows" in last and "skipped=1" in last  # it was 34/34, the skipped file's counted as done
 
