@@ -24,7 +24,7 @@ from urllib.parse import quote
 import soundfile as sf
 
 from app.errors import BadSpan
-from retrieval.audio import open_sound, probe_audio, read_frames, skip_to
+from retrieval.audio import drop_frames, open_sound, probe_audio, read_frames, skip_to
 from retrieval.errors import AudioDecodeError
 from retrieval.ogg_pages import last_page_start
 
@@ -174,8 +174,7 @@ def seek_frame(f: sf.SoundFile, path: Path, frame: int) -> None:
         if last is not None and frame >= last:
             at = max(0, last - 1)
     skip_to(f, at)
-    while at < frame:
-        at += len(read_frames(f, min(BLOCK_FRAMES, frame - at))) or frame - at
+    drop_frames(f, frame - at)
 
 
 def content_disposition(filename: str, kind: str = "inline") -> str:

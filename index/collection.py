@@ -4,6 +4,7 @@
     .extract(clips: list[DecodedAudio], on_batch=None) -> list[Extraction]  # PaSST, moment windows too
     .add_extracted(ex, source=path | bytes, sha256=, name=, layers=) -> tuple[ClipRecord, bool]  # created?
     .analysis_of_audio(fingerprint) -> (id, Analysis) | None   .add_analysed(audio, analysis, ...)  # no PaSST
+    .search(query: CompositeQuery, k, flt=None, mode="vector", moments=None) -> list[Hit]  # by mode
     .search_text(query: str, k: int, flt=None, moments=None) -> list[Hit]    # each hit with its segment
     .query_vector(query: CompositeQuery, example=None) -> np.ndarray    # (1, D): texts and clips combined
     .search_vector(xq: np.ndarray, k: int, flt=None, exclude=(), moments=None) -> list[Hit]

@@ -260,10 +260,14 @@ def skip_to(f: sf.SoundFile, frame: int) -> None:
     :func:`read_frames`), where the frames before it are decoded and dropped."""
     if f.format != "MP3":
         f.seek(frame)
-        return
-    at = 0
-    while at < frame and len(block := read_frames(f, min(BLOCK_FRAMES, frame - at))):
-        at += len(block)
+    else:
+        drop_frames(f, frame)
+
+
+def drop_frames(f: sf.SoundFile, frames: int) -> None:
+    """Read past the next `frames` frames (fewer at the file's end), a block at a time."""
+    while frames > 0 and len(block := read_frames(f, min(BLOCK_FRAMES, frames))):
+        frames -= len(block)
 
 
 def _model_rate_blocks(f: sf.SoundFile, *, label: str) -> Iterator[np.ndarray]:
@@ -381,9 +385,7 @@ def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str
     header past the frames' length would give the clip a duration its audio does not have."""
     frames_s = mp3_file_seconds(source)
     if max_duration_s is not None and frames_s > max_duration_s:
-        setting = f" ({limit_name})" if limit_name else ""
-        raise AudioTooLong(f"{label}: {seconds_over(frames_s, max_duration_s)} s (counted by its frames) is "
-                           f"longer than the maximum of {max_duration_s:g} s{setting}")
+        raise _too_long(label, frames_s, max_duration_s, limit_name, how=" (counted by its frames)")
     slack = max(MP3_LENGTH_SLACK_S, MP3_LENGTH_SLACK * frames_s)
     if abs(frames_s - header_s) <= slack:
         return
@@ -393,6 +395,14 @@ def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str
         f"{label}: its frames hold {frames_s:.1f} s of audio but its header says {header_s:.1f} s ({why}), "
         f"and the decoder goes by the header: write it again, for example "
         f"`ffmpeg -i {Path(label).name} -c:a copy fixed.mp3`")
+
+
+def _too_long(label: str, seconds: float, max_duration_s: float, limit_name: str | None, *,
+              how: str = "") -> AudioTooLong:
+    """The refusal of a file of `seconds` (found `how`) over the limit, naming its setting."""
+    setting = f" ({limit_name})" if limit_name else ""
+    return AudioTooLong(f"{label}: {seconds_over(seconds, max_duration_s)} s{how} is longer than the maximum "
+                        f"of {max_duration_s:g} s{setting}")
 
 
 def seconds_over(x: float, limit: float) -> str:
@@ -422,7 +432,5 @@ def _check_header(f: sf.SoundFile, *, label: str, max_duration_s: float | None, 
             f"{label}: its header does not say how long it is (a {f.format} written to a pipe or a stream): "
             f"encode it again into a file, e.g. `ffmpeg -i IN OUT.{f.format.lower()}` (FLAC stays lossless)")
     if max_duration_s is not None and f.frames > 0 and f.frames / f.samplerate > max_duration_s:
-        setting = f" ({limit_name})" if limit_name else ""
-        length = seconds_over(f.frames / f.samplerate, max_duration_s)
-        raise AudioTooLong(f"{label}: {length} s is longer than the maximum of {max_duration_s:g} s{setting}")
+        raise _too_long(label, f.frames / f.samplerate, max_duration_s, limit_name)
 
