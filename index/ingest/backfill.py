@@ -9,6 +9,7 @@ reported, never guessed at.
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
@@ -37,15 +38,23 @@ def backfill_windows(collection: Collection, *, progress: bool = True,
     report = BackfillReport()
     start = time.perf_counter()
     todo = collection.store.without_windows().tolist()
-    bar = tqdm(todo, unit="clip", desc="backfill windows", disable=not progress)
+    planned = _planned_windows(collection, todo)
+    bar = tqdm(total=sum(planned.values()), unit="window", desc="backfill windows", disable=not progress)
     with logging_redirect_tqdm(), bar:
-        for clip_id in bar:
-            why = _backfill(collection, clip_id, limits or collection.limits)
+        for clip_id in todo:
+            shown = [0]  # the clip's windows the bar has counted
+
+            def tagged(n: int, shown: list[int] = shown) -> None:
+                bar.update(n)
+                shown[0] += n
+
+            why = _backfill(collection, clip_id, limits or collection.limits, tagged)
             if why is None:
                 report.done += 1
             elif why:
                 record = collection.get(clip_id)
                 report.unreachable.append((clip_id, record.location if record else "", why))
+            bar.update(max(planned[clip_id] - shown[0], 0))  # not tagged here, or counted short
             bar.set_postfix(done=report.done, unreachable=len(report.unreachable), refresh=False)
     # one whose file could not be read may share its audio with a clip tagged after it in this run
     for gone in [u for u in report.unreachable if _copied(collection, collection.get(u[0]))]:
@@ -59,8 +68,18 @@ def backfill_windows(collection: Collection, *, progress: bool = True,
     return report
 
 
-def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str | None:
-    """None when the clip's windows are stored, "" when the clip is gone meanwhile, else why not."""
+def _planned_windows(collection: Collection, clip_ids: list[int]) -> dict[int, int]:
+    """Each clip's PaSST windows, from its stored duration: the bar's work."""
+    windowing = collection.retriever.spec.windowing
+    records = collection.store.records(clip_ids)
+    return {i: windowing.n_windows(round(records[i].duration * windowing.sample_rate)) if i in records else 0
+            for i in clip_ids}
+
+
+def _backfill(collection: Collection, clip_id: int, limits: AudioLimits,
+              tagged: Callable[[int], None]) -> str | None:
+    """None when the clip's windows are stored, "" when the clip is gone meanwhile, else why not; `tagged`
+    is told how many of its windows each pass of PaSST did."""
     record = collection.get(clip_id)
     if record is None:
         return ""
@@ -75,7 +94,7 @@ def _backfill(collection: Collection, clip_id: int, limits: AudioLimits) -> str 
         audio = decode(path, limits=limits, name=record.name)
     except AudioDecodeError as e:
         return f"its audio cannot be decoded: {e}"
-    [ex] = collection.extract([audio])
+    [ex] = collection.extract([audio], on_batch=lambda clips: tagged(len(clips)))
     return None if collection.store.set_timeline(clip_id, collection.timeline(ex)) else ""
 
 

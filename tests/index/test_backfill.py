@@ -124,3 +124,25 @@ def test_copies_of_one_sound_are_tagged_once_and_one_whose_file_is_gone_takes_it
             assert (got[r.id].windows.starts == first.windows.starts).all()
         starts, _ = window_spans(len(wave), c.retriever.spec.windowing)
         assert len(first.windows.vectors) == len(starts) and (first.peaks == peaks(wave)).all()
+
+
+def test_the_progress_bar_counts_windows_as_they_are_tagged(old, capsys, monkeypatch):
+    """The bar's work is PaSST windows (a long recording moves it window by window), every clip's counted
+    by its stored duration; those not reached are counted as done, not left short."""
+    c, records, _ = old
+    windowing = c.retriever.spec.windowing
+    per_clip = windowing.n_windows(25 * 32_000)
+    seen = []
+    real = c.extract
+
+    def extract(clips, *, on_batch=None):
+        def told(clip_of):
+            seen.append(len(clip_of))
+            on_batch(clip_of)
+        return real(clips, on_batch=told)
+
+    monkeypatch.setattr(c, "extract", extract)
+    backfill_windows(c, progress=True)
+    last = capsys.readouterr().err.strip().split("\r")[-1]
+    assert f"{4 * per_clip}/{4 * per_clip} [" in last and "window/s" in last and "unreachable=2" in last
+    assert sum(seen) == 2 * per_clip  # the two clips reached were tagged window by window

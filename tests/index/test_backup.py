@@ -591,3 +591,24 @@ def test_restore_into_a_qdrant_server_moves_the_staged_collection_under_the_conf
                                                                            "clips-restoring-windows-g0"]
     with pytest.raises(RestoreRefused, match="already holds 22 clips"):
         restore(backup_file, target, configured=SPEC)
+
+
+def test_the_progress_bar_ends_full_with_the_referenced_files_counted(tmp_path, capsys, monkeypatch):
+    """The bar's total is estimated before the copy (the rows, the uploads, the referenced files with
+    --with-referenced), and settled to what was written at the end (a short estimate made tqdm drop the
+    total: '121k/?')."""
+    import index.backups.writer as writer
+
+    src = fill(tmp_path / "src", folder=tmp_path / "sounds")
+    estimates = []
+    real = writer._estimate
+    monkeypatch.setattr(writer, "_estimate", lambda *a: estimates.append(real(*a)) or estimates[-1])
+    for name, referenced in (("lean.zip", False), ("full.zip", True)):
+        backup(src["config"], tmp_path / name, with_referenced=referenced, progress=True)
+        last = capsys.readouterr().err.strip().split("\r")[-1]
+        assert "100%" in last and "/?" not in last, last
+    with zipfile.ZipFile(tmp_path / "full.zip") as zf:
+        referenced_bytes = sum(i.file_size for i in zf.infolist() if i.filename.startswith("referenced/"))
+    assert estimates[1] - estimates[0] == referenced_bytes
+    for name, estimate in zip(("lean.zip", "full.zip"), estimates, strict=True):
+        assert 0.8 < estimate / (tmp_path / name).stat().st_size < 1.25
