@@ -13,7 +13,7 @@ revokes every link.
 import hashlib
 import hmac
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -37,27 +37,40 @@ def presented_key(header_key: str | None, credentials: HTTPAuthorizationCredenti
     return credentials.credentials if credentials is not None else None
 
 
+KeyState = Literal["valid", "wrong", "missing", "unconfigured"]
+
+
+def key_state(settings: Settings, presented: str | None) -> KeyState:
+    """The presented key against the configured one (compared in constant time)."""
+    if settings.api_key is None or not settings.api_key.get_secret_value():
+        return "unconfigured"
+    if not presented:
+        return "missing"
+    expected = settings.api_key.get_secret_value().encode()
+    return "valid" if hmac.compare_digest(presented.encode(), expected) else "wrong"
+
+
 def check_key(settings: Settings, presented: str | None, *, what: str) -> None:
     """KeyRefused without a configured key or with a wrong one; KeyRequired without a presented one."""
-    if settings.api_key is None or not settings.api_key.get_secret_value():
+    state = key_state(settings, presented)
+    if state == "unconfigured":
         raise KeyRefused(NO_KEY_CONFIGURED.format(what=what))
-    if not presented:
+    if state == "missing":
         raise KeyRequired(KEY_MISSING)
-    expected = settings.api_key.get_secret_value().encode()
-    if not hmac.compare_digest(presented.encode(), expected):
+    if state == "wrong":
         raise KeyRefused(KEY_WRONG)
 
 
-def _key(header_key: Annotated[str | None, Security(api_key_header)],
+def key_sent(header_key: Annotated[str | None, Security(api_key_header)],
          credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> str | None:
     return presented_key(header_key, credentials)
 
 
-def require_write(request: Request, key: Annotated[str | None, Depends(_key)]) -> None:
+def require_write(request: Request, key: Annotated[str | None, Depends(key_sent)]) -> None:
     check_key(request.app.state.settings, key, what="uploads, edits and deletes")
 
 
-def require_read(request: Request, key: Annotated[str | None, Depends(_key)]) -> None:
+def require_read(request: Request, key: Annotated[str | None, Depends(key_sent)]) -> None:
     settings: Settings = request.app.state.settings
     if not settings.protect_reads:
         return

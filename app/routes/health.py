@@ -1,11 +1,14 @@
 """GET /health/live and GET /health/ready."""
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
 from app.deps import CollectionDep, RetrieverDep, SettingsDep
 from app.schemas.common import ErrorOut
-from app.schemas.health import AccessInfo, Liveness, ModelInfo, Readiness
+from app.schemas.health import AccessInfo, KeyAccess, Liveness, ModelInfo, Readiness
+from app.security import key_sent, key_state
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -30,3 +33,13 @@ async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: Se
                         protect_reads=settings.protect_reads)
     return Readiness(status="ready", model=model, clips=await run_in_threadpool(collection.count),
                      access=access)
+
+
+@router.get("/access", summary="What the API key sent may do",
+            description="Whether the key sent (as `X-API-Key` or `Authorization: Bearer`) is this server's, "
+                        "and so whether uploads, edits and deletes, and reads, are allowed with it; nothing "
+                        "else is done. Never refuses: a wrong key is an answer here, not a 403. Never "
+                        "needs a key.")
+async def access(settings: SettingsDep, key: Annotated[str | None, Depends(key_sent)]) -> KeyAccess:
+    state = key_state(settings, key)
+    return KeyAccess(key=state, writes=state == "valid", reads=state == "valid" or not settings.protect_reads)

@@ -32,6 +32,16 @@ class AccessInfo(BaseModel):
     protect_reads: bool = Field(description="searches and reads need the API key too")
 
 
+class KeyAccess(BaseModel):
+    """What the API key sent with the request may do here (a page checks a key typed in before keeping it)."""
+
+    key: Literal["valid", "wrong", "missing", "unconfigured"] = Field(
+        description="the key sent: this server's, not this server's, none sent, or the server has none "
+                    "configured (no writes at all)", examples=["valid"])
+    writes: bool = Field(description="uploads, edits and deletes are allowed with this key")
+    reads: bool = Field(description="searches and reads are allowed with this key (or need none)")
+
+
 class Readiness(BaseModel):
     """Models and index are loaded and the service can answer."""
 

@@ -331,16 +331,31 @@ function showKeyState() {
   }
 }
 
-function useKey(event) {
+// A key typed in is asked about first (GET /health/access): a wrong one is said so and not kept.
+async function useKey(event) {
   event.preventDefault();
   const key = $("api-key").value.trim();
-  if (key) sessionStorage.setItem(KEY_STORE, key);
+  if (!key) return;
+  let verdict = null;
+  try {
+    const response = await fetch("/health/access", { headers: { "X-API-Key": key } });
+    if (response.ok) verdict = await response.json();
+  } catch (_) { /* the service cannot be reached: the key is kept, and a write will tell */ }
+  if (verdict && verdict.key === "wrong") {
+    $("key-message").textContent = "That is not this server's API key: it was not kept.";
+    $("api-key").select();
+    return;
+  }
+  sessionStorage.setItem(KEY_STORE, key);
   $("api-key").value = "";
+  $("key-message").textContent = verdict && verdict.key === "valid"
+    ? "Key accepted for this tab." : "";
   showKeyState();
 }
 
 function forgetKey() {
   sessionStorage.removeItem(KEY_STORE);
+  $("key-message").textContent = "";
   showKeyState();
 }
 

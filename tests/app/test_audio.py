@@ -258,6 +258,22 @@ def test_protected_reads_need_the_key(make_client):
     assert client.get("/health/ready").status_code == 200  # probes stay open
 
 
+@pytest.mark.parametrize("protect_reads", [False, True])
+def test_the_access_probe_says_what_the_key_sent_may_do(make_client, protect_reads):
+    """GET /health/access never refuses: it says whether the key is this server's (either header)."""
+    client = make_client(protect_reads=protect_reads)
+    open_reads = not protect_reads
+    for headers, want in ((WRITE, ("valid", True, True)),
+                          ({"Authorization": f"Bearer {WRITE['X-API-Key']}"}, ("valid", True, True)),
+                          ({"X-API-Key": "no"}, ("wrong", False, open_reads)),
+                          ({}, ("missing", False, open_reads))):
+        answer = client.get("/health/access", headers=headers)
+        assert answer.status_code == 200
+        assert (answer.json()["key"], answer.json()["writes"], answer.json()["reads"]) == want
+    unconfigured = make_client(api_key=None).get("/health/access", headers=WRITE).json()
+    assert unconfigured == {"key": "unconfigured", "writes": False, "reads": True}
+
+
 def test_protected_reads_hand_out_signed_audio_links(make_client, monkeypatch):
     """With protected reads, the audio URLs a search answers read that clip's audio without the key (a
     player, a DAW given the link) until they expire; a changed, moved or expired link needs the key."""

@@ -74,6 +74,13 @@ def serve(app) -> Iterator[str]:
         thread.join(30)
 
 
+def use_key(page, key: str = API_KEY) -> None:
+    """Type the key in and wait for the page to have checked and kept it."""
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_function("document.getElementById('key-message').textContent.includes('accepted')")
+
+
 @pytest.fixture
 def server(app_settings: Settings, retriever):
     with serve(create_app(app_settings, retriever=retriever)) as url:
@@ -142,8 +149,7 @@ def test_search_listen_and_upload_in_the_page(server, page, tmp_path):
 
     # uploads appear only once a key is entered; the key lives in sessionStorage
     assert page.locator("#upload-form").is_hidden()
-    page.fill("#api-key", API_KEY)
-    page.click("#key-form button[type=submit]")
+    use_key(page)
     assert page.locator("#upload-form").is_visible()
     assert page.evaluate("sessionStorage.getItem('retrieval.apiKey')") == API_KEY
     clip = tmp_path / "whistle.wav"
@@ -482,6 +488,18 @@ def test_the_page_tells_nothing_found_from_an_empty_collection_and_keeps_no_stal
     page.press("#query", "Enter")
     page.wait_for_function("document.getElementById('search-message').textContent.includes('Search failed')")
     assert page.locator(".result").count() == 0 and page.locator("#exports").is_hidden()  # no stale answer
+
+
+def test_a_wrong_key_typed_in_is_said_so_and_not_kept(server, page):
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent.includes('clips')")
+    page.fill("#api-key", "not-the-key")
+    page.press("#api-key", "Enter")
+    page.wait_for_function("document.getElementById('key-message').textContent.includes('not this server')")
+    assert page.locator("#upload-form").is_hidden() and page.locator("#forget-key").is_hidden()
+    assert page.evaluate("Object.keys(sessionStorage).length") == 0
+    use_key(page)
+    assert page.locator("#upload-form").is_visible() and page.input_value("#api-key") == ""
 
 
 def test_a_server_without_a_key_of_its_own_shows_no_upload_form_whatever_key_is_typed(app_settings, retriever,

@@ -5,12 +5,13 @@ against a real uvicorn server over the tone stand-in for PaSST (no cost to tag).
 
 import httpx
 
-from tests.app.conftest import API_KEY, WRITE, wav_bytes
+from tests.app.conftest import WRITE, wav_bytes
 from tests.app.test_browser import (  # noqa: F401  (page, tone_server: the fixtures)
     DRAG,
     NEEDS_BROWSER,
     page,
     tone_server,
+    use_key,
 )
 from tests.tone_tagger import sections
 
@@ -28,8 +29,7 @@ def opened(tab, server: str, clips: int, *, key: bool = False) -> None:
     tab.goto(server + "/")
     tab.wait_for_function(f"document.getElementById('status').textContent.includes('{clips} clip')")
     if key:
-        tab.fill("#api-key", API_KEY)
-        tab.click("#key-form button[type=submit]")
+        use_key(tab)
 
 
 def searches_sent(tab) -> list[str]:

@@ -11,9 +11,9 @@ import pytest
 from app.main import create_app
 from index.store.metadata import Metadata
 from index.store.records import NewClip, Tag
-from tests.app.conftest import API_KEY, WRITE
+from tests.app.conftest import WRITE
 from tests.app.planted import LIBRARY, plant
-from tests.app.test_browser import NEEDS_BROWSER, page, result_names, serve  # noqa: F401  (page: the fixture)
+from tests.app.test_browser import NEEDS_BROWSER, page, result_names, serve, use_key  # noqa: F401  (page: the fixture)
 
 pytestmark = NEEDS_BROWSER
 
@@ -93,8 +93,7 @@ def test_editing_a_clips_description_and_tags_with_the_key(library, page, tmp_pa
     result = page.locator(".result").first
     assert result.locator("button.edit").is_hidden()  # no key, no editor
 
-    page.fill("#api-key", API_KEY)
-    page.click("#key-form button[type=submit]")
+    use_key(page)
     result.locator("button.edit").click()
     assert result.locator(".edit-tags").input_value() == "field recording; weather"
     result.locator(".edit-description").fill("Thunder rolling over the hills")

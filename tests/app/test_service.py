@@ -105,7 +105,8 @@ def test_openapi_describes_every_route_and_model(client):
     expected = {("/search", "post"), ("/search/audio", "post"), ("/audio", "post"), ("/audio", "get"),
                 ("/audio/{clip_id}", "get"), ("/audio/{clip_id}/file", "get"), ("/audio/{clip_id}", "delete"),
                 ("/audio/{clip_id}", "patch"), ("/exports/{format}", "post"),
-                ("/health/live", "get"), ("/health/ready", "get"), ("/metrics", "get"), ("/", "get")}
+                ("/health/live", "get"), ("/health/ready", "get"), ("/health/access", "get"),
+                ("/metrics", "get"), ("/", "get")}
     assert expected <= set(routes)
     for key, op in routes.items():
         assert op.get("summary") and op.get("description"), key
