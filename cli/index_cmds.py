@@ -1,5 +1,5 @@
-"""`retrieval index add | stats | remove | reproject | backfill-windows | reread-metadata` and `retrieval
-search`: a collection from the shell."""
+"""`retrieval index add | stats | remove | reproject | backfill-windows | reread-metadata | export-metadata`
+and `retrieval search`: a collection from the shell."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from cli.errors import exit_on_error
 from index.store.records import SearchMode
 
 if TYPE_CHECKING:
-    from cli.metadata_csv import LibraryMetadata
+    from cli.metadata_csv import ExportReport, LibraryMetadata
     from index.collection import Collection
     from index.ingest.backfill import BackfillReport
     from index.ingest.builder import BuildReport
@@ -112,6 +112,16 @@ def reread_metadata(*, again: bool = False, progress: bool = True) -> RereadRepo
     ledger = metadata_ledger(settings.data_dir, store_config(settings).name)
     with open_collection() as collection:
         return reread(collection, ledger=ledger, again=again, progress=progress)
+
+
+def export_metadata(path: Path) -> ExportReport:
+    """Every clip's file, description, tags and fields as the CSV `index add --metadata` reads."""
+    from cli.metadata_csv import record_pages, write_metadata_csv
+
+    with open_collection(check=False) as collection:
+        store = collection.store
+        return write_metadata_csv(lambda: record_pages(store.ids().tolist(), store.records),
+                                  collection.audio_path, path)
 
 
 def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int | None = None,
@@ -341,6 +351,18 @@ def register(app: typer.Typer) -> None:
                    f"{report.fingerprinted} fingerprinted, {report.skipped} read before) in "
                    f"{report.seconds:.1f} s; {len(report.unreachable)} could not be reached")
         exit_if_unreachable(report.unreachable)
+
+    @group.command("export-metadata")
+    def export_metadata_cmd(path: Path = typer.Argument(..., dir_okay=False, help="the CSV file to write")
+                            ) -> None:
+        """Write every clip's file, description, tags and fields (what it holds: its file's and yours) as
+        the CSV `index add --metadata` reads: edit it in a spreadsheet and give it back to `index add`."""
+        with exit_on_error():
+            report = export_metadata(path)
+        typer.echo(f"wrote the metadata of {report.rows} clips to {path}")
+        for file, key in report.left_out:
+            typer.secho(f"{file}: its field '{key}' is named as a column of the CSV: left out", err=True,
+                        fg=typer.colors.YELLOW)
 
     @app.command("search")
     def search_cmd(query: str = typer.Argument(..., help="what the sound is like, in words"),

@@ -1,4 +1,5 @@
-"""`retrieval index add --metadata FILE.csv`: the user's metadata of a sample library, one row per file.
+"""`retrieval index add --metadata FILE.csv`: the user's metadata of a sample library, one row per file; and
+`retrieval index export-metadata FILE.csv`, the collection's metadata written in the same shape.
 
 The CSV (UTF-8, a header row, comma-separated, cells quoted as usual) has a column `file` and optionally
 `description` and `tags`; every other column is a field (its header the key, an identifier; empty cells are
@@ -9,16 +10,22 @@ empty (as spreadsheets write after the last one) is passed over.
 """
 
 import csv
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from app.schemas.clips import MetadataIn, tag_list
+from index.exports import from_spreadsheet_text, spreadsheet_text
 from index.store.metadata import Metadata
+from index.store.records import ClipRecord
+from retrieval.durable import atomic_path
 from retrieval.errors import RetrievalError
 
 FILE, DESCRIPTION, TAGS = "file", "description", "tags"
+FIXED = (FILE, DESCRIPTION, TAGS)  # the columns that are no field
 
 
 class MetadataFileError(RetrievalError):
@@ -63,6 +70,7 @@ def read_metadata_csv(path: Path) -> dict[Path, Metadata]:
             rows: dict[Path, Metadata] = {}
             for row in reader:
                 where = f"{path} line {reader.line_num}"
+                row = {k: v if k is None or v is None else from_spreadsheet_text(v) for k, v in row.items()}
                 cells = [*(v for k, v in row.items() if k is not None), *(row.get(None) or [])]
                 if not any((cell or "").strip() for cell in cells):
                     continue  # a row of empty cells (a spreadsheet's trailing `,,,`) says nothing
@@ -73,9 +81,56 @@ def read_metadata_csv(path: Path) -> dict[Path, Metadata]:
                 file = (path.parent / row[FILE].strip()).resolve()
                 if file in rows:
                     raise MetadataFileError(f"{where}: {row[FILE]} has a row already")
-                fields = {k: v for k, v in row.items() if k not in (FILE, DESCRIPTION, TAGS) and v.strip()}
+                fields = {k: v for k, v in row.items() if k not in FIXED and v.strip()}
                 rows[file] = checked({"description": row.get(DESCRIPTION, ""),
                                       "user_tags": tag_list(row.get(TAGS, "")), "fields": fields}, where)
             return rows
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise MetadataFileError(f"cannot read {path}: {e}") from None
+
+
+@dataclass
+class ExportReport:
+    rows: int = 0
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (file, field key) a column cannot carry
+
+
+def write_metadata_csv(pages: Callable[[], Iterator[list[ClipRecord]]],
+                       audio_path: Callable[[ClipRecord], Path], path: Path) -> ExportReport:
+    """Every clip of `pages()` (called twice: once for the fields' keys, once for the rows) as a row of the
+    CSV `index add --metadata` reads: its file (`audio_path(record)`: relative to the CSV's folder when
+    under it, else absolute), its description, its tags (`; `) and a column per field key; written whole or
+    not at all. A field named as one of the fixed columns cannot be a column of its own: left out, listed.
+    A cell a spreadsheet would take for a formula starts with `'` (taken off again when the CSV is read)."""
+    path = Path(path)
+    keys = sorted({k for records in pages() for r in records for k, _ in r.meta.fields} - set(FIXED))
+    report = ExportReport()
+    folder = path.absolute().parent
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow([*FIXED, *keys])
+        for records in pages():
+            for r in records:
+                file = _relative(audio_path(r), folder)
+                fields = r.meta.field_dict
+                report.left_out.extend((file, k) for k in FIXED if k in fields)
+                cells = [file, r.meta.description, "; ".join(r.meta.tags), *(fields.get(k, "") for k in keys)]
+                out.writerow([spreadsheet_text(c) for c in cells])
+                report.rows += 1
+    return report
+
+
+def _relative(file: Path, folder: Path) -> str:
+    """`file` as the CSV names it: relative to the CSV's folder when under it, else absolute."""
+    file = file.absolute()
+    return os.path.relpath(file, folder) if file.is_relative_to(folder) else str(file)
+
+
+def record_pages(ids: Iterable[int], records: Callable[[list[int]], dict[int, ClipRecord]],
+                 page: int = 1000) -> Iterator[list[ClipRecord]]:
+    """The records of `ids`, `page` at a time, in the ids' order (those removed meanwhile left out)."""
+    ids = list(ids)
+    for i in range(0, len(ids), page):
+        chunk = ids[i:i + page]
+        got = records(chunk)
+        yield [got[j] for j in chunk if j in got]

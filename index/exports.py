@@ -63,6 +63,11 @@ def spreadsheet_text(text: str) -> str:
     return "'" + text if text[:1] in FORMULA_STARTS else text
 
 
+def from_spreadsheet_text(text: str) -> str:
+    """The text :func:`spreadsheet_text` was given: its leading `'` taken off before a formula's start."""
+    return text[1:] if text[:1] == "'" and text[1:2] in FORMULA_STARTS and text[1:2] else text
+
+
 def _seconds(x: float | None) -> str:
     return "" if x is None else fixed(x, SECONDS_PLACES)
 

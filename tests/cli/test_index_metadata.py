@@ -139,3 +139,59 @@ def test_a_result_is_one_line_and_a_short_moment_keeps_its_span():
     line = format_moment(1, Hit(record, 0.5, Moment(0.25, 0.26, 0.5, 0)))
     assert line == "  1  take\\n2\\tb.wav  (id 7)  0.250-0.260 s  0.5000"
     assert "at 2.5-12.5 s" in format_hit(1, Hit(record, 0.5, Moment(2.5, 12.5, 0.5, 1)))
+
+
+def test_export_metadata_writes_what_index_add_reads_back(cli, tmp_path, monkeypatch):  # noqa: F811
+    """`index export-metadata` writes every clip's file, description, tags and fields as the CSV `index add
+    --metadata` reads: files under the CSV's folder relative, others absolute; a cell starting as a formula
+    escaped with `'` and read back as it was; a new collection given the CSV holds the same metadata."""
+    lib, far = tmp_path / "lib", tmp_path / "far"
+    lib.mkdir()
+    far.mkdir()
+    write(lib / "kick.wav", sine(80.0, seconds=0.3))
+    write(lib / "hiss, tape.wav", noise(seconds=0.3))
+    write(far / "tone.wav", sine(440.0, seconds=0.3))
+    given = write_csv(tmp_path / "given.csv",
+                      'file,description,tags,pack,bpm\nlib/kick.wav,"=SUM(A1) ""quoted""\nsecond line",'
+                      'kick; -6db,Drums Vol 1,120\n"lib/hiss, tape.wav",tape hiss,,@pack,\n'
+                      'far/tone.wav,,,,\n')
+    out = cli("index", "add", str(lib), str(far), "--no-progress", "--metadata", str(given))
+    assert out.exit_code == 0, out.output
+    held = records(tmp_path / "data")
+    kick = Metadata.of(description='=SUM(A1) "quoted"\nsecond line', tags=["kick", "-6db"],
+                       fields={"pack": "Drums Vol 1", "bpm": "120"})
+    assert held["kick.wav"] == kick
+
+    exported = lib / "catalogue.csv"
+    out = cli("index", "export-metadata", str(exported))
+    assert out.exit_code == 0, out.output
+    assert "wrote the metadata of 3 clips" in out.stdout
+    text = exported.read_bytes().decode("utf-8")
+    assert text.startswith("file,description,tags,bpm,pack\r\n")
+    assert "kick.wav,\"'=SUM(A1) \"\"quoted\"\"\nsecond line\",kick; -6db,120,Drums Vol 1\r\n" in text
+    assert f"{far / 'tone.wav'},,,,\r\n" in text and '"hiss, tape.wav",tape hiss,,,\'@pack\r\n' in text
+    assert read_metadata_csv(exported) == {(lib / "kick.wav").resolve(): held["kick.wav"],
+                                           (lib / "hiss, tape.wav").resolve(): held["hiss, tape.wav"],
+                                           (far / "tone.wav").resolve(): Metadata()}
+
+    other = tmp_path / "other"
+    out = cli("index", "add", str(lib), str(far), "--no-progress", "--metadata", str(exported))
+    assert out.exit_code == 0 and "gave" not in out.stdout  # given back unchanged: nothing to change
+    monkeypatch.setenv("RETRIEVAL_DATA_DIR", str(other))
+    out = cli("index", "add", str(lib), str(far), "--no-progress", "--metadata", str(exported))
+    assert out.exit_code == 0, out.output
+    assert records(other) == held
+
+
+def test_export_metadata_leaves_out_a_field_named_as_a_column(tmp_path):
+    from cli.metadata_csv import write_metadata_csv
+    from index.store.records import ClipRecord
+
+    def record(i, **fields):
+        return ClipRecord(id=i, name=f"{i}.wav", location=f"/x/{i}.wav", sha256=str(i) * 64, duration=1.0,
+                          sample_rate=32_000, tags=(), meta=Metadata.of(fields=fields))
+    clips = [record(1, tags="a", mood="calm"), record(2, file="b")]
+    out = tmp_path / "m.csv"
+    report = write_metadata_csv(lambda: iter([clips]), lambda r: Path(r.location), out)
+    assert report.rows == 2 and report.left_out == [("/x/1.wav", "tags"), ("/x/2.wav", "file")]
+    assert out.read_text().splitlines() == ["file,description,tags,mood", "/x/1.wav,,,calm", "/x/2.wav,,,"]
