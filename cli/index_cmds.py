@@ -402,20 +402,22 @@ def register(app: typer.Typer) -> None:
         """Search the collection with text: rank, score, name, id, where in the clip (not in keyword mode)
         and top tags; with --moments: rank, clip, start-end and score of each moment. The filters apply
         inside the search. With --export, the results in that format instead (to stdout, or --out FILE)."""
+        from index.collection import check_search
         from index.exports import SPANS_ONLY, WRITERS
         from index.exports import export as exported
-        from index.store.words import query_words
+        from index.store.records import MomentQuery
+        from retrieval.composite import CompositeQuery
         from retrieval.durable import write_text_atomically
+        from retrieval.pipeline import check_texts
         from retrieval.text import is_blank
 
         if is_blank(query):
             raise typer.BadParameter("the query is blank: say what the sound is like", param_hint="QUERY")
-        if moments and mode != "vector":
-            raise typer.BadParameter("moments are found by the query's meaning: leave --mode vector",
-                                     param_hint="--moments")
-        if mode == "keyword" and not query_words(query):
-            raise typer.BadParameter("a keyword query needs a word (letters or digits) to match",
-                                     param_hint="QUERY")
+        try:
+            check_texts([query])
+            check_search(CompositeQuery(text=query), mode, MomentQuery() if moments else None)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--moments" if moments else "QUERY") from None
         flt = search_filter(tag=tag, tags_any=tags_any, tags_all=tags_all, tags_none=tags_none,
                             fields=fields, min_duration=min_duration, max_duration=max_duration)
         if threshold is not None and not moments:

@@ -49,9 +49,11 @@ from tqdm import tqdm
 
 from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
 from index.layout import AUDIO_DIR, upload_location
+from index.store.checks import check_k
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
+    SEARCH_MODES,
     ClipRecord,
     FileNow,
     Hit,
@@ -62,6 +64,7 @@ from index.store.records import (
     Tag,
     Timeline,
 )
+from index.store.words import query_words
 from retrieval.audio import DecodedAudio
 from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
@@ -92,23 +95,49 @@ class Analysis:
     timeline: Timeline  # its moment windows (with their logits) and peaks
 
 
+MOMENTS_BY_VECTOR = "moments are found by the query's vector: use mode `vector` with them"
+SHAPES_THE_VECTOR = ("`like`, `unlike` and `not` shape the query's vector: use mode `vector` or `hybrid` "
+                     "with them")
+NO_WORD = "a keyword query needs a word (letters or digits) to match"
+
+
+def check_search(query: CompositeQuery, mode: str, moments: MomentQuery | None) -> None:
+    """ValueError for a search its mode cannot answer as asked (the service answers the same as a 422):
+    an unknown mode, moments by keyword, a keyword search shaped by clips or `not`, or with no word."""
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"mode {mode!r} is none of {', '.join(SEARCH_MODES)}")
+    if moments is not None and mode != "vector":
+        raise ValueError(MOMENTS_BY_VECTOR)
+    if mode == "keyword":
+        if query.like or query.unlike or query.not_ is not None:
+            raise ValueError(SHAPES_THE_VECTOR)
+        if not query_words(query.text or ""):
+            raise ValueError(NO_WORD)
+
+
 class Collection:
     def __init__(self, store: VectorStore, retriever: Retriever, *, data_dir: Path,
-                 limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None):
+                 limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None,
+                 shares_uploads: bool = False):
         self.store = store
         self.retriever = retriever
         self.data_dir = Path(data_dir)
         self.limits = limits
         self.moment_windowing = moment_windowing  # None: moments of the PaSST windows (no extra PaSST)
         self.audio_dir = self.data_dir / AUDIO_DIR
+        # other stores keep clips in the data directory (index/layout.py stores_of): an upload's copy may be
+        # theirs too, so none is removed, as an orphan or with a clip
+        self.shares_uploads = shares_uploads
         self._write = threading.Lock()  # a stored copy and the record that owns it change together
 
     @classmethod
     def open(cls, store: VectorStore, retriever: Retriever, *, data_dir: Path,
-             limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None) -> Collection:
-        """The collection over an open store; removes upload copies a crash left without a record."""
+             limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None,
+             shares_uploads: bool = False) -> Collection:
+        """The collection over an open store; removes upload copies a crash left without a record (unless
+        `shares_uploads`: other stores keep clips in the data directory)."""
         collection = cls(store, retriever, data_dir=data_dir, limits=limits,
-                         moment_windowing=moment_windowing)
+                         moment_windowing=moment_windowing, shares_uploads=shares_uploads)
         collection.audio_dir.mkdir(parents=True, exist_ok=True)
         collection._remove_orphan_copies()
         return collection
@@ -197,7 +226,10 @@ class Collection:
                ) -> list[Hit]:
         """A text query in `mode`: vector (its meaning: the composite's vector, its example clips left out of
         the answer; `moments` in this mode only), keyword (its text's words, BM25; nothing encoded) or
-        hybrid (both, fused). `encoding` and `searching` time the two steps apart (the service's metrics)."""
+        hybrid (both, fused). `encoding` and `searching` time the two steps apart (the service's metrics).
+        ValueError for a negative k or what the mode cannot answer (:func:`check_search`)."""
+        k = check_k(k)
+        check_search(query, mode, moments)
         words = query.text or ""
         if mode == "keyword":
             with searching():
@@ -211,6 +243,7 @@ class Collection:
 
     def search_text(self, query: str, k: int, flt: SearchFilter | None = None,
                     moments: MomentQuery | None = None) -> list[Hit]:
+        """The k best clips (or moments) for a text by its meaning: :meth:`search` in mode `vector`."""
         return self.search_vector(self.retriever.encode_text([query]), k, flt, moments=moments)  # (1, D)
 
     def query_vector(self, query: CompositeQuery, *, example: np.ndarray | None = None) -> np.ndarray:
@@ -241,6 +274,7 @@ class Collection:
         """xq: (D,) or (1, D) unit vector -> the k best clips, best first, each with its best window as its
         segment, leaving out the ids in `exclude`; with `moments`, the k best moments of the collection
         instead (of the clips not excluded)."""
+        k = check_k(k)
         xq = np.asarray(xq, dtype=np.float32)
         if xq.ndim == 1:
             xq = xq[None]
@@ -265,6 +299,7 @@ class Collection:
                         exclude: frozenset[int] = frozenset()) -> list[Hit]:
         """The clips whose words best match the query's (BM25), best first, without the ids in `exclude`
         (no segment: words say nothing of where in a clip)."""
+        k = check_k(k)
         hits = self.store.search_keywords(query, k + len(exclude), flt)
         return [h for h in hits if h.record.id not in exclude][:k]
 
@@ -273,6 +308,7 @@ class Collection:
         """The vector ranking of xq (the query's (1, D) vector, composite or not) and the keyword ranking of
         the query's text, each RRF_DEPTH deep, joined by reciprocal-rank fusion; scores are the fused ones,
         each hit's segment its best window for xq."""
+        k = check_k(k)
         depth = max(k, RRF_DEPTH)
         fused = reciprocal_rank_fusion([self._vector_ranking(xq, depth, flt, exclude),
                                         self.search_keywords(query, depth, flt, exclude=exclude)], k=k)
@@ -365,19 +401,23 @@ class Collection:
         return Path(record.location)
 
     def remove(self, ids: Sequence[int]) -> int:
-        """Remove clips (ids that do not exist are ignored) and the stored copies of uploads among them."""
+        """Remove clips (ids that do not exist are ignored) and the stored copies of uploads among them (kept
+        when other stores share the data directory: the same bytes may be a clip of theirs)."""
         with self._write:
             records = [r for r in (self.store.get(int(i)) for i in ids) if r is not None]
             removed = self.store.remove([r.id for r in records])
             for r in records:
-                if r.stored_copy:
+                if r.stored_copy and not self.shares_uploads:
                     self.audio_path(r).unlink(missing_ok=True)
         return removed
 
     def _remove_orphan_copies(self) -> None:
         """Copies whose record never committed (a crash between the two). Recent ones are left alone: they
-        may belong to an upload another process is committing right now."""
+        may belong to an upload another process is committing right now; with other stores in the data
+        directory none is removed (it may be one of their clips)."""
         remove_stale_tmp(self.audio_dir)
+        if self.shares_uploads:
+            return
         for path in self.audio_dir.iterdir():
             if path.name.startswith(".") or not old_enough(path):
                 continue

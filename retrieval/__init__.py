@@ -34,3 +34,8 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'retrieval' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names with the lazy ones (tab completion, `dir(retrieval)`)."""
+    return sorted({*globals(), *_LAZY})

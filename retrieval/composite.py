@@ -12,6 +12,7 @@ the negation of its parts. The text and the liked clips count alike (1).
 """
 
 import json
+import operator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,6 +41,19 @@ class CompositeQuery:
     unlike: tuple[int, ...] = ()
     not_: str | None = None
     weights: Weights = field(default_factory=Weights)
+
+    def __post_init__(self) -> None:
+        for role in ("like", "unlike"):
+            ids = getattr(self, role)
+            try:
+                if isinstance(ids, str | bytes):
+                    raise TypeError
+                object.__setattr__(self, role, tuple(operator.index(i) for i in ids))
+            except TypeError:
+                raise TypeError(f"{role} is a tuple of clip ids (integers), not {ids!r}") from None
+        both = sorted(set(self.like) & set(self.unlike))
+        if both:
+            raise ValueError(f"clips {both} are in both `like` and `unlike`")
 
     @property
     def judged(self) -> frozenset[int]:

@@ -47,3 +47,7 @@ class DeviceUnavailable(RetrievalError):
 
 class ZeroQuery(RetrievalError):
     """A composite query's parts cancel out: its weighted sum has no direction to search in."""
+
+
+class StoreClosed(RetrievalError):
+    """A collection (its store) was used after it was closed: open it again."""

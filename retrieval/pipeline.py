@@ -69,6 +69,35 @@ def cached_tag_text_embeddings(text: SentenceEncoder, *, cache_dir: Path | None,
     return E
 
 
+def mono_samples(wave: np.ndarray) -> np.ndarray:
+    """`wave` as (n,) float32 samples, or why it cannot be audio: TypeError for samples that are not floats,
+    ValueError for more than one channel, no samples, or NaN or infinite ones."""
+    if not isinstance(wave, np.ndarray):
+        raise TypeError(f"samples are a numpy array of floats, not {type(wave).__name__}")
+    if not np.issubdtype(wave.dtype, np.floating):
+        raise TypeError(f"samples are floats in [-1, 1], not {wave.dtype} (int16 PCM: divide by 32768)")
+    if wave.ndim != 1:
+        raise ValueError(f"samples are one channel, (n,), not {wave.shape}: mix a (n, channels) array down "
+                         "(its mean over axis 1) first")
+    if wave.size == 0:
+        raise ValueError("no samples")
+    if not np.isfinite(wave).all():
+        raise ValueError("the samples hold NaN or infinite values")
+    return wave.astype(np.float32, copy=False)
+
+
+def check_texts(queries: Sequence[str]) -> None:
+    """TypeError for one string where a list of them is meant, or an item that is not a string; ValueError
+    for one holding a lone surrogate (bytes a file name or argv could not decode)."""
+    if isinstance(queries, str):
+        raise TypeError(f"queries are a list of strings, not one string: [{queries!r}]")
+    for q in queries:
+        if not isinstance(q, str):
+            raise TypeError(f"a query is a string, not {type(q).__name__}")
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in q):
+            raise ValueError(f"the query {q!r} holds a lone surrogate, which is not text")
+
+
 class Retriever:
     """Text encoder + head (+ PaSST tagger for audio); checks at construction that they belong together."""
 
@@ -99,8 +128,10 @@ class Retriever:
         return extract_many(clips, self._tagger(), moment_windowing=moment_windowing, on_batch=on_batch)
 
     def logits(self, wave: np.ndarray) -> np.ndarray:
-        """(n,) samples at 32 kHz -> (527,) PaSST logits (the mean over windows)."""
-        clip = DecodedAudio(wave, SAMPLE_RATE, channels=1, format="")  # samples as they are: no container
+        """(n,) float samples in [-1, 1], mono, at 32 kHz -> (527,) PaSST logits (the mean over windows).
+        TypeError for samples that are not floats (int16 PCM: divide by 32768 first), ValueError for an
+        array that is not one channel of finite samples, or holds none."""
+        clip = DecodedAudio(mono_samples(wave), SAMPLE_RATE, channels=1, format="")  # no container
         return self.extract_many([clip])[0].logits
 
     @torch.inference_mode()
@@ -126,15 +157,22 @@ class Retriever:
         return np.concatenate(vectors)
 
     def encode_audio(self, wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(n,) samples -> ((D,) vector, (527,) logits)."""
+        """(n,) float samples in [-1, 1], mono, at 32 kHz -> ((D,) vector, (527,) logits); the errors of
+        :meth:`logits`."""
         logits = self.logits(wave)
         return self.project(logits[None])[0], logits
 
     @torch.inference_mode()
-    def encode_text(self, queries: list[str]) -> np.ndarray:
-        """(M,) queries -> (M, D) unit vectors in the audio space."""
-        emb = torch.from_numpy(self.text.encode(queries))
+    def encode_text(self, queries: Sequence[str]) -> np.ndarray:
+        """(M,) queries -> (M, D) unit vectors in the audio space. TypeError for one string (not a list of
+        them) or an item that is not a string, ValueError for one holding a lone surrogate (no text)."""
+        check_texts(queries)
+        emb = torch.from_numpy(self.text.encode(list(queries)))
         return self.head.encode_text(emb).numpy()
 
     def top_tags(self, logits: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        """The k AudioSet tags of highest probability (sigmoid of the logits), as (label, probability),
+        most probable first; ValueError for a negative k."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, not {k}")
         return top_tags(logits, k)

@@ -106,6 +106,9 @@ class TextEncoder:
                 f"text model not found at {local}; run `retrieval models fetch` (or set RETRIEVAL_TEXT_MODEL "
                 "to a local sentence-transformers folder)"
             )
+        if local.is_dir() and not any((local / name).is_file() for name in ("modules.json", "config.json")):
+            raise ModelNotFound(f"{local} holds no sentence-transformers model (no modules.json or "
+                                "config.json); run `retrieval models fetch`, or name the model's own folder")
         from sentence_transformers import SentenceTransformer  # slow import: after the cheap check
 
         source = str(local) if local.is_dir() else str(path_or_id)

@@ -7,9 +7,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from app.excerpts import END_SLACK_S, excerpt_name, file_name, file_type
 from app.schemas.clips import Fields, TagOut, UserTags, meta_out, tags_out
 from app.schemas.common import INT64_MAX, storable_text
+from index.collection import check_search
 from index.exports import ExportRow
 from index.store.records import Hit, MomentQuery, SearchFilter, SearchMode
-from index.store.words import query_words
 from retrieval.composite import CompositeQuery, Weights
 from retrieval.text import is_blank
 
@@ -161,10 +161,7 @@ class SearchRequest(MomentFields):
         if not ((self.query is not None and w.query > 0) or (self.like and w.like > 0)):
             raise ValueError("nothing to search towards: give a `query` or `like` clips, with a weight above "
                              "0 (`unlike` and `not` only push away)")
-        both = sorted(set(self.like) & set(self.unlike))
-        if both:
-            raise ValueError(f"clips {both} are in both `like` and `unlike`")
-        return self
+        return self  # like and unlike sharing a clip: CompositeQuery says so
 
     @model_validator(mode="after")
     def _durations_ordered(self) -> "SearchRequest":
@@ -175,15 +172,7 @@ class SearchRequest(MomentFields):
 
     @model_validator(mode="after")
     def _mode_has_its_parts(self) -> "SearchRequest":
-        if self.moments and self.mode != "vector":
-            raise ValueError("moments are found by the query's vector: use mode `vector` with them")
-        if self.mode != "keyword":
-            return self  # hybrid: a query without words (or none, with `like`) is its vector ranking
-        if self.like or self.unlike or self.not_ is not None:
-            raise ValueError("`like`, `unlike` and `not` shape the query's vector: use mode `vector` or "
-                             "`hybrid` with them")
-        if not query_words(self.query or ""):
-            raise ValueError("a keyword query needs a word (letters or digits) to match")
+        check_search(self.composite(), self.mode, self.moment_query())
         return self
 
     def search_filter(self) -> SearchFilter | None:

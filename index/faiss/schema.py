@@ -138,10 +138,12 @@ def record_of(row: tuple) -> ClipRecord:
     id_, name, location, sha, duration, rate, added_at, stored_copy, tags, description, user_tags, fields, \
         *rest = row
     audio, meta_layers = (*rest, None, None)[:2]
-    return ClipRecord(name=name, location=location, sha256=sha, duration=duration, sample_rate=rate,
+    # RETURNING gives a REAL column's whole value as an integer (3, not 3.0): floats, as SELECT gives them
+    return ClipRecord(name=name, location=location, sha256=sha, duration=float(duration), sample_rate=rate,
                       tags=tuple(Tag(label, p) for label, p in json.loads(tags)),
                       stored_copy=bool(stored_copy), meta=Metadata.from_json(description, user_tags, fields),
-                      audio_sha256=audio, meta_layers=layers_or_none(meta_layers), id=id_, added_at=added_at)
+                      audio_sha256=audio, meta_layers=layers_or_none(meta_layers), id=id_,
+                      added_at=float(added_at))
 
 
 def layers_json(layers: MetaLayers | None) -> str | None:

@@ -29,7 +29,7 @@ from index.faiss.rwlock import ReadWriteLock
 from index.faiss.vector_index import IVF_NPROBE, VectorIndex
 from index.faiss.window_places import WindowPlaces
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
-from index.store.checks import check_queries, check_store_spec
+from index.store.checks import check_k, check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
@@ -340,7 +340,8 @@ class FaissStore(VectorStore):
         return self.db.records(ids)
 
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
-        xq = check_queries(xq, dim=self.dim, k=k)
+        xq = check_queries(xq, dim=self.dim)
+        k = check_k(k)
         self._sync()
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.ids(flt)
@@ -354,11 +355,11 @@ class FaissStore(VectorStore):
                 for drow, irow in zip(scores, found, strict=True)]
 
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
-        if k < 0:
-            raise ValueError("k must be >= 0")
+        k = check_k(k)
         return [Hit(record, score) for record, score in self.db.keyword_search(query, k, flt)]
     def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
-        xq = check_queries(xq, dim=self.dim, k=k)
+        xq = check_queries(xq, dim=self.dim)
+        k = check_k(k)
         self._sync()
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.window_ids(flt)
@@ -403,7 +404,7 @@ class FaissStore(VectorStore):
         own lists nearest the query, a range search that keeps every score, so a window far from the query may
         go unscored; ivf8: the same, those near the cut rescored by their stored vectors). What the index
         answers is put back in place by the window places (WindowPlaces.locate)."""
-        xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)
+        xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim)
         cut = Floor(margin, floor)
         self._sync()
         with self._lock.read():

@@ -54,7 +54,7 @@ from index.qdrant.payload import (
 from index.qdrant.windows import QdrantWindows, collection_for
 from index.qdrant.windows import points as window_points
 from index.store import words as keyword
-from index.store.checks import check_queries, check_store_spec
+from index.store.checks import check_k, check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
@@ -345,7 +345,8 @@ class QdrantStore(VectorStore):
             return self.client.count(self.alias, exact=True).count
 
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
-        xq = check_queries(xq, dim=self.dim, k=k)
+        xq = check_queries(xq, dim=self.dim)
+        k = check_k(k)
         if k == 0 or len(xq) == 0:
             return [[] for _ in xq]
         requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=filter_of(flt), limit=k,
@@ -355,8 +356,7 @@ class QdrantStore(VectorStore):
         return [[Hit(record_of(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
 
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
-        if k < 0:
-            raise ValueError("k must be >= 0")
+        k = check_k(k)
         if k == 0:
             return []
         with self._read:  # the prefixes expanded against the collection as it is searched
@@ -393,7 +393,8 @@ class QdrantStore(VectorStore):
         return {int(p.id): record_of(int(p.id), p.payload or {}) for p in points}
 
     def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
-        xq = check_queries(xq, dim=self.dim, k=k)
+        xq = check_queries(xq, dim=self.dim)
+        k = check_k(k)
         with self._read:
             return self._windows.search(xq, k, filter_of(flt))
 
@@ -401,7 +402,7 @@ class QdrantStore(VectorStore):
                        floor: float | None = None) -> dict[int, ScoredWindows]:
         """Scored by Qdrant (QdrantWindows.scored): only the windows at each clip's floor come back, not
         every window of the clips."""
-        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
+        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim)[0]
         cut = Floor(margin, floor)
         with self._read:
             return self._windows.scored(q, ids, cut)
@@ -434,6 +435,17 @@ class QdrantStore(VectorStore):
     def window_count(self) -> int:
         with self._read:
             return self._windows.count()
+
+    def windows_without_clip(self) -> set[int]:
+        """The clip ids with windows but no clip point: what a crash between the two writes of an add (the
+        windows first) or a removal (the clip first) leaves; never answered, only taking room."""
+        with self._read:
+            return self._windows.clip_ids() - {int(p.id) for p in self._scroll(with_payload=False)}
+
+    def remove_windows(self, clip_ids: Sequence[int]) -> None:
+        """Delete the windows of these clip ids (:meth:`windows_without_clip`'s)."""
+        with self._write:
+            self._windows.delete(list(clip_ids))
 
     def rows(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         found = self._stored_vectors(ids, (AUDIO, LOGITS))

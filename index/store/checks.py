@@ -1,6 +1,8 @@
 """The checks every store runs on what it is given, before anything is written or searched: query
 vectors, rows of vectors and logits, a clip's timeline, and the model a store was made with."""
 
+import operator
+
 import numpy as np
 
 from index.store.records import Timeline, Windows
@@ -8,14 +10,23 @@ from retrieval.config import N_TAGS
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 from retrieval.waveform import MAX_PEAKS
 
+MAX_K = 2**40  # more hits than any collection holds: a larger k asks for all of them, as this one does
 
-def check_queries(xq: np.ndarray, *, dim: int, k: int) -> np.ndarray:
-    """(Q, dim) finite float32 query vectors and k >= 0, or ValueError (shared by every backend)."""
+
+def check_k(k: int) -> int:
+    """k as a Python int in [0, MAX_K] (numpy integers too; a larger one is MAX_K); TypeError for what is no
+    integer, ValueError for a negative one (shared by every search)."""
+    k = operator.index(k)
+    if k < 0:
+        raise ValueError(f"k must be >= 0, not {k}")
+    return min(k, MAX_K)
+
+
+def check_queries(xq: np.ndarray, *, dim: int) -> np.ndarray:
+    """(Q, dim) finite float32 query vectors, or ValueError (shared by every backend)."""
     xq = np.asarray(xq, dtype=np.float32)
     if xq.ndim != 2 or xq.shape[1] != dim or not np.isfinite(xq).all():
         raise ValueError(f"expected (Q, {dim}) finite query vectors, got {xq.shape}")
-    if k < 0:
-        raise ValueError("k must be >= 0")
     return xq
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from index.store.checks import check_queries, check_rows, check_timeline
+from index.store.checks import check_k, check_queries, check_rows, check_timeline
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
@@ -280,7 +280,7 @@ class VectorStore(ABC):
 
         The base reads every window of these clips (the reference answer); a backend scores them where its
         windows are indexed, so the cost is that of the windows that match, not of the clips' length."""
-        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=0)[0]
+        q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim)[0]
         cut = Floor(margin, floor)
         found = {}
         for i, w in self.windows(ids).items():
@@ -305,7 +305,8 @@ class VectorStore(ABC):
         could hold one of the k best has been seen."""
         if moments.per_clip < 1:
             raise ValueError(f"per_clip must be >= 1, got {moments.per_clip}")
-        xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim, k=k)
+        xq = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim)
+        k = check_k(k)
         found: list[tuple[Moment, int]] = []  # (moment, clip id)
         fetch = k * moments.per_clip
         margin = MOMENT_MARGIN if moments.threshold is None else None

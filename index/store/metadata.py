@@ -31,7 +31,10 @@ def normalize_tag(tag: str) -> str:
 
 
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Normalised, empty ones dropped, each once, in the order first given."""
+    """Normalised, empty ones dropped, each once, in the order first given; TypeError for one string (its
+    letters would be the tags)."""
+    if isinstance(tags, str):
+        raise TypeError(f"tags are a list of strings, not one string: [{tags!r}]")
     return tuple(dict.fromkeys(t for t in map(normalize_tag, tags) if t))
 
 

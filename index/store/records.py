@@ -9,7 +9,7 @@ backfilled; their hits carry no segment.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
@@ -20,6 +20,7 @@ from retrieval.moments import Moment, best_window, merge_windows
 from retrieval.windows import WindowLogits
 
 SearchMode = Literal["vector", "keyword", "hybrid"]  # by meaning, by words (BM25), both fused
+SEARCH_MODES: tuple[SearchMode, ...] = ("vector", "keyword", "hybrid")
 
 Project = Callable[[np.ndarray], np.ndarray]  # (n, 527) logits -> (n, D) vectors: the head
 
@@ -177,14 +178,18 @@ class SearchFilter:
     tags_any: tuple[str, ...] = ()  # user tags: at least one of these (normalised here)
     tags_all: tuple[str, ...] = ()  # user tags: every one of these
     tags_none: tuple[str, ...] = ()  # user tags: none of these (normalised here)
-    fields: tuple[tuple[str, str], ...] = ()  # user fields: (key, value) each equal
+    fields: tuple[tuple[str, str], ...] = ()  # user fields: (key, value) each equal (a mapping is taken too)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags_any", normalize_tags(self.tags_any))
         object.__setattr__(self, "tags_all", normalize_tags(self.tags_all))
         object.__setattr__(self, "tags_none", normalize_tags(self.tags_none))
-        for key, _ in self.fields:
-            check_field_key(key)
+        pairs = sorted(self.fields.items()) if isinstance(self.fields, Mapping) else list(self.fields)
+        for pair in pairs:
+            if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+                raise TypeError(f"fields are (key, value) pairs of strings, or a mapping, not {pair!r}")
+            check_field_key(pair[0])
+        object.__setattr__(self, "fields", tuple(pairs))
 
     @property
     def empty(self) -> bool:

@@ -72,7 +72,7 @@ def test_hybrid_and_the_filters_answer_as_the_collection_does(library):
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["door", "--mode", "keyword", "--moments"], "leave --mode vector"),
+    (["door", "--mode", "keyword", "--moments"], "use mode `vector` with them"),
     (["?!", "--mode", "keyword"], "needs a word"),
     (["door", "--mode", "fuzzy"], "fuzzy"),
     (["door", "--fields", "[1]"], "a JSON object of strings"),

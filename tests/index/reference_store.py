@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.store.checks import check_queries, check_store_spec
+from index.store.checks import check_k, check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
@@ -196,7 +196,7 @@ class ReferenceStore(VectorStore):
 
     # -- searches -----------------------------------------------------------------------------------------
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
-        xq = check_queries(xq, dim=self.dim, k=k)
+        xq, k = check_queries(xq, dim=self.dim), check_k(k)
         ids = [i for i in sorted(self.clips) if passes(flt, self.clips[i])]
         xb = self.rows(ids)[0]  # (N, D)
         out = []
@@ -207,7 +207,7 @@ class ReferenceStore(VectorStore):
         return out
 
     def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
-        xq = check_queries(xq, dim=self.dim, k=k)
+        xq, k = check_queries(xq, dim=self.dim), check_k(k)
         rows = [(i, n, w) for i in sorted(self.times) if passes(flt, self.clips[i])
                 for w in [self.times[i].windows] for n in range(len(w.starts))]
         out = []
@@ -220,8 +220,7 @@ class ReferenceStore(VectorStore):
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
         """BM25 as FTS5 computes it (its IDF, floored at 1e-6), statistics over the whole collection; the
         query's prefixes expanded against the words of every document."""
-        if k < 0:
-            raise ValueError("k must be >= 0")
+        k = check_k(k)
         docs = {i: document(r).split() for i, r in self.clips.items()}
         docs = {i: d for i, d in docs.items() if d}
         if not docs:

@@ -123,3 +123,46 @@ def test_an_example_joins_the_liked_clips(planted):
     only = collection.query_vector(CompositeQuery(), example=example)
     np.testing.assert_allclose(only[0], example, atol=1e-6)
     assert text.calls == [["rain"]]  # no text, no encoder call
+
+
+def test_a_search_its_mode_cannot_answer_is_refused_in_every_mode(planted):
+    """The library refuses what the service answers 422 for, the same way in every mode: a negative k, an
+    unknown mode, moments or clip shaping by keyword, a clip both liked and unliked; numpy integers and a
+    k beyond any collection are taken."""
+    from index.store.records import MomentQuery
+
+    c, *_ = planted
+    rain = CompositeQuery(text="rain")
+    for mode in ("vector", "keyword", "hybrid"):
+        with pytest.raises(ValueError, match="k must be >= 0"):
+            c.search(rain, -1, mode=mode)
+        assert len(c.search(rain, np.int64(2), mode=mode)) <= 2
+        c.search(rain, 2**63, mode=mode)  # all of them, no overflow
+    assert len(c.search(rain, np.int64(2))) == 2 and len(c.search_text("rain", np.int32(3))) == 3
+    with pytest.raises(TypeError):
+        c.search(rain, 2.0)
+    with pytest.raises(ValueError, match="none of vector, keyword, hybrid"):
+        c.search(rain, 5, mode="fuzzy")
+    for mode in ("keyword", "hybrid"):
+        with pytest.raises(ValueError, match="moments are found by the query's vector"):
+            c.search(rain, 5, mode=mode, moments=MomentQuery())
+    with pytest.raises(ValueError, match="shape the query's vector"):
+        c.search(CompositeQuery(text="rain", like=(1,)), 5, mode="keyword")
+    with pytest.raises(ValueError, match="needs a word"):
+        c.search(CompositeQuery(text="?!"), 5, mode="keyword")
+    with pytest.raises(ValueError, match=r"clips \[1\] are in both"):
+        CompositeQuery(like=(1, 2), unlike=(1,))
+    with pytest.raises(TypeError, match="clip ids"):
+        CompositeQuery(like="12")
+    assert CompositeQuery(like=[np.int64(3)]).like == (3,)
+
+
+def test_a_filter_takes_lists_and_mappings_and_refuses_one_string():
+    assert SearchFilter(fields={"pack": "Vol 1", "bpm": "120"}).fields == (("bpm", "120"), ("pack", "Vol 1"))
+    assert SearchFilter(tags_any=["Kick"]).tags_any == ("kick",)
+    with pytest.raises(TypeError, match="not one string"):
+        SearchFilter(tags_any="kick")
+    with pytest.raises(TypeError, match="pairs of strings"):
+        SearchFilter(fields=("ab",))
+    with pytest.raises(ValueError, match="not an identifier"):
+        SearchFilter(fields={"Sample Rate": "1"})

@@ -436,3 +436,16 @@ def test_set_metadata_replaces_it_and_the_clip_s_words(store, backend_settings):
     with open_backend(backend_settings, SPEC) as s:
         assert s.get(8).meta == Metadata() and s.get(9).meta == clip(8).meta
         assert [h.record.id for h in s.search_keywords("take 8", 1)] == [9]
+
+
+def test_a_whole_number_of_seconds_stays_a_float_after_an_edit(backend_settings, data):
+    """SQLite's RETURNING gives a REAL column's whole value as an integer: the record an edit returns is
+    the one `get` gives, to the types."""
+    from dataclasses import replace
+
+    xb, logits = data
+    with open_backend(backend_settings, SPEC) as s:
+        added = s.add(replace(clip(0), duration=3.0), xb[0], logits[0])
+        edited = s.set_metadata(added.id, Metadata.of(description="three seconds"))
+        assert edited == s.get(added.id)
+        assert type(edited.duration) is float and type(edited.added_at) is float

@@ -117,6 +117,9 @@ def test_a_checkpoint_path_is_honoured(model, files, minilm_path, tmp_path):
 def test_paths_that_are_not_there_say_so(model, minilm_path, tmp_path, tag_cache):
     with pytest.raises(ModelNotFound, match="text model not found at .*nowhere"):
         load_model(tmp_path / "nowhere", passt="random")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFound, match="empty holds no sentence-transformers model"):
+        load_model(tmp_path / "empty", passt="random")
     with pytest.raises(ModelNotFound, match="checkpoint not found: .*gone.safetensors"):
         load_model(minilm_path, passt="random", checkpoint=tmp_path / "gone.safetensors", text=model.text)
     with pytest.raises(ModelNotFound, match="PaSST weights not found at .*gone.pt"):
@@ -167,6 +170,7 @@ def test_the_service_with_a_checkpoint_is_the_library_with_that_checkpoint(model
 
 
 def test_import_retrieval_loads_no_torch():
-    code = "import sys, retrieval; assert 'torch' not in sys.modules; retrieval.load_model; " \
-           "assert 'torch' in sys.modules"
+    code = "import sys, retrieval; assert 'torch' not in sys.modules; " \
+           "assert {'load_model', 'Retriever'} <= set(dir(retrieval)); assert 'torch' not in sys.modules; " \
+           "retrieval.load_model; assert 'torch' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

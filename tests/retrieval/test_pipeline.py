@@ -131,3 +131,25 @@ def test_tag_embeddings_are_cached_in_the_data_dir(settings, text_encoder, monke
     other = pipeline.cached_tag_text_embeddings(text_encoder, cache_dir=cache, stamp={"size": 2})
     torch.testing.assert_close(other, first)
     assert len(list(cache.glob("tag-text-*.safetensors"))) == 2  # another stamp, another file
+
+
+def test_what_is_not_text_or_samples_is_refused_before_any_model_runs(random_tagger, text_encoder):
+    r = zero_shot_retriever(random_tagger, text_encoder)
+    with pytest.raises(TypeError, match="not one string"):
+        r.encode_text("a dog barking")  # its letters would be 13 queries
+    with pytest.raises(TypeError, match="a query is a string"):
+        r.encode_text([b"bytes"])
+    with pytest.raises(ValueError, match="lone surrogate"):
+        r.encode_text(["tone\udcff"])  # what argv holds for bytes that are not UTF-8
+    assert r.encode_text(()).shape == (0, r.spec.dim)
+    wave = sine(seconds=0.3)
+    for bad, error, words in ((wave.tolist(), TypeError, "numpy array"),
+                              ((wave * 32767).astype(np.int16), TypeError, "divide by 32768"),
+                              (np.stack([wave, wave], axis=1), ValueError, "one channel"),
+                              (np.zeros(0, np.float32), ValueError, "no samples"),
+                              (np.full(100, np.nan, np.float32), ValueError, "NaN")):
+        for encode in (r.encode_audio, r.logits):
+            with pytest.raises(error, match=words):
+                encode(bad)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        r.top_tags(planted_logits("Dog"), -1)
