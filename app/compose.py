@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.settings import Settings
 from index.collection import Collection
-from index.layout import CACHE_DIR, shard_ledger
+from index.layout import CACHE_DIR, shard_ledger, stores_of
 from index.stores import StoreConfig, open_store
 from retrieval.config import Windowing
 from retrieval.contracts import SentenceEncoder
@@ -203,9 +203,14 @@ def moment_windowing(settings: Settings) -> Windowing | None:
 def open_collection(settings: Settings, retriever: Retriever, *, check: bool = True) -> Collection:
     """The collection in the configured data directory and store. check=False accepts a store made with
     another model (only to re-project it)."""
-    store = open_store(store_config(settings), retriever.spec, check=check)
+    config = store_config(settings)
+    store = open_store(config, retriever.spec, check=check)
+    shared = stores_of(settings.data_dir, config.name) - {config.name}
+    if shared:
+        log.info("the data directory holds other stores too (%s): stored uploads are kept when their clips "
+                 "go, since they may be those stores' clips", ", ".join(sorted(shared)))
     return Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings),
-                           moment_windowing=moment_windowing(settings))
+                           moment_windowing=moment_windowing(settings), shares_uploads=bool(shared))
 
 
 def ledger_path(settings: Settings) -> Path:

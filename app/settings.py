@@ -2,6 +2,7 @@
 (:func:`app.compose.load_settings`) and validated at start-up, cross-field mistakes included. Nothing below
 `app/` and `cli/` reads it: the root turns it into objects and passes explicit arguments down."""
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +10,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrieval.config import PASST_FILENAME
+
+# a Qdrant collection's name: its windows are `<name>-windows-g<N>` and its generations `<name>-g<N>`, so a
+# name ending so would be another collection's windows or generation
+QDRANT_COLLECTION = re.compile(r"[A-Za-z0-9_][\w.-]{0,62}")
+QDRANT_TAKEN = re.compile(r".*-(windows|g\d+)")
 
 
 class Settings(BaseSettings):
@@ -82,7 +88,10 @@ class Settings(BaseSettings):
     )
     store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset with qdrant = embedded")
-    qdrant_collection: str = Field("clips", description="the Qdrant collection (an alias) of the clips")
+    qdrant_collection: str = Field("clips",
+                                   description="the Qdrant collection (an alias) of the clips: letters, "
+                                               "digits, `_`, `.`, `-`, up to 63, not ending in `-windows` or "
+                                               "`-g<N>` (the names of its windows and generations)")
     qdrant_window_quantization: Literal["none", "int8"] = Field(
         "none", description="qdrant backend: int8 scalar quantization of the windows' vectors, kept in RAM "
                             "with the float16 originals on disk, searches rescored on the originals; applies "
@@ -106,6 +115,16 @@ class Settings(BaseSettings):
     max_channels: int = Field(6, ge=1, le=64, description="most channels accepted (5.1 = 6); mixed to mono")
     host: str = Field("127.0.0.1", description="`retrieval serve`: the address to listen on")
     port: int = Field(8000, ge=1, le=65535, description="`retrieval serve`: the port to listen on")
+
+    @field_validator("qdrant_collection")
+    @classmethod
+    def _collection_name(cls, v: str) -> str:
+        if not QDRANT_COLLECTION.fullmatch(v):
+            raise ValueError(f"{v!r} is no collection name: letters, digits, `_`, `.` and `-`, up to 63")
+        if QDRANT_TAKEN.fullmatch(v):
+            raise ValueError(f"{v!r} ends as the names of a collection's windows and generations do "
+                             "(`-windows`, `-g<N>`): choose another")
+        return v
 
     @field_validator("passt_sha256", "qdrant_url", mode="before")
     @classmethod

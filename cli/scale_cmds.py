@@ -72,11 +72,20 @@ def register(app: typer.Typer) -> None:
             num_cpus: int = typer.Option(None, min=1, help="CPUs of a Ray started here (default: all)"),
     ) -> None:
         """Extract PaSST logits with Ray Data: decode on CPU workers, one PaSST actor per GPU (or
-        --cpu-actors on CPU), Parquet shards + manifest.json in --out. Load them with `index load-shards`."""
+        --cpu-actors on CPU), Parquet shards + manifest.json in --out. Load them with `index load-shards`.
+        Exit status 1 when some files could not be extracted (they are listed; their rows say why)."""
+        from index.ingest.ray_shards import shard_failures
+
         with exit_on_error():
             manifest = extract_ray(file_list, out, address=address, cpu_actors=cpu_actors,
                                    batch_size=batch_size, num_cpus=num_cpus)
-        typer.echo(f"{len(manifest['shards'])} shard(s) in {out}; next: retrieval index load-shards {out}")
+            failed = shard_failures(out, manifest["written"])
+        typer.echo(f"{len(manifest['shards'])} shard(s) in {out}; failed {len(failed)}; next: "
+                   f"retrieval index load-shards {out}")
+        for path, reason in failed:
+            typer.secho(f"failed: {path}: {reason}", err=True, fg=typer.colors.YELLOW)
+        if failed:
+            raise typer.Exit(1)
 
     @group.command("load-shards")
     def load_shards_cmd(shard_dir: Path = typer.Argument(..., help="folder written by `index extract-ray`"),

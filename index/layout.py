@@ -11,9 +11,13 @@ here, once; every other module asks this one.
     cache/                   derived files (tag-name embeddings, exported ONNX text models)
     loaded-shards-<store>.json  the bulk loader's ledger of shards loaded into one store
     reread-metadata-<store>.log `index reread-metadata`'s ledger of clips whose files it read, one store
+    stores.txt               every store that has opened the folder, a line each (they share audio/)
 """
 
+import re
 from pathlib import Path
+
+from retrieval.durable import append_line, write_text_atomically
 
 CLIP_DB = "index.sqlite"
 FAISS_DIR = "faiss"
@@ -24,6 +28,8 @@ INCOMING_DIR = "incoming"
 QUEUE_FILE = "jobs.sqlite"
 INGEST_LOCK = "ingest.lock"
 CACHE_DIR = "cache"
+STORES_FILE = "stores.txt"
+FAISS_STORE = "faiss"  # the FAISS store's name (StoreConfig.name); a Qdrant store's is qdrant-<collection>
 
 
 def upload_location(sha256: str, extension: str) -> str:
@@ -44,3 +50,35 @@ def shard_ledger(data_dir: Path, store_name: str) -> Path:
 def metadata_ledger(data_dir: Path, store_name: str) -> Path:
     """`retrieval index reread-metadata`'s record of the clips of the store `store_name` it has read."""
     return Path(data_dir) / f"reread-metadata-{store_name}.log"
+
+
+def stores_of(data_dir: Path, name: str | None = None) -> set[str]:
+    """The stores that keep their clips in this data directory: `name` registered among them first (a line
+    of STORES_FILE, once), unless None. Stored uploads are named by their content (audio/<sha256>.<ext>),
+    so with more than one store an upload's copy may be another store's clip too: none may be removed as
+    an orphan, or with a clip. A folder from before the file was kept starts with the stores found in it."""
+    path = Path(data_dir) / STORES_FILE
+    if not path.is_file():
+        known = _found_stores(Path(data_dir)) | ({name} if name is not None else set())
+        if name is not None:
+            write_text_atomically(path, "".join(f"{store}\n" for store in sorted(known)))
+        return known
+    known = set(path.read_text(encoding="utf-8").splitlines()) - {""}
+    if name is not None and name not in known:
+        append_line(path, name)
+        known.add(name)
+    return known
+
+def _found_stores(data_dir: Path) -> set[str]:
+    """The stores a data directory holds on disk: the FAISS store's database, embedded Qdrant's
+    collections."""
+    found = {FAISS_STORE} if (data_dir / CLIP_DB).is_file() else set()
+    return found | {f"qdrant-{name}" for name in qdrant_collections(data_dir)}
+
+
+def qdrant_collections(data_dir: Path) -> set[str]:
+    """The clips' collections of embedded Qdrant in the data directory: its folders `<name>-g<N>` (or
+    `<name>`), less their windows' (`<name>-windows-g<N>`)."""
+    folder = Path(data_dir) / QDRANT_DIR / "collection"
+    bases = {re.sub(r"-g\d+$", "", p.name) for p in folder.iterdir()} if folder.is_dir() else set()
+    return {b for b in bases if not (b.endswith("-windows") and b[:-8] in bases)}

@@ -1,10 +1,11 @@
 """Open the vector store of a backend. A backend is added here, behind index.store.contract.VectorStore."""
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from index.layout import CLIP_DB, QDRANT_DIR
+from index.layout import CLIP_DB, FAISS_STORE, QDRANT_DIR, qdrant_collections
 from index.store.contract import VectorStore
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
@@ -28,8 +29,14 @@ class StoreConfig:
 
     @property
     def name(self) -> str:
-        """Names this store among others in the same data directory (the bulk loader's ledger)."""
-        return "faiss" if self.backend == "faiss" else f"qdrant-{self.qdrant_collection}"
+        """Names this store among others in the same data directory (the bulk loader's ledger, the folder's
+        list of stores): `faiss`, `qdrant-<collection>` embedded, `qdrant-<collection>-<server>` on a
+        server (another server's collection of that name is another store)."""
+        if self.backend == "faiss":
+            return FAISS_STORE
+        server = self.qdrant_url
+        where = "" if server is None else "-" + re.sub(r"[^A-Za-z0-9.]+", "_", server).strip("_")
+        return f"qdrant-{self.qdrant_collection}{where}"
 
 
 class NoCollection(RetrievalError):
@@ -46,7 +53,11 @@ def require_store(config: StoreConfig) -> None:
         raise NoCollection(f"no collection in {config.data_dir} (RETRIEVAL_DATA_DIR; {where.name} is not "
                            "there): `retrieval index add FOLDER` makes one, `retrieval restore FILE` brings "
                            "one back")
-
+    held = qdrant_collections(config.data_dir) if config.backend == "qdrant" else set()
+    if config.backend == "qdrant" and config.qdrant_collection not in held:
+        raise NoCollection(f"no Qdrant collection {config.qdrant_collection!r} in {where} "
+                           f"(RETRIEVAL_QDRANT_COLLECTION; it holds {', '.join(sorted(held)) or 'none'}): "
+                           "`retrieval index add FOLDER` makes one")
 
 def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> VectorStore:
     """Open (or create) the store for vectors of the model `spec`.

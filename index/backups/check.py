@@ -18,9 +18,11 @@ never deleted.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -30,12 +32,15 @@ from index.faiss.cache import AUTO_CLIPS_IVF_AT, FILL_CHUNK, CachedIndex, loadab
 from index.faiss.clip_db import ClipDB
 from index.faiss.store import WINDOW_KINDS, stored_spec
 from index.faiss.vector_index import FILE_RE
-from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE, stores_of
 from index.sqlite_conn import integrity_problems
 from index.store.records import Chunk, ClipRecord
 from index.stores import StoreConfig
 from retrieval.durable import old_enough, sha256_file
 from retrieval.model_spec import ModelSpec
+
+if TYPE_CHECKING:
+    from index.qdrant.store import QdrantStore
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +184,11 @@ def _check_bytes(r: ClipRecord, reader: _Reader, report: CheckReport) -> None:
                     clip_id=r.id, path=str(path))
 
 
-def _check_orphans(reader: _Reader, report: CheckReport, *, repair: bool) -> None:
+def _check_orphans(reader: _Reader, report: CheckReport, *, repair: bool, store: str) -> None:
+    """Files under audio/ no clip of the store refers to; none when other stores keep clips in the data
+    directory too (index/layout.py stores_of: an upload's copy may be one of theirs)."""
     audio = reader.data_dir / AUDIO_DIR
-    if not audio.is_dir():
+    if not audio.is_dir() or stores_of(reader.data_dir) - {store}:
         return
     for path in sorted(audio.iterdir()):
         rel = f"{AUDIO_DIR}/{path.name}"
@@ -237,7 +244,8 @@ def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | 
         cache.finish(report, live=db.state())
         window_cache.finish(report, live=db.state(),
                             clip_of=lambda ids: {w: p[0] for w, p in db.window_places(ids).items()})
-        _check_orphans(reader, report, repair=repair)  # outside the snapshot: second looks see the latest
+        # outside the snapshot: second looks see the latest
+        _check_orphans(reader, report, repair=repair, store=config.name)
         for what, check in ((clips, cache), (windows, window_cache)):
             if repair and check.broken:
                 _rebuild_cache(db, what, dim=dim, search_threads=config.search_threads,
@@ -372,17 +380,18 @@ def _rebuild_cache(db: ClipDB, what: _Cache, *, dim: int, search_threads: int, s
         p.unlink(missing_ok=True)
 
 
+WINDOWS_SETTLE_S = 2.0  # between the two looks at windows without a clip
+
 # -- Qdrant --------------------------------------------------------------------------------------------------
 def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | None,
                   project: Project | None, repair: bool, progress: bool) -> None:
-    from index.qdrant.open import open_existing
+    from index.qdrant.open import QdrantUnavailable, open_existing
 
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
                               collection=config.qdrant_collection)
-    except RuntimeError as e:  # the embedded engine's folder lock
-        report.error("missing", f"cannot open the embedded Qdrant store in {config.data_dir}: {e} (stop the "
-                     "service to check it, or use a Qdrant server)")
+    except QdrantUnavailable as e:  # a server not answering, the embedded engine's folder lock
+        report.error("missing", str(e))
         return
     if store is None:
         report.error("missing", f"there is no Qdrant collection {config.qdrant_collection!r}")
@@ -393,6 +402,26 @@ def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec |
         checked_model = _model_ok(reader, report, spec)
         _check_clips(reader, report, project=project if checked_model else None, progress=progress,
                      total=store.count())
-        _check_orphans(reader, report, repair=repair)
+        _check_orphans(reader, report, repair=repair, store=config.name)
+        _check_orphan_windows(store, report, repair=repair)
     finally:
         store.close()
+
+
+def _check_orphan_windows(store: QdrantStore, report: CheckReport, *, repair: bool) -> None:
+    """Windows whose clip is not there (a crash between an add's or a removal's two writes), looked at
+    twice WINDOWS_SETTLE_S apart: an add in flight writes its windows just before its clip."""
+    orphans = store.windows_without_clip()
+    if orphans:
+        time.sleep(WINDOWS_SETTLE_S)
+        orphans &= store.windows_without_clip()
+    if not orphans:
+        return
+    shown = ", ".join(map(str, sorted(orphans)[:10])) + (" ..." if len(orphans) > 10 else "")
+    clips = f"{len(orphans)} clip{'s' if len(orphans) != 1 else ''}"
+    if repair:
+        store.remove_windows(sorted(orphans))
+        report.repaired.append(f"removed the windows of {clips} that are not there ({shown})")
+    else:
+        report.warn("orphan", f"windows of {clips} that are not there ({shown}): a crash "
+                    "between an add's two writes left them (`retrieval check --repair` removes them)")

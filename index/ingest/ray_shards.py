@@ -165,7 +165,8 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
                    cpu_actors: int = 1, limits: AudioLimits = AudioLimits()) -> dict:
     """Run the pipeline on an already initialised Ray; write shards + manifest into out_dir.
 
-    Returns the manifest: the tagger's model spec, weights, shard file names.
+    Returns the manifest (the tagger's model spec, weights, shard file names) and `written`, this run's
+    shards.
     """
     import ray
 
@@ -187,7 +188,18 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     shards = sorted(p.name for p in set(out_dir.glob("*.parquet")) - before)
     manifest = _write_manifest(out_dir, shards=shards, weights=tagger.weights, spec=tagger.spec.encoders())
     log.info("wrote %d shard(s) to %s", len(shards), out_dir)
-    return manifest
+    return {**manifest, "written": shards}
+
+
+def shard_failures(out_dir: Path, shards: list[str]) -> list[tuple[str, str]]:
+    """(path, why) of every file of these shards that could not be extracted (their `error` column)."""
+    import pyarrow.parquet as pq
+
+    failed = []
+    for name in shards:
+        table = pq.read_table(Path(out_dir) / name, columns=["path", "error"]).to_pydict()
+        failed += [(p, e) for p, e in zip(table["path"], table["error"], strict=True) if e]
+    return failed
 
 
 def manifest_spec(manifest: dict) -> ModelSpec:

@@ -3,15 +3,44 @@ of a collection."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from qdrant_client import QdrantClient
+from qdrant_client.http.exceptions import ApiException
 
 from index.layout import QDRANT_DIR
 from index.qdrant.store import QdrantStore
+from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
 
 MEMORY = ":memory:"
+
+
+class QdrantUnavailable(RetrievalError):
+    """The configured Qdrant cannot be reached or opened: a server that does not answer, a URL that is
+    none, an embedded store another process holds."""
+
+
+@contextmanager
+def reaching(url: str | None, data_dir: Path, close: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """What qdrant-client raises on the way to the store as one QdrantUnavailable naming the setting; the
+    store's own refusals (another model) go through as they are. `close` frees the client on any error."""
+    try:
+        yield
+    except RetrievalError:
+        close()
+        raise
+    except (ApiException, OSError, ValueError, RuntimeError) as e:
+        close()
+        where = (f"the Qdrant server at {url} (RETRIEVAL_QDRANT_URL)" if url else
+                 f"the embedded Qdrant store in {Path(data_dir) / QDRANT_DIR} (is a service using it? stop "
+                 "it, or set RETRIEVAL_QDRANT_URL to a server)")
+        raise QdrantUnavailable(f"cannot open {where}: {e}") from e
+    except BaseException:
+        close()
+        raise
 
 
 def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
@@ -28,27 +57,23 @@ def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
 def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec: ModelSpec,
                       check: bool = True, window_quantization: str = "none") -> QdrantStore:
     """`window_quantization` ("none" or "int8"): of the windows collections the store creates."""
-    client = connect(url, data_dir=data_dir)
-    try:
+    with reaching(url, data_dir):
+        client = connect(url, data_dir=data_dir)
+    with reaching(url, data_dir, client.close):  # a refused model: the folder's lock freed now, not at exit
         return QdrantStore(client, collection=collection, spec=spec,
                            local=url is None or url == MEMORY, check=check,
                            folder=None if url else Path(data_dir) / QDRANT_DIR,
                            window_quantization=window_quantization)
-    except BaseException:  # a refused model: free the embedded store's folder lock now, not at exit
-        client.close()
-        raise
 
 
 def open_existing(*, url: str | None, data_dir: Path, collection: str) -> QdrantStore | None:
     """The collection as it is (any model), or None where there is none; nothing is created."""
     if url == MEMORY or (not url and not (Path(data_dir) / QDRANT_DIR).is_dir()):
         return None
-    client = connect(url, data_dir=data_dir)
-    try:
+    with reaching(url, data_dir):
+        client = connect(url, data_dir=data_dir)
+    with reaching(url, data_dir, client.close):
         if not client.collection_exists(collection):
             client.close()
             return None
         return QdrantStore(client, collection=collection, spec=ModelSpec(), local=not url, check=False)
-    except BaseException:
-        client.close()
-        raise

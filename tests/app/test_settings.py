@@ -201,3 +201,14 @@ def test_queries_go_through_one_cache_sized_by_the_setting(monkeypatch, retrieve
     monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "-1")
     with pytest.raises(SettingsError, match="query_cache_size"):
         load_settings()
+
+
+@pytest.mark.parametrize(("name", "words"), [("sfx-windows", "ends as the names"),
+                                             ("sfx-g2", "ends as the names"), ("a/b", "no collection name"),
+                                             ("", "no collection name")])
+def test_a_qdrant_collection_named_as_another_s_windows_or_generation_is_refused(name, words):
+    """`<name>-windows` would be the windows of the collection `<name>` (whose windows collection, made on
+    open, replaced it), `<name>-g<N>` one of its generations."""
+    with pytest.raises(ValidationError, match=words):
+        Settings(qdrant_collection=name)
+    assert Settings(qdrant_collection="music.v2-takes").qdrant_collection == "music.v2-takes"

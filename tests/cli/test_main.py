@@ -133,3 +133,24 @@ def test_a_contradictory_configuration_is_one_line_naming_the_settings_and_exit_
         assert "configuration" in lines[0] and all(s in lines[0] for s in named), (name, lines[0])
         assert out.stdout == "", name
     assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_a_mistyped_qdrant_collection_is_said_not_made_into_one(tmp_path, monkeypatch, minilm_path):
+    """Embedded Qdrant: a collection name that is none of the folder's is refused by the commands that read
+    one, naming those it holds, and none is created (a search made `clipy` and answered 'no clips')."""
+    from index.layout import qdrant_collections
+    from index.stores import StoreConfig, open_store
+    from tests.index.store_fixtures import SPEC
+
+    data = tmp_path / "data"
+    open_store(StoreConfig(data_dir=data, backend="qdrant"), SPEC).close()
+    assert qdrant_collections(data) == {"clips"}
+    for key, value in {"RETRIEVAL_DATA_DIR": str(data), "RETRIEVAL_PASST_WEIGHTS": "random",
+                       "RETRIEVAL_TEXT_MODEL": str(minilm_path), "RETRIEVAL_DEVICE": "cpu",
+                       "RETRIEVAL_STORE_BACKEND": "qdrant", "RETRIEVAL_QDRANT_COLLECTION": "clipy"}.items():
+        monkeypatch.setenv(key, value)
+    for args in (["search", "rain"], ["index", "stats"], ["check"], ["backup", str(tmp_path / "b.zip")]):
+        out = CliRunner().invoke(app, args)
+        assert out.exit_code == 2, (args, out.output, out.exception)
+        assert "no Qdrant collection 'clipy'" in out.stderr and "it holds clips" in out.stderr, args
+    assert qdrant_collections(data) == {"clips"} and not (tmp_path / "b.zip").exists()

@@ -306,3 +306,28 @@ def test_an_empty_windows_cache_claiming_the_current_state_lacks_every_window(fa
     assert {f.clip_id for f in report.errors} == set(clips)
     check_store(faiss_live, spec=SPEC, project=project, repair=True)
     assert check_store(faiss_live, spec=SPEC, project=project).findings == []
+
+
+def test_qdrant_windows_left_without_their_clip_are_found_and_repair_removes_them(tmp_path, monkeypatch):
+    """A crash between an add's two writes (its windows first, then its clip) leaves windows no clip owns:
+    never answered, but taking room; check names them, looked at twice, and repair deletes them alone."""
+    import index.backups.check as check
+
+    monkeypatch.setattr(check, "WINDOWS_SETTLE_S", 0.0)
+    cfg = fill(tmp_path / "data", backend="qdrant", folder=tmp_path / "sounds")["config"]
+    clips = windowed(cfg, (6, 4))
+    gone, kept = list(clips)
+    store = open_store(cfg, SPEC)
+    store.client.delete(store.alias, [gone], wait=True)  # the clip point alone: as if never written
+    assert store.windows_without_clip() == {gone}
+    store.close()
+    report = check_store(cfg, spec=SPEC)
+    assert report.healthy and [f.kind for f in report.warnings] == ["orphan"]
+    assert f"windows of 1 clip that are not there ({gone})" in report.warnings[0].message
+    report = check_store(cfg, spec=SPEC, repair=True)
+    assert report.repaired == [f"removed the windows of 1 clip that are not there ({gone})"]
+    store = open_store(cfg, SPEC)
+    try:
+        assert store.windows_without_clip() == set() and store.window_count() == clips[kept]
+    finally:
+        store.close()

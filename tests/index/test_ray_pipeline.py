@@ -23,6 +23,7 @@ from index.ingest.ray_shards import (  # noqa: E402
     extract_shards,
     manifest_spec,
     read_file_list,
+    shard_failures,
 )
 from index.stores import open_store  # noqa: E402
 from retrieval.audio import audio_sha256, decode_audio  # noqa: E402
@@ -133,6 +134,9 @@ def test_shards_hold_the_logits_of_the_in_process_tagger(clips, shards, random_t
         assert row["peaks"] == peaks(audio.wave).tolist()
     assert rows[str(copy.resolve())]["sha256"] == rows[str(good[0].resolve())]["sha256"]
     assert "AudioDecodeError" in rows[str(bad.resolve())]["error"]
+    assert sorted(manifest["written"]) == sorted(manifest["shards"])  # this run's shards
+    [(path, why)] = shard_failures(out, manifest["written"])  # what `extract-ray` lists, exiting 1
+    assert path == str(bad.resolve()) and "AudioDecodeError" in why
 
 
 @pytest.mark.parametrize("backend", ["faiss", "qdrant"])

@@ -1,0 +1,73 @@
+"""Stores that share a data directory (the FAISS store and a Qdrant collection, or two collections): stored
+uploads are named by their content and may be any of theirs, so opening, removing or checking one store
+never deletes an upload; a data directory of one store still loses the copies a crash left behind."""
+
+import os
+import time
+
+import numpy as np
+
+from app.compose import open_collection
+from index.backups.check import check_store
+from index.layout import stores_of
+from index.store.records import NewClip
+from retrieval.durable import sha256_bytes
+from tests.app.conftest import wav_bytes
+from tests.audio_fixtures import sine
+
+
+def upload(collection, seed: float):
+    """An upload's copy and its clip (as the worker stores them), made an hour old."""
+    data = wav_bytes(sine(seed, seconds=0.3))
+    sha = sha256_bytes(data)
+    path = collection.audio_dir / f"{sha}.wav"
+    path.write_bytes(data)
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+    clip = NewClip(name="up.wav", location=f"audio/{sha}.wav", sha256=sha, duration=0.3, sample_rate=32_000,
+                   tags=(), stored_copy=True)
+    logits = np.random.default_rng(int(seed)).normal(size=527).astype(np.float32)
+    record = collection.store.add(clip, collection.retriever.project(logits[None])[0], logits)
+    return record, path
+
+
+def test_another_store_in_the_data_directory_leaves_the_uploads_alone(settings, tone_retriever):
+    from app.compose import store_config
+
+    with open_collection(settings, tone_retriever) as faiss:
+        record, path = upload(faiss, 440.0)
+    assert stores_of(settings.data_dir) == {"faiss"}
+    qdrant = settings.model_copy(update={"store_backend": "qdrant"})
+    with open_collection(qdrant, tone_retriever) as other:  # opened: its orphan pass ran
+        assert other.shares_uploads and other.count() == 0
+        mine, mine_path = upload(other, 880.0)
+        other.remove([mine.id])
+    assert path.is_file() and mine_path.is_file()  # a copy is kept with its clip gone: it may be faiss's
+    assert stores_of(settings.data_dir) == {"faiss", "qdrant-clips"}
+    report = check_store(store_config(settings), repair=True)
+    assert report.errors == [] and path.is_file() and mine_path.is_file()
+    with open_collection(settings, tone_retriever) as faiss:
+        assert faiss.get(record.id).location == f"audio/{path.name}"
+
+
+def test_a_data_directory_of_one_store_still_loses_what_a_crash_left(settings, tone_retriever):
+    with open_collection(settings, tone_retriever) as c:
+        record, path = upload(c, 440.0)
+        assert not c.shares_uploads
+        orphan = c.audio_dir / ("0" * 64 + ".wav")
+        orphan.write_bytes(b"RIFF")
+        os.utime(orphan, (time.time() - 3600,) * 2)
+    with open_collection(settings, tone_retriever) as c:
+        assert not orphan.exists() and path.is_file()
+        c.remove([record.id])
+        assert not path.exists()
+
+
+def test_the_stores_of_a_folder_from_before_the_list_are_found_on_disk(tmp_path):
+    (tmp_path / "index.sqlite").write_bytes(b"")
+    for name in ("sfx-g0", "sfx-windows-g0", "music-g3", "music-windows-g3"):
+        (tmp_path / "qdrant" / "collection" / name).mkdir(parents=True)
+    assert stores_of(tmp_path) == {"faiss", "qdrant-sfx", "qdrant-music"}
+    assert not (tmp_path / "stores.txt").exists()  # only a store opening writes the list
+    assert stores_of(tmp_path, "qdrant-new") == {"faiss", "qdrant-sfx", "qdrant-music", "qdrant-new"}
+    assert stores_of(tmp_path) == {"faiss", "qdrant-sfx", "qdrant-music", "qdrant-new"}
