@@ -26,6 +26,7 @@ from index.ingest.ray_shards import (
     RECORD_COLUMNS,
     WINDOW_COLUMNS,
     manifest_spec,
+    shard_failures,
 )
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
@@ -75,6 +76,8 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
     shards = [shard_dir / name for name in manifest["shards"]]
     todo = [s for s in shards if str(s) not in done]
     report = LoadReport(shards_skipped=len(shards) - len(todo))
+    # the files of shards loaded before that failed extraction: listed on every run, not on the first alone
+    report.failed += shard_failures(shard_dir, [s.name for s in shards if str(s) in done])
     rows = sum(pq.ParquetFile(s).metadata.num_rows for s in todo)
     start = time.perf_counter()
     with tqdm(total=rows, unit="clip", desc="load", disable=not progress) as bar:

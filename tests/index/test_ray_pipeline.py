@@ -167,6 +167,7 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
 
         again = load_shards(store, retriever, out, ledger=ledger, progress=False)  # the ledger says done
         assert (again.shards_loaded, again.shards_skipped, again.added) == (0, len(manifest["shards"]), 0)
+        assert again.failed == report.failed  # listed again: a resumed load exits 1 as the first did
         ledger.unlink()  # lost ledger: every clip is found stored by content
         redo = load_shards(store, retriever, out, ledger=ledger, progress=False)
         assert (redo.added, redo.skipped) == (0, 5) and store.count() == 4
