@@ -205,12 +205,12 @@ def open_collection(settings: Settings, retriever: Retriever, *, check: bool = T
     another model (only to re-project it)."""
     config = store_config(settings)
     store = open_store(config, retriever.spec, check=check)
-    shared = stores_of(settings.data_dir, config.name) - {config.name}
-    if shared:
+    collection = Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings),
+                                 moment_windowing=moment_windowing(settings), store_name=config.name)
+    if shared := stores_of(settings.data_dir) - {config.name}:
         log.info("the data directory holds other stores too (%s): stored uploads are kept when their clips "
                  "go, since they may be those stores' clips", ", ".join(sorted(shared)))
-    return Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings),
-                           moment_windowing=moment_windowing(settings), shares_uploads=bool(shared))
+    return collection
 
 
 def ledger_path(settings: Settings) -> Path:

@@ -61,14 +61,20 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
     up to RETRIEVAL_MAX_INDEX_DURATION_S, a long one read and tagged window by window (the bar moves)."""
     from app.compose import build_retriever, index_limits, load_settings, use_index_threads
     from app.compose import open_collection as open_configured
+    from cli.metadata_csv import give_uploads
     from index.ingest.builder import index_paths
 
     settings = load_settings()
     use_index_threads(settings)
     with open_configured(settings, build_retriever(settings)) as collection:
-        return index_paths(collection, paths, recursive=recursive, progress=progress,
-                           batch_clips=settings.batch_windows, metadata=metadata,
-                           limits=index_limits(settings), decoders=settings.index_decoders)
+        report = index_paths(collection, paths, recursive=recursive, progress=progress,
+                             batch_clips=settings.batch_windows, metadata=metadata,
+                             limits=index_limits(settings), decoders=settings.index_decoders)
+        if metadata is not None:  # rows of uploads (an export's): their clips take them, no file indexed
+            uploads, changed = give_uploads(collection, metadata, set(report.files))
+            report.files += sorted(uploads)  # named by the CSV and found
+            report.updated += changed
+        return report
 
 
 def stats() -> dict:

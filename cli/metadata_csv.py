@@ -2,18 +2,21 @@
 `retrieval index export-metadata FILE.csv`, the collection's metadata written in the same shape.
 
 The CSV (UTF-8, a header row, comma-separated, cells quoted as usual) has a column `file` and optionally
-`description` and `tags`; every other column is a field (its header the key, an identifier; empty cells are
-left out). `file` is a path relative to the CSV's own folder, or absolute. `tags` are separated by `;` or `,`
-(quote a cell holding commas). Every row is checked against the service's bounds (app/schemas/clips.py
-MetadataIn) before anything is indexed; a bad row stops the run, naming its line. A row whose cells are all
-empty (as spreadsheets write after the last one) is passed over.
+`description` and `tags` (in any case); every other column is a field (its header the key, an identifier;
+empty cells are left out). `file` is a path relative to the CSV's own folder, or absolute. `tags` are
+separated by `;` or `,` (quote a cell holding commas). Every row is checked against the service's bounds
+(app/schemas/clips.py MetadataIn) before anything is indexed; a bad row stops the run, naming its line. A row
+whose cells are all empty (as spreadsheets write after the last one) is passed over.
 """
+
+from __future__ import annotations
 
 import csv
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -21,6 +24,9 @@ from app.schemas.clips import MetadataIn, tag_list
 from index.exports import from_spreadsheet_text, spreadsheet_text
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
+
+if TYPE_CHECKING:
+    from index.collection import Collection
 from retrieval.durable import atomic_path
 from retrieval.errors import RetrievalError
 
@@ -63,7 +69,9 @@ def read_metadata_csv(path: Path) -> dict[Path, Metadata]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, strict=True)
-            header = list(reader.fieldnames or [])
+            # `File`, `Description`, `Tags` as spreadsheet users type them are the columns, not fields
+            header = [h.lower() if h.lower() in FIXED else h for h in reader.fieldnames or []]
+            reader.fieldnames = header
             if FILE not in header:
                 raise MetadataFileError(f"{path}: the first line must name the columns, one of them "
                                         f"'{FILE}' (found {', '.join(header) or 'nothing'})")
@@ -101,11 +109,12 @@ def write_metadata_csv(pages: Callable[[], Iterator[list[ClipRecord]]],
     CSV `index add --metadata` reads: its file (`audio_path(record)`: relative to the CSV's folder when
     under it, else absolute), its description, its tags (`; `) and a column per field key; written whole or
     not at all. A field named as one of the fixed columns cannot be a column of its own: left out, listed.
-    A cell a spreadsheet would take for a formula starts with `'` (taken off again when the CSV is read)."""
+    A cell a spreadsheet would take for a formula, or starting with `'`, gets a leading `'` (taken off again
+    when the CSV is read)."""
     path = Path(path)
     keys = sorted({k for records in pages() for r in records for k, _ in r.meta.fields} - set(FIXED))
     report = ExportReport()
-    folder = path.absolute().parent
+    folder = path.absolute().parent.resolve()  # `..` and links taken out, as the files' own paths are
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         out.writerow([*FIXED, *keys])
@@ -115,14 +124,14 @@ def write_metadata_csv(pages: Callable[[], Iterator[list[ClipRecord]]],
                 fields = r.meta.field_dict
                 report.left_out.extend((file, k) for k in FIXED if k in fields)
                 cells = [file, r.meta.description, "; ".join(r.meta.tags), *(fields.get(k, "") for k in keys)]
-                out.writerow([spreadsheet_text(c) for c in cells])
+                out.writerow([spreadsheet_text(c, reversible=True) for c in cells])
                 report.rows += 1
     return report
 
 
 def _relative(file: Path, folder: Path) -> str:
     """`file` as the CSV names it: relative to the CSV's folder when under it, else absolute."""
-    file = file.absolute()
+    file = file.resolve()
     return os.path.relpath(file, folder) if file.is_relative_to(folder) else str(file)
 
 
@@ -134,3 +143,21 @@ def record_pages(ids: Iterable[int], records: Callable[[list[int]], dict[int, Cl
         chunk = ids[i:i + page]
         got = records(chunk)
         yield [got[j] for j in chunk if j in got]
+
+
+def give_uploads(collection: Collection, metadata: LibraryMetadata,
+                 found: set[Path]) -> tuple[set[Path], int]:
+    """The CSV's rows that name an upload's stored copy in the data directory (as `export-metadata` writes
+    an uploaded clip's row) and no file the run found: their metadata given to that clip as `index add`
+    gives it to a file indexed already. The rows' paths, and how many clips changed."""
+    audio = collection.audio_dir.resolve()
+    rows, changed = set(), 0
+    for path in metadata.rows:
+        if path in found or path.parent != audio:
+            continue
+        record = collection.store.get_by_sha256(path.stem)
+        if record is None or not record.stored_copy or collection.audio_path(record).resolve() != path:
+            continue
+        rows.add(path)
+        changed += collection.give_metadata(record.id, metadata(path)) not in (record, None)
+    return rows, changed

@@ -48,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
-from index.layout import AUDIO_DIR, upload_location
+from index.layout import AUDIO_DIR, stores_of, upload_location
 from index.store.checks import check_k
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
@@ -118,26 +118,28 @@ def check_search(query: CompositeQuery, mode: str, moments: MomentQuery | None) 
 class Collection:
     def __init__(self, store: VectorStore, retriever: Retriever, *, data_dir: Path,
                  limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None,
-                 shares_uploads: bool = False):
+                 store_name: str | None = None):
         self.store = store
         self.retriever = retriever
         self.data_dir = Path(data_dir)
         self.limits = limits
         self.moment_windowing = moment_windowing  # None: moments of the PaSST windows (no extra PaSST)
         self.audio_dir = self.data_dir / AUDIO_DIR
-        # other stores keep clips in the data directory (index/layout.py stores_of): an upload's copy may be
-        # theirs too, so none is removed, as an orphan or with a clip
-        self.shares_uploads = shares_uploads
+        self.store_name = store_name  # among the data directory's stores (index/layout.py stores_of); None:
+        # the only one
         self._write = threading.Lock()  # a stored copy and the record that owns it change together
 
     @classmethod
     def open(cls, store: VectorStore, retriever: Retriever, *, data_dir: Path,
              limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None,
-             shares_uploads: bool = False) -> Collection:
-        """The collection over an open store; removes upload copies a crash left without a record (unless
-        `shares_uploads`: other stores keep clips in the data directory)."""
+             store_name: str | None = None) -> Collection:
+        """The collection over an open store, registered as `store_name` among the data directory's stores
+        (None: it is the only one); removes upload copies a crash left without a record, unless other stores
+        keep clips in the data directory."""
         collection = cls(store, retriever, data_dir=data_dir, limits=limits,
-                         moment_windowing=moment_windowing, shares_uploads=shares_uploads)
+                         moment_windowing=moment_windowing, store_name=store_name)
+        if store_name is not None:
+            stores_of(collection.data_dir, store_name)
         collection.audio_dir.mkdir(parents=True, exist_ok=True)
         collection._remove_orphan_copies()
         return collection
@@ -400,14 +402,22 @@ class Collection:
             return self.data_dir / record.location
         return Path(record.location)
 
+    @property
+    def shares_uploads(self) -> bool:
+        """Whether other stores keep clips in the data directory (read now: one may have opened it since):
+        an upload's copy (named by its content) may be theirs too, so none is removed, as an orphan or with
+        a clip."""
+        return self.store_name is not None and bool(stores_of(self.data_dir) - {self.store_name})
+
     def remove(self, ids: Sequence[int]) -> int:
         """Remove clips (ids that do not exist are ignored) and the stored copies of uploads among them (kept
         when other stores share the data directory: the same bytes may be a clip of theirs)."""
         with self._write:
             records = [r for r in (self.store.get(int(i)) for i in ids) if r is not None]
             removed = self.store.remove([r.id for r in records])
+            shared = any(r.stored_copy for r in records) and self.shares_uploads
             for r in records:
-                if r.stored_copy and not self.shares_uploads:
+                if r.stored_copy and not shared:
                     self.audio_path(r).unlink(missing_ok=True)
         return removed
 

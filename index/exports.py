@@ -57,15 +57,17 @@ def fixed(x: float, places: int) -> str:
     return str(d.copy_abs() if d.is_zero() else d)
 
 
-def spreadsheet_text(text: str) -> str:
+def spreadsheet_text(text: str, *, reversible: bool = False) -> str:
     """A text cell that a spreadsheet shows as text: one starting as a formula does (`=`, `+`, `-`, `@`, a
-    tab or CR) gets a leading `'` (OWASP's advice against CSV injection: a clip's name is the uploader's)."""
-    return "'" + text if text[:1] in FORMULA_STARTS else text
+    tab or CR) gets a leading `'` (OWASP's advice against CSV injection: a clip's name is the uploader's).
+    `reversible`: one starting with `'` gets another, so that :func:`from_spreadsheet_text` gives it back."""
+    return "'" + text if text[:1] and (text[0] in FORMULA_STARTS or reversible and text[0] == "'") else text
 
 
 def from_spreadsheet_text(text: str) -> str:
-    """The text :func:`spreadsheet_text` was given: its leading `'` taken off before a formula's start."""
-    return text[1:] if text[:1] == "'" and text[1:2] in FORMULA_STARTS and text[1:2] else text
+    """The text :func:`spreadsheet_text` was given (`reversible`): its leading `'` taken off before a
+    formula's start or another `'`."""
+    return text[1:] if text[:1] == "'" and text[1:2] and text[1] in FORMULA_STARTS | {"'"} else text
 
 
 def _seconds(x: float | None) -> str:

@@ -336,13 +336,20 @@ async function useKey(event) {
   event.preventDefault();
   const key = $("api-key").value.trim();
   if (!key) return;
+  if (/[^\x20-\x7e]/.test(key)) { // a header carries printable ASCII: such a key could never be sent
+    $("key-message").textContent = "An API key is printable ASCII (letters, digits, signs): it was not kept.";
+    $("api-key").select();
+    return;
+  }
   let verdict = null;
   try {
     const response = await fetch("/health/access", { headers: { "X-API-Key": key } });
     if (response.ok) verdict = await response.json();
   } catch (_) { /* the service cannot be reached: the key is kept, and a write will tell */ }
-  if (verdict && verdict.key === "wrong") {
-    $("key-message").textContent = "That is not this server's API key: it was not kept.";
+  if (verdict && (verdict.key === "wrong" || verdict.key === "unconfigured")) {
+    $("key-message").textContent = verdict.key === "wrong"
+      ? "That is not this server's API key: it was not kept."
+      : "This server has no API key, so it takes no uploads or edits: the key was not kept.";
     $("api-key").select();
     return;
   }

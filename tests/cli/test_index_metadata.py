@@ -195,3 +195,73 @@ def test_export_metadata_leaves_out_a_field_named_as_a_column(tmp_path):
     report = write_metadata_csv(lambda: iter([clips]), lambda r: Path(r.location), out)
     assert report.rows == 2 and report.left_out == [("/x/1.wav", "tags"), ("/x/2.wav", "file")]
     assert out.read_text().splitlines() == ["file,description,tags,mood", "/x/1.wav,,,calm", "/x/2.wav,,,"]
+
+
+def test_an_uploads_row_of_an_export_gives_its_clip_the_metadata_edited(cli, tmp_path):  # noqa: F811
+    """export-metadata names an uploaded clip by its stored copy; given back to `index add` (whatever
+    folder it walks), that row's metadata goes to the upload's clip, and the row is not said unused."""
+    import csv
+
+    import numpy as np
+
+    from index.store.records import NewClip
+    from retrieval.durable import sha256_bytes
+    from tests.app.conftest import wav_bytes
+
+    lib, data = tmp_path / "lib", tmp_path / "data"
+    lib.mkdir()
+    write(lib / "kick.wav", sine(80.0, seconds=0.3))
+    assert cli("index", "add", str(lib), "--no-progress").exit_code == 0
+    bytes_ = wav_bytes(sine(660.0, seconds=0.3))
+    sha = sha256_bytes(bytes_)
+    (data / "audio" / f"{sha}.wav").write_bytes(bytes_)
+    with FaissStore(data, ModelSpec(), check=False) as store:
+        vector = np.ones(store.dim, dtype=np.float32) / np.sqrt(store.dim)
+        store.add(NewClip(name="take.wav", location=f"audio/{sha}.wav", sha256=sha, duration=0.3,
+                          sample_rate=32_000, tags=(), stored_copy=True, meta=Metadata.of(description="old")),
+                  vector, np.zeros(527, dtype=np.float32))
+    exported = lib / "catalogue.csv"
+    assert cli("index", "export-metadata", str(exported)).exit_code == 0
+    rows = list(csv.reader(exported.open(encoding="utf-8", newline="")))
+    assert [str(data / "audio" / f"{sha}.wav"), "old", ""] in [r[:3] for r in rows]
+    for r in rows:
+        if r[0].endswith(f"{sha}.wav"):
+            r[1:3] = ["a take, edited", "vocal; take"]
+    with exported.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    out = cli("index", "add", str(lib), "--no-progress", "--metadata", str(exported))
+    assert out.exit_code == 0, out.output
+    assert "gave 1 of the clips already indexed their new metadata" in out.stdout
+    assert "did not find" not in out.stderr
+    assert records(data)["take.wav"] == Metadata.of(description="a take, edited", tags=["vocal", "take"])
+
+
+@pytest.mark.parametrize("text", ["'-- as the sign says", "'", "''", "-6 dB", "=SUM(1)", "plain", "@home"])
+def test_export_metadata_gives_back_every_text_as_it_was(tmp_path, text):
+    """The `'` that keeps a spreadsheet from reading a cell as a formula is taken off on reading, and a text
+    that starts with `'` itself keeps it."""
+    from cli.metadata_csv import write_metadata_csv
+    from index.store.records import ClipRecord
+
+    meta = Metadata.of(description=text, fields={"note": text})
+    record = ClipRecord(id=1, name="a.wav", location=str(tmp_path / "a.wav"), sha256="1" * 64, duration=1.0,
+                        sample_rate=32_000, tags=(), meta=meta)
+    out = tmp_path / "m.csv"
+    write_metadata_csv(lambda: iter([[record]]), lambda r: Path(r.location), out)
+    assert read_metadata_csv(out)[(tmp_path / "a.wav").resolve()] == record.meta
+
+
+def test_the_columns_are_named_in_any_case_and_files_under_a_link_are_relative(tmp_path):
+    csv_file = write_csv(tmp_path / "m.csv", "File,Description,TAGS,Pack\na.wav,Kick,kick,Vol 1\n")
+    assert read_metadata_csv(csv_file) == {(tmp_path / "a.wav").resolve(): Metadata.of(
+        description="Kick", tags=["kick"], fields={"Pack": "Vol 1"})}
+    from cli.metadata_csv import write_metadata_csv
+    from index.store.records import ClipRecord
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "lib", target_is_directory=True)
+    record = ClipRecord(id=1, name="a.wav", location=str(tmp_path / "lib" / "a.wav"), sha256="1" * 64,
+                        duration=1.0, sample_rate=32_000, tags=())
+    for out in (tmp_path / "link" / "m.csv", tmp_path / "lib" / "sub" / ".." / "n.csv"):
+        write_metadata_csv(lambda: iter([[record]]), lambda r: Path(r.location), out)
+        assert out.read_text().splitlines()[1] == "a.wav,,"

@@ -71,3 +71,18 @@ def test_the_stores_of_a_folder_from_before_the_list_are_found_on_disk(tmp_path)
     assert not (tmp_path / "stores.txt").exists()  # only a store opening writes the list
     assert stores_of(tmp_path, "qdrant-new") == {"faiss", "qdrant-sfx", "qdrant-music", "qdrant-new"}
     assert stores_of(tmp_path) == {"faiss", "qdrant-sfx", "qdrant-music", "qdrant-new"}
+
+
+def test_a_store_opened_alone_keeps_its_uploads_once_another_opens_the_folder(settings, tone_retriever):
+    """Whether uploads are shared is read when one would be deleted, not when the store opened: a service
+    running alone, then another store opened in its folder (a second service), keeps its removed clips'
+    copies (the other may hold the same bytes)."""
+    with open_collection(settings, tone_retriever) as faiss:
+        record, path = upload(faiss, 440.0)
+        assert not faiss.shares_uploads
+        qdrant = settings.model_copy(update={"store_backend": "qdrant"})
+        with open_collection(qdrant, tone_retriever):
+            pass
+        assert faiss.shares_uploads
+        faiss.remove([record.id])
+        assert path.is_file()
