@@ -100,6 +100,10 @@ def atomic_path(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         commit_tmp(tmp, path, exclusive=exclusive)
+    except OSError as e:
+        if e.filename == str(tmp):  # the error names the file asked for, not its hidden temporary name
+            e.filename = str(path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -75,7 +75,7 @@ from index.store.records import (
     Windows,
 )
 from retrieval.config import N_TAGS
-from retrieval.errors import RetrievalError
+from retrieval.errors import RetrievalError, StoreClosed
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -506,7 +506,17 @@ class QdrantStore(VectorStore):
 
     def close(self) -> None:
         with self._write:
+            if isinstance(self.client, _Closed):
+                return
             self.client.close()
+            self.client = self._windows.client = _Closed()
+
+
+class _Closed:
+    """A closed store's client: any use says the collection was closed (as the FAISS store's does)."""
+
+    def __getattr__(self, name: str):
+        raise StoreClosed("the collection was closed; open it again to use it")
 
 
 def _equal(key: str, value: str) -> qm.FieldCondition:

@@ -301,20 +301,3 @@ def test_searches_beside_writes_see_whole_states(tmp_path, kind):
     assert store.count() == len(xb) - len(xb) // 3
     store.close()
 
-
-def test_a_closed_store_refuses_to_be_used(tmp_path):
-    """After close, reads and writes say the collection was closed (they opened a connection again that
-    nothing closed, and writes went on)."""
-    from retrieval.errors import StoreClosed
-    from tests.index.store_fixtures import SPEC, fill, unit_vectors
-
-    store = FaissStore(tmp_path, SPEC)
-    [first] = fill(store, unit_vectors(1, seed=1))
-    store.close()
-    with pytest.raises(StoreClosed, match="closed"):
-        store.get(first)
-    with pytest.raises(StoreClosed):
-        store.remove([first])
-    again = FaissStore(tmp_path, SPEC)
-    assert again.count() == 1
-    again.close()

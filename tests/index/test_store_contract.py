@@ -449,3 +449,22 @@ def test_a_whole_number_of_seconds_stays_a_float_after_an_edit(backend_settings,
         edited = s.set_metadata(added.id, Metadata.of(description="three seconds"))
         assert edited == s.get(added.id)
         assert type(edited.duration) is float and type(edited.added_at) is float
+
+
+def test_a_closed_store_refuses_to_be_used(backend_settings, data):
+    """After close, reads and writes say the collection was closed (the FAISS store opened a connection
+    again that nothing closed, and its writes went on); closing twice is no error."""
+    from retrieval.errors import StoreClosed
+
+    if backend_settings.backend == "reference":
+        pytest.skip("the in-memory oracle holds nothing to close")
+    xb, logits = data
+    s = open_backend(backend_settings, SPEC)
+    first = s.add(clip(0), xb[0], logits[0])
+    s.close()
+    for use in (lambda: s.get(first.id), lambda: s.remove([first.id]), s.count):
+        with pytest.raises(StoreClosed, match="closed"):
+            use()
+    s.close()
+    with open_backend(backend_settings, SPEC) as again:
+        assert again.count() == 1

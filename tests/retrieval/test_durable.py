@@ -203,3 +203,17 @@ def test_a_dead_writers_work_folder_and_partial_file_go_and_a_live_ones_stay(tmp
     remove_dead_writers(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f".b.zip.{live}.work", f".b.zip.{live}-123.tmp", ".notes.txt.tmp"])
+
+
+def test_a_write_that_fails_names_the_file_asked_for_not_its_temporary_name(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    target = tmp_path / "a-file" / "out.csv"  # below a file: no folder can be made there
+    with pytest.raises(OSError) as e:
+        write_text_atomically(tmp_path / "a-file" / "sub" / "out.csv", "a")
+    assert ".tmp" not in str(e.value)
+    with pytest.raises(OSError) as e:
+        with atomic_path(tmp_path / "gone" / "x.csv") as tmp:
+            tmp.parent.rmdir()  # the folder goes away before the write
+            tmp.write_text("a")
+    assert e.value.filename == str(tmp_path / "gone" / "x.csv") and ".tmp" not in str(e.value)
+    assert not target.exists()
