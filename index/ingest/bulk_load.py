@@ -73,6 +73,10 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
     shard_dir = Path(shard_dir).resolve()
     manifest = read_manifest(shard_dir, retriever)
     done = {} if redo or not ledger.is_file() else json.loads(ledger.read_text())
+    if done and store.count() == 0:
+        log.warning("%s lists shards loaded before, but the store is empty (made anew since?): loading them "
+                    "all again", ledger)
+        done = {}
     shards = [shard_dir / name for name in manifest["shards"]]
     todo = [s for s in shards if str(s) not in done]
     report = LoadReport(shards_skipped=len(shards) - len(todo))

@@ -171,6 +171,9 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
         ledger.unlink()  # lost ledger: every clip is found stored by content
         redo = load_shards(store, retriever, out, ledger=ledger, progress=False)
         assert (redo.added, redo.skipped) == (0, 5) and store.count() == 4
+        store.remove(store.ids().tolist())  # the store made anew, its ledger kept (a deleted qdrant/ folder)
+        anew = load_shards(store, retriever, out, ledger=ledger, progress=False)
+        assert (anew.shards_skipped, anew.added) == (0, 4) and store.count() == 4  # not 0 added
 
 
 def test_shards_of_another_tagger_are_refused(shards, settings, retriever, tmp_path):
