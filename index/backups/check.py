@@ -404,8 +404,18 @@ def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec |
                      total=store.count())
         _check_orphans(reader, report, repair=repair, store=config.name)
         _check_orphan_windows(store, report, repair=repair)
+        _check_generations(store, report)
     finally:
         store.close()
+
+
+def _check_generations(store: QdrantStore, report: CheckReport) -> None:
+    """Generations of the store's collections that no alias names: what a re-projection stopped part-way
+    left (or one running now is filling); the next re-projection replaces them."""
+    for name, points in store.unused_generations().items():
+        report.warn("generation", f"Qdrant collection {name} ({points:,} points) is no generation in use: a "
+                    "re-projection stopped part-way left it (or one is filling it now); the next "
+                    "`retrieval index reproject` replaces it")
 
 
 def _check_orphan_windows(store: QdrantStore, report: CheckReport, *, repair: bool) -> None:

@@ -23,6 +23,7 @@ One writer at a time: ids come from a counter in the collection metadata, reserv
 from __future__ import annotations  # the `list` method would shadow the builtin in annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -435,6 +436,16 @@ class QdrantStore(VectorStore):
     def window_count(self) -> int:
         with self._read:
             return self._windows.count()
+
+    def unused_generations(self) -> dict[str, int]:
+        """The physical collections of this store's aliases (`<alias>-g<N>`, its clips' and its windows')
+        that no alias names, with their points: a re-projection stopped part-way, or one filling them now."""
+        with self._read:
+            used = set(layout.targets(self.client).values())
+            names = {c.name for c in self.client.get_collections().collections} - used
+            mine = [n for n in sorted(names) for alias in (self.alias, self._windows.alias)
+                    if re.fullmatch(rf"{re.escape(alias)}-g\d+", n)]
+            return {n: self.client.count(n, exact=True).count for n in mine}
 
     def windows_without_clip(self) -> set[int]:
         """The clip ids with windows but no clip point: what a crash between the two writes of an add (the

@@ -331,3 +331,19 @@ def test_qdrant_windows_left_without_their_clip_are_found_and_repair_removes_the
         assert store.windows_without_clip() == set() and store.window_count() == clips[kept]
     finally:
         store.close()
+
+
+def test_a_qdrant_generation_no_alias_names_is_a_warning(tmp_path):
+    """A re-projection killed part-way leaves its new generation (`clips-g1`) beside the one in use: check
+    names it and its size (the next re-projection replaces it)."""
+    from index.qdrant import layout
+
+    cfg = fill(tmp_path / "data", backend="qdrant", folder=tmp_path / "sounds")["config"]
+    store = open_store(cfg, SPEC)
+    assert store.unused_generations() == {}
+    layout.create(store.client, "clips-g1", dim=DIM, local=True, indexes=())
+    assert store.unused_generations() == {"clips-g1": 0}
+    store.close()
+    report = check_store(cfg, spec=SPEC)
+    assert report.healthy and [f.kind for f in report.warnings] == ["generation"]
+    assert "clips-g1 (0 points) is no generation in use" in report.warnings[0].message

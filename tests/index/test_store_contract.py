@@ -237,6 +237,8 @@ def test_replace_vectors_swaps_model_and_vectors(store, backend_settings, data):
     xq = unit(np.random.default_rng(7).standard_normal((3, 8)))
     check_hits(store.search(xq, 5), *brute_force(xq, xb2, 5))
     np.testing.assert_array_equal(store.logits(ids), logits)  # logits untouched
+    if backend_settings.backend == "qdrant":
+        assert store.unused_generations() == {}  # the generation replaced is gone, none half-made is left
     store.close()
     with open_backend(backend_settings, new_fp) as s:
         check_hits(s.search(xq, 5), *brute_force(xq, xb2, 5))
