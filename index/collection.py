@@ -404,10 +404,11 @@ class Collection:
 
     @property
     def shares_uploads(self) -> bool:
-        """Whether other stores keep clips in the data directory (read now: one may have opened it since):
-        an upload's copy (named by its content) may be theirs too, so none is removed, as an orphan or with
-        a clip."""
-        return self.store_name is not None and bool(stores_of(self.data_dir) - {self.store_name})
+        """Whether other stores keep clips in the data directory (read now: one may have opened it since; a
+        collection opened without its store's name counts as shared when the folder lists two): an upload's
+        copy (named by its content) may be theirs too, so none is removed, as an orphan or with a clip."""
+        known = stores_of(self.data_dir)
+        return bool(known - {self.store_name}) if self.store_name is not None else len(known) > 1
 
     def remove(self, ids: Sequence[int]) -> int:
         """Remove clips (ids that do not exist are ignored) and the stored copies of uploads among them (kept

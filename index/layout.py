@@ -14,10 +14,13 @@ here, once; every other module asks this one.
     stores.txt               every store that has opened the folder, a line each (they share audio/)
 """
 
+import logging
 import re
 from pathlib import Path
 
 from retrieval.durable import append_line, write_text_atomically
+
+log = logging.getLogger(__name__)
 
 CLIP_DB = "index.sqlite"
 FAISS_DIR = "faiss"
@@ -58,16 +61,19 @@ def stores_of(data_dir: Path, name: str | None = None) -> set[str]:
     so with more than one store an upload's copy may be another store's clip too: none may be removed as
     an orphan, or with a clip. A folder from before the file was kept starts with the stores found in it."""
     path = Path(data_dir) / STORES_FILE
-    if not path.is_file():
-        known = _found_stores(Path(data_dir)) | ({name} if name is not None else set())
-        if name is not None:
-            write_text_atomically(path, "".join(f"{store}\n" for store in sorted(known)))
+    fresh = not path.is_file()
+    known = (_found_stores(Path(data_dir)) if fresh
+             else set(path.read_text(encoding="utf-8").splitlines()) - {""})
+    if name is None or (name in known and not fresh):
         return known
-    known = set(path.read_text(encoding="utf-8").splitlines()) - {""}
-    if name is not None and name not in known:
-        append_line(path, name)
-        known.add(name)
-    return known
+    try:
+        if fresh:
+            write_text_atomically(path, "".join(f"{store}\n" for store in sorted(known | {name})))
+        else:
+            append_line(path, name)
+    except OSError as e:  # a folder this process may not write: the store is counted, not listed
+        log.warning("cannot list the store %s in %s: %s", name, path, e)
+    return known | {name}
 
 def _found_stores(data_dir: Path) -> set[str]:
     """The stores a data directory holds on disk: the FAISS store's database, embedded Qdrant's

@@ -86,3 +86,15 @@ def test_a_store_opened_alone_keeps_its_uploads_once_another_opens_the_folder(se
         assert faiss.shares_uploads
         faiss.remove([record.id])
         assert path.is_file()
+
+
+def test_a_collection_opened_without_its_store_s_name_counts_two_listed_stores_as_shared(tmp_path):
+    from index.collection import Collection
+
+    unnamed = Collection(None, None, data_dir=tmp_path)  # type: ignore[arg-type]  # the store is not asked
+    stores_of(tmp_path, "faiss")
+    assert not unnamed.shares_uploads  # one store listed: it may be this one
+    stores_of(tmp_path, "qdrant-clips")
+    assert unnamed.shares_uploads
+    alone = Collection(None, None, data_dir=tmp_path / "new", store_name="faiss")  # type: ignore[arg-type]
+    assert not alone.shares_uploads
