@@ -18,12 +18,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.compose import audio_limits, build_retriever, open_collection
+from app.compose import audio_limits, build_retriever, open_collection, store_config
 from app.settings import Settings
 from index.collection import Collection
 from index.ingest.queue import Job, JobQueue, StorageFull
 from index.ingest.worker import METADATA_FIELD, IngestWorker
-from index.layout import INCOMING_DIR, INGEST_LOCK, QUEUE_FILE, incoming_location
+from index.layout import INCOMING_DIR, QUEUE_FILE, incoming_location, ingest_lock
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
@@ -59,7 +59,8 @@ class Ingest:
         self.data_dir = Path(settings.data_dir)
         self.incoming = self.data_dir / INCOMING_DIR
         self.incoming.mkdir(parents=True, exist_ok=True)
-        self.queue = JobQueue(self.data_dir / QUEUE_FILE)
+        self.store_name = store_config(settings).name
+        self.queue = JobQueue(self.data_dir / QUEUE_FILE, store=self.store_name)
         self.limits = audio_limits(settings)
         self.mode = worker_mode(settings)
         self._stop = threading.Event()
@@ -80,7 +81,7 @@ class Ingest:
         active = self.queue.find_active(sha)
         if active is not None:
             return Submitted(job=active)
-        location = incoming_location(sha)
+        location = incoming_location(sha, self.store_name)
         path = self.data_dir / location
         try:
             write_bytes_atomically(path, data)
@@ -140,26 +141,18 @@ class Ingest:
     def _remove_orphan_bytes(self) -> None:
         """Bytes a crash left between their write and their job's commit."""
         remove_stale_tmp(self.incoming)
-        active = {j.location for j in self._active_jobs()}
+        active = self.queue.locations_in_use()  # every store's: the folder is theirs too
         for path in self.incoming.iterdir():
             relative = f"{INCOMING_DIR}/{path.name}"
             if not path.name.startswith(".") and relative not in active and old_enough(path):
                 log.info("removing %s: no queued job refers to it", path)
                 path.unlink(missing_ok=True)
 
-    def _active_jobs(self) -> list[Job]:
-        jobs: list[Job] = []
-        for status in ("queued", "running"):  # each status paged from its own start
-            offset = 0
-            while batch := self.queue.list(status=status, offset=offset, limit=500):
-                jobs.extend(batch)
-                offset += len(batch)
-        return jobs
 
 
 def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop: threading.Event) -> None:
     """Hold this data directory's worker lock (waiting while another worker has it), then work the queue."""
-    lock_path = Path(settings.data_dir) / INGEST_LOCK
+    lock_path = ingest_lock(settings.data_dir, store_config(settings).name)
     with open(lock_path, "a+") as lock:
         while not stop.is_set():
             try:
@@ -186,7 +179,7 @@ def _worker_process(settings_dump: dict, parent: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     retriever = build_retriever(settings)
     collection = open_collection(settings, retriever)
-    queue = JobQueue(Path(settings.data_dir) / QUEUE_FILE)
+    queue = JobQueue(Path(settings.data_dir) / QUEUE_FILE, store=store_config(settings).name)
     try:
         run_worker(collection, queue, settings, stop)
     finally:

@@ -5,9 +5,9 @@ here, once; every other module asks this one.
     faiss/                   its FAISS caches: clips' index files, and faiss/windows/ for the windows'
     qdrant/                  embedded Qdrant's folder (when no Qdrant server is configured)
     audio/<sha256>.<ext>     the stored copies of uploaded clips (a clip's location, relative to the folder)
-    incoming/<sha256>.upload uploads acknowledged and waiting for PaSST (their jobs are in jobs.sqlite)
-    jobs.sqlite              the ingest queue
-    ingest.lock              held by the one ingest worker of the folder
+    incoming/<sha256>.<store>.upload  uploads acknowledged and waiting for PaSST (their jobs: jobs.sqlite)
+    jobs.sqlite              the ingest queue (of every store of the folder; each job names its store)
+    ingest-<store>.lock      held by the one ingest worker of a store of the folder
     cache/                   derived files (tag-name embeddings, exported ONNX text models)
     loaded-shards-<store>.json  the bulk loader's ledger of shards loaded into one store
     reread-metadata-<store>.log `index reread-metadata`'s ledger of clips whose files it read, one store
@@ -29,7 +29,6 @@ QDRANT_DIR = "qdrant"
 AUDIO_DIR = "audio"
 INCOMING_DIR = "incoming"
 QUEUE_FILE = "jobs.sqlite"
-INGEST_LOCK = "ingest.lock"
 CACHE_DIR = "cache"
 STORES_FILE = "stores.txt"
 FAISS_STORE = "faiss"  # the FAISS store's name (StoreConfig.name); a Qdrant store's is qdrant-<collection>
@@ -40,9 +39,15 @@ def upload_location(sha256: str, extension: str) -> str:
     return f"{AUDIO_DIR}/{sha256}.{extension}"
 
 
-def incoming_location(sha256: str) -> str:
-    """Where an acknowledged upload waits for the worker, relative to the data directory."""
-    return f"{INCOMING_DIR}/{sha256}.upload"
+def incoming_location(sha256: str, store_name: str) -> str:
+    """Where an upload acknowledged for the store `store_name` waits for its worker, relative to the data
+    directory (another store's upload of the same bytes is another file: each job removes its own)."""
+    return f"{INCOMING_DIR}/{sha256}.{store_name}.upload"
+
+
+def ingest_lock(data_dir: Path, store_name: str) -> Path:
+    """The lock the one ingest worker of the store `store_name` holds in its data directory."""
+    return Path(data_dir) / f"ingest-{store_name}.lock"
 
 
 def shard_ledger(data_dir: Path, store_name: str) -> Path:

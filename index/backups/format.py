@@ -20,7 +20,7 @@ The file (format ``retrieval-backup/4``; its ZIP seal is the container's own, un
                                 running jobs): id, status, name, sha256, location, created, windows_total,
                                 attempts, fields (JSON), member
     audio/<sha256>.<ext>        the bytes of every uploaded clip (left out with ``with_audio=False``)
-    incoming/<sha256>.upload    the bytes of every waiting job (left out with ``with_audio=False``)
+    incoming/<sha256>.<store>.upload  the bytes of every waiting job (left out with ``with_audio=False``)
     referenced/<sha256><suffix> files indexed where they lie, only with ``with_referenced=True``; otherwise
                                 the manifest lists their paths and sha256
 

@@ -106,14 +106,15 @@ def _qdrant_source(config: StoreConfig) -> Source:
                   store.close, verify)
 
 
-def waiting_jobs(jobs_db: Path | None, work: Path) -> list[Job]:
-    """The queue's queued and running jobs, in id order, from a copy of it in the folder `work` (none when
-    it does not exist)."""
+def waiting_jobs(jobs_db: Path | None, work: Path, *, store: str | None = None) -> list[Job]:
+    """The queue's queued and running jobs (of the store `store`, and those queued before jobs named one;
+    None: every store's), in id order, from a copy of it in the folder `work` (none when it does not
+    exist)."""
     if jobs_db is None or not Path(jobs_db).is_file():
         return []
     copy = work / QUEUE_FILE
     copy_live(Path(jobs_db), copy)
-    queue = JobQueue(copy)
+    queue = JobQueue(copy, store=store)
     try:
         jobs: list[Job] = []
         for status in ACTIVE:

@@ -73,7 +73,8 @@ def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupRep
           with_audio: bool, with_referenced: bool, bar: tqdm, started: float) -> None:
     data_dir = Path(config.data_dir)
     # 1. the waiting jobs and their bytes, before the clips (a job finishes into a clip, then loses its bytes)
-    jobs, job_members = _copy_jobs(out, waiting_jobs(jobs_db, work), data_dir, with_audio=with_audio)
+    waiting = waiting_jobs(jobs_db, work, store=config.name)  # this store's: the folder's queue is shared
+    jobs, job_members = _copy_jobs(out, waiting, data_dir, with_audio=with_audio)
 
     # 2. the clips, from one consistent copy
     source = open_source(config, work)

@@ -11,7 +11,7 @@ from retrieval.errors import RetrievalError
 
 STATUSES = ("queued", "running", "done", "failed")
 ACTIVE = ("queued", "running")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: each job names its store
 
 SCHEMA = (
     f"""CREATE TABLE IF NOT EXISTS jobs (
@@ -29,15 +29,21 @@ SCHEMA = (
         error TEXT,
         attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
         worker TEXT,
-        fields TEXT NOT NULL DEFAULT '{{}}'     -- JSON object of the caller's extras
+        fields TEXT NOT NULL DEFAULT '{{}}',    -- JSON object of the caller's extras
+        store TEXT                             -- the store the upload was sent to (NULL: any, as before 2)
     )""",
+)
+INDEXES = (
     "CREATE INDEX IF NOT EXISTS jobs_status_id ON jobs (status, id)",
     "CREATE INDEX IF NOT EXISTS jobs_sha256 ON jobs (sha256)",
-    # the invariant enqueue keeps, enforced by SQLite too: at most one queued-or-running job per upload
-    f"CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_sha256 ON jobs (sha256) WHERE status IN {ACTIVE!r}",
+    # the invariant enqueue keeps, enforced by SQLite too: at most one queued-or-running job per upload and
+    # store (stores sharing a data directory share its queue)
+    "DROP INDEX IF EXISTS jobs_one_active_sha256",  # version 1's, of one store
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_store_sha256 ON jobs (coalesce(store, ''), sha256) "
+    f"WHERE status IN {ACTIVE!r}",
 )
 COLUMNS = ("id, status, name, sha256, location, created, started, finished, windows_done, windows_total, "
-           "clip_id, error, attempts, worker, fields")
+           "clip_id, error, attempts, worker, store, fields")
 
 
 
@@ -76,6 +82,7 @@ class Job:
     error: str | None
     attempts: int
     worker: str | None
+    store: str | None = None  # the store the upload was sent to; None: any (a job queued before stores)
     fields: dict = field(default_factory=dict, hash=False)
 
     @property

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from index.ingest.jobs import (
     ACTIVE,
     COLUMNS,
+    INDEXES,
     SCHEMA,
     SCHEMA_VERSION,
     STATUSES,
@@ -54,12 +55,20 @@ class JobQueue:
     connections in the child rather than using the parent's (SQLite forbids carrying one across a fork).
     """
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, *, store: str | None = None):
+        """`store`: the store this queue's jobs go to (stores sharing a data directory share its queue
+        file): its jobs and those queued before jobs named a store are the ones it sees, claims and counts;
+        None sees every job (backups, tools)."""
         self.path = Path(path)
+        self.store = None if store is None else _text(store, "store")
         self._connections = ThreadConnections(self.path)
         created = not self.path.exists()
         with self._transaction() as con:
             for statement in SCHEMA:
+                con.execute(statement)
+            if "store" not in {row[1] for row in con.execute("PRAGMA table_info(jobs)")}:
+                con.execute("ALTER TABLE jobs ADD COLUMN store TEXT")  # a queue of version 1
+            for statement in INDEXES:
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if created:  # SQLite syncs the file, not the folder entry that names a new file
@@ -97,14 +106,14 @@ class JobQueue:
         After a done or failed job a new one is made: a retry of a failed upload must be possible.
         """
         args = (_text(name, "name"), _sha256(sha256), _location(location), time.time(),
-               _count(windows_total, "windows_total"), _fields(fields))
+               _count(windows_total, "windows_total"), _fields(fields), self.store)
         with self._transaction() as con:
             existing = self._active(con, args[1])
             if existing is not None:
                 return existing, False
             cur = con.execute(
-                "INSERT INTO jobs (status, name, sha256, location, created, windows_total, fields) "
-                f"VALUES ('queued', ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}", args)
+                "INSERT INTO jobs (status, name, sha256, location, created, windows_total, fields, store) "
+                f"VALUES ('queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}", args)
             [row] = cur.fetchall()  # step to the end before COMMIT
             job = job_from_row(row)
         return job, True
@@ -114,12 +123,13 @@ class JobQueue:
         worker = _text(worker, "worker")
         if not _is_int(limit) or not 1 <= limit <= MAX_CLAIM:
             raise ValueError(f"limit must be an integer in [1, {MAX_CLAIM}], not {limit!r}")
-        with self._transaction() as con:
+        mine, of_mine = self._mine()
+        with self._transaction() as con:  # a job queued before stores becomes this store's
             rows = con.execute(
                 "UPDATE jobs SET status = 'running', started = ?, attempts = attempts + 1, worker = ?, "
-                "windows_done = 0 WHERE id IN "
-                "(SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT ?) "
-                f"RETURNING {COLUMNS}", (time.time(), worker, limit)).fetchall()
+                "windows_done = 0, store = coalesce(store, ?) WHERE id IN "
+                f"(SELECT id FROM jobs WHERE status = 'queued' {mine} ORDER BY id LIMIT ?) "
+                f"RETURNING {COLUMNS}", (time.time(), worker, self.store, *of_mine, limit)).fetchall()
         return sorted(map(job_from_row, rows), key=lambda j: j.id)  # RETURNING has no order of its own
 
     def progress(self, id_: int, *, windows_done: int, windows_total: int) -> Job:
@@ -173,13 +183,15 @@ class JobQueue:
         if not _is_int(max_attempts) or max_attempts < 1:
             raise ValueError(f"max_attempts must be a positive integer, not {max_attempts!r}")
         gave_up = GAVE_UP.split("{n}")
+        mine, of_mine = self._mine()
         with self._transaction() as con:
             con.execute(
                 "UPDATE jobs SET status = 'failed', finished = ?, error = ? || attempts || ? "
-                "WHERE status = 'running' AND attempts >= ?", (time.time(), *gave_up, max_attempts))
+                f"WHERE status = 'running' AND attempts >= ? {mine}", (time.time(), *gave_up, max_attempts,
+                                                                       *of_mine))
             cur = con.execute(
                 "UPDATE jobs SET status = 'queued', started = NULL, worker = NULL, windows_done = 0 "
-                "WHERE status = 'running'")
+                f"WHERE status = 'running' {mine}", of_mine)
             return cur.rowcount
 
     def _transition(self, id_: int, allowed: tuple[str, ...], action: str, assignments: str,
@@ -207,7 +219,7 @@ class JobQueue:
 
     def list(self, *, status: str | None = None, offset: int = 0, limit: int = 50) -> list[Job]:
         """A page of jobs in id order (oldest first), optionally of one status."""
-        where, args = _status_where(status)
+        where, args = self._where(status)
         offset, limit = _count(offset, "offset"), _count(limit, "limit")
         if offset > MAX_INT64:
             return []
@@ -217,25 +229,29 @@ class JobQueue:
         return [job_from_row(r) for r in rows]
 
     def count(self, status: str | None = None) -> int:
-        where, args = _status_where(status)
+        where, args = self._where(status)
         return int(self.connection().execute(f"SELECT count(*) FROM jobs {where}", args).fetchone()[0])
 
     def windows_finished_since(self, since: float) -> int:
         """PaSST windows of the jobs done since `since` (unix seconds): the worker's recent throughput."""
+        mine, of_mine = self._mine()
         row = self.connection().execute(
-            "SELECT coalesce(sum(windows_total), 0) FROM jobs WHERE status = 'done' AND finished >= ?",
-            (float(since),)).fetchone()
+            "SELECT coalesce(sum(windows_total), 0) FROM jobs WHERE status = 'done' AND finished >= ? "
+            f"{mine}", (float(since), *of_mine)).fetchone()
         return int(row[0])
 
     def depth(self) -> int:
         """Jobs not finished yet (queued + running): the backlog a 503 or an autoscaler looks at."""
+        mine, of_mine = self._mine()
         return int(self.connection().execute(
-            f"SELECT count(*) FROM jobs WHERE status IN {ACTIVE!r}").fetchone()[0])
+            f"SELECT count(*) FROM jobs WHERE status IN {ACTIVE!r} {mine}", of_mine).fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         """Jobs by status, every status present (a Prometheus gauge wants its zeros too)."""
         out = dict.fromkeys(STATUSES, 0)
-        out.update(self.connection().execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+        where, args = self._where(None)
+        out.update(self.connection().execute(f"SELECT status, count(*) FROM jobs {where} GROUP BY status",
+                                             args).fetchall())
         return out
 
     def wait(self, id_: int, *, timeout_s: float, poll_s: float = 0.05) -> Job:
@@ -255,15 +271,34 @@ class JobQueue:
                 return job
             time.sleep(min(poll_s, left))
 
-    @staticmethod
-    def _get(con: sqlite3.Connection, id_: int) -> Job | None:
-        row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (id_,)).fetchone()
+    def locations_in_use(self) -> set[str]:
+        """Where the bytes of every queued or running job lie, whatever its store: what a sweep of the
+        data directory's incoming files must leave (stores sharing the folder share it)."""
+        rows = self.connection().execute(f"SELECT location FROM jobs WHERE status IN {ACTIVE!r}").fetchall()
+        return {r[0] for r in rows}
+
+    def _mine(self) -> tuple[str, tuple]:
+        """The condition (`AND ...`) and its arguments that hold a query to this queue's store's jobs (and
+        those queued before jobs named one); nothing without a store."""
+        return ("", ()) if self.store is None else ("AND (store IS NULL OR store = ?)", (self.store,))
+
+    def _where(self, status: str | None) -> tuple[str, tuple]:
+        where, args = _status_where(status)
+        mine, of_mine = self._mine()
+        if not mine:
+            return where, args
+        return (f"{where} {mine}" if where else f"WHERE {mine[4:]}"), (*args, *of_mine)
+
+    def _get(self, con: sqlite3.Connection, id_: int) -> Job | None:
+        mine, of_mine = self._mine()
+        row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE id = ? {mine}", (id_, *of_mine)).fetchone()
         return None if row is None else job_from_row(row)
 
-    @staticmethod
-    def _active(con: sqlite3.Connection, sha256: str) -> Job | None:
-        row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE sha256 = ? AND status IN {ACTIVE!r} "
-                          "ORDER BY id LIMIT 1", (sha256,)).fetchone()
+    def _active(self, con: sqlite3.Connection, sha256: str) -> Job | None:
+        """The queued or running job of these bytes for this store (another store's is not its)."""
+        mine, of_mine = self._mine()
+        row = con.execute(f"SELECT {COLUMNS} FROM jobs WHERE sha256 = ? AND status IN {ACTIVE!r} {mine} "
+                          "ORDER BY id LIMIT 1", (sha256, *of_mine)).fetchone()
         return None if row is None else job_from_row(row)
 
 

@@ -46,7 +46,7 @@ def test_upload_is_acknowledged_with_202_and_a_job(paused):
     assert job["error"] is None and job["progress"] == {"windows_done": 0, "windows_total": 1}
     assert len(job["sha256"]) == 64 and job["created"] > 0
     assert client.get(f"/jobs/{job['id']}").json() == job
-    assert incoming_files(ingest) == [f"{job['sha256']}.upload"]  # the bytes are stored before the answer
+    assert incoming_files(ingest) == [f"{job['sha256']}.faiss.upload"]  # stored before the answer
 
     assert run_once() == 1
     done = client.get(f"/jobs/{job['id']}").json()

@@ -470,6 +470,61 @@ def test_reopening_keeps_the_jobs_and_the_schema(tmp_path):
     again = JobQueue(db)
     try:
         assert again.get(job.id) == job
-        assert again.connection().execute("PRAGMA user_version").fetchone()[0] == 1
+        assert again.connection().execute("PRAGMA user_version").fetchone()[0] == 2
     finally:
         again.close()
+
+
+def test_stores_sharing_a_queue_file_each_see_claim_and_count_their_own_jobs(tmp_path):
+    """Stores sharing a data directory share its queue file: an upload sent to one is that store's job (the
+    same bytes sent to both are two jobs), claimed by its worker alone; a job queued before jobs named a
+    store is any store's until a worker claims it, and then that worker's store's."""
+    path = tmp_path / "jobs.sqlite"
+    legacy = JobQueue(path)  # no store: every job (tools, backups), and what queued jobs before stores
+    older = add(legacy, 0)
+    faiss, qdrant = JobQueue(path, store="faiss"), JobQueue(path, store="qdrant-clips")
+    mine = add(faiss, 1)
+    theirs, created = qdrant.enqueue(name="clip1.wav", sha256=sha(1), location=f"incoming/{sha(1)}.q")
+    assert created and theirs.id != mine.id and (mine.store, theirs.store) == ("faiss", "qdrant-clips")
+    assert faiss.enqueue(name="again.wav", sha256=sha(1), location="x")[0].id == mine.id  # its own, again
+    assert [j.id for j in faiss.list()] == [older.id, mine.id] and faiss.depth() == 2
+    assert [j.id for j in qdrant.list()] == [older.id, theirs.id] and qdrant.count("queued") == 2
+    assert faiss.get(theirs.id) is None and qdrant.get(mine.id) is None
+    assert legacy.depth() == 3 and faiss.counts()["queued"] == 2
+    claimed = qdrant.claim(worker="q", limit=10)
+    assert [j.id for j in claimed] == [older.id, theirs.id]
+    assert {j.store for j in claimed} == {"qdrant-clips"}  # the older job became the claimer's store's
+    assert [j.id for j in faiss.claim(worker="f", limit=10)] == [mine.id]
+    assert faiss.get(older.id) is None
+    assert faiss.recover() == 1 and qdrant.get(theirs.id).status == "running"  # its own running jobs alone
+    assert legacy.locations_in_use() == {f"uploads/{sha(0)}", f"uploads/{sha(1)}", f"incoming/{sha(1)}.q"}
+    for queue in (legacy, faiss, qdrant):
+        queue.close()
+
+
+def test_a_queue_file_of_version_1_gains_the_store_column_keeping_its_jobs(tmp_path):
+    path = tmp_path / "jobs.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE TABLE jobs (id INTEGER PRIMARY KEY AUTOINCREMENT, status TEXT NOT NULL, name TEXT NOT NULL,
+            sha256 TEXT NOT NULL, location TEXT NOT NULL, created REAL NOT NULL, started REAL, finished REAL,
+            windows_done INTEGER NOT NULL DEFAULT 0, windows_total INTEGER NOT NULL DEFAULT 0,
+            clip_id INTEGER, error TEXT, attempts INTEGER NOT NULL DEFAULT 0, worker TEXT,
+            fields TEXT NOT NULL DEFAULT '{}');
+        CREATE UNIQUE INDEX jobs_one_active_sha256 ON jobs (sha256) WHERE status IN ('queued', 'running');
+        PRAGMA user_version = 1;""")
+    con.execute("INSERT INTO jobs (status, name, sha256, location, created) VALUES ('queued', 'a.wav', ?, "
+                "'incoming/a.upload', 1.0)", (sha(7),))
+    con.commit()
+    con.close()
+    queue = JobQueue(path, store="faiss")
+    [job] = queue.list()
+    assert (job.name, job.store, job.location) == ("a.wav", None, "incoming/a.upload")
+    other = JobQueue(path, store="qdrant-clips")
+    assert other.enqueue(name="b.wav", sha256=sha(8), location="x")[1]
+    assert queue.claim(worker="w")[0].store == "faiss"
+    listed = sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    indexes = {r[0] for r in listed}
+    assert "jobs_one_active_sha256" not in indexes and "jobs_one_active_store_sha256" in indexes
+    queue.close()
+    other.close()
