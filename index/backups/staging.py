@@ -97,7 +97,7 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
                 bar.update(len(records))
         store.restore_many([], np.empty((0, store.dim), np.float32), np.empty((0, N_TAGS), np.float32),
                            next_id=b.next_id)
-        _restore_jobs(b, staging, report, jobs_file=jobs_file)
+        _restore_jobs(b, staging, report, jobs_file=jobs_file, store_name=config.name)
     except BaseException:
         store.close()
         raise
@@ -107,11 +107,13 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
     return store
 
 
-def _restore_jobs(b: Backup, staging: Path, report: RestoreReport, *, jobs_file: str) -> None:
+def _restore_jobs(b: Backup, staging: Path, report: RestoreReport, *, jobs_file: str,
+                  store_name: str) -> None:
+    """The backup's waiting uploads queued again, as jobs of the store restored (`store_name`)."""
     jobs = b.jobs()
     if not jobs:
         return
-    queue = JobQueue(staging / jobs_file)
+    queue = JobQueue(staging / jobs_file, store=store_name)
     try:
         for job in jobs:  # in id order: the queue keeps its order (job ids are the new queue's own)
             if job["member"] is None:

@@ -165,6 +165,7 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     jobs = queue.list(status="queued")
     queue.close()
     assert [j.name for j in jobs] == ["job0.wav", "job1.wav"]
+    assert {j.store for j in jobs} == {target.name}  # the restored store's uploads, its worker's alone
     assert all(sha256_file(tmp_path / "dst" / j.location) == j.sha256 for j in jobs)
     assert not [p for p in tmp_path.iterdir() if ".restore-" in p.name]  # no staging left
 
