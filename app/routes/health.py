@@ -35,7 +35,7 @@ async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: Se
                      access=access)
 
 
-@router.get("/access", summary="What the API key sent may do",
+@router.get("/access", summary="What the API key sent may do", openapi_extra={"security": [{}]},  # optional
             description="Whether the key sent (as `X-API-Key` or `Authorization: Bearer`) is this server's, "
                         "and so whether uploads, edits and deletes, and reads, are allowed with it; nothing "
                         "else is done. Never refuses: a wrong key is an answer here, not a 403. Never "

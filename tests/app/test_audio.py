@@ -272,6 +272,8 @@ def test_the_access_probe_says_what_the_key_sent_may_do(make_client, protect_rea
         assert (answer.json()["key"], answer.json()["writes"], answer.json()["reads"]) == want
     unconfigured = make_client(api_key=None).get("/health/access", headers=WRITE).json()
     assert unconfigured == {"key": "unconfigured", "writes": False, "reads": True}
+    security = client.get("/openapi.json").json()["paths"]["/health/access"]["get"]["security"]
+    assert {} in security and len(security) == 3  # either header, or none: a key is optional here
 
 
 def test_protected_reads_hand_out_signed_audio_links(make_client, monkeypatch):
