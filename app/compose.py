@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.settings import Settings
 from index.collection import Collection
-from index.layout import CACHE_DIR, shard_ledger, stores_of
+from index.layout import CACHE_DIR, shard_ledger
 from index.stores import StoreConfig, open_store
 from retrieval.config import Windowing
 from retrieval.contracts import SentenceEncoder
@@ -205,12 +205,8 @@ def open_collection(settings: Settings, retriever: Retriever, *, check: bool = T
     another model (only to re-project it)."""
     config = store_config(settings)
     store = open_store(config, retriever.spec, check=check)
-    collection = Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings),
-                                 moment_windowing=moment_windowing(settings), store_name=config.name)
-    if shared := stores_of(settings.data_dir) - {config.name}:
-        log.info("the data directory holds other stores too (%s): stored uploads are kept when their clips "
-                 "go, since they may be those stores' clips", ", ".join(sorted(shared)))
-    return collection
+    return Collection.open(store, retriever, data_dir=settings.data_dir, limits=audio_limits(settings),
+                           moment_windowing=moment_windowing(settings), store_name=config.name)
 
 
 def ledger_path(settings: Settings) -> Path:

@@ -149,9 +149,9 @@ class Ingest:
                 path.unlink(missing_ok=True)
 
 
-
 def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop: threading.Event) -> None:
-    """Hold this data directory's worker lock (waiting while another worker has it), then work the queue."""
+    """Hold the worker lock of this store of the data directory (waiting while another worker has it), then
+    work the queue."""
     lock_path = ingest_lock(settings.data_dir, store_config(settings).name)
     with open(lock_path, "a+") as lock:
         while not stop.is_set():

@@ -138,8 +138,9 @@ class Collection:
         keep clips in the data directory."""
         collection = cls(store, retriever, data_dir=data_dir, limits=limits,
                          moment_windowing=moment_windowing, store_name=store_name)
-        if store_name is not None:
-            stores_of(collection.data_dir, store_name)
+        if store_name is not None and (others := stores_of(collection.data_dir, store_name) - {store_name}):
+            log.info("the data directory holds other stores too (%s): stored uploads are kept when their "
+                     "clips go, since they may be those stores' clips", ", ".join(sorted(others)))
         collection.audio_dir.mkdir(parents=True, exist_ok=True)
         collection._remove_orphan_copies()
         return collection

@@ -80,6 +80,7 @@ def stores_of(data_dir: Path, name: str | None = None) -> set[str]:
         log.warning("cannot list the store %s in %s: %s", name, path, e)
     return known | {name}
 
+
 def _found_stores(data_dir: Path) -> set[str]:
     """The stores a data directory holds on disk: the FAISS store's database, embedded Qdrant's
     collections."""

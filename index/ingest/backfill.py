@@ -42,19 +42,14 @@ def backfill_windows(collection: Collection, *, progress: bool = True,
     bar = tqdm(total=sum(planned.values()), unit="window", desc="backfill windows", disable=not progress)
     with logging_redirect_tqdm(), bar:
         for clip_id in todo:
-            shown = [0]  # the clip's windows the bar has counted
-
-            def tagged(n: int, shown: list[int] = shown) -> None:
-                bar.update(n)
-                shown[0] += n
-
-            why = _backfill(collection, clip_id, limits or collection.limits, tagged)
+            before = bar.n
+            why = _backfill(collection, clip_id, limits or collection.limits, bar.update)
             if why is None:
                 report.done += 1
             elif why:
                 record = collection.get(clip_id)
                 report.unreachable.append((clip_id, record.location if record else "", why))
-            bar.update(max(planned[clip_id] - shown[0], 0))  # not tagged here, or counted short
+            bar.update(max(planned[clip_id] - (bar.n - before), 0))  # not tagged here, or counted short
             bar.set_postfix(done=report.done, unreachable=len(report.unreachable), refresh=False)
     # one whose file could not be read may share its audio with a clip tagged after it in this run
     for gone in [u for u in report.unreachable if _copied(collection, collection.get(u[0]))]:
