@@ -9,12 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from index.layout import qdrant_name_taken
 from retrieval.config import PASST_FILENAME
 
-# a Qdrant collection's name: its windows are `<name>-windows-g<N>` and its generations `<name>-g<N>`, so a
-# name ending so would be another collection's windows or generation
 QDRANT_COLLECTION = re.compile(r"[A-Za-z0-9_][\w.-]{0,62}")
-QDRANT_TAKEN = re.compile(r".*-(windows|g\d+)")
 
 
 class Settings(BaseSettings):
@@ -121,7 +119,7 @@ class Settings(BaseSettings):
     def _collection_name(cls, v: str) -> str:
         if not QDRANT_COLLECTION.fullmatch(v):
             raise ValueError(f"{v!r} is no collection name: letters, digits, `_`, `.` and `-`, up to 63")
-        if QDRANT_TAKEN.fullmatch(v):
+        if qdrant_name_taken(v):
             raise ValueError(f"{v!r} ends as the names of a collection's windows and generations do "
                              "(`-windows`, `-g<N>`): choose another")
         return v

@@ -32,6 +32,10 @@ QUEUE_FILE = "jobs.sqlite"
 CACHE_DIR = "cache"
 STORES_FILE = "stores.txt"
 FAISS_STORE = "faiss"  # the FAISS store's name (StoreConfig.name); a Qdrant store's is qdrant-<collection>
+# a Qdrant store's collections: its clips' alias `<name>` names a generation `<name>-g<N>`, its windows' alias
+# `<name>-windows` one `<name>-windows-g<N>`
+QDRANT_WINDOWS = "-windows"
+QDRANT_GENERATION = re.compile(r"(?P<alias>.*)-g(?P<n>\d+)")
 
 
 def upload_location(sha256: str, extension: str) -> str:
@@ -58,6 +62,22 @@ def shard_ledger(data_dir: Path, store_name: str) -> Path:
 def metadata_ledger(data_dir: Path, store_name: str) -> Path:
     """`retrieval index reread-metadata`'s record of the clips of the store `store_name` it has read."""
     return Path(data_dir) / f"reread-metadata-{store_name}.log"
+
+
+def qdrant_generation(alias: str, n: int) -> str:
+    """The physical Qdrant collection of generation `n` of the alias `alias`."""
+    return f"{alias}-g{int(n)}"
+
+
+def split_generation(name: str) -> tuple[str, int] | None:
+    """(alias, N) of a physical Qdrant collection `<alias>-g<N>`; None for another name."""
+    m = QDRANT_GENERATION.fullmatch(name)
+    return (m["alias"], int(m["n"])) if m else None
+
+
+def qdrant_name_taken(name: str) -> bool:
+    """Whether a collection named `name` would be another's windows (`-windows`) or generation (`-g<N>`)."""
+    return name.endswith(QDRANT_WINDOWS) or split_generation(name) is not None
 
 
 def stores_of(data_dir: Path, name: str | None = None) -> set[str]:
@@ -92,5 +112,6 @@ def qdrant_collections(data_dir: Path) -> set[str]:
     """The clips' collections of embedded Qdrant in the data directory: its folders `<name>-g<N>` (or
     `<name>`), less their windows' (`<name>-windows-g<N>`)."""
     folder = Path(data_dir) / QDRANT_DIR / "collection"
-    bases = {re.sub(r"-g\d+$", "", p.name) for p in folder.iterdir()} if folder.is_dir() else set()
-    return {b for b in bases if not (b.endswith("-windows") and b[:-8] in bases)}
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    bases = {(split_generation(n) or (n, 0))[0] for n in names}
+    return {b for b in bases if not (b.endswith(QDRANT_WINDOWS) and b.removesuffix(QDRANT_WINDOWS) in bases)}

@@ -10,7 +10,7 @@ from index.backups.reader import Backup
 from index.backups.staging import STAGED_ALIAS_SUFFIX
 from index.faiss.schema import stored_clips
 from index.ingest.queue import JobQueue
-from index.layout import AUDIO_DIR, CLIP_DB, QDRANT_DIR, QUEUE_FILE
+from index.layout import AUDIO_DIR, CLIP_DB, QDRANT_DIR, QDRANT_WINDOWS, QUEUE_FILE
 from index.stores import StoreConfig
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 
@@ -62,7 +62,6 @@ def target_holds(config: StoreConfig, *, jobs_file: str = QUEUE_FILE) -> list[st
 
 def _qdrant_holds(config: StoreConfig) -> list[str]:
     from index.qdrant.open import connect
-    from index.qdrant.windows import SUFFIX as WINDOWS_SUFFIX
 
     if not config.qdrant_url and not (Path(config.data_dir) / QDRANT_DIR).is_dir():
         return []
@@ -75,7 +74,7 @@ def _qdrant_holds(config: StoreConfig) -> list[str]:
         names = [c.name for c in client.get_collections().collections]
         alias = config.qdrant_collection
         aliases = {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
-        ours = {aliases[a] for a in (alias, alias + WINDOWS_SUFFIX) if a in aliases}  # clips, windows
+        ours = {aliases[a] for a in (alias, alias + QDRANT_WINDOWS) if a in aliases}  # clips, windows
         holds = []
         if alias in names:
             holds.append(f"a Qdrant collection named {alias!r} that is not an alias of this store")

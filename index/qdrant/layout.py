@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from index.layout import split_generation
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 
@@ -63,9 +64,12 @@ def add_missing_indexes(client: QdrantClient, name: str, indexes: PayloadIndexes
     return made
 
 
-def generation(name: str) -> int:
-    """N of a physical collection ``<alias>-g<N>``."""
-    return int(name.rsplit("-g", 1)[1])
+def generation(name: str) -> tuple[str, int]:
+    """(alias, N) of a physical collection ``<alias>-g<N>``."""
+    alias_n = split_generation(name)
+    if alias_n is None:
+        raise RetrievalError(f"the Qdrant collection {name!r} is no generation of an alias (<alias>-g<N>)")
+    return alias_n
 
 
 def targets(client: QdrantClient) -> dict[str, str]:

@@ -23,7 +23,6 @@ One writer at a time: ids come from a counter in the collection metadata, reserv
 from __future__ import annotations  # the `list` method would shadow the builtin in annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -35,6 +34,7 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from index.layout import qdrant_generation, split_generation
 from index.qdrant import layout
 from index.qdrant.layout import AUDIO, LOGITS, PAGE
 from index.qdrant.payload import (
@@ -102,7 +102,7 @@ class QdrantStore(VectorStore):
         # (position, point id) where the last list() page ended: paging in order costs O(N), not O(N^2)
         self._cursor: tuple[int, int] | None = None
         if not client.collection_exists(collection):
-            first = self._generation_name(0)
+            first = qdrant_generation(self.alias, 0)
             self._create(first, spec=spec)
             self._windows.create(collection_for(first), dim=int(spec.dim or 0))
             layout.move_aliases(client, {self.alias: first, self._windows.alias: collection_for(first)})
@@ -148,9 +148,6 @@ class QdrantStore(VectorStore):
         if not self.local:  # the embedded engine scans payloads, and warns that other indexes do nothing
             self.client.create_payload_index(name, VOCAB, VOCAB_INDEX)
 
-    def _generation_name(self, n: int) -> str:
-        return f"{self.alias}-g{n}"
-
     def _target(self) -> str:
         return layout.target(self.client, self.alias)
 
@@ -165,7 +162,7 @@ class QdrantStore(VectorStore):
         """Fill a new physical collection with `points` and one beside it with `windows`, then move both
         aliases to them in one step."""
         old, old_windows = self._target(), self._windows.exists()
-        target = self._generation_name(layout.generation(old) + 1)
+        target = qdrant_generation(self.alias, layout.generation(old)[1] + 1)
         if self.client.collection_exists(target):  # left over by an interrupted re-projection
             self.client.delete_collection(target)
         self._create(target, spec=spec, next_id=self._meta().get("next_id", 1))
@@ -443,8 +440,8 @@ class QdrantStore(VectorStore):
         with self._read:
             used = set(layout.targets(self.client).values())
             names = {c.name for c in self.client.get_collections().collections} - used
-            mine = [n for n in sorted(names) for alias in (self.alias, self._windows.alias)
-                    if re.fullmatch(rf"{re.escape(alias)}-g\d+", n)]
+            mine = [n for n in sorted(names)
+                    if (split_generation(n) or ("", 0))[0] in (self.alias, self._windows.alias)]
             return {n: self.client.count(n, exact=True).count for n in mine}
 
     def windows_without_clip(self) -> set[int]:

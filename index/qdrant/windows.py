@@ -20,12 +20,12 @@ import numpy as np
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
+from index.layout import QDRANT_WINDOWS, qdrant_generation
 from index.qdrant import layout
 from index.qdrant.payload import VOCAB, WORDS
 from index.store.records import Floor, Project, ScoredWindows, WindowHit, WindowHits, Windows
 from retrieval.config import N_TAGS
 
-SUFFIX = "-windows"
 NAMESPACE = uuid.UUID("6d6f6d65-6e74-5300-8000-77696e646f77")  # fixed: ids must not change between runs
 PLACE = ["id", "n", "start", "end"]  # the payload a window hit needs
 INDEXES: layout.PayloadIndexes = (("id", qm.PayloadSchemaType.INTEGER), ("n", qm.PayloadSchemaType.INTEGER))
@@ -40,8 +40,8 @@ BELOW = 1e-6
 
 def collection_for(clips_collection: str) -> str:
     """The windows' physical collection beside the clips' ``<alias>-g<N>``: ``<alias>-windows-g<N>``."""
-    alias, n = clips_collection.rsplit("-g", 1)
-    return f"{alias}{SUFFIX}-g{n}"
+    alias, n = layout.generation(clips_collection)
+    return qdrant_generation(alias + QDRANT_WINDOWS, n)
 
 
 def point_id(clip_id: int, n: int) -> str:
@@ -71,7 +71,7 @@ class QdrantWindows:
         """`quantization` ("none" or "int8"): of a windows collection this creates; one made before keeps
         its own (read from its config, and searched accordingly)."""
         self.client = client
-        self.alias = clips_alias + SUFFIX
+        self.alias = clips_alias + QDRANT_WINDOWS
         self.local = local
         self.indexes = clip_indexes + INDEXES
         self.quantization = quantization

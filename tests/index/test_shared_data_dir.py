@@ -98,3 +98,20 @@ def test_a_collection_opened_without_its_store_s_name_counts_two_listed_stores_a
     assert unnamed.shares_uploads
     alone = Collection(None, None, data_dir=tmp_path / "new", store_name="faiss")  # type: ignore[arg-type]
     assert not alone.shares_uploads
+
+
+def test_qdrant_collection_names_split_into_alias_and_generation(tmp_path):
+    """One reading of `<alias>-g<N>` for the store, the folder's listing and the settings' check."""
+    from index.layout import qdrant_collections, qdrant_name_taken, split_generation
+
+    assert split_generation("sfx-g2") == ("sfx", 2)
+    assert split_generation("sfx-windows-g10") == ("sfx-windows", 10)
+    assert split_generation("x-g1-g3") == ("x-g1", 3)
+    assert split_generation("sfx") is None and split_generation("sfx-g") is None
+    assert split_generation("sfx-g2b") is None
+    assert [qdrant_name_taken(n) for n in ("sfx-windows", "sfx-g7", "sfx", "sfx-g", "windows")] == [
+        True, True, False, False, False]
+    folder = tmp_path / "qdrant" / "collection"
+    for name in ("clips-g0", "clips-windows-g0", "music-g3", "music-windows-g3", "takes-windows-g1", "old"):
+        (folder / name).mkdir(parents=True)
+    assert qdrant_collections(tmp_path) == {"clips", "music", "takes-windows", "old"}
