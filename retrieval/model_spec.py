@@ -14,6 +14,7 @@ everywhere else ``None`` is a value like any other (a text model without a known
 
 import hashlib
 import json
+import posixpath
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -56,8 +57,10 @@ class ModelSpec:
 
     @property
     def id(self) -> str:
-        """16 hex digits naming this spec (equal specs, equal ids: 10 and 10.0 s are one window)."""
-        d = {k: _normal(v) if k in FLOAT_FIELDS and v is not None else v for k, v in self.to_dict().items()}
+        """16 hex digits naming this spec (equal specs, equal ids: 10 and 10.0 s are one window, `models/x/`
+        and `models/x` one text model)."""
+        d = {k: _normal(v, k) if k in (*FLOAT_FIELDS, "text_model") and v is not None else v
+             for k, v in self.to_dict().items()}
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -85,7 +88,7 @@ class ModelSpec:
             mine, theirs = getattr(self, name), getattr(other, name)
             if name in UNRECORDED_MATCHES_ANY and (mine is None or theirs is None):
                 continue
-            if _normal(mine) != _normal(theirs):
+            if _normal(mine, name) != _normal(theirs, name):
                 out[name] = (mine, theirs)
         return out
 
@@ -99,7 +102,11 @@ class ModelSpec:
                                                                                             else ""))
 
 
-def _normal(value):
+def _normal(value, name: str = ""):
+    """One spelling of a value: numbers as floats (10 and 10.0 s are one window), a text model named by its
+    folder (no manifest) as the path without `./`, `//` or a trailing `/` (`models/x/` is `models/x`)."""
+    if name == "text_model" and isinstance(value, str):
+        return posixpath.normpath(value)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 

@@ -123,6 +123,17 @@ def test_ints_and_floats_of_one_value_match():
     assert ModelSpec(window_s=10, lam=0).diff(ModelSpec(window_s=10.0, lam=0.0)) == {}
 
 
+def test_a_text_model_folder_spelled_two_ways_is_one_model():
+    """A folder without a manifest is named by its path as configured: `models/x/` and `./models//x` are
+    `models/x` (a store made with one refused the other), `models/y` and `/models/x` are others."""
+    spec = ModelSpec(text_model="models/x", dim=384)
+    for spelling in ("models/x/", "./models//x", "models/./x"):
+        other = ModelSpec(text_model=spelling, dim=384)
+        assert spec.diff(other) == {} and other.id == spec.id
+    for other in ("models/y", "/models/x", "x"):
+        assert spec.diff(ModelSpec(text_model=other, dim=384)) == {"text_model": ("models/x", other)}
+
+
 @pytest.mark.parametrize("field", ["passt_weights", "lam"])
 def test_none_in_passt_weights_or_lam_matches_any_value(field):
     recorded = FULL
