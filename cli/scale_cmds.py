@@ -46,8 +46,7 @@ def load_shards(shard_dir: Path, *, redo: bool = False, progress: bool = True) -
     retriever = build_retriever(settings, with_audio=False)
     read_manifest(shard_dir, retriever)  # a folder that holds no shards makes no collection
     with open_collection(settings, retriever) as collection:
-        return load(collection.store, collection.retriever, shard_dir, ledger=ledger_path(settings),
-                    redo=redo, progress=progress)
+        return load(collection, shard_dir, ledger=ledger_path(settings), redo=redo, progress=progress)
 
 
 def _index_group(app: typer.Typer) -> typer.Typer:
@@ -99,6 +98,9 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"loaded {report.shards_loaded} shard(s) ({report.shards_skipped} loaded before): "
                    f"added {report.added}, skipped {report.skipped} already stored, "
                    f"failed {len(report.failed)} in {report.seconds:.1f} s")
+        if report.moved or report.replaced:
+            typer.echo(f"{report.moved} clip(s) followed their moved or renamed files; {report.replaced} "
+                       "clip(s) of changed files replaced by what the files hold now")
         for name, reason in report.failed:
             typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
         if report.failed:

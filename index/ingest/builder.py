@@ -15,7 +15,7 @@ bytes, so another sha256) is decoded: if its audio is what a clip from that path
 what the file says now (Collection.take_file_metadata), and PaSST does not run
 (:func:`index.ingest.worker.ingest`); otherwise (re-edited audio) it
 is indexed as the clip it is now, which then replaces the clip indexed from that path before
-(`_replace_changed`). Either way a library re-run after retagging holds each file once. A file moved or
+(:func:`replace_changed`). Either way a library re-run after retagging holds each file once. A file moved or
 renamed (the same bytes; its old path gone, or holding other bytes now) keeps its clip, whose location, name
 and UCS fields follow it.
 """
@@ -212,7 +212,7 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
         _index_again(collection, report, bar, metadata, limits)
     seen = {record.sha256 for record, _ in report.held}
     for record, location in report.held:  # once every file is hashed: a copy of an old version is seen
-        _replace_changed(collection, report, record, location, seen)
+        report.replaced += replace_changed(collection, record, location, seen, report.arrived)
     report.seconds = time.perf_counter() - start
     log.info("indexed %d new clips, skipped %d already indexed, %d failed, in %.1f s",
              report.added, report.skipped, len(report.failed), report.seconds)
@@ -286,12 +286,8 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
     else:
         report.skipped += 1
         stored, given, path = result.record, result.item.meta, str(result.item.source)
-        if stored is not None and _moved(stored, path):
-            # a moved file's own metadata now (its new name's UCS fields) over the clip's, the run's over
-            # both, and its new place, in one write
-            result.record = collection.take_file_metadata(
-                stored.id, file_metadata(Path(path), result.item.name), given=given, file_first=True,
-                file=FileNow(location=path, name=result.item.name)) or stored
+        if stored is not None and moved_from(stored, path):
+            result.record = move_here(collection, stored, path, result.item.name, given)
             report.updated += not given.empty and given.over(stored.meta) != stored.meta
             report.moved += 1
             report.arrived.add(stored.id)
@@ -304,7 +300,7 @@ def _count(collection: Collection, report: BuildReport, result: Result) -> None:
         report.held.append((result.record, str(result.item.source)))
 
 
-def _moved(record: ClipRecord, path: str) -> bool:
+def moved_from(record: ClipRecord, path: str) -> bool:
     """Whether the stored clip whose bytes the file at `path` holds was indexed from a path that no longer
     holds them (the library reorganised: moved, renamed, two names swapped, another file moved over it). A
     clip whose file is still there, unchanged, stays where it is (the file at `path` is a copy: one clip per
@@ -312,21 +308,21 @@ def _moved(record: ClipRecord, path: str) -> bool:
     return record.location != path and left_its_path(record)
 
 
-def _replace_changed(collection: Collection, report: BuildReport, record: ClipRecord, location: str,
-                     seen: set[str]) -> None:
+def replace_changed(collection: Collection, record: ClipRecord, location: str, seen: set[str],
+                    arrived: set[int]) -> int:
     """The clips stored from this path before its file changed (retagged, re-edited: other bytes) are
-    replaced by the clip its bytes are now, then removed. What the user set on them goes into it as into a
-    file read again (Collection.take_file_metadata): under what the run gave, over what the file says now;
-    what their file said then and says no more is left out, and what the user took off stays off while the
-    file says it (a clip stored before the two were kept apart gives all it held, under the file's values
-    now). A clip moved here this run (another file moved over this one) keeps its own metadata: the replaced
-    clip's was another sound's. One whose bytes are another file's of this run (`seen`: the run's sha256s; a
-    copy made before the change) stays."""
+    replaced by the clip its bytes are now (`record`), then removed; returns how many. What the user set on
+    them goes into it as into a file read again (Collection.take_file_metadata): under what the run gave,
+    over what the file says now; what their file said then and says no more is left out, and what the user
+    took off stays off while the file says it (a clip stored before the two were kept apart gives all it
+    held, under the file's values now). A clip moved here this run (`arrived`: another file moved over this
+    one) keeps its own metadata: the replaced clip's was another sound's. One whose bytes are another file's
+    of this run (`seen`: the run's sha256s; a copy made before the change) stays."""
     stale = [r for r in collection.store.at_location(location)
              if r.id != record.id and not r.stored_copy and r.sha256 not in seen]
     if not stale:
-        return
-    if record.location == location and record.id not in report.arrived:
+        return 0
+    if record.location == location and record.id not in arrived:
         layers = record.meta_layers or MetaLayers()
         own, dropped, before = layers.own, layers.dropped, Metadata()
         for old in reversed(stale):  # the latest first
@@ -338,9 +334,17 @@ def _replace_changed(collection: Collection, report: BuildReport, record: ClipRe
         if not before.empty:
             collection.edit_metadata(record.id, before.under)
     collection.remove([r.id for r in stale])
-    report.replaced += len(stale)
     log.info("%s changed since it was indexed: clip %s replaced by clip %d", location,
              ", ".join(str(r.id) for r in stale), record.id)
+    return len(stale)
+
+
+def move_here(collection: Collection, stored: ClipRecord, path: str, name: str,
+              given: Metadata = Metadata()) -> ClipRecord:
+    """The clip whose bytes the file at `path` holds, moved there: the file's own metadata now (its new
+    name's UCS fields) over the clip's, `given` (the run's) over both, and its new place, in one write."""
+    return collection.take_file_metadata(stored.id, file_metadata(Path(path), name), given=given,
+                                         file_first=True, file=FileNow(location=path, name=name)) or stored
 
 
 def _failed(report: BuildReport, path: Path, e: BaseException) -> None:

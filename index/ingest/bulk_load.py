@@ -6,6 +6,12 @@ metadata column (the metadata inside the files) without it.
 Resumable at two levels: a ledger in the data directory names the shards already loaded into this store
 (they are skipped whole), and inside a shard a clip whose content (sha256) is stored is skipped, so a run
 stopped half-way through a shard goes on where it stopped.
+
+A library changed since an earlier load is followed as `index add` follows it (index.ingest.builder): a
+stored clip whose file moved (its bytes now at the row's path, no longer at its own) moves there, and a clip
+added for a file that changed where it lies replaces the clips stored from that path before, taking what
+the user set on them. Both only where the file holds the row's bytes now: a shard older than the library
+changes nothing that a later run made.
 """
 
 import json
@@ -18,7 +24,8 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from index.collection import TOP_TAGS
+from index.collection import TOP_TAGS, Collection
+from index.ingest.builder import move_here, moved_from, replace_changed
 from index.ingest.ray_shards import (
     AUDIO_COLUMN,
     MANIFEST,
@@ -30,9 +37,9 @@ from index.ingest.ray_shards import (
 )
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import NewClip, Tag, Timeline
+from index.store.records import Added, ClipRecord, NewClip, Tag, Timeline
 from retrieval.config import N_TAGS
-from retrieval.durable import write_json_atomically
+from retrieval.durable import sha256_file, write_json_atomically
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS
 from retrieval.pipeline import Retriever
@@ -50,8 +57,29 @@ class LoadReport:
     shards_skipped: int = 0  # done by an earlier run
     added: int = 0
     skipped: int = 0  # content already stored
+    moved: int = 0  # of those, clips whose file was moved or renamed since: their place follows it
+    replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) from extraction
     seconds: float = 0.0
+
+
+@dataclass
+class Held:
+    """What a shard added or moved, (the clip, its path) each, and the ids of the clips the run moved."""
+
+    shards: list[Path]
+    clips: list[tuple[ClipRecord, str]] = field(default_factory=list)
+    arrived: set[int] = field(default_factory=set)
+
+    def copied(self, record: ClipRecord) -> bool:
+        """Whether a file of the folder's shards other than the clip's holds its bytes now (a copy made
+        before its own file changed): the clip stays. Read only for clips about to be replaced (rare)."""
+        for shard in self.shards:
+            rows = pq.read_table(shard, columns=["path", "sha256"],
+                                 filters=[("sha256", "=", record.sha256)]).column("path").to_pylist()
+            if any(path != record.location and _holds(path, record.sha256) for path in rows):
+                return True
+        return False
 
 
 def read_manifest(shard_dir: Path, retriever: Retriever) -> dict:
@@ -67,9 +95,11 @@ def read_manifest(shard_dir: Path, retriever: Retriever) -> dict:
     return manifest
 
 
-def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, ledger: Path,
-                redo: bool = False, progress: bool = True) -> LoadReport:
-    """Add every clip of the shards in shard_dir; see the module docstring. redo=True ignores the ledger."""
+def load_shards(collection: Collection, shard_dir: Path, *, ledger: Path, redo: bool = False,
+                progress: bool = True) -> LoadReport:
+    """Add every clip of the shards in shard_dir to the collection; see the module docstring. redo=True
+    ignores the ledger."""
+    store, retriever = collection.store, collection.retriever
     shard_dir = Path(shard_dir).resolve()
     manifest = read_manifest(shard_dir, retriever)
     done = {} if redo or not ledger.is_file() else json.loads(ledger.read_text())
@@ -84,10 +114,15 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
     report.failed += shard_failures(shard_dir, [s.name for s in shards if str(s) in done])
     rows = sum(pq.ParquetFile(s).metadata.num_rows for s in todo)
     start = time.perf_counter()
+    held = Held(shards)
+    stored_before = store.count() > 0  # into an empty store (a first load) no clip can be replaced
     with tqdm(total=rows, unit="clip", desc="load", disable=not progress) as bar:
         for shard in todo:
             before = (report.added, report.skipped, len(report.failed))
-            _load_shard(store, retriever, shard, report, bar)
+            _load_shard(collection, shard, report, bar, held)
+            if stored_before:  # before the ledger says the shard is done
+                _replace_changed(collection, held, report)
+            held.clips.clear()
             done[str(shard)] = {"added": report.added - before[0], "skipped": report.skipped - before[1],
                                 "failed": len(report.failed) - before[2]}
             write_json_atomically(ledger, done)
@@ -98,7 +133,8 @@ def load_shards(store: VectorStore, retriever: Retriever, shard_dir: Path, *, le
     return report
 
 
-def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: LoadReport, bar: tqdm) -> None:
+def _load_shard(collection: Collection, shard: Path, report: LoadReport, bar: tqdm, held: Held) -> None:
+    store, retriever = collection.store, collection.retriever
     names = set(pq.ParquetFile(shard).schema_arrow.names)
     windowed = set(WINDOW_COLUMNS) <= names  # shards written before windows have none
     extra = [*(WINDOW_COLUMNS if windowed else ()),
@@ -111,17 +147,45 @@ def _load_shard(store: VectorStore, retriever: Retriever, shard: Path, report: L
         for i, (path, error, sha) in enumerate(zip(rows["path"], rows["error"], rows["sha256"], strict=True)):
             if error:
                 report.failed.append((path, error))
-            elif sha in seen or store.get_by_sha256(sha) is not None:
+            elif sha in seen:
                 report.skipped += 1
+            elif (stored := store.get_by_sha256(sha)) is not None:
+                report.skipped += 1
+                seen.add(sha)
+                if moved_from(stored, path) and _holds(path, sha):
+                    moved = move_here(collection, stored, path, rows["name"][i])
+                    held.clips.append((moved, path))
+                    held.arrived.add(moved.id)
+                    report.moved += 1
             else:
                 keep.append(i)
                 seen.add(sha)
         if keep:
             logits = np.asarray([rows["logits"][i] for i in keep], dtype=np.float32)  # (n, 527)
             timelines = [_timeline(rows, i, retriever) if windowed else None for i in keep]
-            report.added += _add(store, retriever, [_clip(rows, i, logits[j], retriever)
-                                                    for j, i in enumerate(keep)], logits, timelines)
+            clips = [_clip(rows, i, logits[j], retriever) for j, i in enumerate(keep)]
+            for clip, added in zip(clips, _add(store, retriever, clips, logits, timelines), strict=True):
+                report.added += added.created
+                held.clips.append((added.record, clip.location))
         bar.update(batch.num_rows)
+
+
+def _holds(path: str, sha256: str) -> bool:
+    """Whether the file at `path` holds the bytes `sha256` now (a shard may be older than the library)."""
+    try:
+        return sha256_file(path) == sha256
+    except OSError:
+        return False
+
+
+def _replace_changed(collection: Collection, held: Held, report: LoadReport) -> None:
+    """The clips of files changed where they lie replaced by the clips loaded for them now, where the file
+    holds what was loaded (:func:`index.ingest.builder.replace_changed`; a moved clip keeps its metadata)."""
+    for record, location in held.clips:
+        stale = [r for r in collection.store.at_location(location) if r.id != record.id and not r.stored_copy]
+        if stale and _holds(location, record.sha256):
+            copies = {r.sha256 for r in stale if held.copied(r)}
+            report.replaced += replace_changed(collection, record, location, copies, held.arrived)
 
 
 def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewClip:
@@ -143,7 +207,7 @@ def _timeline(rows: dict, i: int, retriever: Retriever) -> Timeline:
 
 
 def _add(store: VectorStore, retriever: Retriever, clips: list[NewClip], logits: np.ndarray,
-         timelines: list[Timeline | None]) -> int:
-    """Project and add; returns how many were added."""
+         timelines: list[Timeline | None]) -> list[Added]:
+    """Project and add; the store's answer for each clip."""
     vectors = retriever.project(logits)  # (n, D)
-    return sum(added.created for added in store.add_many(clips, vectors, logits, timelines))
+    return store.add_many(clips, vectors, logits, timelines)

@@ -599,7 +599,7 @@ def test_a_copy_hashed_while_its_original_still_held_the_old_bytes_gets_a_clip_o
         [old] = c.store.at_location(str(ogg.resolve()))
     shutil.copy(ogg, lib / "0copy.ogg")
     run(need("vorbiscomment"), "-w", "-t", "DESCRIPTION=Gentle breeze", ogg)
-    monkeypatch.setattr(builder, "_moved", lambda record, path: False)  # the original as it was, then
+    monkeypatch.setattr(builder, "moved_from", lambda record, path: False)  # the original as it was, then
     with open_collection(settings, tone_retriever) as c:
         report = builder.index_paths(c, [lib], progress=False)
         assert (report.added, report.skipped, report.retagged) == (1, 0, 1)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from index.collection import Collection
 from index.faiss import fts
 from index.faiss.schema import MIGRATIONS
 from index.faiss.store import FaissStore
@@ -373,7 +374,8 @@ def test_a_shard_folder_of_the_previous_format_loads(tmp_path, tiny_retriever):
     manifest = write_old_shard_folder(folder, shard_rows(5))
     assert manifest_spec(manifest) == ModelSpec(passt_weights=None)  # the tagger, weights not recorded
     with FaissStore(tmp_path / "data", tiny_retriever.spec) as store:
-        report = load_shards(store, tiny_retriever, folder, ledger=tmp_path / "ledger.json", progress=False)
+        collection = Collection(store, tiny_retriever, data_dir=tmp_path)
+        report = load_shards(collection, folder, ledger=tmp_path / "ledger.json", progress=False)
         assert (report.added, report.skipped, report.failed) == (5, 0, [])
         want = tiny_retriever.project(np.stack([logits(i) for i in range(5)]))  # (5, D)
         top = store.search(want, 1)
@@ -387,7 +389,8 @@ def test_a_shard_folder_of_the_previous_format_of_another_tagger_is_refused(tmp_
     write_old_shard_folder(folder, shard_rows(3), tagger={**TAGGER, "hop_s": 5.0})
     with FaissStore(tmp_path / "data", tiny_retriever.spec) as store:
         with pytest.raises(CheckpointMismatch, match="tagger") as e:
-            load_shards(store, tiny_retriever, folder, ledger=tmp_path / "ledger.json", progress=False)
+            collection = Collection(store, tiny_retriever, data_dir=tmp_path)
+            load_shards(collection, folder, ledger=tmp_path / "ledger.json", progress=False)
         assert "hop_s" in str(e.value)
         assert store.count() == 0
 

@@ -14,6 +14,7 @@ ray = pytest.importorskip("ray")
 
 from app.compose import build_retriever, ledger_path, load_settings, store_config  # noqa: E402
 from app.settings import Settings  # noqa: E402
+from index.collection import Collection  # noqa: E402
 from index.ingest.bulk_load import load_shards  # noqa: E402
 from index.ingest.ray_shards import (  # noqa: E402
     MANIFEST,
@@ -147,7 +148,8 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
     settings = settings.model_copy(update={"store_backend": backend})
     ledger = ledger_path(settings)
     with open_store(store_config(settings), retriever.spec) as store:
-        report = load_shards(store, retriever, out, ledger=ledger, progress=False)
+        collection = Collection(store, retriever, data_dir=settings.data_dir)
+        report = load_shards(collection, out, ledger=ledger, progress=False)
         assert (report.shards_loaded, report.added, report.skipped) == (len(manifest["shards"]), 4, 1)
         assert report.failed == [(str(bad.resolve()), report.failed[0][1])]
         assert store.count() == 4
@@ -165,14 +167,14 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
             assert top.record.audio_sha256 == audio_sha256(decode_audio(path).wave)  # as in process
         assert store.without_windows().size == 0
 
-        again = load_shards(store, retriever, out, ledger=ledger, progress=False)  # the ledger says done
+        again = load_shards(collection, out, ledger=ledger, progress=False)  # the ledger says done
         assert (again.shards_loaded, again.shards_skipped, again.added) == (0, len(manifest["shards"]), 0)
         assert again.failed == report.failed  # listed again: a resumed load exits 1 as the first did
         ledger.unlink()  # lost ledger: every clip is found stored by content
-        redo = load_shards(store, retriever, out, ledger=ledger, progress=False)
+        redo = load_shards(collection, out, ledger=ledger, progress=False)
         assert (redo.added, redo.skipped) == (0, 5) and store.count() == 4
         store.remove(store.ids().tolist())  # the store made anew, its ledger kept (a deleted qdrant/ folder)
-        anew = load_shards(store, retriever, out, ledger=ledger, progress=False)
+        anew = load_shards(collection, out, ledger=ledger, progress=False)
         assert (anew.shards_skipped, anew.added) == (0, 4) and store.count() == 4  # not 0 added
 
 
@@ -184,7 +186,8 @@ def test_shards_of_another_tagger_are_refused(shards, settings, retriever, tmp_p
     (other / MANIFEST).write_text(json.dumps({**manifest, "model_spec": spec}))
     with open_store(store_config(settings), retriever.spec) as store:
         with pytest.raises(CheckpointMismatch, match="tagger") as refused:
-            load_shards(store, retriever, other, ledger=ledger_path(settings), progress=False)
+            collection = Collection(store, retriever, data_dir=settings.data_dir)
+            load_shards(collection, other, ledger=ledger_path(settings), progress=False)
         assert "hop_s" in str(refused.value)  # the message names what differs
         assert store.count() == 0
 
@@ -254,7 +257,8 @@ def test_bulk_load_stores_a_long_files_windows_and_peaks(long_clips, long_shards
     out, _ = long_shards
     rows = shard_rows(out)
     with open_store(store_config(settings), retriever.spec) as store:
-        report = load_shards(store, retriever, out, ledger=ledger_path(settings), progress=False)
+        collection = Collection(store, retriever, data_dir=settings.data_dir)
+        report = load_shards(collection, out, ledger=ledger_path(settings), progress=False)
         assert (report.added, [path for path, _ in report.failed]) == (2, [str(bad.resolve())])
         clip = store.get_by_sha256(rows[str(long.resolve())]["sha256"])
         assert clip is not None and len(store.windows([clip.id])[clip.id].starts) == 5
