@@ -78,9 +78,13 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
 
 
 def stats() -> dict:
-    """What the index holds and the model its vectors belong to, whichever model is configured."""
-    with open_collection(check=False) as collection:
-        return collection.stats()
+    """What the index holds and the model its vectors belong to, whichever model is configured (none is
+    loaded)."""
+    from app.compose import load_settings, store_config
+    from index.stores import open_as_it_is
+
+    with open_as_it_is(store_config(load_settings())) as store:
+        return store.stats()
 
 
 def remove(ids: list[int]) -> tuple[int, list[int]]:
@@ -122,12 +126,15 @@ def reread_metadata(*, again: bool = False, progress: bool = True) -> RereadRepo
 
 def export_metadata(path: Path) -> ExportReport:
     """Every clip's file, description, tags and fields as the CSV `index add --metadata` reads."""
+    from app.compose import load_settings, store_config
     from cli.metadata_csv import record_pages, write_metadata_csv
+    from index.layout import audio_file
+    from index.stores import open_as_it_is
 
-    with open_collection(check=False) as collection:
-        store = collection.store
+    config = store_config(load_settings())
+    with open_as_it_is(config) as store:
         return write_metadata_csv(lambda: record_pages(store.ids().tolist(), store.records),
-                                  collection.audio_path, path)
+                                  lambda r: audio_file(config.data_dir, r.location, r.stored_copy), path)
 
 
 def search(query: str, k: int = 10, *, moments: bool = False, per_clip: int | None = None,

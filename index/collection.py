@@ -48,7 +48,7 @@ import numpy as np
 from tqdm import tqdm
 
 from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
-from index.layout import AUDIO_DIR, stores_of, upload_location
+from index.layout import AUDIO_DIR, audio_file, stores_of, upload_location
 from index.store.checks import check_k
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
@@ -399,9 +399,7 @@ class Collection:
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""
-        if record.stored_copy:
-            return self.data_dir / record.location
-        return Path(record.location)
+        return audio_file(self.data_dir, record.location, record.stored_copy)
 
     @property
     def shares_uploads(self) -> bool:

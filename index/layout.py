@@ -43,6 +43,12 @@ def upload_location(sha256: str, extension: str) -> str:
     return f"{AUDIO_DIR}/{sha256}.{extension}"
 
 
+def audio_file(data_dir: Path, location: str, stored_copy: bool) -> Path:
+    """Where a clip's audio is read: an upload's stored copy (its location relative to the data directory),
+    or the file it was indexed from, where it lies."""
+    return Path(data_dir) / location if stored_copy else Path(location)
+
+
 def incoming_location(sha256: str, store_name: str) -> str:
     """Where an upload acknowledged for the store `store_name` waits for its worker, relative to the data
     directory (another store's upload of the same bytes is another file: each job removes its own)."""

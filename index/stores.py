@@ -78,3 +78,29 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
                                  collection=config.qdrant_collection, spec=spec, check=check,
                                  window_quantization=config.qdrant_window_quantization)
     raise ValueError(f"store backend {config.backend!r} is not one of {BACKENDS}")
+
+
+def open_as_it_is(config: StoreConfig) -> VectorStore:
+    """The configured store as it is, with the model its vectors were made with and no model loaded: for
+    the commands that only read what it holds (`index stats`, `index export-metadata`). NoCollection where
+    there is none; nothing is created."""
+    require_store(config)
+    if config.backend == "qdrant":
+        from index.qdrant.open import open_existing
+
+        store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
+                              collection=config.qdrant_collection)
+        if store is None:
+            raise NoCollection(f"no Qdrant collection {config.qdrant_collection!r} at {config.qdrant_url} "
+                               "(RETRIEVAL_QDRANT_COLLECTION): `retrieval index add FOLDER` makes one")
+        return store
+    from index.faiss.clip_db import ClipDB
+    from index.faiss.store import stored_spec
+
+    db = ClipDB(Path(config.data_dir) / CLIP_DB)
+    try:
+        spec = stored_spec(db) or ModelSpec()  # none recorded: an empty store, which takes the next model
+    finally:
+        db.close()
+    return open_store(config, spec, check=False)
+

@@ -32,7 +32,7 @@ from index.faiss.cache import AUTO_CLIPS_IVF_AT, FILL_CHUNK, CachedIndex, loadab
 from index.faiss.clip_db import ClipDB
 from index.faiss.store import WINDOW_KINDS, stored_spec
 from index.faiss.vector_index import FILE_RE
-from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE, stores_of
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE, audio_file, stores_of
 from index.sqlite_conn import integrity_problems
 from index.store.records import Chunk, ClipRecord
 from index.stores import StoreConfig
@@ -156,7 +156,7 @@ def _check_projection(records: list[ClipRecord], vectors: np.ndarray, logits: np
 
 
 def _check_bytes(r: ClipRecord, reader: _Reader, report: CheckReport) -> None:
-    path = reader.data_dir / r.location if r.stored_copy else Path(r.location)
+    path = audio_file(reader.data_dir, r.location, r.stored_copy)
     if r.stored_copy:
         reader.locations.add(r.location)
     try:

@@ -64,8 +64,8 @@ def test_a_device_this_machine_lacks_is_one_line_and_exit_2(tmp_path, monkeypatc
     for key, value in {"RETRIEVAL_DATA_DIR": str(tmp_path / "data"), "RETRIEVAL_PASST_WEIGHTS": "random",
                        "RETRIEVAL_TEXT_MODEL": str(minilm_path), "RETRIEVAL_DEVICE": "cuda"}.items():
         monkeypatch.setenv(key, value)
-    for args in (["search", "rain"], ["index", "stats"], ["index", "add", str(tmp_path), "--no-progress"],
-                 ["serve", "--port", "1"]):
+    for args in (["search", "rain"], ["index", "remove", "1"],
+                 ["index", "add", str(tmp_path), "--no-progress"], ["serve", "--port", "1"]):
         out = CliRunner().invoke(app, args)
         assert out.exit_code == 2, (args, out.output, out.exception)
         assert out.stderr.strip().splitlines() == [

@@ -126,6 +126,32 @@ def test_index_stats_names_the_model_of_an_index_made_with_another(cli, tmp_path
     assert "clips: 1" in out.output and f"model_id: {SPEC.id}" in out.output
 
 
+@pytest.mark.parametrize("backend", ["faiss", "qdrant"])
+def test_index_stats_and_export_metadata_load_no_model(cli, tmp_path, monkeypatch, backend):
+    """They read what the store holds: on a machine without the models (a restored backup looked at, a
+    catalogue written) they answer, with the store's own model."""
+    from index.stores import StoreConfig, open_store
+    from tests.index.store_fixtures import SPEC, clip, logits, unit_vectors
+
+    with open_store(StoreConfig(data_dir=tmp_path / "data", backend=backend), SPEC) as store:
+        store.add(clip(0), unit_vectors(1)[0], logits(0))
+    monkeypatch.setenv("RETRIEVAL_STORE_BACKEND", backend)
+    monkeypatch.setenv("RETRIEVAL_TEXT_MODEL", str(tmp_path / "no model here"))
+    monkeypatch.setenv("RETRIEVAL_PASST_WEIGHTS", str(tmp_path / "no weights here.pt"))
+    assert cli("search", "rain").exit_code == 2  # the text model is needed to search
+    out = cli("index", "stats")
+    assert out.exit_code == 0, out.output
+    assert f"backend: {backend}" in out.stdout and "clips: 1" in out.stdout
+    assert f"model_id: {SPEC.id}" in out.stdout
+    out = cli("index", "export-metadata", str(tmp_path / "catalogue.csv"))
+    assert out.exit_code == 0 and "wrote the metadata of 1 clips" in out.stdout, out.output
+    assert (tmp_path / "catalogue.csv").read_text().splitlines()[1].startswith(clip(0).location)
+    if backend == "qdrant":  # a collection the folder does not hold is said, not made
+        monkeypatch.setenv("RETRIEVAL_QDRANT_COLLECTION", "elsewhere")
+        out = cli("index", "stats")
+        assert out.exit_code == 2 and "no Qdrant collection 'elsewhere'" in out.stderr
+
+
 def committed(db_path) -> int:
     try:
         with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1) as con:
