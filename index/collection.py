@@ -381,16 +381,24 @@ class Collection:
         said before and no longer says leaves the clip; what the user set stays and wins, as it does when a
         clip is first stored; what they took off (and `dropped`, what they took off a clip this one
         replaces) stays off while the file says it. A clip stored before the two were kept apart cannot
-        tell them: `found` goes over all it holds with `file_first` (its file changed, so what it said
-        before must yield), else under it, and what is not the file's counts as the user's from then on."""
+        tell them: `found` goes over its tags and fields with `file_first` (its file changed, so what it
+        said before must yield), else under them, and what is not the file's counts as the user's from then
+        on; its description, when another than the file's now, is kept as the user's either way (it may be
+        one they typed: never lost; said in the log, and given the file's the clip follows the file again)."""
         with self._write:
             record = self.store.get(id)
             if record is None:
                 return None
             before = record.meta_layers
             if before is None:  # what is not the file's now counts as the user's
-                before = MetaLayers(own=(found.over(record.meta) if file_first
-                                         else record.meta.over(found)).less(found))
+                own = (found.over(record.meta) if file_first else record.meta.over(found)).less(found)
+                kept = record.meta.description
+                if file_first and kept and kept != found.description:
+                    log.warning("clip %d: kept its description %r as yours over its file's %r (stored before "
+                                "your metadata and its file's were kept apart); give it the file's to follow "
+                                "the file again", id, kept, found.description)
+                    own = replace(own, description=kept)
+                before = MetaLayers(own=own)
             else:
                 before = before.caught_up(record.meta)
             layers = before.reread(found, given=given, dropped=dropped)

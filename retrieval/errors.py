@@ -51,3 +51,16 @@ class ZeroQuery(RetrievalError):
 
 class StoreClosed(RetrievalError):
     """A collection (its store) was used after it was closed: open it again."""
+
+
+class NewerFormat(RetrievalError):
+    """A file written by a newer version of this project (a store's database, the upload queue): this one
+    would misread it, and its writes would leave what the newer one keeps inconsistent."""
+
+
+def newer_format(path, version: int, known: int) -> NewerFormat:
+    """The refusal of `path`, of format `version`, by this version, which knows formats up to `known`."""
+    return NewerFormat(f"{path} was written by a newer version of retrieval (format {version}; this one "
+                       f"knows up to {known}): run the version that wrote it, or restore a backup taken "
+                       "before the upgrade")
+

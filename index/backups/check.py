@@ -4,15 +4,17 @@ Errors (the store is not healthy): SQLite's ``PRAGMA integrity_check`` of the cl
 queue; each of the two FAISS cache files, the clips' (``faiss/``) and the windows' (``faiss/windows/``, of
 the window index kind the store opens it with), against SQLite (ids when the file claims to be current, every
 vector it holds, files claiming a state the database never reached); a stored upload missing or with other
-bytes than its sha256; a vector that is not its logits' projection under the configured model. Warnings: a
+bytes than its sha256; a vector that is not its logits' projection under the configured model; FAISS: rows
+of windows, peaks or the keyword index of no clip, and keyword rows that are not their clip's words (what an
+older version's writes to a newer database leave, say). Warnings: a
 file indexed where it lies that is missing or changed; orphan files under ``audio/`` (no clip refers to
 them). A cache file is read back a chunk of ids at a time as SQLite's rows stream by, never whole.
 
 Live stores: the clip database is read in one read transaction (WAL: the service's writes go on), files are
 compared against that state, and anything that looks wrong is looked up again outside it before it is
 reported (a clip deleted or added meanwhile is not a finding). ``repair=True`` fixes what is derived: a
-FAISS cache out of step is rebuilt from SQLite and orphan files are removed; a record or a stored upload is
-never deleted.
+FAISS cache out of step is rebuilt from SQLite, orphan files and rows are removed, keyword rows written
+again; a record or a stored upload is never deleted.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from index.faiss import vector_index
+from index.faiss import fts, vector_index
 from index.faiss.cache import AUTO_CLIPS_IVF_AT, FILL_CHUNK, CachedIndex, loadable_kinds
 from index.faiss.clip_db import ClipDB
 from index.faiss.store import WINDOW_KINDS, stored_spec
@@ -35,6 +37,7 @@ from index.faiss.vector_index import FILE_RE
 from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE, audio_file, stores_of
 from index.sqlite_conn import integrity_problems
 from index.store.records import Chunk, ClipRecord
+from index.store.words import document
 from index.stores import StoreConfig
 from retrieval.durable import old_enough, sha256_file
 from retrieval.model_spec import ModelSpec
@@ -53,7 +56,8 @@ Project = Callable[[np.ndarray], np.ndarray]  # (N, 527) logits -> (N, D) vector
 class Finding:
     severity: str  # "error" or "warning"
     kind: str  # integrity, model, faiss-cache (the clips'), faiss-windows-cache (the windows'),
-    #            upload-missing, upload-changed, vector, referenced-missing, referenced-changed, orphan
+    #            upload-missing, upload-changed, vector, referenced-missing, referenced-changed, orphan,
+    #            orphan-rows, keywords (FAISS: rows of no clip, keyword rows not the clip's words)
     message: str
     clip_id: int | None = None
     path: str | None = None
@@ -236,8 +240,15 @@ def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | 
         with db.snapshot():  # one committed state for the whole check
             epoch, gen = db.state()
             cache = _CacheCheck(clips.folder, kind=clips.kind, dim=dim, epoch=epoch, gen=gen)
+            rows = _RowsCheck(db)
+
+            def on_chunk(c: Chunk) -> None:
+                cache.feed(_ids_of(c[0]), c[1])
+                rows.feed(c[0])
+
             _check_clips(reader, report, project=project if checked_model else None, progress=progress,
-                         on_chunk=lambda c: cache.feed(_ids_of(c[0]), c[1]), total=db.count())
+                         on_chunk=on_chunk, total=db.count())
+            rows.find_orphans()
             window_cache = _CacheCheck(windows.folder, kind=windows.kind, dim=dim, epoch=epoch, gen=gen,
                                        what="window")
             _check_windows(db, window_cache, report, dim=dim, progress=progress)
@@ -246,14 +257,68 @@ def _check_faiss(config: StoreConfig, report: CheckReport, *, spec: ModelSpec | 
                             clip_of=lambda ids: {w: p[0] for w, p in db.window_places(ids).items()})
         # outside the snapshot: second looks see the latest
         _check_orphans(reader, report, repair=repair, store=config.name)
+        rows.finish(report, repair=repair)
         for what, check in ((clips, cache), (windows, window_cache)):
-            if repair and check.broken:
+            if repair and (check.broken or (what is windows and rows.removed_windows)):
                 _rebuild_cache(db, what, dim=dim, search_threads=config.search_threads,
                                stale=list(check.stale))
                 report.repaired.append(f"rebuilt the {what.name} in {what.folder} from {live} (a running "
                                        "service loads it at its next start)")
     finally:
         db.close()
+
+
+class _RowsCheck:
+    """The clip database's rows that belong to a clip (windows, waveform peaks, the keyword index's rows)
+    against its clips, within the check's snapshot: rows of no clip, and keyword rows that are not the
+    clip's words now (what another program's writes, an older version's say, leave: the store writes each
+    with its clip, in one transaction). Repaired by removing the rows of no clip and writing the words
+    again."""
+
+    ORPHANS = {"windows": "SELECT DISTINCT clip_id FROM windows WHERE clip_id NOT IN (SELECT id FROM clips)",
+               "waveform peaks": "SELECT clip_id FROM waveforms WHERE clip_id NOT IN (SELECT id FROM clips)",
+               "keyword rows": f"SELECT rowid FROM {fts.TABLE} WHERE rowid NOT IN (SELECT id FROM clips)"}
+
+    def __init__(self, db: ClipDB):
+        self.db = db
+        self.stale_words: list[ClipRecord] = []
+        self.orphans: dict[str, list[int]] = {}
+        self.removed_windows = False
+
+    def feed(self, records: list[ClipRecord]) -> None:
+        held = dict(self.db.connection().execute(
+            f"SELECT rowid, words FROM {fts.TABLE} WHERE rowid IN ({','.join('?' * len(records))})",
+            [r.id for r in records]).fetchall()) if records else {}
+        self.stale_words += [r for r in records if held.get(r.id, "") != document(r)]
+
+    def find_orphans(self) -> None:
+        con = self.db.connection()
+        self.orphans = {what: [int(row[0]) for row in con.execute(sql)] for what, sql in self.ORPHANS.items()}
+
+    def finish(self, report: CheckReport, *, repair: bool) -> None:
+        for what, ids in self.orphans.items():
+            for id_ in ids:
+                report.error("orphan-rows", f"{what} of clip {id_}, which the store does not hold"
+                             + ("" if repair else " (`retrieval check --repair` removes them)"), clip_id=id_)
+        for r in self.stale_words:
+            fix = "" if repair else "; `retrieval check --repair` writes them again"
+            report.error("keywords", f"clip {r.id}: the keyword index does not hold its words (keyword "
+                         f"search misses or misranks it){fix}", clip_id=r.id)
+        if not repair or not (self.stale_words or any(self.orphans.values())):
+            return
+        with self.db.transaction() as con:
+            gone = self.orphans.get("windows", [])
+            con.executemany("DELETE FROM windows WHERE clip_id = ?", [(i,) for i in gone])
+            con.executemany("DELETE FROM waveforms WHERE clip_id = ?",
+                            [(i,) for i in self.orphans.get("waveform peaks", [])])
+            fts.drop(con, self.orphans.get("keyword rows", []))
+            live = [(r.id, r) for r in self.stale_words if con.execute(
+                "SELECT 1 FROM clips WHERE id = ?", (r.id,)).fetchone() is not None]
+            fts.put(con, live)
+        self.removed_windows = bool(gone)
+        clips = len(set().union(*self.orphans.values()))
+        report.repaired.append(f"removed the rows of {clips} clips the store does not hold and wrote the "
+                               f"keywords of {len(self.stale_words)} clips again")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from index.sqlite_conn import ThreadConnections, integrity_of
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import Chunk, ClipRecord, FileNow, NewClip, SearchFilter, Timeline, Windows
 from retrieval.config import N_TAGS
-from retrieval.errors import StoreClosed
+from retrieval.errors import NewerFormat, StoreClosed, newer_format
 
 WINDOW_CHUNK = 4096  # windows re-projected at a time
 
@@ -43,6 +43,18 @@ class ClipDB:
         self.path = path
         self._connections = ThreadConnections(path)
         self._closed = False
+        try:
+            self._migrate()
+        except NewerFormat:
+            self.close()
+            raise
+
+    def _migrate(self) -> None:
+        """The schema made or brought up to this version's, in one transaction; a newer one refused before
+        anything is written."""
+        version = int(self.connection().execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise newer_format(self.path, version, len(MIGRATIONS))
         self.connection().executescript(SCHEMA)
         with self.transaction(bump=False) as con:
             for key in ("generation", "epoch"):

@@ -37,7 +37,7 @@ from index.ingest.jobs import (
 )
 from index.sqlite_conn import ThreadConnections
 from retrieval.durable import fsync_path
-from retrieval.errors import StorageFull  # re-exported
+from retrieval.errors import NewerFormat, StorageFull, newer_format  # StorageFull re-exported
 
 MAX_INT64 = 2**63 - 1  # SQLite's INTEGER range; a larger id cannot name a row
 MAX_ERROR_CHARS = 4000  # an error text is kept for people to read, not a whole traceback of a loop
@@ -63,7 +63,20 @@ class JobQueue:
         self.store = None if store is None else _text(store, "store")
         self._connections = ThreadConnections(self.path)
         created = not self.path.exists()
+        try:
+            self._migrate()
+        except NewerFormat:
+            self._connections.close()
+            raise
+        if created:  # SQLite syncs the file, not the folder entry that names a new file
+            fsync_path(self.path.parent)
+
+    def _migrate(self) -> None:
+        """The tables made or brought up to this version's; a queue of a newer version refused unchanged."""
         with self._transaction() as con:
+            version = int(con.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise newer_format(self.path, version, SCHEMA_VERSION)
             for statement in SCHEMA:
                 con.execute(statement)
             if "store" not in {row[1] for row in con.execute("PRAGMA table_info(jobs)")}:
@@ -71,8 +84,6 @@ class JobQueue:
             for statement in INDEXES:
                 con.execute(statement)
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        if created:  # SQLite syncs the file, not the folder entry that names a new file
-            fsync_path(self.path.parent)
 
     # -- connections and transactions ---------------------------------------------------------------------
     def connection(self) -> sqlite3.Connection:

@@ -347,3 +347,37 @@ def test_a_qdrant_generation_no_alias_names_is_a_warning(tmp_path):
     report = check_store(cfg, spec=SPEC)
     assert report.healthy and [f.kind for f in report.warnings] == ["generation"]
     assert "clips-g1 (0 points) is no generation in use" in report.warnings[0].message
+
+
+def test_rows_of_no_clip_and_stale_keywords_are_found_and_repaired(faiss_live):
+    """What an older version's writes to this version's database leave (it removes a clip without its
+    windows and keyword row, adds one without its words): found, and `--repair` mends the rows and the
+    windows cache, so the store answers as one that never went through it."""
+    import sqlite3
+
+    from index.faiss import fts
+    from index.store.words import document
+
+    clips = windowed(faiss_live)
+    gone, unworded = list(clips)[1], list(clips)[2]
+    with sqlite3.connect(faiss_live.data_dir / CLIP_DB) as con:  # as the older version writes
+        con.execute("DELETE FROM clips WHERE id = ?", (gone,))
+        con.execute(f"DELETE FROM {fts.TABLE} WHERE rowid = ?", (unworded,))
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    found = sorted((f.kind, f.clip_id) for f in report.errors if f.kind in ("orphan-rows", "keywords"))
+    assert found == [("keywords", unworded)] + [("orphan-rows", gone)] * 3  # windows, peaks, words
+    assert "--repair" in report.errors[0].message
+
+    report = check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert any("removed the rows of 1 clips" in line for line in report.repaired)
+    again = check_store(faiss_live, spec=SPEC, project=project)
+    assert again.healthy and again.findings == [], again.findings
+    db = ClipDB(faiss_live.data_dir / CLIP_DB)
+    try:
+        con = db.connection()
+        assert con.execute("SELECT count(*) FROM windows WHERE clip_id = ?", (gone,)).fetchone()[0] == 0
+        [(words,)] = con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (unworded,)).fetchall()
+        assert words == document(db.get(unworded))
+    finally:
+        db.close()
+    assert set(scored(faiss_live, [c for c in clips if c != gone])) == {c for c in clips if c != gone}

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import struct
+from dataclasses import replace
 
 import pytest
 import soundfile as sf
@@ -782,8 +783,10 @@ def test_a_form_sending_back_all_it_shows_leaves_the_files_values_the_files_and_
 
 def test_a_clip_stored_before_the_layers_gets_the_same_answer_from_reread_and_index_add(tmp_path, settings,
                                                                                      tone_retriever):
-    """Its file retagged: both read it as a file that changed, so the file's new values win over what the
-    clip held (which may be the file's old ones), and what is not the file's now counts as the user's."""
+    """Its file retagged: both read it as a file that changed, so the file's new tags and fields win over
+    what the clip held (which may be the file's old ones), and what is not the file's now counts as the
+    user's; a description the clip held, which may be one the user typed, is kept as theirs (never lost),
+    said in the log, and given the file's the clip follows the file again."""
     from index.ingest.builder import index_paths
 
     lib = tmp_path / "lib"
@@ -808,8 +811,12 @@ def test_a_clip_stored_before_the_layers_gets_the_same_answer_from_reread_and_in
         index_paths(c, [lib], progress=False)
         by_add = c.get(clip.id)
     assert by_reread.meta == by_add.meta and by_reread.meta_layers == by_add.meta_layers
-    assert by_add.meta.description == "new desc" and by_add.meta_layers.file.tags == ("t1",)
-    assert by_add.meta == by_add.meta_layers.meta and "usertag" in by_add.meta_layers.own.tags
+    assert by_add.meta.description == "old desc" == by_add.meta_layers.own.description
+    assert by_add.meta_layers.file.description == "new desc" and by_add.meta_layers.file.tags == ("t1",)
+    assert by_add.meta.same(by_add.meta_layers.meta) and "usertag" in by_add.meta_layers.own.tags
+    with open_collection(settings.model_copy(update={"data_dir": copy}), tone_retriever) as c:
+        followed = c.edit_metadata(clip.id, lambda m: replace(m, description="new desc"))
+    assert followed.meta.description == "new desc" and followed.meta_layers.own.description == ""
 
 
 def test_what_an_edit_takes_off_the_files_metadata_stays_off_until_the_file_says_otherwise(

@@ -528,3 +528,18 @@ def test_a_queue_file_of_version_1_gains_the_store_column_keeping_its_jobs(tmp_p
     assert "jobs_one_active_sha256" not in indexes and "jobs_one_active_store_sha256" in indexes
     queue.close()
     other.close()
+
+
+def test_a_queue_of_a_newer_version_is_refused_unchanged(tmp_path):
+    """Rolled back after an upgrade: the older version says so rather than rewrite the newer queue's version
+    (and go on writing a table it does not know)."""
+    from retrieval.errors import NewerFormat
+
+    path = tmp_path / "jobs.sqlite"
+    JobQueue(path, store="faiss").close()
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA user_version = 9")
+    before = path.read_bytes()
+    with pytest.raises(NewerFormat, match=r"newer version of retrieval \(format 9; this one knows up to 2\)"):
+        JobQueue(path, store="faiss")
+    assert path.read_bytes() == before

@@ -347,6 +347,22 @@ def test_a_qdrant_collection_of_keywords_version_2_gets_its_fields_words(tmp_pat
         assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
 
 
+def test_a_store_of_a_newer_version_is_refused_unchanged(tmp_path):
+    """Rolled back after an upgrade: the older version refuses the newer database, before writing to it (it
+    opened one and added clips the newer version's keyword index and windows knew nothing of)."""
+    from retrieval.errors import NewerFormat
+
+    with FaissStore(tmp_path, SPEC) as store:
+        store.add(clip(0), unit_vectors(1)[0], logits(0))
+    with sqlite3.connect(tmp_path / CLIP_DB) as con:
+        con.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    before = (tmp_path / CLIP_DB).read_bytes()
+    newest = len(MIGRATIONS)
+    with pytest.raises(NewerFormat, match=f"format {newest + 1}; this one knows up to {newest}"):
+        FaissStore(tmp_path, SPEC)
+    assert (tmp_path / CLIP_DB).read_bytes() == before
+
+
 # -- Ray shard folders -------------------------------------------------------------------------------------
 class TinyText:
     """A sentence encoder with no weights: the shards' loader only projects logits."""
