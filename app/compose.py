@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from app.settings import Settings
 from index.collection import Collection
@@ -43,6 +44,9 @@ def load_settings(**overrides) -> Settings:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg']}"
                              for err in e.errors())
         raise SettingsError(f"invalid configuration: {problems}") from None
+    except PydanticSettingsError as e:  # a list or object variable that is not JSON
+        raise SettingsError(f"invalid configuration: {e} (a list is written as JSON: "
+                            '\'["https://a.example", "https://b.example"]\')') from None
 
 
 # -- the parts of the model ------------------------------------------------------------------------------

@@ -16,7 +16,10 @@ QDRANT_COLLECTION = re.compile(r"[A-Za-z0-9_][\w.-]{0,62}")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RETRIEVAL_", extra="ignore")
+    # an empty variable is an unset one (compose passes `RETRIEVAL_X=` for what the operator leaves out; a
+    # path read as "" named the current folder); numbers are finite
+    model_config = SettingsConfigDict(env_prefix="RETRIEVAL_", extra="ignore", env_ignore_empty=True,
+                                      allow_inf_nan=False)
 
     data_dir: Path = Field(Path("data"), description="index, metadata and uploaded audio live here")
     models_dir: Path = Field(Path("models"), description="where `retrieval models fetch` puts weights")
@@ -127,7 +130,7 @@ class Settings(BaseSettings):
     @field_validator("passt_sha256", "qdrant_url", mode="before")
     @classmethod
     def _empty_is_none(cls, v):
-        # compose passes RETRIEVAL_PASST_SHA256= when the operator sets no pin
+        # given empty as an argument (the environment's empty values are unset already)
         return v or None
 
     @model_validator(mode="after")

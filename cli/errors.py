@@ -20,3 +20,6 @@ def exit_on_error():
     except (RetrievalError, *SYSTEM_ERRORS) as e:
         typer.secho(f"error: {e}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
+    except UnicodeDecodeError as e:  # a text file read elsewhere than retrieval.text_files
+        typer.secho(f"error: a file is not UTF-8 text ({e})", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None

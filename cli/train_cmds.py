@@ -221,8 +221,8 @@ def register(app: typer.Typer) -> None:
                                        relative_threshold=relative_threshold, predictions=predictions)
         typer.echo(metrics_line(metrics, MOMENT_METRIC_NAMES))
         if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomically(out, metrics)
+            with exit_on_error():
+                write_json_atomically(out, metrics)
 
     @app.command("score")
     def score_cmd(

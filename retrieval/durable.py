@@ -95,7 +95,7 @@ def atomic_path(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     error it is removed and `path` is left as it was. The parent folder is created when missing.
     `exclusive`: an existing `path` is never replaced (FileExistsError once the file is written)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(path)
     tmp = tmp_name(path)
     try:
         yield tmp
@@ -106,6 +106,18 @@ def atomic_path(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
         raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def make_parent(path: Path) -> None:
+    """The folder `path` goes in, made with the folders above it; one of them a file is said as such (mkdir
+    says "File exists", naming only that file)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        above = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
+        if above is None:
+            raise
+        raise NotADirectoryError(f"{above} is a file, not a folder: cannot write {path} below it") from None
 
 
 def write_bytes_atomically(path: str | Path, data: bytes | memoryview, *, exclusive: bool = False) -> None:

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.errors import RetrievalError
+from retrieval.text_files import open_text
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def read_csv_rows(path: Path, *, header: list[str], what: str = "captions file")
     the error when it is missing)."""
     if not path.is_file():
         raise DatasetError(f"{what} not found: {path}")
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open_text(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None:
             raise DatasetError(f"{path} is empty: its first line must name the columns {header}")
@@ -203,7 +204,7 @@ def read_moment_queries(path: Path) -> list[MomentQuery]:
         raise DatasetError(f"annotations file not found: {path}")
     queries: list[MomentQuery] = []
     seen: dict[str | int, int] = {}
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -35,6 +35,7 @@ from retrieval.durable import atomic_path
 from retrieval.metrics import MAX_MOMENTS, moment_metrics
 from retrieval.moments import merge_windows
 from retrieval.pipeline import Retriever
+from retrieval.text_files import open_text
 from retrieval.windows import WindowLogits
 from training.config import MOMENT_RELATIVE_THRESHOLD
 from training.datasets import DatasetError, MomentQuery, is_number
@@ -114,7 +115,7 @@ def read_predictions(path: Path) -> dict[str | int, np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"predictions file not found: {path}")
     out: dict[str | int, np.ndarray] = {}
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from retrieval.config import N_TAGS
 from retrieval.contracts import SentenceEncoder, Tagger
-from retrieval.durable import atomic_path, write_json_atomically
+from retrieval.durable import atomic_path, make_parent, write_json_atomically
 from retrieval.errors import RetrievalError
 from retrieval.extract import AudioLimits, extract
 from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ModelSpec
@@ -238,7 +238,7 @@ def extract_features(clips, *, tagger: Tagger, text: SentenceEncoder, out: str |
     out = Path(out)
     if not clips:
         raise FeatureFileError("no clips to extract features from")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(out)  # before hours of PaSST: a path that cannot be written is said at once
     done = clip_logits(clips, tagger=tagger, out=out, checkpoint_every=checkpoint_every, limits=limits,
                        windows=windows)
     logits = np.stack([done.logits[c.file_name] for c in clips]).astype(np.float32)  # (N, 527)

@@ -35,6 +35,7 @@ from retrieval.durable import sha256_file, write_json_atomically
 from retrieval.errors import AudioDecodeError, ModelNotFound
 from retrieval.extract import AudioLimits, Extraction, decode, extract_many
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
+from retrieval.text_files import open_text
 from retrieval.waveform import peaks
 from retrieval.windows import WindowLogits
 
@@ -50,7 +51,8 @@ SHARD_COLUMNS = (*RECORD_COLUMNS, "logits", *WINDOW_COLUMNS, METADATA_COLUMN, AU
 
 def read_file_list(path: Path) -> list[Path]:
     """One audio path a line; blank lines and lines starting with '#' are skipped."""
-    lines = (line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines())
+    with open_text(path) as f:
+        lines = [line.strip() for line in f.read().splitlines()]
     return [Path(line) for line in lines if line and not line.startswith("#")]
 
 

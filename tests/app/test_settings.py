@@ -212,3 +212,23 @@ def test_a_qdrant_collection_named_as_another_s_windows_or_generation_is_refused
     with pytest.raises(ValidationError, match=words):
         Settings(qdrant_collection=name)
     assert Settings(qdrant_collection="music.v2-takes").qdrant_collection == "music.v2-takes"
+
+
+def test_an_empty_variable_is_unset_and_a_bad_list_or_an_infinite_number_is_said(monkeypatch):
+    """Compose passes `RETRIEVAL_X=` for what the operator leaves out: a path read as "" named the current
+    folder (`checkpoint not found: .`). A list that is not JSON was a 21-frame traceback."""
+    for key in ("CHECKPOINT", "PASST_WEIGHTS", "TEXT_MODEL", "API_KEY", "QDRANT_URL", "MAX_DURATION_S"):
+        monkeypatch.setenv(f"RETRIEVAL_{key}", "")
+    settings = load_settings()
+    assert settings.checkpoint is None and settings.api_key is None and settings.qdrant_url is None
+    assert (settings.passt_weights, settings.text_model, settings.max_duration_s) == (
+        Settings().passt_weights, Settings().text_model, Settings().max_duration_s)
+    monkeypatch.setenv("RETRIEVAL_CORS_ORIGINS", "https://example.org")
+    with pytest.raises(SettingsError, match=r"cors_origins.*a list is written as JSON"):
+        load_settings()
+    monkeypatch.setenv("RETRIEVAL_CORS_ORIGINS", '["https://example.org"]')
+    assert load_settings().cors_origins == ["https://example.org"]
+    for value in ("inf", "nan", "-inf"):
+        monkeypatch.setenv("RETRIEVAL_MAX_DURATION_S", value)
+        with pytest.raises(SettingsError, match="max_duration_s: Input should be a finite number"):
+            load_settings()

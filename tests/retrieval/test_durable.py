@@ -217,3 +217,13 @@ def test_a_write_that_fails_names_the_file_asked_for_not_its_temporary_name(tmp_
             tmp.write_text("a")
     assert e.value.filename == str(tmp_path / "gone" / "x.csv") and ".tmp" not in str(e.value)
     assert not target.exists()
+
+
+def test_a_file_where_a_folder_is_needed_is_named(tmp_path):
+    """`--out x.wav/f.json` said "[Errno 17] File exists: 'x.wav'"."""
+    (tmp_path / "x.wav").write_bytes(b"RIFF")
+    for target in (tmp_path / "x.wav" / "f.json", tmp_path / "x.wav" / "deeper" / "f.json"):
+        with pytest.raises(NotADirectoryError) as e:
+            write_json_atomically(target, {"a": 1})
+        assert str(e.value) == f"{tmp_path / 'x.wav'} is a file, not a folder: cannot write {target} below it"
+    assert (tmp_path / "x.wav").read_bytes() == b"RIFF"

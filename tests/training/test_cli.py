@@ -106,6 +106,22 @@ def test_errors_are_one_line_and_exit_2(env, tmp_path):
     assert result.exit_code == 2 and "error: predictions file not found" in result.output
 
 
+def test_a_file_that_is_not_utf8_text_is_one_line_naming_it(tmp_path):
+    """Latin-1 captions, or a WAV named by mistake: the reader names the file (a traceback ended in the
+    codec's bare UnicodeDecodeError); the file list of `index extract-ray` too."""
+    from index.ingest.ray_shards import read_file_list
+    from retrieval.text_files import NotText
+
+    latin = tmp_path / "captions.csv"
+    latin.write_bytes("file_name,caption_1\nrain.wav,pluie sur le toit d'un caf\xe9\n".encode("latin-1"))
+    result = CliRunner().invoke(app, ["score", "--predictions", str(latin), "--captions", str(latin)])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == (f"error: {latin} is not UTF-8 text (invalid continuation byte): save it "
+                                     "as UTF-8, or name the right file")
+    with pytest.raises(NotText, match="captions.csv is not UTF-8 text"):
+        read_file_list(latin)
+
+
 def test_author_code_and_no_tags_options():
     from cli.train_cmds import train_config
 
