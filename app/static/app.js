@@ -5,8 +5,9 @@ const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
 const RECENT_JOBS = 10; // the service's latest uploads listed when the page opens, so a reload keeps them
-// from /health/ready (clips: null until known); jobsListed once the recent uploads were asked for
-const state = { writesEnabled: true, protectReads: false, clips: null, jobsListed: false };
+// from /health/ready (clips: null until known; reachable: null until asked, false while it cannot be reached);
+// jobsListed once the recent uploads were asked for
+const state = { writesEnabled: true, protectReads: false, clips: null, reachable: null, jobsListed: false };
 const SCORE_TITLES = {
   vector: "cosine similarity to the query",
   keyword: "BM25 score of the query's words",
@@ -37,10 +38,12 @@ async function errorText(response) {
   return `${response.status} ${response.statusText}`;
 }
 
+// Rounded to the tenth first, then split: 119.96 s is 2:00.0, not 1:60.0.
 function formatSeconds(s) {
-  const m = Math.floor(s / 60);
-  const rest = (s - 60 * m).toFixed(1).padStart(4, "0");
-  return m ? `${m}:${rest}` : `${s.toFixed(1)} s`;
+  const tenths = Math.round(s * 10);
+  const m = Math.floor(tenths / 600);
+  const rest = ((tenths - 600 * m) / 10).toFixed(1);
+  return m ? `${m}:${rest.padStart(4, "0")}` : `${rest} s`;
 }
 
 // With protected reads an <audio src> cannot send the key, so the file is fetched with it instead.
@@ -95,13 +98,15 @@ function nothingFound(request) {
       ? "No clips yet: the collection is empty. Add some with the form below (with the API key)."
       : "No clips yet: the collection is empty (clips are added with `retrieval index add`).";
   }
-  return `Nothing found for ${request.label}${request.filtered ? " with these filters" : ""}.`;
+  const withFilters = request.filtered ? " with these filters" : "";
+  return `Nothing found for ${request.label}${withFilters}${request.note || ""}.`;
 }
 
 // The answer's heading: what was searched for, as the page names it (file names, each text quoted once).
 function showResults(data, request) {
   Players.stopAll();
   const list = $("results");
+  list.removeAttribute("aria-busy");
   const top = Math.max(...data.results.map((h) => h.score), Number.MIN_VALUE);
   list.replaceChildren(...data.results.map((hit, i) => renderHit(hit, i + 1, data.mode, top)));
   Exports.show(data, request.moments); // exports.js
@@ -137,11 +142,20 @@ function clearResults(message) {
   pendingSearch?.abort();
   Players.stopAll();
   $("results").replaceChildren();
+  $("results").removeAttribute("aria-busy");
   Exports.show({ results: [] }, false);
   $("search-message").textContent = message;
 }
 
 const quoted = (text) => `“${text}”`;
+
+// Why a search the service refused failed; a clip it is refined by that was removed since (a 404 naming
+// clips) is said so, with the way out.
+function searchFailure(response, failure, request) {
+  const judgedClips = request.refinedByClips && response.status === 404;
+  return `Search failed: ${failure}${judgedClips
+    ? " (a clip it is refined by was removed since: take its chip off with × to search again)" : ""}`;
+}
 
 async function runSearch(request) {
   const mine = ++latestSearch;
@@ -149,15 +163,20 @@ async function runSearch(request) {
   const controller = new AbortController();
   pendingSearch = controller;
   $("search-message").textContent = "Searching…";
+  $("results").setAttribute("aria-busy", "true"); // the old answer is no longer the search's: dimmed,
+  Exports.hold(); // exports.js: and not exported as if it were
   try {
     const response = await fetch(request.url, { method: "POST", ...request.init, signal: controller.signal });
     const data = response.ok ? await response.json() : null;
     const failure = response.ok ? "" : await errorText(response);
     if (mine !== latestSearch) return; // a newer search was asked meanwhile
-    if (!response.ok) clearResults(`Search failed: ${failure}`);
+    if (state.reachable === false) refreshStatus(); // the service answers again: the status line says so
+    if (!response.ok) clearResults(searchFailure(response, failure, request));
     else showResults(data, request);
   } catch (e) {
-    if (mine === latestSearch) clearResults(`Search failed: ${e.message}`); // an abort is a newer search's
+    if (mine !== latestSearch) return; // an abort is a newer search's
+    clearResults(`Search failed: the service cannot be reached (${e.message}).`);
+    refreshStatus(); // the status line says so too, rather than the clip count it read before
   }
 }
 
@@ -170,32 +189,59 @@ function showRefinementUsed(why) {
   }
 }
 
-function searchText(event) {
-  event.preventDefault();
+// Nothing to search for: said when what is set cannot be searched alone (a text to avoid, a clip to be less
+// like), else nothing (the last refinement removed: no answer to a search that is no longer asked).
+function nothingToSearch(refined) {
+  const alone = refined.not ? "a “but not”" : refined.unlike ? "a “less like this”" : "";
+  clearResults(alone ? `Type what the sound should be like (${alone} needs something to search for).` : "");
+}
+
+// The search box's search: the query, the refinements, the mode, the filters and the moments switch. It ends
+// a search by a file (a change of settings searches by text from then on). `inUrl` is how the search goes
+// into the page's URL: "push" (a new entry, unless the same query's), or "none" (the URL already holds it).
+function searchText(event, inUrl = "push") {
+  event?.preventDefault();
+  endExampleSearch();
   const query = $("query").value.trim();
   const refined = refineFields(); // refine.js: more or less like some results, a text to avoid
   if (!query && !refined.like) {
-    clearResults(""); // nothing to search for: no answer to a search that is no longer asked
+    nothingToSearch(refined);
     return;
   }
   const options = searchOptions(); // metadata.js: the mode and the filters
   const moments = $("moments").checked; // waveform.js: moments instead of clips
   // keyword and hybrid search match the query's words, and moments are found by the query's vector: without
-  // a query, or for moments, only the vector ranking applies; keyword search takes no clips or text to avoid
+  // a query, or for moments, only the vector ranking applies (said in the heading, not done silently);
+  // keyword search takes no clips or text to avoid
+  const chosen = options.mode;
   if (!query || moments) options.mode = "vector";
+  const note = chosen === options.mode ? ""
+    : ` (${moments ? "moments are found" : "a search without words is"} by meaning: vector search)`;
   const parts = options.mode === "keyword" ? {} : refined;
   showRefinementUsed(options.mode === "keyword" ? "keyword search leaves these out" : "");
   const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options,
                                 moments });
   const label = [...(query ? [quoted(query)] : []), ...describeRefinement(parts)].join(", "); // refine.js
   const filtered = Object.keys(options).some((key) => key !== "mode");
-  runSearch({ url: "/search", label, moments, filtered,
+  if (inUrl === "push") keepInUrl(query, chosen, moments);
+  const refinedByClips = Boolean(parts.like || parts.unlike);
+  runSearch({ url: "/search", label, moments, filtered, note, refinedByClips,
               init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
-function searchExample() {
+// The file of the last search by a file, while that is the page's search: a change of the moments switch,
+// the number of results, the mode or a filter searches by it again (metadata.js searchAgain).
+let exampleFile = null;
+
+function chooseExample() {
   const file = $("example-file").files[0];
   if (!file) return;
+  $("example-file").value = ""; // the same file chosen again searches again
+  searchExample(file);
+}
+
+function searchExample(file) {
+  exampleFile = file;
   const form = new FormData();
   form.append("file", file);
   form.append("k", $("k").value);
@@ -206,13 +252,35 @@ function searchExample() {
   const label = [`like ${quoted(file.name)}`, ...(query ? [quoted(query)] : [])].join(", ");
   // a search by a file takes no filters and no refinements (POST /search/audio): said, and the refinements
   // dimmed, rather than shown as if applied
-  const filtered = Object.keys(searchOptions()).some((key) => key !== "mode"); // metadata.js
+  const options = searchOptions(); // metadata.js
+  const filtered = Object.keys(options).some((key) => key !== "mode");
   const refined = Object.keys(refineFields()).length > 0; // refine.js
-  const left = [...(filtered ? ["the filters"] : []), ...(refined ? ["the refinements"] : [])].join(" and ");
-  const note = left ? ` (a search by a file leaves ${left} out)` : "";
+  const left = [...(filtered ? ["the filters"] : []), ...(refined ? ["the refinements"] : []),
+                ...(options.mode !== "vector" ? [`${options.mode} mode`] : [])];
+  const note = left.length ? ` (a search by a file leaves ${listed(left)} out: it is by sound)` : "";
   showRefinementUsed(refined ? "a search by a file leaves these out" : "");
-  $("example-file").value = ""; // the same file chosen again searches again
+  $("filter-chips").classList.toggle("unused", filtered); // shown, but not as if applied
+  $("filter-chips").title = filtered ? "a search by a file leaves the filters out" : "";
   runSearch({ url: "/search/audio", label, moments, note, init: { body: form, headers: authHeaders() } });
+}
+
+// "a", "a and b", "a, b and c"
+const listed = (items) => (items.length < 2 ? items.join("")
+  : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`);
+
+// A change of the search's settings, while the page's search is by a file: that search again (true), else
+// false (metadata.js then searches by text, when there is something to search for).
+function searchExampleAgain() {
+  if (!exampleFile) return false;
+  searchExample(exampleFile);
+  return true;
+}
+
+// The page's search is no longer the file's: its filters apply again.
+function endExampleSearch() {
+  exampleFile = null;
+  $("filter-chips").classList.remove("unused");
+  $("filter-chips").title = "";
 }
 
 async function upload(event) {
@@ -331,7 +399,9 @@ function showKeyState() {
   }
 }
 
-// A key typed in is asked about first (GET /health/access): a wrong one is said so and not kept.
+// A key typed in is asked about first (GET /health/access): a wrong one is said so and not kept, nor is one
+// that could not be checked (a typo would replace a working key, and uploads would fail later); a key kept
+// before stays.
 async function useKey(event) {
   event.preventDefault();
   const key = $("api-key").value.trim();
@@ -342,21 +412,24 @@ async function useKey(event) {
     return;
   }
   let verdict = null;
+  let unchecked = "";
   try {
     const response = await fetch("/health/access", { headers: { "X-API-Key": key } });
     if (response.ok) verdict = await response.json();
-  } catch (_) { /* the service cannot be reached: the key is kept, and a write will tell */ }
-  if (verdict && (verdict.key === "wrong" || verdict.key === "unconfigured")) {
-    $("key-message").textContent = verdict.key === "wrong"
+    else unchecked = `The service could not check the key (it answered ${response.status}): it was not kept.`;
+  } catch (_) {
+    unchecked = "The service could not be reached to check the key: it was not kept.";
+  }
+  if (unchecked || verdict.key === "wrong" || verdict.key === "unconfigured") {
+    $("key-message").textContent = unchecked || (verdict.key === "wrong"
       ? "That is not this server's API key: it was not kept."
-      : "This server has no API key, so it takes no uploads or edits: the key was not kept.";
+      : "This server has no API key, so it takes no uploads or edits: the key was not kept.");
     $("api-key").select();
     return;
   }
   sessionStorage.setItem(KEY_STORE, key);
   $("api-key").value = "";
-  $("key-message").textContent = verdict && verdict.key === "valid"
-    ? "Key accepted for this tab." : "";
+  $("key-message").textContent = verdict.key === "valid" ? "Key accepted for this tab." : "";
   showKeyState();
 }
 
@@ -374,6 +447,7 @@ async function refreshStatus() {
       return;
     }
     const ready = await response.json();
+    state.reachable = true;
     state.writesEnabled = ready.access.writes_enabled;
     state.protectReads = ready.access.protect_reads;
     state.clips = ready.clips;
@@ -381,16 +455,63 @@ async function refreshStatus() {
     $("status").textContent = `${ready.clips} ${ready.clips === 1 ? "clip" : "clips"} · ${model} ${ready.model.id}`;
     showKeyState();
   } catch (e) {
+    state.reachable = false; // until a search or a refresh reaches it again
     $("status").textContent = `The service cannot be reached: ${e.message}`;
   }
 }
 
+// The page's search in its URL (`?q=rain&not=thunder&mode=keyword&moments=1&k=20&min=1&max=3&tag=kick
+// &category=DOORWood`), so that a reload, Back and a shared link search it again. Never the API key; the
+// clips judged more or less like (chips of results the reader of a link has not seen) are not kept.
+function searchParams(query, mode, moments) {
+  const params = new URLSearchParams();
+  if (query) params.set("q", query);
+  const avoid = $("not").value.trim();
+  if (avoid) params.set("not", avoid);
+  if (mode !== "vector") params.set("mode", mode);
+  if (moments) params.set("moments", "1");
+  if ($("k").value !== "10") params.set("k", $("k").value);
+  filterParams(params); // metadata.js
+  return params;
+}
+
+// A new query is a new entry in the tab's history; a change of the same query's settings (a filter, the mode,
+// the switch) takes its entry's place, so that Back goes to the search before, not through every click.
+function keepInUrl(query, mode, moments) {
+  const params = searchParams(query, mode, moments).toString();
+  const now = new URLSearchParams(window.location.search);
+  if (params === now.toString()) return;
+  const url = params ? `?${params}` : window.location.pathname;
+  if (now.toString() && (now.get("q") || "") === query) window.history.replaceState(null, "", url);
+  else window.history.pushState(null, "", url);
+}
+
+// The search the URL holds, into the form and searched (the URL already holds it: nothing is pushed); a URL
+// without a query empties the form and the answer (Back to the page before the first search).
+function searchFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  endExampleSearch();
+  clearJudged(); // refine.js: the URL holds none
+  $("query").value = params.get("q") || "";
+  $("not").value = params.get("not") || "";
+  const modes = [...document.querySelectorAll("input[name=mode]")];
+  (modes.find((radio) => radio.value === params.get("mode")) || modes[0]).checked = true;
+  $("moments").checked = params.get("moments") === "1";
+  const k = params.get("k");
+  $("k").value = [...$("k").options].some((option) => option.value === k) ? k : "10";
+  filtersFromParams(params); // metadata.js
+  if ($("query").value.trim()) searchText(null, "none");
+  else clearResults("");
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  $("search-form").addEventListener("submit", searchText);
-  $("example-file").addEventListener("change", searchExample);
+  $("search-form").addEventListener("submit", (event) => searchText(event));
+  $("example-file").addEventListener("change", chooseExample);
   $("key-form").addEventListener("submit", useKey);
   $("forget-key").addEventListener("click", forgetKey);
   $("upload-form").addEventListener("submit", upload);
   showKeyState();
   refreshStatus();
+  window.addEventListener("popstate", searchFromUrl); // Back and Forward: the search of that entry
+  if (window.location.search) searchFromUrl(); // a reload, a shared link
 });

@@ -40,6 +40,21 @@ const Exports = (() => {
   function show(data, moments) {
     answer = data.results.length ? { results: data.results, moments: Boolean(moments) } : null;
     $("exports").hidden = !answer;
+    for (const button of document.querySelectorAll("#exports button")) button.disabled = false;
+  }
+
+  // A new search on its way: the answer on the page is no longer the search's, so it is not exported (the
+  // buttons wait, disabled, for the new answer).
+  function hold() {
+    answer = null;
+    for (const button of document.querySelectorAll("#exports button")) button.disabled = true;
+  }
+
+  // A result removed from the page (metadata.js) leaves the exported answer too.
+  function drop(id) {
+    if (!answer) return;
+    answer.results = answer.results.filter((hit) => hit.id !== id);
+    if (!answer.results.length) show({ results: [] }, false);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -48,5 +63,5 @@ const Exports = (() => {
     }
   });
 
-  return { show };
+  return { show, hold, drop };
 })();

@@ -1,5 +1,5 @@
 // The search mode and filter chips, and each clip's own metadata (description, user tags), editable with the
-// API key. Uses app.js's helpers ($, el, apiKey, authHeaders, errorText).
+// API key, and a clip's removal. Uses app.js's helpers ($, el, apiKey, authHeaders, errorText, refreshStatus).
 "use strict";
 
 const filters = { minDuration: null, maxDuration: null, tags: [], category: null }; // tags: every one
@@ -26,8 +26,27 @@ function appendUploadMetadata(form) {
   if (tags) form.append("user_tags", tags);
 }
 
-// A changed filter or mode searches again: a text search, or one of refinements alone (more like a result).
+// The active filters as URL parameters (app.js keeps the search in the page's URL), and back.
+function filterParams(params) {
+  if (filters.minDuration !== null) params.set("min", filters.minDuration);
+  if (filters.maxDuration !== null) params.set("max", filters.maxDuration);
+  for (const tag of filters.tags) params.append("tag", tag);
+  if (filters.category) params.set("category", filters.category);
+}
+
+function filtersFromParams(params) {
+  $("min-duration").value = params.get("min") || "";
+  $("max-duration").value = params.get("max") || "";
+  filters.tags = [...new Set(params.getAll("tag").map(normalTag).filter(Boolean))];
+  filters.category = params.get("category") || null;
+  readDurationBoxes();
+  showFilters();
+}
+
+// A changed filter, mode, number of results or moments switch searches again: the search by a file when that
+// is the page's search (app.js), else a text search, or one of refinements alone (more like a result).
 function searchAgain() {
+  if (searchExampleAgain()) return; // app.js
   if ($("query").value.trim() || refineFields().like) $("search-form").requestSubmit(); // refine.js
 }
 
@@ -72,7 +91,7 @@ function showFilters() {
 
 // A duration box's seconds, or null when it is empty or not a length (a negative number: the box is marked
 // invalid and left out, rather than sent for the service to refuse every search with it).
-function readDurations() {
+function readDurationBoxes() {
   const number = (id) => {
     const box = $(id);
     const value = parseFloat(box.value);
@@ -88,6 +107,10 @@ function readDurations() {
     $("max-duration").reportValidity();
     filters.maxDuration = null;
   }
+}
+
+function readDurations() {
+  readDurationBoxes();
   showFilters();
   searchAgain();
 }
@@ -98,8 +121,10 @@ function setCategory(category) {
   searchAgain();
 }
 
+const normalTag = (tag) => tag.trim().toLowerCase().replace(/\s+/g, " ");
+
 function addTagFilter(tag) {
-  const normal = tag.trim().toLowerCase().replace(/\s+/g, " ");
+  const normal = normalTag(tag);
   if (normal && !filters.tags.includes(normal)) filters.tags.push(normal);
   showFilters();
   searchAgain();
@@ -142,9 +167,52 @@ function renderMetadata(item, hit) {
     box.replaceWith(form);
     form.querySelector("textarea").focus();
   });
-  box.append(description, fields, tags, edit);
+  const message = el("p", "remove-message");
+  message.setAttribute("role", "status"); // why a removal failed, read out
+  box.append(description, fields, tags, edit, removeButton(item, hit, message), message);
   item.append(box);
   return edit;
+}
+
+// Removing a clip from the collection (DELETE /audio/{id}, with the key; shown only with a usable key, as
+// Edit is), once confirmed: the result leaves the answer, the status line's count follows, and the keyboard's
+// focus goes to the next result's Remove (or the search box). What went wrong is said in the result.
+function removeButton(item, hit, message) {
+  const remove = el("button", "remove-clip", "Remove");
+  remove.type = "button";
+  remove.setAttribute("aria-label", `remove ${hit.name} from the collection`);
+  remove.title = "remove this clip from the collection (with the API key)";
+  remove.addEventListener("click", async () => {
+    if (!window.confirm(`Remove “${hit.name}” from the collection? This cannot be undone.`)) return;
+    message.textContent = "Removing…";
+    let response;
+    try {
+      response = await fetch(`/audio/${hit.id}`, { method: "DELETE", headers: authHeaders() });
+    } catch (e) {
+      message.textContent = `Not removed: ${e.message}`;
+      return;
+    }
+    if (!response.ok && response.status !== 404) { // a 404: gone already, as the user wanted
+      message.textContent = `Not removed: ${await errorText(response)}`;
+      return;
+    }
+    removedFromAnswer(item, hit, response.status === 404
+      ? `“${hit.name}” was removed already.` : `Removed “${hit.name}” from the collection.`);
+  });
+  return remove;
+}
+
+function removedFromAnswer(item, hit, said) {
+  const buttons = [...$("results").querySelectorAll(".remove-clip")];
+  const at = buttons.indexOf(item.querySelector(".remove-clip"));
+  item.querySelector("audio")?.pause(); // a player taken off the page would play on, out of reach
+  item.remove();
+  Exports.drop(hit.id); // exports.js: the answer exported is the one on the page
+  forgetJudged(hit.id); // refine.js: no search is refined by a clip that is gone
+  $("search-message").textContent = said;
+  const left = $("results").querySelectorAll(".remove-clip");
+  (left[Math.min(at, left.length - 1)] || $("query")).focus();
+  refreshStatus(); // app.js: the clip count
 }
 
 function editor(item, hit) {
@@ -206,4 +274,5 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", searchAgain);
   $("moments").addEventListener("change", searchAgain); // clips or moments: the answer follows the switch
+  $("k").addEventListener("change", searchAgain);
 });

@@ -24,6 +24,20 @@ function describeRefinement(fields) {
           ...(fields.not ? [`not “${fields.not}”`] : [])];
 }
 
+// A clip removed from the collection leaves the chips (a search refined by it would fail), without a search.
+function forgetJudged(id) {
+  judged.like.delete(id);
+  judged.unlike.delete(id);
+  renderChips();
+}
+
+// No clip judged: a search from the page's URL, which holds none.
+function clearJudged() {
+  judged.like.clear();
+  judged.unlike.clear();
+  renderChips();
+}
+
 function judge(role, hit) {
   judged[role === "like" ? "unlike" : "like"].delete(hit.id); // a clip is in one list at most
   judged[role].delete(hit.id);

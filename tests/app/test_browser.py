@@ -518,3 +518,26 @@ def test_a_server_without_a_key_of_its_own_shows_no_upload_form_whatever_key_is_
         assert page.locator("#upload-form").is_hidden()
         assert "Uploads are disabled on this server" in page.locator("#upload-message").inner_text()
         assert page.evaluate("Object.keys(sessionStorage).length") == 0  # not kept: it is no key here
+
+
+def test_a_key_that_could_not_be_checked_is_not_kept_and_the_working_one_stays(server, page):
+    """The service out of reach while a key is typed in: the unchecked key (a typo, maybe) replaced the
+    working one, and uploads then failed with "the API key is not valid"."""
+    page.goto(server + "/")
+    page.wait_for_function("document.getElementById('status').textContent.includes('clips')")
+    use_key(page)
+    page.route("**/health/access", lambda route: route.abort("connectionrefused"))
+    page.fill("#api-key", "test-key-typo")
+    page.press("#api-key", "Enter")
+    page.wait_for_function("document.getElementById('key-message').textContent.includes('could not be')")
+    assert page.locator("#key-message").inner_text() == (
+        "The service could not be reached to check the key: it was not kept.")
+    assert page.evaluate("sessionStorage.getItem('retrieval.apiKey')") == API_KEY
+    assert page.evaluate("[document.activeElement.id, document.activeElement.selectionStart,"
+                         " document.activeElement.selectionEnd]") == ["api-key", 0, len("test-key-typo")]
+    assert page.locator("#upload-form").is_visible()  # the working key still writes
+    page.unroute("**/health/access")
+    page.route("**/health/access", lambda route: route.fulfill(status=503, body="{}"))
+    page.press("#api-key", "Enter")
+    page.wait_for_function("document.getElementById('key-message').textContent.includes('answered 503')")
+    assert page.evaluate("sessionStorage.getItem('retrieval.apiKey')") == API_KEY

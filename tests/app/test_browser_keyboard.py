@@ -110,3 +110,17 @@ def test_nothing_scrolls_sideways_at_320_pixels(tone_server, page):  # noqa: F81
     page.press("#tag-filter", "Enter")
     page.wait_for_timeout(300)
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
+
+
+def test_each_filter_box_keeps_its_label_and_unit_at_320_pixels(tone_server, page):  # noqa: F811
+    """The "s" after the longest duration wrapped onto a line of its own, before the tag box."""
+    page.set_viewport_size({"width": 320, "height": 800})
+    opened(page, tone_server, 0)
+    boxes = {s: page.locator(s).bounding_box() for s in ("label[for=min-duration]", "#min-duration",
+                                                          "label[for=max-duration]", "#max-duration",
+                                                          "#filter-form .unit")}
+    middle = {s: b["y"] + b["height"] / 2 for s, b in boxes.items()}
+    for label, box in (("label[for=min-duration]", "#min-duration"),
+                       ("label[for=max-duration]", "#max-duration"), ("#filter-form .unit", "#max-duration")):
+        assert boxes[box]["y"] <= middle[label] <= boxes[box]["y"] + boxes[box]["height"], label
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 320
