@@ -84,11 +84,11 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
     app.state.metrics = ServiceMetrics()
     app.state.retriever = app.state.collection = app.state.ingest = None
     install_error_handlers(app)
-    # added innermost first: CORS wraps everything, so even a 413 carries its headers
+    # added innermost first: CORS wraps the rest, so even a 413 carries its headers, and the security
+    # headers wrap CORS, so its preflight answers carry them too
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(DrainUnreadBody)  # around the limit: its early 413 drains too
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(SecurityHeadersMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     app.state.route_methods = [(route.path_regex, frozenset(route.methods or ())) for route in
@@ -99,5 +99,6 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
                            allow_methods=route_methods(ROUTERS),
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
                            expose_headers=["Content-Range", "Accept-Ranges", "Content-Disposition"])
+    app.add_middleware(SecurityHeadersMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

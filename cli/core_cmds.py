@@ -9,12 +9,12 @@ from cli.errors import exit_on_error
 
 def tag(path: Path, k: int = 10) -> list[tuple[str, float]]:
     """Top-k AudioSet tags of one audio file with the configured PaSST weights."""
-    from app.compose import audio_limits, load_settings, load_tagger
+    from app.compose import index_limits, load_settings, load_tagger
     from retrieval.extract import extract
     from retrieval.labels import top_tags
 
     settings = load_settings()
-    return top_tags(extract(path, load_tagger(settings), limits=audio_limits(settings)).logits, k)
+    return top_tags(extract(path, load_tagger(settings), limits=index_limits(settings)).logits, k)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@ and `retrieval search`: a collection from the shell."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import typer
 
 from cli.errors import exit_on_error
 from index.store.records import SearchMode
+from retrieval.errors import RetrievalError
 
 if TYPE_CHECKING:
     from cli.metadata_csv import ExportReport, LibraryMetadata
@@ -65,6 +67,8 @@ def add(paths: list[Path], *, recursive: bool = False, progress: bool = True,
     from index.ingest.builder import index_paths
 
     settings = load_settings()
+    if not any(os.path.lexists(p) for p in paths):  # a typo: said before the models load or a store is made
+        raise RetrievalError(f"no such file or folder: {', '.join(map(str, paths))}; nothing was indexed")
     use_index_threads(settings)
     with open_configured(settings, build_retriever(settings)) as collection:
         report = index_paths(collection, paths, recursive=recursive, progress=progress,

@@ -26,8 +26,8 @@ def _defaults(models_dir: Path | None, passt_sha256: str | None):
     from retrieval.config import PASST_SHA256, PASST_SIZE
     from retrieval.fetch import Pin
 
-    settings = load_settings()
-    chosen = passt_sha256 or settings.passt_sha256
+    settings = load_settings(passt_sha256=passt_sha256)  # held to the setting's pattern: 64 hex digits
+    chosen = settings.passt_sha256
     pin = Pin(sha256=chosen) if chosen else Pin(sha256=PASST_SHA256, size=PASST_SIZE)
     return models_dir or settings.models_dir, pin
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,13 +20,27 @@ def serve(settings: Settings) -> None:
     from app.compose import build_retriever, open_collection
     from app.main import create_app
 
-    # the models are loaded and the store opened here, where a missing model, a device this machine lacks or
-    # a store made with another model is one line (in the app's startup it is a traceback); uvicorn listens
-    # once the startup is done either way
+    # the address is tried and the models loaded and the store opened here, where a port in use, a missing
+    # model, a device this machine lacks or a store made with another model is one line (from uvicorn it is
+    # exit 3 after the models load; in the app's startup a traceback); uvicorn listens once they are done
+    check_address(settings.host, settings.port)
     retriever = build_retriever(settings)
     collection = open_collection(settings, retriever)
     uvicorn.run(create_app(settings, retriever=retriever, collection=collection), host=settings.host,
                 port=settings.port, log_level="info")
+
+
+def check_address(host: str, port: int) -> None:
+    """OSError naming the address unless this process could listen on it now (nothing is left bound)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as e:
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e} (RETRIEVAL_HOST, RETRIEVAL_PORT or "
+                      "--host, --port)") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -39,9 +39,12 @@ PAGES = {
 
 
 def cell(text: object) -> str:
-    """Text made safe for one Markdown table cell."""
+    """Text made safe for one Markdown table cell: HTML's characters escaped outside code spans (inside one
+    Markdown shows them as they are, and an entity would show as typed: `-g&lt;N&gt;`)."""
     text = " ".join(str(text).split()).replace("|", "\\|")
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    parts = re.split(r"(`[^`]*`)", text)  # odd parts: the code spans
+    return "".join(part if i % 2 else part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                   for i, part in enumerate(parts))
 
 
 # -- settings ---------------------------------------------------------------------------------------------

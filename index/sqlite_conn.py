@@ -18,10 +18,22 @@ PAGE_SIZE = 8192
 
 
 def connect_durable(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before anything is written; ignored afterwards
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=FULL")
+    """A connection to `path`; one that cannot be opened names the file (SQLite's own message names none),
+    and a folder or file this process may not write is said as such (WAL keeps its journal beside it)."""
+    try:
+        con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            con.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before anything is written; ignored afterwards
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            con.close()
+            raise
+    except sqlite3.OperationalError as e:
+        folder = Path(path).parent
+        why = next((f"{where} cannot be written by this user" for where in (folder, Path(path))
+                    if where.exists() and not os.access(where, os.W_OK)), "")
+        raise sqlite3.OperationalError(f"cannot open {path}: {e}" + (f" ({why})" if why else "")) from None
     return con
 
 

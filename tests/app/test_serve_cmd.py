@@ -86,3 +86,19 @@ def test_a_store_made_with_another_model_stops_serve_with_a_message(env, monkeyp
     assert result.exit_code == 2, result.output
     assert "made with another model" in result.output and "head" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_port_in_use_is_one_line_before_the_models_load(env, monkeypatch):
+    """uvicorn said it after the models loaded, and exited 3."""
+    import socket
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("served on a port in use"))
+    monkeypatch.setattr("app.compose.build_retriever", lambda *a, **k: pytest.fail("loaded the models"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli_app, ["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: cannot listen on 127.0.0.1:{port}: Address already in use "
+                                     "(RETRIEVAL_HOST, RETRIEVAL_PORT or --host, --port)")

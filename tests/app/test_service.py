@@ -173,6 +173,11 @@ def test_cors_only_for_configured_origins(make_client):
         assert r.status_code == 200, (method, r.text)
         assert r.headers["access-control-allow-origin"] == "http://sounds.example"
         assert method in r.headers["access-control-allow-methods"].split(", ")
+    refused = opened.options("/search", headers={**preflight, "Origin": "http://elsewhere.example"})
+    for answer in (r, refused):  # the preflight's answers carry the security headers, as every answer does
+        assert refused.status_code == 400
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["x-frame-options"] == "DENY" and "referrer-policy" in answer.headers
 
 
 def test_a_service_still_loading_answers_503(app_settings):

@@ -154,3 +154,18 @@ def test_a_mistyped_qdrant_collection_is_said_not_made_into_one(tmp_path, monkey
         assert out.exit_code == 2, (args, out.output, out.exception)
         assert "no Qdrant collection 'clipy'" in out.stderr and "it holds clips" in out.stderr, args
     assert qdrant_collections(data) == {"clips"} and not (tmp_path / "b.zip").exists()
+
+
+def test_index_add_of_paths_none_of_which_is_there_makes_no_collection(tmp_path, monkeypatch, minilm_path):
+    """A mistyped folder: said at once, before the models load, and no store is made in the data directory
+    (which `search` then took for an empty collection)."""
+    data = tmp_path / "data"
+    for key, value in {"RETRIEVAL_DATA_DIR": str(data), "RETRIEVAL_PASST_WEIGHTS": "random",
+                       "RETRIEVAL_TEXT_MODEL": str(minilm_path), "RETRIEVAL_DEVICE": "cpu"}.items():
+        monkeypatch.setenv(key, value)
+    typo = tmp_path / "sonuds"
+    out = CliRunner().invoke(app, ["index", "add", str(typo), str(tmp_path / "nope.wav"), "--no-progress"])
+    assert out.exit_code == 2, out.output
+    missing = f"{typo}, {tmp_path / 'nope.wav'}"
+    assert out.stderr.strip() == f"error: no such file or folder: {missing}; nothing was indexed"
+    assert not data.exists()

@@ -40,6 +40,17 @@ def test_fetch_from_folder_with_matching_pin_installs_passt(tmp_path, carried):
     assert f"passt: ok  sha256 {pin}  size {len(CKPT)}" in result.output
 
 
+def test_a_pin_that_is_no_sha256_is_refused_before_anything_is_read(tmp_path, carried):
+    """It was hashed against the whole file first, then said as "expected xyz"."""
+    models = tmp_path / "models"
+    for command in ("fetch", "verify"):
+        result = run(command, "--from", carried, "--only", "passt", "--passt-sha256", "xyz",
+                     "--models-dir", models) if command == "fetch" else run(
+            command, "--only", "passt", "--passt-sha256", "xyz", "--models-dir", models)
+        assert result.exit_code == 2 and "passt_sha256: String should match pattern" in result.output
+    assert not models.exists()
+
+
 def test_fetch_from_folder_with_other_pin_is_refused(tmp_path, carried):
     models = tmp_path / "models"
     result = run("fetch", "--from", carried, "--only", "passt", "--passt-sha256", "0" * 64,

@@ -543,3 +543,24 @@ def test_a_queue_of_a_newer_version_is_refused_unchanged(tmp_path):
     with pytest.raises(NewerFormat, match=r"newer version of retrieval \(format 9; this one knows up to 2\)"):
         JobQueue(path, store="faiss")
     assert path.read_bytes() == before
+
+
+def test_a_database_that_cannot_be_opened_is_named(tmp_path):
+    """SQLite says "unable to open database file" and nothing more (a read-only data directory, a folder
+    where the file should be): the message names the file, and what may not be written."""
+    from index.sqlite_conn import connect_durable
+
+    where = tmp_path / "jobs.sqlite"
+    where.mkdir()
+    with pytest.raises(sqlite3.OperationalError, match=f"cannot open {where}: unable to open"):
+        JobQueue(where)
+    if os.geteuid() != 0:  # root writes whatever the mode says
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        sqlite3.connect(folder / "db.sqlite").close()
+        folder.chmod(0o555)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="cannot be written by this user"):
+                connect_durable(folder / "db.sqlite")
+        finally:
+            folder.chmod(0o755)
