@@ -64,8 +64,11 @@ def cached_tag_text_embeddings(text: SentenceEncoder, *, cache_dir: Path | None,
         text = full_precision()
     E = tag_text_embeddings(text)
     if path is not None:
-        with atomic_path(path) as tmp:
-            save_file({"tag_text": E.contiguous()}, str(tmp))
+        try:
+            with atomic_path(path) as tmp:
+                save_file({"tag_text": E.contiguous()}, str(tmp))
+        except OSError as e:  # a read-only data directory: only the next start pays the encoding again
+            log.warning("the tag-name embeddings are not kept in %s: %s", cache_dir, e)
     return E
 
 

@@ -131,6 +131,10 @@ def test_tag_embeddings_are_cached_in_the_data_dir(settings, text_encoder, monke
     other = pipeline.cached_tag_text_embeddings(text_encoder, cache_dir=cache, stamp={"size": 2})
     torch.testing.assert_close(other, first)
     assert len(list(cache.glob("tag-text-*.safetensors"))) == 2  # another stamp, another file
+    blocked = settings.data_dir / "a file"  # a cache that cannot be written (a read-only data directory)
+    blocked.write_bytes(b"")
+    unkept = pipeline.cached_tag_text_embeddings(text_encoder, cache_dir=blocked / "cache", stamp={"size": 3})
+    torch.testing.assert_close(unkept, first)
 
 
 def test_what_is_not_text_or_samples_is_refused_before_any_model_runs(random_tagger, text_encoder):
