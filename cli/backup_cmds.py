@@ -129,6 +129,18 @@ def register(app: typer.Typer) -> None:
             report = restore(path, restore_referenced=restore_referenced, progress=progress)
         typer.echo(f"restored {report.clips} clips ({report.uploads} uploads with their audio) and "
                    f"{report.jobs} waiting uploads into {report.target} in {report.seconds:.1f} s")
+        if report.without_windows:
+            typer.secho(f"warning: this backup ({report.without_windows}) was made before backups held clip "
+                        f"windows: its {report.clips} clips were restored without windows and peaks (moment "
+                        "search leaves them out, their hits have no segment); `retrieval index "
+                        "backfill-windows` makes them (PaSST runs again on their audio)", err=True,
+                        fg=typer.colors.YELLOW)
+        else:
+            none = report.clips - report.clips_with_windows
+            typer.echo(f"restored the windows and peaks of {report.clips_with_windows} clips "
+                       f"({report.windows} windows)" + (f"; {none} clips had none in the backup either "
+                                                        "(`retrieval index backfill-windows` makes them)"
+                                                        if none else ""))
         if report.uploads_without_audio:
             typer.secho(f"warning: {len(report.uploads_without_audio)} uploaded clips were backed up without "
                         f"their audio (--without-audio; ids {_some(report.uploads_without_audio)}): they are "

@@ -199,7 +199,8 @@ def no_results(*, moments: bool, threshold: float | None, filtered: bool = False
         return f"nothing found: none of the collection's {figures['clips']} clips passes the filters"
     if moments and not figures["windows"]:
         return (f"none of the collection's {figures['clips']} clips has windows, which moments are found in "
-                "(clips stored before windows were kept, or restored from a backup, which holds none): run "
+                "(clips stored before windows were kept, or restored from a backup made before backups held "
+                "them): run "
                 "`retrieval index backfill-windows` (PaSST runs on their audio again)")
     return "nothing found"
 

@@ -31,7 +31,7 @@ from index.backups.format import BAR_FORMAT
 from index.backups.reports import BackupReport
 from index.backups.writer import write
 from index.stores import StoreConfig
-from retrieval.durable import atomic_path, remove_dead_writers
+from retrieval.durable import atomic_path, make_parent, remove_dead_writers
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def backup(config: StoreConfig, path: Path, *, jobs_db: Path | None = None, with
         remove_dead_writers(path.parent)
     work = path.parent / f".{path.name}.{os.getpid()}.work"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(path)
         work.mkdir()
         with atomic_path(path) as tmp, open(tmp, "xb") as f, \
                 tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="backup", disable=not progress,

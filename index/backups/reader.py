@@ -1,8 +1,10 @@
 """A backup file, opened for a restore: the whole file verified before anything of it is used.
 
 :func:`open_backup` checks the ZIP, its digest, the manifest, every member's size and sha256, the tables'
-schemas and ids, and every path a member would be written to; a truncated, damaged or foreign file raises
-:class:`BackupInvalid` naming what is wrong.
+schemas and ids (windows.parquet's: ascending, each a clip's, each row's spans and peaks whole), and every
+path a member would be written to; a truncated, damaged or foreign file raises :class:`BackupInvalid` naming
+what is wrong. A row of windows whose vectors or logits are not as many as its spans (which a file whose
+every byte its manifest vouches for cannot hold unless it was made so) is refused as it is read.
 """
 
 from __future__ import annotations
@@ -32,14 +34,18 @@ from index.backups.format import (
     METADATA_COLUMNS,
     READABLE,
     ROW_GROUP,
+    WINDOWS,
+    WITHOUT_WINDOWS,
     clips_schema,
     inside,
+    windows_schema,
 )
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import ClipRecord, Tag
+from index.store.records import ClipRecord, Tag, Timeline, Windows
 from retrieval.config import N_TAGS
 from retrieval.durable import write_bytes_atomically
 from retrieval.model_spec import ModelSpec
+from retrieval.waveform import MAX_PEAKS
 
 
 @dataclass
@@ -86,6 +92,39 @@ class Backup:
             logits = cols["logits"].flatten().to_numpy(zero_copy_only=False).reshape(-1, N_TAGS)
             yield records, vectors.astype(np.float32), logits.astype(np.float32), py["member"]
 
+    @property
+    def has_windows(self) -> bool:
+        """Whether the backup holds its clips' windows and peaks (format 5 on)."""
+        return self.format not in WITHOUT_WINDOWS
+
+    def timelines(self) -> Iterator[tuple[int, Timeline]]:
+        """(clip id, its windows (float16 vectors, float32 logits of float16 values) and peaks) of every clip
+        that has windows, in id order, one row group of windows.parquet in memory at a time; none before
+        format 5."""
+        if not self.has_windows:
+            return
+        table = self._table(WINDOWS)
+        dim = int(self.spec.dim or 0)
+        for g in range(table.metadata.num_row_groups):
+            group = table.read_row_group(g)
+            ids = group.column("id").to_pylist()
+            starts, ends = (group.column(c).to_pylist() for c in ("starts", "ends"))
+            vectors = _values(group.column("vectors"), dim)
+            logits = _values(group.column("logits"), N_TAGS)
+            peaks = group.column("peaks").to_pylist()
+            at = 0
+            for i, id_ in enumerate(ids):
+                w = len(starts[i])
+                if at + w > len(vectors) or at + w > len(logits):
+                    raise BackupInvalid(f"{self.path}: clip {id_}'s windows in {WINDOWS} have fewer vectors "
+                                        "or logits than spans")
+                spans = (np.asarray(starts[i], np.float64), np.asarray(ends[i], np.float64))
+                yield id_, Timeline(Windows(*spans, vectors[at:at + w], logits[at:at + w].astype(np.float32)),
+                                    np.asarray(peaks[i], np.uint8))
+                at += w
+            if at != len(vectors) or at != len(logits):
+                raise BackupInvalid(f"{self.path}: {WINDOWS} holds more window vectors or logits than spans")
+
     def jobs(self) -> list[dict]:
         return self._table(JOBS).read().to_pylist()
 
@@ -102,6 +141,13 @@ class Backup:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _values(column: pa.ChunkedArray, width: int) -> np.ndarray:
+    """A list<fixed_size_list<float16>> column's rows, all of them one after the other: (n, width) float16."""
+    flat = [chunk.flatten().flatten().to_numpy(zero_copy_only=False) for chunk in column.chunks]
+    return np.concatenate(flat).astype(np.float16).reshape(-1, width) if flat else np.empty((0, width),
+                                                                                         np.float16)
 
 
 def _metadata(py: dict, i: int) -> Metadata:
@@ -176,7 +222,10 @@ def _spec(path: Path, manifest: dict) -> ModelSpec:
 
 def _check_tables(b: Backup) -> None:
     """Schemas, row counts, ids, and every path a member would be written to, before anything is written."""
-    for name, schema in ((CLIPS, clips_schema(int(b.spec.dim or 0), fmt=b.format)), (JOBS, JOBS_SCHEMA)):
+    tables = [(CLIPS, clips_schema(int(b.spec.dim or 0), fmt=b.format)), (JOBS, JOBS_SCHEMA)]
+    if b.has_windows:
+        tables.append((WINDOWS, windows_schema(int(b.spec.dim or 0))))
+    for name, schema in tables:
         if name not in b.archive.members:
             raise BackupInvalid(f"{b.path} holds no {name}")
         try:
@@ -203,9 +252,43 @@ def _check_tables(b: Backup) -> None:
         if stored and member is not None and (member != location or not inside(location, AUDIO_PREFIX)):
             raise BackupInvalid(f"{b.path}: clip {id_}'s stored copy {location!r} is not a file under "
                                 f"{AUDIO_PREFIX}")
+    if b.has_windows:
+        _check_windows(b, ids)
     for job in b.jobs():
         if not inside(job["location"], INCOMING_PREFIX):
             raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes {job['location']!r} are not under "
                                 f"{INCOMING_PREFIX}")
         if job["member"] is not None and job["member"] not in b.archive.members:
             raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes should be member {job['member']}")
+
+
+def _check_windows(b: Backup, clip_ids: np.ndarray) -> None:
+    """windows.parquet: rows as the manifest counts them, ids ascending, each a clip of the backup, every
+    row's spans as many as its ends (1 or more, 0 <= start <= end) and 1 to MAX_PEAKS peaks; read a row group
+    at a time, without the vectors and logits."""
+    table = b._table(WINDOWS)
+    want = (b.manifest.get("tables") or {}).get(WINDOWS) or {}
+    if table.metadata.num_rows != want.get("rows"):
+        raise BackupInvalid(f"{b.path}: {WINDOWS} has {table.metadata.num_rows} rows, the manifest says "
+                            f"{want.get('rows')}")
+    last, windows = 0, 0
+    for g in range(table.metadata.num_row_groups):
+        group = table.read_row_group(g, columns=["id", "starts", "ends", "peaks"])
+        ids = group.column("id").to_numpy()
+        if len(ids) and (ids[0] <= last or (np.diff(ids) <= 0).any()):
+            raise BackupInvalid(f"{b.path}: the clip ids of {WINDOWS} are not ascending and distinct")
+        if not np.isin(ids, clip_ids).all():
+            raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clips that are not in {CLIPS}: "
+                                f"{ids[~np.isin(ids, clip_ids)][:5].tolist()}")
+        columns = (group.column(c).to_pylist() for c in ("starts", "ends", "peaks"))
+        for id_, starts, ends, peaks in zip(ids.tolist(), *columns, strict=True):
+            if (not starts or ends is None or len(starts) != len(ends) or peaks is None
+                    or not 1 <= len(peaks) <= MAX_PEAKS
+                    or not all(0 <= s <= e for s, e in zip(starts, ends, strict=True))):
+                raise BackupInvalid(f"{b.path}: clip {id_}'s windows in {WINDOWS} are not whole (spans, "
+                                    "ends and peaks)")
+            windows += len(starts)
+        last = int(ids[-1]) if len(ids) else last
+    if windows != want.get("windows"):
+        raise BackupInvalid(f"{b.path}: {WINDOWS} holds {windows} windows, the manifest says "
+                            f"{want.get('windows')}")

@@ -15,6 +15,8 @@ class BackupReport:
     referenced: int = 0  # clips indexed from folders (copied only with_referenced)
     referenced_copied: int = 0
     left_out: int = 0  # clips deleted while the backup ran
+    clips_with_windows: int = 0  # clips whose windows and peaks are in the backup
+    windows: int = 0  # their windows
     problems: list[dict] = field(default_factory=list)  # uploads found missing, unreadable or changed
     size: int = 0
     seconds: float = 0.0
@@ -30,5 +32,10 @@ class RestoreReport:
     uploads_without_audio: list[int] = field(default_factory=list)  # uploaded clips backed up without bytes
     referenced_missing: list[int] = field(default_factory=list)  # clip ids whose indexed file is not here
     referenced_written: int = 0
+    clips_with_windows: int = 0  # clips whose windows and peaks were restored
+    windows: int = 0  # their windows
+    # the format of a backup made before backups held windows (1 to 4): its clips restore without them; None
+    # for one that holds them
+    without_windows: str | None = None
     problems: list[dict] = field(default_factory=list)  # what the backup itself recorded
     seconds: float = 0.0

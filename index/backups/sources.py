@@ -1,8 +1,12 @@
-"""What a backup reads: the clips of either backend, and the ingest queue's waiting jobs.
+"""What a backup reads: the clips of either backend with their windows and peaks, and the ingest queue's
+waiting jobs.
 
 FAISS: the clip database is copied with SQLite's online backup (one read transaction: a consistent point in
-time while writers go on in WAL mode) and everything is read from that private copy. Qdrant (no snapshot
-across points): the live collection, each clip one point, wholly in or out.
+time while writers go on in WAL mode) and everything, windows and peaks included, is read from that private
+copy. Qdrant (no snapshot across points): the live collection, each clip one point, wholly in or out; a
+clip's windows are read after its point, and a clip no longer there once they are read (deleted meanwhile:
+its windows may be gone) is left out whole (:attr:`Source.present`); a re-projection meanwhile (every vector
+and window changed) fails the backup (:attr:`Source.verify`).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from index.faiss.store import stored_spec
 from index.ingest.queue import ACTIVE, Job, JobQueue
 from index.layout import CLIP_DB, QUEUE_FILE
 from index.sqlite_conn import copy_live
-from index.store.records import Chunk, ClipRecord
+from index.store.records import Chunk, ClipRecord, Timeline
 from index.stores import StoreConfig
+from retrieval.config import N_TAGS
 from retrieval.model_spec import ModelSpec
+from retrieval.waveform import PEAKS
 
 
 @dataclass
@@ -36,7 +42,12 @@ class Source:
     still_there: Callable[[int], bool]  # in the live store now
     describe: dict
     close: Callable[[], None]
+    # the windows (with their logits) and peaks of the ids that have windows, read as the clips are
+    timelines: Callable[[list[int]], dict[int, Timeline]]
+    window_bytes: Callable[[], int]  # the windows' and peaks' bytes as stored, about (the progress bar's)
     verify: Callable[[], None] = lambda: None  # raises if the source changed under the backup
+    # of these ids (whose windows were just read), those whose clip is still in the source: a snapshot's all
+    present: Callable[[list[int]], set[int]] = set
 
 
 def open_source(config: StoreConfig, work: Path) -> Source:
@@ -74,10 +85,15 @@ def _faiss_source(config: StoreConfig, work: Path) -> Source:
             yield page
             offset += len(page)
 
+    def timelines(ids: list[int]) -> dict[int, Timeline]:  # from the copy: the clips' own state
+        windows = db.windows_of(ids, int(spec.dim or 0), logits=True)
+        peaks = db.peaks_of(list(windows))
+        return {i: Timeline(w, peaks[i]) for i, w in windows.items() if i in peaks}
+
     return Source("faiss", spec, db.next_id(), db.count(),
                   lambda: db.export(dim=int(spec.dim or 0), chunk=ROW_GROUP), records, still_there,
                   {"backend": "faiss", "data_dir": str(config.data_dir), "index_kind": config.index_kind},
-                  close)
+                  close, timelines, db.window_bytes)
 
 
 def _qdrant_source(config: StoreConfig) -> Source:
@@ -98,12 +114,16 @@ def _qdrant_source(config: StoreConfig) -> Source:
         if store.stats()["collection"] != before:
             raise BackupError("the collection was re-projected while the backup ran; run the backup again")
 
+    def window_bytes() -> int:  # float16 vectors and logits and two float64 spans a window, PEAKS a clip
+        return store.window_count() * ((int(spec.dim or 0) + N_TAGS) * 2 + 16) + store.count() * PEAKS
+
     return Source("qdrant", spec, store.next_id(), store.count(), lambda: store.export(chunk=ROW_GROUP),
                   lambda: (records for records, _, _ in store.export(chunk=ROW_GROUP)),
                   lambda id_: store.get(id_) is not None,
                   {"backend": "qdrant", "data_dir": str(config.data_dir),
                    "qdrant_collection": config.qdrant_collection, "qdrant_server": bool(config.qdrant_url)},
-                  store.close, verify)
+                  store.close, lambda ids: store.timelines(ids, logits=True), window_bytes, verify,
+                  lambda ids: set(store.records(ids)))
 
 
 def waiting_jobs(jobs_db: Path | None, work: Path, *, store: str | None = None) -> list[Job]:

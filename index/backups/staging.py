@@ -3,6 +3,10 @@ under another alias), then moved into place.
 
 The staging folder is ``.<name>.restore-<pid>`` in the target's parent; a restore killed midway leaves only
 it, and the next restore removes it. The move is one rename per entry, the clip database last.
+
+The clips go in a row group (ROW_GROUP clips) at a time; after each, the windows and peaks of its clips, read
+from windows.parquet (in the same id order) a row group at a time, each clip's in one write of the store
+contract (`set_timeline`), as a backfill would store them, without PaSST.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from index.backups.archive import BackupInvalid
+from index.backups.format import CLIPS, WINDOWS
 from index.backups.reader import Backup
 from index.backups.reports import RestoreReport
 from index.ingest.queue import JobQueue
@@ -84,6 +90,10 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
     try:
         (staging / AUDIO_DIR).mkdir(exist_ok=True)
         total = int(b.manifest.get("clips") or 0)
+        if not b.has_windows:
+            report.without_windows = b.format
+        timelines = b.timelines()  # in id order, as the clips
+        pending = next(timelines, None)
         with tqdm(total=total, unit="clip", desc="restore", disable=not progress) as bar:
             for records, vectors, logits, members in b.clips():
                 for r, member in zip(records, members, strict=True):
@@ -93,8 +103,24 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
                     elif r.stored_copy:  # a backup --without-audio: the record without its bytes
                         report.uploads_without_audio.append(r.id)
                 store.restore_many(records, vectors, logits)
+                last = records[-1].id if records else 0
+                while pending is not None and pending[0] <= last:  # the windows of these clips
+                    id_, timeline = pending
+                    try:
+                        if not store.set_timeline(id_, timeline):
+                            raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clip {id_}, which is "
+                                                f"not in {CLIPS}")
+                    except ValueError as e:  # the store's own checks (finite values, shapes)
+                        raise BackupInvalid(f"{b.path}: clip {id_}'s windows in {WINDOWS} cannot be stored: "
+                                            f"{e}") from None
+                    report.clips_with_windows += 1
+                    report.windows += len(timeline.windows.starts)
+                    pending = next(timelines, None)
                 report.clips += len(records)
                 bar.update(len(records))
+            if pending is not None:
+                raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clip {pending[0]}, which is not "
+                                    f"in {CLIPS}")
         store.restore_many([], np.empty((0, store.dim), np.float32), np.empty((0, N_TAGS), np.float32),
                            next_id=b.next_id)
         _restore_jobs(b, staging, report, jobs_file=jobs_file, store_name=config.name)

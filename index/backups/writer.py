@@ -1,5 +1,10 @@
-"""The backup's writer: the waiting jobs with their bytes, the clips with theirs, the tables and the manifest,
-into one archive (:mod:`index.backups.format`).
+"""The backup's writer: the waiting jobs with their bytes, the clips with theirs, the clips' windows and
+peaks, the tables and the manifest, into one archive (:mod:`index.backups.format`).
+
+The clips and their windows are read in one pass, a page at a time (never all windows at once): each chunk of
+clips, then the windows of its clips a page of about WINDOW_PAGE windows at a time, from the same snapshot;
+windows.parquet is written into the archive as they are read, clips.parquet beside it in the work folder,
+then copied in (an archive is written one member at a time, and the clips are the smaller table).
 
 The data directory changes while it is read: every file of it may appear or vanish at any step. Sizing the
 audio folder counts a file that vanishes as nothing. A waiting job whose bytes vanish has finished (its clip
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
@@ -36,14 +42,17 @@ from index.backups.format import (
     REFERENCED_PREFIX,
     ROW_GROUP,
     SUFFIX_RE,
+    WINDOW_PAGE,
+    WINDOWS,
     clips_schema,
     inside,
+    windows_schema,
 )
 from index.backups.reports import BackupReport
 from index.backups.sources import Source, open_source, waiting_jobs
 from index.ingest.queue import Job
 from index.layout import AUDIO_DIR
-from index.store.records import ClipRecord
+from index.store.records import ClipRecord, Timeline
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
 
@@ -52,6 +61,9 @@ log = logging.getLogger(__name__)
 # for the progress bar's estimate: a row's bytes beside its vector and logits (names, tags, fields), and the
 # manifest's and the Parquet footers' (measured: a backup of 22 small clips writes 17.7 KB beyond its floats)
 ROW_EXTRA, FIXED_EXTRA = 600, 8192
+# float16 vectors and logits and float64 spans go into windows.parquet unencoded and uncompressed (noise does
+# not compress; statistics of float16 are slow to write and of no use)
+RAW_WINDOW_COLUMNS = ["starts", "ends", "vectors", "logits"]
 
 
 def write(config: StoreConfig, f: BinaryIO, work: Path, report: BackupReport, *, jobs_db: Path | None,
@@ -89,9 +101,13 @@ def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupRep
             for r in records:
                 members[r.id] = _copy_bytes(out, r, data_dir, source, report, dropped, referenced,
                                             with_audio=with_audio, with_referenced=with_referenced)
-        with out.stream(CLIPS) as dest:
-            report.clips = _write_clips(dest, source, members, dropped)
+        clips_file = work / CLIPS  # written beside, while windows.parquet goes into the archive
+        with out.stream(WINDOWS) as dest, open(clips_file, "xb") as clips_dest:
+            report.clips = _write_clips(clips_dest, dest, source, members, dropped, report)
         source.verify()
+        with open(clips_file, "rb") as src:
+            out.add_fileobj(CLIPS, src)
+        clips_file.unlink()
     finally:
         source.close()
     report.jobs = len(jobs)
@@ -106,7 +122,9 @@ def _fill(out: ArchiveWriter, config: StoreConfig, work: Path, report: BackupRep
         "clips": report.clips, "next_id": source.next_id, "jobs": report.jobs,
         "with_audio": with_audio, "with_referenced": with_referenced,
         "uploads": report.uploads, "referenced": referenced, "problems": report.problems,
-        "tables": {CLIPS: {"rows": report.clips, "dim": source.spec.dim}, JOBS: {"rows": report.jobs}},
+        "tables": {CLIPS: {"rows": report.clips, "dim": source.spec.dim}, JOBS: {"rows": report.jobs},
+                   WINDOWS: {"rows": report.clips_with_windows, "windows": report.windows,
+                             "dim": source.spec.dim}},
         "members": {m.name: {"size": m.size, "sha256": m.sha256} for m in out.members.values()},
     }
     out.add_bytes(MANIFEST, json.dumps(manifest, sort_keys=True).encode())  # one line: the C encoder
@@ -136,9 +154,10 @@ def _copy_jobs(out: ArchiveWriter, jobs: list[Job], data_dir: Path, *,
 
 
 def _estimate(source: Source, data_dir: Path, with_audio: bool, with_referenced: bool) -> int:
-    """Bytes the backup will write, roughly (for the progress bar): the rows, the uploads with `with_audio`,
-    the indexed files the clips reference with `with_referenced`."""
+    """Bytes the backup will write, roughly (for the progress bar): the rows, the windows and peaks, the
+    uploads with `with_audio`, the indexed files the clips reference with `with_referenced`."""
     rows = source.count * ((int(source.spec.dim or 0) + N_TAGS) * 4 + ROW_EXTRA) + FIXED_EXTRA
+    rows += source.window_bytes()
     uploads = _folder_bytes(data_dir / AUDIO_DIR) if with_audio else 0
     referenced = sum(_path_bytes(Path(r.location)) for records in source.records() for r in records
                      if not r.stored_copy) if with_referenced else 0
@@ -232,16 +251,35 @@ def _problem(report: BackupReport, r: ClipRecord, problem: str) -> None:
     report.problems.append({"id": r.id, "location": r.location, "problem": problem})
 
 
-def _write_clips(dest: MemberWriter, source: Source, members: dict[int, str | None],
-                 dropped: set[int]) -> int:
-    """clips.parquet: the clips whose bytes were settled, less the dropped ones; how many were written."""
-    schema = clips_schema(int(source.spec.dim or 0))
+def _write_clips(clips_dest: BinaryIO, windows_dest: MemberWriter, source: Source,
+                 members: dict[int, str | None], dropped: set[int], report: BackupReport) -> int:
+    """clips.parquet and windows.parquet: the clips whose bytes were settled, less the dropped ones (and those
+    found gone once their windows were read, added to them), each with its windows where it has them; how
+    many clips were written."""
+    dim = int(source.spec.dim or 0)
+    schema = clips_schema(dim)
     codecs = {name: ("none" if name in ("logits", "vector") else "snappy") for name in schema.names}
+    wschema = windows_schema(dim)
     n = 0
-    with pq.ParquetWriter(pa.PythonFile(dest, mode="w"), schema, compression=codecs,
-                          use_dictionary=["name", "location", "member"]) as writer:
+    with pq.ParquetWriter(pa.PythonFile(clips_dest, mode="w"), schema, compression=codecs,
+                          use_dictionary=["name", "location", "member"]) as writer, \
+            pq.ParquetWriter(pa.PythonFile(windows_dest, mode="w"), wschema,
+                             compression={name: ("none" if name in RAW_WINDOW_COLUMNS else "snappy")
+                                          for name in wschema.names},
+                             use_dictionary=False, write_statistics=["id"],
+                             column_encoding=dict.fromkeys(RAW_WINDOW_COLUMNS, "PLAIN")) as windows:
         for records, vectors, logits in source.chunks():
             keep = [i for i, r in enumerate(records) if r.id in members and r.id not in dropped]
+            for page in _window_pages([records[i] for i in keep], source.spec.hop_s):
+                found = source.timelines(page)
+                gone = set(page) - source.present(page)  # deleted since its record was read: left out whole
+                dropped |= gone
+                ids = [i for i in page if i in found and i not in gone]
+                if ids:
+                    windows.write_table(windows_table(ids, [found[i] for i in ids], wschema))
+                    report.clips_with_windows += len(ids)
+                    report.windows += sum(len(found[i].windows.starts) for i in ids)
+            keep = [i for i in keep if records[i].id not in dropped]
             if not keep:
                 continue
             writer.write_table(clips_table([records[i] for i in keep], vectors[keep], logits[keep],
@@ -249,7 +287,47 @@ def _write_clips(dest: MemberWriter, source: Source, members: dict[int, str | No
             n += len(keep)
         if n == 0:
             writer.write_table(schema.empty_table())
+        if report.clips_with_windows == 0:
+            windows.write_table(wschema.empty_table())
     return n
+
+
+def _window_pages(records: list[ClipRecord], hop_s: float) -> list[list[int]]:
+    """The clips' ids in pages of about WINDOW_PAGE windows, each clip's estimated from its duration (a clip
+    longer than a page is a page of its own)."""
+    pages: list[list[int]] = []
+    page: list[int] = []
+    windows = 0.0
+    for r in records:
+        estimate = float(r.duration) / max(float(hop_s), 1e-3) + 1
+        if page and windows + estimate > WINDOW_PAGE:
+            pages.append(page)
+            page, windows = [], 0.0
+        page.append(r.id)
+        windows += estimate
+    return [*pages, page] if page else pages
+
+
+def windows_table(ids: list[int], timelines: list[Timeline], schema: pa.Schema) -> pa.Table:
+    """Rows of windows.parquet: each clip's windows (float16 vectors and logits, as stored) and peaks."""
+    dim = schema.field("vectors").type.value_type.list_size
+    counts = [len(t.windows.starts) for t in timelines]
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+
+    def spans(values: list[np.ndarray]) -> pa.Array:
+        return pa.ListArray.from_arrays(offsets, pa.array(np.concatenate(values).astype(np.float64)))
+
+    def rows(values: list[np.ndarray | None], width: int) -> pa.Array:
+        if any(v is None for v in values):
+            raise ValueError("windows read for a backup carry their logits")
+        flat = np.concatenate([np.asarray(v).astype(np.float16).reshape(-1) for v in values])
+        return pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(pa.array(flat), width))
+
+    columns = [pa.array(ids, pa.int64()), spans([t.windows.starts for t in timelines]),
+               spans([t.windows.ends for t in timelines]), rows([t.windows.vectors for t in timelines], dim),
+               rows([t.windows.logits for t in timelines], N_TAGS),
+               pa.array([np.asarray(t.peaks, np.uint8) for t in timelines], pa.list_(pa.uint8()))]
+    return pa.table(columns, schema=schema)
 
 
 def clips_table(records: list[ClipRecord], vectors, logits, members: list[str | None],

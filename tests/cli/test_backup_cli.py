@@ -1,6 +1,8 @@
 """`retrieval backup | restore | check` from the command line, with the zero-shot model over MiniLM (no PaSST
 forward pass: clips get synthetic logits, projected by the configured model as an `index add` would)."""
 
+import re
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -23,9 +25,11 @@ def cli(tmp_path, minilm_path, monkeypatch):
     return invoke
 
 
-def fill(data_dir, monkeypatch, n: int = 12, *, stray: int = 0) -> None:
-    """`n` clips projected by the configured model, the first `stray` of them with vectors that are not."""
+def fill(data_dir, monkeypatch, n: int = 12, *, stray: int = 0, windows: bool = False) -> None:
+    """`n` clips projected by the configured model, the first `stray` of them with vectors that are not; with
+    `windows`, all but every fourth with windows (synthetic logits, projected as the collection does)."""
     from app.compose import build_retriever, load_settings, store_config
+    from index.store.records import Timeline, Windows
     from index.stores import open_store
 
     monkeypatch.setenv("RETRIEVAL_DATA_DIR", str(data_dir))
@@ -35,13 +39,23 @@ def fill(data_dir, monkeypatch, n: int = 12, *, stray: int = 0) -> None:
     logits = np.stack([clip_logits(i) for i in range(n)])
     vectors = retriever.project(logits)
     vectors[:stray] = vectors[n - stray:][::-1]  # other clips' vectors
-    store.add_many([new_clip(i, data_dir, upload=i % 2 == 0) for i in range(n)], vectors, logits)
+    timelines: list[Timeline | None] = [None] * n
+    for i in range(n) if windows else ():
+        if i % 4 == 3:
+            continue
+        rng = np.random.default_rng(i)
+        starts = 2.5 * np.arange(1 + i % 3)
+        window_logits = (rng.standard_normal((len(starts), 527)) * 3).astype(np.float32)
+        window_vectors = retriever.project(window_logits).astype(np.float16)
+        timelines[i] = Timeline(Windows(starts, starts + 10.0, window_vectors, window_logits),
+                                rng.integers(0, 256, 400).astype(np.uint8))
+    store.add_many([new_clip(i, data_dir, upload=i % 2 == 0) for i in range(n)], vectors, logits, timelines)
     store.close()
 
 
 def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
     src, dst, path = tmp_path / "src", tmp_path / "dst", tmp_path / "backups" / "all.zip"
-    fill(src, monkeypatch)
+    fill(src, monkeypatch, windows=True)  # 9 clips with 1 to 3 windows (18 in all), 3 without
 
     out = cli(src, "backup", str(path), "--no-progress")
     assert out.exit_code == 0, out.output
@@ -55,9 +69,16 @@ def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
     out = cli(dst, "restore", str(path), "--no-progress")
     assert out.exit_code == 0, out.output
     assert "restored 12 clips (6 uploads with their audio)" in out.output
+    assert "restored the windows and peaks of 9 clips (18 windows); 3 clips had none in the backup either " \
+        "(`retrieval index backfill-windows` makes them)" in out.output
     assert "6 clips indexed from folders have no file" in out.output
     got = cli(dst, "search", "a dog barks", "-k", "5")
     assert got.stdout == want.stdout and len(got.stdout.splitlines()) == 5  # ids, order, scores, names
+    want = cli(src, "search", "a dog barks", "-k", "5", "--moments")  # moments and their segments too
+    got = cli(dst, "search", "a dog barks", "-k", "5", "--moments")
+    assert want.exit_code == 0, want.output
+    assert got.stdout == want.stdout and len(got.stdout.splitlines()) == 5
+    assert all(re.search(r"\(id \d+\)  \d+\.\d-\d+\.\d s  ", line) for line in got.stdout.splitlines())
 
     out = cli(dst, "restore", str(path), "--no-progress")
     assert out.exit_code == 2 and "already holds 12 clips" in out.output
@@ -68,11 +89,12 @@ def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
     assert cli(src, "backup", str(bare), "--without-audio", "--no-progress").exit_code == 0
     out = cli(tmp_path / "dst3", "restore", str(bare), "--no-progress")
     assert out.exit_code == 0 and "restored 12 clips (0 uploads with their audio)" in out.output
+    assert "restored the windows and peaks of 9 clips (18 windows)" in out.output
     assert "warning: 6 uploaded clips were backed up without their audio (--without-audio; ids " in out.output
 
     out = cli(dst, "check", "--no-progress")
     assert out.exit_code == 0, out.output
-    assert "checked 12 clips: 0 errors, 6 warnings; the store is healthy" in out.output
+    assert "checked 12 clips and 18 windows: 0 errors, 6 warnings; the store is healthy" in out.output
     upload = next((dst / "audio").iterdir())
     upload.unlink()
     out = cli(dst, "check", "--repair", "--no-progress")
@@ -110,3 +132,18 @@ def test_help_lists_backup_restore_and_check():
     out = CliRunner().invoke(app, ["--help"])
     for command in ("backup", "restore", "check"):
         assert f" {command} " in out.output, command
+
+
+def test_a_restore_of_an_older_backup_says_its_clips_have_no_windows(cli, tmp_path, monkeypatch):
+    from tests.index.backup_fixtures import first_format_copy
+
+    src, path = tmp_path / "src", tmp_path / "b.zip"
+    fill(src, monkeypatch, n=4, windows=True)
+    assert cli(src, "backup", str(path), "--no-progress").exit_code == 0
+    old = first_format_copy(path, tmp_path / "old.zip", "retrieval-backup/4")
+    out = cli(tmp_path / "dst", "restore", str(old), "--no-progress")
+    assert out.exit_code == 0, out.output
+    assert "warning: this backup (retrieval-backup/4) was made before backups held clip windows: its 4 " \
+        "clips were restored without windows and peaks" in out.output
+    assert "`retrieval index backfill-windows` makes them" in out.output
+    assert "restored the windows and peaks" not in out.output

@@ -2,13 +2,19 @@
 models: synthetic vectors, logits and bytes; uploads stored the way Collection stores them)."""
 
 import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from index.ingest.queue import JobQueue
 from index.store.metadata import Metadata, MetaLayers
-from index.store.records import NewClip, Tag
+from index.store.records import NewClip, Tag, Timeline, Windows
 from index.stores import StoreConfig, open_store
 from retrieval.durable import write_bytes_atomically
 from tests.index.store_fixtures import DIM, LABELS, SPEC
@@ -24,6 +30,19 @@ def project(logits: np.ndarray) -> np.ndarray:
 
 def clip_logits(i: int) -> np.ndarray:
     return np.random.default_rng(5000 + i).standard_normal(527).astype(np.float32)
+
+
+def timeline(i: int) -> Timeline | None:
+    """Clip i's windows and peaks, as a store is given them: 1 + i % 4 windows of 10 s every 2.5 s, their
+    synthetic logits projected by the head (float16 vectors); every fifth clip has none (stored before
+    windows were)."""
+    if i % 5 == 4:
+        return None
+    rng = np.random.default_rng(9000 + i)
+    starts = 2.5 * np.arange(1 + i % 4)
+    logits = (rng.standard_normal((len(starts), 527)) * 3).astype(np.float32)
+    return Timeline(Windows(starts, starts + 10.0, project(logits).astype(np.float16), logits),
+                    rng.integers(0, 256, 40 + 7 * i).astype(np.uint8))
 
 
 def upload_bytes(i: int, size: int = 2000) -> bytes:
@@ -60,14 +79,15 @@ def config(data_dir: Path, backend: str = "faiss") -> StoreConfig:
 
 
 def fill(data_dir: Path, *, backend: str = "faiss", n: int = 24, remove: tuple[int, ...] = (3, 24),
-         folder: Path | None = None, jobs: int = 2) -> dict:
+         folder: Path | None = None, jobs: int = 2, windows: bool = False) -> dict:
     """A store of n clips (every third an upload), with `remove`d ids gone (the last one too, so the next id
-    is above the highest stored), and `jobs` uploads waiting in the queue (plus one done)."""
+    is above the highest stored), and `jobs` uploads waiting in the queue (plus one done); with `windows`,
+    clip i stored with `timeline(i)` (most have windows, some none)."""
     cfg = config(data_dir, backend)
     store = open_store(cfg, SPEC)
     clips = [new_clip(i, Path(data_dir), upload=i % 3 == 0, folder=folder) for i in range(n)]
     logits = np.stack([clip_logits(i) for i in range(n)])
-    store.add_many(clips, project(logits), logits)
+    store.add_many(clips, project(logits), logits, [timeline(i) if windows else None for i in range(n)])
     store.remove(list(remove))
     for r in [store.get(i) for i in remove]:
         assert r is None
@@ -99,3 +119,55 @@ def tree(folder: Path) -> dict[str, bytes | None]:
         return {}
     return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
             for p in sorted(Path(folder).rglob("*")) if not p.name.endswith(("-wal", "-shm"))}
+
+
+OLDER_FORMATS = {"retrieval-backup/1": ["description", "user_tags", "fields", "audio_sha256",
+                                        "meta_layers"],
+                 "retrieval-backup/2": ["audio_sha256", "meta_layers"],
+                 "retrieval-backup/3": ["meta_layers"],
+                 "retrieval-backup/4": []}  # the clips' columns each one lacks; all of them, windows.parquet
+
+
+def rewritten(path: Path, out: Path, *, members: Callable[[str, bytes], bytes | None] = lambda _, data: data,
+              manifest: Callable[[dict], None] = lambda _: None) -> Path:
+    """A copy of the backup at `path` sealed anew at `out`: each member as `members(name, bytes)` gives it
+    (None: left out), the manifest changed by `manifest` and listing the members written."""
+    from index.backups.archive import ArchiveWriter
+
+    with zipfile.ZipFile(path) as zf, open(out, "xb") as f:
+        writer = ArchiveWriter(f, date_time=(2026, 1, 1, 0, 0, 0))
+        for info in zf.infolist():
+            data: bytes | None = zf.read(info)
+            if info.filename == "manifest.json":
+                found = json.loads(data)
+                manifest(found)
+                found["members"] = {m.name: {"size": m.size, "sha256": m.sha256}
+                                    for m in writer.members.values()}
+                data = json.dumps(found).encode()
+            else:
+                data = members(info.filename, data)
+            if data is not None:
+                writer.add_bytes(info.filename, data)
+        writer.close()
+    return out
+
+
+def first_format_copy(path: Path, out: Path, fmt: str = "retrieval-backup/1") -> Path:
+    """The backup at `path` as an older format wrote it: `retrieval-backup/1`, clips.parquet without the
+    user's metadata or fingerprints; `retrieval-backup/2`, without fingerprints; `retrieval-backup/3`, without
+    the files' own metadata; every one of them (4 too) without windows.parquet."""
+
+    def older(name: str, data: bytes) -> bytes | None:
+        if name == "windows.parquet":
+            return None
+        if name == "clips.parquet":
+            sink = pa.BufferOutputStream()
+            pq.write_table(pq.read_table(io.BytesIO(data)).drop_columns(OLDER_FORMATS[fmt]), sink)
+            return sink.getvalue().to_pybytes()
+        return data
+
+    def manifest(found: dict) -> None:
+        found["format"] = fmt
+        found["tables"].pop("windows.parquet", None)
+
+    return rewritten(path, out, members=older, manifest=manifest)

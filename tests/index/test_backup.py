@@ -32,7 +32,16 @@ from index.store.records import SearchFilter
 from index.stores import open_store
 from retrieval.durable import sha256_file, write_bytes_atomically
 from retrieval.errors import CheckpointMismatch
-from tests.index.backup_fixtures import clip_logits, config, fill, new_clip, project, tree, upload_bytes
+from tests.index.backup_fixtures import (
+    clip_logits,
+    config,
+    fill,
+    first_format_copy,
+    new_clip,
+    project,
+    tree,
+    upload_bytes,
+)
 from tests.index.store_fixtures import DIM, SPEC, unit_vectors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +54,7 @@ def collection(store, data_dir: Path) -> Collection:
 
 @pytest.fixture
 def source(tmp_path):
-    return fill(tmp_path / "src")
+    return fill(tmp_path / "src", windows=True)
 
 
 @pytest.fixture
@@ -76,9 +85,9 @@ def test_a_backup_is_a_zip_of_parquet_tables_and_audio_that_other_tools_read(bac
         names = zf.namelist()
         manifest = json.loads(zf.read("manifest.json"))
         zf.extractall(tmp_path / "unzipped")
-    assert {"manifest.json", "clips.parquet", "jobs.parquet"} <= set(names)
+    assert {"manifest.json", "clips.parquet", "jobs.parquet", "windows.parquet"} <= set(names)
     assert all(zf.getinfo(n).compress_type == zipfile.ZIP_STORED for n in names)
-    assert manifest["format"] == "retrieval-backup/4" and manifest["clips"] == source["n"]
+    assert manifest["format"] == "retrieval-backup/5" and manifest["clips"] == source["n"]
     assert manifest["next_id"] == source["next_id"] and manifest["model_spec"] == SPEC.to_dict()
     for name, member in manifest["members"].items():
         path = tmp_path / "unzipped" / name
@@ -133,7 +142,7 @@ def test_a_full_disk_leaves_no_partial_file(tmp_path, source, monkeypatch):
 @pytest.mark.parametrize("source_backend,target_backend",
                          [("faiss", "faiss"), ("faiss", "qdrant"), ("qdrant", "faiss")])
 def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend, target_backend):
-    src = fill(tmp_path / "src", backend=source_backend)
+    src = fill(tmp_path / "src", backend=source_backend, windows=True)
     path = tmp_path / "b.zip"
     backup(src["config"], path, jobs_db=tmp_path / "src" / "jobs.sqlite")
     xq = unit_vectors(6, seed=11)
@@ -168,39 +177,9 @@ def test_restore_answers_every_query_as_the_source_did(tmp_path, source_backend,
     assert {j.store for j in jobs} == {target.name}  # the restored store's uploads, its worker's alone
     assert all(sha256_file(tmp_path / "dst" / j.location) == j.sha256 for j in jobs)
     assert not [p for p in tmp_path.iterdir() if ".restore-" in p.name]  # no staging left
-
-
-OLDER_FORMATS = {"retrieval-backup/1": ["description", "user_tags", "fields", "audio_sha256",
-                                        "meta_layers"],
-                 "retrieval-backup/2": ["audio_sha256", "meta_layers"],
-                 "retrieval-backup/3": ["meta_layers"]}  # the clips' columns each one lacks
-
-
-def first_format_copy(path: Path, out: Path, fmt: str = "retrieval-backup/1") -> Path:
-    """The backup at `path` as an older format wrote it: `retrieval-backup/1`, clips.parquet without the
-    user's metadata or fingerprints; `retrieval-backup/2`, without fingerprints."""
-    import pyarrow as pa
-
-    from index.backups.archive import ArchiveWriter
-
-    with zipfile.ZipFile(path) as zf, open(out, "xb") as f:
-        writer = ArchiveWriter(f, date_time=(2026, 1, 1, 0, 0, 0))
-        for info in zf.infolist():
-            data = zf.read(info)
-            if info.filename == "clips.parquet":
-                table = pq.read_table(io.BytesIO(data)).drop_columns(OLDER_FORMATS[fmt])
-                sink = pa.BufferOutputStream()
-                pq.write_table(table, sink)
-                data = sink.getvalue().to_pybytes()
-            if info.filename == "manifest.json":
-                manifest = json.loads(data)
-                manifest["format"] = fmt
-                manifest["members"] = {m.name: {"size": m.size, "sha256": m.sha256}
-                                       for m in writer.members.values()}
-                data = json.dumps(manifest).encode()
-            writer.add_bytes(info.filename, data)
-        writer.close()
-    return out
+    # and every clip's windows and peaks (tests/index/test_backup_windows.py holds them to the source's)
+    assert report.clips_with_windows == len([i for i in want_records if (i - 1) % 5 != 4])
+    assert report.without_windows is None
 
 
 def test_a_backup_of_the_first_format_restores_its_clips_without_metadata(tmp_path, backup_file, source):
@@ -600,7 +579,7 @@ def test_the_progress_bar_ends_full_with_the_referenced_files_counted(tmp_path, 
     total: '121k/?')."""
     import index.backups.writer as writer
 
-    src = fill(tmp_path / "src", folder=tmp_path / "sounds")
+    src = fill(tmp_path / "src", folder=tmp_path / "sounds", windows=True)  # the windows' bytes counted too
     estimates = []
     real = writer._estimate
     monkeypatch.setattr(writer, "_estimate", lambda *a: estimates.append(real(*a)) or estimates[-1])

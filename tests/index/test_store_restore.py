@@ -1,10 +1,11 @@
 """The store contract's restore side, on every backend: `restore_many` keeps ids and times added and never
-lets an id be handed out twice, `vectors` and `export` read back what was stored."""
+lets an id be handed out twice, `vectors` and `export` read back what was stored, and restored clips take
+their windows and peaks back."""
 
 import numpy as np
 import pytest
 
-from index.store.records import ClipRecord
+from index.store.records import ClipRecord, Timeline, Windows
 from index.stores import StoreConfig, open_store
 from retrieval.errors import RetrievalError
 from tests.index.store_fixtures import DIM, SPEC, clip, logits, unit_vectors
@@ -62,3 +63,29 @@ def test_restore_refuses_ids_already_handed_out_and_bad_rows(store):
     with pytest.raises(KeyError):
         store.vectors([1, 99])
     assert store.ids().tolist() == [1]
+
+
+def test_restored_clips_take_their_windows_and_peaks_back_as_stored(store):
+    """What a restore of a backup with windows does on every backend: the clips with their ids, then each
+    one's windows and peaks (`set_timeline`); float16 vectors and logits read back exactly, and a clip given
+    none still has none."""
+    rng = np.random.default_rng(4)
+    xb = unit_vectors(3)
+    lg = np.stack([logits(i) for i in range(3)])
+    store.restore_many([record(i, id_) for i, id_ in enumerate((5, 8, 13))], xb, lg, next_id=20)
+    starts = np.array([0.0, 2.5, 5.0])
+    given = Timeline(Windows(starts, starts + 10.0, unit_vectors(3, seed=9).astype(np.float16),
+                             rng.standard_normal((3, 527)).astype(np.float16).astype(np.float32)),
+                     rng.integers(0, 256, 77).astype(np.uint8))
+    assert store.set_timeline(8, given) and not store.set_timeline(6, given)
+    got = store.timelines([5, 8, 13], logits=True)
+    assert list(got) == [8] and store.without_windows().tolist() == [5, 13]
+    w = got[8].windows
+    np.testing.assert_array_equal(w.starts, starts)
+    np.testing.assert_array_equal(w.ends, starts + 10.0)
+    np.testing.assert_array_equal(w.vectors, given.windows.vectors)
+    np.testing.assert_array_equal(w.logits, given.windows.logits)
+    np.testing.assert_array_equal(store.peaks(8), given.peaks)
+    hit = store.search_moments(given.windows.vectors[1].astype(np.float32), 1)[0]
+    assert (hit.record.id, hit.segment.start, hit.segment.end) == (8, 2.5, 12.5)
+    assert store.next_id() == 20
