@@ -4,9 +4,9 @@ under another alias), then moved into place.
 The staging folder is ``.<name>.restore-<pid>`` in the target's parent; a restore killed midway leaves only
 it, and the next restore removes it. The move is one rename per entry, the clip database last.
 
-The clips go in a row group (ROW_GROUP clips) at a time; after each, the windows and peaks of its clips, read
-from windows.parquet (in the same id order) a row group at a time, each clip's in one write of the store
-contract (`set_timeline`), as a backfill would store them, without PaSST.
+The clips are read a row group (ROW_GROUP clips) at a time, and their windows and peaks from windows.parquet
+(in the same id order) a row group at a time; they are stored together, clips and windows, in writes of
+about WINDOW_PAGE windows (`restore_many` with their timelines), without PaSST.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ import numpy as np
 from tqdm import tqdm
 
 from index.backups.archive import BackupInvalid
-from index.backups.format import CLIPS, WINDOWS
+from index.backups.format import CLIPS, WINDOW_PAGE, WINDOWS
 from index.backups.reader import Backup
 from index.backups.reports import RestoreReport
 from index.ingest.queue import JobQueue
 from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR
 from index.store.contract import VectorStore
+from index.store.records import Timeline
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
 from retrieval.durable import fsync_path, fsync_tree, process_alive
@@ -102,20 +103,30 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
                         report.uploads += 1
                     elif r.stored_copy:  # a backup --without-audio: the record without its bytes
                         report.uploads_without_audio.append(r.id)
-                store.restore_many(records, vectors, logits)
-                last = records[-1].id if records else 0
-                while pending is not None and pending[0] <= last:  # the windows of these clips
-                    id_, timeline = pending
+                start = 0
+                while start < len(records):  # the clips with their windows, a page of windows a write
+                    page: list[Timeline | None] = []
+                    count = 0
+                    while start + len(page) < len(records) and (not page or count < WINDOW_PAGE):
+                        id_ = records[start + len(page)].id
+                        if pending is not None and pending[0] < id_:
+                            raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clip {pending[0]}, "
+                                                f"which is not in {CLIPS}")
+                        timeline = pending[1] if pending is not None and pending[0] == id_ else None
+                        if timeline is not None:
+                            pending = next(timelines, None)
+                            count += len(timeline.windows.starts)
+                        page.append(timeline)
+                    end = start + len(page)
                     try:
-                        if not store.set_timeline(id_, timeline):
-                            raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clip {id_}, which is "
-                                                f"not in {CLIPS}")
+                        store.restore_many(records[start:end], vectors[start:end], logits[start:end],
+                                           timelines=page)
                     except ValueError as e:  # the store's own checks (finite values, shapes)
-                        raise BackupInvalid(f"{b.path}: clip {id_}'s windows in {WINDOWS} cannot be stored: "
-                                            f"{e}") from None
-                    report.clips_with_windows += 1
-                    report.windows += len(timeline.windows.starts)
-                    pending = next(timelines, None)
+                        raise BackupInvalid(f"{b.path}: the clips {records[start].id}-{records[end - 1].id} "
+                                            f"or their windows in {WINDOWS} cannot be stored: {e}") from None
+                    report.clips_with_windows += sum(t is not None for t in page)
+                    report.windows += count
+                    start = end
                 report.clips += len(records)
                 bar.update(len(records))
             if pending is not None:

@@ -197,15 +197,20 @@ class FaissStore(VectorStore):
 
                 def apply():
                     self._clips.index.add(new_ids, vectors[new])
-                    for clip_id, window_ids, w in windows:
-                        self._windows.index.add(window_ids, w.vectors.astype(np.float32))
-                        self._places.put(clip_id, window_ids, w.starts, w.ends)
+                    self._add_windows(windows)
 
                 self._committed(before, apply)
             self._maybe_persist()
         records = self.db.records(new_ids.tolist())
         return [Added(records[id_], True) if id_ is not None else Added(self._stored(c.sha256), False)
                 for c, id_ in zip(clips, ids, strict=True)]
+
+    def _add_windows(self, windows: list[tuple[int, np.ndarray, Windows]]) -> None:
+        """Committed windows into the windows index and the map of their places: (clip id, window ids,
+        windows) each."""
+        for clip_id, window_ids, w in windows:
+            self._windows.index.add(window_ids, w.vectors.astype(np.float32))
+            self._places.put(clip_id, window_ids, w.starts, w.ends)
 
     def _set_timeline(self, id: int, timeline: Timeline) -> bool:
         with self._writer:
@@ -234,20 +239,28 @@ class FaissStore(VectorStore):
             raise RetrievalError(f"the clip with sha256 {sha256} was removed while it was being added")
         return record
 
-    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
-                 next_id: int) -> None:
+    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray,
+                 timelines: list[Timeline | None], *, next_id: int) -> None:
         with self._writer:
             with self._lock.write():
+                windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
                 try:
                     with self.db.transaction() as con:
                         before = self.db.state()
-                        for r, v, lg in zip(records, vectors, logits, strict=True):
+                        for r, v, lg, t in zip(records, vectors, logits, timelines, strict=True):
                             self.db.insert_record(con, r, vector=v, logits=lg)
+                            if t is not None:
+                                windows.append((r.id, self.db.insert_timeline(con, r.id, t)[1], t.windows))
                         self.db.reserve_ids(con, next_id)
                 except sqlite3.IntegrityError as e:
                     raise RetrievalError(f"cannot restore these clips: {e} (an id or content stored)") from e
                 ids = np.array([r.id for r in records], dtype=np.int64)
-                self._committed(before, lambda: self._clips.index.add(ids, vectors))
+
+                def apply():
+                    self._clips.index.add(ids, vectors)
+                    self._add_windows(windows)
+
+                self._committed(before, apply)
             self._maybe_persist()
 
     def remove(self, ids: Sequence[int]) -> int:

@@ -218,16 +218,23 @@ class QdrantStore(VectorStore):
             self.client.set_payload(self.alias, peaks_payload(timeline), points=[id], wait=True)
         return True
 
-    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
-                 next_id: int) -> None:
+    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray,
+                 timelines: list[Timeline | None], *, next_id: int) -> None:
         with self._write:
             if next_id > int(self._meta().get("next_id", 1)):  # reserved first, as an add does
                 self.client.update_collection(self._target(), metadata={"next_id": next_id})
             for start in range(0, len(records), PAGE):
-                points = [qm.PointStruct(id=r.id, payload=payload_of(r, id=r.id, added_at=float(r.added_at)),
+                page = slice(start, start + PAGE)
+                payloads = [payload_of(r, id=r.id, added_at=float(r.added_at)) for r in records[page]]
+                windows = [pt for p, t in zip(payloads, timelines[page], strict=True) if t is not None
+                           for pt in window_points(p, t.windows)]
+                if windows:  # before the clips, as an add writes them
+                    self._windows.ensure(self._target(), dim=self.dim)
+                    self._windows.write(windows)
+                points = [qm.PointStruct(id=p["id"], payload={**p, **peaks_payload(t)},
                                          vector={AUDIO: v.tolist(), LOGITS: lg.tolist()})
-                          for r, v, lg in zip(records[start:start + PAGE], vectors[start:start + PAGE],
-                                              logits[start:start + PAGE], strict=True)]
+                          for p, t, v, lg in zip(payloads, timelines[page], vectors[page], logits[page],
+                                                 strict=True)]
                 self.client.upsert(self.alias, points, wait=True)
 
     def rename(self, alias: str) -> None:

@@ -73,10 +73,7 @@ class VectorStore(ABC):
         if not clips:
             return []
         vectors, logits = check_rows(len(clips), vectors, logits, dim=self.dim)
-        timelines = list(timelines) if timelines is not None else [None] * len(clips)
-        if len(timelines) != len(clips):
-            raise ValueError(f"{len(timelines)} timelines for {len(clips)} clips")
-        checked = [None if t is None else check_timeline(t, dim=self.dim) for t in timelines]
+        checked = self._checked_timelines(timelines, len(clips))
         first: dict[str, int] = {}
         for i, c in enumerate(clips):
             first.setdefault(c.sha256, i)
@@ -106,11 +103,13 @@ class VectorStore(ABC):
         clip."""
 
     def restore_many(self, records: Sequence[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
-                     next_id: int | None = None) -> None:
-        """Store clips as a backup holds them, their ids and times added kept, in one write. Only for ids
-        above every id this store has handed out (an empty store, or the previous chunk of the same restore),
-        in ascending order, of content not stored. New clips then get ids from max(`next_id`, last id + 1)
-        on, so a restored store never hands out an id again."""
+                     timelines: Sequence[Timeline | None] | None = None, next_id: int | None = None) -> None:
+        """Store clips as a backup holds them, their ids and times added kept, each with its windows and
+        peaks (`timelines`, None for a clip without), in one write. Only for ids above every id this store
+        has handed out (an empty store, or the previous chunk of the same restore), in ascending order, of
+        content not stored. New clips then get ids from max(`next_id`, last id + 1) on, so a restored store
+        never hands out an id again."""
+        checked = self._checked_timelines(timelines, len(records))
         ids = [int(r.id) for r in records]
         if records:
             vectors, logits = check_rows(len(records), vectors, logits, dim=self.dim)
@@ -123,12 +122,21 @@ class VectorStore(ABC):
                 raise RetrievalError(f"cannot restore clip {ids[0]}: this store has handed out ids up to "
                                      f"{floor - 1} already (restore into an empty store)")
         after = max(int(next_id or 1), ids[-1] + 1 if ids else 1)
-        self._restore(list(records), vectors, logits, next_id=after)
+        self._restore(list(records), vectors, logits, checked, next_id=after)
+
+    def _checked_timelines(self, timelines: Sequence[Timeline | None] | None,
+                           n: int) -> list[Timeline | None]:
+        """One checked timeline (or None) for each of `n` clips."""
+        timelines = list(timelines) if timelines is not None else [None] * n
+        if len(timelines) != n:
+            raise ValueError(f"{len(timelines)} timelines for {n} clips")
+        return [None if t is None else check_timeline(t, dim=self.dim) for t in timelines]
 
     @abstractmethod
-    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
-                 next_id: int) -> None:
-        """Store checked records with their ids in one write; new ids start at `next_id` or above."""
+    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray,
+                 timelines: list[Timeline | None], *, next_id: int) -> None:
+        """Store checked records with their ids and checked timelines in one write; new ids start at
+        `next_id` or above."""
 
     @abstractmethod
     def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,

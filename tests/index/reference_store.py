@@ -102,11 +102,13 @@ class ReferenceStore(VectorStore):
             self._save()
             return out
 
-    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray, *,
-                 next_id: int) -> None:
+    def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray,
+                 timelines: list[Timeline | None], *, next_id: int) -> None:
         with self._lock:
-            for r, v, lg in zip(records, vectors, logits, strict=True):
+            for r, v, lg, t in zip(records, vectors, logits, timelines, strict=True):
                 self.clips[r.id], self.arrays[r.id] = r, (v.copy(), lg.copy())
+                if t is not None:
+                    self.times[r.id] = t
             self.next = max(self.next, next_id)
             self._save()
 

@@ -65,19 +65,26 @@ def test_restore_refuses_ids_already_handed_out_and_bad_rows(store):
     assert store.ids().tolist() == [1]
 
 
-def test_restored_clips_take_their_windows_and_peaks_back_as_stored(store):
-    """What a restore of a backup with windows does on every backend: the clips with their ids, then each
-    one's windows and peaks (`set_timeline`); float16 vectors and logits read back exactly, and a clip given
-    none still has none."""
+@pytest.mark.parametrize("how", ["with the clips", "set after"])
+def test_restored_clips_take_their_windows_and_peaks_back_as_stored(store, how):
+    """What a restore of a backup with windows does on every backend: the clips with their ids and their
+    windows and peaks in one write (`restore_many`'s timelines; or each set after, `set_timeline`, as a
+    backfill does); float16 vectors and logits read back exactly, and a clip given none still has none."""
     rng = np.random.default_rng(4)
     xb = unit_vectors(3)
     lg = np.stack([logits(i) for i in range(3)])
-    store.restore_many([record(i, id_) for i, id_ in enumerate((5, 8, 13))], xb, lg, next_id=20)
     starts = np.array([0.0, 2.5, 5.0])
     given = Timeline(Windows(starts, starts + 10.0, unit_vectors(3, seed=9).astype(np.float16),
                              rng.standard_normal((3, 527)).astype(np.float16).astype(np.float32)),
                      rng.integers(0, 256, 77).astype(np.uint8))
-    assert store.set_timeline(8, given) and not store.set_timeline(6, given)
+    records = [record(i, id_) for i, id_ in enumerate((5, 8, 13))]
+    if how == "with the clips":
+        store.restore_many(records, xb, lg, timelines=[None, given, None], next_id=20)
+        with pytest.raises(ValueError, match="2 timelines for 1 clips"):
+            store.restore_many([record(3, 21)], xb[:1], lg[:1], timelines=[None, given])
+    else:
+        store.restore_many(records, xb, lg, next_id=20)
+        assert store.set_timeline(8, given) and not store.set_timeline(6, given)
     got = store.timelines([5, 8, 13], logits=True)
     assert list(got) == [8] and store.without_windows().tolist() == [5, 13]
     w = got[8].windows
