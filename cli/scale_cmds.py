@@ -98,9 +98,10 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"loaded {report.shards_loaded} shard(s) ({report.shards_skipped} loaded before): "
                    f"added {report.added}, skipped {report.skipped} already stored, "
                    f"failed {len(report.failed)} in {report.seconds:.1f} s")
-        if report.moved or report.replaced:
-            typer.echo(f"{report.moved} clip(s) followed their moved or renamed files; {report.replaced} "
-                       "clip(s) of changed files replaced by what the files hold now")
+        if report.moved or report.retagged or report.replaced:
+            typer.echo(f"{report.moved} clip(s) followed their moved or renamed files; {report.retagged} "
+                       f"clip(s) of retagged files kept, with their new metadata; {report.replaced} clip(s) "
+                       "of changed files replaced by what the files hold now")
         for name, reason in report.failed:
             typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
         if report.failed:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from index.collection import TOP_TAGS, Collection
 from index.ingest.builder import move_here, moved_from, replace_changed
+from index.ingest.embedded import file_metadata
 from index.ingest.ray_shards import (
     AUDIO_COLUMN,
     MANIFEST,
@@ -35,6 +36,7 @@ from index.ingest.ray_shards import (
     manifest_spec,
     shard_failures,
 )
+from index.ingest.worker import Item, retagged
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import Added, ClipRecord, NewClip, Tag, Timeline
@@ -57,7 +59,8 @@ class LoadReport:
     shards_skipped: int = 0  # done by an earlier run
     added: int = 0
     skipped: int = 0  # content already stored
-    moved: int = 0  # of those, clips whose file was moved or renamed since: their place follows it
+    moved: int = 0  # clips whose file was moved or renamed since (some retagged too): their place follows it
+    retagged: int = 0  # clips of files retagged since (other bytes, the same audio): kept, with metadata
     replaced: int = 0  # clips of files that changed where they lie, replaced by the clips they are now
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) from extraction
     seconds: float = 0.0
@@ -68,6 +71,7 @@ class Held:
     """What a shard added or moved, (the clip, its path) each, and the ids of the clips the run moved."""
 
     shards: list[Path]
+    follows: bool  # the store held clips before the run: files may have moved, been retagged or changed
     clips: list[tuple[ClipRecord, str]] = field(default_factory=list)
     arrived: set[int] = field(default_factory=set)
 
@@ -114,13 +118,12 @@ def load_shards(collection: Collection, shard_dir: Path, *, ledger: Path, redo: 
     report.failed += shard_failures(shard_dir, [s.name for s in shards if str(s) in done])
     rows = sum(pq.ParquetFile(s).metadata.num_rows for s in todo)
     start = time.perf_counter()
-    held = Held(shards)
-    stored_before = store.count() > 0  # into an empty store (a first load) no clip can be replaced
+    held = Held(shards, follows=store.count() > 0)  # into an empty store (a first load) nothing is followed
     with tqdm(total=rows, unit="clip", desc="load", disable=not progress) as bar:
         for shard in todo:
             before = (report.added, report.skipped, len(report.failed))
             _load_shard(collection, shard, report, bar, held)
-            if stored_before:  # before the ledger says the shard is done
+            if held.follows:  # before the ledger says the shard is done
                 _replace_changed(collection, held, report)
             held.clips.clear()
             done[str(shard)] = {"added": report.added - before[0], "skipped": report.skipped - before[1],
@@ -157,6 +160,12 @@ def _load_shard(collection: Collection, shard: Path, report: LoadReport, bar: tq
                     held.clips.append((moved, path))
                     held.arrived.add(moved.id)
                     report.moved += 1
+            elif held.follows and (kept := _retagged(collection, rows, i)) is not None:  # a clip's audio
+                seen.add(sha)
+                held.clips.append((kept[0], path))
+                held.arrived.update([kept[0].id] if kept[1] else [])
+                report.retagged += 1
+                report.moved += kept[1]
             else:
                 keep.append(i)
                 seen.add(sha)
@@ -168,6 +177,21 @@ def _load_shard(collection: Collection, shard: Path, report: LoadReport, bar: tq
                 report.added += added.created
                 held.clips.append((added.record, clip.location))
         bar.update(batch.num_rows)
+
+
+def _retagged(collection: Collection, rows: dict, i: int) -> tuple[ClipRecord, bool] | None:
+    """Row i's file retagged (or retagged and moved) since its clip was stored: other bytes, the same audio
+    (`audio_sha256`) as a clip stored from its path, or as one whose file is gone. That clip is kept, with
+    the file's sha256, place and metadata, as `index add` keeps it (:func:`index.ingest.worker.retagged`),
+    when the file holds the row's bytes now; whether it moved. None otherwise (shards written before
+    fingerprints, or a sound not stored)."""
+    fingerprint = rows[AUDIO_COLUMN][i] if AUDIO_COLUMN in rows else ""
+    path, name, sha = rows["path"][i], rows["name"][i], rows["sha256"][i]
+    if not fingerprint or not collection.store.with_audio(fingerprint) or not _holds(path, sha):
+        return None
+    text = rows[METADATA_COLUMN][i] if METADATA_COLUMN in rows else ""
+    found = Metadata.from_json_text(text) if text else file_metadata(Path(path), name)
+    return retagged(collection, Item(path, name, Path(path), sha, found=found), fingerprint)
 
 
 def _holds(path: str, sha256: str) -> bool:

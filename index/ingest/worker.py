@@ -118,7 +118,7 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
 def _without_passt(collection: Collection, result: Result, audio: DecodedAudio, fingerprint: str) -> bool:
     """Whether the item's audio, stored already, made its result with no PaSST: a retagged (or moved and
     retagged) file keeps its clip; the same audio in other bytes is a clip that takes the stored analysis."""
-    kept = _retagged(collection, result.item, fingerprint)
+    kept = retagged(collection, result.item, fingerprint)
     if kept is not None:
         result.record, result.moved = kept
         result.retagged = True
@@ -142,7 +142,7 @@ def _fingerprint(collection: Collection, audio: DecodedAudio) -> str | None:
     return audio.fingerprint
 
 
-def _retagged(collection: Collection, item: Item, fingerprint: str) -> tuple[ClipRecord, bool] | None:
+def retagged(collection: Collection, item: Item, fingerprint: str) -> tuple[ClipRecord, bool] | None:
     """A file indexed where it lies whose bytes changed but not its audio (retagged, re-wrapped: the same
     `audio_sha256`, `fingerprint`, as a clip stored from that path), or one retagged and moved (the same
     audio as a clip whose file is gone): that clip, now with the file's sha256, place and metadata

@@ -5,11 +5,15 @@ user set), and a shard older than the library changes nothing a later load made.
 import shutil
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile as sf
 
 from index.collection import Collection
 from index.faiss.store import FaissStore
 from index.ingest.bulk_load import load_shards
 from index.store.metadata import Metadata
+from retrieval.audio import audio_sha256, decode_audio
 from retrieval.durable import sha256_file
 from tests.audio_fixtures import noise, sine, write
 from tests.index.store_fixtures import logits
@@ -82,3 +86,51 @@ def test_a_copy_of_a_changed_file_keeps_the_old_clip(tmp_path, retriever):
                              progress=False)
         assert (report.added, report.moved, report.replaced) == (1, 1, 0)
         assert store.get(old.id).location == str(copy) and store.count() == 2
+
+
+def fingerprinted(folder, files) -> None:
+    """A shard of `rows(*files)` with the audio fingerprint column extraction writes (`audio_sha256`)."""
+    manifest_rows = rows(*files)
+    write_old_shard_folder(folder, manifest_rows)
+    shard = folder / "shard-000.parquet"
+    table = pq.read_table(shard)
+    prints = [audio_sha256(decode_audio(path).wave) for path, _ in files]
+    pq.write_table(table.append_column("audio_sha256", pa.array(prints, pa.string())), shard)
+
+
+def titled(path, title: str, freq: float = 440.0):
+    """The same samples each time, in bytes that differ with the title (RIFF INFO)."""
+    with sf.SoundFile(path, "w", 32000, 1, "PCM_16") as f:
+        f.title = title
+        f.write(sine(freq))
+    return path
+
+
+def test_a_file_retagged_and_a_file_moved_and_retagged_keep_their_clips(tmp_path, retriever):
+    """Other bytes, the same audio: the clip stays (its id, the user's metadata, its logits and windows), with
+    the file's new sha256, place and metadata, as `index add` keeps it; a new clip beside it was left for
+    good (`index add` then skipped the file, stored by content)."""
+    lib = tmp_path / "lib"
+    (lib / "sub").mkdir(parents=True)
+    e, f = titled(lib / "e.wav", "take one", 330.0), titled(lib / "f.wav", "take one", 550.0)
+    fingerprinted(tmp_path / "shards1", [(e, 0), (f, 1)])
+    with FaissStore(tmp_path / "data", retriever.spec) as store:
+        collection = Collection(store, retriever, data_dir=tmp_path / "data")
+        load_shards(collection, tmp_path / "shards1", ledger=tmp_path / "ledger1.json", progress=False)
+        clip_e, clip_f = (store.at_location(str(p))[0] for p in (e, f))
+        collection.edit_metadata(clip_e.id, lambda _: Metadata.of(description="my own words"))
+
+        moved = lib / "sub" / "e renamed.wav"
+        e.unlink()
+        titled(moved, "take two", 330.0)  # renamed and retagged at once
+        titled(f, "take two", 550.0)  # retagged where it lies
+        fingerprinted(tmp_path / "shards2", [(moved, 0), (f, 1)])
+        report = load_shards(collection, tmp_path / "shards2", ledger=tmp_path / "ledger2.json",
+                             progress=False)
+        assert (report.added, report.retagged, report.moved, report.replaced) == (0, 2, 1, 0)
+        assert store.count() == 2
+        now_e, now_f = store.get(clip_e.id), store.get(clip_f.id)
+        assert (now_e.location, now_e.name, now_e.sha256) == (str(moved), "e renamed.wav", sha256_file(moved))
+        assert now_e.meta.description == "my own words"
+        assert (now_f.location, now_f.sha256) == (str(f), sha256_file(f)) and now_f.sha256 != clip_f.sha256
+        assert now_f.meta_layers.file.fields == (("title", "take two"),)
