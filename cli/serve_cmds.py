@@ -19,11 +19,16 @@ def serve(settings: Settings) -> None:
 
     from app.compose import build_retriever, open_collection
     from app.main import create_app
+    from index.ingest.jobs import SCHEMA_VERSION
+    from index.layout import QUEUE_FILE
+    from index.sqlite_conn import refuse_newer
 
-    # the address is tried and the models loaded and the store opened here, where a port in use, a missing
-    # model, a device this machine lacks or a store made with another model is one line (from uvicorn it is
-    # exit 3 after the models load; in the app's startup a traceback); uvicorn listens once they are done
+    # the address is tried, the queue's format read, the models loaded and the store opened here, where a port
+    # in use, a queue or store of a newer version, a missing model, a device this machine lacks or a store
+    # made with another model is one line (from uvicorn it is exit 3 after the models load; in the app's
+    # startup a traceback); uvicorn listens once they are done
     check_address(settings.host, settings.port)
+    refuse_newer(Path(settings.data_dir) / QUEUE_FILE, SCHEMA_VERSION)  # the app opens the queue at its start
     retriever = build_retriever(settings)
     collection = open_collection(settings, retriever)
     uvicorn.run(create_app(settings, retriever=retriever, collection=collection), host=settings.host,

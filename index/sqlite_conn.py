@@ -11,6 +11,8 @@ import threading
 from contextlib import closing
 from pathlib import Path
 
+from retrieval.errors import newer_format
+
 BUSY_TIMEOUT_S = 60
 # pages of a new file (an existing one keeps its own): a window row (float16 vector and logits, about 2.6 KB)
 # fills a 4 KiB page alone; three share 8 KiB
@@ -73,6 +75,17 @@ class ThreadConnections:
 def read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write to the database file at `path`."""
     return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+
+
+def refuse_newer(path: Path, known: int) -> None:
+    """NewerFormat naming `path` when its schema version (`PRAGMA user_version`) is past `known`, the newest
+    this version writes; read without writing (nothing when there is no such file)."""
+    if not Path(path).is_file():
+        return
+    with closing(read_only(path)) as con:
+        version = int(con.execute("PRAGMA user_version").fetchone()[0])
+    if version > known:
+        raise newer_format(path, version, known)
 
 
 def integrity_of(con: sqlite3.Connection) -> list[str]:

@@ -34,12 +34,14 @@ from index.faiss.cache import AUTO_CLIPS_IVF_AT, FILL_CHUNK, CachedIndex, loadab
 from index.faiss.clip_db import ClipDB
 from index.faiss.store import WINDOW_KINDS, stored_spec
 from index.faiss.vector_index import FILE_RE
+from index.ingest.jobs import SCHEMA_VERSION
 from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE, audio_file, stores_of
-from index.sqlite_conn import integrity_problems
+from index.sqlite_conn import integrity_problems, refuse_newer
 from index.store.records import Chunk, ClipRecord
 from index.store.words import document
 from index.stores import StoreConfig
 from retrieval.durable import old_enough, sha256_file
+from retrieval.errors import NewerFormat
 from retrieval.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -99,6 +101,10 @@ def check_store(config: StoreConfig, *, spec: ModelSpec | None = None, project: 
     if queue.is_file():
         for problem in integrity_problems(queue):
             report.error("integrity", f"{queue}: {problem}", path=str(queue))
+        try:
+            refuse_newer(queue, SCHEMA_VERSION)
+        except NewerFormat as e:  # the service refuses to start with it
+            report.error("newer-format", str(e), path=str(queue))
     if config.backend == "faiss":
         _check_faiss(config, report, spec=spec, project=project, repair=repair, progress=progress)
     else:

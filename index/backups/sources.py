@@ -18,10 +18,12 @@ from pathlib import Path
 from index.backups.archive import BackupError
 from index.backups.format import ROW_GROUP
 from index.faiss.clip_db import ClipDB
+from index.faiss.schema import MIGRATIONS
 from index.faiss.store import stored_spec
+from index.ingest.jobs import SCHEMA_VERSION
 from index.ingest.queue import ACTIVE, Job, JobQueue
 from index.layout import CLIP_DB, QUEUE_FILE
-from index.sqlite_conn import copy_live
+from index.sqlite_conn import copy_live, refuse_newer
 from index.store.records import Chunk, ClipRecord, Timeline
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
@@ -59,6 +61,7 @@ def _faiss_source(config: StoreConfig, work: Path) -> Source:
     live = Path(config.data_dir) / CLIP_DB
     if not live.is_file():
         raise BackupError(f"there is no collection in {config.data_dir} (no {CLIP_DB}); nothing to back up")
+    refuse_newer(live, len(MIGRATIONS))  # named as the user knows it, not as its copy
     copy = work / CLIP_DB
     copy_live(live, copy)
     db = ClipDB(copy)
@@ -132,6 +135,7 @@ def waiting_jobs(jobs_db: Path | None, work: Path, *, store: str | None = None) 
     exist)."""
     if jobs_db is None or not Path(jobs_db).is_file():
         return []
+    refuse_newer(Path(jobs_db), SCHEMA_VERSION)
     copy = work / QUEUE_FILE
     copy_live(Path(jobs_db), copy)
     queue = JobQueue(copy, store=store)

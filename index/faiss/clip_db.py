@@ -27,11 +27,11 @@ from index.faiss.schema import (
     layers_json,
     record_of,
 )
-from index.sqlite_conn import ThreadConnections, integrity_of
+from index.sqlite_conn import ThreadConnections, integrity_of, refuse_newer
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import Chunk, ClipRecord, FileNow, NewClip, SearchFilter, Timeline, Windows
 from retrieval.config import N_TAGS
-from retrieval.errors import NewerFormat, StoreClosed, newer_format
+from retrieval.errors import NewerFormat, StoreClosed
 
 WINDOW_CHUNK = 4096  # windows re-projected at a time
 
@@ -52,9 +52,7 @@ class ClipDB:
     def _migrate(self) -> None:
         """The schema made or brought up to this version's, in one transaction; a newer one refused before
         anything is written."""
-        version = int(self.connection().execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
-            raise newer_format(self.path, version, len(MIGRATIONS))
+        refuse_newer(self.path, len(MIGRATIONS))
         self.connection().executescript(SCHEMA)
         with self.transaction(bump=False) as con:
             for key in ("generation", "epoch"):

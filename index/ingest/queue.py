@@ -35,9 +35,9 @@ from index.ingest.jobs import (
     JobStateError,
     job_from_row,
 )
-from index.sqlite_conn import ThreadConnections
+from index.sqlite_conn import ThreadConnections, refuse_newer
 from retrieval.durable import fsync_path
-from retrieval.errors import NewerFormat, StorageFull, newer_format  # StorageFull re-exported
+from retrieval.errors import NewerFormat, StorageFull  # StorageFull re-exported
 
 MAX_INT64 = 2**63 - 1  # SQLite's INTEGER range; a larger id cannot name a row
 MAX_ERROR_CHARS = 4000  # an error text is kept for people to read, not a whole traceback of a loop
@@ -73,10 +73,8 @@ class JobQueue:
 
     def _migrate(self) -> None:
         """The tables made or brought up to this version's; a queue of a newer version refused unchanged."""
+        refuse_newer(self.path, SCHEMA_VERSION)
         with self._transaction() as con:
-            version = int(con.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise newer_format(self.path, version, SCHEMA_VERSION)
             for statement in SCHEMA:
                 con.execute(statement)
             if "store" not in {row[1] for row in con.execute("PRAGMA table_info(jobs)")}:

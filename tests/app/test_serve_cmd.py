@@ -102,3 +102,24 @@ def test_a_port_in_use_is_one_line_before_the_models_load(env, monkeypatch):
     assert result.exit_code == 2
     assert result.output.strip() == (f"error: cannot listen on 127.0.0.1:{port}: Address already in use "
                                      "(RETRIEVAL_HOST, RETRIEVAL_PORT or --host, --port)")
+
+
+def test_an_upload_queue_of_a_newer_version_is_one_line_before_the_models_load(env, monkeypatch):
+    """The app opened the queue at its start: a 70-line traceback and exit 3, after the models loaded."""
+    import sqlite3
+
+    from index.ingest.queue import JobQueue
+    from index.layout import QUEUE_FILE
+    from tests.app.test_browser import free_port
+
+    queue = env.data_dir / QUEUE_FILE
+    queue.parent.mkdir(parents=True, exist_ok=True)
+    JobQueue(queue).close()
+    with sqlite3.connect(queue) as con:
+        con.execute("PRAGMA user_version = 50")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("served a queue it cannot read"))
+    monkeypatch.setattr("app.compose.build_retriever", lambda *a, **k: pytest.fail("loaded the models"))
+    result = CliRunner().invoke(cli_app, ["serve", "--host", "127.0.0.1", "--port", str(free_port())])
+    assert result.exit_code == 2
+    assert result.output.strip().startswith(f"error: {queue} was written by a newer version of retrieval "
+                                            "(format 50; this one knows up to 2)")

@@ -381,3 +381,19 @@ def test_rows_of_no_clip_and_stale_keywords_are_found_and_repaired(faiss_live):
     finally:
         db.close()
     assert set(scored(faiss_live, [c for c in clips if c != gone])) == {c for c in clips if c != gone}
+
+
+def test_an_upload_queue_of_a_newer_version_is_an_error(faiss_live):
+    """The service refuses to start with it: check says so rather than "healthy"."""
+    import sqlite3
+
+    from index.ingest.queue import JobQueue
+    from index.layout import QUEUE_FILE
+
+    queue = faiss_live.data_dir / QUEUE_FILE
+    JobQueue(queue).close()
+    with sqlite3.connect(queue) as con:
+        con.execute("PRAGMA user_version = 9")
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    [finding] = [f for f in report.errors if f.kind == "newer-format"]
+    assert not report.healthy and finding.message.startswith(f"{queue} was written by a newer version")

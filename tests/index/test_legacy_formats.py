@@ -350,6 +350,7 @@ def test_a_qdrant_collection_of_keywords_version_2_gets_its_fields_words(tmp_pat
 def test_a_store_of_a_newer_version_is_refused_unchanged(tmp_path):
     """Rolled back after an upgrade: the older version refuses the newer database, before writing to it (it
     opened one and added clips the newer version's keyword index and windows knew nothing of)."""
+    from index.backups.backup import backup
     from retrieval.errors import NewerFormat
 
     with FaissStore(tmp_path, SPEC) as store:
@@ -360,7 +361,10 @@ def test_a_store_of_a_newer_version_is_refused_unchanged(tmp_path):
     newest = len(MIGRATIONS)
     with pytest.raises(NewerFormat, match=f"format {newest + 1}; this one knows up to {newest}"):
         FaissStore(tmp_path, SPEC)
-    assert (tmp_path / CLIP_DB).read_bytes() == before
+    with pytest.raises(NewerFormat) as refused:  # a backup names the user's file, not its own copy
+        backup(StoreConfig(data_dir=tmp_path), tmp_path / "backups" / "b.zip")
+    assert str(refused.value).startswith(f"{tmp_path / CLIP_DB} was written by a newer version")
+    assert (tmp_path / CLIP_DB).read_bytes() == before and not (tmp_path / "backups" / "b.zip").exists()
 
 
 # -- Ray shard folders -------------------------------------------------------------------------------------
