@@ -500,7 +500,13 @@ function searchFromUrl() {
   const k = params.get("k");
   $("k").value = [...$("k").options].some((option) => option.value === k) ? k : "10";
   filtersFromParams(params); // metadata.js
-  if ($("query").value.trim()) searchText(null, "none");
+  // the address as the page reads it: a value it left out (k=abc, an unknown mode, a bad duration) goes
+  const mode = (modes.find((radio) => radio.checked) || modes[0]).value;
+  const read = searchParams($("query").value.trim(), mode, $("moments").checked).toString();
+  if (read !== params.toString()) {
+    window.history.replaceState(null, "", read ? `?${read}` : window.location.pathname);
+  }
+  if ($("query").value.trim() || $("not").value.trim()) searchText(null, "none"); // a "but not" alone: said
   else clearResults("");
 }
 

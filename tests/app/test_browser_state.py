@@ -151,6 +151,14 @@ def test_the_search_is_kept_in_the_url_and_the_tabs_history(tone_server, page): 
     assert asked.value.post_data_json == body
     assert url_params(page) == want
 
+    # a link with values the page leaves out searches without them, and the address says what it searched
+    with page.expect_request(lambda r: r.url.endswith("/search")) as asked:
+        page.goto(tone_server + "/?q=rain&k=abc&mode=loud&min=-3&max=2")
+    assert (asked.value.post_data_json["k"], asked.value.post_data_json["mode"]) == (10, "vector")
+    assert url_params(page) == {"q": ["rain"], "max": ["2"]}
+    page.goto(tone_server + "/?not=thunder")  # a "but not" alone: said what is missing, as from the form
+    says(page, "needs something to search for")
+
 
 def test_the_exports_wait_for_the_new_answer(tone_server, page):  # noqa: F811
     """Export during "Searching…" saved the earlier query's rows as if they were the new one's."""
