@@ -21,12 +21,13 @@ from pathlib import Path
 from app.compose import audio_limits, build_retriever, open_collection, store_config
 from app.settings import Settings
 from index.collection import Collection
-from index.ingest.queue import Job, JobQueue, StorageFull
+from index.ingest.queue import Job, JobQueue
 from index.ingest.worker import METADATA_FIELD, IngestWorker
 from index.layout import INCOMING_DIR, QUEUE_FILE, incoming_location, ingest_lock
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
+from retrieval.errors import StorageFull
 from retrieval.extract import probe
 
 log = logging.getLogger(__name__)
@@ -126,16 +127,21 @@ class Ingest:
             log.info("ingest worker thread started")
 
     def stop(self) -> None:
-        """Stop the worker; a job it was running stays running and is resumed at the next start."""
+        """Stop the worker; the jobs it was running go back to the queue, that try not counted (a stop is no
+        crash: three restarts during one long upload gave it up), and are resumed at the next start."""
         self._stop.set()
+        stopped = True
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_S)
+            stopped = not self._thread.is_alive()
         if self._process is not None:
             self._process.terminate()
             self._process.join(STOP_TIMEOUT_S)
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join()
+        if stopped and (released := self.queue.release()):
+            log.info("%d upload(s) being tagged go back to the queue for the next start", released)
         self.queue.close()
 
     def _remove_orphan_bytes(self) -> None:

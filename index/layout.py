@@ -55,9 +55,12 @@ def incoming_location(sha256: str, store_name: str) -> str:
     return f"{INCOMING_DIR}/{sha256}.{store_name}.upload"
 
 
+INGEST_LOCKS = "ingest-*.lock"  # every store's worker lock (a glob in the data directory)
+
+
 def ingest_lock(data_dir: Path, store_name: str) -> Path:
     """The lock the one ingest worker of the store `store_name` holds in its data directory."""
-    return Path(data_dir) / f"ingest-{store_name}.lock"
+    return Path(data_dir) / INGEST_LOCKS.replace("*", store_name)
 
 
 def shard_ledger(data_dir: Path, store_name: str) -> Path:

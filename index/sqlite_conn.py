@@ -8,10 +8,11 @@ the process or the machine); autocommit mode, so callers open their own BEGIN IM
 import os
 import sqlite3
 import threading
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
-from retrieval.errors import newer_format
+from retrieval.errors import StorageFull, newer_format
 
 BUSY_TIMEOUT_S = 60
 # pages of a new file (an existing one keeps its own): a window row (float16 vector and logits, about 2.6 KB)
@@ -70,6 +71,34 @@ class ThreadConnections:
                 con.close()
             self._all.clear()
         self._local = threading.local()
+
+
+@contextmanager
+def write_transaction(con: sqlite3.Connection, path: Path) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on `con` (a connection to `path`), rolled back on any error; a full disk
+    becomes StorageFull naming the file (SQLite may have rolled back itself: a second ROLLBACK's error would
+    hide the first)."""
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            _rollback(con)
+            raise
+    except sqlite3.OperationalError as e:
+        if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(e):
+            raise StorageFull(f"{path}: {e}; nothing was stored") from e
+        raise
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back if SQLite has not already (after some errors, e.g. SQLITE_FULL, it may have)."""
+    if con.in_transaction:
+        try:
+            con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction is gone either way; the error that got us here is the one to report
 
 
 def read_only(path: Path) -> sqlite3.Connection:

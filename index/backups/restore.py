@@ -21,7 +21,7 @@ from pathlib import Path
 from index.backups.reader import Backup, open_backup
 from index.backups.reports import RestoreReport
 from index.backups.staging import build_and_move_in
-from index.backups.target import RestoreRefused, require_model, target_holds
+from index.backups.target import RestoreRefused, held_locks, require_model, target_holds
 from index.layout import QUEUE_FILE
 from index.stores import StoreConfig
 from retrieval.model_spec import ModelSpec
@@ -43,6 +43,9 @@ def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable
     with open_backup(path, progress=progress) as b:
         if configured is not None:
             require_model(b, configured() if callable(configured) else configured)
+        if locks := held_locks(Path(data_dir)):  # its database moved away under it, uploads it takes lost
+            raise RestoreRefused(f"a service or ingest worker is running on {data_dir} ({locks[0].name} is "
+                                 "held): stop it, then restore (nothing was changed)")
         holds = target_holds(config, jobs_file=jobs_file)
         qdrant = config.backend == "qdrant"
         where = f"Qdrant collection {config.qdrant_collection!r} with {data_dir}" if qdrant else str(data_dir)

@@ -27,7 +27,7 @@ from index.faiss.schema import (
     layers_json,
     record_of,
 )
-from index.sqlite_conn import ThreadConnections, integrity_of, refuse_newer
+from index.sqlite_conn import ThreadConnections, integrity_of, refuse_newer, write_transaction
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import Chunk, ClipRecord, FileNow, NewClip, SearchFilter, Timeline, Windows
 from retrieval.config import N_TAGS
@@ -69,17 +69,12 @@ class ClipDB:
 
     @contextmanager
     def transaction(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error; a write bumps the generation."""
-        con = self.connection()
-        con.execute("BEGIN IMMEDIATE")
-        try:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (a full disk: StorageFull); a write bumps
+        the generation."""
+        with write_transaction(self.connection(), self.path) as con:
             yield con
             if bump:
                 con.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:

@@ -35,9 +35,9 @@ from index.ingest.jobs import (
     JobStateError,
     job_from_row,
 )
-from index.sqlite_conn import ThreadConnections, refuse_newer
+from index.sqlite_conn import ThreadConnections, refuse_newer, write_transaction
 from retrieval.durable import fsync_path
-from retrieval.errors import NewerFormat, StorageFull  # StorageFull re-exported
+from retrieval.errors import NewerFormat
 
 MAX_INT64 = 2**63 - 1  # SQLite's INTEGER range; a larger id cannot name a row
 MAX_ERROR_CHARS = 4000  # an error text is kept for people to read, not a whole traceback of a loop
@@ -90,19 +90,8 @@ class JobQueue:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT; any error rolls back, and a full disk becomes :class:`StorageFull`."""
-        con = self.connection()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
-        except sqlite3.OperationalError as e:
-            if _is_full(e):
-                raise StorageFull(f"{self.path}: {e}; nothing was stored") from e
-            raise
+        with write_transaction(self.connection(), self.path) as con:
+            yield con
 
     def close(self) -> None:
         self._connections.close()
@@ -201,6 +190,17 @@ class JobQueue:
             cur = con.execute(
                 "UPDATE jobs SET status = 'queued', started = NULL, worker = NULL, windows_done = 0 "
                 f"WHERE status = 'running' {mine}", of_mine)
+            return cur.rowcount
+
+    def release(self) -> int:
+        """Jobs left running by a worker that stopped on purpose (the service stopped, a full disk) go back
+        to the queue, that try not counted: a stop is no crash, and an upload stopped three times is not
+        given up on. Returns how many. Call this only when no worker runs them any more."""
+        mine, of_mine = self._mine()
+        with self._transaction() as con:
+            cur = con.execute(
+                "UPDATE jobs SET status = 'queued', started = NULL, worker = NULL, windows_done = 0, "
+                f"attempts = max(attempts - 1, 0) WHERE status = 'running' {mine}", of_mine)
             return cur.rowcount
 
     def _transition(self, id_: int, allowed: tuple[str, ...], action: str, assignments: str,
@@ -312,19 +312,6 @@ class JobQueue:
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-def _rollback(con: sqlite3.Connection) -> None:
-    """Roll back if SQLite has not already (after some errors, e.g. SQLITE_FULL, it may have)."""
-    if con.in_transaction:
-        try:
-            con.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the transaction is gone either way; the error that got us here is the one to report
-
-
-def _is_full(e: sqlite3.OperationalError) -> bool:
-    return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(e)
-
-
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -24,12 +24,12 @@ from typing import Any
 from index.collection import Analysis, Collection
 from index.ingest.ahead import Ready
 from index.ingest.embedded import file_metadata
-from index.ingest.queue import Job, JobQueue, StorageFull
+from index.ingest.queue import Job, JobQueue
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, FileNow
 from retrieval.audio import DecodedAudio, LongWave
 from retrieval.durable import sha256_file
-from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError
+from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError, StorageFull
 from retrieval.extract import AudioLimits, decode
 
 log = logging.getLogger(__name__)
@@ -224,13 +224,19 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
 
 
 def _store(result: Result, add: Callable[[], tuple[ClipRecord, bool]]) -> None:
-    """A new clip stored by `add` into its result; a full disk or a store error fails this clip, not the
-    run."""
+    """A new clip stored by `add` into its result; a store error fails this clip, not the run. A full disk
+    is raised: no clip can be stored until there is room, and the clip is not at fault."""
     try:
         result.record, result.created = add()
     except (OSError, RetrievalError) as e:
+        if disk_full(e):
+            raise
         log.warning("could not store %s: %s", result.item.name, e)
         result.error = e
+
+
+def disk_full(error: BaseException) -> bool:
+    return isinstance(error, StorageFull) or (isinstance(error, OSError) and error.errno == errno.ENOSPC)
 
 
 def job_metadata(job: Job) -> Metadata:
@@ -244,9 +250,12 @@ def http_status_of(error: Exception) -> int:
         return 413
     if isinstance(error, AudioDecodeError):
         return 415
-    if isinstance(error, StorageFull) or (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+    if disk_full(error):
         return 507
     return 500
+
+
+FULL_DISK_WAIT_S = 10.0  # between tries of a worker whose disk is full
 
 
 class IngestWorker:
@@ -305,8 +314,20 @@ class IngestWorker:
         while not stop.is_set():
             try:
                 claimed = self.run_once()
-            except Exception:  # keep the worker alive; the jobs stay running and are recovered at restart
-                log.exception("the ingest worker's batch failed")
+            except Exception as e:  # keep the worker alive
                 claimed = 0
+                if disk_full(e):  # its jobs back to the queue, their bytes kept, tried when there is room
+                    log.warning("the disk is full: uploads wait in the queue (%s); trying again in %g s", e,
+                                FULL_DISK_WAIT_S)
+                    self._release()
+                    stop.wait(FULL_DISK_WAIT_S)
+                else:  # the jobs stay running and are recovered at restart
+                    log.exception("the ingest worker's batch failed")
             if not claimed:
                 stop.wait(idle_s)
+
+    def _release(self) -> None:
+        try:
+            self.queue.release()
+        except (OSError, RetrievalError) as e:  # still full: they are recovered at the next start
+            log.warning("the queue could not be written either: %s", e)

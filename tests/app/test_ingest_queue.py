@@ -4,6 +4,7 @@ header-level refusals at once, failures in the worker, and a full disk."""
 import errno
 import io
 import os
+import threading
 import time
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 import soundfile as sf
 
 import app.ingest as app_ingest
+import index.ingest.worker as worker_module
+from index.ingest.queue import JobQueue
 from index.ingest.worker import IngestWorker
+from retrieval.errors import StorageFull
 from tests.app.conftest import WRITE, upload, vector_of, wav_bytes
 from tests.audio_fixtures import sine
 
@@ -176,18 +180,54 @@ def test_a_full_disk_answers_507_and_leaves_nothing(paused, monkeypatch):
     assert client.post("/search", json={"query": "rain"}).status_code == 200  # searches go on
 
 
-def test_a_full_disk_in_the_worker_fails_the_job_with_507(paused, monkeypatch):
-    client, ingest, run_once = paused
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   StorageFull("index.sqlite: database or disk is full; nothing was stored")])
+def test_a_full_disk_in_the_worker_keeps_the_upload_queued_until_there_is_room(paused, monkeypatch, error):
+    """The upload was acknowledged: a full disk while its clip is stored is no fault of the clip's. It was
+    failed (507) and its bytes deleted; it goes back to the queue, its bytes kept and the try not counted,
+    and is stored once there is room."""
+    client, ingest, _ = paused
     job = upload(client, "a.wav", TONE, wait=0).json()
+    real = ingest.collection.add_extracted
+    calls = []
 
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def full_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(ingest.collection, "add_extracted", full)
-    run_once()
-    failed = ingest.queue.get(job["id"])
-    assert failed.status == "failed" and failed.fields["http_status"] == 507
-    assert incoming_files(ingest) == [] and client.get("/audio").json()["total"] == 0
+    monkeypatch.setattr(ingest.collection, "add_extracted", full_once)
+    monkeypatch.setattr(worker_module, "FULL_DISK_WAIT_S", 0.01)
+    stop = threading.Event()
+    worker = IngestWorker(ingest.queue, ingest.collection, name="test")
+    serving = threading.Thread(target=worker.serve, args=(stop,), kwargs={"idle_s": 0.01})
+    serving.start()
+    try:
+        for _ in range(500):
+            if ingest.queue.get(job["id"]).status == "done":
+                break
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        serving.join()
+    done = ingest.queue.get(job["id"])
+    assert done.status == "done" and done.attempts == 1 and len(calls) == 2
+    assert client.get("/audio").json()["total"] == 1 and incoming_files(ingest) == []
+
+
+def test_a_stopped_service_s_running_upload_goes_back_to_the_queue_uncounted(paused):
+    """A service stopped (SIGTERM: docker stop, systemd) while it tags an upload: that try is no crash, so
+    three restarts during one long upload no longer give it up."""
+    client, ingest, _ = paused
+    job = upload(client, "a.wav", TONE, wait=0).json()
+    for _ in range(4):
+        [claimed] = ingest.queue.claim(worker="stopped", limit=1)  # being tagged when the service stops
+        assert claimed.id == job["id"] and claimed.attempts == 1
+        ingest.stop()  # what the service's shutdown runs (the worker gone)
+        ingest.queue = JobQueue(ingest.queue.path, store=ingest.queue.store)  # the next start's
+    again = ingest.queue.get(job["id"])
+    assert again.status == "queued" and again.attempts == 0
 
 
 def test_queue_metrics(paused):

@@ -322,6 +322,24 @@ def test_a_target_that_holds_clips_is_refused_and_left_unchanged(tmp_path, backu
     assert tree(dst) == before
 
 
+def test_a_target_a_service_runs_on_is_refused(tmp_path, backup_file):
+    """Its database moved away under it, the service went on serving the deleted one and answered 201 to
+    uploads that were then lost: a worker's lock held is a refusal, before anything is written."""
+    import fcntl
+
+    from index.layout import ingest_lock
+
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    with open(ingest_lock(dst, "faiss"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what the service's worker holds while it runs
+        before = tree(dst)
+        with pytest.raises(RestoreRefused, match="ingest worker is running on .*ingest-faiss.lock"):
+            restore(backup_file, config(dst), configured=SPEC)
+        assert tree(dst) == before
+    assert restore(backup_file, config(dst), configured=SPEC).clips > 0  # stopped: the restore goes on
+
+
 def test_a_target_with_waiting_uploads_is_refused(tmp_path, backup_file):
     dst = tmp_path / "dst"
     dst.mkdir()

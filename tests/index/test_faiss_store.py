@@ -301,3 +301,24 @@ def test_searches_beside_writes_see_whole_states(tmp_path, kind):
     assert store.count() == len(xb) - len(xb) // 3
     store.close()
 
+
+
+def test_a_full_disk_is_storage_full_and_the_store_is_left_as_it_was(tmp_path):
+    """SQLite rolls a transaction back itself on SQLITE_FULL; the second ROLLBACK's "cannot rollback - no
+    transaction is active" hid it (an edit or a removal answered 500, `index add` printed that line)."""
+    from index.store.metadata import Metadata
+    from retrieval.errors import StorageFull
+
+    with FaissStore(tmp_path, SPEC) as store:
+        first = store.add(clip(0), unit_vectors(1)[0], logits(0))
+        con = store.db.connection()
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count = {pages}")  # this connection may not grow the file any more
+        with pytest.raises(StorageFull, match="database or disk is full; nothing was stored"):
+            store.set_metadata(first.id, Metadata.of(description="x" * 100_000))
+        with pytest.raises(StorageFull):
+            store.add_many([clip(i) for i in range(1, 40)], unit_vectors(39), np.stack([logits(i)
+                                                                                     for i in range(1, 40)]))
+        assert not con.in_transaction and store.count() == 1 and store.get(first.id).meta.description == ""
+        con.execute("PRAGMA max_page_count = 1073741823")
+        assert store.add(clip(1), unit_vectors(2)[1], logits(1)).id == first.id + 1  # room again: it goes on

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from index.ingest.jobs import Job, JobNotCancellable, JobNotFound, JobStateError
-from index.ingest.queue import MAX_ERROR_CHARS, JobQueue, StorageFull
-from retrieval.errors import RetrievalError
+from index.ingest.queue import MAX_ERROR_CHARS, JobQueue
+from retrieval.errors import RetrievalError, StorageFull
 
 ROOT = Path(__file__).resolve().parents[2]
 HUGE = 2**63  # one past SQLite's largest integer
