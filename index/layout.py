@@ -12,6 +12,7 @@ here, once; every other module asks this one.
     loaded-shards-<store>.json  the bulk loader's ledger of shards loaded into one store
     reread-metadata-<store>.log `index reread-metadata`'s ledger of clips whose files it read, one store
     stores.txt               every store that has opened the folder, a line each (they share audio/)
+    .restore-moving          while a restore moves its staged entries in: the staging folder's name
 """
 
 import logging
@@ -55,6 +56,7 @@ def incoming_location(sha256: str, store_name: str) -> str:
     return f"{INCOMING_DIR}/{sha256}.{store_name}.upload"
 
 
+RESTORE_MOVING = ".restore-moving"  # names the staging folder of a restore moving its entries into place
 INGEST_LOCKS = "ingest-*.lock"  # every store's worker lock (a glob in the data directory)
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from index.layout import CLIP_DB, FAISS_STORE, QDRANT_DIR, qdrant_collections
+from index.layout import CLIP_DB, FAISS_STORE, QDRANT_DIR, RESTORE_MOVING, qdrant_collections
 from index.store.contract import VectorStore
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import ModelSpec
@@ -63,8 +63,12 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
     """Open (or create) the store for vectors of the model `spec`.
 
     check=False accepts a store made with another model (to re-project it); otherwise a mismatch raises
-    retrieval.errors.CheckpointMismatch.
+    retrieval.errors.CheckpointMismatch. A data directory a restore was moving into when it was stopped is
+    refused (NoCollection): half of it is the backup's, and its uploads would be taken for orphans.
     """
+    if (Path(config.data_dir) / RESTORE_MOVING).is_file():
+        raise NoCollection(f"a restore into {config.data_dir} was stopped while it moved into place: run "
+                           "`retrieval restore` again (with any backup file) to finish it")
     if config.backend == "faiss":
         from index.faiss.store import FaissStore
 

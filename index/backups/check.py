@@ -35,7 +35,16 @@ from index.faiss.clip_db import ClipDB
 from index.faiss.store import WINDOW_KINDS, stored_spec
 from index.faiss.vector_index import FILE_RE
 from index.ingest.jobs import SCHEMA_VERSION
-from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR, QUEUE_FILE, audio_file, stores_of
+from index.layout import (
+    AUDIO_DIR,
+    CLIP_DB,
+    FAISS_DIR,
+    FAISS_WINDOWS_DIR,
+    QUEUE_FILE,
+    RESTORE_MOVING,
+    audio_file,
+    stores_of,
+)
 from index.sqlite_conn import integrity_problems, refuse_newer
 from index.store.records import Chunk, ClipRecord
 from index.store.words import document
@@ -97,6 +106,11 @@ def check_store(config: StoreConfig, *, spec: ModelSpec | None = None, project: 
     the vectors are not checked against the logits)."""
     report = CheckReport()
     data_dir = Path(config.data_dir)
+    if (data_dir / RESTORE_MOVING).is_file():  # half of it the backup's: its uploads would look orphaned
+        report.error("restore-unfinished", f"a restore into {data_dir} was stopped while it moved into "
+                     "place: run `retrieval restore` again (with any backup file) to finish it",
+                     path=str(data_dir))
+        return report
     queue = data_dir / jobs_file
     if queue.is_file():
         for problem in integrity_problems(queue):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from index.backups.reader import Backup, open_backup
 from index.backups.reports import RestoreReport
-from index.backups.staging import build_and_move_in
+from index.backups.staging import build_and_move_in, finish_move
 from index.backups.target import RestoreRefused, held_locks, require_model, target_holds
 from index.layout import QUEUE_FILE
 from index.stores import StoreConfig
@@ -40,12 +40,16 @@ def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable
     if config.backend == "qdrant" and config.qdrant_url == ":memory:":  # index.qdrant.open.MEMORY
         raise RestoreRefused("a restore into Qdrant ':memory:' would vanish with this process; "
                              "restore into a server or the embedded store (RETRIEVAL_QDRANT_URL unset)")
+    if locks := held_locks(data_dir):  # its database moved away under it, the uploads it takes lost
+        raise RestoreRefused(f"a service or ingest worker is running on {data_dir} ({locks[0].name} is "
+                             "held): stop it, then restore (nothing was changed)")
+    if finish_move(data_dir, jobs_file):  # a restore killed while it moved in, finished whatever the file
+        if holds := target_holds(config, jobs_file=jobs_file):
+            raise RestoreRefused(f"finished the restore into {data_dir} that was stopped while it moved into "
+                                 f"place: the folder holds {', '.join(holds)} now; nothing more was restored")
     with open_backup(path, progress=progress) as b:
         if configured is not None:
             require_model(b, configured() if callable(configured) else configured)
-        if locks := held_locks(Path(data_dir)):  # its database moved away under it, uploads it takes lost
-            raise RestoreRefused(f"a service or ingest worker is running on {data_dir} ({locks[0].name} is "
-                                 "held): stop it, then restore (nothing was changed)")
         holds = target_holds(config, jobs_file=jobs_file)
         qdrant = config.backend == "qdrant"
         where = f"Qdrant collection {config.qdrant_collection!r} with {data_dir}" if qdrant else str(data_dir)

@@ -20,17 +20,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from index.backups.archive import BackupInvalid
+from index.backups.archive import BackupError, BackupInvalid
 from index.backups.format import CLIPS, WINDOW_PAGE, WINDOWS
 from index.backups.reader import Backup
 from index.backups.reports import RestoreReport
 from index.ingest.queue import JobQueue
-from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR, RESTORE_MOVING
 from index.store.contract import VectorStore
 from index.store.records import Timeline
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
-from retrieval.durable import fsync_path, fsync_tree, process_alive
+from retrieval.durable import fsync_path, fsync_tree, process_alive, write_text_atomically
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,62 @@ def build_and_move_in(b: Backup, config: StoreConfig, report: RestoreReport, *, 
         store = _build(b, staging, config, report, progress=progress, jobs_file=jobs_file)
         _commit(staging, data_dir, config, store, jobs_file=jobs_file)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not (data_dir / RESTORE_MOVING).is_file():  # a move stopped midway: the next restore finishes it
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_entries(staging: Path, data_dir: Path, jobs_file: str) -> None:
+    """The staged entries into the target, the clip database last; what the target had of them set aside
+    (and removed with the staging folder). Run again after a kill, it moves what is left."""
+    aside = staging / ".replaced"
+    aside.mkdir(exist_ok=True)
+    for name in (AUDIO_DIR, INCOMING_DIR, jobs_file, QDRANT_DIR, FAISS_DIR, CLIP_DB):
+        if not (staging / name).exists():
+            continue
+        companions = [f"{name}-wal", f"{name}-shm"] if name.endswith(".sqlite") else []
+        for part in [name, *companions]:  # a stale WAL must never meet the new database
+            if (data_dir / part).exists():
+                if (aside / part).exists():  # the target's own, set aside by the run that was killed
+                    _remove(data_dir / part)
+                else:
+                    os.rename(data_dir / part, aside / part)
+        os.rename(staging / name, data_dir / name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def finish_move(data_dir: Path, jobs_file: str) -> bool:
+    """A restore killed while it moved its entries into `data_dir` finished (its staging folder is whole:
+    the move starts once it is built); whether there was one. Refused while that restore still runs."""
+    marker = Path(data_dir) / RESTORE_MOVING
+    if not marker.is_file():
+        return False
+    staging = Path(data_dir).parent / marker.read_text(encoding="utf-8").strip()
+    pid = staging.name.rsplit("-", 1)[-1]
+    if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):  # this process's failed
+        raise BackupError(f"a restore (process {pid}) is moving into {data_dir} now: let it finish")
+    if staging.is_dir():
+        log.warning("finishing the restore into %s that was stopped while moving into place", data_dir)
+        _move_entries(staging, Path(data_dir), jobs_file)
+        fsync_path(Path(data_dir))
+    marker.unlink()
+    fsync_path(Path(data_dir))
+    shutil.rmtree(staging, ignore_errors=True)
+    return True
 
 
 def _remove_dead_staging(data_dir: Path) -> None:
-    """Staging folders of restores that were killed (their process is gone)."""
+    """Staging folders of restores that were killed (their process is gone) before they moved into place
+    (one named by the target's RESTORE_MOVING is finished instead, by finish_move)."""
     for path in data_dir.parent.glob(f".{data_dir.name}{STAGING_TAG}*"):
         pid = path.name.rsplit("-", 1)[-1]
+        if (data_dir / RESTORE_MOVING).is_file():
+            continue
         if pid.isdigit() and not process_alive(int(pid)):
             log.info("removing %s, left by a restore that did not finish", path)
             shutil.rmtree(path, ignore_errors=True)
@@ -175,16 +224,11 @@ def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorSto
         try:
             os.rename(staging, data_dir)  # the target is absent or an empty folder: one step
         except OSError:
-            aside = staging / ".replaced"
-            aside.mkdir()
-            for name in (AUDIO_DIR, INCOMING_DIR, jobs_file, QDRANT_DIR, FAISS_DIR, CLIP_DB):
-                if not (staging / name).exists():
-                    continue
-                companions = [f"{name}-wal", f"{name}-shm"] if name.endswith(".sqlite") else []
-                for part in [name, *companions]:  # a stale WAL must never meet the new database
-                    if (data_dir / part).exists():
-                        os.rename(data_dir / part, aside / part)
-                os.rename(staging / name, data_dir / name)
+            # entry by entry, journaled: a restore killed midway is finished by the next (finish_move), and
+            # no store opens the folder meanwhile (index/stores.py)
+            write_text_atomically(data_dir / RESTORE_MOVING, staging.name)
+            _move_entries(staging, data_dir, jobs_file)
+            (data_dir / RESTORE_MOVING).unlink()
             fsync_path(data_dir)
         fsync_path(data_dir.parent)
         if server:

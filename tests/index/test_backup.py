@@ -394,6 +394,44 @@ def test_a_restore_killed_midway_leaves_the_target_as_it_was(tmp_path, backup_fi
     store.close()
 
 
+def test_a_restore_stopped_while_it_moves_into_place_is_finished_by_the_next(tmp_path, backup_file,
+                                                                            monkeypatch):
+    """Into a folder a service had opened (an empty store): the staged entries move in one by one. Stopped
+    after the first, the folder held the backup's uploads beside the old empty database; a second restore was
+    refused, check said healthy, and the next service start deleted the uploads as orphans."""
+    from index.backups import staging as staging_module
+    from index.backups.check import check_store
+    from index.layout import RESTORE_MOVING
+    from index.stores import NoCollection
+
+    dst = tmp_path / "dst"
+    open_store(config(dst), SPEC).close()
+    real_rename, moved = os.rename, []
+
+    def rename(a, b):
+        if Path(b).parent == dst and len(moved) == 2:  # the target's audio/ set aside, the backup's moved in
+            raise OSError(errno.EIO, "stopped here")
+        moved.append(b)
+        return real_rename(a, b)
+
+    monkeypatch.setattr(staging_module.os, "rename", rename)
+    with pytest.raises(OSError, match="stopped here"):
+        restore(backup_file, config(dst), configured=SPEC)
+    monkeypatch.undo()
+    assert (dst / RESTORE_MOVING).is_file() and list((dst / "audio").iterdir())
+    with pytest.raises(NoCollection, match="stopped while it moved into place"):
+        open_store(config(dst), SPEC)  # the service, `search`, an orphan pass: none opens it
+    report = check_store(config(dst), spec=SPEC, repair=True)
+    assert [f.kind for f in report.errors] == ["restore-unfinished"] and list((dst / "audio").iterdir())
+
+    with pytest.raises(RestoreRefused, match="finished the restore .* holds 22 clips"):
+        restore(backup_file, config(dst), configured=SPEC)
+    assert not (dst / RESTORE_MOVING).exists() and not list(tmp_path.glob(".dst.restore-*"))
+    with open_store(config(dst), SPEC) as store:
+        assert store.count() == 22
+    assert check_store(config(dst), spec=SPEC, project=project).healthy
+
+
 # -- online --------------------------------------------------------------------------------------------------
 def test_a_backup_taken_while_clips_are_added_holds_every_acknowledged_clip_and_no_half_clip(tmp_path,
                                                                                             monkeypatch):
