@@ -43,9 +43,19 @@ class NoCollection(RetrievalError):
     """A command that reads a collection was pointed at a data directory that holds none."""
 
 
+def refuse_unfinished_restore(data_dir: Path) -> None:
+    """NoCollection for a data directory a restore was moving into when it was stopped: half of it is the
+    backup's (its uploads would be taken for orphans, a backup would hold the old, empty store)."""
+    if (Path(data_dir) / RESTORE_MOVING).is_file():
+        raise NoCollection(f"a restore into {data_dir} was stopped while it moved into place: run "
+                           "`retrieval restore` again (with any backup file) to finish it")
+
+
 def require_store(config: StoreConfig) -> None:
     """NoCollection unless the configured store is there already (a Qdrant server is asked when opened): a
-    mistyped data directory is said, not made into a new, empty collection by a search or a backup."""
+    mistyped data directory is said, not made into a new, empty collection by a search or a backup; nor is a
+    folder a stopped restore left half moved in."""
+    refuse_unfinished_restore(Path(config.data_dir))
     if config.backend == "qdrant" and config.qdrant_url is not None:
         return
     where = config.data_dir / (CLIP_DB if config.backend == "faiss" else QDRANT_DIR)
@@ -66,9 +76,7 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
     retrieval.errors.CheckpointMismatch. A data directory a restore was moving into when it was stopped is
     refused (NoCollection): half of it is the backup's, and its uploads would be taken for orphans.
     """
-    if (Path(config.data_dir) / RESTORE_MOVING).is_file():
-        raise NoCollection(f"a restore into {config.data_dir} was stopped while it moved into place: run "
-                           "`retrieval restore` again (with any backup file) to finish it")
+    refuse_unfinished_restore(Path(config.data_dir))
     if config.backend == "faiss":
         from index.faiss.store import FaissStore
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from index.backups.reader import Backup, open_backup
 from index.backups.reports import RestoreReport
-from index.backups.staging import build_and_move_in, finish_move
-from index.backups.target import RestoreRefused, held_locks, require_model, target_holds
+from index.backups.staging import build_and_move_in, finish_move, held_locks
+from index.backups.target import RestoreRefused, require_model, target_holds
 from index.layout import QUEUE_FILE
 from index.stores import StoreConfig
 from retrieval.model_spec import ModelSpec

@@ -11,6 +11,7 @@ about WINDOW_PAGE windows (`restore_many` with their timelines), without PaSST.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from index.backups.format import CLIPS, WINDOW_PAGE, WINDOWS
 from index.backups.reader import Backup
 from index.backups.reports import RestoreReport
 from index.ingest.queue import JobQueue
-from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, QDRANT_DIR, RESTORE_MOVING
+from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, INGEST_LOCKS, QDRANT_DIR, RESTORE_MOVING
 from index.store.contract import VectorStore
 from index.store.records import Timeline
 from index.stores import StoreConfig
@@ -99,6 +100,21 @@ def finish_move(data_dir: Path, jobs_file: str) -> bool:
     fsync_path(Path(data_dir))
     shutil.rmtree(staging, ignore_errors=True)
     return True
+
+
+def held_locks(data_dir: Path) -> list[Path]:
+    """The ingest workers' locks of the data directory that a process holds now (a service is running on
+    it: a restore would move its database away under it, and lose the uploads it acknowledges after)."""
+    held = []
+    for path in sorted(data_dir.glob(INGEST_LOCKS)) if data_dir.is_dir() else []:
+        with open(path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(path)
+            else:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    return held
 
 
 def _remove_dead_staging(data_dir: Path) -> None:
@@ -220,6 +236,9 @@ def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorSto
     last. A Qdrant server's staged collection then takes the configured name, in one alias update."""
     server = config.backend == "qdrant" and bool(config.qdrant_url)
     try:
+        if locks := held_locks(data_dir):  # a service started while the store was built: it would lose
+            raise BackupError(f"a service or ingest worker started on {data_dir} while the restore ran "
+                              f"({locks[0].name} is held): stop it and restore again (nothing was changed)")
         fsync_tree(staging)
         try:
             os.rename(staging, data_dir)  # the target is absent or an empty folder: one step

@@ -3,7 +3,6 @@ nothing a restore would merge into or overwrite."""
 
 from __future__ import annotations
 
-import fcntl
 from pathlib import Path
 
 from index.backups.archive import BackupError
@@ -11,7 +10,7 @@ from index.backups.reader import Backup
 from index.backups.staging import STAGED_ALIAS_SUFFIX
 from index.faiss.schema import stored_clips
 from index.ingest.queue import JobQueue
-from index.layout import AUDIO_DIR, CLIP_DB, INGEST_LOCKS, QDRANT_DIR, QDRANT_WINDOWS, QUEUE_FILE
+from index.layout import AUDIO_DIR, CLIP_DB, QDRANT_DIR, QDRANT_WINDOWS, QUEUE_FILE
 from index.stores import StoreConfig
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 
@@ -59,21 +58,6 @@ def target_holds(config: StoreConfig, *, jobs_file: str = QUEUE_FILE) -> list[st
         finally:
             queue.close()
     return holds
-
-
-def held_locks(data_dir: Path) -> list[Path]:
-    """The ingest workers' locks of the data directory that a process holds now (a service is running on
-    it: a restore would move its database away under it, and lose the uploads it acknowledges after)."""
-    held = []
-    for path in sorted(data_dir.glob(INGEST_LOCKS)) if data_dir.is_dir() else []:
-        with open(path, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                held.append(path)
-            else:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-    return held
 
 
 def _qdrant_holds(config: StoreConfig) -> list[str]:

@@ -340,6 +340,35 @@ def test_a_target_a_service_runs_on_is_refused(tmp_path, backup_file):
     assert restore(backup_file, config(dst), configured=SPEC).clips > 0  # stopped: the restore goes on
 
 
+def test_a_service_started_while_the_store_is_built_stops_the_restore_before_it_moves_in(tmp_path,
+                                                                                        backup_file,
+                                                                                        monkeypatch):
+    """The lock was looked at once, at the start: a service started meanwhile had the folder moved from
+    under it and answered "done" to uploads that were then lost."""
+    import fcntl
+
+    from index.backups import staging as staging_module
+    from index.layout import ingest_lock
+
+    dst = tmp_path / "dst"
+    open_store(config(dst), SPEC).close()
+    real_build, lock = staging_module._build, open(ingest_lock(dst, "faiss"), "a+")
+    before = tree(dst)
+
+    def build_then_a_service_starts(*args, **kwargs):
+        store = real_build(*args, **kwargs)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what the new service's worker holds
+        return store
+
+    monkeypatch.setattr(staging_module, "_build", build_then_a_service_starts)
+    try:
+        with pytest.raises(BackupError, match="started on .* while the restore ran .*nothing was changed"):
+            restore(backup_file, config(dst), configured=SPEC)
+    finally:
+        lock.close()
+    assert tree(dst) == before and not list(tmp_path.glob(".dst.restore-*"))
+
+
 def test_a_target_with_waiting_uploads_is_refused(tmp_path, backup_file):
     dst = tmp_path / "dst"
     dst.mkdir()
@@ -423,6 +452,9 @@ def test_a_restore_stopped_while_it_moves_into_place_is_finished_by_the_next(tmp
         open_store(config(dst), SPEC)  # the service, `search`, an orphan pass: none opens it
     report = check_store(config(dst), spec=SPEC, repair=True)
     assert [f.kind for f in report.errors] == ["restore-unfinished"] and list((dst / "audio").iterdir())
+    from index.stores import require_store
+    with pytest.raises(NoCollection, match="stopped while it moved into place"):
+        require_store(config(dst))  # what `backup`, `check`, `search` ask first (a backup held the old store)
 
     with pytest.raises(RestoreRefused, match="finished the restore .* holds 22 clips"):
         restore(backup_file, config(dst), configured=SPEC)
