@@ -94,12 +94,18 @@ def finish_move(data_dir: Path, jobs_file: str) -> bool:
         raise BackupError(f"a restore (process {pid}) is moving into {data_dir} now: let it finish")
     if staging.is_dir():
         log.warning("finishing the restore into %s that was stopped while moving into place", data_dir)
-        _move_entries(staging, Path(data_dir), jobs_file)
-        fsync_path(Path(data_dir))
-    marker.unlink()
-    fsync_path(Path(data_dir))
+    _move_in(staging, Path(data_dir), jobs_file)
     shutil.rmtree(staging, ignore_errors=True)
     return True
+
+
+def _move_in(staging: Path, data_dir: Path, jobs_file: str) -> None:
+    """The journaled move: the entries moved and made durable, then the journal (RESTORE_MOVING) removed."""
+    if staging.is_dir():
+        _move_entries(staging, data_dir, jobs_file)
+        fsync_path(data_dir)
+    (data_dir / RESTORE_MOVING).unlink()
+    fsync_path(data_dir)
 
 
 def held_locks(data_dir: Path) -> list[Path]:
@@ -246,9 +252,7 @@ def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorSto
             # entry by entry, journaled: a restore killed midway is finished by the next (finish_move), and
             # no store opens the folder meanwhile (index/stores.py)
             write_text_atomically(data_dir / RESTORE_MOVING, staging.name)
-            _move_entries(staging, data_dir, jobs_file)
-            (data_dir / RESTORE_MOVING).unlink()
-            fsync_path(data_dir)
+            _move_in(staging, data_dir, jobs_file)
         fsync_path(data_dir.parent)
         if server:
             from index.qdrant.store import QdrantStore
