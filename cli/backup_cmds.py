@@ -127,6 +127,10 @@ def register(app: typer.Typer) -> None:
         backup came from). The file is verified first; a target that holds clips is refused."""
         with exit_on_error():
             report = restore(path, restore_referenced=restore_referenced, progress=progress)
+        if report.finished is not None:
+            typer.echo(f"finished the restore of {path} that was stopped while it moved into place: "
+                       f"{report.target} holds {report.finished}")
+            return
         typer.echo(f"restored {report.clips} clips ({report.uploads} uploads with their audio) and "
                    f"{report.jobs} waiting uploads into {report.target} in {report.seconds:.1f} s")
         if report.without_windows:

@@ -110,7 +110,8 @@ def atomic_path(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
 
 def make_parent(path: Path) -> None:
     """The folder `path` goes in, made with the folders above it; one of them a file is said as such (mkdir
-    says "File exists", naming only that file)."""
+    says "File exists", naming only that file), and so is a folder this process cannot write in (read-only,
+    or not its own), before anything is written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
@@ -118,6 +119,9 @@ def make_parent(path: Path) -> None:
         if above is None:
             raise
         raise NotADirectoryError(f"{above} is a file, not a folder: cannot write {path} below it") from None
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(errno.EACCES, f"cannot write in {path.parent} (read-only, or not this user's)",
+                              str(path))
 
 
 def write_bytes_atomically(path: str | Path, data: bytes | memoryview, *, exclusive: bool = False) -> None:

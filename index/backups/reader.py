@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
@@ -40,6 +41,7 @@ from index.backups.format import (
     inside,
     windows_schema,
 )
+from index.store.checks import check_spans
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, Tag, Timeline, Windows
 from retrieval.config import N_TAGS
@@ -112,18 +114,18 @@ class Backup:
             vectors = _values(group.column("vectors"), dim)
             logits = _values(group.column("logits"), N_TAGS)
             peaks = group.column("peaks").to_pylist()
+            rows = zip(*(pc.list_value_length(group.column(c)).to_pylist() for c in ("vectors", "logits")),
+                       strict=True)
             at = 0
-            for i, id_ in enumerate(ids):
+            for i, (id_, (n_vectors, n_logits)) in enumerate(zip(ids, rows, strict=True)):
                 w = len(starts[i])
-                if at + w > len(vectors) or at + w > len(logits):
-                    raise BackupInvalid(f"{self.path}: clip {id_}'s windows in {WINDOWS} have fewer vectors "
-                                        "or logits than spans")
+                if not w == n_vectors == n_logits:
+                    raise BackupInvalid(f"{self.path}: clip {id_}'s row of {WINDOWS} has {n_vectors} vectors "
+                                        f"and {n_logits} logits for {w} windows")
                 spans = (np.asarray(starts[i], np.float64), np.asarray(ends[i], np.float64))
                 yield id_, Timeline(Windows(*spans, vectors[at:at + w], logits[at:at + w].astype(np.float32)),
                                     np.asarray(peaks[i], np.uint8))
                 at += w
-            if at != len(vectors) or at != len(logits):
-                raise BackupInvalid(f"{self.path}: {WINDOWS} holds more window vectors or logits than spans")
 
     def jobs(self) -> list[dict]:
         return self._table(JOBS).read().to_pylist()
@@ -165,6 +167,7 @@ def open_backup(path: Path, *, progress: bool = False) -> Backup:
     with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="verify", bar_format=BAR_FORMAT,
               disable=not progress) as bar:
         archive = open_archive(path, on_bytes=bar.update)
+        bar.update(size - bar.n)  # the digest's comment at the end, which is not hashed
     try:
         manifest = _manifest(path, archive)
         spec = _spec(path, manifest)
@@ -235,7 +238,7 @@ def _check_tables(b: Backup) -> None:
         if not got.equals(schema):
             raise BackupInvalid(f"{b.path}: {name} does not have the columns of {b.format} "
                                 f"(vectors of {b.spec.dim} floats)")
-    table = b._table(CLIPS).read(columns=["id", "sha256", "location", "stored_copy", "member"])
+    table = b._table(CLIPS).read(columns=["id", "sha256", "location", "stored_copy", "member", "duration"])
     if table.num_rows != b.manifest.get("clips"):
         raise BackupInvalid(f"{b.path}: {CLIPS} has {table.num_rows} rows, the manifest says "
                             f"{b.manifest.get('clips')}")
@@ -253,7 +256,7 @@ def _check_tables(b: Backup) -> None:
             raise BackupInvalid(f"{b.path}: clip {id_}'s stored copy {location!r} is not a file under "
                                 f"{AUDIO_PREFIX}")
     if b.has_windows:
-        _check_windows(b, ids)
+        _check_windows(b, dict(zip(ids.tolist(), table.column("duration").to_pylist(), strict=True)))
     for job in b.jobs():
         if not inside(job["location"], INCOMING_PREFIX):
             raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes {job['location']!r} are not under "
@@ -262,10 +265,10 @@ def _check_tables(b: Backup) -> None:
             raise BackupInvalid(f"{b.path}: job {job['id']}'s bytes should be member {job['member']}")
 
 
-def _check_windows(b: Backup, clip_ids: np.ndarray) -> None:
+def _check_windows(b: Backup, durations: dict[int, float]) -> None:
     """windows.parquet: rows as the manifest counts them, ids ascending, each a clip of the backup, every
-    row's spans as many as its ends (1 or more, 0 <= start <= end) and 1 to MAX_PEAKS peaks; read a row group
-    at a time, without the vectors and logits."""
+    row's spans whole and in time order within its clip's duration (index.store.checks.check_spans) and 1 to
+    MAX_PEAKS peaks; read a row group at a time, without the vectors and logits."""
     table = b._table(WINDOWS)
     want = (b.manifest.get("tables") or {}).get(WINDOWS) or {}
     if table.metadata.num_rows != want.get("rows"):
@@ -277,16 +280,18 @@ def _check_windows(b: Backup, clip_ids: np.ndarray) -> None:
         ids = group.column("id").to_numpy()
         if len(ids) and (ids[0] <= last or (np.diff(ids) <= 0).any()):
             raise BackupInvalid(f"{b.path}: the clip ids of {WINDOWS} are not ascending and distinct")
-        if not np.isin(ids, clip_ids).all():
+        strangers = [i for i in ids.tolist() if i not in durations]
+        if strangers:
             raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clips that are not in {CLIPS}: "
-                                f"{ids[~np.isin(ids, clip_ids)][:5].tolist()}")
+                                f"{strangers[:5]}")
         columns = (group.column(c).to_pylist() for c in ("starts", "ends", "peaks"))
         for id_, starts, ends, peaks in zip(ids.tolist(), *columns, strict=True):
-            if (not starts or ends is None or len(starts) != len(ends) or peaks is None
-                    or not 1 <= len(peaks) <= MAX_PEAKS
-                    or not all(0 <= s <= e for s, e in zip(starts, ends, strict=True))):
-                raise BackupInvalid(f"{b.path}: clip {id_}'s windows in {WINDOWS} are not whole (spans, "
-                                    "ends and peaks)")
+            try:
+                check_spans(starts or [], ends or [], duration=durations[id_])
+            except ValueError as e:
+                raise BackupInvalid(f"{b.path}: clip {id_}'s windows in {WINDOWS}: {e}") from None
+            if peaks is None or not 1 <= len(peaks) <= MAX_PEAKS:
+                raise BackupInvalid(f"{b.path}: clip {id_}'s row of {WINDOWS} has no peaks or too many")
             windows += len(starts)
         last = int(ids[-1]) if len(ids) else last
     if windows != want.get("windows"):

@@ -38,4 +38,7 @@ class RestoreReport:
     # for one that holds them
     without_windows: str | None = None
     problems: list[dict] = field(default_factory=list)  # what the backup itself recorded
+    # what the target holds after this backup's restore that was stopped while it moved into place was
+    # finished (nothing else done); None for a restore
+    finished: str | None = None
     seconds: float = 0.0

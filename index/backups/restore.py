@@ -43,16 +43,21 @@ def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable
     if locks := held_locks(data_dir):  # its database moved away under it, the uploads it takes lost
         raise RestoreRefused(f"a service or ingest worker is running on {data_dir} ({locks[0].name} is "
                              "held): stop it, then restore (nothing was changed)")
-    if finish_move(data_dir, jobs_file):  # a restore killed while it moved in, finished whatever the file
-        if holds := target_holds(config, jobs_file=jobs_file):
-            raise RestoreRefused(f"finished the restore into {data_dir} that was stopped while it moved into "
-                                 f"place: the folder holds {', '.join(holds)} now; nothing more was restored")
+    finished = finish_move(data_dir, jobs_file)  # a restore killed while it moved in, whatever the file
+    qdrant = config.backend == "qdrant"
+    where = f"Qdrant collection {config.qdrant_collection!r} with {data_dir}" if qdrant else str(data_dir)
     with open_backup(path, progress=progress) as b:
+        holds = target_holds(config, jobs_file=jobs_file)
+        if finished is not None and holds:
+            if finished == b.archive.digest:  # this backup's restore, stopped while it moved in: done now
+                report = RestoreReport(target=where, finished=", ".join(holds))
+                report.seconds = time.time() - t0
+                return report
+            raise RestoreRefused(f"finished the restore of another backup into {data_dir}, which was stopped "
+                                 f"while it moved into place: the folder holds {', '.join(holds)} now; "
+                                 f"{path} was not restored (a restore never merges into a collection)")
         if configured is not None:
             require_model(b, configured() if callable(configured) else configured)
-        holds = target_holds(config, jobs_file=jobs_file)
-        qdrant = config.backend == "qdrant"
-        where = f"Qdrant collection {config.qdrant_collection!r} with {data_dir}" if qdrant else str(data_dir)
         if holds:
             other = "another RETRIEVAL_QDRANT_COLLECTION or " if qdrant else ""
             raise RestoreRefused(f"{where} already holds {', '.join(holds)}; a restore never merges into or "

@@ -51,7 +51,7 @@ def build_and_move_in(b: Backup, config: StoreConfig, report: RestoreReport, *, 
     staging.mkdir()
     try:
         store = _build(b, staging, config, report, progress=progress, jobs_file=jobs_file)
-        _commit(staging, data_dir, config, store, jobs_file=jobs_file)
+        _commit(staging, data_dir, config, store, jobs_file=jobs_file, backup=b.archive.digest)
     finally:
         if not (data_dir / RESTORE_MOVING).is_file():  # a move stopped midway: the next restore finishes it
             shutil.rmtree(staging, ignore_errors=True)
@@ -82,13 +82,15 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def finish_move(data_dir: Path, jobs_file: str) -> bool:
+def finish_move(data_dir: Path, jobs_file: str) -> str | None:
     """A restore killed while it moved its entries into `data_dir` finished (its staging folder is whole:
-    the move starts once it is built); whether there was one. Refused while that restore still runs."""
+    the move starts once it is built): the digest of the backup it restored ("" where its journal does not
+    say), None when there was none. Refused while that restore still runs."""
     marker = Path(data_dir) / RESTORE_MOVING
     if not marker.is_file():
-        return False
-    staging = Path(data_dir).parent / marker.read_text(encoding="utf-8").strip()
+        return None
+    journal = _journal(marker.read_text(encoding="utf-8"))
+    staging = Path(data_dir).parent / journal["staging"]
     pid = staging.name.rsplit("-", 1)[-1]
     if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):  # this process's failed
         raise BackupError(f"a restore (process {pid}) is moving into {data_dir} now: let it finish")
@@ -96,7 +98,18 @@ def finish_move(data_dir: Path, jobs_file: str) -> bool:
         log.warning("finishing the restore into %s that was stopped while moving into place", data_dir)
     _move_in(staging, Path(data_dir), jobs_file)
     shutil.rmtree(staging, ignore_errors=True)
-    return True
+    return journal["backup"]
+
+
+def _journal(text: str) -> dict[str, str]:
+    """RESTORE_MOVING's {"staging": folder name, "backup": digest} (the first ones held the name alone)."""
+    try:
+        journal = json.loads(text)
+    except ValueError:
+        journal = None
+    if isinstance(journal, dict) and isinstance(journal.get("staging"), str):
+        return {"staging": journal["staging"], "backup": str(journal.get("backup") or "")}
+    return {"staging": text.strip(), "backup": ""}
 
 
 def _move_in(staging: Path, data_dir: Path, jobs_file: str) -> None:
@@ -236,7 +249,7 @@ def _restore_jobs(b: Backup, staging: Path, report: RestoreReport, *, jobs_file:
 
 
 def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorStore, *,
-            jobs_file: str) -> None:
+            jobs_file: str, backup: str) -> None:
     """Move the staged store into place: the whole folder in one rename where the target is absent or
     empty, else entry by entry (what the target had of them is set aside and removed), the clip database
     last. A Qdrant server's staged collection then takes the configured name, in one alias update."""
@@ -251,7 +264,8 @@ def _commit(staging: Path, data_dir: Path, config: StoreConfig, store: VectorSto
         except OSError:
             # entry by entry, journaled: a restore killed midway is finished by the next (finish_move), and
             # no store opens the folder meanwhile (index/stores.py)
-            write_text_atomically(data_dir / RESTORE_MOVING, staging.name)
+            write_text_atomically(data_dir / RESTORE_MOVING,
+                                  json.dumps({"staging": staging.name, "backup": backup}))
             _move_in(staging, data_dir, jobs_file)
         fsync_path(data_dir.parent)
         if server:

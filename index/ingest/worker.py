@@ -260,8 +260,8 @@ FULL_DISK_WAIT_S = 10.0  # between tries of a worker whose disk is full
 
 class IngestWorker:
     """Claims queued jobs (up to `max_clips` at a time, so one forward pass can hold windows of several),
-    ingests them and records the outcome. Only one worker may run per data directory (the caller holds
-    the lock), which is what makes :meth:`JobQueue.recover` at its start safe."""
+    ingests them and records the outcome. Only one worker may run per store of a data directory (the
+    caller holds its lock), which is what makes :meth:`JobQueue.recover` at its start safe."""
 
     def __init__(self, queue: JobQueue, collection: Collection, *, name: str, max_clips: int = 8,
                  on_job: Callable[[Job], None] | None = None):

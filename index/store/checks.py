@@ -13,6 +13,11 @@ from retrieval.waveform import MAX_PEAKS
 MAX_K = 2**40  # more hits than any collection holds: a larger k asks for all of them, as this one does
 
 
+# how far past its clip's recorded duration a window may end, in seconds: the two are the same decoded length
+# today; a decoder of another version may have counted a compressed file's padding frames differently
+SPAN_SLACK_S = 0.5
+
+
 def check_k(k: int) -> int:
     """k as a Python int in [0, MAX_K] (numpy integers too; a larger one is MAX_K); TypeError for what is no
     integer, ValueError for a negative one (shared by every search)."""
@@ -42,18 +47,32 @@ def check_rows(n: int, vectors: np.ndarray, logits: np.ndarray, *, dim: int) -> 
     return vectors, logits
 
 
-def check_timeline(t: Timeline, *, dim: int) -> Timeline:
-    """A clip's windows and peaks in the stored dtypes, or ValueError: W >= 1 spans 0 <= start <= end, (W, D)
-    finite vectors, (W, 527) finite logits, 1 to MAX_PEAKS peaks."""
-    w = t.windows
-    starts, ends = np.asarray(w.starts, dtype=np.float64), np.asarray(w.ends, dtype=np.float64)
+def check_spans(starts, ends, *, duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(W,) float64 starts and ends of a clip's windows, or ValueError: W >= 1, finite, 0 <= start <= end,
+    both in time order (as PaSST's windows are, retrieval.windows.window_spans), and, given the clip's
+    `duration`, none ending after it."""
+    starts, ends = np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)
     n = len(starts)
-    if n < 1 or starts.shape != (n,) or ends.shape != (n,) or w.logits is None:
-        raise ValueError(f"expected (W,) starts and ends (W >= 1) and logits, got {starts.shape}, "
-                         f"{ends.shape}")
+    if n < 1 or starts.shape != (n,) or ends.shape != (n,):
+        raise ValueError(f"expected (W,) starts and ends (W >= 1), got {starts.shape}, {ends.shape}")
     if not (np.isfinite(starts).all() and np.isfinite(ends).all() and (starts >= 0).all()
             and (ends >= starts).all()):
         raise ValueError("window spans must be finite with 0 <= start <= end")
+    if (np.diff(starts) < 0).any() or (np.diff(ends) < 0).any():
+        raise ValueError("window spans must be in time order")
+    if duration is not None and ends[-1] > duration + SPAN_SLACK_S:
+        raise ValueError(f"a window ends at {ends[-1]:.3f} s, after the clip's {duration:.3f} s")
+    return starts, ends
+
+
+def check_timeline(t: Timeline, *, dim: int) -> Timeline:
+    """A clip's windows and peaks in the stored dtypes, or ValueError: W >= 1 spans (check_spans), (W, D)
+    finite vectors, (W, 527) finite logits, 1 to MAX_PEAKS peaks."""
+    w = t.windows
+    if w.logits is None:
+        raise ValueError("a timeline's windows need their logits")
+    starts, ends = check_spans(w.starts, w.ends)
+    n = len(starts)
     vectors, logits = check_rows(n, w.vectors, w.logits, dim=dim)
     vectors16 = vectors.astype(np.float16)
     if not np.isfinite(vectors16).all():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.compose import build_retriever, store_config
 from app.main import create_app
@@ -139,3 +140,10 @@ def vector_of(retriever: Retriever, data: bytes) -> np.ndarray:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def metric_samples(client) -> dict[tuple[str, tuple], float]:
+    """/metrics as {(name, sorted labels): value}."""
+    text = client.get("/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}

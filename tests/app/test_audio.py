@@ -4,7 +4,7 @@ import pytest
 
 from retrieval.audio import decode_audio
 from retrieval.errors import AudioDecodeError
-from tests.app.conftest import API_KEY, CLIPS, WRITE, sha256, upload, wav_bytes
+from tests.app.conftest import API_KEY, CLIPS, WRITE, metric_samples, sha256, upload, wav_bytes
 from tests.audio_fixtures import joined_mp3, sine
 
 
@@ -71,6 +71,10 @@ def test_declared_body_over_the_limit_is_413(make_client):
     r = upload(client, "big.wav", big)
     assert r.status_code == 413 and "20000 bytes" in r.json()["detail"]
     assert client.get("/audio").json()["total"] == 0
+    # answered before routing, yet counted under its route, not as a path no route has
+    counted = ("retrieval_http_request_duration_seconds_count",
+               (("method", "POST"), ("route", "/audio"), ("status", "413")))
+    assert metric_samples(client)[counted] == 1
 
 
 def multipart_chunks(name: str, data: bytes, boundary: str = "b0undary", chunk: int = 4096):

@@ -4,12 +4,12 @@ import re
 import threading
 
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from app.deps import NOT_READY
 from app.main import create_app
 from retrieval.model_spec import ModelSpec
 from tests.app.conftest import CLIPS, upload
+from tests.app.conftest import metric_samples as samples
 
 
 def test_live(client):
@@ -28,12 +28,6 @@ def test_ready_says_which_model_serves(filled, retriever):
     assert body["model"]["spec"]["passt_weights"] == "random"
     assert ModelSpec.from_dict(body["model"]["spec"]).id == body["model"]["id"]  # the id names this spec
     assert body["access"] == {"writes_enabled": True, "protect_reads": False}
-
-
-def samples(client) -> dict[tuple[str, tuple], float]:
-    text = client.get("/metrics").text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def test_metrics_count_requests_and_timings(filled):

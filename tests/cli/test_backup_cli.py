@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.index.backup_fixtures import clip_logits, new_clip
+from tests.index.backup_fixtures import clip_logits, duration, new_clip
 
 
 @pytest.fixture
@@ -44,10 +44,10 @@ def fill(data_dir, monkeypatch, n: int = 12, *, stray: int = 0, windows: bool = 
         if i % 4 == 3:
             continue
         rng = np.random.default_rng(i)
-        starts = 2.5 * np.arange(1 + i % 3)
+        starts = np.arange(1 + i % 3) * duration(i) / 8  # windows of half the clip, within it
         window_logits = (rng.standard_normal((len(starts), 527)) * 3).astype(np.float32)
         window_vectors = retriever.project(window_logits).astype(np.float16)
-        timelines[i] = Timeline(Windows(starts, starts + 10.0, window_vectors, window_logits),
+        timelines[i] = Timeline(Windows(starts, starts + duration(i) / 2, window_vectors, window_logits),
                                 rng.integers(0, 256, 400).astype(np.uint8))
     store.add_many([new_clip(i, data_dir, upload=i % 2 == 0) for i in range(n)], vectors, logits, timelines)
     store.close()
@@ -78,7 +78,7 @@ def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
     got = cli(dst, "search", "a dog barks", "-k", "5", "--moments")
     assert want.exit_code == 0, want.output
     assert got.stdout == want.stdout and len(got.stdout.splitlines()) == 5
-    assert all(re.search(r"\(id \d+\)  \d+\.\d-\d+\.\d s  ", line) for line in got.stdout.splitlines())
+    assert all(re.search(r"\(id \d+\)  \d+\.\d+-\d+\.\d+ s  ", line) for line in got.stdout.splitlines())
 
     out = cli(dst, "restore", str(path), "--no-progress")
     assert out.exit_code == 2 and "already holds 12 clips" in out.output

@@ -32,16 +32,21 @@ def clip_logits(i: int) -> np.ndarray:
     return np.random.default_rng(5000 + i).standard_normal(527).astype(np.float32)
 
 
+def duration(i: int) -> float:
+    """Clip i's length in seconds."""
+    return 0.5 + i % 5
+
+
 def timeline(i: int) -> Timeline | None:
-    """Clip i's windows and peaks, as a store is given them: 1 + i % 4 windows of 10 s every 2.5 s, their
-    synthetic logits projected by the head (float16 vectors); every fifth clip has none (stored before
-    windows were)."""
+    """Clip i's windows and peaks, as a store is given them: 1 + i % 4 windows of half the clip every eighth
+    of it, their synthetic logits projected by the head (float16 vectors); every fifth clip has none (stored
+    before windows were)."""
     if i % 5 == 4:
         return None
     rng = np.random.default_rng(9000 + i)
-    starts = 2.5 * np.arange(1 + i % 4)
+    starts = np.arange(1 + i % 4) * duration(i) / 8
     logits = (rng.standard_normal((len(starts), 527)) * 3).astype(np.float32)
-    return Timeline(Windows(starts, starts + 10.0, project(logits).astype(np.float16), logits),
+    return Timeline(Windows(starts, starts + duration(i) / 2, project(logits).astype(np.float16), logits),
                     rng.integers(0, 256, 40 + 7 * i).astype(np.uint8))
 
 
@@ -68,7 +73,7 @@ def new_clip(i: int, data_dir: Path, *, upload: bool, folder: Path | None = None
                        fields={"pack": f"p{i % 4}"}) if i % 2 == 0 else Metadata()
     audio = hashlib.sha256(b"samples %d" % i).hexdigest() if i % 3 else None  # none: stored before
     read = Metadata.of(tags=["drums"], fields={"pack": f"p{i % 4}"}) if i % 4 == 0 else None  # its file's
-    return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=0.5 + i % 5,
+    return NewClip(name=f"clip{i}.wav", location=location, sha256=sha, duration=duration(i),
                    sample_rate=44_100, tags=tags, stored_copy=upload, meta=meta, audio_sha256=audio,
                    meta_layers=None if read is None  # some with a file value taken off, which stays off
                    else MetaLayers(read, meta, Metadata.of(tags=["brushes"]) if i % 8 == 0 else Metadata()))

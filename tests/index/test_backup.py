@@ -456,12 +456,48 @@ def test_a_restore_stopped_while_it_moves_into_place_is_finished_by_the_next(tmp
     with pytest.raises(NoCollection, match="stopped while it moved into place"):
         require_store(config(dst))  # what `backup`, `check`, `search` ask first (a backup held the old store)
 
-    with pytest.raises(RestoreRefused, match="finished the restore .* holds 22 clips"):
-        restore(backup_file, config(dst), configured=SPEC)
+    report = restore(backup_file, config(dst), configured=SPEC)  # the same backup again: finished, done
+    assert report.finished.startswith("22 clips") and report.clips == 0
     assert not (dst / RESTORE_MOVING).exists() and not list(tmp_path.glob(".dst.restore-*"))
     with open_store(config(dst), SPEC) as store:
         assert store.count() == 22
     assert check_store(config(dst), spec=SPEC, project=project).healthy
+
+
+@pytest.mark.parametrize("journal", ["another", "first"])
+def test_a_stopped_restore_finished_by_another_backups_restore_restores_nothing_more(tmp_path, backup_file,
+                                                                                    monkeypatch, journal):
+    """The move is finished whatever file the next restore is given; another backup is then refused, not
+    merged in (as is any backup where the journal, written before it named its backup, cannot tell)."""
+    from index.backups import staging as staging_module
+    from index.layout import RESTORE_MOVING
+
+    dst = tmp_path / "dst"
+    open_store(config(dst), SPEC).close()
+    real_rename = os.rename
+
+    def rename(a, b):
+        if Path(b).parent == dst and Path(b).name == "audio" and Path(a).parent != dst:
+            raise OSError(errno.EIO, "stopped here")
+        return real_rename(a, b)
+
+    monkeypatch.setattr(staging_module.os, "rename", rename)
+    with pytest.raises(OSError, match="stopped here"):
+        restore(backup_file, config(dst), configured=SPEC)
+    monkeypatch.undo()
+    if journal == "first":
+        marker = dst / RESTORE_MOVING
+        marker.write_text(json.loads(marker.read_text())["staging"])
+        other = backup_file
+    else:
+        other = tmp_path / "other.zip"
+        backup(fill(tmp_path / "other-src", n=4, remove=(4,))["config"], other)
+    with pytest.raises(RestoreRefused, match=f"finished the restore of another backup .* holds 22 clips, .* "
+                                             f"now; {other} was not restored"):
+        restore(other, config(dst), configured=SPEC)
+    assert not (dst / RESTORE_MOVING).exists()
+    with open_store(config(dst), SPEC) as store:
+        assert store.count() == 22
 
 
 # -- online --------------------------------------------------------------------------------------------------

@@ -186,8 +186,15 @@ def damaged_windows(backup_file: Path, tmp_path: Path) -> dict[str, Path]:
     short = table_edit(lambda t: t.set_column(2, "ends", pa.array([e[:-1] if k == 3 else e for k, e in
                                                                    enumerate(t.column("ends").to_pylist())],
                                                                   pa.list_(pa.float64()))))
+    def spans_edit(column: int, name: str, edit):
+        return table_edit(lambda t: t.set_column(column, name, pa.array(
+            [edit(e) if k == 3 else e for k, e in enumerate(t.column(name).to_pylist())],
+            pa.list_(pa.float64()))))
+
     out = {}
     for name, members, manifest in (
+            ("late-spans", spans_edit(2, "ends", lambda e: [x + 60.0 for x in e]), lambda m: None),
+            ("disordered-spans", spans_edit(1, "starts", lambda e: e[::-1]), lambda m: None),
             ("stranger", table_edit(with_ids(stranger)), lambda m: None),
             ("unordered", table_edit(with_ids(swapped)), lambda m: None),
             ("short-spans", short, lambda m: None),
@@ -205,7 +212,9 @@ def test_a_windows_table_that_does_not_match_its_clips_is_refused_before_anythin
     target = config(tmp_path / "parent" / "dst")
     messages = {"stranger": "clips that are not in clips.parquet: [3]",
                 "unordered": "ids of windows.parquet are not ascending",
-                "short-spans": "windows in windows.parquet are not whole",
+                "short-spans": "windows in windows.parquet: expected (W,) starts and ends",
+                "late-spans": "windows in windows.parquet: a window ends at 6",
+                "disordered-spans": "windows in windows.parquet: window spans must be in time order",
                 "rows-miscounted": f"windows.parquet has {len(with_windows())} rows, the manifest says 3",
                 "windows-miscounted": "the manifest says 1",
                 "missing": "holds no windows.parquet",
@@ -330,7 +339,12 @@ def test_windows_that_cannot_be_stored_fail_the_restore_and_leave_no_store(tmp_p
                                                        for k, r in enumerate(rows)]), "cannot be stored"),
              "fewer vectors": (vectors_edit(lambda rows: [r[:-1] if k == len(rows) - 1 else r
                                                          for k, r in enumerate(rows)]),
-                               "fewer vectors or logits than spans")}
+                               r"has \d+ vectors and \d+ logits for \d+ windows"),
+             # as many vectors as windows in all, one of them moved into the row before
+             "a vector moved": (vectors_edit(lambda rows: [r + rows[k + 1][:1] if k == 2
+                                                          else r[1:] if k == 3 else r
+                                                          for k, r in enumerate(rows)]),
+                                r"clip \d+'s row of windows.parquet has \d+ vectors and \d+ logits")}
     dst = tmp_path / "parent" / "dst"
     for name, (members, message) in cases.items():
         path = rewritten(backup_file, tmp_path / f"{name}.zip", members=members)

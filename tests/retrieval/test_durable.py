@@ -5,6 +5,7 @@ import json
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +228,20 @@ def test_a_file_where_a_folder_is_needed_is_named(tmp_path):
             write_json_atomically(target, {"a": 1})
         assert str(e.value) == f"{tmp_path / 'x.wav'} is a file, not a folder: cannot write {target} below it"
     assert (tmp_path / "x.wav").read_bytes() == b"RIFF"
+
+
+def test_a_folder_that_cannot_be_written_in_is_said_before_anything_is_written(tmp_path, monkeypatch):
+    """A read-only folder (a read-only mount refuses even root, whom permissions do not) was found only when
+    the whole file had been made: hours of PaSST features lost, naming a hidden temporary file."""
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(durable.os, "access",
+                        lambda p, mode, **kw: False if Path(p) == locked else real_access(p, mode, **kw))
+    made = []
+    with pytest.raises(PermissionError) as e:
+        with atomic_path(locked / "f.json") as tmp:
+            made.append(tmp)
+    assert made == [] and f"cannot write in {locked}" in str(e.value) and ".tmp" not in str(e.value)
+    assert list(locked.iterdir()) == []
+    write_json_atomically(tmp_path / "f.json", {"a": 1})  # a folder it can write in is as before
