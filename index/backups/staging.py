@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from index.backups.reports import RestoreReport
 from index.ingest.queue import JobQueue
 from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, INGEST_LOCKS, QDRANT_DIR, RESTORE_MOVING
 from index.store.contract import VectorStore
-from index.store.records import Timeline
+from index.store.records import ClipRecord, Timeline
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
 from retrieval.durable import fsync_path, fsync_tree, process_alive, write_text_atomically
@@ -177,8 +178,7 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
         total = int(b.manifest.get("clips") or 0)
         if not b.has_windows:
             report.without_windows = b.format
-        timelines = b.timelines()  # in id order, as the clips
-        pending = next(timelines, None)
+        timelines = _Timelines(b)
         with tqdm(total=total, unit="clip", desc="restore", disable=not progress) as bar:
             for records, vectors, logits, members in b.clips():
                 for r, member in zip(records, members, strict=True):
@@ -187,21 +187,7 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
                         report.uploads += 1
                     elif r.stored_copy:  # a backup --without-audio: the record without its bytes
                         report.uploads_without_audio.append(r.id)
-                start = 0
-                while start < len(records):  # the clips with their windows, a page of windows a write
-                    page: list[Timeline | None] = []
-                    count = 0
-                    while start + len(page) < len(records) and (not page or count < WINDOW_PAGE):
-                        id_ = records[start + len(page)].id
-                        if pending is not None and pending[0] < id_:
-                            raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clip {pending[0]}, "
-                                                f"which is not in {CLIPS}")
-                        timeline = pending[1] if pending is not None and pending[0] == id_ else None
-                        if timeline is not None:
-                            pending = next(timelines, None)
-                            count += len(timeline.windows.starts)
-                        page.append(timeline)
-                    end = start + len(page)
+                for start, end, page in _pages(records, timelines):  # a page of windows a write
                     try:
                         store.restore_many(records[start:end], vectors[start:end], logits[start:end],
                                            timelines=page)
@@ -209,13 +195,10 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
                         raise BackupInvalid(f"{b.path}: the clips {records[start].id}-{records[end - 1].id} "
                                             f"or their windows in {WINDOWS} cannot be stored: {e}") from None
                     report.clips_with_windows += sum(t is not None for t in page)
-                    report.windows += count
-                    start = end
+                    report.windows += sum(len(t.windows.starts) for t in page if t is not None)
                 report.clips += len(records)
                 bar.update(len(records))
-            if pending is not None:
-                raise BackupInvalid(f"{b.path}: {WINDOWS} holds windows of clip {pending[0]}, which is not "
-                                    f"in {CLIPS}")
+            timelines.finish()
         store.restore_many([], np.empty((0, store.dim), np.float32), np.empty((0, N_TAGS), np.float32),
                            next_id=b.next_id)
         _restore_jobs(b, staging, report, jobs_file=jobs_file, store_name=config.name)
@@ -226,6 +209,49 @@ def _build(b: Backup, staging: Path, config: StoreConfig, report: RestoreReport,
         return store  # committed (and closed) by moving the alias
     store.close()
     return store
+
+
+class _Timelines:
+    """windows.parquet's timelines handed out clip by clip, as the clips are restored (both in id order)."""
+
+    def __init__(self, b: Backup) -> None:
+        self.path = b.path
+        self._source = b.timelines()
+        self._next = next(self._source, None)
+
+    def take(self, id_: int) -> Timeline | None:
+        """Clip `id_`'s timeline, None when it has none; windows of a clip before it are of no clip."""
+        if self._next is not None and self._next[0] < id_:
+            self.finish()
+        if self._next is None or self._next[0] != id_:
+            return None
+        timeline = self._next[1]
+        self._next = next(self._source, None)
+        return timeline
+
+    def finish(self) -> None:
+        """Every timeline handed out, or BackupInvalid."""
+        if self._next is not None:
+            raise BackupInvalid(f"{self.path}: {WINDOWS} holds windows of clip {self._next[0]}, which is not "
+                                f"in {CLIPS}")
+
+
+Page = tuple[int, int, list["Timeline | None"]]  # a page of clips: start, end, and their timelines
+
+
+def _pages(records: list[ClipRecord], timelines: _Timelines) -> Iterator[Page]:
+    """(start, end, their timelines): consecutive clips of `records` holding about WINDOW_PAGE windows (one
+    clip at least), each page's timelines read only when it is reached."""
+    start = 0
+    while start < len(records):
+        page: list[Timeline | None] = []
+        count = 0
+        while start + len(page) < len(records) and (not page or count < WINDOW_PAGE):
+            timeline = timelines.take(records[start + len(page)].id)
+            count += 0 if timeline is None else len(timeline.windows.starts)
+            page.append(timeline)
+        yield start, start + len(page), page
+        start += len(page)
 
 
 def _restore_jobs(b: Backup, staging: Path, report: RestoreReport, *, jobs_file: str,
