@@ -1,6 +1,6 @@
 """Backup and restore of a 100,000-clip store: time, size, and what a backup costs the searches beside it.
 
-    python -m benchmarks.backup_restore [--n 100000] [--uploads 1000] [--qdrant-n 10000]
+    python -m benchmarks.backup_restore [--n 100000] [--uploads 1000] [--qdrant-n 10000] [--window-hours 10]
 
 A synthetic FAISS + SQLite store (768-d unit vectors, random logits, as all-mpnet-base-v2's head makes them;
 `--uploads` of its clips are uploads with 64 KiB of stored bytes each). Measured:
@@ -11,7 +11,11 @@ A synthetic FAISS + SQLite store (768-d unit vectors, random logits, as all-mpne
   into an empty FAISS store against copying the folder back, and, on a `--qdrant-n` store, into embedded
   Qdrant;
 - search p50 (FAISS flat, k=10, one search thread, in this process as the service runs it) while the backup
-  runs against idle before and after it: target <= 1.25x; at the default `--nice 10` and at `--nice 0`.
+  runs against idle before and after it: target <= 1.25x; at the default `--nice 10` and at `--nice 0`;
+- the windows: a store of `--window-hours` hour-long clips, each with its 1,441 PaSST windows (synthetic
+  float16 vectors and logits, at the default 10 s windows and 2.5 s hop) and peaks, backed up and restored
+  into FAISS and into embedded Qdrant, per hour of audio, against copying its stopped folder by hand; the
+  restored stores hold every window.
 """
 
 import argparse
@@ -30,7 +34,7 @@ from tqdm import tqdm
 
 from benchmarks.common import header, ms, table, unit_vectors
 from index.layout import AUDIO_DIR, CLIP_DB, upload_location
-from retrieval.config import N_TAGS
+from retrieval.config import N_TAGS, SAMPLE_RATE, Windowing
 from retrieval.model_spec import ModelSpec
 
 DIM = 768
@@ -72,6 +76,70 @@ def fill(data_dir: Path, *, n: int, uploads: int, seed: int = 0) -> None:
     FaissStore(data_dir, SPEC).close()  # builds and writes the FAISS file, as the service's first start does
 
 
+def fill_windows(data_dir: Path, *, hours: int, seed: int = 1) -> int:
+    """`hours` clips of an hour, each with its windows and peaks, one write a clip; the windows stored."""
+    from index.faiss.store import FaissStore
+    from index.store.records import NewClip, Tag, Timeline, Windows
+    from retrieval.windows import window_spans
+
+    shutil.rmtree(data_dir, ignore_errors=True)
+    store = FaissStore(data_dir, SPEC)
+    rng = np.random.default_rng(seed)
+    starts, ends = window_spans(3600 * SAMPLE_RATE, Windowing())
+    for i in tqdm(range(hours), desc="fill hour-long clips", unit="clip"):
+        w = len(starts)
+        vectors = unit_vectors(w, DIM, seed=seed + 1 + i).astype(np.float16)
+        logits = rng.standard_normal((w, N_TAGS), dtype=np.float32)
+        clip = NewClip(name=f"tape{i}.wav", location=f"/archive/tape{i}.wav",
+                       sha256=hashlib.sha256(b"tape %d" % i).hexdigest(), duration=3600.0,
+                       sample_rate=SAMPLE_RATE, tags=(Tag("Speech", 0.8),))
+        peaks = rng.integers(0, 256, 400).astype(np.uint8)
+        timeline = Timeline(Windows(starts, ends, vectors, logits), peaks)
+        store.add_many([clip], vectors.astype(np.float32).mean(0, keepdims=True), logits.mean(0)[None],
+                       [timeline])
+    windows = store.stats()["windows"]
+    store.close()
+    return int(windows)
+
+
+def windows_rows(work: Path, hours: int) -> list[list[str]]:
+    """Backup and restores of a store of hour-long clips with their windows, per hour of audio."""
+    from index.backups.backup import backup
+    from index.backups.restore import restore
+    from index.stores import StoreConfig, open_store
+
+    src, path = work / "tapes", work / "tapes.zip"
+    windows = fill_windows(src, hours=hours)
+    os.sync()
+    t = time.perf_counter()
+    shutil.copytree(src, work / "tapes-copy", dirs_exist_ok=False)
+    os.sync()
+    copy_s = time.perf_counter() - t
+    shutil.rmtree(work / "tapes-copy")
+    path.unlink(missing_ok=True)
+    t = time.perf_counter()
+    backup(StoreConfig(data_dir=src), path)
+    backup_s = time.perf_counter() - t
+    rows = [[f"backup of {hours} hour-long clips with their windows ({windows:,})", f"{backup_s:.1f} s",
+             f"{backup_s / hours:.2f} s an hour; {path.stat().st_size / hours / 1e6:.2f} MB an hour",
+             f"reference: copying the stopped folder by hand, {copy_s:.1f} s "
+             f"({folder_bytes(src) / hours / 1e6:.2f} MB an hour on disk)"]]
+    for backend in ("faiss", "qdrant"):
+        target = work / f"tapes-restored-{backend}"
+        shutil.rmtree(target, ignore_errors=True)
+        t = time.perf_counter()
+        config = StoreConfig(data_dir=target, backend=backend)  # type: ignore[arg-type]
+        report = restore(path, config, configured=SPEC)
+        seconds = time.perf_counter() - t
+        with open_store(config, SPEC) as store:
+            held = int(store.stats()["windows"])
+        assert report.windows == windows == held, (report.windows, windows, held)
+        rows.append([f"restore them into {'embedded Qdrant' if backend == 'qdrant' else 'empty FAISS'}",
+                     f"{seconds:.1f} s", f"{seconds / hours:.2f} s an hour",
+                     "reference: `backfill-windows` runs PaSST again, about 49 min an hour here (section 3)"])
+    return rows
+
+
 def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -108,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--qdrant-n", type=int, default=10_000,
                     help="clips of a second store restored into Qdrant (0: none)")
     ap.add_argument("--idle-n", type=int, default=300, help="searches per idle window")
+    ap.add_argument("--window-hours", type=int, default=10,
+                    help="hour-long clips with windows in a third store, backed up and restored (0: none)")
     ap.add_argument("--nice", type=lambda v: [int(x) for x in v.split(",")], default=[10, 0],
                     help="the backup's --nice values to run, the first one restored (default 10,0)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "retrieval-bench-backup")
@@ -207,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
                  "again"])
     if qdrant_row:
         rows.append(qdrant_row)
+    if args.window_hours:
+        rows.extend(windows_rows(work, args.window_hours))
     for nice, _, before, during, after in runs:
         idle_all = before + after
         ratio = float(np.median(during)) / float(np.median(idle_all))
