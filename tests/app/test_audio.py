@@ -75,6 +75,9 @@ def test_declared_body_over_the_limit_is_413(make_client):
     counted = ("retrieval_http_request_duration_seconds_count",
                (("method", "POST"), ("route", "/audio"), ("status", "413")))
     assert metric_samples(client)[counted] == 1
+    # a caller without the key is told so first, whatever the body's size
+    r = upload(client, "big.wav", big, headers={})
+    assert r.status_code == 401 and "API key is required" in r.json()["detail"]
 
 
 def multipart_chunks(name: str, data: bytes, boundary: str = "b0undary", chunk: int = 4096):
