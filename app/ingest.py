@@ -23,7 +23,7 @@ from app.settings import Settings
 from index.collection import Collection
 from index.ingest.queue import Job, JobQueue
 from index.ingest.worker import METADATA_FIELD, IngestWorker
-from index.layout import INCOMING_DIR, QUEUE_FILE, incoming_location, ingest_lock
+from index.layout import INCOMING_DIR, QUEUE_FILE, incoming_location, ingest_lock, temporary_folders
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
@@ -145,8 +145,10 @@ class Ingest:
         self.queue.close()
 
     def _remove_orphan_bytes(self) -> None:
-        """Bytes a crash left between their write and their job's commit."""
-        remove_stale_tmp(self.incoming)
+        """Bytes a crash left between their write and their job's commit, and the temporary files of killed
+        writers in the data directory."""
+        for folder in [self.incoming, *temporary_folders(self.data_dir)]:
+            remove_stale_tmp(folder)
         active = self.queue.locations_in_use()  # every store's: the folder is theirs too
         for path in self.incoming.iterdir():
             relative = f"{INCOMING_DIR}/{path.name}"

@@ -10,6 +10,7 @@ here, once; every other module asks this one.
     ingest-<store>.lock      held by the one ingest worker of a store of the folder
     cache/                   derived files (tag-name embeddings, exported ONNX text models)
     loaded-shards-<store>.json  the bulk loader's ledger of shards loaded into one store
+    loaded-shards-<store>.loading  its journal of the clips a stopped load had yet to replace for
     reread-metadata-<store>.log `index reread-metadata`'s ledger of clips whose files it read, one store
     stores.txt               every store that has opened the folder, a line each (they share audio/)
     .restore-moving          while a restore moves its staged entries in: the staging folder's name
@@ -68,6 +69,19 @@ def ingest_lock(data_dir: Path, store_name: str) -> Path:
 def shard_ledger(data_dir: Path, store_name: str) -> Path:
     """The bulk loader's record of the shards loaded into the store called `store_name`."""
     return Path(data_dir) / f"loaded-shards-{store_name}.json"
+
+
+def temporary_folders(data_dir: Path) -> list[Path]:
+    """The folders of the data directory, besides those of the stores and uploads, where whole files are
+    written beside their name (retrieval.durable.atomic_path: the ledgers, stores.txt, the tag-name cache),
+    so that a writer killed mid-write leaves a hidden `.NAME.*.tmp` there."""
+    return [Path(data_dir), Path(data_dir) / CACHE_DIR]
+
+
+def shard_journal(ledger: Path) -> Path:
+    """Beside a bulk loader's ledger, its journal of the clips a load holds for replacement
+    (index.ingest.bulk_load.Journal)."""
+    return Path(ledger).with_suffix(".loading")
 
 
 def metadata_ledger(data_dir: Path, store_name: str) -> Path:

@@ -15,6 +15,8 @@ from pathlib import Path
 from retrieval.errors import StorageFull, newer_format
 
 BUSY_TIMEOUT_S = 60
+# free bytes below which a disk counts as full when SQLite fails (its shared-memory file alone wants 32 KiB)
+FULL_BELOW = 1 << 20
 # pages of a new file (an existing one keeps its own): a window row (float16 vector and logits, about 2.6 KB)
 # fills a 4 KiB page alone; three share 8 KiB
 PAGE_SIZE = 8192
@@ -33,6 +35,8 @@ def connect_durable(path: Path) -> sqlite3.Connection:
             con.close()
             raise
     except sqlite3.OperationalError as e:
+        if disk_full(path):
+            raise StorageFull(f"cannot open {path}: the disk is full ({e}); free some space") from None
         folder = Path(path).parent
         why = next((f"{where} cannot be written by this user" for where in (folder, Path(path))
                     if where.exists() and not os.access(where, os.W_OK)), "")
@@ -101,6 +105,27 @@ def _rollback(con: sqlite3.Connection) -> None:
             pass  # the transaction is gone either way; the error that got us here is the one to report
 
 
+def disk_full(path: Path) -> bool:
+    """Whether the file system that holds the file `path` has (next to) no room left for this user."""
+    try:
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW
+
+
+@contextmanager
+def full_disk_said(path: Path) -> Iterator[None]:
+    """An SQLite error met while reading `path` on a full disk, said as a full disk (StorageFull, one line):
+    SQLite says "disk I/O error" when it cannot make its shared-memory file, as if the file were damaged."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if disk_full(path):
+            raise StorageFull(f"{path} cannot be read: the disk is full ({e}); free some space") from None
+        raise
+
+
 def read_only(path: Path) -> sqlite3.Connection:
     """A connection that cannot write to the database file at `path`."""
     return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
@@ -109,12 +134,18 @@ def read_only(path: Path) -> sqlite3.Connection:
 def refuse_newer(path: Path, known: int) -> None:
     """NewerFormat naming `path` when its schema version (`PRAGMA user_version`) is past `known`, the newest
     this version writes; read without writing (nothing when there is no such file)."""
-    if not Path(path).is_file():
-        return
-    with closing(read_only(path)) as con:
-        version = int(con.execute("PRAGMA user_version").fetchone()[0])
-    if version > known:
+    version = schema_version(path)
+    if version is not None and version > known:
         raise newer_format(path, version, known)
+
+
+def schema_version(path: Path) -> int | None:
+    """The schema version (`PRAGMA user_version`) of the database file at `path`, read without writing; None
+    when there is no such file."""
+    if not Path(path).is_file():
+        return None
+    with full_disk_said(path), closing(read_only(path)) as con:
+        return int(con.execute("PRAGMA user_version").fetchone()[0])
 
 
 def integrity_of(con: sqlite3.Connection) -> list[str]:
@@ -124,9 +155,10 @@ def integrity_of(con: sqlite3.Connection) -> list[str]:
 
 
 def integrity_problems(path: Path) -> list[str]:
-    """SQLite's check of any database file (the ingest queue's too), read-only: [] when it is sound."""
+    """SQLite's check of any database file (the ingest queue's too), read-only: [] when it is sound. A full
+    disk, which keeps SQLite from reading, is StorageFull: it says nothing of the file."""
     try:
-        with closing(read_only(path)) as con:
+        with full_disk_said(path), closing(read_only(path)) as con:
             return integrity_of(con)
     except sqlite3.DatabaseError as e:  # not a database at all, or too damaged to open
         return [str(e)]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from retrieval.audio import DecodedAudio
@@ -67,7 +68,9 @@ def cached_tag_text_embeddings(text: SentenceEncoder, *, cache_dir: Path | None,
         try:
             with atomic_path(path) as tmp:
                 save_file({"tag_text": E.contiguous()}, str(tmp))
-        except OSError as e:  # a read-only data directory: only the next start pays the encoding again
+        # a read-only data directory, a full disk (safetensors says so as its own error): only the next
+        # start pays the encoding again; atomic_path has removed the part written
+        except (OSError, SafetensorError) as e:
             log.warning("the tag-name embeddings are not kept in %s: %s", cache_dir, e)
     return E
 

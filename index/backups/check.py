@@ -8,13 +8,14 @@ bytes than its sha256; a vector that is not its logits' projection under the con
 of windows, peaks or the keyword index of no clip, and keyword rows that are not their clip's words (what an
 older version's writes to a newer database leave, say). Warnings: a
 file indexed where it lies that is missing or changed; orphan files under ``audio/`` (no clip refers to
-them). A cache file is read back a chunk of ids at a time as SQLite's rows stream by, never whole.
+them); temporary files of writers killed mid-write in the data directory and its ``cache/``. A cache file
+is read back a chunk of ids at a time as SQLite's rows stream by, never whole.
 
 Live stores: the clip database is read in one read transaction (WAL: the service's writes go on), files are
 compared against that state, and anything that looks wrong is looked up again outside it before it is
 reported (a clip deleted or added meanwhile is not a finding). ``repair=True`` fixes what is derived: a
-FAISS cache out of step is rebuilt from SQLite, orphan files and rows are removed, keyword rows written
-again; a record or a stored upload is never deleted.
+FAISS cache out of step is rebuilt from SQLite, orphan and old temporary files and rows are removed, keyword
+rows written again; a record or a stored upload is never deleted.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from index.layout import (
     RESTORE_MOVING,
     audio_file,
     stores_of,
+    temporary_folders,
 )
 from index.sqlite_conn import integrity_problems, refuse_newer
 from index.store.records import Chunk, ClipRecord
@@ -68,7 +70,8 @@ class Finding:
     severity: str  # "error" or "warning"
     kind: str  # integrity, model, faiss-cache (the clips'), faiss-windows-cache (the windows'),
     #            upload-missing, upload-changed, vector, referenced-missing, referenced-changed, orphan,
-    #            orphan-rows, keywords (FAISS: rows of no clip, keyword rows not the clip's words)
+    #            orphan-rows, keywords (FAISS: rows of no clip, keyword rows not the clip's words),
+    #            stale-tmp (a killed writer's temporary file in the data directory or cache/)
     message: str
     clip_id: int | None = None
     path: str | None = None
@@ -119,6 +122,7 @@ def check_store(config: StoreConfig, *, spec: ModelSpec | None = None, project: 
             refuse_newer(queue, SCHEMA_VERSION)
         except NewerFormat as e:  # the service refuses to start with it
             report.error("newer-format", str(e), path=str(queue))
+    _check_stale_tmp(data_dir, report, repair=repair)
     if config.backend == "faiss":
         _check_faiss(config, report, spec=spec, project=project, repair=repair, progress=progress)
     else:
@@ -206,6 +210,21 @@ def _check_bytes(r: ClipRecord, reader: _Reader, report: CheckReport) -> None:
                "`retrieval index add` on its folder takes it as it is now, if it decodes")
         report.warn(kind, f"clip {r.id}: the file it was indexed from, {path}, {problem} ({fix})",
                     clip_id=r.id, path=str(path))
+
+
+def _check_stale_tmp(data_dir: Path, report: CheckReport, *, repair: bool) -> None:
+    """Temporary files of writers killed mid-write (older than a live writer's) in the data directory's own
+    folders (index/layout.py temporary_folders; the stores' and uploads' folders sweep their own)."""
+    for folder in temporary_folders(data_dir):
+        for path in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
+            if not path.is_file() or not old_enough(path):
+                continue
+            if repair:
+                path.unlink(missing_ok=True)
+                report.repaired.append(f"removed {path} (left by a writer that was stopped)")
+            else:
+                report.warn("stale-tmp", f"{path}: left by a writer that was stopped (`retrieval check "
+                            "--repair` removes it)", path=str(path))
 
 
 def _check_orphans(reader: _Reader, report: CheckReport, *, repair: bool, store: str) -> None:

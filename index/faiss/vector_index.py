@@ -20,6 +20,7 @@ are used by serving several requests at once, not by splitting one.
 """
 
 import contextlib
+import errno
 import logging
 import re
 from pathlib import Path
@@ -320,9 +321,24 @@ def load(path: Path, *, dim: int, kind: str, search_threads: int = 1,
 
 
 def write_atomically(vi: VectorIndex, path: Path) -> None:
-    """The name holds the old file or the whole new one, never part of one."""
-    with atomic_path(path) as tmp:  # a failed write leaves no temporary file behind
-        faiss.write_index(vi.index, str(tmp))
+    """The name holds the old file or the whole new one, never part of one. FAISS writes through a Python
+    file, in its own chunks: its own file writer only prints an error on closing (a full disk) and leaves a
+    file cut short, which would then take the name. A failed write (OSError) leaves the old file and no
+    temporary one."""
+    written = 0
+
+    def out(chunk: bytes) -> None:
+        nonlocal written
+        written += f.write(chunk)
+
+    with atomic_path(path) as tmp:
+        try:
+            with open(tmp, "wb") as f:
+                faiss.write_index(vi.index, faiss.PyCallbackIOWriter(out))  # type: ignore[attr-defined]
+        except OSError as e:  # a file's write says no file: named here (atomic_path names the target)
+            raise e if e.filename else OSError(e.errno, e.strerror, str(tmp)) from e
+        if (size := tmp.stat().st_size) != written:  # whole, before it takes the name
+            raise OSError(errno.EIO, f"the index file was cut short ({size} of {written} bytes)", str(tmp))
 
 
 def prune(folder: Path, *, keep: Path) -> None:

@@ -12,6 +12,11 @@ stored clip whose file moved (its bytes now at the row's path, no longer at its 
 added for a file that changed where it lies replaces the clips stored from that path before, taking what
 the user set on them. Both only where the file holds the row's bytes now: a shard older than the library
 changes nothing that a later run made.
+
+A run stopped (killed) between storing a shard's clips and replacing what they replace ends as a whole run
+would: before each write that a replacement follows (a clip added, moved or retagged), the clip is noted in a
+journal beside the ledger (index/layout.py ``shard_journal``), and the next run of that shard replaces for
+the clips it notes as for its own, though it finds them stored.
 """
 
 import json
@@ -34,14 +39,16 @@ from index.ingest.ray_shards import (
     RECORD_COLUMNS,
     WINDOW_COLUMNS,
     manifest_spec,
+    reading_shard,
     shard_failures,
 )
 from index.ingest.worker import Item, retagged
+from index.layout import shard_journal
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import Added, ClipRecord, NewClip, Tag, Timeline
 from retrieval.config import N_TAGS
-from retrieval.durable import sha256_file, write_json_atomically
+from retrieval.durable import append_line, sha256_file, write_json_atomically, write_text_atomically
 from retrieval.errors import RetrievalError
 from retrieval.model_spec import PASST_FIELDS
 from retrieval.pipeline import Retriever
@@ -66,6 +73,36 @@ class LoadReport:
     seconds: float = 0.0
 
 
+class Journal:
+    """The clips that loads of shards hold for replacement, noted before each write (the shard, the clip's
+    sha256 and path, whether it arrives there from another path), so that a run stopped before a shard's
+    replacements is finished by the next run of that shard. A line cut short by a kill is skipped: nothing
+    was written after it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.noted: dict[tuple[str, str, str], bool] = {}  # (shard, sha256, path): arrived
+        for line in path.read_text(encoding="utf-8").split("\n") if path.is_file() else []:
+            try:
+                shard, sha, location, arrived = json.loads(line)
+            except (ValueError, TypeError):
+                continue
+            self.noted[(shard, sha, location)] = bool(arrived)
+        self.shards = {shard for shard, _, _ in self.noted}
+
+    def note(self, shard: Path, entries: list[tuple[str, str, bool]]) -> None:
+        if not self.path.is_file():
+            write_text_atomically(self.path, "")
+        append_line(self.path, "\n".join(json.dumps([str(shard), sha, path, arrived])
+                                          for sha, path, arrived in entries))
+        self.shards.add(str(shard))
+
+    def held(self, shard: Path, record: ClipRecord, path: str) -> bool | None:
+        """Whether a stopped run of the shard held the clip stored at `path` and arrived it there; None when
+        it held no such clip."""
+        return self.noted.get((str(shard), record.sha256, path)) if record.location == path else None
+
+
 @dataclass
 class Held:
     """What a shard added or moved, (the clip, its path) each, and the ids of the clips the run moved."""
@@ -74,6 +111,16 @@ class Held:
     follows: bool  # the store held clips before the run: files may have moved, been retagged or changed
     clips: list[tuple[ClipRecord, str]] = field(default_factory=list)
     arrived: set[int] = field(default_factory=set)
+    journal: Journal | None = None  # where a run that follows notes what it holds (in `shard`)
+    shard: Path = Path()
+
+    def note(self, entries: list[tuple[str, str, bool]]) -> None:
+        if self.journal is not None:
+            self.journal.note(self.shard, entries)
+
+    def stopped(self, record: ClipRecord, path: str) -> bool | None:
+        """Whether a stopped run of the shard held this stored clip, and arrived it (None: it did not)."""
+        return None if self.journal is None else self.journal.held(self.shard, record, path)
 
     def copied(self, record: ClipRecord) -> bool:
         """Whether a file of the folder's shards other than the clip's holds its bytes now (a copy made
@@ -116,13 +163,21 @@ def load_shards(collection: Collection, shard_dir: Path, *, ledger: Path, redo: 
     report = LoadReport(shards_skipped=len(shards) - len(todo))
     # the files of shards loaded before that failed extraction: listed on every run, not on the first alone
     report.failed += shard_failures(shard_dir, [s.name for s in shards if str(s) in done])
-    rows = sum(pq.ParquetFile(s).metadata.num_rows for s in todo)
+    rows = 0
+    for shard in todo:
+        with reading_shard(shard):
+            rows += pq.ParquetFile(shard).metadata.num_rows
     start = time.perf_counter()
     held = Held(shards, follows=store.count() > 0)  # into an empty store (a first load) nothing is followed
+    journal = Journal(shard_journal(ledger)) if held.follows else None
+    if journal is None:  # an empty store: what a stopped load noted is gone with its clips
+        shard_journal(ledger).unlink(missing_ok=True)
     with tqdm(total=rows, unit="clip", desc="load", disable=not progress) as bar:
         for shard in todo:
             before = (report.added, report.skipped, len(report.failed))
-            _load_shard(collection, shard, report, bar, held)
+            held.journal, held.shard = journal, shard
+            with reading_shard(shard):
+                _load_shard(collection, shard, report, bar, held)
             if held.follows:  # before the ledger says the shard is done
                 _replace_changed(collection, held, report)
             held.clips.clear()
@@ -130,6 +185,8 @@ def load_shards(collection: Collection, shard_dir: Path, *, ledger: Path, redo: 
                                 "failed": len(report.failed) - before[2]}
             write_json_atomically(ledger, done)
             report.shards_loaded += 1
+    if journal is not None and journal.shards <= done.keys():  # every noted shard's replacements are done
+        journal.path.unlink(missing_ok=True)
     report.seconds = time.perf_counter() - start
     log.info("loaded %d shards (%d done before): %d clips added, %d already stored, %d failed extraction",
              report.shards_loaded, report.shards_skipped, report.added, report.skipped, len(report.failed))
@@ -156,11 +213,15 @@ def _load_shard(collection: Collection, shard: Path, report: LoadReport, bar: tq
                 report.skipped += 1
                 seen.add(sha)
                 if moved_from(stored, path) and _holds(path, sha):
+                    held.note([(sha, path, True)])
                     moved = move_here(collection, stored, path, rows["name"][i])
                     held.clips.append((moved, path))
                     held.arrived.add(moved.id)
                     report.moved += 1
-            elif held.follows and (kept := _retagged(collection, rows, i)) is not None:  # a clip's audio
+                elif (arrived := held.stopped(stored, path)) is not None:
+                    held.clips.append((stored, path))  # added, moved or retagged by a run stopped since
+                    held.arrived.update([stored.id] if arrived else [])
+            elif held.follows and (kept := _retagged(collection, rows, i, held)) is not None:  # its audio
                 seen.add(sha)
                 held.clips.append((kept[0], path))
                 held.arrived.update([kept[0].id] if kept[1] else [])
@@ -170,6 +231,7 @@ def _load_shard(collection: Collection, shard: Path, report: LoadReport, bar: tq
                 keep.append(i)
                 seen.add(sha)
         if keep:
+            held.note([(rows["sha256"][i], rows["path"][i], False) for i in keep])
             logits = np.asarray([rows["logits"][i] for i in keep], dtype=np.float32)  # (n, 527)
             timelines = [_timeline(rows, i, retriever) if windowed else None for i in keep]
             clips = [_clip(rows, i, logits[j], retriever) for j, i in enumerate(keep)]
@@ -179,7 +241,7 @@ def _load_shard(collection: Collection, shard: Path, report: LoadReport, bar: tq
         bar.update(batch.num_rows)
 
 
-def _retagged(collection: Collection, rows: dict, i: int) -> tuple[ClipRecord, bool] | None:
+def _retagged(collection: Collection, rows: dict, i: int, held: Held) -> tuple[ClipRecord, bool] | None:
     """Row i's file retagged (or retagged and moved) since its clip was stored: other bytes, the same audio
     (`audio_sha256`) as a clip stored from its path, or as one whose file is gone. That clip is kept, with
     the file's sha256, place and metadata, as `index add` keeps it (:func:`index.ingest.worker.retagged`),
@@ -191,6 +253,10 @@ def _retagged(collection: Collection, rows: dict, i: int) -> tuple[ClipRecord, b
         return None
     text = rows[METADATA_COLUMN][i] if METADATA_COLUMN in rows else ""
     found = Metadata.from_json_text(text) if text else file_metadata(Path(path), name)
+    # whether it will move (worker.retagged: no clip of this audio stored from its path), noted before
+    here = any(r.audio_sha256 == fingerprint and not r.stored_copy
+               for r in collection.store.at_location(path))
+    held.note([(sha, path, not here)])
     return retagged(collection, Item(path, name, Path(path), sha, found=found), fingerprint)
 
 

@@ -20,8 +20,10 @@ actor decodes it again from its path and tags it window by window as it is read 
 holds a long recording whole. Ray is an optional dependency (the ``ray`` extra).
 """
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ from index.ingest.embedded import file_metadata
 from retrieval.audio import DecodedAudio, LongWave
 from retrieval.config import N_TAGS, Windowing
 from retrieval.durable import sha256_file, write_json_atomically
-from retrieval.errors import AudioDecodeError, ModelNotFound
+from retrieval.errors import AudioDecodeError, ModelNotFound, RetrievalError
 from retrieval.extract import AudioLimits, Extraction, decode, extract_many
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 from retrieval.text_files import open_text
@@ -193,13 +195,27 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     return {**manifest, "written": shards}
 
 
+@contextlib.contextmanager
+def reading_shard(path: Path) -> Iterator[None]:
+    """A shard that is not a whole Parquet file (cut short by a full disk or a kill) said in one line naming
+    it, not as pyarrow's error that names no file."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except pa.ArrowException as e:
+        raise RetrievalError(f"{path} is not a whole Parquet shard ({e}): extract its files again, or take "
+                             f"it out of {MANIFEST}") from None
+
+
 def shard_failures(out_dir: Path, shards: list[str]) -> list[tuple[str, str]]:
     """(path, why) of every file of these shards that could not be extracted (their `error` column)."""
     import pyarrow.parquet as pq
 
     failed = []
     for name in shards:
-        table = pq.read_table(Path(out_dir) / name, columns=["path", "error"]).to_pydict()
+        with reading_shard(Path(out_dir) / name):
+            table = pq.read_table(Path(out_dir) / name, columns=["path", "error"]).to_pydict()
         failed += [(p, e) for p, e in zip(table["path"], table["error"], strict=True) if e]
     return failed
 

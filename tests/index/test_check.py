@@ -397,3 +397,49 @@ def test_an_upload_queue_of_a_newer_version_is_an_error(faiss_live):
     report = check_store(faiss_live, spec=SPEC, project=project)
     [finding] = [f for f in report.errors if f.kind == "newer-format"]
     assert not report.healthy and finding.message.startswith(f"{queue} was written by a newer version")
+
+
+def test_a_full_disk_is_said_as_such_not_as_a_damaged_store(faiss_live, monkeypatch):
+    """On a full disk SQLite cannot make its shared-memory file and says "disk I/O error": check reported it
+    as the database's integrity ("NOT healthy"), as if the store were damaged."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from index import sqlite_conn
+    from retrieval.errors import StorageFull
+
+    class NoRoom:
+        def execute(self, *args):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        def close(self):
+            pass
+
+    real = sqlite_conn.read_only
+    monkeypatch.setattr(sqlite_conn, "read_only", lambda path: NoRoom() if Path(path).name == CLIP_DB
+                        else real(path))
+    report = check_store(faiss_live, spec=SPEC, project=project)  # room left: the error is the file's
+    assert not report.healthy and "integrity" in kinds(report)
+    monkeypatch.setattr(sqlite_conn.os, "statvfs", lambda path: SimpleNamespace(f_bavail=3, f_frsize=4096))
+    db = faiss_live.data_dir / CLIP_DB
+    with pytest.raises(StorageFull, match=f"^{db} cannot be read: the disk is full"):
+        check_store(faiss_live, spec=SPEC, project=project)
+
+
+def test_temporary_files_of_killed_writers_are_found_and_repair_removes_only_old_ones(faiss_live):
+    """A ledger's, stores.txt's or the tag-name cache's writer killed mid-write left its temporary file for
+    good (790 KB for the cache); a young one may be a live writer's."""
+    data = faiss_live.data_dir
+    (data / "cache").mkdir(exist_ok=True)
+    old = [data / ".loaded-shards-faiss.json.4242-1.tmp",
+           data / "cache" / ".tag-text-ab.safetensors.4242-1.tmp"]
+    young = data / ".stores.txt.4343-1.tmp"
+    for path in [*old, young]:
+        path.write_bytes(b"part")
+    for path in old:
+        os.utime(path, (time.time() - 3600,) * 2)
+    report = check_store(faiss_live, spec=SPEC, project=project)
+    assert report.healthy and sorted((f.kind, f.path) for f in report.findings) == sorted(
+        ("stale-tmp", str(p)) for p in old)
+    report = check_store(faiss_live, spec=SPEC, project=project, repair=True)
+    assert not any(p.exists() for p in old) and young.exists() and len(report.repaired) == 2

@@ -564,3 +564,32 @@ def test_a_database_that_cannot_be_opened_is_named(tmp_path):
                 connect_durable(folder / "db.sqlite")
         finally:
             folder.chmod(0o755)
+
+
+def test_a_current_queue_opens_without_writing(tmp_path, monkeypatch):
+    """A service restarted on a full disk: opening the queue wrote its schema again, and the disk being full
+    stopped the service's start. A queue of this version is opened, and read, without a write."""
+    from index.ingest import queue as queue_module
+
+    path = tmp_path / "jobs.sqlite"
+    with_job = JobQueue(path)
+    job = add(with_job, 1)
+    with_job.close()
+
+    def full(con, path):
+        raise StorageFull(f"{path}: database or disk is full; nothing was stored")
+
+    monkeypatch.setattr(queue_module, "write_transaction", full)
+    again = JobQueue(path)
+    try:
+        assert again.get(job.id) == job
+    finally:
+        again.close()
+    monkeypatch.undo()
+    old = tmp_path / "old.sqlite"  # a queue of version 1 is still brought up to date
+    JobQueue(old).close()
+    with sqlite3.connect(old) as con:
+        con.execute("PRAGMA user_version = 1")
+    JobQueue(old).close()
+    with sqlite3.connect(old) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 2

@@ -134,3 +134,23 @@ def test_a_file_retagged_and_a_file_moved_and_retagged_keep_their_clips(tmp_path
         assert now_e.meta.description == "my own words"
         assert (now_f.location, now_f.sha256) == (str(f), sha256_file(f)) and now_f.sha256 != clip_f.sha256
         assert now_f.meta_layers.file.fields == (("title", "take two"),)
+
+
+def test_a_shard_cut_short_is_refused_naming_it(tmp_path, retriever):
+    """A shard cut short (extraction killed, or a full disk) was refused with pyarrow's "Parquet magic bytes
+    not found in footer", naming no file; nothing is loaded from the folder."""
+    import pytest
+
+    from retrieval.errors import RetrievalError
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    a = write(lib / "a.wav", sine(330))
+    write_old_shard_folder(tmp_path / "shards", rows((a, 0)))
+    shard = tmp_path / "shards" / "shard-000.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    with FaissStore(tmp_path / "data", retriever.spec) as store:
+        collection = Collection(store, retriever, data_dir=tmp_path / "data")
+        with pytest.raises(RetrievalError, match=f"^{shard} is not a whole Parquet shard"):
+            load_shards(collection, tmp_path / "shards", ledger=tmp_path / "ledger.json", progress=False)
+        assert store.count() == 0
