@@ -64,11 +64,14 @@ def train(*, train_file: Path, val_file: Path, out: Path, cfg, overwrite: bool =
 
 def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
              submission: Path | None = None) -> dict:
+    from retrieval.durable import make_parent
     from training import evaluate as ev
     from training.features import load_features
 
     if bool(checkpoints) == zero_shot:
         raise typer.BadParameter("give either --checkpoint (one or more) or --zero-shot")
+    if submission is not None:
+        make_parent(submission)  # a folder that cannot be written is said before anything is scored
     fs = load_features(features_file)
     heads = [ev.zero_shot_head(fs)] if zero_shot else ev.load_heads(checkpoints, fs)
     S = ev.ensemble_similarity(heads, fs)  # (M, N)
@@ -180,7 +183,12 @@ def register(app: typer.Typer) -> None:
                                plateau_threshold=plateau_threshold,
                                plateau_threshold_mode=plateau_threshold_mode, init=init,
                                init_optimizer=init_optimizer, device=device or configured_device())
-            result = train(train_file=train_file, val_file=val_file, out=out, cfg=cfg, overwrite=overwrite)
+            try:
+                result = train(train_file=train_file, val_file=val_file, out=out, cfg=cfg,
+                               overwrite=overwrite)
+            except KeyboardInterrupt as e:  # the trainer's says which head it kept
+                typer.secho(str(e) or "training interrupted", err=True, fg=typer.colors.YELLOW)
+                raise typer.Exit(130) from None
         typer.echo(f"best epoch {result.best_epoch}: {metrics_line(result.metrics)} -> {result.checkpoint}")
 
     @app.command("evaluate")

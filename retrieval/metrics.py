@@ -16,6 +16,7 @@ import numpy as np
 from retrieval.moments import iou
 
 KS = (1, 5, 10)
+TOP_K = 10  # mAP@10 counts the first 10 ranks, as the challenge lists 10 clips per caption
 METRIC_NAMES = (*(f"R@{k}" for k in KS), "mAP@10")  # in the order every table shows them
 
 
@@ -30,8 +31,9 @@ def ranks_from_scores(S: np.ndarray, targets: np.ndarray) -> np.ndarray:
     tied_before = ((S == own) & (np.arange(S.shape[1])[None, :] < targets[:, None])).sum(1)
     ranks = (1 + higher + tied_before).astype(np.int64)
     # a score that is no number (a diverged head, a NaN in the features) compares false with everything, which
-    # would rank it first: it is a miss, ranked last
-    ranks[np.isnan(own[:, 0])] = S.shape[1]
+    # would rank it first: it is a miss, ranked after every clip and past every cutoff (rank N would be a hit
+    # for R@10 in a set of up to 10 clips)
+    ranks[np.isnan(own[:, 0])] = max(S.shape[1], *KS, TOP_K) + 1
     return ranks
 
 
@@ -41,7 +43,7 @@ def retrieval_metrics(ranks: np.ndarray) -> dict[str, float]:
     if ranks.size == 0:
         raise ValueError("no queries to score")
     out = {f"R@{k}": float((ranks <= k).mean()) for k in KS}
-    out["mAP@10"] = float(np.where(ranks <= 10, 1.0 / ranks, 0.0).mean())
+    out["mAP@10"] = float(np.where(ranks <= TOP_K, 1.0 / ranks, 0.0).mean())
     return out
 
 

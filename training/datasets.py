@@ -63,7 +63,7 @@ class Clip:
 
 def read_csv_rows(path: Path, *, header: list[str], what: str = "captions file") -> list[dict[str, str]]:
     """Rows of a CSV whose first line must hold at least the ``header`` columns (`what`: the file's name in
-    the error when it is missing)."""
+    the error when it is missing). A row of more fields than the header is refused, not cut short."""
     if not path.is_file():
         raise DatasetError(f"{what} not found: {path}")
     with open_text(path, newline="", encoding="utf-8-sig") as f:
@@ -73,7 +73,15 @@ def read_csv_rows(path: Path, *, header: list[str], what: str = "captions file")
         missing = [c for c in header if c not in reader.fieldnames]
         if missing:
             raise DatasetError(f"{path}: header {reader.fieldnames} lacks the columns {missing}")
-        return list(reader)
+        rows = []
+        for row in reader:
+            if None in row:  # DictReader keeps the fields past the header under None
+                n = len(reader.fieldnames)
+                raise DatasetError(f"{path}, line {reader.line_num}: {n + len(row[None])} fields for the {n} "
+                                   'columns of the header (a comma in a caption needs the caption in double '
+                                   'quotes: "a, b")')
+            rows.append(row)
+        return rows
 
 
 def read_clotho_captions(path: Path) -> list[tuple[str, tuple[str, ...]]]:

@@ -15,14 +15,13 @@ import torch
 from retrieval.checkpoint import Checkpoint, load_checkpoint, zero_shot
 from retrieval.durable import atomic_path
 from retrieval.head import RetrievalHead
-from retrieval.metrics import ranks_from_scores, retrieval_metrics
+from retrieval.metrics import TOP_K, ranks_from_scores, retrieval_metrics
 from retrieval.model_spec import ENCODER_FIELDS
 from training.datasets import DatasetError, read_clotho_captions, read_csv_rows
 from training.features import FeatureSet
 
 log = logging.getLogger(__name__)
 
-TOP_K = 10
 SUBMISSION_HEADER = ["caption"] + [f"file_name_{i}" for i in range(1, TOP_K + 1)]
 
 

@@ -130,8 +130,16 @@ def sidecar_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def check_feature_path(path: str | Path) -> None:
+    """Refuse a feature file name whose sidecar would be the file itself (``X.json``)."""
+    if sidecar_path(path) == Path(path):
+        raise FeatureFileError(f"{path}: a feature file named .json would be overwritten by its own .json "
+                               "sidecar: name it NAME.safetensors")
+
+
 def save_features(path: str | Path, fs: FeatureSet) -> None:
     """Write the tensors and the sidecar, each durably (checked first: a bad set writes nothing)."""
+    check_feature_path(path)
     fs.check()
     tensors = {k: getattr(fs, k) for k in TENSORS}
     if fs.windows is not None:
@@ -170,32 +178,44 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial.npz")
 
 
+def clip_stamp(path: Path) -> str:
+    """What changes with a clip's audio file: where it is (the dataset's root and split), its size and its
+    modification time. Logits of a partial file are reused only for the same stamp."""
+    st = Path(path).stat()
+    return f"{Path(path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 @dataclass
 class Partial:
-    """What an interrupted run computed: file name -> (527,) logits, and the windows of those it kept."""
+    """What an interrupted run computed: file name -> (527,) logits, the windows of those it kept, and the
+    :func:`clip_stamp` of the audio each was computed from (none in files of earlier versions)."""
 
     logits: dict[str, np.ndarray]
     windows: dict[str, WindowLogits]
+    stamps: dict[str, str]
 
 
 def load_partial(path: Path, *, spec: ModelSpec) -> Partial:
     """Logits already computed by an interrupted run with the same tagger (files of runs before windows
     could be kept hold no window tensors)."""
     if not path.is_file():
-        return Partial({}, {})
+        return Partial({}, {}, {})
     with np.load(path, allow_pickle=False) as z:
         ModelSpec.from_dict(json.loads(str(z["tagger"]))).require_match(
             spec, only=PASST_FIELDS, what=str(path), fix="delete it to start again")
-        logits = dict(zip(z["names"].tolist(), z["logits"], strict=True))
+        names = z["names"].tolist()
+        logits = dict(zip(names, z["logits"], strict=True))
+        stamps = dict(zip(names, z["stamps"].tolist(), strict=True)) if "stamps" in z else {}
         if "window_names" not in z:
-            return Partial(logits, {})
+            return Partial(logits, {}, stamps)
         windows = unpack_windows({k: z[k] for k in WINDOW_TENSORS}, where=str(path))
-        return Partial(logits, dict(zip(z["window_names"].tolist(), windows, strict=True)))
+        return Partial(logits, dict(zip(z["window_names"].tolist(), windows, strict=True)), stamps)
 
 
 def save_partial(path: Path, done: Partial, *, spec: ModelSpec) -> None:
     arrays: dict[str, Any] = {
         "names": np.array(list(done.logits), dtype=str), "tagger": json.dumps(spec.to_dict()),
+        "stamps": np.array([done.stamps.get(name, "") for name in done.logits], dtype=str),
         "logits": np.stack(list(done.logits.values())) if done.logits else np.zeros((0, N_TAGS), np.float32)}
     if done.windows:
         arrays |= {"window_names": np.array(list(done.windows), dtype=str),
@@ -204,11 +224,26 @@ def save_partial(path: Path, done: Partial, *, spec: ModelSpec) -> None:
         np.savez(f, **arrays)
 
 
+def forget_changed(done: Partial, clips) -> None:
+    """Drop what was computed from audio that has changed since, or from another file of the same name
+    (another --root or --split written to the same --out): it is computed again. Logits of an earlier
+    version's partial file, which recorded no stamps, are taken as they are."""
+    changed = [c.file_name for c in clips
+               if done.stamps.get(c.file_name) and done.stamps[c.file_name] != clip_stamp(c.path)]
+    for name in changed:
+        del done.logits[name], done.stamps[name]
+        done.windows.pop(name, None)
+    if changed:
+        log.info("%d clips changed since their logits were saved (e.g. %s): computing them again",
+                 len(changed), changed[0])
+
+
 def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
                 limits: AudioLimits = AudioLimits(), windows: bool = False) -> Partial:
     """The clips' logits (and windows when asked), resuming from and saving to ``out``'s partial file."""
     partial, spec = partial_path(out), tagger.spec
     done = load_partial(partial, spec=spec)
+    forget_changed(done, clips)
     have = done.windows if windows else done.logits
     todo = [c for c in clips if c.file_name not in have]
     if have:
@@ -216,8 +251,9 @@ def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
                  len(clips) - len(todo), len(clips), partial)
     try:
         for i, clip in enumerate(tqdm(todo, desc="PaSST logits", unit="clip", dynamic_ncols=True), start=1):
+            stamp = clip_stamp(clip.path)  # before it is read: a file changed meanwhile is computed again
             ex = extract(clip.path, tagger, limits=limits, name=clip.file_name)
-            done.logits[clip.file_name] = ex.logits
+            done.logits[clip.file_name], done.stamps[clip.file_name] = ex.logits, stamp
             if windows:
                 done.windows[clip.file_name] = ex.windows
             if i % checkpoint_every == 0:
@@ -236,6 +272,7 @@ def extract_features(clips, *, tagger: Tagger, text: SentenceEncoder, out: str |
     from retrieval.pipeline import tag_text_embeddings, text_spec
 
     out = Path(out)
+    check_feature_path(out)
     if not clips:
         raise FeatureFileError("no clips to extract features from")
     make_parent(out)  # before hours of PaSST: a path that cannot be written is said at once

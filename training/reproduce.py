@@ -1,7 +1,8 @@
 """The paper's recipe end to end, on Clotho v2.1 (and AudioCaps when given), printed beside Table 1.
 
     1. features of Clotho development, validation, evaluation (and AudioCaps train), once: a feature file
-       already in OUT/features is reused, and an interrupted extraction resumes;
+       already in OUT/features is reused when the configured models made it from the same clips and
+       captions, and an interrupted extraction resumes;
     2. PaSST-MPnet (lam 1) and PaSST-MPnet-tags (lam 0.8) on Clotho development; with AudioCaps, 100 epochs
        on AudioCaps train, then fine-tuning on Clotho development with the Adam state carried. The best
        recipe (with AudioCaps when given) is trained once per seed, the others with the first seed only;
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from retrieval.durable import write_json_atomically
 from retrieval.metrics import METRIC_NAMES
+from retrieval.model_spec import ENCODER_FIELDS, ModelSpec
 from training.config import Recipe, TrainConfig
 from training.datasets import DatasetError, read_dataset
 from training.evaluate import ensemble_similarity, load_heads, metrics_of, write_submission, zero_shot_head
@@ -48,24 +50,39 @@ class Row:
 
 def feature_file(out: Path, dataset: str, split: str, *, root: Path, models: Callable, skip_missing: bool
                  ) -> FeatureSet:
-    """OUT/features/<dataset>_<split>.safetensors, extracted unless it is already there and of the same clips
-    and captions as the dataset at `root` (another dataset's, or the same after its CSV changed, is extracted
-    again in its place)."""
+    """OUT/features/<dataset>_<split>.safetensors, extracted unless it is already there, made by the
+    configured models (``models()``) and of the same clips and captions as the dataset at `root` (another
+    dataset's, the same after its CSV changed, or one of other models is extracted again in its place)."""
+    from retrieval.pipeline import text_spec
+
     path = out / "features" / f"{dataset}_{split}.safetensors"
+
+    def configured() -> ModelSpec:
+        tagger, text = models()
+        return text_spec(tagger.spec, text)
+
     try:
         clips = read_dataset(dataset, root, split, skip_missing=skip_missing)
     except DatasetError as e:
         if not path.is_file():
             raise
+        fs = load_features(path)
+        fs.spec.require_match(configured(), only=ENCODER_FIELDS, what=str(path),
+                              fix=f"configure the models that made it, or give the dataset to extract it "
+                                  f"again ({e})")
         log.info("reusing %s (the dataset is not there to compare it with: %s)", path, e)
-        return load_features(path)
+        return fs
     if path.is_file():
         fs = load_features(path)
-        if fs.clips == [c.file_name for c in clips] and fs.captions == [x for c in clips for x in c.captions]:
+        if fs.clips != [c.file_name for c in clips] or fs.captions != [x for c in clips for x in c.captions]:
+            log.warning("%s holds other clips or captions than %s's %s split: extracting it again", path,
+                        root, split)
+        elif diff := fs.spec.diff(configured(), only=ENCODER_FIELDS):
+            log.warning("%s was made with other models than the configured ones (%s): extracting it again",
+                        path, ", ".join(f"{k} {a!r}, configured {b!r}" for k, (a, b) in diff.items()))
+        else:
             log.info("reusing %s", path)
             return fs
-        log.warning("%s holds other clips or captions than %s's %s split: extracting it again", path, root,
-                    split)
     tagger, text = models()
     return extract_features(clips, tagger=tagger, text=text, out=path, dataset=dataset, split=split)
 
@@ -123,10 +140,11 @@ def score_all(systems: dict[str, list[Path]], evaluation: FeatureSet, out: Path)
 
 def reproduce(*, clotho: Path, audiocaps: Path | None, out: Path, models: Callable,
               recipe: Recipe | None = None) -> list[Row]:
-    """The whole recipe; ``models()`` gives (tagger, text encoder), called only if features are missing.
+    """The whole recipe; ``models()`` gives (tagger, text encoder), loaded once: feature files already there
+    are reused only when these models made them.
 
-    Writes OUT/features, OUT/runs/<run>/ (checkpoint, run log), OUT/results.json and the ensemble's
-    challenge CSV OUT/submission_evaluation.csv.
+    Writes OUT/features, OUT/runs/<run>/ (checkpoint, run log), OUT/results.json (the models' spec and the
+    rows) and the ensemble's challenge CSV OUT/submission_evaluation.csv.
     """
     recipe = recipe or Recipe()
     out = Path(out)
@@ -143,7 +161,8 @@ def reproduce(*, clotho: Path, audiocaps: Path | None, out: Path, models: Callab
         feats["audiocaps"] = feature_file(out, "audiocaps", "train", root=audiocaps, models=models_once,
                                           skip_missing=recipe.skip_missing)
     rows = score_all(train_all(recipe, feats, out), feats["evaluation"], out)
-    write_json_atomically(out / "results.json", [r.__dict__ for r in rows])
+    write_json_atomically(out / "results.json", {"model_spec": feats["evaluation"].spec.to_dict(),
+                                                 "rows": [r.__dict__ for r in rows]})
     return rows
 
 

@@ -7,7 +7,11 @@ validation mAP@10 becomes the checkpoint, and its optimiser state is saved besid
 started from a checkpoint (`init`) counts that head as epoch 0, so fine-tuning never keeps a head worse on the
 validation file than the one it started from. A run folder holding a run already is refused unless it is to
 be replaced (`overwrite`), and then its files go before the new run writes any: an interrupted run never
-leaves an earlier run's head beside its own log.
+leaves an earlier run's head beside its own log. Everything a run can be refused for (the device, the `init`
+checkpoint and its optimiser state, a folder that cannot be written) is checked before the folder changes.
+
+An epoch whose training loss or validation figures are not finite numbers has diverged: the run stops, that
+epoch is never kept, and the log's last record says why it stopped (as it does for an interrupt).
 """
 
 import json
@@ -22,8 +26,8 @@ import torch
 
 from retrieval.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from retrieval.device import resolve_device
-from retrieval.durable import append_line, atomic_path, write_text_atomically
-from retrieval.errors import RetrievalError
+from retrieval.durable import append_line, atomic_path, make_parent, write_text_atomically
+from retrieval.errors import CheckpointMismatch, RetrievalError
 from retrieval.head import RetrievalHead
 from retrieval.metrics import METRIC_NAMES
 from training.config import TrainConfig
@@ -39,7 +43,12 @@ VAL_SEED = 1234  # the validation loss uses the same batches and impostors every
 
 
 class TrainingDiverged(RetrievalError):
-    """The loss became NaN or infinite: the run stops, and the head of its best epoch before stays."""
+    """The loss or a validation figure became NaN or infinite: the run stops, and the head of its best epoch
+    before stays."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """An interrupt (Ctrl-C) stopped the run; the message says which head was kept."""
 
 
 @dataclass
@@ -90,8 +99,15 @@ def start_from(path: Path, *, head: RetrievalHead, optimizer: torch.optim.Optimi
         log.warning("%s was trained with lam %.2f; continuing with lam %.2f", path, ckpt.head.lam, cfg.lam)
     head.load_state_dict(ckpt.head.state_dict())
     if cfg.init_optimizer:
-        state = torch.load(optimizer_path(path), map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state)
+        state_path = optimizer_path(path)
+        if not state_path.is_file():
+            raise RetrievalError(f"--init-optimizer carries the Adam state that the run which trained {path} "
+                                 f"saved beside it, and {state_path} is not there: copy it beside the head, "
+                                 "or leave out --init-optimizer to start with fresh Adam moments")
+        try:
+            optimizer.load_state_dict(torch.load(state_path, map_location="cpu", weights_only=True))
+        except (RuntimeError, ValueError, KeyError, EOFError) as e:  # another head's, or not Adam's state
+            raise CheckpointMismatch(f"{state_path} is not the Adam state of the head {path}: {e}") from None
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr
     log.info("starting from %s%s", path, " with its optimiser state" if cfg.init_optimizer else "")
@@ -103,20 +119,28 @@ def run_files(out_dir: Path) -> list[Path]:
     return [ckpt, optimizer_path(ckpt), out_dir / RUN_LOG]
 
 
-def clear_run_folder(out_dir: Path, *, overwrite: bool, init: Path | None) -> None:
-    """Refuse a folder holding a run, or with `overwrite` remove that run's files (never the `init` head)."""
+def run_to_replace(out_dir: Path, *, overwrite: bool, init: Path | None) -> list[Path]:
+    """The files of the run `out_dir` holds, which `overwrite` replaces (never the `init` head); a folder
+    holding a run is refused without it. Changes nothing."""
     if out_dir.exists() and not out_dir.is_dir():
         raise RetrievalError(f"the run folder {out_dir} is a file: name a folder (it is made when missing)")
     there = [p for p in run_files(out_dir) if p.exists()]
-    if not there:
-        return
-    if not overwrite:
+    if there and not overwrite:
         raise RetrievalError(f"{out_dir} holds a run already ({', '.join(p.name for p in there)}): name "
                              "another folder, or add --overwrite to replace it")
     if init is not None and any(p.resolve() == Path(init).resolve() for p in there):
         raise RetrievalError(f"--init {init} is the head this run would replace: copy it elsewhere first")
-    for p in there:
-        p.unlink()
+    return there
+
+
+def require_two_clips(fs: FeatureSet, which: str, why: str) -> None:
+    if len(np.unique(fs.caption_clip)) < 2:
+        raise RetrievalError(f"the {which} features hold captions of fewer than 2 clips: {why}")
+
+
+def not_finite(record: dict) -> list[str]:
+    """The figures of an epoch's record that are no finite number."""
+    return [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
 
 
 def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir: Path,
@@ -124,13 +148,12 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
     if cfg.epochs < 1 or cfg.batch_size < 2:
         raise ValueError("training needs at least 1 epoch and batches of at least 2 pairs")
     check_same_models(train_fs, val_fs)
-    if len(np.unique(train_fs.caption_clip)) < 2:  # every pair's impostor is another clip's
-        raise RetrievalError("the training features hold captions of fewer than 2 clips: the triplet loss "
-                             "needs another clip's caption for each pair")
+    require_two_clips(train_fs, "training", "the triplet loss needs another clip's caption for each pair")
+    require_two_clips(val_fs, "validation", "every epoch would rank one clip first for every caption, so "
+                      "none could be told from another (give a validation split of several clips)")
     out_dir = Path(out_dir)
-    clear_run_folder(out_dir, overwrite=overwrite, init=cfg.init)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path, run_log = out_dir / CHECKPOINT, out_dir / RUN_LOG
+    replaced = run_to_replace(out_dir, overwrite=overwrite, init=cfg.init)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)  # the Linear's initialisation
     g = torch.Generator().manual_seed(cfg.seed)  # batches and impostors
@@ -139,6 +162,10 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
     optimizer = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.init is not None:
         start_from(cfg.init, head=head, optimizer=optimizer, cfg=cfg, fs=train_fs)
+    # every check is done: only now does the folder change (a refused run leaves it as it was)
+    make_parent(ckpt_path)  # a folder that cannot be written is said before the old run's files go
+    for p in replaced:
+        p.unlink()
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
         threshold=cfg.plateau_threshold, threshold_mode=cfg.plateau_threshold_mode)
@@ -164,38 +191,58 @@ def train(cfg: TrainConfig, *, train_fs: FeatureSet, val_fs: FeatureSet, out_dir
             torch.save(optimizer.state_dict(), tmp)
         return True
 
-    val = validate(head, val_fs, cfg)
-    history = [{"epoch": 0, "train_loss": None, "lr": cfg.lr, **prefixed(val)}]
-    # the head a fine-tuning starts from is a candidate; an untrained one is not
-    log_epoch(history[-1], cfg.epochs, best=cfg.init is not None and keep(history[-1], val), elapsed=0.0,
-              run_log=run_log)
-    t0 = time.monotonic()
-    for epoch in range(1, cfg.epochs + 1):
-        head.train()
-        losses = []
-        for idx in pair_batches(len(clip_of), cfg.batch_size, g):
-            clip_ids = clip_of[idx]  # (B,) which clip each pair's audio is
-            j, k = sample_impostors(clip_ids, g)  # (B,), (B,) impostor rows
-            a = head.encode_audio(logits[clip_ids.to(device)])  # (B, D)
-            q = head.encode_text(text[idx.to(device)])  # (B, D)
-            loss = triplet_loss(a, q, caption_imp=j.to(device), audio_imp=k.to(device), margin=cfg.margin)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+    def kept() -> str:
+        return (f"{ckpt_path} holds epoch {best['epoch']}, the best before it" if best is not None
+                else "no head was saved")
 
-        if not all(math.isfinite(x) for x in losses):  # nothing of this epoch is kept: the best stays
-            kept = (f"; {ckpt_path} holds epoch {best['epoch']}, the best before it" if best is not None
-                    else "; no head was saved")
-            raise TrainingDiverged(f"training diverged in epoch {epoch} (loss {losses[-1]}): lower the "
-                                   f"learning rate (--lr {cfg.lr:g}) or the margin{kept}")
+    def stop_if_diverged(record: dict) -> None:
+        """A record with a figure that is no number is logged (as null) and stops the run, never kept."""
+        if not (bad := not_finite(record)):
+            return
+        log_epoch(record, cfg.epochs, best=False, elapsed=time.monotonic() - t0, run_log=run_log)
+        end_run(run_log, "diverged", record["epoch"], best)
+        figures = ", ".join(f"{k} {record[k]}" for k in bad)
+        if record["epoch"] == 0:
+            raise TrainingDiverged(f"the head before training scores no numbers on the validation file "
+                                   f"({figures}): its features, or the --init head, hold NaN or infinities")
+        raise TrainingDiverged(f"training diverged in epoch {record['epoch']} ({figures}): lower the "
+                               f"learning rate (--lr {cfg.lr:g}) or the margin; {kept()}")
+
+    t0, epoch = time.monotonic(), 0
+    try:
         val = validate(head, val_fs, cfg)
-        record = {"epoch": epoch, "train_loss": sum(losses) / len(losses),
-                  "lr": optimizer.param_groups[0]["lr"], **prefixed(val)}
-        scheduler.step(val["loss"])  # after the record: `lr` is the rate this epoch trained with
-        is_best = keep(record, val)
-        history.append(record)
-        log_epoch(record, cfg.epochs, best=is_best, elapsed=time.monotonic() - t0, run_log=run_log)
+        history = [{"epoch": 0, "train_loss": None, "lr": cfg.lr, **prefixed(val)}]
+        stop_if_diverged(history[-1])
+        # the head a fine-tuning starts from is a candidate; an untrained one is not
+        log_epoch(history[-1], cfg.epochs, best=cfg.init is not None and keep(history[-1], val), elapsed=0.0,
+                  run_log=run_log)
+        t0 = time.monotonic()
+        for epoch in range(1, cfg.epochs + 1):
+            head.train()
+            losses = []
+            for idx in pair_batches(len(clip_of), cfg.batch_size, g):
+                clip_ids = clip_of[idx]  # (B,) which clip each pair's audio is
+                j, k = sample_impostors(clip_ids, g)  # (B,), (B,) impostor rows
+                a = head.encode_audio(logits[clip_ids.to(device)])  # (B, D)
+                q = head.encode_text(text[idx.to(device)])  # (B, D)
+                loss = triplet_loss(a, q, caption_imp=j.to(device), audio_imp=k.to(device), margin=cfg.margin)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+
+            val = validate(head, val_fs, cfg)
+            record = {"epoch": epoch, "train_loss": sum(losses) / len(losses),
+                      "lr": optimizer.param_groups[0]["lr"], **prefixed(val)}
+            stop_if_diverged(record)  # nothing of this epoch is kept: the best stays
+            scheduler.step(val["loss"])  # after the record: `lr` is the rate this epoch trained with
+            is_best = keep(record, val)
+            history.append(record)
+            log_epoch(record, cfg.epochs, best=is_best, elapsed=time.monotonic() - t0, run_log=run_log)
+    except KeyboardInterrupt:
+        end_run(run_log, "interrupted", epoch, best)
+        when = f"in epoch {epoch}" if epoch else "before the first epoch"
+        raise TrainingInterrupted(f"training interrupted {when}: {kept()}") from None
 
     ckpt = load_checkpoint(ckpt_path)
     assert best is not None  # there is at least one epoch (checked above)
@@ -209,11 +256,19 @@ def prefixed(val: dict) -> dict:
 
 def log_epoch(record: dict, epochs: int, *, best: bool, elapsed: float, run_log: Path) -> None:
     """One progress line (with ETA) and one JSONL record per epoch (appended, on disk before the next epoch:
-    see :mod:`retrieval.durable` on append-only logs)."""
-    append_line(run_log, json.dumps({**record, "best": best, "elapsed_s": round(elapsed, 3)}))
+    see :mod:`retrieval.durable` on append-only logs). A figure that is no number is written as null."""
+    numbers = {k: None if k in not_finite(record) else v for k, v in record.items()}
+    append_line(run_log, json.dumps({**numbers, "best": best, "elapsed_s": round(elapsed, 3)}))
     epoch = record["epoch"]
     eta = elapsed / epoch * (epochs - epoch) if epoch else 0.0
     train_loss = "  -   " if record["train_loss"] is None else f"{record['train_loss']:.4f}"
     log.info("epoch %3d/%d  loss %s  lr %.1e  val loss %.4f  R@1 %.4f  R@5 %.4f  R@10 %.4f  mAP@10 %.4f"
              "  eta %.0fs%s", epoch, epochs, train_loss, record["lr"], record["val_loss"], record["val_R@1"],
              record["val_R@5"], record["val_R@10"], record["val_mAP@10"], eta, "  *" if best else "")
+
+
+def end_run(run_log: Path, reason: str, epoch: int, best: dict | None) -> None:
+    """The last record of a run that did not finish: why (`diverged`, `interrupted`), in which epoch, and
+    which epoch the head holds (null: none was saved)."""
+    append_line(run_log, json.dumps({"stopped": reason, "epoch": epoch,
+                                     "best_epoch": None if best is None else best["epoch"]}))

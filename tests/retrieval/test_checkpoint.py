@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 from retrieval.checkpoint import FORMAT, Checkpoint, load_checkpoint, save_checkpoint, zero_shot
@@ -85,3 +86,50 @@ def test_zero_shot_is_tags_alone():
     p = torch.sigmoid(logits)
     want = torch.nn.functional.normalize(p @ E, dim=-1)
     torch.testing.assert_close(zs.head.encode_audio(logits), want, atol=1e-5, rtol=0)
+
+
+def test_the_same_checkpoint_saved_again_is_the_same_file(tmp_path):
+    """safetensors writes its metadata in hash-map order, different at each save (6 sha256 in 8 saves): the
+    head's identity changed, and an index built with it refused the same head retrained bit for bit."""
+    ckpt = make()
+    shas = {save_checkpoint(tmp_path / f"{i}.safetensors", ckpt) for i in range(12)}
+    assert len(shas) == 1
+    path = tmp_path / "0.safetensors"
+    with safe_open(str(path), framework="pt") as f:  # the library's own reader
+        assert f.metadata()["format"] == FORMAT and json.loads(f.metadata()["metrics"]) == {"mAP@10": 0.25}
+        for k, v in ckpt.head.state_dict().items():
+            assert torch.equal(f.get_tensor(k), v)
+    back = load_checkpoint(path)
+    assert back.spec.head == shas.pop() and back.metrics == {"mAP@10": 0.25}
+    assert all(torch.equal(back.head.state_dict()[k], v) for k, v in ckpt.head.state_dict().items())
+    assert save_checkpoint(tmp_path / "again.safetensors", back) == back.spec.head  # loaded, saved: the same
+
+
+def test_a_file_of_the_library_s_own_spelling_keeps_its_bytes_and_identity(tmp_path):
+    ckpt = make()
+    path = tmp_path / "head.safetensors"
+    tensors = {k: v.detach().contiguous() for k, v in ckpt.head.state_dict().items()}
+    save_file(tensors, str(path), metadata={"format": FORMAT, "metrics": "{}",
+                                            "model_spec": json.dumps(ckpt.spec.to_dict())})
+    before = path.read_bytes()
+    assert load_checkpoint(path).spec.head == sha256_file(path) and path.read_bytes() == before
+
+
+def test_a_head_whose_tensors_disagree_with_its_spec_is_refused_in_one_line(tmp_path):
+    """A recorded dim other than its tensors' (or a tensor of another shape) was a raw traceback in
+    `evaluate` and `train --init`."""
+    ckpt = make(dim=16)
+    tensors = {k: v.detach().contiguous() for k, v in ckpt.head.state_dict().items()}
+    spec = json.dumps({**ckpt.spec.to_dict(), "dim": 384})
+    save_file(tensors, str(tmp_path / "dim.safetensors"), metadata={"format": FORMAT, "model_spec": spec})
+    with pytest.raises(CheckpointMismatch, match="says dim 384 but its tensors are of dim 16"):
+        load_checkpoint(tmp_path / "dim.safetensors")
+    spec = json.dumps(ckpt.spec.to_dict())
+    wrong = {**tensors, "audio_proj.weight": torch.zeros(17, 527)}
+    save_file(wrong, str(tmp_path / "shape.safetensors"), metadata={"format": FORMAT, "model_spec": spec})
+    with pytest.raises(CheckpointMismatch, match=r"audio_proj.weight \(17, 527\) instead of \(16, 527\)"):
+        load_checkpoint(tmp_path / "shape.safetensors")
+    del tensors["tag_embeddings"]
+    save_file(tensors, str(tmp_path / "tags.safetensors"), metadata={"format": FORMAT, "model_spec": spec})
+    with pytest.raises(CheckpointMismatch, match="lacks the"):
+        load_checkpoint(tmp_path / "tags.safetensors")

@@ -103,7 +103,36 @@ def test_moment_metrics_refuse_mismatched_or_empty_input():
 
 
 def test_a_score_that_is_no_number_is_a_miss():
-    """NaN compares false with everything, which would rank it first (a diverged head scored R@1 = 1)."""
+    """NaN compares false with everything, which would rank it first (a diverged head scored R@1 = 1); ranked
+    at N, it was still a hit for R@10 in a set of up to 10 clips (an all-NaN head had R@10 = 1 on 3 clips)."""
     S = np.array([[np.nan, 0.1, 0.2], [np.nan] * 3, [0.3, np.nan, 0.1]])
-    np.testing.assert_array_equal(ranks_from_scores(S, np.array([0, 1, 0])), [3, 3, 1])
-    assert retrieval_metrics(ranks_from_scores(np.full((4, 12), np.nan), np.arange(4)))["mAP@10"] == 0.0
+    ranks = ranks_from_scores(S, np.array([0, 1, 0]))
+    assert ranks[2] == 1 and (ranks[:2] > 10).all()
+    for n in (3, 10, 12):
+        assert retrieval_metrics(ranks_from_scores(np.full((4, n), np.nan), np.arange(4) % n)) == \
+            {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "mAP@10": 0.0}
+
+
+def brute_force_metrics(S: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """Each query's clips sorted best first by hand (ties by index, no-number scores after every number);
+    a query whose own score is no number is a miss at every cutoff."""
+    hits = {k: [] for k in (1, 5, 10)}
+    reciprocal = []
+    for row, t in zip(S, targets, strict=True):
+        numbers = [j for j in range(len(row)) if not np.isnan(row[j])]
+        order = sorted(numbers, key=lambda j: (-row[j], j)) + [j for j in range(len(row)) if j not in numbers]
+        rank = None if np.isnan(row[t]) else order.index(t) + 1
+        for k in hits:
+            hits[k].append(rank is not None and rank <= k)
+        reciprocal.append(1 / rank if rank is not None and rank <= 10 else 0.0)
+    return {**{f"R@{k}": float(np.mean(v)) for k, v in hits.items()}, "mAP@10": float(np.mean(reciprocal))}
+
+
+@pytest.mark.parametrize("n_clips", [3, 8, 10, 11, 25])
+def test_metrics_equal_a_brute_force_ranking_with_ties_and_nans(n_clips):
+    rng = np.random.default_rng(n_clips)
+    S = rng.integers(0, 4, size=(60, n_clips)).astype(np.float64)  # few values: many ties
+    S[rng.random(S.shape) < 0.2] = np.nan
+    targets = rng.integers(0, n_clips, size=60)
+    assert np.isnan(S[np.arange(60), targets]).any()
+    assert retrieval_metrics(ranks_from_scores(S, targets)) == pytest.approx(brute_force_metrics(S, targets))

@@ -68,3 +68,20 @@ class PlantedTagger:
 
     def window_logits_many(self, waves, *, on_batch=None):
         return [self.window_logits(w) for w in waves]
+
+
+class PlantedText:
+    """The text encoder planted_features names ("planted", of `dim`): its spec, and no sentences encoded."""
+
+    model_id, revision = "planted", None
+
+    def __init__(self, dim: int):
+        self.dim = dim
+
+    def encode(self, sentences, **kwargs):
+        raise AssertionError("the planted text model encodes nothing")
+
+
+def planted_models(dim: int):
+    """`models()` for files of planted_features: their spec, and a tagger that refuses to be run."""
+    return lambda: (PlantedTagger(stop_after=0), PlantedText(dim))

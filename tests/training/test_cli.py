@@ -179,3 +179,42 @@ def test_features_of_a_moment_set_keep_their_windows(env, tmp_path, monkeypatch)
     assert "1 clips, 2 captions" in out
     fs = load_features(tmp_path / "m.safetensors")
     assert fs.clips == ["a"] and fs.windows is not None and fs.windows[0].ends.tolist()[-1] == 12.5
+
+
+def test_an_interrupted_train_says_where_its_head_is(tmp_path, monkeypatch):
+    """Ctrl-C ended `train` with rc 130 and no word, the folder looking like a finished run."""
+    import training.trainer as trainer
+    from tests.training.synthetic import planted_features, planted_world
+
+    world = planted_world(dim=16)
+    for name, seed in (("train", 1), ("val", 2)):
+        save_features(tmp_path / f"{name}.safetensors", planted_features(world, n_clips=20, seed=seed))
+    real_validate, calls = trainer.validate, []
+
+    def interrupted_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "validate", interrupted_in_epoch_2)
+    result = CliRunner().invoke(app, ["train", "--train", str(tmp_path / "train.safetensors"), "--val",
+                                      str(tmp_path / "val.safetensors"), "--out", str(tmp_path / "run"),
+                                      "--epochs", "3", "--batch-size", "16", "--device", "cpu"])
+    assert result.exit_code == 130, result.output
+    head = tmp_path / "run" / "head.safetensors"
+    assert f"training interrupted in epoch 2: {head} holds epoch 1, the best before it" in result.output
+    assert json.loads((tmp_path / "run" / RUN_LOG).read_text().splitlines()[-1])["stopped"] == "interrupted"
+
+
+def test_a_submission_folder_that_cannot_be_written_is_said_first(tmp_path, monkeypatch):
+    from retrieval import durable
+
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    real_access = durable.os.access
+    monkeypatch.setattr(durable.os, "access",
+                        lambda p, mode, **kw: Path(p) != locked and real_access(p, mode, **kw))
+    result = CliRunner().invoke(app, ["evaluate", "--features", str(tmp_path / "absent.safetensors"),
+                                      "--zero-shot", "--submission", str(locked / "sub.csv")])
+    assert result.exit_code == 2 and f"cannot write in {locked}" in result.output, result.output

@@ -192,3 +192,42 @@ def test_a_partial_file_without_windows_gives_only_clip_logits(tmp_path, moment_
     fs = extract_features(moment_clips, tagger=without, text=text_encoder, out=out, dataset="moments",
                           split="test")
     assert without.calls == 2 and fs.logits[0, 1] == 0.25 and fs.windows is None
+
+
+def test_a_resumed_extraction_computes_again_what_changed_since(tmp_path, moment_clips, text_encoder):
+    """The partial file was keyed by file name alone: a clip whose audio changed, or the same names under
+    another folder written to the same --out, kept the stale logits."""
+    out = tmp_path / "moments.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(moment_clips, tagger=PlantedTagger(stop_after=2), text=text_encoder, out=out,
+                         dataset="moments", split="test")
+    write(moment_clips[0].path, sine(seconds=3.0, rate=8000), 8000)  # v0 is now 3 s long, not 0.5 s
+    resumed = PlantedTagger()
+    fs = extract_features(moment_clips, tagger=resumed, text=text_encoder, out=out, dataset="moments",
+                          split="test")
+    assert resumed.calls == 2  # v0, changed, and v2, never done; v1 reused
+    np.testing.assert_allclose(fs.logits[:, 0], [3.0 * 32, 12.5 * 32, 20.0 * 32])  # n samples / 1000
+
+    elsewhere = tmp_path / "elsewhere"  # the same file names and audio in another folder, the same --out
+    elsewhere.mkdir()
+    for c in moment_clips:
+        (elsewhere / c.path.name).write_bytes(c.path.read_bytes())
+    moved = read_dataset("moments", elsewhere, "test", annotations=tmp_path / "a.jsonl")
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(moved, tagger=PlantedTagger(stop_after=1), text=text_encoder, out=out,
+                         dataset="moments", split="test")
+    again = PlantedTagger()
+    extract_features(moment_clips, tagger=again, text=text_encoder, out=out, dataset="moments", split="test")
+    assert again.calls == 3  # the partial file held `elsewhere`'s v0 alone: not this v0
+
+
+def test_an_out_whose_sidecar_would_be_itself_is_refused(tmp_path, moment_clips, text_encoder):
+    """`features --out X.json` wrote its sidecar over the tensors and reported success."""
+    tagger = PlantedTagger()
+    with pytest.raises(FeatureFileError, match="X.json: a feature file named .json would be overwritten"):
+        extract_features(moment_clips, tagger=tagger, text=text_encoder, out=tmp_path / "X.json",
+                         dataset="moments", split="test")
+    assert tagger.calls == 0 and not (tmp_path / "X.json").exists()
+    with pytest.raises(FeatureFileError, match="NAME.safetensors"):
+        save_features(tmp_path / "X.json", planted_features(planted_world(dim=8), n_clips=2, seed=0))
+    assert not (tmp_path / "X.json").exists()

@@ -4,17 +4,20 @@ import numpy as np
 import pytest
 
 from retrieval.checkpoint import load_checkpoint
-from tests.training.synthetic import planted_features, planted_world
+from retrieval.errors import CheckpointMismatch, ModelNotFound
+from tests.training.synthetic import (
+    PlantedTagger,
+    PlantedText,
+    planted_features,
+    planted_models,
+    planted_world,
+)
 from training.evaluate import metrics_of, similarity
 from training.features import save_features
 from training.reproduce import PAPER, ZERO_SHOT_ROW, Recipe, format_table, reproduce
 from training.trainer import RUN_LOG, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def no_models():
-    raise AssertionError("every feature file is there: the models must not be loaded")
 
 
 def test_recipe_on_planted_features_with_audiocaps(tmp_path):
@@ -30,7 +33,7 @@ def test_recipe_on_planted_features_with_audiocaps(tmp_path):
 
     recipe = Recipe(seeds=(3, 4), clotho_epochs=2, audiocaps_epochs=2, base=TrainConfig(batch_size=32))
     rows = reproduce(clotho=tmp_path / "no-clotho-audio", audiocaps=tmp_path / "no-audiocaps-audio",
-                     out=tmp_path, models=no_models, recipe=recipe)
+                     out=tmp_path, models=planted_models(16), recipe=recipe)
 
     by_name = {r.system: r for r in rows}
     assert list(by_name) == [ZERO_SHOT_ROW, "PaSST-MPnet", "PaSST-MPnet-tags", "AudioCaps only",
@@ -53,7 +56,8 @@ def test_recipe_on_planted_features_with_audiocaps(tmp_path):
     assert load_checkpoint(tmp_path / "runs" / "audiocaps_seed3" / "head.safetensors").metrics["split"] == \
         "validation"
 
-    assert len(json.loads((tmp_path / "results.json").read_text())) == 6
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["rows"]) == 6 and results["model_spec"] == evaluation.spec.to_dict()
     lines = (tmp_path / "submission_evaluation.csv").read_text().splitlines()
     assert len(lines) == 1 + len(evaluation.captions)
     table = format_table(rows)
@@ -66,7 +70,7 @@ def test_without_audiocaps_the_ensemble_is_of_the_tags_recipe(tmp_path):
     for i, split in enumerate(("development", "validation", "evaluation")):
         save_features(tmp_path / "features" / f"clotho_{split}.safetensors",
                       planted_features(world, n_clips=30, seed=i, split=split))
-    rows = reproduce(clotho=tmp_path, audiocaps=None, out=tmp_path, models=no_models,
+    rows = reproduce(clotho=tmp_path, audiocaps=None, out=tmp_path, models=planted_models(16),
                      recipe=Recipe(seeds=(0, 1), clotho_epochs=1, base=TrainConfig(batch_size=32)))
     assert [r.system for r in rows] == [ZERO_SHOT_ROW, "PaSST-MPnet", "PaSST-MPnet-tags",
                                         "ensemble of 2, no AudioCaps"]
@@ -92,7 +96,7 @@ def test_a_feature_file_is_reused_only_for_the_clips_and_captions_it_holds(tmp_p
     path.parent.mkdir(parents=True)
     save_features(path, fs)
     where = {"root": root, "skip_missing": False}
-    got = feature_file(tmp_path / "out", "clotho", "evaluation", models=no_models, **where)
+    got = feature_file(tmp_path / "out", "clotho", "evaluation", models=planted_models(16), **where)
     assert got.clips == fs.clips and got.captions == fs.captions  # the same dataset: reused
 
     class Extracting(Exception):
@@ -106,3 +110,34 @@ def test_a_feature_file_is_reused_only_for_the_clips_and_captions_it_holds(tmp_p
         write_captions_csv(root / "clotho_captions_evaluation.csv", rows)
         with pytest.raises(Extracting):
             feature_file(tmp_path / "out", "clotho", "evaluation", models=models, **where)
+
+
+def test_a_feature_file_of_other_models_is_not_reused(tmp_path):
+    """Reuse compared clips and captions only: with other models configured (or the PaSST weights file gone)
+    `reproduce` printed a whole table from the old features."""
+    from tests.training.clotho_files import write_clotho_split
+    from training.reproduce import feature_file
+
+    rows = write_clotho_split(tmp_path / "clotho", "evaluation", 2, seconds=0.1)
+    fs = planted_features(planted_world(dim=16), n_clips=2, seed=0, split="evaluation")
+    fs.meta |= {"clips": [name for name, _ in rows], "captions": [c for _, caps in rows for c in caps]}
+    path = tmp_path / "out" / "features" / "clotho_evaluation.safetensors"
+    save_features(path, fs)
+    where = {"root": tmp_path / "clotho", "skip_missing": False}
+    assert feature_file(tmp_path / "out", "clotho", "evaluation", models=planted_models(16), **where).clips \
+        == fs.clips  # the models that made it: reused
+
+    other_text = PlantedText(16)
+    other_text.model_id = "another-model"
+    with pytest.raises(KeyboardInterrupt):  # PlantedTagger(stop_after=0): extraction began
+        feature_file(tmp_path / "out", "clotho", "evaluation", models=lambda: (PlantedTagger(stop_after=0),
+                                                                                other_text), **where)
+    with pytest.raises(CheckpointMismatch, match="text_model: .* has 'planted', configured 'another-model'"):
+        feature_file(tmp_path / "out", "clotho", "evaluation", models=lambda: (PlantedTagger(), other_text),
+                     root=tmp_path / "gone", skip_missing=False)  # no dataset to extract it again from
+
+    def weights_gone():
+        raise ModelNotFound("PaSST weights not found: /models/passt.pt")
+
+    with pytest.raises(ModelNotFound):
+        feature_file(tmp_path / "out", "clotho", "evaluation", models=weights_gone, **where)

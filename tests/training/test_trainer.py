@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +150,106 @@ def test_a_folder_holding_a_run_is_refused_unless_replaced(planted, tmp_path):
                    out_dir=tmp_path, overwrite=True)
     assert second.checkpoint.read_bytes() != before[CHECKPOINT]
     assert len((tmp_path / RUN_LOG).read_text().splitlines()) == 3  # its config and epochs 0 and 1
+
+
+def folder_state(folder) -> dict | None:
+    return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else None
+
+
+def test_a_refused_run_leaves_the_folder_as_it_was(trained, planted, tmp_path, monkeypatch):
+    """--overwrite removed the old run's files before the device, the --init head and its Adam state were
+    checked: a refused run lost the run it was to replace (and without --overwrite left an empty folder)."""
+    train_fs, val_fs = planted
+    run = tmp_path / "run"
+    first = train(TrainConfig(batch_size=64, epochs=1), train_fs=train_fs, val_fs=val_fs, out_dir=run)
+    other_text = tmp_path / "other" / CHECKPOINT  # a head of another text model (dim 16)
+    other = planted_features(planted_world(dim=16), n_clips=20, seed=5)
+    train(TrainConfig(batch_size=32, epochs=1), train_fs=other, val_fs=other, out_dir=other_text.parent)
+    no_adam = tmp_path / "no-adam" / CHECKPOINT  # a head without its Adam state beside it
+    no_adam.parent.mkdir()
+    no_adam.write_bytes(trained.checkpoint.read_bytes())
+    before = folder_state(run)
+    refusals = [(TrainConfig(device="cuda:99"), "cuda:99"),
+                (TrainConfig(init=other_text), "dim"),
+                (TrainConfig(init=no_adam, init_optimizer=True),
+                 f"{optimizer_path(no_adam)} is not there: copy it beside the head, or leave out "
+                 "--init-optimizer")]
+    for cfg, says in refusals:
+        for folder, overwrite in ((run, True), (tmp_path / "new", False)):
+            with pytest.raises(RetrievalError, match=re.escape(says)):
+                train(cfg, train_fs=train_fs, val_fs=val_fs, out_dir=folder, overwrite=overwrite)
+        assert folder_state(run) == before and not (tmp_path / "new").exists()
+
+    from retrieval import durable  # a folder that cannot be written in (a read-only mount; root may write)
+
+    real_access = durable.os.access
+    monkeypatch.setattr(durable.os, "access",
+                        lambda p, mode, **kw: Path(p) != run and real_access(p, mode, **kw))
+    with pytest.raises(PermissionError, match=f"cannot write in {run}"):
+        train(TrainConfig(batch_size=64, epochs=1), train_fs=train_fs, val_fs=val_fs, out_dir=run,
+              overwrite=True)
+    assert folder_state(run) == before and first.checkpoint.is_file()
+
+
+def test_a_validation_file_of_one_clip_is_refused(planted, tmp_path):
+    """One clip ranks first for every caption: every epoch scored R@1 = 1 and loss 0, and epoch 1 was kept."""
+    train_fs, _ = planted
+    one = planted_features(planted_world(dim=32), n_clips=1, seed=4, split="validation")
+    with pytest.raises(RetrievalError, match="validation features hold captions of fewer than 2 clips"):
+        train(TrainConfig(epochs=1), train_fs=train_fs, val_fs=one, out_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def strict_json(line: str):
+    def refuse(constant):
+        raise ValueError(f"{constant} is no JSON")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_a_head_scoring_no_numbers_on_the_validation_file_is_never_kept(trained, planted, tmp_path):
+    """Validation features holding a NaN: training losses stay finite, the validation loss is NaN. The first
+    epoch was kept as the best (its metrics and the log held bare NaN, which is no JSON)."""
+    train_fs, val_fs = planted
+    bad = planted_features(planted_world(dim=32), n_clips=100, seed=2, split="validation")
+    bad.logits[3, 7] = np.nan
+    for init in (None, trained.checkpoint):
+        run = tmp_path / str(init is None)
+        with pytest.raises(TrainingDiverged, match=r"before training scores no numbers .*val_loss nan"):
+            train(TrainConfig(batch_size=64, epochs=2, init=init), train_fs=train_fs, val_fs=bad, out_dir=run)
+        assert not (run / CHECKPOINT).exists()
+        records = [strict_json(line) for line in (run / RUN_LOG).read_text().splitlines()]
+        assert records[1]["epoch"] == 0 and records[1]["val_loss"] is None and records[1]["best"] is False
+        assert records[-1] == {"stopped": "diverged", "epoch": 0, "best_epoch": None}
+
+    with pytest.raises(TrainingDiverged, match=r"diverged in epoch 1 \(train_loss nan"):  # training diverges
+        train(TrainConfig(epochs=2, lr=1e30), train_fs=train_fs, val_fs=val_fs, out_dir=tmp_path / "lr")
+    records = [strict_json(line) for line in (tmp_path / "lr" / RUN_LOG).read_text().splitlines()]
+    assert records[-2]["epoch"] == 1 and records[-2]["train_loss"] is None and records[-2]["val_loss"] is None
+    assert records[-1] == {"stopped": "diverged", "epoch": 1, "best_epoch": None}
+
+
+def test_an_interrupt_says_which_head_was_kept_and_marks_the_run(trained, planted, tmp_path, monkeypatch):
+    """Ctrl-C in epoch 3 (here: while it is scored, after two epochs): rc 130 and no word, and the folder
+    looked like a finished run."""
+    import training.trainer as trainer
+
+    train_fs, val_fs = planted
+    real_validate, calls = trainer.validate, []
+
+    def interrupted_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # epochs 0, 1, 2 scored; epoch 3 is interrupted
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "validate", interrupted_in_epoch_3)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as e:
+        train(TrainConfig(batch_size=32, epochs=5, init=trained.checkpoint, lr=1.0), train_fs=train_fs,
+              val_fs=val_fs, out_dir=run)
+    assert str(e.value) == (f"training interrupted in epoch 3: {run / CHECKPOINT} holds epoch 0, "
+                            "the best before it")
+    records = [strict_json(line) for line in (run / RUN_LOG).read_text().splitlines()]
+    assert [r.get("epoch") for r in records[1:-1]] == [0, 1, 2]
+    assert records[-1] == {"stopped": "interrupted", "epoch": 3, "best_epoch": 0}
+    assert load_checkpoint(run / CHECKPOINT).metrics["epoch"] == 0
