@@ -91,9 +91,14 @@ def finish_move(data_dir: Path, jobs_file: str) -> str | None:
     if not marker.is_file():
         return None
     journal = _journal(marker.read_text(encoding="utf-8"))
-    staging = Path(data_dir).parent / journal["staging"]
-    pid = staging.name.rsplit("-", 1)[-1]
-    if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):  # this process's failed
+    prefix = f".{Path(data_dir).name}{STAGING_TAG}"
+    name = journal["staging"]
+    pid = name.removeprefix(prefix)
+    if not (name.startswith(prefix) and pid.isdigit()):  # never a folder of another's to move from, or remove
+        raise BackupError(f"{marker} names {name!r}, which is no restore's staging folder of {data_dir}: the "
+                          "file is damaged; move the folder aside and restore into a new one")
+    staging = Path(data_dir).parent / name
+    if int(pid) != os.getpid() and process_alive(int(pid)):  # this process's failed
         raise BackupError(f"a restore (process {pid}) is moving into {data_dir} now: let it finish")
     if staging.is_dir():
         log.warning("finishing the restore into %s that was stopped while moving into place", data_dir)

@@ -464,6 +464,22 @@ def test_a_restore_stopped_while_it_moves_into_place_is_finished_by_the_next(tmp
     assert check_store(config(dst), spec=SPEC, project=project).healthy
 
 
+def test_a_journal_that_names_no_staging_folder_moves_and_removes_nothing(tmp_path, backup_file):
+    """The journal's folder is moved from, then removed: one it names outside the restore's staging folders
+    (a damaged or edited file) is refused, and the folder it names is left alone."""
+    from index.layout import RESTORE_MOVING
+
+    dst, victim = tmp_path / "dst", tmp_path / "precious"
+    victim.mkdir()
+    (victim / "index.sqlite").write_bytes(b"not yours")
+    open_store(config(dst), SPEC).close()
+    for name in ("precious", "../precious", f".dst.restore-{os.getpid()}/../../precious", ".dst.restore-x"):
+        (dst / RESTORE_MOVING).write_text(json.dumps({"staging": name, "backup": ""}))
+        with pytest.raises(BackupError, match="no restore's staging folder"):
+            restore(backup_file, config(dst), configured=SPEC)
+        assert (victim / "index.sqlite").read_bytes() == b"not yours"
+
+
 @pytest.mark.parametrize("journal", ["another", "first"])
 def test_a_stopped_restore_finished_by_another_backups_restore_restores_nothing_more(tmp_path, backup_file,
                                                                                     monkeypatch, journal):
