@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -26,7 +25,7 @@ from index.ingest.worker import METADATA_FIELD, IngestWorker
 from index.layout import INCOMING_DIR, QUEUE_FILE, incoming_location, ingest_lock, temporary_folders
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
-from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, write_bytes_atomically
+from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, try_lock, write_bytes_atomically
 from retrieval.errors import StorageFull
 from retrieval.extract import probe
 
@@ -163,11 +162,9 @@ def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop
     lock_path = ingest_lock(settings.data_dir, store_config(settings).name)
     with open(lock_path, "a+") as lock:
         while not stop.is_set():
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if try_lock(lock):
                 break
-            except BlockingIOError:
-                stop.wait(1.0)
+            stop.wait(1.0)
         else:
             return
         worker = IngestWorker(queue, collection, name=f"{os.getpid()}-{threading.get_ident()}",

@@ -21,6 +21,7 @@ Every file the project writes goes through this module, in one of three shapes:
 
 import contextlib
 import errno
+import fcntl
 import glob
 import hashlib
 import json
@@ -31,6 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 CHUNK = 1 << 20
 STALE_TMP_S = 600  # a temporary file this old belongs to a writer that died
@@ -187,6 +189,30 @@ def remove_dead_writers(folder: Path) -> None:
         for tmp in folder.glob(f".{glob.escape(name)}.{pid}-*.tmp"):
             tmp.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def try_lock(f: IO) -> bool:
+    """Take an exclusive lock (flock) on the open file `f` without waiting: whether it was taken (when not,
+    another process holds it). It is held until `f` is closed."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def lock_held(path: Path) -> bool:
+    """Whether another process holds the lock of the file at `path` (made when missing) now."""
+    with open(path, "a+") as f:
+        return not try_lock(f)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """The lock of the file at `path` (made when missing), waited for and held while the block runs."""
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def process_alive(pid: int) -> bool:

@@ -11,7 +11,6 @@ about WINDOW_PAGE windows (`restore_many` with their timelines), without PaSST.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ from index.store.contract import VectorStore
 from index.store.records import ClipRecord, Timeline
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
-from retrieval.durable import fsync_path, fsync_tree, process_alive, write_text_atomically
+from retrieval.durable import fsync_path, fsync_tree, lock_held, process_alive, write_text_atomically
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -130,16 +129,7 @@ def _move_in(staging: Path, data_dir: Path, jobs_file: str) -> None:
 def held_locks(data_dir: Path) -> list[Path]:
     """The ingest workers' locks of the data directory that a process holds now (a service is running on
     it: a restore would move its database away under it, and lose the uploads it acknowledges after)."""
-    held = []
-    for path in sorted(data_dir.glob(INGEST_LOCKS)) if data_dir.is_dir() else []:
-        with open(path, "a+") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                held.append(path)
-            else:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-    return held
+    return [p for p in sorted(data_dir.glob(INGEST_LOCKS)) if lock_held(p)] if data_dir.is_dir() else []
 
 
 def _remove_dead_staging(data_dir: Path) -> None:

@@ -12,8 +12,11 @@ windows have no window columns; their clips are stored without windows (``retrie
 adds them). Shards written before the metadata column load without it (``retrieval index reread-metadata``
 reads it afterwards).
 ``manifest.json`` beside the shards holds the tagger's ``model_spec`` (``tagger`` in folders written before
-it), so the loader refuses logits of another one. The decode stage runs :func:`retrieval.extract.decode` and
-the actors :func:`retrieval.extract.extract_many`, as every other path to PaSST. A file longer than the
+it), so the loader refuses logits of another one, and a run refuses a folder of another's shards before it
+starts. A run writes its shards into a folder of its own (``.manifest.json.<pid>.work``), then moves them in
+and lists them, under a lock: a run stopped midway leaves no shard in the folder, only its work folder,
+which the next run into the folder removes. The decode stage runs :func:`retrieval.extract.decode` and the
+actors :func:`retrieval.extract.extract_many`, as every other path to PaSST. A file longer than the
 limits' ``whole_up_to_s`` is not read by the decode stage: its row carries no samples (``long``), and the
 actor decodes it again from its path and tags it window by window as it is read (a
 :class:`retrieval.audio.LongWave`, its peaks from the same pass), as ``retrieval index add`` does, so no stage
@@ -23,6 +26,8 @@ holds a long recording whole. Ray is an optional dependency (the ``ray`` extra).
 import contextlib
 import json
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +38,14 @@ import numpy as np
 from index.ingest.embedded import file_metadata
 from retrieval.audio import DecodedAudio, LongWave
 from retrieval.config import N_TAGS, Windowing
-from retrieval.durable import sha256_file, write_json_atomically
+from retrieval.durable import (
+    fsync_path,
+    fsync_tree,
+    locked,
+    remove_dead_writers,
+    sha256_file,
+    write_json_atomically,
+)
 from retrieval.errors import AudioDecodeError, ModelNotFound, RetrievalError
 from retrieval.extract import AudioLimits, Extraction, decode, extract_many
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
@@ -44,6 +56,7 @@ from retrieval.windows import WindowLogits
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+MANIFEST_LOCK = ".manifest.lock"  # held while a run moves its shards in and lists them (runs share folders)
 RECORD_COLUMNS = ("path", "name", "sha256", "duration", "sample_rate", "error")
 WINDOW_COLUMNS = ("window_starts", "window_ends", "window_logits", "peaks")
 METADATA_COLUMN = "metadata"  # JSON text of Metadata.to_dict(), "" for none
@@ -177,7 +190,12 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     _check_weights(tagger.weights)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    before = set(out_dir.glob("*.parquet"))
+    spec = tagger.spec.encoders()
+    with locked(out_dir / MANIFEST_LOCK):
+        remove_dead_writers(out_dir)  # the run folders of runs that were stopped, with their shards
+        _require_same_tagger(out_dir, spec)  # before PaSST, not after it
+    work = out_dir / f".{MANIFEST}.{os.getpid()}.work"  # this run's shards until they are whole
+    shutil.rmtree(work, ignore_errors=True)
     pool = _actor_pool(cpu_actors)
     log.info("extracting %d files with %d PaSST actor(s) on %s",
              len(paths), pool["concurrency"], pool["device"])
@@ -188,11 +206,25 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
                         num_cpus=pool.get("num_cpus"),
                         fn_constructor_args=(tagger,),
                         fn_constructor_kwargs={"device": pool["device"], "limits": limits})
-    ds.write_parquet(str(out_dir))
-    shards = sorted(p.name for p in set(out_dir.glob("*.parquet")) - before)
-    manifest = _write_manifest(out_dir, shards=shards, weights=tagger.weights, spec=tagger.spec.encoders())
+    ds.write_parquet(str(work))
+    shards = sorted(p.name for p in work.glob("*.parquet"))  # Ray names them uniquely for this dataset
+    fsync_tree(work)
+    with locked(out_dir / MANIFEST_LOCK):  # runs into one folder list their own shards, each whole
+        for name in shards:
+            os.replace(work / name, out_dir / name)
+        fsync_path(out_dir)
+        manifest = _write_manifest(out_dir, shards=shards, weights=tagger.weights, spec=spec)
+    shutil.rmtree(work, ignore_errors=True)
     log.info("wrote %d shard(s) to %s", len(shards), out_dir)
     return {**manifest, "written": shards}
+
+
+def _require_same_tagger(out_dir: Path, spec: ModelSpec) -> None:
+    """The folder's shards were made by this tagger, or there are none yet (CheckpointMismatch)."""
+    path = out_dir / MANIFEST
+    if path.is_file():
+        manifest_spec(json.loads(path.read_text())).require_match(spec, only=PASST_FIELDS,
+                                                                  what=f"the shards in {out_dir}")
 
 
 @contextlib.contextmanager
@@ -228,8 +260,8 @@ def manifest_spec(manifest: dict) -> ModelSpec:
 def _write_manifest(out_dir: Path, *, shards: list[str], weights: str, spec: ModelSpec) -> dict:
     """Merge this run into the folder's manifest (a folder may hold shards of several runs, one tagger)."""
     path = out_dir / MANIFEST
-    old = json.loads(path.read_text()) if path.is_file() else {"model_spec": spec.to_dict(), "shards": []}
-    manifest_spec(old).require_match(spec, only=PASST_FIELDS, what=f"the shards in {out_dir}")
+    _require_same_tagger(out_dir, spec)
+    old = json.loads(path.read_text()) if path.is_file() else {"shards": []}
     manifest = {"model_spec": spec.to_dict(), "passt_weights": Path(weights).name,
                 "shards": sorted(set(old["shards"]) | set(shards))}
     write_json_atomically(path, manifest, indent=2)

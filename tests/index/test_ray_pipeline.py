@@ -5,6 +5,7 @@ file longer than the whole-read limit, tagged window by window in the actor, the
 import hashlib
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -65,9 +66,19 @@ def run_ray(paths, out, **kwargs) -> dict:
 
 @pytest.fixture(scope="module")
 def shards(clips, tmp_path_factory):
+    """The clips' shards, written into a folder where a run that was killed left its work folder."""
     *_, listing = clips
     out = tmp_path_factory.mktemp("shards")
+    dead = out / f".{MANIFEST}.{dead_pid()}.work"
+    dead.mkdir()
+    (dead / "half-written.parquet").write_bytes(b"PAR1 cut short")
     return out, run_ray(read_file_list(listing), out, batch_size=2)
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 LONG_LIMITS = AudioLimits(whole_up_to_s=5.0)  # files over 5 s are read window by window
@@ -176,6 +187,29 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
         store.remove(store.ids().tolist())  # the store made anew, its ledger kept (a deleted qdrant/ folder)
         anew = load_shards(collection, out, ledger=ledger, progress=False)
         assert (anew.shards_skipped, anew.added) == (0, 4) and store.count() == 4  # not 0 added
+
+
+def test_a_run_lists_only_its_own_whole_shards_and_clears_a_stopped_runs(shards):
+    """Shards are written in a work folder of the run and moved in at its end: a killed run's (its shards,
+    one cut short) are removed by the next run into the folder, and nothing of a run is left but them."""
+    out, manifest = shards
+    assert manifest["written"] and manifest["shards"] == manifest["written"]
+    assert sorted(p.name for p in out.glob("*.parquet")) == manifest["written"]
+    assert not list(out.glob(".*.work")) and not list(out.rglob("half-written.parquet"))
+    for name in manifest["written"]:
+        assert pq.ParquetFile(out / name).metadata.num_rows > 0
+
+
+def test_a_run_into_a_folder_of_another_taggers_shards_is_refused_before_it_starts(shards, tmp_path):
+    out, manifest = shards
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / MANIFEST).write_text(json.dumps({**manifest, "model_spec": {**manifest["model_spec"],
+                                                                         "hop_s": 5.0}}))
+    tagger = TaggerConfig(weights="random", spec=ModelSpec(passt_weights="random"))
+    with pytest.raises(CheckpointMismatch, match="hop_s"):
+        extract_shards([], other, tagger=tagger)  # no Ray started: refused before any
+    assert sorted(p.name for p in other.iterdir()) == [".manifest.lock", MANIFEST]
 
 
 def test_shards_of_another_tagger_are_refused(shards, settings, retriever, tmp_path):
