@@ -15,6 +15,7 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | AudioFileGone | 404 | the clip's audio file is no longer where it was indexed |
 | JobStateError | 409 | the job's status does not allow the change (only a queued job can be cancelled) |
 | CheckpointMismatch | 409 | the index was made with another model than the one serving |
+| ClipChanged | 409 | another process kept writing the clip while its metadata was written (try again) |
 | AudioTooLong | 413 | the clip is over RETRIEVAL_MAX_DURATION_S: a size limit, like the byte limit |
 | AudioDecodeError | 415 | not audio the decoder can read; the decoder's message says what is wrong |
 | ModelNotFound | 503 | the configured weights are missing |
@@ -37,6 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from index.ingest.jobs import JobNotFound, JobStateError
+from index.store.contract import ClipChanged
 from retrieval.errors import (
     AudioDecodeError,
     AudioTooLong,
@@ -123,6 +125,7 @@ STATUS_OF = {
     AudioFileGone: 404,
     JobStateError: 409,
     CheckpointMismatch: 409,
+    ClipChanged: 409,
     AudioTooLong: 413,
     AudioDecodeError: 415,
     ModelNotFound: 503,

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from index.fusion import RRF_DEPTH, reciprocal_rank_fusion
 from index.layout import AUDIO_DIR, audio_file, stores_of, upload_location
 from index.store.checks import check_k
-from index.store.contract import VectorStore
+from index.store.contract import ClipChanged, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     SEARCH_MODES,
@@ -80,6 +80,7 @@ log = logging.getLogger(__name__)
 
 TOP_TAGS = 10  # tags stored per clip
 REPROJECT_CHUNK = 4096  # clips projected at a time
+REWRITE_TRIES = 5  # reads and writes of a clip that another process keeps writing meanwhile
 # libsndfile container names whose usual extension is not the lower-cased name
 EXTENSIONS = {"WAVEX": "wav", "RF64": "wav", "OGG": "ogg", "MP3": "mp3"}
 
@@ -344,32 +345,46 @@ class Collection:
         the values only its file said (a form that sends back all it shows, adding a tag, leaves the file's
         values the file's), and a file value the edit took off stays off when the file is read again while
         it says it. The new record, None without the clip. Edits of one collection do not interleave."""
-        with self._write:
-            record = self.store.get(id)
-            if record is None:
-                return None
+        def change(record: ClipRecord) -> ClipRecord | None:
             meta, layers = edit(record.meta), record.meta_layers
             kept = None if layers is None else layers.edited(meta)
             if kept is not None and not kept.meta.same(meta):  # a file value it could not show shows now
                 meta = kept.meta
-            return self.store.set_metadata(id, meta, meta_layers=kept)  # the tags in the order given
+            return self.store.set_metadata(id, meta, meta_layers=kept, read=record)  # the tags as given
+
+        return self._rewrite(id, change)
+
+    def _rewrite(self, id: int, change: Callable[[ClipRecord], ClipRecord | None]) -> ClipRecord | None:
+        """`change(the clip's record)`, which writes what it makes of it; made again from the record as it is
+        then when another process wrote the clip between the read and the write (ClipChanged), so neither
+        write undoes the other's. None without the clip. Writes of one collection do not interleave."""
+        with self._write:
+            for _ in range(REWRITE_TRIES):
+                record = self.store.get(id)
+                if record is None:
+                    return None
+                try:
+                    return change(record)
+                except ClipChanged:
+                    log.info("clip %d was written by another process meanwhile: made again from it", id)
+            raise ClipChanged(f"clip {id} kept changing while it was written ({REWRITE_TRIES} tries): try "
+                              "again")
 
     def give_metadata(self, id: int, given: Metadata) -> ClipRecord | None:
         """What a run gives a stored clip (`index add`'s flags or CSV, its file unchanged) made the user's,
         over what they set before and what its file says (a value they had taken off, given back); the new
         record (the same one, unwritten, when it changes nothing), None without the clip. A clip stored
         before its file's values were kept apart gets `given` laid over its metadata."""
-        with self._write:
-            record = self.store.get(id)
-            if record is None:
-                return None
+        def change(record: ClipRecord) -> ClipRecord | None:
             layers = None if record.meta_layers is None else record.meta_layers.given(given, record.meta)
             meta = given.over(record.meta) if layers is None else layers.meta
             if meta.same(record.meta):
                 if layers == record.meta_layers:
                     return record  # nothing new: no write
                 meta = record.meta  # its tags in their order
-            return self.store.set_metadata(id, meta, meta_layers=layers)
+            return self.store.set_metadata(id, meta, meta_layers=layers, read=record)
+
+        return self._rewrite(id, change)
 
     def take_file_metadata(self, id: int, found: Metadata, *, given: Metadata = Metadata(),
                            dropped: Metadata = Metadata(), file_first: bool = False,
@@ -385,10 +400,7 @@ class Collection:
         said before must yield), else under them, and what is not the file's counts as the user's from then
         on; its description, when another than the file's now, is kept as the user's either way (it may be
         one they typed: never lost; said in the log, and given the file's the clip follows the file again)."""
-        with self._write:
-            record = self.store.get(id)
-            if record is None:
-                return None
+        def change(record: ClipRecord) -> ClipRecord | None:
             before = record.meta_layers
             if before is None:  # what is not the file's now counts as the user's
                 own = (found.over(record.meta) if file_first else record.meta.over(found)).less(found)
@@ -403,7 +415,9 @@ class Collection:
                 before = before.caught_up(record.meta)
             layers = before.reread(found, given=given, dropped=dropped)
             meta = record.meta if layers.meta.same(record.meta) else layers.meta  # its tags in their order
-            return self.store.set_metadata(id, meta, meta_layers=layers, file=file)
+            return self.store.set_metadata(id, meta, meta_layers=layers, file=file, read=record)
+
+        return self._rewrite(id, change)
 
     def audio_path(self, record: NewClip) -> Path:
         """Where the clip's audio can be read: the indexed file, or the stored copy of an upload."""

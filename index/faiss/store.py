@@ -30,7 +30,7 @@ from index.faiss.vector_index import IVF_NPROBE, VectorIndex
 from index.faiss.window_places import WindowPlaces
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
 from index.store.checks import check_k, check_queries, check_store_spec
-from index.store.contract import DURATION_TOLERANCE_S, VectorStore
+from index.store.contract import DURATION_TOLERANCE_S, ClipChanged, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
@@ -187,6 +187,8 @@ class FaissStore(VectorStore):
                 windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
                 with self.db.transaction() as con:
                     before = self.db.state()
+                    if before[0] != self._epoch:  # re-projected by another process: these vectors may be
+                        self._check_model_unchanged()  # another model's; refused before they are written
                     ids = [self.db.insert(con, c, vector=v, logits=lg)
                            for c, v, lg in zip(clips, vectors, logits, strict=True)]
                     for id_, t in zip(ids, timelines, strict=True):
@@ -281,8 +283,10 @@ class FaissStore(VectorStore):
         return len(found)
 
     def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
-                     file: FileNow = FileNow()) -> ClipRecord | None:
+                     file: FileNow = FileNow(), read: ClipRecord | None = None) -> ClipRecord | None:
         with self._writer, self.db.transaction(bump=False) as con:  # no vector changes: FAISS is unaffected
+            if read is not None and self.db.get(int(id)) not in (read, None):  # read in the write's lock
+                raise ClipChanged(f"clip {id} was changed by another process")
             return self.db.set_metadata(con, int(id), meta, meta_layers=meta_layers, file=file)
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,

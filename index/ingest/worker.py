@@ -29,7 +29,7 @@ from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, FileNow
 from retrieval.audio import DecodedAudio, LongWave
 from retrieval.durable import sha256_file
-from retrieval.errors import AudioDecodeError, AudioTooLong, RetrievalError, StorageFull
+from retrieval.errors import AudioDecodeError, AudioTooLong, CheckpointMismatch, RetrievalError, StorageFull
 from retrieval.extract import AudioLimits, decode
 
 log = logging.getLogger(__name__)
@@ -225,11 +225,12 @@ def _tag_and_store(collection: Collection, items: Sequence[Item], decoded: list[
 
 def _store(result: Result, add: Callable[[], tuple[ClipRecord, bool]]) -> None:
     """A new clip stored by `add` into its result; a store error fails this clip, not the run. A full disk
-    is raised: no clip can be stored until there is room, and the clip is not at fault."""
+    and a store re-projected by another process are raised: no clip can be stored until there is room, or
+    until this process runs the model the store now holds, and the clip is not at fault."""
     try:
         result.record, result.created = add()
     except (OSError, RetrievalError) as e:
-        if disk_full(e):
+        if disk_full(e) or isinstance(e, CheckpointMismatch):
             raise
         log.warning("could not store %s: %s", result.item.name, e)
         result.error = e
@@ -321,6 +322,10 @@ class IngestWorker:
                                 FULL_DISK_WAIT_S)
                     self._release()
                     stop.wait(FULL_DISK_WAIT_S)
+                elif isinstance(e, CheckpointMismatch):  # `index reproject` ran beside this service
+                    log.error("%s: uploads wait in the queue, with their bytes, for the service's restart", e)
+                    self._release()
+                    return
                 else:  # the jobs stay running and are recovered at restart
                     log.exception("the ingest worker's batch failed")
             if not claimed:

@@ -56,7 +56,7 @@ from index.qdrant.windows import QdrantWindows, collection_for
 from index.qdrant.windows import points as window_points
 from index.store import words as keyword
 from index.store.checks import check_k, check_queries, check_store_spec
-from index.store.contract import DURATION_TOLERANCE_S, VectorStore
+from index.store.contract import DURATION_TOLERANCE_S, ClipChanged, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
@@ -272,12 +272,14 @@ class QdrantStore(VectorStore):
         return len(existing)
 
     def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
-                     file: FileNow = FileNow()) -> ClipRecord | None:
+                     file: FileNow = FileNow(), read: ClipRecord | None = None) -> ClipRecord | None:
         with self._write:
             points = self.client.retrieve(self.alias, [int(id)], with_payload=RECORD)
             if not points:
                 return None
             old = record_of(points[0].id, points[0].payload)
+            if read is not None and old != read:  # a server's other client wrote it since (best effort:
+                raise ClipChanged(f"clip {id} was changed by another process")  # Qdrant has no transaction)
             now = replace(file.on(old), meta=meta, meta_layers=meta_layers or old.meta_layers)
             payload = payload_of(now, id=old.id, added_at=old.added_at)
             # set, not overwrite: the point's other payload (its waveform peaks) stays

@@ -39,6 +39,10 @@ MOMENT_MARGIN = 0.05  # without a threshold, a clip's moments are its windows wi
 DURATION_TOLERANCE_S = 1e-6  # `lasting`: the same number of samples at the same rate gives the same duration
 
 
+class ClipChanged(RetrievalError):
+    """A clip was written by another process between the read a change was made from and its write."""
+
+
 class VectorStore(ABC):
     """A persistent collection of (clip record, vector, 527 logits, and its windows and peaks where it has
     them). Every method is safe to call from several threads; every write is atomic and durable when it
@@ -140,10 +144,12 @@ class VectorStore(ABC):
 
     @abstractmethod
     def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
-                     file: FileNow = FileNow()) -> ClipRecord | None:
+                     file: FileNow = FileNow(), read: ClipRecord | None = None) -> ClipRecord | None:
         """Replace a clip's user metadata (and its keyword document) and, where given, where it comes from
         (`meta_layers`, NewClip.meta_layers) and what is new of its file (`file`), in one write; the new
-        record, None without the clip. The clip keeps its id, vectors and windows."""
+        record, None without the clip. The clip keeps its id, vectors and windows. `read`: the record the
+        change was made from; when the clip is no longer that record (another process wrote it since),
+        nothing is written and ClipChanged is raised, so that the change is made again from the new one."""
 
     @abstractmethod
     def remove(self, ids: Sequence[int]) -> int:

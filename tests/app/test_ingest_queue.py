@@ -240,3 +240,37 @@ def test_queue_metrics(paused):
     assert "retrieval_ingest_queue_depth 0.0" in text
     assert 'retrieval_ingest_jobs_total{status="done"} 1.0' in text
     assert "retrieval_ingest_windows_per_second" in text
+
+
+def test_an_upload_after_another_process_re_projected_the_store_waits_in_the_queue(paused):
+    """`index reproject` with another head beside the running service: the next upload's clip was committed
+    with the old model's vector (the store then held two models' vectors), its job failed (500) and its
+    bytes deleted, and `check` found a clip without its stored upload. It is refused before the write; the
+    job goes back to the queue with its bytes, for the service's restart with the model the store holds."""
+    from dataclasses import replace
+
+    from index.faiss.store import FaissStore
+
+    client, ingest, run_worker_once = paused
+    upload(client, "a.wav", TONE, wait=0)
+    assert run_worker_once() == 1
+    store = ingest.collection.store
+    ids = store.ids().tolist()
+    other = FaissStore(ingest.collection.data_dir, store.spec)  # the other process: `index reproject`
+    moved = replace(store.spec, head="f" * 64)
+    project = ingest.collection.retriever.project
+    other.replace_vectors(ids, np.asarray(project(store.logits(ids))) * -1.0, moved,
+                          project=lambda logits: -np.asarray(project(logits)))
+    other.close()
+    job = upload(client, "b.wav", OTHER, wait=0).json()
+    stop = threading.Event()
+    worker = IngestWorker(ingest.queue, ingest.collection, name="test")
+    serving = threading.Thread(target=worker.serve, args=(stop,), kwargs={"idle_s": 0.01})
+    serving.start()
+    serving.join(timeout=120)  # it stops by itself: nothing can be stored until the service restarts
+    stop.set()
+    assert not serving.is_alive()
+    waiting = ingest.queue.get(job["id"])
+    assert waiting.status == "queued" and waiting.attempts == 0 and len(incoming_files(ingest)) == 1
+    with FaissStore(ingest.collection.data_dir, moved) as after:
+        assert after.ids().tolist() == ids  # the upload's clip was not written with the old model

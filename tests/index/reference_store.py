@@ -121,11 +121,13 @@ class ReferenceStore(VectorStore):
             return True
 
     def set_metadata(self, id: int, meta: Metadata, *, meta_layers: MetaLayers | None = None,
-                     file: FileNow = FileNow()) -> ClipRecord | None:
+                     file: FileNow = FileNow(), read: ClipRecord | None = None) -> ClipRecord | None:
         with self._lock:
             if int(id) not in self.clips:
                 return None
             old = self.clips[int(id)]
+            if read is not None and old != read:
+                raise ClipChanged(f"clip {id} was changed by another process")
             self.clips[int(id)] = replace(file.on(old), meta=meta, meta_layers=meta_layers or old.meta_layers)
             self._save()
             return self.clips[int(id)]
