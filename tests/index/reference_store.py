@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from index.store.checks import check_k, check_queries, check_store_spec
-from index.store.contract import DURATION_TOLERANCE_S, VectorStore
+from index.store.contract import DURATION_TOLERANCE_S, ClipChanged, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
     Added,
