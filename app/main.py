@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.routing import Route
 
 from app.compose import build_retriever, load_settings, open_collection
@@ -22,6 +23,8 @@ from app.security import SecurityHeadersMiddleware
 from app.settings import Settings
 from index.collection import Collection
 from retrieval.pipeline import Retriever
+
+DOCS_ASSETS = "/static/api-docs"  # the API documentation pages' scripts and styles (fastapi-offline's)
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +81,9 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
             await run_in_threadpool(ingest.stop)
             await run_in_threadpool(collection.close)
 
-    app = FastAPI(title="Audio retrieval", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS,
-                  lifespan=lifespan)
+    # /docs and /redoc with their scripts served here, not from a CDN: they work on a machine without internet
+    app = FastAPIOffline(title="Audio retrieval", version="0.1.0", description=DESCRIPTION, openapi_tags=TAGS,
+                         lifespan=lifespan, static_url=DOCS_ASSETS)
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     app.state.retriever = app.state.collection = app.state.ingest = None

@@ -187,14 +187,18 @@ def search_filter(*, tag: str | None, tags_any: str | None, tags_all: str | None
     return None if flt.empty else flt
 
 
-def no_results(*, moments: bool, threshold: float | None, filtered: bool = False) -> str:
-    """Why a search found nothing: an empty collection, filters no clip passes, or moments of clips stored
-    without windows."""
+def no_results(*, moments: bool, threshold: float | None, filtered: bool = False,
+               mode: str = "vector") -> str:
+    """Why a search found nothing: an empty collection, filters no clip passes (by meaning every clip that
+    passes them is ranked), words no clip has (by keyword), or moments of clips stored without windows."""
     if moments and threshold is not None:
         return "no moments reach the threshold"
     figures = stats()
     if not figures["clips"]:
         return "no clips in the collection"
+    if mode == "keyword":
+        among = "that pass the filters" if filtered else f"of the collection's {figures['clips']}"
+        return f"nothing found: none of the clips {among} has these words in its name or metadata"
     if filtered:
         return f"nothing found: none of the collection's {figures['clips']} clips passes the filters"
     if moments and not figures["windows"]:
@@ -468,4 +472,5 @@ def register(app: typer.Typer) -> None:
         for rank, hit in enumerate(hits, 1):
             typer.echo(format_moment(rank, hit) if moments else format_hit(rank, hit))
         if not hits:
-            typer.echo(no_results(moments=moments, threshold=threshold, filtered=flt is not None), err=True)
+            typer.echo(no_results(moments=moments, threshold=threshold, filtered=flt is not None, mode=mode),
+                       err=True)

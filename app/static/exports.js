@@ -36,11 +36,20 @@ const Exports = (() => {
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
-  // Called by app.js with each answer: the buttons show while there are results.
+  // Called by app.js with each answer: the buttons show while there are results. The label track and the
+  // regions hold the hits' spans alone: without one (keyword hits have none) they would be empty files, so
+  // they are disabled, saying why.
   function show(data, moments) {
     answer = data.results.length ? { results: data.results, moments: Boolean(moments) } : null;
     $("exports").hidden = !answer;
-    for (const button of document.querySelectorAll("#exports button")) button.disabled = false;
+    const spans = Boolean(answer?.results.some((hit) => hit.segment));
+    for (const button of document.querySelectorAll("#exports button")) {
+      const empty = button.hasAttribute("data-spans") && !spans;
+      button.disabled = empty;
+      if (!button.dataset.title) button.dataset.title = button.title;
+      button.title = empty ? "no result has a span in its clip (keyword hits have none): search by meaning"
+        : button.dataset.title;
+    }
   }
 
   // A new search on its way: the answer on the page is no longer the search's, so it is not exported (the
@@ -53,8 +62,7 @@ const Exports = (() => {
   // A result removed from the page (metadata.js) leaves the exported answer too.
   function drop(id) {
     if (!answer) return;
-    answer.results = answer.results.filter((hit) => hit.id !== id);
-    if (!answer.results.length) show({ results: [] }, false);
+    show({ results: answer.results.filter((hit) => hit.id !== id) }, answer.moments);
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -55,6 +55,11 @@ def test_keyword_and_hybrid_modes_and_filter_chips(library, page, tmp_path):  # 
     assert set(keyword) == {"Kick_808_Hard.wav", "kick_soft.wav", "SnareRoll.wav"}
     wait_for_results(page, keyword)
     assert page.locator(".result .score").first.get_attribute("title") == "BM25 score of the query's words"
+    # keyword hits have no span in their clip: the label track and the regions would be empty files
+    for fmt in ("audacity", "reaper"):
+        button = page.locator(f"#exports button[data-format={fmt}]")
+        assert button.is_disabled() and "keyword hits have none" in button.get_attribute("title")
+    assert page.locator("#exports button[data-format=csv]").is_enabled()
     kick = page.locator(".result", has=page.locator(".name", has_text="Kick_808_Hard.wav"))
     assert kick.locator(".description").inner_text() == "a deep kick with a long tail"
     assert kick.locator(".fields").inner_text() == "pack: Drums Vol 1"  # its named fields, shown

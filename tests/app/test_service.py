@@ -140,6 +140,13 @@ def test_openapi_describes_every_route_and_model(client):
     assert excerpt["start"] < excerpt["end"]  # the example is a span
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # the documentation pages load their scripts and styles from the service: they work without internet
+    for path in ("/docs", "/redoc"):
+        page = client.get(path).text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page) + re.findall(r"url: '([^']+)'", page)
+        assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))], (path, assets)
+        for asset in assets:
+            assert client.get(asset).status_code == 200, asset
 
 
 def test_page_and_its_files_are_served_without_external_urls(client):

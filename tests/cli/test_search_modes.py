@@ -69,6 +69,10 @@ def test_hybrid_and_the_filters_answer_as_the_collection_does(library):
     out = library("search", "sound", "--tags-all", "drums", "--tags-none", "kick")
     assert out.exit_code == 0 and out.stdout == ""
     assert "none of the collection's 3 clips passes the filters" in out.stderr
+    # by keyword, a filter that clips pass is not blamed for words none of them has
+    out = library("search", "zzzz", "--mode", "keyword", "--fields", '{"pack": "Drums"}')
+    assert out.exit_code == 0 and out.stdout == ""
+    assert "none of the clips that pass the filters has these words" in out.stderr
 
 
 @pytest.mark.parametrize(("args", "words"), [
