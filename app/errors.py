@@ -186,9 +186,12 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def http_error_handler(request: Request, error: StarletteHTTPException) -> Response:
-    """FastAPI's answer to the router's own errors (404, 405), a 405 with every allowed method."""
+    """FastAPI's answer to the router's own errors (404, 405), a 405 with every allowed method; a JSON body
+    that is not UTF-8 (FastAPI's 400 says only that the body could not be parsed) said as such."""
     if error.status_code == 405 and (allowed := allowed_methods(request)):
         error.headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
+    if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+        return error_response(400, f"the body is not UTF-8 text, as JSON must be ({error.__cause__})")
     return await http_exception_handler(request, error)
 
 

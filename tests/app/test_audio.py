@@ -347,3 +347,10 @@ def test_a_body_that_is_not_json_is_judged_after_the_key(make_client):
         assert r.status_code == 403, (path, r.text)
         r = client.request(method, path, content=broken["content"], headers={**broken["headers"], **WRITE})
         assert r.status_code == 422 and r.json()["detail"][0]["type"] == "json_invalid", (path, r.text)
+
+
+def test_a_json_body_that_is_not_utf8_is_said_so(client):
+    """A Latin-1 body was answered 400 "There was an error parsing the body", which names nothing."""
+    r = client.post("/search", content='{"query": "café"}'.encode("latin-1"),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"].startswith("the body is not UTF-8 text")
