@@ -74,6 +74,7 @@ class Ingest:
         its row (with the clip's metadata to be) are durable (StorageFull when the disk is full: nothing is
         left behind). Content already indexed or queued keeps the metadata it has."""
         info = probe(data, limits=self.limits, name=name)
+        self.collection.store.check_current()  # re-projected beside this service: nothing could be stored
         sha = sha256_bytes(data)
         record = self.collection.store.get_by_sha256(sha)
         if record is not None:

@@ -2,8 +2,6 @@
 
 A declared `Content-Length` over the limit is answered 413 before anything is read; a body that streams
 past the limit (chunked, or lying about its length) is cut off with 413 as soon as the count passes it.
-Either is raised where the route reads its body, so the route's exception handler answers it (and the
-request is counted under its route); a path no route has answers 404.
 """
 
 import asyncio
@@ -11,7 +9,7 @@ import asyncio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import BodyTooLarge
+from app.errors import BodyTooLarge, error_response
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -29,12 +27,14 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            error = BodyTooLarge(self.max_bytes)  # outside the routes' exception handlers: answered here
+            await error_response(error.status_code, error.detail)(scope, receive, send)
+            return
         received = 0
 
         async def counting_receive() -> Message:
             nonlocal received
-            if declared is not None and declared > self.max_bytes:  # refused before a byte is read
-                raise BodyTooLarge(self.max_bytes)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

@@ -142,10 +142,13 @@ def write_json_atomically(path: str | Path, obj, *, indent: int | None = 1) -> N
 def append_line(path: str | Path, line: str) -> None:
     """Add one line (a newline is added) to the end of the existing log `path`, on disk when this returns.
     The log is created whole first (:func:`write_text_atomically`): appending to a missing file is an
-    error, so a log's name is always durable before its first appended line."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    error, so a log's name is always durable before its first appended line. A last line cut short by a
+    writer that was killed is ended first, so that it never runs into this one."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    size = os.fstat(fd).st_size
+    lead = "\n" if size and os.pread(fd, 1, size - 1) != b"\n" else ""
     with open(fd, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
+        f.write(lead + line + "\n")
         f.flush()
         os.fsync(f.fileno())
 

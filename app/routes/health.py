@@ -22,7 +22,9 @@ async def live() -> Liveness:
 
 @router.head("/ready", include_in_schema=False)
 @router.get("/ready", summary="Models and index are loaded; which model is serving",
-            responses={503: {"model": ErrorOut, "description": "still loading"}},
+            responses={503: {"model": ErrorOut, "description": "still loading"},
+                       409: {"model": ErrorOut, "description": "the index was re-projected with another "
+                                                               "model by another process: restart"}},
             description="200 once the PaSST tagger, the text encoder, the head and the index are loaded, "
                         "with the model's spec and id (head `zero-shot` without a trained checkpoint), the "
                         "number of clips and the access rules. Never needs a key.")
@@ -31,6 +33,7 @@ async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: Se
                       spec=retriever.spec.to_dict())
     access = AccessInfo(writes_enabled=bool(settings.api_key and settings.api_key.get_secret_value()),
                         protect_reads=settings.protect_reads)
+    await run_in_threadpool(collection.store.check_current)  # 409 once re-projected by another process
     return Readiness(status="ready", model=model, clips=await run_in_threadpool(collection.count),
                      access=access)
 

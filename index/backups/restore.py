@@ -53,6 +53,11 @@ def restore(path: Path, config: StoreConfig, *, configured: ModelSpec | Callable
                 report = RestoreReport(target=where, finished=", ".join(holds))
                 report.seconds = time.time() - t0
                 return report
+            if not finished:  # a journal of an earlier version names no backup
+                raise RestoreRefused(f"finished the restore into {data_dir} that was stopped while it moved "
+                                     f"into place (its journal does not say of which backup): the folder "
+                                     f"holds {', '.join(holds)} now; {path} was not restored again (if it is "
+                                     "that backup, its restore is complete)")
             raise RestoreRefused(f"finished the restore of another backup into {data_dir}, which was stopped "
                                  f"while it moved into place: the folder holds {', '.join(holds)} now; "
                                  f"{path} was not restored (a restore never merges into a collection)")

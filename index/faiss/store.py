@@ -356,6 +356,9 @@ class FaissStore(VectorStore):
     def records(self, ids: Sequence[int]) -> dict[int, ClipRecord]:
         return self.db.records(ids)
 
+    def check_current(self) -> None:
+        self._sync()
+
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
         xq = check_queries(xq, dim=self.dim)
         k = check_k(k)

@@ -88,14 +88,21 @@ class Journal:
             except (ValueError, TypeError):
                 continue
             self.noted[(shard, sha, location)] = bool(arrived)
-        self.shards = {shard for shard, _, _ in self.noted}
 
     def note(self, shard: Path, entries: list[tuple[str, str, bool]]) -> None:
         if not self.path.is_file():
             write_text_atomically(self.path, "")
         append_line(self.path, "\n".join(json.dumps([str(shard), sha, path, arrived])
                                           for sha, path, arrived in entries))
-        self.shards.add(str(shard))
+
+    def prune(self, loaded) -> None:
+        """Keep only what stopped runs noted of shards not `loaded` since that are still there (all of this
+        run's are loaded): nothing left, no journal."""
+        kept = [key for key in self.noted if key[0] not in loaded and Path(key[0]).is_file()]
+        if not kept:
+            self.path.unlink(missing_ok=True)
+            return
+        write_text_atomically(self.path, "".join(json.dumps([*key, self.noted[key]]) + "\n" for key in kept))
 
     def held(self, shard: Path, record: ClipRecord, path: str) -> bool | None:
         """Whether a stopped run of the shard held the clip stored at `path` and arrived it there; None when
@@ -185,8 +192,8 @@ def load_shards(collection: Collection, shard_dir: Path, *, ledger: Path, redo: 
                                 "failed": len(report.failed) - before[2]}
             write_json_atomically(ledger, done)
             report.shards_loaded += 1
-    if journal is not None and journal.shards <= done.keys():  # every noted shard's replacements are done
-        journal.path.unlink(missing_ok=True)
+    if journal is not None:
+        journal.prune(done.keys())
     report.seconds = time.perf_counter() - start
     log.info("loaded %d shards (%d done before): %d clips added, %d already stored, %d failed extraction",
              report.shards_loaded, report.shards_skipped, report.added, report.skipped, len(report.failed))

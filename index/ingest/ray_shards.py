@@ -13,21 +13,23 @@ adds them). Shards written before the metadata column load without it (``retriev
 reads it afterwards).
 ``manifest.json`` beside the shards holds the tagger's ``model_spec`` (``tagger`` in folders written before
 it), so the loader refuses logits of another one, and a run refuses a folder of another's shards before it
-starts. A run writes its shards into a folder of its own (``.manifest.json.<pid>.work``), then moves them in
-and lists them, under a lock: a run stopped midway leaves no shard in the folder, only its work folder,
-which the next run into the folder removes. The decode stage runs :func:`retrieval.extract.decode` and the
-actors :func:`retrieval.extract.extract_many`, as every other path to PaSST. A file longer than the
-limits' ``whole_up_to_s`` is not read by the decode stage: its row carries no samples (``long``), and the
-actor decodes it again from its path and tags it window by window as it is read (a
-:class:`retrieval.audio.LongWave`, its peaks from the same pass), as ``retrieval index add`` does, so no stage
-holds a long recording whole. Ray is an optional dependency (the ``ray`` extra).
+starts. A run writes its shards into a folder of its own (``.manifest.json.<host>-<pid>.work``), then
+moves them in and lists them, under a lock: a run stopped midway leaves no shard in the folder, only its
+work folder, which the next run of the same machine into the folder removes. The decode stage runs
+:func:`retrieval.extract.decode` and the actors :func:`retrieval.extract.extract_many`, as every other
+path to PaSST. A file longer than the limits' ``whole_up_to_s`` is not read by the decode stage: its row
+carries no samples (``long``), and the actor decodes it again from its path and tags it window by window as
+it is read (a :class:`retrieval.audio.LongWave`, its peaks from the same pass), as ``retrieval index add``
+does, so no stage holds a long recording whole. Ray is an optional dependency (the ``ray`` extra).
 """
 
 import contextlib
+import glob
 import json
 import logging
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +44,7 @@ from retrieval.durable import (
     fsync_path,
     fsync_tree,
     locked,
-    remove_dead_writers,
+    process_alive,
     sha256_file,
     write_json_atomically,
 )
@@ -56,6 +58,7 @@ from retrieval.windows import WindowLogits
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+WORK_PREFIX = f".{MANIFEST}."  # a run's work folder: WORK_PREFIX + "<host>-<pid>.work"
 MANIFEST_LOCK = ".manifest.lock"  # held while a run moves its shards in and lists them (runs share folders)
 RECORD_COLUMNS = ("path", "name", "sha256", "duration", "sample_rate", "error")
 WINDOW_COLUMNS = ("window_starts", "window_ends", "window_logits", "peaks")
@@ -192,9 +195,9 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = tagger.spec.encoders()
     with locked(out_dir / MANIFEST_LOCK):
-        remove_dead_writers(out_dir)  # the run folders of runs that were stopped, with their shards
+        _remove_stopped_runs(out_dir)  # the work folders of this machine's runs that were stopped
         _require_same_tagger(out_dir, spec)  # before PaSST, not after it
-    work = out_dir / f".{MANIFEST}.{os.getpid()}.work"  # this run's shards until they are whole
+    work = out_dir / f"{WORK_PREFIX}{socket.gethostname()}-{os.getpid()}.work"  # its shards until whole
     shutil.rmtree(work, ignore_errors=True)
     pool = _actor_pool(cpu_actors)
     log.info("extracting %d files with %d PaSST actor(s) on %s",
@@ -217,6 +220,16 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     shutil.rmtree(work, ignore_errors=True)
     log.info("wrote %d shard(s) to %s", len(shards), out_dir)
     return {**manifest, "written": shards}
+
+
+def _remove_stopped_runs(out_dir: Path) -> None:
+    """The work folders (with their shards) of runs of this machine whose process is gone. A run of another
+    machine sharing the folder is left alone: its process cannot be seen from here."""
+    for work in out_dir.glob(f"{glob.escape(WORK_PREFIX + socket.gethostname())}-*.work"):
+        pid = work.name.removesuffix(".work").rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            log.info("removing %s, left by a run that was stopped", work)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _require_same_tagger(out_dir: Path, spec: ModelSpec) -> None:

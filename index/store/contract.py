@@ -229,6 +229,12 @@ class VectorStore(ABC):
     def count(self) -> int:
         return len(self.ids())
 
+    def check_current(self) -> None:
+        """CheckpointMismatch when another process has given the store another model since this one opened
+        it (`retrieval index reproject`): nothing this process makes can be stored or searched until it runs
+        that model. A backend that cannot be re-projected under an open store has nothing to check."""
+        return None
+
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """(len(ids), D) stored vectors; KeyError for an id not stored."""
         return self.rows(ids)[0]

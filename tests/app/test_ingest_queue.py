@@ -15,6 +15,7 @@ import app.ingest as app_ingest
 import index.ingest.worker as worker_module
 from index.ingest.queue import JobQueue
 from index.ingest.worker import IngestWorker
+from index.layout import incoming_location
 from retrieval.errors import StorageFull
 from tests.app.conftest import WRITE, upload, vector_of, wav_bytes
 from tests.audio_fixtures import sine
@@ -262,7 +263,10 @@ def test_an_upload_after_another_process_re_projected_the_store_waits_in_the_que
     other.replace_vectors(ids, np.asarray(project(store.logits(ids))) * -1.0, moved,
                           project=lambda logits: -np.asarray(project(logits)))
     other.close()
-    job = upload(client, "b.wav", OTHER, wait=0).json()
+    # one upload was already waiting for the worker when the store was re-projected
+    job = ingest.queue.enqueue(name="b.wav", sha256="b" * 64, location=incoming_location("b" * 64, "faiss"),
+                               windows_total=1)[0]
+    (ingest.data_dir / job.location).write_bytes(OTHER)
     stop = threading.Event()
     worker = IngestWorker(ingest.queue, ingest.collection, name="test")
     serving = threading.Thread(target=worker.serve, args=(stop,), kwargs={"idle_s": 0.01})
@@ -270,7 +274,13 @@ def test_an_upload_after_another_process_re_projected_the_store_waits_in_the_que
     serving.join(timeout=120)  # it stops by itself: nothing can be stored until the service restarts
     stop.set()
     assert not serving.is_alive()
-    waiting = ingest.queue.get(job["id"])
+    waiting = ingest.queue.get(job.id)
     assert waiting.status == "queued" and waiting.attempts == 0 and len(incoming_files(ingest)) == 1
     with FaissStore(ingest.collection.data_dir, moved) as after:
         assert after.ids().tolist() == ids  # the upload's clip was not written with the old model
+    # the service says so: a new upload is refused (nothing queued that no worker would take), not ready
+    r = upload(client, "c.wav", wav_bytes(sine(700.0, seconds=0.5)), wait=0)
+    assert r.status_code == 409 and "re-projected with another model" in r.json()["detail"]
+    assert ingest.queue.count() == 2  # the first upload's job and the waiting one: none added
+    ready = client.get("/health/ready")
+    assert ready.status_code == 409 and "restart" in ready.json()["detail"]

@@ -143,3 +143,20 @@ def test_a_load_killed_then_run_again_leaves_what_a_whole_run_leaves(changed, cl
     load(tmp_path, killed, retriever)
     assert dumped(killed, retriever) == clean
     assert not shard_journal(killed / "ledger.json").exists()  # done with
+
+
+def test_the_journal_keeps_only_what_stopped_runs_noted_of_shards_still_to_load(tmp_path):
+    """Every clip a later load added was appended to the journal, which was removed only once the stopped
+    folder was loaded again (never, once that folder was gone): it is pruned at the end of each run."""
+    stopped, other = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    stopped.write_bytes(b"shard")
+    other.write_bytes(b"shard")
+    journal = bulk_load.Journal(tmp_path / "loaded-shards-faiss.loading")
+    journal.note(stopped, [("1" * 64, "/lib/x.wav", False)])
+    journal.note(other, [("2" * 64, "/lib/y.wav", True)])
+    bulk_load.Journal(journal.path).prune({str(other)})  # a run that loaded the other folder
+    kept = bulk_load.Journal(journal.path)
+    assert list(kept.noted) == [(str(stopped), "1" * 64, "/lib/x.wav")]
+    stopped.unlink()  # the stopped run's shards were removed: nothing of them can be loaded again
+    kept.prune({str(other)})
+    assert not journal.path.exists()

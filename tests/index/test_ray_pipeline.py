@@ -5,6 +5,7 @@ file longer than the whole-read limit, tagged window by window in the actor, the
 import hashlib
 import json
 import shutil
+import socket
 import subprocess
 
 import numpy as np
@@ -69,9 +70,11 @@ def shards(clips, tmp_path_factory):
     """The clips' shards, written into a folder where a run that was killed left its work folder."""
     *_, listing = clips
     out = tmp_path_factory.mktemp("shards")
-    dead = out / f".{MANIFEST}.{dead_pid()}.work"
-    dead.mkdir()
-    (dead / "half-written.parquet").write_bytes(b"PAR1 cut short")
+    dead = out / f".{MANIFEST}.{socket.gethostname()}-{dead_pid()}.work"
+    elsewhere = out / f".{MANIFEST}.another-machine-{dead_pid()}.work"  # a run there may be alive
+    for work in (dead, elsewhere):
+        work.mkdir()
+        (work / "half-written.parquet").write_bytes(b"PAR1 cut short")
     return out, run_ray(read_file_list(listing), out, batch_size=2)
 
 
@@ -191,11 +194,14 @@ def test_bulk_load_then_search_finds_each_clip_first(clips, shards, settings, re
 
 def test_a_run_lists_only_its_own_whole_shards_and_clears_a_stopped_runs(shards):
     """Shards are written in a work folder of the run and moved in at its end: a killed run's (its shards,
-    one cut short) are removed by the next run into the folder, and nothing of a run is left but them."""
+    one cut short) are removed by the next run of the same machine into the folder, and nothing of a run is
+    left but them."""
     out, manifest = shards
     assert manifest["written"] and manifest["shards"] == manifest["written"]
     assert sorted(p.name for p in out.glob("*.parquet")) == manifest["written"]
-    assert not list(out.glob(".*.work")) and not list(out.rglob("half-written.parquet"))
+    left = [p.name for p in out.glob(".*.work")]  # another machine's run is left alone: it may be alive
+    assert len(left) == 1 and left[0].startswith(f".{MANIFEST}.another-machine-")
+    assert len(list(out.rglob("half-written.parquet"))) == 1
     for name in manifest["written"]:
         assert pq.ParquetFile(out / name).metadata.num_rows > 0
 

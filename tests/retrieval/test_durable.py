@@ -245,3 +245,18 @@ def test_a_folder_that_cannot_be_written_in_is_said_before_anything_is_written(t
     assert made == [] and f"cannot write in {locked}" in str(e.value) and ".tmp" not in str(e.value)
     assert list(locked.iterdir()) == []
     write_json_atomically(tmp_path / "f.json", {"a": 1})  # a folder it can write in is as before
+
+
+def test_a_line_cut_short_by_a_killed_writer_does_not_swallow_the_next(tmp_path):
+    """A kill mid-append left `{"a": ` at the end of the log; the next line was glued onto it and lost to
+    any reader that skips what it cannot parse."""
+    log = tmp_path / "run.jsonl"
+    write_text_atomically(log, "")
+    append_line(log, json.dumps({"a": 1}))
+    with open(log, "a", encoding="utf-8") as f:
+        f.write('{"b": ')  # the killed writer's half line
+    append_line(log, json.dumps({"c": 3}))
+    lines = log.read_text().split("\n")
+    assert lines == ['{"a": 1}', '{"b": ', '{"c": 3}', ""]
+    append_line(log, json.dumps({"d": 4}))  # after a whole line: no blank line between
+    assert log.read_text().endswith('{"c": 3}\n{"d": 4}\n')
