@@ -494,7 +494,9 @@ def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec |
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
                               collection=config.qdrant_collection)
-    except QdrantUnavailable as e:  # a server not answering, the embedded engine's folder lock
+    except QdrantUnavailable as e:  # a server not answering: the store is unusable, a finding
+        if config.qdrant_url is None:  # the embedded store a service holds: it cannot be checked now, which
+            raise  # says nothing of its health (refused, as every other command is)
         report.error("missing", str(e))
         return
     if store is None:

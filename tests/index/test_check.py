@@ -333,6 +333,18 @@ def test_qdrant_windows_left_without_their_clip_are_found_and_repair_removes_the
         store.close()
 
 
+def test_an_embedded_qdrant_store_a_service_holds_is_refused_not_called_unhealthy(tmp_path):
+    """It was "checked 0 clips: 1 errors ... NOT healthy" (exit 1) while the service ran: a cron's alert for
+    a store that is fine. Every other command refuses it (exit 2), saying why; so does check."""
+    from index.qdrant.open import QdrantUnavailable
+
+    cfg = fill(tmp_path / "data", backend="qdrant", folder=tmp_path / "sounds")["config"]
+    with open_store(cfg, SPEC):  # the service
+        with pytest.raises(QdrantUnavailable, match="is a service using it"):
+            check_store(cfg, spec=SPEC)
+    assert check_store(cfg, spec=SPEC).healthy
+
+
 def test_a_qdrant_generation_no_alias_names_is_a_warning(tmp_path):
     """A re-projection killed part-way leaves its new generation (`clips-g1`) beside the one in use: check
     names it and its size (the next re-projection replaces it)."""
