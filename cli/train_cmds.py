@@ -67,6 +67,7 @@ def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
     from retrieval.durable import make_parent
     from training import evaluate as ev
     from training.features import load_features
+    from training.trainer import run_stopped
 
     if bool(checkpoints) == zero_shot:
         raise typer.BadParameter("give either --checkpoint (one or more) or --zero-shot")
@@ -74,6 +75,11 @@ def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
         make_parent(submission)  # a folder that cannot be written is said before anything is scored
     fs = load_features(features_file)
     heads = [ev.zero_shot_head(fs)] if zero_shot else ev.load_heads(checkpoints, fs)
+    for path in checkpoints:  # a head kept by a run that stopped is its best so far, not the run's
+        if (stopped := run_stopped(path)) is not None:
+            typer.secho(f"warning: {path} is from a run that was {stopped['stopped']} in epoch "
+                        f"{stopped['epoch']}: it holds epoch {stopped['best_epoch']}, the best before",
+                        err=True, fg=typer.colors.YELLOW)
     S = ev.ensemble_similarity(heads, fs)  # (M, N)
     if submission is not None:
         ev.write_submission(submission, S=S, fs=fs)

@@ -267,6 +267,20 @@ def log_epoch(record: dict, epochs: int, *, best: bool, elapsed: float, run_log:
              record["val_R@5"], record["val_R@10"], record["val_mAP@10"], eta, "  *" if best else "")
 
 
+def run_stopped(checkpoint: Path) -> dict | None:
+    """The last record of the run that saved `checkpoint` (its run log beside it) when that run did not
+    finish (end_run's), else None (a finished run, or a head with no run log beside it)."""
+    run_log = Path(checkpoint).parent / RUN_LOG
+    if Path(checkpoint).name != CHECKPOINT or not run_log.is_file():
+        return None
+    lines = [line for line in run_log.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        last = json.loads(lines[-1]) if lines else None
+    except ValueError:  # cut short by a kill: the run did not finish either
+        return {"stopped": "killed", "epoch": None, "best_epoch": None}
+    return last if isinstance(last, dict) and "stopped" in last else None
+
+
 def end_run(run_log: Path, reason: str, epoch: int, best: dict | None) -> None:
     """The last record of a run that did not finish: why (`diverged`, `interrupted`), in which epoch, and
     which epoch the head holds (null: none was saved)."""

@@ -205,6 +205,12 @@ def test_an_interrupted_train_says_where_its_head_is(tmp_path, monkeypatch):
     head = tmp_path / "run" / "head.safetensors"
     assert f"training interrupted in epoch 2: {head} holds epoch 1, the best before it" in result.output
     assert json.loads((tmp_path / "run" / RUN_LOG).read_text().splitlines()[-1])["stopped"] == "interrupted"
+    # its head evaluates, and is said to be the best of a run that did not finish
+    monkeypatch.undo()
+    scored = CliRunner().invoke(app, ["evaluate", "--features", str(tmp_path / "val.safetensors"),
+                                      "--checkpoint", str(head)])
+    assert scored.exit_code == 0, scored.output
+    assert f"warning: {head} is from a run that was interrupted in epoch 2: it holds epoch 1" in scored.output
 
 
 def test_a_submission_folder_that_cannot_be_written_is_said_first(tmp_path, monkeypatch):
