@@ -237,6 +237,9 @@ function chooseExample() {
   const file = $("example-file").files[0];
   if (!file) return;
   $("example-file").value = ""; // the same file chosen again searches again
+  // an address cannot hold a file: the search by it is an entry of the tab's history without a search in its
+  // address (a reload then shows the empty form, not the text search before; Back goes back to that)
+  if (window.location.search) window.history.pushState(null, "", window.location.pathname);
   searchExample(file);
 }
 

@@ -160,6 +160,24 @@ def test_the_search_is_kept_in_the_url_and_the_tabs_history(tone_server, page): 
     says(page, "needs something to search for")
 
 
+def test_a_search_by_file_is_not_taken_for_the_text_search_before_it(tone_server, page, tmp_path):  # noqa: F811
+    """The address kept the text search's query: a reload after a search by a file ran that text search."""
+    add(tone_server, "bark.wav", sections((440.0, 2.0)))
+    example = tmp_path / "query.wav"
+    example.write_bytes(wav_bytes(sections((440.0, 1.0))))
+    with page.expect_request(lambda r: r.url.endswith("/search")):
+        page.goto(tone_server + "/?q=rain")
+    says(page, "1 clip for “rain”")
+    with page.expect_request(lambda r: r.url.endswith("/search/audio")):
+        page.set_input_files("#example-file", str(example))
+    says(page, "1 clip for like “query.wav”")
+    assert urlsplit(page.url).query == ""
+    with page.expect_request(lambda r: r.url.endswith("/search")) as asked:
+        page.go_back()  # the text search before it
+    assert asked.value.post_data_json["query"] == "rain" and url_params(page) == {"q": ["rain"]}
+    says(page, "1 clip for “rain”")
+
+
 def test_the_exports_wait_for_the_new_answer(tone_server, page):  # noqa: F811
     """Export during "Searching…" saved the earlier query's rows as if they were the new one's."""
     add(tone_server, "bark.wav", sections((440.0, 2.0)))
