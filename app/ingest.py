@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.compose import audio_limits, build_retriever, open_collection, store_config
-from app.settings import Settings
+from app.settings import LOG_FORMAT, Settings
 from index.collection import Collection
 from index.ingest.queue import Job, JobQueue
 from index.ingest.worker import METADATA_FIELD, IngestWorker
@@ -116,7 +116,8 @@ class Ingest:
         if self.mode == "process":
             ctx = multiprocessing.get_context("spawn")
             self._process = ctx.Process(target=_worker_process, name="retrieval-ingest", daemon=True,
-                                        args=(self.settings.model_dump(), os.getpid()))
+                                        args=(self.settings.model_dump(), os.getpid(),
+                                              logging.getLogger().getEffectiveLevel()))
             self._process.start()
             log.info("ingest worker process %d (nice +%d, %d PaSST thread(s))", self._process.pid,
                      self.settings.ingest_nice, self.settings.ingest_threads)
@@ -173,8 +174,10 @@ def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop
         worker.serve(stop)
 
 
-def _worker_process(settings_dump: dict, parent: int) -> None:
-    """The worker process: dies with the service, runs at lower priority with capped PaSST threads."""
+def _worker_process(settings_dump: dict, parent: int, log_level: int = logging.INFO) -> None:
+    """The worker process: dies with the service, runs at lower priority with capped PaSST threads, and logs
+    as the service does (a spawned process starts with no logging set up: its failed jobs said nothing)."""
+    logging.basicConfig(level=log_level, format=LOG_FORMAT)
     _die_with_parent(parent)
     import torch
 

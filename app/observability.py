@@ -30,7 +30,8 @@ class ServiceMetrics:
             "retrieval_search_seconds", "time to search the index for one query vector",
             buckets=LATENCY_BUCKETS, registry=self.registry)
         self.audio_encode = Histogram(
-            "retrieval_audio_encode_seconds", "time to decode, tag and add or search one uploaded clip",
+            "retrieval_audio_encode_seconds", "time to decode and tag one clip a search by example sends "
+            "(operation=search; uploads are tagged by the ingest worker: see its windows per second)",
             ["operation"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.index_size = Gauge("retrieval_index_clips", "clips in the index", registry=self.registry)
 

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from index.layout import qdrant_name_taken
 from retrieval.config import PASST_FILENAME
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # of the commands and the ingest worker
+
 QDRANT_COLLECTION = re.compile(r"[A-Za-z0-9_][\w.-]{0,62}")
 
 

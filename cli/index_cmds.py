@@ -269,7 +269,7 @@ def _print_report(report: BuildReport) -> None:
         typer.secho("no audio files found: a folder gives the files named .wav, .flac, .ogg, .opus, .mp3, "
                     ".aif(f), .au, .w64, .caf and the like", err=True, fg=typer.colors.YELLOW)
     for name, reason in report.failed:
-        typer.secho(f"failed: {name}: {reason}", err=True, fg=typer.colors.YELLOW)
+        typer.secho(f"failed: {shown_path(name)}: {shown_path(reason)}", err=True, fg=typer.colors.YELLOW)
 
 
 def exit_if_unreachable(unreachable: list[tuple[int, str, str]]) -> None:

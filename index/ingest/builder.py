@@ -145,8 +145,11 @@ def _utf8(path: Path) -> bool:
 
 
 def shown_path(path: Path | str) -> str:
-    """A path as text that prints: bytes of its name that are not UTF-8 written as \\xNN."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    """A path (or a message naming one) as text that prints on one line: bytes of its name that are not
+    UTF-8 written as \\xNN, and characters that do not print (a newline in a file's name) as their escape,
+    so that a line of a report is one line a script can read."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 MetadataOf = Callable[[Path], Metadata]  # a file's (resolved path's) metadata, Metadata() for none

@@ -93,6 +93,12 @@ def test_index_add_then_search_from_the_command_line(cli, tmp_path):
     assert out.exit_code == 1, out.output  # one file failed; the others went in
     assert "added 3, skipped 0 already indexed, failed 1" in out.output
     assert "failed: " in out.output and "broken.wav" in out.output
+    # a name with a line break is one line of the report, its break written as \n (a cron script reads it)
+    (tmp_path / "clips" / "bad\nfake line.wav").write_bytes(b"xx")
+    out = cli("index", "add", str(tmp_path / "clips"), "--no-progress")
+    failed = [line for line in out.stderr.splitlines() if "fake line" in line]
+    want = f"failed: {tmp_path}/clips/bad\\nfake line.wav: "
+    assert len(failed) == 1 and failed[0].startswith(want), failed
 
     out = cli("search", "a low hum", "-k", "2")
     assert out.exit_code == 0, out.output

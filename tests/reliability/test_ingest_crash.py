@@ -2,11 +2,14 @@
 same data directory: every acknowledged job ends done (or failed), each done clip is there and found by its
 own audio, and no worker is left behind by the killed server."""
 
+import io
 import os
 import time
 from itertools import islice
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from benchmarks.load import distinct_tones
 from tests.reliability.http_checks import assert_clip_present, upload
@@ -71,3 +74,18 @@ def test_jobs_queued_at_a_sigkill_all_finish_after_restart(own_server):
             assert_clip_present(client, clip_id=job["clip"]["id"], data=data)
         assert client.get("/jobs", params={"status": "queued"}).json()["total"] == 0
         assert not list((server.data_dir / "incoming").glob("*.upload"))  # bytes moved into the index
+
+        # an upload that fails in the worker's process is in the service's log (the worker logged nothing)
+        wave = np.zeros(16_000, np.float32)
+        wave[8_000] = np.nan  # a header that reads well, samples that do not
+        bad = io.BytesIO()
+        sf.write(bad, wave, 16_000, format="WAV", subtype="FLOAT")
+        r = upload(client, "/audio", filename="nan-inside.wav", data=bad.getvalue(), wait=60)
+        assert r.status_code == 415, r.text
+    failed = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and failed is None:
+        failed = next((line for line in server.log_text().splitlines()
+                       if "failed" in line and "nan-inside.wav" in line), None)
+        time.sleep(0.2)
+    assert failed is not None and " INFO index.ingest.worker: job " in failed, server.log_tail()
