@@ -35,7 +35,7 @@ def connect_durable(path: Path) -> sqlite3.Connection:
             con.close()
             raise
     except sqlite3.OperationalError as e:
-        if disk_full(path):
+        if no_room_left(path):
             raise StorageFull(f"cannot open {path}: the disk is full ({e}); free some space") from None
         folder = Path(path).parent
         why = next((f"{where} cannot be written by this user" for where in (folder, Path(path))
@@ -105,7 +105,7 @@ def _rollback(con: sqlite3.Connection) -> None:
             pass  # the transaction is gone either way; the error that got us here is the one to report
 
 
-def disk_full(path: Path) -> bool:
+def no_room_left(path: Path) -> bool:
     """Whether the file system that holds the file `path` has (next to) no room left for this user."""
     try:
         st = os.statvfs(Path(path).parent)
@@ -121,7 +121,7 @@ def full_disk_said(path: Path) -> Iterator[None]:
     try:
         yield
     except sqlite3.OperationalError as e:
-        if disk_full(path):
+        if no_room_left(path):
             raise StorageFull(f"{path} cannot be read: the disk is full ({e}); free some space") from None
         raise
 
@@ -131,12 +131,13 @@ def read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
 
 
-def refuse_newer(path: Path, known: int) -> None:
+def refuse_newer(path: Path, known: int) -> int | None:
     """NewerFormat naming `path` when its schema version (`PRAGMA user_version`) is past `known`, the newest
-    this version writes; read without writing (nothing when there is no such file)."""
+    this version writes; read without writing. The version (None when there is no such file)."""
     version = schema_version(path)
     if version is not None and version > known:
         raise newer_format(path, version, known)
+    return version
 
 
 def schema_version(path: Path) -> int | None:

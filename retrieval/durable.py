@@ -173,11 +173,17 @@ def old_enough(path: Path, *, age_s: float = STALE_TMP_S) -> bool:
         return False
 
 
+def stale_tmp(folder: Path) -> list[Path]:
+    """Temporary files (:func:`tmp_name`) in `folder` of writers that died (a live writer's are younger than
+    STALE_TMP_S), in name order; none for a folder that is not there."""
+    found = sorted(folder.glob(".*.tmp")) if Path(folder).is_dir() else []
+    return [path for path in found if path.is_file() and old_enough(path)]
+
+
 def remove_stale_tmp(folder: Path) -> None:
-    """Temporary files of writers that died (a live writer's are younger than STALE_TMP_S)."""
-    for path in folder.glob(".*.tmp"):
-        if old_enough(path):
-            path.unlink(missing_ok=True)
+    """Temporary files of writers that died (:func:`stale_tmp`), removed."""
+    for path in stale_tmp(folder):
+        path.unlink(missing_ok=True)
 
 
 def remove_dead_writers(folder: Path) -> None:

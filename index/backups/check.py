@@ -51,7 +51,7 @@ from index.sqlite_conn import integrity_problems, refuse_newer
 from index.store.records import Chunk, ClipRecord
 from index.store.words import document
 from index.stores import StoreConfig
-from retrieval.durable import old_enough, sha256_file
+from retrieval.durable import old_enough, sha256_file, stale_tmp
 from retrieval.errors import NewerFormat
 from retrieval.model_spec import ModelSpec
 
@@ -216,9 +216,7 @@ def _check_stale_tmp(data_dir: Path, report: CheckReport, *, repair: bool) -> No
     """Temporary files of writers killed mid-write (older than a live writer's) in the data directory's own
     folders (index/layout.py temporary_folders; the stores' and uploads' folders sweep their own)."""
     for folder in temporary_folders(data_dir):
-        for path in sorted(folder.glob(".*.tmp")) if folder.is_dir() else []:
-            if not path.is_file() or not old_enough(path):
-                continue
+        for path in stale_tmp(folder):
             if repair:
                 path.unlink(missing_ok=True)
                 report.repaired.append(f"removed {path} (left by a writer that was stopped)")

@@ -135,10 +135,10 @@ def held_locks(data_dir: Path) -> list[Path]:
 def _remove_dead_staging(data_dir: Path) -> None:
     """Staging folders of restores that were killed (their process is gone) before they moved into place
     (one named by the target's RESTORE_MOVING is finished instead, by finish_move)."""
+    if (data_dir / RESTORE_MOVING).is_file():
+        return
     for path in data_dir.parent.glob(f".{data_dir.name}{STAGING_TAG}*"):
         pid = path.name.rsplit("-", 1)[-1]
-        if (data_dir / RESTORE_MOVING).is_file():
-            continue
         if pid.isdigit() and not process_alive(int(pid)):
             log.info("removing %s, left by a restore that did not finish", path)
             shutil.rmtree(path, ignore_errors=True)

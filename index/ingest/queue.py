@@ -35,7 +35,7 @@ from index.ingest.jobs import (
     JobStateError,
     job_from_row,
 )
-from index.sqlite_conn import ThreadConnections, refuse_newer, schema_version, write_transaction
+from index.sqlite_conn import ThreadConnections, refuse_newer, write_transaction
 from retrieval.durable import fsync_path
 from retrieval.errors import NewerFormat
 
@@ -74,8 +74,7 @@ class JobQueue:
     def _migrate(self) -> None:
         """The tables made or brought up to this version's; a queue of a newer version refused unchanged, and
         one of this version left unwritten (a service starts on a full disk)."""
-        refuse_newer(self.path, SCHEMA_VERSION)
-        if schema_version(self.path) == SCHEMA_VERSION:
+        if refuse_newer(self.path, SCHEMA_VERSION) == SCHEMA_VERSION:
             return
         with self._transaction() as con:
             for statement in SCHEMA:
