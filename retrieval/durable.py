@@ -25,6 +25,7 @@ import fcntl
 import glob
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 STALE_TMP_S = 600  # a temporary file this old belongs to a writer that died
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
@@ -186,18 +188,30 @@ def remove_stale_tmp(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def remove_dead_writer_folders(folder: Path, pattern: str, *, left_by: str) -> list[Path]:
+    """The folders in `folder` matching the glob `pattern` that are named for their writer's pid (the name
+    ends `.PID`, `-PID`, `.PID.work` or `-PID.work`) and whose writer is no longer running, removed (each
+    said in the log as left by `left_by`); those removed, in name order. A live writer's stay, whatever their
+    age. Backups, restores' staging folders and extract-ray's work folders are cleared by it."""
+    removed = []
+    for path in sorted(Path(folder).glob(pattern)) if Path(folder).is_dir() else []:
+        found = re.search(r"[.-](\d+)(?:\.work)?$", path.name)
+        if found is None or not path.is_dir() or process_alive(int(found.group(1))):
+            continue
+        log.info("removing %s, left by %s that did not finish", path, left_by)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 def remove_dead_writers(folder: Path) -> None:
     """What writers that keep a `.NAME.PID.work` folder beside the file they write (a backup) left in `folder`
     when they died mid-write: that folder and their temporary files of NAME (:func:`tmp_name`), for each PID
     no longer running. A live writer's stay, whatever their age."""
-    for work in folder.glob(".*.work"):
-        found = re.fullmatch(r"\.(.+)\.(\d+)\.work", work.name)
-        if found is None or not work.is_dir() or process_alive(int(found.group(2))):
-            continue
-        name, pid = found.groups()
+    for work in remove_dead_writer_folders(folder, ".*.[0-9]*.work", left_by="a backup"):
+        name, _, pid = work.name[1:].removesuffix(".work").rpartition(".")
         for tmp in folder.glob(f".{glob.escape(name)}.{pid}-*.tmp"):
             tmp.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def try_lock(f: IO) -> bool:

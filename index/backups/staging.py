@@ -11,6 +11,7 @@ about WINDOW_PAGE windows (`restore_many` with their timelines), without PaSST.
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -31,7 +32,14 @@ from index.store.contract import VectorStore
 from index.store.records import ClipRecord, Timeline
 from index.stores import StoreConfig
 from retrieval.config import N_TAGS
-from retrieval.durable import fsync_path, fsync_tree, lock_held, process_alive, write_text_atomically
+from retrieval.durable import (
+    fsync_path,
+    fsync_tree,
+    lock_held,
+    process_alive,
+    remove_dead_writer_folders,
+    write_text_atomically,
+)
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -137,11 +145,8 @@ def _remove_dead_staging(data_dir: Path) -> None:
     (one named by the target's RESTORE_MOVING is finished instead, by finish_move)."""
     if (data_dir / RESTORE_MOVING).is_file():
         return
-    for path in data_dir.parent.glob(f".{data_dir.name}{STAGING_TAG}*"):
-        pid = path.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            log.info("removing %s, left by a restore that did not finish", path)
-            shutil.rmtree(path, ignore_errors=True)
+    remove_dead_writer_folders(data_dir.parent, f".{glob.escape(data_dir.name)}{STAGING_TAG}*",
+                               left_by="a restore")
 
 
 def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorStore:

@@ -44,7 +44,7 @@ from retrieval.durable import (
     fsync_path,
     fsync_tree,
     locked,
-    process_alive,
+    remove_dead_writer_folders,
     sha256_file,
     write_json_atomically,
 )
@@ -225,11 +225,8 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
 def _remove_stopped_runs(out_dir: Path) -> None:
     """The work folders (with their shards) of runs of this machine whose process is gone. A run of another
     machine sharing the folder is left alone: its process cannot be seen from here."""
-    for work in out_dir.glob(f"{glob.escape(WORK_PREFIX + socket.gethostname())}-*.work"):
-        pid = work.name.removesuffix(".work").rsplit("-", 1)[-1]
-        if pid.isdigit() and not process_alive(int(pid)):
-            log.info("removing %s, left by a run that was stopped", work)
-            shutil.rmtree(work, ignore_errors=True)
+    remove_dead_writer_folders(out_dir, f"{glob.escape(WORK_PREFIX + socket.gethostname())}-*.work",
+                               left_by="an extract-ray run")
 
 
 def _require_same_tagger(out_dir: Path, spec: ModelSpec) -> None:

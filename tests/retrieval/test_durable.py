@@ -206,6 +206,31 @@ def test_a_dead_writers_work_folder_and_partial_file_go_and_a_live_ones_stay(tmp
         [f".b.zip.{live}.work", f".b.zip.{live}-123.tmp", ".notes.txt.tmp"])
 
 
+def test_folders_named_for_a_dead_writer_go_in_every_naming_shape_and_a_live_or_unnamed_ones_stay(tmp_path):
+    """The one sweep behind backups', restores' and extract-ray's leftovers: the pid is the name's last
+    number (after `.` or `-`, before an optional `.work`); files, live pids and other names are kept."""
+    import subprocess
+    import sys
+
+    from retrieval.durable import remove_dead_writer_folders
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    live = str(os.getpid())
+    shapes = [".b.zip.{}.work", ".data.restore-{}", ".manifest.json.host-{}.work"]
+    for shape in shapes:
+        for pid in (dead, live):
+            (tmp_path / shape.format(pid)).mkdir()
+            (tmp_path / shape.format(pid) / "part").write_bytes(b"x")
+    (tmp_path / f".c.zip.{dead}.work").write_bytes(b"a file, not a writer's folder")
+    (tmp_path / ".d.zip.work").mkdir()  # no pid in its name
+    removed = remove_dead_writer_folders(tmp_path, ".*", left_by="a test")
+    assert sorted(p.name for p in removed) == sorted(shape.format(dead) for shape in shapes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [shape.format(live) for shape in shapes] + [f".c.zip.{dead}.work", ".d.zip.work"])
+    assert remove_dead_writer_folders(tmp_path / "missing", ".*", left_by="a test") == []
+
+
 def test_a_write_that_fails_names_the_file_asked_for_not_its_temporary_name(tmp_path):
     (tmp_path / "a-file").write_text("x")
     target = tmp_path / "a-file" / "out.csv"  # below a file: no folder can be made there
