@@ -375,13 +375,16 @@ def register(app: typer.Typer) -> None:
         exit_if_unreachable(report.unreachable)
 
     @group.command("export-metadata")
-    def export_metadata_cmd(path: Path = typer.Argument(..., dir_okay=False, help="the CSV file to write")
+    def export_metadata_cmd(path: Path = typer.Argument(..., dir_okay=False,
+                                                        help="the CSV file to write (`-`: standard output)")
                             ) -> None:
         """Write every clip's file, description, tags and fields (what it holds: its file's and yours) as
         the CSV `index add --metadata` reads: edit it in a spreadsheet and give it back to `index add`."""
         with exit_on_error():
             report = export_metadata(path)
-        typer.echo(f"wrote the metadata of {report.rows} clips to {path}")
+        to_stdout = str(path) == "-"
+        typer.echo(f"wrote the metadata of {report.rows} clips to {'standard output' if to_stdout else path}",
+                   err=to_stdout)
         for file, key in report.left_out:
             typer.secho(f"{file}: its field '{key}' is named as a column of the CSV: left out", err=True,
                         fg=typer.colors.YELLOW)

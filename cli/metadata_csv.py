@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import csv
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from pydantic import ValidationError
 
@@ -32,6 +33,7 @@ from retrieval.errors import RetrievalError
 
 FILE, DESCRIPTION, TAGS = "file", "description", "tags"
 FIXED = (FILE, DESCRIPTION, TAGS)  # the columns that are no field
+STDOUT = "-"  # export-metadata's name for standard output
 
 
 class MetadataFileError(RetrievalError):
@@ -103,29 +105,39 @@ class ExportReport:
     left_out: list[tuple[str, str]] = field(default_factory=list)  # (file, field key) a column cannot carry
 
 
+def _write_rows(f: TextIO, pages: Callable[[], Iterator[list[ClipRecord]]],
+                audio_path: Callable[[ClipRecord], Path], keys: list[str], folder: Path,
+                report: ExportReport) -> None:
+    out = csv.writer(f)
+    out.writerow([*FIXED, *keys])
+    for records in pages():
+        for r in records:
+            file = _relative(audio_path(r), folder)
+            fields = r.meta.field_dict
+            report.left_out.extend((file, k) for k in FIXED if k in fields)
+            cells = [file, r.meta.description, "; ".join(r.meta.tags), *(fields.get(k, "") for k in keys)]
+            out.writerow([spreadsheet_text(c, reversible=True) for c in cells])
+            report.rows += 1
+
+
 def write_metadata_csv(pages: Callable[[], Iterator[list[ClipRecord]]],
-                       audio_path: Callable[[ClipRecord], Path], path: Path) -> ExportReport:
+                       audio_path: Callable[[ClipRecord], Path], path: Path | str) -> ExportReport:
     """Every clip of `pages()` (called twice: once for the fields' keys, once for the rows) as a row of the
     CSV `index add --metadata` reads: its file (`audio_path(record)`: relative to the CSV's folder when
     under it, else absolute), its description, its tags (`; `) and a column per field key; written whole or
     not at all. A field named as one of the fixed columns cannot be a column of its own: left out, listed.
     A cell a spreadsheet would take for a formula, or starting with `'`, gets a leading `'` (taken off again
-    when the CSV is read)."""
-    path = Path(path)
+    when the CSV is read). `path` `-` is standard output (the files relative to the working folder)."""
     keys = sorted({k for records in pages() for r in records for k, _ in r.meta.fields} - set(FIXED))
     report = ExportReport()
+    if str(path) == STDOUT:  # the files relative to the working folder, as the shell that reads them sees
+        _write_rows(sys.stdout, pages, audio_path, keys, Path.cwd().resolve(), report)
+        sys.stdout.flush()
+        return report
+    path = Path(path)
     folder = path.absolute().parent.resolve()  # `..` and links taken out, as the files' own paths are
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow([*FIXED, *keys])
-        for records in pages():
-            for r in records:
-                file = _relative(audio_path(r), folder)
-                fields = r.meta.field_dict
-                report.left_out.extend((file, k) for k in FIXED if k in fields)
-                cells = [file, r.meta.description, "; ".join(r.meta.tags), *(fields.get(k, "") for k in keys)]
-                out.writerow([spreadsheet_text(c, reversible=True) for c in cells])
-                report.rows += 1
+        _write_rows(f, pages, audio_path, keys, folder, report)
     return report
 
 

@@ -229,12 +229,15 @@ def _remove_stopped_runs(out_dir: Path) -> None:
                                left_by="an extract-ray run")
 
 
-def _require_same_tagger(out_dir: Path, spec: ModelSpec) -> None:
-    """The folder's shards were made by this tagger, or there are none yet (CheckpointMismatch)."""
+def _require_same_tagger(out_dir: Path, spec: ModelSpec) -> dict:
+    """The folder's manifest ({"shards": []} when there is none yet), whose shards were made by this tagger
+    (CheckpointMismatch when not)."""
     path = out_dir / MANIFEST
-    if path.is_file():
-        manifest_spec(json.loads(path.read_text())).require_match(spec, only=PASST_FIELDS,
-                                                                  what=f"the shards in {out_dir}")
+    if not path.is_file():
+        return {"shards": []}
+    manifest = json.loads(path.read_text())
+    manifest_spec(manifest).require_match(spec, only=PASST_FIELDS, what=f"the shards in {out_dir}")
+    return manifest
 
 
 @contextlib.contextmanager
@@ -270,8 +273,7 @@ def manifest_spec(manifest: dict) -> ModelSpec:
 def _write_manifest(out_dir: Path, *, shards: list[str], weights: str, spec: ModelSpec) -> dict:
     """Merge this run into the folder's manifest (a folder may hold shards of several runs, one tagger)."""
     path = out_dir / MANIFEST
-    _require_same_tagger(out_dir, spec)
-    old = json.loads(path.read_text()) if path.is_file() else {"shards": []}
+    old = _require_same_tagger(out_dir, spec)
     manifest = {"model_spec": spec.to_dict(), "passt_weights": Path(weights).name,
                 "shards": sorted(set(old["shards"]) | set(shards))}
     write_json_atomically(path, manifest, indent=2)

@@ -197,6 +197,22 @@ def test_export_metadata_leaves_out_a_field_named_as_a_column(tmp_path):
     assert out.read_text().splitlines() == ["file,description,tags,mood", "/x/1.wav,,,calm", "/x/2.wav,,,"]
 
 
+def test_export_metadata_to_a_dash_writes_standard_output_with_files_relative_to_the_working_folder(
+        tmp_path, monkeypatch, capsys):
+    """`export-metadata -` is the usual name of standard output (no file named `-` is made); the files are
+    relative to the folder the command runs in, as for a CSV written there."""
+    from cli.metadata_csv import write_metadata_csv
+    from index.store.records import ClipRecord
+
+    (tmp_path / "lib").mkdir()
+    clip = ClipRecord(id=1, name="a.wav", location=str(tmp_path / "lib" / "a.wav"), sha256="1" * 64,
+                      duration=1.0, sample_rate=32_000, tags=(), meta=Metadata.of(description="door"))
+    monkeypatch.chdir(tmp_path)
+    report = write_metadata_csv(lambda: iter([[clip]]), lambda r: Path(r.location), Path("-"))
+    assert report.rows == 1 and not (tmp_path / "-").exists()
+    assert capsys.readouterr().out.splitlines() == ["file,description,tags", "lib/a.wav,door,"]
+
+
 def test_an_uploads_row_of_an_export_gives_its_clip_the_metadata_edited(cli, tmp_path):  # noqa: F811
     """export-metadata names an uploaded clip by its stored copy; given back to `index add` (whatever
     folder it walks), that row's metadata goes to the upload's clip, and the row is not said unused."""
