@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.errors import exit_on_error
+from cli.progress import progress_option
 
 if TYPE_CHECKING:
     from index.backups.check import CheckReport
@@ -96,7 +97,7 @@ def register(app: typer.Typer) -> None:
                    nice: int = typer.Option(10, "--nice", min=0, max=19,
                                             help="run at this lower CPU priority (0: as any command), so "
                                                  "that a service beside it keeps its speed"),
-                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+                   progress: bool = progress_option()) -> None:
         """Write the whole collection (records, vectors, logits, model, uploaded audio, waiting uploads) to
         one file, while the service and `index add` go on writing. Exit status 1 when some uploaded clips'
         bytes (with --with-referenced, some files indexed from folders) were missing or changed (the backup
@@ -122,7 +123,7 @@ def register(app: typer.Typer) -> None:
                     restore_referenced: bool = typer.Option(
                         False, "--restore-referenced",
                         help="write the backup's copies of folder-indexed files where they are missing"),
-                    progress: bool = typer.Option(True, help="show progress bars")) -> None:
+                    progress: bool = progress_option("progress bars")) -> None:
         """Restore a backup into the configured data directory and store backend (either one, whatever the
         backup came from). The file is verified first; a target that holds clips is refused."""
         with exit_on_error():
@@ -166,7 +167,7 @@ def register(app: typer.Typer) -> None:
     def check_cmd(repair: bool = typer.Option(False, "--repair",
                                               help="rebuild the FAISS caches (clips' and windows'), remove "
                                                    "orphan files (never a record or a stored upload)"),
-                  progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+                  progress: bool = progress_option()) -> None:
         """Check the store: SQLite integrity, the FAISS caches of clips and windows, every stored upload's
         bytes, the files indexed from folders, vectors against logits, orphan files. Exit status 0 when
         healthy, 1 otherwise."""

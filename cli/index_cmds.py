@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.errors import exit_on_error
+from cli.progress import progress_option
 from index.store.records import SearchMode
 from retrieval.errors import RetrievalError
 
@@ -98,11 +99,11 @@ def remove(ids: list[int]) -> tuple[int, list[int]]:
         return collection.remove(ids), absent
 
 
-def reproject(checkpoint: Path | None) -> int:
+def reproject(checkpoint: Path | None, *, progress: bool = True) -> int:
     """Re-project the stored logits with another head, or the configured model's; the store may hold any
     model's vectors."""
     with open_collection(check=False) as collection:
-        return collection.reproject(checkpoint, progress=True)
+        return collection.reproject(checkpoint, progress=progress)
 
 
 def backfill_windows(*, progress: bool = True) -> BackfillReport:
@@ -295,7 +296,7 @@ def register(app: typer.Typer) -> None:
     @group.command("add")
     def add_cmd(paths: list[Path] = typer.Argument(..., help="audio files and folders"),
                 recursive: bool = typer.Option(False, "--recursive", "-r", help="walk sub-folders too"),
-                progress: bool = typer.Option(True, help="show a progress bar"),
+                progress: bool = progress_option(),
                 description: str | None = description_opt, tags: str | None = tags_opt,
                 fields: str | None = fields_opt, metadata: Path | None = metadata_opt) -> None:
         """Index audio files; already indexed content is skipped, so an interrupted run resumes (files
@@ -339,18 +340,18 @@ def register(app: typer.Typer) -> None:
     @group.command("reproject")
     def reproject_cmd(checkpoint: Path | None = typer.Option(
             None, "--checkpoint", help="trained head; without it, the configured model "
-            "(RETRIEVAL_CHECKPOINT, or the zero-shot one)")) -> None:
+            "(RETRIEVAL_CHECKPOINT, or the zero-shot one)"), progress: bool = progress_option()) -> None:
         """Re-project every clip from the stored PaSST logits (PaSST is not run), with another head or the
         configured model."""
         with exit_on_error():
-            n = reproject(checkpoint)
+            n = reproject(checkpoint, progress=progress)
         if checkpoint is None:
             typer.echo(f"re-projected {n} clips with the configured model")
         else:
             typer.echo(f"re-projected {n} clips; search and serve with RETRIEVAL_CHECKPOINT={checkpoint}")
 
     @group.command("backfill-windows")
-    def backfill_cmd(progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+    def backfill_cmd(progress: bool = progress_option()) -> None:
         """Store the windows (and waveform peaks) of clips indexed before they were kept, running PaSST again
         on their audio; resumable. Exit status 1 when some clips' audio could not be reached (listed)."""
         with exit_on_error():
@@ -362,7 +363,7 @@ def register(app: typer.Typer) -> None:
     @group.command("reread-metadata")
     def reread_cmd(again: bool = typer.Option(False, "--again", help="read every clip's file again, also "
                                                                       "those an earlier run read"),
-                   progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+                   progress: bool = progress_option()) -> None:
         """Read the metadata inside the indexed files (BWF, iXML, INFO, ID3, Vorbis comments) and their UCS
         names again, for clips indexed before it was read; what the user set wins. Clips stored before audio
         fingerprints were kept get theirs (their files decoded), so a later retag keeps them. PaSST is not

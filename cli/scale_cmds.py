@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.errors import exit_on_error
+from cli.progress import progress_option
 
 if TYPE_CHECKING:
     from index.ingest.bulk_load import LoadReport
@@ -89,7 +90,7 @@ def register(app: typer.Typer) -> None:
     @group.command("load-shards")
     def load_shards_cmd(shard_dir: Path = typer.Argument(..., help="folder written by `index extract-ray`"),
                         redo: bool = typer.Option(False, help="ignore the record of shards already loaded"),
-                        progress: bool = typer.Option(True, help="show a progress bar")) -> None:
+                        progress: bool = progress_option()) -> None:
         """Project the shards' logits through the configured head and add the clips to the configured store
         (FAISS or Qdrant). Resumable: loaded shards are remembered, stored content is skipped.
         Exit status 1 when some files had failed extraction (they are listed)."""

@@ -102,6 +102,22 @@ def test_backup_restore_check_from_the_command_line(cli, tmp_path, monkeypatch):
     assert "the store is NOT healthy" in out.output
 
 
+def test_a_progress_bar_is_drawn_by_default_only_on_a_terminal(cli, tmp_path, monkeypatch):
+    """A long command run from cron or into a log draws no bar unless `--progress` asks for one; on a
+    terminal it draws one unless `--no-progress`."""
+    import sys
+
+    src = tmp_path / "src"
+    fill(src, monkeypatch, n=3)
+    out = cli(src, "backup", str(tmp_path / "quiet.zip"))  # the runner's standard error is no terminal
+    assert out.exit_code == 0 and "100%" not in out.stderr, out.stderr
+    out = cli(src, "backup", str(tmp_path / "asked.zip"), "--progress")
+    assert out.exit_code == 0 and "100%" in out.stderr, out.stderr
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    from cli.progress import shown
+    assert shown(None) is True and shown(False) is False
+
+
 def test_vectors_that_are_not_their_logits_projection_are_made_again_by_reproject(cli, tmp_path, monkeypatch):
     """The zero-shot store `check` finds wrong is mended by the command it names, with no checkpoint: the
     configured model re-projects the stored logits."""
