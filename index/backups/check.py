@@ -52,7 +52,7 @@ from index.store.records import Chunk, ClipRecord
 from index.store.words import document
 from index.stores import StoreConfig
 from retrieval.durable import old_enough, sha256_file, stale_tmp
-from retrieval.errors import NewerFormat
+from retrieval.errors import NewerFormat, RetrievalError
 from retrieval.model_spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -71,7 +71,9 @@ class Finding:
     kind: str  # integrity, model, faiss-cache (the clips'), faiss-windows-cache (the windows'),
     #            upload-missing, upload-changed, vector, referenced-missing, referenced-changed, orphan,
     #            orphan-rows, keywords (FAISS: rows of no clip, keyword rows not the clip's words),
-    #            stale-tmp (a killed writer's temporary file in the data directory or cache/)
+    #            stale-tmp (a killed writer's temporary file in the data directory or cache/),
+    #            Qdrant: window-metadata (windows' copy of an edited clip's metadata), next-id, generation,
+    #            payload (a point holding no clip record)
     message: str
     clip_id: int | None = None
     path: str | None = None
@@ -504,10 +506,16 @@ def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec |
         reader = _Reader(Path(config.data_dir), store.spec, lambda: store.export(), store.get,
                          store.get_by_sha256)
         checked_model = _model_ok(reader, report, spec)
-        _check_clips(reader, report, project=project if checked_model else None, progress=progress,
-                     total=store.count())
+        try:
+            _check_clips(reader, report, project=project if checked_model else None, progress=progress,
+                         total=store.count())
+        except RetrievalError as e:  # a point whose payload holds no clip (payload.record_of)
+            report.error("payload", f"{e}; the clips after it were not checked")
+            return
         _check_orphans(reader, report, repair=repair, store=config.name)
         _check_orphan_windows(store, report, repair=repair)
+        _check_window_copies(store, report, repair=repair)
+        _check_next_id(store, report)
         _check_generations(store, report)
     finally:
         store.close()
@@ -520,6 +528,32 @@ def _check_generations(store: QdrantStore, report: CheckReport) -> None:
         report.warn("generation", f"Qdrant collection {name} ({points:,} points) is no generation in use: a "
                     "re-projection stopped part-way left it (or one is filling it now); the next "
                     "`retrieval index reproject` replaces it")
+
+
+def _check_window_copies(store: QdrantStore, report: CheckReport, *, repair: bool) -> None:
+    """Windows holding another copy of their clip's metadata than the clip (an edit by an earlier version,
+    which wrote the clip alone): window and moment searches filtered by it answer for what it was."""
+    stale = store.windows_out_of_date()
+    if not stale:
+        return
+    shown = ", ".join(map(str, stale[:10])) + (" ..." if len(stale) > 10 else "")
+    clips = f"{len(stale)} clip{'s' if len(stale) != 1 else ''}"
+    if repair:
+        store.bring_windows_up_to_date(stale)
+        report.repaired.append(f"copied the metadata of {clips} onto their windows again ({shown})")
+    else:
+        report.error("window-metadata", f"the windows of {clips} hold their metadata from before an edit "
+                     f"({shown}): moment searches filtered by tags or fields answer for what they were "
+                     "(`retrieval check --repair` copies it again)")
+
+
+def _check_next_id(store: QdrantStore, report: CheckReport) -> None:
+    """The id the next add takes is above every clip's (else the add would overwrite a clip)."""
+    ids = store.ids()
+    if len(ids) and store.next_id() <= int(ids.max()):
+        report.error("next-id", f"the collection's next clip id ({store.next_id()}) is not above its largest "
+                     f"({int(ids.max())}): the next add would overwrite clip {store.next_id()}; restore the "
+                     "collection from a backup")
 
 
 def _check_orphan_windows(store: QdrantStore, report: CheckReport, *, repair: bool) -> None:

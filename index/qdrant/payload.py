@@ -9,6 +9,7 @@ from index.qdrant import layout
 from index.store import words as keyword
 from index.store.metadata import Metadata, MetaLayers, lf_text
 from index.store.records import ClipRecord, NewClip, SearchFilter, Tag, Timeline
+from retrieval.errors import RetrievalError
 
 PEAKS = "peaks"  # the payload key of a clip's waveform peaks
 RECORD = qm.PayloadSelectorExclude(exclude=[PEAKS])  # a clip's payload as its record needs it
@@ -53,6 +54,17 @@ def peaks_payload(t: Timeline | None) -> dict:
 
 
 def record_of(point_id: int, payload: dict) -> ClipRecord:
+    """The clip record a point's payload holds; a payload that holds none (damaged, or written by another
+    tool) is said naming its point, not as the KeyError of its first missing key."""
+    try:
+        return _record_of(point_id, payload)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise RetrievalError(f"the Qdrant point {point_id} holds no whole clip record ({type(e).__name__}: "
+                             f"{e} in its payload): restore the collection from a backup, or remove the "
+                             "clip") from e
+
+
+def _record_of(point_id: int, payload: dict) -> ClipRecord:
     tags = tuple(Tag(t["label"], float(t["probability"])) for t in payload["tags"])
     fields = {k: payload[k] for k in RECORD_FIELDS}
     meta = Metadata(lf_text(payload.get("description", "")), tuple(payload.get("user_tags", ())),

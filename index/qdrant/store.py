@@ -52,7 +52,7 @@ from index.qdrant.payload import (
     peaks_payload,
     record_of,
 )
-from index.qdrant.windows import QdrantWindows, collection_for
+from index.qdrant.windows import QdrantWindows, clip_part, collection_for
 from index.qdrant.windows import points as window_points
 from index.store import words as keyword
 from index.store.checks import check_k, check_queries, check_store_spec
@@ -282,6 +282,7 @@ class QdrantStore(VectorStore):
                 raise ClipChanged(f"clip {id} was changed by another process")  # Qdrant has no transaction)
             now = replace(file.on(old), meta=meta, meta_layers=meta_layers or old.meta_layers)
             payload = payload_of(now, id=old.id, added_at=old.added_at)
+            self._windows.set_clip_payload(payload)  # first: the clip's own write is the edit's
             # set, not overwrite: the point's other payload (its waveform peaks) stays
             self.client.set_payload(self.alias, payload, points=[old.id], wait=True)
         return record_of(old.id, payload)
@@ -458,6 +459,24 @@ class QdrantStore(VectorStore):
         windows first) or a removal (the clip first) leaves; never answered, only taking room."""
         with self._read:
             return self._windows.clip_ids() - {int(p.id) for p in self._scroll(with_payload=False)}
+
+    def windows_out_of_date(self) -> tuple[int, ...]:
+        """The clips whose windows hold another copy of the clip's payload than the clip: an edit made by
+        an earlier version (which wrote the clip alone) or stopped between its two writes. Their window and
+        moment searches filter on what the clip was."""
+        def held(payload: dict) -> dict:  # a null value and no value are one (Qdrant may drop a null)
+            return {k: v for k, v in payload.items() if v is not None}
+
+        with self._read:
+            copies = self._windows.clip_copies()
+            return tuple(sorted(int(p.id) for p in self._scroll() if int(p.id) in copies
+                                and held(copies[int(p.id)]) != held(clip_part(dict(p.payload or {})))))
+
+    def bring_windows_up_to_date(self, clip_ids: Sequence[int]) -> None:
+        """Copy these clips' payloads onto their windows again (:meth:`windows_out_of_date`'s)."""
+        with self._write:
+            for p in self.client.retrieve(self.alias, [int(i) for i in clip_ids], with_payload=RECORD):
+                self._windows.set_clip_payload(dict(p.payload or {}))
 
     def remove_windows(self, clip_ids: Sequence[int]) -> None:
         """Delete the windows of these clip ids (:meth:`windows_without_clip`'s)."""

@@ -28,6 +28,7 @@ from retrieval.config import N_TAGS
 
 NAMESPACE = uuid.UUID("6d6f6d65-6e74-5300-8000-77696e646f77")  # fixed: ids must not change between runs
 PLACE = ["id", "n", "start", "end"]  # the payload a window hit needs
+OWN = ["n", "start", "end"]  # a window's payload beside its clip's copy
 INDEXES: layout.PayloadIndexes = (("id", qm.PayloadSchemaType.INTEGER), ("n", qm.PayloadSchemaType.INTEGER))
 RESCORE = qm.SearchParams(quantization=qm.QuantizationSearchParams(rescore=True))
 # scoring given clips' windows: every one of them at the floor, as the base store's reading them all would
@@ -48,11 +49,16 @@ def point_id(clip_id: int, n: int) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{int(clip_id)}/{int(n)}"))
 
 
+def clip_part(payload: dict) -> dict:
+    """The part of a clip's payload (without its peaks) that each of its windows holds: what filters read,
+    its keyword document and vocabulary left out (windows are searched by vector only)."""
+    return {k: v for k, v in payload.items() if k not in (WORDS, VOCAB)}
+
+
 def points(payload: dict, windows: Windows) -> list[qm.PointStruct]:
-    """A clip's windows as points; `payload` is the clip's (without its peaks): what filters read, its keyword
-    document and vocabulary left out (windows are searched by vector only)."""
+    """A clip's windows as points; `payload` is the clip's (without its peaks)."""
     assert windows.logits is not None  # written windows carry their logits
-    payload = {k: v for k, v in payload.items() if k not in (WORDS, VOCAB)}
+    payload = clip_part(payload)
     rows = zip(windows.starts, windows.ends, windows.vectors, windows.logits, strict=True)
     return [qm.PointStruct(id=point_id(payload["id"], n),
                            payload={**payload, "n": n, "start": float(s), "end": float(e)},
@@ -104,6 +110,13 @@ class QdrantWindows:
 
     def write(self, pts: list[qm.PointStruct]) -> None:
         layout.upsert_all(self.client, self.alias, pts)
+
+    def set_clip_payload(self, payload: dict) -> None:
+        """A clip's payload, changed (its metadata edited), on each of its windows: the clip filters of
+        window and moment searches read the windows' copy."""
+        if self.exists():
+            self.client.set_payload(self.alias, clip_part(payload), points=_of_clips([payload["id"]]),
+                                    wait=True)
 
     def delete(self, clip_ids: Sequence[int]) -> None:
         if clip_ids and self.exists():
@@ -200,6 +213,15 @@ class QdrantWindows:
         first = qm.Filter(must=[qm.FieldCondition(key="n", match=qm.MatchValue(value=0))])
         found = layout.scroll(self.client, self.alias, with_payload=["id"], scroll_filter=first)
         return {int((p.payload or {})["id"]) for p in found}
+
+    def clip_copies(self) -> dict[int, dict]:
+        """Each clip's payload as its window 0 holds it (a copy of :func:`clip_part`), by clip id."""
+        if not self.exists():
+            return {}
+        first = qm.Filter(must=[qm.FieldCondition(key="n", match=qm.MatchValue(value=0))])
+        found = layout.scroll(self.client, self.alias, scroll_filter=first,
+                              with_payload=qm.PayloadSelectorExclude(exclude=OWN))
+        return {int(p.payload["id"]): dict(p.payload) for p in found if p.payload}
 
     def count(self) -> int:
         return self.client.count(self.alias, exact=True).count if self.exists() else 0

@@ -333,6 +333,66 @@ def test_qdrant_windows_left_without_their_clip_are_found_and_repair_removes_the
         store.close()
 
 
+def test_qdrant_windows_holding_metadata_from_before_an_edit_are_found_and_repair_copies_it_again(tmp_path):
+    """Versions before wrote an edit to the clip point alone, so its windows' copy (what moment searches
+    filter on) kept the old tags: check names those clips (an error: filtered moments answer wrongly) and
+    repair copies the clip's payload onto its windows, after which the filters find the clip."""
+    from index.qdrant.payload import payload_of
+    from index.store.metadata import Metadata
+    from index.store.records import SearchFilter
+
+    cfg = fill(tmp_path / "data", backend="qdrant", folder=tmp_path / "sounds")["config"]
+    edited, untouched = windowed(cfg, (6, 4))
+    store = open_store(cfg, SPEC)
+    old = store.get(edited)
+    now = replace(old, meta=Metadata.of(tags=["favourite"]))
+    store.client.set_payload(store.alias, payload_of(now, id=edited, added_at=old.added_at), points=[edited],
+                             wait=True)  # as an earlier version's edit: the clip alone
+    assert store.windows_out_of_date() == (edited,)
+    store.close()
+    report = check_store(cfg, spec=SPEC)
+    assert not report.healthy and [f.kind for f in report.errors] == ["window-metadata"]
+    said = report.errors[0].message
+    assert f"the windows of 1 clip hold their metadata from before an edit ({edited})" in said
+    report = check_store(cfg, spec=SPEC, repair=True)
+    assert f"copied the metadata of 1 clip onto their windows again ({edited})" in report.repaired
+    store = open_store(cfg, SPEC)
+    try:
+        assert store.windows_out_of_date() == ()
+        q = np.ones((1, DIM), dtype=np.float32) / np.sqrt(DIM)
+        assert {h.clip_id for h in store.search_windows(q, 50, SearchFilter(tags_any=("favourite",)))[0]} == {
+            edited}
+        assert untouched in {h.clip_id for h in store.search_windows(q, 50)[0]}
+    finally:
+        store.close()
+    assert check_store(cfg, spec=SPEC).healthy
+
+
+def test_a_qdrant_next_id_not_above_the_largest_clip_is_an_error(tmp_path):
+    """The next add would overwrite a clip: said, naming both ids."""
+    cfg = fill(tmp_path / "data", backend="qdrant", folder=tmp_path / "sounds")["config"]
+    store = open_store(cfg, SPEC)
+    largest = int(store.ids().max())
+    store.client.update_collection(store._target(), metadata={"next_id": 2})
+    store.close()
+    report = check_store(cfg, spec=SPEC)
+    assert [f.kind for f in report.errors] == ["next-id"]
+    assert f"next clip id (2) is not above its largest ({largest})" in report.errors[0].message
+
+
+def test_a_qdrant_point_whose_payload_holds_no_clip_is_a_finding_naming_it(tmp_path):
+    """A payload damaged (or written by another tool) was a KeyError traceback: now an error naming the
+    point."""
+    cfg = fill(tmp_path / "data", backend="qdrant", folder=tmp_path / "sounds")["config"]
+    store = open_store(cfg, SPEC)
+    damaged = int(store.ids()[1])
+    store.client.delete_payload(store.alias, keys=["tags"], points=[damaged], wait=True)
+    store.close()
+    report = check_store(cfg, spec=SPEC)
+    assert [f.kind for f in report.errors] == ["payload"]
+    assert f"the Qdrant point {damaged} holds no whole clip record" in report.errors[0].message
+
+
 def test_an_embedded_qdrant_store_a_service_holds_is_refused_not_called_unhealthy(tmp_path):
     """It was "checked 0 clips: 1 errors ... NOT healthy" (exit 1) while the service ran: a cron's alert for
     a store that is fine. Every other command refuses it (exit 2), saying why; so does check."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from index.store.contract import MOMENT_MARGIN
+from index.store.metadata import Metadata
 from index.store.records import MomentQuery, SearchFilter, Timeline, Windows
 from retrieval.moments import merge_windows
 from tests.index.reference_store import open_backend
@@ -155,6 +156,24 @@ def test_filtered_moments_equal_the_filtered_oracle(store):
     assert store.search_moments(q, 0) == []
     with pytest.raises(ValueError):
         store.search_moments(q, 3, moments=MomentQuery(per_clip=0))
+
+
+def test_window_and_moment_filters_read_the_clips_metadata_as_edited(store):
+    """An edit of a clip's user tags or fields reaches its windows' filters at once (Qdrant keeps a copy
+    of the clip's payload on each window point): a tag given finds it, a tag taken off no longer does."""
+    q = unit(np.random.default_rng(21).standard_normal((1, D)))
+    edited = 3  # clip(2): 2 windows, user tag USER_TAGS[2], field pack=p2
+    old = store.get(edited)
+    store.set_metadata(edited, Metadata.of(tags=["favourite"], fields={"pack": "special"}), read=old)
+    for flt in (SearchFilter(tags_any=("favourite",)), SearchFilter(fields={"pack": "special"}),
+                SearchFilter(tags_all=("favourite",), fields={"pack": "special"})):
+        assert {h.clip_id for h in store.search_windows(q, 50, flt)[0]} == {edited}, flt
+        assert {h.record.id for h in store.search_moments(q[0], 10, flt)} == {edited}, flt
+    was = old.meta.tags[0]
+    assert edited not in {h.clip_id for h in store.search_windows(q, 200, SearchFilter(tags_any=(was,)))[0]}
+    assert edited in {h.clip_id for h in store.search_windows(q, 200, SearchFilter(tags_none=(was,)))[0]}
+    before = SearchFilter(fields={"pack": "p2"})
+    assert edited not in {h.record.id for h in store.search_moments(q[0], 50, before)}
 
 
 def test_remove_takes_the_windows_along(store):
