@@ -52,11 +52,17 @@ def refuse_unfinished_restore(data_dir: Path) -> None:
 
 
 def require_store(config: StoreConfig) -> None:
-    """NoCollection unless the configured store is there already (a Qdrant server is asked when opened): a
+    """NoCollection unless the configured store is there already (a Qdrant server is asked for it): a
     mistyped data directory is said, not made into a new, empty collection by a search or a backup; nor is a
     folder a stopped restore left half moved in."""
     refuse_unfinished_restore(Path(config.data_dir))
     if config.backend == "qdrant" and config.qdrant_url is not None:
+        from index.qdrant.open import MEMORY, on_server
+
+        if config.qdrant_url != MEMORY and not on_server(config.qdrant_url, config.qdrant_collection):
+            raise NoCollection(f"no Qdrant collection {config.qdrant_collection!r} on the server at "
+                               f"{config.qdrant_url} (RETRIEVAL_QDRANT_COLLECTION): `retrieval index add "
+                               "FOLDER` makes one, `retrieval restore FILE` brings one back")
         return
     where = config.data_dir / (CLIP_DB if config.backend == "faiss" else QDRANT_DIR)
     if not where.exists():

@@ -66,6 +66,18 @@ def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec:
                            window_quantization=window_quantization)
 
 
+def on_server(url: str, collection: str) -> bool:
+    """Whether the Qdrant server at `url` holds `collection` (the store's alias); QdrantUnavailable when it
+    does not answer."""
+    with reaching(url, Path()):
+        client = connect(url, data_dir=Path())
+    with reaching(url, Path()):
+        try:
+            return client.collection_exists(collection)
+        finally:
+            client.close()
+
+
 def open_existing(*, url: str | None, data_dir: Path, collection: str) -> QdrantStore | None:
     """The collection as it is (any model), or None where there is none; nothing is created."""
     if url == MEMORY or (not url and not (Path(data_dir) / QDRANT_DIR).is_dir()):

@@ -76,7 +76,7 @@ from index.store.records import (
     Windows,
 )
 from retrieval.config import N_TAGS
-from retrieval.errors import RetrievalError, StoreClosed
+from retrieval.errors import CheckpointMismatch, RetrievalError, StoreClosed
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,17 @@ class QdrantStore(VectorStore):
 
     # --- layout -------------------------------------------------------------------------------------
 
-    def _stored_spec(self) -> ModelSpec:
-        meta = self._meta()
+    def _stored_spec(self, meta: dict | None = None) -> ModelSpec:
+        meta = self._meta() if meta is None else meta
         return ModelSpec.from_dict(meta.get("model_spec") or meta["fingerprint"])  # fingerprint: earlier
+
+    def check_current(self, meta: dict | None = None) -> None:
+        """CheckpointMismatch when the collection's aliases now name a generation of another model (another
+        process re-projected it: on a server, several services and commands share it). `meta`: the
+        collection's metadata when the caller has just read it."""
+        if self._stored_spec(meta) != self.spec:
+            raise CheckpointMismatch(f"the Qdrant collection {self.alias!r} was re-projected with another "
+                                     "model by another process; restart with the configuration it now uses")
 
     def _add_keywords(self) -> None:
         """A collection made before keyword search, or before its documents' present shape (KEYWORDS_VERSION:
@@ -190,7 +198,9 @@ class QdrantStore(VectorStore):
         if not clips:
             return []
         with self._write:
-            first = int(self._meta().get("next_id", 1))
+            meta = self._meta()
+            self.check_current(meta)  # never a vector of the model it held before into the new generation
+            first = int(meta.get("next_id", 1))
             # reserve the ids before writing, so a crash in between never hands one out twice
             target = self._target()
             self.client.update_collection(target, metadata={"next_id": first + len(clips)})
@@ -359,6 +369,8 @@ class QdrantStore(VectorStore):
             return [[] for _ in xq]
         requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=filter_of(flt), limit=k,
                                     with_payload=RECORD) for q in xq]
+        if not self.local:  # a server's collection may be re-projected by another process (one process
+            self.check_current()  # holds an embedded one): its queries would be the old model's
         with self._read:
             responses = self.client.query_batch_points(self.alias, requests)
         return [[Hit(record_of(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]

@@ -38,3 +38,18 @@ def brute_force(xq: np.ndarray, xb: np.ndarray, ids: np.ndarray, k: int) -> tupl
     scores = xq @ xb.T  # (Q, N)
     order = np.lexsort((np.broadcast_to(ids, scores.shape), -scores), axis=1)[:, :k]
     return np.take_along_axis(scores, order, 1), ids[order]
+
+
+class SharedClient:
+    """One in-memory Qdrant standing in for a server: every connect gets it, close leaves it open."""
+
+    def __init__(self):
+        from qdrant_client import QdrantClient
+
+        self.client = QdrantClient(location=":memory:")
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    def close(self):
+        pass

@@ -42,7 +42,7 @@ from tests.index.backup_fixtures import (
     tree,
     upload_bytes,
 )
-from tests.index.store_fixtures import DIM, SPEC, unit_vectors
+from tests.index.store_fixtures import DIM, SPEC, SharedClient, unit_vectors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -670,21 +670,6 @@ def test_clips_deleted_while_the_backup_sizes_and_copies_the_audio_folder_are_le
         if r.stored_copy:
             assert sha256_file(target.data_dir / r.location) == r.sha256
     assert len(list((target.data_dir / "audio").iterdir())) == len(uploads) - 5
-
-
-class SharedClient:
-    """One in-memory Qdrant standing in for a server: every connect gets it, close leaves it open."""
-
-    def __init__(self):
-        from qdrant_client import QdrantClient
-
-        self.client = QdrantClient(location=":memory:")
-
-    def __getattr__(self, name):
-        return getattr(self.client, name)
-
-    def close(self):
-        pass
 
 
 @pytest.mark.filterwarnings("ignore:Payload indexes have no effect")

@@ -2,11 +2,12 @@
 connection, a URL that is none, an embedded folder another process holds)."""
 
 import socket
+from dataclasses import replace
 
 import pytest
 
 from index.qdrant.open import QdrantUnavailable, open_existing, open_qdrant_store
-from tests.index.store_fixtures import SPEC
+from tests.index.store_fixtures import SPEC, SharedClient
 
 
 def closed_port() -> int:
@@ -31,3 +32,52 @@ def test_an_embedded_store_held_by_another_process_says_so(tmp_path):
     finally:
         held.close()
     open_qdrant_store(url=None, data_dir=tmp_path, collection="clips", spec=SPEC).close()  # free again
+
+
+def test_a_mistyped_collection_on_a_server_is_said_not_made_by_a_search(tmp_path, monkeypatch):
+    """`RETRIEVAL_QDRANT_COLLECTION=clipz` against a server: search, remove, backup and check are refused
+    (NoCollection naming the setting) and nothing is created there; the configured one is found."""
+    import index.qdrant.open as qs
+    from index.stores import NoCollection, StoreConfig, open_store, require_store
+
+    server = SharedClient()
+    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)
+    held = StoreConfig(data_dir=tmp_path, backend="qdrant", qdrant_url="http://qdrant:6333")
+    open_store(held, SPEC).close()  # `index add` made "clips"
+    require_store(held)
+    before = sorted(c.name for c in server.get_collections().collections)
+    said = r"no Qdrant collection 'clipz' on the server at http://qdrant:6333 \(RETRIEVAL_QDRANT_COLLECTION\)"
+    with pytest.raises(NoCollection, match=said):
+        require_store(replace(held, qdrant_collection="clipz"))
+    assert sorted(c.name for c in server.get_collections().collections) == before
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect")
+def test_a_service_on_a_server_collection_another_process_re_projected_stops_storing_and_searching(
+        tmp_path, monkeypatch):
+    """Several services share a server's collection: after one re-projects it (same dimension, another
+    head), the others' searches and adds are refused (CheckpointMismatch, the service's 409 and its
+    worker's stop), never ranked with the old head's queries nor stored as the old head's vectors."""
+    import numpy as np
+
+    import index.qdrant.open as qs
+    from index.stores import StoreConfig, open_store
+    from retrieval.errors import CheckpointMismatch
+    from tests.index.store_fixtures import clip, fill, logits, unit_vectors
+
+    server = SharedClient()
+    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)
+    config = StoreConfig(data_dir=tmp_path, backend="qdrant", qdrant_url="http://qdrant:6333")
+    service, other = open_store(config, SPEC), open_store(config, SPEC)
+    ids = sorted(fill(service, unit_vectors(6)))
+    service.check_current()
+    new = replace(SPEC, head="f" * 64)
+    other.replace_vectors(ids, unit_vectors(6, seed=9), new, project=lambda x: unit_vectors(len(x), seed=8))
+    other.check_current()  # the process that re-projected holds the new model
+    with pytest.raises(CheckpointMismatch, match="re-projected with another model by another process"):
+        service.check_current()
+    with pytest.raises(CheckpointMismatch):
+        service.search(unit_vectors(1), 3)
+    with pytest.raises(CheckpointMismatch):
+        service.add(clip(50), unit_vectors(1)[0], logits(50))
+    assert service.count() == 6 and np.isin(ids, service.ids()).all()
