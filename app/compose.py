@@ -155,6 +155,8 @@ def store_config(settings: Settings) -> StoreConfig:
                        index_kind=settings.index_kind, search_threads=settings.search_threads,
                        window_index_kind=settings.window_index_kind, ivf_nprobe=settings.ivf_nprobe,
                        qdrant_url=settings.qdrant_url, qdrant_collection=settings.qdrant_collection,
+                       qdrant_api_key=None if settings.qdrant_api_key is None
+                       else settings.qdrant_api_key.get_secret_value(),
                        qdrant_window_quantization=settings.qdrant_window_quantization)
 
 

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     )
     store_backend: Literal["faiss", "qdrant"] = Field("faiss", description="vector store backend")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset with qdrant = embedded")
+    qdrant_api_key: SecretStr | None = Field(
+        None, description="the Qdrant server's API key, where it asks for one (Qdrant Cloud, "
+                          "QDRANT__SERVICE__API_KEY)")
     qdrant_collection: str = Field("clips",
                                    description="the Qdrant collection (an alias) of the clips: letters, "
                                                "digits, `_`, `.`, `-`, up to 63, not ending in `-windows` or "
@@ -155,6 +158,9 @@ class Settings(BaseSettings):
         if self.store_backend == "faiss" and self.qdrant_url:
             problems.append("RETRIEVAL_QDRANT_URL is set but RETRIEVAL_STORE_BACKEND=faiss; set the backend "
                             "to qdrant or unset the URL")
+        if self.qdrant_api_key is not None and not self.qdrant_url:
+            problems.append("RETRIEVAL_QDRANT_API_KEY is set but RETRIEVAL_QDRANT_URL is not: the key is a "
+                            "server's (the embedded store has none)")
         # the default "auto" (and "flat", the exact search, as a store's tests and older setups name it) go
         # unused with Qdrant; any other explicit kind is a mistake
         explicit_kind = "index_kind" in self.model_fields_set

@@ -1,7 +1,7 @@
 """Open the vector store of a backend. A backend is added here, behind index.store.contract.VectorStore."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +24,7 @@ class StoreConfig:
     ivf_nprobe: int | None = None  # faiss: lists an ivf16 search scans (None: the index's default)
     search_threads: int = 1  # faiss: OpenMP threads per search
     qdrant_url: str | None = None  # qdrant: a server, ":memory:", or None for embedded under data_dir
+    qdrant_api_key: str | None = field(default=None, repr=False)  # qdrant: the server's, if it asks for one
     qdrant_collection: str = "clips"
     qdrant_window_quantization: Literal["none", "int8"] = "none"  # qdrant: of a windows collection created
 
@@ -59,7 +60,8 @@ def require_store(config: StoreConfig) -> None:
     if config.backend == "qdrant" and config.qdrant_url is not None:
         from index.qdrant.open import MEMORY, on_server
 
-        if config.qdrant_url != MEMORY and not on_server(config.qdrant_url, config.qdrant_collection):
+        if config.qdrant_url != MEMORY and not on_server(config.qdrant_url, config.qdrant_collection,
+                                                                  api_key=config.qdrant_api_key):
             raise NoCollection(f"no Qdrant collection {config.qdrant_collection!r} on the server at "
                                f"{config.qdrant_url} (RETRIEVAL_QDRANT_COLLECTION): `retrieval index add "
                                "FOLDER` makes one, `retrieval restore FILE` brings one back")
@@ -94,7 +96,8 @@ def open_store(config: StoreConfig, spec: ModelSpec, *, check: bool = True) -> V
 
         return open_qdrant_store(url=config.qdrant_url, data_dir=config.data_dir,
                                  collection=config.qdrant_collection, spec=spec, check=check,
-                                 window_quantization=config.qdrant_window_quantization)
+                                 window_quantization=config.qdrant_window_quantization,
+                                 api_key=config.qdrant_api_key)
     raise ValueError(f"store backend {config.backend!r} is not one of {BACKENDS}")
 
 
@@ -107,7 +110,7 @@ def open_as_it_is(config: StoreConfig) -> VectorStore:
         from index.qdrant.open import open_existing
 
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
-                              collection=config.qdrant_collection)
+                              collection=config.qdrant_collection, api_key=config.qdrant_api_key)
         if store is None:
             raise NoCollection(f"no Qdrant collection {config.qdrant_collection!r} at {config.qdrant_url} "
                                "(RETRIEVAL_QDRANT_COLLECTION): `retrieval index add FOLDER` makes one")

@@ -493,7 +493,7 @@ def _check_qdrant(config: StoreConfig, report: CheckReport, *, spec: ModelSpec |
 
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
-                              collection=config.qdrant_collection)
+                              collection=config.qdrant_collection, api_key=config.qdrant_api_key)
     except QdrantUnavailable as e:  # a server not answering: the store is unusable, a finding
         if config.qdrant_url is None:  # the embedded store a service holds: it cannot be checked now, which
             raise  # says nothing of its health (refused, as every other command is)

@@ -104,7 +104,7 @@ def _qdrant_source(config: StoreConfig) -> Source:
 
     try:
         store = open_existing(url=config.qdrant_url, data_dir=Path(config.data_dir),
-                              collection=config.qdrant_collection)
+                              collection=config.qdrant_collection, api_key=config.qdrant_api_key)
     except RuntimeError as e:  # the embedded engine's folder lock
         raise BackupError(f"cannot open the embedded Qdrant store in {config.data_dir}: {e} (embedded mode "
                           "serves one process at a time: stop the service for the backup, or use a Qdrant "

@@ -162,7 +162,8 @@ def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorS
     if config.qdrant_url:  # a server: the collection is staged beside the target's, under another alias
         alias = config.qdrant_collection + STAGED_ALIAS_SUFFIX
         store = open_qdrant_store(url=config.qdrant_url, data_dir=staging, collection=alias, spec=spec,
-                                  check=False, window_quantization=config.qdrant_window_quantization)
+                                  check=False, window_quantization=config.qdrant_window_quantization,
+                                  api_key=config.qdrant_api_key)
         if store.count():  # left by a restore that was killed: start again
             store.remove(store.ids().tolist())
         return store

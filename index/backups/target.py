@@ -66,7 +66,7 @@ def _qdrant_holds(config: StoreConfig) -> list[str]:
     if not config.qdrant_url and not (Path(config.data_dir) / QDRANT_DIR).is_dir():
         return []
     try:
-        client = connect(config.qdrant_url, data_dir=Path(config.data_dir))
+        client = connect(config.qdrant_url, data_dir=Path(config.data_dir), api_key=config.qdrant_api_key)
     except RuntimeError as e:  # the embedded engine's folder lock
         raise RestoreRefused(f"the embedded Qdrant store in {config.data_dir} is open in another process "
                              f"(stop the service first): {e}") from None

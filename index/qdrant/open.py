@@ -43,22 +43,24 @@ def reaching(url: str | None, data_dir: Path, close: Callable[[], None] = lambda
         raise
 
 
-def connect(url: str | None, *, data_dir: Path) -> QdrantClient:
-    """A client for a server URL, ``":memory:"`` (tests), or embedded local mode under data_dir/qdrant."""
+def connect(url: str | None, *, data_dir: Path, api_key: str | None = None) -> QdrantClient:
+    """A client for a server URL (with its API key, if it asks for one), ``":memory:"`` (tests), or embedded
+    local mode under data_dir/qdrant."""
     if url == MEMORY:
         return QdrantClient(location=MEMORY)
     if url:
-        return QdrantClient(url=url)
+        return QdrantClient(url=url, api_key=api_key)
     path = Path(data_dir) / QDRANT_DIR
     path.mkdir(parents=True, exist_ok=True)
     return QdrantClient(path=str(path))
 
 
 def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec: ModelSpec,
-                      check: bool = True, window_quantization: str = "none") -> QdrantStore:
+                      check: bool = True, window_quantization: str = "none",
+                      api_key: str | None = None) -> QdrantStore:
     """`window_quantization` ("none" or "int8"): of the windows collections the store creates."""
     with reaching(url, data_dir):
-        client = connect(url, data_dir=data_dir)
+        client = connect(url, data_dir=data_dir, api_key=api_key)
     with reaching(url, data_dir, client.close):  # a refused model: the folder's lock freed now, not at exit
         return QdrantStore(client, collection=collection, spec=spec,
                            local=url is None or url == MEMORY, check=check,
@@ -66,11 +68,11 @@ def open_qdrant_store(*, url: str | None, data_dir: Path, collection: str, spec:
                            window_quantization=window_quantization)
 
 
-def on_server(url: str, collection: str) -> bool:
+def on_server(url: str, collection: str, *, api_key: str | None = None) -> bool:
     """Whether the Qdrant server at `url` holds `collection` (the store's alias); QdrantUnavailable when it
-    does not answer."""
+    does not answer (or refuses the key)."""
     with reaching(url, Path()):
-        client = connect(url, data_dir=Path())
+        client = connect(url, data_dir=Path(), api_key=api_key)
     with reaching(url, Path()):
         try:
             return client.collection_exists(collection)
@@ -78,12 +80,13 @@ def on_server(url: str, collection: str) -> bool:
             client.close()
 
 
-def open_existing(*, url: str | None, data_dir: Path, collection: str) -> QdrantStore | None:
+def open_existing(*, url: str | None, data_dir: Path, collection: str,
+                  api_key: str | None = None) -> QdrantStore | None:
     """The collection as it is (any model), or None where there is none; nothing is created."""
     if url == MEMORY or (not url and not (Path(data_dir) / QDRANT_DIR).is_dir()):
         return None
     with reaching(url, data_dir):
-        client = connect(url, data_dir=data_dir)
+        client = connect(url, data_dir=data_dir, api_key=api_key)
     with reaching(url, data_dir, client.close):
         if not client.collection_exists(collection):
             client.close()

@@ -28,6 +28,8 @@ CONTRADICTIONS = {
                           ["RETRIEVAL_PASST_PRECISION=fp16", "RETRIEVAL_DEVICE=cpu"]),
     "qdrant url with faiss": ({"store_backend": "faiss", "qdrant_url": "http://qdrant:6333"},
                               ["RETRIEVAL_QDRANT_URL", "RETRIEVAL_STORE_BACKEND=faiss"]),
+    "qdrant key without a server": ({"store_backend": "qdrant", "qdrant_api_key": "k"},
+                                    ["RETRIEVAL_QDRANT_API_KEY", "RETRIEVAL_QDRANT_URL"]),
     "hnsw with qdrant": ({"store_backend": "qdrant", "index_kind": "hnsw"},
                          ["RETRIEVAL_INDEX_KIND=hnsw", "RETRIEVAL_STORE_BACKEND=qdrant"]),
     "flat16 with qdrant": ({"store_backend": "qdrant", "index_kind": "flat16"},

@@ -678,7 +678,7 @@ def test_restore_into_a_qdrant_server_moves_the_staged_collection_under_the_conf
     import index.qdrant.open as qs
 
     server = SharedClient()
-    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)
+    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir, api_key=None: server)
     target = replace(config(tmp_path / "dst", "qdrant"), qdrant_url="http://qdrant:6333")
     empty = open_store(target, SPEC)  # the service made the (empty) collection already
     empty.close()

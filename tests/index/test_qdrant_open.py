@@ -41,7 +41,7 @@ def test_a_mistyped_collection_on_a_server_is_said_not_made_by_a_search(tmp_path
     from index.stores import NoCollection, StoreConfig, open_store, require_store
 
     server = SharedClient()
-    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)
+    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir, api_key=None: server)
     held = StoreConfig(data_dir=tmp_path, backend="qdrant", qdrant_url="http://qdrant:6333")
     open_store(held, SPEC).close()  # `index add` made "clips"
     require_store(held)
@@ -66,7 +66,7 @@ def test_a_service_on_a_server_collection_another_process_re_projected_stops_sto
     from tests.index.store_fixtures import clip, fill, logits, unit_vectors
 
     server = SharedClient()
-    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir: server)
+    monkeypatch.setattr(qs, "connect", lambda url, *, data_dir, api_key=None: server)
     config = StoreConfig(data_dir=tmp_path, backend="qdrant", qdrant_url="http://qdrant:6333")
     service, other = open_store(config, SPEC), open_store(config, SPEC)
     ids = sorted(fill(service, unit_vectors(6)))
@@ -81,3 +81,22 @@ def test_a_service_on_a_server_collection_another_process_re_projected_stops_sto
     with pytest.raises(CheckpointMismatch):
         service.add(clip(50), unit_vectors(1)[0], logits(50))
     assert service.count() == 6 and np.isin(ids, service.ids()).all()
+
+
+def test_a_servers_api_key_goes_from_the_setting_to_the_client_and_into_no_repr(monkeypatch, tmp_path):
+    """RETRIEVAL_QDRANT_API_KEY reaches every client of the server (a server with a key refused them all:
+    401); it shows in no repr of the settings or the store's configuration (logs, tracebacks)."""
+    import index.qdrant.open as qs
+    from app.compose import store_config
+    from app.settings import Settings
+
+    made = []
+    monkeypatch.setattr(qs, "QdrantClient", lambda **kw: made.append(kw) or SharedClient())
+    settings = Settings(data_dir=tmp_path, store_backend="qdrant", qdrant_url="https://q.example:6333",
+                        qdrant_api_key="s3cret")
+    config = store_config(settings)
+    assert config.qdrant_api_key == "s3cret"
+    assert "s3cret" not in repr(config) and "s3cret" not in repr(settings)
+    qs.connect(config.qdrant_url, data_dir=tmp_path, api_key=config.qdrant_api_key)
+    qs.on_server(config.qdrant_url, "clips", api_key=config.qdrant_api_key)
+    assert made == [{"url": "https://q.example:6333", "api_key": "s3cret"}] * 2
