@@ -5,6 +5,7 @@ const KEY_STORE = "retrieval.apiKey";
 const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
 const RECENT_JOBS = 10; // the service's latest uploads listed when the page opens, so a reload keeps them
+const READY_POLL_MS = 2000; // how often /health/ready is asked again while the service is still loading
 // from /health/ready (clips: null until known; reachable: null until asked, false while it cannot be reached);
 // jobsListed once the recent uploads were asked for
 const state = { writesEnabled: true, protectReads: false, clips: null, reachable: null, jobsListed: false };
@@ -29,21 +30,39 @@ function el(tag, className, text) {
   return node;
 }
 
+// The fields of a 422 as the page names them (the service's names otherwise, `_` read as a space).
+const FIELD_NAMES = { user_tags: "tags", tags_all: "tag filter", ucs_catid: "category",
+                      k: "number of results" };
+const WHERE_SENT = new Set(["body", "query", "path", "header", "cookie"]); // a 422's `loc` starts with one
+
+// One problem of a 422, named by its field (the last name of its `loc`: `["body", "user_tags", 0]` is the
+// tags), without pydantic's "Value error, " before a validator's own message.
+function issueText(issue) {
+  const names = (issue.loc || []).filter((part, i) => typeof part === "string"
+                                                      && !(i === 0 && WHERE_SENT.has(part)));
+  const field = names.length ? names[names.length - 1] : "";
+  const message = String(issue.msg || "").replace(/^Value error, /, "");
+  return field ? `${FIELD_NAMES[field] || field.replaceAll("_", " ")}: ${message}` : message;
+}
+
 async function errorText(response) {
   try {
     const body = await response.json();
     if (typeof body.detail === "string") return body.detail;
-    if (Array.isArray(body.detail)) return body.detail.map((d) => d.msg).join("; ");
+    if (Array.isArray(body.detail)) return body.detail.map(issueText).join("; ");
   } catch (_) { /* not JSON */ }
   return `${response.status} ${response.statusText}`;
 }
 
-// Rounded to the tenth first, then split: 119.96 s is 2:00.0, not 1:60.0.
+// Rounded to the tenth first, then split: 119.96 s is 2:00.0, not 1:60.0; an hour or more is h:mm:ss.s
+// (3725 s is 1:02:05.0, not 62:05.0).
 function formatSeconds(s) {
   const tenths = Math.round(s * 10);
-  const m = Math.floor(tenths / 600);
-  const rest = ((tenths - 600 * m) / 10).toFixed(1);
-  return m ? `${m}:${rest.padStart(4, "0")}` : `${rest} s`;
+  const h = Math.floor(tenths / 36000);
+  const m = Math.floor(tenths / 600) % 60;
+  const secs = ((tenths % 600) / 10).toFixed(1);
+  if (h) return `${h}:${String(m).padStart(2, "0")}:${secs.padStart(4, "0")}`;
+  return m ? `${m}:${secs.padStart(4, "0")}` : `${secs} s`;
 }
 
 // With protected reads an <audio src> cannot send the key, so the file is fetched with it instead.
@@ -51,6 +70,29 @@ function formatSeconds(s) {
 // so the player streams them (Range requests) without the key.
 function attachAudio(audio, url) {
   audio.src = url;
+}
+
+// Why the audio at `url` cannot be played: the service's own answer to it (a clip whose file moved or went
+// since it was indexed answers 404 saying so), asked for its first byte only.
+async function audioTrouble(url) {
+  try {
+    const response = await fetch(url, { headers: { Range: "bytes=0-0", ...authHeaders() } });
+    if (!response.ok) return errorText(response);
+    response.body?.cancel();
+    return "the file is served, but this browser cannot play it";
+  } catch (e) {
+    return `the service cannot be reached (${e.message})`;
+  }
+}
+
+// A player (the result's own, or its moment's) that cannot load its audio says so, and why, in the result's
+// `message` (a live region), rather than nothing; the message goes once a player of the result plays.
+function reportAudioErrors(player, url, message) {
+  player.addEventListener("error", async () => {
+    const why = await audioTrouble(url);
+    message.textContent = `The audio cannot be played: ${why}`;
+  });
+  player.addEventListener("playing", () => { message.textContent = ""; });
 }
 
 function renderTags(tags) {
@@ -86,7 +128,11 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   audio.controls = true;
   audio.preload = "none";
   attachAudio(audio, hit.audio_url);
-  item.append(head, bar, Waveform.render(hit, audio), audio, renderTags(hit.tags), refineButtons(hit));
+  const trouble = el("p", "audio-message"); // why its audio cannot be played, read out
+  trouble.setAttribute("role", "status");
+  reportAudioErrors(audio, hit.audio_url, trouble);
+  item.append(head, bar, Waveform.render(hit, audio, trouble), audio, trouble, renderTags(hit.tags),
+              refineButtons(hit));
   renderMetadata(item, hit); // metadata.js
   return item;
 }
@@ -99,7 +145,8 @@ function nothingFound(request) {
       : "No clips yet: the collection is empty (clips are added with `retrieval index add`).";
   }
   const withFilters = request.filtered ? " with these filters" : "";
-  return `Nothing found for ${request.label}${withFilters}${request.note || ""}.`;
+  const caseNote = request.category ? categoryCaseNote(request.category) : ""; // metadata.js
+  return `Nothing found for ${request.label}${withFilters}${request.note || ""}${caseNote}.`;
 }
 
 // The answer's heading: what was searched for, as the page names it (file names, each text quoted once).
@@ -196,6 +243,10 @@ function nothingToSearch(refined) {
   clearResults(alone ? `Type what the sound should be like (${alone} needs something to search for).` : "");
 }
 
+// A word is a letter or a digit of any script, as the service's keyword search reads them
+// (index/store/words.py): a query without one has nothing for keyword search to match.
+const hasWord = (text) => /[\p{L}\p{N}]/u.test(text.normalize("NFKC"));
+
 // The search box's search: the query, the refinements, the mode, the filters and the moments switch. It ends
 // a search by a file (a change of settings searches by text from then on). `inUrl` is how the search goes
 // into the page's URL: "push" (a new entry, unless the same query's), or "none" (the URL already holds it).
@@ -211,10 +262,10 @@ function searchText(event, inUrl = "push") {
   const options = searchOptions(); // metadata.js: the mode and the filters
   const moments = $("moments").checked; // waveform.js: moments instead of clips
   // keyword and hybrid search match the query's words, and moments are found by the query's vector: without
-  // a query, or for moments, only the vector ranking applies (said in the heading, not done silently);
-  // keyword search takes no clips or text to avoid
+  // a word in the query ("", "!!!", an emoji), or for moments, only the vector ranking applies (said in the
+  // heading, not done silently); keyword search takes no clips or text to avoid
   const chosen = options.mode;
-  if (!query || moments) options.mode = "vector";
+  if (!hasWord(query) || moments) options.mode = "vector";
   const note = chosen === options.mode ? ""
     : ` (${moments ? "moments are found" : "a search without words is"} by meaning: vector search)`;
   const parts = options.mode === "keyword" ? {} : refined;
@@ -225,7 +276,8 @@ function searchText(event, inUrl = "push") {
   const filtered = Object.keys(options).some((key) => key !== "mode");
   if (inUrl === "push") keepInUrl(query, chosen, moments);
   const refinedByClips = Boolean(parts.like || parts.unlike);
-  runSearch({ url: "/search", label, moments, filtered, note, refinedByClips,
+  const category = categoryFilter(); // metadata.js: a "nothing found" names its case
+  runSearch({ url: "/search", label, moments, filtered, note, refinedByClips, category,
               init: { body, headers: { "Content-Type": "application/json", ...authHeaders() } } });
 }
 
@@ -294,7 +346,7 @@ async function upload(event) {
   form.append("file", file);
   const name = $("upload-name").value.trim();
   if (name) form.append("name", name);
-  appendUploadMetadata(form); // metadata.js
+  const typed = appendUploadMetadata(form) || Boolean(name); // metadata.js: a description or tags typed
   const message = $("upload-message");
   message.textContent = `Uploading ${file.name}…`;
   const button = event.submitter || $("upload-form").querySelector("button[type=submit]");
@@ -306,12 +358,15 @@ async function upload(event) {
       return;
     }
     const body = await response.json();
-    $("upload-form").reset();
-    if (response.status === 202) {
+    const queuedBefore = response.status === 202 && isListedJob(body.id); // the same bytes, sent before
+    if (response.status === 201 || (response.status === 202 && !queuedBefore)) $("upload-form").reset();
+    if (queuedBefore) {
+      message.textContent = `“${body.name}” is queued already (job ${body.id})${notApplied(typed)}`;
+    } else if (response.status === 202) {
       message.textContent = `“${body.name}” is queued for tagging (job ${body.id}).`;
       followJob(body);
     } else {
-      added(body, response.status === 201);
+      added(body, response.status === 201, typed);
     }
   } catch (e) {
     message.textContent = `Upload failed: ${e.message}`;
@@ -320,11 +375,22 @@ async function upload(event) {
   }
 }
 
-function added(clip, isNew) {
+// An upload the service did not take as new (its bytes are in the collection, or queued, already): the
+// form keeps what was typed, and the message says that none of it was applied, and how to apply it.
+function notApplied(typed) {
+  return typed ? ": the name, description and tags typed were not applied (the form keeps them; Edit on that"
+    + " clip's result changes its description and tags)." : ".";
+}
+
+function isListedJob(id) {
+  return Boolean(document.querySelector(`#uploads li[data-job="${id}"]`));
+}
+
+function added(clip, isNew, typed = false) {
   const tags = clip.tags.slice(0, 3).map((t) => t.label).join(" · ");
   $("upload-message").textContent = isNew
     ? `Added “${clip.name}” (#${clip.id}), tagged ${tags}.`
-    : `Already in the collection as “${clip.name}” (#${clip.id}).`;
+    : `Already in the collection as “${clip.name}” (#${clip.id})${notApplied(typed)}`;
   refreshStatus();
 }
 
@@ -442,15 +508,27 @@ function forgetKey() {
   showKeyState();
 }
 
+// The status line from /health/ready: a 503 is a service still loading, asked again every READY_POLL_MS
+// until it is ready; any other refusal (a 409: the index was re-projected with another model) is said as the
+// service says it.
+let statusPoll = null; // the timer of the next ask while the service loads
+
 async function refreshStatus() {
+  clearTimeout(statusPoll);
   try {
     const response = await fetch("/health/ready");
-    if (!response.ok) {
+    state.reachable = true;
+    if (response.status === 503) {
       $("status").textContent = "The service is still loading…";
+      clearTimeout(statusPoll); // one timer, however many asks were on their way
+      statusPoll = setTimeout(refreshStatus, READY_POLL_MS);
+      return;
+    }
+    if (!response.ok) {
+      $("status").textContent = `The service cannot search: ${await errorText(response)}`;
       return;
     }
     const ready = await response.json();
-    state.reachable = true;
     state.writesEnabled = ready.access.writes_enabled;
     state.protectReads = ready.access.protect_reads;
     state.clips = ready.clips;

@@ -24,9 +24,10 @@ const DragOut = (() => {
     });
   }
 
-  // A moment's own controls: play the excerpt alone, or save or drag it out as a WAV. Uses el() and
-  // attachAudio() from app.js.
-  function momentControls(hit) {
+  // A moment's own controls: play the excerpt alone, or save or drag it out as a WAV. An excerpt that cannot
+  // be played puts the button back to "play it" and says why in `message` (the result's). Uses el(),
+  // attachAudio() and reportAudioErrors() from app.js.
+  function momentControls(hit, message) {
     const file = excerpt(hit);
     const box = el("span", "moment");
     const play = el("button", "play-moment", "▶ play it");
@@ -38,8 +39,10 @@ const DragOut = (() => {
     play.player = player;
     player.addEventListener("play", () => { play.textContent = "❚❚ pause"; });
     player.addEventListener("pause", () => { play.textContent = "▶ play it"; });
+    player.addEventListener("error", () => { play.textContent = "▶ play it"; }); // it never started
+    reportAudioErrors(player, file.url, message);
     play.addEventListener("click", async () => {
-      if (!player.src) await attachAudio(player, file.url);
+      if (!player.src || player.error) await attachAudio(player, file.url); // a failed one tries again
       if (player.paused) player.play().catch(() => { /* no gesture the browser trusts */ });
       else player.pause();
     });

@@ -5,6 +5,7 @@
 const filters = { minDuration: null, maxDuration: null, tags: [], category: null }; // tags: every one
 // must be on the clip; category: a UCS CatID read from the clips' file names (their field ucs_catid)
 const CATEGORY_FIELD = "ucs_catid";
+const CAT_ID = /^[A-Z]{2,}(?:[A-Z][a-z]+)+$/; // a CatID as index/ingest/ucs.py reads one: DOORWood, AMBForst
 const TAG_SEPARATORS = /[;,]/;
 
 const splitTags = (text) => text.split(TAG_SEPARATORS).map((t) => t.trim()).filter(Boolean);
@@ -19,11 +20,13 @@ function searchOptions() {
   return options;
 }
 
+// The description and tags typed into the upload form, added to it; true when there were some.
 function appendUploadMetadata(form) {
   const description = $("upload-description").value.trim();
   const tags = $("upload-tags").value.trim();
   if (description) form.append("description", description);
   if (tags) form.append("user_tags", tags);
+  return Boolean(description || tags);
 }
 
 // The active filters as URL parameters (app.js keeps the search in the page's URL), and back.
@@ -121,6 +124,23 @@ function setCategory(category) {
   searchAgain();
 }
 
+const categoryFilter = () => filters.category;
+
+// A category filter is exact, capitals included (the service's `fields` filter). The page knows no list of
+// UCS CatIDs (the published list is not shipped: index/ingest/ucs.py), only those of the results it shows: a
+// category typed in another case than one of those (`doorwood`) is taken as that one (`DOORWood`).
+function knownCategory(typed) {
+  const shown = [...$("results").querySelectorAll(".user-tag.category")].map((button) => button.textContent);
+  return shown.find((catid) => catid.toLowerCase() === typed.toLowerCase()) || typed;
+}
+
+// What a "nothing found" adds when the category filtered by is not written as a CatID would be: its case.
+function categoryCaseNote(category) {
+  return CAT_ID.test(category) ? ""
+    : ` (a category is matched as written, capitals included: check the case of “${category}”; a CatID is`
+      + " written like DOORWood)";
+}
+
 const normalTag = (tag) => tag.trim().toLowerCase().replace(/\s+/g, " ");
 
 function addTagFilter(tag) {
@@ -133,6 +153,7 @@ function addTagFilter(tag) {
 // A result's description, named fields and user tags (a tag adds itself as a filter), and an editor for the
 // description and tags.
 function renderMetadata(item, hit) {
+  item.hit = hit; // the record it shows, which an edit from another row of the clip changes (showEdited)
   const box = el("div", "clip-meta");
   const description = el("p", "description", hit.description);
   description.hidden = !hit.description;
@@ -202,17 +223,45 @@ function removeButton(item, hit, message) {
   return remove;
 }
 
+// The results of a clip on the page: one, or in a moments answer one per moment of it.
+const rowsOf = (id) => [...$("results").querySelectorAll(".result")]
+  .filter((row) => row.dataset.id === String(id));
+
+// Every player of a result: its <audio>, and its moment's excerpt player (dragout.js), which lives outside
+// the page and would play on, out of reach, once the result is gone.
+function stopPlayers(row) {
+  for (const audio of row.querySelectorAll("audio")) audio.pause();
+  for (const button of row.querySelectorAll(".play-moment")) button.player?.pause();
+}
+
+// A clip removed leaves the answer whole: every row of it (its other moments too), its players stopped.
 function removedFromAnswer(item, hit, said) {
-  const buttons = [...$("results").querySelectorAll(".remove-clip")];
-  const at = buttons.indexOf(item.querySelector(".remove-clip"));
-  item.querySelector("audio")?.pause(); // a player taken off the page would play on, out of reach
-  item.remove();
+  const rows = [...$("results").querySelectorAll(".result")];
+  const at = rows.indexOf(item);
+  const other = (row) => row.dataset.id !== String(hit.id);
+  const next = rows.slice(at + 1).find(other) || rows.slice(0, at).reverse().find(other); // the focus goes
+  for (const row of rowsOf(hit.id)) {
+    stopPlayers(row);
+    row.remove();
+  }
   Exports.drop(hit.id); // exports.js: the answer exported is the one on the page
   forgetJudged(hit.id); // refine.js: no search is refined by a clip that is gone
   $("search-message").textContent = said;
-  const left = $("results").querySelectorAll(".remove-clip");
-  (left[Math.min(at, left.length - 1)] || $("query")).focus();
+  (next?.querySelector(".remove-clip") || $("query")).focus();
   refreshStatus(); // app.js: the clip count
+}
+
+// A clip's metadata saved from one of its rows shows on all of them (a moments answer lists a clip once per
+// moment); a row whose editor is open shows it once that closes.
+function showEdited(id, clip) {
+  for (const row of rowsOf(id)) {
+    Object.assign(row.hit, { description: clip.description, user_tags: clip.user_tags, fields: clip.fields });
+    const box = row.querySelector(".clip-meta");
+    if (box) {
+      box.remove();
+      renderMetadata(row, row.hit);
+    }
+  }
 }
 
 function editor(item, hit) {
@@ -247,6 +296,7 @@ function editor(item, hit) {
       }
       const clip = await response.json();
       Object.assign(hit, { description: clip.description, user_tags: clip.user_tags, fields: clip.fields });
+      showEdited(hit.id, clip); // its other rows
       done();
     } catch (e) {
       message.textContent = `Not saved: ${e.message}`;
@@ -269,7 +319,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("category-filter").addEventListener("keydown", (event) => { // Enter filters by the category typed
     if (event.key !== "Enter") return;
     event.preventDefault();
-    setCategory($("category-filter").value.trim());
+    setCategory(knownCategory($("category-filter").value.trim())); // `doorwood` as the DOORWood shown
     $("category-filter").value = "";
   });
   for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", searchAgain);

@@ -41,8 +41,16 @@ const Waveform = (() => {
     return (await response.json()).peaks;
   }
 
-  // The waveform of `hit`, driving its <audio>.
-  function render(hit, audio) {
+  // A player that failed to load (its file moved or gone: the result's message says why) tries again when
+  // asked to play, rather than refusing at once without a word.
+  function play(audio) {
+    if (audio.error) audio.load();
+    audio.play().catch(() => { /* no gesture the browser trusts, or no audio: its `error` says why */ });
+  }
+
+  // The waveform of `hit`, driving its <audio>; `message` is where the result says why its audio cannot be
+  // played (app.js reportAudioErrors).
+  function render(hit, audio, message) {
     const wrap = el("div", "waveform");
     const canvas = el("canvas");
     canvas.width = WIDTH;
@@ -66,7 +74,7 @@ const Waveform = (() => {
       canvas.setAttribute("aria-label", `waveform; it sounds like the query at ${formatSpan(hit.segment)}`);
       const label = el("span", "segment", `sounds like it at ${formatSpan(hit.segment)}`);
       label.title = `score of that part: ${hit.segment.score.toFixed(3)}`;
-      wrap.append(canvas, label, DragOut.momentControls(hit)); // dragout.js: the excerpt
+      wrap.append(canvas, label, DragOut.momentControls(hit, message)); // dragout.js: the excerpt
     } else {
       canvas.setAttribute("aria-label", "waveform");
       wrap.append(canvas);
@@ -94,7 +102,7 @@ const Waveform = (() => {
       audio.currentTime = t;
       view.position = t;
       draw(canvas, view);
-      audio.play().catch(() => { /* the browser may refuse to play without a gesture it trusts */ });
+      play(audio);
     };
     canvas.addEventListener("click", (event) => {
       const box = canvas.getBoundingClientRect();
@@ -104,7 +112,7 @@ const Waveform = (() => {
     canvas.addEventListener("keydown", (event) => {
       if (event.key === " " || event.key === "Enter") { // as a player's own button: play or pause
         event.preventDefault();
-        if (audio.paused) audio.play().catch(() => { /* no gesture the browser trusts */ });
+        if (audio.paused || audio.error) play(audio);
         else audio.pause();
         return;
       }

@@ -129,17 +129,21 @@ UCS = [("DOORWood_Slam hard_JD_ACME.wav", "DOORWood"), ("DOORWood_Creak_JD_ACME.
        ("AMBForst_Birds morning_JD_ACME.wav", "AMBForst")]
 
 
+def add_ucs_clips(store) -> None:
+    """The UCS clips (two DOORWood, one AMBForst) into `store`, with random vectors."""
+    rng = np.random.default_rng(3)
+    for i, (name, catid) in enumerate(UCS):
+        clip = NewClip(name=name, location=f"/nowhere/{name}", sha256=f"{100 + i:064x}", duration=2.0,
+                       sample_rate=48_000, tags=(Tag("Door", 0.5),),
+                       meta=Metadata.of(fields={"ucs_catid": catid}))
+        v = rng.standard_normal(store.dim).astype(np.float32)
+        store.add(clip, v / np.linalg.norm(v), np.zeros(527, np.float32))
+
+
 def test_the_category_filter_keeps_the_clips_of_one_ucs_category(app_settings, retriever, page):  # noqa: F811
     app = create_app(app_settings, retriever=retriever)
     with serve(app) as url:
-        store = app.state.collection.store
-        rng = np.random.default_rng(3)
-        for i, (name, catid) in enumerate(UCS):
-            clip = NewClip(name=name, location=f"/nowhere/{name}", sha256=f"{100 + i:064x}", duration=2.0,
-                           sample_rate=48_000, tags=(Tag("Door", 0.5),),
-                           meta=Metadata.of(fields={"ucs_catid": catid}))
-            v = rng.standard_normal(store.dim).astype(np.float32)
-            store.add(clip, v / np.linalg.norm(v), np.zeros(527, np.float32))
+        add_ucs_clips(app.state.collection.store)
         page.goto(url + "/")
         page.wait_for_function("document.getElementById('status').textContent.includes('3 clips')")
         page.fill("#query", "a door")
