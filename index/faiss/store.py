@@ -94,8 +94,14 @@ class FaissStore(VectorStore):
         except CheckpointMismatch:
             self.db.close()
             raise
-        self._writer = threading.Lock()  # one write at a time
-        self._lock = ReadWriteLock()  # searches against in-memory mutation
+        # Three locks, always taken in this order: `_writer`, this process's SQLite writes one at a time (held
+        # while a write waits for another process's); `_memory`, changes to the in-memory indexes (a write's,
+        # or catching up with another process's), held only while they are made, never while SQLite makes a
+        # write wait, so searches never queue behind another process's transaction; `_lock`, searches against
+        # those changes
+        self._writer = threading.Lock()
+        self._memory = threading.Lock()
+        self._lock = ReadWriteLock()
         self._clips = CachedIndex(self._faiss_dir, kind=kind, dim=self.dim, search_threads=search_threads,
                                   ids=self.db.ids, vectors=lambda ids, dim: self.db.blobs(ids, "vector", dim),
                                   nprobe=nprobe or IVF_NPROBE, auto_at=AUTO_CLIPS_IVF_AT)
@@ -135,7 +141,7 @@ class FaissStore(VectorStore):
 
     def _catch_up(self) -> None:
         """Bring the in-memory indexes to SQLite's committed state (the ids added and removed since).
-        Caller holds the writer lock and the write side of the readers-writer lock (or is still opening)."""
+        Caller holds the memory lock and the write side of the readers-writer lock (or is still opening)."""
         with self.db.snapshot():
             epoch, gen = self.db.state()
             if any(c.stale(epoch) for c in self._caches):
@@ -153,7 +159,7 @@ class FaissStore(VectorStore):
                 "restart with the configuration it now uses")
 
     def _persist(self) -> None:
-        """Write the in-memory indexes to their files. Caller holds the writer lock (or is opening)."""
+        """Write the in-memory indexes to their files. Caller holds the memory lock (or is opening)."""
         for c in self._caches:
             c.persist(generation=self._gen, lock=self._lock)
         self._changes = 0
@@ -161,47 +167,50 @@ class FaissStore(VectorStore):
     def _sync(self) -> None:
         """Pick up writes another process committed since this one last looked."""
         if self.db.state() != (self._epoch, self._gen):
-            with self._writer, self._lock.write():
-                self._catch_up()
+            with self._memory, self._lock.write():
+                if self.db.state() != (self._epoch, self._gen):  # not caught up by a search meanwhile
+                    self._catch_up()
 
     # -- writes -------------------------------------------------------------------------------------------
     def _committed(self, state_before: tuple[int, int], apply) -> None:
-        """After a commit: apply the change in memory if nothing else committed in between, else catch up."""
-        if state_before == (self._epoch, self._gen):
-            apply()
-            self._gen += 1
-            self._changes += 1
-        else:
-            self._catch_up()
+        """After a commit: apply the change in memory if nothing else committed in between, else catch up
+        (a search may have caught up with this very commit already)."""
+        with self._memory, self._lock.write():
+            if state_before == (self._epoch, self._gen):
+                apply()
+                self._gen += 1
+                self._changes += 1
+            else:
+                self._catch_up()
 
     def _maybe_persist(self) -> None:
         if self._changes >= self.persist_every:
-            self._persist()
+            with self._memory:
+                self._persist()
 
     def _insert(self, clips: list[NewClip], vectors: np.ndarray, logits: np.ndarray,
                 timelines: list[Timeline | None]) -> list[Added]:
         if not clips:
             return []
         with self._writer:
-            with self._lock.write():
-                windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
-                with self.db.transaction() as con:
-                    before = self.db.state()
-                    if before[0] != self._epoch:  # re-projected by another process: these vectors may be
-                        self._check_model_unchanged()  # another model's; refused before they are written
-                    ids = [self.db.insert(con, c, vector=v, logits=lg)
-                           for c, v, lg in zip(clips, vectors, logits, strict=True)]
-                    for id_, t in zip(ids, timelines, strict=True):
-                        if id_ is not None and t is not None:
-                            windows.append((id_, self.db.insert_timeline(con, id_, t)[1], t.windows))
-                new = [i for i, id_ in enumerate(ids) if id_ is not None]
-                new_ids = np.array([ids[i] for i in new], dtype=np.int64)
+            windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
+            with self.db.transaction() as con:
+                before = self.db.state()
+                if before[0] != self._epoch:  # re-projected by another process: these vectors may be
+                    self._check_model_unchanged()  # another model's; refused before they are written
+                ids = [self.db.insert(con, c, vector=v, logits=lg)
+                       for c, v, lg in zip(clips, vectors, logits, strict=True)]
+                for id_, t in zip(ids, timelines, strict=True):
+                    if id_ is not None and t is not None:
+                        windows.append((id_, self.db.insert_timeline(con, id_, t)[1], t.windows))
+            new = [i for i, id_ in enumerate(ids) if id_ is not None]
+            new_ids = np.array([ids[i] for i in new], dtype=np.int64)
 
-                def apply():
-                    self._clips.index.add(new_ids, vectors[new])
-                    self._add_windows(windows)
+            def apply():
+                self._clips.index.add(new_ids, vectors[new])
+                self._add_windows(windows)
 
-                self._committed(before, apply)
+            self._committed(before, apply)
             self._maybe_persist()
         records = self.db.records(new_ids.tolist())
         return [Added(records[id_], True) if id_ is not None else Added(self._stored(c.sha256), False)
@@ -218,20 +227,19 @@ class FaissStore(VectorStore):
         with self._writer:
             if self.db.get(id) is None:
                 return False
-            with self._lock.write():
-                with self.db.transaction() as con:
-                    before = self.db.state()
-                    if not self.db.exists(con, id):
-                        return False  # removed by another process a moment ago
-                    gone, new = self.db.insert_timeline(con, id, timeline)
+            with self.db.transaction() as con:
+                before = self.db.state()
+                if not self.db.exists(con, id):
+                    return False  # removed by another process a moment ago
+                gone, new = self.db.insert_timeline(con, id, timeline)
 
-                def apply():
-                    self._windows.index.remove(gone)
-                    self._windows.index.add(new, timeline.windows.vectors.astype(np.float32))
-                    self._windows.compact_if_needed()
-                    self._places.put(id, new, timeline.windows.starts, timeline.windows.ends)
+            def apply():
+                self._windows.index.remove(gone)
+                self._windows.index.add(new, timeline.windows.vectors.astype(np.float32))
+                self._windows.compact_if_needed()
+                self._places.put(id, new, timeline.windows.starts, timeline.windows.ends)
 
-                self._committed(before, apply)
+            self._committed(before, apply)
             self._maybe_persist()
         return True
 
@@ -244,41 +252,39 @@ class FaissStore(VectorStore):
     def _restore(self, records: list[ClipRecord], vectors: np.ndarray, logits: np.ndarray,
                  timelines: list[Timeline | None], *, next_id: int) -> None:
         with self._writer:
-            with self._lock.write():
-                windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
-                try:
-                    with self.db.transaction() as con:
-                        before = self.db.state()
-                        for r, v, lg, t in zip(records, vectors, logits, timelines, strict=True):
-                            self.db.insert_record(con, r, vector=v, logits=lg)
-                            if t is not None:
-                                windows.append((r.id, self.db.insert_timeline(con, r.id, t)[1], t.windows))
-                        self.db.reserve_ids(con, next_id)
-                except sqlite3.IntegrityError as e:
-                    raise RetrievalError(f"cannot restore these clips: {e} (an id or content stored)") from e
-                ids = np.array([r.id for r in records], dtype=np.int64)
+            windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
+            try:
+                with self.db.transaction() as con:
+                    before = self.db.state()
+                    for r, v, lg, t in zip(records, vectors, logits, timelines, strict=True):
+                        self.db.insert_record(con, r, vector=v, logits=lg)
+                        if t is not None:
+                            windows.append((r.id, self.db.insert_timeline(con, r.id, t)[1], t.windows))
+                    self.db.reserve_ids(con, next_id)
+            except sqlite3.IntegrityError as e:
+                raise RetrievalError(f"cannot restore these clips: {e} (an id or content stored)") from e
+            ids = np.array([r.id for r in records], dtype=np.int64)
 
-                def apply():
-                    self._clips.index.add(ids, vectors)
-                    self._add_windows(windows)
+            def apply():
+                self._clips.index.add(ids, vectors)
+                self._add_windows(windows)
 
-                self._committed(before, apply)
+            self._committed(before, apply)
             self._maybe_persist()
 
     def remove(self, ids: Sequence[int]) -> int:
         with self._writer:
-            with self._lock.write():
-                with self.db.transaction() as con:
-                    before = self.db.state()
-                    found, windows = self.db.delete(con, ids)
+            with self.db.transaction() as con:
+                before = self.db.state()
+                found, windows = self.db.delete(con, ids)
 
-                def apply():
-                    for cache, gone in ((self._clips, found), (self._windows, windows)):
-                        cache.index.remove(gone)
-                        cache.compact_if_needed()
-                    self._places.drop(found)
+            def apply():
+                for cache, gone in ((self._clips, found), (self._windows, windows)):
+                    cache.index.remove(gone)
+                    cache.compact_if_needed()
+                self._places.drop(found)
 
-                self._committed(before, apply)
+            self._committed(before, apply)
             self._maybe_persist()
         return len(found)
 
@@ -298,7 +304,9 @@ class FaissStore(VectorStore):
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(xb_ids), dim) or not np.isfinite(vectors).all():
             raise ValueError(f"expected ({len(xb_ids)}, {dim}) finite vectors, got {vectors.shape}")
-        with self._writer:
+        # the memory lock from before the commit to the swap: a search catching up with the new epoch
+        # meanwhile would take this process's own re-projection for another's (CheckpointMismatch)
+        with self._writer, self._memory:
             with self.db.transaction() as con:
                 if not np.array_equal(np.sort(xb_ids), self.db.ids()):
                     raise RetrievalError("the collection changed during re-projection; run it again")
@@ -516,7 +524,7 @@ class FaissStore(VectorStore):
                 "bytes_on_disk": sum(p.stat().st_size for p in files if p.is_file())}
 
     def close(self) -> None:
-        with self._writer:
+        with self._writer, self._memory:
             if self._changes:
                 self._persist()
             self.db.close()

@@ -322,3 +322,46 @@ def test_a_full_disk_is_storage_full_and_the_store_is_left_as_it_was(tmp_path):
         assert not con.in_transaction and store.count() == 1 and store.get(first.id).meta.description == ""
         con.execute("PRAGMA max_page_count = 1073741823")
         assert store.add(clip(1), unit_vectors(2)[1], logits(1)).id == first.id + 1  # room again: it goes on
+
+
+@pytest.mark.parametrize("write", ["remove", "add", "set_metadata"])
+def test_searches_go_on_while_a_write_waits_for_another_processs_transaction(tmp_path, write):
+    """A write of this process waiting for SQLite's lock (another process's transaction: `index add`, the
+    ingest worker) held the in-memory write lock meanwhile, so every search queued behind it for as long
+    as that transaction lasted (up to the busy timeout, 60 s). Searches now go on, the write's change
+    included once it is made, even when another process committed before (a search catches up)."""
+    import sqlite3
+    import time
+
+    from index.layout import CLIP_DB
+    from index.store.metadata import Metadata
+
+    store = FaissStore(tmp_path / "data", SPEC, kind="flat")
+    ids = sorted(fill(store, unit_vectors(20)))
+    other = FaissStore(tmp_path / "data", SPEC, kind="flat")  # another process's view of the same store
+    fill(other, unit_vectors(2, seed=5), start=100)  # committed there: this process has to catch up
+    held = sqlite3.connect(tmp_path / "data" / CLIP_DB, isolation_level=None)
+    held.execute("BEGIN IMMEDIATE")  # another process writing, for as long as this test says
+    actions = {"remove": lambda: store.remove([ids[0]]),
+               "add": lambda: store.add(clip(200), unit_vectors(1, seed=7)[0], logits(200)),
+               "set_metadata": lambda: store.set_metadata(ids[1], Metadata.of(tags=["x"]))}
+    waiting = threading.Thread(target=actions[write])
+    waiting.start()
+    try:
+        time.sleep(0.5)  # the write is in SQLite's busy wait by now
+        assert waiting.is_alive()
+        searched: list = []
+        searcher = threading.Thread(target=lambda: searched.append(store.search(unit_vectors(1, seed=3), 30)))
+        searcher.start()
+        searcher.join(timeout=30)
+        assert not searcher.is_alive() and waiting.is_alive(), "the search waited for the write"
+        assert len(searched[0][0]) == 22  # the other process's two clips caught up with
+    finally:
+        held.execute("COMMIT")
+        held.close()
+        waiting.join(timeout=60)
+    assert not waiting.is_alive()
+    found = {h.record.id for h in store.search(unit_vectors(1, seed=3), 40)[0]}
+    assert (ids[0] not in found) if write == "remove" else len(found) == 22 + (write == "add")
+    store.close()
+    other.close()
