@@ -10,10 +10,17 @@ stores and for queries alike (:func:`words`):
   case begins, kept whole as well: ``Kick_808_Hard.wav`` -> kick 808 hard wav, ``HiHat02`` -> hihat hi
   hat 02, ``HTTPServer`` -> httpserver http server;
 - lower case, after Unicode NFKC normalisation (full-width letters, ligatures and composed accents become
-  the usual characters; accents themselves are kept: ``café`` is not ``cafe``).
+  the usual characters).
+
+Accents. The document holds each word as written and, after it, the word without its accents
+(:func:`fold`: the marks Unicode decomposes a letter into, taken off) where that differs: ``Café_Ambience``
+-> café cafe ambience. A query word is looked up the same way, so ``cafe`` finds ``Café`` and ``café``
+finds ``cafe``, and a clip holding the very word typed, accents included, scores both terms. Letters that
+do not decompose stay as they are (``ß``, ``ø``, ``æ``, ``ł``).
 
 Stems. The document holds each word as written and, right after it, its stem (Snowball's English stemmer,
-:func:`stem`) where the stem differs: ``Dogs_barking.wav`` -> dogs dog barking bark wav. A query word is
+:func:`stem`) where the stem differs: ``Dogs_barking.wav`` -> dogs dog barking bark wav (and the stem of
+the word without its accents: ``cafés`` -> cafés café cafes cafe). A query word is
 looked up as written and as its stem, so ``barking`` finds ``dog_bark.wav`` (through ``bark``) and
 ``doors`` finds ``door.wav``, and a clip holding the very word the query has scores both terms: exact
 words rank above words that only share a stem. For BM25 a stem is a word like any other: it counts in the
@@ -107,13 +114,22 @@ def stem(word: str) -> str:
     return stemmer.stemWord(word)
 
 
-def with_stems(ws: list[str]) -> list[str]:
-    """Each word, followed by its stem where that differs."""
+@functools.lru_cache(maxsize=1 << 16)
+def fold(word: str) -> str:
+    """The word without its accents: the combining marks of its canonical decomposition taken off
+    (``café`` -> cafe, ``ångström`` -> angstrom; ``ß`` stays)."""
+    decomposed = unicodedata.normalize("NFD", word)
+    if decomposed.isascii():
+        return word
+    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+
+
+def with_forms(ws: list[str]) -> list[str]:
+    """Each word, followed by its stem, itself without accents and that one's stem, where they differ."""
     out: list[str] = []
     for w in ws:
-        out.append(w)
-        if (s := stem(w)) != w:
-            out.append(s)
+        folded = fold(w)
+        out.extend(dict.fromkeys((w, stem(w), folded, stem(folded))))
     return out
 
 
@@ -127,7 +143,7 @@ class Query:
     """A keyword query as the stores take it: words looked up as written and as their stems (`terms`), and
     prefixes to expand against the index's vocabulary."""
 
-    terms: tuple[str, ...]  # each query word and its stem, each once
+    terms: tuple[str, ...]  # each query word and its other forms (with_forms), each once
     prefixes: tuple[str, ...]  # the words written with a `*` right after them, not stemmed
 
     @property
@@ -142,7 +158,7 @@ def parse_query(query: str) -> Query:
     prefixes: list[str] = []
     for w, end in _words_ending(text):
         (prefixes if end in marks else plain).append(w)
-    return Query(tuple(dict.fromkeys(with_stems(plain))), tuple(dict.fromkeys(prefixes)))
+    return Query(tuple(dict.fromkeys(with_forms(plain))), tuple(dict.fromkeys(prefixes)))
 
 
 def expand(prefix: str, counts: Mapping[str, int]) -> list[str]:
@@ -165,11 +181,11 @@ def query_terms(query: Query, vocabulary: Callable[[str], Mapping[str, int]]) ->
 
 def document(clip: NewClip) -> str:
     """The clip's keyword document: the words of its name, description, user tags, fields' values (a title,
-    an FX name, a library...) and top AudioSet tags, each followed by its stem where that differs,
+    an FX name, a library...) and top AudioSet tags, each followed by its other forms (:func:`with_forms`),
     space-separated ('' when it has none)."""
     tags = [t.label for t in clip.tags if t.probability >= TAG_MIN_PROBABILITY]
     values = [value for _, value in clip.meta.fields]
-    return " ".join(with_stems(words(" ".join([clip.name, clip.meta.description, *clip.meta.tags, *values,
+    return " ".join(with_forms(words(" ".join([clip.name, clip.meta.description, *clip.meta.tags, *values,
                                                *tags]))))
 
 

@@ -2,6 +2,7 @@
 reference) against the formula worked out by hand with numpy over hand-written documents, query words
 stemmed and prefixes expanded by brute force, and reciprocal-rank fusion against sums done by hand."""
 
+import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -58,6 +59,9 @@ def test_a_clips_document_holds_name_description_user_tags_fields_and_probable_a
     ("HiHa*", ("hi",), ("hiha", "ha")),  # the words ending at the *
     ("kick808*", ("kick",), ("808",)),
     ("foot* foot*", (), ("foot",)),
+    ("Café", ("café", "cafe"), ()),  # as written, then without its accents
+    ("cafés", ("cafés", "café", "cafes", "cafe"), ()),  # and their stems
+    ("Straße", ("straße",), ()),  # ß does not decompose
     ("*", (), ()),
 ])
 def test_a_query_is_its_words_with_their_stems_and_its_prefixes(query, terms, prefixes):
@@ -93,6 +97,9 @@ CORPUS = [
     ("football_crowd.wav", "cheering fans", ("outdoor", "loud"), (),
      "football footbal crowd wav cheering cheer fans fan outdoor loud"),
     ("FootSwitch01.wav", "", (), (), "footswitch foot switch 01 wav"),
+    ("Café_terrace.wav", "", (), (), "café cafe terrace terrac wav"),
+    ("cafe_crowd.wav", "", ("outdoor",), (), "cafe crowd wav outdoor"),
+    ("Straße.wav", "", (), (), "straße wav"),
 ]
 
 
@@ -106,7 +113,8 @@ def qdrant_idf(n_docs: int, n: int) -> float:
 
 def oracle_terms(query: str, docs: list[list[str]], limit: int = keyword.MAX_PREFIX_WORDS) -> list[str]:
     """A query's terms worked out apart from index/store/words.py (queries here are lower case words, a
-    prefix ending in *): each word and its Snowball stem; each prefix as the `limit` words of the documents
+    prefix ending in *): each word and its Snowball stem, then the same of it without its combining marks;
+    each prefix as the `limit` words of the documents
     starting with it held by the most documents, ties alphabetical."""
     stem = snowballstemmer.stemmer("english").stemWord
     held = Counter(w for d in docs for w in set(d))
@@ -116,7 +124,9 @@ def oracle_terms(query: str, docs: list[list[str]], limit: int = keyword.MAX_PRE
             found = [w for w in held if w.startswith(token[:-1])]
             terms += sorted(found, key=lambda w: (-held[w], w))[:limit]
         else:
-            terms += [token, stem(token)]
+            bare = unicodedata.normalize("NFC", "".join(
+                c for c in unicodedata.normalize("NFD", token) if not unicodedata.combining(c)))
+            terms += [token, stem(token), bare, stem(bare)]
     return list(dict.fromkeys(terms))
 
 
@@ -208,7 +218,7 @@ def test_filters_choose_among_the_matches_without_changing_the_statistics(corpus
 # -- stems and prefixes against the oracle -------------------------------------------------------------------
 @pytest.mark.parametrize("query", ["barking", "bark", "dogs", "doors", "door slam", "footsteps", "cheering",
                                    "foot*", "footstep*", "dog*", "foot* gravel", "d* loud", "hous*", "hous",
-                                   "birds drums*", "w*", "zzz*"])
+                                   "birds drums*", "w*", "zzz*", "cafe", "café", "cafés", "caf*", "straße"])
 def test_stems_and_prefixes_are_bm25_over_the_prepared_words(corpus_store, query):
     expect(*corpus_store, query)
 
@@ -252,6 +262,9 @@ def test_what_people_type_finds_what_they_mean(corpus_store):
     assert store.search_keywords("foot", 20) and store.search_keywords("footb*", 20)[0].record.name == \
         "football_crowd.wav"
     assert store.search_keywords("zzz*", 5) == [] and store.search_keywords("*", 5) == []
+    assert set(names(store.search_keywords("cafe", 20))) == {"Café_terrace.wav", "cafe_crowd.wav"}
+    assert names(store.search_keywords("Café", 20))[0] == "Café_terrace.wav"  # the word as typed ranks first
+    assert names(store.search_keywords("strasse", 20)) == []  # ß is a letter of its own
     found = names(store.search_keywords("barking doors", 20, SearchFilter(tags_none=("LOUD",))))
     assert "dog_bark.wav" in found and "door.wav" in found
     assert "Dogs_barking_loud.wav" not in found and "doors_slamming.wav" not in found

@@ -291,7 +291,7 @@ def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 7
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 8
     assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
         "doors door slamming slam wav loud speech rain"
     con.close()
@@ -322,29 +322,77 @@ def without_fields(c: NewClip) -> str:
     return document(replace(c, meta=Metadata.of(description=c.meta.description, tags=c.meta.tags)))
 
 
+def faiss_keywords_of_before(data_dir, clips: list[NewClip], doc_of, *, version: int) -> list[int]:
+    """A FAISS store of `clips` whose keyword documents are as `doc_of` (an earlier version) wrote them, at
+    schema `version`: their ids."""
+    with FaissStore(data_dir, SPEC) as store:
+        ids = [store.add(c, unit_vectors(len(clips))[i], logits(i)).id for i, c in enumerate(clips)]
+    write_keywords(data_dir, version, {id_: doc_of(c) for id_, c in zip(ids, clips, strict=True)})
+    return ids
+
+
 def test_a_faiss_store_of_version_3_gets_its_fields_words_in_its_keyword_index(tmp_path):
     data_dir = tmp_path / "data"
-    with FaissStore(data_dir, SPEC) as store:
-        ids = [store.add(titled(i), unit_vectors(4)[i], logits(i)).id for i in range(4)]
-    write_keywords(data_dir, 3, {ids[i]: without_fields(titled(i)) for i in range(4)})
+    ids = faiss_keywords_of_before(data_dir, [titled(i) for i in range(4)], without_fields, version=3)
     with FaissStore(data_dir, SPEC) as store:
         assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
         assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
+
+
+def qdrant_keywords_of_before(store, clips: list[NewClip], doc_of, *, version: int) -> list[int]:
+    """`clips` added, then their keyword documents written as `doc_of` (an earlier version) did, and the
+    collection's keywords version set to `version`: their ids."""
+    ids = [store.add(c, unit_vectors(len(clips))[i], logits(i)).id for i, c in enumerate(clips)]
+    for id_, c in zip(ids, clips, strict=True):
+        doc = doc_of(c)
+        store.client.set_payload("clips", {WORDS: doc, VOCAB: vocabulary(doc)}, points=[id_])
+    store.client.update_collection(store._target(), metadata={"keywords": version})
+    return ids
 
 
 def test_a_qdrant_collection_of_keywords_version_2_gets_its_fields_words(tmp_path):
     config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
     with open_store(config, SPEC) as store:
-        ids = [store.add(titled(i), unit_vectors(4)[i], logits(i)).id for i in range(4)]
-        for i in range(4):
-            doc = without_fields(titled(i))
-            store.client.set_payload("clips", {WORDS: doc, VOCAB: vocabulary(doc)}, points=[ids[i]])
-        store.client.update_collection(store._target(), metadata={"keywords": 2})
+        ids = qdrant_keywords_of_before(store, [titled(i) for i in range(4)], without_fields, version=2)
         assert store.search_keywords("gate", 5) == []
     with open_store(config, SPEC) as store:
-        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 3
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 4
         assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
         assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
+
+
+# -- keyword indexes of before words were folded -------------------------------------------------------------
+ACCENTED = ["Café_terrace.wav", "crème_brûlée.wav", "plain.wav"]
+
+
+def accented(i: int) -> NewClip:
+    return replace(clip(i), name=ACCENTED[i])
+
+
+def unfolded(c: NewClip) -> str:
+    """A keyword document as versions before 8 (FAISS) and 4 (Qdrant) wrote it: no word without accents."""
+    return " ".join(w for w in document(c).split() if w not in {"cafe", "creme", "brulee", "brule"})
+
+
+def test_a_faiss_store_of_version_7_gets_its_words_without_accents(tmp_path):
+    data_dir = tmp_path / "data"
+    ids = faiss_keywords_of_before(data_dir, [accented(i) for i in range(3)], unfolded, version=7)
+    with FaissStore(data_dir, SPEC) as store:
+        assert [h.record.id for h in store.search_keywords("cafe", 5)] == [ids[0]]
+        assert [h.record.id for h in store.search_keywords("creme", 5)] == [ids[1]]
+    with sqlite3.connect(data_dir / CLIP_DB) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 8
+
+
+def test_a_qdrant_collection_of_keywords_version_3_gets_its_words_without_accents(tmp_path):
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:
+        ids = qdrant_keywords_of_before(store, [accented(i) for i in range(3)], unfolded, version=3)
+        assert store.search_keywords("cafe", 5) == []
+    with open_store(config, SPEC) as store:
+        assert store.client.get_collection("clips").config.metadata["keywords"] == 4
+        assert [h.record.id for h in store.search_keywords("cafe", 5)] == [ids[0]]
+        assert [h.record.id for h in store.search_keywords("brulee", 5)] == [ids[1]]
 
 
 def test_a_store_of_a_newer_version_is_refused_unchanged(tmp_path):
