@@ -31,8 +31,10 @@ def serve(settings: Settings) -> None:
     refuse_newer(Path(settings.data_dir) / QUEUE_FILE, SCHEMA_VERSION)  # the app opens the queue at its start
     retriever = build_retriever(settings)
     collection = open_collection(settings, retriever)
+    # log_config=None: uvicorn's lines (its access log too) go to the root logger, on standard error with a
+    # time, as the service's own and every command's do (cli/main.py)
     uvicorn.run(create_app(settings, retriever=retriever, collection=collection), host=settings.host,
-                port=settings.port, log_level="info")
+                port=settings.port, log_level="info", log_config=None)
 
 
 def check_address(host: str, port: int) -> None:

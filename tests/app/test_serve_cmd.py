@@ -123,3 +123,40 @@ def test_an_upload_queue_of_a_newer_version_is_one_line_before_the_models_load(e
     assert result.exit_code == 2
     assert result.output.strip().startswith(f"error: {queue} was written by a newer version of retrieval "
                                             "(format 50; this one knows up to 2)")
+
+
+def test_a_served_process_logs_every_line_with_its_time_on_stderr_and_stops_on_sigterm(env, tmp_path):
+    """The access log went to stdout without a time, beside the service's own timed lines on stderr: one
+    shape now, on stderr. SIGTERM stops it cleanly, ending by that signal (143), as documented."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tests.reliability.server import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--host", "127.0.0.1", "--port",
+                             str(port)], env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=5).close()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.5)
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page", timeout=5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert out == "" and proc.returncode == -signal.SIGTERM, (proc.returncode, out, err[-2000:])
+    timed = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO uvicorn\.access: 127\.0\.0\.1:\d+ - "
+    assert re.search(timed + r'"GET /no-such-page HTTP/1\.1" 404', err), err[-2000:]
+    assert re.search(r"\d\d:\d\d:\d\d,\d{3} INFO uvicorn\.error: Application shutdown complete", err)
