@@ -225,6 +225,8 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
         if counted:
             _check_mp3_length(source, f.frames / f.samplerate, label=label, max_duration_s=max_duration_s,
                               limit_name=limit_name)
+        if f.format == "FLAC" and 0 < f.frames < UNKNOWN_FRAMES:
+            _check_flac_end(source, f.frames, f.samplerate, label=label)
         yield f
 
 
@@ -375,6 +377,21 @@ def open_sound(source: str | Path | bytes) -> sf.SoundFile:
         bw64 = raw.read(4) == b"BW64"
     # its name as bytes: libsndfile takes any, soundfile would encode a str as UTF-8 (a Latin-1 name fails)
     return sf.SoundFile(_AsRF64(path) if bw64 else os.fsencode(path))
+
+
+def _check_flac_end(source: str | Path | bytes, frames: int, rate: int, *, label: str) -> None:
+    """A FLAC whose last sample, as its header counts them, cannot be reached was cut short (a copy stopped
+    part-way): refused before its samples are read, not when decoding reaches the cut (after PaSST has
+    tagged all before it). One seek, on a handle of its own (a failed seek leaves libsndfile's unusable)."""
+    try:
+        with open_sound(source) as probe:
+            probe.seek(frames - 1)
+            whole = len(probe.read(1)) == 1
+    except (sf.LibsndfileError, RuntimeError, OSError):
+        whole = False
+    if not whole:
+        raise AudioDecodeError(f"{label}: truncated FLAC: its header declares {frames / rate:.1f} s but the "
+                               "stream ends before (copy it again; `flac -d -F` decodes what is there)")
 
 
 def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str,

@@ -155,6 +155,28 @@ def test_a_flac_whose_header_leaves_its_length_out_is_refused_saying_how_to_mend
                 read(source, max_duration_s=600)
 
 
+def test_a_flac_cut_short_is_refused_before_its_samples_are_read(tmp_path):
+    """A FLAC copy stopped part-way (written by the `flac` tool, then cut at 40 %) was read until decoding
+    reached the cut ("lost sync"), after PaSST had tagged everything before it; it is refused at once,
+    whole files of the same tool and a stream without a length as before."""
+    import subprocess
+
+    from tests.audio_fixtures import need
+
+    wav = write(tmp_path / "take.wav", sine(440.0, seconds=20.0, rate=16_000), rate=16_000, subtype="PCM_16")
+    whole = tmp_path / "take.flac"
+    subprocess.run([need("flac"), "-s", "-f", str(wav), "-o", str(whole)], check=True)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(data[:int(len(data) * 0.4)])
+    assert probe_audio(whole).duration_s == pytest.approx(20.0)
+    assert decode_audio(whole).duration_s == pytest.approx(20.0)
+    for source in (cut, cut.read_bytes()):
+        for read in (probe_audio, decode_audio):
+            with pytest.raises(AudioDecodeError, match=r"truncated FLAC: its header declares 20\.0 s"):
+                read(source, max_duration_s=600)
+
+
 def vbr_mp3(folder):
     """20 s of a sweeping tone, VBR at 48 kHz with a Xing header: a file whose MP3 seeks are not exact."""
     from tests.audio_fixtures import need, run
