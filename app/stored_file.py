@@ -5,17 +5,21 @@ Starlette's FileResponse sends the file and its byte ranges; this settles first 
   range) is ignored and the whole file sent, as the RFC asks; of a valid set, the ranges that start within
   the file are served and the others dropped (a set is satisfiable when one of its ranges is), and a set
   of none is 416 with `Content-Range: bytes */size`.
+- `If-Match` (13.1.1, strong comparison) or, without it, `If-Unmodified-Since` (13.1.4): 412 when the file
+  is no longer the version the client names (evaluated first, section 13.2.2).
 - `If-None-Match` (13.1.2, weak comparison) or, without it, `If-Modified-Since` (13.1.3): 304 with the
   validators and no body when the file has not changed since.
+Dates are read in each of the three forms of section 5.6.7, all of them GMT (asctime's names no zone).
 """
 
 import os
 import re
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from app.errors import RangeNotSatisfiable
@@ -53,15 +57,35 @@ def _etags(header: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
 
 
+def http_date(text: str) -> float | None:
+    """An HTTP date (IMF-fixdate, RFC 850 or asctime: all GMT) as a POSIX time; None for one that is none."""
+    try:
+        when = parsedate_to_datetime(text)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+
+
+def precondition_failed(request: Headers, etag: str, mtime: float) -> bool:
+    """Whether the client asked for the file only as a version it no longer is: an If-Match none of whose
+    tags is the file's (strong comparison: a weak tag never matches), or else an If-Unmodified-Since
+    before its last change (an invalid date is ignored)."""
+    if (tags := request.get("if-match")) is not None:
+        listed = [tag.strip() for tag in tags.split(",") if tag.strip()]
+        return not ("*" in listed or (not etag.startswith("W/") and etag in listed))
+    if (since := request.get("if-unmodified-since")) is not None:
+        when = http_date(since)
+        return when is not None and int(mtime) > when
+    return False
+
+
 def not_modified(request: Headers, etag: str, mtime: float) -> bool:
     """Whether the client's copy, by its If-None-Match or else its If-Modified-Since, is the file's."""
     if (tags := request.get("if-none-match")) is not None:
         return "*" in _etags(tags) or etag.removeprefix("W/") in _etags(tags)
     if (since := request.get("if-modified-since")) is not None:
-        try:
-            return int(mtime) <= parsedate_to_datetime(since).timestamp()
-        except (TypeError, ValueError, OverflowError):
-            return False
+        when = http_date(since)
+        return when is not None and int(mtime) <= when
     return False
 
 
@@ -76,7 +100,14 @@ class StoredFile(FileResponse):
         if self.stat_result is None:
             self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
             self.set_stat_headers(self.stat_result)
-        if not_modified(Headers(scope=scope), self.headers["etag"], self.stat_result.st_mtime):
+        asked = Headers(scope=scope)
+        if precondition_failed(asked, self.headers["etag"], self.stat_result.st_mtime):
+            said = {"detail": "the file is no longer the version the request names (If-Match, "
+                              "If-Unmodified-Since)"}
+            refused = JSONResponse(said, status_code=412, headers={"etag": self.headers["etag"]})
+            await refused(scope, receive, send)
+            return
+        if not_modified(asked, self.headers["etag"], self.stat_result.st_mtime):
             kept = {k: v for k, v in self.headers.items() if k in KEPT_ON_304}
             await Response(status_code=304, headers=kept)(scope, receive, send)
             return

@@ -225,6 +225,46 @@ def test_a_client_holding_the_file_gets_304(client):
     assert again.status_code == 200 and again.headers["etag"] != etag
 
 
+def test_a_client_naming_another_version_of_the_file_gets_412(client):
+    """If-Match (strong comparison, a list, *) or, without it, If-Unmodified-Since: 412 when the file is not
+    the version named (they were ignored: the whole file, whatever its version); the file otherwise."""
+    name = "field recording.wav"
+    url = f"/audio/{client.ids[name]}/file"
+    first = client.get(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    for headers in ({"If-Match": '"other"'}, {"If-Match": f"W/{etag}"},
+                    {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+                    {"If-Match": '"other"', "If-Unmodified-Since": modified}):
+        r = client.get(url, headers=headers)
+        assert r.status_code == 412 and "no longer the version" in r.json()["detail"], headers
+        assert client.head(url, headers=headers).status_code == 412
+    for headers in ({"If-Match": etag}, {"If-Match": f'"other", {etag}'}, {"If-Match": "*"},
+                    {"If-Unmodified-Since": modified}, {"If-Unmodified-Since": "not a date"},
+                    {"If-Match": etag, "Range": "bytes=0-9"}):
+        r = client.get(url, headers=headers)
+        assert r.status_code in (200, 206) and first.content.startswith(r.content), headers
+
+
+def test_http_dates_are_read_as_gmt_in_all_three_forms(monkeypatch):
+    """RFC 9110 5.6.7: asctime names no zone and was read in the server's local one (a stale copy got 304
+    east of it, a fresh one was sent again west of it)."""
+    import time
+
+    from app.stored_file import http_date
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        want = 1_764_928_437.0  # Fri, 05 Dec 2025 09:53:57 GMT
+        for text in ("Fri, 05 Dec 2025 09:53:57 GMT", "Friday, 05-Dec-25 09:53:57 GMT",
+                     "Fri Dec  5 09:53:57 2025"):
+            assert http_date(text) == want, text
+        assert http_date("not a date") is None
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 RANGES = [("bytes=0-9", 206), ("bytes = 0 - 9", 206), ("bytes=10-", 206), ("bytes=-10", 206),
           ("bytes=0-1,4-5", 206), ("bytes=999999999-", 416)]
 
