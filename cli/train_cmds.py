@@ -64,7 +64,7 @@ def train(*, train_file: Path, val_file: Path, out: Path, cfg, overwrite: bool =
 
 def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
              submission: Path | None = None) -> dict:
-    from retrieval.durable import make_parent
+    from retrieval.durable import check_parent
     from training import evaluate as ev
     from training.features import load_features
     from training.trainer import run_stopped
@@ -72,7 +72,7 @@ def evaluate(*, features_file: Path, checkpoints: list[Path], zero_shot: bool,
     if bool(checkpoints) == zero_shot:
         raise typer.BadParameter("give either --checkpoint (one or more) or --zero-shot")
     if submission is not None:
-        make_parent(submission)  # a folder that cannot be written is said before anything is scored
+        check_parent(submission)  # a folder that cannot be written is said before anything is scored
     fs = load_features(features_file)
     heads = [ev.zero_shot_head(fs)] if zero_shot else ev.load_heads(checkpoints, fs)
     for path in checkpoints:  # a head kept by a run that stopped is its best so far, not the run's

@@ -112,20 +112,25 @@ def atomic_path(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def make_parent(path: Path) -> None:
-    """The folder `path` goes in, made with the folders above it; one of them a file is said as such (mkdir
-    says "File exists", naming only that file), and so is a folder this process cannot write in (read-only,
-    or not its own), before anything is written."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        above = next((p for p in (path.parent, *path.parent.parents) if p.exists() and not p.is_dir()), None)
-        if above is None:
-            raise
-        raise NotADirectoryError(f"{above} is a file, not a folder: cannot write {path} below it") from None
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(errno.EACCES, f"cannot write in {path.parent} (read-only, or not this user's)",
+def check_parent(path: Path) -> None:
+    """What :func:`make_parent` would refuse, said without making anything: a file where a folder above
+    `path` should be, or a folder this process cannot write in (read-only, or not its own) where the first
+    missing one would be made, or `path` written."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{existing} is a file, not a folder: cannot write {path} below it")
+    if not os.access(existing, os.W_OK):
+        raise PermissionError(errno.EACCES, f"cannot write in {existing} (read-only, or not this user's)",
                               str(path))
+
+
+def make_parent(path: Path) -> None:
+    """The folder `path` goes in, made with the folders above it, once :func:`check_parent` finds nothing
+    in the way (so a file among them, or a folder that cannot be written in, is said before anything is
+    made or written)."""
+    check_parent(path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def write_bytes_atomically(path: str | Path, data: bytes | memoryview, *, exclusive: bool = False) -> None:

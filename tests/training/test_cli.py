@@ -224,3 +224,11 @@ def test_a_submission_folder_that_cannot_be_written_is_said_first(tmp_path, monk
     result = CliRunner().invoke(app, ["evaluate", "--features", str(tmp_path / "absent.safetensors"),
                                       "--zero-shot", "--submission", str(locked / "sub.csv")])
     assert result.exit_code == 2 and f"cannot write in {locked}" in result.output, result.output
+
+
+def test_an_evaluate_that_fails_leaves_no_submission_folder_behind(tmp_path):
+    """The folder was made first (to refuse one that cannot be written), so a later error left it empty."""
+    result = CliRunner().invoke(app, ["evaluate", "--features", str(tmp_path / "absent.safetensors"),
+                                      "--zero-shot", "--submission", str(tmp_path / "out" / "sub.csv")])
+    assert result.exit_code == 2 and "absent.safetensors" in result.output, result.output
+    assert not (tmp_path / "out").exists()
