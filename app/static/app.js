@@ -54,15 +54,19 @@ async function errorText(response) {
   return `${response.status} ${response.statusText}`;
 }
 
-// Rounded to the tenth first, then split: 119.96 s is 2:00.0, not 1:60.0; an hour or more is h:mm:ss.s
-// (3725 s is 1:02:05.0, not 62:05.0).
-function formatSeconds(s) {
+// A time as a clock, m:ss.s (h:mm:ss.s from an hour): rounded to the tenth first, then split, so 119.96 s is
+// 2:00.0, not 1:60.0, and 3725 s is 1:02:05.0, not 62:05.0.
+function clockTime(s) {
   const tenths = Math.round(s * 10);
   const h = Math.floor(tenths / 36000);
   const m = Math.floor(tenths / 600) % 60;
-  const secs = ((tenths % 600) / 10).toFixed(1);
-  if (h) return `${h}:${String(m).padStart(2, "0")}:${secs.padStart(4, "0")}`;
-  return m ? `${m}:${secs.padStart(4, "0")}` : `${secs} s`;
+  const secs = ((tenths % 600) / 10).toFixed(1).padStart(4, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${secs}` : `${m}:${secs}`;
+}
+
+// A duration or a time: seconds below a minute (7.0 s), a clock from it.
+function formatSeconds(s) {
+  return Math.round(s * 10) < 600 ? `${(Math.round(s * 10) / 10).toFixed(1)} s` : clockTime(s);
 }
 
 // With protected reads an <audio src> cannot send the key, so the file is fetched with it instead.

@@ -8,8 +8,11 @@ const Waveform = (() => {
   const HEIGHT = 56;
   const COLORS = { wave: "#9aa3b5", segment: "#2f6fdb", band: "rgba(47, 111, 219, 0.16)", head: "#1d2330" };
 
+  // A span in seconds within a clip's first minute (2.5–12.5 s), as clock times past it (59:57.5–1:00:07.5,
+  // clockTime from app.js).
   function formatSpan(segment) {
-    return `${segment.start.toFixed(1)}–${segment.end.toFixed(1)} s`;
+    if (Math.round(segment.end * 10) < 600) return `${segment.start.toFixed(1)}–${segment.end.toFixed(1)} s`;
+    return `${clockTime(segment.start)}–${clockTime(segment.end)}`;
   }
 
   function draw(canvas, view) {
@@ -125,5 +128,5 @@ const Waveform = (() => {
     return wrap;
   }
 
-  return { render };
+  return { render, formatSpan };
 })();

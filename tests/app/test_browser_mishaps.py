@@ -309,3 +309,6 @@ def test_times_of_an_hour_or_more(tone_server, page):  # noqa: F811
     opened(page, tone_server, 0)
     shown = page.evaluate("[3725, 3599.99, 36000, 59.96, 7.04, 0].map(formatSeconds)")
     assert shown == ["1:02:05.0", "1:00:00.0", "10:00:00.0", "1:00.0", "7.0 s", "0.0 s"]
+    spans = page.evaluate("[[2.5, 12.5], [55, 65], [3597.5, 3607.5]].map(([start, end]) => "
+                          "Waveform.formatSpan({start, end}))")
+    assert spans == ["2.5–12.5 s", "0:55.0–1:05.0", "59:57.5–1:00:07.5"]
