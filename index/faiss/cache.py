@@ -6,8 +6,10 @@ caught up with SQLite the same way: the newest file of the current epoch is load
 removed since it was written are applied; a missing, unreadable or older-epoch file is rebuilt from SQLite.
 """
 
+import contextlib
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +44,13 @@ def loadable_kinds(kind: str) -> tuple[str, ...]:
 
 
 class CachedIndex:
-    """Not thread-safe by itself: the store holds its writer lock (and the readers-writer lock's write side
+    """Not thread-safe by itself: the store holds its memory lock (and the readers-writer lock's write side
     around in-memory changes) while it calls anything but `index`."""
 
     def __init__(self, folder: Path, *, kind: str, dim: int, search_threads: int,
                  ids: Callable[[], np.ndarray], vectors: Callable[[np.ndarray, int], np.ndarray],
-                 nprobe: int = vector_index.IVF_NPROBE, auto_at: int | None = None):
+                 nprobe: int = vector_index.IVF_NPROBE, auto_at: int | None = None,
+                 snapshot: Callable[[], AbstractContextManager] = contextlib.nullcontext):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         remove_stale_tmp(self.folder)
@@ -55,6 +58,7 @@ class CachedIndex:
         self.auto_at = auto_at  # "auto": the size from which it is ivf16 (None: AUTO_IVF_AT)
         self._ids = ids  # () -> (N,) ids in SQLite now
         self._vectors = vectors  # (ids, dim) -> (len(ids), dim) float32 from SQLite
+        self._snapshot = snapshot  # reads inside it see one committed state of SQLite
         self.vi: VectorIndex | None = None
         self.epoch = -1  # of the vectors in memory
 
@@ -95,7 +99,15 @@ class CachedIndex:
     def fresh(self, dim: int) -> "CachedIndex":
         """An empty cache of the same vectors and folder, for `dim`-d vectors (a re-projection)."""
         return CachedIndex(self.folder, kind=self.kind, dim=dim, search_threads=self.search_threads,
-                           ids=self._ids, vectors=self._vectors, nprobe=self.nprobe, auto_at=self.auto_at)
+                           ids=self._ids, vectors=self._vectors, nprobe=self.nprobe, auto_at=self.auto_at,
+                           snapshot=self._snapshot)
+
+    def rebuilt(self) -> VectorIndex:
+        """The index built anew (without its tombstones, or as the kind its size now calls for) from the ids
+        it holds that SQLite still holds, read in one snapshot: another process may have removed some since
+        this one last caught up (their vectors are gone; the next catch-up finds them gone either way)."""
+        with self._snapshot():
+            return self.filled(np.intersect1d(self.index.ids(), self._ids()))
 
     def filled(self, ids: np.ndarray) -> VectorIndex:
         """A new index of the kind built for this many vectors, trained where it needs it, holding `ids`."""
@@ -127,12 +139,12 @@ class CachedIndex:
         if self.index.needs_compaction:
             log.info("rebuilding the HNSW index in %s without its %d removed entries", self.folder,
                      len(self.index.dead))
-            self.vi = self.filled(self.index.ids())
+            self.vi = self.rebuilt()
 
     def persist(self, *, generation: int, lock: ReadWriteLock) -> None:
         """Write the in-memory index as the file of (its epoch, `generation`) and prune older ones."""
         if self.index.dead or self.outgrown():  # files hold no tombstones: a file of now is exact
-            rebuilt = self.filled(self.index.ids())
+            rebuilt = self.rebuilt()
             with lock.write():
                 self.vi = rebuilt
         with lock.read():

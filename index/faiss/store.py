@@ -104,15 +104,19 @@ class FaissStore(VectorStore):
         self._lock = ReadWriteLock()
         self._clips = CachedIndex(self._faiss_dir, kind=kind, dim=self.dim, search_threads=search_threads,
                                   ids=self.db.ids, vectors=lambda ids, dim: self.db.blobs(ids, "vector", dim),
-                                  nprobe=nprobe or IVF_NPROBE, auto_at=AUTO_CLIPS_IVF_AT)
+                                  nprobe=nprobe or IVF_NPROBE, auto_at=AUTO_CLIPS_IVF_AT,
+                                  snapshot=self.db.snapshot)
         self._windows = CachedIndex(self._faiss_dir / FAISS_WINDOWS_DIR,
                                     kind=window_kind or WINDOW_KINDS[kind], dim=self.dim,
                                     search_threads=search_threads, ids=self.db.window_ids,
-                                    vectors=self.db.window_vectors, nprobe=nprobe or IVF_NPROBE)
+                                    vectors=self.db.window_vectors, nprobe=nprobe or IVF_NPROBE,
+                                    snapshot=self.db.snapshot)
         self._places = WindowPlaces()  # changed with the windows index
         self._caches = (self._clips, self._windows)
         self._epoch = self._gen = -1  # SQLite's state the caches in memory hold
         self._changes = 0  # applied since the files were last written
+        self._reprojecting = False  # this process's re-projection is building its indexes: searches go on
+        #                             over the old ones meanwhile, not catching up with its new epoch
         self._open_index()
 
     # -- opening ------------------------------------------------------------------------------------------
@@ -165,13 +169,21 @@ class FaissStore(VectorStore):
         self._changes = 0
 
     def _sync(self) -> None:
-        """Pick up writes another process committed since this one last looked."""
-        if self.db.state() != (self._epoch, self._gen):
-            with self._memory, self._lock.write():
-                if self.db.state() != (self._epoch, self._gen):  # not caught up by a search meanwhile
+        """Pick up writes another process committed since this one last looked (not while this process's
+        own re-projection builds the indexes it will swap in: the old ones serve until then)."""
+        if not self._reprojecting and self.db.state() != (self._epoch, self._gen):
+            with self._memory, self._lock.write():  # looked at again: a search may have caught up meanwhile
+                if not self._reprojecting and self.db.state() != (self._epoch, self._gen):
                     self._catch_up()
 
     # -- writes -------------------------------------------------------------------------------------------
+    def _refuse_if_reprojected(self, before: tuple[int, int]) -> None:
+        """Inside a write's transaction: CheckpointMismatch, before anything is written, when another
+        process re-projected the store since this one caught up (what it writes would be another model's,
+        or its in-memory indexes could not follow)."""
+        if before[0] != self._epoch:
+            self._check_model_unchanged()
+
     def _committed(self, state_before: tuple[int, int], apply) -> None:
         """After a commit: apply the change in memory if nothing else committed in between, else catch up
         (a search may have caught up with this very commit already)."""
@@ -196,15 +208,15 @@ class FaissStore(VectorStore):
             windows: list[tuple[int, np.ndarray, Windows]] = []  # (clip id, window ids, windows)
             with self.db.transaction() as con:
                 before = self.db.state()
-                if before[0] != self._epoch:  # re-projected by another process: these vectors may be
-                    self._check_model_unchanged()  # another model's; refused before they are written
+                self._refuse_if_reprojected(before)
                 ids = [self.db.insert(con, c, vector=v, logits=lg)
                        for c, v, lg in zip(clips, vectors, logits, strict=True)]
                 for id_, t in zip(ids, timelines, strict=True):
                     if id_ is not None and t is not None:
                         windows.append((id_, self.db.insert_timeline(con, id_, t)[1], t.windows))
-            new = [i for i, id_ in enumerate(ids) if id_ is not None]
-            new_ids = np.array([ids[i] for i in new], dtype=np.int64)
+                new = [i for i, id_ in enumerate(ids) if id_ is not None]
+                new_ids = np.array([ids[i] for i in new], dtype=np.int64)
+                records = self.db.records(new_ids.tolist())  # as stored, even if removed right after
 
             def apply():
                 self._clips.index.add(new_ids, vectors[new])
@@ -212,7 +224,6 @@ class FaissStore(VectorStore):
 
             self._committed(before, apply)
             self._maybe_persist()
-        records = self.db.records(new_ids.tolist())
         return [Added(records[id_], True) if id_ is not None else Added(self._stored(c.sha256), False)
                 for c, id_ in zip(clips, ids, strict=True)]
 
@@ -229,6 +240,7 @@ class FaissStore(VectorStore):
                 return False
             with self.db.transaction() as con:
                 before = self.db.state()
+                self._refuse_if_reprojected(before)
                 if not self.db.exists(con, id):
                     return False  # removed by another process a moment ago
                 gone, new = self.db.insert_timeline(con, id, timeline)
@@ -256,6 +268,7 @@ class FaissStore(VectorStore):
             try:
                 with self.db.transaction() as con:
                     before = self.db.state()
+                    self._refuse_if_reprojected(before)
                     for r, v, lg, t in zip(records, vectors, logits, timelines, strict=True):
                         self.db.insert_record(con, r, vector=v, logits=lg)
                         if t is not None:
@@ -276,6 +289,7 @@ class FaissStore(VectorStore):
         with self._writer:
             with self.db.transaction() as con:
                 before = self.db.state()
+                self._refuse_if_reprojected(before)
                 found, windows = self.db.delete(con, ids)
 
             def apply():
@@ -304,23 +318,30 @@ class FaissStore(VectorStore):
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(xb_ids), dim) or not np.isfinite(vectors).all():
             raise ValueError(f"expected ({len(xb_ids)}, {dim}) finite vectors, got {vectors.shape}")
-        # the memory lock from before the commit to the swap: a search catching up with the new epoch
-        # meanwhile would take this process's own re-projection for another's (CheckpointMismatch)
-        with self._writer, self._memory:
-            with self.db.transaction() as con:
-                if not np.array_equal(np.sort(xb_ids), self.db.ids()):
-                    raise RetrievalError("the collection changed during re-projection; run it again")
-                self.db.replace_vectors(con, xb_ids, vectors, project)
-                self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
-                epoch, gen = self.db.state()
-            clips, windows = (c.fresh(dim) for c in self._caches)
-            for c in (clips, windows):
-                c.catch_up(epoch)  # built from the new vectors in SQLite
-            with self._lock.write():
-                self._clips, self._windows, self.spec = clips, windows, spec
-                self._caches = (clips, windows)
-                self._epoch, self._gen = epoch, gen + 1
-            self._persist()
+        with self._writer:  # the old indexes serve searches until the new ones are built (_reprojecting)
+            try:
+                with self.db.transaction() as con:
+                    with self._memory:  # set under it, once SQLite's lock is had: a search catching up
+                        self._reprojecting = True  # meanwhile does so before the commit below
+                    if not np.array_equal(np.sort(xb_ids), self.db.ids()):
+                        raise RetrievalError("the collection changed during re-projection; run it again")
+                    self.db.replace_vectors(con, xb_ids, vectors, project)
+                    self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
+                clips, windows = (c.fresh(dim) for c in self._caches)
+                with self.db.snapshot():  # built from the new vectors, as one committed state holds them
+                    epoch, gen = self.db.state()
+                    for c in (clips, windows):
+                        c.catch_up(epoch)
+                    with self._memory, self._lock.write():
+                        self._clips, self._windows, self.spec = clips, windows, spec
+                        self._caches = (clips, windows)
+                        self._places.catch_up(self.db.window_ids(), clips_of=self.db.clips_of_windows,
+                                              rows_of=self.db.window_rows)  # others' windows meanwhile
+                        self._epoch, self._gen = epoch, gen
+            finally:
+                self._reprojecting = False
+            with self._memory:
+                self._persist()
 
     # -- reads --------------------------------------------------------------------------------------------
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:

@@ -324,7 +324,7 @@ def test_a_full_disk_is_storage_full_and_the_store_is_left_as_it_was(tmp_path):
         assert store.add(clip(1), unit_vectors(2)[1], logits(1)).id == first.id + 1  # room again: it goes on
 
 
-@pytest.mark.parametrize("write", ["remove", "add", "set_metadata"])
+@pytest.mark.parametrize("write", ["remove", "add", "set_metadata", "replace_vectors"])
 def test_searches_go_on_while_a_write_waits_for_another_processs_transaction(tmp_path, write):
     """A write of this process waiting for SQLite's lock (another process's transaction: `index add`, the
     ingest worker) held the in-memory write lock meanwhile, so every search queued behind it for as long
@@ -342,9 +342,12 @@ def test_searches_go_on_while_a_write_waits_for_another_processs_transaction(tmp
     fill(other, unit_vectors(2, seed=5), start=100)  # committed there: this process has to catch up
     held = sqlite3.connect(tmp_path / "data" / CLIP_DB, isolation_level=None)
     held.execute("BEGIN IMMEDIATE")  # another process writing, for as long as this test says
+    everyone = lambda: store.db.ids().tolist()  # noqa: E731  (the 22 clips, the other process's included)
     actions = {"remove": lambda: store.remove([ids[0]]),
                "add": lambda: store.add(clip(200), unit_vectors(1, seed=7)[0], logits(200)),
-               "set_metadata": lambda: store.set_metadata(ids[1], Metadata.of(tags=["x"]))}
+               "set_metadata": lambda: store.set_metadata(ids[1], Metadata.of(tags=["x"])),
+               "replace_vectors": lambda: store.replace_vectors(everyone(), unit_vectors(22, seed=9),
+                                                                replace(SPEC, head="e" * 64))}
     waiting = threading.Thread(target=actions[write])
     waiting.start()
     try:
@@ -363,5 +366,63 @@ def test_searches_go_on_while_a_write_waits_for_another_processs_transaction(tmp
     assert not waiting.is_alive()
     found = {h.record.id for h in store.search(unit_vectors(1, seed=3), 40)[0]}
     assert (ids[0] not in found) if write == "remove" else len(found) == 22 + (write == "add")
+    store.close()
+    other.close()
+
+
+def test_a_rebuild_reads_only_the_clips_sqlite_still_holds(tmp_path):
+    """An HNSW index with tombstones is rebuilt when written: from the ids it held, whose vectors were read
+    from SQLite, so a clip another process removed since this one caught up was a KeyError (close failed,
+    nothing written; a committed add raised). It is built from what SQLite still holds."""
+    data = tmp_path / "data"
+    store = FaissStore(data, SPEC, kind="hnsw", persist_every=1000)
+    ids = sorted(fill(store, unit_vectors(20)))
+    other = FaissStore(data, SPEC, kind="hnsw", persist_every=1000)
+    store.remove([ids[0]])  # a tombstone in memory, not written yet
+    other.remove([ids[1]])  # committed by another process; this one has not caught up
+    store.close()
+    other.close()
+    with FaissStore(data, SPEC, kind="hnsw") as again:
+        assert sorted(again._clips.index.ids().tolist()) == again.db.ids().tolist() == ids[2:]
+
+
+def test_writes_of_a_process_behind_another_ones_reprojection_are_refused_before_they_are_made(tmp_path):
+    """Only adds were refused before their commit: a backfill's windows of the old model went into the
+    re-projected store, and a removal was made, then said to have failed."""
+    from index.store.records import Timeline, Windows
+
+    data = tmp_path / "data"
+    store = FaissStore(data, SPEC, kind="flat")
+    ids = sorted(fill(store, unit_vectors(6)))
+    behind = FaissStore(data, SPEC, kind="flat")  # another process, still on the old model
+    store.replace_vectors(ids, unit_vectors(6, seed=4), replace(SPEC, head="f" * 64))
+    starts = np.array([0.0, 2.5])
+    timeline = Timeline(Windows(starts, starts + 5, unit_vectors(2, seed=5).astype(np.float16),
+                                np.zeros((2, 527), np.float32)), np.zeros(8, np.uint8))
+    state = store.db.state()
+    with pytest.raises(CheckpointMismatch):
+        behind.set_timeline(ids[0], timeline)
+    with pytest.raises(CheckpointMismatch):
+        behind.remove([ids[1]])
+    assert store.db.state() == state and store.db.ids().tolist() == ids and store.window_count() == 0
+    store.close()
+    behind.close()
+
+
+def test_an_add_answers_the_clip_it_stored_even_if_another_process_removes_it_at_once(tmp_path, monkeypatch):
+    """The record was read after the write's lock was let go: a removal landing there was a bare KeyError
+    for an add that had been made."""
+    data = tmp_path / "data"
+    store = FaissStore(data, SPEC, kind="flat")
+    other = FaissStore(data, SPEC, kind="flat")
+    real = store._committed
+
+    def committed_then_removed(before, apply):
+        real(before, apply)
+        other.remove(other.db.ids().tolist())  # another process, right after this add's commit
+
+    monkeypatch.setattr(store, "_committed", committed_then_removed)
+    [added] = store.add_many([clip(1)], unit_vectors(1), logits(1)[None])
+    assert added.created and added.record.sha256 == clip(1).sha256 and store.db.get(added.record.id) is None
     store.close()
     other.close()
