@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -193,30 +194,47 @@ def remove_stale_tmp(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def remove_dead_writer_folders(folder: Path, pattern: str, *, left_by: str) -> list[Path]:
-    """The folders in `folder` matching the glob `pattern` that are named for their writer's pid (the name
-    ends `.PID`, `-PID`, `.PID.work` or `-PID.work`) and whose writer is no longer running, removed (each
-    said in the log as left by `left_by`); those removed, in name order. A live writer's stay, whatever their
-    age. Backups, restores' staging folders and extract-ray's work folders are cleared by it."""
+def writer_tag() -> str:
+    """This process as the writer a scratch folder is named for: `<host>-<pid>` (the host, so that runs of
+    several machines writing into one shared folder tell their folders apart)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def this_hosts_writer() -> str:
+    """A regular expression of :func:`writer_tag` for any process of this host, its pid the group `pid`."""
+    return rf"{re.escape(socket.gethostname())}-(?P<pid>\d+)"
+
+
+def remove_dead_writer_folders(folder: Path, pattern: str, *, left_by: str) -> list[re.Match]:
+    """The folders in `folder` whose whole name matches the regular expression `pattern`, which names
+    their writer's pid (the group `pid`, a process of this host), removed when that process is gone (each
+    said in the log as left by `left_by`); the matches of those removed, in name order. A live writer's
+    stay, whatever their age, and so does every name the pattern does not match whole (another host's, a
+    user's folder). Backups, restores' staging folders and extract-ray's work folders are cleared by it."""
     removed = []
-    for path in sorted(Path(folder).glob(pattern)) if Path(folder).is_dir() else []:
-        found = re.search(r"[.-](\d+)(?:\.work)?$", path.name)
-        if found is None or not path.is_dir() or process_alive(int(found.group(1))):
+    for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+        found = re.fullmatch(pattern, path.name)
+        if found is None or not path.is_dir() or process_alive(int(found["pid"])):
             continue
         log.info("removing %s, left by %s that did not finish", path, left_by)
         shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+        removed.append(found)
     return removed
 
 
+def backup_work_folder(path: Path) -> Path:
+    """The scratch folder a backup to `path` keeps beside it while it writes: `.NAME.<host>-<pid>.work`."""
+    return path.parent / f".{path.name}.{writer_tag()}.work"
+
+
 def remove_dead_writers(folder: Path) -> None:
-    """What writers that keep a `.NAME.PID.work` folder beside the file they write (a backup) left in `folder`
-    when they died mid-write: that folder and their temporary files of NAME (:func:`tmp_name`), for each PID
-    no longer running. A live writer's stay, whatever their age."""
-    for work in remove_dead_writer_folders(folder, ".*.[0-9]*.work", left_by="a backup"):
-        name, _, pid = work.name[1:].removesuffix(".work").rpartition(".")
-        for tmp in folder.glob(f".{glob.escape(name)}.{pid}-*.tmp"):
-            tmp.unlink(missing_ok=True)
+    """What backups that died mid-write left in `folder`: their work folder (:func:`backup_work_folder`;
+    `.NAME.PID.work` of versions before the host was in it) and their temporary files of NAME
+    (:func:`tmp_name`), for each writer of this host no longer running."""
+    for pattern in (rf"\.(?P<name>.+)\.{this_hosts_writer()}\.work", r"\.(?P<name>.+)\.(?P<pid>\d+)\.work"):
+        for found in remove_dead_writer_folders(folder, pattern, left_by="a backup"):
+            for tmp in folder.glob(f".{glob.escape(found['name'])}.{found['pid']}-*.tmp"):
+                tmp.unlink(missing_ok=True)
 
 
 def try_lock(f: IO) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import shutil
 import sqlite3
 import time
@@ -31,7 +30,7 @@ from index.backups.format import BAR_FORMAT
 from index.backups.reports import BackupReport
 from index.backups.writer import write
 from index.stores import StoreConfig
-from retrieval.durable import atomic_path, make_parent, remove_dead_writers
+from retrieval.durable import atomic_path, backup_work_folder, make_parent, remove_dead_writers
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ def backup(config: StoreConfig, path: Path, *, jobs_db: Path | None = None, with
     report = BackupReport(path)
     if path.parent.is_dir():  # what backups killed before left here (a partial file, a work folder)
         remove_dead_writers(path.parent)
-    work = path.parent / f".{path.name}.{os.getpid()}.work"
+    work = backup_work_folder(path)
     try:
         make_parent(path)
         work.mkdir()

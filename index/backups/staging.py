@@ -11,10 +11,10 @@ about WINDOW_PAGE windows (`restore_many` with their timelines), without PaSST.
 
 from __future__ import annotations
 
-import glob
 import json
 import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,8 +145,8 @@ def _remove_dead_staging(data_dir: Path) -> None:
     (one named by the target's RESTORE_MOVING is finished instead, by finish_move)."""
     if (data_dir / RESTORE_MOVING).is_file():
         return
-    remove_dead_writer_folders(data_dir.parent, f".{glob.escape(data_dir.name)}{STAGING_TAG}*",
-                               left_by="a restore")
+    staged = rf"\.{re.escape(data_dir.name)}{re.escape(STAGING_TAG)}(?P<pid>\d+)"
+    remove_dead_writer_folders(data_dir.parent, staged, left_by="a restore")
 
 
 def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorStore:

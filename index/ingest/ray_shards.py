@@ -24,12 +24,11 @@ does, so no stage holds a long recording whole. Ray is an optional dependency (t
 """
 
 import contextlib
-import glob
 import json
 import logging
 import os
+import re
 import shutil
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,9 @@ from retrieval.durable import (
     locked,
     remove_dead_writer_folders,
     sha256_file,
+    this_hosts_writer,
     write_json_atomically,
+    writer_tag,
 )
 from retrieval.errors import AudioDecodeError, ModelNotFound, RetrievalError
 from retrieval.extract import AudioLimits, Extraction, decode, extract_many
@@ -197,7 +198,7 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
     with locked(out_dir / MANIFEST_LOCK):
         _remove_stopped_runs(out_dir)  # the work folders of this machine's runs that were stopped
         _require_same_tagger(out_dir, spec)  # before PaSST, not after it
-    work = out_dir / f"{WORK_PREFIX}{socket.gethostname()}-{os.getpid()}.work"  # its shards until whole
+    work = out_dir / f"{WORK_PREFIX}{writer_tag()}.work"  # its shards until whole
     shutil.rmtree(work, ignore_errors=True)
     pool = _actor_pool(cpu_actors)
     log.info("extracting %d files with %d PaSST actor(s) on %s",
@@ -225,7 +226,7 @@ def extract_shards(paths: list[Path], out_dir: Path, *, tagger: TaggerConfig, ba
 def _remove_stopped_runs(out_dir: Path) -> None:
     """The work folders (with their shards) of runs of this machine whose process is gone. A run of another
     machine sharing the folder is left alone: its process cannot be seen from here."""
-    remove_dead_writer_folders(out_dir, f"{glob.escape(WORK_PREFIX + socket.gethostname())}-*.work",
+    remove_dead_writer_folders(out_dir, rf"{re.escape(WORK_PREFIX)}{this_hosts_writer()}\.work",
                                left_by="an extract-ray run")
 
 

@@ -185,49 +185,56 @@ def test_a_whole_file_gets_the_mode_open_gives_new_files_whatever_its_writer_mad
     assert (tmp_path / "private.bin").stat().st_mode & 0o777 == mode
 
 
-def test_a_dead_writers_work_folder_and_partial_file_go_and_a_live_ones_stay(tmp_path):
-    """A backup killed mid-write leaves `.b.zip.PID.work/` and `.b.zip.PID-TID.tmp`: the next one clears
-    them when PID is no process; a running writer's (this process) and files of other shapes are kept."""
+def dead_pid() -> str:
     import subprocess
     import sys
+
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that ran and is gone
+
+
+def test_a_dead_backups_work_folder_and_partial_file_go_and_others_stay(tmp_path):
+    """A backup killed mid-write leaves `.b.zip.<host>-PID.work/` (`.b.zip.PID.work/` before the host was
+    in it) and `.b.zip.PID-TID.tmp`: the next one clears them when PID is no process of this host. A
+    running writer's (this process), another host's (a shared folder: it may be alive there), a user's
+    folder that merely ends in digits and `.work`, and files of other shapes are kept."""
+    import socket
 
     from retrieval.durable import remove_dead_writers
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()  # a pid that ran and is gone
-    live = str(os.getpid())
+    dead, live, host = dead_pid(), str(os.getpid()), socket.gethostname()
     for pid in (dead, live):
-        (tmp_path / f".b.zip.{pid}.work").mkdir()
-        (tmp_path / f".b.zip.{pid}.work" / "snapshot.sqlite").write_bytes(b"x")
+        for work in (f".b.zip.{host}-{pid}.work", f".old.zip.{pid}.work"):
+            (tmp_path / work).mkdir()
+            (tmp_path / work / "snapshot.sqlite").write_bytes(b"x")
         (tmp_path / f".b.zip.{pid}-123.tmp").write_bytes(b"partial")
+        (tmp_path / f".old.zip.{pid}-123.tmp").write_bytes(b"partial")
+    kept = [f".b.zip.another-host-{dead}.work", f".take.2024-{dead}.work", ".notes.txt.tmp"]
+    for name in kept[:2]:
+        (tmp_path / name).mkdir()
     (tmp_path / ".notes.txt.tmp").write_bytes(b"not ours")
     remove_dead_writers(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f".b.zip.{live}.work", f".b.zip.{live}-123.tmp", ".notes.txt.tmp"])
+        [f".b.zip.{host}-{live}.work", f".old.zip.{live}.work", f".b.zip.{live}-123.tmp",
+         f".old.zip.{live}-123.tmp", *kept])
 
 
-def test_folders_named_for_a_dead_writer_go_in_every_naming_shape_and_a_live_or_unnamed_ones_stay(tmp_path):
-    """The one sweep behind backups', restores' and extract-ray's leftovers: the pid is the name's last
-    number (after `.` or `-`, before an optional `.work`); files, live pids and other names are kept."""
-    import subprocess
-    import sys
-
+def test_a_writers_folder_goes_only_when_its_whole_name_matches_and_its_process_is_gone(tmp_path):
+    """The one sweep behind backups', restores' and extract-ray's leftovers takes an anchored pattern: a
+    folder of a dead pid goes; a live pid's, a file, and names the pattern does not match whole stay."""
     from retrieval.durable import remove_dead_writer_folders
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    live = str(os.getpid())
-    shapes = [".b.zip.{}.work", ".data.restore-{}", ".manifest.json.host-{}.work"]
-    for shape in shapes:
-        for pid in (dead, live):
-            (tmp_path / shape.format(pid)).mkdir()
-            (tmp_path / shape.format(pid) / "part").write_bytes(b"x")
-    (tmp_path / f".c.zip.{dead}.work").write_bytes(b"a file, not a writer's folder")
-    (tmp_path / ".d.zip.work").mkdir()  # no pid in its name
-    removed = remove_dead_writer_folders(tmp_path, ".*", left_by="a test")
-    assert sorted(p.name for p in removed) == sorted(shape.format(dead) for shape in shapes)
+    dead, live = dead_pid(), str(os.getpid())
+    for pid in (dead, live):
+        (tmp_path / f".data.restore-{pid}").mkdir()
+    (tmp_path / f".data.restore-{dead}x").mkdir()  # not the whole name
+    (tmp_path / f".other.restore-{dead}").mkdir()  # another target's
+    (tmp_path / f".data.restore-{dead}.txt").write_bytes(b"")
+    removed = remove_dead_writer_folders(tmp_path, r"\.data\.restore-(?P<pid>\d+)", left_by="a test")
+    assert [m.string for m in removed] == [f".data.restore-{dead}"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [shape.format(live) for shape in shapes] + [f".c.zip.{dead}.work", ".d.zip.work"])
+        [f".data.restore-{live}", f".data.restore-{dead}x", f".other.restore-{dead}",
+         f".data.restore-{dead}.txt"])
     assert remove_dead_writer_folders(tmp_path / "missing", ".*", left_by="a test") == []
 
 
