@@ -52,7 +52,7 @@ from index.qdrant.payload import (
     peaks_payload,
     record_of,
 )
-from index.qdrant.windows import QdrantWindows, clip_part, collection_for
+from index.qdrant.windows import QdrantWindows, collection_for, same_clip_part
 from index.qdrant.windows import points as window_points
 from index.store import words as keyword
 from index.store.checks import check_k, check_queries, check_store_spec
@@ -123,6 +123,12 @@ class QdrantStore(VectorStore):
     def _stored_spec(self, meta: dict | None = None) -> ModelSpec:
         meta = self._meta() if meta is None else meta
         return ModelSpec.from_dict(meta.get("model_spec") or meta["fingerprint"])  # fingerprint: earlier
+
+    def _current_on_server(self) -> None:
+        """Before a search: on a server, whose collection another process may re-project (one process holds
+        an embedded one), CheckpointMismatch when it was (the queries would be the old model's)."""
+        if not self.local:
+            self.check_current()
 
     def check_current(self, meta: dict | None = None) -> None:
         """CheckpointMismatch when the collection's aliases now name a generation of another model (another
@@ -219,6 +225,7 @@ class QdrantStore(VectorStore):
 
     def _set_timeline(self, id: int, timeline: Timeline) -> bool:
         with self._write:
+            self.check_current()  # a backfill's windows are this process's model's
             found = self.client.retrieve(self.alias, [id], with_payload=RECORD)
             if not found:
                 return False
@@ -292,7 +299,8 @@ class QdrantStore(VectorStore):
                 raise ClipChanged(f"clip {id} was changed by another process")  # Qdrant has no transaction)
             now = replace(file.on(old), meta=meta, meta_layers=meta_layers or old.meta_layers)
             payload = payload_of(now, id=old.id, added_at=old.added_at)
-            self._windows.set_clip_payload(payload)  # first: the clip's own write is the edit's
+            if not same_clip_part(dict(points[0].payload or {}), payload):  # each window rewritten: seconds
+                self._windows.set_clip_payload(payload)  # for an hour; first: the clip's write is the edit's
             # set, not overwrite: the point's other payload (its waveform peaks) stays
             self.client.set_payload(self.alias, payload, points=[old.id], wait=True)
         return record_of(old.id, payload)
@@ -369,8 +377,7 @@ class QdrantStore(VectorStore):
             return [[] for _ in xq]
         requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=filter_of(flt), limit=k,
                                     with_payload=RECORD) for q in xq]
-        if not self.local:  # a server's collection may be re-projected by another process (one process
-            self.check_current()  # holds an embedded one): its queries would be the old model's
+        self._current_on_server()
         with self._read:
             responses = self.client.query_batch_points(self.alias, requests)
         return [[Hit(record_of(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
@@ -415,6 +422,7 @@ class QdrantStore(VectorStore):
     def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
         xq = check_queries(xq, dim=self.dim)
         k = check_k(k)
+        self._current_on_server()
         with self._read:
             return self._windows.search(xq, k, filter_of(flt))
 
@@ -424,6 +432,7 @@ class QdrantStore(VectorStore):
         every window of the clips."""
         q = check_queries(np.asarray(q).reshape(1, -1), dim=self.dim)[0]
         cut = Floor(margin, floor)
+        self._current_on_server()
         with self._read:
             return self._windows.scored(q, ids, cut)
 
@@ -476,13 +485,10 @@ class QdrantStore(VectorStore):
         """The clips whose windows hold another copy of the clip's payload than the clip: an edit made by
         an earlier version (which wrote the clip alone) or stopped between its two writes. Their window and
         moment searches filter on what the clip was."""
-        def held(payload: dict) -> dict:  # a null value and no value are one (Qdrant may drop a null)
-            return {k: v for k, v in payload.items() if v is not None}
-
         with self._read:
             copies = self._windows.clip_copies()
             return tuple(sorted(int(p.id) for p in self._scroll() if int(p.id) in copies
-                                and held(copies[int(p.id)]) != held(clip_part(dict(p.payload or {})))))
+                                and not same_clip_part(copies[int(p.id)], dict(p.payload or {}))))
 
     def bring_windows_up_to_date(self, clip_ids: Sequence[int]) -> None:
         """Copy these clips' payloads onto their windows again (:meth:`windows_out_of_date`'s)."""

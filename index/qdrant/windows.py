@@ -55,6 +55,15 @@ def clip_part(payload: dict) -> dict:
     return {k: v for k, v in payload.items() if k not in (WORDS, VOCAB)}
 
 
+def same_clip_part(a: dict, b: dict) -> bool:
+    """Whether two payloads of a clip give its windows the same copy (:func:`clip_part`); a null value and
+    no value are one (Qdrant may drop a null)."""
+    def held(payload: dict) -> dict:
+        return {k: v for k, v in clip_part(payload).items() if v is not None}
+
+    return held(a) == held(b)
+
+
 def points(payload: dict, windows: Windows) -> list[qm.PointStruct]:
     """A clip's windows as points; `payload` is the clip's (without its peaks)."""
     assert windows.logits is not None  # written windows carry their logits

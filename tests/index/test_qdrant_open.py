@@ -61,9 +61,15 @@ def test_a_service_on_a_server_collection_another_process_re_projected_stops_sto
     import numpy as np
 
     import index.qdrant.open as qs
+    from index.store.records import Timeline, Windows
     from index.stores import StoreConfig, open_store
     from retrieval.errors import CheckpointMismatch
     from tests.index.store_fixtures import clip, fill, logits, unit_vectors
+
+    def timeline_of(n: int) -> Timeline:
+        starts = 2.5 * np.arange(n)
+        return Timeline(Windows(starts, starts + 5, unit_vectors(n, seed=2).astype(np.float16),
+                                np.zeros((n, 527), np.float32)), np.zeros(8, np.uint8))
 
     server = SharedClient()
     monkeypatch.setattr(qs, "connect", lambda url, *, data_dir, api_key=None: server)
@@ -78,6 +84,13 @@ def test_a_service_on_a_server_collection_another_process_re_projected_stops_sto
         service.check_current()
     with pytest.raises(CheckpointMismatch):
         service.search(unit_vectors(1), 3)
+    with pytest.raises(CheckpointMismatch):  # moments: their windows' searches
+        service.search_windows(unit_vectors(1), 3)
+    with pytest.raises(CheckpointMismatch):
+        service.scored_windows(unit_vectors(1)[0], ids)
+    with pytest.raises(CheckpointMismatch):  # a backfill's windows would be the old model's
+        service.set_timeline(ids[0], timeline_of(2))
+    assert service.window_count() == 0
     with pytest.raises(CheckpointMismatch):
         service.add(clip(50), unit_vectors(1)[0], logits(50))
     assert service.count() == 6 and np.isin(ids, service.ids()).all()

@@ -194,3 +194,21 @@ def test_float16_window_logits_reproject_to_nearly_the_same_vectors(tmp_path):
           "queries")
     assert projected < 1e-3 and stored < 2e-3
     assert changed <= 2
+
+
+def test_an_edit_rewrites_the_windows_copy_only_when_what_they_filter_on_changes(tmp_path, monkeypatch):
+    """Each window point holds a copy of its clip's payload: an edit that changes it is copied onto every
+    window (seconds for an hour-long recording), one that changes nothing the windows hold (a reread of a
+    file that did not change, the same tags again) writes the clip alone."""
+    from index.store.metadata import Metadata
+
+    with open_store(tmp_path) as store:
+        collection(store, long=True)
+        copied: list = []
+        real = store._windows.set_clip_payload
+        monkeypatch.setattr(store._windows, "set_clip_payload", lambda p: copied.append(p["id"]) or real(p))
+        record = store.get(3)
+        store.set_metadata(3, record.meta, read=record)  # as it was
+        assert copied == []
+        store.set_metadata(3, Metadata.of(tags=["keeper"]), read=store.get(3))
+        assert copied == [3] and store.windows_out_of_date() == ()
