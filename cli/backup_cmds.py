@@ -59,7 +59,16 @@ def check(*, repair: bool, progress: bool) -> CheckReport:
     from retrieval.errors import RetrievalError
 
     settings = load_settings()
-    require_store(store_config(settings))
+    config = store_config(settings)
+    if config.backend == "qdrant" and config.qdrant_url is not None:
+        from index.qdrant.open import QdrantUnavailable
+
+        try:
+            require_store(config)
+        except QdrantUnavailable:  # a server not answering is the store's state: a finding, not a refusal
+            return check_store(config, repair=repair, progress=progress)
+    else:
+        require_store(config)
     try:
         retriever = build_retriever(settings, with_audio=False)
     except RetrievalError as e:  # the rest can be checked without the model

@@ -118,6 +118,21 @@ def test_a_progress_bar_is_drawn_by_default_only_on_a_terminal(cli, tmp_path, mo
     assert shown(None) is True and shown(False) is False
 
 
+def test_check_of_a_qdrant_server_that_does_not_answer_is_a_finding(cli, tmp_path, monkeypatch):
+    """A cron's `check` of a server that is down says the store is NOT healthy (exit 1), naming the
+    setting, as documented; it was refused as a command error (exit 2)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens once it is closed
+    monkeypatch.setenv("RETRIEVAL_STORE_BACKEND", "qdrant")
+    monkeypatch.setenv("RETRIEVAL_QDRANT_URL", f"http://127.0.0.1:{port}")
+    out = cli(tmp_path / "data", "check", "--no-progress")
+    assert out.exit_code == 1 and "NOT healthy" in out.output, out.output
+    assert "RETRIEVAL_QDRANT_URL" in out.output
+
+
 def test_vectors_that_are_not_their_logits_projection_are_made_again_by_reproject(cli, tmp_path, monkeypatch):
     """The zero-shot store `check` finds wrong is mended by the command it names, with no checkpoint: the
     configured model re-projects the stored logits."""
