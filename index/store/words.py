@@ -114,14 +114,18 @@ def stem(word: str) -> str:
     return stemmer.stemWord(word)
 
 
+ACCENTS = re.compile("[\u0300-\u036f]")  # Unicode's combining diacritical marks: accents, not letters
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def fold(word: str) -> str:
-    """The word without its accents: the combining marks of its canonical decomposition taken off
-    (``café`` -> cafe, ``ångström`` -> angstrom; ``ß`` stays)."""
+    """The word without its accents: the combining diacritical marks (U+0300-U+036F) of its canonical
+    decomposition taken off (``café`` -> cafe, ``ångström`` -> angstrom; ``ß`` stays). Marks of other
+    blocks make other letters and stay (kana's voicing marks: ``ガラス``, glass, is not ``カラス``, crow)."""
     decomposed = unicodedata.normalize("NFD", word)
     if decomposed.isascii():
         return word
-    return unicodedata.normalize("NFC", "".join(c for c in decomposed if not unicodedata.combining(c)))
+    return unicodedata.normalize("NFC", ACCENTS.sub("", decomposed))
 
 
 def with_forms(ws: list[str]) -> list[str]:
@@ -158,7 +162,8 @@ def parse_query(query: str) -> Query:
     prefixes: list[str] = []
     for w, end in _words_ending(text):
         (prefixes if end in marks else plain).append(w)
-    return Query(tuple(dict.fromkeys(with_forms(plain))), tuple(dict.fromkeys(prefixes)))
+    folded = [f for p in prefixes for f in (p, fold(p))]  # `café*` stands for the words of cafe* too
+    return Query(tuple(dict.fromkeys(with_forms(plain))), tuple(dict.fromkeys(folded)))
 
 
 def expand(prefix: str, counts: Mapping[str, int]) -> list[str]:
