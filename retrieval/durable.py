@@ -118,7 +118,10 @@ def check_parent(path: Path) -> None:
     `path` should be, or a folder this process cannot write in (read-only, or not its own) where the first
     missing one would be made, or `path` written."""
     path = Path(path).absolute()
-    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists() or p.is_symlink())
+    if not existing.exists():  # a link to nothing
+        raise NotADirectoryError(f"{existing} is a link to {os.readlink(existing)}, which is not there: "
+                                 f"cannot write {path} below it")
     if not existing.is_dir():
         raise NotADirectoryError(f"{existing} is a file, not a folder: cannot write {path} below it")
     if not os.access(existing, os.W_OK):

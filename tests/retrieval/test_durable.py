@@ -238,6 +238,17 @@ def test_a_writers_folder_goes_only_when_its_whole_name_matches_and_its_process_
     assert remove_dead_writer_folders(tmp_path / "missing", ".*", left_by="a test") == []
 
 
+def test_a_link_to_nothing_where_a_folder_should_be_is_said_before_anything_is_made(tmp_path):
+    from retrieval.durable import check_parent, make_parent
+
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    target = tmp_path / "out" / "sub" / "scores.csv"
+    for check in (check_parent, make_parent):
+        with pytest.raises(NotADirectoryError, match=r"out is a link to .*gone, which is not there"):
+            check(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
 def test_a_write_that_fails_names_the_file_asked_for_not_its_temporary_name(tmp_path):
     (tmp_path / "a-file").write_text("x")
     target = tmp_path / "a-file" / "out.csv"  # below a file: no folder can be made there
