@@ -9,6 +9,10 @@ Starlette's FileResponse sends the file and its byte ranges; this settles first 
   is no longer the version the client names (evaluated first, section 13.2.2).
 - `If-None-Match` (13.1.2, weak comparison) or, without it, `If-Modified-Since` (13.1.3): 304 with the
   validators and no body when the file has not changed since.
+- `If-Range` (13.1.5): a Range is served only when it names the file as it is (its strong ETag, or its
+  Last-Modified exactly), else ignored and the whole file sent.
+The preconditions are evaluated before the Range (section 13.2.2): a request naming another version of the
+file is 412, and one holding the file 304, whatever its Range asks for.
 Dates are read in each of the three forms of section 5.6.7, all of them GMT (asctime's names no zone).
 """
 
@@ -19,10 +23,11 @@ from email.utils import parsedate_to_datetime
 
 import anyio
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from app.errors import RangeNotSatisfiable
+from app.errors import RangeNotSatisfiable, retrieval_error_handler
 
 BYTE_RANGES = re.compile(r"bytes\s*=\s*(\d*\s*-\s*\d*(?:\s*,\s*\d*\s*-\s*\d*)*)", re.IGNORECASE)
 KEPT_ON_304 = ("etag", "last-modified", "cache-control", "content-location", "expires", "vary")
@@ -89,12 +94,22 @@ def not_modified(request: Headers, etag: str, mtime: float) -> bool:
     return False
 
 
-class StoredFile(FileResponse):
-    """FileResponse, answering conditional requests and serving only the usable part of a Range."""
+def range_applies(request: Headers, etag: str, last_modified: str) -> bool:
+    """Whether the request's Range is to be served: it has no If-Range, or its If-Range names the file as it
+    is (strong comparison of a tag; a date must be the file's Last-Modified exactly). Otherwise the client's
+    partial copy is of another version, and it gets the whole file instead (RFC 9110 13.1.5)."""
+    if (validator := request.get("if-range")) is None:
+        return True
+    validator = validator.strip()
+    if validator.startswith(("W/", '"')):
+        return validator == etag and not etag.startswith("W/")
+    return validator == last_modified
 
-    def __init__(self, *args, byte_range: str | None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.byte_range = byte_range
+
+class StoredFile(FileResponse):
+    """FileResponse, answering conditional requests and serving only the usable part of the request's Range,
+    in RFC 9110's order (13.2.2): If-Match / If-Unmodified-Since (412), If-None-Match / If-Modified-Since
+    (304), then If-Range and Range (206, or 416 when no range starts within the file)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.stat_result is None:
@@ -111,7 +126,20 @@ class StoredFile(FileResponse):
             kept = {k: v for k, v in self.headers.items() if k in KEPT_ON_304}
             await Response(status_code=304, headers=kept)(scope, receive, send)
             return
-        headers = [(k, v) for k, v in scope["headers"] if k != b"range"]
-        if self.byte_range is not None:
-            headers.append((b"range", self.byte_range.encode("latin-1")))
+        try:
+            byte_range = self._byte_range(asked)
+        except RangeNotSatisfiable as error:  # answered as the app answers it anywhere (app/errors.py)
+            await (await retrieval_error_handler(Request(scope, receive), error))(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        if byte_range is not None:
+            headers.append((b"range", byte_range.encode("latin-1")))
         await super().__call__({**scope, "headers": headers}, receive, send)
+
+    def _byte_range(self, asked: Headers) -> str | None:
+        """The Range to serve (None: the whole file), once the preconditions hold; RangeNotSatisfiable when
+        the request's applicable Range has no range starting within the file."""
+        if not range_applies(asked, self.headers["etag"], self.headers["last-modified"]):
+            return None
+        assert self.stat_result is not None  # set by __call__ before it asks
+        return usable_range(asked.get("range"), self.stat_result.st_size)

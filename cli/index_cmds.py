@@ -377,7 +377,8 @@ def register(app: typer.Typer) -> None:
 
     @group.command("export-metadata")
     def export_metadata_cmd(path: Path = typer.Argument(..., dir_okay=False,
-                                                        help="the CSV file to write (`-`: standard output)")
+                                                        help="the CSV file to write (`-`: standard "
+                                                             "output, UTF-8, every file absolute)")
                             ) -> None:
         """Write every clip's file, description, tags and fields (what it holds: its file's and yours) as
         the CSV `index add --metadata` reads: edit it in a spreadsheet and give it back to `index add`."""

@@ -11,7 +11,9 @@ whose cells are all empty (as spreadsheets write after the last one) is passed o
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -106,8 +108,10 @@ class ExportReport:
 
 
 def _write_rows(f: TextIO, pages: Callable[[], Iterator[list[ClipRecord]]],
-                audio_path: Callable[[ClipRecord], Path], keys: list[str], folder: Path,
+                audio_path: Callable[[ClipRecord], Path], keys: list[str], folder: Path | None,
                 report: ExportReport) -> None:
+    """The header and a row per clip into `f`, the files relative to `folder` when under it (None: every
+    file absolute)."""
     out = csv.writer(f)
     out.writerow([*FIXED, *keys])
     for records in pages():
@@ -127,12 +131,13 @@ def write_metadata_csv(pages: Callable[[], Iterator[list[ClipRecord]]],
     under it, else absolute), its description, its tags (`; `) and a column per field key; written whole or
     not at all. A field named as one of the fixed columns cannot be a column of its own: left out, listed.
     A cell a spreadsheet would take for a formula, or starting with `'`, gets a leading `'` (taken off again
-    when the CSV is read). `path` `-` is standard output (the files relative to the working folder)."""
+    when the CSV is read). `path` `-` is standard output, in UTF-8 whatever the locale, every file absolute:
+    where the shell puts the CSV, whose folder its relative paths would be read from, is not known here."""
     keys = sorted({k for records in pages() for r in records for k, _ in r.meta.fields} - set(FIXED))
     report = ExportReport()
-    if str(path) == STDOUT:  # the files relative to the working folder, as the shell that reads them sees
-        _write_rows(sys.stdout, pages, audio_path, keys, Path.cwd().resolve(), report)
-        sys.stdout.flush()
+    if str(path) == STDOUT:
+        with utf8_stdout() as f:
+            _write_rows(f, pages, audio_path, keys, None, report)
         return report
     path = Path(path)
     folder = path.absolute().parent.resolve()  # `..` and links taken out, as the files' own paths are
@@ -141,10 +146,28 @@ def write_metadata_csv(pages: Callable[[], Iterator[list[ClipRecord]]],
     return report
 
 
-def _relative(file: Path, folder: Path) -> str:
-    """`file` as the CSV names it: relative to the CSV's folder when under it, else absolute."""
+@contextlib.contextmanager
+def utf8_stdout() -> Iterator[TextIO]:
+    """Standard output as UTF-8 text, as `--metadata` reads a CSV: through sys.stdout's own encoding (the
+    locale's, or PYTHONIOENCODING's) an ASCII one stopped the CSV at its first accented row, half written.
+    Written straight through to its bytes, then detached, not closed, so sys.stdout stays usable."""
+    sys.stdout.flush()  # what was written before comes first
+    if getattr(sys.stdout, "buffer", None) is None:  # a text-only stream (an IDE's console): as it is
+        yield sys.stdout
+        return
+    f = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=True)
+    try:
+        yield f
+    finally:
+        f.flush()
+        f.detach()
+
+
+def _relative(file: Path, folder: Path | None) -> str:
+    """`file` as the CSV names it: relative to the CSV's folder when under it, else (or with no folder)
+    absolute."""
     file = file.resolve()
-    return os.path.relpath(file, folder) if file.is_relative_to(folder) else str(file)
+    return os.path.relpath(file, folder) if folder and file.is_relative_to(folder) else str(file)
 
 
 def record_pages(ids: Iterable[int], records: Callable[[list[int]], dict[int, ClipRecord]],

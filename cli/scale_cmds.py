@@ -3,6 +3,7 @@ machine (PaSST on a Ray cluster to Parquet shards, then the shards into the conf
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,13 +13,30 @@ from cli.errors import exit_on_error
 from cli.progress import progress_option
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from index.ingest.bulk_load import LoadReport
 
 
+@contextlib.contextmanager
+def ray_data_bars(shown: bool) -> Iterator[None]:
+    """Ray Data's progress bars (its own tqdm bars, one per stage) on or off for the datasets run meanwhile,
+    then as they were: off in a log or a pipe, where each redraw would be a line."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before, context.enable_progress_bars = context.enable_progress_bars, shown
+    try:
+        yield
+    finally:
+        context.enable_progress_bars = before
+
+
 def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, cpu_actors: int = 1,
-                batch_size: int = 16, num_cpus: int | None = None) -> dict:
+                batch_size: int = 16, num_cpus: int | None = None, progress: bool = True) -> dict:
     """PaSST logits of every file in file_list as Parquet shards in out_dir, on Ray (a cluster at
-    `address`, or one started on this machine); returns the shard folder's manifest."""
+    `address`, or one started on this machine); returns the shard folder's manifest. Ray Data's progress
+    bars are drawn with ``progress``."""
     import ray
 
     from app.compose import index_limits, load_settings, moment_windowing, passt_spec, passt_weights
@@ -31,8 +49,9 @@ def extract_ray(file_list: Path, out_dir: Path, *, address: str | None = None, c
     paths = read_file_list(file_list)
     ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False)
     try:
-        return extract_shards(paths, out_dir, tagger=tagger, batch_size=batch_size, cpu_actors=cpu_actors,
-                              limits=index_limits(settings))
+        with ray_data_bars(progress):
+            return extract_shards(paths, out_dir, tagger=tagger, batch_size=batch_size, cpu_actors=cpu_actors,
+                                  limits=index_limits(settings))
     finally:
         ray.shutdown()
 
@@ -70,6 +89,7 @@ def register(app: typer.Typer) -> None:
             cpu_actors: int = typer.Option(1, min=1, help="PaSST actors when the cluster has no GPU"),
             batch_size: int = typer.Option(16, min=1, help="clips per PaSST actor call"),
             num_cpus: int = typer.Option(None, min=1, help="CPUs of a Ray started here (default: all)"),
+            progress: bool = progress_option("Ray Data's progress bars"),
     ) -> None:
         """Extract PaSST logits with Ray Data: decode on CPU workers, one PaSST actor per GPU (or
         --cpu-actors on CPU), Parquet shards + manifest.json in --out. Load them with `index load-shards`.
@@ -78,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
         with exit_on_error():
             manifest = extract_ray(file_list, out, address=address, cpu_actors=cpu_actors,
-                                   batch_size=batch_size, num_cpus=num_cpus)
+                                   batch_size=batch_size, num_cpus=num_cpus, progress=progress)
             failed = shard_failures(out, manifest["written"])
         typer.echo(f"{len(manifest['shards'])} shard(s) in {out}; failed {len(failed)}; next: "
                    f"retrieval index load-shards {out}")

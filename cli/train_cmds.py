@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli.errors import exit_on_error
+from cli.progress import progress_option
 from retrieval.metrics import METRIC_NAMES, MOMENT_METRIC_NAMES
 from training.config import MOMENT_RELATIVE_THRESHOLD, Recipe, TrainConfig
 
@@ -23,7 +24,8 @@ def configured_models():
 
 
 def features(*, dataset: str, split: str, root: Path, out: Path, skip_missing: bool = False,
-             checkpoint_every: int = 50, annotations: Path | None = None, windows: bool = False):
+             checkpoint_every: int = 50, annotations: Path | None = None, windows: bool = False,
+             progress: bool = True):
     from app.compose import audio_limits, load_settings, load_tagger, load_text_encoder
     from training.datasets import read_dataset
     from training.features import extract_features
@@ -32,7 +34,8 @@ def features(*, dataset: str, split: str, root: Path, out: Path, skip_missing: b
     clips = read_dataset(dataset, root, split, skip_missing=skip_missing, annotations=annotations)
     tagger, text = load_tagger(settings), load_text_encoder(settings)
     return extract_features(clips, tagger=tagger, text=text, out=out, dataset=dataset, split=split,
-                            checkpoint_every=checkpoint_every, limits=audio_limits(settings), windows=windows)
+                            checkpoint_every=checkpoint_every, limits=audio_limits(settings), windows=windows,
+                            progress=progress)
 
 
 def configured_device() -> str:
@@ -147,11 +150,13 @@ def register(app: typer.Typer) -> None:
                                                            "duration, vid, relevant_windows)"),
         windows: bool = typer.Option(False, "--windows", help="also keep every window's logits and times "
                                                               "(for evaluate-moments)"),
+        progress: bool = progress_option("a progress bar of the clips"),
     ) -> None:
         """PaSST logits of every clip and text embeddings of every caption, once (resumable)."""
         with exit_on_error():
             fs = features(dataset=dataset, split=split, root=root, out=out, skip_missing=skip_missing,
-                          checkpoint_every=checkpoint_every, annotations=annotations, windows=windows)
+                          checkpoint_every=checkpoint_every, annotations=annotations, windows=windows,
+                          progress=progress)
         typer.echo(f"{out}: {len(fs.clips)} clips, {len(fs.captions)} captions")
 
     @app.command("train")

@@ -239,8 +239,9 @@ def forget_changed(done: Partial, clips) -> None:
 
 
 def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
-                limits: AudioLimits = AudioLimits(), windows: bool = False) -> Partial:
-    """The clips' logits (and windows when asked), resuming from and saving to ``out``'s partial file."""
+                limits: AudioLimits = AudioLimits(), windows: bool = False, progress: bool = True) -> Partial:
+    """The clips' logits (and windows when asked), resuming from and saving to ``out``'s partial file; a bar
+    of the clips done with ``progress`` (none in a log or a pipe: the CLI's --no-progress)."""
     partial, spec = partial_path(out), tagger.spec
     done = load_partial(partial, spec=spec)
     forget_changed(done, clips)
@@ -250,7 +251,8 @@ def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
         log.info("resuming: %d of %d clips already have logits in %s",
                  len(clips) - len(todo), len(clips), partial)
     try:
-        for i, clip in enumerate(tqdm(todo, desc="PaSST logits", unit="clip", dynamic_ncols=True), start=1):
+        bar = tqdm(todo, desc="PaSST logits", unit="clip", dynamic_ncols=True, disable=not progress)
+        for i, clip in enumerate(bar, start=1):
             stamp = clip_stamp(clip.path)  # before it is read: a file changed meanwhile is computed again
             ex = extract(clip.path, tagger, limits=limits, name=clip.file_name)
             done.logits[clip.file_name], done.stamps[clip.file_name] = ex.logits, stamp
@@ -266,9 +268,9 @@ def clip_logits(clips, *, tagger: Tagger, out: Path, checkpoint_every: int = 50,
 
 def extract_features(clips, *, tagger: Tagger, text: SentenceEncoder, out: str | Path, dataset: str,
                      split: str, checkpoint_every: int = 50, limits: AudioLimits = AudioLimits(),
-                     windows: bool = False) -> FeatureSet:
+                     windows: bool = False, progress: bool = True) -> FeatureSet:
     """PaSST logits of every clip (and its windows, with ``windows``), embeddings of every cleaned caption
-    and of the tag names, to ``out``."""
+    and of the tag names, to ``out``; with ``progress``, bars of the clips (and of over 1,000 captions)."""
     from retrieval.pipeline import tag_text_embeddings, text_spec
 
     out = Path(out)
@@ -277,14 +279,15 @@ def extract_features(clips, *, tagger: Tagger, text: SentenceEncoder, out: str |
         raise FeatureFileError("no clips to extract features from")
     make_parent(out)  # before hours of PaSST: a path that cannot be written is said at once
     done = clip_logits(clips, tagger=tagger, out=out, checkpoint_every=checkpoint_every, limits=limits,
-                       windows=windows)
+                       windows=windows, progress=progress)
     logits = np.stack([done.logits[c.file_name] for c in clips]).astype(np.float32)  # (N, 527)
     captions = [cap for c in clips for cap in c.captions]
     caption_clip = np.repeat(np.arange(len(clips)), [len(c.captions) for c in clips]).astype(np.int64)  # (M,)
     log.info("encoding %d captions and %d tag names", len(captions), N_TAGS)
     meta = {"format": FORMAT, "dataset": dataset, "split": split, "clips": [c.file_name for c in clips],
             "captions": captions, "model_spec": text_spec(tagger.spec, text).to_dict()}
-    fs = FeatureSet(logits=logits, text=text.encode(captions, clean=True, progress=len(captions) > 1000),
+    encoded = text.encode(captions, clean=True, progress=progress and len(captions) > 1000)
+    fs = FeatureSet(logits=logits, text=encoded,
                     caption_clip=caption_clip, tag_text=tag_text_embeddings(text).numpy(), meta=meta,
                     windows=[done.windows[c.file_name] for c in clips] if windows else None)
     save_features(out, fs)

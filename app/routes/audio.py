@@ -17,7 +17,7 @@ from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadFo
 from app.schemas.common import BODY_ERRORS, ErrorOut, PageLimit, PageOffset, Responses
 from app.schemas.jobs import JobOut
 from app.security import ReadAccess, WriteAccess
-from app.stored_file import StoredFile, usable_range
+from app.stored_file import StoredFile
 from app.uploads import form_of, multipart_body, read_upload
 from index.collection import Collection
 from index.store.metadata import Metadata
@@ -168,7 +168,7 @@ End = Annotated[float | None, Query(description=SPAN_TEXT, examples=[22.5])]  # 
                         "from 16-bit sources, else 32-bit float), frames round(start * rate) to "
                         "round(end * rate), so it lasts end - start to within a sample; named "
                         "`<name>_<start>-<end>.wav` (Content-Disposition).")
-async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Request, start: Start = None,
+async def audio_file(clip_id: ClipId, collection: CollectionDep, start: Start = None,
                      end: End = None) -> Response:
     span = check_span(start, end)
     record = await run_in_threadpool(get_or_404, collection, clip_id)
@@ -180,9 +180,9 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, request: Reques
         return StreamingResponse(iterate_in_threadpool(excerpt.chunks()), media_type="audio/wav",
                                  headers={"Content-Disposition": content_disposition(excerpt.filename),
                                           "Content-Length": str(excerpt.size)})
-    byte_range = usable_range(request.headers.get("range"), path.stat().st_size)
     media_type = await run_in_threadpool(audio_media_type, path)
-    return StoredFile(path, media_type=media_type, byte_range=byte_range,  # named as the search hit says
+    # the file settles the request's preconditions, then its Range (RFC 9110 13.2.2): app/stored_file.py
+    return StoredFile(path, media_type=media_type,  # named as the search hit says
                       headers={"Content-Disposition": content_disposition(file_name(record.name,
                                                                                      record.location))})
 

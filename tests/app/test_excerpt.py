@@ -245,6 +245,55 @@ def test_a_client_naming_another_version_of_the_file_gets_412(client):
         assert r.status_code in (200, 206) and first.content.startswith(r.content), headers
 
 
+PAST_THE_END = "bytes=999999999-"
+
+
+def test_preconditions_are_evaluated_before_the_range(client):
+    """RFC 9110 13.2.2: If-Match / If-Unmodified-Since (412) and If-None-Match / If-Modified-Since (304)
+    come before the Range, so a range past the end of the file does not hide them (it answered 416)."""
+    url = f"/audio/{client.ids['field recording.wav']}/file"
+    first = client.get(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    for headers, status in (({"If-Match": '"other"'}, 412),
+                            ({"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"}, 412),
+                            ({"If-None-Match": etag}, 304), ({"If-Modified-Since": modified}, 304)):
+        r = client.get(url, headers={**headers, "Range": PAST_THE_END})
+        assert r.status_code == status and "content-range" not in r.headers, (headers, r.text)
+        assert client.head(url, headers={**headers, "Range": PAST_THE_END}).status_code == status
+    past = client.get(url, headers={"If-Match": etag, "Range": PAST_THE_END})  # the preconditions hold
+    size = len(first.content)
+    assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
+    assert "past the end of the file" in past.json()["detail"]
+
+
+def test_a_head_answered_412_carries_the_headers_of_the_gets_412(client):
+    """What a client asks first with HEAD is answered as its GET would be: the same status and headers,
+    no body."""
+    url = f"/audio/{client.ids['field recording.wav']}/file"
+    for headers in ({"If-Match": '"other"'}, {"If-Match": '"other"', "Range": PAST_THE_END},
+                    {"Range": PAST_THE_END}):
+        got, head = client.get(url, headers=headers), client.head(url, headers=headers)
+        assert head.status_code == got.status_code in (412, 416) and head.content == b"", headers
+        assert dict(head.headers) == dict(got.headers), headers
+
+
+def test_a_range_whose_if_range_names_another_version_gets_the_whole_file(client):
+    """RFC 9110 13.1.5: an If-Range that is not the file's ETag or Last-Modified means the client's part is
+    of another version: the Range is ignored (a range past the end was 416), the whole file sent."""
+    name = "field recording.wav"
+    url = f"/audio/{client.ids[name]}/file"
+    first = client.get(url)
+    etag, modified = first.headers["etag"], first.headers["last-modified"]
+    for if_range in ('"other"', f"W/{etag}", "Mon, 01 Jan 2001 00:00:00 GMT"):
+        for byte_range in (PAST_THE_END, "bytes=0-9"):
+            r = client.get(url, headers={"If-Range": if_range, "Range": byte_range})
+            assert r.status_code == 200 and r.content == first.content, (if_range, byte_range)
+    for if_range in (etag, modified):
+        r = client.get(url, headers={"If-Range": if_range, "Range": "bytes=0-9"})
+        assert r.status_code == 206 and r.content == first.content[:10], if_range
+        assert client.get(url, headers={"If-Range": if_range, "Range": PAST_THE_END}).status_code == 416
+
+
 def test_http_dates_are_read_as_gmt_in_all_three_forms(monkeypatch):
     """RFC 9110 5.6.7: asctime names no zone and was read in the server's local one (a stale copy got 304
     east of it, a fresh one was sent again west of it)."""
@@ -266,7 +315,7 @@ def test_http_dates_are_read_as_gmt_in_all_three_forms(monkeypatch):
 
 
 RANGES = [("bytes=0-9", 206), ("bytes = 0 - 9", 206), ("bytes=10-", 206), ("bytes=-10", 206),
-          ("bytes=0-1,4-5", 206), ("bytes=999999999-", 416)]
+          ("bytes=0-1,4-5", 206), (PAST_THE_END, 416)]
 
 
 @pytest.mark.parametrize(("header", "status"), RANGES)

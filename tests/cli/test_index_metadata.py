@@ -197,20 +197,55 @@ def test_export_metadata_leaves_out_a_field_named_as_a_column(tmp_path):
     assert out.read_text().splitlines() == ["file,description,tags,mood", "/x/1.wav,,,calm", "/x/2.wav,,,"]
 
 
-def test_export_metadata_to_a_dash_writes_standard_output_with_files_relative_to_the_working_folder(
-        tmp_path, monkeypatch, capsys):
-    """`export-metadata -` is the usual name of standard output (no file named `-` is made); the files are
-    relative to the folder the command runs in, as for a CSV written there."""
-    from cli.metadata_csv import write_metadata_csv
+def a_clip(tmp_path, description: str):
     from index.store.records import ClipRecord
 
-    (tmp_path / "lib").mkdir()
-    clip = ClipRecord(id=1, name="a.wav", location=str(tmp_path / "lib" / "a.wav"), sha256="1" * 64,
-                      duration=1.0, sample_rate=32_000, tags=(), meta=Metadata.of(description="door"))
+    (tmp_path / "lib").mkdir(exist_ok=True)
+    return ClipRecord(id=1, name="a.wav", location=str(tmp_path / "lib" / "a.wav"), sha256="1" * 64,
+                      duration=1.0, sample_rate=32_000, tags=(), meta=Metadata.of(description=description))
+
+
+def test_export_metadata_to_a_dash_writes_standard_output_with_absolute_files_that_read_back_anywhere(
+        tmp_path, monkeypatch, capsys):
+    """`export-metadata -` is the usual name of standard output (no file named `-` is made); the files are
+    absolute, as the CSV's folder is unknown: `export-metadata - > elsewhere/m.csv` read back by `index add
+    --metadata` names the same files (relative to the working folder, they were read from elsewhere/)."""
+    from cli.metadata_csv import write_metadata_csv
+
+    clip = a_clip(tmp_path, "door")
     monkeypatch.chdir(tmp_path)
     report = write_metadata_csv(lambda: iter([[clip]]), lambda r: Path(r.location), Path("-"))
     assert report.rows == 1 and not (tmp_path / "-").exists()
-    assert capsys.readouterr().out.splitlines() == ["file,description,tags", "lib/a.wav,door,"]
+    out = capsys.readouterr().out
+    assert out.splitlines() == ["file,description,tags", f"{(tmp_path / 'lib' / 'a.wav').resolve()},door,"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    csv_file = elsewhere / "m.csv"
+    csv_file.write_bytes(out.encode("utf-8"))
+    assert read_metadata_csv(csv_file) == {(tmp_path / "lib" / "a.wav").resolve(): clip.meta}
+
+
+def test_export_metadata_to_a_dash_writes_utf_8_whatever_the_locale(tmp_path, monkeypatch):
+    """The CSV is UTF-8, as `--metadata` reads it: under an ASCII standard output (PYTHONIOENCODING=ascii, a
+    C locale) the export stopped at the first accented row, the CSV half written. Standard output is still
+    usable after."""
+    import io
+    import sys
+
+    from cli.metadata_csv import write_metadata_csv
+
+    clip = a_clip(tmp_path, "porte grinçante, 門")
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    stdout.write("before\n")
+    report = write_metadata_csv(lambda: iter([[clip]]), lambda r: Path(r.location), "-")
+    stdout.write("after\n")
+    stdout.flush()
+    monkeypatch.undo()
+    assert report.rows == 1
+    assert stdout.buffer.getvalue().decode("utf-8").split("\r\n") == [
+        "before\nfile,description,tags", f'{(tmp_path / "lib" / "a.wav").resolve()},"porte grinçante, 門",',
+        "after\n"]
 
 
 def test_an_uploads_row_of_an_export_gives_its_clip_the_metadata_edited(cli, tmp_path):  # noqa: F811
