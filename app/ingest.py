@@ -116,7 +116,7 @@ class Ingest:
         if self.mode == "process":
             ctx = multiprocessing.get_context("spawn")
             self._process = ctx.Process(target=_worker_process, name="retrieval-ingest", daemon=True,
-                                        args=(self.settings.model_dump(), os.getpid(),
+                                        args=(self.settings.as_given(), os.getpid(),
                                               logging.getLogger().getEffectiveLevel()))
             self._process.start()
             log.info("ingest worker process %d (nice +%d, %d PaSST thread(s))", self._process.pid,

@@ -189,3 +189,10 @@ class Settings(BaseSettings):
     def models_path(self, value: str | Path) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() or p.exists() else self.models_dir / p
+
+    def as_given(self) -> dict:
+        """What was given (by the environment, a .env file or arguments), to make the same settings in another
+        process (the ingest worker's): `Settings(**settings.as_given())`. Every value dumped would read as set
+        explicitly, and settings of the other backend at their defaults would then be refused (the worker of
+        a Qdrant server's store died at its start: RETRIEVAL_WINDOW_INDEX_KIND applies to faiss only)."""
+        return self.model_dump(exclude_unset=True)

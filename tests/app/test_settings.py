@@ -234,3 +234,18 @@ def test_an_empty_variable_is_unset_and_a_bad_list_or_an_infinite_number_is_said
         monkeypatch.setenv("RETRIEVAL_MAX_DURATION_S", value)
         with pytest.raises(SettingsError, match="max_duration_s: Input should be a finite number"):
             load_settings()
+
+
+@pytest.mark.parametrize("given", [
+    {"store_backend": "qdrant", "qdrant_url": "http://qdrant:6333", "qdrant_api_key": "k"},
+    {"store_backend": "qdrant"},
+    {"store_backend": "faiss", "window_index_kind": "ivf16", "ivf_nprobe": 8, "index_kind": "hnsw"},
+    {"api_key": "s3cret", "protect_reads": True, "max_upload_bytes": 2048},
+])
+def test_the_ingest_workers_process_makes_the_same_settings(given, tmp_path):
+    """The worker process is given the service's settings and makes them again: every value dumped read as
+    set explicitly, so a Qdrant server's store had faiss-only settings refused and its worker died at start
+    (uploads acknowledged, never tagged)."""
+    settings = Settings(data_dir=tmp_path, **given)
+    again = Settings(**settings.as_given())
+    assert again == settings and again.model_fields_set == settings.model_fields_set
