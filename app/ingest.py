@@ -127,6 +127,12 @@ class Ingest:
             self._thread.start()
             log.info("ingest worker thread started")
 
+    def worker_running(self) -> bool:
+        """Whether the worker (thread or process) is running: it ends only when stopped, or when it could
+        not go on (a store re-projected by another process, a crash at its start: said in the log)."""
+        worker = self._process if self._process is not None else self._thread
+        return worker is not None and worker.is_alive()
+
     def stop(self) -> None:
         """Stop the worker; the jobs it was running go back to the queue, that try not counted (a stop is no
         crash: three restarts during one long upload gave it up), and are resumed at the next start."""

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from app.deps import CollectionDep, RetrieverDep, SettingsDep
+from app.deps import CollectionDep, IngestDep, RetrieverDep, SettingsDep
 from app.schemas.common import ErrorOut
 from app.schemas.health import AccessInfo, KeyAccess, Liveness, ModelInfo, Readiness
 from app.security import key_sent, key_state
@@ -27,15 +27,17 @@ async def live() -> Liveness:
                                                                "model by another process: restart"}},
             description="200 once the PaSST tagger, the text encoder, the head and the index are loaded, "
                         "with the model's spec and id (head `zero-shot` without a trained checkpoint), the "
-                        "number of clips and the access rules. Never needs a key.")
-async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: SettingsDep) -> Readiness:
+                        "number of clips, the access rules and whether the worker tagging uploads runs. "
+                        "Never needs a key.")
+async def ready(retriever: RetrieverDep, collection: CollectionDep, settings: SettingsDep,
+                ingest: IngestDep) -> Readiness:
     model = ModelInfo(kind="zero-shot" if retriever.spec.zero_shot else "checkpoint", id=retriever.spec.id,
                       spec=retriever.spec.to_dict())
     access = AccessInfo(writes_enabled=bool(settings.api_key and settings.api_key.get_secret_value()),
                         protect_reads=settings.protect_reads)
     await run_in_threadpool(collection.store.check_current)  # 409 once re-projected by another process
     return Readiness(status="ready", model=model, clips=await run_in_threadpool(collection.count),
-                     access=access)
+                     access=access, ingest_worker="running" if ingest.worker_running() else "stopped")
 
 
 @router.get("/access", summary="What the API key sent may do", openapi_extra={"security": [{}]},  # optional

@@ -49,4 +49,8 @@ class Readiness(BaseModel):
     model: ModelInfo = Field(description="the model serving the searches")
     clips: int = Field(description="clips in the index", examples=[1200])
     access: AccessInfo = Field(description="what needs the API key on this server")
+    ingest_worker: Literal["running", "stopped"] = Field(
+        description="the worker that tags uploads: `stopped` when it has ended (its reason is in the log), "
+                    "uploads are then acknowledged and kept in the queue, not tagged, until a restart",
+        examples=["running"])
 

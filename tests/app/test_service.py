@@ -28,6 +28,18 @@ def test_ready_says_which_model_serves(filled, retriever):
     assert body["model"]["spec"]["passt_weights"] == "random"
     assert ModelSpec.from_dict(body["model"]["spec"]).id == body["model"]["id"]  # the id names this spec
     assert body["access"] == {"writes_enabled": True, "protect_reads": False}
+    assert body["ingest_worker"] == "running"
+
+
+def test_ready_says_when_the_worker_tagging_uploads_has_ended(filled):
+    """A worker that ended (a crash at its start, a store it can no longer write) left uploads acknowledged
+    and never tagged while the service said nothing of it."""
+    client, _ = filled
+    ingest = client.app.state.ingest
+    ingest._stop.set()  # as if it had ended
+    worker = ingest._process if ingest._process is not None else ingest._thread
+    worker.join(10)
+    assert client.get("/health/ready").json()["ingest_worker"] == "stopped"
 
 
 def test_metrics_count_requests_and_timings(filled):
