@@ -537,7 +537,11 @@ async function refreshStatus() {
     state.protectReads = ready.access.protect_reads;
     state.clips = ready.clips;
     const model = ready.model.kind === "zero-shot" ? "zero-shot model (tag names)" : "trained model";
-    $("status").textContent = `${ready.clips} ${ready.clips === 1 ? "clip" : "clips"} · ${model} ${ready.model.id}`;
+    const stopped = ready.ingest_worker === "stopped" // uploads wait, untagged, until the service restarts
+      ? " · uploads are not being tagged: the worker has stopped (see the service's log; a restart starts it)"
+      : "";
+    $("status").textContent = `${ready.clips} ${ready.clips === 1 ? "clip" : "clips"} · ${model} ${ready.model.id}`
+      + stopped;
     showKeyState();
   } catch (e) {
     state.reachable = false; // until a search or a refresh reaches it again

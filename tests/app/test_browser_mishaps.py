@@ -227,6 +227,21 @@ def test_the_status_line_waits_for_a_loading_service_and_says_a_refusal(tone_ser
     assert page.text_content("#status") == f"The service cannot search: {detail}"
 
 
+def test_the_status_line_says_when_uploads_are_not_being_tagged(tone_server, page):  # noqa: F811
+    """A worker that ended leaves uploads queued, untagged: the status line says so (the service's
+    /health/ready reports it as ingest_worker "stopped")."""
+    add(tone_server, "bark.wav", sections((440.0, 1.0)))
+
+    def stopped(route) -> None:
+        ready = route.fetch().json()
+        route.fulfill(json={**ready, "ingest_worker": "stopped"})
+
+    page.route("**/health/ready", stopped)
+    page.goto(tone_server + "/")
+    page.wait_for_function(f"{STATUS}.startsWith('1 clip ·')", timeout=WAIT_MS)
+    assert "uploads are not being tagged: the worker has stopped" in page.text_content("#status")
+
+
 @pytest.mark.parametrize(("mode", "query"), [("keyword", "!!!"), ("hybrid", "🔔")])
 def test_a_query_without_a_word_is_searched_by_meaning(tone_server, page, mode, query):  # noqa: F811
     """Keyword mode sent "!!!" for the service to refuse (422, the answer cleared), though an empty query
