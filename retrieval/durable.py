@@ -231,13 +231,14 @@ def backup_work_folder(path: Path) -> Path:
 
 
 def remove_dead_writers(folder: Path) -> None:
-    """What backups that died mid-write left in `folder`: their work folder (:func:`backup_work_folder`;
-    `.NAME.PID.work` of versions before the host was in it) and their temporary files of NAME
-    (:func:`tmp_name`), for each writer of this host no longer running."""
-    for pattern in (rf"\.(?P<name>.+)\.{this_hosts_writer()}\.work", r"\.(?P<name>.+)\.(?P<pid>\d+)\.work"):
-        for found in remove_dead_writer_folders(folder, pattern, left_by="a backup"):
-            for tmp in folder.glob(f".{glob.escape(found['name'])}.{found['pid']}-*.tmp"):
-                tmp.unlink(missing_ok=True)
+    """What backups that died mid-write left in `folder`: their work folder (:func:`backup_work_folder`) and
+    their temporary files of NAME (:func:`tmp_name`), for each writer of this host no longer running. (A
+    `.NAME.PID.work` of a version before the host was in the name is left: a user's folder could be named
+    so.)"""
+    pattern = rf"\.(?P<name>.+)\.{this_hosts_writer()}\.work"
+    for found in remove_dead_writer_folders(folder, pattern, left_by="a backup"):
+        for tmp in folder.glob(f".{glob.escape(found['name'])}.{found['pid']}-*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def try_lock(f: IO) -> bool:

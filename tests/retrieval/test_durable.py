@@ -194,10 +194,10 @@ def dead_pid() -> str:
 
 
 def test_a_dead_backups_work_folder_and_partial_file_go_and_others_stay(tmp_path):
-    """A backup killed mid-write leaves `.b.zip.<host>-PID.work/` (`.b.zip.PID.work/` before the host was
-    in it) and `.b.zip.PID-TID.tmp`: the next one clears them when PID is no process of this host. A
-    running writer's (this process), another host's (a shared folder: it may be alive there), a user's
-    folder that merely ends in digits and `.work`, and files of other shapes are kept."""
+    """A backup killed mid-write leaves `.b.zip.<host>-PID.work/` and `.b.zip.PID-TID.tmp`: the next one
+    clears them when PID is no process of this host. A running writer's (this process), another host's (a
+    shared folder: it may be alive there), a folder named as versions before the host named theirs (a user's
+    may be named so), and files of other shapes are kept."""
     import socket
 
     from retrieval.durable import remove_dead_writers
@@ -215,8 +215,8 @@ def test_a_dead_backups_work_folder_and_partial_file_go_and_others_stay(tmp_path
     (tmp_path / ".notes.txt.tmp").write_bytes(b"not ours")
     remove_dead_writers(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f".b.zip.{host}-{live}.work", f".old.zip.{live}.work", f".b.zip.{live}-123.tmp",
-         f".old.zip.{live}-123.tmp", *kept])
+        [f".b.zip.{host}-{live}.work", f".b.zip.{live}-123.tmp", *kept,
+         *(name for pid in (dead, live) for name in (f".old.zip.{pid}.work", f".old.zip.{pid}-123.tmp"))])
 
 
 def test_a_writers_folder_goes_only_when_its_whole_name_matches_and_its_process_is_gone(tmp_path):
