@@ -15,7 +15,9 @@ again when they change), indexed (the clips of a file moved and retagged are fou
 clip's file said when last read and what the user set, kept apart (``meta_layers``, JSON
 ``{"file": ..., "own": ...}`` of descriptions, tags and fields; null for clips stored before), so that a file
 read again gives its clip what it says now under what the user set. 8: the keyword index again, its
-documents now holding each word without its accents too (``café`` found by ``cafe``).
+documents now holding each word without its accents too (``café`` found by ``cafe``). 9: the keyword index
+again, each word whole with its combining marks (Hindi's vowel signs cut words) and marks that make another
+letter (kana's voicing marks) no longer taken off.
 """
 
 import json
@@ -74,9 +76,9 @@ def _add_metadata(con: sqlite3.Connection) -> None:
 
 
 def _rebuild_keywords(con: sqlite3.Connection) -> None:
-    """Versions 2 (the words' stems, and the vocabulary), 4 (the fields' values) and 8 (the words without
-    their accents): the keyword index made again from the stored records, as index/store/words.py makes
-    documents now."""
+    """Versions 2 (the words' stems, and the vocabulary), 4 (the fields' values), 8 and 9 (the words
+    without their accents): the keyword index made again from the stored records, as index/store/words.py
+    makes documents now."""
     con.execute(f"DROP TABLE IF EXISTS {fts.VOCAB}")
     con.execute(f"DROP TABLE IF EXISTS {fts.TABLE}")
     _fill_keywords(con)
@@ -123,7 +125,7 @@ def _add_meta_layers(con: sqlite3.Connection) -> None:
 
 # MIGRATIONS[v] takes a file from version v to v + 1
 MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations,
-              _add_audio_sha256, _add_meta_layers, _rebuild_keywords)
+              _add_audio_sha256, _add_meta_layers, _rebuild_keywords, _rebuild_keywords)
 # a keyword document's columns: those every version from 1 on has (a migration's rebuild reads them)
 KEYWORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                    "description, user_tags, fields")

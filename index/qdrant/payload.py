@@ -23,8 +23,9 @@ WORDS = "words"  # the payload field of the keyword document, under the text ind
 VOCAB = "vocab"  # the document's distinct words, a keyword field: what a query's prefixes expand against
 # collection metadata `keywords`: 1, the text index exists and every point has its words; 2, the words hold
 # their stems and every point has its vocabulary; 3, the words hold the fields' values; 4, each word without
-# its accents too (index/store/words.py)
-KEYWORDS_VERSION = 4
+# its accents too; 5, words whole with their combining marks, marks that make another letter kept
+# (index/store/words.py)
+KEYWORDS_VERSION = 5
 VOCAB_INDEX = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, prefix=True)  # MatchPrefix served
 # the word tokenizer splits the prepared words at the spaces only; BM25 ranks them
 TEXT_INDEX = qm.TextIndexParams(type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True,

@@ -5,7 +5,8 @@ A clip's keyword document is the words of its name, its user description and tag
 top AudioSet tags (those PaSST gave at least TAG_MIN_PROBABILITY). Words are made here, once, for both
 stores and for queries alike (:func:`words`):
 
-- a word is a run of letters and digits; everything else separates (`_`, `-`, `.`, spaces, punctuation);
+- a word is a run of letters and digits, with their combining marks (a vowel sign of Hindi, Arabic's vowel
+  marks); everything else separates (`_`, `-`, `.`, spaces, punctuation);
 - a run is split where digits begin or end (``Kick808`` -> kick 808), and a run of letters where camel
   case begins, kept whole as well: ``Kick_808_Hard.wav`` -> kick 808 hard wav, ``HiHat02`` -> hihat hi
   hat 02, ``HTTPServer`` -> httpserver http server;
@@ -65,7 +66,7 @@ BM25_K1 = 1.2  # FTS5's built-in bm25(); Qdrant is told the same
 BM25_B = 0.75
 TAG_MIN_PROBABILITY = 0.1  # AudioSet tags at least this probable are words of the clip
 MAX_PREFIX_WORDS = 64  # the words of the index one prefix stands for, at most
-RUN = re.compile(r"[^\W_]+")
+RUN = re.compile(r"[^\W_]+")  # over a text whose combining marks stand as letters (_with_marks_as_letters)
 PREFIX_MARK = "*"
 _stemmers = threading.local()  # a Snowball stemmer keeps state while it works: one per thread
 
@@ -87,11 +88,20 @@ def _camel_edge(run: str, i: int) -> bool:
     return b.isupper() and (a.islower() or (a.isupper() and after.islower()))
 
 
+def _with_marks_as_letters(text: str) -> str:
+    """`text` with each combining mark (a vowel sign of Hindi, Arabic's and Hebrew's vowel marks, an accent
+    NFKC could not compose) as a letter, where only the runs' bounds are read: a mark is part of its word
+    (`\\w` takes it for a separator, and cut बारिश, rain, into three letters)."""
+    if text.isascii():
+        return text
+    return "".join("a" if unicodedata.category(c)[0] == "M" else c for c in text)
+
+
 def _words_ending(text: str) -> Iterator[tuple[str, int]]:
     """(word, where it ends in `text`) of an already normalised text, in order."""
-    for found in RUN.finditer(text):
+    for found in RUN.finditer(_with_marks_as_letters(text)):
         at = found.start()
-        for piece in _cuts(found.group(), _digit_edge):
+        for piece in _cuts(text[at:found.end()], _digit_edge):
             parts = _cuts(piece, _camel_edge)
             if len(parts) > 1:
                 yield piece.lower(), at + len(piece)
@@ -114,18 +124,21 @@ def stem(word: str) -> str:
     return stemmer.stemWord(word)
 
 
-ACCENTS = re.compile("[\u0300-\u036f]")  # Unicode's combining diacritical marks: accents, not letters
+# combining marks that make another letter rather than accent one: the Indic, Thai, Lao, Tibetan and Myanmar
+# blocks' (a virama, a nukta, a vowel sign) and kana's voicing marks (ガ is not カ)
+LETTER_MARKS = re.compile("[\u0900-\u109f\u3099\u309a]")
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def fold(word: str) -> str:
-    """The word without its accents: the combining diacritical marks (U+0300-U+036F) of its canonical
-    decomposition taken off (``café`` -> cafe, ``ångström`` -> angstrom; ``ß`` stays). Marks of other
-    blocks make other letters and stay (kana's voicing marks: ``ガラス``, glass, is not ``カラス``, crow)."""
+    """The word without its accents: the combining marks of its canonical decomposition taken off
+    (``café`` -> cafe, ``ångström`` -> angstrom, Arabic's and Hebrew's vowel marks; ``ß`` stays), but for
+    marks that make another letter (LETTER_MARKS: ``ガラス``, glass, is not ``カラス``, crow)."""
     decomposed = unicodedata.normalize("NFD", word)
     if decomposed.isascii():
         return word
-    return unicodedata.normalize("NFC", ACCENTS.sub("", decomposed))
+    kept = (c for c in decomposed if not unicodedata.combining(c) or LETTER_MARKS.match(c))
+    return unicodedata.normalize("NFC", "".join(kept))
 
 
 def with_forms(ws: list[str]) -> list[str]:

@@ -29,6 +29,8 @@ K1, B = 1.2, 0.75
     ("Kick808", ["kick", "808"]),
     ("rain, on; the ROOF!", ["rain", "on", "the", "roof"]),
     ("Café crème", ["café", "crème"]),  # accents kept
+    ("बारिश की आवाज़", ["बारिश", "की", "आवाज़"]),  # vowel signs and marks belong to their word
+    ("كَتَبَ", ["كَتَبَ"]),
     ("Ｋｉｃｋ", ["kick"]),  # full-width letters, NFKC
     ("___ ... --", []),
 ])
@@ -63,6 +65,8 @@ def test_a_clips_document_holds_name_description_user_tags_fields_and_probable_a
     ("cafés", ("cafés", "café", "cafes", "cafe"), ()),  # and their stems
     ("Straße", ("straße",), ()),  # ß does not decompose
     ("ガラス", ("ガラス",), ()),  # kana's voicing mark makes another letter: glass is not crow (カラス)
+    ("كَتَبَ", ("كَتَبَ", "كتب"), ()),  # Arabic's vowel marks are taken off
+    ("שָׁלוֹם", ("שָׁלוֹם", "שלום"), ()),  # and Hebrew's
     ("café*", (), ("café", "cafe")),  # a prefix without its accents too
     ("*", (), ()),
 ])

@@ -291,7 +291,7 @@ def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 8
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 9
     assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
         "doors door slamming slam wav loud speech rain"
     con.close()
@@ -356,7 +356,7 @@ def test_a_qdrant_collection_of_keywords_version_2_gets_its_fields_words(tmp_pat
         ids = qdrant_keywords_of_before(store, [titled(i) for i in range(4)], without_fields, version=2)
         assert store.search_keywords("gate", 5) == []
     with open_store(config, SPEC) as store:
-        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 4
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 5
         assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
         assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
 
@@ -381,7 +381,7 @@ def test_a_faiss_store_of_version_7_gets_its_words_without_accents(tmp_path):
         assert [h.record.id for h in store.search_keywords("cafe", 5)] == [ids[0]]
         assert [h.record.id for h in store.search_keywords("creme", 5)] == [ids[1]]
     with sqlite3.connect(data_dir / CLIP_DB) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 8
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 9
 
 
 def test_a_qdrant_collection_of_keywords_version_3_gets_its_words_without_accents(tmp_path):
@@ -390,7 +390,7 @@ def test_a_qdrant_collection_of_keywords_version_3_gets_its_words_without_accent
         ids = qdrant_keywords_of_before(store, [accented(i) for i in range(3)], unfolded, version=3)
         assert store.search_keywords("cafe", 5) == []
     with open_store(config, SPEC) as store:
-        assert store.client.get_collection("clips").config.metadata["keywords"] == 4
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
         assert [h.record.id for h in store.search_keywords("cafe", 5)] == [ids[0]]
         assert [h.record.id for h in store.search_keywords("brulee", 5)] == [ids[1]]
 
