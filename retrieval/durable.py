@@ -197,15 +197,21 @@ def remove_stale_tmp(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _host() -> str:
+    """This machine's name as it goes into a file name: letters, digits, `_` and `-` (a `.` of a domain
+    name, or a `/`, as `_`), so that no host's name ends another's after a `.` (node, gpu.node)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
 def writer_tag() -> str:
     """This process as the writer a scratch folder is named for: `<host>-<pid>` (the host, so that runs of
     several machines writing into one shared folder tell their folders apart)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 def this_hosts_writer() -> str:
     """A regular expression of :func:`writer_tag` for any process of this host, its pid the group `pid`."""
-    return rf"{re.escape(socket.gethostname())}-(?P<pid>\d+)"
+    return rf"{re.escape(_host())}-(?P<pid>\d+)"
 
 
 def remove_dead_writer_folders(folder: Path, pattern: str, *, left_by: str) -> list[re.Match]:

@@ -219,6 +219,26 @@ def test_a_dead_backups_work_folder_and_partial_file_go_and_others_stay(tmp_path
          *(name for pid in (dead, live) for name in (f".old.zip.{pid}.work", f".old.zip.{pid}-123.tmp"))])
 
 
+@pytest.mark.parametrize(("host", "other"), [("example", "web1.example"), ("node", "gpu.node"),
+                                             ("a/b", "c")])
+def test_a_hosts_backup_folders_are_never_taken_for_anothers(tmp_path, monkeypatch, host, other):
+    """A host's name is written with `.` and `/` as `_`: `example` swept `web1.example`'s live folder (its
+    name ended the other's after a `.`), and a `/` in a name made the backup fail."""
+    import socket
+
+    from retrieval import durable
+
+    monkeypatch.setattr(socket, "gethostname", lambda: other)
+    theirs = durable.backup_work_folder(tmp_path / "b.zip")
+    theirs.mkdir()
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    monkeypatch.setattr(durable, "process_alive", lambda pid: False)
+    mine = durable.backup_work_folder(tmp_path / "b.zip")
+    mine.mkdir()
+    durable.remove_dead_writers(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [theirs.name]
+
+
 def test_a_writers_folder_goes_only_when_its_whole_name_matches_and_its_process_is_gone(tmp_path):
     """The one sweep behind backups', restores' and extract-ray's leftovers takes an anchored pattern: a
     folder of a dead pid goes; a live pid's, a file, and names the pattern does not match whole stay."""
