@@ -9,8 +9,8 @@ Starlette's FileResponse sends the file and its byte ranges; this settles first 
   is no longer the version the client names (evaluated first, section 13.2.2).
 - `If-None-Match` (13.1.2, weak comparison) or, without it, `If-Modified-Since` (13.1.3): 304 with the
   validators and no body when the file has not changed since.
-- `If-Range` (13.1.5): a Range is served only when it names the file as it is (its strong ETag, or its
-  Last-Modified exactly), else ignored and the whole file sent.
+- `If-Range` (13.1.5): a Range is served only when it names the file as it is by its strong ETag, else
+  ignored and the whole file sent (a date is not trusted: Last-Modified counts whole seconds).
 The preconditions are evaluated before the Range (section 13.2.2): a request naming another version of the
 file is 412, and one holding the file 304, whatever its Range asks for.
 Dates are read in each of the three forms of section 5.6.7, all of them GMT (asctime's names no zone).
@@ -94,16 +94,14 @@ def not_modified(request: Headers, etag: str, mtime: float) -> bool:
     return False
 
 
-def range_applies(request: Headers, etag: str, last_modified: str) -> bool:
-    """Whether the request's Range is to be served: it has no If-Range, or its If-Range names the file as it
-    is (strong comparison of a tag; a date must be the file's Last-Modified exactly). Otherwise the client's
-    partial copy is of another version, and it gets the whole file instead (RFC 9110 13.1.5)."""
+def range_applies(request: Headers, etag: str) -> bool:
+    """Whether the request's Range is to be served: it has no If-Range, or its If-Range is the file's strong
+    ETag. Otherwise it gets the whole file (RFC 9110 13.1.5): a tag of another version, or a date, which is
+    not trusted (Last-Modified counts whole seconds: a file written again within the second keeps it, and
+    the parts of two versions would be joined)."""
     if (validator := request.get("if-range")) is None:
         return True
-    validator = validator.strip()
-    if validator.startswith(("W/", '"')):
-        return validator == etag and not etag.startswith("W/")
-    return validator == last_modified
+    return validator.strip() == etag and not etag.startswith("W/")
 
 
 class StoredFile(FileResponse):
@@ -139,7 +137,7 @@ class StoredFile(FileResponse):
     def _byte_range(self, asked: Headers) -> str | None:
         """The Range to serve (None: the whole file), once the preconditions hold; RangeNotSatisfiable when
         the request's applicable Range has no range starting within the file."""
-        if not range_applies(asked, self.headers["etag"], self.headers["last-modified"]):
+        if not range_applies(asked, self.headers["etag"]):
             return None
         assert self.stat_result is not None  # set by __call__ before it asks
         return usable_range(asked.get("range"), self.stat_result.st_size)

@@ -156,13 +156,16 @@ End = Annotated[float | None, Query(description=SPAN_TEXT, examples=[22.5])]  # 
                                                                "reversed or past its end"},
                        304: {"description": "If-None-Match or If-Modified-Since: the client's copy is "
                                             "the file's (no body)"},
+                       412: {"model": ErrorOut, "description": "If-Match or If-Unmodified-Since: the file is "
+                                                               "no longer the version named"},
                        416: {"model": ErrorOut, "description": "no range of the Range header starts within "
                                                                "the file (Content-Range: bytes */size)"}},
             description="The stored audio as it was added, with its content type (audio/wav, audio/flac, "
                         "audio/ogg, audio/mpeg). Supports `Range: bytes=...` (206 with Content-Range; ranges "
                         "starting past the end are dropped, 416 when none is left; a header that is not "
-                        "byte ranges is ignored), so a browser player can seek, and `If-None-Match` / "
-                        "`If-Modified-Since` (304).\n\n"
+                        "byte ranges is ignored), so a browser player can seek; `If-None-Match` / "
+                        "`If-Modified-Since` (304), `If-Match` / `If-Unmodified-Since` (412), settled before "
+                        "the Range; an `If-Range` that is not the file's ETag sends the whole file.\n\n"
                         "An excerpt, with `start` and `end` (seconds): only that span, read from the "
                         "file alone, as a WAV at the file's own sample rate and channels (16-bit PCM "
                         "from 16-bit sources, else 32-bit float), frames round(start * rate) to "

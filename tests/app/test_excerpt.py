@@ -278,20 +278,20 @@ def test_a_head_answered_412_carries_the_headers_of_the_gets_412(client):
 
 
 def test_a_range_whose_if_range_names_another_version_gets_the_whole_file(client):
-    """RFC 9110 13.1.5: an If-Range that is not the file's ETag or Last-Modified means the client's part is
-    of another version: the Range is ignored (a range past the end was 416), the whole file sent."""
+    """RFC 9110 13.1.5: an If-Range that is not the file's strong ETag means the client's part may be of
+    another version: the Range is ignored (a range past the end was 416), the whole file sent. A date is not
+    trusted, even the file's own Last-Modified (a file written again within the second keeps it)."""
     name = "field recording.wav"
     url = f"/audio/{client.ids[name]}/file"
     first = client.get(url)
     etag, modified = first.headers["etag"], first.headers["last-modified"]
-    for if_range in ('"other"', f"W/{etag}", "Mon, 01 Jan 2001 00:00:00 GMT"):
+    for if_range in ('"other"', f"W/{etag}", "Mon, 01 Jan 2001 00:00:00 GMT", modified):
         for byte_range in (PAST_THE_END, "bytes=0-9"):
             r = client.get(url, headers={"If-Range": if_range, "Range": byte_range})
             assert r.status_code == 200 and r.content == first.content, (if_range, byte_range)
-    for if_range in (etag, modified):
-        r = client.get(url, headers={"If-Range": if_range, "Range": "bytes=0-9"})
-        assert r.status_code == 206 and r.content == first.content[:10], if_range
-        assert client.get(url, headers={"If-Range": if_range, "Range": PAST_THE_END}).status_code == 416
+    r = client.get(url, headers={"If-Range": etag, "Range": "bytes=0-9"})
+    assert r.status_code == 206 and r.content == first.content[:10]
+    assert client.get(url, headers={"If-Range": etag, "Range": PAST_THE_END}).status_code == 416
 
 
 def test_http_dates_are_read_as_gmt_in_all_three_forms(monkeypatch):
