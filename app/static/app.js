@@ -6,6 +6,7 @@ const SHOWN_TAGS = 6; // chips per result; the record keeps more
 const JOB_POLL_MS = 1000; // how often an upload's job is asked for while it is queued or tagged
 const RECENT_JOBS = 10; // the service's latest uploads listed when the page opens, so a reload keeps them
 const READY_POLL_MS = 2000; // how often /health/ready is asked again while the service is still loading
+const QUEUED_STATUS_POLLS = 10; // a job queued this many polls asks /health/ready whether uploads are tagged
 // from /health/ready (clips: null until known; reachable: null until asked, false while it cannot be reached);
 // jobsListed once the recent uploads were asked for
 const state = { writesEnabled: true, protectReads: false, clips: null, reachable: null, jobsListed: false };
@@ -422,6 +423,8 @@ async function followJob(job, earlier = false) {
   item.append(name, " — ", state);
   $("uploads").prepend(item);
   let unreachable = ""; // why the last poll failed, shown until one succeeds
+  let polls = 0;
+  if (!earlier) refreshStatus(); // a worker that has stopped says so in the status line
   for (;;) {
     state.textContent = unreachable || jobText(job);
     item.dataset.status = job.status;
@@ -431,6 +434,7 @@ async function followJob(job, earlier = false) {
       return;
     }
     earlier = false; // still being tagged: its end is news
+    if (job.status === "queued" && ++polls % QUEUED_STATUS_POLLS === 0) refreshStatus(); // long queued: why?
     await new Promise((resolve) => setTimeout(resolve, JOB_POLL_MS));
     try {
       const response = await fetch(`/jobs/${job.id}`, { headers: authHeaders() });

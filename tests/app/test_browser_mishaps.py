@@ -241,6 +241,14 @@ def test_the_status_line_says_when_uploads_are_not_being_tagged(tone_server, pag
     page.wait_for_function(f"{STATUS}.startsWith('1 clip ·')", timeout=WAIT_MS)
     assert "uploads are not being tagged: the worker has stopped" in page.text_content("#status")
 
+    page.unroute("**/health/ready")  # running when the page opened; it stops after
+    page.reload()
+    page.wait_for_function(f"{STATUS}.startsWith('1 clip ·')", timeout=WAIT_MS)
+    assert "not being tagged" not in page.text_content("#status")
+    page.route("**/health/ready", stopped)
+    page.evaluate("() => { followJob({id: 4242, name: 'late.wav', status: 'queued'}); }")  # acknowledged now
+    page.wait_for_function(f"{STATUS}.includes('uploads are not being tagged')", timeout=WAIT_MS)
+
 
 @pytest.mark.parametrize(("mode", "query"), [("keyword", "!!!"), ("hybrid", "🔔")])
 def test_a_query_without_a_word_is_searched_by_meaning(tone_server, page, mode, query):  # noqa: F811
