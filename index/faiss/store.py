@@ -14,6 +14,7 @@ next search.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -115,8 +116,6 @@ class FaissStore(VectorStore):
         self._caches = (self._clips, self._windows)
         self._epoch = self._gen = -1  # SQLite's state the caches in memory hold
         self._changes = 0  # applied since the files were last written
-        self._reprojecting = False  # this process's re-projection is building its indexes: searches go on
-        #                             over the old ones meanwhile, not catching up with its new epoch
         self._open_index()
 
     # -- opening ------------------------------------------------------------------------------------------
@@ -169,11 +168,11 @@ class FaissStore(VectorStore):
         self._changes = 0
 
     def _sync(self) -> None:
-        """Pick up writes another process committed since this one last looked (not while this process's
-        own re-projection builds the indexes it will swap in: the old ones serve until then)."""
-        if not self._reprojecting and self.db.state() != (self._epoch, self._gen):
+        """Pick up writes another process committed since this one last looked (after this process's own
+        re-projection commits, this waits for the indexes it swaps in)."""
+        if self.db.state() != (self._epoch, self._gen):
             with self._memory, self._lock.write():  # looked at again: a search may have caught up meanwhile
-                if not self._reprojecting and self.db.state() != (self._epoch, self._gen):
+                if self.db.state() != (self._epoch, self._gen):
                     self._catch_up()
 
     # -- writes -------------------------------------------------------------------------------------------
@@ -311,37 +310,35 @@ class FaissStore(VectorStore):
 
     def replace_vectors(self, ids: Sequence[int], vectors: np.ndarray, spec: ModelSpec, *,
                         project: Project | None = None) -> None:
-        """Swap in a new model's vectors for the whole collection and its windows; searches go on over the old
-        ones until the new indexes are built, then switch at once."""
+        """Swap in a new model's vectors for the whole collection and its windows. Searches go on over the old
+        ones while it waits for SQLite's lock and writes; from its commit, when SQLite holds the new vectors
+        (which some searches read), they wait for the new indexes, then switch at once."""
         xb_ids = np.asarray(ids, dtype=np.int64)
         dim = int(spec.dim or 0)
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(xb_ids), dim) or not np.isfinite(vectors).all():
             raise ValueError(f"expected ({len(xb_ids)}, {dim}) finite vectors, got {vectors.shape}")
-        with self._writer:  # the old indexes serve searches until the new ones are built (_reprojecting)
-            try:
-                with self.db.transaction() as con:
-                    with self._memory:  # set under it, once SQLite's lock is had: a search catching up
-                        self._reprojecting = True  # meanwhile does so before the commit below
-                    if not np.array_equal(np.sort(xb_ids), self.db.ids()):
-                        raise RetrievalError("the collection changed during re-projection; run it again")
-                    self.db.replace_vectors(con, xb_ids, vectors, project)
-                    self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
-                clips, windows = (c.fresh(dim) for c in self._caches)
-                with self.db.snapshot():  # built from the new vectors, as one committed state holds them
-                    epoch, gen = self.db.state()
-                    for c in (clips, windows):
-                        c.catch_up(epoch)
-                    with self._memory, self._lock.write():
-                        self._clips, self._windows, self.spec = clips, windows, spec
-                        self._caches = (clips, windows)
-                        self._places.catch_up(self.db.window_ids(), clips_of=self.db.clips_of_windows,
-                                              rows_of=self.db.window_rows)  # others' windows meanwhile
-                        self._epoch, self._gen = epoch, gen
-            finally:
-                self._reprojecting = False
-            with self._memory:
-                self._persist()
+        with self._writer, contextlib.ExitStack() as swapping:
+            with self.db.transaction() as con:
+                # from here to the swap: a search that would catch up with the commit waits for the new
+                # indexes (none ranks an old query against new vectors); taken once SQLite's lock is had
+                swapping.enter_context(self._memory)
+                if not np.array_equal(np.sort(xb_ids), self.db.ids()):
+                    raise RetrievalError("the collection changed during re-projection; run it again")
+                self.db.replace_vectors(con, xb_ids, vectors, project)
+                self.db.set_meta(con, SPEC_KEY, json.dumps(spec.to_dict(), sort_keys=True))
+            clips, windows = (c.fresh(dim) for c in self._caches)
+            with self.db.snapshot():  # built from the new vectors, as one committed state holds them
+                epoch, gen = self.db.state()
+                for c in (clips, windows):
+                    c.catch_up(epoch)
+                with self._lock.write():
+                    self._clips, self._windows, self.spec = clips, windows, spec
+                    self._caches = (clips, windows)
+                    self._places.catch_up(self.db.window_ids(), clips_of=self.db.clips_of_windows,
+                                          rows_of=self.db.window_rows)  # others' windows meanwhile
+                    self._epoch, self._gen = epoch, gen
+            self._persist()
 
     # -- reads --------------------------------------------------------------------------------------------
     def get_by_sha256(self, sha256: str) -> ClipRecord | None:
@@ -371,6 +368,7 @@ class FaissStore(VectorStore):
         return self.vectors(ids), self.db.logits(ids)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        self._sync()  # of this store's model: after a re-projection's commit, its new one once swapped in
         return self.db.blobs(ids, "vector", self.dim)
 
     def next_id(self) -> int:
@@ -520,9 +518,11 @@ class FaissStore(VectorStore):
         return out
 
     def windows(self, ids: Sequence[int]) -> dict[int, Windows]:
+        self._sync()  # as vectors()
         return self.db.windows_of(ids, self.dim)
 
     def timelines(self, ids: Sequence[int], *, logits: bool = False) -> dict[int, Timeline]:
+        self._sync()  # as vectors()
         windows = self.db.windows_of(ids, self.dim, logits=logits)
         peaks = self.db.peaks_of(list(windows))
         return {i: Timeline(w, peaks[i]) for i, w in windows.items()}

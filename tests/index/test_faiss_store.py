@@ -426,3 +426,32 @@ def test_an_add_answers_the_clip_it_stored_even_if_another_process_removes_it_at
     assert added.created and added.record.sha256 == clip(1).sha256 and store.db.get(added.record.id) is None
     store.close()
     other.close()
+
+
+def test_a_search_during_this_processs_reprojection_answers_one_model_never_a_mix(tmp_path, monkeypatch):
+    """From the re-projection's commit SQLite holds the new vectors, which some searches read (windows,
+    rescoring, a query by a clip's own vector): a search made while the new indexes were built answered the
+    old query against the new vectors (a ValueError once the dimension changed). It waits for the swap and
+    answers the new model's state."""
+    from index.faiss import cache as cache_mod
+
+    store = FaissStore(tmp_path / "data", SPEC, kind="flat")
+    ids = sorted(fill(store, unit_vectors(12)))
+    new_spec, new_xb = replace(SPEC, head="f" * 64, dim=16), unit_vectors(12, 16, seed=3)
+    answers: list = []
+    searcher = threading.Thread(target=lambda: answers.append(store.search(store.vectors([ids[0]]), 3)))
+    real_fresh = cache_mod.CachedIndex.fresh
+
+    def fresh(self, dim):  # the build of the new indexes, after the commit: a search starts now
+        if not searcher.is_alive() and not answers:
+            searcher.start()
+            searcher.join(1.0)
+            assert searcher.is_alive(), "a search read the new vectors before the new indexes were in"
+        return real_fresh(self, dim)
+
+    monkeypatch.setattr(cache_mod.CachedIndex, "fresh", fresh)
+    store.replace_vectors(ids, new_xb, new_spec)
+    searcher.join(30)
+    assert not searcher.is_alive() and answers[0][0][0].record.id == ids[0]  # its own new vector, first
+    assert answers[0][0][0].score == pytest.approx(1.0, abs=1e-5)
+    store.close()
