@@ -1,4 +1,4 @@
-"""The `--progress/--no-progress` option of every long command: a bar by default only where someone watches
+"""The `--progress/--no-progress` option of the long commands: a bar by default only where someone watches
 it (standard error is a terminal); in a log, a pipe or cron's mail it would be thousands of redrawn lines."""
 
 import sys

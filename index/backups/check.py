@@ -549,10 +549,10 @@ def _check_window_copies(store: QdrantStore, report: CheckReport, *, repair: boo
 
 def _check_next_id(store: QdrantStore, report: CheckReport) -> None:
     """The id the next add takes is above every clip's (else the add would overwrite a clip)."""
-    ids = store.ids()
-    if len(ids) and store.next_id() <= int(ids.max()):
-        report.error("next-id", f"the collection's next clip id ({store.next_id()}) is not above its largest "
-                     f"({int(ids.max())}): the next add would overwrite clip {store.next_id()}; restore the "
+    ids, next_id = store.ids(), store.next_id()
+    if len(ids) and next_id <= int(ids.max()):
+        report.error("next-id", f"the collection's next clip id ({next_id}) is not above its largest "
+                     f"({int(ids.max())}): the next add would overwrite clip {next_id}; restore the "
                      "collection from a backup")
 
 

@@ -37,6 +37,7 @@ EXACT = qm.SearchParams(exact=True)
 # the embedded engine keeps only scores above a threshold, a server those at it or above: ask for a little
 # below the floor and keep those at it here
 BELOW = 1e-6
+FIRST = qm.Filter(must=[qm.FieldCondition(key="n", match=qm.MatchValue(value=0))])  # each clip's window 0
 
 
 def collection_for(clips_collection: str) -> str:
@@ -219,16 +220,14 @@ class QdrantWindows:
         """The clips that have windows (each has a window 0)."""
         if not self.exists():
             return set()
-        first = qm.Filter(must=[qm.FieldCondition(key="n", match=qm.MatchValue(value=0))])
-        found = layout.scroll(self.client, self.alias, with_payload=["id"], scroll_filter=first)
+        found = layout.scroll(self.client, self.alias, with_payload=["id"], scroll_filter=FIRST)
         return {int((p.payload or {})["id"]) for p in found}
 
     def clip_copies(self) -> dict[int, dict]:
         """Each clip's payload as its window 0 holds it (a copy of :func:`clip_part`), by clip id."""
         if not self.exists():
             return {}
-        first = qm.Filter(must=[qm.FieldCondition(key="n", match=qm.MatchValue(value=0))])
-        found = layout.scroll(self.client, self.alias, scroll_filter=first,
+        found = layout.scroll(self.client, self.alias, scroll_filter=FIRST,
                               with_payload=qm.PayloadSelectorExclude(exclude=OWN))
         return {int(p.payload["id"]): dict(p.payload) for p in found if p.payload}
 
