@@ -20,6 +20,7 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | AudioDecodeError | 415 | not audio the decoder can read; the decoder's message says what is wrong |
 | ModelNotFound | 503 | the configured weights are missing |
 | NotReady | 503 | the models and the index are still loading |
+| StoreClosed | 503 | the service is shutting down: a request that came as it closed the collection |
 | StorageFull | 507 | the disk is full: nothing of the request was stored |
 | any other RetrievalError | 400 | |
 
@@ -47,6 +48,7 @@ from retrieval.errors import (
     ModelNotFound,
     RetrievalError,
     StorageFull,
+    StoreClosed,
     ZeroQuery,
 )
 
@@ -130,6 +132,7 @@ STATUS_OF = {
     AudioDecodeError: 415,
     ModelNotFound: 503,
     NotReady: 503,
+    StoreClosed: 503,
     StorageFull: 507,
     RetrievalError: 400,
 }

@@ -5,6 +5,7 @@ WAL journal (readers run beside a writer) and synchronous=FULL (a committed tran
 the process or the machine); autocommit mode, so callers open their own BEGIN IMMEDIATE transactions.
 """
 
+import gc
 import os
 import sqlite3
 import threading
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from retrieval.errors import StorageFull, newer_format
+from retrieval.errors import StorageFull, StoreClosed, newer_format
 
 BUSY_TIMEOUT_S = 60
 # free bytes below which a disk counts as full when SQLite fails (its shared-memory file alone wants 32 KiB)
@@ -45,11 +46,15 @@ def connect_durable(path: Path) -> sqlite3.Connection:
 
 
 class ThreadConnections:
-    """One durable connection per thread, all closed together. A forked child opens its own and leaves the
-    parent's alone (closing them there could upset the parent's locks)."""
+    """One durable connection per thread, all closed together (see `close`); after which none is opened
+    again (StoreClosed). A forked child opens its own and leaves the parent's alone (closing them there
+    could upset the parent's locks)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, holds: str):
+        """`holds`: what the file is, for the error after `close` ("the collection")."""
         self.path = Path(path)
+        self.holds = holds
+        self._closed = False
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -63,18 +68,32 @@ class ThreadConnections:
             self._pid = os.getpid()
         con = getattr(self._local, "con", None)
         if con is None:
+            self._refuse_if_closed()
             con = connect_durable(self.path)
-            self._local.con = con
             with self._lock:
+                if self._closed:  # closed while this one was opened
+                    con.close()
+                    self._refuse_if_closed()
+                self._local.con = con
                 self._all.append(con)
         return con
 
+    def _refuse_if_closed(self) -> None:
+        if self._closed:  # a connection would be opened again, and never closed
+            raise StoreClosed(f"{self.path}: {self.holds} was closed; open it again to use it")
+
     def close(self) -> None:
+        """This thread's connection closed now; every other thread's once it is done with the statement it
+        may be running: closing a connection under a thread that is stepping it crashes the process, so they
+        are let go (a connection and its statement cache refer to each other: a collection frees them)."""
         with self._lock:
-            for con in self._all:
-                con.close()
+            self._closed = True
+            mine = getattr(self._local, "con", None)
             self._all.clear()
-        self._local = threading.local()
+            self._local = threading.local()  # the old one's per-thread connections go with it
+        if mine is not None:
+            mine.close()
+        gc.collect()  # the others, when no thread is using them
 
 
 @contextmanager

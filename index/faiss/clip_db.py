@@ -31,7 +31,7 @@ from index.sqlite_conn import ThreadConnections, integrity_of, refuse_newer, wri
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import Chunk, ClipRecord, FileNow, NewClip, SearchFilter, Timeline, Windows
 from retrieval.config import N_TAGS
-from retrieval.errors import NewerFormat, StoreClosed
+from retrieval.errors import NewerFormat
 
 WINDOW_CHUNK = 4096  # windows re-projected at a time
 
@@ -41,8 +41,7 @@ class ClipDB:
 
     def __init__(self, path: Path):
         self.path = path
-        self._connections = ThreadConnections(path)
-        self._closed = False
+        self._connections = ThreadConnections(path, holds="the collection")
         try:
             self._migrate()
         except NewerFormat:
@@ -63,8 +62,6 @@ class ClipDB:
             con.execute(f"PRAGMA user_version = {max(version, len(MIGRATIONS))}")
 
     def connection(self) -> sqlite3.Connection:
-        if self._closed:  # a connection would be opened again, and never closed
-            raise StoreClosed(f"{self.path}: the collection was closed; open it again to use it")
         return self._connections.get()
 
     @contextmanager
@@ -90,7 +87,6 @@ class ClipDB:
             con.execute("COMMIT")
 
     def close(self) -> None:
-        self._closed = True
         self._connections.close()
 
     # -- meta ---------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ class JobQueue:
         None sees every job (backups, tools)."""
         self.path = Path(path)
         self.store = None if store is None else _text(store, "store")
-        self._connections = ThreadConnections(self.path)
+        self._connections = ThreadConnections(self.path, holds="the upload queue")
         created = not self.path.exists()
         try:
             self._migrate()

@@ -199,6 +199,15 @@ def test_a_service_still_loading_answers_503(app_settings):
     assert r.status_code == 503 and r.json() == {"detail": NOT_READY}
 
 
+def test_a_request_that_comes_as_the_service_closes_its_collection_answers_503(client):
+    """Shutting down closes the collection while a request may still come: it was answered 400, as if the
+    request were wrong."""
+    client.app.state.collection.store.close()
+    for r in (client.get("/audio"), client.post("/search", json={"query": "rain"})):
+        assert r.status_code == 503, r.text
+        assert "closed" in r.json()["detail"]
+
+
 def test_searches_answer_while_an_upload_is_being_tagged(client, monkeypatch):
     """The upload's PaSST pass is parked inside the ingest worker; searches and probes still answer."""
     collection = client.app.state.collection

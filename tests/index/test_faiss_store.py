@@ -455,3 +455,65 @@ def test_a_search_during_this_processs_reprojection_answers_one_model_never_a_mi
     assert not searcher.is_alive() and answers[0][0][0].record.id == ids[0]  # its own new vector, first
     assert answers[0][0][0].score == pytest.approx(1.0, abs=1e-5)
     store.close()
+
+
+CLOSE_WHILE_SEARCHING = """
+import gc, os, sys, threading, time
+from index.faiss.store import FaissStore
+from retrieval.errors import StoreClosed
+from tests.index.store_fixtures import SPEC, fill, unit_vectors
+
+folder = sys.argv[1]
+for round in range(6):
+    data_dir = os.path.join(folder, str(round))
+    store = FaissStore(data_dir, SPEC)
+    xb = unit_vectors(40)
+    fill(store, xb)
+    failures = []
+
+    def search():
+        while True:
+            try:
+                store.search(xb[:4], 10)
+                store.search_keywords("clip1", 5)
+                store.records([1, 2, 3])
+            except StoreClosed:
+                return
+            except Exception as e:
+                failures.append(repr(e))
+                return
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)
+    store.close()
+    for t in threads:
+        t.join()
+    gc.collect()
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            held.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    print(round, failures, [p for p in held if p.startswith(data_dir)], flush=True)
+"""
+
+
+def test_closing_while_other_threads_search_neither_crashes_nor_leaves_files_open(tmp_path):
+    """Closing the store while other threads search: SQLite connections were closed under the threads
+    stepping them and the process died (SIGSEGV). Now each search ends or is told the store closed
+    (StoreClosed, nothing else), and no connection to the file is left once they are done. In a child
+    process, as a crash would take pytest with it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", CLOSE_WHILE_SEARCHING, str(tmp_path)], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    rounds = run.stdout.splitlines()
+    assert len(rounds) == 6
+    assert all(line.endswith(" [] []") for line in rounds), rounds
