@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 from pydantic import ValidationError
 
 from app.schemas.clips import MetadataIn, tag_list
-from index.exports import from_spreadsheet_text, spreadsheet_text
+from index.exports import BOM, from_spreadsheet_text, spreadsheet_text
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
 
@@ -112,6 +112,7 @@ def _write_rows(f: TextIO, pages: Callable[[], Iterator[list[ClipRecord]]],
                 report: ExportReport) -> None:
     """The header and a row per clip into `f`, the files relative to `folder` when under it (None: every
     file absolute)."""
+    f.write(BOM)  # a spreadsheet then reads it as UTF-8
     out = csv.writer(f)
     out.writerow([*FIXED, *keys])
     for records in pages():
@@ -131,8 +132,9 @@ def write_metadata_csv(pages: Callable[[], Iterator[list[ClipRecord]]],
     under it, else absolute), its description, its tags (`; `) and a column per field key; written whole or
     not at all. A field named as one of the fixed columns cannot be a column of its own: left out, listed.
     A cell a spreadsheet would take for a formula, or starting with `'`, gets a leading `'` (taken off again
-    when the CSV is read). `path` `-` is standard output, in UTF-8 whatever the locale, every file absolute:
-    where the shell puts the CSV, whose folder its relative paths would be read from, is not known here."""
+    when the CSV is read); the text starts with a BOM, as a search's CSV export does. `path` `-` is
+    standard output, in UTF-8 whatever the locale, every file absolute: where the shell puts the CSV,
+    whose folder its relative paths would be read from, is not known here."""
     keys = sorted({k for records in pages() for r in records for k, _ in r.meta.fields} - set(FIXED))
     report = ExportReport()
     if str(path) == STDOUT:

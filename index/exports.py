@@ -23,6 +23,11 @@ SCORE_PLACES = 6
 ONE_LINE = str.maketrans("\t\r\n", "   ")
 CSV_LINE = "\r\n"  # RFC 4180's; a field holding a comma, a quote, CR or LF is quoted
 FORMULA_STARTS = frozenset("=+-@\t\r")
+# a spreadsheet CSV's first character: without it Excel reads the file in the system's code page (`café` as
+# `cafÃ©`); Python reads it with encoding="utf-8-sig", which also reads a file without one
+BOM = "\ufeff"
+# characters JSON leaves as they are that Python's str.splitlines() (and some editors) take for line ends
+JSON_LINE_ENDS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
 @dataclass(frozen=True)
@@ -84,25 +89,34 @@ def _spans(rows: Iterable[ExportRow]) -> list[tuple[ExportRow, float, float]]:
 
 
 def to_csv(rows: Iterable[ExportRow]) -> str:
-    """A header of COLUMNS, then one line per hit (empty start and end without a segment)."""
-    out = io.StringIO()
+    """A BOM, a header of COLUMNS, then one line per hit (empty start and end without a segment); the names
+    as `spreadsheet_text` (reversible) writes them."""
+    out = io.StringIO(BOM)
+    out.seek(0, io.SEEK_END)
     writer = csv.writer(out, lineterminator=CSV_LINE)
     writer.writerow(COLUMNS)
     for r in rows:
-        writer.writerow([r.rank, r.id, spreadsheet_text(r.name), fixed(r.score, SCORE_PLACES),
-                         _seconds(r.start), _seconds(r.end), _seconds(r.duration)])
+        writer.writerow([r.rank, r.id, spreadsheet_text(r.name, reversible=True),
+                         fixed(r.score, SCORE_PLACES), _seconds(r.start), _seconds(r.end),
+                         _seconds(r.duration)])
     return out.getvalue()
 
 
 def to_jsonl(rows: Iterable[ExportRow]) -> str:
     """One JSON object per hit, its keys COLUMNS, its numbers rounded as the CSV's (null start and end
-    without a segment)."""
+    without a segment); a name's characters that some readers take for a line end are escaped."""
     def rounded(r: ExportRow) -> dict:
         seconds = {k: None if x is None else float(_seconds(x))
                    for k, x in (("start", r.start), ("end", r.end), ("duration", r.duration))}
         return {**asdict(r), "score": float(fixed(r.score, SCORE_PLACES)), **seconds}
 
-    return "".join(json.dumps(rounded(r), ensure_ascii=False) + "\n" for r in rows)
+    def line(r: ExportRow) -> str:
+        text = json.dumps(rounded(r), ensure_ascii=False)
+        for end, escaped in JSON_LINE_ENDS.items():  # outside strings JSON has only ASCII
+            text = text.replace(end, escaped)
+        return text + "\n"
+
+    return "".join(line(r) for r in rows)
 
 
 def to_audacity(rows: Iterable[ExportRow]) -> str:

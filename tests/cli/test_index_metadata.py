@@ -167,7 +167,7 @@ def test_export_metadata_writes_what_index_add_reads_back(cli, tmp_path, monkeyp
     assert out.exit_code == 0, out.output
     assert "wrote the metadata of 3 clips" in out.stdout
     text = exported.read_bytes().decode("utf-8")
-    assert text.startswith("file,description,tags,bpm,pack\r\n")
+    assert text.startswith("\ufefffile,description,tags,bpm,pack\r\n")  # a BOM: Excel reads UTF-8
     assert "kick.wav,\"'=SUM(A1) \"\"quoted\"\"\nsecond line\",kick; -6db,120,Drums Vol 1\r\n" in text
     assert f"{far / 'tone.wav'},,,,\r\n" in text and '"hiss, tape.wav",tape hiss,,,\'@pack\r\n' in text
     assert read_metadata_csv(exported) == {(lib / "kick.wav").resolve(): held["kick.wav"],
@@ -194,7 +194,8 @@ def test_export_metadata_leaves_out_a_field_named_as_a_column(tmp_path):
     out = tmp_path / "m.csv"
     report = write_metadata_csv(lambda: iter([clips]), lambda r: Path(r.location), out)
     assert report.rows == 2 and report.left_out == [("/x/1.wav", "tags"), ("/x/2.wav", "file")]
-    assert out.read_text().splitlines() == ["file,description,tags,mood", "/x/1.wav,,,calm", "/x/2.wav,,,"]
+    assert out.read_text().splitlines() == ["\ufefffile,description,tags,mood", "/x/1.wav,,,calm",
+                                            "/x/2.wav,,,"]
 
 
 def a_clip(tmp_path, description: str):
@@ -217,7 +218,8 @@ def test_export_metadata_to_a_dash_writes_standard_output_with_absolute_files_th
     report = write_metadata_csv(lambda: iter([[clip]]), lambda r: Path(r.location), Path("-"))
     assert report.rows == 1 and not (tmp_path / "-").exists()
     out = capsys.readouterr().out
-    assert out.splitlines() == ["file,description,tags", f"{(tmp_path / 'lib' / 'a.wav').resolve()},door,"]
+    assert out.splitlines() == ["\ufefffile,description,tags",
+                                f"{(tmp_path / 'lib' / 'a.wav').resolve()},door,"]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     csv_file = elsewhere / "m.csv"
@@ -244,7 +246,8 @@ def test_export_metadata_to_a_dash_writes_utf_8_whatever_the_locale(tmp_path, mo
     monkeypatch.undo()
     assert report.rows == 1
     assert stdout.buffer.getvalue().decode("utf-8").split("\r\n") == [
-        "before\nfile,description,tags", f'{(tmp_path / "lib" / "a.wav").resolve()},"porte grinçante, 門",',
+        "before\n\ufefffile,description,tags",
+        f'{(tmp_path / "lib" / "a.wav").resolve()},"porte grinçante, 門",',
         "after\n"]
 
 
