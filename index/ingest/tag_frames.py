@@ -4,11 +4,14 @@ comments (FLAC, Ogg Vorbis, Opus).
 :func:`tag_slots` gives what they say as (slot, text) pairs; which slot each tag feeds is the table of
 index/ingest/embedded.py. Tag names a file may hold that are in no table are not read. A file whose tags
 cannot be read (damaged, truncated, an ID3 tag declaring more than MAX_ID3_BYTES) gives nothing, with a
-warning; the clip is indexed all the same.
+warning; the clip is indexed all the same. ID3 frames may be zlib-compressed: a tag's frames together inflate
+to at most MAX_ID3_BYTES (a frame of a few kilobytes can inflate to gigabytes), those past it are left out.
 """
 
 import io
 import logging
+import threading
+import zlib
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
@@ -31,11 +34,48 @@ ID3_FRAMES = {"TIT2": "title", "COMM": "comment", "TCON": "genre", "TPE1": "arti
               "TCOP": "copyright"}
 
 
+class _BoundedInflate:
+    """zlib as mutagen's ID3 frames use it (`decompress` and `error`), inflating no more than is left of the
+    tag being read's MAX_ID3_BYTES: a frame past it is an error, which mutagen takes for a junk frame and
+    leaves out."""
+
+    error = zlib.error
+    _left = threading.local()  # the bytes the tag being read in this thread may still inflate to
+
+    @classmethod
+    def start(cls) -> None:
+        cls._left.bytes, cls._left.refused = MAX_ID3_BYTES, 0
+
+    @classmethod
+    def refused(cls) -> int:
+        return getattr(cls._left, "refused", 0)
+
+    @classmethod
+    def decompress(cls, data: bytes) -> bytes:
+        left = getattr(cls._left, "bytes", MAX_ID3_BYTES)
+        inflate = zlib.decompressobj()
+        out = inflate.decompress(data, left + 1)
+        if len(out) > left:
+            cls._left.refused = cls.refused() + 1
+            raise zlib.error(f"a compressed frame inflates past the tag's {MAX_ID3_BYTES} bytes")
+        cls._left.bytes = left - len(out)
+        return out
+
+
+def _bound_id3_inflation() -> None:
+    """mutagen's ID3 frames inflated through :class:`_BoundedInflate` (it calls zlib.decompress unbounded)."""
+    from mutagen.id3 import _frames
+
+    _frames.zlib = _BoundedInflate  # type: ignore[assignment]
+
+
 def tag_slots(f: BinaryIO, size: int, name: str) -> Slots:
     """What the file's ID3 or Vorbis tags say ([] for none). An RF64/BW64 WAV's ``id3`` chunk (which mutagen
     does not find in those) is read from where the chunk walk of retrieval/riff.py finds it."""
     import mutagen
 
+    _bound_id3_inflation()
+    _BoundedInflate.start()
     try:
         if _id3_size(f) > MAX_ID3_BYTES:
             log.warning("%s: its ID3 tag declares more than %d bytes: skipped", name, MAX_ID3_BYTES)
@@ -49,6 +89,9 @@ def tag_slots(f: BinaryIO, size: int, name: str) -> Slots:
     except Exception as e:  # a hostile tag must never fail the clip  # noqa: BLE001
         log.warning("%s: its tags cannot be read, skipped: %s: %s", name, type(e).__name__, e)
         return []
+    if _BoundedInflate.refused():
+        log.warning("%s: %d compressed ID3 frames inflate past %d bytes: left out", name,
+                    _BoundedInflate.refused(), MAX_ID3_BYTES)
     tags = getattr(found, "tags", None)
     if tags is None:
         return []

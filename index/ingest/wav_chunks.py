@@ -110,7 +110,10 @@ def _ixml(data: bytes, name: str) -> Slots:
     data = data.rstrip(b"\0")
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise ValueError("it declares a DTD or entities, which iXML has no use for")
-    root = WavIXMLFormat(data).raw_xml.getroot()
+    tree = WavIXMLFormat(data).raw_xml
+    if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:  # in UTF-16, the bytes above are not
+        raise ValueError("it declares a DTD or entities, which iXML has no use for")
+    root = tree.getroot()
     if root is None:
         raise ValueError("no XML in it")
     if _depth(root) > MAX_XML_DEPTH:

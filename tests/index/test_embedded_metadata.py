@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import struct
+import zlib
 from dataclasses import replace
 
 import pytest
@@ -211,6 +212,10 @@ DAMAGED = {
     "deeply nested iXML": (wav_with(chunk(b"iXML", DEEP)), "iXML chunk cannot be read"),
     "entities in iXML": (wav_with(chunk(b"iXML", b'<!DOCTYPE x [<!ENTITY a "aaaa">]><BWFXML/>')),
                          "iXML chunk cannot be read"),
+    "entities in UTF-16 iXML": (wav_with(chunk(b"iXML", '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x '
+                                               '[<!ENTITY a "aaaa">]><BWFXML><USER><DESCRIPTION>&a;&a;'
+                                               '</DESCRIPTION></USER></BWFXML>'.encode("utf-16"))),
+                                "iXML chunk cannot be read"),
 }
 
 
@@ -223,7 +228,7 @@ def test_a_damaged_chunk_leaves_the_clip_indexed_with_a_warning(case, settings, 
     assert warning in caplog.text, caplog.text
     if case == "invalid UTF-8 in INFO":
         assert record.meta.description == "café ambience\xff\xfe"
-    if case == "truncated end":  # nothing read of a chunk cut short: no value cut with it
+    if case in ("truncated end", "entities in UTF-16 iXML"):  # nothing read of it: no value cut, no entity
         assert record.meta == Metadata()
 
 
@@ -1017,3 +1022,46 @@ def test_an_edit_keeps_the_tags_in_the_order_given_through_a_reread(tmp_path, se
         report = reread_metadata(c, ledger=tmp_path / "ledger", again=True, progress=False)
         assert report.changed == 0 and c.get(clip.id).meta.tags == ("drabble", "plinkor", "wibbleton")
         assert c.get(clip.id).meta_layers.dropped == Metadata.of(tags=["zed"])
+
+
+def id3v23(*frames: tuple[bytes, bytes, bool]) -> bytes:
+    """An ID3v2.3 tag of text frames (frame id, Latin-1 text, zlib-compressed or not)."""
+    def frame(ident: bytes, text: bytes, compressed: bool) -> bytes:
+        data = b"\x00" + text  # encoding byte: Latin-1
+        if compressed:  # flag 0x0080, then the inflated size, then the zlib stream
+            body = struct.pack(">I", len(data)) + zlib.compress(data, 9)
+            return ident + struct.pack(">I", len(body)) + b"\x00\x80" + body
+        return ident + struct.pack(">I", len(data)) + b"\x00\x00" + data
+
+    body = b"".join(frame(*f) for f in frames)
+    synchsafe = bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    return b"ID3\x03\x00\x00" + synchsafe + body
+
+
+def test_a_compressed_id3_frame_inflating_to_gigabytes_is_left_out_and_the_rest_read(tmp_path, caplog):
+    """An ID3 frame may be zlib-compressed, and a frame of 64 KB inflates to 64 MiB (a real one in a 1 MB
+    MP3: 1 GiB, 3 GB resident while its metadata was read). The tag's frames inflate to MAX_ID3_BYTES at
+    most; the frame past it is left out with a warning, the others are read (a small compressed one too)."""
+    import tracemalloc
+
+    from index.ingest.tag_frames import MAX_ID3_BYTES
+
+    mp3 = ffmpeg_sine(tmp_path / "base.mp3", "-c:a", "libmp3lame")
+    bomb_text = b"A" * (64 << 20)
+    assert len(bomb_text) > 2 * MAX_ID3_BYTES
+    tag = id3v23((b"TIT2", bomb_text, True), (b"TALB", b"Castle Library", False),
+                 (b"TCON", b"Doors", True))
+    del bomb_text
+    assert len(tag) < 1 << 20
+    data = tag + mp3.read_bytes()
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            meta = file_metadata(data, "bomb.mp3")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * MAX_ID3_BYTES, peak  # unbounded, the 64 MiB frame alone was held, and copied
+    assert "title" not in meta.field_dict
+    assert meta.field_dict["library"] == "Castle Library" and meta.field_dict["genre"] == "Doors"
+    assert "inflate past" in caplog.text
