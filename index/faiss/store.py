@@ -545,7 +545,9 @@ class FaissStore(VectorStore):
                 "bytes_on_disk": sum(p.stat().st_size for p in files if p.is_file())}
 
     def close(self) -> None:
+        """Write what changed since the files were last written, unless another process re-projected the
+        store meanwhile (its model's files are the ones to keep), then let go of the database."""
         with self._writer, self._memory:
-            if self._changes:
+            if self._changes and self.db.state()[0] == self._epoch:
                 self._persist()
             self.db.close()

@@ -517,3 +517,21 @@ def test_closing_while_other_threads_search_neither_crashes_nor_leaves_files_ope
     rounds = run.stdout.splitlines()
     assert len(rounds) == 6
     assert all(line.endswith(" [] []") for line in rounds), rounds
+
+
+def test_a_store_another_process_re_projected_closes_without_writing_the_old_models_files(tmp_path):
+    """A store with changes not yet written, re-projected by another process to another dimension: its
+    close rebuilt its index from SQLite's vectors, now the new model's (ValueError: its close failed), or
+    wrote its old model's file beside the new one."""
+    stale = FaissStore(tmp_path / "data", SPEC, kind="hnsw", persist_every=1000)
+    ids = sorted(fill(stale, unit_vectors(6)))
+    stale.remove([ids[0]])  # a tombstone: writing the file means rebuilding the index
+    new_spec = replace(SPEC, head="f" * 64, dim=16)
+    new_xb = unit_vectors(5, 16, seed=3)
+    with FaissStore(tmp_path / "data", SPEC, kind="hnsw") as other:
+        other.replace_vectors(ids[1:], new_xb, new_spec)
+    files = sorted(p.name for p in (tmp_path / "data" / FAISS_DIR).glob("*.faiss"))
+    stale.close()
+    assert sorted(p.name for p in (tmp_path / "data" / FAISS_DIR).glob("*.faiss")) == files
+    with FaissStore(tmp_path / "data", new_spec, kind="hnsw") as store:
+        assert_matches_brute_force(store, dict(zip(ids[1:], new_xb, strict=True)), unit_vectors(3, 16), 4)
