@@ -15,6 +15,7 @@ import hashlib
 import io
 import logging
 import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -29,7 +30,9 @@ from retrieval import riff
 from retrieval.config import SAMPLE_RATE
 from retrieval.decoder_process import blocks_in_process
 from retrieval.errors import AudioDecodeError, AudioTooLong, TooManyChannels
-from retrieval.mp3_frames import mp3_file_seconds
+from retrieval.flac_frames import flac_frames_end
+from retrieval.mp3_frames import Mp3Frames, mp3_file_frames
+from retrieval.ogg_pages import chained_streams
 from retrieval.waveform import PEAKS, PeakTracker
 
 log = logging.getLogger(__name__)
@@ -203,7 +206,7 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
-        _check_wav_sizes(io.BytesIO(source), len(source), label=label)
+        _check_sizes(io.BytesIO(source), len(source), label=label)
     else:
         path = Path(source)
         if path.is_dir():
@@ -213,7 +216,7 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{label}: the file is empty")
         with open(path, "rb") as raw:
-            _check_wav_sizes(raw, path.stat().st_size, label=label)
+            _check_sizes(raw, path.stat().st_size, label=label)
     try:
         f = open_sound(source)
     except (sf.LibsndfileError, RuntimeError, ValueError, OSError, EOFError) as e:
@@ -227,6 +230,9 @@ def _sound_file(source: str | Path | bytes, *, label: str, max_duration_s: float
                               limit_name=limit_name)
         if f.format == "FLAC" and 0 < f.frames < UNKNOWN_FRAMES:
             _check_flac_end(source, f.frames, f.samplerate, label=label)
+            _check_flac_count(source, f.frames, f.samplerate, label=label)
+        if f.format == "OGG":
+            _check_ogg_chain(source, f, label=label)
         yield f
 
 
@@ -320,19 +326,60 @@ def _unreadable(e: Exception, label: str) -> AudioDecodeError:
                             f"AIFF, AU, W64, CAF): {reason}")
 
 
+def _check_sizes(f: BinaryIO, total: int, *, label: str) -> None:
+    """A file whose header says how many bytes of audio follow (WAVE, AIFF and AIFC, AU) but that stops
+    before them was cut short (a copy stopped part-way): refuse it rather than index part of it (libsndfile
+    would quietly read what is there, as far as the cut)."""
+    f.seek(0)
+    magic = f.read(4)
+    if magic == b"FORM":
+        _check_aiff_sizes(f, total, label=label)
+    elif magic in (b".snd", b"dns."):  # big-endian AU, and the little-endian kind libsndfile reads too
+        offset, size = struct.unpack(">II" if magic == b".snd" else "<II", f.read(8).ljust(8, b"\0"))
+        if size != 0xFFFFFFFF and offset + size > total:  # all ones: a stream, its length not known
+            raise _truncated(label, "AU", size, total - offset)
+    else:
+        _check_wav_sizes(f, total, label=label)
+
+
+def _truncated(label: str, kind: str, declared: int, present: int) -> AudioDecodeError:
+    return AudioDecodeError(f"{label}: truncated {kind}: the header declares {declared} bytes of audio but "
+                            f"only {max(0, present)} are present")
+
+
 def _check_wav_sizes(f: BinaryIO, total: int, *, label: str) -> None:
     """A WAVE file (RIFF, RF64, BW64: retrieval/riff.py) whose data chunk claims more bytes than the file
-    holds, or that has none, was cut short: refuse it rather than index part of it (libsndfile would
-    quietly read what is there)."""
-    chunks = riff.walk(f, total)
-    if chunks is None:
+    holds, or that has none, was cut short. One whose RIFF and data sizes were never written (0, with the
+    audio after them: a recorder stopped before it closed the file) holds no audio to libsndfile: it is
+    refused saying so, and how to mend it."""
+    walked = riff.walk_wave(f, total)
+    if walked is None:
         return
-    if b"data" not in chunks:
+    if b"data" not in walked.chunks:
+        if not walked.whole:
+            raise AudioDecodeError(f"{label}: more than {riff.MAX_CHUNKS:,} chunks before its audio data, "
+                                   "more than is read: write it again, for example "
+                                   f"`ffmpeg -i {Path(label).name} -c copy fixed.wav`")
         raise AudioDecodeError(f"{label}: truncated WAV: no audio data chunk")
-    start, size = chunks[b"data"]
+    start, size = walked.chunks[b"data"]
+    if size == 0 and total > start and walked.riff_size <= start - 8:  # it reaches no byte past "data"
+        raise AudioDecodeError(
+            f"{label}: its header was never finished: its sizes say 0 bytes of audio, but {total - start} "
+            "bytes follow (a recorder or a program stopped before it closed the file); mend it with "
+            f"`ffmpeg -i {Path(label).name} -c copy fixed.wav`")
     if size not in (0, riff.LONG) and start + size > total:
-        raise AudioDecodeError(f"{label}: truncated WAV: the header declares {size} bytes of audio but only "
-                               f"{max(0, total - start)} are present")
+        raise _truncated(label, "WAV", size, total - start)
+
+
+def _check_aiff_sizes(f: BinaryIO, total: int, *, label: str) -> None:
+    """An AIFF or AIFC whose sound data chunk (``SSND``: an offset and a block size, then the audio) claims
+    more bytes than the file holds was cut short (0 and all ones: a size never written, not checked)."""
+    chunks = riff.walk_aiff(f, total)
+    if chunks is None or b"SSND" not in chunks:
+        return
+    start, size = chunks[b"SSND"]
+    if size not in (0, riff.LONG) and start + size > total:
+        raise _truncated(label, "AIFF", max(0, size - 8), total - start - 8)
 
 
 class _AsRF64(io.RawIOBase):
@@ -394,24 +441,72 @@ def _check_flac_end(source: str | Path | bytes, frames: int, rate: int, *, label
                                "stream ends before (copy it again; `flac -d -F` decodes what is there)")
 
 
+def _check_flac_count(source: str | Path | bytes, frames: int, rate: int, *, label: str) -> None:
+    """A FLAC whose frames run past the samples its header (STREAMINFO) counts is refused: libsndfile decodes
+    no further than the count and reports its length, so the rest would be left out without a word. Its last
+    frame, found in its last bytes (retrieval/flac_frames.py), says where the frames end; a file whose last
+    frame is not found there (a tag after its frames) is let through, as before."""
+    end = flac_frames_end(source)
+    if end is not None and end > frames:
+        raise AudioDecodeError(
+            f"{label}: its frames hold {end / rate:.1f} s of audio but its header (STREAMINFO) counts "
+            f"{frames / rate:.1f} s, and the decoder stops at the header's count: encode it again, for "
+            f"example `ffmpeg -i {Path(label).name} -c:a flac fixed.flac` (lossless)")
+
+
+def _check_ogg_chain(source: str | Path | bytes, f: sf.SoundFile, *, label: str) -> None:
+    """A chained Ogg file (streams one after another: files joined end to end, a radio stream's recording) is
+    refused: libsndfile reads its first stream alone and reports that stream's length as the file's."""
+    if len(chained_streams(source)) > 1:
+        codec, ext = ("libopus", "opus") if f.subtype == "OPUS" else ("libvorbis", "ogg")
+        raise AudioDecodeError(
+            f"{label}: a chained Ogg file (streams one after another, as files joined end to end), of which "
+            f"the decoder reads only the first ({f.frames / f.samplerate:.1f} s): encode it again as one "
+            f"stream, for example `ffmpeg -i {Path(label).name} -c:a {codec} fixed.{ext}`")
+
+
 def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str,
                       max_duration_s: float | None, limit_name: str | None) -> None:
     """An MP3's length is its frames' (counted): past `max_duration_s` it is too long; and a file whose
     header says another length (libsndfile decodes no further than the header says, and reports the
     header's length) is refused, with both lengths: frames past the header's length would be cut off, a
     header past the frames' length would give the clip a duration its audio does not have."""
-    frames_s = mp3_file_seconds(source)
+    frames = mp3_file_frames(source)
+    frames_s = frames.seconds
     if max_duration_s is not None and frames_s > max_duration_s:
         raise _too_long(label, frames_s, max_duration_s, limit_name, how=" (counted by its frames)")
     slack = max(MP3_LENGTH_SLACK_S, MP3_LENGTH_SLACK * frames_s)
     if abs(frames_s - header_s) <= slack:
         return
-    why = ("an MP3 whose bit rate varies, without a Xing header" if frames_s > header_s else
-           "a Xing header that counts frames the file does not hold")
+    name = Path(label).name
+    if not frames.xing and frames_s < header_s and (junk := _mp3_junk(frames, header_s, frames_s, name)):
+        raise AudioDecodeError(f"{label}: {junk}")
+    if frames.xing or not frames.end:  # (no frame found: a free-format file, whose frames are not counted)
+        why = ("a Xing header that counts fewer frames than the file holds" if frames_s > header_s else
+               "a Xing header that counts frames the file does not hold")
+    else:
+        why = "an MP3 whose bit rate varies, without a Xing header"
     raise AudioDecodeError(
         f"{label}: its frames hold {frames_s:.1f} s of audio but its header says {header_s:.1f} s ({why}), "
         f"and the decoder goes by the header: write it again, for example "
-        f"`ffmpeg -i {Path(label).name} -c:a copy fixed.mp3`")
+        f"`ffmpeg -i {name} -c:a copy fixed.mp3`")
+
+
+def _mp3_junk(frames: Mp3Frames, header_s: float, frames_s: float, name: str) -> str | None:
+    """Why an MP3 without a Xing header seems longer than its frames when bytes that are not frames account
+    for most of the difference: the decoder then reckons its length from the file's size, those bytes
+    included (0xFF or zeros after the audio: a recorder's preallocated file, a copy padded to a block size).
+    None when they do not."""
+    junk = max(frames.after, frames.between)
+    if not frames.end or junk * header_s / frames.size < (header_s - frames_s) / 2:
+        return None
+    reckoned = (f"its frames hold {frames_s:.1f} s of audio, and the decoder, without a Xing header to go "
+                f"by, reckons {header_s:.1f} s from the file's size")
+    if frames.after >= frames.between:
+        return (f"the {frames.after} bytes after its last frame are not MP3 frames ({reckoned}): cut them "
+                f"off, for example `head -c {frames.end} {name} > fixed.mp3`")
+    return (f"{frames.between} bytes between its frames are not MP3 frames ({reckoned}): encode it again, "
+            f"for example `ffmpeg -i {name} fixed.mp3`")
 
 
 def _too_long(label: str, seconds: float, max_duration_s: float, limit_name: str | None, *,
