@@ -7,6 +7,7 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 |---|---|---|
 | KeyRequired | 401 | the route needs the API key and none was sent (with `WWW-Authenticate: Bearer`) |
 | KeyRefused | 403 | the key is wrong, or the server has none configured (the message says to set one) |
+| BodyNotUtf8 | 400 | a JSON body that is not UTF-8 text (RFC 8259 8.1: UTF-16 and UTF-32 are refused too) |
 | ClipNotFound | 404 | the request names clips that are not in the collection (the message lists them) |
 | JobNotFound | 404 | no job has this id |
 | BadSpan | 400 | an excerpt's `start` and `end` are no span of the clip: one alone, reversed, past its end |
@@ -24,13 +25,23 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | StorageFull | 507 | the disk is full: nothing of the request was stored |
 | any other RetrievalError | 400 | |
 
-A body over RETRIEVAL_MAX_UPLOAD_BYTES answers 413 (BodyTooLarge, below). A request that fails validation
+A body over RETRIEVAL_MAX_UPLOAD_BYTES answers 413 (BodyTooLarge, below), and one that stops arriving for
+BODY_IDLE_S (app/limits.py) 408 (BodyTimeout), the connection closed. A request that fails validation
 answers 422 with FastAPI's list of `{"loc", "msg", "type"}`, without echoing the input back (it may be huge,
-or not even representable in JSON, like a NaN). ZeroQuery (a composite query whose parts cancel out) is such
-a failure, found only once the parts are encoded: the same 422 list, at `["body"]`.
+or not even representable in JSON, like a NaN): a name of the request's own in `loc` (an unknown key, a form
+field) is cut to MAX_LOC_CHARS. ZeroQuery (a composite query whose parts cancel out) is such a failure, found
+only once the parts are encoded: the same 422 list, at `["body"]`; so is a JSON integer longer than Python
+reads (over 4300 digits), at its place, of type `int_parsing_size`.
+
+A body FastAPI cannot parse at all is its 400 (the message says why where it is known: not UTF-8, nested too
+deep), and a refused CORS preflight Starlette's 400 (app/security.py's JsonCORSMiddleware says it as JSON).
+Both 400 and 422 come only once the caller may use the route: a caller without the key is told that
+instead (401, 403), whatever the body.
 """
 
+import json
 import logging
+import sys
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
@@ -108,6 +119,14 @@ class KeyRefused(RetrievalError):
     """The request's API key is wrong, or the server has no key configured."""
 
 
+class BodyNotUtf8(RetrievalError):
+    """A JSON body that is not UTF-8 text: bytes UTF-8 does not have, or text in UTF-16 or UTF-32 (which
+    Python's json reads, and FastAPI with it; RFC 8259 says JSON travels as UTF-8)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"the body is not UTF-8 text, as JSON must be ({why})")
+
+
 class BodyTooLarge(HTTPException):
     """The request body is over RETRIEVAL_MAX_UPLOAD_BYTES (413). Raised while a route reads the body, so an
     HTTPException: the one kind FastAPI lets through from a body read (any other becomes a 400)."""
@@ -116,9 +135,20 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, TOO_LARGE.format(limit=limit))
 
 
+class BodyTimeout(HTTPException):
+    """The request body stopped arriving (408): no part of it came for `idle_s` seconds (a client that
+    declares more than it sends holds a connection and a task forever otherwise). An HTTPException for the
+    reason BodyTooLarge is; its answer closes the connection, whose rest of a body will not come."""
+
+    def __init__(self, idle_s: float) -> None:
+        super().__init__(408, f"the request body stopped arriving: nothing of it came for {idle_s:g} seconds",
+                         headers={"Connection": "close"})
+
+
 STATUS_OF = {
     KeyRequired: 401,
     KeyRefused: 403,
+    BodyNotUtf8: 400,
     BadSpan: 400,
     RangeNotSatisfiable: 416,
     ClientGone: 400,
@@ -161,18 +191,84 @@ async def retrieval_error_handler(request: Request, error: RetrievalError) -> JS
     return error_response(status, str(error), headers or None)
 
 
-async def validation_error_handler(request: Request, error: RequestValidationError) -> JSONResponse:
-    """422 with each problem, once the caller may use the route (a body that is not JSON fails before the
-    route's key check has run: a caller without the key is told that instead)."""
+MAX_LOC_CHARS = 100  # of a name in a 422's `loc`: a key of the client's own may be a megabyte long
+TOO_DEEP = "the JSON body is nested deeper than this server parses"
+
+
+def loc_part(part: object) -> object:
+    """A `loc` element as a 422 says it: a name over MAX_LOC_CHARS cut there, with an ellipsis (the 422
+    echoes no input, and a name the client made up is input)."""
+    return part[:MAX_LOC_CHARS] + "\u2026" if isinstance(part, str) and len(part) > MAX_LOC_CHARS else part
+
+
+async def access_refused(request: Request) -> JSONResponse | None:
+    """The 401 or 403 of a request its route's key check refuses, else None: checked again where the body
+    failed first (FastAPI parses and validates a JSON body before a route's dependencies run)."""
     from app.security import check_route_access  # the key check raises this module's errors
 
     try:
         await check_route_access(request)
     except RetrievalError as refused:
         return await retrieval_error_handler(request, refused)
-    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-              for e in error.errors()]
+    return None
+
+
+async def validation_error_handler(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with each problem, once the caller may use the route (a body that is not JSON fails before the
+    route's key check has run: a caller without the key is told that instead)."""
+    if (refused := await access_refused(request)) is not None:
+        return refused
+    detail = [{"loc": [loc_part(part) for part in e.get("loc", ())], "msg": e.get("msg", ""),
+               "type": e.get("type", "")} for e in error.errors()]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+class _LongInteger(str):
+    """The digits of a JSON integer longer than Python reads, kept as text."""
+
+
+def long_integer(body: bytes) -> tuple[tuple[str | int, ...], int] | None:
+    """Where in the JSON `body` its first integer longer than Python reads is (sys.get_int_max_str_digits:
+    4300 digits by default, against quadratic-time conversions), and how many digits it has; None when it
+    has none, or is no JSON."""
+    limit = sys.get_int_max_str_digits()
+
+    def parse_int(text: str) -> int | _LongInteger:
+        return _LongInteger(text) if limit and len(text.lstrip("-")) > limit else int(text)
+
+    try:
+        document = json.loads(body, parse_int=parse_int)
+    except (ValueError, RecursionError):
+        return None
+    pending: list[tuple[tuple[str | int, ...], object]] = [((), document)]  # depth first, in document order
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, _LongInteger):
+            return path, len(value.lstrip("-"))
+        if isinstance(value, dict):
+            pending.extend(reversed([((*path, k), v) for k, v in value.items()]))
+        elif isinstance(value, list):
+            pending.extend(reversed([((*path, i), v) for i, v in enumerate(value)]))
+    return None
+
+
+async def unparsed_body_answer(request: Request, cause: BaseException) -> Response | None:
+    """The answer to a body FastAPI could not parse (`cause`; its 400 says only "There was an error parsing
+    the body"), once the caller may use the route: what is wrong with it where that is known (not UTF-8,
+    nested too deep, a number too long: 422 at its place), else None for FastAPI's own 400."""
+    if (refused := await access_refused(request)) is not None:
+        return refused
+    if isinstance(cause, UnicodeDecodeError):
+        return await retrieval_error_handler(request, BodyNotUtf8(str(cause)))
+    if isinstance(cause, RecursionError):
+        return error_response(400, TOO_DEEP)
+    if isinstance(cause, ValueError) and (found := long_integer(await request.body())) is not None:
+        path, digits = found
+        issue = {"loc": ("body", *path), "type": "int_parsing_size",
+                 "msg": f"a number of {digits} digits: more than the {sys.get_int_max_str_digits()} this "
+                        "server reads"}
+        return await validation_error_handler(request, RequestValidationError([issue]))
+    return None
 
 
 async def zero_query_handler(request: Request, error: ZeroQuery) -> JSONResponse:
@@ -189,12 +285,13 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 async def http_error_handler(request: Request, error: StarletteHTTPException) -> Response:
-    """FastAPI's answer to the router's own errors (404, 405), a 405 with every allowed method; a JSON body
-    that is not UTF-8 (FastAPI's 400 says only that the body could not be parsed) said as such."""
+    """FastAPI's answer to the router's own errors (404, 405), a 405 with every allowed method; a body
+    FastAPI could not parse (its 400, raised from the parser's error) by unparsed_body_answer."""
     if error.status_code == 405 and (allowed := allowed_methods(request)):
         error.headers = {**(error.headers or {}), "Allow": ", ".join(allowed)}
-    if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
-        return error_response(400, f"the body is not UTF-8 text, as JSON must be ({error.__cause__})")
+    if error.status_code == 400 and error.__cause__ is not None:
+        if (answer := await unparsed_body_answer(request, error.__cause__)) is not None:
+            return answer
     return await http_exception_handler(request, error)
 
 

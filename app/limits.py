@@ -1,15 +1,24 @@
-"""The request-body size limit, enforced without holding a body in memory.
+"""The request body's limits: its size, enforced without holding a body in memory; its pace; a JSON body's
+encoding.
 
 A declared `Content-Length` over the limit is answered 413 before anything is read; a body that streams
-past the limit (chunked, or lying about its length) is cut off with 413 as soon as the count passes it.
+past the limit (chunked, or lying about its length) is cut off with 413 as soon as the count passes it. A
+body of which nothing arrives for BODY_IDLE_S is answered 408 and its connection closed. A JSON body is
+UTF-8 text (RFC 8259 8.1), or 400.
 """
 
 import asyncio
+import json
 
+from fastapi import Depends, Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import BodyTooLarge, error_response
+from app.errors import BodyNotUtf8, BodyTimeout, BodyTooLarge, error_response
+
+# a request body of which nothing arrives for this long, seconds, is answered 408: time enough for a client
+# on a slow, lossy link to send its next packet; a module constant, as app/settings.py has no setting for it
+BODY_IDLE_S = 60.0
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -45,6 +54,64 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
+def body_expected(scope: Scope) -> bool:
+    """Whether the request declares a body (a Content-Length above 0, or chunked)."""
+    return declared_length(scope) not in (None, 0) or "transfer-encoding" in Headers(scope=scope)
+
+
+class BodyIdleLimit:
+    """A request body that stops arriving is answered 408 (BodyTimeout) and its connection closed: each part
+    must come within BODY_IDLE_S (read as each request comes) of the route asking for it. Uvicorn waits for
+    a declared body as long as it takes, so a client that declares 100 bytes and sends 9 held a connection
+    and a task forever (slowloris). Once the body is whole, or the answer has started (a streamed answer
+    listens for the client's disconnect, and no longer needs the body), receive() waits as long as it
+    likes."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        idle_s, body_done, answering = BODY_IDLE_S, not body_expected(scope), False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done or answering:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=idle_s)
+            except TimeoutError:
+                if answering:  # the answer started meanwhile: wait for the client's disconnect as it asks
+                    return await receive()
+                raise BodyTimeout(idle_s) from None  # the route's exception handler answers 408
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        async def noting_send(message: Message) -> None:
+            nonlocal answering
+            answering = answering or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, timed_receive, noting_send)
+
+
+UTF8 = ("utf-8", "utf-8-sig")  # a byte-order mark is ignored, as RFC 8259 allows (json.loads does)
+
+
+async def require_utf8_json(request: Request) -> None:
+    """A JSON body is UTF-8 text (RFC 8259 8.1), else BodyNotUtf8 (400). Python's json reads UTF-16 and
+    UTF-32 as well (it guesses from the first bytes), and FastAPI with it, so a body in either was served
+    as if it were UTF-8; bytes UTF-8 does not have fail the parse itself (app/errors.py says so). A
+    dependency, after the route's key check: the body has been read (and parsed) by then."""
+    body = await request.body()
+    if body and (encoding := json.detect_encoding(body)) not in UTF8:
+        raise BodyNotUtf8(f"it is {encoding.upper()}")
+
+
+Utf8Json = Depends(require_utf8_json)
+
 DRAIN_BYTES = 64 * 1024 * 1024  # of a body an early answer left unread, at most this much is read and dropped
 DRAIN_S = 30.0  # and for at most this long
 
@@ -54,7 +121,8 @@ class DrainUnreadBody:
     of its body read and dropped, up to DRAIN_BYTES and DRAIN_S, before its answer is closed: a client that
     sends its whole body before it reads (Python's urllib, many scripts) then reads the answer instead of a
     connection reset. The answer is not delayed: all of it is sent at once, and only its end (an empty last
-    chunk) waits for the body."""
+    chunk) waits for the body. An answer that closes the connection (`Connection: close`: a body that
+    stopped arriving, 408) does not wait for the rest of a body that is not coming."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = DRAIN_BYTES, max_s: float = DRAIN_S) -> None:
         self.app = app
@@ -65,7 +133,7 @@ class DrainUnreadBody:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        body_done = declared_length(scope) in (None, 0) and "transfer-encoding" not in Headers(scope=scope)
+        body_done, closing = not body_expected(scope), False
 
         async def tracking_receive() -> Message:
             nonlocal body_done
@@ -74,8 +142,12 @@ class DrainUnreadBody:
             return message
 
         async def holding_send(message: Message) -> None:
+            nonlocal closing
+            if message["type"] == "http.response.start":
+                closing = any(k.lower() == b"connection" and b"close" in v.lower()
+                              for k, v in message.get("headers", []))
             if message["type"] == "http.response.body" and not message.get("more_body", False) \
-                    and not body_done:
+                    and not body_done and not closing:
                 await send({**message, "more_body": True})
                 await self._drain(receive)
                 message = {"type": "http.response.body", "body": b"", "more_body": False}

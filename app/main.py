@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -15,11 +14,11 @@ from starlette.routing import Route
 from app.compose import build_retriever, load_settings, open_collection
 from app.errors import install_error_handlers
 from app.ingest import Ingest
-from app.limits import BodyLimitMiddleware, DrainUnreadBody
+from app.limits import BodyIdleLimit, BodyLimitMiddleware, DrainUnreadBody
 from app.observability import RequestMetricsMiddleware, ServiceMetrics
 from app.routes import audio, health, jobs, metrics, page, search, waveform
 from app.routes.page import STATIC_DIR
-from app.security import SecurityHeadersMiddleware
+from app.security import JsonCORSMiddleware, SecurityHeadersMiddleware, say_reads_are_open
 from app.settings import Settings
 from index.collection import Collection
 from retrieval.pipeline import Retriever
@@ -90,16 +89,19 @@ def create_app(settings: Settings | None = None, *, retriever: Retriever | None 
     install_error_handlers(app)
     # added innermost first: CORS wraps the rest, so even a 413 carries its headers, and the security
     # headers wrap CORS, so its preflight answers carry them too
+    app.add_middleware(BodyIdleLimit)  # a body that stops arriving: 408
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(DrainUnreadBody)  # around the limit: its early 413 drains too
+    app.add_middleware(DrainUnreadBody)  # around the limits: their early 413 drains too (a 408 closes)
     app.add_middleware(RequestMetricsMiddleware, metrics=app.state.metrics)
     for router in ROUTERS:
         app.include_router(router)
+    if not settings.protect_reads:  # the schema says so: a key is optional on the read routes
+        say_reads_are_open(app, ROUTERS)
     app.state.route_methods = [(route.path_regex, frozenset(route.methods or ())) for route in
                                [*app.routes, *(r for router in ROUTERS for r in router.routes)]
                                if isinstance(route, Route)]  # for a 405's Allow (app/errors.py)
     if settings.cors_origins:  # the middleware answers the preflight (OPTIONS) itself
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+        app.add_middleware(JsonCORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=route_methods(ROUTERS),
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
                            expose_headers=["Content-Range", "Accept-Ranges", "Content-Disposition"])

@@ -13,13 +13,18 @@ revokes every link.
 import hashlib
 import hmac
 import time
-from typing import Annotated, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request, Security
+from fastapi import APIRouter, Depends, FastAPI, Request, Security
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import KeyRefused, KeyRequired
+from app.errors import KeyRefused, KeyRequired, error_response
 from app.settings import Settings
 
 NO_KEY_CONFIGURED = ("this server has no API key configured, so {what} are disabled: "
@@ -123,6 +128,28 @@ WriteAccess = Depends(require_write)
 ReadAccess = Depends(require_read)
 
 
+def say_reads_are_open(app: FastAPI, routers: Iterable[APIRouter]) -> None:
+    """Reads open (no `protect_reads`): the OpenAPI `security` of each read route of `routers` gets the empty
+    alternative `{}`, as GET /health/access has, so the schema says what the server does: the key is
+    optional there. Added to this app's schema once it is made; the routes themselves are shared by every
+    app (FastAPI includes a router's routes, it does not copy them)."""
+    reads = {(route.path_format, method.lower()) for router in routers for route in router.routes
+             if isinstance(route, APIRoute) and require_read in {d.dependency for d in route.dependencies}
+             for method in route.methods or ()}
+    make_schema = app.openapi
+
+    def schema_with_open_reads() -> dict[str, Any]:
+        made = app.openapi_schema is not None  # FastAPI makes the schema once, then answers its copy
+        schema = make_schema()
+        for path, method in reads if not made else ():
+            operation = schema["paths"].get(path, {}).get(method)
+            if operation is not None and {} not in operation.setdefault("security", []):
+                operation["security"].append({})
+        return schema
+
+    app.openapi = schema_with_open_reads  # type: ignore[method-assign]  # FastAPI's way to extend the schema
+
+
 async def check_route_access(request: Request) -> None:
     """The access check of the request's route, run on its own: FastAPI parses a JSON body before a route's
     dependencies, so a body that is not JSON would be answered (422) before the key was looked at."""
@@ -160,3 +187,25 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+CORS_REFUSALS = {"origin": "the Origin is not one of this server's RETRIEVAL_CORS_ORIGINS",
+                 "method": "the method asked for is not one this API answers",
+                 "headers": "a header asked for is not one the API takes (Authorization, X-API-Key, "
+                            "Content-Type, Range)",
+                 "private-network": "private network access is not allowed"}
+
+
+class JsonCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, whose refused preflight (400) says why in JSON, `{"detail": "..."}`,
+    as every other error does, rather than as text ("Disallowed CORS origin, method")."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        answer = super().preflight_response(request_headers)
+        if answer.status_code != 400:
+            return answer
+        text = bytes(answer.body).decode()
+        failures = text.removeprefix("Disallowed CORS ").split(", ") if text.startswith("Disallowed") else []
+        why = "; ".join(CORS_REFUSALS.get(f, f) for f in failures) or text
+        kept = {k: v for k, v in answer.headers.items() if k not in ("content-length", "content-type")}
+        return error_response(400, f"the CORS preflight is refused: {why}", kept)

@@ -2,9 +2,10 @@
 
 Starlette's FileResponse sends the file and its byte ranges; this settles first what it is asked:
 - `Range` (section 14.2): a header that is not a set of byte ranges (another unit, a reversed or garbled
-  range) is ignored and the whole file sent, as the RFC asks; of a valid set, the ranges that start within
-  the file are served and the others dropped (a set is satisfiable when one of its ranges is), and a set
-  of none is 416 with `Content-Range: bytes */size`.
+  range, none at all) is ignored and the whole file sent, as the RFC asks; its empty list elements
+  (`bytes=0-9,`) are skipped, as section 5.6.1.2 says a recipient must; of a valid set, the ranges that
+  start within the file are served and the others dropped (a set is satisfiable when one of its ranges
+  is), and a set of none is 416 with `Content-Range: bytes */size`.
 - `If-Match` (13.1.1, strong comparison) or, without it, `If-Unmodified-Since` (13.1.4): 412 when the file
   is no longer the version the client names (evaluated first, section 13.2.2).
 - `If-None-Match` (13.1.2, weak comparison) or, without it, `If-Modified-Since` (13.1.3): 304 with the
@@ -29,7 +30,8 @@ from starlette.types import Receive, Scope, Send
 
 from app.errors import RangeNotSatisfiable, retrieval_error_handler
 
-BYTE_RANGES = re.compile(r"bytes\s*=\s*(\d*\s*-\s*\d*(?:\s*,\s*\d*\s*-\s*\d*)*)", re.IGNORECASE)
+BYTE_RANGES = re.compile(r"bytes\s*=([\d\s,-]*)", re.IGNORECASE)  # a list, its elements checked apart
+RANGE_SPEC = re.compile(r"(\d*)\s*-\s*(\d*)")
 KEPT_ON_304 = ("etag", "last-modified", "cache-control", "content-location", "expires", "vary")
 
 
@@ -46,7 +48,11 @@ def usable_range(header: str | None, size: int) -> str | None:
     file)."""
     if header is None or (match := BYTE_RANGES.fullmatch(header.strip())) is None:
         return None
-    spans = [[part.strip() for part in r.split("-")] for r in match.group(1).split(",")]
+    specs = [RANGE_SPEC.fullmatch(element.strip()) for element in match.group(1).split(",")
+             if element.strip()]  # an empty element (`bytes=0-9,`, `bytes=,0-9`) is no range
+    if not specs or any(spec is None for spec in specs):
+        return None
+    spans = [(spec.group(1), spec.group(2)) for spec in specs if spec is not None]
     if any(first == last == "" or (first and last and _number(first) > _number(last))
            for first, last in spans):
         return None

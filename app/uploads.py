@@ -4,6 +4,7 @@ Routes take the form from the request themselves (rather than as `File()` parame
 before any dependency runs), so a request without a valid key is refused before its body is read.
 """
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
@@ -15,12 +16,17 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from app.errors import ClientGone
+from app.errors import ClientGone, loc_part
 
 MAX_NAME_CHARS = 255
 SPACING_CONTROLS = frozenset("\t\n\r\v\f")  # control characters that space words: a space each
 # embeddings, overrides and isolates of Unicode's bidirectional algorithm: they make a name read otherwise
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# how a browser (WHATWG HTML, multipart/form-data) and httpx escape a file name's `"`, LF and CR in the part's
+# header; nothing else is escaped (not `%` itself), so no other %XX is one
+FILENAME_ESCAPES = {"%22": '"', "%0A": "\n", "%0D": "\r"}
+FILENAME_ESCAPED = re.compile("|".join(FILENAME_ESCAPES))
+MAX_PARTS = 8  # of a form: text fields, and files (one is read: the others are refused by name, 422)
 NO_FILE = ("send the audio as a multipart/form-data field named 'file' (none arrived whole: the field is "
            "missing, or the body ended before the part's closing boundary)")
 FormT = TypeVar("FormT", bound=BaseModel)
@@ -80,11 +86,17 @@ def bare_name(*names: str | None) -> str:
     return "upload"
 
 
+def unescaped_filename(filename: str | None) -> str | None:
+    """A multipart part's file name as the client's file was named: its `%22`, `%0A` and `%0D` (the escapes
+    browsers and httpx write for `"`, LF and CR) read back, and no other %XX (a name may hold `%41`)."""
+    return FILENAME_ESCAPED.sub(lambda m: FILENAME_ESCAPES[m.group(0)], filename) if filename else filename
+
+
 async def read_upload(request: Request) -> Upload:
-    """The form's `file` (bounded by the body-size limit) and its text fields; 422 without a file, or with a
-    field sent twice."""
+    """The form's `file` (bounded by the body-size limit) and its text fields; 422 without a file, with a
+    field sent twice (the file too), or with a file under another name (it would be dropped unread)."""
     try:
-        form = await request.form(max_files=1, max_fields=8)
+        form = await request.form(max_files=MAX_PARTS, max_fields=MAX_PARTS)
     except ClientDisconnect:
         raise ClientGone("the client went away before the upload arrived: nothing was stored") from None
     try:
@@ -94,10 +106,15 @@ async def read_upload(request: Request) -> Upload:
         repeated = sorted({k for k, _ in form.multi_items() if len(form.getlist(k)) > 1})
         if repeated:  # which one was meant? (the last would win silently)
             raise RequestValidationError([{"loc": ("body", k), "type": "repeated",
-                                           "msg": f"the field {k!r} is sent more than once"}
+                                           "msg": f"the field {loc_part(k)!r} is sent more than once"}
                                           for k in repeated])
+        if stray := sorted({k for k, v in form.multi_items() if k != "file" and isinstance(v, UploadFile)}):
+            raise RequestValidationError([{"loc": ("body", k), "type": "unexpected_file",
+                                           "msg": "a file, where only the field 'file' takes one"}
+                                          for k in stray])
         data = await file.read()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return Upload(data, bare_name(fields.get("name"), file.filename), fields)  # a blank name: the file's
+        # a blank `name`: the file's
+        return Upload(data, bare_name(fields.get("name"), unescaped_filename(file.filename)), fields)
     finally:
         await form.close()

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from app.deps import CollectionDep, IngestDep, audio_url
 from app.errors import AudioFileGone, NoSuchClip
 from app.excerpts import check_span, content_disposition, file_name, file_type, read_excerpt
+from app.limits import Utf8Json
 from app.routes.jobs import job_view, wait_for
 from app.routes.search import READ_ERRORS, UPLOAD_ERRORS
 from app.schemas.clips import ClipId, ClipOut, ClipPage, MetadataPatch, UploadForm, clip_out
@@ -193,7 +194,7 @@ async def audio_file(clip_id: ClipId, collection: CollectionDep, start: Start = 
 @router.patch("/audio/{clip_id}", summary="Edit a clip's description, user tags, fields (needs the API key)",
               responses={**WRITE_ERRORS, **NOT_FOUND,
                          **BODY_ERRORS},
-              dependencies=[WriteAccess],
+              dependencies=[WriteAccess, Utf8Json],
               description="Replaces the parts given (`description`, `user_tags`, `fields`; at least one) and "
                           "leaves the others as they are; the clip's keyword document follows at once. "
                           "Answers the updated record.")

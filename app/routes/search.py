@@ -10,6 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from app.compose import example_limits
 from app.deps import CollectionDep, MetricsDep, SettingsDep, audio_url
 from app.excerpts import content_disposition
+from app.limits import Utf8Json
 from app.observability import ServiceMetrics
 from app.schemas.common import BODY_ERRORS, ErrorOut, Responses, ValidationOut
 from app.schemas.search import (
@@ -34,11 +35,15 @@ router = APIRouter(tags=["search"], dependencies=[ReadAccess])
 READ_ERRORS: Responses = {401: {"model": ErrorOut, "description": "reads are protected and no key was sent"},
                403: {"model": ErrorOut, "description": "reads are protected and the key is wrong"}}
 UPLOAD_ERRORS: Responses = {400: {"model": ErrorOut,
-                                  "description": "a malformed multipart body, or over 8 form fields"},
+                                  "description": "a malformed multipart body, or over 8 form fields or "
+                                                 "8 files"},
+                 408: BODY_ERRORS[408],
                  413: {"model": ErrorOut, "description": "over RETRIEVAL_MAX_UPLOAD_BYTES or "
                                                          "RETRIEVAL_MAX_DURATION_S"},
                  415: {"model": ErrorOut, "description": "not audio the decoder can read (its message)"},
-                 422: {"model": ValidationOut, "description": "no `file` field, or a bad form field"}}
+                 422: {"model": ValidationOut, "description": "no `file` field, a bad form field, a field "
+                                                             "sent twice (`file` too), or a file under "
+                                                             "another name"}}
 
 
 COMPOSITE_ERRORS: Responses = {
@@ -79,7 +84,7 @@ def respond(request: Request, query: str, hits: list[Hit], start: float, *,
                          "`like` and `unlike` are left out of the results. With `moments: true` (vector "
                          "mode), the k best moments of the whole collection instead (several per clip, at "
                          "most `per_clip`), filters applying as to clips. An empty collection answers an "
-                         "empty list.")
+                         "empty list.", dependencies=[Utf8Json])
 async def search(body: SearchRequest, request: Request, collection: CollectionDep,
                  metrics: MetricsDep) -> SearchResponse:
     start = time.perf_counter()
@@ -121,7 +126,8 @@ async def search_audio(request: Request, collection: CollectionDep, metrics: Met
                          "ignored) in one of the command line's export formats, the same text as "
                          "`retrieval search QUERY --export FORMAT`: `csv` (rank, id, name, score, start, "
                          "end, duration), `jsonl`, `audacity` (a label track of the spans) or `reaper` (its "
-                         "region CSV). The web page's export buttons download these.")
+                         "region CSV). The web page's export buttons download these.",
+             dependencies=[Utf8Json])
 async def export(format: ExportFormat, body: ExportRequest) -> Response:
     text = exports.WRITERS[format](export_rows(body))
     name = exports.file_name(format, moments=body.moments)

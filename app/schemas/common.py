@@ -6,6 +6,7 @@ from fastapi import Query
 from pydantic import BaseModel, Field
 
 from app.errors import NoSuchClip
+from app.limits import BODY_IDLE_S
 
 MAX_PAGE = 500
 INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
@@ -52,8 +53,11 @@ class ValidationOut(BaseModel):
 
 
 # a body the server could not read at all (one that is not JSON is a validation error: 422, json_invalid),
-# and one over the byte limit, which every route's body is held to
+# one over the byte limit, which every route's body is held to, and one that stopped arriving
 BODY_ERRORS: Responses = {
-    400: {"model": ErrorOut, "description": "the body could not be read (a body that is not JSON answers "
-                                            "422, json_invalid)"},
+    400: {"model": ErrorOut, "description": "the body could not be read: not UTF-8 text (UTF-16 and "
+                                            "UTF-32 are not), JSON nested too deep (a body that is not "
+                                            "JSON answers 422, json_invalid)"},
+    408: {"model": ErrorOut, "description": f"the body stopped arriving (nothing of it for {BODY_IDLE_S:g} "
+                                            "s): the connection is closed"},
     413: {"model": ErrorOut, "description": "the body is over RETRIEVAL_MAX_UPLOAD_BYTES"}}

@@ -190,7 +190,7 @@ def test_head_answers_the_headers_of_the_file_and_of_an_excerpt(client):
 
 
 @pytest.mark.parametrize("header", ["bytes=5-2", "bytes=abc", "pages=0-1", "items=0-5", "bytes=-", "bytes=",
-                                    "0-9", "bytes=0-9,5-2"])
+                                    "0-9", "bytes=0-9,5-2", "bytes=,", "bytes= , ,", "bytes=0-9,,x"])
 def test_a_range_header_that_is_not_byte_ranges_is_ignored(client, header):
     """RFC 9110 14.2: a range unit the server does not know MUST be ignored, an invalid set may be: the
     whole file, as without the header (it was a 400)."""
@@ -322,6 +322,17 @@ RANGES = [("bytes=0-9", 206), ("bytes = 0 - 9", 206), ("bytes=10-", 206), ("byte
 def test_byte_ranges_are_served_as_before(client, header, status):
     url = f"/audio/{client.ids['field recording.wav']}/file"
     assert client.get(url, headers={"Range": header}).status_code == status
+
+
+@pytest.mark.parametrize("header", ["bytes=0-9,", "bytes=0-9,,", "bytes=,0-9", "bytes= , 0-9 , ,"])
+def test_empty_elements_of_a_range_list_are_skipped(client, header):
+    """RFC 9110 5.6.1.2: a recipient MUST accept empty list elements; `bytes=0-9,` was taken for a header
+    that is not byte ranges and ignored (200, the whole file). The oracle is the file's first ten bytes."""
+    path = client.paths["field recording.wav"]
+    r = client.get(f"/audio/{client.ids['field recording.wav']}/file", headers={"Range": header})
+    assert r.status_code == 206, r.text
+    assert r.content == path.read_bytes()[:10]
+    assert r.headers["content-range"] == f"bytes 0-9/{path.stat().st_size}"
 
 
 def test_a_span_in_the_last_page_of_an_ogg_vorbis_file_is_its_frames(tmp_path):

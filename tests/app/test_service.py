@@ -161,6 +161,39 @@ def test_openapi_describes_every_route_and_model(client):
             assert client.get(asset).status_code == 200, asset
 
 
+def keyless_answer(client: TestClient, path: str, method: str) -> int:
+    """The status of the operation asked for without a key: path parameters 1 (a clip or a job), a format
+    csv, a JSON body `{}`, no form (a route that takes one answers 422 once the key has passed)."""
+    url = path.replace("{clip_id}", "1").replace("{job_id}", "1").replace("{format}", "csv")
+    body = {"json": {}} if method in ("post", "patch") and "multipart" not in url else {}
+    return client.request(method.upper(), url, **body).status_code
+
+
+def test_openapi_says_which_routes_need_the_key(make_client):
+    """Every read route's `security` named the key alone, though reads answered without one (the schema
+    said the server refuses what it serves): with reads open, a key is optional there (`{}`, as for
+    /health/access); with RETRIEVAL_PROTECT_READS, and for writes always, it is not. The oracle is the
+    server's own answer to each operation without a key: 401 exactly where the key is required."""
+    for protect_reads in (False, True):
+        client = make_client(protect_reads=protect_reads)
+        spec = client.get("/openapi.json").json()
+        required = set()
+        for path, ops in spec["paths"].items():
+            for method, op in ops.items():
+                security = op.get("security")
+                if security is not None and {} not in security:
+                    required.add((path, method))
+                    assert len(security) == 2, (path, method, security)  # either header
+                refused = keyless_answer(client, path, method) == 401
+                assert refused == ((path, method) in required), (protect_reads, path, method, security)
+        writes = {("/audio", "post"), ("/audio/{clip_id}", "patch"), ("/audio/{clip_id}", "delete"),
+                  ("/jobs/{job_id}", "delete")}
+        reads = {("/search", "post"), ("/search/audio", "post"), ("/exports/{format}", "post"),
+                 ("/audio", "get"), ("/audio/{clip_id}", "get"), ("/audio/{clip_id}/file", "get"),
+                 ("/audio/{clip_id}/peaks", "get"), ("/jobs", "get"), ("/jobs/{job_id}", "get")}
+        assert required == (writes | reads if protect_reads else writes), protect_reads
+
+
 def test_page_and_its_files_are_served_without_external_urls(client):
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -191,6 +224,25 @@ def test_cors_only_for_configured_origins(make_client):
         assert refused.status_code == 400
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["x-frame-options"] == "DENY" and "referrer-policy" in answer.headers
+
+
+def test_a_refused_preflight_says_why_in_json(make_client):
+    """Starlette's CORS middleware refused a preflight with a text/plain "Disallowed CORS origin": the one
+    error not in `{"detail": ...}`. Same status (400), in JSON, with what was refused."""
+    client = make_client(cors_origins=["http://sounds.example"])
+    asked = {"Origin": "http://sounds.example", "Access-Control-Request-Method": "POST"}
+    foreign, put = {"Origin": "http://elsewhere.example"}, {"Access-Control-Request-Method": "PUT"}
+    for headers, why in (({**asked, **foreign}, ["Origin"]), ({**asked, **put}, ["method"]),
+                         ({**asked, **foreign, **put, "Access-Control-Request-Headers": "x-secret"},
+                          ["Origin", "method", "header"])):
+        r = client.options("/audio/1", headers=headers)
+        assert r.status_code == 400 and r.headers["content-type"] == "application/json", r.text
+        detail = r.json()["detail"]
+        assert detail.startswith("the CORS preflight is refused") and all(w in detail for w in why), detail
+        assert r.headers["access-control-allow-methods"]  # the middleware's headers kept
+        assert r.headers["x-frame-options"] == "DENY"
+    allowed = client.options("/audio/1", headers={**asked, "Access-Control-Request-Method": "PATCH"})
+    assert allowed.status_code == 200 and allowed.text == "OK"  # an allowed one as before
 
 
 def test_a_service_still_loading_answers_503(app_settings):
