@@ -548,6 +548,9 @@ class FaissStore(VectorStore):
         """Write what changed since the files were last written, unless another process re-projected the
         store meanwhile (its model's files are the ones to keep), then let go of the database."""
         with self._writer, self._memory:
-            if self._changes and self.db.state()[0] == self._epoch:
-                self._persist()
-            self.db.close()
+            try:
+                if self._changes and self.db.state()[0] == self._epoch:
+                    self._persist()
+            finally:
+                self._changes = 0  # written, or not to be: closing again does nothing
+                self.db.close()

@@ -58,6 +58,8 @@ class _BoundedInflate:
         if len(out) > left:
             cls._left.refused = cls.refused() + 1
             raise zlib.error(f"a compressed frame inflates past the tag's {MAX_ID3_BYTES} bytes")
+        if not inflate.eof:  # as zlib.decompress: a stream cut short is no frame (its text would be cut)
+            raise zlib.error("the compressed frame is cut short")
         cls._left.bytes = left - len(out)
         return out
 
@@ -72,10 +74,17 @@ def _bound_id3_inflation() -> None:
 def tag_slots(f: BinaryIO, size: int, name: str) -> Slots:
     """What the file's ID3 or Vorbis tags say ([] for none). An RF64/BW64 WAV's ``id3`` chunk (which mutagen
     does not find in those) is read from where the chunk walk of retrieval/riff.py finds it."""
-    import mutagen
-
     _bound_id3_inflation()
     _BoundedInflate.start()
+    try:
+        return _tag_slots(f, size, name)
+    finally:
+        _BoundedInflate.start()  # whatever else reads ID3 in this thread starts from a whole budget
+
+
+def _tag_slots(f: BinaryIO, size: int, name: str) -> Slots:
+    import mutagen
+
     try:
         if _id3_size(f) > MAX_ID3_BYTES:
             log.warning("%s: its ID3 tag declares more than %d bytes: skipped", name, MAX_ID3_BYTES)

@@ -532,6 +532,7 @@ def test_a_store_another_process_re_projected_closes_without_writing_the_old_mod
         other.replace_vectors(ids[1:], new_xb, new_spec)
     files = sorted(p.name for p in (tmp_path / "data" / FAISS_DIR).glob("*.faiss"))
     stale.close()
+    stale.close()  # closing again does nothing
     assert sorted(p.name for p in (tmp_path / "data" / FAISS_DIR).glob("*.faiss")) == files
     with FaissStore(tmp_path / "data", new_spec, kind="hnsw") as store:
         assert_matches_brute_force(store, dict(zip(ids[1:], new_xb, strict=True)), unit_vectors(3, 16), 4)
