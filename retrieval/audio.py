@@ -13,8 +13,10 @@ or re-wrapped (other metadata chunks, other bytes) keeps it; any change to its s
 import contextlib
 import hashlib
 import io
+import itertools
 import logging
 import os
+import shlex
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from retrieval import riff
 from retrieval.config import SAMPLE_RATE
 from retrieval.decoder_process import blocks_in_process
 from retrieval.errors import AudioDecodeError, AudioTooLong, TooManyChannels
-from retrieval.flac_frames import flac_frames_end
+from retrieval.flac_frames import flac_frame_starts, flac_frames_end
 from retrieval.mp3_frames import Mp3Frames, mp3_file_frames
 from retrieval.ogg_pages import chained_streams
 from retrieval.waveform import PEAKS, PeakTracker
@@ -326,6 +328,11 @@ def _unreadable(e: Exception, label: str) -> AudioDecodeError:
                             f"AIFF, AU, W64, CAF): {reason}")
 
 
+def _shell_name(label: str) -> str:
+    """The file's name as a refusal's command gives it: quoted for the shell where it must be."""
+    return shlex.quote(Path(label).name)
+
+
 def _check_sizes(f: BinaryIO, total: int, *, label: str) -> None:
     """A file whose header says how many bytes of audio follow (WAVE, AIFF and AIFC, AU) but that stops
     before them was cut short (a copy stopped part-way): refuse it rather than index part of it (libsndfile
@@ -359,14 +366,14 @@ def _check_wav_sizes(f: BinaryIO, total: int, *, label: str) -> None:
         if not walked.whole:
             raise AudioDecodeError(f"{label}: more than {riff.MAX_CHUNKS:,} chunks before its audio data, "
                                    "more than is read: write it again, for example "
-                                   f"`ffmpeg -i {Path(label).name} -c copy fixed.wav`")
+                                   f"`ffmpeg -i {_shell_name(label)} -c copy fixed.wav`")
         raise AudioDecodeError(f"{label}: truncated WAV: no audio data chunk")
     start, size = walked.chunks[b"data"]
     if size == 0 and total > start and walked.riff_size <= start - 8:  # it reaches no byte past "data"
         raise AudioDecodeError(
             f"{label}: its header was never finished: its sizes say 0 bytes of audio, but {total - start} "
             "bytes follow (a recorder or a program stopped before it closed the file); mend it with "
-            f"`ffmpeg -i {Path(label).name} -c copy fixed.wav`")
+            f"`ffmpeg -i {_shell_name(label)} -c copy fixed.wav`")
     if size not in (0, riff.LONG) and start + size > total:
         raise _truncated(label, "WAV", size, total - start)
 
@@ -443,15 +450,25 @@ def _check_flac_end(source: str | Path | bytes, frames: int, rate: int, *, label
 
 def _check_flac_count(source: str | Path | bytes, frames: int, rate: int, *, label: str) -> None:
     """A FLAC whose frames run past the samples its header (STREAMINFO) counts is refused: libsndfile decodes
-    no further than the count and reports its length, so the rest would be left out without a word. Its last
-    frame, found in its last bytes (retrieval/flac_frames.py), says where the frames end; a file whose last
-    frame is not found there (a tag after its frames) is let through, as before."""
+    no further than the count and reports its length, so the rest would be left out without a word. Its
+    frames say so (retrieval/flac_frames.py): its last frame ends past the count, or, in files joined without
+    being encoded again, the frames are numbered from the start again partway. A file whose frames are not
+    found where they are looked for (a tag after its frames) is let through, as before."""
+    fix = f"encode it again, for example `ffmpeg -i {_shell_name(label)} -c:a flac fixed.flac` (lossless)"
     end = flac_frames_end(source)
-    if end is not None and end > frames:
+    starts = [*flac_frame_starts(source), *([end] if end is not None else [])]
+    if any(later < earlier for earlier, later in itertools.pairwise(starts)):  # (two places, one frame)
         raise AudioDecodeError(
-            f"{label}: its frames hold {end / rate:.1f} s of audio but its header (STREAMINFO) counts "
-            f"{frames / rate:.1f} s, and the decoder stops at the header's count: encode it again, for "
-            f"example `ffmpeg -i {Path(label).name} -c:a flac fixed.flac` (lossless)")
+            f"{label}: its frames are numbered from the start again partway (files joined without being "
+            "encoded again, as ffmpeg's concat with -c copy writes them), and the decoder stops at its "
+            f"header's count ({frames / rate:.1f} s): {fix}")
+    if end is not None and end > frames:
+        held, counted = ((f"{end / rate:.1f} s of audio", f"{frames / rate:.1f} s")
+                         if round(end / rate, 1) != round(frames / rate, 1) else
+                         (f"{end} samples", f"{frames}"))
+        raise AudioDecodeError(
+            f"{label}: its frames hold {held} but its header (STREAMINFO) counts {counted}, and the decoder "
+            f"stops at the header's count: {fix}")
 
 
 def _check_ogg_chain(source: str | Path | bytes, f: sf.SoundFile, *, label: str) -> None:
@@ -462,7 +479,7 @@ def _check_ogg_chain(source: str | Path | bytes, f: sf.SoundFile, *, label: str)
         raise AudioDecodeError(
             f"{label}: a chained Ogg file (streams one after another, as files joined end to end), of which "
             f"the decoder reads only the first ({f.frames / f.samplerate:.1f} s): encode it again as one "
-            f"stream, for example `ffmpeg -i {Path(label).name} -c:a {codec} fixed.{ext}`")
+            f"stream, for example `ffmpeg -i {_shell_name(label)} -c:a {codec} fixed.{ext}`")
 
 
 def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str,
@@ -478,7 +495,7 @@ def _check_mp3_length(source: str | Path | bytes, header_s: float, *, label: str
     slack = max(MP3_LENGTH_SLACK_S, MP3_LENGTH_SLACK * frames_s)
     if abs(frames_s - header_s) <= slack:
         return
-    name = Path(label).name
+    name = _shell_name(label)
     if not frames.xing and frames_s < header_s and (junk := _mp3_junk(frames, header_s, frames_s, name)):
         raise AudioDecodeError(f"{label}: {junk}")
     if frames.xing or not frames.end:  # (no frame found: a free-format file, whose frames are not counted)

@@ -6,6 +6,7 @@ A frame header starts with a sync code and says its frame's (or first sample's) 
 its stream's parameters, checked by a CRC-8; the frame ends with a CRC-16 of all of it (retrieval/crc.py).
 """
 
+import itertools
 import re
 import struct
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from retrieval.crc import crc, crc_table
 # the last bytes of a FLAC searched for its last frame: twice its largest frame (STREAMINFO), within these
 FLAC_TAIL = (1 << 16, 1 << 20)
 FLAC_LAST_FRAME_TRIES = 4  # frame headers (CRC-8 right) tried from the end as the last frame (CRC-16)
+PROBES = (0.25, 0.5, 0.75)  # the places in a file (of its bytes) where :func:`flac_frame_starts` looks
 
 _CRC8, _CRC16 = crc_table(0x07, 8), crc_table(0x8005, 16)
 _FLAC_SYNC = re.compile(b"\xff[\xf8\xf9]")  # a frame header's sync code, then its blocking strategy bit
@@ -30,6 +32,7 @@ class _StreamInfo:
     channels: int
     bits: int
     block: int  # the block size of a stream whose blocks are all alike but the last (0: they are not)
+    max_frame: int  # bytes of its largest frame (0: not known)
 
 
 def flac_frames_end(source: str | Path | bytes) -> int | None:
@@ -37,25 +40,10 @@ def flac_frames_end(source: str | Path | bytes) -> int | None:
     frame header whose fields agree with STREAMINFO and whose CRC-8 holds, and whose frame, running to the
     end of the file, ends in a CRC-16 that holds. None where none is (at most FLAC_LAST_FRAME_TRIES headers
     are tried)."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        view = memoryview(source).cast("B")
-        head, size = bytes(view[:42]), len(view)
-    else:
-        with open(source, "rb") as f:
-            head, size = f.read(42), f.seek(0, 2)
-    if len(head) < 42 or head[:4] != b"fLaC" or head[4] & 0x7F != 0:  # STREAMINFO comes first
+    if (info := _stream_info(source)) is None:
         return None
-    min_block, max_block = struct.unpack(">HH", head[8:12])
-    max_frame, packed = int.from_bytes(head[15:18], "big"), int.from_bytes(head[18:26], "big")
-    info = _StreamInfo(packed >> 44, ((packed >> 41) & 7) + 1, ((packed >> 36) & 31) + 1,
-                       max_block if min_block == max_block else 0)
-    want = min(size - 42, max(2 * max_frame if max_frame else FLAC_TAIL[1], FLAC_TAIL[0]), FLAC_TAIL[1])
-    if isinstance(source, bytes | bytearray | memoryview):
-        tail = bytes(view[size - want:])
-    else:
-        with open(source, "rb") as f:
-            f.seek(size - want)
-            tail = f.read(want)
+    size = _size(source)
+    tail = _bytes_at(source, size - min(size - 42, _window(info)), size)
     tried = 0
     for at in reversed([m.start() for m in _FLAC_SYNC.finditer(tail)]):
         if (frame := _flac_frame(tail, at, info)) is None:
@@ -66,6 +54,61 @@ def flac_frames_end(source: str | Path | bytes) -> int | None:
         if tried == FLAC_LAST_FRAME_TRIES:
             break
     return None
+
+
+def flac_frame_starts(source: str | Path | bytes, at: tuple[float, ...] = PROBES) -> list[int]:
+    """The first sample of the first whole frame after each fraction `at` of a FLAC's bytes (its header's
+    CRC-8 and its CRC-16 holding), in the order of the file; a place where none is found is left out. They
+    rise with the place in a file of one stream; files joined without being encoded again (ffmpeg's concat
+    with `-c copy`) number their frames from the start again where the next one begins."""
+    if (info := _stream_info(source)) is None:
+        return []
+    size, starts = _size(source), []
+    for fraction in at:
+        start = max(42, int(size * fraction))
+        window = _bytes_at(source, start, min(size, start + _window(info)))
+        if (first := _first_whole_frame(window, info)) is not None:
+            starts.append(first)
+    return starts
+
+
+def _first_whole_frame(b: bytes, info: _StreamInfo) -> int | None:
+    """The first sample of the first frame in `b` that ends where the next frame header starts, with a CRC-16
+    that holds (at most FLAC_LAST_FRAME_TRIES headers tried)."""
+    headers = [(m.start(), frame) for m in _FLAC_SYNC.finditer(b)
+               if (frame := _flac_frame(b, m.start(), info)) is not None]
+    for (at, frame), (following, _) in list(itertools.pairwise(headers))[:FLAC_LAST_FRAME_TRIES]:
+        if crc(_CRC16, 16, b[at:following - 2]) == int.from_bytes(b[following - 2:following], "big"):
+            return frame[0]
+    return None
+
+
+def _stream_info(source: str | Path | bytes) -> _StreamInfo | None:
+    """STREAMINFO's fields a frame header is held against (None: not a FLAC that starts with it)."""
+    head = _bytes_at(source, 0, 42)
+    if len(head) < 42 or head[:4] != b"fLaC" or head[4] & 0x7F != 0:  # STREAMINFO comes first
+        return None
+    min_block, max_block = struct.unpack(">HH", head[8:12])
+    max_frame, packed = int.from_bytes(head[15:18], "big"), int.from_bytes(head[18:26], "big")
+    return _StreamInfo(packed >> 44, ((packed >> 41) & 7) + 1, ((packed >> 36) & 31) + 1,
+                       max_block if min_block == max_block else 0, max_frame)
+
+
+def _window(info: _StreamInfo) -> int:
+    """Bytes read to find a frame: twice the largest frame STREAMINFO gives, within FLAC_TAIL."""
+    return min(max(2 * info.max_frame if info.max_frame else FLAC_TAIL[1], FLAC_TAIL[0]), FLAC_TAIL[1])
+
+
+def _size(source: str | Path | bytes) -> int:
+    return len(source) if isinstance(source, bytes | bytearray | memoryview) else Path(source).stat().st_size
+
+
+def _bytes_at(source: str | Path | bytes, start: int, end: int) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return bytes(memoryview(source).cast("B")[start:end])
+    with open(source, "rb") as f:
+        f.seek(start)
+        return f.read(max(0, end - start))
 
 
 def _flac_frame(b: bytes, at: int, info: _StreamInfo) -> tuple[int, int] | None:

@@ -15,7 +15,7 @@ import soundfile as sf
 from retrieval import riff
 from retrieval.audio import decode_audio, probe_audio
 from retrieval.errors import AudioDecodeError
-from retrieval.flac_frames import flac_frames_end
+from retrieval.flac_frames import flac_frame_starts, flac_frames_end
 from retrieval.ogg_pages import chained_streams
 from tests.audio_fixtures import need, run, sine, write
 
@@ -111,6 +111,31 @@ def test_a_flac_whose_header_counts_fewer_samples_than_its_frames_is_refused(tmp
     assert "does not say how long" in refusal(unknown)
 
 
+def test_flacs_joined_without_being_encoded_again_are_refused(tmp_path):
+    """ffmpeg's concat with `-c copy` keeps the first file's STREAMINFO and each file's frame numbers, so the
+    last frame ends at the header's count: libsndfile read 2 s of a 4 s file without a word. The frames'
+    numbers start again partway; the fix the message gives decodes all of it."""
+    write(tmp_path / "one.flac", sine(350.0, seconds=2.0, rate=44_100), 44_100)
+    (tmp_path / "list.txt").write_text("file 'one.flac'\nfile 'one.flac'\n")
+    run(need("ffmpeg"), "-v", "error", "-f", "concat", "-i", tmp_path / "list.txt", "-c", "copy",
+        tmp_path / "joined.flac")
+    joined = tmp_path / "joined.flac"
+    assert sf.info(str(joined)).duration == pytest.approx(2.0) and flac_frames_end(joined) == 2 * 44_100
+    assert ffmpeg_seconds(joined) == pytest.approx(4.0, abs=0.01)
+    message = refusal(joined)
+    assert "its frames are numbered from the start again partway" in message
+    assert decode_audio(mend(tmp_path, message)).duration_s == pytest.approx(4.0, abs=0.01)
+
+
+def test_a_header_a_few_samples_short_is_said_in_samples_and_the_fix_names_the_file_for_the_shell(tmp_path):
+    whole = write(tmp_path / "take.flac", sine(350.0, seconds=3.0, rate=44_100), 44_100)
+    short = tmp_path / "short take.flac"
+    short.write_bytes(flac_counting(whole, 3 * 44_100 - 10))
+    message = refusal(short)
+    assert "its frames hold 132300 samples but its header (STREAMINFO) counts 132290" in message
+    assert "`ffmpeg -i 'short take.flac' -c:a flac fixed.flac`" in message
+
+
 @pytest.mark.parametrize("writer, rate, channels, bits", [
     ("soundfile", 8_000, 1, "PCM_16"), ("soundfile", 48_000, 2, "PCM_24"), ("soundfile", 96_000, 6, "PCM_16"),
     ("flac", 44_100, 2, "PCM_16"), ("flac", 22_050, 1, "PCM_24"), ("ffmpeg", 32_000, 2, "PCM_16"),
@@ -130,6 +155,8 @@ def test_the_last_frame_of_real_flacs_ends_where_their_header_says(tmp_path, wri
         run(need("ffmpeg"), "-v", "error", "-y", "-i", wav, "-c:a", "flac", path)
     frames = sf.info(str(path)).frames
     assert frames == len(wave) and flac_frames_end(path) == frames == flac_frames_end(path.read_bytes())
+    starts = flac_frame_starts(path)
+    assert starts and starts == sorted(starts) and starts[-1] < frames  # the frames' numbers run on
     assert decode_audio(path).duration_s == pytest.approx(2.3, abs=1e-3)
 
 
