@@ -121,10 +121,11 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   DragOut.attach(head, DragOut.whole(hit)); // dragout.js: the head is the handle, the players keep their drags
   const score = el("span", "score", hit.score.toFixed(3));
   score.title = SCORE_TITLES[mode];
-  score.setAttribute("aria-label", `score ${hit.score.toFixed(3)} (${SCORE_TITLES[mode]})`);
   const duration = el("span", "duration", formatSeconds(hit.duration));
-  duration.setAttribute("aria-label", `lasts ${formatSeconds(hit.duration)}`);
-  head.append(score, duration, DragOut.wholeLink(hit)); // the whole file by keyboard too
+  // what the numbers are, said to a screen reader around them (a span's aria-label is not read out)
+  const unseen = (text) => el("span", "visually-hidden", text);
+  head.append(unseen("score "), score, unseen(` (${SCORE_TITLES[mode]}), lasts `), duration,
+              DragOut.wholeLink(hit)); // the whole file by keyboard too
   const bar = el("div", "bar");
   const fill = el("div", "bar-fill");
   fill.style.width = `${Math.max(0, Math.min(1, hit.score / (mode === "vector" ? 1 : top))) * 100}%`;
@@ -132,6 +133,7 @@ function renderHit(hit, rank, mode = "vector", top = 1) {
   const audio = Players.add(el("audio"));
   audio.controls = true;
   audio.preload = "none";
+  audio.setAttribute("aria-label", `play ${hit.name}`); // its controls, named by the clip
   attachAudio(audio, hit.audio_url);
   const trouble = el("p", "audio-message"); // why its audio cannot be played, read out
   trouble.setAttribute("role", "status");
@@ -154,7 +156,8 @@ function nothingFound(request) {
   return `Nothing found for ${request.label}${withFilters}${request.note || ""}${caseNote}.`;
 }
 
-// The answer's heading: what was searched for, as the page names it (file names, each text quoted once).
+// The answer's heading (headAnswer): what was searched for, as the page names it (file names, each text
+// quoted once).
 function showResults(data, request) {
   Players.stopAll();
   const list = $("results");
@@ -233,11 +236,13 @@ async function runSearch(request) {
 }
 
 // What a search leaves out of the refinements (keyword search, a search by a file) is shown as left out
-// (dimmed, `why` as its title), not as if it applied; "" shows them as used.
+// (dimmed, `why` added to its title), not as if it applied; "" shows them as used, with their own titles.
 function showRefinementUsed(why) {
   for (const id of ["refine-chips", "not"]) {
-    $(id).classList.toggle("unused", Boolean(why));
-    $(id).title = why;
+    const node = $(id);
+    if (node.dataset.title === undefined) node.dataset.title = node.title; // its own ("" for the chips)
+    node.classList.toggle("unused", Boolean(why));
+    node.title = [node.dataset.title, ...(why ? [why] : [])].join(": ");
   }
 }
 
@@ -271,8 +276,10 @@ function searchText(event, inUrl = "push") {
   // heading, not done silently); keyword search takes no clips or text to avoid
   const chosen = options.mode;
   if (!hasWord(query) || moments) options.mode = "vector";
-  const note = chosen === options.mode ? ""
-    : ` (${moments ? "moments are found" : "a search without words is"} by meaning: vector search)`;
+  const unrefined = options.mode === "keyword" && Object.keys(refined).length > 0; // said, not done silently
+  const note = chosen !== options.mode
+    ? ` (${moments ? "moments are found" : "a search without words is"} by meaning: vector search)`
+    : unrefined ? " (keyword search leaves the refinements out: more or less like, but not)" : "";
   const parts = options.mode === "keyword" ? {} : refined;
   showRefinementUsed(options.mode === "keyword" ? "keyword search leaves these out" : "");
   const body = JSON.stringify({ ...(query ? { query } : {}), ...parts, k: Number($("k").value), ...options,
@@ -343,10 +350,15 @@ function endExampleSearch() {
   $("filter-chips").title = "";
 }
 
+// An upload on its way: the form sends nothing more until it is answered (a second click, or Enter, would
+// send the file again). Its button is marked aria-disabled rather than disabled: a disabled button drops the
+// keyboard's focus to the page, and the next Tab went to the footer.
+let uploading = false;
+
 async function upload(event) {
   event.preventDefault();
   const file = $("upload-file").files[0];
-  if (!file) return;
+  if (!file || uploading) return;
   const form = new FormData();
   form.append("file", file);
   const name = $("upload-name").value.trim();
@@ -354,8 +366,9 @@ async function upload(event) {
   const typed = appendUploadMetadata(form) || Boolean(name); // metadata.js: a description or tags typed
   const message = $("upload-message");
   message.textContent = `Uploading ${file.name}…`;
-  const button = event.submitter || $("upload-form").querySelector("button[type=submit]");
-  if (button) button.disabled = true; // a second click sends the file again
+  const button = $("upload-form").querySelector("button[type=submit]");
+  uploading = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     const response = await fetch("/audio", { method: "POST", body: form, headers: authHeaders() });
     if (!response.ok) {
@@ -376,7 +389,8 @@ async function upload(event) {
   } catch (e) {
     message.textContent = `Upload failed: ${e.message}`;
   } finally {
-    if (button) button.disabled = false;
+    uploading = false;
+    button.removeAttribute("aria-disabled");
   }
 }
 
@@ -510,10 +524,14 @@ async function useKey(event) {
   showKeyState();
 }
 
+// The key forgotten: said (the upload form, Edit and Remove go with it), and the keyboard's focus goes to the
+// key's box (the button pressed hides itself).
 function forgetKey() {
   sessionStorage.removeItem(KEY_STORE);
-  $("key-message").textContent = "";
   showKeyState();
+  $("key-message").textContent = `Key forgotten: type it in again to add, edit or remove clips${
+    state.protectReads ? ", or to search this server" : ""}.`;
+  $("api-key").focus();
 }
 
 // The status line from /health/ready: a 503 is a service still loading, asked again every READY_POLL_MS
@@ -521,19 +539,25 @@ function forgetKey() {
 // service says it.
 let statusPoll = null; // the timer of the next ask while the service loads
 
+// The status line (a live region) is written only when it says something new: the same text written again
+// is read out again.
+function setStatus(text) {
+  if ($("status").textContent !== text) $("status").textContent = text;
+}
+
 async function refreshStatus() {
   clearTimeout(statusPoll);
   try {
     const response = await fetch("/health/ready");
     state.reachable = true;
     if (response.status === 503) {
-      $("status").textContent = "The service is still loading…";
+      setStatus("The service is still loading…");
       clearTimeout(statusPoll); // one timer, however many asks were on their way
       statusPoll = setTimeout(refreshStatus, READY_POLL_MS);
       return;
     }
     if (!response.ok) {
-      $("status").textContent = `The service cannot search: ${await errorText(response)}`;
+      setStatus(`The service cannot search: ${await errorText(response)}`);
       return;
     }
     const ready = await response.json();
@@ -544,12 +568,11 @@ async function refreshStatus() {
     const stopped = ready.ingest_worker === "stopped" // uploads wait, untagged, until the service restarts
       ? " · uploads are not being tagged: the worker has stopped (see the service's log; a restart starts it)"
       : "";
-    $("status").textContent = `${ready.clips} ${ready.clips === 1 ? "clip" : "clips"} · ${model} ${ready.model.id}`
-      + stopped;
+    setStatus(`${ready.clips} ${ready.clips === 1 ? "clip" : "clips"} · ${model} ${ready.model.id}${stopped}`);
     showKeyState();
   } catch (e) {
     state.reachable = false; // until a search or a refresh reaches it again
-    $("status").textContent = `The service cannot be reached: ${e.message}`;
+    setStatus(`The service cannot be reached: ${e.message}`);
   }
 }
 
@@ -603,7 +626,23 @@ function searchFromUrl() {
   else clearResults("");
 }
 
+// The answer's summary (#search-message, a live region) is the heading of the results while it says
+// something, so that a screen reader's heading navigation reaches it; empty, it is no heading (an empty one
+// would be listed among the page's headings with nothing to say).
+function headAnswer() {
+  const message = $("search-message");
+  if (message.textContent) {
+    message.setAttribute("role", "heading");
+    message.setAttribute("aria-level", "2");
+  } else {
+    message.removeAttribute("role");
+    message.removeAttribute("aria-level");
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  new MutationObserver(headAnswer).observe($("search-message"), { childList: true, characterData: true,
+                                                                 subtree: true });
   $("search-form").addEventListener("submit", (event) => searchText(event));
   $("example-file").addEventListener("change", chooseExample);
   $("key-form").addEventListener("submit", useKey);

@@ -30,16 +30,22 @@ const DragOut = (() => {
   function momentControls(hit, message) {
     const file = excerpt(hit);
     const box = el("span", "moment");
-    const play = el("button", "play-moment", "▶ play it");
+    const play = el("button", "play-moment");
     play.type = "button";
     play.title = "play just this part (an excerpt of the clip)";
-    play.setAttribute("aria-label", `play the moment of ${hit.name}`);
+    // its name holds the words it shows, and follows them: "play it" or "pause", then whose moment it is
+    const show = (playing) => {
+      const [sign, words] = playing ? ["❚❚", "pause"] : ["▶", "play it"];
+      play.textContent = `${sign} ${words}`;
+      play.setAttribute("aria-label", `${words}: the moment of ${hit.name}`);
+    };
+    show(false);
     const player = Players.add(new Audio()); // out of the page: the result's own player stays its one <audio>
     player.preload = "none";
     play.player = player;
-    player.addEventListener("play", () => { play.textContent = "❚❚ pause"; });
-    player.addEventListener("pause", () => { play.textContent = "▶ play it"; });
-    player.addEventListener("error", () => { play.textContent = "▶ play it"; }); // it never started
+    player.addEventListener("play", () => show(true));
+    player.addEventListener("pause", () => show(false));
+    player.addEventListener("error", () => show(false)); // it never started
     reportAudioErrors(player, file.url, message);
     play.addEventListener("click", async () => {
       if (!player.src || player.error) await attachAudio(player, file.url); // a failed one tries again

@@ -38,17 +38,21 @@ const Exports = (() => {
 
   // Called by app.js with each answer: the buttons show while there are results. The label track and the
   // regions hold the hits' spans alone: without one (keyword hits have none) they would be empty files, so
-  // they are disabled, saying why.
+  // they are disabled, saying why in words beside them (a disabled button takes no focus: its title would
+  // reach no keyboard), which the buttons are described by too.
   function show(data, moments) {
     answer = data.results.length ? { results: data.results, moments: Boolean(moments) } : null;
     $("exports").hidden = !answer;
     const spans = Boolean(answer?.results.some((hit) => hit.segment));
+    const why = "no result has a span in its clip (keyword hits have none): search by meaning";
+    $("exports-why").textContent = spans ? "" : `Audacity labels and REAPER regions: ${why}.`;
     for (const button of document.querySelectorAll("#exports button")) {
       const empty = button.hasAttribute("data-spans") && !spans;
       button.disabled = empty;
       if (!button.dataset.title) button.dataset.title = button.title;
-      button.title = empty ? "no result has a span in its clip (keyword hits have none): search by meaning"
-        : button.dataset.title;
+      button.title = empty ? why : button.dataset.title;
+      if (empty) button.setAttribute("aria-describedby", "exports-why");
+      else button.removeAttribute("aria-describedby");
     }
   }
 

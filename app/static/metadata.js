@@ -42,7 +42,7 @@ function filtersFromParams(params) {
   $("max-duration").value = params.get("max") || "";
   filters.tags = [...new Set(params.getAll("tag").map(normalTag).filter(Boolean))];
   filters.category = params.get("category") || null;
-  readDurationBoxes();
+  readDurationBoxes(null); // marked, not reported: the focus stays where the page puts it
   showFilters();
 }
 
@@ -93,27 +93,35 @@ function showFilters() {
 }
 
 // A duration box's seconds, or null when it is empty or not a length (a negative number: the box is marked
-// invalid and left out, rather than sent for the service to refuse every search with it).
-function readDurationBoxes() {
+// invalid and left out, rather than sent for the service to refuse every search with it). Only `changed`, the
+// box whose change this is (or null), says why it is marked, and only while it keeps the focus (Enter):
+// reporting a box takes the keyboard's focus to it (the From box's -1 pulled the focus back each time the
+// "to" box changed, and a box left by Tab kept it).
+function readDurationBoxes(changed) {
   const number = (id) => {
     const box = $(id);
     const value = parseFloat(box.value);
     const ok = box.value.trim() === "" || (Number.isFinite(value) && value >= 0);
     box.setCustomValidity(ok ? "" : "a length in seconds, 0 or more");
-    box.reportValidity();
     return ok && box.value.trim() !== "" ? value : null;
   };
   filters.minDuration = number("min-duration");
   filters.maxDuration = number("max-duration");
   if (filters.minDuration !== null && filters.maxDuration !== null && filters.minDuration > filters.maxDuration) {
     $("max-duration").setCustomValidity("at least the From length"); // marked, and left out until mended
-    $("max-duration").reportValidity();
     filters.maxDuration = null;
+  }
+  for (const id of ["min-duration", "max-duration"]) { // shown (metadata.css) and said by a screen reader
+    if ($(id).validity.customError) $(id).setAttribute("aria-invalid", "true");
+    else $(id).removeAttribute("aria-invalid");
+  }
+  if (changed && !changed.validity.valid) {
+    setTimeout(() => { if (document.activeElement === changed) changed.reportValidity(); }); // once it moved
   }
 }
 
-function readDurations() {
-  readDurationBoxes();
+function readDurations(event) {
+  readDurationBoxes(event?.target || null);
   showFilters();
   searchAgain();
 }
@@ -184,6 +192,7 @@ function renderMetadata(item, hit) {
   edit.type = "button";
   edit.setAttribute("aria-label", `edit the description and tags of ${hit.name}`);
   edit.addEventListener("click", () => {
+    savedMessage(item).textContent = ""; // the last save's news
     const form = editor(item, hit);
     box.replaceWith(form);
     form.querySelector("textarea").focus();
@@ -191,8 +200,20 @@ function renderMetadata(item, hit) {
   const message = el("p", "remove-message");
   message.setAttribute("role", "status"); // why a removal failed, read out
   box.append(description, fields, tags, edit, removeButton(item, hit, message), message);
-  item.append(box);
+  savedMessage(item).before(box);
   return edit;
+}
+
+// The result's live region for "Saved.": the editor that saves is removed with its own message, so the news
+// goes to one made with the result, which outlives the editor (a live region made with its text is not read).
+function savedMessage(item) {
+  let said = item.querySelector(":scope > .saved-message");
+  if (!said) {
+    said = el("p", "saved-message");
+    said.setAttribute("role", "status");
+    item.append(said);
+  }
+  return said;
 }
 
 // Removing a clip from the collection (DELETE /audio/{id}, with the key; shown only with a usable key, as
@@ -298,6 +319,7 @@ function editor(item, hit) {
       Object.assign(hit, { description: clip.description, user_tags: clip.user_tags, fields: clip.fields });
       showEdited(hit.id, clip); // its other rows
       done();
+      savedMessage(item).textContent = "Saved.";
     } catch (e) {
       message.textContent = `Not saved: ${e.message}`;
     }

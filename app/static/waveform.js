@@ -6,7 +6,12 @@
 const Waveform = (() => {
   const WIDTH = 800; // canvas pixels; CSS stretches it to the result's width
   const HEIGHT = 56;
-  const COLORS = { wave: "#9aa3b5", segment: "#2f6fdb", band: "rgba(47, 111, 219, 0.16)", head: "#1d2330" };
+  // the bars at 3.4:1 on the page's background, the segment's 4.7:1: graphics a reader must see need 3:1
+  const COLORS = { wave: "#7d879a", segment: "#2f6fdb", band: "rgba(47, 111, 219, 0.16)", head: "#1d2330" };
+  // a move of the slider's keys, as a share of the clip (-1 and 1: to its start and end)
+  const KEYS = { ArrowLeft: -0.1, ArrowDown: -0.1, ArrowRight: 0.1, ArrowUp: 0.1, PageDown: -0.25, PageUp: 0.25,
+                 Home: -1, End: 1 };
+  const SPOKEN_EVERY_S = 10; // while it plays, the slider's value (read out by a screen reader) moves this often
 
   // A span in seconds within a clip's first minute (2.5–12.5 s), as clock times past it (59:57.5–1:00:07.5,
   // clockTime from app.js).
@@ -58,18 +63,25 @@ const Waveform = (() => {
     const canvas = el("canvas");
     canvas.width = WIDTH;
     canvas.height = HEIGHT;
-    // a slider of the playing position: the keyboard seeks too (arrows by a tenth, Home and End to the ends;
-    // Space or Enter plays and pauses), and a screen reader reads where the player is
+    // a slider of the playing position: the keyboard seeks too (arrows by a tenth, Page Up and Page Down by a
+    // quarter, Home and End to the ends; Space or Enter plays and pauses), and a screen reader reads where
+    // the player is: after a seek, a key or a pause, and every SPOKEN_EVERY_S while it plays (each change of
+    // a focused slider's value is read out)
     canvas.setAttribute("role", "slider");
     canvas.setAttribute("aria-valuemin", "0");
     canvas.setAttribute("aria-valuemax", String(hit.duration));
+    let spoken = 0; // the position the slider says
     const showPosition = (t) => {
-      canvas.setAttribute("aria-valuenow", String(t));
-      canvas.setAttribute("aria-valuetext", `${formatSeconds(t)} of ${formatSeconds(hit.duration)}`);
+      spoken = t;
+      const text = `${formatSeconds(t)} of ${formatSeconds(hit.duration)}`;
+      if (canvas.getAttribute("aria-valuetext") === text) return; // the same words, not said again
+      canvas.setAttribute("aria-valuenow", String(Math.round(t * 10) / 10)); // to the tenth, as it is said
+      canvas.setAttribute("aria-valuetext", text);
     };
     showPosition(0);
     canvas.tabIndex = 0;
-    canvas.title = "click to play from there (or arrow keys, Home, End; Space plays and pauses)";
+    canvas.title = "click to play from there (or the arrow keys, Page Up or Down, Home, End; Space plays and"
+      + " pauses)";
     const view = { peaks: [], duration: hit.duration, segment: hit.segment, position: 0 };
     if (hit.segment) {
       canvas.dataset.start = hit.segment.start;
@@ -96,14 +108,18 @@ const Waveform = (() => {
     });
     audio.addEventListener("timeupdate", () => {
       view.position = audio.currentTime;
-      showPosition(audio.currentTime);
+      if (Math.abs(audio.currentTime - spoken) >= SPOKEN_EVERY_S) showPosition(audio.currentTime);
       draw(canvas, view);
     });
+    for (const change of ["pause", "seeked", "ended"]) {
+      audio.addEventListener(change, () => showPosition(audio.currentTime));
+    }
     const playFrom = (fraction) => {
       const t = Math.max(0, Math.min(1, fraction)) * hit.duration;
       placed = true;
       audio.currentTime = t;
       view.position = t;
+      showPosition(t);
       draw(canvas, view);
       play(audio);
     };
@@ -111,7 +127,6 @@ const Waveform = (() => {
       const box = canvas.getBoundingClientRect();
       playFrom((event.clientX - box.left) / box.width);
     });
-    const KEYS = { ArrowLeft: -0.1, ArrowRight: 0.1, Home: -1, End: 1 }; // a move, as a share of the clip
     canvas.addEventListener("keydown", (event) => {
       if (event.key === " " || event.key === "Enter") { // as a player's own button: play or pause
         event.preventDefault();
