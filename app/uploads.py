@@ -22,10 +22,10 @@ MAX_NAME_CHARS = 255
 SPACING_CONTROLS = frozenset("\t\n\r\v\f")  # control characters that space words: a space each
 # embeddings, overrides and isolates of Unicode's bidirectional algorithm: they make a name read otherwise
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# how a browser (WHATWG HTML, multipart/form-data) and httpx escape a file name's `"`, LF and CR in the part's
-# header; nothing else is escaped (not `%` itself), so no other %XX is one
-FILENAME_ESCAPES = {"%22": '"', "%0A": "\n", "%0D": "\r"}
-FILENAME_ESCAPED = re.compile("|".join(FILENAME_ESCAPES))
+# how clients escape a file name's characters in the part's header: a browser (WHATWG HTML, multipart/
+# form-data) its `"`, LF and CR as %22, %0A and %0D; httpx and requests (urllib3) every control character as
+# %00-%1F; none escapes `%` itself, so no other %XX is one
+FILENAME_ESCAPED = re.compile("%(22|[01][0-9A-F])")
 MAX_PARTS = 8  # of a form: text fields, and files (one is read: the others are refused by name, 422)
 NO_FILE = ("send the audio as a multipart/form-data field named 'file' (none arrived whole: the field is "
            "missing, or the body ended before the part's closing boundary)")
@@ -87,9 +87,10 @@ def bare_name(*names: str | None) -> str:
 
 
 def unescaped_filename(filename: str | None) -> str | None:
-    """A multipart part's file name as the client's file was named: its `%22`, `%0A` and `%0D` (the escapes
-    browsers and httpx write for `"`, LF and CR) read back, and no other %XX (a name may hold `%41`)."""
-    return FILENAME_ESCAPED.sub(lambda m: FILENAME_ESCAPES[m.group(0)], filename) if filename else filename
+    """A multipart part's file name as the client's file was named: its `%22` and `%00`-`%1F` (the escapes
+    clients write for `"` and control characters, FILENAME_ESCAPED) read back, and no other %XX (a name may
+    hold `%41`)."""
+    return FILENAME_ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), filename) if filename else filename
 
 
 async def read_upload(request: Request) -> Upload:

@@ -104,15 +104,18 @@ def _info(data: bytes, name: str) -> Slots:
     return out
 
 
+DECLARES_ENTITIES = "it declares a DTD or entities, which iXML has no use for"
+
+
 def _ixml(data: bytes, name: str) -> Slots:
     from wavinfo.wave_ixml_reader import WavIXMLFormat
 
     data = data.rstrip(b"\0")
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise ValueError("it declares a DTD or entities, which iXML has no use for")
+        raise ValueError(DECLARES_ENTITIES)
     tree = WavIXMLFormat(data).raw_xml
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:  # in UTF-16, the bytes above are not
-        raise ValueError("it declares a DTD or entities, which iXML has no use for")
+        raise ValueError(DECLARES_ENTITIES)
     root = tree.getroot()
     if root is None:
         raise ValueError("no XML in it")

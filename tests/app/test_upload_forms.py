@@ -41,11 +41,13 @@ def test_a_file_under_another_name_is_a_422_naming_it(client):
     ('both "\r\n" kinds.wav', 'both "  " kinds.wav'),
     ("100%41 literal %2F.wav", "100%41 literal %2F.wav"),  # no other %XX is an escape
     ("lower %0a stays.wav", "lower %0a stays.wav"),  # the escapes are written upper-case
+    ("tab\there.wav", "tab here.wav"),  # httpx's %09, a space as a typed tab is
+    ("bell\x07 and\x1f unit.wav", "bell and unit.wav"),  # httpx's %07 and %1F, control characters dropped
 ])
 def test_a_file_name_is_stored_as_the_clients_file_was_named(client, filename, stored):
-    """A browser and httpx write a file name's `"`, LF and CR as %22, %0A and %0D in the part's header
-    (WHATWG HTML): `say "hi".wav` was stored as `say %22hi%22.wav`. Read back, then a line break is a
-    space like any other; what the client sent is the oracle."""
+    """A browser writes a file name's `"`, LF and CR as %22, %0A and %0D in the part's header (WHATWG HTML),
+    and httpx every control character as %00-%1F: `say "hi".wav` was stored as `say %22hi%22.wav`. Read
+    back, then a line break is a space like any other; what the client sent is the oracle."""
     r = client.post("/audio", files={"file": (filename, CLIP, "audio/wav")}, headers=WRITE)
     assert r.status_code == 202, r.text
     assert r.json()["name"] == stored
