@@ -4,6 +4,7 @@
 below (`retrieval/`, `index/`, `training/`) takes explicit arguments and never sees the settings.
 """
 
+import difflib
 import logging
 import os
 from pathlib import Path
@@ -37,7 +38,13 @@ class SettingsError(RetrievalError):
 
 
 def load_settings(**overrides) -> Settings:
-    """The settings from the environment (RETRIEVAL_*), with `overrides` on top, validated."""
+    """The settings from the environment (RETRIEVAL_*), with `overrides` on top, validated; TypeError for an
+    override that is no setting (a misspelt `datadir` was dropped without a word)."""
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        close = {k: difflib.get_close_matches(k, Settings.model_fields, n=1) for k in unknown}
+        raise TypeError("load_settings got no setting named " + ", ".join(
+            f"{k!r}" + (f" (did you mean {close[k][0]!r}?)" if close[k] else "") for k in unknown))
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:

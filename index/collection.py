@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import operator
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -70,7 +71,7 @@ from retrieval.checkpoint import load_checkpoint
 from retrieval.composite import CompositeQuery, combine
 from retrieval.config import Windowing
 from retrieval.durable import old_enough, remove_stale_tmp, write_bytes_atomically
-from retrieval.errors import ClipNotFound
+from retrieval.errors import ClipNotFound, refuse_one_for_many
 from retrieval.extract import AudioLimits, Extraction, decode
 from retrieval.pipeline import Retriever
 from retrieval.waveform import peaks
@@ -117,6 +118,10 @@ def check_search(query: CompositeQuery, mode: str, moments: MomentQuery | None) 
 
 
 class Collection:
+    """A collection of clips: their audio (uploads' stored copies, or files where they lie), their vectors
+    and windows in a store, and the model that searches them (module docstring). Made by
+    app/compose.py `open_collection`; a context manager that closes its store."""
+
     def __init__(self, store: VectorStore, retriever: Retriever, *, data_dir: Path,
                  limits: AudioLimits = AudioLimits(), moment_windowing: Windowing | None = None,
                  store_name: str | None = None):
@@ -331,12 +336,15 @@ class Collection:
 
     # -- reading and removing -----------------------------------------------------------------------------
     def get(self, id: int) -> ClipRecord | None:
+        """The clip with this id, None when the collection holds none."""
         return self.store.get(id)
 
     def list(self, offset: int = 0, limit: int = 50) -> list[ClipRecord]:
+        """A page of the clips, by id: `limit` of them from the `offset`-th (`count()` says how many)."""
         return self.store.list(offset=offset, limit=limit)
 
     def count(self) -> int:
+        """How many clips the collection holds."""
         return self.store.count()
 
     def edit_metadata(self, id: int, edit: Callable[[Metadata], Metadata]) -> ClipRecord | None:
@@ -434,8 +442,10 @@ class Collection:
     def remove(self, ids: Sequence[int]) -> int:
         """Remove clips (ids that do not exist are ignored) and the stored copies of uploads among them (kept
         when other stores share the data directory: the same bytes may be a clip of theirs)."""
+        refuse_one_for_many(ids, (str, bytes, int), "clip ids")
+        wanted = [operator.index(i) for i in ids]  # before anything is removed: a TypeError for a non-integer
         with self._write:
-            records = [r for r in (self.store.get(int(i)) for i in ids) if r is not None]
+            records = [r for r in map(self.store.get, wanted) if r is not None]
             removed = self.store.remove([r.id for r in records])
             shared = any(r.stored_copy for r in records) and self.shares_uploads
             for r in records:
@@ -479,9 +489,12 @@ class Collection:
         return len(ids)
 
     def stats(self) -> dict:
+        """The store's figures (clips, windows, index kinds, bytes on disk), as `index stats` shows them."""
         return self.store.stats()
 
     def close(self) -> None:
+        """Close the store (it writes what it holds in memory); using the collection after raises
+        StoreClosed."""
         self.store.close()
 
     def __enter__(self) -> Collection:

@@ -1,5 +1,7 @@
 """Named errors raised by the library; the service maps them to HTTP responses at its edge."""
 
+from pathlib import PurePath
+
 
 class RetrievalError(Exception):
     """Base class of every error this project raises on purpose."""
@@ -64,3 +66,12 @@ def newer_format(path, version: int, known: int) -> NewerFormat:
                        f"knows up to {known}): run the version that wrote it, or restore a backup taken "
                        "before the upgrade")
 
+
+
+def refuse_one_for_many(value: object, one: type | tuple[type, ...], many: str) -> None:
+    """TypeError when `value`, meant as a list of `many`, is one of them (an instance of `one`): a string's
+    letters, or a path's, would be taken one by one (`remove("10")` removed clips 1 and 0)."""
+    if isinstance(value, one):
+        kind = {str: "string", int: "integer"}.get(type(value), "path" if isinstance(value, PurePath) else
+                                                   type(value).__name__)
+        raise TypeError(f"{many} are a list, not one {kind}: [{value!r}]")

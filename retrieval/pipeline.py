@@ -22,7 +22,7 @@ from retrieval.checkpoint import Checkpoint
 from retrieval.config import SAMPLE_RATE, Windowing
 from retrieval.contracts import SentenceEncoder, Tagger
 from retrieval.durable import atomic_path
-from retrieval.errors import ModelNotFound
+from retrieval.errors import ModelNotFound, refuse_one_for_many
 from retrieval.extract import AudioLimits, Extraction, decode, extract_many
 from retrieval.labels import audioset_labels, top_tags
 from retrieval.model_spec import ENCODER_FIELDS, PASST_FIELDS, ZERO_SHOT, ModelSpec
@@ -95,8 +95,7 @@ def mono_samples(wave: np.ndarray) -> np.ndarray:
 def check_texts(queries: Sequence[str]) -> None:
     """TypeError for one string where a list of them is meant, or an item that is not a string; ValueError
     for one holding a lone surrogate (bytes a file name or argv could not decode)."""
-    if isinstance(queries, str):
-        raise TypeError(f"queries are a list of strings, not one string: [{queries!r}]")
+    refuse_one_for_many(queries, str, "queries")
     for q in queries:
         if not isinstance(q, str):
             raise TypeError(f"a query is a string, not {type(q).__name__}")
@@ -151,8 +150,7 @@ class Retriever:
         """(N,) audio files (WAV, FLAC, OGG, MP3) -> (N, D) unit vectors, in their order: each clip's mean
         PaSST logits through the head. `batch_files` clips are decoded and tagged together (their windows
         share forward passes); AudioDecodeError names a file that is not readable audio."""
-        if isinstance(paths, str | Path):
-            raise TypeError(f"encode_files takes a list of paths, not one path ({paths!r}): [{str(paths)!r}]")
+        refuse_one_for_many(paths, (str, Path), "encode_files' paths")
         self._tagger()  # a text-only model says so before any file is decoded
         step = max(1, batch_files)
         vectors = [np.empty((0, self.head.dim), dtype=np.float32)]

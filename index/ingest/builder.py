@@ -40,7 +40,14 @@ from index.ingest.worker import Item, Result, ingest, left_its_path
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, FileNow
 from retrieval.durable import sha256_file
-from retrieval.errors import AudioTooLong, CheckpointMismatch, ModelNotFound, RetrievalError, TooManyChannels
+from retrieval.errors import (
+    AudioTooLong,
+    CheckpointMismatch,
+    ModelNotFound,
+    RetrievalError,
+    TooManyChannels,
+    refuse_one_for_many,
+)
 from retrieval.extract import AudioLimits, probe
 
 log = logging.getLogger(__name__)
@@ -162,6 +169,7 @@ def index_paths(collection: Collection, paths: Iterable[Path], *, recursive: boo
     file may be (the composition root passes `index add`'s own, longer, limit; default the collection's).
     `decoders`: processes that decode the next files while PaSST tags these (index/ingest/ahead.py; 0:
     each file decoded where it is tagged)."""
+    refuse_one_for_many(paths, (str, Path), "the paths to index")
     limits = limits or collection.limits
     walk = find_audio(paths, recursive=recursive)
     files = walk.files

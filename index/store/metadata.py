@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from retrieval.errors import refuse_one_for_many
+
 FIELD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 TAG_SEPARATORS = re.compile(r"[;,]")  # between tags in one string (a CSV cell, a form field)
 
@@ -33,8 +35,7 @@ def normalize_tag(tag: str) -> str:
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
     """Normalised, empty ones dropped, each once, in the order first given; TypeError for one string (its
     letters would be the tags)."""
-    if isinstance(tags, str):
-        raise TypeError(f"tags are a list of strings, not one string: [{tags!r}]")
+    refuse_one_for_many(tags, str, "tags")
     return tuple(dict.fromkeys(t for t in map(normalize_tag, tags) if t))
 
 

@@ -249,3 +249,11 @@ def test_the_ingest_workers_process_makes_the_same_settings(given, tmp_path):
     settings = Settings(data_dir=tmp_path, **given)
     again = Settings(**settings.as_given())
     assert again == settings and again.model_fields_set == settings.model_fields_set
+
+
+def test_an_override_that_is_no_setting_is_refused_naming_the_one_meant():
+    """`load_settings(datadir=...)` dropped the misspelt keyword: the collection went to ./data unsaid."""
+    with pytest.raises(TypeError, match="no setting named 'datadir' \\(did you mean 'data_dir'\\?\\)"):
+        load_settings(datadir="/tmp/mine")
+    with pytest.raises(TypeError, match="'colour'$"):
+        load_settings(colour="blue")

@@ -74,6 +74,24 @@ def test_upload_is_kept_deduplicated_and_removed_with_its_copy(collection):
     assert not path.exists() and collection.get(record.id) is None
 
 
+def test_one_id_or_one_path_where_a_list_is_meant_is_refused_and_changes_nothing(collection, tmp_path):
+    """`remove("10")` took the string's characters as ids: it removed clip 1 and answered 1; `index_paths`
+    given one folder as a string walked `/` (its first character) and indexed the file system."""
+    from index.ingest.builder import index_paths
+
+    first = [add(collection, upload(wav_bytes(sine(f, seconds=0.3)), f"{f}.wav"))[0][0] for f in (220, 330)]
+    for one in (str(first[1].id), first[1].id, b"1"):
+        with pytest.raises(TypeError, match="clip ids are a list"):
+            collection.remove(one)
+    with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+        collection.remove([first[0].id, "not an id"])  # nothing removed: the first id neither
+    assert collection.count() == 2
+    for one in (str(tmp_path), tmp_path):
+        with pytest.raises(TypeError, match="the paths to index are a list, not one"):
+            index_paths(collection, one, progress=False)
+    assert collection.count() == 2
+
+
 def test_a_file_is_recorded_where_it_lies(collection, tmp_path):
     path = write(tmp_path / "birds.flac", noise(seconds=0.75, rate=44_100), 44_100, format="FLAC")
     [(record, created)] = add(collection, file(path))
