@@ -103,9 +103,24 @@ SHAPES_THE_VECTOR = ("`like`, `unlike` and `not` shape the query's vector: use m
 NO_WORD = "a keyword query needs a word (letters or digits) to match"
 
 
+def check_parts(flt: SearchFilter | None, moments: MomentQuery | None) -> None:
+    """TypeError for a filter or a moment query of another type (a dict, True), before anything is
+    searched."""
+    if flt is not None and not isinstance(flt, SearchFilter):
+        raise TypeError(f"the filter is a SearchFilter or None, not {type(flt).__name__} "
+                        "(SearchFilter(tags_any=[...]))")
+    if moments is not None and not isinstance(moments, MomentQuery):
+        raise TypeError(f"moments is a MomentQuery or None, not {type(moments).__name__} "
+                        "(MomentQuery(per_clip=...))")
+
+
 def check_search(query: CompositeQuery, mode: str, moments: MomentQuery | None) -> None:
     """ValueError for a search its mode cannot answer as asked (the service answers the same as a 422):
-    an unknown mode, moments by keyword, a keyword search shaped by clips or `not`, or with no word."""
+    an unknown mode, moments by keyword, a keyword search shaped by clips or `not`, or with no word;
+    TypeError for a query that is no CompositeQuery (a text is :meth:`Collection.search_text`'s)."""
+    if not isinstance(query, CompositeQuery):
+        raise TypeError(f"the query is a CompositeQuery, not {type(query).__name__} (a text alone: "
+                        "search_text, or CompositeQuery(text=...))")
     if mode not in SEARCH_MODES:
         raise ValueError(f"mode {mode!r} is none of {', '.join(SEARCH_MODES)}")
     if moments is not None and mode != "vector":
@@ -239,6 +254,7 @@ class Collection:
         ValueError for a negative k or what the mode cannot answer (:func:`check_search`)."""
         k = check_k(k)
         check_search(query, mode, moments)
+        check_parts(flt, moments)
         words = query.text or ""
         if mode == "keyword":
             with searching():
@@ -253,6 +269,8 @@ class Collection:
     def search_text(self, query: str, k: int, flt: SearchFilter | None = None,
                     moments: MomentQuery | None = None) -> list[Hit]:
         """The k best clips (or moments) for a text by its meaning: :meth:`search` in mode `vector`."""
+        k = check_k(k)
+        check_parts(flt, moments)  # before the text is encoded
         return self.search_vector(self.retriever.encode_text([query]), k, flt, moments=moments)  # (1, D)
 
     def query_vector(self, query: CompositeQuery, *, example: np.ndarray | None = None) -> np.ndarray:
@@ -284,6 +302,7 @@ class Collection:
         segment, leaving out the ids in `exclude`; with `moments`, the k best moments of the collection
         instead (of the clips not excluded)."""
         k = check_k(k)
+        check_parts(flt, moments)
         xq = np.asarray(xq, dtype=np.float32)
         if xq.ndim == 1:
             xq = xq[None]
@@ -309,6 +328,7 @@ class Collection:
         """The clips whose words best match the query's (BM25), best first, without the ids in `exclude`
         (no segment: words say nothing of where in a clip)."""
         k = check_k(k)
+        check_parts(flt, None)
         hits = self.store.search_keywords(query, k + len(exclude), flt)
         return [h for h in hits if h.record.id not in exclude][:k]
 
@@ -355,6 +375,9 @@ class Collection:
         it says it. The new record, None without the clip. Edits of one collection do not interleave."""
         def change(record: ClipRecord) -> ClipRecord | None:
             meta, layers = edit(record.meta), record.meta_layers
+            if not isinstance(meta, Metadata):
+                raise TypeError(f"edit_metadata's edit returns a Metadata (Metadata.of(...)), not "
+                                f"{type(meta).__name__}")
             kept = None if layers is None else layers.edited(meta)
             if kept is not None and not kept.meta.same(meta):  # a file value it could not show shows now
                 meta = kept.meta

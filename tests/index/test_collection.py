@@ -92,6 +92,26 @@ def test_one_id_or_one_path_where_a_list_is_meant_is_refused_and_changes_nothing
     assert collection.count() == 2
 
 
+def test_a_part_of_a_search_or_an_edit_of_the_wrong_type_is_a_type_error_saying_what_it_takes(collection):
+    """A dict for a filter, True for moments, a text where a CompositeQuery goes, an edit returning a dict:
+    each failed deep inside (AttributeError: 'dict' object has no attribute 'empty')."""
+    from index.store.records import MomentQuery, SearchFilter
+    from retrieval.composite import CompositeQuery
+
+    [(record, _)] = add(collection, upload(wav_bytes(sine(220, seconds=0.3)), "a.wav"))
+    keyword = CompositeQuery(text="rain")
+    wrong = {"a SearchFilter or None, not dict": lambda: collection.search_text("rain", 3, {"tags_any": []}),
+             "a MomentQuery or None, not bool": lambda: collection.search_text("rain", 3, moments=True),
+             "a CompositeQuery, not str": lambda: collection.search("rain", 3),
+             "a SearchFilter or None, not list": lambda: collection.search(keyword, 3, ["x"], mode="keyword"),
+             "returns a Metadata": lambda: collection.edit_metadata(record.id, lambda m: {"description": ""})}
+    for said, call in wrong.items():
+        with pytest.raises(TypeError, match=said):
+            call()
+    assert collection.get(record.id) == record  # the edit changed nothing
+    assert collection.search_text("rain", 3, SearchFilter(), moments=MomentQuery(per_clip=1)) is not None
+
+
 def test_a_file_is_recorded_where_it_lies(collection, tmp_path):
     path = write(tmp_path / "birds.flac", noise(seconds=0.75, rate=44_100), 44_100, format="FLAC")
     [(record, created)] = add(collection, file(path))
