@@ -67,7 +67,6 @@ def newer_format(path, version: int, known: int) -> NewerFormat:
                        "before the upgrade")
 
 
-
 def refuse_one_for_many(value: object, one: type | tuple[type, ...], many: str) -> None:
     """TypeError when `value`, meant as a list of `many`, is one of them (an instance of `one`): a string's
     letters, or a path's, would be taken one by one (`remove("10")` removed clips 1 and 0)."""
