@@ -5,7 +5,6 @@ WAL journal (readers run beside a writer) and synchronous=FULL (a committed tran
 the process or the machine); autocommit mode, so callers open their own BEGIN IMMEDIATE transactions.
 """
 
-import gc
 import os
 import sqlite3
 import threading
@@ -56,10 +55,10 @@ class ThreadConnections:
         self.holds = holds
         self._closed = False
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: list[tuple[sqlite3.Connection, threading.Thread]] = []  # each with the thread it serves
         self._lock = threading.Lock()
         self._pid = os.getpid()
-        self._abandoned: list[sqlite3.Connection] = []  # the parent's, after a fork: kept, never used
+        self._abandoned: list[tuple[sqlite3.Connection, threading.Thread]] = []  # the parent's, after a fork
 
     def get(self) -> sqlite3.Connection:
         if self._pid != os.getpid():
@@ -75,7 +74,7 @@ class ThreadConnections:
                     con.close()
                     self._refuse_if_closed()
                 self._local.con = con
-                self._all.append(con)
+                self._all.append((con, threading.current_thread()))
         return con
 
     def _refuse_if_closed(self) -> None:
@@ -83,17 +82,17 @@ class ThreadConnections:
             raise StoreClosed(f"{self.path}: {self.holds} was closed; open it again to use it")
 
     def close(self) -> None:
-        """This thread's connection closed now; every other thread's once it is done with the statement it
-        may be running: closing a connection under a thread that is stepping it crashes the process, so they
-        are let go (a connection and its statement cache refer to each other: a collection frees them)."""
+        """Close this thread's connection and those of threads that have ended; let go of the others, which
+        a thread may be stepping (closing a connection under it crashes the process): they close once no
+        thread holds them (a connection and its statement cache refer to each other, so Python's collector
+        frees them)."""
         with self._lock:
             self._closed = True
-            mine = getattr(self._local, "con", None)
-            self._all.clear()
+            connections, self._all = self._all, []
             self._local = threading.local()  # the old one's per-thread connections go with it
-        if mine is not None:
-            mine.close()
-        gc.collect()  # the others, when no thread is using them
+        for con, owner in connections:
+            if owner is threading.current_thread() or not owner.is_alive():
+                con.close()
 
 
 @contextmanager
