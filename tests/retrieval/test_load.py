@@ -81,7 +81,7 @@ def test_encode_files_is_the_projection_of_each_files_mean_logits(model, audio, 
 
 
 def test_encode_files_refuses_one_path_and_names_a_file_that_is_not_audio(model, files, tmp_path):
-    with pytest.raises(TypeError, match="a list of paths"):
+    with pytest.raises(TypeError, match="paths are a list, not one path"):
         model.encode_files(files[0])
     (tmp_path / "notes.wav").write_text("not audio")
     with pytest.raises(AudioDecodeError, match="notes.wav"):
