@@ -32,7 +32,7 @@ from retrieval import riff
 from retrieval.config import SAMPLE_RATE
 from retrieval.decoder_process import blocks_in_process
 from retrieval.errors import AudioDecodeError, AudioTooLong, TooManyChannels
-from retrieval.flac_frames import flac_frame_starts, flac_frames_end
+from retrieval.flac_frames import flac_frames
 from retrieval.mp3_frames import Mp3Frames, mp3_file_frames
 from retrieval.ogg_pages import chained_streams
 from retrieval.waveform import PEAKS, PeakTracker
@@ -455,8 +455,9 @@ def _check_flac_count(source: str | Path | bytes, frames: int, rate: int, *, lab
     being encoded again, the frames are numbered from the start again partway. A file whose frames are not
     found where they are looked for (a tag after its frames) is let through, as before."""
     fix = f"encode it again, for example `ffmpeg -i {_shell_name(label)} -c:a flac fixed.flac` (lossless)"
-    end = flac_frames_end(source)
-    starts = [*flac_frame_starts(source), *([end] if end is not None else [])]
+    found = flac_frames(source)
+    end = found.end
+    starts = [*found.starts, *([end] if end is not None else [])]
     if any(later < earlier for earlier, later in itertools.pairwise(starts)):  # (two places, one frame)
         raise AudioDecodeError(
             f"{label}: its frames are numbered from the start again partway (files joined without being "

@@ -1,4 +1,4 @@
-"""Where a FLAC file's frames end, by its last frame, so that a file whose header (STREAMINFO) counts fewer
+"""Where a FLAC file's frames start and end, so that a file whose header (STREAMINFO) counts fewer
 samples than its frames hold is caught: libsndfile decodes no further than the count (retrieval/audio.py
 refuses such a file rather than index part of it).
 
@@ -35,14 +35,32 @@ class _StreamInfo:
     max_frame: int  # bytes of its largest frame (0: not known)
 
 
-def flac_frames_end(source: str | Path | bytes) -> int | None:
-    """The sample at which a FLAC's frames end, by its last frame: in its last bytes (FLAC_TAIL), the last
-    frame header whose fields agree with STREAMINFO and whose CRC-8 holds, and whose frame, running to the
-    end of the file, ends in a CRC-16 that holds. None where none is (at most FLAC_LAST_FRAME_TRIES headers
-    are tried)."""
+@dataclass(frozen=True)
+class FlacFrames:
+    """Where a FLAC's frames say its samples are, STREAMINFO read once for both."""
+
+    # the first sample of the first whole frame after each fraction of its bytes probed (its header's CRC-8
+    # and its CRC-16 holding), in the order of the file; a place where none is found is left out. They rise
+    # with the place in a file of one stream; files joined without being encoded again (ffmpeg's concat with
+    # `-c copy`) number their frames from the start again where the next one begins.
+    starts: list[int]
+    # the sample at which its frames end, by its last frame: in its last bytes (FLAC_TAIL), the last frame
+    # header whose fields agree with STREAMINFO and whose CRC-8 holds, and whose frame, running to the end
+    # of the file, ends in a CRC-16 that holds. None where none is (at most FLAC_LAST_FRAME_TRIES tried).
+    end: int | None
+
+
+def flac_frames(source: str | Path | bytes, at: tuple[float, ...] = PROBES) -> FlacFrames:
+    """Where the frames of the FLAC `source` start after each fraction `at` of its bytes, and where they end
+    (nothing found for a file that does not start with STREAMINFO)."""
     if (info := _stream_info(source)) is None:
-        return None
+        return FlacFrames([], None)
     size = _size(source)
+    return FlacFrames(_frame_starts(source, size, info, at), _frames_end(source, size, info))
+
+
+def _frames_end(source: str | Path | bytes, size: int, info: _StreamInfo) -> int | None:
+    """:attr:`FlacFrames.end`."""
     tail = _bytes_at(source, size - min(size - 42, _window(info)), size)
     tried = 0
     for at in reversed([m.start() for m in _FLAC_SYNC.finditer(tail)]):
@@ -56,14 +74,10 @@ def flac_frames_end(source: str | Path | bytes) -> int | None:
     return None
 
 
-def flac_frame_starts(source: str | Path | bytes, at: tuple[float, ...] = PROBES) -> list[int]:
-    """The first sample of the first whole frame after each fraction `at` of a FLAC's bytes (its header's
-    CRC-8 and its CRC-16 holding), in the order of the file; a place where none is found is left out. They
-    rise with the place in a file of one stream; files joined without being encoded again (ffmpeg's concat
-    with `-c copy`) number their frames from the start again where the next one begins."""
-    if (info := _stream_info(source)) is None:
-        return []
-    size, starts = _size(source), []
+def _frame_starts(source: str | Path | bytes, size: int, info: _StreamInfo,
+                  at: tuple[float, ...]) -> list[int]:
+    """:attr:`FlacFrames.starts`."""
+    starts = []
     for fraction in at:
         start = max(42, int(size * fraction))
         window = _bytes_at(source, start, min(size, start + _window(info)))

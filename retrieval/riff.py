@@ -43,33 +43,8 @@ def walk_wave(f: BinaryIO, size: int) -> Walk | None:
     head = f.read(12)
     if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64", b"BW64") or head[8:] != b"WAVE":
         return None
-    found: Chunks = {}
-    sizes: dict[bytes, int] = {}  # RF64/BW64: the 64-bit sizes of the ds64 chunk
-    at = 12
-    for _ in range(MAX_CHUNKS):
-        f.seek(at)
-        header = f.read(12)
-        if len(header) < 8:
-            break
-        ident, length = struct.unpack("<4sI", header[:8])
-        if ident == b"ds64" and head[:4] != b"RIFF":
-            sizes = _ds64(f, at + 8, length)
-        if length == LONG:
-            if ident not in sizes:  # where the next chunk starts is not known
-                if ident == b"data":
-                    found.setdefault(ident, (at + 8, max(0, size - at - 8)))
-                break
-            length = sizes[ident]
-        if ident == b"LIST":
-            found.setdefault(ident + header[8:12], (at + 12, max(0, length - 4)))
-        else:
-            found.setdefault(ident, (at + 8, length))
-        at += 8 + length + (length & 1)
-        if at >= size:
-            break
-    else:
-        return Walk(found, struct.unpack("<I", head[4:8])[0], False)
-    return Walk(found, struct.unpack("<I", head[4:8])[0], True)
+    found, whole = _walk_chunks(f, size, "<", wave=head[:4])
+    return Walk(found, struct.unpack("<I", head[4:8])[0], whole)
 
 
 def walk_aiff(f: BinaryIO, size: int) -> Chunks | None:
@@ -79,19 +54,39 @@ def walk_aiff(f: BinaryIO, size: int) -> Chunks | None:
     head = f.read(12)
     if len(head) < 12 or head[:4] != b"FORM" or head[8:] not in (b"AIFF", b"AIFC"):
         return None
+    return _walk_chunks(f, size, ">", wave=None)[0]
+
+
+def _walk_chunks(f: BinaryIO, size: int, order: str, *, wave: bytes | None) -> tuple[Chunks, bool]:
+    """The chunks after a 12-byte head, sizes in byte `order` (`<` RIFF, `>` IFF), and whether the walk got
+    to the end. `wave`, a WAVE file's first id, adds RIFF's rules: RF64/BW64's ``ds64`` sizes for chunks
+    sized LONG, a streamed data chunk running to the end, and ``LIST`` chunks kept by their list type."""
     found: Chunks = {}
+    sizes: dict[bytes, int] = {}  # RF64/BW64: the 64-bit sizes of the ds64 chunk
     at = 12
     for _ in range(MAX_CHUNKS):
         f.seek(at)
-        header = f.read(8)
+        header = f.read(12)
         if len(header) < 8:
-            break
-        ident, length = struct.unpack(">4sI", header)
-        found.setdefault(ident, (at + 8, length))
+            return found, True
+        ident, length = struct.unpack(order + "4sI", header[:8])
+        if wave is not None:
+            if ident == b"ds64" and wave != b"RIFF":
+                sizes = _ds64(f, at + 8, length)
+            if length == LONG:
+                if ident not in sizes:  # where the next chunk starts is not known
+                    if ident == b"data":
+                        found.setdefault(ident, (at + 8, max(0, size - at - 8)))
+                    return found, True
+                length = sizes[ident]
+        if wave is not None and ident == b"LIST":
+            found.setdefault(ident + header[8:12], (at + 12, max(0, length - 4)))
+        else:
+            found.setdefault(ident, (at + 8, length))
         at += 8 + length + (length & 1)
         if at >= size:
-            break
-    return found
+            return found, True
+    return found, False
 
 
 def _ds64(f: BinaryIO, start: int, length: int) -> dict[bytes, int]:

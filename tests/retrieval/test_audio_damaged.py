@@ -15,7 +15,7 @@ import soundfile as sf
 from retrieval import riff
 from retrieval.audio import decode_audio, probe_audio
 from retrieval.errors import AudioDecodeError
-from retrieval.flac_frames import flac_frame_starts, flac_frames_end
+from retrieval.flac_frames import flac_frames
 from retrieval.ogg_pages import chained_streams
 from tests.audio_fixtures import need, run, sine, write
 
@@ -120,7 +120,7 @@ def test_flacs_joined_without_being_encoded_again_are_refused(tmp_path):
     run(need("ffmpeg"), "-v", "error", "-f", "concat", "-i", tmp_path / "list.txt", "-c", "copy",
         tmp_path / "joined.flac")
     joined = tmp_path / "joined.flac"
-    assert sf.info(str(joined)).duration == pytest.approx(2.0) and flac_frames_end(joined) == 2 * 44_100
+    assert sf.info(str(joined)).duration == pytest.approx(2.0) and flac_frames(joined).end == 2 * 44_100
     assert ffmpeg_seconds(joined) == pytest.approx(4.0, abs=0.01)
     message = refusal(joined)
     assert "its frames are numbered from the start again partway" in message
@@ -154,8 +154,8 @@ def test_the_last_frame_of_real_flacs_ends_where_their_header_says(tmp_path, wri
     else:
         run(need("ffmpeg"), "-v", "error", "-y", "-i", wav, "-c:a", "flac", path)
     frames = sf.info(str(path)).frames
-    assert frames == len(wave) and flac_frames_end(path) == frames == flac_frames_end(path.read_bytes())
-    starts = flac_frame_starts(path)
+    assert frames == len(wave) and flac_frames(path).end == frames == flac_frames(path.read_bytes()).end
+    starts = flac_frames(path).starts
     assert starts and starts == sorted(starts) and starts[-1] < frames  # the frames' numbers run on
     assert decode_audio(path).duration_s == pytest.approx(2.3, abs=1e-3)
 
