@@ -26,7 +26,8 @@ edge's own, defined below. `STATUS_OF` gives each its status:
 | any other RetrievalError | 400 | |
 
 A body over RETRIEVAL_MAX_UPLOAD_BYTES answers 413 (BodyTooLarge, below), and one that stops arriving for
-BODY_IDLE_S (app/limits.py) 408 (BodyTimeout), the connection closed. A request that fails validation
+BODY_IDLE_S, or comes slower than BODY_MIN_RATE after that (app/limits.py), 408 (BodyTimeout), the
+connection closed. A request that fails validation
 answers 422 with FastAPI's list of `{"loc", "msg", "type"}`, without echoing the input back (it may be huge,
 or not even representable in JSON, like a NaN): a name of the request's own in `loc` (an unknown key, a form
 field) is cut to MAX_LOC_CHARS. ZeroQuery (a composite query whose parts cancel out) is such a failure, found
@@ -136,13 +137,18 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyTimeout(HTTPException):
-    """The request body stopped arriving (408): no part of it came for `idle_s` seconds (a client that
-    declares more than it sends holds a connection and a task forever otherwise). An HTTPException for the
-    reason BodyTooLarge is; its answer closes the connection, whose rest of a body will not come."""
+    """The request body stopped arriving (408): no part of it came for `idle_s` seconds, or, given
+    `min_rate`, it came slower than that many bytes a second (`received` so far) once `idle_s` had passed (a
+    client that declares more than it sends holds a connection and a task forever otherwise). An
+    HTTPException for the reason BodyTooLarge is; its answer closes the connection, whose rest of a body
+    will not come."""
 
-    def __init__(self, idle_s: float) -> None:
-        super().__init__(408, f"the request body stopped arriving: nothing of it came for {idle_s:g} seconds",
-                         headers={"Connection": "close"})
+    def __init__(self, idle_s: float, *, min_rate: int | None = None, received: int = 0) -> None:
+        detail = (f"the request body stopped arriving: nothing of it came for {idle_s:g} seconds"
+                  if min_rate is None else
+                  f"the request body came too slowly: {received:,} bytes, where {idle_s:g} seconds and "
+                  f"{min_rate:,} bytes a second after them were allowed")
+        super().__init__(408, detail, headers={"Connection": "close"})
 
 
 STATUS_OF = {

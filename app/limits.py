@@ -19,6 +19,10 @@ from app.errors import BodyNotUtf8, BodyTimeout, BodyTooLarge, error_response
 # a request body of which nothing arrives for this long, seconds, is answered 408: time enough for a client
 # on a slow, lossy link to send its next packet; a module constant, as app/settings.py has no setting for it
 BODY_IDLE_S = 60.0
+# and one that arrives slower than this on average, bytes a second, once BODY_IDLE_S have passed: each byte
+# buys 1/BODY_MIN_RATE s more (Apache's mod_reqtimeout's rule and its MinRate), so a client sending a byte
+# a minute is not served forever; 500 B/s is 4 kbit/s, slower than any link an upload would come over
+BODY_MIN_RATE = 500
 
 
 def declared_length(scope: Scope) -> int | None:
@@ -61,11 +65,12 @@ def body_expected(scope: Scope) -> bool:
 
 class BodyIdleLimit:
     """A request body that stops arriving is answered 408 (BodyTimeout) and its connection closed: each part
-    must come within BODY_IDLE_S (read as each request comes) of the route asking for it. Uvicorn waits for
-    a declared body as long as it takes, so a client that declares 100 bytes and sends 9 held a connection
-    and a task forever (slowloris). Once the body is whole, or the answer has started (a streamed answer
-    listens for the client's disconnect, and no longer needs the body), receive() waits as long as it
-    likes."""
+    must come within BODY_IDLE_S (read as each request comes) of the route asking for it, and the whole by
+    BODY_IDLE_S after the first part was asked for plus 1/BODY_MIN_RATE s for each byte come. Uvicorn waits
+    for a declared body as long as it takes, so a client that declares 100 bytes and sends 9 held a
+    connection and a task forever (slowloris), and one sending a byte every 59 s still did. Once the body is
+    whole, or the answer has started (a streamed answer listens for the client's disconnect, and no longer
+    needs the body), receive() waits as long as it likes."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -74,19 +79,27 @@ class BodyIdleLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        idle_s, body_done, answering = BODY_IDLE_S, not body_expected(scope), False
+        idle_s, min_rate = BODY_IDLE_S, BODY_MIN_RATE
+        body_done, answering = not body_expected(scope), False
+        started: float | None = None  # when the body was first asked for
+        received = 0
 
         async def timed_receive() -> Message:
-            nonlocal body_done
+            nonlocal body_done, started, received
             if body_done or answering:
                 return await receive()
+            now = asyncio.get_running_loop().time()
+            started = now if started is None else started
+            left = started + idle_s + received / min_rate - now  # what its average pace has earned
             try:
-                message = await asyncio.wait_for(receive(), timeout=idle_s)
+                message = await asyncio.wait_for(receive(), timeout=max(0.0, min(idle_s, left)))
             except TimeoutError:
                 if answering:  # the answer started meanwhile: wait for the client's disconnect as it asks
                     return await receive()
-                raise BodyTimeout(idle_s) from None  # the route's exception handler answers 408
+                raise (BodyTimeout(idle_s) if left > idle_s else  # the route's exception handler answers 408
+                       BodyTimeout(idle_s, min_rate=min_rate, received=received)) from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            received += len(message.get("body", b""))
             return message
 
         async def noting_send(message: Message) -> None:

@@ -6,7 +6,7 @@ from fastapi import Query
 from pydantic import BaseModel, Field
 
 from app.errors import NoSuchClip
-from app.limits import BODY_IDLE_S
+from app.limits import BODY_IDLE_S, BODY_MIN_RATE
 
 MAX_PAGE = 500
 INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
@@ -59,5 +59,6 @@ BODY_ERRORS: Responses = {
                                             "UTF-32 are not), JSON nested too deep (a body that is not "
                                             "JSON answers 422, json_invalid)"},
     408: {"model": ErrorOut, "description": f"the body stopped arriving (nothing of it for {BODY_IDLE_S:g} "
-                                            "s): the connection is closed"},
+                                            f"s), or came slower than {BODY_MIN_RATE} bytes a second after "
+                                            "that: the connection is closed"},
     413: {"model": ErrorOut, "description": "the body is over RETRIEVAL_MAX_UPLOAD_BYTES"}}

@@ -2,9 +2,11 @@
 says what is wrong (and where), small whatever the body; a body that stops arriving is answered 408."""
 
 import json
+import select
 import socket
 import threading
 import time
+from pathlib import Path
 
 import anyio
 import pytest
@@ -166,6 +168,40 @@ def test_a_body_that_stops_arriving_is_answered_408_and_its_connection_closed(li
     assert not incoming.exists() or not any(incoming.iterdir())
 
 
+def trickled_request(port: int, head: str, body: bytes, *, piece: int, every_s: float) -> bytes:
+    """Send a request's head, then its body `piece` bytes every `every_s` seconds while the server listens:
+    everything it answers until it closes the connection (or, keeping it open, until its answer is whole)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(head.encode())
+        for at in range(0, len(body), piece):
+            if select.select([sock], [], [], every_s)[0]:  # the server answered before the body was whole
+                break
+            sock.sendall(body[at:at + piece])
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < int(
+                answer.lower().split(b"content-length: ", 1)[1].split(b"\r\n", 1)[0]):
+            if not (chunk := sock.recv(65536)):
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_body_that_comes_too_slowly_is_answered_408(live, monkeypatch):
+    """A byte every 59 s never let BODY_IDLE_S pass without one, and held its connection forever: after
+    BODY_IDLE_S the body must come at BODY_MIN_RATE on average (each byte buys 1/BODY_MIN_RATE s more), or
+    it is answered 408 saying so. A body faster than that is served, however long it takes in all."""
+    monkeypatch.setattr(app.limits, "BODY_MIN_RATE", 10)  # with BODY_IDLE_S 0.5: 3 bytes in 0.8 s at most
+    body = json.dumps({"query": "a dog barks", "k": 1}).encode()
+    head = ("POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    slow = trickled_request(live, head, body, piece=1, every_s=0.3)  # 3.3 B/s, each byte within 0.5 s
+    assert slow.startswith(b"HTTP/1.1 408 ") and b"\r\nconnection: close\r\n" in slow.lower()
+    assert json.loads(slow.split(b"\r\n\r\n", 1)[1])["detail"].startswith("the request body came too slowly")
+    fast = trickled_request(live, head, body, piece=8, every_s=0.3)  # 27 B/s, 1.8 s in all
+    assert fast.startswith(b"HTTP/1.1 200 "), fast[:200]
+    assert json.loads(fast.split(b"\r\n\r\n", 1)[1])["results"] == []  # the collection is empty
+
+
 @pytest.mark.parametrize("stalled", [False, True], ids=["body-whole", "answer-started"])
 def test_receive_is_timed_only_while_the_body_is_awaited(monkeypatch, stalled):
     """Once the body has all come, or the answer has started (whatever is left of the body is no longer
@@ -198,3 +234,12 @@ def test_receive_is_timed_only_while_the_body_is_awaited(monkeypatch, stalled):
     anyio.run(run)
     assert got[-1]["type"] == "http.disconnect" and len(got) == (1 if stalled else 2)
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def test_the_docs_give_the_body_limits_the_code_has():
+    """The pace a body must keep, as docs/search-api.md and docs/deployment.md tell it, is the code's."""
+    root = Path(__file__).resolve().parents[2] / "docs"
+    for page in ("search-api.md", "deployment.md"):
+        text = " ".join((root / page).read_text().split())
+        assert f"{app.limits.BODY_IDLE_S:g} s" in text
+        assert f"{app.limits.BODY_MIN_RATE} bytes a second" in text
