@@ -128,8 +128,8 @@ class Settings(BaseSettings):
         if not QDRANT_COLLECTION.fullmatch(v):
             raise ValueError(f"{v!r} is no collection name: letters, digits, `_`, `.` and `-`, up to 63")
         if qdrant_name_taken(v):
-            raise ValueError(f"{v!r} ends as the names of a collection's windows and generations do "
-                             "(`-windows`, `-g<N>`): choose another")
+            raise ValueError(f"{v!r} ends as the names of a collection's windows, generations and restores "
+                             "do (`-windows`, `-g<N>`, `-restoring`): choose another")
         return v
 
     @field_validator("passt_sha256", "qdrant_url", mode="before")

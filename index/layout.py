@@ -37,6 +37,8 @@ FAISS_STORE = "faiss"  # the FAISS store's name (StoreConfig.name); a Qdrant sto
 # a Qdrant store's collections: its clips' alias `<name>` names a generation `<name>-g<N>`, its windows' alias
 # `<name>-windows` one `<name>-windows-g<N>`
 QDRANT_WINDOWS = "-windows"
+# on a Qdrant server, a restore builds the store `<name>` beside it under the alias `<name>-restoring`
+QDRANT_STAGED = "-restoring"
 QDRANT_GENERATION = re.compile(r"(?P<alias>.*)-g(?P<n>\d+)")
 
 
@@ -101,8 +103,9 @@ def split_generation(name: str) -> tuple[str, int] | None:
 
 
 def qdrant_name_taken(name: str) -> bool:
-    """Whether a collection named `name` would be another's windows (`-windows`) or generation (`-g<N>`)."""
-    return name.endswith(QDRANT_WINDOWS) or split_generation(name) is not None
+    """Whether a collection named `name` would be another's windows (`-windows`), generation (`-g<N>`) or
+    restore in progress (`-restoring`, emptied by the next restore of the store it stages)."""
+    return name.endswith((QDRANT_WINDOWS, QDRANT_STAGED)) or split_generation(name) is not None
 
 
 def stores_of(data_dir: Path, name: str | None = None) -> set[str]:

@@ -27,7 +27,16 @@ from index.backups.format import CLIPS, WINDOW_PAGE, WINDOWS
 from index.backups.reader import Backup
 from index.backups.reports import RestoreReport
 from index.ingest.queue import JobQueue
-from index.layout import AUDIO_DIR, CLIP_DB, FAISS_DIR, INCOMING_DIR, INGEST_LOCKS, QDRANT_DIR, RESTORE_MOVING
+from index.layout import (
+    AUDIO_DIR,
+    CLIP_DB,
+    FAISS_DIR,
+    INCOMING_DIR,
+    INGEST_LOCKS,
+    QDRANT_DIR,
+    QDRANT_STAGED,
+    RESTORE_MOVING,
+)
 from index.store.contract import VectorStore
 from index.store.records import ClipRecord, Timeline
 from index.stores import StoreConfig
@@ -45,7 +54,6 @@ from retrieval.model_spec import ModelSpec
 log = logging.getLogger(__name__)
 
 STAGING_TAG = ".restore-"
-STAGED_ALIAS_SUFFIX = "-restoring"
 
 
 def build_and_move_in(b: Backup, config: StoreConfig, report: RestoreReport, *, progress: bool,
@@ -160,7 +168,7 @@ def _open_staged(staging: Path, config: StoreConfig, spec: ModelSpec) -> VectorS
     from index.qdrant.open import open_qdrant_store
 
     if config.qdrant_url:  # a server: the collection is staged beside the target's, under another alias
-        alias = config.qdrant_collection + STAGED_ALIAS_SUFFIX
+        alias = config.qdrant_collection + QDRANT_STAGED
         store = open_qdrant_store(url=config.qdrant_url, data_dir=staging, collection=alias, spec=spec,
                                   check=False, window_quantization=config.qdrant_window_quantization,
                                   api_key=config.qdrant_api_key)

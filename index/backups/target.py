@@ -7,10 +7,9 @@ from pathlib import Path
 
 from index.backups.archive import BackupError
 from index.backups.reader import Backup
-from index.backups.staging import STAGED_ALIAS_SUFFIX
 from index.faiss.schema import stored_clips
 from index.ingest.queue import JobQueue
-from index.layout import AUDIO_DIR, CLIP_DB, QDRANT_DIR, QDRANT_WINDOWS, QUEUE_FILE
+from index.layout import AUDIO_DIR, CLIP_DB, QDRANT_DIR, QDRANT_STAGED, QDRANT_WINDOWS, QUEUE_FILE
 from index.stores import StoreConfig
 from retrieval.model_spec import PASST_FIELDS, ModelSpec
 
@@ -80,7 +79,7 @@ def _qdrant_holds(config: StoreConfig) -> list[str]:
             holds.append(f"a Qdrant collection named {alias!r} that is not an alias of this store")
         if alias in aliases and (n := client.count(aliases[alias], exact=True).count):
             holds.append(f"{n} clips")
-        others = [n for n in names if n not in ours and not n.startswith(alias + STAGED_ALIAS_SUFFIX)]
+        others = [n for n in names if n not in ours and not n.startswith(alias + QDRANT_STAGED)]
         if not config.qdrant_url and others:  # the folder moves as a whole: other collections would go
             holds.append(f"other Qdrant collections in {QDRANT_DIR}/ ({', '.join(sorted(others))})")
         return holds

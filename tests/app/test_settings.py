@@ -206,7 +206,8 @@ def test_queries_go_through_one_cache_sized_by_the_setting(monkeypatch, retrieve
 
 
 @pytest.mark.parametrize(("name", "words"), [("sfx-windows", "ends as the names"),
-                                             ("sfx-g2", "ends as the names"), ("a/b", "no collection name"),
+                                             ("sfx-g2", "ends as the names"), ("sfx-restoring", "-restoring"),
+                                             ("a/b", "no collection name"),
                                              ("", "no collection name")])
 def test_a_qdrant_collection_named_as_another_s_windows_or_generation_is_refused(name, words):
     """`<name>-windows` would be the windows of the collection `<name>` (whose windows collection, made on

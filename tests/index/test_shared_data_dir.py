@@ -111,6 +111,8 @@ def test_qdrant_collection_names_split_into_alias_and_generation(tmp_path):
     assert split_generation("sfx-g2b") is None
     assert [qdrant_name_taken(n) for n in ("sfx-windows", "sfx-g7", "sfx", "sfx-g", "windows")] == [
         True, True, False, False, False]
+    # a store named as the restore of `sfx` stages itself on a server would be emptied by that restore
+    assert qdrant_name_taken("sfx-restoring") and not qdrant_name_taken("restoring")
     folder = tmp_path / "qdrant" / "collection"
     for name in ("clips-g0", "clips-windows-g0", "music-g3", "music-windows-g3", "takes-windows-g1", "old"):
         (folder / name).mkdir(parents=True)
