@@ -62,6 +62,7 @@ from retrieval.errors import (
     StorageFull,
     StoreClosed,
     ZeroQuery,
+    disk_full,
 )
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,17 @@ def status_for(error: RetrievalError) -> int:
         if cls in STATUS_OF:
             return STATUS_OF[cls]
     return 400
+
+
+def job_status(error: Exception) -> int:
+    """What a request waiting on an upload answers when the ingest worker failed its job with `error`: the
+    status of a named error, 507 for a full disk however it was said, 500 for any other (the worker's own
+    failure: a plain RetrievalError there is no fault of the client's)."""
+    if disk_full(error):
+        return STATUS_OF[StorageFull]
+    if isinstance(error, RetrievalError) and type(error) is not RetrievalError:
+        return status_for(error)
+    return 500
 
 
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -8,7 +8,6 @@ uploads acknowledged and waiting, the lock held by the one worker of this data d
 from __future__ import annotations
 
 import ctypes
-import errno
 import logging
 import multiprocessing
 import os
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.compose import audio_limits, build_retriever, open_collection, store_config
+from app.errors import job_status
 from app.settings import LOG_FORMAT, Settings
 from index.collection import Collection
 from index.ingest.queue import Job, JobQueue
@@ -26,7 +26,7 @@ from index.layout import INCOMING_DIR, QUEUE_FILE, incoming_location, ingest_loc
 from index.store.metadata import Metadata
 from index.store.records import ClipRecord
 from retrieval.durable import old_enough, remove_stale_tmp, sha256_bytes, try_lock, write_bytes_atomically
-from retrieval.errors import StorageFull
+from retrieval.errors import StorageFull, disk_full
 from retrieval.extract import probe
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Ingest:
         try:
             write_bytes_atomically(path, data)
         except OSError as e:
-            if e.errno == errno.ENOSPC:
+            if disk_full(e):
                 raise StorageFull(f"no space left to store the upload: {e}; nothing was stored") from e
             raise
         windowing = self.collection.retriever.spec.windowing
@@ -176,7 +176,7 @@ def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop
         else:
             return
         worker = IngestWorker(queue, collection, name=f"{os.getpid()}-{threading.get_ident()}",
-                              max_clips=settings.batch_windows)
+                              max_clips=settings.batch_windows, status_of=job_status)
         worker.serve(stop)
 
 

@@ -5,7 +5,6 @@ before any dependency runs), so a request without a valid key is refused before 
 """
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TypeVar
@@ -17,11 +16,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from app.errors import ClientGone, loc_part
+from index.store.names import clip_name
 
-MAX_NAME_CHARS = 255
-SPACING_CONTROLS = frozenset("\t\n\r\v\f")  # control characters that space words: a space each
-# embeddings, overrides and isolates of Unicode's bidirectional algorithm: they make a name read otherwise
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # how clients escape a file name's characters in the part's header: a browser (WHATWG HTML, multipart/
 # form-data) its `"`, LF and CR as %22, %0A and %0D; httpx and requests (urllib3) every control character as
 # %00-%1F; none escapes `%` itself, so no other %XX is one
@@ -71,18 +67,15 @@ def form_of(model: type[FormT], fields: dict[str, str]) -> FormT:
 
 def bare_name(*names: str | None) -> str:
     """The last path component of the first of `names` that has one (whichever separator the client used;
-    not `.` or `..`), in Unicode's composed form (NFC: `café` typed or sent by macOS is one name), tabs and
-    line breaks as spaces, without other control characters (NUL, ESC...), lone surrogates (no UTF-8 store
-    holds one) or the controls that reverse text's direction (U+202E before `gnp.wav` shows `vaw.png`), at
-    most MAX_NAME_CHARS; "upload" when none has."""
+    not `.` or `..`), as a clip's name is stored whichever way it comes in (index/store/names.py
+    `clip_name`: composed form, tabs and line breaks as spaces, no other control characters or direction
+    overrides, a lone surrogate as U+FFFD, at most MAX_NAME_CHARS); "upload" when none has. The whole name
+    is cleaned before it is split (its spaces at either end too), then its last component."""
     for name in names:
-        printable = "".join(" " if ch in SPACING_CONTROLS else ch
-                            for ch in unicodedata.normalize("NFC", name or "")
-                            if unicodedata.category(ch) not in ("Cc", "Cs") or ch in SPACING_CONTROLS
-                            if ch not in BIDI_CONTROLS)
-        base = PureWindowsPath(PurePosixPath(printable.strip()).name).name.strip()
+        printable = clip_name(name or "", limit=None)
+        base = clip_name(PureWindowsPath(PurePosixPath(printable).name).name)
         if base not in ("", ".", ".."):
-            return base[:MAX_NAME_CHARS]
+            return base
     return "upload"
 
 

@@ -53,6 +53,7 @@ from index.layout import AUDIO_DIR, audio_file, stores_of, upload_location
 from index.store.checks import check_k
 from index.store.contract import ClipChanged, VectorStore
 from index.store.metadata import Metadata, MetaLayers
+from index.store.names import clip_name
 from index.store.records import (
     SEARCH_MODES,
     ClipRecord,
@@ -224,7 +225,7 @@ class Collection:
         copy = source if isinstance(source, bytes) else None
         location = str(source) if copy is None else upload_location(sha256, _extension(audio.format))
         tags = tuple(Tag(label, p) for label, p in self.retriever.top_tags(analysis.logits, TOP_TAGS))
-        clip = NewClip(name=name, location=location, sha256=sha256, duration=audio.duration_s,
+        clip = NewClip(name=clip_name(name), location=location, sha256=sha256, duration=audio.duration_s,
                        sample_rate=audio.source_rate, tags=tags, stored_copy=copy is not None,
                        meta=layers.meta, audio_sha256=audio.fingerprint, meta_layers=layers)
         with self._write:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from retrieval.errors import StorageFull, StoreClosed, newer_format
+from retrieval.errors import StorageFull, StoreClosed, disk_full, newer_format
 
 BUSY_TIMEOUT_S = 60
 # free bytes below which a disk counts as full when SQLite fails (its shared-memory file alone wants 32 KiB)
@@ -109,7 +109,7 @@ def write_transaction(con: sqlite3.Connection, path: Path) -> Iterator[sqlite3.C
             _rollback(con)
             raise
     except sqlite3.OperationalError as e:
-        if getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(e):
+        if disk_full(e):
             raise StorageFull(f"{path}: {e}; nothing was stored") from e
         raise
 

@@ -1,5 +1,7 @@
 """Named errors raised by the library; the service maps them to HTTP responses at its edge."""
 
+import errno
+import sqlite3
 from pathlib import PurePath
 
 
@@ -21,6 +23,20 @@ class TooManyChannels(AudioDecodeError):
 
 class StorageFull(RetrievalError):
     """The disk (or SQLite's page limit) is full; what was being written was rolled back, nothing stored."""
+
+
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)  # no space left; this user's quota spent
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether `error` says there is no room to write: StorageFull, a write's ENOSPC or EDQUOT, or SQLite's
+    SQLITE_FULL (its "database or disk is full")."""
+    if isinstance(error, StorageFull):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in FULL_ERRNOS
+    return isinstance(error, sqlite3.OperationalError) and (
+        getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(error))
 
 
 class CheckpointMismatch(RetrievalError):

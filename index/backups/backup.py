@@ -16,7 +16,6 @@ failure, a full disk included, leaves no file behind and the store untouched.
 
 from __future__ import annotations
 
-import errno
 import logging
 import shutil
 import sqlite3
@@ -31,6 +30,7 @@ from index.backups.reports import BackupReport
 from index.backups.writer import write
 from index.stores import StoreConfig
 from retrieval.durable import atomic_path, backup_work_folder, make_parent, remove_dead_writers
+from retrieval.errors import disk_full
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,12 @@ def backup(config: StoreConfig, path: Path, *, jobs_db: Path | None = None, with
             if path.exists():
                 raise BackupError(f"{path} appeared while the backup was written; it was left alone")
     except OSError as e:
-        if e.errno == errno.ENOSPC:
+        if disk_full(e):
             raise BackupError(f"no space left on the device of {path}: {e.strerror}; no backup was written "
                               "(nothing partial is left) and the store is untouched") from e
         raise
     except sqlite3.OperationalError as e:
-        if "disk is full" in str(e) or getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        if disk_full(e):
             raise BackupError(f"no space left for the snapshot beside {path}: {e}; no backup was written and "
                               "the store is untouched") from e
         raise

@@ -18,6 +18,10 @@ is indexed as the clip it is now, which then replaces the clip indexed from that
 (:func:`replace_changed`). Either way a library re-run after retagging holds each file once. A file moved or
 renamed (the same bytes; its old path gone, or holding other bytes now) keeps its clip, whose location, name
 and UCS fields follow it.
+
+A clip's name is its file's name as :func:`index.store.names.clip_name` stores it (an upload of the file
+is named the same); its location is the file's path as it is, so that a rerun finds the file where it was. A
+file whose path is not UTF-8 text is listed as failed (MISNAMED): its place could not be stored.
 """
 
 import contextlib
@@ -36,8 +40,9 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from index.collection import Collection
 from index.ingest.ahead import FilesAhead, Ready
 from index.ingest.embedded import file_metadata
-from index.ingest.worker import Item, Result, ingest, left_its_path
+from index.ingest.worker import MISNAMED, Item, Result, ingest, left_its_path
 from index.store.metadata import Metadata, MetaLayers
+from index.store.names import is_text
 from index.store.records import ClipRecord, FileNow
 from retrieval.durable import sha256_file
 from retrieval.errors import (
@@ -59,8 +64,6 @@ APPLE_DOUBLE = "._"  # what macOS writes beside each file on a volume without it
 # per-file failures; anything else (the database, a missing model) stops the run
 FILE_ERRORS = (RetrievalError, OSError, ValueError, RuntimeError)
 FATAL_ERRORS = (ModelNotFound, CheckpointMismatch)
-MISNAMED = ("its name is not UTF-8 text (a clip's name and place are stored as text): rename it, for example "
-            "with `convmv -f latin1 -t utf-8 --notest`")
 BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} windows [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
 
@@ -121,7 +124,7 @@ def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> FoundAudio:
         else:
             walk.missing.append(path)
     for f in found:
-        (walk.misnamed if not _utf8(f) else walk.files).append(f)
+        (walk.misnamed if not is_text(str(f)) else walk.files).append(f)
     return walk
 
 
@@ -141,14 +144,6 @@ def _entries(folder: Path, *, recursive: bool) -> list[Path]:
         walked.add(real)
         entries.extend(Path(top) / name for name in (*folders, *files))
     return sorted(entries)
-
-
-def _utf8(path: Path) -> bool:
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes of the name, held as surrogates (os.fsdecode)
-        return False
-    return True
 
 
 def shown_path(path: Path | str) -> str:

@@ -46,6 +46,7 @@ from index.ingest.worker import Item, retagged
 from index.layout import shard_journal
 from index.store.contract import VectorStore
 from index.store.metadata import Metadata, MetaLayers
+from index.store.names import clip_name
 from index.store.records import Added, ClipRecord, NewClip, Tag, Timeline
 from retrieval.config import N_TAGS
 from retrieval.durable import append_line, sha256_file, write_json_atomically, write_text_atomically
@@ -291,7 +292,7 @@ def _clip(rows: dict, i: int, logits: np.ndarray, retriever: Retriever) -> NewCl
     text = rows[METADATA_COLUMN][i] if METADATA_COLUMN in rows else None
     meta = None if text is None else Metadata.from_json_text(text) if text else Metadata()
     audio = rows.get(AUDIO_COLUMN, [""] * (i + 1))[i]  # nor before fingerprints
-    return NewClip(name=rows["name"][i], location=rows["path"][i], sha256=rows["sha256"][i],
+    return NewClip(name=clip_name(rows["name"][i]), location=rows["path"][i], sha256=rows["sha256"][i],
                    duration=float(rows["duration"][i]), sample_rate=int(rows["sample_rate"][i]), tags=tags,
                    meta=meta or Metadata(), meta_layers=None if meta is None else MetaLayers(file=meta),
                    audio_sha256=audio or None)

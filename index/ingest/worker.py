@@ -12,7 +12,6 @@ A new clip's metadata is what the user gave laid over what the file says inside 
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -26,25 +25,31 @@ from index.ingest.ahead import Ready
 from index.ingest.embedded import file_metadata
 from index.ingest.queue import Job, JobQueue
 from index.store.metadata import Metadata, MetaLayers
+from index.store.names import clip_name, is_text
 from index.store.records import ClipRecord, FileNow
 from retrieval.audio import DecodedAudio, LongWave
 from retrieval.durable import sha256_file
-from retrieval.errors import AudioDecodeError, AudioTooLong, CheckpointMismatch, RetrievalError, StorageFull
+from retrieval.errors import AudioDecodeError, CheckpointMismatch, RetrievalError, disk_full
 from retrieval.extract import AudioLimits, decode
 
 log = logging.getLogger(__name__)
 
 METADATA_FIELD = "metadata"  # a job's field holding the upload's Metadata.to_dict()
+MISNAMED = ("its name is not UTF-8 text (a clip's name and place are stored as text): rename it, for example "
+            "with `convmv -f latin1 -t utf-8 --notest`")
 
 
 @dataclass(frozen=True)
 class Item:
     key: Any  # the caller's handle (a job id, a path)
-    name: str
+    name: str  # as given: kept as the clip's name is stored (index/store/names.py clip_name)
     source: Path | bytes  # a file indexed where it lies, or an upload's bytes (kept under audio/)
     sha256: str
     meta: Metadata = Metadata()  # the user's description, tags and fields for the new clip (over the file's)
     found: Metadata = Metadata()  # what the file and its name say (read by ingest)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", clip_name(self.name))  # the same name whichever way it came in
 
     @property
     def layers(self) -> MetaLayers:
@@ -84,6 +89,9 @@ def ingest(collection: Collection, items: Sequence[Item], *, on_windows: Windows
     later: list[tuple[int, DecodedAudio, str]] = []  # the same audio as an item of this batch before it
     tagging: set[str] = set()  # the fingerprints of `decoded`
     for i, it in enumerate(items):
+        if isinstance(it.source, Path) and not is_text(str(it.source)):  # its place could not be stored
+            results[i].error = RetrievalError(MISNAMED)
+            continue
         existing = collection.store.get_by_sha256(it.sha256)
         if existing is not None:
             results[i].record = existing
@@ -236,24 +244,9 @@ def _store(result: Result, add: Callable[[], tuple[ClipRecord, bool]]) -> None:
         result.error = e
 
 
-def disk_full(error: BaseException) -> bool:
-    return isinstance(error, StorageFull) or (isinstance(error, OSError) and error.errno == errno.ENOSPC)
-
-
 def job_metadata(job: Job) -> Metadata:
     """The metadata an upload came with (kept in its job's fields under `metadata`)."""
     return Metadata.from_dict(job.fields.get(METADATA_FIELD))
-
-
-def http_status_of(error: Exception) -> int:
-    """What the service answers a request that waited on a job that failed with `error`."""
-    if isinstance(error, AudioTooLong):
-        return 413
-    if isinstance(error, AudioDecodeError):
-        return 415
-    if disk_full(error):
-        return 507
-    return 500
 
 
 FULL_DISK_WAIT_S = 10.0  # between tries of a worker whose disk is full
@@ -265,12 +258,14 @@ class IngestWorker:
     caller holds its lock), which is what makes :meth:`JobQueue.recover` at its start safe."""
 
     def __init__(self, queue: JobQueue, collection: Collection, *, name: str, max_clips: int = 8,
-                 on_job: Callable[[Job], None] | None = None):
+                 on_job: Callable[[Job], None] | None = None,
+                 status_of: Callable[[Exception], int] = lambda error: 500):
         self.queue = queue
         self.collection = collection
         self.name = name
         self.max_clips = max(1, max_clips)
         self.on_job = on_job  # told about every job that ended (metrics)
+        self.status_of = status_of  # what a request waiting on a job that failed answers (the service's)
 
     def bytes_path(self, job: Job) -> Path:
         return self.collection.data_dir / job.location
@@ -302,7 +297,7 @@ class IngestWorker:
 
     def _fail(self, job: Job, error: Exception) -> None:
         log.info("job %d (%s) failed: %s", job.id, job.name, error)
-        self._end(self.queue.fail(job.id, error=str(error), http_status=http_status_of(error)))
+        self._end(self.queue.fail(job.id, error=str(error), http_status=self.status_of(error)))
         self.bytes_path(job).unlink(missing_ok=True)
 
     def _end(self, job: Job) -> None:

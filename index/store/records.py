@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from index.store.metadata import Metadata, MetaLayers, check_field_key, normalize_tags
+from index.store.names import clip_name
 from retrieval.moments import Moment, best_window, merge_windows
 from retrieval.windows import WindowLogits
 
@@ -54,13 +55,18 @@ class NewClip:
 class FileNow:
     """What is new of a clip's file, given with its metadata (VectorStore.set_metadata) and written with it:
     `sha256` for bytes that changed but not the audio (retagged where it lies, the same `audio_sha256`),
-    `location` and `name` for a file moved, `audio_sha256` for a clip stored before fingerprints were kept.
+    `location` and `name` for a file moved (the name as :func:`index.store.names.clip_name` stores it; none
+    left of it: the clip's name as it was), `audio_sha256` for a clip stored before fingerprints were kept.
     None: as it was."""
 
     sha256: str | None = None
     location: str | None = None
     name: str | None = None
     audio_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            object.__setattr__(self, "name", clip_name(self.name))
 
     def on(self, record: ClipRecord) -> ClipRecord:
         """`record` with what is given here."""

@@ -13,10 +13,18 @@ import soundfile as sf
 
 import app.ingest as app_ingest
 import index.ingest.worker as worker_module
+from app.errors import job_status
 from index.ingest.queue import JobQueue
 from index.ingest.worker import IngestWorker
 from index.layout import incoming_location
-from retrieval.errors import StorageFull
+from retrieval.errors import (
+    AudioDecodeError,
+    AudioTooLong,
+    ClipNotFound,
+    RetrievalError,
+    StorageFull,
+    StoreClosed,
+)
 from tests.app.conftest import WRITE, upload, vector_of, wav_bytes
 from tests.audio_fixtures import sine
 
@@ -32,7 +40,7 @@ def paused(make_client, monkeypatch):
     ingest = client.app.state.ingest
 
     def run_worker_once() -> int:
-        return IngestWorker(ingest.queue, ingest.collection, name="test").run_once()
+        return IngestWorker(ingest.queue, ingest.collection, name="test", status_of=job_status).run_once()
 
     return client, ingest, run_worker_once
 
@@ -166,13 +174,27 @@ def test_samples_the_worker_cannot_decode_fail_the_job_with_the_reason(paused):
     failed = client.get(f"/jobs/{job['id']}").json()
     assert failed["status"] == "failed" and "NaN" in failed["error"] and failed["clip"] is None
     assert incoming_files(ingest) == [] and client.get("/audio").json()["total"] == 0
+    assert ingest.queue.get(job["id"]).fields["http_status"] == 415  # what a request waiting on it answers
 
 
-def test_a_full_disk_answers_507_and_leaves_nothing(paused, monkeypatch):
+@pytest.mark.parametrize("error, status", [
+    (AudioTooLong("x"), 413), (AudioDecodeError("x"), 415), (StoreClosed("x"), 503), (ClipNotFound([3]), 404),
+    (StorageFull("x"), 507), (OSError(errno.EDQUOT, "Disk quota exceeded"), 507),
+    (RetrievalError("ingestion failed"), 500), (ValueError("a bug"), 500),
+])
+def test_a_failed_job_answers_what_the_service_answers_its_error(error, status):
+    """The status a request waiting on a failed job gets is app/errors.py's for the error, as any request's
+    (the worker had its own table: a service closing answered 500, not 503); the worker's own failure 500."""
+    assert job_status(error) == status
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT], ids=["no-space", "quota-spent"])
+def test_a_full_disk_answers_507_and_leaves_nothing(paused, monkeypatch, code):
+    """A disk with no room, or a user whose quota is spent (EDQUOT: a 500 before), is 507."""
     client, ingest, _ = paused
 
     def full(path, data):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(app_ingest, "write_bytes_atomically", full)
     r = upload(client, "a.wav", TONE, wait=0)
@@ -182,6 +204,7 @@ def test_a_full_disk_answers_507_and_leaves_nothing(paused, monkeypatch):
 
 
 @pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   OSError(errno.EDQUOT, "Disk quota exceeded"),
                                    StorageFull("index.sqlite: database or disk is full; nothing was stored")])
 def test_a_full_disk_in_the_worker_keeps_the_upload_queued_until_there_is_room(paused, monkeypatch, error):
     """The upload was acknowledged: a full disk while its clip is stored is no fault of the clip's. It was

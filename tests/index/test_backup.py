@@ -117,14 +117,15 @@ def test_a_backup_never_overwrites(backup_file, source):
     assert backup_file.read_bytes() == before
 
 
-def test_a_full_disk_leaves_no_partial_file(tmp_path, source, monkeypatch):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT], ids=["no-space", "quota-spent"])
+def test_a_full_disk_leaves_no_partial_file(tmp_path, source, monkeypatch, code):
     written = {"n": 0}
     real = archive_module._Stream.write
 
     def write(self, data):
         written["n"] += len(data)
         if written["n"] > 20_000:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
         return real(self, data)
 
     monkeypatch.setattr(archive_module._Stream, "write", write)
