@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.compose import audio_limits, build_retriever, open_collection, store_config
 from app.errors import job_status
-from app.settings import LOG_FORMAT, Settings
+from app.settings import Settings, configure_logging
 from index.collection import Collection
 from index.ingest.queue import Job, JobQueue
 from index.ingest.worker import METADATA_FIELD, IngestWorker
@@ -183,7 +183,7 @@ def run_worker(collection: Collection, queue: JobQueue, settings: Settings, stop
 def _worker_process(settings_dump: dict, parent: int, log_level: int = logging.INFO) -> None:
     """The worker process: dies with the service, runs at lower priority with capped PaSST threads, and logs
     as the service does (a spawned process starts with no logging set up: its failed jobs said nothing)."""
-    logging.basicConfig(level=log_level, format=LOG_FORMAT)
+    configure_logging(log_level)
     _die_with_parent(parent)
     import torch
 

@@ -2,6 +2,7 @@
 (:func:`app.compose.load_settings`) and validated at start-up, cross-field mistakes included. Nothing below
 `app/` and `cli/` reads it: the root turns it into objects and passes explicit arguments down."""
 
+import logging
 import re
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,14 @@ from retrieval.config import PASST_FILENAME
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"  # of the commands and the ingest worker
 
 QDRANT_COLLECTION = re.compile(r"[A-Za-z0-9_][\w.-]{0,62}")
+
+
+def configure_logging(level: int) -> None:
+    """How the commands and the service's ingest worker log: LOG_FORMAT at `level`; FAISS's loader, which
+    tells at INFO of every SIMD build it did not find ("Could not load library ..."), only when debugging."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    if level > logging.DEBUG:
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 class Settings(BaseSettings):

@@ -4,7 +4,7 @@ import logging
 
 import typer
 
-from app.settings import LOG_FORMAT
+from app.settings import configure_logging
 from cli import backup_cmds, core_cmds, index_cmds, models_cmds, scale_cmds, serve_cmds, train_cmds
 
 app = typer.Typer(help="Language-based audio retrieval: index audio, search it with text, train the head.",
@@ -13,9 +13,7 @@ app = typer.Typer(help="Language-based audio retrieval: index audio, search it w
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT)
-    if not verbose:  # FAISS's loader tells of every SIMD build it did not find ("Could not load library ...")
-        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
 
 
 core_cmds.register(app)

@@ -351,7 +351,7 @@ def _check_sizes(f: BinaryIO, total: int, *, label: str) -> None:
 
 def _truncated(label: str, kind: str, declared: int, present: int) -> AudioDecodeError:
     return AudioDecodeError(f"{label}: truncated {kind}: the header declares {declared} bytes of audio but "
-                            f"only {max(0, present)} are present")
+                            f"only {max(0, present)} are present (a copy stopped part-way: copy it again)")
 
 
 def _check_wav_sizes(f: BinaryIO, total: int, *, label: str) -> None:

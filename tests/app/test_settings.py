@@ -1,6 +1,7 @@
 """The settings: read from RETRIEVAL_* by the composition root, and refused at start when they contradict
 each other, with a message naming the settings."""
 
+import logging
 import os
 
 import pytest
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 
 from app import compose
 from app.compose import SettingsError, audio_limits, load_settings, store_config
-from app.settings import Settings
+from app.settings import Settings, configure_logging
 from retrieval.errors import RetrievalError
 from retrieval.query_cache import QueryCache
 
@@ -258,3 +259,13 @@ def test_an_override_that_is_no_setting_is_refused_naming_the_one_meant():
         load_settings(datadir="/tmp/mine")
     with pytest.raises(TypeError, match="'colour'$"):
         load_settings(colour="blue")
+
+
+@pytest.mark.parametrize(("level", "loader"), [(logging.INFO, logging.WARNING),
+                                              (logging.DEBUG, logging.NOTSET)])
+def test_the_commands_and_the_ingest_worker_log_alike(monkeypatch, level, loader):
+    """One logging set-up for the commands and the service's ingest worker process (which logged FAISS's
+    loader's "Could not load library ..." lines the commands hide): the loader is quiet unless debugging."""
+    monkeypatch.setattr(logging.getLogger("faiss.loader"), "level", logging.NOTSET)
+    configure_logging(level)
+    assert logging.getLogger("faiss.loader").level == loader

@@ -177,7 +177,8 @@ def test_an_aiff_or_au_cut_short_is_refused_like_a_wav(tmp_path, fmt, subtype, k
     present = len(data) // 2 - (len(data) - audio)  # the header's bytes (and any chunk after the audio) go
     for source in (cut, cut.read_bytes()):
         assert refusal(source, name=cut.name) == (f"{cut.name}: truncated {kind}: the header declares "
-                                                  f"{audio} bytes of audio but only {present} are present")
+                                                  f"{audio} bytes of audio but only {present} are present "
+                                                  "(a copy stopped part-way: copy it again)")
     assert decode_audio(whole).duration_s == pytest.approx(4.0)
 
 
