@@ -21,12 +21,12 @@ from retrieval.contracts import SentenceEncoder
 from retrieval.device import resolve_device
 from retrieval.errors import RetrievalError
 from retrieval.extract import AudioLimits
-from retrieval.load import load_model, weights_identity, weights_spec, with_query_cache
+from retrieval.load import load_model, weights_spec
 from retrieval.load import tag_embeddings as library_tag_embeddings
 from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
 from retrieval.pipeline import Retriever
 from retrieval.tagger import OFFICIAL_WEIGHTS, PasstTagger
-from retrieval.text import TextEncoder, read_identity
+from retrieval.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,6 @@ def passt_weights(settings: Settings) -> str:
     return str(settings.models_path(weights).resolve())
 
 
-def passt_identity(settings: Settings) -> str | None:
-    """The sha256 of the configured PaSST weights (from `models fetch`'s record when its size matches,
-    else hashed), `random`, or None when the file is not there (building the tagger then says so)."""
-    return weights_identity(passt_weights(settings))
-
-
 def passt_spec(settings: Settings) -> ModelSpec:
     """The PaSST part of the model: the method's architecture and windowing, the configured weights."""
     return weights_spec(passt_weights(settings))
@@ -101,26 +95,21 @@ def text_backend(settings: Settings) -> str:
 
 
 def load_text_encoder(settings: Settings, *, precision: str | None = None) -> SentenceEncoder:
-    """The configured text model on the configured backend (ONNX Runtime runs on CPU only)."""
+    """The configured text model on the configured backend (ONNX Runtime runs on CPU only), named as the
+    library names it (:func:`retrieval.text.read_identity`), so that what one made the other opens."""
     path = text_model_path(settings)
-    model_id, revision = read_identity(path, default_id=settings.text_model)
     backend = text_backend(settings)
     if backend == "onnx" and resolve_device(settings.device).type == "cpu":
         from retrieval.text_onnx import OnnxTextEncoder
 
-        return OnnxTextEncoder.load(path, model_id=model_id, revision=revision, onnx_path=onnx_path(settings),
+        return OnnxTextEncoder.load(path, onnx_path=onnx_path(settings),
                                     precision=precision or settings.text_precision)
     if backend == "onnx":
         log.warning("text_backend=onnx runs on CPU only; using torch on %s", settings.device)
     if (precision or settings.text_precision) != "fp32":
         log.warning("text_precision=%s applies to the ONNX encoder on CPU; using torch fp32 on %s",
                     precision or settings.text_precision, settings.device)
-    return TextEncoder.load(path, model_id=model_id, revision=revision, device=settings.device)
-
-
-def cached_queries(settings: Settings, text: SentenceEncoder) -> SentenceEncoder:
-    """The text encoder behind the query-embedding cache (none with RETRIEVAL_QUERY_CACHE_SIZE=0)."""
-    return with_query_cache(text, settings.query_cache_size)
+    return TextEncoder.load(path, device=settings.device)
 
 
 def full_precision_text(settings: Settings) -> SentenceEncoder:

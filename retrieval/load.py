@@ -28,7 +28,7 @@ from retrieval.model_spec import RANDOM_WEIGHTS, ModelSpec
 from retrieval.pipeline import Retriever, cached_tag_text_embeddings, text_spec
 from retrieval.query_cache import QueryCache
 from retrieval.tagger import OFFICIAL_WEIGHTS, PasstTagger
-from retrieval.text import TextEncoder, read_identity
+from retrieval.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ def load_model(text_model: str | Path, *, passt: str | Path, checkpoint: str | P
     """The retrieval model: `text_model`'s sentence space, `checkpoint`'s head (the zero-shot model without
     one) and, `with_audio`, PaSST with the weights `passt`.
 
-    text_model: a folder holding a sentence-transformers model (what `retrieval models fetch` installs).
+    text_model: a folder holding a sentence-transformers model (what `retrieval models fetch` installs),
+    named by its manifest, else by its folder's name (:func:`retrieval.text.read_identity`, as the service).
     passt: a PaSST weights file, ``"official"`` (hear21passt downloads them) or ``"random"`` (untrained
     weights, for tests only); required, so that random weights are never taken by default.
     checkpoint: a head checkpoint (``retrieval train``); None: the zero-shot model (the tag names alone).
@@ -95,13 +96,13 @@ def load_model(text_model: str | Path, *, passt: str | Path, checkpoint: str | P
     of a lower-precision `text` (the tag names are always encoded in fp32); `query_cache_size`, the queries
     whose vectors :meth:`Retriever.encode_text` remembers (0: none).
 
-    Raises ModelNotFound when a file or folder is not there, CheckpointMismatch when the parts do not
+    Raises ModelNotFound when a file or folder is not there (or the text model's folder lacks one of its
+    files: :func:`retrieval.text.require_model_folder`), CheckpointMismatch when the parts do not
     belong together (a head trained with another text model or PaSST).
     """
     folder = Path(text_model).expanduser()
     if text is None:
-        model_id, revision = read_identity(folder, default_id=str(text_model))
-        text = TextEncoder.load(folder, model_id=model_id, revision=revision, device=device)
+        text = TextEncoder.load(folder, device=device)
     spec = tagger.spec if tagger is not None else weights_spec(passt)
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint)

@@ -57,12 +57,15 @@ class ModelSpec:
 
     @property
     def id(self) -> str:
-        """16 hex digits naming this spec (equal specs, equal ids: 10 and 10.0 s are one window, `models/x/`
-        and `models/x` one text model)."""
-        d = {k: _normal(v, k) if k in (*FLOAT_FIELDS, "text_model") and v is not None else v
-             for k, v in self.to_dict().items()}
+        """16 hex digits naming this spec (equal specs, equal ids: 10 and 10.0 s are one window, `models/x/`,
+        `/srv/models/x` and `x` one text model folder)."""
+        d = {**self.to_dict(), **{k: self._compared(k) for k in (*FLOAT_FIELDS, "text_model")}}
         blob = json.dumps(d, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+    def _compared(self, name: str):
+        """Field `name` as specs compare it (:func:`_normal`)."""
+        return _normal(getattr(self, name), name, revision=self.text_model_revision)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, **asdict(self)}
@@ -88,7 +91,7 @@ class ModelSpec:
             mine, theirs = getattr(self, name), getattr(other, name)
             if name in UNRECORDED_MATCHES_ANY and (mine is None or theirs is None):
                 continue
-            if _normal(mine, name) != _normal(theirs, name):
+            if self._compared(name) != other._compared(name):
                 out[name] = (mine, theirs)
         return out
 
@@ -102,11 +105,15 @@ class ModelSpec:
                                                                                             else ""))
 
 
-def _normal(value, name: str = ""):
-    """One spelling of a value: numbers as floats (10 and 10.0 s are one window), a text model named by its
-    folder (no manifest) as the path without `./`, `//` or a trailing `/` (`models/x/` is `models/x`)."""
+def _normal(value, name: str = "", *, revision: str | None = None):
+    """One spelling of a value: numbers as floats (10 and 10.0 s are one window); a text model with a
+    revision (a manifest's hub id) as it is, without `./`, `//` or a trailing `/`; one without (a folder with
+    no manifest) by its folder's name, which is what `retrieval.text.read_identity` names it: files made
+    before that named it by a path (`models/x`, `/srv/models/x`: the library) or by the setting (`x`: the
+    service), and all of these are the one model `x`."""
     if name == "text_model" and isinstance(value, str):
-        return posixpath.normpath(value)
+        path = posixpath.normpath(value)
+        return path if revision is not None else posixpath.basename(path)
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 

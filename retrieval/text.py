@@ -3,6 +3,7 @@
 import contextlib
 import json
 import logging
+import os
 import re
 import string
 from collections.abc import Iterator
@@ -60,14 +61,43 @@ def clean_caption(text: str) -> str:
 
 
 MANIFEST = "retrieval-model.json"  # written by `retrieval models fetch` into the model's folder
+MODEL_FILES = ("modules.json", "config.json")  # a sentence-transformers pipeline and its transformer
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # either one; `models fetch` installs the first
+HOW_TO_GET = ("run `retrieval models fetch --only text` (it installs the text model in the models directory; "
+              "`--from DIR` takes one carried in by hand), or name a sentence-transformers model's folder")
 
 
-def read_identity(folder: Path, default_id: str) -> tuple[str, str | None]:
-    """(model id, revision) of an installed model folder, from its manifest; without one the model is
-    named `default_id` and its revision is unknown."""
-    manifest = Path(folder) / MANIFEST
+def model_folder_problem(folder: Path, *, weights: tuple[str, ...] = WEIGHT_FILES) -> str | None:
+    """Why `folder` holds no sentence-transformers model (no such folder, or the files it lacks of the
+    pipeline, the transformer's config and one of `weights`), or None when it holds one."""
+    if not folder.is_dir():
+        return "no such folder"
+    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
+    if not any((folder / name).is_file() for name in weights):
+        missing.append(" or ".join(weights))
+    return f"missing {', '.join(missing)}" if missing else None
+
+
+def require_model_folder(folder: str | Path) -> Path:
+    """`folder` when it holds a sentence-transformers model, else ModelNotFound saying what is missing and
+    how to get it: the one check of a text model folder, whichever runtime loads it (torch, ONNX Runtime)."""
+    folder = Path(folder).expanduser()
+    problem = model_folder_problem(folder)
+    if problem:
+        raise ModelNotFound(f"no sentence-transformers model at {folder} ({problem}); {HOW_TO_GET}")
+    return folder
+
+
+def read_identity(folder: str | Path) -> tuple[str, str | None]:
+    """(model id, revision) of a model folder, the one rule of the service, the library and both runtimes:
+    its manifest's id and revision; without a manifest (a folder copied by hand) the folder's name and no
+    revision, whichever path reaches it (`x` in the models directory, `models/x` and `/srv/models/x` are the
+    model `x`, as the service's setting named it; files that recorded a path match it too:
+    `retrieval.model_spec`)."""
+    folder = Path(folder).expanduser()
+    manifest = folder / MANIFEST
     meta = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    return meta.get("model_id", default_id), meta.get("revision")
+    return meta.get("model_id", Path(os.path.abspath(folder)).name), meta.get("revision")
 
 
 @contextlib.contextmanager
@@ -99,16 +129,14 @@ class TextEncoder:
     @classmethod
     def load(cls, path_or_id: str | Path, *, model_id: str | None = None, revision: str | None = None,
              device: str = "auto", allow_download: bool = False) -> "TextEncoder":
-        """Load from a local folder, or (``allow_download``) from the model hub by id at ``revision``."""
+        """Load from a local folder, or (``allow_download``) from the model hub by id at ``revision``.
+
+        A folder's model is named by :func:`read_identity` unless ``model_id`` names it."""
         local = Path(path_or_id).expanduser()
-        if not local.is_dir() and not allow_download:
-            raise ModelNotFound(
-                f"text model not found at {local}; run `retrieval models fetch` (or set RETRIEVAL_TEXT_MODEL "
-                "to a local sentence-transformers folder)"
-            )
-        if local.is_dir() and not any((local / name).is_file() for name in ("modules.json", "config.json")):
-            raise ModelNotFound(f"{local} holds no sentence-transformers model (no modules.json or "
-                                "config.json); run `retrieval models fetch`, or name the model's own folder")
+        if not allow_download or local.is_dir():
+            require_model_folder(local)
+        if model_id is None:
+            model_id, revision = read_identity(local) if local.is_dir() else (str(path_or_id), revision)
         from sentence_transformers import SentenceTransformer  # slow import: after the cheap check
 
         source = str(local) if local.is_dir() else str(path_or_id)
@@ -116,7 +144,7 @@ class TextEncoder:
             model = SentenceTransformer(source, revision=None if local.is_dir() else revision,
                                         device=str(resolve_device(device)),
                                         local_files_only=not allow_download)
-        return cls(model, model_id=model_id or str(path_or_id), revision=revision)
+        return cls(model, model_id=model_id, revision=revision)
 
     def encode(self, sentences: list[str], *, batch_size: int = 64, clean: bool = True,
                progress: bool = False) -> np.ndarray:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from retrieval.durable import atomic_path, write_json_atomically
-from retrieval.errors import ModelNotFound, RetrievalError
-from retrieval.text import clean_caption, quiet_loading
+from retrieval.errors import RetrievalError
+from retrieval.text import WEIGHT_FILES, clean_caption, quiet_loading, read_identity, require_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,6 @@ EXPORT_VERSION = 1  # bump when the exported graph changes
 OPSET = 17
 INT8_BLOCK = 32  # weights per int8 scale
 PRECISIONS = ("fp32", "int8")
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _ST_TRANSFORMER = "sentence_transformers.models.Transformer"
 _ST_POOLING = "sentence_transformers.models.Pooling"
 _ST_NORMALIZE = "sentence_transformers.models.Normalize"
@@ -47,13 +46,11 @@ def check_mean_pooling(model_dir: Path) -> None:
 
 def source_stamp(model_dir: Path) -> dict:
     """What an export depends on: the weights file's name, size and modification time, and our graph."""
-    for name in _WEIGHT_FILES:
-        weights = model_dir / name
-        if weights.is_file():
-            st = weights.stat()
-            return {"weights": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                    "export_version": EXPORT_VERSION, "opset": OPSET}
-    raise ModelNotFound(f"no model weights ({' or '.join(_WEIGHT_FILES)}) in {model_dir}")
+    require_model_folder(model_dir)  # one of WEIGHT_FILES is there
+    name = next(name for name in WEIGHT_FILES if (model_dir / name).is_file())
+    st = (model_dir / name).stat()
+    return {"weights": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "export_version": EXPORT_VERSION,
+            "opset": OPSET}
 
 
 def _pooled_module(transformer):
@@ -80,8 +77,8 @@ def export_onnx(model_dir: str | Path, out_path: str | Path) -> Path:
     from sentence_transformers import SentenceTransformer
 
     model_dir, out_path = Path(model_dir), Path(out_path)
+    stamp = source_stamp(model_dir)  # first: a folder that is no model is refused saying what it lacks
     check_mean_pooling(model_dir)
-    stamp = source_stamp(model_dir)
     with quiet_loading():
         st = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
     module = _pooled_module(st[0].auto_model)
@@ -173,14 +170,15 @@ class OnnxTextEncoder:
         ``onnx_path`` is where the fp32 export is cached (default ``<path>/onnx/retrieval-fp32.onnx``; the
         int8 copy sits beside it); ``precision`` is ``fp32`` (equal to torch within 1e-6) or ``int8``
         (weight-only, faster, cosine to fp32 above 0.999: measure its ranking agreement before serving it);
-        ``threads`` is ONNX Runtime's intra-op thread count (0: one per core).
+        ``threads`` is ONNX Runtime's intra-op thread count (0: one per core). The folder's model is named
+        by :func:`retrieval.text.read_identity` unless ``model_id`` names it.
         """
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        model_dir = Path(path).expanduser()
-        if not model_dir.is_dir():
-            raise ModelNotFound(f"text model not found at {model_dir}; run `retrieval models fetch`")
+        model_dir = require_model_folder(path)
+        if model_id is None:
+            model_id, revision = read_identity(model_dir)
         if precision not in PRECISIONS:
             raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
         fp32_file = Path(onnx_path) if onnx_path else model_dir / "onnx" / "retrieval-fp32.onnx"
@@ -194,7 +192,7 @@ class OnnxTextEncoder:
         session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         dim = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
-        return cls(session, tokenizer, model_id=model_id or str(path), revision=revision, dim=dim,
+        return cls(session, tokenizer, model_id=model_id, revision=revision, dim=dim,
                    max_seq_length=_max_seq_length(model_dir, tokenizer), precision=precision)
 
     def _run(self, sentences: list[str]) -> np.ndarray:

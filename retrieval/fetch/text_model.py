@@ -17,7 +17,7 @@ from retrieval.durable import write_json_atomically
 from retrieval.errors import ModelNotFound, WeightsMismatch
 from retrieval.fetch.staging import move_into_place
 from retrieval.fetch.verify import Pin, check_file
-from retrieval.text import MANIFEST
+from retrieval.text import MANIFEST, model_folder_problem
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,6 @@ ST_FILES = (
     "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
     "1_Pooling/config.json", "README.md", WEIGHTS,
 )
-REQUIRED = ("modules.json", "config.json", WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -53,10 +52,17 @@ MPNET = TextModelSpec(
 )
 
 
+def _problem(folder: Path) -> str | None:
+    """Why ``folder`` is no sentence-transformers model with the pinned weights file, or None (the one check
+    of a model folder, :func:`retrieval.text.model_folder_problem`, held to ``model.safetensors``)."""
+    return model_folder_problem(folder, weights=(WEIGHTS,))
+
+
 def find_model_folder(root: Path, *, spec: TextModelSpec) -> Path | None:
-    """``root`` itself, ``root/<spec.folder>``, or None: the first that holds the required files."""
+    """``root`` itself, ``root/<spec.folder>``, or None: the first that holds a sentence-transformers model
+    with the weights file the pin is for."""
     for candidate in (root, root / spec.folder):
-        if all((candidate / name).is_file() for name in REQUIRED):
+        if _problem(candidate) is None:
             return candidate
     return None
 
@@ -78,9 +84,9 @@ def install_text_folder(src: Path, models_dir: Path, *, spec: TextModelSpec, sou
 
     ``scratch`` is a staging folder on the models directory's file system; on any failure nothing changes.
     """
-    missing = [name for name in REQUIRED if not (src / name).is_file()]
-    if missing:
-        raise ModelNotFound(f"{src} is not a sentence-transformers folder: missing {', '.join(missing)}")
+    problem = _problem(src)
+    if problem:
+        raise ModelNotFound(f"{src} is not a sentence-transformers folder ({problem})")
     digest = check_file(src / WEIGHTS, spec.pin, what=f"{spec.model_id} {WEIGHTS}")
     staged = scratch / f"install-{spec.folder}"
     staged.mkdir()
@@ -103,8 +109,9 @@ def read_manifest(folder: Path) -> dict:
 def verify_text_model(models_dir: Path, *, spec: TextModelSpec) -> dict:
     """Hold an installed text model to its manifest and the pin; returns the manifest."""
     folder = models_dir / spec.folder
-    if find_model_folder(folder, spec=spec) != folder:
-        raise ModelNotFound(f"text model not installed at {folder}; run `retrieval models fetch`")
+    problem = _problem(folder)
+    if problem:
+        raise ModelNotFound(f"text model not installed at {folder} ({problem}); run `retrieval models fetch`")
     manifest = read_manifest(folder)
     if (manifest.get("model_id"), manifest.get("revision")) != (spec.model_id, spec.revision):
         raise WeightsMismatch(

@@ -12,6 +12,7 @@ from app import compose
 from app.compose import SettingsError, audio_limits, load_settings, store_config
 from app.settings import Settings, configure_logging
 from retrieval.errors import RetrievalError
+from retrieval.load import with_query_cache
 from retrieval.query_cache import QueryCache
 
 # each contradiction: the settings, and every setting its message must name
@@ -196,11 +197,15 @@ def test_queries_go_through_one_cache_sized_by_the_setting(monkeypatch, retrieve
     # the service's retriever (build_retriever's) encodes queries through the cache
     assert isinstance(retriever.text, QueryCache) and retriever.text.encoder is text_encoder
     assert retriever.text.size == Settings().query_cache_size == 1024
-    monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "3")
-    cached = compose.cached_queries(load_settings(), text_encoder)
-    assert isinstance(cached, QueryCache) and cached.size == 3
-    monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "0")  # 0 disables it: the encoder itself
-    assert compose.cached_queries(load_settings(), text_encoder) is text_encoder
+    sizes = []  # build_retriever hands the setting to load_model, whose with_query_cache wraps the encoder
+    monkeypatch.setattr(compose, "load_model", lambda *a, **kw: sizes.append(kw["query_cache_size"]))
+    for size in ("3", "0"):
+        monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", size)
+        compose.build_retriever(load_settings(), text=text_encoder, with_audio=False)
+    assert sizes == [3, 0]
+    cached = with_query_cache(text_encoder, 3)
+    assert isinstance(cached, QueryCache) and cached.size == 3 and cached.encoder is text_encoder
+    assert with_query_cache(text_encoder, 0) is text_encoder  # 0 disables it: the encoder itself
     monkeypatch.setenv("RETRIEVAL_QUERY_CACHE_SIZE", "-1")
     with pytest.raises(SettingsError, match="query_cache_size"):
         load_settings()

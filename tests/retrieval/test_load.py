@@ -4,6 +4,7 @@ audio files and text in one space, and the service's model (app.compose.build_re
 One model with random PaSST weights is loaded for the module, and two short clips go through PaSST a few
 times; the other models reuse its tagger or build none."""
 
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,6 +16,7 @@ import torch
 
 import retrieval
 from app.compose import build_retriever
+from app.settings import Settings
 from retrieval.checkpoint import Checkpoint, save_checkpoint
 from retrieval.errors import AudioDecodeError, CheckpointMismatch, ModelNotFound
 from retrieval.extract import extract
@@ -63,7 +65,7 @@ def test_load_model_from_a_folder_puts_files_and_text_in_one_space(model, audio,
     assert isinstance(model, Retriever) and model.tagger is not None
     assert model.tagger.device == torch.device("cpu")
     assert model.spec.head == "zero-shot" and model.spec.passt_weights == "random"
-    assert model.spec.text_model == str(minilm_path) and model.spec.dim == 384
+    assert model.spec.text_model == minilm_path.name and model.spec.dim == 384  # a folder with no manifest
     text = model.encode_text(["a dog barking", "rain on a roof"])
     assert audio.shape == (2, 384) and text.shape == (2, 384)
     assert audio.dtype == text.dtype == np.float32
@@ -115,11 +117,8 @@ def test_a_checkpoint_path_is_honoured(model, files, minilm_path, tmp_path):
 
 
 def test_paths_that_are_not_there_say_so(model, minilm_path, tmp_path, tag_cache):
-    with pytest.raises(ModelNotFound, match="text model not found at .*nowhere"):
+    with pytest.raises(ModelNotFound, match=r"no sentence-transformers model at .*nowhere \(no such fold"):
         load_model(tmp_path / "nowhere", passt="random")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelNotFound, match="empty holds no sentence-transformers model"):
-        load_model(tmp_path / "empty", passt="random")
     with pytest.raises(ModelNotFound, match="checkpoint not found: .*gone.safetensors"):
         load_model(minilm_path, passt="random", checkpoint=tmp_path / "gone.safetensors", text=model.text)
     with pytest.raises(ModelNotFound, match="PaSST weights not found at .*gone.pt"):
@@ -167,6 +166,29 @@ def test_the_service_with_a_checkpoint_is_the_library_with_that_checkpoint(model
     assert served.spec == library.spec and served.tagger is None
     logits = np.random.default_rng(1).normal(size=(2, 527)).astype(np.float32)
     np.testing.assert_allclose(served.project(logits), library.project(logits), atol=1e-6)
+
+
+def test_a_folder_without_a_manifest_is_one_model_to_the_service_and_the_library(minilm_path, tmp_path):
+    """A text model copied by hand (no `retrieval-model.json`) is named once, by its folder: a checkpoint the
+    service made opens in the library given the same folder, and the other way round."""
+    models = tmp_path / "models"
+    shutil.copytree(minilm_path, models / "minilm")
+    settings = Settings(data_dir=tmp_path / "data", models_dir=models, text_model="minilm",
+                        passt_weights="random", device="cpu", text_backend="torch")
+    served = build_retriever(settings, with_audio=False)
+    make_checkpoint(tmp_path / "served.safetensors", served)
+    library = load_model(models / "minilm", passt="random", checkpoint=tmp_path / "served.safetensors",
+                         with_audio=False)
+    assert library.spec.encoders() == served.spec.encoders()
+    assert library.text.model_id == served.text.model_id == "minilm" and library.text.revision is None
+    make_checkpoint(tmp_path / "library.safetensors", library)
+    reopened = build_retriever(settings.model_copy(update={"checkpoint": tmp_path / "library.safetensors"}),
+                               with_audio=False, text=served.text.encoder)
+    assert reopened.spec.encoders() == library.spec.encoders()
+    for before in (str(models / "minilm"), "minilm"):  # what the library and the service recorded before
+        make_checkpoint(tmp_path / "before.safetensors", library, text_model=before)
+        load_model(models / "minilm", passt="random", checkpoint=tmp_path / "before.safetensors",
+                   text=library.text, with_audio=False)
 
 
 def test_import_retrieval_loads_no_torch():

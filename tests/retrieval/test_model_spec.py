@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -123,15 +124,23 @@ def test_ints_and_floats_of_one_value_match():
     assert ModelSpec(window_s=10, lam=0).diff(ModelSpec(window_s=10.0, lam=0.0)) == {}
 
 
-def test_a_text_model_folder_spelled_two_ways_is_one_model():
-    """A folder without a manifest is named by its path as configured: `models/x/` and `./models//x` are
-    `models/x` (a store made with one refused the other), `models/y` and `/models/x` are others."""
-    spec = ModelSpec(text_model="models/x", dim=384)
-    for spelling in ("models/x/", "./models//x", "models/./x"):
+def test_a_text_model_folder_is_one_model_however_it_was_named():
+    """A folder without a manifest (no revision) is named by its folder's name (retrieval.text.read_identity);
+    files made before named it by the service's setting (`x`) or by a path (the library's `models/x`, an
+    absolute path, `./models//x/`), and all of these are the model `x`: what they recorded still opens.
+    `models/y` is another; a hub id with a revision (a manifest's) is compared whole."""
+    spec = ModelSpec(text_model="x", dim=384)
+    for spelling in ("models/x", "models/x/", "./models//x", "models/./x", "/srv/models/x", "x"):
         other = ModelSpec(text_model=spelling, dim=384)
-        assert spec.diff(other) == {} and other.id == spec.id
-    for other in ("models/y", "/models/x", "x"):
-        assert spec.diff(ModelSpec(text_model=other, dim=384)) == {"text_model": ("models/x", other)}
+        assert spec.diff(other) == {} and other.diff(spec) == {} and other.id == spec.id
+        spec.require_match(other, what="the index")
+    for other in ("models/y", "y", "models/x/y"):
+        assert spec.diff(ModelSpec(text_model=other, dim=384)) == {"text_model": ("x", other)}
+    hub = ModelSpec(text_model="sentence-transformers/x", text_model_revision="r1", dim=384)
+    assert hub.diff(replace(hub, text_model="other-org/x")) == {"text_model": ("sentence-transformers/x",
+                                                                               "other-org/x")}
+    assert hub.diff(replace(hub, text_model="sentence-transformers//x/")) == {}
+    assert set(hub.diff(spec)) == {"text_model", "text_model_revision"}
 
 
 @pytest.mark.parametrize("field", ["passt_weights", "lam"])

@@ -9,6 +9,9 @@ import pytest
 
 from app.compose import load_text_encoder, tag_embeddings
 from retrieval.errors import ModelNotFound
+from retrieval.fetch.text_model import MPNET, find_model_folder
+from retrieval.load import load_model
+from retrieval.text import HOW_TO_GET, TextEncoder
 from retrieval.text_onnx import OnnxTextEncoder, UnsupportedModel, check_mean_pooling, ensure_export
 
 SENTENCES = [
@@ -80,11 +83,46 @@ def test_refuses_other_pooling_and_missing_folders(minilm_path, tmp_path):
         OnnxTextEncoder.load(tmp_path / "absent")
 
 
+def test_a_folder_that_holds_no_model_is_refused_alike_on_torch_and_onnx(minilm_path, settings, tmp_path):
+    """One check of a text model folder (retrieval.text.require_model_folder) for both runtimes, the library
+    and the service: it says what the folder lacks and how to get a model."""
+    for name, files in {"empty": (), "plain": ("config.json", "model.safetensors"),  # transformers only
+                        "bare": ("modules.json", "config.json")}.items():  # no weights
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).symlink_to(minilm_path / file)
+
+    def refusals(folder: Path) -> set[str]:
+        said = set()
+        for load in (lambda: TextEncoder.load(folder, device="cpu"),
+                     lambda: OnnxTextEncoder.load(folder, onnx_path=tmp_path / "onnx" / "x.onnx"),
+                     lambda: load_model(folder, passt="random", with_audio=False),
+                     lambda: load_text_encoder(settings.model_copy(update={"text_model": str(folder)})),
+                     lambda: load_text_encoder(settings.model_copy(update={"text_model": str(folder),
+                                                                           "text_backend": "onnx"}))):
+            with pytest.raises(ModelNotFound) as refused:
+                load()
+            said.add(str(refused.value))
+        return said
+
+    weights = "model.safetensors or pytorch_model.bin"
+    for name, lacks in {"empty": f"missing modules.json, config.json, {weights}",
+                        "plain": "missing modules.json", "bare": f"missing {weights}",
+                        "absent": "no such folder"}.items():
+        folder = tmp_path / name
+        assert refusals(folder) == {f"no sentence-transformers model at {folder} ({lacks}); {HOW_TO_GET}"}
+        assert find_model_folder(folder, spec=MPNET) is None  # what `models fetch --from` takes: one rule
+    assert "run `retrieval models fetch --only text`" in HOW_TO_GET and "--from DIR" in HOW_TO_GET
+    assert find_model_folder(minilm_path, spec=MPNET) == minilm_path
+    assert not (tmp_path / "onnx").exists()  # refused before anything was exported
+
+
 def test_settings_choose_the_backend(settings, tmp_path, onnx_encoder):
     torch_side = load_text_encoder(settings.model_copy(update={"text_backend": "torch"}))
     assert type(torch_side).__name__ == "TextEncoder"
     onnx = load_text_encoder(settings.model_copy(update={"text_backend": "onnx"}))
     assert isinstance(onnx, OnnxTextEncoder)
+    assert onnx.model_id == torch_side.model_id == "model" and onnx.revision is None  # the folder's name
     assert (settings.data_dir / "cache" / "onnx").is_dir()  # cached in the (writable) data directory
     np.testing.assert_allclose(onnx.encode(SENTENCES[:2]), onnx_encoder.encode(SENTENCES[:2]), atol=1e-6)
 

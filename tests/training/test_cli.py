@@ -142,7 +142,7 @@ def write_annotations(path, rows) -> str:
 
 def test_evaluate_moments_prints_and_writes_the_metrics(env, tmp_path, text_encoder, minilm_path):
     fs = moment_features(text_encoder)
-    model_id, revision = read_identity(minilm_path, str(minilm_path))  # the model as the settings name it
+    model_id, revision = read_identity(minilm_path)  # the model as the settings and the library name it
     fs.meta["model_spec"] = {**fs.meta["model_spec"], "text_model": model_id, "text_model_revision": revision}
     save_features(tmp_path / "m.safetensors", fs)
     annotations = write_annotations(tmp_path / "test.jsonl", HAND_MADE)

@@ -249,7 +249,7 @@ def test_evaluate_moments_writes_the_submission_it_scored(features, tmp_path, mo
     monkeypatch.setenv("RETRIEVAL_TEXT_MODEL", str(minilm_path))
     monkeypatch.setenv("RETRIEVAL_DEVICE", "cpu")
     monkeypatch.setenv("RETRIEVAL_MODELS_DIR", str(tmp_path / "models"))
-    model_id, revision = read_identity(minilm_path, str(minilm_path))  # the model as the settings name it
+    model_id, revision = read_identity(minilm_path)  # the model as the settings and the library name it
     fs = FeatureSet(**{**features.__dict__, "meta": {**features.meta, "model_spec": {
         **features.meta["model_spec"], "text_model": model_id, "text_model_revision": revision}}})
     save_features(tmp_path / "m.safetensors", fs)
