@@ -5,8 +5,9 @@ The CSV (UTF-8, a header row, comma-separated, cells quoted as usual) has a colu
 `description` and `tags` (in any case); every other column is a field (its header the key, an identifier;
 empty cells are left out). `file` is a path relative to the CSV's own folder, or absolute. `tags` are
 separated by `;` or `,` (quote a cell holding commas). Every row is checked against the service's bounds
-(app/schemas/clips.py MetadataIn) before anything is indexed; a bad row stops the run, naming its line. A row
-whose cells are all empty (as spreadsheets write after the last one) is passed over.
+(app/schemas/clips.py MetadataIn) before anything is indexed; a bad row stops the run, naming the file's line
+it starts on. A row whose cells are all empty (as spreadsheets write after the last one) is passed over. It is
+read as every CSV a user hands a command is (retrieval/text_files.py `read_csv_rows`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from index.collection import Collection
 from retrieval.durable import atomic_path
 from retrieval.errors import RetrievalError
+from retrieval.text_files import read_csv_rows
 
 FILE, DESCRIPTION, TAGS = "file", "description", "tags"
 FIXED = (FILE, DESCRIPTION, TAGS)  # the columns that are no field
@@ -67,38 +69,30 @@ def checked(raw: dict, where: str) -> Metadata:
         raise MetadataFileError(f"{where}: {problems}") from None
 
 
+def _column(header: str) -> str:
+    """`File`, `Description`, `Tags` as spreadsheet users type them are the columns, not fields."""
+    return header.lower() if header.lower() in FIXED else header
+
+
 def read_metadata_csv(path: Path) -> dict[Path, Metadata]:
-    """The CSV's rows by the resolved path of their file (see the module docstring)."""
+    """The CSV's rows by the resolved path of their file (see the module docstring), read by the users' CSV
+    reader (retrieval/text_files.py `read_csv_rows`: a file not UTF-8 is NotText, a row of other than the
+    header's number of cells is refused)."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f, strict=True)
-            # `File`, `Description`, `Tags` as spreadsheet users type them are the columns, not fields
-            header = [h.lower() if h.lower() in FIXED else h for h in reader.fieldnames or []]
-            reader.fieldnames = header
-            if FILE not in header:
-                raise MetadataFileError(f"{path}: the first line must name the columns, one of them "
-                                        f"'{FILE}' (found {', '.join(header) or 'nothing'})")
-            rows: dict[Path, Metadata] = {}
-            for row in reader:
-                where = f"{path} line {reader.line_num}"
-                row = {k: v if k is None or v is None else from_spreadsheet_text(v) for k, v in row.items()}
-                cells = [*(v for k, v in row.items() if k is not None), *(row.get(None) or [])]
-                if not any((cell or "").strip() for cell in cells):
-                    continue  # a row of empty cells (a spreadsheet's trailing `,,,`) says nothing
-                if None in row or any(v is None for v in row.values()):
-                    raise MetadataFileError(f"{where}: not as many cells as the header has columns")
-                if not row[FILE].strip():
-                    raise MetadataFileError(f"{where}: the '{FILE}' cell is empty")
-                file = (path.parent / row[FILE].strip()).resolve()
-                if file in rows:
-                    raise MetadataFileError(f"{where}: {row[FILE]} has a row already")
-                fields = {k: v for k, v in row.items() if k not in FIXED and v.strip()}
-                rows[file] = checked({"description": row.get(DESCRIPTION, ""),
-                                      "user_tags": tag_list(row.get(TAGS, "")), "fields": fields}, where)
-            return rows
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise MetadataFileError(f"cannot read {path}: {e}") from None
+    rows: dict[Path, Metadata] = {}
+    for row in read_csv_rows(path, columns=[FILE], what="metadata CSV", error=MetadataFileError,
+                             rename=_column, short_rows=False):
+        where = f"{path}, line {row.line}"
+        cells = {k: from_spreadsheet_text(v) for k, v in row.items()}
+        if not cells[FILE].strip():
+            raise MetadataFileError(f"{where}: the '{FILE}' cell is empty")
+        file = (path.parent / cells[FILE].strip()).resolve()
+        if file in rows:
+            raise MetadataFileError(f"{where}: {cells[FILE]} has a row already")
+        fields = {k: v for k, v in cells.items() if k not in FIXED and v.strip()}
+        rows[file] = checked({"description": cells.get(DESCRIPTION, ""),
+                              "user_tags": tag_list(cells.get(TAGS, "")), "fields": fields}, where)
+    return rows
 
 
 @dataclass

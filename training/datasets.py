@@ -28,7 +28,6 @@ Moment retrieval sets (CASTELLA, https://github.com/line/lighthouse ``data/caste
 Their clips are the distinct ``vid`` in file order, each captioned by its queries.
 """
 
-import csv
 import json
 import logging
 import math
@@ -38,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval import text_files
 from retrieval.errors import RetrievalError
-from retrieval.text_files import open_text
+from retrieval.text_files import CsvRow, open_text
 
 log = logging.getLogger(__name__)
 
@@ -61,36 +61,21 @@ class Clip:
     captions: tuple[str, ...]
 
 
-def read_csv_rows(path: Path, *, header: list[str], what: str = "captions file") -> list[dict[str, str]]:
+def read_csv_rows(path: Path, *, header: list[str], what: str = "captions file") -> list[CsvRow]:
     """Rows of a CSV whose first line must hold at least the ``header`` columns (`what`: the file's name in
-    the error when it is missing). A row of more fields than the header is refused, not cut short."""
-    if not path.is_file():
-        raise DatasetError(f"{what} not found: {path}")
-    with open_text(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None:
-            raise DatasetError(f"{path} is empty: its first line must name the columns {header}")
-        missing = [c for c in header if c not in reader.fieldnames]
-        if missing:
-            raise DatasetError(f"{path}: header {reader.fieldnames} lacks the columns {missing}")
-        rows = []
-        for row in reader:
-            if None in row:  # DictReader keeps the fields past the header under None
-                n = len(reader.fieldnames)
-                raise DatasetError(f"{path}, line {reader.line_num}: {n + len(row[None])} fields for the {n} "
-                                   'columns of the header (a comma in a caption needs the caption in double '
-                                   'quotes: "a, b")')
-            rows.append(row)
-        return rows
+    the error when it is missing), each with the file's line it starts on (`row.line`): the users' CSV reader
+    (retrieval/text_files.py `read_csv_rows`), its errors DatasetError. A row of more fields than the header
+    is refused, not cut short; one of fewer reads its missing fields as empty."""
+    return text_files.read_csv_rows(path, columns=header, what=what, error=DatasetError)
 
 
 def read_clotho_captions(path: Path) -> list[tuple[str, tuple[str, ...]]]:
     """``clotho_captions_<split>.csv`` -> [(file_name, (caption_1, ..., caption_5))] in file order."""
     out = []
-    for n, row in enumerate(read_csv_rows(Path(path), header=CLOTHO_HEADER), start=2):
-        captions = tuple((row[c] or "").strip() for c in CLOTHO_HEADER[1:])
+    for row in read_csv_rows(Path(path), header=CLOTHO_HEADER):
+        captions = tuple(row[c].strip() for c in CLOTHO_HEADER[1:])
         if not row["file_name"] or not all(captions):
-            raise DatasetError(f"{path}, line {n}: a file name and five non-empty captions are needed")
+            raise DatasetError(f"{path}, line {row.line}: a file name and five non-empty captions are needed")
         out.append((row["file_name"], captions))
     twice = sorted(name for name, n in Counter(name for name, _ in out).items() if n > 1)
     if twice:
@@ -128,9 +113,9 @@ def read_audiocaps(root: Path, split: str, *, skip_missing: bool = False) -> lis
         raise DatasetError(f"AudioCaps split must be one of {AUDIOCAPS_SPLITS}, not {split!r}")
     root = Path(root)
     grouped: dict[tuple[str, str], list[str]] = {}
-    for n, row in enumerate(read_csv_rows(root / f"{split}.csv", header=AUDIOCAPS_HEADER), start=2):
-        if not row["youtube_id"] or not (row["caption"] or "").strip():
-            raise DatasetError(f"{root / f'{split}.csv'}, line {n}: youtube_id and caption are needed")
+    for row in read_csv_rows(root / f"{split}.csv", header=AUDIOCAPS_HEADER):
+        if not row["youtube_id"] or not row["caption"].strip():
+            raise DatasetError(f"{root / f'{split}.csv'}, line {row.line}: youtube_id and caption are needed")
         grouped.setdefault((row["youtube_id"], row["start_time"]), []).append(row["caption"].strip())
     starts: dict[str, int] = {}
     for youtube_id, _ in grouped:

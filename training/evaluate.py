@@ -85,9 +85,9 @@ def read_submission(path: Path) -> dict[str, list[tuple[int, list[str]]]]:
     """caption -> (line, predicted file names) of its rows, in file order (a caption may occur twice)."""
     out: dict[str, list[tuple[int, list[str]]]] = defaultdict(list)
     rows = read_csv_rows(Path(path), header=SUBMISSION_HEADER[:2], what="predictions file")
-    for line, row in enumerate(rows, start=2):
+    for row in rows:  # each with the file's line it starts on (a caption may hold a line break)
         names = [row[c] for c in SUBMISSION_HEADER[1:] if row.get(c)]
-        out[row["caption"].strip()].append((line, names))
+        out[row["caption"].strip()].append((row.line, names))
     return out
 
 

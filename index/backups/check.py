@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from index.faiss import fts, vector_index
+from index.faiss import vector_index
 from index.faiss.cache import AUTO_CLIPS_IVF_AT, FILL_CHUNK, CachedIndex, loadable_kinds
 from index.faiss.clip_db import ClipDB
 from index.faiss.store import WINDOW_KINDS, stored_spec
@@ -314,10 +314,6 @@ class _RowsCheck:
     with its clip, in one transaction). Repaired by removing the rows of no clip and writing the words
     again."""
 
-    ORPHANS = {"windows": "SELECT DISTINCT clip_id FROM windows WHERE clip_id NOT IN (SELECT id FROM clips)",
-               "waveform peaks": "SELECT clip_id FROM waveforms WHERE clip_id NOT IN (SELECT id FROM clips)",
-               "keyword rows": f"SELECT rowid FROM {fts.TABLE} WHERE rowid NOT IN (SELECT id FROM clips)"}
-
     def __init__(self, db: ClipDB):
         self.db = db
         self.stale_words: list[ClipRecord] = []
@@ -325,14 +321,11 @@ class _RowsCheck:
         self.removed_windows = False
 
     def feed(self, records: list[ClipRecord]) -> None:
-        held = dict(self.db.connection().execute(
-            f"SELECT rowid, words FROM {fts.TABLE} WHERE rowid IN ({','.join('?' * len(records))})",
-            [r.id for r in records]).fetchall()) if records else {}
+        held = self.db.keyword_documents([r.id for r in records])
         self.stale_words += [r for r in records if held.get(r.id, "") != document(r)]
 
     def find_orphans(self) -> None:
-        con = self.db.connection()
-        self.orphans = {what: [int(row[0]) for row in con.execute(sql)] for what, sql in self.ORPHANS.items()}
+        self.orphans = self.db.orphans()
 
     def finish(self, report: CheckReport, *, repair: bool) -> None:
         for what, ids in self.orphans.items():
@@ -346,15 +339,9 @@ class _RowsCheck:
         if not repair or not (self.stale_words or any(self.orphans.values())):
             return
         with self.db.transaction() as con:
-            gone = self.orphans.get("windows", [])
-            con.executemany("DELETE FROM windows WHERE clip_id = ?", [(i,) for i in gone])
-            con.executemany("DELETE FROM waveforms WHERE clip_id = ?",
-                            [(i,) for i in self.orphans.get("waveform peaks", [])])
-            fts.drop(con, self.orphans.get("keyword rows", []))
-            live = [(r.id, r) for r in self.stale_words if con.execute(
-                "SELECT 1 FROM clips WHERE id = ?", (r.id,)).fetchone() is not None]
-            fts.put(con, live)
-        self.removed_windows = bool(gone)
+            self.db.drop_orphans(con, self.orphans)
+            self.db.rewrite_words(con, self.stale_words)
+        self.removed_windows = bool(self.orphans.get("windows"))
         clips = len(set().union(*self.orphans.values()))
         report.repaired.append(f"removed the rows of {clips} clips the store does not hold and wrote the "
                                f"keywords of {len(self.stale_words)} clips again")

@@ -324,6 +324,35 @@ class ClipDB:
         peaks = con.execute("SELECT coalesce(sum(length(peaks)), 0) FROM waveforms").fetchone()[0]
         return int(windows) + int(peaks)
 
+    # -- rows of no clip, and keyword rows gone stale (what `retrieval check` finds and repairs) ----------
+    _ORPHANS = {"windows": "SELECT DISTINCT clip_id FROM windows WHERE clip_id NOT IN (SELECT id FROM clips)",
+                "waveform peaks": "SELECT clip_id FROM waveforms WHERE clip_id NOT IN (SELECT id FROM clips)",
+                "keyword rows": f"SELECT rowid FROM {fts.TABLE} WHERE rowid NOT IN (SELECT id FROM clips)"}
+
+    def orphans(self) -> dict[str, list[int]]:
+        """The clips that rows of windows, of waveform peaks and of the keyword index belong to while no such
+        clip is stored ("windows", "waveform peaks", "keyword rows" -> those clip ids): what another program's
+        writes leave (the store writes each with its clip, in one transaction)."""
+        con = self.connection()
+        return {what: [int(row[0]) for row in con.execute(sql)] for what, sql in self._ORPHANS.items()}
+
+    def keyword_documents(self, ids: Sequence[int] | np.ndarray) -> dict[int, str]:
+        """clip id -> the words the keyword index holds for it, for the clips among `ids` that have a row."""
+        return dict(self._by_id(f"SELECT rowid, words FROM {fts.TABLE} WHERE rowid IN ({{}})", ids))
+
+    @staticmethod
+    def drop_orphans(con: sqlite3.Connection, orphans: dict[str, list[int]]) -> None:
+        """Delete the rows of no clip that `orphans` found (its keys), in `con`'s transaction."""
+        con.executemany("DELETE FROM windows WHERE clip_id = ?", [(i,) for i in orphans.get("windows", [])])
+        con.executemany("DELETE FROM waveforms WHERE clip_id = ?",
+                        [(i,) for i in orphans.get("waveform peaks", [])])
+        fts.drop(con, orphans.get("keyword rows", []))
+
+    @staticmethod
+    def rewrite_words(con: sqlite3.Connection, records: Sequence[ClipRecord]) -> None:
+        """The keyword index's rows of the clips among `records` still stored, written again from them."""
+        fts.put(con, [(r.id, r) for r in records if ClipDB.exists(con, r.id)])
+
     def _by_id(self, sql: str, ids: Sequence[int] | np.ndarray) -> Iterator[tuple]:
         """The rows of `sql` (its IN list as `{}`) for `ids`, asked in chunks."""
         for chunk in _chunks([int(i) for i in ids]):

@@ -45,15 +45,16 @@ def test_the_options_and_a_row_combine():
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("name,description\na.wav,x\n", "must name the columns, one of them 'file'"),
+    ("name,description\na.wav,x\n", r"line 1: the header lacks the columns \['file'\] \(it names \['name', "),
     ("file,tags\na.wav,ok\na.wav,again\n", "line 3: a.wav has a row already"),
     ("file,tags\n,kick\n", "line 2: the 'file' cell is empty"),
-    ("file,tags\na.wav,kick,extra\n", "line 2: not as many cells"),
-    ("file,tags\na.wav\n", "line 2: not as many cells"),
+    ("file,tags\na.wav,kick,extra\n", "line 2: 3 cells for the 2 columns of the header .*quotes"),
+    ("file,tags\na.wav\n", "line 2: 1 cell for the 2 columns of the header$"),
     ("file,Sample Rate\na.wav,44100\n", "line 2: fields.Sample Rate"),
     ("file,tags\na.wav," + "x" * 65 + "\n", "line 2: user_tags.0"),
     ("file,description\na.wav," + "x" * 2001 + "\n", "line 2: description"),
-    ('file,description\na.wav,"unclosed\n', "cannot read"),
+    ('file,description\na.wav,"unclosed\n', r"line 2: cannot read the row \(unexpected end of data\)"),
+    ("", r"m\.csv is empty: its first line must name the columns \['file'\]"),
 ])
 def test_a_bad_csv_is_refused_naming_the_line(tmp_path, text, message):
     with pytest.raises(MetadataFileError, match=message):

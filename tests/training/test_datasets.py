@@ -49,10 +49,10 @@ def test_a_row_of_more_fields_than_the_header_is_refused_naming_its_line(tmp_pat
     header = "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
     (tmp_path / "clotho_captions_evaluation.csv").write_text(
         header + 'x.wav,"a, b",c,d,e,"f"\n' + "x.wav,a,b,c,d,rain, then thunder\n")
-    with pytest.raises(DatasetError, match=r"evaluation.csv, line 3: 7 fields for the 6 columns .*quotes"):
+    with pytest.raises(DatasetError, match=r"evaluation.csv, line 3: 7 cells for the 6 columns .*quotes"):
         read_clotho(tmp_path, "evaluation")
     (tmp_path / "val.csv").write_text("audiocap_id,youtube_id,start_time,caption\n1,abc,0,dogs, barking\n")
-    with pytest.raises(DatasetError, match="val.csv, line 2: 5 fields for the 4 columns"):
+    with pytest.raises(DatasetError, match="val.csv, line 2: 5 cells for the 4 columns"):
         read_audiocaps(tmp_path, "val")
 
 

@@ -83,10 +83,15 @@ def test_submission_round_trip_matches_the_metrics(tmp_path):
     (lambda names: names[:9] + names[:1], r"line 5: 9 distinct clips"),
     (lambda names: names[:9] + ["other.wav"], r"line 5: 'other\.wav' is no clip of"),
 ])
-def test_a_row_of_fewer_repeated_or_other_clips_is_refused(tmp_path, cells, message):
+@pytest.mark.parametrize("broken_caption", [False, True], ids=["one-line", "caption-over-two-lines"])
+def test_a_row_of_fewer_repeated_or_other_clips_is_refused(tmp_path, cells, message, broken_caption):
     """A row naming fewer than 10 clips of a set of 15 (or one twice, or a file of another set) would score
-    as if the missing ranks were misses: it is a broken submission, and says where."""
+    as if the missing ranks were misses: it is a broken submission, and says where: the file's line, one
+    further down when a caption above holds a line break (its row takes two lines)."""
     fs = planted_features(planted_world(dim=16), n_clips=15, seed=1)
+    if broken_caption:
+        fs.meta["captions"][0] = "a caption\nover two lines"
+        message = message.replace("line 5", "line 6")
     S = similarity(heads_for(fs, 1)[0], fs)
     write_submission(tmp_path / "sub.csv", S=S, fs=fs)
     captions_csv = write_captions_csv(tmp_path / "captions.csv",
