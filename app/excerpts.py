@@ -26,6 +26,7 @@ import soundfile as sf
 from app.errors import BadSpan
 from retrieval.audio import drop_frames, open_sound, probe_audio, read_frames, skip_to
 from retrieval.errors import AudioDecodeError
+from retrieval.file_types import is_audio_name, media_type, suffixes_of
 from retrieval.ogg_pages import last_page_start
 
 EXACT_16 = {"PCM_16", "PCM_S8", "PCM_U8"}  # read as int16 and written as 16-bit PCM without a change
@@ -36,12 +37,6 @@ BLOCK_FRAMES = 1 << 16  # frames read and written at a time
 SEND_BYTES = 1 << 20  # bytes sent at a time
 MAX_WAV_DATA = 0xFFFFFFFF - (1 << 16)  # a WAV's 32-bit sizes, less room for its header chunks
 MAX_FILE_NAME_BYTES = 255  # of a file name, in most file systems (ext4, APFS, NTFS in UTF-16 units)
-# the suffixes of each type a browser's <audio> expects, the first the one a download's name is given
-SUFFIX_TYPES = {".wav": "audio/wav", ".bwf": "audio/wav", ".rf64": "audio/wav", ".flac": "audio/flac",
-                ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg", ".mp3": "audio/mpeg",
-                ".mp2": "audio/mpeg", ".aiff": "audio/aiff", ".aif": "audio/aiff", ".aifc": "audio/aiff",
-                ".caf": "audio/x-caf", ".au": "audio/basic", ".snd": "audio/basic", ".w64": "audio/x-w64"}
-UNKNOWN_TYPE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -101,23 +96,23 @@ def excerpt_name(name: str, start: float, end: float) -> str:
 
 def file_type(location: str) -> str:
     """The media type of a clip's stored file by its suffix (an upload's copy is named for its container;
-    a file indexed where it lies, by its own name), application/octet-stream when not one of SUFFIX_TYPES."""
-    return SUFFIX_TYPES.get(Path(location).suffix.lower(), UNKNOWN_TYPE)
+    a file indexed where it lies, by its own name: retrieval/file_types.py), application/octet-stream when
+    its suffix is not an audio file's."""
+    return media_type(location)
 
 
 def file_name(name: str, location: str) -> str:
     """The name a clip's whole file is served and dragged out under: :func:`download_name` for the type of
     the file at `location`."""
-    kind = file_type(location)
-    suffixes = tuple(suffix for suffix, type_ in SUFFIX_TYPES.items() if type_ == kind)
-    return download_name(name, suffixes)
+    return download_name(name, suffixes_of(file_type(location)))
 
 
 def download_name(name: str, suffixes: tuple[str, ...]) -> str:
     """The name a whole file is served under: the clip's, ending in one of `suffixes` (its container's; the
     first is the one given), at most MAX_FILE_NAME_BYTES of UTF-8. A name ending in another audio suffix
-    (SUFFIX_TYPES) has it replaced (an MP3 named `take.wav` is `take.mp3`), any other gets the suffix added
-    (`Tone one` is `Tone one.wav`); no `suffixes` (a container not recognised) leaves the name as it is."""
+    (retrieval/file_types.py) has it replaced (an MP3 named `take.wav` is `take.mp3`), any other gets the
+    suffix added (`Tone one` is `Tone one.wav`); no `suffixes` (a container not recognised) leaves the name
+    as it is."""
     path = Path(name.strip() or "clip")
     if path.name in ("", ".", ".."):
         path = Path("clip")
@@ -125,7 +120,7 @@ def download_name(name: str, suffixes: tuple[str, ...]) -> str:
     if not suffixes or suffix in suffixes:
         stem, suffix = path.name[:len(path.name) - len(suffix)], path.suffix
     else:
-        stem, suffix = (path.stem if suffix in SUFFIX_TYPES else path.name), suffixes[0]
+        stem, suffix = (path.stem if is_audio_name(path.name) else path.name), suffixes[0]
     room = MAX_FILE_NAME_BYTES - len(suffix.encode())
     return stem.encode()[:room].decode("utf-8", "ignore") + suffix
 

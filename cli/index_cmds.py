@@ -13,6 +13,7 @@ from cli.errors import exit_on_error
 from cli.progress import progress_option
 from index.store.records import SearchMode
 from retrieval.errors import RetrievalError
+from retrieval.file_types import suffix_list
 
 if TYPE_CHECKING:
     from cli.metadata_csv import ExportReport, LibraryMetadata
@@ -267,8 +268,8 @@ def _print_report(report: BuildReport) -> None:
         typer.echo(f"{report.folders} sub-folder{'s' if report.folders != 1 else ''} not walked: add "
                    "--recursive to index what they hold")
     if not report.files and not report.failed:
-        typer.secho("no audio files found: a folder gives the files named .wav, .flac, .ogg, .opus, .mp3, "
-                    ".aif(f), .au, .w64, .caf and the like", err=True, fg=typer.colors.YELLOW)
+        typer.secho(f"no audio files found: a folder gives the files named {suffix_list()}", err=True,
+                    fg=typer.colors.YELLOW)
     for name, reason in report.failed:
         typer.secho(f"failed: {shown_path(name)}: {shown_path(reason)}", err=True, fg=typer.colors.YELLOW)
 

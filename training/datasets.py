@@ -39,6 +39,7 @@ import numpy as np
 
 from retrieval import text_files
 from retrieval.errors import RetrievalError
+from retrieval.file_types import AUDIO_TYPES
 from retrieval.text_files import CsvRow, open_text
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ CLOTHO_SPLITS = ("development", "validation", "evaluation")
 AUDIOCAPS_SPLITS = ("train", "val", "test")
 CLOTHO_HEADER = ["file_name"] + [f"caption_{i}" for i in range(1, 6)]
 AUDIOCAPS_HEADER = ["audiocap_id", "youtube_id", "start_time", "caption"]
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
 class DatasetError(RetrievalError):
@@ -101,7 +101,7 @@ def read_clotho(root: Path, split: str) -> list[Clip]:
 def find_audio(audio_dir: Path, *stems: str) -> Path | None:
     """The first ``audio_dir/<stem><ext>`` on disk, stems in the order given."""
     for stem in stems:
-        for ext in AUDIO_EXTENSIONS:
+        for ext in AUDIO_TYPES:
             if (path := audio_dir / f"{stem}{ext}").is_file():
                 return path
     return None

@@ -54,12 +54,11 @@ from retrieval.errors import (
     refuse_one_for_many,
 )
 from retrieval.extract import AudioLimits, probe
+from retrieval.file_types import is_audio_name
 
 log = logging.getLogger(__name__)
 
 # what a folder walk picks up; files named on the command line are tried whatever their name
-AUDIO_SUFFIXES = frozenset({".wav", ".wave", ".bwf", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-                            ".aif", ".aiff", ".aifc", ".au", ".w64", ".caf"})
 APPLE_DOUBLE = "._"  # what macOS writes beside each file on a volume without its attributes (._take.wav)
 # per-file failures; anything else (the database, a missing model) stops the run
 FILE_ERRORS = (RetrievalError, OSError, ValueError, RuntimeError)
@@ -114,7 +113,7 @@ def find_audio(paths: Iterable[Path], *, recursive: bool = False) -> FoundAudio:
             for f in _entries(path, recursive=recursive):
                 if f.name.startswith(APPLE_DOUBLE):  # a Mac's sidecar of a file's attributes, not audio
                     continue
-                audio = f.suffix.lower() in AUDIO_SUFFIXES
+                audio = is_audio_name(f.name)
                 if audio and f.is_file():
                     found[f.resolve()] = None
                 elif audio and f.is_symlink() and not f.exists():
