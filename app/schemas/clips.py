@@ -1,7 +1,10 @@
 """A clip of the collection: its record, its page, its waveform peaks, and the user's metadata it carries.
 
 A user's metadata (description, user tags, fields) is bounded so that the largest one fits an ingest job's
-fields (index/ingest/queue.py MAX_FIELDS_BYTES) with room to spare.
+fields (index/ingest/queue.py MAX_FIELDS_BYTES) with room to spare. Its text is held to the rule a clip's
+name and a file's metadata follow (index/store/names.py): what a file's text would lose (a control character,
+a direction control) is refused, 422 naming the field; what is taken is the text as stored (composed,
+trimmed, line breaks LF; a tag as normalize_tag makes it), and a bound counts that.
 """
 
 import json
@@ -9,8 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import Path
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from app.schemas.common import INT64_MAX, storable_text
+from app.schemas.common import INT64_MAX
 from index.store.metadata import (
     FIELD_KEY,
     MAX_DESCRIPTION_CHARS,
@@ -21,23 +25,41 @@ from index.store.metadata import (
     MAX_USER_TAGS,
     TAG_SEPARATORS,
     Metadata,
+    normalize_tag,
 )
+from index.store.names import checked_text
 from index.store.records import ClipRecord
 
 
-def _no_controls(v: str) -> str:
-    """Metadata is text to read: no control characters other than tab and line breaks."""
-    if any((ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 for ch in v):
-        raise ValueError("contains a control character")
-    return v
+def _text_of_lines(v: str) -> str:
+    """A description or a field value as stored (index/store/names.py `checked_text`: composed, line breaks
+    LF, trimmed); refused for a control character (but tabs and line breaks), a direction control (U+202E...),
+    a NUL or a lone surrogate, which a file's text would have taken out."""
+    return checked_text(v, lines=True)
 
 
 def _tag(v: str) -> str:
+    """A tag as stored (normalize_tag: one line, composed, lower case, single spaces), refused as
+    `_text_of_lines` refuses, or when it holds a separator or nothing."""
     if TAG_SEPARATORS.search(v):
         raise ValueError("a tag cannot hold ';' or ',' (they separate tags in forms and CSV files)")
-    if not v.strip():
+    checked_text(v)
+    if not (tag := normalize_tag(v)):
         raise ValueError("the tag is blank")
-    return v
+    return tag
+
+
+def _at_most(chars: int) -> AfterValidator:
+    """The text as stored (the validators before this one made it so) of at most `chars` characters: a bound
+    counts what is kept, not spaces at the ends or a line break's CR."""
+    def check(v: str) -> str:
+        if len(v) > chars:  # pydantic's own error, as a max_length gives it
+            raise PydanticCustomError("string_too_long", "String should have at most {max_length} characters "
+                                      "(as stored: composed, trimmed, a tag's spaces single)",
+                                      {"max_length": chars})
+        return v
+
+    return AfterValidator(check)
 
 
 def tag_list(text: str) -> list[str]:
@@ -45,14 +67,12 @@ def tag_list(text: str) -> list[str]:
     return [t for t in TAG_SEPARATORS.split(text) if t.strip()]
 
 
-# the lengths are the strings' own constraints, checked before the validators (so a refusal counts characters)
-Description = Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS), AfterValidator(storable_text),
-                        AfterValidator(_no_controls)]
-UserTag = Annotated[str, Field(min_length=1, max_length=MAX_USER_TAG_CHARS), AfterValidator(storable_text),
-                    AfterValidator(_no_controls), AfterValidator(_tag)]
+# each text is checked, then made as stored (checked_text, normalize_tag), then held to its length: a
+# refusal counts the characters kept
+Description = Annotated[str, AfterValidator(_text_of_lines), _at_most(MAX_DESCRIPTION_CHARS)]
+UserTag = Annotated[str, Field(min_length=1), AfterValidator(_tag), _at_most(MAX_USER_TAG_CHARS)]
 FieldKey = Annotated[str, Field(pattern=f"^{FIELD_KEY.pattern}$", max_length=MAX_FIELD_KEY_CHARS)]
-FieldValue = Annotated[str, Field(max_length=MAX_FIELD_VALUE_CHARS), AfterValidator(storable_text),
-                       AfterValidator(_no_controls)]
+FieldValue = Annotated[str, AfterValidator(_text_of_lines), _at_most(MAX_FIELD_VALUE_CHARS)]
 UserTags = Annotated[list[UserTag], Field(max_length=MAX_USER_TAGS)]
 Fields = Annotated[dict[FieldKey, FieldValue], Field(max_length=MAX_FIELDS)]
 
@@ -124,15 +144,16 @@ class MetadataIn(BaseModel):
         {"user_tags": []}]})
 
     description: Description | None = Field(None, examples=["808 kick, long decay"], description=(
-        f"free text, searched by keyword (up to {MAX_DESCRIPTION_CHARS} characters; '' clears it)"))
+        f"free text, searched by keyword (up to {MAX_DESCRIPTION_CHARS} characters as stored: composed, "
+        "trimmed, each line break LF; no control characters nor direction controls; '' clears it)"))
     user_tags: UserTags | None = Field(None, examples=[["kick", "808"]], description=(
-        f"the user's tags (up to {MAX_USER_TAGS}, each up to {MAX_USER_TAG_CHARS} characters, without ';' or "
-        "','), kept in lower case, each once; searched by keyword and filtered by `tags_any` / `tags_all`; "
-        "[] clears them"))
+        f"the user's tags (up to {MAX_USER_TAGS}, each up to {MAX_USER_TAG_CHARS} characters as stored, "
+        "without ';' or ','), kept on one line, composed, in lower case, each once; searched by keyword and "
+        "filtered by `tags_any` / `tags_all`; [] clears them"))
     fields: Fields | None = Field(None, examples=[{"pack": "Drums Vol 1", "bpm": "120"}], description=(
         f"named values (up to {MAX_FIELDS}; keys are identifiers of up to {MAX_FIELD_KEY_CHARS} characters, "
-        f"values strings of up to {MAX_FIELD_VALUE_CHARS}), filtered by equality; replaces all of them, {{}} "
-        "clears them"))
+        f"values strings of up to {MAX_FIELD_VALUE_CHARS} characters, stored as a description is), filtered "
+        "by equality; replaces all of them, {} clears them"))
 
     def applied_to(self, meta: Metadata) -> Metadata:
         """`meta` with the parts given here replaced."""

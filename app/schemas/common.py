@@ -7,18 +7,17 @@ from pydantic import BaseModel, Field
 
 from app.errors import NoSuchClip
 from app.limits import BODY_IDLE_S, BODY_MIN_RATE
+from index.store.names import unstorable
 
 MAX_PAGE = 500
 INT64_MAX = 2**63 - 1  # the largest integer SQLite binds; ids start at 1 in both stores
 
 
 def storable_text(v: str) -> str:
-    """Text SQLite and Qdrant store as it was sent: no NUL (C APIs cut strings there), and encodable as
-    UTF-8 (a lone surrogate is not)."""
-    if "\x00" in v:
-        raise ValueError("contains a NUL character")
-    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in v):
-        raise ValueError("contains a lone surrogate, which is not text")
+    """Text SQLite and Qdrant store as it was sent (index/store/names.py `unstorable`: no NUL, no lone
+    surrogate); a user's metadata is held to more (app/schemas/clips.py, `checked_text`)."""
+    if (why := unstorable(v)) is not None:
+        raise ValueError(why)
     return v
 
 

@@ -41,11 +41,14 @@ Where several sources give a slot, the first in this order is kept: iXML, bext, 
 comments (keywords: all of them, each once); a source that gives a description slot several times (two
 DESCRIPTION comments, two COMM frames) gives each distinct text, one paragraph each, and a field its first.
 The description is the distinct texts of description, comment and notes, in that order, one paragraph each.
-Text is cleaned (NUL and control characters other than tabs and line breaks become spaces, lone surrogates are
-dropped, whitespace trimmed) and bounded as the service bounds a user's metadata (index/store/metadata.py
-MAX_*): a description, tag or field value that is too long is cut, tags and fields past their counts are
-dropped, each with a warning. Nothing read here ever fails a clip: a reader that fails is skipped with a
-warning.
+Text is cleaned by the one rule of user text as stored (index/store/names.py `stored_text`, the rule a clip's
+name and the service's metadata follow): control characters (NUL, ESC, DEL, C1...) and direction controls
+(U+202E...) dropped, a lone surrogate as U+FFFD, line breaks (CRLF, CR, NEL, U+2028...) as LF and tabs kept
+(a tag's as spaces), composed (NFC), whitespace trimmed; where the service refuses a user's text holding
+such a character, a file's is cleaned, never refused. It is then bounded as the service bounds a user's
+metadata (index/store/metadata.py MAX_*), after that normalising: a description, tag or field value that is
+too long is cut, tags and fields past their counts are dropped, each with a warning. Nothing read here ever
+fails a clip: a reader that fails is skipped with a warning.
 """
 
 import io
@@ -67,6 +70,7 @@ from index.store.metadata import (
     Metadata,
     normalize_tags,
 )
+from index.store.names import stored_text
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +125,9 @@ def from_slots(sources: Iterable[Iterable[tuple[str, str]]], name_fields: dict[s
 
 
 def clean(text: str) -> str:
-    """Text fit to store and read: control characters (but tab, CR, LF) and NUL as spaces, no lone
-    surrogates, trimmed, at most MAX_READ_CHARS."""
-    text = text[:MAX_READ_CHARS]
-    out = "".join(" " if (ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 else ch
-                  for ch in text if not 0xD800 <= ord(ch) <= 0xDFFF)
-    return out.strip()
+    """A file's text as stored (`stored_text` with its lines: no control or direction characters, line
+    breaks LF, composed, trimmed), of at most MAX_READ_CHARS read."""
+    return stored_text(text[:MAX_READ_CHARS], lines=True)
 
 
 def bounded(description: str, tags: list[str], fields: dict[str, str], name: str) -> Metadata:

@@ -36,6 +36,7 @@ from index.ingest.jobs import (
     job_from_row,
 )
 from index.sqlite_conn import ThreadConnections, refuse_newer, write_transaction
+from index.store.names import unstorable
 from retrieval.durable import fsync_path
 from retrieval.errors import NewerFormat
 
@@ -346,12 +347,8 @@ def _text(value, what: str) -> str:
         raise ValueError(f"{what} must be a non-empty string, not {value!r}")
     if len(value) > MAX_TEXT_CHARS:
         raise ValueError(f"{what} is longer than {MAX_TEXT_CHARS} characters")
-    if "\0" in value:
-        raise ValueError(f"{what} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(f"{what} is not valid Unicode text: {e}") from None
+    if (why := unstorable(value)) is not None:  # a NUL, a lone surrogate: what no store holds
+        raise ValueError(f"{what} {why}")
     return value
 
 

@@ -1,20 +1,31 @@
 """What users say about their clips: a description, their own tags and named fields, all optional.
 
-User tags are kept normalised, so that both stores match them exactly: lower case, inner whitespace as
-single spaces, no repeats (the first occurrence's place is kept). Field keys are identifiers
+Their text is user text as index/store/names.py stores it (one rule of characters with a clip's name: no
+control characters or direction controls, composed (NFC), no spaces at either end): a description and a
+field value are lines of text (tabs kept, line breaks LF), a tag one line. Text a user sends is refused where
+the rule would take a character out (app/schemas/clips.py, `checked_text`); text read from files is cleaned
+(index/ingest/embedded.py, `stored_text`); `Metadata.of` stores either as `stored_text` makes it.
+
+User tags are kept normalised, so that both stores match them exactly: one line, composed, lower case, inner
+whitespace as single spaces, no repeats (the first occurrence's place is kept); a filter's tags are
+normalised alike (index/store/records.py `SearchFilter`). Field keys are identifiers
 (``[A-Za-z_][A-Za-z0-9_]*``): Qdrant reads a dot in a payload key as a path. Field values are strings,
-matched exactly. Their bounds (lengths, counts) are named here (MAX_*): the service's models
-(app/schemas/clips.py `MetadataIn`) hold requests to them, and what index/ writes without going through those
-models (the metadata read from inside audio files, index/ingest/embedded.py) is cut to them.
+matched exactly. Their bounds (lengths, counts) are named here (MAX_*) and count the characters as stored
+(a tag of 60 letters sent with spaces around it is 60): the service's models (app/schemas/clips.py
+`MetadataIn`) hold requests to them, and what index/ writes without going through those models (the metadata
+read from inside audio files, index/ingest/embedded.py) is cut to them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from index.store.names import lf_text as lf_text  # re-exported: index/qdrant/payload.py reads with it
+from index.store.names import stored_text
 from retrieval.errors import refuse_one_for_many
 
 FIELD_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -29,7 +40,9 @@ MAX_FIELD_VALUE_CHARS = 200
 
 
 def normalize_tag(tag: str) -> str:
-    return " ".join(tag.split()).lower()
+    """A tag as stored: one line of `stored_text`, lower case, inner whitespace as single spaces, composed
+    (`café` typed decomposed, an e and U+0301, is the tag `café`)."""
+    return unicodedata.normalize("NFC", " ".join(stored_text(tag).split()).lower())
 
 
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
@@ -37,11 +50,6 @@ def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
     letters would be the tags)."""
     refuse_one_for_many(tags, str, "tags")
     return tuple(dict.fromkeys(t for t in map(normalize_tag, tags) if t))
-
-
-def lf_text(text: str) -> str:
-    """Line breaks as LF: a file's CRLF (or CR) text and a form's LF text are the same."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def check_field_key(key: str) -> str:
@@ -60,15 +68,16 @@ class Metadata:
     @classmethod
     def of(cls, *, description: str = "", tags: Iterable[str] = (),
            fields: Mapping[str, str] | None = None) -> Metadata:
-        """Normalised: the description stripped, its line breaks LF (a file's CRLF and a form's LF are the
-        same text), tags as normalize_tags, fields sorted; ValueError for a field key that is not an
-        identifier or a value that is not a string."""
+        """Normalised: the description and the field values as stored (`stored_text` with their lines: its
+        line breaks LF, as a file's CRLF and a form's LF are the same text; composed; stripped; without
+        control characters or direction controls), tags as normalize_tags, fields sorted; ValueError for a
+        field key that is not an identifier or a value that is not a string."""
         items = sorted((fields or {}).items())
         for key, value in items:
             check_field_key(key)
             if not isinstance(value, str):
                 raise ValueError(f"field {key!r}: values are strings, not {type(value).__name__}")
-        return cls(lf_text(description).strip(), normalize_tags(tags), tuple(items))
+        return cls.from_stored(description, tags, dict(items))
 
     def over(self, found: Metadata) -> Metadata:
         """This metadata (what the user gave) laid over `found` (what a file says), part by part: this
@@ -138,8 +147,17 @@ class Metadata:
 
     @classmethod
     def from_json(cls, description: str, tags: str, fields: str) -> Metadata:
-        """From the three stored columns of the clip database (a description stored with CRLF read as LF)."""
-        return cls(lf_text(description), tuple(json.loads(tags)), tuple(sorted(json.loads(fields).items())))
+        """From the three stored columns of the clip database (from_stored)."""
+        return cls.from_stored(description, json.loads(tags), json.loads(fields))
+
+    @classmethod
+    def from_stored(cls, description: str, tags: Iterable[str], fields: Mapping[str, str]) -> Metadata:
+        """A clip's metadata as a store holds it, normalised as `of` does without its checks: what was
+        stored before (a description with CRLF, a tag decomposed, a control character the service took
+        then) reads as it is stored now, so that it compares equal to its layers (MetaLayers, read through
+        `of`), and a reread of its file does not make the file's text the user's."""
+        return cls(stored_text(description, lines=True), normalize_tags(tags),
+                   tuple(sorted((k, stored_text(v, lines=True)) for k, v in fields.items())))
 
 
 @dataclass(frozen=True)

@@ -1068,3 +1068,48 @@ def test_a_compressed_id3_frame_inflating_to_gigabytes_is_left_out_and_the_rest_
     assert "title" not in meta.field_dict and "artist" not in meta.field_dict  # a stream cut short is junk
     assert meta.field_dict["library"] == "Castle Library" and meta.field_dict["genre"] == "Doors"
     assert "inflate past" in caplog.text
+
+
+def info(**texts: bytes) -> bytes:
+    """A RIFF LIST INFO chunk of these (ident: bytes) entries."""
+    return chunk(b"LIST", b"INFO" + b"".join(chunk(ident.encode(), data) for ident, data in texts.items()))
+
+
+def test_a_files_text_with_a_stray_control_is_read_cleaned_by_the_rule_the_service_refuses_by():
+    """What PATCH refuses with 422 (a control character, a direction control; tests/app/test_metadata_text.py)
+    a file's text loses; its line breaks of any kind are LF, as the service stores them; none is refused."""
+    from index.store.names import checked_text, stored_text
+
+    subject = "Door\x1b[0m slam\x01 \u202egnp.wav\x85second line\u2028third\x9b".encode()  # INFO ends at NUL
+    meta = file_metadata(wav_with(info(ISBJ=subject, INAM="Gate\x07 \u2066Slam".encode(),
+                                       IKEY="door\x1f; \u202eslam".encode()), seconds=0.1), "door.wav")
+    assert meta.description == "Door[0m slam gnp.wav\nsecond line\nthird"
+    assert meta.field_dict["title"] == "Gate Slam" and meta.tags == ("door", "slam")
+    assert stored_text(subject.decode(), lines=True) == meta.description
+    with pytest.raises(ValueError, match="control character U\\+001B"):
+        checked_text(subject.decode())
+
+
+def test_a_files_decomposed_keywords_are_the_composed_ones_and_a_filter_of_either_finds_the_clip(
+        tmp_path, settings, tone_retriever):
+    """macOS writes text decomposed: a file's keyword `cafe\\u0301` is the tag `café` another file gives
+    composed (one tag, once), a title decomposed is stored composed, and a keyword of 60 letters with spaces
+    around it is kept whole (bounded as stored, as the service bounds a tag)."""
+    from index.ingest.builder import index_paths
+    from index.store.records import SearchFilter
+
+    long_tag = "k" * 60
+    keywords = f"cafe\u0301; caf\u00e9;   {long_tag}   ; CAFE\u0301".encode()
+    data = wav_with(info(IKEY=keywords, INAM="Cafe\u0301 noise".encode()), seconds=0.1)
+    meta = file_metadata(data, "cafe.wav")
+    assert meta.tags == ("caf\u00e9", long_tag) and meta.field_dict["title"] == "Caf\u00e9 noise"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "cafe.wav").write_bytes(data)
+    with open_collection(settings, tone_retriever) as c:
+        index_paths(c, [lib], progress=False)
+        [clip] = c.list(limit=5)
+        assert clip.meta.tags == ("caf\u00e9", long_tag)
+        for form in ("cafe\u0301", "caf\u00e9"):
+            hits = c.search_text("noise", 5, SearchFilter(tags_any=(form,)))
+            assert [h.record.id for h in hits] == [clip.id], form
