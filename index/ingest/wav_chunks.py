@@ -69,17 +69,23 @@ def wav_slots(f: BinaryIO, size: int, name: str) -> list[Slots]:
 
 
 def text(raw: bytes, name: str, what: str, *, field_size: int | None = None) -> str:
-    """A chunk's bytes as text: UTF-8 (ASCII is), else Latin-1 with a warning (the encoding is not declared);
-    cut at the first NUL. UTF-8 that fills a fixed field of `field_size` bytes to its last byte, cut there
-    within a character, is that text without the cut character."""
+    """A chunk's bytes as text: UTF-8 (ASCII is), else Windows-1252 with a warning (the encoding is not
+    declared; what Windows tools write, whose curly quotes and `…` Latin-1 would read as control characters),
+    or Latin-1 where a byte has no Windows-1252 character; cut at the first NUL. UTF-8 that fills a fixed
+    field of `field_size` bytes to its last byte, cut there within a character, is that text without the cut
+    character."""
     raw = raw.split(b"\0", 1)[0]
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         if len(raw) == field_size and e.reason == "unexpected end of data" and len(raw) - e.start < 4:
             return raw[:e.start].decode("utf-8")
-        log.warning("%s: its %s text is not UTF-8; read as Latin-1", name, what)
-        return raw.decode("latin-1")
+        try:
+            decoded, encoding = raw.decode("cp1252"), "Windows-1252"
+        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: none in Windows-1252
+            decoded, encoding = raw.decode("latin-1"), "Latin-1"
+        log.warning("%s: its %s text is not UTF-8; read as %s", name, what, encoding)
+        return decoded
 
 
 def _bext(data: bytes, name: str) -> Slots:

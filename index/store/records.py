@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from index.store.metadata import Metadata, MetaLayers, check_field_key, normalize_tags
-from index.store.names import clip_name
+from index.store.names import clip_name, stored_text
 from retrieval.moments import Moment, best_window, merge_windows
 from retrieval.windows import WindowLogits
 
@@ -195,7 +195,8 @@ class SearchFilter:
             if not (isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
                 raise TypeError(f"fields are (key, value) pairs of strings, or a mapping, not {pair!r}")
             check_field_key(pair[0])
-        object.__setattr__(self, "fields", tuple(pairs))
+        # each value as values are stored (composed, trimmed): what a library caller types finds the clip
+        object.__setattr__(self, "fields", tuple((k, stored_text(v, lines=True)) for k, v in pairs))
 
     @property
     def empty(self) -> bool:

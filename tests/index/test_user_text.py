@@ -139,3 +139,10 @@ def test_the_queue_holds_its_texts_to_what_a_store_can_hold(tmp_path, name, word
     with pytest.raises(ValueError, match=words):
         queue.enqueue(name=name, sha256="0" * 64, location="incoming/x")
     queue.close()
+
+
+def test_a_library_filter_s_field_values_are_taken_as_they_are_stored():
+    """A field value a library caller types (decomposed, with spaces around it) is the stored value it means,
+    as the service's filter takes it: a SearchFilter normalises it as stored values are."""
+    assert SearchFilter(fields={"pack": " cafe\u0301 "}).fields == (("pack", "caf\u00e9"),)
+    assert SearchFilter(fields=[("pack", "Drums\r\nVol 1")]).fields == (("pack", "Drums\nVol 1"),)
