@@ -393,7 +393,9 @@ class FaissStore(VectorStore):
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.ids(flt)
             vi = self._clips.index
-            scores, found = self._scan(vi, xq, REFINE * k if vi.lossy else k, allowed)  # (Q, k'), (Q, k')
+            # (Q, k'), (Q, k'): the k best by (-score, id); ivf8's candidates by their 8-bit scores, every one
+            # tied with the last kept, then ranked by their stored vectors
+            scores, found = self._scan(vi, xq, REFINE * k if vi.lossy else k, allowed, whole_ties=vi.lossy)
         if vi.lossy:
             scores, found = self._rescored(xq, found, k, self._vectors_or_nan)
         with self._lock.read():
@@ -411,25 +413,27 @@ class FaissStore(VectorStore):
         with self._lock.read():
             allowed = None if flt is None or flt.empty else self.db.window_ids(flt)
             vi = self._windows.index
-            scores, found = self._scan(vi, xq, REFINE * k if vi.lossy else k, allowed)
+            # every window tied with the last kept: ties are ranked by (clip id, n), not by window id
+            scores, found = self._scan(vi, xq, REFINE * k if vi.lossy else k, allowed, whole_ties=True)
             places = self.db.window_places(np.unique(found[found >= 0]).tolist())
         if vi.lossy:
-            scores, found = self._rescored(xq, found, k, self._window_vectors_or_nan)
-        return [[WindowHit(*places[i], score=float(d)) for d, i in zip(drow, irow, strict=True)
-                 if i in places] for drow, irow in zip(scores, found, strict=True)]
+            scores, found = self._rescored(xq, found, found.shape[1], self._window_vectors_or_nan)
+        return [sorted((WindowHit(*places[i], score=float(d)) for d, i in zip(drow, irow, strict=True)
+                        if i in places), key=lambda h: (-h.score, h.clip_id, h.window))[:k]
+                for drow, irow in zip(scores, found, strict=True)]
 
     @staticmethod
     def _rescored(xq: np.ndarray, found: np.ndarray, k: int,
                   stored: Callable[[np.ndarray], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The k best of each query's candidates (Q, n) by their stored vectors (`stored(ids)`, NaN rows for
-        ids removed meanwhile, which are left out)."""
+        ids removed meanwhile, which are left out), ties by id."""
         out_scores, out_ids = [], []
         for q, ids in zip(xq, found, strict=True):
             ids = ids[ids >= 0]
             exact = stored(ids) @ q if len(ids) else np.empty(0, np.float32)
             keep = np.isfinite(exact)
             ids, exact = ids[keep], exact[keep]
-            best = np.argsort(-exact, kind="stable")[:k]
+            best = np.lexsort((ids, -exact))[:k]
             out_scores.append(exact[best])
             out_ids.append(ids[best])
         width = max((len(i) for i in out_ids), default=0)
@@ -437,12 +441,40 @@ class FaissStore(VectorStore):
                 np.array([np.pad(i, (0, width - len(i)), constant_values=-1) for i in out_ids]))
 
     @staticmethod
-    def _scan(vi: VectorIndex, xq: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, ...]:
-        """(Q, min(k, n)) scores and ids of the best of the `allowed` ids (None: all); id -1 pads."""
+    def _scan(vi: VectorIndex, xq: np.ndarray, k: int, allowed: np.ndarray | None, *,
+              whole_ties: bool = False) -> tuple[np.ndarray, ...]:
+        """(Q, k') scores and ids of the best of the `allowed` ids (None: all), best first and ties by id:
+        the min(k, n) best by (-score, id), a tie at the cut won by the lower ids; with `whole_ties`, every
+        hit tied with the last of them too (for a caller that ranks them further); id -1 pads. Scores are
+        the index's: the rule holds for what an approximate index (hnsw, ivf) finds.
+
+        The index ranks ties in no given order, so it is asked for one hit more than k: where that one scores
+        below the k-th, no hit it left out ties at the cut (the common case, at the cost of one hit more);
+        where it ties, the queries so tied are asked again, four times deeper, until the last hit scores
+        below the k-th or none is left out."""
         n = vi.ntotal if allowed is None else len(allowed)
         if k == 0 or n == 0:
             return np.zeros((len(xq), 0), np.float32), np.zeros((len(xq), 0), np.int64)
-        return vi.search(xq, min(k, n), allowed)
+        want = min(k, n)
+        ask = min(want + 1, n)
+        scores, found = vi.search(xq, ask, allowed)  # (Q, ask) each, best first
+        if ask == want or not _tied_at(scores, found, want).any():  # the common case: no tie at the cut
+            scores, found = scores[:, :want], found[:, :want]
+            if (scores[:, 1:] == scores[:, :-1]).any():  # ties within the k: by id (padding, -1, last)
+                order = np.lexsort((found, -scores))
+                scores, found = np.take_along_axis(scores, order, 1), np.take_along_axis(found, order, 1)
+            return scores, found
+        rows = list(zip(scores, found, strict=True))  # each query's (scores, ids)
+        tied = np.arange(len(xq))
+        while ask < n:
+            tied = tied[_tied_at(np.stack([rows[q][0] for q in tied]), np.stack([rows[q][1] for q in tied]),
+                                 want, last=True)]
+            if not len(tied):
+                break
+            ask = min(4 * ask, n)
+            for q, row in zip(tied, zip(*vi.search(xq[tied], ask, allowed), strict=True), strict=True):
+                rows[q] = row
+        return _ranked(rows, want, whole_ties=whole_ties)
 
     def scored_windows(self, q: np.ndarray, ids: Sequence[int], *, margin: float | None = 0.0,
                        floor: float | None = None) -> dict[int, ScoredWindows]:
@@ -554,3 +586,30 @@ class FaissStore(VectorStore):
             finally:
                 self._changes = 0  # written, or not to be: closing again does nothing
                 self.db.close()
+
+
+def _tied_at(scores: np.ndarray, found: np.ndarray, k: int, *, last: bool = False) -> np.ndarray:
+    """(Q,) whether each row of hits (Q, m) best first (m > k; id -1 pads) holds a hit after its k-th that
+    ties with it: the one right after it, or with `last` its last one (ties may go on past it)."""
+    after = -1 if last else k
+    return (found[:, after] >= 0) & (scores[:, after] == scores[:, k - 1])
+
+
+def _ranked(rows: list[tuple[np.ndarray, np.ndarray]], k: int, *,
+            whole_ties: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, k') scores and ids of each query's hits (scores, ids; id -1: none) ranked by (-score, id): the k
+    best, or with `whole_ties` those and every hit tied with the k-th; -inf and -1 pad."""
+    out = []
+    for scores, ids in rows:
+        scores, ids = scores[ids >= 0], ids[ids >= 0]
+        order = np.lexsort((ids, -scores))
+        scores, ids = scores[order], ids[order]
+        keep = min(k, len(ids))
+        if whole_ties and keep:
+            keep = int(np.count_nonzero(scores >= scores[keep - 1]))
+        out.append((scores[:keep], ids[:keep]))
+    width = max((len(i) for _, i in out), default=0)
+    return (np.array([np.pad(s, (0, width - len(s)), constant_values=-np.inf) for s, _ in out],
+                     dtype=np.float32).reshape(len(out), width),
+            np.array([np.pad(i, (0, width - len(i)), constant_values=-1) for _, i in out],
+                     dtype=np.int64).reshape(len(out), width))

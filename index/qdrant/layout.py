@@ -9,7 +9,8 @@ at once.
 """
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
 
 from qdrant_client import QdrantClient
 from qdrant_client import models as qm
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 AUDIO, LOGITS = "audio", "logits"
 PAGE = 1024  # points per scroll / upsert request
 PayloadIndexes = tuple[tuple[str, qm.PayloadSchemaType], ...]
+DEEPER = 4  # a query tied at its cut is asked again this many times deeper
 
 
 INT8 = qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99,
@@ -117,3 +119,42 @@ def scroll(client: QdrantClient, name: str, *, with_vectors: bool | list[str] = 
         yield from points
         if offset is None:
             return
+
+
+class Scored(Protocol):
+    @property
+    def score(self) -> float: ...
+
+
+P = TypeVar("P", bound=Scored)
+
+
+def best_first(ask: Callable[[list[int], int, list[float] | None], Sequence[Sequence[P]]], queries: int,
+               k: int, key: Callable[[P], tuple[int, ...]], *,
+               wider: Callable[[int], int] = lambda limit: DEEPER * limit) -> list[list[P]]:
+    """Each of `queries` queries' k best points by (-score, key(point)), the score as Qdrant reports it.
+    `ask(qs, limit, floors)` answers the queries numbered `qs`, each with its points best first, at most
+    `limit`, ties in no given order (a server's, the embedded engine's); `floors` None the first time, then
+    each query's k-th score: none below it is needed (`below`), nor anything of a point but its score and
+    `key`. Asked for k + 1: where the last point scores below the k-th, none left out ties at the cut (the
+    common case, at the cost of one point more); a query whose last point ties is asked again, `wider`
+    (DEEPER times as many), until it scores below the k-th or the query has no more points."""
+    if k == 0 or queries == 0:
+        return [[] for _ in range(queries)]
+    limit = k + 1
+    found = [list(points) for points in ask(list(range(queries)), limit, None)]
+    tied = list(range(queries))
+    while True:
+        tied = [q for q in tied if len(found[q]) >= limit and found[q][-1].score == found[q][k - 1].score]
+        if not tied:
+            break
+        limit = wider(limit)
+        for q, points in zip(tied, ask(tied, limit, [found[q][k - 1].score for q in tied]), strict=True):
+            found[q] = list(points)
+    return [sorted(points, key=lambda p: (-p.score, key(p)))[:k] for points in found]
+
+
+def below(score: float) -> float:
+    """A score threshold that lets `score` through on a server (which keeps what scores at it or above) and
+    in the embedded engine (above it), whatever precision either compares in."""
+    return score - max(1e-6, 1e-6 * abs(score))

@@ -3,6 +3,9 @@ Qdrant backend's payload fields are named."""
 
 from __future__ import annotations
 
+import functools
+import unicodedata
+
 from qdrant_client import models as qm
 
 from index.qdrant import layout
@@ -24,12 +27,21 @@ VOCAB = "vocab"  # the document's distinct words, a keyword field: what a query'
 # collection metadata `keywords`: 1, the text index exists and every point has its words; 2, the words hold
 # their stems and every point has its vocabulary; 3, the words hold the fields' values; 4, each word without
 # its accents too; 5, words whole with their combining marks, marks that make another letter kept
-# (index/store/words.py)
-KEYWORDS_VERSION = 5
+# (index/store/words.py); 6, the words as the text index takes them whole (`indexed`)
+KEYWORDS_VERSION = 6
 VOCAB_INDEX = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, prefix=True)  # MatchPrefix served
-# the word tokenizer splits the prepared words at the spaces only; BM25 ranks them
+# The word tokenizer: the only one the embedded engine ranks a text query with (it refuses any other, the
+# whitespace one too). It cuts at every character that is neither a letter nor a digit (the embedded engine's
+# regex [^\W_]+, a server's char::is_alphanumeric), a combining mark included: बारिश (rain) would be three
+# words, كَتَبَ four. So the words are written for it in letters and digits alone (`indexed`), each one a single
+# token to both, the documents' and the queries' alike; BM25 ranks them
 TEXT_INDEX = qm.TextIndexParams(type=qm.TextIndexType.TEXT, tokenizer=qm.TokenizerType.WORD, lowercase=True,
                                 scoring=qm.TextScoringParams(type=qm.TextScoringType.BM25))
+# an escaped character of a word: ESCAPE and its code point in six hex digits, all full-width letters and
+# digits, which no prepared word holds (NFKC makes them the usual ones)
+ESCAPE = "\uff58"  # FULLWIDTH LATIN SMALL LETTER X
+HEX = str.maketrans({d: chr(ord(d) - ord("0") + 0xFF10) if d.isdigit() else chr(ord(d) - ord("a") + 0xFF41)
+                     for d in "0123456789abcdef"})  # 0-9 a-f -> their full-width forms
 
 
 def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
@@ -46,9 +58,26 @@ def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
 
 
 def keywords_payload(clip: NewClip) -> dict:
-    """The clip's keyword document and its vocabulary, as payload."""
+    """The clip's keyword document (its words `indexed`) and its vocabulary (the words as they are), as
+    payload."""
     doc = keyword.document(clip)
-    return {WORDS: doc, VOCAB: keyword.vocabulary(doc)}
+    return {WORDS: " ".join(indexed(w) for w in doc.split()), VOCAB: keyword.vocabulary(doc)}
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def indexed(word: str) -> str:
+    """A prepared word (index/store/words.py) as the text index keeps it whole: itself where it is letters
+    and digits that lower case leaves as they are (any word of ASCII), else each other character (a
+    combining mark) as ESCAPE and its code point in six full-width hex digits. Each word one token, and
+    distinct words distinct tokens (ESCAPE itself is escaped)."""
+    if word.isascii():
+        return word
+    return "".join(c if _kept(c) else ESCAPE + f"{ord(c):06x}".translate(HEX) for c in word)
+
+
+def _kept(c: str) -> bool:
+    """Whether a character is a letter or digit to both tokenizers, and stays as it is in lower case."""
+    return c != ESCAPE and c.isalnum() and unicodedata.category(c)[0] in "LN" and c.lower() == c
 
 
 def peaks_payload(t: Timeline | None) -> dict:

@@ -5,9 +5,10 @@ Layout (:mod:`index.qdrant.layout`). Each clip is one point whose id is the clip
 ``audio`` (D, dot product, searched) and ``logits`` (527, kept on disk and not graph-indexed, read back by
 reproject), and the clip record in its payload (with its waveform ``peaks``, left out of every read but
 :meth:`QdrantStore.peaks`), with the user's metadata (``description``, ``user_tags``, ``fields``) and the
-clip's keyword document (``words``, index/store/words.py: its words and their stems) under a full-text
-payload index with BM25 scoring, and its distinct words (``vocab``, a keyword field with prefix matching),
-which a query's prefixes are expanded against. The collection's metadata holds the model spec
+clip's keyword document (``words``, index/store/words.py: its words and their stems, each one token of
+Qdrant's word tokenizer: payload.indexed) under a full-text payload index with BM25 scoring, and its
+distinct words (``vocab``, a keyword field with prefix matching), which a query's prefixes are expanded
+against. The collection's metadata holds the model spec
 (``model_spec``; ``fingerprint`` in collections made before it), the next free id and ``keywords``
 (KEYWORDS_VERSION once the text index exists and every point has its words and vocabulary as they are made
 now: a collection of an earlier version is brought up to date when it is opened). Callers name an alias (the
@@ -47,6 +48,7 @@ from index.qdrant.payload import (
     VOCAB_INDEX,
     WORDS,
     filter_of,
+    indexed,
     keywords_payload,
     payload_of,
     peaks_payload,
@@ -80,6 +82,7 @@ from retrieval.errors import CheckpointMismatch, RetrievalError, StoreClosed
 from retrieval.model_spec import ModelSpec
 
 log = logging.getLogger(__name__)
+
 
 class QdrantStore(VectorStore):
     backend = "qdrant"
@@ -375,12 +378,26 @@ class QdrantStore(VectorStore):
         k = check_k(k)
         if k == 0 or len(xq) == 0:
             return [[] for _ in xq]
-        requests = [qm.QueryRequest(query=q.tolist(), using=AUDIO, filter=filter_of(flt), limit=k,
-                                    with_payload=RECORD) for q in xq]
+        queries, where = [q.tolist() for q in xq], filter_of(flt)
+
+        def ask(qs: list[int], limit: int, floors: list[float] | None) -> list[list[qm.ScoredPoint]]:
+            requests = [qm.QueryRequest(query=queries[q], using=AUDIO, filter=where, limit=limit,
+                                        with_payload=RECORD if floors is None else False,
+                                        score_threshold=None if floors is None else layout.below(floors[n]))
+                        for n, q in enumerate(qs)]
+            return [r.points for r in self.client.query_batch_points(self.alias, requests)]
+
         self._current_on_server()
-        with self._read:
-            responses = self.client.query_batch_points(self.alias, requests)
-        return [[Hit(record_of(p.id, p.payload), float(p.score)) for p in r.points] for r in responses]
+        with self._read:  # the k best by (-score, id): ties at the cut asked deeper (layout.best_first)
+            return self._hits(layout.best_first(ask, len(queries), k, key=lambda p: (int(p.id),)))
+
+    def _hits(self, found: Sequence[Sequence[qm.ScoredPoint]]) -> Hits:
+        """The hits of the points found, with their records: those a deeper search found without their
+        payload read in one call (a clip removed meanwhile is left out)."""
+        bare = [int(p.id) for points in found for p in points if not p.payload]
+        records = self.records(bare) if bare else {}
+        return [[Hit(record_of(p.id, p.payload) if p.payload else records[int(p.id)], float(p.score))
+                 for p in points if p.payload or int(p.id) in records] for points in found]
 
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
         k = check_k(k)
@@ -390,13 +407,20 @@ class QdrantStore(VectorStore):
             terms = keyword.query_terms(keyword.parse_query(query), self._vocabulary)
             if not terms:
                 return []
-            text = qm.TextQueryInput(query=" ".join(terms), scoring=qm.Bm25Scoring(
+            text = qm.TextQueryInput(query=" ".join(indexed(t) for t in terms), scoring=qm.Bm25Scoring(
                 bm25=qm.Bm25Params(k=keyword.BM25_K1, b=keyword.BM25_B)))
-            points = self.client.query_points(self.alias, query=qm.TextQuery(text=text), using=WORDS,
-                                              query_filter=filter_of(flt), limit=k,
-                                              with_payload=RECORD).points
-        hits = [Hit(record_of(p.id, p.payload), float(p.score)) for p in points]
-        return sorted(hits, key=lambda h: (-h.score, h.record.id))
+
+            def ask(_: list[int], limit: int, floors: list[float] | None) -> list[list[qm.ScoredPoint]]:
+                return [self.client.query_points(
+                    self.alias, query=qm.TextQuery(text=text), using=WORDS, query_filter=filter_of(flt),
+                    limit=limit, with_payload=RECORD if floors is None else False,
+                    score_threshold=None if floors is None else layout.below(floors[0])).points]
+
+            # best first, ties by id: the k best by (-score, id); tied at the cut, asked again for every clip
+            # scoring at least the k-th at once (many may tie: a word of every name in documents of one
+            # length; and each text query scores every clip holding a term, however few it answers)
+            found = layout.best_first(ask, 1, k, key=lambda p: (int(p.id),), wider=lambda _: self.count() + 1)
+            return self._hits(found)[0]
 
     def _vocabulary(self, prefix: str) -> dict[str, int]:
         """The words of the collection's documents starting with `prefix` -> how many clips hold each: the

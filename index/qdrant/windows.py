@@ -77,6 +77,12 @@ def points(payload: dict, windows: Windows) -> list[qm.PointStruct]:
             for n, (s, e, v, lg) in enumerate(rows)]
 
 
+def _clip_and_n(point: qm.ScoredPoint) -> tuple[int, int]:
+    """(clip id, n) of a window point: the order of windows whose scores tie."""
+    payload = point.payload or {}
+    return int(payload.get("id", -1)), int(payload.get("n", -1))
+
+
 def _of_clips(ids: Sequence[int]) -> qm.Filter:
     return qm.Filter(must=[qm.FieldCondition(key="id", match=qm.MatchAny(any=[int(i) for i in ids]))])
 
@@ -135,12 +141,20 @@ class QdrantWindows:
     def search(self, xq: np.ndarray, k: int, flt: qm.Filter | None) -> WindowHits:
         if k == 0 or not self.exists():
             return [[] for _ in xq]
-        requests = [qm.QueryRequest(query=q.tolist(), using=layout.AUDIO, filter=flt, limit=k,
-                                    with_payload=PLACE, params=self._params()) for q in xq]
-        responses = self.client.query_batch_points(self.alias, requests)
+        queries, params = [q.tolist() for q in xq], self._params()
+
+        def ask(qs: list[int], limit: int, floors: list[float] | None) -> list[list[qm.ScoredPoint]]:
+            requests = [qm.QueryRequest(query=queries[q], using=layout.AUDIO, filter=flt, limit=limit,
+                                        with_payload=PLACE, params=params,  # PLACE: the hit, and its key
+                                        score_threshold=None if floors is None else layout.below(floors[n]))
+                        for n, q in enumerate(qs)]
+            return [r.points for r in self.client.query_batch_points(self.alias, requests)]
+
+        # the k best by (-score, clip id, n), as every store ranks windows: ties at the cut asked deeper
+        found = layout.best_first(ask, len(queries), k, key=_clip_and_n)
         return [[WindowHit(int(p.payload["id"]), int(p.payload["n"]), float(p.payload["start"]),
-                           float(p.payload["end"]), float(p.score)) for p in r.points if p.payload]
-                for r in responses]
+                           float(p.payload["end"]), float(p.score)) for p in points if p.payload]
+                for points in found]
 
     def _params(self) -> qm.SearchParams | None:
         """Rescoring on the originals where the windows are quantized (as made now, or as found); none for

@@ -204,17 +204,18 @@ class VectorStore(ABC):
     # -- searches the backend provides --------------------------------------------------------------------
     @abstractmethod
     def search(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> Hits:
-        """xq: (Q, D) unit vectors -> for each query the k best hits, best first (no segments)."""
+        """xq: (Q, D) unit vectors -> for each query the k best hits, best first (no segments); ties by id, at
+        the cut too: the first k of any deeper answer (an approximate index ranks what it finds so)."""
 
     @abstractmethod
     def search_windows(self, xq: np.ndarray, k: int, flt: SearchFilter | None = None) -> WindowHits:
         """xq: (Q, D) unit vectors -> for each query the k best windows of clips that pass `flt`, best
-        first."""
+        first; ties by clip id, then window, at the cut too."""
 
     @abstractmethod
     def search_keywords(self, query: str, k: int, flt: SearchFilter | None = None) -> Ranking:
         """The k clips whose keyword document (index/store/words.py) best matches any word of the query, by
-        BM25 (k1 = 1.2, b = 0.75; higher is better), best first; ties by id."""
+        BM25 (k1 = 1.2, b = 0.75; higher is better), best first; ties by id, at the cut too."""
 
     # -- what the base derives (a backend may answer faster) ----------------------------------------------
     def get(self, id: int) -> ClipRecord | None:

@@ -356,7 +356,7 @@ def test_a_qdrant_collection_of_keywords_version_2_gets_its_fields_words(tmp_pat
         ids = qdrant_keywords_of_before(store, [titled(i) for i in range(4)], without_fields, version=2)
         assert store.search_keywords("gate", 5) == []
     with open_store(config, SPEC) as store:
-        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 5
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 6
         assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
         assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
 
@@ -393,6 +393,27 @@ def test_a_qdrant_collection_of_keywords_version_3_gets_its_words_without_accent
         assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
         assert [h.record.id for h in store.search_keywords("cafe", 5)] == [ids[0]]
         assert [h.record.id for h in store.search_keywords("brulee", 5)] == [ids[1]]
+
+
+# -- keyword indexes of before words with combining marks were written for Qdrant's tokenizer ---------------
+MARKED = ["बारिश_शहर.wav", "बार.wav", "كَتَبَ.wav", "كِتَاب.wav"]  # rain city, time, he wrote, book
+
+
+def test_a_qdrant_collection_of_keywords_version_5_gets_its_words_with_marks_whole(tmp_path):
+    """Version 5 wrote the words as they are, which Qdrant's word tokenizer cuts at their combining marks
+    (बारिश into ब र श, so that बार found it): opened, every point's words are written again, each one a
+    token."""
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:
+        marked = [replace(clip(i), name=name) for i, name in enumerate(MARKED)]
+        ids = qdrant_keywords_of_before(store, marked, document, version=5)
+    with open_store(config, SPEC) as store:
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
+        assert [h.record.id for h in store.search_keywords("बार", 5)] == [ids[1]]
+        assert [h.record.id for h in store.search_keywords("बारिश", 5)] == [ids[0]]
+        assert [h.record.id for h in store.search_keywords("كتب", 5)] == [ids[2]]  # without its vowel marks
+        assert [h.record.id for h in store.search_keywords("كِتَاب", 5)] == [ids[3]]
+        assert {h.record.id for h in store.search_keywords("बार*", 5)} == {ids[0], ids[1]}
 
 
 def test_a_store_of_a_newer_version_is_refused_unchanged(tmp_path):
