@@ -15,9 +15,14 @@ VOCAB = "clip_words_vocab"  # fts5vocab over TABLE: each word, how many document
 LAST = "\U0010ffff"  # above every character: prefix + LAST bounds the words starting with the prefix
 
 
+# the prepared words (index/store/words.py) split at the spaces only: letters, digits, private use and, beyond
+# unicode61's defaults, combining marks (M*) as word characters, so that बारिश (rain) and كَتَبَ are one word
+# each, not ब र श; no diacritic folding (the documents hold each word without its accents as well)
+TOKENIZER = "unicode61 remove_diacritics 0 categories 'L* N* Co M*'"
+
+
 def create(con: sqlite3.Connection) -> None:
-    con.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(words, "
-                "tokenize = 'unicode61 remove_diacritics 0')")
+    con.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(words, tokenize = \"{TOKENIZER}\")")
     con.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {VOCAB} USING fts5vocab({TABLE}, 'row')")
 
 

@@ -77,8 +77,8 @@ def _add_metadata(con: sqlite3.Connection) -> None:
 
 def _rebuild_keywords(con: sqlite3.Connection) -> None:
     """Versions 2 (the words' stems, and the vocabulary), 4 (the fields' values), 8 and 9 (the words
-    without their accents): the keyword index made again from the stored records, as index/store/words.py
-    makes documents now."""
+    without their accents), 10 (words whole with their combining marks: fts.TOKENIZER): the keyword index made
+    again from the stored records, as index/store/words.py makes documents now."""
     con.execute(f"DROP TABLE IF EXISTS {fts.VOCAB}")
     con.execute(f"DROP TABLE IF EXISTS {fts.TABLE}")
     _fill_keywords(con)
@@ -125,7 +125,7 @@ def _add_meta_layers(con: sqlite3.Connection) -> None:
 
 # MIGRATIONS[v] takes a file from version v to v + 1
 MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations,
-              _add_audio_sha256, _add_meta_layers, _rebuild_keywords, _rebuild_keywords)
+              _add_audio_sha256, _add_meta_layers, _rebuild_keywords, _rebuild_keywords, _rebuild_keywords)
 # a keyword document's columns: those every version from 1 on has (a migration's rebuild reads them)
 KEYWORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                    "description, user_tags, fields")

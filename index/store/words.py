@@ -41,7 +41,9 @@ term; Qdrant, whose full-text index has no prefix query, keeps each clip's disti
 document (a keyword field that prefix matching serves).
 
 The stores index the prepared words (space-separated) with their own tokenizers, which split them at the
-spaces only: FTS5 ``unicode61`` without diacritic folding (FAISS + SQLite), Qdrant's word tokenizer. A
+spaces only: FTS5 ``unicode61`` without diacritic folding, combining marks word characters (FAISS + SQLite:
+index/faiss/fts.py), Qdrant's word tokenizer over the words written in letters and digits alone
+(index/qdrant/payload.py `indexed`). A
 query matches a clip holding any of its terms; the score is BM25 with k1 = 1.2, b = 0.75, document lengths
 in words and statistics over the whole collection (filters choose among the clips, they do not change the
 statistics). The two stores' BM25 differ in one term, the IDF of a word found in n of N documents:

@@ -298,10 +298,7 @@ MARKED_QUERIES = [("बारिश", ["बारिश"]), ("बार", ["ब�
 
 
 @pytest.fixture(params=[
-    pytest.param("faiss", marks=pytest.mark.xfail(strict=True, reason=(
-        "FTS5's unicode61 (index/faiss/fts.py) cuts words at combining marks too, its default categories "
-        "being L* N* Co: बार finds बारिश as the phrase ब र, and lengths count the pieces"))),
-    "qdrant", "reference"])
+    "faiss", "qdrant", "reference"])
 def marked_store(request, tmp_path):
     config = StoreConfig(data_dir=tmp_path / "data", backend=request.param)
     with open_backend(config, SPEC) as store:

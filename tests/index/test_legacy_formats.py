@@ -291,7 +291,7 @@ def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 9
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 10
     assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
         "doors door slamming slam wav loud speech rain"
     con.close()
@@ -381,7 +381,7 @@ def test_a_faiss_store_of_version_7_gets_its_words_without_accents(tmp_path):
         assert [h.record.id for h in store.search_keywords("cafe", 5)] == [ids[0]]
         assert [h.record.id for h in store.search_keywords("creme", 5)] == [ids[1]]
     with sqlite3.connect(data_dir / CLIP_DB) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 9
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 10
 
 
 def test_a_qdrant_collection_of_keywords_version_3_gets_its_words_without_accents(tmp_path):
@@ -414,6 +414,34 @@ def test_a_qdrant_collection_of_keywords_version_5_gets_its_words_with_marks_who
         assert [h.record.id for h in store.search_keywords("كتب", 5)] == [ids[2]]  # without its vowel marks
         assert [h.record.id for h in store.search_keywords("كِتَاب", 5)] == [ids[3]]
         assert {h.record.id for h in store.search_keywords("बार*", 5)} == {ids[0], ids[1]}
+
+
+def test_a_faiss_store_of_version_9_gets_its_words_with_marks_whole(tmp_path):
+    """Version 9's keyword index took only letters, digits and private use as word characters (unicode61's
+    default categories), so it cut बारिश into ब र श and बार found it as that phrase: opened, the index is
+    made again with combining marks word characters (fts.TOKENIZER)."""
+    data_dir = tmp_path / "data"
+    marked = [replace(clip(i), name=name) for i, name in enumerate(MARKED)]
+    with FaissStore(data_dir, SPEC) as store:
+        ids = [store.add(c, unit_vectors(len(marked))[i], logits(i)).id for i, c in enumerate(marked)]
+    with sqlite3.connect(data_dir / CLIP_DB) as con:  # the table as version 9 made it, its words as they were
+        docs = con.execute(f"SELECT rowid, words FROM {fts.TABLE}").fetchall()
+        con.execute(f"DROP TABLE {fts.VOCAB}")
+        con.execute(f"DROP TABLE {fts.TABLE}")
+        con.execute(f"CREATE VIRTUAL TABLE {fts.TABLE} USING fts5(words, "
+                    "tokenize = 'unicode61 remove_diacritics 0')")
+        con.execute(f"CREATE VIRTUAL TABLE {fts.VOCAB} USING fts5vocab({fts.TABLE}, 'row')")
+        con.executemany(f"INSERT INTO {fts.TABLE} (rowid, words) VALUES (?, ?)", docs)
+        con.execute("PRAGMA user_version = 9")
+        cut = con.execute(f"SELECT rowid FROM {fts.TABLE} WHERE {fts.TABLE} MATCH ?", ('"बार"',)).fetchall()
+        assert len(cut) == 2  # बार.wav, and बारिश_शहर.wav as the phrase ब र
+    with FaissStore(data_dir, SPEC) as store:
+        assert [h.record.id for h in store.search_keywords("बार", 5)] == [ids[1]]
+        assert [h.record.id for h in store.search_keywords("बारिश", 5)] == [ids[0]]
+        assert {h.record.id for h in store.search_keywords("बार*", 5)} == {ids[0], ids[1]}
+        assert [h.record.id for h in store.search_keywords("كِتَاب", 5)] == [ids[3]]
+    with sqlite3.connect(data_dir / CLIP_DB) as con:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_a_store_of_a_newer_version_is_refused_unchanged(tmp_path):
