@@ -17,7 +17,10 @@ clip's file said when last read and what the user set, kept apart (``meta_layers
 read again gives its clip what it says now under what the user set. 8: the keyword index again, its
 documents now holding each word without its accents too (``café`` found by ``cafe``). 9: the keyword index
 again, each word whole with its combining marks (Hindi's vowel signs cut words) and marks that make another
-letter (kana's voicing marks) no longer taken off.
+letter (kana's voicing marks) no longer taken off. 10: the keyword index again, its tokenizer taking
+combining marks as word characters (fts.TOKENIZER). 11: each clip's user text as it is stored now
+(index/store/names.py: composed, trimmed, line breaks LF, no control characters), so that a filter, which
+takes its tags and values so, finds the clips whose text was stored otherwise before.
 """
 
 import json
@@ -123,9 +126,28 @@ def _add_meta_layers(con: sqlite3.Connection) -> None:
         con.execute("ALTER TABLE clips ADD COLUMN meta_layers TEXT")
 
 
+def _store_user_text(con: sqlite3.Connection) -> None:
+    """Version 11: each clip's description, tags and field values, and its metadata's layers, written again
+    as Metadata reads them (from_stored: composed, trimmed, line breaks LF, without control characters), a
+    page of clips at a time, only those that change: a filter compares the stored JSON with values taken so,
+    and a tag stored decomposed, or a value with a space at its end, matched no filter."""
+    after = 0
+    while rows := con.execute("SELECT id, description, user_tags, fields, meta_layers FROM clips "
+                              "WHERE id > ? ORDER BY id LIMIT 1000", (after,)).fetchall():
+        for id_, description, user_tags, fields, layers in rows:
+            meta = Metadata.from_json(description, user_tags, fields)
+            stored = (meta.description, meta.tags_json(), meta.fields_json(),
+                      None if layers is None else MetaLayers.from_json_text(layers).to_json())
+            if stored != (description, user_tags, fields, layers):
+                con.execute("UPDATE clips SET description = ?, user_tags = ?, fields = ?, meta_layers = ? "
+                            "WHERE id = ?", (*stored, id_))
+        after = rows[-1][0]
+
+
 # MIGRATIONS[v] takes a file from version v to v + 1
 MIGRATIONS = (_add_metadata, _rebuild_keywords, _index_window_places, _rebuild_keywords, _index_locations,
-              _add_audio_sha256, _add_meta_layers, _rebuild_keywords, _rebuild_keywords, _rebuild_keywords)
+              _add_audio_sha256, _add_meta_layers, _rebuild_keywords, _rebuild_keywords, _rebuild_keywords,
+              _store_user_text)
 # a keyword document's columns: those every version from 1 on has (a migration's rebuild reads them)
 KEYWORD_COLUMNS = ("id, name, location, sha256, duration, sample_rate, added_at, stored_copy, tags, "
                    "description, user_tags, fields")

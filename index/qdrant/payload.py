@@ -10,7 +10,7 @@ from qdrant_client import models as qm
 
 from index.qdrant import layout
 from index.store import words as keyword
-from index.store.metadata import Metadata, MetaLayers, lf_text
+from index.store.metadata import Metadata, MetaLayers
 from index.store.records import ClipRecord, NewClip, SearchFilter, Tag, Timeline
 from retrieval.errors import RetrievalError
 
@@ -27,8 +27,9 @@ VOCAB = "vocab"  # the document's distinct words, a keyword field: what a query'
 # collection metadata `keywords`: 1, the text index exists and every point has its words; 2, the words hold
 # their stems and every point has its vocabulary; 3, the words hold the fields' values; 4, each word without
 # its accents too; 5, words whole with their combining marks, marks that make another letter kept
-# (index/store/words.py); 6, the words as the text index takes them whole (`indexed`)
-KEYWORDS_VERSION = 6
+# (index/store/words.py); 6, the words as the text index takes them whole (`indexed`); 7, the user's text as
+# it is stored now (`user_text_payload`: composed, trimmed, line breaks LF), which filters compare with
+KEYWORDS_VERSION = 7
 VOCAB_INDEX = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, prefix=True)  # MatchPrefix served
 # The word tokenizer: the only one the embedded engine ranks a text query with (it refuses any other, the
 # whitespace one too). It cuts at every character that is neither a letter nor a digit (the embedded engine's
@@ -51,10 +52,14 @@ def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
             "stored_copy": bool(clip.stored_copy), "added_at": added_at, "audio_sha256": clip.audio_sha256,
             "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
             "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
-            "description": clip.meta.description, "user_tags": list(clip.meta.tags),
+            **user_text_payload(clip), **keywords_payload(clip)}
+
+
+def user_text_payload(clip: NewClip) -> dict:
+    """The clip's metadata (description, user tags, fields) and its layers, as payload."""
+    return {"description": clip.meta.description, "user_tags": list(clip.meta.tags),
             "fields": clip.meta.field_dict,
-            "meta_layers": None if clip.meta_layers is None else clip.meta_layers.to_json(),
-            **keywords_payload(clip)}
+            "meta_layers": None if clip.meta_layers is None else clip.meta_layers.to_json()}
 
 
 def keywords_payload(clip: NewClip) -> dict:
@@ -98,8 +103,8 @@ def record_of(point_id: int, payload: dict) -> ClipRecord:
 def _record_of(point_id: int, payload: dict) -> ClipRecord:
     tags = tuple(Tag(t["label"], float(t["probability"])) for t in payload["tags"])
     fields = {k: payload[k] for k in RECORD_FIELDS}
-    meta = Metadata(lf_text(payload.get("description", "")), tuple(payload.get("user_tags", ())),
-                    tuple(sorted(payload.get("fields", {}).items())))  # absent: a point made before metadata
+    meta = Metadata.from_stored(payload.get("description", ""), payload.get("user_tags", ()),
+                                payload.get("fields", {}))  # absent: a point made before metadata
     meta_layers = payload.get("meta_layers")  # absent: a point made before it was kept
     return ClipRecord(id=int(point_id), tags=tags, meta=meta, audio_sha256=payload.get("audio_sha256"),
                       meta_layers=None if meta_layers is None else MetaLayers.from_json_text(meta_layers),

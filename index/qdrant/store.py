@@ -53,6 +53,7 @@ from index.qdrant.payload import (
     payload_of,
     peaks_payload,
     record_of,
+    user_text_payload,
 )
 from index.qdrant.windows import QdrantWindows, collection_for, same_clip_part
 from index.qdrant.windows import points as window_points
@@ -143,17 +144,17 @@ class QdrantStore(VectorStore):
 
     def _add_keywords(self) -> None:
         """A collection made before keyword search, or before its documents' present shape (KEYWORDS_VERSION:
-        the words' stems, the fields' values), gets its
-        text and vocabulary indexes, and every point its words (with their stems) and vocabulary, written
-        again from its record."""
+        the words' stems, the fields' values, the user's text as stored now), gets its text and vocabulary
+        indexes, and every point its words (with their stems), vocabulary and user text, written again from
+        its record."""
         if (self._meta().get("keywords") or 0) >= KEYWORDS_VERSION:
             return
         with self._write:
             target = self._target()
             self._keyword_indexes(target)
+            records = (record_of(p.id, p.payload) for p in self._scroll())  # its text as stored now
             ops = [qm.SetPayloadOperation(set_payload=qm.SetPayload(
-                payload=keywords_payload(record_of(p.id, p.payload)), points=[p.id]))
-                   for p in self._scroll()]
+                payload={**user_text_payload(r), **keywords_payload(r)}, points=[r.id])) for r in records]
             for start in range(0, len(ops), PAGE):
                 self.client.batch_update_points(target, ops[start:start + PAGE], wait=True)
             self.client.update_collection(target, metadata={"keywords": KEYWORDS_VERSION})
@@ -418,8 +419,10 @@ class QdrantStore(VectorStore):
 
             # best first, ties by id: the k best by (-score, id); tied at the cut, asked again for every clip
             # scoring at least the k-th at once (many may tie: a word of every name in documents of one
-            # length; and each text query scores every clip holding a term, however few it answers)
-            found = layout.best_first(ask, 1, k, key=lambda p: (int(p.id),), wider=lambda _: self.count() + 1)
+            # length; and each text query scores every clip holding a term, however few it answers), up to
+            # layout.MAX_TIE_DEPTH clips: past that, ties by id among those Qdrant returned
+            found = layout.best_first(ask, 1, k, key=lambda p: (int(p.id),),
+                                      wider=lambda _: min(self.count() + 1, layout.MAX_TIE_DEPTH))
             return self._hits(found)[0]
 
     def _vocabulary(self, prefix: str) -> dict[str, int]:

@@ -291,7 +291,7 @@ def test_a_faiss_store_of_version_1_gets_its_keyword_index_stemmed(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         assert_keyword_search_stems(store, ids)
     con = sqlite3.connect(data_dir / CLIP_DB)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 10
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 11
     assert con.execute(f"SELECT words FROM {fts.TABLE} WHERE rowid = ?", (ids[1],)).fetchone()[0] == \
         "doors door slamming slam wav loud speech rain"
     con.close()
@@ -356,7 +356,7 @@ def test_a_qdrant_collection_of_keywords_version_2_gets_its_fields_words(tmp_pat
         ids = qdrant_keywords_of_before(store, [titled(i) for i in range(4)], without_fields, version=2)
         assert store.search_keywords("gate", 5) == []
     with open_store(config, SPEC) as store:
-        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 6
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION == 7
         assert {h.record.id for h in store.search_keywords("gate", 5)} == {ids[0], ids[2]}
         assert {h.record.id for h in store.search_keywords("hoot*", 5)} == {ids[1], ids[3]}
 
@@ -381,7 +381,7 @@ def test_a_faiss_store_of_version_7_gets_its_words_without_accents(tmp_path):
         assert [h.record.id for h in store.search_keywords("cafe", 5)] == [ids[0]]
         assert [h.record.id for h in store.search_keywords("creme", 5)] == [ids[1]]
     with sqlite3.connect(data_dir / CLIP_DB) as con:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 10
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 11
 
 
 def test_a_qdrant_collection_of_keywords_version_3_gets_its_words_without_accents(tmp_path):
@@ -442,6 +442,54 @@ def test_a_faiss_store_of_version_9_gets_its_words_with_marks_whole(tmp_path):
         assert [h.record.id for h in store.search_keywords("كِتَاب", 5)] == [ids[3]]
     with sqlite3.connect(data_dir / CLIP_DB) as con:
         assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+# -- user text stored before it was composed and trimmed ------------------------------------------------
+NFD_TAG, NFC_TAG = "cafe\u0301", "caf\u00e9"
+OLD_FIELDS = {"pack": "Drums Vol 1 ", "note": "a\r\nb"}  # as earlier versions kept a value: as it was sent
+
+
+def user_text_found(store) -> list[list[int]]:
+    """The clips each filter of the text as typed now finds."""
+    filters = [SearchFilter(tags_any=(NFC_TAG,)), SearchFilter(tags_any=(NFD_TAG,)),
+               SearchFilter(fields={"pack": "Drums Vol 1"}), SearchFilter(fields={"pack": "Drums Vol 1 "}),
+               SearchFilter(fields={"note": "a\nb"})]
+    return [[h.record.id for h in store.search(unit_vectors(2)[0][None, :], 5, flt)[0]] for flt in filters]
+
+
+def test_a_faiss_store_of_version_10_gets_its_user_text_as_stored_now(tmp_path):
+    """A tag stored decomposed and a value stored with a space at its end and CRLF matched no filter once
+    filters took tags and values composed and trimmed (as the store shows them): version 11 writes every
+    clip's text as it is stored now, once."""
+    data_dir = tmp_path / "data"
+    with FaissStore(data_dir, SPEC) as store:
+        ids = [store.add(clip(i), unit_vectors(2)[i], logits(i)).id for i in range(2)]
+    with sqlite3.connect(data_dir / CLIP_DB) as con:
+        con.execute("UPDATE clips SET user_tags = ?, fields = ?, description = ? WHERE id = ?",
+                    (json.dumps([NFD_TAG]), json.dumps(OLD_FIELDS), "line one\r\nline two ", ids[0]))
+        con.execute("PRAGMA user_version = 10")
+    with FaissStore(data_dir, SPEC) as store:
+        assert user_text_found(store) == [[ids[0]]] * 5
+        assert store.get(ids[0]).meta.description == "line one\nline two"
+    with sqlite3.connect(data_dir / CLIP_DB) as con:
+        row = con.execute("SELECT user_tags, fields FROM clips WHERE id = ?", (ids[0],)).fetchone()
+        assert json.loads(row[0]) == [NFC_TAG]
+        assert json.loads(row[1]) == {"note": "a\nb", "pack": "Drums Vol 1"}
+        assert con.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_qdrant_collection_of_keywords_version_6_gets_its_user_text_as_stored_now(tmp_path):
+    config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
+    with open_store(config, SPEC) as store:
+        ids = [store.add(clip(i), unit_vectors(2)[i], logits(i)).id for i in range(2)]
+        store.client.set_payload("clips", {"user_tags": [NFD_TAG], "fields": OLD_FIELDS}, points=[ids[0]])
+        store.client.update_collection(store._target(), metadata={"keywords": 6})
+    with open_store(config, SPEC) as store:
+        assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
+        assert user_text_found(store) == [[ids[0]]] * 5
+        payload = store.client.retrieve("clips", [ids[0]], with_payload=True)[0].payload
+        assert payload["user_tags"] == [NFC_TAG]
+        assert payload["fields"] == {"note": "a\nb", "pack": "Drums Vol 1"}
 
 
 def test_a_store_of_a_newer_version_is_refused_unchanged(tmp_path):
