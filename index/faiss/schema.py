@@ -32,6 +32,7 @@ from pathlib import Path
 from index.faiss import fts
 from index.sqlite_conn import read_only
 from index.store.metadata import Metadata, MetaLayers
+from index.store.names import clip_name
 from index.store.records import ClipRecord, SearchFilter, Tag
 
 log = logging.getLogger(__name__)
@@ -127,20 +128,28 @@ def _add_meta_layers(con: sqlite3.Connection) -> None:
 
 
 def _store_user_text(con: sqlite3.Connection) -> None:
-    """Version 11: each clip's description, tags and field values, and its metadata's layers, written again
-    as Metadata reads them (from_stored: composed, trimmed, line breaks LF, without control characters), a
-    page of clips at a time, only those that change: a filter compares the stored JSON with values taken so,
-    and a tag stored decomposed, or a value with a space at its end, matched no filter."""
+    """Version 11: each clip's name (clip_name) and its description, tags and field values, and its
+    metadata's layers, written again as they are stored now (Metadata.from_stored: composed, trimmed, line
+    breaks LF, without control characters), a page of clips at a time, only those that change, and their
+    keyword documents with them: a filter compares the stored JSON with values taken so (a tag stored
+    decomposed, or a value with a space at its end, matched no filter), and a name kept a line break or a
+    control of text's direction that the same file indexed now would not."""
     after = 0
-    while rows := con.execute("SELECT id, description, user_tags, fields, meta_layers FROM clips "
-                              "WHERE id > ? ORDER BY id LIMIT 1000", (after,)).fetchall():
-        for id_, description, user_tags, fields, layers in rows:
+    while rows := con.execute("SELECT id, name, description, user_tags, fields, meta_layers FROM clips "
+                              "WHERE id > ? ORDER BY id LIMIT 500", (after,)).fetchall():  # 500: SQLite's
+        changed = []  # parameters in one statement were at most 999 before 3.32
+        for id_, name, description, user_tags, fields, layers in rows:
             meta = Metadata.from_json(description, user_tags, fields)
-            stored = (meta.description, meta.tags_json(), meta.fields_json(),
+            stored = (clip_name(name), meta.description, meta.tags_json(), meta.fields_json(),
                       None if layers is None else MetaLayers.from_json_text(layers).to_json())
-            if stored != (description, user_tags, fields, layers):
-                con.execute("UPDATE clips SET description = ?, user_tags = ?, fields = ?, meta_layers = ? "
-                            "WHERE id = ?", (*stored, id_))
+            if stored != (name, description, user_tags, fields, layers):
+                con.execute("UPDATE clips SET name = ?, description = ?, user_tags = ?, fields = ?, "
+                            "meta_layers = ? WHERE id = ?", (*stored, id_))
+                changed.append(id_)
+        if changed:
+            marks = ",".join("?" * len(changed))
+            fts.put(con, ((r[0], record_of(r)) for r in con.execute(
+                f"SELECT {KEYWORD_COLUMNS} FROM clips WHERE id IN ({marks})", changed).fetchall()))
         after = rows[-1][0]
 
 

@@ -27,8 +27,8 @@ VOCAB = "vocab"  # the document's distinct words, a keyword field: what a query'
 # collection metadata `keywords`: 1, the text index exists and every point has its words; 2, the words hold
 # their stems and every point has its vocabulary; 3, the words hold the fields' values; 4, each word without
 # its accents too; 5, words whole with their combining marks, marks that make another letter kept
-# (index/store/words.py); 6, the words as the text index takes them whole (`indexed`); 7, the user's text as
-# it is stored now (`user_text_payload`: composed, trimmed, line breaks LF), which filters compare with
+# (index/store/words.py); 6, the words as the text index takes them whole (`indexed`); 7, the clip's name and
+# user text as they are stored now (index/store/names.py: composed, trimmed...), which filters compare with
 KEYWORDS_VERSION = 7
 VOCAB_INDEX = qm.KeywordIndexParams(type=qm.KeywordIndexType.KEYWORD, prefix=True)  # MatchPrefix served
 # The word tokenizer: the only one the embedded engine ranks a text query with (it refuses any other, the
@@ -52,14 +52,10 @@ def payload_of(clip: NewClip, *, id: int, added_at: float) -> dict:
             "stored_copy": bool(clip.stored_copy), "added_at": added_at, "audio_sha256": clip.audio_sha256,
             "tags": [{"label": t.label, "probability": float(t.probability)} for t in clip.tags],
             "tag_labels": [t.label.lower() for t in clip.tags],  # tags match case-insensitively
-            **user_text_payload(clip), **keywords_payload(clip)}
-
-
-def user_text_payload(clip: NewClip) -> dict:
-    """The clip's metadata (description, user tags, fields) and its layers, as payload."""
-    return {"description": clip.meta.description, "user_tags": list(clip.meta.tags),
+            "description": clip.meta.description, "user_tags": list(clip.meta.tags),
             "fields": clip.meta.field_dict,
-            "meta_layers": None if clip.meta_layers is None else clip.meta_layers.to_json()}
+            "meta_layers": None if clip.meta_layers is None else clip.meta_layers.to_json(),
+            **keywords_payload(clip)}
 
 
 def keywords_payload(clip: NewClip) -> dict:

@@ -49,11 +49,9 @@ from index.qdrant.payload import (
     WORDS,
     filter_of,
     indexed,
-    keywords_payload,
     payload_of,
     peaks_payload,
     record_of,
-    user_text_payload,
 )
 from index.qdrant.windows import QdrantWindows, collection_for, same_clip_part
 from index.qdrant.windows import points as window_points
@@ -61,6 +59,7 @@ from index.store import words as keyword
 from index.store.checks import check_k, check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, ClipChanged, VectorStore
 from index.store.metadata import Metadata, MetaLayers
+from index.store.names import clip_name
 from index.store.records import (
     Added,
     Chunk,
@@ -144,17 +143,22 @@ class QdrantStore(VectorStore):
 
     def _add_keywords(self) -> None:
         """A collection made before keyword search, or before its documents' present shape (KEYWORDS_VERSION:
-        the words' stems, the fields' values, the user's text as stored now), gets its text and vocabulary
-        indexes, and every point its words (with their stems), vocabulary and user text, written again from
-        its record."""
+        the words' stems, the fields' values, the clip's name and user text as stored now), gets its text and
+        vocabulary indexes, and every point its words (with their stems), vocabulary, name and user text
+        written again from its record (its windows' copy of what changed too)."""
         if (self._meta().get("keywords") or 0) >= KEYWORDS_VERSION:
             return
         with self._write:
             target = self._target()
             self._keyword_indexes(target)
-            records = (record_of(p.id, p.payload) for p in self._scroll())  # its text as stored now
-            ops = [qm.SetPayloadOperation(set_payload=qm.SetPayload(
-                payload={**user_text_payload(r), **keywords_payload(r)}, points=[r.id])) for r in records]
+            ops = []
+            for p in self._scroll():  # its name and text as stored now, its windows' copy too
+                r = record_of(p.id, p.payload)
+                r = replace(r, name=clip_name(r.name))
+                payload = payload_of(r, id=r.id, added_at=r.added_at)
+                if not same_clip_part(dict(p.payload or {}), payload):
+                    self._windows.set_clip_payload(payload)
+                ops.append(qm.SetPayloadOperation(set_payload=qm.SetPayload(payload=payload, points=[r.id])))
             for start in range(0, len(ops), PAGE):
                 self.client.batch_update_points(target, ops[start:start + PAGE], wait=True)
             self.client.update_collection(target, metadata={"keywords": KEYWORDS_VERSION})

@@ -447,6 +447,8 @@ def test_a_faiss_store_of_version_9_gets_its_words_with_marks_whole(tmp_path):
 # -- user text stored before it was composed and trimmed ------------------------------------------------
 NFD_TAG, NFC_TAG = "cafe\u0301", "caf\u00e9"
 OLD_FIELDS = {"pack": "Drums Vol 1 ", "note": "a\r\nb"}  # as earlier versions kept a value: as it was sent
+# a name as `index add` kept a file's before names were cleaned: a line break, a direction control, NFD
+OLD_NAME, NEW_NAME = "take\none evil\u202egnp cafe\u0301.wav", "take one evilgnp caf\u00e9.wav"
 
 
 def user_text_found(store) -> list[list[int]]:
@@ -465,12 +467,15 @@ def test_a_faiss_store_of_version_10_gets_its_user_text_as_stored_now(tmp_path):
     with FaissStore(data_dir, SPEC) as store:
         ids = [store.add(clip(i), unit_vectors(2)[i], logits(i)).id for i in range(2)]
     with sqlite3.connect(data_dir / CLIP_DB) as con:
-        con.execute("UPDATE clips SET user_tags = ?, fields = ?, description = ? WHERE id = ?",
-                    (json.dumps([NFD_TAG]), json.dumps(OLD_FIELDS), "line one\r\nline two ", ids[0]))
+        con.execute("UPDATE clips SET user_tags = ?, fields = ?, description = ?, name = ? WHERE id = ?",
+                    (json.dumps([NFD_TAG]), json.dumps(OLD_FIELDS), "line one\r\nline two ", OLD_NAME,
+                     ids[0]))
         con.execute("PRAGMA user_version = 10")
     with FaissStore(data_dir, SPEC) as store:
         assert user_text_found(store) == [[ids[0]]] * 5
         assert store.get(ids[0]).meta.description == "line one\nline two"
+        assert store.get(ids[0]).name == NEW_NAME
+        assert [h.record.id for h in store.search_keywords("evilgnp", 5)] == [ids[0]]  # its words, with it
     with sqlite3.connect(data_dir / CLIP_DB) as con:
         row = con.execute("SELECT user_tags, fields FROM clips WHERE id = ?", (ids[0],)).fetchone()
         assert json.loads(row[0]) == [NFC_TAG]
@@ -482,12 +487,14 @@ def test_a_qdrant_collection_of_keywords_version_6_gets_its_user_text_as_stored_
     config = StoreConfig(data_dir=tmp_path / "data", backend="qdrant")
     with open_store(config, SPEC) as store:
         ids = [store.add(clip(i), unit_vectors(2)[i], logits(i)).id for i in range(2)]
-        store.client.set_payload("clips", {"user_tags": [NFD_TAG], "fields": OLD_FIELDS}, points=[ids[0]])
+        store.client.set_payload("clips", {"user_tags": [NFD_TAG], "fields": OLD_FIELDS, "name": OLD_NAME},
+                                 points=[ids[0]])
         store.client.update_collection(store._target(), metadata={"keywords": 6})
     with open_store(config, SPEC) as store:
         assert store.client.get_collection("clips").config.metadata["keywords"] == KEYWORDS_VERSION
         assert user_text_found(store) == [[ids[0]]] * 5
         payload = store.client.retrieve("clips", [ids[0]], with_payload=True)[0].payload
+        assert payload["name"] == NEW_NAME and store.get(ids[0]).name == NEW_NAME
         assert payload["user_tags"] == [NFC_TAG]
         assert payload["fields"] == {"note": "a\nb", "pack": "Drums Vol 1"}
 
