@@ -188,10 +188,12 @@ def status_for(error: RetrievalError) -> int:
 def job_status(error: Exception) -> int:
     """What a request waiting on an upload answers when the ingest worker failed its job with `error`: the
     status of a named error, 507 for a full disk however it was said, 500 for any other (the worker's own
-    failure: a plain RetrievalError there is no fault of the client's)."""
+    failure: a RetrievalError of no class the table names, a store gone or a device lost mid-ingest, is no
+    fault of the client's)."""
     if disk_full(error):
         return STATUS_OF[StorageFull]
-    if isinstance(error, RetrievalError) and type(error) is not RetrievalError:
+    if isinstance(error, RetrievalError) and any(cls in STATUS_OF for cls in type(error).__mro__
+                                                 if cls is not RetrievalError):
         return status_for(error)
     return 500
 

@@ -90,13 +90,15 @@ class BodyIdleLimit:
                 return await receive()
             now = asyncio.get_running_loop().time()
             started = now if started is None else started
-            left = started + idle_s + received / min_rate - now  # what its average pace has earned
+            left = idle_s + received / min_rate - (now - started)  # what its average pace has earned
             try:
                 message = await asyncio.wait_for(receive(), timeout=max(0.0, min(idle_s, left)))
             except TimeoutError:
                 if answering:  # the answer started meanwhile: wait for the client's disconnect as it asks
                     return await receive()
-                raise (BodyTimeout(idle_s) if left > idle_s else  # the route's exception handler answers 408
+                # the limit that set the timeout says why: the idle one (on the first part, exactly
+                # idle_s: nothing came at all) or the pace's; the route's exception handler answers 408
+                raise (BodyTimeout(idle_s) if left >= idle_s else
                        BodyTimeout(idle_s, min_rate=min_rate, received=received)) from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))

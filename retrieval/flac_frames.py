@@ -17,7 +17,7 @@ from retrieval.crc import crc, crc_table
 # the last bytes of a FLAC searched for its last frame: twice its largest frame (STREAMINFO), within these
 FLAC_TAIL = (1 << 16, 1 << 20)
 FLAC_LAST_FRAME_TRIES = 4  # frame headers (CRC-8 right) tried from the end as the last frame (CRC-16)
-PROBES = (0.25, 0.5, 0.75)  # the places in a file (of its bytes) where :func:`flac_frame_starts` looks
+PROBES = (0.25, 0.5, 0.75)  # the places in a file (of its bytes) where :func:`flac_frames` looks
 
 _CRC8, _CRC16 = crc_table(0x07, 8), crc_table(0x8005, 16)
 _FLAC_SYNC = re.compile(b"\xff[\xf8\xf9]")  # a frame header's sync code, then its blocking strategy bit

@@ -9,7 +9,10 @@ keys or a shard manifest's ``tagger``) are read by the same :meth:`ModelSpec.fro
 
 Parts of a spec may be absent: a shard manifest knows only the tagger, a feature file no head. ``None`` in
 ``passt_weights`` or ``lam`` means "not recorded" (files of the previous formats) and matches any value;
-everywhere else ``None`` is a value like any other (a text model without a known revision).
+everywhere else ``None`` is a value like any other, but for one case: a text model folder without a
+manifest has a revision of its own, ``weights-`` and a fingerprint of its weights
+(:func:`retrieval.text.read_identity`), and files made before it recorded none: ``None`` there matches any
+such revision.
 """
 
 import hashlib
@@ -32,6 +35,14 @@ ENCODER_FIELDS = PASST_FIELDS + TEXT_FIELDS
 ALL_FIELDS = ENCODER_FIELDS + HEAD_FIELDS
 UNRECORDED_MATCHES_ANY = ("passt_weights", "lam")
 FLOAT_FIELDS = ("window_s", "hop_s", "lam")
+# the revision retrieval.text.read_identity gives a folder without a manifest: a fingerprint of its weights
+WEIGHTS_REVISION = "weights-"
+
+
+def folder_revision(revision: str | None) -> bool:
+    """Whether `revision` is a folder's own (a fingerprint of its weights), or none: a folder named by its
+    folder's name, compared by that name."""
+    return revision is None or revision.startswith(WEIGHTS_REVISION)
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class ModelSpec:
             mine, theirs = getattr(self, name), getattr(other, name)
             if name in UNRECORDED_MATCHES_ANY and (mine is None or theirs is None):
                 continue
+            if name == "text_model_revision" and _unrecorded_fingerprint(mine, theirs):
+                continue
             if self._compared(name) != other._compared(name):
                 out[name] = (mine, theirs)
         return out
@@ -105,15 +118,22 @@ class ModelSpec:
                                                                                             else ""))
 
 
+def _unrecorded_fingerprint(mine: str | None, theirs: str | None) -> bool:
+    """Whether one text model revision is a folder's fingerprint and the other none: a file made before
+    folders had one (it recorded no revision), which matches any (the folder's name is compared still)."""
+    return (mine is None) != (theirs is None) and folder_revision(mine) and folder_revision(theirs)
+
+
 def _normal(value, name: str = "", *, revision: str | None = None):
-    """One spelling of a value: numbers as floats (10 and 10.0 s are one window); a text model with a
+    """One spelling of a value: numbers as floats (10 and 10.0 s are one window); a text model with a hub
     revision (a manifest's hub id) as it is, without `./`, `//` or a trailing `/`; one without (a folder with
-    no manifest) by its folder's name, which is what `retrieval.text.read_identity` names it: files made
-    before that named it by a path (`models/x`, `/srv/models/x`: the library) or by the setting (`x`: the
-    service), and all of these are the one model `x`."""
+    no manifest: no revision recorded, or its weights' fingerprint) by its folder's name, which is what
+    `retrieval.text.read_identity` names it: files made before that named it by a path (`models/x`,
+    `/srv/models/x`: the library) or by the setting (`x`: the service), and all of these are the one model
+    `x` (two folders of one name are told apart by their weights' fingerprints, where both have one)."""
     if name == "text_model" and isinstance(value, str):
         path = posixpath.normpath(value)
-        return path if revision is not None else posixpath.basename(path)
+        return posixpath.basename(path) if folder_revision(revision) else path
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 

@@ -1,6 +1,7 @@
 """The frozen sentence-transformer text encoder and the caption cleaning of the author's recipe."""
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import numpy as np
 
 from retrieval.device import resolve_device
 from retrieval.errors import ModelNotFound
+from retrieval.model_spec import WEIGHTS_REVISION
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +63,61 @@ def clean_caption(text: str) -> str:
 
 
 MANIFEST = "retrieval-model.json"  # written by `retrieval models fetch` into the model's folder
-MODEL_FILES = ("modules.json", "config.json")  # a sentence-transformers pipeline and its transformer
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # either one; `models fetch` installs the first
+# a sentence-transformers pipeline, or a transformer alone (sentence-transformers adds mean pooling): one of
+MODEL_FILES = ("modules.json", "config.json")
+# one of these, in the folder or in the transformer's module folder modules.json names (`0_Transformer/`, as
+# older sentence-transformers wrote it); sharded weights by their index; `models fetch` installs the first
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+                "pytorch_model.bin.index.json")
+_TRANSFORMER = "sentence_transformers.models.Transformer"
 HOW_TO_GET = ("run `retrieval models fetch --only text` (it installs the text model in the models directory; "
               "`--from DIR` takes one carried in by hand), or name a sentence-transformers model's folder")
 
 
-def model_folder_problem(folder: Path, *, weights: tuple[str, ...] = WEIGHT_FILES) -> str | None:
-    """Why `folder` holds no sentence-transformers model (no such folder, or the files it lacks of the
-    pipeline, the transformer's config and one of `weights`), or None when it holds one."""
+def transformer_folder(folder: Path) -> Path:
+    """Where the folder's transformer (its config, tokenizer and weights) is: the module folder its
+    modules.json names for the Transformer (`0_Transformer/` in older layouts), else the folder itself."""
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+    except (OSError, ValueError):
+        return folder
+    for module in modules if isinstance(modules, list) else ():
+        if isinstance(module, dict) and module.get("type") == _TRANSFORMER and module.get("path"):
+            return folder / str(module["path"])
+    return folder
+
+
+def weights_files(folder: Path) -> list[Path]:
+    """The transformer's weights files (the first of WEIGHT_FILES there: a sharded one's index and its
+    shards), or [] when it has none."""
+    where = transformer_folder(folder)
+    for name in WEIGHT_FILES:
+        if (where / name).is_file():
+            if not name.endswith(".index.json"):
+                return [where / name]
+            try:
+                shards = json.loads((where / name).read_text()).get("weight_map", {}).values()
+            except (OSError, ValueError, AttributeError):
+                shards = []
+            return [where / name, *(where / shard for shard in sorted(set(map(str, shards))))]
+    return []
+
+
+def model_folder_problem(folder: Path, *, pinned: str | None = None) -> str | None:
+    """Why `folder` holds no sentence-transformers model, or None when it holds one: no such folder, or the
+    files it lacks: modules.json or config.json, and one of WEIGHT_FILES where the transformer is
+    (:func:`transformer_folder`). `pinned` holds it to the layout `models fetch` installs: modules.json,
+    config.json and that weights file, all in the folder."""
     if not folder.is_dir():
         return "no such folder"
-    missing = [name for name in MODEL_FILES if not (folder / name).is_file()]
-    if not any((folder / name).is_file() for name in weights):
-        missing.append(" or ".join(weights))
+    if pinned is not None:
+        missing = [name for name in (*MODEL_FILES, pinned) if not (folder / name).is_file()]
+    else:
+        missing = [] if any((folder / name).is_file() for name in MODEL_FILES) else [" or ".join(MODEL_FILES)]
+        where = transformer_folder(folder)
+        if not any((where / name).is_file() for name in WEIGHT_FILES):
+            missing.append(" or ".join(WEIGHT_FILES) + (f" in {where.relative_to(folder)}/" if where != folder
+                                                         else ""))
     return f"missing {', '.join(missing)}" if missing else None
 
 
@@ -88,16 +131,45 @@ def require_model_folder(folder: str | Path) -> Path:
     return folder
 
 
+FINGERPRINT_BYTES = 1 << 20  # of each weights file, its first and its last this many bytes are hashed
+
+
+def weights_fingerprint(folder: Path) -> str | None:
+    """A cheap fingerprint of the folder's weights (:func:`weights_files`): sha256 of each file's size and
+    its first and last FINGERPRINT_BYTES, 16 hex digits; None when it has none. Hashing a 420 MB file
+    whole at every load takes a second or more; fine-tunes of one model differ in every layer, so in these
+    bytes too (a safetensors header, at the start, names each tensor's offsets)."""
+    files = weights_files(folder)
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            digest.update(f"{path.name}:{size}:".encode())
+            digest.update(f.read(FINGERPRINT_BYTES))
+            if size > FINGERPRINT_BYTES:
+                f.seek(max(FINGERPRINT_BYTES, size - FINGERPRINT_BYTES))
+                digest.update(f.read(FINGERPRINT_BYTES))
+    return digest.hexdigest()[:16]
+
+
 def read_identity(folder: str | Path) -> tuple[str, str | None]:
     """(model id, revision) of a model folder, the one rule of the service, the library and both runtimes:
-    its manifest's id and revision; without a manifest (a folder copied by hand) the folder's name and no
-    revision, whichever path reaches it (`x` in the models directory, `models/x` and `/srv/models/x` are the
-    model `x`, as the service's setting named it; files that recorded a path match it too:
-    `retrieval.model_spec`)."""
+    its manifest's id and revision; without a manifest (a folder copied by hand) the folder's name, whichever
+    path reaches it (`x` in the models directory, `models/x` and `/srv/models/x` are the model `x`, as the
+    service's setting named it; files that recorded a path match it too: `retrieval.model_spec`), and as
+    revision `weights-` and a fingerprint of its weights (:func:`weights_fingerprint`), so that two folders
+    of one name (two fine-tunes, each in a folder `model`) are two models; files made before recorded no
+    revision, which matches any fingerprint."""
     folder = Path(folder).expanduser()
     manifest = folder / MANIFEST
-    meta = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    return meta.get("model_id", Path(os.path.abspath(folder)).name), meta.get("revision")
+    if manifest.is_file():
+        meta = json.loads(manifest.read_text())
+        return meta.get("model_id", Path(os.path.abspath(folder)).name), meta.get("revision")
+    fingerprint = weights_fingerprint(folder)
+    return (Path(os.path.abspath(folder)).name,
+            None if fingerprint is None else WEIGHTS_REVISION + fingerprint)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,14 @@ import numpy as np
 
 from retrieval.durable import atomic_path, write_json_atomically
 from retrieval.errors import RetrievalError
-from retrieval.text import WEIGHT_FILES, clean_caption, quiet_loading, read_identity, require_model_folder
+from retrieval.text import (
+    clean_caption,
+    quiet_loading,
+    read_identity,
+    require_model_folder,
+    transformer_folder,
+    weights_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,10 @@ class UnsupportedModel(RetrievalError):
 
 
 def check_mean_pooling(model_dir: Path) -> None:
-    """Refuse folders whose pipeline the exported graph would not reproduce."""
+    """Refuse folders whose pipeline the exported graph would not reproduce (a transformer alone, without
+    modules.json, is given mean pooling by sentence-transformers: it is)."""
+    if not (model_dir / "modules.json").is_file():
+        return
     modules = json.loads((model_dir / "modules.json").read_text())
     types = [m["type"] for m in modules]
     if types not in ([_ST_TRANSFORMER, _ST_POOLING], [_ST_TRANSFORMER, _ST_POOLING, _ST_NORMALIZE]):
@@ -45,12 +55,13 @@ def check_mean_pooling(model_dir: Path) -> None:
 
 
 def source_stamp(model_dir: Path) -> dict:
-    """What an export depends on: the weights file's name, size and modification time, and our graph."""
+    """What an export depends on: the weights file's name (a sharded one's index), size and modification
+    time (of all its files: their sum, the latest), and our graph."""
     require_model_folder(model_dir)  # one of WEIGHT_FILES is there
-    name = next(name for name in WEIGHT_FILES if (model_dir / name).is_file())
-    st = (model_dir / name).stat()
-    return {"weights": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "export_version": EXPORT_VERSION,
-            "opset": OPSET}
+    files = weights_files(model_dir)
+    stats = [path.stat() for path in files]
+    return {"weights": files[0].relative_to(model_dir).as_posix(), "size": sum(st.st_size for st in stats),
+            "mtime_ns": max(st.st_mtime_ns for st in stats), "export_version": EXPORT_VERSION, "opset": OPSET}
 
 
 def _pooled_module(transformer):
@@ -190,8 +201,9 @@ class OnnxTextEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        dim = int(json.loads((model_dir / "config.json").read_text())["hidden_size"])
+        transformer = transformer_folder(model_dir)  # the folder, or its `0_Transformer/` (older layouts)
+        tokenizer = AutoTokenizer.from_pretrained(str(transformer), local_files_only=True)
+        dim = int(json.loads((transformer / "config.json").read_text())["hidden_size"])
         return cls(session, tokenizer, model_id=model_id, revision=revision, dim=dim,
                    max_seq_length=_max_seq_length(model_dir, tokenizer), precision=precision)
 

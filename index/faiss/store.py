@@ -61,6 +61,9 @@ WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw", "ivf16": "
                 "ivf8": "ivf8", "auto": "auto"}  # without a window kind of its own
 CLIP_LISTS = 16  # ivf: a clip's windows are scored in this many of its lists, those nearest the query
 REFINE = 4  # a lossy (ivf8) window search ranks this many times k candidates by their stored vectors
+# a tie at the cut is asked deeper up to this many hits a query (or k + 1), no further: a tie group of 200,000
+# identical vectors otherwise made every query ask for all of them
+MAX_TIE_DEPTH = 4096
 REFINE_MARGIN = 0.01  # and rescores each clip's windows within this of its cut (8-bit score errors ~1e-3)
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead
@@ -451,7 +454,9 @@ class FaissStore(VectorStore):
         The index ranks ties in no given order, so it is asked for one hit more than k: where that one scores
         below the k-th, no hit it left out ties at the cut (the common case, at the cost of one hit more);
         where it ties, the queries so tied are asked again, four times deeper, until the last hit scores
-        below the k-th or none is left out."""
+        below the k-th or none is left out, or MAX_TIE_DEPTH hits (k + 1 where that is more) were asked: a
+        tie group reaching past that is ranked by id among the hits the index returned, not among all (the
+        index picks which of a tie it returns)."""
         n = vi.ntotal if allowed is None else len(allowed)
         if k == 0 or n == 0:
             return np.zeros((len(xq), 0), np.float32), np.zeros((len(xq), 0), np.int64)
@@ -465,13 +470,13 @@ class FaissStore(VectorStore):
                 scores, found = np.take_along_axis(scores, order, 1), np.take_along_axis(found, order, 1)
             return scores, found
         rows = list(zip(scores, found, strict=True))  # each query's (scores, ids)
-        tied = np.arange(len(xq))
-        while ask < n:
+        tied, deepest = np.arange(len(xq)), min(n, max(ask, MAX_TIE_DEPTH))
+        while ask < deepest:
             tied = tied[_tied_at(np.stack([rows[q][0] for q in tied]), np.stack([rows[q][1] for q in tied]),
                                  want, last=True)]
             if not len(tied):
                 break
-            ask = min(4 * ask, n)
+            ask = min(4 * ask, deepest)
             for q, row in zip(tied, zip(*vi.search(xq[tied], ask, allowed), strict=True), strict=True):
                 rows[q] = row
         return _ranked(rows, want, whole_ties=whole_ties)

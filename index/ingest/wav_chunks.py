@@ -10,6 +10,7 @@ declared size checked against a cap first; one that is too big, cut short, badly
 otherwise unreadable is skipped with a warning, and the others are still read.
 """
 
+import codecs
 import logging
 import re
 import struct
@@ -68,29 +69,37 @@ def wav_slots(f: BinaryIO, size: int, name: str) -> list[Slots]:
     return out
 
 
+def _latin1_bytes(error: UnicodeError) -> tuple[str, int]:
+    """A decoding error handler: the bytes a codec has no character for, each read as Latin-1 reads it."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return error.object[error.start:error.end].decode("latin-1"), error.end
+
+
+# Windows-1252 has no character for 0x81, 0x8D, 0x8F, 0x90 and 0x9D: such a byte alone is read as Latin-1
+LATIN1_BYTES = "wav-chunks-latin1-bytes"
+codecs.register_error(LATIN1_BYTES, _latin1_bytes)
+
+
 def text(raw: bytes, name: str, what: str, *, field_size: int | None = None) -> str:
     """A chunk's bytes as text: UTF-8 (ASCII is), else Windows-1252 with a warning (the encoding is not
-    declared; what Windows tools write, whose curly quotes and `…` Latin-1 would read as control characters),
-    or Latin-1 where a byte has no Windows-1252 character; cut at the first NUL. UTF-8 that fills a fixed
-    field of `field_size` bytes to its last byte, cut there within a character, is that text without the cut
-    character."""
+    declared; what Windows tools write, whose curly quotes and `…` Latin-1 would read as controls), a byte
+    with no Windows-1252 character read alone as Latin-1 (a C1 control: the rest keeps its quotes); cut at
+    the first NUL. UTF-8 that fills a fixed field of `field_size` bytes to its last byte, cut there within a
+    character, is that text without the cut character."""
     raw = raw.split(b"\0", 1)[0]
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         if len(raw) == field_size and e.reason == "unexpected end of data" and len(raw) - e.start < 4:
             return raw[:e.start].decode("utf-8")
-        try:
-            decoded, encoding = raw.decode("cp1252"), "Windows-1252"
-        except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D: none in Windows-1252
-            decoded, encoding = raw.decode("latin-1"), "Latin-1"
-        log.warning("%s: its %s text is not UTF-8; read as %s", name, what, encoding)
-        return decoded
+        log.warning("%s: its %s text is not UTF-8; read as Windows-1252", name, what)
+        return raw.decode("cp1252", errors=LATIN1_BYTES)
 
 
 def _bext(data: bytes, name: str) -> Slots:
     """The bext chunk's text fields (EBU Tech 3285's fixed layout), each decoded on its own: one field in
-    Latin-1 leaves the others' UTF-8 as it is."""
+    Windows-1252 leaves the others' UTF-8 as it is."""
     if len(data) < BEXT_TEXT_BYTES:
         raise ValueError(f"{len(data)} bytes, fewer than its {BEXT_TEXT_BYTES} bytes of text fields")
     out, at = [], 0

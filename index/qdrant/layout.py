@@ -25,6 +25,9 @@ AUDIO, LOGITS = "audio", "logits"
 PAGE = 1024  # points per scroll / upsert request
 PayloadIndexes = tuple[tuple[str, qm.PayloadSchemaType], ...]
 DEEPER = 4  # a query tied at its cut is asked again this many times deeper
+# up to this many points a query (or k + 1), no further: a tie group of 200,000 identical vectors otherwise
+# made every query ask for all of them (and a window search build a hit of each)
+MAX_TIE_DEPTH = 4096
 
 
 INT8 = qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99,
@@ -138,17 +141,20 @@ def best_first(ask: Callable[[list[int], int, list[float] | None], Sequence[Sequ
     each query's k-th score: none below it is needed (`below`), nor anything of a point but its score and
     `key`. Asked for k + 1: where the last point scores below the k-th, none left out ties at the cut (the
     common case, at the cost of one point more); a query whose last point ties is asked again, `wider`
-    (DEEPER times as many), until it scores below the k-th or the query has no more points."""
+    (DEEPER times as many), until it scores below the k-th or the query has no more points, or MAX_TIE_DEPTH
+    points (k + 1 where that is more) were asked: a tie group reaching past that is ranked by key among the
+    points Qdrant returned, not among all (Qdrant picks which of a tie it returns)."""
     if k == 0 or queries == 0:
         return [[] for _ in range(queries)]
     limit = k + 1
+    deepest = max(limit, MAX_TIE_DEPTH)
     found = [list(points) for points in ask(list(range(queries)), limit, None)]
     tied = list(range(queries))
-    while True:
+    while limit < deepest:
         tied = [q for q in tied if len(found[q]) >= limit and found[q][-1].score == found[q][k - 1].score]
         if not tied:
             break
-        limit = wider(limit)
+        limit = min(max(wider(limit), limit + 1), deepest)
         for q, points in zip(tied, ask(tied, limit, [found[q][k - 1].score for q in tied]), strict=True):
             found[q] = list(points)
     return [sorted(points, key=lambda p: (-p.score, key(p)))[:k] for points in found]

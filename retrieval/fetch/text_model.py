@@ -55,7 +55,7 @@ MPNET = TextModelSpec(
 def _problem(folder: Path) -> str | None:
     """Why ``folder`` is no sentence-transformers model with the pinned weights file, or None (the one check
     of a model folder, :func:`retrieval.text.model_folder_problem`, held to ``model.safetensors``)."""
-    return model_folder_problem(folder, weights=(WEIGHTS,))
+    return model_folder_problem(folder, pinned=WEIGHTS)
 
 
 def find_model_folder(root: Path, *, spec: TextModelSpec) -> Path | None:

@@ -283,8 +283,8 @@ def test_a_refused_field_is_named(tone_server, page, tmp_path):  # noqa: F811
     page.click("#upload-form button[type=submit]")
     page.wait_for_function(f"{UPLOADED}.startsWith('Upload failed')", timeout=WAIT_MS)
     assert page.text_content("#upload-message") == (
-        "Upload failed: tags: String should have at most 64 characters (as stored: composed, trimmed, a tag's "
-        "spaces single)")
+        "Upload failed: tags: String should have at most 64 characters (as stored: composed, trimmed, "
+        "a tag's spaces single)")
     assert page.input_value("#upload-tags") == "x" * 70  # the form kept, to be mended
 
     said = page.evaluate("""errorText(new Response(JSON.stringify({detail: [

@@ -17,10 +17,12 @@ from app.errors import job_status
 from index.ingest.queue import JobQueue
 from index.ingest.worker import IngestWorker
 from index.layout import incoming_location
+from index.qdrant.open import QdrantUnavailable
 from retrieval.errors import (
     AudioDecodeError,
     AudioTooLong,
     ClipNotFound,
+    DeviceUnavailable,
     RetrievalError,
     StorageFull,
     StoreClosed,
@@ -181,6 +183,7 @@ def test_samples_the_worker_cannot_decode_fail_the_job_with_the_reason(paused):
     (AudioTooLong("x"), 413), (AudioDecodeError("x"), 415), (StoreClosed("x"), 503), (ClipNotFound([3]), 404),
     (StorageFull("x"), 507), (OSError(errno.EDQUOT, "Disk quota exceeded"), 507),
     (RetrievalError("ingestion failed"), 500), (ValueError("a bug"), 500),
+    (QdrantUnavailable("the Qdrant server went away"), 500), (DeviceUnavailable("cuda is gone"), 500),
 ])
 def test_a_failed_job_answers_what_the_service_answers_its_error(error, status):
     """The status a request waiting on a failed job gets is app/errors.py's for the error, as any request's

@@ -261,13 +261,17 @@ def test_each_bext_field_is_decoded_on_its_own(caplog):
 def test_text_that_is_not_utf8_is_read_as_windows_tools_write_it(caplog):
     """Windows tools write a bext description in Windows-1252: its curly quotes and `…` (0x93, 0x94, 0x85)
     were read as Latin-1's control characters (then dropped, or NEL a line break). A byte Windows-1252 has no
-    character for (0x81) is read as Latin-1, and its control dropped."""
+    character for (0x81) is read alone as Latin-1, and its control dropped: the field's other bytes are still
+    Windows-1252's (one such byte sent the whole field to Latin-1, its curly quotes dropped with it)."""
     quoted = file_metadata(wav_with(chunk(b"bext", bext(b"Door \x93slam\x94 \x85 caf\xe9")), seconds=0.1),
                            "door.wav")
     assert quoted.description == "Door \u201cslam\u201d \u2026 caf\u00e9"
     with caplog.at_level(logging.WARNING):
         odd = file_metadata(wav_with(chunk(b"bext", bext(b"caf\xe9 \x81ambience")), seconds=0.1), "odd.wav")
-    assert odd.description == "caf\u00e9 ambience" and "read as Latin-1" in caplog.text
+        both = file_metadata(wav_with(chunk(b"bext", bext(b"Door \x93slam\x94 \x81")), seconds=0.1),
+                             "both.wav")
+    assert odd.description == "caf\u00e9 ambience" and both.description == "Door \u201cslam\u201d"
+    assert caplog.text.count("both.wav: its bext description text is not UTF-8; read as Windows-1252") == 1
 
 
 def test_bounds_are_kept_with_a_warning(caplog):

@@ -50,12 +50,16 @@ def tag_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-def make_checkpoint(path, model: Retriever, *, text_model=None) -> tuple[str, RetrievalHead]:
-    """A trained-like head (random weights, lam 0.8) for `model`'s encoders, saved at `path`."""
+def make_checkpoint(path, model: Retriever, *, text_model=None,
+                    recorded_before=False) -> tuple[str, RetrievalHead]:
+    """A trained-like head (random weights, lam 0.8) for `model`'s encoders, saved at `path`; with
+    `recorded_before`, as a checkpoint of before a folder's weights were fingerprinted (no revision)."""
     torch.manual_seed(1)
     encoders = text_spec(model.spec, model.text)
     if text_model is not None:
         encoders = replace(encoders, text_model=text_model)
+    if recorded_before:
+        encoders = replace(encoders, text_model_revision=None)
     head = RetrievalHead(torch.randn(527, model.spec.dim), lam=0.8)
     return save_checkpoint(path, Checkpoint(head, encoders, {})), head
 
@@ -180,13 +184,14 @@ def test_a_folder_without_a_manifest_is_one_model_to_the_service_and_the_library
     library = load_model(models / "minilm", passt="random", checkpoint=tmp_path / "served.safetensors",
                          with_audio=False)
     assert library.spec.encoders() == served.spec.encoders()
-    assert library.text.model_id == served.text.model_id == "minilm" and library.text.revision is None
+    assert library.text.model_id == served.text.model_id == "minilm"
+    assert library.text.revision == served.text.revision and library.text.revision.startswith("weights-")
     make_checkpoint(tmp_path / "library.safetensors", library)
     reopened = build_retriever(settings.model_copy(update={"checkpoint": tmp_path / "library.safetensors"}),
                                with_audio=False, text=served.text.encoder)
     assert reopened.spec.encoders() == library.spec.encoders()
     for before in (str(models / "minilm"), "minilm"):  # what the library and the service recorded before
-        make_checkpoint(tmp_path / "before.safetensors", library, text_model=before)
+        make_checkpoint(tmp_path / "before.safetensors", library, text_model=before, recorded_before=True)
         load_model(models / "minilm", passt="random", checkpoint=tmp_path / "before.safetensors",
                    text=library.text, with_audio=False)
 

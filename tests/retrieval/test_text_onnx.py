@@ -86,11 +86,16 @@ def test_refuses_other_pooling_and_missing_folders(minilm_path, tmp_path):
 def test_a_folder_that_holds_no_model_is_refused_alike_on_torch_and_onnx(minilm_path, settings, tmp_path):
     """One check of a text model folder (retrieval.text.require_model_folder) for both runtimes, the library
     and the service: it says what the folder lacks and how to get a model."""
-    for name, files in {"empty": (), "plain": ("config.json", "model.safetensors"),  # transformers only
+    for name, files in {"empty": (), "weightless": ("config.json",),  # a transformer's config alone
                         "bare": ("modules.json", "config.json")}.items():  # no weights
         (tmp_path / name).mkdir()
         for file in files:
             (tmp_path / name / file).symlink_to(minilm_path / file)
+    nested = tmp_path / "nested"  # an older layout: the transformer in 0_Transformer/, its weights not there
+    (nested / "0_Transformer").mkdir(parents=True)
+    (nested / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "0_Transformer",
+                                                      "type": "sentence_transformers.models.Transformer"}]))
+    (nested / "model.safetensors").symlink_to(minilm_path / "model.safetensors")  # beside, not in, it
 
     def refusals(folder: Path) -> set[str]:
         said = set()
@@ -105,10 +110,11 @@ def test_a_folder_that_holds_no_model_is_refused_alike_on_torch_and_onnx(minilm_
             said.add(str(refused.value))
         return said
 
-    weights = "model.safetensors or pytorch_model.bin"
-    for name, lacks in {"empty": f"missing modules.json, config.json, {weights}",
-                        "plain": "missing modules.json", "bare": f"missing {weights}",
-                        "absent": "no such folder"}.items():
+    weights = ("model.safetensors or pytorch_model.bin or model.safetensors.index.json or "
+               "pytorch_model.bin.index.json")
+    for name, lacks in {"empty": f"missing modules.json or config.json, {weights}",
+                        "weightless": f"missing {weights}", "bare": f"missing {weights}",
+                        "nested": f"missing {weights} in 0_Transformer/", "absent": "no such folder"}.items():
         folder = tmp_path / name
         assert refusals(folder) == {f"no sentence-transformers model at {folder} ({lacks}); {HOW_TO_GET}"}
         assert find_model_folder(folder, spec=MPNET) is None  # what `models fetch --from` takes: one rule
@@ -122,7 +128,8 @@ def test_settings_choose_the_backend(settings, tmp_path, onnx_encoder):
     assert type(torch_side).__name__ == "TextEncoder"
     onnx = load_text_encoder(settings.model_copy(update={"text_backend": "onnx"}))
     assert isinstance(onnx, OnnxTextEncoder)
-    assert onnx.model_id == torch_side.model_id == "model" and onnx.revision is None  # the folder's name
+    assert onnx.model_id == torch_side.model_id == "model"  # the folder's name, and its weights' fingerprint
+    assert onnx.revision == torch_side.revision and onnx.revision.startswith("weights-")
     assert (settings.data_dir / "cache" / "onnx").is_dir()  # cached in the (writable) data directory
     np.testing.assert_allclose(onnx.encode(SENTENCES[:2]), onnx_encoder.encode(SENTENCES[:2]), atol=1e-6)
 
