@@ -30,7 +30,7 @@ from index.faiss.rwlock import ReadWriteLock
 from index.faiss.vector_index import IVF_NPROBE, VectorIndex
 from index.faiss.window_places import WindowPlaces
 from index.layout import CLIP_DB, FAISS_DIR, FAISS_WINDOWS_DIR
-from index.store.checks import check_k, check_queries, check_store_spec
+from index.store.checks import MAX_TIE_DEPTH, check_k, check_queries, check_store_spec
 from index.store.contract import DURATION_TOLERANCE_S, ClipChanged, VectorStore
 from index.store.metadata import Metadata, MetaLayers
 from index.store.records import (
@@ -61,9 +61,6 @@ WINDOW_KINDS = {"flat": "flat16", "flat16": "flat16", "hnsw": "hnsw", "ivf16": "
                 "ivf8": "ivf8", "auto": "auto"}  # without a window kind of its own
 CLIP_LISTS = 16  # ivf: a clip's windows are scored in this many of its lists, those nearest the query
 REFINE = 4  # a lossy (ivf8) window search ranks this many times k candidates by their stored vectors
-# a tie at the cut is asked deeper up to this many hits a query (or k + 1), no further: a tie group of 200,000
-# identical vectors otherwise made every query ask for all of them
-MAX_TIE_DEPTH = 4096
 REFINE_MARGIN = 0.01  # and rescores each clip's windows within this of its cut (8-bit score errors ~1e-3)
 SPEC_KEY = "model_spec"  # in SQLite's meta table
 LEGACY_SPEC_KEY = "fingerprint"  # what stores made before ModelSpec hold instead

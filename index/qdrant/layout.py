@@ -16,6 +16,7 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 
 from index.layout import split_generation
+from index.store.checks import MAX_TIE_DEPTH
 from retrieval.config import N_TAGS
 from retrieval.errors import RetrievalError
 
@@ -25,9 +26,6 @@ AUDIO, LOGITS = "audio", "logits"
 PAGE = 1024  # points per scroll / upsert request
 PayloadIndexes = tuple[tuple[str, qm.PayloadSchemaType], ...]
 DEEPER = 4  # a query tied at its cut is asked again this many times deeper
-# up to this many points a query (or k + 1), no further: a tie group of 200,000 identical vectors otherwise
-# made every query ask for all of them (and a window search build a hit of each)
-MAX_TIE_DEPTH = 4096
 
 
 INT8 = qm.ScalarQuantization(scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, quantile=0.99,

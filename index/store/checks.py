@@ -11,6 +11,10 @@ from retrieval.model_spec import PASST_FIELDS, ModelSpec
 from retrieval.waveform import MAX_PEAKS
 
 MAX_K = 2**40  # more hits than any collection holds: a larger k asks for all of them, as this one does
+# a tie at a search's cut is asked deeper, by every store, up to this many hits a query (or k + 1), no
+# further: a tie group of 200,000 identical vectors otherwise made every query ask for all of them (and a
+# window search build a hit of each); past it, ties are ranked by id among the hits the index returned
+MAX_TIE_DEPTH = 4096
 
 
 # how far past its clip's recorded duration a window may end, in seconds: the two are the same decoded length
