@@ -31,6 +31,8 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 # the characters the rule takes out: the control characters (Unicode's category Cc: U+0000-001F,
 # U+007F-009F) but the spacing ones, and the direction controls (lone surrogates apart: see SURROGATE)
 TAKEN_OUT = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
+CONTROL_RUN = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]+")  # control characters, a run of them
+DIRECTION = re.compile("[\u202a-\u202e\u2066-\u2069]")
 SURROGATE = re.compile("[\ud800-\udfff]")
 ONE_LINE = str.maketrans(dict.fromkeys(SPACING_CONTROLS, " "))
 LF_LINES = str.maketrans(dict.fromkeys(LINE_BREAKS, "\n"))
@@ -40,16 +42,27 @@ def stored_text(text: str, *, lines: bool = False) -> str:
     """`text` as it is stored, cleaned by the rule (the module's): each lone surrogate (os.fsdecode holds a
     file name's byte that is not UTF-8 as one; no UTF-8 store holds it) as U+FFFD, the replacement character,
     as a file manager shows such a byte (a well-formed pair held as two surrogates is the one character it
-    encodes); without control characters or direction controls; one line with a space for each tab and line
+    encodes); a run of control characters a space where it parts two words, else nothing; without direction
+    controls; one line with a space for each tab and line
     break, or with `lines` its tabs kept and its line breaks LF (lf_text); composed (NFC); without spaces at
     either end. It may be empty (spaces and controls alone). Cleaning it again changes nothing."""
     if text.isascii() and text.isprintable():  # the common case: nothing to clean but the ends
         return text.strip()
     if SURROGATE.search(text):
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    text = TAKEN_OUT.sub("", text)  # before NFC: a mark after a dropped NUL is composed
+    text = CONTROL_RUN.sub(_parting, DIRECTION.sub("", text))  # before NFC: a mark after a NUL composes
     text = lf_text(text) if lines else text.translate(ONE_LINE)
     return unicodedata.normalize("NFC", text).strip()
+
+
+def _parting(run: re.Match) -> str:
+    """What a run of control characters leaves: a space where it stood between two words (`Door<ESC>slam` is
+    two words, as the file's tool meant), nothing beside a space, at either end or before a combining mark
+    (which composes with the letter before the run)."""
+    text, start, end = run.string, run.start(), run.end()
+    between = (0 < start and end < len(text) and not text[start - 1].isspace() and not text[end].isspace()
+               and not unicodedata.category(text[end]).startswith("M"))
+    return " " if between else ""
 
 
 def lf_text(text: str) -> str:

@@ -54,7 +54,7 @@ ODD_FILES = {
     "decomposed": ("cafe\u0301.wav", "caf\u00e9.wav"),  # as macOS's file systems give it
     "line-break": ("two\nlines.wav", "two lines.wav"),
     "tab-and-spaces": (" tab\there .wav", "tab here .wav"),
-    "escape": ("red\x1b[31m.wav", "red[31m.wav"),
+    "escape": ("red\x1b[31m.wav", "red [31m.wav"),  # a control between two words parts them
     "isolate": ("a\u2067b\u2069.wav", "ab.wav"),
 }
 

@@ -1099,7 +1099,7 @@ def test_a_files_text_with_a_stray_control_is_read_cleaned_by_the_rule_the_servi
     subject = "Door\x1b[0m slam\x01 \u202egnp.wav\x85second line\u2028third\x9b".encode()  # INFO ends at NUL
     meta = file_metadata(wav_with(info(ISBJ=subject, INAM="Gate\x07 \u2066Slam".encode(),
                                        IKEY="door\x1f; \u202eslam".encode()), seconds=0.1), "door.wav")
-    assert meta.description == "Door[0m slam gnp.wav\nsecond line\nthird"
+    assert meta.description == "Door [0m slam gnp.wav\nsecond line\nthird"  # ESC parts two words
     assert meta.field_dict["title"] == "Gate Slam" and meta.tags == ("door", "slam")
     assert stored_text(subject.decode(), lines=True) == meta.description
     with pytest.raises(ValueError, match="control character U\\+001B"):

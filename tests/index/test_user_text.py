@@ -15,7 +15,9 @@ from index.ingest.queue import JobQueue
 from index.store.metadata import MAX_USER_TAG_CHARS, Metadata, MetaLayers, normalize_tag, normalize_tags
 from index.store.names import (
     BIDI_CONTROLS,
+    DIRECTION,
     SPACING_CONTROLS,
+    SURROGATE,
     TAKEN_OUT,
     checked_text,
     clip_name,
@@ -51,7 +53,9 @@ def test_what_a_file_has_taken_out_a_user_is_refused_and_nothing_else():
             assert ch in SPACING_CONTROLS or cleaned == composed, hex(code)
             assert checked_text(text, lines=True) == cleaned
         else:
-            assert ch not in cleaned and cleaned in ("ab", "a\ufffdb"), hex(code)
+            # a control character parts the two words it stands between, a direction control goes
+            assert ch not in cleaned and cleaned in ("a b", "ab", "a\ufffdb"), hex(code)
+            assert (cleaned == "a b") == (not DIRECTION.match(ch) and not SURROGATE.match(ch)), hex(code)
             with pytest.raises(ValueError, match="contains"):
                 checked_text(text, lines=True)
 
@@ -146,3 +150,14 @@ def test_a_library_filter_s_field_values_are_taken_as_they_are_stored():
     as the service's filter takes it: a SearchFilter normalises it as stored values are."""
     assert SearchFilter(fields={"pack": " cafe\u0301 "}).fields == (("pack", "caf\u00e9"),)
     assert SearchFilter(fields=[("pack", "Drums\r\nVol 1")]).fields == (("pack", "Drums\nVol 1"),)
+
+
+@pytest.mark.parametrize(("text", "stored"), [
+    ("Door\x1bslam", "Door slam"),  # two words a file's tool parted with ESC stay two words
+    ("Door\x1b\x1bslam", "Door slam"),  # a run of them one space
+    ("bell\x07 and\x1f unit", "bell and unit"),  # beside a space: nothing more
+    ("\x07edge\x07", "edge"),
+    ("e\x00\u0301", "\u00e9"),  # before a combining mark: nothing, and the mark composes
+])
+def test_a_control_character_parts_the_words_it_stands_between(text, stored):
+    assert stored_text(text) == stored == stored_text(stored)
