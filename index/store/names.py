@@ -1,12 +1,13 @@
 """User text as it is stored: a clip's name, and the description, tags and field values a user or a file gives
 it (index/store/metadata.py). One rule of characters holds for all of them, used two ways: text read from
 files (a file's name, its embedded metadata, a shard) is cleaned (`stored_text`: what the rule takes out is
-dropped), text a user sends as metadata (PATCH, the upload form, the CLI's CSV) is refused naming the first
-character the rule takes out (`checked_text`, a ValueError the service answers with 422), then stored as
-`stored_text` makes it.
+dropped, a control character between two words a space), text a user sends as metadata (PATCH, the upload
+form, the CLI's CSV) is refused naming the first character the rule takes out (`checked_text`, a ValueError
+the service answers with 422), then stored as `stored_text` makes it.
 
 The rule: lone surrogates are not text (U+FFFD when cleaned); control characters (NUL, ESC, DEL, C1...) and
-the controls of Unicode's bidirectional algorithm (U+202E before `gnp.wav` shows `vaw.png`) are taken out;
+the controls of Unicode's bidirectional algorithm (U+202E before `gnp.wav` shows `vaw.png`) are taken out
+(a run of control characters parting two words leaves a space);
 tabs and line breaks (CR, LF, VT, FF, NEL, U+2028, U+2029: where str.splitlines and some viewers break a
 line) are spacing: one line of text (a name, a tag) has a space for each, text of lines (a description, a
 field value) keeps tabs and has LF for each line break (CRLF one); the text is in Unicode's composed form
@@ -26,13 +27,15 @@ MAX_NAME_CHARS = 255
 # and by some viewers) and tabs: spacing, not controls to take out
 LINE_BREAKS = frozenset("\n\r\v\f\x85\u2028\u2029")
 SPACING_CONTROLS = LINE_BREAKS | {"\t"}
-# embeddings, overrides and isolates of Unicode's bidirectional algorithm: they make a text read otherwise
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-# the characters the rule takes out: the control characters (Unicode's category Cc: U+0000-001F,
-# U+007F-009F) but the spacing ones, and the direction controls (lone surrogates apart: see SURROGATE)
-TAKEN_OUT = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
-CONTROL_RUN = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]+")  # control characters, a run of them
-DIRECTION = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# the characters the rule takes out, as regex ranges: the control characters (Unicode's category Cc:
+# U+0000-001F, U+007F-009F) but the spacing ones; the embeddings, overrides and isolates of Unicode's
+# bidirectional algorithm (they make a text read otherwise); lone surrogates apart (see SURROGATE)
+CONTROLS = "\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f"
+DIRECTIONS = "\u202a-\u202e\u2066-\u2069"
+TAKEN_OUT = re.compile(f"[{CONTROLS}{DIRECTIONS}]")
+CONTROL_RUN = re.compile(f"[{CONTROLS}]+")  # a run of control characters
+DIRECTION = re.compile(f"[{DIRECTIONS}]")
+BIDI_CONTROLS = frozenset(ch for ch in map(chr, range(0x2000, 0x2070)) if DIRECTION.fullmatch(ch))
 SURROGATE = re.compile("[\ud800-\udfff]")
 ONE_LINE = str.maketrans(dict.fromkeys(SPACING_CONTROLS, " "))
 LF_LINES = str.maketrans(dict.fromkeys(LINE_BREAKS, "\n"))
